@@ -1,0 +1,18 @@
+// GRPCProtos: the standard gRPC contracts the system serves and speaks, generated from proto/grpc
+// and proto/google/rpc by `make proto` (see Generated/):
+// - grpc.health.v1 (health checking), grpc.reflection.v1 and v1alpha (server reflection),
+// - grpc.testing (the gRPC interop test service), google.rpc (Status and Code).
+
+public import ProtobufKit
+
+/// Every file of this module, for type registries and the reflection service.
+public let grpcProtoFiles: [ProtoFileMetadata] = [
+    Grpc.Health.V1.HealthProtoFile.metadata,
+    Grpc.Reflection.V1.ReflectionProtoFile.metadata,
+    Grpc.Reflection.V1alpha.ReflectionProtoFile.metadata,
+    Grpc.Testing.EmptyProtoFile.metadata,
+    Grpc.Testing.MessagesProtoFile.metadata,
+    Grpc.Testing.TestProtoFile.metadata,
+    Google.Rpc.StatusProtoFile.metadata,
+    Google.Rpc.CodeProtoFile.metadata,
+]
