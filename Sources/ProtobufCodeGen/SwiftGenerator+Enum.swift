@@ -57,7 +57,7 @@ extension SwiftGenerator {
         p.line("public static let allCases: [\(typeName)] = [\(cases.map { "." + SwiftNames.escaped($0.name) }.joined(separator: ", "))]")
         p.line()
         p.line("/// Proto names of the values (aliases included), for the JSON mapping.")
-        p.line("public static let protoNames = ProtobufKit.EnumNames([")
+        p.line("public static let protoNames = ProtobufKit.EnumNames(\(value.fullName.swiftLiteral), [")
         p.indent()
         for entry in value.values {
             p.line("(\(entry.number), \(entry.name.swiftLiteral)),")

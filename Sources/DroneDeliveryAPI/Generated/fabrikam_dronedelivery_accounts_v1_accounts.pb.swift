@@ -70,7 +70,7 @@ extension Fabrikam.Dronedelivery.Accounts.V1 {
         public static let allCases: [AccountStatus] = [.unspecified, .active, .suspended, .closed]
 
         /// Proto names of the values (aliases included), for the JSON mapping.
-        public static let protoNames = ProtobufKit.EnumNames([
+        public static let protoNames = ProtobufKit.EnumNames("fabrikam.dronedelivery.accounts.v1.AccountStatus", [
             (0, "ACCOUNT_STATUS_UNSPECIFIED"),
             (1, "ACCOUNT_STATUS_ACTIVE"),
             (2, "ACCOUNT_STATUS_SUSPENDED"),
@@ -114,7 +114,7 @@ extension Fabrikam.Dronedelivery.Accounts.V1 {
         public static let allCases: [UserRole] = [.unspecified, .admin, .member]
 
         /// Proto names of the values (aliases included), for the JSON mapping.
-        public static let protoNames = ProtobufKit.EnumNames([
+        public static let protoNames = ProtobufKit.EnumNames("fabrikam.dronedelivery.accounts.v1.UserRole", [
             (0, "USER_ROLE_UNSPECIFIED"),
             (1, "USER_ROLE_ADMIN"),
             (2, "USER_ROLE_MEMBER"),
@@ -161,7 +161,7 @@ extension Fabrikam.Dronedelivery.Accounts.V1 {
         public static let allCases: [ApiKeyStatus] = [.unspecified, .active, .revoked, .expired]
 
         /// Proto names of the values (aliases included), for the JSON mapping.
-        public static let protoNames = ProtobufKit.EnumNames([
+        public static let protoNames = ProtobufKit.EnumNames("fabrikam.dronedelivery.accounts.v1.ApiKeyStatus", [
             (0, "API_KEY_STATUS_UNSPECIFIED"),
             (1, "API_KEY_STATUS_ACTIVE"),
             (2, "API_KEY_STATUS_REVOKED"),

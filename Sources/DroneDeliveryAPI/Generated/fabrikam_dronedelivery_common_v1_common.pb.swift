@@ -60,7 +60,7 @@ extension Fabrikam.Dronedelivery.Common.V1 {
         public static let allCases: [PackageSize] = [.unspecified, .small, .medium, .large]
 
         /// Proto names of the values (aliases included), for the JSON mapping.
-        public static let protoNames = ProtobufKit.EnumNames([
+        public static let protoNames = ProtobufKit.EnumNames("fabrikam.dronedelivery.common.v1.PackageSize", [
             (0, "PACKAGE_SIZE_UNSPECIFIED"),
             (1, "PACKAGE_SIZE_SMALL"),
             (2, "PACKAGE_SIZE_MEDIUM"),
@@ -112,7 +112,7 @@ extension Fabrikam.Dronedelivery.Common.V1 {
         public static let allCases: [ConfirmationType] = [.unspecified, .none, .fingerprint, .picture, .voice]
 
         /// Proto names of the values (aliases included), for the JSON mapping.
-        public static let protoNames = ProtobufKit.EnumNames([
+        public static let protoNames = ProtobufKit.EnumNames("fabrikam.dronedelivery.common.v1.ConfirmationType", [
             (0, "CONFIRMATION_TYPE_UNSPECIFIED"),
             (1, "CONFIRMATION_TYPE_NONE"),
             (2, "CONFIRMATION_TYPE_FINGERPRINT"),
@@ -180,7 +180,7 @@ extension Fabrikam.Dronedelivery.Common.V1 {
         public static let allCases: [DeliveryStage] = [.unspecified, .created, .rescheduled, .headedToPickup, .headedToDropoff, .completed, .cancelled, .failed]
 
         /// Proto names of the values (aliases included), for the JSON mapping.
-        public static let protoNames = ProtobufKit.EnumNames([
+        public static let protoNames = ProtobufKit.EnumNames("fabrikam.dronedelivery.common.v1.DeliveryStage", [
             (0, "DELIVERY_STAGE_UNSPECIFIED"),
             (1, "DELIVERY_STAGE_CREATED"),
             (2, "DELIVERY_STAGE_RESCHEDULED"),
@@ -233,7 +233,7 @@ extension Fabrikam.Dronedelivery.Common.V1 {
         public static let allCases: [OperationKind] = [.unspecified, .create, .reschedule, .cancel]
 
         /// Proto names of the values (aliases included), for the JSON mapping.
-        public static let protoNames = ProtobufKit.EnumNames([
+        public static let protoNames = ProtobufKit.EnumNames("fabrikam.dronedelivery.common.v1.OperationKind", [
             (0, "OPERATION_KIND_UNSPECIFIED"),
             (1, "OPERATION_KIND_CREATE"),
             (2, "OPERATION_KIND_RESCHEDULE"),

@@ -69,7 +69,7 @@ extension Fabrikam.Dronedelivery.Dronescheduler.V1 {
         public static let allCases: [DroneStatus] = [.unspecified, .available, .assigned, .maintenance, .offline, .retired]
 
         /// Proto names of the values (aliases included), for the JSON mapping.
-        public static let protoNames = ProtobufKit.EnumNames([
+        public static let protoNames = ProtobufKit.EnumNames("fabrikam.dronedelivery.dronescheduler.v1.DroneStatus", [
             (0, "DRONE_STATUS_UNSPECIFIED"),
             (1, "DRONE_STATUS_AVAILABLE"),
             (2, "DRONE_STATUS_ASSIGNED"),
@@ -115,7 +115,7 @@ extension Fabrikam.Dronedelivery.Dronescheduler.V1 {
         public static let allCases: [AssignmentState] = [.unspecified, .active, .released]
 
         /// Proto names of the values (aliases included), for the JSON mapping.
-        public static let protoNames = ProtobufKit.EnumNames([
+        public static let protoNames = ProtobufKit.EnumNames("fabrikam.dronedelivery.dronescheduler.v1.AssignmentState", [
             (0, "ASSIGNMENT_STATE_UNSPECIFIED"),
             (1, "ASSIGNMENT_STATE_ACTIVE"),
             (2, "ASSIGNMENT_STATE_RELEASED"),

@@ -71,7 +71,7 @@ extension Fabrikam.Dronedelivery.Supervisor.V1 {
         public static let allCases: [FailedSagaState] = [.unspecified, .pending, .compensating, .compensated, .retrying, .resolved]
 
         /// Proto names of the values (aliases included), for the JSON mapping.
-        public static let protoNames = ProtobufKit.EnumNames([
+        public static let protoNames = ProtobufKit.EnumNames("fabrikam.dronedelivery.supervisor.v1.FailedSagaState", [
             (0, "FAILED_SAGA_STATE_UNSPECIFIED"),
             (1, "FAILED_SAGA_STATE_PENDING"),
             (2, "FAILED_SAGA_STATE_COMPENSATING"),
@@ -125,7 +125,7 @@ extension Fabrikam.Dronedelivery.Supervisor.V1 {
         public static let allCases: [CompensationKind] = [.unspecified, .releaseDrone, .abortFlight, .deletePackage, .markDeliveryFailed]
 
         /// Proto names of the values (aliases included), for the JSON mapping.
-        public static let protoNames = ProtobufKit.EnumNames([
+        public static let protoNames = ProtobufKit.EnumNames("fabrikam.dronedelivery.supervisor.v1.CompensationKind", [
             (0, "COMPENSATION_KIND_UNSPECIFIED"),
             (1, "COMPENSATION_KIND_RELEASE_DRONE"),
             (2, "COMPENSATION_KIND_ABORT_FLIGHT"),
@@ -174,7 +174,7 @@ extension Fabrikam.Dronedelivery.Supervisor.V1 {
         public static let allCases: [CompensationState] = [.unspecified, .pending, .succeeded, .skipped]
 
         /// Proto names of the values (aliases included), for the JSON mapping.
-        public static let protoNames = ProtobufKit.EnumNames([
+        public static let protoNames = ProtobufKit.EnumNames("fabrikam.dronedelivery.supervisor.v1.CompensationState", [
             (0, "COMPENSATION_STATE_UNSPECIFIED"),
             (1, "COMPENSATION_STATE_PENDING"),
             (2, "COMPENSATION_STATE_SUCCEEDED"),

@@ -73,7 +73,7 @@ extension Fabrikam.Dronedelivery.Telemetry.V1 {
         public static let allCases: [FlightPhase] = [.unspecified, .idle, .headedToPickup, .atPickup, .headedToDropoff, .atDropoff, .returning]
 
         /// Proto names of the values (aliases included), for the JSON mapping.
-        public static let protoNames = ProtobufKit.EnumNames([
+        public static let protoNames = ProtobufKit.EnumNames("fabrikam.dronedelivery.telemetry.v1.FlightPhase", [
             (0, "FLIGHT_PHASE_UNSPECIFIED"),
             (1, "FLIGHT_PHASE_IDLE"),
             (2, "FLIGHT_PHASE_HEADED_TO_PICKUP"),

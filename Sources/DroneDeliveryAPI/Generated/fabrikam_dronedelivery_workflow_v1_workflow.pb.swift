@@ -79,7 +79,7 @@ extension Fabrikam.Dronedelivery.Workflow.V1 {
         public static let allCases: [SagaStep] = [.unspecified, .checkAccount, .putPackage, .assignDrone, .scheduleDelivery, .rescheduleDelivery, .cancelDelivery, .releaseDrone]
 
         /// Proto names of the values (aliases included), for the JSON mapping.
-        public static let protoNames = ProtobufKit.EnumNames([
+        public static let protoNames = ProtobufKit.EnumNames("fabrikam.dronedelivery.workflow.v1.SagaStep", [
             (0, "SAGA_STEP_UNSPECIFIED"),
             (1, "SAGA_STEP_CHECK_ACCOUNT"),
             (2, "SAGA_STEP_PUT_PACKAGE"),
@@ -139,7 +139,7 @@ extension Fabrikam.Dronedelivery.Workflow.V1 {
         public static let allCases: [SagaState] = [.unspecified, .pending, .running, .retrying, .succeeded, .failed]
 
         /// Proto names of the values (aliases included), for the JSON mapping.
-        public static let protoNames = ProtobufKit.EnumNames([
+        public static let protoNames = ProtobufKit.EnumNames("fabrikam.dronedelivery.workflow.v1.SagaState", [
             (0, "SAGA_STATE_UNSPECIFIED"),
             (1, "SAGA_STATE_PENDING"),
             (2, "SAGA_STATE_RUNNING"),
@@ -197,7 +197,7 @@ extension Fabrikam.Dronedelivery.Workflow.V1 {
         public static let allCases: [StepState] = [.unspecified, .pending, .running, .succeeded, .failed, .skipped]
 
         /// Proto names of the values (aliases included), for the JSON mapping.
-        public static let protoNames = ProtobufKit.EnumNames([
+        public static let protoNames = ProtobufKit.EnumNames("fabrikam.dronedelivery.workflow.v1.StepState", [
             (0, "STEP_STATE_UNSPECIFIED"),
             (1, "STEP_STATE_PENDING"),
             (2, "STEP_STATE_RUNNING"),

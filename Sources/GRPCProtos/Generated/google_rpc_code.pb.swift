@@ -117,7 +117,7 @@ extension Google.Rpc {
         public static let allCases: [Code] = [.ok, .cancelled, .unknown, .invalidArgument, .deadlineExceeded, .notFound, .alreadyExists, .permissionDenied, .unauthenticated, .resourceExhausted, .failedPrecondition, .aborted, .outOfRange, .unimplemented, .`internal`, .unavailable, .dataLoss]
 
         /// Proto names of the values (aliases included), for the JSON mapping.
-        public static let protoNames = ProtobufKit.EnumNames([
+        public static let protoNames = ProtobufKit.EnumNames("google.rpc.Code", [
             (0, "OK"),
             (1, "CANCELLED"),
             (2, "UNKNOWN"),

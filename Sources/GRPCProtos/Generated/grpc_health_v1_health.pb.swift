@@ -86,7 +86,7 @@ extension Grpc.Health.V1 {
             public static let allCases: [ServingStatus] = [.unknown, .serving, .notServing, .serviceUnknown]
 
             /// Proto names of the values (aliases included), for the JSON mapping.
-            public static let protoNames = ProtobufKit.EnumNames([
+            public static let protoNames = ProtobufKit.EnumNames("grpc.health.v1.HealthCheckResponse.ServingStatus", [
                 (0, "UNKNOWN"),
                 (1, "SERVING"),
                 (2, "NOT_SERVING"),

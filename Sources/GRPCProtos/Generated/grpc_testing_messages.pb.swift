@@ -38,7 +38,7 @@ extension Grpc.Testing {
         public static let allCases: [PayloadType] = [.compressable]
 
         /// Proto names of the values (aliases included), for the JSON mapping.
-        public static let protoNames = ProtobufKit.EnumNames([
+        public static let protoNames = ProtobufKit.EnumNames("grpc.testing.PayloadType", [
             (0, "COMPRESSABLE"),
         ])
     }
@@ -79,7 +79,7 @@ extension Grpc.Testing {
         public static let allCases: [GrpclbRouteType] = [.unknown, .fallback, .backend]
 
         /// Proto names of the values (aliases included), for the JSON mapping.
-        public static let protoNames = ProtobufKit.EnumNames([
+        public static let protoNames = ProtobufKit.EnumNames("grpc.testing.GrpclbRouteType", [
             (0, "GRPCLB_ROUTE_TYPE_UNKNOWN"),
             (1, "GRPCLB_ROUTE_TYPE_FALLBACK"),
             (2, "GRPCLB_ROUTE_TYPE_BACKEND"),
@@ -330,7 +330,7 @@ extension Grpc.Testing {
             public static let allCases: [MetadataType] = [.unknown, .initial, .trailing]
 
             /// Proto names of the values (aliases included), for the JSON mapping.
-            public static let protoNames = ProtobufKit.EnumNames([
+            public static let protoNames = ProtobufKit.EnumNames("grpc.testing.LoadBalancerStatsResponse.MetadataType", [
                 (0, "UNKNOWN"),
                 (1, "INITIAL"),
                 (2, "TRAILING"),
@@ -463,7 +463,7 @@ extension Grpc.Testing {
             public static let allCases: [RpcType] = [.emptyCall, .unaryCall]
 
             /// Proto names of the values (aliases included), for the JSON mapping.
-            public static let protoNames = ProtobufKit.EnumNames([
+            public static let protoNames = ProtobufKit.EnumNames("grpc.testing.ClientConfigureRequest.RpcType", [
                 (0, "EMPTY_CALL"),
                 (1, "UNARY_CALL"),
             ])
@@ -587,7 +587,7 @@ extension Grpc.Testing {
             public static let allCases: [HookRequestCommand] = [.unspecified, .start, .stop, .`return`]
 
             /// Proto names of the values (aliases included), for the JSON mapping.
-            public static let protoNames = ProtobufKit.EnumNames([
+            public static let protoNames = ProtobufKit.EnumNames("grpc.testing.HookRequest.HookRequestCommand", [
                 (0, "UNSPECIFIED"),
                 (1, "START"),
                 (2, "STOP"),

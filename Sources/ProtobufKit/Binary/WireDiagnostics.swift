@@ -80,6 +80,12 @@ enum WireDiagnostics {
                 guard number > 0, number <= 536_870_911 else {
                     throw fail(.malformed, message, "invalid field number \(number) at offset \(tagOffset)")
                 }
+                if wireType == 3 || wireType == 4 {
+                    throw fail(.wrongWireType, message, "field \(number) at offset \(tagOffset) uses a group wire type (\(wireType)), which proto3 does not have")
+                }
+                if wireType == 6 || wireType == 7 {
+                    throw fail(.wrongWireType, message, "field \(number) at offset \(tagOffset) has invalid wire type \(wireType)")
+                }
                 let field = protobuf_c_message_descriptor_get_field(message, UInt32(number))
                 let fieldName = field.map { "field \(number) (\(String(cString: $0.pointee.name)))" } ?? "field \(number)"
                 if let field, !depthOnly {
@@ -119,8 +125,6 @@ enum WireDiagnostics {
                         }
                     }
                     position = payloadEnd
-                case 3, 4:
-                    throw fail(.wrongWireType, message, "\(fieldName) at offset \(tagOffset) uses a group wire type (\(wireType)), which proto3 does not have")
                 default:
                     throw fail(.wrongWireType, message, "\(fieldName) at offset \(tagOffset) has invalid wire type \(wireType)")
                 }

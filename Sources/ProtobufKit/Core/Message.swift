@@ -107,11 +107,14 @@ extension Enum {
 
 /// The names of an enum's values, both ways.
 public struct EnumNames: Sendable {
+    /// The enum's fully qualified proto name, for messages.
+    public let enumName: String
     private let namesByNumber: [Int32: String]
     private let numbersByName: [String: Int32]
 
     /// `pairs` in declaration order; for aliases the first name of a number is the one written.
-    public init(_ pairs: [(Int32, String)]) {
+    public init(_ enumName: String, _ pairs: [(Int32, String)]) {
+        self.enumName = enumName
         var byNumber: [Int32: String] = [:]
         var byName: [String: Int32] = [:]
         for (number, name) in pairs {

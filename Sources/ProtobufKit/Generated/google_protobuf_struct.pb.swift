@@ -40,7 +40,7 @@ extension Google.Protobuf {
         public static let allCases: [NullValue] = [.nullValue]
 
         /// Proto names of the values (aliases included), for the JSON mapping.
-        public static let protoNames = ProtobufKit.EnumNames([
+        public static let protoNames = ProtobufKit.EnumNames("google.protobuf.NullValue", [
             (0, "NULL_VALUE"),
         ])
     }

@@ -80,7 +80,7 @@ public enum JSONDecode {
         case .string(let name):
             if let number = E.protoNames.number(for: name) { return E(rawValue: number) }
             if context.options.ignoreUnknownFields { return nil }
-            throw JSONDecodingError("\(value.shortDescription) is not a value of \(E.self)")
+            throw JSONDecodingError("\(value.shortDescription) is not a value of \(E.protoNames.enumName)")
         case .integer, .number:
             return E(rawValue: try int32(value))
         default:

@@ -68,7 +68,7 @@ extension Fabrikam.Testing.V1 {
         public static let allCases: [TopLevelEnum] = [.unspecified, .foo, .bar, .baz, .negative]
 
         /// Proto names of the values (aliases included), for the JSON mapping.
-        public static let protoNames = ProtobufKit.EnumNames([
+        public static let protoNames = ProtobufKit.EnumNames("fabrikam.testing.v1.TopLevelEnum", [
             (0, "TOP_LEVEL_ENUM_UNSPECIFIED"),
             (1, "TOP_LEVEL_ENUM_FOO"),
             (2, "TOP_LEVEL_ENUM_BAR"),
@@ -329,7 +329,7 @@ extension Fabrikam.Testing.V1 {
             public static let allCases: [NestedEnum] = [.unspecified, .foo, .bar, .baz, .negative]
 
             /// Proto names of the values (aliases included), for the JSON mapping.
-            public static let protoNames = ProtobufKit.EnumNames([
+            public static let protoNames = ProtobufKit.EnumNames("fabrikam.testing.v1.TestAllTypes.NestedEnum", [
                 (0, "NESTED_ENUM_UNSPECIFIED"),
                 (1, "NESTED_ENUM_FOO"),
                 (2, "NESTED_ENUM_BAR"),

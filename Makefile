@@ -1,0 +1,50 @@
+# Fabrikam Drone Delivery. `make test` and `make run` are the two set-up commands (see README.md).
+SHELL := /bin/bash
+SWIFT ?= swift
+FUZZ_SECONDS ?= 30
+
+.PHONY: all deps build proto check-generated test unit-tests fuzz bench bench-protobuf run clean
+
+all: build
+
+## deps: install system packages (apt) and the Python virtualenv the cross-checks use
+deps:
+	@bash tools/install-deps.sh
+
+## build: compile everything (debug)
+build: deps
+	$(SWIFT) build
+
+## proto: regenerate C (protoc-c) and Swift (protoc-gen-swiftpbc) from proto/
+proto: deps
+	bash tools/generate-protos.sh
+
+## check-generated: fail if regenerating from proto/ changes committed files
+check-generated: proto
+	@git add -N Sources Tests >/dev/null 2>&1 || true
+	@if ! git diff --quiet -- Sources Tests; then \
+	  echo "generated code is out of date with proto/ (run 'make proto' and commit):"; \
+	  git diff --stat -- Sources Tests; exit 1; fi
+	@echo "generated code matches proto/"
+
+## test: deps, build, and every test (unit, cross-implementation, snapshot, contract)
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+## fuzz: libFuzzer targets for binary decode and JSON parse, $(FUZZ_SECONDS)s each
+fuzz: deps
+	bash tools/fuzz.sh $(FUZZ_SECONDS)
+
+## bench-protobuf: encode/decode/JSON against swift-protobuf (separate package, Benchmarks/)
+bench-protobuf: deps
+	bash tools/bench-protobuf.sh
+
+bench: bench-protobuf
+
+## run: start the whole system locally (services arrive with issue #4; see README)
+run: build
+	@bash tools/run.sh
+
+clean:
+	rm -rf .build Benchmarks/.build Fuzz/.build

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what the project needs on a fresh Debian 12 machine (`make deps`); idempotent.
+#  - apt: C libraries and tools the build, the code generator and the tests use
+#  - .venv: Python packages the independent cross-checks use (Google's protobuf runtime)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+
+apt_packages=(
+  pkg-config zlib1g-dev
+  libnghttp2-dev nghttp2-client        # HTTP/2 library; h2load for the RPC benchmark
+  libprotobuf-c-dev protobuf-c-compiler # protobuf-c runtime and protoc-c
+  protobuf-compiler libprotoc-dev libprotobuf-dev  # protoc and the well-known .proto files
+  libjansson-dev                        # JSON parser of the proto3 JSON mapping
+  python3-venv
+)
+
+missing=()
+for package in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "apt: installing ${missing[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# Python packages, pinned in tools/requirements.txt, into a virtualenv under the repo.
+venv="$root/.venv"
+stamp="$venv/.requirements.stamp"
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+if [ ! -f "$stamp" ] || ! cmp -s "$root/tools/requirements.txt" "$stamp"; then
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/tools/requirements.txt"
+  cp "$root/tools/requirements.txt" "$stamp"
+fi
