@@ -23,6 +23,13 @@ struct CodePrinter {
         line("}")
     }
 
+    /// Prints `header {`, the body at the same depth (Swift style for `switch` cases), then `}`.
+    mutating func switchBlock(_ header: String, _ body: (inout CodePrinter) -> Void) {
+        line(header + " {")
+        body(&self)
+        line("}")
+    }
+
     /// Prints a proto comment as a `///` doc comment.
     mutating func docComment(_ comment: String) {
         let trimmed = comment.split(separator: "\n", omittingEmptySubsequences: false)

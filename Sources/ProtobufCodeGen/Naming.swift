@@ -138,12 +138,19 @@ public enum SwiftNames {
 
     /// `DeliveryStage` -> `DELIVERY_STAGE`.
     public static func upperSnake(_ name: String) -> String {
+        // A word starts at an upper case letter that follows a lower case letter or digit, or
+        // that ends an acronym (`HTTPRule` -> `HTTP_RULE`).
+        let characters = Array(name)
         var result = ""
-        var previousWasLowerOrDigit = false
-        for character in name {
-            if character.isUppercase && previousWasLowerOrDigit { result += "_" }
+        for (index, character) in characters.enumerated() {
+            if index > 0, character.isUppercase {
+                let previous = characters[index - 1]
+                let next = index + 1 < characters.count ? characters[index + 1] : nil
+                if previous.isLowercase || previous.isNumber || (previous.isUppercase && next?.isLowercase == true) {
+                    result += "_"
+                }
+            }
             result += character.uppercased()
-            previousWasLowerOrDigit = character.isLowercase || character.isNumber
         }
         return result
     }

@@ -36,7 +36,7 @@ extension SwiftGenerator {
         p.line("public init() { self.init(rawValue: 0) }")
         p.line()
         p.block("public init(rawValue: Int32)") { p in
-            p.block("switch rawValue") { p in
+            p.switchBlock("switch rawValue") { p in
                 for entry in cases {
                     p.line("case \(entry.value.number): self = .\(SwiftNames.escaped(entry.name))")
                 }
@@ -45,7 +45,7 @@ extension SwiftGenerator {
         }
         p.line()
         p.block("public var rawValue: Int32") { p in
-            p.block("switch self") { p in
+            p.switchBlock("switch self") { p in
                 for entry in cases {
                     p.line("case .\(SwiftNames.escaped(entry.name)): return \(entry.value.number)")
                 }

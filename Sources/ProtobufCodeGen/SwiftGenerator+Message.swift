@@ -312,7 +312,7 @@ extension SwiftGenerator {
         }
         for (index, oneof) in message.oneofs.enumerated() {
             let names = oneofNames(oneof, in: message)
-            p.block("switch self.\(SwiftNames.escaped(names.property))") { p in
+            p.switchBlock("switch self.\(SwiftNames.escaped(names.property))") { p in
                 for member in plans where member.field.oneofIndex == index {
                     p.line("case .\(member.escapedName)(let value)?:")
                     p.line("    c.pointee.\(ProtobufCNames.oneofCaseName(oneof.name)) = .init(rawValue: \(member.field.number))")
@@ -372,7 +372,7 @@ extension SwiftGenerator {
         }
         for (index, oneof) in message.oneofs.enumerated() {
             let names = oneofNames(oneof, in: message)
-            p.block("switch c.pointee.\(ProtobufCNames.oneofCaseName(oneof.name)).rawValue") { p in
+            p.switchBlock("switch c.pointee.\(ProtobufCNames.oneofCaseName(oneof.name)).rawValue") { p in
                 for member in plans where member.field.oneofIndex == index {
                     let context = message.fullName + "." + member.field.name
                     p.line("case \(member.field.number):")
@@ -448,7 +448,7 @@ extension SwiftGenerator {
         }
         for (index, oneof) in message.oneofs.enumerated() {
             let names = oneofNames(oneof, in: message)
-            p.block("switch self.\(SwiftNames.escaped(names.property))") { p in
+            p.switchBlock("switch self.\(SwiftNames.escaped(names.property))") { p in
                 for member in plans where member.field.oneofIndex == index {
                     p.line("case .\(member.escapedName)(let value)?: \(jsonKey(member)); \(jsonWrite(member, "value"))")
                 }

@@ -12,6 +12,8 @@ For each case the script parses the corpus JSON into P with Python, checks that
 the Swift binary and the Swift JSON both decode to P, compares the Swift JSON
 with Python's JSON for P, and writes NAME.python.bin / NAME.python.json for the
 Swift side to decode. Only dynamic messages are used (no generated _pb2 code).
+Prints `ok NAME` or `FAIL NAME: reason` per case, then `N passed, M failed`;
+exits 1 if a case failed, 2 on usage errors.
 """
 
 import argparse
@@ -20,6 +22,7 @@ import inspect
 import json
 import math
 import os
+import struct
 import sys
 
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format
@@ -27,8 +30,8 @@ from google.protobuf import message_factory
 
 # FieldDescriptor constants (stable across protobuf versions).
 LABEL_REPEATED = 3
+CPPTYPE_FLOATS = (5, 6)  # CPPTYPE_DOUBLE, CPPTYPE_FLOAT
 CPPTYPE_MESSAGE = 10
-CPPTYPE_FLOAT_KINDS = (5, 6)  # CPPTYPE_DOUBLE, CPPTYPE_FLOAT
 
 
 def load_pool(path):
@@ -48,27 +51,22 @@ def message_class(pool, full_name):
     return message_factory.MessageFactory(pool).GetPrototype(desc)
 
 
-def _accepts_pool(func):
-    return 'descriptor_pool' in inspect.signature(func).parameters
-
-
-# Very old versions lack the descriptor_pool keyword; decided once, not by
-# catching TypeError (which json_format also raises for unknown Any types).
-_PARSE_POOL = _accepts_pool(json_format.Parse)
-_PRINT_POOL = _accepts_pool(json_format.MessageToJson)
+# Very old versions lack the descriptor_pool keyword. Decided up front rather
+# than by catching TypeError, which json_format also raises for unknown Anys.
+_PARSE_POOL = 'descriptor_pool' in inspect.signature(json_format.Parse).parameters
+_PRINT_POOL = 'descriptor_pool' in inspect.signature(json_format.MessageToJson).parameters
 
 
 def parse_json(text, msg, pool):
-    if _PARSE_POOL:
-        return json_format.Parse(text, msg, descriptor_pool=pool)
-    return json_format.Parse(text, msg)
+    kwargs = {'descriptor_pool': pool} if _PARSE_POOL else {}
+    return json_format.Parse(text, msg, **kwargs)
 
 
 def to_json(msg, pool):
-    # No default-printing keyword: defaults are omitted, as on the Swift side.
-    if _PRINT_POOL:
-        return json_format.MessageToJson(msg, descriptor_pool=pool)
-    return json_format.MessageToJson(msg)
+    # No default-printing keyword (its name changed across versions): the
+    # default omits fields without presence that hold default values.
+    kwargs = {'descriptor_pool': pool} if _PRINT_POOL else {}
+    return json_format.MessageToJson(msg, **kwargs)
 
 
 def is_repeated(field):
@@ -78,10 +76,18 @@ def is_repeated(field):
 
 
 def same_float(a, b):
-    """Bit-level float equality, except that every NaN equals every NaN."""
+    """Bit-level float equality (so -0.0 != 0.0), except that NaN == NaN."""
     if math.isnan(a) or math.isnan(b):
         return math.isnan(a) and math.isnan(b)
     return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
+
+
+def same_float32(a, b):
+    """True if a and b round to the same float32 (matters for subnormals)."""
+    try:
+        return struct.pack('<f', a) == struct.pack('<f', b)
+    except (OverflowError, struct.error):
+        return False
 
 
 def has_unknown_fields(msg):
@@ -95,117 +101,91 @@ def has_unknown_fields(msg):
 def message_diff(a, b, pool, path='$'):
     """Returns the first path where messages a and b differ, or None.
 
-    Any payloads are unpacked and compared as messages, so two encoders that
-    order an embedded message's fields (or map entries) differently agree.
+    Stricter than ==, which old versions answer with NaN != NaN and
+    -0.0 == 0.0, except that Any payloads are compared as unpacked messages,
+    not as bytes: encoders may order an embedded message's map entries
+    differently. Also names the differing field.
     """
     if has_unknown_fields(a) != has_unknown_fields(b):
         return path + ': unknown fields on one side only'
     if a.DESCRIPTOR.full_name == 'google.protobuf.Any' and a.type_url == b.type_url:
         try:
             cls = message_class(pool, a.type_url.split('/')[-1])
-            return message_diff(cls.FromString(a.value), cls.FromString(b.value),
-                                pool, '%s<%s>' % (path, a.type_url))
-        except Exception:  # unresolvable type URL: compare the raw fields below
+            inner_a, inner_b = cls.FromString(a.value), cls.FromString(b.value)
+        except Exception:  # unresolvable or undecodable: compare raw fields
             pass
+        else:
+            return message_diff(inner_a, inner_b, pool, '%s<%s>' % (path, a.type_url))
     fields_a = {f.number: (f, v) for f, v in a.ListFields()}
     fields_b = {f.number: (f, v) for f, v in b.ListFields()}
     for number in sorted(set(fields_a) | set(fields_b)):
-        if number not in fields_a or number not in fields_b:
-            field = (fields_a.get(number) or fields_b.get(number))[0]
-            return '%s.%s: set on one side only' % (path, field.name)
-        field, va = fields_a[number]
-        vb = fields_b[number][1]
+        field = (fields_a.get(number) or fields_b.get(number))[0]
         where = '%s.%s' % (path, field.name)
+        if number not in fields_a or number not in fields_b:
+            return where + ': set on one side only'
+        va, vb = fields_a[number][1], fields_b[number][1]
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
             if set(va) != set(vb):
                 return where + ': map keys differ (%r vs %r)' % (sorted(va), sorted(vb))
             value_field = field.message_type.fields_by_name['value']
-            for key in sorted(va):
-                d = value_diff(value_field, va[key], vb[key], pool, '%s[%r]' % (where, key))
-                if d:
-                    return d
+            pairs = [(value_field, va[k], vb[k], '%s[%r]' % (where, k)) for k in sorted(va)]
         elif is_repeated(field):
             if len(va) != len(vb):
                 return where + ': %d vs %d elements' % (len(va), len(vb))
-            for i, (x, y) in enumerate(zip(va, vb)):
-                d = value_diff(field, x, y, pool, '%s[%d]' % (where, i))
-                if d:
-                    return d
+            pairs = [(field, x, y, '%s[%d]' % (where, i))
+                     for i, (x, y) in enumerate(zip(va, vb))]
         else:
-            d = value_diff(field, va, vb, pool, where)
+            pairs = [(field, va, vb, where)]
+        for f, x, y, p in pairs:
+            if f.cpp_type == CPPTYPE_MESSAGE:
+                d = message_diff(x, y, pool, p)
+            elif not (same_float(x, y) if f.cpp_type in CPPTYPE_FLOATS else x == y):
+                d = '%s: %r vs %r' % (p, x, y)
+            else:
+                d = None
             if d:
                 return d
     return None
 
 
-def value_diff(field, x, y, pool, path):
-    """Compares one value of `field` (never a whole repeated field)."""
-    if field.cpp_type == CPPTYPE_MESSAGE:
-        return message_diff(x, y, pool, path)
-    if field.cpp_type in CPPTYPE_FLOAT_KINDS:
-        return None if same_float(x, y) else '%s: %r vs %r' % (path, x, y)
-    return None if x == y else '%s: %r vs %r' % (path, x, y)
-
-
-def messages_equal_or_diff(got, want, pool):
-    """None if got equals want; else a description of the first difference."""
-    if got == want:
-        return None
-    # == compares Any payloads as bytes; the walk tells encoding-only
-    # differences apart from real ones and names the differing field.
-    return message_diff(got, want, pool)
-
-
 def json_diff(got, want, path='$'):
-    """First path where parsed JSON values differ, or None.
+    """Returns the first path where parsed JSON values differ, or None.
 
-    Numbers Python printed as integers (integer fields) must come back as equal
-    integers; numbers Python printed as floats accept a relative error of 1e-6
-    (float32 fields print with fewer digits) and may come back as integers.
+    A number Python printed as an integer (an integer field) must come back as
+    the same integer. A number Python printed as a float may come back as a
+    float or an integer within a relative error of 1e-6 (float32 fields print
+    with fewer digits), or rounding to the same float32.
     """
-    if isinstance(want, bool) or isinstance(got, bool):
-        ok = type(got) is type(want) and got == want
-    elif isinstance(want, int):
-        ok = isinstance(got, int) and got == want
-    elif isinstance(want, float):
-        ok = isinstance(got, (int, float)) and math.isclose(got, want, rel_tol=1e-6)
-    elif isinstance(want, dict):
-        if not isinstance(got, dict):
-            return '%s: expected an object, got %s' % (path, json.dumps(got)[:80])
+    if isinstance(want, dict) and isinstance(got, dict):
         for key in sorted(set(got) | set(want)):
-            if key not in got:
-                return '%s.%s: missing (expected %s)' % (path, key, json.dumps(want[key])[:80])
-            if key not in want:
-                return '%s.%s: unexpected (got %s)' % (path, key, json.dumps(got[key])[:80])
+            if key not in got or key not in want:
+                side, value = ('missing, expected', want) if key in want else ('unexpected', got)
+                return '%s.%s: %s %s' % (path, key, side, json.dumps(value[key])[:80])
             d = json_diff(got[key], want[key], '%s.%s' % (path, key))
             if d:
                 return d
         return None
-    elif isinstance(want, list):
-        if not isinstance(got, list) or len(got) != len(want):
-            return '%s: expected %d-element array, got %s' % (
-                path, len(want), json.dumps(got)[:80])
+    if isinstance(want, list) and isinstance(got, list) and len(got) == len(want):
         for i, (g, w) in enumerate(zip(got, want)):
             d = json_diff(g, w, '%s[%d]' % (path, i))
             if d:
                 return d
         return None
-    else:  # str or None
+    if isinstance(want, float) and not isinstance(got, bool):
+        ok = isinstance(got, (int, float)) and (
+            math.isclose(got, want, rel_tol=1e-6) or same_float32(got, want))
+    else:  # int, str, bool, None, or a container against a non-container
         ok = type(got) is type(want) and got == want
     if ok:
         return None
-    return '%s: expected %s, got %s' % (path, json.dumps(want), json.dumps(got))
-
-
-def read(path, mode='rb'):
-    with open(path, mode) as f:
-        return f.read()
+    return '%s: expected %s, got %s' % (path, json.dumps(want)[:80], json.dumps(got)[:80])
 
 
 def check_case(work, name, pool):
-    """Runs one case; returns None on success or the failure reason."""
+    """Runs one case; returns None on success or the reason for failure."""
     base = os.path.join(work, name)
-    case = json.loads(read(base + '.case.json', 'r'))
+    with open(base + '.case.json', encoding='utf-8') as f:
+        case = json.load(f)
     cls = message_class(pool, case['message'])
 
     # a. The reference message, parsed by Python from the corpus JSON.
@@ -215,37 +195,38 @@ def check_case(work, name, pool):
     # e. Python's encodings for the Swift side (written even if checks fail).
     with open(base + '.python.bin', 'wb') as f:
         f.write(p.SerializeToString(deterministic=True))
-    with open(base + '.python.json', 'w') as f:
+    with open(base + '.python.json', 'w', encoding='utf-8') as f:
         f.write(python_json)
 
-    # b. The Swift binary encoding decodes to the same message.
-    if not os.path.exists(base + '.swift.bin'):
-        return 'missing %s.swift.bin' % name
     try:
-        q = cls.FromString(read(base + '.swift.bin'))
+        with open(base + '.swift.bin', 'rb') as f:
+            swift_bin = f.read()
+        with open(base + '.swift.json', 'rb') as f:
+            swift_json = f.read().decode('utf-8')
+    except OSError as e:
+        return 'cannot read %s: %s' % (e.filename, e.strerror)
+
+    # b. The Swift binary encoding decodes to the same message.
+    try:
+        q = cls.FromString(swift_bin)
     except Exception as e:
         return 'swift.bin does not decode: %s' % e
-    d = messages_equal_or_diff(q, p, pool)
+    d = message_diff(q, p, pool)
     if d:
         return 'binary from Swift decodes to a different message: ' + d
 
     # c. The Swift JSON parses to the same message.
-    if not os.path.exists(base + '.swift.json'):
-        return 'missing %s.swift.json' % name
-    swift_json = read(base + '.swift.json').decode('utf-8')
     try:
         r = parse_json(swift_json, cls(), pool)
     except Exception as e:
         return 'swift.json does not parse: %s' % e
-    d = messages_equal_or_diff(r, p, pool)
+    d = message_diff(r, p, pool)
     if d:
         return 'JSON from Swift parses to a different message: ' + d
 
     # d. The Swift JSON matches Python's JSON, compared as parsed values.
     d = json_diff(json.loads(swift_json), json.loads(python_json))
-    if d:
-        return 'JSON from Swift differs from Python JSON at ' + d
-    return None
+    return 'JSON from Swift differs from Python JSON at ' + d if d else None
 
 
 def main(argv):
@@ -253,7 +234,6 @@ def main(argv):
     parser.add_argument('--descriptor-set', required=True, help='FileDescriptorSet (.pb)')
     parser.add_argument('--work', required=True, help='directory with the case files')
     args = parser.parse_args(argv)  # exits with status 2 on usage errors
-
     if not os.path.isdir(args.work):
         parser.error('not a directory: %s' % args.work)
     try:
@@ -271,12 +251,8 @@ def main(argv):
             reason = check_case(args.work, name, pool)
         except Exception as e:  # bad case file, unknown message, parse error...
             reason = '%s: %s' % (type(e).__name__, e)
-        if reason is None:
-            passed += 1
-            print('ok %s' % name)
-        else:
-            failed += 1
-            print('FAIL %s: %s' % (name, reason))
+        passed, failed = (passed + 1, failed) if reason is None else (passed, failed + 1)
+        print('ok ' + name if reason is None else 'FAIL %s: %s' % (name, reason))
     print('%d passed, %d failed' % (passed, failed))
     return 1 if failed else 0
 

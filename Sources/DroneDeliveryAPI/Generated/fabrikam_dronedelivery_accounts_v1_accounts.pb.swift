@@ -48,21 +48,21 @@ extension Fabrikam.Dronedelivery.Accounts.V1 {
 
         public init(rawValue: Int32) {
             switch rawValue {
-                case 0: self = .unspecified
-                case 1: self = .active
-                case 2: self = .suspended
-                case 3: self = .closed
-                default: self = .unrecognized(rawValue)
+            case 0: self = .unspecified
+            case 1: self = .active
+            case 2: self = .suspended
+            case 3: self = .closed
+            default: self = .unrecognized(rawValue)
             }
         }
 
         public var rawValue: Int32 {
             switch self {
-                case .unspecified: return 0
-                case .active: return 1
-                case .suspended: return 2
-                case .closed: return 3
-                case .unrecognized(let value): return value
+            case .unspecified: return 0
+            case .active: return 1
+            case .suspended: return 2
+            case .closed: return 3
+            case .unrecognized(let value): return value
             }
         }
 
@@ -94,19 +94,19 @@ extension Fabrikam.Dronedelivery.Accounts.V1 {
 
         public init(rawValue: Int32) {
             switch rawValue {
-                case 0: self = .unspecified
-                case 1: self = .admin
-                case 2: self = .member
-                default: self = .unrecognized(rawValue)
+            case 0: self = .unspecified
+            case 1: self = .admin
+            case 2: self = .member
+            default: self = .unrecognized(rawValue)
             }
         }
 
         public var rawValue: Int32 {
             switch self {
-                case .unspecified: return 0
-                case .admin: return 1
-                case .member: return 2
-                case .unrecognized(let value): return value
+            case .unspecified: return 0
+            case .admin: return 1
+            case .member: return 2
+            case .unrecognized(let value): return value
             }
         }
 
@@ -139,21 +139,21 @@ extension Fabrikam.Dronedelivery.Accounts.V1 {
 
         public init(rawValue: Int32) {
             switch rawValue {
-                case 0: self = .unspecified
-                case 1: self = .active
-                case 2: self = .revoked
-                case 3: self = .expired
-                default: self = .unrecognized(rawValue)
+            case 0: self = .unspecified
+            case 1: self = .active
+            case 2: self = .revoked
+            case 3: self = .expired
+            default: self = .unrecognized(rawValue)
             }
         }
 
         public var rawValue: Int32 {
             switch self {
-                case .unspecified: return 0
-                case .active: return 1
-                case .revoked: return 2
-                case .expired: return 3
-                case .unrecognized(let value): return value
+            case .unspecified: return 0
+            case .active: return 1
+            case .revoked: return 2
+            case .expired: return 3
+            case .unrecognized(let value): return value
             }
         }
 

@@ -38,21 +38,21 @@ extension Fabrikam.Dronedelivery.Common.V1 {
 
         public init(rawValue: Int32) {
             switch rawValue {
-                case 0: self = .unspecified
-                case 1: self = .small
-                case 2: self = .medium
-                case 3: self = .large
-                default: self = .unrecognized(rawValue)
+            case 0: self = .unspecified
+            case 1: self = .small
+            case 2: self = .medium
+            case 3: self = .large
+            default: self = .unrecognized(rawValue)
             }
         }
 
         public var rawValue: Int32 {
             switch self {
-                case .unspecified: return 0
-                case .small: return 1
-                case .medium: return 2
-                case .large: return 3
-                case .unrecognized(let value): return value
+            case .unspecified: return 0
+            case .small: return 1
+            case .medium: return 2
+            case .large: return 3
+            case .unrecognized(let value): return value
             }
         }
 
@@ -88,23 +88,23 @@ extension Fabrikam.Dronedelivery.Common.V1 {
 
         public init(rawValue: Int32) {
             switch rawValue {
-                case 0: self = .unspecified
-                case 1: self = .none
-                case 2: self = .fingerprint
-                case 3: self = .picture
-                case 4: self = .voice
-                default: self = .unrecognized(rawValue)
+            case 0: self = .unspecified
+            case 1: self = .none
+            case 2: self = .fingerprint
+            case 3: self = .picture
+            case 4: self = .voice
+            default: self = .unrecognized(rawValue)
             }
         }
 
         public var rawValue: Int32 {
             switch self {
-                case .unspecified: return 0
-                case .none: return 1
-                case .fingerprint: return 2
-                case .picture: return 3
-                case .voice: return 4
-                case .unrecognized(let value): return value
+            case .unspecified: return 0
+            case .none: return 1
+            case .fingerprint: return 2
+            case .picture: return 3
+            case .voice: return 4
+            case .unrecognized(let value): return value
             }
         }
 
@@ -150,29 +150,29 @@ extension Fabrikam.Dronedelivery.Common.V1 {
 
         public init(rawValue: Int32) {
             switch rawValue {
-                case 0: self = .unspecified
-                case 1: self = .created
-                case 2: self = .rescheduled
-                case 3: self = .headedToPickup
-                case 4: self = .headedToDropoff
-                case 5: self = .completed
-                case 6: self = .cancelled
-                case 7: self = .failed
-                default: self = .unrecognized(rawValue)
+            case 0: self = .unspecified
+            case 1: self = .created
+            case 2: self = .rescheduled
+            case 3: self = .headedToPickup
+            case 4: self = .headedToDropoff
+            case 5: self = .completed
+            case 6: self = .cancelled
+            case 7: self = .failed
+            default: self = .unrecognized(rawValue)
             }
         }
 
         public var rawValue: Int32 {
             switch self {
-                case .unspecified: return 0
-                case .created: return 1
-                case .rescheduled: return 2
-                case .headedToPickup: return 3
-                case .headedToDropoff: return 4
-                case .completed: return 5
-                case .cancelled: return 6
-                case .failed: return 7
-                case .unrecognized(let value): return value
+            case .unspecified: return 0
+            case .created: return 1
+            case .rescheduled: return 2
+            case .headedToPickup: return 3
+            case .headedToDropoff: return 4
+            case .completed: return 5
+            case .cancelled: return 6
+            case .failed: return 7
+            case .unrecognized(let value): return value
             }
         }
 
@@ -211,21 +211,21 @@ extension Fabrikam.Dronedelivery.Common.V1 {
 
         public init(rawValue: Int32) {
             switch rawValue {
-                case 0: self = .unspecified
-                case 1: self = .create
-                case 2: self = .reschedule
-                case 3: self = .cancel
-                default: self = .unrecognized(rawValue)
+            case 0: self = .unspecified
+            case 1: self = .create
+            case 2: self = .reschedule
+            case 3: self = .cancel
+            default: self = .unrecognized(rawValue)
             }
         }
 
         public var rawValue: Int32 {
             switch self {
-                case .unspecified: return 0
-                case .create: return 1
-                case .reschedule: return 2
-                case .cancel: return 3
-                case .unrecognized(let value): return value
+            case .unspecified: return 0
+            case .create: return 1
+            case .reschedule: return 2
+            case .cancel: return 3
+            case .unrecognized(let value): return value
             }
         }
 

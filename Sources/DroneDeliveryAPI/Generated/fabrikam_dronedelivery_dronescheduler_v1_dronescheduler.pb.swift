@@ -43,25 +43,25 @@ extension Fabrikam.Dronedelivery.Dronescheduler.V1 {
 
         public init(rawValue: Int32) {
             switch rawValue {
-                case 0: self = .unspecified
-                case 1: self = .available
-                case 2: self = .assigned
-                case 3: self = .maintenance
-                case 4: self = .offline
-                case 5: self = .retired
-                default: self = .unrecognized(rawValue)
+            case 0: self = .unspecified
+            case 1: self = .available
+            case 2: self = .assigned
+            case 3: self = .maintenance
+            case 4: self = .offline
+            case 5: self = .retired
+            default: self = .unrecognized(rawValue)
             }
         }
 
         public var rawValue: Int32 {
             switch self {
-                case .unspecified: return 0
-                case .available: return 1
-                case .assigned: return 2
-                case .maintenance: return 3
-                case .offline: return 4
-                case .retired: return 5
-                case .unrecognized(let value): return value
+            case .unspecified: return 0
+            case .available: return 1
+            case .assigned: return 2
+            case .maintenance: return 3
+            case .offline: return 4
+            case .retired: return 5
+            case .unrecognized(let value): return value
             }
         }
 
@@ -95,19 +95,19 @@ extension Fabrikam.Dronedelivery.Dronescheduler.V1 {
 
         public init(rawValue: Int32) {
             switch rawValue {
-                case 0: self = .unspecified
-                case 1: self = .active
-                case 2: self = .released
-                default: self = .unrecognized(rawValue)
+            case 0: self = .unspecified
+            case 1: self = .active
+            case 2: self = .released
+            default: self = .unrecognized(rawValue)
             }
         }
 
         public var rawValue: Int32 {
             switch self {
-                case .unspecified: return 0
-                case .active: return 1
-                case .released: return 2
-                case .unrecognized(let value): return value
+            case .unspecified: return 0
+            case .active: return 1
+            case .released: return 2
+            case .unrecognized(let value): return value
             }
         }
 

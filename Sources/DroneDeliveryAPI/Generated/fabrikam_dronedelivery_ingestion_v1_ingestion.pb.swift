@@ -650,17 +650,17 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RequestEnvelope: 
         if let value = self.traceContext { c.pointee.trace_context = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__TraceContext.self) }
         c.pointee.schema_version = self.schemaVersion
         switch self.payload {
-            case .create(let value)?:
-                c.pointee.payload_case = .init(rawValue: 10)
-                c.pointee.create = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Ingestion__V1__DeliveryRequest.self)
-            case .reschedule(let value)?:
-                c.pointee.payload_case = .init(rawValue: 11)
-                c.pointee.reschedule = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Ingestion__V1__RescheduleRequest.self)
-            case .cancel(let value)?:
-                c.pointee.payload_case = .init(rawValue: 12)
-                c.pointee.cancel = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Ingestion__V1__CancelRequest.self)
-            case nil:
-                break
+        case .create(let value)?:
+            c.pointee.payload_case = .init(rawValue: 10)
+            c.pointee.create = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Ingestion__V1__DeliveryRequest.self)
+        case .reschedule(let value)?:
+            c.pointee.payload_case = .init(rawValue: 11)
+            c.pointee.reschedule = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Ingestion__V1__RescheduleRequest.self)
+        case .cancel(let value)?:
+            c.pointee.payload_case = .init(rawValue: 12)
+            c.pointee.cancel = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Ingestion__V1__CancelRequest.self)
+        case nil:
+            break
         }
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
@@ -677,14 +677,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RequestEnvelope: 
         if let value = c.pointee.trace_context { self.traceContext = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.TraceContext(_protobufC: value) }
         self.schemaVersion = c.pointee.schema_version
         switch c.pointee.payload_case.rawValue {
-            case 10:
-                self.payload = .create(try DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.DeliveryRequest(_protobufC: c.pointee.create!))
-            case 11:
-                self.payload = .reschedule(try DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RescheduleRequest(_protobufC: c.pointee.reschedule!))
-            case 12:
-                self.payload = .cancel(try DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelRequest(_protobufC: c.pointee.cancel!))
-            default:
-                break
+        case 10:
+            self.payload = .create(try DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.DeliveryRequest(_protobufC: c.pointee.create!))
+        case 11:
+            self.payload = .reschedule(try DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RescheduleRequest(_protobufC: c.pointee.reschedule!))
+        case 12:
+            self.payload = .cancel(try DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelRequest(_protobufC: c.pointee.cancel!))
+        default:
+            break
         }
         self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
     }
@@ -698,10 +698,10 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RequestEnvelope: 
         if let value = self.traceContext { w.key("traceContext", "trace_context"); try value._writeJSON(to: &w) }
         if self.schemaVersion != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("schemaVersion", "schema_version"); w.int32(self.schemaVersion) }
         switch self.payload {
-            case .create(let value)?: w.key("create", "create"); try value._writeJSON(to: &w)
-            case .reschedule(let value)?: w.key("reschedule", "reschedule"); try value._writeJSON(to: &w)
-            case .cancel(let value)?: w.key("cancel", "cancel"); try value._writeJSON(to: &w)
-            case nil: break
+        case .create(let value)?: w.key("create", "create"); try value._writeJSON(to: &w)
+        case .reschedule(let value)?: w.key("reschedule", "reschedule"); try value._writeJSON(to: &w)
+        case .cancel(let value)?: w.key("cancel", "cancel"); try value._writeJSON(to: &w)
+        case nil: break
         }
     }
 

@@ -45,25 +45,25 @@ extension Fabrikam.Dronedelivery.Supervisor.V1 {
 
         public init(rawValue: Int32) {
             switch rawValue {
-                case 0: self = .unspecified
-                case 1: self = .pending
-                case 2: self = .compensating
-                case 3: self = .compensated
-                case 4: self = .retrying
-                case 5: self = .resolved
-                default: self = .unrecognized(rawValue)
+            case 0: self = .unspecified
+            case 1: self = .pending
+            case 2: self = .compensating
+            case 3: self = .compensated
+            case 4: self = .retrying
+            case 5: self = .resolved
+            default: self = .unrecognized(rawValue)
             }
         }
 
         public var rawValue: Int32 {
             switch self {
-                case .unspecified: return 0
-                case .pending: return 1
-                case .compensating: return 2
-                case .compensated: return 3
-                case .retrying: return 4
-                case .resolved: return 5
-                case .unrecognized(let value): return value
+            case .unspecified: return 0
+            case .pending: return 1
+            case .compensating: return 2
+            case .compensated: return 3
+            case .retrying: return 4
+            case .resolved: return 5
+            case .unrecognized(let value): return value
             }
         }
 
@@ -101,23 +101,23 @@ extension Fabrikam.Dronedelivery.Supervisor.V1 {
 
         public init(rawValue: Int32) {
             switch rawValue {
-                case 0: self = .unspecified
-                case 1: self = .releaseDrone
-                case 2: self = .abortFlight
-                case 3: self = .deletePackage
-                case 4: self = .markDeliveryFailed
-                default: self = .unrecognized(rawValue)
+            case 0: self = .unspecified
+            case 1: self = .releaseDrone
+            case 2: self = .abortFlight
+            case 3: self = .deletePackage
+            case 4: self = .markDeliveryFailed
+            default: self = .unrecognized(rawValue)
             }
         }
 
         public var rawValue: Int32 {
             switch self {
-                case .unspecified: return 0
-                case .releaseDrone: return 1
-                case .abortFlight: return 2
-                case .deletePackage: return 3
-                case .markDeliveryFailed: return 4
-                case .unrecognized(let value): return value
+            case .unspecified: return 0
+            case .releaseDrone: return 1
+            case .abortFlight: return 2
+            case .deletePackage: return 3
+            case .markDeliveryFailed: return 4
+            case .unrecognized(let value): return value
             }
         }
 
@@ -152,21 +152,21 @@ extension Fabrikam.Dronedelivery.Supervisor.V1 {
 
         public init(rawValue: Int32) {
             switch rawValue {
-                case 0: self = .unspecified
-                case 1: self = .pending
-                case 2: self = .succeeded
-                case 3: self = .skipped
-                default: self = .unrecognized(rawValue)
+            case 0: self = .unspecified
+            case 1: self = .pending
+            case 2: self = .succeeded
+            case 3: self = .skipped
+            default: self = .unrecognized(rawValue)
             }
         }
 
         public var rawValue: Int32 {
             switch self {
-                case .unspecified: return 0
-                case .pending: return 1
-                case .succeeded: return 2
-                case .skipped: return 3
-                case .unrecognized(let value): return value
+            case .unspecified: return 0
+            case .pending: return 1
+            case .succeeded: return 2
+            case .skipped: return 3
+            case .unrecognized(let value): return value
             }
         }
 

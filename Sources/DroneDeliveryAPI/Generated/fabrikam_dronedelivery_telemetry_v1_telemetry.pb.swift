@@ -45,27 +45,27 @@ extension Fabrikam.Dronedelivery.Telemetry.V1 {
 
         public init(rawValue: Int32) {
             switch rawValue {
-                case 0: self = .unspecified
-                case 1: self = .idle
-                case 2: self = .headedToPickup
-                case 3: self = .atPickup
-                case 4: self = .headedToDropoff
-                case 5: self = .atDropoff
-                case 6: self = .returning
-                default: self = .unrecognized(rawValue)
+            case 0: self = .unspecified
+            case 1: self = .idle
+            case 2: self = .headedToPickup
+            case 3: self = .atPickup
+            case 4: self = .headedToDropoff
+            case 5: self = .atDropoff
+            case 6: self = .returning
+            default: self = .unrecognized(rawValue)
             }
         }
 
         public var rawValue: Int32 {
             switch self {
-                case .unspecified: return 0
-                case .idle: return 1
-                case .headedToPickup: return 2
-                case .atPickup: return 3
-                case .headedToDropoff: return 4
-                case .atDropoff: return 5
-                case .returning: return 6
-                case .unrecognized(let value): return value
+            case .unspecified: return 0
+            case .idle: return 1
+            case .headedToPickup: return 2
+            case .atPickup: return 3
+            case .headedToDropoff: return 4
+            case .atDropoff: return 5
+            case .returning: return 6
+            case .unrecognized(let value): return value
             }
         }
 

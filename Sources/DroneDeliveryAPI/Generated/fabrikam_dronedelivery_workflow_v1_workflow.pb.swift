@@ -49,29 +49,29 @@ extension Fabrikam.Dronedelivery.Workflow.V1 {
 
         public init(rawValue: Int32) {
             switch rawValue {
-                case 0: self = .unspecified
-                case 1: self = .checkAccount
-                case 2: self = .putPackage
-                case 3: self = .assignDrone
-                case 4: self = .scheduleDelivery
-                case 5: self = .rescheduleDelivery
-                case 6: self = .cancelDelivery
-                case 7: self = .releaseDrone
-                default: self = .unrecognized(rawValue)
+            case 0: self = .unspecified
+            case 1: self = .checkAccount
+            case 2: self = .putPackage
+            case 3: self = .assignDrone
+            case 4: self = .scheduleDelivery
+            case 5: self = .rescheduleDelivery
+            case 6: self = .cancelDelivery
+            case 7: self = .releaseDrone
+            default: self = .unrecognized(rawValue)
             }
         }
 
         public var rawValue: Int32 {
             switch self {
-                case .unspecified: return 0
-                case .checkAccount: return 1
-                case .putPackage: return 2
-                case .assignDrone: return 3
-                case .scheduleDelivery: return 4
-                case .rescheduleDelivery: return 5
-                case .cancelDelivery: return 6
-                case .releaseDrone: return 7
-                case .unrecognized(let value): return value
+            case .unspecified: return 0
+            case .checkAccount: return 1
+            case .putPackage: return 2
+            case .assignDrone: return 3
+            case .scheduleDelivery: return 4
+            case .rescheduleDelivery: return 5
+            case .cancelDelivery: return 6
+            case .releaseDrone: return 7
+            case .unrecognized(let value): return value
             }
         }
 
@@ -113,25 +113,25 @@ extension Fabrikam.Dronedelivery.Workflow.V1 {
 
         public init(rawValue: Int32) {
             switch rawValue {
-                case 0: self = .unspecified
-                case 1: self = .pending
-                case 2: self = .running
-                case 3: self = .retrying
-                case 4: self = .succeeded
-                case 5: self = .failed
-                default: self = .unrecognized(rawValue)
+            case 0: self = .unspecified
+            case 1: self = .pending
+            case 2: self = .running
+            case 3: self = .retrying
+            case 4: self = .succeeded
+            case 5: self = .failed
+            default: self = .unrecognized(rawValue)
             }
         }
 
         public var rawValue: Int32 {
             switch self {
-                case .unspecified: return 0
-                case .pending: return 1
-                case .running: return 2
-                case .retrying: return 3
-                case .succeeded: return 4
-                case .failed: return 5
-                case .unrecognized(let value): return value
+            case .unspecified: return 0
+            case .pending: return 1
+            case .running: return 2
+            case .retrying: return 3
+            case .succeeded: return 4
+            case .failed: return 5
+            case .unrecognized(let value): return value
             }
         }
 
@@ -171,25 +171,25 @@ extension Fabrikam.Dronedelivery.Workflow.V1 {
 
         public init(rawValue: Int32) {
             switch rawValue {
-                case 0: self = .unspecified
-                case 1: self = .pending
-                case 2: self = .running
-                case 3: self = .succeeded
-                case 4: self = .failed
-                case 5: self = .skipped
-                default: self = .unrecognized(rawValue)
+            case 0: self = .unspecified
+            case 1: self = .pending
+            case 2: self = .running
+            case 3: self = .succeeded
+            case 4: self = .failed
+            case 5: self = .skipped
+            default: self = .unrecognized(rawValue)
             }
         }
 
         public var rawValue: Int32 {
             switch self {
-                case .unspecified: return 0
-                case .pending: return 1
-                case .running: return 2
-                case .succeeded: return 3
-                case .failed: return 4
-                case .skipped: return 5
-                case .unrecognized(let value): return value
+            case .unspecified: return 0
+            case .pending: return 1
+            case .running: return 2
+            case .succeeded: return 3
+            case .failed: return 4
+            case .skipped: return 5
+            case .unrecognized(let value): return value
             }
         }
 

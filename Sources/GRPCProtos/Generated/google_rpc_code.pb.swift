@@ -69,47 +69,47 @@ extension Google.Rpc {
 
         public init(rawValue: Int32) {
             switch rawValue {
-                case 0: self = .ok
-                case 1: self = .cancelled
-                case 2: self = .unknown
-                case 3: self = .invalidArgument
-                case 4: self = .deadlineExceeded
-                case 5: self = .notFound
-                case 6: self = .alreadyExists
-                case 7: self = .permissionDenied
-                case 16: self = .unauthenticated
-                case 8: self = .resourceExhausted
-                case 9: self = .failedPrecondition
-                case 10: self = .aborted
-                case 11: self = .outOfRange
-                case 12: self = .unimplemented
-                case 13: self = .`internal`
-                case 14: self = .unavailable
-                case 15: self = .dataLoss
-                default: self = .unrecognized(rawValue)
+            case 0: self = .ok
+            case 1: self = .cancelled
+            case 2: self = .unknown
+            case 3: self = .invalidArgument
+            case 4: self = .deadlineExceeded
+            case 5: self = .notFound
+            case 6: self = .alreadyExists
+            case 7: self = .permissionDenied
+            case 16: self = .unauthenticated
+            case 8: self = .resourceExhausted
+            case 9: self = .failedPrecondition
+            case 10: self = .aborted
+            case 11: self = .outOfRange
+            case 12: self = .unimplemented
+            case 13: self = .`internal`
+            case 14: self = .unavailable
+            case 15: self = .dataLoss
+            default: self = .unrecognized(rawValue)
             }
         }
 
         public var rawValue: Int32 {
             switch self {
-                case .ok: return 0
-                case .cancelled: return 1
-                case .unknown: return 2
-                case .invalidArgument: return 3
-                case .deadlineExceeded: return 4
-                case .notFound: return 5
-                case .alreadyExists: return 6
-                case .permissionDenied: return 7
-                case .unauthenticated: return 16
-                case .resourceExhausted: return 8
-                case .failedPrecondition: return 9
-                case .aborted: return 10
-                case .outOfRange: return 11
-                case .unimplemented: return 12
-                case .`internal`: return 13
-                case .unavailable: return 14
-                case .dataLoss: return 15
-                case .unrecognized(let value): return value
+            case .ok: return 0
+            case .cancelled: return 1
+            case .unknown: return 2
+            case .invalidArgument: return 3
+            case .deadlineExceeded: return 4
+            case .notFound: return 5
+            case .alreadyExists: return 6
+            case .permissionDenied: return 7
+            case .unauthenticated: return 16
+            case .resourceExhausted: return 8
+            case .failedPrecondition: return 9
+            case .aborted: return 10
+            case .outOfRange: return 11
+            case .unimplemented: return 12
+            case .`internal`: return 13
+            case .unavailable: return 14
+            case .dataLoss: return 15
+            case .unrecognized(let value): return value
             }
         }
 

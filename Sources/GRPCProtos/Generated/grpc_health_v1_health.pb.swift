@@ -64,21 +64,21 @@ extension Grpc.Health.V1 {
 
             public init(rawValue: Int32) {
                 switch rawValue {
-                    case 0: self = .unknown
-                    case 1: self = .serving
-                    case 2: self = .notServing
-                    case 3: self = .serviceUnknown
-                    default: self = .unrecognized(rawValue)
+                case 0: self = .unknown
+                case 1: self = .serving
+                case 2: self = .notServing
+                case 3: self = .serviceUnknown
+                default: self = .unrecognized(rawValue)
                 }
             }
 
             public var rawValue: Int32 {
                 switch self {
-                    case .unknown: return 0
-                    case .serving: return 1
-                    case .notServing: return 2
-                    case .serviceUnknown: return 3
-                    case .unrecognized(let value): return value
+                case .unknown: return 0
+                case .serving: return 1
+                case .notServing: return 2
+                case .serviceUnknown: return 3
+                case .unrecognized(let value): return value
                 }
             }
 

@@ -158,23 +158,23 @@ extension GRPCProtos.Grpc.Reflection.V1alpha.ServerReflectionRequest: ProtobufKi
         grpc__reflection__v1alpha__server_reflection_request__init(c)
         c.pointee.host = arena.string(self.host)
         switch self.messageRequest {
-            case .fileByFilename(let value)?:
-                c.pointee.message_request_case = .init(rawValue: 3)
-                c.pointee.file_by_filename = arena.string(value)
-            case .fileContainingSymbol(let value)?:
-                c.pointee.message_request_case = .init(rawValue: 4)
-                c.pointee.file_containing_symbol = arena.string(value)
-            case .fileContainingExtension(let value)?:
-                c.pointee.message_request_case = .init(rawValue: 5)
-                c.pointee.file_containing_extension = value._buildProtobufC(in: arena).assumingMemoryBound(to: Grpc__Reflection__V1alpha__ExtensionRequest.self)
-            case .allExtensionNumbersOfType(let value)?:
-                c.pointee.message_request_case = .init(rawValue: 6)
-                c.pointee.all_extension_numbers_of_type = arena.string(value)
-            case .listServices(let value)?:
-                c.pointee.message_request_case = .init(rawValue: 7)
-                c.pointee.list_services = arena.string(value)
-            case nil:
-                break
+        case .fileByFilename(let value)?:
+            c.pointee.message_request_case = .init(rawValue: 3)
+            c.pointee.file_by_filename = arena.string(value)
+        case .fileContainingSymbol(let value)?:
+            c.pointee.message_request_case = .init(rawValue: 4)
+            c.pointee.file_containing_symbol = arena.string(value)
+        case .fileContainingExtension(let value)?:
+            c.pointee.message_request_case = .init(rawValue: 5)
+            c.pointee.file_containing_extension = value._buildProtobufC(in: arena).assumingMemoryBound(to: Grpc__Reflection__V1alpha__ExtensionRequest.self)
+        case .allExtensionNumbersOfType(let value)?:
+            c.pointee.message_request_case = .init(rawValue: 6)
+            c.pointee.all_extension_numbers_of_type = arena.string(value)
+        case .listServices(let value)?:
+            c.pointee.message_request_case = .init(rawValue: 7)
+            c.pointee.list_services = arena.string(value)
+        case nil:
+            break
         }
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
@@ -185,18 +185,18 @@ extension GRPCProtos.Grpc.Reflection.V1alpha.ServerReflectionRequest: ProtobufKi
         self.init()
         self.host = try ProtobufKit._protobufCString(c.pointee.host, field: "grpc.reflection.v1alpha.ServerReflectionRequest.host")
         switch c.pointee.message_request_case.rawValue {
-            case 3:
-                self.messageRequest = .fileByFilename(try ProtobufKit._protobufCString(c.pointee.file_by_filename, field: "grpc.reflection.v1alpha.ServerReflectionRequest.file_by_filename"))
-            case 4:
-                self.messageRequest = .fileContainingSymbol(try ProtobufKit._protobufCString(c.pointee.file_containing_symbol, field: "grpc.reflection.v1alpha.ServerReflectionRequest.file_containing_symbol"))
-            case 5:
-                self.messageRequest = .fileContainingExtension(try GRPCProtos.Grpc.Reflection.V1alpha.ExtensionRequest(_protobufC: c.pointee.file_containing_extension!))
-            case 6:
-                self.messageRequest = .allExtensionNumbersOfType(try ProtobufKit._protobufCString(c.pointee.all_extension_numbers_of_type, field: "grpc.reflection.v1alpha.ServerReflectionRequest.all_extension_numbers_of_type"))
-            case 7:
-                self.messageRequest = .listServices(try ProtobufKit._protobufCString(c.pointee.list_services, field: "grpc.reflection.v1alpha.ServerReflectionRequest.list_services"))
-            default:
-                break
+        case 3:
+            self.messageRequest = .fileByFilename(try ProtobufKit._protobufCString(c.pointee.file_by_filename, field: "grpc.reflection.v1alpha.ServerReflectionRequest.file_by_filename"))
+        case 4:
+            self.messageRequest = .fileContainingSymbol(try ProtobufKit._protobufCString(c.pointee.file_containing_symbol, field: "grpc.reflection.v1alpha.ServerReflectionRequest.file_containing_symbol"))
+        case 5:
+            self.messageRequest = .fileContainingExtension(try GRPCProtos.Grpc.Reflection.V1alpha.ExtensionRequest(_protobufC: c.pointee.file_containing_extension!))
+        case 6:
+            self.messageRequest = .allExtensionNumbersOfType(try ProtobufKit._protobufCString(c.pointee.all_extension_numbers_of_type, field: "grpc.reflection.v1alpha.ServerReflectionRequest.all_extension_numbers_of_type"))
+        case 7:
+            self.messageRequest = .listServices(try ProtobufKit._protobufCString(c.pointee.list_services, field: "grpc.reflection.v1alpha.ServerReflectionRequest.list_services"))
+        default:
+            break
         }
         self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
     }
@@ -204,12 +204,12 @@ extension GRPCProtos.Grpc.Reflection.V1alpha.ServerReflectionRequest: ProtobufKi
     public func _writeJSONFields(to w: inout ProtobufKit.JSONWriter) throws {
         if !self.host.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("host", "host"); w.string(self.host) }
         switch self.messageRequest {
-            case .fileByFilename(let value)?: w.key("fileByFilename", "file_by_filename"); w.string(value)
-            case .fileContainingSymbol(let value)?: w.key("fileContainingSymbol", "file_containing_symbol"); w.string(value)
-            case .fileContainingExtension(let value)?: w.key("fileContainingExtension", "file_containing_extension"); try value._writeJSON(to: &w)
-            case .allExtensionNumbersOfType(let value)?: w.key("allExtensionNumbersOfType", "all_extension_numbers_of_type"); w.string(value)
-            case .listServices(let value)?: w.key("listServices", "list_services"); w.string(value)
-            case nil: break
+        case .fileByFilename(let value)?: w.key("fileByFilename", "file_by_filename"); w.string(value)
+        case .fileContainingSymbol(let value)?: w.key("fileContainingSymbol", "file_containing_symbol"); w.string(value)
+        case .fileContainingExtension(let value)?: w.key("fileContainingExtension", "file_containing_extension"); try value._writeJSON(to: &w)
+        case .allExtensionNumbersOfType(let value)?: w.key("allExtensionNumbersOfType", "all_extension_numbers_of_type"); w.string(value)
+        case .listServices(let value)?: w.key("listServices", "list_services"); w.string(value)
+        case nil: break
         }
     }
 
@@ -316,20 +316,20 @@ extension GRPCProtos.Grpc.Reflection.V1alpha.ServerReflectionResponse: ProtobufK
         c.pointee.valid_host = arena.string(self.validHost)
         if let value = self.originalRequest { c.pointee.original_request = value._buildProtobufC(in: arena).assumingMemoryBound(to: Grpc__Reflection__V1alpha__ServerReflectionRequest.self) }
         switch self.messageResponse {
-            case .fileDescriptorResponse(let value)?:
-                c.pointee.message_response_case = .init(rawValue: 4)
-                c.pointee.file_descriptor_response = value._buildProtobufC(in: arena).assumingMemoryBound(to: Grpc__Reflection__V1alpha__FileDescriptorResponse.self)
-            case .allExtensionNumbersResponse(let value)?:
-                c.pointee.message_response_case = .init(rawValue: 5)
-                c.pointee.all_extension_numbers_response = value._buildProtobufC(in: arena).assumingMemoryBound(to: Grpc__Reflection__V1alpha__ExtensionNumberResponse.self)
-            case .listServicesResponse(let value)?:
-                c.pointee.message_response_case = .init(rawValue: 6)
-                c.pointee.list_services_response = value._buildProtobufC(in: arena).assumingMemoryBound(to: Grpc__Reflection__V1alpha__ListServiceResponse.self)
-            case .errorResponse(let value)?:
-                c.pointee.message_response_case = .init(rawValue: 7)
-                c.pointee.error_response = value._buildProtobufC(in: arena).assumingMemoryBound(to: Grpc__Reflection__V1alpha__ErrorResponse.self)
-            case nil:
-                break
+        case .fileDescriptorResponse(let value)?:
+            c.pointee.message_response_case = .init(rawValue: 4)
+            c.pointee.file_descriptor_response = value._buildProtobufC(in: arena).assumingMemoryBound(to: Grpc__Reflection__V1alpha__FileDescriptorResponse.self)
+        case .allExtensionNumbersResponse(let value)?:
+            c.pointee.message_response_case = .init(rawValue: 5)
+            c.pointee.all_extension_numbers_response = value._buildProtobufC(in: arena).assumingMemoryBound(to: Grpc__Reflection__V1alpha__ExtensionNumberResponse.self)
+        case .listServicesResponse(let value)?:
+            c.pointee.message_response_case = .init(rawValue: 6)
+            c.pointee.list_services_response = value._buildProtobufC(in: arena).assumingMemoryBound(to: Grpc__Reflection__V1alpha__ListServiceResponse.self)
+        case .errorResponse(let value)?:
+            c.pointee.message_response_case = .init(rawValue: 7)
+            c.pointee.error_response = value._buildProtobufC(in: arena).assumingMemoryBound(to: Grpc__Reflection__V1alpha__ErrorResponse.self)
+        case nil:
+            break
         }
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
@@ -341,16 +341,16 @@ extension GRPCProtos.Grpc.Reflection.V1alpha.ServerReflectionResponse: ProtobufK
         self.validHost = try ProtobufKit._protobufCString(c.pointee.valid_host, field: "grpc.reflection.v1alpha.ServerReflectionResponse.valid_host")
         if let value = c.pointee.original_request { self.originalRequest = try GRPCProtos.Grpc.Reflection.V1alpha.ServerReflectionRequest(_protobufC: value) }
         switch c.pointee.message_response_case.rawValue {
-            case 4:
-                self.messageResponse = .fileDescriptorResponse(try GRPCProtos.Grpc.Reflection.V1alpha.FileDescriptorResponse(_protobufC: c.pointee.file_descriptor_response!))
-            case 5:
-                self.messageResponse = .allExtensionNumbersResponse(try GRPCProtos.Grpc.Reflection.V1alpha.ExtensionNumberResponse(_protobufC: c.pointee.all_extension_numbers_response!))
-            case 6:
-                self.messageResponse = .listServicesResponse(try GRPCProtos.Grpc.Reflection.V1alpha.ListServiceResponse(_protobufC: c.pointee.list_services_response!))
-            case 7:
-                self.messageResponse = .errorResponse(try GRPCProtos.Grpc.Reflection.V1alpha.ErrorResponse(_protobufC: c.pointee.error_response!))
-            default:
-                break
+        case 4:
+            self.messageResponse = .fileDescriptorResponse(try GRPCProtos.Grpc.Reflection.V1alpha.FileDescriptorResponse(_protobufC: c.pointee.file_descriptor_response!))
+        case 5:
+            self.messageResponse = .allExtensionNumbersResponse(try GRPCProtos.Grpc.Reflection.V1alpha.ExtensionNumberResponse(_protobufC: c.pointee.all_extension_numbers_response!))
+        case 6:
+            self.messageResponse = .listServicesResponse(try GRPCProtos.Grpc.Reflection.V1alpha.ListServiceResponse(_protobufC: c.pointee.list_services_response!))
+        case 7:
+            self.messageResponse = .errorResponse(try GRPCProtos.Grpc.Reflection.V1alpha.ErrorResponse(_protobufC: c.pointee.error_response!))
+        default:
+            break
         }
         self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
     }
@@ -359,11 +359,11 @@ extension GRPCProtos.Grpc.Reflection.V1alpha.ServerReflectionResponse: ProtobufK
         if !self.validHost.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("validHost", "valid_host"); w.string(self.validHost) }
         if let value = self.originalRequest { w.key("originalRequest", "original_request"); try value._writeJSON(to: &w) }
         switch self.messageResponse {
-            case .fileDescriptorResponse(let value)?: w.key("fileDescriptorResponse", "file_descriptor_response"); try value._writeJSON(to: &w)
-            case .allExtensionNumbersResponse(let value)?: w.key("allExtensionNumbersResponse", "all_extension_numbers_response"); try value._writeJSON(to: &w)
-            case .listServicesResponse(let value)?: w.key("listServicesResponse", "list_services_response"); try value._writeJSON(to: &w)
-            case .errorResponse(let value)?: w.key("errorResponse", "error_response"); try value._writeJSON(to: &w)
-            case nil: break
+        case .fileDescriptorResponse(let value)?: w.key("fileDescriptorResponse", "file_descriptor_response"); try value._writeJSON(to: &w)
+        case .allExtensionNumbersResponse(let value)?: w.key("allExtensionNumbersResponse", "all_extension_numbers_response"); try value._writeJSON(to: &w)
+        case .listServicesResponse(let value)?: w.key("listServicesResponse", "list_services_response"); try value._writeJSON(to: &w)
+        case .errorResponse(let value)?: w.key("errorResponse", "error_response"); try value._writeJSON(to: &w)
+        case nil: break
         }
     }
 

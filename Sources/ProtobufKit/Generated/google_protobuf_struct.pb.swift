@@ -24,15 +24,15 @@ extension Google.Protobuf {
 
         public init(rawValue: Int32) {
             switch rawValue {
-                case 0: self = .nullValue
-                default: self = .unrecognized(rawValue)
+            case 0: self = .nullValue
+            default: self = .unrecognized(rawValue)
             }
         }
 
         public var rawValue: Int32 {
             switch self {
-                case .nullValue: return 0
-                case .unrecognized(let value): return value
+            case .nullValue: return 0
+            case .unrecognized(let value): return value
             }
         }
 
@@ -171,26 +171,26 @@ extension ProtobufKit.Google.Protobuf.Value: ProtobufKit.Message {
         let c = arena.allocate(MemoryLayout<Google__Protobuf__Value>.stride).bindMemory(to: Google__Protobuf__Value.self, capacity: 1)
         google__protobuf__value__init(c)
         switch self.kind {
-            case .nullValue(let value)?:
-                c.pointee.kind_case = .init(rawValue: 1)
-                c.pointee.null_value = .init(rawValue: .init(truncatingIfNeeded: value.rawValue))
-            case .numberValue(let value)?:
-                c.pointee.kind_case = .init(rawValue: 2)
-                c.pointee.number_value = value
-            case .stringValue(let value)?:
-                c.pointee.kind_case = .init(rawValue: 3)
-                c.pointee.string_value = arena.string(value)
-            case .boolValue(let value)?:
-                c.pointee.kind_case = .init(rawValue: 4)
-                c.pointee.bool_value = value ? 1 : 0
-            case .structValue(let value)?:
-                c.pointee.kind_case = .init(rawValue: 5)
-                c.pointee.struct_value = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Struct.self)
-            case .listValue(let value)?:
-                c.pointee.kind_case = .init(rawValue: 6)
-                c.pointee.list_value = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__ListValue.self)
-            case nil:
-                break
+        case .nullValue(let value)?:
+            c.pointee.kind_case = .init(rawValue: 1)
+            c.pointee.null_value = .init(rawValue: .init(truncatingIfNeeded: value.rawValue))
+        case .numberValue(let value)?:
+            c.pointee.kind_case = .init(rawValue: 2)
+            c.pointee.number_value = value
+        case .stringValue(let value)?:
+            c.pointee.kind_case = .init(rawValue: 3)
+            c.pointee.string_value = arena.string(value)
+        case .boolValue(let value)?:
+            c.pointee.kind_case = .init(rawValue: 4)
+            c.pointee.bool_value = value ? 1 : 0
+        case .structValue(let value)?:
+            c.pointee.kind_case = .init(rawValue: 5)
+            c.pointee.struct_value = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Struct.self)
+        case .listValue(let value)?:
+            c.pointee.kind_case = .init(rawValue: 6)
+            c.pointee.list_value = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__ListValue.self)
+        case nil:
+            break
         }
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
@@ -200,20 +200,20 @@ extension ProtobufKit.Google.Protobuf.Value: ProtobufKit.Message {
         let c = pointer.assumingMemoryBound(to: Google__Protobuf__Value.self)
         self.init()
         switch c.pointee.kind_case.rawValue {
-            case 1:
-                self.kind = .nullValue(ProtobufKit.Google.Protobuf.NullValue(rawValue: Int32(truncatingIfNeeded: c.pointee.null_value.rawValue)))
-            case 2:
-                self.kind = .numberValue(c.pointee.number_value)
-            case 3:
-                self.kind = .stringValue(try ProtobufKit._protobufCString(c.pointee.string_value, field: "google.protobuf.Value.string_value"))
-            case 4:
-                self.kind = .boolValue(c.pointee.bool_value != 0)
-            case 5:
-                self.kind = .structValue(try ProtobufKit.Google.Protobuf.Struct(_protobufC: c.pointee.struct_value!))
-            case 6:
-                self.kind = .listValue(try ProtobufKit.Google.Protobuf.ListValue(_protobufC: c.pointee.list_value!))
-            default:
-                break
+        case 1:
+            self.kind = .nullValue(ProtobufKit.Google.Protobuf.NullValue(rawValue: Int32(truncatingIfNeeded: c.pointee.null_value.rawValue)))
+        case 2:
+            self.kind = .numberValue(c.pointee.number_value)
+        case 3:
+            self.kind = .stringValue(try ProtobufKit._protobufCString(c.pointee.string_value, field: "google.protobuf.Value.string_value"))
+        case 4:
+            self.kind = .boolValue(c.pointee.bool_value != 0)
+        case 5:
+            self.kind = .structValue(try ProtobufKit.Google.Protobuf.Struct(_protobufC: c.pointee.struct_value!))
+        case 6:
+            self.kind = .listValue(try ProtobufKit.Google.Protobuf.ListValue(_protobufC: c.pointee.list_value!))
+        default:
+            break
         }
         self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
     }

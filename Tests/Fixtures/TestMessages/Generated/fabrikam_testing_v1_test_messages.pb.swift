@@ -44,23 +44,23 @@ extension Fabrikam.Testing.V1 {
 
         public init(rawValue: Int32) {
             switch rawValue {
-                case 0: self = .unspecified
-                case 1: self = .foo
-                case 2: self = .bar
-                case 3: self = .baz
-                case -1: self = .negative
-                default: self = .unrecognized(rawValue)
+            case 0: self = .unspecified
+            case 1: self = .foo
+            case 2: self = .bar
+            case 3: self = .baz
+            case -1: self = .negative
+            default: self = .unrecognized(rawValue)
             }
         }
 
         public var rawValue: Int32 {
             switch self {
-                case .unspecified: return 0
-                case .foo: return 1
-                case .bar: return 2
-                case .baz: return 3
-                case .negative: return -1
-                case .unrecognized(let value): return value
+            case .unspecified: return 0
+            case .foo: return 1
+            case .bar: return 2
+            case .baz: return 3
+            case .negative: return -1
+            case .unrecognized(let value): return value
             }
         }
 
@@ -305,23 +305,23 @@ extension Fabrikam.Testing.V1 {
 
             public init(rawValue: Int32) {
                 switch rawValue {
-                    case 0: self = .unspecified
-                    case 1: self = .foo
-                    case 2: self = .bar
-                    case 3: self = .baz
-                    case -1: self = .negative
-                    default: self = .unrecognized(rawValue)
+                case 0: self = .unspecified
+                case 1: self = .foo
+                case 2: self = .bar
+                case 3: self = .baz
+                case -1: self = .negative
+                default: self = .unrecognized(rawValue)
                 }
             }
 
             public var rawValue: Int32 {
                 switch self {
-                    case .unspecified: return 0
-                    case .foo: return 1
-                    case .bar: return 2
-                    case .baz: return 3
-                    case .negative: return -1
-                    case .unrecognized(let value): return value
+                case .unspecified: return 0
+                case .foo: return 1
+                case .bar: return 2
+                case .baz: return 3
+                case .negative: return -1
+                case .unrecognized(let value): return value
                 }
             }
 
@@ -794,23 +794,23 @@ extension TestMessages.Fabrikam.Testing.V1.TestAllTypes: ProtobufKit.Message, Pr
         }
         c.pointee.large_field_number = self.largeFieldNumber
         switch self.choice {
-            case .choiceInt32(let value)?:
-                c.pointee.choice_case = .init(rawValue: 111)
-                c.pointee.choice_int32 = value
-            case .choiceNestedMessage(let value)?:
-                c.pointee.choice_case = .init(rawValue: 112)
-                c.pointee.choice_nested_message = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Testing__V1__TestAllTypes__NestedMessage.self)
-            case .choiceString(let value)?:
-                c.pointee.choice_case = .init(rawValue: 113)
-                c.pointee.choice_string = arena.string(value)
-            case .choiceBytes(let value)?:
-                c.pointee.choice_case = .init(rawValue: 114)
-                c.pointee.choice_bytes = ProtobufCBinaryData(len: value.count, data: arena.bytes(value))
-            case .choiceNestedEnum(let value)?:
-                c.pointee.choice_case = .init(rawValue: 115)
-                c.pointee.choice_nested_enum = .init(rawValue: .init(truncatingIfNeeded: value.rawValue))
-            case nil:
-                break
+        case .choiceInt32(let value)?:
+            c.pointee.choice_case = .init(rawValue: 111)
+            c.pointee.choice_int32 = value
+        case .choiceNestedMessage(let value)?:
+            c.pointee.choice_case = .init(rawValue: 112)
+            c.pointee.choice_nested_message = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Testing__V1__TestAllTypes__NestedMessage.self)
+        case .choiceString(let value)?:
+            c.pointee.choice_case = .init(rawValue: 113)
+            c.pointee.choice_string = arena.string(value)
+        case .choiceBytes(let value)?:
+            c.pointee.choice_case = .init(rawValue: 114)
+            c.pointee.choice_bytes = ProtobufCBinaryData(len: value.count, data: arena.bytes(value))
+        case .choiceNestedEnum(let value)?:
+            c.pointee.choice_case = .init(rawValue: 115)
+            c.pointee.choice_nested_enum = .init(rawValue: .init(truncatingIfNeeded: value.rawValue))
+        case nil:
+            break
         }
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
@@ -1025,18 +1025,18 @@ extension TestMessages.Fabrikam.Testing.V1.TestAllTypes: ProtobufKit.Message, Pr
         }
         self.largeFieldNumber = c.pointee.large_field_number
         switch c.pointee.choice_case.rawValue {
-            case 111:
-                self.choice = .choiceInt32(c.pointee.choice_int32)
-            case 112:
-                self.choice = .choiceNestedMessage(try TestMessages.Fabrikam.Testing.V1.TestAllTypes.NestedMessage(_protobufC: c.pointee.choice_nested_message!))
-            case 113:
-                self.choice = .choiceString(try ProtobufKit._protobufCString(c.pointee.choice_string, field: "fabrikam.testing.v1.TestAllTypes.choice_string"))
-            case 114:
-                self.choice = .choiceBytes(ProtobufKit._protobufCBytes(c.pointee.choice_bytes.data, c.pointee.choice_bytes.len))
-            case 115:
-                self.choice = .choiceNestedEnum(TestMessages.Fabrikam.Testing.V1.TestAllTypes.NestedEnum(rawValue: Int32(truncatingIfNeeded: c.pointee.choice_nested_enum.rawValue)))
-            default:
-                break
+        case 111:
+            self.choice = .choiceInt32(c.pointee.choice_int32)
+        case 112:
+            self.choice = .choiceNestedMessage(try TestMessages.Fabrikam.Testing.V1.TestAllTypes.NestedMessage(_protobufC: c.pointee.choice_nested_message!))
+        case 113:
+            self.choice = .choiceString(try ProtobufKit._protobufCString(c.pointee.choice_string, field: "fabrikam.testing.v1.TestAllTypes.choice_string"))
+        case 114:
+            self.choice = .choiceBytes(ProtobufKit._protobufCBytes(c.pointee.choice_bytes.data, c.pointee.choice_bytes.len))
+        case 115:
+            self.choice = .choiceNestedEnum(TestMessages.Fabrikam.Testing.V1.TestAllTypes.NestedEnum(rawValue: Int32(truncatingIfNeeded: c.pointee.choice_nested_enum.rawValue)))
+        default:
+            break
         }
         self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
     }
@@ -1371,12 +1371,12 @@ extension TestMessages.Fabrikam.Testing.V1.TestAllTypes: ProtobufKit.Message, Pr
         }
         if self.largeFieldNumber != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("largeFieldNumber", "large_field_number"); w.int32(self.largeFieldNumber) }
         switch self.choice {
-            case .choiceInt32(let value)?: w.key("choiceInt32", "choice_int32"); w.int32(value)
-            case .choiceNestedMessage(let value)?: w.key("choiceNestedMessage", "choice_nested_message"); try value._writeJSON(to: &w)
-            case .choiceString(let value)?: w.key("choiceString", "choice_string"); w.string(value)
-            case .choiceBytes(let value)?: w.key("choiceBytes", "choice_bytes"); w.bytes(value)
-            case .choiceNestedEnum(let value)?: w.key("choiceNestedEnum", "choice_nested_enum"); w.enumValue(value)
-            case nil: break
+        case .choiceInt32(let value)?: w.key("choiceInt32", "choice_int32"); w.int32(value)
+        case .choiceNestedMessage(let value)?: w.key("choiceNestedMessage", "choice_nested_message"); try value._writeJSON(to: &w)
+        case .choiceString(let value)?: w.key("choiceString", "choice_string"); w.string(value)
+        case .choiceBytes(let value)?: w.key("choiceBytes", "choice_bytes"); w.bytes(value)
+        case .choiceNestedEnum(let value)?: w.key("choiceNestedEnum", "choice_nested_enum"); w.enumValue(value)
+        case nil: break
         }
     }
 
