@@ -100,6 +100,7 @@ let package = Package(
         ),
 
         // MARK: Tests
+        .target(name: "TestSupport", path: "Tests/Support/TestSupport"),
         .testTarget(
             name: "ProtobufKitTests",
             dependencies: ["ProtobufKit", "TestMessages"],
@@ -107,12 +108,16 @@ let package = Package(
         ),
         .testTarget(
             name: "ProtobufCodeGenTests",
-            dependencies: ["ProtobufCodeGen"],
+            dependencies: ["ProtobufCodeGen", "TestSupport"],
             exclude: ["Snapshots"]
         ),
         .testTarget(
+            name: "CrossImplementationTests",
+            dependencies: ["ProtobufKit", "TestMessages", "DroneDeliveryAPI", "GRPCProtos", "TestSupport"]
+        ),
+        .testTarget(
             name: "ContractTests",
-            dependencies: ["ProtobufKit", "DroneDeliveryAPI", "GRPCProtos"]
+            dependencies: ["ProtobufKit", "DroneDeliveryAPI", "GRPCProtos", "TestSupport"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -331,7 +331,9 @@ extension SwiftGenerator {
     func emitRead(_ message: ProtoMessage, plans: [FieldPlan], cType: String, into p: inout CodePrinter) {
         p.line("public init(_protobufC pointer: UnsafeRawPointer) throws {")
         p.indent()
-        p.line("let c = pointer.assumingMemoryBound(to: \(cType).self)")
+        if !plans.isEmpty {
+            p.line("let c = pointer.assumingMemoryBound(to: \(cType).self)")
+        }
         p.line("self.init()")
         for plan in plans {
             let property = "self.\(plan.escapedName)"

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import ProtobufCodeGen
 
 /// The generated text for small protos is compared with committed snapshots. Set

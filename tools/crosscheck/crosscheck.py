@@ -3,17 +3,14 @@
 
 Usage: python crosscheck.py --descriptor-set SET.pb --work DIR
 
-SET.pb is a FileDescriptorSet built with `protoc --include_imports`. DIR holds,
-for each case NAME:
-  NAME.case.json   {"message": "<full message name>", "json": {...}}
-  NAME.swift.bin   the Swift binary encoding of the case
-  NAME.swift.json  the Swift JSON output for the case (default options)
-For each case the script parses the corpus JSON into P with Python, checks that
-the Swift binary and the Swift JSON both decode to P, compares the Swift JSON
-with Python's JSON for P, and writes NAME.python.bin / NAME.python.json for the
-Swift side to decode. Only dynamic messages are used (no generated _pb2 code).
-Prints `ok NAME` or `FAIL NAME: reason` per case, then `N passed, M failed`;
-exits 1 if a case failed, 2 on usage errors.
+SET.pb: a FileDescriptorSet from `protoc --include_imports`. For each case NAME,
+DIR holds NAME.case.json ({"message": "<full name>", "json": {...}}) and the
+Swift side's NAME.swift.bin and NAME.swift.json (default JSON options). Python
+parses the case JSON into P; the Swift binary and JSON must decode to P, and the
+Swift JSON must match Python's JSON for P. NAME.python.bin and NAME.python.json
+are written for the Swift side to decode. Only dynamic messages are used (no
+generated _pb2 code). Prints `ok NAME` or `FAIL NAME: reason` per case, then
+`N passed, M failed`; exits 1 if a case failed, 2 on usage errors.
 """
 
 import argparse
@@ -99,15 +96,15 @@ def has_unknown_fields(msg):
 
 
 def message_diff(a, b, pool, path='$'):
-    """Returns the first path where messages a and b differ, or None.
+    """Returns the first path where message a (got) differs from b, or None.
 
-    Stricter than ==, which old versions answer with NaN != NaN and
-    -0.0 == 0.0, except that Any payloads are compared as unpacked messages,
-    not as bytes: encoders may order an embedded message's map entries
-    differently. Also names the differing field.
+    Like == (NaN equals NaN, -0.0 differs from 0.0, unknown fields count) but
+    names the differing field and compares Any payloads as unpacked messages,
+    not bytes, since encoders may order an embedded message's map entries
+    differently.
     """
     if has_unknown_fields(a) != has_unknown_fields(b):
-        return path + ': unknown fields on one side only'
+        return path + ': unknown fields on one side'
     if a.DESCRIPTOR.full_name == 'google.protobuf.Any' and a.type_url == b.type_url:
         try:
             cls = message_class(pool, a.type_url.split('/')[-1])
@@ -122,7 +119,7 @@ def message_diff(a, b, pool, path='$'):
         field = (fields_a.get(number) or fields_b.get(number))[0]
         where = '%s.%s' % (path, field.name)
         if number not in fields_a or number not in fields_b:
-            return where + ': set on one side only'
+            return where + (': unexpected' if number in fields_a else ': missing')
         va, vb = fields_a[number][1], fields_b[number][1]
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
             if set(va) != set(vb):
@@ -139,12 +136,10 @@ def message_diff(a, b, pool, path='$'):
         for f, x, y, p in pairs:
             if f.cpp_type == CPPTYPE_MESSAGE:
                 d = message_diff(x, y, pool, p)
+                if d:
+                    return d
             elif not (same_float(x, y) if f.cpp_type in CPPTYPE_FLOATS else x == y):
-                d = '%s: %r vs %r' % (p, x, y)
-            else:
-                d = None
-            if d:
-                return d
+                return '%s: got %r, expected %r' % (p, x, y)
     return None
 
 
@@ -157,28 +152,25 @@ def json_diff(got, want, path='$'):
     with fewer digits), or rounding to the same float32.
     """
     if isinstance(want, dict) and isinstance(got, dict):
-        for key in sorted(set(got) | set(want)):
-            if key not in got or key not in want:
-                side, value = ('missing, expected', want) if key in want else ('unexpected', got)
-                return '%s.%s: %s %s' % (path, key, side, json.dumps(value[key])[:80])
-            d = json_diff(got[key], want[key], '%s.%s' % (path, key))
-            if d:
-                return d
-        return None
-    if isinstance(want, list) and isinstance(got, list) and len(got) == len(want):
-        for i, (g, w) in enumerate(zip(got, want)):
-            d = json_diff(g, w, '%s[%d]' % (path, i))
-            if d:
-                return d
-        return None
-    if isinstance(want, float) and not isinstance(got, bool):
-        ok = isinstance(got, (int, float)) and (
-            math.isclose(got, want, rel_tol=1e-6) or same_float32(got, want))
-    else:  # int, str, bool, None, or a container against a non-container
-        ok = type(got) is type(want) and got == want
-    if ok:
-        return None
-    return '%s: expected %s, got %s' % (path, json.dumps(want)[:80], json.dumps(got)[:80])
+        for key in sorted(set(got) ^ set(want)):
+            side, value = ('missing, expected', want) if key in want else ('unexpected', got)
+            return '%s.%s: %s %s' % (path, key, side, json.dumps(value[key])[:80])
+        children = [(got[k], want[k], '%s.%s' % (path, k)) for k in sorted(want)]
+    elif isinstance(want, list) and isinstance(got, list) and len(got) == len(want):
+        children = [(g, w, '%s[%d]' % (path, i)) for i, (g, w) in enumerate(zip(got, want))]
+    else:
+        if isinstance(want, float) and not isinstance(got, bool):
+            ok = isinstance(got, (int, float)) and (
+                math.isclose(got, want, rel_tol=1e-6) or same_float32(got, want))
+        else:  # int, str, bool, None, or a container against a non-container
+            ok = type(got) is type(want) and got == want
+        return None if ok else '%s: expected %s, got %s' % (
+            path, json.dumps(want)[:80], json.dumps(got)[:80])
+    for g, w, p in children:
+        d = json_diff(g, w, p)
+        if d:
+            return d
+    return None
 
 
 def check_case(work, name, pool):
@@ -206,23 +198,16 @@ def check_case(work, name, pool):
     except OSError as e:
         return 'cannot read %s: %s' % (e.filename, e.strerror)
 
-    # b. The Swift binary encoding decodes to the same message.
-    try:
-        q = cls.FromString(swift_bin)
-    except Exception as e:
-        return 'swift.bin does not decode: %s' % e
-    d = message_diff(q, p, pool)
-    if d:
-        return 'binary from Swift decodes to a different message: ' + d
-
-    # c. The Swift JSON parses to the same message.
-    try:
-        r = parse_json(swift_json, cls(), pool)
-    except Exception as e:
-        return 'swift.json does not parse: %s' % e
-    d = message_diff(r, p, pool)
-    if d:
-        return 'JSON from Swift parses to a different message: ' + d
+    # b, c. The Swift binary encoding and the Swift JSON both decode to P.
+    for what, decode in (('binary', lambda: cls.FromString(swift_bin)),
+                         ('JSON', lambda: parse_json(swift_json, cls(), pool))):
+        try:
+            got = decode()
+        except Exception as e:
+            return '%s from Swift does not decode: %s' % (what, e)
+        d = message_diff(got, p, pool)
+        if d:
+            return '%s from Swift decodes to a different message: %s' % (what, d)
 
     # d. The Swift JSON matches Python's JSON, compared as parsed values.
     d = json_diff(json.loads(swift_json), json.loads(python_json))
@@ -245,15 +230,15 @@ def main(argv):
     if not names:
         parser.error('no *.case.json files in %s' % args.work)
 
-    passed = failed = 0
+    failed = 0
     for name in names:
         try:
             reason = check_case(args.work, name, pool)
         except Exception as e:  # bad case file, unknown message, parse error...
             reason = '%s: %s' % (type(e).__name__, e)
-        passed, failed = (passed + 1, failed) if reason is None else (passed, failed + 1)
+        failed += reason is not None
         print('ok ' + name if reason is None else 'FAIL %s: %s' % (name, reason))
-    print('%d passed, %d failed' % (passed, failed))
+    print('%d passed, %d failed' % (len(names) - failed, failed))
     return 1 if failed else 0
 
 

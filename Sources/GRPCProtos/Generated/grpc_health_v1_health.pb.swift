@@ -217,7 +217,6 @@ extension GRPCProtos.Grpc.Health.V1.HealthListRequest: ProtobufKit.Message, Prot
     }
 
     public init(_protobufC pointer: UnsafeRawPointer) throws {
-        let c = pointer.assumingMemoryBound(to: Grpc__Health__V1__HealthListRequest.self)
         self.init()
         self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
     }

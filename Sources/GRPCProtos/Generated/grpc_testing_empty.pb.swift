@@ -44,7 +44,6 @@ extension GRPCProtos.Grpc.Testing.Empty: ProtobufKit.Message, ProtobufKit.JSONMe
     }
 
     public init(_protobufC pointer: UnsafeRawPointer) throws {
-        let c = pointer.assumingMemoryBound(to: Grpc__Testing__Empty.self)
         self.init()
         self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
     }

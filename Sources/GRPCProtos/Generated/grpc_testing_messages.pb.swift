@@ -1774,7 +1774,6 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerAccumulatedStatsRequest: ProtobufK
     }
 
     public init(_protobufC pointer: UnsafeRawPointer) throws {
-        let c = pointer.assumingMemoryBound(to: Grpc__Testing__LoadBalancerAccumulatedStatsRequest.self)
         self.init()
         self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
     }
@@ -2179,7 +2178,6 @@ extension GRPCProtos.Grpc.Testing.ClientConfigureResponse: ProtobufKit.Message, 
     }
 
     public init(_protobufC pointer: UnsafeRawPointer) throws {
-        let c = pointer.assumingMemoryBound(to: Grpc__Testing__ClientConfigureResponse.self)
         self.init()
         self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
     }
@@ -2479,7 +2477,6 @@ extension GRPCProtos.Grpc.Testing.HookResponse: ProtobufKit.Message, ProtobufKit
     }
 
     public init(_protobufC pointer: UnsafeRawPointer) throws {
-        let c = pointer.assumingMemoryBound(to: Grpc__Testing__HookResponse.self)
         self.init()
         self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
     }

@@ -43,7 +43,6 @@ extension ProtobufKit.Google.Protobuf.Empty: ProtobufKit.Message, ProtobufKit.JS
     }
 
     public init(_protobufC pointer: UnsafeRawPointer) throws {
-        let c = pointer.assumingMemoryBound(to: Google__Protobuf__Empty.self)
         self.init()
         self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
     }

@@ -2425,7 +2425,6 @@ extension TestMessages.Fabrikam.Testing.V1.TestEmpty: ProtobufKit.Message, Proto
     }
 
     public init(_protobufC pointer: UnsafeRawPointer) throws {
-        let c = pointer.assumingMemoryBound(to: Fabrikam__Testing__V1__TestEmpty.self)
         self.init()
         self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
     }
