@@ -296,7 +296,7 @@ extension SwiftGenerator {
                     p.line("c.pointee.\(plan.cCount) = \(property).count")
                     p.line("let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<\(entryCName)>?>.stride * \(property).count).bindMemory(to: UnsafeMutablePointer<\(entryCName)>?.self, capacity: \(property).count)")
                     p.line("var index = 0")
-                    p.block("for (key, value) in \(property)") { p in
+                    p.block("for (key, value) in ProtobufKit._orderedMapEntries(\(property))") { p in
                         p.line("let entry = arena.allocate(MemoryLayout<\(entryCName)>.stride).bindMemory(to: \(entryCName).self, capacity: 1)")
                         p.line("\(entryCInit)(entry)")
                         p.line("entry.pointee.key = \(cValue(key, "key"))")
@@ -322,7 +322,22 @@ extension SwiftGenerator {
                 p.line("    break")
             }
         }
-        p.line("if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }")
+        // protobuf-c skips a float or double field equal to 0, which drops -0.0; proto3 counts
+        // -0.0 as set (its bits are not zero), so it is written as an extra field instead.
+        let floating = plans.filter { plan in
+            if case .singular = plan.shape { return plan.field.type == .double || plan.field.type == .float }
+            return false
+        }
+        if floating.isEmpty {
+            p.line("if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }")
+        } else {
+            p.line("var negativeZeros: [ProtobufKit.UnknownFields.Field] = []")
+            for plan in floating {
+                let isDouble = plan.field.type == .double
+                p.line("if self.\(plan.escapedName) == 0 && self.\(plan.escapedName).sign == .minus { negativeZeros.append(.negativeZero(number: \(plan.field.number), isDouble: \(isDouble))) }")
+            }
+            p.line("if !unknownFields.isEmpty || !negativeZeros.isEmpty { arena.setUnknownFields(unknownFields, adding: negativeZeros, on: UnsafeMutableRawPointer(c)) }")
+        }
         p.line("return UnsafeMutableRawPointer(c)")
         p.outdent()
         p.line("}")
@@ -406,6 +421,7 @@ extension SwiftGenerator {
         case .string, .bytes: return "!\(v).isEmpty"
         case .bool: return v
         case .enum: return "\(v).rawValue != 0"
+        case .float, .double: return "\(v).bitPattern != 0"  // -0.0 counts as set
         default: return "\(v) != 0"
         }
     }
@@ -441,7 +457,7 @@ extension SwiftGenerator {
                     case .bool: keyString = "key ? \"true\" : \"false\""
                     default: keyString = "String(key)"
                     }
-                    p.line("for (key, value) in \(property) { w.mapKey(\(keyString)); \(jsonWrite(value, "value")) }")
+                    p.line("for (key, value) in ProtobufKit._orderedMapEntries(\(property)) { w.mapKey(\(keyString)); \(jsonWrite(value, "value")) }")
                     p.line("w.endObject()")
                 }
             case .oneofMember:
@@ -472,6 +488,9 @@ extension SwiftGenerator {
         }
     }
 
+    /// `{ decode($0) }` for one element.
+    func jsonReadClosure(_ plan: FieldPlan) -> String { "{ \(jsonRead(plan, "$0")) }" }
+
     func emitJSONRead(_ message: ProtoMessage, plans: [FieldPlan], into p: inout CodePrinter) {
         p.line("public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {")
         p.indent()
@@ -500,14 +519,16 @@ extension SwiftGenerator {
                 if plan.field.type == .enum && !plan.isNullValueEnum {
                     p.line("\(property) = try ProtobufKit.JSONDecode.array(value) { \(jsonRead(plan, "$0")) }.compactMap { $0 }")
                 } else {
-                    p.line("\(property) = try ProtobufKit.JSONDecode.array(value) { \(jsonRead(plan, "$0")) }")
+                    let allowNull = plan.isValueMessage || plan.isNullValueEnum ? "allowNull: true, " : ""
+                    p.line("\(property) = try ProtobufKit.JSONDecode.array(value, \(allowNull)\(jsonReadClosure(plan)))")
                 }
             case .map(let key, let value, _, _):
                 let keyKind = Self.jsonScalarKind(key.field.type)
                 if value.field.type == .enum && !value.isNullValueEnum {
                     p.line("\(property) = try ProtobufKit.JSONDecode.map(value, key: { try ProtobufKit.JSONDecode.mapKey_\(keyKind)($0) }) { \(jsonRead(value, "$0")) }.compactMapValues { $0 }")
                 } else {
-                    p.line("\(property) = try ProtobufKit.JSONDecode.map(value, key: { try ProtobufKit.JSONDecode.mapKey_\(keyKind)($0) }) { \(jsonRead(value, "$0")) }")
+                    let allowNull = value.isValueMessage || value.isNullValueEnum ? "allowNull: true, " : ""
+                    p.line("\(property) = try ProtobufKit.JSONDecode.map(value, \(allowNull)key: { try ProtobufKit.JSONDecode.mapKey_\(keyKind)($0) }) { \(jsonRead(value, "$0")) }")
                 }
             case .oneofMember(let oneofName):
                 let oneof = message.oneofs.first { $0.name == oneofName }!

@@ -321,7 +321,11 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location: ProtobufKi
         c.pointee.latitude = self.latitude
         c.pointee.longitude = self.longitude
         c.pointee.altitude = self.altitude
-        if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
+        var negativeZeros: [ProtobufKit.UnknownFields.Field] = []
+        if self.latitude == 0 && self.latitude.sign == .minus { negativeZeros.append(.negativeZero(number: 1, isDouble: true)) }
+        if self.longitude == 0 && self.longitude.sign == .minus { negativeZeros.append(.negativeZero(number: 2, isDouble: true)) }
+        if self.altitude == 0 && self.altitude.sign == .minus { negativeZeros.append(.negativeZero(number: 3, isDouble: true)) }
+        if !unknownFields.isEmpty || !negativeZeros.isEmpty { arena.setUnknownFields(unknownFields, adding: negativeZeros, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
 
@@ -335,9 +339,9 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location: ProtobufKi
     }
 
     public func _writeJSONFields(to w: inout ProtobufKit.JSONWriter) throws {
-        if self.latitude != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("latitude", "latitude"); w.double(self.latitude) }
-        if self.longitude != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("longitude", "longitude"); w.double(self.longitude) }
-        if self.altitude != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("altitude", "altitude"); w.double(self.altitude) }
+        if self.latitude.bitPattern != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("latitude", "latitude"); w.double(self.latitude) }
+        if self.longitude.bitPattern != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("longitude", "longitude"); w.double(self.longitude) }
+        if self.altitude.bitPattern != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("altitude", "altitude"); w.double(self.altitude) }
     }
 
     public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
@@ -427,7 +431,9 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.PackageInfo: Protobu
         c.pointee.size = .init(rawValue: .init(truncatingIfNeeded: self.size.rawValue))
         c.pointee.weight = self.weight
         c.pointee.tag = arena.string(self.tag)
-        if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
+        var negativeZeros: [ProtobufKit.UnknownFields.Field] = []
+        if self.weight == 0 && self.weight.sign == .minus { negativeZeros.append(.negativeZero(number: 3, isDouble: true)) }
+        if !unknownFields.isEmpty || !negativeZeros.isEmpty { arena.setUnknownFields(unknownFields, adding: negativeZeros, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
 
@@ -444,7 +450,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.PackageInfo: Protobu
     public func _writeJSONFields(to w: inout ProtobufKit.JSONWriter) throws {
         if !self.packageId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("packageId", "package_id"); w.string(self.packageId) }
         if self.size.rawValue != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("size", "size"); w.enumValue(self.size) }
-        if self.weight != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("weight", "weight"); w.double(self.weight) }
+        if self.weight.bitPattern != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("weight", "weight"); w.double(self.weight) }
         if !self.tag.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("tag", "tag"); w.string(self.tag) }
     }
 

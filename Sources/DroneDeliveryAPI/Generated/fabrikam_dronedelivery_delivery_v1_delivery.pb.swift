@@ -1111,7 +1111,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ListDeliveriesResp
         switch key {
         case "deliveries":
             if case .null = value { return true }
-            self.deliveries = try ProtobufKit.JSONDecode.array(value) { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery(_jsonValue: $0, context: context) }
+            self.deliveries = try ProtobufKit.JSONDecode.array(value, { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery(_jsonValue: $0, context: context) })
             return true
         case "nextPageToken", "next_page_token":
             if case .null = value { return true }
@@ -1569,7 +1569,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ReportDronePositio
         switch key {
         case "positions":
             if case .null = value { return true }
-            self.positions = try ProtobufKit.JSONDecode.array(value) { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.DronePosition(_jsonValue: $0, context: context) }
+            self.positions = try ProtobufKit.JSONDecode.array(value, { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.DronePosition(_jsonValue: $0, context: context) })
             return true
         default:
             return false

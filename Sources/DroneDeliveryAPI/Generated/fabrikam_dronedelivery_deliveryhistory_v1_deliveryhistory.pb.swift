@@ -359,7 +359,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.GetDelivery
             return true
         case "events":
             if case .null = value { return true }
-            self.events = try ProtobufKit.JSONDecode.array(value) { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.DeliveryHistoryEvent(_jsonValue: $0, context: context) }
+            self.events = try ProtobufKit.JSONDecode.array(value, { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.DeliveryHistoryEvent(_jsonValue: $0, context: context) })
             return true
         case "nextPageToken", "next_page_token":
             if case .null = value { return true }
@@ -511,7 +511,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.ListOwnerHi
         switch key {
         case "events":
             if case .null = value { return true }
-            self.events = try ProtobufKit.JSONDecode.array(value) { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.DeliveryHistoryEvent(_jsonValue: $0, context: context) }
+            self.events = try ProtobufKit.JSONDecode.array(value, { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.DeliveryHistoryEvent(_jsonValue: $0, context: context) })
             return true
         case "nextPageToken", "next_page_token":
             if case .null = value { return true }

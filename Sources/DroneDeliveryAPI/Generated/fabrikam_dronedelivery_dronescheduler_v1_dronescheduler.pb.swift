@@ -389,7 +389,10 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.Drone: Proto
         c.pointee.cruise_speed_mps = self.cruiseSpeedMps
         c.pointee.current_delivery_id = arena.string(self.currentDeliveryId)
         if let value = self.registerTime { c.pointee.register_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
-        if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
+        var negativeZeros: [ProtobufKit.UnknownFields.Field] = []
+        if self.capacityKg == 0 && self.capacityKg.sign == .minus { negativeZeros.append(.negativeZero(number: 3, isDouble: true)) }
+        if self.cruiseSpeedMps == 0 && self.cruiseSpeedMps.sign == .minus { negativeZeros.append(.negativeZero(number: 8, isDouble: true)) }
+        if !unknownFields.isEmpty || !negativeZeros.isEmpty { arena.setUnknownFields(unknownFields, adding: negativeZeros, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
 
@@ -412,12 +415,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.Drone: Proto
     public func _writeJSONFields(to w: inout ProtobufKit.JSONWriter) throws {
         if !self.droneId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("droneId", "drone_id"); w.string(self.droneId) }
         if self.status.rawValue != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("status", "status"); w.enumValue(self.status) }
-        if self.capacityKg != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("capacityKg", "capacity_kg"); w.double(self.capacityKg) }
+        if self.capacityKg.bitPattern != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("capacityKg", "capacity_kg"); w.double(self.capacityKg) }
         if self.maxPackageSize.rawValue != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("maxPackageSize", "max_package_size"); w.enumValue(self.maxPackageSize) }
         if let value = self.position { w.key("position", "position"); try value._writeJSON(to: &w) }
         if let value = self.positionTime { w.key("positionTime", "position_time"); try value._writeJSON(to: &w) }
         if let value = self.homeLocation { w.key("homeLocation", "home_location"); try value._writeJSON(to: &w) }
-        if self.cruiseSpeedMps != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("cruiseSpeedMps", "cruise_speed_mps"); w.double(self.cruiseSpeedMps) }
+        if self.cruiseSpeedMps.bitPattern != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("cruiseSpeedMps", "cruise_speed_mps"); w.double(self.cruiseSpeedMps) }
         if !self.currentDeliveryId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("currentDeliveryId", "current_delivery_id"); w.string(self.currentDeliveryId) }
         if let value = self.registerTime { w.key("registerTime", "register_time"); try value._writeJSON(to: &w) }
     }
@@ -956,11 +959,11 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.FleetStatus:
             return true
         case "statusCounts", "status_counts":
             if case .null = value { return true }
-            self.statusCounts = try ProtobufKit.JSONDecode.array(value) { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.FleetStatus.StatusCount(_jsonValue: $0, context: context) }
+            self.statusCounts = try ProtobufKit.JSONDecode.array(value, { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.FleetStatus.StatusCount(_jsonValue: $0, context: context) })
             return true
         case "drones":
             if case .null = value { return true }
-            self.drones = try ProtobufKit.JSONDecode.array(value) { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.Drone(_jsonValue: $0, context: context) }
+            self.drones = try ProtobufKit.JSONDecode.array(value, { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.Drone(_jsonValue: $0, context: context) })
             return true
         case "snapshotTime", "snapshot_time":
             if case .null = value { return true }
@@ -1096,7 +1099,10 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.DroneUtiliza
         c.pointee.month = self.month
         c.pointee.traveled_miles = self.traveledMiles
         c.pointee.assigned_hours = self.assignedHours
-        if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
+        var negativeZeros: [ProtobufKit.UnknownFields.Field] = []
+        if self.traveledMiles == 0 && self.traveledMiles.sign == .minus { negativeZeros.append(.negativeZero(number: 4, isDouble: true)) }
+        if self.assignedHours == 0 && self.assignedHours.sign == .minus { negativeZeros.append(.negativeZero(number: 5, isDouble: true)) }
+        if !unknownFields.isEmpty || !negativeZeros.isEmpty { arena.setUnknownFields(unknownFields, adding: negativeZeros, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
 
@@ -1115,8 +1121,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.DroneUtiliza
         if !self.ownerId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("ownerId", "owner_id"); w.string(self.ownerId) }
         if self.year != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("year", "year"); w.int32(self.year) }
         if self.month != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("month", "month"); w.int32(self.month) }
-        if self.traveledMiles != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("traveledMiles", "traveled_miles"); w.double(self.traveledMiles) }
-        if self.assignedHours != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("assignedHours", "assigned_hours"); w.double(self.assignedHours) }
+        if self.traveledMiles.bitPattern != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("traveledMiles", "traveled_miles"); w.double(self.traveledMiles) }
+        if self.assignedHours.bitPattern != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("assignedHours", "assigned_hours"); w.double(self.assignedHours) }
     }
 
     public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
@@ -1344,7 +1350,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.ListDronesRe
         switch key {
         case "drones":
             if case .null = value { return true }
-            self.drones = try ProtobufKit.JSONDecode.array(value) { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.Drone(_jsonValue: $0, context: context) }
+            self.drones = try ProtobufKit.JSONDecode.array(value, { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.Drone(_jsonValue: $0, context: context) })
             return true
         case "nextPageToken", "next_page_token":
             if case .null = value { return true }

@@ -167,7 +167,9 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.Package: ProtobufKi
         c.pointee.delivery_id = arena.string(self.deliveryId)
         if let value = self.createTime { c.pointee.create_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         if let value = self.updateTime { c.pointee.update_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
-        if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
+        var negativeZeros: [ProtobufKit.UnknownFields.Field] = []
+        if self.weight == 0 && self.weight.sign == .minus { negativeZeros.append(.negativeZero(number: 3, isDouble: true)) }
+        if !unknownFields.isEmpty || !negativeZeros.isEmpty { arena.setUnknownFields(unknownFields, adding: negativeZeros, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
 
@@ -188,7 +190,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.Package: ProtobufKi
     public func _writeJSONFields(to w: inout ProtobufKit.JSONWriter) throws {
         if !self.packageId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("packageId", "package_id"); w.string(self.packageId) }
         if self.size.rawValue != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("size", "size"); w.enumValue(self.size) }
-        if self.weight != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("weight", "weight"); w.double(self.weight) }
+        if self.weight.bitPattern != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("weight", "weight"); w.double(self.weight) }
         if !self.tag.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("tag", "tag"); w.string(self.tag) }
         if !self.ownerId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("ownerId", "owner_id"); w.string(self.ownerId) }
         if !self.deliveryId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("deliveryId", "delivery_id"); w.string(self.deliveryId) }
@@ -484,7 +486,10 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PackageSummary: Pro
             for (index, element) in self.sizeCounts.enumerated() { array[index] = element._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Package__V1__PackageSummary__SizeCount.self) }
             c.pointee.size_counts = array
         }
-        if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
+        var negativeZeros: [ProtobufKit.UnknownFields.Field] = []
+        if self.totalWeight == 0 && self.totalWeight.sign == .minus { negativeZeros.append(.negativeZero(number: 3, isDouble: true)) }
+        if self.averageWeight == 0 && self.averageWeight.sign == .minus { negativeZeros.append(.negativeZero(number: 4, isDouble: true)) }
+        if !unknownFields.isEmpty || !negativeZeros.isEmpty { arena.setUnknownFields(unknownFields, adding: negativeZeros, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
 
@@ -505,8 +510,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PackageSummary: Pro
     public func _writeJSONFields(to w: inout ProtobufKit.JSONWriter) throws {
         if !self.ownerId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("ownerId", "owner_id"); w.string(self.ownerId) }
         if self.packageCount != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("packageCount", "package_count"); w.int64(self.packageCount) }
-        if self.totalWeight != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("totalWeight", "total_weight"); w.double(self.totalWeight) }
-        if self.averageWeight != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("averageWeight", "average_weight"); w.double(self.averageWeight) }
+        if self.totalWeight.bitPattern != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("totalWeight", "total_weight"); w.double(self.totalWeight) }
+        if self.averageWeight.bitPattern != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("averageWeight", "average_weight"); w.double(self.averageWeight) }
         if !self.sizeCounts.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
             w.key("sizeCounts", "size_counts")
             w.beginArray()
@@ -535,7 +540,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PackageSummary: Pro
             return true
         case "sizeCounts", "size_counts":
             if case .null = value { return true }
-            self.sizeCounts = try ProtobufKit.JSONDecode.array(value) { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PackageSummary.SizeCount(_jsonValue: $0, context: context) }
+            self.sizeCounts = try ProtobufKit.JSONDecode.array(value, { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PackageSummary.SizeCount(_jsonValue: $0, context: context) })
             return true
         default:
             return false

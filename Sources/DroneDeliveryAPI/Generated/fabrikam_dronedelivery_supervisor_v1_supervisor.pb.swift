@@ -538,7 +538,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.FailedSaga: Prot
             return true
         case "compensations":
             if case .null = value { return true }
-            self.compensations = try ProtobufKit.JSONDecode.array(value) { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.Compensation(_jsonValue: $0, context: context) }
+            self.compensations = try ProtobufKit.JSONDecode.array(value, { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.Compensation(_jsonValue: $0, context: context) })
             return true
         case "failTime", "fail_time":
             if case .null = value { return true }
@@ -783,7 +783,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.ListFailedSagasR
         switch key {
         case "sagas":
             if case .null = value { return true }
-            self.sagas = try ProtobufKit.JSONDecode.array(value) { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.FailedSaga(_jsonValue: $0, context: context) }
+            self.sagas = try ProtobufKit.JSONDecode.array(value, { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.FailedSaga(_jsonValue: $0, context: context) })
             return true
         case "nextPageToken", "next_page_token":
             if case .null = value { return true }

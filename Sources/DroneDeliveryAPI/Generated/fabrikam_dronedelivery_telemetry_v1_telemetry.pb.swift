@@ -244,7 +244,10 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.DronePosition: Pr
         c.pointee.heading_degrees = self.headingDegrees
         if let value = self.batteryLevel { c.pointee.battery_level = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__DoubleValue.self) }
         c.pointee.sequence = self.sequence
-        if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
+        var negativeZeros: [ProtobufKit.UnknownFields.Field] = []
+        if self.groundSpeedMps == 0 && self.groundSpeedMps.sign == .minus { negativeZeros.append(.negativeZero(number: 6, isDouble: true)) }
+        if self.headingDegrees == 0 && self.headingDegrees.sign == .minus { negativeZeros.append(.negativeZero(number: 7, isDouble: true)) }
+        if !unknownFields.isEmpty || !negativeZeros.isEmpty { arena.setUnknownFields(unknownFields, adding: negativeZeros, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
 
@@ -269,8 +272,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.DronePosition: Pr
         if let value = self.location { w.key("location", "location"); try value._writeJSON(to: &w) }
         if let value = self.time { w.key("time", "time"); try value._writeJSON(to: &w) }
         if self.phase.rawValue != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("phase", "phase"); w.enumValue(self.phase) }
-        if self.groundSpeedMps != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("groundSpeedMps", "ground_speed_mps"); w.double(self.groundSpeedMps) }
-        if self.headingDegrees != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("headingDegrees", "heading_degrees"); w.double(self.headingDegrees) }
+        if self.groundSpeedMps.bitPattern != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("groundSpeedMps", "ground_speed_mps"); w.double(self.groundSpeedMps) }
+        if self.headingDegrees.bitPattern != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("headingDegrees", "heading_degrees"); w.double(self.headingDegrees) }
         if let value = self.batteryLevel { w.key("batteryLevel", "battery_level"); try value._writeJSON(to: &w) }
         if self.sequence != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("sequence", "sequence"); w.int64(self.sequence) }
     }
@@ -366,7 +369,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.ReportPositionsRe
         switch key {
         case "positions":
             if case .null = value { return true }
-            self.positions = try ProtobufKit.JSONDecode.array(value) { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.DronePosition(_jsonValue: $0, context: context) }
+            self.positions = try ProtobufKit.JSONDecode.array(value, { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.DronePosition(_jsonValue: $0, context: context) })
             return true
         default:
             return false
@@ -421,7 +424,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.ReportPositionsRe
         switch key {
         case "acks":
             if case .null = value { return true }
-            self.acks = try ProtobufKit.JSONDecode.array(value) { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.ReportPositionsResponse.Ack(_jsonValue: $0, context: context) }
+            self.acks = try ProtobufKit.JSONDecode.array(value, { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.ReportPositionsResponse.Ack(_jsonValue: $0, context: context) })
             return true
         default:
             return false

@@ -499,7 +499,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.SagaStatus: Protob
             return true
         case "steps":
             if case .null = value { return true }
-            self.steps = try ProtobufKit.JSONDecode.array(value) { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.SagaStepRecord(_jsonValue: $0, context: context) }
+            self.steps = try ProtobufKit.JSONDecode.array(value, { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.SagaStepRecord(_jsonValue: $0, context: context) })
             return true
         case "messageId", "message_id":
             if case .null = value { return true }
@@ -619,7 +619,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.GetSagaStatusRespo
             return true
         case "sagas":
             if case .null = value { return true }
-            self.sagas = try ProtobufKit.JSONDecode.array(value) { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.SagaStatus(_jsonValue: $0, context: context) }
+            self.sagas = try ProtobufKit.JSONDecode.array(value, { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.SagaStatus(_jsonValue: $0, context: context) })
             return true
         default:
             return false
@@ -733,7 +733,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.ListSagasResponse:
         switch key {
         case "sagas":
             if case .null = value { return true }
-            self.sagas = try ProtobufKit.JSONDecode.array(value) { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.SagaStatus(_jsonValue: $0, context: context) }
+            self.sagas = try ProtobufKit.JSONDecode.array(value, { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.SagaStatus(_jsonValue: $0, context: context) })
             return true
         case "nextPageToken", "next_page_token":
             if case .null = value { return true }

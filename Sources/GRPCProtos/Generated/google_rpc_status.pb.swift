@@ -89,7 +89,7 @@ extension ProtobufKit.Google.Rpc.Status: ProtobufKit.Message, ProtobufKit.JSONMe
             return true
         case "details":
             if case .null = value { return true }
-            self.details = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.Google.Protobuf.AnyMessage(_jsonValue: $0, context: context) }
+            self.details = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.Google.Protobuf.AnyMessage(_jsonValue: $0, context: context) })
             return true
         default:
             return false

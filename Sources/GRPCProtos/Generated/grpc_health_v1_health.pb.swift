@@ -250,7 +250,7 @@ extension GRPCProtos.Grpc.Health.V1.HealthListResponse: ProtobufKit.Message, Pro
             c.pointee.n_statuses = self.statuses.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Grpc__Health__V1__HealthListResponse__StatusesEntry>?>.stride * self.statuses.count).bindMemory(to: UnsafeMutablePointer<Grpc__Health__V1__HealthListResponse__StatusesEntry>?.self, capacity: self.statuses.count)
             var index = 0
-            for (key, value) in self.statuses {
+            for (key, value) in ProtobufKit._orderedMapEntries(self.statuses) {
                 let entry = arena.allocate(MemoryLayout<Grpc__Health__V1__HealthListResponse__StatusesEntry>.stride).bindMemory(to: Grpc__Health__V1__HealthListResponse__StatusesEntry.self, capacity: 1)
                 grpc__health__v1__health_list_response__statuses_entry__init(entry)
                 entry.pointee.key = arena.string(key)
@@ -281,7 +281,7 @@ extension GRPCProtos.Grpc.Health.V1.HealthListResponse: ProtobufKit.Message, Pro
         if !self.statuses.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
             w.key("statuses", "statuses")
             w.beginObject()
-            for (key, value) in self.statuses { w.mapKey(key); try value._writeJSON(to: &w) }
+            for (key, value) in ProtobufKit._orderedMapEntries(self.statuses) { w.mapKey(key); try value._writeJSON(to: &w) }
             w.endObject()
         }
     }

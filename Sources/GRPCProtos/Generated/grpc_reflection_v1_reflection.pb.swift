@@ -455,7 +455,7 @@ extension GRPCProtos.Grpc.Reflection.V1.FileDescriptorResponse: ProtobufKit.Mess
         switch key {
         case "fileDescriptorProto", "file_descriptor_proto":
             if case .null = value { return true }
-            self.fileDescriptorProto = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.JSONDecode.bytes($0) }
+            self.fileDescriptorProto = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.bytes($0) })
             return true
         default:
             return false
@@ -512,7 +512,7 @@ extension GRPCProtos.Grpc.Reflection.V1.ExtensionNumberResponse: ProtobufKit.Mes
             return true
         case "extensionNumber", "extension_number":
             if case .null = value { return true }
-            self.extensionNumber = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.JSONDecode.int32($0) }
+            self.extensionNumber = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.int32($0) })
             return true
         default:
             return false
@@ -567,7 +567,7 @@ extension GRPCProtos.Grpc.Reflection.V1.ListServiceResponse: ProtobufKit.Message
         switch key {
         case "service":
             if case .null = value { return true }
-            self.service = try ProtobufKit.JSONDecode.array(value) { try GRPCProtos.Grpc.Reflection.V1.ServiceResponse(_jsonValue: $0, context: context) }
+            self.service = try ProtobufKit.JSONDecode.array(value, { try GRPCProtos.Grpc.Reflection.V1.ServiceResponse(_jsonValue: $0, context: context) })
             return true
         default:
             return false

@@ -450,7 +450,7 @@ extension GRPCProtos.Grpc.Reflection.V1alpha.FileDescriptorResponse: ProtobufKit
         switch key {
         case "fileDescriptorProto", "file_descriptor_proto":
             if case .null = value { return true }
-            self.fileDescriptorProto = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.JSONDecode.bytes($0) }
+            self.fileDescriptorProto = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.bytes($0) })
             return true
         default:
             return false
@@ -507,7 +507,7 @@ extension GRPCProtos.Grpc.Reflection.V1alpha.ExtensionNumberResponse: ProtobufKi
             return true
         case "extensionNumber", "extension_number":
             if case .null = value { return true }
-            self.extensionNumber = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.JSONDecode.int32($0) }
+            self.extensionNumber = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.int32($0) })
             return true
         default:
             return false
@@ -562,7 +562,7 @@ extension GRPCProtos.Grpc.Reflection.V1alpha.ListServiceResponse: ProtobufKit.Me
         switch key {
         case "service":
             if case .null = value { return true }
-            self.service = try ProtobufKit.JSONDecode.array(value) { try GRPCProtos.Grpc.Reflection.V1alpha.ServiceResponse(_jsonValue: $0, context: context) }
+            self.service = try ProtobufKit.JSONDecode.array(value, { try GRPCProtos.Grpc.Reflection.V1alpha.ServiceResponse(_jsonValue: $0, context: context) })
             return true
         default:
             return false

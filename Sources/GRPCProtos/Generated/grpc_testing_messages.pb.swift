@@ -1151,7 +1151,7 @@ extension GRPCProtos.Grpc.Testing.StreamingOutputCallRequest: ProtobufKit.Messag
             return true
         case "responseParameters", "response_parameters":
             if case .null = value { return true }
-            self.responseParameters = try ProtobufKit.JSONDecode.array(value) { try GRPCProtos.Grpc.Testing.ResponseParameters(_jsonValue: $0, context: context) }
+            self.responseParameters = try ProtobufKit.JSONDecode.array(value, { try GRPCProtos.Grpc.Testing.ResponseParameters(_jsonValue: $0, context: context) })
             return true
         case "payload":
             if case .null = value { return true }
@@ -1311,7 +1311,7 @@ extension GRPCProtos.Grpc.Testing.ReconnectInfo: ProtobufKit.Message, ProtobufKi
             return true
         case "backoffMs", "backoff_ms":
             if case .null = value { return true }
-            self.backoffMs = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.JSONDecode.int32($0) }
+            self.backoffMs = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.int32($0) })
             return true
         default:
             return false
@@ -1380,7 +1380,7 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerStatsRequest: ProtobufKit.Message,
             return true
         case "metadataKeys", "metadata_keys":
             if case .null = value { return true }
-            self.metadataKeys = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.JSONDecode.string($0) }
+            self.metadataKeys = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.string($0) })
             return true
         default:
             return false
@@ -1406,7 +1406,7 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerStatsResponse: ProtobufKit.Message
             c.pointee.n_rpcs_by_peer = self.rpcsByPeer.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Grpc__Testing__LoadBalancerStatsResponse__RpcsByPeerEntry>?>.stride * self.rpcsByPeer.count).bindMemory(to: UnsafeMutablePointer<Grpc__Testing__LoadBalancerStatsResponse__RpcsByPeerEntry>?.self, capacity: self.rpcsByPeer.count)
             var index = 0
-            for (key, value) in self.rpcsByPeer {
+            for (key, value) in ProtobufKit._orderedMapEntries(self.rpcsByPeer) {
                 let entry = arena.allocate(MemoryLayout<Grpc__Testing__LoadBalancerStatsResponse__RpcsByPeerEntry>.stride).bindMemory(to: Grpc__Testing__LoadBalancerStatsResponse__RpcsByPeerEntry.self, capacity: 1)
                 grpc__testing__load_balancer_stats_response__rpcs_by_peer_entry__init(entry)
                 entry.pointee.key = arena.string(key)
@@ -1421,7 +1421,7 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerStatsResponse: ProtobufKit.Message
             c.pointee.n_rpcs_by_method = self.rpcsByMethod.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Grpc__Testing__LoadBalancerStatsResponse__RpcsByMethodEntry>?>.stride * self.rpcsByMethod.count).bindMemory(to: UnsafeMutablePointer<Grpc__Testing__LoadBalancerStatsResponse__RpcsByMethodEntry>?.self, capacity: self.rpcsByMethod.count)
             var index = 0
-            for (key, value) in self.rpcsByMethod {
+            for (key, value) in ProtobufKit._orderedMapEntries(self.rpcsByMethod) {
                 let entry = arena.allocate(MemoryLayout<Grpc__Testing__LoadBalancerStatsResponse__RpcsByMethodEntry>.stride).bindMemory(to: Grpc__Testing__LoadBalancerStatsResponse__RpcsByMethodEntry.self, capacity: 1)
                 grpc__testing__load_balancer_stats_response__rpcs_by_method_entry__init(entry)
                 entry.pointee.key = arena.string(key)
@@ -1435,7 +1435,7 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerStatsResponse: ProtobufKit.Message
             c.pointee.n_metadatas_by_peer = self.metadatasByPeer.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Grpc__Testing__LoadBalancerStatsResponse__MetadatasByPeerEntry>?>.stride * self.metadatasByPeer.count).bindMemory(to: UnsafeMutablePointer<Grpc__Testing__LoadBalancerStatsResponse__MetadatasByPeerEntry>?.self, capacity: self.metadatasByPeer.count)
             var index = 0
-            for (key, value) in self.metadatasByPeer {
+            for (key, value) in ProtobufKit._orderedMapEntries(self.metadatasByPeer) {
                 let entry = arena.allocate(MemoryLayout<Grpc__Testing__LoadBalancerStatsResponse__MetadatasByPeerEntry>.stride).bindMemory(to: Grpc__Testing__LoadBalancerStatsResponse__MetadatasByPeerEntry.self, capacity: 1)
                 grpc__testing__load_balancer_stats_response__metadatas_by_peer_entry__init(entry)
                 entry.pointee.key = arena.string(key)
@@ -1481,20 +1481,20 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerStatsResponse: ProtobufKit.Message
         if !self.rpcsByPeer.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
             w.key("rpcsByPeer", "rpcs_by_peer")
             w.beginObject()
-            for (key, value) in self.rpcsByPeer { w.mapKey(key); w.int32(value) }
+            for (key, value) in ProtobufKit._orderedMapEntries(self.rpcsByPeer) { w.mapKey(key); w.int32(value) }
             w.endObject()
         }
         if self.numFailures != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("numFailures", "num_failures"); w.int32(self.numFailures) }
         if !self.rpcsByMethod.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
             w.key("rpcsByMethod", "rpcs_by_method")
             w.beginObject()
-            for (key, value) in self.rpcsByMethod { w.mapKey(key); try value._writeJSON(to: &w) }
+            for (key, value) in ProtobufKit._orderedMapEntries(self.rpcsByMethod) { w.mapKey(key); try value._writeJSON(to: &w) }
             w.endObject()
         }
         if !self.metadatasByPeer.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
             w.key("metadatasByPeer", "metadatas_by_peer")
             w.beginObject()
-            for (key, value) in self.metadatasByPeer { w.mapKey(key); try value._writeJSON(to: &w) }
+            for (key, value) in ProtobufKit._orderedMapEntries(self.metadatasByPeer) { w.mapKey(key); try value._writeJSON(to: &w) }
             w.endObject()
         }
     }
@@ -1626,7 +1626,7 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerStatsResponse.RpcMetadata: Protobu
         switch key {
         case "metadata":
             if case .null = value { return true }
-            self.metadata = try ProtobufKit.JSONDecode.array(value) { try GRPCProtos.Grpc.Testing.LoadBalancerStatsResponse.MetadataEntry(_jsonValue: $0, context: context) }
+            self.metadata = try ProtobufKit.JSONDecode.array(value, { try GRPCProtos.Grpc.Testing.LoadBalancerStatsResponse.MetadataEntry(_jsonValue: $0, context: context) })
             return true
         default:
             return false
@@ -1681,7 +1681,7 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerStatsResponse.MetadataByPeer: Prot
         switch key {
         case "rpcMetadata", "rpc_metadata":
             if case .null = value { return true }
-            self.rpcMetadata = try ProtobufKit.JSONDecode.array(value) { try GRPCProtos.Grpc.Testing.LoadBalancerStatsResponse.RpcMetadata(_jsonValue: $0, context: context) }
+            self.rpcMetadata = try ProtobufKit.JSONDecode.array(value, { try GRPCProtos.Grpc.Testing.LoadBalancerStatsResponse.RpcMetadata(_jsonValue: $0, context: context) })
             return true
         default:
             return false
@@ -1707,7 +1707,7 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerStatsResponse.RpcsByPeer: Protobuf
             c.pointee.n_rpcs_by_peer = self.rpcsByPeer.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Grpc__Testing__LoadBalancerStatsResponse__RpcsByPeer__RpcsByPeerEntry>?>.stride * self.rpcsByPeer.count).bindMemory(to: UnsafeMutablePointer<Grpc__Testing__LoadBalancerStatsResponse__RpcsByPeer__RpcsByPeerEntry>?.self, capacity: self.rpcsByPeer.count)
             var index = 0
-            for (key, value) in self.rpcsByPeer {
+            for (key, value) in ProtobufKit._orderedMapEntries(self.rpcsByPeer) {
                 let entry = arena.allocate(MemoryLayout<Grpc__Testing__LoadBalancerStatsResponse__RpcsByPeer__RpcsByPeerEntry>.stride).bindMemory(to: Grpc__Testing__LoadBalancerStatsResponse__RpcsByPeer__RpcsByPeerEntry.self, capacity: 1)
                 grpc__testing__load_balancer_stats_response__rpcs_by_peer__rpcs_by_peer_entry__init(entry)
                 entry.pointee.key = arena.string(key)
@@ -1738,7 +1738,7 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerStatsResponse.RpcsByPeer: Protobuf
         if !self.rpcsByPeer.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
             w.key("rpcsByPeer", "rpcs_by_peer")
             w.beginObject()
-            for (key, value) in self.rpcsByPeer { w.mapKey(key); w.int32(value) }
+            for (key, value) in ProtobufKit._orderedMapEntries(self.rpcsByPeer) { w.mapKey(key); w.int32(value) }
             w.endObject()
         }
     }
@@ -1807,7 +1807,7 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerAccumulatedStatsResponse: Protobuf
             c.pointee.n_num_rpcs_started_by_method = self.numRpcsStartedByMethod.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Grpc__Testing__LoadBalancerAccumulatedStatsResponse__NumRpcsStartedByMethodEntry>?>.stride * self.numRpcsStartedByMethod.count).bindMemory(to: UnsafeMutablePointer<Grpc__Testing__LoadBalancerAccumulatedStatsResponse__NumRpcsStartedByMethodEntry>?.self, capacity: self.numRpcsStartedByMethod.count)
             var index = 0
-            for (key, value) in self.numRpcsStartedByMethod {
+            for (key, value) in ProtobufKit._orderedMapEntries(self.numRpcsStartedByMethod) {
                 let entry = arena.allocate(MemoryLayout<Grpc__Testing__LoadBalancerAccumulatedStatsResponse__NumRpcsStartedByMethodEntry>.stride).bindMemory(to: Grpc__Testing__LoadBalancerAccumulatedStatsResponse__NumRpcsStartedByMethodEntry.self, capacity: 1)
                 grpc__testing__load_balancer_accumulated_stats_response__num_rpcs_started_by_method_entry__init(entry)
                 entry.pointee.key = arena.string(key)
@@ -1821,7 +1821,7 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerAccumulatedStatsResponse: Protobuf
             c.pointee.n_num_rpcs_succeeded_by_method = self.numRpcsSucceededByMethod.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Grpc__Testing__LoadBalancerAccumulatedStatsResponse__NumRpcsSucceededByMethodEntry>?>.stride * self.numRpcsSucceededByMethod.count).bindMemory(to: UnsafeMutablePointer<Grpc__Testing__LoadBalancerAccumulatedStatsResponse__NumRpcsSucceededByMethodEntry>?.self, capacity: self.numRpcsSucceededByMethod.count)
             var index = 0
-            for (key, value) in self.numRpcsSucceededByMethod {
+            for (key, value) in ProtobufKit._orderedMapEntries(self.numRpcsSucceededByMethod) {
                 let entry = arena.allocate(MemoryLayout<Grpc__Testing__LoadBalancerAccumulatedStatsResponse__NumRpcsSucceededByMethodEntry>.stride).bindMemory(to: Grpc__Testing__LoadBalancerAccumulatedStatsResponse__NumRpcsSucceededByMethodEntry.self, capacity: 1)
                 grpc__testing__load_balancer_accumulated_stats_response__num_rpcs_succeeded_by_method_entry__init(entry)
                 entry.pointee.key = arena.string(key)
@@ -1835,7 +1835,7 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerAccumulatedStatsResponse: Protobuf
             c.pointee.n_num_rpcs_failed_by_method = self.numRpcsFailedByMethod.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Grpc__Testing__LoadBalancerAccumulatedStatsResponse__NumRpcsFailedByMethodEntry>?>.stride * self.numRpcsFailedByMethod.count).bindMemory(to: UnsafeMutablePointer<Grpc__Testing__LoadBalancerAccumulatedStatsResponse__NumRpcsFailedByMethodEntry>?.self, capacity: self.numRpcsFailedByMethod.count)
             var index = 0
-            for (key, value) in self.numRpcsFailedByMethod {
+            for (key, value) in ProtobufKit._orderedMapEntries(self.numRpcsFailedByMethod) {
                 let entry = arena.allocate(MemoryLayout<Grpc__Testing__LoadBalancerAccumulatedStatsResponse__NumRpcsFailedByMethodEntry>.stride).bindMemory(to: Grpc__Testing__LoadBalancerAccumulatedStatsResponse__NumRpcsFailedByMethodEntry.self, capacity: 1)
                 grpc__testing__load_balancer_accumulated_stats_response__num_rpcs_failed_by_method_entry__init(entry)
                 entry.pointee.key = arena.string(key)
@@ -1849,7 +1849,7 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerAccumulatedStatsResponse: Protobuf
             c.pointee.n_stats_per_method = self.statsPerMethod.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Grpc__Testing__LoadBalancerAccumulatedStatsResponse__StatsPerMethodEntry>?>.stride * self.statsPerMethod.count).bindMemory(to: UnsafeMutablePointer<Grpc__Testing__LoadBalancerAccumulatedStatsResponse__StatsPerMethodEntry>?.self, capacity: self.statsPerMethod.count)
             var index = 0
-            for (key, value) in self.statsPerMethod {
+            for (key, value) in ProtobufKit._orderedMapEntries(self.statsPerMethod) {
                 let entry = arena.allocate(MemoryLayout<Grpc__Testing__LoadBalancerAccumulatedStatsResponse__StatsPerMethodEntry>.stride).bindMemory(to: Grpc__Testing__LoadBalancerAccumulatedStatsResponse__StatsPerMethodEntry.self, capacity: 1)
                 grpc__testing__load_balancer_accumulated_stats_response__stats_per_method_entry__init(entry)
                 entry.pointee.key = arena.string(key)
@@ -1901,25 +1901,25 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerAccumulatedStatsResponse: Protobuf
         if !self.numRpcsStartedByMethod.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
             w.key("numRpcsStartedByMethod", "num_rpcs_started_by_method")
             w.beginObject()
-            for (key, value) in self.numRpcsStartedByMethod { w.mapKey(key); w.int32(value) }
+            for (key, value) in ProtobufKit._orderedMapEntries(self.numRpcsStartedByMethod) { w.mapKey(key); w.int32(value) }
             w.endObject()
         }
         if !self.numRpcsSucceededByMethod.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
             w.key("numRpcsSucceededByMethod", "num_rpcs_succeeded_by_method")
             w.beginObject()
-            for (key, value) in self.numRpcsSucceededByMethod { w.mapKey(key); w.int32(value) }
+            for (key, value) in ProtobufKit._orderedMapEntries(self.numRpcsSucceededByMethod) { w.mapKey(key); w.int32(value) }
             w.endObject()
         }
         if !self.numRpcsFailedByMethod.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
             w.key("numRpcsFailedByMethod", "num_rpcs_failed_by_method")
             w.beginObject()
-            for (key, value) in self.numRpcsFailedByMethod { w.mapKey(key); w.int32(value) }
+            for (key, value) in ProtobufKit._orderedMapEntries(self.numRpcsFailedByMethod) { w.mapKey(key); w.int32(value) }
             w.endObject()
         }
         if !self.statsPerMethod.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
             w.key("statsPerMethod", "stats_per_method")
             w.beginObject()
-            for (key, value) in self.statsPerMethod { w.mapKey(key); try value._writeJSON(to: &w) }
+            for (key, value) in ProtobufKit._orderedMapEntries(self.statsPerMethod) { w.mapKey(key); try value._writeJSON(to: &w) }
             w.endObject()
         }
     }
@@ -1967,7 +1967,7 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerAccumulatedStatsResponse.MethodSta
             c.pointee.n_result = self.result.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Grpc__Testing__LoadBalancerAccumulatedStatsResponse__MethodStats__ResultEntry>?>.stride * self.result.count).bindMemory(to: UnsafeMutablePointer<Grpc__Testing__LoadBalancerAccumulatedStatsResponse__MethodStats__ResultEntry>?.self, capacity: self.result.count)
             var index = 0
-            for (key, value) in self.result {
+            for (key, value) in ProtobufKit._orderedMapEntries(self.result) {
                 let entry = arena.allocate(MemoryLayout<Grpc__Testing__LoadBalancerAccumulatedStatsResponse__MethodStats__ResultEntry>.stride).bindMemory(to: Grpc__Testing__LoadBalancerAccumulatedStatsResponse__MethodStats__ResultEntry.self, capacity: 1)
                 grpc__testing__load_balancer_accumulated_stats_response__method_stats__result_entry__init(entry)
                 entry.pointee.key = key
@@ -2000,7 +2000,7 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerAccumulatedStatsResponse.MethodSta
         if !self.result.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
             w.key("result", "result")
             w.beginObject()
-            for (key, value) in self.result { w.mapKey(String(key)); w.int32(value) }
+            for (key, value) in ProtobufKit._orderedMapEntries(self.result) { w.mapKey(String(key)); w.int32(value) }
             w.endObject()
         }
     }
@@ -2091,7 +2091,7 @@ extension GRPCProtos.Grpc.Testing.ClientConfigureRequest: ProtobufKit.Message, P
             return true
         case "metadata":
             if case .null = value { return true }
-            self.metadata = try ProtobufKit.JSONDecode.array(value) { try GRPCProtos.Grpc.Testing.ClientConfigureRequest.Metadata(_jsonValue: $0, context: context) }
+            self.metadata = try ProtobufKit.JSONDecode.array(value, { try GRPCProtos.Grpc.Testing.ClientConfigureRequest.Metadata(_jsonValue: $0, context: context) })
             return true
         case "timeoutSec", "timeout_sec":
             if case .null = value { return true }
@@ -2255,7 +2255,7 @@ extension GRPCProtos.Grpc.Testing.TestOrcaReport: ProtobufKit.Message, ProtobufK
             c.pointee.n_request_cost = self.requestCost.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Grpc__Testing__TestOrcaReport__RequestCostEntry>?>.stride * self.requestCost.count).bindMemory(to: UnsafeMutablePointer<Grpc__Testing__TestOrcaReport__RequestCostEntry>?.self, capacity: self.requestCost.count)
             var index = 0
-            for (key, value) in self.requestCost {
+            for (key, value) in ProtobufKit._orderedMapEntries(self.requestCost) {
                 let entry = arena.allocate(MemoryLayout<Grpc__Testing__TestOrcaReport__RequestCostEntry>.stride).bindMemory(to: Grpc__Testing__TestOrcaReport__RequestCostEntry.self, capacity: 1)
                 grpc__testing__test_orca_report__request_cost_entry__init(entry)
                 entry.pointee.key = arena.string(key)
@@ -2269,7 +2269,7 @@ extension GRPCProtos.Grpc.Testing.TestOrcaReport: ProtobufKit.Message, ProtobufK
             c.pointee.n_utilization = self.utilization.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Grpc__Testing__TestOrcaReport__UtilizationEntry>?>.stride * self.utilization.count).bindMemory(to: UnsafeMutablePointer<Grpc__Testing__TestOrcaReport__UtilizationEntry>?.self, capacity: self.utilization.count)
             var index = 0
-            for (key, value) in self.utilization {
+            for (key, value) in ProtobufKit._orderedMapEntries(self.utilization) {
                 let entry = arena.allocate(MemoryLayout<Grpc__Testing__TestOrcaReport__UtilizationEntry>.stride).bindMemory(to: Grpc__Testing__TestOrcaReport__UtilizationEntry.self, capacity: 1)
                 grpc__testing__test_orca_report__utilization_entry__init(entry)
                 entry.pointee.key = arena.string(key)
@@ -2279,7 +2279,10 @@ extension GRPCProtos.Grpc.Testing.TestOrcaReport: ProtobufKit.Message, ProtobufK
             }
             c.pointee.utilization = array
         }
-        if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
+        var negativeZeros: [ProtobufKit.UnknownFields.Field] = []
+        if self.cpuUtilization == 0 && self.cpuUtilization.sign == .minus { negativeZeros.append(.negativeZero(number: 1, isDouble: true)) }
+        if self.memoryUtilization == 0 && self.memoryUtilization.sign == .minus { negativeZeros.append(.negativeZero(number: 2, isDouble: true)) }
+        if !unknownFields.isEmpty || !negativeZeros.isEmpty { arena.setUnknownFields(unknownFields, adding: negativeZeros, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
 
@@ -2306,18 +2309,18 @@ extension GRPCProtos.Grpc.Testing.TestOrcaReport: ProtobufKit.Message, ProtobufK
     }
 
     public func _writeJSONFields(to w: inout ProtobufKit.JSONWriter) throws {
-        if self.cpuUtilization != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("cpuUtilization", "cpu_utilization"); w.double(self.cpuUtilization) }
-        if self.memoryUtilization != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("memoryUtilization", "memory_utilization"); w.double(self.memoryUtilization) }
+        if self.cpuUtilization.bitPattern != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("cpuUtilization", "cpu_utilization"); w.double(self.cpuUtilization) }
+        if self.memoryUtilization.bitPattern != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("memoryUtilization", "memory_utilization"); w.double(self.memoryUtilization) }
         if !self.requestCost.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
             w.key("requestCost", "request_cost")
             w.beginObject()
-            for (key, value) in self.requestCost { w.mapKey(key); w.double(value) }
+            for (key, value) in ProtobufKit._orderedMapEntries(self.requestCost) { w.mapKey(key); w.double(value) }
             w.endObject()
         }
         if !self.utilization.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
             w.key("utilization", "utilization")
             w.beginObject()
-            for (key, value) in self.utilization { w.mapKey(key); w.double(value) }
+            for (key, value) in ProtobufKit._orderedMapEntries(self.utilization) { w.mapKey(key); w.double(value) }
             w.endObject()
         }
     }

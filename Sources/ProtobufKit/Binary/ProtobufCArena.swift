@@ -49,12 +49,13 @@ public struct ProtobufCArena {
     }
 
     /// Attaches `fields` to the `ProtobufCMessage` at `message`, for protobuf-c to re-emit.
-    public func setUnknownFields(_ fields: UnknownFields, on message: UnsafeMutableRawPointer) {
+    public func setUnknownFields(_ fields: UnknownFields, adding extra: [UnknownFields.Field] = [], on message: UnsafeMutableRawPointer) {
         let base = message.assumingMemoryBound(to: ProtobufCMessage.self)
-        let count = fields.fields.count
+        let all = extra.isEmpty ? fields.fields : fields.fields + extra
+        let count = all.count
         let array = allocate(MemoryLayout<ProtobufCMessageUnknownField>.stride * count)
             .bindMemory(to: ProtobufCMessageUnknownField.self, capacity: count)
-        for (index, field) in fields.fields.enumerated() {
+        for (index, field) in all.enumerated() {
             var entry = ProtobufCMessageUnknownField()
             entry.tag = field.number
             entry.wire_type = ProtobufCWireType(rawValue: .init(field.wireType.rawValue))

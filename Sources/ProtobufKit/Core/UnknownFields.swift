@@ -27,9 +27,22 @@ public struct UnknownFields: Sendable, Hashable {
             self.wireType = wireType
             self.payload = payload
         }
+
+        /// A float or double field holding -0.0 (see `negativeZeroField`).
+        public static func negativeZero(number: UInt32, isDouble: Bool) -> Field {
+            UnknownFields.negativeZeroField(number: number, isDouble: isDouble)
+        }
     }
 
     public var fields: [Field] = []
+
+    /// Used by generated code for the one value protobuf-c would drop: a float or double field
+    /// holding -0.0, which proto3 treats as set.
+    public static func negativeZeroField(number: UInt32, isDouble: Bool) -> Field {
+        isDouble
+            ? Field(number: number, wireType: .fixed64, payload: withUnsafeBytes(of: (-0.0 as Double).bitPattern.littleEndian, Array.init))
+            : Field(number: number, wireType: .fixed32, payload: withUnsafeBytes(of: (-0.0 as Float).bitPattern.littleEndian, Array.init))
+    }
     public var isEmpty: Bool { fields.isEmpty }
 
     public init() {}

@@ -126,7 +126,7 @@ extension ProtobufKit.Google.Protobuf.Struct: ProtobufKit.Message {
             c.pointee.n_fields = self.fields.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Google__Protobuf__Struct__FieldsEntry>?>.stride * self.fields.count).bindMemory(to: UnsafeMutablePointer<Google__Protobuf__Struct__FieldsEntry>?.self, capacity: self.fields.count)
             var index = 0
-            for (key, value) in self.fields {
+            for (key, value) in ProtobufKit._orderedMapEntries(self.fields) {
                 let entry = arena.allocate(MemoryLayout<Google__Protobuf__Struct__FieldsEntry>.stride).bindMemory(to: Google__Protobuf__Struct__FieldsEntry.self, capacity: 1)
                 google__protobuf__struct__fields_entry__init(entry)
                 entry.pointee.key = arena.string(key)

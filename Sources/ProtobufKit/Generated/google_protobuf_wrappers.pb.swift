@@ -133,7 +133,9 @@ extension ProtobufKit.Google.Protobuf.DoubleValue: ProtobufKit.Message {
         let c = arena.allocate(MemoryLayout<Google__Protobuf__DoubleValue>.stride).bindMemory(to: Google__Protobuf__DoubleValue.self, capacity: 1)
         google__protobuf__double_value__init(c)
         c.pointee.value = self.value
-        if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
+        var negativeZeros: [ProtobufKit.UnknownFields.Field] = []
+        if self.value == 0 && self.value.sign == .minus { negativeZeros.append(.negativeZero(number: 1, isDouble: true)) }
+        if !unknownFields.isEmpty || !negativeZeros.isEmpty { arena.setUnknownFields(unknownFields, adding: negativeZeros, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
 
@@ -160,7 +162,9 @@ extension ProtobufKit.Google.Protobuf.FloatValue: ProtobufKit.Message {
         let c = arena.allocate(MemoryLayout<Google__Protobuf__FloatValue>.stride).bindMemory(to: Google__Protobuf__FloatValue.self, capacity: 1)
         google__protobuf__float_value__init(c)
         c.pointee.value = self.value
-        if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
+        var negativeZeros: [ProtobufKit.UnknownFields.Field] = []
+        if self.value == 0 && self.value.sign == .minus { negativeZeros.append(.negativeZero(number: 1, isDouble: false)) }
+        if !unknownFields.isEmpty || !negativeZeros.isEmpty { arena.setUnknownFields(unknownFields, adding: negativeZeros, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
 

@@ -99,13 +99,14 @@ public enum JSONDecode {
     }
 
     /// A repeated field: a JSON array (null is handled by the caller as empty).
-    public static func array<T>(_ value: JSONValue, _ element: (JSONValue) throws -> T) throws -> [T] {
+    /// `allowNull` is for elements of type `google.protobuf.Value`, where null is a value.
+    public static func array<T>(_ value: JSONValue, allowNull: Bool = false, _ element: (JSONValue) throws -> T) throws -> [T] {
         guard case .array(let elements) = value else { throw JSONDecodingError.typeMismatch(expected: "an array", got: value) }
         var result: [T] = []
         result.reserveCapacity(elements.count)
         for (index, item) in elements.enumerated() {
             do {
-                if case .null = item { throw JSONDecodingError("null is not allowed in a repeated field") }
+                if !allowNull, case .null = item { throw JSONDecodingError("null is not allowed in a repeated field") }
                 result.append(try element(item))
             } catch let error as JSONDecodingError {
                 throw error.under("[\(index)]")
@@ -115,13 +116,13 @@ public enum JSONDecode {
     }
 
     /// A map field: a JSON object whose keys are the map keys as strings.
-    public static func map<K: Hashable, V>(_ value: JSONValue, key: (String) throws -> K, _ element: (JSONValue) throws -> V) throws -> [K: V] {
+    public static func map<K: Hashable, V>(_ value: JSONValue, allowNull: Bool = false, key: (String) throws -> K, _ element: (JSONValue) throws -> V) throws -> [K: V] {
         guard case .object(let members) = value else { throw JSONDecodingError.typeMismatch(expected: "an object", got: value) }
         var result: [K: V] = [:]
         result.reserveCapacity(members.count)
         for member in members {
             do {
-                if case .null = member.value { throw JSONDecodingError("null is not allowed as a map value") }
+                if !allowNull, case .null = member.value { throw JSONDecodingError("null is not allowed as a map value") }
                 result[try key(member.key)] = try element(member.value)
             } catch let error as JSONDecodingError {
                 throw error.under("[\(member.key.debugDescription)]")

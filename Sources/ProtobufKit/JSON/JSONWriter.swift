@@ -51,6 +51,7 @@ public struct JSONWriter {
     public mutating func double(_ value: Double) {
         if value.isNaN { appendASCII("\"NaN\"") }
         else if value.isInfinite { appendASCII(value < 0 ? "\"-Infinity\"" : "\"Infinity\"") }
+        else if value == 0 && value.sign == .minus { appendASCII("-0.0") }  // "-0" would parse as integer 0
         else if value == value.rounded(.towardZero) && abs(value) < 1e15 { appendASCII(String(Int64(value))) }
         else { appendASCII(value.description) }
     }
@@ -58,6 +59,7 @@ public struct JSONWriter {
     public mutating func float(_ value: Float) {
         if value.isNaN { appendASCII("\"NaN\"") }
         else if value.isInfinite { appendASCII(value < 0 ? "\"-Infinity\"" : "\"Infinity\"") }
+        else if value == 0 && value.sign == .minus { appendASCII("-0.0") }
         else if value == value.rounded(.towardZero) && abs(value) < 1e7 { appendASCII(String(Int64(value))) }
         else { appendASCII(value.description) }
     }

@@ -4,7 +4,7 @@
 extension Google.Protobuf.Struct {
     public func _writeJSON(to writer: inout JSONWriter) throws {
         writer.beginObject()
-        for (key, value) in fields {
+        for (key, value) in _orderedMapEntries(fields) {
             writer.mapKey(key)
             try value._writeJSON(to: &writer)
         }

@@ -584,7 +584,7 @@ extension TestMessages.Fabrikam.Testing.V1.TestAllTypes: ProtobufKit.Message, Pr
             c.pointee.n_map_string_int32 = self.mapStringInt32.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Fabrikam__Testing__V1__TestAllTypes__MapStringInt32Entry>?>.stride * self.mapStringInt32.count).bindMemory(to: UnsafeMutablePointer<Fabrikam__Testing__V1__TestAllTypes__MapStringInt32Entry>?.self, capacity: self.mapStringInt32.count)
             var index = 0
-            for (key, value) in self.mapStringInt32 {
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapStringInt32) {
                 let entry = arena.allocate(MemoryLayout<Fabrikam__Testing__V1__TestAllTypes__MapStringInt32Entry>.stride).bindMemory(to: Fabrikam__Testing__V1__TestAllTypes__MapStringInt32Entry.self, capacity: 1)
                 fabrikam__testing__v1__test_all_types__map_string_int32_entry__init(entry)
                 entry.pointee.key = arena.string(key)
@@ -598,7 +598,7 @@ extension TestMessages.Fabrikam.Testing.V1.TestAllTypes: ProtobufKit.Message, Pr
             c.pointee.n_map_int64_string = self.mapInt64String.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Fabrikam__Testing__V1__TestAllTypes__MapInt64StringEntry>?>.stride * self.mapInt64String.count).bindMemory(to: UnsafeMutablePointer<Fabrikam__Testing__V1__TestAllTypes__MapInt64StringEntry>?.self, capacity: self.mapInt64String.count)
             var index = 0
-            for (key, value) in self.mapInt64String {
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapInt64String) {
                 let entry = arena.allocate(MemoryLayout<Fabrikam__Testing__V1__TestAllTypes__MapInt64StringEntry>.stride).bindMemory(to: Fabrikam__Testing__V1__TestAllTypes__MapInt64StringEntry.self, capacity: 1)
                 fabrikam__testing__v1__test_all_types__map_int64_string_entry__init(entry)
                 entry.pointee.key = key
@@ -612,7 +612,7 @@ extension TestMessages.Fabrikam.Testing.V1.TestAllTypes: ProtobufKit.Message, Pr
             c.pointee.n_map_bool_nested_message = self.mapBoolNestedMessage.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Fabrikam__Testing__V1__TestAllTypes__MapBoolNestedMessageEntry>?>.stride * self.mapBoolNestedMessage.count).bindMemory(to: UnsafeMutablePointer<Fabrikam__Testing__V1__TestAllTypes__MapBoolNestedMessageEntry>?.self, capacity: self.mapBoolNestedMessage.count)
             var index = 0
-            for (key, value) in self.mapBoolNestedMessage {
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapBoolNestedMessage) {
                 let entry = arena.allocate(MemoryLayout<Fabrikam__Testing__V1__TestAllTypes__MapBoolNestedMessageEntry>.stride).bindMemory(to: Fabrikam__Testing__V1__TestAllTypes__MapBoolNestedMessageEntry.self, capacity: 1)
                 fabrikam__testing__v1__test_all_types__map_bool_nested_message_entry__init(entry)
                 entry.pointee.key = key ? 1 : 0
@@ -626,7 +626,7 @@ extension TestMessages.Fabrikam.Testing.V1.TestAllTypes: ProtobufKit.Message, Pr
             c.pointee.n_map_string_nested_enum = self.mapStringNestedEnum.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Fabrikam__Testing__V1__TestAllTypes__MapStringNestedEnumEntry>?>.stride * self.mapStringNestedEnum.count).bindMemory(to: UnsafeMutablePointer<Fabrikam__Testing__V1__TestAllTypes__MapStringNestedEnumEntry>?.self, capacity: self.mapStringNestedEnum.count)
             var index = 0
-            for (key, value) in self.mapStringNestedEnum {
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapStringNestedEnum) {
                 let entry = arena.allocate(MemoryLayout<Fabrikam__Testing__V1__TestAllTypes__MapStringNestedEnumEntry>.stride).bindMemory(to: Fabrikam__Testing__V1__TestAllTypes__MapStringNestedEnumEntry.self, capacity: 1)
                 fabrikam__testing__v1__test_all_types__map_string_nested_enum_entry__init(entry)
                 entry.pointee.key = arena.string(key)
@@ -640,7 +640,7 @@ extension TestMessages.Fabrikam.Testing.V1.TestAllTypes: ProtobufKit.Message, Pr
             c.pointee.n_map_uint32_bytes = self.mapUint32Bytes.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Fabrikam__Testing__V1__TestAllTypes__MapUint32BytesEntry>?>.stride * self.mapUint32Bytes.count).bindMemory(to: UnsafeMutablePointer<Fabrikam__Testing__V1__TestAllTypes__MapUint32BytesEntry>?.self, capacity: self.mapUint32Bytes.count)
             var index = 0
-            for (key, value) in self.mapUint32Bytes {
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapUint32Bytes) {
                 let entry = arena.allocate(MemoryLayout<Fabrikam__Testing__V1__TestAllTypes__MapUint32BytesEntry>.stride).bindMemory(to: Fabrikam__Testing__V1__TestAllTypes__MapUint32BytesEntry.self, capacity: 1)
                 fabrikam__testing__v1__test_all_types__map_uint32_bytes_entry__init(entry)
                 entry.pointee.key = key
@@ -654,7 +654,7 @@ extension TestMessages.Fabrikam.Testing.V1.TestAllTypes: ProtobufKit.Message, Pr
             c.pointee.n_map_sint32_top_level_enum = self.mapSint32TopLevelEnum.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Fabrikam__Testing__V1__TestAllTypes__MapSint32TopLevelEnumEntry>?>.stride * self.mapSint32TopLevelEnum.count).bindMemory(to: UnsafeMutablePointer<Fabrikam__Testing__V1__TestAllTypes__MapSint32TopLevelEnumEntry>?.self, capacity: self.mapSint32TopLevelEnum.count)
             var index = 0
-            for (key, value) in self.mapSint32TopLevelEnum {
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapSint32TopLevelEnum) {
                 let entry = arena.allocate(MemoryLayout<Fabrikam__Testing__V1__TestAllTypes__MapSint32TopLevelEnumEntry>.stride).bindMemory(to: Fabrikam__Testing__V1__TestAllTypes__MapSint32TopLevelEnumEntry.self, capacity: 1)
                 fabrikam__testing__v1__test_all_types__map_sint32_top_level_enum_entry__init(entry)
                 entry.pointee.key = key
@@ -668,7 +668,7 @@ extension TestMessages.Fabrikam.Testing.V1.TestAllTypes: ProtobufKit.Message, Pr
             c.pointee.n_map_string_foreign_message = self.mapStringForeignMessage.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Fabrikam__Testing__V1__TestAllTypes__MapStringForeignMessageEntry>?>.stride * self.mapStringForeignMessage.count).bindMemory(to: UnsafeMutablePointer<Fabrikam__Testing__V1__TestAllTypes__MapStringForeignMessageEntry>?.self, capacity: self.mapStringForeignMessage.count)
             var index = 0
-            for (key, value) in self.mapStringForeignMessage {
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapStringForeignMessage) {
                 let entry = arena.allocate(MemoryLayout<Fabrikam__Testing__V1__TestAllTypes__MapStringForeignMessageEntry>.stride).bindMemory(to: Fabrikam__Testing__V1__TestAllTypes__MapStringForeignMessageEntry.self, capacity: 1)
                 fabrikam__testing__v1__test_all_types__map_string_foreign_message_entry__init(entry)
                 entry.pointee.key = arena.string(key)
@@ -812,7 +812,10 @@ extension TestMessages.Fabrikam.Testing.V1.TestAllTypes: ProtobufKit.Message, Pr
         case nil:
             break
         }
-        if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
+        var negativeZeros: [ProtobufKit.UnknownFields.Field] = []
+        if self.singularFloat == 0 && self.singularFloat.sign == .minus { negativeZeros.append(.negativeZero(number: 11, isDouble: false)) }
+        if self.singularDouble == 0 && self.singularDouble.sign == .minus { negativeZeros.append(.negativeZero(number: 12, isDouble: true)) }
+        if !unknownFields.isEmpty || !negativeZeros.isEmpty { arena.setUnknownFields(unknownFields, adding: negativeZeros, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
 
@@ -1052,8 +1055,8 @@ extension TestMessages.Fabrikam.Testing.V1.TestAllTypes: ProtobufKit.Message, Pr
         if self.singularFixed64 != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("singularFixed64", "singular_fixed64"); w.uint64(self.singularFixed64) }
         if self.singularSfixed32 != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("singularSfixed32", "singular_sfixed32"); w.int32(self.singularSfixed32) }
         if self.singularSfixed64 != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("singularSfixed64", "singular_sfixed64"); w.int64(self.singularSfixed64) }
-        if self.singularFloat != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("singularFloat", "singular_float"); w.float(self.singularFloat) }
-        if self.singularDouble != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("singularDouble", "singular_double"); w.double(self.singularDouble) }
+        if self.singularFloat.bitPattern != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("singularFloat", "singular_float"); w.float(self.singularFloat) }
+        if self.singularDouble.bitPattern != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("singularDouble", "singular_double"); w.double(self.singularDouble) }
         if self.singularBool || w.options.alwaysPrintFieldsWithNoPresence { w.key("singularBool", "singular_bool"); w.bool(self.singularBool) }
         if !self.singularString.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("singularString", "singular_string"); w.string(self.singularString) }
         if !self.singularBytes.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("singularBytes", "singular_bytes"); w.bytes(self.singularBytes) }
@@ -1216,43 +1219,43 @@ extension TestMessages.Fabrikam.Testing.V1.TestAllTypes: ProtobufKit.Message, Pr
         if !self.mapStringInt32.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
             w.key("mapStringInt32", "map_string_int32")
             w.beginObject()
-            for (key, value) in self.mapStringInt32 { w.mapKey(key); w.int32(value) }
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapStringInt32) { w.mapKey(key); w.int32(value) }
             w.endObject()
         }
         if !self.mapInt64String.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
             w.key("mapInt64String", "map_int64_string")
             w.beginObject()
-            for (key, value) in self.mapInt64String { w.mapKey(String(key)); w.string(value) }
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapInt64String) { w.mapKey(String(key)); w.string(value) }
             w.endObject()
         }
         if !self.mapBoolNestedMessage.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
             w.key("mapBoolNestedMessage", "map_bool_nested_message")
             w.beginObject()
-            for (key, value) in self.mapBoolNestedMessage { w.mapKey(key ? "true" : "false"); try value._writeJSON(to: &w) }
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapBoolNestedMessage) { w.mapKey(key ? "true" : "false"); try value._writeJSON(to: &w) }
             w.endObject()
         }
         if !self.mapStringNestedEnum.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
             w.key("mapStringNestedEnum", "map_string_nested_enum")
             w.beginObject()
-            for (key, value) in self.mapStringNestedEnum { w.mapKey(key); w.enumValue(value) }
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapStringNestedEnum) { w.mapKey(key); w.enumValue(value) }
             w.endObject()
         }
         if !self.mapUint32Bytes.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
             w.key("mapUint32Bytes", "map_uint32_bytes")
             w.beginObject()
-            for (key, value) in self.mapUint32Bytes { w.mapKey(String(key)); w.bytes(value) }
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapUint32Bytes) { w.mapKey(String(key)); w.bytes(value) }
             w.endObject()
         }
         if !self.mapSint32TopLevelEnum.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
             w.key("mapSint32TopLevelEnum", "map_sint32_top_level_enum")
             w.beginObject()
-            for (key, value) in self.mapSint32TopLevelEnum { w.mapKey(String(key)); w.enumValue(value) }
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapSint32TopLevelEnum) { w.mapKey(String(key)); w.enumValue(value) }
             w.endObject()
         }
         if !self.mapStringForeignMessage.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
             w.key("mapStringForeignMessage", "map_string_foreign_message")
             w.beginObject()
-            for (key, value) in self.mapStringForeignMessage { w.mapKey(key); try value._writeJSON(to: &w) }
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapStringForeignMessage) { w.mapKey(key); try value._writeJSON(to: &w) }
             w.endObject()
         }
         if let value = self.wrappedBool { w.key("wrappedBool", "wrapped_bool"); try value._writeJSON(to: &w) }
@@ -1468,71 +1471,71 @@ extension TestMessages.Fabrikam.Testing.V1.TestAllTypes: ProtobufKit.Message, Pr
             return true
         case "repeatedInt32", "repeated_int32":
             if case .null = value { return true }
-            self.repeatedInt32 = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.JSONDecode.int32($0) }
+            self.repeatedInt32 = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.int32($0) })
             return true
         case "repeatedInt64", "repeated_int64":
             if case .null = value { return true }
-            self.repeatedInt64 = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.JSONDecode.int64($0) }
+            self.repeatedInt64 = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.int64($0) })
             return true
         case "repeatedUint32", "repeated_uint32":
             if case .null = value { return true }
-            self.repeatedUint32 = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.JSONDecode.uint32($0) }
+            self.repeatedUint32 = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.uint32($0) })
             return true
         case "repeatedUint64", "repeated_uint64":
             if case .null = value { return true }
-            self.repeatedUint64 = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.JSONDecode.uint64($0) }
+            self.repeatedUint64 = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.uint64($0) })
             return true
         case "repeatedSint32", "repeated_sint32":
             if case .null = value { return true }
-            self.repeatedSint32 = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.JSONDecode.int32($0) }
+            self.repeatedSint32 = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.int32($0) })
             return true
         case "repeatedSint64", "repeated_sint64":
             if case .null = value { return true }
-            self.repeatedSint64 = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.JSONDecode.int64($0) }
+            self.repeatedSint64 = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.int64($0) })
             return true
         case "repeatedFixed32", "repeated_fixed32":
             if case .null = value { return true }
-            self.repeatedFixed32 = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.JSONDecode.uint32($0) }
+            self.repeatedFixed32 = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.uint32($0) })
             return true
         case "repeatedFixed64", "repeated_fixed64":
             if case .null = value { return true }
-            self.repeatedFixed64 = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.JSONDecode.uint64($0) }
+            self.repeatedFixed64 = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.uint64($0) })
             return true
         case "repeatedSfixed32", "repeated_sfixed32":
             if case .null = value { return true }
-            self.repeatedSfixed32 = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.JSONDecode.int32($0) }
+            self.repeatedSfixed32 = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.int32($0) })
             return true
         case "repeatedSfixed64", "repeated_sfixed64":
             if case .null = value { return true }
-            self.repeatedSfixed64 = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.JSONDecode.int64($0) }
+            self.repeatedSfixed64 = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.int64($0) })
             return true
         case "repeatedFloat", "repeated_float":
             if case .null = value { return true }
-            self.repeatedFloat = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.JSONDecode.float($0) }
+            self.repeatedFloat = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.float($0) })
             return true
         case "repeatedDouble", "repeated_double":
             if case .null = value { return true }
-            self.repeatedDouble = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.JSONDecode.double($0) }
+            self.repeatedDouble = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.double($0) })
             return true
         case "repeatedBool", "repeated_bool":
             if case .null = value { return true }
-            self.repeatedBool = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.JSONDecode.bool($0) }
+            self.repeatedBool = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.bool($0) })
             return true
         case "repeatedString", "repeated_string":
             if case .null = value { return true }
-            self.repeatedString = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.JSONDecode.string($0) }
+            self.repeatedString = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.string($0) })
             return true
         case "repeatedBytes", "repeated_bytes":
             if case .null = value { return true }
-            self.repeatedBytes = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.JSONDecode.bytes($0) }
+            self.repeatedBytes = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.bytes($0) })
             return true
         case "repeatedNestedMessage", "repeated_nested_message":
             if case .null = value { return true }
-            self.repeatedNestedMessage = try ProtobufKit.JSONDecode.array(value) { try TestMessages.Fabrikam.Testing.V1.TestAllTypes.NestedMessage(_jsonValue: $0, context: context) }
+            self.repeatedNestedMessage = try ProtobufKit.JSONDecode.array(value, { try TestMessages.Fabrikam.Testing.V1.TestAllTypes.NestedMessage(_jsonValue: $0, context: context) })
             return true
         case "repeatedForeignMessage", "repeated_foreign_message":
             if case .null = value { return true }
-            self.repeatedForeignMessage = try ProtobufKit.JSONDecode.array(value) { try TestMessages.Fabrikam.Testing.V1.TestEmpty(_jsonValue: $0, context: context) }
+            self.repeatedForeignMessage = try ProtobufKit.JSONDecode.array(value, { try TestMessages.Fabrikam.Testing.V1.TestEmpty(_jsonValue: $0, context: context) })
             return true
         case "repeatedNestedEnum", "repeated_nested_enum":
             if case .null = value { return true }
@@ -1544,23 +1547,23 @@ extension TestMessages.Fabrikam.Testing.V1.TestAllTypes: ProtobufKit.Message, Pr
             return true
         case "unpackedInt32", "unpacked_int32":
             if case .null = value { return true }
-            self.unpackedInt32 = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.JSONDecode.int32($0) }
+            self.unpackedInt32 = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.int32($0) })
             return true
         case "unpackedSint64", "unpacked_sint64":
             if case .null = value { return true }
-            self.unpackedSint64 = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.JSONDecode.int64($0) }
+            self.unpackedSint64 = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.int64($0) })
             return true
         case "unpackedFixed32", "unpacked_fixed32":
             if case .null = value { return true }
-            self.unpackedFixed32 = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.JSONDecode.uint32($0) }
+            self.unpackedFixed32 = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.uint32($0) })
             return true
         case "unpackedDouble", "unpacked_double":
             if case .null = value { return true }
-            self.unpackedDouble = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.JSONDecode.double($0) }
+            self.unpackedDouble = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.double($0) })
             return true
         case "unpackedBool", "unpacked_bool":
             if case .null = value { return true }
-            self.unpackedBool = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.JSONDecode.bool($0) }
+            self.unpackedBool = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.bool($0) })
             return true
         case "unpackedNestedEnum", "unpacked_nested_enum":
             if case .null = value { return true }
@@ -1657,39 +1660,39 @@ extension TestMessages.Fabrikam.Testing.V1.TestAllTypes: ProtobufKit.Message, Pr
             return true
         case "repeatedWrappedBool", "repeated_wrapped_bool":
             if case .null = value { return true }
-            self.repeatedWrappedBool = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.Google.Protobuf.BoolValue(_jsonValue: $0, context: context) }
+            self.repeatedWrappedBool = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.Google.Protobuf.BoolValue(_jsonValue: $0, context: context) })
             return true
         case "repeatedWrappedInt32", "repeated_wrapped_int32":
             if case .null = value { return true }
-            self.repeatedWrappedInt32 = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.Google.Protobuf.Int32Value(_jsonValue: $0, context: context) }
+            self.repeatedWrappedInt32 = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.Google.Protobuf.Int32Value(_jsonValue: $0, context: context) })
             return true
         case "repeatedWrappedInt64", "repeated_wrapped_int64":
             if case .null = value { return true }
-            self.repeatedWrappedInt64 = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.Google.Protobuf.Int64Value(_jsonValue: $0, context: context) }
+            self.repeatedWrappedInt64 = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.Google.Protobuf.Int64Value(_jsonValue: $0, context: context) })
             return true
         case "repeatedWrappedUint32", "repeated_wrapped_uint32":
             if case .null = value { return true }
-            self.repeatedWrappedUint32 = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.Google.Protobuf.UInt32Value(_jsonValue: $0, context: context) }
+            self.repeatedWrappedUint32 = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.Google.Protobuf.UInt32Value(_jsonValue: $0, context: context) })
             return true
         case "repeatedWrappedUint64", "repeated_wrapped_uint64":
             if case .null = value { return true }
-            self.repeatedWrappedUint64 = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.Google.Protobuf.UInt64Value(_jsonValue: $0, context: context) }
+            self.repeatedWrappedUint64 = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.Google.Protobuf.UInt64Value(_jsonValue: $0, context: context) })
             return true
         case "repeatedWrappedFloat", "repeated_wrapped_float":
             if case .null = value { return true }
-            self.repeatedWrappedFloat = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.Google.Protobuf.FloatValue(_jsonValue: $0, context: context) }
+            self.repeatedWrappedFloat = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.Google.Protobuf.FloatValue(_jsonValue: $0, context: context) })
             return true
         case "repeatedWrappedDouble", "repeated_wrapped_double":
             if case .null = value { return true }
-            self.repeatedWrappedDouble = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.Google.Protobuf.DoubleValue(_jsonValue: $0, context: context) }
+            self.repeatedWrappedDouble = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.Google.Protobuf.DoubleValue(_jsonValue: $0, context: context) })
             return true
         case "repeatedWrappedString", "repeated_wrapped_string":
             if case .null = value { return true }
-            self.repeatedWrappedString = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.Google.Protobuf.StringValue(_jsonValue: $0, context: context) }
+            self.repeatedWrappedString = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.Google.Protobuf.StringValue(_jsonValue: $0, context: context) })
             return true
         case "repeatedWrappedBytes", "repeated_wrapped_bytes":
             if case .null = value { return true }
-            self.repeatedWrappedBytes = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.Google.Protobuf.BytesValue(_jsonValue: $0, context: context) }
+            self.repeatedWrappedBytes = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.Google.Protobuf.BytesValue(_jsonValue: $0, context: context) })
             return true
         case "duration":
             if case .null = value { return true }
@@ -1727,30 +1730,30 @@ extension TestMessages.Fabrikam.Testing.V1.TestAllTypes: ProtobufKit.Message, Pr
             return true
         case "repeatedDuration", "repeated_duration":
             if case .null = value { return true }
-            self.repeatedDuration = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.Google.Protobuf.Duration(_jsonValue: $0, context: context) }
+            self.repeatedDuration = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.Google.Protobuf.Duration(_jsonValue: $0, context: context) })
             return true
         case "repeatedTimestamp", "repeated_timestamp":
             if case .null = value { return true }
-            self.repeatedTimestamp = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: $0, context: context) }
+            self.repeatedTimestamp = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: $0, context: context) })
             return true
         case "repeatedFieldMask", "repeated_field_mask":
             if case .null = value { return true }
-            self.repeatedFieldMask = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.Google.Protobuf.FieldMask(_jsonValue: $0, context: context) }
+            self.repeatedFieldMask = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.Google.Protobuf.FieldMask(_jsonValue: $0, context: context) })
             return true
         case "repeatedStruct", "repeated_struct":
             if case .null = value { return true }
-            self.repeatedStruct = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.Google.Protobuf.Struct(_jsonValue: $0, context: context) }
+            self.repeatedStruct = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.Google.Protobuf.Struct(_jsonValue: $0, context: context) })
             return true
         case "repeatedAny", "repeated_any":
             if case .null = value { return true }
-            self.repeatedAny = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.Google.Protobuf.AnyMessage(_jsonValue: $0, context: context) }
+            self.repeatedAny = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.Google.Protobuf.AnyMessage(_jsonValue: $0, context: context) })
             return true
         case "repeatedValue", "repeated_value":
-            self.repeatedValue = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.Google.Protobuf.Value(_jsonValue: $0, context: context) }
+            self.repeatedValue = try ProtobufKit.JSONDecode.array(value, allowNull: true, { try ProtobufKit.Google.Protobuf.Value(_jsonValue: $0, context: context) })
             return true
         case "repeatedListValue", "repeated_list_value":
             if case .null = value { return true }
-            self.repeatedListValue = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.Google.Protobuf.ListValue(_jsonValue: $0, context: context) }
+            self.repeatedListValue = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.Google.Protobuf.ListValue(_jsonValue: $0, context: context) })
             return true
         case "largeFieldNumber", "large_field_number":
             if case .null = value { return true }
@@ -1831,7 +1834,7 @@ extension TestMessages.Fabrikam.Testing.V1.TestMapsOnly: ProtobufKit.Message, Pr
             c.pointee.n_map_int32_int32 = self.mapInt32Int32.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Fabrikam__Testing__V1__TestMapsOnly__MapInt32Int32Entry>?>.stride * self.mapInt32Int32.count).bindMemory(to: UnsafeMutablePointer<Fabrikam__Testing__V1__TestMapsOnly__MapInt32Int32Entry>?.self, capacity: self.mapInt32Int32.count)
             var index = 0
-            for (key, value) in self.mapInt32Int32 {
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapInt32Int32) {
                 let entry = arena.allocate(MemoryLayout<Fabrikam__Testing__V1__TestMapsOnly__MapInt32Int32Entry>.stride).bindMemory(to: Fabrikam__Testing__V1__TestMapsOnly__MapInt32Int32Entry.self, capacity: 1)
                 fabrikam__testing__v1__test_maps_only__map_int32_int32_entry__init(entry)
                 entry.pointee.key = key
@@ -1845,7 +1848,7 @@ extension TestMessages.Fabrikam.Testing.V1.TestMapsOnly: ProtobufKit.Message, Pr
             c.pointee.n_map_int64_int64 = self.mapInt64Int64.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Fabrikam__Testing__V1__TestMapsOnly__MapInt64Int64Entry>?>.stride * self.mapInt64Int64.count).bindMemory(to: UnsafeMutablePointer<Fabrikam__Testing__V1__TestMapsOnly__MapInt64Int64Entry>?.self, capacity: self.mapInt64Int64.count)
             var index = 0
-            for (key, value) in self.mapInt64Int64 {
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapInt64Int64) {
                 let entry = arena.allocate(MemoryLayout<Fabrikam__Testing__V1__TestMapsOnly__MapInt64Int64Entry>.stride).bindMemory(to: Fabrikam__Testing__V1__TestMapsOnly__MapInt64Int64Entry.self, capacity: 1)
                 fabrikam__testing__v1__test_maps_only__map_int64_int64_entry__init(entry)
                 entry.pointee.key = key
@@ -1859,7 +1862,7 @@ extension TestMessages.Fabrikam.Testing.V1.TestMapsOnly: ProtobufKit.Message, Pr
             c.pointee.n_map_uint32_uint32 = self.mapUint32Uint32.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Fabrikam__Testing__V1__TestMapsOnly__MapUint32Uint32Entry>?>.stride * self.mapUint32Uint32.count).bindMemory(to: UnsafeMutablePointer<Fabrikam__Testing__V1__TestMapsOnly__MapUint32Uint32Entry>?.self, capacity: self.mapUint32Uint32.count)
             var index = 0
-            for (key, value) in self.mapUint32Uint32 {
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapUint32Uint32) {
                 let entry = arena.allocate(MemoryLayout<Fabrikam__Testing__V1__TestMapsOnly__MapUint32Uint32Entry>.stride).bindMemory(to: Fabrikam__Testing__V1__TestMapsOnly__MapUint32Uint32Entry.self, capacity: 1)
                 fabrikam__testing__v1__test_maps_only__map_uint32_uint32_entry__init(entry)
                 entry.pointee.key = key
@@ -1873,7 +1876,7 @@ extension TestMessages.Fabrikam.Testing.V1.TestMapsOnly: ProtobufKit.Message, Pr
             c.pointee.n_map_uint64_uint64 = self.mapUint64Uint64.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Fabrikam__Testing__V1__TestMapsOnly__MapUint64Uint64Entry>?>.stride * self.mapUint64Uint64.count).bindMemory(to: UnsafeMutablePointer<Fabrikam__Testing__V1__TestMapsOnly__MapUint64Uint64Entry>?.self, capacity: self.mapUint64Uint64.count)
             var index = 0
-            for (key, value) in self.mapUint64Uint64 {
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapUint64Uint64) {
                 let entry = arena.allocate(MemoryLayout<Fabrikam__Testing__V1__TestMapsOnly__MapUint64Uint64Entry>.stride).bindMemory(to: Fabrikam__Testing__V1__TestMapsOnly__MapUint64Uint64Entry.self, capacity: 1)
                 fabrikam__testing__v1__test_maps_only__map_uint64_uint64_entry__init(entry)
                 entry.pointee.key = key
@@ -1887,7 +1890,7 @@ extension TestMessages.Fabrikam.Testing.V1.TestMapsOnly: ProtobufKit.Message, Pr
             c.pointee.n_map_sint32_sint32 = self.mapSint32Sint32.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Fabrikam__Testing__V1__TestMapsOnly__MapSint32Sint32Entry>?>.stride * self.mapSint32Sint32.count).bindMemory(to: UnsafeMutablePointer<Fabrikam__Testing__V1__TestMapsOnly__MapSint32Sint32Entry>?.self, capacity: self.mapSint32Sint32.count)
             var index = 0
-            for (key, value) in self.mapSint32Sint32 {
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapSint32Sint32) {
                 let entry = arena.allocate(MemoryLayout<Fabrikam__Testing__V1__TestMapsOnly__MapSint32Sint32Entry>.stride).bindMemory(to: Fabrikam__Testing__V1__TestMapsOnly__MapSint32Sint32Entry.self, capacity: 1)
                 fabrikam__testing__v1__test_maps_only__map_sint32_sint32_entry__init(entry)
                 entry.pointee.key = key
@@ -1901,7 +1904,7 @@ extension TestMessages.Fabrikam.Testing.V1.TestMapsOnly: ProtobufKit.Message, Pr
             c.pointee.n_map_sint64_sint64 = self.mapSint64Sint64.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Fabrikam__Testing__V1__TestMapsOnly__MapSint64Sint64Entry>?>.stride * self.mapSint64Sint64.count).bindMemory(to: UnsafeMutablePointer<Fabrikam__Testing__V1__TestMapsOnly__MapSint64Sint64Entry>?.self, capacity: self.mapSint64Sint64.count)
             var index = 0
-            for (key, value) in self.mapSint64Sint64 {
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapSint64Sint64) {
                 let entry = arena.allocate(MemoryLayout<Fabrikam__Testing__V1__TestMapsOnly__MapSint64Sint64Entry>.stride).bindMemory(to: Fabrikam__Testing__V1__TestMapsOnly__MapSint64Sint64Entry.self, capacity: 1)
                 fabrikam__testing__v1__test_maps_only__map_sint64_sint64_entry__init(entry)
                 entry.pointee.key = key
@@ -1915,7 +1918,7 @@ extension TestMessages.Fabrikam.Testing.V1.TestMapsOnly: ProtobufKit.Message, Pr
             c.pointee.n_map_fixed32_fixed32 = self.mapFixed32Fixed32.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Fabrikam__Testing__V1__TestMapsOnly__MapFixed32Fixed32Entry>?>.stride * self.mapFixed32Fixed32.count).bindMemory(to: UnsafeMutablePointer<Fabrikam__Testing__V1__TestMapsOnly__MapFixed32Fixed32Entry>?.self, capacity: self.mapFixed32Fixed32.count)
             var index = 0
-            for (key, value) in self.mapFixed32Fixed32 {
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapFixed32Fixed32) {
                 let entry = arena.allocate(MemoryLayout<Fabrikam__Testing__V1__TestMapsOnly__MapFixed32Fixed32Entry>.stride).bindMemory(to: Fabrikam__Testing__V1__TestMapsOnly__MapFixed32Fixed32Entry.self, capacity: 1)
                 fabrikam__testing__v1__test_maps_only__map_fixed32_fixed32_entry__init(entry)
                 entry.pointee.key = key
@@ -1929,7 +1932,7 @@ extension TestMessages.Fabrikam.Testing.V1.TestMapsOnly: ProtobufKit.Message, Pr
             c.pointee.n_map_fixed64_fixed64 = self.mapFixed64Fixed64.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Fabrikam__Testing__V1__TestMapsOnly__MapFixed64Fixed64Entry>?>.stride * self.mapFixed64Fixed64.count).bindMemory(to: UnsafeMutablePointer<Fabrikam__Testing__V1__TestMapsOnly__MapFixed64Fixed64Entry>?.self, capacity: self.mapFixed64Fixed64.count)
             var index = 0
-            for (key, value) in self.mapFixed64Fixed64 {
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapFixed64Fixed64) {
                 let entry = arena.allocate(MemoryLayout<Fabrikam__Testing__V1__TestMapsOnly__MapFixed64Fixed64Entry>.stride).bindMemory(to: Fabrikam__Testing__V1__TestMapsOnly__MapFixed64Fixed64Entry.self, capacity: 1)
                 fabrikam__testing__v1__test_maps_only__map_fixed64_fixed64_entry__init(entry)
                 entry.pointee.key = key
@@ -1943,7 +1946,7 @@ extension TestMessages.Fabrikam.Testing.V1.TestMapsOnly: ProtobufKit.Message, Pr
             c.pointee.n_map_sfixed32_sfixed32 = self.mapSfixed32Sfixed32.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Fabrikam__Testing__V1__TestMapsOnly__MapSfixed32Sfixed32Entry>?>.stride * self.mapSfixed32Sfixed32.count).bindMemory(to: UnsafeMutablePointer<Fabrikam__Testing__V1__TestMapsOnly__MapSfixed32Sfixed32Entry>?.self, capacity: self.mapSfixed32Sfixed32.count)
             var index = 0
-            for (key, value) in self.mapSfixed32Sfixed32 {
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapSfixed32Sfixed32) {
                 let entry = arena.allocate(MemoryLayout<Fabrikam__Testing__V1__TestMapsOnly__MapSfixed32Sfixed32Entry>.stride).bindMemory(to: Fabrikam__Testing__V1__TestMapsOnly__MapSfixed32Sfixed32Entry.self, capacity: 1)
                 fabrikam__testing__v1__test_maps_only__map_sfixed32_sfixed32_entry__init(entry)
                 entry.pointee.key = key
@@ -1957,7 +1960,7 @@ extension TestMessages.Fabrikam.Testing.V1.TestMapsOnly: ProtobufKit.Message, Pr
             c.pointee.n_map_sfixed64_sfixed64 = self.mapSfixed64Sfixed64.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Fabrikam__Testing__V1__TestMapsOnly__MapSfixed64Sfixed64Entry>?>.stride * self.mapSfixed64Sfixed64.count).bindMemory(to: UnsafeMutablePointer<Fabrikam__Testing__V1__TestMapsOnly__MapSfixed64Sfixed64Entry>?.self, capacity: self.mapSfixed64Sfixed64.count)
             var index = 0
-            for (key, value) in self.mapSfixed64Sfixed64 {
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapSfixed64Sfixed64) {
                 let entry = arena.allocate(MemoryLayout<Fabrikam__Testing__V1__TestMapsOnly__MapSfixed64Sfixed64Entry>.stride).bindMemory(to: Fabrikam__Testing__V1__TestMapsOnly__MapSfixed64Sfixed64Entry.self, capacity: 1)
                 fabrikam__testing__v1__test_maps_only__map_sfixed64_sfixed64_entry__init(entry)
                 entry.pointee.key = key
@@ -1971,7 +1974,7 @@ extension TestMessages.Fabrikam.Testing.V1.TestMapsOnly: ProtobufKit.Message, Pr
             c.pointee.n_map_int32_float = self.mapInt32Float.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Fabrikam__Testing__V1__TestMapsOnly__MapInt32FloatEntry>?>.stride * self.mapInt32Float.count).bindMemory(to: UnsafeMutablePointer<Fabrikam__Testing__V1__TestMapsOnly__MapInt32FloatEntry>?.self, capacity: self.mapInt32Float.count)
             var index = 0
-            for (key, value) in self.mapInt32Float {
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapInt32Float) {
                 let entry = arena.allocate(MemoryLayout<Fabrikam__Testing__V1__TestMapsOnly__MapInt32FloatEntry>.stride).bindMemory(to: Fabrikam__Testing__V1__TestMapsOnly__MapInt32FloatEntry.self, capacity: 1)
                 fabrikam__testing__v1__test_maps_only__map_int32_float_entry__init(entry)
                 entry.pointee.key = key
@@ -1985,7 +1988,7 @@ extension TestMessages.Fabrikam.Testing.V1.TestMapsOnly: ProtobufKit.Message, Pr
             c.pointee.n_map_int32_double = self.mapInt32Double.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Fabrikam__Testing__V1__TestMapsOnly__MapInt32DoubleEntry>?>.stride * self.mapInt32Double.count).bindMemory(to: UnsafeMutablePointer<Fabrikam__Testing__V1__TestMapsOnly__MapInt32DoubleEntry>?.self, capacity: self.mapInt32Double.count)
             var index = 0
-            for (key, value) in self.mapInt32Double {
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapInt32Double) {
                 let entry = arena.allocate(MemoryLayout<Fabrikam__Testing__V1__TestMapsOnly__MapInt32DoubleEntry>.stride).bindMemory(to: Fabrikam__Testing__V1__TestMapsOnly__MapInt32DoubleEntry.self, capacity: 1)
                 fabrikam__testing__v1__test_maps_only__map_int32_double_entry__init(entry)
                 entry.pointee.key = key
@@ -1999,7 +2002,7 @@ extension TestMessages.Fabrikam.Testing.V1.TestMapsOnly: ProtobufKit.Message, Pr
             c.pointee.n_map_bool_bool = self.mapBoolBool.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Fabrikam__Testing__V1__TestMapsOnly__MapBoolBoolEntry>?>.stride * self.mapBoolBool.count).bindMemory(to: UnsafeMutablePointer<Fabrikam__Testing__V1__TestMapsOnly__MapBoolBoolEntry>?.self, capacity: self.mapBoolBool.count)
             var index = 0
-            for (key, value) in self.mapBoolBool {
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapBoolBool) {
                 let entry = arena.allocate(MemoryLayout<Fabrikam__Testing__V1__TestMapsOnly__MapBoolBoolEntry>.stride).bindMemory(to: Fabrikam__Testing__V1__TestMapsOnly__MapBoolBoolEntry.self, capacity: 1)
                 fabrikam__testing__v1__test_maps_only__map_bool_bool_entry__init(entry)
                 entry.pointee.key = key ? 1 : 0
@@ -2013,7 +2016,7 @@ extension TestMessages.Fabrikam.Testing.V1.TestMapsOnly: ProtobufKit.Message, Pr
             c.pointee.n_map_string_string = self.mapStringString.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Fabrikam__Testing__V1__TestMapsOnly__MapStringStringEntry>?>.stride * self.mapStringString.count).bindMemory(to: UnsafeMutablePointer<Fabrikam__Testing__V1__TestMapsOnly__MapStringStringEntry>?.self, capacity: self.mapStringString.count)
             var index = 0
-            for (key, value) in self.mapStringString {
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapStringString) {
                 let entry = arena.allocate(MemoryLayout<Fabrikam__Testing__V1__TestMapsOnly__MapStringStringEntry>.stride).bindMemory(to: Fabrikam__Testing__V1__TestMapsOnly__MapStringStringEntry.self, capacity: 1)
                 fabrikam__testing__v1__test_maps_only__map_string_string_entry__init(entry)
                 entry.pointee.key = arena.string(key)
@@ -2027,7 +2030,7 @@ extension TestMessages.Fabrikam.Testing.V1.TestMapsOnly: ProtobufKit.Message, Pr
             c.pointee.n_map_string_bytes = self.mapStringBytes.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Fabrikam__Testing__V1__TestMapsOnly__MapStringBytesEntry>?>.stride * self.mapStringBytes.count).bindMemory(to: UnsafeMutablePointer<Fabrikam__Testing__V1__TestMapsOnly__MapStringBytesEntry>?.self, capacity: self.mapStringBytes.count)
             var index = 0
-            for (key, value) in self.mapStringBytes {
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapStringBytes) {
                 let entry = arena.allocate(MemoryLayout<Fabrikam__Testing__V1__TestMapsOnly__MapStringBytesEntry>.stride).bindMemory(to: Fabrikam__Testing__V1__TestMapsOnly__MapStringBytesEntry.self, capacity: 1)
                 fabrikam__testing__v1__test_maps_only__map_string_bytes_entry__init(entry)
                 entry.pointee.key = arena.string(key)
@@ -2041,7 +2044,7 @@ extension TestMessages.Fabrikam.Testing.V1.TestMapsOnly: ProtobufKit.Message, Pr
             c.pointee.n_map_string_message = self.mapStringMessage.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Fabrikam__Testing__V1__TestMapsOnly__MapStringMessageEntry>?>.stride * self.mapStringMessage.count).bindMemory(to: UnsafeMutablePointer<Fabrikam__Testing__V1__TestMapsOnly__MapStringMessageEntry>?.self, capacity: self.mapStringMessage.count)
             var index = 0
-            for (key, value) in self.mapStringMessage {
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapStringMessage) {
                 let entry = arena.allocate(MemoryLayout<Fabrikam__Testing__V1__TestMapsOnly__MapStringMessageEntry>.stride).bindMemory(to: Fabrikam__Testing__V1__TestMapsOnly__MapStringMessageEntry.self, capacity: 1)
                 fabrikam__testing__v1__test_maps_only__map_string_message_entry__init(entry)
                 entry.pointee.key = arena.string(key)
@@ -2055,7 +2058,7 @@ extension TestMessages.Fabrikam.Testing.V1.TestMapsOnly: ProtobufKit.Message, Pr
             c.pointee.n_map_string_enum = self.mapStringEnum.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Fabrikam__Testing__V1__TestMapsOnly__MapStringEnumEntry>?>.stride * self.mapStringEnum.count).bindMemory(to: UnsafeMutablePointer<Fabrikam__Testing__V1__TestMapsOnly__MapStringEnumEntry>?.self, capacity: self.mapStringEnum.count)
             var index = 0
-            for (key, value) in self.mapStringEnum {
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapStringEnum) {
                 let entry = arena.allocate(MemoryLayout<Fabrikam__Testing__V1__TestMapsOnly__MapStringEnumEntry>.stride).bindMemory(to: Fabrikam__Testing__V1__TestMapsOnly__MapStringEnumEntry.self, capacity: 1)
                 fabrikam__testing__v1__test_maps_only__map_string_enum_entry__init(entry)
                 entry.pointee.key = arena.string(key)
@@ -2069,7 +2072,7 @@ extension TestMessages.Fabrikam.Testing.V1.TestMapsOnly: ProtobufKit.Message, Pr
             c.pointee.n_map_string_timestamp = self.mapStringTimestamp.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Fabrikam__Testing__V1__TestMapsOnly__MapStringTimestampEntry>?>.stride * self.mapStringTimestamp.count).bindMemory(to: UnsafeMutablePointer<Fabrikam__Testing__V1__TestMapsOnly__MapStringTimestampEntry>?.self, capacity: self.mapStringTimestamp.count)
             var index = 0
-            for (key, value) in self.mapStringTimestamp {
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapStringTimestamp) {
                 let entry = arena.allocate(MemoryLayout<Fabrikam__Testing__V1__TestMapsOnly__MapStringTimestampEntry>.stride).bindMemory(to: Fabrikam__Testing__V1__TestMapsOnly__MapStringTimestampEntry.self, capacity: 1)
                 fabrikam__testing__v1__test_maps_only__map_string_timestamp_entry__init(entry)
                 entry.pointee.key = arena.string(key)
@@ -2219,109 +2222,109 @@ extension TestMessages.Fabrikam.Testing.V1.TestMapsOnly: ProtobufKit.Message, Pr
         if !self.mapInt32Int32.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
             w.key("mapInt32Int32", "map_int32_int32")
             w.beginObject()
-            for (key, value) in self.mapInt32Int32 { w.mapKey(String(key)); w.int32(value) }
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapInt32Int32) { w.mapKey(String(key)); w.int32(value) }
             w.endObject()
         }
         if !self.mapInt64Int64.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
             w.key("mapInt64Int64", "map_int64_int64")
             w.beginObject()
-            for (key, value) in self.mapInt64Int64 { w.mapKey(String(key)); w.int64(value) }
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapInt64Int64) { w.mapKey(String(key)); w.int64(value) }
             w.endObject()
         }
         if !self.mapUint32Uint32.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
             w.key("mapUint32Uint32", "map_uint32_uint32")
             w.beginObject()
-            for (key, value) in self.mapUint32Uint32 { w.mapKey(String(key)); w.uint32(value) }
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapUint32Uint32) { w.mapKey(String(key)); w.uint32(value) }
             w.endObject()
         }
         if !self.mapUint64Uint64.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
             w.key("mapUint64Uint64", "map_uint64_uint64")
             w.beginObject()
-            for (key, value) in self.mapUint64Uint64 { w.mapKey(String(key)); w.uint64(value) }
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapUint64Uint64) { w.mapKey(String(key)); w.uint64(value) }
             w.endObject()
         }
         if !self.mapSint32Sint32.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
             w.key("mapSint32Sint32", "map_sint32_sint32")
             w.beginObject()
-            for (key, value) in self.mapSint32Sint32 { w.mapKey(String(key)); w.int32(value) }
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapSint32Sint32) { w.mapKey(String(key)); w.int32(value) }
             w.endObject()
         }
         if !self.mapSint64Sint64.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
             w.key("mapSint64Sint64", "map_sint64_sint64")
             w.beginObject()
-            for (key, value) in self.mapSint64Sint64 { w.mapKey(String(key)); w.int64(value) }
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapSint64Sint64) { w.mapKey(String(key)); w.int64(value) }
             w.endObject()
         }
         if !self.mapFixed32Fixed32.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
             w.key("mapFixed32Fixed32", "map_fixed32_fixed32")
             w.beginObject()
-            for (key, value) in self.mapFixed32Fixed32 { w.mapKey(String(key)); w.uint32(value) }
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapFixed32Fixed32) { w.mapKey(String(key)); w.uint32(value) }
             w.endObject()
         }
         if !self.mapFixed64Fixed64.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
             w.key("mapFixed64Fixed64", "map_fixed64_fixed64")
             w.beginObject()
-            for (key, value) in self.mapFixed64Fixed64 { w.mapKey(String(key)); w.uint64(value) }
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapFixed64Fixed64) { w.mapKey(String(key)); w.uint64(value) }
             w.endObject()
         }
         if !self.mapSfixed32Sfixed32.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
             w.key("mapSfixed32Sfixed32", "map_sfixed32_sfixed32")
             w.beginObject()
-            for (key, value) in self.mapSfixed32Sfixed32 { w.mapKey(String(key)); w.int32(value) }
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapSfixed32Sfixed32) { w.mapKey(String(key)); w.int32(value) }
             w.endObject()
         }
         if !self.mapSfixed64Sfixed64.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
             w.key("mapSfixed64Sfixed64", "map_sfixed64_sfixed64")
             w.beginObject()
-            for (key, value) in self.mapSfixed64Sfixed64 { w.mapKey(String(key)); w.int64(value) }
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapSfixed64Sfixed64) { w.mapKey(String(key)); w.int64(value) }
             w.endObject()
         }
         if !self.mapInt32Float.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
             w.key("mapInt32Float", "map_int32_float")
             w.beginObject()
-            for (key, value) in self.mapInt32Float { w.mapKey(String(key)); w.float(value) }
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapInt32Float) { w.mapKey(String(key)); w.float(value) }
             w.endObject()
         }
         if !self.mapInt32Double.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
             w.key("mapInt32Double", "map_int32_double")
             w.beginObject()
-            for (key, value) in self.mapInt32Double { w.mapKey(String(key)); w.double(value) }
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapInt32Double) { w.mapKey(String(key)); w.double(value) }
             w.endObject()
         }
         if !self.mapBoolBool.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
             w.key("mapBoolBool", "map_bool_bool")
             w.beginObject()
-            for (key, value) in self.mapBoolBool { w.mapKey(key ? "true" : "false"); w.bool(value) }
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapBoolBool) { w.mapKey(key ? "true" : "false"); w.bool(value) }
             w.endObject()
         }
         if !self.mapStringString.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
             w.key("mapStringString", "map_string_string")
             w.beginObject()
-            for (key, value) in self.mapStringString { w.mapKey(key); w.string(value) }
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapStringString) { w.mapKey(key); w.string(value) }
             w.endObject()
         }
         if !self.mapStringBytes.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
             w.key("mapStringBytes", "map_string_bytes")
             w.beginObject()
-            for (key, value) in self.mapStringBytes { w.mapKey(key); w.bytes(value) }
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapStringBytes) { w.mapKey(key); w.bytes(value) }
             w.endObject()
         }
         if !self.mapStringMessage.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
             w.key("mapStringMessage", "map_string_message")
             w.beginObject()
-            for (key, value) in self.mapStringMessage { w.mapKey(key); try value._writeJSON(to: &w) }
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapStringMessage) { w.mapKey(key); try value._writeJSON(to: &w) }
             w.endObject()
         }
         if !self.mapStringEnum.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
             w.key("mapStringEnum", "map_string_enum")
             w.beginObject()
-            for (key, value) in self.mapStringEnum { w.mapKey(key); w.enumValue(value) }
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapStringEnum) { w.mapKey(key); w.enumValue(value) }
             w.endObject()
         }
         if !self.mapStringTimestamp.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
             w.key("mapStringTimestamp", "map_string_timestamp")
             w.beginObject()
-            for (key, value) in self.mapStringTimestamp { w.mapKey(key); try value._writeJSON(to: &w) }
+            for (key, value) in ProtobufKit._orderedMapEntries(self.mapStringTimestamp) { w.mapKey(key); try value._writeJSON(to: &w) }
             w.endObject()
         }
     }

@@ -1,0 +1,27 @@
+// swift-tools-version: 6.0
+// libFuzzer targets for the input paths that face untrusted bytes: binary decode and JSON parse.
+// Built and run by `make fuzz` (tools/fuzz.sh) with -sanitize=fuzzer,address; kept out of the
+// main package so its normal build stays uninstrumented.
+import PackageDescription
+
+let package = Package(
+    name: "fabrikam-fuzz",
+    dependencies: [.package(name: "fabrikam-drone-delivery", path: "..")],
+    targets: [
+        .executableTarget(
+            name: "FuzzBinaryDecode",
+            dependencies: [
+                .product(name: "ProtobufKit", package: "fabrikam-drone-delivery"),
+                .product(name: "DroneDeliveryAPI", package: "fabrikam-drone-delivery"),
+            ]
+        ),
+        .executableTarget(
+            name: "FuzzJSONParse",
+            dependencies: [
+                .product(name: "ProtobufKit", package: "fabrikam-drone-delivery"),
+                .product(name: "DroneDeliveryAPI", package: "fabrikam-drone-delivery"),
+            ]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,46 @@
+// Feeds arbitrary bytes to the binary decoder of several message shapes. Any outcome but a
+// decoded message or a ProtobufDecodingError is a bug; a decoded message must re-encode and
+// decode to itself.
+import DroneDeliveryAPI
+import ProtobufKit
+#if canImport(Glibc)
+import Glibc
+#endif
+
+func check<M: Message>(_ type: M.Type, _ bytes: UnsafeRawBufferPointer) {
+    do {
+        let message = try M(decoding: bytes)
+        let again = try M(serializedBytes: message.serializedBytes())
+        if again != message && again.serializedBytes() != message.serializedBytes() {
+            fatalError("\(M.protoMessageName) changed across re-encoding")
+        }
+    } catch is ProtobufDecodingError {
+        // Rejected with a reason: the expected outcome for most inputs.
+    } catch {
+        fatalError("unexpected error type: \(error)")
+    }
+}
+
+/// One input from libFuzzer.
+func fuzzOne(_ data: UnsafePointer<UInt8>?, _ count: Int) -> Int32 {
+    guard let data else { return 0 }
+    let bytes = UnsafeRawBufferPointer(start: data, count: count)
+    check(IngestionV1.RequestEnvelope.self, bytes)
+    check(DeliveryV1.DeliveryTrackingEvent.self, bytes)
+    check(Google.Protobuf.Struct.self, bytes)
+    check(Google.Protobuf.AnyMessage.self, bytes)
+    return 0
+}
+
+// SwiftPM gives every executable its own `main`, so libFuzzer's is not used: start libFuzzer's
+// driver from here instead (LLVMFuzzerRunDriver, libFuzzer's entry point for custom mains).
+@_silgen_name("LLVMFuzzerRunDriver")
+func runFuzzerDriver(
+    _ argc: UnsafeMutablePointer<Int32>,
+    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
+    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
+) -> Int32
+
+var argc = CommandLine.argc
+var argv = CommandLine.unsafeArgv
+exit(runFuzzerDriver(&argc, &argv) { data, count in fuzzOne(data, count) })

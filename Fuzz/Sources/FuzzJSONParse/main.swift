@@ -1,0 +1,46 @@
+// Feeds arbitrary bytes to the JSON parser and the proto3 JSON mapping. Any outcome but a
+// message or a JSONDecodingError is a bug; a decoded message must print JSON that parses back.
+import DroneDeliveryAPI
+import ProtobufKit
+#if canImport(Glibc)
+import Glibc
+#endif
+
+func check<M: Message>(_ type: M.Type, _ bytes: [UInt8]) {
+    do {
+        let message = try M(jsonUTF8Bytes: bytes)
+        do {
+            let printed = try message.jsonUTF8Bytes()
+            _ = try M(jsonUTF8Bytes: printed)
+        } catch is JSONEncodingError {
+            // Some decodable values have no JSON form (for example a Value holding NaN).
+        }
+    } catch is JSONDecodingError {
+    } catch {
+        fatalError("unexpected error type: \(error)")
+    }
+}
+
+/// One input from libFuzzer.
+func fuzzOne(_ data: UnsafePointer<UInt8>?, _ count: Int) -> Int32 {
+    guard let data else { return 0 }
+    let bytes = Array(UnsafeBufferPointer(start: data, count: count))
+    check(IngestionV1.RequestEnvelope.self, bytes)
+    check(Google.Protobuf.Value.self, bytes)
+    check(Google.Protobuf.Timestamp.self, bytes)
+    check(Google.Protobuf.Duration.self, bytes)
+    return 0
+}
+
+// SwiftPM gives every executable its own `main`, so libFuzzer's is not used: start libFuzzer's
+// driver from here instead (LLVMFuzzerRunDriver, libFuzzer's entry point for custom mains).
+@_silgen_name("LLVMFuzzerRunDriver")
+func runFuzzerDriver(
+    _ argc: UnsafeMutablePointer<Int32>,
+    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
+    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
+) -> Int32
+
+var argc = CommandLine.argc
+var argv = CommandLine.unsafeArgv
+exit(runFuzzerDriver(&argc, &argv) { data, count in fuzzOne(data, count) })

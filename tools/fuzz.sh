@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# `make fuzz`: builds the libFuzzer targets in Fuzz/ (instrumented with -sanitize=fuzzer,address)
+# and runs each for a bounded time. A crash, a leak or an unexpected error type fails the run and
+# leaves the input in fuzz-artifacts/.
+#   usage: tools/fuzz.sh [SECONDS_PER_TARGET]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+seconds=${1:-30}
+cd "$root/Fuzz"
+
+# The toolset links with lld: the default gold linker fails on the instrumented objects.
+swift build -c release --toolset fuzz-toolset.json 2>&1 | grep -E "error|warning: |Compiling|Build" | grep -v "^\[" || true
+bin=$(swift build -c release --toolset fuzz-toolset.json --show-bin-path)
+
+artifacts="$root/fuzz-artifacts"
+mkdir -p "$artifacts"
+passed=0
+failed=0
+for target in FuzzBinaryDecode FuzzJSONParse; do
+  corpus="$artifacts/$target-corpus"
+  mkdir -p "$corpus"
+  if [ "$target" = FuzzJSONParse ]; then
+    # Seed with the JSON of the cross-check corpus.
+    for file in "$root"/Tests/ProtobufKitTests/Corpus/*.case.json; do
+      python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))["json"]))' "$file" > "$corpus/seed-$(basename "$file")"
+    done
+  fi
+  echo "fuzz: $target for ${seconds}s"
+  if "$bin/$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+       -artifact_prefix="$artifacts/$target-" "$corpus" > "$artifacts/$target.log" 2>&1; then
+    grep -E "stat::number_of_executed_units|Done [0-9]+ runs" "$artifacts/$target.log" | tail -1
+    passed=$((passed + 1))
+  else
+    echo "fuzz: $target FAILED; see $artifacts/$target.log"
+    tail -30 "$artifacts/$target.log"
+    failed=$((failed + 1))
+  fi
+done
+echo "fuzz: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
