@@ -22,6 +22,11 @@ let package = Package(
             name: "SwiftProtobufMessages",
             dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
+        .systemLibrary(name: "CJansson", pkgConfig: "jansson", providers: [.apt(["libjansson-dev"])]),
+        .target(
+            name: "JanssonParser",
+            dependencies: ["CJansson", .product(name: "ProtobufKit", package: "fabrikam-drone-delivery")]
+        ),
         .executableTarget(
             name: "ProtobufBenchmarks",
             dependencies: [
@@ -30,6 +35,7 @@ let package = Package(
                 .product(name: "DroneDeliveryAPI", package: "fabrikam-drone-delivery"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 "SwiftProtobufMessages",
+                "JanssonParser",
             ],
             path: "Benchmarks/ProtobufBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]

@@ -10,7 +10,7 @@ apt_packages=(
   libnghttp2-dev nghttp2-client        # HTTP/2 library; h2load for the RPC benchmark
   libprotobuf-c-dev protobuf-c-compiler # protobuf-c runtime and protoc-c
   protobuf-compiler libprotoc-dev libprotobuf-dev  # protoc and the well-known .proto files
-  libjansson-dev                        # JSON parser of the proto3 JSON mapping
+  libjansson-dev                        # Benchmarks/ only: a JSON parser the scanner is measured against
   python3-venv
 )
 

@@ -477,25 +477,25 @@ extension SwiftGenerator {
         p.line("}")
     }
 
-    /// Expression decoding JSON value `v` into the element type of `plan`.
-    func jsonRead(_ plan: FieldPlan, _ v: String) -> String {
+    /// Expression reading one element of `plan` from the scanner named `scanner`.
+    func jsonRead(_ plan: FieldPlan, scanner: String) -> String {
         switch plan.field.type {
-        case .message: return "try \(plan.elementType)(_jsonValue: \(v), context: context)"
+        case .message: return "try \(plan.elementType)(_jsonScanner: &\(scanner))"
         case .enum:
-            if plan.isNullValueEnum { return "try ProtobufKit.JSONDecode.nullValue(\(v))" }
-            return "try ProtobufKit.JSONDecode.enumValue(\(v), as: \(plan.elementType).self, context: context)"
-        default: return "try ProtobufKit.JSONDecode.\(Self.jsonScalarKind(plan.field.type))(\(v))"
+            if plan.isNullValueEnum { return "try \(scanner).nullValue() as \(plan.elementType)" }
+            return "try \(scanner).enumValue(\(plan.elementType).self)"
+        default: return "try \(scanner).\(Self.jsonScalarKind(plan.field.type))()"
         }
     }
 
-    /// `{ decode($0) }` for one element.
-    func jsonReadClosure(_ plan: FieldPlan) -> String { "{ \(jsonRead(plan, "$0")) }" }
+    /// `{ read($0) }` for one element.
+    func jsonReadClosure(_ plan: FieldPlan) -> String { "{ \(jsonRead(plan, scanner: "$0")) }" }
 
     func emitJSONRead(_ message: ProtoMessage, plans: [FieldPlan], into p: inout CodePrinter) {
-        p.line("public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {")
+        p.line("public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {")
         p.indent()
         p.line("switch key {")
-        for plan in plans {
+        for (index, plan) in plans.enumerated() {
             let names = plan.field.jsonName == plan.field.name
                 ? plan.field.jsonName.swiftLiteral
                 : "\(plan.field.jsonName.swiftLiteral), \(plan.field.name.swiftLiteral)"
@@ -503,48 +503,43 @@ extension SwiftGenerator {
             p.indent()
             // `null` leaves a field unset, except where null is itself a value.
             if !plan.isValueMessage && !plan.isNullValueEnum {
-                p.line("if case .null = value { return true }")
+                p.line("if scanner.skipNull() { return \(index) }")
             }
             let property = "self.\(plan.escapedName)"
+            let isOpenEnum = plan.field.type == .enum && !plan.isNullValueEnum
             switch plan.shape {
             case .singular:
-                if plan.field.type == .enum && !plan.isNullValueEnum {
-                    p.line("if let decoded = \(jsonRead(plan, "value")) { \(property) = decoded }")
+                if isOpenEnum {
+                    p.line("if let decoded = \(jsonRead(plan, scanner: "scanner")) { \(property) = decoded }")
                 } else {
-                    p.line("\(property) = \(jsonRead(plan, "value"))")
+                    p.line("\(property) = \(jsonRead(plan, scanner: "scanner"))")
                 }
             case .message, .boxedMessage:
-                p.line("\(property) = \(jsonRead(plan, "value"))")
+                p.line("\(property) = \(jsonRead(plan, scanner: "scanner"))")
             case .repeated:
-                if plan.field.type == .enum && !plan.isNullValueEnum {
-                    p.line("\(property) = try ProtobufKit.JSONDecode.array(value) { \(jsonRead(plan, "$0")) }.compactMap { $0 }")
-                } else {
-                    let allowNull = plan.isValueMessage || plan.isNullValueEnum ? "allowNull: true, " : ""
-                    p.line("\(property) = try ProtobufKit.JSONDecode.array(value, \(allowNull)\(jsonReadClosure(plan)))")
-                }
+                let allowNull = plan.isValueMessage || plan.isNullValueEnum ? "allowNull: true, " : ""
+                p.line("\(property) = try scanner.array(\(allowNull)\(jsonReadClosure(plan)))\(isOpenEnum ? ".compactMap { $0 }" : "")")
             case .map(let key, let value, _, _):
                 let keyKind = Self.jsonScalarKind(key.field.type)
-                if value.field.type == .enum && !value.isNullValueEnum {
-                    p.line("\(property) = try ProtobufKit.JSONDecode.map(value, key: { try ProtobufKit.JSONDecode.mapKey_\(keyKind)($0) }) { \(jsonRead(value, "$0")) }.compactMapValues { $0 }")
-                } else {
-                    let allowNull = value.isValueMessage || value.isNullValueEnum ? "allowNull: true, " : ""
-                    p.line("\(property) = try ProtobufKit.JSONDecode.map(value, \(allowNull)key: { try ProtobufKit.JSONDecode.mapKey_\(keyKind)($0) }) { \(jsonRead(value, "$0")) }")
-                }
+                let allowNull = value.isValueMessage || value.isNullValueEnum ? "allowNull: true, " : ""
+                let valueIsOpenEnum = value.field.type == .enum && !value.isNullValueEnum
+                p.line("\(property) = try scanner.map(\(allowNull)key: ProtobufKit.JSONScanner.mapKey_\(keyKind), \(jsonReadClosure(value)))\(valueIsOpenEnum ? ".compactMapValues { $0 }" : "")")
             case .oneofMember(let oneofName):
                 let oneof = message.oneofs.first { $0.name == oneofName }!
                 let names = oneofNames(oneof, in: message)
-                p.line("if self.\(SwiftNames.escaped(names.property)) != nil { throw ProtobufKit.JSONDecodingError(\"more than one member of oneof '\(oneofName)' is set\") }")
-                if plan.field.type == .enum && !plan.isNullValueEnum {
-                    p.line("if let decoded = \(jsonRead(plan, "value")) { self.\(SwiftNames.escaped(names.property)) = .\(plan.escapedName)(decoded) }")
+                let oneofProperty = "self.\(SwiftNames.escaped(names.property))"
+                p.line("if \(oneofProperty) != nil { throw ProtobufKit.JSONDecodingError(\"more than one member of oneof '\(oneofName)' is set\") }")
+                if isOpenEnum {
+                    p.line("if let decoded = \(jsonRead(plan, scanner: "scanner")) { \(oneofProperty) = .\(plan.escapedName)(decoded) }")
                 } else {
-                    p.line("self.\(SwiftNames.escaped(names.property)) = .\(plan.escapedName)(\(jsonRead(plan, "value")))")
+                    p.line("\(oneofProperty) = .\(plan.escapedName)(\(jsonRead(plan, scanner: "scanner")))")
                 }
             }
-            p.line("return true")
+            p.line("return \(index)")
             p.outdent()
         }
         p.line("default:")
-        p.line("    return false")
+        p.line("    return nil")
         p.line("}")
         p.outdent()
         p.line("}")

@@ -60,7 +60,7 @@ struct CrossImplementationTests {
         let decoding = JSONDecodingOptions.defaults { $0.typeRegistry = Self.registry }
         var ours: [String: any Message] = [:]
         for testCase in cases {
-            let message = try testCase.type.init(_jsonValue: testCase.json, context: JSONDecodingContext(options: decoding))
+            let message = try testCase.type.init(jsonValue: testCase.json, options: decoding)
             ours[testCase.name] = message
             try Data(message.serializedBytes()).write(to: work.appendingPathComponent("\(testCase.name).swift.bin"))
             try Data(try message.jsonUTF8Bytes(options: encoding)).write(to: work.appendingPathComponent("\(testCase.name).swift.json"))

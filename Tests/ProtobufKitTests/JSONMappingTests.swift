@@ -152,7 +152,7 @@ struct MalformedJSONTests {
         (#"{"singularInt32":3000000000}"#, "singularInt32: 3000000000 is out of range for an int32"),
         (#"{"singularInt32":1.5}"#, "singularInt32: 1.5 is not a valid an int32"),
         (#"{"repeatedInt32":[1,2,"z"]}"#, #"repeatedInt32[2]: expected an int32, got "z""#),
-        (#"{"mapStringInt32":{"k":true}}"#, #"mapStringInt32["k"]: expected a number, got true"#),
+        (#"{"mapStringInt32":{"k":true}}"#, #"mapStringInt32["k"]: expected an int32, got true"#),
         (#"{"singularString":5}"#, "singularString: expected a string, got 5"),
         (#"{"singularBool":"yes"}"#, #"singularBool: expected true or false, got "yes""#),
         (#"{"singularBytes":"***"}"#, #"singularBytes: expected base64, got "***""#),
@@ -163,8 +163,15 @@ struct MalformedJSONTests {
         (#"{"choiceInt32":1,"choiceString":"a"}"#, "choiceString: more than one member of oneof 'choice' is set"),
         (#"{"recursive":{"recursive":{"singularFloat":1e300}}}"#, "recursive.recursive.singularFloat: 1e+300 is out of range for a float"),
         (#"[1]"#, "expected an object for fabrikam.testing.v1.TestAllTypes, got an array"),
-        (#"{"singularInt32":1,"singularInt32":2}"#, "invalid JSON at line 1, column 34: duplicate object key near '\"singularInt32\"'"),
-        (#"{"singularInt32":"#, "invalid JSON at line 1, column 17: unexpected token near end of file"),
+        (#"{"singularInt32":1,}"#, "invalid JSON at line 1, column 20: expected a member name after ','"),
+        (#"{"singularInt32":01}"#, "singularInt32: invalid JSON at line 1, column 19: numbers cannot have leading zeros"),
+        (#"{"singularString":"a\qb"}"#, "singularString: invalid JSON at line 1, column 23: invalid escape '\\q'"),
+        (#"{"singularString":"\ud800"}"#, "singularString: invalid JSON at line 1, column 26: unpaired surrogate in \\u escape"),
+        ("{\"singularString\":\"\u{01}\"}", "singularString: invalid JSON at line 1, column 20: unescaped control character in a string"),
+        (#"{"singularInt32":1} x"#, "invalid JSON at line 1, column 21: unexpected data after the value"),
+        (#"{"singular_int32":1,"singularInt32":2}"#, "singularInt32: the field is given more than once"),
+        (#"{"singularInt32":1,"singularInt32":2}"#, "singularInt32: the field is given more than once"),
+        (#"{"singularInt32":"#, "singularInt32: invalid JSON at line 1, column 18: expected a value, found the end of the input"),
     ])
     func badJSON(input: String, expected: String) throws {
         let error = try #require(throws: JSONDecodingError.self) { try TestAllTypes(jsonString: input) }

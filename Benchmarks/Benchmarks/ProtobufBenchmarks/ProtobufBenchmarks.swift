@@ -8,6 +8,7 @@
 import Benchmark
 import DroneDeliveryAPI
 import Foundation
+import JanssonParser
 import ProtobufKit
 import SwiftProtobuf
 import SwiftProtobufMessages
@@ -182,26 +183,21 @@ let benchmarks: @Sendable () -> Void = {
     register(Sample("tracking update", trackingEvent(), as: Fabrikam_Dronedelivery_Delivery_V1_DeliveryTrackingEvent.self))
     register(Sample("history page (500 events)", historyPage(), as: Fabrikam_Dronedelivery_Deliveryhistory_V1_ListOwnerHistoryResponse.self))
 
-    // The JSON parser choice (docs/json-parser.md): the same text parsed into the tree that
-    // the proto3 JSON mapping reads.
-    let historyJSON = Array(try! historyPage().jsonString().utf8)
-    let historyData = Data(historyJSON)
-    Benchmark("JSON parse history page: jansson") { benchmark in
-        for _ in benchmark.scaledIterations { blackHole(try JSONParser.parse(historyJSON)) }
-    }
-    Benchmark("JSON parse history page: Foundation") { benchmark in
-        for _ in benchmark.scaledIterations {
-            blackHole(jsonValue(fromFoundation: try JSONSerialization.jsonObject(with: historyData, options: [.fragmentsAllowed])))
+    // The JSON parser choice (docs/json-parser.md): the same text parsed into the same tree by
+    // the project's scanner, jansson and Foundation.
+    for (name, text) in [("delivery request", try! deliveryRequest().jsonString()), ("history page", try! historyPage().jsonString())] {
+        let bytes = Array(text.utf8)
+        let data = Data(bytes)
+        Benchmark("JSON parse \(name): JSONScanner") { benchmark in
+            for _ in benchmark.scaledIterations { blackHole(try JSONParser.parse(bytes)) }
         }
-    }
-    let requestJSON = Array(try! deliveryRequest().jsonString().utf8)
-    let requestData = Data(requestJSON)
-    Benchmark("JSON parse delivery request: jansson") { benchmark in
-        for _ in benchmark.scaledIterations { blackHole(try JSONParser.parse(requestJSON)) }
-    }
-    Benchmark("JSON parse delivery request: Foundation") { benchmark in
-        for _ in benchmark.scaledIterations {
-            blackHole(jsonValue(fromFoundation: try JSONSerialization.jsonObject(with: requestData, options: [.fragmentsAllowed])))
+        Benchmark("JSON parse \(name): jansson") { benchmark in
+            for _ in benchmark.scaledIterations { blackHole(try JanssonParser.parse(bytes)) }
+        }
+        Benchmark("JSON parse \(name): Foundation") { benchmark in
+            for _ in benchmark.scaledIterations {
+                blackHole(jsonValue(fromFoundation: try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])))
+            }
         }
     }
 }

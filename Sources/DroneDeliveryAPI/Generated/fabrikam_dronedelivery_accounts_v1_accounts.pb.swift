@@ -413,38 +413,38 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.Account: ProtobufK
         if let value = self.updateTime { w.key("updateTime", "update_time"); try value._writeJSON(to: &w) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "name":
-            if case .null = value { return true }
-            self.name = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.name = try scanner.string()
+            return 0
         case "accountId", "account_id":
-            if case .null = value { return true }
-            self.accountId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.accountId = try scanner.string()
+            return 1
         case "displayName", "display_name":
-            if case .null = value { return true }
-            self.displayName = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.displayName = try scanner.string()
+            return 2
         case "contactEmail", "contact_email":
-            if case .null = value { return true }
-            self.contactEmail = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 3 }
+            self.contactEmail = try scanner.string()
+            return 3
         case "status":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AccountStatus.self, context: context) { self.status = decoded }
-            return true
+            if scanner.skipNull() { return 4 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AccountStatus.self) { self.status = decoded }
+            return 4
         case "createTime", "create_time":
-            if case .null = value { return true }
-            self.createTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 5 }
+            self.createTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 5
         case "updateTime", "update_time":
-            if case .null = value { return true }
-            self.updateTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 6 }
+            self.updateTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 6
         default:
-            return false
+            return nil
         }
     }
 }
@@ -494,34 +494,34 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.User: ProtobufKit.
         if let value = self.createTime { w.key("createTime", "create_time"); try value._writeJSON(to: &w) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "userId", "user_id":
-            if case .null = value { return true }
-            self.userId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.userId = try scanner.string()
+            return 0
         case "accountId", "account_id":
-            if case .null = value { return true }
-            self.accountId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.accountId = try scanner.string()
+            return 1
         case "displayName", "display_name":
-            if case .null = value { return true }
-            self.displayName = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.displayName = try scanner.string()
+            return 2
         case "email":
-            if case .null = value { return true }
-            self.email = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 3 }
+            self.email = try scanner.string()
+            return 3
         case "role":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.UserRole.self, context: context) { self.role = decoded }
-            return true
+            if scanner.skipNull() { return 4 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.UserRole.self) { self.role = decoded }
+            return 4
         case "createTime", "create_time":
-            if case .null = value { return true }
-            self.createTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 5 }
+            self.createTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 5
         default:
-            return false
+            return nil
         }
     }
 }
@@ -577,42 +577,42 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ApiKey: ProtobufKi
         if let value = self.revokeTime { w.key("revokeTime", "revoke_time"); try value._writeJSON(to: &w) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "keyId", "key_id":
-            if case .null = value { return true }
-            self.keyId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.keyId = try scanner.string()
+            return 0
         case "accountId", "account_id":
-            if case .null = value { return true }
-            self.accountId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.accountId = try scanner.string()
+            return 1
         case "displayName", "display_name":
-            if case .null = value { return true }
-            self.displayName = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.displayName = try scanner.string()
+            return 2
         case "secretPrefix", "secret_prefix":
-            if case .null = value { return true }
-            self.secretPrefix = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 3 }
+            self.secretPrefix = try scanner.string()
+            return 3
         case "status":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ApiKeyStatus.self, context: context) { self.status = decoded }
-            return true
+            if scanner.skipNull() { return 4 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ApiKeyStatus.self) { self.status = decoded }
+            return 4
         case "createTime", "create_time":
-            if case .null = value { return true }
-            self.createTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 5 }
+            self.createTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 5
         case "expireTime", "expire_time":
-            if case .null = value { return true }
-            self.expireTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 6 }
+            self.expireTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 6
         case "revokeTime", "revoke_time":
-            if case .null = value { return true }
-            self.revokeTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 7 }
+            self.revokeTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 7
         default:
-            return false
+            return nil
         }
     }
 }
@@ -653,22 +653,22 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.RegisterAccountReq
         if !self.requestId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("requestId", "request_id"); w.string(self.requestId) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "displayName", "display_name":
-            if case .null = value { return true }
-            self.displayName = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.displayName = try scanner.string()
+            return 0
         case "contactEmail", "contact_email":
-            if case .null = value { return true }
-            self.contactEmail = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.contactEmail = try scanner.string()
+            return 1
         case "requestId", "request_id":
-            if case .null = value { return true }
-            self.requestId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.requestId = try scanner.string()
+            return 2
         default:
-            return false
+            return nil
         }
     }
 }
@@ -706,18 +706,18 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.RegisterAccountRes
         if self.created || w.options.alwaysPrintFieldsWithNoPresence { w.key("created", "created"); w.bool(self.created) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "account":
-            if case .null = value { return true }
-            self.account = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.Account(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.account = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.Account(_jsonScanner: &scanner)
+            return 0
         case "created":
-            if case .null = value { return true }
-            self.created = try ProtobufKit.JSONDecode.bool(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.created = try scanner.bool()
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }
@@ -752,14 +752,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.GetAccountRequest:
         if !self.name.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("name", "name"); w.string(self.name) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "name":
-            if case .null = value { return true }
-            self.name = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.name = try scanner.string()
+            return 0
         default:
-            return false
+            return nil
         }
     }
 }
@@ -797,18 +797,18 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AddUserRequest: Pr
         if let value = self.user { w.key("user", "user"); try value._writeJSON(to: &w) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "accountId", "account_id":
-            if case .null = value { return true }
-            self.accountId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.accountId = try scanner.string()
+            return 0
         case "user":
-            if case .null = value { return true }
-            self.user = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.User(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.user = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.User(_jsonScanner: &scanner)
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }
@@ -846,18 +846,18 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AddUserResponse: P
         if self.created || w.options.alwaysPrintFieldsWithNoPresence { w.key("created", "created"); w.bool(self.created) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "user":
-            if case .null = value { return true }
-            self.user = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.User(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.user = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.User(_jsonScanner: &scanner)
+            return 0
         case "created":
-            if case .null = value { return true }
-            self.created = try ProtobufKit.JSONDecode.bool(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.created = try scanner.bool()
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }
@@ -898,22 +898,22 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.IssueApiKeyRequest
         if let value = self.ttl { w.key("ttl", "ttl"); try value._writeJSON(to: &w) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "accountId", "account_id":
-            if case .null = value { return true }
-            self.accountId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.accountId = try scanner.string()
+            return 0
         case "displayName", "display_name":
-            if case .null = value { return true }
-            self.displayName = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.displayName = try scanner.string()
+            return 1
         case "ttl":
-            if case .null = value { return true }
-            self.ttl = try ProtobufKit.Google.Protobuf.Duration(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.ttl = try ProtobufKit.Google.Protobuf.Duration(_jsonScanner: &scanner)
+            return 2
         default:
-            return false
+            return nil
         }
     }
 }
@@ -951,18 +951,18 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.IssueApiKeyRespons
         if !self.secret.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("secret", "secret"); w.string(self.secret) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "apiKey", "api_key":
-            if case .null = value { return true }
-            self.apiKey = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ApiKey(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.apiKey = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ApiKey(_jsonScanner: &scanner)
+            return 0
         case "secret":
-            if case .null = value { return true }
-            self.secret = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.secret = try scanner.string()
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }
@@ -1000,18 +1000,18 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.RevokeApiKeyReques
         if !self.keyId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("keyId", "key_id"); w.string(self.keyId) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "accountId", "account_id":
-            if case .null = value { return true }
-            self.accountId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.accountId = try scanner.string()
+            return 0
         case "keyId", "key_id":
-            if case .null = value { return true }
-            self.keyId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.keyId = try scanner.string()
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }
@@ -1046,14 +1046,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ValidateApiKeyRequ
         if !self.secret.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("secret", "secret"); w.string(self.secret) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "secret":
-            if case .null = value { return true }
-            self.secret = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.secret = try scanner.string()
+            return 0
         default:
-            return false
+            return nil
         }
     }
 }
@@ -1103,34 +1103,34 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ValidateApiKeyResp
         if let value = self.cacheTtl { w.key("cacheTtl", "cache_ttl"); try value._writeJSON(to: &w) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "valid":
-            if case .null = value { return true }
-            self.valid = try ProtobufKit.JSONDecode.bool(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.valid = try scanner.bool()
+            return 0
         case "accountId", "account_id":
-            if case .null = value { return true }
-            self.accountId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.accountId = try scanner.string()
+            return 1
         case "accountStatus", "account_status":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AccountStatus.self, context: context) { self.accountStatus = decoded }
-            return true
+            if scanner.skipNull() { return 2 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AccountStatus.self) { self.accountStatus = decoded }
+            return 2
         case "keyId", "key_id":
-            if case .null = value { return true }
-            self.keyId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 3 }
+            self.keyId = try scanner.string()
+            return 3
         case "keyStatus", "key_status":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ApiKeyStatus.self, context: context) { self.keyStatus = decoded }
-            return true
+            if scanner.skipNull() { return 4 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ApiKeyStatus.self) { self.keyStatus = decoded }
+            return 4
         case "cacheTtl", "cache_ttl":
-            if case .null = value { return true }
-            self.cacheTtl = try ProtobufKit.Google.Protobuf.Duration(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 5 }
+            self.cacheTtl = try ProtobufKit.Google.Protobuf.Duration(_jsonScanner: &scanner)
+            return 5
         default:
-            return false
+            return nil
         }
     }
 }

@@ -344,22 +344,22 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location: ProtobufKi
         if self.altitude.bitPattern != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("altitude", "altitude"); w.double(self.altitude) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "latitude":
-            if case .null = value { return true }
-            self.latitude = try ProtobufKit.JSONDecode.double(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.latitude = try scanner.double()
+            return 0
         case "longitude":
-            if case .null = value { return true }
-            self.longitude = try ProtobufKit.JSONDecode.double(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.longitude = try scanner.double()
+            return 1
         case "altitude":
-            if case .null = value { return true }
-            self.altitude = try ProtobufKit.JSONDecode.double(value)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.altitude = try scanner.double()
+            return 2
         default:
-            return false
+            return nil
         }
     }
 }
@@ -397,18 +397,18 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Owner: ProtobufKit.M
         if !self.accountId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("accountId", "account_id"); w.string(self.accountId) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "userId", "user_id":
-            if case .null = value { return true }
-            self.userId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.userId = try scanner.string()
+            return 0
         case "accountId", "account_id":
-            if case .null = value { return true }
-            self.accountId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.accountId = try scanner.string()
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }
@@ -454,26 +454,26 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.PackageInfo: Protobu
         if !self.tag.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("tag", "tag"); w.string(self.tag) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "packageId", "package_id":
-            if case .null = value { return true }
-            self.packageId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.packageId = try scanner.string()
+            return 0
         case "size":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.PackageSize.self, context: context) { self.size = decoded }
-            return true
+            if scanner.skipNull() { return 1 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.PackageSize.self) { self.size = decoded }
+            return 1
         case "weight":
-            if case .null = value { return true }
-            self.weight = try ProtobufKit.JSONDecode.double(value)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.weight = try scanner.double()
+            return 2
         case "tag":
-            if case .null = value { return true }
-            self.tag = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 3 }
+            self.tag = try scanner.string()
+            return 3
         default:
-            return false
+            return nil
         }
     }
 }
@@ -514,22 +514,22 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.TraceContext: Protob
         if !self.correlationId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("correlationId", "correlation_id"); w.string(self.correlationId) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "traceparent":
-            if case .null = value { return true }
-            self.traceparent = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.traceparent = try scanner.string()
+            return 0
         case "tracestate":
-            if case .null = value { return true }
-            self.tracestate = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.tracestate = try scanner.string()
+            return 1
         case "correlationId", "correlation_id":
-            if case .null = value { return true }
-            self.correlationId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.correlationId = try scanner.string()
+            return 2
         default:
-            return false
+            return nil
         }
     }
 }

@@ -441,70 +441,70 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery: Protobuf
         if !self.endReason.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("endReason", "end_reason"); w.string(self.endReason) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "deliveryId", "delivery_id":
-            if case .null = value { return true }
-            self.deliveryId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.deliveryId = try scanner.string()
+            return 0
         case "owner":
-            if case .null = value { return true }
-            self.owner = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Owner(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.owner = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Owner(_jsonScanner: &scanner)
+            return 1
         case "pickupLocation", "pickup_location":
-            if case .null = value { return true }
-            self.pickupLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.pickupLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonScanner: &scanner)
+            return 2
         case "dropoffLocation", "dropoff_location":
-            if case .null = value { return true }
-            self.dropoffLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 3 }
+            self.dropoffLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonScanner: &scanner)
+            return 3
         case "pickupTime", "pickup_time":
-            if case .null = value { return true }
-            self.pickupTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 4 }
+            self.pickupTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 4
         case "deadline":
-            if case .null = value { return true }
-            self.deadline = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 5 }
+            self.deadline = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 5
         case "expedited":
-            if case .null = value { return true }
-            self.expedited = try ProtobufKit.JSONDecode.bool(value)
-            return true
+            if scanner.skipNull() { return 6 }
+            self.expedited = try scanner.bool()
+            return 6
         case "confirmationRequired", "confirmation_required":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.ConfirmationType.self, context: context) { self.confirmationRequired = decoded }
-            return true
+            if scanner.skipNull() { return 7 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.ConfirmationType.self) { self.confirmationRequired = decoded }
+            return 7
         case "droneId", "drone_id":
-            if case .null = value { return true }
-            self.droneId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 8 }
+            self.droneId = try scanner.string()
+            return 8
         case "packageId", "package_id":
-            if case .null = value { return true }
-            self.packageId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 9 }
+            self.packageId = try scanner.string()
+            return 9
         case "stage":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.DeliveryStage.self, context: context) { self.stage = decoded }
-            return true
+            if scanner.skipNull() { return 10 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.DeliveryStage.self) { self.stage = decoded }
+            return 10
         case "createTime", "create_time":
-            if case .null = value { return true }
-            self.createTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 11 }
+            self.createTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 11
         case "updateTime", "update_time":
-            if case .null = value { return true }
-            self.updateTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 12 }
+            self.updateTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 12
         case "confirmation":
-            if case .null = value { return true }
-            self.confirmation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Confirmation(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 13 }
+            self.confirmation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Confirmation(_jsonScanner: &scanner)
+            return 13
         case "endReason", "end_reason":
-            if case .null = value { return true }
-            self.endReason = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 14 }
+            self.endReason = try scanner.string()
+            return 14
         default:
-            return false
+            return nil
         }
     }
 }
@@ -554,34 +554,34 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryStatus: Pr
         if !self.droneId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("droneId", "drone_id"); w.string(self.droneId) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "stage":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.DeliveryStage.self, context: context) { self.stage = decoded }
-            return true
+            if scanner.skipNull() { return 0 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.DeliveryStage.self) { self.stage = decoded }
+            return 0
         case "lastKnownLocation", "last_known_location":
-            if case .null = value { return true }
-            self.lastKnownLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.lastKnownLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonScanner: &scanner)
+            return 1
         case "pickupEta", "pickup_eta":
-            if case .null = value { return true }
-            self.pickupEta = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.pickupEta = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 2
         case "deliveryEta", "delivery_eta":
-            if case .null = value { return true }
-            self.deliveryEta = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 3 }
+            self.deliveryEta = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 3
         case "updateTime", "update_time":
-            if case .null = value { return true }
-            self.updateTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 4 }
+            self.updateTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 4
         case "droneId", "drone_id":
-            if case .null = value { return true }
-            self.droneId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 5 }
+            self.droneId = try scanner.string()
+            return 5
         default:
-            return false
+            return nil
         }
     }
 }
@@ -637,42 +637,42 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryTrackingEv
         if !self.droneId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("droneId", "drone_id"); w.string(self.droneId) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "deliveryId", "delivery_id":
-            if case .null = value { return true }
-            self.deliveryId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.deliveryId = try scanner.string()
+            return 0
         case "stage":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.DeliveryStage.self, context: context) { self.stage = decoded }
-            return true
+            if scanner.skipNull() { return 1 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.DeliveryStage.self) { self.stage = decoded }
+            return 1
         case "location":
-            if case .null = value { return true }
-            self.location = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.location = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonScanner: &scanner)
+            return 2
         case "time":
-            if case .null = value { return true }
-            self.time = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 3 }
+            self.time = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 3
         case "pickupEta", "pickup_eta":
-            if case .null = value { return true }
-            self.pickupEta = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 4 }
+            self.pickupEta = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 4
         case "deliveryEta", "delivery_eta":
-            if case .null = value { return true }
-            self.deliveryEta = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 5 }
+            self.deliveryEta = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 5
         case "sequence":
-            if case .null = value { return true }
-            self.sequence = try ProtobufKit.JSONDecode.int64(value)
-            return true
+            if scanner.skipNull() { return 6 }
+            self.sequence = try scanner.int64()
+            return 6
         case "droneId", "drone_id":
-            if case .null = value { return true }
-            self.droneId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 7 }
+            self.droneId = try scanner.string()
+            return 7
         default:
-            return false
+            return nil
         }
     }
 }
@@ -719,30 +719,30 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Confirmation: Prot
         if !self.blobMediaType.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("blobMediaType", "blob_media_type"); w.string(self.blobMediaType) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "time":
-            if case .null = value { return true }
-            self.time = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.time = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 0
         case "location":
-            if case .null = value { return true }
-            self.location = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.location = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonScanner: &scanner)
+            return 1
         case "confirmationType", "confirmation_type":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.ConfirmationType.self, context: context) { self.confirmationType = decoded }
-            return true
+            if scanner.skipNull() { return 2 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.ConfirmationType.self) { self.confirmationType = decoded }
+            return 2
         case "blob":
-            if case .null = value { return true }
-            self.blob = try ProtobufKit.JSONDecode.bytes(value)
-            return true
+            if scanner.skipNull() { return 3 }
+            self.blob = try scanner.bytes()
+            return 3
         case "blobMediaType", "blob_media_type":
-            if case .null = value { return true }
-            self.blobMediaType = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 4 }
+            self.blobMediaType = try scanner.string()
+            return 4
         default:
-            return false
+            return nil
         }
     }
 }
@@ -777,14 +777,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ScheduleDeliveryRe
         if let value = self.delivery { w.key("delivery", "delivery"); try value._writeJSON(to: &w) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "delivery":
-            if case .null = value { return true }
-            self.delivery = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.delivery = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery(_jsonScanner: &scanner)
+            return 0
         default:
-            return false
+            return nil
         }
     }
 }
@@ -825,22 +825,22 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ScheduleDeliveryRe
         if let value = self.status { w.key("status", "status"); try value._writeJSON(to: &w) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "delivery":
-            if case .null = value { return true }
-            self.delivery = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.delivery = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery(_jsonScanner: &scanner)
+            return 0
         case "created":
-            if case .null = value { return true }
-            self.created = try ProtobufKit.JSONDecode.bool(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.created = try scanner.bool()
+            return 1
         case "status":
-            if case .null = value { return true }
-            self.status = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryStatus(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.status = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryStatus(_jsonScanner: &scanner)
+            return 2
         default:
-            return false
+            return nil
         }
     }
 }
@@ -875,14 +875,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.GetDeliveryRequest
         if !self.deliveryId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("deliveryId", "delivery_id"); w.string(self.deliveryId) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "deliveryId", "delivery_id":
-            if case .null = value { return true }
-            self.deliveryId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.deliveryId = try scanner.string()
+            return 0
         default:
-            return false
+            return nil
         }
     }
 }
@@ -917,14 +917,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.GetDeliveryStatusR
         if !self.deliveryId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("deliveryId", "delivery_id"); w.string(self.deliveryId) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "deliveryId", "delivery_id":
-            if case .null = value { return true }
-            self.deliveryId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.deliveryId = try scanner.string()
+            return 0
         default:
-            return false
+            return nil
         }
     }
 }
@@ -962,18 +962,18 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.GetDeliveryStatusR
         if let value = self.status { w.key("status", "status"); try value._writeJSON(to: &w) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "deliveryId", "delivery_id":
-            if case .null = value { return true }
-            self.deliveryId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.deliveryId = try scanner.string()
+            return 0
         case "status":
-            if case .null = value { return true }
-            self.status = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryStatus(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.status = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryStatus(_jsonScanner: &scanner)
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }
@@ -1033,30 +1033,30 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ListDeliveriesRequ
         if !self.pageToken.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("pageToken", "page_token"); w.string(self.pageToken) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "ownerId", "owner_id":
-            if case .null = value { return true }
-            self.ownerId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.ownerId = try scanner.string()
+            return 0
         case "userId", "user_id":
-            if case .null = value { return true }
-            self.userId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.userId = try scanner.string()
+            return 1
         case "stages":
-            if case .null = value { return true }
-            self.stages = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.JSONDecode.enumValue($0, as: DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.DeliveryStage.self, context: context) }.compactMap { $0 }
-            return true
+            if scanner.skipNull() { return 2 }
+            self.stages = try scanner.array({ try $0.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.DeliveryStage.self) }).compactMap { $0 }
+            return 2
         case "pageSize", "page_size":
-            if case .null = value { return true }
-            self.pageSize = try ProtobufKit.JSONDecode.int32(value)
-            return true
+            if scanner.skipNull() { return 3 }
+            self.pageSize = try scanner.int32()
+            return 3
         case "pageToken", "page_token":
-            if case .null = value { return true }
-            self.pageToken = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 4 }
+            self.pageToken = try scanner.string()
+            return 4
         default:
-            return false
+            return nil
         }
     }
 }
@@ -1107,18 +1107,18 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ListDeliveriesResp
         if !self.nextPageToken.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("nextPageToken", "next_page_token"); w.string(self.nextPageToken) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "deliveries":
-            if case .null = value { return true }
-            self.deliveries = try ProtobufKit.JSONDecode.array(value, { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery(_jsonValue: $0, context: context) })
-            return true
+            if scanner.skipNull() { return 0 }
+            self.deliveries = try scanner.array({ try DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery(_jsonScanner: &$0) })
+            return 0
         case "nextPageToken", "next_page_token":
-            if case .null = value { return true }
-            self.nextPageToken = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.nextPageToken = try scanner.string()
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }
@@ -1156,18 +1156,18 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.TrackDeliveryReque
         if self.afterSequence != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("afterSequence", "after_sequence"); w.int64(self.afterSequence) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "deliveryId", "delivery_id":
-            if case .null = value { return true }
-            self.deliveryId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.deliveryId = try scanner.string()
+            return 0
         case "afterSequence", "after_sequence":
-            if case .null = value { return true }
-            self.afterSequence = try ProtobufKit.JSONDecode.int64(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.afterSequence = try scanner.int64()
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }
@@ -1220,38 +1220,38 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.RescheduleDelivery
         if !self.operationId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("operationId", "operation_id"); w.string(self.operationId) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "deliveryId", "delivery_id":
-            if case .null = value { return true }
-            self.deliveryId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.deliveryId = try scanner.string()
+            return 0
         case "pickupLocation", "pickup_location":
-            if case .null = value { return true }
-            self.pickupLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.pickupLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonScanner: &scanner)
+            return 1
         case "dropoffLocation", "dropoff_location":
-            if case .null = value { return true }
-            self.dropoffLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.dropoffLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonScanner: &scanner)
+            return 2
         case "pickupTime", "pickup_time":
-            if case .null = value { return true }
-            self.pickupTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 3 }
+            self.pickupTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 3
         case "deadline":
-            if case .null = value { return true }
-            self.deadline = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 4 }
+            self.deadline = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 4
         case "expedited":
-            if case .null = value { return true }
-            self.expedited = try ProtobufKit.Google.Protobuf.BoolValue(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 5 }
+            self.expedited = try ProtobufKit.Google.Protobuf.BoolValue(_jsonScanner: &scanner)
+            return 5
         case "operationId", "operation_id":
-            if case .null = value { return true }
-            self.operationId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 6 }
+            self.operationId = try scanner.string()
+            return 6
         default:
-            return false
+            return nil
         }
     }
 }
@@ -1292,22 +1292,22 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.CancelDeliveryRequ
         if !self.operationId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("operationId", "operation_id"); w.string(self.operationId) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "deliveryId", "delivery_id":
-            if case .null = value { return true }
-            self.deliveryId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.deliveryId = try scanner.string()
+            return 0
         case "reason":
-            if case .null = value { return true }
-            self.reason = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.reason = try scanner.string()
+            return 1
         case "operationId", "operation_id":
-            if case .null = value { return true }
-            self.operationId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.operationId = try scanner.string()
+            return 2
         default:
-            return false
+            return nil
         }
     }
 }
@@ -1348,22 +1348,22 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.MarkDeliveryFailed
         if !self.sagaId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("sagaId", "saga_id"); w.string(self.sagaId) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "deliveryId", "delivery_id":
-            if case .null = value { return true }
-            self.deliveryId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.deliveryId = try scanner.string()
+            return 0
         case "reason":
-            if case .null = value { return true }
-            self.reason = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.reason = try scanner.string()
+            return 1
         case "sagaId", "saga_id":
-            if case .null = value { return true }
-            self.sagaId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.sagaId = try scanner.string()
+            return 2
         default:
-            return false
+            return nil
         }
     }
 }
@@ -1401,18 +1401,18 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ConfirmDeliveryReq
         if let value = self.confirmation { w.key("confirmation", "confirmation"); try value._writeJSON(to: &w) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "deliveryId", "delivery_id":
-            if case .null = value { return true }
-            self.deliveryId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.deliveryId = try scanner.string()
+            return 0
         case "confirmation":
-            if case .null = value { return true }
-            self.confirmation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Confirmation(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.confirmation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Confirmation(_jsonScanner: &scanner)
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }
@@ -1453,22 +1453,22 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.NotifyMeRequest: P
         if !self.sms.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("sms", "sms"); w.string(self.sms) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "deliveryId", "delivery_id":
-            if case .null = value { return true }
-            self.deliveryId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.deliveryId = try scanner.string()
+            return 0
         case "emailAddress", "email_address":
-            if case .null = value { return true }
-            self.emailAddress = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.emailAddress = try scanner.string()
+            return 1
         case "sms":
-            if case .null = value { return true }
-            self.sms = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.sms = try scanner.string()
+            return 2
         default:
-            return false
+            return nil
         }
     }
 }
@@ -1506,18 +1506,18 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.NotifyMeResponse: 
         if !self.notificationId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("notificationId", "notification_id"); w.string(self.notificationId) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "deliveryId", "delivery_id":
-            if case .null = value { return true }
-            self.deliveryId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.deliveryId = try scanner.string()
+            return 0
         case "notificationId", "notification_id":
-            if case .null = value { return true }
-            self.notificationId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.notificationId = try scanner.string()
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }
@@ -1565,14 +1565,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ReportDronePositio
         }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "positions":
-            if case .null = value { return true }
-            self.positions = try ProtobufKit.JSONDecode.array(value, { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.DronePosition(_jsonValue: $0, context: context) })
-            return true
+            if scanner.skipNull() { return 0 }
+            self.positions = try scanner.array({ try DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.DronePosition(_jsonScanner: &$0) })
+            return 0
         default:
-            return false
+            return nil
         }
     }
 }
@@ -1613,22 +1613,22 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ReportDronePositio
         if self.trackingEventCount != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("trackingEventCount", "tracking_event_count"); w.int64(self.trackingEventCount) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "acceptedCount", "accepted_count":
-            if case .null = value { return true }
-            self.acceptedCount = try ProtobufKit.JSONDecode.int64(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.acceptedCount = try scanner.int64()
+            return 0
         case "ignoredCount", "ignored_count":
-            if case .null = value { return true }
-            self.ignoredCount = try ProtobufKit.JSONDecode.int64(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.ignoredCount = try scanner.int64()
+            return 1
         case "trackingEventCount", "tracking_event_count":
-            if case .null = value { return true }
-            self.trackingEventCount = try ProtobufKit.JSONDecode.int64(value)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.trackingEventCount = try scanner.int64()
+            return 2
         default:
-            return false
+            return nil
         }
     }
 }
@@ -1693,54 +1693,54 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryEvent: Pro
         if let value = self.traceContext { w.key("traceContext", "trace_context"); try value._writeJSON(to: &w) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "eventId", "event_id":
-            if case .null = value { return true }
-            self.eventId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.eventId = try scanner.string()
+            return 0
         case "deliveryId", "delivery_id":
-            if case .null = value { return true }
-            self.deliveryId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.deliveryId = try scanner.string()
+            return 1
         case "stage":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.DeliveryStage.self, context: context) { self.stage = decoded }
-            return true
+            if scanner.skipNull() { return 2 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.DeliveryStage.self) { self.stage = decoded }
+            return 2
         case "eventTime", "event_time":
-            if case .null = value { return true }
-            self.eventTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 3 }
+            self.eventTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 3
         case "owner":
-            if case .null = value { return true }
-            self.owner = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Owner(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 4 }
+            self.owner = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Owner(_jsonScanner: &scanner)
+            return 4
         case "location":
-            if case .null = value { return true }
-            self.location = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 5 }
+            self.location = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonScanner: &scanner)
+            return 5
         case "droneId", "drone_id":
-            if case .null = value { return true }
-            self.droneId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 6 }
+            self.droneId = try scanner.string()
+            return 6
         case "reason":
-            if case .null = value { return true }
-            self.reason = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 7 }
+            self.reason = try scanner.string()
+            return 7
         case "delivery":
-            if case .null = value { return true }
-            self.delivery = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 8 }
+            self.delivery = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery(_jsonScanner: &scanner)
+            return 8
         case "sequence":
-            if case .null = value { return true }
-            self.sequence = try ProtobufKit.JSONDecode.int64(value)
-            return true
+            if scanner.skipNull() { return 9 }
+            self.sequence = try scanner.int64()
+            return 9
         case "traceContext", "trace_context":
-            if case .null = value { return true }
-            self.traceContext = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.TraceContext(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 10 }
+            self.traceContext = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.TraceContext(_jsonScanner: &scanner)
+            return 10
         default:
-            return false
+            return nil
         }
     }
 }

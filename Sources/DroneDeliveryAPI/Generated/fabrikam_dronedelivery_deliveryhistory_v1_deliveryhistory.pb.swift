@@ -194,54 +194,54 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.DeliveryHis
         if !self.correlationId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("correlationId", "correlation_id"); w.string(self.correlationId) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "eventId", "event_id":
-            if case .null = value { return true }
-            self.eventId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.eventId = try scanner.string()
+            return 0
         case "deliveryId", "delivery_id":
-            if case .null = value { return true }
-            self.deliveryId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.deliveryId = try scanner.string()
+            return 1
         case "owner":
-            if case .null = value { return true }
-            self.owner = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Owner(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.owner = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Owner(_jsonScanner: &scanner)
+            return 2
         case "stage":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.DeliveryStage.self, context: context) { self.stage = decoded }
-            return true
+            if scanner.skipNull() { return 3 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.DeliveryStage.self) { self.stage = decoded }
+            return 3
         case "eventTime", "event_time":
-            if case .null = value { return true }
-            self.eventTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 4 }
+            self.eventTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 4
         case "location":
-            if case .null = value { return true }
-            self.location = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 5 }
+            self.location = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonScanner: &scanner)
+            return 5
         case "droneId", "drone_id":
-            if case .null = value { return true }
-            self.droneId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 6 }
+            self.droneId = try scanner.string()
+            return 6
         case "reason":
-            if case .null = value { return true }
-            self.reason = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 7 }
+            self.reason = try scanner.string()
+            return 7
         case "sequence":
-            if case .null = value { return true }
-            self.sequence = try ProtobufKit.JSONDecode.int64(value)
-            return true
+            if scanner.skipNull() { return 8 }
+            self.sequence = try scanner.int64()
+            return 8
         case "recordTime", "record_time":
-            if case .null = value { return true }
-            self.recordTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 9 }
+            self.recordTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 9
         case "correlationId", "correlation_id":
-            if case .null = value { return true }
-            self.correlationId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 10 }
+            self.correlationId = try scanner.string()
+            return 10
         default:
-            return false
+            return nil
         }
     }
 }
@@ -282,22 +282,22 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.GetDelivery
         if !self.pageToken.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("pageToken", "page_token"); w.string(self.pageToken) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "deliveryId", "delivery_id":
-            if case .null = value { return true }
-            self.deliveryId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.deliveryId = try scanner.string()
+            return 0
         case "pageSize", "page_size":
-            if case .null = value { return true }
-            self.pageSize = try ProtobufKit.JSONDecode.int32(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.pageSize = try scanner.int32()
+            return 1
         case "pageToken", "page_token":
-            if case .null = value { return true }
-            self.pageToken = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.pageToken = try scanner.string()
+            return 2
         default:
-            return false
+            return nil
         }
     }
 }
@@ -351,22 +351,22 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.GetDelivery
         if !self.nextPageToken.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("nextPageToken", "next_page_token"); w.string(self.nextPageToken) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "deliveryId", "delivery_id":
-            if case .null = value { return true }
-            self.deliveryId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.deliveryId = try scanner.string()
+            return 0
         case "events":
-            if case .null = value { return true }
-            self.events = try ProtobufKit.JSONDecode.array(value, { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.DeliveryHistoryEvent(_jsonValue: $0, context: context) })
-            return true
+            if scanner.skipNull() { return 1 }
+            self.events = try scanner.array({ try DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.DeliveryHistoryEvent(_jsonScanner: &$0) })
+            return 1
         case "nextPageToken", "next_page_token":
-            if case .null = value { return true }
-            self.nextPageToken = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.nextPageToken = try scanner.string()
+            return 2
         default:
-            return false
+            return nil
         }
     }
 }
@@ -429,34 +429,34 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.ListOwnerHi
         if !self.pageToken.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("pageToken", "page_token"); w.string(self.pageToken) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "ownerId", "owner_id":
-            if case .null = value { return true }
-            self.ownerId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.ownerId = try scanner.string()
+            return 0
         case "startTime", "start_time":
-            if case .null = value { return true }
-            self.startTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.startTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 1
         case "endTime", "end_time":
-            if case .null = value { return true }
-            self.endTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.endTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 2
         case "stages":
-            if case .null = value { return true }
-            self.stages = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.JSONDecode.enumValue($0, as: DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.DeliveryStage.self, context: context) }.compactMap { $0 }
-            return true
+            if scanner.skipNull() { return 3 }
+            self.stages = try scanner.array({ try $0.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.DeliveryStage.self) }).compactMap { $0 }
+            return 3
         case "pageSize", "page_size":
-            if case .null = value { return true }
-            self.pageSize = try ProtobufKit.JSONDecode.int32(value)
-            return true
+            if scanner.skipNull() { return 4 }
+            self.pageSize = try scanner.int32()
+            return 4
         case "pageToken", "page_token":
-            if case .null = value { return true }
-            self.pageToken = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 5 }
+            self.pageToken = try scanner.string()
+            return 5
         default:
-            return false
+            return nil
         }
     }
 }
@@ -507,18 +507,18 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.ListOwnerHi
         if !self.nextPageToken.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("nextPageToken", "next_page_token"); w.string(self.nextPageToken) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "events":
-            if case .null = value { return true }
-            self.events = try ProtobufKit.JSONDecode.array(value, { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.DeliveryHistoryEvent(_jsonValue: $0, context: context) })
-            return true
+            if scanner.skipNull() { return 0 }
+            self.events = try scanner.array({ try DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.DeliveryHistoryEvent(_jsonScanner: &$0) })
+            return 0
         case "nextPageToken", "next_page_token":
-            if case .null = value { return true }
-            self.nextPageToken = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.nextPageToken = try scanner.string()
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }
@@ -553,14 +553,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.RecordDeliv
         if let value = self.event { w.key("event", "event"); try value._writeJSON(to: &w) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "event":
-            if case .null = value { return true }
-            self.event = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.DeliveryHistoryEvent(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.event = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.DeliveryHistoryEvent(_jsonScanner: &scanner)
+            return 0
         default:
-            return false
+            return nil
         }
     }
 }
@@ -598,18 +598,18 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.RecordDeliv
         if let value = self.event { w.key("event", "event"); try value._writeJSON(to: &w) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "created":
-            if case .null = value { return true }
-            self.created = try ProtobufKit.JSONDecode.bool(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.created = try scanner.bool()
+            return 0
         case "event":
-            if case .null = value { return true }
-            self.event = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.DeliveryHistoryEvent(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.event = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.DeliveryHistoryEvent(_jsonScanner: &scanner)
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }

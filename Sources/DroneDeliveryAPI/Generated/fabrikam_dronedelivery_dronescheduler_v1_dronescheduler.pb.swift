@@ -425,50 +425,50 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.Drone: Proto
         if let value = self.registerTime { w.key("registerTime", "register_time"); try value._writeJSON(to: &w) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "droneId", "drone_id":
-            if case .null = value { return true }
-            self.droneId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.droneId = try scanner.string()
+            return 0
         case "status":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.DroneStatus.self, context: context) { self.status = decoded }
-            return true
+            if scanner.skipNull() { return 1 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.DroneStatus.self) { self.status = decoded }
+            return 1
         case "capacityKg", "capacity_kg":
-            if case .null = value { return true }
-            self.capacityKg = try ProtobufKit.JSONDecode.double(value)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.capacityKg = try scanner.double()
+            return 2
         case "maxPackageSize", "max_package_size":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.PackageSize.self, context: context) { self.maxPackageSize = decoded }
-            return true
+            if scanner.skipNull() { return 3 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.PackageSize.self) { self.maxPackageSize = decoded }
+            return 3
         case "position":
-            if case .null = value { return true }
-            self.position = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 4 }
+            self.position = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonScanner: &scanner)
+            return 4
         case "positionTime", "position_time":
-            if case .null = value { return true }
-            self.positionTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 5 }
+            self.positionTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 5
         case "homeLocation", "home_location":
-            if case .null = value { return true }
-            self.homeLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 6 }
+            self.homeLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonScanner: &scanner)
+            return 6
         case "cruiseSpeedMps", "cruise_speed_mps":
-            if case .null = value { return true }
-            self.cruiseSpeedMps = try ProtobufKit.JSONDecode.double(value)
-            return true
+            if scanner.skipNull() { return 7 }
+            self.cruiseSpeedMps = try scanner.double()
+            return 7
         case "currentDeliveryId", "current_delivery_id":
-            if case .null = value { return true }
-            self.currentDeliveryId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 8 }
+            self.currentDeliveryId = try scanner.string()
+            return 8
         case "registerTime", "register_time":
-            if case .null = value { return true }
-            self.registerTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 9 }
+            self.registerTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 9
         default:
-            return false
+            return nil
         }
     }
 }
@@ -521,38 +521,38 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.Assignment: 
         if !self.releaseReason.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("releaseReason", "release_reason"); w.string(self.releaseReason) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "deliveryId", "delivery_id":
-            if case .null = value { return true }
-            self.deliveryId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.deliveryId = try scanner.string()
+            return 0
         case "droneId", "drone_id":
-            if case .null = value { return true }
-            self.droneId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.droneId = try scanner.string()
+            return 1
         case "owner":
-            if case .null = value { return true }
-            self.owner = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Owner(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.owner = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Owner(_jsonScanner: &scanner)
+            return 2
         case "state":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.AssignmentState.self, context: context) { self.state = decoded }
-            return true
+            if scanner.skipNull() { return 3 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.AssignmentState.self) { self.state = decoded }
+            return 3
         case "assignTime", "assign_time":
-            if case .null = value { return true }
-            self.assignTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 4 }
+            self.assignTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 4
         case "releaseTime", "release_time":
-            if case .null = value { return true }
-            self.releaseTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 5 }
+            self.releaseTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 5
         case "releaseReason", "release_reason":
-            if case .null = value { return true }
-            self.releaseReason = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 6 }
+            self.releaseReason = try scanner.string()
+            return 6
         default:
-            return false
+            return nil
         }
     }
 }
@@ -608,42 +608,42 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.AssignDroneR
         if self.expedited || w.options.alwaysPrintFieldsWithNoPresence { w.key("expedited", "expedited"); w.bool(self.expedited) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "deliveryId", "delivery_id":
-            if case .null = value { return true }
-            self.deliveryId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.deliveryId = try scanner.string()
+            return 0
         case "owner":
-            if case .null = value { return true }
-            self.owner = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Owner(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.owner = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Owner(_jsonScanner: &scanner)
+            return 1
         case "pickupLocation", "pickup_location":
-            if case .null = value { return true }
-            self.pickupLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.pickupLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonScanner: &scanner)
+            return 2
         case "dropoffLocation", "dropoff_location":
-            if case .null = value { return true }
-            self.dropoffLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 3 }
+            self.dropoffLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonScanner: &scanner)
+            return 3
         case "packageInfo", "package_info":
-            if case .null = value { return true }
-            self.packageInfo = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.PackageInfo(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 4 }
+            self.packageInfo = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.PackageInfo(_jsonScanner: &scanner)
+            return 4
         case "pickupTime", "pickup_time":
-            if case .null = value { return true }
-            self.pickupTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 5 }
+            self.pickupTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 5
         case "deadline":
-            if case .null = value { return true }
-            self.deadline = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 6 }
+            self.deadline = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 6
         case "expedited":
-            if case .null = value { return true }
-            self.expedited = try ProtobufKit.JSONDecode.bool(value)
-            return true
+            if scanner.skipNull() { return 7 }
+            self.expedited = try scanner.bool()
+            return 7
         default:
-            return false
+            return nil
         }
     }
 }
@@ -684,22 +684,22 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.AssignDroneR
         if self.created || w.options.alwaysPrintFieldsWithNoPresence { w.key("created", "created"); w.bool(self.created) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "droneId", "drone_id":
-            if case .null = value { return true }
-            self.droneId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.droneId = try scanner.string()
+            return 0
         case "assignment":
-            if case .null = value { return true }
-            self.assignment = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.Assignment(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.assignment = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.Assignment(_jsonScanner: &scanner)
+            return 1
         case "created":
-            if case .null = value { return true }
-            self.created = try ProtobufKit.JSONDecode.bool(value)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.created = try scanner.bool()
+            return 2
         default:
-            return false
+            return nil
         }
     }
 }
@@ -737,18 +737,18 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.ReleaseDrone
         if !self.reason.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("reason", "reason"); w.string(self.reason) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "deliveryId", "delivery_id":
-            if case .null = value { return true }
-            self.deliveryId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.deliveryId = try scanner.string()
+            return 0
         case "reason":
-            if case .null = value { return true }
-            self.reason = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.reason = try scanner.string()
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }
@@ -786,18 +786,18 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.ReleaseDrone
         if let value = self.assignment { w.key("assignment", "assignment"); try value._writeJSON(to: &w) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "released":
-            if case .null = value { return true }
-            self.released = try ProtobufKit.JSONDecode.bool(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.released = try scanner.bool()
+            return 0
         case "assignment":
-            if case .null = value { return true }
-            self.assignment = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.Assignment(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.assignment = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.Assignment(_jsonScanner: &scanner)
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }
@@ -832,14 +832,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.GetAssignmen
         if !self.deliveryId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("deliveryId", "delivery_id"); w.string(self.deliveryId) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "deliveryId", "delivery_id":
-            if case .null = value { return true }
-            self.deliveryId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.deliveryId = try scanner.string()
+            return 0
         default:
-            return false
+            return nil
         }
     }
 }
@@ -874,14 +874,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.GetFleetStat
         if self.includeDrones || w.options.alwaysPrintFieldsWithNoPresence { w.key("includeDrones", "include_drones"); w.bool(self.includeDrones) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "includeDrones", "include_drones":
-            if case .null = value { return true }
-            self.includeDrones = try ProtobufKit.JSONDecode.bool(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.includeDrones = try scanner.bool()
+            return 0
         default:
-            return false
+            return nil
         }
     }
 }
@@ -951,26 +951,26 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.FleetStatus:
         if let value = self.snapshotTime { w.key("snapshotTime", "snapshot_time"); try value._writeJSON(to: &w) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "totalDrones", "total_drones":
-            if case .null = value { return true }
-            self.totalDrones = try ProtobufKit.JSONDecode.int32(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.totalDrones = try scanner.int32()
+            return 0
         case "statusCounts", "status_counts":
-            if case .null = value { return true }
-            self.statusCounts = try ProtobufKit.JSONDecode.array(value, { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.FleetStatus.StatusCount(_jsonValue: $0, context: context) })
-            return true
+            if scanner.skipNull() { return 1 }
+            self.statusCounts = try scanner.array({ try DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.FleetStatus.StatusCount(_jsonScanner: &$0) })
+            return 1
         case "drones":
-            if case .null = value { return true }
-            self.drones = try ProtobufKit.JSONDecode.array(value, { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.Drone(_jsonValue: $0, context: context) })
-            return true
+            if scanner.skipNull() { return 2 }
+            self.drones = try scanner.array({ try DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.Drone(_jsonScanner: &$0) })
+            return 2
         case "snapshotTime", "snapshot_time":
-            if case .null = value { return true }
-            self.snapshotTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 3 }
+            self.snapshotTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 3
         default:
-            return false
+            return nil
         }
     }
 }
@@ -1008,18 +1008,18 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.FleetStatus.
         if self.count != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("count", "count"); w.int32(self.count) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "status":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.DroneStatus.self, context: context) { self.status = decoded }
-            return true
+            if scanner.skipNull() { return 0 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.DroneStatus.self) { self.status = decoded }
+            return 0
         case "count":
-            if case .null = value { return true }
-            self.count = try ProtobufKit.JSONDecode.int32(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.count = try scanner.int32()
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }
@@ -1060,22 +1060,22 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.GetDroneUtil
         if self.month != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("month", "month"); w.int32(self.month) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "ownerId", "owner_id":
-            if case .null = value { return true }
-            self.ownerId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.ownerId = try scanner.string()
+            return 0
         case "year":
-            if case .null = value { return true }
-            self.year = try ProtobufKit.JSONDecode.int32(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.year = try scanner.int32()
+            return 1
         case "month":
-            if case .null = value { return true }
-            self.month = try ProtobufKit.JSONDecode.int32(value)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.month = try scanner.int32()
+            return 2
         default:
-            return false
+            return nil
         }
     }
 }
@@ -1125,30 +1125,30 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.DroneUtiliza
         if self.assignedHours.bitPattern != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("assignedHours", "assigned_hours"); w.double(self.assignedHours) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "ownerId", "owner_id":
-            if case .null = value { return true }
-            self.ownerId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.ownerId = try scanner.string()
+            return 0
         case "year":
-            if case .null = value { return true }
-            self.year = try ProtobufKit.JSONDecode.int32(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.year = try scanner.int32()
+            return 1
         case "month":
-            if case .null = value { return true }
-            self.month = try ProtobufKit.JSONDecode.int32(value)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.month = try scanner.int32()
+            return 2
         case "traveledMiles", "traveled_miles":
-            if case .null = value { return true }
-            self.traveledMiles = try ProtobufKit.JSONDecode.double(value)
-            return true
+            if scanner.skipNull() { return 3 }
+            self.traveledMiles = try scanner.double()
+            return 3
         case "assignedHours", "assigned_hours":
-            if case .null = value { return true }
-            self.assignedHours = try ProtobufKit.JSONDecode.double(value)
-            return true
+            if scanner.skipNull() { return 4 }
+            self.assignedHours = try scanner.double()
+            return 4
         default:
-            return false
+            return nil
         }
     }
 }
@@ -1183,14 +1183,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.RegisterDron
         if let value = self.drone { w.key("drone", "drone"); try value._writeJSON(to: &w) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "drone":
-            if case .null = value { return true }
-            self.drone = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.Drone(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.drone = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.Drone(_jsonScanner: &scanner)
+            return 0
         default:
-            return false
+            return nil
         }
     }
 }
@@ -1228,18 +1228,18 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.RegisterDron
         if self.created || w.options.alwaysPrintFieldsWithNoPresence { w.key("created", "created"); w.bool(self.created) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "drone":
-            if case .null = value { return true }
-            self.drone = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.Drone(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.drone = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.Drone(_jsonScanner: &scanner)
+            return 0
         case "created":
-            if case .null = value { return true }
-            self.created = try ProtobufKit.JSONDecode.bool(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.created = try scanner.bool()
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }
@@ -1280,22 +1280,22 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.ListDronesRe
         if !self.pageToken.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("pageToken", "page_token"); w.string(self.pageToken) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "status":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.DroneStatus.self, context: context) { self.status = decoded }
-            return true
+            if scanner.skipNull() { return 0 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.DroneStatus.self) { self.status = decoded }
+            return 0
         case "pageSize", "page_size":
-            if case .null = value { return true }
-            self.pageSize = try ProtobufKit.JSONDecode.int32(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.pageSize = try scanner.int32()
+            return 1
         case "pageToken", "page_token":
-            if case .null = value { return true }
-            self.pageToken = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.pageToken = try scanner.string()
+            return 2
         default:
-            return false
+            return nil
         }
     }
 }
@@ -1346,18 +1346,18 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.ListDronesRe
         if !self.nextPageToken.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("nextPageToken", "next_page_token"); w.string(self.nextPageToken) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "drones":
-            if case .null = value { return true }
-            self.drones = try ProtobufKit.JSONDecode.array(value, { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.Drone(_jsonValue: $0, context: context) })
-            return true
+            if scanner.skipNull() { return 0 }
+            self.drones = try scanner.array({ try DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.Drone(_jsonScanner: &$0) })
+            return 0
         case "nextPageToken", "next_page_token":
-            if case .null = value { return true }
-            self.nextPageToken = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.nextPageToken = try scanner.string()
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }

@@ -283,46 +283,46 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CreateDeliveryReq
         if !self.requestId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("requestId", "request_id"); w.string(self.requestId) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "owner":
-            if case .null = value { return true }
-            self.owner = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Owner(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.owner = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Owner(_jsonScanner: &scanner)
+            return 0
         case "pickupLocation", "pickup_location":
-            if case .null = value { return true }
-            self.pickupLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.pickupLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonScanner: &scanner)
+            return 1
         case "dropoffLocation", "dropoff_location":
-            if case .null = value { return true }
-            self.dropoffLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.dropoffLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonScanner: &scanner)
+            return 2
         case "pickupTime", "pickup_time":
-            if case .null = value { return true }
-            self.pickupTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 3 }
+            self.pickupTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 3
         case "deadline":
-            if case .null = value { return true }
-            self.deadline = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 4 }
+            self.deadline = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 4
         case "expedited":
-            if case .null = value { return true }
-            self.expedited = try ProtobufKit.JSONDecode.bool(value)
-            return true
+            if scanner.skipNull() { return 5 }
+            self.expedited = try scanner.bool()
+            return 5
         case "confirmationRequired", "confirmation_required":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.ConfirmationType.self, context: context) { self.confirmationRequired = decoded }
-            return true
+            if scanner.skipNull() { return 6 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.ConfirmationType.self) { self.confirmationRequired = decoded }
+            return 6
         case "packageInfo", "package_info":
-            if case .null = value { return true }
-            self.packageInfo = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.PackageInfo(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 7 }
+            self.packageInfo = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.PackageInfo(_jsonScanner: &scanner)
+            return 7
         case "requestId", "request_id":
-            if case .null = value { return true }
-            self.requestId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 8 }
+            self.requestId = try scanner.string()
+            return 8
         default:
-            return false
+            return nil
         }
     }
 }
@@ -363,22 +363,22 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CreateDeliveryRes
         if let value = self.acceptTime { w.key("acceptTime", "accept_time"); try value._writeJSON(to: &w) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "deliveryId", "delivery_id":
-            if case .null = value { return true }
-            self.deliveryId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.deliveryId = try scanner.string()
+            return 0
         case "statusPath", "status_path":
-            if case .null = value { return true }
-            self.statusPath = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.statusPath = try scanner.string()
+            return 1
         case "acceptTime", "accept_time":
-            if case .null = value { return true }
-            self.acceptTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.acceptTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 2
         default:
-            return false
+            return nil
         }
     }
 }
@@ -431,38 +431,38 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RescheduleDeliver
         if !self.requestId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("requestId", "request_id"); w.string(self.requestId) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "deliveryId", "delivery_id":
-            if case .null = value { return true }
-            self.deliveryId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.deliveryId = try scanner.string()
+            return 0
         case "pickupLocation", "pickup_location":
-            if case .null = value { return true }
-            self.pickupLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.pickupLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonScanner: &scanner)
+            return 1
         case "dropoffLocation", "dropoff_location":
-            if case .null = value { return true }
-            self.dropoffLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.dropoffLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonScanner: &scanner)
+            return 2
         case "pickupTime", "pickup_time":
-            if case .null = value { return true }
-            self.pickupTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 3 }
+            self.pickupTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 3
         case "deadline":
-            if case .null = value { return true }
-            self.deadline = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 4 }
+            self.deadline = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 4
         case "expedited":
-            if case .null = value { return true }
-            self.expedited = try ProtobufKit.Google.Protobuf.BoolValue(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 5 }
+            self.expedited = try ProtobufKit.Google.Protobuf.BoolValue(_jsonScanner: &scanner)
+            return 5
         case "requestId", "request_id":
-            if case .null = value { return true }
-            self.requestId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 6 }
+            self.requestId = try scanner.string()
+            return 6
         default:
-            return false
+            return nil
         }
     }
 }
@@ -503,22 +503,22 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RescheduleDeliver
         if let value = self.acceptTime { w.key("acceptTime", "accept_time"); try value._writeJSON(to: &w) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "deliveryId", "delivery_id":
-            if case .null = value { return true }
-            self.deliveryId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.deliveryId = try scanner.string()
+            return 0
         case "statusPath", "status_path":
-            if case .null = value { return true }
-            self.statusPath = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.statusPath = try scanner.string()
+            return 1
         case "acceptTime", "accept_time":
-            if case .null = value { return true }
-            self.acceptTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.acceptTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 2
         default:
-            return false
+            return nil
         }
     }
 }
@@ -556,18 +556,18 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelDeliveryReq
         if !self.reason.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("reason", "reason"); w.string(self.reason) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "deliveryId", "delivery_id":
-            if case .null = value { return true }
-            self.deliveryId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.deliveryId = try scanner.string()
+            return 0
         case "reason":
-            if case .null = value { return true }
-            self.reason = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.reason = try scanner.string()
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }
@@ -608,22 +608,22 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelDeliveryRes
         if let value = self.acceptTime { w.key("acceptTime", "accept_time"); try value._writeJSON(to: &w) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "deliveryId", "delivery_id":
-            if case .null = value { return true }
-            self.deliveryId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.deliveryId = try scanner.string()
+            return 0
         case "statusPath", "status_path":
-            if case .null = value { return true }
-            self.statusPath = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.statusPath = try scanner.string()
+            return 1
         case "acceptTime", "accept_time":
-            if case .null = value { return true }
-            self.acceptTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.acceptTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 2
         default:
-            return false
+            return nil
         }
     }
 }
@@ -705,53 +705,53 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RequestEnvelope: 
         }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "messageId", "message_id":
-            if case .null = value { return true }
-            self.messageId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.messageId = try scanner.string()
+            return 0
         case "operation":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.OperationKind.self, context: context) { self.operation = decoded }
-            return true
+            if scanner.skipNull() { return 1 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.OperationKind.self) { self.operation = decoded }
+            return 1
         case "deliveryId", "delivery_id":
-            if case .null = value { return true }
-            self.deliveryId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.deliveryId = try scanner.string()
+            return 2
         case "requestedBy", "requested_by":
-            if case .null = value { return true }
-            self.requestedBy = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Owner(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 3 }
+            self.requestedBy = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Owner(_jsonScanner: &scanner)
+            return 3
         case "acceptTime", "accept_time":
-            if case .null = value { return true }
-            self.acceptTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 4 }
+            self.acceptTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 4
         case "traceContext", "trace_context":
-            if case .null = value { return true }
-            self.traceContext = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.TraceContext(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 5 }
+            self.traceContext = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.TraceContext(_jsonScanner: &scanner)
+            return 5
         case "schemaVersion", "schema_version":
-            if case .null = value { return true }
-            self.schemaVersion = try ProtobufKit.JSONDecode.int32(value)
-            return true
+            if scanner.skipNull() { return 6 }
+            self.schemaVersion = try scanner.int32()
+            return 6
         case "create":
-            if case .null = value { return true }
+            if scanner.skipNull() { return 7 }
             if self.payload != nil { throw ProtobufKit.JSONDecodingError("more than one member of oneof 'payload' is set") }
-            self.payload = .create(try DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.DeliveryRequest(_jsonValue: value, context: context))
-            return true
+            self.payload = .create(try DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.DeliveryRequest(_jsonScanner: &scanner))
+            return 7
         case "reschedule":
-            if case .null = value { return true }
+            if scanner.skipNull() { return 8 }
             if self.payload != nil { throw ProtobufKit.JSONDecodingError("more than one member of oneof 'payload' is set") }
-            self.payload = .reschedule(try DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RescheduleRequest(_jsonValue: value, context: context))
-            return true
+            self.payload = .reschedule(try DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RescheduleRequest(_jsonScanner: &scanner))
+            return 8
         case "cancel":
-            if case .null = value { return true }
+            if scanner.skipNull() { return 9 }
             if self.payload != nil { throw ProtobufKit.JSONDecodingError("more than one member of oneof 'payload' is set") }
-            self.payload = .cancel(try DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelRequest(_jsonValue: value, context: context))
-            return true
+            self.payload = .cancel(try DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelRequest(_jsonScanner: &scanner))
+            return 9
         default:
-            return false
+            return nil
         }
     }
 }
@@ -810,46 +810,46 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.DeliveryRequest: 
         if let value = self.packageInfo { w.key("packageInfo", "package_info"); try value._writeJSON(to: &w) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "deliveryId", "delivery_id":
-            if case .null = value { return true }
-            self.deliveryId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.deliveryId = try scanner.string()
+            return 0
         case "owner":
-            if case .null = value { return true }
-            self.owner = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Owner(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.owner = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Owner(_jsonScanner: &scanner)
+            return 1
         case "pickupLocation", "pickup_location":
-            if case .null = value { return true }
-            self.pickupLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.pickupLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonScanner: &scanner)
+            return 2
         case "dropoffLocation", "dropoff_location":
-            if case .null = value { return true }
-            self.dropoffLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 3 }
+            self.dropoffLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonScanner: &scanner)
+            return 3
         case "pickupTime", "pickup_time":
-            if case .null = value { return true }
-            self.pickupTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 4 }
+            self.pickupTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 4
         case "deadline":
-            if case .null = value { return true }
-            self.deadline = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 5 }
+            self.deadline = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 5
         case "expedited":
-            if case .null = value { return true }
-            self.expedited = try ProtobufKit.JSONDecode.bool(value)
-            return true
+            if scanner.skipNull() { return 6 }
+            self.expedited = try scanner.bool()
+            return 6
         case "confirmationRequired", "confirmation_required":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.ConfirmationType.self, context: context) { self.confirmationRequired = decoded }
-            return true
+            if scanner.skipNull() { return 7 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.ConfirmationType.self) { self.confirmationRequired = decoded }
+            return 7
         case "packageInfo", "package_info":
-            if case .null = value { return true }
-            self.packageInfo = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.PackageInfo(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 8 }
+            self.packageInfo = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.PackageInfo(_jsonScanner: &scanner)
+            return 8
         default:
-            return false
+            return nil
         }
     }
 }
@@ -899,34 +899,34 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RescheduleRequest
         if let value = self.expedited { w.key("expedited", "expedited"); try value._writeJSON(to: &w) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "deliveryId", "delivery_id":
-            if case .null = value { return true }
-            self.deliveryId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.deliveryId = try scanner.string()
+            return 0
         case "pickupLocation", "pickup_location":
-            if case .null = value { return true }
-            self.pickupLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.pickupLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonScanner: &scanner)
+            return 1
         case "dropoffLocation", "dropoff_location":
-            if case .null = value { return true }
-            self.dropoffLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.dropoffLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonScanner: &scanner)
+            return 2
         case "pickupTime", "pickup_time":
-            if case .null = value { return true }
-            self.pickupTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 3 }
+            self.pickupTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 3
         case "deadline":
-            if case .null = value { return true }
-            self.deadline = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 4 }
+            self.deadline = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 4
         case "expedited":
-            if case .null = value { return true }
-            self.expedited = try ProtobufKit.Google.Protobuf.BoolValue(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 5 }
+            self.expedited = try ProtobufKit.Google.Protobuf.BoolValue(_jsonScanner: &scanner)
+            return 5
         default:
-            return false
+            return nil
         }
     }
 }
@@ -964,18 +964,18 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelRequest: Pr
         if !self.reason.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("reason", "reason"); w.string(self.reason) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "deliveryId", "delivery_id":
-            if case .null = value { return true }
-            self.deliveryId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.deliveryId = try scanner.string()
+            return 0
         case "reason":
-            if case .null = value { return true }
-            self.reason = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.reason = try scanner.string()
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }

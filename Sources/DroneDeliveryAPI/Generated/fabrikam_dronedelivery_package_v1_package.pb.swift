@@ -198,42 +198,42 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.Package: ProtobufKi
         if let value = self.updateTime { w.key("updateTime", "update_time"); try value._writeJSON(to: &w) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "packageId", "package_id":
-            if case .null = value { return true }
-            self.packageId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.packageId = try scanner.string()
+            return 0
         case "size":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.PackageSize.self, context: context) { self.size = decoded }
-            return true
+            if scanner.skipNull() { return 1 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.PackageSize.self) { self.size = decoded }
+            return 1
         case "weight":
-            if case .null = value { return true }
-            self.weight = try ProtobufKit.JSONDecode.double(value)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.weight = try scanner.double()
+            return 2
         case "tag":
-            if case .null = value { return true }
-            self.tag = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 3 }
+            self.tag = try scanner.string()
+            return 3
         case "ownerId", "owner_id":
-            if case .null = value { return true }
-            self.ownerId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 4 }
+            self.ownerId = try scanner.string()
+            return 4
         case "deliveryId", "delivery_id":
-            if case .null = value { return true }
-            self.deliveryId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 5 }
+            self.deliveryId = try scanner.string()
+            return 5
         case "createTime", "create_time":
-            if case .null = value { return true }
-            self.createTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 6 }
+            self.createTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 6
         case "updateTime", "update_time":
-            if case .null = value { return true }
-            self.updateTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 7 }
+            self.updateTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 7
         default:
-            return false
+            return nil
         }
     }
 }
@@ -268,14 +268,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PutPackageRequest: 
         if let value = self.`package` { w.key("package", "package"); try value._writeJSON(to: &w) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "package":
-            if case .null = value { return true }
-            self.`package` = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.Package(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.`package` = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.Package(_jsonScanner: &scanner)
+            return 0
         default:
-            return false
+            return nil
         }
     }
 }
@@ -313,18 +313,18 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PutPackageResponse:
         if self.created || w.options.alwaysPrintFieldsWithNoPresence { w.key("created", "created"); w.bool(self.created) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "package":
-            if case .null = value { return true }
-            self.`package` = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.Package(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.`package` = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.Package(_jsonScanner: &scanner)
+            return 0
         case "created":
-            if case .null = value { return true }
-            self.created = try ProtobufKit.JSONDecode.bool(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.created = try scanner.bool()
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }
@@ -359,14 +359,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.GetPackageRequest: 
         if !self.packageId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("packageId", "package_id"); w.string(self.packageId) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "packageId", "package_id":
-            if case .null = value { return true }
-            self.packageId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.packageId = try scanner.string()
+            return 0
         default:
-            return false
+            return nil
         }
     }
 }
@@ -404,18 +404,18 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.UpdatePackageReques
         if let value = self.updateMask { w.key("updateMask", "update_mask"); try value._writeJSON(to: &w) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "package":
-            if case .null = value { return true }
-            self.`package` = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.Package(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.`package` = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.Package(_jsonScanner: &scanner)
+            return 0
         case "updateMask", "update_mask":
-            if case .null = value { return true }
-            self.updateMask = try ProtobufKit.Google.Protobuf.FieldMask(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.updateMask = try ProtobufKit.Google.Protobuf.FieldMask(_jsonScanner: &scanner)
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }
@@ -450,14 +450,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.GetPackageSummaryRe
         if !self.ownerId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("ownerId", "owner_id"); w.string(self.ownerId) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "ownerId", "owner_id":
-            if case .null = value { return true }
-            self.ownerId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.ownerId = try scanner.string()
+            return 0
         default:
-            return false
+            return nil
         }
     }
 }
@@ -520,30 +520,30 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PackageSummary: Pro
         }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "ownerId", "owner_id":
-            if case .null = value { return true }
-            self.ownerId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.ownerId = try scanner.string()
+            return 0
         case "packageCount", "package_count":
-            if case .null = value { return true }
-            self.packageCount = try ProtobufKit.JSONDecode.int64(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.packageCount = try scanner.int64()
+            return 1
         case "totalWeight", "total_weight":
-            if case .null = value { return true }
-            self.totalWeight = try ProtobufKit.JSONDecode.double(value)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.totalWeight = try scanner.double()
+            return 2
         case "averageWeight", "average_weight":
-            if case .null = value { return true }
-            self.averageWeight = try ProtobufKit.JSONDecode.double(value)
-            return true
+            if scanner.skipNull() { return 3 }
+            self.averageWeight = try scanner.double()
+            return 3
         case "sizeCounts", "size_counts":
-            if case .null = value { return true }
-            self.sizeCounts = try ProtobufKit.JSONDecode.array(value, { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PackageSummary.SizeCount(_jsonValue: $0, context: context) })
-            return true
+            if scanner.skipNull() { return 4 }
+            self.sizeCounts = try scanner.array({ try DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PackageSummary.SizeCount(_jsonScanner: &$0) })
+            return 4
         default:
-            return false
+            return nil
         }
     }
 }
@@ -581,18 +581,18 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PackageSummary.Size
         if self.count != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("count", "count"); w.int64(self.count) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "size":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.PackageSize.self, context: context) { self.size = decoded }
-            return true
+            if scanner.skipNull() { return 0 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.PackageSize.self) { self.size = decoded }
+            return 0
         case "count":
-            if case .null = value { return true }
-            self.count = try ProtobufKit.JSONDecode.int64(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.count = try scanner.int64()
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }
@@ -630,18 +630,18 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.DeletePackageReques
         if !self.deliveryId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("deliveryId", "delivery_id"); w.string(self.deliveryId) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "packageId", "package_id":
-            if case .null = value { return true }
-            self.packageId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.packageId = try scanner.string()
+            return 0
         case "deliveryId", "delivery_id":
-            if case .null = value { return true }
-            self.deliveryId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.deliveryId = try scanner.string()
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }

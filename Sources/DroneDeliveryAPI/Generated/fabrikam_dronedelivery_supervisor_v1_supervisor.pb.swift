@@ -368,34 +368,34 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.Compensation: Pr
         if let value = self.lastError { w.key("lastError", "last_error"); try value._writeJSON(to: &w) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "kind":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.CompensationKind.self, context: context) { self.kind = decoded }
-            return true
+            if scanner.skipNull() { return 0 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.CompensationKind.self) { self.kind = decoded }
+            return 0
         case "state":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.CompensationState.self, context: context) { self.state = decoded }
-            return true
+            if scanner.skipNull() { return 1 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.CompensationState.self) { self.state = decoded }
+            return 1
         case "attempts":
-            if case .null = value { return true }
-            self.attempts = try ProtobufKit.JSONDecode.int32(value)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.attempts = try scanner.int32()
+            return 2
         case "lastAttemptTime", "last_attempt_time":
-            if case .null = value { return true }
-            self.lastAttemptTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 3 }
+            self.lastAttemptTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 3
         case "nextAttemptTime", "next_attempt_time":
-            if case .null = value { return true }
-            self.nextAttemptTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 4 }
+            self.nextAttemptTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 4
         case "lastError", "last_error":
-            if case .null = value { return true }
-            self.lastError = try ProtobufKit.Google.Rpc.Status(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 5 }
+            self.lastError = try ProtobufKit.Google.Rpc.Status(_jsonScanner: &scanner)
+            return 5
         default:
-            return false
+            return nil
         }
     }
 }
@@ -498,70 +498,70 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.FailedSaga: Prot
         if let value = self.traceContext { w.key("traceContext", "trace_context"); try value._writeJSON(to: &w) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "sagaId", "saga_id":
-            if case .null = value { return true }
-            self.sagaId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.sagaId = try scanner.string()
+            return 0
         case "deliveryId", "delivery_id":
-            if case .null = value { return true }
-            self.deliveryId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.deliveryId = try scanner.string()
+            return 1
         case "operation":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.OperationKind.self, context: context) { self.operation = decoded }
-            return true
+            if scanner.skipNull() { return 2 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.OperationKind.self) { self.operation = decoded }
+            return 2
         case "owner":
-            if case .null = value { return true }
-            self.owner = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Owner(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 3 }
+            self.owner = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Owner(_jsonScanner: &scanner)
+            return 3
         case "failedStep", "failed_step":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.SagaStep.self, context: context) { self.failedStep = decoded }
-            return true
+            if scanner.skipNull() { return 4 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.SagaStep.self) { self.failedStep = decoded }
+            return 4
         case "completedSteps", "completed_steps":
-            if case .null = value { return true }
-            self.completedSteps = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.JSONDecode.enumValue($0, as: DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.SagaStep.self, context: context) }.compactMap { $0 }
-            return true
+            if scanner.skipNull() { return 5 }
+            self.completedSteps = try scanner.array({ try $0.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.SagaStep.self) }).compactMap { $0 }
+            return 5
         case "error":
-            if case .null = value { return true }
-            self.error = try ProtobufKit.Google.Rpc.Status(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 6 }
+            self.error = try ProtobufKit.Google.Rpc.Status(_jsonScanner: &scanner)
+            return 6
         case "attempts":
-            if case .null = value { return true }
-            self.attempts = try ProtobufKit.JSONDecode.int32(value)
-            return true
+            if scanner.skipNull() { return 7 }
+            self.attempts = try scanner.int32()
+            return 7
         case "state":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.FailedSagaState.self, context: context) { self.state = decoded }
-            return true
+            if scanner.skipNull() { return 8 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.FailedSagaState.self) { self.state = decoded }
+            return 8
         case "compensations":
-            if case .null = value { return true }
-            self.compensations = try ProtobufKit.JSONDecode.array(value, { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.Compensation(_jsonValue: $0, context: context) })
-            return true
+            if scanner.skipNull() { return 9 }
+            self.compensations = try scanner.array({ try DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.Compensation(_jsonScanner: &$0) })
+            return 9
         case "failTime", "fail_time":
-            if case .null = value { return true }
-            self.failTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 10 }
+            self.failTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 10
         case "updateTime", "update_time":
-            if case .null = value { return true }
-            self.updateTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 11 }
+            self.updateTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 11
         case "droneId", "drone_id":
-            if case .null = value { return true }
-            self.droneId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 12 }
+            self.droneId = try scanner.string()
+            return 12
         case "packageId", "package_id":
-            if case .null = value { return true }
-            self.packageId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 13 }
+            self.packageId = try scanner.string()
+            return 13
         case "traceContext", "trace_context":
-            if case .null = value { return true }
-            self.traceContext = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.TraceContext(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 14 }
+            self.traceContext = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.TraceContext(_jsonScanner: &scanner)
+            return 14
         default:
-            return false
+            return nil
         }
     }
 }
@@ -596,14 +596,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.RecordFailedSaga
         if let value = self.saga { w.key("saga", "saga"); try value._writeJSON(to: &w) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "saga":
-            if case .null = value { return true }
-            self.saga = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.FailedSaga(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.saga = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.FailedSaga(_jsonScanner: &scanner)
+            return 0
         default:
-            return false
+            return nil
         }
     }
 }
@@ -641,18 +641,18 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.RecordFailedSaga
         if self.created || w.options.alwaysPrintFieldsWithNoPresence { w.key("created", "created"); w.bool(self.created) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "saga":
-            if case .null = value { return true }
-            self.saga = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.FailedSaga(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.saga = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.FailedSaga(_jsonScanner: &scanner)
+            return 0
         case "created":
-            if case .null = value { return true }
-            self.created = try ProtobufKit.JSONDecode.bool(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.created = try scanner.bool()
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }
@@ -709,26 +709,26 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.ListFailedSagasR
         if !self.pageToken.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("pageToken", "page_token"); w.string(self.pageToken) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "states":
-            if case .null = value { return true }
-            self.states = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.JSONDecode.enumValue($0, as: DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.FailedSagaState.self, context: context) }.compactMap { $0 }
-            return true
+            if scanner.skipNull() { return 0 }
+            self.states = try scanner.array({ try $0.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.FailedSagaState.self) }).compactMap { $0 }
+            return 0
         case "deliveryId", "delivery_id":
-            if case .null = value { return true }
-            self.deliveryId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.deliveryId = try scanner.string()
+            return 1
         case "pageSize", "page_size":
-            if case .null = value { return true }
-            self.pageSize = try ProtobufKit.JSONDecode.int32(value)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.pageSize = try scanner.int32()
+            return 2
         case "pageToken", "page_token":
-            if case .null = value { return true }
-            self.pageToken = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 3 }
+            self.pageToken = try scanner.string()
+            return 3
         default:
-            return false
+            return nil
         }
     }
 }
@@ -779,18 +779,18 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.ListFailedSagasR
         if !self.nextPageToken.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("nextPageToken", "next_page_token"); w.string(self.nextPageToken) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "sagas":
-            if case .null = value { return true }
-            self.sagas = try ProtobufKit.JSONDecode.array(value, { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.FailedSaga(_jsonValue: $0, context: context) })
-            return true
+            if scanner.skipNull() { return 0 }
+            self.sagas = try scanner.array({ try DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.FailedSaga(_jsonScanner: &$0) })
+            return 0
         case "nextPageToken", "next_page_token":
-            if case .null = value { return true }
-            self.nextPageToken = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.nextPageToken = try scanner.string()
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }
@@ -825,14 +825,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.GetFailedSagaReq
         if !self.sagaId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("sagaId", "saga_id"); w.string(self.sagaId) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "sagaId", "saga_id":
-            if case .null = value { return true }
-            self.sagaId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.sagaId = try scanner.string()
+            return 0
         default:
-            return false
+            return nil
         }
     }
 }
@@ -867,14 +867,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.RetryFailedSagaR
         if !self.sagaId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("sagaId", "saga_id"); w.string(self.sagaId) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "sagaId", "saga_id":
-            if case .null = value { return true }
-            self.sagaId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.sagaId = try scanner.string()
+            return 0
         default:
-            return false
+            return nil
         }
     }
 }
@@ -912,18 +912,18 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.CompensateFailed
         if self.rerunSucceeded || w.options.alwaysPrintFieldsWithNoPresence { w.key("rerunSucceeded", "rerun_succeeded"); w.bool(self.rerunSucceeded) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "sagaId", "saga_id":
-            if case .null = value { return true }
-            self.sagaId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.sagaId = try scanner.string()
+            return 0
         case "rerunSucceeded", "rerun_succeeded":
-            if case .null = value { return true }
-            self.rerunSucceeded = try ProtobufKit.JSONDecode.bool(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.rerunSucceeded = try scanner.bool()
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }

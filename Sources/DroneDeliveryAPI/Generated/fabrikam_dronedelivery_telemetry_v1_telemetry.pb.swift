@@ -278,46 +278,46 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.DronePosition: Pr
         if self.sequence != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("sequence", "sequence"); w.int64(self.sequence) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "droneId", "drone_id":
-            if case .null = value { return true }
-            self.droneId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.droneId = try scanner.string()
+            return 0
         case "deliveryId", "delivery_id":
-            if case .null = value { return true }
-            self.deliveryId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.deliveryId = try scanner.string()
+            return 1
         case "location":
-            if case .null = value { return true }
-            self.location = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.location = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonScanner: &scanner)
+            return 2
         case "time":
-            if case .null = value { return true }
-            self.time = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 3 }
+            self.time = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 3
         case "phase":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.FlightPhase.self, context: context) { self.phase = decoded }
-            return true
+            if scanner.skipNull() { return 4 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.FlightPhase.self) { self.phase = decoded }
+            return 4
         case "groundSpeedMps", "ground_speed_mps":
-            if case .null = value { return true }
-            self.groundSpeedMps = try ProtobufKit.JSONDecode.double(value)
-            return true
+            if scanner.skipNull() { return 5 }
+            self.groundSpeedMps = try scanner.double()
+            return 5
         case "headingDegrees", "heading_degrees":
-            if case .null = value { return true }
-            self.headingDegrees = try ProtobufKit.JSONDecode.double(value)
-            return true
+            if scanner.skipNull() { return 6 }
+            self.headingDegrees = try scanner.double()
+            return 6
         case "batteryLevel", "battery_level":
-            if case .null = value { return true }
-            self.batteryLevel = try ProtobufKit.Google.Protobuf.DoubleValue(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 7 }
+            self.batteryLevel = try ProtobufKit.Google.Protobuf.DoubleValue(_jsonScanner: &scanner)
+            return 7
         case "sequence":
-            if case .null = value { return true }
-            self.sequence = try ProtobufKit.JSONDecode.int64(value)
-            return true
+            if scanner.skipNull() { return 8 }
+            self.sequence = try scanner.int64()
+            return 8
         default:
-            return false
+            return nil
         }
     }
 }
@@ -365,14 +365,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.ReportPositionsRe
         }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "positions":
-            if case .null = value { return true }
-            self.positions = try ProtobufKit.JSONDecode.array(value, { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.DronePosition(_jsonValue: $0, context: context) })
-            return true
+            if scanner.skipNull() { return 0 }
+            self.positions = try scanner.array({ try DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.DronePosition(_jsonScanner: &$0) })
+            return 0
         default:
-            return false
+            return nil
         }
     }
 }
@@ -420,14 +420,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.ReportPositionsRe
         }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "acks":
-            if case .null = value { return true }
-            self.acks = try ProtobufKit.JSONDecode.array(value, { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.ReportPositionsResponse.Ack(_jsonValue: $0, context: context) })
-            return true
+            if scanner.skipNull() { return 0 }
+            self.acks = try scanner.array({ try DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.ReportPositionsResponse.Ack(_jsonScanner: &$0) })
+            return 0
         default:
-            return false
+            return nil
         }
     }
 }
@@ -465,18 +465,18 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.ReportPositionsRe
         if self.sequence != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("sequence", "sequence"); w.int64(self.sequence) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "droneId", "drone_id":
-            if case .null = value { return true }
-            self.droneId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.droneId = try scanner.string()
+            return 0
         case "sequence":
-            if case .null = value { return true }
-            self.sequence = try ProtobufKit.JSONDecode.int64(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.sequence = try scanner.int64()
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }
@@ -532,42 +532,42 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.FlightPlan: Proto
         if let value = self.reportInterval { w.key("reportInterval", "report_interval"); try value._writeJSON(to: &w) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "flightId", "flight_id":
-            if case .null = value { return true }
-            self.flightId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.flightId = try scanner.string()
+            return 0
         case "droneId", "drone_id":
-            if case .null = value { return true }
-            self.droneId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.droneId = try scanner.string()
+            return 1
         case "deliveryId", "delivery_id":
-            if case .null = value { return true }
-            self.deliveryId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.deliveryId = try scanner.string()
+            return 2
         case "pickupLocation", "pickup_location":
-            if case .null = value { return true }
-            self.pickupLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 3 }
+            self.pickupLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonScanner: &scanner)
+            return 3
         case "dropoffLocation", "dropoff_location":
-            if case .null = value { return true }
-            self.dropoffLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 4 }
+            self.dropoffLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonScanner: &scanner)
+            return 4
         case "pickupTime", "pickup_time":
-            if case .null = value { return true }
-            self.pickupTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 5 }
+            self.pickupTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 5
         case "deadline":
-            if case .null = value { return true }
-            self.deadline = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 6 }
+            self.deadline = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 6
         case "reportInterval", "report_interval":
-            if case .null = value { return true }
-            self.reportInterval = try ProtobufKit.Google.Protobuf.Duration(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 7 }
+            self.reportInterval = try ProtobufKit.Google.Protobuf.Duration(_jsonScanner: &scanner)
+            return 7
         default:
-            return false
+            return nil
         }
     }
 }
@@ -605,18 +605,18 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.AssignFlightReque
         if let value = self.traceContext { w.key("traceContext", "trace_context"); try value._writeJSON(to: &w) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "plan":
-            if case .null = value { return true }
-            self.plan = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.FlightPlan(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.plan = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.FlightPlan(_jsonScanner: &scanner)
+            return 0
         case "traceContext", "trace_context":
-            if case .null = value { return true }
-            self.traceContext = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.TraceContext(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.traceContext = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.TraceContext(_jsonScanner: &scanner)
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }
@@ -660,26 +660,26 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.AssignFlightRespo
         if let value = self.dropoffEta { w.key("dropoffEta", "dropoff_eta"); try value._writeJSON(to: &w) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "plan":
-            if case .null = value { return true }
-            self.plan = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.FlightPlan(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.plan = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.FlightPlan(_jsonScanner: &scanner)
+            return 0
         case "created":
-            if case .null = value { return true }
-            self.created = try ProtobufKit.JSONDecode.bool(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.created = try scanner.bool()
+            return 1
         case "pickupEta", "pickup_eta":
-            if case .null = value { return true }
-            self.pickupEta = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.pickupEta = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 2
         case "dropoffEta", "dropoff_eta":
-            if case .null = value { return true }
-            self.dropoffEta = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 3 }
+            self.dropoffEta = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 3
         default:
-            return false
+            return nil
         }
     }
 }
@@ -717,18 +717,18 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.AbortFlightReques
         if !self.reason.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("reason", "reason"); w.string(self.reason) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "deliveryId", "delivery_id":
-            if case .null = value { return true }
-            self.deliveryId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.deliveryId = try scanner.string()
+            return 0
         case "reason":
-            if case .null = value { return true }
-            self.reason = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.reason = try scanner.string()
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }
@@ -763,14 +763,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.AbortFlightRespon
         if self.aborted || w.options.alwaysPrintFieldsWithNoPresence { w.key("aborted", "aborted"); w.bool(self.aborted) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "aborted":
-            if case .null = value { return true }
-            self.aborted = try ProtobufKit.JSONDecode.bool(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.aborted = try scanner.bool()
+            return 0
         default:
-            return false
+            return nil
         }
     }
 }

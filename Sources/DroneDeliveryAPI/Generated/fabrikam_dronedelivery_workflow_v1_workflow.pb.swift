@@ -373,34 +373,34 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.SagaStepRecord: Pr
         if let value = self.lastError { w.key("lastError", "last_error"); try value._writeJSON(to: &w) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "step":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.SagaStep.self, context: context) { self.step = decoded }
-            return true
+            if scanner.skipNull() { return 0 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.SagaStep.self) { self.step = decoded }
+            return 0
         case "state":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.StepState.self, context: context) { self.state = decoded }
-            return true
+            if scanner.skipNull() { return 1 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.StepState.self) { self.state = decoded }
+            return 1
         case "attempts":
-            if case .null = value { return true }
-            self.attempts = try ProtobufKit.JSONDecode.int32(value)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.attempts = try scanner.int32()
+            return 2
         case "startTime", "start_time":
-            if case .null = value { return true }
-            self.startTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 3 }
+            self.startTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 3
         case "endTime", "end_time":
-            if case .null = value { return true }
-            self.endTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 4 }
+            self.endTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 4
         case "lastError", "last_error":
-            if case .null = value { return true }
-            self.lastError = try ProtobufKit.Google.Rpc.Status(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 5 }
+            self.lastError = try ProtobufKit.Google.Rpc.Status(_jsonScanner: &scanner)
+            return 5
         default:
-            return false
+            return nil
         }
     }
 }
@@ -475,50 +475,50 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.SagaStatus: Protob
         if let value = self.updateTime { w.key("updateTime", "update_time"); try value._writeJSON(to: &w) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "sagaId", "saga_id":
-            if case .null = value { return true }
-            self.sagaId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.sagaId = try scanner.string()
+            return 0
         case "deliveryId", "delivery_id":
-            if case .null = value { return true }
-            self.deliveryId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.deliveryId = try scanner.string()
+            return 1
         case "operation":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.OperationKind.self, context: context) { self.operation = decoded }
-            return true
+            if scanner.skipNull() { return 2 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.OperationKind.self) { self.operation = decoded }
+            return 2
         case "state":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.SagaState.self, context: context) { self.state = decoded }
-            return true
+            if scanner.skipNull() { return 3 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.SagaState.self) { self.state = decoded }
+            return 3
         case "currentStep", "current_step":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.SagaStep.self, context: context) { self.currentStep = decoded }
-            return true
+            if scanner.skipNull() { return 4 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.SagaStep.self) { self.currentStep = decoded }
+            return 4
         case "steps":
-            if case .null = value { return true }
-            self.steps = try ProtobufKit.JSONDecode.array(value, { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.SagaStepRecord(_jsonValue: $0, context: context) })
-            return true
+            if scanner.skipNull() { return 5 }
+            self.steps = try scanner.array({ try DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.SagaStepRecord(_jsonScanner: &$0) })
+            return 5
         case "messageId", "message_id":
-            if case .null = value { return true }
-            self.messageId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 6 }
+            self.messageId = try scanner.string()
+            return 6
         case "correlationId", "correlation_id":
-            if case .null = value { return true }
-            self.correlationId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 7 }
+            self.correlationId = try scanner.string()
+            return 7
         case "createTime", "create_time":
-            if case .null = value { return true }
-            self.createTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 8 }
+            self.createTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 8
         case "updateTime", "update_time":
-            if case .null = value { return true }
-            self.updateTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 9 }
+            self.updateTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 9
         default:
-            return false
+            return nil
         }
     }
 }
@@ -553,14 +553,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.GetSagaStatusReque
         if !self.deliveryId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("deliveryId", "delivery_id"); w.string(self.deliveryId) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "deliveryId", "delivery_id":
-            if case .null = value { return true }
-            self.deliveryId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.deliveryId = try scanner.string()
+            return 0
         default:
-            return false
+            return nil
         }
     }
 }
@@ -611,18 +611,18 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.GetSagaStatusRespo
         }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "deliveryId", "delivery_id":
-            if case .null = value { return true }
-            self.deliveryId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.deliveryId = try scanner.string()
+            return 0
         case "sagas":
-            if case .null = value { return true }
-            self.sagas = try ProtobufKit.JSONDecode.array(value, { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.SagaStatus(_jsonValue: $0, context: context) })
-            return true
+            if scanner.skipNull() { return 1 }
+            self.sagas = try scanner.array({ try DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.SagaStatus(_jsonScanner: &$0) })
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }
@@ -663,22 +663,22 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.ListSagasRequest: 
         if !self.pageToken.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("pageToken", "page_token"); w.string(self.pageToken) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "state":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.SagaState.self, context: context) { self.state = decoded }
-            return true
+            if scanner.skipNull() { return 0 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.SagaState.self) { self.state = decoded }
+            return 0
         case "pageSize", "page_size":
-            if case .null = value { return true }
-            self.pageSize = try ProtobufKit.JSONDecode.int32(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.pageSize = try scanner.int32()
+            return 1
         case "pageToken", "page_token":
-            if case .null = value { return true }
-            self.pageToken = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.pageToken = try scanner.string()
+            return 2
         default:
-            return false
+            return nil
         }
     }
 }
@@ -729,18 +729,18 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.ListSagasResponse:
         if !self.nextPageToken.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("nextPageToken", "next_page_token"); w.string(self.nextPageToken) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "sagas":
-            if case .null = value { return true }
-            self.sagas = try ProtobufKit.JSONDecode.array(value, { try DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.SagaStatus(_jsonValue: $0, context: context) })
-            return true
+            if scanner.skipNull() { return 0 }
+            self.sagas = try scanner.array({ try DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.SagaStatus(_jsonScanner: &$0) })
+            return 0
         case "nextPageToken", "next_page_token":
-            if case .null = value { return true }
-            self.nextPageToken = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.nextPageToken = try scanner.string()
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }
@@ -793,38 +793,38 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.DeadLetterMessage:
         if let value = self.traceContext { w.key("traceContext", "trace_context"); try value._writeJSON(to: &w) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "messageId", "message_id":
-            if case .null = value { return true }
-            self.messageId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.messageId = try scanner.string()
+            return 0
         case "payload":
-            if case .null = value { return true }
-            self.payload = try ProtobufKit.JSONDecode.bytes(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.payload = try scanner.bytes()
+            return 1
         case "reason":
-            if case .null = value { return true }
-            self.reason = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.reason = try scanner.string()
+            return 2
         case "source":
-            if case .null = value { return true }
-            self.source = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 3 }
+            self.source = try scanner.string()
+            return 3
         case "deliveryCount", "delivery_count":
-            if case .null = value { return true }
-            self.deliveryCount = try ProtobufKit.JSONDecode.int32(value)
-            return true
+            if scanner.skipNull() { return 4 }
+            self.deliveryCount = try scanner.int32()
+            return 4
         case "deadLetterTime", "dead_letter_time":
-            if case .null = value { return true }
-            self.deadLetterTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 5 }
+            self.deadLetterTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 5
         case "traceContext", "trace_context":
-            if case .null = value { return true }
-            self.traceContext = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.TraceContext(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 6 }
+            self.traceContext = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.TraceContext(_jsonScanner: &scanner)
+            return 6
         default:
-            return false
+            return nil
         }
     }
 }

@@ -77,22 +77,22 @@ extension ProtobufKit.Google.Rpc.Status: ProtobufKit.Message, ProtobufKit.JSONMe
         }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "code":
-            if case .null = value { return true }
-            self.code = try ProtobufKit.JSONDecode.int32(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.code = try scanner.int32()
+            return 0
         case "message":
-            if case .null = value { return true }
-            self.message = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.message = try scanner.string()
+            return 1
         case "details":
-            if case .null = value { return true }
-            self.details = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.Google.Protobuf.AnyMessage(_jsonValue: $0, context: context) })
-            return true
+            if scanner.skipNull() { return 2 }
+            self.details = try scanner.array({ try ProtobufKit.Google.Protobuf.AnyMessage(_jsonScanner: &$0) })
+            return 2
         default:
-            return false
+            return nil
         }
     }
 }

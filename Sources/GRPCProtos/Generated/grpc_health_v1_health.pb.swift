@@ -144,14 +144,14 @@ extension GRPCProtos.Grpc.Health.V1.HealthCheckRequest: ProtobufKit.Message, Pro
         if !self.service.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("service", "service"); w.string(self.service) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "service":
-            if case .null = value { return true }
-            self.service = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.service = try scanner.string()
+            return 0
         default:
-            return false
+            return nil
         }
     }
 }
@@ -186,14 +186,14 @@ extension GRPCProtos.Grpc.Health.V1.HealthCheckResponse: ProtobufKit.Message, Pr
         if self.status.rawValue != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("status", "status"); w.enumValue(self.status) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "status":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: GRPCProtos.Grpc.Health.V1.HealthCheckResponse.ServingStatus.self, context: context) { self.status = decoded }
-            return true
+            if scanner.skipNull() { return 0 }
+            if let decoded = try scanner.enumValue(GRPCProtos.Grpc.Health.V1.HealthCheckResponse.ServingStatus.self) { self.status = decoded }
+            return 0
         default:
-            return false
+            return nil
         }
     }
 }
@@ -224,10 +224,10 @@ extension GRPCProtos.Grpc.Health.V1.HealthListRequest: ProtobufKit.Message, Prot
     public func _writeJSONFields(to w: inout ProtobufKit.JSONWriter) throws {
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         default:
-            return false
+            return nil
         }
     }
 }
@@ -286,14 +286,14 @@ extension GRPCProtos.Grpc.Health.V1.HealthListResponse: ProtobufKit.Message, Pro
         }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "statuses":
-            if case .null = value { return true }
-            self.statuses = try ProtobufKit.JSONDecode.map(value, key: { try ProtobufKit.JSONDecode.mapKey_string($0) }) { try GRPCProtos.Grpc.Health.V1.HealthCheckResponse(_jsonValue: $0, context: context) }
-            return true
+            if scanner.skipNull() { return 0 }
+            self.statuses = try scanner.map(key: ProtobufKit.JSONScanner.mapKey_string, { try GRPCProtos.Grpc.Health.V1.HealthCheckResponse(_jsonScanner: &$0) })
+            return 0
         default:
-            return false
+            return nil
         }
     }
 }

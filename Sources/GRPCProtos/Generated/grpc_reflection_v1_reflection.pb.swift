@@ -218,39 +218,39 @@ extension GRPCProtos.Grpc.Reflection.V1.ServerReflectionRequest: ProtobufKit.Mes
         }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "host":
-            if case .null = value { return true }
-            self.host = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.host = try scanner.string()
+            return 0
         case "fileByFilename", "file_by_filename":
-            if case .null = value { return true }
+            if scanner.skipNull() { return 1 }
             if self.messageRequest != nil { throw ProtobufKit.JSONDecodingError("more than one member of oneof 'message_request' is set") }
-            self.messageRequest = .fileByFilename(try ProtobufKit.JSONDecode.string(value))
-            return true
+            self.messageRequest = .fileByFilename(try scanner.string())
+            return 1
         case "fileContainingSymbol", "file_containing_symbol":
-            if case .null = value { return true }
+            if scanner.skipNull() { return 2 }
             if self.messageRequest != nil { throw ProtobufKit.JSONDecodingError("more than one member of oneof 'message_request' is set") }
-            self.messageRequest = .fileContainingSymbol(try ProtobufKit.JSONDecode.string(value))
-            return true
+            self.messageRequest = .fileContainingSymbol(try scanner.string())
+            return 2
         case "fileContainingExtension", "file_containing_extension":
-            if case .null = value { return true }
+            if scanner.skipNull() { return 3 }
             if self.messageRequest != nil { throw ProtobufKit.JSONDecodingError("more than one member of oneof 'message_request' is set") }
-            self.messageRequest = .fileContainingExtension(try GRPCProtos.Grpc.Reflection.V1.ExtensionRequest(_jsonValue: value, context: context))
-            return true
+            self.messageRequest = .fileContainingExtension(try GRPCProtos.Grpc.Reflection.V1.ExtensionRequest(_jsonScanner: &scanner))
+            return 3
         case "allExtensionNumbersOfType", "all_extension_numbers_of_type":
-            if case .null = value { return true }
+            if scanner.skipNull() { return 4 }
             if self.messageRequest != nil { throw ProtobufKit.JSONDecodingError("more than one member of oneof 'message_request' is set") }
-            self.messageRequest = .allExtensionNumbersOfType(try ProtobufKit.JSONDecode.string(value))
-            return true
+            self.messageRequest = .allExtensionNumbersOfType(try scanner.string())
+            return 4
         case "listServices", "list_services":
-            if case .null = value { return true }
+            if scanner.skipNull() { return 5 }
             if self.messageRequest != nil { throw ProtobufKit.JSONDecodingError("more than one member of oneof 'message_request' is set") }
-            self.messageRequest = .listServices(try ProtobufKit.JSONDecode.string(value))
-            return true
+            self.messageRequest = .listServices(try scanner.string())
+            return 5
         default:
-            return false
+            return nil
         }
     }
 }
@@ -288,18 +288,18 @@ extension GRPCProtos.Grpc.Reflection.V1.ExtensionRequest: ProtobufKit.Message, P
         if self.extensionNumber != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("extensionNumber", "extension_number"); w.int32(self.extensionNumber) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "containingType", "containing_type":
-            if case .null = value { return true }
-            self.containingType = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.containingType = try scanner.string()
+            return 0
         case "extensionNumber", "extension_number":
-            if case .null = value { return true }
-            self.extensionNumber = try ProtobufKit.JSONDecode.int32(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.extensionNumber = try scanner.int32()
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }
@@ -372,38 +372,38 @@ extension GRPCProtos.Grpc.Reflection.V1.ServerReflectionResponse: ProtobufKit.Me
         }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "validHost", "valid_host":
-            if case .null = value { return true }
-            self.validHost = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.validHost = try scanner.string()
+            return 0
         case "originalRequest", "original_request":
-            if case .null = value { return true }
-            self.originalRequest = try GRPCProtos.Grpc.Reflection.V1.ServerReflectionRequest(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.originalRequest = try GRPCProtos.Grpc.Reflection.V1.ServerReflectionRequest(_jsonScanner: &scanner)
+            return 1
         case "fileDescriptorResponse", "file_descriptor_response":
-            if case .null = value { return true }
+            if scanner.skipNull() { return 2 }
             if self.messageResponse != nil { throw ProtobufKit.JSONDecodingError("more than one member of oneof 'message_response' is set") }
-            self.messageResponse = .fileDescriptorResponse(try GRPCProtos.Grpc.Reflection.V1.FileDescriptorResponse(_jsonValue: value, context: context))
-            return true
+            self.messageResponse = .fileDescriptorResponse(try GRPCProtos.Grpc.Reflection.V1.FileDescriptorResponse(_jsonScanner: &scanner))
+            return 2
         case "allExtensionNumbersResponse", "all_extension_numbers_response":
-            if case .null = value { return true }
+            if scanner.skipNull() { return 3 }
             if self.messageResponse != nil { throw ProtobufKit.JSONDecodingError("more than one member of oneof 'message_response' is set") }
-            self.messageResponse = .allExtensionNumbersResponse(try GRPCProtos.Grpc.Reflection.V1.ExtensionNumberResponse(_jsonValue: value, context: context))
-            return true
+            self.messageResponse = .allExtensionNumbersResponse(try GRPCProtos.Grpc.Reflection.V1.ExtensionNumberResponse(_jsonScanner: &scanner))
+            return 3
         case "listServicesResponse", "list_services_response":
-            if case .null = value { return true }
+            if scanner.skipNull() { return 4 }
             if self.messageResponse != nil { throw ProtobufKit.JSONDecodingError("more than one member of oneof 'message_response' is set") }
-            self.messageResponse = .listServicesResponse(try GRPCProtos.Grpc.Reflection.V1.ListServiceResponse(_jsonValue: value, context: context))
-            return true
+            self.messageResponse = .listServicesResponse(try GRPCProtos.Grpc.Reflection.V1.ListServiceResponse(_jsonScanner: &scanner))
+            return 4
         case "errorResponse", "error_response":
-            if case .null = value { return true }
+            if scanner.skipNull() { return 5 }
             if self.messageResponse != nil { throw ProtobufKit.JSONDecodingError("more than one member of oneof 'message_response' is set") }
-            self.messageResponse = .errorResponse(try GRPCProtos.Grpc.Reflection.V1.ErrorResponse(_jsonValue: value, context: context))
-            return true
+            self.messageResponse = .errorResponse(try GRPCProtos.Grpc.Reflection.V1.ErrorResponse(_jsonScanner: &scanner))
+            return 5
         default:
-            return false
+            return nil
         }
     }
 }
@@ -451,14 +451,14 @@ extension GRPCProtos.Grpc.Reflection.V1.FileDescriptorResponse: ProtobufKit.Mess
         }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "fileDescriptorProto", "file_descriptor_proto":
-            if case .null = value { return true }
-            self.fileDescriptorProto = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.bytes($0) })
-            return true
+            if scanner.skipNull() { return 0 }
+            self.fileDescriptorProto = try scanner.array({ try $0.bytes() })
+            return 0
         default:
-            return false
+            return nil
         }
     }
 }
@@ -504,18 +504,18 @@ extension GRPCProtos.Grpc.Reflection.V1.ExtensionNumberResponse: ProtobufKit.Mes
         }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "baseTypeName", "base_type_name":
-            if case .null = value { return true }
-            self.baseTypeName = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.baseTypeName = try scanner.string()
+            return 0
         case "extensionNumber", "extension_number":
-            if case .null = value { return true }
-            self.extensionNumber = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.int32($0) })
-            return true
+            if scanner.skipNull() { return 1 }
+            self.extensionNumber = try scanner.array({ try $0.int32() })
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }
@@ -563,14 +563,14 @@ extension GRPCProtos.Grpc.Reflection.V1.ListServiceResponse: ProtobufKit.Message
         }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "service":
-            if case .null = value { return true }
-            self.service = try ProtobufKit.JSONDecode.array(value, { try GRPCProtos.Grpc.Reflection.V1.ServiceResponse(_jsonValue: $0, context: context) })
-            return true
+            if scanner.skipNull() { return 0 }
+            self.service = try scanner.array({ try GRPCProtos.Grpc.Reflection.V1.ServiceResponse(_jsonScanner: &$0) })
+            return 0
         default:
-            return false
+            return nil
         }
     }
 }
@@ -605,14 +605,14 @@ extension GRPCProtos.Grpc.Reflection.V1.ServiceResponse: ProtobufKit.Message, Pr
         if !self.name.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("name", "name"); w.string(self.name) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "name":
-            if case .null = value { return true }
-            self.name = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.name = try scanner.string()
+            return 0
         default:
-            return false
+            return nil
         }
     }
 }
@@ -650,18 +650,18 @@ extension GRPCProtos.Grpc.Reflection.V1.ErrorResponse: ProtobufKit.Message, Prot
         if !self.errorMessage.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("errorMessage", "error_message"); w.string(self.errorMessage) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "errorCode", "error_code":
-            if case .null = value { return true }
-            self.errorCode = try ProtobufKit.JSONDecode.int32(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.errorCode = try scanner.int32()
+            return 0
         case "errorMessage", "error_message":
-            if case .null = value { return true }
-            self.errorMessage = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.errorMessage = try scanner.string()
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }

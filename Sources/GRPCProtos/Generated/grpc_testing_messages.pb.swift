@@ -635,14 +635,14 @@ extension GRPCProtos.Grpc.Testing.BoolValue: ProtobufKit.Message, ProtobufKit.JS
         if self.value || w.options.alwaysPrintFieldsWithNoPresence { w.key("value", "value"); w.bool(self.value) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "value":
-            if case .null = value { return true }
-            self.value = try ProtobufKit.JSONDecode.bool(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.value = try scanner.bool()
+            return 0
         default:
-            return false
+            return nil
         }
     }
 }
@@ -680,18 +680,18 @@ extension GRPCProtos.Grpc.Testing.Payload: ProtobufKit.Message, ProtobufKit.JSON
         if !self.body.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("body", "body"); w.bytes(self.body) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "type":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: GRPCProtos.Grpc.Testing.PayloadType.self, context: context) { self.type = decoded }
-            return true
+            if scanner.skipNull() { return 0 }
+            if let decoded = try scanner.enumValue(GRPCProtos.Grpc.Testing.PayloadType.self) { self.type = decoded }
+            return 0
         case "body":
-            if case .null = value { return true }
-            self.body = try ProtobufKit.JSONDecode.bytes(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.body = try scanner.bytes()
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }
@@ -729,18 +729,18 @@ extension GRPCProtos.Grpc.Testing.EchoStatus: ProtobufKit.Message, ProtobufKit.J
         if !self.message.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("message", "message"); w.string(self.message) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "code":
-            if case .null = value { return true }
-            self.code = try ProtobufKit.JSONDecode.int32(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.code = try scanner.int32()
+            return 0
         case "message":
-            if case .null = value { return true }
-            self.message = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.message = try scanner.string()
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }
@@ -805,54 +805,54 @@ extension GRPCProtos.Grpc.Testing.SimpleRequest: ProtobufKit.Message, ProtobufKi
         if let value = self.orcaPerQueryReport { w.key("orcaPerQueryReport", "orca_per_query_report"); try value._writeJSON(to: &w) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "responseType", "response_type":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: GRPCProtos.Grpc.Testing.PayloadType.self, context: context) { self.responseType = decoded }
-            return true
+            if scanner.skipNull() { return 0 }
+            if let decoded = try scanner.enumValue(GRPCProtos.Grpc.Testing.PayloadType.self) { self.responseType = decoded }
+            return 0
         case "responseSize", "response_size":
-            if case .null = value { return true }
-            self.responseSize = try ProtobufKit.JSONDecode.int32(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.responseSize = try scanner.int32()
+            return 1
         case "payload":
-            if case .null = value { return true }
-            self.payload = try GRPCProtos.Grpc.Testing.Payload(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.payload = try GRPCProtos.Grpc.Testing.Payload(_jsonScanner: &scanner)
+            return 2
         case "fillUsername", "fill_username":
-            if case .null = value { return true }
-            self.fillUsername = try ProtobufKit.JSONDecode.bool(value)
-            return true
+            if scanner.skipNull() { return 3 }
+            self.fillUsername = try scanner.bool()
+            return 3
         case "fillOauthScope", "fill_oauth_scope":
-            if case .null = value { return true }
-            self.fillOauthScope = try ProtobufKit.JSONDecode.bool(value)
-            return true
+            if scanner.skipNull() { return 4 }
+            self.fillOauthScope = try scanner.bool()
+            return 4
         case "responseCompressed", "response_compressed":
-            if case .null = value { return true }
-            self.responseCompressed = try GRPCProtos.Grpc.Testing.BoolValue(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 5 }
+            self.responseCompressed = try GRPCProtos.Grpc.Testing.BoolValue(_jsonScanner: &scanner)
+            return 5
         case "responseStatus", "response_status":
-            if case .null = value { return true }
-            self.responseStatus = try GRPCProtos.Grpc.Testing.EchoStatus(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 6 }
+            self.responseStatus = try GRPCProtos.Grpc.Testing.EchoStatus(_jsonScanner: &scanner)
+            return 6
         case "expectCompressed", "expect_compressed":
-            if case .null = value { return true }
-            self.expectCompressed = try GRPCProtos.Grpc.Testing.BoolValue(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 7 }
+            self.expectCompressed = try GRPCProtos.Grpc.Testing.BoolValue(_jsonScanner: &scanner)
+            return 7
         case "fillServerId", "fill_server_id":
-            if case .null = value { return true }
-            self.fillServerId = try ProtobufKit.JSONDecode.bool(value)
-            return true
+            if scanner.skipNull() { return 8 }
+            self.fillServerId = try scanner.bool()
+            return 8
         case "fillGrpclbRouteType", "fill_grpclb_route_type":
-            if case .null = value { return true }
-            self.fillGrpclbRouteType = try ProtobufKit.JSONDecode.bool(value)
-            return true
+            if scanner.skipNull() { return 9 }
+            self.fillGrpclbRouteType = try scanner.bool()
+            return 9
         case "orcaPerQueryReport", "orca_per_query_report":
-            if case .null = value { return true }
-            self.orcaPerQueryReport = try GRPCProtos.Grpc.Testing.TestOrcaReport(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 10 }
+            self.orcaPerQueryReport = try GRPCProtos.Grpc.Testing.TestOrcaReport(_jsonScanner: &scanner)
+            return 10
         default:
-            return false
+            return nil
         }
     }
 }
@@ -902,34 +902,34 @@ extension GRPCProtos.Grpc.Testing.SimpleResponse: ProtobufKit.Message, ProtobufK
         if !self.hostname.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("hostname", "hostname"); w.string(self.hostname) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "payload":
-            if case .null = value { return true }
-            self.payload = try GRPCProtos.Grpc.Testing.Payload(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.payload = try GRPCProtos.Grpc.Testing.Payload(_jsonScanner: &scanner)
+            return 0
         case "username":
-            if case .null = value { return true }
-            self.username = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.username = try scanner.string()
+            return 1
         case "oauthScope", "oauth_scope":
-            if case .null = value { return true }
-            self.oauthScope = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.oauthScope = try scanner.string()
+            return 2
         case "serverId", "server_id":
-            if case .null = value { return true }
-            self.serverId = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 3 }
+            self.serverId = try scanner.string()
+            return 3
         case "grpclbRouteType", "grpclb_route_type":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: GRPCProtos.Grpc.Testing.GrpclbRouteType.self, context: context) { self.grpclbRouteType = decoded }
-            return true
+            if scanner.skipNull() { return 4 }
+            if let decoded = try scanner.enumValue(GRPCProtos.Grpc.Testing.GrpclbRouteType.self) { self.grpclbRouteType = decoded }
+            return 4
         case "hostname":
-            if case .null = value { return true }
-            self.hostname = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 5 }
+            self.hostname = try scanner.string()
+            return 5
         default:
-            return false
+            return nil
         }
     }
 }
@@ -967,18 +967,18 @@ extension GRPCProtos.Grpc.Testing.StreamingInputCallRequest: ProtobufKit.Message
         if let value = self.expectCompressed { w.key("expectCompressed", "expect_compressed"); try value._writeJSON(to: &w) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "payload":
-            if case .null = value { return true }
-            self.payload = try GRPCProtos.Grpc.Testing.Payload(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.payload = try GRPCProtos.Grpc.Testing.Payload(_jsonScanner: &scanner)
+            return 0
         case "expectCompressed", "expect_compressed":
-            if case .null = value { return true }
-            self.expectCompressed = try GRPCProtos.Grpc.Testing.BoolValue(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.expectCompressed = try GRPCProtos.Grpc.Testing.BoolValue(_jsonScanner: &scanner)
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }
@@ -1013,14 +1013,14 @@ extension GRPCProtos.Grpc.Testing.StreamingInputCallResponse: ProtobufKit.Messag
         if self.aggregatedPayloadSize != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("aggregatedPayloadSize", "aggregated_payload_size"); w.int32(self.aggregatedPayloadSize) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "aggregatedPayloadSize", "aggregated_payload_size":
-            if case .null = value { return true }
-            self.aggregatedPayloadSize = try ProtobufKit.JSONDecode.int32(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.aggregatedPayloadSize = try scanner.int32()
+            return 0
         default:
-            return false
+            return nil
         }
     }
 }
@@ -1064,26 +1064,26 @@ extension GRPCProtos.Grpc.Testing.ResponseParameters: ProtobufKit.Message, Proto
         if let value = self.fillPeerSocketAddress { w.key("fillPeerSocketAddress", "fill_peer_socket_address"); try value._writeJSON(to: &w) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "size":
-            if case .null = value { return true }
-            self.size = try ProtobufKit.JSONDecode.int32(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.size = try scanner.int32()
+            return 0
         case "intervalUs", "interval_us":
-            if case .null = value { return true }
-            self.intervalUs = try ProtobufKit.JSONDecode.int32(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.intervalUs = try scanner.int32()
+            return 1
         case "compressed":
-            if case .null = value { return true }
-            self.compressed = try GRPCProtos.Grpc.Testing.BoolValue(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.compressed = try GRPCProtos.Grpc.Testing.BoolValue(_jsonScanner: &scanner)
+            return 2
         case "fillPeerSocketAddress", "fill_peer_socket_address":
-            if case .null = value { return true }
-            self.fillPeerSocketAddress = try GRPCProtos.Grpc.Testing.BoolValue(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 3 }
+            self.fillPeerSocketAddress = try GRPCProtos.Grpc.Testing.BoolValue(_jsonScanner: &scanner)
+            return 3
         default:
-            return false
+            return nil
         }
     }
 }
@@ -1143,30 +1143,30 @@ extension GRPCProtos.Grpc.Testing.StreamingOutputCallRequest: ProtobufKit.Messag
         if let value = self.orcaOobReport { w.key("orcaOobReport", "orca_oob_report"); try value._writeJSON(to: &w) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "responseType", "response_type":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: GRPCProtos.Grpc.Testing.PayloadType.self, context: context) { self.responseType = decoded }
-            return true
+            if scanner.skipNull() { return 0 }
+            if let decoded = try scanner.enumValue(GRPCProtos.Grpc.Testing.PayloadType.self) { self.responseType = decoded }
+            return 0
         case "responseParameters", "response_parameters":
-            if case .null = value { return true }
-            self.responseParameters = try ProtobufKit.JSONDecode.array(value, { try GRPCProtos.Grpc.Testing.ResponseParameters(_jsonValue: $0, context: context) })
-            return true
+            if scanner.skipNull() { return 1 }
+            self.responseParameters = try scanner.array({ try GRPCProtos.Grpc.Testing.ResponseParameters(_jsonScanner: &$0) })
+            return 1
         case "payload":
-            if case .null = value { return true }
-            self.payload = try GRPCProtos.Grpc.Testing.Payload(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.payload = try GRPCProtos.Grpc.Testing.Payload(_jsonScanner: &scanner)
+            return 2
         case "responseStatus", "response_status":
-            if case .null = value { return true }
-            self.responseStatus = try GRPCProtos.Grpc.Testing.EchoStatus(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 3 }
+            self.responseStatus = try GRPCProtos.Grpc.Testing.EchoStatus(_jsonScanner: &scanner)
+            return 3
         case "orcaOobReport", "orca_oob_report":
-            if case .null = value { return true }
-            self.orcaOobReport = try GRPCProtos.Grpc.Testing.TestOrcaReport(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 4 }
+            self.orcaOobReport = try GRPCProtos.Grpc.Testing.TestOrcaReport(_jsonScanner: &scanner)
+            return 4
         default:
-            return false
+            return nil
         }
     }
 }
@@ -1204,18 +1204,18 @@ extension GRPCProtos.Grpc.Testing.StreamingOutputCallResponse: ProtobufKit.Messa
         if !self.peerSocketAddress.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("peerSocketAddress", "peer_socket_address"); w.string(self.peerSocketAddress) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "payload":
-            if case .null = value { return true }
-            self.payload = try GRPCProtos.Grpc.Testing.Payload(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.payload = try GRPCProtos.Grpc.Testing.Payload(_jsonScanner: &scanner)
+            return 0
         case "peerSocketAddress", "peer_socket_address":
-            if case .null = value { return true }
-            self.peerSocketAddress = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.peerSocketAddress = try scanner.string()
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }
@@ -1250,14 +1250,14 @@ extension GRPCProtos.Grpc.Testing.ReconnectParams: ProtobufKit.Message, Protobuf
         if self.maxReconnectBackoffMs != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("maxReconnectBackoffMs", "max_reconnect_backoff_ms"); w.int32(self.maxReconnectBackoffMs) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "maxReconnectBackoffMs", "max_reconnect_backoff_ms":
-            if case .null = value { return true }
-            self.maxReconnectBackoffMs = try ProtobufKit.JSONDecode.int32(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.maxReconnectBackoffMs = try scanner.int32()
+            return 0
         default:
-            return false
+            return nil
         }
     }
 }
@@ -1303,18 +1303,18 @@ extension GRPCProtos.Grpc.Testing.ReconnectInfo: ProtobufKit.Message, ProtobufKi
         }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "passed":
-            if case .null = value { return true }
-            self.passed = try ProtobufKit.JSONDecode.bool(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.passed = try scanner.bool()
+            return 0
         case "backoffMs", "backoff_ms":
-            if case .null = value { return true }
-            self.backoffMs = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.int32($0) })
-            return true
+            if scanner.skipNull() { return 1 }
+            self.backoffMs = try scanner.array({ try $0.int32() })
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }
@@ -1368,22 +1368,22 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerStatsRequest: ProtobufKit.Message,
         }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "numRpcs", "num_rpcs":
-            if case .null = value { return true }
-            self.numRpcs = try ProtobufKit.JSONDecode.int32(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.numRpcs = try scanner.int32()
+            return 0
         case "timeoutSec", "timeout_sec":
-            if case .null = value { return true }
-            self.timeoutSec = try ProtobufKit.JSONDecode.int32(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.timeoutSec = try scanner.int32()
+            return 1
         case "metadataKeys", "metadata_keys":
-            if case .null = value { return true }
-            self.metadataKeys = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.string($0) })
-            return true
+            if scanner.skipNull() { return 2 }
+            self.metadataKeys = try scanner.array({ try $0.string() })
+            return 2
         default:
-            return false
+            return nil
         }
     }
 }
@@ -1499,26 +1499,26 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerStatsResponse: ProtobufKit.Message
         }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "rpcsByPeer", "rpcs_by_peer":
-            if case .null = value { return true }
-            self.rpcsByPeer = try ProtobufKit.JSONDecode.map(value, key: { try ProtobufKit.JSONDecode.mapKey_string($0) }) { try ProtobufKit.JSONDecode.int32($0) }
-            return true
+            if scanner.skipNull() { return 0 }
+            self.rpcsByPeer = try scanner.map(key: ProtobufKit.JSONScanner.mapKey_string, { try $0.int32() })
+            return 0
         case "numFailures", "num_failures":
-            if case .null = value { return true }
-            self.numFailures = try ProtobufKit.JSONDecode.int32(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.numFailures = try scanner.int32()
+            return 1
         case "rpcsByMethod", "rpcs_by_method":
-            if case .null = value { return true }
-            self.rpcsByMethod = try ProtobufKit.JSONDecode.map(value, key: { try ProtobufKit.JSONDecode.mapKey_string($0) }) { try GRPCProtos.Grpc.Testing.LoadBalancerStatsResponse.RpcsByPeer(_jsonValue: $0, context: context) }
-            return true
+            if scanner.skipNull() { return 2 }
+            self.rpcsByMethod = try scanner.map(key: ProtobufKit.JSONScanner.mapKey_string, { try GRPCProtos.Grpc.Testing.LoadBalancerStatsResponse.RpcsByPeer(_jsonScanner: &$0) })
+            return 2
         case "metadatasByPeer", "metadatas_by_peer":
-            if case .null = value { return true }
-            self.metadatasByPeer = try ProtobufKit.JSONDecode.map(value, key: { try ProtobufKit.JSONDecode.mapKey_string($0) }) { try GRPCProtos.Grpc.Testing.LoadBalancerStatsResponse.MetadataByPeer(_jsonValue: $0, context: context) }
-            return true
+            if scanner.skipNull() { return 3 }
+            self.metadatasByPeer = try scanner.map(key: ProtobufKit.JSONScanner.mapKey_string, { try GRPCProtos.Grpc.Testing.LoadBalancerStatsResponse.MetadataByPeer(_jsonScanner: &$0) })
+            return 3
         default:
-            return false
+            return nil
         }
     }
 }
@@ -1559,22 +1559,22 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerStatsResponse.MetadataEntry: Proto
         if self.type.rawValue != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("type", "type"); w.enumValue(self.type) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "key":
-            if case .null = value { return true }
-            self.key = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.key = try scanner.string()
+            return 0
         case "value":
-            if case .null = value { return true }
-            self.value = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.value = try scanner.string()
+            return 1
         case "type":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: GRPCProtos.Grpc.Testing.LoadBalancerStatsResponse.MetadataType.self, context: context) { self.type = decoded }
-            return true
+            if scanner.skipNull() { return 2 }
+            if let decoded = try scanner.enumValue(GRPCProtos.Grpc.Testing.LoadBalancerStatsResponse.MetadataType.self) { self.type = decoded }
+            return 2
         default:
-            return false
+            return nil
         }
     }
 }
@@ -1622,14 +1622,14 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerStatsResponse.RpcMetadata: Protobu
         }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "metadata":
-            if case .null = value { return true }
-            self.metadata = try ProtobufKit.JSONDecode.array(value, { try GRPCProtos.Grpc.Testing.LoadBalancerStatsResponse.MetadataEntry(_jsonValue: $0, context: context) })
-            return true
+            if scanner.skipNull() { return 0 }
+            self.metadata = try scanner.array({ try GRPCProtos.Grpc.Testing.LoadBalancerStatsResponse.MetadataEntry(_jsonScanner: &$0) })
+            return 0
         default:
-            return false
+            return nil
         }
     }
 }
@@ -1677,14 +1677,14 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerStatsResponse.MetadataByPeer: Prot
         }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "rpcMetadata", "rpc_metadata":
-            if case .null = value { return true }
-            self.rpcMetadata = try ProtobufKit.JSONDecode.array(value, { try GRPCProtos.Grpc.Testing.LoadBalancerStatsResponse.RpcMetadata(_jsonValue: $0, context: context) })
-            return true
+            if scanner.skipNull() { return 0 }
+            self.rpcMetadata = try scanner.array({ try GRPCProtos.Grpc.Testing.LoadBalancerStatsResponse.RpcMetadata(_jsonScanner: &$0) })
+            return 0
         default:
-            return false
+            return nil
         }
     }
 }
@@ -1743,14 +1743,14 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerStatsResponse.RpcsByPeer: Protobuf
         }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "rpcsByPeer", "rpcs_by_peer":
-            if case .null = value { return true }
-            self.rpcsByPeer = try ProtobufKit.JSONDecode.map(value, key: { try ProtobufKit.JSONDecode.mapKey_string($0) }) { try ProtobufKit.JSONDecode.int32($0) }
-            return true
+            if scanner.skipNull() { return 0 }
+            self.rpcsByPeer = try scanner.map(key: ProtobufKit.JSONScanner.mapKey_string, { try $0.int32() })
+            return 0
         default:
-            return false
+            return nil
         }
     }
 }
@@ -1781,10 +1781,10 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerAccumulatedStatsRequest: ProtobufK
     public func _writeJSONFields(to w: inout ProtobufKit.JSONWriter) throws {
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         default:
-            return false
+            return nil
         }
     }
 }
@@ -1924,26 +1924,26 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerAccumulatedStatsResponse: Protobuf
         }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "numRpcsStartedByMethod", "num_rpcs_started_by_method":
-            if case .null = value { return true }
-            self.numRpcsStartedByMethod = try ProtobufKit.JSONDecode.map(value, key: { try ProtobufKit.JSONDecode.mapKey_string($0) }) { try ProtobufKit.JSONDecode.int32($0) }
-            return true
+            if scanner.skipNull() { return 0 }
+            self.numRpcsStartedByMethod = try scanner.map(key: ProtobufKit.JSONScanner.mapKey_string, { try $0.int32() })
+            return 0
         case "numRpcsSucceededByMethod", "num_rpcs_succeeded_by_method":
-            if case .null = value { return true }
-            self.numRpcsSucceededByMethod = try ProtobufKit.JSONDecode.map(value, key: { try ProtobufKit.JSONDecode.mapKey_string($0) }) { try ProtobufKit.JSONDecode.int32($0) }
-            return true
+            if scanner.skipNull() { return 1 }
+            self.numRpcsSucceededByMethod = try scanner.map(key: ProtobufKit.JSONScanner.mapKey_string, { try $0.int32() })
+            return 1
         case "numRpcsFailedByMethod", "num_rpcs_failed_by_method":
-            if case .null = value { return true }
-            self.numRpcsFailedByMethod = try ProtobufKit.JSONDecode.map(value, key: { try ProtobufKit.JSONDecode.mapKey_string($0) }) { try ProtobufKit.JSONDecode.int32($0) }
-            return true
+            if scanner.skipNull() { return 2 }
+            self.numRpcsFailedByMethod = try scanner.map(key: ProtobufKit.JSONScanner.mapKey_string, { try $0.int32() })
+            return 2
         case "statsPerMethod", "stats_per_method":
-            if case .null = value { return true }
-            self.statsPerMethod = try ProtobufKit.JSONDecode.map(value, key: { try ProtobufKit.JSONDecode.mapKey_string($0) }) { try GRPCProtos.Grpc.Testing.LoadBalancerAccumulatedStatsResponse.MethodStats(_jsonValue: $0, context: context) }
-            return true
+            if scanner.skipNull() { return 3 }
+            self.statsPerMethod = try scanner.map(key: ProtobufKit.JSONScanner.mapKey_string, { try GRPCProtos.Grpc.Testing.LoadBalancerAccumulatedStatsResponse.MethodStats(_jsonScanner: &$0) })
+            return 3
         default:
-            return false
+            return nil
         }
     }
 }
@@ -2005,18 +2005,18 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerAccumulatedStatsResponse.MethodSta
         }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "rpcsStarted", "rpcs_started":
-            if case .null = value { return true }
-            self.rpcsStarted = try ProtobufKit.JSONDecode.int32(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.rpcsStarted = try scanner.int32()
+            return 0
         case "result":
-            if case .null = value { return true }
-            self.result = try ProtobufKit.JSONDecode.map(value, key: { try ProtobufKit.JSONDecode.mapKey_int32($0) }) { try ProtobufKit.JSONDecode.int32($0) }
-            return true
+            if scanner.skipNull() { return 1 }
+            self.result = try scanner.map(key: ProtobufKit.JSONScanner.mapKey_int32, { try $0.int32() })
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }
@@ -2083,22 +2083,22 @@ extension GRPCProtos.Grpc.Testing.ClientConfigureRequest: ProtobufKit.Message, P
         if self.timeoutSec != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("timeoutSec", "timeout_sec"); w.int32(self.timeoutSec) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "types":
-            if case .null = value { return true }
-            self.types = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.JSONDecode.enumValue($0, as: GRPCProtos.Grpc.Testing.ClientConfigureRequest.RpcType.self, context: context) }.compactMap { $0 }
-            return true
+            if scanner.skipNull() { return 0 }
+            self.types = try scanner.array({ try $0.enumValue(GRPCProtos.Grpc.Testing.ClientConfigureRequest.RpcType.self) }).compactMap { $0 }
+            return 0
         case "metadata":
-            if case .null = value { return true }
-            self.metadata = try ProtobufKit.JSONDecode.array(value, { try GRPCProtos.Grpc.Testing.ClientConfigureRequest.Metadata(_jsonValue: $0, context: context) })
-            return true
+            if scanner.skipNull() { return 1 }
+            self.metadata = try scanner.array({ try GRPCProtos.Grpc.Testing.ClientConfigureRequest.Metadata(_jsonScanner: &$0) })
+            return 1
         case "timeoutSec", "timeout_sec":
-            if case .null = value { return true }
-            self.timeoutSec = try ProtobufKit.JSONDecode.int32(value)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.timeoutSec = try scanner.int32()
+            return 2
         default:
-            return false
+            return nil
         }
     }
 }
@@ -2139,22 +2139,22 @@ extension GRPCProtos.Grpc.Testing.ClientConfigureRequest.Metadata: ProtobufKit.M
         if !self.value.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("value", "value"); w.string(self.value) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "type":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: GRPCProtos.Grpc.Testing.ClientConfigureRequest.RpcType.self, context: context) { self.type = decoded }
-            return true
+            if scanner.skipNull() { return 0 }
+            if let decoded = try scanner.enumValue(GRPCProtos.Grpc.Testing.ClientConfigureRequest.RpcType.self) { self.type = decoded }
+            return 0
         case "key":
-            if case .null = value { return true }
-            self.key = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.key = try scanner.string()
+            return 1
         case "value":
-            if case .null = value { return true }
-            self.value = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.value = try scanner.string()
+            return 2
         default:
-            return false
+            return nil
         }
     }
 }
@@ -2185,10 +2185,10 @@ extension GRPCProtos.Grpc.Testing.ClientConfigureResponse: ProtobufKit.Message, 
     public func _writeJSONFields(to w: inout ProtobufKit.JSONWriter) throws {
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         default:
-            return false
+            return nil
         }
     }
 }
@@ -2223,14 +2223,14 @@ extension GRPCProtos.Grpc.Testing.MemorySize: ProtobufKit.Message, ProtobufKit.J
         if self.rss != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("rss", "rss"); w.int64(self.rss) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "rss":
-            if case .null = value { return true }
-            self.rss = try ProtobufKit.JSONDecode.int64(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.rss = try scanner.int64()
+            return 0
         default:
-            return false
+            return nil
         }
     }
 }
@@ -2325,26 +2325,26 @@ extension GRPCProtos.Grpc.Testing.TestOrcaReport: ProtobufKit.Message, ProtobufK
         }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "cpuUtilization", "cpu_utilization":
-            if case .null = value { return true }
-            self.cpuUtilization = try ProtobufKit.JSONDecode.double(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.cpuUtilization = try scanner.double()
+            return 0
         case "memoryUtilization", "memory_utilization":
-            if case .null = value { return true }
-            self.memoryUtilization = try ProtobufKit.JSONDecode.double(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.memoryUtilization = try scanner.double()
+            return 1
         case "requestCost", "request_cost":
-            if case .null = value { return true }
-            self.requestCost = try ProtobufKit.JSONDecode.map(value, key: { try ProtobufKit.JSONDecode.mapKey_string($0) }) { try ProtobufKit.JSONDecode.double($0) }
-            return true
+            if scanner.skipNull() { return 2 }
+            self.requestCost = try scanner.map(key: ProtobufKit.JSONScanner.mapKey_string, { try $0.double() })
+            return 2
         case "utilization":
-            if case .null = value { return true }
-            self.utilization = try ProtobufKit.JSONDecode.map(value, key: { try ProtobufKit.JSONDecode.mapKey_string($0) }) { try ProtobufKit.JSONDecode.double($0) }
-            return true
+            if scanner.skipNull() { return 3 }
+            self.utilization = try scanner.map(key: ProtobufKit.JSONScanner.mapKey_string, { try $0.double() })
+            return 3
         default:
-            return false
+            return nil
         }
     }
 }
@@ -2382,18 +2382,18 @@ extension GRPCProtos.Grpc.Testing.SetReturnStatusRequest: ProtobufKit.Message, P
         if !self.grpcStatusDescription.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("grpcStatusDescription", "grpc_status_description"); w.string(self.grpcStatusDescription) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "grpcCodeToReturn", "grpc_code_to_return":
-            if case .null = value { return true }
-            self.grpcCodeToReturn = try ProtobufKit.JSONDecode.int32(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.grpcCodeToReturn = try scanner.int32()
+            return 0
         case "grpcStatusDescription", "grpc_status_description":
-            if case .null = value { return true }
-            self.grpcStatusDescription = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.grpcStatusDescription = try scanner.string()
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }
@@ -2437,26 +2437,26 @@ extension GRPCProtos.Grpc.Testing.HookRequest: ProtobufKit.Message, ProtobufKit.
         if self.serverPort != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("serverPort", "server_port"); w.int32(self.serverPort) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "command":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: GRPCProtos.Grpc.Testing.HookRequest.HookRequestCommand.self, context: context) { self.command = decoded }
-            return true
+            if scanner.skipNull() { return 0 }
+            if let decoded = try scanner.enumValue(GRPCProtos.Grpc.Testing.HookRequest.HookRequestCommand.self) { self.command = decoded }
+            return 0
         case "grpcCodeToReturn", "grpc_code_to_return":
-            if case .null = value { return true }
-            self.grpcCodeToReturn = try ProtobufKit.JSONDecode.int32(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.grpcCodeToReturn = try scanner.int32()
+            return 1
         case "grpcStatusDescription", "grpc_status_description":
-            if case .null = value { return true }
-            self.grpcStatusDescription = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.grpcStatusDescription = try scanner.string()
+            return 2
         case "serverPort", "server_port":
-            if case .null = value { return true }
-            self.serverPort = try ProtobufKit.JSONDecode.int32(value)
-            return true
+            if scanner.skipNull() { return 3 }
+            self.serverPort = try scanner.int32()
+            return 3
         default:
-            return false
+            return nil
         }
     }
 }
@@ -2487,10 +2487,10 @@ extension GRPCProtos.Grpc.Testing.HookResponse: ProtobufKit.Message, ProtobufKit
     public func _writeJSONFields(to w: inout ProtobufKit.JSONWriter) throws {
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         default:
-            return false
+            return nil
         }
     }
 }

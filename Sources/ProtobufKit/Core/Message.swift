@@ -37,8 +37,8 @@ public protocol Message: Sendable, Hashable, CustomDebugStringConvertible {
     /// Writes the message's canonical JSON value.
     func _writeJSON(to writer: inout JSONWriter) throws
 
-    /// Reads the message from a parsed JSON value.
-    init(_jsonValue value: JSONValue, context: JSONDecodingContext) throws
+    /// Reads the message from the JSON value at the scanner's position.
+    init(_jsonScanner scanner: inout JSONScanner) throws
 }
 
 extension Message {
@@ -55,13 +55,14 @@ extension Message {
 
 /// A message whose JSON form is an object of its fields (every message but the well-known types
 /// with special JSON forms). Generated code implements the two field-level requirements; the
-/// object framing, unknown keys and error paths are handled once, here.
+/// object framing, unknown and repeated keys, and error paths are handled once, here.
 public protocol JSONMessage: Message {
     /// Writes the set fields as `"name":value` members (the writer adds separators).
     func _writeJSONFields(to writer: inout JSONWriter) throws
 
-    /// Reads one member. Returns false when `key` names no field of the message.
-    mutating func _mergeJSONField(_ key: String, _ value: JSONValue, context: JSONDecodingContext) throws -> Bool
+    /// Reads the value of member `key`. Returns the field's index in declaration order, or nil
+    /// (consuming nothing) when `key` names no field of the message.
+    mutating func _mergeJSONField(_ key: String, from scanner: inout JSONScanner) throws -> Int?
 }
 
 extension JSONMessage {
@@ -71,18 +72,35 @@ extension JSONMessage {
         writer.endObject()
     }
 
-    public init(_jsonValue value: JSONValue, context: JSONDecodingContext) throws {
+    public init(_jsonScanner scanner: inout JSONScanner) throws {
         self.init()
-        guard case .object(let members) = value else {
-            throw JSONDecodingError.typeMismatch(expected: "an object for \(Self.protoMessageName)", got: value)
-        }
-        for member in members {
-            let key = member.key
+        let objectDepth = scanner.depth + 1
+        try scanner.beginObject("an object for \(Self.protoMessageName)")
+        var seen: UInt64 = 0
+        var seenBeyond64: Set<Int> = []
+        while let key = try scanner.nextKey() {
             do {
-                if try !_mergeJSONField(key, member.value, context: context) {
-                    if context.options.ignoreUnknownFields { continue }
+                guard let index = try _mergeJSONField(key, from: &scanner) else {
+                    // The `@type` of an enclosing google.protobuf.Any is not a field.
+                    if key == "@type" && scanner.anyTypeDepth == objectDepth {
+                        try scanner.skipValue()
+                        continue
+                    }
+                    if scanner.options.ignoreUnknownFields {
+                        try scanner.skipValue()
+                        continue
+                    }
                     throw JSONDecodingError("unknown field (\(Self.protoMessageName) has no field named '\(key)')")
                 }
+                // The same field twice (under its JSON or proto name) is an error, not an overwrite.
+                let repeated: Bool
+                if index < 64 {
+                    repeated = seen & (1 << UInt64(index)) != 0
+                    seen |= 1 << UInt64(index)
+                } else {
+                    repeated = !seenBeyond64.insert(index).inserted
+                }
+                if repeated { throw JSONDecodingError("the field is given more than once") }
             } catch let error as JSONDecodingError {
                 throw error.under(key)
             }

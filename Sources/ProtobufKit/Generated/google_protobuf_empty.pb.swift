@@ -50,10 +50,10 @@ extension ProtobufKit.Google.Protobuf.Empty: ProtobufKit.Message, ProtobufKit.JS
     public func _writeJSONFields(to w: inout ProtobufKit.JSONWriter) throws {
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         default:
-            return false
+            return nil
         }
     }
 }

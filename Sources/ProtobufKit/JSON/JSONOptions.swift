@@ -37,12 +37,6 @@ public struct JSONDecodingOptions: Sendable {
     }
 }
 
-/// What a JSON decode carries down through nested messages.
-public struct JSONDecodingContext: Sendable {
-    public var options: JSONDecodingOptions
-    public init(options: JSONDecodingOptions) { self.options = options }
-}
-
 /// Message types known by name, so `google.protobuf.Any` can be read and written as JSON.
 public struct TypeRegistry: Sendable {
     private var types: [String: any Message.Type] = [:]

@@ -100,6 +100,25 @@ public struct JSONWriter {
         }
     }
 
+    /// Writes a JSON tree.
+    public mutating func value(_ value: JSONValue) {
+        switch value {
+        case .null: null()
+        case .bool(let bool): self.bool(bool)
+        case .integer(let int): appendASCII(String(int))
+        case .number(let number): double(number)
+        case .string(let string): self.string(string)
+        case .array(let elements):
+            beginArray()
+            for element in elements { arrayElement(); self.value(element) }
+            endArray()
+        case .object(let members):
+            beginObject()
+            for member in members { mapKey(member.key); self.value(member.value) }
+            endObject()
+        }
+    }
+
     /// Appends JSON text that is already valid (used by `Any`).
     mutating func appendRaw(_ raw: some Sequence<UInt8>) { bytes.append(contentsOf: raw) }
 

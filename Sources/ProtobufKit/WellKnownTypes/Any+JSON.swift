@@ -48,34 +48,63 @@ extension Google.Protobuf.AnyMessage {
         writer.endObject()
     }
 
-    public init(_jsonValue value: JSONValue, context: JSONDecodingContext) throws {
-        guard case .object(let members) = value else { throw JSONDecodingError.typeMismatch(expected: "an object", got: value) }
+    public init(_jsonScanner scanner: inout JSONScanner) throws {
         self.init()
-        if members.isEmpty { return }
-        guard let typeMember = members.first(where: { $0.key == "@type" }), case .string(let url) = typeMember.value else {
-            throw JSONDecodingError("google.protobuf.Any needs a string \"@type\" member")
+        // First pass: find "@type" (members may come in any order), then decode from the start.
+        let start = scanner.position
+        let objectDepth = scanner.depth + 1
+        try scanner.beginObject()
+        var url: String?
+        var memberCount = 0
+        while let key = try scanner.nextKey() {
+            memberCount += 1
+            if key == "@type" {
+                guard scanner.peek() == UInt8(ascii: "\"") else { throw JSONDecodingError("\"@type\" must be a string").under("@type") }
+                url = try scanner.string()
+            } else {
+                try scanner.skipValue()
+            }
         }
-        guard let type = context.options.typeRegistry.type(named: url) else {
-            throw JSONDecodingError("\"@type\" \(url) is not in the type registry").under("@type")
+        if memberCount == 0 { return }
+        guard let url else { throw JSONDecodingError("google.protobuf.Any needs a string \"@type\" member") }
+        guard let type = scanner.options.typeRegistry.type(named: url) else {
+            throw JSONDecodingError("\"\(url)\" is not in the type registry").under("@type")
         }
+        let end = scanner.position
+        let savedDepth = scanner.depth
+        scanner.position = start
         typeUrl = url
-        self.value = try Self.read(type, members: members.filter { $0.key != "@type" }, context: context)
+        value = try Self.read(type, scanner: &scanner, objectDepth: objectDepth)
+        scanner.position = end
+        scanner.depth = savedDepth
     }
 
-    private static func read<M: Message>(_ type: M.Type, members: [JSONMember], context: JSONDecodingContext) throws -> [UInt8] {
-        let message: M
+    private static func read<M: Message>(_ type: M.Type, scanner: inout JSONScanner, objectDepth: Int) throws -> [UInt8] {
         if M.self is any JSONMessage.Type {
-            message = try M(_jsonValue: .object(members), context: context)
-        } else {
-            guard let inner = members.first(where: { $0.key == "value" }) else {
-                throw JSONDecodingError("google.protobuf.Any of \(M.protoMessageName) needs a \"value\" member")
-            }
-            do {
-                message = try M(_jsonValue: inner.value, context: context)
-            } catch let error as JSONDecodingError {
-                throw error.under("value")
+            // The packed message's fields sit beside "@type", which the message decoder skips.
+            let outerAnyDepth = scanner.anyTypeDepth
+            scanner.anyTypeDepth = objectDepth
+            defer { scanner.anyTypeDepth = outerAnyDepth }
+            return try M(_jsonScanner: &scanner).serializedBytes()
+        }
+        // A well-known type with a special form: {"@type": ..., "value": <form>}.
+        try scanner.beginObject()
+        var message: M?
+        while let key = try scanner.nextKey() {
+            switch key {
+            case "@type":
+                try scanner.skipValue()
+            case "value":
+                do {
+                    message = try M(_jsonScanner: &scanner)
+                } catch let error as JSONDecodingError {
+                    throw error.under("value")
+                }
+            default:
+                throw JSONDecodingError("google.protobuf.Any of \(M.protoMessageName) has only \"@type\" and \"value\"").under(key)
             }
         }
+        guard let message else { throw JSONDecodingError("google.protobuf.Any of \(M.protoMessageName) needs a \"value\" member") }
         return message.serializedBytes()
     }
 }

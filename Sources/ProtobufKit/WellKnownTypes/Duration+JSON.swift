@@ -20,10 +20,12 @@ extension Google.Protobuf.Duration {
         writer.string((negative ? "-" : "") + String(abs(seconds)) + CivilTime.fraction(abs(nanos)) + "s")
     }
 
-    public init(_jsonValue value: JSONValue, context: JSONDecodingContext) throws {
-        guard case .string(let text) = value, text.hasSuffix("s") else {
-            throw JSONDecodingError.typeMismatch(expected: "a duration string like \"1.5s\"", got: value)
+    public init(_jsonScanner scanner: inout JSONScanner) throws {
+        let shown = scanner.describeValue()
+        guard scanner.peek() == UInt8(ascii: "\""), case let text = try scanner.string(), text.hasSuffix("s") else {
+            throw scanner.typeMismatch(expected: "a duration string like \"1.5s\"", got: shown)
         }
+        let value = JSONValue.string(text)
         var body = Substring(text.dropLast())
         let negative = body.hasPrefix("-")
         if negative { body = body.dropFirst() }

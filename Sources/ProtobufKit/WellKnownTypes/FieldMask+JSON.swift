@@ -37,8 +37,11 @@ extension Google.Protobuf.FieldMask {
         writer.string(converted.joined(separator: ","))
     }
 
-    public init(_jsonValue value: JSONValue, context: JSONDecodingContext) throws {
-        guard case .string(let text) = value else { throw JSONDecodingError.typeMismatch(expected: "a comma-separated field mask string", got: value) }
+    public init(_jsonScanner scanner: inout JSONScanner) throws {
+        guard scanner.peek() == UInt8(ascii: "\"") else {
+            throw scanner.mismatch(expected: "a comma-separated field mask string")
+        }
+        let text = try scanner.string()
         self.init()
         if text.isEmpty { return }
         for path in text.split(separator: ",", omittingEmptySubsequences: false) {

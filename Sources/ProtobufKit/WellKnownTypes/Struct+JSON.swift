@@ -11,14 +11,14 @@ extension Google.Protobuf.Struct {
         writer.endObject()
     }
 
-    public init(_jsonValue value: JSONValue, context: JSONDecodingContext) throws {
-        guard case .object(let members) = value else { throw JSONDecodingError.typeMismatch(expected: "an object", got: value) }
+    public init(_jsonScanner scanner: inout JSONScanner) throws {
         self.init()
-        for member in members {
+        try scanner.beginObject()
+        while let key = try scanner.nextKey() {
             do {
-                fields[member.key] = try Google.Protobuf.Value(_jsonValue: member.value, context: context)
+                fields[key] = try Google.Protobuf.Value(_jsonScanner: &scanner)
             } catch let error as JSONDecodingError {
-                throw error.under(member.key)
+                throw error.under(key)
             }
         }
     }
@@ -39,16 +39,17 @@ extension Google.Protobuf.Value {
         }
     }
 
-    public init(_jsonValue value: JSONValue, context: JSONDecodingContext) throws {
+    public init(_jsonScanner scanner: inout JSONScanner) throws {
         self.init()
-        switch value {
-        case .null: kind = .nullValue(.init())
-        case .bool(let bool): kind = .boolValue(bool)
-        case .integer(let int): kind = .numberValue(Double(int))
-        case .number(let number): kind = .numberValue(number)
-        case .string(let string): kind = .stringValue(string)
-        case .array: kind = .listValue(try Google.Protobuf.ListValue(_jsonValue: value, context: context))
-        case .object: kind = .structValue(try Google.Protobuf.Struct(_jsonValue: value, context: context))
+        switch scanner.peek() {
+        case UInt8(ascii: "n"):
+            guard scanner.skipNull() else { throw scanner.syntaxError("invalid literal") }
+            kind = .nullValue(.init())
+        case UInt8(ascii: "t"), UInt8(ascii: "f"): kind = .boolValue(try scanner.bool())
+        case UInt8(ascii: "\""): kind = .stringValue(try scanner.string())
+        case UInt8(ascii: "["): kind = .listValue(try Google.Protobuf.ListValue(_jsonScanner: &scanner))
+        case UInt8(ascii: "{"): kind = .structValue(try Google.Protobuf.Struct(_jsonScanner: &scanner))
+        default: kind = .numberValue(try scanner.double())
         }
     }
 }
@@ -63,15 +64,8 @@ extension Google.Protobuf.ListValue {
         writer.endArray()
     }
 
-    public init(_jsonValue value: JSONValue, context: JSONDecodingContext) throws {
-        guard case .array(let elements) = value else { throw JSONDecodingError.typeMismatch(expected: "an array", got: value) }
+    public init(_jsonScanner scanner: inout JSONScanner) throws {
         self.init()
-        for (index, element) in elements.enumerated() {
-            do {
-                values.append(try Google.Protobuf.Value(_jsonValue: element, context: context))
-            } catch let error as JSONDecodingError {
-                throw error.under("[\(index)]")
-            }
-        }
+        values = try scanner.array(allowNull: true) { try Google.Protobuf.Value(_jsonScanner: &$0) }
     }
 }

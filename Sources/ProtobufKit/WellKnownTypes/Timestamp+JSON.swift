@@ -80,10 +80,13 @@ extension Google.Protobuf.Timestamp {
         writer.string(text)
     }
 
-    public init(_jsonValue value: JSONValue, context: JSONDecodingContext) throws {
-        guard case .string(let text) = value else { throw JSONDecodingError.typeMismatch(expected: "an RFC 3339 timestamp string", got: value) }
+    public init(_jsonScanner scanner: inout JSONScanner) throws {
+        guard scanner.peek() == UInt8(ascii: "\"") else {
+            throw scanner.mismatch(expected: "an RFC 3339 timestamp string")
+        }
+        let text = try scanner.string()
         guard let timestamp = Self(rfc3339: text) else {
-            throw JSONDecodingError("\(value.shortDescription) is not an RFC 3339 timestamp between 0001-01-01 and 9999-12-31")
+            throw JSONDecodingError("\"\(text)\" is not an RFC 3339 timestamp between 0001-01-01 and 9999-12-31")
         }
         self = timestamp
     }

@@ -8,8 +8,8 @@ extension Google.Protobuf.DoubleValue {
 
     public func _writeJSON(to writer: inout JSONWriter) throws { writer.double(value) }
 
-    public init(_jsonValue value: JSONValue, context: JSONDecodingContext) throws {
-        self.init(try JSONDecode.double(value))
+    public init(_jsonScanner scanner: inout JSONScanner) throws {
+        self.init(try scanner.double())
     }
 }
 
@@ -21,8 +21,8 @@ extension Google.Protobuf.FloatValue {
 
     public func _writeJSON(to writer: inout JSONWriter) throws { writer.float(value) }
 
-    public init(_jsonValue value: JSONValue, context: JSONDecodingContext) throws {
-        self.init(try JSONDecode.float(value))
+    public init(_jsonScanner scanner: inout JSONScanner) throws {
+        self.init(try scanner.float())
     }
 }
 
@@ -34,8 +34,8 @@ extension Google.Protobuf.Int64Value {
 
     public func _writeJSON(to writer: inout JSONWriter) throws { writer.int64(value) }
 
-    public init(_jsonValue value: JSONValue, context: JSONDecodingContext) throws {
-        self.init(try JSONDecode.int64(value))
+    public init(_jsonScanner scanner: inout JSONScanner) throws {
+        self.init(try scanner.int64())
     }
 }
 
@@ -47,8 +47,8 @@ extension Google.Protobuf.UInt64Value {
 
     public func _writeJSON(to writer: inout JSONWriter) throws { writer.uint64(value) }
 
-    public init(_jsonValue value: JSONValue, context: JSONDecodingContext) throws {
-        self.init(try JSONDecode.uint64(value))
+    public init(_jsonScanner scanner: inout JSONScanner) throws {
+        self.init(try scanner.uint64())
     }
 }
 
@@ -60,8 +60,8 @@ extension Google.Protobuf.Int32Value {
 
     public func _writeJSON(to writer: inout JSONWriter) throws { writer.int32(value) }
 
-    public init(_jsonValue value: JSONValue, context: JSONDecodingContext) throws {
-        self.init(try JSONDecode.int32(value))
+    public init(_jsonScanner scanner: inout JSONScanner) throws {
+        self.init(try scanner.int32())
     }
 }
 
@@ -73,8 +73,8 @@ extension Google.Protobuf.UInt32Value {
 
     public func _writeJSON(to writer: inout JSONWriter) throws { writer.uint32(value) }
 
-    public init(_jsonValue value: JSONValue, context: JSONDecodingContext) throws {
-        self.init(try JSONDecode.uint32(value))
+    public init(_jsonScanner scanner: inout JSONScanner) throws {
+        self.init(try scanner.uint32())
     }
 }
 
@@ -86,8 +86,8 @@ extension Google.Protobuf.BoolValue {
 
     public func _writeJSON(to writer: inout JSONWriter) throws { writer.bool(value) }
 
-    public init(_jsonValue value: JSONValue, context: JSONDecodingContext) throws {
-        self.init(try JSONDecode.bool(value))
+    public init(_jsonScanner scanner: inout JSONScanner) throws {
+        self.init(try scanner.bool())
     }
 }
 
@@ -99,8 +99,8 @@ extension Google.Protobuf.StringValue {
 
     public func _writeJSON(to writer: inout JSONWriter) throws { writer.string(value) }
 
-    public init(_jsonValue value: JSONValue, context: JSONDecodingContext) throws {
-        self.init(try JSONDecode.string(value))
+    public init(_jsonScanner scanner: inout JSONScanner) throws {
+        self.init(try scanner.string())
     }
 }
 
@@ -112,7 +112,7 @@ extension Google.Protobuf.BytesValue {
 
     public func _writeJSON(to writer: inout JSONWriter) throws { writer.bytes(value) }
 
-    public init(_jsonValue value: JSONValue, context: JSONDecodingContext) throws {
-        self.init(try JSONDecode.bytes(value))
+    public init(_jsonScanner scanner: inout JSONScanner) throws {
+        self.init(try scanner.bytes())
     }
 }

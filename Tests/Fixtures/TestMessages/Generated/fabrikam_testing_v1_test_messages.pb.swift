@@ -1383,384 +1383,384 @@ extension TestMessages.Fabrikam.Testing.V1.TestAllTypes: ProtobufKit.Message, Pr
         }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "singularInt32", "singular_int32":
-            if case .null = value { return true }
-            self.singularInt32 = try ProtobufKit.JSONDecode.int32(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.singularInt32 = try scanner.int32()
+            return 0
         case "singularInt64", "singular_int64":
-            if case .null = value { return true }
-            self.singularInt64 = try ProtobufKit.JSONDecode.int64(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.singularInt64 = try scanner.int64()
+            return 1
         case "singularUint32", "singular_uint32":
-            if case .null = value { return true }
-            self.singularUint32 = try ProtobufKit.JSONDecode.uint32(value)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.singularUint32 = try scanner.uint32()
+            return 2
         case "singularUint64", "singular_uint64":
-            if case .null = value { return true }
-            self.singularUint64 = try ProtobufKit.JSONDecode.uint64(value)
-            return true
+            if scanner.skipNull() { return 3 }
+            self.singularUint64 = try scanner.uint64()
+            return 3
         case "singularSint32", "singular_sint32":
-            if case .null = value { return true }
-            self.singularSint32 = try ProtobufKit.JSONDecode.int32(value)
-            return true
+            if scanner.skipNull() { return 4 }
+            self.singularSint32 = try scanner.int32()
+            return 4
         case "singularSint64", "singular_sint64":
-            if case .null = value { return true }
-            self.singularSint64 = try ProtobufKit.JSONDecode.int64(value)
-            return true
+            if scanner.skipNull() { return 5 }
+            self.singularSint64 = try scanner.int64()
+            return 5
         case "singularFixed32", "singular_fixed32":
-            if case .null = value { return true }
-            self.singularFixed32 = try ProtobufKit.JSONDecode.uint32(value)
-            return true
+            if scanner.skipNull() { return 6 }
+            self.singularFixed32 = try scanner.uint32()
+            return 6
         case "singularFixed64", "singular_fixed64":
-            if case .null = value { return true }
-            self.singularFixed64 = try ProtobufKit.JSONDecode.uint64(value)
-            return true
+            if scanner.skipNull() { return 7 }
+            self.singularFixed64 = try scanner.uint64()
+            return 7
         case "singularSfixed32", "singular_sfixed32":
-            if case .null = value { return true }
-            self.singularSfixed32 = try ProtobufKit.JSONDecode.int32(value)
-            return true
+            if scanner.skipNull() { return 8 }
+            self.singularSfixed32 = try scanner.int32()
+            return 8
         case "singularSfixed64", "singular_sfixed64":
-            if case .null = value { return true }
-            self.singularSfixed64 = try ProtobufKit.JSONDecode.int64(value)
-            return true
+            if scanner.skipNull() { return 9 }
+            self.singularSfixed64 = try scanner.int64()
+            return 9
         case "singularFloat", "singular_float":
-            if case .null = value { return true }
-            self.singularFloat = try ProtobufKit.JSONDecode.float(value)
-            return true
+            if scanner.skipNull() { return 10 }
+            self.singularFloat = try scanner.float()
+            return 10
         case "singularDouble", "singular_double":
-            if case .null = value { return true }
-            self.singularDouble = try ProtobufKit.JSONDecode.double(value)
-            return true
+            if scanner.skipNull() { return 11 }
+            self.singularDouble = try scanner.double()
+            return 11
         case "singularBool", "singular_bool":
-            if case .null = value { return true }
-            self.singularBool = try ProtobufKit.JSONDecode.bool(value)
-            return true
+            if scanner.skipNull() { return 12 }
+            self.singularBool = try scanner.bool()
+            return 12
         case "singularString", "singular_string":
-            if case .null = value { return true }
-            self.singularString = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 13 }
+            self.singularString = try scanner.string()
+            return 13
         case "singularBytes", "singular_bytes":
-            if case .null = value { return true }
-            self.singularBytes = try ProtobufKit.JSONDecode.bytes(value)
-            return true
+            if scanner.skipNull() { return 14 }
+            self.singularBytes = try scanner.bytes()
+            return 14
         case "singularNestedMessage", "singular_nested_message":
-            if case .null = value { return true }
-            self.singularNestedMessage = try TestMessages.Fabrikam.Testing.V1.TestAllTypes.NestedMessage(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 15 }
+            self.singularNestedMessage = try TestMessages.Fabrikam.Testing.V1.TestAllTypes.NestedMessage(_jsonScanner: &scanner)
+            return 15
         case "singularForeignMessage", "singular_foreign_message":
-            if case .null = value { return true }
-            self.singularForeignMessage = try TestMessages.Fabrikam.Testing.V1.TestEmpty(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 16 }
+            self.singularForeignMessage = try TestMessages.Fabrikam.Testing.V1.TestEmpty(_jsonScanner: &scanner)
+            return 16
         case "renamedField", "custom_json":
-            if case .null = value { return true }
-            self.customJson = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 17 }
+            self.customJson = try scanner.string()
+            return 17
         case "singularNestedEnum", "singular_nested_enum":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: TestMessages.Fabrikam.Testing.V1.TestAllTypes.NestedEnum.self, context: context) { self.singularNestedEnum = decoded }
-            return true
+            if scanner.skipNull() { return 18 }
+            if let decoded = try scanner.enumValue(TestMessages.Fabrikam.Testing.V1.TestAllTypes.NestedEnum.self) { self.singularNestedEnum = decoded }
+            return 18
         case "singularTopLevelEnum", "singular_top_level_enum":
-            if case .null = value { return true }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: TestMessages.Fabrikam.Testing.V1.TopLevelEnum.self, context: context) { self.singularTopLevelEnum = decoded }
-            return true
+            if scanner.skipNull() { return 19 }
+            if let decoded = try scanner.enumValue(TestMessages.Fabrikam.Testing.V1.TopLevelEnum.self) { self.singularTopLevelEnum = decoded }
+            return 19
         case "recursive":
-            if case .null = value { return true }
-            self.recursive = try TestMessages.Fabrikam.Testing.V1.TestAllTypes(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 20 }
+            self.recursive = try TestMessages.Fabrikam.Testing.V1.TestAllTypes(_jsonScanner: &scanner)
+            return 20
         case "repeatedInt32", "repeated_int32":
-            if case .null = value { return true }
-            self.repeatedInt32 = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.int32($0) })
-            return true
+            if scanner.skipNull() { return 21 }
+            self.repeatedInt32 = try scanner.array({ try $0.int32() })
+            return 21
         case "repeatedInt64", "repeated_int64":
-            if case .null = value { return true }
-            self.repeatedInt64 = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.int64($0) })
-            return true
+            if scanner.skipNull() { return 22 }
+            self.repeatedInt64 = try scanner.array({ try $0.int64() })
+            return 22
         case "repeatedUint32", "repeated_uint32":
-            if case .null = value { return true }
-            self.repeatedUint32 = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.uint32($0) })
-            return true
+            if scanner.skipNull() { return 23 }
+            self.repeatedUint32 = try scanner.array({ try $0.uint32() })
+            return 23
         case "repeatedUint64", "repeated_uint64":
-            if case .null = value { return true }
-            self.repeatedUint64 = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.uint64($0) })
-            return true
+            if scanner.skipNull() { return 24 }
+            self.repeatedUint64 = try scanner.array({ try $0.uint64() })
+            return 24
         case "repeatedSint32", "repeated_sint32":
-            if case .null = value { return true }
-            self.repeatedSint32 = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.int32($0) })
-            return true
+            if scanner.skipNull() { return 25 }
+            self.repeatedSint32 = try scanner.array({ try $0.int32() })
+            return 25
         case "repeatedSint64", "repeated_sint64":
-            if case .null = value { return true }
-            self.repeatedSint64 = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.int64($0) })
-            return true
+            if scanner.skipNull() { return 26 }
+            self.repeatedSint64 = try scanner.array({ try $0.int64() })
+            return 26
         case "repeatedFixed32", "repeated_fixed32":
-            if case .null = value { return true }
-            self.repeatedFixed32 = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.uint32($0) })
-            return true
+            if scanner.skipNull() { return 27 }
+            self.repeatedFixed32 = try scanner.array({ try $0.uint32() })
+            return 27
         case "repeatedFixed64", "repeated_fixed64":
-            if case .null = value { return true }
-            self.repeatedFixed64 = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.uint64($0) })
-            return true
+            if scanner.skipNull() { return 28 }
+            self.repeatedFixed64 = try scanner.array({ try $0.uint64() })
+            return 28
         case "repeatedSfixed32", "repeated_sfixed32":
-            if case .null = value { return true }
-            self.repeatedSfixed32 = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.int32($0) })
-            return true
+            if scanner.skipNull() { return 29 }
+            self.repeatedSfixed32 = try scanner.array({ try $0.int32() })
+            return 29
         case "repeatedSfixed64", "repeated_sfixed64":
-            if case .null = value { return true }
-            self.repeatedSfixed64 = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.int64($0) })
-            return true
+            if scanner.skipNull() { return 30 }
+            self.repeatedSfixed64 = try scanner.array({ try $0.int64() })
+            return 30
         case "repeatedFloat", "repeated_float":
-            if case .null = value { return true }
-            self.repeatedFloat = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.float($0) })
-            return true
+            if scanner.skipNull() { return 31 }
+            self.repeatedFloat = try scanner.array({ try $0.float() })
+            return 31
         case "repeatedDouble", "repeated_double":
-            if case .null = value { return true }
-            self.repeatedDouble = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.double($0) })
-            return true
+            if scanner.skipNull() { return 32 }
+            self.repeatedDouble = try scanner.array({ try $0.double() })
+            return 32
         case "repeatedBool", "repeated_bool":
-            if case .null = value { return true }
-            self.repeatedBool = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.bool($0) })
-            return true
+            if scanner.skipNull() { return 33 }
+            self.repeatedBool = try scanner.array({ try $0.bool() })
+            return 33
         case "repeatedString", "repeated_string":
-            if case .null = value { return true }
-            self.repeatedString = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.string($0) })
-            return true
+            if scanner.skipNull() { return 34 }
+            self.repeatedString = try scanner.array({ try $0.string() })
+            return 34
         case "repeatedBytes", "repeated_bytes":
-            if case .null = value { return true }
-            self.repeatedBytes = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.bytes($0) })
-            return true
+            if scanner.skipNull() { return 35 }
+            self.repeatedBytes = try scanner.array({ try $0.bytes() })
+            return 35
         case "repeatedNestedMessage", "repeated_nested_message":
-            if case .null = value { return true }
-            self.repeatedNestedMessage = try ProtobufKit.JSONDecode.array(value, { try TestMessages.Fabrikam.Testing.V1.TestAllTypes.NestedMessage(_jsonValue: $0, context: context) })
-            return true
+            if scanner.skipNull() { return 36 }
+            self.repeatedNestedMessage = try scanner.array({ try TestMessages.Fabrikam.Testing.V1.TestAllTypes.NestedMessage(_jsonScanner: &$0) })
+            return 36
         case "repeatedForeignMessage", "repeated_foreign_message":
-            if case .null = value { return true }
-            self.repeatedForeignMessage = try ProtobufKit.JSONDecode.array(value, { try TestMessages.Fabrikam.Testing.V1.TestEmpty(_jsonValue: $0, context: context) })
-            return true
+            if scanner.skipNull() { return 37 }
+            self.repeatedForeignMessage = try scanner.array({ try TestMessages.Fabrikam.Testing.V1.TestEmpty(_jsonScanner: &$0) })
+            return 37
         case "repeatedNestedEnum", "repeated_nested_enum":
-            if case .null = value { return true }
-            self.repeatedNestedEnum = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.JSONDecode.enumValue($0, as: TestMessages.Fabrikam.Testing.V1.TestAllTypes.NestedEnum.self, context: context) }.compactMap { $0 }
-            return true
+            if scanner.skipNull() { return 38 }
+            self.repeatedNestedEnum = try scanner.array({ try $0.enumValue(TestMessages.Fabrikam.Testing.V1.TestAllTypes.NestedEnum.self) }).compactMap { $0 }
+            return 38
         case "repeatedTopLevelEnum", "repeated_top_level_enum":
-            if case .null = value { return true }
-            self.repeatedTopLevelEnum = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.JSONDecode.enumValue($0, as: TestMessages.Fabrikam.Testing.V1.TopLevelEnum.self, context: context) }.compactMap { $0 }
-            return true
+            if scanner.skipNull() { return 39 }
+            self.repeatedTopLevelEnum = try scanner.array({ try $0.enumValue(TestMessages.Fabrikam.Testing.V1.TopLevelEnum.self) }).compactMap { $0 }
+            return 39
         case "unpackedInt32", "unpacked_int32":
-            if case .null = value { return true }
-            self.unpackedInt32 = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.int32($0) })
-            return true
+            if scanner.skipNull() { return 40 }
+            self.unpackedInt32 = try scanner.array({ try $0.int32() })
+            return 40
         case "unpackedSint64", "unpacked_sint64":
-            if case .null = value { return true }
-            self.unpackedSint64 = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.int64($0) })
-            return true
+            if scanner.skipNull() { return 41 }
+            self.unpackedSint64 = try scanner.array({ try $0.int64() })
+            return 41
         case "unpackedFixed32", "unpacked_fixed32":
-            if case .null = value { return true }
-            self.unpackedFixed32 = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.uint32($0) })
-            return true
+            if scanner.skipNull() { return 42 }
+            self.unpackedFixed32 = try scanner.array({ try $0.uint32() })
+            return 42
         case "unpackedDouble", "unpacked_double":
-            if case .null = value { return true }
-            self.unpackedDouble = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.double($0) })
-            return true
+            if scanner.skipNull() { return 43 }
+            self.unpackedDouble = try scanner.array({ try $0.double() })
+            return 43
         case "unpackedBool", "unpacked_bool":
-            if case .null = value { return true }
-            self.unpackedBool = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.JSONDecode.bool($0) })
-            return true
+            if scanner.skipNull() { return 44 }
+            self.unpackedBool = try scanner.array({ try $0.bool() })
+            return 44
         case "unpackedNestedEnum", "unpacked_nested_enum":
-            if case .null = value { return true }
-            self.unpackedNestedEnum = try ProtobufKit.JSONDecode.array(value) { try ProtobufKit.JSONDecode.enumValue($0, as: TestMessages.Fabrikam.Testing.V1.TestAllTypes.NestedEnum.self, context: context) }.compactMap { $0 }
-            return true
+            if scanner.skipNull() { return 45 }
+            self.unpackedNestedEnum = try scanner.array({ try $0.enumValue(TestMessages.Fabrikam.Testing.V1.TestAllTypes.NestedEnum.self) }).compactMap { $0 }
+            return 45
         case "mapStringInt32", "map_string_int32":
-            if case .null = value { return true }
-            self.mapStringInt32 = try ProtobufKit.JSONDecode.map(value, key: { try ProtobufKit.JSONDecode.mapKey_string($0) }) { try ProtobufKit.JSONDecode.int32($0) }
-            return true
+            if scanner.skipNull() { return 46 }
+            self.mapStringInt32 = try scanner.map(key: ProtobufKit.JSONScanner.mapKey_string, { try $0.int32() })
+            return 46
         case "mapInt64String", "map_int64_string":
-            if case .null = value { return true }
-            self.mapInt64String = try ProtobufKit.JSONDecode.map(value, key: { try ProtobufKit.JSONDecode.mapKey_int64($0) }) { try ProtobufKit.JSONDecode.string($0) }
-            return true
+            if scanner.skipNull() { return 47 }
+            self.mapInt64String = try scanner.map(key: ProtobufKit.JSONScanner.mapKey_int64, { try $0.string() })
+            return 47
         case "mapBoolNestedMessage", "map_bool_nested_message":
-            if case .null = value { return true }
-            self.mapBoolNestedMessage = try ProtobufKit.JSONDecode.map(value, key: { try ProtobufKit.JSONDecode.mapKey_bool($0) }) { try TestMessages.Fabrikam.Testing.V1.TestAllTypes.NestedMessage(_jsonValue: $0, context: context) }
-            return true
+            if scanner.skipNull() { return 48 }
+            self.mapBoolNestedMessage = try scanner.map(key: ProtobufKit.JSONScanner.mapKey_bool, { try TestMessages.Fabrikam.Testing.V1.TestAllTypes.NestedMessage(_jsonScanner: &$0) })
+            return 48
         case "mapStringNestedEnum", "map_string_nested_enum":
-            if case .null = value { return true }
-            self.mapStringNestedEnum = try ProtobufKit.JSONDecode.map(value, key: { try ProtobufKit.JSONDecode.mapKey_string($0) }) { try ProtobufKit.JSONDecode.enumValue($0, as: TestMessages.Fabrikam.Testing.V1.TestAllTypes.NestedEnum.self, context: context) }.compactMapValues { $0 }
-            return true
+            if scanner.skipNull() { return 49 }
+            self.mapStringNestedEnum = try scanner.map(key: ProtobufKit.JSONScanner.mapKey_string, { try $0.enumValue(TestMessages.Fabrikam.Testing.V1.TestAllTypes.NestedEnum.self) }).compactMapValues { $0 }
+            return 49
         case "mapUint32Bytes", "map_uint32_bytes":
-            if case .null = value { return true }
-            self.mapUint32Bytes = try ProtobufKit.JSONDecode.map(value, key: { try ProtobufKit.JSONDecode.mapKey_uint32($0) }) { try ProtobufKit.JSONDecode.bytes($0) }
-            return true
+            if scanner.skipNull() { return 50 }
+            self.mapUint32Bytes = try scanner.map(key: ProtobufKit.JSONScanner.mapKey_uint32, { try $0.bytes() })
+            return 50
         case "mapSint32TopLevelEnum", "map_sint32_top_level_enum":
-            if case .null = value { return true }
-            self.mapSint32TopLevelEnum = try ProtobufKit.JSONDecode.map(value, key: { try ProtobufKit.JSONDecode.mapKey_int32($0) }) { try ProtobufKit.JSONDecode.enumValue($0, as: TestMessages.Fabrikam.Testing.V1.TopLevelEnum.self, context: context) }.compactMapValues { $0 }
-            return true
+            if scanner.skipNull() { return 51 }
+            self.mapSint32TopLevelEnum = try scanner.map(key: ProtobufKit.JSONScanner.mapKey_int32, { try $0.enumValue(TestMessages.Fabrikam.Testing.V1.TopLevelEnum.self) }).compactMapValues { $0 }
+            return 51
         case "mapStringForeignMessage", "map_string_foreign_message":
-            if case .null = value { return true }
-            self.mapStringForeignMessage = try ProtobufKit.JSONDecode.map(value, key: { try ProtobufKit.JSONDecode.mapKey_string($0) }) { try TestMessages.Fabrikam.Testing.V1.TestEmpty(_jsonValue: $0, context: context) }
-            return true
+            if scanner.skipNull() { return 52 }
+            self.mapStringForeignMessage = try scanner.map(key: ProtobufKit.JSONScanner.mapKey_string, { try TestMessages.Fabrikam.Testing.V1.TestEmpty(_jsonScanner: &$0) })
+            return 52
         case "choiceInt32", "choice_int32":
-            if case .null = value { return true }
+            if scanner.skipNull() { return 53 }
             if self.choice != nil { throw ProtobufKit.JSONDecodingError("more than one member of oneof 'choice' is set") }
-            self.choice = .choiceInt32(try ProtobufKit.JSONDecode.int32(value))
-            return true
+            self.choice = .choiceInt32(try scanner.int32())
+            return 53
         case "choiceNestedMessage", "choice_nested_message":
-            if case .null = value { return true }
+            if scanner.skipNull() { return 54 }
             if self.choice != nil { throw ProtobufKit.JSONDecodingError("more than one member of oneof 'choice' is set") }
-            self.choice = .choiceNestedMessage(try TestMessages.Fabrikam.Testing.V1.TestAllTypes.NestedMessage(_jsonValue: value, context: context))
-            return true
+            self.choice = .choiceNestedMessage(try TestMessages.Fabrikam.Testing.V1.TestAllTypes.NestedMessage(_jsonScanner: &scanner))
+            return 54
         case "choiceString", "choice_string":
-            if case .null = value { return true }
+            if scanner.skipNull() { return 55 }
             if self.choice != nil { throw ProtobufKit.JSONDecodingError("more than one member of oneof 'choice' is set") }
-            self.choice = .choiceString(try ProtobufKit.JSONDecode.string(value))
-            return true
+            self.choice = .choiceString(try scanner.string())
+            return 55
         case "choiceBytes", "choice_bytes":
-            if case .null = value { return true }
+            if scanner.skipNull() { return 56 }
             if self.choice != nil { throw ProtobufKit.JSONDecodingError("more than one member of oneof 'choice' is set") }
-            self.choice = .choiceBytes(try ProtobufKit.JSONDecode.bytes(value))
-            return true
+            self.choice = .choiceBytes(try scanner.bytes())
+            return 56
         case "choiceNestedEnum", "choice_nested_enum":
-            if case .null = value { return true }
+            if scanner.skipNull() { return 57 }
             if self.choice != nil { throw ProtobufKit.JSONDecodingError("more than one member of oneof 'choice' is set") }
-            if let decoded = try ProtobufKit.JSONDecode.enumValue(value, as: TestMessages.Fabrikam.Testing.V1.TestAllTypes.NestedEnum.self, context: context) { self.choice = .choiceNestedEnum(decoded) }
-            return true
+            if let decoded = try scanner.enumValue(TestMessages.Fabrikam.Testing.V1.TestAllTypes.NestedEnum.self) { self.choice = .choiceNestedEnum(decoded) }
+            return 57
         case "wrappedBool", "wrapped_bool":
-            if case .null = value { return true }
-            self.wrappedBool = try ProtobufKit.Google.Protobuf.BoolValue(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 58 }
+            self.wrappedBool = try ProtobufKit.Google.Protobuf.BoolValue(_jsonScanner: &scanner)
+            return 58
         case "wrappedInt32", "wrapped_int32":
-            if case .null = value { return true }
-            self.wrappedInt32 = try ProtobufKit.Google.Protobuf.Int32Value(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 59 }
+            self.wrappedInt32 = try ProtobufKit.Google.Protobuf.Int32Value(_jsonScanner: &scanner)
+            return 59
         case "wrappedInt64", "wrapped_int64":
-            if case .null = value { return true }
-            self.wrappedInt64 = try ProtobufKit.Google.Protobuf.Int64Value(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 60 }
+            self.wrappedInt64 = try ProtobufKit.Google.Protobuf.Int64Value(_jsonScanner: &scanner)
+            return 60
         case "wrappedUint32", "wrapped_uint32":
-            if case .null = value { return true }
-            self.wrappedUint32 = try ProtobufKit.Google.Protobuf.UInt32Value(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 61 }
+            self.wrappedUint32 = try ProtobufKit.Google.Protobuf.UInt32Value(_jsonScanner: &scanner)
+            return 61
         case "wrappedUint64", "wrapped_uint64":
-            if case .null = value { return true }
-            self.wrappedUint64 = try ProtobufKit.Google.Protobuf.UInt64Value(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 62 }
+            self.wrappedUint64 = try ProtobufKit.Google.Protobuf.UInt64Value(_jsonScanner: &scanner)
+            return 62
         case "wrappedFloat", "wrapped_float":
-            if case .null = value { return true }
-            self.wrappedFloat = try ProtobufKit.Google.Protobuf.FloatValue(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 63 }
+            self.wrappedFloat = try ProtobufKit.Google.Protobuf.FloatValue(_jsonScanner: &scanner)
+            return 63
         case "wrappedDouble", "wrapped_double":
-            if case .null = value { return true }
-            self.wrappedDouble = try ProtobufKit.Google.Protobuf.DoubleValue(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 64 }
+            self.wrappedDouble = try ProtobufKit.Google.Protobuf.DoubleValue(_jsonScanner: &scanner)
+            return 64
         case "wrappedString", "wrapped_string":
-            if case .null = value { return true }
-            self.wrappedString = try ProtobufKit.Google.Protobuf.StringValue(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 65 }
+            self.wrappedString = try ProtobufKit.Google.Protobuf.StringValue(_jsonScanner: &scanner)
+            return 65
         case "wrappedBytes", "wrapped_bytes":
-            if case .null = value { return true }
-            self.wrappedBytes = try ProtobufKit.Google.Protobuf.BytesValue(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 66 }
+            self.wrappedBytes = try ProtobufKit.Google.Protobuf.BytesValue(_jsonScanner: &scanner)
+            return 66
         case "repeatedWrappedBool", "repeated_wrapped_bool":
-            if case .null = value { return true }
-            self.repeatedWrappedBool = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.Google.Protobuf.BoolValue(_jsonValue: $0, context: context) })
-            return true
+            if scanner.skipNull() { return 67 }
+            self.repeatedWrappedBool = try scanner.array({ try ProtobufKit.Google.Protobuf.BoolValue(_jsonScanner: &$0) })
+            return 67
         case "repeatedWrappedInt32", "repeated_wrapped_int32":
-            if case .null = value { return true }
-            self.repeatedWrappedInt32 = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.Google.Protobuf.Int32Value(_jsonValue: $0, context: context) })
-            return true
+            if scanner.skipNull() { return 68 }
+            self.repeatedWrappedInt32 = try scanner.array({ try ProtobufKit.Google.Protobuf.Int32Value(_jsonScanner: &$0) })
+            return 68
         case "repeatedWrappedInt64", "repeated_wrapped_int64":
-            if case .null = value { return true }
-            self.repeatedWrappedInt64 = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.Google.Protobuf.Int64Value(_jsonValue: $0, context: context) })
-            return true
+            if scanner.skipNull() { return 69 }
+            self.repeatedWrappedInt64 = try scanner.array({ try ProtobufKit.Google.Protobuf.Int64Value(_jsonScanner: &$0) })
+            return 69
         case "repeatedWrappedUint32", "repeated_wrapped_uint32":
-            if case .null = value { return true }
-            self.repeatedWrappedUint32 = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.Google.Protobuf.UInt32Value(_jsonValue: $0, context: context) })
-            return true
+            if scanner.skipNull() { return 70 }
+            self.repeatedWrappedUint32 = try scanner.array({ try ProtobufKit.Google.Protobuf.UInt32Value(_jsonScanner: &$0) })
+            return 70
         case "repeatedWrappedUint64", "repeated_wrapped_uint64":
-            if case .null = value { return true }
-            self.repeatedWrappedUint64 = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.Google.Protobuf.UInt64Value(_jsonValue: $0, context: context) })
-            return true
+            if scanner.skipNull() { return 71 }
+            self.repeatedWrappedUint64 = try scanner.array({ try ProtobufKit.Google.Protobuf.UInt64Value(_jsonScanner: &$0) })
+            return 71
         case "repeatedWrappedFloat", "repeated_wrapped_float":
-            if case .null = value { return true }
-            self.repeatedWrappedFloat = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.Google.Protobuf.FloatValue(_jsonValue: $0, context: context) })
-            return true
+            if scanner.skipNull() { return 72 }
+            self.repeatedWrappedFloat = try scanner.array({ try ProtobufKit.Google.Protobuf.FloatValue(_jsonScanner: &$0) })
+            return 72
         case "repeatedWrappedDouble", "repeated_wrapped_double":
-            if case .null = value { return true }
-            self.repeatedWrappedDouble = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.Google.Protobuf.DoubleValue(_jsonValue: $0, context: context) })
-            return true
+            if scanner.skipNull() { return 73 }
+            self.repeatedWrappedDouble = try scanner.array({ try ProtobufKit.Google.Protobuf.DoubleValue(_jsonScanner: &$0) })
+            return 73
         case "repeatedWrappedString", "repeated_wrapped_string":
-            if case .null = value { return true }
-            self.repeatedWrappedString = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.Google.Protobuf.StringValue(_jsonValue: $0, context: context) })
-            return true
+            if scanner.skipNull() { return 74 }
+            self.repeatedWrappedString = try scanner.array({ try ProtobufKit.Google.Protobuf.StringValue(_jsonScanner: &$0) })
+            return 74
         case "repeatedWrappedBytes", "repeated_wrapped_bytes":
-            if case .null = value { return true }
-            self.repeatedWrappedBytes = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.Google.Protobuf.BytesValue(_jsonValue: $0, context: context) })
-            return true
+            if scanner.skipNull() { return 75 }
+            self.repeatedWrappedBytes = try scanner.array({ try ProtobufKit.Google.Protobuf.BytesValue(_jsonScanner: &$0) })
+            return 75
         case "duration":
-            if case .null = value { return true }
-            self.duration = try ProtobufKit.Google.Protobuf.Duration(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 76 }
+            self.duration = try ProtobufKit.Google.Protobuf.Duration(_jsonScanner: &scanner)
+            return 76
         case "timestamp":
-            if case .null = value { return true }
-            self.timestamp = try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 77 }
+            self.timestamp = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 77
         case "fieldMask", "field_mask":
-            if case .null = value { return true }
-            self.fieldMask = try ProtobufKit.Google.Protobuf.FieldMask(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 78 }
+            self.fieldMask = try ProtobufKit.Google.Protobuf.FieldMask(_jsonScanner: &scanner)
+            return 78
         case "structValue", "struct_value":
-            if case .null = value { return true }
-            self.structValue = try ProtobufKit.Google.Protobuf.Struct(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 79 }
+            self.structValue = try ProtobufKit.Google.Protobuf.Struct(_jsonScanner: &scanner)
+            return 79
         case "any":
-            if case .null = value { return true }
-            self.`any` = try ProtobufKit.Google.Protobuf.AnyMessage(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 80 }
+            self.`any` = try ProtobufKit.Google.Protobuf.AnyMessage(_jsonScanner: &scanner)
+            return 80
         case "value":
-            self.value = try ProtobufKit.Google.Protobuf.Value(_jsonValue: value, context: context)
-            return true
+            self.value = try ProtobufKit.Google.Protobuf.Value(_jsonScanner: &scanner)
+            return 81
         case "nullValue", "null_value":
-            self.nullValue = try ProtobufKit.JSONDecode.nullValue(value)
-            return true
+            self.nullValue = try scanner.nullValue() as ProtobufKit.Google.Protobuf.NullValue
+            return 82
         case "listValue", "list_value":
-            if case .null = value { return true }
-            self.listValue = try ProtobufKit.Google.Protobuf.ListValue(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 83 }
+            self.listValue = try ProtobufKit.Google.Protobuf.ListValue(_jsonScanner: &scanner)
+            return 83
         case "empty":
-            if case .null = value { return true }
-            self.empty = try ProtobufKit.Google.Protobuf.Empty(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 84 }
+            self.empty = try ProtobufKit.Google.Protobuf.Empty(_jsonScanner: &scanner)
+            return 84
         case "repeatedDuration", "repeated_duration":
-            if case .null = value { return true }
-            self.repeatedDuration = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.Google.Protobuf.Duration(_jsonValue: $0, context: context) })
-            return true
+            if scanner.skipNull() { return 85 }
+            self.repeatedDuration = try scanner.array({ try ProtobufKit.Google.Protobuf.Duration(_jsonScanner: &$0) })
+            return 85
         case "repeatedTimestamp", "repeated_timestamp":
-            if case .null = value { return true }
-            self.repeatedTimestamp = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: $0, context: context) })
-            return true
+            if scanner.skipNull() { return 86 }
+            self.repeatedTimestamp = try scanner.array({ try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &$0) })
+            return 86
         case "repeatedFieldMask", "repeated_field_mask":
-            if case .null = value { return true }
-            self.repeatedFieldMask = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.Google.Protobuf.FieldMask(_jsonValue: $0, context: context) })
-            return true
+            if scanner.skipNull() { return 87 }
+            self.repeatedFieldMask = try scanner.array({ try ProtobufKit.Google.Protobuf.FieldMask(_jsonScanner: &$0) })
+            return 87
         case "repeatedStruct", "repeated_struct":
-            if case .null = value { return true }
-            self.repeatedStruct = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.Google.Protobuf.Struct(_jsonValue: $0, context: context) })
-            return true
+            if scanner.skipNull() { return 88 }
+            self.repeatedStruct = try scanner.array({ try ProtobufKit.Google.Protobuf.Struct(_jsonScanner: &$0) })
+            return 88
         case "repeatedAny", "repeated_any":
-            if case .null = value { return true }
-            self.repeatedAny = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.Google.Protobuf.AnyMessage(_jsonValue: $0, context: context) })
-            return true
+            if scanner.skipNull() { return 89 }
+            self.repeatedAny = try scanner.array({ try ProtobufKit.Google.Protobuf.AnyMessage(_jsonScanner: &$0) })
+            return 89
         case "repeatedValue", "repeated_value":
-            self.repeatedValue = try ProtobufKit.JSONDecode.array(value, allowNull: true, { try ProtobufKit.Google.Protobuf.Value(_jsonValue: $0, context: context) })
-            return true
+            self.repeatedValue = try scanner.array(allowNull: true, { try ProtobufKit.Google.Protobuf.Value(_jsonScanner: &$0) })
+            return 90
         case "repeatedListValue", "repeated_list_value":
-            if case .null = value { return true }
-            self.repeatedListValue = try ProtobufKit.JSONDecode.array(value, { try ProtobufKit.Google.Protobuf.ListValue(_jsonValue: $0, context: context) })
-            return true
+            if scanner.skipNull() { return 91 }
+            self.repeatedListValue = try scanner.array({ try ProtobufKit.Google.Protobuf.ListValue(_jsonScanner: &$0) })
+            return 91
         case "largeFieldNumber", "large_field_number":
-            if case .null = value { return true }
-            self.largeFieldNumber = try ProtobufKit.JSONDecode.int32(value)
-            return true
+            if scanner.skipNull() { return 92 }
+            self.largeFieldNumber = try scanner.int32()
+            return 92
         default:
-            return false
+            return nil
         }
     }
 }
@@ -1800,18 +1800,18 @@ extension TestMessages.Fabrikam.Testing.V1.TestAllTypes.NestedMessage: ProtobufK
         if let value = self.corecursive { w.key("corecursive", "corecursive"); try value._writeJSON(to: &w) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "value":
-            if case .null = value { return true }
-            self.value = try ProtobufKit.JSONDecode.int32(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.value = try scanner.int32()
+            return 0
         case "corecursive":
-            if case .null = value { return true }
-            self.corecursive = try TestMessages.Fabrikam.Testing.V1.TestAllTypes(_jsonValue: value, context: context)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.corecursive = try TestMessages.Fabrikam.Testing.V1.TestAllTypes(_jsonScanner: &scanner)
+            return 1
         default:
-            return false
+            return nil
         }
     }
 }
@@ -2329,82 +2329,82 @@ extension TestMessages.Fabrikam.Testing.V1.TestMapsOnly: ProtobufKit.Message, Pr
         }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "mapInt32Int32", "map_int32_int32":
-            if case .null = value { return true }
-            self.mapInt32Int32 = try ProtobufKit.JSONDecode.map(value, key: { try ProtobufKit.JSONDecode.mapKey_int32($0) }) { try ProtobufKit.JSONDecode.int32($0) }
-            return true
+            if scanner.skipNull() { return 0 }
+            self.mapInt32Int32 = try scanner.map(key: ProtobufKit.JSONScanner.mapKey_int32, { try $0.int32() })
+            return 0
         case "mapInt64Int64", "map_int64_int64":
-            if case .null = value { return true }
-            self.mapInt64Int64 = try ProtobufKit.JSONDecode.map(value, key: { try ProtobufKit.JSONDecode.mapKey_int64($0) }) { try ProtobufKit.JSONDecode.int64($0) }
-            return true
+            if scanner.skipNull() { return 1 }
+            self.mapInt64Int64 = try scanner.map(key: ProtobufKit.JSONScanner.mapKey_int64, { try $0.int64() })
+            return 1
         case "mapUint32Uint32", "map_uint32_uint32":
-            if case .null = value { return true }
-            self.mapUint32Uint32 = try ProtobufKit.JSONDecode.map(value, key: { try ProtobufKit.JSONDecode.mapKey_uint32($0) }) { try ProtobufKit.JSONDecode.uint32($0) }
-            return true
+            if scanner.skipNull() { return 2 }
+            self.mapUint32Uint32 = try scanner.map(key: ProtobufKit.JSONScanner.mapKey_uint32, { try $0.uint32() })
+            return 2
         case "mapUint64Uint64", "map_uint64_uint64":
-            if case .null = value { return true }
-            self.mapUint64Uint64 = try ProtobufKit.JSONDecode.map(value, key: { try ProtobufKit.JSONDecode.mapKey_uint64($0) }) { try ProtobufKit.JSONDecode.uint64($0) }
-            return true
+            if scanner.skipNull() { return 3 }
+            self.mapUint64Uint64 = try scanner.map(key: ProtobufKit.JSONScanner.mapKey_uint64, { try $0.uint64() })
+            return 3
         case "mapSint32Sint32", "map_sint32_sint32":
-            if case .null = value { return true }
-            self.mapSint32Sint32 = try ProtobufKit.JSONDecode.map(value, key: { try ProtobufKit.JSONDecode.mapKey_int32($0) }) { try ProtobufKit.JSONDecode.int32($0) }
-            return true
+            if scanner.skipNull() { return 4 }
+            self.mapSint32Sint32 = try scanner.map(key: ProtobufKit.JSONScanner.mapKey_int32, { try $0.int32() })
+            return 4
         case "mapSint64Sint64", "map_sint64_sint64":
-            if case .null = value { return true }
-            self.mapSint64Sint64 = try ProtobufKit.JSONDecode.map(value, key: { try ProtobufKit.JSONDecode.mapKey_int64($0) }) { try ProtobufKit.JSONDecode.int64($0) }
-            return true
+            if scanner.skipNull() { return 5 }
+            self.mapSint64Sint64 = try scanner.map(key: ProtobufKit.JSONScanner.mapKey_int64, { try $0.int64() })
+            return 5
         case "mapFixed32Fixed32", "map_fixed32_fixed32":
-            if case .null = value { return true }
-            self.mapFixed32Fixed32 = try ProtobufKit.JSONDecode.map(value, key: { try ProtobufKit.JSONDecode.mapKey_uint32($0) }) { try ProtobufKit.JSONDecode.uint32($0) }
-            return true
+            if scanner.skipNull() { return 6 }
+            self.mapFixed32Fixed32 = try scanner.map(key: ProtobufKit.JSONScanner.mapKey_uint32, { try $0.uint32() })
+            return 6
         case "mapFixed64Fixed64", "map_fixed64_fixed64":
-            if case .null = value { return true }
-            self.mapFixed64Fixed64 = try ProtobufKit.JSONDecode.map(value, key: { try ProtobufKit.JSONDecode.mapKey_uint64($0) }) { try ProtobufKit.JSONDecode.uint64($0) }
-            return true
+            if scanner.skipNull() { return 7 }
+            self.mapFixed64Fixed64 = try scanner.map(key: ProtobufKit.JSONScanner.mapKey_uint64, { try $0.uint64() })
+            return 7
         case "mapSfixed32Sfixed32", "map_sfixed32_sfixed32":
-            if case .null = value { return true }
-            self.mapSfixed32Sfixed32 = try ProtobufKit.JSONDecode.map(value, key: { try ProtobufKit.JSONDecode.mapKey_int32($0) }) { try ProtobufKit.JSONDecode.int32($0) }
-            return true
+            if scanner.skipNull() { return 8 }
+            self.mapSfixed32Sfixed32 = try scanner.map(key: ProtobufKit.JSONScanner.mapKey_int32, { try $0.int32() })
+            return 8
         case "mapSfixed64Sfixed64", "map_sfixed64_sfixed64":
-            if case .null = value { return true }
-            self.mapSfixed64Sfixed64 = try ProtobufKit.JSONDecode.map(value, key: { try ProtobufKit.JSONDecode.mapKey_int64($0) }) { try ProtobufKit.JSONDecode.int64($0) }
-            return true
+            if scanner.skipNull() { return 9 }
+            self.mapSfixed64Sfixed64 = try scanner.map(key: ProtobufKit.JSONScanner.mapKey_int64, { try $0.int64() })
+            return 9
         case "mapInt32Float", "map_int32_float":
-            if case .null = value { return true }
-            self.mapInt32Float = try ProtobufKit.JSONDecode.map(value, key: { try ProtobufKit.JSONDecode.mapKey_int32($0) }) { try ProtobufKit.JSONDecode.float($0) }
-            return true
+            if scanner.skipNull() { return 10 }
+            self.mapInt32Float = try scanner.map(key: ProtobufKit.JSONScanner.mapKey_int32, { try $0.float() })
+            return 10
         case "mapInt32Double", "map_int32_double":
-            if case .null = value { return true }
-            self.mapInt32Double = try ProtobufKit.JSONDecode.map(value, key: { try ProtobufKit.JSONDecode.mapKey_int32($0) }) { try ProtobufKit.JSONDecode.double($0) }
-            return true
+            if scanner.skipNull() { return 11 }
+            self.mapInt32Double = try scanner.map(key: ProtobufKit.JSONScanner.mapKey_int32, { try $0.double() })
+            return 11
         case "mapBoolBool", "map_bool_bool":
-            if case .null = value { return true }
-            self.mapBoolBool = try ProtobufKit.JSONDecode.map(value, key: { try ProtobufKit.JSONDecode.mapKey_bool($0) }) { try ProtobufKit.JSONDecode.bool($0) }
-            return true
+            if scanner.skipNull() { return 12 }
+            self.mapBoolBool = try scanner.map(key: ProtobufKit.JSONScanner.mapKey_bool, { try $0.bool() })
+            return 12
         case "mapStringString", "map_string_string":
-            if case .null = value { return true }
-            self.mapStringString = try ProtobufKit.JSONDecode.map(value, key: { try ProtobufKit.JSONDecode.mapKey_string($0) }) { try ProtobufKit.JSONDecode.string($0) }
-            return true
+            if scanner.skipNull() { return 13 }
+            self.mapStringString = try scanner.map(key: ProtobufKit.JSONScanner.mapKey_string, { try $0.string() })
+            return 13
         case "mapStringBytes", "map_string_bytes":
-            if case .null = value { return true }
-            self.mapStringBytes = try ProtobufKit.JSONDecode.map(value, key: { try ProtobufKit.JSONDecode.mapKey_string($0) }) { try ProtobufKit.JSONDecode.bytes($0) }
-            return true
+            if scanner.skipNull() { return 14 }
+            self.mapStringBytes = try scanner.map(key: ProtobufKit.JSONScanner.mapKey_string, { try $0.bytes() })
+            return 14
         case "mapStringMessage", "map_string_message":
-            if case .null = value { return true }
-            self.mapStringMessage = try ProtobufKit.JSONDecode.map(value, key: { try ProtobufKit.JSONDecode.mapKey_string($0) }) { try TestMessages.Fabrikam.Testing.V1.TestAllTypes(_jsonValue: $0, context: context) }
-            return true
+            if scanner.skipNull() { return 15 }
+            self.mapStringMessage = try scanner.map(key: ProtobufKit.JSONScanner.mapKey_string, { try TestMessages.Fabrikam.Testing.V1.TestAllTypes(_jsonScanner: &$0) })
+            return 15
         case "mapStringEnum", "map_string_enum":
-            if case .null = value { return true }
-            self.mapStringEnum = try ProtobufKit.JSONDecode.map(value, key: { try ProtobufKit.JSONDecode.mapKey_string($0) }) { try ProtobufKit.JSONDecode.enumValue($0, as: TestMessages.Fabrikam.Testing.V1.TopLevelEnum.self, context: context) }.compactMapValues { $0 }
-            return true
+            if scanner.skipNull() { return 16 }
+            self.mapStringEnum = try scanner.map(key: ProtobufKit.JSONScanner.mapKey_string, { try $0.enumValue(TestMessages.Fabrikam.Testing.V1.TopLevelEnum.self) }).compactMapValues { $0 }
+            return 16
         case "mapStringTimestamp", "map_string_timestamp":
-            if case .null = value { return true }
-            self.mapStringTimestamp = try ProtobufKit.JSONDecode.map(value, key: { try ProtobufKit.JSONDecode.mapKey_string($0) }) { try ProtobufKit.Google.Protobuf.Timestamp(_jsonValue: $0, context: context) }
-            return true
+            if scanner.skipNull() { return 17 }
+            self.mapStringTimestamp = try scanner.map(key: ProtobufKit.JSONScanner.mapKey_string, { try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &$0) })
+            return 17
         default:
-            return false
+            return nil
         }
     }
 }
@@ -2435,10 +2435,10 @@ extension TestMessages.Fabrikam.Testing.V1.TestEmpty: ProtobufKit.Message, Proto
     public func _writeJSONFields(to w: inout ProtobufKit.JSONWriter) throws {
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         default:
-            return false
+            return nil
         }
     }
 }
@@ -2482,26 +2482,26 @@ extension TestMessages.Fabrikam.Testing.V1.TestSwiftKeywords: ProtobufKit.Messag
         if !self.type.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("type", "type"); w.string(self.type) }
     }
 
-    public mutating func _mergeJSONField(_ key: String, _ value: ProtobufKit.JSONValue, context: ProtobufKit.JSONDecodingContext) throws -> Bool {
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
         switch key {
         case "class":
-            if case .null = value { return true }
-            self.`class` = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 0 }
+            self.`class` = try scanner.string()
+            return 0
         case "protocol":
-            if case .null = value { return true }
-            self.`protocol` = try ProtobufKit.JSONDecode.int32(value)
-            return true
+            if scanner.skipNull() { return 1 }
+            self.`protocol` = try scanner.int32()
+            return 1
         case "self":
-            if case .null = value { return true }
-            self.self_ = try ProtobufKit.JSONDecode.bool(value)
-            return true
+            if scanner.skipNull() { return 2 }
+            self.self_ = try scanner.bool()
+            return 2
         case "type":
-            if case .null = value { return true }
-            self.type = try ProtobufKit.JSONDecode.string(value)
-            return true
+            if scanner.skipNull() { return 3 }
+            self.type = try scanner.string()
+            return 3
         default:
-            return false
+            return nil
         }
     }
 }
