@@ -8,11 +8,13 @@ let package = Package(
     name: "fabrikam-fuzz",
     dependencies: [.package(name: "fabrikam-drone-delivery", path: "..")],
     targets: [
+        .target(name: "FuzzDriver"),
         .executableTarget(
             name: "FuzzBinaryDecode",
             dependencies: [
                 .product(name: "ProtobufKit", package: "fabrikam-drone-delivery"),
                 .product(name: "DroneDeliveryAPI", package: "fabrikam-drone-delivery"),
+                "FuzzDriver",
             ]
         ),
         .executableTarget(
@@ -20,6 +22,7 @@ let package = Package(
             dependencies: [
                 .product(name: "ProtobufKit", package: "fabrikam-drone-delivery"),
                 .product(name: "DroneDeliveryAPI", package: "fabrikam-drone-delivery"),
+                "FuzzDriver",
             ]
         ),
     ],

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# `make bench-protobuf`: ProtobufKit against swift-protobuf 1.39 (and jansson against Foundation
-# for JSON parsing) with ordo-one/benchmark, in the separate Benchmarks/ package.
+# `make bench-protobuf`: ProtobufKit against swift-protobuf 1.39 (and the JSON parsers against each
+# other) with ordo-one/benchmark, in the separate Benchmarks/ package. Prints the text report;
+# `python3 tools/bench-summary.py < report` turns it into the README's tables.
 #
-#   tools/bench-protobuf.sh               run the benchmarks, print markdown tables
+#   tools/bench-protobuf.sh               run the benchmarks
 #   tools/bench-protobuf.sh --regenerate  rebuild swift-protobuf's protoc-gen-swift (slow, minutes)
 #                                         and regenerate Benchmarks/Sources/SwiftProtobufMessages
 set -euo pipefail
@@ -26,7 +27,4 @@ if [ "${1:-}" = "--regenerate" ]; then
   exit 0
 fi
 
-# Results: markdown tables in Benchmarks/results/ (kept) and on standard output.
-swift package --allow-writing-to-directory results benchmark --target ProtobufBenchmarks \
-  --format markdown --path results --no-progress "$@"
-cat results/*.md 2>/dev/null | head -400 || true
+swift package benchmark --target ProtobufBenchmarks --no-progress --grouping metric "$@"

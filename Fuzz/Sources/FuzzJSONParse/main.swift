@@ -2,9 +2,7 @@
 // message or a JSONDecodingError is a bug; a decoded message must print JSON that parses back.
 import DroneDeliveryAPI
 import ProtobufKit
-#if canImport(Glibc)
-import Glibc
-#endif
+import FuzzDriver
 
 func check<M: Message>(_ type: M.Type, _ bytes: [UInt8]) {
     do {
@@ -32,15 +30,4 @@ func fuzzOne(_ data: UnsafePointer<UInt8>?, _ count: Int) -> Int32 {
     return 0
 }
 
-// SwiftPM gives every executable its own `main`, so libFuzzer's is not used: start libFuzzer's
-// driver from here instead (LLVMFuzzerRunDriver, libFuzzer's entry point for custom mains).
-@_silgen_name("LLVMFuzzerRunDriver")
-func runFuzzerDriver(
-    _ argc: UnsafeMutablePointer<Int32>,
-    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
-    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
-) -> Int32
-
-var argc = CommandLine.argc
-var argv = CommandLine.unsafeArgv
-exit(runFuzzerDriver(&argc, &argv) { data, count in fuzzOne(data, count) })
+runFuzzer { data, count in fuzzOne(data, count) }

@@ -73,8 +73,9 @@ public struct ProtobufCArena {
     }
 }
 
-/// Size of the stack block every encode/decode starts with.
-let arenaStackBlockSize = 2048
+/// Size of the stack block every encode/decode starts with: Swift keeps temporary allocations
+/// on the stack only up to 1 KiB, and a larger block would cost a malloc on every call.
+let arenaStackBlockSize = 1024
 
 /// Runs `body` with an arena whose first block is on the stack, then releases the arena.
 func withProtobufCArena<Result>(_ body: (ProtobufCArena) throws -> Result) rethrows -> Result {
