@@ -112,4 +112,12 @@ struct ContractTests {
         #expect(copy == request)
         #expect(try IngestionV1.DeliveryRequest(jsonString: try request.jsonString()) == request)
     }
+
+    @Test("bad JSON names the path of the offending field")
+    func errorPath() throws {
+        let error = try #require(throws: JSONDecodingError.self) {
+            try IngestionV1.DeliveryRequest(jsonString: #"{"packageInfo": {"weight": "heavy"}}"#)
+        }
+        #expect(error.description == #"packageInfo.weight: expected a number, got "heavy""#)
+    }
 }
