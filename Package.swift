@@ -22,6 +22,11 @@ let package = Package(
         .library(name: "GRPCProtos", targets: ["GRPCProtos"]),
         .executable(name: "protoc-gen-swiftpbc", targets: ["protoc-gen-swiftpbc"]),
     ],
+    dependencies: [
+        // Sockets and event loops for the RPC runtime; HTTP/2 itself is nghttp2's.
+        .package(url: "https://github.com/apple/swift-nio", exact: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-log", exact: "1.16.2"),
+    ],
     targets: [
         // MARK: C libraries (system) and their shims
         .systemLibrary(
@@ -70,6 +75,16 @@ let package = Package(
             swiftSettings: generatedCodeSettings
         ),
 
+        // MARK: HTTP/2 over nghttp2, driven by SwiftNIO
+        .target(
+            name: "HTTP2",
+            dependencies: [
+                "CNGHTTP2",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
         // MARK: Code generator
         .target(
             name: "ProtobufCodeGen",
@@ -109,6 +124,10 @@ let package = Package(
         .testTarget(
             name: "CrossImplementationTests",
             dependencies: ["ProtobufKit", "TestMessages", "DroneDeliveryAPI", "GRPCProtos", "TestSupport"]
+        ),
+        .testTarget(
+            name: "HTTP2Tests",
+            dependencies: ["HTTP2", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(
             name: "ContractTests",

@@ -1,0 +1,110 @@
+internal import CNGHTTP2
+import NIOCore
+
+// nghttp2's callbacks: C function pointers that find the session through `user_data`. They only
+// record events and copy bytes; they never call back into nghttp2's send or receive, never print,
+// and report failure with nghttp2's own error codes.
+
+extension HTTP2Session {
+    static func from(_ userData: UnsafeMutableRawPointer?) -> HTTP2Session {
+        Unmanaged<HTTP2Session>.fromOpaque(userData!).takeUnretainedValue()
+    }
+
+    static func installCallbacks(_ callbacks: OpaquePointer?) {
+        nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks) { _, frame, userData in
+            let session = HTTP2Session.from(userData)
+            session.incomingHeaders[frame!.pointee.hd.stream_id] = []
+            return 0
+        }
+
+        nghttp2_session_callbacks_set_on_header_callback(callbacks) { _, frame, name, nameLength, value, valueLength, _, userData in
+            let session = HTTP2Session.from(userData)
+            let streamID = frame!.pointee.hd.stream_id
+            let field = HeaderField(
+                String(decoding: UnsafeBufferPointer(start: name, count: nameLength), as: UTF8.self),
+                String(decoding: UnsafeBufferPointer(start: value, count: valueLength), as: UTF8.self))
+            session.incomingHeaders[streamID, default: []].append(field)
+            return 0
+        }
+
+        nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks) { _, frame, userData in
+            let session = HTTP2Session.from(userData)
+            let header = frame!.pointee.hd
+            let endStream = header.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
+            switch UInt32(header.type) {
+            case NGHTTP2_HEADERS.rawValue:
+                let fields = session.incomingHeaders.removeValue(forKey: header.stream_id) ?? []
+                session.events.append(.headers(streamID: header.stream_id, fields: fields, endStream: endStream))
+            case NGHTTP2_DATA.rawValue:
+                if endStream { session.events.append(.endStream(streamID: header.stream_id)) }
+            case NGHTTP2_GOAWAY.rawValue:
+                let goAway = frame!.pointee.goaway
+                session.events.append(.goAway(lastStreamID: goAway.last_stream_id, errorCode: goAway.error_code))
+            case NGHTTP2_PING.rawValue:
+                session.events.append(.ping)
+            case NGHTTP2_SETTINGS.rawValue:
+                session.events.append(.settings)
+            case NGHTTP2_RST_STREAM.rawValue:
+                session.events.append(.resetByPeer(streamID: header.stream_id))
+            default:
+                break
+            }
+            return 0
+        }
+
+        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks) { _, _, streamID, data, length, userData in
+            let session = HTTP2Session.from(userData)
+            var buffer = ByteBufferAllocator().buffer(capacity: length)
+            buffer.writeBytes(UnsafeRawBufferPointer(start: data, count: length))
+            session.events.append(.data(streamID: streamID, bytes: buffer))
+            return 0
+        }
+
+        nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) { _, streamID, errorCode, userData in
+            let session = HTTP2Session.from(userData)
+            session.outbound[streamID] = nil
+            session.incomingHeaders[streamID] = nil
+            session.events.append(.streamClosed(streamID: streamID, errorCode: errorCode))
+            return 0
+        }
+    }
+
+    /// The data provider every outbound body uses: it reads from `outbound[streamID]`.
+    static func dataProvider() -> nghttp2_data_provider {
+        var provider = nghttp2_data_provider()
+        provider.read_callback = { session, streamID, buffer, length, flags, _, userData in
+            let owner = HTTP2Session.from(userData)
+            guard var stream = owner.outbound[streamID] else {
+                return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
+            }
+            let count = min(length, stream.pending.readableBytes)
+            if count > 0 {
+                stream.pending.withUnsafeReadableBytes { bytes in
+                    buffer!.update(from: bytes.bindMemory(to: UInt8.self).baseAddress!, count: count)
+                }
+                stream.pending.moveReaderIndex(forwardBy: count)
+            }
+            if stream.pending.readableBytes == 0 {
+                if stream.endStream {
+                    flags!.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
+                    if let trailers = stream.trailers {
+                        flags!.pointee |= NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
+                        // nghttp2 allows submitting trailers from inside this callback.
+                        let result = (try? owner.withNameValues(trailers) { nva in
+                            nghttp2_submit_trailer(session, streamID, nva.baseAddress, nva.count)
+                        }) ?? -1
+                        if result != 0 { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
+                    }
+                } else if count == 0 {
+                    stream.deferred = true
+                    owner.outbound[streamID] = stream
+                    return Int(NGHTTP2_ERR_DEFERRED.rawValue)
+                }
+            }
+            if stream.pending.readableBytes == 0 { stream.pending.clear() }
+            owner.outbound[streamID] = stream
+            return count
+        }
+        return provider
+    }
+}

@@ -1,0 +1,285 @@
+internal import CNGHTTP2
+import NIOCore
+
+/// One HTTP/2 connection's protocol state, kept by nghttp2 and driven without I/O.
+///
+/// Bytes from the peer go in through `receive(_:)`, which returns what happened (headers, data,
+/// stream ends and resets). Frames to send accumulate inside nghttp2 and come out through
+/// `drainOutput(into:)`. nghttp2 is never re-entered from one of its own callbacks: callbacks only
+/// record events, and the owner acts on them after `receive` returns.
+///
+/// Not thread-safe: one session per connection, confined to that connection's event loop.
+public final class HTTP2Session {
+    /// Which end of the connection this is.
+    public enum Role: Sendable { case server, client }
+
+    /// Settings this end announces.
+    public struct Settings: Sendable, Hashable {
+        /// SETTINGS_MAX_CONCURRENT_STREAMS: streams the peer may open at once.
+        public var maxConcurrentStreams: UInt32 = 100
+        /// SETTINGS_INITIAL_WINDOW_SIZE: bytes the peer may send on a stream before we consume.
+        public var initialWindowSize: UInt32 = 65_535
+        /// SETTINGS_MAX_HEADER_LIST_SIZE: largest header list accepted (decoded size).
+        public var maxHeaderListSize: UInt32 = 16 * 1024
+        /// Whether received DATA is acknowledged only when the application calls `consume`
+        /// (so a slow handler pushes back on its peer), instead of as soon as it arrives.
+        public var manualFlowControl = true
+
+        public init() {}
+    }
+
+    /// What the peer did, in the order nghttp2 reported it.
+    public enum Event: Sendable {
+        /// A complete header block: request or response headers, or trailers.
+        case headers(streamID: Int32, fields: [HeaderField], endStream: Bool)
+        /// Part of a stream's body. Call `consume` once the bytes are used (manual flow control).
+        case data(streamID: Int32, bytes: ByteBuffer)
+        /// The peer ended its side of the stream with an empty DATA frame or with trailers.
+        case endStream(streamID: Int32)
+        /// The stream is closed (`errorCode` 0 for a normal close, else the RST_STREAM code).
+        case streamClosed(streamID: Int32, errorCode: UInt32)
+        /// The peer sent GOAWAY: streams above `lastStreamID` were not processed.
+        case goAway(lastStreamID: Int32, errorCode: UInt32)
+        /// A PING or SETTINGS frame (for flood accounting by the owner).
+        case ping
+        case settings
+        /// An RST_STREAM from the peer (for rapid-reset accounting by the owner).
+        case resetByPeer(streamID: Int32)
+    }
+
+    let role: Role
+    var session: OpaquePointer?
+    var events: [Event] = []
+    /// Header fields of blocks still being received.
+    var incomingHeaders: [Int32: [HeaderField]] = [:]
+    /// Outbound bodies, per stream.
+    var outbound: [Int32: OutboundStream] = [:]
+    /// Set when a callback fails; `receive` turns it into an error.
+    var callbackFailure: HTTP2Error?
+
+    struct OutboundStream {
+        var pending: ByteBuffer
+        var endStream = false
+        var trailers: [HeaderField]?
+        var deferred = false
+    }
+
+    public init(role: Role, settings: Settings = Settings()) throws {
+        self.role = role
+        var callbacks: OpaquePointer?
+        try check(nghttp2_session_callbacks_new(&callbacks), "creating callbacks")
+        defer { nghttp2_session_callbacks_del(callbacks) }
+        HTTP2Session.installCallbacks(callbacks)
+
+        var option: OpaquePointer?
+        try check(nghttp2_option_new(&option), "creating options")
+        defer { nghttp2_option_del(option) }
+        if settings.manualFlowControl { nghttp2_option_set_no_auto_window_update(option, 1) }
+        nghttp2_option_set_max_settings(option, 32)
+
+        let userData = Unmanaged.passUnretained(self).toOpaque()
+        switch role {
+        case .server: try check(nghttp2_session_server_new2(&session, callbacks, userData, option), "creating a server session")
+        case .client: try check(nghttp2_session_client_new2(&session, callbacks, userData, option), "creating a client session")
+        }
+        var entries = [
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: settings.maxConcurrentStreams),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: settings.initialWindowSize),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue), value: settings.maxHeaderListSize),
+        ]
+        if role == .client {
+            entries.append(nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_ENABLE_PUSH.rawValue), value: 0))
+        }
+        try check(nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), entries, entries.count), "submitting SETTINGS")
+    }
+
+    deinit {
+        nghttp2_session_del(session)
+    }
+
+    // MARK: Input
+
+    /// Feeds bytes from the peer; returns the events they produced.
+    ///
+    /// - Throws: `HTTP2Error` when the peer broke the protocol badly enough that nghttp2 gave up
+    ///   on the connection (it has queued a GOAWAY: drain the output, then close).
+    public func receive(_ buffer: ByteBuffer) throws -> [Event] {
+        let result = buffer.withUnsafeReadableBytes { bytes in
+            nghttp2_session_mem_recv(session, bytes.bindMemory(to: UInt8.self).baseAddress, bytes.count)
+        }
+        let produced = events
+        events = []
+        if let failure = callbackFailure {
+            callbackFailure = nil
+            throw failure
+        }
+        if result < 0 { throw HTTP2Error(code: Int32(result), context: "receiving") }
+        return produced
+    }
+
+    // MARK: Output
+
+    /// Moves every frame nghttp2 wants to send into `output`.
+    public func drainOutput(into output: inout ByteBuffer) throws {
+        while true {
+            var data: UnsafePointer<UInt8>?
+            let length = nghttp2_session_mem_send(session, &data)
+            if length < 0 { throw HTTP2Error(code: Int32(length), context: "sending") }
+            if length == 0 { break }
+            output.writeBytes(UnsafeRawBufferPointer(start: data, count: length))
+        }
+        let produced = events
+        if !produced.isEmpty {
+            // Stream closes can also be reported while sending (for example after our RST_STREAM).
+            pendingEventsFromSend.append(contentsOf: produced)
+            events = []
+        }
+    }
+
+    /// Events that surfaced while sending rather than receiving; the owner collects them.
+    public var pendingEventsFromSend: [Event] = []
+
+    /// Whether nghttp2 has frames to send, or wants more input.
+    public var wantsWrite: Bool { nghttp2_session_want_write(session) != 0 }
+    public var wantsRead: Bool { nghttp2_session_want_read(session) != 0 }
+
+    // MARK: Streams
+
+    /// Server: sends response headers; the body follows with `sendData`, then `sendTrailers`.
+    /// With `endStream` the headers alone end the stream (a Trailers-Only response).
+    public func sendResponseHeaders(streamID: Int32, _ fields: [HeaderField], endStream: Bool) throws {
+        try withNameValues(fields) { nva in
+            if endStream {
+                let flags = UInt8(NGHTTP2_FLAG_END_STREAM.rawValue)
+                try check(nghttp2_submit_headers(session, flags, streamID, nil, nva.baseAddress, nva.count, nil), "submitting headers")
+            } else {
+                outbound[streamID] = OutboundStream(pending: ByteBuffer())
+                var provider = HTTP2Session.dataProvider()
+                try check(nghttp2_submit_response(session, streamID, nva.baseAddress, nva.count, &provider), "submitting a response")
+            }
+        }
+    }
+
+    /// Client: opens a stream with request headers. Returns its stream id.
+    public func startRequest(_ fields: [HeaderField], endStream: Bool = false) throws -> Int32 {
+        try withNameValues(fields) { nva in
+            var provider = HTTP2Session.dataProvider()
+            let streamID = endStream
+                ? nghttp2_submit_request(session, nil, nva.baseAddress, nva.count, nil, nil)
+                : nghttp2_submit_request(session, nil, nva.baseAddress, nva.count, &provider, nil)
+            if streamID < 0 { throw HTTP2Error(code: streamID, context: "submitting a request") }
+            if !endStream { outbound[streamID] = OutboundStream(pending: ByteBuffer()) }
+            return streamID
+        }
+    }
+
+    /// Queues body bytes on a stream whose headers were sent.
+    public func sendData(streamID: Int32, _ bytes: ByteBuffer) throws {
+        guard var stream = outbound[streamID] else { throw HTTP2Error(code: NGHTTP2_ERR_STREAM_CLOSED.rawValue, context: "sending data") }
+        stream.pending.writeImmutableBuffer(bytes)
+        outbound[streamID] = stream
+        try resumeIfDeferred(streamID)
+    }
+
+    /// Ends our side of the stream: with trailers (a server's status), or with END_STREAM on the
+    /// last DATA frame (a client's end of request).
+    public func finish(streamID: Int32, trailers: [HeaderField]? = nil) throws {
+        guard var stream = outbound[streamID] else { throw HTTP2Error(code: NGHTTP2_ERR_STREAM_CLOSED.rawValue, context: "finishing a stream") }
+        stream.endStream = true
+        stream.trailers = trailers
+        outbound[streamID] = stream
+        try resumeIfDeferred(streamID)
+    }
+
+    private func resumeIfDeferred(_ streamID: Int32) throws {
+        guard outbound[streamID]?.deferred == true else { return }
+        outbound[streamID]?.deferred = false
+        let result = nghttp2_session_resume_data(session, streamID)
+        if result != 0 && result != NGHTTP2_ERR_INVALID_ARGUMENT.rawValue {
+            throw HTTP2Error(code: result, context: "resuming data")
+        }
+    }
+
+    /// Resets a stream (RST_STREAM with `errorCode`, for example CANCEL = 8).
+    public func resetStream(_ streamID: Int32, errorCode: UInt32) {
+        nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, errorCode)
+        outbound[streamID] = nil
+    }
+
+    /// Acknowledges `count` body bytes of a stream as used, reopening the flow-control window.
+    public func consume(streamID: Int32, count: Int) {
+        guard count > 0 else { return }
+        nghttp2_session_consume(session, streamID, count)
+    }
+
+    /// Graceful shutdown, step one: tells the client to open no new streams.
+    public func sendShutdownNotice() {
+        nghttp2_submit_shutdown_notice(session)
+    }
+
+    /// Sends GOAWAY with the last stream this end processed.
+    public func sendGoAway(errorCode: UInt32, debugData: String = "") {
+        let last = nghttp2_session_get_last_proc_stream_id(session)
+        var debug = Array(debugData.utf8)
+        nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), last, errorCode, &debug, debug.count)
+    }
+
+    /// Sends a PING (keepalive); the peer's ACK arrives as an `.ping` event.
+    public func sendPing() {
+        nghttp2_submit_ping(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nil)
+    }
+
+    /// Number of streams currently open.
+    public var openStreamCount: Int { outbound.count }
+
+    // MARK: Helpers
+
+    func check(_ result: Int32, _ context: String) throws {
+        if result != 0 { throw HTTP2Error(code: result, context: context) }
+    }
+
+    /// Runs `body` with the fields as nghttp2 name/value pairs. nghttp2 copies them, so one
+    /// buffer holding every name and value only needs to live for the call.
+    func withNameValues<R>(_ fields: [HeaderField], _ body: (UnsafeBufferPointer<nghttp2_nv>) throws -> R) throws -> R {
+        var blob: [UInt8] = [0]
+        var offsets: [(name: Int, nameLength: Int, value: Int, valueLength: Int)] = []
+        offsets.reserveCapacity(fields.count)
+        for field in fields {
+            let nameStart = blob.count
+            blob.append(contentsOf: field.name.utf8)
+            let valueStart = blob.count
+            blob.append(contentsOf: field.value.utf8)
+            offsets.append((nameStart, valueStart - nameStart, valueStart, blob.count - valueStart))
+        }
+        return try blob.withUnsafeBufferPointer { buffer in
+            let base = buffer.baseAddress!
+            let pairs = offsets.map {
+                CNGHTTP2_make_nv(base + $0.name, $0.nameLength, base + $0.value, $0.valueLength, UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+            }
+            return try pairs.withUnsafeBufferPointer(body)
+        }
+    }
+}
+
+/// One header field. Names are lower case on the HTTP/2 wire.
+public struct HeaderField: Sendable, Hashable {
+    public var name: String
+    public var value: String
+    public init(_ name: String, _ value: String) {
+        self.name = name
+        self.value = value
+    }
+}
+
+/// A failure reported by nghttp2 (its negative error code) or by the session.
+public struct HTTP2Error: Error, Hashable, CustomStringConvertible {
+    public let code: Int32
+    public let context: String
+    public init(code: Int32, context: String) {
+        self.code = code
+        self.context = context
+    }
+    public var description: String {
+        "HTTP/2 error while \(context): \(String(cString: nghttp2_strerror(code))) (\(code))"
+    }
+}
