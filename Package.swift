@@ -20,7 +20,9 @@ let package = Package(
         .library(name: "ProtobufKit", targets: ["ProtobufKit"]),
         .library(name: "DroneDeliveryAPI", targets: ["DroneDeliveryAPI"]),
         .library(name: "GRPCProtos", targets: ["GRPCProtos"]),
+        .library(name: "RPC", targets: ["RPC"]),
         .executable(name: "protoc-gen-swiftpbc", targets: ["protoc-gen-swiftpbc"]),
+        .executable(name: "interop-server", targets: ["interop-server"]),
     ],
     dependencies: [
         // Sockets and event loops for the RPC runtime; HTTP/2 itself is nghttp2's.
@@ -83,6 +85,30 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+
+        // MARK: gRPC-compatible RPC over the HTTP2 layer
+        .target(
+            name: "RPC",
+            dependencies: [
+                "HTTP2", "ProtobufKit", "CZlib",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        // MARK: gRPC interoperability (the interop TestService and its runners)
+        .target(
+            name: "InteropTesting",
+            dependencies: ["RPC", "GRPCProtos", "ProtobufKit"]
+        ),
+        .executableTarget(
+            name: "interop-server",
+            dependencies: ["InteropTesting", "RPC"],
+            path: "tools/interop-server"
         ),
 
         // MARK: Code generator

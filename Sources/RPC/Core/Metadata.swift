@@ -1,0 +1,120 @@
+/// Call metadata: ordered name/value pairs sent as HTTP/2 headers or trailers.
+///
+/// Names are lower case. Names ending in `-bin` carry bytes, sent base64-encoded (padded on
+/// output; padded and unpadded accepted on input); other values are printable ASCII.
+public struct Metadata: Sendable, Hashable, Sequence {
+    public enum Value: Sendable, Hashable {
+        case string(String)
+        case binary([UInt8])
+    }
+
+    public private(set) var entries: [(name: String, value: Value)] = []
+
+    public init() {}
+
+    /// Metadata with the given text entries, in order.
+    public init(_ elements: [(String, String)]) {
+        for (name, value) in elements { add(name, value) }
+    }
+
+    public mutating func add(_ name: String, _ value: String) { entries.append((name.lowercased(), .string(value))) }
+    public mutating func add(_ name: String, binary value: [UInt8]) { entries.append((name.lowercased(), .binary(value))) }
+
+    /// The first text value for `name`.
+    public subscript(_ name: String) -> String? {
+        for entry in entries where entry.name == name {
+            if case .string(let text) = entry.value { return text }
+        }
+        return nil
+    }
+
+    /// All binary values for `name` (a `-bin` key).
+    public func binaryValues(_ name: String) -> [[UInt8]] {
+        entries.compactMap { entry in
+            guard entry.name == name, case .binary(let bytes) = entry.value else { return nil }
+            return bytes
+        }
+    }
+
+    public var isEmpty: Bool { entries.isEmpty }
+
+    public func makeIterator() -> IndexingIterator<[(name: String, value: Value)]> { entries.makeIterator() }
+
+    public static func == (lhs: Metadata, rhs: Metadata) -> Bool {
+        lhs.entries.count == rhs.entries.count && zip(lhs.entries, rhs.entries).allSatisfy { $0.name == $1.name && $0.value == $1.value }
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        for entry in entries {
+            hasher.combine(entry.name)
+            hasher.combine(entry.value)
+        }
+    }
+
+    /// Header names the protocol itself uses; they are never metadata.
+    static let reserved: Set<String> = [
+        "content-type", "te", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding", "grpc-status", "grpc-message",
+        "grpc-status-details-bin", "user-agent", "content-length", "accept-encoding", "host", "connection",
+    ]
+
+    /// Metadata from received header fields (pseudo-headers and protocol headers skipped).
+    init(fields: [(name: String, value: String)]) {
+        for (name, value) in fields where !name.hasPrefix(":") && !Self.reserved.contains(name) {
+            if name.hasSuffix("-bin") {
+                if let bytes = Base64Binary.decode(value) { entries.append((name, .binary(bytes))) }
+            } else {
+                entries.append((name, .string(value)))
+            }
+        }
+    }
+
+    /// The header fields that carry this metadata.
+    var headerFields: [(name: String, value: String)] {
+        entries.map { entry in
+            switch entry.value {
+            case .string(let text): return (entry.name, text)
+            case .binary(let bytes): return (entry.name, Base64Binary.encode(bytes))
+            }
+        }
+    }
+}
+
+/// Base64 for `-bin` metadata: standard alphabet, padded on output; padding optional on input.
+enum Base64Binary {
+    static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+
+    static func encode(_ bytes: [UInt8]) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity((bytes.count + 2) / 3 * 4)
+        var index = 0
+        while index < bytes.count {
+            let b0 = UInt32(bytes[index])
+            let b1 = index + 1 < bytes.count ? UInt32(bytes[index + 1]) : 0
+            let b2 = index + 2 < bytes.count ? UInt32(bytes[index + 2]) : 0
+            let triple = b0 << 16 | b1 << 8 | b2
+            out.append(alphabet[Int(triple >> 18 & 63)])
+            out.append(alphabet[Int(triple >> 12 & 63)])
+            out.append(index + 1 < bytes.count ? alphabet[Int(triple >> 6 & 63)] : UInt8(ascii: "="))
+            out.append(index + 2 < bytes.count ? alphabet[Int(triple & 63)] : UInt8(ascii: "="))
+            index += 3
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    static func decode(_ text: String) -> [UInt8]? {
+        var out: [UInt8] = []
+        var accumulator: UInt32 = 0
+        var bits = 0
+        for byte in text.utf8 {
+            if byte == UInt8(ascii: "=") { break }
+            guard let value = alphabet.firstIndex(of: byte) else { return nil }
+            accumulator = accumulator << 6 | UInt32(value)
+            bits += 6
+            if bits >= 8 {
+                bits -= 8
+                out.append(UInt8(truncatingIfNeeded: accumulator >> UInt32(bits)))
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,76 @@
+/// The outcome of a call that did not succeed: a gRPC status code, a message, and metadata.
+///
+/// Handlers throw it to end a call with that status; clients receive it when a call fails.
+/// Any other error a handler throws reaches the client as `UNKNOWN` without its description, so
+/// internal details do not leak.
+public struct RPCError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// A gRPC status code (doc/statuscodes.md of the gRPC project). A struct with static members,
+    /// so new codes can be represented without breaking callers.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        public let rawValue: Int
+        public init(rawValue: Int) { self.rawValue = rawValue }
+
+        public static let ok = Code(rawValue: 0)
+        public static let cancelled = Code(rawValue: 1)
+        public static let unknown = Code(rawValue: 2)
+        public static let invalidArgument = Code(rawValue: 3)
+        public static let deadlineExceeded = Code(rawValue: 4)
+        public static let notFound = Code(rawValue: 5)
+        public static let alreadyExists = Code(rawValue: 6)
+        public static let permissionDenied = Code(rawValue: 7)
+        public static let resourceExhausted = Code(rawValue: 8)
+        public static let failedPrecondition = Code(rawValue: 9)
+        public static let aborted = Code(rawValue: 10)
+        public static let outOfRange = Code(rawValue: 11)
+        public static let unimplemented = Code(rawValue: 12)
+        public static let `internal` = Code(rawValue: 13)
+        public static let unavailable = Code(rawValue: 14)
+        public static let dataLoss = Code(rawValue: 15)
+        public static let unauthenticated = Code(rawValue: 16)
+
+        static let names = ["OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+                            "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+                            "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+                            "UNAUTHENTICATED"]
+
+        public var description: String { Self.names.indices.contains(rawValue) ? Self.names[rawValue] : "CODE_\(rawValue)" }
+
+        /// The code a client reports when a response carries HTTP status `status` and no
+        /// grpc-status (doc/http-grpc-status-mapping.md).
+        public static func fromHTTPStatus(_ status: Int) -> Code {
+            switch status {
+            case 400: return .internal
+            case 401: return .unauthenticated
+            case 403: return .permissionDenied
+            case 404: return .unimplemented
+            case 429, 502, 503, 504: return .unavailable
+            default: return .unknown
+            }
+        }
+
+        /// The code for a stream reset with HTTP/2 error `errorCode` (PROTOCOL-HTTP2, "Errors").
+        public static func fromHTTP2ErrorCode(_ errorCode: UInt32) -> Code {
+            switch errorCode {
+            case 0x0, 0x1, 0x2, 0x3, 0x4, 0x6, 0x9, 0xc: return .internal  // incl. NO_ERROR before status
+            case 0x7: return .unavailable          // REFUSED_STREAM: safe to retry
+            case 0x8: return .cancelled            // CANCEL
+            case 0xb: return .resourceExhausted    // ENHANCE_YOUR_CALM
+            case 0xd: return .permissionDenied     // INADEQUATE_SECURITY
+            default: return .unknown
+            }
+        }
+    }
+
+    public var code: Code
+    public var message: String
+    /// Trailing metadata sent with the status.
+    public var metadata: Metadata
+
+    public init(_ code: Code, _ message: String = "", metadata: Metadata = Metadata()) {
+        self.code = code
+        self.message = message
+        self.metadata = metadata
+    }
+
+    public var description: String { message.isEmpty ? "\(code)" : "\(code): \(message)" }
+}

@@ -1,0 +1,104 @@
+import HTTP2
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// A gRPC server: HTTP/2 cleartext (prior knowledge) on SwiftNIO sockets, nghttp2 framing.
+///
+/// ```swift
+/// let server = RPCServer(router: router)
+/// let port = try await server.start()      // 127.0.0.1, port 0 picks a free one
+/// ...
+/// await server.shutdown()                  // GOAWAY, finish in-flight calls, close
+/// ```
+public final class RPCServer: Sendable {
+    public struct Options: Sendable {
+        public var host = "127.0.0.1"
+        public var port = 0
+        /// Largest request or response message (gRPC's default is 4 MiB).
+        public var maxMessageSize = 4 * 1024 * 1024
+        public var http2 = HTTP2Session.Settings()
+        /// How long `shutdown` lets in-flight calls finish before closing connections.
+        public var shutdownGracePeriod: Duration = .seconds(10)
+
+        public init() {}
+
+        public static func defaults(_ configure: (inout Self) -> Void) -> Self {
+            var options = Self()
+            configure(&options)
+            return options
+        }
+    }
+
+    let router: Router
+    let options: Options
+    let logger: Logger
+    let group: any EventLoopGroup
+    private let state = Mutex(State())
+
+    private struct State {
+        var listener: Channel?
+        var connections: [ObjectIdentifier: Channel] = [:]
+    }
+
+    public init(router: Router, options: Options = Options(), logger: Logger = Logger(label: "fabrikam.rpc.server"),
+                group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+        self.router = router
+        self.options = options
+        self.logger = logger
+        self.group = group
+    }
+
+    /// Binds and starts accepting; returns the bound port.
+    @discardableResult
+    public func start() async throws -> Int {
+        let router = self.router
+        let options = self.options
+        let logger = self.logger
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { [weak self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let peer = channel.remoteAddress?.description ?? "unknown"
+                    let session = try HTTP2Session(role: .server, settings: options.http2)
+                    let connection = HTTP2Connection(session: session, eventLoop: channel.eventLoop)
+                    let state = ServerConnectionState(router: router, options: options, logger: logger, peer: peer)
+                    state.connection = connection
+                    connection.delegate = state
+                    let id = ObjectIdentifier(channel)
+                    self?.state.withLock { $0.connections[id] = channel }
+                    state.onClose = { [weak self] in _ = self?.state.withLock { $0.connections.removeValue(forKey: id) } }
+                    try channel.pipeline.syncOperations.addHandler(connection)
+                }
+            }
+            .bind(host: options.host, port: options.port)
+            .get()
+        state.withLock { $0.listener = channel }
+        let port = channel.localAddress?.port ?? options.port
+        logger.info("serving", metadata: ["address": "\(options.host):\(port)", "methods": "\(router.paths.count)"])
+        return port
+    }
+
+    /// Graceful shutdown: stops accepting, sends GOAWAY so clients open no new calls, lets
+    /// in-flight calls finish (up to the grace period), then closes every connection.
+    public func shutdown() async {
+        let (listener, connections) = state.withLock { ($0.listener, Array($0.connections.values)) }
+        try? await listener?.close()
+        for channel in connections {
+            channel.eventLoop.execute {
+                guard let connection = try? channel.pipeline.syncOperations.handler(type: HTTP2Connection.self) else { return }
+                connection.session.sendGoAway(errorCode: 0)
+                connection.flush()
+            }
+        }
+        let deadline = ContinuousClock.now + options.shutdownGracePeriod
+        while ContinuousClock.now < deadline, !state.withLock({ $0.connections.isEmpty }) {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        for channel in state.withLock({ Array($0.connections.values) }) {
+            try? await channel.close()
+        }
+    }
+}

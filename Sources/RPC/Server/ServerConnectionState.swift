@@ -1,0 +1,293 @@
+import HTTP2
+import Logging
+import NIOCore
+import ProtobufKit
+
+/// The gRPC side of one server connection, on its event loop: turns HTTP/2 streams into calls,
+/// runs each call's handler in a task, and turns what the handler does back into frames.
+final class ServerConnectionState: HTTP2ConnectionDelegate {
+    let router: Router
+    let options: RPCServer.Options
+    let logger: Logger
+    let peer: String
+    unowned(unsafe) var connection: HTTP2Connection!
+    var calls: [Int32: Call] = [:]
+    /// Called once the connection has closed (the server forgets it).
+    var onClose: (() -> Void)?
+
+    struct Call {
+        var deframer: MessageDeframer
+        var requests: AsyncThrowingStream<(message: ByteBuffer, wireBytes: Int), Error>.Continuation
+        var task: Task<Void, Never>?
+        var responseCompression: Compression?
+        var headersSent = false
+        var finished = false
+        var deadlineTimer: Scheduled<Void>?
+        /// Received bytes not yet acknowledged to the peer (flow control).
+        var unacknowledged = 0
+        /// Bytes of complete messages handed to the handler but not yet read by it.
+        var unread = 0
+    }
+
+    /// Unread request bytes a call may hold before its window stays shut: below this, bytes are
+    /// acknowledged as they arrive (so a message larger than the window can complete); above
+    /// it, only the handler's reads reopen the window, and a slow handler stops its client.
+    static let unreadLimit = 64 * 1024
+
+    init(router: Router, options: RPCServer.Options, logger: Logger, peer: String) {
+        self.router = router
+        self.options = options
+        self.logger = logger
+        self.peer = peer
+    }
+
+    // MARK: Events from the peer
+
+    func connection(_ connection: HTTP2Connection, received event: HTTP2Session.Event) {
+        switch event {
+        case .headers(let streamID, let fields, let endStream):
+            if calls[streamID] == nil {
+                open(streamID: streamID, fields: fields, endStream: endStream)
+            } else if endStream {
+                endOfRequests(streamID: streamID)  // trailers from a client: the request side is done
+            }
+        case .data(let streamID, let bytes):
+            guard calls[streamID] != nil else {
+                connection.session.consume(streamID: streamID, count: bytes.readableBytes)
+                return
+            }
+            calls[streamID]!.deframer.append(bytes)
+            calls[streamID]!.unacknowledged += bytes.readableBytes
+            deliverMessages(streamID: streamID)
+            acknowledgeIfReading(streamID: streamID)
+        case .endStream(let streamID):
+            endOfRequests(streamID: streamID)
+        case .streamClosed(let streamID, let errorCode):
+            if let call = calls.removeValue(forKey: streamID) {
+                call.deadlineTimer?.cancel()
+                if !call.finished {
+                    // The client went away (RST_STREAM): the handler's task is cancelled.
+                    call.requests.finish(throwing: RPCError(.cancelled, "the client cancelled the call (HTTP/2 error \(errorCode))"))
+                    call.task?.cancel()
+                }
+            }
+        case .goAway, .ping, .settings, .resetByPeer:
+            break
+        }
+    }
+
+    func connectionClosed(_ connection: HTTP2Connection) {
+        for (_, call) in calls {
+            call.deadlineTimer?.cancel()
+            call.requests.finish(throwing: RPCError(.unavailable, "the connection closed"))
+            call.task?.cancel()
+        }
+        calls = [:]
+        onClose?()
+        onClose = nil
+    }
+
+    // MARK: Opening a call
+
+    func open(streamID: Int32, fields: [HeaderField], endStream: Bool) {
+        var path = ""
+        var method = ""
+        var contentType = ""
+        var timeout: String?
+        var encoding: String?
+        var metadataFields: [(name: String, value: String)] = []
+        for field in fields {
+            switch field.name {
+            case ":path": path = field.value
+            case ":method": method = field.value
+            case "content-type": contentType = field.value
+            case "grpc-timeout": timeout = field.value
+            case "grpc-encoding": encoding = field.value
+            default: metadataFields.append((field.name, field.value))
+            }
+        }
+        // Not gRPC at all: HTTP 415, as PROTOCOL-HTTP2 asks.
+        guard contentType == "application/grpc" || contentType.hasPrefix("application/grpc+") || contentType.hasPrefix("application/grpc;") else {
+            respondWithoutCall(streamID: streamID, httpStatus: "415", status: RPCError(.internal, "content-type \(contentType.isEmpty ? "(none)" : contentType) is not application/grpc"))
+            return
+        }
+        guard method == "POST" else {
+            respondWithoutCall(streamID: streamID, httpStatus: "405", status: RPCError(.internal, ":method \(method) is not POST"))
+            return
+        }
+        guard let handler = router.methods[path] else {
+            let service = path.split(separator: "/").first.map(String.init) ?? ""
+            let known = router.serviceNames.contains(service)
+            respondWithoutCall(streamID: streamID, httpStatus: "200", status: RPCError(.unimplemented, known ? "method \(path) is not implemented" : "service \(service) is not implemented"))
+            return
+        }
+        let requestCompression: Compression?
+        do {
+            requestCompression = try Compression.named(encoding)
+        } catch let error as RPCError {
+            var status = error
+            status.metadata.add("grpc-accept-encoding", Compression.acceptEncoding)
+            respondWithoutCall(streamID: streamID, httpStatus: "200", status: status)
+            return
+        } catch {
+            return
+        }
+        var deadline: ContinuousClock.Instant?
+        if let timeout {
+            guard let duration = GRPCTimeout.parse(timeout) else {
+                respondWithoutCall(streamID: streamID, httpStatus: "400", status: RPCError(.internal, "grpc-timeout \(timeout) is malformed"))
+                return
+            }
+            deadline = .now + duration
+        }
+
+        let context = ServerContext(method: handler.descriptor, metadata: Metadata(fields: metadataFields), deadline: deadline, peer: peer, requestEncoding: requestCompression?.name)
+        let (requests, continuation) = AsyncThrowingStream<(message: ByteBuffer, wireBytes: Int), Error>.makeStream()
+        let bound = NIOLoopBound(self, eventLoop: connection.eventLoop)
+        let call = ServerCall(streamID: streamID, context: context, requests: requests, connection: bound, options: options)
+        // Respond compressed when the client asked for compression and accepts gzip.
+        let acceptsGzip = metadataFields.contains { $0.name == "grpc-accept-encoding" && $0.value.contains("gzip") }
+        var state = Call(deframer: MessageDeframer(maxMessageSize: options.maxMessageSize, compression: requestCompression),
+                         requests: continuation,
+                         responseCompression: requestCompression != nil && acceptsGzip ? .gzip : nil)
+        if let deadline {
+            let delay = TimeAmount.nanoseconds(Int64(max(0, (deadline - .now).nanosecondsClamped)))
+            state.deadlineTimer = connection.eventLoop.scheduleTask(in: delay) { [bound] in
+                bound.value.deadlineExceeded(streamID: streamID)
+            }
+        }
+        calls[streamID] = state
+        let logger = self.logger
+        let run = handler.run
+        calls[streamID]!.task = Task {
+            do {
+                try await run(call)
+                call.finish(nil)
+            } catch let error as RPCError {
+                call.finish(error)
+            } catch is CancellationError {
+                call.finish(RPCError(.cancelled, "the call was cancelled"))
+            } catch {
+                logger.debug("handler failed", metadata: ["path": "\(path)", "error": "\(error)"])
+                call.finish(RPCError(.unknown, "the handler failed"))
+            }
+        }
+        if endStream { endOfRequests(streamID: streamID) }
+    }
+
+    /// Answers a stream that never becomes a call, with a Trailers-Only response.
+    func respondWithoutCall(streamID: Int32, httpStatus: String, status: RPCError) {
+        var fields = [HeaderField(":status", httpStatus), HeaderField("content-type", "application/grpc")]
+        fields += statusFields(status)
+        try? connection.session.sendResponseHeaders(streamID: streamID, fields, endStream: true)
+    }
+
+    // MARK: Requests
+
+    func deliverMessages(streamID: Int32) {
+        while calls[streamID] != nil {
+            let before = calls[streamID]!.deframer.buffer.readableBytes
+            let message: ByteBuffer?
+            do {
+                message = try calls[streamID]!.deframer.next()
+            } catch let error as RPCError {
+                failCall(streamID: streamID, error)
+                return
+            } catch {
+                return
+            }
+            guard let message else { return }
+            let wireBytes = before - calls[streamID]!.deframer.buffer.readableBytes
+            calls[streamID]!.unread += wireBytes
+            calls[streamID]!.requests.yield((message, wireBytes))
+        }
+    }
+
+    func endOfRequests(streamID: Int32) {
+        guard let call = calls[streamID] else { return }
+        if call.deframer.hasPartialMessage {
+            failCall(streamID: streamID, RPCError(.internal, "the request stream ended inside a message"))
+            return
+        }
+        call.requests.finish()
+    }
+
+    /// Ends a call from the transport side (bad input, deadline): status now, handler cancelled.
+    func failCall(streamID: Int32, _ error: RPCError) {
+        guard let call = calls[streamID], !call.finished else { return }
+        call.requests.finish(throwing: error)
+        call.task?.cancel()
+        finishCall(streamID: streamID, status: error, initialMetadata: Metadata())
+    }
+
+    func deadlineExceeded(streamID: Int32) {
+        failCall(streamID: streamID, RPCError(.deadlineExceeded, "the deadline passed"))
+        connection.flush()
+    }
+
+    /// The handler read a message of `count` wire bytes.
+    func consume(streamID: Int32, count: Int) {
+        guard calls[streamID] != nil else { return }
+        calls[streamID]!.unread -= count
+        acknowledgeIfReading(streamID: streamID)
+        connection.flush()
+    }
+
+    func acknowledgeIfReading(streamID: Int32) {
+        guard let call = calls[streamID], call.unacknowledged > 0, call.unread < Self.unreadLimit else { return }
+        connection.session.consume(streamID: streamID, count: call.unacknowledged)
+        calls[streamID]!.unacknowledged = 0
+    }
+
+    // MARK: Responses
+
+    func sendMessage(streamID: Int32, _ message: [UInt8], initialMetadata: Metadata) throws {
+        guard let call = calls[streamID], !call.finished else {
+            throw RPCError(.cancelled, "the call has ended")
+        }
+        if !call.headersSent { sendHeaders(streamID: streamID, initialMetadata: initialMetadata) }
+        let framed = try frameMessage(message, compression: call.responseCompression, allocator: ByteBufferAllocator())
+        try connection.session.sendData(streamID: streamID, framed)
+        connection.flush()
+    }
+
+    func sendHeaders(streamID: Int32, initialMetadata: Metadata) {
+        var fields = [HeaderField(":status", "200"), HeaderField("content-type", "application/grpc"),
+                      HeaderField("grpc-accept-encoding", Compression.acceptEncoding)]
+        if let compression = calls[streamID]?.responseCompression { fields.append(HeaderField("grpc-encoding", compression.name)) }
+        fields += initialMetadata.headerFields.map { HeaderField($0.name, $0.value) }
+        try? connection.session.sendResponseHeaders(streamID: streamID, fields, endStream: false)
+        calls[streamID]?.headersSent = true
+    }
+
+    func finishCall(streamID: Int32, status: RPCError, initialMetadata: Metadata) {
+        guard let call = calls[streamID], !call.finished else { return }
+        calls[streamID]!.finished = true
+        call.deadlineTimer?.cancel()
+        if call.headersSent {
+            try? connection.session.finish(streamID: streamID, trailers: statusFields(status))
+        } else {
+            // Trailers-Only: one header block with the status.
+            var fields = [HeaderField(":status", "200"), HeaderField("content-type", "application/grpc")]
+            fields += initialMetadata.headerFields.map { HeaderField($0.name, $0.value) }
+            fields += statusFields(status)
+            try? connection.session.sendResponseHeaders(streamID: streamID, fields, endStream: true)
+        }
+        connection.flush()
+    }
+
+    func statusFields(_ status: RPCError) -> [HeaderField] {
+        var fields = [HeaderField("grpc-status", String(status.code.rawValue))]
+        if !status.message.isEmpty { fields.append(HeaderField("grpc-message", PercentEncoding.encode(status.message))) }
+        fields += status.metadata.headerFields.map { HeaderField($0.name, $0.value) }
+        return fields
+    }
+}
+
+extension Duration {
+    var nanosecondsClamped: Int64 {
+        let (seconds, attoseconds) = components
+        if seconds > Int64.max / 1_000_000_000 { return .max }
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}

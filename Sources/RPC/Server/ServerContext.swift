@@ -1,0 +1,40 @@
+import ProtobufKit
+import Synchronization
+
+/// What a handler knows about its call, and how it adds response metadata.
+public final class ServerContext: Sendable {
+    public let method: MethodDescriptor
+    /// The client's metadata (custom headers; protocol headers removed).
+    public let metadata: Metadata
+    /// When the client stops waiting (from `grpc-timeout`), if it said.
+    public let deadline: ContinuousClock.Instant?
+    /// The client's address.
+    public let peer: String
+    /// The request's `grpc-encoding` (nil when the client did not compress).
+    public let requestEncoding: String?
+
+    private let state = Mutex(ResponseMetadata())
+
+    struct ResponseMetadata {
+        var initial = Metadata()
+        var trailing = Metadata()
+    }
+
+    init(method: MethodDescriptor, metadata: Metadata, deadline: ContinuousClock.Instant?, peer: String, requestEncoding: String?) {
+        self.requestEncoding = requestEncoding
+        self.method = method
+        self.metadata = metadata
+        self.deadline = deadline
+        self.peer = peer
+    }
+
+    /// Adds metadata to the response headers (before the first response message is written).
+    public func addInitialMetadata(_ name: String, _ value: String) { state.withLock { $0.initial.add(name, value) } }
+    public func addInitialMetadata(_ name: String, binary: [UInt8]) { state.withLock { $0.initial.add(name, binary: binary) } }
+    /// Adds metadata to the trailers sent with the status.
+    public func addTrailingMetadata(_ name: String, _ value: String) { state.withLock { $0.trailing.add(name, value) } }
+    public func addTrailingMetadata(_ name: String, binary: [UInt8]) { state.withLock { $0.trailing.add(name, binary: binary) } }
+
+    var initialMetadata: Metadata { state.withLock { $0.initial } }
+    var trailingMetadata: Metadata { state.withLock { $0.trailing } }
+}

@@ -1,0 +1,64 @@
+import NIOCore
+
+/// gRPC's length-prefixed messages: a compressed flag byte, a 4-byte big-endian length, then the
+/// message. `MessageDeframer` reassembles them from DATA frames split at any boundary.
+struct MessageDeframer {
+    var buffer = ByteBuffer()
+    /// Messages larger than this end the call with RESOURCE_EXHAUSTED.
+    let maxMessageSize: Int
+    /// The call's `grpc-encoding`, for messages whose compressed flag is set.
+    let compression: Compression?
+
+    init(maxMessageSize: Int, compression: Compression?) {
+        self.maxMessageSize = maxMessageSize
+        self.compression = compression
+    }
+
+    mutating func append(_ bytes: ByteBuffer) {
+        if buffer.readableBytes == 0 { buffer = bytes } else { buffer.writeImmutableBuffer(bytes) }
+    }
+
+    /// The next complete message, if one has arrived.
+    mutating func next() throws -> ByteBuffer? {
+        guard buffer.readableBytes >= 5,
+              let flag = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self),
+              let length = buffer.getInteger(at: buffer.readerIndex + 1, as: UInt32.self) else { return nil }
+        guard length <= maxMessageSize else {
+            throw RPCError(.resourceExhausted, "message of \(length) bytes is over the limit of \(maxMessageSize)")
+        }
+        guard buffer.readableBytes >= 5 + Int(length) else { return nil }
+        buffer.moveReaderIndex(forwardBy: 5)
+        let message = buffer.readSlice(length: Int(length))!
+        if buffer.readableBytes == 0 { buffer.clear() }
+        switch flag {
+        case 0:
+            return message
+        case 1:
+            guard let compression else {
+                throw RPCError(.internal, "compressed message received but no grpc-encoding was given")
+            }
+            return try compression.decompress(message, limit: maxMessageSize)
+        default:
+            throw RPCError(.internal, "invalid compressed flag \(flag) in a message prefix")
+        }
+    }
+
+    /// Bytes of a message still incomplete (an error if the stream ends now).
+    var hasPartialMessage: Bool { buffer.readableBytes > 0 }
+}
+
+/// Frames one message, compressing it when `compression` is given.
+func frameMessage(_ message: [UInt8], compression: Compression?, allocator: ByteBufferAllocator) throws -> ByteBuffer {
+    var payload = allocator.buffer(capacity: message.count)
+    payload.writeBytes(message)
+    var flag: UInt8 = 0
+    if let compression {
+        payload = try compression.compress(payload)
+        flag = 1
+    }
+    var framed = allocator.buffer(capacity: payload.readableBytes + 5)
+    framed.writeInteger(flag)
+    framed.writeInteger(UInt32(payload.readableBytes))
+    framed.writeImmutableBuffer(payload)
+    return framed
+}

@@ -1,0 +1,52 @@
+// interop-server: the gRPC interop TestService on our runtime, for grpcio and other gRPC tools.
+//
+//   interop-server --port N      (127.0.0.1:N; 0 picks a free port; runs until SIGINT/SIGTERM)
+//
+// Prints `listening 127.0.0.1:<port>` once it accepts connections.
+
+#if canImport(Glibc)
+import Glibc
+#endif
+import Dispatch
+import InteropTesting
+import Synchronization
+import RPC
+
+var port = 0
+var arguments = CommandLine.arguments.dropFirst().makeIterator()
+while let argument = arguments.next() {
+    switch argument {
+    case "--port":
+        guard let value = arguments.next().flatMap(Int.init) else {
+            print("--port needs a number")
+            exit(2)
+        }
+        port = value
+    default:
+        print("usage: interop-server [--port N]")
+        exit(2)
+    }
+}
+
+let server = RPCServer(router: interopTestServiceRouter(), options: .defaults { $0.port = port })
+let bound = try await server.start()
+print("listening 127.0.0.1:\(bound)")
+fflush(nil)  // flush every stream (stdout is a C global Swift 6 will not touch)
+
+// Wait for SIGINT or SIGTERM, then shut down gracefully.
+signal(SIGINT, SIG_IGN)
+signal(SIGTERM, SIG_IGN)
+let signals = [SIGINT, SIGTERM].map { signalNumber in
+    let source = DispatchSource.makeSignalSource(signal: signalNumber)
+    return source
+}
+await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+    let resumed = Mutex(false)
+    for source in signals {
+        source.setEventHandler {
+            if resumed.withLock({ let was = $0; $0 = true; return !was }) { continuation.resume() }
+        }
+        source.resume()
+    }
+}
+await server.shutdown()
