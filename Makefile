@@ -3,7 +3,7 @@ SHELL := /bin/bash
 SWIFT ?= swift
 FUZZ_SECONDS ?= 30
 
-.PHONY: all deps build proto check-generated test unit-tests fuzz bench bench-protobuf run clean
+.PHONY: all deps build proto check-generated test unit-tests fuzz bench bench-protobuf run clean interop interop-server
 
 all: build
 
@@ -31,6 +31,16 @@ check-generated: proto
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+
+## interop: our RPC runtime against grpcio (reference gRPC), client and server, both ways
+interop: deps
+	bash tools/interop.sh
+
+## interop-server: the interop TestService on 127.0.0.1:$(PORT), in the foreground until Ctrl-C
+PORT ?= 50051
+interop-server: deps
+	$(SWIFT) build --product interop-server
+	"$$($(SWIFT) build --show-bin-path)/interop-server" --port $(PORT)
 
 ## fuzz: libFuzzer targets for binary decode and JSON parse, $(FUZZ_SECONDS)s each
 fuzz: deps

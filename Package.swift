@@ -23,6 +23,7 @@ let package = Package(
         .library(name: "RPC", targets: ["RPC"]),
         .executable(name: "protoc-gen-swiftpbc", targets: ["protoc-gen-swiftpbc"]),
         .executable(name: "interop-server", targets: ["interop-server"]),
+        .executable(name: "interop-client", targets: ["interop-client"]),
     ],
     dependencies: [
         // Sockets and event loops for the RPC runtime; HTTP/2 itself is nghttp2's.
@@ -109,6 +110,12 @@ let package = Package(
             name: "interop-server",
             dependencies: ["InteropTesting", "RPC"],
             path: "tools/interop-server"
+        ),
+
+        .executableTarget(
+            name: "interop-client",
+            dependencies: ["InteropTesting", "RPC"],
+            path: "tools/interop-client"
         ),
 
         // MARK: Code generator

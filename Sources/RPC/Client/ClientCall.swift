@@ -1,0 +1,149 @@
+import NIOCore
+import ProtobufKit
+import Synchronization
+
+/// The untyped plumbing of one client call. Sendable: effects hop to the connection's loop.
+final class ClientCall: Sendable {
+    let streamID: Int32
+    let state: NIOLoopBound<ClientConnectionState>
+    let events: AsyncStream<ClientCallEvent>
+    let compression: Compression?
+    let maxMessageSize: Int
+    let deadlineTimer = Mutex<Scheduled<Void>?>(nil)
+    let metadata = Mutex<(initial: Metadata, trailing: Metadata)>((Metadata(), Metadata()))
+    let ended = Mutex(false)
+
+    init(streamID: Int32, state: NIOLoopBound<ClientConnectionState>, events: AsyncStream<ClientCallEvent>,
+         compression: Compression?, maxMessageSize: Int) {
+        self.streamID = streamID
+        self.state = state
+        self.events = events
+        self.compression = compression
+        self.maxMessageSize = maxMessageSize
+    }
+
+    var eventLoop: EventLoop { state.eventLoop }
+
+    func send(_ message: [UInt8]) async throws {
+        if message.count > maxMessageSize {
+            throw RPCError(.resourceExhausted, "request message of \(message.count) bytes is over the limit of \(maxMessageSize)")
+        }
+        let framed = try frameMessage(message, compression: compression, allocator: ByteBufferAllocator())
+        let state = self.state
+        let streamID = self.streamID
+        try await eventLoop.submit { try state.value.send(streamID: streamID, framed) }.get()
+    }
+
+    func finishRequests() {
+        let state = self.state
+        let streamID = self.streamID
+        eventLoop.execute { state.value.finishRequests(streamID: streamID) }
+    }
+
+    /// Cancels the call: RST_STREAM(CANCEL), and the caller sees CANCELLED.
+    func cancel() {
+        let state = self.state
+        let streamID = self.streamID
+        eventLoop.execute { state.value.cancel(streamID: streamID, status: RPCError(.cancelled, "the call was cancelled")) }
+    }
+
+    /// Called when the caller is done with a streaming call: a server still sending is told to stop.
+    func cancelIfOpen() {
+        if !ended.withLock({ $0 }) { cancel() }
+    }
+
+    /// Records an event's metadata; returns the status for an `.end`.
+    func observe(_ event: ClientCallEvent) {
+        switch event {
+        case .headers(let initial):
+            metadata.withLock { $0.initial = initial }
+        case .end(_, let trailers):
+            metadata.withLock { $0.trailing = trailers }
+            ended.withLock { $0 = true }
+            deadlineTimer.withLock { $0?.cancel() }
+        case .message:
+            break
+        }
+    }
+
+    func decode<Message: ProtobufKit.Message>(_ type: Message.Type, _ bytes: ByteBuffer) throws -> Message {
+        do {
+            return try bytes.withUnsafeReadableBytes { try Message(decoding: $0, options: .defaults { $0.maxSize = maxMessageSize }) }
+        } catch let error as ProtobufDecodingError {
+            cancel()
+            throw RPCError(.internal, "could not decode \(Message.protoMessageName): \(error)")
+        }
+    }
+
+    /// Reads a unary response: exactly one message, then an OK status.
+    func collectOne<Message: ProtobufKit.Message>(_ type: Message.Type) async throws -> UnaryResponse<Message> {
+        var response: Message?
+        for await event in events {
+            observe(event)
+            switch event {
+            case .headers:
+                continue
+            case .message(let bytes):
+                guard response == nil else {
+                    cancel()
+                    throw RPCError(.internal, "the server sent more than one response to a unary call")
+                }
+                response = try decode(Message.self, bytes)
+            case .end(let status, _):
+                guard status.code == .ok else { throw status }
+                guard let response else { throw RPCError(.internal, "the server sent no response message") }
+                let (initial, trailing) = metadata.withLock { $0 }
+                return UnaryResponse(message: response, initialMetadata: initial, trailingMetadata: trailing)
+            }
+        }
+        throw RPCError(.internal, "the call ended without a status")
+    }
+}
+
+/// Response messages of a streaming call, decoded as they are read. The sequence ends after an
+/// OK status and throws the `RPCError` of any other status.
+public struct ResponseStream<Message: ProtobufKit.Message>: AsyncSequence, Sendable {
+    public typealias Element = Message
+    let call: ClientCall
+
+    /// The server's initial metadata (once the first message or the end has been read).
+    public var initialMetadata: Metadata { call.metadata.withLock { $0.initial } }
+    /// The server's trailing metadata (once the sequence has ended).
+    public var trailingMetadata: Metadata { call.metadata.withLock { $0.trailing } }
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        var base: AsyncStream<ClientCallEvent>.AsyncIterator
+        let call: ClientCall
+
+        public mutating func next() async throws -> Message? {
+            while let event = await base.next() {
+                call.observe(event)
+                switch event {
+                case .headers: continue
+                case .message(let bytes): return try call.decode(Message.self, bytes)
+                case .end(let status, _):
+                    if status.code == .ok { return nil }
+                    throw status
+                }
+            }
+            return nil
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: call.events.makeAsyncIterator(), call: call) }
+}
+
+/// Writes request messages of a client-streaming or bidirectional call.
+public struct RequestWriter<Message: ProtobufKit.Message>: Sendable {
+    let call: ClientCall
+
+    public func write(_ message: Message) async throws {
+        try await call.send(message.serializedBytes())
+    }
+
+    /// Ends the request stream (the server sees END_STREAM). Optional for client-streaming calls,
+    /// which end it after the body returns.
+    public func finish() {
+        call.finishRequests()
+    }
+}

@@ -1,0 +1,164 @@
+import HTTP2
+import NIOCore
+
+/// What a client call sees from the server, in order.
+enum ClientCallEvent: Sendable {
+    case headers(Metadata)
+    case message(ByteBuffer)
+    case end(RPCError, trailers: Metadata)
+}
+
+/// The gRPC side of one client connection, on its event loop: opens streams for calls and
+/// turns the server's frames into call events.
+final class ClientConnectionState: HTTP2ConnectionDelegate {
+    unowned(unsafe) var connection: HTTP2Connection!
+    let maxMessageSize: Int
+    var streams: [Int32: Stream] = [:]
+    /// Set by GOAWAY or close: no new calls on this connection.
+    var draining = false
+    var onClose: (() -> Void)?
+
+    struct Stream {
+        var deframer: MessageDeframer?
+        var events: AsyncStream<ClientCallEvent>.Continuation
+        var httpStatus = 0
+        var sawHeaders = false
+        var ended = false
+    }
+
+    init(maxMessageSize: Int) {
+        self.maxMessageSize = maxMessageSize
+    }
+
+    // MARK: Calls
+
+    func startCall(fields: [HeaderField], events: AsyncStream<ClientCallEvent>.Continuation) throws -> Int32 {
+        if draining { throw RPCError(.unavailable, "the connection is shutting down") }
+        let streamID = try connection.session.startRequest(fields)
+        streams[streamID] = Stream(events: events)
+        connection.flush()
+        return streamID
+    }
+
+    /// Queues a request message. After the server has ended the call the message is dropped:
+    /// the call's outcome is the status the server sent, which the caller reads from the responses.
+    func send(streamID: Int32, _ framed: ByteBuffer) throws {
+        guard streams[streamID]?.ended == false else { return }
+        try connection.session.sendData(streamID: streamID, framed)
+        connection.flush()
+    }
+
+    func finishRequests(streamID: Int32) {
+        guard streams[streamID]?.ended == false else { return }
+        try? connection.session.finish(streamID: streamID)
+        connection.flush()
+    }
+
+    /// Cancels a call: RST_STREAM(CANCEL) to the server, `status` to the caller.
+    func cancel(streamID: Int32, status: RPCError) {
+        guard let stream = streams[streamID], !stream.ended else { return }
+        streams[streamID]?.ended = true
+        connection.session.resetStream(streamID, errorCode: 0x8)
+        connection.flush()
+        stream.events.yield(.end(status, trailers: Metadata()))
+        stream.events.finish()
+    }
+
+    // MARK: Events from the server
+
+    func connection(_ connection: HTTP2Connection, received event: HTTP2Session.Event) {
+        switch event {
+        case .headers(let streamID, let fields, let endStream):
+            guard var stream = streams[streamID], !stream.ended else { return }
+            if !stream.sawHeaders {
+                stream.sawHeaders = true
+                stream.httpStatus = Int(fields.first { $0.name == ":status" }?.value ?? "") ?? 0
+                let encoding = fields.first { $0.name == "grpc-encoding" }?.value
+                do {
+                    stream.deframer = MessageDeframer(maxMessageSize: maxMessageSize, compression: try Compression.named(encoding))
+                } catch {
+                    streams[streamID] = stream
+                    end(streamID: streamID, status: RPCError(.internal, "the server used an unsupported grpc-encoding \(encoding ?? "")"), trailers: Metadata())
+                    connection.session.resetStream(streamID, errorCode: 0x8)
+                    return
+                }
+                streams[streamID] = stream
+                if endStream {
+                    // Trailers-Only: the status is in this one block.
+                    end(streamID: streamID, fields: fields)
+                } else {
+                    stream.events.yield(.headers(Metadata(fields: fields.map { ($0.name, $0.value) })))
+                }
+            } else {
+                end(streamID: streamID, fields: fields)
+            }
+        case .data(let streamID, let bytes):
+            guard streams[streamID]?.ended == false, streams[streamID]?.deframer != nil else { return }
+            streams[streamID]!.deframer!.append(bytes)
+            while true {
+                do {
+                    guard let message = try streams[streamID]?.deframer?.next() else { break }
+                    streams[streamID]?.events.yield(.message(message))
+                } catch let error as RPCError {
+                    end(streamID: streamID, status: error, trailers: Metadata())
+                    connection.session.resetStream(streamID, errorCode: 0x8)
+                    break
+                } catch {
+                    break
+                }
+            }
+        case .endStream:
+            break  // the status comes with trailers; a DATA END_STREAM without them is caught on close
+        case .streamClosed(let streamID, let errorCode):
+            if let stream = streams[streamID], !stream.ended {
+                let status = errorCode == 0
+                    ? RPCError(stream.httpStatus == 200 || stream.httpStatus == 0 ? .internal : RPCError.Code.fromHTTPStatus(stream.httpStatus),
+                               "the server closed the stream without a grpc-status")
+                    : RPCError(RPCError.Code.fromHTTP2ErrorCode(errorCode), "the stream was reset (HTTP/2 error \(errorCode))")
+                end(streamID: streamID, status: status, trailers: Metadata())
+            }
+            streams[streamID] = nil
+        case .goAway:
+            draining = true
+        case .ping, .settings, .resetByPeer:
+            break
+        }
+    }
+
+    func connectionClosed(_ connection: HTTP2Connection) {
+        draining = true
+        for streamID in Array(streams.keys) {
+            end(streamID: streamID, status: RPCError(.unavailable, "the connection closed"), trailers: Metadata())
+        }
+        streams = [:]
+        onClose?()
+        onClose = nil
+    }
+
+    /// The status from a trailers block (or the HTTP status when grpc-status is missing).
+    func end(streamID: Int32, fields: [HeaderField]) {
+        let httpStatus = streams[streamID]?.httpStatus ?? 0
+        var status: RPCError
+        if let code = fields.first(where: { $0.name == "grpc-status" }).flatMap({ Int($0.value) }) {
+            let message = fields.first { $0.name == "grpc-message" }.map { PercentEncoding.decode($0.value) } ?? ""
+            status = RPCError(RPCError.Code(rawValue: code), message)
+        } else if httpStatus != 200 {
+            status = RPCError(RPCError.Code.fromHTTPStatus(httpStatus), "HTTP status \(httpStatus) without a grpc-status")
+        } else {
+            status = RPCError(.internal, "the response ended without a grpc-status")
+        }
+        if streams[streamID]?.deframer?.hasPartialMessage == true && status.code == .ok {
+            status = RPCError(.internal, "the response ended inside a message")
+        }
+        let trailers = Metadata(fields: fields.map { ($0.name, $0.value) })
+        status.metadata = trailers
+        end(streamID: streamID, status: status, trailers: trailers)
+    }
+
+    func end(streamID: Int32, status: RPCError, trailers: Metadata) {
+        guard let stream = streams[streamID], !stream.ended else { return }
+        streams[streamID]?.ended = true
+        stream.events.yield(.end(status, trailers: trailers))
+        stream.events.finish()
+    }
+}

@@ -1,0 +1,207 @@
+import HTTP2
+import NIOCore
+import NIOPosix
+import ProtobufKit
+import Synchronization
+
+/// Per-call settings.
+public struct CallOptions: Sendable {
+    /// How long the call may take; sent as `grpc-timeout` and enforced locally.
+    public var timeout: Duration?
+    /// Custom metadata sent with the request headers.
+    public var metadata = Metadata()
+    /// Compress request messages with gzip.
+    public var compressRequests = false
+
+    public init(timeout: Duration? = nil, metadata: Metadata = Metadata(), compressRequests: Bool = false) {
+        self.timeout = timeout
+        self.metadata = metadata
+        self.compressRequests = compressRequests
+    }
+}
+
+/// The full outcome of a unary call: the response with the server's metadata.
+public struct UnaryResponse<Message: Sendable>: Sendable {
+    public var message: Message
+    public var initialMetadata: Metadata
+    public var trailingMetadata: Metadata
+}
+
+/// A gRPC client for one target (`host:port`), over one HTTP/2 connection that it opens on first
+/// use and opens again after the server closes it or sends GOAWAY.
+public final class RPCClient: Sendable {
+    public struct Options: Sendable {
+        public var maxMessageSize = 4 * 1024 * 1024
+        public var connectTimeout: Duration = .seconds(5)
+        public init() {}
+    }
+
+    public let host: String
+    public let port: Int
+    let options: Options
+    let group: any EventLoopGroup
+    private let current = Mutex<ConnectionHandle?>(nil)
+
+    /// An open connection: its channel and its loop-bound state.
+    struct ConnectionHandle: Sendable {
+        let channel: Channel
+        let state: NIOLoopBound<ClientConnectionState>
+    }
+
+    public init(host: String, port: Int, options: Options = Options(), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+        self.host = host
+        self.port = port
+        self.options = options
+        self.group = group
+    }
+
+    /// Closes the connection; calls in flight end with UNAVAILABLE.
+    public func close() async {
+        let handle = current.withLock { handle -> ConnectionHandle? in
+            defer { handle = nil }
+            return handle
+        }
+        try? await handle?.channel.close()
+    }
+
+    // MARK: Connection
+
+    func connection() async throws -> ConnectionHandle {
+        if let handle = current.withLock({ $0 }), handle.channel.isActive {
+            let usable = try await handle.channel.eventLoop.submit { !handle.state.value.draining }.get()
+            if usable { return handle }
+        }
+        let maxMessageSize = options.maxMessageSize
+        let channel: Channel
+        do {
+            channel = try await ClientBootstrap(group: group)
+                .connectTimeout(.nanoseconds(options.connectTimeout.nanosecondsClamped))
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        var settings = HTTP2Session.Settings()
+                        // Responses are acknowledged on arrival; a client reads what it asked for.
+                        settings.manualFlowControl = false
+                        let session = try HTTP2Session(role: .client, settings: settings)
+                        let connection = HTTP2Connection(session: session, eventLoop: channel.eventLoop)
+                        let state = ClientConnectionState(maxMessageSize: maxMessageSize)
+                        state.connection = connection
+                        connection.delegate = state
+                        try channel.pipeline.syncOperations.addHandler(connection)
+                    }
+                }
+                .connect(host: host, port: port)
+                .get()
+        } catch {
+            throw RPCError(.unavailable, "cannot connect to \(host):\(port): \(error)")
+        }
+        let state = try await channel.eventLoop.submit {
+            let connection = try channel.pipeline.syncOperations.handler(type: HTTP2Connection.self)
+            return NIOLoopBound(connection.delegate as! ClientConnectionState, eventLoop: channel.eventLoop)
+        }.get()
+        let handle = ConnectionHandle(channel: channel, state: state)
+        current.withLock { $0 = handle }
+        return handle
+    }
+
+    // MARK: Raw calls
+
+    /// Opens a call: sends the request headers and returns the call's handle.
+    func startCall(_ method: MethodDescriptor, options: CallOptions) async throws -> ClientCall {
+        let handle = try await connection()
+        var fields = [
+            HeaderField(":method", "POST"), HeaderField(":scheme", "http"), HeaderField(":path", method.path),
+            HeaderField(":authority", "\(host):\(port)"), HeaderField("content-type", "application/grpc"),
+            HeaderField("te", "trailers"), HeaderField("user-agent", "fabrikam-rpc-swift/0.1"),
+            HeaderField("grpc-accept-encoding", Compression.acceptEncoding),
+        ]
+        if options.compressRequests { fields.append(HeaderField("grpc-encoding", "gzip")) }
+        if let timeout = options.timeout { fields.append(HeaderField("grpc-timeout", GRPCTimeout.format(timeout))) }
+        fields += options.metadata.headerFields.map { HeaderField($0.name, $0.value) }
+        let (events, continuation) = AsyncStream<ClientCallEvent>.makeStream()
+        let state = handle.state
+        let streamID = try await handle.channel.eventLoop.submit {
+            try state.value.startCall(fields: fields, events: continuation)
+        }.get()
+        let call = ClientCall(streamID: streamID, state: state, events: events,
+                              compression: options.compressRequests ? .gzip : nil, maxMessageSize: self.options.maxMessageSize)
+        if let timeout = options.timeout {
+            // The local deadline: the server enforces its own, but an unresponsive server must
+            // not hold the caller past it.
+            let scheduled = handle.channel.eventLoop.scheduleTask(in: .nanoseconds(timeout.nanosecondsClamped)) {
+                state.value.cancel(streamID: streamID, status: RPCError(.deadlineExceeded, "the deadline passed"))
+            }
+            call.deadlineTimer.withLock { $0 = scheduled }
+        }
+        return call
+    }
+
+    // MARK: Typed calls
+
+    /// Runs a call's body; task cancellation cancels the call (RST_STREAM), and surfaces as
+    /// CANCELLED like any other way the call can end.
+    func running<Result>(_ call: ClientCall, _ body: () async throws -> Result) async throws -> Result {
+        do {
+            return try await withTaskCancellationHandler(operation: body, onCancel: { call.cancel() })
+        } catch is CancellationError {
+            call.cancel()
+            throw RPCError(.cancelled, "the call was cancelled")
+        }
+    }
+
+    /// One request, one response.
+    public func unary<M: MethodSpec>(_ method: M.Type, _ request: M.Input, options: CallOptions = CallOptions()) async throws -> M.Output {
+        try await unaryWithMetadata(method, request, options: options).message
+    }
+
+    /// One request, one response, with the server's initial and trailing metadata.
+    public func unaryWithMetadata<M: MethodSpec>(_ method: M.Type, _ request: M.Input, options: CallOptions = CallOptions()) async throws -> UnaryResponse<M.Output> {
+        let call = try await startCall(M.descriptor, options: options)
+        return try await running(call) {
+            try await call.send(request.serializedBytes())
+            call.finishRequests()
+            return try await call.collectOne(M.Output.self)
+        }
+    }
+
+    /// One request, a stream of responses, read by `body`.
+    public func serverStreaming<M: MethodSpec, Result: Sendable>(
+        _ method: M.Type, _ request: M.Input, options: CallOptions = CallOptions(),
+        _ body: (ResponseStream<M.Output>) async throws -> Result
+    ) async throws -> Result {
+        let call = try await startCall(M.descriptor, options: options)
+        return try await running(call) {
+            try await call.send(request.serializedBytes())
+            call.finishRequests()
+            let result = try await body(ResponseStream(call: call))
+            call.cancelIfOpen()
+            return result
+        }
+    }
+
+    /// A stream of requests written by `body`, one response.
+    public func clientStreaming<M: MethodSpec>(
+        _ method: M.Type, options: CallOptions = CallOptions(),
+        _ body: (RequestWriter<M.Input>) async throws -> Void
+    ) async throws -> UnaryResponse<M.Output> {
+        let call = try await startCall(M.descriptor, options: options)
+        return try await running(call) {
+            try await body(RequestWriter(call: call))
+            call.finishRequests()
+            return try await call.collectOne(M.Output.self)
+        }
+    }
+
+    /// Streams both ways: `body` writes requests and reads responses, in any interleaving.
+    public func bidirectional<M: MethodSpec, Result: Sendable>(
+        _ method: M.Type, options: CallOptions = CallOptions(),
+        _ body: (RequestWriter<M.Input>, ResponseStream<M.Output>) async throws -> Result
+    ) async throws -> Result {
+        let call = try await startCall(M.descriptor, options: options)
+        return try await running(call) {
+            let result = try await body(RequestWriter(call: call), ResponseStream(call: call))
+            call.cancelIfOpen()
+            return result
+        }
+    }
+}

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# `make interop`: our runtime against the reference implementation of gRPC (grpcio), both ways.
+#   1. grpcio's client runs every interop case against our interop server;
+#   2. our interop client runs the cases against grpcio's TestService server.
+# Servers bind 127.0.0.1 on a free port and are stopped on exit.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+python="$root/.venv/bin/python"
+
+swift build --product interop-server >/dev/null
+swift build --product interop-client >/dev/null
+bin=$(swift build --show-bin-path)
+logs=$(mktemp -d)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$logs"; }
+trap cleanup EXIT
+
+# Starts a server command in the background and prints the port it reports.
+start_server() {
+  local log=$1; shift
+  "$@" > "$log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 100); do
+    if grep -q "listening 127.0.0.1:" "$log"; then
+      grep -o "listening 127.0.0.1:[0-9]*" "$log" | head -1 | cut -d: -f2
+      return
+    fi
+    sleep 0.1
+  done
+  echo "server did not start: $*" >&2
+  cat "$log" >&2
+  exit 1
+}
+
+passed=0
+failed=0
+tally() { # reads a runner's summary line
+  local line
+  line=$(grep -E "^[0-9]+ passed, [0-9]+ failed$" "$1" | tail -1)
+  passed=$((passed + $(echo "$line" | cut -d' ' -f1)))
+  failed=$((failed + $(echo "$line" | cut -d' ' -f3)))
+}
+
+stubs="$logs/stubs"
+PYTHON="$python" bash tools/interop/generate.sh "$stubs" >/dev/null
+
+echo "== grpcio client -> our server"
+port=$(start_server "$logs/our-server.log" "$bin/interop-server" --port 0)
+"$python" tools/interop/grpcio_client.py --host 127.0.0.1 --port "$port" --test_case all --stubs "$stubs" | tee "$logs/a.out" || true
+tally "$logs/a.out"
+
+echo "== our client -> grpcio server"
+# client_compressed_unary and client_compressed_streaming need a server that can see whether a
+# request was compressed; grpcio's server API cannot, so those two run only against our server
+# (in the step above, driven by grpcio's client).
+port=$(start_server "$logs/grpcio-server.log" "$python" tools/interop/grpcio_server.py --port 0 --stubs "$stubs")
+cases=empty_unary,large_unary,client_streaming,server_streaming,ping_pong,empty_stream,custom_metadata,status_code_and_message,special_status_message,unimplemented_method,unimplemented_service,cancel_after_begin,cancel_after_first_response,timeout_on_sleeping_server,server_compressed_unary,server_compressed_streaming
+"$bin/interop-client" --host 127.0.0.1 --port "$port" --test_case "$cases" | tee "$logs/b.out" || true
+tally "$logs/b.out"
+
+echo "interop: $passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
