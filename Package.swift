@@ -163,6 +163,10 @@ let package = Package(
             dependencies: ["HTTP2", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(
+            name: "RPCTests",
+            dependencies: ["RPC", "InteropTesting", "GRPCProtos", "ProtobufKit", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .testTarget(
             name: "ContractTests",
             dependencies: ["ProtobufKit", "DroneDeliveryAPI", "GRPCProtos", "TestSupport"]
         ),

@@ -6,7 +6,8 @@ import GRPCProtos
 import ProtobufKit
 import RPC
 
-public typealias Testing = Grpc.Testing
+/// Short name inside this module (not public: it would shadow the Swift Testing module).
+typealias Testing = Grpc.Testing
 
 /// Metadata keys the interop cases echo back.
 let echoInitialKey = "x-grpc-test-echo-initial"

@@ -96,6 +96,8 @@ final class ClientCall: Sendable {
                 return UnaryResponse(message: response, initialMetadata: initial, trailingMetadata: trailing)
             }
         }
+        // AsyncStream stops yielding when the reading task is cancelled.
+        if Task.isCancelled { throw RPCError(.cancelled, "the call was cancelled") }
         throw RPCError(.internal, "the call ended without a status")
     }
 }
@@ -126,6 +128,8 @@ public struct ResponseStream<Message: ProtobufKit.Message>: AsyncSequence, Senda
                     throw status
                 }
             }
+            // AsyncStream stops yielding when the reading task is cancelled.
+            if Task.isCancelled { throw RPCError(.cancelled, "the call was cancelled") }
             return nil
         }
     }
