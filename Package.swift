@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "DroneDeliveryAPI", targets: ["DroneDeliveryAPI"]),
         .library(name: "GRPCProtos", targets: ["GRPCProtos"]),
         .library(name: "RPC", targets: ["RPC"]),
+        .library(name: "RPCServices", targets: ["RPCServices"]),
         .executable(name: "protoc-gen-swiftpbc", targets: ["protoc-gen-swiftpbc"]),
         .executable(name: "interop-server", targets: ["interop-server"]),
         .executable(name: "interop-client", targets: ["interop-client"]),
@@ -101,6 +102,12 @@ let package = Package(
             ]
         ),
 
+        // MARK: Standard services every server offers: health and reflection
+        .target(
+            name: "RPCServices",
+            dependencies: ["RPC", "GRPCProtos", "ProtobufKit", "CProtobufC", "CWellKnownProtos"]
+        ),
+
         // MARK: gRPC interoperability (the interop TestService and its runners)
         .target(
             name: "InteropTesting",
@@ -108,7 +115,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "interop-server",
-            dependencies: ["InteropTesting", "RPC"],
+            dependencies: ["InteropTesting", "RPC", "RPCServices", "GRPCProtos"],
             path: "tools/interop-server"
         ),
 
@@ -164,7 +171,7 @@ let package = Package(
         ),
         .testTarget(
             name: "RPCTests",
-            dependencies: ["RPC", "InteropTesting", "GRPCProtos", "ProtobufKit", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["RPC", "RPCServices", "InteropTesting", "TestSupport", "GRPCProtos", "ProtobufKit", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(
             name: "ContractTests",

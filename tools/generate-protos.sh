@@ -70,7 +70,9 @@ generate_swift() {
 
 echo "protoc-gen-swiftpbc: Swift types"
 # shellcheck disable=SC2086
-generate_swift Sources/ProtobufKit/Generated "Module=ProtobufKit,CModule=CWellKnownProtos" $wkt_protos
+# google/api and descriptor.proto get metadata only (their descriptors, for reflection clients).
+generate_swift Sources/ProtobufKit/Generated "Module=ProtobufKit,CModule=CWellKnownProtos,MetadataOnly=google/api/,MetadataOnly=google/protobuf/descriptor.proto" \
+  $wkt_protos google/protobuf/descriptor.proto $api_annotations
 # shellcheck disable=SC2086
 generate_swift Sources/GRPCProtos/Generated "Module=GRPCProtos,CModule=CGRPCProtos" $grpc_protos
 # shellcheck disable=SC2086

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make interop`: our runtime against the reference implementation of gRPC (grpcio), both ways.
 #   1. grpcio's client runs every interop case against our interop server;
-#   2. our interop client runs the cases against grpcio's TestService server.
+#   2. buf curl calls our server through reflection alone (no .proto files);
+#   3. our interop client runs the cases against grpcio's TestService server.
 # Servers bind 127.0.0.1 on a free port and are stopped on exit.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -49,6 +50,22 @@ echo "== grpcio client -> our server"
 port=$(start_server "$logs/our-server.log" "$bin/interop-server" --port 0)
 "$python" tools/interop/grpcio_client.py --host 127.0.0.1 --port "$port" --test_case all --stubs "$stubs" | tee "$logs/a.out" || true
 tally "$logs/a.out"
+
+echo "== buf curl -> our server, through reflection only (no .proto files)"
+buf="$root/.venv/bin/buf"
+check() { # name, command...
+  local name=$1; shift
+  if out=$("$@" 2>&1); then echo "ok $name"; passed=$((passed + 1)); else echo "FAIL $name: $out"; failed=$((failed + 1)); fi
+}
+url="http://127.0.0.1:$port"
+methods=$("$buf" curl --protocol grpc --http2-prior-knowledge --list-methods "$url" 2>&1 || true)
+for method in grpc.testing.TestService/UnaryCall grpc.testing.TestService/FullDuplexCall grpc.health.v1.Health/Watch \
+              grpc.reflection.v1.ServerReflection/ServerReflectionInfo grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo; do
+  check "buf_list_$method" grep -qx "$method" <<< "$methods"
+done
+check buf_unary_call bash -c "'$buf' curl --protocol grpc --http2-prior-knowledge -d '{\"responseSize\": 3}' '$url/grpc.testing.TestService/UnaryCall' | grep -q AAAA"
+check buf_health_check bash -c "'$buf' curl --protocol grpc --http2-prior-knowledge -d '{\"service\": \"grpc.testing.TestService\"}' '$url/grpc.health.v1.Health/Check' | grep -q SERVING"
+check buf_server_streaming bash -c "'$buf' curl --protocol grpc --http2-prior-knowledge -d '{\"responseParameters\": [{\"size\": 1}, {\"size\": 2}]}' '$url/grpc.testing.TestService/StreamingOutputCall' | grep -c payload | grep -qx 2"
 
 echo "== our client -> grpcio server"
 # client_compressed_unary and client_compressed_streaming need a server that can see whether a

@@ -75,9 +75,9 @@ extension SwiftGenerator {
         return SwiftNames.upperCamel(stem.replacingDashes) + "ProtoFile"
     }
 
-    func emitFileMetadata(_ file: ProtoFile, scope: String, into p: inout CodePrinter) throws {
-        let messages = allMessages(file.messages).filter { !$0.isMapEntry }
-        let services = file.services.map { serviceTypeName($0, file: file) + ".descriptor" }
+    func emitFileMetadata(_ file: ProtoFile, scope: String, typesGenerated: Bool = true, into p: inout CodePrinter) throws {
+        let messages = typesGenerated ? allMessages(file.messages).filter { !$0.isMapEntry } : []
+        let services = typesGenerated ? file.services.map { serviceTypeName($0, file: file) + ".descriptor" } : []
         p.line("extension \(scope) {")
         p.indent()
         p.line("/// What `\(file.name)` declares, for registries and the reflection service.")

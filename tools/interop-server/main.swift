@@ -8,9 +8,11 @@
 import Glibc
 #endif
 import Dispatch
+import GRPCProtos
 import InteropTesting
 import Synchronization
 import RPC
+import RPCServices
 
 var port = 0
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
@@ -28,7 +30,14 @@ while let argument = arguments.next() {
     }
 }
 
-let server = RPCServer(router: interopTestServiceRouter(), options: .defaults { $0.port = port })
+// The TestService, with health and reflection so other gRPC tools can be pointed at it.
+var router = interopTestServiceRouter()
+let health = HealthService()
+health.register(in: &router)
+health.setStatus(.serving, for: "grpc.testing.TestService")
+ReflectionService(files: grpcProtoFiles, services: router.serviceNames + ["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"])
+    .register(in: &router)
+let server = RPCServer(router: router, options: .defaults { $0.port = port })
 let bound = try await server.start()
 print("listening 127.0.0.1:\(bound)")
 fflush(nil)  // flush every stream (stdout is a C global Swift 6 will not touch)

@@ -8,3 +8,11 @@ public let wellKnownFiles: [ProtoFileMetadata] = [
     Google.Protobuf.TimestampProtoFile.metadata,
     Google.Protobuf.WrappersProtoFile.metadata,
 ]
+
+/// Files generated code depends on without having Swift types of its own (the HTTP annotation
+/// protos and descriptor.proto): their descriptors, so reflection can serve complete closures.
+public let descriptorOnlyFiles: [ProtoFileMetadata] = [
+    Google.Protobuf.DescriptorProtoFile.metadata,
+    Google.Api.HttpProtoFile.metadata,
+    Google.Api.AnnotationsProtoFile.metadata,
+]

@@ -1,0 +1,61 @@
+internal import CProtobufC
+internal import CWellKnownProtos
+import ProtobufKit
+
+/// The files a server can describe, and which file declares each symbol, built from the
+/// serialized FileDescriptorProtos that generated code embeds (read with protobuf-c).
+struct DescriptorIndex: Sendable {
+    private(set) var files: [String: ProtoFileMetadata] = [:]
+    private(set) var fileForSymbol: [String: String] = [:]
+
+    init(files metadata: [ProtoFileMetadata]) {
+        for file in metadata { add(file) }
+    }
+
+    mutating func add(_ file: ProtoFileMetadata) {
+        files[file.name] = file
+        let bytes = file.serializedDescriptor
+        guard let descriptor = bytes.withUnsafeBufferPointer({ google__protobuf__file_descriptor_proto__unpack(nil, $0.count, $0.baseAddress) }) else { return }
+        defer { google__protobuf__file_descriptor_proto__free_unpacked(descriptor, nil) }
+        let package = descriptor.pointee.package.map { String(cString: $0) } ?? ""
+        let prefix = package.isEmpty ? "" : package + "."
+        for index in 0..<descriptor.pointee.n_message_type {
+            addMessage(descriptor.pointee.message_type[index]!, prefix: prefix, file: file.name)
+        }
+        for index in 0..<descriptor.pointee.n_enum_type {
+            fileForSymbol[prefix + String(cString: descriptor.pointee.enum_type[index]!.pointee.name)] = file.name
+        }
+        for index in 0..<descriptor.pointee.n_service {
+            let service = descriptor.pointee.service[index]!.pointee
+            let name = prefix + String(cString: service.name)
+            fileForSymbol[name] = file.name
+            for method in 0..<service.n_method {
+                fileForSymbol[name + "." + String(cString: service.method[method]!.pointee.name)] = file.name
+            }
+        }
+    }
+
+    private mutating func addMessage(_ message: UnsafeMutablePointer<Google__Protobuf__DescriptorProto>, prefix: String, file: String) {
+        let name = prefix + String(cString: message.pointee.name)
+        fileForSymbol[name] = file
+        for index in 0..<message.pointee.n_nested_type {
+            addMessage(message.pointee.nested_type[index]!, prefix: name + ".", file: file)
+        }
+        for index in 0..<message.pointee.n_enum_type {
+            fileForSymbol[name + "." + String(cString: message.pointee.enum_type[index]!.pointee.name)] = file
+        }
+    }
+
+    /// `name` and every file it depends on, transitively, dependencies first.
+    func closure(of name: String) -> [ProtoFileMetadata] {
+        var seen: Set<String> = []
+        var ordered: [ProtoFileMetadata] = []
+        func visit(_ name: String) {
+            guard seen.insert(name).inserted, let file = files[name] else { return }
+            file.dependencies.forEach(visit)
+            ordered.append(file)
+        }
+        visit(name)
+        return ordered
+    }
+}

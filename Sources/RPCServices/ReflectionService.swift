@@ -1,0 +1,168 @@
+import GRPCProtos
+import ProtobufKit
+import RPC
+
+/// Server reflection (grpc.reflection.v1 and v1alpha): lists the services a server offers and
+/// serves the FileDescriptorProtos that describe them, with their dependencies, so tools such as
+/// `buf curl` and grpcurl can call every method with no .proto file at hand.
+public struct ReflectionService: Sendable {
+    let index: DescriptorIndex
+    let serviceNames: [String]
+
+    /// - Parameters:
+    ///   - files: the generated files whose services and messages the server uses (their
+    ///     dependencies must be among `files` too; the well-known and annotation files are added).
+    ///   - services: the fully qualified services to list (usually `router.serviceNames`).
+    public init(files: [ProtoFileMetadata], services: [String]) {
+        index = DescriptorIndex(files: files + wellKnownFiles + descriptorOnlyFiles)
+        serviceNames = Array(Set(services)).sorted()
+    }
+
+    /// The answer to one request, independent of the protocol version.
+    enum Answer {
+        case files([[UInt8]])
+        case services([String])
+        case extensionNumbers(type: String, numbers: [Int32])
+        case error(RPCError.Code, String)
+    }
+
+    /// Serves every file at most once per stream, as the protocol allows and clients expect.
+    func answer(fileByName name: String, sent: inout Set<String>) -> Answer {
+        guard index.files[name] != nil else { return .error(.notFound, "file \(name) is not known") }
+        return .files(descriptors(index.closure(of: name), sent: &sent))
+    }
+
+    func answer(symbol: String, sent: inout Set<String>) -> Answer {
+        guard let file = index.fileForSymbol[symbol] else { return .error(.notFound, "symbol \(symbol) is not known") }
+        return .files(descriptors(index.closure(of: file), sent: &sent))
+    }
+
+    func descriptors(_ files: [ProtoFileMetadata], sent: inout Set<String>) -> [[UInt8]] {
+        var result: [[UInt8]] = []
+        for file in files where sent.insert(file.name).inserted { result.append(file.serializedDescriptor) }
+        // A file asked for again is sent again, alone, so the answer is never empty.
+        if result.isEmpty, let last = files.last { result.append(last.serializedDescriptor) }
+        return result
+    }
+
+    /// Adds ServerReflectionInfo for v1 and v1alpha to `router`.
+    public func register(in router: inout Router) {
+        typealias V1 = Grpc.Reflection.V1
+        typealias V1alpha = Grpc.Reflection.V1alpha
+        let service = self
+
+        router.bidirectional(V1.ServerReflection.Method.ServerReflectionInfo.self) { requests, writer, _ in
+            var sent: Set<String> = []
+            for try await request in requests {
+                var response = V1.ServerReflectionResponse()
+                response.validHost = request.host
+                response.originalRequest = request
+                switch service.answer(request.messageRequest.map(Request.init) ?? .none, sent: &sent) {
+                case .files(let files):
+                    var files1 = V1.FileDescriptorResponse()
+                    files1.fileDescriptorProto = files
+                    response.messageResponse = .fileDescriptorResponse(files1)
+                case .services(let names):
+                    var list = V1.ListServiceResponse()
+                    list.service = names.map { name in
+                        var entry = V1.ServiceResponse()
+                        entry.name = name
+                        return entry
+                    }
+                    response.messageResponse = .listServicesResponse(list)
+                case .extensionNumbers(let type, let numbers):
+                    var extensions = V1.ExtensionNumberResponse()
+                    extensions.baseTypeName = type
+                    extensions.extensionNumber = numbers
+                    response.messageResponse = .allExtensionNumbersResponse(extensions)
+                case .error(let code, let message):
+                    var error = V1.ErrorResponse()
+                    error.errorCode = Int32(code.rawValue)
+                    error.errorMessage = message
+                    response.messageResponse = .errorResponse(error)
+                }
+                try await writer.write(response)
+            }
+        }
+
+        router.bidirectional(V1alpha.ServerReflection.Method.ServerReflectionInfo.self) { requests, writer, _ in
+            var sent: Set<String> = []
+            for try await request in requests {
+                var response = V1alpha.ServerReflectionResponse()
+                response.validHost = request.host
+                response.originalRequest = request
+                switch service.answer(request.messageRequest.map(Request.init) ?? .none, sent: &sent) {
+                case .files(let files):
+                    var files1 = V1alpha.FileDescriptorResponse()
+                    files1.fileDescriptorProto = files
+                    response.messageResponse = .fileDescriptorResponse(files1)
+                case .services(let names):
+                    var list = V1alpha.ListServiceResponse()
+                    list.service = names.map { name in
+                        var entry = V1alpha.ServiceResponse()
+                        entry.name = name
+                        return entry
+                    }
+                    response.messageResponse = .listServicesResponse(list)
+                case .extensionNumbers(let type, let numbers):
+                    var extensions = V1alpha.ExtensionNumberResponse()
+                    extensions.baseTypeName = type
+                    extensions.extensionNumber = numbers
+                    response.messageResponse = .allExtensionNumbersResponse(extensions)
+                case .error(let code, let message):
+                    var error = V1alpha.ErrorResponse()
+                    error.errorCode = Int32(code.rawValue)
+                    error.errorMessage = message
+                    response.messageResponse = .errorResponse(error)
+                }
+                try await writer.write(response)
+            }
+        }
+    }
+
+    /// A reflection request, independent of the protocol version.
+    enum Request {
+        case fileByName(String)
+        case symbol(String)
+        case extensionNumbers(String)
+        case fileContainingExtension(String, Int32)
+        case listServices
+        case none
+
+        init(_ request: Grpc.Reflection.V1.ServerReflectionRequest.MessageRequest) {
+            switch request {
+            case .fileByFilename(let name): self = .fileByName(name)
+            case .fileContainingSymbol(let symbol): self = .symbol(symbol)
+            case .fileContainingExtension(let ext): self = .fileContainingExtension(ext.containingType, ext.extensionNumber)
+            case .allExtensionNumbersOfType(let type): self = .extensionNumbers(type)
+            case .listServices: self = .listServices
+            }
+        }
+
+        init(_ request: Grpc.Reflection.V1alpha.ServerReflectionRequest.MessageRequest) {
+            switch request {
+            case .fileByFilename(let name): self = .fileByName(name)
+            case .fileContainingSymbol(let symbol): self = .symbol(symbol)
+            case .fileContainingExtension(let ext): self = .fileContainingExtension(ext.containingType, ext.extensionNumber)
+            case .allExtensionNumbersOfType(let type): self = .extensionNumbers(type)
+            case .listServices: self = .listServices
+            }
+        }
+    }
+
+    func answer(_ request: Request, sent: inout Set<String>) -> Answer {
+        switch request {
+        case .fileByName(let name): return answer(fileByName: name, sent: &sent)
+        case .symbol(let symbol): return answer(symbol: symbol, sent: &sent)
+        case .listServices: return .services(serviceNames)
+        case .extensionNumbers(let type):
+            // Extensions are proto2's; proto3 services declare none.
+            guard index.fileForSymbol[type] != nil else { return .error(.notFound, "type \(type) is not known") }
+            return .extensionNumbers(type: type, numbers: [])
+        case .fileContainingExtension(let type, let number):
+            return .error(.notFound, "no extension \(number) of \(type) is known")
+        case .none:
+            return .error(.invalidArgument, "the request names nothing to reflect on")
+        }
+    }
+}

@@ -1,0 +1,90 @@
+import Foundation
+import GRPCProtos
+import ProtobufKit
+import RPC
+import RPCServices
+import Testing
+import TestSupport
+
+typealias Health = Grpc.Health.V1
+typealias Reflection = Grpc.Reflection.V1
+
+@Suite("Health and reflection", .serialized)
+struct StandardServicesTests {
+    @Test("health: Check per service, NOT_FOUND for unknown, List, and Watch sees every change")
+    func health() async throws {
+        let health = HealthService()
+        var router = Router()
+        health.register(in: &router)
+        health.setStatus(.serving, for: "fabrikam.Delivery")
+        try await withServer(router) { client, _ in
+            var request = Health.HealthCheckRequest()
+            request.service = "fabrikam.Delivery"
+            #expect(try await client.unary(Health.Health.Method.Check.self, request).status == .serving)
+            request.service = "nope"
+            let error = await #expect(throws: RPCError.self) { _ = try await client.unary(Health.Health.Method.Check.self, request) }
+            #expect(error?.code == .notFound)
+            let list = try await client.unary(Health.Health.Method.List.self, Health.HealthListRequest())
+            #expect(list.statuses["fabrikam.Delivery"]?.status == .serving)
+            #expect(list.statuses[""]?.status == .serving)
+
+            request.service = "later"
+            let seen = try await client.serverStreaming(Health.Health.Method.Watch.self, request) { updates in
+                var seen: [Health.HealthCheckResponse.ServingStatus] = []
+                for try await update in updates {
+                    seen.append(update.status)
+                    if seen.count == 1 { health.setStatus(.serving, for: "later") }
+                    if seen.count == 2 { health.setStatus(.notServing, for: "later") }
+                    if seen.count == 3 { break }
+                }
+                return seen
+            }
+            #expect(seen == [.serviceUnknown, .serving, .notServing])
+        }
+    }
+
+    @Test("reflection lists services and serves descriptors with their dependencies")
+    func reflection() async throws {
+        var router = Router()
+        let health = HealthService()
+        health.register(in: &router)
+        ReflectionService(files: grpcProtoFiles, services: router.serviceNames + ["grpc.reflection.v1.ServerReflection"]).register(in: &router)
+        try await withServer(router) { client, _ in
+            let responses = try await client.bidirectional(Reflection.ServerReflection.Method.ServerReflectionInfo.self) { writer, responses in
+                var list = Reflection.ServerReflectionRequest()
+                list.messageRequest = .listServices("")
+                try await writer.write(list)
+                var symbol = Reflection.ServerReflectionRequest()
+                symbol.messageRequest = .fileContainingSymbol("grpc.health.v1.Health.Check")
+                try await writer.write(symbol)
+                var missing = Reflection.ServerReflectionRequest()
+                missing.messageRequest = .fileContainingSymbol("no.such.Symbol")
+                try await writer.write(missing)
+                writer.finish()
+                var collected: [Reflection.ServerReflectionResponse] = []
+                for try await response in responses { collected.append(response) }
+                return collected
+            }
+            #expect(responses.count == 3)
+            guard case .listServicesResponse(let list)? = responses[0].messageResponse else {
+                Issue.record("no list_services response")
+                return
+            }
+            #expect(list.service.map(\.name) == ["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"])
+            guard case .fileDescriptorResponse(let files)? = responses[1].messageResponse else {
+                Issue.record("no file descriptor response")
+                return
+            }
+            // Check the descriptor with protoc, an independent decoder.
+            let text = String(decoding: try run("/usr/bin/protoc", ["-I", "/usr/include", "--decode=google.protobuf.FileDescriptorProto",
+                                                                     "google/protobuf/descriptor.proto"], input: Data(files.fileDescriptorProto[0])), as: UTF8.self)
+            #expect(text.contains("name: \"grpc/health/v1/health.proto\""))
+            #expect(text.contains("name: \"Watch\""))
+            guard case .errorResponse(let error)? = responses[2].messageResponse else {
+                Issue.record("no error response for an unknown symbol")
+                return
+            }
+            #expect(error.errorCode == Int32(RPCError.Code.notFound.rawValue))
+        }
+    }
+}
