@@ -13,18 +13,17 @@ typealias Testing = Grpc.Testing
 let echoInitialKey = "x-grpc-test-echo-initial"
 let echoTrailingKey = "x-grpc-test-echo-trailing-bin"
 
-/// The TestService routes: EmptyCall, UnaryCall, CacheableUnaryCall, StreamingOutputCall,
-/// StreamingInputCall, FullDuplexCall and HalfDuplexCall (UnimplementedCall stays unimplemented).
-public func interopTestServiceRouter() -> Router {
-    var router = Router()
-    typealias Methods = Testing.TestService.Method
+/// grpc.testing.TestService as the interop descriptions specify the server's side, written
+/// against the generated `Handler` protocol.
+public struct InteropTestService: Grpc.Testing.TestService.Handler {
+    public init() {}
 
-    router.unary(Methods.EmptyCall.self) { _, context in
+    public func emptyCall(_ request: Grpc.Testing.Empty, context: ServerContext) async throws -> Grpc.Testing.Empty {
         echoMetadata(context)
-        return Testing.Empty()
+        return Grpc.Testing.Empty()
     }
 
-    let unary: @Sendable (Testing.SimpleRequest, ServerContext) async throws -> Testing.SimpleResponse = { request, context in
+    public func unaryCall(_ request: Grpc.Testing.SimpleRequest, context: ServerContext) async throws -> Grpc.Testing.SimpleResponse {
         echoMetadata(context)
         if request.expectCompressed?.value == true && context.requestEncoding == nil {
             throw RPCError(.invalidArgument, "expected a compressed request")
@@ -32,14 +31,17 @@ public func interopTestServiceRouter() -> Router {
         if let status = request.responseStatus, status.code != 0 {
             throw RPCError(RPCError.Code(rawValue: Int(status.code)), status.message)
         }
-        var response = Testing.SimpleResponse()
+        var response = Grpc.Testing.SimpleResponse()
         response.payload = payload(size: Int(request.responseSize))
         return response
     }
-    router.unary(Methods.UnaryCall.self, unary)
-    router.unary(Methods.CacheableUnaryCall.self, unary)
 
-    router.serverStreaming(Methods.StreamingOutputCall.self) { request, writer, context in
+    public func cacheableUnaryCall(_ request: Grpc.Testing.SimpleRequest, context: ServerContext) async throws -> Grpc.Testing.SimpleResponse {
+        try await unaryCall(request, context: context)
+    }
+
+    public func streamingOutputCall(_ request: Grpc.Testing.StreamingOutputCallRequest, writer: ResponseWriter<Grpc.Testing.StreamingOutputCallResponse>,
+                                    context: ServerContext) async throws {
         echoMetadata(context)
         try await respond(to: request.responseParameters, writer: writer)
         if let status = request.responseStatus, status.code != 0 {
@@ -47,7 +49,7 @@ public func interopTestServiceRouter() -> Router {
         }
     }
 
-    router.clientStreaming(Methods.StreamingInputCall.self) { requests, context in
+    public func streamingInputCall(_ requests: RequestStream<Grpc.Testing.StreamingInputCallRequest>, context: ServerContext) async throws -> Grpc.Testing.StreamingInputCallResponse {
         echoMetadata(context)
         var total = 0
         for try await request in requests {
@@ -56,12 +58,13 @@ public func interopTestServiceRouter() -> Router {
             }
             total += request.payload?.body.count ?? 0
         }
-        var response = Testing.StreamingInputCallResponse()
+        var response = Grpc.Testing.StreamingInputCallResponse()
         response.aggregatedPayloadSize = Int32(total)
         return response
     }
 
-    router.bidirectional(Methods.FullDuplexCall.self) { requests, writer, context in
+    public func fullDuplexCall(_ requests: RequestStream<Grpc.Testing.StreamingOutputCallRequest>, writer: ResponseWriter<Grpc.Testing.StreamingOutputCallResponse>,
+                               context: ServerContext) async throws {
         echoMetadata(context)
         for try await request in requests {
             if let status = request.responseStatus, status.code != 0 {
@@ -71,12 +74,24 @@ public func interopTestServiceRouter() -> Router {
         }
     }
 
-    router.bidirectional(Methods.HalfDuplexCall.self) { requests, writer, context in
+    public func halfDuplexCall(_ requests: RequestStream<Grpc.Testing.StreamingOutputCallRequest>, writer: ResponseWriter<Grpc.Testing.StreamingOutputCallResponse>,
+                               context: ServerContext) async throws {
         echoMetadata(context)
-        var buffered: [Testing.StreamingOutputCallRequest] = []
+        var buffered: [Grpc.Testing.StreamingOutputCallRequest] = []
         for try await request in requests { buffered.append(request) }
         for request in buffered { try await respond(to: request.responseParameters, writer: writer) }
     }
+
+    /// The interop cases expect this one method to be unimplemented.
+    public func unimplementedCall(_ request: Grpc.Testing.Empty, context: ServerContext) async throws -> Grpc.Testing.Empty {
+        throw RPCError(.unimplemented, "method /grpc.testing.TestService/UnimplementedCall is not implemented")
+    }
+}
+
+/// A router serving the interop TestService.
+public func interopTestServiceRouter() -> Router {
+    var router = Router()
+    InteropTestService().register(in: &router)
     return router
 }
 
@@ -85,17 +100,17 @@ func echoMetadata(_ context: ServerContext) {
     for trailing in context.metadata.binaryValues(echoTrailingKey) { context.addTrailingMetadata(echoTrailingKey, binary: trailing) }
 }
 
-func payload(size: Int) -> Testing.Payload {
-    var payload = Testing.Payload()
+func payload(size: Int) -> Grpc.Testing.Payload {
+    var payload = Grpc.Testing.Payload()
     payload.type = .compressable
     payload.body = [UInt8](repeating: 0, count: max(0, size))
     return payload
 }
 
-func respond(to parameters: [Testing.ResponseParameters], writer: ResponseWriter<Testing.StreamingOutputCallResponse>) async throws {
+func respond(to parameters: [Grpc.Testing.ResponseParameters], writer: ResponseWriter<Grpc.Testing.StreamingOutputCallResponse>) async throws {
     for parameter in parameters {
         if parameter.intervalUs > 0 { try await Task.sleep(for: .microseconds(Int64(parameter.intervalUs))) }
-        var response = Testing.StreamingOutputCallResponse()
+        var response = Grpc.Testing.StreamingOutputCallResponse()
         response.payload = payload(size: Int(parameter.size))
         try await writer.write(response)
     }

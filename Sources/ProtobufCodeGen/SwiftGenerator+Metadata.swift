@@ -52,6 +52,107 @@ extension SwiftGenerator {
         }
         p.outdent()
         p.line("}")
+        p.line()
+        try emitHandlerProtocol(service, into: &p)
+        p.line()
+        try emitClient(service, into: &p)
+        p.outdent()
+        p.line("}")
+        p.outdent()
+        p.line("}")
+        p.line()
+        try emitRegistration(service, file: file, scope: scope, into: &p)
+    }
+
+    /// `UnaryCall` -> `unaryCall`.
+    func handlerName(_ method: ProtoMethod) -> String {
+        SwiftNames.escaped(SwiftNames.lowerCamel(method.name.prefix(1).lowercased() + method.name.dropFirst()))
+    }
+
+    /// The protocol a server implements: one async method per RPC, shaped by its streaming.
+    func emitHandlerProtocol(_ service: ProtoService, into p: inout CodePrinter) throws {
+        p.line("/// Implement to serve `\(service.fullName)`; add it to a router with `register(in:)`.")
+        p.line("public protocol Handler: Sendable {")
+        p.indent()
+        for (index, method) in service.methods.enumerated() {
+            if index > 0 { p.line() }
+            let input = try info(method.inputType).swiftName
+            let output = try info(method.outputType).swiftName
+            p.docComment(method.comment)
+            switch (method.clientStreaming, method.serverStreaming) {
+            case (false, false):
+                p.line("func \(handlerName(method))(_ request: \(input), context: RPC.ServerContext) async throws -> \(output)")
+            case (false, true):
+                p.line("func \(handlerName(method))(_ request: \(input), writer: RPC.ResponseWriter<\(output)>, context: RPC.ServerContext) async throws")
+            case (true, false):
+                p.line("func \(handlerName(method))(_ requests: RPC.RequestStream<\(input)>, context: RPC.ServerContext) async throws -> \(output)")
+            case (true, true):
+                p.line("func \(handlerName(method))(_ requests: RPC.RequestStream<\(input)>, writer: RPC.ResponseWriter<\(output)>, context: RPC.ServerContext) async throws")
+            }
+        }
+        p.outdent()
+        p.line("}")
+    }
+
+    /// A typed client: one method per RPC over an `RPCClient`.
+    func emitClient(_ service: ProtoService, into p: inout CodePrinter) throws {
+        p.line("/// Calls `\(service.fullName)` on a server.")
+        p.line("public struct Client: Sendable {")
+        p.indent()
+        p.line("public let rpc: RPC.RPCClient")
+        p.line()
+        p.line("public init(_ rpc: RPC.RPCClient) { self.rpc = rpc }")
+        for method in service.methods {
+            p.line()
+            let input = try info(method.inputType).swiftName
+            let output = try info(method.outputType).swiftName
+            p.docComment(method.comment)
+            let spec = "Method.\(method.name).self"
+            switch (method.clientStreaming, method.serverStreaming) {
+            case (false, false):
+                p.line("public func \(handlerName(method))(_ request: \(input), options: RPC.CallOptions = RPC.CallOptions()) async throws -> \(output) {")
+                p.line("    try await rpc.unary(\(spec), request, options: options)")
+                p.line("}")
+            case (false, true):
+                p.line("public func \(handlerName(method))<Result: Sendable>(_ request: \(input), options: RPC.CallOptions = RPC.CallOptions(), _ body: (RPC.ResponseStream<\(output)>) async throws -> Result) async throws -> Result {")
+                p.line("    try await rpc.serverStreaming(\(spec), request, options: options, body)")
+                p.line("}")
+            case (true, false):
+                p.line("public func \(handlerName(method))(options: RPC.CallOptions = RPC.CallOptions(), _ body: (RPC.RequestWriter<\(input)>) async throws -> Void) async throws -> \(output) {")
+                p.line("    try await rpc.clientStreaming(\(spec), options: options, body).message")
+                p.line("}")
+            case (true, true):
+                p.line("public func \(handlerName(method))<Result: Sendable>(options: RPC.CallOptions = RPC.CallOptions(), _ body: (RPC.RequestWriter<\(input)>, RPC.ResponseStream<\(output)>) async throws -> Result) async throws -> Result {")
+                p.line("    try await rpc.bidirectional(\(spec), options: options, body)")
+                p.line("}")
+            }
+        }
+        p.outdent()
+        p.line("}")
+    }
+
+    /// `handler.register(in: &router)`: every method of the service, routed to the handler.
+    func emitRegistration(_ service: ProtoService, file: ProtoFile, scope: String, into p: inout CodePrinter) throws {
+        let name = "\(scope).\(serviceTypeName(service, file: file))"
+        p.line("extension \(name).Handler {")
+        p.indent()
+        p.line("/// Routes every method of `\(service.fullName)` to this handler.")
+        p.line("public func register(in router: inout RPC.Router) {")
+        p.indent()
+        for method in service.methods {
+            let spec = "\(name).Method.\(method.name).self"
+            let call = handlerName(method)
+            switch (method.clientStreaming, method.serverStreaming) {
+            case (false, false):
+                p.line("router.unary(\(spec)) { try await self.\(call)($0, context: $1) }")
+            case (false, true):
+                p.line("router.serverStreaming(\(spec)) { try await self.\(call)($0, writer: $1, context: $2) }")
+            case (true, false):
+                p.line("router.clientStreaming(\(spec)) { try await self.\(call)($0, context: $1) }")
+            case (true, true):
+                p.line("router.bidirectional(\(spec)) { try await self.\(call)($0, writer: $1, context: $2) }")
+            }
+        }
         p.outdent()
         p.line("}")
         p.outdent()

@@ -209,6 +209,8 @@ public struct SwiftGenerator {
         var imports: Set<String> = []
         var cImports: Set<String> = metadataOnly ? [] : ["CProtobufC", cModuleFor(file: file.name)]
         if options.module != "ProtobufKit" { imports.insert("ProtobufKit") }
+        // Services get a handler protocol and a client, which stand on the RPC runtime.
+        if !file.services.isEmpty && !metadataOnly { imports.insert("RPC") }
         for dependency in file.dependencies where !metadataOnly {
             let module = moduleFor(file: dependency)
             if module != options.module { imports.insert(module) }

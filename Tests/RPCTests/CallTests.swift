@@ -202,4 +202,29 @@ struct CallTests {
         let error = await #expect(throws: RPCError.self) { _ = try await client.unary(Methods.EmptyCall.self, Grpc.Testing.Empty()) }
         #expect(error?.code == .unavailable)
     }
+
+    @Test("the generated client and handler protocol")
+    func generatedAPI() async throws {
+        try await withServer(interopTestServiceRouter()) { rpc, _ in
+            let client = Grpc.Testing.TestService.Client(rpc)
+            let response = try await client.unaryCall(request(responseSize: 5))
+            #expect(response.payload?.body.count == 5)
+            let sizes = try await client.streamingOutputCall(Grpc.Testing.StreamingOutputCallRequest()) { responses in
+                var count = 0
+                for try await _ in responses { count += 1 }
+                return count
+            }
+            #expect(sizes == 0)
+            let aggregate = try await client.streamingInputCall { writer in
+                var message = Grpc.Testing.StreamingInputCallRequest()
+                var payload = Grpc.Testing.Payload()
+                payload.body = [1, 2, 3]
+                message.payload = payload
+                try await writer.write(message)
+            }
+            #expect(aggregate.aggregatedPayloadSize == 3)
+            let error = await #expect(throws: RPCError.self) { _ = try await client.unimplementedCall(Grpc.Testing.Empty()) }
+            #expect(error?.code == .unimplemented)
+        }
+    }
 }

@@ -6,6 +6,7 @@
 // that protoc-c generated for the same file.
 
 public import ProtobufKit
+public import RPC
 internal import CDroneDeliveryAPI
 internal import CProtobufC
 internal import CWellKnownProtos
@@ -1251,6 +1252,92 @@ extension Fabrikam.Dronedelivery.Accounts.V1 {
                 )
             }
         }
+
+        /// Implement to serve `fabrikam.dronedelivery.accounts.v1.AccountsService`; add it to a router with `register(in:)`.
+        public protocol Handler: Sendable {
+            /// Registers a business account. Idempotent when `request_id` is set: a
+            /// repeat returns the same account with `created` false.
+            func registerAccount(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.RegisterAccountRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.RegisterAccountResponse
+
+            /// Returns one account by resource name ("accounts/{account_id}").
+            /// NOT_FOUND if it does not exist. Also used by Workflow to check that a
+            /// delivery's owner is active.
+            func getAccount(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.GetAccountRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.Account
+
+            /// Adds a user to an account, or replaces the user if `user.user_id`
+            /// already exists in it (idempotent).
+            func addUser(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AddUserRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AddUserResponse
+
+            /// Issues a new API key for an account. The secret is in the response and
+            /// is never shown again.
+            func issueApiKey(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.IssueApiKeyRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.IssueApiKeyResponse
+
+            /// Revokes an API key at once. Idempotent: revoking a revoked key succeeds.
+            func revokeApiKey(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.RevokeApiKeyRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ApiKey
+
+            /// Checks an API key secret and says which account it belongs to. An
+            /// unknown secret is not an error: the response says `valid` false.
+            /// Internal: called by the gateway on every request (it may cache the
+            /// answer for `cache_ttl`).
+            func validateApiKey(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ValidateApiKeyRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ValidateApiKeyResponse
+        }
+
+        /// Calls `fabrikam.dronedelivery.accounts.v1.AccountsService` on a server.
+        public struct Client: Sendable {
+            public let rpc: RPC.RPCClient
+
+            public init(_ rpc: RPC.RPCClient) { self.rpc = rpc }
+
+            /// Registers a business account. Idempotent when `request_id` is set: a
+            /// repeat returns the same account with `created` false.
+            public func registerAccount(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.RegisterAccountRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.RegisterAccountResponse {
+                try await rpc.unary(Method.RegisterAccount.self, request, options: options)
+            }
+
+            /// Returns one account by resource name ("accounts/{account_id}").
+            /// NOT_FOUND if it does not exist. Also used by Workflow to check that a
+            /// delivery's owner is active.
+            public func getAccount(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.GetAccountRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.Account {
+                try await rpc.unary(Method.GetAccount.self, request, options: options)
+            }
+
+            /// Adds a user to an account, or replaces the user if `user.user_id`
+            /// already exists in it (idempotent).
+            public func addUser(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AddUserRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AddUserResponse {
+                try await rpc.unary(Method.AddUser.self, request, options: options)
+            }
+
+            /// Issues a new API key for an account. The secret is in the response and
+            /// is never shown again.
+            public func issueApiKey(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.IssueApiKeyRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.IssueApiKeyResponse {
+                try await rpc.unary(Method.IssueApiKey.self, request, options: options)
+            }
+
+            /// Revokes an API key at once. Idempotent: revoking a revoked key succeeds.
+            public func revokeApiKey(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.RevokeApiKeyRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ApiKey {
+                try await rpc.unary(Method.RevokeApiKey.self, request, options: options)
+            }
+
+            /// Checks an API key secret and says which account it belongs to. An
+            /// unknown secret is not an error: the response says `valid` false.
+            /// Internal: called by the gateway on every request (it may cache the
+            /// answer for `cache_ttl`).
+            public func validateApiKey(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ValidateApiKeyRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ValidateApiKeyResponse {
+                try await rpc.unary(Method.ValidateApiKey.self, request, options: options)
+            }
+        }
+    }
+}
+
+extension Fabrikam.Dronedelivery.Accounts.V1.AccountsService.Handler {
+    /// Routes every method of `fabrikam.dronedelivery.accounts.v1.AccountsService` to this handler.
+    public func register(in router: inout RPC.Router) {
+        router.unary(Fabrikam.Dronedelivery.Accounts.V1.AccountsService.Method.RegisterAccount.self) { try await self.registerAccount($0, context: $1) }
+        router.unary(Fabrikam.Dronedelivery.Accounts.V1.AccountsService.Method.GetAccount.self) { try await self.getAccount($0, context: $1) }
+        router.unary(Fabrikam.Dronedelivery.Accounts.V1.AccountsService.Method.AddUser.self) { try await self.addUser($0, context: $1) }
+        router.unary(Fabrikam.Dronedelivery.Accounts.V1.AccountsService.Method.IssueApiKey.self) { try await self.issueApiKey($0, context: $1) }
+        router.unary(Fabrikam.Dronedelivery.Accounts.V1.AccountsService.Method.RevokeApiKey.self) { try await self.revokeApiKey($0, context: $1) }
+        router.unary(Fabrikam.Dronedelivery.Accounts.V1.AccountsService.Method.ValidateApiKey.self) { try await self.validateApiKey($0, context: $1) }
     }
 }
 

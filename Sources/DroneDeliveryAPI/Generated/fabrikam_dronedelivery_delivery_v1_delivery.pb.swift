@@ -6,6 +6,7 @@
 // that protoc-c generated for the same file.
 
 public import ProtobufKit
+public import RPC
 internal import CDroneDeliveryAPI
 internal import CProtobufC
 internal import CWellKnownProtos
@@ -1959,6 +1960,173 @@ extension Fabrikam.Dronedelivery.Delivery.V1 {
                 )
             }
         }
+
+        /// Implement to serve `fabrikam.dronedelivery.delivery.v1.DeliveryService`; add it to a router with `register(in:)`.
+        public protocol Handler: Sendable {
+            /// Creates the delivery under `delivery.delivery_id`, or replaces it if it
+            /// exists and has not started flying. Idempotent per delivery id. Starts the
+            /// drone's flight (FlightControlService.AssignFlight) and publishes a
+            /// CREATED event. Internal: called by Workflow.
+            func scheduleDelivery(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ScheduleDeliveryRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ScheduleDeliveryResponse
+
+            /// Returns one delivery. NOT_FOUND if it does not exist (yet: a freshly
+            /// accepted request has no delivery until Workflow schedules it).
+            func getDelivery(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.GetDeliveryRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery
+
+            /// Returns where a delivery stands: stage, last known location and ETAs.
+            /// The HTTP response body is the DeliveryStatus alone.
+            func getDeliveryStatus(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.GetDeliveryStatusRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.GetDeliveryStatusResponse
+
+            /// Lists deliveries, filtered by owner and stage, a page at a time.
+            /// Public callers only ever see their own account's deliveries (the gateway
+            /// fills `owner_id` from the API key).
+            func listDeliveries(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ListDeliveriesRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ListDeliveriesResponse
+
+            /// Streams tracking updates for one delivery: first its current state, then
+            /// one event per change (new position, new ETA, new stage). The stream ends
+            /// with OK after the delivery reaches a final stage (COMPLETED, CANCELLED or
+            /// FAILED). The gateway offers it as Server-Sent Events; the event's
+            /// `sequence` is the SSE event id, and `after_sequence` resumes after a
+            /// reconnect (Last-Event-ID).
+            func trackDelivery(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.TrackDeliveryRequest, writer: RPC.ResponseWriter<DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryTrackingEvent>, context: RPC.ServerContext) async throws
+
+            /// Applies a reschedule taken from the request queue. Unset fields keep
+            /// their values. FAILED_PRECONDITION once the drone carries the package.
+            /// Idempotent per `operation_id`. Publishes a RESCHEDULED event. Internal:
+            /// called by Workflow.
+            func rescheduleDelivery(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.RescheduleDeliveryRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery
+
+            /// Cancels a delivery (taken from the request queue): aborts the flight and
+            /// publishes a CANCELLED event. Cancelling a cancelled delivery succeeds;
+            /// cancelling a completed one is FAILED_PRECONDITION. Internal: called by
+            /// Workflow.
+            func cancelDelivery(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.CancelDeliveryRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery
+
+            /// Marks a delivery FAILED (compensation of a failed saga) and publishes a
+            /// FAILED event. Idempotent. Internal: called by the Supervisor.
+            func markDeliveryFailed(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.MarkDeliveryFailedRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery
+
+            /// Records the recipient's confirmation at drop-off and completes the
+            /// delivery. FAILED_PRECONDITION if the drone is not at the drop-off or the
+            /// confirmation is of the wrong type. Confirming twice with the same
+            /// confirmation succeeds.
+            func confirmDelivery(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ConfirmDeliveryRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery
+
+            /// Asks to be notified (by e-mail and/or SMS) when the delivery changes
+            /// stage. Repeating the same request changes nothing.
+            func notifyMe(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.NotifyMeRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.NotifyMeResponse
+
+            /// Receives drone positions (client streaming, batches in any number), turns
+            /// them into tracking events, recomputes ETAs and moves deliveries through
+            /// HEADED_TO_PICKUP and HEADED_TO_DROPOFF. Reports are de-duplicated on
+            /// drone id and sequence number. Internal: called by the drone simulator.
+            func reportDronePositions(_ requests: RPC.RequestStream<DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ReportDronePositionsRequest>, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ReportDronePositionsResponse
+        }
+
+        /// Calls `fabrikam.dronedelivery.delivery.v1.DeliveryService` on a server.
+        public struct Client: Sendable {
+            public let rpc: RPC.RPCClient
+
+            public init(_ rpc: RPC.RPCClient) { self.rpc = rpc }
+
+            /// Creates the delivery under `delivery.delivery_id`, or replaces it if it
+            /// exists and has not started flying. Idempotent per delivery id. Starts the
+            /// drone's flight (FlightControlService.AssignFlight) and publishes a
+            /// CREATED event. Internal: called by Workflow.
+            public func scheduleDelivery(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ScheduleDeliveryRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ScheduleDeliveryResponse {
+                try await rpc.unary(Method.ScheduleDelivery.self, request, options: options)
+            }
+
+            /// Returns one delivery. NOT_FOUND if it does not exist (yet: a freshly
+            /// accepted request has no delivery until Workflow schedules it).
+            public func getDelivery(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.GetDeliveryRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery {
+                try await rpc.unary(Method.GetDelivery.self, request, options: options)
+            }
+
+            /// Returns where a delivery stands: stage, last known location and ETAs.
+            /// The HTTP response body is the DeliveryStatus alone.
+            public func getDeliveryStatus(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.GetDeliveryStatusRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.GetDeliveryStatusResponse {
+                try await rpc.unary(Method.GetDeliveryStatus.self, request, options: options)
+            }
+
+            /// Lists deliveries, filtered by owner and stage, a page at a time.
+            /// Public callers only ever see their own account's deliveries (the gateway
+            /// fills `owner_id` from the API key).
+            public func listDeliveries(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ListDeliveriesRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ListDeliveriesResponse {
+                try await rpc.unary(Method.ListDeliveries.self, request, options: options)
+            }
+
+            /// Streams tracking updates for one delivery: first its current state, then
+            /// one event per change (new position, new ETA, new stage). The stream ends
+            /// with OK after the delivery reaches a final stage (COMPLETED, CANCELLED or
+            /// FAILED). The gateway offers it as Server-Sent Events; the event's
+            /// `sequence` is the SSE event id, and `after_sequence` resumes after a
+            /// reconnect (Last-Event-ID).
+            public func trackDelivery<Result: Sendable>(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.TrackDeliveryRequest, options: RPC.CallOptions = RPC.CallOptions(), _ body: (RPC.ResponseStream<DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryTrackingEvent>) async throws -> Result) async throws -> Result {
+                try await rpc.serverStreaming(Method.TrackDelivery.self, request, options: options, body)
+            }
+
+            /// Applies a reschedule taken from the request queue. Unset fields keep
+            /// their values. FAILED_PRECONDITION once the drone carries the package.
+            /// Idempotent per `operation_id`. Publishes a RESCHEDULED event. Internal:
+            /// called by Workflow.
+            public func rescheduleDelivery(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.RescheduleDeliveryRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery {
+                try await rpc.unary(Method.RescheduleDelivery.self, request, options: options)
+            }
+
+            /// Cancels a delivery (taken from the request queue): aborts the flight and
+            /// publishes a CANCELLED event. Cancelling a cancelled delivery succeeds;
+            /// cancelling a completed one is FAILED_PRECONDITION. Internal: called by
+            /// Workflow.
+            public func cancelDelivery(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.CancelDeliveryRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery {
+                try await rpc.unary(Method.CancelDelivery.self, request, options: options)
+            }
+
+            /// Marks a delivery FAILED (compensation of a failed saga) and publishes a
+            /// FAILED event. Idempotent. Internal: called by the Supervisor.
+            public func markDeliveryFailed(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.MarkDeliveryFailedRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery {
+                try await rpc.unary(Method.MarkDeliveryFailed.self, request, options: options)
+            }
+
+            /// Records the recipient's confirmation at drop-off and completes the
+            /// delivery. FAILED_PRECONDITION if the drone is not at the drop-off or the
+            /// confirmation is of the wrong type. Confirming twice with the same
+            /// confirmation succeeds.
+            public func confirmDelivery(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ConfirmDeliveryRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery {
+                try await rpc.unary(Method.ConfirmDelivery.self, request, options: options)
+            }
+
+            /// Asks to be notified (by e-mail and/or SMS) when the delivery changes
+            /// stage. Repeating the same request changes nothing.
+            public func notifyMe(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.NotifyMeRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.NotifyMeResponse {
+                try await rpc.unary(Method.NotifyMe.self, request, options: options)
+            }
+
+            /// Receives drone positions (client streaming, batches in any number), turns
+            /// them into tracking events, recomputes ETAs and moves deliveries through
+            /// HEADED_TO_PICKUP and HEADED_TO_DROPOFF. Reports are de-duplicated on
+            /// drone id and sequence number. Internal: called by the drone simulator.
+            public func reportDronePositions(options: RPC.CallOptions = RPC.CallOptions(), _ body: (RPC.RequestWriter<DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ReportDronePositionsRequest>) async throws -> Void) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ReportDronePositionsResponse {
+                try await rpc.clientStreaming(Method.ReportDronePositions.self, options: options, body).message
+            }
+        }
+    }
+}
+
+extension Fabrikam.Dronedelivery.Delivery.V1.DeliveryService.Handler {
+    /// Routes every method of `fabrikam.dronedelivery.delivery.v1.DeliveryService` to this handler.
+    public func register(in router: inout RPC.Router) {
+        router.unary(Fabrikam.Dronedelivery.Delivery.V1.DeliveryService.Method.ScheduleDelivery.self) { try await self.scheduleDelivery($0, context: $1) }
+        router.unary(Fabrikam.Dronedelivery.Delivery.V1.DeliveryService.Method.GetDelivery.self) { try await self.getDelivery($0, context: $1) }
+        router.unary(Fabrikam.Dronedelivery.Delivery.V1.DeliveryService.Method.GetDeliveryStatus.self) { try await self.getDeliveryStatus($0, context: $1) }
+        router.unary(Fabrikam.Dronedelivery.Delivery.V1.DeliveryService.Method.ListDeliveries.self) { try await self.listDeliveries($0, context: $1) }
+        router.serverStreaming(Fabrikam.Dronedelivery.Delivery.V1.DeliveryService.Method.TrackDelivery.self) { try await self.trackDelivery($0, writer: $1, context: $2) }
+        router.unary(Fabrikam.Dronedelivery.Delivery.V1.DeliveryService.Method.RescheduleDelivery.self) { try await self.rescheduleDelivery($0, context: $1) }
+        router.unary(Fabrikam.Dronedelivery.Delivery.V1.DeliveryService.Method.CancelDelivery.self) { try await self.cancelDelivery($0, context: $1) }
+        router.unary(Fabrikam.Dronedelivery.Delivery.V1.DeliveryService.Method.MarkDeliveryFailed.self) { try await self.markDeliveryFailed($0, context: $1) }
+        router.unary(Fabrikam.Dronedelivery.Delivery.V1.DeliveryService.Method.ConfirmDelivery.self) { try await self.confirmDelivery($0, context: $1) }
+        router.unary(Fabrikam.Dronedelivery.Delivery.V1.DeliveryService.Method.NotifyMe.self) { try await self.notifyMe($0, context: $1) }
+        router.clientStreaming(Fabrikam.Dronedelivery.Delivery.V1.DeliveryService.Method.ReportDronePositions.self) { try await self.reportDronePositions($0, context: $1) }
     }
 }
 

@@ -6,6 +6,7 @@
 // that protoc-c generated for the same file.
 
 public import ProtobufKit
+public import RPC
 internal import CDroneDeliveryAPI
 internal import CProtobufC
 internal import CWellKnownProtos
@@ -678,6 +679,57 @@ extension Fabrikam.Dronedelivery.Deliveryhistory.V1 {
                 )
             }
         }
+
+        /// Implement to serve `fabrikam.dronedelivery.deliveryhistory.v1.DeliveryHistoryService`; add it to a router with `register(in:)`.
+        public protocol Handler: Sendable {
+            /// Returns the events of one delivery, oldest first, a page at a time.
+            /// NOT_FOUND if no event of the delivery has been recorded.
+            func getDeliveryHistory(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.GetDeliveryHistoryRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.GetDeliveryHistoryResponse
+
+            /// Returns the events of one owner's deliveries in a time range, oldest
+            /// first, a page at a time.
+            func listOwnerHistory(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.ListOwnerHistoryRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.ListOwnerHistoryResponse
+
+            /// Appends one event. Idempotent per `event.event_id`. Internal: for
+            /// producers that cannot publish on the event bus, and for replaying the
+            /// bus into a new store.
+            func recordDeliveryEvent(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.RecordDeliveryEventRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.RecordDeliveryEventResponse
+        }
+
+        /// Calls `fabrikam.dronedelivery.deliveryhistory.v1.DeliveryHistoryService` on a server.
+        public struct Client: Sendable {
+            public let rpc: RPC.RPCClient
+
+            public init(_ rpc: RPC.RPCClient) { self.rpc = rpc }
+
+            /// Returns the events of one delivery, oldest first, a page at a time.
+            /// NOT_FOUND if no event of the delivery has been recorded.
+            public func getDeliveryHistory(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.GetDeliveryHistoryRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.GetDeliveryHistoryResponse {
+                try await rpc.unary(Method.GetDeliveryHistory.self, request, options: options)
+            }
+
+            /// Returns the events of one owner's deliveries in a time range, oldest
+            /// first, a page at a time.
+            public func listOwnerHistory(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.ListOwnerHistoryRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.ListOwnerHistoryResponse {
+                try await rpc.unary(Method.ListOwnerHistory.self, request, options: options)
+            }
+
+            /// Appends one event. Idempotent per `event.event_id`. Internal: for
+            /// producers that cannot publish on the event bus, and for replaying the
+            /// bus into a new store.
+            public func recordDeliveryEvent(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.RecordDeliveryEventRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.RecordDeliveryEventResponse {
+                try await rpc.unary(Method.RecordDeliveryEvent.self, request, options: options)
+            }
+        }
+    }
+}
+
+extension Fabrikam.Dronedelivery.Deliveryhistory.V1.DeliveryHistoryService.Handler {
+    /// Routes every method of `fabrikam.dronedelivery.deliveryhistory.v1.DeliveryHistoryService` to this handler.
+    public func register(in router: inout RPC.Router) {
+        router.unary(Fabrikam.Dronedelivery.Deliveryhistory.V1.DeliveryHistoryService.Method.GetDeliveryHistory.self) { try await self.getDeliveryHistory($0, context: $1) }
+        router.unary(Fabrikam.Dronedelivery.Deliveryhistory.V1.DeliveryHistoryService.Method.ListOwnerHistory.self) { try await self.listOwnerHistory($0, context: $1) }
+        router.unary(Fabrikam.Dronedelivery.Deliveryhistory.V1.DeliveryHistoryService.Method.RecordDeliveryEvent.self) { try await self.recordDeliveryEvent($0, context: $1) }
     }
 }
 

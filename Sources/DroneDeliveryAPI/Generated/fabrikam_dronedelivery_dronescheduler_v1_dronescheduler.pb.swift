@@ -6,6 +6,7 @@
 // that protoc-c generated for the same file.
 
 public import ProtobufKit
+public import RPC
 internal import CDroneDeliveryAPI
 internal import CProtobufC
 internal import CWellKnownProtos
@@ -1497,6 +1498,107 @@ extension Fabrikam.Dronedelivery.Dronescheduler.V1 {
                 )
             }
         }
+
+        /// Implement to serve `fabrikam.dronedelivery.dronescheduler.v1.DroneSchedulerService`; add it to a router with `register(in:)`.
+        public protocol Handler: Sendable {
+            /// Assigns a suitable available drone to a delivery. Idempotent per
+            /// `delivery_id`: a repeat returns the existing assignment with `created`
+            /// false. RESOURCE_EXHAUSTED when no suitable drone is free (retryable
+            /// later); INVALID_ARGUMENT when no drone in the fleet could ever carry the
+            /// package. Internal: called by Workflow.
+            func assignDrone(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.AssignDroneRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.AssignDroneResponse
+
+            /// Ends a delivery's assignment and makes the drone available again.
+            /// Idempotent: releasing an already released or unknown assignment succeeds
+            /// with `released` false. Internal: called by Workflow and by the
+            /// Supervisor as a compensation.
+            func releaseDrone(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.ReleaseDroneRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.ReleaseDroneResponse
+
+            /// Returns the assignment of one delivery. NOT_FOUND if there is none.
+            /// Internal: lets Workflow resume a saga after a crash.
+            func getAssignment(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.GetAssignmentRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.Assignment
+
+            /// Returns counts of drones by status, and optionally the drones
+            /// themselves. Internal (operators).
+            func getFleetStatus(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.GetFleetStatusRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.FleetStatus
+
+            /// Returns how much drone time and distance one owner used in one month.
+            func getDroneUtilization(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.GetDroneUtilizationRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.DroneUtilization
+
+            /// Adds a drone to the fleet, or replaces its registration, under
+            /// `drone.drone_id`. Idempotent. Internal (operators and the simulator).
+            func registerDrone(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.RegisterDroneRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.RegisterDroneResponse
+
+            /// Lists the fleet, optionally filtered by status, a page at a time.
+            /// Internal (operators).
+            func listDrones(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.ListDronesRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.ListDronesResponse
+        }
+
+        /// Calls `fabrikam.dronedelivery.dronescheduler.v1.DroneSchedulerService` on a server.
+        public struct Client: Sendable {
+            public let rpc: RPC.RPCClient
+
+            public init(_ rpc: RPC.RPCClient) { self.rpc = rpc }
+
+            /// Assigns a suitable available drone to a delivery. Idempotent per
+            /// `delivery_id`: a repeat returns the existing assignment with `created`
+            /// false. RESOURCE_EXHAUSTED when no suitable drone is free (retryable
+            /// later); INVALID_ARGUMENT when no drone in the fleet could ever carry the
+            /// package. Internal: called by Workflow.
+            public func assignDrone(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.AssignDroneRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.AssignDroneResponse {
+                try await rpc.unary(Method.AssignDrone.self, request, options: options)
+            }
+
+            /// Ends a delivery's assignment and makes the drone available again.
+            /// Idempotent: releasing an already released or unknown assignment succeeds
+            /// with `released` false. Internal: called by Workflow and by the
+            /// Supervisor as a compensation.
+            public func releaseDrone(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.ReleaseDroneRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.ReleaseDroneResponse {
+                try await rpc.unary(Method.ReleaseDrone.self, request, options: options)
+            }
+
+            /// Returns the assignment of one delivery. NOT_FOUND if there is none.
+            /// Internal: lets Workflow resume a saga after a crash.
+            public func getAssignment(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.GetAssignmentRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.Assignment {
+                try await rpc.unary(Method.GetAssignment.self, request, options: options)
+            }
+
+            /// Returns counts of drones by status, and optionally the drones
+            /// themselves. Internal (operators).
+            public func getFleetStatus(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.GetFleetStatusRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.FleetStatus {
+                try await rpc.unary(Method.GetFleetStatus.self, request, options: options)
+            }
+
+            /// Returns how much drone time and distance one owner used in one month.
+            public func getDroneUtilization(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.GetDroneUtilizationRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.DroneUtilization {
+                try await rpc.unary(Method.GetDroneUtilization.self, request, options: options)
+            }
+
+            /// Adds a drone to the fleet, or replaces its registration, under
+            /// `drone.drone_id`. Idempotent. Internal (operators and the simulator).
+            public func registerDrone(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.RegisterDroneRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.RegisterDroneResponse {
+                try await rpc.unary(Method.RegisterDrone.self, request, options: options)
+            }
+
+            /// Lists the fleet, optionally filtered by status, a page at a time.
+            /// Internal (operators).
+            public func listDrones(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.ListDronesRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.ListDronesResponse {
+                try await rpc.unary(Method.ListDrones.self, request, options: options)
+            }
+        }
+    }
+}
+
+extension Fabrikam.Dronedelivery.Dronescheduler.V1.DroneSchedulerService.Handler {
+    /// Routes every method of `fabrikam.dronedelivery.dronescheduler.v1.DroneSchedulerService` to this handler.
+    public func register(in router: inout RPC.Router) {
+        router.unary(Fabrikam.Dronedelivery.Dronescheduler.V1.DroneSchedulerService.Method.AssignDrone.self) { try await self.assignDrone($0, context: $1) }
+        router.unary(Fabrikam.Dronedelivery.Dronescheduler.V1.DroneSchedulerService.Method.ReleaseDrone.self) { try await self.releaseDrone($0, context: $1) }
+        router.unary(Fabrikam.Dronedelivery.Dronescheduler.V1.DroneSchedulerService.Method.GetAssignment.self) { try await self.getAssignment($0, context: $1) }
+        router.unary(Fabrikam.Dronedelivery.Dronescheduler.V1.DroneSchedulerService.Method.GetFleetStatus.self) { try await self.getFleetStatus($0, context: $1) }
+        router.unary(Fabrikam.Dronedelivery.Dronescheduler.V1.DroneSchedulerService.Method.GetDroneUtilization.self) { try await self.getDroneUtilization($0, context: $1) }
+        router.unary(Fabrikam.Dronedelivery.Dronescheduler.V1.DroneSchedulerService.Method.RegisterDrone.self) { try await self.registerDrone($0, context: $1) }
+        router.unary(Fabrikam.Dronedelivery.Dronescheduler.V1.DroneSchedulerService.Method.ListDrones.self) { try await self.listDrones($0, context: $1) }
     }
 }
 

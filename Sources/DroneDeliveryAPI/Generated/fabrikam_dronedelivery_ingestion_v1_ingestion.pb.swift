@@ -6,6 +6,7 @@
 // that protoc-c generated for the same file.
 
 public import ProtobufKit
+public import RPC
 internal import CDroneDeliveryAPI
 internal import CProtobufC
 internal import CWellKnownProtos
@@ -1048,6 +1049,65 @@ extension Fabrikam.Dronedelivery.Ingestion.V1 {
                 )
             }
         }
+
+        /// Implement to serve `fabrikam.dronedelivery.ingestion.v1.IngestionService`; add it to a router with `register(in:)`.
+        public protocol Handler: Sendable {
+            /// Accepts a new delivery request: assigns the delivery id, enqueues an
+            /// OPERATION_KIND_CREATE envelope and returns once it is stored. The gateway
+            /// answers 202 Accepted with a Location header built from `status_path`.
+            /// Idempotent when `request_id` is set: repeating a request id returns the
+            /// same delivery id and enqueues nothing new.
+            func createDelivery(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CreateDeliveryRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CreateDeliveryResponse
+
+            /// Accepts a change to an existing delivery's locations or times and
+            /// enqueues an OPERATION_KIND_RESCHEDULE envelope (202 Accepted). Fields
+            /// left unset keep their current values. Workflow checks later that the
+            /// delivery exists and can still be changed.
+            func rescheduleDelivery(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RescheduleDeliveryRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RescheduleDeliveryResponse
+
+            /// Accepts a cancellation and enqueues an OPERATION_KIND_CANCEL envelope
+            /// (202 Accepted). Cancelling twice is harmless.
+            func cancelDelivery(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelDeliveryRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelDeliveryResponse
+        }
+
+        /// Calls `fabrikam.dronedelivery.ingestion.v1.IngestionService` on a server.
+        public struct Client: Sendable {
+            public let rpc: RPC.RPCClient
+
+            public init(_ rpc: RPC.RPCClient) { self.rpc = rpc }
+
+            /// Accepts a new delivery request: assigns the delivery id, enqueues an
+            /// OPERATION_KIND_CREATE envelope and returns once it is stored. The gateway
+            /// answers 202 Accepted with a Location header built from `status_path`.
+            /// Idempotent when `request_id` is set: repeating a request id returns the
+            /// same delivery id and enqueues nothing new.
+            public func createDelivery(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CreateDeliveryRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CreateDeliveryResponse {
+                try await rpc.unary(Method.CreateDelivery.self, request, options: options)
+            }
+
+            /// Accepts a change to an existing delivery's locations or times and
+            /// enqueues an OPERATION_KIND_RESCHEDULE envelope (202 Accepted). Fields
+            /// left unset keep their current values. Workflow checks later that the
+            /// delivery exists and can still be changed.
+            public func rescheduleDelivery(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RescheduleDeliveryRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RescheduleDeliveryResponse {
+                try await rpc.unary(Method.RescheduleDelivery.self, request, options: options)
+            }
+
+            /// Accepts a cancellation and enqueues an OPERATION_KIND_CANCEL envelope
+            /// (202 Accepted). Cancelling twice is harmless.
+            public func cancelDelivery(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelDeliveryRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelDeliveryResponse {
+                try await rpc.unary(Method.CancelDelivery.self, request, options: options)
+            }
+        }
+    }
+}
+
+extension Fabrikam.Dronedelivery.Ingestion.V1.IngestionService.Handler {
+    /// Routes every method of `fabrikam.dronedelivery.ingestion.v1.IngestionService` to this handler.
+    public func register(in router: inout RPC.Router) {
+        router.unary(Fabrikam.Dronedelivery.Ingestion.V1.IngestionService.Method.CreateDelivery.self) { try await self.createDelivery($0, context: $1) }
+        router.unary(Fabrikam.Dronedelivery.Ingestion.V1.IngestionService.Method.RescheduleDelivery.self) { try await self.rescheduleDelivery($0, context: $1) }
+        router.unary(Fabrikam.Dronedelivery.Ingestion.V1.IngestionService.Method.CancelDelivery.self) { try await self.cancelDelivery($0, context: $1) }
     }
 }
 

@@ -6,6 +6,7 @@
 // that protoc-c generated for the same file.
 
 public import ProtobufKit
+public import RPC
 internal import CDroneDeliveryAPI
 internal import CProtobufC
 internal import CWellKnownProtos
@@ -742,6 +743,75 @@ extension Fabrikam.Dronedelivery.Package.V1 {
                 )
             }
         }
+
+        /// Implement to serve `fabrikam.dronedelivery.package.v1.PackageService`; add it to a router with `register(in:)`.
+        public protocol Handler: Sendable {
+            /// Creates the package under `package.package_id`, or replaces it if it
+            /// exists. Idempotent. The gateway answers 201 Created when `created` is
+            /// true and 204 No Content otherwise.
+            func putPackage(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PutPackageRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PutPackageResponse
+
+            /// Returns one package. NOT_FOUND if it does not exist.
+            func getPackage(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.GetPackageRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.Package
+
+            /// Changes the fields of a package named in `update_mask` (all writable
+            /// fields when the mask is empty). NOT_FOUND if it does not exist.
+            func updatePackage(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.UpdatePackageRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.Package
+
+            /// Counts and weighs the packages of one owner.
+            func getPackageSummary(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.GetPackageSummaryRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PackageSummary
+
+            /// Removes a package. Internal: used by the Supervisor to compensate a
+            /// failed saga. Idempotent: deleting a missing package succeeds.
+            func deletePackage(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.DeletePackageRequest, context: RPC.ServerContext) async throws -> ProtobufKit.Google.Protobuf.Empty
+        }
+
+        /// Calls `fabrikam.dronedelivery.package.v1.PackageService` on a server.
+        public struct Client: Sendable {
+            public let rpc: RPC.RPCClient
+
+            public init(_ rpc: RPC.RPCClient) { self.rpc = rpc }
+
+            /// Creates the package under `package.package_id`, or replaces it if it
+            /// exists. Idempotent. The gateway answers 201 Created when `created` is
+            /// true and 204 No Content otherwise.
+            public func putPackage(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PutPackageRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PutPackageResponse {
+                try await rpc.unary(Method.PutPackage.self, request, options: options)
+            }
+
+            /// Returns one package. NOT_FOUND if it does not exist.
+            public func getPackage(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.GetPackageRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.Package {
+                try await rpc.unary(Method.GetPackage.self, request, options: options)
+            }
+
+            /// Changes the fields of a package named in `update_mask` (all writable
+            /// fields when the mask is empty). NOT_FOUND if it does not exist.
+            public func updatePackage(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.UpdatePackageRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.Package {
+                try await rpc.unary(Method.UpdatePackage.self, request, options: options)
+            }
+
+            /// Counts and weighs the packages of one owner.
+            public func getPackageSummary(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.GetPackageSummaryRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PackageSummary {
+                try await rpc.unary(Method.GetPackageSummary.self, request, options: options)
+            }
+
+            /// Removes a package. Internal: used by the Supervisor to compensate a
+            /// failed saga. Idempotent: deleting a missing package succeeds.
+            public func deletePackage(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.DeletePackageRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> ProtobufKit.Google.Protobuf.Empty {
+                try await rpc.unary(Method.DeletePackage.self, request, options: options)
+            }
+        }
+    }
+}
+
+extension Fabrikam.Dronedelivery.Package.V1.PackageService.Handler {
+    /// Routes every method of `fabrikam.dronedelivery.package.v1.PackageService` to this handler.
+    public func register(in router: inout RPC.Router) {
+        router.unary(Fabrikam.Dronedelivery.Package.V1.PackageService.Method.PutPackage.self) { try await self.putPackage($0, context: $1) }
+        router.unary(Fabrikam.Dronedelivery.Package.V1.PackageService.Method.GetPackage.self) { try await self.getPackage($0, context: $1) }
+        router.unary(Fabrikam.Dronedelivery.Package.V1.PackageService.Method.UpdatePackage.self) { try await self.updatePackage($0, context: $1) }
+        router.unary(Fabrikam.Dronedelivery.Package.V1.PackageService.Method.GetPackageSummary.self) { try await self.getPackageSummary($0, context: $1) }
+        router.unary(Fabrikam.Dronedelivery.Package.V1.PackageService.Method.DeletePackage.self) { try await self.deletePackage($0, context: $1) }
     }
 }
 

@@ -7,6 +7,7 @@
 
 public import GRPCProtos
 public import ProtobufKit
+public import RPC
 internal import CDroneDeliveryAPI
 internal import CGRPCProtos
 internal import CProtobufC
@@ -1026,6 +1027,77 @@ extension Fabrikam.Dronedelivery.Supervisor.V1 {
                 )
             }
         }
+
+        /// Implement to serve `fabrikam.dronedelivery.supervisor.v1.SupervisorService`; add it to a router with `register(in:)`.
+        public protocol Handler: Sendable {
+            /// Records a saga that failed for good and schedules its compensation.
+            /// Idempotent per `saga.saga_id`: a repeat returns the stored record with
+            /// `created` false. Called by Workflow.
+            func recordFailedSaga(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.RecordFailedSagaRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.RecordFailedSagaResponse
+
+            /// Lists failed sagas, optionally filtered, a page at a time.
+            func listFailedSagas(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.ListFailedSagasRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.ListFailedSagasResponse
+
+            /// Returns one failed saga. NOT_FOUND if unknown.
+            func getFailedSaga(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.GetFailedSagaRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.FailedSaga
+
+            /// Runs a failed saga forward again from its failed step (for example once
+            /// a broken dependency is fixed). FAILED_PRECONDITION once compensation has
+            /// started.
+            func retryFailedSaga(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.RetryFailedSagaRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.FailedSaga
+
+            /// Runs (or re-runs) the compensations of a failed saga now, instead of
+            /// waiting for the next scheduled attempt.
+            func compensateFailedSaga(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.CompensateFailedSagaRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.FailedSaga
+        }
+
+        /// Calls `fabrikam.dronedelivery.supervisor.v1.SupervisorService` on a server.
+        public struct Client: Sendable {
+            public let rpc: RPC.RPCClient
+
+            public init(_ rpc: RPC.RPCClient) { self.rpc = rpc }
+
+            /// Records a saga that failed for good and schedules its compensation.
+            /// Idempotent per `saga.saga_id`: a repeat returns the stored record with
+            /// `created` false. Called by Workflow.
+            public func recordFailedSaga(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.RecordFailedSagaRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.RecordFailedSagaResponse {
+                try await rpc.unary(Method.RecordFailedSaga.self, request, options: options)
+            }
+
+            /// Lists failed sagas, optionally filtered, a page at a time.
+            public func listFailedSagas(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.ListFailedSagasRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.ListFailedSagasResponse {
+                try await rpc.unary(Method.ListFailedSagas.self, request, options: options)
+            }
+
+            /// Returns one failed saga. NOT_FOUND if unknown.
+            public func getFailedSaga(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.GetFailedSagaRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.FailedSaga {
+                try await rpc.unary(Method.GetFailedSaga.self, request, options: options)
+            }
+
+            /// Runs a failed saga forward again from its failed step (for example once
+            /// a broken dependency is fixed). FAILED_PRECONDITION once compensation has
+            /// started.
+            public func retryFailedSaga(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.RetryFailedSagaRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.FailedSaga {
+                try await rpc.unary(Method.RetryFailedSaga.self, request, options: options)
+            }
+
+            /// Runs (or re-runs) the compensations of a failed saga now, instead of
+            /// waiting for the next scheduled attempt.
+            public func compensateFailedSaga(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.CompensateFailedSagaRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.FailedSaga {
+                try await rpc.unary(Method.CompensateFailedSaga.self, request, options: options)
+            }
+        }
+    }
+}
+
+extension Fabrikam.Dronedelivery.Supervisor.V1.SupervisorService.Handler {
+    /// Routes every method of `fabrikam.dronedelivery.supervisor.v1.SupervisorService` to this handler.
+    public func register(in router: inout RPC.Router) {
+        router.unary(Fabrikam.Dronedelivery.Supervisor.V1.SupervisorService.Method.RecordFailedSaga.self) { try await self.recordFailedSaga($0, context: $1) }
+        router.unary(Fabrikam.Dronedelivery.Supervisor.V1.SupervisorService.Method.ListFailedSagas.self) { try await self.listFailedSagas($0, context: $1) }
+        router.unary(Fabrikam.Dronedelivery.Supervisor.V1.SupervisorService.Method.GetFailedSaga.self) { try await self.getFailedSaga($0, context: $1) }
+        router.unary(Fabrikam.Dronedelivery.Supervisor.V1.SupervisorService.Method.RetryFailedSaga.self) { try await self.retryFailedSaga($0, context: $1) }
+        router.unary(Fabrikam.Dronedelivery.Supervisor.V1.SupervisorService.Method.CompensateFailedSaga.self) { try await self.compensateFailedSaga($0, context: $1) }
     }
 }
 

@@ -6,6 +6,7 @@
 // that protoc-c generated for the same file.
 
 public import ProtobufKit
+public import RPC
 internal import CDroneDeliveryAPI
 internal import CProtobufC
 internal import CWellKnownProtos
@@ -806,6 +807,37 @@ extension Fabrikam.Dronedelivery.Telemetry.V1 {
                 )
             }
         }
+
+        /// Implement to serve `fabrikam.dronedelivery.telemetry.v1.TelemetryService`; add it to a router with `register(in:)`.
+        public protocol Handler: Sendable {
+            /// A long-lived stream of position reports in batches. The receiver answers
+            /// each batch with an acknowledgement once it is stored, so the sender can
+            /// drop acknowledged reports and resend the rest after a reconnect
+            /// (receivers de-duplicate on drone id and sequence number). Internal.
+            func reportPositions(_ requests: RPC.RequestStream<DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.ReportPositionsRequest>, writer: RPC.ResponseWriter<DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.ReportPositionsResponse>, context: RPC.ServerContext) async throws
+        }
+
+        /// Calls `fabrikam.dronedelivery.telemetry.v1.TelemetryService` on a server.
+        public struct Client: Sendable {
+            public let rpc: RPC.RPCClient
+
+            public init(_ rpc: RPC.RPCClient) { self.rpc = rpc }
+
+            /// A long-lived stream of position reports in batches. The receiver answers
+            /// each batch with an acknowledgement once it is stored, so the sender can
+            /// drop acknowledged reports and resend the rest after a reconnect
+            /// (receivers de-duplicate on drone id and sequence number). Internal.
+            public func reportPositions<Result: Sendable>(options: RPC.CallOptions = RPC.CallOptions(), _ body: (RPC.RequestWriter<DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.ReportPositionsRequest>, RPC.ResponseStream<DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.ReportPositionsResponse>) async throws -> Result) async throws -> Result {
+                try await rpc.bidirectional(Method.ReportPositions.self, options: options, body)
+            }
+        }
+    }
+}
+
+extension Fabrikam.Dronedelivery.Telemetry.V1.TelemetryService.Handler {
+    /// Routes every method of `fabrikam.dronedelivery.telemetry.v1.TelemetryService` to this handler.
+    public func register(in router: inout RPC.Router) {
+        router.bidirectional(Fabrikam.Dronedelivery.Telemetry.V1.TelemetryService.Method.ReportPositions.self) { try await self.reportPositions($0, writer: $1, context: $2) }
     }
 }
 
@@ -858,6 +890,50 @@ extension Fabrikam.Dronedelivery.Telemetry.V1 {
                 )
             }
         }
+
+        /// Implement to serve `fabrikam.dronedelivery.telemetry.v1.FlightControlService`; add it to a router with `register(in:)`.
+        public protocol Handler: Sendable {
+            /// Gives a drone a flight plan. Idempotent per `plan.delivery_id`: a repeat
+            /// returns the flight already planned, with `created` false. Internal:
+            /// called by Delivery after scheduling.
+            func assignFlight(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.AssignFlightRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.AssignFlightResponse
+
+            /// Stops a planned or ongoing flight (the drone returns home).
+            /// Idempotent: aborting a finished or unknown flight succeeds with
+            /// `aborted` false. Internal: called by Delivery on cancellation and by
+            /// the Supervisor as a compensation.
+            func abortFlight(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.AbortFlightRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.AbortFlightResponse
+        }
+
+        /// Calls `fabrikam.dronedelivery.telemetry.v1.FlightControlService` on a server.
+        public struct Client: Sendable {
+            public let rpc: RPC.RPCClient
+
+            public init(_ rpc: RPC.RPCClient) { self.rpc = rpc }
+
+            /// Gives a drone a flight plan. Idempotent per `plan.delivery_id`: a repeat
+            /// returns the flight already planned, with `created` false. Internal:
+            /// called by Delivery after scheduling.
+            public func assignFlight(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.AssignFlightRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.AssignFlightResponse {
+                try await rpc.unary(Method.AssignFlight.self, request, options: options)
+            }
+
+            /// Stops a planned or ongoing flight (the drone returns home).
+            /// Idempotent: aborting a finished or unknown flight succeeds with
+            /// `aborted` false. Internal: called by Delivery on cancellation and by
+            /// the Supervisor as a compensation.
+            public func abortFlight(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.AbortFlightRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.AbortFlightResponse {
+                try await rpc.unary(Method.AbortFlight.self, request, options: options)
+            }
+        }
+    }
+}
+
+extension Fabrikam.Dronedelivery.Telemetry.V1.FlightControlService.Handler {
+    /// Routes every method of `fabrikam.dronedelivery.telemetry.v1.FlightControlService` to this handler.
+    public func register(in router: inout RPC.Router) {
+        router.unary(Fabrikam.Dronedelivery.Telemetry.V1.FlightControlService.Method.AssignFlight.self) { try await self.assignFlight($0, context: $1) }
+        router.unary(Fabrikam.Dronedelivery.Telemetry.V1.FlightControlService.Method.AbortFlight.self) { try await self.abortFlight($0, context: $1) }
     }
 }
 

@@ -7,6 +7,7 @@
 
 public import GRPCProtos
 public import ProtobufKit
+public import RPC
 internal import CDroneDeliveryAPI
 internal import CGRPCProtos
 internal import CProtobufC
@@ -874,6 +875,42 @@ extension Fabrikam.Dronedelivery.Workflow.V1 {
                 )
             }
         }
+
+        /// Implement to serve `fabrikam.dronedelivery.workflow.v1.WorkflowService`; add it to a router with `register(in:)`.
+        public protocol Handler: Sendable {
+            /// Returns every saga run for one delivery (its create, and any reschedule
+            /// or cancel), oldest first. NOT_FOUND if there is none.
+            func getSagaStatus(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.GetSagaStatusRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.GetSagaStatusResponse
+
+            /// Lists sagas, optionally filtered by state, a page at a time.
+            func listSagas(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.ListSagasRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.ListSagasResponse
+        }
+
+        /// Calls `fabrikam.dronedelivery.workflow.v1.WorkflowService` on a server.
+        public struct Client: Sendable {
+            public let rpc: RPC.RPCClient
+
+            public init(_ rpc: RPC.RPCClient) { self.rpc = rpc }
+
+            /// Returns every saga run for one delivery (its create, and any reschedule
+            /// or cancel), oldest first. NOT_FOUND if there is none.
+            public func getSagaStatus(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.GetSagaStatusRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.GetSagaStatusResponse {
+                try await rpc.unary(Method.GetSagaStatus.self, request, options: options)
+            }
+
+            /// Lists sagas, optionally filtered by state, a page at a time.
+            public func listSagas(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.ListSagasRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.ListSagasResponse {
+                try await rpc.unary(Method.ListSagas.self, request, options: options)
+            }
+        }
+    }
+}
+
+extension Fabrikam.Dronedelivery.Workflow.V1.WorkflowService.Handler {
+    /// Routes every method of `fabrikam.dronedelivery.workflow.v1.WorkflowService` to this handler.
+    public func register(in router: inout RPC.Router) {
+        router.unary(Fabrikam.Dronedelivery.Workflow.V1.WorkflowService.Method.GetSagaStatus.self) { try await self.getSagaStatus($0, context: $1) }
+        router.unary(Fabrikam.Dronedelivery.Workflow.V1.WorkflowService.Method.ListSagas.self) { try await self.listSagas($0, context: $1) }
     }
 }
 

@@ -6,6 +6,7 @@
 // that protoc-c generated for the same file.
 
 public import ProtobufKit
+public import RPC
 internal import CGRPCProtos
 internal import CProtobufC
 
@@ -368,6 +369,69 @@ extension Grpc.Health.V1 {
                 )
             }
         }
+
+        /// Implement to serve `grpc.health.v1.Health`; add it to a router with `register(in:)`.
+        public protocol Handler: Sendable {
+            /// Returns the current health of one service; fails with NOT_FOUND when the
+            /// service is unknown. With an empty name, returns the server's overall
+            /// health. Callers should set a deadline and treat a missed one as unhealthy.
+            /// Idempotent and free of side effects.
+            func check(_ request: GRPCProtos.Grpc.Health.V1.HealthCheckRequest, context: RPC.ServerContext) async throws -> GRPCProtos.Grpc.Health.V1.HealthCheckResponse
+
+            /// Returns a snapshot (not atomic across services) of the health of every
+            /// known service. A server may answer RESOURCE_EXHAUSTED when it has too many
+            /// services to list. Callers should set a deadline. Idempotent and free of
+            /// side effects.
+            func list(_ request: GRPCProtos.Grpc.Health.V1.HealthListRequest, context: RPC.ServerContext) async throws -> GRPCProtos.Grpc.Health.V1.HealthListResponse
+
+            /// Streams the health of one service: the current status at once, then a new
+            /// message each time it changes. An unknown service yields SERVICE_UNKNOWN
+            /// and the stream stays open. A call that ends with UNIMPLEMENTED means the
+            /// server does not support Watch (do not retry); any other end, OK included,
+            /// should be retried with exponential backoff.
+            func watch(_ request: GRPCProtos.Grpc.Health.V1.HealthCheckRequest, writer: RPC.ResponseWriter<GRPCProtos.Grpc.Health.V1.HealthCheckResponse>, context: RPC.ServerContext) async throws
+        }
+
+        /// Calls `grpc.health.v1.Health` on a server.
+        public struct Client: Sendable {
+            public let rpc: RPC.RPCClient
+
+            public init(_ rpc: RPC.RPCClient) { self.rpc = rpc }
+
+            /// Returns the current health of one service; fails with NOT_FOUND when the
+            /// service is unknown. With an empty name, returns the server's overall
+            /// health. Callers should set a deadline and treat a missed one as unhealthy.
+            /// Idempotent and free of side effects.
+            public func check(_ request: GRPCProtos.Grpc.Health.V1.HealthCheckRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> GRPCProtos.Grpc.Health.V1.HealthCheckResponse {
+                try await rpc.unary(Method.Check.self, request, options: options)
+            }
+
+            /// Returns a snapshot (not atomic across services) of the health of every
+            /// known service. A server may answer RESOURCE_EXHAUSTED when it has too many
+            /// services to list. Callers should set a deadline. Idempotent and free of
+            /// side effects.
+            public func list(_ request: GRPCProtos.Grpc.Health.V1.HealthListRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> GRPCProtos.Grpc.Health.V1.HealthListResponse {
+                try await rpc.unary(Method.List.self, request, options: options)
+            }
+
+            /// Streams the health of one service: the current status at once, then a new
+            /// message each time it changes. An unknown service yields SERVICE_UNKNOWN
+            /// and the stream stays open. A call that ends with UNIMPLEMENTED means the
+            /// server does not support Watch (do not retry); any other end, OK included,
+            /// should be retried with exponential backoff.
+            public func watch<Result: Sendable>(_ request: GRPCProtos.Grpc.Health.V1.HealthCheckRequest, options: RPC.CallOptions = RPC.CallOptions(), _ body: (RPC.ResponseStream<GRPCProtos.Grpc.Health.V1.HealthCheckResponse>) async throws -> Result) async throws -> Result {
+                try await rpc.serverStreaming(Method.Watch.self, request, options: options, body)
+            }
+        }
+    }
+}
+
+extension Grpc.Health.V1.Health.Handler {
+    /// Routes every method of `grpc.health.v1.Health` to this handler.
+    public func register(in router: inout RPC.Router) {
+        router.unary(Grpc.Health.V1.Health.Method.Check.self) { try await self.check($0, context: $1) }
+        router.unary(Grpc.Health.V1.Health.Method.List.self) { try await self.list($0, context: $1) }
+        router.serverStreaming(Grpc.Health.V1.Health.Method.Watch.self) { try await self.watch($0, writer: $1, context: $2) }
     }
 }
 

@@ -6,6 +6,7 @@
 // that protoc-c generated for the same file.
 
 public import ProtobufKit
+public import RPC
 internal import CGRPCProtos
 internal import CProtobufC
 
@@ -696,6 +697,33 @@ extension Grpc.Reflection.V1 {
                 )
             }
         }
+
+        /// Implement to serve `grpc.reflection.v1.ServerReflection`; add it to a router with `register(in:)`.
+        public protocol Handler: Sendable {
+            /// One bidirectional stream carries any number of questions and their
+            /// answers, so every answer in a session comes from the same server.
+            func serverReflectionInfo(_ requests: RPC.RequestStream<GRPCProtos.Grpc.Reflection.V1.ServerReflectionRequest>, writer: RPC.ResponseWriter<GRPCProtos.Grpc.Reflection.V1.ServerReflectionResponse>, context: RPC.ServerContext) async throws
+        }
+
+        /// Calls `grpc.reflection.v1.ServerReflection` on a server.
+        public struct Client: Sendable {
+            public let rpc: RPC.RPCClient
+
+            public init(_ rpc: RPC.RPCClient) { self.rpc = rpc }
+
+            /// One bidirectional stream carries any number of questions and their
+            /// answers, so every answer in a session comes from the same server.
+            public func serverReflectionInfo<Result: Sendable>(options: RPC.CallOptions = RPC.CallOptions(), _ body: (RPC.RequestWriter<GRPCProtos.Grpc.Reflection.V1.ServerReflectionRequest>, RPC.ResponseStream<GRPCProtos.Grpc.Reflection.V1.ServerReflectionResponse>) async throws -> Result) async throws -> Result {
+                try await rpc.bidirectional(Method.ServerReflectionInfo.self, options: options, body)
+            }
+        }
+    }
+}
+
+extension Grpc.Reflection.V1.ServerReflection.Handler {
+    /// Routes every method of `grpc.reflection.v1.ServerReflection` to this handler.
+    public func register(in router: inout RPC.Router) {
+        router.bidirectional(Grpc.Reflection.V1.ServerReflection.Method.ServerReflectionInfo.self) { try await self.serverReflectionInfo($0, writer: $1, context: $2) }
     }
 }
 

@@ -6,6 +6,7 @@
 // that protoc-c generated for the same file.
 
 public import ProtobufKit
+public import RPC
 internal import CGRPCProtos
 internal import CProtobufC
 
@@ -152,6 +153,100 @@ extension Grpc.Testing {
                 )
             }
         }
+
+        /// Implement to serve `grpc.testing.TestService`; add it to a router with `register(in:)`.
+        public protocol Handler: Sendable {
+            /// Empty request, empty response.
+            func emptyCall(_ request: GRPCProtos.Grpc.Testing.Empty, context: RPC.ServerContext) async throws -> GRPCProtos.Grpc.Testing.Empty
+
+            /// One request, one response.
+            func unaryCall(_ request: GRPCProtos.Grpc.Testing.SimpleRequest, context: RPC.ServerContext) async throws -> GRPCProtos.Grpc.Testing.SimpleResponse
+
+            /// Like UnaryCall, but the response carries cache-control headers so that a
+            /// caching HTTP proxy can answer repeats of the request.
+            func cacheableUnaryCall(_ request: GRPCProtos.Grpc.Testing.SimpleRequest, context: RPC.ServerContext) async throws -> GRPCProtos.Grpc.Testing.SimpleResponse
+
+            /// One request, a stream of responses shaped by response_parameters.
+            func streamingOutputCall(_ request: GRPCProtos.Grpc.Testing.StreamingOutputCallRequest, writer: RPC.ResponseWriter<GRPCProtos.Grpc.Testing.StreamingOutputCallResponse>, context: RPC.ServerContext) async throws
+
+            /// A stream of requests, one response with the total payload size.
+            func streamingInputCall(_ requests: RPC.RequestStream<GRPCProtos.Grpc.Testing.StreamingInputCallRequest>, context: RPC.ServerContext) async throws -> GRPCProtos.Grpc.Testing.StreamingInputCallResponse
+
+            /// Both directions streaming; the server answers each request as it
+            /// arrives.
+            func fullDuplexCall(_ requests: RPC.RequestStream<GRPCProtos.Grpc.Testing.StreamingOutputCallRequest>, writer: RPC.ResponseWriter<GRPCProtos.Grpc.Testing.StreamingOutputCallResponse>, context: RPC.ServerContext) async throws
+
+            /// Both directions streaming; the server reads every request first, then
+            /// answers them in order.
+            func halfDuplexCall(_ requests: RPC.RequestStream<GRPCProtos.Grpc.Testing.StreamingOutputCallRequest>, writer: RPC.ResponseWriter<GRPCProtos.Grpc.Testing.StreamingOutputCallResponse>, context: RPC.ServerContext) async throws
+
+            /// Never implemented by test servers: checks how clients see UNIMPLEMENTED.
+            func unimplementedCall(_ request: GRPCProtos.Grpc.Testing.Empty, context: RPC.ServerContext) async throws -> GRPCProtos.Grpc.Testing.Empty
+        }
+
+        /// Calls `grpc.testing.TestService` on a server.
+        public struct Client: Sendable {
+            public let rpc: RPC.RPCClient
+
+            public init(_ rpc: RPC.RPCClient) { self.rpc = rpc }
+
+            /// Empty request, empty response.
+            public func emptyCall(_ request: GRPCProtos.Grpc.Testing.Empty, options: RPC.CallOptions = RPC.CallOptions()) async throws -> GRPCProtos.Grpc.Testing.Empty {
+                try await rpc.unary(Method.EmptyCall.self, request, options: options)
+            }
+
+            /// One request, one response.
+            public func unaryCall(_ request: GRPCProtos.Grpc.Testing.SimpleRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> GRPCProtos.Grpc.Testing.SimpleResponse {
+                try await rpc.unary(Method.UnaryCall.self, request, options: options)
+            }
+
+            /// Like UnaryCall, but the response carries cache-control headers so that a
+            /// caching HTTP proxy can answer repeats of the request.
+            public func cacheableUnaryCall(_ request: GRPCProtos.Grpc.Testing.SimpleRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> GRPCProtos.Grpc.Testing.SimpleResponse {
+                try await rpc.unary(Method.CacheableUnaryCall.self, request, options: options)
+            }
+
+            /// One request, a stream of responses shaped by response_parameters.
+            public func streamingOutputCall<Result: Sendable>(_ request: GRPCProtos.Grpc.Testing.StreamingOutputCallRequest, options: RPC.CallOptions = RPC.CallOptions(), _ body: (RPC.ResponseStream<GRPCProtos.Grpc.Testing.StreamingOutputCallResponse>) async throws -> Result) async throws -> Result {
+                try await rpc.serverStreaming(Method.StreamingOutputCall.self, request, options: options, body)
+            }
+
+            /// A stream of requests, one response with the total payload size.
+            public func streamingInputCall(options: RPC.CallOptions = RPC.CallOptions(), _ body: (RPC.RequestWriter<GRPCProtos.Grpc.Testing.StreamingInputCallRequest>) async throws -> Void) async throws -> GRPCProtos.Grpc.Testing.StreamingInputCallResponse {
+                try await rpc.clientStreaming(Method.StreamingInputCall.self, options: options, body).message
+            }
+
+            /// Both directions streaming; the server answers each request as it
+            /// arrives.
+            public func fullDuplexCall<Result: Sendable>(options: RPC.CallOptions = RPC.CallOptions(), _ body: (RPC.RequestWriter<GRPCProtos.Grpc.Testing.StreamingOutputCallRequest>, RPC.ResponseStream<GRPCProtos.Grpc.Testing.StreamingOutputCallResponse>) async throws -> Result) async throws -> Result {
+                try await rpc.bidirectional(Method.FullDuplexCall.self, options: options, body)
+            }
+
+            /// Both directions streaming; the server reads every request first, then
+            /// answers them in order.
+            public func halfDuplexCall<Result: Sendable>(options: RPC.CallOptions = RPC.CallOptions(), _ body: (RPC.RequestWriter<GRPCProtos.Grpc.Testing.StreamingOutputCallRequest>, RPC.ResponseStream<GRPCProtos.Grpc.Testing.StreamingOutputCallResponse>) async throws -> Result) async throws -> Result {
+                try await rpc.bidirectional(Method.HalfDuplexCall.self, options: options, body)
+            }
+
+            /// Never implemented by test servers: checks how clients see UNIMPLEMENTED.
+            public func unimplementedCall(_ request: GRPCProtos.Grpc.Testing.Empty, options: RPC.CallOptions = RPC.CallOptions()) async throws -> GRPCProtos.Grpc.Testing.Empty {
+                try await rpc.unary(Method.UnimplementedCall.self, request, options: options)
+            }
+        }
+    }
+}
+
+extension Grpc.Testing.TestService.Handler {
+    /// Routes every method of `grpc.testing.TestService` to this handler.
+    public func register(in router: inout RPC.Router) {
+        router.unary(Grpc.Testing.TestService.Method.EmptyCall.self) { try await self.emptyCall($0, context: $1) }
+        router.unary(Grpc.Testing.TestService.Method.UnaryCall.self) { try await self.unaryCall($0, context: $1) }
+        router.unary(Grpc.Testing.TestService.Method.CacheableUnaryCall.self) { try await self.cacheableUnaryCall($0, context: $1) }
+        router.serverStreaming(Grpc.Testing.TestService.Method.StreamingOutputCall.self) { try await self.streamingOutputCall($0, writer: $1, context: $2) }
+        router.clientStreaming(Grpc.Testing.TestService.Method.StreamingInputCall.self) { try await self.streamingInputCall($0, context: $1) }
+        router.bidirectional(Grpc.Testing.TestService.Method.FullDuplexCall.self) { try await self.fullDuplexCall($0, writer: $1, context: $2) }
+        router.bidirectional(Grpc.Testing.TestService.Method.HalfDuplexCall.self) { try await self.halfDuplexCall($0, writer: $1, context: $2) }
+        router.unary(Grpc.Testing.TestService.Method.UnimplementedCall.self) { try await self.unimplementedCall($0, context: $1) }
     }
 }
 
@@ -184,6 +279,31 @@ extension Grpc.Testing {
                 )
             }
         }
+
+        /// Implement to serve `grpc.testing.UnimplementedService`; add it to a router with `register(in:)`.
+        public protocol Handler: Sendable {
+            /// Not implemented anywhere.
+            func unimplementedCall(_ request: GRPCProtos.Grpc.Testing.Empty, context: RPC.ServerContext) async throws -> GRPCProtos.Grpc.Testing.Empty
+        }
+
+        /// Calls `grpc.testing.UnimplementedService` on a server.
+        public struct Client: Sendable {
+            public let rpc: RPC.RPCClient
+
+            public init(_ rpc: RPC.RPCClient) { self.rpc = rpc }
+
+            /// Not implemented anywhere.
+            public func unimplementedCall(_ request: GRPCProtos.Grpc.Testing.Empty, options: RPC.CallOptions = RPC.CallOptions()) async throws -> GRPCProtos.Grpc.Testing.Empty {
+                try await rpc.unary(Method.UnimplementedCall.self, request, options: options)
+            }
+        }
+    }
+}
+
+extension Grpc.Testing.UnimplementedService.Handler {
+    /// Routes every method of `grpc.testing.UnimplementedService` to this handler.
+    public func register(in router: inout RPC.Router) {
+        router.unary(Grpc.Testing.UnimplementedService.Method.UnimplementedCall.self) { try await self.unimplementedCall($0, context: $1) }
     }
 }
 
@@ -231,6 +351,40 @@ extension Grpc.Testing {
                 )
             }
         }
+
+        /// Implement to serve `grpc.testing.ReconnectService`; add it to a router with `register(in:)`.
+        public protocol Handler: Sendable {
+            /// Starts a reconnect test with the client's backoff settings.
+            func start(_ request: GRPCProtos.Grpc.Testing.ReconnectParams, context: RPC.ServerContext) async throws -> GRPCProtos.Grpc.Testing.Empty
+
+            /// Ends it and reports what the server saw.
+            func stop(_ request: GRPCProtos.Grpc.Testing.Empty, context: RPC.ServerContext) async throws -> GRPCProtos.Grpc.Testing.ReconnectInfo
+        }
+
+        /// Calls `grpc.testing.ReconnectService` on a server.
+        public struct Client: Sendable {
+            public let rpc: RPC.RPCClient
+
+            public init(_ rpc: RPC.RPCClient) { self.rpc = rpc }
+
+            /// Starts a reconnect test with the client's backoff settings.
+            public func start(_ request: GRPCProtos.Grpc.Testing.ReconnectParams, options: RPC.CallOptions = RPC.CallOptions()) async throws -> GRPCProtos.Grpc.Testing.Empty {
+                try await rpc.unary(Method.Start.self, request, options: options)
+            }
+
+            /// Ends it and reports what the server saw.
+            public func stop(_ request: GRPCProtos.Grpc.Testing.Empty, options: RPC.CallOptions = RPC.CallOptions()) async throws -> GRPCProtos.Grpc.Testing.ReconnectInfo {
+                try await rpc.unary(Method.Stop.self, request, options: options)
+            }
+        }
+    }
+}
+
+extension Grpc.Testing.ReconnectService.Handler {
+    /// Routes every method of `grpc.testing.ReconnectService` to this handler.
+    public func register(in router: inout RPC.Router) {
+        router.unary(Grpc.Testing.ReconnectService.Method.Start.self) { try await self.start($0, context: $1) }
+        router.unary(Grpc.Testing.ReconnectService.Method.Stop.self) { try await self.stop($0, context: $1) }
     }
 }
 
@@ -279,6 +433,42 @@ extension Grpc.Testing {
                 )
             }
         }
+
+        /// Implement to serve `grpc.testing.LoadBalancerStatsService`; add it to a router with `register(in:)`.
+        public protocol Handler: Sendable {
+            /// Waits for the client's next RPCs and reports how they spread over
+            /// backends.
+            func getClientStats(_ request: GRPCProtos.Grpc.Testing.LoadBalancerStatsRequest, context: RPC.ServerContext) async throws -> GRPCProtos.Grpc.Testing.LoadBalancerStatsResponse
+
+            /// Reports the client's running totals.
+            func getClientAccumulatedStats(_ request: GRPCProtos.Grpc.Testing.LoadBalancerAccumulatedStatsRequest, context: RPC.ServerContext) async throws -> GRPCProtos.Grpc.Testing.LoadBalancerAccumulatedStatsResponse
+        }
+
+        /// Calls `grpc.testing.LoadBalancerStatsService` on a server.
+        public struct Client: Sendable {
+            public let rpc: RPC.RPCClient
+
+            public init(_ rpc: RPC.RPCClient) { self.rpc = rpc }
+
+            /// Waits for the client's next RPCs and reports how they spread over
+            /// backends.
+            public func getClientStats(_ request: GRPCProtos.Grpc.Testing.LoadBalancerStatsRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> GRPCProtos.Grpc.Testing.LoadBalancerStatsResponse {
+                try await rpc.unary(Method.GetClientStats.self, request, options: options)
+            }
+
+            /// Reports the client's running totals.
+            public func getClientAccumulatedStats(_ request: GRPCProtos.Grpc.Testing.LoadBalancerAccumulatedStatsRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> GRPCProtos.Grpc.Testing.LoadBalancerAccumulatedStatsResponse {
+                try await rpc.unary(Method.GetClientAccumulatedStats.self, request, options: options)
+            }
+        }
+    }
+}
+
+extension Grpc.Testing.LoadBalancerStatsService.Handler {
+    /// Routes every method of `grpc.testing.LoadBalancerStatsService` to this handler.
+    public func register(in router: inout RPC.Router) {
+        router.unary(Grpc.Testing.LoadBalancerStatsService.Method.GetClientStats.self) { try await self.getClientStats($0, context: $1) }
+        router.unary(Grpc.Testing.LoadBalancerStatsService.Method.GetClientAccumulatedStats.self) { try await self.getClientAccumulatedStats($0, context: $1) }
     }
 }
 
@@ -343,6 +533,49 @@ extension Grpc.Testing {
                 )
             }
         }
+
+        /// Implement to serve `grpc.testing.HookService`; add it to a router with `register(in:)`.
+        public protocol Handler: Sendable {
+            /// Hangs until a return status is set by SetReturnStatus.
+            func hook(_ request: GRPCProtos.Grpc.Testing.Empty, context: RPC.ServerContext) async throws -> GRPCProtos.Grpc.Testing.Empty
+
+            /// Sets the status that pending and later Hook calls end with.
+            func setReturnStatus(_ request: GRPCProtos.Grpc.Testing.SetReturnStatusRequest, context: RPC.ServerContext) async throws -> GRPCProtos.Grpc.Testing.Empty
+
+            /// Clears it; later Hook calls hang again.
+            func clearReturnStatus(_ request: GRPCProtos.Grpc.Testing.Empty, context: RPC.ServerContext) async throws -> GRPCProtos.Grpc.Testing.Empty
+        }
+
+        /// Calls `grpc.testing.HookService` on a server.
+        public struct Client: Sendable {
+            public let rpc: RPC.RPCClient
+
+            public init(_ rpc: RPC.RPCClient) { self.rpc = rpc }
+
+            /// Hangs until a return status is set by SetReturnStatus.
+            public func hook(_ request: GRPCProtos.Grpc.Testing.Empty, options: RPC.CallOptions = RPC.CallOptions()) async throws -> GRPCProtos.Grpc.Testing.Empty {
+                try await rpc.unary(Method.Hook.self, request, options: options)
+            }
+
+            /// Sets the status that pending and later Hook calls end with.
+            public func setReturnStatus(_ request: GRPCProtos.Grpc.Testing.SetReturnStatusRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> GRPCProtos.Grpc.Testing.Empty {
+                try await rpc.unary(Method.SetReturnStatus.self, request, options: options)
+            }
+
+            /// Clears it; later Hook calls hang again.
+            public func clearReturnStatus(_ request: GRPCProtos.Grpc.Testing.Empty, options: RPC.CallOptions = RPC.CallOptions()) async throws -> GRPCProtos.Grpc.Testing.Empty {
+                try await rpc.unary(Method.ClearReturnStatus.self, request, options: options)
+            }
+        }
+    }
+}
+
+extension Grpc.Testing.HookService.Handler {
+    /// Routes every method of `grpc.testing.HookService` to this handler.
+    public func register(in router: inout RPC.Router) {
+        router.unary(Grpc.Testing.HookService.Method.Hook.self) { try await self.hook($0, context: $1) }
+        router.unary(Grpc.Testing.HookService.Method.SetReturnStatus.self) { try await self.setReturnStatus($0, context: $1) }
+        router.unary(Grpc.Testing.HookService.Method.ClearReturnStatus.self) { try await self.clearReturnStatus($0, context: $1) }
     }
 }
 
@@ -406,6 +639,49 @@ extension Grpc.Testing {
                 )
             }
         }
+
+        /// Implement to serve `grpc.testing.XdsUpdateHealthService`; add it to a router with `register(in:)`.
+        public protocol Handler: Sendable {
+            /// Reports SERVING from now on.
+            func setServing(_ request: GRPCProtos.Grpc.Testing.Empty, context: RPC.ServerContext) async throws -> GRPCProtos.Grpc.Testing.Empty
+
+            /// Reports NOT_SERVING from now on.
+            func setNotServing(_ request: GRPCProtos.Grpc.Testing.Empty, context: RPC.ServerContext) async throws -> GRPCProtos.Grpc.Testing.Empty
+
+            /// Controls the server's pre-stop hook.
+            func sendHookRequest(_ request: GRPCProtos.Grpc.Testing.HookRequest, context: RPC.ServerContext) async throws -> GRPCProtos.Grpc.Testing.HookResponse
+        }
+
+        /// Calls `grpc.testing.XdsUpdateHealthService` on a server.
+        public struct Client: Sendable {
+            public let rpc: RPC.RPCClient
+
+            public init(_ rpc: RPC.RPCClient) { self.rpc = rpc }
+
+            /// Reports SERVING from now on.
+            public func setServing(_ request: GRPCProtos.Grpc.Testing.Empty, options: RPC.CallOptions = RPC.CallOptions()) async throws -> GRPCProtos.Grpc.Testing.Empty {
+                try await rpc.unary(Method.SetServing.self, request, options: options)
+            }
+
+            /// Reports NOT_SERVING from now on.
+            public func setNotServing(_ request: GRPCProtos.Grpc.Testing.Empty, options: RPC.CallOptions = RPC.CallOptions()) async throws -> GRPCProtos.Grpc.Testing.Empty {
+                try await rpc.unary(Method.SetNotServing.self, request, options: options)
+            }
+
+            /// Controls the server's pre-stop hook.
+            public func sendHookRequest(_ request: GRPCProtos.Grpc.Testing.HookRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> GRPCProtos.Grpc.Testing.HookResponse {
+                try await rpc.unary(Method.SendHookRequest.self, request, options: options)
+            }
+        }
+    }
+}
+
+extension Grpc.Testing.XdsUpdateHealthService.Handler {
+    /// Routes every method of `grpc.testing.XdsUpdateHealthService` to this handler.
+    public func register(in router: inout RPC.Router) {
+        router.unary(Grpc.Testing.XdsUpdateHealthService.Method.SetServing.self) { try await self.setServing($0, context: $1) }
+        router.unary(Grpc.Testing.XdsUpdateHealthService.Method.SetNotServing.self) { try await self.setNotServing($0, context: $1) }
+        router.unary(Grpc.Testing.XdsUpdateHealthService.Method.SendHookRequest.self) { try await self.sendHookRequest($0, context: $1) }
     }
 }
 
@@ -437,6 +713,31 @@ extension Grpc.Testing {
                 )
             }
         }
+
+        /// Implement to serve `grpc.testing.XdsUpdateClientConfigureService`; add it to a router with `register(in:)`.
+        public protocol Handler: Sendable {
+            /// Replaces the client's RPC configuration.
+            func configure(_ request: GRPCProtos.Grpc.Testing.ClientConfigureRequest, context: RPC.ServerContext) async throws -> GRPCProtos.Grpc.Testing.ClientConfigureResponse
+        }
+
+        /// Calls `grpc.testing.XdsUpdateClientConfigureService` on a server.
+        public struct Client: Sendable {
+            public let rpc: RPC.RPCClient
+
+            public init(_ rpc: RPC.RPCClient) { self.rpc = rpc }
+
+            /// Replaces the client's RPC configuration.
+            public func configure(_ request: GRPCProtos.Grpc.Testing.ClientConfigureRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> GRPCProtos.Grpc.Testing.ClientConfigureResponse {
+                try await rpc.unary(Method.Configure.self, request, options: options)
+            }
+        }
+    }
+}
+
+extension Grpc.Testing.XdsUpdateClientConfigureService.Handler {
+    /// Routes every method of `grpc.testing.XdsUpdateClientConfigureService` to this handler.
+    public func register(in router: inout RPC.Router) {
+        router.unary(Grpc.Testing.XdsUpdateClientConfigureService.Method.Configure.self) { try await self.configure($0, context: $1) }
     }
 }
 
