@@ -19,14 +19,38 @@ public final class HTTP2Connection: ChannelInboundHandler, RemovableChannelHandl
 
     public let session: HTTP2Session
     public let eventLoop: EventLoop
+    let limits: HTTP2Limits
+    var abuseGuard: AbuseGuard
+    /// Whether the peer has completed the preface and its first SETTINGS.
+    var handshakeDone = false
+    var handshakeTimer: Scheduled<Void>?
+    var idleTimer: Scheduled<Void>?
+    var keepaliveTimer: Scheduled<Void>?
+    var keepaliveDeadline: Scheduled<Void>?
+    /// Streams the peer has open, for the idle timeout.
+    var openStreams: Set<Int32> = []
+    var frameScanner: FrameScanner
+    /// Set for a connection the server will not serve (over the connection limit).
+    var refusal: String?
     /// Strongly held: the delegate is the connection's application state and dies with it.
     public var delegate: HTTP2ConnectionDelegate?
     private var context: ChannelHandlerContext?
     private var closed = false
+    /// Set once this end has decided to close (abuse, timeouts): nothing more is processed.
+    private var closing = false
 
-    public init(session: HTTP2Session, eventLoop: EventLoop) {
+    public init(session: HTTP2Session, eventLoop: EventLoop, limits: HTTP2Limits = HTTP2Limits()) {
         self.session = session
         self.eventLoop = eventLoop
+        self.limits = limits
+        self.abuseGuard = AbuseGuard(limits: limits)
+        // A server removes the peer's second SETTINGS ACK: the one for its own stream-limit frame.
+        self.frameScanner = FrameScanner(isServer: session.role == .server, ackToRemove: session.role == .server ? 2 : 0)
+    }
+
+    /// Answers this connection, once active, with GOAWAY(ENHANCE_YOUR_CALM) and closes it.
+    public func refuse(reason: String) {
+        refusal = reason
     }
 
     /// The channel this handler serves, once added.
@@ -42,27 +66,127 @@ public final class HTTP2Connection: ChannelInboundHandler, RemovableChannelHandl
     }
 
     public func channelActive(context: ChannelHandlerContext) {
-        flush()  // our SETTINGS (and the client preface)
+        if let refusal {
+            session.sendGoAway(errorCode: 0xb, debugData: refusal)
+            flush()
+            context.close(promise: nil)
+            return
+        }
+        flush()  // nghttp2's SETTINGS (and the client preface)
+        if session.role == .server {
+            // SETTINGS_MAX_CONCURRENT_STREAMS, advertised by us, enforced in `observe`.
+            var frame = context.channel.allocator.buffer(capacity: 15)
+            frame.writeBytes([0, 0, 6, 0x4, 0, 0, 0, 0, 0, 0, 0x3])
+            frame.writeInteger(session.settings.maxConcurrentStreams)
+            context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
+        }
+        startTimers()
         context.fireChannelActive()
     }
 
+    // MARK: Timers: handshake, idle, keepalive
+
+    func startTimers() {
+        handshakeTimer = eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(limits.handshakeTimeout.nanoseconds)) { [self] in
+            if !handshakeDone { close() }  // too slow to say hello (slowloris)
+        }
+        resetIdleTimer()
+        scheduleKeepalive()
+    }
+
+    func resetIdleTimer() {
+        idleTimer?.cancel()
+        idleTimer = eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(limits.idleTimeout.nanoseconds)) { [self] in
+            guard openStreams.isEmpty else { return resetIdleTimer() }
+            session.sendGoAway(errorCode: 0, debugData: "idle")
+            flush()
+            close()
+        }
+    }
+
+    func scheduleKeepalive() {
+        guard let interval = limits.keepaliveInterval else { return }
+        keepaliveTimer?.cancel()
+        keepaliveTimer = eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(interval.nanoseconds)) { [self] in
+            session.sendPing()
+            flush()
+            keepaliveDeadline = eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(limits.keepaliveTimeout.nanoseconds)) { [self] in
+                close()  // the peer did not answer: the connection is dead
+            }
+        }
+    }
+
+    func cancelTimers() {
+        for timer in [handshakeTimer, idleTimer, keepaliveTimer, keepaliveDeadline] { timer?.cancel() }
+    }
+
+    /// Streams refused for being over the concurrency limit (their later events are dropped).
+    var refusedStreams: Set<Int32> = []
+
+    /// Tracks what the timers and the abuse guard need, and refuses streams over the limit.
+    /// Returns false if the event must not reach the delegate (and, with `close`, the connection ends).
+    func observe(_ event: HTTP2Session.Event) -> Bool {
+        switch event {
+        case .settings: handshakeDone = true
+        case .headers(let streamID, _, _):
+            if refusedStreams.contains(streamID) { return false }
+            if session.role == .server && !openStreams.contains(streamID)
+                && openStreams.count >= Int(session.settings.maxConcurrentStreams) {
+                session.resetStream(streamID, errorCode: 0x7)  // REFUSED_STREAM: safe to retry
+                refusedStreams.insert(streamID)
+                return false
+            }
+            openStreams.insert(streamID)
+        case .data(let streamID, let bytes) where refusedStreams.contains(streamID):
+            session.consume(streamID: streamID, count: bytes.readableBytes)
+            return false
+        case .endStream(let streamID) where refusedStreams.contains(streamID):
+            return false
+        case .streamClosed(let streamID, _):
+            openStreams.remove(streamID)
+            if refusedStreams.remove(streamID) != nil { return false }
+        case .pingAck:
+            keepaliveDeadline?.cancel()
+            keepaliveDeadline = nil
+        default: break
+        }
+        if case .enhanceYourCalm(let reason) = abuseGuard.record(event, now: .now) {
+            session.sendGoAway(errorCode: 0xb, debugData: reason)  // ENHANCE_YOUR_CALM
+            flush()
+            closeAfterLinger()
+            return false
+        }
+        return true
+    }
+
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if closing { return }
         let bytes = unwrapInboundIn(data)
+        // Header-block abuse is judged on the raw frames, before nghttp2 spends work on them.
+        let (frameEvents, filtered) = frameScanner.process(bytes)
+        for event in frameEvents {
+            _ = observe(event)
+            if closing { return }
+        }
         let events: [HTTP2Session.Event]
         do {
-            events = try session.receive(bytes)
+            events = try session.receive(filtered)
         } catch {
             // nghttp2 has queued a GOAWAY describing the problem: send it, then close.
             flush()
             context.close(promise: nil)
             return
         }
+        // Any traffic shows the peer is alive: push the next keepalive PING back.
+        scheduleKeepalive()
         deliver(events)
+        if openStreams.isEmpty { resetIdleTimer() }
         flush()
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
         closed = true
+        cancelTimers()
         delegate?.connectionClosed(self)
         delegate = nil
         context.fireChannelInactive()
@@ -73,8 +197,13 @@ public final class HTTP2Connection: ChannelInboundHandler, RemovableChannelHandl
     }
 
     private func deliver(_ events: [HTTP2Session.Event]) {
-        guard let delegate else { return }
-        for event in events { delegate.connection(self, received: event) }
+        for event in events {
+            guard observe(event) else {
+                if closing { return }
+                continue
+            }
+            delegate?.connection(self, received: event)
+        }
     }
 
     /// Writes whatever nghttp2 wants to send. Call after acting on the session.
@@ -101,8 +230,26 @@ public final class HTTP2Connection: ChannelInboundHandler, RemovableChannelHandl
         }
     }
 
+    /// Stops reading and closes shortly: closing at once while the peer is still sending makes
+    /// the kernel reset the connection, which can destroy the GOAWAY before the peer reads it.
+    func closeAfterLinger() {
+        closing = true
+        context?.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
+        _ = eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(500)) { [self] in close() }
+    }
+
     /// Closes the connection now.
     public func close() {
+        closing = true
         context?.close(promise: nil)
+    }
+}
+
+extension Duration {
+    /// Whole nanoseconds, saturating (for NIO's TimeAmount).
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        if seconds > Int64.max / 1_000_000_000 { return .max }
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
     }
 }

@@ -23,6 +23,14 @@ extension HTTP2Session {
             let field = HeaderField(
                 String(decoding: UnsafeBufferPointer(start: name, count: nameLength), as: UTF8.self),
                 String(decoding: UnsafeBufferPointer(start: value, count: valueLength), as: UTF8.self))
+            // The decoded size counts as RFC 9113 defines it (name + value + 32 per field); over the
+            // advertised SETTINGS_MAX_HEADER_LIST_SIZE the peer is told to calm down.
+            let size = (session.incomingHeaderBytes[streamID] ?? 0) + nameLength + valueLength + 32
+            session.incomingHeaderBytes[streamID] = size
+            if size > Int(session.settings.maxHeaderListSize) {
+                session.events.append(.headerListTooLarge(streamID: streamID))
+                return Int32(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
+            }
             session.incomingHeaders[streamID, default: []].append(field)
             return 0
         }
@@ -34,6 +42,7 @@ extension HTTP2Session {
             switch UInt32(header.type) {
             case NGHTTP2_HEADERS.rawValue:
                 let fields = session.incomingHeaders.removeValue(forKey: header.stream_id) ?? []
+                session.incomingHeaderBytes[header.stream_id] = nil
                 session.events.append(.headers(streamID: header.stream_id, fields: fields, endStream: endStream))
             case NGHTTP2_DATA.rawValue:
                 if endStream { session.events.append(.endStream(streamID: header.stream_id)) }
@@ -41,9 +50,10 @@ extension HTTP2Session {
                 let goAway = frame!.pointee.goaway
                 session.events.append(.goAway(lastStreamID: goAway.last_stream_id, errorCode: goAway.error_code))
             case NGHTTP2_PING.rawValue:
-                session.events.append(.ping)
+                let isAck = header.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0
+                session.events.append(isAck ? .pingAck : .ping)
             case NGHTTP2_SETTINGS.rawValue:
-                session.events.append(.settings)
+                if header.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) == 0 { session.events.append(.settings) }
             case NGHTTP2_RST_STREAM.rawValue:
                 session.events.append(.resetByPeer(streamID: header.stream_id))
             default:
@@ -64,6 +74,7 @@ extension HTTP2Session {
             let session = HTTP2Session.from(userData)
             session.outbound[streamID] = nil
             session.incomingHeaders[streamID] = nil
+            session.incomingHeaderBytes[streamID] = nil
             session.events.append(.streamClosed(streamID: streamID, errorCode: errorCode))
             return 0
         }

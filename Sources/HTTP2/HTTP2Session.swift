@@ -40,18 +40,27 @@ public final class HTTP2Session {
         case streamClosed(streamID: Int32, errorCode: UInt32)
         /// The peer sent GOAWAY: streams above `lastStreamID` were not processed.
         case goAway(lastStreamID: Int32, errorCode: UInt32)
-        /// A PING or SETTINGS frame (for flood accounting by the owner).
+        /// A PING or SETTINGS frame from the peer, not an ACK (for flood accounting by the owner).
         case ping
         case settings
+        /// The peer acknowledged our PING (keepalive).
+        case pingAck
+        /// A header list grew past SETTINGS_MAX_HEADER_LIST_SIZE while decoding (the stream is reset).
+        case headerListTooLarge(streamID: Int32)
+        /// A HEADERS or CONTINUATION frame arrived (reported by `FrameScanner`, which reads the
+        /// frame headers before nghttp2 does, for header-size and CONTINUATION accounting).
+        case headerFrame(streamID: Int32, length: Int, isContinuation: Bool)
         /// An RST_STREAM from the peer (for rapid-reset accounting by the owner).
         case resetByPeer(streamID: Int32)
     }
 
     let role: Role
+    public private(set) var settings = Settings()
     var session: OpaquePointer?
     var events: [Event] = []
-    /// Header fields of blocks still being received.
+    /// Header fields of blocks still being received, and their decoded size so far.
     var incomingHeaders: [Int32: [HeaderField]] = [:]
+    var incomingHeaderBytes: [Int32: Int] = [:]
     /// Outbound bodies, per stream.
     var outbound: [Int32: OutboundStream] = [:]
     /// Set when a callback fails; `receive` turns it into an error.
@@ -66,6 +75,7 @@ public final class HTTP2Session {
 
     public init(role: Role, settings: Settings = Settings()) throws {
         self.role = role
+        self.settings = settings
         var callbacks: OpaquePointer?
         try check(nghttp2_session_callbacks_new(&callbacks), "creating callbacks")
         defer { nghttp2_session_callbacks_del(callbacks) }
@@ -83,13 +93,15 @@ public final class HTTP2Session {
         case .client: try check(nghttp2_session_client_new2(&session, callbacks, userData, option), "creating a client session")
         }
         var entries = [
-            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: settings.maxConcurrentStreams),
             nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: settings.initialWindowSize),
             nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue), value: settings.maxHeaderListSize),
         ]
         if role == .client {
             entries.append(nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_ENABLE_PUSH.rawValue), value: 0))
+            entries.append(nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: settings.maxConcurrentStreams))
         }
+        // A server's stream limit is advertised and enforced by HTTP2Connection instead (see
+        // FrameScanner): nghttp2 would answer a peer over the limit with a connection error.
         try check(nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), entries, entries.count), "submitting SETTINGS")
     }
 

@@ -120,7 +120,7 @@ final class ClientConnectionState: HTTP2ConnectionDelegate {
             streams[streamID] = nil
         case .goAway:
             draining = true
-        case .ping, .settings, .resetByPeer:
+        case .ping, .settings, .resetByPeer, .pingAck, .headerFrame, .headerListTooLarge:
             break
         }
     }

@@ -120,8 +120,9 @@ public final class RPCClient: Sendable {
         fields += options.metadata.headerFields.map { HeaderField($0.name, $0.value) }
         let (events, continuation) = AsyncStream<ClientCallEvent>.makeStream()
         let state = handle.state
+        let requestFields = fields
         let streamID = try await handle.channel.eventLoop.submit {
-            try state.value.startCall(fields: fields, events: continuation)
+            try state.value.startCall(fields: requestFields, events: continuation)
         }.get()
         let call = ClientCall(streamID: streamID, state: state, events: events,
                               compression: options.compressRequests ? .gzip : nil, maxMessageSize: self.options.maxMessageSize)

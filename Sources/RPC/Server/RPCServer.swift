@@ -19,6 +19,10 @@ public final class RPCServer: Sendable {
         /// Largest request or response message (gRPC's default is 4 MiB).
         public var maxMessageSize = 4 * 1024 * 1024
         public var http2 = HTTP2Session.Settings()
+        /// Abuse limits, timeouts and keepalive of each connection.
+        public var limits = HTTP2Limits()
+        /// Connections accepted at once; more are answered with GOAWAY(ENHANCE_YOUR_CALM).
+        public var maxConnections = 1_000
         /// How long `shutdown` lets in-flight calls finish before closing connections.
         public var shutdownGracePeriod: Duration = .seconds(10)
 
@@ -63,7 +67,14 @@ public final class RPCServer: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     let peer = channel.remoteAddress?.description ?? "unknown"
                     let session = try HTTP2Session(role: .server, settings: options.http2)
-                    let connection = HTTP2Connection(session: session, eventLoop: channel.eventLoop)
+                    let connection = HTTP2Connection(session: session, eventLoop: channel.eventLoop, limits: options.limits)
+                    let overLimit = self?.state.withLock { $0.connections.count >= options.maxConnections } ?? false
+                    if overLimit {
+                        // Refused politely once active: SETTINGS, GOAWAY(ENHANCE_YOUR_CALM), close.
+                        connection.refuse(reason: "too many connections")
+                        try channel.pipeline.syncOperations.addHandler(connection)
+                        return
+                    }
                     let state = ServerConnectionState(router: router, options: options, logger: logger, peer: peer)
                     state.connection = connection
                     connection.delegate = state

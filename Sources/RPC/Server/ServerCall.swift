@@ -48,8 +48,9 @@ final class ServerCall: Sendable {
         let trailing = context.trailingMetadata
         for entry in trailing { appendEntry(&status.metadata, entry) }
         let initial = context.initialMetadata
+        let finalStatus = status
         connection.eventLoop.execute {
-            connection.value.finishCall(streamID: streamID, status: status, initialMetadata: initial)
+            connection.value.finishCall(streamID: streamID, status: finalStatus, initialMetadata: initial)
         }
     }
 

@@ -71,7 +71,7 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
                     call.task?.cancel()
                 }
             }
-        case .goAway, .ping, .settings, .resetByPeer:
+        case .goAway, .ping, .settings, .resetByPeer, .pingAck, .headerFrame, .headerListTooLarge:
             break
         }
     }
