@@ -33,7 +33,15 @@ public final class RPCClient: Sendable {
     public struct Options: Sendable {
         public var maxMessageSize = 4 * 1024 * 1024
         public var connectTimeout: Duration = .seconds(5)
+        /// Run around every call, outermost first.
+        public var interceptors: [any ClientInterceptor] = []
         public init() {}
+
+        public static func defaults(_ configure: (inout Self) -> Void) -> Self {
+            var options = Self()
+            configure(&options)
+            return options
+        }
     }
 
     public let host: String
@@ -106,8 +114,19 @@ public final class RPCClient: Sendable {
 
     // MARK: Raw calls
 
+    /// The call's timeout: its own, bounded by the deadline of the call being handled (if this
+    /// client is used inside a server handler), so deadlines propagate across hops.
+    static func effectiveTimeout(_ options: CallOptions) throws -> Duration? {
+        guard let inherited = CallDeadline.current else { return options.timeout }
+        let remaining = inherited - .now
+        if remaining <= .zero { throw RPCError(.deadlineExceeded, "the deadline of the calling request has passed") }
+        return options.timeout.map { min($0, remaining) } ?? remaining
+    }
+
     /// Opens a call: sends the request headers and returns the call's handle.
     func startCall(_ method: MethodDescriptor, options: CallOptions) async throws -> ClientCall {
+        var options = options
+        options.timeout = try Self.effectiveTimeout(options)
         let handle = try await connection()
         var fields = [
             HeaderField(":method", "POST"), HeaderField(":scheme", "http"), HeaderField(":path", method.path),
@@ -157,12 +176,25 @@ public final class RPCClient: Sendable {
 
     /// One request, one response, with the server's initial and trailing metadata.
     public func unaryWithMetadata<M: MethodSpec>(_ method: M.Type, _ request: M.Input, options: CallOptions = CallOptions()) async throws -> UnaryResponse<M.Output> {
-        let call = try await startCall(M.descriptor, options: options)
-        return try await running(call) {
-            try await call.send(request.serializedBytes())
-            call.finishRequests()
-            return try await call.collectOne(M.Output.self)
+        try await intercepted(M.descriptor, options) { options in
+            let call = try await startCall(M.descriptor, options: options)
+            return try await running(call) {
+                try await call.send(request.serializedBytes())
+                call.finishRequests()
+                return try await call.collectOne(M.Output.self)
+            }
         }
+    }
+
+    /// Runs a call through the interceptors; `body` may run more than once (a retrying interceptor).
+    func intercepted<Result>(_ method: MethodDescriptor, _ options: CallOptions, _ body: (CallOptions) async throws -> Result) async throws -> Result {
+        if self.options.interceptors.isEmpty { return try await body(options) }
+        var result: Result?
+        try await runClientInterceptors(self.options.interceptors, method, options) { options in
+            result = try await body(options)
+        }
+        guard let result else { throw RPCError(.internal, "an interceptor did not run the call") }
+        return result
     }
 
     /// One request, a stream of responses, read by `body`.
@@ -170,13 +202,15 @@ public final class RPCClient: Sendable {
         _ method: M.Type, _ request: M.Input, options: CallOptions = CallOptions(),
         _ body: (ResponseStream<M.Output>) async throws -> Result
     ) async throws -> Result {
-        let call = try await startCall(M.descriptor, options: options)
-        return try await running(call) {
-            try await call.send(request.serializedBytes())
-            call.finishRequests()
-            let result = try await body(ResponseStream(call: call))
-            call.cancelIfOpen()
-            return result
+        try await intercepted(M.descriptor, options) { options in
+            let call = try await startCall(M.descriptor, options: options)
+            return try await running(call) {
+                try await call.send(request.serializedBytes())
+                call.finishRequests()
+                let result = try await body(ResponseStream(call: call))
+                call.cancelIfOpen()
+                return result
+            }
         }
     }
 
@@ -185,11 +219,13 @@ public final class RPCClient: Sendable {
         _ method: M.Type, options: CallOptions = CallOptions(),
         _ body: (RequestWriter<M.Input>) async throws -> Void
     ) async throws -> UnaryResponse<M.Output> {
-        let call = try await startCall(M.descriptor, options: options)
-        return try await running(call) {
-            try await body(RequestWriter(call: call))
-            call.finishRequests()
-            return try await call.collectOne(M.Output.self)
+        try await intercepted(M.descriptor, options) { options in
+            let call = try await startCall(M.descriptor, options: options)
+            return try await running(call) {
+                try await body(RequestWriter(call: call))
+                call.finishRequests()
+                return try await call.collectOne(M.Output.self)
+            }
         }
     }
 
@@ -198,11 +234,13 @@ public final class RPCClient: Sendable {
         _ method: M.Type, options: CallOptions = CallOptions(),
         _ body: (RequestWriter<M.Input>, ResponseStream<M.Output>) async throws -> Result
     ) async throws -> Result {
-        let call = try await startCall(M.descriptor, options: options)
-        return try await running(call) {
-            let result = try await body(RequestWriter(call: call), ResponseStream(call: call))
-            call.cancelIfOpen()
-            return result
+        try await intercepted(M.descriptor, options) { options in
+            let call = try await startCall(M.descriptor, options: options)
+            return try await running(call) {
+                let result = try await body(RequestWriter(call: call), ResponseStream(call: call))
+                call.cancelIfOpen()
+                return result
+            }
         }
     }
 }

@@ -23,6 +23,8 @@ public final class RPCServer: Sendable {
         public var limits = HTTP2Limits()
         /// Connections accepted at once; more are answered with GOAWAY(ENHANCE_YOUR_CALM).
         public var maxConnections = 1_000
+        /// Run around every call, outermost first.
+        public var interceptors: [any ServerInterceptor] = []
         /// How long `shutdown` lets in-flight calls finish before closing connections.
         public var shutdownGracePeriod: Duration = .seconds(10)
 

@@ -159,9 +159,13 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
         calls[streamID] = state
         let logger = self.logger
         let run = handler.run
+        let interceptors = options.interceptors
         calls[streamID]!.task = Task {
             do {
-                try await run(call)
+                // The deadline rides along to every call the handler makes onward.
+                try await CallDeadline.$current.withValue(deadline) {
+                    try await runServerInterceptors(interceptors, context) { _ in try await run(call) }
+                }
                 call.finish(nil)
             } catch let error as RPCError {
                 call.finish(error)

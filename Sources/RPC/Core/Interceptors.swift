@@ -1,0 +1,66 @@
+import Logging
+import ProtobufKit
+
+/// Runs around every call a server handles: logging, metrics, tracing and authentication live
+/// here, not in handlers. Call `next` to continue (possibly with a changed context); throw an
+/// `RPCError` to end the call without running the handler.
+public protocol ServerInterceptor: Sendable {
+    func intercept(_ context: ServerContext, next: (ServerContext) async throws -> Void) async throws
+}
+
+/// Runs around every call a client makes: it may change the options (add metadata such as a
+/// token or a trace id), observe the outcome, or call `next` again to retry.
+public protocol ClientInterceptor: Sendable {
+    func intercept(_ method: MethodDescriptor, options: CallOptions, next: (CallOptions) async throws -> Void) async throws
+}
+
+/// The deadline of the call being handled, so calls a handler makes onward inherit it.
+public enum CallDeadline {
+    @TaskLocal public static var current: ContinuousClock.Instant?
+}
+
+/// Logs each call's method, status and duration with swift-log (debug for OK, info otherwise).
+public struct LoggingServerInterceptor: ServerInterceptor {
+    let logger: Logger
+    public init(logger: Logger) { self.logger = logger }
+
+    public func intercept(_ context: ServerContext, next: (ServerContext) async throws -> Void) async throws {
+        let start = ContinuousClock.now
+        var metadata: Logger.Metadata = ["rpc.method": "\(context.method.path)", "net.peer": "\(context.peer)"]
+        if let trace = context.metadata["traceparent"] { metadata["trace.parent"] = "\(trace)" }
+        do {
+            try await next(context)
+            metadata["rpc.status"] = "OK"
+            metadata["duration_ms"] = "\((ContinuousClock.now - start).milliseconds)"
+            logger.debug("call", metadata: metadata)
+        } catch {
+            let status = (error as? RPCError)?.code ?? .unknown
+            metadata["rpc.status"] = "\(status)"
+            metadata["duration_ms"] = "\((ContinuousClock.now - start).milliseconds)"
+            logger.info("call failed", metadata: metadata)
+            throw error
+        }
+    }
+}
+
+extension Duration {
+    var milliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+    }
+}
+
+/// Runs `body` through `interceptors`, outermost first.
+func runServerInterceptors(_ interceptors: [any ServerInterceptor], _ context: ServerContext,
+                           _ body: (ServerContext) async throws -> Void) async throws {
+    guard let first = interceptors.first else { return try await body(context) }
+    let rest = Array(interceptors.dropFirst())
+    try await first.intercept(context) { context in try await runServerInterceptors(rest, context, body) }
+}
+
+func runClientInterceptors(_ interceptors: [any ClientInterceptor], _ method: MethodDescriptor, _ options: CallOptions,
+                           _ body: (CallOptions) async throws -> Void) async throws {
+    guard let first = interceptors.first else { return try await body(options) }
+    let rest = Array(interceptors.dropFirst())
+    try await first.intercept(method, options: options) { options in try await runClientInterceptors(rest, method, options, body) }
+}
