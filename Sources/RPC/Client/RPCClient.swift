@@ -3,6 +3,9 @@ import NIOCore
 import NIOPosix
 import ProtobufKit
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Per-call settings.
 public struct CallOptions: Sendable {
@@ -12,11 +15,14 @@ public struct CallOptions: Sendable {
     public var metadata = Metadata()
     /// Compress request messages with gzip.
     public var compressRequests = false
+    /// Whether the call may be retried; nil takes the method's `idempotency_level`.
+    public var isIdempotent: Bool?
 
-    public init(timeout: Duration? = nil, metadata: Metadata = Metadata(), compressRequests: Bool = false) {
+    public init(timeout: Duration? = nil, metadata: Metadata = Metadata(), compressRequests: Bool = false, isIdempotent: Bool? = nil) {
         self.timeout = timeout
         self.metadata = metadata
         self.compressRequests = compressRequests
+        self.isIdempotent = isIdempotent
     }
 }
 
@@ -48,7 +54,7 @@ public final class RPCClient: Sendable {
     public let port: Int
     let options: Options
     let group: any EventLoopGroup
-    private let current = Mutex<ConnectionHandle?>(nil)
+    private let pool = Mutex(Pool())
 
     /// An open connection: its channel and its loop-bound state.
     struct ConnectionHandle: Sendable {
@@ -56,60 +62,157 @@ public final class RPCClient: Sendable {
         let state: NIOLoopBound<ClientConnectionState>
     }
 
+    /// Connections per resolved address, picked round-robin; addresses that failed to connect
+    /// wait out an exponential backoff before they are tried again.
+    struct Pool {
+        var addresses: [SocketAddress] = []
+        var resolvedAt: ContinuousClock.Instant?
+        var connections: [String: ConnectionHandle] = [:]
+        var backoff: [String: (until: ContinuousClock.Instant, delay: Duration)] = [:]
+        var next = 0
+    }
+
+    /// How often the target name is resolved again (endpoints come and go).
+    static let resolveInterval: Duration = .seconds(30)
+
+    /// Endpoints given explicitly instead of resolved from `host`.
+    let fixedEndpoints: [SocketAddress]?
+
+    /// A client for every address `host` resolves to (round-robin).
     public init(host: String, port: Int, options: Options = Options(), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
         self.host = host
         self.port = port
         self.options = options
         self.group = group
+        self.fixedEndpoints = nil
     }
 
-    /// Closes the connection; calls in flight end with UNAVAILABLE.
+    /// A client for a fixed list of endpoints (round-robin), for example from configuration.
+    public init(endpoints: [(host: String, port: Int)], options: Options = Options(), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) throws {
+        guard let first = endpoints.first else { throw RPCError(.invalidArgument, "no endpoints given") }
+        self.host = first.host
+        self.port = first.port
+        self.options = options
+        self.group = group
+        self.fixedEndpoints = try endpoints.map { try SocketAddress(ipAddress: $0.host, port: $0.port) }
+    }
+
+    /// Closes every connection; calls in flight end with UNAVAILABLE.
     public func close() async {
-        let handle = current.withLock { handle -> ConnectionHandle? in
-            defer { handle = nil }
-            return handle
+        let handles = pool.withLock { pool -> [ConnectionHandle] in
+            defer { pool.connections = [:] }
+            return Array(pool.connections.values)
         }
-        try? await handle?.channel.close()
+        for handle in handles { try? await handle.channel.close() }
     }
 
-    // MARK: Connection
+    // MARK: Connections
 
-    func connection() async throws -> ConnectionHandle {
-        if let handle = current.withLock({ $0 }), handle.channel.isActive {
-            let usable = try await handle.channel.eventLoop.submit { !handle.state.value.draining }.get()
-            if usable { return handle }
-        }
-        let maxMessageSize = options.maxMessageSize
-        let channel: Channel
-        do {
-            channel = try await ClientBootstrap(group: group)
-                .connectTimeout(.nanoseconds(options.connectTimeout.nanosecondsClamped))
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        var settings = HTTP2Session.Settings()
-                        // Responses are acknowledged on arrival; a client reads what it asked for.
-                        settings.manualFlowControl = false
-                        let session = try HTTP2Session(role: .client, settings: settings)
-                        let connection = HTTP2Connection(session: session, eventLoop: channel.eventLoop)
-                        let state = ClientConnectionState(maxMessageSize: maxMessageSize)
-                        state.connection = connection
-                        connection.delegate = state
-                        try channel.pipeline.syncOperations.addHandler(connection)
-                    }
+    /// Every address the target name resolves to (IPv4 and IPv6), in the resolver's order.
+    static func resolve(_ host: String, _ port: Int) -> [SocketAddress] {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var list: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, String(port), &hints, &list) == 0, let first = list else { return [] }
+        defer { freeaddrinfo(list) }
+        var addresses: [SocketAddress] = []
+        var entry: UnsafeMutablePointer<addrinfo>? = first
+        while let current = entry {
+            if let raw = current.pointee.ai_addr {
+                switch Int32(current.pointee.ai_family) {
+                case AF_INET:
+                    addresses.append(SocketAddress(raw.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee }, host: host))
+                case AF_INET6:
+                    addresses.append(SocketAddress(raw.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee }, host: host))
+                default:
+                    break
                 }
-                .connect(host: host, port: port)
-                .get()
-        } catch {
-            throw RPCError(.unavailable, "cannot connect to \(host):\(port): \(error)")
+            }
+            entry = current.pointee.ai_next
         }
+        var seen: Set<String> = []
+        return addresses.filter { seen.insert($0.description).inserted }
+    }
+
+    /// The addresses calls are spread over (resolved again every `resolveInterval`).
+    public var endpoints: [SocketAddress] {
+        if let fixedEndpoints { return fixedEndpoints }
+        let cached = pool.withLock { pool -> [SocketAddress]? in
+            if let at = pool.resolvedAt, ContinuousClock.now - at < Self.resolveInterval, !pool.addresses.isEmpty { return pool.addresses }
+            return nil
+        }
+        if let cached { return cached }
+        let fresh = Self.resolve(host, port)
+        pool.withLock {
+            $0.addresses = fresh
+            $0.resolvedAt = .now
+        }
+        return fresh
+    }
+
+    /// The next usable connection, round-robin over the endpoints, connecting as needed.
+    func connection() async throws -> ConnectionHandle {
+        let addresses = endpoints
+        guard !addresses.isEmpty else { throw RPCError(.unavailable, "\(host) does not resolve to any address") }
+        var lastError: Error?
+        for _ in 0..<addresses.count {
+            let (address, existing, waiting) = pool.withLock { pool -> (SocketAddress, ConnectionHandle?, Bool) in
+                let address = addresses[pool.next % addresses.count]
+                pool.next &+= 1
+                let key = address.description
+                let waiting = pool.backoff[key].map { ContinuousClock.now < $0.until } ?? false
+                return (address, pool.connections[key], waiting)
+            }
+            if let existing, existing.channel.isActive {
+                let usable = try await existing.channel.eventLoop.submit { !existing.state.value.draining }.get()
+                if usable { return existing }
+            }
+            if waiting { continue }
+            do {
+                let handle = try await connect(to: address)
+                pool.withLock {
+                    $0.connections[address.description] = handle
+                    $0.backoff[address.description] = nil
+                }
+                return handle
+            } catch {
+                lastError = error
+                pool.withLock { pool in
+                    // Reconnect backoff: 100 ms doubling to 5 s.
+                    let previous = pool.backoff[address.description]?.delay ?? .milliseconds(50)
+                    let delay = min(previous * 2, .seconds(5))
+                    pool.backoff[address.description] = (.now + delay, delay)
+                }
+            }
+        }
+        throw RPCError(.unavailable, "cannot connect to \(host):\(port) (\(addresses.count) address(es)): \(lastError.map { "\($0)" } ?? "all backing off")")
+    }
+
+    func connect(to address: SocketAddress) async throws -> ConnectionHandle {
+        let maxMessageSize = options.maxMessageSize
+        let channel = try await ClientBootstrap(group: group)
+            .connectTimeout(.nanoseconds(options.connectTimeout.nanosecondsClamped))
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    var settings = HTTP2Session.Settings()
+                    // Responses are acknowledged on arrival; a client reads what it asked for.
+                    settings.manualFlowControl = false
+                    let session = try HTTP2Session(role: .client, settings: settings)
+                    let connection = HTTP2Connection(session: session, eventLoop: channel.eventLoop)
+                    let state = ClientConnectionState(maxMessageSize: maxMessageSize)
+                    state.connection = connection
+                    connection.delegate = state
+                    try channel.pipeline.syncOperations.addHandler(connection)
+                }
+            }
+            .connect(to: address)
+            .get()
         let state = try await channel.eventLoop.submit {
             let connection = try channel.pipeline.syncOperations.handler(type: HTTP2Connection.self)
             return NIOLoopBound(connection.delegate as! ClientConnectionState, eventLoop: channel.eventLoop)
         }.get()
-        let handle = ConnectionHandle(channel: channel, state: state)
-        current.withLock { $0 = handle }
-        return handle
+        return ConnectionHandle(channel: channel, state: state)
     }
 
     // MARK: Raw calls
