@@ -24,8 +24,13 @@ struct FrameScanner {
         self.ackToRemove = ackToRemove
     }
 
-    /// Whether bytes may still need removing (until then every read is copied).
-    var filtering: Bool { settingsAcksSeen < ackToRemove || !partialHeader.isEmpty }
+    /// Whether `partialHeader` holds bytes not yet handed on (they were withheld while copying).
+    var partialWithheld = false
+
+    /// Whether this read must be copied: while a frame may still need removing, or to hand on a
+    /// withheld partial header. Otherwise bytes pass through untouched, partial headers included,
+    /// so no byte is ever handed on twice.
+    var filtering: Bool { settingsAcksSeen < ackToRemove || partialWithheld }
 
     /// The header-frame events in `buffer`, and the bytes to hand to nghttp2.
     mutating func process(_ buffer: ByteBuffer) -> (events: [HTTP2Session.Event], output: ByteBuffer) {
@@ -71,6 +76,7 @@ struct FrameScanner {
                 payloadRemaining = length
             }
         }
+        partialWithheld = copying && !partialHeader.isEmpty
         return (events, copying ? output : buffer)
     }
 }

@@ -1,4 +1,4 @@
-import HTTP2
+@testable import HTTP2
 import NIOCore
 import Testing
 
@@ -142,5 +142,33 @@ struct HTTP2SessionTests {
     func garbage() throws {
         let server = try HTTP2Session(role: .server)
         #expect(throws: HTTP2Error.self) { _ = try server.receive(ByteBuffer(string: "GET / HTTP/1.1\r\nHost: x\r\n\r\n")) }
+    }
+}
+
+@Suite("Frame scanner")
+struct FrameScannerTests {
+    /// Frames: a SETTINGS ACK, a 20-byte DATA frame, another SETTINGS ACK, a HEADERS frame.
+    static let stream: [UInt8] = [0, 0, 0, 4, 1, 0, 0, 0, 0]
+        + [0, 0, 20, 0, 0, 0, 0, 0, 1] + [UInt8](repeating: 7, count: 20)
+        + [0, 0, 0, 4, 1, 0, 0, 0, 0]
+        + [0, 0, 3, 1, 4, 0, 0, 0, 1, 0x82, 0x86, 0x84]
+
+    @Test("every byte reaches nghttp2 exactly once, however reads split, and the second ACK is removed", arguments: [0, 2])
+    func splits(ackToRemove: Int) {
+        let expected = ackToRemove == 2 ? Array(Self.stream[0..<38] + Self.stream[47...]) : Self.stream
+        for split in 0...Self.stream.count {
+            for second in split...Self.stream.count {
+                var scanner = FrameScanner(isServer: false, ackToRemove: ackToRemove)
+                var output: [UInt8] = []
+                var headerFrames = 0
+                for range in [0..<split, split..<second, second..<Self.stream.count] {
+                    let (events, bytes) = scanner.process(ByteBuffer(bytes: Self.stream[range]))
+                    output += Array(bytes.readableBytesView)
+                    headerFrames += events.count
+                }
+                #expect(output == expected, "split at \(split), \(second)")
+                #expect(headerFrames == 1)
+            }
+        }
     }
 }
