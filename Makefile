@@ -3,7 +3,7 @@ SHELL := /bin/bash
 SWIFT ?= swift
 FUZZ_SECONDS ?= 30
 
-.PHONY: all deps build proto check-generated test unit-tests fuzz bench bench-protobuf run clean interop interop-server
+.PHONY: all deps build proto check-generated test unit-tests fuzz bench bench-protobuf bench-rpc run clean interop interop-server
 
 all: build
 
@@ -50,7 +50,11 @@ fuzz: deps
 bench-protobuf: deps
 	bash tools/bench-protobuf.sh
 
-bench: bench-protobuf
+## bench-rpc: our RPC runtime against grpc C++ with h2load (tools/bench-rpc.sh)
+bench-rpc: deps
+	bash tools/bench-rpc.sh
+
+bench: bench-protobuf bench-rpc
 
 ## run: start the whole system locally (services arrive with issue #4; see README)
 run: build

@@ -68,11 +68,11 @@ public final class HTTP2Connection: ChannelInboundHandler, RemovableChannelHandl
     public func channelActive(context: ChannelHandlerContext) {
         if let refusal {
             session.sendGoAway(errorCode: 0xb, debugData: refusal)
-            flush()
+            flushNow()
             context.close(promise: nil)
             return
         }
-        flush()  // nghttp2's SETTINGS (and the client preface)
+        flushNow()  // nghttp2's SETTINGS (and the client preface), before our own SETTINGS frame
         if session.role == .server {
             // SETTINGS_MAX_CONCURRENT_STREAMS, advertised by us, enforced in `observe`.
             var frame = context.channel.allocator.buffer(capacity: 15)
@@ -99,7 +99,7 @@ public final class HTTP2Connection: ChannelInboundHandler, RemovableChannelHandl
         idleTimer = eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(limits.idleTimeout.nanoseconds)) { [self] in
             guard openStreams.isEmpty else { return resetIdleTimer() }
             session.sendGoAway(errorCode: 0, debugData: "idle")
-            flush()
+            flushNow()
             close()
         }
     }
@@ -152,7 +152,7 @@ public final class HTTP2Connection: ChannelInboundHandler, RemovableChannelHandl
         }
         if case .enhanceYourCalm(let reason) = abuseGuard.record(event, now: .now) {
             session.sendGoAway(errorCode: 0xb, debugData: reason)  // ENHANCE_YOUR_CALM
-            flush()
+            flushNow()
             closeAfterLinger()
             return false
         }
@@ -173,7 +173,7 @@ public final class HTTP2Connection: ChannelInboundHandler, RemovableChannelHandl
             events = try session.receive(filtered)
         } catch {
             // nghttp2 has queued a GOAWAY describing the problem: send it, then close.
-            flush()
+            flushNow()
             context.close(promise: nil)
             return
         }
@@ -206,8 +206,22 @@ public final class HTTP2Connection: ChannelInboundHandler, RemovableChannelHandl
         }
     }
 
-    /// Writes whatever nghttp2 wants to send. Call after acting on the session.
+    /// A flush is scheduled for the end of this event-loop tick.
+    private var flushScheduled = false
+
+    /// Writes whatever nghttp2 wants to send. Call after acting on the session. Flushes asked
+    /// for during one event-loop tick (many calls answering at once) become one socket write.
     public func flush() {
+        guard !flushScheduled, !closed else { return }
+        flushScheduled = true
+        eventLoop.assumeIsolated().execute { [self] in
+            flushScheduled = false
+            flushNow()
+        }
+    }
+
+    /// Writes now (used where ordering with a close matters).
+    func flushNow() {
         guard let context, !closed else { return }
         var output = context.channel.allocator.buffer(capacity: 0)
         do {
@@ -219,6 +233,7 @@ public final class HTTP2Connection: ChannelInboundHandler, RemovableChannelHandl
         if output.readableBytes > 0 {
             context.writeAndFlush(wrapOutboundOut(output), promise: nil)
         }
+        // (This is the one socket write of the tick.)
         let late = session.pendingEventsFromSend
         if !late.isEmpty {
             session.pendingEventsFromSend = []

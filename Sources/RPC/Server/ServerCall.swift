@@ -24,7 +24,11 @@ final class ServerCall: Sendable {
     func consumed(_ count: Int) {
         let connection = self.connection
         let streamID = self.streamID
-        connection.eventLoop.execute { connection.value.consume(streamID: streamID, count: count) }
+        if connection.eventLoop.inEventLoop {
+            connection.value.consume(streamID: streamID, count: count)
+        } else {
+            connection.eventLoop.execute { connection.value.consume(streamID: streamID, count: count) }
+        }
     }
 
     /// Sends one response message (response headers first, if not yet sent).
@@ -35,6 +39,11 @@ final class ServerCall: Sendable {
         let connection = self.connection
         let streamID = self.streamID
         let initial = context.initialMetadata
+        // Handlers run on the connection's loop (EventLoopTaskExecutor), so this is usually direct.
+        if connection.eventLoop.inEventLoop {
+            try connection.value.sendMessage(streamID: streamID, message, initialMetadata: initial)
+            return
+        }
         try await connection.eventLoop.submit {
             try connection.value.sendMessage(streamID: streamID, message, initialMetadata: initial)
         }.get()
@@ -49,6 +58,10 @@ final class ServerCall: Sendable {
         for entry in trailing { appendEntry(&status.metadata, entry) }
         let initial = context.initialMetadata
         let finalStatus = status
+        if connection.eventLoop.inEventLoop {
+            connection.value.finishCall(streamID: streamID, status: finalStatus, initialMetadata: initial)
+            return
+        }
         connection.eventLoop.execute {
             connection.value.finishCall(streamID: streamID, status: finalStatus, initialMetadata: initial)
         }

@@ -14,6 +14,8 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
     var calls: [Int32: Call] = [:]
     /// Called once the connection has closed (the server forgets it).
     var onClose: (() -> Void)?
+    /// Handlers of this connection run on its event loop.
+    lazy var executor = EventLoopTaskExecutor(connection.eventLoop)
 
     struct Call {
         var deframer: MessageDeframer
@@ -160,7 +162,7 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
         let logger = self.logger
         let run = handler.run
         let interceptors = options.interceptors
-        calls[streamID]!.task = Task {
+        calls[streamID]!.task = Task(executorPreference: executor) {
             do {
                 // The deadline rides along to every call the handler makes onward.
                 try await CallDeadline.$current.withValue(deadline) {
