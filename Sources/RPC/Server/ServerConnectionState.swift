@@ -17,7 +17,9 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
     /// Handlers of this connection run on its event loop.
     lazy var executor = EventLoopTaskExecutor(connection.eventLoop)
 
-    struct Call {
+    /// One call's transport state. A class: it is updated in place on every frame, and a
+    /// struct in the dictionary would be copied out and back each time.
+    final class Call {
         var deframer: MessageDeframer
         var requests: AsyncThrowingStream<(message: ByteBuffer, wireBytes: Int), Error>.Continuation
         var task: Task<Void, Never>?
@@ -29,6 +31,13 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
         var unacknowledged = 0
         /// Bytes of complete messages handed to the handler but not yet read by it.
         var unread = 0
+
+        init(deframer: MessageDeframer, requests: AsyncThrowingStream<(message: ByteBuffer, wireBytes: Int), Error>.Continuation,
+             responseCompression: Compression?) {
+            self.deframer = deframer
+            self.requests = requests
+            self.responseCompression = responseCompression
+        }
     }
 
     /// Unread request bytes a call may hold before its window stays shut: below this, bytes are
@@ -54,12 +63,12 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
                 endOfRequests(streamID: streamID)  // trailers from a client: the request side is done
             }
         case .data(let streamID, let bytes):
-            guard calls[streamID] != nil else {
+            guard let call = calls[streamID] else {
                 connection.session.consume(streamID: streamID, count: bytes.readableBytes)
                 return
             }
-            calls[streamID]!.deframer.append(bytes)
-            calls[streamID]!.unacknowledged += bytes.readableBytes
+            call.deframer.append(bytes)
+            call.unacknowledged += bytes.readableBytes
             deliverMessages(streamID: streamID)
             acknowledgeIfReading(streamID: streamID)
         case .endStream(let streamID):
@@ -149,7 +158,7 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
         let call = ServerCall(streamID: streamID, context: context, requests: requests, connection: bound, options: options)
         // Respond compressed when the client asked for compression and accepts gzip.
         let acceptsGzip = metadataFields.contains { $0.name == "grpc-accept-encoding" && $0.value.contains("gzip") }
-        var state = Call(deframer: MessageDeframer(maxMessageSize: options.maxMessageSize, compression: requestCompression),
+        let state = Call(deframer: MessageDeframer(maxMessageSize: options.maxMessageSize, compression: requestCompression),
                          requests: continuation,
                          responseCompression: requestCompression != nil && acceptsGzip ? .gzip : nil)
         if let deadline {
@@ -162,7 +171,7 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
         let logger = self.logger
         let run = handler.run
         let interceptors = options.interceptors
-        calls[streamID]!.task = Task(executorPreference: executor) {
+        state.task = Task(executorPreference: executor) {
             do {
                 // The deadline rides along to every call the handler makes onward.
                 try await CallDeadline.$current.withValue(deadline) {
@@ -191,11 +200,12 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
     // MARK: Requests
 
     func deliverMessages(streamID: Int32) {
-        while calls[streamID] != nil {
-            let before = calls[streamID]!.deframer.buffer.readableBytes
+        guard let call = calls[streamID] else { return }
+        while !call.finished {
+            let before = call.deframer.buffer.readableBytes
             let message: ByteBuffer?
             do {
-                message = try calls[streamID]!.deframer.next()
+                message = try call.deframer.next()
             } catch let error as RPCError {
                 failCall(streamID: streamID, error)
                 return
@@ -203,9 +213,9 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
                 return
             }
             guard let message else { return }
-            let wireBytes = before - calls[streamID]!.deframer.buffer.readableBytes
-            calls[streamID]!.unread += wireBytes
-            calls[streamID]!.requests.yield((message, wireBytes))
+            let wireBytes = before - call.deframer.buffer.readableBytes
+            call.unread += wireBytes
+            call.requests.yield((message, wireBytes))
         }
     }
 
@@ -233,8 +243,8 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
 
     /// The handler read a message of `count` wire bytes.
     func consume(streamID: Int32, count: Int) {
-        guard calls[streamID] != nil else { return }
-        calls[streamID]!.unread -= count
+        guard let call = calls[streamID] else { return }
+        call.unread -= count
         acknowledgeIfReading(streamID: streamID)
         connection.flush()
     }
@@ -242,7 +252,7 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
     func acknowledgeIfReading(streamID: Int32) {
         guard let call = calls[streamID], call.unacknowledged > 0, call.unread < Self.unreadLimit else { return }
         connection.session.consume(streamID: streamID, count: call.unacknowledged)
-        calls[streamID]!.unacknowledged = 0
+        call.unacknowledged = 0
     }
 
     // MARK: Responses
@@ -268,7 +278,7 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
 
     func finishCall(streamID: Int32, status: RPCError, initialMetadata: Metadata) {
         guard let call = calls[streamID], !call.finished else { return }
-        calls[streamID]!.finished = true
+        call.finished = true
         call.deadlineTimer?.cancel()
         if call.headersSent {
             try? connection.session.finish(streamID: streamID, trailers: statusFields(status))

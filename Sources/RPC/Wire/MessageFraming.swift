@@ -47,18 +47,21 @@ struct MessageDeframer {
     var hasPartialMessage: Bool { buffer.readableBytes > 0 }
 }
 
-/// Frames one message, compressing it when `compression` is given.
+/// Frames one message, compressing it when `compression` is given: one buffer, prefix included.
 func frameMessage(_ message: [UInt8], compression: Compression?, allocator: ByteBufferAllocator) throws -> ByteBuffer {
-    var payload = allocator.buffer(capacity: message.count)
-    payload.writeBytes(message)
-    var flag: UInt8 = 0
     if let compression {
+        var payload = allocator.buffer(capacity: message.count)
+        payload.writeBytes(message)
         payload = try compression.compress(payload)
-        flag = 1
+        var framed = allocator.buffer(capacity: payload.readableBytes + 5)
+        framed.writeInteger(UInt8(1))
+        framed.writeInteger(UInt32(payload.readableBytes))
+        framed.writeImmutableBuffer(payload)
+        return framed
     }
-    var framed = allocator.buffer(capacity: payload.readableBytes + 5)
-    framed.writeInteger(flag)
-    framed.writeInteger(UInt32(payload.readableBytes))
-    framed.writeImmutableBuffer(payload)
+    var framed = allocator.buffer(capacity: message.count + 5)
+    framed.writeInteger(UInt8(0))
+    framed.writeInteger(UInt32(message.count))
+    framed.writeBytes(message)
     return framed
 }
