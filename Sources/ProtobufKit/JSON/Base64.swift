@@ -1,6 +1,6 @@
-/// Base64 for the JSON form of bytes fields: standard alphabet with padding on output; standard
-/// or URL-safe, padded or not, on input (as the proto3 JSON mapping asks).
-enum Base64 {
+/// Base64: standard alphabet with padding on output; standard or URL-safe, padded or not, on
+/// input. Used by the proto3 JSON mapping (bytes fields) and by gRPC's `-bin` metadata.
+public enum Base64 {
     private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
 
     private static let decodeTable: [Int8] = {
@@ -11,7 +11,7 @@ enum Base64 {
         return table
     }()
 
-    static func encode(_ input: [UInt8], into output: inout [UInt8]) {
+    public static func encode(_ input: [UInt8], into output: inout [UInt8]) {
         output.reserveCapacity(output.count + (input.count + 2) / 3 * 4)
         var index = 0
         while index + 3 <= input.count {
@@ -34,14 +34,14 @@ enum Base64 {
         }
     }
 
-    static func encode(_ input: [UInt8]) -> String {
+    public static func encode(_ input: [UInt8]) -> String {
         var output: [UInt8] = []
         encode(input, into: &output)
         return String(decoding: output, as: UTF8.self)
     }
 
     /// Returns nil when `text` is not base64 in any accepted form.
-    static func decode(_ text: String) -> [UInt8]? {
+    public static func decode(_ text: String) -> [UInt8]? {
         var output: [UInt8] = []
         output.reserveCapacity(text.utf8.count * 3 / 4)
         var accumulator: UInt32 = 0

@@ -1,3 +1,5 @@
+import ProtobufKit
+
 /// Call metadata: ordered name/value pairs sent as HTTP/2 headers or trailers.
 ///
 /// Names are lower case. Names ending in `-bin` carry bytes, sent base64-encoded (padded on
@@ -61,7 +63,7 @@ public struct Metadata: Sendable, Hashable, Sequence {
     init(fields: [(name: String, value: String)]) {
         for (name, value) in fields where !name.hasPrefix(":") && !Self.reserved.contains(name) {
             if name.hasSuffix("-bin") {
-                if let bytes = Base64Binary.decode(value) { entries.append((name, .binary(bytes))) }
+                if let bytes = Base64.decode(value) { entries.append((name, .binary(bytes))) }
             } else {
                 entries.append((name, .string(value)))
             }
@@ -73,48 +75,8 @@ public struct Metadata: Sendable, Hashable, Sequence {
         entries.map { entry in
             switch entry.value {
             case .string(let text): return (entry.name, text)
-            case .binary(let bytes): return (entry.name, Base64Binary.encode(bytes))
+            case .binary(let bytes): return (entry.name, Base64.encode(bytes))
             }
         }
-    }
-}
-
-/// Base64 for `-bin` metadata: standard alphabet, padded on output; padding optional on input.
-enum Base64Binary {
-    static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
-
-    static func encode(_ bytes: [UInt8]) -> String {
-        var out: [UInt8] = []
-        out.reserveCapacity((bytes.count + 2) / 3 * 4)
-        var index = 0
-        while index < bytes.count {
-            let b0 = UInt32(bytes[index])
-            let b1 = index + 1 < bytes.count ? UInt32(bytes[index + 1]) : 0
-            let b2 = index + 2 < bytes.count ? UInt32(bytes[index + 2]) : 0
-            let triple = b0 << 16 | b1 << 8 | b2
-            out.append(alphabet[Int(triple >> 18 & 63)])
-            out.append(alphabet[Int(triple >> 12 & 63)])
-            out.append(index + 1 < bytes.count ? alphabet[Int(triple >> 6 & 63)] : UInt8(ascii: "="))
-            out.append(index + 2 < bytes.count ? alphabet[Int(triple & 63)] : UInt8(ascii: "="))
-            index += 3
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    static func decode(_ text: String) -> [UInt8]? {
-        var out: [UInt8] = []
-        var accumulator: UInt32 = 0
-        var bits = 0
-        for byte in text.utf8 {
-            if byte == UInt8(ascii: "=") { break }
-            guard let value = alphabet.firstIndex(of: byte) else { return nil }
-            accumulator = accumulator << 6 | UInt32(value)
-            bits += 6
-            if bits >= 8 {
-                bits -= 8
-                out.append(UInt8(truncatingIfNeeded: accumulator >> UInt32(bits)))
-            }
-        }
-        return out
     }
 }
