@@ -7,6 +7,12 @@ public protocol HTTP2ConnectionDelegate: AnyObject {
     func connection(_ connection: HTTP2Connection, received event: HTTP2Session.Event)
     /// The connection is gone (the socket closed, or a protocol error ended it).
     func connectionClosed(_ connection: HTTP2Connection)
+    /// Frames were written: queued body bytes may have drained (for write backpressure).
+    func connectionDidWrite(_ connection: HTTP2Connection)
+}
+
+extension HTTP2ConnectionDelegate {
+    public func connectionDidWrite(_ connection: HTTP2Connection) {}
 }
 
 /// The SwiftNIO channel handler that drives an `HTTP2Session`: socket bytes in, frames out.
@@ -231,9 +237,10 @@ public final class HTTP2Connection: ChannelInboundHandler, RemovableChannelHandl
             return
         }
         if output.readableBytes > 0 {
+            // The one socket write of the tick.
             context.writeAndFlush(wrapOutboundOut(output), promise: nil)
+            delegate?.connectionDidWrite(self)
         }
-        // (This is the one socket write of the tick.)
         let late = session.pendingEventsFromSend
         if !late.isEmpty {
             session.pendingEventsFromSend = []

@@ -244,6 +244,11 @@ public final class HTTP2Session {
     /// Number of streams currently open.
     public var openStreamCount: Int { outbound.count }
 
+    /// Body bytes queued on a stream that nghttp2 has not sent yet (flow control holds them).
+    public func pendingOutboundBytes(streamID: Int32) -> Int {
+        outbound[streamID]?.pending.readableBytes ?? 0
+    }
+
     // MARK: Helpers
 
     func check(_ result: Int32, _ context: String) throws {

@@ -39,14 +39,17 @@ final class ServerCall: Sendable {
         let connection = self.connection
         let streamID = self.streamID
         let initial = context.initialMetadata
-        // Handlers run on the connection's loop (EventLoopTaskExecutor), so this is usually direct.
-        if connection.eventLoop.inEventLoop {
-            try connection.value.sendMessage(streamID: streamID, message, initialMetadata: initial)
-            return
+        // Handlers run on the connection's loop (EventLoopTaskExecutor). A writer on another
+        // executor (a detached task) moves onto the loop first.
+        guard connection.eventLoop.inEventLoop else {
+            let loop = EventLoopTaskExecutor(connection.eventLoop)
+            return try await withTaskExecutorPreference(loop) { try await self.send(message) }
         }
-        try await connection.eventLoop.submit {
-            try connection.value.sendMessage(streamID: streamID, message, initialMetadata: initial)
-        }.get()
+        try connection.value.sendMessage(streamID: streamID, message, initialMetadata: initial)
+        // Backpressure: wait while more than 64 KiB are queued behind flow control.
+        if connection.value.mustWaitToWrite(streamID: streamID) {
+            try await connection.value.waitToWrite(streamID: streamID)
+        }
     }
 
     /// Ends the call with a status.

@@ -45,6 +45,12 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
     /// it, only the handler's reads reopen the window, and a slow handler stops its client.
     static let unreadLimit = 64 * 1024
 
+    /// Response bytes a call may queue beyond what flow control lets out before its writes wait:
+    /// a handler writing faster than its client reads is paused, and memory stays bounded.
+    static let unsentLimit = 64 * 1024
+    /// Writers waiting for their stream's queue to drain.
+    var writeWaiters: [Int32: [CheckedContinuation<Void, Error>]] = [:]
+
     init(router: Router, options: RPCServer.Options, logger: Logger, peer: String) {
         self.router = router
         self.options = options
@@ -74,6 +80,7 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
         case .endStream(let streamID):
             endOfRequests(streamID: streamID)
         case .streamClosed(let streamID, let errorCode):
+            resumeWriters(streamID: streamID, throwing: RPCError(.cancelled, "the stream closed"))
             if let call = calls.removeValue(forKey: streamID) {
                 call.deadlineTimer?.cancel()
                 if !call.finished {
@@ -88,6 +95,7 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
     }
 
     func connectionClosed(_ connection: HTTP2Connection) {
+        for streamID in Array(writeWaiters.keys) { resumeWriters(streamID: streamID, throwing: RPCError(.unavailable, "the connection closed")) }
         for (_, call) in calls {
             call.deadlineTimer?.cancel()
             call.requests.finish(throwing: RPCError(.unavailable, "the connection closed"))
@@ -265,6 +273,31 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
         let framed = try frameMessage(message, compression: call.responseCompression, allocator: ByteBufferAllocator())
         try connection.session.sendData(streamID: streamID, framed)
         connection.flush()
+    }
+
+    /// Whether a writer must wait before queuing more on this stream.
+    func mustWaitToWrite(streamID: Int32) -> Bool {
+        connection.session.pendingOutboundBytes(streamID: streamID) > Self.unsentLimit
+    }
+
+    /// Suspends a writer until its stream's queue drains (or the call ends).
+    func waitToWrite(streamID: Int32) async throws {
+        try await withCheckedThrowingContinuation { continuation in
+            writeWaiters[streamID, default: []].append(continuation)
+        }
+    }
+
+    func connectionDidWrite(_ connection: HTTP2Connection) {
+        for streamID in Array(writeWaiters.keys) where !mustWaitToWrite(streamID: streamID) || calls[streamID]?.finished != false {
+            resumeWriters(streamID: streamID, throwing: nil)
+        }
+    }
+
+    func resumeWriters(streamID: Int32, throwing error: Error?) {
+        guard let waiters = writeWaiters.removeValue(forKey: streamID) else { return }
+        for waiter in waiters {
+            if let error { waiter.resume(throwing: error) } else { waiter.resume() }
+        }
     }
 
     func sendHeaders(streamID: Int32, initialMetadata: Metadata) {
