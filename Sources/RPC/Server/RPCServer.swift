@@ -99,6 +99,16 @@ public final class RPCServer: Sendable {
     public func shutdown() async {
         let (listener, connections) = state.withLock { ($0.listener, Array($0.connections.values)) }
         try? await listener?.close()
+        // Two-step GOAWAY (RFC 9113 §6.8): first a notice that admits streams already in flight
+        // towards us, then, after a round trip's grace, the final GOAWAY naming the last stream.
+        for channel in connections {
+            channel.eventLoop.execute {
+                guard let connection = try? channel.pipeline.syncOperations.handler(type: HTTP2Connection.self) else { return }
+                connection.session.sendShutdownNotice()
+                connection.flush()
+            }
+        }
+        try? await Task.sleep(for: .milliseconds(100))
         for channel in connections {
             channel.eventLoop.execute {
                 guard let connection = try? channel.pipeline.syncOperations.handler(type: HTTP2Connection.self) else { return }
