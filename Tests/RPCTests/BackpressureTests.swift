@@ -44,4 +44,30 @@ struct BackpressureTests {
         #expect(count > 0 && count < 20, "\(count) messages of 16 KiB written to a client that read nothing")
         await server.shutdown()
     }
+
+    @Test("our client, reading slowly, pushes back on a fast server")
+    func slowClientReader() async throws {
+        let written = Shared(0)
+        var router = Router()
+        router.serverStreaming(Methods.StreamingOutputCall.self) { _, writer, _ in
+            var response = Grpc.Testing.StreamingOutputCallResponse()
+            var payload = Grpc.Testing.Payload()
+            payload.body = [UInt8](repeating: 1, count: 16 * 1024)
+            response.payload = payload
+            for _ in 0..<1000 {
+                try await writer.write(response)
+                written.withLock { $0 += 1 }
+            }
+        }
+        try await withServer(router) { client, _ in
+            try await client.serverStreaming(Methods.StreamingOutputCall.self, Grpc.Testing.StreamingOutputCallRequest()) { responses in
+                var iterator = responses.makeAsyncIterator()
+                _ = try await iterator.next()
+                try await Task.sleep(for: .seconds(1))  // a slow reader
+            }
+        }
+        let count = written.withLock { $0 }
+        // The client's 64 KiB unread allowance, the stream window and the server's 64 KiB queue.
+        #expect(count > 0 && count < 40, "\(count) messages of 16 KiB written to a client that read one")
+    }
 }

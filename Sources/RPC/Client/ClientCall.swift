@@ -47,6 +47,13 @@ final class ClientCall: Sendable {
         eventLoop.execute { state.value.cancel(streamID: streamID, status: RPCError(.cancelled, "the call was cancelled")) }
     }
 
+    /// The caller read a message of `count` wire bytes: let the server send more.
+    func consumed(_ count: Int) {
+        let state = self.state
+        let streamID = self.streamID
+        eventLoop.execute { state.value.consume(streamID: streamID, count: count) }
+    }
+
     /// Called when the caller is done with a streaming call: a server still sending is told to stop.
     func cancelIfOpen() {
         if !ended.withLock({ $0 }) { cancel() }
@@ -83,7 +90,8 @@ final class ClientCall: Sendable {
             switch event {
             case .headers:
                 continue
-            case .message(let bytes):
+            case .message(let bytes, let wireBytes):
+                consumed(wireBytes)
                 guard response == nil else {
                     cancel()
                     throw RPCError(.internal, "the server sent more than one response to a unary call")
@@ -122,7 +130,9 @@ public struct ResponseStream<Message: ProtobufKit.Message>: AsyncSequence, Senda
                 call.observe(event)
                 switch event {
                 case .headers: continue
-                case .message(let bytes): return try call.decode(Message.self, bytes)
+                case .message(let bytes, let wireBytes):
+                    call.consumed(wireBytes)
+                    return try call.decode(Message.self, bytes)
                 case .end(let status, _):
                     if status.code == .ok { return nil }
                     throw status

@@ -4,7 +4,8 @@ import NIOCore
 /// What a client call sees from the server, in order.
 enum ClientCallEvent: Sendable {
     case headers(Metadata)
-    case message(ByteBuffer)
+    /// A response message and the wire bytes it took (acknowledged once the caller reads it).
+    case message(ByteBuffer, wireBytes: Int)
     case end(RPCError, trailers: Metadata)
 }
 
@@ -24,6 +25,7 @@ final class ClientConnectionState: HTTP2ConnectionDelegate {
         var httpStatus = 0
         var sawHeaders = false
         var ended = false
+        var window = ReceiveWindow()
     }
 
     init(maxMessageSize: Int) {
@@ -52,6 +54,19 @@ final class ClientConnectionState: HTTP2ConnectionDelegate {
         guard streams[streamID]?.ended == false else { return }
         try? connection.session.finish(streamID: streamID)
         connection.flush()
+    }
+
+    /// The caller read a response message of `count` wire bytes.
+    func consume(streamID: Int32, count: Int) {
+        guard streams[streamID] != nil else { return }
+        streams[streamID]!.window.read(count)
+        acknowledgeIfReading(streamID: streamID)
+        connection.flush()
+    }
+
+    func acknowledgeIfReading(streamID: Int32) {
+        guard streams[streamID] != nil else { return }
+        connection.session.consume(streamID: streamID, count: streams[streamID]!.window.takeAcknowledgement())
     }
 
     /// Cancels a call: RST_STREAM(CANCEL) to the server, `status` to the caller.
@@ -93,12 +108,20 @@ final class ClientConnectionState: HTTP2ConnectionDelegate {
                 end(streamID: streamID, fields: fields)
             }
         case .data(let streamID, let bytes):
-            guard streams[streamID]?.ended == false, streams[streamID]?.deframer != nil else { return }
+            guard streams[streamID]?.ended == false, streams[streamID]?.deframer != nil else {
+                connection.session.consume(streamID: streamID, count: bytes.readableBytes)
+                return
+            }
             streams[streamID]!.deframer!.append(bytes)
+            streams[streamID]!.window.received(bytes.readableBytes)
+            defer { acknowledgeIfReading(streamID: streamID) }
             while true {
                 do {
+                    let before = streams[streamID]?.deframer?.buffer.readableBytes ?? 0
                     guard let message = try streams[streamID]?.deframer?.next() else { break }
-                    streams[streamID]?.events.yield(.message(message))
+                    let wireBytes = before - (streams[streamID]?.deframer?.buffer.readableBytes ?? 0)
+                    streams[streamID]?.window.delivered(wireBytes)
+                    streams[streamID]?.events.yield(.message(message, wireBytes: wireBytes))
                 } catch let error as RPCError {
                     end(streamID: streamID, status: error, trailers: Metadata())
                     connection.session.resetStream(streamID, errorCode: 0x8)

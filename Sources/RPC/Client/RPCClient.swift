@@ -195,10 +195,9 @@ public final class RPCClient: Sendable {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    var settings = HTTP2Session.Settings()
-                    // Responses are acknowledged on arrival; a client reads what it asked for.
-                    settings.manualFlowControl = false
-                    let session = try HTTP2Session(role: .client, settings: settings)
+                    // Manual flow control (the default): responses are acknowledged as the caller
+                    // reads them, so a slow reader pushes back on the server.
+                    let session = try HTTP2Session(role: .client, settings: HTTP2Session.Settings())
                     let connection = HTTP2Connection(session: session, eventLoop: channel.eventLoop)
                     let state = ClientConnectionState(maxMessageSize: maxMessageSize)
                     state.connection = connection

@@ -27,10 +27,7 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
         var headersSent = false
         var finished = false
         var deadlineTimer: Scheduled<Void>?
-        /// Received bytes not yet acknowledged to the peer (flow control).
-        var unacknowledged = 0
-        /// Bytes of complete messages handed to the handler but not yet read by it.
-        var unread = 0
+        var window = ReceiveWindow()
 
         init(deframer: MessageDeframer, requests: AsyncThrowingStream<(message: ByteBuffer, wireBytes: Int), Error>.Continuation,
              responseCompression: Compression?) {
@@ -39,11 +36,6 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
             self.responseCompression = responseCompression
         }
     }
-
-    /// Unread request bytes a call may hold before its window stays shut: below this, bytes are
-    /// acknowledged as they arrive (so a message larger than the window can complete); above
-    /// it, only the handler's reads reopen the window, and a slow handler stops its client.
-    static let unreadLimit = 64 * 1024
 
     /// Response bytes a call may queue beyond what flow control lets out before its writes wait:
     /// a handler writing faster than its client reads is paused, and memory stays bounded.
@@ -74,7 +66,7 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
                 return
             }
             call.deframer.append(bytes)
-            call.unacknowledged += bytes.readableBytes
+            call.window.received(bytes.readableBytes)
             deliverMessages(streamID: streamID)
             acknowledgeIfReading(streamID: streamID)
         case .endStream(let streamID):
@@ -222,7 +214,7 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
             }
             guard let message else { return }
             let wireBytes = before - call.deframer.buffer.readableBytes
-            call.unread += wireBytes
+            call.window.delivered(wireBytes)
             call.requests.yield((message, wireBytes))
         }
     }
@@ -252,15 +244,14 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
     /// The handler read a message of `count` wire bytes.
     func consume(streamID: Int32, count: Int) {
         guard let call = calls[streamID] else { return }
-        call.unread -= count
+        call.window.read(count)
         acknowledgeIfReading(streamID: streamID)
         connection.flush()
     }
 
     func acknowledgeIfReading(streamID: Int32) {
-        guard let call = calls[streamID], call.unacknowledged > 0, call.unread < Self.unreadLimit else { return }
-        connection.session.consume(streamID: streamID, count: call.unacknowledged)
-        call.unacknowledged = 0
+        guard let call = calls[streamID] else { return }
+        connection.session.consume(streamID: streamID, count: call.window.takeAcknowledgement())
     }
 
     // MARK: Responses
