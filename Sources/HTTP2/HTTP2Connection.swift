@@ -252,11 +252,11 @@ public final class HTTP2Connection: ChannelInboundHandler, RemovableChannelHandl
         }
     }
 
-    /// Stops reading and closes shortly: closing at once while the peer is still sending makes
-    /// the kernel reset the connection, which can destroy the GOAWAY before the peer reads it.
+    /// Ignores further input and closes shortly. Closing at once, or with unread input left in
+    /// the socket, makes the kernel reset the connection, which can destroy the GOAWAY before
+    /// the peer reads it; so input keeps being read (and dropped) until the close.
     func closeAfterLinger() {
         closing = true
-        context?.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
         _ = eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(500)) { [self] in close() }
     }
 
