@@ -1,9 +1,9 @@
 // CNGHTTP2: the system library nghttp2 (libnghttp2-dev), imported into Swift.
 //
-// Why this shim exists: the RPC runtime drives nghttp2 sans-I/O (mem_recv / mem_send). Swift
-// cannot import the library's function-like macros or read the version macros as integers in
-// every context, so what the Swift layer needs is re-expressed here as static inline functions,
-// each prefixed with the module name.
+// Why this shim exists: the HTTP2 layer builds nghttp2_nv pairs from byte buffers, a cast-heavy
+// C idiom kept in one reviewed place; and the version guard below states the oldest nghttp2 the
+// layer's own protections were written against (nghttp2 1.52 has no rapid-reset or
+// CONTINUATION-flood limits, so the Swift layer enforces them whatever the version).
 
 #ifndef CNGHTTP2_H
 #define CNGHTTP2_H
@@ -14,19 +14,6 @@
 #if NGHTTP2_VERSION_NUM < 0x012b00
 #error "nghttp2 1.43 or newer is required (Debian 12 ships 1.52)"
 #endif
-
-/// Version of the nghttp2 headers (0xMMmmpp).
-static inline uint32_t CNGHTTP2_version_num(void) { return NGHTTP2_VERSION_NUM; }
-
-/// Whether the library enforces its own rapid-reset limit (added in nghttp2 1.57). When it does
-/// not, the Swift HTTP/2 layer enforces one itself.
-static inline int CNGHTTP2_has_builtin_rapid_reset_limit(void) {
-#if NGHTTP2_VERSION_NUM >= 0x013900
-    return 1;
-#else
-    return 0;
-#endif
-}
 
 /// Builds a header name/value pair without copying flags (nghttp2_nv is a plain struct, but
 /// building it in C keeps the casts from uint8_t* in one reviewed place).

@@ -1,8 +1,8 @@
 // CProtobufC: the system library protobuf-c (libprotobuf-c-dev), imported into Swift.
 //
 // Why this shim exists:
-// - Swift cannot import function-like macros such as PROTOBUF_C_MESSAGE_INIT, so the few we need
-//   are re-expressed as static inline functions.
+// - Swift cannot import the allocator plumbing below as macros or as a struct initializer with
+//   function pointers, so it is re-expressed as static inline functions.
 // - protobuf-c allocates through a ProtobufCAllocator. Decoding a message with the default
 //   allocator costs one malloc per string, bytes field, sub-message and repeated array, and the
 //   matching free_unpacked walk. The arena below makes every allocation a pointer bump into a
@@ -21,15 +21,6 @@
 #if PROTOBUF_C_VERSION_NUMBER < 1003000
 #error "protobuf-c 1.3.0 or newer is required (Debian 12 ships 1.4.1)"
 #endif
-
-/// Version of the protobuf-c library the headers describe (for diagnostics).
-static inline uint32_t CProtobufC_version_number(void) { return PROTOBUF_C_VERSION_NUMBER; }
-
-/// PROTOBUF_C_MESSAGE_INIT as a function: the header every message struct starts with.
-static inline ProtobufCMessage CProtobufC_message_init(const ProtobufCMessageDescriptor *descriptor) {
-    ProtobufCMessage message = PROTOBUF_C_MESSAGE_INIT(descriptor);
-    return message;
-}
 
 // MARK: - Arena allocator
 

@@ -18,7 +18,7 @@ public struct ReflectionService: Sendable {
         serviceNames = Array(Set(services)).sorted()
     }
 
-    /// The answer to one request, independent of the protocol version.
+    /// The answer to one request.
     enum Answer {
         case files([[UInt8]])
         case services([String])
@@ -46,6 +46,9 @@ public struct ReflectionService: Sendable {
     }
 
     /// Adds ServerReflectionInfo for v1 and v1alpha to `router`.
+    ///
+    /// v1alpha is v1 under another package name, field for field, so its messages cross over to
+    /// v1 through their bytes and one implementation serves both (reflection is not a hot path).
     public func register(in router: inout Router) {
         typealias V1 = Grpc.Reflection.V1
         typealias V1alpha = Grpc.Reflection.V1alpha
@@ -54,73 +57,54 @@ public struct ReflectionService: Sendable {
         router.bidirectional(V1.ServerReflection.Method.ServerReflectionInfo.self) { requests, writer, _ in
             var sent: Set<String> = []
             for try await request in requests {
-                var response = V1.ServerReflectionResponse()
-                response.validHost = request.host
-                response.originalRequest = request
-                switch service.answer(request.messageRequest.map(Request.init) ?? .none, sent: &sent) {
-                case .files(let files):
-                    var files1 = V1.FileDescriptorResponse()
-                    files1.fileDescriptorProto = files
-                    response.messageResponse = .fileDescriptorResponse(files1)
-                case .services(let names):
-                    var list = V1.ListServiceResponse()
-                    list.service = names.map { name in
-                        var entry = V1.ServiceResponse()
-                        entry.name = name
-                        return entry
-                    }
-                    response.messageResponse = .listServicesResponse(list)
-                case .extensionNumbers(let type, let numbers):
-                    var extensions = V1.ExtensionNumberResponse()
-                    extensions.baseTypeName = type
-                    extensions.extensionNumber = numbers
-                    response.messageResponse = .allExtensionNumbersResponse(extensions)
-                case .error(let code, let message):
-                    var error = V1.ErrorResponse()
-                    error.errorCode = Int32(code.rawValue)
-                    error.errorMessage = message
-                    response.messageResponse = .errorResponse(error)
-                }
-                try await writer.write(response)
+                try await writer.write(service.respond(to: request, sent: &sent))
             }
         }
 
         router.bidirectional(V1alpha.ServerReflection.Method.ServerReflectionInfo.self) { requests, writer, _ in
             var sent: Set<String> = []
             for try await request in requests {
-                var response = V1alpha.ServerReflectionResponse()
-                response.validHost = request.host
-                response.originalRequest = request
-                switch service.answer(request.messageRequest.map(Request.init) ?? .none, sent: &sent) {
-                case .files(let files):
-                    var files1 = V1alpha.FileDescriptorResponse()
-                    files1.fileDescriptorProto = files
-                    response.messageResponse = .fileDescriptorResponse(files1)
-                case .services(let names):
-                    var list = V1alpha.ListServiceResponse()
-                    list.service = names.map { name in
-                        var entry = V1alpha.ServiceResponse()
-                        entry.name = name
-                        return entry
-                    }
-                    response.messageResponse = .listServicesResponse(list)
-                case .extensionNumbers(let type, let numbers):
-                    var extensions = V1alpha.ExtensionNumberResponse()
-                    extensions.baseTypeName = type
-                    extensions.extensionNumber = numbers
-                    response.messageResponse = .allExtensionNumbersResponse(extensions)
-                case .error(let code, let message):
-                    var error = V1alpha.ErrorResponse()
-                    error.errorCode = Int32(code.rawValue)
-                    error.errorMessage = message
-                    response.messageResponse = .errorResponse(error)
-                }
-                try await writer.write(response)
+                let v1Request = try V1.ServerReflectionRequest(serializedBytes: request.serializedBytes())
+                let v1Response = service.respond(to: v1Request, sent: &sent)
+                try await writer.write(V1alpha.ServerReflectionResponse(serializedBytes: v1Response.serializedBytes()))
             }
         }
     }
 
-    /// A reflection request, independent of the protocol version.
+    /// The v1 response to one request.
+    func respond(to request: Grpc.Reflection.V1.ServerReflectionRequest, sent: inout Set<String>) -> Grpc.Reflection.V1.ServerReflectionResponse {
+        typealias V1 = Grpc.Reflection.V1
+        var response = V1.ServerReflectionResponse()
+        response.validHost = request.host
+        response.originalRequest = request
+        switch answer(request.messageRequest.map(Request.init) ?? .none, sent: &sent) {
+        case .files(let files):
+            var descriptors = V1.FileDescriptorResponse()
+            descriptors.fileDescriptorProto = files
+            response.messageResponse = .fileDescriptorResponse(descriptors)
+        case .services(let names):
+            var list = V1.ListServiceResponse()
+            list.service = names.map { name in
+                var entry = V1.ServiceResponse()
+                entry.name = name
+                return entry
+            }
+            response.messageResponse = .listServicesResponse(list)
+        case .extensionNumbers(let type, let numbers):
+            var extensions = V1.ExtensionNumberResponse()
+            extensions.baseTypeName = type
+            extensions.extensionNumber = numbers
+            response.messageResponse = .allExtensionNumbersResponse(extensions)
+        case .error(let code, let message):
+            var error = V1.ErrorResponse()
+            error.errorCode = Int32(code.rawValue)
+            error.errorMessage = message
+            response.messageResponse = .errorResponse(error)
+        }
+        return response
+    }
+
+    /// A reflection request, in the terms `answer` works with.
     enum Request {
         case fileByName(String)
         case symbol(String)
@@ -130,16 +114,6 @@ public struct ReflectionService: Sendable {
         case none
 
         init(_ request: Grpc.Reflection.V1.ServerReflectionRequest.MessageRequest) {
-            switch request {
-            case .fileByFilename(let name): self = .fileByName(name)
-            case .fileContainingSymbol(let symbol): self = .symbol(symbol)
-            case .fileContainingExtension(let ext): self = .fileContainingExtension(ext.containingType, ext.extensionNumber)
-            case .allExtensionNumbersOfType(let type): self = .extensionNumbers(type)
-            case .listServices: self = .listServices
-            }
-        }
-
-        init(_ request: Grpc.Reflection.V1alpha.ServerReflectionRequest.MessageRequest) {
             switch request {
             case .fileByFilename(let name): self = .fileByName(name)
             case .fileContainingSymbol(let symbol): self = .symbol(symbol)

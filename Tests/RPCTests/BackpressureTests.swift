@@ -9,9 +9,8 @@ import TestSupport
 /// client here (raw h2) asks for a big stream and then reads nothing.
 @Suite("Write backpressure", .serialized)
 struct BackpressureTests {
-    @Test("a writer to a client that does not read is paused, not buffered without bound")
-    func slowReader() async throws {
-        let written = Shared(0)
+    /// A StreamingOutputCall that writes 1000 messages of 16 KiB as fast as it may, counting them.
+    static func fastWriter(counting written: Shared<Int>) -> Router {
         var router = Router()
         router.serverStreaming(Methods.StreamingOutputCall.self) { _, writer, _ in
             var response = Grpc.Testing.StreamingOutputCallResponse()
@@ -23,6 +22,13 @@ struct BackpressureTests {
                 written.withLock { $0 += 1 }
             }
         }
+        return router
+    }
+
+    @Test("a writer to a client that does not read is paused, not buffered without bound")
+    func slowReader() async throws {
+        let written = Shared(0)
+        let router = Self.fastWriter(counting: written)
         let server = RPCServer(router: router)
         let port = try await server.start()
         let script = """
@@ -48,17 +54,7 @@ struct BackpressureTests {
     @Test("our client, reading slowly, pushes back on a fast server")
     func slowClientReader() async throws {
         let written = Shared(0)
-        var router = Router()
-        router.serverStreaming(Methods.StreamingOutputCall.self) { _, writer, _ in
-            var response = Grpc.Testing.StreamingOutputCallResponse()
-            var payload = Grpc.Testing.Payload()
-            payload.body = [UInt8](repeating: 1, count: 16 * 1024)
-            response.payload = payload
-            for _ in 0..<1000 {
-                try await writer.write(response)
-                written.withLock { $0 += 1 }
-            }
-        }
+        let router = Self.fastWriter(counting: written)
         try await withServer(router) { client, _ in
             try await client.serverStreaming(Methods.StreamingOutputCall.self, Grpc.Testing.StreamingOutputCallRequest()) { responses in
                 var iterator = responses.makeAsyncIterator()

@@ -85,6 +85,26 @@ struct StandardServicesTests {
                 return
             }
             #expect(error.errorCode == Int32(RPCError.Code.notFound.rawValue))
+
+            // v1alpha answers the same, through the same implementation.
+            typealias V1alpha = Grpc.Reflection.V1alpha
+            let alpha = try await client.bidirectional(V1alpha.ServerReflection.Method.ServerReflectionInfo.self) { writer, responses in
+                var symbol = V1alpha.ServerReflectionRequest()
+                symbol.host = "alpha"
+                symbol.messageRequest = .fileContainingSymbol("grpc.health.v1.HealthCheckRequest")
+                try await writer.write(symbol)
+                writer.finish()
+                var collected: [V1alpha.ServerReflectionResponse] = []
+                for try await response in responses { collected.append(response) }
+                return collected
+            }
+            #expect(alpha.count == 1)
+            #expect(alpha.first?.validHost == "alpha")
+            guard case .fileDescriptorResponse(let alphaFiles)? = alpha.first?.messageResponse else {
+                Issue.record("no v1alpha file descriptor response")
+                return
+            }
+            #expect(alphaFiles.fileDescriptorProto.first == files.fileDescriptorProto.first)
         }
     }
 }

@@ -65,8 +65,4 @@ public struct JSONDecodingError: Error, Hashable, CustomStringConvertible {
         }
         return text
     }
-
-    static func typeMismatch(expected: String, got value: JSONValue) -> JSONDecodingError {
-        JSONDecodingError("expected \(expected), got \(value.shortDescription)")
-    }
 }

@@ -1,7 +1,8 @@
-/// A parsed JSON value: the input side of the canonical proto3 JSON mapping.
+/// A JSON value as a tree, for code that looks at JSON generically (messages themselves are read
+/// straight from the text by `JSONScanner`; `Message.init(jsonValue:)` reads one from a tree).
 ///
-/// Objects keep their members in input order (duplicates included), so the mapping can report
-/// a repeated key instead of silently keeping one. Integers that fit in 64 bits are kept exact.
+/// Objects keep their members in input order, duplicates included. Integers that fit in 64 bits
+/// are kept exact.
 public enum JSONValue: Sendable, Hashable {
     case null
     case bool(Bool)
@@ -12,21 +13,6 @@ public enum JSONValue: Sendable, Hashable {
     case string(String)
     case array([JSONValue])
     case object([JSONMember])
-
-    /// A short rendering for error messages: `"heavy"`, `a number`, `an object`.
-    var shortDescription: String {
-        switch self {
-        case .null: return "null"
-        case .bool(let value): return value ? "true" : "false"
-        case .number(let value): return "\(value)"
-        case .integer(let value): return "\(value)"
-        case .string(let value):
-            let clipped = value.count > 40 ? String(value.prefix(40)) + "..." : value
-            return "\"\(clipped)\""
-        case .array: return "an array"
-        case .object: return "an object"
-        }
-    }
 }
 
 /// One `"key": value` member of a JSON object.
@@ -37,9 +23,4 @@ public struct JSONMember: Sendable, Hashable {
         self.key = key
         self.value = value
     }
-}
-
-extension Array where Element == JSONMember {
-    /// Iterates as `(key, value)` pairs.
-    func makePairs() -> [(String, JSONValue)] { map { ($0.key, $0.value) } }
 }

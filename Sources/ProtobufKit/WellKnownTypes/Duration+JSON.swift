@@ -25,20 +25,19 @@ extension Google.Protobuf.Duration {
         guard scanner.peek() == UInt8(ascii: "\""), case let text = try scanner.string(), text.hasSuffix("s") else {
             throw scanner.typeMismatch(expected: "a duration string like \"1.5s\"", got: shown)
         }
-        let value = JSONValue.string(text)
         var body = Substring(text.dropLast())
         let negative = body.hasPrefix("-")
         if negative { body = body.dropFirst() }
         let parts = body.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
         guard let whole = parts.first, !whole.isEmpty, whole.allSatisfy(\.isASCIIDigit), let seconds = Int64(whole),
               seconds <= Self.maxSeconds else {
-            throw JSONDecodingError("\(value.shortDescription) is not a duration within ±315576000000s")
+            throw JSONDecodingError("\"\(text)\" is not a duration within ±315576000000s")
         }
         var nanos: Int64 = 0
         if parts.count == 2 {
             let fraction = parts[1]
             guard !fraction.isEmpty, fraction.count <= 9, fraction.allSatisfy(\.isASCIIDigit) else {
-                throw JSONDecodingError("\(value.shortDescription) has an invalid fraction of a second")
+                throw JSONDecodingError("\"\(text)\" has an invalid fraction of a second")
             }
             nanos = Int64(fraction)! * Int64([1, 100_000_000, 10_000_000, 1_000_000, 100_000, 10_000, 1_000, 100, 10, 1][fraction.count])
         }
