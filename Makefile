@@ -58,7 +58,7 @@ bench: bench-protobuf bench-rpc
 
 ## run: start the whole system locally (services arrive with issue #4; see README)
 run: build
-	@bash tools/run.sh
+	@bash tools/run.sh --no-build
 
 clean:
 	rm -rf .build Benchmarks/.build Fuzz/.build

@@ -13,6 +13,12 @@ import PackageDescription
 /// deprecated; protoc-c tags those with a C deprecation attribute that would warn on each read.
 let generatedCodeSettings: [SwiftSetting] = [.unsafeFlags(["-Xcc", "-DPROTOBUF_C__NO_DEPRECATED"])]
 
+/// What every service module builds on.
+let serviceDependencies: [Target.Dependency] = [
+    "ServiceKit", "Storage", "Messaging", "RPC", "DroneDeliveryAPI", "GRPCProtos", "ProtobufKit",
+    .product(name: "Logging", package: "swift-log"),
+]
+
 let package = Package(
     name: "fabrikam-drone-delivery",
     platforms: [.macOS(.v15)],
@@ -25,6 +31,15 @@ let package = Package(
         .executable(name: "protoc-gen-swiftpbc", targets: ["protoc-gen-swiftpbc"]),
         .executable(name: "interop-server", targets: ["interop-server"]),
         .executable(name: "interop-client", targets: ["interop-client"]),
+        .executable(name: "accounts-service", targets: ["accounts-service"]),
+        .executable(name: "package-service", targets: ["package-service"]),
+        .executable(name: "dronescheduler-service", targets: ["dronescheduler-service"]),
+        .executable(name: "delivery-service", targets: ["delivery-service"]),
+        .executable(name: "deliveryhistory-service", targets: ["deliveryhistory-service"]),
+        .executable(name: "ingestion-service", targets: ["ingestion-service"]),
+        .executable(name: "workflow-service", targets: ["workflow-service"]),
+        .executable(name: "supervisor-service", targets: ["supervisor-service"]),
+        .executable(name: "drone-simulator", targets: ["drone-simulator"]),
     ],
     dependencies: [
         // Sockets and event loops for the RPC runtime; HTTP/2 itself is nghttp2's.
@@ -108,6 +123,35 @@ let package = Package(
             dependencies: ["RPC", "GRPCProtos", "ProtobufKit", "CProtobufC", "CWellKnownProtos"]
         ),
 
+        // MARK: Storage and messaging (embedded defaults: SQLite files, a broker kept in SQLite)
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .target(name: "Storage", dependencies: ["CSQLite"]),
+        .target(name: "Messaging", dependencies: ["Storage", .product(name: "Logging", package: "swift-log")]),
+
+        // MARK: The drone delivery services (each a library and an executable in Sources/Servers)
+        .target(
+            name: "ServiceKit",
+            dependencies: ["RPC", "RPCServices", "DroneDeliveryAPI", "GRPCProtos", "ProtobufKit", "Storage", .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(name: "Accounts", dependencies: serviceDependencies, path: "Sources/Services/Accounts"),
+        .target(name: "Packages", dependencies: serviceDependencies, path: "Sources/Services/Packages"),
+        .target(name: "DroneScheduler", dependencies: serviceDependencies, path: "Sources/Services/DroneScheduler"),
+        .target(name: "Delivery", dependencies: serviceDependencies, path: "Sources/Services/Delivery"),
+        .target(name: "DeliveryHistory", dependencies: serviceDependencies, path: "Sources/Services/DeliveryHistory"),
+        .target(name: "Ingestion", dependencies: serviceDependencies, path: "Sources/Services/Ingestion"),
+        .target(name: "Workflow", dependencies: serviceDependencies, path: "Sources/Services/Workflow"),
+        .target(name: "Supervisor", dependencies: serviceDependencies, path: "Sources/Services/Supervisor"),
+        .target(name: "DroneSimulator", dependencies: serviceDependencies, path: "Sources/Services/DroneSimulator"),
+        .executableTarget(name: "accounts-service", dependencies: ["Accounts"] + serviceDependencies, path: "Sources/Servers/accounts-service"),
+        .executableTarget(name: "package-service", dependencies: ["Packages"] + serviceDependencies, path: "Sources/Servers/package-service"),
+        .executableTarget(name: "dronescheduler-service", dependencies: ["DroneScheduler"] + serviceDependencies, path: "Sources/Servers/dronescheduler-service"),
+        .executableTarget(name: "delivery-service", dependencies: ["Delivery"] + serviceDependencies, path: "Sources/Servers/delivery-service"),
+        .executableTarget(name: "deliveryhistory-service", dependencies: ["DeliveryHistory"] + serviceDependencies, path: "Sources/Servers/deliveryhistory-service"),
+        .executableTarget(name: "ingestion-service", dependencies: ["Ingestion"] + serviceDependencies, path: "Sources/Servers/ingestion-service"),
+        .executableTarget(name: "workflow-service", dependencies: ["Workflow"] + serviceDependencies, path: "Sources/Servers/workflow-service"),
+        .executableTarget(name: "supervisor-service", dependencies: ["Supervisor"] + serviceDependencies, path: "Sources/Servers/supervisor-service"),
+        .executableTarget(name: "drone-simulator", dependencies: ["DroneSimulator"] + serviceDependencies, path: "Sources/Servers/drone-simulator"),
+
         // MARK: gRPC interoperability (the interop TestService and its runners)
         .target(
             name: "InteropTesting",
@@ -172,6 +216,11 @@ let package = Package(
         .testTarget(
             name: "RPCTests",
             dependencies: ["RPC", "RPCServices", "InteropTesting", "TestSupport", "GRPCProtos", "ProtobufKit", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .testTarget(
+            name: "ServiceTests",
+            dependencies: ["Accounts", "Packages", "DroneScheduler", "Delivery", "DeliveryHistory", "Ingestion", "Workflow", "Supervisor",
+                           "DroneSimulator", "TestSupport"] + serviceDependencies
         ),
         .testTarget(
             name: "ContractTests",

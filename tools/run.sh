@@ -1,20 +1,65 @@
 #!/usr/bin/env bash
-# `make run`: starts the whole system locally.
+# `make run`: the whole system on one machine, every service in its own process.
 #
-# Today the repository holds the foundation only (the protobuf toolchain and the contracts); the
-# services, their launcher and the gateway are issues #4 and #5. Until they land this says so
-# plainly and exits, rather than pretending to start something.
+#   tools/run.sh [--no-build]
+#
+# Data (SQLite files, one per service, and the broker) lives in FABRIKAM_DATA_DIR (default
+# ./data) and survives restarts. Ports start at FABRIKAM_PORT_BASE (default 50051), see README.
+# Each service's log is in $FABRIKAM_DATA_DIR/logs/. Ctrl-C stops every process this started.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-cat <<MSG
-Fabrikam Drone Delivery: nothing to start yet.
+cd "$root"
+if [[ ${1:-} != --no-build ]]; then
+    bash tools/install-deps.sh
+    swift build
+fi
+export FABRIKAM_DATA_DIR=${FABRIKAM_DATA_DIR:-$root/data}
+base=${FABRIKAM_PORT_BASE:-50051}
+mkdir -p "$FABRIKAM_DATA_DIR/logs"
 
-Built and tested so far (make test):
-  - protoc-gen-swiftpbc   the code generator (.build/debug/protoc-gen-swiftpbc)
-  - ProtobufKit           protobuf runtime over protobuf-c, canonical proto3 JSON
-  - DroneDeliveryAPI      the services' contracts, generated from proto/
-  - GRPCProtos            health, reflection, interop test service, google.rpc
+# Start order: leaves first, so callers find their downstreams (they retry anyway).
+order=(accounts package dronescheduler deliveryhistory simulator delivery supervisor workflow ingestion)
+pids=()
+stopping=0
+stop() {
+    trap - INT TERM EXIT
+    stopping=1
+    echo
+    echo "stopping ${#pids[@]} processes..."
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    wait "${pids[@]}" 2>/dev/null || true
+    echo "stopped. Data kept in $FABRIKAM_DATA_DIR"
+}
+trap stop INT TERM EXIT
 
-The services (make run starting every process on 127.0.0.1) arrive with issue #4,
-the JSON gateway on 127.0.0.1:8080 with issue #5. See README.md, "Status".
-MSG
+for name in "${order[@]}"; do
+    log="$FABRIKAM_DATA_DIR/logs/$name.log"
+    : > "$log"
+    bash tools/run-service.sh "$name" >>"$log" 2>&1 &
+    pids+=($!)
+    # Wait for its "listening" line (or its death).
+    for _ in $(seq 1 200); do
+        if grep -q "listening on" "$log"; then break; fi
+        if ! kill -0 "${pids[-1]}" 2>/dev/null; then
+            echo "$name failed to start; its log ($log):"
+            tail -20 "$log"
+            exit 1
+        fi
+        sleep 0.05
+    done
+    printf '  %-16s %s\n' "$name" "$(grep -o '127.0.0.1:[0-9]*' "$log" | head -1)"
+done
+echo "system up: ${#pids[@]} services (data: $FABRIKAM_DATA_DIR, logs: $FABRIKAM_DATA_DIR/logs). Ctrl-C stops them."
+# Stay in the foreground. A service that dies is reported and the others keep running (a test
+# may kill one on purpose and start it again with tools/run-service.sh).
+declare -A names
+for i in "${!pids[@]}"; do names[${pids[$i]}]=${order[$i]}; done
+live=("${pids[@]}")
+set +e
+while ((${#live[@]} > 0)); do
+    wait -n -p dead "${live[@]}"
+    status=$?
+    [[ $stopping == 1 || -z ${dead:-} ]] && break
+    echo "${names[$dead]} exited (status $status); see $FABRIKAM_DATA_DIR/logs/${names[$dead]}.log"
+    live=($(printf '%s\n' "${live[@]}" | grep -vx "$dead"))
+done

@@ -515,7 +515,7 @@ const ProtobufCMessageDescriptor fabrikam__dronedelivery__supervisor__v1__compen
   (ProtobufCMessageInit) fabrikam__dronedelivery__supervisor__v1__compensation__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor fabrikam__dronedelivery__supervisor__v1__failed_saga__field_descriptors[15] =
+static const ProtobufCFieldDescriptor fabrikam__dronedelivery__supervisor__v1__failed_saga__field_descriptors[16] =
 {
   {
     "saga_id",
@@ -697,6 +697,18 @@ static const ProtobufCFieldDescriptor fabrikam__dronedelivery__supervisor__v1__f
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "request_envelope",
+    16,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Supervisor__V1__FailedSaga, request_envelope),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned fabrikam__dronedelivery__supervisor__v1__failed_saga__field_indices_by_name[] = {
   7,   /* field[7] = attempts */
@@ -710,6 +722,7 @@ static const unsigned fabrikam__dronedelivery__supervisor__v1__failed_saga__fiel
   2,   /* field[2] = operation */
   3,   /* field[3] = owner */
   13,   /* field[13] = package_id */
+  15,   /* field[15] = request_envelope */
   0,   /* field[0] = saga_id */
   8,   /* field[8] = state */
   14,   /* field[14] = trace_context */
@@ -718,7 +731,7 @@ static const unsigned fabrikam__dronedelivery__supervisor__v1__failed_saga__fiel
 static const ProtobufCIntRange fabrikam__dronedelivery__supervisor__v1__failed_saga__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 15 }
+  { 0, 16 }
 };
 const ProtobufCMessageDescriptor fabrikam__dronedelivery__supervisor__v1__failed_saga__descriptor =
 {
@@ -728,7 +741,7 @@ const ProtobufCMessageDescriptor fabrikam__dronedelivery__supervisor__v1__failed
   "Fabrikam__Dronedelivery__Supervisor__V1__FailedSaga",
   "fabrikam.dronedelivery.supervisor.v1",
   sizeof(Fabrikam__Dronedelivery__Supervisor__V1__FailedSaga),
-  15,
+  16,
   fabrikam__dronedelivery__supervisor__v1__failed_saga__field_descriptors,
   fabrikam__dronedelivery__supervisor__v1__failed_saga__field_indices_by_name,
   1,  fabrikam__dronedelivery__supervisor__v1__failed_saga__number_ranges,

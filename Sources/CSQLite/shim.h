@@ -1,0 +1,16 @@
+// The system SQLite (Debian's libsqlite3-dev) and the one thing Swift cannot import from it:
+// SQLITE_TRANSIENT is a macro that casts -1 to a destructor pointer.
+#ifndef CSQLITE_SHIM_H
+#define CSQLITE_SHIM_H
+#include <sqlite3.h>
+
+/// Binds text that SQLite copies before the call returns (the caller's buffer may go away).
+static inline int csqlite_bind_text(sqlite3_stmt *statement, int index, const char *text, int length) {
+    return sqlite3_bind_text(statement, index, text, length, SQLITE_TRANSIENT);
+}
+
+/// Binds a blob that SQLite copies before the call returns.
+static inline int csqlite_bind_blob(sqlite3_stmt *statement, int index, const void *bytes, int length) {
+    return sqlite3_bind_blob(statement, index, bytes, length, SQLITE_TRANSIENT);
+}
+#endif

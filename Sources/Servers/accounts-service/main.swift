@@ -1,0 +1,16 @@
+// accounts-service: businesses, users and API keys (AccountsService) on 127.0.0.1:50051.
+//   --port N  --data-dir DIR  --seed-account ID (created if missing, for the local demo; "" for none)
+import Accounts
+import RPC
+import ServiceKit
+
+await runService {
+    let configuration = try Configuration(known: ["port", "data-dir", "seed-account"])
+    let host = ServiceHost(name: "accounts", port: try configuration.int("port", default: DefaultPort.accounts))
+    let logic = AccountsServiceLogic(store: try SQLiteAccountStore(path: try databasePath(configuration, file: "accounts.sqlite")))
+    let seed = configuration.string("seed-account", default: "acct-demo")
+    if !seed.isEmpty { try await logic.seedAccount(id: seed, displayName: "Demo Business") }
+    var router = Router()
+    logic.register(in: &router)
+    try await host.serve(router)
+}

@@ -1,0 +1,20 @@
+// delivery-service: deliveries in flight, tracking, confirmations (DeliveryService) on 127.0.0.1:50054.
+// Publishes domain events to the broker's "delivery-events" topic; dispatches flights to the simulator.
+//   --port N  --data-dir DIR  --broker FILE  --simulator HOST:PORT
+import Delivery
+import Messaging
+import RPC
+import ServiceKit
+
+await runService {
+    let configuration = try Configuration(known: ["port", "data-dir", "broker", "simulator"])
+    let host = ServiceHost(name: "delivery", port: try configuration.int("port", default: DefaultPort.delivery))
+    let simulator = try configuration.address("simulator", defaultPort: DefaultPort.simulator)
+    let flightControl = Downstream(name: "flight-control", host: simulator.host, port: simulator.port)
+    let logic = DeliveryServiceLogic(store: try SQLiteDeliveryStore(path: try databasePath(configuration, file: "delivery.sqlite")),
+                                     flightControl: flightControl.client, logger: host.logger)
+    let broker = try SQLiteBroker(path: configuration.string("broker", default: try databasePath(configuration, file: "broker.sqlite")))
+    var router = Router()
+    logic.register(in: &router)
+    try await host.serve(router, background: [{ await logic.relayEvents(to: broker) }])
+}

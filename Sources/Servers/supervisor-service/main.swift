@@ -1,0 +1,25 @@
+// supervisor-service: failed sagas and their compensation (SupervisorService) on 127.0.0.1:50058.
+//   --port N  --data-dir DIR  --broker FILE  --dronescheduler/--package/--delivery/--simulator HOST:PORT
+import Messaging
+import RPC
+import ServiceKit
+import Supervisor
+
+await runService {
+    let configuration = try Configuration(known: ["port", "data-dir", "broker", "package", "dronescheduler", "delivery", "simulator"])
+    let host = ServiceHost(name: "supervisor", port: try configuration.int("port", default: DefaultPort.supervisor))
+    func downstream(_ name: String, _ port: Int) throws -> Downstream {
+        let address = try configuration.address(name, defaultPort: port)
+        return Downstream(name: name, host: address.host, port: address.port, maxConcurrent: 8)
+    }
+    let targets = CompensationTargets(scheduler: try downstream("dronescheduler", DefaultPort.droneScheduler).client,
+                                      packages: try downstream("package", DefaultPort.package).client,
+                                      delivery: try downstream("delivery", DefaultPort.delivery).client,
+                                      flightControl: try downstream("simulator", DefaultPort.simulator).client)
+    let broker = try SQLiteBroker(path: configuration.string("broker", default: try databasePath(configuration, file: "broker.sqlite")))
+    let logic = SupervisorServiceLogic(store: try SQLiteFailedSagaStore(path: try databasePath(configuration, file: "supervisor.sqlite")),
+                                       targets: targets, requestQueue: broker, logger: host.logger)
+    var router = Router()
+    logic.register(in: &router)
+    try await host.serve(router, background: [{ await logic.runCompensations() }])
+}

@@ -1,0 +1,37 @@
+// workflow-service: consumes the request queue and runs each delivery's saga; serves
+// WorkflowService (saga status) on 127.0.0.1:50057.
+//   --port N  --data-dir DIR  --broker FILE  --accounts/--package/--dronescheduler/--delivery/--supervisor HOST:PORT
+//   --lease-seconds S (a crashed Workflow's messages return after this)  --concurrency N
+//   --step-attempts N  --step-backoff-ms MS (first backoff; doubles up to 5 s)
+import Messaging
+import RPC
+import ServiceKit
+import Workflow
+
+await runService {
+    let configuration = try Configuration(known: ["port", "data-dir", "broker", "accounts", "package", "dronescheduler", "delivery", "supervisor",
+                                                  "lease-seconds", "concurrency", "step-attempts", "step-backoff-ms"])
+    let host = ServiceHost(name: "workflow", port: try configuration.int("port", default: DefaultPort.workflow))
+    func downstream(_ name: String, _ port: Int) throws -> Downstream {
+        let address = try configuration.address(name, defaultPort: port)
+        return Downstream(name: name, host: address.host, port: address.port, maxConcurrent: 16)
+    }
+    let downstreams = SagaDownstreams(accounts: try downstream("accounts", DefaultPort.accounts).client,
+                                      packages: try downstream("package", DefaultPort.package).client,
+                                      scheduler: try downstream("dronescheduler", DefaultPort.droneScheduler).client,
+                                      delivery: try downstream("delivery", DefaultPort.delivery).client,
+                                      supervisor: try downstream("supervisor", DefaultPort.supervisor).client)
+    let store = try SQLiteSagaStore(path: try databasePath(configuration, file: "workflow.sqlite"))
+    var runner = SagaRunner(store: store, downstreams: downstreams, logger: host.logger)
+    runner.retry.maxAttempts = try configuration.int("step-attempts", default: 8)
+    runner.retry.initialBackoff = .milliseconds(try configuration.int("step-backoff-ms", default: 200))
+    let broker = try SQLiteBroker(path: configuration.string("broker", default: try databasePath(configuration, file: "broker.sqlite")))
+    var consumer = MessageConsumer(queue: broker, queueName: "delivery-requests", consumerName: "workflow")
+    consumer.lease = .seconds(try configuration.int("lease-seconds", default: 30))
+    consumer.concurrency = try configuration.int("concurrency", default: 32)
+    var router = Router()
+    WorkflowServiceLogic(store: store).register(in: &router)
+    let sagas = runner
+    let requests = consumer
+    try await host.serve(router, background: [{ await requests.run(sagas.handle) }])
+}

@@ -1,0 +1,100 @@
+import DroneDeliveryAPI
+import Foundation
+import ProtobufKit
+import RPC
+
+public typealias Timestamp = Google.Protobuf.Timestamp
+
+extension Google.Protobuf.Timestamp {
+    /// Now, to the microsecond.
+    public static var now: Self { Self(secondsSince1970: Date().timeIntervalSince1970) }
+
+    public init(secondsSince1970 value: Double) {
+        let seconds = value.rounded(.down)
+        self.init(seconds: Int64(seconds), nanos: Int32(((value - seconds) * 1e6).rounded()) * 1000)
+    }
+
+    public var secondsSince1970: Double { Double(seconds) + Double(nanos) / 1e9 }
+}
+
+extension Google.Protobuf.Duration {
+    public var totalSeconds: Double { Double(seconds) + Double(nanos) / 1e9 }
+}
+
+extension CommonV1.Location {
+    public init(latitude: Double, longitude: Double, altitude: Double = 0) {
+        self.init()
+        self.latitude = latitude
+        self.longitude = longitude
+        self.altitude = altitude
+    }
+
+    /// Great-circle distance in meters (haversine on a spherical Earth).
+    public func distance(to other: CommonV1.Location) -> Double {
+        let radius = 6_371_000.0
+        let lat1 = latitude * .pi / 180, lat2 = other.latitude * .pi / 180
+        let dLat = lat2 - lat1, dLon = (other.longitude - longitude) * .pi / 180
+        let h = sin(dLat / 2) * sin(dLat / 2) + cos(lat1) * cos(lat2) * sin(dLon / 2) * sin(dLon / 2)
+        return 2 * radius * asin(min(1, sqrt(h)))
+    }
+
+    /// The point `fraction` (0...1) of the way to `other`, along a straight line in latitude and
+    /// longitude (good enough over the few kilometers a delivery drone flies).
+    public func interpolated(to other: CommonV1.Location, fraction: Double) -> CommonV1.Location {
+        let f = max(0, min(1, fraction))
+        return CommonV1.Location(latitude: latitude + (other.latitude - latitude) * f,
+                                 longitude: longitude + (other.longitude - longitude) * f,
+                                 altitude: altitude + (other.altitude - altitude) * f)
+    }
+
+    /// Nil when the coordinates are on Earth; otherwise what is wrong, naming `field`.
+    public func problem(field: String) -> String? {
+        if !latitude.isFinite || !(-90...90).contains(latitude) { return "\(field).latitude must be within -90..90, got \(latitude)" }
+        if !longitude.isFinite || !(-180...180).contains(longitude) { return "\(field).longitude must be within -180..180, got \(longitude)" }
+        if !altitude.isFinite { return "\(field).altitude must be a finite number" }
+        return nil
+    }
+}
+
+/// Checks a request and throws INVALID_ARGUMENT naming every field that is wrong.
+public struct Validator {
+    public private(set) var problems: [String] = []
+    public init() {}
+
+    public mutating func require(_ condition: Bool, _ problem: @autoclosure () -> String) {
+        if !condition { problems.append(problem()) }
+    }
+
+    public mutating func location(_ location: CommonV1.Location?, field: String) {
+        guard let location else { return problems.append("\(field) is required") }
+        if let problem = location.problem(field: field) { problems.append(problem) }
+    }
+
+    public func check() throws {
+        if !problems.isEmpty { throw RPCError(.invalidArgument, problems.joined(separator: "; ")) }
+    }
+}
+
+/// Encodes a page token (an offset) and reads it back, naming a bad one.
+public enum PageToken {
+    public static func encode(offset: Int) -> String { offset == 0 ? "" : "o\(offset)" }
+    public static func decode(_ token: String) throws -> Int {
+        if token.isEmpty { return 0 }
+        guard token.first == "o", let offset = Int(token.dropFirst()), offset >= 0 else {
+            throw RPCError(.invalidArgument, "page_token \"\(token)\" is not a token this service issued")
+        }
+        return offset
+    }
+    /// A page size within 1...1000 (0 means the default, 100).
+    public static func size(_ requested: Int32) throws -> Int {
+        if requested < 0 { throw RPCError(.invalidArgument, "page_size must not be negative, got \(requested)") }
+        return requested == 0 ? 100 : min(Int(requested), 1000)
+    }
+}
+
+extension Message {
+    /// Decodes stored bytes; a row that does not decode is data loss and says so.
+    public init(storedBytes bytes: [UInt8], what: String) throws {
+        do { try self.init(serializedBytes: bytes) } catch { throw RPCError(.dataLoss, "stored \(what) does not decode: \(error)") }
+    }
+}

@@ -1,0 +1,84 @@
+import DroneDeliveryAPI
+import ProtobufKit
+import ServiceKit
+import Storage
+
+/// Where Accounts keeps businesses, users and API keys. The service's logic sees only this
+/// protocol; `SQLiteAccountStore` is the embedded default, a PostgreSQL store would be another.
+public protocol AccountStore: Sendable {
+    /// Inserts the account unless one with its id exists; returns the stored one and whether it is new.
+    func insertAccount(_ account: AccountsV1.Account) async throws -> (account: AccountsV1.Account, created: Bool)
+    func account(id: String) async throws -> AccountsV1.Account?
+    func insertUser(_ user: AccountsV1.User) async throws -> (user: AccountsV1.User, created: Bool)
+    func insertKey(_ key: AccountsV1.ApiKey, secretHash: String) async throws
+    func key(secretHash: String) async throws -> AccountsV1.ApiKey?
+    /// Marks the key revoked (once); nil if the account has no such key.
+    func revokeKey(accountID: String, keyID: String, at time: Timestamp) async throws -> AccountsV1.ApiKey?
+}
+
+/// Accounts in a SQLite file: one row per entity, its protobuf encoding plus the columns queries need.
+public final class SQLiteAccountStore: AccountStore {
+    let database: SQLiteDatabase
+
+    public init(path: String) throws {
+        database = try SQLiteDatabase(path: path, migrations: [
+            """
+            CREATE TABLE accounts (account_id TEXT PRIMARY KEY, data BLOB NOT NULL);
+            CREATE TABLE users (user_id TEXT PRIMARY KEY, account_id TEXT NOT NULL REFERENCES accounts(account_id), data BLOB NOT NULL);
+            CREATE TABLE api_keys (key_id TEXT PRIMARY KEY, account_id TEXT NOT NULL REFERENCES accounts(account_id),
+                                   secret_hash TEXT NOT NULL UNIQUE, data BLOB NOT NULL);
+            """,
+        ])
+    }
+
+    public func insertAccount(_ account: AccountsV1.Account) async throws -> (account: AccountsV1.Account, created: Bool) {
+        try await database.write { db in
+            if let row = try db.queryFirst("SELECT data FROM accounts WHERE account_id = ?", [.text(account.accountId)]) {
+                return (try AccountsV1.Account(storedBytes: row.bytes(0), what: "account"), false)
+            }
+            try db.run("INSERT INTO accounts (account_id, data) VALUES (?, ?)", [.text(account.accountId), .blob(account.serializedBytes())])
+            return (account, true)
+        }
+    }
+
+    public func account(id: String) async throws -> AccountsV1.Account? {
+        try await database.read { db in
+            try db.queryFirst("SELECT data FROM accounts WHERE account_id = ?", [.text(id)]).map { try AccountsV1.Account(storedBytes: $0.bytes(0), what: "account") }
+        }
+    }
+
+    public func insertUser(_ user: AccountsV1.User) async throws -> (user: AccountsV1.User, created: Bool) {
+        try await database.write { db in
+            if let row = try db.queryFirst("SELECT data FROM users WHERE user_id = ?", [.text(user.userId)]) {
+                return (try AccountsV1.User(storedBytes: row.bytes(0), what: "user"), false)
+            }
+            try db.run("INSERT INTO users (user_id, account_id, data) VALUES (?, ?, ?)", [.text(user.userId), .text(user.accountId), .blob(user.serializedBytes())])
+            return (user, true)
+        }
+    }
+
+    public func insertKey(_ key: AccountsV1.ApiKey, secretHash: String) async throws {
+        try await database.write { db in
+            try db.run("INSERT INTO api_keys (key_id, account_id, secret_hash, data) VALUES (?, ?, ?, ?)",
+                       [.text(key.keyId), .text(key.accountId), .text(secretHash), .blob(key.serializedBytes())])
+        }
+    }
+
+    public func key(secretHash: String) async throws -> AccountsV1.ApiKey? {
+        try await database.read { db in
+            try db.queryFirst("SELECT data FROM api_keys WHERE secret_hash = ?", [.text(secretHash)]).map { try AccountsV1.ApiKey(storedBytes: $0.bytes(0), what: "API key") }
+        }
+    }
+
+    public func revokeKey(accountID: String, keyID: String, at time: Timestamp) async throws -> AccountsV1.ApiKey? {
+        try await database.write { db in
+            guard let row = try db.queryFirst("SELECT data FROM api_keys WHERE key_id = ? AND account_id = ?", [.text(keyID), .text(accountID)]) else { return nil }
+            var key = try AccountsV1.ApiKey(storedBytes: row.bytes(0), what: "API key")
+            guard key.status != .revoked else { return key }
+            key.status = .revoked
+            key.revokeTime = time
+            try db.run("UPDATE api_keys SET data = ? WHERE key_id = ?", [.blob(key.serializedBytes()), .text(keyID)])
+            return key
+        }
+    }
+}

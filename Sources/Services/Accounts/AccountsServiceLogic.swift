@@ -1,0 +1,135 @@
+import Foundation
+import DroneDeliveryAPI
+import ProtobufKit
+import RPC
+import ServiceKit
+
+/// Accounts: businesses register, add users, and get API keys the gateway validates here.
+/// Secrets are shown once, when issued; only their SHA-256 is stored.
+public struct AccountsServiceLogic: AccountsV1.AccountsService.Handler {
+    let store: any AccountStore
+    /// How long the gateway may cache a validation answer.
+    public var validationCacheTTL = Google.Protobuf.Duration(seconds: 30)
+
+    public init(store: any AccountStore) { self.store = store }
+
+    public func registerAccount(_ request: AccountsV1.RegisterAccountRequest, context: ServerContext) async throws -> AccountsV1.RegisterAccountResponse {
+        var check = Validator()
+        check.require(!request.displayName.trimmingCharacters(in: .whitespaces).isEmpty, "display_name is required")
+        check.require(Self.looksLikeEmail(request.contactEmail), "contact_email must be an email address, got \"\(request.contactEmail)\"")
+        try check.check()
+        var account = AccountsV1.Account()
+        // A caller-chosen request id makes registration idempotent: the same id, the same account.
+        account.accountId = request.requestId.isEmpty ? makeID("acct") : "acct-" + String(SHA256.hex("register:" + request.requestId).prefix(16))
+        account.name = "accounts/\(account.accountId)"
+        account.displayName = request.displayName
+        account.contactEmail = request.contactEmail
+        account.status = .active
+        account.createTime = .now
+        account.updateTime = account.createTime
+        let stored = try await store.insertAccount(account)
+        var response = AccountsV1.RegisterAccountResponse()
+        response.account = stored.account
+        response.created = stored.created
+        return response
+    }
+
+    public func getAccount(_ request: AccountsV1.GetAccountRequest, context: ServerContext) async throws -> AccountsV1.Account {
+        guard request.name.hasPrefix("accounts/"), request.name.count > "accounts/".count else {
+            throw RPCError(.invalidArgument, "name must be accounts/{account_id}, got \"\(request.name)\"")
+        }
+        return try await existingAccount(String(request.name.dropFirst("accounts/".count)))
+    }
+
+    public func addUser(_ request: AccountsV1.AddUserRequest, context: ServerContext) async throws -> AccountsV1.AddUserResponse {
+        var check = Validator()
+        check.require(!request.accountId.isEmpty, "account_id is required")
+        check.require(request.user != nil, "user is required")
+        if let user = request.user {
+            check.require(!user.displayName.isEmpty, "user.display_name is required")
+            check.require(user.email.isEmpty || Self.looksLikeEmail(user.email), "user.email must be an email address, got \"\(user.email)\"")
+        }
+        try check.check()
+        _ = try await existingAccount(request.accountId)
+        var user = request.user!
+        if user.userId.isEmpty { user.userId = makeID("user") }
+        user.accountId = request.accountId
+        if user.role == .unspecified { user.role = .member }
+        user.createTime = .now
+        let stored = try await store.insertUser(user)
+        guard stored.user.accountId == request.accountId else {
+            throw RPCError(.alreadyExists, "user_id \(user.userId) belongs to another account")
+        }
+        var response = AccountsV1.AddUserResponse()
+        response.user = stored.user
+        response.created = stored.created
+        return response
+    }
+
+    public func issueApiKey(_ request: AccountsV1.IssueApiKeyRequest, context: ServerContext) async throws -> AccountsV1.IssueApiKeyResponse {
+        let account = try await existingAccount(request.accountId)
+        guard account.status == .active else { throw RPCError(.failedPrecondition, "account \(account.accountId) is not active") }
+        if let ttl = request.ttl, ttl.totalSeconds <= 0 { throw RPCError(.invalidArgument, "ttl must be positive") }
+        let secret = "fdk_" + randomHex(bytes: 24)
+        var key = AccountsV1.ApiKey()
+        key.keyId = makeID("key")
+        key.accountId = account.accountId
+        key.displayName = request.displayName
+        key.secretPrefix = String(secret.prefix(8))
+        key.status = .active
+        key.createTime = .now
+        if let ttl = request.ttl { key.expireTime = Timestamp(secondsSince1970: key.createTime!.secondsSince1970 + ttl.totalSeconds) }
+        try await store.insertKey(key, secretHash: SHA256.hex(secret))
+        var response = AccountsV1.IssueApiKeyResponse()
+        response.apiKey = key
+        response.secret = secret
+        return response
+    }
+
+    public func revokeApiKey(_ request: AccountsV1.RevokeApiKeyRequest, context: ServerContext) async throws -> AccountsV1.ApiKey {
+        guard let key = try await store.revokeKey(accountID: request.accountId, keyID: request.keyId, at: .now) else {
+            throw RPCError(.notFound, "account \(request.accountId) has no API key \(request.keyId)")
+        }
+        return key
+    }
+
+    public func validateApiKey(_ request: AccountsV1.ValidateApiKeyRequest, context: ServerContext) async throws -> AccountsV1.ValidateApiKeyResponse {
+        var response = AccountsV1.ValidateApiKeyResponse()
+        response.cacheTtl = validationCacheTTL
+        guard !request.secret.isEmpty, let key = try await store.key(secretHash: SHA256.hex(request.secret)) else { return response }
+        response.keyId = key.keyId
+        response.accountId = key.accountId
+        response.keyStatus = key.status
+        if key.status == .active, let expire = key.expireTime, expire.secondsSince1970 <= Timestamp.now.secondsSince1970 {
+            response.keyStatus = .expired
+        }
+        let account = try await store.account(id: key.accountId)
+        response.accountStatus = account?.status ?? .unspecified
+        response.valid = response.keyStatus == .active && response.accountStatus == .active
+        return response
+    }
+
+    /// Creates the account with a fixed id if it does not exist (the local demo's business).
+    public func seedAccount(id: String, displayName: String) async throws {
+        var account = AccountsV1.Account()
+        account.accountId = id
+        account.name = "accounts/\(id)"
+        account.displayName = displayName
+        account.contactEmail = "demo@example.com"
+        account.status = .active
+        account.createTime = .now
+        account.updateTime = account.createTime
+        _ = try await store.insertAccount(account)
+    }
+
+    private func existingAccount(_ id: String) async throws -> AccountsV1.Account {
+        guard !id.isEmpty else { throw RPCError(.invalidArgument, "account_id is required") }
+        guard let account = try await store.account(id: id) else { throw RPCError(.notFound, "account \(id) does not exist") }
+        return account
+    }
+
+    static func looksLikeEmail(_ text: String) -> Bool {
+        let parts = text.split(separator: "@", omittingEmptySubsequences: false)
+        return parts.count == 2 && !parts[0].isEmpty && parts[1].contains(".") && !text.contains(" ")
+    }
+}

@@ -1,0 +1,401 @@
+import DroneDeliveryAPI
+import Logging
+import Messaging
+import ProtobufKit
+import RPC
+import ServiceKit
+
+/// Delivery: the deliveries in flight. Turns drone positions into stages, tracking events and
+/// both ETAs; accepts reschedule, cancel, failure and confirmation; streams status updates; and
+/// publishes domain events (through its outbox) for Delivery History and Drone Scheduler.
+public final class DeliveryServiceLogic: DeliveryV1.DeliveryService.Handler {
+    /// The topic Delivery publishes its domain events to.
+    public static let eventTopic = "delivery-events"
+    /// Speed assumed for ETAs before the drone has reported one (m/s).
+    public static let defaultSpeed = 15.0
+
+    let store: any DeliveryStore
+    let flightControl: TelemetryV1.FlightControlService.Client
+    let hub = TrackingHub()
+    let logger: Logger
+
+    public init(store: any DeliveryStore, flightControl: RPCClient, logger: Logger = Logger(label: "fabrikam.delivery")) {
+        self.store = store
+        self.flightControl = TelemetryV1.FlightControlService.Client(flightControl)
+        self.logger = logger
+    }
+
+    static func isFinal(_ stage: CommonV1.DeliveryStage) -> Bool { [.completed, .cancelled, .failed].contains(stage) }
+
+    // MARK: Scheduling and reading
+
+    public func scheduleDelivery(_ request: DeliveryV1.ScheduleDeliveryRequest, context: ServerContext) async throws -> DeliveryV1.ScheduleDeliveryResponse {
+        guard let input = request.delivery else { throw RPCError(.invalidArgument, "delivery is required") }
+        var check = Validator()
+        check.require(!input.deliveryId.isEmpty, "delivery.delivery_id is required")
+        check.require(!(input.owner?.accountId ?? "").isEmpty, "delivery.owner.account_id is required")
+        check.location(input.pickupLocation, field: "delivery.pickup_location")
+        check.location(input.dropoffLocation, field: "delivery.dropoff_location")
+        check.require(!input.droneId.isEmpty, "delivery.drone_id is required (Drone Scheduler assigns it first)")
+        try check.check()
+        let now = Timestamp.now
+        let result = try await store.update(id: input.deliveryId, operationID: nil, trace: RequestTrace.current) { current in
+            if let current, current.status.stage != .failed {
+                // Create-or-replace: a repeated schedule (a redelivered saga step) changes nothing.
+                return nil
+            }
+            var delivery = input
+            delivery.stage = .created
+            delivery.createTime = current?.delivery.createTime ?? now
+            delivery.updateTime = now
+            delivery.endReason = ""
+            var status = DeliveryV1.DeliveryStatus()
+            status.stage = .created
+            status.droneId = delivery.droneId
+            status.updateTime = now
+            var record = DeliveryRecord(delivery: delivery, status: status)
+            record.lastSequence = current?.lastSequence ?? 0
+            record.revision = (current?.revision ?? -1) + 1
+            var change = DeliveryChange(record: record)
+            change.tracking = [Self.trackingEvent(record, at: now, location: delivery.pickupLocation)]
+            change.domainEvents = [(0, current == nil ? "scheduled" : "scheduled again after a failed attempt")]
+            return change
+        }
+        guard var record = result.record else { throw RPCError(.internal, "delivery \(input.deliveryId) was not stored") }
+        hub.publish(result.tracking)
+        let created = !result.tracking.isEmpty
+        if !Self.isFinal(record.status.stage) {
+            record = try await dispatchFlight(record)
+        }
+        var response = DeliveryV1.ScheduleDeliveryResponse()
+        response.delivery = record.delivery
+        response.created = created
+        response.status = record.status
+        return response
+    }
+
+    /// Sends the flight plan to flight control (idempotent per delivery and revision) and keeps
+    /// its first ETAs. Fails with UNAVAILABLE when flight control cannot be reached, so the
+    /// caller's saga retries (the delivery itself is already stored).
+    func dispatchFlight(_ record: DeliveryRecord) async throws -> DeliveryRecord {
+        var plan = TelemetryV1.FlightPlan()
+        plan.flightId = "\(record.delivery.deliveryId)-r\(record.revision)"
+        plan.droneId = record.delivery.droneId
+        plan.deliveryId = record.delivery.deliveryId
+        plan.pickupLocation = record.delivery.pickupLocation
+        plan.dropoffLocation = record.delivery.dropoffLocation
+        plan.pickupTime = record.delivery.pickupTime
+        plan.deadline = record.delivery.deadline
+        plan.reportInterval = Google.Protobuf.Duration(seconds: 1)
+        var request = TelemetryV1.AssignFlightRequest()
+        request.plan = plan
+        request.traceContext = RequestTrace.current
+        let answer: TelemetryV1.AssignFlightResponse
+        do {
+            answer = try await flightControl.assignFlight(request, options: .idempotent())
+        } catch let error as RPCError {
+            throw RPCError(error.code.isTransient ? .unavailable : error.code, "flight control did not accept the flight: \(error.message)")
+        }
+        let updated = try await store.update(id: record.delivery.deliveryId, operationID: nil, trace: nil) { current in
+            guard var current, !Self.isFinal(current.status.stage), current.status.pickupEta == nil || answer.created else { return nil }
+            current.status.pickupEta = answer.pickupEta
+            current.status.deliveryEta = answer.dropoffEta
+            return DeliveryChange(record: current)
+        }
+        return updated.record ?? record
+    }
+
+    public func getDelivery(_ request: DeliveryV1.GetDeliveryRequest, context: ServerContext) async throws -> DeliveryV1.Delivery {
+        try await existing(request.deliveryId).delivery
+    }
+
+    public func getDeliveryStatus(_ request: DeliveryV1.GetDeliveryStatusRequest, context: ServerContext) async throws -> DeliveryV1.GetDeliveryStatusResponse {
+        var response = DeliveryV1.GetDeliveryStatusResponse()
+        response.deliveryId = request.deliveryId
+        response.status = try await existing(request.deliveryId).status
+        return response
+    }
+
+    public func listDeliveries(_ request: DeliveryV1.ListDeliveriesRequest, context: ServerContext) async throws -> DeliveryV1.ListDeliveriesResponse {
+        let offset = try PageToken.decode(request.pageToken)
+        let size = try PageToken.size(request.pageSize)
+        let deliveries = try await store.list(ownerID: request.ownerId, userID: request.userId, stages: request.stages, offset: offset, limit: size + 1)
+        var response = DeliveryV1.ListDeliveriesResponse()
+        response.deliveries = Array(deliveries.prefix(size))
+        if deliveries.count > size { response.nextPageToken = PageToken.encode(offset: offset + size) }
+        return response
+    }
+
+    public func trackDelivery(_ request: DeliveryV1.TrackDeliveryRequest, writer: ResponseWriter<DeliveryV1.DeliveryTrackingEvent>, context: ServerContext) async throws {
+        _ = try await existing(request.deliveryId)
+        // Watch first, then read what is stored: nothing falls between the two.
+        let watch = hub.watch(request.deliveryId)
+        defer { hub.stopWatching(request.deliveryId, token: watch.token) }
+        var last = request.afterSequence
+        for event in try await store.trackingEvents(deliveryID: request.deliveryId, after: last) {
+            try await writer.write(event)
+            last = event.sequence
+            if Self.isFinal(event.stage) { return }
+        }
+        if let record = try await store.record(id: request.deliveryId), Self.isFinal(record.status.stage), record.lastSequence <= last { return }
+        for await event in watch.stream where event.sequence > last {
+            try await writer.write(event)
+            last = event.sequence
+            if Self.isFinal(event.stage) { return }
+        }
+        try Task.checkCancellation()
+    }
+
+    // MARK: Changes requested by Workflow and Supervisor
+
+    public func rescheduleDelivery(_ request: DeliveryV1.RescheduleDeliveryRequest, context: ServerContext) async throws -> DeliveryV1.Delivery {
+        var check = Validator()
+        check.require(!request.deliveryId.isEmpty, "delivery_id is required")
+        if let pickup = request.pickupLocation { check.location(pickup, field: "pickup_location") }
+        if let dropoff = request.dropoffLocation { check.location(dropoff, field: "dropoff_location") }
+        try check.check()
+        let now = Timestamp.now
+        let result = try await store.update(id: request.deliveryId, operationID: request.operationId, trace: RequestTrace.current) { current in
+            guard var record = current else { throw RPCError(.notFound, "delivery \(request.deliveryId) does not exist") }
+            guard !Self.isFinal(record.status.stage) else {
+                throw RPCError(.failedPrecondition, "delivery \(request.deliveryId) is \(record.status.stage) and can no longer be rescheduled")
+            }
+            guard record.status.stage != .headedToDropoff || request.pickupLocation == nil else {
+                throw RPCError(.failedPrecondition, "the package of delivery \(request.deliveryId) is already picked up; the pickup location cannot change")
+            }
+            if let pickup = request.pickupLocation { record.delivery.pickupLocation = pickup }
+            if let dropoff = request.dropoffLocation { record.delivery.dropoffLocation = dropoff }
+            if let time = request.pickupTime { record.delivery.pickupTime = time }
+            if let deadline = request.deadline { record.delivery.deadline = deadline }
+            if let expedited = request.expedited { record.delivery.expedited = expedited.value }
+            record.delivery.updateTime = now
+            record.status.stage = .rescheduled
+            record.status.updateTime = now
+            record.status.pickupEta = nil
+            record.arrived = false
+            record.revision += 1
+            var change = DeliveryChange(record: record)
+            change.tracking = [Self.trackingEvent(record, at: now, location: record.status.lastKnownLocation)]
+            change.domainEvents = [(0, "rescheduled")]
+            return change
+        }
+        hub.publish(result.tracking)
+        guard let record = result.record else { throw RPCError(.notFound, "delivery \(request.deliveryId) does not exist") }
+        if !Self.isFinal(record.status.stage) { return try await dispatchFlight(record).delivery }
+        return record.delivery
+    }
+
+    public func cancelDelivery(_ request: DeliveryV1.CancelDeliveryRequest, context: ServerContext) async throws -> DeliveryV1.Delivery {
+        let record = try await end(request.deliveryId, stage: .cancelled, reason: request.reason.isEmpty ? "cancelled by the owner" : request.reason,
+                                   operationID: request.operationId, createIfMissing: false)
+        try await abortFlight(request.deliveryId, reason: "cancelled")
+        return record.delivery
+    }
+
+    public func markDeliveryFailed(_ request: DeliveryV1.MarkDeliveryFailedRequest, context: ServerContext) async throws -> DeliveryV1.Delivery {
+        let record = try await end(request.deliveryId, stage: .failed, reason: request.reason.isEmpty ? "the delivery could not be carried out" : request.reason,
+                                   operationID: request.sagaId.isEmpty ? nil : "fail:\(request.sagaId)", createIfMissing: true)
+        try await abortFlight(request.deliveryId, reason: "failed")
+        return record.delivery
+    }
+
+    /// Moves a delivery to a final stage (once; repeating it returns the same delivery).
+    func end(_ deliveryID: String, stage: CommonV1.DeliveryStage, reason: String, operationID: String?, createIfMissing: Bool) async throws -> DeliveryRecord {
+        guard !deliveryID.isEmpty else { throw RPCError(.invalidArgument, "delivery_id is required") }
+        let now = Timestamp.now
+        let result = try await store.update(id: deliveryID, operationID: operationID, trace: RequestTrace.current) { current in
+            var record: DeliveryRecord
+            if let current {
+                record = current
+            } else if createIfMissing {
+                // The saga failed before Delivery heard of it: keep a record so the customer
+                // sees Failed rather than "not found".
+                var delivery = DeliveryV1.Delivery()
+                delivery.deliveryId = deliveryID
+                delivery.createTime = now
+                record = DeliveryRecord(delivery: delivery, status: DeliveryV1.DeliveryStatus())
+            } else {
+                throw RPCError(.notFound, "delivery \(deliveryID) does not exist")
+            }
+            if record.status.stage == stage { return nil }
+            if Self.isFinal(record.status.stage) {
+                throw RPCError(.failedPrecondition, "delivery \(deliveryID) is already \(record.status.stage)")
+            }
+            record.status.stage = stage
+            record.status.updateTime = now
+            record.delivery.updateTime = now
+            record.delivery.endReason = reason
+            var change = DeliveryChange(record: record)
+            change.tracking = [Self.trackingEvent(record, at: now, location: record.status.lastKnownLocation)]
+            change.domainEvents = [(0, reason)]
+            return change
+        }
+        hub.publish(result.tracking)
+        guard let record = result.record else { throw RPCError(.notFound, "delivery \(deliveryID) does not exist") }
+        return record
+    }
+
+    func abortFlight(_ deliveryID: String, reason: String) async throws {
+        var request = TelemetryV1.AbortFlightRequest()
+        request.deliveryId = deliveryID
+        request.reason = reason
+        do {
+            _ = try await flightControl.abortFlight(request, options: .idempotent())
+        } catch let error as RPCError {
+            // The delivery has ended either way; the caller retries so the drone stops too.
+            throw RPCError(.unavailable, "delivery \(deliveryID) is \(reason), but flight control did not abort the flight: \(error.message)")
+        }
+    }
+
+    public func confirmDelivery(_ request: DeliveryV1.ConfirmDeliveryRequest, context: ServerContext) async throws -> DeliveryV1.Delivery {
+        guard let confirmation = request.confirmation else { throw RPCError(.invalidArgument, "confirmation is required") }
+        let now = Timestamp.now
+        let result = try await store.update(id: request.deliveryId, operationID: nil, trace: RequestTrace.current) { current in
+            guard var record = current else { throw RPCError(.notFound, "delivery \(request.deliveryId) does not exist") }
+            if record.status.stage == .completed, record.delivery.confirmation != nil { return nil }
+            guard record.arrived, !Self.isFinal(record.status.stage) else {
+                throw RPCError(.failedPrecondition, "delivery \(request.deliveryId) is \(record.status.stage); confirm it once the drone is at the drop-off")
+            }
+            let required = record.delivery.confirmationRequired
+            if required != .unspecified, required != .none, confirmation.confirmationType != required {
+                throw RPCError(.invalidArgument, "confirmation.confirmation_type must be \(required), got \(confirmation.confirmationType)")
+            }
+            var stored = confirmation
+            if stored.time == nil { stored.time = now }
+            record.delivery.confirmation = stored
+            record.status.stage = .completed
+            record.status.updateTime = now
+            record.delivery.updateTime = now
+            var change = DeliveryChange(record: record)
+            change.tracking = [Self.trackingEvent(record, at: now, location: record.status.lastKnownLocation)]
+            change.domainEvents = [(0, "confirmed by the recipient")]
+            return change
+        }
+        hub.publish(result.tracking)
+        return result.record!.delivery
+    }
+
+    public func notifyMe(_ request: DeliveryV1.NotifyMeRequest, context: ServerContext) async throws -> DeliveryV1.NotifyMeResponse {
+        var check = Validator()
+        check.require(!request.emailAddress.isEmpty || !request.sms.isEmpty, "email_address or sms is required")
+        check.require(request.emailAddress.isEmpty || request.emailAddress.contains("@"), "email_address must be an email address, got \"\(request.emailAddress)\"")
+        try check.check()
+        _ = try await existing(request.deliveryId)
+        var response = DeliveryV1.NotifyMeResponse()
+        response.deliveryId = request.deliveryId
+        response.notificationId = makeID("ntf")
+        try await store.addNotification(id: response.notificationId, deliveryID: request.deliveryId, email: request.emailAddress, sms: request.sms)
+        return response
+    }
+
+    // MARK: Telemetry
+
+    public func reportDronePositions(_ requests: RequestStream<DeliveryV1.ReportDronePositionsRequest>, context: ServerContext) async throws -> DeliveryV1.ReportDronePositionsResponse {
+        var response = DeliveryV1.ReportDronePositionsResponse()
+        for try await request in requests {
+            for position in request.positions {
+                let events = try await apply(position)
+                if let events {
+                    response.acceptedCount += 1
+                    response.trackingEventCount += Int64(events)
+                } else {
+                    response.ignoredCount += 1
+                }
+            }
+        }
+        return response
+    }
+
+    /// Applies one drone position to its delivery: a tracking event, the stage it implies, and
+    /// fresh ETAs. Nil when the position is not for a delivery in flight with that drone.
+    func apply(_ position: TelemetryV1.DronePosition) async throws -> Int? {
+        guard !position.deliveryId.isEmpty, let location = position.location, location.problem(field: "location") == nil else { return nil }
+        let time = position.time ?? .now
+        let result = try await store.update(id: position.deliveryId, operationID: nil, trace: RequestTrace.current) { current in
+            guard var record = current, !Self.isFinal(record.status.stage), record.delivery.droneId == position.droneId else { return nil }
+            let before = record.status.stage
+            switch position.phase {
+            case .headedToPickup: record.status.stage = .headedToPickup
+            case .atPickup, .headedToDropoff: record.status.stage = .headedToDropoff
+            case .atDropoff:
+                record.arrived = true
+                let required = record.delivery.confirmationRequired
+                record.status.stage = (required == .unspecified || required == .none) ? .completed : .headedToDropoff
+            default: break
+            }
+            if record.status.stage == .rescheduled || record.status.stage == .created { return nil }
+            record.status.lastKnownLocation = location
+            record.status.updateTime = time
+            Self.updateETAs(&record, position: location, time: time, speed: position.groundSpeedMps > 0 ? position.groundSpeedMps : Self.defaultSpeed)
+            var change = DeliveryChange(record: record)
+            change.tracking = [Self.trackingEvent(record, at: time, location: location)]
+            if record.status.stage != before {
+                change.domainEvents = [(0, record.status.stage == .completed ? "dropped off" : "drone position")]
+            }
+            return change
+        }
+        hub.publish(result.tracking)
+        return result.tracking.isEmpty ? nil : result.tracking.count
+    }
+
+    /// Both ETAs from where the drone is and how fast it flies: to the pickup (while headed
+    /// there), then pickup to drop-off.
+    static func updateETAs(_ record: inout DeliveryRecord, position: CommonV1.Location, time: Timestamp, speed: Double) {
+        guard let pickup = record.delivery.pickupLocation, let dropoff = record.delivery.dropoffLocation else { return }
+        let now = time.secondsSince1970
+        switch record.status.stage {
+        case .headedToPickup:
+            let pickupETA = now + position.distance(to: pickup) / speed
+            record.status.pickupEta = Timestamp(secondsSince1970: pickupETA)
+            record.status.deliveryEta = Timestamp(secondsSince1970: pickupETA + pickup.distance(to: dropoff) / speed)
+        case .headedToDropoff:
+            if record.status.pickupEta == nil || record.status.pickupEta!.secondsSince1970 > now { record.status.pickupEta = time }
+            record.status.deliveryEta = Timestamp(secondsSince1970: now + position.distance(to: dropoff) / speed)
+        case .completed:
+            record.status.deliveryEta = time
+        default: break
+        }
+    }
+
+    static func trackingEvent(_ record: DeliveryRecord, at time: Timestamp, location: CommonV1.Location?) -> DeliveryV1.DeliveryTrackingEvent {
+        var event = DeliveryV1.DeliveryTrackingEvent()
+        event.deliveryId = record.delivery.deliveryId
+        event.stage = record.status.stage
+        event.location = location
+        event.time = time
+        event.pickupEta = record.status.pickupEta
+        event.deliveryEta = record.status.deliveryEta
+        event.droneId = record.delivery.droneId
+        return event
+    }
+
+    // MARK: Outbox relay
+
+    /// Publishes committed domain events to the broker, oldest first, until cancelled. The
+    /// broker de-duplicates on the event id, so a crash between publish and delete repeats nothing.
+    public func relayEvents(to stream: any EventStream) async {
+        while !Task.isCancelled {
+            do {
+                let pending = try await store.outbox(limit: 256)
+                for (id, event) in pending {
+                    var headers: [String: String] = [MessageHeader.contentType: "application/x-protobuf; type=\(DeliveryV1.DeliveryEvent.protoMessageName)"]
+                    if let trace = event.traceContext { headers.merge(RequestTrace.headers(trace)) { $1 } }
+                    _ = try await stream.publish(OutgoingMessage(id: id, key: event.deliveryId, headers: headers, payload: event.serializedBytes()), to: Self.eventTopic)
+                }
+                if !pending.isEmpty { try await store.removeFromOutbox(ids: pending.map(\.id)) }
+                if pending.count < 256 { try await Task.sleep(for: .milliseconds(50)) }
+            } catch is CancellationError {
+                return
+            } catch {
+                logger.warning("event relay failed; will retry", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    func existing(_ deliveryID: String) async throws -> DeliveryRecord {
+        guard !deliveryID.isEmpty else { throw RPCError(.invalidArgument, "delivery_id is required") }
+        guard let record = try await store.record(id: deliveryID) else { throw RPCError(.notFound, "delivery \(deliveryID) does not exist") }
+        return record
+    }
+}

@@ -1,0 +1,176 @@
+import DroneDeliveryAPI
+import ProtobufKit
+import ServiceKit
+import Storage
+
+/// A delivery as the Delivery service keeps it: the entity, its live status, and bookkeeping.
+public struct DeliveryRecord: Sendable, Hashable {
+    public var delivery: DeliveryV1.Delivery
+    public var status: DeliveryV1.DeliveryStatus
+    /// The drone reached the drop-off (a delivery that needs confirmation waits here).
+    public var arrived = false
+    /// The sequence number of the last tracking event.
+    public var lastSequence: Int64 = 0
+    /// Bumped on each reschedule, so the flight plan gets a new id.
+    public var revision = 0
+
+    public init(delivery: DeliveryV1.Delivery, status: DeliveryV1.DeliveryStatus) {
+        self.delivery = delivery
+        self.status = status
+    }
+}
+
+/// What one change to a delivery produced, for the store to commit in a single transaction.
+public struct DeliveryChange: Sendable {
+    public var record: DeliveryRecord
+    /// New tracking events (the store numbers them after `record.lastSequence`).
+    public var tracking: [DeliveryV1.DeliveryTrackingEvent] = []
+    /// Indices into `tracking` of the events that are also domain events (stage changes).
+    public var domainEvents: [(index: Int, reason: String)] = []
+
+    public init(record: DeliveryRecord) { self.record = record }
+}
+
+/// Where Delivery keeps deliveries, tracking events, notification requests and its outbox of
+/// domain events (written in the same transaction as the change, published afterwards, so an
+/// event is never lost between the database and the broker).
+public protocol DeliveryStore: Sendable {
+    func record(id: String) async throws -> DeliveryRecord?
+    func list(ownerID: String, userID: String, stages: [CommonV1.DeliveryStage], offset: Int, limit: Int) async throws -> [DeliveryV1.Delivery]
+    /// Runs `change` on the current record (nil if none) atomically. `change` returns nil for
+    /// "nothing to do". An `operationID` already applied makes this a no-op that returns the record.
+    func update(id: String, operationID: String?, trace: CommonV1.TraceContext?,
+                _ change: @escaping @Sendable (DeliveryRecord?) throws -> DeliveryChange?) async throws -> (record: DeliveryRecord?, tracking: [DeliveryV1.DeliveryTrackingEvent])
+    func trackingEvents(deliveryID: String, after sequence: Int64) async throws -> [DeliveryV1.DeliveryTrackingEvent]
+    func addNotification(id: String, deliveryID: String, email: String, sms: String) async throws
+    /// Domain events not yet handed to the broker, oldest first.
+    func outbox(limit: Int) async throws -> [(id: String, event: DeliveryV1.DeliveryEvent)]
+    func removeFromOutbox(ids: [String]) async throws
+}
+
+public final class SQLiteDeliveryStore: DeliveryStore {
+    let database: SQLiteDatabase
+
+    public init(path: String) throws {
+        database = try SQLiteDatabase(path: path, migrations: [
+            """
+            CREATE TABLE deliveries (delivery_id TEXT PRIMARY KEY, owner_id TEXT NOT NULL, user_id TEXT NOT NULL,
+                                     stage INTEGER NOT NULL, create_time REAL NOT NULL, arrived INTEGER NOT NULL,
+                                     last_sequence INTEGER NOT NULL, revision INTEGER NOT NULL,
+                                     data BLOB NOT NULL, status BLOB NOT NULL);
+            CREATE INDEX deliveries_owner ON deliveries (owner_id, create_time);
+            CREATE TABLE tracking_events (delivery_id TEXT NOT NULL, sequence INTEGER NOT NULL, data BLOB NOT NULL,
+                                          PRIMARY KEY (delivery_id, sequence));
+            CREATE TABLE applied_operations (operation_id TEXT PRIMARY KEY, delivery_id TEXT NOT NULL);
+            CREATE TABLE notifications (notification_id TEXT PRIMARY KEY, delivery_id TEXT NOT NULL, email TEXT NOT NULL, sms TEXT NOT NULL);
+            CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE, data BLOB NOT NULL);
+            """,
+        ])
+    }
+
+    static func load(_ row: Row) throws -> DeliveryRecord {
+        var record = DeliveryRecord(delivery: try DeliveryV1.Delivery(storedBytes: row.bytes(0), what: "delivery"),
+                                    status: try DeliveryV1.DeliveryStatus(storedBytes: row.bytes(1), what: "delivery status"))
+        record.arrived = row.bool(2)
+        record.lastSequence = row.int(3)
+        record.revision = Int(row.int(4))
+        return record
+    }
+
+    static let selectRecord = "SELECT data, status, arrived, last_sequence, revision FROM deliveries WHERE delivery_id = ?"
+
+    public func record(id: String) async throws -> DeliveryRecord? {
+        try await database.read { db in try db.queryFirst(Self.selectRecord, [.text(id)]).map(Self.load) }
+    }
+
+    public func list(ownerID: String, userID: String, stages: [CommonV1.DeliveryStage], offset: Int, limit: Int) async throws -> [DeliveryV1.Delivery] {
+        try await database.read { db in
+            var sql = "SELECT data FROM deliveries WHERE 1 = 1"
+            var parameters: [SQLValue] = []
+            if !ownerID.isEmpty { sql += " AND owner_id = ?"; parameters.append(.text(ownerID)) }
+            if !userID.isEmpty { sql += " AND user_id = ?"; parameters.append(.text(userID)) }
+            if !stages.isEmpty {
+                sql += " AND stage IN (" + stages.map { _ in "?" }.joined(separator: ", ") + ")"
+                parameters += stages.map { .integer(Int64($0.rawValue)) }
+            }
+            sql += " ORDER BY create_time, delivery_id LIMIT ? OFFSET ?"
+            parameters += [.int(limit), .int(offset)]
+            return try db.query(sql, parameters).map { try DeliveryV1.Delivery(storedBytes: $0.bytes(0), what: "delivery") }
+        }
+    }
+
+    public func update(id: String, operationID: String?, trace: CommonV1.TraceContext?,
+                       _ change: @escaping @Sendable (DeliveryRecord?) throws -> DeliveryChange?) async throws -> (record: DeliveryRecord?, tracking: [DeliveryV1.DeliveryTrackingEvent]) {
+        try await database.write { db in
+            let current = try db.queryFirst(Self.selectRecord, [.text(id)]).map(Self.load)
+            if let operationID, !operationID.isEmpty,
+               try db.queryFirst("SELECT 1 FROM applied_operations WHERE operation_id = ?", [.text(operationID)]) != nil {
+                return (current, [])
+            }
+            guard var result = try change(current) else { return (current, []) }
+            var record = result.record
+            for index in result.tracking.indices {
+                record.lastSequence += 1
+                result.tracking[index].sequence = record.lastSequence
+                result.tracking[index].deliveryId = id
+                try db.run("INSERT INTO tracking_events (delivery_id, sequence, data) VALUES (?, ?, ?)",
+                           [.text(id), .integer(record.lastSequence), .blob(result.tracking[index].serializedBytes())])
+            }
+            for (index, reason) in result.domainEvents {
+                let tracking = result.tracking[index]
+                var event = DeliveryV1.DeliveryEvent()
+                event.eventId = "\(id)-\(tracking.sequence)"
+                event.deliveryId = id
+                event.stage = tracking.stage
+                event.eventTime = tracking.time
+                event.owner = record.delivery.owner
+                event.location = tracking.location
+                event.droneId = record.delivery.droneId
+                event.reason = reason
+                event.delivery = record.delivery
+                event.sequence = tracking.sequence
+                event.traceContext = trace
+                try db.run("INSERT INTO outbox (event_id, data) VALUES (?, ?)", [.text(event.eventId), .blob(event.serializedBytes())])
+            }
+            record.delivery.stage = record.status.stage
+            try db.run("""
+                INSERT OR REPLACE INTO deliveries (delivery_id, owner_id, user_id, stage, create_time, arrived, last_sequence, revision, data, status)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, [.text(id), .text(record.delivery.owner?.accountId ?? ""), .text(record.delivery.owner?.userId ?? ""),
+                      .integer(Int64(record.status.stage.rawValue)), .real(record.delivery.createTime?.secondsSince1970 ?? 0),
+                      .bool(record.arrived), .integer(record.lastSequence), .int(record.revision),
+                      .blob(record.delivery.serializedBytes()), .blob(record.status.serializedBytes())])
+            if let operationID, !operationID.isEmpty {
+                try db.run("INSERT INTO applied_operations (operation_id, delivery_id) VALUES (?, ?)", [.text(operationID), .text(id)])
+            }
+            return (record, result.tracking)
+        }
+    }
+
+    public func trackingEvents(deliveryID: String, after sequence: Int64) async throws -> [DeliveryV1.DeliveryTrackingEvent] {
+        try await database.read { db in
+            try db.query("SELECT data FROM tracking_events WHERE delivery_id = ? AND sequence > ? ORDER BY sequence", [.text(deliveryID), .integer(sequence)])
+                .map { try DeliveryV1.DeliveryTrackingEvent(storedBytes: $0.bytes(0), what: "tracking event") }
+        }
+    }
+
+    public func addNotification(id: String, deliveryID: String, email: String, sms: String) async throws {
+        try await database.write { db in
+            try db.run("INSERT INTO notifications (notification_id, delivery_id, email, sms) VALUES (?, ?, ?, ?)", [.text(id), .text(deliveryID), .text(email), .text(sms)])
+        }
+    }
+
+    public func outbox(limit: Int) async throws -> [(id: String, event: DeliveryV1.DeliveryEvent)] {
+        try await database.read { db in
+            try db.query("SELECT event_id, data FROM outbox ORDER BY seq LIMIT ?", [.int(limit)]).map {
+                ($0.string(0), try DeliveryV1.DeliveryEvent(storedBytes: $0.bytes(1), what: "outbox event"))
+            }
+        }
+    }
+
+    public func removeFromOutbox(ids: [String]) async throws {
+        try await database.write { db in
+            for id in ids { try db.run("DELETE FROM outbox WHERE event_id = ?", [.text(id)]) }
+        }
+    }
+}

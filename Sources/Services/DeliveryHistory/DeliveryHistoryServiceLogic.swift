@@ -1,0 +1,80 @@
+import DroneDeliveryAPI
+import Messaging
+import ProtobufKit
+import RPC
+import ServiceKit
+
+/// Delivery History: a materialized view of Delivery's domain events, append-only, queried by
+/// delivery and by owner and time range.
+public struct DeliveryHistoryServiceLogic: DeliveryHistoryV1.DeliveryHistoryService.Handler {
+    let store: any HistoryStore
+    public init(store: any HistoryStore) { self.store = store }
+
+    public func getDeliveryHistory(_ request: DeliveryHistoryV1.GetDeliveryHistoryRequest, context: ServerContext) async throws -> DeliveryHistoryV1.GetDeliveryHistoryResponse {
+        guard !request.deliveryId.isEmpty else { throw RPCError(.invalidArgument, "delivery_id is required") }
+        let offset = try PageToken.decode(request.pageToken)
+        let size = try PageToken.size(request.pageSize)
+        let events = try await store.events(deliveryID: request.deliveryId, offset: offset, limit: size + 1)
+        var response = DeliveryHistoryV1.GetDeliveryHistoryResponse()
+        response.deliveryId = request.deliveryId
+        response.events = Array(events.prefix(size))
+        if events.count > size { response.nextPageToken = PageToken.encode(offset: offset + size) }
+        return response
+    }
+
+    public func listOwnerHistory(_ request: DeliveryHistoryV1.ListOwnerHistoryRequest, context: ServerContext) async throws -> DeliveryHistoryV1.ListOwnerHistoryResponse {
+        guard !request.ownerId.isEmpty else { throw RPCError(.invalidArgument, "owner_id is required") }
+        if let start = request.startTime, let end = request.endTime, end.secondsSince1970 < start.secondsSince1970 {
+            throw RPCError(.invalidArgument, "end_time must not be before start_time")
+        }
+        let offset = try PageToken.decode(request.pageToken)
+        let size = try PageToken.size(request.pageSize)
+        let events = try await store.events(ownerID: request.ownerId, start: request.startTime?.secondsSince1970, end: request.endTime?.secondsSince1970,
+                                            stages: request.stages, offset: offset, limit: size + 1)
+        var response = DeliveryHistoryV1.ListOwnerHistoryResponse()
+        response.events = Array(events.prefix(size))
+        if events.count > size { response.nextPageToken = PageToken.encode(offset: offset + size) }
+        return response
+    }
+
+    public func recordDeliveryEvent(_ request: DeliveryHistoryV1.RecordDeliveryEventRequest, context: ServerContext) async throws -> DeliveryHistoryV1.RecordDeliveryEventResponse {
+        guard var event = request.event else { throw RPCError(.invalidArgument, "event is required") }
+        var check = Validator()
+        check.require(!event.eventId.isEmpty, "event.event_id is required")
+        check.require(!event.deliveryId.isEmpty, "event.delivery_id is required")
+        check.require(event.stage != .unspecified, "event.stage is required")
+        check.require(event.eventTime != nil, "event.event_time is required")
+        try check.check()
+        event.recordTime = .now
+        let stored = try await store.append(event)
+        var response = DeliveryHistoryV1.RecordDeliveryEventResponse()
+        response.created = stored.created
+        response.event = stored.event
+        return response
+    }
+
+    /// Records one domain event from Delivery's stream.
+    public func handleDeliveryEvent(_ message: ReceivedMessage) async -> Disposition {
+        guard let event = try? DeliveryV1.DeliveryEvent(serializedBytes: message.payload), !event.eventId.isEmpty, !event.deliveryId.isEmpty else {
+            return .deadLetter(reason: "payload is not a fabrikam.dronedelivery.delivery.v1.DeliveryEvent with event_id and delivery_id")
+        }
+        var record = DeliveryHistoryV1.DeliveryHistoryEvent()
+        record.eventId = event.eventId
+        record.deliveryId = event.deliveryId
+        record.owner = event.owner
+        record.stage = event.stage
+        record.eventTime = event.eventTime
+        record.location = event.location
+        record.droneId = event.droneId
+        record.reason = event.reason
+        record.sequence = event.sequence
+        record.recordTime = .now
+        record.correlationId = event.traceContext?.correlationId ?? message.headers[MessageHeader.correlationID] ?? ""
+        do {
+            _ = try await store.append(record)
+            return .acknowledge
+        } catch {
+            return .retry(after: .seconds(1))
+        }
+    }
+}

@@ -1,0 +1,62 @@
+import DroneDeliveryAPI
+import ProtobufKit
+import ServiceKit
+import Storage
+
+/// Where Delivery History keeps its append-only event log.
+public protocol HistoryStore: Sendable {
+    /// Appends the event unless its id is already recorded; returns the stored one and whether it is new.
+    func append(_ event: DeliveryHistoryV1.DeliveryHistoryEvent) async throws -> (event: DeliveryHistoryV1.DeliveryHistoryEvent, created: Bool)
+    func events(deliveryID: String, offset: Int, limit: Int) async throws -> [DeliveryHistoryV1.DeliveryHistoryEvent]
+    func events(ownerID: String, start: Double?, end: Double?, stages: [CommonV1.DeliveryStage], offset: Int, limit: Int) async throws -> [DeliveryHistoryV1.DeliveryHistoryEvent]
+}
+
+public final class SQLiteHistoryStore: HistoryStore {
+    let database: SQLiteDatabase
+
+    public init(path: String) throws {
+        database = try SQLiteDatabase(path: path, migrations: [
+            """
+            CREATE TABLE events (event_id TEXT PRIMARY KEY, delivery_id TEXT NOT NULL, owner_id TEXT NOT NULL,
+                                 stage INTEGER NOT NULL, event_time REAL NOT NULL, sequence INTEGER NOT NULL, data BLOB NOT NULL);
+            CREATE INDEX events_delivery ON events (delivery_id, sequence);
+            CREATE INDEX events_owner ON events (owner_id, event_time);
+            """,
+        ])
+    }
+
+    public func append(_ event: DeliveryHistoryV1.DeliveryHistoryEvent) async throws -> (event: DeliveryHistoryV1.DeliveryHistoryEvent, created: Bool) {
+        try await database.write { db in
+            if let row = try db.queryFirst("SELECT data FROM events WHERE event_id = ?", [.text(event.eventId)]) {
+                return (try DeliveryHistoryV1.DeliveryHistoryEvent(storedBytes: row.bytes(0), what: "history event"), false)
+            }
+            try db.run("INSERT INTO events (event_id, delivery_id, owner_id, stage, event_time, sequence, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       [.text(event.eventId), .text(event.deliveryId), .text(event.owner?.accountId ?? ""), .integer(Int64(event.stage.rawValue)),
+                        .real(event.eventTime?.secondsSince1970 ?? 0), .integer(event.sequence), .blob(event.serializedBytes())])
+            return (event, true)
+        }
+    }
+
+    public func events(deliveryID: String, offset: Int, limit: Int) async throws -> [DeliveryHistoryV1.DeliveryHistoryEvent] {
+        try await database.read { db in
+            try db.query("SELECT data FROM events WHERE delivery_id = ? ORDER BY sequence, event_time LIMIT ? OFFSET ?", [.text(deliveryID), .int(limit), .int(offset)])
+                .map { try DeliveryHistoryV1.DeliveryHistoryEvent(storedBytes: $0.bytes(0), what: "history event") }
+        }
+    }
+
+    public func events(ownerID: String, start: Double?, end: Double?, stages: [CommonV1.DeliveryStage], offset: Int, limit: Int) async throws -> [DeliveryHistoryV1.DeliveryHistoryEvent] {
+        try await database.read { db in
+            var sql = "SELECT data FROM events WHERE owner_id = ?"
+            var parameters: [SQLValue] = [.text(ownerID)]
+            if let start { sql += " AND event_time >= ?"; parameters.append(.real(start)) }
+            if let end { sql += " AND event_time < ?"; parameters.append(.real(end)) }
+            if !stages.isEmpty {
+                sql += " AND stage IN (" + stages.map { _ in "?" }.joined(separator: ", ") + ")"
+                parameters += stages.map { .integer(Int64($0.rawValue)) }
+            }
+            sql += " ORDER BY event_time, event_id LIMIT ? OFFSET ?"
+            parameters += [.int(limit), .int(offset)]
+            return try db.query(sql, parameters).map { try DeliveryHistoryV1.DeliveryHistoryEvent(storedBytes: $0.bytes(0), what: "history event") }
+        }
+    }
+}

@@ -1,0 +1,219 @@
+import Foundation
+import DroneDeliveryAPI
+import Logging
+import ProtobufKit
+import RPC
+import ServiceKit
+import Synchronization
+
+/// The drone telemetry simulator: a fleet of simulated drones. It registers the fleet with Drone
+/// Scheduler, accepts flight plans (FlightControlService), flies each assigned drone to the pickup
+/// and then the drop-off, and reports positions to Delivery every tick.
+public final class DroneSimulator: TelemetryV1.FlightControlService.Handler {
+    public struct Settings: Sendable {
+        /// Real seconds between two position reports.
+        public var tick: Duration = .milliseconds(1000)
+        /// Simulated seconds per real second (10 flies a 3 km route in about 20 s).
+        public var timeScale = 10.0
+        public init() {}
+    }
+
+    let store: any FlightStore
+    let delivery: DeliveryV1.DeliveryService.Client
+    let settings: Settings
+    let logger: Logger
+    /// Serializes the tick with flight-plan changes (a tick reads, moves and writes the fleet).
+    private let fleetLock = AsyncLock()
+
+    public init(store: any FlightStore, delivery: RPCClient, settings: Settings = Settings(), logger: Logger = Logger(label: "fabrikam.simulator")) {
+        self.store = store
+        self.delivery = DeliveryV1.DeliveryService.Client(delivery)
+        self.settings = settings
+        self.logger = logger
+    }
+
+    /// A fleet of `count` drones around `base`, on a ring of 1.5 km (created once; kept after).
+    public func createFleet(count: Int, base: CommonV1.Location) async throws -> [SimulatedDrone] {
+        let existing = try await store.drones()
+        if existing.count >= count { return existing }
+        var drones = existing
+        let known = Set(existing.map(\.id))
+        for index in 0..<count {
+            let id = String(format: "drone-%03d", index + 1)
+            if known.contains(id) { continue }
+            let angle = Double(index) / Double(max(count, 1)) * 2 * .pi
+            let home = CommonV1.Location(latitude: base.latitude + 0.0135 * sin(angle), longitude: base.longitude + 0.02 * cos(angle), altitude: 0)
+            let size: CommonV1.PackageSize = [.small, .medium, .large][index % 3]
+            drones.append(SimulatedDrone(id: id, position: home, home: home, speed: 15, capacityKg: [2.0, 5.0, 10.0][index % 3], maxPackageSize: size))
+        }
+        try await store.saveDrones(drones)
+        return drones
+    }
+
+    /// Registers every drone with Drone Scheduler, retrying until it answers.
+    public func registerFleet(with scheduler: DroneSchedulerV1.DroneSchedulerService.Client) async {
+        while !Task.isCancelled {
+            do {
+                for drone in try await store.drones() {
+                    var request = DroneSchedulerV1.RegisterDroneRequest()
+                    var registered = DroneSchedulerV1.Drone()
+                    registered.droneId = drone.id
+                    registered.capacityKg = drone.capacityKg
+                    registered.maxPackageSize = drone.maxPackageSize
+                    registered.homeLocation = drone.home
+                    registered.position = drone.position
+                    registered.cruiseSpeedMps = drone.speed * settings.timeScale
+                    registered.status = .available
+                    request.drone = registered
+                    _ = try await scheduler.registerDrone(request, options: .idempotent())
+                }
+                logger.info("fleet registered with drone scheduler")
+                return
+            } catch {
+                logger.info("drone scheduler not reachable yet; retrying", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    // MARK: FlightControlService
+
+    public func assignFlight(_ request: TelemetryV1.AssignFlightRequest, context: ServerContext) async throws -> TelemetryV1.AssignFlightResponse {
+        guard let plan = request.plan else { throw RPCError(.invalidArgument, "plan is required") }
+        var check = Validator()
+        check.require(!plan.deliveryId.isEmpty, "plan.delivery_id is required")
+        check.require(!plan.droneId.isEmpty, "plan.drone_id is required")
+        check.location(plan.pickupLocation, field: "plan.pickup_location")
+        check.location(plan.dropoffLocation, field: "plan.dropoff_location")
+        try check.check()
+        return try await fleetLock.run {
+            guard let drone = try await self.store.drones().first(where: { $0.id == plan.droneId }) else {
+                throw RPCError(.notFound, "drone \(plan.droneId) is not in the simulated fleet")
+            }
+            var created = true
+            var phase = TelemetryV1.FlightPhase.headedToPickup
+            if let existing = try await self.store.flight(deliveryID: plan.deliveryId) {
+                if existing.plan == plan { created = false; phase = existing.phase }
+                // A new plan after pickup keeps the package on board.
+                else if existing.phase == .headedToDropoff || existing.phase == .atDropoff { phase = .headedToDropoff }
+            }
+            if created { try await self.store.saveFlight(Flight(plan: plan, phase: phase)) }
+            var response = TelemetryV1.AssignFlightResponse()
+            response.plan = plan
+            response.created = created
+            let speed = drone.speed * self.settings.timeScale
+            let now = Timestamp.now.secondsSince1970
+            let toPickup = phase == .headedToPickup ? drone.position.distance(to: plan.pickupLocation!) / speed : 0
+            let toDropoff = (phase == .headedToPickup ? plan.pickupLocation! : drone.position).distance(to: plan.dropoffLocation!) / speed
+            response.pickupEta = Timestamp(secondsSince1970: now + toPickup)
+            response.dropoffEta = Timestamp(secondsSince1970: now + toPickup + toDropoff)
+            return response
+        }
+    }
+
+    public func abortFlight(_ request: TelemetryV1.AbortFlightRequest, context: ServerContext) async throws -> TelemetryV1.AbortFlightResponse {
+        guard !request.deliveryId.isEmpty else { throw RPCError(.invalidArgument, "delivery_id is required") }
+        var response = TelemetryV1.AbortFlightResponse()
+        response.aborted = try await fleetLock.run { try await self.store.removeFlight(deliveryID: request.deliveryId) }
+        return response
+    }
+
+    // MARK: Flying
+
+    /// Moves every flying drone one tick and reports, until cancelled.
+    public func fly() async {
+        while !Task.isCancelled {
+            do {
+                try await fleetLock.run { try await self.tick() }
+            } catch {
+                logger.warning("tick failed", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: settings.tick)
+        }
+    }
+
+    /// One tick: advance each flight, report positions to Delivery, save. A flight that reached
+    /// the drop-off ends only once Delivery has its final position.
+    func tick() async throws {
+        let flights = try await store.flights()
+        if flights.isEmpty { return }
+        var drones = Dictionary(uniqueKeysWithValues: try await store.drones().map { ($0.id, $0) })
+        let seconds = Double(settings.tick.components.seconds) + Double(settings.tick.components.attoseconds) / 1e18
+        let now = Timestamp.now
+        var moved: [Flight] = []
+        var positions: [TelemetryV1.DronePosition] = []
+        for var flight in flights {
+            guard var drone = drones[flight.plan.droneId], let pickup = flight.plan.pickupLocation, let dropoff = flight.plan.dropoffLocation else { continue }
+            let step = drone.speed * settings.timeScale * seconds
+            switch flight.phase {
+            case .headedToPickup:
+                drone.position = Self.advance(drone.position, toward: pickup, by: step)
+                if drone.position.distance(to: pickup) < 1 { flight.phase = .atPickup }
+            case .atPickup:
+                flight.phase = .headedToDropoff
+            case .headedToDropoff:
+                drone.position = Self.advance(drone.position, toward: dropoff, by: step)
+                if drone.position.distance(to: dropoff) < 1 { flight.phase = .atDropoff }
+            default: break
+            }
+            flight.sequence += 1
+            drones[drone.id] = drone
+            var position = TelemetryV1.DronePosition()
+            position.droneId = drone.id
+            position.deliveryId = flight.plan.deliveryId
+            position.location = drone.position
+            position.time = now
+            position.phase = flight.phase
+            position.groundSpeedMps = drone.speed * settings.timeScale
+            position.sequence = flight.sequence
+            positions.append(position)
+            moved.append(flight)
+        }
+        var finished: [Flight] = []
+        do {
+            var report = DeliveryV1.ReportDronePositionsRequest()
+            report.positions = positions
+            _ = try await delivery.reportDronePositions(options: CallOptions(timeout: .seconds(5))) { writer in try await writer.write(report) }
+            finished = moved.filter { $0.phase == .atDropoff }
+        } catch {
+            // Telemetry is a stream of current positions: the next tick reports again, and a
+            // flight at its drop-off stays open until Delivery has heard it.
+            logger.info("delivery did not take positions", metadata: ["error": "\(error)"])
+        }
+        try await store.saveTick(drones: Array(drones.values), flights: moved, finished: finished)
+    }
+
+    static func advance(_ from: CommonV1.Location, toward target: CommonV1.Location, by meters: Double) -> CommonV1.Location {
+        let distance = from.distance(to: target)
+        if distance <= meters || distance == 0 { return target }
+        return from.interpolated(to: target, fraction: meters / distance)
+    }
+}
+
+/// A mutual-exclusion lock for async code (a FIFO of waiters; no thread is blocked).
+final class AsyncLock: Sendable {
+    private struct State {
+        var locked = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+    private let state = Mutex(State())
+
+    func run<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let acquired = state.withLock { state -> Bool in
+                if state.locked { state.waiters.append(continuation); return false }
+                state.locked = true
+                return true
+            }
+            if acquired { continuation.resume() }
+        }
+        defer {
+            let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
+                if state.waiters.isEmpty { state.locked = false; return nil }
+                return state.waiters.removeFirst()
+            }
+            next?.resume()
+        }
+        return try await body()
+    }
+}

@@ -1,0 +1,113 @@
+import DroneDeliveryAPI
+import ProtobufKit
+import ServiceKit
+import Storage
+
+/// A simulated drone: where it is and how it flies.
+public struct SimulatedDrone: Sendable, Hashable {
+    public var id: String
+    public var position: CommonV1.Location
+    public var home: CommonV1.Location
+    public var speed: Double
+    public var capacityKg: Double
+    public var maxPackageSize: CommonV1.PackageSize
+}
+
+/// A flight in progress.
+public struct Flight: Sendable, Hashable {
+    public var plan: TelemetryV1.FlightPlan
+    public var phase: TelemetryV1.FlightPhase
+    public var sequence: Int64 = 0
+}
+
+/// The simulator's own store: the fleet's positions and the flights in progress, so a restarted
+/// simulator picks its drones up where they were.
+public protocol FlightStore: Sendable {
+    func drones() async throws -> [SimulatedDrone]
+    func saveDrones(_ drones: [SimulatedDrone]) async throws
+    func flights() async throws -> [Flight]
+    func flight(deliveryID: String) async throws -> Flight?
+    func saveFlight(_ flight: Flight) async throws
+    func removeFlight(deliveryID: String) async throws -> Bool
+    /// Saves a tick's outcome in one transaction: new positions, updated and finished flights.
+    func saveTick(drones: [SimulatedDrone], flights: [Flight], finished: [Flight]) async throws
+}
+
+public final class SQLiteFlightStore: FlightStore {
+    let database: SQLiteDatabase
+
+    public init(path: String) throws {
+        database = try SQLiteDatabase(path: path, migrations: [
+            """
+            CREATE TABLE drones (drone_id TEXT PRIMARY KEY, latitude REAL NOT NULL, longitude REAL NOT NULL, altitude REAL NOT NULL,
+                                 home_latitude REAL NOT NULL, home_longitude REAL NOT NULL, speed REAL NOT NULL,
+                                 capacity_kg REAL NOT NULL, max_size INTEGER NOT NULL);
+            CREATE TABLE flights (delivery_id TEXT PRIMARY KEY, drone_id TEXT NOT NULL, phase INTEGER NOT NULL,
+                                  sequence INTEGER NOT NULL, plan BLOB NOT NULL);
+            """,
+        ])
+    }
+
+    public func drones() async throws -> [SimulatedDrone] {
+        try await database.read { db in
+            try db.query("SELECT drone_id, latitude, longitude, altitude, home_latitude, home_longitude, speed, capacity_kg, max_size FROM drones ORDER BY drone_id").map {
+                SimulatedDrone(id: $0.string(0), position: CommonV1.Location(latitude: $0.double(1), longitude: $0.double(2), altitude: $0.double(3)),
+                               home: CommonV1.Location(latitude: $0.double(4), longitude: $0.double(5)), speed: $0.double(6),
+                               capacityKg: $0.double(7), maxPackageSize: CommonV1.PackageSize(rawValue: Int32($0.int(8))))
+            }
+        }
+    }
+
+    static func write(_ drone: SimulatedDrone, _ db: SQLiteConnection) throws {
+        try db.run("INSERT OR REPLACE INTO drones VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   [.text(drone.id), .real(drone.position.latitude), .real(drone.position.longitude), .real(drone.position.altitude),
+                    .real(drone.home.latitude), .real(drone.home.longitude), .real(drone.speed), .real(drone.capacityKg),
+                    .integer(Int64(drone.maxPackageSize.rawValue))])
+    }
+
+    static func write(_ flight: Flight, _ db: SQLiteConnection) throws {
+        try db.run("INSERT OR REPLACE INTO flights (delivery_id, drone_id, phase, sequence, plan) VALUES (?, ?, ?, ?, ?)",
+                   [.text(flight.plan.deliveryId), .text(flight.plan.droneId), .integer(Int64(flight.phase.rawValue)), .integer(flight.sequence),
+                    .blob(flight.plan.serializedBytes())])
+    }
+
+    static func load(_ row: Row) throws -> Flight {
+        Flight(plan: try TelemetryV1.FlightPlan(storedBytes: row.bytes(0), what: "flight plan"),
+               phase: TelemetryV1.FlightPhase(rawValue: Int32(row.int(1))), sequence: row.int(2))
+    }
+
+    public func saveDrones(_ drones: [SimulatedDrone]) async throws {
+        try await database.write { db in for drone in drones { try Self.write(drone, db) } }
+    }
+
+    public func flights() async throws -> [Flight] {
+        try await database.read { db in try db.query("SELECT plan, phase, sequence FROM flights ORDER BY delivery_id").map(Self.load) }
+    }
+
+    public func flight(deliveryID: String) async throws -> Flight? {
+        try await database.read { db in try db.queryFirst("SELECT plan, phase, sequence FROM flights WHERE delivery_id = ?", [.text(deliveryID)]).map(Self.load) }
+    }
+
+    public func saveFlight(_ flight: Flight) async throws {
+        try await database.write { db in try Self.write(flight, db) }
+    }
+
+    public func removeFlight(deliveryID: String) async throws -> Bool {
+        try await database.write { db in try db.run("DELETE FROM flights WHERE delivery_id = ?", [.text(deliveryID)]) == 1 }
+    }
+
+    public func saveTick(drones: [SimulatedDrone], flights: [Flight], finished: [Flight]) async throws {
+        try await database.write { db in
+            for drone in drones { try Self.write(drone, db) }
+            for flight in flights where !finished.contains(where: { $0.plan.deliveryId == flight.plan.deliveryId }) {
+                // Only flights still on file: an abort during the tick wins.
+                if try db.queryFirst("SELECT 1 FROM flights WHERE delivery_id = ? AND plan = ?", [.text(flight.plan.deliveryId), .blob(flight.plan.serializedBytes())]) != nil {
+                    try Self.write(flight, db)
+                }
+            }
+            for flight in finished {
+                try db.run("DELETE FROM flights WHERE delivery_id = ? AND plan = ?", [.text(flight.plan.deliveryId), .blob(flight.plan.serializedBytes())])
+            }
+        }
+    }
+}

@@ -1,0 +1,142 @@
+import DroneDeliveryAPI
+import Messaging
+import ProtobufKit
+import RPC
+import ServiceKit
+
+/// Ingestion: accepts delivery requests, reschedules and cancellations, and answers only after
+/// the request is durably on the request queue (a 202 that cannot be lost). It keeps nothing of
+/// its own: the queue's de-duplication on the message id makes a repeated request (same
+/// `request_id`) return the first answer without queueing anything twice.
+public struct IngestionServiceLogic: IngestionV1.IngestionService.Handler {
+    /// The queue Workflow consumes.
+    public static let requestQueue = "delivery-requests"
+    let queue: any MessageQueue
+
+    public init(queue: any MessageQueue) { self.queue = queue }
+
+    public func createDelivery(_ request: IngestionV1.CreateDeliveryRequest, context: ServerContext) async throws -> IngestionV1.CreateDeliveryResponse {
+        var check = Validator()
+        check.require(!(request.owner?.accountId ?? "").isEmpty, "owner.account_id is required")
+        check.location(request.pickupLocation, field: "pickup_location")
+        check.location(request.dropoffLocation, field: "dropoff_location")
+        if let info = request.packageInfo {
+            check.require((1...3).contains(info.size.rawValue), "package_info.size must be SMALL, MEDIUM or LARGE")
+            check.require(info.weight.isFinite && info.weight > 0, "package_info.weight must be a positive number of kilograms, got \(info.weight)")
+        } else {
+            check.require(false, "package_info is required")
+        }
+        if let pickup = request.pickupTime, let deadline = request.deadline {
+            check.require(deadline.secondsSince1970 > pickup.secondsSince1970, "deadline must be after pickup_time")
+        }
+        check.require(request.requestId.utf8.count <= 128, "request_id must be at most 128 bytes")
+        try check.check()
+        let accountID = request.owner!.accountId
+        try checkRequester(context, owns: accountID)
+
+        var payload = IngestionV1.DeliveryRequest()
+        payload.deliveryId = makeID("dlv")
+        payload.owner = request.owner
+        payload.pickupLocation = request.pickupLocation
+        payload.dropoffLocation = request.dropoffLocation
+        payload.pickupTime = request.pickupTime
+        payload.deadline = request.deadline
+        payload.expedited = request.expedited
+        payload.confirmationRequired = request.confirmationRequired
+        payload.packageInfo = request.packageInfo
+        if payload.packageInfo!.packageId.isEmpty { payload.packageInfo!.packageId = "pkg-" + payload.deliveryId.dropFirst(4) }
+        // A caller's request id de-duplicates per account: the same id is the same delivery.
+        let messageID = request.requestId.isEmpty ? makeID("msg") : "create:\(accountID):\(request.requestId)"
+        let accepted = try await enqueue(.create, deliveryID: payload.deliveryId, messageID: messageID, owner: request.owner, payload: .create(payload))
+        var response = IngestionV1.CreateDeliveryResponse()
+        response.deliveryId = accepted.deliveryId
+        response.statusPath = Self.statusPath(accepted.deliveryId)
+        response.acceptTime = accepted.acceptTime
+        return response
+    }
+
+    public func rescheduleDelivery(_ request: IngestionV1.RescheduleDeliveryRequest, context: ServerContext) async throws -> IngestionV1.RescheduleDeliveryResponse {
+        var check = Validator()
+        check.require(!request.deliveryId.isEmpty, "delivery_id is required")
+        if let pickup = request.pickupLocation { check.location(pickup, field: "pickup_location") }
+        if let dropoff = request.dropoffLocation { check.location(dropoff, field: "dropoff_location") }
+        check.require(request.pickupLocation != nil || request.dropoffLocation != nil || request.pickupTime != nil || request.deadline != nil || request.expedited != nil,
+                      "a reschedule must change at least one of pickup_location, dropoff_location, pickup_time, deadline, expedited")
+        try check.check()
+        var payload = IngestionV1.RescheduleRequest()
+        payload.deliveryId = request.deliveryId
+        payload.pickupLocation = request.pickupLocation
+        payload.dropoffLocation = request.dropoffLocation
+        payload.pickupTime = request.pickupTime
+        payload.deadline = request.deadline
+        payload.expedited = request.expedited
+        let messageID = request.requestId.isEmpty ? makeID("msg") : "reschedule:\(request.deliveryId):\(request.requestId)"
+        let accepted = try await enqueue(.reschedule, deliveryID: request.deliveryId, messageID: messageID, owner: requester(context), payload: .reschedule(payload))
+        var response = IngestionV1.RescheduleDeliveryResponse()
+        response.deliveryId = accepted.deliveryId
+        response.statusPath = Self.statusPath(accepted.deliveryId)
+        response.acceptTime = accepted.acceptTime
+        return response
+    }
+
+    public func cancelDelivery(_ request: IngestionV1.CancelDeliveryRequest, context: ServerContext) async throws -> IngestionV1.CancelDeliveryResponse {
+        guard !request.deliveryId.isEmpty else { throw RPCError(.invalidArgument, "delivery_id is required") }
+        var payload = IngestionV1.CancelRequest()
+        payload.deliveryId = request.deliveryId
+        payload.reason = request.reason
+        // Cancelling twice is cancelling once.
+        let accepted = try await enqueue(.cancel, deliveryID: request.deliveryId, messageID: "cancel:\(request.deliveryId)", owner: requester(context), payload: .cancel(payload))
+        var response = IngestionV1.CancelDeliveryResponse()
+        response.deliveryId = accepted.deliveryId
+        response.statusPath = Self.statusPath(accepted.deliveryId)
+        response.acceptTime = accepted.acceptTime
+        return response
+    }
+
+    /// Puts the envelope on the queue and returns once it is committed. For a duplicate, returns
+    /// what the first request was given.
+    func enqueue(_ operation: CommonV1.OperationKind, deliveryID: String, messageID: String, owner: CommonV1.Owner?,
+                 payload: IngestionV1.RequestEnvelope.Payload) async throws -> (deliveryId: String, acceptTime: Timestamp?) {
+        let trace = RequestTrace.current ?? RequestTrace.makeNew()
+        var envelope = IngestionV1.RequestEnvelope()
+        envelope.messageId = messageID
+        envelope.operation = operation
+        envelope.deliveryId = deliveryID
+        envelope.requestedBy = owner
+        envelope.acceptTime = .now
+        envelope.traceContext = trace
+        envelope.schemaVersion = 1
+        envelope.payload = payload
+        var headers = RequestTrace.headers(trace)
+        headers[MessageHeader.contentType] = "application/x-protobuf; type=\(IngestionV1.RequestEnvelope.protoMessageName)"
+        let result: SendResult
+        do {
+            result = try await queue.send(OutgoingMessage(id: messageID, key: deliveryID, headers: headers, payload: envelope.serializedBytes()),
+                                          to: Self.requestQueue)
+        } catch {
+            throw RPCError(.unavailable, "the request could not be stored; nothing was accepted, try again: \(error)")
+        }
+        if let original = result.duplicateOf {
+            let first = try IngestionV1.RequestEnvelope(storedBytes: original, what: "queued request")
+            return (first.deliveryId, first.acceptTime)
+        }
+        return (deliveryID, envelope.acceptTime)
+    }
+
+    /// The account the gateway authenticated (`x-account-id`), if the call came through it.
+    func requester(_ context: ServerContext) -> CommonV1.Owner? {
+        guard let account = context.metadata["x-account-id"], !account.isEmpty else { return nil }
+        var owner = CommonV1.Owner()
+        owner.accountId = account
+        owner.userId = context.metadata["x-user-id"] ?? ""
+        return owner
+    }
+
+    func checkRequester(_ context: ServerContext, owns accountID: String) throws {
+        if let requester = requester(context), requester.accountId != accountID {
+            throw RPCError(.permissionDenied, "the caller's account \(requester.accountId) cannot create deliveries for account \(accountID)")
+        }
+    }
+
+    static func statusPath(_ deliveryID: String) -> String { "/v1/deliveries/\(deliveryID)/status" }
+}

@@ -1,0 +1,84 @@
+import DroneDeliveryAPI
+import ProtobufKit
+import RPC
+import ServiceKit
+
+/// Package: create-or-replace by the caller's id (Workflow uses the delivery's package id, so a
+/// repeated saga step changes nothing), get, partial update, summary per owner, and delete for
+/// the Supervisor's compensation.
+public struct PackageServiceLogic: PackageV1.PackageService.Handler {
+    let store: any PackageStore
+    public init(store: any PackageStore) { self.store = store }
+
+    public func putPackage(_ request: PackageV1.PutPackageRequest, context: ServerContext) async throws -> PackageV1.PutPackageResponse {
+        guard var package = request.package else { throw RPCError(.invalidArgument, "package is required") }
+        try Self.validate(package, prefix: "package")
+        let now = Timestamp.now
+        package.createTime = now
+        package.updateTime = now
+        let stored = try await store.put(package)
+        var response = PackageV1.PutPackageResponse()
+        response.package = stored.package
+        response.created = stored.created
+        return response
+    }
+
+    public func getPackage(_ request: PackageV1.GetPackageRequest, context: ServerContext) async throws -> PackageV1.Package {
+        guard !request.packageId.isEmpty else { throw RPCError(.invalidArgument, "package_id is required") }
+        guard let package = try await store.package(id: request.packageId) else { throw RPCError(.notFound, "package \(request.packageId) does not exist") }
+        return package
+    }
+
+    public func updatePackage(_ request: PackageV1.UpdatePackageRequest, context: ServerContext) async throws -> PackageV1.Package {
+        guard let patch = request.package, !patch.packageId.isEmpty else { throw RPCError(.invalidArgument, "package.package_id is required") }
+        // No mask: every field the patch sets. A mask: exactly the fields it names.
+        let updatable: Set<String> = ["size", "weight", "tag"]
+        var paths = request.updateMask?.paths ?? []
+        if paths.isEmpty {
+            if patch.size != .unspecified { paths.append("size") }
+            if patch.weight != 0 { paths.append("weight") }
+            if !patch.tag.isEmpty { paths.append("tag") }
+        }
+        if let unknown = paths.first(where: { !updatable.contains($0) }) {
+            throw RPCError(.invalidArgument, "update_mask path \"\(unknown)\" cannot be updated (updatable: size, weight, tag)")
+        }
+        let fields = paths
+        let updated = try await store.update(id: patch.packageId) { package in
+            for path in fields {
+                switch path {
+                case "size": package.size = patch.size
+                case "weight": package.weight = patch.weight
+                default: package.tag = patch.tag
+                }
+            }
+            try Self.validate(package, prefix: "package")
+            package.updateTime = .now
+        }
+        guard let updated else { throw RPCError(.notFound, "package \(patch.packageId) does not exist") }
+        return updated
+    }
+
+    public func getPackageSummary(_ request: PackageV1.GetPackageSummaryRequest, context: ServerContext) async throws -> PackageV1.PackageSummary {
+        guard !request.ownerId.isEmpty else { throw RPCError(.invalidArgument, "owner_id is required") }
+        return try await store.summary(ownerID: request.ownerId)
+    }
+
+    public func deletePackage(_ request: PackageV1.DeletePackageRequest, context: ServerContext) async throws -> Google.Protobuf.Empty {
+        guard let package = try await store.package(id: request.packageId) else { throw RPCError(.notFound, "package \(request.packageId) does not exist") }
+        // Compensation removes only the package its own delivery created.
+        if !request.deliveryId.isEmpty, package.deliveryId != request.deliveryId {
+            throw RPCError(.failedPrecondition, "package \(request.packageId) belongs to delivery \(package.deliveryId), not \(request.deliveryId)")
+        }
+        _ = try await store.delete(id: request.packageId)
+        return Google.Protobuf.Empty()
+    }
+
+    static func validate(_ package: PackageV1.Package, prefix: String) throws {
+        var check = Validator()
+        check.require(!package.packageId.isEmpty, "\(prefix).package_id is required")
+        check.require(package.size != .unspecified && (1...3).contains(package.size.rawValue), "\(prefix).size must be SMALL, MEDIUM or LARGE")
+        check.require(package.weight.isFinite && package.weight > 0, "\(prefix).weight must be a positive number of kilograms, got \(package.weight)")
+        check.require(package.tag.utf8.count <= 256, "\(prefix).tag must be at most 256 bytes")
+        try check.check()
+    }
+}

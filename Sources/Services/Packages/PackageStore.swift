@@ -1,0 +1,93 @@
+import DroneDeliveryAPI
+import ProtobufKit
+import ServiceKit
+import Storage
+
+/// Where the Package service keeps packages (protocol: the business logic sees nothing else).
+public protocol PackageStore: Sendable {
+    /// Creates or replaces by id, keeping the original create time; returns what is stored and
+    /// whether it was created.
+    func put(_ package: PackageV1.Package) async throws -> (package: PackageV1.Package, created: Bool)
+    func package(id: String) async throws -> PackageV1.Package?
+    /// Applies `change` to the stored package atomically; nil if there is none.
+    func update(id: String, _ change: @escaping @Sendable (inout PackageV1.Package) throws -> Void) async throws -> PackageV1.Package?
+    func delete(id: String) async throws -> Bool
+    func summary(ownerID: String) async throws -> PackageV1.PackageSummary
+}
+
+public final class SQLitePackageStore: PackageStore {
+    let database: SQLiteDatabase
+
+    public init(path: String) throws {
+        database = try SQLiteDatabase(path: path, migrations: [
+            """
+            CREATE TABLE packages (package_id TEXT PRIMARY KEY, owner_id TEXT NOT NULL, size INTEGER NOT NULL,
+                                   weight REAL NOT NULL, data BLOB NOT NULL);
+            CREATE INDEX packages_owner ON packages (owner_id);
+            """,
+        ])
+    }
+
+    public func put(_ package: PackageV1.Package) async throws -> (package: PackageV1.Package, created: Bool) {
+        try await database.write { db in
+            var package = package
+            var created = true
+            if let row = try db.queryFirst("SELECT data FROM packages WHERE package_id = ?", [.text(package.packageId)]) {
+                let existing = try PackageV1.Package(storedBytes: row.bytes(0), what: "package")
+                package.createTime = existing.createTime
+                created = false
+                if Self.sameContent(existing, package) { return (existing, false) }
+            }
+            try Self.save(package, db)
+            return (package, created)
+        }
+    }
+
+    static func sameContent(_ a: PackageV1.Package, _ b: PackageV1.Package) -> Bool {
+        var a = a, b = b
+        a.updateTime = nil; b.updateTime = nil
+        return a == b
+    }
+
+    static func save(_ package: PackageV1.Package, _ db: SQLiteConnection) throws {
+        try db.run("INSERT OR REPLACE INTO packages (package_id, owner_id, size, weight, data) VALUES (?, ?, ?, ?, ?)",
+                   [.text(package.packageId), .text(package.ownerId), .integer(Int64(package.size.rawValue)), .real(package.weight), .blob(package.serializedBytes())])
+    }
+
+    public func package(id: String) async throws -> PackageV1.Package? {
+        try await database.read { db in
+            try db.queryFirst("SELECT data FROM packages WHERE package_id = ?", [.text(id)]).map { try PackageV1.Package(storedBytes: $0.bytes(0), what: "package") }
+        }
+    }
+
+    public func update(id: String, _ change: @escaping @Sendable (inout PackageV1.Package) throws -> Void) async throws -> PackageV1.Package? {
+        try await database.write { db in
+            guard let row = try db.queryFirst("SELECT data FROM packages WHERE package_id = ?", [.text(id)]) else { return nil }
+            var package = try PackageV1.Package(storedBytes: row.bytes(0), what: "package")
+            try change(&package)
+            try Self.save(package, db)
+            return package
+        }
+    }
+
+    public func delete(id: String) async throws -> Bool {
+        try await database.write { db in try db.run("DELETE FROM packages WHERE package_id = ?", [.text(id)]) == 1 }
+    }
+
+    public func summary(ownerID: String) async throws -> PackageV1.PackageSummary {
+        try await database.read { db in
+            var summary = PackageV1.PackageSummary()
+            summary.ownerId = ownerID
+            for row in try db.query("SELECT size, COUNT(*), SUM(weight) FROM packages WHERE owner_id = ? GROUP BY size ORDER BY size", [.text(ownerID)]) {
+                var count = PackageV1.PackageSummary.SizeCount()
+                count.size = CommonV1.PackageSize(rawValue: Int32(row.int(0)))
+                count.count = row.int(1)
+                summary.sizeCounts.append(count)
+                summary.packageCount += row.int(1)
+                summary.totalWeight += row.double(2)
+            }
+            summary.averageWeight = summary.packageCount == 0 ? 0 : summary.totalWeight / Double(summary.packageCount)
+            return summary
+        }
+    }
+}

@@ -1,0 +1,198 @@
+import DroneDeliveryAPI
+import GRPCProtos
+import Logging
+import Messaging
+import ProtobufKit
+import RPC
+import ServiceKit
+
+/// The services a compensation calls.
+public struct CompensationTargets: Sendable {
+    public var scheduler: DroneSchedulerV1.DroneSchedulerService.Client
+    public var packages: PackageV1.PackageService.Client
+    public var delivery: DeliveryV1.DeliveryService.Client
+    public var flightControl: TelemetryV1.FlightControlService.Client
+
+    public init(scheduler: RPCClient, packages: RPCClient, delivery: RPCClient, flightControl: RPCClient) {
+        self.scheduler = .init(scheduler)
+        self.packages = .init(packages)
+        self.delivery = .init(delivery)
+        self.flightControl = .init(flightControl)
+    }
+}
+
+/// Supervisor (scheduler-agent-supervisor): records failed sagas and compensates them: release
+/// the drone, abort the flight, delete the package, mark the delivery failed. Each compensation is
+/// retried with backoff until it succeeds (or is found to have nothing to undo).
+public final class SupervisorServiceLogic: SupervisorV1.SupervisorService.Handler {
+    let store: any FailedSagaStore
+    let targets: CompensationTargets
+    let requestQueue: (any MessageQueue)?
+    let logger: Logger
+    /// The longest wait between two attempts at one compensation.
+    public let maxBackoff: Double = 30
+
+    public init(store: any FailedSagaStore, targets: CompensationTargets, requestQueue: (any MessageQueue)?, logger: Logger = Logger(label: "fabrikam.supervisor")) {
+        self.store = store
+        self.targets = targets
+        self.requestQueue = requestQueue
+        self.logger = logger
+    }
+
+    public func recordFailedSaga(_ request: SupervisorV1.RecordFailedSagaRequest, context: ServerContext) async throws -> SupervisorV1.RecordFailedSagaResponse {
+        guard var saga = request.saga else { throw RPCError(.invalidArgument, "saga is required") }
+        var check = Validator()
+        check.require(!saga.sagaId.isEmpty, "saga.saga_id is required")
+        check.require(!saga.deliveryId.isEmpty, "saga.delivery_id is required")
+        try check.check()
+        saga.state = saga.compensations.isEmpty ? .resolved : .pending
+        saga.updateTime = .now
+        if saga.failTime == nil { saga.failTime = saga.updateTime }
+        let stored = try await store.insert(saga)
+        var response = SupervisorV1.RecordFailedSagaResponse()
+        response.saga = stored.saga
+        response.created = stored.created
+        return response
+    }
+
+    public func listFailedSagas(_ request: SupervisorV1.ListFailedSagasRequest, context: ServerContext) async throws -> SupervisorV1.ListFailedSagasResponse {
+        let offset = try PageToken.decode(request.pageToken)
+        let size = try PageToken.size(request.pageSize)
+        let sagas = try await store.list(states: request.states, deliveryID: request.deliveryId, offset: offset, limit: size + 1)
+        var response = SupervisorV1.ListFailedSagasResponse()
+        response.sagas = Array(sagas.prefix(size))
+        if sagas.count > size { response.nextPageToken = PageToken.encode(offset: offset + size) }
+        return response
+    }
+
+    public func getFailedSaga(_ request: SupervisorV1.GetFailedSagaRequest, context: ServerContext) async throws -> SupervisorV1.FailedSaga {
+        try await existing(request.sagaId)
+    }
+
+    public func retryFailedSaga(_ request: SupervisorV1.RetryFailedSagaRequest, context: ServerContext) async throws -> SupervisorV1.FailedSaga {
+        var saga = try await existing(request.sagaId)
+        guard saga.state == .compensated || saga.state == .resolved else {
+            throw RPCError(.failedPrecondition, "saga \(saga.sagaId) is \(saga.state); retry it once its compensation has finished")
+        }
+        guard let queue = requestQueue, !saga.requestEnvelope.isEmpty else {
+            throw RPCError(.failedPrecondition, "saga \(saga.sagaId) has no stored request to queue again")
+        }
+        var envelope = try IngestionV1.RequestEnvelope(storedBytes: saga.requestEnvelope, what: "request envelope")
+        envelope.messageId = "\(saga.sagaId):retry-\(saga.attempts + 1)"
+        let message = OutgoingMessage(id: envelope.messageId, key: envelope.deliveryId,
+                                      headers: envelope.traceContext.map(RequestTrace.headers) ?? [:], payload: envelope.serializedBytes())
+        _ = try await queue.send(message, to: "delivery-requests")
+        saga.state = .retrying
+        saga.attempts += 1
+        saga.updateTime = .now
+        try await store.save(saga, nextAttempt: nil)
+        return saga
+    }
+
+    public func compensateFailedSaga(_ request: SupervisorV1.CompensateFailedSagaRequest, context: ServerContext) async throws -> SupervisorV1.FailedSaga {
+        var saga = try await existing(request.sagaId)
+        if request.rerunSucceeded {
+            for index in saga.compensations.indices { saga.compensations[index].state = .pending }
+        }
+        return try await compensate(saga)
+    }
+
+    /// Works through due compensations until cancelled.
+    public func runCompensations(interval: Duration = .milliseconds(500)) async {
+        while !Task.isCancelled {
+            do {
+                for saga in try await store.due(now: Timestamp.now.secondsSince1970, limit: 32) {
+                    _ = try await compensate(saga)
+                }
+            } catch is CancellationError {
+                return
+            } catch {
+                logger.warning("compensation round failed", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: interval)
+        }
+    }
+
+    /// Runs every pending compensation of the saga once; schedules the next round for those
+    /// that failed.
+    func compensate(_ saga: SupervisorV1.FailedSaga) async throws -> SupervisorV1.FailedSaga {
+        var saga = saga
+        saga.state = .compensating
+        var nextAttempt: Double?
+        for index in saga.compensations.indices where saga.compensations[index].state == .pending {
+            let kind = saga.compensations[index].kind
+            saga.compensations[index].attempts += 1
+            saga.compensations[index].lastAttemptTime = .now
+            do {
+                let didSomething = try await RequestTrace.$current.withValue(saga.traceContext ?? RequestTrace.makeNew()) {
+                    try await perform(kind, saga)
+                }
+                saga.compensations[index].state = didSomething ? .succeeded : .skipped
+                saga.compensations[index].lastError = nil
+                saga.compensations[index].nextAttemptTime = nil
+            } catch {
+                let rpcError = error as? RPCError ?? RPCError(.internal, "\(error)")
+                var status = Google.Rpc.Status()
+                status.code = Int32(rpcError.code.rawValue)
+                status.message = rpcError.message
+                saga.compensations[index].lastError = status
+                let delay = Double.random(in: 0...min(maxBackoff, 0.5 * Double(1 << min(saga.compensations[index].attempts, 10))))
+                let next = Timestamp.now.secondsSince1970 + delay
+                saga.compensations[index].nextAttemptTime = Timestamp(secondsSince1970: next)
+                nextAttempt = min(nextAttempt ?? next, next)
+                logger.info("compensation failed, will retry", metadata: ["saga": "\(saga.sagaId)", "kind": "\(kind)", "error": "\(rpcError)"])
+            }
+        }
+        if nextAttempt == nil { saga.state = .compensated }
+        saga.updateTime = .now
+        try await store.save(saga, nextAttempt: nextAttempt)
+        return saga
+    }
+
+    /// One compensating call. Returns false when there was nothing to undo.
+    func perform(_ kind: SupervisorV1.CompensationKind, _ saga: SupervisorV1.FailedSaga) async throws -> Bool {
+        let options = CallOptions.idempotent()
+        do {
+            switch kind {
+            case .releaseDrone:
+                var request = DroneSchedulerV1.ReleaseDroneRequest()
+                request.deliveryId = saga.deliveryId
+                request.reason = "saga \(saga.sagaId) failed"
+                return try await targets.scheduler.releaseDrone(request, options: options).released
+            case .abortFlight:
+                var request = TelemetryV1.AbortFlightRequest()
+                request.deliveryId = saga.deliveryId
+                request.reason = "saga \(saga.sagaId) failed"
+                return try await targets.flightControl.abortFlight(request, options: options).aborted
+            case .deletePackage:
+                var request = PackageV1.DeletePackageRequest()
+                request.packageId = saga.packageId
+                request.deliveryId = saga.deliveryId
+                if saga.packageId.isEmpty { return false }
+                _ = try await targets.packages.deletePackage(request, options: options)
+                return true
+            case .markDeliveryFailed:
+                var request = DeliveryV1.MarkDeliveryFailedRequest()
+                request.deliveryId = saga.deliveryId
+                request.sagaId = saga.sagaId
+                request.reason = "the delivery could not be scheduled: \(saga.error?.message ?? "saga failed")"
+                do {
+                    _ = try await targets.delivery.markDeliveryFailed(request, options: options)
+                } catch let error as RPCError where error.code == .failedPrecondition {
+                    return false  // it already ended otherwise (completed or cancelled)
+                }
+                return true
+            default:
+                return false
+            }
+        } catch let error as RPCError where error.code == .notFound {
+            return false
+        }
+    }
+
+    func existing(_ id: String) async throws -> SupervisorV1.FailedSaga {
+        guard !id.isEmpty else { throw RPCError(.invalidArgument, "saga_id is required") }
+        guard let saga = try await store.saga(id: id) else { throw RPCError(.notFound, "no failed saga \(id)") }
+        return saga
+    }
+}

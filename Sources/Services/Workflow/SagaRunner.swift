@@ -1,0 +1,333 @@
+import DroneDeliveryAPI
+import GRPCProtos
+import Logging
+import Messaging
+import ProtobufKit
+import RPC
+import ServiceKit
+
+/// The clients of the services a saga calls, each behind its own circuit breaker and bulkhead.
+public struct SagaDownstreams: Sendable {
+    public var accounts: AccountsV1.AccountsService.Client
+    public var packages: PackageV1.PackageService.Client
+    public var scheduler: DroneSchedulerV1.DroneSchedulerService.Client
+    public var delivery: DeliveryV1.DeliveryService.Client
+    public var supervisor: SupervisorV1.SupervisorService.Client
+
+    public init(accounts: RPCClient, packages: RPCClient, scheduler: RPCClient, delivery: RPCClient, supervisor: RPCClient) {
+        self.accounts = .init(accounts)
+        self.packages = .init(packages)
+        self.scheduler = .init(scheduler)
+        self.delivery = .init(delivery)
+        self.supervisor = .init(supervisor)
+    }
+}
+
+/// How hard a saga step tries before the saga fails.
+public struct StepRetryPolicy: Sendable {
+    /// Attempts per step in all (across redeliveries and restarts: the count is checkpointed).
+    public var maxAttempts = 8
+    public var initialBackoff: Duration = .milliseconds(200)
+    public var maxBackoff: Duration = .seconds(5)
+    public init() {}
+
+    /// Exponential, capped, with full jitter.
+    func backoff(afterAttempt attempt: Int) -> Duration {
+        let base = initialBackoff * Int(1 << min(attempt - 1, 20))
+        let capped = min(base, maxBackoff)
+        let milliseconds = capped.components.seconds * 1000 + capped.components.attoseconds / 1_000_000_000_000_000
+        return .milliseconds(Int64.random(in: 0...max(1, milliseconds)))
+    }
+}
+
+/// Runs the saga of one queued request: the steps of its operation in order, each checkpointed,
+/// each call carrying the delivery id as its idempotency key; transient failures are retried
+/// with backoff; a saga that fails is handed to the Supervisor for compensation.
+public struct SagaRunner: Sendable {
+    let store: any SagaStore
+    let downstreams: SagaDownstreams
+    public var retry = StepRetryPolicy()
+    var logger = Logger(label: "fabrikam.workflow")
+
+    public init(store: any SagaStore, downstreams: SagaDownstreams, logger: Logger = Logger(label: "fabrikam.workflow")) {
+        self.store = store
+        self.downstreams = downstreams
+        self.logger = logger
+    }
+
+    static func steps(for operation: CommonV1.OperationKind) -> [WorkflowV1.SagaStep] {
+        switch operation {
+        case .create: [.checkAccount, .putPackage, .assignDrone, .scheduleDelivery]
+        case .reschedule: [.rescheduleDelivery]
+        case .cancel: [.cancelDelivery, .releaseDrone]
+        default: []
+        }
+    }
+
+    /// Decodes and checks a queued message: the envelope, or why it can never be processed.
+    static func envelope(from message: ReceivedMessage) -> Result<IngestionV1.RequestEnvelope, DeadLetterReason> {
+        let envelope: IngestionV1.RequestEnvelope
+        do {
+            envelope = try IngestionV1.RequestEnvelope(serializedBytes: message.payload)
+        } catch {
+            return .failure(DeadLetterReason("payload is not a fabrikam.dronedelivery.ingestion.v1.RequestEnvelope: \(error)"))
+        }
+        if envelope.deliveryId.isEmpty { return .failure(DeadLetterReason("envelope has no delivery_id")) }
+        switch (envelope.operation, envelope.payload) {
+        case (.create, .create(let request)?):
+            if request.packageInfo == nil || request.pickupLocation == nil || request.dropoffLocation == nil || request.owner == nil {
+                return .failure(DeadLetterReason("create payload lacks owner, locations or package_info"))
+            }
+        case (.reschedule, .reschedule?), (.cancel, .cancel?): break
+        default:
+            return .failure(DeadLetterReason("operation \(envelope.operation) does not match the payload (\(envelope.payload.map { "\($0)".prefix(40) } ?? "none"))"))
+        }
+        return .success(envelope)
+    }
+
+    public struct DeadLetterReason: Error { public let text: String; init(_ text: String) { self.text = text } }
+
+    /// The consumer's handler: runs (or resumes) the saga of the message.
+    public func handle(_ message: ReceivedMessage) async -> Disposition {
+        let envelope: IngestionV1.RequestEnvelope
+        switch Self.envelope(from: message) {
+        case .failure(let reason): return .deadLetter(reason: reason.text)
+        case .success(let decoded): envelope = decoded
+        }
+        let sagaID = envelope.messageId.isEmpty ? message.id : envelope.messageId
+        do {
+            var saga = try await store.saga(id: sagaID) ?? newSaga(sagaID, envelope, payload: message.payload)
+            let trace = envelope.traceContext ?? RequestTrace.makeNew()
+            return try await RequestTrace.$current.withValue(trace) {
+                try await run(&saga, envelope)
+            }
+        } catch is CancellationError {
+            return .retry(after: .zero)
+        } catch {
+            logger.warning("saga could not be checkpointed; the message will come back", metadata: ["saga": "\(sagaID)", "error": "\(error)"])
+            return .retry(after: .seconds(1))
+        }
+    }
+
+    func newSaga(_ id: String, _ envelope: IngestionV1.RequestEnvelope, payload: [UInt8]) -> SagaRecord {
+        var status = WorkflowV1.SagaStatus()
+        status.sagaId = id
+        status.deliveryId = envelope.deliveryId
+        status.operation = envelope.operation
+        status.state = .pending
+        status.messageId = envelope.messageId
+        status.correlationId = envelope.traceContext?.correlationId ?? ""
+        status.createTime = .now
+        status.updateTime = status.createTime
+        status.steps = Self.steps(for: envelope.operation).map {
+            var record = WorkflowV1.SagaStepRecord()
+            record.step = $0
+            record.state = .pending
+            return record
+        }
+        return SagaRecord(status: status, envelope: payload)
+    }
+
+    func run(_ saga: inout SagaRecord, _ envelope: IngestionV1.RequestEnvelope) async throws -> Disposition {
+        switch saga.status.state {
+        case .succeeded: return .acknowledge
+        case .failed: return try await report(&saga, envelope)
+        default: break
+        }
+        saga.status.state = .running
+        for index in saga.status.steps.indices where saga.status.steps[index].state != .succeeded {
+            saga.status.currentStep = saga.status.steps[index].step
+            while true {
+                try Task.checkCancellation()
+                saga.status.steps[index].state = .running
+                saga.status.steps[index].attempts += 1
+                if saga.status.steps[index].startTime == nil { saga.status.steps[index].startTime = .now }
+                saga.status.updateTime = .now
+                try await store.save(saga)
+                do {
+                    try await perform(saga.status.steps[index].step, &saga, envelope)
+                    saga.status.steps[index].state = .succeeded
+                    saga.status.steps[index].endTime = .now
+                    saga.status.steps[index].lastError = nil
+                    try await store.save(saga)
+                    break
+                } catch let error as RPCError where error.code.isTransient && saga.status.steps[index].attempts < Int32(retry.maxAttempts) {
+                    saga.status.state = .retrying
+                    saga.status.steps[index].lastError = Self.status(error)
+                    try await store.save(saga)
+                    logger.info("step failed, retrying", metadata: ["saga": "\(saga.status.sagaId)", "step": "\(saga.status.steps[index].step)",
+                                                                     "attempt": "\(saga.status.steps[index].attempts)", "error": "\(error)"])
+                    try await Task.sleep(for: retry.backoff(afterAttempt: Int(saga.status.steps[index].attempts)))
+                    saga.status.state = .running
+                } catch {
+                    let rpcError = error as? RPCError ?? RPCError(.internal, "\(error)")
+                    saga.status.steps[index].state = .failed
+                    saga.status.steps[index].endTime = .now
+                    saga.status.steps[index].lastError = Self.status(rpcError)
+                    saga.status.state = .failed
+                    saga.status.updateTime = .now
+                    try await store.save(saga)
+                    logger.warning("saga failed", metadata: ["saga": "\(saga.status.sagaId)", "step": "\(saga.status.steps[index].step)", "error": "\(rpcError)"])
+                    return try await report(&saga, envelope)
+                }
+            }
+        }
+        saga.status.state = .succeeded
+        saga.status.currentStep = .unspecified
+        saga.status.updateTime = .now
+        try await store.save(saga)
+        return .acknowledge
+    }
+
+    /// One step's call. Every call is idempotent by the delivery id (or the message id for
+    /// changes), so repeating a step after a crash or a lost answer changes nothing twice.
+    func perform(_ step: WorkflowV1.SagaStep, _ saga: inout SagaRecord, _ envelope: IngestionV1.RequestEnvelope) async throws {
+        let options = CallOptions.idempotent()
+        switch (step, envelope.payload) {
+        case (.checkAccount, .create(let request)?):
+            var get = AccountsV1.GetAccountRequest()
+            get.name = "accounts/\(request.owner?.accountId ?? "")"
+            let account = try await downstreams.accounts.getAccount(get, options: options)
+            guard account.status == .active else {
+                throw RPCError(.failedPrecondition, "account \(account.accountId) is \(account.status), not ACTIVE")
+            }
+        case (.putPackage, .create(let request)?):
+            var package = PackageV1.Package()
+            package.packageId = request.packageInfo?.packageId ?? ""
+            package.size = request.packageInfo?.size ?? .unspecified
+            package.weight = request.packageInfo?.weight ?? 0
+            package.tag = request.packageInfo?.tag ?? ""
+            package.ownerId = request.owner?.accountId ?? ""
+            package.deliveryId = request.deliveryId
+            var put = PackageV1.PutPackageRequest()
+            put.package = package
+            saga.packageID = package.packageId
+            _ = try await downstreams.packages.putPackage(put, options: options)
+        case (.assignDrone, .create(let request)?):
+            var assign = DroneSchedulerV1.AssignDroneRequest()
+            assign.deliveryId = request.deliveryId
+            assign.owner = request.owner
+            assign.pickupLocation = request.pickupLocation
+            assign.dropoffLocation = request.dropoffLocation
+            assign.packageInfo = request.packageInfo
+            assign.pickupTime = request.pickupTime
+            assign.deadline = request.deadline
+            assign.expedited = request.expedited
+            saga.droneID = try await downstreams.scheduler.assignDrone(assign, options: options).droneId
+        case (.scheduleDelivery, .create(let request)?):
+            var delivery = DeliveryV1.Delivery()
+            delivery.deliveryId = request.deliveryId
+            delivery.owner = request.owner
+            delivery.pickupLocation = request.pickupLocation
+            delivery.dropoffLocation = request.dropoffLocation
+            delivery.pickupTime = request.pickupTime
+            delivery.deadline = request.deadline
+            delivery.expedited = request.expedited
+            delivery.confirmationRequired = request.confirmationRequired
+            delivery.droneId = saga.droneID
+            delivery.packageId = saga.packageID
+            var schedule = DeliveryV1.ScheduleDeliveryRequest()
+            schedule.delivery = delivery
+            _ = try await downstreams.delivery.scheduleDelivery(schedule, options: options)
+        case (.rescheduleDelivery, .reschedule(let request)?):
+            try await checkOwnership(envelope)
+            var change = DeliveryV1.RescheduleDeliveryRequest()
+            change.deliveryId = request.deliveryId
+            change.pickupLocation = request.pickupLocation
+            change.dropoffLocation = request.dropoffLocation
+            change.pickupTime = request.pickupTime
+            change.deadline = request.deadline
+            change.expedited = request.expedited
+            change.operationId = envelope.messageId
+            _ = try await downstreams.delivery.rescheduleDelivery(change, options: options)
+        case (.cancelDelivery, .cancel(let request)?):
+            try await checkOwnership(envelope)
+            var cancel = DeliveryV1.CancelDeliveryRequest()
+            cancel.deliveryId = request.deliveryId
+            cancel.reason = request.reason
+            cancel.operationId = envelope.messageId
+            let delivery = try await downstreams.delivery.cancelDelivery(cancel, options: options)
+            saga.droneID = delivery.droneId
+        case (.releaseDrone, .cancel(let request)?):
+            var release = DroneSchedulerV1.ReleaseDroneRequest()
+            release.deliveryId = request.deliveryId
+            release.reason = "cancelled"
+            do {
+                _ = try await downstreams.scheduler.releaseDrone(release, options: options)
+            } catch let error as RPCError where error.code == .notFound {
+                // No drone was ever assigned: nothing to release.
+            }
+        default:
+            throw RPCError(.internal, "step \(step) does not apply to operation \(envelope.operation)")
+        }
+    }
+
+    /// A change or cancellation must come from the delivery's own account.
+    func checkOwnership(_ envelope: IngestionV1.RequestEnvelope) async throws {
+        guard let requester = envelope.requestedBy?.accountId, !requester.isEmpty else { return }
+        var get = DeliveryV1.GetDeliveryRequest()
+        get.deliveryId = envelope.deliveryId
+        let delivery = try await downstreams.delivery.getDelivery(get, options: .idempotent())
+        if delivery.owner?.accountId != requester {
+            throw RPCError(.permissionDenied, "account \(requester) does not own delivery \(envelope.deliveryId)")
+        }
+    }
+
+    /// Hands a failed saga to the Supervisor (idempotent by saga id). If the Supervisor cannot be
+    /// reached the message comes back later and this is tried again: nothing is dropped.
+    func report(_ saga: inout SagaRecord, _ envelope: IngestionV1.RequestEnvelope) async throws -> Disposition {
+        if saga.reported { return .acknowledge }
+        var failed = SupervisorV1.FailedSaga()
+        failed.sagaId = saga.status.sagaId
+        failed.deliveryId = saga.status.deliveryId
+        failed.operation = saga.status.operation
+        if case .create(let request)? = envelope.payload { failed.owner = request.owner } else { failed.owner = envelope.requestedBy }
+        let failedStep = saga.status.steps.first { $0.state == .failed }
+        failed.failedStep = failedStep?.step ?? .unspecified
+        failed.completedSteps = saga.status.steps.filter { $0.state == .succeeded }.map(\.step)
+        failed.error = failedStep?.lastError
+        failed.attempts = failedStep?.attempts ?? 0
+        failed.state = .pending
+        failed.failTime = .now
+        failed.droneId = saga.droneID
+        failed.packageId = saga.packageID
+        failed.traceContext = envelope.traceContext
+        failed.requestEnvelope = saga.envelope
+        failed.compensations = Self.compensations(for: saga).map {
+            var compensation = SupervisorV1.Compensation()
+            compensation.kind = $0
+            compensation.state = .pending
+            return compensation
+        }
+        var request = SupervisorV1.RecordFailedSagaRequest()
+        request.saga = failed
+        do {
+            _ = try await downstreams.supervisor.recordFailedSaga(request, options: .idempotent())
+        } catch {
+            logger.warning("supervisor unreachable; the failed saga will be reported later", metadata: ["saga": "\(saga.status.sagaId)", "error": "\(error)"])
+            return .retry(after: .seconds(2))
+        }
+        saga.reported = true
+        try await store.save(saga)
+        return .acknowledge
+    }
+
+    /// What undoes the effects a failed create saga may have had: every step that was attempted
+    /// (an attempt whose answer was lost may still have taken effect) gets its compensation.
+    static func compensations(for saga: SagaRecord) -> [SupervisorV1.CompensationKind] {
+        guard saga.status.operation == .create else { return [] }
+        let attempted = Set(saga.status.steps.filter { $0.attempts > 0 }.map(\.step))
+        var kinds: [SupervisorV1.CompensationKind] = [.markDeliveryFailed]
+        if attempted.contains(.scheduleDelivery) { kinds.append(.abortFlight) }
+        if attempted.contains(.assignDrone) { kinds.append(.releaseDrone) }
+        if attempted.contains(.putPackage) { kinds.append(.deletePackage) }
+        return kinds
+    }
+
+    static func status(_ error: RPCError) -> Google.Rpc.Status {
+        var status = Google.Rpc.Status()
+        status.code = Int32(error.code.rawValue)
+        status.message = error.message
+        return status
+    }
+}

@@ -1,0 +1,29 @@
+import DroneDeliveryAPI
+import RPC
+import ServiceKit
+
+/// Workflow's read-only API: the state of its sagas, for operators and tests.
+public struct WorkflowServiceLogic: WorkflowV1.WorkflowService.Handler {
+    let store: any SagaStore
+    public init(store: any SagaStore) { self.store = store }
+
+    public func getSagaStatus(_ request: WorkflowV1.GetSagaStatusRequest, context: ServerContext) async throws -> WorkflowV1.GetSagaStatusResponse {
+        guard !request.deliveryId.isEmpty else { throw RPCError(.invalidArgument, "delivery_id is required") }
+        let sagas = try await store.sagas(deliveryID: request.deliveryId)
+        guard !sagas.isEmpty else { throw RPCError(.notFound, "no saga for delivery \(request.deliveryId)") }
+        var response = WorkflowV1.GetSagaStatusResponse()
+        response.deliveryId = request.deliveryId
+        response.sagas = sagas.map(\.status)
+        return response
+    }
+
+    public func listSagas(_ request: WorkflowV1.ListSagasRequest, context: ServerContext) async throws -> WorkflowV1.ListSagasResponse {
+        let offset = try PageToken.decode(request.pageToken)
+        let size = try PageToken.size(request.pageSize)
+        let sagas = try await store.sagas(state: request.state == .unspecified ? nil : request.state, offset: offset, limit: size + 1)
+        var response = WorkflowV1.ListSagasResponse()
+        response.sagas = sagas.prefix(size).map(\.status)
+        if sagas.count > size { response.nextPageToken = PageToken.encode(offset: offset + size) }
+        return response
+    }
+}
