@@ -15,7 +15,7 @@ if [[ ${1:-} != --no-build ]]; then
 fi
 export FABRIKAM_DATA_DIR=${FABRIKAM_DATA_DIR:-$root/data}
 base=${FABRIKAM_PORT_BASE:-50051}
-mkdir -p "$FABRIKAM_DATA_DIR/logs"
+mkdir -p "$FABRIKAM_DATA_DIR/logs" "$FABRIKAM_DATA_DIR/pids"
 
 # Start order: leaves first, so callers find their downstreams (they retry anyway).
 order=(accounts package dronescheduler deliveryhistory simulator delivery supervisor workflow ingestion)
@@ -37,6 +37,7 @@ for name in "${order[@]}"; do
     : > "$log"
     bash tools/run-service.sh "$name" >>"$log" 2>&1 &
     pids+=($!)
+    echo "$!" > "$FABRIKAM_DATA_DIR/pids/$name.pid"
     # Wait for its "listening" line (or its death).
     for _ in $(seq 1 200); do
         if grep -q "listening on" "$log"; then break; fi

@@ -81,6 +81,11 @@ public func waitForTerminationSignal() async {
 
 /// Runs a service's `main`: prints configuration errors plainly and exits 2 instead of crashing.
 public func runService(_ body: () async throws -> Void) async {
+    // A parent may have started us with signals blocked (Foundation's Process does): unblock
+    // them, or SIGTERM would never stop the service.
+    var all = sigset_t()
+    sigfillset(&all)
+    sigprocmask(SIG_UNBLOCK, &all, nil)
     do {
         try await body()
     } catch let error as ConfigurationError {

@@ -82,7 +82,8 @@ public final class DeliveryServiceLogic: DeliveryV1.DeliveryService.Handler {
         plan.flightId = "\(record.delivery.deliveryId)-r\(record.revision)"
         plan.droneId = record.delivery.droneId
         plan.deliveryId = record.delivery.deliveryId
-        plan.pickupLocation = record.delivery.pickupLocation
+        // A package already on board is "picked up" where the drone is now.
+        plan.pickupLocation = record.pickedUp ? (record.status.lastKnownLocation ?? record.delivery.pickupLocation) : record.delivery.pickupLocation
         plan.dropoffLocation = record.delivery.dropoffLocation
         plan.pickupTime = record.delivery.pickupTime
         plan.deadline = record.delivery.deadline
@@ -160,7 +161,7 @@ public final class DeliveryServiceLogic: DeliveryV1.DeliveryService.Handler {
             guard !Self.isFinal(record.status.stage) else {
                 throw RPCError(.failedPrecondition, "delivery \(request.deliveryId) is \(record.status.stage) and can no longer be rescheduled")
             }
-            guard record.status.stage != .headedToDropoff || request.pickupLocation == nil else {
+            guard !record.pickedUp || request.pickupLocation == nil else {
                 throw RPCError(.failedPrecondition, "the package of delivery \(request.deliveryId) is already picked up; the pickup location cannot change")
             }
             if let pickup = request.pickupLocation { record.delivery.pickupLocation = pickup }
@@ -315,9 +316,12 @@ public final class DeliveryServiceLogic: DeliveryV1.DeliveryService.Handler {
             guard var record = current, !Self.isFinal(record.status.stage), record.delivery.droneId == position.droneId else { return nil }
             let before = record.status.stage
             switch position.phase {
-            case .headedToPickup: record.status.stage = .headedToPickup
-            case .atPickup, .headedToDropoff: record.status.stage = .headedToDropoff
+            case .headedToPickup: record.status.stage = record.pickedUp ? .headedToDropoff : .headedToPickup
+            case .atPickup, .headedToDropoff:
+                record.pickedUp = true
+                record.status.stage = .headedToDropoff
             case .atDropoff:
+                record.pickedUp = true
                 record.arrived = true
                 let required = record.delivery.confirmationRequired
                 record.status.stage = (required == .unspecified || required == .none) ? .completed : .headedToDropoff
@@ -330,7 +334,13 @@ public final class DeliveryServiceLogic: DeliveryV1.DeliveryService.Handler {
             var change = DeliveryChange(record: record)
             change.tracking = [Self.trackingEvent(record, at: time, location: location)]
             if record.status.stage != before {
-                change.domainEvents = [(0, record.status.stage == .completed ? "dropped off" : "drone position")]
+                let reason = switch record.status.stage {
+                case .headedToPickup: "drone \(position.droneId) is on its way to the pickup"
+                case .headedToDropoff: "package picked up; on its way to the drop-off"
+                case .completed: "dropped off"
+                default: "drone position"
+                }
+                change.domainEvents = [(0, reason)]
             }
             return change
         }

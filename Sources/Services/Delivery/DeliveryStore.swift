@@ -13,6 +13,8 @@ public struct DeliveryRecord: Sendable, Hashable {
     public var lastSequence: Int64 = 0
     /// Bumped on each reschedule, so the flight plan gets a new id.
     public var revision = 0
+    /// The drone has the package on board (it reached the pickup).
+    public var pickedUp = false
 
     public init(delivery: DeliveryV1.Delivery, status: DeliveryV1.DeliveryStatus) {
         self.delivery = delivery
@@ -56,7 +58,7 @@ public final class SQLiteDeliveryStore: DeliveryStore {
             """
             CREATE TABLE deliveries (delivery_id TEXT PRIMARY KEY, owner_id TEXT NOT NULL, user_id TEXT NOT NULL,
                                      stage INTEGER NOT NULL, create_time REAL NOT NULL, arrived INTEGER NOT NULL,
-                                     last_sequence INTEGER NOT NULL, revision INTEGER NOT NULL,
+                                     last_sequence INTEGER NOT NULL, revision INTEGER NOT NULL, picked_up INTEGER NOT NULL,
                                      data BLOB NOT NULL, status BLOB NOT NULL);
             CREATE INDEX deliveries_owner ON deliveries (owner_id, create_time);
             CREATE TABLE tracking_events (delivery_id TEXT NOT NULL, sequence INTEGER NOT NULL, data BLOB NOT NULL,
@@ -74,10 +76,11 @@ public final class SQLiteDeliveryStore: DeliveryStore {
         record.arrived = row.bool(2)
         record.lastSequence = row.int(3)
         record.revision = Int(row.int(4))
+        record.pickedUp = row.bool(5)
         return record
     }
 
-    static let selectRecord = "SELECT data, status, arrived, last_sequence, revision FROM deliveries WHERE delivery_id = ?"
+    static let selectRecord = "SELECT data, status, arrived, last_sequence, revision, picked_up FROM deliveries WHERE delivery_id = ?"
 
     public func record(id: String) async throws -> DeliveryRecord? {
         try await database.read { db in try db.queryFirst(Self.selectRecord, [.text(id)]).map(Self.load) }
@@ -134,11 +137,11 @@ public final class SQLiteDeliveryStore: DeliveryStore {
             }
             record.delivery.stage = record.status.stage
             try db.run("""
-                INSERT OR REPLACE INTO deliveries (delivery_id, owner_id, user_id, stage, create_time, arrived, last_sequence, revision, data, status)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT OR REPLACE INTO deliveries (delivery_id, owner_id, user_id, stage, create_time, arrived, last_sequence, revision, picked_up, data, status)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, [.text(id), .text(record.delivery.owner?.accountId ?? ""), .text(record.delivery.owner?.userId ?? ""),
                       .integer(Int64(record.status.stage.rawValue)), .real(record.delivery.createTime?.secondsSince1970 ?? 0),
-                      .bool(record.arrived), .integer(record.lastSequence), .int(record.revision),
+                      .bool(record.arrived), .integer(record.lastSequence), .int(record.revision), .bool(record.pickedUp),
                       .blob(record.delivery.serializedBytes()), .blob(record.status.serializedBytes())])
             if let operationID, !operationID.isEmpty {
                 try db.run("INSERT INTO applied_operations (operation_id, delivery_id) VALUES (?, ?)", [.text(operationID), .text(id)])
