@@ -32,6 +32,17 @@ public struct ReceivedMessage: Sendable, Hashable {
     public var deliveryCount: Int
     /// When the producer's send was committed (seconds since 1970).
     public var enqueueTime: Double
+
+    public init(queue: String, sequence: Int64, id: String, key: String, headers: [String: String], payload: [UInt8], deliveryCount: Int, enqueueTime: Double) {
+        self.queue = queue
+        self.sequence = sequence
+        self.id = id
+        self.key = key
+        self.headers = headers
+        self.payload = payload
+        self.deliveryCount = deliveryCount
+        self.enqueueTime = enqueueTime
+    }
 }
 
 /// The result of a send.

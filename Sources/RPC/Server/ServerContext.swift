@@ -28,6 +28,15 @@ public final class ServerContext: Sendable {
         self.peer = peer
     }
 
+    /// A context for calling a handler directly, in process (tests, or a caller that embeds a
+    /// service): no wire, no deadline unless given.
+    public static func inProcess(_ method: MethodDescriptor? = nil, metadata: Metadata = Metadata(),
+                                 deadline: ContinuousClock.Instant? = nil) -> ServerContext {
+        let method = method ?? MethodDescriptor(service: "in-process", name: "call", inputType: "", outputType: "",
+                                                clientStreaming: false, serverStreaming: false, isIdempotent: false, httpRule: nil)
+        return ServerContext(method: method, metadata: metadata, deadline: deadline, peer: "in-process", requestEncoding: nil)
+    }
+
     /// Adds metadata to the response headers (before the first response message is written).
     public func addInitialMetadata(_ name: String, _ value: String) { state.withLock { $0.initial.add(name, value) } }
     public func addInitialMetadata(_ name: String, binary: [UInt8]) { state.withLock { $0.initial.add(name, binary: binary) } }

@@ -65,7 +65,7 @@ public struct SagaRunner: Sendable {
     }
 
     /// Decodes and checks a queued message: the envelope, or why it can never be processed.
-    static func envelope(from message: ReceivedMessage) -> Result<IngestionV1.RequestEnvelope, DeadLetterReason> {
+    public static func envelope(from message: ReceivedMessage) -> Result<IngestionV1.RequestEnvelope, DeadLetterReason> {
         let envelope: IngestionV1.RequestEnvelope
         do {
             envelope = try IngestionV1.RequestEnvelope(serializedBytes: message.payload)

@@ -1,0 +1,153 @@
+import Accounts
+import DroneDeliveryAPI
+import DroneScheduler
+import Foundation
+import Ingestion
+import Messaging
+import Packages
+import ProtobufKit
+import RPC
+import ServiceKit
+import Testing
+import TestSupport
+import Workflow
+
+/// Each service's logic in process, with its real SQLite store in a temporary folder.
+@Suite("Service logic in process")
+struct ServiceLogicTests {
+    func path(_ name: String) throws -> String { try makeTemporaryDirectory("logic").appendingPathComponent(name).path }
+
+    @Test("SHA-256 matches the FIPS 180-4 test vectors")
+    func sha256() {
+        #expect(SHA256.hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(SHA256.hex("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(SHA256.hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq") == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+    }
+
+    @Test("Drone Scheduler assigns the nearest drone that can carry the package, once per delivery, never one drone twice")
+    func assignment() async throws {
+        let logic = DroneSchedulerServiceLogic(store: try SQLiteDroneStore(path: try path("drones.sqlite")))
+        let context = ServerContext.inProcess()
+        func register(_ id: String, latitude: Double, size: CommonV1.PackageSize, capacity: Double) async throws {
+            var drone = DroneSchedulerV1.Drone()
+            drone.droneId = id
+            drone.capacityKg = capacity
+            drone.maxPackageSize = size
+            drone.cruiseSpeedMps = 15
+            drone.homeLocation = CommonV1.Location(latitude: latitude, longitude: 0)
+            var request = DroneSchedulerV1.RegisterDroneRequest()
+            request.drone = drone
+            _ = try await logic.registerDrone(request, context: context)
+        }
+        try await register("near-small", latitude: 0.001, size: .small, capacity: 2)
+        try await register("far-large", latitude: 0.05, size: .large, capacity: 10)
+        try await register("mid-large", latitude: 0.01, size: .large, capacity: 10)
+        func assign(_ delivery: String, size: CommonV1.PackageSize, weight: Double) async throws -> DroneSchedulerV1.AssignDroneResponse {
+            var request = DroneSchedulerV1.AssignDroneRequest()
+            request.deliveryId = delivery
+            request.pickupLocation = CommonV1.Location(latitude: 0, longitude: 0)
+            request.dropoffLocation = CommonV1.Location(latitude: 0.02, longitude: 0)
+            var info = CommonV1.PackageInfo()
+            info.size = size
+            info.weight = weight
+            request.packageInfo = info
+            return try await logic.assignDrone(request, context: context)
+        }
+        #expect(try await assign("d1", size: .large, weight: 4).droneId == "mid-large", "nearest that can carry it")
+        let again = try await assign("d1", size: .large, weight: 4)
+        #expect(again.droneId == "mid-large" && !again.created, "idempotent per delivery")
+        // Many deliveries at once for two free drones: exactly two get one, each a different drone.
+        let results = await withTaskGroup(of: String?.self) { group in
+            for index in 0..<10 { group.addTask { try? await assign("c\(index)", size: .small, weight: 1).droneId } }
+            return await group.reduce(into: [String?]()) { $0.append($1) }
+        }
+        let assigned = results.compactMap { $0 }
+        #expect(assigned.count == 2 && Set(assigned) == ["near-small", "far-large"])
+        await #expect { try await assign("none", size: .small, weight: 1) } throws: { ($0 as? RPCError)?.code == .resourceExhausted }
+    }
+
+    @Test("Package create-or-replace answers created once, keeps the create time, validates with field names")
+    func packagePut() async throws {
+        let logic = PackageServiceLogic(store: try SQLitePackageStore(path: try path("packages.sqlite")))
+        var package = PackageV1.Package()
+        package.packageId = "p1"
+        package.size = .medium
+        package.weight = 2
+        package.ownerId = "acct"
+        var request = PackageV1.PutPackageRequest()
+        request.package = package
+        let first = try await logic.putPackage(request, context: .inProcess())
+        let second = try await logic.putPackage(request, context: .inProcess())
+        #expect(first.created && !second.created)
+        #expect(first.package?.createTime == second.package?.createTime)
+        request.package?.weight = -1
+        request.package?.size = .unspecified
+        await #expect { try await logic.putPackage(request, context: .inProcess()) } throws: { error in
+            let message = (error as? RPCError)?.message ?? ""
+            return message.contains("package.weight") && message.contains("package.size")
+        }
+        var summary = PackageV1.GetPackageSummaryRequest()
+        summary.ownerId = "acct"
+        let totals = try await logic.getPackageSummary(summary, context: .inProcess())
+        #expect(totals.packageCount == 1 && totals.totalWeight == 2)
+    }
+
+    @Test("Accounts: an issued key validates until it is revoked; only its hash is stored")
+    func apiKeys() async throws {
+        let file = try path("accounts.sqlite")
+        let logic = AccountsServiceLogic(store: try SQLiteAccountStore(path: file))
+        var register = AccountsV1.RegisterAccountRequest()
+        register.displayName = "Contoso"
+        register.contactEmail = "ops@contoso.example"
+        register.requestId = "signup-1"
+        let account = try await logic.registerAccount(register, context: .inProcess())
+        #expect(try await logic.registerAccount(register, context: .inProcess()).account?.accountId == account.account?.accountId)
+        var issue = AccountsV1.IssueApiKeyRequest()
+        issue.accountId = account.account!.accountId
+        let key = try await logic.issueApiKey(issue, context: .inProcess())
+        var validate = AccountsV1.ValidateApiKeyRequest()
+        validate.secret = key.secret
+        #expect(try await logic.validateApiKey(validate, context: .inProcess()).valid)
+        let raw = try Data(contentsOf: URL(fileURLWithPath: file)) + ((try? Data(contentsOf: URL(fileURLWithPath: file + "-wal"))) ?? Data())
+        #expect(raw.range(of: Data(key.secret.utf8)) == nil, "the secret is not in the database file")
+        var revoke = AccountsV1.RevokeApiKeyRequest()
+        revoke.accountId = issue.accountId
+        revoke.keyId = key.apiKey!.keyId
+        _ = try await logic.revokeApiKey(revoke, context: .inProcess())
+        let after = try await logic.validateApiKey(validate, context: .inProcess())
+        #expect(!after.valid && after.keyStatus == .revoked)
+        validate.secret = "fdk_not-a-key"
+        #expect(try await logic.validateApiKey(validate, context: .inProcess()).valid == false)
+    }
+
+    @Test("Ingestion names every invalid field and queues nothing for a bad request")
+    func ingestionValidation() async throws {
+        let broker = try SQLiteBroker(path: try path("broker.sqlite"))
+        let logic = IngestionServiceLogic(queue: broker)
+        var request = IngestionV1.CreateDeliveryRequest()
+        request.pickupLocation = CommonV1.Location(latitude: 123, longitude: 0)
+        await #expect { try await logic.createDelivery(request, context: .inProcess()) } throws: { error in
+            let message = (error as? RPCError)?.message ?? ""
+            return (error as? RPCError)?.code == .invalidArgument && message.contains("owner.account_id") && message.contains("pickup_location.latitude")
+                && message.contains("dropoff_location is required") && message.contains("package_info is required")
+        }
+        #expect(try await broker.depth(of: IngestionServiceLogic.requestQueue) == 0)
+    }
+
+    @Test("Workflow dead-letters envelopes it can never run, naming why")
+    func envelopeChecks() throws {
+        func reason(_ payload: [UInt8]) -> String? {
+            let message = ReceivedMessage(queue: "q", sequence: 1, id: "m", key: "", headers: [:], payload: payload, deliveryCount: 1, enqueueTime: 0)
+            if case .failure(let reason) = SagaRunner.envelope(from: message) { return reason.text }
+            return nil
+        }
+        #expect(reason([0x0a, 0xff])?.contains("RequestEnvelope") == true)
+        var envelope = IngestionV1.RequestEnvelope()
+        envelope.deliveryId = "d"
+        envelope.operation = .reschedule
+        envelope.payload = .cancel(IngestionV1.CancelRequest())
+        #expect(reason(envelope.serializedBytes())?.contains("does not match") == true)
+        envelope.operation = .cancel
+        #expect(reason(envelope.serializedBytes()) == nil)
+    }
+}
