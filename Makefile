@@ -3,7 +3,7 @@ SHELL := /bin/bash
 SWIFT ?= swift
 FUZZ_SECONDS ?= 30
 
-.PHONY: all deps build proto check-generated test unit-tests fuzz bench bench-protobuf bench-rpc run clean interop interop-server
+.PHONY: all deps build proto check-generated test unit-tests fuzz bench bench-protobuf bench-rpc bench-ingestion run clean interop interop-server
 
 all: build
 
@@ -54,9 +54,13 @@ bench-protobuf: deps
 bench-rpc: deps
 	bash tools/bench-rpc.sh
 
-bench: bench-protobuf bench-rpc
+## bench-ingestion: durable delivery requests per second into Ingestion, whole system running
+bench-ingestion: deps
+	bash tools/bench-ingestion.sh
 
-## run: start the whole system locally (services arrive with issue #4; see README)
+bench: bench-protobuf bench-rpc bench-ingestion
+
+## run: start the whole system locally (every service in its own process; Ctrl-C stops them)
 run: build
 	@bash tools/run.sh --no-build
 

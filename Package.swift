@@ -40,6 +40,7 @@ let package = Package(
         .executable(name: "workflow-service", targets: ["workflow-service"]),
         .executable(name: "supervisor-service", targets: ["supervisor-service"]),
         .executable(name: "drone-simulator", targets: ["drone-simulator"]),
+        .executable(name: "gateway", targets: ["gateway"]),
     ],
     dependencies: [
         // Sockets and event loops for the RPC runtime; HTTP/2 itself is nghttp2's.
@@ -151,6 +152,14 @@ let package = Package(
         .executableTarget(name: "workflow-service", dependencies: ["Workflow"] + serviceDependencies, path: "Sources/Servers/workflow-service"),
         .executableTarget(name: "supervisor-service", dependencies: ["Supervisor"] + serviceDependencies, path: "Sources/Servers/supervisor-service"),
         .executableTarget(name: "drone-simulator", dependencies: ["DroneSimulator"] + serviceDependencies, path: "Sources/Servers/drone-simulator"),
+
+        // MARK: The public JSON/HTTP gateway
+        .target(
+            name: "Gateway",
+            dependencies: serviceDependencies + ["CProtobufC", "CWellKnownProtos", .product(name: "NIOCore", package: "swift-nio"),
+                                                 .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio")]
+        ),
+        .executableTarget(name: "gateway", dependencies: ["Gateway", "ServiceKit"], path: "Sources/Servers/gateway"),
 
         // MARK: gRPC interoperability (the interop TestService and its runners)
         .target(

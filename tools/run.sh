@@ -18,7 +18,9 @@ base=${FABRIKAM_PORT_BASE:-50051}
 mkdir -p "$FABRIKAM_DATA_DIR/logs" "$FABRIKAM_DATA_DIR/pids"
 
 # Start order: leaves first, so callers find their downstreams (they retry anyway).
-order=(accounts package dronescheduler deliveryhistory simulator delivery supervisor workflow ingestion)
+order=(accounts package dronescheduler deliveryhistory simulator delivery supervisor workflow ingestion gateway)
+# The local demo business and its API key (printed below); set FABRIKAM_SEED_API_KEY= to have none.
+export FABRIKAM_SEED_API_KEY=${FABRIKAM_SEED_API_KEY-fdk_local_demo_key}
 pids=()
 stopping=0
 stop() {
@@ -50,7 +52,8 @@ for name in "${order[@]}"; do
     done
     printf '  %-16s %s\n' "$name" "$(grep -o '127.0.0.1:[0-9]*' "$log" | head -1)"
 done
-echo "system up: ${#pids[@]} services (data: $FABRIKAM_DATA_DIR, logs: $FABRIKAM_DATA_DIR/logs). Ctrl-C stops them."
+echo "system up: ${#pids[@]} processes (data: $FABRIKAM_DATA_DIR, logs: $FABRIKAM_DATA_DIR/logs). Ctrl-C stops them."
+if [[ -n $FABRIKAM_SEED_API_KEY ]]; then echo "demo account: acct-demo, API key: $FABRIKAM_SEED_API_KEY (local only)"; fi
 # Stay in the foreground. A service that dies is reported and the others keep running (a test
 # may kill one on purpose and start it again with tools/run-service.sh).
 declare -A names

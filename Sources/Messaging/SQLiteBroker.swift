@@ -36,6 +36,9 @@ public final class SQLiteBroker: MessageQueue, EventStream {
             delivery_count INTEGER NOT NULL, time REAL NOT NULL);
         CREATE TABLE subscriptions (topic TEXT NOT NULL, grp TEXT NOT NULL, PRIMARY KEY (topic, grp));
         """,
+        // Sequence numbers of a queue's log come from MAX(seq): without this index every send
+        // scanned the whole log (measured: sends slowed down as the log grew).
+        "CREATE UNIQUE INDEX message_log_sequence ON message_log (queue, seq)",
     ]
 
     // MARK: MessageQueue

@@ -278,12 +278,19 @@ public final class RPCClient: Sendable {
 
     /// One request, one response, with the server's initial and trailing metadata.
     public func unaryWithMetadata<M: MethodSpec>(_ method: M.Type, _ request: M.Input, options: CallOptions = CallOptions()) async throws -> UnaryResponse<M.Output> {
-        try await intercepted(M.descriptor, options) { options in
-            let call = try await startCall(M.descriptor, options: options)
+        try await unary(M.descriptor, request, responseType: M.Output.self, options: options)
+    }
+
+    /// One request, one response, for a method known only at run time (the gateway, which
+    /// routes by the descriptors embedded in the generated code).
+    public func unary<Input: Message, Output: Message>(_ method: MethodDescriptor, _ request: Input, responseType: Output.Type,
+                                                       options: CallOptions = CallOptions()) async throws -> UnaryResponse<Output> {
+        try await intercepted(method, options) { options in
+            let call = try await startCall(method, options: options)
             return try await running(call) {
                 try await call.send(request.serializedBytes())
                 call.finishRequests()
-                return try await call.collectOne(M.Output.self)
+                return try await call.collectOne(Output.self)
             }
         }
     }
@@ -304,8 +311,16 @@ public final class RPCClient: Sendable {
         _ method: M.Type, _ request: M.Input, options: CallOptions = CallOptions(),
         _ body: (ResponseStream<M.Output>) async throws -> Result
     ) async throws -> Result {
-        try await intercepted(M.descriptor, options) { options in
-            let call = try await startCall(M.descriptor, options: options)
+        try await serverStreaming(M.descriptor, request, responseType: M.Output.self, options: options, body)
+    }
+
+    /// One request, a stream of responses, for a method known only at run time.
+    public func serverStreaming<Input: Message, Output: Message, Result: Sendable>(
+        _ method: MethodDescriptor, _ request: Input, responseType: Output.Type, options: CallOptions = CallOptions(),
+        _ body: (ResponseStream<Output>) async throws -> Result
+    ) async throws -> Result {
+        try await intercepted(method, options) { options in
+            let call = try await startCall(method, options: options)
             return try await running(call) {
                 try await call.send(request.serializedBytes())
                 call.finishRequests()

@@ -72,3 +72,19 @@ struct Compression: Sendable, Hashable {
         return result
     }
 }
+
+/// gzip for callers outside the RPC wire (the gateway compresses HTTP responses with it).
+public enum Gzip {
+    public static func compress(_ bytes: [UInt8]) throws -> [UInt8] {
+        var buffer = ByteBuffer()
+        buffer.writeBytes(bytes)
+        return Array(try Compression.gzip.compress(buffer).readableBytesView)
+    }
+
+    /// Inflates at most `limit` bytes (more is an error, not an out-of-memory).
+    public static func decompress(_ bytes: [UInt8], limit: Int) throws -> [UInt8] {
+        var buffer = ByteBuffer()
+        buffer.writeBytes(bytes)
+        return Array(try Compression.gzip.decompress(buffer, limit: limit).readableBytesView)
+    }
+}

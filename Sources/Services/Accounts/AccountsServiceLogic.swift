@@ -122,6 +122,20 @@ public struct AccountsServiceLogic: AccountsV1.AccountsService.Handler {
         _ = try await store.insertAccount(account)
     }
 
+    /// Gives the account an API key with a known secret if it has none with that secret (the
+    /// local demo's key; never set in a real deployment).
+    public func seedAPIKey(accountID: String, secret: String) async throws {
+        guard try await store.key(secretHash: SHA256.hex(secret)) == nil else { return }
+        var key = AccountsV1.ApiKey()
+        key.keyId = "key-demo"
+        key.accountId = accountID
+        key.displayName = "local demo key"
+        key.secretPrefix = String(secret.prefix(8))
+        key.status = .active
+        key.createTime = .now
+        try await store.insertKey(key, secretHash: SHA256.hex(secret))
+    }
+
     private func existingAccount(_ id: String) async throws -> AccountsV1.Account {
         guard !id.isEmpty else { throw RPCError(.invalidArgument, "account_id is required") }
         guard let account = try await store.account(id: id) else { throw RPCError(.notFound, "account \(id) does not exist") }

@@ -9,7 +9,7 @@ import TestSupport
 /// The whole system, started the way a user starts it (`tools/run.sh`), on free ports under a
 /// temporary data folder. Services can be killed and started again (`tools/run-service.sh`).
 final class RunningSystem: @unchecked Sendable {
-    static let services = ["accounts", "package", "dronescheduler", "delivery", "deliveryhistory", "ingestion", "workflow", "supervisor", "simulator"]
+    static let services = ["accounts", "package", "dronescheduler", "delivery", "deliveryhistory", "ingestion", "workflow", "supervisor", "simulator", "gateway"]
 
     let dataDirectory: URL
     let portBase: Int

@@ -1,0 +1,412 @@
+import DroneDeliveryAPI
+import Foundation
+import GRPCProtos
+import Logging
+import ProtobufKit
+import RPC
+
+/// An HTTP request as the gateway sees it (from HTTP/1.1 or HTTP/2).
+public struct GatewayRequest: Sendable {
+    public var method: String
+    /// The path and query, as sent.
+    public var target: String
+    /// Header names in lower case.
+    public var headers: [(name: String, value: String)]
+    public var body: [UInt8]
+    /// The body was larger than the limit (and was dropped while reading).
+    public var bodyLimitExceeded = false
+
+    public init(method: String, target: String, headers: [(name: String, value: String)], body: [UInt8]) {
+        self.method = method
+        self.target = target
+        self.headers = headers.map { ($0.name.lowercased(), $0.value) }
+        self.body = body
+    }
+
+    public func header(_ name: String) -> String? { headers.first { $0.name == name }?.value }
+
+    var path: String { String(target.split(separator: "?", maxSplits: 1).first ?? "") }
+
+    /// Query parameters, percent-decoded (`+` is a space), in order.
+    var query: [(String, String)] {
+        guard let mark = target.firstIndex(of: "?") else { return [] }
+        return target[target.index(after: mark)...].split(separator: "&").compactMap { pair in
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            func decode(_ text: Substring) -> String? { percentDecode(text.replacingOccurrences(of: "+", with: " ")) }
+            guard let name = decode(parts[0]), !name.isEmpty else { return nil }
+            return (name, parts.count > 1 ? decode(parts[1]) ?? "" : "")
+        }
+    }
+}
+
+/// The gateway's answer: a body, or a stream of chunks (Server-Sent Events, NDJSON).
+public struct GatewayResponse: Sendable {
+    public enum Body: Sendable {
+        case bytes([UInt8])
+        case stream(AsyncStream<[UInt8]>)
+    }
+
+    public var status: Int
+    public var headers: [(name: String, value: String)]
+    public var body: Body
+
+    public init(status: Int, headers: [(name: String, value: String)] = [], body: Body = .bytes([])) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
+    public func header(_ name: String) -> String? { headers.first { $0.name.lowercased() == name }?.value }
+}
+
+/// The public JSON/HTTP API of the system: routes from the services' `google.api.http`
+/// annotations, transcoded to RPC; authentication, tenant isolation, rate limits, CORS, tracing,
+/// compression and access logs done here so the services carry none of it.
+public final class Gateway: Sendable {
+    public let configuration: GatewayConfiguration
+    public let routes: RouteTable
+    public let transcoder: Transcoder
+    let upstreams: [String: RPCClient]
+    let authenticator: APIKeyAuthenticator
+    let rateLimiter: RateLimiter
+    let tenancy: Tenancy
+    let publicRoutes: Set<String>
+    let logger: Logger
+    let openAPIDocument: [UInt8]
+
+    /// The services the gateway exposes (the others have no public API).
+    public static let publicServices: Set<String> = [
+        "fabrikam.dronedelivery.ingestion.v1.IngestionService", "fabrikam.dronedelivery.delivery.v1.DeliveryService",
+        "fabrikam.dronedelivery.deliveryhistory.v1.DeliveryHistoryService", "fabrikam.dronedelivery.package.v1.PackageService",
+        "fabrikam.dronedelivery.dronescheduler.v1.DroneSchedulerService", "fabrikam.dronedelivery.accounts.v1.AccountsService",
+    ]
+
+    public init(configuration: GatewayConfiguration, logger: Logger = Logger(label: "fabrikam.gateway")) throws {
+        self.configuration = configuration
+        let files = wellKnownFiles + grpcProtoFiles + droneDeliveryProtoFiles
+        routes = try RouteTable(files: files, services: Self.publicServices)
+        transcoder = Transcoder(schema: Schema(files: files))
+        var upstreams: [String: RPCClient] = [:]
+        for (name, address) in configuration.upstreams {
+            guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else {
+                throw ConfigurationFileError(description: "upstreams.\(name) must be host:port, got \"\(address)\"")
+            }
+            upstreams[name] = RPCClient(host: String(address[..<colon]), port: port)
+        }
+        for name in ["accounts", "delivery", "package"] where upstreams[name] == nil {
+            throw ConfigurationFileError(description: "upstreams.\(name) is required")
+        }
+        self.upstreams = upstreams
+        authenticator = APIKeyAuthenticator(accounts: upstreams["accounts"]!, maxCacheSeconds: configuration.authCacheSeconds)
+        rateLimiter = RateLimiter(rate: configuration.rateLimit.requestsPerSecond, burst: configuration.rateLimit.burst)
+        tenancy = Tenancy(delivery: upstreams["delivery"]!, packages: upstreams["package"]!)
+        publicRoutes = Set(configuration.publicRoutes)
+        self.logger = logger
+        openAPIDocument = OpenAPIDocument(routes: routes, schema: transcoder.schema).json()
+    }
+
+    public func close() async {
+        for client in upstreams.values { await client.close() }
+    }
+
+    /// Answers one request. Never throws: every failure is a status and a `google.rpc.Status` body.
+    public func handle(_ request: GatewayRequest) async -> GatewayResponse {
+        let started = ContinuousClock.now
+        let requestID = request.header("x-request-id").flatMap { $0.isEmpty || $0.count > 128 ? nil : $0 } ?? UUID().uuidString.lowercased()
+        var response: GatewayResponse
+        var caller: Caller?
+        if request.method == "OPTIONS", request.header("access-control-request-method") != nil {
+            response = GatewayResponse(status: 204)
+        } else {
+            do {
+                (response, caller) = try await route(request, requestID: requestID)
+            } catch let error as GatewayError {
+                response = error.response
+            } catch let error as TranscodingError {
+                response = errorResponse(status: error.status, code: error.status == 413 ? 8 : 3, message: error.message)
+            } catch let error as RPCError {
+                response = errorResponse(status: httpStatus(for: error.code.rawValue), code: error.code.rawValue, message: error.message)
+            } catch {
+                response = errorResponse(status: 500, code: 13, message: "\(error)")
+            }
+        }
+        response.headers.append(("x-request-id", requestID))
+        addCORS(request, &response)
+        compress(request, &response)
+        let elapsed = ContinuousClock.now - started
+        logger.info("access", metadata: [
+            "http.method": "\(request.method)", "http.target": "\(request.path)", "http.status": "\(response.status)",
+            "duration_ms": "\(Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000)",
+            "request_id": "\(requestID)", "account": "\(caller?.accountID ?? "-")", "key": "\(caller?.keyID ?? "-")",
+        ])
+        return response
+    }
+
+    private func route(_ request: GatewayRequest, requestID: String) async throws -> (GatewayResponse, Caller?) {
+        let path = request.path
+        switch (request.method, path) {
+        case ("GET", "/openapi.json"):
+            return (GatewayResponse(status: 200, headers: [("content-type", "application/json")], body: .bytes(openAPIDocument)), nil)
+        case ("GET", "/healthz"):
+            return (GatewayResponse(status: 200, headers: [("content-type", "text/plain")], body: .bytes(Array("ok\n".utf8))), nil)
+        case ("GET", "/track"), ("GET", "/track/"):
+            return (GatewayResponse(status: 200, headers: [("content-type", "text/html; charset=utf-8")], body: .bytes(Array(trackingPage.utf8))), nil)
+        default: break
+        }
+        if request.bodyLimitExceeded || request.body.count > configuration.maxBodyBytes {
+            throw GatewayError(413, 8, "the request body is larger than the limit of \(configuration.maxBodyBytes) bytes")
+        }
+        let aggregate = request.method == "GET" ? SummaryAggregator.match(path) : nil
+        var matched: (Route, [String: String])?
+        if aggregate == nil {
+            switch routes.match(method: request.method, path: path) {
+            case .found(let route, let variables): matched = (route, variables)
+            case .notFound: throw GatewayError(404, 5, "no route for \(request.method) \(path)")
+            case .methodNotAllowed(let allowed):
+                var error = GatewayError(405, 12, "\(request.method) is not allowed on \(path); allowed: \(allowed.joined(separator: ", "))")
+                error.headers = [("allow", allowed.joined(separator: ", "))]
+                throw error
+            }
+        }
+
+        // Authentication and rate limit.
+        var caller: Caller?
+        let isPublic = matched.map { publicRoutes.contains("\($0.0.httpMethod) \($0.0.template)") } ?? false
+        if !isPublic {
+            guard let secret = apiKey(request) else {
+                var error = GatewayError(401, 16, "an API key is required (Authorization: Bearer <key> or X-API-Key)")
+                error.headers = [("www-authenticate", "Bearer")]
+                throw error
+            }
+            guard let found = try await authenticate(secret) else {
+                var error = GatewayError(401, 16, "the API key is not valid (unknown, revoked, expired, or its account is not active)")
+                error.headers = [("www-authenticate", "Bearer error=\"invalid_token\"")]
+                throw error
+            }
+            caller = found
+            if let wait = rateLimiter.take(found.keyID) {
+                var error = GatewayError(429, 8, "rate limit of \(configuration.rateLimit.requestsPerSecond) requests/s for this key exceeded")
+                error.headers = [("retry-after", String(Int(wait.rounded(.up))))]
+                throw error
+            }
+        }
+        let options = try callOptions(request, requestID: requestID, caller: caller)
+        if let deliveryID = aggregate {
+            guard let caller else { throw GatewayError(401, 16, "an API key is required") }
+            try await tenancy.checkDelivery(deliveryID, owner: caller.accountID, options: options)
+            let summary = try await SummaryAggregator(upstreams: upstreams).summary(deliveryID, options: options)
+            return (GatewayResponse(status: 200, headers: [("content-type", "application/json")], body: .bytes(summary)), caller)
+        }
+        let (route, variables) = matched!
+        var json = try transcoder.requestJSON(route: route, variables: variables, query: request.query, body: request.body)
+        if let caller {
+            try await tenancy.apply(to: &json, route: route, schema: transcoder.schema, caller: caller, options: options)
+        }
+        return (try await call(route, json: json, request: request, options: options), caller)
+    }
+
+    private func call(_ route: Route, json: JSONValue, request: GatewayRequest, options: CallOptions) async throws -> GatewayResponse {
+        guard let client = upstream(for: route.method.service) else {
+            throw GatewayError(503, 14, "no upstream configured for \(route.method.service)")
+        }
+        if route.method.serverStreaming {
+            return try await stream(route, json: json, client: client, request: request, options: options)
+        }
+        return try await unary(route, input: route.input, output: route.output, json: json, client: client, options: options)
+    }
+
+    private func unary<Input: JSONMessage, Output: JSONMessage>(_ route: Route, input: Input.Type, output: Output.Type, json: JSONValue,
+                                                               client: RPCClient, options: CallOptions) async throws -> GatewayResponse {
+        let message = try transcoder.decode(Input.self, json)
+        let answer = try await client.unary(route.method, message, responseType: Output.self, options: options).message
+        let body = try transcoder.responseJSON(answer, route: route)
+        // REST conventions from the response itself: an accepted asynchronous operation (a
+        // status path) is 202 with a Location; create-or-replace is 201 the first time, 204 after.
+        let fields = (try? JSONParser.parse(try answer.jsonUTF8Bytes())).flatMap { value -> [JSONMember]? in
+            if case .object(let members) = value { return members }
+            return nil
+        } ?? []
+        if case .string(let location)? = fields.first(where: { $0.key == "statusPath" })?.value {
+            return GatewayResponse(status: 202, headers: [("content-type", "application/json"), ("location", location)], body: .bytes(body))
+        }
+        if let created = fields.first(where: { $0.key == "created" }) {
+            if created.value == .bool(true) {
+                return GatewayResponse(status: 201, headers: [("content-type", "application/json")], body: .bytes(body))
+            }
+            return GatewayResponse(status: 204)
+        }
+        if output.protoMessageName == "fabrikam.dronedelivery.package.v1.PutPackageResponse" || route.httpMethod == "PUT" {
+            return GatewayResponse(status: 204)
+        }
+        return GatewayResponse(status: 200, headers: [("content-type", "application/json")], body: .bytes(body))
+    }
+
+    private func stream(_ route: Route, json: JSONValue, client: RPCClient, request: GatewayRequest, options: CallOptions) async throws -> GatewayResponse {
+        try await openStream(route, input: route.input, output: route.output, json: json, client: client, request: request, options: options)
+    }
+
+    private func openStream<Input: JSONMessage, Output: JSONMessage>(_ route: Route, input: Input.Type, output: Output.Type, json: JSONValue,
+                                                                    client: RPCClient, request: GatewayRequest, options: CallOptions) async throws -> GatewayResponse {
+        let message = try transcoder.decode(Input.self, json)
+        let sse = (request.header("accept") ?? "").contains("text/event-stream")
+        let heartbeat = Duration.milliseconds(Int64(configuration.heartbeatSeconds * 1000))
+        let (chunks, continuation) = AsyncStream<[UInt8]>.makeStream(bufferingPolicy: .bufferingNewest(256))
+        var options = options
+        options.timeout = nil  // a tracking stream lives as long as the delivery
+        let streamOptions = options
+        let method = route.method
+        let pump = Task {
+            // The first message (or the error) decides the status: wait for it before answering.
+            do {
+                try await client.serverStreaming(method, message, responseType: Output.self, options: streamOptions) { responses in
+                    for try await response in responses {
+                        let body = try response.jsonUTF8Bytes()
+                        continuation.yield(sse ? Array("event: message\ndata: ".utf8) + body + Array("\n\n".utf8)
+                                               : Array("{\"result\":".utf8) + body + Array("}\n".utf8))
+                    }
+                }
+            } catch {
+                let status = Self.statusJSON(error)
+                continuation.yield(sse ? Array("event: error\ndata: ".utf8) + status + Array("\n\n".utf8)
+                                       : Array("{\"error\":".utf8) + status + Array("}\n".utf8))
+            }
+            continuation.finish()
+        }
+        let beat = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: heartbeat)
+                if Task.isCancelled { break }
+                continuation.yield(sse ? Array(": heartbeat\n\n".utf8) : Array("\n".utf8))
+            }
+        }
+        continuation.onTermination = { _ in
+            pump.cancel()
+            beat.cancel()
+        }
+        let contentType = sse ? "text/event-stream" : "application/x-ndjson"
+        return GatewayResponse(status: 200, headers: [("content-type", contentType), ("cache-control", "no-cache"), ("x-accel-buffering", "no")],
+                               body: .stream(chunks))
+    }
+
+    // MARK: Helpers
+
+    func upstream(for service: String) -> RPCClient? {
+        let parts = service.split(separator: ".")
+        guard parts.count >= 4 else { return nil }
+        return upstreams[String(parts[2])]
+    }
+
+    private func apiKey(_ request: GatewayRequest) -> String? {
+        if let authorization = request.header("authorization"), authorization.lowercased().hasPrefix("bearer ") {
+            return String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+        }
+        return request.header("x-api-key")
+    }
+
+    private func authenticate(_ secret: String) async throws -> Caller? {
+        do {
+            return try await authenticator.authenticate(secret)
+        } catch let error as RPCError {
+            throw GatewayError(503, 14, "cannot validate the API key now (accounts: \(error.code)); try again")
+        }
+    }
+
+    /// Deadline, trace, request id, caller and forwarded headers for the upstream call.
+    private func callOptions(_ request: GatewayRequest, requestID: String, caller: Caller?) throws -> CallOptions {
+        var options = CallOptions()
+        var milliseconds = configuration.defaultTimeoutMilliseconds
+        if let text = request.header("grpc-timeout") {
+            guard let asked = Self.parseTimeout(text) else {
+                throw GatewayError(400, 3, "grpc-timeout \"\(text)\" is not a gRPC timeout (digits and one of H M S m u n)")
+            }
+            milliseconds = min(asked, configuration.maxTimeoutMilliseconds)
+        }
+        options.timeout = .milliseconds(milliseconds)
+        options.metadata.add("x-request-id", requestID)
+        if let parent = request.header("traceparent") { options.metadata.add("traceparent", parent) }
+        else { options.metadata.add("traceparent", "00-\(Self.hex(16))-\(Self.hex(8))-01") }
+        if let state = request.header("tracestate") { options.metadata.add("tracestate", state) }
+        options.metadata.add("x-correlation-id", requestID)
+        if let caller {
+            options.metadata.add("x-account-id", caller.accountID)
+            options.metadata.add("x-api-key-id", caller.keyID)
+        }
+        for name in configuration.forwardHeaders {
+            if let value = request.header(name) { options.metadata.add(name, value) }
+        }
+        return options
+    }
+
+    static func parseTimeout(_ text: String) -> Int? {
+        guard let unit = text.last, let value = Int(text.dropLast()), value >= 0, text.count <= 9 else { return nil }
+        switch unit {
+        case "H": return value * 3_600_000
+        case "M": return value * 60_000
+        case "S": return value * 1000
+        case "m": return value
+        case "u": return max(1, value / 1000)
+        case "n": return max(1, value / 1_000_000)
+        default: return nil
+        }
+    }
+
+    static func hex(_ bytes: Int) -> String {
+        (0..<bytes).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+    }
+
+    static func statusJSON(_ error: any Error) -> [UInt8] {
+        let rpc = error as? RPCError ?? RPCError(.unknown, "\(error)")
+        var status = Google.Rpc.Status()
+        status.code = Int32(rpc.code.rawValue)
+        status.message = rpc.message
+        return (try? status.jsonUTF8Bytes()) ?? Array("{\"code\":2}".utf8)
+    }
+
+    func errorResponse(status: Int, code: Int, message: String) -> GatewayResponse {
+        GatewayError(status, code, message).response
+    }
+
+    private func addCORS(_ request: GatewayRequest, _ response: inout GatewayResponse) {
+        guard let origin = request.header("origin") else { return }
+        let allowed = configuration.cors.allowedOrigins
+        guard allowed.contains("*") || allowed.contains(origin) else { return }
+        response.headers.append(("access-control-allow-origin", allowed.contains("*") ? "*" : origin))
+        response.headers.append(("vary", "Origin"))
+        response.headers.append(("access-control-expose-headers", "location, x-request-id, retry-after"))
+        if request.method == "OPTIONS" {
+            response.headers.append(("access-control-allow-methods", "GET, POST, PUT, PATCH, DELETE, OPTIONS"))
+            response.headers.append(("access-control-allow-headers", configuration.cors.allowedHeaders.joined(separator: ", ")))
+            response.headers.append(("access-control-max-age", String(configuration.cors.maxAgeSeconds)))
+        }
+    }
+
+    private func compress(_ request: GatewayRequest, _ response: inout GatewayResponse) {
+        guard case .bytes(let body) = response.body, body.count >= configuration.gzipMinimumBytes,
+              (request.header("accept-encoding") ?? "").contains("gzip"), let compressed = try? Gzip.compress(body) else { return }
+        response.body = .bytes(compressed)
+        response.headers.append(("content-encoding", "gzip"))
+        response.headers.append(("vary", "Accept-Encoding"))
+    }
+}
+
+/// A failure the gateway answers itself.
+struct GatewayError: Error {
+    var status: Int
+    var code: Int
+    var message: String
+    var headers: [(name: String, value: String)] = []
+
+    init(_ status: Int, _ code: Int, _ message: String) {
+        self.status = status
+        self.code = code
+        self.message = message
+    }
+
+    var response: GatewayResponse {
+        var status = Google.Rpc.Status()
+        status.code = Int32(code)
+        status.message = message
+        let body = (try? status.jsonUTF8Bytes()) ?? []
+        return GatewayResponse(status: self.status, headers: [("content-type", "application/json")] + headers, body: .bytes(body))
+    }
+}

@@ -1,0 +1,191 @@
+/// A `google.api.http` path template (google/api/http.proto):
+///
+///     Template = "/" Segments [ ":" Verb ]
+///     Segment  = "*" | "**" | LITERAL | "{" FieldPath [ "=" Segments ] "}"
+///
+/// `{field}` is `{field=*}`; `**` matches the rest of the path, slashes included.
+public struct PathTemplate: Sendable, Hashable, CustomStringConvertible {
+    enum Segment: Sendable, Hashable {
+        case literal(String)
+        case single      // *
+        case rest        // **
+    }
+
+    /// A variable: the field path it binds and the segment range it spans.
+    struct Variable: Sendable, Hashable {
+        var fieldPath: [String]
+        var start: Int
+        var end: Int  // exclusive
+    }
+
+    let segments: [Segment]
+    let variables: [Variable]
+    let verb: String?
+    public let description: String
+
+    public struct ParseError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    public init(_ text: String) throws {
+        (segments, variables, verb) = try Self.parse(text)
+        description = text
+    }
+
+    private static func parse(_ text: String) throws -> ([Segment], [Variable], String?) {
+        func failure(_ problem: String) -> ParseError { ParseError(description: "path template \"\(text)\": \(problem)") }
+        guard text.hasPrefix("/") else { throw failure("must start with /") }
+        var body = Substring(text.dropFirst())
+        // The verb is a ':' after the last '/', outside braces.
+        var verb: String?
+        var depth = 0
+        var lastColon: Substring.Index?
+        var lastSlash: Substring.Index?
+        for index in body.indices {
+            switch body[index] {
+            case "{": depth += 1
+            case "}": depth -= 1
+            case "/" where depth == 0: lastSlash = index
+            case ":" where depth == 0: lastColon = index
+            default: break
+            }
+        }
+        if let colon = lastColon, lastSlash.map({ colon > $0 }) ?? true {
+            verb = String(body[body.index(after: colon)...])
+            body = body[..<colon]
+        }
+        var segments: [Segment] = []
+        var variables: [Variable] = []
+        var rest = body
+        func parseSegment(_ piece: Substring) throws -> Segment {
+            switch piece {
+            case "*": return .single
+            case "**": return .rest
+            case "": throw failure("empty segment")
+            default: return .literal(String(piece))
+            }
+        }
+        while !rest.isEmpty {
+            if rest.first == "{" {
+                guard let close = rest.firstIndex(of: "}") else { throw failure("unclosed {") }
+                let inside = rest[rest.index(after: rest.startIndex)..<close]
+                let parts = inside.split(separator: "=", maxSplits: 1)
+                guard let name = parts.first, !name.isEmpty else { throw failure("empty variable") }
+                let fieldPath = name.split(separator: ".").map(String.init)
+                let start = segments.count
+                if parts.count == 2 {
+                    for piece in parts[1].split(separator: "/", omittingEmptySubsequences: false) { segments.append(try parseSegment(piece)) }
+                } else {
+                    segments.append(.single)
+                }
+                variables.append(Variable(fieldPath: fieldPath, start: start, end: segments.count))
+                rest = rest[rest.index(after: close)...]
+            } else {
+                let end = rest.firstIndex(of: "/") ?? rest.endIndex
+                segments.append(try parseSegment(rest[..<end]))
+                rest = rest[end...]
+            }
+            if rest.first == "/" {
+                rest = rest.dropFirst()
+                if rest.isEmpty { throw failure("trailing /") }
+            }
+        }
+        if let restIndex = segments.firstIndex(of: .rest), restIndex != segments.count - 1 { throw failure("** must be the last segment") }
+        return (segments, variables, verb)
+    }
+
+    /// The bound variables (field path joined with dots, to the percent-decoded value) if the
+    /// path matches; `path` is without the query string.
+    public func match(_ path: String) -> [String: String]? {
+        var path = Substring(path)
+        guard path.first == "/" else { return nil }
+        path = path.dropFirst()
+        if let verb {
+            guard path.hasSuffix(":" + verb) else { return nil }
+            path = path.dropLast(verb.count + 1)
+        }
+        let parts = path.isEmpty ? [] : path.split(separator: "/", omittingEmptySubsequences: false)
+        var matchedEnds: [Int] = []  // for each template segment, the index after the parts it consumed
+        var position = 0
+        for segment in segments {
+            switch segment {
+            case .literal(let literal):
+                guard position < parts.count, parts[position] == literal else { return nil }
+                position += 1
+            case .single:
+                guard position < parts.count, !parts[position].isEmpty else { return nil }
+                position += 1
+            case .rest:
+                position = parts.count
+            }
+            matchedEnds.append(position)
+        }
+        guard position == parts.count else { return nil }
+        var bound: [String: String] = [:]
+        for variable in variables {
+            let from = variable.start == 0 ? 0 : matchedEnds[variable.start - 1]
+            let to = matchedEnds[variable.end - 1]
+            let raw = parts[from..<to].joined(separator: "/")
+            // Single-segment variables decode every escape; multi-segment ones keep %2F (RFC 6570 reserved expansion).
+            let single = variable.end - variable.start == 1 && segments[variable.start] == .single
+            guard let value = percentDecode(raw, keepSlashEscapes: !single) else { return nil }
+            bound[variable.fieldPath.joined(separator: ".")] = value
+        }
+        return bound
+    }
+
+    /// Field paths this template binds.
+    public var boundFields: [String] { variables.map { $0.fieldPath.joined(separator: ".") } }
+
+    /// The template as an OpenAPI path: `{name}` per variable, the verb kept.
+    public var openAPIPath: String {
+        var out = ""
+        var index = 0
+        while index < segments.count {
+            out += "/"
+            if let variable = variables.first(where: { $0.start == index }) {
+                out += "{\(variable.fieldPath.joined(separator: "."))}"
+                index = variable.end
+                continue
+            }
+            switch segments[index] {
+            case .literal(let literal): out += literal
+            case .single: out += "*"
+            case .rest: out += "**"
+            }
+            index += 1
+        }
+        if let verb { out += ":" + verb }
+        return out
+    }
+}
+
+/// Decodes %XX escapes; nil for a malformed escape or invalid UTF-8.
+func percentDecode(_ text: String, keepSlashEscapes: Bool = false) -> String? {
+    guard text.contains("%") else { return text }
+    var bytes: [UInt8] = []
+    var iterator = Array(text.utf8)[...]
+    while let byte = iterator.popFirst() {
+        if byte == UInt8(ascii: "%") {
+            guard iterator.count >= 2, let high = hexValue(iterator.popFirst()!), let low = hexValue(iterator.popFirst()!) else { return nil }
+            let decoded = high << 4 | low
+            if keepSlashEscapes && decoded == UInt8(ascii: "/") {
+                bytes += Array("%2F".utf8)
+            } else {
+                bytes.append(decoded)
+            }
+        } else {
+            bytes.append(byte)
+        }
+    }
+    return String(validating: bytes, as: UTF8.self)
+}
+
+private func hexValue(_ byte: UInt8) -> UInt8? {
+    switch byte {
+    case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
+    case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
+    case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
+    default: return nil
+    }
+}

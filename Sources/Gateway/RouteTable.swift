@@ -1,0 +1,83 @@
+import ProtobufKit
+
+/// One HTTP binding of an RPC method, from its `google.api.http` rule.
+public struct Route: Sendable {
+    public let httpMethod: String
+    public let template: PathTemplate
+    public let method: MethodDescriptor
+    /// `*` (the whole body is the request), a field name (the body is that field), or "" (no body).
+    public let body: String
+    /// A response field to send instead of the whole response ("" for the whole response).
+    public let responseBody: String
+    public let input: any JSONMessage.Type
+    public let output: any JSONMessage.Type
+}
+
+/// What a request matched.
+public enum RouteMatch: Sendable {
+    case found(Route, variables: [String: String])
+    /// The path exists, but not for this HTTP method.
+    case methodNotAllowed(allowed: [String])
+    case notFound
+}
+
+/// Every route of the services' `google.api.http` annotations, matched in a fixed order:
+/// templates with a `:verb` first, then more literal segments first, so `/v1/deliveries/{id}:track`
+/// wins over `/v1/deliveries/{id}`.
+public struct RouteTable: Sendable {
+    public private(set) var routes: [Route] = []
+
+    public struct BuildError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// Routes for every annotated method of `files` whose service is in `services` (all when nil).
+    public init(files: [ProtoFileMetadata], services: Set<String>? = nil) throws {
+        var types: [String: any JSONMessage.Type] = [:]
+        for file in files {
+            for type in file.messageTypes {
+                if let json = type as? any JSONMessage.Type { types[type.protoMessageName] = json }
+            }
+        }
+        for file in files {
+            for service in file.services where services?.contains(service.fullName) ?? true {
+                for method in service.methods {
+                    guard let rule = method.httpRule, !method.clientStreaming else { continue }
+                    guard let input = types[method.inputType], let output = types[method.outputType] else {
+                        throw BuildError(description: "no generated type for \(method.inputType) or \(method.outputType)")
+                    }
+                    for binding in [rule] + rule.additionalBindings {
+                        let template: PathTemplate
+                        do { template = try PathTemplate(binding.pattern) } catch { throw BuildError(description: "\(method.path): \(error)") }
+                        routes.append(Route(httpMethod: binding.method.uppercased(), template: template, method: method,
+                                            body: binding.body, responseBody: binding.responseBody.isEmpty ? rule.responseBody : binding.responseBody,
+                                            input: input, output: output))
+                    }
+                }
+            }
+        }
+        routes.sort { a, b in
+            let verbA = a.template.verb != nil, verbB = b.template.verb != nil
+            if verbA != verbB { return verbA }
+            let literalsA = a.template.segments.filter { if case .literal = $0 { true } else { false } }.count
+            let literalsB = b.template.segments.filter { if case .literal = $0 { true } else { false } }.count
+            if literalsA != literalsB { return literalsA > literalsB }
+            return a.template.description < b.template.description
+        }
+    }
+
+    public func match(method: String, path: String) -> RouteMatch {
+        var allowed: [String] = []
+        var verbRouteMatched = false
+        for route in routes {
+            // "/v1/deliveries/x:confirm" is the confirm route's path even for a GET: it must not
+            // fall through to "/v1/deliveries/{delivery_id}" with the id "x:confirm".
+            if verbRouteMatched && route.template.verb == nil { break }
+            guard let variables = route.template.match(path) else { continue }
+            if route.template.verb != nil { verbRouteMatched = true }
+            if route.httpMethod == method { return .found(route, variables: variables) }
+            if !allowed.contains(route.httpMethod) { allowed.append(route.httpMethod) }
+        }
+        return allowed.isEmpty ? .notFound : .methodNotAllowed(allowed: allowed)
+    }
+}

@@ -1,0 +1,63 @@
+import DroneDeliveryAPI
+import ProtobufKit
+import RPC
+
+/// `GET /v1/deliveries/{id}/summary`: one public call that joins the delivery and its status
+/// (Delivery, essential), its package (Package) and its drone assignment (Drone Scheduler).
+/// When a non-essential backend is down the answer is partial and says what is missing.
+struct SummaryAggregator {
+    let upstreams: [String: RPCClient]
+
+    /// The delivery id when `path` is a summary path.
+    static func match(_ path: String) -> String? {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 5, parts[0].isEmpty, parts[1] == "v1", parts[2] == "deliveries", parts[4] == "summary", !parts[3].isEmpty else { return nil }
+        return percentDecode(String(parts[3]))
+    }
+
+    func summary(_ deliveryID: String, options: CallOptions) async throws -> [UInt8] {
+        let delivery = DeliveryV1.DeliveryService.Client(upstreams["delivery"]!)
+        var get = DeliveryV1.GetDeliveryRequest()
+        get.deliveryId = deliveryID
+        var statusRequest = DeliveryV1.GetDeliveryStatusRequest()
+        statusRequest.deliveryId = deliveryID
+        async let entity = delivery.getDelivery(get, options: options)
+        async let status = delivery.getDeliveryStatus(statusRequest, options: options)
+        let (found, live) = try await (entity, status)
+
+        var members = [JSONMember("delivery", try JSONParser.parse(try found.jsonUTF8Bytes())),
+                       JSONMember("status", try JSONParser.parse(try (live.status ?? DeliveryV1.DeliveryStatus()).jsonUTF8Bytes()))]
+        var missing: [String] = []
+        async let package = optional {
+            guard let client = upstreams["package"], !found.packageId.isEmpty else { return nil }
+            var request = PackageV1.GetPackageRequest()
+            request.packageId = found.packageId
+            return try JSONParser.parse(try await PackageV1.PackageService.Client(client).getPackage(request, options: options).jsonUTF8Bytes())
+        }
+        async let assignment = optional {
+            guard let client = upstreams["dronescheduler"], !found.droneId.isEmpty else { return nil }
+            var request = DroneSchedulerV1.GetAssignmentRequest()
+            request.deliveryId = deliveryID
+            return try JSONParser.parse(try await DroneSchedulerV1.DroneSchedulerService.Client(client).getAssignment(request, options: options).jsonUTF8Bytes())
+        }
+        switch await package {
+        case .success(let value?): members.append(JSONMember("package", value))
+        case .success(nil): break
+        case .failure: missing.append("package")
+        }
+        switch await assignment {
+        case .success(let value?): members.append(JSONMember("droneAssignment", value))
+        case .success(nil): break
+        case .failure: missing.append("droneAssignment")
+        }
+        members.append(JSONMember("partial", .bool(!missing.isEmpty)))
+        if !missing.isEmpty { members.append(JSONMember("unavailable", .array(missing.map { .string($0) }))) }
+        var writer = JSONWriter()
+        writer.value(.object(members))
+        return writer.bytes
+    }
+
+    private func optional(_ body: () async throws -> JSONValue?) async -> Result<JSONValue?, any Error> {
+        do { return .success(try await body()) } catch { return .failure(error) }
+    }
+}

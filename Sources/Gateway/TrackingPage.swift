@@ -1,0 +1,110 @@
+/// The customers' tracking page (`GET /track`): plain HTML and JavaScript, no build step. It reads
+/// the delivery (pickup and drop-off), then follows `GET /v1/deliveries/{id}:track` as
+/// Server-Sent Events (read with fetch, so the API key can travel in a header) and draws the
+/// drone on a map of the route. `#delivery=<id>&key=<api key>` in the URL fills the form.
+let trackingPage = #"""
+<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Track your delivery</title>
+<style>
+  body { font-family: sans-serif; margin: 1.5em; color: #222; }
+  form input { font-family: monospace; width: 22em; }
+  #facts { margin: 1em 0; }
+  #facts dt { font-weight: bold; float: left; width: 9em; }
+  #facts dd { margin: 0 0 .3em 9em; }
+  canvas { border: 1px solid #999; background: #f4f8fb; }
+</style>
+</head>
+<body>
+<h1>Track your delivery</h1>
+<form id="form">
+  <label>Delivery id <input id="delivery" required></label>
+  <label>API key <input id="key" required type="password"></label>
+  <button>Track</button>
+</form>
+<dl id="facts">
+  <dt>Stage</dt><dd id="stage">-</dd>
+  <dt>Pickup ETA</dt><dd id="pickupEta">-</dd>
+  <dt>Delivery ETA</dt><dd id="deliveryEta">-</dd>
+  <dt>Drone</dt><dd id="drone">-</dd>
+  <dt>Updates</dt><dd id="count">0</dd>
+</dl>
+<canvas id="map" width="480" height="360"></canvas>
+<script>
+"use strict";
+const $ = (id) => document.getElementById(id);
+let route = null, trail = [], updates = 0;
+
+function project(p) {
+  const pts = [route.pickup, route.dropoff].concat(trail);
+  const lats = pts.map(q => q.latitude || 0), lons = pts.map(q => q.longitude || 0);
+  const minLat = Math.min(...lats), maxLat = Math.max(...lats), minLon = Math.min(...lons), maxLon = Math.max(...lons);
+  const span = Math.max(maxLat - minLat, maxLon - minLon, 1e-6), c = $("map");
+  return [30 + ((p.longitude || 0) - minLon) / span * (c.width - 60), c.height - 30 - ((p.latitude || 0) - minLat) / span * (c.height - 60)];
+}
+
+function dot(ctx, p, color, r, label) {
+  const [x, y] = project(p);
+  ctx.fillStyle = color; ctx.beginPath(); ctx.arc(x, y, r, 0, 2 * Math.PI); ctx.fill();
+  if (label) { ctx.fillStyle = "#222"; ctx.fillText(label, x + r + 3, y + 4); }
+}
+
+function draw() {
+  const c = $("map"), ctx = c.getContext("2d");
+  ctx.clearRect(0, 0, c.width, c.height);
+  if (!route) return;
+  ctx.strokeStyle = "#9ab"; ctx.setLineDash([4, 4]); ctx.beginPath();
+  ctx.moveTo(...project(route.pickup)); ctx.lineTo(...project(route.dropoff)); ctx.stroke(); ctx.setLineDash([]);
+  dot(ctx, route.pickup, "#2a2", 7, "pickup");
+  dot(ctx, route.dropoff, "#c22", 7, "drop-off");
+  trail.forEach((p, i) => dot(ctx, p, i === trail.length - 1 ? "#15c" : "#9bd", i === trail.length - 1 ? 8 : 2));
+}
+
+function show(event) {
+  updates += 1;
+  $("count").textContent = String(updates);
+  $("stage").textContent = (event.stage || "").replace("DELIVERY_STAGE_", "").replace(/_/g, " ").toLowerCase();
+  $("pickupEta").textContent = event.pickupEta ? new Date(event.pickupEta).toLocaleTimeString() : "-";
+  $("deliveryEta").textContent = event.deliveryEta ? new Date(event.deliveryEta).toLocaleTimeString() : "-";
+  $("drone").textContent = event.droneId || "-";
+  if (event.location) trail.push(event.location);
+  draw();
+}
+
+async function track(id, key) {
+  const headers = { "Authorization": "Bearer " + key };
+  const answer = await fetch("/v1/deliveries/" + encodeURIComponent(id), { headers });
+  if (!answer.ok) { $("stage").textContent = "error: " + (await answer.json()).message; return; }
+  const delivery = await answer.json();
+  route = { pickup: delivery.pickupLocation || {}, dropoff: delivery.dropoffLocation || {} };
+  trail = []; updates = 0; draw();
+  const stream = await fetch("/v1/deliveries/" + encodeURIComponent(id) + ":track", { headers: Object.assign({ "Accept": "text/event-stream" }, headers) });
+  const reader = stream.body.getReader(), decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true });
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end); buffer = buffer.slice(end + 2);
+      const kind = (block.match(/^event: (.*)$/m) || [])[1], data = (block.match(/^data: (.*)$/m) || [])[1];
+      if (!data) continue;
+      if (kind === "error") { $("stage").textContent = "error: " + JSON.parse(data).message; continue; }
+      show(JSON.parse(data));
+    }
+  }
+}
+
+$("form").addEventListener("submit", (e) => { e.preventDefault(); track($("delivery").value, $("key").value); });
+const params = new URLSearchParams(location.hash.slice(1));
+if (params.get("delivery") && params.get("key")) {
+  $("delivery").value = params.get("delivery"); $("key").value = params.get("key");
+  track(params.get("delivery"), params.get("key"));
+}
+</script>
+</body>
+</html>
+"""#

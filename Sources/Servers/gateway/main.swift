@@ -1,0 +1,27 @@
+// gateway: the public JSON/HTTP API on 127.0.0.1:8080, transcoded to the services' RPC.
+//   --config FILE (JSON, see config/gateway.json)  --port N  --host H
+//   --accounts/--package/--dronescheduler/--delivery/--deliveryhistory/--ingestion HOST:PORT
+import Foundation
+import Gateway
+import ServiceKit
+
+await runService {
+    let configuration = try Configuration(known: ["config", "port", "host", "accounts", "package", "dronescheduler", "delivery", "deliveryhistory", "ingestion"])
+    var settings = GatewayConfiguration()
+    let file = configuration.string("config", default: "")
+    if !file.isEmpty { settings = try GatewayConfiguration.load(path: file) }
+    settings.port = try configuration.int("port", default: settings.port)
+    settings.host = configuration.string("host", default: settings.host)
+    for name in ["accounts", "package", "dronescheduler", "delivery", "deliveryhistory", "ingestion"] {
+        settings.upstreams[name] = configuration.string(name, default: settings.upstreams[name] ?? "")
+    }
+    let host = ServiceHost(name: "gateway", port: settings.port)
+    let gateway = try Gateway(configuration: settings, logger: host.logger)
+    let server = GatewayHTTPServer(gateway: gateway)
+    let port = try await server.start(host: settings.host, port: settings.port)
+    print("gateway listening on \(settings.host):\(port) (\(gateway.routes.routes.count) routes)")
+    fflush(nil)
+    await waitForTerminationSignal()
+    await server.shutdown()
+    await gateway.close()
+}
