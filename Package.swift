@@ -229,7 +229,11 @@ let package = Package(
         .testTarget(
             name: "ServiceTests",
             dependencies: ["Accounts", "Packages", "DroneScheduler", "Delivery", "DeliveryHistory", "Ingestion", "Workflow", "Supervisor",
-                           "DroneSimulator", "TestSupport"] + serviceDependencies
+                           "DroneSimulator", "Gateway", "TestSupport"] + serviceDependencies
+        ),
+        .testTarget(
+            name: "GatewayTests",
+            dependencies: ["Gateway", "TestSupport"] + serviceDependencies
         ),
         .testTarget(
             name: "ContractTests",

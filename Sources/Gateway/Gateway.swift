@@ -28,7 +28,7 @@ public struct GatewayRequest: Sendable {
     var path: String { String(target.split(separator: "?", maxSplits: 1).first ?? "") }
 
     /// Query parameters, percent-decoded (`+` is a space), in order.
-    var query: [(String, String)] {
+    public var queryParameters: [(String, String)] {
         guard let mark = target.firstIndex(of: "?") else { return [] }
         return target[target.index(after: mark)...].split(separator: "&").compactMap { pair in
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
@@ -198,7 +198,7 @@ public final class Gateway: Sendable {
             return (GatewayResponse(status: 200, headers: [("content-type", "application/json")], body: .bytes(summary)), caller)
         }
         let (route, variables) = matched!
-        var json = try transcoder.requestJSON(route: route, variables: variables, query: request.query, body: request.body)
+        var json = try transcoder.requestJSON(route: route, variables: variables, query: request.queryParameters, body: request.body)
         if let caller {
             try await tenancy.apply(to: &json, route: route, schema: transcoder.schema, caller: caller, options: options)
         }
