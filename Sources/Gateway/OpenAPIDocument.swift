@@ -1,3 +1,4 @@
+import Foundation
 import ProtobufKit
 
 /// The OpenAPI 3.1 document of the public API, generated from the same routes and schema the
@@ -22,9 +23,15 @@ struct OpenAPIDocument {
 
     private mutating func build() -> JSONValue {
         var paths: [(String, [JSONMember])] = []
+        var usedIDs: Set<String> = []
         for route in routes.routes {
             let path = route.template.openAPIPath
-            let operation = self.operation(route)
+            // Service_Method, numbered for a method's additional bindings.
+            let base = "\(route.method.service.split(separator: ".").last!)_\(route.method.name)"
+            var id = base
+            var number = 2
+            while !usedIDs.insert(id).inserted { id = "\(base)_\(number)"; number += 1 }
+            let operation = self.operation(route, id: id)
             if let index = paths.firstIndex(where: { $0.0 == path }) {
                 paths[index].1.append(JSONMember(route.httpMethod.lowercased(), operation))
             } else {
@@ -62,15 +69,15 @@ struct OpenAPIDocument {
         ])
     }
 
-    private mutating func operation(_ route: Route) -> JSONValue {
-        var members = [JSONMember("operationId", .string("\(route.method.service.split(separator: ".").last!)_\(route.method.name)\(route.httpMethod == route.method.httpRule?.method.uppercased() ? "" : "_" + route.httpMethod)")),
+    private mutating func operation(_ route: Route, id: String) -> JSONValue {
+        var members = [JSONMember("operationId", .string(id)),
                        JSONMember("tags", .array([.string(String(route.method.service.split(separator: ".").last!))]))]
         let input = schema.messages[route.method.inputType]
         var parameters: [JSONValue] = []
         let bound = Set(route.template.boundFields)
         for path in route.template.boundFields {
             let field = resolve(path, in: input)
-            parameters.append(.object([JSONMember("name", .string(path)), JSONMember("in", .string("path")), JSONMember("required", .bool(true)),
+            parameters.append(.object([JSONMember("name", .string(path.replacingOccurrences(of: ".", with: "_"))), JSONMember("in", .string("path")), JSONMember("required", .bool(true)),
                                        JSONMember("schema", field.map { scalarSchema($0) } ?? .object([JSONMember("type", .string("string"))]))]))
         }
         if route.body != "*", let input {

@@ -137,14 +137,15 @@ public struct PathTemplate: Sendable, Hashable, CustomStringConvertible {
     /// Field paths this template binds.
     public var boundFields: [String] { variables.map { $0.fieldPath.joined(separator: ".") } }
 
-    /// The template as an OpenAPI path: `{name}` per variable, the verb kept.
+    /// The template as an OpenAPI path: `{name}` per variable (dots in field paths become `_`,
+    /// since OpenAPI tools read `{a.b}` as an attribute access), the verb kept.
     public var openAPIPath: String {
         var out = ""
         var index = 0
         while index < segments.count {
             out += "/"
             if let variable = variables.first(where: { $0.start == index }) {
-                out += "{\(variable.fieldPath.joined(separator: "."))}"
+                out += "{\(variable.fieldPath.joined(separator: "_"))}"
                 index = variable.end
                 continue
             }
