@@ -3,7 +3,7 @@ SHELL := /bin/bash
 SWIFT ?= swift
 FUZZ_SECONDS ?= 30
 
-.PHONY: all deps build proto check-generated test unit-tests fuzz bench bench-protobuf bench-rpc bench-ingestion run clean interop interop-server
+.PHONY: all deps build proto check-generated test unit-tests fuzz bench bench-protobuf bench-rpc bench-ingestion bench-gateway run clean interop interop-server
 
 all: build
 
@@ -58,7 +58,11 @@ bench-rpc: deps
 bench-ingestion: deps
 	bash tools/bench-ingestion.sh
 
-bench: bench-protobuf bench-rpc bench-ingestion
+## bench-gateway: a JSON call through the gateway against the same RPC made directly
+bench-gateway: deps
+	bash tools/bench-gateway.sh
+
+bench: bench-protobuf bench-rpc bench-ingestion bench-gateway
 
 ## run: start the whole system locally (every service in its own process; Ctrl-C stops them)
 run: build

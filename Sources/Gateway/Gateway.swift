@@ -4,6 +4,7 @@ import GRPCProtos
 import Logging
 import ProtobufKit
 import RPC
+import ServiceKit
 
 /// An HTTP request as the gateway sees it (from HTTP/1.1 or HTTP/2).
 public struct GatewayRequest: Sendable {
@@ -112,7 +113,7 @@ public final class Gateway: Sendable {
     /// Answers one request. Never throws: every failure is a status and a `google.rpc.Status` body.
     public func handle(_ request: GatewayRequest) async -> GatewayResponse {
         let started = ContinuousClock.now
-        let requestID = request.header("x-request-id").flatMap { $0.isEmpty || $0.count > 128 ? nil : $0 } ?? UUID().uuidString.lowercased()
+        let requestID = request.header("x-request-id").flatMap { $0.isEmpty || $0.count > 128 ? nil : $0 } ?? randomHex(bytes: 16)
         var response: GatewayResponse
         var caller: Caller?
         if request.method == "OPTIONS", request.header("access-control-request-method") != nil {
@@ -145,6 +146,8 @@ public final class Gateway: Sendable {
     private func route(_ request: GatewayRequest, requestID: String) async throws -> (GatewayResponse, Caller?) {
         let path = request.path
         switch (request.method, path) {
+        case (_, _) where !path.hasPrefix("/v1/") && !path.hasPrefix("/openapi") && !path.hasPrefix("/healthz") && !path.hasPrefix("/track"):
+            throw GatewayError(404, 5, "no route for \(request.method) \(path)")
         case ("GET", "/openapi.json"):
             return (GatewayResponse(status: 200, headers: [("content-type", "application/json")], body: .bytes(openAPIDocument)), nil)
         case ("GET", "/healthz"):
@@ -222,7 +225,9 @@ public final class Gateway: Sendable {
         let body = try transcoder.responseJSON(answer, route: route)
         // REST conventions from the response itself: an accepted asynchronous operation (a
         // status path) is 202 with a Location; create-or-replace is 201 the first time, 204 after.
-        let fields = (try? JSONParser.parse(try answer.jsonUTF8Bytes())).flatMap { value -> [JSONMember]? in
+        // Only responses that have such fields are read back (most reads have none).
+        let conventions = transcoder.schema.messages[route.method.outputType].map { $0.field(named: "status_path") != nil || $0.field(named: "created") != nil } ?? false
+        let fields = !conventions ? [] : (try? JSONParser.parse(try answer.jsonUTF8Bytes())).flatMap { value -> [JSONMember]? in
             if case .object(let members) = value { return members }
             return nil
         } ?? []
@@ -297,8 +302,9 @@ public final class Gateway: Sendable {
     }
 
     private func apiKey(_ request: GatewayRequest) -> String? {
-        if let authorization = request.header("authorization"), authorization.lowercased().hasPrefix("bearer ") {
-            return String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+        if let authorization = request.header("authorization"), authorization.utf8.count > 7,
+           authorization.utf8.prefix(7).map({ $0 | 0x20 }) == Array("bearer ".utf8) {
+            return String(authorization.dropFirst(7).drop { $0 == " " })
         }
         return request.header("x-api-key")
     }
@@ -324,7 +330,7 @@ public final class Gateway: Sendable {
         options.timeout = .milliseconds(milliseconds)
         options.metadata.add("x-request-id", requestID)
         if let parent = request.header("traceparent") { options.metadata.add("traceparent", parent) }
-        else { options.metadata.add("traceparent", "00-\(Self.hex(16))-\(Self.hex(8))-01") }
+        else { options.metadata.add("traceparent", "00-\(randomHex(bytes: 16))-\(randomHex(bytes: 8))-01") }
         if let state = request.header("tracestate") { options.metadata.add("tracestate", state) }
         options.metadata.add("x-correlation-id", requestID)
         if let caller {
@@ -348,10 +354,6 @@ public final class Gateway: Sendable {
         case "n": return max(1, value / 1_000_000)
         default: return nil
         }
-    }
-
-    static func hex(_ bytes: Int) -> String {
-        (0..<bytes).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
     }
 
     static func statusJSON(_ error: any Error) -> [UInt8] {

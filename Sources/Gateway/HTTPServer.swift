@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import RPC
 import Synchronization
 
 /// The gateway's HTTP/1.1 listener (SwiftNIO's HTTP/1 codec, keep-alive and pipelining).
@@ -51,6 +52,8 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var head: HTTPRequestHead?
     private var body: [UInt8] = []
     private var tooLarge = false
+    /// Requests of this connection run on its event loop (no hop to the cooperative pool).
+    private var executor: EventLoopTaskExecutor?
 
     init(gateway: Gateway, maxBody: Int) {
         self.gateway = gateway
@@ -79,13 +82,16 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             let isHead = head.method == .HEAD
             let channel = context.channel
             let gateway = gateway
-            Self.answer(request, gateway: gateway, channel: channel, version: version, keepAlive: keepAlive, isHead: isHead)
+            let executor = self.executor ?? EventLoopTaskExecutor(context.eventLoop)
+            self.executor = executor
+            Self.answer(request, gateway: gateway, channel: channel, executor: executor, version: version, keepAlive: keepAlive, isHead: isHead)
         }
     }
 
     /// Runs the gateway for one request off the event loop and writes its answer.
-    static func answer(_ request: GatewayRequest, gateway: Gateway, channel: any Channel, version: HTTPVersion, keepAlive: Bool, isHead: Bool) {
-        Task {
+    static func answer(_ request: GatewayRequest, gateway: Gateway, channel: any Channel, executor: EventLoopTaskExecutor,
+                       version: HTTPVersion, keepAlive: Bool, isHead: Bool) {
+        Task(executorPreference: executor) {
             let response = await gateway.handle(request)
             await write(response, to: channel, version: version, keepAlive: keepAlive, isHead: isHead)
         }

@@ -97,33 +97,43 @@ public struct PathTemplate: Sendable, Hashable, CustomStringConvertible {
     /// The bound variables (field path joined with dots, to the percent-decoded value) if the
     /// path matches; `path` is without the query string.
     public func match(_ path: String) -> [String: String]? {
-        var path = Substring(path)
-        guard path.first == "/" else { return nil }
-        path = path.dropFirst()
+        match(RequestPath(path))
+    }
+
+    /// Matches a path split once for every template (the gateway tries many per request).
+    func match(_ path: RequestPath) -> [String: String]? {
+        guard path.isValid else { return nil }
+        // Cheap refusals first: the number of segments, then the first one.
+        let count = verb == nil ? path.parts.count : path.partsWithoutVerb.count
+        if segments.last == .rest { if count < segments.count - 1 { return nil } } else if count != segments.count { return nil }
+        if case .literal(let first)? = segments.first, let head = (verb == nil ? path.parts : path.partsWithoutVerb).first, head != first { return nil }
+        let parts: ArraySlice<Substring>
         if let verb {
-            guard path.hasSuffix(":" + verb) else { return nil }
-            path = path.dropLast(verb.count + 1)
+            guard let asked = path.verb, asked == verb else { return nil }
+            parts = path.partsWithoutVerb
+        } else {
+            parts = path.parts
         }
-        let parts = path.isEmpty ? [] : path.split(separator: "/", omittingEmptySubsequences: false)
         var matchedEnds: [Int] = []  // for each template segment, the index after the parts it consumed
-        var position = 0
+        matchedEnds.reserveCapacity(segments.count)
+        var position = parts.startIndex
         for segment in segments {
             switch segment {
             case .literal(let literal):
-                guard position < parts.count, parts[position] == literal else { return nil }
+                guard position < parts.endIndex, parts[position] == literal else { return nil }
                 position += 1
             case .single:
-                guard position < parts.count, !parts[position].isEmpty else { return nil }
+                guard position < parts.endIndex, !parts[position].isEmpty else { return nil }
                 position += 1
             case .rest:
-                position = parts.count
+                position = parts.endIndex
             }
             matchedEnds.append(position)
         }
-        guard position == parts.count else { return nil }
+        guard position == parts.endIndex else { return nil }
         var bound: [String: String] = [:]
         for variable in variables {
-            let from = variable.start == 0 ? 0 : matchedEnds[variable.start - 1]
+            let from = variable.start == 0 ? parts.startIndex : matchedEnds[variable.start - 1]
             let to = matchedEnds[variable.end - 1]
             let raw = parts[from..<to].joined(separator: "/")
             // Single-segment variables decode every escape; multi-segment ones keep %2F (RFC 6570 reserved expansion).
@@ -188,5 +198,37 @@ private func hexValue(_ byte: UInt8) -> UInt8? {
     case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
     case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
     default: return nil
+    }
+}
+
+/// A request path split into segments once, with its `:verb` split off the last segment.
+struct RequestPath {
+    let isValid: Bool
+    let parts: ArraySlice<Substring>
+    /// The last segment's text after its last ':' (nil without one).
+    let verb: Substring?
+    let partsWithoutVerb: ArraySlice<Substring>
+
+    init(_ path: String) {
+        guard path.first == "/" else {
+            isValid = false
+            parts = []
+            verb = nil
+            partsWithoutVerb = []
+            return
+        }
+        isValid = true
+        let body = path.dropFirst()
+        let split = body.isEmpty ? [] : body.split(separator: "/", omittingEmptySubsequences: false)
+        parts = split[...]
+        if let last = split.last, let colon = last.lastIndex(of: ":") {
+            verb = last[last.index(after: colon)...]
+            var trimmed = split
+            trimmed[trimmed.count - 1] = last[..<colon]
+            partsWithoutVerb = trimmed[...]
+        } else {
+            verb = nil
+            partsWithoutVerb = parts
+        }
     }
 }

@@ -67,6 +67,7 @@ public struct RouteTable: Sendable {
     }
 
     public func match(method: String, path: String) -> RouteMatch {
+        let path = RequestPath(path)
         var allowed: [String] = []
         var verbRouteMatched = false
         for route in routes {

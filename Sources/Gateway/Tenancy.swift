@@ -86,7 +86,7 @@ final class Tenancy: Sendable {
         for key in path {
             guard case .object(let members) = current else { return nil }
             // The caller may have used the proto name (owner_id) or the JSON name (ownerId).
-            guard let member = members.first(where: { $0.key == key || $0.key == snakeCase(key) }) else { return nil }
+            guard let member = members.first(where: { $0.key == key }) ?? members.first(where: { $0.key == snakeCase(key) }) else { return nil }
             current = member.value
         }
         if case .string(let text) = current { return text }

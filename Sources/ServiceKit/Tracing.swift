@@ -82,18 +82,22 @@ public struct TracingClientInterceptor: ClientInterceptor {
     }
 }
 
-/// `bytes` random bytes as lower-case hex.
+/// `bytes` random bytes as lower-case hex, from the system's secure generator (eight bytes per
+/// draw: each draw is a getrandom call).
 public func randomHex(bytes: Int) -> String {
     var generator = SystemRandomNumberGenerator()
-    let digits = Array("0123456789abcdef")
-    var text = ""
+    let digits: [UInt8] = Array("0123456789abcdef".utf8)
+    var text: [UInt8] = []
     text.reserveCapacity(bytes * 2)
-    for _ in 0..<bytes {
-        let byte = UInt8.random(in: 0...255, using: &generator)
+    var word: UInt64 = 0
+    for index in 0..<bytes {
+        if index % 8 == 0 { word = generator.next() }
+        let byte = UInt8(truncatingIfNeeded: word)
+        word >>= 8
         text.append(digits[Int(byte >> 4)])
         text.append(digits[Int(byte & 0xf)])
     }
-    return text
+    return String(decoding: text, as: UTF8.self)
 }
 
 /// A new identifier: `prefix` and 16 random hex digits (64 bits).
