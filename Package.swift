@@ -28,6 +28,7 @@ let package = Package(
         .library(name: "GRPCProtos", targets: ["GRPCProtos"]),
         .library(name: "RPC", targets: ["RPC"]),
         .library(name: "RPCServices", targets: ["RPCServices"]),
+        .library(name: "Gateway", targets: ["Gateway"]),
         .executable(name: "protoc-gen-swiftpbc", targets: ["protoc-gen-swiftpbc"]),
         .executable(name: "interop-server", targets: ["interop-server"]),
         .executable(name: "interop-client", targets: ["interop-client"]),

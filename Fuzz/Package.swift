@@ -1,5 +1,6 @@
 // swift-tools-version: 6.0
-// libFuzzer targets for the input paths that face untrusted bytes: binary decode and JSON parse.
+// libFuzzer targets for the input paths that face untrusted bytes: binary decode, JSON parse, and
+// the gateway's HTTP request transcoding.
 // Built and run by `make fuzz` (tools/fuzz.sh) with -sanitize=fuzzer,address; kept out of the
 // main package so its normal build stays uninstrumented.
 import PackageDescription
@@ -22,6 +23,16 @@ let package = Package(
             dependencies: [
                 .product(name: "ProtobufKit", package: "fabrikam-drone-delivery"),
                 .product(name: "DroneDeliveryAPI", package: "fabrikam-drone-delivery"),
+                "FuzzDriver",
+            ]
+        ),
+        .executableTarget(
+            name: "FuzzGatewayRequest",
+            dependencies: [
+                .product(name: "Gateway", package: "fabrikam-drone-delivery"),
+                .product(name: "ProtobufKit", package: "fabrikam-drone-delivery"),
+                .product(name: "DroneDeliveryAPI", package: "fabrikam-drone-delivery"),
+                .product(name: "GRPCProtos", package: "fabrikam-drone-delivery"),
                 "FuzzDriver",
             ]
         ),

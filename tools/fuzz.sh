@@ -16,7 +16,7 @@ artifacts="$root/fuzz-artifacts"
 mkdir -p "$artifacts"
 passed=0
 failed=0
-for target in FuzzBinaryDecode FuzzJSONParse; do
+for target in FuzzBinaryDecode FuzzJSONParse FuzzGatewayRequest; do
   corpus="$artifacts/$target-corpus"
   mkdir -p "$corpus"
   if [ "$target" = FuzzJSONParse ]; then
@@ -24,6 +24,14 @@ for target in FuzzBinaryDecode FuzzJSONParse; do
     for file in "$root"/Tests/ProtobufKitTests/Corpus/*.case.json; do
       python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))["json"]))' "$file" > "$corpus/seed-$(basename "$file")"
     done
+  fi
+  if [ "$target" = FuzzGatewayRequest ]; then
+    # Seed with requests of the public API (first line: method and target; then the body).
+    printf 'POST /v1/deliveries\n{"owner":{"accountId":"a"},"packageInfo":{"size":"PACKAGE_SIZE_SMALL","weight":1}}' > "$corpus/seed-create"
+    printf 'GET /v1/deliveries?stages=DELIVERY_STAGE_CREATED&pageSize=5&page_token=o1\n' > "$corpus/seed-list"
+    printf 'GET /v1/owners/a%%20b/history?startTime=2026-01-01T00:00:00Z\n' > "$corpus/seed-history"
+    printf 'PATCH /v1/packages/p1?updateMask=weight\n{"weight":2}' > "$corpus/seed-patch"
+    printf 'POST /v1/deliveries/d1:confirm\n{"confirmationType":"CONFIRMATION_TYPE_PICTURE","blob":"AAEC"}' > "$corpus/seed-confirm"
   fi
   echo "fuzz: $target for ${seconds}s"
   if "$bin/$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
