@@ -12,6 +12,7 @@ apt_packages=(
   protobuf-compiler libprotoc-dev libprotobuf-dev  # protoc and the well-known .proto files
   libjansson-dev                        # Benchmarks/ only: a JSON parser the scanner is measured against
   libsqlite3-dev sqlite3                # the services' embedded stores and broker (system SQLite)
+  curl chromium                         # gateway tests: an independent HTTP client; the tracking page in headless Chromium
   python3-venv
 )
 
