@@ -91,219 +91,221 @@ func withSystem(_ settings: [String: String] = [:], _ body: (RunningSystem) asyn
     await system.stop()
 }
 
-@Suite("End to end: the real processes, started by tools/run.sh", .serialized)
-struct DeliveryFlowTests {
-    @Test("a request reaches Completed with a drone assigned, a full history, and the drone freed")
-    func deliveryCompletes() async throws {
-        try await withSystem { system in
-            let accepted = try await system.ingestion.createDelivery(deliveryRequest())
-            #expect(accepted.statusPath == "/v1/deliveries/\(accepted.deliveryId)/status")
-            try await system.waitForStage(accepted.deliveryId, .completed)
+extension EndToEndTests {
+    @Suite("End to end: the real processes, started by tools/run.sh", .serialized)
+    struct DeliveryFlowTests {
+        @Test("a request reaches Completed with a drone assigned, a full history, and the drone freed")
+        func deliveryCompletes() async throws {
+            try await withSystem { system in
+                let accepted = try await system.ingestion.createDelivery(deliveryRequest())
+                #expect(accepted.statusPath == "/v1/deliveries/\(accepted.deliveryId)/status")
+                try await system.waitForStage(accepted.deliveryId, .completed)
 
-            var get = DeliveryV1.GetDeliveryRequest()
-            get.deliveryId = accepted.deliveryId
-            let delivery = try await system.delivery.getDelivery(get)
-            #expect(delivery.droneId.hasPrefix("drone-"))
-            let status = try await system.status(accepted.deliveryId)
-            #expect(status.deliveryEta != nil && status.pickupEta != nil)
-            #expect(status.lastKnownLocation.map { $0.distance(to: delivery.dropoffLocation!) < 5 } == true)
-
-            // Tracking from the start replays every event and ends at Completed.
-            var track = DeliveryV1.TrackDeliveryRequest()
-            track.deliveryId = accepted.deliveryId
-            let events = try await system.delivery.trackDelivery(track) { stream in
-                var events: [DeliveryV1.DeliveryTrackingEvent] = []
-                for try await event in stream { events.append(event) }
-                return events
-            }
-            #expect(events.last?.stage == .completed)
-            #expect(events.map(\.sequence) == Array(1...Int64(events.count)))
-
-            try await waitFor("the history to hold every stage") {
-                try await system.historyStages(accepted.deliveryId) == [.created, .headedToPickup, .headedToDropoff, .completed]
-            }
-            let sagas = try await system.sagas(accepted.deliveryId)
-            #expect(sagas.count == 1)
-            #expect(sagas.first?.state == .succeeded)
-            #expect(sagas.first?.steps.map(\.step) == [.checkAccount, .putPackage, .assignDrone, .scheduleDelivery])
-            #expect(try await system.package(delivery.packageId).deliveryId == accepted.deliveryId)
-            try await waitFor("the drone to be free again") {
-                try await system.fleet().first { $0.droneId == delivery.droneId }?.status == .available
-            }
-            var utilization = DroneSchedulerV1.GetDroneUtilizationRequest()
-            utilization.ownerId = "acct-demo"
-            let now = Calendar(identifier: .gregorian).dateComponents(in: TimeZone(identifier: "UTC")!, from: Date())
-            utilization.year = Int32(now.year!)
-            utilization.month = Int32(now.month!)
-            let used = try await system.scheduler.getDroneUtilization(utilization)
-            #expect(used.traveledMiles > 0.5 && used.assignedHours > 0)
-        }
-    }
-
-    @Test("a repeated request with the same request id creates nothing twice")
-    func duplicateRequest() async throws {
-        try await withSystem { system in
-            let request = deliveryRequest(requestID: "order-4711")
-            let first = try await system.ingestion.createDelivery(request)
-            let second = try await system.ingestion.createDelivery(request)
-            #expect(first.deliveryId == second.deliveryId)
-            #expect(first.acceptTime == second.acceptTime)
-            try await system.waitForStage(first.deliveryId, .completed)
-            let third = try await system.ingestion.createDelivery(request)
-            #expect(third.deliveryId == first.deliveryId)
-            try await Task.sleep(for: .seconds(1))
-            #expect(try await system.sagas(first.deliveryId).count == 1)
-            #expect(try await system.broker().acceptedCount(of: "delivery-requests") == 1)
-            var summary = PackageV1.GetPackageSummaryRequest()
-            summary.ownerId = "acct-demo"
-            #expect(try await system.packages.getPackageSummary(summary).packageCount == 1)
-            #expect(try await system.historyStages(first.deliveryId).filter { $0 == .created }.count == 1)
-        }
-    }
-
-    @Test("a downstream that is down: the saga retries, fails, and is compensated (no drone held, no package left)")
-    func downstreamDownCompensates() async throws {
-        try await withSystem { system in
-            try await system.kill("delivery", signal: SIGTERM)
-            let accepted = try await system.ingestion.createDelivery(deliveryRequest())
-            try await waitFor("the saga to fail and reach the Supervisor") {
-                try await system.failedSagas(accepted.deliveryId).count == 1
-            }
-            let saga = try #require(try await system.sagas(accepted.deliveryId).first)
-            #expect(saga.state == .failed)
-            let schedule = try #require(saga.steps.first { $0.step == .scheduleDelivery })
-            #expect(schedule.state == .failed && schedule.attempts == 4, "retried up to the step limit")
-            #expect(schedule.lastError?.code == Int32(RPCError.Code.unavailable.rawValue))
-
-            // The compensations that do not need Delivery happen while it is still down.
-            try await waitFor("the drone to be released and the package deleted") {
-                let failed = try await system.failedSagas(accepted.deliveryId).first
-                let done = failed?.compensations.filter { $0.state == .succeeded }.map(\.kind) ?? []
-                return done.contains(.releaseDrone) && done.contains(.deletePackage)
-            }
-            #expect(try await system.fleet().allSatisfy { $0.status == .available })
-            let packageID = try #require(try await system.failedSagas(accepted.deliveryId).first?.packageId)
-            await #expect(throws: RPCError.self) { try await system.package(packageID) }
-
-            // Delivery comes back; the last compensation marks the delivery Failed.
-            try await system.start("delivery")
-            try await system.waitForStage(accepted.deliveryId, .failed)
-            try await waitFor("the failed saga to be compensated") {
-                try await system.failedSagas(accepted.deliveryId).first?.state == .compensated
-            }
-        }
-    }
-
-    @Test("SIGKILL of Workflow in the middle of a saga loses nothing: it finishes after a restart")
-    func workflowCrashResumes() async throws {
-        try await withSystem(["FABRIKAM_STEP_ATTEMPTS": "100", "FABRIKAM_STEP_BACKOFF_MS": "300"]) { system in
-            try await system.kill("delivery", signal: SIGTERM)
-            let accepted = try await system.ingestion.createDelivery(deliveryRequest())
-            try await waitFor("the saga to be stuck retrying the schedule step") {
-                let saga = try await system.sagas(accepted.deliveryId).first
-                return (saga?.steps.first { $0.step == .scheduleDelivery }?.attempts ?? 0) >= 2
-            }
-            let before = try #require(try await system.sagas(accepted.deliveryId).first)
-            #expect(before.steps.prefix(3).allSatisfy { $0.state == .succeeded })
-            try await system.kill("workflow", signal: SIGKILL)
-            try await system.start("delivery")
-            try await system.start("workflow")
-            try await system.waitForStage(accepted.deliveryId, .completed)
-            let after = try #require(try await system.sagas(accepted.deliveryId).first)
-            #expect(after.state == .succeeded)
-            #expect(after.sagaId == before.sagaId)
-            // The checkpointed steps were not run again: one drone, assigned once.
-            #expect(after.steps.first { $0.step == .assignDrone }?.attempts == 1)
-            try await waitFor("every drone to be free") { try await system.fleet().allSatisfy { $0.status == .available } }
-        }
-    }
-
-    @Test("SIGKILL of Ingestion right after it answered loses nothing")
-    func ingestionCrashLosesNothing() async throws {
-        try await withSystem(["FABRIKAM_DRONES": "24"]) { system in
-            let ids = try await withThrowingTaskGroup(of: String.self) { group in
-                for index in 0..<20 {
-                    group.addTask { try await system.ingestion.createDelivery(deliveryRequest(requestID: "batch-\(index)")).deliveryId }
-                }
-                return try await group.reduce(into: []) { $0.append($1) }
-            }
-            try await system.kill("ingestion", signal: SIGKILL)
-            #expect(Set(ids).count == 20)
-            for id in ids { try await system.waitForStage(id, .completed, timeout: .seconds(90)) }
-        }
-    }
-
-    @Test("cancel in flight ends Cancelled and frees the drone; reschedule after arrival flies to the new drop-off")
-    func cancelAndReschedule() async throws {
-        try await withSystem(["FABRIKAM_TIME_SCALE": "15"]) { system in
-            // Cancel while the drone is on its way.
-            let cancelled = try await system.ingestion.createDelivery(deliveryRequest())
-            try await system.waitForStage(cancelled.deliveryId, .headedToPickup)
-            var cancel = IngestionV1.CancelDeliveryRequest()
-            cancel.deliveryId = cancelled.deliveryId
-            cancel.reason = "customer changed their mind"
-            _ = try await system.ingestion.cancelDelivery(cancel)
-            try await system.waitForStage(cancelled.deliveryId, .cancelled)
-            var assignment = DroneSchedulerV1.GetAssignmentRequest()
-            assignment.deliveryId = cancelled.deliveryId
-            try await waitFor("the drone to be released") { try await system.scheduler.getAssignment(assignment).state == .released }
-            #expect(try await system.sagas(cancelled.deliveryId).map(\.operation) == [.create, .cancel])
-            try await waitFor("the history to end Cancelled") { try await system.historyStages(cancelled.deliveryId).last == .cancelled }
-            try await Task.sleep(for: .seconds(1))
-            #expect(try await system.status(cancelled.deliveryId).stage == .cancelled, "positions after the cancel are ignored")
-
-            // A delivery that needs a fingerprint waits at the drop-off; move the drop-off, then confirm.
-            let moved = try await system.ingestion.createDelivery(deliveryRequest(confirmation: .fingerprint))
-            var get = DeliveryV1.GetDeliveryRequest()
-            get.deliveryId = moved.deliveryId
-            try await waitFor("the drone to arrive at the first drop-off", timeout: .seconds(90)) {
-                let status = try await system.status(moved.deliveryId)
+                var get = DeliveryV1.GetDeliveryRequest()
+                get.deliveryId = accepted.deliveryId
                 let delivery = try await system.delivery.getDelivery(get)
-                return status.stage == .headedToDropoff && (status.lastKnownLocation?.distance(to: delivery.dropoffLocation!) ?? 1e9) < 1
-            }
-            let newDropoff = CommonV1.Location(latitude: 47.6150, longitude: -122.3300)
-            var reschedule = IngestionV1.RescheduleDeliveryRequest()
-            reschedule.deliveryId = moved.deliveryId
-            reschedule.dropoffLocation = newDropoff
-            _ = try await system.ingestion.rescheduleDelivery(reschedule)
-            try await waitFor("the drone to reach the new drop-off", timeout: .seconds(90)) {
-                (try await system.status(moved.deliveryId).lastKnownLocation?.distance(to: newDropoff) ?? 1e9) < 1
-            }
-            var confirm = DeliveryV1.ConfirmDeliveryRequest()
-            confirm.deliveryId = moved.deliveryId
-            var confirmation = DeliveryV1.Confirmation()
-            confirmation.confirmationType = .fingerprint
-            confirmation.blob = [1, 2, 3]
-            confirm.confirmation = confirmation
-            let confirmed = try await system.delivery.confirmDelivery(confirm)
-            #expect(confirmed.stage == .completed)
-            #expect(confirmed.dropoffLocation == newDropoff)
-            try await waitFor("the history to show the reschedule and the completion") {
-                let stages = try await system.historyStages(moved.deliveryId)
-                return stages.contains(.rescheduled) && stages.last == .completed
+                #expect(delivery.droneId.hasPrefix("drone-"))
+                let status = try await system.status(accepted.deliveryId)
+                #expect(status.deliveryEta != nil && status.pickupEta != nil)
+                #expect(status.lastKnownLocation.map { $0.distance(to: delivery.dropoffLocation!) < 5 } == true)
+
+                // Tracking from the start replays every event and ends at Completed.
+                var track = DeliveryV1.TrackDeliveryRequest()
+                track.deliveryId = accepted.deliveryId
+                let events = try await system.delivery.trackDelivery(track) { stream in
+                    var events: [DeliveryV1.DeliveryTrackingEvent] = []
+                    for try await event in stream { events.append(event) }
+                    return events
+                }
+                #expect(events.last?.stage == .completed)
+                #expect(events.map(\.sequence) == Array(1...Int64(events.count)))
+
+                try await waitFor("the history to hold every stage") {
+                    try await system.historyStages(accepted.deliveryId) == [.created, .headedToPickup, .headedToDropoff, .completed]
+                }
+                let sagas = try await system.sagas(accepted.deliveryId)
+                #expect(sagas.count == 1)
+                #expect(sagas.first?.state == .succeeded)
+                #expect(sagas.first?.steps.map(\.step) == [.checkAccount, .putPackage, .assignDrone, .scheduleDelivery])
+                #expect(try await system.package(delivery.packageId).deliveryId == accepted.deliveryId)
+                try await waitFor("the drone to be free again") {
+                    try await system.fleet().first { $0.droneId == delivery.droneId }?.status == .available
+                }
+                var utilization = DroneSchedulerV1.GetDroneUtilizationRequest()
+                utilization.ownerId = "acct-demo"
+                let now = Calendar(identifier: .gregorian).dateComponents(in: TimeZone(identifier: "UTC")!, from: Date())
+                utilization.year = Int32(now.year!)
+                utilization.month = Int32(now.month!)
+                let used = try await system.scheduler.getDroneUtilization(utilization)
+                #expect(used.traveledMiles > 0.5 && used.assignedHours > 0)
             }
         }
-    }
 
-    @Test("a malformed message lands in the dead-letter queue with its reason and does not block the queue")
-    func malformedMessageIsDeadLettered() async throws {
-        try await withSystem { system in
-            let broker = try system.broker()
-            _ = try await broker.send(OutgoingMessage(id: "garbage-1", key: "dlv-garbage", payload: [0xff, 0xff, 0xff, 0x0f]), to: "delivery-requests")
-            var wrongKind = IngestionV1.RequestEnvelope()
-            wrongKind.messageId = "mismatch-1"
-            wrongKind.deliveryId = "dlv-mismatch"
-            wrongKind.operation = .cancel
-            wrongKind.payload = .create(IngestionV1.DeliveryRequest())
-            _ = try await broker.send(OutgoingMessage(id: "mismatch-1", key: "dlv-mismatch", payload: wrongKind.serializedBytes()), to: "delivery-requests")
-            let accepted = try await system.ingestion.createDelivery(deliveryRequest())
-            try await system.waitForStage(accepted.deliveryId, .completed)
-            let dead = try await broker.deadLetters(of: "delivery-requests")
-            #expect(dead.map(\.id).sorted() == ["garbage-1", "mismatch-1"])
-            #expect(dead.first { $0.id == "garbage-1" }?.reason.contains("RequestEnvelope") == true)
-            #expect(dead.first { $0.id == "mismatch-1" }?.reason.contains("does not match") == true)
-            #expect(dead.first { $0.id == "garbage-1" }?.payload == [0xff, 0xff, 0xff, 0x0f], "kept as it was")
-            #expect(try await broker.depth(of: "delivery-requests") == 0)
+        @Test("a repeated request with the same request id creates nothing twice")
+        func duplicateRequest() async throws {
+            try await withSystem { system in
+                let request = deliveryRequest(requestID: "order-4711")
+                let first = try await system.ingestion.createDelivery(request)
+                let second = try await system.ingestion.createDelivery(request)
+                #expect(first.deliveryId == second.deliveryId)
+                #expect(first.acceptTime == second.acceptTime)
+                try await system.waitForStage(first.deliveryId, .completed)
+                let third = try await system.ingestion.createDelivery(request)
+                #expect(third.deliveryId == first.deliveryId)
+                try await Task.sleep(for: .seconds(1))
+                #expect(try await system.sagas(first.deliveryId).count == 1)
+                #expect(try await system.broker().acceptedCount(of: "delivery-requests") == 1)
+                var summary = PackageV1.GetPackageSummaryRequest()
+                summary.ownerId = "acct-demo"
+                #expect(try await system.packages.getPackageSummary(summary).packageCount == 1)
+                #expect(try await system.historyStages(first.deliveryId).filter { $0 == .created }.count == 1)
+            }
+        }
+
+        @Test("a downstream that is down: the saga retries, fails, and is compensated (no drone held, no package left)")
+        func downstreamDownCompensates() async throws {
+            try await withSystem { system in
+                try await system.kill("delivery", signal: SIGTERM)
+                let accepted = try await system.ingestion.createDelivery(deliveryRequest())
+                try await waitFor("the saga to fail and reach the Supervisor") {
+                    try await system.failedSagas(accepted.deliveryId).count == 1
+                }
+                let saga = try #require(try await system.sagas(accepted.deliveryId).first)
+                #expect(saga.state == .failed)
+                let schedule = try #require(saga.steps.first { $0.step == .scheduleDelivery })
+                #expect(schedule.state == .failed && schedule.attempts == 4, "retried up to the step limit")
+                #expect(schedule.lastError?.code == Int32(RPCError.Code.unavailable.rawValue))
+
+                // The compensations that do not need Delivery happen while it is still down.
+                try await waitFor("the drone to be released and the package deleted") {
+                    let failed = try await system.failedSagas(accepted.deliveryId).first
+                    let done = failed?.compensations.filter { $0.state == .succeeded }.map(\.kind) ?? []
+                    return done.contains(.releaseDrone) && done.contains(.deletePackage)
+                }
+                #expect(try await system.fleet().allSatisfy { $0.status == .available })
+                let packageID = try #require(try await system.failedSagas(accepted.deliveryId).first?.packageId)
+                await #expect(throws: RPCError.self) { try await system.package(packageID) }
+
+                // Delivery comes back; the last compensation marks the delivery Failed.
+                try await system.start("delivery")
+                try await system.waitForStage(accepted.deliveryId, .failed)
+                try await waitFor("the failed saga to be compensated") {
+                    try await system.failedSagas(accepted.deliveryId).first?.state == .compensated
+                }
+            }
+        }
+
+        @Test("SIGKILL of Workflow in the middle of a saga loses nothing: it finishes after a restart")
+        func workflowCrashResumes() async throws {
+            try await withSystem(["FABRIKAM_STEP_ATTEMPTS": "100", "FABRIKAM_STEP_BACKOFF_MS": "300"]) { system in
+                try await system.kill("delivery", signal: SIGTERM)
+                let accepted = try await system.ingestion.createDelivery(deliveryRequest())
+                try await waitFor("the saga to be stuck retrying the schedule step") {
+                    let saga = try await system.sagas(accepted.deliveryId).first
+                    return (saga?.steps.first { $0.step == .scheduleDelivery }?.attempts ?? 0) >= 2
+                }
+                let before = try #require(try await system.sagas(accepted.deliveryId).first)
+                #expect(before.steps.prefix(3).allSatisfy { $0.state == .succeeded })
+                try await system.kill("workflow", signal: SIGKILL)
+                try await system.start("delivery")
+                try await system.start("workflow")
+                try await system.waitForStage(accepted.deliveryId, .completed)
+                let after = try #require(try await system.sagas(accepted.deliveryId).first)
+                #expect(after.state == .succeeded)
+                #expect(after.sagaId == before.sagaId)
+                // The checkpointed steps were not run again: one drone, assigned once.
+                #expect(after.steps.first { $0.step == .assignDrone }?.attempts == 1)
+                try await waitFor("every drone to be free") { try await system.fleet().allSatisfy { $0.status == .available } }
+            }
+        }
+
+        @Test("SIGKILL of Ingestion right after it answered loses nothing")
+        func ingestionCrashLosesNothing() async throws {
+            try await withSystem(["FABRIKAM_DRONES": "24"]) { system in
+                let ids = try await withThrowingTaskGroup(of: String.self) { group in
+                    for index in 0..<20 {
+                        group.addTask { try await system.ingestion.createDelivery(deliveryRequest(requestID: "batch-\(index)")).deliveryId }
+                    }
+                    return try await group.reduce(into: []) { $0.append($1) }
+                }
+                try await system.kill("ingestion", signal: SIGKILL)
+                #expect(Set(ids).count == 20)
+                for id in ids { try await system.waitForStage(id, .completed, timeout: .seconds(90)) }
+            }
+        }
+
+        @Test("cancel in flight ends Cancelled and frees the drone; reschedule after arrival flies to the new drop-off")
+        func cancelAndReschedule() async throws {
+            try await withSystem(["FABRIKAM_TIME_SCALE": "15"]) { system in
+                // Cancel while the drone is on its way.
+                let cancelled = try await system.ingestion.createDelivery(deliveryRequest())
+                try await system.waitForStage(cancelled.deliveryId, .headedToPickup)
+                var cancel = IngestionV1.CancelDeliveryRequest()
+                cancel.deliveryId = cancelled.deliveryId
+                cancel.reason = "customer changed their mind"
+                _ = try await system.ingestion.cancelDelivery(cancel)
+                try await system.waitForStage(cancelled.deliveryId, .cancelled)
+                var assignment = DroneSchedulerV1.GetAssignmentRequest()
+                assignment.deliveryId = cancelled.deliveryId
+                try await waitFor("the drone to be released") { try await system.scheduler.getAssignment(assignment).state == .released }
+                #expect(try await system.sagas(cancelled.deliveryId).map(\.operation) == [.create, .cancel])
+                try await waitFor("the history to end Cancelled") { try await system.historyStages(cancelled.deliveryId).last == .cancelled }
+                try await Task.sleep(for: .seconds(1))
+                #expect(try await system.status(cancelled.deliveryId).stage == .cancelled, "positions after the cancel are ignored")
+
+                // A delivery that needs a fingerprint waits at the drop-off; move the drop-off, then confirm.
+                let moved = try await system.ingestion.createDelivery(deliveryRequest(confirmation: .fingerprint))
+                var get = DeliveryV1.GetDeliveryRequest()
+                get.deliveryId = moved.deliveryId
+                try await waitFor("the drone to arrive at the first drop-off", timeout: .seconds(90)) {
+                    let status = try await system.status(moved.deliveryId)
+                    let delivery = try await system.delivery.getDelivery(get)
+                    return status.stage == .headedToDropoff && (status.lastKnownLocation?.distance(to: delivery.dropoffLocation!) ?? 1e9) < 1
+                }
+                let newDropoff = CommonV1.Location(latitude: 47.6150, longitude: -122.3300)
+                var reschedule = IngestionV1.RescheduleDeliveryRequest()
+                reschedule.deliveryId = moved.deliveryId
+                reschedule.dropoffLocation = newDropoff
+                _ = try await system.ingestion.rescheduleDelivery(reschedule)
+                try await waitFor("the drone to reach the new drop-off", timeout: .seconds(90)) {
+                    (try await system.status(moved.deliveryId).lastKnownLocation?.distance(to: newDropoff) ?? 1e9) < 1
+                }
+                var confirm = DeliveryV1.ConfirmDeliveryRequest()
+                confirm.deliveryId = moved.deliveryId
+                var confirmation = DeliveryV1.Confirmation()
+                confirmation.confirmationType = .fingerprint
+                confirmation.blob = [1, 2, 3]
+                confirm.confirmation = confirmation
+                let confirmed = try await system.delivery.confirmDelivery(confirm)
+                #expect(confirmed.stage == .completed)
+                #expect(confirmed.dropoffLocation == newDropoff)
+                try await waitFor("the history to show the reschedule and the completion") {
+                    let stages = try await system.historyStages(moved.deliveryId)
+                    return stages.contains(.rescheduled) && stages.last == .completed
+                }
+            }
+        }
+
+        @Test("a malformed message lands in the dead-letter queue with its reason and does not block the queue")
+        func malformedMessageIsDeadLettered() async throws {
+            try await withSystem { system in
+                let broker = try system.broker()
+                _ = try await broker.send(OutgoingMessage(id: "garbage-1", key: "dlv-garbage", payload: [0xff, 0xff, 0xff, 0x0f]), to: "delivery-requests")
+                var wrongKind = IngestionV1.RequestEnvelope()
+                wrongKind.messageId = "mismatch-1"
+                wrongKind.deliveryId = "dlv-mismatch"
+                wrongKind.operation = .cancel
+                wrongKind.payload = .create(IngestionV1.DeliveryRequest())
+                _ = try await broker.send(OutgoingMessage(id: "mismatch-1", key: "dlv-mismatch", payload: wrongKind.serializedBytes()), to: "delivery-requests")
+                let accepted = try await system.ingestion.createDelivery(deliveryRequest())
+                try await system.waitForStage(accepted.deliveryId, .completed)
+                let dead = try await broker.deadLetters(of: "delivery-requests")
+                #expect(dead.map(\.id).sorted() == ["garbage-1", "mismatch-1"])
+                #expect(dead.first { $0.id == "garbage-1" }?.reason.contains("RequestEnvelope") == true)
+                #expect(dead.first { $0.id == "mismatch-1" }?.reason.contains("does not match") == true)
+                #expect(dead.first { $0.id == "garbage-1" }?.payload == [0xff, 0xff, 0xff, 0x0f], "kept as it was")
+                #expect(try await broker.depth(of: "delivery-requests") == 0)
+            }
         }
     }
 }

@@ -57,116 +57,118 @@ extension RunningSystem {
     }
 }
 
-@Suite("End to end through the gateway: public JSON over HTTP", .serialized)
-struct GatewayFlowTests {
-    @Test("the whole delivery over public JSON: 202 with Location, status until Completed, SSE tracking, history, summary")
-    func deliveryOverJSON() async throws {
-        try await withSystem { system in
-            let created = try system.http("POST", "/v1/deliveries", body: RunningSystem.deliveryJSON)
-            #expect(created.status == 202)
-            let id = try #require(created.json["deliveryId"] as? String)
-            let location = try #require(created.headers["location"])
-            #expect(location == "/v1/deliveries/\(id)/status")
-            #expect(created.headers["x-request-id"] != nil)
-            try await waitFor("the status to say COMPLETED") {
-                try system.http("GET", location).json["stage"] as? String == "DELIVERY_STAGE_COMPLETED"
+extension EndToEndTests {
+    @Suite("End to end through the gateway: public JSON over HTTP", .serialized)
+    struct GatewayFlowTests {
+        @Test("the whole delivery over public JSON: 202 with Location, status until Completed, SSE tracking, history, summary")
+        func deliveryOverJSON() async throws {
+            try await withSystem { system in
+                let created = try system.http("POST", "/v1/deliveries", body: RunningSystem.deliveryJSON)
+                #expect(created.status == 202)
+                let id = try #require(created.json["deliveryId"] as? String)
+                let location = try #require(created.headers["location"])
+                #expect(location == "/v1/deliveries/\(id)/status")
+                #expect(created.headers["x-request-id"] != nil)
+                try await waitFor("the status to say COMPLETED") {
+                    try system.http("GET", location).json["stage"] as? String == "DELIVERY_STAGE_COMPLETED"
+                }
+                // Tracking as Server-Sent Events replays the whole flight and ends at Completed.
+                let events = try system.http("GET", "/v1/deliveries/\(id):track", headers: ["accept": "text/event-stream"])
+                #expect(events.headers["content-type"] == "text/event-stream")
+                let stages = events.body.split(separator: "\n").filter { $0.hasPrefix("data: ") }.compactMap {
+                    ((try? JSONSerialization.jsonObject(with: Data($0.dropFirst(6).utf8))) as? [String: Any])?["stage"] as? String
+                }
+                #expect(stages.first == "DELIVERY_STAGE_CREATED" && stages.last == "DELIVERY_STAGE_COMPLETED")
+                let ndjson = try system.http("GET", "/v1/deliveries/\(id):track?afterSequence=1")
+                #expect(ndjson.headers["content-type"] == "application/x-ndjson")
+                #expect(ndjson.body.split(separator: "\n").count == stages.count - 1)
+                try await waitFor("the history to be complete") {
+                    let events = try system.http("GET", "/v1/deliveries/\(id)/history").json["events"] as? [[String: Any]] ?? []
+                    return events.compactMap { $0["stage"] as? String }.last == "DELIVERY_STAGE_COMPLETED"
+                }
+                let summary = try system.http("GET", "/v1/deliveries/\(id)/summary").json
+                #expect(summary["partial"] as? Bool == false)
+                #expect((summary["package"] as? [String: Any])?["weight"] as? Double == 1.5)
+                #expect((summary["droneAssignment"] as? [String: Any])?["droneId"] as? String != nil)
+                let listed = try system.http("GET", "/v1/deliveries?stages=DELIVERY_STAGE_COMPLETED").json["deliveries"] as? [[String: Any]] ?? []
+                #expect(listed.map { $0["deliveryId"] as? String } == [id])
+                // Errors: google.rpc.Status bodies with the mapped HTTP status.
+                let missing = try system.http("GET", "/v1/deliveries/dlv-nope")
+                #expect(missing.status == 404 && missing.json["code"] as? Int == 5)
+                let bad = try system.http("POST", "/v1/deliveries", body: #"{"packageInfo":{"weight":"heavy"}}"#)
+                #expect(bad.status == 400 && (bad.json["message"] as? String ?? "").contains("packageInfo.weight"))
+                let invalid = try system.http("POST", "/v1/deliveries", body: #"{"packageInfo":{"size":"PACKAGE_SIZE_SMALL","weight":1}}"#)
+                #expect(invalid.status == 400 && (invalid.json["message"] as? String ?? "").contains("pickup_location is required"))
+                // Cancel over HTTP is accepted (202) like any asynchronous operation.
+                let second = try system.createOverHTTP()
+                try await system.waitForStage(second, .completed)
+                let cancel = try system.http("DELETE", "/v1/deliveries/\(second)")
+                #expect(cancel.status == 202)
             }
-            // Tracking as Server-Sent Events replays the whole flight and ends at Completed.
-            let events = try system.http("GET", "/v1/deliveries/\(id):track", headers: ["accept": "text/event-stream"])
-            #expect(events.headers["content-type"] == "text/event-stream")
-            let stages = events.body.split(separator: "\n").filter { $0.hasPrefix("data: ") }.compactMap {
-                ((try? JSONSerialization.jsonObject(with: Data($0.dropFirst(6).utf8))) as? [String: Any])?["stage"] as? String
-            }
-            #expect(stages.first == "DELIVERY_STAGE_CREATED" && stages.last == "DELIVERY_STAGE_COMPLETED")
-            let ndjson = try system.http("GET", "/v1/deliveries/\(id):track?afterSequence=1")
-            #expect(ndjson.headers["content-type"] == "application/x-ndjson")
-            #expect(ndjson.body.split(separator: "\n").count == stages.count - 1)
-            try await waitFor("the history to be complete") {
-                let events = try system.http("GET", "/v1/deliveries/\(id)/history").json["events"] as? [[String: Any]] ?? []
-                return events.compactMap { $0["stage"] as? String }.last == "DELIVERY_STAGE_COMPLETED"
-            }
-            let summary = try system.http("GET", "/v1/deliveries/\(id)/summary").json
-            #expect(summary["partial"] as? Bool == false)
-            #expect((summary["package"] as? [String: Any])?["weight"] as? Double == 1.5)
-            #expect((summary["droneAssignment"] as? [String: Any])?["droneId"] as? String != nil)
-            let listed = try system.http("GET", "/v1/deliveries?stages=DELIVERY_STAGE_COMPLETED").json["deliveries"] as? [[String: Any]] ?? []
-            #expect(listed.map { $0["deliveryId"] as? String } == [id])
-            // Errors: google.rpc.Status bodies with the mapped HTTP status.
-            let missing = try system.http("GET", "/v1/deliveries/dlv-nope")
-            #expect(missing.status == 404 && missing.json["code"] as? Int == 5)
-            let bad = try system.http("POST", "/v1/deliveries", body: #"{"packageInfo":{"weight":"heavy"}}"#)
-            #expect(bad.status == 400 && (bad.json["message"] as? String ?? "").contains("packageInfo.weight"))
-            let invalid = try system.http("POST", "/v1/deliveries", body: #"{"packageInfo":{"size":"PACKAGE_SIZE_SMALL","weight":1}}"#)
-            #expect(invalid.status == 400 && (invalid.json["message"] as? String ?? "").contains("pickup_location is required"))
-            // Cancel over HTTP is accepted (202) like any asynchronous operation.
-            let second = try system.createOverHTTP()
-            try await system.waitForStage(second, .completed)
-            let cancel = try system.http("DELETE", "/v1/deliveries/\(second)")
-            #expect(cancel.status == 202)
         }
-    }
 
-    @Test("API keys: none or a bad one is 401; a business sees only its own deliveries")
-    func authenticationAndTenants() async throws {
-        try await withSystem { system in
-            #expect(try system.http("GET", "/v1/deliveries", key: nil).status == 401)
-            #expect(try system.http("GET", "/v1/deliveries", key: "fdk_wrong").status == 401)
-            let mine = try system.createOverHTTP()
-            let (other, otherKey) = try await system.secondBusiness()
-            #expect(try system.http("GET", "/v1/deliveries/\(mine)", key: otherKey).status == 404, "another business's delivery does not exist for it")
-            #expect(try system.http("GET", "/v1/deliveries/\(mine)/status", key: otherKey).status == 404)
-            #expect(try system.http("DELETE", "/v1/deliveries/\(mine)", key: otherKey).status == 404)
-            let forged = try system.http("POST", "/v1/deliveries", body: #"{"owner":{"accountId":"acct-demo"},"pickupLocation":{"latitude":1,"longitude":1},"dropoffLocation":{"latitude":1,"longitude":1.01},"packageInfo":{"size":"PACKAGE_SIZE_SMALL","weight":1}}"#, key: otherKey)
-            #expect(forged.status == 403)
-            #expect(try system.http("GET", "/v1/owners/acct-demo/deliveries", key: otherKey).status == 403)
-            let theirs = try system.createOverHTTP(key: otherKey)
-            try await system.waitForStage(theirs, .completed)
-            try await waitFor("the other business's list to hold its delivery") {
-                let listed = try system.http("GET", "/v1/deliveries", key: otherKey).json["deliveries"] as? [[String: Any]] ?? []
-                return listed.compactMap { $0["deliveryId"] as? String } == [theirs]
+        @Test("API keys: none or a bad one is 401; a business sees only its own deliveries")
+        func authenticationAndTenants() async throws {
+            try await withSystem { system in
+                #expect(try system.http("GET", "/v1/deliveries", key: nil).status == 401)
+                #expect(try system.http("GET", "/v1/deliveries", key: "fdk_wrong").status == 401)
+                let mine = try system.createOverHTTP()
+                let (other, otherKey) = try await system.secondBusiness()
+                #expect(try system.http("GET", "/v1/deliveries/\(mine)", key: otherKey).status == 404, "another business's delivery does not exist for it")
+                #expect(try system.http("GET", "/v1/deliveries/\(mine)/status", key: otherKey).status == 404)
+                #expect(try system.http("DELETE", "/v1/deliveries/\(mine)", key: otherKey).status == 404)
+                let forged = try system.http("POST", "/v1/deliveries", body: #"{"owner":{"accountId":"acct-demo"},"pickupLocation":{"latitude":1,"longitude":1},"dropoffLocation":{"latitude":1,"longitude":1.01},"packageInfo":{"size":"PACKAGE_SIZE_SMALL","weight":1}}"#, key: otherKey)
+                #expect(forged.status == 403)
+                #expect(try system.http("GET", "/v1/owners/acct-demo/deliveries", key: otherKey).status == 403)
+                let theirs = try system.createOverHTTP(key: otherKey)
+                try await system.waitForStage(theirs, .completed)
+                try await waitFor("the other business's list to hold its delivery") {
+                    let listed = try system.http("GET", "/v1/deliveries", key: otherKey).json["deliveries"] as? [[String: Any]] ?? []
+                    return listed.compactMap { $0["deliveryId"] as? String } == [theirs]
+                }
+                var revoke = AccountsV1.RevokeApiKeyRequest()
+                revoke.accountId = other
+                revoke.keyId = "unknown"
+                await #expect(throws: RPCError.self) { try await system.accounts.revokeApiKey(revoke) }
             }
-            var revoke = AccountsV1.RevokeApiKeyRequest()
-            revoke.accountId = other
-            revoke.keyId = "unknown"
-            await #expect(throws: RPCError.self) { try await system.accounts.revokeApiKey(revoke) }
         }
-    }
 
-    @Test("rate limit per key answers 429 with Retry-After; oversized bodies 413; CORS preflight; gzip")
-    func offloading() async throws {
-        let config = try makeTemporaryDirectory("gateway-config").appendingPathComponent("gateway.json")
-        try Data(#"{"rateLimit":{"requestsPerSecond":1,"burst":3},"maxBodyBytes":2048,"gzipMinimumBytes":64}"#.utf8).write(to: config)
-        try await withSystem(["FABRIKAM_GATEWAY_CONFIG": config.path]) { system in
-            let statuses = try (0..<5).map { _ in try system.http("GET", "/v1/deliveries").status }
-            #expect(statuses.prefix(3).allSatisfy { $0 == 200 })
-            #expect(statuses.last == 429)
-            let limited = try system.http("GET", "/v1/deliveries")
-            #expect(limited.status == 429 && Int(limited.headers["retry-after"] ?? "") ?? 0 >= 1)
-            let (_, otherKey) = try await system.secondBusiness()
-            #expect(try system.http("GET", "/v1/deliveries", key: otherKey).status == 200, "limits are per key")
-            let big = try system.http("POST", "/v1/deliveries", body: "{\"padding\":\"" + String(repeating: "x", count: 4096) + "\"}", key: otherKey)
-            #expect(big.status == 413)
-            let preflight = try system.http("OPTIONS", "/v1/deliveries", key: nil,
-                                             headers: ["origin": "https://shop.example", "access-control-request-method": "POST"])
-            #expect(preflight.status == 204)
-            #expect(preflight.headers["access-control-allow-origin"] == "*")
-            #expect(preflight.headers["access-control-allow-headers"]?.contains("authorization") == true)
-            let spec = try system.http("GET", "/openapi.json", key: nil, headers: ["accept-encoding": "gzip"])
-            #expect(spec.headers["content-encoding"] == "gzip")
+        @Test("rate limit per key answers 429 with Retry-After; oversized bodies 413; CORS preflight; gzip")
+        func offloading() async throws {
+            let config = try makeTemporaryDirectory("gateway-config").appendingPathComponent("gateway.json")
+            try Data(#"{"rateLimit":{"requestsPerSecond":1,"burst":3},"maxBodyBytes":2048,"gzipMinimumBytes":64}"#.utf8).write(to: config)
+            try await withSystem(["FABRIKAM_GATEWAY_CONFIG": config.path]) { system in
+                let statuses = try (0..<5).map { _ in try system.http("GET", "/v1/deliveries").status }
+                #expect(statuses.prefix(3).allSatisfy { $0 == 200 })
+                #expect(statuses.last == 429)
+                let limited = try system.http("GET", "/v1/deliveries")
+                #expect(limited.status == 429 && Int(limited.headers["retry-after"] ?? "") ?? 0 >= 1)
+                let (_, otherKey) = try await system.secondBusiness()
+                #expect(try system.http("GET", "/v1/deliveries", key: otherKey).status == 200, "limits are per key")
+                let big = try system.http("POST", "/v1/deliveries", body: "{\"padding\":\"" + String(repeating: "x", count: 4096) + "\"}", key: otherKey)
+                #expect(big.status == 413)
+                let preflight = try system.http("OPTIONS", "/v1/deliveries", key: nil,
+                                                 headers: ["origin": "https://shop.example", "access-control-request-method": "POST"])
+                #expect(preflight.status == 204)
+                #expect(preflight.headers["access-control-allow-origin"] == "*")
+                #expect(preflight.headers["access-control-allow-headers"]?.contains("authorization") == true)
+                let spec = try system.http("GET", "/openapi.json", key: nil, headers: ["accept-encoding": "gzip"])
+                #expect(spec.headers["content-encoding"] == "gzip")
+            }
         }
-    }
 
-    @Test("the summary is partial, not an error, when a non-essential backend is down")
-    func partialSummary() async throws {
-        try await withSystem { system in
-            let id = try system.createOverHTTP()
-            try await system.waitForStage(id, .completed)
-            try await system.kill("package", signal: SIGTERM)
-            let summary = try system.http("GET", "/v1/deliveries/\(id)/summary")
-            #expect(summary.status == 200)
-            #expect(summary.json["partial"] as? Bool == true)
-            #expect(summary.json["unavailable"] as? [String] == ["package"])
-            #expect((summary.json["delivery"] as? [String: Any])?["deliveryId"] as? String == id)
+        @Test("the summary is partial, not an error, when a non-essential backend is down")
+        func partialSummary() async throws {
+            try await withSystem { system in
+                let id = try system.createOverHTTP()
+                try await system.waitForStage(id, .completed)
+                try await system.kill("package", signal: SIGTERM)
+                let summary = try system.http("GET", "/v1/deliveries/\(id)/summary")
+                #expect(summary.status == 200)
+                #expect(summary.json["partial"] as? Bool == true)
+                #expect(summary.json["unavailable"] as? [String] == ["package"])
+                #expect((summary.json["delivery"] as? [String: Any])?["deliveryId"] as? String == id)
+            }
         }
     }
 }

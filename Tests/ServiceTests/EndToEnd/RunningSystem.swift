@@ -4,6 +4,7 @@ import Glibc
 import DroneDeliveryAPI
 import Foundation
 import RPC
+import Testing
 import TestSupport
 
 /// The whole system, started the way a user starts it (`tools/run.sh`), on free ports under a
@@ -157,3 +158,8 @@ func waitFor(_ what: String, timeout: Duration = .seconds(60), _ condition: () a
     }
     throw Failure("timed out after \(timeout) waiting for \(what)")
 }
+
+/// Every end-to-end suite runs inside this one, one test at a time: each test starts the whole
+/// system (ten processes), and two at once on this two-core machine would only measure contention.
+@Suite("End to end", .serialized)
+struct EndToEndTests {}

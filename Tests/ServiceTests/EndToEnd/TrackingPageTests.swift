@@ -2,24 +2,26 @@ import Foundation
 import Testing
 import TestSupport
 
-@Suite("The tracking page in headless Chromium", .serialized)
-struct TrackingPageTests {
-    @Test("the page follows the SSE stream and draws the drone moving (two screenshots, the drone's dot found in both)")
-    func droneMovesOnThePage() async throws {
-        // Slow flights, so the drone is still flying between the two screenshots.
-        try await withSystem(["FABRIKAM_TIME_SCALE": "3"]) { system in
-            let id = try system.createOverHTTP()
-            try await system.waitForStage(id, .headedToPickup)
-            let shots = try makeTemporaryDirectory("tracking-page")
-            let output = try run(projectPython, [
-                repositoryRoot.appendingPathComponent("tools/tracking_page_check.py").path,
-                "\(system.gatewayURL)/track#delivery=\(id)&key=\(RunningSystem.demoKey)", shots.path, "4",
-            ])
-            let result = try #require(try JSONSerialization.jsonObject(with: output) as? [String: Any])
-            #expect(result["first"] is [Double], "the drone is drawn in the first screenshot: \(result)")
-            #expect(result["second"] is [Double], "the drone is drawn in the second screenshot: \(result)")
-            let moved = try #require(result["moved"] as? Double)
-            #expect(moved > 5, "the drone moved \(moved) pixels between the screenshots")
+extension EndToEndTests {
+    @Suite("The tracking page in headless Chromium", .serialized)
+    struct TrackingPageTests {
+        @Test("the page follows the SSE stream and draws the drone moving (two screenshots, the drone's dot found in both)")
+        func droneMovesOnThePage() async throws {
+            // Slow flights, so the drone is still flying between the two screenshots.
+            try await withSystem(["FABRIKAM_TIME_SCALE": "3"]) { system in
+                let id = try system.createOverHTTP()
+                try await system.waitForStage(id, .headedToPickup)
+                let shots = try makeTemporaryDirectory("tracking-page")
+                let output = try run(projectPython, [
+                    repositoryRoot.appendingPathComponent("tools/tracking_page_check.py").path,
+                    "\(system.gatewayURL)/track#delivery=\(id)&key=\(RunningSystem.demoKey)", shots.path, "4",
+                ])
+                let result = try #require(try JSONSerialization.jsonObject(with: output) as? [String: Any])
+                #expect(result["first"] is [Double], "the drone is drawn in the first screenshot: \(result)")
+                #expect(result["second"] is [Double], "the drone is drawn in the second screenshot: \(result)")
+                let moved = try #require(result["moved"] as? Double)
+                #expect(moved > 5, "the drone moved \(moved) pixels between the screenshots")
+            }
         }
     }
 }
