@@ -157,7 +157,7 @@ let package = Package(
         // MARK: The public JSON/HTTP gateway
         .target(
             name: "Gateway",
-            dependencies: serviceDependencies + ["CProtobufC", "CWellKnownProtos", .product(name: "NIOCore", package: "swift-nio"),
+            dependencies: serviceDependencies + ["CProtobufC", "CWellKnownProtos", "HTTP2", .product(name: "NIOCore", package: "swift-nio"),
                                                  .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio")]
         ),
         .executableTarget(name: "gateway", dependencies: ["Gateway", "ServiceKit"], path: "Sources/Servers/gateway"),

@@ -3,7 +3,8 @@
 # machine, same run, release build, whole system running.
 #
 #   direct:  h2load (HTTP/2, gRPC) -> Delivery.GetDeliveryStatus
-#   gateway: h2load --h1 (HTTP/1.1, JSON) -> GET /v1/deliveries/{id}/status -> the same RPC
+#   gateway: h2load --h1 (HTTP/1.1, JSON) and h2load (HTTP/2, JSON) -> GET /v1/deliveries/{id}/status
+#            -> the same RPC
 # Both with CLIENTS connections and one request in flight per connection (HTTP/1.1 cannot
 # multiplex), REQUESTS requests each. Reports requests/s, p50/p99, and the p99 the gateway adds.
 set -euo pipefail
@@ -66,6 +67,10 @@ h2load --h1 -n 2000 -c "$CLIENTS" -H "Authorization: Bearer $key" "http://127.0.
 out=$(h2load --h1 -n "$REQUESTS" -c "$CLIENTS" -H "Authorization: Bearer $key" --log-file="$work/gateway.log" \
   "http://127.0.0.1:$gateway/v1/deliveries/$id/status")
 read -r g_rps g_p50 g_p99 g_failed < <(summarize "$out" "$work/gateway.log")
+h2load -n 2000 -c "$CLIENTS" -H "Authorization: Bearer $key" "http://127.0.0.1:$gateway/v1/deliveries/$id/status" >/dev/null
+out=$(h2load -n "$REQUESTS" -c "$CLIENTS" -m 1 -H "Authorization: Bearer $key" --log-file="$work/gateway2.log" \
+  "http://127.0.0.1:$gateway/v1/deliveries/$id/status")
+read -r h_rps h_p50 h_p99 h_failed < <(summarize "$out" "$work/gateway2.log")
 
 cat <<TABLE
 h2load -n $REQUESTS -c $CLIENTS (one request in flight per connection), whole system on this machine ($(nproc) cores), release build
@@ -74,5 +79,7 @@ h2load -n $REQUESTS -c $CLIENTS (one request in flight per connection), whole sy
 |---|---:|---:|---:|---:|
 | direct gRPC: Delivery.GetDeliveryStatus (HTTP/2) | $d_rps | $d_p50 | $d_p99 | $d_failed |
 | gateway: GET /v1/deliveries/{id}/status (HTTP/1.1 JSON, API key, tenancy check) | $g_rps | $g_p50 | $g_p99 | $g_failed |
-| gateway / direct | $(python3 -c "print(f'{$g_rps/$d_rps:.2f}')") | | +$(python3 -c "print(f'{$g_p99-$d_p99:.2f}')") ms at p99 | |
+| gateway: the same over HTTP/2 (h2c, prior knowledge) | $h_rps | $h_p50 | $h_p99 | $h_failed |
+| gateway HTTP/1.1 / direct | $(python3 -c "print(f'{$g_rps/$d_rps:.2f}')") | | +$(python3 -c "print(f'{$g_p99-$d_p99:.2f}')") ms at p99 | |
+| gateway HTTP/2 / direct | $(python3 -c "print(f'{$h_rps/$d_rps:.2f}')") | | +$(python3 -c "print(f'{$h_p99-$d_p99:.2f}')") ms at p99 | |
 TABLE

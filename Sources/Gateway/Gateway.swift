@@ -67,7 +67,7 @@ public final class Gateway: Sendable {
     public let configuration: GatewayConfiguration
     public let routes: RouteTable
     public let transcoder: Transcoder
-    let upstreams: [String: RPCClient]
+    let upstreams: UpstreamPool
     let authenticator: APIKeyAuthenticator
     let rateLimiter: RateLimiter
     let tenancy: Tenancy
@@ -87,27 +87,28 @@ public final class Gateway: Sendable {
         let files = wellKnownFiles + grpcProtoFiles + droneDeliveryProtoFiles
         routes = try RouteTable(files: files, services: Self.publicServices)
         transcoder = Transcoder(schema: Schema(files: files))
-        var upstreams: [String: RPCClient] = [:]
+        var addresses: [String: (host: String, port: Int)] = [:]
         for (name, address) in configuration.upstreams {
             guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else {
                 throw ConfigurationFileError(description: "upstreams.\(name) must be host:port, got \"\(address)\"")
             }
-            upstreams[name] = RPCClient(host: String(address[..<colon]), port: port)
+            addresses[name] = (String(address[..<colon]), port)
         }
-        for name in ["accounts", "delivery", "package"] where upstreams[name] == nil {
+        for name in ["accounts", "delivery", "package"] where addresses[name] == nil {
             throw ConfigurationFileError(description: "upstreams.\(name) is required")
         }
+        let upstreams = UpstreamPool(addresses: addresses)
         self.upstreams = upstreams
-        authenticator = APIKeyAuthenticator(accounts: upstreams["accounts"]!, maxCacheSeconds: configuration.authCacheSeconds)
+        authenticator = APIKeyAuthenticator(upstreams: upstreams, maxCacheSeconds: configuration.authCacheSeconds)
         rateLimiter = RateLimiter(rate: configuration.rateLimit.requestsPerSecond, burst: configuration.rateLimit.burst)
-        tenancy = Tenancy(delivery: upstreams["delivery"]!, packages: upstreams["package"]!)
+        tenancy = Tenancy(upstreams: upstreams)
         publicRoutes = Set(configuration.publicRoutes)
         self.logger = logger
         openAPIDocument = OpenAPIDocument(routes: routes, schema: transcoder.schema).json()
     }
 
     public func close() async {
-        for client in upstreams.values { await client.close() }
+        await upstreams.close()
     }
 
     /// Answers one request. Never throws: every failure is a status and a `google.rpc.Status` body.
@@ -298,7 +299,7 @@ public final class Gateway: Sendable {
     func upstream(for service: String) -> RPCClient? {
         let parts = service.split(separator: ".")
         guard parts.count >= 4 else { return nil }
-        return upstreams[String(parts[2])]
+        return upstreams.client(String(parts[2]))
     }
 
     private func apiKey(_ request: GatewayRequest) -> String? {

@@ -4,7 +4,8 @@ import NIOPosix
 import RPC
 import Synchronization
 
-/// The gateway's HTTP/1.1 listener (SwiftNIO's HTTP/1 codec, keep-alive and pipelining).
+/// The gateway's listener: HTTP/1.1 (SwiftNIO's HTTP/1 codec, keep-alive and pipelining) and
+/// HTTP/2 cleartext with prior knowledge (the project's nghttp2 layer) on the same port.
 /// Each complete request goes to `Gateway.handle`; streamed answers are written chunk by chunk,
 /// each write awaited, so a slow reader holds back its own stream only.
 public final class GatewayHTTPServer: Sendable {
@@ -27,8 +28,8 @@ public final class GatewayHTTPServer: Sendable {
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(HTTPRequestHandler(gateway: gateway, maxBody: maxBody))
+                    // HTTP/1.1, or HTTP/2 with prior knowledge (h2c), told apart by the first bytes.
+                    try channel.pipeline.syncOperations.addHandler(ProtocolSniffer(gateway: gateway, maxBody: maxBody))
                 }
             }
         let bound = try await bootstrap.bind(host: host, port: port).get()

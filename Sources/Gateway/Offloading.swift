@@ -12,12 +12,12 @@ public struct Caller: Sendable, Hashable {
 /// Validates API keys with Accounts and caches the answers for a short time (valid and invalid
 /// alike, so a flood of bad keys does not reach Accounts).
 final class APIKeyAuthenticator: Sendable {
-    private let accounts: AccountsV1.AccountsService.Client
+    private let upstreams: UpstreamPool
     private let maxCacheSeconds: Double
     private let cache = Mutex([String: (caller: Caller?, expires: Double)]())
 
-    init(accounts: RPCClient, maxCacheSeconds: Double) {
-        self.accounts = AccountsV1.AccountsService.Client(accounts)
+    init(upstreams: UpstreamPool, maxCacheSeconds: Double) {
+        self.upstreams = upstreams
         self.maxCacheSeconds = maxCacheSeconds
     }
 
@@ -27,6 +27,7 @@ final class APIKeyAuthenticator: Sendable {
         if let cached = cache.withLock({ $0[secret] }), cached.expires > now { return cached.caller }
         var request = AccountsV1.ValidateApiKeyRequest()
         request.secret = secret
+        let accounts = AccountsV1.AccountsService.Client(upstreams.client("accounts")!)
         let answer = try await accounts.validateApiKey(request, options: CallOptions(timeout: .seconds(3), isIdempotent: true))
         let caller = answer.valid ? Caller(accountID: answer.accountId, keyID: answer.keyId) : nil
         let lifetime = min(maxCacheSeconds, answer.cacheTtl.map { Double($0.seconds) + Double($0.nanos) / 1e9 } ?? maxCacheSeconds)

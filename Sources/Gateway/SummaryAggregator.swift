@@ -6,7 +6,7 @@ import RPC
 /// (Delivery, essential), its package (Package) and its drone assignment (Drone Scheduler).
 /// When a non-essential backend is down the answer is partial and says what is missing.
 struct SummaryAggregator {
-    let upstreams: [String: RPCClient]
+    let upstreams: UpstreamPool
 
     /// The delivery id when `path` is a summary path.
     static func match(_ path: String) -> String? {
@@ -16,7 +16,7 @@ struct SummaryAggregator {
     }
 
     func summary(_ deliveryID: String, options: CallOptions) async throws -> [UInt8] {
-        let delivery = DeliveryV1.DeliveryService.Client(upstreams["delivery"]!)
+        let delivery = DeliveryV1.DeliveryService.Client(upstreams.client("delivery")!)
         var get = DeliveryV1.GetDeliveryRequest()
         get.deliveryId = deliveryID
         var statusRequest = DeliveryV1.GetDeliveryStatusRequest()
@@ -29,13 +29,13 @@ struct SummaryAggregator {
                        JSONMember("status", try JSONParser.parse(try (live.status ?? DeliveryV1.DeliveryStatus()).jsonUTF8Bytes()))]
         var missing: [String] = []
         async let package = optional {
-            guard let client = upstreams["package"], !found.packageId.isEmpty else { return nil }
+            guard let client = upstreams.client("package"), !found.packageId.isEmpty else { return nil }
             var request = PackageV1.GetPackageRequest()
             request.packageId = found.packageId
             return try JSONParser.parse(try await PackageV1.PackageService.Client(client).getPackage(request, options: options).jsonUTF8Bytes())
         }
         async let assignment = optional {
-            guard let client = upstreams["dronescheduler"], !found.droneId.isEmpty else { return nil }
+            guard let client = upstreams.client("dronescheduler"), !found.droneId.isEmpty else { return nil }
             var request = DroneSchedulerV1.GetAssignmentRequest()
             request.deliveryId = deliveryID
             return try JSONParser.parse(try await DroneSchedulerV1.DroneSchedulerService.Client(client).getAssignment(request, options: options).jsonUTF8Bytes())

@@ -9,15 +9,16 @@ import Synchronization
 /// address a delivery or a package by id are checked against its stored owner (another
 /// business's delivery is "not found", so ids do not leak).
 final class Tenancy: Sendable {
-    private let delivery: DeliveryV1.DeliveryService.Client
-    private let packages: PackageV1.PackageService.Client
+    private let upstreams: UpstreamPool
     /// Owners never change, so they are cached (bounded).
     private let deliveryOwners = Mutex([String: String]())
 
-    init(delivery: RPCClient, packages: RPCClient) {
-        self.delivery = DeliveryV1.DeliveryService.Client(delivery)
-        self.packages = PackageV1.PackageService.Client(packages)
+    init(upstreams: UpstreamPool) {
+        self.upstreams = upstreams
     }
+
+    private var delivery: DeliveryV1.DeliveryService.Client { .init(upstreams.client("delivery")!) }
+    private var packages: PackageV1.PackageService.Client { .init(upstreams.client("package")!) }
 
     func apply(to json: inout JSONValue, route: Route, schema: Schema, caller: Caller, options: CallOptions) async throws {
         guard let message = schema.messages[route.method.inputType] else { return }

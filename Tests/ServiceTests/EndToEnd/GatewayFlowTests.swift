@@ -20,8 +20,10 @@ extension RunningSystem {
     var gatewayURL: String { "http://127.0.0.1:\(port("gateway"))" }
     static let demoKey = "fdk_local_demo_key"
 
-    func http(_ method: String, _ path: String, body: String? = nil, key: String? = RunningSystem.demoKey, headers: [String: String] = [:]) throws -> HTTPAnswer {
+    func http(_ method: String, _ path: String, body: String? = nil, key: String? = RunningSystem.demoKey, headers: [String: String] = [:],
+              http2: Bool = false) throws -> HTTPAnswer {
         var arguments = ["-s", "-i", "-X", method, gatewayURL + path, "--max-time", "30"]
+        if http2 { arguments.append("--http2-prior-knowledge") }
         if let key { arguments += ["-H", "Authorization: Bearer \(key)"] }
         for (name, value) in headers { arguments += ["-H", "\(name): \(value)"] }
         if let body { arguments += ["-H", "content-type: application/json", "--data-binary", body] }
@@ -79,7 +81,12 @@ extension EndToEndTests {
                     ((try? JSONSerialization.jsonObject(with: Data($0.dropFirst(6).utf8))) as? [String: Any])?["stage"] as? String
                 }
                 #expect(stages.first == "DELIVERY_STAGE_CREATED" && stages.last == "DELIVERY_STAGE_COMPLETED")
-                let ndjson = try system.http("GET", "/v1/deliveries/\(id):track?afterSequence=1")
+                // The same over HTTP/2 (prior knowledge, on the same port).
+            let overHTTP2 = try system.http("GET", "/v1/deliveries/\(id):track", headers: ["accept": "text/event-stream"], http2: true)
+            #expect(overHTTP2.status == 200 && overHTTP2.body == events.body.replacingOccurrences(of: ": heartbeat\n\n", with: ""))
+            let status2 = try system.http("GET", location, http2: true)
+            #expect(status2.status == 200 && status2.json["stage"] as? String == "DELIVERY_STAGE_COMPLETED")
+            let ndjson = try system.http("GET", "/v1/deliveries/\(id):track?afterSequence=1")
                 #expect(ndjson.headers["content-type"] == "application/x-ndjson")
                 #expect(ndjson.body.split(separator: "\n").count == stages.count - 1)
                 try await waitFor("the history to be complete") {

@@ -1,0 +1,176 @@
+import HTTP2
+import NIOCore
+import NIOHTTP1
+import RPC
+
+/// Looks at a new connection's first bytes: the HTTP/2 connection preface (prior knowledge,
+/// "h2c") gets the project's nghttp2 layer (`HTTP2Connection`), anything else SwiftNIO's
+/// HTTP/1.1 codec. Then it steps out of the pipeline.
+final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+    let gateway: Gateway
+    let maxBody: Int
+    private var buffered: ByteBuffer?
+
+    init(gateway: Gateway, maxBody: Int) {
+        self.gateway = gateway
+        self.maxBody = maxBody
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        // Held back: the protocol handlers added later get it once they exist.
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = unwrapInboundIn(data)
+        if var earlier = buffered {
+            earlier.writeBuffer(&buffer)
+            buffer = earlier
+        }
+        let count = min(buffer.readableBytes, Self.preface.count)
+        let start = buffer.getBytes(at: buffer.readerIndex, length: count) ?? []
+        do {
+            if start != Array(Self.preface.prefix(count)) {
+                try context.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
+                try context.pipeline.syncOperations.addHandler(HTTPRequestHandler(gateway: gateway, maxBody: maxBody))
+            } else if count == Self.preface.count {
+                let session = try HTTP2Session(role: .server)
+                let connection = HTTP2Connection(session: session, eventLoop: context.eventLoop)
+                let streams = GatewayHTTP2Streams(gateway: gateway, maxBody: maxBody, eventLoop: context.eventLoop)
+                connection.delegate = streams
+                streams.connection = connection
+                try context.pipeline.syncOperations.addHandler(connection)
+            } else {
+                buffered = buffer  // not enough bytes to tell yet
+                return
+            }
+        } catch {
+            context.close(promise: nil)
+            return
+        }
+        buffered = nil
+        context.fireChannelActive()
+        context.fireChannelRead(wrapInboundOut(buffer))
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+    }
+}
+
+/// Serves gateway requests on HTTP/2 streams: collects each request (headers, body up to the
+/// limit, end of stream), answers it through `Gateway.handle`, and cancels the work if the client
+/// resets the stream. Confined to the connection's event loop, like the connection.
+final class GatewayHTTP2Streams: HTTP2ConnectionDelegate {
+    let gateway: Gateway
+    let maxBody: Int
+    let executor: EventLoopTaskExecutor
+    weak var connection: HTTP2Connection?
+
+    private struct Incoming {
+        var method = ""
+        var path = ""
+        var headers: [(name: String, value: String)] = []
+        var body: [UInt8] = []
+        var tooLarge = false
+    }
+    private var incoming: [Int32: Incoming] = [:]
+    private var running: [Int32: Task<Void, Never>] = [:]
+
+    init(gateway: Gateway, maxBody: Int, eventLoop: any EventLoop) {
+        self.gateway = gateway
+        self.maxBody = maxBody
+        self.executor = EventLoopTaskExecutor(eventLoop)
+    }
+
+    func connection(_ connection: HTTP2Connection, received event: HTTP2Session.Event) {
+        switch event {
+        case .headers(let streamID, let fields, let endStream):
+            if incoming[streamID] == nil && running[streamID] == nil {
+                var request = Incoming()
+                for field in fields {
+                    switch field.name {
+                    case ":method": request.method = field.value
+                    case ":path": request.path = field.value
+                    case ":authority": request.headers.append(("host", field.value))
+                    case let name where name.hasPrefix(":"): break
+                    default: request.headers.append((field.name, field.value))
+                    }
+                }
+                incoming[streamID] = request
+            }
+            if endStream { dispatch(streamID) }
+        case .data(let streamID, let bytes):
+            connection.session.consume(streamID: streamID, count: bytes.readableBytes)
+            if var request = incoming[streamID] {
+                if request.body.count + bytes.readableBytes > maxBody { request.tooLarge = true; request.body = [] }
+                if !request.tooLarge { request.body += bytes.readableBytesView }
+                incoming[streamID] = request
+            }
+        case .endStream(let streamID):
+            dispatch(streamID)
+        case .streamClosed(let streamID, _):
+            incoming[streamID] = nil
+            running.removeValue(forKey: streamID)?.cancel()
+        default:
+            break
+        }
+    }
+
+    func connectionClosed(_ connection: HTTP2Connection) {
+        for task in running.values { task.cancel() }
+        running = [:]
+        incoming = [:]
+    }
+
+    private func dispatch(_ streamID: Int32) {
+        guard let pending = incoming.removeValue(forKey: streamID), let connection else { return }
+        var request = GatewayRequest(method: pending.method, target: pending.path, headers: pending.headers, body: pending.body)
+        request.bodyLimitExceeded = pending.tooLarge
+        running[streamID] = Self.answer(request, streamID: streamID, gateway: gateway, executor: executor,
+                                        bound: NIOLoopBound(connection, eventLoop: connection.eventLoop))
+    }
+
+    private static func answer(_ request: GatewayRequest, streamID: Int32, gateway: Gateway, executor: EventLoopTaskExecutor,
+                               bound: NIOLoopBound<HTTP2Connection>) -> Task<Void, Never> {
+        Task(executorPreference: executor) {
+            let response = await gateway.handle(request)
+            await write(response, streamID: streamID, to: bound)
+        }
+    }
+
+    /// Writes the answer on the stream. Runs on the connection's event loop (the task executor).
+    static func write(_ response: GatewayResponse, streamID: Int32, to bound: NIOLoopBound<HTTP2Connection>) async {
+        var fields = [HeaderField(":status", String(response.status))]
+        for (name, value) in response.headers where !["connection", "keep-alive", "transfer-encoding"].contains(name.lowercased()) {
+            fields.append(HeaderField(name.lowercased(), value))
+        }
+        let connection = bound.value
+        switch response.body {
+        case .bytes(let bytes):
+            if bytes.isEmpty {
+                try? connection.session.sendResponseHeaders(streamID: streamID, fields, endStream: true)
+            } else {
+                fields.append(HeaderField("content-length", String(bytes.count)))
+                try? connection.session.sendResponseHeaders(streamID: streamID, fields, endStream: false)
+                try? connection.session.sendData(streamID: streamID, ByteBuffer(bytes: bytes))
+                try? connection.session.finish(streamID: streamID)
+            }
+            connection.flush()
+        case .stream(let chunks):
+            do {
+                try connection.session.sendResponseHeaders(streamID: streamID, fields, endStream: false)
+                connection.flush()
+                for await chunk in chunks {
+                    try Task.checkCancellation()
+                    try bound.value.session.sendData(streamID: streamID, ByteBuffer(bytes: chunk))
+                    bound.value.flush()
+                }
+                try bound.value.session.finish(streamID: streamID)
+                bound.value.flush()
+            } catch {
+                // The stream is gone (reset or closed): ending the loop cancels the upstream call.
+            }
+        }
+    }
+}
