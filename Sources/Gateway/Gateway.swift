@@ -216,34 +216,36 @@ public final class Gateway: Sendable {
         if route.method.serverStreaming {
             return try await stream(route, json: json, client: client, request: request, options: options)
         }
-        return try await unary(route, input: route.input, output: route.output, json: json, client: client, options: options)
+        return try await unary(route, json: json, client: client, options: options)
     }
 
-    private func unary<Input: JSONMessage, Output: JSONMessage>(_ route: Route, input: Input.Type, output: Output.Type, json: JSONValue,
-                                                               client: RPCClient, options: CallOptions) async throws -> GatewayResponse {
-        let message = try transcoder.decode(Input.self, json)
-        let answer = try await client.unary(route.method, message, responseType: Output.self, options: options).message
-        let body = try transcoder.responseJSON(answer, route: route)
+    private func unary(_ route: Route, json: JSONValue, client: RPCClient, options: CallOptions) async throws -> GatewayResponse {
+        // Message types are known only at run time: encode and decode through the existential
+        // types, and call with encoded bytes (no generic code instantiated per call).
+        let message = try transcoder.decode(route.input, json)
+        let answerBytes = try await client.unaryEncoded(route.method, message.serializedBytes(), options: options)
+        let answer: any JSONMessage
+        do { answer = try route.output.init(serializedBytes: answerBytes) } catch {
+            throw RPCError(.internal, "could not decode \(route.method.outputType) from \(route.method.service): \(error)")
+        }
+        let whole = try answer.jsonUTF8Bytes()
+        let body = route.responseBody.isEmpty ? whole : transcoder.member(route.responseBody, of: whole, type: route.method.outputType)
         // REST conventions from the response itself: an accepted asynchronous operation (a
         // status path) is 202 with a Location; create-or-replace is 201 the first time, 204 after.
-        // Only responses that have such fields are read back (most reads have none).
-        let conventions = transcoder.schema.messages[route.method.outputType].map { $0.field(named: "status_path") != nil || $0.field(named: "created") != nil } ?? false
-        let fields = !conventions ? [] : (try? JSONParser.parse(try answer.jsonUTF8Bytes())).flatMap { value -> [JSONMember]? in
-            if case .object(let members) = value { return members }
-            return nil
-        } ?? []
-        if case .string(let location)? = fields.first(where: { $0.key == "statusPath" })?.value {
+        guard let output = transcoder.schema.messages[route.method.outputType] else {
+            return GatewayResponse(status: 200, headers: [("content-type", "application/json")], body: .bytes(body))
+        }
+        if output.field(named: "status_path") != nil,
+           case .string(let location)? = try? JSONParser.parse(transcoder.member("status_path", of: whole, type: route.method.outputType)) {
             return GatewayResponse(status: 202, headers: [("content-type", "application/json"), ("location", location)], body: .bytes(body))
         }
-        if let created = fields.first(where: { $0.key == "created" }) {
-            if created.value == .bool(true) {
+        if output.field(named: "created") != nil {
+            if transcoder.member("created", of: whole, type: route.method.outputType) == Array("true".utf8) {
                 return GatewayResponse(status: 201, headers: [("content-type", "application/json")], body: .bytes(body))
             }
             return GatewayResponse(status: 204)
         }
-        if output.protoMessageName == "fabrikam.dronedelivery.package.v1.PutPackageResponse" || route.httpMethod == "PUT" {
-            return GatewayResponse(status: 204)
-        }
+        if route.httpMethod == "PUT" { return GatewayResponse(status: 204) }
         return GatewayResponse(status: 200, headers: [("content-type", "application/json")], body: .bytes(body))
     }
 

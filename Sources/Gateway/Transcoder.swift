@@ -73,15 +73,62 @@ public struct Transcoder: Sendable {
         }
     }
 
+    /// The same for a type known only at run time.
+    public func decode(_ type: any JSONMessage.Type, _ json: JSONValue) throws -> any JSONMessage {
+        var writer = JSONWriter()
+        writer.value(json)
+        do {
+            return try type.init(jsonUTF8Bytes: writer.bytes)
+        } catch {
+            throw TranscodingError(400, "\(error)")
+        }
+    }
+
+    /// The JSON text of one top-level member of `json` (compact JSON as the mapping writes it),
+    /// found by the field's name, without building a tree; `{}` when the member is absent
+    /// (proto3 JSON leaves out fields at their default value).
+    public func member(_ field: String, of json: [UInt8], type: String) -> [UInt8] {
+        let jsonName = schema.messages[type]?.field(named: field)?.jsonName ?? field
+        let key = Array("\"\(jsonName)\":".utf8)
+        var depth = 0
+        var index = 0
+        var inString = false
+        var keyStart: Int?
+        while index < json.count {
+            let byte = json[index]
+            if inString {
+                if byte == UInt8(ascii: "\\") { index += 2; continue }
+                if byte == UInt8(ascii: "\"") { inString = false }
+                index += 1
+                continue
+            }
+            switch byte {
+            case UInt8(ascii: "\""):
+                if depth == 1, keyStart == nil, json[index...].starts(with: key) {
+                    keyStart = index + key.count
+                    index += key.count
+                    continue
+                }
+                inString = true
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                depth += 1
+            case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                if depth == 1, let start = keyStart { return Array(json[start..<index]) }
+                depth -= 1
+            case UInt8(ascii: ","):
+                if depth == 1, let start = keyStart { return Array(json[start..<index]) }
+            default:
+                break
+            }
+            index += 1
+        }
+        return Array("{}".utf8)
+    }
+
     /// The response as JSON: the whole message, or its `response_body` field.
     public func responseJSON(_ message: some JSONMessage, route: Route) throws -> [UInt8] {
         let whole = try message.jsonUTF8Bytes()
-        guard !route.responseBody.isEmpty else { return whole }
-        guard case .object(let members) = try JSONParser.parse(whole) else { return whole }
-        let jsonName = schema.messages[route.method.outputType]?.field(named: route.responseBody)?.jsonName ?? route.responseBody
-        var writer = JSONWriter()
-        writer.value(members.first { $0.key == jsonName }?.value ?? .object([]))
-        return writer.bytes
+        return route.responseBody.isEmpty ? whole : member(route.responseBody, of: whole, type: route.method.outputType)
     }
 
     // MARK: Fields

@@ -82,6 +82,31 @@ final class ClientCall: Sendable {
         }
     }
 
+    /// Reads a unary response as its encoded bytes: exactly one message, then an OK status.
+    func collectOneEncoded() async throws -> [UInt8] {
+        var response: [UInt8]?
+        for await event in events {
+            observe(event)
+            switch event {
+            case .headers:
+                continue
+            case .message(let bytes, let wireBytes):
+                consumed(wireBytes)
+                guard response == nil else {
+                    cancel()
+                    throw RPCError(.internal, "the server sent more than one response to a unary call")
+                }
+                response = Array(bytes.readableBytesView)
+            case .end(let status, _):
+                guard status.code == .ok else { throw status }
+                guard let response else { throw RPCError(.internal, "the server sent no response message") }
+                return response
+            }
+        }
+        if Task.isCancelled { throw RPCError(.cancelled, "the call was cancelled") }
+        throw RPCError(.internal, "the call ended without a status")
+    }
+
     /// Reads a unary response: exactly one message, then an OK status.
     func collectOne<Message: ProtobufKit.Message>(_ type: Message.Type) async throws -> UnaryResponse<Message> {
         var response: Message?

@@ -295,6 +295,19 @@ public final class RPCClient: Sendable {
         }
     }
 
+    /// One request, one response, both already encoded (the gateway, which knows its message
+    /// types only at run time, encodes and decodes them itself; no generic code per call).
+    public func unaryEncoded(_ method: MethodDescriptor, _ request: [UInt8], options: CallOptions = CallOptions()) async throws -> [UInt8] {
+        try await intercepted(method, options) { options in
+            let call = try await startCall(method, options: options)
+            return try await running(call) {
+                try await call.send(request)
+                call.finishRequests()
+                return try await call.collectOneEncoded()
+            }
+        }
+    }
+
     /// Runs a call through the interceptors; `body` may run more than once (a retrying interceptor).
     func intercepted<Result>(_ method: MethodDescriptor, _ options: CallOptions, _ body: (CallOptions) async throws -> Result) async throws -> Result {
         if self.options.interceptors.isEmpty { return try await body(options) }
