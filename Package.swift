@@ -160,7 +160,7 @@ let package = Package(
             dependencies: serviceDependencies + ["CProtobufC", "CWellKnownProtos", "HTTP2", .product(name: "NIOCore", package: "swift-nio"),
                                                  .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio")]
         ),
-        .executableTarget(name: "gateway", dependencies: ["Gateway", "ServiceKit"], path: "Sources/Servers/gateway"),
+        .executableTarget(name: "gateway", dependencies: ["Gateway", "ServiceKit", "RPCServices"], path: "Sources/Servers/gateway"),
 
         // MARK: gRPC interoperability (the interop TestService and its runners)
         .target(

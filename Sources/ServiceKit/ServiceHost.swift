@@ -62,23 +62,6 @@ public struct ServiceHost {
     }
 }
 
-/// Suspends until SIGINT or SIGTERM.
-public func waitForTerminationSignal() async {
-    signal(SIGINT, SIG_IGN)
-    signal(SIGTERM, SIG_IGN)
-    let sources = [SIGINT, SIGTERM].map { DispatchSource.makeSignalSource(signal: $0) }
-    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-        let resumed = Mutex(false)
-        for source in sources {
-            source.setEventHandler {
-                if resumed.withLock({ let was = $0; $0 = true; return !was }) { continuation.resume() }
-            }
-            source.resume()
-        }
-    }
-    for source in sources { source.cancel() }
-}
-
 /// Runs a service's `main`: prints configuration errors plainly and exits 2 instead of crashing.
 public func runService(_ body: () async throws -> Void) async {
     // A parent may have started us with signals blocked (Foundation's Process does): unblock

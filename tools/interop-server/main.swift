@@ -43,22 +43,6 @@ print("listening 127.0.0.1:\(bound)")
 fflush(nil)  // flush every stream (stdout is a C global Swift 6 will not touch)
 
 // Wait for SIGINT or SIGTERM, then shut down gracefully.
-await waitForSignal()
+await waitForTerminationSignal()
 await server.shutdown()
 
-/// Suspends until SIGINT or SIGTERM. Not main-actor code: the handler runs on a dispatch queue
-/// (a closure written inline in top-level code would be main-actor isolated and trap there).
-nonisolated func waitForSignal() async {
-    signal(SIGINT, SIG_IGN)
-    signal(SIGTERM, SIG_IGN)
-    let sources = [SIGINT, SIGTERM].map { DispatchSource.makeSignalSource(signal: $0) }
-    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-        let resumed = Mutex(false)
-        for source in sources {
-            source.setEventHandler {
-                if resumed.withLock({ let was = $0; $0 = true; return !was }) { continuation.resume() }
-            }
-            source.resume()
-        }
-    }
-}

@@ -84,32 +84,18 @@ final class ClientCall: Sendable {
 
     /// Reads a unary response as its encoded bytes: exactly one message, then an OK status.
     func collectOneEncoded() async throws -> [UInt8] {
-        var response: [UInt8]?
-        for await event in events {
-            observe(event)
-            switch event {
-            case .headers:
-                continue
-            case .message(let bytes, let wireBytes):
-                consumed(wireBytes)
-                guard response == nil else {
-                    cancel()
-                    throw RPCError(.internal, "the server sent more than one response to a unary call")
-                }
-                response = Array(bytes.readableBytesView)
-            case .end(let status, _):
-                guard status.code == .ok else { throw status }
-                guard let response else { throw RPCError(.internal, "the server sent no response message") }
-                return response
-            }
-        }
-        if Task.isCancelled { throw RPCError(.cancelled, "the call was cancelled") }
-        throw RPCError(.internal, "the call ended without a status")
+        Array(try await collectOneBuffer().readableBytesView)
     }
 
     /// Reads a unary response: exactly one message, then an OK status.
     func collectOne<Message: ProtobufKit.Message>(_ type: Message.Type) async throws -> UnaryResponse<Message> {
-        var response: Message?
+        let response = try decode(Message.self, try await collectOneBuffer())
+        let (initial, trailing) = metadata.withLock { $0 }
+        return UnaryResponse(message: response, initialMetadata: initial, trailingMetadata: trailing)
+    }
+
+    private func collectOneBuffer() async throws -> ByteBuffer {
+        var response: ByteBuffer?
         for await event in events {
             observe(event)
             switch event {
@@ -121,12 +107,11 @@ final class ClientCall: Sendable {
                     cancel()
                     throw RPCError(.internal, "the server sent more than one response to a unary call")
                 }
-                response = try decode(Message.self, bytes)
+                response = bytes
             case .end(let status, _):
                 guard status.code == .ok else { throw status }
                 guard let response else { throw RPCError(.internal, "the server sent no response message") }
-                let (initial, trailing) = metadata.withLock { $0 }
-                return UnaryResponse(message: response, initialMetadata: initial, trailingMetadata: trailing)
+                return response
             }
         }
         // AsyncStream stops yielding when the reading task is cancelled.

@@ -3,6 +3,7 @@
 //   --accounts/--package/--dronescheduler/--delivery/--deliveryhistory/--ingestion HOST:PORT
 import Foundation
 import Gateway
+import RPCServices
 import ServiceKit
 
 await runService {
