@@ -31,6 +31,8 @@ public final class SQLiteDatabase: Sendable {
         /// Runs on the database queue; returns whether it succeeded and how to report the outcome
         /// once the transaction's own outcome (commit or rollback) is known.
         let execute: (SQLiteConnection) -> (succeeded: Bool, finish: (SQLiteError?) -> Void)
+        /// Reports a failure without running the closure (the transaction could not begin).
+        let fail: (SQLiteError) -> Void
     }
 
     /// Opens (or creates) the file and brings its schema up to date.
@@ -72,7 +74,7 @@ public final class SQLiteDatabase: Sendable {
 
     private func submit<T: Sendable>(isWrite: Bool, _ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
-            let job = Job(isWrite: isWrite) { connection in
+            let job = Job(isWrite: isWrite, execute: { connection in
                 do {
                     let value = try body(connection)
                     return (true, { error in
@@ -81,7 +83,7 @@ public final class SQLiteDatabase: Sendable {
                 } catch {
                     return (false, { _ in continuation.resume(throwing: error) })
                 }
-            }
+            }, fail: { error in continuation.resume(throwing: error) })
             let startDrain = pending.withLock { state -> Bool in
                 state.jobs.append(job)
                 if state.draining { return false }
@@ -113,9 +115,12 @@ public final class SQLiteDatabase: Sendable {
             // here rather than fail half-way through the batch.
             try connection.execute(writes ? "BEGIN IMMEDIATE" : "BEGIN")
         } catch let error as SQLiteError {
-            for job in batch { job.execute(connection).finish(error) }
+            for job in batch { job.fail(error) }
             return
-        } catch { return }
+        } catch {
+            for job in batch { job.fail(SQLiteError(code: -1, message: "\(error)", sql: "BEGIN")) }
+            return
+        }
 
         var finishers: [(SQLiteError?) -> Void] = []
         finishers.reserveCapacity(batch.count)

@@ -32,7 +32,8 @@ public final class SQLiteFailedSagaStore: FailedSagaStore {
             if let row = try db.queryFirst("SELECT data FROM failed_sagas WHERE saga_id = ?", [.text(saga.sagaId)]) {
                 return (try SupervisorV1.FailedSaga(storedBytes: row.bytes(0), what: "failed saga"), false)
             }
-            try Self.write(saga, nextAttempt: 0, db)
+            // Due at once when there is something to compensate; a resolved saga is never due.
+            try Self.write(saga, nextAttempt: saga.compensations.isEmpty ? nil : 0, db)
             return (saga, true)
         }
     }
