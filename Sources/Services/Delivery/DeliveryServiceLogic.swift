@@ -128,6 +128,7 @@ public final class DeliveryServiceLogic: DeliveryV1.DeliveryService.Handler {
     }
 
     public func trackDelivery(_ request: DeliveryV1.TrackDeliveryRequest, writer: ResponseWriter<DeliveryV1.DeliveryTrackingEvent>, context: ServerContext) async throws {
+        guard request.afterSequence >= 0 else { throw RPCError(.invalidArgument, "after_sequence must not be negative, got \(request.afterSequence)") }
         _ = try await existing(request.deliveryId)
         // Watch first, then read what is stored: nothing falls between the two.
         let watch = hub.watch(request.deliveryId)

@@ -161,6 +161,30 @@ extension EndToEndTests {
                 #expect(preflight.headers["access-control-allow-headers"]?.contains("authorization") == true)
                 let spec = try system.http("GET", "/openapi.json", key: nil, headers: ["accept-encoding": "gzip"])
                 #expect(spec.headers["content-encoding"] == "gzip")
+                let badTimeout = try system.http("GET", "/v1/deliveries", key: otherKey, headers: ["grpc-timeout": "soon"])
+                #expect(badTimeout.status == 400 && (badTimeout.json["message"] as? String ?? "").contains("grpc-timeout"))
+            }
+        }
+
+        @Test("streams send heartbeats and end with an error event when they fail; create-or-replace is 201 then 204")
+        func streamsAndStatuses() async throws {
+            let config = try makeTemporaryDirectory("gateway-config").appendingPathComponent("gateway.json")
+            try Data(#"{"heartbeatSeconds":0.2}"#.utf8).write(to: config)
+            try await withSystem(["FABRIKAM_GATEWAY_CONFIG": config.path, "FABRIKAM_TIME_SCALE": "20"]) { system in
+                let id = try system.createOverHTTP()
+                try await system.waitForStage(id, .created)
+                let tracked = try system.http("GET", "/v1/deliveries/\(id):track", headers: ["accept": "text/event-stream"])
+                #expect(tracked.body.contains(": heartbeat"), "heartbeats while the drone flies")
+                #expect(tracked.body.contains("DELIVERY_STAGE_COMPLETED"))
+                let failed = try system.http("GET", "/v1/deliveries/\(id):track?afterSequence=-1", headers: ["accept": "text/event-stream"])
+                #expect(failed.status == 200 && failed.body.contains("event: error") && failed.body.contains("\"code\":3"))
+                let ndjsonFailed = try system.http("GET", "/v1/deliveries/\(id):track?afterSequence=-1")
+                #expect(ndjsonFailed.body.contains("{\"error\":"))
+                let put = #"{"size":"PACKAGE_SIZE_MEDIUM","weight":2.5,"tag":"gift"}"#
+                #expect(try system.http("PUT", "/v1/packages/pkg-gift-1", body: put).status == 201)
+                #expect(try system.http("PUT", "/v1/packages/pkg-gift-1", body: put).status == 204)
+                let stored = try system.http("GET", "/v1/packages/pkg-gift-1")
+                #expect(stored.json["ownerId"] as? String == "acct-demo", "the owner is the caller's account")
             }
         }
 
