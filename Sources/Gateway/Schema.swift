@@ -25,7 +25,7 @@ public struct Schema: Sendable {
         public var fullName: String
         public var fields: [Field]
         public var isMapEntry: Bool
-        /// Leading comments are not kept; the document uses field names and types.
+        /// The field with this proto name or JSON name.
         public func field(named name: String) -> Field? { fields.first { $0.name == name || $0.jsonName == name } }
     }
 
