@@ -143,7 +143,7 @@ extension EndToEndTests {
         @Test("rate limit per key answers 429 with Retry-After; oversized bodies 413; CORS preflight; gzip")
         func offloading() async throws {
             let config = try makeTemporaryDirectory("gateway-config").appendingPathComponent("gateway.json")
-            try Data(#"{"rateLimit":{"requestsPerSecond":1,"burst":3},"maxBodyBytes":2048,"gzipMinimumBytes":64}"#.utf8).write(to: config)
+            try Data(#"{"rateLimit":{"requestsPerSecond":0.2,"burst":3},"maxBodyBytes":2048,"gzipMinimumBytes":64}"#.utf8).write(to: config)
             try await withSystem(["FABRIKAM_GATEWAY_CONFIG": config.path]) { system in
                 let statuses = try (0..<5).map { _ in try system.http("GET", "/v1/deliveries").status }
                 #expect(statuses.prefix(3).allSatisfy { $0 == 200 })
