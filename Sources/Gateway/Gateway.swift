@@ -57,7 +57,6 @@ public struct GatewayResponse: Sendable {
         self.body = body
     }
 
-    public func header(_ name: String) -> String? { headers.first { $0.name.lowercased() == name }?.value }
 }
 
 /// The public JSON/HTTP API of the system: routes from the services' `google.api.http`
@@ -214,7 +213,7 @@ public final class Gateway: Sendable {
             throw GatewayError(503, 14, "no upstream configured for \(route.method.service)")
         }
         if route.method.serverStreaming {
-            return try await stream(route, json: json, client: client, request: request, options: options)
+            return try await openStream(route, input: route.input, output: route.output, json: json, client: client, request: request, options: options)
         }
         return try await unary(route, json: json, client: client, options: options)
     }
@@ -229,7 +228,7 @@ public final class Gateway: Sendable {
             throw RPCError(.internal, "could not decode \(route.method.outputType) from \(route.method.service): \(error)")
         }
         let whole = try answer.jsonUTF8Bytes()
-        let body = route.responseBody.isEmpty ? whole : transcoder.member(route.responseBody, of: whole, type: route.method.outputType)
+        let body = transcoder.responseBody(whole, route: route)
         // REST conventions from the response itself: an accepted asynchronous operation (a
         // status path) is 202 with a Location; create-or-replace is 201 the first time, 204 after.
         guard let output = transcoder.schema.messages[route.method.outputType] else {
@@ -247,10 +246,6 @@ public final class Gateway: Sendable {
         }
         if route.httpMethod == "PUT" { return GatewayResponse(status: 204) }
         return GatewayResponse(status: 200, headers: [("content-type", "application/json")], body: .bytes(body))
-    }
-
-    private func stream(_ route: Route, json: JSONValue, client: RPCClient, request: GatewayRequest, options: CallOptions) async throws -> GatewayResponse {
-        try await openStream(route, input: route.input, output: route.output, json: json, client: client, request: request, options: options)
     }
 
     private func openStream<Input: JSONMessage, Output: JSONMessage>(_ route: Route, input: Input.Type, output: Output.Type, json: JSONValue,

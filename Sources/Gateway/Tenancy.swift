@@ -31,15 +31,15 @@ final class Tenancy: Sendable {
                 try claim(&json, [field.jsonName, "accountId"], account)
             case ("package", .message) where field.typeName == "fabrikam.dronedelivery.package.v1.Package":
                 try claim(&json, [field.jsonName, "ownerId"], account)
-                if let id = string(json, [field.jsonName, "packageId"]) { try await checkPackage(id, owner: account, options: options, mayBeNew: true) }
+                if let id = stringMember(json, [field.jsonName, "packageId"]) { try await checkPackage(id, owner: account, options: options, mayBeNew: true) }
             case ("name", .string) where route.method.service.hasSuffix("AccountsService"):
-                if let name = string(json, [field.jsonName]), name != "accounts/\(account)" {
+                if let name = stringMember(json, [field.jsonName]), name != "accounts/\(account)" {
                     throw GatewayError(403, 7, "\(name) is not the caller's account")
                 }
             case ("delivery_id", .string) where route.method.name != "CreateDelivery":
-                if let id = string(json, [field.jsonName]) { try await checkDelivery(id, owner: account, options: options) }
+                if let id = stringMember(json, [field.jsonName]) { try await checkDelivery(id, owner: account, options: options) }
             case ("package_id", .string) where route.method.service.hasSuffix("PackageService"):
-                if let id = string(json, [field.jsonName]) { try await checkPackage(id, owner: account, options: options, mayBeNew: false) }
+                if let id = stringMember(json, [field.jsonName]) { try await checkPackage(id, owner: account, options: options, mayBeNew: false) }
             default: break
             }
         }
@@ -75,43 +75,10 @@ final class Tenancy: Sendable {
 
     /// Sets the account at `path` when it is empty; refuses another account.
     private func claim(_ json: inout JSONValue, _ path: [String], _ account: String) throws {
-        if let present = string(json, path), !present.isEmpty {
+        if let present = stringMember(json, path), !present.isEmpty {
             if present != account { throw GatewayError(403, 7, "\(path.joined(separator: ".")) \(present) is not the caller's account") }
             return
         }
-        json = setting(json, path, .string(account))
+        try setMember(&json, path: path, value: .string(account), append: false)
     }
-
-    private func string(_ json: JSONValue, _ path: [String]) -> String? {
-        var current = json
-        for key in path {
-            guard case .object(let members) = current else { return nil }
-            // The caller may have used the proto name (owner_id) or the JSON name (ownerId).
-            guard let member = members.first(where: { $0.key == key }) ?? members.first(where: { $0.key == snakeCase(key) }) else { return nil }
-            current = member.value
-        }
-        if case .string(let text) = current { return text }
-        return nil
-    }
-
-    private func setting(_ json: JSONValue, _ path: [String], _ value: JSONValue) -> JSONValue {
-        guard case .object(var members) = json else { return json }
-        let key = path[0]
-        let index = members.firstIndex { $0.key == key || $0.key == snakeCase(key) }
-        if path.count == 1 {
-            if let index { members[index].value = value } else { members.append(JSONMember(key, value)) }
-        } else {
-            let child = setting(index.map { members[$0].value } ?? .object([]), Array(path.dropFirst()), value)
-            if let index { members[index].value = child } else { members.append(JSONMember(key, child)) }
-        }
-        return .object(members)
-    }
-}
-
-func snakeCase(_ camel: String) -> String {
-    var out = ""
-    for character in camel {
-        if character.isUppercase { out += "_" + character.lowercased() } else { out.append(character) }
-    }
-    return out
 }

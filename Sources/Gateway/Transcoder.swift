@@ -37,12 +37,12 @@ public struct Transcoder: Sendable {
         default:
             if !trimmedBody.isEmpty {
                 let field = try resolve(route.body.split(separator: ".").map(String.init), in: message, for: "body")
-                try set(&root, path: field.jsonPath, value: try parse(body), append: false)
+                try setMember(&root, path: field.jsonPath, value: try parse(body), append: false)
             }
         }
         for (path, value) in variables.sorted(by: { $0.key < $1.key }) {
             let field = try resolve(path.split(separator: ".").map(String.init), in: message, for: "path variable {\(path)}")
-            try set(&root, path: field.jsonPath, value: try typed(value, field.field, name: path), append: false)
+            try setMember(&root, path: field.jsonPath, value: try typed(value, field.field, name: path), append: false)
         }
         if route.body != "*" {
             let bodyField = route.body
@@ -54,7 +54,7 @@ public struct Transcoder: Sendable {
                 if field.field.kind == .message, !Schema.stringLikeMessages.contains(field.field.typeName), Schema.wrapperKinds[field.field.typeName] == nil {
                     throw TranscodingError(400, "query parameter \(name) is a message; set its fields (\(name).<field>)")
                 }
-                try set(&root, path: field.jsonPath, value: try typed(value, field.field, name: name), append: field.field.isRepeated)
+                try setMember(&root, path: field.jsonPath, value: try typed(value, field.field, name: name), append: field.field.isRepeated)
             }
         } else if let first = query.first {
             throw TranscodingError(400, "query parameter \(first.0): this route takes every field from the body")
@@ -125,10 +125,9 @@ public struct Transcoder: Sendable {
         return Array("{}".utf8)
     }
 
-    /// The response as JSON: the whole message, or its `response_body` field.
-    public func responseJSON(_ message: some JSONMessage, route: Route) throws -> [UInt8] {
-        let whole = try message.jsonUTF8Bytes()
-        return route.responseBody.isEmpty ? whole : member(route.responseBody, of: whole, type: route.method.outputType)
+    /// The response body: the response message's JSON (`whole`), or its `response_body` field.
+    public func responseBody(_ whole: [UInt8], route: Route) -> [UInt8] {
+        route.responseBody.isEmpty ? whole : member(route.responseBody, of: whole, type: route.method.outputType)
     }
 
     // MARK: Fields
@@ -196,33 +195,6 @@ public struct Transcoder: Sendable {
         do { return try JSONParser.parse(body) } catch { throw TranscodingError(400, "the request body is not valid JSON: \(error)") }
     }
 
-    /// Sets (or appends to) the value at `path` in an object tree, creating objects on the way.
-    func set(_ root: inout JSONValue, path: [String], value: JSONValue, append: Bool) throws {
-        guard case .object(var members) = root else { throw TranscodingError(400, "\(path.joined(separator: ".")): expected an object") }
-        let key = path[0]
-        let index = members.firstIndex { $0.key == key }
-        if path.count == 1 {
-            if append {
-                if let index, case .array(var items) = members[index].value {
-                    items.append(value)
-                    members[index].value = .array(items)
-                } else if let index {
-                    members[index].value = .array([members[index].value, value])
-                } else {
-                    members.append(JSONMember(key, .array([value])))
-                }
-            } else if let index {
-                members[index].value = value
-            } else {
-                members.append(JSONMember(key, value))
-            }
-        } else {
-            var child = index.map { members[$0].value } ?? .object([])
-            try set(&child, path: Array(path.dropFirst()), value: value, append: append)
-            if let index { members[index].value = child } else { members.append(JSONMember(key, child)) }
-        }
-        root = .object(members)
-    }
 }
 
 /// The HTTP status for a gRPC status code (the table grpc-gateway and Envoy use).
@@ -247,4 +219,61 @@ public func httpStatus(for code: Int) -> Int {
     case 16: 401
     default: 500
     }
+}
+
+// MARK: JSON object trees (request messages being built)
+
+/// The member of `members` named `key`, a JSON name, or its proto (snake_case) name: a client
+/// may write either in a body, and a path variable must replace what the body said.
+private func memberIndex(_ members: [JSONMember], _ key: String) -> Int? {
+    members.firstIndex { $0.key == key } ?? members.firstIndex { $0.key == snakeCase(key) }
+}
+
+/// Sets (or, with `append`, appends to) the value at `path` in an object tree, creating objects
+/// on the way.
+func setMember(_ root: inout JSONValue, path: [String], value: JSONValue, append: Bool) throws {
+    guard case .object(var members) = root else { throw TranscodingError(400, "\(path.joined(separator: ".")): expected an object") }
+    let key = path[0]
+    let index = memberIndex(members, key)
+    if path.count == 1 {
+        if append {
+            if let index, case .array(var items) = members[index].value {
+                items.append(value)
+                members[index].value = .array(items)
+            } else if let index {
+                members[index].value = .array([members[index].value, value])
+            } else {
+                members.append(JSONMember(key, .array([value])))
+            }
+        } else if let index {
+            members[index].value = value
+        } else {
+            members.append(JSONMember(key, value))
+        }
+    } else {
+        var child = index.map { members[$0].value } ?? .object([])
+        try setMember(&child, path: Array(path.dropFirst()), value: value, append: append)
+        if let index { members[index].value = child } else { members.append(JSONMember(key, child)) }
+    }
+    root = .object(members)
+}
+
+/// The string at `path` in an object tree, if there is one.
+func stringMember(_ json: JSONValue, _ path: [String]) -> String? {
+    var current = json
+    for key in path {
+        guard case .object(let members) = current, let index = memberIndex(members, key) else { return nil }
+        current = members[index].value
+    }
+    if case .string(let text) = current { return text }
+    return nil
+}
+
+/// `ownerId` -> `owner_id`: the proto name of a field from its default JSON name.
+func snakeCase(_ camel: String) -> String {
+    var out = ""
+    for character in camel {
+        if character.isUppercase { out += "_" + character.lowercased() } else { out.append(character) }
+    }
+    return out
 }

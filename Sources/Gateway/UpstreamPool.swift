@@ -28,8 +28,6 @@ final class UpstreamPool: Sendable {
         return list[0]
     }
 
-    func contains(_ name: String) -> Bool { clients[name] != nil }
-
     func close() async {
         for list in clients.values { for client in list { await client.close() } }
     }

@@ -29,6 +29,9 @@ struct TranscodingGoldenTests {
         Case(method: "PATCH", target: "/v1/deliveries/d%2D1/schedule", body: #"{"expedited":false,"pickupTime":"2026-01-01T10:00:00Z"}"#,
              rpc: "/fabrikam.dronedelivery.ingestion.v1.IngestionService/RescheduleDelivery",
              request: #"{"deliveryId":"d-1","pickupTime":"2026-01-01T10:00:00Z","expedited":false}"#),
+        // The path wins over the body, whichever name (JSON or proto) the body used.
+        Case(method: "PATCH", target: "/v1/deliveries/d1/schedule", body: #"{"delivery_id":"other","expedited":true}"#,
+             rpc: "/fabrikam.dronedelivery.ingestion.v1.IngestionService/RescheduleDelivery", request: #"{"deliveryId":"d1","expedited":true}"#),
         Case(method: "PUT", target: "/v1/deliveries/d1/schedule", body: #"{"deadline":"2026-01-02T00:00:00Z"}"#,
              rpc: "/fabrikam.dronedelivery.ingestion.v1.IngestionService/RescheduleDelivery",
              request: #"{"deliveryId":"d1","deadline":"2026-01-02T00:00:00Z"}"#),
@@ -139,7 +142,7 @@ struct TranscodingGoldenTests {
         status.stage = .headedToPickup
         status.droneId = "drone-7"
         response.status = status
-        let json = try transcoder.responseJSON(response, route: route)
+        let json = transcoder.responseBody(try response.jsonUTF8Bytes(), route: route)
         #expect(String(decoding: json, as: UTF8.self) == #"{"stage":"DELIVERY_STAGE_HEADED_TO_PICKUP","droneId":"drone-7"}"#)
     }
 
