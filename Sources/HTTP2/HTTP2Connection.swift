@@ -100,10 +100,23 @@ public final class HTTP2Connection: ChannelInboundHandler, RemovableChannelHandl
         scheduleKeepalive()
     }
 
+    /// When the peer last sent anything. The idle and keepalive timers compare against it when
+    /// they fire, instead of being rescheduled on every read (which cost two timer operations
+    /// per read on a busy connection).
+    var lastActivity = NIODeadline.now()
+
     func resetIdleTimer() {
         idleTimer?.cancel()
-        idleTimer = eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(limits.idleTimeout.nanoseconds)) { [self] in
-            guard openStreams.isEmpty else { return resetIdleTimer() }
+        scheduleIdleCheck(at: lastActivity + .nanoseconds(limits.idleTimeout.nanoseconds))
+    }
+
+    private func scheduleIdleCheck(at deadline: NIODeadline) {
+        idleTimer = eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+            let idleSince = lastActivity
+            let timeout = TimeAmount.nanoseconds(limits.idleTimeout.nanoseconds)
+            // Busy, or active since this check was scheduled: look again a full timeout later.
+            guard openStreams.isEmpty else { return scheduleIdleCheck(at: .now() + timeout) }
+            guard NIODeadline.now() >= idleSince + timeout else { return scheduleIdleCheck(at: idleSince + timeout) }
             session.sendGoAway(errorCode: 0, debugData: "idle")
             flushNow()
             close()
@@ -113,12 +126,22 @@ public final class HTTP2Connection: ChannelInboundHandler, RemovableChannelHandl
     func scheduleKeepalive() {
         guard let interval = limits.keepaliveInterval else { return }
         keepaliveTimer?.cancel()
-        keepaliveTimer = eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(interval.nanoseconds)) { [self] in
+        scheduleKeepaliveCheck(at: lastActivity + .nanoseconds(interval.nanoseconds), interval: .nanoseconds(interval.nanoseconds))
+    }
+
+    private func scheduleKeepaliveCheck(at deadline: NIODeadline, interval: TimeAmount) {
+        keepaliveTimer = eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+            // Traffic since this check was scheduled shows the peer is alive: check again later.
+            let due = lastActivity + interval
+            guard NIODeadline.now() >= due else { return scheduleKeepaliveCheck(at: due, interval: interval) }
+            // One PING outstanding at a time: its own deadline is already running.
+            guard keepaliveDeadline == nil else { return scheduleKeepaliveCheck(at: .now() + interval, interval: interval) }
             session.sendPing()
             flush()
             keepaliveDeadline = eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(limits.keepaliveTimeout.nanoseconds)) { [self] in
                 close()  // the peer did not answer: the connection is dead
             }
+            scheduleKeepaliveCheck(at: .now() + interval, interval: interval)
         }
     }
 
@@ -183,10 +206,10 @@ public final class HTTP2Connection: ChannelInboundHandler, RemovableChannelHandl
             context.close(promise: nil)
             return
         }
-        // Any traffic shows the peer is alive: push the next keepalive PING back.
-        scheduleKeepalive()
+        // Any traffic shows the peer is alive and the connection in use: it pushes the next
+        // keepalive PING and the idle timeout back (the timers read this when they fire).
+        lastActivity = .now()
         deliver(events)
-        if openStreams.isEmpty { resetIdleTimer() }
         flush()
     }
 

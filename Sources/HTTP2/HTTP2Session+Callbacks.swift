@@ -13,25 +13,24 @@ extension HTTP2Session {
     static func installCallbacks(_ callbacks: OpaquePointer?) {
         nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks) { _, frame, userData in
             let session = HTTP2Session.from(userData)
-            session.incomingHeaders[frame!.pointee.hd.stream_id] = []
+            session.incomingBlock = IncomingHeaderBlock(streamID: frame!.pointee.hd.stream_id)
             return 0
         }
 
         nghttp2_session_callbacks_set_on_header_callback(callbacks) { _, frame, name, nameLength, value, valueLength, _, userData in
             let session = HTTP2Session.from(userData)
             let streamID = frame!.pointee.hd.stream_id
-            let field = HeaderField(
-                String(decoding: UnsafeBufferPointer(start: name, count: nameLength), as: UTF8.self),
-                String(decoding: UnsafeBufferPointer(start: value, count: valueLength), as: UTF8.self))
             // The decoded size counts as RFC 9113 defines it (name + value + 32 per field); over the
             // advertised SETTINGS_MAX_HEADER_LIST_SIZE the peer is told to calm down.
-            let size = (session.incomingHeaderBytes[streamID] ?? 0) + nameLength + valueLength + 32
-            session.incomingHeaderBytes[streamID] = size
-            if size > Int(session.settings.maxHeaderListSize) {
+            if session.incomingBlock.streamID != streamID { session.incomingBlock = IncomingHeaderBlock(streamID: streamID) }
+            session.incomingBlock.size += nameLength + valueLength + 32
+            if session.incomingBlock.size > Int(session.settings.maxHeaderListSize) {
                 session.events.append(.headerListTooLarge(streamID: streamID))
                 return Int32(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
             }
-            session.incomingHeaders[streamID, default: []].append(field)
+            session.incomingBlock.fields.append(HeaderField(
+                HeaderField.string(UnsafeBufferPointer(start: name, count: nameLength)),
+                HeaderField.string(UnsafeBufferPointer(start: value, count: valueLength))))
             return 0
         }
 
@@ -41,8 +40,11 @@ extension HTTP2Session {
             let endStream = header.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
             switch UInt32(header.type) {
             case NGHTTP2_HEADERS.rawValue:
-                let fields = session.incomingHeaders.removeValue(forKey: header.stream_id) ?? []
-                session.incomingHeaderBytes[header.stream_id] = nil
+                var fields: [HeaderField] = []
+                if session.incomingBlock.streamID == header.stream_id {
+                    swap(&fields, &session.incomingBlock.fields)
+                    session.incomingBlock = IncomingHeaderBlock(streamID: 0)
+                }
                 session.events.append(.headers(streamID: header.stream_id, fields: fields, endStream: endStream))
             case NGHTTP2_DATA.rawValue:
                 if endStream { session.events.append(.endStream(streamID: header.stream_id)) }
@@ -64,20 +66,32 @@ extension HTTP2Session {
 
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks) { _, _, streamID, data, length, userData in
             let session = HTTP2Session.from(userData)
-            var buffer = ByteBufferAllocator().buffer(capacity: length)
-            buffer.writeBytes(UnsafeRawBufferPointer(start: data, count: length))
-            session.events.append(.data(streamID: streamID, bytes: buffer))
+            session.events.append(.data(streamID: streamID, bytes: session.payload(data!, length)))
             return 0
         }
 
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) { _, streamID, errorCode, userData in
             let session = HTTP2Session.from(userData)
             session.outbound[streamID] = nil
-            session.incomingHeaders[streamID] = nil
-            session.incomingHeaderBytes[streamID] = nil
+            if session.incomingBlock.streamID == streamID { session.incomingBlock = IncomingHeaderBlock(streamID: 0) }
             session.events.append(.streamClosed(streamID: streamID, errorCode: errorCode))
             return 0
         }
+    }
+
+    /// A DATA payload as a buffer: a slice of the input when it lies inside it (always, with
+    /// nghttp2's in-place parsing), else a copy.
+    func payload(_ data: UnsafePointer<UInt8>, _ length: Int) -> ByteBuffer {
+        if let (buffer, bytes) = input, let base = bytes.baseAddress {
+            let offset = UnsafeRawPointer(data) - base
+            if offset >= 0 && offset + length <= bytes.count,
+               let slice = buffer.getSlice(at: buffer.readerIndex + offset, length: length) {
+                return slice
+            }
+        }
+        var copy = ByteBufferAllocator().buffer(capacity: length)
+        copy.writeBytes(UnsafeRawBufferPointer(start: data, count: length))
+        return copy
     }
 
     /// The data provider every outbound body uses: it reads from `outbound[streamID]`.
@@ -85,17 +99,18 @@ extension HTTP2Session {
         var provider = nghttp2_data_provider()
         provider.read_callback = { session, streamID, buffer, length, flags, _, userData in
             let owner = HTTP2Session.from(userData)
-            guard var stream = owner.outbound[streamID] else {
+            guard let stream = owner.outbound[streamID] else {
                 return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
             }
-            let count = min(length, stream.pending.readableBytes)
+            let count = min(length, stream.pendingBytes)
             if count > 0 {
-                stream.pending.withUnsafeReadableBytes { bytes in
+                stream.pending!.withUnsafeReadableBytes { bytes in
                     buffer!.update(from: bytes.bindMemory(to: UInt8.self).baseAddress!, count: count)
                 }
-                stream.pending.moveReaderIndex(forwardBy: count)
+                stream.pending!.moveReaderIndex(forwardBy: count)
             }
-            if stream.pending.readableBytes == 0 {
+            if stream.pendingBytes == 0 {
+                stream.pending = nil
                 if stream.endStream {
                     flags!.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
                     if let trailers = stream.trailers {
@@ -108,12 +123,9 @@ extension HTTP2Session {
                     }
                 } else if count == 0 {
                     stream.deferred = true
-                    owner.outbound[streamID] = stream
                     return Int(NGHTTP2_ERR_DEFERRED.rawValue)
                 }
             }
-            if stream.pending.readableBytes == 0 { stream.pending.clear() }
-            owner.outbound[streamID] = stream
             return count
         }
         return provider

@@ -58,19 +58,46 @@ public final class HTTP2Session {
     public private(set) var settings = Settings()
     var session: OpaquePointer?
     var events: [Event] = []
-    /// Header fields of blocks still being received, and their decoded size so far.
-    var incomingHeaders: [Int32: [HeaderField]] = [:]
-    var incomingHeaderBytes: [Int32: Int] = [:]
+    /// The header block being received: its fields and decoded size so far. HTTP/2 lets no other
+    /// frame come between a HEADERS frame and its CONTINUATIONs, so there is at most one.
+    var incomingBlock = IncomingHeaderBlock(streamID: 0)
+
+    struct IncomingHeaderBlock {
+        var streamID: Int32
+        var fields: [HeaderField] = []
+        var size = 0
+
+        init(streamID: Int32) {
+            self.streamID = streamID
+            fields.reserveCapacity(streamID == 0 ? 0 : 12)
+        }
+    }
     /// Outbound bodies, per stream.
     var outbound: [Int32: OutboundStream] = [:]
+    /// The buffer `receive` is feeding to nghttp2, and its bytes: DATA payloads nghttp2 reports
+    /// point into it, so they become slices of it instead of copies.
+    var input: (buffer: ByteBuffer, bytes: UnsafeRawBufferPointer)?
     /// Set when a callback fails; `receive` turns it into an error.
     var callbackFailure: HTTP2Error?
 
-    struct OutboundStream {
-        var pending: ByteBuffer
+    /// A stream's body on its way out. A class, updated in place: a struct copied out of the
+    /// dictionary would share its buffer with the stored copy, and every write would copy it.
+    final class OutboundStream {
+        /// Bytes nghttp2 has not taken yet (nil when none: most bodies are one message).
+        var pending: ByteBuffer?
         var endStream = false
         var trailers: [HeaderField]?
         var deferred = false
+
+        var pendingBytes: Int { pending?.readableBytes ?? 0 }
+
+        func append(_ bytes: ByteBuffer) {
+            if pending == nil || pending!.readableBytes == 0 {
+                pending = bytes
+            } else {
+                pending!.writeImmutableBuffer(bytes)
+            }
+        }
     }
 
     public init(role: Role, settings: Settings = Settings()) throws {
@@ -117,7 +144,9 @@ public final class HTTP2Session {
     ///   on the connection (it has queued a GOAWAY: drain the output, then close).
     public func receive(_ buffer: ByteBuffer) throws -> [Event] {
         let result = buffer.withUnsafeReadableBytes { bytes in
-            nghttp2_session_mem_recv(session, bytes.bindMemory(to: UInt8.self).baseAddress, bytes.count)
+            input = (buffer, bytes)
+            defer { input = nil }
+            return nghttp2_session_mem_recv(session, bytes.bindMemory(to: UInt8.self).baseAddress, bytes.count)
         }
         let produced = events
         events = []
@@ -165,7 +194,7 @@ public final class HTTP2Session {
                 let flags = UInt8(NGHTTP2_FLAG_END_STREAM.rawValue)
                 try check(nghttp2_submit_headers(session, flags, streamID, nil, nva.baseAddress, nva.count, nil), "submitting headers")
             } else {
-                outbound[streamID] = OutboundStream(pending: ByteBuffer())
+                outbound[streamID] = OutboundStream()
                 var provider = HTTP2Session.dataProvider()
                 try check(nghttp2_submit_response(session, streamID, nva.baseAddress, nva.count, &provider), "submitting a response")
             }
@@ -180,32 +209,30 @@ public final class HTTP2Session {
                 ? nghttp2_submit_request(session, nil, nva.baseAddress, nva.count, nil, nil)
                 : nghttp2_submit_request(session, nil, nva.baseAddress, nva.count, &provider, nil)
             if streamID < 0 { throw HTTP2Error(code: streamID, context: "submitting a request") }
-            if !endStream { outbound[streamID] = OutboundStream(pending: ByteBuffer()) }
+            if !endStream { outbound[streamID] = OutboundStream() }
             return streamID
         }
     }
 
     /// Queues body bytes on a stream whose headers were sent.
     public func sendData(streamID: Int32, _ bytes: ByteBuffer) throws {
-        guard var stream = outbound[streamID] else { throw HTTP2Error(code: NGHTTP2_ERR_STREAM_CLOSED.rawValue, context: "sending data") }
-        stream.pending.writeImmutableBuffer(bytes)
-        outbound[streamID] = stream
-        try resumeIfDeferred(streamID)
+        guard let stream = outbound[streamID] else { throw HTTP2Error(code: NGHTTP2_ERR_STREAM_CLOSED.rawValue, context: "sending data") }
+        stream.append(bytes)
+        try resumeIfDeferred(stream, streamID)
     }
 
     /// Ends our side of the stream: with trailers (a server's status), or with END_STREAM on the
     /// last DATA frame (a client's end of request).
     public func finish(streamID: Int32, trailers: [HeaderField]? = nil) throws {
-        guard var stream = outbound[streamID] else { throw HTTP2Error(code: NGHTTP2_ERR_STREAM_CLOSED.rawValue, context: "finishing a stream") }
+        guard let stream = outbound[streamID] else { throw HTTP2Error(code: NGHTTP2_ERR_STREAM_CLOSED.rawValue, context: "finishing a stream") }
         stream.endStream = true
         stream.trailers = trailers
-        outbound[streamID] = stream
-        try resumeIfDeferred(streamID)
+        try resumeIfDeferred(stream, streamID)
     }
 
-    private func resumeIfDeferred(_ streamID: Int32) throws {
-        guard outbound[streamID]?.deferred == true else { return }
-        outbound[streamID]?.deferred = false
+    private func resumeIfDeferred(_ stream: OutboundStream, _ streamID: Int32) throws {
+        guard stream.deferred else { return }
+        stream.deferred = false
         let result = nghttp2_session_resume_data(session, streamID)
         if result != 0 && result != NGHTTP2_ERR_INVALID_ARGUMENT.rawValue {
             throw HTTP2Error(code: result, context: "resuming data")
@@ -246,7 +273,7 @@ public final class HTTP2Session {
 
     /// Body bytes queued on a stream that nghttp2 has not sent yet (flow control holds them).
     public func pendingOutboundBytes(streamID: Int32) -> Int {
-        outbound[streamID]?.pending.readableBytes ?? 0
+        outbound[streamID]?.pendingBytes ?? 0
     }
 
     // MARK: Helpers
@@ -255,25 +282,32 @@ public final class HTTP2Session {
         if result != 0 { throw HTTP2Error(code: result, context: context) }
     }
 
-    /// Runs `body` with the fields as nghttp2 name/value pairs. nghttp2 copies them, so one
-    /// buffer holding every name and value only needs to live for the call.
+    /// Runs `body` with the fields as nghttp2 name/value pairs. nghttp2 copies them, so the
+    /// pairs and one block holding every name and value only need to live for the call; both are
+    /// temporary allocations (on the stack for the usual few hundred bytes).
     func withNameValues<R>(_ fields: [HeaderField], _ body: (UnsafeBufferPointer<nghttp2_nv>) throws -> R) throws -> R {
-        var blob: [UInt8] = [0]
-        var offsets: [(name: Int, nameLength: Int, value: Int, valueLength: Int)] = []
-        offsets.reserveCapacity(fields.count)
-        for field in fields {
-            let nameStart = blob.count
-            blob.append(contentsOf: field.name.utf8)
-            let valueStart = blob.count
-            blob.append(contentsOf: field.value.utf8)
-            offsets.append((nameStart, valueStart - nameStart, valueStart, blob.count - valueStart))
-        }
-        return try blob.withUnsafeBufferPointer { buffer in
-            let base = buffer.baseAddress!
-            let pairs = offsets.map {
-                CNGHTTP2_make_nv(base + $0.name, $0.nameLength, base + $0.value, $0.valueLength, UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+        var byteCount = 0
+        for field in fields { byteCount += field.name.utf8.count + field.value.utf8.count }
+        return try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: max(byteCount, 1)) { block in
+            try withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: max(fields.count, 1)) { pairs in
+                var offset = 0
+                func copy(_ text: String) -> (UnsafeMutablePointer<UInt8>, Int) {
+                    let start = block.baseAddress! + offset
+                    var text = text
+                    let count = text.withUTF8 { utf8 in
+                        if let base = utf8.baseAddress { start.update(from: base, count: utf8.count) }
+                        return utf8.count
+                    }
+                    offset += count
+                    return (start, count)
+                }
+                for (index, field) in fields.enumerated() {
+                    let (name, nameLength) = copy(field.name)
+                    let (value, valueLength) = copy(field.value)
+                    pairs.initializeElement(at: index, to: CNGHTTP2_make_nv(name, nameLength, value, valueLength, UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)))
+                }
+                return try body(UnsafeBufferPointer(rebasing: pairs[0..<fields.count]))
             }
-            return try pairs.withUnsafeBufferPointer(body)
         }
     }
 }
@@ -285,6 +319,20 @@ public struct HeaderField: Sendable, Hashable {
     public init(_ name: String, _ value: String) {
         self.name = name
         self.value = value
+    }
+
+    /// Strings longer than 15 UTF-8 bytes live on the heap; these arrive on nearly every gRPC
+    /// request, so a received one reuses a shared copy instead of allocating its own.
+    private static let common = ["application/grpc", "grpc-accept-encoding", "identity,deflate,gzip", "identity,gzip,deflate"]
+
+    /// A received name or value as a String.
+    static func string(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
+        if bytes.count > 15 {
+            for candidate in common where candidate.utf8.count == bytes.count && candidate.utf8.elementsEqual(bytes) {
+                return candidate
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 }
 

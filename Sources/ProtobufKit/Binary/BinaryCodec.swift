@@ -27,6 +27,19 @@ extension Message {
         }
     }
 
+    /// Encodes the message into memory the caller provides, with no intermediate array: `body`
+    /// gets the encoded size and a function that writes exactly that many bytes at a pointer
+    /// (a transport uses it to write the message straight after its own length prefix).
+    public func withSerialization<Result>(_ body: (_ size: Int, _ write: (UnsafeMutableRawPointer) -> Void) throws -> Result) rethrows -> Result {
+        try withProtobufCArena { arena in
+            let message = _buildProtobufC(in: arena).assumingMemoryBound(to: ProtobufCMessage.self)
+            let size = protobuf_c_message_get_packed_size(message)
+            return try body(size) { destination in
+                if size > 0 { _ = protobuf_c_message_pack(message, destination.assumingMemoryBound(to: UInt8.self)) }
+            }
+        }
+    }
+
     /// Number of bytes `serializedBytes()` produces.
     public var serializedSize: Int {
         withProtobufCArena { arena in

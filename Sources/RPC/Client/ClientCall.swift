@@ -6,14 +6,14 @@ import Synchronization
 final class ClientCall: Sendable {
     let streamID: Int32
     let state: NIOLoopBound<ClientConnectionState>
-    let events: AsyncStream<ClientCallEvent>
+    let events: InboundQueue<ClientCallEvent>
     let compression: Compression?
     let maxMessageSize: Int
     let deadlineTimer = Mutex<Scheduled<Void>?>(nil)
     let metadata = Mutex<(initial: Metadata, trailing: Metadata)>((Metadata(), Metadata()))
     let ended = Mutex(false)
 
-    init(streamID: Int32, state: NIOLoopBound<ClientConnectionState>, events: AsyncStream<ClientCallEvent>,
+    init(streamID: Int32, state: NIOLoopBound<ClientConnectionState>, events: InboundQueue<ClientCallEvent>,
          compression: Compression?, maxMessageSize: Int) {
         self.streamID = streamID
         self.state = state
@@ -24,14 +24,16 @@ final class ClientCall: Sendable {
 
     var eventLoop: EventLoop { state.eventLoop }
 
-    func send(_ message: [UInt8]) async throws {
-        if message.count > maxMessageSize {
-            throw RPCError(.resourceExhausted, "request message of \(message.count) bytes is over the limit of \(maxMessageSize)")
-        }
-        let framed = try frameMessage(message, compression: compression, allocator: ByteBufferAllocator())
+    /// Sends one request message of a streaming call.
+    func send<Message: ProtobufKit.Message>(_ message: Message) async throws {
+        let framed = try frameMessage(message, compression: compression, maxSize: maxMessageSize, allocator: ByteBufferAllocator(), direction: "request")
         let state = self.state
         let streamID = self.streamID
-        try await eventLoop.submit { try state.value.send(streamID: streamID, framed) }.get()
+        if eventLoop.inEventLoop {
+            try state.value.send(streamID: streamID, framed)
+        } else {
+            try await eventLoop.submit { try state.value.send(streamID: streamID, framed) }.get()
+        }
     }
 
     func finishRequests() {
@@ -51,7 +53,11 @@ final class ClientCall: Sendable {
     func consumed(_ count: Int) {
         let state = self.state
         let streamID = self.streamID
-        eventLoop.execute { state.value.consume(streamID: streamID, count: count) }
+        if eventLoop.inEventLoop {
+            state.value.consume(streamID: streamID, count: count)
+        } else {
+            eventLoop.execute { state.value.consume(streamID: streamID, count: count) }
+        }
     }
 
     /// Called when the caller is done with a streaming call: a server still sending is told to stop.
@@ -96,7 +102,7 @@ final class ClientCall: Sendable {
 
     private func collectOneBuffer() async throws -> ByteBuffer {
         var response: ByteBuffer?
-        for await event in events {
+        while let event = try await events.next() {
             observe(event)
             switch event {
             case .headers:
@@ -114,8 +120,6 @@ final class ClientCall: Sendable {
                 return response
             }
         }
-        // AsyncStream stops yielding when the reading task is cancelled.
-        if Task.isCancelled { throw RPCError(.cancelled, "the call was cancelled") }
         throw RPCError(.internal, "the call ended without a status")
     }
 }
@@ -132,11 +136,10 @@ public struct ResponseStream<Message: ProtobufKit.Message>: AsyncSequence, Senda
     public var trailingMetadata: Metadata { call.metadata.withLock { $0.trailing } }
 
     public struct AsyncIterator: AsyncIteratorProtocol {
-        var base: AsyncStream<ClientCallEvent>.AsyncIterator
         let call: ClientCall
 
         public mutating func next() async throws -> Message? {
-            while let event = await base.next() {
+            while let event = try await call.events.next() {
                 call.observe(event)
                 switch event {
                 case .headers: continue
@@ -148,13 +151,11 @@ public struct ResponseStream<Message: ProtobufKit.Message>: AsyncSequence, Senda
                     throw status
                 }
             }
-            // AsyncStream stops yielding when the reading task is cancelled.
-            if Task.isCancelled { throw RPCError(.cancelled, "the call was cancelled") }
             return nil
         }
     }
 
-    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: call.events.makeAsyncIterator(), call: call) }
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(call: call) }
 }
 
 /// Writes request messages of a client-streaming or bidirectional call.
@@ -162,7 +163,7 @@ public struct RequestWriter<Message: ProtobufKit.Message>: Sendable {
     let call: ClientCall
 
     public func write(_ message: Message) async throws {
-        try await call.send(message.serializedBytes())
+        try await call.send(message)
     }
 
     /// Ends the request stream (the server sees END_STREAM). Optional for client-streaming calls,

@@ -1,5 +1,14 @@
 import HTTP2
 import NIOCore
+import Synchronization
+
+/// Whether a client connection still takes new calls, readable from any thread (so picking a
+/// connection for a call needs no trip to its event loop).
+final class ConnectionStatus: Sendable {
+    private let draining = Atomic<Bool>(false)
+    var isDraining: Bool { draining.load(ordering: .relaxed) }
+    func markDraining() { draining.store(true, ordering: .relaxed) }
+}
 
 /// What a client call sees from the server, in order.
 enum ClientCallEvent: Sendable {
@@ -16,12 +25,15 @@ final class ClientConnectionState: HTTP2ConnectionDelegate {
     let maxMessageSize: Int
     var streams: [Int32: Stream] = [:]
     /// Set by GOAWAY or close: no new calls on this connection.
-    var draining = false
+    var draining = false {
+        didSet { if draining { status.markDraining() } }
+    }
+    let status = ConnectionStatus()
     var onClose: (() -> Void)?
 
     struct Stream {
         var deframer: MessageDeframer?
-        var events: AsyncStream<ClientCallEvent>.Continuation
+        var events: InboundQueue<ClientCallEvent>
         var httpStatus = 0
         var sawHeaders = false
         var ended = false
@@ -34,10 +46,16 @@ final class ClientConnectionState: HTTP2ConnectionDelegate {
 
     // MARK: Calls
 
-    func startCall(fields: [HeaderField], events: AsyncStream<ClientCallEvent>.Continuation) throws -> Int32 {
+    /// Opens a stream for a call. With `onlyRequest` (a unary or server-streaming call) the
+    /// request message and the end of the request stream go out with the headers.
+    func startCall(fields: [HeaderField], events: InboundQueue<ClientCallEvent>, onlyRequest: ByteBuffer? = nil) throws -> Int32 {
         if draining { throw RPCError(.unavailable, "the connection is shutting down") }
         let streamID = try connection.session.startRequest(fields)
         streams[streamID] = Stream(events: events)
+        if let onlyRequest {
+            try connection.session.sendData(streamID: streamID, onlyRequest)
+            try connection.session.finish(streamID: streamID)
+        }
         connection.flush()
         return streamID
     }

@@ -52,6 +52,8 @@ public final class RPCClient: Sendable {
 
     public let host: String
     public let port: Int
+    /// `host:port`, the `:authority` of every request.
+    let authority: String
     let options: Options
     let group: any EventLoopGroup
     private let pool = Mutex(Pool())
@@ -60,6 +62,8 @@ public final class RPCClient: Sendable {
     struct ConnectionHandle: Sendable {
         let channel: Channel
         let state: NIOLoopBound<ClientConnectionState>
+        /// Whether the connection takes no new calls (GOAWAY or closed), readable from any thread.
+        let status: ConnectionStatus
     }
 
     /// Connections per resolved address, picked round-robin; addresses that failed to connect
@@ -67,8 +71,8 @@ public final class RPCClient: Sendable {
     struct Pool {
         var addresses: [SocketAddress] = []
         var resolvedAt: ContinuousClock.Instant?
-        var connections: [String: ConnectionHandle] = [:]
-        var backoff: [String: (until: ContinuousClock.Instant, delay: Duration)] = [:]
+        var connections: [SocketAddress: ConnectionHandle] = [:]
+        var backoff: [SocketAddress: (until: ContinuousClock.Instant, delay: Duration)] = [:]
         var next = 0
     }
 
@@ -82,6 +86,7 @@ public final class RPCClient: Sendable {
     public init(host: String, port: Int, options: Options = Options(), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
         self.host = host
         self.port = port
+        self.authority = "\(host):\(port)"
         self.options = options
         self.group = group
         self.fixedEndpoints = nil
@@ -92,6 +97,7 @@ public final class RPCClient: Sendable {
         guard let first = endpoints.first else { throw RPCError(.invalidArgument, "no endpoints given") }
         self.host = first.host
         self.port = first.port
+        self.authority = "\(first.host):\(first.port)"
         self.options = options
         self.group = group
         self.fixedEndpoints = try endpoints.map { try SocketAddress(ipAddress: $0.host, port: $0.port) }
@@ -159,29 +165,25 @@ public final class RPCClient: Sendable {
             let (address, existing, waiting) = pool.withLock { pool -> (SocketAddress, ConnectionHandle?, Bool) in
                 let address = addresses[pool.next % addresses.count]
                 pool.next &+= 1
-                let key = address.description
-                let waiting = pool.backoff[key].map { ContinuousClock.now < $0.until } ?? false
-                return (address, pool.connections[key], waiting)
+                let waiting = pool.backoff[address].map { ContinuousClock.now < $0.until } ?? false
+                return (address, pool.connections[address], waiting)
             }
-            if let existing, existing.channel.isActive {
-                let usable = try await existing.channel.eventLoop.submit { !existing.state.value.draining }.get()
-                if usable { return existing }
-            }
+            if let existing, existing.channel.isActive, !existing.status.isDraining { return existing }
             if waiting { continue }
             do {
                 let handle = try await connect(to: address)
                 pool.withLock {
-                    $0.connections[address.description] = handle
-                    $0.backoff[address.description] = nil
+                    $0.connections[address] = handle
+                    $0.backoff[address] = nil
                 }
                 return handle
             } catch {
                 lastError = error
                 pool.withLock { pool in
                     // Reconnect backoff: 100 ms doubling to 5 s.
-                    let previous = pool.backoff[address.description]?.delay ?? .milliseconds(50)
+                    let previous = pool.backoff[address]?.delay ?? .milliseconds(50)
                     let delay = min(previous * 2, .seconds(5))
-                    pool.backoff[address.description] = (.now + delay, delay)
+                    pool.backoff[address] = (.now + delay, delay)
                 }
             }
         }
@@ -207,11 +209,12 @@ public final class RPCClient: Sendable {
             }
             .connect(to: address)
             .get()
-        let state = try await channel.eventLoop.submit {
+        let (state, status) = try await channel.eventLoop.submit {
             let connection = try channel.pipeline.syncOperations.handler(type: HTTP2Connection.self)
-            return NIOLoopBound(connection.delegate as! ClientConnectionState, eventLoop: channel.eventLoop)
+            let state = connection.delegate as! ClientConnectionState
+            return (NIOLoopBound(state, eventLoop: channel.eventLoop), state.status)
         }.get()
-        return ConnectionHandle(channel: channel, state: state)
+        return ConnectionHandle(channel: channel, state: state, status: status)
     }
 
     // MARK: Raw calls
@@ -225,37 +228,49 @@ public final class RPCClient: Sendable {
         return options.timeout.map { min($0, remaining) } ?? remaining
     }
 
-    /// Opens a call: sends the request headers and returns the call's handle.
-    func startCall(_ method: MethodDescriptor, options: CallOptions) async throws -> ClientCall {
+    /// Opens a call: sends the request headers (and, for a call with one request, that request
+    /// and the end of the request stream) and returns the call's handle. One trip to the
+    /// connection's event loop, none when the caller already runs on it (the gateway).
+    func startCall(_ method: MethodDescriptor, options: CallOptions, onlyRequest: ((Compression?) throws -> ByteBuffer)? = nil) async throws -> ClientCall {
         var options = options
         options.timeout = try Self.effectiveTimeout(options)
         let handle = try await connection()
         var fields = [
             HeaderField(":method", "POST"), HeaderField(":scheme", "http"), HeaderField(":path", method.path),
-            HeaderField(":authority", "\(host):\(port)"), HeaderField("content-type", "application/grpc"),
+            HeaderField(":authority", authority), HeaderField("content-type", "application/grpc"),
             HeaderField("te", "trailers"), HeaderField("user-agent", "fabrikam-rpc-swift/0.1"),
             HeaderField("grpc-accept-encoding", Compression.acceptEncoding),
         ]
         if options.compressRequests { fields.append(HeaderField("grpc-encoding", "gzip")) }
         if let timeout = options.timeout { fields.append(HeaderField("grpc-timeout", GRPCTimeout.format(timeout))) }
-        fields += options.metadata.headerFields.map { HeaderField($0.name, $0.value) }
-        let (events, continuation) = AsyncStream<ClientCallEvent>.makeStream()
+        if !options.metadata.isEmpty { fields += options.metadata.headerFields.map { HeaderField($0.name, $0.value) } }
+        let compression: Compression? = options.compressRequests ? .gzip : nil
+        let body = try onlyRequest?(compression)
+        let events = InboundQueue<ClientCallEvent>()
         let state = handle.state
         let requestFields = fields
-        let streamID = try await handle.channel.eventLoop.submit {
-            try state.value.startCall(fields: requestFields, events: continuation)
-        }.get()
-        let call = ClientCall(streamID: streamID, state: state, events: events,
-                              compression: options.compressRequests ? .gzip : nil, maxMessageSize: self.options.maxMessageSize)
+        let eventLoop = handle.channel.eventLoop
+        let streamID = eventLoop.inEventLoop
+            ? try state.value.startCall(fields: requestFields, events: events, onlyRequest: body)
+            : try await eventLoop.submit { try state.value.startCall(fields: requestFields, events: events, onlyRequest: body) }.get()
+        let call = ClientCall(streamID: streamID, state: state, events: events, compression: compression, maxMessageSize: self.options.maxMessageSize)
         if let timeout = options.timeout {
             // The local deadline: the server enforces its own, but an unresponsive server must
             // not hold the caller past it.
-            let scheduled = handle.channel.eventLoop.scheduleTask(in: .nanoseconds(timeout.nanosecondsClamped)) {
+            let scheduled = eventLoop.scheduleTask(in: .nanoseconds(timeout.nanosecondsClamped)) {
                 state.value.cancel(streamID: streamID, status: RPCError(.deadlineExceeded, "the deadline passed"))
             }
             call.deadlineTimer.withLock { $0 = scheduled }
         }
         return call
+    }
+
+    /// Frames the one request of a unary or server-streaming call, checking its size.
+    func framedRequest<Input: Message>(_ request: Input) -> (Compression?) throws -> ByteBuffer {
+        let maxSize = options.maxMessageSize
+        return { compression in
+            try frameMessage(request, compression: compression, maxSize: maxSize, allocator: ByteBufferAllocator(), direction: "request")
+        }
     }
 
     // MARK: Typed calls
@@ -286,11 +301,9 @@ public final class RPCClient: Sendable {
     public func unary<Input: Message, Output: Message>(_ method: MethodDescriptor, _ request: Input, responseType: Output.Type,
                                                        options: CallOptions = CallOptions()) async throws -> UnaryResponse<Output> {
         try await intercepted(method, options) { options in
-            let call = try await startCall(method, options: options)
+            let call = try await startCall(method, options: options, onlyRequest: framedRequest(request))
             return try await running(call) {
-                try await call.send(request.serializedBytes())
-                call.finishRequests()
-                return try await call.collectOne(Output.self)
+                try await call.collectOne(Output.self)
             }
         }
     }
@@ -299,11 +312,13 @@ public final class RPCClient: Sendable {
     /// types only at run time, encodes and decodes them itself; no generic code per call).
     public func unaryEncoded(_ method: MethodDescriptor, _ request: [UInt8], options: CallOptions = CallOptions()) async throws -> [UInt8] {
         try await intercepted(method, options) { options in
-            let call = try await startCall(method, options: options)
+            let maxSize = self.options.maxMessageSize
+            let call = try await startCall(method, options: options) { compression in
+                try checkMessageSize(request.count, maxSize: maxSize, direction: "request")
+                return try frameMessage(request, compression: compression, allocator: ByteBufferAllocator())
+            }
             return try await running(call) {
-                try await call.send(request)
-                call.finishRequests()
-                return try await call.collectOneEncoded()
+                try await call.collectOneEncoded()
             }
         }
     }
@@ -333,10 +348,8 @@ public final class RPCClient: Sendable {
         _ body: (ResponseStream<Output>) async throws -> Result
     ) async throws -> Result {
         try await intercepted(method, options) { options in
-            let call = try await startCall(method, options: options)
+            let call = try await startCall(method, options: options, onlyRequest: framedRequest(request))
             return try await running(call) {
-                try await call.send(request.serializedBytes())
-                call.finishRequests()
                 let result = try await body(ResponseStream(call: call))
                 call.cancelIfOpen()
                 return result

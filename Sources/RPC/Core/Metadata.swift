@@ -53,15 +53,21 @@ public struct Metadata: Sendable, Hashable, Sequence {
         }
     }
 
-    /// Header names the protocol itself uses; they are never metadata.
-    static let reserved: Set<String> = [
-        "content-type", "te", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding", "grpc-status", "grpc-message",
-        "grpc-status-details-bin", "user-agent", "content-length", "accept-encoding", "host", "connection",
-    ]
+    /// Whether a header name is one the protocol itself uses (never metadata). A switch, not a
+    /// Set: every received header is checked, and comparing short strings beats hashing them.
+    static func isReserved(_ name: String) -> Bool {
+        switch name {
+        case "content-type", "te", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding", "grpc-status", "grpc-message",
+             "grpc-status-details-bin", "user-agent", "content-length", "accept-encoding", "host", "connection":
+            return true
+        default:
+            return false
+        }
+    }
 
     /// Metadata from received header fields (pseudo-headers and protocol headers skipped).
     init(fields: [(name: String, value: String)]) {
-        for (name, value) in fields where !name.hasPrefix(":") && !Self.reserved.contains(name) {
+        for (name, value) in fields where !name.hasPrefix(":") && !Self.isReserved(name) {
             if name.hasSuffix("-bin") {
                 if let bytes = Base64.decode(value) { entries.append((name, .binary(bytes))) }
             } else {

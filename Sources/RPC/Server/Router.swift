@@ -13,6 +13,10 @@ import ProtobufKit
 public struct Router: Sendable {
     struct Method: Sendable {
         let descriptor: MethodDescriptor
+        /// Whether the client sends a stream. A method taking one request starts its handler only
+        /// once the request has fully arrived, so the handler never waits for it (and a unary
+        /// call that does not suspend runs start to finish in one event-loop turn).
+        let requestStreaming: Bool
         let run: @Sendable (ServerCall) async throws -> Void
     }
 
@@ -28,45 +32,33 @@ public struct Router: Sendable {
 
     /// One request, one response.
     public mutating func unary<M: MethodSpec>(_ method: M.Type, _ handler: @escaping @Sendable (M.Input, ServerContext) async throws -> M.Output) {
-        methods[M.descriptor.path] = Method(descriptor: M.descriptor) { call in
-            let request = try await Self.single(RequestStream<M.Input>(call: call))
+        methods[M.descriptor.path] = Method(descriptor: M.descriptor, requestStreaming: false) { call in
+            let request = try await call.singleRequest(M.Input.self)
             let response = try await handler(request, call.context)
-            try await call.send(response.serializedBytes())
+            try await call.send(response)
         }
     }
 
     /// One request, a stream of responses.
     public mutating func serverStreaming<M: MethodSpec>(_ method: M.Type, _ handler: @escaping @Sendable (M.Input, ResponseWriter<M.Output>, ServerContext) async throws -> Void) {
-        methods[M.descriptor.path] = Method(descriptor: M.descriptor) { call in
-            let request = try await Self.single(RequestStream<M.Input>(call: call))
+        methods[M.descriptor.path] = Method(descriptor: M.descriptor, requestStreaming: false) { call in
+            let request = try await call.singleRequest(M.Input.self)
             try await handler(request, ResponseWriter(call: call), call.context)
         }
     }
 
     /// A stream of requests, one response.
     public mutating func clientStreaming<M: MethodSpec>(_ method: M.Type, _ handler: @escaping @Sendable (RequestStream<M.Input>, ServerContext) async throws -> M.Output) {
-        methods[M.descriptor.path] = Method(descriptor: M.descriptor) { call in
+        methods[M.descriptor.path] = Method(descriptor: M.descriptor, requestStreaming: true) { call in
             let response = try await handler(RequestStream(call: call), call.context)
-            try await call.send(response.serializedBytes())
+            try await call.send(response)
         }
     }
 
     /// Streams both ways.
     public mutating func bidirectional<M: MethodSpec>(_ method: M.Type, _ handler: @escaping @Sendable (RequestStream<M.Input>, ResponseWriter<M.Output>, ServerContext) async throws -> Void) {
-        methods[M.descriptor.path] = Method(descriptor: M.descriptor) { call in
+        methods[M.descriptor.path] = Method(descriptor: M.descriptor, requestStreaming: true) { call in
             try await handler(RequestStream(call: call), ResponseWriter(call: call), call.context)
         }
-    }
-
-    /// Exactly one request message, as unary and server-streaming calls require.
-    static func single<Input>(_ requests: RequestStream<Input>) async throws -> Input {
-        var iterator = requests.makeAsyncIterator()
-        guard let request = try await iterator.next() else {
-            throw RPCError(.internal, "the client sent no request message")
-        }
-        guard try await iterator.next() == nil else {
-            throw RPCError(.internal, "the client sent more than one request message to a unary method")
-        }
-        return request
     }
 }

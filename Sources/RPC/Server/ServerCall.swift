@@ -7,17 +7,42 @@ final class ServerCall: Sendable {
     let streamID: Int32
     let context: ServerContext
     /// Request messages, with the number of wire bytes each took (for flow control).
-    let requests: AsyncThrowingStream<(message: ByteBuffer, wireBytes: Int), Error>
+    let requests: InboundQueue<ReceivedMessage>
     let connection: NIOLoopBound<ServerConnectionState>
-    let options: RPCServer.Options
+    /// Decoding limits (the server's maximum message size).
+    let decodingOptions: BinaryDecodingOptions
 
-    init(streamID: Int32, context: ServerContext, requests: AsyncThrowingStream<(message: ByteBuffer, wireBytes: Int), Error>,
-         connection: NIOLoopBound<ServerConnectionState>, options: RPCServer.Options) {
+    init(streamID: Int32, context: ServerContext, requests: InboundQueue<ReceivedMessage>,
+         connection: NIOLoopBound<ServerConnectionState>, decodingOptions: BinaryDecodingOptions) {
         self.streamID = streamID
         self.context = context
         self.requests = requests
         self.connection = connection
-        self.options = options
+        self.decodingOptions = decodingOptions
+    }
+
+    /// The next request message, decoded; nil after the last. Reading is what opens the flow-control
+    /// window: a handler that stops reading stops its client.
+    func nextRequest<Message: ProtobufKit.Message>(_ type: Message.Type) async throws -> Message? {
+        guard let received = try await requests.next() else { return nil }
+        consumed(received.wireBytes)
+        do {
+            return try received.bytes.withUnsafeReadableBytes { try Message(decoding: $0, options: decodingOptions) }
+        } catch let error as ProtobufDecodingError {
+            throw RPCError(.internal, "could not decode \(Message.protoMessageName): \(error)")
+        }
+    }
+
+    /// Exactly one request message, as unary and server-streaming calls require. The handler of
+    /// such a call starts once the request stream has ended, so this does not wait.
+    func singleRequest<Message: ProtobufKit.Message>(_ type: Message.Type) async throws -> Message {
+        guard let request = try await nextRequest(Message.self) else {
+            throw RPCError(.internal, "the client sent no request message")
+        }
+        guard try await requests.next() == nil else {
+            throw RPCError(.internal, "the client sent more than one request message to a unary method")
+        }
+        return request
     }
 
     /// The handler has used `count` request bytes: let the client send more.
@@ -32,20 +57,15 @@ final class ServerCall: Sendable {
     }
 
     /// Sends one response message (response headers first, if not yet sent).
-    func send(_ message: [UInt8]) async throws {
-        if message.count > options.maxMessageSize {
-            throw RPCError(.resourceExhausted, "response message of \(message.count) bytes is over the limit of \(options.maxMessageSize)")
-        }
+    func send<Message: ProtobufKit.Message>(_ message: Message) async throws {
         let connection = self.connection
-        let streamID = self.streamID
-        let initial = context.initialMetadata
         // Handlers run on the connection's loop (EventLoopTaskExecutor). A writer on another
         // executor (a detached task) moves onto the loop first.
         guard connection.eventLoop.inEventLoop else {
             let loop = EventLoopTaskExecutor(connection.eventLoop)
             return try await withTaskExecutorPreference(loop) { try await self.send(message) }
         }
-        try connection.value.sendMessage(streamID: streamID, message, initialMetadata: initial)
+        try connection.value.sendMessage(streamID: streamID, message, context: context)
         // Backpressure: wait while more than 64 KiB are queued behind flow control.
         if connection.value.mustWaitToWrite(streamID: streamID) {
             try await connection.value.waitToWrite(streamID: streamID)
@@ -59,14 +79,14 @@ final class ServerCall: Sendable {
         var status = error ?? RPCError(.ok)
         let trailing = context.trailingMetadata
         for entry in trailing { appendEntry(&status.metadata, entry) }
-        let initial = context.initialMetadata
         let finalStatus = status
+        let context = self.context
         if connection.eventLoop.inEventLoop {
-            connection.value.finishCall(streamID: streamID, status: finalStatus, initialMetadata: initial)
+            connection.value.finishCall(streamID: streamID, status: finalStatus, context: context)
             return
         }
         connection.eventLoop.execute {
-            connection.value.finishCall(streamID: streamID, status: finalStatus, initialMetadata: initial)
+            connection.value.finishCall(streamID: streamID, status: finalStatus, context: context)
         }
     }
 
@@ -84,22 +104,14 @@ public struct RequestStream<Message: ProtobufKit.Message>: AsyncSequence, Sendab
     let call: ServerCall
 
     public struct AsyncIterator: AsyncIteratorProtocol {
-        var base: AsyncThrowingStream<(message: ByteBuffer, wireBytes: Int), Error>.AsyncIterator
         let call: ServerCall
 
         public mutating func next() async throws -> Message? {
-            guard let (bytes, wireBytes) = try await base.next() else { return nil }
-            // Reading is what opens the window: a handler that stops reading stops its client.
-            call.consumed(wireBytes)
-            do {
-                return try bytes.withUnsafeReadableBytes { try Message(decoding: $0, options: .defaults { $0.maxSize = call.options.maxMessageSize }) }
-            } catch let error as ProtobufDecodingError {
-                throw RPCError(.internal, "could not decode \(Message.protoMessageName): \(error)")
-            }
+            try await call.nextRequest(Message.self)
         }
     }
 
-    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: call.requests.makeAsyncIterator(), call: call) }
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(call: call) }
 }
 
 /// Writes response messages of a streaming call. May be kept and used after the handler's
@@ -108,6 +120,6 @@ public struct ResponseWriter<Message: ProtobufKit.Message>: Sendable {
     let call: ServerCall
 
     public func write(_ message: Message) async throws {
-        try await call.send(message.serializedBytes())
+        try await call.send(message)
     }
 }

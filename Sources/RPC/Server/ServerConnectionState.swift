@@ -16,21 +16,26 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
     var onClose: (() -> Void)?
     /// Handlers of this connection run on its event loop.
     lazy var executor = EventLoopTaskExecutor(connection.eventLoop)
+    /// This state as seen from a handler's task (which runs on the loop, but is a Sendable context).
+    lazy var loopBound = NIOLoopBound(self, eventLoop: connection.eventLoop)
+    let decodingOptions: BinaryDecodingOptions
+    let allocator = ByteBufferAllocator()
 
     /// One call's transport state. A class: it is updated in place on every frame, and a
     /// struct in the dictionary would be copied out and back each time.
     final class Call {
         var deframer: MessageDeframer
-        var requests: AsyncThrowingStream<(message: ByteBuffer, wireBytes: Int), Error>.Continuation
+        let requests: InboundQueue<ReceivedMessage>
         var task: Task<Void, Never>?
+        /// Set for a method taking one request: the handler starts when the request stream ends.
+        var startWhenRequestsEnd: (() -> Void)?
         var responseCompression: Compression?
         var headersSent = false
         var finished = false
         var deadlineTimer: Scheduled<Void>?
         var window = ReceiveWindow()
 
-        init(deframer: MessageDeframer, requests: AsyncThrowingStream<(message: ByteBuffer, wireBytes: Int), Error>.Continuation,
-             responseCompression: Compression?) {
+        init(deframer: MessageDeframer, requests: InboundQueue<ReceivedMessage>, responseCompression: Compression?) {
             self.deframer = deframer
             self.requests = requests
             self.responseCompression = responseCompression
@@ -48,6 +53,7 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
         self.options = options
         self.logger = logger
         self.peer = peer
+        self.decodingOptions = .defaults { $0.maxSize = options.maxMessageSize }
     }
 
     // MARK: Events from the peer
@@ -72,7 +78,7 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
         case .endStream(let streamID):
             endOfRequests(streamID: streamID)
         case .streamClosed(let streamID, let errorCode):
-            resumeWriters(streamID: streamID, throwing: RPCError(.cancelled, "the stream closed"))
+            if writeWaiters[streamID] != nil { resumeWriters(streamID: streamID, throwing: RPCError(.cancelled, "the stream closed")) }
             if let call = calls.removeValue(forKey: streamID) {
                 call.deadlineTimer?.cancel()
                 if !call.finished {
@@ -107,6 +113,7 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
         var timeout: String?
         var encoding: String?
         var metadataFields: [(name: String, value: String)] = []
+        metadataFields.reserveCapacity(fields.count)
         for field in fields {
             switch field.name {
             case ":path": path = field.value
@@ -143,39 +150,62 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
         } catch {
             return
         }
-        var deadline: ContinuousClock.Instant?
+        let deadline: ContinuousClock.Instant?
         if let timeout {
             guard let duration = GRPCTimeout.parse(timeout) else {
                 respondWithoutCall(streamID: streamID, httpStatus: "400", status: RPCError(.internal, "grpc-timeout \(timeout) is malformed"))
                 return
             }
             deadline = .now + duration
+        } else {
+            deadline = nil
         }
 
         let context = ServerContext(method: handler.descriptor, metadata: Metadata(fields: metadataFields), deadline: deadline, peer: peer, requestEncoding: requestCompression?.name)
-        let (requests, continuation) = AsyncThrowingStream<(message: ByteBuffer, wireBytes: Int), Error>.makeStream()
-        let bound = NIOLoopBound(self, eventLoop: connection.eventLoop)
-        let call = ServerCall(streamID: streamID, context: context, requests: requests, connection: bound, options: options)
+        let requests = InboundQueue<ReceivedMessage>()
+        let call = ServerCall(streamID: streamID, context: context, requests: requests, connection: loopBound, decodingOptions: decodingOptions)
         // Respond compressed when the client asked for compression and accepts gzip.
-        let acceptsGzip = metadataFields.contains { $0.name == "grpc-accept-encoding" && $0.value.contains("gzip") }
+        let acceptsGzip = requestCompression != nil && metadataFields.contains { $0.name == "grpc-accept-encoding" && $0.value.contains("gzip") }
         let state = Call(deframer: MessageDeframer(maxMessageSize: options.maxMessageSize, compression: requestCompression),
-                         requests: continuation,
-                         responseCompression: requestCompression != nil && acceptsGzip ? .gzip : nil)
+                         requests: requests, responseCompression: acceptsGzip ? .gzip : nil)
         if let deadline {
             let delay = TimeAmount.nanoseconds(Int64(max(0, (deadline - .now).nanosecondsClamped)))
-            state.deadlineTimer = connection.eventLoop.scheduleTask(in: delay) { [bound] in
+            let bound = loopBound
+            state.deadlineTimer = connection.eventLoop.scheduleTask(in: delay) {
                 bound.value.deadlineExceeded(streamID: streamID)
             }
         }
         calls[streamID] = state
-        let logger = self.logger
-        let run = handler.run
-        let interceptors = options.interceptors
-        state.task = Task(executorPreference: executor) {
+        // Weak: a deferred start is kept by the call's own state until the request stream ends.
+        let start: () -> Void = { [weak state, logger, executor, interceptors = options.interceptors, run = handler.run] in
+            guard let state else { return }
+            state.task = Self.startHandler(call: call, run: run, interceptors: interceptors, deadline: deadline,
+                                           executor: executor, logger: logger, path: path)
+        }
+        if handler.requestStreaming {
+            start()
+        } else {
+            state.startWhenRequestsEnd = start
+        }
+        if endStream { endOfRequests(streamID: streamID) }
+    }
+
+    /// Runs a call's handler in its own task, on the connection's event loop. The task starts
+    /// immediately, in this event-loop turn: a handler that does not suspend (a unary call whose
+    /// request is all there) runs to its response without being queued, as grpc C++'s callback
+    /// API runs its reactors inline.
+    static func startHandler(call: ServerCall, run: @escaping @Sendable (ServerCall) async throws -> Void,
+                             interceptors: [any ServerInterceptor], deadline: ContinuousClock.Instant?,
+                             executor: EventLoopTaskExecutor, logger: Logger, path: String) -> Task<Void, Never> {
+        Task.immediate(executorPreference: executor) {
             do {
                 // The deadline rides along to every call the handler makes onward.
                 try await CallDeadline.$current.withValue(deadline) {
-                    try await runServerInterceptors(interceptors, context) { _ in try await run(call) }
+                    if interceptors.isEmpty {
+                        try await run(call)
+                    } else {
+                        try await runServerInterceptors(interceptors, call.context) { _ in try await run(call) }
+                    }
                 }
                 call.finish(nil)
             } catch let error as RPCError {
@@ -187,7 +217,6 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
                 call.finish(RPCError(.unknown, "the handler failed"))
             }
         }
-        if endStream { endOfRequests(streamID: streamID) }
     }
 
     /// Answers a stream that never becomes a call, with a Trailers-Only response.
@@ -215,7 +244,7 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
             guard let message else { return }
             let wireBytes = before - call.deframer.buffer.readableBytes
             call.window.delivered(wireBytes)
-            call.requests.yield((message, wireBytes))
+            call.requests.yield(ReceivedMessage(bytes: message, wireBytes: wireBytes))
         }
     }
 
@@ -226,6 +255,10 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
             return
         }
         call.requests.finish()
+        if let start = call.startWhenRequestsEnd, !call.finished {
+            call.startWhenRequestsEnd = nil
+            start()
+        }
     }
 
     /// Ends a call from the transport side (bad input, deadline): status now, handler cancelled.
@@ -233,7 +266,7 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
         guard let call = calls[streamID], !call.finished else { return }
         call.requests.finish(throwing: error)
         call.task?.cancel()
-        finishCall(streamID: streamID, status: error, initialMetadata: Metadata())
+        finishCall(streamID: streamID, status: error, initialMetadata: { Metadata() })
     }
 
     func deadlineExceeded(streamID: Int32) {
@@ -256,12 +289,13 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
 
     // MARK: Responses
 
-    func sendMessage(streamID: Int32, _ message: [UInt8], initialMetadata: Metadata) throws {
+    func sendMessage<Message: ProtobufKit.Message>(streamID: Int32, _ message: Message, context: ServerContext) throws {
         guard let call = calls[streamID], !call.finished else {
             throw RPCError(.cancelled, "the call has ended")
         }
-        if !call.headersSent { sendHeaders(streamID: streamID, initialMetadata: initialMetadata) }
-        let framed = try frameMessage(message, compression: call.responseCompression, allocator: ByteBufferAllocator())
+        let framed = try frameMessage(message, compression: call.responseCompression, maxSize: options.maxMessageSize,
+                                      allocator: allocator, direction: "response")
+        if !call.headersSent { sendHeaders(call, streamID: streamID, initialMetadata: context.initialMetadata) }
         try connection.session.sendData(streamID: streamID, framed)
         connection.flush()
     }
@@ -291,16 +325,20 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
         }
     }
 
-    func sendHeaders(streamID: Int32, initialMetadata: Metadata) {
+    func sendHeaders(_ call: Call, streamID: Int32, initialMetadata: Metadata) {
         var fields = [HeaderField(":status", "200"), HeaderField("content-type", "application/grpc"),
                       HeaderField("grpc-accept-encoding", Compression.acceptEncoding)]
-        if let compression = calls[streamID]?.responseCompression { fields.append(HeaderField("grpc-encoding", compression.name)) }
+        if let compression = call.responseCompression { fields.append(HeaderField("grpc-encoding", compression.name)) }
         fields += initialMetadata.headerFields.map { HeaderField($0.name, $0.value) }
         try? connection.session.sendResponseHeaders(streamID: streamID, fields, endStream: false)
-        calls[streamID]?.headersSent = true
+        call.headersSent = true
     }
 
-    func finishCall(streamID: Int32, status: RPCError, initialMetadata: Metadata) {
+    func finishCall(streamID: Int32, status: RPCError, context: ServerContext) {
+        finishCall(streamID: streamID, status: status, initialMetadata: { context.initialMetadata })
+    }
+
+    func finishCall(streamID: Int32, status: RPCError, initialMetadata: () -> Metadata) {
         guard let call = calls[streamID], !call.finished else { return }
         call.finished = true
         call.deadlineTimer?.cancel()
@@ -309,7 +347,7 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
         } else {
             // Trailers-Only: one header block with the status.
             var fields = [HeaderField(":status", "200"), HeaderField("content-type", "application/grpc")]
-            fields += initialMetadata.headerFields.map { HeaderField($0.name, $0.value) }
+            fields += initialMetadata().headerFields.map { HeaderField($0.name, $0.value) }
             fields += statusFields(status)
             try? connection.session.sendResponseHeaders(streamID: streamID, fields, endStream: true)
         }

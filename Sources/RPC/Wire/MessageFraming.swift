@@ -1,4 +1,5 @@
 import NIOCore
+import ProtobufKit
 
 /// gRPC's length-prefixed messages: a compressed flag byte, a 4-byte big-endian length, then the
 /// message. `MessageDeframer` reassembles them from DATA frames split at any boundary.
@@ -29,7 +30,9 @@ struct MessageDeframer {
         guard buffer.readableBytes >= 5 + Int(length) else { return nil }
         buffer.moveReaderIndex(forwardBy: 5)
         let message = buffer.readSlice(length: Int(length))!
-        if buffer.readableBytes == 0 { buffer.clear() }
+        // Drop the emptied buffer rather than `clear()` it: the message is a slice of the same
+        // storage, so clearing would allocate a fresh one for nothing.
+        if buffer.readableBytes == 0 { buffer = ByteBuffer() }
         switch flag {
         case 0:
             return message
@@ -45,6 +48,34 @@ struct MessageDeframer {
 
     /// Bytes of a message still incomplete (an error if the stream ends now).
     var hasPartialMessage: Bool { buffer.readableBytes > 0 }
+}
+
+/// Encodes and frames one message: uncompressed, it is encoded straight into the framed buffer
+/// after its prefix. Throws RESOURCE_EXHAUSTED when it is over `maxSize`.
+func frameMessage<Message: ProtobufKit.Message>(_ message: Message, compression: Compression?, maxSize: Int, allocator: ByteBufferAllocator,
+                                                 direction: String) throws -> ByteBuffer {
+    if compression != nil {
+        let bytes = message.serializedBytes()
+        try checkMessageSize(bytes.count, maxSize: maxSize, direction: direction)
+        return try frameMessage(bytes, compression: compression, allocator: allocator)
+    }
+    return try message.withSerialization { size, write in
+        try checkMessageSize(size, maxSize: maxSize, direction: direction)
+        var framed = allocator.buffer(capacity: size + 5)
+        framed.writeInteger(UInt8(0))
+        framed.writeInteger(UInt32(size))
+        framed.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { memory in
+            if size > 0 { write(memory.baseAddress!) }
+            return size
+        }
+        return framed
+    }
+}
+
+func checkMessageSize(_ size: Int, maxSize: Int, direction: String) throws {
+    if size > maxSize {
+        throw RPCError(.resourceExhausted, "\(direction) message of \(size) bytes is over the limit of \(maxSize)")
+    }
 }
 
 /// Frames one message, compressing it when `compression` is given: one buffer, prefix included.

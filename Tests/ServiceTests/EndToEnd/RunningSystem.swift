@@ -38,7 +38,7 @@ final class RunningSystem: @unchecked Sendable {
         launcher.arguments = [repositoryRoot.appendingPathComponent("tools/run.sh").path, "--no-build"]
         launcher.environment = environment
         let output = dataDirectory.appendingPathComponent("launcher.log")
-        FileManager.default.createFile(atPath: output.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: output.path, contents: nil)
         let handle = try FileHandle(forWritingTo: output)
         launcher.standardOutput = handle
         launcher.standardError = handle
@@ -88,7 +88,7 @@ final class RunningSystem: @unchecked Sendable {
         process.arguments = [repositoryRoot.appendingPathComponent("tools/run-service.sh").path, service]
         process.environment = environment
         let log = dataDirectory.appendingPathComponent("logs/\(service)-restarted.log")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let handle = try FileHandle(forWritingTo: log)
         process.standardOutput = handle
         process.standardError = handle
