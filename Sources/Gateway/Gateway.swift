@@ -10,7 +10,9 @@ import ServiceKit
 public struct GatewayRequest: Sendable {
     public var method: String
     /// The path and query, as sent.
-    public var target: String
+    public let target: String
+    /// The target without its query string.
+    let path: String
     /// Header names in lower case.
     public var headers: [(name: String, value: String)]
     public var body: [UInt8]
@@ -20,18 +22,22 @@ public struct GatewayRequest: Sendable {
     public init(method: String, target: String, headers: [(name: String, value: String)], body: [UInt8]) {
         self.method = method
         self.target = target
-        self.headers = headers.map { ($0.name.lowercased(), $0.value) }
+        self.path = target.utf8.firstIndex(of: UInt8(ascii: "?")).map { String(target[..<$0]) } ?? target
+        self.headers = headers.map { (Self.lowercased($0.name), $0.value) }
         self.body = body
     }
 
     public func header(_ name: String) -> String? { headers.first { $0.name == name }?.value }
 
-    var path: String { String(target.split(separator: "?", maxSplits: 1).first ?? "") }
+    /// A header name in lower case; names already so (all of HTTP/2's) are kept as they are.
+    static func lowercased(_ name: String) -> String {
+        name.utf8.contains { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") } ? name.lowercased() : name
+    }
 
     /// Query parameters, percent-decoded (`+` is a space), in order.
     public var queryParameters: [(String, String)] {
-        guard let mark = target.firstIndex(of: "?") else { return [] }
-        return target[target.index(after: mark)...].split(separator: "&").compactMap { pair in
+        guard let mark = target.utf8.firstIndex(of: UInt8(ascii: "?")) else { return [] }
+        return target[target.utf8.index(after: mark)...].split(separator: "&").compactMap { pair in
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             func decode(_ text: Substring) -> String? { percentDecode(text.replacingOccurrences(of: "+", with: " ")) }
             guard let name = decode(parts[0]), !name.isEmpty else { return nil }
@@ -293,10 +299,9 @@ public final class Gateway: Sendable {
 
     // MARK: Helpers
 
+    /// The client of a service: `fabrikam.dronedelivery.<name>.v1.<Service>` is upstream `<name>`.
     func upstream(for service: String) -> RPCClient? {
-        let parts = service.split(separator: ".")
-        guard parts.count >= 4 else { return nil }
-        return upstreams.client(String(parts[2]))
+        upstreams.client(forService: service)
     }
 
     private func apiKey(_ request: GatewayRequest) -> String? {

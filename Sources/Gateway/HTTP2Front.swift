@@ -34,7 +34,8 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
         let start = buffer.getBytes(at: buffer.readerIndex, length: count) ?? []
         do {
             if start != Array(Self.preface.prefix(count)) {
-                try context.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
+                // Pipelined requests are ordered by HTTPRequestHandler itself (see there why).
+                try context.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: true)
                 try context.pipeline.syncOperations.addHandler(HTTPRequestHandler(gateway: gateway, maxBody: maxBody))
             } else if count == Self.preface.count {
                 let session = try HTTP2Session(role: .server)
@@ -133,7 +134,8 @@ final class GatewayHTTP2Streams: HTTP2ConnectionDelegate {
 
     private static func answer(_ request: GatewayRequest, streamID: Int32, gateway: Gateway, executor: EventLoopTaskExecutor,
                                bound: NIOLoopBound<HTTP2Connection>) -> Task<Void, Never> {
-        Task(executorPreference: executor) {
+        // Started at once, on this event loop: no queueing before the gateway's own work begins.
+        Task.immediate(executorPreference: executor) {
             let response = await gateway.handle(request)
             await write(response, streamID: streamID, to: bound)
         }

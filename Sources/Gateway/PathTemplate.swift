@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A `google.api.http` path template (google/api/http.proto):
 ///
 ///     Template = "/" Segments [ ":" Verb ]
@@ -106,7 +110,8 @@ public struct PathTemplate: Sendable, Hashable, CustomStringConvertible {
         // Cheap refusals first: the number of segments, then the first one.
         let count = verb == nil ? path.parts.count : path.partsWithoutVerb.count
         if segments.last == .rest { if count < segments.count - 1 { return nil } } else if count != segments.count { return nil }
-        if case .literal(let first)? = segments.first, let head = (verb == nil ? path.parts : path.partsWithoutVerb).first, head != first { return nil }
+        if case .literal(let first)? = segments.first, let head = (verb == nil ? path.parts : path.partsWithoutVerb).first,
+           !sameBytes(head, first) { return nil }
         let parts: ArraySlice<Substring>
         if let verb {
             guard let asked = path.verb, asked == verb else { return nil }
@@ -120,7 +125,8 @@ public struct PathTemplate: Sendable, Hashable, CustomStringConvertible {
         for segment in segments {
             switch segment {
             case .literal(let literal):
-                guard position < parts.endIndex, parts[position] == literal else { return nil }
+                // Bytes, not String ==: paths are compared as sent (no Unicode normalization).
+                guard position < parts.endIndex, sameBytes(parts[position], literal) else { return nil }
                 position += 1
             case .single:
                 guard position < parts.endIndex, !parts[position].isEmpty else { return nil }
@@ -171,9 +177,21 @@ public struct PathTemplate: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
+/// Whether a path segment is exactly `literal`, byte for byte (paths are compared as sent, with
+/// no Unicode normalization; and a memcmp is what this hot comparison should cost).
+func sameBytes(_ segment: Substring, _ literal: String) -> Bool {
+    guard segment.utf8.count == literal.utf8.count else { return false }
+    let compared = segment.utf8.withContiguousStorageIfAvailable { a in
+        literal.utf8.withContiguousStorageIfAvailable { b in
+            a.count == 0 || memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0
+        }
+    }
+    return (compared ?? nil) ?? segment.utf8.elementsEqual(literal.utf8)
+}
+
 /// Decodes %XX escapes; nil for a malformed escape or invalid UTF-8.
 func percentDecode(_ text: String, keepSlashEscapes: Bool = false) -> String? {
-    guard text.contains("%") else { return text }
+    guard text.utf8.contains(UInt8(ascii: "%")) else { return text }
     var bytes: [UInt8] = []
     var iterator = Array(text.utf8)[...]
     while let byte = iterator.popFirst() {
@@ -219,10 +237,11 @@ struct RequestPath {
         }
         isValid = true
         let body = path.dropFirst()
-        let split = body.isEmpty ? [] : body.split(separator: "/", omittingEmptySubsequences: false)
+        // Split on bytes: '/' and ':' are ASCII, and never part of a longer UTF-8 sequence.
+        let split = body.isEmpty ? [] : body.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).map { Substring($0) }
         parts = split[...]
-        if let last = split.last, let colon = last.lastIndex(of: ":") {
-            verb = last[last.index(after: colon)...]
+        if let last = split.last, let colon = last.utf8.lastIndex(of: UInt8(ascii: ":")) {
+            verb = last[last.utf8.index(after: colon)...]
             var trimmed = split
             trimmed[trimmed.count - 1] = last[..<colon]
             partsWithoutVerb = trimmed[...]

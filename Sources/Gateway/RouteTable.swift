@@ -26,6 +26,16 @@ public enum RouteMatch: Sendable {
 /// wins over `/v1/deliveries/{id}`.
 public struct RouteTable: Sendable {
     public private(set) var routes: [Route] = []
+    /// Indexes into `routes` by the shape of path a template can match (its `:verb` and number
+    /// of segments), so a request is tried only against templates of its own shape; templates
+    /// ending in `**` match several lengths and are always tried.
+    private var byShape: [Shape: [Int]] = [:]
+    private var anyLength: [Int] = []
+
+    private struct Shape: Hashable {
+        var verb: Substring?
+        var count: Int
+    }
 
     public struct BuildError: Error, CustomStringConvertible {
         public let description: String
@@ -64,13 +74,26 @@ public struct RouteTable: Sendable {
             if literalsA != literalsB { return literalsA > literalsB }
             return a.template.description < b.template.description
         }
+        for (index, route) in routes.enumerated() {
+            if route.template.segments.last == .rest {
+                anyLength.append(index)
+            } else {
+                byShape[Shape(verb: route.template.verb.map { Substring($0) }, count: route.template.segments.count), default: []].append(index)
+            }
+        }
     }
 
     public func match(method: String, path: String) -> RouteMatch {
         let path = RequestPath(path)
+        guard path.isValid else { return .notFound }
+        var candidates = anyLength
+        if let verb = path.verb { candidates += byShape[Shape(verb: verb, count: path.partsWithoutVerb.count)] ?? [] }
+        candidates += byShape[Shape(verb: nil, count: path.parts.count)] ?? []
+        candidates.sort()  // the table's order: verb routes first, then the most literal
         var allowed: [String] = []
         var verbRouteMatched = false
-        for route in routes {
+        for index in candidates {
+            let route = routes[index]
             // "/v1/deliveries/x:confirm" is the confirm route's path even for a GET: it must not
             // fall through to "/v1/deliveries/{delivery_id}" with the id "x:confirm".
             if verbRouteMatched && route.template.verb == nil { break }

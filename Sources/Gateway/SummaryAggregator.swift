@@ -10,6 +10,7 @@ struct SummaryAggregator {
 
     /// The delivery id when `path` is a summary path.
     static func match(_ path: String) -> String? {
+        guard path.utf8.count > 8, path.utf8.suffix(8).elementsEqual("/summary".utf8) else { return nil }  // most requests stop here
         let parts = path.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 5, parts[0].isEmpty, parts[1] == "v1", parts[2] == "deliveries", parts[4] == "summary", !parts[3].isEmpty else { return nil }
         return percentDecode(String(parts[3]))

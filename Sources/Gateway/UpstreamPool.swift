@@ -1,6 +1,7 @@
 import NIOCore
 import NIOPosix
 import RPC
+import Synchronization
 
 /// The gateway's clients of the services: one per service per event loop, so a request handled
 /// on an HTTP connection's event loop calls its service over a connection on the same loop, with
@@ -8,6 +9,7 @@ import RPC
 final class UpstreamPool: Sendable {
     private let loops: [ObjectIdentifier]
     private let clients: [String: [RPCClient]]
+    private let upstreamNames = Mutex([String: String]())
 
     init(addresses: [String: (host: String, port: Int)], group: MultiThreadedEventLoopGroup = .singleton) {
         let loops = Array(group.makeIterator())
@@ -26,6 +28,17 @@ final class UpstreamPool: Sendable {
             return list[index]
         }
         return list[0]
+    }
+
+    /// The client for a fully qualified service name (`fabrikam.dronedelivery.<name>.v1.<Service>`
+    /// is upstream `<name>`). The name is worked out once per service.
+    func client(forService service: String) -> RPCClient? {
+        if let name = upstreamNames.withLock({ $0[service] }) { return client(name) }
+        let parts = service.split(separator: ".")
+        guard parts.count >= 4 else { return nil }
+        let name = String(parts[2])
+        upstreamNames.withLock { $0[service] = name }
+        return client(name)
     }
 
     func close() async {

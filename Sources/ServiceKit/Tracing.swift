@@ -1,6 +1,10 @@
 import DroneDeliveryAPI
 import ProtobufKit
 import RPC
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// W3C trace context and a correlation id for the current request, carried across every hop:
 /// incoming calls set it (TracingServerInterceptor), outgoing calls send it
@@ -82,22 +86,76 @@ public struct TracingClientInterceptor: ClientInterceptor {
     }
 }
 
-/// `bytes` random bytes as lower-case hex, from the system's secure generator (eight bytes per
-/// draw: each draw is a getrandom call).
+/// `bytes` random bytes as lower-case hex, from the kernel's secure generator.
 public func randomHex(bytes: Int) -> String {
-    var generator = SystemRandomNumberGenerator()
-    let digits: [UInt8] = Array("0123456789abcdef".utf8)
-    var text: [UInt8] = []
-    text.reserveCapacity(bytes * 2)
-    var word: UInt64 = 0
-    for index in 0..<bytes {
-        if index % 8 == 0 { word = generator.next() }
-        let byte = UInt8(truncatingIfNeeded: word)
-        word >>= 8
-        text.append(digits[Int(byte >> 4)])
-        text.append(digits[Int(byte & 0xf)])
+    String(unsafeUninitializedCapacity: bytes * 2) { text in
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: bytes) { random in
+            SecureRandomPool.shared.fill(UnsafeMutableRawBufferPointer(random))
+            for (index, byte) in random.enumerated() {
+                text[2 * index] = hexDigit(byte >> 4)
+                text[2 * index + 1] = hexDigit(byte & 0xf)
+            }
+        }
+        return bytes * 2
     }
-    return String(decoding: text, as: UTF8.self)
+}
+
+private func hexDigit(_ value: UInt8) -> UInt8 { value < 10 ? 48 + value : 87 + value }
+
+/// Random bytes from getrandom(2), fetched 4 KiB at a time: every request needs a few ids
+/// (request id, trace and span ids), and one system call each was a measurable part of the
+/// gateway's cost. The bytes are the kernel's; each is handed out once.
+final class SecureRandomPool: Sendable {
+    static let shared = SecureRandomPool()
+    private static let size = 4096
+
+    private struct State {
+        var bytes = [UInt8](repeating: 0, count: SecureRandomPool.size)
+        var used = SecureRandomPool.size
+    }
+
+    private let state = Mutex(State())
+
+    func fill(_ destination: UnsafeMutableRawBufferPointer) {
+        var filled = 0
+        state.withLock { state in
+            while filled < destination.count {
+                if state.used == state.bytes.count {
+                    state.bytes.withUnsafeMutableBytes { Self.systemRandom($0) }
+                    state.used = 0
+                }
+                let count = min(destination.count - filled, state.bytes.count - state.used)
+                state.bytes.withUnsafeBytes { pool in
+                    (destination.baseAddress! + filled).copyMemory(from: pool.baseAddress! + state.used, byteCount: count)
+                    // Handed out once: the copy in the pool is wiped.
+                    UnsafeMutableRawPointer(mutating: pool.baseAddress! + state.used).initializeMemory(as: UInt8.self, repeating: 0, count: count)
+                }
+                state.used += count
+                filled += count
+            }
+        }
+    }
+
+    /// The kernel's generator: /dev/urandom, opened once (getrandom(2) is not in Swift's Glibc
+    /// module); should it be unreadable, the standard library's generator (also the kernel's,
+    /// eight bytes per call).
+    private static let urandom = open("/dev/urandom", O_RDONLY | O_CLOEXEC)
+
+    private static func systemRandom(_ buffer: UnsafeMutableRawBufferPointer) {
+        var offset = 0
+        while urandom >= 0, offset < buffer.count {
+            let count = read(urandom, buffer.baseAddress! + offset, buffer.count - offset)
+            if count <= 0 { break }
+            offset += count
+        }
+        var generator = SystemRandomNumberGenerator()
+        while offset < buffer.count {
+            var word = generator.next()
+            let count = min(8, buffer.count - offset)
+            withUnsafeBytes(of: &word) { (buffer.baseAddress! + offset).copyMemory(from: $0.baseAddress!, byteCount: count) }
+            offset += count
+        }
+    }
 }
 
 /// A new identifier: `prefix` and 16 random hex digits (64 bits).

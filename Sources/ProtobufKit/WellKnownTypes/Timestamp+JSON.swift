@@ -15,10 +15,35 @@ extension Google.Protobuf.Timestamp {
         let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
         let secondOfDay = seconds - days * 86_400
         let date = CivilTime.date(fromDays: days)
-        let text = String(date.year).leftPadded(to: 4) + "-" + String(date.month).leftPadded(to: 2) + "-"
-            + String(date.day).leftPadded(to: 2) + "T" + String(secondOfDay / 3600).leftPadded(to: 2) + ":"
-            + String(secondOfDay / 60 % 60).leftPadded(to: 2) + ":" + String(secondOfDay % 60).leftPadded(to: 2)
-        return text + CivilTime.fraction(nanos) + "Z"
+        // Digits written into one small buffer: this runs for every timestamp in every JSON
+        // answer, and building it from padded Strings cost a dozen allocations.
+        return String(unsafeUninitializedCapacity: 30) { buffer in
+            var position = 0
+            func put(_ value: Int64, digits: Int) {
+                var value = value
+                for offset in stride(from: digits - 1, through: 0, by: -1) {
+                    buffer[position + offset] = UInt8(48 + value % 10)
+                    value /= 10
+                }
+                position += digits
+            }
+            func put(_ byte: Character) {
+                buffer[position] = byte.asciiValue!
+                position += 1
+            }
+            put(date.year, digits: 4); put("-"); put(date.month, digits: 2); put("-"); put(date.day, digits: 2)
+            put("T"); put(secondOfDay / 3600, digits: 2); put(":"); put(secondOfDay / 60 % 60, digits: 2); put(":")
+            put(secondOfDay % 60, digits: 2)
+            // Fractions in groups of 3 digits, as many as needed (proto3 JSON's canonical form).
+            if nanos != 0 {
+                put(".")
+                if nanos % 1_000_000 == 0 { put(Int64(nanos / 1_000_000), digits: 3) }
+                else if nanos % 1_000 == 0 { put(Int64(nanos / 1_000), digits: 6) }
+                else { put(Int64(nanos), digits: 9) }
+            }
+            put("Z")
+            return position
+        }
     }
 
     /// Parses RFC 3339 (`Z` or a `+hh:mm` offset; up to 9 fraction digits).

@@ -26,20 +26,24 @@ public struct LoggingServerInterceptor: ServerInterceptor {
 
     public func intercept(_ context: ServerContext, next: (ServerContext) async throws -> Void) async throws {
         let start = ContinuousClock.now
-        var metadata: Logger.Metadata = ["rpc.method": "\(context.method.path)", "net.peer": "\(context.peer)"]
-        if let trace = context.metadata["traceparent"] { metadata["trace.parent"] = "\(trace)" }
         do {
             try await next(context)
-            metadata["rpc.status"] = "OK"
-            metadata["duration_ms"] = "\((ContinuousClock.now - start).milliseconds)"
-            logger.debug("call", metadata: metadata)
+            // Built only when it will be written: at the usual level an OK call logs nothing.
+            if logger.logLevel <= .debug {
+                logger.debug("call", metadata: metadata(context, status: "OK", since: start))
+            }
         } catch {
             let status = (error as? RPCError)?.code ?? .unknown
-            metadata["rpc.status"] = "\(status)"
-            metadata["duration_ms"] = "\((ContinuousClock.now - start).milliseconds)"
-            logger.info("call failed", metadata: metadata)
+            logger.info("call failed", metadata: metadata(context, status: "\(status)", since: start))
             throw error
         }
+    }
+
+    private func metadata(_ context: ServerContext, status: String, since start: ContinuousClock.Instant) -> Logger.Metadata {
+        var metadata: Logger.Metadata = ["rpc.method": "\(context.method.path)", "net.peer": "\(context.peer)", "rpc.status": "\(status)",
+                                         "duration_ms": "\((ContinuousClock.now - start).milliseconds)"]
+        if let trace = context.metadata["traceparent"] { metadata["trace.parent"] = "\(trace)" }
+        return metadata
     }
 }
 
