@@ -56,10 +56,21 @@ public enum RequestTrace {
         return headers
     }
 
+    /// `vv-<32 hex>-<16 hex>-ff`, checked on the bytes (it runs on every call; Character
+    /// properties such as `isHexDigit` are Unicode lookups, and were a measurable cost).
     static func isValidTraceparent(_ text: String) -> Bool {
-        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
-        return parts.count == 4 && parts[0].count == 2 && parts[1].count == 32 && parts[2].count == 16 && parts[3].count == 2
-            && parts.allSatisfy { $0.allSatisfy(\.isHexDigit) }
+        let bytes = text.utf8
+        guard bytes.count == 55 else { return false }
+        for (index, byte) in bytes.enumerated() {
+            switch index {
+            case 2, 35, 52:
+                if byte != UInt8(ascii: "-") { return false }
+            default:
+                let isHex = (byte >= 0x30 && byte <= 0x39) || (byte >= 0x61 && byte <= 0x66) || (byte >= 0x41 && byte <= 0x46)
+                if !isHex { return false }
+            }
+        }
+        return true
     }
 }
 

@@ -9,7 +9,6 @@ final class ClientCall: Sendable {
     let events: InboundQueue<ClientCallEvent>
     let compression: Compression?
     let maxMessageSize: Int
-    let deadlineTimer = Mutex<Scheduled<Void>?>(nil)
     let metadata = Mutex<(initial: Metadata, trailing: Metadata)>((Metadata(), Metadata()))
     let ended = Mutex(false)
 
@@ -73,7 +72,6 @@ final class ClientCall: Sendable {
         case .end(_, let trailers):
             metadata.withLock { $0.trailing = trailers }
             ended.withLock { $0 = true }
-            deadlineTimer.withLock { $0?.cancel() }
         case .message:
             break
         }

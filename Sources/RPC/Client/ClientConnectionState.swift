@@ -38,6 +38,8 @@ final class ClientConnectionState: HTTP2ConnectionDelegate {
         var sawHeaders = false
         var ended = false
         var window = ReceiveWindow()
+        /// When the caller stops waiting, if the call has a timeout.
+        var deadline: NIODeadline?
     }
 
     init(maxMessageSize: Int) {
@@ -48,10 +50,14 @@ final class ClientConnectionState: HTTP2ConnectionDelegate {
 
     /// Opens a stream for a call. With `onlyRequest` (a unary or server-streaming call) the
     /// request message and the end of the request stream go out with the headers.
-    func startCall(fields: [HeaderField], events: InboundQueue<ClientCallEvent>, onlyRequest: ByteBuffer? = nil) throws -> Int32 {
+    func startCall(fields: [HeaderField], events: InboundQueue<ClientCallEvent>, onlyRequest: ByteBuffer? = nil,
+                   deadline: NIODeadline? = nil) throws -> Int32 {
         if draining { throw RPCError(.unavailable, "the connection is shutting down") }
         let streamID = try connection.session.startRequest(fields)
-        streams[streamID] = Stream(events: events)
+        var stream = Stream(events: events)
+        stream.deadline = deadline
+        streams[streamID] = stream
+        if let deadline, deadlineTimerAt.map({ deadline < $0 }) ?? true { scheduleDeadlineCheck(at: deadline) }
         if let onlyRequest {
             try connection.session.sendData(streamID: streamID, onlyRequest)
             try connection.session.finish(streamID: streamID)
@@ -166,7 +172,42 @@ final class ClientConnectionState: HTTP2ConnectionDelegate {
         }
     }
 
+    // MARK: Deadlines
+    //
+    // One timer per connection, for the earliest deadline of its calls (as on the server): most
+    // calls end long before their deadline, and a timer scheduled and cancelled per call cost more.
+
+    var deadlineTimer: Scheduled<Void>?
+    var deadlineTimerAt: NIODeadline?
+
+    func scheduleDeadlineCheck(at deadline: NIODeadline) {
+        deadlineTimer?.cancel()
+        deadlineTimerAt = deadline
+        deadlineTimer = connection.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
+            self?.checkDeadlines()
+        }
+    }
+
+    /// Cancels every call whose deadline has passed (RST_STREAM, DEADLINE_EXCEEDED to the caller).
+    func checkDeadlines() {
+        deadlineTimer = nil
+        deadlineTimerAt = nil
+        let now = NIODeadline.now()
+        var next: NIODeadline?
+        for (streamID, stream) in streams where !stream.ended {
+            guard let deadline = stream.deadline else { continue }
+            if deadline <= now {
+                cancel(streamID: streamID, status: RPCError(.deadlineExceeded, "the deadline passed"))
+            } else if next.map({ deadline < $0 }) ?? true {
+                next = deadline
+            }
+        }
+        if let next { scheduleDeadlineCheck(at: next) }
+    }
+
     func connectionClosed(_ connection: HTTP2Connection) {
+        deadlineTimer?.cancel()
+        deadlineTimer = nil
         draining = true
         for streamID in Array(streams.keys) {
             end(streamID: streamID, status: RPCError(.unavailable, "the connection closed"), trailers: Metadata())

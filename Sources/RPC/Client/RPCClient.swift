@@ -250,18 +250,13 @@ public final class RPCClient: Sendable {
         let state = handle.state
         let requestFields = fields
         let eventLoop = handle.channel.eventLoop
+        // The local deadline: the server enforces its own, but an unresponsive server must not
+        // hold the caller past it (the connection keeps one timer for all its calls' deadlines).
+        let deadline = options.timeout.map { NIODeadline.now() + .nanoseconds($0.nanosecondsClamped) }
         let streamID = eventLoop.inEventLoop
-            ? try state.value.startCall(fields: requestFields, events: events, onlyRequest: body)
-            : try await eventLoop.submit { try state.value.startCall(fields: requestFields, events: events, onlyRequest: body) }.get()
+            ? try state.value.startCall(fields: requestFields, events: events, onlyRequest: body, deadline: deadline)
+            : try await eventLoop.submit { try state.value.startCall(fields: requestFields, events: events, onlyRequest: body, deadline: deadline) }.get()
         let call = ClientCall(streamID: streamID, state: state, events: events, compression: compression, maxMessageSize: self.options.maxMessageSize)
-        if let timeout = options.timeout {
-            // The local deadline: the server enforces its own, but an unresponsive server must
-            // not hold the caller past it.
-            let scheduled = eventLoop.scheduleTask(in: .nanoseconds(timeout.nanosecondsClamped)) {
-                state.value.cancel(streamID: streamID, status: RPCError(.deadlineExceeded, "the deadline passed"))
-            }
-            call.deadlineTimer.withLock { $0 = scheduled }
-        }
         return call
     }
 

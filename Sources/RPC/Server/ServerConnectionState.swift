@@ -32,7 +32,8 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
         var responseCompression: Compression?
         var headersSent = false
         var finished = false
-        var deadlineTimer: Scheduled<Void>?
+        /// When the call's deadline passes (from `grpc-timeout`), if it has one.
+        var deadline: NIODeadline?
         var window = ReceiveWindow()
 
         init(deframer: MessageDeframer, requests: InboundQueue<ReceivedMessage>, responseCompression: Compression?) {
@@ -80,7 +81,6 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
         case .streamClosed(let streamID, let errorCode):
             if writeWaiters[streamID] != nil { resumeWriters(streamID: streamID, throwing: RPCError(.cancelled, "the stream closed")) }
             if let call = calls.removeValue(forKey: streamID) {
-                call.deadlineTimer?.cancel()
                 if !call.finished {
                     // The client went away (RST_STREAM): the handler's task is cancelled.
                     call.requests.finish(throwing: RPCError(.cancelled, "the client cancelled the call (HTTP/2 error \(errorCode))"))
@@ -93,9 +93,10 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
     }
 
     func connectionClosed(_ connection: HTTP2Connection) {
+        deadlineTimer?.cancel()
+        deadlineTimer = nil
         for streamID in Array(writeWaiters.keys) { resumeWriters(streamID: streamID, throwing: RPCError(.unavailable, "the connection closed")) }
         for (_, call) in calls {
-            call.deadlineTimer?.cancel()
             call.requests.finish(throwing: RPCError(.unavailable, "the connection closed"))
             call.task?.cancel()
         }
@@ -168,14 +169,12 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
         let acceptsGzip = requestCompression != nil && metadataFields.contains { $0.name == "grpc-accept-encoding" && $0.value.contains("gzip") }
         let state = Call(deframer: MessageDeframer(maxMessageSize: options.maxMessageSize, compression: requestCompression),
                          requests: requests, responseCompression: acceptsGzip ? .gzip : nil)
-        if let deadline {
-            let delay = TimeAmount.nanoseconds(Int64(max(0, (deadline - .now).nanosecondsClamped)))
-            let bound = loopBound
-            state.deadlineTimer = connection.eventLoop.scheduleTask(in: delay) {
-                bound.value.deadlineExceeded(streamID: streamID)
-            }
-        }
         calls[streamID] = state
+        if let deadline {
+            let at = NIODeadline.now() + .nanoseconds(Int64(max(0, (deadline - .now).nanosecondsClamped)))
+            state.deadline = at
+            if deadlineTimerAt.map({ at < $0 }) ?? true { scheduleDeadlineCheck(at: at) }
+        }
         // Weak: a deferred start is kept by the call's own state until the request stream ends.
         let start: () -> Void = { [weak state, logger, executor, interceptors = options.interceptors, run = handler.run] in
             guard let state else { return }
@@ -269,9 +268,38 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
         finishCall(streamID: streamID, status: error, initialMetadata: { Metadata() })
     }
 
-    func deadlineExceeded(streamID: Int32) {
-        failCall(streamID: streamID, RPCError(.deadlineExceeded, "the deadline passed"))
+    // MARK: Deadlines
+    //
+    // One timer per connection, set for the earliest deadline of its calls, instead of one timer
+    // per call: nearly every call finishes long before its deadline, and scheduling and cancelling
+    // a timer for each was a measurable part of a unary call's cost.
+
+    var deadlineTimer: Scheduled<Void>?
+    var deadlineTimerAt: NIODeadline?
+
+    func scheduleDeadlineCheck(at deadline: NIODeadline) {
+        deadlineTimer?.cancel()
+        deadlineTimerAt = deadline
+        let bound = loopBound
+        deadlineTimer = connection.eventLoop.scheduleTask(deadline: deadline) { bound.value.checkDeadlines() }
+    }
+
+    /// Ends every call whose deadline has passed, then waits for the next deadline.
+    func checkDeadlines() {
+        deadlineTimer = nil
+        deadlineTimerAt = nil
+        let now = NIODeadline.now()
+        var next: NIODeadline?
+        for (streamID, call) in calls where !call.finished {
+            guard let deadline = call.deadline else { continue }
+            if deadline <= now {
+                failCall(streamID: streamID, RPCError(.deadlineExceeded, "the deadline passed"))
+            } else if next.map({ deadline < $0 }) ?? true {
+                next = deadline
+            }
+        }
         connection.flush()
+        if let next { scheduleDeadlineCheck(at: next) }
     }
 
     /// The handler read a message of `count` wire bytes.
@@ -341,7 +369,6 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
     func finishCall(streamID: Int32, status: RPCError, initialMetadata: () -> Metadata) {
         guard let call = calls[streamID], !call.finished else { return }
         call.finished = true
-        call.deadlineTimer?.cancel()
         if call.headersSent {
             try? connection.session.finish(streamID: streamID, trailers: statusFields(status))
         } else {
