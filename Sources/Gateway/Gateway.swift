@@ -76,7 +76,8 @@ public final class Gateway: Sendable {
     let authenticator: APIKeyAuthenticator
     let rateLimiter: RateLimiter
     let tenancy: Tenancy
-    let publicRoutes: Set<String>
+    /// What the gateway needs to know of each route, worked out once (indexed by `Route.id`).
+    let plans: [RoutePlan]
     let logger: Logger
     let openAPIDocument: [UInt8]
 
@@ -107,7 +108,14 @@ public final class Gateway: Sendable {
         authenticator = APIKeyAuthenticator(upstreams: upstreams, maxCacheSeconds: configuration.authCacheSeconds)
         rateLimiter = RateLimiter(rate: configuration.rateLimit.requestsPerSecond, burst: configuration.rateLimit.burst)
         tenancy = Tenancy(upstreams: upstreams)
-        publicRoutes = Set(configuration.publicRoutes)
+        let publicRoutes = Set(configuration.publicRoutes)
+        let schema = transcoder.schema
+        plans = routes.routes.map { route in
+            let output = schema.messages[route.method.outputType]
+            return RoutePlan(isPublic: publicRoutes.contains(route.name),
+                             hasStatusPath: output?.field(named: "status_path") != nil,
+                             hasCreated: output?.field(named: "created") != nil)
+        }
         self.logger = logger
         openAPIDocument = OpenAPIDocument(routes: routes, schema: transcoder.schema).json()
     }
@@ -152,7 +160,7 @@ public final class Gateway: Sendable {
     private func route(_ request: GatewayRequest, requestID: String) async throws -> (GatewayResponse, Caller?) {
         let path = request.path
         switch (request.method, path) {
-        case (_, _) where !path.hasPrefix("/v1/") && !path.hasPrefix("/openapi") && !path.hasPrefix("/healthz") && !path.hasPrefix("/track"):
+        case (_, _) where !path.utf8.starts(with: "/v1/".utf8) && !path.hasPrefix("/openapi") && !path.hasPrefix("/healthz") && !path.hasPrefix("/track"):
             throw GatewayError(404, 5, "no route for \(request.method) \(path)")
         case ("GET", "/openapi.json"):
             return (GatewayResponse(status: 200, headers: [("content-type", "application/json")], body: .bytes(openAPIDocument)), nil)
@@ -180,7 +188,7 @@ public final class Gateway: Sendable {
 
         // Authentication and rate limit.
         var caller: Caller?
-        let isPublic = matched.map { publicRoutes.contains("\($0.0.httpMethod) \($0.0.template)") } ?? false
+        let isPublic = matched.map { plans[$0.0.id].isPublic } ?? false
         if !isPublic {
             guard let secret = apiKey(request) else {
                 var error = GatewayError(401, 16, "an API key is required (Authorization: Bearer <key> or X-API-Key)")
@@ -237,14 +245,12 @@ public final class Gateway: Sendable {
         let body = transcoder.responseBody(whole, route: route)
         // REST conventions from the response itself: an accepted asynchronous operation (a
         // status path) is 202 with a Location; create-or-replace is 201 the first time, 204 after.
-        guard let output = transcoder.schema.messages[route.method.outputType] else {
-            return GatewayResponse(status: 200, headers: [("content-type", "application/json")], body: .bytes(body))
-        }
-        if output.field(named: "status_path") != nil,
+        let plan = plans[route.id]
+        if plan.hasStatusPath,
            case .string(let location)? = try? JSONParser.parse(transcoder.member("status_path", of: whole, type: route.method.outputType)) {
             return GatewayResponse(status: 202, headers: [("content-type", "application/json"), ("location", location)], body: .bytes(body))
         }
-        if output.field(named: "created") != nil {
+        if plan.hasCreated {
             if transcoder.member("created", of: whole, type: route.method.outputType) == Array("true".utf8) {
                 return GatewayResponse(status: 201, headers: [("content-type", "application/json")], body: .bytes(body))
             }
@@ -305,9 +311,13 @@ public final class Gateway: Sendable {
     }
 
     private func apiKey(_ request: GatewayRequest) -> String? {
-        if let authorization = request.header("authorization"), authorization.utf8.count > 7,
-           authorization.utf8.prefix(7).map({ $0 | 0x20 }) == Array("bearer ".utf8) {
-            return String(authorization.dropFirst(7).drop { $0 == " " })
+        if let authorization = request.header("authorization") {
+            let bytes = authorization.utf8
+            // "Bearer " in any case (ASCII case folding on the bytes), then the key.
+            if bytes.count > 7, zip(bytes.prefix(7), "bearer ".utf8).allSatisfy({ $0 | 0x20 == $1 }) {
+                let key = bytes.dropFirst(7).drop { $0 == UInt8(ascii: " ") }
+                return String(Substring(key))
+            }
         }
         return request.header("x-api-key")
     }
@@ -323,6 +333,7 @@ public final class Gateway: Sendable {
     /// Deadline, trace, request id, caller and forwarded headers for the upstream call.
     private func callOptions(_ request: GatewayRequest, requestID: String, caller: Caller?) throws -> CallOptions {
         var options = CallOptions()
+        options.metadata.reserveCapacity(6 + configuration.forwardHeaders.count)
         var milliseconds = configuration.defaultTimeoutMilliseconds
         if let text = request.header("grpc-timeout") {
             guard let asked = Self.parseTimeout(text) else {
@@ -392,6 +403,16 @@ public final class Gateway: Sendable {
         response.headers.append(("content-encoding", "gzip"))
         response.headers.append(("vary", "Accept-Encoding"))
     }
+}
+
+/// Per-route facts the gateway works out when it starts.
+struct RoutePlan: Sendable {
+    /// Named in the configuration's `publicRoutes`: no API key needed.
+    var isPublic: Bool
+    /// The response has `status_path` (an accepted asynchronous operation: 202 + Location).
+    var hasStatusPath: Bool
+    /// The response has `created` (create-or-replace: 201 the first time, 204 after).
+    var hasCreated: Bool
 }
 
 /// A failure the gateway answers itself.

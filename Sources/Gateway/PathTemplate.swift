@@ -20,6 +20,15 @@ public struct PathTemplate: Sendable, Hashable, CustomStringConvertible {
         var fieldPath: [String]
         var start: Int
         var end: Int  // exclusive
+        /// The field path joined with dots (the key of the bound value).
+        var name: String
+
+        init(fieldPath: [String], start: Int, end: Int) {
+            self.fieldPath = fieldPath
+            self.start = start
+            self.end = end
+            self.name = fieldPath.joined(separator: ".")
+        }
     }
 
     let segments: [Segment]
@@ -105,47 +114,40 @@ public struct PathTemplate: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Matches a path split once for every template (the gateway tries many per request).
+    /// Nothing is allocated until the path is known to match: `**` can only be last, so
+    /// template segment i faces path segment i.
     func match(_ path: RequestPath) -> [String: String]? {
         guard path.isValid else { return nil }
-        // Cheap refusals first: the number of segments, then the first one.
-        let count = verb == nil ? path.parts.count : path.partsWithoutVerb.count
-        if segments.last == .rest { if count < segments.count - 1 { return nil } } else if count != segments.count { return nil }
-        if case .literal(let first)? = segments.first, let head = (verb == nil ? path.parts : path.partsWithoutVerb).first,
-           !sameBytes(head, first) { return nil }
         let parts: ArraySlice<Substring>
         if let verb {
-            guard let asked = path.verb, asked == verb else { return nil }
+            guard let asked = path.verb, sameBytes(asked, verb) else { return nil }
             parts = path.partsWithoutVerb
         } else {
             parts = path.parts
         }
-        var matchedEnds: [Int] = []  // for each template segment, the index after the parts it consumed
-        matchedEnds.reserveCapacity(segments.count)
-        var position = parts.startIndex
-        for segment in segments {
+        let endsWithRest = segments.last == .rest
+        if endsWithRest { if parts.count < segments.count - 1 { return nil } } else if parts.count != segments.count { return nil }
+        for (offset, segment) in segments.enumerated() {
             switch segment {
             case .literal(let literal):
                 // Bytes, not String ==: paths are compared as sent (no Unicode normalization).
-                guard position < parts.endIndex, sameBytes(parts[position], literal) else { return nil }
-                position += 1
+                guard sameBytes(parts[parts.startIndex + offset], literal) else { return nil }
             case .single:
-                guard position < parts.endIndex, !parts[position].isEmpty else { return nil }
-                position += 1
+                guard !parts[parts.startIndex + offset].isEmpty else { return nil }
             case .rest:
-                position = parts.endIndex
+                break
             }
-            matchedEnds.append(position)
         }
-        guard position == parts.endIndex else { return nil }
         var bound: [String: String] = [:]
+        bound.reserveCapacity(variables.count)
         for variable in variables {
-            let from = variable.start == 0 ? parts.startIndex : matchedEnds[variable.start - 1]
-            let to = matchedEnds[variable.end - 1]
-            let raw = parts[from..<to].joined(separator: "/")
+            let from = parts.startIndex + variable.start
+            let to = variable.end == segments.count && endsWithRest ? parts.endIndex : parts.startIndex + variable.end
             // Single-segment variables decode every escape; multi-segment ones keep %2F (RFC 6570 reserved expansion).
             let single = variable.end - variable.start == 1 && segments[variable.start] == .single
+            let raw = to - from == 1 ? String(parts[from]) : parts[from..<to].joined(separator: "/")
             guard let value = percentDecode(raw, keepSlashEscapes: !single) else { return nil }
-            bound[variable.fieldPath.joined(separator: ".")] = value
+            bound[variable.name] = value
         }
         return bound
     }

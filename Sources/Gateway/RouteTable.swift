@@ -1,7 +1,8 @@
 import ProtobufKit
 
-/// One HTTP binding of an RPC method, from its `google.api.http` rule.
-public struct Route: Sendable {
+/// One HTTP binding of an RPC method, from its `google.api.http` rule. A class: a route is
+/// handed around on every request, and copying a struct of this many fields cost more.
+public final class Route: Sendable {
     public let httpMethod: String
     public let template: PathTemplate
     public let method: MethodDescriptor
@@ -11,6 +12,27 @@ public struct Route: Sendable {
     public let responseBody: String
     public let input: any JSONMessage.Type
     public let output: any JSONMessage.Type
+    /// The route's position in its table (set once the table is sorted), for per-route data
+    /// the gateway works out once instead of per request.
+    public let id: Int
+    /// `METHOD /template`, as the configuration names routes.
+    public var name: String { "\(httpMethod) \(template)" }
+
+    init(httpMethod: String, template: PathTemplate, method: MethodDescriptor, body: String, responseBody: String,
+         input: any JSONMessage.Type, output: any JSONMessage.Type, id: Int = 0) {
+        self.httpMethod = httpMethod
+        self.template = template
+        self.method = method
+        self.body = body
+        self.responseBody = responseBody
+        self.input = input
+        self.output = output
+        self.id = id
+    }
+
+    func numbered(_ id: Int) -> Route {
+        Route(httpMethod: httpMethod, template: template, method: method, body: body, responseBody: responseBody, input: input, output: output, id: id)
+    }
 }
 
 /// What a request matched.
@@ -74,6 +96,7 @@ public struct RouteTable: Sendable {
             if literalsA != literalsB { return literalsA > literalsB }
             return a.template.description < b.template.description
         }
+        routes = routes.enumerated().map { $0.element.numbered($0.offset) }
         for (index, route) in routes.enumerated() {
             if route.template.segments.last == .rest {
                 anyLength.append(index)

@@ -252,17 +252,20 @@ public final class HTTP2Connection: ChannelInboundHandler, RemovableChannelHandl
     /// Writes now (used where ordering with a close matters).
     func flushNow() {
         guard let context, !closed else { return }
-        var output = context.channel.allocator.buffer(capacity: 0)
-        do {
-            try session.drainOutput(into: &output)
-        } catch {
-            context.close(promise: nil)
-            return
-        }
-        if output.readableBytes > 0 {
-            // The one socket write of the tick.
-            context.writeAndFlush(wrapOutboundOut(output), promise: nil)
-            delegate?.connectionDidWrite(self)
+        if session.wantsWrite {
+            // Sized for a typical batch of frames, so it is allocated once rather than regrown.
+            var output = context.channel.allocator.buffer(capacity: 2048)
+            do {
+                try session.drainOutput(into: &output)
+            } catch {
+                context.close(promise: nil)
+                return
+            }
+            if output.readableBytes > 0 {
+                // The one socket write of the tick.
+                context.writeAndFlush(wrapOutboundOut(output), promise: nil)
+                delegate?.connectionDidWrite(self)
+            }
         }
         let late = session.pendingEventsFromSend
         if !late.isEmpty {

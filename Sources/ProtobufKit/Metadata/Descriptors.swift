@@ -24,8 +24,8 @@ public struct HTTPRule: Sendable, Hashable {
 /// A method as the wire knows it: its path, streaming shape and HTTP mapping.
 public struct MethodDescriptor: Sendable, Hashable {
     /// Fully qualified service name, for example `grpc.health.v1.Health`.
-    public var service: String
-    public var name: String
+    public var service: String { didSet { path = Self.path(service, name) } }
+    public var name: String { didSet { path = Self.path(service, name) } }
     public var inputType: String
     public var outputType: String
     public var clientStreaming: Bool
@@ -34,13 +34,16 @@ public struct MethodDescriptor: Sendable, Hashable {
     public var isIdempotent: Bool
     public var httpRule: HTTPRule?
 
-    /// The HTTP/2 `:path` of the method, `/package.Service/Method`.
-    public var path: String { "/\(service)/\(name)" }
+    /// The HTTP/2 `:path` of the method, `/package.Service/Method` (kept, not rebuilt per call).
+    public private(set) var path: String
+
+    private static func path(_ service: String, _ name: String) -> String { "/\(service)/\(name)" }
 
     public init(service: String, name: String, inputType: String, outputType: String, clientStreaming: Bool,
                 serverStreaming: Bool, isIdempotent: Bool, httpRule: HTTPRule?) {
         self.service = service
         self.name = name
+        self.path = Self.path(service, name)
         self.inputType = inputType
         self.outputType = outputType
         self.clientStreaming = clientStreaming

@@ -1,3 +1,4 @@
+import HTTP2
 import NIOCore
 import ProtobufKit
 import Synchronization
@@ -9,7 +10,8 @@ final class ClientCall: Sendable {
     let events: InboundQueue<ClientCallEvent>
     let compression: Compression?
     let maxMessageSize: Int
-    let metadata = Mutex<(initial: Metadata, trailing: Metadata)>((Metadata(), Metadata()))
+    /// The server's header blocks as received (converted to `Metadata` when asked for).
+    let headerBlocks = Mutex<(initial: [HeaderField], trailing: [HeaderField])>(([], []))
     let ended = Mutex(false)
 
     init(streamID: Int32, state: NIOLoopBound<ClientConnectionState>, events: InboundQueue<ClientCallEvent>,
@@ -68,9 +70,9 @@ final class ClientCall: Sendable {
     func observe(_ event: ClientCallEvent) {
         switch event {
         case .headers(let initial):
-            metadata.withLock { $0.initial = initial }
+            headerBlocks.withLock { $0.initial = initial }
         case .end(_, let trailers):
-            metadata.withLock { $0.trailing = trailers }
+            headerBlocks.withLock { $0.trailing = trailers }
             ended.withLock { $0 = true }
         case .message:
             break
@@ -94,9 +96,19 @@ final class ClientCall: Sendable {
     /// Reads a unary response: exactly one message, then an OK status.
     func collectOne<Message: ProtobufKit.Message>(_ type: Message.Type) async throws -> UnaryResponse<Message> {
         let response = try decode(Message.self, try await collectOneBuffer())
-        let (initial, trailing) = metadata.withLock { $0 }
-        return UnaryResponse(message: response, initialMetadata: initial, trailingMetadata: trailing)
+        return UnaryResponse(message: response, initialMetadata: initialMetadata, trailingMetadata: trailingMetadata)
     }
+
+    /// Reads a unary response's message only (its metadata is never converted).
+    func collectOneMessage<Message: ProtobufKit.Message>(_ type: Message.Type) async throws -> Message {
+        try decode(Message.self, try await collectOneBuffer())
+    }
+
+    /// The server's initial and trailing metadata, once received.
+    var initialMetadata: Metadata { Self.metadata(headerBlocks.withLock { $0.initial }) }
+    var trailingMetadata: Metadata { Self.metadata(headerBlocks.withLock { $0.trailing }) }
+
+    static func metadata(_ fields: [HeaderField]) -> Metadata { Metadata(fields: fields.map { ($0.name, $0.value) }) }
 
     private func collectOneBuffer() async throws -> ByteBuffer {
         var response: ByteBuffer?
@@ -129,9 +141,9 @@ public struct ResponseStream<Message: ProtobufKit.Message>: AsyncSequence, Senda
     let call: ClientCall
 
     /// The server's initial metadata (once the first message or the end has been read).
-    public var initialMetadata: Metadata { call.metadata.withLock { $0.initial } }
+    public var initialMetadata: Metadata { call.initialMetadata }
     /// The server's trailing metadata (once the sequence has ended).
-    public var trailingMetadata: Metadata { call.metadata.withLock { $0.trailing } }
+    public var trailingMetadata: Metadata { call.trailingMetadata }
 
     public struct AsyncIterator: AsyncIteratorProtocol {
         let call: ClientCall

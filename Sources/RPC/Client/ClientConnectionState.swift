@@ -11,11 +11,12 @@ final class ConnectionStatus: Sendable {
 }
 
 /// What a client call sees from the server, in order.
+/// Header blocks travel as received; they become `Metadata` only if the caller asks for it.
 enum ClientCallEvent: Sendable {
-    case headers(Metadata)
+    case headers([HeaderField])
     /// A response message and the wire bytes it took (acknowledged once the caller reads it).
     case message(ByteBuffer, wireBytes: Int)
-    case end(RPCError, trailers: Metadata)
+    case end(RPCError, trailers: [HeaderField])
 }
 
 /// The gRPC side of one client connection, on its event loop: opens streams for calls and
@@ -99,7 +100,7 @@ final class ClientConnectionState: HTTP2ConnectionDelegate {
         streams[streamID]?.ended = true
         connection.session.resetStream(streamID, errorCode: 0x8)
         connection.flush()
-        stream.events.yield(.end(status, trailers: Metadata()))
+        stream.events.yield(.end(status, trailers: []))
         stream.events.finish()
     }
 
@@ -117,7 +118,7 @@ final class ClientConnectionState: HTTP2ConnectionDelegate {
                     stream.deframer = MessageDeframer(maxMessageSize: maxMessageSize, compression: try Compression.named(encoding))
                 } catch {
                     streams[streamID] = stream
-                    end(streamID: streamID, status: RPCError(.internal, "the server used an unsupported grpc-encoding \(encoding ?? "")"), trailers: Metadata())
+                    end(streamID: streamID, status: RPCError(.internal, "the server used an unsupported grpc-encoding \(encoding ?? "")"), trailers: [])
                     connection.session.resetStream(streamID, errorCode: 0x8)
                     return
                 }
@@ -126,7 +127,7 @@ final class ClientConnectionState: HTTP2ConnectionDelegate {
                     // Trailers-Only: the status is in this one block.
                     end(streamID: streamID, fields: fields)
                 } else {
-                    stream.events.yield(.headers(Metadata(fields: fields.map { ($0.name, $0.value) })))
+                    stream.events.yield(.headers(fields))
                 }
             } else {
                 end(streamID: streamID, fields: fields)
@@ -147,7 +148,7 @@ final class ClientConnectionState: HTTP2ConnectionDelegate {
                     streams[streamID]?.window.delivered(wireBytes)
                     streams[streamID]?.events.yield(.message(message, wireBytes: wireBytes))
                 } catch let error as RPCError {
-                    end(streamID: streamID, status: error, trailers: Metadata())
+                    end(streamID: streamID, status: error, trailers: [])
                     connection.session.resetStream(streamID, errorCode: 0x8)
                     break
                 } catch {
@@ -162,7 +163,7 @@ final class ClientConnectionState: HTTP2ConnectionDelegate {
                     ? RPCError(stream.httpStatus == 200 || stream.httpStatus == 0 ? .internal : RPCError.Code.fromHTTPStatus(stream.httpStatus),
                                "the server closed the stream without a grpc-status")
                     : RPCError(RPCError.Code.fromHTTP2ErrorCode(errorCode), "the stream was reset (HTTP/2 error \(errorCode))")
-                end(streamID: streamID, status: status, trailers: Metadata())
+                end(streamID: streamID, status: status, trailers: [])
             }
             streams[streamID] = nil
         case .goAway:
@@ -210,7 +211,7 @@ final class ClientConnectionState: HTTP2ConnectionDelegate {
         deadlineTimer = nil
         draining = true
         for streamID in Array(streams.keys) {
-            end(streamID: streamID, status: RPCError(.unavailable, "the connection closed"), trailers: Metadata())
+            end(streamID: streamID, status: RPCError(.unavailable, "the connection closed"), trailers: [])
         }
         streams = [:]
         onClose?()
@@ -232,12 +233,13 @@ final class ClientConnectionState: HTTP2ConnectionDelegate {
         if streams[streamID]?.deframer?.hasPartialMessage == true && status.code == .ok {
             status = RPCError(.internal, "the response ended inside a message")
         }
-        let trailers = Metadata(fields: fields.map { ($0.name, $0.value) })
-        status.metadata = trailers
-        end(streamID: streamID, status: status, trailers: trailers)
+        // A failure carries the trailers as its metadata (the caller sees them on the error);
+        // for OK they stay raw until asked for.
+        if status.code != .ok { status.metadata = Metadata(fields: fields.map { ($0.name, $0.value) }) }
+        end(streamID: streamID, status: status, trailers: fields)
     }
 
-    func end(streamID: Int32, status: RPCError, trailers: Metadata) {
+    func end(streamID: Int32, status: RPCError, trailers: [HeaderField]) {
         guard let stream = streams[streamID], !stream.ended else { return }
         streams[streamID]?.ended = true
         stream.events.yield(.end(status, trailers: trailers))

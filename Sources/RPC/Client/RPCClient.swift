@@ -235,15 +235,17 @@ public final class RPCClient: Sendable {
         var options = options
         options.timeout = try Self.effectiveTimeout(options)
         let handle = try await connection()
-        var fields = [
+        var fields: [HeaderField] = []
+        fields.reserveCapacity(10 + options.metadata.entries.count)
+        fields.append(contentsOf: [
             HeaderField(":method", "POST"), HeaderField(":scheme", "http"), HeaderField(":path", method.path),
             HeaderField(":authority", authority), HeaderField("content-type", "application/grpc"),
             HeaderField("te", "trailers"), HeaderField("user-agent", "fabrikam-rpc-swift/0.1"),
             HeaderField("grpc-accept-encoding", Compression.acceptEncoding),
-        ]
+        ])
         if options.compressRequests { fields.append(HeaderField("grpc-encoding", "gzip")) }
         if let timeout = options.timeout { fields.append(HeaderField("grpc-timeout", GRPCTimeout.format(timeout))) }
-        if !options.metadata.isEmpty { fields += options.metadata.headerFields.map { HeaderField($0.name, $0.value) } }
+        options.metadata.appendHeaderFields(to: &fields)
         let compression: Compression? = options.compressRequests ? .gzip : nil
         let body = try onlyRequest?(compression)
         let events = InboundQueue<ClientCallEvent>()
@@ -283,7 +285,12 @@ public final class RPCClient: Sendable {
 
     /// One request, one response.
     public func unary<M: MethodSpec>(_ method: M.Type, _ request: M.Input, options: CallOptions = CallOptions()) async throws -> M.Output {
-        try await unaryWithMetadata(method, request, options: options).message
+        try await intercepted(M.descriptor, options) { options in
+            let call = try await startCall(M.descriptor, options: options, onlyRequest: framedRequest(request))
+            return try await running(call) {
+                try await call.collectOneMessage(M.Output.self)
+            }
+        }
     }
 
     /// One request, one response, with the server's initial and trailing metadata.

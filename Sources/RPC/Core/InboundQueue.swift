@@ -63,6 +63,9 @@ final class InboundQueue<Element: Sendable>: Sendable {
                 state.waiter = nil
                 return waiter
             }
+            // A call's queue usually sees a few events (headers, a message, the end): room for
+            // them at once instead of growing one by one.
+            if state.buffer.capacity == 0 { state.buffer.reserveCapacity(4) }
             state.buffer.append(element)
             return nil
         }

@@ -1,3 +1,4 @@
+import HTTP2
 import ProtobufKit
 
 /// Call metadata: ordered name/value pairs sent as HTTP/2 headers or trailers.
@@ -19,8 +20,16 @@ public struct Metadata: Sendable, Hashable, Sequence {
         for (name, value) in elements { add(name, value) }
     }
 
-    public mutating func add(_ name: String, _ value: String) { entries.append((name.lowercased(), .string(value))) }
-    public mutating func add(_ name: String, binary value: [UInt8]) { entries.append((name.lowercased(), .binary(value))) }
+    /// Room for `count` entries without growing on each `add`.
+    public mutating func reserveCapacity(_ count: Int) { entries.reserveCapacity(count) }
+
+    public mutating func add(_ name: String, _ value: String) { entries.append((Self.lowercased(name), .string(value))) }
+    public mutating func add(_ name: String, binary value: [UInt8]) { entries.append((Self.lowercased(name), .binary(value))) }
+
+    /// The name in lower case; a name that already is (the usual case) is kept as it is.
+    static func lowercased(_ name: String) -> String {
+        name.utf8.contains { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") } ? name.lowercased() : name
+    }
 
     /// The first text value for `name`.
     public subscript(_ name: String) -> String? {
@@ -72,6 +81,16 @@ public struct Metadata: Sendable, Hashable, Sequence {
                 if let bytes = Base64.decode(value) { entries.append((name, .binary(bytes))) }
             } else {
                 entries.append((name, .string(value)))
+            }
+        }
+    }
+
+    /// Appends the header fields that carry this metadata (no intermediate arrays).
+    func appendHeaderFields(to fields: inout [HeaderField]) {
+        for entry in entries {
+            switch entry.value {
+            case .string(let text): fields.append(HeaderField(entry.name, text))
+            case .binary(let bytes): fields.append(HeaderField(entry.name, Base64.encode(bytes)))
             }
         }
     }
