@@ -6,15 +6,18 @@
 #   gateway: h2load --h1 (HTTP/1.1, JSON) and h2load (HTTP/2, JSON) -> GET /v1/deliveries/{id}/status
 #            -> the same RPC
 # Throughput: CLIENTS connections with one request in flight each (HTTP/1.1 cannot multiplex),
-# REQUESTS requests, as fast as they go. Latency added: the same paths at a fixed offered load of
-# RATE requests/s (h2load --rps), well below either path's capacity, so the difference in p50/p99
-# is the gateway's own work rather than queueing behind a saturated CPU.
+# REQUESTS requests, as fast as they go. Latency added: the same paths at fixed offered loads
+# (h2load --rps), below either path's capacity, so the difference in p50/p99 is the gateway's own
+# work rather than queueing behind a saturated CPU: a light load (one connection, LIGHT_RATE/s)
+# and a moderate one (CLIENTS connections, RATE/s in all; h2load's clients fire together, so
+# requests arrive in bursts of CLIENTS).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 REQUESTS=${REQUESTS:-30000}
 CLIENTS=${CLIENTS:-16}
 RATE=${RATE:-3200}
+LIGHT_RATE=${LIGHT_RATE:-500}
 RATE_SECONDS=${RATE_SECONDS:-5}
 bash tools/install-deps.sh >/dev/null
 echo "building (release)" >&2
@@ -62,49 +65,75 @@ pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] / 1000
 print(f"{float(sys.argv[2]):.0f} {pick(0.5):.2f} {pick(0.99):.2f} {sys.argv[3]}")
 PY
 }
-h2load -n 2000 -c "$CLIENTS" -d "$work/status.bin" -H "content-type: application/grpc" -H "te: trailers" \
-  "http://127.0.0.1:$delivery/fabrikam.dronedelivery.delivery.v1.DeliveryService/GetDeliveryStatus" >/dev/null
-out=$(h2load -n "$REQUESTS" -c "$CLIENTS" -m 1 -d "$work/status.bin" -H "content-type: application/grpc" -H "te: trailers" --log-file="$work/direct.log" \
-  "http://127.0.0.1:$delivery/fabrikam.dronedelivery.delivery.v1.DeliveryService/GetDeliveryStatus")
-read -r d_rps d_p50 d_p99 d_failed < <(summarize "$out" "$work/direct.log")
-h2load --h1 -n 2000 -c "$CLIENTS" -H "Authorization: Bearer $key" "http://127.0.0.1:$gateway/v1/deliveries/$id/status" >/dev/null
-out=$(h2load --h1 -n "$REQUESTS" -c "$CLIENTS" -H "Authorization: Bearer $key" --log-file="$work/gateway.log" \
-  "http://127.0.0.1:$gateway/v1/deliveries/$id/status")
-read -r g_rps g_p50 g_p99 g_failed < <(summarize "$out" "$work/gateway.log")
-h2load -n 2000 -c "$CLIENTS" -H "Authorization: Bearer $key" "http://127.0.0.1:$gateway/v1/deliveries/$id/status" >/dev/null
-out=$(h2load -n "$REQUESTS" -c "$CLIENTS" -m 1 -H "Authorization: Bearer $key" --log-file="$work/gateway2.log" \
-  "http://127.0.0.1:$gateway/v1/deliveries/$id/status")
-read -r h_rps h_p50 h_p99 h_failed < <(summarize "$out" "$work/gateway2.log")
+direct_load() { h2load "$@" -m 1 -d "$work/status.bin" -H "content-type: application/grpc" -H "te: trailers" \
+  "http://127.0.0.1:$delivery/fabrikam.dronedelivery.delivery.v1.DeliveryService/GetDeliveryStatus"; }
+gateway_h1_load() { h2load --h1 "$@" -H "Authorization: Bearer $key" "http://127.0.0.1:$gateway/v1/deliveries/$id/status"; }
+gateway_h2_load() { h2load "$@" -m 1 -H "Authorization: Bearer $key" "http://127.0.0.1:$gateway/v1/deliveries/$id/status"; }
+for path in direct gateway_h1 gateway_h2; do "${path}_load" -n 2000 -c "$CLIENTS" >/dev/null; done  # warm-up
 
-# Fixed offered load: RATE requests/s spread over the clients, RATE_SECONDS long.
-per_client=$(( RATE / CLIENTS )); rated=$(( RATE * RATE_SECONDS ))
-out=$(h2load -n "$rated" -c "$CLIENTS" -m 1 --rps="$per_client" -d "$work/status.bin" -H "content-type: application/grpc" -H "te: trailers" \
-  --log-file="$work/direct-rate.log" "http://127.0.0.1:$delivery/fabrikam.dronedelivery.delivery.v1.DeliveryService/GetDeliveryStatus")
-read -r dr_rps dr_p50 dr_p99 dr_failed < <(summarize "$out" "$work/direct-rate.log")
-out=$(h2load --h1 -n "$rated" -c "$CLIENTS" --rps="$per_client" -H "Authorization: Bearer $key" --log-file="$work/gateway-rate.log" \
-  "http://127.0.0.1:$gateway/v1/deliveries/$id/status")
-read -r gr_rps gr_p50 gr_p99 gr_failed < <(summarize "$out" "$work/gateway-rate.log")
-out=$(h2load -n "$rated" -c "$CLIENTS" -m 1 --rps="$per_client" -H "Authorization: Bearer $key" --log-file="$work/gateway2-rate.log" \
-  "http://127.0.0.1:$gateway/v1/deliveries/$id/status")
-read -r hr_rps hr_p50 hr_p99 hr_failed < <(summarize "$out" "$work/gateway2-rate.log")
-diff() { python3 -c "print(f'{$1-$2:+.2f}')"; }
+# Throughput in ROUNDS rounds, each running the three paths in turn: the machine's speed drifts
+# (other tenants), and interleaving exposes every path to the same drift. Reported: the median
+# round of each path; p50/p99 over all rounds' requests.
+ROUNDS=${ROUNDS:-3}
+per_round=$(( REQUESTS / ROUNDS ))
+declare -A rates
+for round in $(seq 1 "$ROUNDS"); do
+  for path in direct gateway_h1 gateway_h2; do
+    out=$("${path}_load" -n "$per_round" -c "$CLIENTS" --log-file="$work/$path-$round.log")
+    rates[$path]+="$(echo "$out" | awk '/^finished in/ {print $4}') "
+    cat "$work/$path-$round.log" >> "$work/$path.log"
+    failed=$(echo "$out" | awk '/^requests:/ {print $10}')
+    if [ "$failed" != 0 ]; then echo "$path round $round: $failed requests failed" >&2; fi
+  done
+done
+median_round() { # path -> "rps p50 p99"
+  python3 - "$work/$1.log" ${rates[$1]} <<'PY'
+import statistics, sys
+lat = sorted(int(l.split()[2]) for l in open(sys.argv[1]) if l.strip())
+pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] / 1000
+print(f"{statistics.median(float(r) for r in sys.argv[2:]):.0f} {pick(0.5):.2f} {pick(0.99):.2f}")
+PY
+}
+read -r d_rps d_p50 d_p99 < <(median_round direct)
+read -r g_rps g_p50 g_p99 < <(median_round gateway_h1)
+read -r h_rps h_p50 h_p99 < <(median_round gateway_h2)
+
+# Fixed offered loads, RATE_SECONDS long each: "light" on one connection, "moderate" over CLIENTS.
+fixed_load() { # clients rate -> "direct gateway-h1 gateway-h2" summaries, one per line
+  local clients=$1 rate=$2 per_client=$(( $2 / $1 )) count=$(( $2 * RATE_SECONDS )) out
+  out=$(h2load -n "$count" -c "$clients" -m 1 --rps="$per_client" -d "$work/status.bin" -H "content-type: application/grpc" -H "te: trailers" \
+    --log-file="$work/rate-d.log" "http://127.0.0.1:$delivery/fabrikam.dronedelivery.delivery.v1.DeliveryService/GetDeliveryStatus")
+  summarize "$out" "$work/rate-d.log"
+  out=$(h2load --h1 -n "$count" -c "$clients" --rps="$per_client" -H "Authorization: Bearer $key" --log-file="$work/rate-g.log" \
+    "http://127.0.0.1:$gateway/v1/deliveries/$id/status")
+  summarize "$out" "$work/rate-g.log"
+  out=$(h2load -n "$count" -c "$clients" -m 1 --rps="$per_client" -H "Authorization: Bearer $key" --log-file="$work/rate-h.log" \
+    "http://127.0.0.1:$gateway/v1/deliveries/$id/status")
+  summarize "$out" "$work/rate-h.log"
+}
+{ read -r lr_rps lr_p50 lr_p99 lr_failed; read -r lg_rps lg_p50 lg_p99 lg_failed; read -r lh_rps lh_p50 lh_p99 lh_failed; } < <(fixed_load 1 "$LIGHT_RATE")
+{ read -r dr_rps dr_p50 dr_p99 dr_failed; read -r gr_rps gr_p50 gr_p99 gr_failed; read -r hr_rps hr_p50 hr_p99 hr_failed; } < <(fixed_load "$CLIENTS" "$RATE")
+delta() { python3 -c "print(f'{$1-$2:+.2f}')"; }
 
 cat <<TABLE
-Throughput: h2load -n $REQUESTS -c $CLIENTS (one request in flight per connection, as fast as it goes), whole system on this machine ($(nproc) cores), release build
+Throughput: $ROUNDS rounds of h2load -n $per_round -c $CLIENTS per path (one request in flight per connection, as fast as it goes), whole system on this machine ($(nproc) cores), release build; rounds per path: direct ${rates[direct]}/ HTTP/1.1 ${rates[gateway_h1]}/ HTTP/2 ${rates[gateway_h2]}
 
-| path | requests/s | p50 ms | p99 ms | failed |
-|---|---:|---:|---:|---:|
-| direct gRPC: Delivery.GetDeliveryStatus (HTTP/2) | $d_rps | $d_p50 | $d_p99 | $d_failed |
-| gateway: GET /v1/deliveries/{id}/status (HTTP/1.1 JSON, API key, tenancy check) | $g_rps | $g_p50 | $g_p99 | $g_failed |
-| gateway: the same over HTTP/2 (h2c, prior knowledge) | $h_rps | $h_p50 | $h_p99 | $h_failed |
-| gateway HTTP/1.1 / direct | $(python3 -c "print(f'{$g_rps/$d_rps:.2f}')") | | | |
-| gateway HTTP/2 / direct | $(python3 -c "print(f'{$h_rps/$d_rps:.2f}')") | | | |
+| path | requests/s (median round) | p50 ms | p99 ms |
+|---|---:|---:|---:|
+| direct gRPC: Delivery.GetDeliveryStatus (HTTP/2) | $d_rps | $d_p50 | $d_p99 |
+| gateway: GET /v1/deliveries/{id}/status (HTTP/1.1 JSON, API key, tenancy check) | $g_rps | $g_p50 | $g_p99 |
+| gateway: the same over HTTP/2 (h2c, prior knowledge) | $h_rps | $h_p50 | $h_p99 |
+| gateway HTTP/1.1 / direct | $(python3 -c "print(f'{$g_rps/$d_rps:.2f}')") | | |
+| gateway HTTP/2 / direct | $(python3 -c "print(f'{$h_rps/$d_rps:.2f}')") | | |
 
-Latency added at a fixed load: $RATE requests/s offered for ${RATE_SECONDS} s (h2load --rps=$per_client per client, $CLIENTS clients)
+Latency added at fixed loads, ${RATE_SECONDS} s each (h2load --rps)
 
-| path | requests/s | p50 ms | p99 ms | added p50 | added p99 | failed |
-|---|---:|---:|---:|---:|---:|---:|
-| direct gRPC | $dr_rps | $dr_p50 | $dr_p99 | | | $dr_failed |
-| gateway HTTP/1.1 | $gr_rps | $gr_p50 | $gr_p99 | $(diff $gr_p50 $dr_p50) ms | $(diff $gr_p99 $dr_p99) ms | $gr_failed |
-| gateway HTTP/2 | $hr_rps | $hr_p50 | $hr_p99 | $(diff $hr_p50 $dr_p50) ms | $(diff $hr_p99 $dr_p99) ms | $hr_failed |
+| load | path | requests/s | p50 ms | p99 ms | added p50 | added p99 | failed |
+|---|---|---:|---:|---:|---:|---:|---:|
+| light: 1 connection, $LIGHT_RATE/s | direct gRPC | $lr_rps | $lr_p50 | $lr_p99 | | | $lr_failed |
+| | gateway HTTP/1.1 | $lg_rps | $lg_p50 | $lg_p99 | $(delta $lg_p50 $lr_p50) ms | $(delta $lg_p99 $lr_p99) ms | $lg_failed |
+| | gateway HTTP/2 | $lh_rps | $lh_p50 | $lh_p99 | $(delta $lh_p50 $lr_p50) ms | $(delta $lh_p99 $lr_p99) ms | $lh_failed |
+| moderate: $CLIENTS connections, $RATE/s in bursts of $CLIENTS | direct gRPC | $dr_rps | $dr_p50 | $dr_p99 | | | $dr_failed |
+| | gateway HTTP/1.1 | $gr_rps | $gr_p50 | $gr_p99 | $(delta $gr_p50 $dr_p50) ms | $(delta $gr_p99 $dr_p99) ms | $gr_failed |
+| | gateway HTTP/2 | $hr_rps | $hr_p50 | $hr_p99 | $(delta $hr_p50 $dr_p50) ms | $(delta $hr_p99 $dr_p99) ms | $hr_failed |
 TABLE

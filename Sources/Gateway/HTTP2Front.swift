@@ -144,8 +144,13 @@ final class GatewayHTTP2Streams: HTTP2ConnectionDelegate {
     /// Writes the answer on the stream. Runs on the connection's event loop (the task executor).
     static func write(_ response: GatewayResponse, streamID: Int32, to bound: NIOLoopBound<HTTP2Connection>) async {
         var fields = [HeaderField(":status", String(response.status))]
-        for (name, value) in response.headers where !["connection", "keep-alive", "transfer-encoding"].contains(name.lowercased()) {
-            fields.append(HeaderField(name.lowercased(), value))
+        fields.reserveCapacity(response.headers.count + 2)
+        for (name, value) in response.headers {
+            let name = GatewayRequest.lowercased(name)
+            switch name {
+            case "connection", "keep-alive", "transfer-encoding": continue  // HTTP/1.1 only (RFC 9113 §8.2.2)
+            default: fields.append(HeaderField(name, value))
+            }
         }
         let connection = bound.value
         switch response.body {

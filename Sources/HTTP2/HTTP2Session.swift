@@ -304,7 +304,8 @@ public final class HTTP2Session {
                 for (index, field) in fields.enumerated() {
                     let (name, nameLength) = copy(field.name)
                     let (value, valueLength) = copy(field.value)
-                    pairs.initializeElement(at: index, to: CNGHTTP2_make_nv(name, nameLength, value, valueLength, UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)))
+                    let flags = HeaderField.changesEveryMessage(field.name) ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE
+                    pairs.initializeElement(at: index, to: CNGHTTP2_make_nv(name, nameLength, value, valueLength, UInt8(flags.rawValue)))
                 }
                 return try body(UnsafeBufferPointer(rebasing: pairs[0..<fields.count]))
             }
@@ -324,6 +325,16 @@ public struct HeaderField: Sendable, Hashable {
     /// Strings longer than 15 UTF-8 bytes live on the heap; these arrive on nearly every gRPC
     /// request, so a received one reuses a shared copy instead of allocating its own.
     private static let common = ["application/grpc", "grpc-accept-encoding", "identity,deflate,gzip", "identity,gzip,deflate"]
+
+    /// Headers whose value is new on nearly every message (ids, trace context, remaining time).
+    /// HPACK sends them as literals without indexing (RFC 7541 §6.2.2): entering them in the
+    /// dynamic table would cost a copy each time and only evict entries that do repeat.
+    static func changesEveryMessage(_ name: String) -> Bool {
+        switch name {
+        case "traceparent", "x-request-id", "x-correlation-id", "grpc-timeout", "grpc-message", "content-length": return true
+        default: return false
+        }
+    }
 
     /// A received name or value as a String.
     static func string(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
