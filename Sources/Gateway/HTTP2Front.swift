@@ -126,7 +126,8 @@ final class GatewayHTTP2Streams: HTTP2ConnectionDelegate {
 
     private func dispatch(_ streamID: Int32) {
         guard let pending = incoming.removeValue(forKey: streamID), let connection else { return }
-        var request = GatewayRequest(method: pending.method, target: pending.path, headers: pending.headers, body: pending.body)
+        // HTTP/2 header names are lower case on the wire (nghttp2 refuses others).
+        var request = GatewayRequest(method: pending.method, target: pending.path, lowercasedHeaders: pending.headers, body: pending.body)
         request.bodyLimitExceeded = pending.tooLarge
         running[streamID] = Self.answer(request, streamID: streamID, gateway: gateway, executor: executor,
                                         bound: NIOLoopBound(connection, eventLoop: connection.eventLoop))

@@ -95,7 +95,8 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             guard let head else { return }
             self.head = nil
             var request = GatewayRequest(method: head.method.rawValue, target: head.uri,
-                                         headers: head.headers.map { ($0.name, $0.value) }, body: tooLarge ? [] : body)
+                                         lowercasedHeaders: head.headers.map { (GatewayRequest.lowercased($0.name), $0.value) },
+                                         body: tooLarge ? [] : body)
             request.bodyLimitExceeded = tooLarge
             body = []
             queued.append(PendingRequest(request: request, version: head.version, keepAlive: head.isKeepAlive, isHead: head.method == .HEAD))
@@ -143,15 +144,16 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     static func write(_ response: GatewayResponse, to channel: any Channel, version: HTTPVersion, keepAlive: Bool, isHead: Bool) async {
+        // The gateway's own answers never carry connection or content-length: these are set here.
         var headers = HTTPHeaders()
+        headers.reserveCapacity(response.headers.count + 2)
         for (name, value) in response.headers { headers.add(name: name, value: value) }
-        if !keepAlive { headers.replaceOrAdd(name: "connection", value: "close") }
-        let head = HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: response.status), headers: headers)
+        if !keepAlive { headers.add(name: "connection", value: "close") }
+        let status = HTTPResponseStatus(statusCode: response.status)
         switch response.body {
         case .bytes(let bytes):
-            if response.status != 204 && response.status != 304 { headers.replaceOrAdd(name: "content-length", value: String(bytes.count)) }
-            let fixed = HTTPResponseHead(version: version, status: head.status, headers: headers)
-            channel.write(HTTPServerResponsePart.head(fixed), promise: nil)
+            if response.status != 204 && response.status != 304 { headers.add(name: "content-length", value: String(bytes.count)) }
+            channel.write(HTTPServerResponsePart.head(HTTPResponseHead(version: version, status: status, headers: headers)), promise: nil)
             if !bytes.isEmpty && !isHead { channel.write(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(bytes: bytes))), promise: nil) }
             // Not awaited: nothing follows a whole answer but, without keep-alive, the close.
             if keepAlive {
@@ -161,7 +163,7 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
         case .stream(let chunks):
             do {
-                try await channel.writeAndFlush(HTTPServerResponsePart.head(head))
+                try await channel.writeAndFlush(HTTPServerResponsePart.head(HTTPResponseHead(version: version, status: status, headers: headers)))
                 for await chunk in chunks {
                     try await channel.writeAndFlush(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(bytes: chunk))))
                 }
