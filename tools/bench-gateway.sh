@@ -24,7 +24,7 @@ echo "building (release)" >&2
 swift build -c release >/dev/null
 bin=$(swift build -c release --show-bin-path)
 work=$(mktemp -d)
-export FABRIKAM_DATA_DIR="$work/data" FABRIKAM_BIN_DIR="$bin" FABRIKAM_PORT_BASE=${FABRIKAM_PORT_BASE:-47051} FABRIKAM_LOG_LEVEL=warning
+export FABRIKAM_DATA_DIR="$work/data" FABRIKAM_BIN_DIR="$bin" FABRIKAM_PORT_BASE=${FABRIKAM_PORT_BASE:-27051} FABRIKAM_LOG_LEVEL=warning
 config="$work/gateway.json"
 echo '{"rateLimit":{"requestsPerSecond":1000000,"burst":1000000}}' > "$config"
 export FABRIKAM_GATEWAY_CONFIG="$config"

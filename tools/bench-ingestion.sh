@@ -20,7 +20,7 @@ echo "building (release)" >&2
 swift build -c release >/dev/null
 bin=$(swift build -c release --show-bin-path)
 work=$(mktemp -d)
-export FABRIKAM_DATA_DIR="$work/data" FABRIKAM_BIN_DIR="$bin" FABRIKAM_PORT_BASE=${FABRIKAM_PORT_BASE:-46051}
+export FABRIKAM_DATA_DIR="$work/data" FABRIKAM_BIN_DIR="$bin" FABRIKAM_PORT_BASE=${FABRIKAM_PORT_BASE:-26051}
 # A large, fast fleet so the backlog drains in minutes; sagas that find no free drone within
 # their retries fail and are compensated (a final state too).
 export FABRIKAM_DRONES=${FABRIKAM_DRONES:-300} FABRIKAM_TIME_SCALE=${FABRIKAM_TIME_SCALE:-1000} FABRIKAM_TICK_MS=${FABRIKAM_TICK_MS:-200}

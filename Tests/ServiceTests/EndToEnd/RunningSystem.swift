@@ -124,7 +124,9 @@ final class RunningSystem: @unchecked Sendable {
     /// Nine consecutive free ports on 127.0.0.1.
     static func freePortBase() throws -> Int {
         for _ in 0..<50 {
-            let base = Int.random(in: 20_000...60_000)
+            // Below Linux's ephemeral range (32768-60999): a port in it can be taken, between this
+            // check and the bind, as the local port of some outgoing connection.
+            let base = Int.random(in: 12_000...32_000)
             if (0..<services.count).allSatisfy({ portIsFree(base + $0) }) { return base }
         }
         throw Failure("no free port range found")
