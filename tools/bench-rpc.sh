@@ -71,10 +71,13 @@ load() { # pid port path body
   local rps; rps=$(grep -o 'finished in [0-9.]*[a-z]*, [0-9.]* req/s' <<< "$out" | awk '{print $4}')
   local done_; done_=$(grep -o '[0-9]* succeeded' <<< "$out" | awk '{print $1}')
   local ticks_per_second; ticks_per_second=$(getconf CLK_TCK)
-  python3 - "$log" "$rps" "$done_" "$before" "$after" "$ticks_per_second" <<'PY'
+  python3 - "$log" "$rps" "$done_" "$before" "$after" "$ticks_per_second" "$(( CLIENTS * STREAMS ))" <<'PY'
 import sys
-log, rps, done, before, after, hz = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
-durations = sorted(int(line.split()[2]) for line in open(log) if line.strip())  # microseconds
+log, rps, done, before, after, hz, ramp = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
+# Latency leaves out each run's first CLIENTS x STREAMS requests: they wait for h2load's fresh
+# connections to be set up (tens of ms, against both servers alike), which is not a call's latency.
+rows = sorted((int(line.split()[0]), int(line.split()[2])) for line in open(log) if line.strip())  # start, microseconds
+durations = sorted(duration for _, duration in rows[ramp:])
 p = lambda q: durations[min(len(durations) - 1, int(q * len(durations)))] / 1000.0
 cpu_us = (after - before) / hz * 1e6 / max(done, 1)
 print(f"{rps:.0f} {cpu_us:.1f} {p(0.50):.2f} {p(0.99):.2f}")
@@ -149,7 +152,7 @@ python3 - "${result[ours,unary]}" "${result[cpp,unary]}" "${result[ours,stream]}
 import sys
 ou, cu, os_, cs, om, cm = (list(map(float, a.split())) for a in sys.argv[1:7])
 n, c, m = sys.argv[7:10]
-print(f"h2load -n {n} in all per server and call, in rounds taking turns between the servers (median round shown), -c {c} -m {m}; server on core 0, h2load on core 1; p50/p99 from h2load's per-request log")
+print(f"h2load -n {n} in all per server and call, in rounds taking turns between the servers (median round shown), -c {c} -m {m}; server on core 0, h2load on core 1; p50/p99 from h2load's per-request log, without each run's first {int(c) * int(m)} requests (connection set-up)")
 print()
 print("| call | server | requests/s | server CPU µs/request | p50 ms | p99 ms |")
 print("|---|---|---:|---:|---:|---:|")
