@@ -238,13 +238,15 @@ public final class Gateway: Sendable {
     }
 
     private func unary(_ route: Route, json: JSONValue, client: RPCClient, options: CallOptions) async throws -> GatewayResponse {
-        // Message types are known only at run time: encode and decode through the existential
-        // types, and call with encoded bytes (no generic code instantiated per call).
+        // Message types are known only at run time: the request is encoded through its
+        // existential type, and the answer decoded in place by the route's output type.
         let message = try transcoder.decode(route.input, json)
-        let answerBytes = try await client.unaryEncoded(route.method, message.serializedBytes(), options: options)
-        let answer: any JSONMessage
-        do { answer = try route.output.init(serializedBytes: answerBytes) } catch {
-            throw RPCError(.internal, "could not decode \(route.method.outputType) from \(route.method.service): \(error)")
+        let output = route.output
+        let method = route.method
+        let answer = try await client.unary(method, message, options: options) { bytes -> any JSONMessage in
+            do { return try output.init(decoding: bytes) } catch {
+                throw RPCError(.internal, "could not decode \(method.outputType) from \(method.service): \(error)")
+            }
         }
         let whole = try answer.jsonUTF8Bytes()
         let body = transcoder.responseBody(whole, route: route)

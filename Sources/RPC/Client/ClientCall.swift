@@ -88,15 +88,16 @@ final class ClientCall: Sendable {
         }
     }
 
-    /// Reads a unary response as its encoded bytes: exactly one message, then an OK status.
-    func collectOneEncoded() async throws -> [UInt8] {
-        Array(try await collectOneBuffer().readableBytesView)
-    }
-
     /// Reads a unary response: exactly one message, then an OK status.
     func collectOne<Message: ProtobufKit.Message>(_ type: Message.Type) async throws -> UnaryResponse<Message> {
         let response = try decode(Message.self, try await collectOneBuffer())
         return UnaryResponse(message: response, initialMetadata: initialMetadata, trailingMetadata: trailingMetadata)
+    }
+
+    /// Reads a unary response and decodes it with `decode`, in place.
+    func collectOne<Response>(_ decode: (UnsafeRawBufferPointer) throws -> Response) async throws -> Response {
+        let buffer = try await collectOneBuffer()
+        return try buffer.withUnsafeReadableBytes { try decode($0) }
     }
 
     /// Reads a unary response's message only (its metadata is never converted).

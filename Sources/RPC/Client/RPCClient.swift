@@ -310,17 +310,15 @@ public final class RPCClient: Sendable {
         }
     }
 
-    /// One request, one response, both already encoded (the gateway, which knows its message
-    /// types only at run time, encodes and decodes them itself; no generic code per call).
-    public func unaryEncoded(_ method: MethodDescriptor, _ request: [UInt8], options: CallOptions = CallOptions()) async throws -> [UInt8] {
+    /// One request, one response, for a method and response type known only at run time (the
+    /// gateway): the request is encoded straight into the outgoing frame, and `decode` reads
+    /// the response in place from the received bytes (no intermediate arrays either way).
+    public func unary<Response>(_ method: MethodDescriptor, _ request: some Message, options: CallOptions = CallOptions(),
+                                decode: @escaping (UnsafeRawBufferPointer) throws -> Response) async throws -> Response {
         try await intercepted(method, options) { options in
-            let maxSize = self.options.maxMessageSize
-            let call = try await startCall(method, options: options) { compression in
-                try checkMessageSize(request.count, maxSize: maxSize, direction: "request")
-                return try frameMessage(request, compression: compression, allocator: ByteBufferAllocator())
-            }
+            let call = try await startCall(method, options: options, onlyRequest: framedRequest(request))
             return try await running(call) {
-                try await call.collectOneEncoded()
+                try await call.collectOne(decode)
             }
         }
     }
