@@ -66,4 +66,32 @@ struct BackpressureTests {
         // The client's 64 KiB unread allowance, the stream window and the server's 64 KiB queue.
         #expect(count > 0 && count < 40, "\(count) messages of 16 KiB written to a client that read one")
     }
+
+    @Test("bytes held back from an abandoned stream go back to the connection's window")
+    func abandonedStreamReturnsWindow() async throws {
+        let written = Shared(0)
+        let router = Self.fastWriter(counting: written)
+        try await withServer(router) { client, _ in
+            // Read one message, let the server fill the client's allowance and the stream's
+            // window, then walk away: the bytes received but never acknowledged are about a
+            // full connection window (64 KiB). Were they lost, the connection would stall.
+            try await client.serverStreaming(Methods.StreamingOutputCall.self, Grpc.Testing.StreamingOutputCallRequest()) { responses in
+                var iterator = responses.makeAsyncIterator()
+                _ = try await iterator.next()
+                try await Task.sleep(for: .milliseconds(500))
+            }
+            // The same connection must still carry a stream of more than a window's worth.
+            let options = CallOptions(timeout: .seconds(5))
+            let count = try await client.serverStreaming(Methods.StreamingOutputCall.self, Grpc.Testing.StreamingOutputCallRequest(),
+                                                         options: options) { responses in
+                var count = 0
+                for try await _ in responses {
+                    count += 1
+                    if count == 20 { break }  // 320 KiB: five connection windows
+                }
+                return count
+            }
+            #expect(count == 20)
+        }
+    }
 }

@@ -58,7 +58,7 @@ final class ClientConnectionState: HTTP2ConnectionDelegate {
         var stream = Stream(events: events)
         stream.deadline = deadline
         streams[streamID] = stream
-        if let deadline, deadlineTimerAt.map({ deadline < $0 }) ?? true { scheduleDeadlineCheck(at: deadline) }
+        if let deadline { armDeadlineTimer(for: deadline) }
         if let onlyRequest {
             try connection.session.sendData(streamID: streamID, onlyRequest)
             try connection.session.finish(streamID: streamID)
@@ -165,7 +165,10 @@ final class ClientConnectionState: HTTP2ConnectionDelegate {
                     : RPCError(RPCError.Code.fromHTTP2ErrorCode(errorCode), "the stream was reset (HTTP/2 error \(errorCode))")
                 end(streamID: streamID, status: status, trailers: [])
             }
-            streams[streamID] = nil
+            if let stream = streams.removeValue(forKey: streamID) {
+                // Bytes held back from an unread stream go back to the connection's window.
+                connection.session.consume(streamID: streamID, count: stream.window.unacknowledgedAtClose)
+            }
         case .goAway:
             draining = true
         case .ping, .settings, .resetByPeer, .pingAck, .headerFrame, .headerListTooLarge:
@@ -173,42 +176,23 @@ final class ClientConnectionState: HTTP2ConnectionDelegate {
         }
     }
 
-    // MARK: Deadlines
-    //
-    // One timer per connection, for the earliest deadline of its calls (as on the server): most
-    // calls end long before their deadline, and a timer scheduled and cancelled per call cost more.
+    // MARK: Deadlines (one timer per connection, see DeadlineTimer)
 
-    var deadlineTimer: Scheduled<Void>?
-    var deadlineTimerAt: NIODeadline?
+    var deadlineTimer = DeadlineTimer()
 
-    func scheduleDeadlineCheck(at deadline: NIODeadline) {
-        deadlineTimer?.cancel()
-        deadlineTimerAt = deadline
-        deadlineTimer = connection.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
-            self?.checkDeadlines()
-        }
+    func armDeadlineTimer(for deadline: NIODeadline) {
+        deadlineTimer.arm(for: deadline, on: connection.eventLoop) { [weak self] in self?.checkDeadlines() }
     }
 
     /// Cancels every call whose deadline has passed (RST_STREAM, DEADLINE_EXCEEDED to the caller).
     func checkDeadlines() {
-        deadlineTimer = nil
-        deadlineTimerAt = nil
-        let now = NIODeadline.now()
-        var next: NIODeadline?
-        for (streamID, stream) in streams where !stream.ended {
-            guard let deadline = stream.deadline else { continue }
-            if deadline <= now {
-                cancel(streamID: streamID, status: RPCError(.deadlineExceeded, "the deadline passed"))
-            } else if next.map({ deadline < $0 }) ?? true {
-                next = deadline
-            }
-        }
-        if let next { scheduleDeadlineCheck(at: next) }
+        let open = streams.lazy.filter { !$0.value.ended }.compactMap { entry in entry.value.deadline.map { (key: entry.key, deadline: $0) } }
+        let passed = deadlineTimer.expired(among: open, on: connection.eventLoop) { [weak self] in self?.checkDeadlines() }
+        for streamID in passed { cancel(streamID: streamID, status: RPCError(.deadlineExceeded, "the deadline passed")) }
     }
 
     func connectionClosed(_ connection: HTTP2Connection) {
-        deadlineTimer?.cancel()
-        deadlineTimer = nil
+        deadlineTimer.cancel()
         draining = true
         for streamID in Array(streams.keys) {
             end(streamID: streamID, status: RPCError(.unavailable, "the connection closed"), trailers: [])

@@ -81,6 +81,8 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
         case .streamClosed(let streamID, let errorCode):
             if writeWaiters[streamID] != nil { resumeWriters(streamID: streamID, throwing: RPCError(.cancelled, "the stream closed")) }
             if let call = calls.removeValue(forKey: streamID) {
+                // Bytes held back from a handler that stopped reading go back to the connection's window.
+                connection.session.consume(streamID: streamID, count: call.window.unacknowledgedAtClose)
                 if !call.finished {
                     // The client went away (RST_STREAM): the handler's task is cancelled.
                     call.requests.finish(throwing: RPCError(.cancelled, "the client cancelled the call (HTTP/2 error \(errorCode))"))
@@ -93,8 +95,7 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
     }
 
     func connectionClosed(_ connection: HTTP2Connection) {
-        deadlineTimer?.cancel()
-        deadlineTimer = nil
+        deadlineTimer.cancel()
         for streamID in Array(writeWaiters.keys) { resumeWriters(streamID: streamID, throwing: RPCError(.unavailable, "the connection closed")) }
         for (_, call) in calls {
             call.requests.finish(throwing: RPCError(.unavailable, "the connection closed"))
@@ -173,7 +174,7 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
         if let deadline {
             let at = NIODeadline.now() + .nanoseconds(Int64(max(0, (deadline - .now).nanosecondsClamped)))
             state.deadline = at
-            if deadlineTimerAt.map({ at < $0 }) ?? true { scheduleDeadlineCheck(at: at) }
+            armDeadlineTimer(for: at)
         }
         // Weak: a deferred start is kept by the call's own state until the request stream ends.
         let start: () -> Void = { [weak state, logger, executor, interceptors = options.interceptors, run = handler.run] in
@@ -268,38 +269,22 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
         finishCall(streamID: streamID, status: error, initialMetadata: { Metadata() })
     }
 
-    // MARK: Deadlines
-    //
-    // One timer per connection, set for the earliest deadline of its calls, instead of one timer
-    // per call: nearly every call finishes long before its deadline, and scheduling and cancelling
-    // a timer for each was a measurable part of a unary call's cost.
+    // MARK: Deadlines (one timer per connection, see DeadlineTimer)
 
-    var deadlineTimer: Scheduled<Void>?
-    var deadlineTimerAt: NIODeadline?
+    var deadlineTimer = DeadlineTimer()
 
-    func scheduleDeadlineCheck(at deadline: NIODeadline) {
-        deadlineTimer?.cancel()
-        deadlineTimerAt = deadline
+    func armDeadlineTimer(for deadline: NIODeadline) {
         let bound = loopBound
-        deadlineTimer = connection.eventLoop.scheduleTask(deadline: deadline) { bound.value.checkDeadlines() }
+        deadlineTimer.arm(for: deadline, on: connection.eventLoop) { bound.value.checkDeadlines() }
     }
 
     /// Ends every call whose deadline has passed, then waits for the next deadline.
     func checkDeadlines() {
-        deadlineTimer = nil
-        deadlineTimerAt = nil
-        let now = NIODeadline.now()
-        var next: NIODeadline?
-        for (streamID, call) in calls where !call.finished {
-            guard let deadline = call.deadline else { continue }
-            if deadline <= now {
-                failCall(streamID: streamID, RPCError(.deadlineExceeded, "the deadline passed"))
-            } else if next.map({ deadline < $0 }) ?? true {
-                next = deadline
-            }
-        }
+        let bound = loopBound
+        let open = calls.lazy.filter { !$0.value.finished }.compactMap { entry in entry.value.deadline.map { (key: entry.key, deadline: $0) } }
+        let passed = deadlineTimer.expired(among: open, on: connection.eventLoop) { bound.value.checkDeadlines() }
+        for streamID in passed { failCall(streamID: streamID, RPCError(.deadlineExceeded, "the deadline passed")) }
         connection.flush()
-        if let next { scheduleDeadlineCheck(at: next) }
     }
 
     /// The handler read a message of `count` wire bytes.

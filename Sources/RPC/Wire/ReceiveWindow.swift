@@ -16,6 +16,11 @@ struct ReceiveWindow {
     mutating func delivered(_ wireBytes: Int) { unread += wireBytes }
     mutating func read(_ wireBytes: Int) { unread -= wireBytes }
 
+    /// Received bytes never acknowledged, for when the stream closes: they still count against
+    /// the connection's window, which would otherwise shrink for good (and, once it lost half,
+    /// stall every stream on the connection).
+    var unacknowledgedAtClose: Int { unacknowledged }
+
     /// Bytes to acknowledge now (and forget), or 0.
     mutating func takeAcknowledgement() -> Int {
         guard unacknowledged > 0, unread < Self.unreadLimit else { return 0 }
