@@ -114,12 +114,16 @@ public final class Gateway: Sendable {
         rateLimiter = RateLimiter(rate: configuration.rateLimit.requestsPerSecond, burst: configuration.rateLimit.burst)
         tenancy = Tenancy(upstreams: upstreams)
         let publicRoutes = Set(configuration.publicRoutes)
+        let transcoder = self.transcoder
         let schema = transcoder.schema
         plans = routes.routes.map { route in
             let output = schema.messages[route.method.outputType]
             return RoutePlan(isPublic: publicRoutes.contains(route.name),
                              hasStatusPath: output?.field(named: "status_path") != nil,
-                             hasCreated: output?.field(named: "created") != nil)
+                             hasCreated: output?.field(named: "created") != nil,
+                             responseBodyKey: route.responseBody.isEmpty ? nil : transcoder.memberKey(route.responseBody, type: route.method.outputType),
+                             statusPathKey: transcoder.memberKey("status_path", type: route.method.outputType),
+                             createdKey: transcoder.memberKey("created", type: route.method.outputType))
         }
         self.logger = logger
         openAPIDocument = OpenAPIDocument(routes: routes, schema: transcoder.schema).json()
@@ -249,16 +253,16 @@ public final class Gateway: Sendable {
             }
         }
         let whole = try answer.jsonUTF8Bytes()
-        let body = transcoder.responseBody(whole, route: route)
+        let plan = plans[route.id]
+        let body = plan.responseBodyKey.map { transcoder.member(key: $0, of: whole) } ?? whole
         // REST conventions from the response itself: an accepted asynchronous operation (a
         // status path) is 202 with a Location; create-or-replace is 201 the first time, 204 after.
-        let plan = plans[route.id]
         if plan.hasStatusPath,
-           case .string(let location)? = try? JSONParser.parse(transcoder.member("status_path", of: whole, type: route.method.outputType)) {
+           case .string(let location)? = try? JSONParser.parse(transcoder.member(key: plan.statusPathKey, of: whole)) {
             return GatewayResponse(status: 202, headers: [("content-type", "application/json"), ("location", location)], body: .bytes(body))
         }
         if plan.hasCreated {
-            if transcoder.member("created", of: whole, type: route.method.outputType) == Array("true".utf8) {
+            if transcoder.member(key: plan.createdKey, of: whole) == Array("true".utf8) {
                 return GatewayResponse(status: 201, headers: [("content-type", "application/json")], body: .bytes(body))
             }
             return GatewayResponse(status: 204)
@@ -420,6 +424,11 @@ struct RoutePlan: Sendable {
     var hasStatusPath: Bool
     /// The response has `created` (create-or-replace: 201 the first time, 204 after).
     var hasCreated: Bool
+    /// `"jsonName":` of the route's `response_body` field (nil: the whole response), and of the
+    /// two fields above, for `Transcoder.member`.
+    var responseBodyKey: [UInt8]?
+    var statusPathKey: [UInt8]
+    var createdKey: [UInt8]
 }
 
 /// A failure the gateway answers itself.

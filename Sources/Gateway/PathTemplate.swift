@@ -238,15 +238,27 @@ struct RequestPath {
             return
         }
         isValid = true
-        let body = path.dropFirst()
         // Split on bytes: '/' and ':' are ASCII, and never part of a longer UTF-8 sequence.
-        let split = body.isEmpty ? [] : body.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).map { Substring($0) }
+        var split: [Substring] = []
+        split.reserveCapacity(8)
+        let utf8 = path.utf8
+        var start = utf8.index(after: utf8.startIndex)
+        if start < utf8.endIndex {
+            var index = start
+            while index < utf8.endIndex {
+                if utf8[index] == UInt8(ascii: "/") {
+                    split.append(path[start..<index])
+                    start = utf8.index(after: index)
+                }
+                index = utf8.index(after: index)
+            }
+            split.append(path[start..<utf8.endIndex])
+        }
         parts = split[...]
         if let last = split.last, let colon = last.utf8.lastIndex(of: UInt8(ascii: ":")) {
             verb = last[last.utf8.index(after: colon)...]
-            var trimmed = split
-            trimmed[trimmed.count - 1] = last[..<colon]
-            partsWithoutVerb = trimmed[...]
+            split[split.count - 1] = last[..<colon]
+            partsWithoutVerb = split[...]
         } else {
             verb = nil
             partsWithoutVerb = parts

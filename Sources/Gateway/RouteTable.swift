@@ -109,21 +109,24 @@ public struct RouteTable: Sendable {
     public func match(method: String, path: String) -> RouteMatch {
         let path = RequestPath(path)
         guard path.isValid else { return .notFound }
-        var candidates = anyLength
-        if let verb = path.verb { candidates += byShape[Shape(verb: verb, count: path.partsWithoutVerb.count)] ?? [] }
-        candidates += byShape[Shape(verb: nil, count: path.parts.count)] ?? []
-        candidates.sort()  // the table's order: verb routes first, then the most literal
+        let withVerb = path.verb.flatMap { byShape[Shape(verb: $0, count: path.partsWithoutVerb.count)] } ?? []
+        let withoutVerb = byShape[Shape(verb: nil, count: path.parts.count)] ?? []
         var allowed: [String] = []
         var verbRouteMatched = false
-        for index in candidates {
-            let route = routes[index]
-            // "/v1/deliveries/x:confirm" is the confirm route's path even for a GET: it must not
-            // fall through to "/v1/deliveries/{delivery_id}" with the id "x:confirm".
-            if verbRouteMatched && route.template.verb == nil { break }
-            guard let variables = route.template.match(path) else { continue }
-            if route.template.verb != nil { verbRouteMatched = true }
-            if route.httpMethod == method { return .found(route, variables: variables) }
-            if !allowed.contains(route.httpMethod) { allowed.append(route.httpMethod) }
+        // Candidates in the table's order: verb routes come first by construction (the table
+        // sorts them first); only `**` templates, when there are any, need merging in.
+        let lists = anyLength.isEmpty ? [withVerb, withoutVerb] : [(anyLength + withVerb + withoutVerb).sorted()]
+        for list in lists {
+            for index in list {
+                let route = routes[index]
+                // "/v1/deliveries/x:confirm" is the confirm route's path even for a GET: it must not
+                // fall through to "/v1/deliveries/{delivery_id}" with the id "x:confirm".
+                if verbRouteMatched && route.template.verb == nil { break }
+                guard let variables = route.template.match(path) else { continue }
+                if route.template.verb != nil { verbRouteMatched = true }
+                if route.httpMethod == method { return .found(route, variables: variables) }
+                if !allowed.contains(route.httpMethod) { allowed.append(route.httpMethod) }
+            }
         }
         return allowed.isEmpty ? .notFound : .methodNotAllowed(allowed: allowed)
     }

@@ -88,8 +88,17 @@ public struct Transcoder: Sendable {
     /// found by the field's name, without building a tree; `{}` when the member is absent
     /// (proto3 JSON leaves out fields at their default value).
     public func member(_ field: String, of json: [UInt8], type: String) -> [UInt8] {
+        member(key: memberKey(field, type: type), of: json)
+    }
+
+    /// The bytes `"jsonName":` that `member` looks for (worked out once per route by the gateway).
+    public func memberKey(_ field: String, type: String) -> [UInt8] {
         let jsonName = schema.messages[type]?.field(named: field)?.jsonName ?? field
-        let key = Array("\"\(jsonName)\":".utf8)
+        return Array("\"\(jsonName)\":".utf8)
+    }
+
+    /// `member`, with the key's bytes already made.
+    public func member(key: [UInt8], of json: [UInt8]) -> [UInt8] {
         var depth = 0
         var index = 0
         var inString = false
