@@ -85,9 +85,6 @@ final class InboundQueue<Element: Sendable>: Sendable {
         if let error { waiter.resume(throwing: error) } else { waiter.resume(returning: nil) }
     }
 
-    /// Whether the queue has ended (its remaining elements may still be read).
-    var isFinished: Bool { state.withLock { $0.end != nil } }
-
     /// The next element; nil once the queue has finished; throws the error it finished with.
     func next() async throws -> Element? {
         if let ready = state.withLock({ $0.poll() }) { return try ready.get() }

@@ -85,7 +85,7 @@ public struct Metadata: Sendable, Hashable, Sequence {
         }
     }
 
-    /// Appends the header fields that carry this metadata (no intermediate arrays).
+    /// Appends the header fields that carry this metadata (binary values base64-encoded).
     func appendHeaderFields(to fields: inout [HeaderField]) {
         for entry in entries {
             switch entry.value {
@@ -95,13 +95,4 @@ public struct Metadata: Sendable, Hashable, Sequence {
         }
     }
 
-    /// The header fields that carry this metadata.
-    var headerFields: [(name: String, value: String)] {
-        entries.map { entry in
-            switch entry.value {
-            case .string(let text): return (entry.name, text)
-            case .binary(let bytes): return (entry.name, Base64.encode(bytes))
-            }
-        }
-    }
 }

@@ -342,7 +342,7 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
         var fields = [HeaderField(":status", "200"), HeaderField("content-type", "application/grpc"),
                       HeaderField("grpc-accept-encoding", Compression.acceptEncoding)]
         if let compression = call.responseCompression { fields.append(HeaderField("grpc-encoding", compression.name)) }
-        fields += initialMetadata.headerFields.map { HeaderField($0.name, $0.value) }
+        initialMetadata.appendHeaderFields(to: &fields)
         try? connection.session.sendResponseHeaders(streamID: streamID, fields, endStream: false)
         call.headersSent = true
     }
@@ -359,7 +359,7 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
         } else {
             // Trailers-Only: one header block with the status.
             var fields = [HeaderField(":status", "200"), HeaderField("content-type", "application/grpc")]
-            fields += initialMetadata().headerFields.map { HeaderField($0.name, $0.value) }
+            initialMetadata().appendHeaderFields(to: &fields)
             fields += statusFields(status)
             try? connection.session.sendResponseHeaders(streamID: streamID, fields, endStream: true)
         }
@@ -369,7 +369,7 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
     func statusFields(_ status: RPCError) -> [HeaderField] {
         var fields = [HeaderField("grpc-status", String(status.code.rawValue))]
         if !status.message.isEmpty { fields.append(HeaderField("grpc-message", PercentEncoding.encode(status.message))) }
-        fields += status.metadata.headerFields.map { HeaderField($0.name, $0.value) }
+        status.metadata.appendHeaderFields(to: &fields)
         return fields
     }
 }
