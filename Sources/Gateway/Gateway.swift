@@ -167,6 +167,9 @@ public final class Gateway: Sendable {
     }
 
     private func route(_ request: GatewayRequest, requestID: String) async throws -> (GatewayResponse, Caller?) {
+        // HEAD is GET without the body (RFC 9110 section 9.3.2); the listeners leave the body out.
+        var request = request
+        if request.method == "HEAD" { request.method = "GET" }
         let path = request.path
         switch (request.method, path) {
         case (_, _) where !path.utf8.starts(with: "/v1/".utf8) && !path.hasPrefix("/openapi") && !path.hasPrefix("/healthz") && !path.hasPrefix("/track"):

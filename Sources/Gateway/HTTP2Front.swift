@@ -5,7 +5,7 @@ import RPC
 
 /// Looks at a new connection's first bytes: the HTTP/2 connection preface (prior knowledge,
 /// "h2c") gets the project's nghttp2 layer (`HTTP2Connection`), anything else SwiftNIO's
-/// HTTP/1.1 codec. Then it steps out of the pipeline.
+/// HTTP/1.1 request decoder and `HTTPRequestHandler`. Then it steps out of the pipeline.
 final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -34,8 +34,9 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
         let start = buffer.getBytes(at: buffer.readerIndex, length: count) ?? []
         do {
             if start != Array(Self.preface.prefix(count)) {
-                // Pipelined requests are ordered by HTTPRequestHandler itself (see there why).
-                try context.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: true)
+                // SwiftNIO's request decoder only: answers are written as bytes and pipelined
+                // requests ordered by HTTPRequestHandler itself (see there why).
+                try context.pipeline.syncOperations.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)))
                 try context.pipeline.syncOperations.addHandler(HTTPRequestHandler(gateway: gateway, maxBody: maxBody))
             } else if count == Self.preface.count {
                 let session = try HTTP2Session(role: .server)
@@ -129,21 +130,22 @@ final class GatewayHTTP2Streams: HTTP2ConnectionDelegate {
         // HTTP/2 header names are lower case on the wire (nghttp2 refuses others).
         var request = GatewayRequest(method: pending.method, target: pending.path, lowercasedHeaders: pending.headers, body: pending.body)
         request.bodyLimitExceeded = pending.tooLarge
-        running[streamID] = Self.answer(request, streamID: streamID, gateway: gateway, executor: executor,
+        running[streamID] = Self.answer(request, streamID: streamID, isHead: pending.method == "HEAD", gateway: gateway, executor: executor,
                                         bound: NIOLoopBound(connection, eventLoop: connection.eventLoop))
     }
 
-    private static func answer(_ request: GatewayRequest, streamID: Int32, gateway: Gateway, executor: EventLoopTaskExecutor,
+    private static func answer(_ request: GatewayRequest, streamID: Int32, isHead: Bool, gateway: Gateway, executor: EventLoopTaskExecutor,
                                bound: NIOLoopBound<HTTP2Connection>) -> Task<Void, Never> {
         // Started at once, on this event loop: no queueing before the gateway's own work begins.
         Task.immediate(executorPreference: executor) {
             let response = await gateway.handle(request)
-            await write(response, streamID: streamID, to: bound)
+            await write(response, streamID: streamID, isHead: isHead, to: bound)
         }
     }
 
-    /// Writes the answer on the stream. Runs on the connection's event loop (the task executor).
-    static func write(_ response: GatewayResponse, streamID: Int32, to bound: NIOLoopBound<HTTP2Connection>) async {
+    /// Writes the answer on the stream (for HEAD, the headers only). Runs on the connection's event
+    /// loop (the task executor).
+    static func write(_ response: GatewayResponse, streamID: Int32, isHead: Bool, to bound: NIOLoopBound<HTTP2Connection>) async {
         var fields = [HeaderField(":status", String(response.status))]
         fields.reserveCapacity(response.headers.count + 2)
         for (name, value) in response.headers {
@@ -156,7 +158,10 @@ final class GatewayHTTP2Streams: HTTP2ConnectionDelegate {
         let connection = bound.value
         switch response.body {
         case .bytes(let bytes):
-            if bytes.isEmpty {
+            if isHead {
+                if HTTP1Response.allowsBody(response.status) { fields.append(HeaderField("content-length", String(bytes.count))) }
+                try? connection.session.sendResponseHeaders(streamID: streamID, fields, endStream: true)
+            } else if bytes.isEmpty {
                 try? connection.session.sendResponseHeaders(streamID: streamID, fields, endStream: true)
             } else {
                 fields.append(HeaderField("content-length", String(bytes.count)))
@@ -166,6 +171,12 @@ final class GatewayHTTP2Streams: HTTP2ConnectionDelegate {
             }
             connection.flush()
         case .stream(let chunks):
+            if isHead {
+                // Dropping the stream unread cancels the upstream call.
+                try? connection.session.sendResponseHeaders(streamID: streamID, fields, endStream: true)
+                connection.flush()
+                return
+            }
             do {
                 try connection.session.sendResponseHeaders(streamID: streamID, fields, endStream: false)
                 connection.flush()
