@@ -8,15 +8,20 @@
 # Throughput: CLIENTS connections with one request in flight each (HTTP/1.1 cannot multiplex),
 # REQUESTS requests, as fast as they go. Latency added: the same paths at fixed offered loads
 # (h2load --rps), below either path's capacity, so the difference in p50/p99 is the gateway's own
-# work rather than queueing behind a saturated CPU: a light load (one connection, LIGHT_RATE/s)
-# and a moderate one (CLIENTS connections, RATE/s in all; h2load's clients fire together, so
-# requests arrive in bursts of CLIENTS).
+# work rather than queueing behind a saturated CPU:
+#   light:    one connection, LIGHT_RATE/s;
+#   moderate: RATE/s in all over STEADY_CLIENTS connections opened 1 ms apart, so each
+#             connection's requests keep their own phase and arrivals spread over time (one about
+#             every 1/RATE s, as from many independent users);
+#   bursts:   RATE/s over CLIENTS connections opened together: h2load's clients then fire at
+#             the same instant, so requests arrive CLIENTS at a time (a stress case).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 REQUESTS=${REQUESTS:-30000}
 CLIENTS=${CLIENTS:-16}
 RATE=${RATE:-3200}
+STEADY_CLIENTS=${STEADY_CLIENTS:-20}
 LIGHT_RATE=${LIGHT_RATE:-500}
 RATE_SECONDS=${RATE_SECONDS:-5}
 bash tools/install-deps.sh >/dev/null
@@ -98,22 +103,56 @@ read -r d_rps d_p50 d_p99 < <(median_round direct)
 read -r g_rps g_p50 g_p99 < <(median_round gateway_h1)
 read -r h_rps h_p50 h_p99 < <(median_round gateway_h2)
 
-# Fixed offered loads, RATE_SECONDS long each: "light" on one connection, "moderate" over CLIENTS.
-fixed_load() { # clients rate -> "direct gateway-h1 gateway-h2" summaries, one per line
-  local clients=$1 rate=$2 per_client=$(( $2 / $1 )) count=$(( $2 * RATE_SECONDS )) out
-  out=$(h2load -n "$count" -c "$clients" -m 1 --rps="$per_client" -d "$work/status.bin" -H "content-type: application/grpc" -H "te: trailers" \
+# Fixed offered loads, RATE_SECONDS long each, in LATENCY_ROUNDS rounds (each round runs every
+# load on the three paths in turn, so a path's figures and the direct call's share the machine's
+# state). A third argument "spread" opens the connections 1 ms apart (h2load -r 1
+# --rate-period 1ms) so their request timers keep different phases.
+LATENCY_ROUNDS=${LATENCY_ROUNDS:-5}
+fixed_load() { # load-name clients rate [spread] -> lines "load path rps p50 p99 failed"
+  local name=$1 clients=$2 rate=$3 per_client=$(( $3 / $2 )) count=$(( $3 * RATE_SECONDS )) out
+  local spread=(); if [[ ${4:-} == spread ]]; then spread=(-r 1 --rate-period=1ms); fi
+  rm -f "$work"/rate-*.log  # h2load appends to its log file
+  out=$(h2load -n "$count" -c "$clients" "${spread[@]}" -m 1 --rps="$per_client" -d "$work/status.bin" -H "content-type: application/grpc" -H "te: trailers" \
     --log-file="$work/rate-d.log" "http://127.0.0.1:$delivery/fabrikam.dronedelivery.delivery.v1.DeliveryService/GetDeliveryStatus")
-  summarize "$out" "$work/rate-d.log"
-  out=$(h2load --h1 -n "$count" -c "$clients" --rps="$per_client" -H "Authorization: Bearer $key" --log-file="$work/rate-g.log" \
+  echo "$name direct $(summarize "$out" "$work/rate-d.log")"
+  out=$(h2load --h1 -n "$count" -c "$clients" "${spread[@]}" --rps="$per_client" -H "Authorization: Bearer $key" --log-file="$work/rate-g.log" \
     "http://127.0.0.1:$gateway/v1/deliveries/$id/status")
-  summarize "$out" "$work/rate-g.log"
-  out=$(h2load -n "$count" -c "$clients" -m 1 --rps="$per_client" -H "Authorization: Bearer $key" --log-file="$work/rate-h.log" \
+  echo "$name h1 $(summarize "$out" "$work/rate-g.log")"
+  out=$(h2load -n "$count" -c "$clients" "${spread[@]}" -m 1 --rps="$per_client" -H "Authorization: Bearer $key" --log-file="$work/rate-h.log" \
     "http://127.0.0.1:$gateway/v1/deliveries/$id/status")
-  summarize "$out" "$work/rate-h.log"
+  echo "$name h2 $(summarize "$out" "$work/rate-h.log")"
 }
-{ read -r lr_rps lr_p50 lr_p99 lr_failed; read -r lg_rps lg_p50 lg_p99 lg_failed; read -r lh_rps lh_p50 lh_p99 lh_failed; } < <(fixed_load 1 "$LIGHT_RATE")
-{ read -r dr_rps dr_p50 dr_p99 dr_failed; read -r gr_rps gr_p50 gr_p99 gr_failed; read -r hr_rps hr_p50 hr_p99 hr_failed; } < <(fixed_load "$CLIENTS" "$RATE")
-delta() { python3 -c "print(f'{$1-$2:+.2f}')"; }
+for round in $(seq 1 "$LATENCY_ROUNDS"); do
+  fixed_load light 1 "$LIGHT_RATE"
+  fixed_load moderate "$STEADY_CLIENTS" "$RATE" spread
+  fixed_load bursts "$CLIENTS" "$RATE"
+done > "$work/latency.txt"
+# Per load and path: the median round's p50 and p99, and the median over rounds of what the
+# gateway added to the direct call in the same round.
+latency_rows=$(python3 - "$work/latency.txt" "$LIGHT_RATE" "$RATE" "$STEADY_CLIENTS" "$CLIENTS" <<'PY'
+import statistics, sys
+from collections import defaultdict
+runs = defaultdict(list)
+for line in open(sys.argv[1]):
+    load, path, rps, p50, p99, failed = line.split()
+    runs[load, path].append((float(rps), float(p50), float(p99), int(failed)))
+light, rate, steady, clients = sys.argv[2:]
+titles = {"light": f"light: 1 connection, {light}/s",
+          "moderate": f"moderate: {rate}/s spread over time ({steady} connections)",
+          "bursts": f"bursts: {rate}/s arriving {clients} at a time"}
+names = {"direct": "direct gRPC", "h1": "gateway HTTP/1.1", "h2": "gateway HTTP/2"}
+med = lambda xs: statistics.median(xs)
+for load in ("light", "moderate", "bursts"):
+    direct = runs[load, "direct"]
+    for path in ("direct", "h1", "h2"):
+        r = runs[load, path]
+        first = titles[load] if path == "direct" else ""
+        added = "| | |" if path == "direct" else \
+            f"| {med([a[1] - d[1] for a, d in zip(r, direct)]):+.2f} ms | {med([a[2] - d[2] for a, d in zip(r, direct)]):+.2f} ms |"
+        print(f"| {first} | {names[path]} | {med([x[0] for x in r]):.0f} | {med([x[1] for x in r]):.2f} | "
+              f"{med([x[2] for x in r]):.2f} {added} {sum(x[3] for x in r)} | {' '.join(f'{x[2]:.2f}' for x in r)} |")
+PY
+)
 
 cat <<TABLE
 Throughput: $ROUNDS rounds of h2load -n $per_round -c $CLIENTS per path (one request in flight per connection, as fast as it goes), whole system on this machine ($(nproc) cores), release build; rounds per path: direct ${rates[direct]}/ HTTP/1.1 ${rates[gateway_h1]}/ HTTP/2 ${rates[gateway_h2]}
@@ -126,14 +165,9 @@ Throughput: $ROUNDS rounds of h2load -n $per_round -c $CLIENTS per path (one req
 | gateway HTTP/1.1 / direct | $(python3 -c "print(f'{$g_rps/$d_rps:.2f}')") | | |
 | gateway HTTP/2 / direct | $(python3 -c "print(f'{$h_rps/$d_rps:.2f}')") | | |
 
-Latency added at fixed loads, ${RATE_SECONDS} s each (h2load --rps)
+Latency added at fixed loads: $LATENCY_ROUNDS rounds of ${RATE_SECONDS} s per load and path (h2load --rps); medians over the rounds, "added" paired with the direct call of the same round
 
-| load | path | requests/s | p50 ms | p99 ms | added p50 | added p99 | failed |
-|---|---|---:|---:|---:|---:|---:|---:|
-| light: 1 connection, $LIGHT_RATE/s | direct gRPC | $lr_rps | $lr_p50 | $lr_p99 | | | $lr_failed |
-| | gateway HTTP/1.1 | $lg_rps | $lg_p50 | $lg_p99 | $(delta $lg_p50 $lr_p50) ms | $(delta $lg_p99 $lr_p99) ms | $lg_failed |
-| | gateway HTTP/2 | $lh_rps | $lh_p50 | $lh_p99 | $(delta $lh_p50 $lr_p50) ms | $(delta $lh_p99 $lr_p99) ms | $lh_failed |
-| moderate: $CLIENTS connections, $RATE/s in bursts of $CLIENTS | direct gRPC | $dr_rps | $dr_p50 | $dr_p99 | | | $dr_failed |
-| | gateway HTTP/1.1 | $gr_rps | $gr_p50 | $gr_p99 | $(delta $gr_p50 $dr_p50) ms | $(delta $gr_p99 $dr_p99) ms | $gr_failed |
-| | gateway HTTP/2 | $hr_rps | $hr_p50 | $hr_p99 | $(delta $hr_p50 $dr_p50) ms | $(delta $hr_p99 $dr_p99) ms | $hr_failed |
+| load | path | requests/s | p50 ms | p99 ms | added p50 | added p99 | failed | p99 of each round |
+|---|---|---:|---:|---:|---:|---:|---:|---|
+$latency_rows
 TABLE
