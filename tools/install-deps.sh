@@ -11,6 +11,7 @@ apt_packages=(
   libprotobuf-c-dev protobuf-c-compiler # protobuf-c runtime and protoc-c
   protobuf-compiler libprotoc-dev libprotobuf-dev  # protoc and the well-known .proto files
   libjansson-dev                        # Benchmarks/ only: a JSON parser the scanner is measured against
+  libjemalloc-dev                       # the allocator every server process links (see Package.swift)
   libsqlite3-dev sqlite3                # the services' embedded stores and broker (system SQLite)
   curl chromium                         # gateway tests: an independent HTTP client; the tracking page in headless Chromium
   python3-venv

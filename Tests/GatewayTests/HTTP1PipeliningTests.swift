@@ -47,19 +47,8 @@ struct HTTP1PipeliningTests {
     /// Writes `request` on a fresh connection, then reads until `expectedAnswers` complete
     /// answers (each with a Content-Length body) have arrived or 10 seconds pass.
     func exchange(port: Int, request: [UInt8], expectedAnswers: Int) throws -> [Answer] {
-        let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard socket >= 0 else { throw POSIXError(.EIO) }
+        let socket = try connectLoopback(port: port, receiveTimeout: 10)
         defer { close(socket) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
-        var timeout = timeval(tv_sec: 10, tv_usec: 0)
-        setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         _ = request.withUnsafeBytes { send(socket, $0.baseAddress, $0.count, 0) }
 
         var received: [UInt8] = []
