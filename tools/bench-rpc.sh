@@ -84,6 +84,25 @@ print(f"{rps:.0f} {cpu_us:.1f} {p(0.50):.2f} {p(0.99):.2f}")
 PY
 }
 
+# Latency below saturation: UnaryCall at a fixed LATENCY_RATE requests/s (h2load --rps over
+# CLIENTS connections, one call in flight each, opened 1 ms apart so their timers keep different
+# phases), LATENCY_SECONDS long. At saturation p99 measures h2load's queue of CLIENTS x STREAMS
+# calls; here it measures the server. Prints "p50_ms p99_ms".
+LATENCY_RATE=${LATENCY_RATE:-20000}
+LATENCY_SECONDS=${LATENCY_SECONDS:-5}
+fixed_load() { # port path body
+  local log="$work/fixed.log"
+  rm -f "$log"  # h2load appends to its log file
+  taskset -c 1 h2load -c "$CLIENTS" -m 1 -r 1 --rate-period=1ms --rps=$(( LATENCY_RATE / CLIENTS )) -n $(( LATENCY_RATE * LATENCY_SECONDS )) \
+    -d "$3" -H "content-type: application/grpc" -H "te: trailers" --log-file="$log" "http://127.0.0.1:$1$2" >/dev/null
+  python3 - "$log" <<'PY'
+import sys
+durations = sorted(int(line.split()[2]) for line in open(sys.argv[1]) if line.strip())
+p = lambda q: durations[min(len(durations) - 1, int(q * len(durations)))] / 1000.0
+print(f"{p(0.50):.3f} {p(0.99):.3f}")
+PY
+}
+
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 
 # Memory: RSS added by 300 idle connections, then by 300 open streams (unary calls whose request
@@ -136,6 +155,7 @@ for round in $(seq 1 "$ROUNDS"); do
     if [ "$round" = 1 ]; then result[$server,memory]=$(memory "$pid" "$port"); fi
     result[$server,unary]+="$(load "$pid" "$port" /grpc.testing.TestService/UnaryCall "$work/unary.bin");"
     result[$server,stream]+="$(load "$pid" "$port" /grpc.testing.TestService/StreamingOutputCall "$work/stream.bin");"
+    result[$server,fixed]+="$(fixed_load "$port" /grpc.testing.TestService/UnaryCall "$work/unary.bin");"
     kill "$pid"; wait "$pid" 2>/dev/null || true
   done
 done
@@ -143,15 +163,18 @@ median() { # "a b c d;a b c d;..." -> per-column medians
   python3 -c 'import statistics,sys; rows=[list(map(float,r.split())) for r in sys.argv[1].split(";") if r.strip()]; print(" ".join(f"{statistics.median(c):.2f}" for c in zip(*rows)))' "$1"
 }
 for server in ours cpp; do
-  for call in unary stream; do result[$server,$call]=$(median "${result[$server,$call]}"); done
+  for call in unary stream fixed; do result[$server,$call]=$(median "${result[$server,$call]}"); done
 done
 REQUESTS=$total
 
 python3 - "${result[ours,unary]}" "${result[cpp,unary]}" "${result[ours,stream]}" "${result[cpp,stream]}" \
-  "${result[ours,memory]}" "${result[cpp,memory]}" "$REQUESTS" "$CLIENTS" "$STREAMS" <<'PY'
+  "${result[ours,memory]}" "${result[cpp,memory]}" "$REQUESTS" "$CLIENTS" "$STREAMS" \
+  "${result[ours,fixed]}" "${result[cpp,fixed]}" "$LATENCY_RATE" "$LATENCY_SECONDS" <<'PY'
 import sys
 ou, cu, os_, cs, om, cm = (list(map(float, a.split())) for a in sys.argv[1:7])
 n, c, m = sys.argv[7:10]
+of, cf = (list(map(float, a.split())) for a in sys.argv[10:12])
+rate, seconds = sys.argv[12:14]
 print(f"h2load -n {n} in all per server and call, in rounds taking turns between the servers (median round shown), -c {c} -m {m}; server on core 0, h2load on core 1; p50/p99 from h2load's per-request log, without each run's first {int(c) * int(m)} requests (connection set-up)")
 print()
 print("| call | server | requests/s | server CPU µs/request | p50 ms | p99 ms |")
@@ -165,4 +188,12 @@ print("| memory | ours | grpc C++ |")
 print("|---|---:|---:|")
 print(f"| per idle connection | {om[0]/1024:.1f} KiB | {cm[0]/1024:.1f} KiB |")
 print(f"| per open stream | {om[1]/1024:.1f} KiB | {cm[1]/1024:.1f} KiB |")
+print()
+print(f"UnaryCall at a fixed {rate} requests/s ({c} connections, one call in flight each, {seconds} s per round, median round):")
+print()
+print("| server | p50 ms | p99 ms |")
+print("|---|---:|---:|")
+print(f"| ours | {of[0]:.3f} | {of[1]:.3f} |")
+print(f"| grpc C++ | {cf[0]:.3f} | {cf[1]:.3f} |")
+print(f"| ours / C++ | {of[0]/cf[0]:.2f} | {of[1]/cf[1]:.2f} |")
 PY
