@@ -79,7 +79,7 @@ for path in direct gateway_h1 gateway_h2; do "${path}_load" -n 2000 -c "$CLIENTS
 # Throughput in ROUNDS rounds, each running the three paths in turn: the machine's speed drifts
 # (other tenants), and interleaving exposes every path to the same drift. Reported: the median
 # round of each path; p50/p99 over all rounds' requests.
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 per_round=$(( REQUESTS / ROUNDS ))
 declare -A rates
 for round in $(seq 1 "$ROUNDS"); do
