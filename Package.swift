@@ -22,7 +22,7 @@ let serviceDependencies: [Target.Dependency] = [
 /// Every server process (services, gateway, interop server) allocates through jemalloc: glibc's
 /// malloc spent about a fifth of a unary call's server CPU consolidating its free lists, which
 /// per-call allocations of about 1 KiB (task allocator slabs) trigger on every call; jemalloc
-/// took that CPU per call from 17.7 to 14.3 µs (docs/architecture.md). Debian's libjemalloc-dev.
+/// took that CPU per call from 18.7 to 14.8 µs (docs/architecture.md). Debian's libjemalloc-dev.
 let serverLinkerSettings: [LinkerSetting] = [.linkedLibrary("jemalloc", .when(platforms: [.linux]))]
 
 let package = Package(
