@@ -14,7 +14,7 @@ import Glibc
 struct HTTP1FramingTests {
     @Test("bytes that are not HTTP get 400 with the reason, after the requests before them, then the connection closes")
     func malformedRequestAfterAValidOne() async throws {
-        try await withGateway { port in
+        try await withUnreachableUpstreamsGateway { port in
             let (bytes, closed) = try Self.exchange(port: port, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGARBAGE / HTTP/1.1\r\n\r\n")
             let text = String(decoding: bytes, as: UTF8.self)
             #expect(closed, "the connection stays open after a malformed request")
@@ -37,7 +37,7 @@ struct HTTP1FramingTests {
 
     @Test("HTTP/1.0 without keep-alive: the answer is HTTP/1.0 and the connection closes after it")
     func http10Closes() async throws {
-        try await withGateway { port in
+        try await withUnreachableUpstreamsGateway { port in
             let (bytes, closed) = try Self.exchange(port: port, "GET /healthz HTTP/1.0\r\n\r\n")
             let text = String(decoding: bytes, as: UTF8.self)
             #expect(closed)
@@ -49,7 +49,7 @@ struct HTTP1FramingTests {
 
     @Test("HEAD: the length of the body that GET would send, and no body")
     func headHasLengthButNoBody() async throws {
-        try await withGateway { port in
+        try await withUnreachableUpstreamsGateway { port in
             let (bytes, _) = try Self.exchange(port: port, "HEAD /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             let text = String(decoding: bytes, as: UTF8.self)
             #expect(text.hasPrefix("HTTP/1.1 200 OK\r\n"))
@@ -59,24 +59,6 @@ struct HTTP1FramingTests {
     }
 
     // MARK: Helpers
-
-    func withGateway(_ body: (Int) async throws -> Void) async throws {
-        var configuration = GatewayConfiguration()
-        configuration.port = 0
-        for name in configuration.upstreams.keys { configuration.upstreams[name] = "127.0.0.1:1" }
-        let gateway = try Gateway(configuration: configuration)
-        let server = GatewayHTTPServer(gateway: gateway)
-        let port = try await server.start(host: "127.0.0.1", port: 0)
-        do {
-            try await body(port)
-        } catch {
-            await server.shutdown()
-            await gateway.close()
-            throw error
-        }
-        await server.shutdown()
-        await gateway.close()
-    }
 
     static func contentLength(_ answer: String) -> Int? {
         guard let line = answer.components(separatedBy: "\r\n").first(where: { $0.lowercased().hasPrefix("content-length:") }) else { return nil }

@@ -15,14 +15,10 @@ import Glibc
 struct HTTP1PipeliningTests {
     @Test("40 pipelined requests in one write: 40 answers, in order")
     func pipelinedAnswersInOrder() async throws {
-        var configuration = GatewayConfiguration()
-        configuration.port = 0
-        for name in configuration.upstreams.keys { configuration.upstreams[name] = "127.0.0.1:1" }
-        let gateway = try Gateway(configuration: configuration)
-        let server = GatewayHTTPServer(gateway: gateway)
-        let port = try await server.start(host: "127.0.0.1", port: 0)
-        defer { Task { await server.shutdown(); await gateway.close() } }
+        try await withUnreachableUpstreamsGateway { port in try await checkPipelining(port: port) }
+    }
 
+    func checkPipelining(port: Int) async throws {
         // Answers that differ in status and in how long they take (the API key check needs
         // Accounts, which cannot be reached: 503 after a connection attempt).
         let targets = ["/healthz", "/v1/deliveries/d1/status", "/v1/no/such/route", "/openapi.json"]

@@ -1,4 +1,5 @@
 import Foundation
+import Gateway
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -23,4 +24,25 @@ func connectLoopback(port: Int, receiveTimeout: Int) throws -> Int32 {
     var timeout = timeval(tv_sec: receiveTimeout, tv_usec: 0)
     setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     return socket
+}
+
+/// Runs `body` with the port of a real gateway listener on 127.0.0.1 whose upstreams all point
+/// at port 1, where nothing listens: routes that need a service answer 503 after a failed
+/// connection attempt, the gateway's own routes (`/healthz`, `/openapi.json`) answer at once.
+func withUnreachableUpstreamsGateway(_ body: (Int) async throws -> Void) async throws {
+    var configuration = GatewayConfiguration()
+    configuration.port = 0
+    for name in configuration.upstreams.keys { configuration.upstreams[name] = "127.0.0.1:1" }
+    let gateway = try Gateway(configuration: configuration)
+    let server = GatewayHTTPServer(gateway: gateway)
+    let port = try await server.start(host: "127.0.0.1", port: 0)
+    do {
+        try await body(port)
+    } catch {
+        await server.shutdown()
+        await gateway.close()
+        throw error
+    }
+    await server.shutdown()
+    await gateway.close()
 }
