@@ -17,14 +17,15 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$logs"; }
 trap cleanup EXIT
 
-# Starts a server command in the background and prints the port it reports.
+# Starts a server command in the background and prints "pid port". Callers record the pid
+# themselves: this runs in a command substitution's subshell, whose `pids` the trap never sees.
 start_server() {
   local log=$1; shift
   "$@" > "$log" 2>&1 &
-  pids+=($!)
+  local pid=$!
   for _ in $(seq 1 100); do
     if grep -q "listening 127.0.0.1:" "$log"; then
-      grep -o "listening 127.0.0.1:[0-9]*" "$log" | head -1 | cut -d: -f2
+      echo "$pid $(grep -o "listening 127.0.0.1:[0-9]*" "$log" | head -1 | cut -d: -f2)"
       return
     fi
     sleep 0.1
@@ -47,7 +48,9 @@ stubs="$logs/stubs"
 PYTHON="$python" bash tools/interop/generate.sh "$stubs" >/dev/null
 
 echo "== grpcio client -> our server"
-port=$(start_server "$logs/our-server.log" "$bin/interop-server" --port 0)
+read -r pid port < <(start_server "$logs/our-server.log" "$bin/interop-server" --port 0)
+pids+=("$pid")
+[[ -n $port ]] || exit 1
 "$python" tools/interop/grpcio_client.py --host 127.0.0.1 --port "$port" --test_case all --stubs "$stubs" | tee "$logs/a.out" || true
 tally "$logs/a.out"
 
@@ -71,7 +74,9 @@ echo "== our client -> grpcio server"
 # client_compressed_unary and client_compressed_streaming need a server that can see whether a
 # request was compressed; grpcio's server API cannot, so those two run only against our server
 # (in the step above, driven by grpcio's client).
-port=$(start_server "$logs/grpcio-server.log" "$python" tools/interop/grpcio_server.py --port 0 --stubs "$stubs")
+read -r pid port < <(start_server "$logs/grpcio-server.log" "$python" tools/interop/grpcio_server.py --port 0 --stubs "$stubs")
+pids+=("$pid")
+[[ -n $port ]] || exit 1
 cases=empty_unary,large_unary,client_streaming,server_streaming,ping_pong,empty_stream,custom_metadata,status_code_and_message,special_status_message,unimplemented_method,unimplemented_service,cancel_after_begin,cancel_after_first_response,timeout_on_sleeping_server,server_compressed_unary,server_compressed_streaming
 "$bin/interop-client" --host 127.0.0.1 --port "$port" --test_case "$cases" | tee "$logs/b.out" || true
 tally "$logs/b.out"
