@@ -22,7 +22,8 @@ extension RunningSystem {
 
     func http(_ method: String, _ path: String, body: String? = nil, key: String? = RunningSystem.demoKey, headers: [String: String] = [:],
               http2: Bool = false) throws -> HTTPAnswer {
-        var arguments = ["-s", "-i", "-X", method, gatewayURL + path, "--max-time", "30"]
+        // curl waits for a body after `-X HEAD`; `-I` is its HEAD request.
+        var arguments = ["-s", "-i"] + (method == "HEAD" ? ["-I"] : ["-X", method]) + [gatewayURL + path, "--max-time", "30"]
         if http2 { arguments.append("--http2-prior-knowledge") }
         if let key { arguments += ["-H", "Authorization: Bearer \(key)"] }
         for (name, value) in headers { arguments += ["-H", "\(name): \(value)"] }
@@ -86,6 +87,12 @@ extension EndToEndTests {
             #expect(overHTTP2.status == 200 && overHTTP2.body == events.body.replacingOccurrences(of: ": heartbeat\n\n", with: ""))
             let status2 = try system.http("GET", location, http2: true)
             #expect(status2.status == 200 && status2.json["stage"] as? String == "DELIVERY_STAGE_COMPLETED")
+            // HEAD is GET without the body, on both protocols: the same length, no bytes.
+            for http2 in [false, true] {
+                let head = try system.http("HEAD", location, http2: http2)
+                #expect(head.status == 200 && head.body.isEmpty, "HEAD over \(http2 ? "HTTP/2" : "HTTP/1.1"): \(head.status) \(head.body)")
+                #expect(head.headers["content-length"] == String(status2.body.utf8.count))
+            }
             let ndjson = try system.http("GET", "/v1/deliveries/\(id):track?afterSequence=1")
                 #expect(ndjson.headers["content-type"] == "application/x-ndjson")
                 #expect(ndjson.body.split(separator: "\n").count == stages.count - 1)
