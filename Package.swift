@@ -19,10 +19,11 @@ let serviceDependencies: [Target.Dependency] = [
     .product(name: "Logging", package: "swift-log"),
 ]
 
-/// Every server process (services, gateway, interop server) allocates through jemalloc: glibc's
-/// malloc spent about a fifth of a unary call's server CPU consolidating its free lists, which
-/// per-call allocations of about 1 KiB (task allocator slabs) trigger on every call; jemalloc
-/// took that CPU per call from 18.7 to 14.8 µs (docs/architecture.md). Debian's libjemalloc-dev.
+/// Every server process (services, gateway, interop server) allocates through jemalloc: with
+/// glibc's malloc about a fifth of a unary call's server CPU was in malloc and free, and
+/// per-call allocations of about 1 KiB (task allocator slabs) made it consolidate its free lists
+/// about once per call; jemalloc took the interop server's CPU per call from 18.7 to 14.8 µs
+/// (docs/architecture.md). Debian's libjemalloc-dev.
 let serverLinkerSettings: [LinkerSetting] = [.linkedLibrary("jemalloc", .when(platforms: [.linux]))]
 
 let package = Package(

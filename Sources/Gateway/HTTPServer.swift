@@ -172,10 +172,11 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         switch response.body {
         case .bytes(let bytes):
             // Head and body in one buffer: one pipeline write and one socket write per answer.
-            let sendsBody = !isHead && HTTP1Response.allowsBody(response.status)
+            let hasBody = HTTP1Response.allowsBody(response.status)
+            let sendsBody = hasBody && !isHead
             var buffer = channel.allocator.buffer(capacity: 128 + response.headers.count * 48 + (sendsBody ? bytes.count : 0))
             HTTP1Response.writeHead(response, version: version, keepAlive: keepAlive,
-                                    framing: HTTP1Response.allowsBody(response.status) ? .contentLength(bytes.count) : .none, into: &buffer)
+                                    framing: hasBody ? .contentLength(bytes.count) : .none, into: &buffer)
             if sendsBody { buffer.writeBytes(bytes) }
             // Not awaited: nothing follows a whole answer but, without keep-alive, the close.
             if keepAlive {
