@@ -5,8 +5,8 @@
 #   direct:  h2load (HTTP/2, gRPC) -> Delivery.GetDeliveryStatus
 #   gateway: h2load --h1 (HTTP/1.1, JSON) and h2load (HTTP/2, JSON) -> GET /v1/deliveries/{id}/status
 #            -> the same RPC
-# Throughput: CLIENTS connections with one request in flight each (HTTP/1.1 cannot multiplex),
-# REQUESTS requests, as fast as they go. Latency added: the same paths at fixed offered loads
+# Throughput: CONCURRENCY (a list) connections with one request in flight each (HTTP/1.1 cannot
+# multiplex), REQUESTS/ROUNDS requests per round, as fast as they go. Latency added: the same paths at fixed offered loads
 # (h2load --rps), below either path's capacity, so the difference in p50/p99 is the gateway's own
 # work rather than queueing behind a saturated CPU:
 #   light:    one connection, LIGHT_RATE/s;
@@ -76,32 +76,47 @@ gateway_h1_load() { h2load --h1 "$@" -H "Authorization: Bearer $key" "http://127
 gateway_h2_load() { h2load "$@" -m 1 -H "Authorization: Bearer $key" "http://127.0.0.1:$gateway/v1/deliveries/$id/status"; }
 for path in direct gateway_h1 gateway_h2; do "${path}_load" -n 2000 -c "$CLIENTS" >/dev/null; done  # warm-up
 
-# Throughput in ROUNDS rounds, each running the three paths in turn: the machine's speed drifts
-# (other tenants), and interleaving exposes every path to the same drift. Reported: the median
-# round of each path; p50/p99 over all rounds' requests.
+# Throughput: CONCURRENCY connections with one request in flight each, as fast as they go, in
+# ROUNDS rounds; each round runs every concurrency on the three paths in turn, because the
+# machine's speed drifts (other tenants) and interleaving exposes every path to the same drift.
+# Reported per concurrency: each path's median round. A path's capacity is its best median over
+# the sweep: the gateway path has more hops per request, so by Little's law it needs more
+# requests in flight than the direct call to keep the cores busy, and comparing at one
+# concurrency only would measure that concurrency's fit rather than either path's capacity.
 ROUNDS=${ROUNDS:-5}
+CONCURRENCY=${CONCURRENCY:-4 16 64 256}
 per_round=$(( REQUESTS / ROUNDS ))
-declare -A rates
+rm -f "$work/throughput.txt"
 for round in $(seq 1 "$ROUNDS"); do
-  for path in direct gateway_h1 gateway_h2; do
-    out=$("${path}_load" -n "$per_round" -c "$CLIENTS" --log-file="$work/$path-$round.log")
-    rates[$path]+="$(echo "$out" | awk '/^finished in/ {print $4}') "
-    cat "$work/$path-$round.log" >> "$work/$path.log"
-    failed=$(echo "$out" | awk '/^requests:/ {print $10}')
-    if [ "$failed" != 0 ]; then echo "$path round $round: $failed requests failed" >&2; fi
+  for clients in $CONCURRENCY; do
+    count=$(( per_round > 50 * clients ? per_round : 50 * clients ))
+    for path in direct gateway_h1 gateway_h2; do
+      out=$("${path}_load" -n "$count" -c "$clients")
+      echo "$clients $path $(echo "$out" | awk '/^finished in/ {print $4}')" >> "$work/throughput.txt"
+      failed=$(echo "$out" | awk '/^requests:/ {print $10}')
+      if [ "$failed" != 0 ]; then echo "$path c=$clients round $round: $failed requests failed" >&2; fi
+    done
   done
 done
-median_round() { # path -> "rps p50 p99"
-  python3 - "$work/$1.log" ${rates[$1]} <<'PY'
+throughput_rows=$(python3 - "$work/throughput.txt" <<'PY'
 import statistics, sys
-lat = sorted(int(l.split()[2]) for l in open(sys.argv[1]) if l.strip())
-pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] / 1000
-print(f"{statistics.median(float(r) for r in sys.argv[2:]):.0f} {pick(0.5):.2f} {pick(0.99):.2f}")
+from collections import defaultdict
+rounds = defaultdict(list)
+for line in open(sys.argv[1]):
+    clients, path, rps = line.split()
+    rounds[int(clients), path].append(float(rps))
+med = {key: statistics.median(values) for key, values in rounds.items()}
+levels = sorted({clients for clients, _ in rounds})
+for c in levels:
+    d, h1, h2 = med[c, "direct"], med[c, "gateway_h1"], med[c, "gateway_h2"]
+    each = " / ".join(" ".join(f"{r:.0f}" for r in rounds[c, p]) for p in ("direct", "gateway_h1", "gateway_h2"))
+    print(f"| {c} | {d:.0f} | {h1:.0f} | {h2:.0f} | {h1 / d:.2f} | {h2 / d:.2f} | {each} |")
+best = {p: max(levels, key=lambda c: med[c, p]) for p in ("direct", "gateway_h1", "gateway_h2")}
+d, h1, h2 = (med[best[p], p] for p in ("direct", "gateway_h1", "gateway_h2"))
+print(f"| capacity (best of the sweep; at c = {best['direct']}, {best['gateway_h1']}, {best['gateway_h2']}) | {d:.0f} | {h1:.0f} | {h2:.0f} | "
+      f"**{h1 / d:.2f}** | **{h2 / d:.2f}** | |")
 PY
-}
-read -r d_rps d_p50 d_p99 < <(median_round direct)
-read -r g_rps g_p50 g_p99 < <(median_round gateway_h1)
-read -r h_rps h_p50 h_p99 < <(median_round gateway_h2)
+)
 
 # Fixed offered loads, RATE_SECONDS long each, in LATENCY_ROUNDS rounds (each round runs every
 # load on the three paths in turn, so a path's figures and the direct call's share the machine's
@@ -155,15 +170,11 @@ PY
 )
 
 cat <<TABLE
-Throughput: $ROUNDS rounds of h2load -n $per_round -c $CLIENTS per path (one request in flight per connection, as fast as it goes), whole system on this machine ($(nproc) cores), release build; rounds per path: direct ${rates[direct]}/ HTTP/1.1 ${rates[gateway_h1]}/ HTTP/2 ${rates[gateway_h2]}
+Throughput: $ROUNDS interleaved rounds of h2load -n max($per_round, 50 x connections) per path and concurrency (one request in flight per connection, as fast as it goes), whole system on this machine ($(nproc) cores), release build; medians of the rounds
 
-| path | requests/s (median round) | p50 ms | p99 ms |
-|---|---:|---:|---:|
-| direct gRPC: Delivery.GetDeliveryStatus (HTTP/2) | $d_rps | $d_p50 | $d_p99 |
-| gateway: GET /v1/deliveries/{id}/status (HTTP/1.1 JSON, API key, tenancy check) | $g_rps | $g_p50 | $g_p99 |
-| gateway: the same over HTTP/2 (h2c, prior knowledge) | $h_rps | $h_p50 | $h_p99 |
-| gateway HTTP/1.1 / direct | $(python3 -c "print(f'{$g_rps/$d_rps:.2f}')") | | |
-| gateway HTTP/2 / direct | $(python3 -c "print(f'{$h_rps/$d_rps:.2f}')") | | |
+| connections | direct gRPC: Delivery.GetDeliveryStatus (HTTP/2) | gateway: GET /v1/deliveries/{id}/status, HTTP/1.1 JSON (API key, tenancy check) | gateway: the same over HTTP/2 (h2c) | HTTP/1.1 / direct | HTTP/2 / direct | each round (direct / HTTP/1.1 / HTTP/2) |
+|---:|---:|---:|---:|---:|---:|---|
+$throughput_rows
 
 Latency added at fixed loads: $LATENCY_ROUNDS rounds of ${RATE_SECONDS} s per load and path (h2load --rps); medians over the rounds, "added" paired with the direct call of the same round
 
