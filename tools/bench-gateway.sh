@@ -46,6 +46,9 @@ grep -q "system up" "$work/run.log" || { cat "$work/run.log"; exit 1; }
 gateway=$((FABRIKAM_PORT_BASE + 9))
 delivery=$((FABRIKAM_PORT_BASE + 3))
 key=fdk_local_demo_key
+gateway_pid=$(pgrep -f "$bin/gateway " | head -1)
+delivery_pid=$(pgrep -f "$bin/delivery-service " | head -1)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # user + system, in 1/100 s
 
 # One delivery to read.
 id=$(curl -s -X POST "http://127.0.0.1:$gateway/v1/deliveries" -H "Authorization: Bearer $key" \
@@ -76,6 +79,43 @@ gateway_h1_load() { h2load --h1 "$@" -H "Authorization: Bearer $key" "http://127
 gateway_h2_load() { h2load "$@" -m 1 -H "Authorization: Bearer $key" "http://127.0.0.1:$gateway/v1/deliveries/$id/status"; }
 for path in direct gateway_h1 gateway_h2; do "${path}_load" -n 2000 -c "$CLIENTS" >/dev/null; done  # warm-up
 
+# Memory: RSS the gateway adds for 300 idle keep-alive connections, each answered once (so its
+# handlers and buffers exist), over HTTP/1.1 and over HTTP/2; measured before the load runs.
+memory=$("$root/.venv/bin/python" - "$gateway_pid" "$gateway" <<'PY'
+import socket, sys, time
+import h2.config, h2.connection
+pid, port = int(sys.argv[1]), int(sys.argv[2])
+def rss():
+    return int(next(l for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS")).split()[1]) * 1024
+def answered(s, data):
+    s.sendall(data)
+    got = b""
+    while b"ok\n" not in got:
+        chunk = s.recv(65536)
+        if not chunk: raise SystemExit("the gateway closed a connection during the memory test")
+        got += chunk
+def h1():
+    s = socket.create_connection(("127.0.0.1", port))
+    answered(s, b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n")
+    return s
+def h2c():
+    s = socket.create_connection(("127.0.0.1", port))
+    c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    c.initiate_connection()
+    c.send_headers(1, [(":method", "GET"), (":scheme", "http"), (":path", "/healthz"), (":authority", "bench")], end_stream=True)
+    answered(s, c.data_to_send())
+    return s, c
+results = []
+for opener in (h1, h2c):
+    time.sleep(0.5); before = rss()
+    held = [opener() for _ in range(300)]
+    time.sleep(1.0); results.append((rss() - before) / 300 / 1024)
+    for item in held: (item[0] if isinstance(item, tuple) else item).close()
+print(f"{results[0]:.1f} {results[1]:.1f} {rss() / 1048576:.1f}")
+PY
+)
+read -r mem_h1 mem_h2 mem_rss <<< "$memory"
+
 # Throughput: CONCURRENCY connections with one request in flight each, as fast as they go, in
 # ROUNDS rounds; each round runs every concurrency on the three paths in turn, because the
 # machine's speed drifts (other tenants) and interleaving exposes every path to the same drift.
@@ -91,8 +131,10 @@ for round in $(seq 1 "$ROUNDS"); do
   for clients in $CONCURRENCY; do
     count=$(( per_round > 50 * clients ? per_round : 50 * clients ))
     for path in direct gateway_h1 gateway_h2; do
+      g0=$(cpu_ticks "$gateway_pid"); d0=$(cpu_ticks "$delivery_pid")
       out=$("${path}_load" -n "$count" -c "$clients")
-      echo "$clients $path $(echo "$out" | awk '/^finished in/ {print $4}')" >> "$work/throughput.txt"
+      g1=$(cpu_ticks "$gateway_pid"); d1=$(cpu_ticks "$delivery_pid")
+      echo "$clients $path $(echo "$out" | awk '/^finished in/ {print $4}') $count $((g1 - g0)) $((d1 - d0))" >> "$work/throughput.txt"
       failed=$(echo "$out" | awk '/^requests:/ {print $10}')
       if [ "$failed" != 0 ]; then echo "$path c=$clients round $round: $failed requests failed" >&2; fi
     done
@@ -102,19 +144,24 @@ throughput_rows=$(python3 - "$work/throughput.txt" <<'PY'
 import statistics, sys
 from collections import defaultdict
 rounds = defaultdict(list)
+cpu = defaultdict(lambda: [0, 0, 0])  # requests, gateway ticks, Delivery ticks
 for line in open(sys.argv[1]):
-    clients, path, rps = line.split()
+    clients, path, rps, count, gateway_ticks, delivery_ticks = line.split()
     rounds[int(clients), path].append(float(rps))
+    total = cpu[int(clients), path]
+    total[0] += int(count); total[1] += int(gateway_ticks); total[2] += int(delivery_ticks)
+us = lambda key, which: cpu[key][which] * 10000 / cpu[key][0]  # ticks of 10 ms -> µs per request
 med = {key: statistics.median(values) for key, values in rounds.items()}
 levels = sorted({clients for clients, _ in rounds})
 for c in levels:
     d, h1, h2 = med[c, "direct"], med[c, "gateway_h1"], med[c, "gateway_h2"]
     each = " / ".join(" ".join(f"{r:.0f}" for r in rounds[c, p]) for p in ("direct", "gateway_h1", "gateway_h2"))
-    print(f"| {c} | {d:.0f} | {h1:.0f} | {h2:.0f} | {h1 / d:.2f} | {h2 / d:.2f} | {each} |")
+    cost = " / ".join(f"{us((c, p), 1):.0f} + {us((c, p), 2):.0f}" for p in ("direct", "gateway_h1", "gateway_h2"))
+    print(f"| {c} | {d:.0f} | {h1:.0f} | {h2:.0f} | {h1 / d:.2f} | {h2 / d:.2f} | {cost} | {each} |")
 best = {p: max(levels, key=lambda c: med[c, p]) for p in ("direct", "gateway_h1", "gateway_h2")}
 d, h1, h2 = (med[best[p], p] for p in ("direct", "gateway_h1", "gateway_h2"))
 print(f"| capacity (best of the sweep; at c = {best['direct']}, {best['gateway_h1']}, {best['gateway_h2']}) | {d:.0f} | {h1:.0f} | {h2:.0f} | "
-      f"**{h1 / d:.2f}** | **{h2 / d:.2f}** | |")
+      f"**{h1 / d:.2f}** | **{h2 / d:.2f}** | | |")
 PY
 )
 
@@ -172,9 +219,11 @@ PY
 cat <<TABLE
 Throughput: $ROUNDS interleaved rounds of h2load -n max($per_round, 50 x connections) per path and concurrency (one request in flight per connection, as fast as it goes), whole system on this machine ($(nproc) cores), release build; medians of the rounds
 
-| connections | direct gRPC: Delivery.GetDeliveryStatus (HTTP/2) | gateway: GET /v1/deliveries/{id}/status, HTTP/1.1 JSON (API key, tenancy check) | gateway: the same over HTTP/2 (h2c) | HTTP/1.1 / direct | HTTP/2 / direct | each round (direct / HTTP/1.1 / HTTP/2) |
-|---:|---:|---:|---:|---:|---:|---|
+| connections | direct gRPC: Delivery.GetDeliveryStatus (HTTP/2) | gateway: GET /v1/deliveries/{id}/status, HTTP/1.1 JSON (API key, tenancy check) | gateway: the same over HTTP/2 (h2c) | HTTP/1.1 / direct | HTTP/2 / direct | CPU µs per request, gateway + Delivery (direct / HTTP/1.1 / HTTP/2) | each round (direct / HTTP/1.1 / HTTP/2) |
+|---:|---:|---:|---:|---:|---:|---|---|
 $throughput_rows
+
+Gateway memory: $mem_h1 KiB per idle HTTP/1.1 connection, $mem_h2 KiB per idle HTTP/2 connection (300 of each, answered once); RSS $mem_rss MiB after them
 
 Latency added at fixed loads: $LATENCY_ROUNDS rounds of ${RATE_SECONDS} s per load and path (h2load --rps); medians over the rounds, "added" paired with the direct call of the same round
 
