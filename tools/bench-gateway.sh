@@ -6,7 +6,8 @@
 #   gateway: h2load --h1 (HTTP/1.1, JSON) and h2load (HTTP/2, JSON) -> GET /v1/deliveries/{id}/status
 #            -> the same RPC
 # Throughput: CONCURRENCY (a list) connections with one request in flight each (HTTP/1.1 cannot
-# multiplex), REQUESTS/ROUNDS requests per round, as fast as they go. Latency added: the same paths at fixed offered loads
+# multiplex), REQUESTS/ROUNDS requests (at least 50 per connection) per round, as fast as they
+# go. Latency added: the same paths at fixed offered loads
 # (h2load --rps), below either path's capacity, so the difference in p50/p99 is the gateway's own
 # work rather than queueing behind a saturated CPU:
 #   light:    one connection, LIGHT_RATE/s;
@@ -104,13 +105,13 @@ def h2c():
     c.initiate_connection()
     c.send_headers(1, [(":method", "GET"), (":scheme", "http"), (":path", "/healthz"), (":authority", "bench")], end_stream=True)
     answered(s, c.data_to_send())
-    return s, c
+    return s
 results = []
 for opener in (h1, h2c):
     time.sleep(0.5); before = rss()
     held = [opener() for _ in range(300)]
     time.sleep(1.0); results.append((rss() - before) / 300 / 1024)
-    for item in held: (item[0] if isinstance(item, tuple) else item).close()
+    for s in held: s.close()
 print(f"{results[0]:.1f} {results[1]:.1f} {rss() / 1048576:.1f}")
 PY
 )

@@ -189,7 +189,8 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             let chunked = version.major == 1 && version.minor >= 1
             do {
                 var head = channel.allocator.buffer(capacity: 256)
-                HTTP1Response.writeHead(response, version: version, keepAlive: keepAlive && chunked,
+                // A HEAD answer to a stream closes the connection after its head: say so in it.
+                HTTP1Response.writeHead(response, version: version, keepAlive: keepAlive && chunked && !isHead,
                                         framing: chunked ? .chunked : .untilClose, into: &head)
                 try await channel.writeAndFlush(head)
                 if !isHead {

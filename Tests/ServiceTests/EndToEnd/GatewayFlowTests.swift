@@ -92,6 +92,10 @@ extension EndToEndTests {
                 let head = try system.http("HEAD", location, http2: http2)
                 #expect(head.status == 200 && head.body.isEmpty, "HEAD over \(http2 ? "HTTP/2" : "HTTP/1.1"): \(head.status) \(head.body)")
                 #expect(head.headers["content-length"] == String(status2.body.utf8.count))
+                // On a stream: the head only; over HTTP/1.1 the connection closes after it, and says so.
+                let streamHead = try system.http("HEAD", "/v1/deliveries/\(id):track", http2: http2)
+                #expect(streamHead.status == 200 && streamHead.body.isEmpty, "HEAD on a stream: \(streamHead.status) \(streamHead.body)")
+                if !http2 { #expect(streamHead.headers["connection"] == "close") }
             }
             let ndjson = try system.http("GET", "/v1/deliveries/\(id):track?afterSequence=1")
                 #expect(ndjson.headers["content-type"] == "application/x-ndjson")
