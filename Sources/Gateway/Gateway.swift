@@ -123,7 +123,8 @@ public final class Gateway: Sendable {
                              hasCreated: output?.field(named: "created") != nil,
                              responseBodyKey: route.responseBody.isEmpty ? nil : transcoder.memberKey(route.responseBody, type: route.method.outputType),
                              statusPathKey: transcoder.memberKey("status_path", type: route.method.outputType),
-                             createdKey: transcoder.memberKey("created", type: route.method.outputType))
+                             createdKey: transcoder.memberKey("created", type: route.method.outputType),
+                             reportsQueued: route.method.service == DeliveryV1.DeliveryService.descriptor.fullName && route.method.name == "GetDeliveryStatus")
         }
         self.logger = logger
         openAPIDocument = OpenAPIDocument(routes: routes, schema: transcoder.schema).json()
@@ -229,9 +230,36 @@ public final class Gateway: Sendable {
         let (route, variables) = matched!
         var json = try transcoder.requestJSON(route: route, variables: variables, query: request.queryParameters, body: request.body)
         if let caller {
-            try await tenancy.apply(to: &json, route: route, schema: transcoder.schema, caller: caller, options: options)
+            do {
+                try await tenancy.apply(to: &json, route: route, schema: transcoder.schema, caller: caller, options: options)
+            } catch let error as GatewayError where error.status == 404 && plans[route.id].reportsQueued {
+                // The Location of a 202 answers at once: a delivery still on Ingestion's queue
+                // is reported as requested (or failed, when it was dead-lettered).
+                if let id = variables["delivery_id"], let queued = try await queuedStatus(id, options: options) { return (queued, caller) }
+                // Workflow schedules a delivery before it takes the request off the queue: gone
+                // from the queue means Delivery knows it now, so ask Delivery once more.
+                try await tenancy.apply(to: &json, route: route, schema: transcoder.schema, caller: caller, options: options)
+            }
         }
         return (try await call(route, json: json, request: request, options: options), caller)
+    }
+
+    /// The status of a delivery that Ingestion has accepted but Workflow has not scheduled, from
+    /// Ingestion (which checks the caller's account); nil when it is not on the queue.
+    private func queuedStatus(_ deliveryID: String, options: CallOptions) async throws -> GatewayResponse? {
+        guard let ingestion = upstreams.client("ingestion") else { return nil }
+        var request = IngestionV1.GetQueuedDeliveryRequest()
+        request.deliveryId = deliveryID
+        let queued: IngestionV1.QueuedDelivery
+        do {
+            queued = try await IngestionV1.IngestionService.Client(ingestion).getQueuedDelivery(request, options: options)
+        } catch let error as RPCError where error.code == .notFound {
+            return nil
+        }
+        var status = DeliveryV1.DeliveryStatus()
+        status.stage = queued.state == .deadLettered ? .failed : .requested
+        status.updateTime = queued.acceptTime
+        return GatewayResponse(status: 200, headers: [("content-type", "application/json")], body: .bytes(try status.jsonUTF8Bytes()))
     }
 
     private func call(_ route: Route, json: JSONValue, request: GatewayRequest, options: CallOptions) async throws -> GatewayResponse {
@@ -432,6 +460,9 @@ struct RoutePlan: Sendable {
     var responseBodyKey: [UInt8]?
     var statusPathKey: [UInt8]
     var createdKey: [UInt8]
+    /// The delivery status route: a delivery Delivery does not know yet may be on Ingestion's
+    /// queue, and is reported from there.
+    var reportsQueued: Bool
 }
 
 /// A failure the gateway answers itself.

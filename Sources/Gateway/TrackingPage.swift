@@ -75,6 +75,15 @@ function show(event) {
 
 async function track(id, key) {
   const headers = { "Authorization": "Bearer " + key };
+  // Just after its 202 a delivery may still wait on the queue: it has a status (requested) but
+  // no route or drone yet. Wait for Workflow to schedule it.
+  for (;;) {
+    const status = await fetch("/v1/deliveries/" + encodeURIComponent(id) + "/status", { headers });
+    if (!status.ok) { $("stage").textContent = "error: " + (await status.json()).message; return; }
+    if ((await status.json()).stage !== "DELIVERY_STAGE_REQUESTED") break;
+    $("stage").textContent = "requested";
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
   const answer = await fetch("/v1/deliveries/" + encodeURIComponent(id), { headers });
   if (!answer.ok) { $("stage").textContent = "error: " + (await answer.json()).message; return; }
   const delivery = await answer.json();

@@ -90,6 +90,33 @@ public protocol MessageQueue: Sendable {
     func deadLetters(of queue: String) async throws -> [DeadLetter]
     /// Messages waiting or leased in the queue.
     func depth(of queue: String) async throws -> Int
+    /// The messages with this key still in the queue (waiting or leased), oldest first: what
+    /// is still to be done about one entity (Ingestion reports a delivery not yet scheduled).
+    func messages(in queue: String, key: String) async throws -> [QueuedMessage]
+    /// The dead letters of a queue with this key, oldest first.
+    func deadLetters(of queue: String, key: String) async throws -> [DeadLetter]
+}
+
+/// A message still in its queue, as a look-up by key sees it (nothing is leased by looking).
+public struct QueuedMessage: Sendable, Hashable {
+    public var id: String
+    public var key: String
+    public var payload: [UInt8]
+    /// How many times it has been handed out so far.
+    public var deliveryCount: Int
+    /// When the producer's send was committed (seconds since 1970).
+    public var enqueueTime: Double
+    /// A consumer holds it now (its lease has not run out).
+    public var isLeased: Bool
+
+    public init(id: String, key: String, payload: [UInt8], deliveryCount: Int, enqueueTime: Double, isLeased: Bool) {
+        self.id = id
+        self.key = key
+        self.payload = payload
+        self.deliveryCount = deliveryCount
+        self.enqueueTime = enqueueTime
+        self.isLeased = isLeased
+    }
 }
 
 /// A durable event stream with durable subscriber groups: Delivery to Delivery History and others.

@@ -39,6 +39,8 @@ public final class SQLiteBroker: MessageQueue, EventStream {
         // Sequence numbers of a queue's log come from MAX(seq): without this index every send
         // scanned the whole log (measured: sends slowed down as the log grew).
         "CREATE UNIQUE INDEX message_log_sequence ON message_log (queue, seq)",
+        // Look-ups of one entity's dead letters (`deadLetters(of:key:)`).
+        "CREATE INDEX dead_letters_key ON dead_letters (queue, key, seq)",
     ]
 
     // MARK: MessageQueue
@@ -136,6 +138,27 @@ public final class SQLiteBroker: MessageQueue, EventStream {
             try db.query("SELECT message_id, key, headers, payload, reason, delivery_count, time FROM dead_letters WHERE queue = ? ORDER BY seq", [.text(queue)]).map {
                 DeadLetter(queue: queue, id: $0.string(0), key: $0.string(1), headers: decodeHeaders($0.string(2)), payload: $0.bytes(3),
                            reason: $0.string(4), deliveryCount: Int($0.int(5)), time: $0.double(6))
+            }
+        }
+    }
+
+    public func messages(in queue: String, key: String) async throws -> [QueuedMessage] {
+        try await database.read { db in
+            let now = Date().timeIntervalSince1970
+            return try db.query("SELECT message_id, payload, delivery_count, enqueue_time, lease_until FROM messages WHERE queue = ? AND key = ? ORDER BY seq",
+                                [.text(queue), .text(key)]).map {
+                QueuedMessage(id: $0.string(0), key: key, payload: $0.bytes(1), deliveryCount: Int($0.int(2)), enqueueTime: $0.double(3),
+                              isLeased: !$0.isNull(4) && $0.double(4) > now)
+            }
+        }
+    }
+
+    public func deadLetters(of queue: String, key: String) async throws -> [DeadLetter] {
+        try await database.read { db in
+            try db.query("SELECT message_id, headers, payload, reason, delivery_count, time FROM dead_letters WHERE queue = ? AND key = ? ORDER BY seq",
+                         [.text(queue), .text(key)]).map {
+                DeadLetter(queue: queue, id: $0.string(0), key: key, headers: decodeHeaders($0.string(1)), payload: $0.bytes(2),
+                           reason: $0.string(3), deliveryCount: Int($0.int(4)), time: $0.double(5))
             }
         }
     }

@@ -142,6 +142,11 @@ extension Fabrikam.Dronedelivery.Common.V1 {
         /// The delivery could not be carried out (its saga failed and was
         /// compensated). Final.
         case failed // = 7
+        /// Accepted and stored by Ingestion, not yet scheduled by Workflow (no
+        /// drone yet). Delivery never stores it: the gateway reports it for a
+        /// delivery that is still on Ingestion's queue, so a 202's Location answers
+        /// from the moment of the 202.
+        case requested // = 8
         /// A value this version of the schema does not know; kept so it survives re-encoding.
         case unrecognized(Int32)
 
@@ -158,6 +163,7 @@ extension Fabrikam.Dronedelivery.Common.V1 {
             case 5: self = .completed
             case 6: self = .cancelled
             case 7: self = .failed
+            case 8: self = .requested
             default: self = .unrecognized(rawValue)
             }
         }
@@ -172,12 +178,13 @@ extension Fabrikam.Dronedelivery.Common.V1 {
             case .completed: return 5
             case .cancelled: return 6
             case .failed: return 7
+            case .requested: return 8
             case .unrecognized(let value): return value
             }
         }
 
         /// The known values, in declaration order.
-        public static let allCases: [DeliveryStage] = [.unspecified, .created, .rescheduled, .headedToPickup, .headedToDropoff, .completed, .cancelled, .failed]
+        public static let allCases: [DeliveryStage] = [.unspecified, .created, .rescheduled, .headedToPickup, .headedToDropoff, .completed, .cancelled, .failed, .requested]
 
         /// Proto names of the values (aliases included), for the JSON mapping.
         public static let protoNames = ProtobufKit.EnumNames("fabrikam.dronedelivery.common.v1.DeliveryStage", [
@@ -189,6 +196,7 @@ extension Fabrikam.Dronedelivery.Common.V1 {
             (5, "DELIVERY_STAGE_COMPLETED"),
             (6, "DELIVERY_STAGE_CANCELLED"),
             (7, "DELIVERY_STAGE_FAILED"),
+            (8, "DELIVERY_STAGE_REQUESTED"),
         ])
     }
 
@@ -543,7 +551,7 @@ extension Fabrikam.Dronedelivery.Common.V1 {
             dependencies: [],
             messageTypes: [DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Owner.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.PackageInfo.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.TraceContext.self],
             services: [],
-            serializedDescriptorBase64: "Ci1mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2NvbW1vbi92MS9jb21tb24ucHJvdG8SIGZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxImAKCExvY2F0aW9uEhoKCGxhdGl0dWRlGAEgASgBUghsYXRpdHVkZRIcCglsb25naXR1ZGUYAiABKAFSCWxvbmdpdHVkZRIaCghhbHRpdHVkZRgDIAEoAVIIYWx0aXR1ZGUiPwoFT3duZXISFwoHdXNlcl9pZBgBIAEoCVIGdXNlcklkEh0KCmFjY291bnRfaWQYAiABKAlSCWFjY291bnRJZCKZAQoLUGFja2FnZUluZm8SHQoKcGFja2FnZV9pZBgBIAEoCVIJcGFja2FnZUlkEkEKBHNpemUYAiABKA4yLS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5QYWNrYWdlU2l6ZVIEc2l6ZRIWCgZ3ZWlnaHQYAyABKAFSBndlaWdodBIQCgN0YWcYBCABKAlSA3RhZyJ3CgxUcmFjZUNvbnRleHQSIAoLdHJhY2VwYXJlbnQYASABKAlSC3RyYWNlcGFyZW50Eh4KCnRyYWNlc3RhdGUYAiABKAlSCnRyYWNlc3RhdGUSJQoOY29ycmVsYXRpb25faWQYAyABKAlSDWNvcnJlbGF0aW9uSWQqdAoLUGFja2FnZVNpemUSHAoYUEFDS0FHRV9TSVpFX1VOU1BFQ0lGSUVEEAASFgoSUEFDS0FHRV9TSVpFX1NNQUxMEAESFwoTUEFDS0FHRV9TSVpFX01FRElVTRACEhYKElBBQ0tBR0VfU0laRV9MQVJHRRADKrABChBDb25maXJtYXRpb25UeXBlEiEKHUNPTkZJUk1BVElPTl9UWVBFX1VOU1BFQ0lGSUVEEAASGgoWQ09ORklSTUFUSU9OX1RZUEVfTk9ORRABEiEKHUNPTkZJUk1BVElPTl9UWVBFX0ZJTkdFUlBSSU5UEAISHQoZQ09ORklSTUFUSU9OX1RZUEVfUElDVFVSRRADEhsKF0NPTkZJUk1BVElPTl9UWVBFX1ZPSUNFEAQqjQIKDURlbGl2ZXJ5U3RhZ2USHgoaREVMSVZFUllfU1RBR0VfVU5TUEVDSUZJRUQQABIaChZERUxJVkVSWV9TVEFHRV9DUkVBVEVEEAESHgoaREVMSVZFUllfU1RBR0VfUkVTQ0hFRFVMRUQQAhIjCh9ERUxJVkVSWV9TVEFHRV9IRUFERURfVE9fUElDS1VQEAMSJAogREVMSVZFUllfU1RBR0VfSEVBREVEX1RPX0RST1BPRkYQBBIcChhERUxJVkVSWV9TVEFHRV9DT01QTEVURUQQBRIcChhERUxJVkVSWV9TVEFHRV9DQU5DRUxMRUQQBhIZChVERUxJVkVSWV9TVEFHRV9GQUlMRUQQByqEAQoNT3BlcmF0aW9uS2luZBIeChpPUEVSQVRJT05fS0lORF9VTlNQRUNJRklFRBAAEhkKFU9QRVJBVElPTl9LSU5EX0NSRUFURRABEh0KGU9QRVJBVElPTl9LSU5EX1JFU0NIRURVTEUQAhIZChVPUEVSQVRJT05fS0lORF9DQU5DRUwQA2IGcHJvdG8z"
+            serializedDescriptorBase64: "Ci1mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2NvbW1vbi92MS9jb21tb24ucHJvdG8SIGZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxImAKCExvY2F0aW9uEhoKCGxhdGl0dWRlGAEgASgBUghsYXRpdHVkZRIcCglsb25naXR1ZGUYAiABKAFSCWxvbmdpdHVkZRIaCghhbHRpdHVkZRgDIAEoAVIIYWx0aXR1ZGUiPwoFT3duZXISFwoHdXNlcl9pZBgBIAEoCVIGdXNlcklkEh0KCmFjY291bnRfaWQYAiABKAlSCWFjY291bnRJZCKZAQoLUGFja2FnZUluZm8SHQoKcGFja2FnZV9pZBgBIAEoCVIJcGFja2FnZUlkEkEKBHNpemUYAiABKA4yLS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5QYWNrYWdlU2l6ZVIEc2l6ZRIWCgZ3ZWlnaHQYAyABKAFSBndlaWdodBIQCgN0YWcYBCABKAlSA3RhZyJ3CgxUcmFjZUNvbnRleHQSIAoLdHJhY2VwYXJlbnQYASABKAlSC3RyYWNlcGFyZW50Eh4KCnRyYWNlc3RhdGUYAiABKAlSCnRyYWNlc3RhdGUSJQoOY29ycmVsYXRpb25faWQYAyABKAlSDWNvcnJlbGF0aW9uSWQqdAoLUGFja2FnZVNpemUSHAoYUEFDS0FHRV9TSVpFX1VOU1BFQ0lGSUVEEAASFgoSUEFDS0FHRV9TSVpFX1NNQUxMEAESFwoTUEFDS0FHRV9TSVpFX01FRElVTRACEhYKElBBQ0tBR0VfU0laRV9MQVJHRRADKrABChBDb25maXJtYXRpb25UeXBlEiEKHUNPTkZJUk1BVElPTl9UWVBFX1VOU1BFQ0lGSUVEEAASGgoWQ09ORklSTUFUSU9OX1RZUEVfTk9ORRABEiEKHUNPTkZJUk1BVElPTl9UWVBFX0ZJTkdFUlBSSU5UEAISHQoZQ09ORklSTUFUSU9OX1RZUEVfUElDVFVSRRADEhsKF0NPTkZJUk1BVElPTl9UWVBFX1ZPSUNFEAQqqwIKDURlbGl2ZXJ5U3RhZ2USHgoaREVMSVZFUllfU1RBR0VfVU5TUEVDSUZJRUQQABIaChZERUxJVkVSWV9TVEFHRV9DUkVBVEVEEAESHgoaREVMSVZFUllfU1RBR0VfUkVTQ0hFRFVMRUQQAhIjCh9ERUxJVkVSWV9TVEFHRV9IRUFERURfVE9fUElDS1VQEAMSJAogREVMSVZFUllfU1RBR0VfSEVBREVEX1RPX0RST1BPRkYQBBIcChhERUxJVkVSWV9TVEFHRV9DT01QTEVURUQQBRIcChhERUxJVkVSWV9TVEFHRV9DQU5DRUxMRUQQBhIZChVERUxJVkVSWV9TVEFHRV9GQUlMRUQQBxIcChhERUxJVkVSWV9TVEFHRV9SRVFVRVNURUQQCCqEAQoNT3BlcmF0aW9uS2luZBIeChpPUEVSQVRJT05fS0lORF9VTlNQRUNJRklFRBAAEhkKFU9QRVJBVElPTl9LSU5EX0NSRUFURRABEh0KGU9QRVJBVElPTl9LSU5EX1JFU0NIRURVTEUQAhIZChVPUEVSQVRJT05fS0lORF9DQU5DRUwQA2IGcHJvdG8z"
         )
     }
 }

@@ -22,6 +22,84 @@ extension Fabrikam.Dronedelivery.Ingestion {
 }
 
 extension Fabrikam.Dronedelivery.Ingestion.V1 {
+    /// Where a queued request is.
+    public enum QueuedDeliveryState: ProtobufKit.Enum {
+        /// Not set.
+        case unspecified // = 0
+        /// Waiting for Workflow.
+        case waiting // = 1
+        /// Workflow holds it (a saga is running).
+        case inProgress // = 2
+        /// Workflow could not process it; it will not be scheduled.
+        case deadLettered // = 3
+        /// A value this version of the schema does not know; kept so it survives re-encoding.
+        case unrecognized(Int32)
+
+        /// The proto3 default, the value numbered zero.
+        public init() { self.init(rawValue: 0) }
+
+        public init(rawValue: Int32) {
+            switch rawValue {
+            case 0: self = .unspecified
+            case 1: self = .waiting
+            case 2: self = .inProgress
+            case 3: self = .deadLettered
+            default: self = .unrecognized(rawValue)
+            }
+        }
+
+        public var rawValue: Int32 {
+            switch self {
+            case .unspecified: return 0
+            case .waiting: return 1
+            case .inProgress: return 2
+            case .deadLettered: return 3
+            case .unrecognized(let value): return value
+            }
+        }
+
+        /// The known values, in declaration order.
+        public static let allCases: [QueuedDeliveryState] = [.unspecified, .waiting, .inProgress, .deadLettered]
+
+        /// Proto names of the values (aliases included), for the JSON mapping.
+        public static let protoNames = ProtobufKit.EnumNames("fabrikam.dronedelivery.ingestion.v1.QueuedDeliveryState", [
+            (0, "QUEUED_DELIVERY_STATE_UNSPECIFIED"),
+            (1, "QUEUED_DELIVERY_STATE_WAITING"),
+            (2, "QUEUED_DELIVERY_STATE_IN_PROGRESS"),
+            (3, "QUEUED_DELIVERY_STATE_DEAD_LETTERED"),
+        ])
+    }
+
+    /// Which queued delivery to report.
+    public struct GetQueuedDeliveryRequest: Sendable, Hashable {
+        /// The delivery id CreateDelivery gave.
+        public var deliveryId: String = ""
+        /// Fields this version of the schema does not know, kept so re-encoding loses nothing.
+        public var unknownFields = ProtobufKit.UnknownFields()
+
+        public init() {}
+    }
+
+    /// A new delivery that is on Ingestion's queue, or was dead-lettered from it.
+    public struct QueuedDelivery: Sendable, Hashable {
+        /// The delivery.
+        public var deliveryId: String = ""
+        /// Who asked for it.
+        public var owner: DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Owner? = nil
+        /// When the request was stored on the queue.
+        public var acceptTime: ProtobufKit.Google.Protobuf.Timestamp? = nil
+        /// Where the request is.
+        public var state: DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.QueuedDeliveryState = DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.QueuedDeliveryState()
+        /// How many times Workflow has taken the request off the queue.
+        public var attempts: Int32 = 0
+        /// Why the request was dead-lettered (state DEAD_LETTERED only).
+        public var deadLetterReason: String = ""
+        /// Fields this version of the schema does not know, kept so re-encoding loses nothing.
+        public var unknownFields = ProtobufKit.UnknownFields()
+
+        public init() {}
+    }
+
     /// A new delivery, as a client submits it.
     public struct CreateDeliveryRequest: Sendable, Hashable {
         /// Who the delivery is for. `account_id` is set by the gateway from the
@@ -227,6 +305,125 @@ extension Fabrikam.Dronedelivery.Ingestion.V1 {
         public var unknownFields = ProtobufKit.UnknownFields()
 
         public init() {}
+    }
+}
+
+extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.GetQueuedDeliveryRequest: ProtobufKit.Message, ProtobufKit.JSONMessage {
+    public static let protoMessageName = "fabrikam.dronedelivery.ingestion.v1.GetQueuedDeliveryRequest"
+
+    nonisolated(unsafe) private static let _descriptor: UnsafeRawPointer = {
+        var message = Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest()
+        fabrikam__dronedelivery__ingestion__v1__get_queued_delivery_request__init(&message)
+        return UnsafeRawPointer(message.base.descriptor)
+    }()
+
+    public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
+
+    public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
+        let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest.self, capacity: 1)
+        fabrikam__dronedelivery__ingestion__v1__get_queued_delivery_request__init(c)
+        c.pointee.delivery_id = arena.string(self.deliveryId)
+        if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
+        return UnsafeMutableRawPointer(c)
+    }
+
+    public init(_protobufC pointer: UnsafeRawPointer) throws {
+        let c = pointer.assumingMemoryBound(to: Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest.self)
+        self.init()
+        self.deliveryId = try ProtobufKit._protobufCString(c.pointee.delivery_id, field: "fabrikam.dronedelivery.ingestion.v1.GetQueuedDeliveryRequest.delivery_id")
+        self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
+    }
+
+    public func _writeJSONFields(to w: inout ProtobufKit.JSONWriter) throws {
+        if !self.deliveryId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("deliveryId", "delivery_id"); w.string(self.deliveryId) }
+    }
+
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
+        switch key {
+        case "deliveryId", "delivery_id":
+            if scanner.skipNull() { return 0 }
+            self.deliveryId = try scanner.string()
+            return 0
+        default:
+            return nil
+        }
+    }
+}
+
+extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.QueuedDelivery: ProtobufKit.Message, ProtobufKit.JSONMessage {
+    public static let protoMessageName = "fabrikam.dronedelivery.ingestion.v1.QueuedDelivery"
+
+    nonisolated(unsafe) private static let _descriptor: UnsafeRawPointer = {
+        var message = Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery()
+        fabrikam__dronedelivery__ingestion__v1__queued_delivery__init(&message)
+        return UnsafeRawPointer(message.base.descriptor)
+    }()
+
+    public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
+
+    public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
+        let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery>.stride).bindMemory(to: Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery.self, capacity: 1)
+        fabrikam__dronedelivery__ingestion__v1__queued_delivery__init(c)
+        c.pointee.delivery_id = arena.string(self.deliveryId)
+        if let value = self.owner { c.pointee.owner = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__Owner.self) }
+        if let value = self.acceptTime { c.pointee.accept_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
+        c.pointee.state = .init(rawValue: .init(truncatingIfNeeded: self.state.rawValue))
+        c.pointee.attempts = self.attempts
+        c.pointee.dead_letter_reason = arena.string(self.deadLetterReason)
+        if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
+        return UnsafeMutableRawPointer(c)
+    }
+
+    public init(_protobufC pointer: UnsafeRawPointer) throws {
+        let c = pointer.assumingMemoryBound(to: Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery.self)
+        self.init()
+        self.deliveryId = try ProtobufKit._protobufCString(c.pointee.delivery_id, field: "fabrikam.dronedelivery.ingestion.v1.QueuedDelivery.delivery_id")
+        if let value = c.pointee.owner { self.owner = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Owner(_protobufC: value) }
+        if let value = c.pointee.accept_time { self.acceptTime = try ProtobufKit.Google.Protobuf.Timestamp(_protobufC: value) }
+        self.state = DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.QueuedDeliveryState(rawValue: Int32(truncatingIfNeeded: c.pointee.state.rawValue))
+        self.attempts = c.pointee.attempts
+        self.deadLetterReason = try ProtobufKit._protobufCString(c.pointee.dead_letter_reason, field: "fabrikam.dronedelivery.ingestion.v1.QueuedDelivery.dead_letter_reason")
+        self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
+    }
+
+    public func _writeJSONFields(to w: inout ProtobufKit.JSONWriter) throws {
+        if !self.deliveryId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("deliveryId", "delivery_id"); w.string(self.deliveryId) }
+        if let value = self.owner { w.key("owner", "owner"); try value._writeJSON(to: &w) }
+        if let value = self.acceptTime { w.key("acceptTime", "accept_time"); try value._writeJSON(to: &w) }
+        if self.state.rawValue != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("state", "state"); w.enumValue(self.state) }
+        if self.attempts != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("attempts", "attempts"); w.int32(self.attempts) }
+        if !self.deadLetterReason.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("deadLetterReason", "dead_letter_reason"); w.string(self.deadLetterReason) }
+    }
+
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
+        switch key {
+        case "deliveryId", "delivery_id":
+            if scanner.skipNull() { return 0 }
+            self.deliveryId = try scanner.string()
+            return 0
+        case "owner":
+            if scanner.skipNull() { return 1 }
+            self.owner = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Owner(_jsonScanner: &scanner)
+            return 1
+        case "acceptTime", "accept_time":
+            if scanner.skipNull() { return 2 }
+            self.acceptTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 2
+        case "state":
+            if scanner.skipNull() { return 3 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.QueuedDeliveryState.self) { self.state = decoded }
+            return 3
+        case "attempts":
+            if scanner.skipNull() { return 4 }
+            self.attempts = try scanner.int32()
+            return 4
+        case "deadLetterReason", "dead_letter_reason":
+            if scanner.skipNull() { return 5 }
+            self.deadLetterReason = try scanner.string()
+            return 5
+        default:
+            return nil
+        }
     }
 }
 
@@ -988,7 +1185,7 @@ extension Fabrikam.Dronedelivery.Ingestion.V1 {
         public static let descriptor = ProtobufKit.ServiceDescriptor(
             fullName: "fabrikam.dronedelivery.ingestion.v1.IngestionService",
             file: "fabrikam/dronedelivery/ingestion/v1/ingestion.proto",
-            methods: [Method.CreateDelivery.descriptor, Method.RescheduleDelivery.descriptor, Method.CancelDelivery.descriptor]
+            methods: [Method.CreateDelivery.descriptor, Method.RescheduleDelivery.descriptor, Method.CancelDelivery.descriptor, Method.GetQueuedDelivery.descriptor]
         )
 
         /// One caseless enum per method: its message types and descriptor.
@@ -1048,6 +1245,27 @@ extension Fabrikam.Dronedelivery.Ingestion.V1 {
                     httpRule: ProtobufKit.HTTPRule(method: "DELETE", pattern: "/v1/deliveries/{delivery_id}")
                 )
             }
+
+            /// Reports a new delivery that is stored but that Workflow has not finished
+            /// with: waiting on the queue, being scheduled, or dead-lettered. NOT_FOUND
+            /// when Workflow is done with it (the Delivery service then knows it), when
+            /// the id was never accepted, or when the caller (`x-account-id`) is not
+            /// its owner. Internal, no HTTP route: the gateway asks it when Delivery
+            /// does not know a delivery yet, so a 202's Location never answers 404.
+            public enum GetQueuedDelivery: ProtobufKit.MethodSpec {
+                public typealias Input = DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.GetQueuedDeliveryRequest
+                public typealias Output = DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.QueuedDelivery
+                public static let descriptor = ProtobufKit.MethodDescriptor(
+                    service: "fabrikam.dronedelivery.ingestion.v1.IngestionService",
+                    name: "GetQueuedDelivery",
+                    inputType: "fabrikam.dronedelivery.ingestion.v1.GetQueuedDeliveryRequest",
+                    outputType: "fabrikam.dronedelivery.ingestion.v1.QueuedDelivery",
+                    clientStreaming: false,
+                    serverStreaming: false,
+                    isIdempotent: false,
+                    httpRule: nil
+                )
+            }
         }
 
         /// Implement to serve `fabrikam.dronedelivery.ingestion.v1.IngestionService`; add it to a router with `register(in:)`.
@@ -1068,6 +1286,14 @@ extension Fabrikam.Dronedelivery.Ingestion.V1 {
             /// Accepts a cancellation and enqueues an OPERATION_KIND_CANCEL envelope
             /// (202 Accepted). Cancelling twice is harmless.
             func cancelDelivery(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelDeliveryRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelDeliveryResponse
+
+            /// Reports a new delivery that is stored but that Workflow has not finished
+            /// with: waiting on the queue, being scheduled, or dead-lettered. NOT_FOUND
+            /// when Workflow is done with it (the Delivery service then knows it), when
+            /// the id was never accepted, or when the caller (`x-account-id`) is not
+            /// its owner. Internal, no HTTP route: the gateway asks it when Delivery
+            /// does not know a delivery yet, so a 202's Location never answers 404.
+            func getQueuedDelivery(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.GetQueuedDeliveryRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.QueuedDelivery
         }
 
         /// Calls `fabrikam.dronedelivery.ingestion.v1.IngestionService` on a server.
@@ -1098,6 +1324,16 @@ extension Fabrikam.Dronedelivery.Ingestion.V1 {
             public func cancelDelivery(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelDeliveryRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelDeliveryResponse {
                 try await rpc.unary(Method.CancelDelivery.self, request, options: options)
             }
+
+            /// Reports a new delivery that is stored but that Workflow has not finished
+            /// with: waiting on the queue, being scheduled, or dead-lettered. NOT_FOUND
+            /// when Workflow is done with it (the Delivery service then knows it), when
+            /// the id was never accepted, or when the caller (`x-account-id`) is not
+            /// its owner. Internal, no HTTP route: the gateway asks it when Delivery
+            /// does not know a delivery yet, so a 202's Location never answers 404.
+            public func getQueuedDelivery(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.GetQueuedDeliveryRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.QueuedDelivery {
+                try await rpc.unary(Method.GetQueuedDelivery.self, request, options: options)
+            }
         }
     }
 }
@@ -1108,6 +1344,7 @@ extension Fabrikam.Dronedelivery.Ingestion.V1.IngestionService.Handler {
         router.unary(Fabrikam.Dronedelivery.Ingestion.V1.IngestionService.Method.CreateDelivery.self) { try await self.createDelivery($0, context: $1) }
         router.unary(Fabrikam.Dronedelivery.Ingestion.V1.IngestionService.Method.RescheduleDelivery.self) { try await self.rescheduleDelivery($0, context: $1) }
         router.unary(Fabrikam.Dronedelivery.Ingestion.V1.IngestionService.Method.CancelDelivery.self) { try await self.cancelDelivery($0, context: $1) }
+        router.unary(Fabrikam.Dronedelivery.Ingestion.V1.IngestionService.Method.GetQueuedDelivery.self) { try await self.getQueuedDelivery($0, context: $1) }
     }
 }
 
@@ -1118,9 +1355,9 @@ extension Fabrikam.Dronedelivery.Ingestion.V1 {
             name: "fabrikam/dronedelivery/ingestion/v1/ingestion.proto",
             package: "fabrikam.dronedelivery.ingestion.v1",
             dependencies: ["fabrikam/dronedelivery/common/v1/common.proto", "google/api/annotations.proto", "google/protobuf/timestamp.proto", "google/protobuf/wrappers.proto"],
-            messageTypes: [DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CreateDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CreateDeliveryResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RescheduleDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RescheduleDeliveryResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelDeliveryResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RequestEnvelope.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.DeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RescheduleRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelRequest.self],
+            messageTypes: [DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.GetQueuedDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.QueuedDelivery.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CreateDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CreateDeliveryResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RescheduleDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RescheduleDeliveryResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelDeliveryResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RequestEnvelope.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.DeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RescheduleRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelRequest.self],
             services: [IngestionService.descriptor],
-            serializedDescriptorBase64: "CjNmYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2luZ2VzdGlvbi92MS9pbmdlc3Rpb24ucHJvdG8SI2ZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxGi1mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2NvbW1vbi92MS9jb21tb24ucHJvdG8aHGdvb2dsZS9hcGkvYW5ub3RhdGlvbnMucHJvdG8aH2dvb2dsZS9wcm90b2J1Zi90aW1lc3RhbXAucHJvdG8aHmdvb2dsZS9wcm90b2J1Zi93cmFwcGVycy5wcm90byLvBAoVQ3JlYXRlRGVsaXZlcnlSZXF1ZXN0Ej0KBW93bmVyGAEgASgLMicuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuT3duZXJSBW93bmVyElMKD3BpY2t1cF9sb2NhdGlvbhgCIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUg5waWNrdXBMb2NhdGlvbhJVChBkcm9wb2ZmX2xvY2F0aW9uGAMgASgLMiouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuTG9jYXRpb25SD2Ryb3BvZmZMb2NhdGlvbhI7CgtwaWNrdXBfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCnBpY2t1cFRpbWUSNgoIZGVhZGxpbmUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUghkZWFkbGluZRIcCglleHBlZGl0ZWQYBiABKAhSCWV4cGVkaXRlZBJnChVjb25maXJtYXRpb25fcmVxdWlyZWQYByABKA4yMi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Db25maXJtYXRpb25UeXBlUhRjb25maXJtYXRpb25SZXF1aXJlZBJQCgxwYWNrYWdlX2luZm8YCCABKAsyLS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5QYWNrYWdlSW5mb1ILcGFja2FnZUluZm8SHQoKcmVxdWVzdF9pZBgJIAEoCVIJcmVxdWVzdElkIpcBChZDcmVhdGVEZWxpdmVyeVJlc3BvbnNlEh8KC2RlbGl2ZXJ5X2lkGAEgASgJUgpkZWxpdmVyeUlkEh8KC3N0YXR1c19wYXRoGAIgASgJUgpzdGF0dXNQYXRoEjsKC2FjY2VwdF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKYWNjZXB0VGltZSK2AwoZUmVzY2hlZHVsZURlbGl2ZXJ5UmVxdWVzdBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBJTCg9waWNrdXBfbG9jYXRpb24YAiABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvblIOcGlja3VwTG9jYXRpb24SVQoQZHJvcG9mZl9sb2NhdGlvbhgDIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUg9kcm9wb2ZmTG9jYXRpb24SOwoLcGlja3VwX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpwaWNrdXBUaW1lEjYKCGRlYWRsaW5lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIIZGVhZGxpbmUSOAoJZXhwZWRpdGVkGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLkJvb2xWYWx1ZVIJZXhwZWRpdGVkEh0KCnJlcXVlc3RfaWQYByABKAlSCXJlcXVlc3RJZCKbAQoaUmVzY2hlZHVsZURlbGl2ZXJ5UmVzcG9uc2USHwoLZGVsaXZlcnlfaWQYASABKAlSCmRlbGl2ZXJ5SWQSHwoLc3RhdHVzX3BhdGgYAiABKAlSCnN0YXR1c1BhdGgSOwoLYWNjZXB0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgphY2NlcHRUaW1lIlAKFUNhbmNlbERlbGl2ZXJ5UmVxdWVzdBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBIWCgZyZWFzb24YAiABKAlSBnJlYXNvbiKXAQoWQ2FuY2VsRGVsaXZlcnlSZXNwb25zZRIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBIfCgtzdGF0dXNfcGF0aBgCIAEoCVIKc3RhdHVzUGF0aBI7CgthY2NlcHRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCmFjY2VwdFRpbWUiqAUKD1JlcXVlc3RFbnZlbG9wZRIdCgptZXNzYWdlX2lkGAEgASgJUgltZXNzYWdlSWQSTQoJb3BlcmF0aW9uGAIgASgOMi8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuT3BlcmF0aW9uS2luZFIJb3BlcmF0aW9uEh8KC2RlbGl2ZXJ5X2lkGAMgASgJUgpkZWxpdmVyeUlkEkoKDHJlcXVlc3RlZF9ieRgEIAEoCzInLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLk93bmVyUgtyZXF1ZXN0ZWRCeRI7CgthY2NlcHRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCmFjY2VwdFRpbWUSUwoNdHJhY2VfY29udGV4dBgGIAEoCzIuLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLlRyYWNlQ29udGV4dFIMdHJhY2VDb250ZXh0EiUKDnNjaGVtYV92ZXJzaW9uGAcgASgFUg1zY2hlbWFWZXJzaW9uEk4KBmNyZWF0ZRgKIAEoCzI0LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxLkRlbGl2ZXJ5UmVxdWVzdEgAUgZjcmVhdGUSWAoKcmVzY2hlZHVsZRgLIAEoCzI2LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxLlJlc2NoZWR1bGVSZXF1ZXN0SABSCnJlc2NoZWR1bGUSTAoGY2FuY2VsGAwgASgLMjIuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5pbmdlc3Rpb24udjEuQ2FuY2VsUmVxdWVzdEgAUgZjYW5jZWxCCQoHcGF5bG9hZCLrBAoPRGVsaXZlcnlSZXF1ZXN0Eh8KC2RlbGl2ZXJ5X2lkGAEgASgJUgpkZWxpdmVyeUlkEj0KBW93bmVyGAIgASgLMicuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuT3duZXJSBW93bmVyElMKD3BpY2t1cF9sb2NhdGlvbhgDIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUg5waWNrdXBMb2NhdGlvbhJVChBkcm9wb2ZmX2xvY2F0aW9uGAQgASgLMiouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuTG9jYXRpb25SD2Ryb3BvZmZMb2NhdGlvbhI7CgtwaWNrdXBfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCnBpY2t1cFRpbWUSNgoIZGVhZGxpbmUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUghkZWFkbGluZRIcCglleHBlZGl0ZWQYByABKAhSCWV4cGVkaXRlZBJnChVjb25maXJtYXRpb25fcmVxdWlyZWQYCCABKA4yMi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Db25maXJtYXRpb25UeXBlUhRjb25maXJtYXRpb25SZXF1aXJlZBJQCgxwYWNrYWdlX2luZm8YCSABKAsyLS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5QYWNrYWdlSW5mb1ILcGFja2FnZUluZm8ijwMKEVJlc2NoZWR1bGVSZXF1ZXN0Eh8KC2RlbGl2ZXJ5X2lkGAEgASgJUgpkZWxpdmVyeUlkElMKD3BpY2t1cF9sb2NhdGlvbhgCIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUg5waWNrdXBMb2NhdGlvbhJVChBkcm9wb2ZmX2xvY2F0aW9uGAMgASgLMiouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuTG9jYXRpb25SD2Ryb3BvZmZMb2NhdGlvbhI7CgtwaWNrdXBfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCnBpY2t1cFRpbWUSNgoIZGVhZGxpbmUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUghkZWFkbGluZRI4CglleHBlZGl0ZWQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuQm9vbFZhbHVlUglleHBlZGl0ZWQiSAoNQ2FuY2VsUmVxdWVzdBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBIWCgZyZWFzb24YAiABKAlSBnJlYXNvbjLhBAoQSW5nZXN0aW9uU2VydmljZRKkAQoOQ3JlYXRlRGVsaXZlcnkSOi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmluZ2VzdGlvbi52MS5DcmVhdGVEZWxpdmVyeVJlcXVlc3QaOy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmluZ2VzdGlvbi52MS5DcmVhdGVEZWxpdmVyeVJlc3BvbnNlIhmC0+STAhMiDi92MS9kZWxpdmVyaWVzOgEqEvMBChJSZXNjaGVkdWxlRGVsaXZlcnkSPi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmluZ2VzdGlvbi52MS5SZXNjaGVkdWxlRGVsaXZlcnlSZXF1ZXN0Gj8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5pbmdlc3Rpb24udjEuUmVzY2hlZHVsZURlbGl2ZXJ5UmVzcG9uc2UiXILT5JMCVjIlL3YxL2RlbGl2ZXJpZXMve2RlbGl2ZXJ5X2lkfS9zY2hlZHVsZToBKloqGiUvdjEvZGVsaXZlcmllcy97ZGVsaXZlcnlfaWR9L3NjaGVkdWxlOgEqEq8BCg5DYW5jZWxEZWxpdmVyeRI6LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxLkNhbmNlbERlbGl2ZXJ5UmVxdWVzdBo7LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxLkNhbmNlbERlbGl2ZXJ5UmVzcG9uc2UiJILT5JMCHiocL3YxL2RlbGl2ZXJpZXMve2RlbGl2ZXJ5X2lkfWIGcHJvdG8z"
+            serializedDescriptorBase64: "CjNmYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2luZ2VzdGlvbi92MS9pbmdlc3Rpb24ucHJvdG8SI2ZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxGi1mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2NvbW1vbi92MS9jb21tb24ucHJvdG8aHGdvb2dsZS9hcGkvYW5ub3RhdGlvbnMucHJvdG8aH2dvb2dsZS9wcm90b2J1Zi90aW1lc3RhbXAucHJvdG8aHmdvb2dsZS9wcm90b2J1Zi93cmFwcGVycy5wcm90byI7ChhHZXRRdWV1ZWREZWxpdmVyeVJlcXVlc3QSHwoLZGVsaXZlcnlfaWQYASABKAlSCmRlbGl2ZXJ5SWQixwIKDlF1ZXVlZERlbGl2ZXJ5Eh8KC2RlbGl2ZXJ5X2lkGAEgASgJUgpkZWxpdmVyeUlkEj0KBW93bmVyGAIgASgLMicuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuT3duZXJSBW93bmVyEjsKC2FjY2VwdF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKYWNjZXB0VGltZRJOCgVzdGF0ZRgEIAEoDjI4LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxLlF1ZXVlZERlbGl2ZXJ5U3RhdGVSBXN0YXRlEhoKCGF0dGVtcHRzGAUgASgFUghhdHRlbXB0cxIsChJkZWFkX2xldHRlcl9yZWFzb24YBiABKAlSEGRlYWRMZXR0ZXJSZWFzb24i7wQKFUNyZWF0ZURlbGl2ZXJ5UmVxdWVzdBI9CgVvd25lchgBIAEoCzInLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLk93bmVyUgVvd25lchJTCg9waWNrdXBfbG9jYXRpb24YAiABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvblIOcGlja3VwTG9jYXRpb24SVQoQZHJvcG9mZl9sb2NhdGlvbhgDIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUg9kcm9wb2ZmTG9jYXRpb24SOwoLcGlja3VwX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpwaWNrdXBUaW1lEjYKCGRlYWRsaW5lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIIZGVhZGxpbmUSHAoJZXhwZWRpdGVkGAYgASgIUglleHBlZGl0ZWQSZwoVY29uZmlybWF0aW9uX3JlcXVpcmVkGAcgASgOMjIuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuQ29uZmlybWF0aW9uVHlwZVIUY29uZmlybWF0aW9uUmVxdWlyZWQSUAoMcGFja2FnZV9pbmZvGAggASgLMi0uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuUGFja2FnZUluZm9SC3BhY2thZ2VJbmZvEh0KCnJlcXVlc3RfaWQYCSABKAlSCXJlcXVlc3RJZCKXAQoWQ3JlYXRlRGVsaXZlcnlSZXNwb25zZRIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBIfCgtzdGF0dXNfcGF0aBgCIAEoCVIKc3RhdHVzUGF0aBI7CgthY2NlcHRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCmFjY2VwdFRpbWUitgMKGVJlc2NoZWR1bGVEZWxpdmVyeVJlcXVlc3QSHwoLZGVsaXZlcnlfaWQYASABKAlSCmRlbGl2ZXJ5SWQSUwoPcGlja3VwX2xvY2F0aW9uGAIgASgLMiouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuTG9jYXRpb25SDnBpY2t1cExvY2F0aW9uElUKEGRyb3BvZmZfbG9jYXRpb24YAyABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvblIPZHJvcG9mZkxvY2F0aW9uEjsKC3BpY2t1cF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKcGlja3VwVGltZRI2CghkZWFkbGluZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCGRlYWRsaW5lEjgKCWV4cGVkaXRlZBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5Cb29sVmFsdWVSCWV4cGVkaXRlZBIdCgpyZXF1ZXN0X2lkGAcgASgJUglyZXF1ZXN0SWQimwEKGlJlc2NoZWR1bGVEZWxpdmVyeVJlc3BvbnNlEh8KC2RlbGl2ZXJ5X2lkGAEgASgJUgpkZWxpdmVyeUlkEh8KC3N0YXR1c19wYXRoGAIgASgJUgpzdGF0dXNQYXRoEjsKC2FjY2VwdF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKYWNjZXB0VGltZSJQChVDYW5jZWxEZWxpdmVyeVJlcXVlc3QSHwoLZGVsaXZlcnlfaWQYASABKAlSCmRlbGl2ZXJ5SWQSFgoGcmVhc29uGAIgASgJUgZyZWFzb24ilwEKFkNhbmNlbERlbGl2ZXJ5UmVzcG9uc2USHwoLZGVsaXZlcnlfaWQYASABKAlSCmRlbGl2ZXJ5SWQSHwoLc3RhdHVzX3BhdGgYAiABKAlSCnN0YXR1c1BhdGgSOwoLYWNjZXB0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgphY2NlcHRUaW1lIqgFCg9SZXF1ZXN0RW52ZWxvcGUSHQoKbWVzc2FnZV9pZBgBIAEoCVIJbWVzc2FnZUlkEk0KCW9wZXJhdGlvbhgCIAEoDjIvLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLk9wZXJhdGlvbktpbmRSCW9wZXJhdGlvbhIfCgtkZWxpdmVyeV9pZBgDIAEoCVIKZGVsaXZlcnlJZBJKCgxyZXF1ZXN0ZWRfYnkYBCABKAsyJy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Pd25lclILcmVxdWVzdGVkQnkSOwoLYWNjZXB0X3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgphY2NlcHRUaW1lElMKDXRyYWNlX2NvbnRleHQYBiABKAsyLi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5UcmFjZUNvbnRleHRSDHRyYWNlQ29udGV4dBIlCg5zY2hlbWFfdmVyc2lvbhgHIAEoBVINc2NoZW1hVmVyc2lvbhJOCgZjcmVhdGUYCiABKAsyNC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmluZ2VzdGlvbi52MS5EZWxpdmVyeVJlcXVlc3RIAFIGY3JlYXRlElgKCnJlc2NoZWR1bGUYCyABKAsyNi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmluZ2VzdGlvbi52MS5SZXNjaGVkdWxlUmVxdWVzdEgAUgpyZXNjaGVkdWxlEkwKBmNhbmNlbBgMIAEoCzIyLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxLkNhbmNlbFJlcXVlc3RIAFIGY2FuY2VsQgkKB3BheWxvYWQi6wQKD0RlbGl2ZXJ5UmVxdWVzdBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBI9CgVvd25lchgCIAEoCzInLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLk93bmVyUgVvd25lchJTCg9waWNrdXBfbG9jYXRpb24YAyABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvblIOcGlja3VwTG9jYXRpb24SVQoQZHJvcG9mZl9sb2NhdGlvbhgEIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUg9kcm9wb2ZmTG9jYXRpb24SOwoLcGlja3VwX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpwaWNrdXBUaW1lEjYKCGRlYWRsaW5lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIIZGVhZGxpbmUSHAoJZXhwZWRpdGVkGAcgASgIUglleHBlZGl0ZWQSZwoVY29uZmlybWF0aW9uX3JlcXVpcmVkGAggASgOMjIuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuQ29uZmlybWF0aW9uVHlwZVIUY29uZmlybWF0aW9uUmVxdWlyZWQSUAoMcGFja2FnZV9pbmZvGAkgASgLMi0uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuUGFja2FnZUluZm9SC3BhY2thZ2VJbmZvIo8DChFSZXNjaGVkdWxlUmVxdWVzdBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBJTCg9waWNrdXBfbG9jYXRpb24YAiABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvblIOcGlja3VwTG9jYXRpb24SVQoQZHJvcG9mZl9sb2NhdGlvbhgDIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUg9kcm9wb2ZmTG9jYXRpb24SOwoLcGlja3VwX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpwaWNrdXBUaW1lEjYKCGRlYWRsaW5lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIIZGVhZGxpbmUSOAoJZXhwZWRpdGVkGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLkJvb2xWYWx1ZVIJZXhwZWRpdGVkIkgKDUNhbmNlbFJlcXVlc3QSHwoLZGVsaXZlcnlfaWQYASABKAlSCmRlbGl2ZXJ5SWQSFgoGcmVhc29uGAIgASgJUgZyZWFzb24qrwEKE1F1ZXVlZERlbGl2ZXJ5U3RhdGUSJQohUVVFVUVEX0RFTElWRVJZX1NUQVRFX1VOU1BFQ0lGSUVEEAASIQodUVVFVUVEX0RFTElWRVJZX1NUQVRFX1dBSVRJTkcQARIlCiFRVUVVRURfREVMSVZFUllfU1RBVEVfSU5fUFJPR1JFU1MQAhInCiNRVUVVRURfREVMSVZFUllfU1RBVEVfREVBRF9MRVRURVJFRBADMusFChBJbmdlc3Rpb25TZXJ2aWNlEqQBCg5DcmVhdGVEZWxpdmVyeRI6LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxLkNyZWF0ZURlbGl2ZXJ5UmVxdWVzdBo7LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxLkNyZWF0ZURlbGl2ZXJ5UmVzcG9uc2UiGYLT5JMCEyIOL3YxL2RlbGl2ZXJpZXM6ASoS8wEKElJlc2NoZWR1bGVEZWxpdmVyeRI+LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxLlJlc2NoZWR1bGVEZWxpdmVyeVJlcXVlc3QaPy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmluZ2VzdGlvbi52MS5SZXNjaGVkdWxlRGVsaXZlcnlSZXNwb25zZSJcgtPkkwJWMiUvdjEvZGVsaXZlcmllcy97ZGVsaXZlcnlfaWR9L3NjaGVkdWxlOgEqWioaJS92MS9kZWxpdmVyaWVzL3tkZWxpdmVyeV9pZH0vc2NoZWR1bGU6ASoSrwEKDkNhbmNlbERlbGl2ZXJ5EjouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5pbmdlc3Rpb24udjEuQ2FuY2VsRGVsaXZlcnlSZXF1ZXN0GjsuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5pbmdlc3Rpb24udjEuQ2FuY2VsRGVsaXZlcnlSZXNwb25zZSIkgtPkkwIeKhwvdjEvZGVsaXZlcmllcy97ZGVsaXZlcnlfaWR9EocBChFHZXRRdWV1ZWREZWxpdmVyeRI9LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxLkdldFF1ZXVlZERlbGl2ZXJ5UmVxdWVzdBozLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxLlF1ZXVlZERlbGl2ZXJ5YgZwcm90bzM="
         )
     }
 }

@@ -189,31 +189,33 @@ public final class DeliveryServiceLogic: DeliveryV1.DeliveryService.Handler {
 
     public func cancelDelivery(_ request: DeliveryV1.CancelDeliveryRequest, context: ServerContext) async throws -> DeliveryV1.Delivery {
         let record = try await end(request.deliveryId, stage: .cancelled, reason: request.reason.isEmpty ? "cancelled by the owner" : request.reason,
-                                   operationID: request.operationId, createIfMissing: false)
+                                   operationID: request.operationId, createFor: nil)
         try await abortFlight(request.deliveryId, reason: "cancelled")
         return record.delivery
     }
 
     public func markDeliveryFailed(_ request: DeliveryV1.MarkDeliveryFailedRequest, context: ServerContext) async throws -> DeliveryV1.Delivery {
         let record = try await end(request.deliveryId, stage: .failed, reason: request.reason.isEmpty ? "the delivery could not be carried out" : request.reason,
-                                   operationID: request.sagaId.isEmpty ? nil : "fail:\(request.sagaId)", createIfMissing: true)
+                                   operationID: request.sagaId.isEmpty ? nil : "fail:\(request.sagaId)", createFor: request.owner ?? CommonV1.Owner())
         try await abortFlight(request.deliveryId, reason: "failed")
         return record.delivery
     }
 
-    /// Moves a delivery to a final stage (once; repeating it returns the same delivery).
-    func end(_ deliveryID: String, stage: CommonV1.DeliveryStage, reason: String, operationID: String?, createIfMissing: Bool) async throws -> DeliveryRecord {
+    /// Moves a delivery to a final stage (once; repeating it returns the same delivery). With
+    /// `createFor`, a delivery Delivery never heard of is recorded for that owner first.
+    func end(_ deliveryID: String, stage: CommonV1.DeliveryStage, reason: String, operationID: String?, createFor owner: CommonV1.Owner?) async throws -> DeliveryRecord {
         guard !deliveryID.isEmpty else { throw RPCError(.invalidArgument, "delivery_id is required") }
         let now = Timestamp.now
         let result = try await store.update(id: deliveryID, operationID: operationID, trace: RequestTrace.current) { current in
             var record: DeliveryRecord
             if let current {
                 record = current
-            } else if createIfMissing {
-                // The saga failed before Delivery heard of it: keep a record so the customer
-                // sees Failed rather than "not found".
+            } else if let owner {
+                // The saga failed before Delivery heard of it: keep a record, with its owner, so
+                // the customer sees Failed rather than "not found".
                 var delivery = DeliveryV1.Delivery()
                 delivery.deliveryId = deliveryID
+                delivery.owner = owner
                 delivery.createTime = now
                 record = DeliveryRecord(delivery: delivery, status: DeliveryV1.DeliveryStatus())
             } else {

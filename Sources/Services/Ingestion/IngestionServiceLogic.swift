@@ -93,6 +93,38 @@ public struct IngestionServiceLogic: IngestionV1.IngestionService.Handler {
         return response
     }
 
+    public func getQueuedDelivery(_ request: IngestionV1.GetQueuedDeliveryRequest, context: ServerContext) async throws -> IngestionV1.QueuedDelivery {
+        guard !request.deliveryId.isEmpty else { throw RPCError(.invalidArgument, "delivery_id is required") }
+        let notFound = RPCError(.notFound, "no queued request for delivery \(request.deliveryId)")
+        // Only a create makes a delivery that Delivery does not know yet; the envelopes of
+        // reschedules and cancels share its key and are passed over. An envelope that does not
+        // parse names no owner, so it is not shown to anyone.
+        func create(_ payload: [UInt8]) -> IngestionV1.RequestEnvelope? {
+            guard let envelope = try? IngestionV1.RequestEnvelope(storedBytes: payload, what: "queued request"), envelope.operation == .create else { return nil }
+            return envelope
+        }
+        var answer = IngestionV1.QueuedDelivery()
+        answer.deliveryId = request.deliveryId
+        var found: IngestionV1.RequestEnvelope?
+        if let (message, envelope) = try await queue.messages(in: Self.requestQueue, key: request.deliveryId).lazy
+            .compactMap({ message in create(message.payload).map { (message, $0) } }).first {
+            found = envelope
+            answer.state = message.isLeased ? .inProgress : .waiting
+            answer.attempts = Int32(message.deliveryCount)
+        } else if let (letter, envelope) = try await queue.deadLetters(of: Self.requestQueue, key: request.deliveryId).lazy
+            .compactMap({ letter in create(letter.payload).map { (letter, $0) } }).last {
+            found = envelope
+            answer.state = .deadLettered
+            answer.attempts = Int32(letter.deliveryCount)
+            answer.deadLetterReason = letter.reason
+        }
+        // Another business's delivery is "not found", so ids do not leak.
+        guard let found, requester(context).map({ $0.accountId == found.requestedBy?.accountId }) ?? true else { throw notFound }
+        answer.owner = found.requestedBy
+        answer.acceptTime = found.acceptTime
+        return answer
+    }
+
     /// Puts the envelope on the queue and returns once it is committed. For a duplicate, returns
     /// what the first request was given.
     func enqueue(_ operation: CommonV1.OperationKind, deliveryID: String, messageID: String, owner: CommonV1.Owner?,

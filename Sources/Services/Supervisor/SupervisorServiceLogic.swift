@@ -175,6 +175,7 @@ public final class SupervisorServiceLogic: SupervisorV1.SupervisorService.Handle
                 var request = DeliveryV1.MarkDeliveryFailedRequest()
                 request.deliveryId = saga.deliveryId
                 request.sagaId = saga.sagaId
+                request.owner = saga.owner
                 request.reason = "the delivery could not be scheduled: \(saga.error?.message ?? "saga failed")"
                 do {
                     _ = try await targets.delivery.markDeliveryFailed(request, options: options)

@@ -83,21 +83,21 @@ extension EndToEndTests {
                 }
                 #expect(stages.first == "DELIVERY_STAGE_CREATED" && stages.last == "DELIVERY_STAGE_COMPLETED")
                 // The same over HTTP/2 (prior knowledge, on the same port).
-            let overHTTP2 = try system.http("GET", "/v1/deliveries/\(id):track", headers: ["accept": "text/event-stream"], http2: true)
-            #expect(overHTTP2.status == 200 && overHTTP2.body == events.body.replacingOccurrences(of: ": heartbeat\n\n", with: ""))
-            let status2 = try system.http("GET", location, http2: true)
-            #expect(status2.status == 200 && status2.json["stage"] as? String == "DELIVERY_STAGE_COMPLETED")
-            // HEAD is GET without the body, on both protocols: the same length, no bytes.
-            for http2 in [false, true] {
-                let head = try system.http("HEAD", location, http2: http2)
-                #expect(head.status == 200 && head.body.isEmpty, "HEAD over \(http2 ? "HTTP/2" : "HTTP/1.1"): \(head.status) \(head.body)")
-                #expect(head.headers["content-length"] == String(status2.body.utf8.count))
-                // On a stream: the head only; over HTTP/1.1 the connection closes after it, and says so.
-                let streamHead = try system.http("HEAD", "/v1/deliveries/\(id):track", http2: http2)
-                #expect(streamHead.status == 200 && streamHead.body.isEmpty, "HEAD on a stream: \(streamHead.status) \(streamHead.body)")
-                if !http2 { #expect(streamHead.headers["connection"] == "close") }
-            }
-            let ndjson = try system.http("GET", "/v1/deliveries/\(id):track?afterSequence=1")
+                let overHTTP2 = try system.http("GET", "/v1/deliveries/\(id):track", headers: ["accept": "text/event-stream"], http2: true)
+                #expect(overHTTP2.status == 200 && overHTTP2.body == events.body.replacingOccurrences(of: ": heartbeat\n\n", with: ""))
+                let status2 = try system.http("GET", location, http2: true)
+                #expect(status2.status == 200 && status2.json["stage"] as? String == "DELIVERY_STAGE_COMPLETED")
+                // HEAD is GET without the body, on both protocols: the same length, no bytes.
+                for http2 in [false, true] {
+                    let head = try system.http("HEAD", location, http2: http2)
+                    #expect(head.status == 200 && head.body.isEmpty, "HEAD over \(http2 ? "HTTP/2" : "HTTP/1.1"): \(head.status) \(head.body)")
+                    #expect(head.headers["content-length"] == String(status2.body.utf8.count))
+                    // On a stream: the head only; over HTTP/1.1 the connection closes after it, and says so.
+                    let streamHead = try system.http("HEAD", "/v1/deliveries/\(id):track", http2: http2)
+                    #expect(streamHead.status == 200 && streamHead.body.isEmpty, "HEAD on a stream: \(streamHead.status) \(streamHead.body)")
+                    if !http2 { #expect(streamHead.headers["connection"] == "close") }
+                }
+                let ndjson = try system.http("GET", "/v1/deliveries/\(id):track?afterSequence=1")
                 #expect(ndjson.headers["content-type"] == "application/x-ndjson")
                 #expect(ndjson.body.split(separator: "\n").count == stages.count - 1)
                 try await waitFor("the history to be complete") {
@@ -197,6 +197,26 @@ extension EndToEndTests {
                 #expect(try system.http("PUT", "/v1/packages/pkg-gift-1", body: put).status == 204)
                 let stored = try system.http("GET", "/v1/packages/pkg-gift-1")
                 #expect(stored.json["ownerId"] as? String == "acct-demo", "the owner is the caller's account")
+            }
+        }
+
+        @Test("a 202's Location answers at once: REQUESTED while the request waits on the queue, for its owner only")
+        func locationAnswersAtOnce() async throws {
+            try await withSystem { system in
+                try await system.kill("workflow", signal: SIGTERM)
+                let created = try system.http("POST", "/v1/deliveries", body: RunningSystem.deliveryJSON)
+                #expect(created.status == 202)
+                let id = try #require(created.json["deliveryId"] as? String)
+                let location = try #require(created.headers["location"])
+                let waiting = try system.http("GET", location)
+                #expect(waiting.status == 200 && waiting.json["stage"] as? String == "DELIVERY_STAGE_REQUESTED", "\(waiting.status) \(waiting.body)")
+                #expect(waiting.json["updateTime"] as? String != nil, "the accept time")
+                let (_, otherKey) = try await system.secondBusiness()
+                #expect(try system.http("GET", location, key: otherKey).status == 404, "another business's queued delivery does not exist for it")
+                #expect(try system.http("GET", "/v1/deliveries/dlv-0000000000000000/status").status == 404)
+                try await system.start("workflow")
+                try await system.waitForStage(id, .completed)
+                #expect(try system.http("GET", location).json["stage"] as? String == "DELIVERY_STAGE_COMPLETED")
             }
         }
 

@@ -130,7 +130,13 @@ struct DeliveryLogicTests {
             var fail = DeliveryV1.MarkDeliveryFailedRequest()
             fail.deliveryId = "d-unknown"
             fail.sagaId = "s1"
+            var owner = CommonV1.Owner()
+            owner.accountId = "acct-x"
+            fail.owner = owner
             #expect(try await logic.markDeliveryFailed(fail, context: .inProcess()).stage == .failed)
+            var get = DeliveryV1.GetDeliveryRequest()
+            get.deliveryId = "d-unknown"
+            #expect(try await logic.getDelivery(get, context: .inProcess()).owner?.accountId == "acct-x", "kept for its owner, who can see the failure")
         }
     }
 

@@ -134,6 +134,48 @@ struct ServiceLogicTests {
         #expect(try await broker.depth(of: IngestionServiceLogic.requestQueue) == 0)
     }
 
+    @Test("Ingestion reports a queued delivery (waiting, in progress, dead-lettered) to its owner only, and not once it is done")
+    func queuedDelivery() async throws {
+        let broker = try SQLiteBroker(path: try path("broker.sqlite"))
+        let logic = IngestionServiceLogic(queue: broker)
+        let owner = ServerContext.inProcess(metadata: Metadata([("x-account-id", "acct-demo")]))
+        let stranger = ServerContext.inProcess(metadata: Metadata([("x-account-id", "acct-b")]))
+        let create = deliveryRequest()  // for acct-demo
+        let accepted = try await logic.createDelivery(create, context: owner)
+        var cancel = IngestionV1.CancelDeliveryRequest()
+        cancel.deliveryId = accepted.deliveryId
+        _ = try await logic.cancelDelivery(cancel, context: owner)  // same key: passed over
+        var ask = IngestionV1.GetQueuedDeliveryRequest()
+        ask.deliveryId = accepted.deliveryId
+        func isNotFound(_ context: ServerContext) async -> Bool {
+            do { _ = try await logic.getQueuedDelivery(ask, context: context); return false } catch { return (error as? RPCError)?.code == .notFound }
+        }
+
+        let waiting = try await logic.getQueuedDelivery(ask, context: owner)
+        #expect(waiting.state == .waiting && waiting.attempts == 0)
+        #expect(waiting.owner?.accountId == "acct-demo" && waiting.acceptTime == accepted.acceptTime)
+        #expect(await isNotFound(stranger), "another business's queued delivery does not exist for it")
+
+        let taken = try #require(try await broker.receive(from: IngestionServiceLogic.requestQueue, consumer: "w", maxMessages: 1, lease: .seconds(30)).first)
+        let inProgress = try await logic.getQueuedDelivery(ask, context: .inProcess())
+        #expect(inProgress.state == .inProgress && inProgress.attempts == 1)
+
+        try await broker.deadLetter(taken, reason: "poison")
+        let dead = try await logic.getQueuedDelivery(ask, context: owner)
+        #expect(dead.state == .deadLettered && dead.deadLetterReason == "poison")
+
+        ask.deliveryId = "dlv-never-accepted"
+        #expect(await isNotFound(owner))
+        // Done with: a second create, taken and acknowledged as Workflow does once it is scheduled.
+        let second = try await logic.createDelivery(create, context: owner)
+        ask.deliveryId = second.deliveryId
+        #expect(try await logic.getQueuedDelivery(ask, context: owner).state == .waiting)
+        let messages = try await broker.receive(from: IngestionServiceLogic.requestQueue, consumer: "w", maxMessages: 10, lease: .seconds(30))
+        for message in messages where message.key == second.deliveryId { try await broker.acknowledge(message) }
+        #expect(await isNotFound(owner))
+        await #expect(throws: RPCError.self) { try await logic.getQueuedDelivery(IngestionV1.GetQueuedDeliveryRequest(), context: owner) }
+    }
+
     @Test("Workflow dead-letters envelopes it can never run, naming why")
     func envelopeChecks() throws {
         func reason(_ payload: [UInt8]) -> String? {

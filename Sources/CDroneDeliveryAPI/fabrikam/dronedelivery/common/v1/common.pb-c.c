@@ -509,7 +509,7 @@ const ProtobufCEnumDescriptor fabrikam__dronedelivery__common__v1__confirmation_
   fabrikam__dronedelivery__common__v1__confirmation_type__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCEnumValue fabrikam__dronedelivery__common__v1__delivery_stage__enum_values_by_number[8] =
+static const ProtobufCEnumValue fabrikam__dronedelivery__common__v1__delivery_stage__enum_values_by_number[9] =
 {
   { "DELIVERY_STAGE_UNSPECIFIED", "FABRIKAM__DRONEDELIVERY__COMMON__V1__DELIVERY_STAGE__DELIVERY_STAGE_UNSPECIFIED", 0 },
   { "DELIVERY_STAGE_CREATED", "FABRIKAM__DRONEDELIVERY__COMMON__V1__DELIVERY_STAGE__DELIVERY_STAGE_CREATED", 1 },
@@ -519,11 +519,12 @@ static const ProtobufCEnumValue fabrikam__dronedelivery__common__v1__delivery_st
   { "DELIVERY_STAGE_COMPLETED", "FABRIKAM__DRONEDELIVERY__COMMON__V1__DELIVERY_STAGE__DELIVERY_STAGE_COMPLETED", 5 },
   { "DELIVERY_STAGE_CANCELLED", "FABRIKAM__DRONEDELIVERY__COMMON__V1__DELIVERY_STAGE__DELIVERY_STAGE_CANCELLED", 6 },
   { "DELIVERY_STAGE_FAILED", "FABRIKAM__DRONEDELIVERY__COMMON__V1__DELIVERY_STAGE__DELIVERY_STAGE_FAILED", 7 },
+  { "DELIVERY_STAGE_REQUESTED", "FABRIKAM__DRONEDELIVERY__COMMON__V1__DELIVERY_STAGE__DELIVERY_STAGE_REQUESTED", 8 },
 };
 static const ProtobufCIntRange fabrikam__dronedelivery__common__v1__delivery_stage__value_ranges[] = {
-{0, 0},{0, 8}
+{0, 0},{0, 9}
 };
-static const ProtobufCEnumValueIndex fabrikam__dronedelivery__common__v1__delivery_stage__enum_values_by_name[8] =
+static const ProtobufCEnumValueIndex fabrikam__dronedelivery__common__v1__delivery_stage__enum_values_by_name[9] =
 {
   { "DELIVERY_STAGE_CANCELLED", 6 },
   { "DELIVERY_STAGE_COMPLETED", 5 },
@@ -531,6 +532,7 @@ static const ProtobufCEnumValueIndex fabrikam__dronedelivery__common__v1__delive
   { "DELIVERY_STAGE_FAILED", 7 },
   { "DELIVERY_STAGE_HEADED_TO_DROPOFF", 4 },
   { "DELIVERY_STAGE_HEADED_TO_PICKUP", 3 },
+  { "DELIVERY_STAGE_REQUESTED", 8 },
   { "DELIVERY_STAGE_RESCHEDULED", 2 },
   { "DELIVERY_STAGE_UNSPECIFIED", 0 },
 };
@@ -541,9 +543,9 @@ const ProtobufCEnumDescriptor fabrikam__dronedelivery__common__v1__delivery_stag
   "DeliveryStage",
   "Fabrikam__Dronedelivery__Common__V1__DeliveryStage",
   "fabrikam.dronedelivery.common.v1",
-  8,
+  9,
   fabrikam__dronedelivery__common__v1__delivery_stage__enum_values_by_number,
-  8,
+  9,
   fabrikam__dronedelivery__common__v1__delivery_stage__enum_values_by_name,
   1,
   fabrikam__dronedelivery__common__v1__delivery_stage__value_ranges,

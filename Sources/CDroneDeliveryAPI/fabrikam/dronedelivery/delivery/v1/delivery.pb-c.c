@@ -2095,7 +2095,7 @@ const ProtobufCMessageDescriptor fabrikam__dronedelivery__delivery__v1__cancel_d
   (ProtobufCMessageInit) fabrikam__dronedelivery__delivery__v1__cancel_delivery_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor fabrikam__dronedelivery__delivery__v1__mark_delivery_failed_request__field_descriptors[3] =
+static const ProtobufCFieldDescriptor fabrikam__dronedelivery__delivery__v1__mark_delivery_failed_request__field_descriptors[4] =
 {
   {
     "delivery_id",
@@ -2133,16 +2133,29 @@ static const ProtobufCFieldDescriptor fabrikam__dronedelivery__delivery__v1__mar
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "owner",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Delivery__V1__MarkDeliveryFailedRequest, owner),
+    &fabrikam__dronedelivery__common__v1__owner__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned fabrikam__dronedelivery__delivery__v1__mark_delivery_failed_request__field_indices_by_name[] = {
   0,   /* field[0] = delivery_id */
+  3,   /* field[3] = owner */
   1,   /* field[1] = reason */
   2,   /* field[2] = saga_id */
 };
 static const ProtobufCIntRange fabrikam__dronedelivery__delivery__v1__mark_delivery_failed_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor fabrikam__dronedelivery__delivery__v1__mark_delivery_failed_request__descriptor =
 {
@@ -2152,7 +2165,7 @@ const ProtobufCMessageDescriptor fabrikam__dronedelivery__delivery__v1__mark_del
   "Fabrikam__Dronedelivery__Delivery__V1__MarkDeliveryFailedRequest",
   "fabrikam.dronedelivery.delivery.v1",
   sizeof(Fabrikam__Dronedelivery__Delivery__V1__MarkDeliveryFailedRequest),
-  3,
+  4,
   fabrikam__dronedelivery__delivery__v1__mark_delivery_failed_request__field_descriptors,
   fabrikam__dronedelivery__delivery__v1__mark_delivery_failed_request__field_indices_by_name,
   1,  fabrikam__dronedelivery__delivery__v1__mark_delivery_failed_request__number_ranges,

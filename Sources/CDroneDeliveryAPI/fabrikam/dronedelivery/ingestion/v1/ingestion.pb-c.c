@@ -7,6 +7,96 @@
 #endif
 
 #include "fabrikam/dronedelivery/ingestion/v1/ingestion.pb-c.h"
+void   fabrikam__dronedelivery__ingestion__v1__get_queued_delivery_request__init
+                     (Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest         *message)
+{
+  static const Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest init_value = FABRIKAM__DRONEDELIVERY__INGESTION__V1__GET_QUEUED_DELIVERY_REQUEST__INIT;
+  *message = init_value;
+}
+size_t fabrikam__dronedelivery__ingestion__v1__get_queued_delivery_request__get_packed_size
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest *message)
+{
+  assert(message->base.descriptor == &fabrikam__dronedelivery__ingestion__v1__get_queued_delivery_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t fabrikam__dronedelivery__ingestion__v1__get_queued_delivery_request__pack
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &fabrikam__dronedelivery__ingestion__v1__get_queued_delivery_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t fabrikam__dronedelivery__ingestion__v1__get_queued_delivery_request__pack_to_buffer
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &fabrikam__dronedelivery__ingestion__v1__get_queued_delivery_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest *
+       fabrikam__dronedelivery__ingestion__v1__get_queued_delivery_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest *)
+     protobuf_c_message_unpack (&fabrikam__dronedelivery__ingestion__v1__get_queued_delivery_request__descriptor,
+                                allocator, len, data);
+}
+void   fabrikam__dronedelivery__ingestion__v1__get_queued_delivery_request__free_unpacked
+                     (Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &fabrikam__dronedelivery__ingestion__v1__get_queued_delivery_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   fabrikam__dronedelivery__ingestion__v1__queued_delivery__init
+                     (Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery         *message)
+{
+  static const Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery init_value = FABRIKAM__DRONEDELIVERY__INGESTION__V1__QUEUED_DELIVERY__INIT;
+  *message = init_value;
+}
+size_t fabrikam__dronedelivery__ingestion__v1__queued_delivery__get_packed_size
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery *message)
+{
+  assert(message->base.descriptor == &fabrikam__dronedelivery__ingestion__v1__queued_delivery__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t fabrikam__dronedelivery__ingestion__v1__queued_delivery__pack
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &fabrikam__dronedelivery__ingestion__v1__queued_delivery__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t fabrikam__dronedelivery__ingestion__v1__queued_delivery__pack_to_buffer
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &fabrikam__dronedelivery__ingestion__v1__queued_delivery__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery *
+       fabrikam__dronedelivery__ingestion__v1__queued_delivery__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery *)
+     protobuf_c_message_unpack (&fabrikam__dronedelivery__ingestion__v1__queued_delivery__descriptor,
+                                allocator, len, data);
+}
+void   fabrikam__dronedelivery__ingestion__v1__queued_delivery__free_unpacked
+                     (Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &fabrikam__dronedelivery__ingestion__v1__queued_delivery__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   fabrikam__dronedelivery__ingestion__v1__create_delivery_request__init
                      (Fabrikam__Dronedelivery__Ingestion__V1__CreateDeliveryRequest         *message)
 {
@@ -457,6 +547,147 @@ void   fabrikam__dronedelivery__ingestion__v1__cancel_request__free_unpacked
   assert(message->base.descriptor == &fabrikam__dronedelivery__ingestion__v1__cancel_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+static const ProtobufCFieldDescriptor fabrikam__dronedelivery__ingestion__v1__get_queued_delivery_request__field_descriptors[1] =
+{
+  {
+    "delivery_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest, delivery_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned fabrikam__dronedelivery__ingestion__v1__get_queued_delivery_request__field_indices_by_name[] = {
+  0,   /* field[0] = delivery_id */
+};
+static const ProtobufCIntRange fabrikam__dronedelivery__ingestion__v1__get_queued_delivery_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor fabrikam__dronedelivery__ingestion__v1__get_queued_delivery_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "fabrikam.dronedelivery.ingestion.v1.GetQueuedDeliveryRequest",
+  "GetQueuedDeliveryRequest",
+  "Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest",
+  "fabrikam.dronedelivery.ingestion.v1",
+  sizeof(Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest),
+  1,
+  fabrikam__dronedelivery__ingestion__v1__get_queued_delivery_request__field_descriptors,
+  fabrikam__dronedelivery__ingestion__v1__get_queued_delivery_request__field_indices_by_name,
+  1,  fabrikam__dronedelivery__ingestion__v1__get_queued_delivery_request__number_ranges,
+  (ProtobufCMessageInit) fabrikam__dronedelivery__ingestion__v1__get_queued_delivery_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor fabrikam__dronedelivery__ingestion__v1__queued_delivery__field_descriptors[6] =
+{
+  {
+    "delivery_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery, delivery_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "owner",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery, owner),
+    &fabrikam__dronedelivery__common__v1__owner__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "accept_time",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery, accept_time),
+    &google__protobuf__timestamp__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "state",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery, state),
+    &fabrikam__dronedelivery__ingestion__v1__queued_delivery_state__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "attempts",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery, attempts),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "dead_letter_reason",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery, dead_letter_reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned fabrikam__dronedelivery__ingestion__v1__queued_delivery__field_indices_by_name[] = {
+  2,   /* field[2] = accept_time */
+  4,   /* field[4] = attempts */
+  5,   /* field[5] = dead_letter_reason */
+  0,   /* field[0] = delivery_id */
+  1,   /* field[1] = owner */
+  3,   /* field[3] = state */
+};
+static const ProtobufCIntRange fabrikam__dronedelivery__ingestion__v1__queued_delivery__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor fabrikam__dronedelivery__ingestion__v1__queued_delivery__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "fabrikam.dronedelivery.ingestion.v1.QueuedDelivery",
+  "QueuedDelivery",
+  "Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery",
+  "fabrikam.dronedelivery.ingestion.v1",
+  sizeof(Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery),
+  6,
+  fabrikam__dronedelivery__ingestion__v1__queued_delivery__field_descriptors,
+  fabrikam__dronedelivery__ingestion__v1__queued_delivery__field_indices_by_name,
+  1,  fabrikam__dronedelivery__ingestion__v1__queued_delivery__number_ranges,
+  (ProtobufCMessageInit) fabrikam__dronedelivery__ingestion__v1__queued_delivery__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCFieldDescriptor fabrikam__dronedelivery__ingestion__v1__create_delivery_request__field_descriptors[9] =
 {
   {
@@ -1410,15 +1641,49 @@ const ProtobufCMessageDescriptor fabrikam__dronedelivery__ingestion__v1__cancel_
   (ProtobufCMessageInit) fabrikam__dronedelivery__ingestion__v1__cancel_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCMethodDescriptor fabrikam__dronedelivery__ingestion__v1__ingestion_service__method_descriptors[3] =
+static const ProtobufCEnumValue fabrikam__dronedelivery__ingestion__v1__queued_delivery_state__enum_values_by_number[4] =
+{
+  { "QUEUED_DELIVERY_STATE_UNSPECIFIED", "FABRIKAM__DRONEDELIVERY__INGESTION__V1__QUEUED_DELIVERY_STATE__QUEUED_DELIVERY_STATE_UNSPECIFIED", 0 },
+  { "QUEUED_DELIVERY_STATE_WAITING", "FABRIKAM__DRONEDELIVERY__INGESTION__V1__QUEUED_DELIVERY_STATE__QUEUED_DELIVERY_STATE_WAITING", 1 },
+  { "QUEUED_DELIVERY_STATE_IN_PROGRESS", "FABRIKAM__DRONEDELIVERY__INGESTION__V1__QUEUED_DELIVERY_STATE__QUEUED_DELIVERY_STATE_IN_PROGRESS", 2 },
+  { "QUEUED_DELIVERY_STATE_DEAD_LETTERED", "FABRIKAM__DRONEDELIVERY__INGESTION__V1__QUEUED_DELIVERY_STATE__QUEUED_DELIVERY_STATE_DEAD_LETTERED", 3 },
+};
+static const ProtobufCIntRange fabrikam__dronedelivery__ingestion__v1__queued_delivery_state__value_ranges[] = {
+{0, 0},{0, 4}
+};
+static const ProtobufCEnumValueIndex fabrikam__dronedelivery__ingestion__v1__queued_delivery_state__enum_values_by_name[4] =
+{
+  { "QUEUED_DELIVERY_STATE_DEAD_LETTERED", 3 },
+  { "QUEUED_DELIVERY_STATE_IN_PROGRESS", 2 },
+  { "QUEUED_DELIVERY_STATE_UNSPECIFIED", 0 },
+  { "QUEUED_DELIVERY_STATE_WAITING", 1 },
+};
+const ProtobufCEnumDescriptor fabrikam__dronedelivery__ingestion__v1__queued_delivery_state__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "fabrikam.dronedelivery.ingestion.v1.QueuedDeliveryState",
+  "QueuedDeliveryState",
+  "Fabrikam__Dronedelivery__Ingestion__V1__QueuedDeliveryState",
+  "fabrikam.dronedelivery.ingestion.v1",
+  4,
+  fabrikam__dronedelivery__ingestion__v1__queued_delivery_state__enum_values_by_number,
+  4,
+  fabrikam__dronedelivery__ingestion__v1__queued_delivery_state__enum_values_by_name,
+  1,
+  fabrikam__dronedelivery__ingestion__v1__queued_delivery_state__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCMethodDescriptor fabrikam__dronedelivery__ingestion__v1__ingestion_service__method_descriptors[4] =
 {
   { "CreateDelivery", &fabrikam__dronedelivery__ingestion__v1__create_delivery_request__descriptor, &fabrikam__dronedelivery__ingestion__v1__create_delivery_response__descriptor },
   { "RescheduleDelivery", &fabrikam__dronedelivery__ingestion__v1__reschedule_delivery_request__descriptor, &fabrikam__dronedelivery__ingestion__v1__reschedule_delivery_response__descriptor },
   { "CancelDelivery", &fabrikam__dronedelivery__ingestion__v1__cancel_delivery_request__descriptor, &fabrikam__dronedelivery__ingestion__v1__cancel_delivery_response__descriptor },
+  { "GetQueuedDelivery", &fabrikam__dronedelivery__ingestion__v1__get_queued_delivery_request__descriptor, &fabrikam__dronedelivery__ingestion__v1__queued_delivery__descriptor },
 };
 const unsigned fabrikam__dronedelivery__ingestion__v1__ingestion_service__method_indices_by_name[] = {
   2,        /* CancelDelivery */
   0,        /* CreateDelivery */
+  3,        /* GetQueuedDelivery */
   1         /* RescheduleDelivery */
 };
 const ProtobufCServiceDescriptor fabrikam__dronedelivery__ingestion__v1__ingestion_service__descriptor =
@@ -1428,7 +1693,7 @@ const ProtobufCServiceDescriptor fabrikam__dronedelivery__ingestion__v1__ingesti
   "IngestionService",
   "Fabrikam__Dronedelivery__Ingestion__V1__IngestionService",
   "fabrikam.dronedelivery.ingestion.v1",
-  3,
+  4,
   fabrikam__dronedelivery__ingestion__v1__ingestion_service__method_descriptors,
   fabrikam__dronedelivery__ingestion__v1__ingestion_service__method_indices_by_name
 };
@@ -1455,6 +1720,14 @@ void fabrikam__dronedelivery__ingestion__v1__ingestion_service__cancel_delivery(
 {
   assert(service->descriptor == &fabrikam__dronedelivery__ingestion__v1__ingestion_service__descriptor);
   service->invoke(service, 2, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void fabrikam__dronedelivery__ingestion__v1__ingestion_service__get_queued_delivery(ProtobufCService *service,
+                                                                                    const Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest *input,
+                                                                                    Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery_Closure closure,
+                                                                                    void *closure_data)
+{
+  assert(service->descriptor == &fabrikam__dronedelivery__ingestion__v1__ingestion_service__descriptor);
+  service->invoke(service, 3, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void fabrikam__dronedelivery__ingestion__v1__ingestion_service__init (Fabrikam__Dronedelivery__Ingestion__V1__IngestionService_Service *service,
                                                                       Fabrikam__Dronedelivery__Ingestion__V1__IngestionService_ServiceDestroy destroy)

@@ -109,7 +109,14 @@ typedef enum _Fabrikam__Dronedelivery__Common__V1__DeliveryStage {
    * The delivery could not be carried out (its saga failed and was
    * compensated). Final.
    */
-  FABRIKAM__DRONEDELIVERY__COMMON__V1__DELIVERY_STAGE__DELIVERY_STAGE_FAILED = 7
+  FABRIKAM__DRONEDELIVERY__COMMON__V1__DELIVERY_STAGE__DELIVERY_STAGE_FAILED = 7,
+  /*
+   * Accepted and stored by Ingestion, not yet scheduled by Workflow (no
+   * drone yet). Delivery never stores it: the gateway reports it for a
+   * delivery that is still on Ingestion's queue, so a 202's Location answers
+   * from the moment of the 202.
+   */
+  FABRIKAM__DRONEDELIVERY__COMMON__V1__DELIVERY_STAGE__DELIVERY_STAGE_REQUESTED = 8
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(FABRIKAM__DRONEDELIVERY__COMMON__V1__DELIVERY_STAGE)
 } Fabrikam__Dronedelivery__Common__V1__DeliveryStage;
 /*

@@ -485,10 +485,16 @@ struct  Fabrikam__Dronedelivery__Delivery__V1__MarkDeliveryFailedRequest
    * The failed saga (see fabrikam.dronedelivery.supervisor.v1.FailedSaga).
    */
   char *saga_id;
+  /*
+   * Who asked for the delivery. Stored when Delivery never heard of the
+   * delivery (the saga failed before scheduling it), so that its owner can
+   * still see that it failed.
+   */
+  Fabrikam__Dronedelivery__Common__V1__Owner *owner;
 };
 #define FABRIKAM__DRONEDELIVERY__DELIVERY__V1__MARK_DELIVERY_FAILED_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&fabrikam__dronedelivery__delivery__v1__mark_delivery_failed_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL }
 
 
 /*

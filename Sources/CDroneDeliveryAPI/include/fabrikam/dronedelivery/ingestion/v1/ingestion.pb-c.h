@@ -19,6 +19,8 @@ PROTOBUF_C__BEGIN_DECLS
 #include "google/protobuf/timestamp.pb-c.h"
 #include "google/protobuf/wrappers.pb-c.h"
 
+typedef struct Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest;
+typedef struct Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery;
 typedef struct Fabrikam__Dronedelivery__Ingestion__V1__CreateDeliveryRequest Fabrikam__Dronedelivery__Ingestion__V1__CreateDeliveryRequest;
 typedef struct Fabrikam__Dronedelivery__Ingestion__V1__CreateDeliveryResponse Fabrikam__Dronedelivery__Ingestion__V1__CreateDeliveryResponse;
 typedef struct Fabrikam__Dronedelivery__Ingestion__V1__RescheduleDeliveryRequest Fabrikam__Dronedelivery__Ingestion__V1__RescheduleDeliveryRequest;
@@ -33,8 +35,82 @@ typedef struct Fabrikam__Dronedelivery__Ingestion__V1__CancelRequest Fabrikam__D
 
 /* --- enums --- */
 
+/*
+ * Where a queued request is.
+ */
+typedef enum _Fabrikam__Dronedelivery__Ingestion__V1__QueuedDeliveryState {
+  /*
+   * Not set.
+   */
+  FABRIKAM__DRONEDELIVERY__INGESTION__V1__QUEUED_DELIVERY_STATE__QUEUED_DELIVERY_STATE_UNSPECIFIED = 0,
+  /*
+   * Waiting for Workflow.
+   */
+  FABRIKAM__DRONEDELIVERY__INGESTION__V1__QUEUED_DELIVERY_STATE__QUEUED_DELIVERY_STATE_WAITING = 1,
+  /*
+   * Workflow holds it (a saga is running).
+   */
+  FABRIKAM__DRONEDELIVERY__INGESTION__V1__QUEUED_DELIVERY_STATE__QUEUED_DELIVERY_STATE_IN_PROGRESS = 2,
+  /*
+   * Workflow could not process it; it will not be scheduled.
+   */
+  FABRIKAM__DRONEDELIVERY__INGESTION__V1__QUEUED_DELIVERY_STATE__QUEUED_DELIVERY_STATE_DEAD_LETTERED = 3
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(FABRIKAM__DRONEDELIVERY__INGESTION__V1__QUEUED_DELIVERY_STATE)
+} Fabrikam__Dronedelivery__Ingestion__V1__QueuedDeliveryState;
 
 /* --- messages --- */
+
+/*
+ * Which queued delivery to report.
+ */
+struct  Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest
+{
+  ProtobufCMessage base;
+  /*
+   * The delivery id CreateDelivery gave.
+   */
+  char *delivery_id;
+};
+#define FABRIKAM__DRONEDELIVERY__INGESTION__V1__GET_QUEUED_DELIVERY_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&fabrikam__dronedelivery__ingestion__v1__get_queued_delivery_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
+/*
+ * A new delivery that is on Ingestion's queue, or was dead-lettered from it.
+ */
+struct  Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery
+{
+  ProtobufCMessage base;
+  /*
+   * The delivery.
+   */
+  char *delivery_id;
+  /*
+   * Who asked for it.
+   */
+  Fabrikam__Dronedelivery__Common__V1__Owner *owner;
+  /*
+   * When the request was stored on the queue.
+   */
+  Google__Protobuf__Timestamp *accept_time;
+  /*
+   * Where the request is.
+   */
+  Fabrikam__Dronedelivery__Ingestion__V1__QueuedDeliveryState state;
+  /*
+   * How many times Workflow has taken the request off the queue.
+   */
+  int32_t attempts;
+  /*
+   * Why the request was dead-lettered (state DEAD_LETTERED only).
+   */
+  char *dead_letter_reason;
+};
+#define FABRIKAM__DRONEDELIVERY__INGESTION__V1__QUEUED_DELIVERY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&fabrikam__dronedelivery__ingestion__v1__queued_delivery__descriptor) \
+    , (char *)protobuf_c_empty_string, NULL, NULL, FABRIKAM__DRONEDELIVERY__INGESTION__V1__QUEUED_DELIVERY_STATE__QUEUED_DELIVERY_STATE_UNSPECIFIED, 0, (char *)protobuf_c_empty_string }
+
 
 /*
  * A new delivery, as a client submits it.
@@ -396,6 +472,44 @@ struct  Fabrikam__Dronedelivery__Ingestion__V1__CancelRequest
     , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
+/* Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest methods */
+void   fabrikam__dronedelivery__ingestion__v1__get_queued_delivery_request__init
+                     (Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest         *message);
+size_t fabrikam__dronedelivery__ingestion__v1__get_queued_delivery_request__get_packed_size
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest   *message);
+size_t fabrikam__dronedelivery__ingestion__v1__get_queued_delivery_request__pack
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest   *message,
+                      uint8_t             *out);
+size_t fabrikam__dronedelivery__ingestion__v1__get_queued_delivery_request__pack_to_buffer
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest *
+       fabrikam__dronedelivery__ingestion__v1__get_queued_delivery_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   fabrikam__dronedelivery__ingestion__v1__get_queued_delivery_request__free_unpacked
+                     (Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery methods */
+void   fabrikam__dronedelivery__ingestion__v1__queued_delivery__init
+                     (Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery         *message);
+size_t fabrikam__dronedelivery__ingestion__v1__queued_delivery__get_packed_size
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery   *message);
+size_t fabrikam__dronedelivery__ingestion__v1__queued_delivery__pack
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery   *message,
+                      uint8_t             *out);
+size_t fabrikam__dronedelivery__ingestion__v1__queued_delivery__pack_to_buffer
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery   *message,
+                      ProtobufCBuffer     *buffer);
+Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery *
+       fabrikam__dronedelivery__ingestion__v1__queued_delivery__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   fabrikam__dronedelivery__ingestion__v1__queued_delivery__free_unpacked
+                     (Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery *message,
+                      ProtobufCAllocator *allocator);
 /* Fabrikam__Dronedelivery__Ingestion__V1__CreateDeliveryRequest methods */
 void   fabrikam__dronedelivery__ingestion__v1__create_delivery_request__init
                      (Fabrikam__Dronedelivery__Ingestion__V1__CreateDeliveryRequest         *message);
@@ -588,6 +702,12 @@ void   fabrikam__dronedelivery__ingestion__v1__cancel_request__free_unpacked
                       ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
+typedef void (*Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest_Closure)
+                 (const Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest *message,
+                  void *closure_data);
+typedef void (*Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery_Closure)
+                 (const Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery *message,
+                  void *closure_data);
 typedef void (*Fabrikam__Dronedelivery__Ingestion__V1__CreateDeliveryRequest_Closure)
                  (const Fabrikam__Dronedelivery__Ingestion__V1__CreateDeliveryRequest *message,
                   void *closure_data);
@@ -637,6 +757,10 @@ struct Fabrikam__Dronedelivery__Ingestion__V1__IngestionService_Service
                           const Fabrikam__Dronedelivery__Ingestion__V1__CancelDeliveryRequest *input,
                           Fabrikam__Dronedelivery__Ingestion__V1__CancelDeliveryResponse_Closure closure,
                           void *closure_data);
+  void (*get_queued_delivery)(Fabrikam__Dronedelivery__Ingestion__V1__IngestionService_Service *service,
+                              const Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest *input,
+                              Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery_Closure closure,
+                              void *closure_data);
 };
 typedef void (*Fabrikam__Dronedelivery__Ingestion__V1__IngestionService_ServiceDestroy)(Fabrikam__Dronedelivery__Ingestion__V1__IngestionService_Service *);
 void fabrikam__dronedelivery__ingestion__v1__ingestion_service__init (Fabrikam__Dronedelivery__Ingestion__V1__IngestionService_Service *service,
@@ -647,7 +771,8 @@ void fabrikam__dronedelivery__ingestion__v1__ingestion_service__init (Fabrikam__
     { FABRIKAM__DRONEDELIVERY__INGESTION__V1__INGESTION_SERVICE__BASE_INIT,\
       function_prefix__ ## create_delivery,\
       function_prefix__ ## reschedule_delivery,\
-      function_prefix__ ## cancel_delivery  }
+      function_prefix__ ## cancel_delivery,\
+      function_prefix__ ## get_queued_delivery  }
 void fabrikam__dronedelivery__ingestion__v1__ingestion_service__create_delivery(ProtobufCService *service,
                                                                                 const Fabrikam__Dronedelivery__Ingestion__V1__CreateDeliveryRequest *input,
                                                                                 Fabrikam__Dronedelivery__Ingestion__V1__CreateDeliveryResponse_Closure closure,
@@ -660,9 +785,16 @@ void fabrikam__dronedelivery__ingestion__v1__ingestion_service__cancel_delivery(
                                                                                 const Fabrikam__Dronedelivery__Ingestion__V1__CancelDeliveryRequest *input,
                                                                                 Fabrikam__Dronedelivery__Ingestion__V1__CancelDeliveryResponse_Closure closure,
                                                                                 void *closure_data);
+void fabrikam__dronedelivery__ingestion__v1__ingestion_service__get_queued_delivery(ProtobufCService *service,
+                                                                                    const Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest *input,
+                                                                                    Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery_Closure closure,
+                                                                                    void *closure_data);
 
 /* --- descriptors --- */
 
+extern const ProtobufCEnumDescriptor    fabrikam__dronedelivery__ingestion__v1__queued_delivery_state__descriptor;
+extern const ProtobufCMessageDescriptor fabrikam__dronedelivery__ingestion__v1__get_queued_delivery_request__descriptor;
+extern const ProtobufCMessageDescriptor fabrikam__dronedelivery__ingestion__v1__queued_delivery__descriptor;
 extern const ProtobufCMessageDescriptor fabrikam__dronedelivery__ingestion__v1__create_delivery_request__descriptor;
 extern const ProtobufCMessageDescriptor fabrikam__dronedelivery__ingestion__v1__create_delivery_response__descriptor;
 extern const ProtobufCMessageDescriptor fabrikam__dronedelivery__ingestion__v1__reschedule_delivery_request__descriptor;
