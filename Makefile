@@ -58,7 +58,7 @@ bench-rpc: deps
 bench-ingestion: deps
 	bash tools/bench-ingestion.sh
 
-## bench-gateway: a JSON call through the gateway against the same RPC made directly
+## bench-gateway: a JSON call through the gateway against the same RPC made directly and through nginx
 bench-gateway: deps
 	bash tools/bench-gateway.sh
 

@@ -5,6 +5,11 @@
 #   direct:  h2load (HTTP/2, gRPC) -> Delivery.GetDeliveryStatus
 #   gateway: h2load --h1 (HTTP/1.1, JSON) and h2load (HTTP/2, JSON) -> GET /v1/deliveries/{id}/status
 #            -> the same RPC
+#   peer:    h2load (HTTP/2, gRPC) -> nginx (Debian's 1.22, grpc_pass, upstream keep-alive) -> the
+#            same RPC: what a proxy hop alone costs on this machine, with none of the gateway's
+#            work (no JSON, no API key, no tenancy check). The script fetches Debian's nginx
+#            package into .build/peers (apt-get download; nothing is installed or started as a
+#            system service) unless nginx is on the PATH.
 # Throughput: CONCURRENCY (a list) connections with one request in flight each (HTTP/1.1 cannot
 # multiplex), REQUESTS/ROUNDS requests (at least 50 per connection) per round, as fast as they
 # go. Latency added: the same paths at fixed offered loads
@@ -35,7 +40,9 @@ config="$work/gateway.json"
 echo '{"rateLimit":{"requestsPerSecond":1000000,"burst":1000000}}' > "$config"
 export FABRIKAM_GATEWAY_CONFIG="$config"
 launcher=""
+nginx_master=""
 cleanup() {
+  if [[ -n $nginx_master ]]; then kill -TERM "$nginx_master" 2>/dev/null || true; wait "$nginx_master" 2>/dev/null || true; fi
   if [[ -n $launcher ]]; then kill -TERM "$launcher" 2>/dev/null || true; wait "$launcher" 2>/dev/null || true; fi
   rm -rf "$work"
 }
@@ -49,7 +56,41 @@ delivery=$((FABRIKAM_PORT_BASE + 3))
 key=fdk_local_demo_key
 gateway_pid=$(pgrep -f "$bin/gateway " | head -1)
 delivery_pid=$(pgrep -f "$bin/delivery-service " | head -1)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # user + system, in 1/100 s
+cpu_ticks() { local pid total=0; for pid in "$@"; do total=$(( total + $(awk '{print $14 + $15}' "/proc/$pid/stat") )); done; echo "$total"; }  # user + system, in 1/100 s
+
+# The peer proxy: nginx with grpc_pass to Delivery, its workers as many as the cores (like the
+# gateway's event loops), no access log, a keep-alive pool to the upstream.
+nginx=$(command -v nginx || echo "$root/.build/peers/nginx/usr/sbin/nginx")
+if [ ! -x "$nginx" ]; then
+  mkdir -p "$root/.build/peers" && (cd "$root/.build/peers" && rm -f nginx_*.deb && apt-get download -qq nginx 2>/dev/null && dpkg-deb -x nginx_*.deb nginx) \
+    || { echo "cannot fetch nginx (apt-get download nginx), the benchmark's peer proxy" >&2; exit 1; }
+fi
+peer=$((FABRIKAM_PORT_BASE + 29))
+mkdir -p "$work/nginx"
+cat > "$work/nginx/nginx.conf" <<NGINX
+worker_processes auto;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log stderr warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/body; proxy_temp_path $work/nginx/proxy; fastcgi_temp_path $work/nginx/fastcgi;
+  uwsgi_temp_path $work/nginx/uwsgi; scgi_temp_path $work/nginx/scgi;
+  upstream delivery { server 127.0.0.1:$delivery; keepalive 512; }
+  server {
+    listen 127.0.0.1:$peer http2;
+    keepalive_requests 10000000;
+    location / { grpc_pass grpc://delivery; }
+  }
+}
+NGINX
+"$nginx" -e stderr -p "$work/nginx" -c "$work/nginx/nginx.conf" > "$work/nginx/log" 2>&1 &
+nginx_master=$!
+for _ in $(seq 1 50); do [ -s "$work/nginx/nginx.pid" ] && break; sleep 0.1; done
+sleep 0.5
+nginx_pids=$(pgrep -P "$nginx_master" | tr '\n' ' ')
+[ -n "$nginx_pids" ] || { cat "$work/nginx/log" >&2; echo "nginx did not start" >&2; exit 1; }
 
 # One delivery to read.
 id=$(curl -s -X POST "http://127.0.0.1:$gateway/v1/deliveries" -H "Authorization: Bearer $key" \
@@ -74,11 +115,19 @@ pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] / 1000
 print(f"{float(sys.argv[2]):.0f} {pick(0.5):.2f} {pick(0.99):.2f} {sys.argv[3]}")
 PY
 }
-direct_load() { h2load "$@" -m 1 -d "$work/status.bin" -H "content-type: application/grpc" -H "te: trailers" \
-  "http://127.0.0.1:$delivery/fabrikam.dronedelivery.delivery.v1.DeliveryService/GetDeliveryStatus"; }
+grpc_load() { # port, h2load arguments
+  local port=$1; shift
+  h2load "$@" -m 1 -d "$work/status.bin" -H "content-type: application/grpc" -H "te: trailers" \
+    "http://127.0.0.1:$port/fabrikam.dronedelivery.delivery.v1.DeliveryService/GetDeliveryStatus"
+}
+direct_load() { grpc_load "$delivery" "$@"; }
+nginx_load() { grpc_load "$peer" "$@"; }
 gateway_h1_load() { h2load --h1 "$@" -H "Authorization: Bearer $key" "http://127.0.0.1:$gateway/v1/deliveries/$id/status"; }
 gateway_h2_load() { h2load "$@" -m 1 -H "Authorization: Bearer $key" "http://127.0.0.1:$gateway/v1/deliveries/$id/status"; }
-for path in direct gateway_h1 gateway_h2; do "${path}_load" -n 2000 -c "$CLIENTS" >/dev/null; done  # warm-up
+paths="direct gateway_h1 gateway_h2 nginx"
+for path in $paths; do "${path}_load" -n 2000 -c "$CLIENTS" >/dev/null; done  # warm-up
+nginx_ok=$(nginx_load -n 100 -c 1 | awk '/^status codes:/ {print $3}')
+[ "$nginx_ok" = 100 ] || { cat "$work/nginx/log" >&2; echo "nginx did not pass the call through" >&2; exit 1; }
 
 # Memory: RSS the gateway adds for 300 idle keep-alive connections, each answered once (so its
 # handlers and buffers exist), over HTTP/1.1 and over HTTP/2; measured before the load runs.
@@ -118,7 +167,7 @@ PY
 read -r mem_h1 mem_h2 mem_rss <<< "$memory"
 
 # Throughput: CONCURRENCY connections with one request in flight each, as fast as they go, in
-# ROUNDS rounds; each round runs every concurrency on the three paths in turn, because the
+# ROUNDS rounds; each round runs every concurrency on the four paths in turn, because the
 # machine's speed drifts (other tenants) and interleaving exposes every path to the same drift.
 # Reported per concurrency: each path's median round. A path's capacity is its best median over
 # the sweep: the gateway path has more hops per request, so by Little's law it needs more
@@ -131,10 +180,12 @@ rm -f "$work/throughput.txt"
 for round in $(seq 1 "$ROUNDS"); do
   for clients in $CONCURRENCY; do
     count=$(( per_round > 50 * clients ? per_round : 50 * clients ))
-    for path in direct gateway_h1 gateway_h2; do
-      g0=$(cpu_ticks "$gateway_pid"); d0=$(cpu_ticks "$delivery_pid")
+    for path in $paths; do
+      # The proxy's CPU: the gateway's, or nginx's workers' on the peer path.
+      proxy_pids=$gateway_pid; if [ "$path" = nginx ]; then proxy_pids=$nginx_pids; fi
+      g0=$(cpu_ticks $proxy_pids); d0=$(cpu_ticks "$delivery_pid")
       out=$("${path}_load" -n "$count" -c "$clients")
-      g1=$(cpu_ticks "$gateway_pid"); d1=$(cpu_ticks "$delivery_pid")
+      g1=$(cpu_ticks $proxy_pids); d1=$(cpu_ticks "$delivery_pid")
       echo "$clients $path $(echo "$out" | awk '/^finished in/ {print $4}') $count $((g1 - g0)) $((d1 - d0))" >> "$work/throughput.txt"
       failed=$(echo "$out" | awk '/^requests:/ {print $10}')
       if [ "$failed" != 0 ]; then echo "$path c=$clients round $round: $failed requests failed" >&2; fi
@@ -145,29 +196,33 @@ throughput_rows=$(python3 - "$work/throughput.txt" <<'PY'
 import statistics, sys
 from collections import defaultdict
 rounds = defaultdict(list)
-cpu = defaultdict(lambda: [0, 0, 0])  # requests, gateway ticks, Delivery ticks
+cpu = defaultdict(lambda: [0, 0, 0])  # requests, proxy ticks, Delivery ticks
 for line in open(sys.argv[1]):
-    clients, path, rps, count, gateway_ticks, delivery_ticks = line.split()
+    clients, path, rps, count, proxy_ticks, delivery_ticks = line.split()
     rounds[int(clients), path].append(float(rps))
     total = cpu[int(clients), path]
-    total[0] += int(count); total[1] += int(gateway_ticks); total[2] += int(delivery_ticks)
+    total[0] += int(count); total[1] += int(proxy_ticks); total[2] += int(delivery_ticks)
 us = lambda key, which: cpu[key][which] * 10000 / cpu[key][0]  # ticks of 10 ms -> µs per request
 med = {key: statistics.median(values) for key, values in rounds.items()}
 levels = sorted({clients for clients, _ in rounds})
+paths = ("direct", "gateway_h1", "gateway_h2", "nginx")
 for c in levels:
-    d, h1, h2 = med[c, "direct"], med[c, "gateway_h1"], med[c, "gateway_h2"]
-    each = " / ".join(" ".join(f"{r:.0f}" for r in rounds[c, p]) for p in ("direct", "gateway_h1", "gateway_h2"))
-    cost = " / ".join(f"{us((c, p), 1):.0f} + {us((c, p), 2):.0f}" for p in ("direct", "gateway_h1", "gateway_h2"))
-    print(f"| {c} | {d:.0f} | {h1:.0f} | {h2:.0f} | {h1 / d:.2f} | {h2 / d:.2f} | {cost} | {each} |")
-best = {p: max(levels, key=lambda c: med[c, p]) for p in ("direct", "gateway_h1", "gateway_h2")}
-d, h1, h2 = (med[best[p], p] for p in ("direct", "gateway_h1", "gateway_h2"))
-print(f"| capacity (best of the sweep; at c = {best['direct']}, {best['gateway_h1']}, {best['gateway_h2']}) | {d:.0f} | {h1:.0f} | {h2:.0f} | "
-      f"**{h1 / d:.2f}** | **{h2 / d:.2f}** | | |")
+    d = med[c, "direct"]
+    rates = " | ".join(f"{med[c, p]:.0f}" for p in paths)
+    ratios = " | ".join(f"{med[c, p] / d:.2f}" for p in paths[1:])
+    each = " / ".join(" ".join(f"{r:.0f}" for r in rounds[c, p]) for p in paths)
+    cost = " / ".join(f"{us((c, p), 1):.0f} + {us((c, p), 2):.0f}" for p in paths)
+    print(f"| {c} | {rates} | {ratios} | {cost} | {each} |")
+best = {p: max(levels, key=lambda c: med[c, p]) for p in paths}
+d = med[best["direct"], "direct"]
+print(f"| capacity (best of the sweep; at c = {', '.join(str(best[p]) for p in paths)}) | "
+      + " | ".join(f"{med[best[p], p]:.0f}" for p in paths) + " | "
+      + " | ".join(f"**{med[best[p], p] / d:.2f}**" for p in paths[1:]) + " | | |")
 PY
 )
 
 # Fixed offered loads, RATE_SECONDS long each, in LATENCY_ROUNDS rounds (each round runs every
-# load on the three paths in turn, so a path's figures and the direct call's share the machine's
+# load on the four paths in turn, so a path's figures and the direct call's share the machine's
 # state). A third argument "spread" opens the connections 1 ms apart (h2load -r 1
 # --rate-period 1ms) so their request timers keep different phases.
 LATENCY_ROUNDS=${LATENCY_ROUNDS:-5}
@@ -184,6 +239,8 @@ fixed_load() { # load-name clients rate [spread] -> lines "load path rps p50 p99
   out=$(h2load -n "$count" -c "$clients" "${spread[@]}" -m 1 --rps="$per_client" -H "Authorization: Bearer $key" --log-file="$work/rate-h.log" \
     "http://127.0.0.1:$gateway/v1/deliveries/$id/status")
   echo "$name h2 $(summarize "$out" "$work/rate-h.log")"
+  out=$(nginx_load -n "$count" -c "$clients" "${spread[@]}" --rps="$per_client" --log-file="$work/rate-n.log")
+  echo "$name nginx $(summarize "$out" "$work/rate-n.log")"
 }
 for round in $(seq 1 "$LATENCY_ROUNDS"); do
   fixed_load light 1 "$LIGHT_RATE"
@@ -203,11 +260,11 @@ light, rate, steady, clients = sys.argv[2:]
 titles = {"light": f"light: 1 connection, {light}/s",
           "moderate": f"moderate: {rate}/s spread over time ({steady} connections)",
           "bursts": f"bursts: {rate}/s arriving {clients} at a time"}
-names = {"direct": "direct gRPC", "h1": "gateway HTTP/1.1", "h2": "gateway HTTP/2"}
+names = {"direct": "direct gRPC", "h1": "gateway HTTP/1.1", "h2": "gateway HTTP/2", "nginx": "peer: nginx grpc_pass"}
 med = lambda xs: statistics.median(xs)
 for load in ("light", "moderate", "bursts"):
     direct = runs[load, "direct"]
-    for path in ("direct", "h1", "h2"):
+    for path in ("direct", "h1", "h2", "nginx"):
         r = runs[load, path]
         first = titles[load] if path == "direct" else ""
         added = "| | |" if path == "direct" else \
@@ -220,8 +277,8 @@ PY
 cat <<TABLE
 Throughput: $ROUNDS interleaved rounds of h2load -n max($per_round, 50 x connections) per path and concurrency (one request in flight per connection, as fast as it goes), whole system on this machine ($(nproc) cores), release build; medians of the rounds
 
-| connections | direct gRPC: Delivery.GetDeliveryStatus (HTTP/2) | gateway: GET /v1/deliveries/{id}/status, HTTP/1.1 JSON (API key, tenancy check) | gateway: the same over HTTP/2 (h2c) | HTTP/1.1 / direct | HTTP/2 / direct | CPU µs per request, gateway + Delivery (direct / HTTP/1.1 / HTTP/2) | each round (direct / HTTP/1.1 / HTTP/2) |
-|---:|---:|---:|---:|---:|---:|---|---|
+| connections | direct gRPC: Delivery.GetDeliveryStatus (HTTP/2) | gateway: GET /v1/deliveries/{id}/status, HTTP/1.1 JSON (API key, tenancy check) | gateway: the same over HTTP/2 (h2c) | peer: nginx $("$nginx" -v 2>&1 | sed 's/.*nginx\///') grpc_pass, gRPC in and out (a proxy hop only) | HTTP/1.1 / direct | HTTP/2 / direct | nginx / direct | CPU µs per request, proxy + Delivery (direct / HTTP/1.1 / HTTP/2 / nginx) | each round (direct / HTTP/1.1 / HTTP/2 / nginx) |
+|---:|---:|---:|---:|---:|---:|---:|---:|---|---|
 $throughput_rows
 
 Gateway memory: $mem_h1 KiB per idle HTTP/1.1 connection, $mem_h2 KiB per idle HTTP/2 connection (300 of each, answered once); RSS $mem_rss MiB after them
