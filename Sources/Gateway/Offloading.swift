@@ -10,11 +10,23 @@ public struct Caller: Sendable, Hashable {
 }
 
 /// Validates API keys with Accounts and caches the answers for a short time (valid and invalid
-/// alike, so a flood of bad keys does not reach Accounts).
+/// alike, so a flood of bad keys does not reach Accounts). Concurrent requests with a key that is
+/// not cached share one validation: when an entry expires under load, Accounts gets one call for
+/// it, not one per request in flight.
 final class APIKeyAuthenticator: Sendable {
+    private typealias Validation = Task<(caller: Caller?, expires: Double), any Error>
+    private enum Entry {
+        case known(caller: Caller?, expires: Double)
+        case validating(Validation)
+    }
+    private enum Lookup {
+        case cached(Caller?)
+        case wait(Validation)
+    }
+
     private let upstreams: UpstreamPool
     private let maxCacheSeconds: Double
-    private let cache = Mutex([String: (caller: Caller?, expires: Double)]())
+    private let cache = Mutex([String: Entry]())
 
     init(upstreams: UpstreamPool, maxCacheSeconds: Double) {
         self.upstreams = upstreams
@@ -24,18 +36,41 @@ final class APIKeyAuthenticator: Sendable {
     /// The caller for a secret, nil when the key is unknown, revoked, expired or its account inactive.
     func authenticate(_ secret: String) async throws -> Caller? {
         let now = Date().timeIntervalSince1970
-        if let cached = cache.withLock({ $0[secret] }), cached.expires > now { return cached.caller }
+        let lookup: Lookup = cache.withLock { cache in
+            switch cache[secret] {
+            case .known(let caller, let expires)? where expires > now:
+                return .cached(caller)
+            case .validating(let running)?:
+                return .wait(running)
+            default:
+                if cache.count > 10_000 { cache.removeAll() }
+                let started = Validation { try await self.validate(secret) }
+                cache[secret] = .validating(started)
+                return .wait(started)
+            }
+        }
+        switch lookup {
+        case .cached(let caller): return caller
+        case .wait(let validation): return try await validation.value.caller
+        }
+    }
+
+    private func validate(_ secret: String) async throws -> (caller: Caller?, expires: Double) {
         var request = AccountsV1.ValidateApiKeyRequest()
         request.secret = secret
         let accounts = AccountsV1.AccountsService.Client(upstreams.client("accounts")!)
-        let answer = try await accounts.validateApiKey(request, options: CallOptions(timeout: .seconds(3), isIdempotent: true))
-        let caller = answer.valid ? Caller(accountID: answer.accountId, keyID: answer.keyId) : nil
-        let lifetime = min(maxCacheSeconds, answer.cacheTtl.map { Double($0.seconds) + Double($0.nanos) / 1e9 } ?? maxCacheSeconds)
-        cache.withLock { cache in
-            if cache.count > 10_000 { cache.removeAll() }
-            cache[secret] = (caller, now + lifetime)
+        do {
+            let answer = try await accounts.validateApiKey(request, options: CallOptions(timeout: .seconds(3), isIdempotent: true))
+            let caller = answer.valid ? Caller(accountID: answer.accountId, keyID: answer.keyId) : nil
+            let lifetime = min(maxCacheSeconds, answer.cacheTtl.map { Double($0.seconds) + Double($0.nanos) / 1e9 } ?? maxCacheSeconds)
+            let known = (caller: caller, expires: Date().timeIntervalSince1970 + lifetime)
+            cache.withLock { $0[secret] = .known(caller: known.caller, expires: known.expires) }
+            return known
+        } catch {
+            // Not cached: the next request asks again.
+            cache.withLock { $0[secret] = nil }
+            throw error
         }
-        return caller
     }
 }
 
