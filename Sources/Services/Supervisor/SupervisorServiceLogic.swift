@@ -5,6 +5,7 @@ import Messaging
 import ProtobufKit
 import RPC
 import ServiceKit
+import Synchronization
 
 /// The services a compensation calls.
 public struct CompensationTargets: Sendable {
@@ -31,6 +32,9 @@ public final class SupervisorServiceLogic: SupervisorV1.SupervisorService.Handle
     let logger: Logger
     /// The longest wait between two attempts at one compensation.
     public let maxBackoff: Double = 30
+    /// Wakes `runCompensations` before its interval is up: a saga just recorded is compensated
+    /// at once (its delivery shows Failed, its drone is free again) rather than up to a round later.
+    private let wakeup = Wakeup()
 
     public init(store: any FailedSagaStore, targets: CompensationTargets, requestQueue: (any MessageQueue)?, logger: Logger = Logger(label: "fabrikam.supervisor")) {
         self.store = store
@@ -49,6 +53,7 @@ public final class SupervisorServiceLogic: SupervisorV1.SupervisorService.Handle
         saga.updateTime = .now
         if saga.failTime == nil { saga.failTime = saga.updateTime }
         let stored = try await store.insert(saga)
+        if stored.created, saga.state == .pending { wakeup.wake() }
         var response = SupervisorV1.RecordFailedSagaResponse()
         response.saga = stored.saga
         response.created = stored.created
@@ -109,7 +114,7 @@ public final class SupervisorServiceLogic: SupervisorV1.SupervisorService.Handle
             } catch {
                 logger.warning("compensation round failed", metadata: ["error": "\(error)"])
             }
-            try? await Task.sleep(for: interval)
+            await wakeup.wait(atMost: interval)
         }
     }
 
@@ -195,5 +200,49 @@ public final class SupervisorServiceLogic: SupervisorV1.SupervisorService.Handle
         guard !id.isEmpty else { throw RPCError(.invalidArgument, "saga_id is required") }
         guard let saga = try await store.saga(id: id) else { throw RPCError(.notFound, "no failed saga \(id)") }
         return saga
+    }
+}
+
+/// One sleeper that another task can wake early. A wake with nobody asleep is kept for the next
+/// `wait`, so a wake between two waits is not lost.
+final class Wakeup: Sendable {
+    private struct State {
+        var sleeper: CheckedContinuation<Void, Never>?
+        var pending = false
+    }
+    private let state = Mutex(State())
+
+    func wake() {
+        let sleeper = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard let sleeper = state.sleeper else {
+                state.pending = true
+                return nil
+            }
+            state.sleeper = nil
+            return sleeper
+        }
+        sleeper?.resume()
+    }
+
+    /// Returns after `interval`, or sooner when woken.
+    func wait(atMost interval: Duration) async {
+        let timer = Task {
+            do {
+                try await Task.sleep(for: interval)
+                self.wake()
+            } catch {}  // cancelled: woken before the interval was up
+        }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { state -> Bool in
+                if state.pending {
+                    state.pending = false
+                    return true
+                }
+                state.sleeper = continuation
+                return false
+            }
+            if now { continuation.resume() }
+        }
+        timer.cancel()
     }
 }

@@ -8,6 +8,7 @@ import Packages
 import ProtobufKit
 import RPC
 import ServiceKit
+@testable import Supervisor
 import Testing
 import TestSupport
 import Workflow
@@ -191,5 +192,43 @@ struct ServiceLogicTests {
         #expect(reason(envelope.serializedBytes())?.contains("does not match") == true)
         envelope.operation = .cancel
         #expect(reason(envelope.serializedBytes()) == nil)
+    }
+}
+
+@Suite("The Supervisor's compensation loop")
+struct SupervisorLoopTests {
+    @Test("a recorded failed saga is compensated at once, not a round later")
+    func recordedSagaWakesTheLoop() async throws {
+        let store = try SQLiteFailedSagaStore(path: try makeTemporaryDirectory("supervisor").appendingPathComponent("sagas.sqlite").path)
+        // Nothing listens on port 1: each compensation fails fast and is counted as an attempt.
+        let unreachable = RPCClient(host: "127.0.0.1", port: 1)
+        let logic = SupervisorServiceLogic(store: store, targets: CompensationTargets(scheduler: unreachable, packages: unreachable, delivery: unreachable,
+                                                                                       flightControl: unreachable), requestQueue: nil)
+        // Rounds an hour apart: only a wake-up can start the second one within the test.
+        let loop = Task { await logic.runCompensations(interval: .seconds(3600)) }
+        defer { loop.cancel() }
+        try await Task.sleep(for: .milliseconds(200))  // the first round has run, and found nothing
+        var saga = SupervisorV1.FailedSaga()
+        saga.sagaId = "saga-1"
+        saga.deliveryId = "dlv-1"
+        var markFailed = SupervisorV1.Compensation()
+        markFailed.kind = .markDeliveryFailed
+        markFailed.state = .pending
+        saga.compensations = [markFailed]
+        var record = SupervisorV1.RecordFailedSagaRequest()
+        record.saga = saga
+        _ = try await logic.recordFailedSaga(record, context: .inProcess())
+        try await waitFor("the compensation to be attempted", timeout: .seconds(10)) {
+            try await store.saga(id: "saga-1")?.compensations.first?.attempts ?? 0 >= 1
+        }
+    }
+
+    @Test("a wake-up with nobody waiting is kept for the next wait; a wait without one lasts its interval")
+    func wakeupIsNotLost() async {
+        let wakeup = Wakeup()
+        wakeup.wake()
+        let clock = ContinuousClock()
+        #expect(await clock.measure { await wakeup.wait(atMost: .seconds(3600)) } < .seconds(5))
+        #expect(await clock.measure { await wakeup.wait(atMost: .milliseconds(300)) } >= .milliseconds(300))
     }
 }
