@@ -245,7 +245,9 @@ public final class Gateway: Sendable {
     }
 
     /// The status of a delivery that Ingestion has accepted but Workflow has not scheduled, from
-    /// Ingestion (which checks the caller's account); nil when it is not on the queue.
+    /// Ingestion (which checks the caller's account); nil when it is not on the queue, or when
+    /// Ingestion cannot say (down, or too old for the call): then Delivery's answer stands, as
+    /// it did before Ingestion was asked.
     private func queuedStatus(_ deliveryID: String, options: CallOptions) async throws -> GatewayResponse? {
         guard let ingestion = upstreams.client("ingestion") else { return nil }
         var request = IngestionV1.GetQueuedDeliveryRequest()
@@ -253,7 +255,10 @@ public final class Gateway: Sendable {
         let queued: IngestionV1.QueuedDelivery
         do {
             queued = try await IngestionV1.IngestionService.Client(ingestion).getQueuedDelivery(request, options: options)
-        } catch let error as RPCError where error.code == .notFound {
+        } catch let error as RPCError {
+            if error.code != .notFound {
+                logger.warning("cannot ask Ingestion for a queued delivery", metadata: ["delivery_id": "\(deliveryID)", "error": "\(error)"])
+            }
             return nil
         }
         var status = DeliveryV1.DeliveryStatus()

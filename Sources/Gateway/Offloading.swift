@@ -17,7 +17,8 @@ final class APIKeyAuthenticator: Sendable {
     private typealias Validation = Task<(caller: Caller?, expires: Double), any Error>
     private enum Entry {
         case known(caller: Caller?, expires: Double)
-        case validating(Validation)
+        /// `token` tells this validation from a later one for the same key.
+        case validating(Validation, token: UInt64)
     }
     private enum Lookup {
         case cached(Caller?)
@@ -40,12 +41,16 @@ final class APIKeyAuthenticator: Sendable {
             switch cache[secret] {
             case .known(let caller, let expires)? where expires > now:
                 return .cached(caller)
-            case .validating(let running)?:
+            case .validating(let running, _)?:
                 return .wait(running)
             default:
-                if cache.count > 10_000 { cache.removeAll() }
-                let started = Validation { try await self.validate(secret) }
-                cache[secret] = .validating(started)
+                if cache.count > 10_000 {
+                    // Forget answers, not validations in flight (their waiters would start new ones).
+                    cache = cache.filter { if case .validating = $0.value { true } else { false } }
+                }
+                let token = UInt64.random(in: .min ... .max)
+                let started = Validation { try await self.validate(secret, token: token) }
+                cache[secret] = .validating(started, token: token)
                 return .wait(started)
             }
         }
@@ -55,7 +60,13 @@ final class APIKeyAuthenticator: Sendable {
         }
     }
 
-    private func validate(_ secret: String) async throws -> (caller: Caller?, expires: Double) {
+    private func validate(_ secret: String, token: UInt64) async throws -> (caller: Caller?, expires: Double) {
+        // The outcome replaces this validation's entry only (a purge may have made way for another).
+        func settle(_ entry: Entry?) {
+            cache.withLock { cache in
+                if case .validating(_, token)? = cache[secret] { cache[secret] = entry }
+            }
+        }
         var request = AccountsV1.ValidateApiKeyRequest()
         request.secret = secret
         let accounts = AccountsV1.AccountsService.Client(upstreams.client("accounts")!)
@@ -64,11 +75,10 @@ final class APIKeyAuthenticator: Sendable {
             let caller = answer.valid ? Caller(accountID: answer.accountId, keyID: answer.keyId) : nil
             let lifetime = min(maxCacheSeconds, answer.cacheTtl.map { Double($0.seconds) + Double($0.nanos) / 1e9 } ?? maxCacheSeconds)
             let known = (caller: caller, expires: Date().timeIntervalSince1970 + lifetime)
-            cache.withLock { $0[secret] = .known(caller: known.caller, expires: known.expires) }
+            settle(.known(caller: known.caller, expires: known.expires))
             return known
         } catch {
-            // Not cached: the next request asks again.
-            cache.withLock { $0[secret] = nil }
+            settle(nil)  // not cached: the next request asks again
             throw error
         }
     }

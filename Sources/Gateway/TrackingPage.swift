@@ -80,7 +80,10 @@ async function track(id, key) {
   for (;;) {
     const status = await fetch("/v1/deliveries/" + encodeURIComponent(id) + "/status", { headers });
     if (!status.ok) { $("stage").textContent = "error: " + (await status.json()).message; return; }
-    if ((await status.json()).stage !== "DELIVERY_STAGE_REQUESTED") break;
+    const stage = (await status.json()).stage;
+    // Dead-lettered before it was scheduled: there is no delivery to draw.
+    if (stage === "DELIVERY_STAGE_FAILED") { $("stage").textContent = "failed"; return; }
+    if (stage !== "DELIVERY_STAGE_REQUESTED") break;
     $("stage").textContent = "requested";
     await new Promise((resolve) => setTimeout(resolve, 1000));
   }

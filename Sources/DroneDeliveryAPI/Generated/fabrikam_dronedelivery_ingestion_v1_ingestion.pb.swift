@@ -1248,10 +1248,13 @@ extension Fabrikam.Dronedelivery.Ingestion.V1 {
 
             /// Reports a new delivery that is stored but that Workflow has not finished
             /// with: waiting on the queue, being scheduled, or dead-lettered. NOT_FOUND
-            /// when Workflow is done with it (the Delivery service then knows it), when
-            /// the id was never accepted, or when the caller (`x-account-id`) is not
-            /// its owner. Internal, no HTTP route: the gateway asks it when Delivery
-            /// does not know a delivery yet, so a 202's Location never answers 404.
+            /// when Workflow is done with it (the Delivery service then knows it, or
+            /// will once the Supervisor has marked a failed one), when the id was never
+            /// accepted, or when the call names an account (`x-account-id`, which the
+            /// gateway sets) that is not the owner's; an internal caller that names no
+            /// account sees any delivery. Internal, no HTTP route: the gateway asks it
+            /// when Delivery does not know a delivery yet, so that a 202's Location
+            /// answers while the request waits on the queue.
             public enum GetQueuedDelivery: ProtobufKit.MethodSpec {
                 public typealias Input = DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.GetQueuedDeliveryRequest
                 public typealias Output = DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.QueuedDelivery
@@ -1289,10 +1292,13 @@ extension Fabrikam.Dronedelivery.Ingestion.V1 {
 
             /// Reports a new delivery that is stored but that Workflow has not finished
             /// with: waiting on the queue, being scheduled, or dead-lettered. NOT_FOUND
-            /// when Workflow is done with it (the Delivery service then knows it), when
-            /// the id was never accepted, or when the caller (`x-account-id`) is not
-            /// its owner. Internal, no HTTP route: the gateway asks it when Delivery
-            /// does not know a delivery yet, so a 202's Location never answers 404.
+            /// when Workflow is done with it (the Delivery service then knows it, or
+            /// will once the Supervisor has marked a failed one), when the id was never
+            /// accepted, or when the call names an account (`x-account-id`, which the
+            /// gateway sets) that is not the owner's; an internal caller that names no
+            /// account sees any delivery. Internal, no HTTP route: the gateway asks it
+            /// when Delivery does not know a delivery yet, so that a 202's Location
+            /// answers while the request waits on the queue.
             func getQueuedDelivery(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.GetQueuedDeliveryRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.QueuedDelivery
         }
 
@@ -1327,10 +1333,13 @@ extension Fabrikam.Dronedelivery.Ingestion.V1 {
 
             /// Reports a new delivery that is stored but that Workflow has not finished
             /// with: waiting on the queue, being scheduled, or dead-lettered. NOT_FOUND
-            /// when Workflow is done with it (the Delivery service then knows it), when
-            /// the id was never accepted, or when the caller (`x-account-id`) is not
-            /// its owner. Internal, no HTTP route: the gateway asks it when Delivery
-            /// does not know a delivery yet, so a 202's Location never answers 404.
+            /// when Workflow is done with it (the Delivery service then knows it, or
+            /// will once the Supervisor has marked a failed one), when the id was never
+            /// accepted, or when the call names an account (`x-account-id`, which the
+            /// gateway sets) that is not the owner's; an internal caller that names no
+            /// account sees any delivery. Internal, no HTTP route: the gateway asks it
+            /// when Delivery does not know a delivery yet, so that a 202's Location
+            /// answers while the request waits on the queue.
             public func getQueuedDelivery(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.GetQueuedDeliveryRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.QueuedDelivery {
                 try await rpc.unary(Method.GetQueuedDelivery.self, request, options: options)
             }

@@ -204,7 +204,7 @@ public final class SupervisorServiceLogic: SupervisorV1.SupervisorService.Handle
 }
 
 /// One sleeper that another task can wake early. A wake with nobody asleep is kept for the next
-/// `wait`, so a wake between two waits is not lost.
+/// `wait`, so a wake between two waits is not lost. One task waits at a time (the loop).
 final class Wakeup: Sendable {
     private struct State {
         var sleeper: CheckedContinuation<Void, Never>?
@@ -224,24 +224,27 @@ final class Wakeup: Sendable {
         sleeper?.resume()
     }
 
-    /// Returns after `interval`, or sooner when woken.
+    /// Returns after `interval`, or sooner when woken or when the waiting task is cancelled.
     func wait(atMost interval: Duration) async {
         let timer = Task {
-            do {
-                try await Task.sleep(for: interval)
-                self.wake()
-            } catch {}  // cancelled: woken before the interval was up
+            try? await Task.sleep(for: interval)
+            if !Task.isCancelled { self.wake() }
         }
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let now = state.withLock { state -> Bool in
-                if state.pending {
-                    state.pending = false
-                    return true
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now = state.withLock { state -> Bool in
+                    precondition(state.sleeper == nil, "Wakeup has one waiter at a time")
+                    if state.pending || Task.isCancelled {
+                        state.pending = false
+                        return true
+                    }
+                    state.sleeper = continuation
+                    return false
                 }
-                state.sleeper = continuation
-                return false
+                if now { continuation.resume() }
             }
-            if now { continuation.resume() }
+        } onCancel: {
+            wake()
         }
         timer.cancel()
     }

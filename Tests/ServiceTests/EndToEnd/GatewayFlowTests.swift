@@ -214,6 +214,9 @@ extension EndToEndTests {
                 let (_, otherKey) = try await system.secondBusiness()
                 #expect(try system.http("GET", location, key: otherKey).status == 404, "another business's queued delivery does not exist for it")
                 #expect(try system.http("GET", "/v1/deliveries/dlv-0000000000000000/status").status == 404)
+                // Ingestion down: Delivery's answer stands (404 for an id it does not know), not 503.
+                try await system.kill("ingestion", signal: SIGTERM)
+                #expect(try system.http("GET", "/v1/deliveries/dlv-0000000000000000/status").status == 404)
                 try await system.start("workflow")
                 try await system.waitForStage(id, .completed)
                 #expect(try system.http("GET", location).json["stage"] as? String == "DELIVERY_STAGE_COMPLETED")
