@@ -124,10 +124,19 @@ public final class Gateway: Sendable {
                              responseBodyKey: route.responseBody.isEmpty ? nil : transcoder.memberKey(route.responseBody, type: route.method.outputType),
                              statusPathKey: transcoder.memberKey("status_path", type: route.method.outputType),
                              createdKey: transcoder.memberKey("created", type: route.method.outputType),
-                             reportsQueued: route.method.service == DeliveryV1.DeliveryService.descriptor.fullName && route.method.name == "GetDeliveryStatus")
+                             queued: Self.queuedHandling(route))
         }
         self.logger = logger
         openAPIDocument = OpenAPIDocument(routes: routes, schema: transcoder.schema).json()
+    }
+
+    static func queuedHandling(_ route: Route) -> QueuedHandling {
+        guard route.method.service == DeliveryV1.DeliveryService.descriptor.fullName else { return .none }
+        switch route.method.name {
+        case "GetDeliveryStatus": return .reportStatus
+        case "TrackDelivery": return .waitForSchedule
+        default: return .none
+        }
     }
 
     public func close() async {
@@ -232,10 +241,21 @@ public final class Gateway: Sendable {
         if let caller {
             do {
                 try await tenancy.apply(to: &json, route: route, schema: transcoder.schema, caller: caller, options: options)
-            } catch let error as GatewayError where error.status == 404 && plans[route.id].reportsQueued {
-                // The Location of a 202 answers at once: a delivery still on Ingestion's queue
-                // is reported as requested (or failed, when it was dead-lettered).
-                if let id = variables["delivery_id"], let queued = try await queuedStatus(id, options: options) { return (queued, caller) }
+            } catch let error as GatewayError where error.status == 404 && plans[route.id].queued != .none {
+                // A delivery Delivery does not know may still be on Ingestion's queue.
+                guard let id = variables["delivery_id"] else { throw error }
+                switch plans[route.id].queued {
+                case .reportStatus:
+                    // The Location of a 202 answers at once: requested (or failed, when it was
+                    // dead-lettered).
+                    if let queued = try await queuedDelivery(id, options: options) { return (try queuedStatus(queued), caller) }
+                case .waitForSchedule:
+                    // A tracking stream opened right after the 202 starts once Workflow has
+                    // scheduled the delivery, and replays it from the start.
+                    try await waitWhileQueued(id, options: options)
+                case .none:
+                    break
+                }
                 // Workflow schedules a delivery before it takes the request off the queue: gone
                 // from the queue means Delivery knows it now, so ask Delivery once more.
                 try await tenancy.apply(to: &json, route: route, schema: transcoder.schema, caller: caller, options: options)
@@ -244,27 +264,48 @@ public final class Gateway: Sendable {
         return (try await call(route, json: json, request: request, options: options), caller)
     }
 
-    /// The status of a delivery that Ingestion has accepted but Workflow has not scheduled, from
-    /// Ingestion (which checks the caller's account); nil when it is not on the queue, or when
-    /// Ingestion cannot say (down, or too old for the call): then Delivery's answer stands, as
-    /// it did before Ingestion was asked.
-    private func queuedStatus(_ deliveryID: String, options: CallOptions) async throws -> GatewayResponse? {
+    /// How long a tracking stream waits for a queued delivery to be scheduled.
+    static let queuedStreamWait = Duration.seconds(30)
+
+    /// A delivery that Ingestion has accepted but Workflow has not finished with, from Ingestion
+    /// (which checks the caller's account); nil when it is not on the queue, or when Ingestion
+    /// cannot say (down, or too old for the call): then Delivery's answer stands, as it did
+    /// before Ingestion was asked.
+    private func queuedDelivery(_ deliveryID: String, options: CallOptions) async throws -> IngestionV1.QueuedDelivery? {
         guard let ingestion = upstreams.client("ingestion") else { return nil }
         var request = IngestionV1.GetQueuedDeliveryRequest()
         request.deliveryId = deliveryID
-        let queued: IngestionV1.QueuedDelivery
         do {
-            queued = try await IngestionV1.IngestionService.Client(ingestion).getQueuedDelivery(request, options: options)
+            return try await IngestionV1.IngestionService.Client(ingestion).getQueuedDelivery(request, options: options)
         } catch let error as RPCError {
             if error.code != .notFound {
                 logger.warning("cannot ask Ingestion for a queued delivery", metadata: ["delivery_id": "\(deliveryID)", "error": "\(error)"])
             }
             return nil
         }
+    }
+
+    /// The status route's answer for a queued delivery.
+    private func queuedStatus(_ queued: IngestionV1.QueuedDelivery) throws -> GatewayResponse {
         var status = DeliveryV1.DeliveryStatus()
         status.stage = queued.state == .deadLettered ? .failed : .requested
         status.updateTime = queued.acceptTime
         return GatewayResponse(status: 200, headers: [("content-type", "application/json")], body: .bytes(try status.jsonUTF8Bytes()))
+    }
+
+    /// Returns once the delivery is no longer waiting on Ingestion's queue (or was dead-lettered,
+    /// or Ingestion cannot say); 503 with Retry-After if Workflow has not taken it within
+    /// `queuedStreamWait`.
+    private func waitWhileQueued(_ deliveryID: String, options: CallOptions) async throws {
+        let deadline = ContinuousClock.now + Self.queuedStreamWait
+        while let queued = try await queuedDelivery(deliveryID, options: options), queued.state != .deadLettered {
+            if ContinuousClock.now >= deadline {
+                var error = GatewayError(503, 14, "delivery \(deliveryID) is still waiting to be scheduled; try again")
+                error.headers = [("retry-after", "1")]
+                throw error
+            }
+            try await Task.sleep(for: .milliseconds(200))
+        }
     }
 
     private func call(_ route: Route, json: JSONValue, request: GatewayRequest, options: CallOptions) async throws -> GatewayResponse {
@@ -465,9 +506,19 @@ struct RoutePlan: Sendable {
     var responseBodyKey: [UInt8]?
     var statusPathKey: [UInt8]
     var createdKey: [UInt8]
-    /// The delivery status route: a delivery Delivery does not know yet may be on Ingestion's
-    /// queue, and is reported from there.
-    var reportsQueued: Bool
+    /// What the route does for a delivery that Delivery does not know yet but that may be on
+    /// Ingestion's queue.
+    var queued: QueuedHandling
+}
+
+/// See `RoutePlan.queued`.
+enum QueuedHandling: Sendable {
+    /// Nothing: Delivery's 404 stands.
+    case none
+    /// The status route: answer from Ingestion (requested, or failed when dead-lettered).
+    case reportStatus
+    /// The tracking stream: wait for Workflow to schedule the delivery, then stream it.
+    case waitForSchedule
 }
 
 /// A failure the gateway answers itself.

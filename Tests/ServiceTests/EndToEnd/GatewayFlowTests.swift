@@ -200,7 +200,7 @@ extension EndToEndTests {
             }
         }
 
-        @Test("a 202's Location answers at once: REQUESTED while the request waits on the queue, for its owner only")
+        @Test("a 202's Location answers at once: REQUESTED while the request waits on the queue, for its owner only; tracking waits for it")
         func locationAnswersAtOnce() async throws {
             try await withSystem { system in
                 try await system.kill("workflow", signal: SIGTERM)
@@ -214,12 +214,21 @@ extension EndToEndTests {
                 let (_, otherKey) = try await system.secondBusiness()
                 #expect(try system.http("GET", location, key: otherKey).status == 404, "another business's queued delivery does not exist for it")
                 #expect(try system.http("GET", "/v1/deliveries/dlv-0000000000000000/status").status == 404)
+                // A tracking stream opened now waits for Workflow, then follows the flight.
+                let tracking = Task.detached { try system.http("GET", "/v1/deliveries/\(id):track", headers: ["accept": "text/event-stream"]) }
+                try await Task.sleep(for: .seconds(1))
+                try await system.start("workflow")
+                let events = try await tracking.value
+                let stages = events.body.split(separator: "\n").filter { $0.hasPrefix("data: ") }.compactMap {
+                    ((try? JSONSerialization.jsonObject(with: Data($0.dropFirst(6).utf8))) as? [String: Any])?["stage"] as? String
+                }
+                #expect(events.status == 200 && stages.first == "DELIVERY_STAGE_CREATED" && stages.last == "DELIVERY_STAGE_COMPLETED",
+                        "\(events.status) \(stages)")
+                try await system.waitForStage(id, .completed)
+                #expect(try system.http("GET", location).json["stage"] as? String == "DELIVERY_STAGE_COMPLETED")
                 // Ingestion down: Delivery's answer stands (404 for an id it does not know), not 503.
                 try await system.kill("ingestion", signal: SIGTERM)
                 #expect(try system.http("GET", "/v1/deliveries/dlv-0000000000000000/status").status == 404)
-                try await system.start("workflow")
-                try await system.waitForStage(id, .completed)
-                #expect(try system.http("GET", location).json["stage"] as? String == "DELIVERY_STAGE_COMPLETED")
             }
         }
 
