@@ -13,7 +13,7 @@
 # Throughput: CONCURRENCY (a list) connections with one request in flight each (HTTP/1.1 cannot
 # multiplex), REQUESTS/ROUNDS requests (at least 50 per connection) per round, as fast as they
 # go. Latency added: the same paths at fixed offered loads
-# (h2load --rps), below either path's capacity, so the difference in p50/p99 is the gateway's own
+# (h2load --rps), below every path's capacity, so the difference in p50/p99 is the proxy's own
 # work rather than queueing behind a saturated CPU:
 #   light:    one connection, LIGHT_RATE/s;
 #   moderate: RATE/s in all over STEADY_CLIENTS connections opened 1 ms apart, so each
@@ -227,20 +227,13 @@ PY
 # --rate-period 1ms) so their request timers keep different phases.
 LATENCY_ROUNDS=${LATENCY_ROUNDS:-5}
 fixed_load() { # load-name clients rate [spread] -> lines "load path rps p50 p99 failed"
-  local name=$1 clients=$2 rate=$3 per_client=$(( $3 / $2 )) count=$(( $3 * RATE_SECONDS )) out
+  local name=$1 clients=$2 rate=$3 per_client=$(( $3 / $2 )) count=$(( $3 * RATE_SECONDS )) out path
   local spread=(); if [[ ${4:-} == spread ]]; then spread=(-r 1 --rate-period=1ms); fi
   rm -f "$work"/rate-*.log  # h2load appends to its log file
-  out=$(h2load -n "$count" -c "$clients" "${spread[@]}" -m 1 --rps="$per_client" -d "$work/status.bin" -H "content-type: application/grpc" -H "te: trailers" \
-    --log-file="$work/rate-d.log" "http://127.0.0.1:$delivery/fabrikam.dronedelivery.delivery.v1.DeliveryService/GetDeliveryStatus")
-  echo "$name direct $(summarize "$out" "$work/rate-d.log")"
-  out=$(h2load --h1 -n "$count" -c "$clients" "${spread[@]}" --rps="$per_client" -H "Authorization: Bearer $key" --log-file="$work/rate-g.log" \
-    "http://127.0.0.1:$gateway/v1/deliveries/$id/status")
-  echo "$name h1 $(summarize "$out" "$work/rate-g.log")"
-  out=$(h2load -n "$count" -c "$clients" "${spread[@]}" -m 1 --rps="$per_client" -H "Authorization: Bearer $key" --log-file="$work/rate-h.log" \
-    "http://127.0.0.1:$gateway/v1/deliveries/$id/status")
-  echo "$name h2 $(summarize "$out" "$work/rate-h.log")"
-  out=$(nginx_load -n "$count" -c "$clients" "${spread[@]}" --rps="$per_client" --log-file="$work/rate-n.log")
-  echo "$name nginx $(summarize "$out" "$work/rate-n.log")"
+  for path in $paths; do
+    out=$("${path}_load" -n "$count" -c "$clients" "${spread[@]}" --rps="$per_client" --log-file="$work/rate-$path.log")
+    echo "$name $path $(summarize "$out" "$work/rate-$path.log")"
+  done
 }
 for round in $(seq 1 "$LATENCY_ROUNDS"); do
   fixed_load light 1 "$LIGHT_RATE"
@@ -260,11 +253,11 @@ light, rate, steady, clients = sys.argv[2:]
 titles = {"light": f"light: 1 connection, {light}/s",
           "moderate": f"moderate: {rate}/s spread over time ({steady} connections)",
           "bursts": f"bursts: {rate}/s arriving {clients} at a time"}
-names = {"direct": "direct gRPC", "h1": "gateway HTTP/1.1", "h2": "gateway HTTP/2", "nginx": "peer: nginx grpc_pass"}
+names = {"direct": "direct gRPC", "gateway_h1": "gateway HTTP/1.1", "gateway_h2": "gateway HTTP/2", "nginx": "peer: nginx grpc_pass"}
 med = lambda xs: statistics.median(xs)
 for load in ("light", "moderate", "bursts"):
     direct = runs[load, "direct"]
-    for path in ("direct", "h1", "h2", "nginx"):
+    for path in names:
         r = runs[load, path]
         first = titles[load] if path == "direct" else ""
         added = "| | |" if path == "direct" else \

@@ -241,20 +241,18 @@ public final class Gateway: Sendable {
         if let caller {
             do {
                 try await tenancy.apply(to: &json, route: route, schema: transcoder.schema, caller: caller, options: options)
-            } catch let error as GatewayError where error.status == 404 && plans[route.id].queued != .none {
+            } catch let error as GatewayError where error.status == 404 {
                 // A delivery Delivery does not know may still be on Ingestion's queue.
-                guard let id = variables["delivery_id"] else { throw error }
-                switch plans[route.id].queued {
-                case .reportStatus:
+                let handling = plans[route.id].queued
+                guard handling != .none, let id = variables["delivery_id"] else { throw error }
+                if handling == .reportStatus {
                     // The Location of a 202 answers at once: requested (or failed, when it was
                     // dead-lettered).
                     if let queued = try await queuedDelivery(id, options: options) { return (try queuedStatus(queued), caller) }
-                case .waitForSchedule:
+                } else {
                     // A tracking stream opened right after the 202 starts once Workflow has
                     // scheduled the delivery, and replays it from the start.
                     try await waitWhileQueued(id, options: options)
-                case .none:
-                    break
                 }
                 // Workflow schedules a delivery before it takes the request off the queue: gone
                 // from the queue means Delivery knows it now, so ask Delivery once more.

@@ -14,7 +14,7 @@ public struct Caller: Sendable, Hashable {
 /// not cached share one validation: when an entry expires under load, Accounts gets one call for
 /// it, not one per request in flight.
 final class APIKeyAuthenticator: Sendable {
-    private typealias Validation = Task<(caller: Caller?, expires: Double), any Error>
+    private typealias Validation = Task<Caller?, any Error>
     private enum Entry {
         case known(caller: Caller?, expires: Double)
         /// `token` tells this validation from a later one for the same key.
@@ -56,11 +56,11 @@ final class APIKeyAuthenticator: Sendable {
         }
         switch lookup {
         case .cached(let caller): return caller
-        case .wait(let validation): return try await validation.value.caller
+        case .wait(let validation): return try await validation.value
         }
     }
 
-    private func validate(_ secret: String, token: UInt64) async throws -> (caller: Caller?, expires: Double) {
+    private func validate(_ secret: String, token: UInt64) async throws -> Caller? {
         // The outcome replaces this validation's entry only (a purge may have made way for another).
         func settle(_ entry: Entry?) {
             cache.withLock { cache in
@@ -74,9 +74,8 @@ final class APIKeyAuthenticator: Sendable {
             let answer = try await accounts.validateApiKey(request, options: CallOptions(timeout: .seconds(3), isIdempotent: true))
             let caller = answer.valid ? Caller(accountID: answer.accountId, keyID: answer.keyId) : nil
             let lifetime = min(maxCacheSeconds, answer.cacheTtl.map { Double($0.seconds) + Double($0.nanos) / 1e9 } ?? maxCacheSeconds)
-            let known = (caller: caller, expires: Date().timeIntervalSince1970 + lifetime)
-            settle(.known(caller: known.caller, expires: known.expires))
-            return known
+            settle(.known(caller: caller, expires: Date().timeIntervalSince1970 + lifetime))
+            return caller
         } catch {
             settle(nil)  // not cached: the next request asks again
             throw error

@@ -14,6 +14,12 @@ struct HTTPAnswer {
     var headers: [String: String]
     var body: String
     var json: [String: Any] { (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any] ?? [:] }
+    /// The `stage` of each Server-Sent Event's JSON data, in order.
+    var eventStages: [String] {
+        body.split(separator: "\n").filter { $0.hasPrefix("data: ") }.compactMap {
+            ((try? JSONSerialization.jsonObject(with: Data($0.dropFirst(6).utf8))) as? [String: Any])?["stage"] as? String
+        }
+    }
 }
 
 extension RunningSystem {
@@ -78,9 +84,7 @@ extension EndToEndTests {
                 // Tracking as Server-Sent Events replays the whole flight and ends at Completed.
                 let events = try system.http("GET", "/v1/deliveries/\(id):track", headers: ["accept": "text/event-stream"])
                 #expect(events.headers["content-type"] == "text/event-stream")
-                let stages = events.body.split(separator: "\n").filter { $0.hasPrefix("data: ") }.compactMap {
-                    ((try? JSONSerialization.jsonObject(with: Data($0.dropFirst(6).utf8))) as? [String: Any])?["stage"] as? String
-                }
+                let stages = events.eventStages
                 #expect(stages.first == "DELIVERY_STAGE_CREATED" && stages.last == "DELIVERY_STAGE_COMPLETED")
                 // The same over HTTP/2 (prior knowledge, on the same port).
                 let overHTTP2 = try system.http("GET", "/v1/deliveries/\(id):track", headers: ["accept": "text/event-stream"], http2: true)
@@ -219,9 +223,7 @@ extension EndToEndTests {
                 try await Task.sleep(for: .seconds(1))
                 try await system.start("workflow")
                 let events = try await tracking.value
-                let stages = events.body.split(separator: "\n").filter { $0.hasPrefix("data: ") }.compactMap {
-                    ((try? JSONSerialization.jsonObject(with: Data($0.dropFirst(6).utf8))) as? [String: Any])?["stage"] as? String
-                }
+                let stages = events.eventStages
                 #expect(events.status == 200 && stages.first == "DELIVERY_STAGE_CREATED" && stages.last == "DELIVERY_STAGE_COMPLETED",
                         "\(events.status) \(stages)")
                 try await system.waitForStage(id, .completed)
