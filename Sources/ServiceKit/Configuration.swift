@@ -3,7 +3,12 @@ import Foundation
 /// A service's settings, from command-line flags (`--name value` or `--name=value`) and then
 /// environment variables (`FABRIKAM_NAME`, upper case, dashes as underscores), then the default.
 /// Unknown flags are an error, so a typo never silently falls back to a default.
+/// Every service also knows the flags in `commonFlags` (`--listen-host`).
 public struct Configuration: Sendable {
+    /// Flags every process accepts besides its own: `listen-host`, the address its listener
+    /// binds (127.0.0.1 by default; 0.0.0.0 in a container, where callers come from other hosts).
+    public static let commonFlags = ["listen-host"]
+
     private var flags: [String: String] = [:]
     private let environment: [String: String]
     private let known: Set<String>
@@ -13,6 +18,7 @@ public struct Configuration: Sendable {
                 environment: [String: String] = ProcessInfo.processInfo.environment,
                 known: [String]) throws {
         self.environment = environment
+        let known = known + Self.commonFlags
         self.known = Set(known)
         var iterator = arguments.makeIterator()
         while let argument = iterator.next() {
@@ -37,6 +43,9 @@ public struct Configuration: Sendable {
     public func string(_ name: String, default fallback: String) -> String {
         flags[name] ?? environment[Self.environmentName(name)] ?? fallback
     }
+
+    /// The address the process's listener binds (`--listen-host`, `FABRIKAM_LISTEN_HOST`).
+    public var listenHost: String { string("listen-host", default: "127.0.0.1") }
 
     public func int(_ name: String, default fallback: Int) throws -> Int {
         let text = string(name, default: String(fallback))

@@ -15,13 +15,16 @@ import Synchronization
 public struct ServiceHost {
     public let name: String
     public let port: Int
+    /// The address the RPC listener binds: 127.0.0.1 by default, 0.0.0.0 in containers.
+    public let listenHost: String
     public let logger: Logger
     /// Set by the service; `serving` once everything it needs is open.
     public let health = HealthService()
 
-    public init(name: String, port: Int) {
+    public init(name: String, port: Int, listenHost: String = "127.0.0.1") {
         self.name = name
         self.port = port
+        self.listenHost = listenHost
         var logger = Logger(label: "fabrikam.\(name)")
         logger.logLevel = ProcessInfo.processInfo.environment["FABRIKAM_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
         self.logger = logger
@@ -42,13 +45,14 @@ public struct ServiceHost {
         var callLogger = logger
         callLogger.logLevel = min(logger.logLevel, .info)
         let server = RPCServer(router: router, options: .defaults {
+            $0.host = listenHost
             $0.port = port
             $0.interceptors = [TracingServerInterceptor(), LoggingServerInterceptor(logger: callLogger)]
             $0.shutdownGracePeriod = .seconds(5)
         }, logger: logger)
         let bound = try await server.start()
         // The launcher and the tests wait for this line.
-        print("\(name) listening on 127.0.0.1:\(bound)")
+        print("\(name) listening on \(listenHost):\(bound)")
         fflush(nil)
 
         await withTaskGroup(of: Void.self) { group in

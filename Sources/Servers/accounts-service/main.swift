@@ -7,7 +7,7 @@ import ServiceKit
 
 await runService {
     let configuration = try Configuration(known: ["port", "data-dir", "seed-account", "seed-api-key"])
-    let host = ServiceHost(name: "accounts", port: try configuration.int("port", default: DefaultPort.accounts))
+    let host = ServiceHost(name: "accounts", port: try configuration.int("port", default: DefaultPort.accounts), listenHost: configuration.listenHost)
     let logic = AccountsServiceLogic(store: try SQLiteAccountStore(path: try databasePath(configuration, file: "accounts.sqlite")))
     let seed = configuration.string("seed-account", default: "acct-demo")
     if !seed.isEmpty { try await logic.seedAccount(id: seed, displayName: "Demo Business") }

@@ -8,7 +8,7 @@ import ServiceKit
 
 await runService {
     let configuration = try Configuration(known: ["port", "data-dir", "broker", "simulator"])
-    let host = ServiceHost(name: "delivery", port: try configuration.int("port", default: DefaultPort.delivery))
+    let host = ServiceHost(name: "delivery", port: try configuration.int("port", default: DefaultPort.delivery), listenHost: configuration.listenHost)
     let simulator = try configuration.address("simulator", defaultPort: DefaultPort.simulator)
     let flightControl = Downstream(name: "flight-control", host: simulator.host, port: simulator.port)
     let logic = DeliveryServiceLogic(store: try SQLiteDeliveryStore(path: try databasePath(configuration, file: "delivery.sqlite")),

@@ -7,7 +7,7 @@ import ServiceKit
 
 await runService {
     let configuration = try Configuration(known: ["port", "data-dir", "broker"])
-    let host = ServiceHost(name: "deliveryhistory", port: try configuration.int("port", default: DefaultPort.deliveryHistory))
+    let host = ServiceHost(name: "deliveryhistory", port: try configuration.int("port", default: DefaultPort.deliveryHistory), listenHost: configuration.listenHost)
     let logic = DeliveryHistoryServiceLogic(store: try SQLiteHistoryStore(path: try databasePath(configuration, file: "deliveryhistory.sqlite")))
     let broker = try SQLiteBroker(path: configuration.string("broker", default: try databasePath(configuration, file: "broker.sqlite")))
     let events = try await broker.subscribe(to: "delivery-events", group: "deliveryhistory")

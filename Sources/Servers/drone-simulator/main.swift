@@ -8,7 +8,7 @@ import ServiceKit
 
 await runService {
     let configuration = try Configuration(known: ["port", "data-dir", "delivery", "dronescheduler", "drones", "tick-ms", "time-scale", "base"])
-    let host = ServiceHost(name: "simulator", port: try configuration.int("port", default: DefaultPort.simulator))
+    let host = ServiceHost(name: "simulator", port: try configuration.int("port", default: DefaultPort.simulator), listenHost: configuration.listenHost)
     let deliveryAddress = try configuration.address("delivery", defaultPort: DefaultPort.delivery)
     let schedulerAddress = try configuration.address("dronescheduler", defaultPort: DefaultPort.droneScheduler)
     var settings = DroneSimulator.Settings()

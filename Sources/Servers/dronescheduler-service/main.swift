@@ -8,7 +8,7 @@ import ServiceKit
 
 await runService {
     let configuration = try Configuration(known: ["port", "data-dir", "broker"])
-    let host = ServiceHost(name: "dronescheduler", port: try configuration.int("port", default: DefaultPort.droneScheduler))
+    let host = ServiceHost(name: "dronescheduler", port: try configuration.int("port", default: DefaultPort.droneScheduler), listenHost: configuration.listenHost)
     let logic = DroneSchedulerServiceLogic(store: try SQLiteDroneStore(path: try databasePath(configuration, file: "dronescheduler.sqlite")))
     let broker = try SQLiteBroker(path: configuration.string("broker", default: try databasePath(configuration, file: "broker.sqlite")))
     let events = try await broker.subscribe(to: "delivery-events", group: "dronescheduler")

@@ -1,5 +1,5 @@
 // gateway: the public JSON/HTTP API on 127.0.0.1:8080, transcoded to the services' RPC.
-//   --config FILE (JSON, see config/gateway.json)  --port N  --host H
+//   --config FILE (JSON, see config/gateway.json)  --port N  --listen-host H (or --host H)
 //   --accounts/--package/--dronescheduler/--delivery/--deliveryhistory/--ingestion HOST:PORT
 import Foundation
 import Gateway
@@ -12,7 +12,8 @@ await runService {
     let file = configuration.string("config", default: "")
     if !file.isEmpty { settings = try GatewayConfiguration.load(path: file) }
     settings.port = try configuration.int("port", default: settings.port)
-    settings.host = configuration.string("host", default: settings.host)
+    // --listen-host as for every service; --host is the gateway's older name for it.
+    settings.host = configuration.string("listen-host", default: configuration.string("host", default: settings.host))
     for name in ["accounts", "package", "dronescheduler", "delivery", "deliveryhistory", "ingestion"] {
         settings.upstreams[name] = configuration.string(name, default: settings.upstreams[name] ?? "")
     }

@@ -7,7 +7,7 @@ import ServiceKit
 
 await runService {
     let configuration = try Configuration(known: ["port", "data-dir", "broker"])
-    let host = ServiceHost(name: "ingestion", port: try configuration.int("port", default: DefaultPort.ingestion))
+    let host = ServiceHost(name: "ingestion", port: try configuration.int("port", default: DefaultPort.ingestion), listenHost: configuration.listenHost)
     let broker = try SQLiteBroker(path: configuration.string("broker", default: try databasePath(configuration, file: "broker.sqlite")))
     var router = Router()
     IngestionServiceLogic(queue: broker).register(in: &router)

@@ -5,7 +5,7 @@ import ServiceKit
 
 await runService {
     let configuration = try Configuration(known: ["port", "data-dir"])
-    let host = ServiceHost(name: "package", port: try configuration.int("port", default: DefaultPort.package))
+    let host = ServiceHost(name: "package", port: try configuration.int("port", default: DefaultPort.package), listenHost: configuration.listenHost)
     var router = Router()
     PackageServiceLogic(store: try SQLitePackageStore(path: try databasePath(configuration, file: "package.sqlite"))).register(in: &router)
     try await host.serve(router)

@@ -7,7 +7,7 @@ import Supervisor
 
 await runService {
     let configuration = try Configuration(known: ["port", "data-dir", "broker", "package", "dronescheduler", "delivery", "simulator"])
-    let host = ServiceHost(name: "supervisor", port: try configuration.int("port", default: DefaultPort.supervisor))
+    let host = ServiceHost(name: "supervisor", port: try configuration.int("port", default: DefaultPort.supervisor), listenHost: configuration.listenHost)
     func downstream(_ name: String, _ port: Int) throws -> Downstream {
         let address = try configuration.address(name, defaultPort: port)
         return Downstream(name: name, host: address.host, port: address.port, maxConcurrent: 8)

@@ -11,7 +11,7 @@ import Workflow
 await runService {
     let configuration = try Configuration(known: ["port", "data-dir", "broker", "accounts", "package", "dronescheduler", "delivery", "supervisor",
                                                   "lease-seconds", "concurrency", "step-attempts", "step-backoff-ms"])
-    let host = ServiceHost(name: "workflow", port: try configuration.int("port", default: DefaultPort.workflow))
+    let host = ServiceHost(name: "workflow", port: try configuration.int("port", default: DefaultPort.workflow), listenHost: configuration.listenHost)
     func downstream(_ name: String, _ port: Int) throws -> Downstream {
         let address = try configuration.address(name, defaultPort: port)
         return Downstream(name: name, host: address.host, port: address.port, maxConcurrent: 16)
