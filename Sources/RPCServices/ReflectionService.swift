@@ -130,11 +130,13 @@ public struct ReflectionService: Sendable {
         case .symbol(let symbol): return answer(symbol: symbol, sent: &sent)
         case .listServices: return .services(serviceNames)
         case .extensionNumbers(let type):
-            // Extensions are proto2's; proto3 services declare none.
             guard index.fileForSymbol[type] != nil else { return .error(.notFound, "type \(type) is not known") }
-            return .extensionNumbers(type: type, numbers: [])
+            return .extensionNumbers(type: type, numbers: index.extensionNumbers(of: type))
         case .fileContainingExtension(let type, let number):
-            return .error(.notFound, "no extension \(number) of \(type) is known")
+            guard let file = index.extensionFiles[type]?[number] else {
+                return .error(.notFound, "no extension \(number) of \(type) is known")
+            }
+            return .files(descriptors(index.closure(of: file), sent: &sent))
         case .none:
             return .error(.invalidArgument, "the request names nothing to reflect on")
         }

@@ -107,4 +107,78 @@ struct StandardServicesTests {
             #expect(alphaFiles.fileDescriptorProto.first == files.fileDescriptorProto.first)
         }
     }
+
+    @Test("reflection answers file_containing_extension and all_extension_numbers_of_type (google.api.http)")
+    func reflectionExtensions() async throws {
+        var router = Router()
+        ReflectionService(files: grpcProtoFiles, services: ["grpc.reflection.v1.ServerReflection"]).register(in: &router)
+        try await withServer(router) { client, _ in
+            let requests: [Reflection.ServerReflectionRequest.MessageRequest] = [
+                .allExtensionNumbersOfType("google.protobuf.MethodOptions"),
+                .fileContainingExtension(extensionRequest("google.protobuf.MethodOptions", 72_295_728)),
+                .fileContainingExtension(extensionRequest("google.protobuf.MethodOptions", 5)),
+                .allExtensionNumbersOfType("no.such.Type"),
+                .fileContainingSymbol("google.api.http"),
+            ]
+            let responses = try await client.bidirectional(Reflection.ServerReflection.Method.ServerReflectionInfo.self) { writer, responses in
+                for messageRequest in requests {
+                    var request = Reflection.ServerReflectionRequest()
+                    request.messageRequest = messageRequest
+                    try await writer.write(request)
+                }
+                writer.finish()
+                var collected: [Reflection.ServerReflectionResponse] = []
+                for try await response in responses { collected.append(response) }
+                return collected
+            }
+            try #require(responses.count == 5)
+            guard case .allExtensionNumbersResponse(let numbers)? = responses[0].messageResponse else {
+                Issue.record("no extension numbers: \(responses[0])")
+                return
+            }
+            #expect(numbers.baseTypeName == "google.protobuf.MethodOptions")
+            #expect(numbers.extensionNumber == [72_295_728])
+
+            guard case .fileDescriptorResponse(let files)? = responses[1].messageResponse else {
+                Issue.record("no file for the extension: \(responses[1])")
+                return
+            }
+            // The declaring file comes last, after its dependencies; read it with protoc.
+            let names = try files.fileDescriptorProto.map { try decodedFileName($0) }
+            #expect(names.last == "google/api/annotations.proto")
+            #expect(Set(names) == ["google/protobuf/descriptor.proto", "google/api/http.proto", "google/api/annotations.proto"])
+
+            guard case .errorResponse(let unknownNumber)? = responses[2].messageResponse else {
+                Issue.record("an unknown extension number got an answer: \(responses[2])")
+                return
+            }
+            #expect(unknownNumber.errorCode == Int32(RPCError.Code.notFound.rawValue))
+            guard case .errorResponse(let unknownType)? = responses[3].messageResponse else {
+                Issue.record("an unknown type got an answer: \(responses[3])")
+                return
+            }
+            #expect(unknownType.errorCode == Int32(RPCError.Code.notFound.rawValue))
+            // Files already sent on this stream are sent again alone, so the answer is not empty.
+            guard case .fileDescriptorResponse(let symbolFiles)? = responses[4].messageResponse else {
+                Issue.record("the extension's name is not a known symbol: \(responses[4])")
+                return
+            }
+            #expect(try symbolFiles.fileDescriptorProto.map { try decodedFileName($0) } == ["google/api/annotations.proto"])
+        }
+    }
+
+    func extensionRequest(_ type: String, _ number: Int32) -> Reflection.ExtensionRequest {
+        var request = Reflection.ExtensionRequest()
+        request.containingType = type
+        request.extensionNumber = number
+        return request
+    }
+
+    /// The `name` of a serialized FileDescriptorProto, read by protoc (an independent decoder).
+    func decodedFileName(_ bytes: [UInt8]) throws -> String {
+        let text = String(decoding: try run("/usr/bin/protoc", ["-I", "/usr/include", "--decode=google.protobuf.FileDescriptorProto",
+                                                                 "google/protobuf/descriptor.proto"], input: Data(bytes)), as: UTF8.self)
+        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("name: ") }) else { return "" }
+        return String(line.dropFirst(6)).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+    }
 }
