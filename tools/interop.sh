@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # `make interop`: our runtime against the reference implementation of gRPC (grpcio), both ways.
 #   1. grpcio's client runs every interop case against our interop server;
-#   2. buf curl calls our server through reflection alone (no .proto files);
-#   3. our interop client runs the cases against grpcio's TestService server.
+#   2. buf curl calls our server through reflection alone (no .proto files), and grpcio's
+#      reflection client asks it about extensions;
+#   3. our interop client runs the cases against grpcio's TestService server (and against ours,
+#      where it can see what grpcio's client cannot: each response's compressed flag; a raw
+#      HTTP/2 client reads that flag from the frames too).
 # Servers bind 127.0.0.1 on a free port and are stopped on exit.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -54,6 +57,14 @@ pids+=("$pid")
 "$python" tools/interop/grpcio_client.py --host 127.0.0.1 --port "$port" --test_case all --stubs "$stubs" | tee "$logs/a.out" || true
 tally "$logs/a.out"
 
+echo "== our client -> our server (every case; server_compressed_* check each response's compressed flag)"
+"$bin/interop-client" --host 127.0.0.1 --port "$port" --test_case all | tee "$logs/o.out" || true
+tally "$logs/o.out"
+
+echo "== raw HTTP/2 client (Python h2) -> our server: the compressed flag of each response message"
+"$python" tools/interop/h2_compression_check.py --port "$port" --stubs "$stubs" | tee "$logs/c.out" || true
+tally "$logs/c.out"
+
 echo "== buf curl -> our server, through reflection only (no .proto files)"
 buf="$root/.venv/bin/buf"
 check() { # name, command...
@@ -69,6 +80,10 @@ done
 check buf_unary_call bash -c "'$buf' curl --protocol grpc --http2-prior-knowledge -d '{\"responseSize\": 3}' '$url/grpc.testing.TestService/UnaryCall' | grep -q AAAA"
 check buf_health_check bash -c "'$buf' curl --protocol grpc --http2-prior-knowledge -d '{\"service\": \"grpc.testing.TestService\"}' '$url/grpc.health.v1.Health/Check' | grep -q SERVING"
 check buf_server_streaming bash -c "'$buf' curl --protocol grpc --http2-prior-knowledge -d '{\"responseParameters\": [{\"size\": 1}, {\"size\": 2}]}' '$url/grpc.testing.TestService/StreamingOutputCall' | grep -c payload | grep -qx 2"
+
+echo "== grpcio's reflection client -> our server: extension queries (google.api.http)"
+"$python" tools/interop/grpcio_reflection_check.py --host 127.0.0.1 --port "$port" | tee "$logs/r.out" || true
+tally "$logs/r.out"
 
 echo "== our client -> grpcio server"
 # client_compressed_unary and client_compressed_streaming need a server that can see whether a

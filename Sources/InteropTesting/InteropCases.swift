@@ -227,12 +227,16 @@ public enum InteropCases {
         try expect(uncompressed.payload?.body.count == 314_159, "uncompressed request: wrong response size")
     }
 
+    /// The response's compressed flag must follow `response_compressed` (our client advertises
+    /// gzip in grpc-accept-encoding, so the server may compress).
     @Sendable static func serverCompressedUnary(_ client: RPCClient) async throws {
         for compressed in [true, false] {
             var request = simpleRequest(responseSize: 314_159, payloadSize: 271_828)
             request.responseCompressed = boolValue(compressed)
-            let response = try await client.unary(Methods.UnaryCall.self, request, options: deadline)
-            try expect(response.payload?.body.count == 314_159, "response_compressed=\(compressed): wrong response size")
+            let response = try await client.unaryWithMetadata(Methods.UnaryCall.self, request, options: deadline)
+            try expect(response.message.payload?.body.count == 314_159, "response_compressed=\(compressed): wrong response size")
+            try expect(response.messageWasCompressed == compressed,
+                       "response_compressed=\(compressed): the response's compressed flag is \(response.messageWasCompressed ? "set" : "clear")")
         }
     }
 
@@ -258,12 +262,17 @@ public enum InteropCases {
         var request = streamingRequest([31_415, 92_653])
         request.responseParameters[0].compressed = boolValue(true)
         request.responseParameters[1].compressed = boolValue(false)
-        let sizes = try await client.serverStreaming(Methods.StreamingOutputCall.self, request, options: deadline) { responses in
+        let (sizes, flags) = try await client.serverStreaming(Methods.StreamingOutputCall.self, request, options: deadline) { responses in
             var sizes: [Int] = []
-            for try await response in responses { sizes.append(response.payload?.body.count ?? 0) }
-            return sizes
+            var flags: [Bool] = []
+            for try await response in responses {
+                sizes.append(response.payload?.body.count ?? 0)
+                flags.append(responses.lastMessageWasCompressed)
+            }
+            return (sizes, flags)
         }
         try expect(sizes == [31_415, 92_653], "response sizes \(sizes)")
+        try expect(flags == [true, false], "compressed flags \(flags), want [true, false]")
     }
 
     /// Runs the named cases (or all) and returns (passed, failed) with one report line per case.

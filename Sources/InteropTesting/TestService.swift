@@ -31,6 +31,8 @@ public struct InteropTestService: Grpc.Testing.TestService.Handler {
         if let status = request.responseStatus, status.code != 0 {
             throw RPCError(RPCError.Code(rawValue: Int(status.code)), status.message)
         }
+        // CompressedResponse: compressed (if the client accepts gzip) or not, as asked.
+        if let compressed = request.responseCompressed { context.compressResponses = compressed.value }
         var response = Grpc.Testing.SimpleResponse()
         response.payload = payload(size: Int(request.responseSize))
         return response
@@ -43,7 +45,7 @@ public struct InteropTestService: Grpc.Testing.TestService.Handler {
     public func streamingOutputCall(_ request: Grpc.Testing.StreamingOutputCallRequest, writer: ResponseWriter<Grpc.Testing.StreamingOutputCallResponse>,
                                     context: ServerContext) async throws {
         echoMetadata(context)
-        try await respond(to: request.responseParameters, writer: writer)
+        try await respond(to: request.responseParameters, writer: writer, context: context)
         if let status = request.responseStatus, status.code != 0 {
             throw RPCError(RPCError.Code(rawValue: Int(status.code)), status.message)
         }
@@ -70,7 +72,7 @@ public struct InteropTestService: Grpc.Testing.TestService.Handler {
             if let status = request.responseStatus, status.code != 0 {
                 throw RPCError(RPCError.Code(rawValue: Int(status.code)), status.message)
             }
-            try await respond(to: request.responseParameters, writer: writer)
+            try await respond(to: request.responseParameters, writer: writer, context: context)
         }
     }
 
@@ -79,7 +81,7 @@ public struct InteropTestService: Grpc.Testing.TestService.Handler {
         echoMetadata(context)
         var buffered: [Grpc.Testing.StreamingOutputCallRequest] = []
         for try await request in requests { buffered.append(request) }
-        for request in buffered { try await respond(to: request.responseParameters, writer: writer) }
+        for request in buffered { try await respond(to: request.responseParameters, writer: writer, context: context) }
     }
 
     /// The interop cases expect this one method to be unimplemented.
@@ -107,11 +109,20 @@ func payload(size: Int) -> Grpc.Testing.Payload {
     return payload
 }
 
-func respond(to parameters: [Grpc.Testing.ResponseParameters], writer: ResponseWriter<Grpc.Testing.StreamingOutputCallResponse>) async throws {
+/// One response per parameter. `compressed` is per message; a call in which any message asks
+/// for compression turns it on for the call first, so the response headers name gzip even when
+/// the first message goes uncompressed.
+func respond(to parameters: [Grpc.Testing.ResponseParameters], writer: ResponseWriter<Grpc.Testing.StreamingOutputCallResponse>,
+             context: ServerContext) async throws {
+    if parameters.contains(where: { $0.compressed?.value == true }) { context.compressResponses = true }
     for parameter in parameters {
         if parameter.intervalUs > 0 { try await Task.sleep(for: .microseconds(Int64(parameter.intervalUs))) }
         var response = Grpc.Testing.StreamingOutputCallResponse()
         response.payload = payload(size: Int(parameter.size))
-        try await writer.write(response)
+        if let compressed = parameter.compressed {
+            try await writer.write(response, compressed: compressed.value)
+        } else {
+            try await writer.write(response)
+        }
     }
 }

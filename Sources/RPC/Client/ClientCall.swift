@@ -13,6 +13,8 @@ final class ClientCall: Sendable {
     /// The server's header blocks as received (converted to `Metadata` when asked for).
     let headerBlocks = Mutex<(initial: [HeaderField], trailing: [HeaderField])>(([], []))
     let ended = Mutex(false)
+    /// Whether the response message read last had its compressed flag set.
+    let lastMessageCompressed = Atomic<Bool>(false)
 
     init(streamID: Int32, state: NIOLoopBound<ClientConnectionState>, events: InboundQueue<ClientCallEvent>,
          compression: Compression?, maxMessageSize: Int) {
@@ -91,7 +93,8 @@ final class ClientCall: Sendable {
     /// Reads a unary response: exactly one message, then an OK status.
     func collectOne<Message: ProtobufKit.Message>(_ type: Message.Type) async throws -> UnaryResponse<Message> {
         let response = try decode(Message.self, try await collectOneBuffer())
-        return UnaryResponse(message: response, initialMetadata: initialMetadata, trailingMetadata: trailingMetadata)
+        return UnaryResponse(message: response, initialMetadata: initialMetadata, trailingMetadata: trailingMetadata,
+                             messageWasCompressed: lastMessageCompressed.load(ordering: .relaxed))
     }
 
     /// Reads a unary response and decodes it with `decode`, in place.
@@ -118,8 +121,9 @@ final class ClientCall: Sendable {
             switch event {
             case .headers:
                 continue
-            case .message(let bytes, let wireBytes):
+            case .message(let bytes, let wireBytes, let compressed):
                 consumed(wireBytes)
+                lastMessageCompressed.store(compressed, ordering: .relaxed)
                 guard response == nil else {
                     cancel()
                     throw RPCError(.internal, "the server sent more than one response to a unary call")
@@ -145,6 +149,9 @@ public struct ResponseStream<Message: ProtobufKit.Message>: AsyncSequence, Senda
     public var initialMetadata: Metadata { call.initialMetadata }
     /// The server's trailing metadata (once the sequence has ended).
     public var trailingMetadata: Metadata { call.trailingMetadata }
+    /// Whether the message read last arrived with its compressed flag set (the server chooses
+    /// per message).
+    public var lastMessageWasCompressed: Bool { call.lastMessageCompressed.load(ordering: .relaxed) }
 
     public struct AsyncIterator: AsyncIteratorProtocol {
         let call: ClientCall
@@ -154,8 +161,9 @@ public struct ResponseStream<Message: ProtobufKit.Message>: AsyncSequence, Senda
                 call.observe(event)
                 switch event {
                 case .headers: continue
-                case .message(let bytes, let wireBytes):
+                case .message(let bytes, let wireBytes, let compressed):
                     call.consumed(wireBytes)
+                    call.lastMessageCompressed.store(compressed, ordering: .relaxed)
                     return try call.decode(Message.self, bytes)
                 case .end(let status, _):
                     if status.code == .ok { return nil }

@@ -14,8 +14,9 @@ final class ConnectionStatus: Sendable {
 /// Header blocks travel as received; they become `Metadata` only if the caller asks for it.
 enum ClientCallEvent: Sendable {
     case headers([HeaderField])
-    /// A response message and the wire bytes it took (acknowledged once the caller reads it).
-    case message(ByteBuffer, wireBytes: Int)
+    /// A response message, the wire bytes it took (acknowledged once the caller reads it), and
+    /// whether its compressed flag was set.
+    case message(ByteBuffer, wireBytes: Int, compressed: Bool)
     case end(RPCError, trailers: [HeaderField])
 }
 
@@ -151,7 +152,7 @@ final class ClientConnectionState: HTTP2ConnectionDelegate {
                     guard let message = try stream.deframer?.next() else { break }
                     let wireBytes = before - (stream.deframer?.buffer.readableBytes ?? 0)
                     stream.window.delivered(wireBytes)
-                    stream.events.yield(.message(message, wireBytes: wireBytes))
+                    stream.events.yield(.message(message, wireBytes: wireBytes, compressed: stream.deframer?.lastMessageWasCompressed ?? false))
                 } catch let error as RPCError {
                     end(streamID: streamID, status: error, trailers: [])
                     connection.session.resetStream(streamID, errorCode: 0x8)

@@ -31,6 +31,8 @@ public struct UnaryResponse<Message: Sendable>: Sendable {
     public var message: Message
     public var initialMetadata: Metadata
     public var trailingMetadata: Metadata
+    /// Whether the response arrived with its compressed flag set.
+    public var messageWasCompressed = false
 }
 
 /// A gRPC client for one target (`host:port`), over one HTTP/2 connection that it opens on first

@@ -56,16 +56,17 @@ final class ServerCall: Sendable {
         }
     }
 
-    /// Sends one response message (response headers first, if not yet sent).
-    func send<Message: ProtobufKit.Message>(_ message: Message) async throws {
+    /// Sends one response message (response headers first, if not yet sent). `compressed`
+    /// overrides the call's `compressResponses` for this message.
+    func send<Message: ProtobufKit.Message>(_ message: Message, compressed: Bool? = nil) async throws {
         let connection = self.connection
         // Handlers run on the connection's loop (EventLoopTaskExecutor). A writer on another
         // executor (a detached task) moves onto the loop first.
         guard connection.eventLoop.inEventLoop else {
             let loop = EventLoopTaskExecutor(connection.eventLoop)
-            return try await withTaskExecutorPreference(loop) { try await self.send(message) }
+            return try await withTaskExecutorPreference(loop) { try await self.send(message, compressed: compressed) }
         }
-        try connection.value.sendMessage(streamID: streamID, message, context: context)
+        try connection.value.sendMessage(streamID: streamID, message, context: context, compressed: compressed)
         // Backpressure: wait while more than 64 KiB are queued behind flow control.
         if connection.value.mustWaitToWrite(streamID: streamID) {
             try await connection.value.waitToWrite(streamID: streamID)
@@ -121,5 +122,12 @@ public struct ResponseWriter<Message: ProtobufKit.Message>: Sendable {
 
     public func write(_ message: Message) async throws {
         try await call.send(message)
+    }
+
+    /// Writes one message, compressed or not whatever the call's `compressResponses` says
+    /// (compressed only if the client accepts gzip and the response headers named it: see
+    /// `ServerContext.compressResponses`).
+    public func write(_ message: Message, compressed: Bool) async throws {
+        try await call.send(message, compressed: compressed)
     }
 }

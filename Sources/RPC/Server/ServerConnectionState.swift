@@ -29,6 +29,9 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
         var task: Task<Void, Never>?
         /// Set for a method taking one request: the handler starts when the request stream ends.
         var startWhenRequestsEnd: (() -> Void)?
+        /// Whether the client listed gzip in grpc-accept-encoding.
+        let acceptsGzip: Bool
+        /// gzip once the response headers have named it; only then may a message be compressed.
         var responseCompression: Compression?
         var headersSent = false
         var finished = false
@@ -36,10 +39,10 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
         var deadline: NIODeadline?
         var window = ReceiveWindow()
 
-        init(deframer: MessageDeframer, requests: InboundQueue<ReceivedMessage>, responseCompression: Compression?) {
+        init(deframer: MessageDeframer, requests: InboundQueue<ReceivedMessage>, acceptsGzip: Bool) {
             self.deframer = deframer
             self.requests = requests
-            self.responseCompression = responseCompression
+            self.acceptsGzip = acceptsGzip
         }
     }
 
@@ -114,6 +117,7 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
         var contentType = ""
         var timeout: String?
         var encoding: String?
+        var acceptEncoding: String?
         var metadataFields: [(name: String, value: String)] = []
         metadataFields.reserveCapacity(fields.count)
         for field in fields {
@@ -123,6 +127,7 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
             case "content-type": contentType = field.value
             case "grpc-timeout": timeout = field.value
             case "grpc-encoding": encoding = field.value
+            case "grpc-accept-encoding": acceptEncoding = field.value
             default: metadataFields.append((field.name, field.value))
             }
         }
@@ -163,13 +168,13 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
             deadline = nil
         }
 
-        let context = ServerContext(method: handler.descriptor, metadata: Metadata(fields: metadataFields), deadline: deadline, peer: peer, requestEncoding: requestCompression?.name)
+        let acceptsGzip = acceptEncoding.map(Compression.acceptsGzip) ?? false
+        let context = ServerContext(method: handler.descriptor, metadata: Metadata(fields: metadataFields), deadline: deadline, peer: peer,
+                                    requestEncoding: requestCompression?.name, acceptsCompressedResponses: acceptsGzip)
         let requests = InboundQueue<ReceivedMessage>()
         let call = ServerCall(streamID: streamID, context: context, requests: requests, connection: loopBound, decodingOptions: decodingOptions)
-        // Respond compressed when the client asked for compression and accepts gzip.
-        let acceptsGzip = requestCompression != nil && metadataFields.contains { $0.name == "grpc-accept-encoding" && $0.value.contains("gzip") }
         let state = Call(deframer: MessageDeframer(maxMessageSize: options.maxMessageSize, compression: requestCompression),
-                         requests: requests, responseCompression: acceptsGzip ? .gzip : nil)
+                         requests: requests, acceptsGzip: acceptsGzip)
         calls[streamID] = state
         if let deadline {
             let at = NIODeadline.now() + .nanoseconds(Int64(max(0, (deadline - .now).nanosecondsClamped)))
@@ -302,15 +307,25 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
 
     // MARK: Responses
 
-    func sendMessage<Message: ProtobufKit.Message>(streamID: Int32, _ message: Message, context: ServerContext) throws {
+    func sendMessage<Message: ProtobufKit.Message>(streamID: Int32, _ message: Message, context: ServerContext, compressed: Bool? = nil) throws {
         guard let call = calls[streamID], !call.finished else {
             throw RPCError(.cancelled, "the call has ended")
         }
-        let framed = try frameMessage(message, compression: call.responseCompression, maxSize: options.maxMessageSize,
+        let compression = call.acceptsGzip ? messageCompression(call, context: context, compressed: compressed) : nil
+        let framed = try frameMessage(message, compression: compression, maxSize: options.maxMessageSize,
                                       allocator: allocator, direction: "response")
         if !call.headersSent { sendHeaders(call, streamID: streamID, initialMetadata: context.initialMetadata) }
         try connection.session.sendData(streamID: streamID, framed)
         connection.flush()
+    }
+
+    /// gzip for one response message when the handler asks for it (per message, else per call)
+    /// and the response headers named gzip; they do if, when the first message goes, the call
+    /// or that message asked for compression (gRPC's doc/compression.md).
+    func messageCompression(_ call: Call, context: ServerContext, compressed: Bool?) -> Compression? {
+        let callWantsCompression = context.compressResponses
+        if !call.headersSent { call.responseCompression = (compressed ?? callWantsCompression) || callWantsCompression ? .gzip : nil }
+        return compressed ?? callWantsCompression ? call.responseCompression : nil
     }
 
     /// Whether a writer must wait before queuing more on this stream.

@@ -12,16 +12,24 @@ public final class ServerContext: Sendable {
     public let peer: String
     /// The request's `grpc-encoding` (nil when the client did not compress).
     public let requestEncoding: String?
+    /// Whether the client accepts gzip-compressed responses (its `grpc-accept-encoding` lists
+    /// gzip). Only then are responses ever compressed, whatever the handler asks.
+    public let acceptsCompressedResponses: Bool
 
-    private let state = Mutex(ResponseMetadata())
+    private let state: Mutex<ResponseMetadata>
 
     struct ResponseMetadata {
         var initial = Metadata()
         var trailing = Metadata()
+        var compressResponses = false
     }
 
-    init(method: MethodDescriptor, metadata: Metadata, deadline: ContinuousClock.Instant?, peer: String, requestEncoding: String?) {
+    init(method: MethodDescriptor, metadata: Metadata, deadline: ContinuousClock.Instant?, peer: String, requestEncoding: String?,
+         acceptsCompressedResponses: Bool = false) {
         self.requestEncoding = requestEncoding
+        self.acceptsCompressedResponses = acceptsCompressedResponses
+        // By default a call answers compressed when it was asked compressed (and the client accepts it).
+        state = Mutex(ResponseMetadata(compressResponses: requestEncoding != nil && acceptsCompressedResponses))
         self.method = method
         self.metadata = metadata
         self.deadline = deadline
@@ -43,6 +51,24 @@ public final class ServerContext: Sendable {
     /// Adds metadata to the trailers sent with the status.
     public func addTrailingMetadata(_ name: String, _ value: String) { state.withLock { $0.trailing.add(name, value) } }
     public func addTrailingMetadata(_ name: String, binary: [UInt8]) { state.withLock { $0.trailing.add(name, binary: binary) } }
+
+    /// Compress response messages with gzip: the handler's choice for the whole call, which
+    /// `ResponseWriter.write(_:compressed:)` can override per message.
+    ///
+    /// Takes effect only when the client accepts gzip (`acceptsCompressedResponses`), as gRPC's
+    /// compression rules require; otherwise every response goes uncompressed. Decide before the
+    /// first response message: the response headers, sent with it, name gzip only if this is on
+    /// or that first message asks for compression, and no later message can be compressed
+    /// unless they did. On by default when the request itself was compressed.
+    ///
+    /// ```swift
+    /// context.compressResponses = true   // a large, compressible response
+    /// return response
+    /// ```
+    public var compressResponses: Bool {
+        get { state.withLock { $0.compressResponses } }
+        set { state.withLock { $0.compressResponses = newValue } }
+    }
 
     var initialMetadata: Metadata { state.withLock { $0.initial } }
     var trailingMetadata: Metadata { state.withLock { $0.trailing } }

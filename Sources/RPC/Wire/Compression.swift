@@ -10,6 +10,14 @@ struct Compression: Sendable, Hashable {
     /// What this implementation accepts.
     static let acceptEncoding = "identity,gzip"
 
+    /// Whether a `grpc-accept-encoding` value (a comma-separated list) names gzip: only then may
+    /// a server compress its responses (gRPC's doc/compression.md).
+    static func acceptsGzip(_ acceptEncoding: String) -> Bool {
+        acceptEncoding.split(separator: ",").contains { token in
+            token.drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.elementsEqual("gzip".reversed())
+        }
+    }
+
     /// The compression for a `grpc-encoding` value; nil for identity; throws when unsupported.
     static func named(_ name: String?) throws -> Compression? {
         switch name {

@@ -9,6 +9,9 @@ struct MessageDeframer {
     let maxMessageSize: Int
     /// The call's `grpc-encoding`, for messages whose compressed flag is set.
     let compression: Compression?
+    /// Whether the message `next()` returned last had its compressed flag set (the sender
+    /// chooses per message; tests and the interop client check it).
+    private(set) var lastMessageWasCompressed = false
 
     init(maxMessageSize: Int, compression: Compression?) {
         self.maxMessageSize = maxMessageSize
@@ -33,6 +36,7 @@ struct MessageDeframer {
         // Drop the emptied buffer rather than `clear()` it: the message is a slice of the same
         // storage, so clearing would allocate a fresh one for nothing.
         if buffer.readableBytes == 0 { buffer = ByteBuffer() }
+        lastMessageWasCompressed = flag == 1
         switch flag {
         case 0:
             return message
