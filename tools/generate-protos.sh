@@ -5,8 +5,9 @@
 # The output is committed; CI runs this script and fails if `git diff` shows a change.
 #
 # Groups (one C target and one Swift module each):
-#   well-known  google/protobuf/* (from the system's libprotobuf-dev) + google/api/* -> ProtobufKit
-#   grpc        grpc/*, google/rpc/*                                                   -> GRPCProtos
+#   well-known  google/protobuf/* (from the system's libprotobuf-dev), google/api/*,
+#               google/rpc/* (Status and the error details, which RPCError carries)    -> ProtobufKit
+#   grpc        grpc/*                                                                 -> GRPCProtos
 #   api         fabrikam/dronedelivery/*                                               -> DroneDeliveryAPI
 #   testing     fabrikam/testing/*                                                     -> TestMessages (tests only)
 set -euo pipefail
@@ -23,7 +24,8 @@ wkt_protos="google/protobuf/any.proto google/protobuf/duration.proto google/prot
 descriptor_protos="google/protobuf/descriptor.proto google/protobuf/compiler/plugin.proto"
 list() { (cd proto && find "$@" -name '*.proto' | sort); }
 api_annotations=$(list google/api)
-grpc_protos=$(list grpc google/rpc)
+google_rpc=$(list google/rpc)
+grpc_protos=$(list grpc)
 domain_protos=$(list fabrikam/dronedelivery)
 testing_protos=$(list fabrikam/testing)
 
@@ -43,7 +45,7 @@ generate_c() {
 
 echo "protoc-c: C structs"
 # shellcheck disable=SC2086
-generate_c Sources/CWellKnownProtos $wkt_protos $descriptor_protos $api_annotations
+generate_c Sources/CWellKnownProtos $wkt_protos $descriptor_protos $api_annotations $google_rpc
 # shellcheck disable=SC2086
 generate_c Sources/CGRPCProtos $grpc_protos
 # shellcheck disable=SC2086
@@ -72,11 +74,11 @@ echo "protoc-gen-swiftpbc: Swift types"
 # shellcheck disable=SC2086
 # google/api and descriptor.proto get metadata only (their descriptors, for reflection clients).
 generate_swift Sources/ProtobufKit/Generated "Module=ProtobufKit,CModule=CWellKnownProtos,MetadataOnly=google/api/,MetadataOnly=google/protobuf/descriptor.proto" \
-  $wkt_protos google/protobuf/descriptor.proto $api_annotations
+  $wkt_protos google/protobuf/descriptor.proto $api_annotations $google_rpc
 # shellcheck disable=SC2086
 generate_swift Sources/GRPCProtos/Generated "Module=GRPCProtos,CModule=CGRPCProtos" $grpc_protos
 # shellcheck disable=SC2086
-generate_swift Sources/DroneDeliveryAPI/Generated "Module=DroneDeliveryAPI,CModule=CDroneDeliveryAPI,Map=google/api/:ProtobufKit:CWellKnownProtos,Map=google/rpc/:GRPCProtos:CGRPCProtos" $domain_protos
+generate_swift Sources/DroneDeliveryAPI/Generated "Module=DroneDeliveryAPI,CModule=CDroneDeliveryAPI,Map=google/api/:ProtobufKit:CWellKnownProtos,Map=google/rpc/:ProtobufKit:CWellKnownProtos" $domain_protos
 # shellcheck disable=SC2086
 generate_swift Tests/Fixtures/TestMessages/Generated "Module=TestMessages,CModule=CTestMessages" $testing_protos
 echo "done"

@@ -1,7 +1,8 @@
 // GRPCProtos: the standard gRPC contracts the system serves and speaks, generated from proto/grpc
-// and proto/google/rpc by `make proto` (see Generated/):
+// by `make proto` (see Generated/):
 // - grpc.health.v1 (health checking), grpc.reflection.v1 and v1alpha (server reflection),
-// - grpc.testing (the gRPC interop test service), google.rpc (Status and Code).
+// - grpc.testing (the gRPC interop test service).
+// google.rpc (Status, Code, the error details) lives in ProtobufKit, so that RPCError can carry it.
 
 public import ProtobufKit
 
@@ -13,6 +14,4 @@ public let grpcProtoFiles: [ProtoFileMetadata] = [
     Grpc.Testing.EmptyProtoFile.metadata,
     Grpc.Testing.MessagesProtoFile.metadata,
     Grpc.Testing.TestProtoFile.metadata,
-    Google.Rpc.StatusProtoFile.metadata,
-    Google.Rpc.CodeProtoFile.metadata,
 ]

@@ -458,9 +458,11 @@ public final class Gateway: Sendable {
 
     static func statusJSON(_ error: any Error) -> [UInt8] {
         let rpc = error as? RPCError ?? RPCError(.unknown, "\(error)")
-        var status = Google.Rpc.Status()
-        status.code = Int32(rpc.code.rawValue)
-        status.message = rpc.message
+        // google.rpc.Status JSON: details as Any's JSON form, {"@type": ..., fields}. A detail of
+        // a type the registry does not know cannot be written; the status then goes without them.
+        var status = rpc.status
+        if let body = try? status.jsonUTF8Bytes() { return body }
+        status.details = []
         return (try? status.jsonUTF8Bytes()) ?? Array("{\"code\":2}".utf8)
     }
 

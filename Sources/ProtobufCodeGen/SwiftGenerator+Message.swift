@@ -217,8 +217,8 @@ extension SwiftGenerator {
         p.line()
         p.line("public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }")
         p.line()
-        if isRecursive(message.fullName) {
-            p.line("public static var _isRecursive: Bool { true }")
+        if needsWireScan(message.fullName) {
+            p.line("public static var _needsWireScan: Bool { true }")
             p.line()
         }
         emitBuild(message, plans: plans, cType: cType, cInit: cInit, into: &p)
@@ -234,10 +234,11 @@ extension SwiftGenerator {
         p.line("}")
     }
 
-    /// Swift expression converting a Swift element value `v` into its C representation.
-    func cValue(_ plan: FieldPlan, _ v: String) -> String {
+    /// Swift expression converting a Swift element value `v` into its C representation;
+    /// `field` is the field's full proto name, which the encoder's refusal of U+0000 names.
+    func cValue(_ plan: FieldPlan, _ v: String, field: String) -> String {
         switch plan.field.type {
-        case .string: return "arena.string(\(v))"
+        case .string: return "arena.string(\(v), field: \(field.swiftLiteral))"
         case .bytes: return "ProtobufCBinaryData(len: \(v).count, data: arena.bytes(\(v)))"
         case .bool: return "\(v) ? 1 : 0"
         case .enum: return ".init(rawValue: .init(truncatingIfNeeded: \(v).rawValue))"
@@ -266,11 +267,12 @@ extension SwiftGenerator {
         for plan in plans {
             let property = "self.\(plan.escapedName)"
             let cf = plan.cField
+            let fieldName = message.fullName + "." + plan.field.name
             switch plan.shape {
             case .singular:
-                p.line("c.pointee.\(cf) = \(cValue(plan, property))")
+                p.line("c.pointee.\(cf) = \(cValue(plan, property, field: fieldName))")
             case .message, .boxedMessage:
-                p.line("if let value = \(property) { c.pointee.\(cf) = \(cValue(plan, "value")) }")
+                p.line("if let value = \(property) { c.pointee.\(cf) = \(cValue(plan, "value", field: fieldName)) }")
             case .repeated:
                 p.block("if !\(property).isEmpty") { p in
                     p.line("c.pointee.\(plan.cCount) = \(property).count")
@@ -287,7 +289,7 @@ extension SwiftGenerator {
                         default: cElement = "UnsafeMutablePointer<\(plan.typeInfo!.cName)>?"
                         }
                         p.line("let array = arena.allocate(MemoryLayout<\(cElement)>.stride * \(property).count).bindMemory(to: \(cElement).self, capacity: \(property).count)")
-                        p.line("for (index, element) in \(property).enumerated() { array[index] = \(cValue(plan, "element")) }")
+                        p.line("for (index, element) in \(property).enumerated() { array[index] = \(cValue(plan, "element", field: fieldName)) }")
                         p.line("c.pointee.\(cf) = array")
                     }
                 }
@@ -299,8 +301,8 @@ extension SwiftGenerator {
                     p.block("for (key, value) in ProtobufKit._orderedMapEntries(\(property))") { p in
                         p.line("let entry = arena.allocate(MemoryLayout<\(entryCName)>.stride).bindMemory(to: \(entryCName).self, capacity: 1)")
                         p.line("\(entryCInit)(entry)")
-                        p.line("entry.pointee.key = \(cValue(key, "key"))")
-                        p.line("entry.pointee.value = \(cValue(value, "value"))")
+                        p.line("entry.pointee.key = \(cValue(key, "key", field: fieldName))")
+                        p.line("entry.pointee.value = \(cValue(value, "value", field: fieldName))")
                         p.line("array[index] = entry")
                         p.line("index += 1")
                     }
@@ -316,7 +318,7 @@ extension SwiftGenerator {
                 for member in plans where member.field.oneofIndex == index {
                     p.line("case .\(member.escapedName)(let value)?:")
                     p.line("    c.pointee.\(ProtobufCNames.oneofCaseName(oneof.name)) = .init(rawValue: \(member.field.number))")
-                    p.line("    c.pointee.\(member.cField) = \(cValue(member, "value"))")
+                    p.line("    c.pointee.\(member.cField) = \(cValue(member, "value", field: message.fullName + "." + member.field.name))")
                 }
                 p.line("case nil:")
                 p.line("    break")

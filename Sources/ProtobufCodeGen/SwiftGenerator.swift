@@ -89,6 +89,8 @@ public struct SwiftGenerator {
     var singularEdges: [String: [String]] = [:]
     /// Message full name -> full names of messages reachable through any field.
     var allEdges: [String: [String]] = [:]
+    /// Full names of messages that declare a string field themselves (map entries included).
+    var messagesWithStrings: Set<String> = []
 
     public init(request: CodeGeneratorRequest) throws {
         self.request = request
@@ -130,6 +132,7 @@ public struct SwiftGenerator {
             .filter { $0.type == .message && !$0.isRepeated }
             .map(\.typeName)
         allEdges[message.fullName] = message.fields.filter { $0.type == .message }.map(\.typeName)
+        if message.fields.contains(where: { $0.type == .string }) { messagesWithStrings.insert(message.fullName) }
         for nested in message.nestedMessages { register(nested, swiftParent: swiftName, file: file) }
         for nested in message.nestedEnums { register(nested, swiftParent: swiftName, file: file) }
     }
@@ -164,6 +167,21 @@ public struct SwiftGenerator {
     /// Whether a message can contain itself through any chain of fields.
     func isRecursive(_ fullName: String) -> Bool {
         (allEdges[fullName] ?? []).contains { reaches($0, fullName, throughRepeated: true) }
+    }
+
+    /// Whether decoding a message must scan its input first (`Message._needsWireScan`): some
+    /// message it can contain (itself included) holds a string field, or contains itself and so
+    /// can nest without bound. A message with a `google.protobuf.Struct` field is one: Struct
+    /// does not contain itself directly, but Value and ListValue lead back to it.
+    func needsWireScan(_ fullName: String) -> Bool {
+        var seen: Set<String> = []
+        var stack = [fullName]
+        while let next = stack.popLast() {
+            guard seen.insert(next).inserted else { continue }
+            if messagesWithStrings.contains(next) || isRecursive(next) { return true }
+            stack += allEdges[next] ?? []
+        }
+        return false
     }
 
     /// Generates every requested file.

@@ -7,7 +7,7 @@ struct BinaryRoundTripTests {
     @Test("every field kind survives encode and decode")
     func everyFieldKind() throws {
         let original = fullyPopulated()
-        let bytes = original.serializedBytes()
+        let bytes = try original.serializedBytes()
         #expect(bytes.count == original.serializedSize)
         let decoded = try TestAllTypes(serializedBytes: bytes)
         #expect(decoded == original)
@@ -15,7 +15,7 @@ struct BinaryRoundTripTests {
 
     @Test("an empty message encodes to zero bytes and decodes back")
     func emptyMessage() throws {
-        #expect(TestAllTypes().serializedBytes().isEmpty)
+        #expect(try TestAllTypes().serializedBytes().isEmpty)
         #expect(try TestAllTypes(serializedBytes: []) == TestAllTypes())
     }
 
@@ -38,7 +38,7 @@ struct BinaryRoundTripTests {
         // TestEmpty knows no field, so everything arrives as unknown.
         let asEmpty = try TestEmpty(serializedBytes: original.serializedBytes())
         #expect(!asEmpty.unknownFields.isEmpty)
-        let reencoded = asEmpty.serializedBytes()
+        let reencoded = try asEmpty.serializedBytes()
         #expect(try TestAllTypes(serializedBytes: reencoded) == original)
     }
 
@@ -94,7 +94,7 @@ struct BinaryRoundTripTests {
     @Test("Any packs and unpacks")
     func anyPacking() throws {
         let inner = fullyPopulated()
-        let any = WKT.AnyMessage(packing: inner)
+        let any = try WKT.AnyMessage(packing: inner)
         #expect(any.typeUrl == "type.googleapis.com/fabrikam.testing.v1.TestAllTypes")
         #expect(any.isA(TestAllTypes.self))
         #expect(try any.unpack(as: TestAllTypes.self) == inner)
@@ -103,7 +103,7 @@ struct BinaryRoundTripTests {
 
     @Test("decoding many messages reuses no state between calls")
     func repeatedDecodes() throws {
-        let bytes = fullyPopulated().serializedBytes()
+        let bytes = try fullyPopulated().serializedBytes()
         for _ in 0..<200 {
             #expect(try TestAllTypes(serializedBytes: bytes) == fullyPopulated())
         }

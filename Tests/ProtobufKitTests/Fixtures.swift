@@ -87,7 +87,7 @@ func fullyPopulated() -> TestAllTypes {
     text.kind = .stringValue("x")
     object.fields = ["n": number, "s": text]
     m.structValue = object
-    m.any = WKT.AnyMessage(packing: WKT.Timestamp(seconds: 1))
+    m.any = try! WKT.AnyMessage(packing: WKT.Timestamp(seconds: 1))  // a Timestamp always encodes
     var list = WKT.ListValue()
     list.values = [number, text]
     m.listValue = list

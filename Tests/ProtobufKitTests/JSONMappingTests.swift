@@ -120,7 +120,7 @@ struct JSONMappingTests {
         var inner = TestAllTypes()
         inner.singularString = "packed"
         var message = TestAllTypes()
-        message.any = WKT.AnyMessage(packing: inner)
+        message.any = try WKT.AnyMessage(packing: inner)
         let registry = TypeRegistry.wellKnownTypes.adding(TestMessages.testMessageTypes)
         let json = try message.jsonString(options: .defaults { $0.typeRegistry = registry })
         #expect(json == #"{"any":{"@type":"type.googleapis.com/fabrikam.testing.v1.TestAllTypes","singularString":"packed"}}"#)

@@ -40,7 +40,7 @@ struct MalformedBinaryTests {
 
     @Test("input over the size limit is rejected before parsing")
     func sizeLimit() throws {
-        let bytes = fullyPopulated().serializedBytes()
+        let bytes = try fullyPopulated().serializedBytes()
         let options = BinaryDecodingOptions.defaults { $0.maxSize = bytes.count - 1 }
         let error = try #require(throws: ProtobufDecodingError.self) {
             try TestAllTypes(serializedBytes: bytes, options: options)
@@ -66,8 +66,8 @@ struct MalformedBinaryTests {
     }
 
     @Test("every truncation of a valid message fails cleanly or decodes")
-    func everyTruncation() {
-        let bytes = fullyPopulated().serializedBytes()
+    func everyTruncation() throws {
+        let bytes = try fullyPopulated().serializedBytes()
         var failures = 0
         for length in 0..<bytes.count {
             do {

@@ -109,7 +109,7 @@ struct Sample<Ours: ProtobufKit.Message, Theirs: SwiftProtobuf.Message & SwiftPr
     init(_ name: String, _ ours: Ours, as type: Theirs.Type) {
         self.name = name
         self.ours = ours
-        self.bytes = ours.serializedBytes()
+        self.bytes = try! ours.serializedBytes()
         self.theirs = try! Theirs(serializedBytes: bytes)
         self.json = try! ours.jsonString()
         // Both sides must agree before they are timed.
@@ -126,7 +126,7 @@ func register<O, T>(_ sample: Sample<O, T>) {
     let jsonData = Data(json.utf8)
 
     Benchmark("\(sample.name) encode: ProtobufKit") { benchmark in
-        for _ in benchmark.scaledIterations { blackHole(sample.ours.serializedBytes()) }
+        for _ in benchmark.scaledIterations { blackHole(try sample.ours.serializedBytes()) }
     }
     Benchmark("\(sample.name) encode: swift-protobuf") { benchmark in
         for _ in benchmark.scaledIterations { blackHole(try sample.theirs.serializedBytes() as [UInt8]) }

@@ -9,7 +9,7 @@ func check<M: Message>(_ type: M.Type, _ bytes: UnsafeRawBufferPointer) {
     do {
         let message = try M(decoding: bytes)
         let again = try M(serializedBytes: message.serializedBytes())
-        if again != message && again.serializedBytes() != message.serializedBytes() {
+        if try again != message && again.serializedBytes() != message.serializedBytes() {
             fatalError("\(M.protoMessageName) changed across re-encoding")
         }
     } catch is ProtobufDecodingError {

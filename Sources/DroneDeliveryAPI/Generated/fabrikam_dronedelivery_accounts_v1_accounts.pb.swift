@@ -377,13 +377,15 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.Account: ProtobufK
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Accounts__V1__Account>.stride).bindMemory(to: Fabrikam__Dronedelivery__Accounts__V1__Account.self, capacity: 1)
         fabrikam__dronedelivery__accounts__v1__account__init(c)
-        c.pointee.name = arena.string(self.name)
-        c.pointee.account_id = arena.string(self.accountId)
-        c.pointee.display_name = arena.string(self.displayName)
-        c.pointee.contact_email = arena.string(self.contactEmail)
+        c.pointee.name = arena.string(self.name, field: "fabrikam.dronedelivery.accounts.v1.Account.name")
+        c.pointee.account_id = arena.string(self.accountId, field: "fabrikam.dronedelivery.accounts.v1.Account.account_id")
+        c.pointee.display_name = arena.string(self.displayName, field: "fabrikam.dronedelivery.accounts.v1.Account.display_name")
+        c.pointee.contact_email = arena.string(self.contactEmail, field: "fabrikam.dronedelivery.accounts.v1.Account.contact_email")
         c.pointee.status = .init(rawValue: .init(truncatingIfNeeded: self.status.rawValue))
         if let value = self.createTime { c.pointee.create_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         if let value = self.updateTime { c.pointee.update_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
@@ -461,13 +463,15 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.User: ProtobufKit.
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Accounts__V1__User>.stride).bindMemory(to: Fabrikam__Dronedelivery__Accounts__V1__User.self, capacity: 1)
         fabrikam__dronedelivery__accounts__v1__user__init(c)
-        c.pointee.user_id = arena.string(self.userId)
-        c.pointee.account_id = arena.string(self.accountId)
-        c.pointee.display_name = arena.string(self.displayName)
-        c.pointee.email = arena.string(self.email)
+        c.pointee.user_id = arena.string(self.userId, field: "fabrikam.dronedelivery.accounts.v1.User.user_id")
+        c.pointee.account_id = arena.string(self.accountId, field: "fabrikam.dronedelivery.accounts.v1.User.account_id")
+        c.pointee.display_name = arena.string(self.displayName, field: "fabrikam.dronedelivery.accounts.v1.User.display_name")
+        c.pointee.email = arena.string(self.email, field: "fabrikam.dronedelivery.accounts.v1.User.email")
         c.pointee.role = .init(rawValue: .init(truncatingIfNeeded: self.role.rawValue))
         if let value = self.createTime { c.pointee.create_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
@@ -538,13 +542,15 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ApiKey: ProtobufKi
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Accounts__V1__ApiKey>.stride).bindMemory(to: Fabrikam__Dronedelivery__Accounts__V1__ApiKey.self, capacity: 1)
         fabrikam__dronedelivery__accounts__v1__api_key__init(c)
-        c.pointee.key_id = arena.string(self.keyId)
-        c.pointee.account_id = arena.string(self.accountId)
-        c.pointee.display_name = arena.string(self.displayName)
-        c.pointee.secret_prefix = arena.string(self.secretPrefix)
+        c.pointee.key_id = arena.string(self.keyId, field: "fabrikam.dronedelivery.accounts.v1.ApiKey.key_id")
+        c.pointee.account_id = arena.string(self.accountId, field: "fabrikam.dronedelivery.accounts.v1.ApiKey.account_id")
+        c.pointee.display_name = arena.string(self.displayName, field: "fabrikam.dronedelivery.accounts.v1.ApiKey.display_name")
+        c.pointee.secret_prefix = arena.string(self.secretPrefix, field: "fabrikam.dronedelivery.accounts.v1.ApiKey.secret_prefix")
         c.pointee.status = .init(rawValue: .init(truncatingIfNeeded: self.status.rawValue))
         if let value = self.createTime { c.pointee.create_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         if let value = self.expireTime { c.pointee.expire_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
@@ -629,12 +635,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.RegisterAccountReq
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Accounts__V1__RegisterAccountRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Accounts__V1__RegisterAccountRequest.self, capacity: 1)
         fabrikam__dronedelivery__accounts__v1__register_account_request__init(c)
-        c.pointee.display_name = arena.string(self.displayName)
-        c.pointee.contact_email = arena.string(self.contactEmail)
-        c.pointee.request_id = arena.string(self.requestId)
+        c.pointee.display_name = arena.string(self.displayName, field: "fabrikam.dronedelivery.accounts.v1.RegisterAccountRequest.display_name")
+        c.pointee.contact_email = arena.string(self.contactEmail, field: "fabrikam.dronedelivery.accounts.v1.RegisterAccountRequest.contact_email")
+        c.pointee.request_id = arena.string(self.requestId, field: "fabrikam.dronedelivery.accounts.v1.RegisterAccountRequest.request_id")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -685,6 +693,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.RegisterAccountRes
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Accounts__V1__RegisterAccountResponse>.stride).bindMemory(to: Fabrikam__Dronedelivery__Accounts__V1__RegisterAccountResponse.self, capacity: 1)
         fabrikam__dronedelivery__accounts__v1__register_account_response__init(c)
@@ -734,10 +744,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.GetAccountRequest:
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Accounts__V1__GetAccountRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Accounts__V1__GetAccountRequest.self, capacity: 1)
         fabrikam__dronedelivery__accounts__v1__get_account_request__init(c)
-        c.pointee.name = arena.string(self.name)
+        c.pointee.name = arena.string(self.name, field: "fabrikam.dronedelivery.accounts.v1.GetAccountRequest.name")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -776,10 +788,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AddUserRequest: Pr
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Accounts__V1__AddUserRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Accounts__V1__AddUserRequest.self, capacity: 1)
         fabrikam__dronedelivery__accounts__v1__add_user_request__init(c)
-        c.pointee.account_id = arena.string(self.accountId)
+        c.pointee.account_id = arena.string(self.accountId, field: "fabrikam.dronedelivery.accounts.v1.AddUserRequest.account_id")
         if let value = self.user { c.pointee.user = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Accounts__V1__User.self) }
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
@@ -824,6 +838,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AddUserResponse: P
     }()
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
+
+    public static var _needsWireScan: Bool { true }
 
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Accounts__V1__AddUserResponse>.stride).bindMemory(to: Fabrikam__Dronedelivery__Accounts__V1__AddUserResponse.self, capacity: 1)
@@ -874,11 +890,13 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.IssueApiKeyRequest
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Accounts__V1__IssueApiKeyRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Accounts__V1__IssueApiKeyRequest.self, capacity: 1)
         fabrikam__dronedelivery__accounts__v1__issue_api_key_request__init(c)
-        c.pointee.account_id = arena.string(self.accountId)
-        c.pointee.display_name = arena.string(self.displayName)
+        c.pointee.account_id = arena.string(self.accountId, field: "fabrikam.dronedelivery.accounts.v1.IssueApiKeyRequest.account_id")
+        c.pointee.display_name = arena.string(self.displayName, field: "fabrikam.dronedelivery.accounts.v1.IssueApiKeyRequest.display_name")
         if let value = self.ttl { c.pointee.ttl = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Duration.self) }
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
@@ -930,11 +948,13 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.IssueApiKeyRespons
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Accounts__V1__IssueApiKeyResponse>.stride).bindMemory(to: Fabrikam__Dronedelivery__Accounts__V1__IssueApiKeyResponse.self, capacity: 1)
         fabrikam__dronedelivery__accounts__v1__issue_api_key_response__init(c)
         if let value = self.apiKey { c.pointee.api_key = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Accounts__V1__ApiKey.self) }
-        c.pointee.secret = arena.string(self.secret)
+        c.pointee.secret = arena.string(self.secret, field: "fabrikam.dronedelivery.accounts.v1.IssueApiKeyResponse.secret")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -979,11 +999,13 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.RevokeApiKeyReques
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Accounts__V1__RevokeApiKeyRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Accounts__V1__RevokeApiKeyRequest.self, capacity: 1)
         fabrikam__dronedelivery__accounts__v1__revoke_api_key_request__init(c)
-        c.pointee.account_id = arena.string(self.accountId)
-        c.pointee.key_id = arena.string(self.keyId)
+        c.pointee.account_id = arena.string(self.accountId, field: "fabrikam.dronedelivery.accounts.v1.RevokeApiKeyRequest.account_id")
+        c.pointee.key_id = arena.string(self.keyId, field: "fabrikam.dronedelivery.accounts.v1.RevokeApiKeyRequest.key_id")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -1028,10 +1050,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ValidateApiKeyRequ
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Accounts__V1__ValidateApiKeyRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Accounts__V1__ValidateApiKeyRequest.self, capacity: 1)
         fabrikam__dronedelivery__accounts__v1__validate_api_key_request__init(c)
-        c.pointee.secret = arena.string(self.secret)
+        c.pointee.secret = arena.string(self.secret, field: "fabrikam.dronedelivery.accounts.v1.ValidateApiKeyRequest.secret")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -1070,13 +1094,15 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ValidateApiKeyResp
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Accounts__V1__ValidateApiKeyResponse>.stride).bindMemory(to: Fabrikam__Dronedelivery__Accounts__V1__ValidateApiKeyResponse.self, capacity: 1)
         fabrikam__dronedelivery__accounts__v1__validate_api_key_response__init(c)
         c.pointee.valid = self.valid ? 1 : 0
-        c.pointee.account_id = arena.string(self.accountId)
+        c.pointee.account_id = arena.string(self.accountId, field: "fabrikam.dronedelivery.accounts.v1.ValidateApiKeyResponse.account_id")
         c.pointee.account_status = .init(rawValue: .init(truncatingIfNeeded: self.accountStatus.rawValue))
-        c.pointee.key_id = arena.string(self.keyId)
+        c.pointee.key_id = arena.string(self.keyId, field: "fabrikam.dronedelivery.accounts.v1.ValidateApiKeyResponse.key_id")
         c.pointee.key_status = .init(rawValue: .init(truncatingIfNeeded: self.keyStatus.rawValue))
         if let value = self.cacheTtl { c.pointee.cache_ttl = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Duration.self) }
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }

@@ -383,11 +383,13 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Owner: ProtobufKit.M
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Common__V1__Owner>.stride).bindMemory(to: Fabrikam__Dronedelivery__Common__V1__Owner.self, capacity: 1)
         fabrikam__dronedelivery__common__v1__owner__init(c)
-        c.pointee.user_id = arena.string(self.userId)
-        c.pointee.account_id = arena.string(self.accountId)
+        c.pointee.user_id = arena.string(self.userId, field: "fabrikam.dronedelivery.common.v1.Owner.user_id")
+        c.pointee.account_id = arena.string(self.accountId, field: "fabrikam.dronedelivery.common.v1.Owner.account_id")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -432,13 +434,15 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.PackageInfo: Protobu
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Common__V1__PackageInfo>.stride).bindMemory(to: Fabrikam__Dronedelivery__Common__V1__PackageInfo.self, capacity: 1)
         fabrikam__dronedelivery__common__v1__package_info__init(c)
-        c.pointee.package_id = arena.string(self.packageId)
+        c.pointee.package_id = arena.string(self.packageId, field: "fabrikam.dronedelivery.common.v1.PackageInfo.package_id")
         c.pointee.size = .init(rawValue: .init(truncatingIfNeeded: self.size.rawValue))
         c.pointee.weight = self.weight
-        c.pointee.tag = arena.string(self.tag)
+        c.pointee.tag = arena.string(self.tag, field: "fabrikam.dronedelivery.common.v1.PackageInfo.tag")
         var negativeZeros: [ProtobufKit.UnknownFields.Field] = []
         if self.weight == 0 && self.weight.sign == .minus { negativeZeros.append(.negativeZero(number: 3, isDouble: true)) }
         if !unknownFields.isEmpty || !negativeZeros.isEmpty { arena.setUnknownFields(unknownFields, adding: negativeZeros, on: UnsafeMutableRawPointer(c)) }
@@ -497,12 +501,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.TraceContext: Protob
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Common__V1__TraceContext>.stride).bindMemory(to: Fabrikam__Dronedelivery__Common__V1__TraceContext.self, capacity: 1)
         fabrikam__dronedelivery__common__v1__trace_context__init(c)
-        c.pointee.traceparent = arena.string(self.traceparent)
-        c.pointee.tracestate = arena.string(self.tracestate)
-        c.pointee.correlation_id = arena.string(self.correlationId)
+        c.pointee.traceparent = arena.string(self.traceparent, field: "fabrikam.dronedelivery.common.v1.TraceContext.traceparent")
+        c.pointee.tracestate = arena.string(self.tracestate, field: "fabrikam.dronedelivery.common.v1.TraceContext.tracestate")
+        c.pointee.correlation_id = arena.string(self.correlationId, field: "fabrikam.dronedelivery.common.v1.TraceContext.correlation_id")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }

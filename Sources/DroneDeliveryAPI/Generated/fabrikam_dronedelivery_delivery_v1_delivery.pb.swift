@@ -385,10 +385,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery: Protobuf
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Delivery__V1__Delivery>.stride).bindMemory(to: Fabrikam__Dronedelivery__Delivery__V1__Delivery.self, capacity: 1)
         fabrikam__dronedelivery__delivery__v1__delivery__init(c)
-        c.pointee.delivery_id = arena.string(self.deliveryId)
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.delivery.v1.Delivery.delivery_id")
         if let value = self.owner { c.pointee.owner = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__Owner.self) }
         if let value = self.pickupLocation { c.pointee.pickup_location = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__Location.self) }
         if let value = self.dropoffLocation { c.pointee.dropoff_location = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__Location.self) }
@@ -396,13 +398,13 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery: Protobuf
         if let value = self.deadline { c.pointee.deadline = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         c.pointee.expedited = self.expedited ? 1 : 0
         c.pointee.confirmation_required = .init(rawValue: .init(truncatingIfNeeded: self.confirmationRequired.rawValue))
-        c.pointee.drone_id = arena.string(self.droneId)
-        c.pointee.package_id = arena.string(self.packageId)
+        c.pointee.drone_id = arena.string(self.droneId, field: "fabrikam.dronedelivery.delivery.v1.Delivery.drone_id")
+        c.pointee.package_id = arena.string(self.packageId, field: "fabrikam.dronedelivery.delivery.v1.Delivery.package_id")
         c.pointee.stage = .init(rawValue: .init(truncatingIfNeeded: self.stage.rawValue))
         if let value = self.createTime { c.pointee.create_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         if let value = self.updateTime { c.pointee.update_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         if let value = self.confirmation { c.pointee.confirmation = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Delivery__V1__Confirmation.self) }
-        c.pointee.end_reason = arena.string(self.endReason)
+        c.pointee.end_reason = arena.string(self.endReason, field: "fabrikam.dronedelivery.delivery.v1.Delivery.end_reason")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -525,6 +527,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryStatus: Pr
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Delivery__V1__DeliveryStatus>.stride).bindMemory(to: Fabrikam__Dronedelivery__Delivery__V1__DeliveryStatus.self, capacity: 1)
         fabrikam__dronedelivery__delivery__v1__delivery_status__init(c)
@@ -533,7 +537,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryStatus: Pr
         if let value = self.pickupEta { c.pointee.pickup_eta = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         if let value = self.deliveryEta { c.pointee.delivery_eta = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         if let value = self.updateTime { c.pointee.update_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
-        c.pointee.drone_id = arena.string(self.droneId)
+        c.pointee.drone_id = arena.string(self.droneId, field: "fabrikam.dronedelivery.delivery.v1.DeliveryStatus.drone_id")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -602,17 +606,19 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryTrackingEv
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Delivery__V1__DeliveryTrackingEvent>.stride).bindMemory(to: Fabrikam__Dronedelivery__Delivery__V1__DeliveryTrackingEvent.self, capacity: 1)
         fabrikam__dronedelivery__delivery__v1__delivery_tracking_event__init(c)
-        c.pointee.delivery_id = arena.string(self.deliveryId)
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.delivery.v1.DeliveryTrackingEvent.delivery_id")
         c.pointee.stage = .init(rawValue: .init(truncatingIfNeeded: self.stage.rawValue))
         if let value = self.location { c.pointee.location = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__Location.self) }
         if let value = self.time { c.pointee.time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         if let value = self.pickupEta { c.pointee.pickup_eta = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         if let value = self.deliveryEta { c.pointee.delivery_eta = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         c.pointee.sequence = self.sequence
-        c.pointee.drone_id = arena.string(self.droneId)
+        c.pointee.drone_id = arena.string(self.droneId, field: "fabrikam.dronedelivery.delivery.v1.DeliveryTrackingEvent.drone_id")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -693,6 +699,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Confirmation: Prot
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Delivery__V1__Confirmation>.stride).bindMemory(to: Fabrikam__Dronedelivery__Delivery__V1__Confirmation.self, capacity: 1)
         fabrikam__dronedelivery__delivery__v1__confirmation__init(c)
@@ -700,7 +708,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Confirmation: Prot
         if let value = self.location { c.pointee.location = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__Location.self) }
         c.pointee.confirmation_type = .init(rawValue: .init(truncatingIfNeeded: self.confirmationType.rawValue))
         c.pointee.blob = ProtobufCBinaryData(len: self.blob.count, data: arena.bytes(self.blob))
-        c.pointee.blob_media_type = arena.string(self.blobMediaType)
+        c.pointee.blob_media_type = arena.string(self.blobMediaType, field: "fabrikam.dronedelivery.delivery.v1.Confirmation.blob_media_type")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -763,6 +771,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ScheduleDeliveryRe
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Delivery__V1__ScheduleDeliveryRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Delivery__V1__ScheduleDeliveryRequest.self, capacity: 1)
         fabrikam__dronedelivery__delivery__v1__schedule_delivery_request__init(c)
@@ -804,6 +814,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ScheduleDeliveryRe
     }()
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
+
+    public static var _needsWireScan: Bool { true }
 
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Delivery__V1__ScheduleDeliveryResponse>.stride).bindMemory(to: Fabrikam__Dronedelivery__Delivery__V1__ScheduleDeliveryResponse.self, capacity: 1)
@@ -861,10 +873,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.GetDeliveryRequest
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Delivery__V1__GetDeliveryRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Delivery__V1__GetDeliveryRequest.self, capacity: 1)
         fabrikam__dronedelivery__delivery__v1__get_delivery_request__init(c)
-        c.pointee.delivery_id = arena.string(self.deliveryId)
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.delivery.v1.GetDeliveryRequest.delivery_id")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -903,10 +917,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.GetDeliveryStatusR
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Delivery__V1__GetDeliveryStatusRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Delivery__V1__GetDeliveryStatusRequest.self, capacity: 1)
         fabrikam__dronedelivery__delivery__v1__get_delivery_status_request__init(c)
-        c.pointee.delivery_id = arena.string(self.deliveryId)
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.delivery.v1.GetDeliveryStatusRequest.delivery_id")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -945,10 +961,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.GetDeliveryStatusR
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Delivery__V1__GetDeliveryStatusResponse>.stride).bindMemory(to: Fabrikam__Dronedelivery__Delivery__V1__GetDeliveryStatusResponse.self, capacity: 1)
         fabrikam__dronedelivery__delivery__v1__get_delivery_status_response__init(c)
-        c.pointee.delivery_id = arena.string(self.deliveryId)
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.delivery.v1.GetDeliveryStatusResponse.delivery_id")
         if let value = self.status { c.pointee.status = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Delivery__V1__DeliveryStatus.self) }
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
@@ -994,11 +1012,13 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ListDeliveriesRequ
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Delivery__V1__ListDeliveriesRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Delivery__V1__ListDeliveriesRequest.self, capacity: 1)
         fabrikam__dronedelivery__delivery__v1__list_deliveries_request__init(c)
-        c.pointee.owner_id = arena.string(self.ownerId)
-        c.pointee.user_id = arena.string(self.userId)
+        c.pointee.owner_id = arena.string(self.ownerId, field: "fabrikam.dronedelivery.delivery.v1.ListDeliveriesRequest.owner_id")
+        c.pointee.user_id = arena.string(self.userId, field: "fabrikam.dronedelivery.delivery.v1.ListDeliveriesRequest.user_id")
         if !self.stages.isEmpty {
             c.pointee.n_stages = self.stages.count
             let array = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Common__V1__DeliveryStage>.stride * self.stages.count).bindMemory(to: Fabrikam__Dronedelivery__Common__V1__DeliveryStage.self, capacity: self.stages.count)
@@ -1006,7 +1026,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ListDeliveriesRequ
             c.pointee.stages = array
         }
         c.pointee.page_size = self.pageSize
-        c.pointee.page_token = arena.string(self.pageToken)
+        c.pointee.page_token = arena.string(self.pageToken, field: "fabrikam.dronedelivery.delivery.v1.ListDeliveriesRequest.page_token")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -1077,6 +1097,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ListDeliveriesResp
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Delivery__V1__ListDeliveriesResponse>.stride).bindMemory(to: Fabrikam__Dronedelivery__Delivery__V1__ListDeliveriesResponse.self, capacity: 1)
         fabrikam__dronedelivery__delivery__v1__list_deliveries_response__init(c)
@@ -1086,7 +1108,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ListDeliveriesResp
             for (index, element) in self.deliveries.enumerated() { array[index] = element._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Delivery__V1__Delivery.self) }
             c.pointee.deliveries = array
         }
-        c.pointee.next_page_token = arena.string(self.nextPageToken)
+        c.pointee.next_page_token = arena.string(self.nextPageToken, field: "fabrikam.dronedelivery.delivery.v1.ListDeliveriesResponse.next_page_token")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -1139,10 +1161,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.TrackDeliveryReque
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Delivery__V1__TrackDeliveryRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Delivery__V1__TrackDeliveryRequest.self, capacity: 1)
         fabrikam__dronedelivery__delivery__v1__track_delivery_request__init(c)
-        c.pointee.delivery_id = arena.string(self.deliveryId)
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.delivery.v1.TrackDeliveryRequest.delivery_id")
         c.pointee.after_sequence = self.afterSequence
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
@@ -1188,16 +1212,18 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.RescheduleDelivery
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Delivery__V1__RescheduleDeliveryRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Delivery__V1__RescheduleDeliveryRequest.self, capacity: 1)
         fabrikam__dronedelivery__delivery__v1__reschedule_delivery_request__init(c)
-        c.pointee.delivery_id = arena.string(self.deliveryId)
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.delivery.v1.RescheduleDeliveryRequest.delivery_id")
         if let value = self.pickupLocation { c.pointee.pickup_location = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__Location.self) }
         if let value = self.dropoffLocation { c.pointee.dropoff_location = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__Location.self) }
         if let value = self.pickupTime { c.pointee.pickup_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         if let value = self.deadline { c.pointee.deadline = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         if let value = self.expedited { c.pointee.expedited = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__BoolValue.self) }
-        c.pointee.operation_id = arena.string(self.operationId)
+        c.pointee.operation_id = arena.string(self.operationId, field: "fabrikam.dronedelivery.delivery.v1.RescheduleDeliveryRequest.operation_id")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -1272,12 +1298,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.CancelDeliveryRequ
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Delivery__V1__CancelDeliveryRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Delivery__V1__CancelDeliveryRequest.self, capacity: 1)
         fabrikam__dronedelivery__delivery__v1__cancel_delivery_request__init(c)
-        c.pointee.delivery_id = arena.string(self.deliveryId)
-        c.pointee.reason = arena.string(self.reason)
-        c.pointee.operation_id = arena.string(self.operationId)
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.delivery.v1.CancelDeliveryRequest.delivery_id")
+        c.pointee.reason = arena.string(self.reason, field: "fabrikam.dronedelivery.delivery.v1.CancelDeliveryRequest.reason")
+        c.pointee.operation_id = arena.string(self.operationId, field: "fabrikam.dronedelivery.delivery.v1.CancelDeliveryRequest.operation_id")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -1328,12 +1356,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.MarkDeliveryFailed
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Delivery__V1__MarkDeliveryFailedRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Delivery__V1__MarkDeliveryFailedRequest.self, capacity: 1)
         fabrikam__dronedelivery__delivery__v1__mark_delivery_failed_request__init(c)
-        c.pointee.delivery_id = arena.string(self.deliveryId)
-        c.pointee.reason = arena.string(self.reason)
-        c.pointee.saga_id = arena.string(self.sagaId)
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.delivery.v1.MarkDeliveryFailedRequest.delivery_id")
+        c.pointee.reason = arena.string(self.reason, field: "fabrikam.dronedelivery.delivery.v1.MarkDeliveryFailedRequest.reason")
+        c.pointee.saga_id = arena.string(self.sagaId, field: "fabrikam.dronedelivery.delivery.v1.MarkDeliveryFailedRequest.saga_id")
         if let value = self.owner { c.pointee.owner = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__Owner.self) }
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
@@ -1391,10 +1421,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ConfirmDeliveryReq
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Delivery__V1__ConfirmDeliveryRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Delivery__V1__ConfirmDeliveryRequest.self, capacity: 1)
         fabrikam__dronedelivery__delivery__v1__confirm_delivery_request__init(c)
-        c.pointee.delivery_id = arena.string(self.deliveryId)
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.delivery.v1.ConfirmDeliveryRequest.delivery_id")
         if let value = self.confirmation { c.pointee.confirmation = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Delivery__V1__Confirmation.self) }
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
@@ -1440,12 +1472,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.NotifyMeRequest: P
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Delivery__V1__NotifyMeRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Delivery__V1__NotifyMeRequest.self, capacity: 1)
         fabrikam__dronedelivery__delivery__v1__notify_me_request__init(c)
-        c.pointee.delivery_id = arena.string(self.deliveryId)
-        c.pointee.email_address = arena.string(self.emailAddress)
-        c.pointee.sms = arena.string(self.sms)
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.delivery.v1.NotifyMeRequest.delivery_id")
+        c.pointee.email_address = arena.string(self.emailAddress, field: "fabrikam.dronedelivery.delivery.v1.NotifyMeRequest.email_address")
+        c.pointee.sms = arena.string(self.sms, field: "fabrikam.dronedelivery.delivery.v1.NotifyMeRequest.sms")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -1496,11 +1530,13 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.NotifyMeResponse: 
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Delivery__V1__NotifyMeResponse>.stride).bindMemory(to: Fabrikam__Dronedelivery__Delivery__V1__NotifyMeResponse.self, capacity: 1)
         fabrikam__dronedelivery__delivery__v1__notify_me_response__init(c)
-        c.pointee.delivery_id = arena.string(self.deliveryId)
-        c.pointee.notification_id = arena.string(self.notificationId)
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.delivery.v1.NotifyMeResponse.delivery_id")
+        c.pointee.notification_id = arena.string(self.notificationId, field: "fabrikam.dronedelivery.delivery.v1.NotifyMeResponse.notification_id")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -1544,6 +1580,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ReportDronePositio
     }()
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
+
+    public static var _needsWireScan: Bool { true }
 
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Delivery__V1__ReportDronePositionsRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Delivery__V1__ReportDronePositionsRequest.self, capacity: 1)
@@ -1656,17 +1694,19 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryEvent: Pro
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Delivery__V1__DeliveryEvent>.stride).bindMemory(to: Fabrikam__Dronedelivery__Delivery__V1__DeliveryEvent.self, capacity: 1)
         fabrikam__dronedelivery__delivery__v1__delivery_event__init(c)
-        c.pointee.event_id = arena.string(self.eventId)
-        c.pointee.delivery_id = arena.string(self.deliveryId)
+        c.pointee.event_id = arena.string(self.eventId, field: "fabrikam.dronedelivery.delivery.v1.DeliveryEvent.event_id")
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.delivery.v1.DeliveryEvent.delivery_id")
         c.pointee.stage = .init(rawValue: .init(truncatingIfNeeded: self.stage.rawValue))
         if let value = self.eventTime { c.pointee.event_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         if let value = self.owner { c.pointee.owner = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__Owner.self) }
         if let value = self.location { c.pointee.location = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__Location.self) }
-        c.pointee.drone_id = arena.string(self.droneId)
-        c.pointee.reason = arena.string(self.reason)
+        c.pointee.drone_id = arena.string(self.droneId, field: "fabrikam.dronedelivery.delivery.v1.DeliveryEvent.drone_id")
+        c.pointee.reason = arena.string(self.reason, field: "fabrikam.dronedelivery.delivery.v1.DeliveryEvent.reason")
         if let value = self.delivery { c.pointee.delivery = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Delivery__V1__Delivery.self) }
         c.pointee.sequence = self.sequence
         if let value = self.traceContext { c.pointee.trace_context = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__TraceContext.self) }

@@ -146,20 +146,22 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.DeliveryHis
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Deliveryhistory__V1__DeliveryHistoryEvent>.stride).bindMemory(to: Fabrikam__Dronedelivery__Deliveryhistory__V1__DeliveryHistoryEvent.self, capacity: 1)
         fabrikam__dronedelivery__deliveryhistory__v1__delivery_history_event__init(c)
-        c.pointee.event_id = arena.string(self.eventId)
-        c.pointee.delivery_id = arena.string(self.deliveryId)
+        c.pointee.event_id = arena.string(self.eventId, field: "fabrikam.dronedelivery.deliveryhistory.v1.DeliveryHistoryEvent.event_id")
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.deliveryhistory.v1.DeliveryHistoryEvent.delivery_id")
         if let value = self.owner { c.pointee.owner = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__Owner.self) }
         c.pointee.stage = .init(rawValue: .init(truncatingIfNeeded: self.stage.rawValue))
         if let value = self.eventTime { c.pointee.event_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         if let value = self.location { c.pointee.location = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__Location.self) }
-        c.pointee.drone_id = arena.string(self.droneId)
-        c.pointee.reason = arena.string(self.reason)
+        c.pointee.drone_id = arena.string(self.droneId, field: "fabrikam.dronedelivery.deliveryhistory.v1.DeliveryHistoryEvent.drone_id")
+        c.pointee.reason = arena.string(self.reason, field: "fabrikam.dronedelivery.deliveryhistory.v1.DeliveryHistoryEvent.reason")
         c.pointee.sequence = self.sequence
         if let value = self.recordTime { c.pointee.record_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
-        c.pointee.correlation_id = arena.string(self.correlationId)
+        c.pointee.correlation_id = arena.string(self.correlationId, field: "fabrikam.dronedelivery.deliveryhistory.v1.DeliveryHistoryEvent.correlation_id")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -258,12 +260,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.GetDelivery
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Deliveryhistory__V1__GetDeliveryHistoryRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Deliveryhistory__V1__GetDeliveryHistoryRequest.self, capacity: 1)
         fabrikam__dronedelivery__deliveryhistory__v1__get_delivery_history_request__init(c)
-        c.pointee.delivery_id = arena.string(self.deliveryId)
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.deliveryhistory.v1.GetDeliveryHistoryRequest.delivery_id")
         c.pointee.page_size = self.pageSize
-        c.pointee.page_token = arena.string(self.pageToken)
+        c.pointee.page_token = arena.string(self.pageToken, field: "fabrikam.dronedelivery.deliveryhistory.v1.GetDeliveryHistoryRequest.page_token")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -314,17 +318,19 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.GetDelivery
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Deliveryhistory__V1__GetDeliveryHistoryResponse>.stride).bindMemory(to: Fabrikam__Dronedelivery__Deliveryhistory__V1__GetDeliveryHistoryResponse.self, capacity: 1)
         fabrikam__dronedelivery__deliveryhistory__v1__get_delivery_history_response__init(c)
-        c.pointee.delivery_id = arena.string(self.deliveryId)
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.deliveryhistory.v1.GetDeliveryHistoryResponse.delivery_id")
         if !self.events.isEmpty {
             c.pointee.n_events = self.events.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Fabrikam__Dronedelivery__Deliveryhistory__V1__DeliveryHistoryEvent>?>.stride * self.events.count).bindMemory(to: UnsafeMutablePointer<Fabrikam__Dronedelivery__Deliveryhistory__V1__DeliveryHistoryEvent>?.self, capacity: self.events.count)
             for (index, element) in self.events.enumerated() { array[index] = element._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Deliveryhistory__V1__DeliveryHistoryEvent.self) }
             c.pointee.events = array
         }
-        c.pointee.next_page_token = arena.string(self.nextPageToken)
+        c.pointee.next_page_token = arena.string(self.nextPageToken, field: "fabrikam.dronedelivery.deliveryhistory.v1.GetDeliveryHistoryResponse.next_page_token")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -383,10 +389,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.ListOwnerHi
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Deliveryhistory__V1__ListOwnerHistoryRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Deliveryhistory__V1__ListOwnerHistoryRequest.self, capacity: 1)
         fabrikam__dronedelivery__deliveryhistory__v1__list_owner_history_request__init(c)
-        c.pointee.owner_id = arena.string(self.ownerId)
+        c.pointee.owner_id = arena.string(self.ownerId, field: "fabrikam.dronedelivery.deliveryhistory.v1.ListOwnerHistoryRequest.owner_id")
         if let value = self.startTime { c.pointee.start_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         if let value = self.endTime { c.pointee.end_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         if !self.stages.isEmpty {
@@ -396,7 +404,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.ListOwnerHi
             c.pointee.stages = array
         }
         c.pointee.page_size = self.pageSize
-        c.pointee.page_token = arena.string(self.pageToken)
+        c.pointee.page_token = arena.string(self.pageToken, field: "fabrikam.dronedelivery.deliveryhistory.v1.ListOwnerHistoryRequest.page_token")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -473,6 +481,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.ListOwnerHi
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Deliveryhistory__V1__ListOwnerHistoryResponse>.stride).bindMemory(to: Fabrikam__Dronedelivery__Deliveryhistory__V1__ListOwnerHistoryResponse.self, capacity: 1)
         fabrikam__dronedelivery__deliveryhistory__v1__list_owner_history_response__init(c)
@@ -482,7 +492,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.ListOwnerHi
             for (index, element) in self.events.enumerated() { array[index] = element._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Deliveryhistory__V1__DeliveryHistoryEvent.self) }
             c.pointee.events = array
         }
-        c.pointee.next_page_token = arena.string(self.nextPageToken)
+        c.pointee.next_page_token = arena.string(self.nextPageToken, field: "fabrikam.dronedelivery.deliveryhistory.v1.ListOwnerHistoryResponse.next_page_token")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -535,6 +545,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.RecordDeliv
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Deliveryhistory__V1__RecordDeliveryEventRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Deliveryhistory__V1__RecordDeliveryEventRequest.self, capacity: 1)
         fabrikam__dronedelivery__deliveryhistory__v1__record_delivery_event_request__init(c)
@@ -576,6 +588,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.RecordDeliv
     }()
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
+
+    public static var _needsWireScan: Bool { true }
 
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Deliveryhistory__V1__RecordDeliveryEventResponse>.stride).bindMemory(to: Fabrikam__Dronedelivery__Deliveryhistory__V1__RecordDeliveryEventResponse.self, capacity: 1)

@@ -377,10 +377,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.Drone: Proto
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Dronescheduler__V1__Drone>.stride).bindMemory(to: Fabrikam__Dronedelivery__Dronescheduler__V1__Drone.self, capacity: 1)
         fabrikam__dronedelivery__dronescheduler__v1__drone__init(c)
-        c.pointee.drone_id = arena.string(self.droneId)
+        c.pointee.drone_id = arena.string(self.droneId, field: "fabrikam.dronedelivery.dronescheduler.v1.Drone.drone_id")
         c.pointee.status = .init(rawValue: .init(truncatingIfNeeded: self.status.rawValue))
         c.pointee.capacity_kg = self.capacityKg
         c.pointee.max_package_size = .init(rawValue: .init(truncatingIfNeeded: self.maxPackageSize.rawValue))
@@ -388,7 +390,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.Drone: Proto
         if let value = self.positionTime { c.pointee.position_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         if let value = self.homeLocation { c.pointee.home_location = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__Location.self) }
         c.pointee.cruise_speed_mps = self.cruiseSpeedMps
-        c.pointee.current_delivery_id = arena.string(self.currentDeliveryId)
+        c.pointee.current_delivery_id = arena.string(self.currentDeliveryId, field: "fabrikam.dronedelivery.dronescheduler.v1.Drone.current_delivery_id")
         if let value = self.registerTime { c.pointee.register_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         var negativeZeros: [ProtobufKit.UnknownFields.Field] = []
         if self.capacityKg == 0 && self.capacityKg.sign == .minus { negativeZeros.append(.negativeZero(number: 3, isDouble: true)) }
@@ -485,16 +487,18 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.Assignment: 
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Dronescheduler__V1__Assignment>.stride).bindMemory(to: Fabrikam__Dronedelivery__Dronescheduler__V1__Assignment.self, capacity: 1)
         fabrikam__dronedelivery__dronescheduler__v1__assignment__init(c)
-        c.pointee.delivery_id = arena.string(self.deliveryId)
-        c.pointee.drone_id = arena.string(self.droneId)
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.dronescheduler.v1.Assignment.delivery_id")
+        c.pointee.drone_id = arena.string(self.droneId, field: "fabrikam.dronedelivery.dronescheduler.v1.Assignment.drone_id")
         if let value = self.owner { c.pointee.owner = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__Owner.self) }
         c.pointee.state = .init(rawValue: .init(truncatingIfNeeded: self.state.rawValue))
         if let value = self.assignTime { c.pointee.assign_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         if let value = self.releaseTime { c.pointee.release_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
-        c.pointee.release_reason = arena.string(self.releaseReason)
+        c.pointee.release_reason = arena.string(self.releaseReason, field: "fabrikam.dronedelivery.dronescheduler.v1.Assignment.release_reason")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -569,10 +573,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.AssignDroneR
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Dronescheduler__V1__AssignDroneRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Dronescheduler__V1__AssignDroneRequest.self, capacity: 1)
         fabrikam__dronedelivery__dronescheduler__v1__assign_drone_request__init(c)
-        c.pointee.delivery_id = arena.string(self.deliveryId)
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.dronescheduler.v1.AssignDroneRequest.delivery_id")
         if let value = self.owner { c.pointee.owner = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__Owner.self) }
         if let value = self.pickupLocation { c.pointee.pickup_location = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__Location.self) }
         if let value = self.dropoffLocation { c.pointee.dropoff_location = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__Location.self) }
@@ -660,10 +666,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.AssignDroneR
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Dronescheduler__V1__AssignDroneResponse>.stride).bindMemory(to: Fabrikam__Dronedelivery__Dronescheduler__V1__AssignDroneResponse.self, capacity: 1)
         fabrikam__dronedelivery__dronescheduler__v1__assign_drone_response__init(c)
-        c.pointee.drone_id = arena.string(self.droneId)
+        c.pointee.drone_id = arena.string(self.droneId, field: "fabrikam.dronedelivery.dronescheduler.v1.AssignDroneResponse.drone_id")
         if let value = self.assignment { c.pointee.assignment = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Dronescheduler__V1__Assignment.self) }
         c.pointee.created = self.created ? 1 : 0
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
@@ -716,11 +724,13 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.ReleaseDrone
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Dronescheduler__V1__ReleaseDroneRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Dronescheduler__V1__ReleaseDroneRequest.self, capacity: 1)
         fabrikam__dronedelivery__dronescheduler__v1__release_drone_request__init(c)
-        c.pointee.delivery_id = arena.string(self.deliveryId)
-        c.pointee.reason = arena.string(self.reason)
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.dronescheduler.v1.ReleaseDroneRequest.delivery_id")
+        c.pointee.reason = arena.string(self.reason, field: "fabrikam.dronedelivery.dronescheduler.v1.ReleaseDroneRequest.reason")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -764,6 +774,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.ReleaseDrone
     }()
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
+
+    public static var _needsWireScan: Bool { true }
 
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Dronescheduler__V1__ReleaseDroneResponse>.stride).bindMemory(to: Fabrikam__Dronedelivery__Dronescheduler__V1__ReleaseDroneResponse.self, capacity: 1)
@@ -814,10 +826,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.GetAssignmen
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Dronescheduler__V1__GetAssignmentRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Dronescheduler__V1__GetAssignmentRequest.self, capacity: 1)
         fabrikam__dronedelivery__dronescheduler__v1__get_assignment_request__init(c)
-        c.pointee.delivery_id = arena.string(self.deliveryId)
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.dronescheduler.v1.GetAssignmentRequest.delivery_id")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -897,6 +911,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.FleetStatus:
     }()
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
+
+    public static var _needsWireScan: Bool { true }
 
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Dronescheduler__V1__FleetStatus>.stride).bindMemory(to: Fabrikam__Dronedelivery__Dronescheduler__V1__FleetStatus.self, capacity: 1)
@@ -1036,10 +1052,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.GetDroneUtil
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Dronescheduler__V1__GetDroneUtilizationRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Dronescheduler__V1__GetDroneUtilizationRequest.self, capacity: 1)
         fabrikam__dronedelivery__dronescheduler__v1__get_drone_utilization_request__init(c)
-        c.pointee.owner_id = arena.string(self.ownerId)
+        c.pointee.owner_id = arena.string(self.ownerId, field: "fabrikam.dronedelivery.dronescheduler.v1.GetDroneUtilizationRequest.owner_id")
         c.pointee.year = self.year
         c.pointee.month = self.month
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
@@ -1092,10 +1110,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.DroneUtiliza
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Dronescheduler__V1__DroneUtilization>.stride).bindMemory(to: Fabrikam__Dronedelivery__Dronescheduler__V1__DroneUtilization.self, capacity: 1)
         fabrikam__dronedelivery__dronescheduler__v1__drone_utilization__init(c)
-        c.pointee.owner_id = arena.string(self.ownerId)
+        c.pointee.owner_id = arena.string(self.ownerId, field: "fabrikam.dronedelivery.dronescheduler.v1.DroneUtilization.owner_id")
         c.pointee.year = self.year
         c.pointee.month = self.month
         c.pointee.traveled_miles = self.traveledMiles
@@ -1165,6 +1185,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.RegisterDron
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Dronescheduler__V1__RegisterDroneRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Dronescheduler__V1__RegisterDroneRequest.self, capacity: 1)
         fabrikam__dronedelivery__dronescheduler__v1__register_drone_request__init(c)
@@ -1206,6 +1228,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.RegisterDron
     }()
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
+
+    public static var _needsWireScan: Bool { true }
 
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Dronescheduler__V1__RegisterDroneResponse>.stride).bindMemory(to: Fabrikam__Dronedelivery__Dronescheduler__V1__RegisterDroneResponse.self, capacity: 1)
@@ -1256,12 +1280,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.ListDronesRe
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Dronescheduler__V1__ListDronesRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Dronescheduler__V1__ListDronesRequest.self, capacity: 1)
         fabrikam__dronedelivery__dronescheduler__v1__list_drones_request__init(c)
         c.pointee.status = .init(rawValue: .init(truncatingIfNeeded: self.status.rawValue))
         c.pointee.page_size = self.pageSize
-        c.pointee.page_token = arena.string(self.pageToken)
+        c.pointee.page_token = arena.string(self.pageToken, field: "fabrikam.dronedelivery.dronescheduler.v1.ListDronesRequest.page_token")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -1312,6 +1338,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.ListDronesRe
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Dronescheduler__V1__ListDronesResponse>.stride).bindMemory(to: Fabrikam__Dronedelivery__Dronescheduler__V1__ListDronesResponse.self, capacity: 1)
         fabrikam__dronedelivery__dronescheduler__v1__list_drones_response__init(c)
@@ -1321,7 +1349,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.ListDronesRe
             for (index, element) in self.drones.enumerated() { array[index] = element._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Dronescheduler__V1__Drone.self) }
             c.pointee.drones = array
         }
-        c.pointee.next_page_token = arena.string(self.nextPageToken)
+        c.pointee.next_page_token = arena.string(self.nextPageToken, field: "fabrikam.dronedelivery.dronescheduler.v1.ListDronesResponse.next_page_token")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }

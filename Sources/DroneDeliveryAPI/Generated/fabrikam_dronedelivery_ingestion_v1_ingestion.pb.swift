@@ -319,10 +319,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.GetQueuedDelivery
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest.self, capacity: 1)
         fabrikam__dronedelivery__ingestion__v1__get_queued_delivery_request__init(c)
-        c.pointee.delivery_id = arena.string(self.deliveryId)
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.ingestion.v1.GetQueuedDeliveryRequest.delivery_id")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -361,15 +363,17 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.QueuedDelivery: P
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery>.stride).bindMemory(to: Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery.self, capacity: 1)
         fabrikam__dronedelivery__ingestion__v1__queued_delivery__init(c)
-        c.pointee.delivery_id = arena.string(self.deliveryId)
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.ingestion.v1.QueuedDelivery.delivery_id")
         if let value = self.owner { c.pointee.owner = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__Owner.self) }
         if let value = self.acceptTime { c.pointee.accept_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         c.pointee.state = .init(rawValue: .init(truncatingIfNeeded: self.state.rawValue))
         c.pointee.attempts = self.attempts
-        c.pointee.dead_letter_reason = arena.string(self.deadLetterReason)
+        c.pointee.dead_letter_reason = arena.string(self.deadLetterReason, field: "fabrikam.dronedelivery.ingestion.v1.QueuedDelivery.dead_letter_reason")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -438,6 +442,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CreateDeliveryReq
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Ingestion__V1__CreateDeliveryRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Ingestion__V1__CreateDeliveryRequest.self, capacity: 1)
         fabrikam__dronedelivery__ingestion__v1__create_delivery_request__init(c)
@@ -449,7 +455,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CreateDeliveryReq
         c.pointee.expedited = self.expedited ? 1 : 0
         c.pointee.confirmation_required = .init(rawValue: .init(truncatingIfNeeded: self.confirmationRequired.rawValue))
         if let value = self.packageInfo { c.pointee.package_info = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__PackageInfo.self) }
-        c.pointee.request_id = arena.string(self.requestId)
+        c.pointee.request_id = arena.string(self.requestId, field: "fabrikam.dronedelivery.ingestion.v1.CreateDeliveryRequest.request_id")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -536,11 +542,13 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CreateDeliveryRes
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Ingestion__V1__CreateDeliveryResponse>.stride).bindMemory(to: Fabrikam__Dronedelivery__Ingestion__V1__CreateDeliveryResponse.self, capacity: 1)
         fabrikam__dronedelivery__ingestion__v1__create_delivery_response__init(c)
-        c.pointee.delivery_id = arena.string(self.deliveryId)
-        c.pointee.status_path = arena.string(self.statusPath)
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.ingestion.v1.CreateDeliveryResponse.delivery_id")
+        c.pointee.status_path = arena.string(self.statusPath, field: "fabrikam.dronedelivery.ingestion.v1.CreateDeliveryResponse.status_path")
         if let value = self.acceptTime { c.pointee.accept_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
@@ -592,16 +600,18 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RescheduleDeliver
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Ingestion__V1__RescheduleDeliveryRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Ingestion__V1__RescheduleDeliveryRequest.self, capacity: 1)
         fabrikam__dronedelivery__ingestion__v1__reschedule_delivery_request__init(c)
-        c.pointee.delivery_id = arena.string(self.deliveryId)
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.ingestion.v1.RescheduleDeliveryRequest.delivery_id")
         if let value = self.pickupLocation { c.pointee.pickup_location = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__Location.self) }
         if let value = self.dropoffLocation { c.pointee.dropoff_location = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__Location.self) }
         if let value = self.pickupTime { c.pointee.pickup_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         if let value = self.deadline { c.pointee.deadline = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         if let value = self.expedited { c.pointee.expedited = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__BoolValue.self) }
-        c.pointee.request_id = arena.string(self.requestId)
+        c.pointee.request_id = arena.string(self.requestId, field: "fabrikam.dronedelivery.ingestion.v1.RescheduleDeliveryRequest.request_id")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -676,11 +686,13 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RescheduleDeliver
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Ingestion__V1__RescheduleDeliveryResponse>.stride).bindMemory(to: Fabrikam__Dronedelivery__Ingestion__V1__RescheduleDeliveryResponse.self, capacity: 1)
         fabrikam__dronedelivery__ingestion__v1__reschedule_delivery_response__init(c)
-        c.pointee.delivery_id = arena.string(self.deliveryId)
-        c.pointee.status_path = arena.string(self.statusPath)
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.ingestion.v1.RescheduleDeliveryResponse.delivery_id")
+        c.pointee.status_path = arena.string(self.statusPath, field: "fabrikam.dronedelivery.ingestion.v1.RescheduleDeliveryResponse.status_path")
         if let value = self.acceptTime { c.pointee.accept_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
@@ -732,11 +744,13 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelDeliveryReq
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Ingestion__V1__CancelDeliveryRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Ingestion__V1__CancelDeliveryRequest.self, capacity: 1)
         fabrikam__dronedelivery__ingestion__v1__cancel_delivery_request__init(c)
-        c.pointee.delivery_id = arena.string(self.deliveryId)
-        c.pointee.reason = arena.string(self.reason)
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.ingestion.v1.CancelDeliveryRequest.delivery_id")
+        c.pointee.reason = arena.string(self.reason, field: "fabrikam.dronedelivery.ingestion.v1.CancelDeliveryRequest.reason")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -781,11 +795,13 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelDeliveryRes
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Ingestion__V1__CancelDeliveryResponse>.stride).bindMemory(to: Fabrikam__Dronedelivery__Ingestion__V1__CancelDeliveryResponse.self, capacity: 1)
         fabrikam__dronedelivery__ingestion__v1__cancel_delivery_response__init(c)
-        c.pointee.delivery_id = arena.string(self.deliveryId)
-        c.pointee.status_path = arena.string(self.statusPath)
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.ingestion.v1.CancelDeliveryResponse.delivery_id")
+        c.pointee.status_path = arena.string(self.statusPath, field: "fabrikam.dronedelivery.ingestion.v1.CancelDeliveryResponse.status_path")
         if let value = self.acceptTime { c.pointee.accept_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
@@ -837,12 +853,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RequestEnvelope: 
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Ingestion__V1__RequestEnvelope>.stride).bindMemory(to: Fabrikam__Dronedelivery__Ingestion__V1__RequestEnvelope.self, capacity: 1)
         fabrikam__dronedelivery__ingestion__v1__request_envelope__init(c)
-        c.pointee.message_id = arena.string(self.messageId)
+        c.pointee.message_id = arena.string(self.messageId, field: "fabrikam.dronedelivery.ingestion.v1.RequestEnvelope.message_id")
         c.pointee.operation = .init(rawValue: .init(truncatingIfNeeded: self.operation.rawValue))
-        c.pointee.delivery_id = arena.string(self.deliveryId)
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.ingestion.v1.RequestEnvelope.delivery_id")
         if let value = self.requestedBy { c.pointee.requested_by = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__Owner.self) }
         if let value = self.acceptTime { c.pointee.accept_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         if let value = self.traceContext { c.pointee.trace_context = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__TraceContext.self) }
@@ -965,10 +983,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.DeliveryRequest: 
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Ingestion__V1__DeliveryRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Ingestion__V1__DeliveryRequest.self, capacity: 1)
         fabrikam__dronedelivery__ingestion__v1__delivery_request__init(c)
-        c.pointee.delivery_id = arena.string(self.deliveryId)
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.ingestion.v1.DeliveryRequest.delivery_id")
         if let value = self.owner { c.pointee.owner = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__Owner.self) }
         if let value = self.pickupLocation { c.pointee.pickup_location = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__Location.self) }
         if let value = self.dropoffLocation { c.pointee.dropoff_location = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__Location.self) }
@@ -1063,10 +1083,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RescheduleRequest
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Ingestion__V1__RescheduleRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Ingestion__V1__RescheduleRequest.self, capacity: 1)
         fabrikam__dronedelivery__ingestion__v1__reschedule_request__init(c)
-        c.pointee.delivery_id = arena.string(self.deliveryId)
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.ingestion.v1.RescheduleRequest.delivery_id")
         if let value = self.pickupLocation { c.pointee.pickup_location = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__Location.self) }
         if let value = self.dropoffLocation { c.pointee.dropoff_location = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__Location.self) }
         if let value = self.pickupTime { c.pointee.pickup_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
@@ -1140,11 +1162,13 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelRequest: Pr
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Ingestion__V1__CancelRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Ingestion__V1__CancelRequest.self, capacity: 1)
         fabrikam__dronedelivery__ingestion__v1__cancel_request__init(c)
-        c.pointee.delivery_id = arena.string(self.deliveryId)
-        c.pointee.reason = arena.string(self.reason)
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.ingestion.v1.CancelRequest.delivery_id")
+        c.pointee.reason = arena.string(self.reason, field: "fabrikam.dronedelivery.ingestion.v1.CancelRequest.reason")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }

@@ -157,15 +157,17 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.Package: ProtobufKi
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Package__V1__Package>.stride).bindMemory(to: Fabrikam__Dronedelivery__Package__V1__Package.self, capacity: 1)
         fabrikam__dronedelivery__package__v1__package__init(c)
-        c.pointee.package_id = arena.string(self.packageId)
+        c.pointee.package_id = arena.string(self.packageId, field: "fabrikam.dronedelivery.package.v1.Package.package_id")
         c.pointee.size = .init(rawValue: .init(truncatingIfNeeded: self.size.rawValue))
         c.pointee.weight = self.weight
-        c.pointee.tag = arena.string(self.tag)
-        c.pointee.owner_id = arena.string(self.ownerId)
-        c.pointee.delivery_id = arena.string(self.deliveryId)
+        c.pointee.tag = arena.string(self.tag, field: "fabrikam.dronedelivery.package.v1.Package.tag")
+        c.pointee.owner_id = arena.string(self.ownerId, field: "fabrikam.dronedelivery.package.v1.Package.owner_id")
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.package.v1.Package.delivery_id")
         if let value = self.createTime { c.pointee.create_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         if let value = self.updateTime { c.pointee.update_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         var negativeZeros: [ProtobufKit.UnknownFields.Field] = []
@@ -250,6 +252,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PutPackageRequest: 
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Package__V1__PutPackageRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Package__V1__PutPackageRequest.self, capacity: 1)
         fabrikam__dronedelivery__package__v1__put_package_request__init(c)
@@ -291,6 +295,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PutPackageResponse:
     }()
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
+
+    public static var _needsWireScan: Bool { true }
 
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Package__V1__PutPackageResponse>.stride).bindMemory(to: Fabrikam__Dronedelivery__Package__V1__PutPackageResponse.self, capacity: 1)
@@ -341,10 +347,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.GetPackageRequest: 
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Package__V1__GetPackageRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Package__V1__GetPackageRequest.self, capacity: 1)
         fabrikam__dronedelivery__package__v1__get_package_request__init(c)
-        c.pointee.package_id = arena.string(self.packageId)
+        c.pointee.package_id = arena.string(self.packageId, field: "fabrikam.dronedelivery.package.v1.GetPackageRequest.package_id")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -382,6 +390,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.UpdatePackageReques
     }()
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
+
+    public static var _needsWireScan: Bool { true }
 
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Package__V1__UpdatePackageRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Package__V1__UpdatePackageRequest.self, capacity: 1)
@@ -432,10 +442,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.GetPackageSummaryRe
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Package__V1__GetPackageSummaryRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Package__V1__GetPackageSummaryRequest.self, capacity: 1)
         fabrikam__dronedelivery__package__v1__get_package_summary_request__init(c)
-        c.pointee.owner_id = arena.string(self.ownerId)
+        c.pointee.owner_id = arena.string(self.ownerId, field: "fabrikam.dronedelivery.package.v1.GetPackageSummaryRequest.owner_id")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -474,10 +486,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PackageSummary: Pro
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Package__V1__PackageSummary>.stride).bindMemory(to: Fabrikam__Dronedelivery__Package__V1__PackageSummary.self, capacity: 1)
         fabrikam__dronedelivery__package__v1__package_summary__init(c)
-        c.pointee.owner_id = arena.string(self.ownerId)
+        c.pointee.owner_id = arena.string(self.ownerId, field: "fabrikam.dronedelivery.package.v1.PackageSummary.owner_id")
         c.pointee.package_count = self.packageCount
         c.pointee.total_weight = self.totalWeight
         c.pointee.average_weight = self.averageWeight
@@ -609,11 +623,13 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.DeletePackageReques
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Package__V1__DeletePackageRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Package__V1__DeletePackageRequest.self, capacity: 1)
         fabrikam__dronedelivery__package__v1__delete_package_request__init(c)
-        c.pointee.package_id = arena.string(self.packageId)
-        c.pointee.delivery_id = arena.string(self.deliveryId)
+        c.pointee.package_id = arena.string(self.packageId, field: "fabrikam.dronedelivery.package.v1.DeletePackageRequest.package_id")
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.package.v1.DeletePackageRequest.delivery_id")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }

@@ -5,11 +5,9 @@
 // The wire encoding is protobuf-c's: these types convert to and from the C structs
 // that protoc-c generated for the same file.
 
-public import GRPCProtos
 public import ProtobufKit
 public import RPC
 internal import CDroneDeliveryAPI
-internal import CGRPCProtos
 internal import CProtobufC
 internal import CWellKnownProtos
 
@@ -339,6 +337,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.Compensation: Pr
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Supervisor__V1__Compensation>.stride).bindMemory(to: Fabrikam__Dronedelivery__Supervisor__V1__Compensation.self, capacity: 1)
         fabrikam__dronedelivery__supervisor__v1__compensation__init(c)
@@ -416,11 +416,13 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.FailedSaga: Prot
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Supervisor__V1__FailedSaga>.stride).bindMemory(to: Fabrikam__Dronedelivery__Supervisor__V1__FailedSaga.self, capacity: 1)
         fabrikam__dronedelivery__supervisor__v1__failed_saga__init(c)
-        c.pointee.saga_id = arena.string(self.sagaId)
-        c.pointee.delivery_id = arena.string(self.deliveryId)
+        c.pointee.saga_id = arena.string(self.sagaId, field: "fabrikam.dronedelivery.supervisor.v1.FailedSaga.saga_id")
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.supervisor.v1.FailedSaga.delivery_id")
         c.pointee.operation = .init(rawValue: .init(truncatingIfNeeded: self.operation.rawValue))
         if let value = self.owner { c.pointee.owner = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__Owner.self) }
         c.pointee.failed_step = .init(rawValue: .init(truncatingIfNeeded: self.failedStep.rawValue))
@@ -441,8 +443,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.FailedSaga: Prot
         }
         if let value = self.failTime { c.pointee.fail_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         if let value = self.updateTime { c.pointee.update_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
-        c.pointee.drone_id = arena.string(self.droneId)
-        c.pointee.package_id = arena.string(self.packageId)
+        c.pointee.drone_id = arena.string(self.droneId, field: "fabrikam.dronedelivery.supervisor.v1.FailedSaga.drone_id")
+        c.pointee.package_id = arena.string(self.packageId, field: "fabrikam.dronedelivery.supervisor.v1.FailedSaga.package_id")
         if let value = self.traceContext { c.pointee.trace_context = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__TraceContext.self) }
         c.pointee.request_envelope = ProtobufCBinaryData(len: self.requestEnvelope.count, data: arena.bytes(self.requestEnvelope))
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
@@ -589,6 +591,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.RecordFailedSaga
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Supervisor__V1__RecordFailedSagaRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Supervisor__V1__RecordFailedSagaRequest.self, capacity: 1)
         fabrikam__dronedelivery__supervisor__v1__record_failed_saga_request__init(c)
@@ -630,6 +634,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.RecordFailedSaga
     }()
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
+
+    public static var _needsWireScan: Bool { true }
 
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Supervisor__V1__RecordFailedSagaResponse>.stride).bindMemory(to: Fabrikam__Dronedelivery__Supervisor__V1__RecordFailedSagaResponse.self, capacity: 1)
@@ -680,6 +686,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.ListFailedSagasR
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Supervisor__V1__ListFailedSagasRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Supervisor__V1__ListFailedSagasRequest.self, capacity: 1)
         fabrikam__dronedelivery__supervisor__v1__list_failed_sagas_request__init(c)
@@ -689,9 +697,9 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.ListFailedSagasR
             for (index, element) in self.states.enumerated() { array[index] = .init(rawValue: .init(truncatingIfNeeded: element.rawValue)) }
             c.pointee.states = array
         }
-        c.pointee.delivery_id = arena.string(self.deliveryId)
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.supervisor.v1.ListFailedSagasRequest.delivery_id")
         c.pointee.page_size = self.pageSize
-        c.pointee.page_token = arena.string(self.pageToken)
+        c.pointee.page_token = arena.string(self.pageToken, field: "fabrikam.dronedelivery.supervisor.v1.ListFailedSagasRequest.page_token")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -756,6 +764,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.ListFailedSagasR
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Supervisor__V1__ListFailedSagasResponse>.stride).bindMemory(to: Fabrikam__Dronedelivery__Supervisor__V1__ListFailedSagasResponse.self, capacity: 1)
         fabrikam__dronedelivery__supervisor__v1__list_failed_sagas_response__init(c)
@@ -765,7 +775,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.ListFailedSagasR
             for (index, element) in self.sagas.enumerated() { array[index] = element._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Supervisor__V1__FailedSaga.self) }
             c.pointee.sagas = array
         }
-        c.pointee.next_page_token = arena.string(self.nextPageToken)
+        c.pointee.next_page_token = arena.string(self.nextPageToken, field: "fabrikam.dronedelivery.supervisor.v1.ListFailedSagasResponse.next_page_token")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -818,10 +828,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.GetFailedSagaReq
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Supervisor__V1__GetFailedSagaRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Supervisor__V1__GetFailedSagaRequest.self, capacity: 1)
         fabrikam__dronedelivery__supervisor__v1__get_failed_saga_request__init(c)
-        c.pointee.saga_id = arena.string(self.sagaId)
+        c.pointee.saga_id = arena.string(self.sagaId, field: "fabrikam.dronedelivery.supervisor.v1.GetFailedSagaRequest.saga_id")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -860,10 +872,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.RetryFailedSagaR
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Supervisor__V1__RetryFailedSagaRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Supervisor__V1__RetryFailedSagaRequest.self, capacity: 1)
         fabrikam__dronedelivery__supervisor__v1__retry_failed_saga_request__init(c)
-        c.pointee.saga_id = arena.string(self.sagaId)
+        c.pointee.saga_id = arena.string(self.sagaId, field: "fabrikam.dronedelivery.supervisor.v1.RetryFailedSagaRequest.saga_id")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -902,10 +916,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.CompensateFailed
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Supervisor__V1__CompensateFailedSagaRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Supervisor__V1__CompensateFailedSagaRequest.self, capacity: 1)
         fabrikam__dronedelivery__supervisor__v1__compensate_failed_saga_request__init(c)
-        c.pointee.saga_id = arena.string(self.sagaId)
+        c.pointee.saga_id = arena.string(self.sagaId, field: "fabrikam.dronedelivery.supervisor.v1.CompensateFailedSagaRequest.saga_id")
         c.pointee.rerun_succeeded = self.rerunSucceeded ? 1 : 0
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)

@@ -233,11 +233,13 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.DronePosition: Pr
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Telemetry__V1__DronePosition>.stride).bindMemory(to: Fabrikam__Dronedelivery__Telemetry__V1__DronePosition.self, capacity: 1)
         fabrikam__dronedelivery__telemetry__v1__drone_position__init(c)
-        c.pointee.drone_id = arena.string(self.droneId)
-        c.pointee.delivery_id = arena.string(self.deliveryId)
+        c.pointee.drone_id = arena.string(self.droneId, field: "fabrikam.dronedelivery.telemetry.v1.DronePosition.drone_id")
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.telemetry.v1.DronePosition.delivery_id")
         if let value = self.location { c.pointee.location = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__Location.self) }
         if let value = self.time { c.pointee.time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         c.pointee.phase = .init(rawValue: .init(truncatingIfNeeded: self.phase.rawValue))
@@ -334,6 +336,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.ReportPositionsRe
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Telemetry__V1__ReportPositionsRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Telemetry__V1__ReportPositionsRequest.self, capacity: 1)
         fabrikam__dronedelivery__telemetry__v1__report_positions_request__init(c)
@@ -388,6 +392,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.ReportPositionsRe
     }()
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
+
+    public static var _needsWireScan: Bool { true }
 
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Telemetry__V1__ReportPositionsResponse>.stride).bindMemory(to: Fabrikam__Dronedelivery__Telemetry__V1__ReportPositionsResponse.self, capacity: 1)
@@ -444,10 +450,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.ReportPositionsRe
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Telemetry__V1__ReportPositionsResponse__Ack>.stride).bindMemory(to: Fabrikam__Dronedelivery__Telemetry__V1__ReportPositionsResponse__Ack.self, capacity: 1)
         fabrikam__dronedelivery__telemetry__v1__report_positions_response__ack__init(c)
-        c.pointee.drone_id = arena.string(self.droneId)
+        c.pointee.drone_id = arena.string(self.droneId, field: "fabrikam.dronedelivery.telemetry.v1.ReportPositionsResponse.Ack.drone_id")
         c.pointee.sequence = self.sequence
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
@@ -493,12 +501,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.FlightPlan: Proto
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Telemetry__V1__FlightPlan>.stride).bindMemory(to: Fabrikam__Dronedelivery__Telemetry__V1__FlightPlan.self, capacity: 1)
         fabrikam__dronedelivery__telemetry__v1__flight_plan__init(c)
-        c.pointee.flight_id = arena.string(self.flightId)
-        c.pointee.drone_id = arena.string(self.droneId)
-        c.pointee.delivery_id = arena.string(self.deliveryId)
+        c.pointee.flight_id = arena.string(self.flightId, field: "fabrikam.dronedelivery.telemetry.v1.FlightPlan.flight_id")
+        c.pointee.drone_id = arena.string(self.droneId, field: "fabrikam.dronedelivery.telemetry.v1.FlightPlan.drone_id")
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.telemetry.v1.FlightPlan.delivery_id")
         if let value = self.pickupLocation { c.pointee.pickup_location = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__Location.self) }
         if let value = self.dropoffLocation { c.pointee.dropoff_location = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__Location.self) }
         if let value = self.pickupTime { c.pointee.pickup_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
@@ -584,6 +594,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.AssignFlightReque
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Telemetry__V1__AssignFlightRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Telemetry__V1__AssignFlightRequest.self, capacity: 1)
         fabrikam__dronedelivery__telemetry__v1__assign_flight_request__init(c)
@@ -632,6 +644,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.AssignFlightRespo
     }()
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
+
+    public static var _needsWireScan: Bool { true }
 
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Telemetry__V1__AssignFlightResponse>.stride).bindMemory(to: Fabrikam__Dronedelivery__Telemetry__V1__AssignFlightResponse.self, capacity: 1)
@@ -696,11 +710,13 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.AbortFlightReques
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Telemetry__V1__AbortFlightRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Telemetry__V1__AbortFlightRequest.self, capacity: 1)
         fabrikam__dronedelivery__telemetry__v1__abort_flight_request__init(c)
-        c.pointee.delivery_id = arena.string(self.deliveryId)
-        c.pointee.reason = arena.string(self.reason)
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.telemetry.v1.AbortFlightRequest.delivery_id")
+        c.pointee.reason = arena.string(self.reason, field: "fabrikam.dronedelivery.telemetry.v1.AbortFlightRequest.reason")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }

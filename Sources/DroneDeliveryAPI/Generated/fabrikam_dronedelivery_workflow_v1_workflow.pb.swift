@@ -5,11 +5,9 @@
 // The wire encoding is protobuf-c's: these types convert to and from the C structs
 // that protoc-c generated for the same file.
 
-public import GRPCProtos
 public import ProtobufKit
 public import RPC
 internal import CDroneDeliveryAPI
-internal import CGRPCProtos
 internal import CProtobufC
 internal import CWellKnownProtos
 
@@ -340,6 +338,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.SagaStepRecord: Pr
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Workflow__V1__SagaStepRecord>.stride).bindMemory(to: Fabrikam__Dronedelivery__Workflow__V1__SagaStepRecord.self, capacity: 1)
         fabrikam__dronedelivery__workflow__v1__saga_step_record__init(c)
@@ -417,11 +417,13 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.SagaStatus: Protob
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Workflow__V1__SagaStatus>.stride).bindMemory(to: Fabrikam__Dronedelivery__Workflow__V1__SagaStatus.self, capacity: 1)
         fabrikam__dronedelivery__workflow__v1__saga_status__init(c)
-        c.pointee.saga_id = arena.string(self.sagaId)
-        c.pointee.delivery_id = arena.string(self.deliveryId)
+        c.pointee.saga_id = arena.string(self.sagaId, field: "fabrikam.dronedelivery.workflow.v1.SagaStatus.saga_id")
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.workflow.v1.SagaStatus.delivery_id")
         c.pointee.operation = .init(rawValue: .init(truncatingIfNeeded: self.operation.rawValue))
         c.pointee.state = .init(rawValue: .init(truncatingIfNeeded: self.state.rawValue))
         c.pointee.current_step = .init(rawValue: .init(truncatingIfNeeded: self.currentStep.rawValue))
@@ -431,8 +433,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.SagaStatus: Protob
             for (index, element) in self.steps.enumerated() { array[index] = element._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Workflow__V1__SagaStepRecord.self) }
             c.pointee.steps = array
         }
-        c.pointee.message_id = arena.string(self.messageId)
-        c.pointee.correlation_id = arena.string(self.correlationId)
+        c.pointee.message_id = arena.string(self.messageId, field: "fabrikam.dronedelivery.workflow.v1.SagaStatus.message_id")
+        c.pointee.correlation_id = arena.string(self.correlationId, field: "fabrikam.dronedelivery.workflow.v1.SagaStatus.correlation_id")
         if let value = self.createTime { c.pointee.create_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         if let value = self.updateTime { c.pointee.update_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
@@ -535,10 +537,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.GetSagaStatusReque
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Workflow__V1__GetSagaStatusRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Workflow__V1__GetSagaStatusRequest.self, capacity: 1)
         fabrikam__dronedelivery__workflow__v1__get_saga_status_request__init(c)
-        c.pointee.delivery_id = arena.string(self.deliveryId)
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.workflow.v1.GetSagaStatusRequest.delivery_id")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -577,10 +581,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.GetSagaStatusRespo
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Workflow__V1__GetSagaStatusResponse>.stride).bindMemory(to: Fabrikam__Dronedelivery__Workflow__V1__GetSagaStatusResponse.self, capacity: 1)
         fabrikam__dronedelivery__workflow__v1__get_saga_status_response__init(c)
-        c.pointee.delivery_id = arena.string(self.deliveryId)
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.workflow.v1.GetSagaStatusResponse.delivery_id")
         if !self.sagas.isEmpty {
             c.pointee.n_sagas = self.sagas.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Fabrikam__Dronedelivery__Workflow__V1__SagaStatus>?>.stride * self.sagas.count).bindMemory(to: UnsafeMutablePointer<Fabrikam__Dronedelivery__Workflow__V1__SagaStatus>?.self, capacity: self.sagas.count)
@@ -639,12 +645,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.ListSagasRequest: 
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Workflow__V1__ListSagasRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Workflow__V1__ListSagasRequest.self, capacity: 1)
         fabrikam__dronedelivery__workflow__v1__list_sagas_request__init(c)
         c.pointee.state = .init(rawValue: .init(truncatingIfNeeded: self.state.rawValue))
         c.pointee.page_size = self.pageSize
-        c.pointee.page_token = arena.string(self.pageToken)
+        c.pointee.page_token = arena.string(self.pageToken, field: "fabrikam.dronedelivery.workflow.v1.ListSagasRequest.page_token")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -695,6 +703,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.ListSagasResponse:
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Workflow__V1__ListSagasResponse>.stride).bindMemory(to: Fabrikam__Dronedelivery__Workflow__V1__ListSagasResponse.self, capacity: 1)
         fabrikam__dronedelivery__workflow__v1__list_sagas_response__init(c)
@@ -704,7 +714,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.ListSagasResponse:
             for (index, element) in self.sagas.enumerated() { array[index] = element._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Workflow__V1__SagaStatus.self) }
             c.pointee.sagas = array
         }
-        c.pointee.next_page_token = arena.string(self.nextPageToken)
+        c.pointee.next_page_token = arena.string(self.nextPageToken, field: "fabrikam.dronedelivery.workflow.v1.ListSagasResponse.next_page_token")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -757,13 +767,15 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Workflow.V1.DeadLetterMessage:
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Workflow__V1__DeadLetterMessage>.stride).bindMemory(to: Fabrikam__Dronedelivery__Workflow__V1__DeadLetterMessage.self, capacity: 1)
         fabrikam__dronedelivery__workflow__v1__dead_letter_message__init(c)
-        c.pointee.message_id = arena.string(self.messageId)
+        c.pointee.message_id = arena.string(self.messageId, field: "fabrikam.dronedelivery.workflow.v1.DeadLetterMessage.message_id")
         c.pointee.payload = ProtobufCBinaryData(len: self.payload.count, data: arena.bytes(self.payload))
-        c.pointee.reason = arena.string(self.reason)
-        c.pointee.source = arena.string(self.source)
+        c.pointee.reason = arena.string(self.reason, field: "fabrikam.dronedelivery.workflow.v1.DeadLetterMessage.reason")
+        c.pointee.source = arena.string(self.source, field: "fabrikam.dronedelivery.workflow.v1.DeadLetterMessage.source")
         c.pointee.delivery_count = self.deliveryCount
         if let value = self.deadLetterTime { c.pointee.dead_letter_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         if let value = self.traceContext { c.pointee.trace_context = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__TraceContext.self) }

@@ -126,10 +126,12 @@ extension GRPCProtos.Grpc.Health.V1.HealthCheckRequest: ProtobufKit.Message, Pro
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Grpc__Health__V1__HealthCheckRequest>.stride).bindMemory(to: Grpc__Health__V1__HealthCheckRequest.self, capacity: 1)
         grpc__health__v1__health_check_request__init(c)
-        c.pointee.service = arena.string(self.service)
+        c.pointee.service = arena.string(self.service, field: "grpc.health.v1.HealthCheckRequest.service")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -244,6 +246,8 @@ extension GRPCProtos.Grpc.Health.V1.HealthListResponse: ProtobufKit.Message, Pro
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Grpc__Health__V1__HealthListResponse>.stride).bindMemory(to: Grpc__Health__V1__HealthListResponse.self, capacity: 1)
         grpc__health__v1__health_list_response__init(c)
@@ -254,7 +258,7 @@ extension GRPCProtos.Grpc.Health.V1.HealthListResponse: ProtobufKit.Message, Pro
             for (key, value) in ProtobufKit._orderedMapEntries(self.statuses) {
                 let entry = arena.allocate(MemoryLayout<Grpc__Health__V1__HealthListResponse__StatusesEntry>.stride).bindMemory(to: Grpc__Health__V1__HealthListResponse__StatusesEntry.self, capacity: 1)
                 grpc__health__v1__health_list_response__statuses_entry__init(entry)
-                entry.pointee.key = arena.string(key)
+                entry.pointee.key = arena.string(key, field: "grpc.health.v1.HealthListResponse.statuses")
                 entry.pointee.value = value._buildProtobufC(in: arena).assumingMemoryBound(to: Grpc__Health__V1__HealthCheckResponse.self)
                 array[index] = entry
                 index += 1

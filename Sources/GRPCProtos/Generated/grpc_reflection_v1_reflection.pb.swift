@@ -159,26 +159,28 @@ extension GRPCProtos.Grpc.Reflection.V1.ServerReflectionRequest: ProtobufKit.Mes
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Grpc__Reflection__V1__ServerReflectionRequest>.stride).bindMemory(to: Grpc__Reflection__V1__ServerReflectionRequest.self, capacity: 1)
         grpc__reflection__v1__server_reflection_request__init(c)
-        c.pointee.host = arena.string(self.host)
+        c.pointee.host = arena.string(self.host, field: "grpc.reflection.v1.ServerReflectionRequest.host")
         switch self.messageRequest {
         case .fileByFilename(let value)?:
             c.pointee.message_request_case = .init(rawValue: 3)
-            c.pointee.file_by_filename = arena.string(value)
+            c.pointee.file_by_filename = arena.string(value, field: "grpc.reflection.v1.ServerReflectionRequest.file_by_filename")
         case .fileContainingSymbol(let value)?:
             c.pointee.message_request_case = .init(rawValue: 4)
-            c.pointee.file_containing_symbol = arena.string(value)
+            c.pointee.file_containing_symbol = arena.string(value, field: "grpc.reflection.v1.ServerReflectionRequest.file_containing_symbol")
         case .fileContainingExtension(let value)?:
             c.pointee.message_request_case = .init(rawValue: 5)
             c.pointee.file_containing_extension = value._buildProtobufC(in: arena).assumingMemoryBound(to: Grpc__Reflection__V1__ExtensionRequest.self)
         case .allExtensionNumbersOfType(let value)?:
             c.pointee.message_request_case = .init(rawValue: 6)
-            c.pointee.all_extension_numbers_of_type = arena.string(value)
+            c.pointee.all_extension_numbers_of_type = arena.string(value, field: "grpc.reflection.v1.ServerReflectionRequest.all_extension_numbers_of_type")
         case .listServices(let value)?:
             c.pointee.message_request_case = .init(rawValue: 7)
-            c.pointee.list_services = arena.string(value)
+            c.pointee.list_services = arena.string(value, field: "grpc.reflection.v1.ServerReflectionRequest.list_services")
         case nil:
             break
         }
@@ -267,10 +269,12 @@ extension GRPCProtos.Grpc.Reflection.V1.ExtensionRequest: ProtobufKit.Message, P
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Grpc__Reflection__V1__ExtensionRequest>.stride).bindMemory(to: Grpc__Reflection__V1__ExtensionRequest.self, capacity: 1)
         grpc__reflection__v1__extension_request__init(c)
-        c.pointee.containing_type = arena.string(self.containingType)
+        c.pointee.containing_type = arena.string(self.containingType, field: "grpc.reflection.v1.ExtensionRequest.containing_type")
         c.pointee.extension_number = self.extensionNumber
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
@@ -316,10 +320,12 @@ extension GRPCProtos.Grpc.Reflection.V1.ServerReflectionResponse: ProtobufKit.Me
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Grpc__Reflection__V1__ServerReflectionResponse>.stride).bindMemory(to: Grpc__Reflection__V1__ServerReflectionResponse.self, capacity: 1)
         grpc__reflection__v1__server_reflection_response__init(c)
-        c.pointee.valid_host = arena.string(self.validHost)
+        c.pointee.valid_host = arena.string(self.validHost, field: "grpc.reflection.v1.ServerReflectionResponse.valid_host")
         if let value = self.originalRequest { c.pointee.original_request = value._buildProtobufC(in: arena).assumingMemoryBound(to: Grpc__Reflection__V1__ServerReflectionRequest.self) }
         switch self.messageResponse {
         case .fileDescriptorResponse(let value)?:
@@ -475,10 +481,12 @@ extension GRPCProtos.Grpc.Reflection.V1.ExtensionNumberResponse: ProtobufKit.Mes
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Grpc__Reflection__V1__ExtensionNumberResponse>.stride).bindMemory(to: Grpc__Reflection__V1__ExtensionNumberResponse.self, capacity: 1)
         grpc__reflection__v1__extension_number_response__init(c)
-        c.pointee.base_type_name = arena.string(self.baseTypeName)
+        c.pointee.base_type_name = arena.string(self.baseTypeName, field: "grpc.reflection.v1.ExtensionNumberResponse.base_type_name")
         if !self.extensionNumber.isEmpty {
             c.pointee.n_extension_number = self.extensionNumber.count
             c.pointee.extension_number = self.extensionNumber.withUnsafeBytes { arena.copy($0) }.assumingMemoryBound(to: Int32.self)
@@ -531,6 +539,8 @@ extension GRPCProtos.Grpc.Reflection.V1.ListServiceResponse: ProtobufKit.Message
     }()
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
+
+    public static var _needsWireScan: Bool { true }
 
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Grpc__Reflection__V1__ListServiceResponse>.stride).bindMemory(to: Grpc__Reflection__V1__ListServiceResponse.self, capacity: 1)
@@ -587,10 +597,12 @@ extension GRPCProtos.Grpc.Reflection.V1.ServiceResponse: ProtobufKit.Message, Pr
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Grpc__Reflection__V1__ServiceResponse>.stride).bindMemory(to: Grpc__Reflection__V1__ServiceResponse.self, capacity: 1)
         grpc__reflection__v1__service_response__init(c)
-        c.pointee.name = arena.string(self.name)
+        c.pointee.name = arena.string(self.name, field: "grpc.reflection.v1.ServiceResponse.name")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -629,11 +641,13 @@ extension GRPCProtos.Grpc.Reflection.V1.ErrorResponse: ProtobufKit.Message, Prot
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Grpc__Reflection__V1__ErrorResponse>.stride).bindMemory(to: Grpc__Reflection__V1__ErrorResponse.self, capacity: 1)
         grpc__reflection__v1__error_response__init(c)
         c.pointee.error_code = self.errorCode
-        c.pointee.error_message = arena.string(self.errorMessage)
+        c.pointee.error_message = arena.string(self.errorMessage, field: "grpc.reflection.v1.ErrorResponse.error_message")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }

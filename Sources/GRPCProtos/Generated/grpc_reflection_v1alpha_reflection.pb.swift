@@ -154,26 +154,28 @@ extension GRPCProtos.Grpc.Reflection.V1alpha.ServerReflectionRequest: ProtobufKi
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Grpc__Reflection__V1alpha__ServerReflectionRequest>.stride).bindMemory(to: Grpc__Reflection__V1alpha__ServerReflectionRequest.self, capacity: 1)
         grpc__reflection__v1alpha__server_reflection_request__init(c)
-        c.pointee.host = arena.string(self.host)
+        c.pointee.host = arena.string(self.host, field: "grpc.reflection.v1alpha.ServerReflectionRequest.host")
         switch self.messageRequest {
         case .fileByFilename(let value)?:
             c.pointee.message_request_case = .init(rawValue: 3)
-            c.pointee.file_by_filename = arena.string(value)
+            c.pointee.file_by_filename = arena.string(value, field: "grpc.reflection.v1alpha.ServerReflectionRequest.file_by_filename")
         case .fileContainingSymbol(let value)?:
             c.pointee.message_request_case = .init(rawValue: 4)
-            c.pointee.file_containing_symbol = arena.string(value)
+            c.pointee.file_containing_symbol = arena.string(value, field: "grpc.reflection.v1alpha.ServerReflectionRequest.file_containing_symbol")
         case .fileContainingExtension(let value)?:
             c.pointee.message_request_case = .init(rawValue: 5)
             c.pointee.file_containing_extension = value._buildProtobufC(in: arena).assumingMemoryBound(to: Grpc__Reflection__V1alpha__ExtensionRequest.self)
         case .allExtensionNumbersOfType(let value)?:
             c.pointee.message_request_case = .init(rawValue: 6)
-            c.pointee.all_extension_numbers_of_type = arena.string(value)
+            c.pointee.all_extension_numbers_of_type = arena.string(value, field: "grpc.reflection.v1alpha.ServerReflectionRequest.all_extension_numbers_of_type")
         case .listServices(let value)?:
             c.pointee.message_request_case = .init(rawValue: 7)
-            c.pointee.list_services = arena.string(value)
+            c.pointee.list_services = arena.string(value, field: "grpc.reflection.v1alpha.ServerReflectionRequest.list_services")
         case nil:
             break
         }
@@ -262,10 +264,12 @@ extension GRPCProtos.Grpc.Reflection.V1alpha.ExtensionRequest: ProtobufKit.Messa
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Grpc__Reflection__V1alpha__ExtensionRequest>.stride).bindMemory(to: Grpc__Reflection__V1alpha__ExtensionRequest.self, capacity: 1)
         grpc__reflection__v1alpha__extension_request__init(c)
-        c.pointee.containing_type = arena.string(self.containingType)
+        c.pointee.containing_type = arena.string(self.containingType, field: "grpc.reflection.v1alpha.ExtensionRequest.containing_type")
         c.pointee.extension_number = self.extensionNumber
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
@@ -311,10 +315,12 @@ extension GRPCProtos.Grpc.Reflection.V1alpha.ServerReflectionResponse: ProtobufK
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Grpc__Reflection__V1alpha__ServerReflectionResponse>.stride).bindMemory(to: Grpc__Reflection__V1alpha__ServerReflectionResponse.self, capacity: 1)
         grpc__reflection__v1alpha__server_reflection_response__init(c)
-        c.pointee.valid_host = arena.string(self.validHost)
+        c.pointee.valid_host = arena.string(self.validHost, field: "grpc.reflection.v1alpha.ServerReflectionResponse.valid_host")
         if let value = self.originalRequest { c.pointee.original_request = value._buildProtobufC(in: arena).assumingMemoryBound(to: Grpc__Reflection__V1alpha__ServerReflectionRequest.self) }
         switch self.messageResponse {
         case .fileDescriptorResponse(let value)?:
@@ -470,10 +476,12 @@ extension GRPCProtos.Grpc.Reflection.V1alpha.ExtensionNumberResponse: ProtobufKi
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Grpc__Reflection__V1alpha__ExtensionNumberResponse>.stride).bindMemory(to: Grpc__Reflection__V1alpha__ExtensionNumberResponse.self, capacity: 1)
         grpc__reflection__v1alpha__extension_number_response__init(c)
-        c.pointee.base_type_name = arena.string(self.baseTypeName)
+        c.pointee.base_type_name = arena.string(self.baseTypeName, field: "grpc.reflection.v1alpha.ExtensionNumberResponse.base_type_name")
         if !self.extensionNumber.isEmpty {
             c.pointee.n_extension_number = self.extensionNumber.count
             c.pointee.extension_number = self.extensionNumber.withUnsafeBytes { arena.copy($0) }.assumingMemoryBound(to: Int32.self)
@@ -526,6 +534,8 @@ extension GRPCProtos.Grpc.Reflection.V1alpha.ListServiceResponse: ProtobufKit.Me
     }()
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
+
+    public static var _needsWireScan: Bool { true }
 
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Grpc__Reflection__V1alpha__ListServiceResponse>.stride).bindMemory(to: Grpc__Reflection__V1alpha__ListServiceResponse.self, capacity: 1)
@@ -582,10 +592,12 @@ extension GRPCProtos.Grpc.Reflection.V1alpha.ServiceResponse: ProtobufKit.Messag
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Grpc__Reflection__V1alpha__ServiceResponse>.stride).bindMemory(to: Grpc__Reflection__V1alpha__ServiceResponse.self, capacity: 1)
         grpc__reflection__v1alpha__service_response__init(c)
-        c.pointee.name = arena.string(self.name)
+        c.pointee.name = arena.string(self.name, field: "grpc.reflection.v1alpha.ServiceResponse.name")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -624,11 +636,13 @@ extension GRPCProtos.Grpc.Reflection.V1alpha.ErrorResponse: ProtobufKit.Message,
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Grpc__Reflection__V1alpha__ErrorResponse>.stride).bindMemory(to: Grpc__Reflection__V1alpha__ErrorResponse.self, capacity: 1)
         grpc__reflection__v1alpha__error_response__init(c)
         c.pointee.error_code = self.errorCode
-        c.pointee.error_message = arena.string(self.errorMessage)
+        c.pointee.error_message = arena.string(self.errorMessage, field: "grpc.reflection.v1alpha.ErrorResponse.error_message")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }

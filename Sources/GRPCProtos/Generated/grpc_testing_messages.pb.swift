@@ -707,11 +707,13 @@ extension GRPCProtos.Grpc.Testing.EchoStatus: ProtobufKit.Message, ProtobufKit.J
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Grpc__Testing__EchoStatus>.stride).bindMemory(to: Grpc__Testing__EchoStatus.self, capacity: 1)
         grpc__testing__echo_status__init(c)
         c.pointee.code = self.code
-        c.pointee.message = arena.string(self.message)
+        c.pointee.message = arena.string(self.message, field: "grpc.testing.EchoStatus.message")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -755,6 +757,8 @@ extension GRPCProtos.Grpc.Testing.SimpleRequest: ProtobufKit.Message, ProtobufKi
     }()
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
+
+    public static var _needsWireScan: Bool { true }
 
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Grpc__Testing__SimpleRequest>.stride).bindMemory(to: Grpc__Testing__SimpleRequest.self, capacity: 1)
@@ -868,15 +872,17 @@ extension GRPCProtos.Grpc.Testing.SimpleResponse: ProtobufKit.Message, ProtobufK
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Grpc__Testing__SimpleResponse>.stride).bindMemory(to: Grpc__Testing__SimpleResponse.self, capacity: 1)
         grpc__testing__simple_response__init(c)
         if let value = self.payload { c.pointee.payload = value._buildProtobufC(in: arena).assumingMemoryBound(to: Grpc__Testing__Payload.self) }
-        c.pointee.username = arena.string(self.username)
-        c.pointee.oauth_scope = arena.string(self.oauthScope)
-        c.pointee.server_id = arena.string(self.serverId)
+        c.pointee.username = arena.string(self.username, field: "grpc.testing.SimpleResponse.username")
+        c.pointee.oauth_scope = arena.string(self.oauthScope, field: "grpc.testing.SimpleResponse.oauth_scope")
+        c.pointee.server_id = arena.string(self.serverId, field: "grpc.testing.SimpleResponse.server_id")
         c.pointee.grpclb_route_type = .init(rawValue: .init(truncatingIfNeeded: self.grpclbRouteType.rawValue))
-        c.pointee.hostname = arena.string(self.hostname)
+        c.pointee.hostname = arena.string(self.hostname, field: "grpc.testing.SimpleResponse.hostname")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -1099,6 +1105,8 @@ extension GRPCProtos.Grpc.Testing.StreamingOutputCallRequest: ProtobufKit.Messag
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Grpc__Testing__StreamingOutputCallRequest>.stride).bindMemory(to: Grpc__Testing__StreamingOutputCallRequest.self, capacity: 1)
         grpc__testing__streaming_output_call_request__init(c)
@@ -1182,11 +1190,13 @@ extension GRPCProtos.Grpc.Testing.StreamingOutputCallResponse: ProtobufKit.Messa
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Grpc__Testing__StreamingOutputCallResponse>.stride).bindMemory(to: Grpc__Testing__StreamingOutputCallResponse.self, capacity: 1)
         grpc__testing__streaming_output_call_response__init(c)
         if let value = self.payload { c.pointee.payload = value._buildProtobufC(in: arena).assumingMemoryBound(to: Grpc__Testing__Payload.self) }
-        c.pointee.peer_socket_address = arena.string(self.peerSocketAddress)
+        c.pointee.peer_socket_address = arena.string(self.peerSocketAddress, field: "grpc.testing.StreamingOutputCallResponse.peer_socket_address")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -1330,6 +1340,8 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerStatsRequest: ProtobufKit.Message,
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Grpc__Testing__LoadBalancerStatsRequest>.stride).bindMemory(to: Grpc__Testing__LoadBalancerStatsRequest.self, capacity: 1)
         grpc__testing__load_balancer_stats_request__init(c)
@@ -1338,7 +1350,7 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerStatsRequest: ProtobufKit.Message,
         if !self.metadataKeys.isEmpty {
             c.pointee.n_metadata_keys = self.metadataKeys.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<CChar>?>.stride * self.metadataKeys.count).bindMemory(to: UnsafeMutablePointer<CChar>?.self, capacity: self.metadataKeys.count)
-            for (index, element) in self.metadataKeys.enumerated() { array[index] = arena.string(element) }
+            for (index, element) in self.metadataKeys.enumerated() { array[index] = arena.string(element, field: "grpc.testing.LoadBalancerStatsRequest.metadata_keys") }
             c.pointee.metadata_keys = array
         }
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
@@ -1399,6 +1411,8 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerStatsResponse: ProtobufKit.Message
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Grpc__Testing__LoadBalancerStatsResponse>.stride).bindMemory(to: Grpc__Testing__LoadBalancerStatsResponse.self, capacity: 1)
         grpc__testing__load_balancer_stats_response__init(c)
@@ -1409,7 +1423,7 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerStatsResponse: ProtobufKit.Message
             for (key, value) in ProtobufKit._orderedMapEntries(self.rpcsByPeer) {
                 let entry = arena.allocate(MemoryLayout<Grpc__Testing__LoadBalancerStatsResponse__RpcsByPeerEntry>.stride).bindMemory(to: Grpc__Testing__LoadBalancerStatsResponse__RpcsByPeerEntry.self, capacity: 1)
                 grpc__testing__load_balancer_stats_response__rpcs_by_peer_entry__init(entry)
-                entry.pointee.key = arena.string(key)
+                entry.pointee.key = arena.string(key, field: "grpc.testing.LoadBalancerStatsResponse.rpcs_by_peer")
                 entry.pointee.value = value
                 array[index] = entry
                 index += 1
@@ -1424,7 +1438,7 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerStatsResponse: ProtobufKit.Message
             for (key, value) in ProtobufKit._orderedMapEntries(self.rpcsByMethod) {
                 let entry = arena.allocate(MemoryLayout<Grpc__Testing__LoadBalancerStatsResponse__RpcsByMethodEntry>.stride).bindMemory(to: Grpc__Testing__LoadBalancerStatsResponse__RpcsByMethodEntry.self, capacity: 1)
                 grpc__testing__load_balancer_stats_response__rpcs_by_method_entry__init(entry)
-                entry.pointee.key = arena.string(key)
+                entry.pointee.key = arena.string(key, field: "grpc.testing.LoadBalancerStatsResponse.rpcs_by_method")
                 entry.pointee.value = value._buildProtobufC(in: arena).assumingMemoryBound(to: Grpc__Testing__LoadBalancerStatsResponse__RpcsByPeer.self)
                 array[index] = entry
                 index += 1
@@ -1438,7 +1452,7 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerStatsResponse: ProtobufKit.Message
             for (key, value) in ProtobufKit._orderedMapEntries(self.metadatasByPeer) {
                 let entry = arena.allocate(MemoryLayout<Grpc__Testing__LoadBalancerStatsResponse__MetadatasByPeerEntry>.stride).bindMemory(to: Grpc__Testing__LoadBalancerStatsResponse__MetadatasByPeerEntry.self, capacity: 1)
                 grpc__testing__load_balancer_stats_response__metadatas_by_peer_entry__init(entry)
-                entry.pointee.key = arena.string(key)
+                entry.pointee.key = arena.string(key, field: "grpc.testing.LoadBalancerStatsResponse.metadatas_by_peer")
                 entry.pointee.value = value._buildProtobufC(in: arena).assumingMemoryBound(to: Grpc__Testing__LoadBalancerStatsResponse__MetadataByPeer.self)
                 array[index] = entry
                 index += 1
@@ -1534,11 +1548,13 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerStatsResponse.MetadataEntry: Proto
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Grpc__Testing__LoadBalancerStatsResponse__MetadataEntry>.stride).bindMemory(to: Grpc__Testing__LoadBalancerStatsResponse__MetadataEntry.self, capacity: 1)
         grpc__testing__load_balancer_stats_response__metadata_entry__init(c)
-        c.pointee.key = arena.string(self.key)
-        c.pointee.value = arena.string(self.value)
+        c.pointee.key = arena.string(self.key, field: "grpc.testing.LoadBalancerStatsResponse.MetadataEntry.key")
+        c.pointee.value = arena.string(self.value, field: "grpc.testing.LoadBalancerStatsResponse.MetadataEntry.value")
         c.pointee.type = .init(rawValue: .init(truncatingIfNeeded: self.type.rawValue))
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
@@ -1589,6 +1605,8 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerStatsResponse.RpcMetadata: Protobu
     }()
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
+
+    public static var _needsWireScan: Bool { true }
 
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Grpc__Testing__LoadBalancerStatsResponse__RpcMetadata>.stride).bindMemory(to: Grpc__Testing__LoadBalancerStatsResponse__RpcMetadata.self, capacity: 1)
@@ -1645,6 +1663,8 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerStatsResponse.MetadataByPeer: Prot
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Grpc__Testing__LoadBalancerStatsResponse__MetadataByPeer>.stride).bindMemory(to: Grpc__Testing__LoadBalancerStatsResponse__MetadataByPeer.self, capacity: 1)
         grpc__testing__load_balancer_stats_response__metadata_by_peer__init(c)
@@ -1700,6 +1720,8 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerStatsResponse.RpcsByPeer: Protobuf
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Grpc__Testing__LoadBalancerStatsResponse__RpcsByPeer>.stride).bindMemory(to: Grpc__Testing__LoadBalancerStatsResponse__RpcsByPeer.self, capacity: 1)
         grpc__testing__load_balancer_stats_response__rpcs_by_peer__init(c)
@@ -1710,7 +1732,7 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerStatsResponse.RpcsByPeer: Protobuf
             for (key, value) in ProtobufKit._orderedMapEntries(self.rpcsByPeer) {
                 let entry = arena.allocate(MemoryLayout<Grpc__Testing__LoadBalancerStatsResponse__RpcsByPeer__RpcsByPeerEntry>.stride).bindMemory(to: Grpc__Testing__LoadBalancerStatsResponse__RpcsByPeer__RpcsByPeerEntry.self, capacity: 1)
                 grpc__testing__load_balancer_stats_response__rpcs_by_peer__rpcs_by_peer_entry__init(entry)
-                entry.pointee.key = arena.string(key)
+                entry.pointee.key = arena.string(key, field: "grpc.testing.LoadBalancerStatsResponse.RpcsByPeer.rpcs_by_peer")
                 entry.pointee.value = value
                 array[index] = entry
                 index += 1
@@ -1800,6 +1822,8 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerAccumulatedStatsResponse: Protobuf
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Grpc__Testing__LoadBalancerAccumulatedStatsResponse>.stride).bindMemory(to: Grpc__Testing__LoadBalancerAccumulatedStatsResponse.self, capacity: 1)
         grpc__testing__load_balancer_accumulated_stats_response__init(c)
@@ -1810,7 +1834,7 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerAccumulatedStatsResponse: Protobuf
             for (key, value) in ProtobufKit._orderedMapEntries(self.numRpcsStartedByMethod) {
                 let entry = arena.allocate(MemoryLayout<Grpc__Testing__LoadBalancerAccumulatedStatsResponse__NumRpcsStartedByMethodEntry>.stride).bindMemory(to: Grpc__Testing__LoadBalancerAccumulatedStatsResponse__NumRpcsStartedByMethodEntry.self, capacity: 1)
                 grpc__testing__load_balancer_accumulated_stats_response__num_rpcs_started_by_method_entry__init(entry)
-                entry.pointee.key = arena.string(key)
+                entry.pointee.key = arena.string(key, field: "grpc.testing.LoadBalancerAccumulatedStatsResponse.num_rpcs_started_by_method")
                 entry.pointee.value = value
                 array[index] = entry
                 index += 1
@@ -1824,7 +1848,7 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerAccumulatedStatsResponse: Protobuf
             for (key, value) in ProtobufKit._orderedMapEntries(self.numRpcsSucceededByMethod) {
                 let entry = arena.allocate(MemoryLayout<Grpc__Testing__LoadBalancerAccumulatedStatsResponse__NumRpcsSucceededByMethodEntry>.stride).bindMemory(to: Grpc__Testing__LoadBalancerAccumulatedStatsResponse__NumRpcsSucceededByMethodEntry.self, capacity: 1)
                 grpc__testing__load_balancer_accumulated_stats_response__num_rpcs_succeeded_by_method_entry__init(entry)
-                entry.pointee.key = arena.string(key)
+                entry.pointee.key = arena.string(key, field: "grpc.testing.LoadBalancerAccumulatedStatsResponse.num_rpcs_succeeded_by_method")
                 entry.pointee.value = value
                 array[index] = entry
                 index += 1
@@ -1838,7 +1862,7 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerAccumulatedStatsResponse: Protobuf
             for (key, value) in ProtobufKit._orderedMapEntries(self.numRpcsFailedByMethod) {
                 let entry = arena.allocate(MemoryLayout<Grpc__Testing__LoadBalancerAccumulatedStatsResponse__NumRpcsFailedByMethodEntry>.stride).bindMemory(to: Grpc__Testing__LoadBalancerAccumulatedStatsResponse__NumRpcsFailedByMethodEntry.self, capacity: 1)
                 grpc__testing__load_balancer_accumulated_stats_response__num_rpcs_failed_by_method_entry__init(entry)
-                entry.pointee.key = arena.string(key)
+                entry.pointee.key = arena.string(key, field: "grpc.testing.LoadBalancerAccumulatedStatsResponse.num_rpcs_failed_by_method")
                 entry.pointee.value = value
                 array[index] = entry
                 index += 1
@@ -1852,7 +1876,7 @@ extension GRPCProtos.Grpc.Testing.LoadBalancerAccumulatedStatsResponse: Protobuf
             for (key, value) in ProtobufKit._orderedMapEntries(self.statsPerMethod) {
                 let entry = arena.allocate(MemoryLayout<Grpc__Testing__LoadBalancerAccumulatedStatsResponse__StatsPerMethodEntry>.stride).bindMemory(to: Grpc__Testing__LoadBalancerAccumulatedStatsResponse__StatsPerMethodEntry.self, capacity: 1)
                 grpc__testing__load_balancer_accumulated_stats_response__stats_per_method_entry__init(entry)
-                entry.pointee.key = arena.string(key)
+                entry.pointee.key = arena.string(key, field: "grpc.testing.LoadBalancerAccumulatedStatsResponse.stats_per_method")
                 entry.pointee.value = value._buildProtobufC(in: arena).assumingMemoryBound(to: Grpc__Testing__LoadBalancerAccumulatedStatsResponse__MethodStats.self)
                 array[index] = entry
                 index += 1
@@ -2032,6 +2056,8 @@ extension GRPCProtos.Grpc.Testing.ClientConfigureRequest: ProtobufKit.Message, P
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Grpc__Testing__ClientConfigureRequest>.stride).bindMemory(to: Grpc__Testing__ClientConfigureRequest.self, capacity: 1)
         grpc__testing__client_configure_request__init(c)
@@ -2114,12 +2140,14 @@ extension GRPCProtos.Grpc.Testing.ClientConfigureRequest.Metadata: ProtobufKit.M
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Grpc__Testing__ClientConfigureRequest__Metadata>.stride).bindMemory(to: Grpc__Testing__ClientConfigureRequest__Metadata.self, capacity: 1)
         grpc__testing__client_configure_request__metadata__init(c)
         c.pointee.type = .init(rawValue: .init(truncatingIfNeeded: self.type.rawValue))
-        c.pointee.key = arena.string(self.key)
-        c.pointee.value = arena.string(self.value)
+        c.pointee.key = arena.string(self.key, field: "grpc.testing.ClientConfigureRequest.Metadata.key")
+        c.pointee.value = arena.string(self.value, field: "grpc.testing.ClientConfigureRequest.Metadata.value")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -2246,6 +2274,8 @@ extension GRPCProtos.Grpc.Testing.TestOrcaReport: ProtobufKit.Message, ProtobufK
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Grpc__Testing__TestOrcaReport>.stride).bindMemory(to: Grpc__Testing__TestOrcaReport.self, capacity: 1)
         grpc__testing__test_orca_report__init(c)
@@ -2258,7 +2288,7 @@ extension GRPCProtos.Grpc.Testing.TestOrcaReport: ProtobufKit.Message, ProtobufK
             for (key, value) in ProtobufKit._orderedMapEntries(self.requestCost) {
                 let entry = arena.allocate(MemoryLayout<Grpc__Testing__TestOrcaReport__RequestCostEntry>.stride).bindMemory(to: Grpc__Testing__TestOrcaReport__RequestCostEntry.self, capacity: 1)
                 grpc__testing__test_orca_report__request_cost_entry__init(entry)
-                entry.pointee.key = arena.string(key)
+                entry.pointee.key = arena.string(key, field: "grpc.testing.TestOrcaReport.request_cost")
                 entry.pointee.value = value
                 array[index] = entry
                 index += 1
@@ -2272,7 +2302,7 @@ extension GRPCProtos.Grpc.Testing.TestOrcaReport: ProtobufKit.Message, ProtobufK
             for (key, value) in ProtobufKit._orderedMapEntries(self.utilization) {
                 let entry = arena.allocate(MemoryLayout<Grpc__Testing__TestOrcaReport__UtilizationEntry>.stride).bindMemory(to: Grpc__Testing__TestOrcaReport__UtilizationEntry.self, capacity: 1)
                 grpc__testing__test_orca_report__utilization_entry__init(entry)
-                entry.pointee.key = arena.string(key)
+                entry.pointee.key = arena.string(key, field: "grpc.testing.TestOrcaReport.utilization")
                 entry.pointee.value = value
                 array[index] = entry
                 index += 1
@@ -2360,11 +2390,13 @@ extension GRPCProtos.Grpc.Testing.SetReturnStatusRequest: ProtobufKit.Message, P
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Grpc__Testing__SetReturnStatusRequest>.stride).bindMemory(to: Grpc__Testing__SetReturnStatusRequest.self, capacity: 1)
         grpc__testing__set_return_status_request__init(c)
         c.pointee.grpc_code_to_return = self.grpcCodeToReturn
-        c.pointee.grpc_status_description = arena.string(self.grpcStatusDescription)
+        c.pointee.grpc_status_description = arena.string(self.grpcStatusDescription, field: "grpc.testing.SetReturnStatusRequest.grpc_status_description")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -2409,12 +2441,14 @@ extension GRPCProtos.Grpc.Testing.HookRequest: ProtobufKit.Message, ProtobufKit.
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Grpc__Testing__HookRequest>.stride).bindMemory(to: Grpc__Testing__HookRequest.self, capacity: 1)
         grpc__testing__hook_request__init(c)
         c.pointee.command = .init(rawValue: .init(truncatingIfNeeded: self.command.rawValue))
         c.pointee.grpc_code_to_return = self.grpcCodeToReturn
-        c.pointee.grpc_status_description = arena.string(self.grpcStatusDescription)
+        c.pointee.grpc_status_description = arena.string(self.grpcStatusDescription, field: "grpc.testing.HookRequest.grpc_status_description")
         c.pointee.server_port = self.serverPort
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)

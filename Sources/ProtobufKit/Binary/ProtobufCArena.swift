@@ -26,14 +26,42 @@ public struct ProtobufCArena {
         return memory
     }
 
-    /// A NUL-terminated copy of `string` for a protobuf-c `char *` field.
-    public func string(_ string: String) -> UnsafeMutablePointer<CChar> {
+    /// A NUL-terminated copy of `string` for a protobuf-c `char *` field named `field` (its full
+    /// proto name). A string holding U+0000 is noted: protobuf-c would write it only up to that
+    /// character, so the encoder refuses the message (`nulField`) instead of cutting it.
+    public func string(_ string: String, field: StaticString) -> UnsafeMutablePointer<CChar> {
         if string.isEmpty { return CProtobufC_empty_string() }
         var string = string
-        let copy = string.withUTF8 { utf8 in CProtobufC_arena_strndup(raw, utf8.baseAddress, utf8.count) }
+        // A string literal's bytes are static: the arena may keep pointing at them.
+        let name = field.hasPointerRepresentation ? field : "a string field"
+        let copy = string.withUTF8 { utf8 in
+            name.utf8Start.withMemoryRebound(to: CChar.self, capacity: name.utf8CodeUnitCount) { pointer in
+                CProtobufC_arena_string(raw, utf8.baseAddress, utf8.count, pointer, name.utf8CodeUnitCount)
+            }
+        }
         guard let copy else { outOfMemory() }
         return copy
     }
+
+    /// The full name of the first string field built with a U+0000 in it, if any.
+    var nulField: String? {
+        guard let name = raw.pointee.nul_field else { return nil }
+        return String(decoding: UnsafeRawBufferPointer(start: name, count: raw.pointee.nul_field_length), as: UTF8.self)
+    }
+
+    /// Throws if a string field of the message just built holds U+0000 (see `string(_:field:)`).
+    func checkStrings(encoding messageName: String) throws {
+        if let field = nulField {
+            throw ProtobufEncodingError(.nulCharacter, "\(field) contains U+0000, which protobuf-c cannot encode (it ends strings there); "
+                                        + "the \(messageName) is refused rather than sent cut short")
+        }
+    }
+
+    /// Limits what a decode may allocate (protobuf-c's structs, strings and arrays).
+    func limit(to bytes: Int) { raw.pointee.limit = bytes }
+
+    /// Whether an allocation failed because of `limit(to:)`.
+    var wentOverLimit: Bool { raw.pointee.over_limit != 0 }
 
     /// A copy of `bytes` for a protobuf-c bytes field (nil when empty).
     public func bytes(_ bytes: [UInt8]) -> UnsafeMutablePointer<UInt8>? {

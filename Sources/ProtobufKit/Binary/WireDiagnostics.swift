@@ -3,12 +3,12 @@ internal import CProtobufC
 /// Walks binary input against a protobuf-c descriptor to say precisely what is wrong with it.
 ///
 /// protobuf-c's unpack returns NULL with no reason, so when it fails this walk finds the first
-/// problem and names the message, the field and the offset. It also guards recursion: before a
-/// message type that can contain itself is handed to protobuf-c (whose unpack recurses on the C
-/// stack with no limit), its nesting depth is checked against `maxDepth`.
+/// problem and names the message, the field and the offset. It also explains what the C scan
+/// before unpack (`CProtobufC_scan`) refused: nesting deeper than `maxDepth`, or a string field
+/// holding U+0000 (named by its path from the outermost message, `package_info.tags[2]`).
 enum WireDiagnostics {
-    /// Deepest nesting accepted for recursive message types (the limit of Google's runtimes).
-    static let maxDepth = 100
+    /// Deepest nesting accepted (the limit of Google's runtimes).
+    static let maxDepth = maxNestingDepth
 
     static func explain(_ buffer: UnsafeRawBufferPointer, descriptor: UnsafeRawPointer) -> ProtobufDecodingError {
         var walker = Walker(bytes: buffer.bindMemory(to: UInt8.self))
@@ -21,16 +21,13 @@ enum WireDiagnostics {
         return ProtobufDecodingError(.malformed, "\(name): protobuf-c rejected the input (\(buffer.count) bytes)")
     }
 
-    /// Throws `.tooDeep` if message nesting exceeds `maxDepth` (and any other problem it meets).
-    static func checkDepth(_ buffer: UnsafeRawBufferPointer, descriptor: UnsafeRawPointer) throws {
-        var walker = Walker(bytes: buffer.bindMemory(to: UInt8.self))
-        walker.depthOnly = true
-        try walker.walk(0, buffer.count, descriptor.assumingMemoryBound(to: ProtobufCMessageDescriptor.self), depth: 0)
-    }
-
     struct Walker {
         let bytes: UnsafeBufferPointer<UInt8>
         var depthOnly = false
+        /// Field names (with repeat indexes) from the outermost message to the current one.
+        var path: [String] = []
+        /// The outermost message's name, for errors that name a path from it.
+        var root = ""
 
         func fail(_ code: ProtobufDecodingError.Code, _ message: UnsafePointer<ProtobufCMessageDescriptor>, _ text: String) -> ProtobufDecodingError {
             ProtobufDecodingError(code, "\(String(cString: message.pointee.name)): \(text)")
@@ -68,9 +65,12 @@ enum WireDiagnostics {
         }
 
         mutating func walk(_ start: Int, _ end: Int, _ message: UnsafePointer<ProtobufCMessageDescriptor>, depth: Int) throws {
+            if depth == 0 { root = String(cString: message.pointee.name) }
             if depth > WireDiagnostics.maxDepth {
                 throw fail(.tooDeep, message, "messages are nested more than \(WireDiagnostics.maxDepth) deep")
             }
+            // How often each repeated field has occurred so far, for paths such as `tags[2]`.
+            var occurrences: [UInt32: Int] = [:]
             var position = start
             while position < end {
                 let tagOffset = position
@@ -111,16 +111,29 @@ enum WireDiagnostics {
                     }
                     let payloadEnd = position + Int(length)
                     if let field {
+                        var component = String(cString: field.pointee.name)
+                        if field.pointee.label == PROTOBUF_C_LABEL_REPEATED {
+                            let index = occurrences[UInt32(number), default: 0]
+                            occurrences[UInt32(number)] = index + 1
+                            component += "[\(index)]"
+                        }
                         if field.pointee.type == PROTOBUF_C_TYPE_MESSAGE, let nested = field.pointee.descriptor {
+                            path.append(component)
+                            defer { path.removeLast() }
                             do {
                                 try walk(position, payloadEnd, nested.assumingMemoryBound(to: ProtobufCMessageDescriptor.self), depth: depth + 1)
-                            } catch let error as ProtobufDecodingError {
+                            } catch let error as ProtobufDecodingError where error.code != .nulCharacter {
                                 throw ProtobufDecodingError(error.code, "\(String(cString: message.pointee.name)) \(fieldName) -> \(error.message)")
                             }
                         } else if field.pointee.type == PROTOBUF_C_TYPE_STRING, !depthOnly {
                             let slice = UnsafeBufferPointer(rebasing: bytes[position..<payloadEnd])
                             if String(validating: slice, as: UTF8.self) == nil {
                                 throw fail(.invalidUTF8, message, "\(fieldName) is not valid UTF-8")
+                            }
+                            if let zero = slice.firstIndex(of: 0) {
+                                let fieldPath = (path + [component]).joined(separator: ".")
+                                throw ProtobufDecodingError(.nulCharacter, "\(root): string field \(fieldPath) contains U+0000 (input offset "
+                                                            + "\(position + zero)); protobuf-c would cut the string there, so the input is refused")
                             }
                         }
                     }

@@ -21,9 +21,37 @@ public struct ProtobufDecodingError: Error, Hashable, CustomStringConvertible {
         public static let tooLarge = Code("too large")
         /// Nesting deeper than the configured limit.
         public static let tooDeep = Code("too deep")
+        /// A string field holds U+0000, which protobuf-c's NUL-terminated strings cannot carry.
+        public static let nulCharacter = Code("U+0000 in a string")
     }
 
     public let code: Code
+    public let message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { message }
+}
+
+/// A message that cannot be encoded in the binary format. It is refused whole rather than
+/// written wrong: protobuf-c stores strings NUL-terminated, so a string field holding U+0000
+/// would otherwise be sent cut short at that character.
+public struct ProtobufEncodingError: Error, Hashable, CustomStringConvertible {
+    /// What went wrong. New codes may be added; switch with a `default`.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        public let name: String
+        init(_ name: String) { self.name = name }
+        public var description: String { name }
+
+        /// A string field holds U+0000.
+        public static let nulCharacter = Code("U+0000 in a string")
+    }
+
+    public let code: Code
+    /// Names the field (`fabrikam.dronedelivery.common.v1.PackageInfo.package_id contains U+0000 ...`).
     public let message: String
 
     public init(_ code: Code, _ message: String) {

@@ -7,7 +7,7 @@
 /// ```swift
 /// var request = DeliveryRequest()
 /// request.ownerId = "owner-1"
-/// let bytes = request.serializedBytes()
+/// let bytes = try request.serializedBytes()
 /// let copy = try DeliveryRequest(serializedBytes: bytes)
 /// let json = try request.jsonString()
 /// ```
@@ -30,9 +30,10 @@ public protocol Message: Sendable, Hashable, CustomDebugStringConvertible {
     /// Reads a message from a protoc-c struct produced by `protobuf_c_message_unpack`.
     init(_protobufC pointer: UnsafeRawPointer) throws
 
-    /// Whether the message type can contain itself (directly or through other messages), so
-    /// decoding must bound the nesting depth.
-    static var _isRecursive: Bool { get }
+    /// Whether decoding must scan the input before protobuf-c unpacks it: the type can nest
+    /// without bound (it reaches a type that contains itself), so the depth must be bounded, or
+    /// it holds a string field (directly or through its fields), which must not carry U+0000.
+    static var _needsWireScan: Bool { get }
 
     /// Writes the message's canonical JSON value.
     func _writeJSON(to writer: inout JSONWriter) throws
@@ -42,7 +43,7 @@ public protocol Message: Sendable, Hashable, CustomDebugStringConvertible {
 }
 
 extension Message {
-    public static var _isRecursive: Bool { false }
+    public static var _needsWireScan: Bool { false }
 
     /// The type URL used when this message is packed into `google.protobuf.Any`.
     public static var typeURL: String { "type.googleapis.com/" + protoMessageName }

@@ -148,10 +148,12 @@ extension ProtobufKit.Google.Protobuf.AnyMessage: ProtobufKit.Message {
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Google__Protobuf__Any>.stride).bindMemory(to: Google__Protobuf__Any.self, capacity: 1)
         google__protobuf__any__init(c)
-        c.pointee.type_url = arena.string(self.typeUrl)
+        c.pointee.type_url = arena.string(self.typeUrl, field: "google.protobuf.Any.type_url")
         c.pointee.value = ProtobufCBinaryData(len: self.value.count, data: arena.bytes(self.value))
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)

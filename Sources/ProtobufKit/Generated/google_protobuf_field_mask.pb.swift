@@ -229,13 +229,15 @@ extension ProtobufKit.Google.Protobuf.FieldMask: ProtobufKit.Message {
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Google__Protobuf__FieldMask>.stride).bindMemory(to: Google__Protobuf__FieldMask.self, capacity: 1)
         google__protobuf__field_mask__init(c)
         if !self.paths.isEmpty {
             c.pointee.n_paths = self.paths.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<CChar>?>.stride * self.paths.count).bindMemory(to: UnsafeMutablePointer<CChar>?.self, capacity: self.paths.count)
-            for (index, element) in self.paths.enumerated() { array[index] = arena.string(element) }
+            for (index, element) in self.paths.enumerated() { array[index] = arena.string(element, field: "google.protobuf.FieldMask.paths") }
             c.pointee.paths = array
         }
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }

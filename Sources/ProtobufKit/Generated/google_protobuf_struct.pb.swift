@@ -117,7 +117,7 @@ extension ProtobufKit.Google.Protobuf.Struct: ProtobufKit.Message {
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
-    public static var _isRecursive: Bool { true }
+    public static var _needsWireScan: Bool { true }
 
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Google__Protobuf__Struct>.stride).bindMemory(to: Google__Protobuf__Struct.self, capacity: 1)
@@ -129,7 +129,7 @@ extension ProtobufKit.Google.Protobuf.Struct: ProtobufKit.Message {
             for (key, value) in ProtobufKit._orderedMapEntries(self.fields) {
                 let entry = arena.allocate(MemoryLayout<Google__Protobuf__Struct__FieldsEntry>.stride).bindMemory(to: Google__Protobuf__Struct__FieldsEntry.self, capacity: 1)
                 google__protobuf__struct__fields_entry__init(entry)
-                entry.pointee.key = arena.string(key)
+                entry.pointee.key = arena.string(key, field: "google.protobuf.Struct.fields")
                 entry.pointee.value = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Value.self)
                 array[index] = entry
                 index += 1
@@ -165,7 +165,7 @@ extension ProtobufKit.Google.Protobuf.Value: ProtobufKit.Message {
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
-    public static var _isRecursive: Bool { true }
+    public static var _needsWireScan: Bool { true }
 
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Google__Protobuf__Value>.stride).bindMemory(to: Google__Protobuf__Value.self, capacity: 1)
@@ -179,7 +179,7 @@ extension ProtobufKit.Google.Protobuf.Value: ProtobufKit.Message {
             c.pointee.number_value = value
         case .stringValue(let value)?:
             c.pointee.kind_case = .init(rawValue: 3)
-            c.pointee.string_value = arena.string(value)
+            c.pointee.string_value = arena.string(value, field: "google.protobuf.Value.string_value")
         case .boolValue(let value)?:
             c.pointee.kind_case = .init(rawValue: 4)
             c.pointee.bool_value = value ? 1 : 0
@@ -230,7 +230,7 @@ extension ProtobufKit.Google.Protobuf.ListValue: ProtobufKit.Message {
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
-    public static var _isRecursive: Bool { true }
+    public static var _needsWireScan: Bool { true }
 
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Google__Protobuf__ListValue>.stride).bindMemory(to: Google__Protobuf__ListValue.self, capacity: 1)

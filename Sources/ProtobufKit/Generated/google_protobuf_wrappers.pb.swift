@@ -322,10 +322,12 @@ extension ProtobufKit.Google.Protobuf.StringValue: ProtobufKit.Message {
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Google__Protobuf__StringValue>.stride).bindMemory(to: Google__Protobuf__StringValue.self, capacity: 1)
         google__protobuf__string_value__init(c)
-        c.pointee.value = arena.string(self.value)
+        c.pointee.value = arena.string(self.value, field: "google.protobuf.StringValue.value")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }

@@ -3,10 +3,11 @@
 
 extension Google.Protobuf.AnyMessage {
     /// Packs `message` with the type URL `type.googleapis.com/<full name>`.
-    public init<M: Message>(packing message: M) {
+    /// - Throws: `ProtobufEncodingError` when the message cannot be encoded.
+    public init<M: Message>(packing message: M) throws {
         self.init()
         typeUrl = M.typeURL
-        value = message.serializedBytes()
+        value = try message.serializedBytes()
     }
 
     /// Whether this Any holds a `M`.
@@ -85,7 +86,7 @@ extension Google.Protobuf.AnyMessage {
             let outerAnyDepth = scanner.anyTypeDepth
             scanner.anyTypeDepth = objectDepth
             defer { scanner.anyTypeDepth = outerAnyDepth }
-            return try M(_jsonScanner: &scanner).serializedBytes()
+            return try binary(M(_jsonScanner: &scanner))
         }
         // A well-known type with a special form: {"@type": ..., "value": <form>}.
         try scanner.beginObject()
@@ -105,6 +106,16 @@ extension Google.Protobuf.AnyMessage {
             }
         }
         guard let message else { throw JSONDecodingError("google.protobuf.Any of \(M.protoMessageName) needs a \"value\" member") }
-        return message.serializedBytes()
+        return try binary(message)
+    }
+
+    /// The packed form of a message read from JSON: a string holding U+0000 is a JSON error
+    /// naming the field, like any other value the binary form cannot carry.
+    private static func binary<M: Message>(_ message: M) throws -> [UInt8] {
+        do {
+            return try message.serializedBytes()
+        } catch let error as ProtobufEncodingError {
+            throw JSONDecodingError(error.message)
+        }
     }
 }

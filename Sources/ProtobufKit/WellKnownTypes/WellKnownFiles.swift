@@ -7,6 +7,10 @@ public let wellKnownFiles: [ProtoFileMetadata] = [
     Google.Protobuf.StructProtoFile.metadata,
     Google.Protobuf.TimestampProtoFile.metadata,
     Google.Protobuf.WrappersProtoFile.metadata,
+    // google.rpc: the error model every gRPC status and the gateway's error bodies use.
+    Google.Rpc.StatusProtoFile.metadata,
+    Google.Rpc.ErrorDetailsProtoFile.metadata,
+    Google.Rpc.CodeProtoFile.metadata,
 ]
 
 /// Files generated code depends on without having Swift types of its own (the HTTP annotation

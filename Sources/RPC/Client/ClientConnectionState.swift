@@ -225,7 +225,10 @@ final class ClientConnectionState: HTTP2ConnectionDelegate {
         }
         // A failure carries the trailers as its metadata (the caller sees them on the error);
         // for OK they stay raw until asked for.
-        if status.code != .ok { status.metadata = Metadata(fields: fields.map { ($0.name, $0.value) }) }
+        if status.code != .ok {
+            status.metadata = Metadata(fields: fields.map { ($0.name, $0.value) })
+            if let details = fields.first(where: { $0.name == RPCError.detailsTrailer }) { status.readDetails(trailer: details.value) }
+        }
         end(streamID: streamID, status: status, trailers: fields)
     }
 

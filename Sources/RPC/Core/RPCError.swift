@@ -1,8 +1,13 @@
-/// The outcome of a call that did not succeed: a gRPC status code, a message, and metadata.
+import ProtobufKit
+
+/// The outcome of a call that did not succeed: a gRPC status code, a message, metadata, and
+/// typed details.
 ///
 /// Handlers throw it to end a call with that status; clients receive it when a call fails.
 /// Any other error a handler throws reaches the client as `UNKNOWN` without its description, so
-/// internal details do not leak.
+/// internal details do not leak. Details (google.rpc.BadRequest, ErrorInfo, RetryInfo, ...) travel
+/// in the `grpc-status-details-bin` trailer as a google.rpc.Status, as every gRPC implementation
+/// reads them (RPCError+Details.swift).
 public struct RPCError: Error, Hashable, Sendable, CustomStringConvertible {
     /// A gRPC status code (doc/statuscodes.md of the gRPC project). A struct with static members,
     /// so new codes can be represented without breaking callers.
@@ -65,11 +70,15 @@ public struct RPCError: Error, Hashable, Sendable, CustomStringConvertible {
     public var message: String
     /// Trailing metadata sent with the status.
     public var metadata: Metadata
+    /// Typed details, each a message packed into google.protobuf.Any (google.rpc.Status.details).
+    /// Add them with `addDetail(_:)` or `addFieldViolation(_:_:)`, read them with `details(_:)`.
+    public var details: [Google.Protobuf.AnyMessage]
 
-    public init(_ code: Code, _ message: String = "", metadata: Metadata = Metadata()) {
+    public init(_ code: Code, _ message: String = "", metadata: Metadata = Metadata(), details: [Google.Protobuf.AnyMessage] = []) {
         self.code = code
         self.message = message
         self.metadata = metadata
+        self.details = details
     }
 
     public var description: String { message.isEmpty ? "\(code)" : "\(code): \(message)" }

@@ -384,6 +384,7 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
     func statusFields(_ status: RPCError) -> [HeaderField] {
         var fields = [HeaderField("grpc-status", String(status.code.rawValue))]
         if !status.message.isEmpty { fields.append(HeaderField("grpc-message", PercentEncoding.encode(status.message))) }
+        if let details = status.statusDetailsTrailer { fields.append(HeaderField(RPCError.detailsTrailer, Base64.encode(details))) }
         status.metadata.appendHeaderFields(to: &fields)
         return fields
     }

@@ -55,11 +55,22 @@ struct MessageDeframer {
 }
 
 /// Encodes and frames one message: uncompressed, it is encoded straight into the framed buffer
-/// after its prefix. Throws RESOURCE_EXHAUSTED when it is over `maxSize`.
+/// after its prefix. Throws RESOURCE_EXHAUSTED when it is over `maxSize`, and before anything is
+/// sent when it cannot be encoded (a string holding U+0000): INVALID_ARGUMENT for a request
+/// (the caller's argument is what is wrong), INTERNAL for a response.
 func frameMessage<Message: ProtobufKit.Message>(_ message: Message, compression: Compression?, maxSize: Int, allocator: ByteBufferAllocator,
                                                  direction: String) throws -> ByteBuffer {
+    do {
+        return try encodeAndFrame(message, compression: compression, maxSize: maxSize, allocator: allocator, direction: direction)
+    } catch let error as ProtobufEncodingError {
+        throw RPCError(direction == "request" ? .invalidArgument : .internal, "the \(direction) cannot be encoded: \(error.message)")
+    }
+}
+
+private func encodeAndFrame<Message: ProtobufKit.Message>(_ message: Message, compression: Compression?, maxSize: Int, allocator: ByteBufferAllocator,
+                                                          direction: String) throws -> ByteBuffer {
     if compression != nil {
-        let bytes = message.serializedBytes()
+        let bytes = try message.serializedBytes()
         try checkMessageSize(bytes.count, maxSize: maxSize, direction: direction)
         return try frameMessage(bytes, compression: compression, allocator: allocator)
     }

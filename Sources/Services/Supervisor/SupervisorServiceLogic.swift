@@ -85,7 +85,7 @@ public final class SupervisorServiceLogic: SupervisorV1.SupervisorService.Handle
         var envelope = try IngestionV1.RequestEnvelope(storedBytes: saga.requestEnvelope, what: "request envelope")
         envelope.messageId = "\(saga.sagaId):retry-\(saga.attempts + 1)"
         let message = OutgoingMessage(id: envelope.messageId, key: envelope.deliveryId,
-                                      headers: envelope.traceContext.map(RequestTrace.headers) ?? [:], payload: envelope.serializedBytes())
+                                      headers: envelope.traceContext.map(RequestTrace.headers) ?? [:], payload: try envelope.serializedBytes())
         _ = try await queue.send(message, to: "delivery-requests")
         saga.state = .retrying
         saga.attempts += 1

@@ -149,7 +149,7 @@ struct DeliveryLogicTests {
         event.deliveryId = "d1"
         event.stage = .created
         event.eventTime = .now
-        let message = ReceivedMessage(queue: "q", sequence: 1, id: "d1-1", key: "d1", headers: [:], payload: event.serializedBytes(), deliveryCount: 1, enqueueTime: 0)
+        let message = ReceivedMessage(queue: "q", sequence: 1, id: "d1-1", key: "d1", headers: [:], payload: try event.serializedBytes(), deliveryCount: 1, enqueueTime: 0)
         #expect(await logic.handleDeliveryEvent(message) == .acknowledge)
         #expect(await logic.handleDeliveryEvent(message) == .acknowledge)
         var request = DeliveryHistoryV1.GetDeliveryHistoryRequest()

@@ -423,6 +423,17 @@ extension Fabrikam.Testing.V1 {
 
         public init() {}
     }
+
+    /// Holds a Struct but cannot contain itself: decoding must bound the nesting all the same (the
+    /// Struct inside can nest without end, and protobuf-c's unpack recursion has no limit).
+    public struct TestStructHolder: Sendable, Hashable {
+        /// A JSON object of any depth.
+        public var data: ProtobufKit.Google.Protobuf.Struct? = nil
+        /// Fields this version of the schema does not know, kept so re-encoding loses nothing.
+        public var unknownFields = ProtobufKit.UnknownFields()
+
+        public init() {}
+    }
 }
 
 extension TestMessages.Fabrikam.Testing.V1.TestAllTypes: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -436,7 +447,7 @@ extension TestMessages.Fabrikam.Testing.V1.TestAllTypes: ProtobufKit.Message, Pr
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
-    public static var _isRecursive: Bool { true }
+    public static var _needsWireScan: Bool { true }
 
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Testing__V1__TestAllTypes>.stride).bindMemory(to: Fabrikam__Testing__V1__TestAllTypes.self, capacity: 1)
@@ -454,11 +465,11 @@ extension TestMessages.Fabrikam.Testing.V1.TestAllTypes: ProtobufKit.Message, Pr
         c.pointee.singular_float = self.singularFloat
         c.pointee.singular_double = self.singularDouble
         c.pointee.singular_bool = self.singularBool ? 1 : 0
-        c.pointee.singular_string = arena.string(self.singularString)
+        c.pointee.singular_string = arena.string(self.singularString, field: "fabrikam.testing.v1.TestAllTypes.singular_string")
         c.pointee.singular_bytes = ProtobufCBinaryData(len: self.singularBytes.count, data: arena.bytes(self.singularBytes))
         if let value = self.singularNestedMessage { c.pointee.singular_nested_message = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Testing__V1__TestAllTypes__NestedMessage.self) }
         if let value = self.singularForeignMessage { c.pointee.singular_foreign_message = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Testing__V1__TestEmpty.self) }
-        c.pointee.custom_json = arena.string(self.customJson)
+        c.pointee.custom_json = arena.string(self.customJson, field: "fabrikam.testing.v1.TestAllTypes.custom_json")
         c.pointee.singular_nested_enum = .init(rawValue: .init(truncatingIfNeeded: self.singularNestedEnum.rawValue))
         c.pointee.singular_top_level_enum = .init(rawValue: .init(truncatingIfNeeded: self.singularTopLevelEnum.rawValue))
         if let value = self.recursive { c.pointee.recursive = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Testing__V1__TestAllTypes.self) }
@@ -519,7 +530,7 @@ extension TestMessages.Fabrikam.Testing.V1.TestAllTypes: ProtobufKit.Message, Pr
         if !self.repeatedString.isEmpty {
             c.pointee.n_repeated_string = self.repeatedString.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<CChar>?>.stride * self.repeatedString.count).bindMemory(to: UnsafeMutablePointer<CChar>?.self, capacity: self.repeatedString.count)
-            for (index, element) in self.repeatedString.enumerated() { array[index] = arena.string(element) }
+            for (index, element) in self.repeatedString.enumerated() { array[index] = arena.string(element, field: "fabrikam.testing.v1.TestAllTypes.repeated_string") }
             c.pointee.repeated_string = array
         }
         if !self.repeatedBytes.isEmpty {
@@ -587,7 +598,7 @@ extension TestMessages.Fabrikam.Testing.V1.TestAllTypes: ProtobufKit.Message, Pr
             for (key, value) in ProtobufKit._orderedMapEntries(self.mapStringInt32) {
                 let entry = arena.allocate(MemoryLayout<Fabrikam__Testing__V1__TestAllTypes__MapStringInt32Entry>.stride).bindMemory(to: Fabrikam__Testing__V1__TestAllTypes__MapStringInt32Entry.self, capacity: 1)
                 fabrikam__testing__v1__test_all_types__map_string_int32_entry__init(entry)
-                entry.pointee.key = arena.string(key)
+                entry.pointee.key = arena.string(key, field: "fabrikam.testing.v1.TestAllTypes.map_string_int32")
                 entry.pointee.value = value
                 array[index] = entry
                 index += 1
@@ -602,7 +613,7 @@ extension TestMessages.Fabrikam.Testing.V1.TestAllTypes: ProtobufKit.Message, Pr
                 let entry = arena.allocate(MemoryLayout<Fabrikam__Testing__V1__TestAllTypes__MapInt64StringEntry>.stride).bindMemory(to: Fabrikam__Testing__V1__TestAllTypes__MapInt64StringEntry.self, capacity: 1)
                 fabrikam__testing__v1__test_all_types__map_int64_string_entry__init(entry)
                 entry.pointee.key = key
-                entry.pointee.value = arena.string(value)
+                entry.pointee.value = arena.string(value, field: "fabrikam.testing.v1.TestAllTypes.map_int64_string")
                 array[index] = entry
                 index += 1
             }
@@ -629,7 +640,7 @@ extension TestMessages.Fabrikam.Testing.V1.TestAllTypes: ProtobufKit.Message, Pr
             for (key, value) in ProtobufKit._orderedMapEntries(self.mapStringNestedEnum) {
                 let entry = arena.allocate(MemoryLayout<Fabrikam__Testing__V1__TestAllTypes__MapStringNestedEnumEntry>.stride).bindMemory(to: Fabrikam__Testing__V1__TestAllTypes__MapStringNestedEnumEntry.self, capacity: 1)
                 fabrikam__testing__v1__test_all_types__map_string_nested_enum_entry__init(entry)
-                entry.pointee.key = arena.string(key)
+                entry.pointee.key = arena.string(key, field: "fabrikam.testing.v1.TestAllTypes.map_string_nested_enum")
                 entry.pointee.value = .init(rawValue: .init(truncatingIfNeeded: value.rawValue))
                 array[index] = entry
                 index += 1
@@ -671,7 +682,7 @@ extension TestMessages.Fabrikam.Testing.V1.TestAllTypes: ProtobufKit.Message, Pr
             for (key, value) in ProtobufKit._orderedMapEntries(self.mapStringForeignMessage) {
                 let entry = arena.allocate(MemoryLayout<Fabrikam__Testing__V1__TestAllTypes__MapStringForeignMessageEntry>.stride).bindMemory(to: Fabrikam__Testing__V1__TestAllTypes__MapStringForeignMessageEntry.self, capacity: 1)
                 fabrikam__testing__v1__test_all_types__map_string_foreign_message_entry__init(entry)
-                entry.pointee.key = arena.string(key)
+                entry.pointee.key = arena.string(key, field: "fabrikam.testing.v1.TestAllTypes.map_string_foreign_message")
                 entry.pointee.value = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Testing__V1__TestEmpty.self)
                 array[index] = entry
                 index += 1
@@ -802,7 +813,7 @@ extension TestMessages.Fabrikam.Testing.V1.TestAllTypes: ProtobufKit.Message, Pr
             c.pointee.choice_nested_message = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Testing__V1__TestAllTypes__NestedMessage.self)
         case .choiceString(let value)?:
             c.pointee.choice_case = .init(rawValue: 113)
-            c.pointee.choice_string = arena.string(value)
+            c.pointee.choice_string = arena.string(value, field: "fabrikam.testing.v1.TestAllTypes.choice_string")
         case .choiceBytes(let value)?:
             c.pointee.choice_case = .init(rawValue: 114)
             c.pointee.choice_bytes = ProtobufCBinaryData(len: value.count, data: arena.bytes(value))
@@ -1776,7 +1787,7 @@ extension TestMessages.Fabrikam.Testing.V1.TestAllTypes.NestedMessage: ProtobufK
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
-    public static var _isRecursive: Bool { true }
+    public static var _needsWireScan: Bool { true }
 
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Testing__V1__TestAllTypes__NestedMessage>.stride).bindMemory(to: Fabrikam__Testing__V1__TestAllTypes__NestedMessage.self, capacity: 1)
@@ -1826,6 +1837,8 @@ extension TestMessages.Fabrikam.Testing.V1.TestMapsOnly: ProtobufKit.Message, Pr
     }()
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
+
+    public static var _needsWireScan: Bool { true }
 
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Testing__V1__TestMapsOnly>.stride).bindMemory(to: Fabrikam__Testing__V1__TestMapsOnly.self, capacity: 1)
@@ -2019,8 +2032,8 @@ extension TestMessages.Fabrikam.Testing.V1.TestMapsOnly: ProtobufKit.Message, Pr
             for (key, value) in ProtobufKit._orderedMapEntries(self.mapStringString) {
                 let entry = arena.allocate(MemoryLayout<Fabrikam__Testing__V1__TestMapsOnly__MapStringStringEntry>.stride).bindMemory(to: Fabrikam__Testing__V1__TestMapsOnly__MapStringStringEntry.self, capacity: 1)
                 fabrikam__testing__v1__test_maps_only__map_string_string_entry__init(entry)
-                entry.pointee.key = arena.string(key)
-                entry.pointee.value = arena.string(value)
+                entry.pointee.key = arena.string(key, field: "fabrikam.testing.v1.TestMapsOnly.map_string_string")
+                entry.pointee.value = arena.string(value, field: "fabrikam.testing.v1.TestMapsOnly.map_string_string")
                 array[index] = entry
                 index += 1
             }
@@ -2033,7 +2046,7 @@ extension TestMessages.Fabrikam.Testing.V1.TestMapsOnly: ProtobufKit.Message, Pr
             for (key, value) in ProtobufKit._orderedMapEntries(self.mapStringBytes) {
                 let entry = arena.allocate(MemoryLayout<Fabrikam__Testing__V1__TestMapsOnly__MapStringBytesEntry>.stride).bindMemory(to: Fabrikam__Testing__V1__TestMapsOnly__MapStringBytesEntry.self, capacity: 1)
                 fabrikam__testing__v1__test_maps_only__map_string_bytes_entry__init(entry)
-                entry.pointee.key = arena.string(key)
+                entry.pointee.key = arena.string(key, field: "fabrikam.testing.v1.TestMapsOnly.map_string_bytes")
                 entry.pointee.value = ProtobufCBinaryData(len: value.count, data: arena.bytes(value))
                 array[index] = entry
                 index += 1
@@ -2047,7 +2060,7 @@ extension TestMessages.Fabrikam.Testing.V1.TestMapsOnly: ProtobufKit.Message, Pr
             for (key, value) in ProtobufKit._orderedMapEntries(self.mapStringMessage) {
                 let entry = arena.allocate(MemoryLayout<Fabrikam__Testing__V1__TestMapsOnly__MapStringMessageEntry>.stride).bindMemory(to: Fabrikam__Testing__V1__TestMapsOnly__MapStringMessageEntry.self, capacity: 1)
                 fabrikam__testing__v1__test_maps_only__map_string_message_entry__init(entry)
-                entry.pointee.key = arena.string(key)
+                entry.pointee.key = arena.string(key, field: "fabrikam.testing.v1.TestMapsOnly.map_string_message")
                 entry.pointee.value = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Testing__V1__TestAllTypes.self)
                 array[index] = entry
                 index += 1
@@ -2061,7 +2074,7 @@ extension TestMessages.Fabrikam.Testing.V1.TestMapsOnly: ProtobufKit.Message, Pr
             for (key, value) in ProtobufKit._orderedMapEntries(self.mapStringEnum) {
                 let entry = arena.allocate(MemoryLayout<Fabrikam__Testing__V1__TestMapsOnly__MapStringEnumEntry>.stride).bindMemory(to: Fabrikam__Testing__V1__TestMapsOnly__MapStringEnumEntry.self, capacity: 1)
                 fabrikam__testing__v1__test_maps_only__map_string_enum_entry__init(entry)
-                entry.pointee.key = arena.string(key)
+                entry.pointee.key = arena.string(key, field: "fabrikam.testing.v1.TestMapsOnly.map_string_enum")
                 entry.pointee.value = .init(rawValue: .init(truncatingIfNeeded: value.rawValue))
                 array[index] = entry
                 index += 1
@@ -2075,7 +2088,7 @@ extension TestMessages.Fabrikam.Testing.V1.TestMapsOnly: ProtobufKit.Message, Pr
             for (key, value) in ProtobufKit._orderedMapEntries(self.mapStringTimestamp) {
                 let entry = arena.allocate(MemoryLayout<Fabrikam__Testing__V1__TestMapsOnly__MapStringTimestampEntry>.stride).bindMemory(to: Fabrikam__Testing__V1__TestMapsOnly__MapStringTimestampEntry.self, capacity: 1)
                 fabrikam__testing__v1__test_maps_only__map_string_timestamp_entry__init(entry)
-                entry.pointee.key = arena.string(key)
+                entry.pointee.key = arena.string(key, field: "fabrikam.testing.v1.TestMapsOnly.map_string_timestamp")
                 entry.pointee.value = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self)
                 array[index] = entry
                 index += 1
@@ -2454,13 +2467,15 @@ extension TestMessages.Fabrikam.Testing.V1.TestSwiftKeywords: ProtobufKit.Messag
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Fabrikam__Testing__V1__TestSwiftKeywords>.stride).bindMemory(to: Fabrikam__Testing__V1__TestSwiftKeywords.self, capacity: 1)
         fabrikam__testing__v1__test_swift_keywords__init(c)
-        c.pointee.class_ = arena.string(self.`class`)
+        c.pointee.class_ = arena.string(self.`class`, field: "fabrikam.testing.v1.TestSwiftKeywords.class")
         c.pointee.`protocol` = self.`protocol`
         c.pointee.`self` = self.self_ ? 1 : 0
-        c.pointee.type = arena.string(self.type)
+        c.pointee.type = arena.string(self.type, field: "fabrikam.testing.v1.TestSwiftKeywords.type")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -2506,6 +2521,50 @@ extension TestMessages.Fabrikam.Testing.V1.TestSwiftKeywords: ProtobufKit.Messag
     }
 }
 
+extension TestMessages.Fabrikam.Testing.V1.TestStructHolder: ProtobufKit.Message, ProtobufKit.JSONMessage {
+    public static let protoMessageName = "fabrikam.testing.v1.TestStructHolder"
+
+    nonisolated(unsafe) private static let _descriptor: UnsafeRawPointer = {
+        var message = Fabrikam__Testing__V1__TestStructHolder()
+        fabrikam__testing__v1__test_struct_holder__init(&message)
+        return UnsafeRawPointer(message.base.descriptor)
+    }()
+
+    public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
+
+    public static var _needsWireScan: Bool { true }
+
+    public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
+        let c = arena.allocate(MemoryLayout<Fabrikam__Testing__V1__TestStructHolder>.stride).bindMemory(to: Fabrikam__Testing__V1__TestStructHolder.self, capacity: 1)
+        fabrikam__testing__v1__test_struct_holder__init(c)
+        if let value = self.data { c.pointee.data = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Struct.self) }
+        if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
+        return UnsafeMutableRawPointer(c)
+    }
+
+    public init(_protobufC pointer: UnsafeRawPointer) throws {
+        let c = pointer.assumingMemoryBound(to: Fabrikam__Testing__V1__TestStructHolder.self)
+        self.init()
+        if let value = c.pointee.data { self.data = try ProtobufKit.Google.Protobuf.Struct(_protobufC: value) }
+        self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
+    }
+
+    public func _writeJSONFields(to w: inout ProtobufKit.JSONWriter) throws {
+        if let value = self.data { w.key("data", "data"); try value._writeJSON(to: &w) }
+    }
+
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
+        switch key {
+        case "data":
+            if scanner.skipNull() { return 0 }
+            self.data = try ProtobufKit.Google.Protobuf.Struct(_jsonScanner: &scanner)
+            return 0
+        default:
+            return nil
+        }
+    }
+}
+
 extension Fabrikam.Testing.V1 {
     /// What `fabrikam/testing/v1/test_messages.proto` declares, for registries and the reflection service.
     public enum TestMessagesProtoFile {
@@ -2513,9 +2572,9 @@ extension Fabrikam.Testing.V1 {
             name: "fabrikam/testing/v1/test_messages.proto",
             package: "fabrikam.testing.v1",
             dependencies: ["google/protobuf/any.proto", "google/protobuf/duration.proto", "google/protobuf/empty.proto", "google/protobuf/field_mask.proto", "google/protobuf/struct.proto", "google/protobuf/timestamp.proto", "google/protobuf/wrappers.proto"],
-            messageTypes: [TestMessages.Fabrikam.Testing.V1.TestAllTypes.self, TestMessages.Fabrikam.Testing.V1.TestAllTypes.NestedMessage.self, TestMessages.Fabrikam.Testing.V1.TestMapsOnly.self, TestMessages.Fabrikam.Testing.V1.TestEmpty.self, TestMessages.Fabrikam.Testing.V1.TestSwiftKeywords.self],
+            messageTypes: [TestMessages.Fabrikam.Testing.V1.TestAllTypes.self, TestMessages.Fabrikam.Testing.V1.TestAllTypes.NestedMessage.self, TestMessages.Fabrikam.Testing.V1.TestMapsOnly.self, TestMessages.Fabrikam.Testing.V1.TestEmpty.self, TestMessages.Fabrikam.Testing.V1.TestSwiftKeywords.self, TestMessages.Fabrikam.Testing.V1.TestStructHolder.self],
             services: [],
-            serializedDescriptorBase64: "CidmYWJyaWthbS90ZXN0aW5nL3YxL3Rlc3RfbWVzc2FnZXMucHJvdG8SE2ZhYnJpa2FtLnRlc3RpbmcudjEaGWdvb2dsZS9wcm90b2J1Zi9hbnkucHJvdG8aHmdvb2dsZS9wcm90b2J1Zi9kdXJhdGlvbi5wcm90bxobZ29vZ2xlL3Byb3RvYnVmL2VtcHR5LnByb3RvGiBnb29nbGUvcHJvdG9idWYvZmllbGRfbWFzay5wcm90bxocZ29vZ2xlL3Byb3RvYnVmL3N0cnVjdC5wcm90bxofZ29vZ2xlL3Byb3RvYnVmL3RpbWVzdGFtcC5wcm90bxoeZ29vZ2xlL3Byb3RvYnVmL3dyYXBwZXJzLnByb3RvIq41CgxUZXN0QWxsVHlwZXMSJQoOc2luZ3VsYXJfaW50MzIYASABKAVSDXNpbmd1bGFySW50MzISJQoOc2luZ3VsYXJfaW50NjQYAiABKANSDXNpbmd1bGFySW50NjQSJwoPc2luZ3VsYXJfdWludDMyGAMgASgNUg5zaW5ndWxhclVpbnQzMhInCg9zaW5ndWxhcl91aW50NjQYBCABKARSDnNpbmd1bGFyVWludDY0EicKD3Npbmd1bGFyX3NpbnQzMhgFIAEoEVIOc2luZ3VsYXJTaW50MzISJwoPc2luZ3VsYXJfc2ludDY0GAYgASgSUg5zaW5ndWxhclNpbnQ2NBIpChBzaW5ndWxhcl9maXhlZDMyGAcgASgHUg9zaW5ndWxhckZpeGVkMzISKQoQc2luZ3VsYXJfZml4ZWQ2NBgIIAEoBlIPc2luZ3VsYXJGaXhlZDY0EisKEXNpbmd1bGFyX3NmaXhlZDMyGAkgASgPUhBzaW5ndWxhclNmaXhlZDMyEisKEXNpbmd1bGFyX3NmaXhlZDY0GAogASgQUhBzaW5ndWxhclNmaXhlZDY0EiUKDnNpbmd1bGFyX2Zsb2F0GAsgASgCUg1zaW5ndWxhckZsb2F0EicKD3Npbmd1bGFyX2RvdWJsZRgMIAEoAVIOc2luZ3VsYXJEb3VibGUSIwoNc2luZ3VsYXJfYm9vbBgNIAEoCFIMc2luZ3VsYXJCb29sEicKD3Npbmd1bGFyX3N0cmluZxgOIAEoCVIOc2luZ3VsYXJTdHJpbmcSJQoOc2luZ3VsYXJfYnl0ZXMYDyABKAxSDXNpbmd1bGFyQnl0ZXMSZwoXc2luZ3VsYXJfbmVzdGVkX21lc3NhZ2UYEiABKAsyLy5mYWJyaWthbS50ZXN0aW5nLnYxLlRlc3RBbGxUeXBlcy5OZXN0ZWRNZXNzYWdlUhVzaW5ndWxhck5lc3RlZE1lc3NhZ2USWAoYc2luZ3VsYXJfZm9yZWlnbl9tZXNzYWdlGBMgASgLMh4uZmFicmlrYW0udGVzdGluZy52MS5UZXN0RW1wdHlSFnNpbmd1bGFyRm9yZWlnbk1lc3NhZ2USIQoLY3VzdG9tX2pzb24YFCABKAlSDHJlbmFtZWRGaWVsZBJeChRzaW5ndWxhcl9uZXN0ZWRfZW51bRgVIAEoDjIsLmZhYnJpa2FtLnRlc3RpbmcudjEuVGVzdEFsbFR5cGVzLk5lc3RlZEVudW1SEnNpbmd1bGFyTmVzdGVkRW51bRJYChdzaW5ndWxhcl90b3BfbGV2ZWxfZW51bRgWIAEoDjIhLmZhYnJpa2FtLnRlc3RpbmcudjEuVG9wTGV2ZWxFbnVtUhRzaW5ndWxhclRvcExldmVsRW51bRI/CglyZWN1cnNpdmUYGyABKAsyIS5mYWJyaWthbS50ZXN0aW5nLnYxLlRlc3RBbGxUeXBlc1IJcmVjdXJzaXZlEiUKDnJlcGVhdGVkX2ludDMyGB8gAygFUg1yZXBlYXRlZEludDMyEiUKDnJlcGVhdGVkX2ludDY0GCAgAygDUg1yZXBlYXRlZEludDY0EicKD3JlcGVhdGVkX3VpbnQzMhghIAMoDVIOcmVwZWF0ZWRVaW50MzISJwoPcmVwZWF0ZWRfdWludDY0GCIgAygEUg5yZXBlYXRlZFVpbnQ2NBInCg9yZXBlYXRlZF9zaW50MzIYIyADKBFSDnJlcGVhdGVkU2ludDMyEicKD3JlcGVhdGVkX3NpbnQ2NBgkIAMoElIOcmVwZWF0ZWRTaW50NjQSKQoQcmVwZWF0ZWRfZml4ZWQzMhglIAMoB1IPcmVwZWF0ZWRGaXhlZDMyEikKEHJlcGVhdGVkX2ZpeGVkNjQYJiADKAZSD3JlcGVhdGVkRml4ZWQ2NBIrChFyZXBlYXRlZF9zZml4ZWQzMhgnIAMoD1IQcmVwZWF0ZWRTZml4ZWQzMhIrChFyZXBlYXRlZF9zZml4ZWQ2NBgoIAMoEFIQcmVwZWF0ZWRTZml4ZWQ2NBIlCg5yZXBlYXRlZF9mbG9hdBgpIAMoAlINcmVwZWF0ZWRGbG9hdBInCg9yZXBlYXRlZF9kb3VibGUYKiADKAFSDnJlcGVhdGVkRG91YmxlEiMKDXJlcGVhdGVkX2Jvb2wYKyADKAhSDHJlcGVhdGVkQm9vbBInCg9yZXBlYXRlZF9zdHJpbmcYLCADKAlSDnJlcGVhdGVkU3RyaW5nEiUKDnJlcGVhdGVkX2J5dGVzGC0gAygMUg1yZXBlYXRlZEJ5dGVzEmcKF3JlcGVhdGVkX25lc3RlZF9tZXNzYWdlGDAgAygLMi8uZmFicmlrYW0udGVzdGluZy52MS5UZXN0QWxsVHlwZXMuTmVzdGVkTWVzc2FnZVIVcmVwZWF0ZWROZXN0ZWRNZXNzYWdlElgKGHJlcGVhdGVkX2ZvcmVpZ25fbWVzc2FnZRgxIAMoCzIeLmZhYnJpa2FtLnRlc3RpbmcudjEuVGVzdEVtcHR5UhZyZXBlYXRlZEZvcmVpZ25NZXNzYWdlEl4KFHJlcGVhdGVkX25lc3RlZF9lbnVtGDMgAygOMiwuZmFicmlrYW0udGVzdGluZy52MS5UZXN0QWxsVHlwZXMuTmVzdGVkRW51bVIScmVwZWF0ZWROZXN0ZWRFbnVtElgKF3JlcGVhdGVkX3RvcF9sZXZlbF9lbnVtGDQgAygOMiEuZmFicmlrYW0udGVzdGluZy52MS5Ub3BMZXZlbEVudW1SFHJlcGVhdGVkVG9wTGV2ZWxFbnVtEikKDnVucGFja2VkX2ludDMyGFkgAygFQgIQAFINdW5wYWNrZWRJbnQzMhIrCg91bnBhY2tlZF9zaW50NjQYWiADKBJCAhAAUg51bnBhY2tlZFNpbnQ2NBItChB1bnBhY2tlZF9maXhlZDMyGFsgAygHQgIQAFIPdW5wYWNrZWRGaXhlZDMyEisKD3VucGFja2VkX2RvdWJsZRhcIAMoAUICEABSDnVucGFja2VkRG91YmxlEicKDXVucGFja2VkX2Jvb2wYXSADKAhCAhAAUgx1bnBhY2tlZEJvb2wSYgoUdW5wYWNrZWRfbmVzdGVkX2VudW0YXiADKA4yLC5mYWJyaWthbS50ZXN0aW5nLnYxLlRlc3RBbGxUeXBlcy5OZXN0ZWRFbnVtQgIQAFISdW5wYWNrZWROZXN0ZWRFbnVtEl8KEG1hcF9zdHJpbmdfaW50MzIYOCADKAsyNS5mYWJyaWthbS50ZXN0aW5nLnYxLlRlc3RBbGxUeXBlcy5NYXBTdHJpbmdJbnQzMkVudHJ5Ug5tYXBTdHJpbmdJbnQzMhJfChBtYXBfaW50NjRfc3RyaW5nGDkgAygLMjUuZmFicmlrYW0udGVzdGluZy52MS5UZXN0QWxsVHlwZXMuTWFwSW50NjRTdHJpbmdFbnRyeVIObWFwSW50NjRTdHJpbmcScgoXbWFwX2Jvb2xfbmVzdGVkX21lc3NhZ2UYOiADKAsyOy5mYWJyaWthbS50ZXN0aW5nLnYxLlRlc3RBbGxUeXBlcy5NYXBCb29sTmVzdGVkTWVzc2FnZUVudHJ5UhRtYXBCb29sTmVzdGVkTWVzc2FnZRJvChZtYXBfc3RyaW5nX25lc3RlZF9lbnVtGDsgAygLMjouZmFicmlrYW0udGVzdGluZy52MS5UZXN0QWxsVHlwZXMuTWFwU3RyaW5nTmVzdGVkRW51bUVudHJ5UhNtYXBTdHJpbmdOZXN0ZWRFbnVtEl8KEG1hcF91aW50MzJfYnl0ZXMYPCADKAsyNS5mYWJyaWthbS50ZXN0aW5nLnYxLlRlc3RBbGxUeXBlcy5NYXBVaW50MzJCeXRlc0VudHJ5Ug5tYXBVaW50MzJCeXRlcxJ2ChltYXBfc2ludDMyX3RvcF9sZXZlbF9lbnVtGD0gAygLMjwuZmFicmlrYW0udGVzdGluZy52MS5UZXN0QWxsVHlwZXMuTWFwU2ludDMyVG9wTGV2ZWxFbnVtRW50cnlSFW1hcFNpbnQzMlRvcExldmVsRW51bRJ7ChptYXBfc3RyaW5nX2ZvcmVpZ25fbWVzc2FnZRg+IAMoCzI+LmZhYnJpa2FtLnRlc3RpbmcudjEuVGVzdEFsbFR5cGVzLk1hcFN0cmluZ0ZvcmVpZ25NZXNzYWdlRW50cnlSF21hcFN0cmluZ0ZvcmVpZ25NZXNzYWdlEiMKDGNob2ljZV9pbnQzMhhvIAEoBUgAUgtjaG9pY2VJbnQzMhJlChVjaG9pY2VfbmVzdGVkX21lc3NhZ2UYcCABKAsyLy5mYWJyaWthbS50ZXN0aW5nLnYxLlRlc3RBbGxUeXBlcy5OZXN0ZWRNZXNzYWdlSABSE2Nob2ljZU5lc3RlZE1lc3NhZ2USJQoNY2hvaWNlX3N0cmluZxhxIAEoCUgAUgxjaG9pY2VTdHJpbmcSIwoMY2hvaWNlX2J5dGVzGHIgASgMSABSC2Nob2ljZUJ5dGVzElwKEmNob2ljZV9uZXN0ZWRfZW51bRhzIAEoDjIsLmZhYnJpa2FtLnRlc3RpbmcudjEuVGVzdEFsbFR5cGVzLk5lc3RlZEVudW1IAFIQY2hvaWNlTmVzdGVkRW51bRI+Cgx3cmFwcGVkX2Jvb2wYyQEgASgLMhouZ29vZ2xlLnByb3RvYnVmLkJvb2xWYWx1ZVILd3JhcHBlZEJvb2wSQQoNd3JhcHBlZF9pbnQzMhjKASABKAsyGy5nb29nbGUucHJvdG9idWYuSW50MzJWYWx1ZVIMd3JhcHBlZEludDMyEkEKDXdyYXBwZWRfaW50NjQYywEgASgLMhsuZ29vZ2xlLnByb3RvYnVmLkludDY0VmFsdWVSDHdyYXBwZWRJbnQ2NBJECg53cmFwcGVkX3VpbnQzMhjMASABKAsyHC5nb29nbGUucHJvdG9idWYuVUludDMyVmFsdWVSDXdyYXBwZWRVaW50MzISRAoOd3JhcHBlZF91aW50NjQYzQEgASgLMhwuZ29vZ2xlLnByb3RvYnVmLlVJbnQ2NFZhbHVlUg13cmFwcGVkVWludDY0EkEKDXdyYXBwZWRfZmxvYXQYzgEgASgLMhsuZ29vZ2xlLnByb3RvYnVmLkZsb2F0VmFsdWVSDHdyYXBwZWRGbG9hdBJECg53cmFwcGVkX2RvdWJsZRjPASABKAsyHC5nb29nbGUucHJvdG9idWYuRG91YmxlVmFsdWVSDXdyYXBwZWREb3VibGUSRAoOd3JhcHBlZF9zdHJpbmcY0AEgASgLMhwuZ29vZ2xlLnByb3RvYnVmLlN0cmluZ1ZhbHVlUg13cmFwcGVkU3RyaW5nEkEKDXdyYXBwZWRfYnl0ZXMY0QEgASgLMhsuZ29vZ2xlLnByb3RvYnVmLkJ5dGVzVmFsdWVSDHdyYXBwZWRCeXRlcxJPChVyZXBlYXRlZF93cmFwcGVkX2Jvb2wY0wEgAygLMhouZ29vZ2xlLnByb3RvYnVmLkJvb2xWYWx1ZVITcmVwZWF0ZWRXcmFwcGVkQm9vbBJSChZyZXBlYXRlZF93cmFwcGVkX2ludDMyGNQBIAMoCzIbLmdvb2dsZS5wcm90b2J1Zi5JbnQzMlZhbHVlUhRyZXBlYXRlZFdyYXBwZWRJbnQzMhJSChZyZXBlYXRlZF93cmFwcGVkX2ludDY0GNUBIAMoCzIbLmdvb2dsZS5wcm90b2J1Zi5JbnQ2NFZhbHVlUhRyZXBlYXRlZFdyYXBwZWRJbnQ2NBJVChdyZXBlYXRlZF93cmFwcGVkX3VpbnQzMhjWASADKAsyHC5nb29nbGUucHJvdG9idWYuVUludDMyVmFsdWVSFXJlcGVhdGVkV3JhcHBlZFVpbnQzMhJVChdyZXBlYXRlZF93cmFwcGVkX3VpbnQ2NBjXASADKAsyHC5nb29nbGUucHJvdG9idWYuVUludDY0VmFsdWVSFXJlcGVhdGVkV3JhcHBlZFVpbnQ2NBJSChZyZXBlYXRlZF93cmFwcGVkX2Zsb2F0GNgBIAMoCzIbLmdvb2dsZS5wcm90b2J1Zi5GbG9hdFZhbHVlUhRyZXBlYXRlZFdyYXBwZWRGbG9hdBJVChdyZXBlYXRlZF93cmFwcGVkX2RvdWJsZRjZASADKAsyHC5nb29nbGUucHJvdG9idWYuRG91YmxlVmFsdWVSFXJlcGVhdGVkV3JhcHBlZERvdWJsZRJVChdyZXBlYXRlZF93cmFwcGVkX3N0cmluZxjaASADKAsyHC5nb29nbGUucHJvdG9idWYuU3RyaW5nVmFsdWVSFXJlcGVhdGVkV3JhcHBlZFN0cmluZxJSChZyZXBlYXRlZF93cmFwcGVkX2J5dGVzGNsBIAMoCzIbLmdvb2dsZS5wcm90b2J1Zi5CeXRlc1ZhbHVlUhRyZXBlYXRlZFdyYXBwZWRCeXRlcxI2CghkdXJhdGlvbhitAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25SCGR1cmF0aW9uEjkKCXRpbWVzdGFtcBiuAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgl0aW1lc3RhbXASOgoKZmllbGRfbWFzaxivAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrUglmaWVsZE1hc2sSOwoMc3RydWN0X3ZhbHVlGLACIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RSC3N0cnVjdFZhbHVlEicKA2FueRixAiABKAsyFC5nb29nbGUucHJvdG9idWYuQW55UgNhbnkSLQoFdmFsdWUYsgIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlUgV2YWx1ZRI6CgpudWxsX3ZhbHVlGLMCIAEoDjIaLmdvb2dsZS5wcm90b2J1Zi5OdWxsVmFsdWVSCW51bGxWYWx1ZRI6CgpsaXN0X3ZhbHVlGLQCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5MaXN0VmFsdWVSCWxpc3RWYWx1ZRItCgVlbXB0eRi1AiABKAsyFi5nb29nbGUucHJvdG9idWYuRW1wdHlSBWVtcHR5EkcKEXJlcGVhdGVkX2R1cmF0aW9uGLcCIAMoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvblIQcmVwZWF0ZWREdXJhdGlvbhJKChJyZXBlYXRlZF90aW1lc3RhbXAYuAIgAygLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIRcmVwZWF0ZWRUaW1lc3RhbXASSwoTcmVwZWF0ZWRfZmllbGRfbWFzaxi5AiADKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrUhFyZXBlYXRlZEZpZWxkTWFzaxJBCg9yZXBlYXRlZF9zdHJ1Y3QYugIgAygLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdFIOcmVwZWF0ZWRTdHJ1Y3QSOAoMcmVwZWF0ZWRfYW55GLsCIAMoCzIULmdvb2dsZS5wcm90b2J1Zi5BbnlSC3JlcGVhdGVkQW55Ej4KDnJlcGVhdGVkX3ZhbHVlGLwCIAMoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZVINcmVwZWF0ZWRWYWx1ZRJLChNyZXBlYXRlZF9saXN0X3ZhbHVlGL0CIAMoCzIaLmdvb2dsZS5wcm90b2J1Zi5MaXN0VmFsdWVSEXJlcGVhdGVkTGlzdFZhbHVlEjAKEmxhcmdlX2ZpZWxkX251bWJlchj/////ASABKAVSEGxhcmdlRmllbGROdW1iZXIaagoNTmVzdGVkTWVzc2FnZRIUCgV2YWx1ZRgBIAEoBVIFdmFsdWUSQwoLY29yZWN1cnNpdmUYAiABKAsyIS5mYWJyaWthbS50ZXN0aW5nLnYxLlRlc3RBbGxUeXBlc1ILY29yZWN1cnNpdmUaQQoTTWFwU3RyaW5nSW50MzJFbnRyeRIQCgNrZXkYASABKAlSA2tleRIUCgV2YWx1ZRgCIAEoBVIFdmFsdWU6AjgBGkEKE01hcEludDY0U3RyaW5nRW50cnkSEAoDa2V5GAEgASgDUgNrZXkSFAoFdmFsdWUYAiABKAlSBXZhbHVlOgI4ARp4ChlNYXBCb29sTmVzdGVkTWVzc2FnZUVudHJ5EhAKA2tleRgBIAEoCFIDa2V5EkUKBXZhbHVlGAIgASgLMi8uZmFicmlrYW0udGVzdGluZy52MS5UZXN0QWxsVHlwZXMuTmVzdGVkTWVzc2FnZVIFdmFsdWU6AjgBGnQKGE1hcFN0cmluZ05lc3RlZEVudW1FbnRyeRIQCgNrZXkYASABKAlSA2tleRJCCgV2YWx1ZRgCIAEoDjIsLmZhYnJpa2FtLnRlc3RpbmcudjEuVGVzdEFsbFR5cGVzLk5lc3RlZEVudW1SBXZhbHVlOgI4ARpBChNNYXBVaW50MzJCeXRlc0VudHJ5EhAKA2tleRgBIAEoDVIDa2V5EhQKBXZhbHVlGAIgASgMUgV2YWx1ZToCOAEaawoaTWFwU2ludDMyVG9wTGV2ZWxFbnVtRW50cnkSEAoDa2V5GAEgASgRUgNrZXkSNwoFdmFsdWUYAiABKA4yIS5mYWJyaWthbS50ZXN0aW5nLnYxLlRvcExldmVsRW51bVIFdmFsdWU6AjgBGmoKHE1hcFN0cmluZ0ZvcmVpZ25NZXNzYWdlRW50cnkSEAoDa2V5GAEgASgJUgNrZXkSNAoFdmFsdWUYAiABKAsyHi5mYWJyaWthbS50ZXN0aW5nLnYxLlRlc3RFbXB0eVIFdmFsdWU6AjgBIosBCgpOZXN0ZWRFbnVtEhsKF05FU1RFRF9FTlVNX1VOU1BFQ0lGSUVEEAASEwoPTkVTVEVEX0VOVU1fRk9PEAESEwoPTkVTVEVEX0VOVU1fQkFSEAISEwoPTkVTVEVEX0VOVU1fQkFaEAMSIQoUTkVTVEVEX0VOVU1fTkVHQVRJVkUQ////////////AUIICgZjaG9pY2UiyBgKDFRlc3RNYXBzT25seRJcCg9tYXBfaW50MzJfaW50MzIYASADKAsyNC5mYWJyaWthbS50ZXN0aW5nLnYxLlRlc3RNYXBzT25seS5NYXBJbnQzMkludDMyRW50cnlSDW1hcEludDMySW50MzISXAoPbWFwX2ludDY0X2ludDY0GAIgAygLMjQuZmFicmlrYW0udGVzdGluZy52MS5UZXN0TWFwc09ubHkuTWFwSW50NjRJbnQ2NEVudHJ5Ug1tYXBJbnQ2NEludDY0EmIKEW1hcF91aW50MzJfdWludDMyGAMgAygLMjYuZmFicmlrYW0udGVzdGluZy52MS5UZXN0TWFwc09ubHkuTWFwVWludDMyVWludDMyRW50cnlSD21hcFVpbnQzMlVpbnQzMhJiChFtYXBfdWludDY0X3VpbnQ2NBgEIAMoCzI2LmZhYnJpa2FtLnRlc3RpbmcudjEuVGVzdE1hcHNPbmx5Lk1hcFVpbnQ2NFVpbnQ2NEVudHJ5Ug9tYXBVaW50NjRVaW50NjQSYgoRbWFwX3NpbnQzMl9zaW50MzIYBSADKAsyNi5mYWJyaWthbS50ZXN0aW5nLnYxLlRlc3RNYXBzT25seS5NYXBTaW50MzJTaW50MzJFbnRyeVIPbWFwU2ludDMyU2ludDMyEmIKEW1hcF9zaW50NjRfc2ludDY0GAYgAygLMjYuZmFicmlrYW0udGVzdGluZy52MS5UZXN0TWFwc09ubHkuTWFwU2ludDY0U2ludDY0RW50cnlSD21hcFNpbnQ2NFNpbnQ2NBJoChNtYXBfZml4ZWQzMl9maXhlZDMyGAcgAygLMjguZmFicmlrYW0udGVzdGluZy52MS5UZXN0TWFwc09ubHkuTWFwRml4ZWQzMkZpeGVkMzJFbnRyeVIRbWFwRml4ZWQzMkZpeGVkMzISaAoTbWFwX2ZpeGVkNjRfZml4ZWQ2NBgIIAMoCzI4LmZhYnJpa2FtLnRlc3RpbmcudjEuVGVzdE1hcHNPbmx5Lk1hcEZpeGVkNjRGaXhlZDY0RW50cnlSEW1hcEZpeGVkNjRGaXhlZDY0Em4KFW1hcF9zZml4ZWQzMl9zZml4ZWQzMhgJIAMoCzI6LmZhYnJpa2FtLnRlc3RpbmcudjEuVGVzdE1hcHNPbmx5Lk1hcFNmaXhlZDMyU2ZpeGVkMzJFbnRyeVITbWFwU2ZpeGVkMzJTZml4ZWQzMhJuChVtYXBfc2ZpeGVkNjRfc2ZpeGVkNjQYCiADKAsyOi5mYWJyaWthbS50ZXN0aW5nLnYxLlRlc3RNYXBzT25seS5NYXBTZml4ZWQ2NFNmaXhlZDY0RW50cnlSE21hcFNmaXhlZDY0U2ZpeGVkNjQSXAoPbWFwX2ludDMyX2Zsb2F0GAsgAygLMjQuZmFicmlrYW0udGVzdGluZy52MS5UZXN0TWFwc09ubHkuTWFwSW50MzJGbG9hdEVudHJ5Ug1tYXBJbnQzMkZsb2F0El8KEG1hcF9pbnQzMl9kb3VibGUYDCADKAsyNS5mYWJyaWthbS50ZXN0aW5nLnYxLlRlc3RNYXBzT25seS5NYXBJbnQzMkRvdWJsZUVudHJ5Ug5tYXBJbnQzMkRvdWJsZRJWCg1tYXBfYm9vbF9ib29sGA0gAygLMjIuZmFicmlrYW0udGVzdGluZy52MS5UZXN0TWFwc09ubHkuTWFwQm9vbEJvb2xFbnRyeVILbWFwQm9vbEJvb2wSYgoRbWFwX3N0cmluZ19zdHJpbmcYDiADKAsyNi5mYWJyaWthbS50ZXN0aW5nLnYxLlRlc3RNYXBzT25seS5NYXBTdHJpbmdTdHJpbmdFbnRyeVIPbWFwU3RyaW5nU3RyaW5nEl8KEG1hcF9zdHJpbmdfYnl0ZXMYDyADKAsyNS5mYWJyaWthbS50ZXN0aW5nLnYxLlRlc3RNYXBzT25seS5NYXBTdHJpbmdCeXRlc0VudHJ5Ug5tYXBTdHJpbmdCeXRlcxJlChJtYXBfc3RyaW5nX21lc3NhZ2UYECADKAsyNy5mYWJyaWthbS50ZXN0aW5nLnYxLlRlc3RNYXBzT25seS5NYXBTdHJpbmdNZXNzYWdlRW50cnlSEG1hcFN0cmluZ01lc3NhZ2USXAoPbWFwX3N0cmluZ19lbnVtGBEgAygLMjQuZmFicmlrYW0udGVzdGluZy52MS5UZXN0TWFwc09ubHkuTWFwU3RyaW5nRW51bUVudHJ5Ug1tYXBTdHJpbmdFbnVtEmsKFG1hcF9zdHJpbmdfdGltZXN0YW1wGBIgAygLMjkuZmFicmlrYW0udGVzdGluZy52MS5UZXN0TWFwc09ubHkuTWFwU3RyaW5nVGltZXN0YW1wRW50cnlSEm1hcFN0cmluZ1RpbWVzdGFtcBpAChJNYXBJbnQzMkludDMyRW50cnkSEAoDa2V5GAEgASgFUgNrZXkSFAoFdmFsdWUYAiABKAVSBXZhbHVlOgI4ARpAChJNYXBJbnQ2NEludDY0RW50cnkSEAoDa2V5GAEgASgDUgNrZXkSFAoFdmFsdWUYAiABKANSBXZhbHVlOgI4ARpCChRNYXBVaW50MzJVaW50MzJFbnRyeRIQCgNrZXkYASABKA1SA2tleRIUCgV2YWx1ZRgCIAEoDVIFdmFsdWU6AjgBGkIKFE1hcFVpbnQ2NFVpbnQ2NEVudHJ5EhAKA2tleRgBIAEoBFIDa2V5EhQKBXZhbHVlGAIgASgEUgV2YWx1ZToCOAEaQgoUTWFwU2ludDMyU2ludDMyRW50cnkSEAoDa2V5GAEgASgRUgNrZXkSFAoFdmFsdWUYAiABKBFSBXZhbHVlOgI4ARpCChRNYXBTaW50NjRTaW50NjRFbnRyeRIQCgNrZXkYASABKBJSA2tleRIUCgV2YWx1ZRgCIAEoElIFdmFsdWU6AjgBGkQKFk1hcEZpeGVkMzJGaXhlZDMyRW50cnkSEAoDa2V5GAEgASgHUgNrZXkSFAoFdmFsdWUYAiABKAdSBXZhbHVlOgI4ARpEChZNYXBGaXhlZDY0Rml4ZWQ2NEVudHJ5EhAKA2tleRgBIAEoBlIDa2V5EhQKBXZhbHVlGAIgASgGUgV2YWx1ZToCOAEaRgoYTWFwU2ZpeGVkMzJTZml4ZWQzMkVudHJ5EhAKA2tleRgBIAEoD1IDa2V5EhQKBXZhbHVlGAIgASgPUgV2YWx1ZToCOAEaRgoYTWFwU2ZpeGVkNjRTZml4ZWQ2NEVudHJ5EhAKA2tleRgBIAEoEFIDa2V5EhQKBXZhbHVlGAIgASgQUgV2YWx1ZToCOAEaQAoSTWFwSW50MzJGbG9hdEVudHJ5EhAKA2tleRgBIAEoBVIDa2V5EhQKBXZhbHVlGAIgASgCUgV2YWx1ZToCOAEaQQoTTWFwSW50MzJEb3VibGVFbnRyeRIQCgNrZXkYASABKAVSA2tleRIUCgV2YWx1ZRgCIAEoAVIFdmFsdWU6AjgBGj4KEE1hcEJvb2xCb29sRW50cnkSEAoDa2V5GAEgASgIUgNrZXkSFAoFdmFsdWUYAiABKAhSBXZhbHVlOgI4ARpCChRNYXBTdHJpbmdTdHJpbmdFbnRyeRIQCgNrZXkYASABKAlSA2tleRIUCgV2YWx1ZRgCIAEoCVIFdmFsdWU6AjgBGkEKE01hcFN0cmluZ0J5dGVzRW50cnkSEAoDa2V5GAEgASgJUgNrZXkSFAoFdmFsdWUYAiABKAxSBXZhbHVlOgI4ARpmChVNYXBTdHJpbmdNZXNzYWdlRW50cnkSEAoDa2V5GAEgASgJUgNrZXkSNwoFdmFsdWUYAiABKAsyIS5mYWJyaWthbS50ZXN0aW5nLnYxLlRlc3RBbGxUeXBlc1IFdmFsdWU6AjgBGmMKEk1hcFN0cmluZ0VudW1FbnRyeRIQCgNrZXkYASABKAlSA2tleRI3CgV2YWx1ZRgCIAEoDjIhLmZhYnJpa2FtLnRlc3RpbmcudjEuVG9wTGV2ZWxFbnVtUgV2YWx1ZToCOAEaYQoXTWFwU3RyaW5nVGltZXN0YW1wRW50cnkSEAoDa2V5GAEgASgJUgNrZXkSMAoFdmFsdWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgV2YWx1ZToCOAEiCwoJVGVzdEVtcHR5Im0KEVRlc3RTd2lmdEtleXdvcmRzEhQKBWNsYXNzGAEgASgJUgVjbGFzcxIaCghwcm90b2NvbBgCIAEoBVIIcHJvdG9jb2wSEgoEc2VsZhgDIAEoCFIEc2VsZhISCgR0eXBlGAQgASgJUgR0eXBlKpwBCgxUb3BMZXZlbEVudW0SHgoaVE9QX0xFVkVMX0VOVU1fVU5TUEVDSUZJRUQQABIWChJUT1BfTEVWRUxfRU5VTV9GT08QARIWChJUT1BfTEVWRUxfRU5VTV9CQVIQAhIWChJUT1BfTEVWRUxfRU5VTV9CQVoQAxIkChdUT1BfTEVWRUxfRU5VTV9ORUdBVElWRRD///////////8BYgZwcm90bzM="
+            serializedDescriptorBase64: "CidmYWJyaWthbS90ZXN0aW5nL3YxL3Rlc3RfbWVzc2FnZXMucHJvdG8SE2ZhYnJpa2FtLnRlc3RpbmcudjEaGWdvb2dsZS9wcm90b2J1Zi9hbnkucHJvdG8aHmdvb2dsZS9wcm90b2J1Zi9kdXJhdGlvbi5wcm90bxobZ29vZ2xlL3Byb3RvYnVmL2VtcHR5LnByb3RvGiBnb29nbGUvcHJvdG9idWYvZmllbGRfbWFzay5wcm90bxocZ29vZ2xlL3Byb3RvYnVmL3N0cnVjdC5wcm90bxofZ29vZ2xlL3Byb3RvYnVmL3RpbWVzdGFtcC5wcm90bxoeZ29vZ2xlL3Byb3RvYnVmL3dyYXBwZXJzLnByb3RvIq41CgxUZXN0QWxsVHlwZXMSJQoOc2luZ3VsYXJfaW50MzIYASABKAVSDXNpbmd1bGFySW50MzISJQoOc2luZ3VsYXJfaW50NjQYAiABKANSDXNpbmd1bGFySW50NjQSJwoPc2luZ3VsYXJfdWludDMyGAMgASgNUg5zaW5ndWxhclVpbnQzMhInCg9zaW5ndWxhcl91aW50NjQYBCABKARSDnNpbmd1bGFyVWludDY0EicKD3Npbmd1bGFyX3NpbnQzMhgFIAEoEVIOc2luZ3VsYXJTaW50MzISJwoPc2luZ3VsYXJfc2ludDY0GAYgASgSUg5zaW5ndWxhclNpbnQ2NBIpChBzaW5ndWxhcl9maXhlZDMyGAcgASgHUg9zaW5ndWxhckZpeGVkMzISKQoQc2luZ3VsYXJfZml4ZWQ2NBgIIAEoBlIPc2luZ3VsYXJGaXhlZDY0EisKEXNpbmd1bGFyX3NmaXhlZDMyGAkgASgPUhBzaW5ndWxhclNmaXhlZDMyEisKEXNpbmd1bGFyX3NmaXhlZDY0GAogASgQUhBzaW5ndWxhclNmaXhlZDY0EiUKDnNpbmd1bGFyX2Zsb2F0GAsgASgCUg1zaW5ndWxhckZsb2F0EicKD3Npbmd1bGFyX2RvdWJsZRgMIAEoAVIOc2luZ3VsYXJEb3VibGUSIwoNc2luZ3VsYXJfYm9vbBgNIAEoCFIMc2luZ3VsYXJCb29sEicKD3Npbmd1bGFyX3N0cmluZxgOIAEoCVIOc2luZ3VsYXJTdHJpbmcSJQoOc2luZ3VsYXJfYnl0ZXMYDyABKAxSDXNpbmd1bGFyQnl0ZXMSZwoXc2luZ3VsYXJfbmVzdGVkX21lc3NhZ2UYEiABKAsyLy5mYWJyaWthbS50ZXN0aW5nLnYxLlRlc3RBbGxUeXBlcy5OZXN0ZWRNZXNzYWdlUhVzaW5ndWxhck5lc3RlZE1lc3NhZ2USWAoYc2luZ3VsYXJfZm9yZWlnbl9tZXNzYWdlGBMgASgLMh4uZmFicmlrYW0udGVzdGluZy52MS5UZXN0RW1wdHlSFnNpbmd1bGFyRm9yZWlnbk1lc3NhZ2USIQoLY3VzdG9tX2pzb24YFCABKAlSDHJlbmFtZWRGaWVsZBJeChRzaW5ndWxhcl9uZXN0ZWRfZW51bRgVIAEoDjIsLmZhYnJpa2FtLnRlc3RpbmcudjEuVGVzdEFsbFR5cGVzLk5lc3RlZEVudW1SEnNpbmd1bGFyTmVzdGVkRW51bRJYChdzaW5ndWxhcl90b3BfbGV2ZWxfZW51bRgWIAEoDjIhLmZhYnJpa2FtLnRlc3RpbmcudjEuVG9wTGV2ZWxFbnVtUhRzaW5ndWxhclRvcExldmVsRW51bRI/CglyZWN1cnNpdmUYGyABKAsyIS5mYWJyaWthbS50ZXN0aW5nLnYxLlRlc3RBbGxUeXBlc1IJcmVjdXJzaXZlEiUKDnJlcGVhdGVkX2ludDMyGB8gAygFUg1yZXBlYXRlZEludDMyEiUKDnJlcGVhdGVkX2ludDY0GCAgAygDUg1yZXBlYXRlZEludDY0EicKD3JlcGVhdGVkX3VpbnQzMhghIAMoDVIOcmVwZWF0ZWRVaW50MzISJwoPcmVwZWF0ZWRfdWludDY0GCIgAygEUg5yZXBlYXRlZFVpbnQ2NBInCg9yZXBlYXRlZF9zaW50MzIYIyADKBFSDnJlcGVhdGVkU2ludDMyEicKD3JlcGVhdGVkX3NpbnQ2NBgkIAMoElIOcmVwZWF0ZWRTaW50NjQSKQoQcmVwZWF0ZWRfZml4ZWQzMhglIAMoB1IPcmVwZWF0ZWRGaXhlZDMyEikKEHJlcGVhdGVkX2ZpeGVkNjQYJiADKAZSD3JlcGVhdGVkRml4ZWQ2NBIrChFyZXBlYXRlZF9zZml4ZWQzMhgnIAMoD1IQcmVwZWF0ZWRTZml4ZWQzMhIrChFyZXBlYXRlZF9zZml4ZWQ2NBgoIAMoEFIQcmVwZWF0ZWRTZml4ZWQ2NBIlCg5yZXBlYXRlZF9mbG9hdBgpIAMoAlINcmVwZWF0ZWRGbG9hdBInCg9yZXBlYXRlZF9kb3VibGUYKiADKAFSDnJlcGVhdGVkRG91YmxlEiMKDXJlcGVhdGVkX2Jvb2wYKyADKAhSDHJlcGVhdGVkQm9vbBInCg9yZXBlYXRlZF9zdHJpbmcYLCADKAlSDnJlcGVhdGVkU3RyaW5nEiUKDnJlcGVhdGVkX2J5dGVzGC0gAygMUg1yZXBlYXRlZEJ5dGVzEmcKF3JlcGVhdGVkX25lc3RlZF9tZXNzYWdlGDAgAygLMi8uZmFicmlrYW0udGVzdGluZy52MS5UZXN0QWxsVHlwZXMuTmVzdGVkTWVzc2FnZVIVcmVwZWF0ZWROZXN0ZWRNZXNzYWdlElgKGHJlcGVhdGVkX2ZvcmVpZ25fbWVzc2FnZRgxIAMoCzIeLmZhYnJpa2FtLnRlc3RpbmcudjEuVGVzdEVtcHR5UhZyZXBlYXRlZEZvcmVpZ25NZXNzYWdlEl4KFHJlcGVhdGVkX25lc3RlZF9lbnVtGDMgAygOMiwuZmFicmlrYW0udGVzdGluZy52MS5UZXN0QWxsVHlwZXMuTmVzdGVkRW51bVIScmVwZWF0ZWROZXN0ZWRFbnVtElgKF3JlcGVhdGVkX3RvcF9sZXZlbF9lbnVtGDQgAygOMiEuZmFicmlrYW0udGVzdGluZy52MS5Ub3BMZXZlbEVudW1SFHJlcGVhdGVkVG9wTGV2ZWxFbnVtEikKDnVucGFja2VkX2ludDMyGFkgAygFQgIQAFINdW5wYWNrZWRJbnQzMhIrCg91bnBhY2tlZF9zaW50NjQYWiADKBJCAhAAUg51bnBhY2tlZFNpbnQ2NBItChB1bnBhY2tlZF9maXhlZDMyGFsgAygHQgIQAFIPdW5wYWNrZWRGaXhlZDMyEisKD3VucGFja2VkX2RvdWJsZRhcIAMoAUICEABSDnVucGFja2VkRG91YmxlEicKDXVucGFja2VkX2Jvb2wYXSADKAhCAhAAUgx1bnBhY2tlZEJvb2wSYgoUdW5wYWNrZWRfbmVzdGVkX2VudW0YXiADKA4yLC5mYWJyaWthbS50ZXN0aW5nLnYxLlRlc3RBbGxUeXBlcy5OZXN0ZWRFbnVtQgIQAFISdW5wYWNrZWROZXN0ZWRFbnVtEl8KEG1hcF9zdHJpbmdfaW50MzIYOCADKAsyNS5mYWJyaWthbS50ZXN0aW5nLnYxLlRlc3RBbGxUeXBlcy5NYXBTdHJpbmdJbnQzMkVudHJ5Ug5tYXBTdHJpbmdJbnQzMhJfChBtYXBfaW50NjRfc3RyaW5nGDkgAygLMjUuZmFicmlrYW0udGVzdGluZy52MS5UZXN0QWxsVHlwZXMuTWFwSW50NjRTdHJpbmdFbnRyeVIObWFwSW50NjRTdHJpbmcScgoXbWFwX2Jvb2xfbmVzdGVkX21lc3NhZ2UYOiADKAsyOy5mYWJyaWthbS50ZXN0aW5nLnYxLlRlc3RBbGxUeXBlcy5NYXBCb29sTmVzdGVkTWVzc2FnZUVudHJ5UhRtYXBCb29sTmVzdGVkTWVzc2FnZRJvChZtYXBfc3RyaW5nX25lc3RlZF9lbnVtGDsgAygLMjouZmFicmlrYW0udGVzdGluZy52MS5UZXN0QWxsVHlwZXMuTWFwU3RyaW5nTmVzdGVkRW51bUVudHJ5UhNtYXBTdHJpbmdOZXN0ZWRFbnVtEl8KEG1hcF91aW50MzJfYnl0ZXMYPCADKAsyNS5mYWJyaWthbS50ZXN0aW5nLnYxLlRlc3RBbGxUeXBlcy5NYXBVaW50MzJCeXRlc0VudHJ5Ug5tYXBVaW50MzJCeXRlcxJ2ChltYXBfc2ludDMyX3RvcF9sZXZlbF9lbnVtGD0gAygLMjwuZmFicmlrYW0udGVzdGluZy52MS5UZXN0QWxsVHlwZXMuTWFwU2ludDMyVG9wTGV2ZWxFbnVtRW50cnlSFW1hcFNpbnQzMlRvcExldmVsRW51bRJ7ChptYXBfc3RyaW5nX2ZvcmVpZ25fbWVzc2FnZRg+IAMoCzI+LmZhYnJpa2FtLnRlc3RpbmcudjEuVGVzdEFsbFR5cGVzLk1hcFN0cmluZ0ZvcmVpZ25NZXNzYWdlRW50cnlSF21hcFN0cmluZ0ZvcmVpZ25NZXNzYWdlEiMKDGNob2ljZV9pbnQzMhhvIAEoBUgAUgtjaG9pY2VJbnQzMhJlChVjaG9pY2VfbmVzdGVkX21lc3NhZ2UYcCABKAsyLy5mYWJyaWthbS50ZXN0aW5nLnYxLlRlc3RBbGxUeXBlcy5OZXN0ZWRNZXNzYWdlSABSE2Nob2ljZU5lc3RlZE1lc3NhZ2USJQoNY2hvaWNlX3N0cmluZxhxIAEoCUgAUgxjaG9pY2VTdHJpbmcSIwoMY2hvaWNlX2J5dGVzGHIgASgMSABSC2Nob2ljZUJ5dGVzElwKEmNob2ljZV9uZXN0ZWRfZW51bRhzIAEoDjIsLmZhYnJpa2FtLnRlc3RpbmcudjEuVGVzdEFsbFR5cGVzLk5lc3RlZEVudW1IAFIQY2hvaWNlTmVzdGVkRW51bRI+Cgx3cmFwcGVkX2Jvb2wYyQEgASgLMhouZ29vZ2xlLnByb3RvYnVmLkJvb2xWYWx1ZVILd3JhcHBlZEJvb2wSQQoNd3JhcHBlZF9pbnQzMhjKASABKAsyGy5nb29nbGUucHJvdG9idWYuSW50MzJWYWx1ZVIMd3JhcHBlZEludDMyEkEKDXdyYXBwZWRfaW50NjQYywEgASgLMhsuZ29vZ2xlLnByb3RvYnVmLkludDY0VmFsdWVSDHdyYXBwZWRJbnQ2NBJECg53cmFwcGVkX3VpbnQzMhjMASABKAsyHC5nb29nbGUucHJvdG9idWYuVUludDMyVmFsdWVSDXdyYXBwZWRVaW50MzISRAoOd3JhcHBlZF91aW50NjQYzQEgASgLMhwuZ29vZ2xlLnByb3RvYnVmLlVJbnQ2NFZhbHVlUg13cmFwcGVkVWludDY0EkEKDXdyYXBwZWRfZmxvYXQYzgEgASgLMhsuZ29vZ2xlLnByb3RvYnVmLkZsb2F0VmFsdWVSDHdyYXBwZWRGbG9hdBJECg53cmFwcGVkX2RvdWJsZRjPASABKAsyHC5nb29nbGUucHJvdG9idWYuRG91YmxlVmFsdWVSDXdyYXBwZWREb3VibGUSRAoOd3JhcHBlZF9zdHJpbmcY0AEgASgLMhwuZ29vZ2xlLnByb3RvYnVmLlN0cmluZ1ZhbHVlUg13cmFwcGVkU3RyaW5nEkEKDXdyYXBwZWRfYnl0ZXMY0QEgASgLMhsuZ29vZ2xlLnByb3RvYnVmLkJ5dGVzVmFsdWVSDHdyYXBwZWRCeXRlcxJPChVyZXBlYXRlZF93cmFwcGVkX2Jvb2wY0wEgAygLMhouZ29vZ2xlLnByb3RvYnVmLkJvb2xWYWx1ZVITcmVwZWF0ZWRXcmFwcGVkQm9vbBJSChZyZXBlYXRlZF93cmFwcGVkX2ludDMyGNQBIAMoCzIbLmdvb2dsZS5wcm90b2J1Zi5JbnQzMlZhbHVlUhRyZXBlYXRlZFdyYXBwZWRJbnQzMhJSChZyZXBlYXRlZF93cmFwcGVkX2ludDY0GNUBIAMoCzIbLmdvb2dsZS5wcm90b2J1Zi5JbnQ2NFZhbHVlUhRyZXBlYXRlZFdyYXBwZWRJbnQ2NBJVChdyZXBlYXRlZF93cmFwcGVkX3VpbnQzMhjWASADKAsyHC5nb29nbGUucHJvdG9idWYuVUludDMyVmFsdWVSFXJlcGVhdGVkV3JhcHBlZFVpbnQzMhJVChdyZXBlYXRlZF93cmFwcGVkX3VpbnQ2NBjXASADKAsyHC5nb29nbGUucHJvdG9idWYuVUludDY0VmFsdWVSFXJlcGVhdGVkV3JhcHBlZFVpbnQ2NBJSChZyZXBlYXRlZF93cmFwcGVkX2Zsb2F0GNgBIAMoCzIbLmdvb2dsZS5wcm90b2J1Zi5GbG9hdFZhbHVlUhRyZXBlYXRlZFdyYXBwZWRGbG9hdBJVChdyZXBlYXRlZF93cmFwcGVkX2RvdWJsZRjZASADKAsyHC5nb29nbGUucHJvdG9idWYuRG91YmxlVmFsdWVSFXJlcGVhdGVkV3JhcHBlZERvdWJsZRJVChdyZXBlYXRlZF93cmFwcGVkX3N0cmluZxjaASADKAsyHC5nb29nbGUucHJvdG9idWYuU3RyaW5nVmFsdWVSFXJlcGVhdGVkV3JhcHBlZFN0cmluZxJSChZyZXBlYXRlZF93cmFwcGVkX2J5dGVzGNsBIAMoCzIbLmdvb2dsZS5wcm90b2J1Zi5CeXRlc1ZhbHVlUhRyZXBlYXRlZFdyYXBwZWRCeXRlcxI2CghkdXJhdGlvbhitAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25SCGR1cmF0aW9uEjkKCXRpbWVzdGFtcBiuAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgl0aW1lc3RhbXASOgoKZmllbGRfbWFzaxivAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrUglmaWVsZE1hc2sSOwoMc3RydWN0X3ZhbHVlGLACIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RSC3N0cnVjdFZhbHVlEicKA2FueRixAiABKAsyFC5nb29nbGUucHJvdG9idWYuQW55UgNhbnkSLQoFdmFsdWUYsgIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlUgV2YWx1ZRI6CgpudWxsX3ZhbHVlGLMCIAEoDjIaLmdvb2dsZS5wcm90b2J1Zi5OdWxsVmFsdWVSCW51bGxWYWx1ZRI6CgpsaXN0X3ZhbHVlGLQCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5MaXN0VmFsdWVSCWxpc3RWYWx1ZRItCgVlbXB0eRi1AiABKAsyFi5nb29nbGUucHJvdG9idWYuRW1wdHlSBWVtcHR5EkcKEXJlcGVhdGVkX2R1cmF0aW9uGLcCIAMoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvblIQcmVwZWF0ZWREdXJhdGlvbhJKChJyZXBlYXRlZF90aW1lc3RhbXAYuAIgAygLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIRcmVwZWF0ZWRUaW1lc3RhbXASSwoTcmVwZWF0ZWRfZmllbGRfbWFzaxi5AiADKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrUhFyZXBlYXRlZEZpZWxkTWFzaxJBCg9yZXBlYXRlZF9zdHJ1Y3QYugIgAygLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdFIOcmVwZWF0ZWRTdHJ1Y3QSOAoMcmVwZWF0ZWRfYW55GLsCIAMoCzIULmdvb2dsZS5wcm90b2J1Zi5BbnlSC3JlcGVhdGVkQW55Ej4KDnJlcGVhdGVkX3ZhbHVlGLwCIAMoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZVINcmVwZWF0ZWRWYWx1ZRJLChNyZXBlYXRlZF9saXN0X3ZhbHVlGL0CIAMoCzIaLmdvb2dsZS5wcm90b2J1Zi5MaXN0VmFsdWVSEXJlcGVhdGVkTGlzdFZhbHVlEjAKEmxhcmdlX2ZpZWxkX251bWJlchj/////ASABKAVSEGxhcmdlRmllbGROdW1iZXIaagoNTmVzdGVkTWVzc2FnZRIUCgV2YWx1ZRgBIAEoBVIFdmFsdWUSQwoLY29yZWN1cnNpdmUYAiABKAsyIS5mYWJyaWthbS50ZXN0aW5nLnYxLlRlc3RBbGxUeXBlc1ILY29yZWN1cnNpdmUaQQoTTWFwU3RyaW5nSW50MzJFbnRyeRIQCgNrZXkYASABKAlSA2tleRIUCgV2YWx1ZRgCIAEoBVIFdmFsdWU6AjgBGkEKE01hcEludDY0U3RyaW5nRW50cnkSEAoDa2V5GAEgASgDUgNrZXkSFAoFdmFsdWUYAiABKAlSBXZhbHVlOgI4ARp4ChlNYXBCb29sTmVzdGVkTWVzc2FnZUVudHJ5EhAKA2tleRgBIAEoCFIDa2V5EkUKBXZhbHVlGAIgASgLMi8uZmFicmlrYW0udGVzdGluZy52MS5UZXN0QWxsVHlwZXMuTmVzdGVkTWVzc2FnZVIFdmFsdWU6AjgBGnQKGE1hcFN0cmluZ05lc3RlZEVudW1FbnRyeRIQCgNrZXkYASABKAlSA2tleRJCCgV2YWx1ZRgCIAEoDjIsLmZhYnJpa2FtLnRlc3RpbmcudjEuVGVzdEFsbFR5cGVzLk5lc3RlZEVudW1SBXZhbHVlOgI4ARpBChNNYXBVaW50MzJCeXRlc0VudHJ5EhAKA2tleRgBIAEoDVIDa2V5EhQKBXZhbHVlGAIgASgMUgV2YWx1ZToCOAEaawoaTWFwU2ludDMyVG9wTGV2ZWxFbnVtRW50cnkSEAoDa2V5GAEgASgRUgNrZXkSNwoFdmFsdWUYAiABKA4yIS5mYWJyaWthbS50ZXN0aW5nLnYxLlRvcExldmVsRW51bVIFdmFsdWU6AjgBGmoKHE1hcFN0cmluZ0ZvcmVpZ25NZXNzYWdlRW50cnkSEAoDa2V5GAEgASgJUgNrZXkSNAoFdmFsdWUYAiABKAsyHi5mYWJyaWthbS50ZXN0aW5nLnYxLlRlc3RFbXB0eVIFdmFsdWU6AjgBIosBCgpOZXN0ZWRFbnVtEhsKF05FU1RFRF9FTlVNX1VOU1BFQ0lGSUVEEAASEwoPTkVTVEVEX0VOVU1fRk9PEAESEwoPTkVTVEVEX0VOVU1fQkFSEAISEwoPTkVTVEVEX0VOVU1fQkFaEAMSIQoUTkVTVEVEX0VOVU1fTkVHQVRJVkUQ////////////AUIICgZjaG9pY2UiyBgKDFRlc3RNYXBzT25seRJcCg9tYXBfaW50MzJfaW50MzIYASADKAsyNC5mYWJyaWthbS50ZXN0aW5nLnYxLlRlc3RNYXBzT25seS5NYXBJbnQzMkludDMyRW50cnlSDW1hcEludDMySW50MzISXAoPbWFwX2ludDY0X2ludDY0GAIgAygLMjQuZmFicmlrYW0udGVzdGluZy52MS5UZXN0TWFwc09ubHkuTWFwSW50NjRJbnQ2NEVudHJ5Ug1tYXBJbnQ2NEludDY0EmIKEW1hcF91aW50MzJfdWludDMyGAMgAygLMjYuZmFicmlrYW0udGVzdGluZy52MS5UZXN0TWFwc09ubHkuTWFwVWludDMyVWludDMyRW50cnlSD21hcFVpbnQzMlVpbnQzMhJiChFtYXBfdWludDY0X3VpbnQ2NBgEIAMoCzI2LmZhYnJpa2FtLnRlc3RpbmcudjEuVGVzdE1hcHNPbmx5Lk1hcFVpbnQ2NFVpbnQ2NEVudHJ5Ug9tYXBVaW50NjRVaW50NjQSYgoRbWFwX3NpbnQzMl9zaW50MzIYBSADKAsyNi5mYWJyaWthbS50ZXN0aW5nLnYxLlRlc3RNYXBzT25seS5NYXBTaW50MzJTaW50MzJFbnRyeVIPbWFwU2ludDMyU2ludDMyEmIKEW1hcF9zaW50NjRfc2ludDY0GAYgAygLMjYuZmFicmlrYW0udGVzdGluZy52MS5UZXN0TWFwc09ubHkuTWFwU2ludDY0U2ludDY0RW50cnlSD21hcFNpbnQ2NFNpbnQ2NBJoChNtYXBfZml4ZWQzMl9maXhlZDMyGAcgAygLMjguZmFicmlrYW0udGVzdGluZy52MS5UZXN0TWFwc09ubHkuTWFwRml4ZWQzMkZpeGVkMzJFbnRyeVIRbWFwRml4ZWQzMkZpeGVkMzISaAoTbWFwX2ZpeGVkNjRfZml4ZWQ2NBgIIAMoCzI4LmZhYnJpa2FtLnRlc3RpbmcudjEuVGVzdE1hcHNPbmx5Lk1hcEZpeGVkNjRGaXhlZDY0RW50cnlSEW1hcEZpeGVkNjRGaXhlZDY0Em4KFW1hcF9zZml4ZWQzMl9zZml4ZWQzMhgJIAMoCzI6LmZhYnJpa2FtLnRlc3RpbmcudjEuVGVzdE1hcHNPbmx5Lk1hcFNmaXhlZDMyU2ZpeGVkMzJFbnRyeVITbWFwU2ZpeGVkMzJTZml4ZWQzMhJuChVtYXBfc2ZpeGVkNjRfc2ZpeGVkNjQYCiADKAsyOi5mYWJyaWthbS50ZXN0aW5nLnYxLlRlc3RNYXBzT25seS5NYXBTZml4ZWQ2NFNmaXhlZDY0RW50cnlSE21hcFNmaXhlZDY0U2ZpeGVkNjQSXAoPbWFwX2ludDMyX2Zsb2F0GAsgAygLMjQuZmFicmlrYW0udGVzdGluZy52MS5UZXN0TWFwc09ubHkuTWFwSW50MzJGbG9hdEVudHJ5Ug1tYXBJbnQzMkZsb2F0El8KEG1hcF9pbnQzMl9kb3VibGUYDCADKAsyNS5mYWJyaWthbS50ZXN0aW5nLnYxLlRlc3RNYXBzT25seS5NYXBJbnQzMkRvdWJsZUVudHJ5Ug5tYXBJbnQzMkRvdWJsZRJWCg1tYXBfYm9vbF9ib29sGA0gAygLMjIuZmFicmlrYW0udGVzdGluZy52MS5UZXN0TWFwc09ubHkuTWFwQm9vbEJvb2xFbnRyeVILbWFwQm9vbEJvb2wSYgoRbWFwX3N0cmluZ19zdHJpbmcYDiADKAsyNi5mYWJyaWthbS50ZXN0aW5nLnYxLlRlc3RNYXBzT25seS5NYXBTdHJpbmdTdHJpbmdFbnRyeVIPbWFwU3RyaW5nU3RyaW5nEl8KEG1hcF9zdHJpbmdfYnl0ZXMYDyADKAsyNS5mYWJyaWthbS50ZXN0aW5nLnYxLlRlc3RNYXBzT25seS5NYXBTdHJpbmdCeXRlc0VudHJ5Ug5tYXBTdHJpbmdCeXRlcxJlChJtYXBfc3RyaW5nX21lc3NhZ2UYECADKAsyNy5mYWJyaWthbS50ZXN0aW5nLnYxLlRlc3RNYXBzT25seS5NYXBTdHJpbmdNZXNzYWdlRW50cnlSEG1hcFN0cmluZ01lc3NhZ2USXAoPbWFwX3N0cmluZ19lbnVtGBEgAygLMjQuZmFicmlrYW0udGVzdGluZy52MS5UZXN0TWFwc09ubHkuTWFwU3RyaW5nRW51bUVudHJ5Ug1tYXBTdHJpbmdFbnVtEmsKFG1hcF9zdHJpbmdfdGltZXN0YW1wGBIgAygLMjkuZmFicmlrYW0udGVzdGluZy52MS5UZXN0TWFwc09ubHkuTWFwU3RyaW5nVGltZXN0YW1wRW50cnlSEm1hcFN0cmluZ1RpbWVzdGFtcBpAChJNYXBJbnQzMkludDMyRW50cnkSEAoDa2V5GAEgASgFUgNrZXkSFAoFdmFsdWUYAiABKAVSBXZhbHVlOgI4ARpAChJNYXBJbnQ2NEludDY0RW50cnkSEAoDa2V5GAEgASgDUgNrZXkSFAoFdmFsdWUYAiABKANSBXZhbHVlOgI4ARpCChRNYXBVaW50MzJVaW50MzJFbnRyeRIQCgNrZXkYASABKA1SA2tleRIUCgV2YWx1ZRgCIAEoDVIFdmFsdWU6AjgBGkIKFE1hcFVpbnQ2NFVpbnQ2NEVudHJ5EhAKA2tleRgBIAEoBFIDa2V5EhQKBXZhbHVlGAIgASgEUgV2YWx1ZToCOAEaQgoUTWFwU2ludDMyU2ludDMyRW50cnkSEAoDa2V5GAEgASgRUgNrZXkSFAoFdmFsdWUYAiABKBFSBXZhbHVlOgI4ARpCChRNYXBTaW50NjRTaW50NjRFbnRyeRIQCgNrZXkYASABKBJSA2tleRIUCgV2YWx1ZRgCIAEoElIFdmFsdWU6AjgBGkQKFk1hcEZpeGVkMzJGaXhlZDMyRW50cnkSEAoDa2V5GAEgASgHUgNrZXkSFAoFdmFsdWUYAiABKAdSBXZhbHVlOgI4ARpEChZNYXBGaXhlZDY0Rml4ZWQ2NEVudHJ5EhAKA2tleRgBIAEoBlIDa2V5EhQKBXZhbHVlGAIgASgGUgV2YWx1ZToCOAEaRgoYTWFwU2ZpeGVkMzJTZml4ZWQzMkVudHJ5EhAKA2tleRgBIAEoD1IDa2V5EhQKBXZhbHVlGAIgASgPUgV2YWx1ZToCOAEaRgoYTWFwU2ZpeGVkNjRTZml4ZWQ2NEVudHJ5EhAKA2tleRgBIAEoEFIDa2V5EhQKBXZhbHVlGAIgASgQUgV2YWx1ZToCOAEaQAoSTWFwSW50MzJGbG9hdEVudHJ5EhAKA2tleRgBIAEoBVIDa2V5EhQKBXZhbHVlGAIgASgCUgV2YWx1ZToCOAEaQQoTTWFwSW50MzJEb3VibGVFbnRyeRIQCgNrZXkYASABKAVSA2tleRIUCgV2YWx1ZRgCIAEoAVIFdmFsdWU6AjgBGj4KEE1hcEJvb2xCb29sRW50cnkSEAoDa2V5GAEgASgIUgNrZXkSFAoFdmFsdWUYAiABKAhSBXZhbHVlOgI4ARpCChRNYXBTdHJpbmdTdHJpbmdFbnRyeRIQCgNrZXkYASABKAlSA2tleRIUCgV2YWx1ZRgCIAEoCVIFdmFsdWU6AjgBGkEKE01hcFN0cmluZ0J5dGVzRW50cnkSEAoDa2V5GAEgASgJUgNrZXkSFAoFdmFsdWUYAiABKAxSBXZhbHVlOgI4ARpmChVNYXBTdHJpbmdNZXNzYWdlRW50cnkSEAoDa2V5GAEgASgJUgNrZXkSNwoFdmFsdWUYAiABKAsyIS5mYWJyaWthbS50ZXN0aW5nLnYxLlRlc3RBbGxUeXBlc1IFdmFsdWU6AjgBGmMKEk1hcFN0cmluZ0VudW1FbnRyeRIQCgNrZXkYASABKAlSA2tleRI3CgV2YWx1ZRgCIAEoDjIhLmZhYnJpa2FtLnRlc3RpbmcudjEuVG9wTGV2ZWxFbnVtUgV2YWx1ZToCOAEaYQoXTWFwU3RyaW5nVGltZXN0YW1wRW50cnkSEAoDa2V5GAEgASgJUgNrZXkSMAoFdmFsdWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgV2YWx1ZToCOAEiCwoJVGVzdEVtcHR5Im0KEVRlc3RTd2lmdEtleXdvcmRzEhQKBWNsYXNzGAEgASgJUgVjbGFzcxIaCghwcm90b2NvbBgCIAEoBVIIcHJvdG9jb2wSEgoEc2VsZhgDIAEoCFIEc2VsZhISCgR0eXBlGAQgASgJUgR0eXBlIj8KEFRlc3RTdHJ1Y3RIb2xkZXISKwoEZGF0YRgBIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RSBGRhdGEqnAEKDFRvcExldmVsRW51bRIeChpUT1BfTEVWRUxfRU5VTV9VTlNQRUNJRklFRBAAEhYKElRPUF9MRVZFTF9FTlVNX0ZPTxABEhYKElRPUF9MRVZFTF9FTlVNX0JBUhACEhYKElRPUF9MRVZFTF9FTlVNX0JBWhADEiQKF1RPUF9MRVZFTF9FTlVNX05FR0FUSVZFEP///////////wFiBnByb3RvMw=="
         )
     }
 }

@@ -343,6 +343,51 @@ void   fabrikam__testing__v1__test_swift_keywords__free_unpacked
   assert(message->base.descriptor == &fabrikam__testing__v1__test_swift_keywords__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   fabrikam__testing__v1__test_struct_holder__init
+                     (Fabrikam__Testing__V1__TestStructHolder         *message)
+{
+  static const Fabrikam__Testing__V1__TestStructHolder init_value = FABRIKAM__TESTING__V1__TEST_STRUCT_HOLDER__INIT;
+  *message = init_value;
+}
+size_t fabrikam__testing__v1__test_struct_holder__get_packed_size
+                     (const Fabrikam__Testing__V1__TestStructHolder *message)
+{
+  assert(message->base.descriptor == &fabrikam__testing__v1__test_struct_holder__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t fabrikam__testing__v1__test_struct_holder__pack
+                     (const Fabrikam__Testing__V1__TestStructHolder *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &fabrikam__testing__v1__test_struct_holder__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t fabrikam__testing__v1__test_struct_holder__pack_to_buffer
+                     (const Fabrikam__Testing__V1__TestStructHolder *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &fabrikam__testing__v1__test_struct_holder__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Fabrikam__Testing__V1__TestStructHolder *
+       fabrikam__testing__v1__test_struct_holder__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Fabrikam__Testing__V1__TestStructHolder *)
+     protobuf_c_message_unpack (&fabrikam__testing__v1__test_struct_holder__descriptor,
+                                allocator, len, data);
+}
+void   fabrikam__testing__v1__test_struct_holder__free_unpacked
+                     (Fabrikam__Testing__V1__TestStructHolder *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &fabrikam__testing__v1__test_struct_holder__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor fabrikam__testing__v1__test_all_types__nested_message__field_descriptors[2] =
 {
   {
@@ -3302,6 +3347,44 @@ const ProtobufCMessageDescriptor fabrikam__testing__v1__test_swift_keywords__des
   fabrikam__testing__v1__test_swift_keywords__field_indices_by_name,
   1,  fabrikam__testing__v1__test_swift_keywords__number_ranges,
   (ProtobufCMessageInit) fabrikam__testing__v1__test_swift_keywords__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor fabrikam__testing__v1__test_struct_holder__field_descriptors[1] =
+{
+  {
+    "data",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Testing__V1__TestStructHolder, data),
+    &google__protobuf__struct__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned fabrikam__testing__v1__test_struct_holder__field_indices_by_name[] = {
+  0,   /* field[0] = data */
+};
+static const ProtobufCIntRange fabrikam__testing__v1__test_struct_holder__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor fabrikam__testing__v1__test_struct_holder__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "fabrikam.testing.v1.TestStructHolder",
+  "TestStructHolder",
+  "Fabrikam__Testing__V1__TestStructHolder",
+  "fabrikam.testing.v1",
+  sizeof(Fabrikam__Testing__V1__TestStructHolder),
+  1,
+  fabrikam__testing__v1__test_struct_holder__field_descriptors,
+  fabrikam__testing__v1__test_struct_holder__field_indices_by_name,
+  1,  fabrikam__testing__v1__test_struct_holder__number_ranges,
+  (ProtobufCMessageInit) fabrikam__testing__v1__test_struct_holder__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCEnumValue fabrikam__testing__v1__top_level_enum__enum_values_by_number[5] =

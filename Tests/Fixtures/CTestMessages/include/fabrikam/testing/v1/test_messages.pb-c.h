@@ -52,6 +52,7 @@ typedef struct Fabrikam__Testing__V1__TestMapsOnly__MapStringEnumEntry Fabrikam_
 typedef struct Fabrikam__Testing__V1__TestMapsOnly__MapStringTimestampEntry Fabrikam__Testing__V1__TestMapsOnly__MapStringTimestampEntry;
 typedef struct Fabrikam__Testing__V1__TestEmpty Fabrikam__Testing__V1__TestEmpty;
 typedef struct Fabrikam__Testing__V1__TestSwiftKeywords Fabrikam__Testing__V1__TestSwiftKeywords;
+typedef struct Fabrikam__Testing__V1__TestStructHolder Fabrikam__Testing__V1__TestStructHolder;
 
 
 /* --- enums --- */
@@ -995,6 +996,23 @@ struct  Fabrikam__Testing__V1__TestSwiftKeywords
     , (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string }
 
 
+/*
+ * Holds a Struct but cannot contain itself: decoding must bound the nesting all the same (the
+ * Struct inside can nest without end, and protobuf-c's unpack recursion has no limit).
+ */
+struct  Fabrikam__Testing__V1__TestStructHolder
+{
+  ProtobufCMessage base;
+  /*
+   * A JSON object of any depth.
+   */
+  Google__Protobuf__Struct *data;
+};
+#define FABRIKAM__TESTING__V1__TEST_STRUCT_HOLDER__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&fabrikam__testing__v1__test_struct_holder__descriptor) \
+    , NULL }
+
+
 /* Fabrikam__Testing__V1__TestAllTypes__NestedMessage methods */
 void   fabrikam__testing__v1__test_all_types__nested_message__init
                      (Fabrikam__Testing__V1__TestAllTypes__NestedMessage         *message);
@@ -1149,6 +1167,25 @@ Fabrikam__Testing__V1__TestSwiftKeywords *
 void   fabrikam__testing__v1__test_swift_keywords__free_unpacked
                      (Fabrikam__Testing__V1__TestSwiftKeywords *message,
                       ProtobufCAllocator *allocator);
+/* Fabrikam__Testing__V1__TestStructHolder methods */
+void   fabrikam__testing__v1__test_struct_holder__init
+                     (Fabrikam__Testing__V1__TestStructHolder         *message);
+size_t fabrikam__testing__v1__test_struct_holder__get_packed_size
+                     (const Fabrikam__Testing__V1__TestStructHolder   *message);
+size_t fabrikam__testing__v1__test_struct_holder__pack
+                     (const Fabrikam__Testing__V1__TestStructHolder   *message,
+                      uint8_t             *out);
+size_t fabrikam__testing__v1__test_struct_holder__pack_to_buffer
+                     (const Fabrikam__Testing__V1__TestStructHolder   *message,
+                      ProtobufCBuffer     *buffer);
+Fabrikam__Testing__V1__TestStructHolder *
+       fabrikam__testing__v1__test_struct_holder__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   fabrikam__testing__v1__test_struct_holder__free_unpacked
+                     (Fabrikam__Testing__V1__TestStructHolder *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Fabrikam__Testing__V1__TestAllTypes__NestedMessage_Closure)
@@ -1241,6 +1278,9 @@ typedef void (*Fabrikam__Testing__V1__TestEmpty_Closure)
 typedef void (*Fabrikam__Testing__V1__TestSwiftKeywords_Closure)
                  (const Fabrikam__Testing__V1__TestSwiftKeywords *message,
                   void *closure_data);
+typedef void (*Fabrikam__Testing__V1__TestStructHolder_Closure)
+                 (const Fabrikam__Testing__V1__TestStructHolder *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -1279,6 +1319,7 @@ extern const ProtobufCMessageDescriptor fabrikam__testing__v1__test_maps_only__m
 extern const ProtobufCMessageDescriptor fabrikam__testing__v1__test_maps_only__map_string_timestamp_entry__descriptor;
 extern const ProtobufCMessageDescriptor fabrikam__testing__v1__test_empty__descriptor;
 extern const ProtobufCMessageDescriptor fabrikam__testing__v1__test_swift_keywords__descriptor;
+extern const ProtobufCMessageDescriptor fabrikam__testing__v1__test_struct_holder__descriptor;
 
 PROTOBUF_C__END_DECLS
 

@@ -5,9 +5,8 @@
 // The wire encoding is protobuf-c's: these types convert to and from the C structs
 // that protoc-c generated for the same file.
 
-public import ProtobufKit
-internal import CGRPCProtos
 internal import CProtobufC
+internal import CWellKnownProtos
 
 extension Google {
     /// Namespace of proto package `google.rpc`.

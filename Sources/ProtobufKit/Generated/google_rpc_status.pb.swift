@@ -5,8 +5,6 @@
 // The wire encoding is protobuf-c's: these types convert to and from the C structs
 // that protoc-c generated for the same file.
 
-public import ProtobufKit
-internal import CGRPCProtos
 internal import CProtobufC
 internal import CWellKnownProtos
 
@@ -39,11 +37,13 @@ extension ProtobufKit.Google.Rpc.Status: ProtobufKit.Message, ProtobufKit.JSONMe
 
     public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
 
+    public static var _needsWireScan: Bool { true }
+
     public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
         let c = arena.allocate(MemoryLayout<Google__Rpc__Status>.stride).bindMemory(to: Google__Rpc__Status.self, capacity: 1)
         google__rpc__status__init(c)
         c.pointee.code = self.code
-        c.pointee.message = arena.string(self.message)
+        c.pointee.message = arena.string(self.message, field: "google.rpc.Status.message")
         if !self.details.isEmpty {
             c.pointee.n_details = self.details.count
             let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Google__Protobuf__Any>?>.stride * self.details.count).bindMemory(to: UnsafeMutablePointer<Google__Protobuf__Any>?.self, capacity: self.details.count)
