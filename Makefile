@@ -3,7 +3,8 @@ SHELL := /bin/bash
 SWIFT ?= swift
 FUZZ_SECONDS ?= 30
 
-.PHONY: all deps build proto check-generated test unit-tests fuzz bench bench-protobuf bench-rpc bench-ingestion bench-gateway run clean interop interop-server
+.PHONY: all deps build proto check-generated test unit-tests fuzz bench bench-protobuf bench-rpc bench-ingestion bench-gateway run clean interop interop-server \
+	images compose-up compose-down validate-deploy container-test measure-containers
 
 all: build
 
@@ -67,6 +68,32 @@ bench: bench-protobuf bench-rpc bench-ingestion bench-gateway
 ## run: start the whole system locally (every service in its own process; Ctrl-C stops them)
 run: build
 	@bash tools/run.sh --no-build
+
+## images: one container image per service, fabrikam/<name>:dev (tools/container-images.sh)
+images:
+	bash tools/container-images.sh
+
+## compose-up: the whole system in containers (compose.yaml), gateway on 127.0.0.1:8080
+compose-up: images
+	podman-compose -p fabrikam -f compose.yaml up -d
+	@echo "up: the README's first delivery works against 127.0.0.1:8080; make compose-down stops it"
+
+## compose-down: stop the containers compose-up started (the data volume is kept)
+compose-down:
+	podman-compose -p fabrikam -f compose.yaml down
+	-podman network rm fabrikam_backend >/dev/null 2>&1
+
+## validate-deploy: Dockerfile, compose.yaml and the Kubernetes overlays checked offline
+validate-deploy:
+	bash tools/validate-deploy.sh
+
+## container-test: images, compose up + a delivery, podman kube play of the dev overlay + a delivery
+container-test:
+	bash tools/container-test.sh
+
+## measure-containers: image sizes, start times, up to first delivery, idle memory, rolling restart
+measure-containers:
+	bash tools/measure-containers.sh
 
 clean:
 	rm -rf .build Benchmarks/.build Fuzz/.build

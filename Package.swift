@@ -49,6 +49,7 @@ let package = Package(
         .executable(name: "supervisor-service", targets: ["supervisor-service"]),
         .executable(name: "drone-simulator", targets: ["drone-simulator"]),
         .executable(name: "gateway", targets: ["gateway"]),
+        .executable(name: "health-probe", targets: ["health-probe"]),
     ],
     dependencies: [
         // Sockets and event loops for the RPC runtime; HTTP/2 itself is nghttp2's.
@@ -168,6 +169,9 @@ let package = Package(
                                                  .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio")]
         ),
         .executableTarget(name: "gateway", dependencies: ["Gateway", "ServiceKit", "RPCServices"], path: "Sources/Servers/gateway", linkerSettings: serverLinkerSettings),
+
+        // MARK: The container images' health check (grpc.health.v1 over the RPC client; no Foundation)
+        .executableTarget(name: "health-probe", dependencies: ["RPC", "GRPCProtos"], path: "tools/health-probe"),
 
         // MARK: gRPC interoperability (the interop TestService and its runners)
         .target(

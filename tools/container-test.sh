@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# `make container-test`: the system in containers, for real, on this machine.
+#
+#   tools/container-test.sh [compose] [kube]        (both by default)
+#
+#  compose: `podman-compose up` of compose.yaml, then the README's "A first delivery" block, run
+#           as written, against the gateway on 127.0.0.1:8080; every container's image health
+#           check; non-root and read-only checked in a running container; `down`.
+#  kube:    `podman kube play` of the rendered dev overlay (deploy/k8s/overlays/podman), the same
+#           README block, `podman kube down`.
+# Images come from tools/container-images.sh (built on this host when the Swift image cannot be
+# pulled); FABRIKAM_SKIP_IMAGES=1 uses the images already here. Needs 127.0.0.1:8080 free.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+stages=("$@")
+((${#stages[@]} > 0)) || stages=(compose kube)
+work=$(mktemp -d)
+project=fabrikam-test
+kube_network=fabrikam-kube-test
+failures=0
+
+bash tools/install-container-deps.sh
+bash tools/install-deps.sh
+if [[ ${FABRIKAM_SKIP_IMAGES:-} != 1 ]]; then bash tools/container-images.sh; fi
+if (exec 3<>/dev/tcp/127.0.0.1/8080) 2>/dev/null; then
+    echo "127.0.0.1:8080 is in use: the containers publish the gateway there (stop what listens on it)"; exit 1
+fi
+
+cleanup() {
+    if [[ -f $work/compose-up ]]; then
+        podman-compose -p "$project" -f compose.yaml down >/dev/null 2>&1 || true
+        podman network rm -f "${project}_backend" >/dev/null 2>&1 || true
+        podman volume rm -f "${project}_data" >/dev/null 2>&1 || true
+    fi
+    if [[ -f $work/kube-up ]]; then
+        podman kube down "$work/played.yaml" >/dev/null 2>&1 || true
+        bash tools/kube-play.sh cleanup "$work" >/dev/null 2>&1 || true
+        podman network rm -f "$kube_network" >/dev/null 2>&1 || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+check() {  # check NAME COMMAND...: one named check, counted
+    if "${@:2}"; then echo "  ok: $1"; else echo "  FAILED: $1"; failures=$((failures + 1)); fi
+}
+
+wait_for_gateway() {  # up to 60 s for GET /healthz on 127.0.0.1:8080
+    for _ in $(seq 1 600); do
+        if curl -sf -o /dev/null --max-time 1 http://127.0.0.1:8080/healthz; then return 0; fi
+        sleep 0.1
+    done
+    echo "the gateway did not answer on 127.0.0.1:8080 within 60 s"; return 1
+}
+
+# The README's first delivery, exactly as the README writes it, in a shell of its own.
+first_delivery() {
+    local out=$1
+    awk '/^### A first delivery/ {section=1} section && /^```sh/ {code=1; next} code && /^```/ {exit} code' README.md > "$work/first-delivery.sh"
+    [[ -s $work/first-delivery.sh ]] || { echo "no 'A first delivery' block found in README.md"; return 1; }
+    (cd "$work" && timeout 120 bash -e "$work/first-delivery.sh") > "$out" 2>&1
+}
+
+delivery_checks() {  # delivery_checks OUTPUT_FILE: what the README says each command shows
+    local out=$1
+    check "POST /v1/deliveries answers 202 Accepted with a Location" \
+        grep -q "^HTTP/1.1 202 Accepted" "$out"
+    check "the status names a stage" grep -q '"stage":"DELIVERY_STAGE_' "$out"
+    check "the tracking stream reaches DELIVERY_STAGE_COMPLETED" grep -q 'DELIVERY_STAGE_COMPLETED' "$out"
+    check "the history lists the delivery's events" grep -q '"events":\[{' "$out"
+    check "the summary joins delivery, package and drone" grep -q '"package":{' "$out"
+}
+
+if [[ " ${stages[*]} " == *" compose "* ]]; then
+    echo "== compose: podman-compose up (compose.yaml)"
+    touch "$work/compose-up"
+    started=$(date +%s%N)
+    podman-compose -p "$project" -f compose.yaml up -d >"$work/compose.log" 2>&1 || { tail -20 "$work/compose.log"; exit 1; }
+    wait_for_gateway
+    echo "  up and answering in $(( ($(date +%s%N) - started) / 1000000 )) ms"
+    if first_delivery "$work/compose-delivery.out"; then :; else echo "  the README block failed:"; cat "$work/compose-delivery.out"; fi
+    delivery_checks "$work/compose-delivery.out"
+    for container in $(podman ps --filter "label=io.podman.compose.project=$project" --format '{{.Names}}'); do
+        check "$container: the image's health check passes" podman healthcheck run "$container"
+    done
+    gateway=$(podman ps --filter "label=io.podman.compose.project=$project" --filter "label=com.docker.compose.service=gateway" --format '{{.Names}}')
+    check "runs as uid 10001" test "$(podman exec "$gateway" cat /proc/self/status | awk '/^Uid:/ {print $2}')" = 10001
+    check "the root filesystem is read-only" bash -c "! podman exec $gateway sh -c ': > /usr/local/bin/x' 2>/dev/null"
+    check "no capabilities" test "$(podman exec "$gateway" awk '/^CapEff:/ {print $2}' /proc/self/status)" = 0000000000000000
+    podman-compose -p "$project" -f compose.yaml down >/dev/null 2>&1
+    podman network rm -f "${project}_backend" >/dev/null 2>&1 || true
+    podman volume rm -f "${project}_data" >/dev/null 2>&1 || true
+    rm -f "$work/compose-up"
+    check "compose down leaves no container" test -z "$(podman ps -a --filter "label=io.podman.compose.project=$project" --format '{{.Names}}')"
+fi
+
+if [[ " ${stages[*]} " == *" kube "* ]]; then
+    echo "== kube: podman kube play (deploy/k8s/overlays/podman: the dev overlay as podman plays it)"
+    touch "$work/kube-up"
+    podman network create "$kube_network" >/dev/null 2>&1 || true
+    started=$(date +%s%N)
+    bash tools/kube-play.sh up "$work" "$kube_network"
+    wait_for_gateway
+    echo "  up and answering in $(( ($(date +%s%N) - started) / 1000000 )) ms"
+    if first_delivery "$work/kube-delivery.out"; then :; else echo "  the README block failed:"; cat "$work/kube-delivery.out"; fi
+    delivery_checks "$work/kube-delivery.out"
+    check "every Deployment runs one pod" test "$(podman pod ps --filter status=running --format '{{.Name}}' | grep -c -- '-pod-0$')" = 10
+    podman kube down "$work/played.yaml" >/dev/null
+    bash tools/kube-play.sh cleanup "$work"
+    podman network rm -f "$kube_network" >/dev/null 2>&1 || true
+    rm -f "$work/kube-up"
+fi
+
+if ((failures > 0)); then echo "container tests: $failures check(s) failed"; exit 1; fi
+echo "container tests: every check passed"
