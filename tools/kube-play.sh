@@ -26,7 +26,8 @@ for secret in (d for d in documents if d["kind"] == "Secret"):
                    check=True, capture_output=True)
     names.append(name)
 open(f"{work}/secrets", "w").write("\n".join(names))
-claims = [d["metadata"]["name"] for d in documents if d["kind"] == "PersistentVolumeClaim"]
+# Volumes podman makes: one per claim, and one per ConfigMap a pod mounts.
+claims = [d["metadata"]["name"] for d in documents if d["kind"] in ("PersistentVolumeClaim", "ConfigMap")]
 open(f"{work}/volumes", "w").write("\n".join(claims))
 yaml.safe_dump_all([d for d in documents if d["kind"] != "Secret"], open(f"{work}/played.yaml", "w"))
 PY
