@@ -196,7 +196,7 @@ public final class RPCClient: Sendable {
         let maxMessageSize = options.maxMessageSize
         let channel = try await ClientBootstrap(group: group)
             .connectTimeout(.nanoseconds(options.connectTimeout.nanosecondsClamped))
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     // Manual flow control (the default): responses are acknowledged as the caller
