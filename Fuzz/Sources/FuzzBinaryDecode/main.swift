@@ -19,7 +19,10 @@ func check<M: Message>(_ type: M.Type, _ bytes: UnsafeRawBufferPointer) {
     }
 }
 
+// Also exported under libFuzzer's name: in a debug build SwiftPM renames the executable's `main`,
+// so the linker takes libFuzzer's own `main`, which calls this symbol.
 /// One input from libFuzzer.
+@_cdecl("LLVMFuzzerTestOneInput")
 func fuzzOne(_ data: UnsafePointer<UInt8>?, _ count: Int) -> Int32 {
     guard let data else { return 0 }
     let bytes = UnsafeRawBufferPointer(start: data, count: count)

@@ -13,6 +13,9 @@ let transcoder = Transcoder(schema: Schema(files: files))
 
 func decode<M: JSONMessage>(_ type: M.Type, _ json: JSONValue) throws { _ = try transcoder.decode(M.self, json) }
 
+// Also exported under libFuzzer's name: in a debug build SwiftPM renames the executable's `main`,
+// so the linker takes libFuzzer's own `main`, which calls this symbol.
+@_cdecl("LLVMFuzzerTestOneInput")
 func fuzzOne(_ data: UnsafePointer<UInt8>?, _ count: Int) -> Int32 {
     guard let data else { return 0 }
     let bytes = Array(UnsafeBufferPointer(start: data, count: count))
