@@ -77,6 +77,7 @@ public struct Row: Sendable {
 public final class SQLiteConnection {
     let handle: OpaquePointer
     private var statements: [String: OpaquePointer] = [:]
+    private let transactionGuard = TransactionGuard()
 
     init(path: String) throws {
         var handle: OpaquePointer?
@@ -89,6 +90,8 @@ public final class SQLiteConnection {
         }
         self.handle = handle
         sqlite3_extended_result_codes(handle, 1)
+        // Set once: changing an authorizer expires every prepared statement of the connection.
+        sqlite3_set_authorizer(handle, refuseTransactionControl, Unmanaged.passUnretained(transactionGuard).toOpaque())
     }
 
     deinit {
@@ -141,6 +144,18 @@ public final class SQLiteConnection {
     /// The first row of a query, if any.
     public func queryFirst(_ sql: String, _ parameters: [SQLValue] = []) throws -> Row? {
         try query(sql, parameters).first
+    }
+
+    /// Whether a transaction is open. SQLite ends one by itself after some failures (a full disk,
+    /// an I/O error, `RAISE(ROLLBACK)` in a trigger), undoing everything done since BEGIN.
+    public var isInTransaction: Bool { sqlite3_get_autocommit(handle) == 0 }
+
+    /// While set, statements that begin or end a transaction or a savepoint are refused when they
+    /// are prepared (SQLITE_AUTH): a job in a shared batch must not commit or roll back its
+    /// neighbours' work. Transaction statements are never cached, so each is checked.
+    var refusesTransactionControl: Bool {
+        get { transactionGuard.refuses }
+        set { transactionGuard.refuses = newValue }
     }
 
     /// The rowid of the last successful INSERT on this handle.
@@ -208,4 +223,17 @@ public final class SQLiteConnection {
     private func error(_ status: Int32, _ sql: String) -> SQLiteError {
         SQLiteError(code: sqlite3_extended_errcode(handle), message: String(cString: sqlite3_errmsg(handle)), sql: sql)
     }
+}
+
+/// The authorizer's switch. Read and written only on the connection's queue.
+private final class TransactionGuard {
+    var refuses = false
+}
+
+/// SQLite's authorizer callback: refuses BEGIN, COMMIT, ROLLBACK, SAVEPOINT and RELEASE while
+/// the connection's guard is on; allows everything else.
+private let refuseTransactionControl: @convention(c) (UnsafeMutableRawPointer?, Int32, UnsafePointer<CChar>?, UnsafePointer<CChar>?,
+                                                      UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32 = { state, action, _, _, _, _ in
+    guard let state, action == SQLITE_TRANSACTION || action == SQLITE_SAVEPOINT else { return SQLITE_OK }
+    return Unmanaged<TransactionGuard>.fromOpaque(state).takeUnretainedValue().refuses ? SQLITE_DENY : SQLITE_OK
 }

@@ -11,6 +11,10 @@ import Synchronization
 /// - Group commit: writes that arrive while a commit is in progress are batched into the next
 ///   transaction, each inside its own SAVEPOINT, so one failing closure rolls back alone and
 ///   many concurrent callers share one fsync. This is what makes durable ingestion fast.
+///   Every caller learns what happened to its own closure: committed, rolled back alone, or not
+///   committed because the commit failed. When a failure makes SQLite end the whole transaction
+///   (a full disk, `RAISE(ROLLBACK)`), the closures that shared it are run again in a new one;
+///   a closure cannot begin or end a transaction itself (refused, SQLITE_AUTH).
 /// - `busy_timeout` lets several processes share a file (the embedded message broker).
 public final class SQLiteDatabase: Sendable {
     /// The file this database lives in.
@@ -94,56 +98,87 @@ public final class SQLiteDatabase: Sendable {
         }
     }
 
+    /// Jobs waiting for the next batch (tests use it to line up a batch).
+    var queuedJobCount: Int { pending.withLock { $0.jobs.count } }
+
     /// Runs batches until no job is waiting. Only ever runs on `queue`.
     private func drain() {
+        var again: [Job] = []
         while true {
-            let batch = pending.withLock { state -> [Job] in
+            let batch = again + pending.withLock { state -> [Job] in
                 let jobs = state.jobs
                 state.jobs = []
-                if jobs.isEmpty { state.draining = false }
+                if jobs.isEmpty && again.isEmpty { state.draining = false }
                 return jobs
             }
             if batch.isEmpty { return }
-            runBatch(batch)
+            again = runBatch(batch)
         }
     }
 
-    private func runBatch(_ batch: [Job]) {
+    /// Runs a batch in one transaction and tells every job what happened to it: committed, rolled
+    /// back alone (it failed), or not committed (the commit failed). Returns the jobs to run again
+    /// in the next batch: those whose work was undone, before anyone was told, because another job
+    /// ended the whole transaction (SQLite rolls back by itself after some failures). The job that
+    /// ended it is answered with its own error and not run again, so every rerun makes progress.
+    private func runBatch(_ batch: [Job]) -> [Job] {
         let writes = batch.contains { $0.isWrite }
         do {
             // IMMEDIATE takes the write lock up front, so a busy file makes us wait (busy_timeout)
             // here rather than fail half-way through the batch.
             try connection.execute(writes ? "BEGIN IMMEDIATE" : "BEGIN")
-        } catch let error as SQLiteError {
-            for job in batch { job.fail(error) }
-            return
         } catch {
-            for job in batch { job.fail(SQLiteError(code: -1, message: "\(error)", sql: "BEGIN")) }
-            return
+            for job in batch { job.fail(Self.sqliteError(error, "BEGIN")) }
+            return []
         }
-
-        var finishers: [(SQLiteError?) -> Void] = []
-        finishers.reserveCapacity(batch.count)
-        for job in batch {
-            if batch.count > 1 { try? connection.execute("SAVEPOINT job") }
+        let isolated = batch.count > 1
+        var kept: [(job: Job, finish: (SQLiteError?) -> Void)] = []
+        kept.reserveCapacity(batch.count)
+        for (index, job) in batch.enumerated() {
+            if isolated {
+                do {
+                    try connection.execute("SAVEPOINT job")
+                } catch {
+                    job.fail(Self.sqliteError(error, "SAVEPOINT job"))  // never ran; the others go on
+                    continue
+                }
+            }
+            connection.refusesTransactionControl = true
             let outcome = job.execute(connection)
-            if batch.count > 1 {
-                if !outcome.succeeded { try? connection.execute("ROLLBACK TO job") }
-                try? connection.execute("RELEASE job")
-            } else if !outcome.succeeded {
+            connection.refusesTransactionControl = false
+            var broken = !connection.isInTransaction
+            if !broken && isolated {
+                // Undo a failed job's own changes, then close its savepoint (either way).
+                if !outcome.succeeded { broken = (try? connection.execute("ROLLBACK TO job")) == nil }
+                if !broken { broken = (try? connection.execute("RELEASE job")) == nil }
+            }
+            if broken {
+                // The transaction is gone, or cannot drop this job's partial work: roll back what is
+                // left of it. This job hears its own error (or, had it succeeded, that it was undone);
+                // the jobs before it and after it run again in a fresh transaction.
+                if connection.isInTransaction { try? connection.execute("ROLLBACK") }
+                outcome.finish(outcome.succeeded ? SQLiteError(code: SQLITE_ABORT, message: "SQLite rolled the transaction back during this job, after a failure the job did not pass on; its work was not committed as a whole", sql: "") : nil)
+                return kept.map(\.job) + batch[(index + 1)...]
+            }
+            if !isolated && !outcome.succeeded {
                 try? connection.execute("ROLLBACK")
                 outcome.finish(nil)
-                return
+                return []
             }
-            finishers.append(outcome.finish)
+            if outcome.succeeded { kept.append((job, outcome.finish)) } else { outcome.finish(nil) }
         }
         var commitError: SQLiteError?
         do {
             try connection.execute("COMMIT")
-        } catch let error as SQLiteError {
-            commitError = error
-            try? connection.execute("ROLLBACK")
-        } catch {}
-        for finish in finishers { finish(commitError) }
+        } catch {
+            commitError = Self.sqliteError(error, "COMMIT")
+            if connection.isInTransaction { try? connection.execute("ROLLBACK") }
+        }
+        for (_, finish) in kept { finish(commitError) }
+        return []
+    }
+
+    private static func sqliteError(_ error: any Error, _ sql: String) -> SQLiteError {
+        error as? SQLiteError ?? SQLiteError(code: -1, message: "\(error)", sql: sql)
     }
 }
