@@ -141,7 +141,8 @@ let package = Package(
         // MARK: The drone delivery services (each a library and an executable in Sources/Servers)
         .target(
             name: "ServiceKit",
-            dependencies: ["RPC", "RPCServices", "DroneDeliveryAPI", "GRPCProtos", "ProtobufKit", "Storage", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["RPC", "RPCServices", "DroneDeliveryAPI", "GRPCProtos", "ProtobufKit", "Storage", "CSQLite",
+                           .product(name: "Logging", package: "swift-log"), .product(name: "NIOCore", package: "swift-nio")]
         ),
         .target(name: "Accounts", dependencies: serviceDependencies, path: "Sources/Services/Accounts"),
         .target(name: "Packages", dependencies: serviceDependencies, path: "Sources/Services/Packages"),
@@ -237,7 +238,8 @@ let package = Package(
         ),
         .testTarget(
             name: "RPCTests",
-            dependencies: ["RPC", "RPCServices", "InteropTesting", "TestSupport", "GRPCProtos", "ProtobufKit", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["RPC", "RPCServices", "InteropTesting", "TestSupport", "GRPCProtos", "ProtobufKit", .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOPosix", package: "swift-nio")]
         ),
         .testTarget(
             name: "ServiceTests",
@@ -246,7 +248,8 @@ let package = Package(
         ),
         .testTarget(
             name: "GatewayTests",
-            dependencies: ["Gateway", "TestSupport"] + serviceDependencies
+            dependencies: ["Gateway", "TestSupport", "Accounts", "Packages", "Delivery", "DeliveryHistory", "DroneScheduler", "Ingestion",
+                           .product(name: "NIOCore", package: "swift-nio")] + serviceDependencies
         ),
         .testTarget(
             name: "ContractTests",

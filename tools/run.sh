@@ -4,7 +4,9 @@
 #   tools/run.sh [--no-build]
 #
 # Data (SQLite files, one per service, and the broker) lives in FABRIKAM_DATA_DIR (default
-# ./data) and survives restarts. Ports start at FABRIKAM_PORT_BASE (default 50051), see README.
+# ./data) and survives restarts. Ports start at FABRIKAM_PORT_BASE (default 15051; the gateway
+# 8080, or base + 9 when it is set), see README. A port in use stops the start with its number
+# and the variable that moves it.
 # Each service's log is in $FABRIKAM_DATA_DIR/logs/. Ctrl-C stops every process this started.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,7 +16,6 @@ if [[ ${1:-} != --no-build ]]; then
     swift build
 fi
 export FABRIKAM_DATA_DIR=${FABRIKAM_DATA_DIR:-$root/data}
-base=${FABRIKAM_PORT_BASE:-50051}
 mkdir -p "$FABRIKAM_DATA_DIR/logs" "$FABRIKAM_DATA_DIR/pids"
 
 # Start order: leaves first, so callers find their downstreams (they retry anyway).

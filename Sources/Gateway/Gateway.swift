@@ -18,6 +18,8 @@ public struct GatewayRequest: Sendable {
     public var body: [UInt8]
     /// The body was larger than the limit (and was dropped while reading).
     public var bodyLimitExceeded = false
+    /// The client's IP address, as the listener saw it (the anonymous rate limit is per address).
+    public var clientAddress = "unknown"
 
     public init(method: String, target: String, headers: [(name: String, value: String)], body: [UInt8]) {
         self.init(method: method, target: target, lowercasedHeaders: headers.map { (Self.lowercased($0.name), $0.value) }, body: body)
@@ -71,20 +73,25 @@ public struct GatewayResponse: Sendable {
 }
 
 /// The public JSON/HTTP API of the system: routes from the services' `google.api.http`
-/// annotations, transcoded to RPC; authentication, tenant isolation, rate limits, CORS, tracing,
-/// compression and access logs done here so the services carry none of it.
+/// annotations, transcoded to RPC; authentication, roles, tenant isolation, rate limits, CORS,
+/// tracing, compression and access logs done here so the services carry none of it.
+///
+/// A request goes through a chain of middlewares, each one step (see `Middleware/`): the
+/// gateway's own pages, routing, authentication, authorization, the per-key rate limit, the
+/// upstream call's options, transcoding, `Idempotency-Key`, tenancy; then the endpoint calls the
+/// service (or joins several for a summary).
 public final class Gateway: Sendable {
     public let configuration: GatewayConfiguration
     public let routes: RouteTable
     public let transcoder: Transcoder
     let upstreams: UpstreamPool
     let authenticator: APIKeyAuthenticator
-    let rateLimiter: RateLimiter
     let tenancy: Tenancy
     /// What the gateway needs to know of each route, worked out once (indexed by `Route.id`).
     let plans: [RoutePlan]
+    let chain: MiddlewareChain
     let logger: Logger
-    let openAPIDocument: [UInt8]
+    let lifecycle = GatewayLifecycle()
 
     /// The services the gateway exposes (the others have no public API).
     public static let publicServices: Set<String> = [
@@ -92,6 +99,9 @@ public final class Gateway: Sendable {
         "fabrikam.dronedelivery.deliveryhistory.v1.DeliveryHistoryService", "fabrikam.dronedelivery.package.v1.PackageService",
         "fabrikam.dronedelivery.dronescheduler.v1.DroneSchedulerService", "fabrikam.dronedelivery.accounts.v1.AccountsService",
     ]
+
+    /// Metadata the gateway sets from the caller's key; a client can never send them on.
+    static let identityHeaders: Set<String> = ["x-user-id", "x-account-id", "x-api-key-id"]
 
     public init(configuration: GatewayConfiguration, logger: Logger = Logger(label: "fabrikam.gateway")) throws {
         self.configuration = configuration
@@ -108,39 +118,45 @@ public final class Gateway: Sendable {
         for name in ["accounts", "delivery", "package"] where addresses[name] == nil {
             throw ConfigurationFileError(description: "upstreams.\(name) is required")
         }
+        if let identity = configuration.forwardHeaders.first(where: { Self.identityHeaders.contains($0.lowercased()) }) {
+            throw ConfigurationFileError(description: "forwardHeaders: \(identity) is the caller's identity, which the gateway takes from the API key, never from a client")
+        }
+        let known = Set(routes.routes.map(\.name))
+        for name in configuration.publicRoutes + configuration.adminRoutes where !known.contains(name) {
+            throw ConfigurationFileError(description: "publicRoutes/adminRoutes: no route \"\(name)\" (routes are \"METHOD /template\")")
+        }
         let upstreams = UpstreamPool(addresses: addresses)
         self.upstreams = upstreams
         authenticator = APIKeyAuthenticator(upstreams: upstreams, maxCacheSeconds: configuration.authCacheSeconds)
-        rateLimiter = RateLimiter(rate: configuration.rateLimit.requestsPerSecond, burst: configuration.rateLimit.burst)
-        tenancy = Tenancy(upstreams: upstreams)
-        let publicRoutes = Set(configuration.publicRoutes)
+        tenancy = Tenancy(upstreams: upstreams, logger: logger)
         let transcoder = self.transcoder
-        let schema = transcoder.schema
-        plans = routes.routes.map { route in
-            let output = schema.messages[route.method.outputType]
-            return RoutePlan(isPublic: publicRoutes.contains(route.name),
-                             hasStatusPath: output?.field(named: "status_path") != nil,
-                             hasCreated: output?.field(named: "created") != nil,
-                             responseBodyKey: route.responseBody.isEmpty ? nil : transcoder.memberKey(route.responseBody, type: route.method.outputType),
-                             statusPathKey: transcoder.memberKey("status_path", type: route.method.outputType),
-                             createdKey: transcoder.memberKey("created", type: route.method.outputType),
-                             queued: Self.queuedHandling(route))
-        }
+        plans = try routes.routes.map { try RoutePlan(route: $0, configuration: configuration, transcoder: transcoder) }
         self.logger = logger
-        openAPIDocument = OpenAPIDocument(routes: routes, schema: transcoder.schema).json()
-    }
-
-    static func queuedHandling(_ route: Route) -> QueuedHandling {
-        guard route.method.service == DeliveryV1.DeliveryService.descriptor.fullName else { return .none }
-        switch route.method.name {
-        case "GetDeliveryStatus": return .reportStatus
-        case "TrackDelivery": return .waitForSchedule
-        default: return .none
-        }
+        let openAPIDocument = OpenAPIDocument(routes: routes, schema: transcoder.schema).json()
+        chain = MiddlewareChain(middlewares: [
+            StaticRoutesMiddleware(openAPIDocument: openAPIDocument, lifecycle: lifecycle),
+            RouteResolutionMiddleware(routes: routes, maxBodyBytes: configuration.maxBodyBytes),
+            AuthenticationMiddleware(authenticator: authenticator, anonymousLimiter: RateLimiter(rate: configuration.anonymousRateLimit.requestsPerSecond,
+                                                                                                  burst: configuration.anonymousRateLimit.burst),
+                                     anonymousLimit: configuration.anonymousRateLimit, plans: plans),
+            AuthorizationMiddleware(plans: plans, summaryPlan: RoutePlan.summary),
+            RateLimitMiddleware(limiter: RateLimiter(rate: configuration.rateLimit.requestsPerSecond, burst: configuration.rateLimit.burst),
+                                limit: configuration.rateLimit),
+            CallOptionsMiddleware(configuration: configuration),
+            TranscodingMiddleware(transcoder: transcoder),
+            IdempotencyKeyMiddleware(plans: plans),
+            TenancyMiddleware(tenancy: tenancy, plans: plans),
+        ])
     }
 
     public func close() async {
         await upstreams.close()
+    }
+
+    /// From now on the health probe (`/healthz`) answers 503, so a load balancer stops sending
+    /// new requests, while requests are still served (the process drains before it stops).
+    public func beginDraining() {
+        lifecycle.beginDraining()
     }
 
     /// Answers one request. Never throws: every failure is a status and a `google.rpc.Status` body.
@@ -148,140 +164,76 @@ public final class Gateway: Sendable {
         let started = ContinuousClock.now
         let requestID = request.header("x-request-id").flatMap { $0.isEmpty || $0.count > 128 ? nil : $0 } ?? randomHex(bytes: 16)
         var response: GatewayResponse
-        var caller: Caller?
+        var context = RequestContext(request: request, requestID: requestID)
         if request.method == "OPTIONS", request.header("access-control-request-method") != nil {
             response = GatewayResponse(status: 204)
         } else {
             do {
-                (response, caller) = try await route(request, requestID: requestID)
+                response = try await chain.respond(to: &context) { try await self.dispatch(&$0) }
             } catch let error as GatewayError {
                 response = error.response
             } catch let error as TranscodingError {
                 response = errorResponse(status: error.status, code: error.status == 413 ? 8 : 3, message: error.message)
             } catch let error as RPCError {
+                let error = publicError(error, requestID: requestID)
                 response = errorResponse(status: httpStatus(for: error.code.rawValue), code: error.code.rawValue, message: error.message)
             } catch {
-                response = errorResponse(status: 500, code: 13, message: "\(error)")
+                let error = publicError(RPCError(.internal, "\(error)"), requestID: requestID)
+                response = errorResponse(status: 500, code: 13, message: error.message)
             }
         }
         response.headers.append(("x-request-id", requestID))
         addCORS(request, &response)
         compress(request, &response)
         let elapsed = ContinuousClock.now - started
+        let caller = context.caller
         logger.info("access", metadata: [
             "http.method": "\(request.method)", "http.target": "\(request.path)", "http.status": "\(response.status)",
             "duration_ms": "\(Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000)",
             "request_id": "\(requestID)", "account": "\(caller?.accountID ?? "-")", "key": "\(caller?.keyID ?? "-")",
+            "client": "\(request.clientAddress)",
         ])
         return response
     }
 
-    private func route(_ request: GatewayRequest, requestID: String) async throws -> (GatewayResponse, Caller?) {
-        // HEAD is GET without the body (RFC 9110 section 9.3.2); the listeners leave the body out.
-        var request = request
-        if request.method == "HEAD" { request.method = "GET" }
-        let path = request.path
-        switch (request.method, path) {
-        case (_, _) where !path.utf8.starts(with: "/v1/".utf8) && !path.hasPrefix("/openapi") && !path.hasPrefix("/healthz") && !path.hasPrefix("/track"):
-            throw GatewayError(404, 5, "no route for \(request.method) \(path)")
-        case ("GET", "/openapi.json"):
-            return (GatewayResponse(status: 200, headers: [("content-type", "application/json")], body: .bytes(openAPIDocument)), nil)
-        case ("GET", "/healthz"):
-            return (GatewayResponse(status: 200, headers: [("content-type", "text/plain")], body: .bytes(Array("ok\n".utf8))), nil)
-        case ("GET", "/track"), ("GET", "/track/"):
-            return (GatewayResponse(status: 200, headers: [("content-type", "text/html; charset=utf-8")], body: .bytes(Array(trackingPage.utf8))), nil)
-        default: break
-        }
-        if request.bodyLimitExceeded || request.body.count > configuration.maxBodyBytes {
-            throw GatewayError(413, 8, "the request body is larger than the limit of \(configuration.maxBodyBytes) bytes")
-        }
-        let aggregate = request.method == "GET" ? SummaryAggregator.match(path) : nil
-        var matched: (Route, [String: String])?
-        if aggregate == nil {
-            switch routes.match(method: request.method, path: path) {
-            case .found(let route, let variables): matched = (route, variables)
-            case .notFound: throw GatewayError(404, 5, "no route for \(request.method) \(path)")
-            case .methodNotAllowed(let allowed):
-                var error = GatewayError(405, 12, "\(request.method) is not allowed on \(path); allowed: \(allowed.joined(separator: ", "))")
-                error.headers = [("allow", allowed.joined(separator: ", "))]
-                throw error
-            }
-        }
+    /// What a client may see of an upstream's failure. INTERNAL, UNKNOWN and DATA_LOSS carry
+    /// internal text (a database's message, a stack of causes): the client gets INTERNAL with the
+    /// request id, the log gets the text.
+    func publicError(_ error: RPCError, requestID: String) -> RPCError {
+        guard [.internal, .unknown, .dataLoss].contains(error.code) else { return error }
+        logger.error("internal error", metadata: ["request_id": "\(requestID)", "code": "\(error.code)", "error": "\(error.message)"])
+        return RPCError(.internal, "internal error (request id \(requestID)); the details are in the gateway's log")
+    }
 
-        // Authentication and rate limit.
-        var caller: Caller?
-        let isPublic = matched.map { plans[$0.0.id].isPublic } ?? false
-        if !isPublic {
-            guard let secret = apiKey(request) else {
-                var error = GatewayError(401, 16, "an API key is required (Authorization: Bearer <key> or X-API-Key)")
-                error.headers = [("www-authenticate", "Bearer")]
-                throw error
-            }
-            guard let found = try await authenticate(secret) else {
-                var error = GatewayError(401, 16, "the API key is not valid (unknown, revoked, expired, or its account is not active)")
-                error.headers = [("www-authenticate", "Bearer error=\"invalid_token\"")]
-                throw error
-            }
-            caller = found
-            if let wait = rateLimiter.take(found.keyID) {
-                var error = GatewayError(429, 8, "rate limit of \(configuration.rateLimit.requestsPerSecond) requests/s for this key exceeded")
-                error.headers = [("retry-after", String(Int(wait.rounded(.up))))]
-                throw error
-            }
-        }
-        let options = try callOptions(request, requestID: requestID, caller: caller)
-        if let deliveryID = aggregate {
-            guard let caller else { throw GatewayError(401, 16, "an API key is required") }
-            try await tenancy.checkDelivery(deliveryID, owner: caller.accountID, options: options)
-            let summary = try await SummaryAggregator(upstreams: upstreams).summary(deliveryID, options: options)
-            return (GatewayResponse(status: 200, headers: [("content-type", "application/json")], body: .bytes(summary)), caller)
-        }
-        let (route, variables) = matched!
-        var json = try transcoder.requestJSON(route: route, variables: variables, query: request.queryParameters, body: request.body)
-        if let caller {
-            do {
-                try await tenancy.apply(to: &json, route: route, schema: transcoder.schema, caller: caller, options: options)
-            } catch let error as GatewayError where error.status == 404 {
-                // A delivery Delivery does not know may still be on Ingestion's queue.
-                let handling = plans[route.id].queued
-                guard handling != .none, let id = variables["delivery_id"] else { throw error }
-                if handling == .reportStatus {
-                    // The Location of a 202 answers at once: requested (or failed, when it was
-                    // dead-lettered).
-                    if let queued = try await queuedDelivery(id, options: options) { return (try queuedStatus(queued), caller) }
-                } else {
+    /// The chain's endpoint: the summary, a queued delivery's status, or the service's answer.
+    private func dispatch(_ context: inout RequestContext) async throws -> GatewayResponse {
+        switch context.target {
+        case .summary(let deliveryID):
+            let summary = try await SummaryAggregator(upstreams: upstreams).summary(deliveryID, owner: context.caller?.accountID ?? "",
+                                                                                  options: context.options)
+            return GatewayResponse(status: 200, headers: [("content-type", "application/json")], body: .bytes(summary))
+        case .route(let route, _):
+            if case .queued(let queued)? = context.deliveryPlace {
+                switch plans[route.id].queued {
+                case .reportStatus:
+                    // The Location of a 202 answers at once: requested (or failed, when it was dead-lettered).
+                    return try queuedStatus(queued)
+                case .waitForSchedule:
                     // A tracking stream opened right after the 202 starts once Workflow has
                     // scheduled the delivery, and replays it from the start.
-                    try await waitWhileQueued(id, options: options)
+                    try await waitWhileQueued(queued.deliveryId, options: context.options)
+                case .none:
+                    break
                 }
-                // Workflow schedules a delivery before it takes the request off the queue: gone
-                // from the queue means Delivery knows it now, so ask Delivery once more.
-                try await tenancy.apply(to: &json, route: route, schema: transcoder.schema, caller: caller, options: options)
             }
+            return try await call(route, json: context.json, request: context.request, requestID: context.requestID, options: context.options)
+        case .unresolved:
+            throw GatewayError(404, 5, "no route for \(context.request.method) \(context.request.path)")
         }
-        return (try await call(route, json: json, request: request, options: options), caller)
     }
 
     /// How long a tracking stream waits for a queued delivery to be scheduled.
     static let queuedStreamWait = Duration.seconds(30)
-
-    /// A delivery that Ingestion has accepted but Workflow has not finished with, from Ingestion
-    /// (which checks the caller's account); nil when it is not on the queue, or when Ingestion
-    /// cannot say (down, or too old for the call): then Delivery's answer stands, as it did
-    /// before Ingestion was asked.
-    private func queuedDelivery(_ deliveryID: String, options: CallOptions) async throws -> IngestionV1.QueuedDelivery? {
-        guard let ingestion = upstreams.client("ingestion") else { return nil }
-        var request = IngestionV1.GetQueuedDeliveryRequest()
-        request.deliveryId = deliveryID
-        do {
-            return try await IngestionV1.IngestionService.Client(ingestion).getQueuedDelivery(request, options: options)
-        } catch let error as RPCError {
-            if error.code != .notFound {
-                logger.warning("cannot ask Ingestion for a queued delivery", metadata: ["delivery_id": "\(deliveryID)", "error": "\(error)"])
-            }
-            return nil
-        }
-    }
 
     /// The status route's answer for a queued delivery.
     private func queuedStatus(_ queued: IngestionV1.QueuedDelivery) throws -> GatewayResponse {
@@ -296,7 +248,7 @@ public final class Gateway: Sendable {
     /// `queuedStreamWait`.
     private func waitWhileQueued(_ deliveryID: String, options: CallOptions) async throws {
         let deadline = ContinuousClock.now + Self.queuedStreamWait
-        while let queued = try await queuedDelivery(deliveryID, options: options), queued.state != .deadLettered {
+        while let queued = try await tenancy.queuedDelivery(deliveryID, options: options), queued.state != .deadLettered {
             if ContinuousClock.now >= deadline {
                 var error = GatewayError(503, 14, "delivery \(deliveryID) is still waiting to be scheduled; try again")
                 error.headers = [("retry-after", "1")]
@@ -306,12 +258,13 @@ public final class Gateway: Sendable {
         }
     }
 
-    private func call(_ route: Route, json: JSONValue, request: GatewayRequest, options: CallOptions) async throws -> GatewayResponse {
+    private func call(_ route: Route, json: JSONValue, request: GatewayRequest, requestID: String, options: CallOptions) async throws -> GatewayResponse {
         guard let client = upstream(for: route.method.service) else {
             throw GatewayError(503, 14, "no upstream configured for \(route.method.service)")
         }
         if route.method.serverStreaming {
-            return try await openStream(route, input: route.input, output: route.output, json: json, client: client, request: request, options: options)
+            return try await openStream(route, input: route.input, output: route.output, json: json, client: client, request: request,
+                                        requestID: requestID, options: options)
         }
         return try await unary(route, json: json, client: client, options: options)
     }
@@ -347,7 +300,8 @@ public final class Gateway: Sendable {
     }
 
     private func openStream<Input: JSONMessage, Output: JSONMessage>(_ route: Route, input: Input.Type, output: Output.Type, json: JSONValue,
-                                                                    client: RPCClient, request: GatewayRequest, options: CallOptions) async throws -> GatewayResponse {
+                                                                    client: RPCClient, request: GatewayRequest, requestID: String,
+                                                                    options: CallOptions) async throws -> GatewayResponse {
         let message = try transcoder.decode(Input.self, json)
         let sse = (request.header("accept") ?? "").contains("text/event-stream")
         let heartbeat = Duration.milliseconds(Int64(configuration.heartbeatSeconds * 1000))
@@ -367,7 +321,7 @@ public final class Gateway: Sendable {
                     }
                 }
             } catch {
-                let status = Self.statusJSON(error)
+                let status = Self.statusJSON(self.publicError(error as? RPCError ?? RPCError(.unknown, "\(error)"), requestID: requestID))
                 continuation.yield(sse ? Array("event: error\ndata: ".utf8) + status + Array("\n\n".utf8)
                                        : Array("{\"error\":".utf8) + status + Array("}\n".utf8))
             }
@@ -394,66 +348,6 @@ public final class Gateway: Sendable {
     /// The client of a service: `fabrikam.dronedelivery.<name>.v1.<Service>` is upstream `<name>`.
     func upstream(for service: String) -> RPCClient? {
         upstreams.client(forService: service)
-    }
-
-    private func apiKey(_ request: GatewayRequest) -> String? {
-        if let authorization = request.header("authorization") {
-            let bytes = authorization.utf8
-            // "Bearer " in any case (ASCII case folding on the bytes), then the key.
-            if bytes.count > 7, zip(bytes.prefix(7), "bearer ".utf8).allSatisfy({ $0 | 0x20 == $1 }) {
-                let key = bytes.dropFirst(7).drop { $0 == UInt8(ascii: " ") }
-                return String(Substring(key))
-            }
-        }
-        return request.header("x-api-key")
-    }
-
-    private func authenticate(_ secret: String) async throws -> Caller? {
-        do {
-            return try await authenticator.authenticate(secret)
-        } catch let error as RPCError {
-            throw GatewayError(503, 14, "cannot validate the API key now (accounts: \(error.code)); try again")
-        }
-    }
-
-    /// Deadline, trace, request id, caller and forwarded headers for the upstream call.
-    private func callOptions(_ request: GatewayRequest, requestID: String, caller: Caller?) throws -> CallOptions {
-        var options = CallOptions()
-        options.metadata.reserveCapacity(6 + configuration.forwardHeaders.count)
-        var milliseconds = configuration.defaultTimeoutMilliseconds
-        if let text = request.header("grpc-timeout") {
-            guard let asked = Self.parseTimeout(text) else {
-                throw GatewayError(400, 3, "grpc-timeout \"\(text)\" is not a gRPC timeout (digits and one of H M S m u n)")
-            }
-            milliseconds = min(asked, configuration.maxTimeoutMilliseconds)
-        }
-        options.timeout = .milliseconds(milliseconds)
-        options.metadata.add("x-request-id", requestID)
-        if let parent = request.header("traceparent") { options.metadata.add("traceparent", parent) }
-        else { options.metadata.add("traceparent", "00-\(randomHex(bytes: 16))-\(randomHex(bytes: 8))-01") }
-        if let state = request.header("tracestate") { options.metadata.add("tracestate", state) }
-        options.metadata.add("x-correlation-id", requestID)
-        if let caller {
-            options.metadata.add("x-account-id", caller.accountID)
-            options.metadata.add("x-api-key-id", caller.keyID)
-        }
-        for name in configuration.forwardHeaders {
-            if let value = request.header(name) { options.metadata.add(name, value) }
-        }
-        return options
-    }
-
-    static func parseTimeout(_ text: String) -> Int? {
-        guard let unit = text.last, let value = Int(text.dropLast()), value >= 0, text.count <= 9 else { return nil }
-        switch unit {
-        case "H": return value * 3_600_000
-        case "M": return value * 60_000
-        case "S": return value * 1000
-        case "m": return value
-        case "u": return max(1, value / 1000)
-        case "n": return max(1, value / 1_000_000)
-        default: return nil
-        }
     }
 
     static func statusJSON(_ error: any Error) -> [UInt8] {
@@ -491,34 +385,6 @@ public final class Gateway: Sendable {
         response.headers.append(("content-encoding", "gzip"))
         response.headers.append(("vary", "Accept-Encoding"))
     }
-}
-
-/// Per-route facts the gateway works out when it starts.
-struct RoutePlan: Sendable {
-    /// Named in the configuration's `publicRoutes`: no API key needed.
-    var isPublic: Bool
-    /// The response has `status_path` (an accepted asynchronous operation: 202 + Location).
-    var hasStatusPath: Bool
-    /// The response has `created` (create-or-replace: 201 the first time, 204 after).
-    var hasCreated: Bool
-    /// `"jsonName":` of the route's `response_body` field (nil: the whole response), and of the
-    /// two fields above, for `Transcoder.member`.
-    var responseBodyKey: [UInt8]?
-    var statusPathKey: [UInt8]
-    var createdKey: [UInt8]
-    /// What the route does for a delivery that Delivery does not know yet but that may be on
-    /// Ingestion's queue.
-    var queued: QueuedHandling
-}
-
-/// See `RoutePlan.queued`.
-enum QueuedHandling: Sendable {
-    /// Nothing: Delivery's 404 stands.
-    case none
-    /// The status route: answer from Ingestion (requested, or failed when dead-lettered).
-    case reportStatus
-    /// The tracking stream: wait for Workflow to schedule the delivery, then stream it.
-    case waitForSchedule
 }
 
 /// A failure the gateway answers itself.

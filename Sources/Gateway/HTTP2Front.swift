@@ -6,6 +6,8 @@ import RPC
 /// Looks at a new connection's first bytes: the HTTP/2 connection preface (prior knowledge,
 /// "h2c") gets the project's nghttp2 layer (`HTTP2Connection`), anything else SwiftNIO's
 /// HTTP/1.1 request decoder and `HTTPRequestHandler`. Then it steps out of the pipeline.
+/// A connection that has not said which within the header timeout (silent, or an incomplete
+/// preface) is closed.
 final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -13,15 +15,33 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
     let gateway: Gateway
     let maxBody: Int
+    let timeouts: ListenerTimeouts
+    let clientAddress: String
     private var buffered: ByteBuffer?
+    private var timer: Scheduled<Void>?
 
-    init(gateway: Gateway, maxBody: Int) {
+    init(gateway: Gateway, maxBody: Int, timeouts: ListenerTimeouts, clientAddress: String) {
         self.gateway = gateway
         self.maxBody = maxBody
+        self.timeouts = timeouts
+        self.clientAddress = clientAddress
     }
 
     func channelActive(context: ChannelHandlerContext) {
         // Held back: the protocol handlers added later get it once they exist.
+        let channel = context.channel
+        timer = context.eventLoop.scheduleTask(in: timeouts.header) { channel.close(promise: nil) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+        context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -36,12 +56,19 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
             if start != Array(Self.preface.prefix(count)) {
                 // SwiftNIO's request decoder only: answers are written as bytes and pipelined
                 // requests ordered by HTTPRequestHandler itself (see there why).
+                let requests = HTTPRequestHandler(gateway: gateway, maxBody: maxBody, timeouts: timeouts, clientAddress: clientAddress)
+                try context.pipeline.syncOperations.addHandler(ByteArrivalObserver(requests))
                 try context.pipeline.syncOperations.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)))
-                try context.pipeline.syncOperations.addHandler(HTTPRequestHandler(gateway: gateway, maxBody: maxBody))
+                try context.pipeline.syncOperations.addHandler(requests)
             } else if count == Self.preface.count {
                 let session = try HTTP2Session(role: .server)
-                let connection = HTTP2Connection(session: session, eventLoop: context.eventLoop)
-                let streams = GatewayHTTP2Streams(gateway: gateway, maxBody: maxBody, eventLoop: context.eventLoop)
+                // The preface is in: SETTINGS must follow within the header timeout, and a
+                // connection without open streams closes after the idle timeout.
+                var limits = HTTP2Limits()
+                limits.handshakeTimeout = .nanoseconds(timeouts.header.nanoseconds)
+                limits.idleTimeout = .nanoseconds(timeouts.idle.nanoseconds)
+                let connection = HTTP2Connection(session: session, eventLoop: context.eventLoop, limits: limits)
+                let streams = GatewayHTTP2Streams(gateway: gateway, maxBody: maxBody, eventLoop: context.eventLoop, clientAddress: clientAddress)
                 connection.delegate = streams
                 streams.connection = connection
                 try context.pipeline.syncOperations.addHandler(connection)
@@ -67,6 +94,7 @@ final class GatewayHTTP2Streams: HTTP2ConnectionDelegate {
     let gateway: Gateway
     let maxBody: Int
     let executor: EventLoopTaskExecutor
+    let clientAddress: String
     weak var connection: HTTP2Connection?
 
     private struct Incoming {
@@ -79,10 +107,11 @@ final class GatewayHTTP2Streams: HTTP2ConnectionDelegate {
     private var incoming: [Int32: Incoming] = [:]
     private var running: [Int32: Task<Void, Never>] = [:]
 
-    init(gateway: Gateway, maxBody: Int, eventLoop: any EventLoop) {
+    init(gateway: Gateway, maxBody: Int, eventLoop: any EventLoop, clientAddress: String) {
         self.gateway = gateway
         self.maxBody = maxBody
         self.executor = EventLoopTaskExecutor(eventLoop)
+        self.clientAddress = clientAddress
     }
 
     func connection(_ connection: HTTP2Connection, received event: HTTP2Session.Event) {
@@ -130,6 +159,7 @@ final class GatewayHTTP2Streams: HTTP2ConnectionDelegate {
         // HTTP/2 header names are lower case on the wire (nghttp2 refuses others).
         var request = GatewayRequest(method: pending.method, target: pending.path, lowercasedHeaders: pending.headers, body: pending.body)
         request.bodyLimitExceeded = pending.tooLarge
+        request.clientAddress = clientAddress
         running[streamID] = Self.answer(request, streamID: streamID, isHead: pending.method == "HEAD", gateway: gateway, executor: executor,
                                         bound: NIOLoopBound(connection, eventLoop: connection.eventLoop))
     }

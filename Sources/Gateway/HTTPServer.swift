@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -8,28 +11,48 @@ import Synchronization
 /// HTTP/2 cleartext with prior knowledge (the project's nghttp2 layer) on the same port.
 /// Each complete request goes to `Gateway.handle`; streamed answers are written chunk by chunk,
 /// each write awaited, so a slow reader holds back its own stream only.
+///
+/// It protects itself (configuration's `listener`): connections over the caps (all clients, one
+/// address) are closed as they are accepted; a request head, an HTTP/2 preface or a body that
+/// is too slow to arrive, and an idle connection, are closed after their timeout.
 public final class GatewayHTTPServer: Sendable {
     let gateway: Gateway
     let group: any EventLoopGroup
     private let channel = Mutex<(any Channel)?>(nil)
+    let connections: ConnectionLimiter
 
     public init(gateway: Gateway, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
         self.gateway = gateway
         self.group = group
+        let listener = gateway.configuration.listener
+        connections = ConnectionLimiter(maxTotal: min(listener.maxConnections, Self.fileDescriptorLimit() - 256),
+                                        maxPerAddress: listener.maxConnectionsPerAddress)
     }
+
+    /// Connections open now (for tests and logs).
+    public var openConnections: Int { connections.total }
 
     /// Binds and returns the port (the configured one, or a free one for port 0).
     public func start(host: String, port: Int) async throws -> Int {
         let gateway = gateway
         let maxBody = gateway.configuration.maxBodyBytes
+        let timeouts = ListenerTimeouts(gateway.configuration.listener)
+        let connections = connections
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                let address = channel.remoteAddress?.ipAddress ?? "unknown"
+                guard connections.admit(address) else {
+                    // Over a cap: closed at once, before any byte is read.
+                    return channel.close()
+                }
+                channel.closeFuture.whenComplete { _ in connections.release(address) }
+                return channel.eventLoop.makeCompletedFuture {
                     // HTTP/1.1, or HTTP/2 with prior knowledge (h2c), told apart by the first bytes.
-                    try channel.pipeline.syncOperations.addHandler(ProtocolSniffer(gateway: gateway, maxBody: maxBody))
+                    try channel.pipeline.syncOperations.addHandler(ProtocolSniffer(gateway: gateway, maxBody: maxBody, timeouts: timeouts,
+                                                                                   clientAddress: address))
                 }
             }
         let bound = try await bootstrap.bind(host: host, port: port).get()
@@ -40,6 +63,77 @@ public final class GatewayHTTPServer: Sendable {
     public func shutdown() async {
         let bound = channel.withLock { $0 }
         try? await bound?.close()
+    }
+
+    /// The process's soft limit on open files (RLIMIT_NOFILE).
+    static func fileDescriptorLimit() -> Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < rlim_t(Int.max / 2) else { return Int.max / 2 }
+        return Int(limit.rlim_cur)
+    }
+}
+
+/// The listener's timeouts, as SwiftNIO amounts.
+struct ListenerTimeouts: Sendable {
+    var header: TimeAmount
+    var body: TimeAmount
+    var idle: TimeAmount
+
+    init(_ listener: GatewayConfiguration.Listener) {
+        func amount(_ seconds: Double) -> TimeAmount { .nanoseconds(Int64(max(0.001, seconds) * 1e9)) }
+        header = amount(listener.headerTimeoutSeconds)
+        body = amount(listener.bodyTimeoutSeconds)
+        idle = amount(listener.idleTimeoutSeconds)
+    }
+}
+
+/// Counts open connections, in all and per client address, against the listener's caps.
+final class ConnectionLimiter: Sendable {
+    private let maxTotal: Int
+    private let maxPerAddress: Int
+    private let state = Mutex<(total: Int, perAddress: [String: Int])>((0, [:]))
+
+    init(maxTotal: Int, maxPerAddress: Int) {
+        self.maxTotal = maxTotal
+        self.maxPerAddress = maxPerAddress
+    }
+
+    var total: Int { state.withLock { $0.total } }
+
+    /// Counts a new connection from `address`; false (and not counted) over a cap.
+    func admit(_ address: String) -> Bool {
+        state.withLock { state in
+            let fromAddress = state.perAddress[address, default: 0]
+            guard state.total < maxTotal, fromAddress < maxPerAddress else { return false }
+            state.total += 1
+            state.perAddress[address] = fromAddress + 1
+            return true
+        }
+    }
+
+    func release(_ address: String) {
+        state.withLock { state in
+            state.total -= 1
+            let left = state.perAddress[address, default: 1] - 1
+            state.perAddress[address] = left > 0 ? left : nil
+        }
+    }
+}
+
+/// Tells `HTTPRequestHandler` when bytes arrive, before the HTTP/1 decoder has made anything of
+/// them: the first bytes of a request start its head's clock.
+final class ByteArrivalObserver: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    private let requests: HTTPRequestHandler
+
+    init(_ requests: HTTPRequestHandler) {
+        self.requests = requests
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        requests.bytesArrived()
+        context.fireChannelRead(data)
     }
 }
 
@@ -59,6 +153,9 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     let gateway: Gateway
     let maxBody: Int
+    let clientAddress: String
+    private var deadlines: HTTP1ReadDeadlines
+    private var timer: Scheduled<Void>?
     private var head: HTTPRequestHead?
     private var body: [UInt8] = []
     private var tooLarge = false
@@ -79,14 +176,57 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         var parseError: (any Error)?
     }
 
-    init(gateway: Gateway, maxBody: Int) {
+    init(gateway: Gateway, maxBody: Int, timeouts: ListenerTimeouts, clientAddress: String) {
         self.gateway = gateway
         self.maxBody = maxBody
+        self.clientAddress = clientAddress
+        deadlines = HTTP1ReadDeadlines(header: timeouts.header, body: timeouts.body, idle: timeouts.idle, now: .now())
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        armTimer(context: context, at: .now() + deadlines.tick)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+    }
+
+    /// The first bytes of a request start its clock (see `HTTP1ReadDeadlines`).
+    func bytesArrived() {
+        deadlines.bytesArrived(at: .now())
+    }
+
+    private func armTimer(context: ChannelHandlerContext, at deadline: NIODeadline) {
+        let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
+        timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) {
+            bound.value.handler.timerFired(context: bound.value.context)
+        }
+    }
+
+    private func timerFired(context: ChannelHandlerContext) {
+        timer = nil
+        switch deadlines.check(at: .now()) {
+        case .checkAgain(let next):
+            armTimer(context: context, at: next)
+        case .expired(.idle):
+            context.close(promise: nil)
+        case .expired(.request(let reason)):
+            queued = []
+            let channel = context.channel
+            guard !answering else {
+                channel.close(promise: nil)  // an answer is being written: no room for a 408
+                return
+            }
+            let answer = HTTP1Response.closing(GatewayError(408, 4, reason), allocator: channel.allocator)
+            context.writeAndFlush(wrapOutboundOut(answer)).whenComplete { _ in channel.close(promise: nil) }
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let requestHead):
+            deadlines.headReceived(at: .now())
             head = requestHead
             body = []
             tooLarge = false
@@ -97,10 +237,12 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .end:
             guard let head else { return }
             self.head = nil
+            deadlines.requestEnded()
             var request = GatewayRequest(method: head.method.rawValue, target: head.uri,
                                          lowercasedHeaders: head.headers.map { (GatewayRequest.lowercased($0.name), $0.value) },
                                          body: tooLarge ? [] : body)
             request.bodyLimitExceeded = tooLarge
+            request.clientAddress = clientAddress
             body = []
             queued.append(PendingRequest(request: request, version: head.version, keepAlive: head.isKeepAlive, isHead: head.method == .HEAD,
                                          parseError: nil))
@@ -135,12 +277,15 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         Self.answer(next, gateway: gateway, channel: context.channel, executor: executor) {
             // On the event loop (the task's executor): the answer is written, the next may go.
             bound.value.handler.answering = false
+            bound.value.handler.deadlines.answerFinished(at: .now())
             if next.keepAlive { bound.value.handler.answerNext(context: bound.value.context) }
         }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         queued = []
+        timer?.cancel()
+        timer = nil
         context.fireChannelInactive()
     }
 
@@ -270,7 +415,12 @@ enum HTTP1Response {
 
     /// What a client whose request could not be parsed gets before the connection closes.
     static func badRequest(_ error: any Error, allocator: ByteBufferAllocator) -> ByteBuffer {
-        let answer = GatewayError(400, 3, "the request is not valid HTTP/1.1 (\(error))").response
+        closing(GatewayError(400, 3, "the request is not valid HTTP/1.1 (\(error))"), allocator: allocator)
+    }
+
+    /// An error answer that closes the connection after it.
+    static func closing(_ error: GatewayError, allocator: ByteBufferAllocator) -> ByteBuffer {
+        let answer = error.response
         var buffer = allocator.buffer(capacity: 256)
         guard case .bytes(let body) = answer.body else { return buffer }
         writeHead(answer, version: .http1_1, keepAlive: false, framing: .contentLength(body.count), into: &buffer)

@@ -3,10 +3,24 @@ import Foundation
 import RPC
 import Synchronization
 
-/// Who called: the account and key an API key belongs to.
+/// Who called: the account and key an API key belongs to, and what the key may do.
 public struct Caller: Sendable, Hashable {
     public var accountID: String
     public var keyID: String
+    /// The key's role (ADMIN for keys from before roles existed).
+    public var role: AccountsV1.ApiKeyRole = .admin
+    /// A tracking token's one delivery; empty for other keys.
+    public var deliveryScope: String = ""
+    /// The user of the account the key acts for; empty for the account as a whole.
+    public var userID: String = ""
+
+    public init(accountID: String, keyID: String, role: AccountsV1.ApiKeyRole = .admin, deliveryScope: String = "", userID: String = "") {
+        self.accountID = accountID
+        self.keyID = keyID
+        self.role = role
+        self.deliveryScope = deliveryScope
+        self.userID = userID
+    }
 }
 
 /// Validates API keys with Accounts and caches the answers for a short time (valid and invalid
@@ -32,6 +46,16 @@ final class APIKeyAuthenticator: Sendable {
     init(upstreams: UpstreamPool, maxCacheSeconds: Double) {
         self.upstreams = upstreams
         self.maxCacheSeconds = maxCacheSeconds
+    }
+
+    /// The caller for a secret whose validation is cached and valid; nil otherwise (unknown,
+    /// being validated, expired from the cache, or invalid). Costs no call.
+    func cachedCaller(_ secret: String) -> Caller? {
+        let now = Date().timeIntervalSince1970
+        return cache.withLock { cache in
+            if case .known(let caller?, let expires)? = cache[secret], expires > now { return caller }
+            return nil
+        }
     }
 
     /// The caller for a secret, nil when the key is unknown, revoked, expired or its account inactive.
@@ -72,7 +96,8 @@ final class APIKeyAuthenticator: Sendable {
         let accounts = AccountsV1.AccountsService.Client(upstreams.client("accounts")!)
         do {
             let answer = try await accounts.validateApiKey(request, options: CallOptions(timeout: .seconds(3), isIdempotent: true))
-            let caller = answer.valid ? Caller(accountID: answer.accountId, keyID: answer.keyId) : nil
+            let caller = answer.valid ? Caller(accountID: answer.accountId, keyID: answer.keyId, role: answer.role == .unspecified ? .admin : answer.role,
+                                               deliveryScope: answer.deliveryId, userID: answer.userId) : nil
             let lifetime = min(maxCacheSeconds, answer.cacheTtl.map { Double($0.seconds) + Double($0.nanos) / 1e9 } ?? maxCacheSeconds)
             settle(.known(caller: caller, expires: Date().timeIntervalSince1970 + lifetime))
             return caller
@@ -83,10 +108,13 @@ final class APIKeyAuthenticator: Sendable {
     }
 }
 
-/// Token buckets per API key: `rate` tokens a second up to `burst`.
+/// Token buckets per key (an API key id, or a client address): `rate` tokens a second up to
+/// `burst`. At most `maxBuckets` are kept: past that, buckets that have refilled (which hold
+/// nothing a new bucket would not) are forgotten, so a flood of distinct keys cannot grow it.
 final class RateLimiter: Sendable {
     private let rate: Double
     private let burst: Double
+    private let maxBuckets = 100_000
     private let buckets = Mutex([String: (tokens: Double, updated: Double)]())
 
     init(rate: Double, burst: Double) {
@@ -94,9 +122,21 @@ final class RateLimiter: Sendable {
         self.burst = burst
     }
 
+    /// Nil if `key`'s bucket has a token now (without taking it); otherwise the seconds until it will.
+    func wait(_ key: String, now: Double = Date().timeIntervalSince1970) -> Double? {
+        buckets.withLock { buckets in
+            guard let bucket = buckets[key] else { return nil }
+            let tokens = min(burst, bucket.tokens + (now - bucket.updated) * rate)
+            return tokens >= 1 ? nil : (1 - tokens) / rate
+        }
+    }
+
     /// Nil if the request may go ahead; otherwise the seconds until it could.
     func take(_ key: String, now: Double = Date().timeIntervalSince1970) -> Double? {
         buckets.withLock { buckets in
+            if buckets.count >= maxBuckets, buckets[key] == nil {
+                buckets = buckets.filter { $0.value.tokens + (now - $0.value.updated) * rate < burst }
+            }
             var bucket = buckets[key] ?? (burst, now)
             bucket.tokens = min(burst, bucket.tokens + (now - bucket.updated) * rate)
             bucket.updated = now

@@ -88,6 +88,14 @@ struct OpenAPIDocument {
                 parameters.append(.object(parameter))
             }
         }
+        if route.httpMethod == "POST", input?.field(named: "request_id") != nil {
+            // The gateway's IdempotencyKeyMiddleware: the header becomes the request id.
+            parameters.append(.object([JSONMember("name", .string("Idempotency-Key")), JSONMember("in", .string("header")),
+                                       JSONMember("required", .bool(false)),
+                                       JSONMember("description", .string("Makes the POST safe to retry: the same key answers the first result; the same key with another body is 409.")),
+                                       JSONMember("schema", .object([JSONMember("type", .string("string")), JSONMember("minLength", .integer(1)),
+                                                                     JSONMember("maxLength", .integer(128))]))]))
+        }
         if !parameters.isEmpty { members.append(JSONMember("parameters", .array(parameters))) }
         if !route.body.isEmpty {
             let bodySchema: JSONValue

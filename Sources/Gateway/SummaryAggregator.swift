@@ -4,7 +4,8 @@ import RPC
 
 /// `GET /v1/deliveries/{id}/summary`: one public call that joins the delivery and its status
 /// (Delivery, essential), its package (Package) and its drone assignment (Drone Scheduler).
-/// When a non-essential backend is down the answer is partial and says what is missing.
+/// When a non-essential backend is down the answer is partial and says what is missing. The
+/// package is read as the caller's: a package that is not theirs is left out, as if absent.
 struct SummaryAggregator {
     let upstreams: UpstreamPool
 
@@ -16,7 +17,7 @@ struct SummaryAggregator {
         return percentDecode(String(parts[3]))
     }
 
-    func summary(_ deliveryID: String, options: CallOptions) async throws -> [UInt8] {
+    func summary(_ deliveryID: String, owner: String, options: CallOptions) async throws -> [UInt8] {
         let delivery = DeliveryV1.DeliveryService.Client(upstreams.client("delivery")!)
         var get = DeliveryV1.GetDeliveryRequest()
         get.deliveryId = deliveryID
@@ -33,7 +34,12 @@ struct SummaryAggregator {
             guard let client = upstreams.client("package"), !found.packageId.isEmpty else { return nil }
             var request = PackageV1.GetPackageRequest()
             request.packageId = found.packageId
-            return try JSONParser.parse(try await PackageV1.PackageService.Client(client).getPackage(request, options: options).jsonUTF8Bytes())
+            request.ownerId = owner
+            do {
+                return try JSONParser.parse(try await PackageV1.PackageService.Client(client).getPackage(request, options: options).jsonUTF8Bytes())
+            } catch let error as RPCError where error.code == .notFound {
+                return nil
+            }
         }
         async let assignment = optional {
             guard let client = upstreams.client("dronescheduler"), !found.droneId.isEmpty else { return nil }

@@ -1,7 +1,9 @@
 /// The customers' tracking page (`GET /track`): plain HTML and JavaScript, no build step. It reads
 /// the delivery (pickup and drop-off), then follows `GET /v1/deliveries/{id}:track` as
-/// Server-Sent Events (read with fetch, so the API key can travel in a header) and draws the
-/// drone on a map of the route. `#delivery=<id>&key=<api key>` in the URL fills the form.
+/// Server-Sent Events (read with fetch, so the token can travel in a header) and draws the
+/// drone on a map of the route. A tracking link (`POST /v1/deliveries/{id}:trackingLink`) opens
+/// it with `#delivery=<id>&token=<tracking token>`: a token that reads that one delivery only,
+/// in the fragment, which browsers never send to a server.
 let trackingPage = #"""
 <!doctype html>
 <html lang="en">
@@ -21,7 +23,7 @@ let trackingPage = #"""
 <h1>Track your delivery</h1>
 <form id="form">
   <label>Delivery id <input id="delivery" required></label>
-  <label>API key <input id="key" required type="password"></label>
+  <label>Tracking token <input id="key" required type="password"></label>
   <button>Track</button>
 </form>
 <dl id="facts">
@@ -112,9 +114,10 @@ async function track(id, key) {
 
 $("form").addEventListener("submit", (e) => { e.preventDefault(); track($("delivery").value, $("key").value); });
 const params = new URLSearchParams(location.hash.slice(1));
-if (params.get("delivery") && params.get("key")) {
-  $("delivery").value = params.get("delivery"); $("key").value = params.get("key");
-  track(params.get("delivery"), params.get("key"));
+const token = params.get("token") || params.get("key");
+if (params.get("delivery") && token) {
+  $("delivery").value = params.get("delivery"); $("key").value = token;
+  track(params.get("delivery"), token);
 }
 </script>
 </body>

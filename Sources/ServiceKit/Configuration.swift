@@ -74,15 +74,16 @@ public struct ConfigurationError: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
-/// The fixed default ports on 127.0.0.1 (README, "Ports"). Every one can be overridden.
+/// The default port of each service, from `ServicePorts` (the one place their order is written).
 public enum DefaultPort {
-    public static let accounts = 50051
-    public static let package = 50052
-    public static let droneScheduler = 50053
-    public static let delivery = 50054
-    public static let deliveryHistory = 50055
-    public static let ingestion = 50056
-    public static let workflow = 50057
-    public static let supervisor = 50058
-    public static let simulator = 50059
+    public static var accounts: Int { ServicePorts.port(of: .accounts) }
+    public static var package: Int { ServicePorts.port(of: .package) }
+    public static var droneScheduler: Int { ServicePorts.port(of: .droneScheduler) }
+    public static var delivery: Int { ServicePorts.port(of: .delivery) }
+    public static var deliveryHistory: Int { ServicePorts.port(of: .deliveryHistory) }
+    public static var ingestion: Int { ServicePorts.port(of: .ingestion) }
+    public static var workflow: Int { ServicePorts.port(of: .workflow) }
+    public static var supervisor: Int { ServicePorts.port(of: .supervisor) }
+    public static var simulator: Int { ServicePorts.port(of: .simulator) }
+    public static var gateway: Int { ServicePorts.port(of: .gateway) }
 }

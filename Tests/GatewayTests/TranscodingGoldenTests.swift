@@ -135,7 +135,10 @@ struct TranscodingGoldenTests {
 
     @Test("responses: the whole message, or response_body's field")
     func responses() throws {
-        guard case .found(let route, _) = routes.match(method: "GET", path: "/v1/deliveries/d1/status") else { return }
+        guard case .found(let route, _) = routes.match(method: "GET", path: "/v1/deliveries/d1/status") else {
+            Issue.record("no route for GET /v1/deliveries/d1/status")
+            return
+        }
         var response = DeliveryV1.GetDeliveryStatusResponse()
         response.deliveryId = "d1"
         var status = DeliveryV1.DeliveryStatus()

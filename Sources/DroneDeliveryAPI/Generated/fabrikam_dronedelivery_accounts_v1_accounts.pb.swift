@@ -170,6 +170,62 @@ extension Fabrikam.Dronedelivery.Accounts.V1 {
         ])
     }
 
+    /// What an API key may do. The gateway enforces it on every request.
+    public enum ApiKeyRole: ProtobufKit.Enum {
+        /// Not set. Keys issued before roles existed read as ADMIN (what they could
+        /// do); IssueApiKey treats unset as DELIVERIES.
+        case unspecified // = 0
+        /// Everything, including the account's users and API keys.
+        case admin // = 1
+        /// Requests, changes, cancels and reads deliveries and packages; no users or
+        /// keys.
+        case deliveries // = 2
+        /// Reads only.
+        case readOnly // = 3
+        /// Reads one delivery (`ApiKey.delivery_id`) and nothing else: the token of
+        /// a tracking link.
+        case tracking // = 4
+        /// A value this version of the schema does not know; kept so it survives re-encoding.
+        case unrecognized(Int32)
+
+        /// The proto3 default, the value numbered zero.
+        public init() { self.init(rawValue: 0) }
+
+        public init(rawValue: Int32) {
+            switch rawValue {
+            case 0: self = .unspecified
+            case 1: self = .admin
+            case 2: self = .deliveries
+            case 3: self = .readOnly
+            case 4: self = .tracking
+            default: self = .unrecognized(rawValue)
+            }
+        }
+
+        public var rawValue: Int32 {
+            switch self {
+            case .unspecified: return 0
+            case .admin: return 1
+            case .deliveries: return 2
+            case .readOnly: return 3
+            case .tracking: return 4
+            case .unrecognized(let value): return value
+            }
+        }
+
+        /// The known values, in declaration order.
+        public static let allCases: [ApiKeyRole] = [.unspecified, .admin, .deliveries, .readOnly, .tracking]
+
+        /// Proto names of the values (aliases included), for the JSON mapping.
+        public static let protoNames = ProtobufKit.EnumNames("fabrikam.dronedelivery.accounts.v1.ApiKeyRole", [
+            (0, "API_KEY_ROLE_UNSPECIFIED"),
+            (1, "API_KEY_ROLE_ADMIN"),
+            (2, "API_KEY_ROLE_DELIVERIES"),
+            (3, "API_KEY_ROLE_READ_ONLY"),
+            (4, "API_KEY_ROLE_TRACKING"),
+        ])
+    }
+
     /// A business registered with the service.
     public struct Account: Sendable, Hashable {
         /// Resource name, "accounts/{account_id}". Output only.
@@ -194,7 +250,8 @@ extension Fabrikam.Dronedelivery.Accounts.V1 {
 
     /// A person acting for an account.
     public struct User: Sendable, Hashable {
-        /// Id, unique within the account; chosen by the caller.
+        /// Id, unique within the account (two accounts may use the same id); chosen
+        /// by the caller.
         public var userId: String = ""
         /// The account. Output only (taken from the request path).
         public var accountId: String = ""
@@ -230,6 +287,13 @@ extension Fabrikam.Dronedelivery.Accounts.V1 {
         public var expireTime: ProtobufKit.Google.Protobuf.Timestamp? = nil
         /// When it was revoked; unset unless revoked.
         public var revokeTime: ProtobufKit.Google.Protobuf.Timestamp? = nil
+        /// What the key may do.
+        public var role: DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ApiKeyRole = DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ApiKeyRole()
+        /// TRACKING keys: the one delivery the key may read.
+        public var deliveryId: String = ""
+        /// The user of the account the key acts for; empty for the account as a
+        /// whole. The gateway passes it on as `x-user-id`.
+        public var userId: String = ""
         /// Fields this version of the schema does not know, kept so re-encoding loses nothing.
         public var unknownFields = ProtobufKit.UnknownFields()
 
@@ -256,6 +320,9 @@ extension Fabrikam.Dronedelivery.Accounts.V1 {
         public var account: DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.Account? = nil
         /// True if this call registered it, false for a repeated request id.
         public var created: Bool = false
+        /// The account's first API key, with the ADMIN role, and its secret. Set
+        /// only when `created` is true: the secret is never shown again.
+        public var adminKey: DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.IssueApiKeyResponse? = nil
         /// Fields this version of the schema does not know, kept so re-encoding loses nothing.
         public var unknownFields = ProtobufKit.UnknownFields()
 
@@ -304,6 +371,11 @@ extension Fabrikam.Dronedelivery.Accounts.V1 {
         public var displayName: String = ""
         /// How long the key stays valid; unset for no expiry.
         public var ttl: ProtobufKit.Google.Protobuf.Duration? = nil
+        /// What the key may do; unset means DELIVERIES. TRACKING is refused (see
+        /// CreateTrackingLink).
+        public var role: DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ApiKeyRole = DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ApiKeyRole()
+        /// A user of the account the key acts for; empty for the whole account.
+        public var userId: String = ""
         /// Fields this version of the schema does not know, kept so re-encoding loses nothing.
         public var unknownFields = ProtobufKit.UnknownFields()
 
@@ -359,6 +431,43 @@ extension Fabrikam.Dronedelivery.Accounts.V1 {
         public var keyStatus: DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ApiKeyStatus = DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ApiKeyStatus()
         /// How long the caller may cache this answer.
         public var cacheTtl: ProtobufKit.Google.Protobuf.Duration? = nil
+        /// What the key may do (ADMIN for keys issued before roles existed).
+        public var role: DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ApiKeyRole = DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ApiKeyRole()
+        /// TRACKING keys: the one delivery the key may read.
+        public var deliveryId: String = ""
+        /// The user the key acts for; empty for the whole account.
+        public var userId: String = ""
+        /// Fields this version of the schema does not know, kept so re-encoding loses nothing.
+        public var unknownFields = ProtobufKit.UnknownFields()
+
+        public init() {}
+    }
+
+    /// Asks for a tracking token for one delivery.
+    public struct CreateTrackingLinkRequest: Sendable, Hashable {
+        /// The account the delivery belongs to (the gateway sets it from the
+        /// caller).
+        public var accountId: String = ""
+        /// The delivery the token may read.
+        public var deliveryId: String = ""
+        /// How long the token works; unset for 7 days, at most 30 days.
+        public var ttl: ProtobufKit.Google.Protobuf.Duration? = nil
+        /// Fields this version of the schema does not know, kept so re-encoding loses nothing.
+        public var unknownFields = ProtobufKit.UnknownFields()
+
+        public init() {}
+    }
+
+    /// A tracking token and the tracking page's link that carries it.
+    public struct CreateTrackingLinkResponse: Sendable, Hashable {
+        /// The token's key (role TRACKING, `delivery_id` set), without the secret.
+        public var apiKey: DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ApiKey? = nil
+        /// The token itself: send it as `Authorization: Bearer`. Shown only here.
+        public var token: String = ""
+        /// Path of the tracking page with the delivery and the token in its
+        /// fragment ("/track#delivery=...&token=..."): the fragment never reaches a
+        /// server log.
+        public var trackingPath: String = ""
         /// Fields this version of the schema does not know, kept so re-encoding loses nothing.
         public var unknownFields = ProtobufKit.UnknownFields()
 
@@ -555,6 +664,9 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ApiKey: ProtobufKi
         if let value = self.createTime { c.pointee.create_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         if let value = self.expireTime { c.pointee.expire_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         if let value = self.revokeTime { c.pointee.revoke_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
+        c.pointee.role = .init(rawValue: .init(truncatingIfNeeded: self.role.rawValue))
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.accounts.v1.ApiKey.delivery_id")
+        c.pointee.user_id = arena.string(self.userId, field: "fabrikam.dronedelivery.accounts.v1.ApiKey.user_id")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -570,6 +682,9 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ApiKey: ProtobufKi
         if let value = c.pointee.create_time { self.createTime = try ProtobufKit.Google.Protobuf.Timestamp(_protobufC: value) }
         if let value = c.pointee.expire_time { self.expireTime = try ProtobufKit.Google.Protobuf.Timestamp(_protobufC: value) }
         if let value = c.pointee.revoke_time { self.revokeTime = try ProtobufKit.Google.Protobuf.Timestamp(_protobufC: value) }
+        self.role = DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ApiKeyRole(rawValue: Int32(truncatingIfNeeded: c.pointee.role.rawValue))
+        self.deliveryId = try ProtobufKit._protobufCString(c.pointee.delivery_id, field: "fabrikam.dronedelivery.accounts.v1.ApiKey.delivery_id")
+        self.userId = try ProtobufKit._protobufCString(c.pointee.user_id, field: "fabrikam.dronedelivery.accounts.v1.ApiKey.user_id")
         self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
     }
 
@@ -582,6 +697,9 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ApiKey: ProtobufKi
         if let value = self.createTime { w.key("createTime", "create_time"); try value._writeJSON(to: &w) }
         if let value = self.expireTime { w.key("expireTime", "expire_time"); try value._writeJSON(to: &w) }
         if let value = self.revokeTime { w.key("revokeTime", "revoke_time"); try value._writeJSON(to: &w) }
+        if self.role.rawValue != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("role", "role"); w.enumValue(self.role) }
+        if !self.deliveryId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("deliveryId", "delivery_id"); w.string(self.deliveryId) }
+        if !self.userId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("userId", "user_id"); w.string(self.userId) }
     }
 
     public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
@@ -618,6 +736,18 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ApiKey: ProtobufKi
             if scanner.skipNull() { return 7 }
             self.revokeTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
             return 7
+        case "role":
+            if scanner.skipNull() { return 8 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ApiKeyRole.self) { self.role = decoded }
+            return 8
+        case "deliveryId", "delivery_id":
+            if scanner.skipNull() { return 9 }
+            self.deliveryId = try scanner.string()
+            return 9
+        case "userId", "user_id":
+            if scanner.skipNull() { return 10 }
+            self.userId = try scanner.string()
+            return 10
         default:
             return nil
         }
@@ -700,6 +830,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.RegisterAccountRes
         fabrikam__dronedelivery__accounts__v1__register_account_response__init(c)
         if let value = self.account { c.pointee.account = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Accounts__V1__Account.self) }
         c.pointee.created = self.created ? 1 : 0
+        if let value = self.adminKey { c.pointee.admin_key = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Accounts__V1__IssueApiKeyResponse.self) }
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -709,12 +840,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.RegisterAccountRes
         self.init()
         if let value = c.pointee.account { self.account = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.Account(_protobufC: value) }
         self.created = c.pointee.created != 0
+        if let value = c.pointee.admin_key { self.adminKey = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.IssueApiKeyResponse(_protobufC: value) }
         self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
     }
 
     public func _writeJSONFields(to w: inout ProtobufKit.JSONWriter) throws {
         if let value = self.account { w.key("account", "account"); try value._writeJSON(to: &w) }
         if self.created || w.options.alwaysPrintFieldsWithNoPresence { w.key("created", "created"); w.bool(self.created) }
+        if let value = self.adminKey { w.key("adminKey", "admin_key"); try value._writeJSON(to: &w) }
     }
 
     public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
@@ -727,6 +860,10 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.RegisterAccountRes
             if scanner.skipNull() { return 1 }
             self.created = try scanner.bool()
             return 1
+        case "adminKey", "admin_key":
+            if scanner.skipNull() { return 2 }
+            self.adminKey = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.IssueApiKeyResponse(_jsonScanner: &scanner)
+            return 2
         default:
             return nil
         }
@@ -898,6 +1035,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.IssueApiKeyRequest
         c.pointee.account_id = arena.string(self.accountId, field: "fabrikam.dronedelivery.accounts.v1.IssueApiKeyRequest.account_id")
         c.pointee.display_name = arena.string(self.displayName, field: "fabrikam.dronedelivery.accounts.v1.IssueApiKeyRequest.display_name")
         if let value = self.ttl { c.pointee.ttl = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Duration.self) }
+        c.pointee.role = .init(rawValue: .init(truncatingIfNeeded: self.role.rawValue))
+        c.pointee.user_id = arena.string(self.userId, field: "fabrikam.dronedelivery.accounts.v1.IssueApiKeyRequest.user_id")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -908,6 +1047,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.IssueApiKeyRequest
         self.accountId = try ProtobufKit._protobufCString(c.pointee.account_id, field: "fabrikam.dronedelivery.accounts.v1.IssueApiKeyRequest.account_id")
         self.displayName = try ProtobufKit._protobufCString(c.pointee.display_name, field: "fabrikam.dronedelivery.accounts.v1.IssueApiKeyRequest.display_name")
         if let value = c.pointee.ttl { self.ttl = try ProtobufKit.Google.Protobuf.Duration(_protobufC: value) }
+        self.role = DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ApiKeyRole(rawValue: Int32(truncatingIfNeeded: c.pointee.role.rawValue))
+        self.userId = try ProtobufKit._protobufCString(c.pointee.user_id, field: "fabrikam.dronedelivery.accounts.v1.IssueApiKeyRequest.user_id")
         self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
     }
 
@@ -915,6 +1056,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.IssueApiKeyRequest
         if !self.accountId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("accountId", "account_id"); w.string(self.accountId) }
         if !self.displayName.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("displayName", "display_name"); w.string(self.displayName) }
         if let value = self.ttl { w.key("ttl", "ttl"); try value._writeJSON(to: &w) }
+        if self.role.rawValue != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("role", "role"); w.enumValue(self.role) }
+        if !self.userId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("userId", "user_id"); w.string(self.userId) }
     }
 
     public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
@@ -931,6 +1074,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.IssueApiKeyRequest
             if scanner.skipNull() { return 2 }
             self.ttl = try ProtobufKit.Google.Protobuf.Duration(_jsonScanner: &scanner)
             return 2
+        case "role":
+            if scanner.skipNull() { return 3 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ApiKeyRole.self) { self.role = decoded }
+            return 3
+        case "userId", "user_id":
+            if scanner.skipNull() { return 4 }
+            self.userId = try scanner.string()
+            return 4
         default:
             return nil
         }
@@ -1105,6 +1256,9 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ValidateApiKeyResp
         c.pointee.key_id = arena.string(self.keyId, field: "fabrikam.dronedelivery.accounts.v1.ValidateApiKeyResponse.key_id")
         c.pointee.key_status = .init(rawValue: .init(truncatingIfNeeded: self.keyStatus.rawValue))
         if let value = self.cacheTtl { c.pointee.cache_ttl = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Duration.self) }
+        c.pointee.role = .init(rawValue: .init(truncatingIfNeeded: self.role.rawValue))
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.accounts.v1.ValidateApiKeyResponse.delivery_id")
+        c.pointee.user_id = arena.string(self.userId, field: "fabrikam.dronedelivery.accounts.v1.ValidateApiKeyResponse.user_id")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -1118,6 +1272,9 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ValidateApiKeyResp
         self.keyId = try ProtobufKit._protobufCString(c.pointee.key_id, field: "fabrikam.dronedelivery.accounts.v1.ValidateApiKeyResponse.key_id")
         self.keyStatus = DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ApiKeyStatus(rawValue: Int32(truncatingIfNeeded: c.pointee.key_status.rawValue))
         if let value = c.pointee.cache_ttl { self.cacheTtl = try ProtobufKit.Google.Protobuf.Duration(_protobufC: value) }
+        self.role = DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ApiKeyRole(rawValue: Int32(truncatingIfNeeded: c.pointee.role.rawValue))
+        self.deliveryId = try ProtobufKit._protobufCString(c.pointee.delivery_id, field: "fabrikam.dronedelivery.accounts.v1.ValidateApiKeyResponse.delivery_id")
+        self.userId = try ProtobufKit._protobufCString(c.pointee.user_id, field: "fabrikam.dronedelivery.accounts.v1.ValidateApiKeyResponse.user_id")
         self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
     }
 
@@ -1128,6 +1285,9 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ValidateApiKeyResp
         if !self.keyId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("keyId", "key_id"); w.string(self.keyId) }
         if self.keyStatus.rawValue != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("keyStatus", "key_status"); w.enumValue(self.keyStatus) }
         if let value = self.cacheTtl { w.key("cacheTtl", "cache_ttl"); try value._writeJSON(to: &w) }
+        if self.role.rawValue != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("role", "role"); w.enumValue(self.role) }
+        if !self.deliveryId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("deliveryId", "delivery_id"); w.string(self.deliveryId) }
+        if !self.userId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("userId", "user_id"); w.string(self.userId) }
     }
 
     public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
@@ -1156,6 +1316,134 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ValidateApiKeyResp
             if scanner.skipNull() { return 5 }
             self.cacheTtl = try ProtobufKit.Google.Protobuf.Duration(_jsonScanner: &scanner)
             return 5
+        case "role":
+            if scanner.skipNull() { return 6 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ApiKeyRole.self) { self.role = decoded }
+            return 6
+        case "deliveryId", "delivery_id":
+            if scanner.skipNull() { return 7 }
+            self.deliveryId = try scanner.string()
+            return 7
+        case "userId", "user_id":
+            if scanner.skipNull() { return 8 }
+            self.userId = try scanner.string()
+            return 8
+        default:
+            return nil
+        }
+    }
+}
+
+extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.CreateTrackingLinkRequest: ProtobufKit.Message, ProtobufKit.JSONMessage {
+    public static let protoMessageName = "fabrikam.dronedelivery.accounts.v1.CreateTrackingLinkRequest"
+
+    nonisolated(unsafe) private static let _descriptor: UnsafeRawPointer = {
+        var message = Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkRequest()
+        fabrikam__dronedelivery__accounts__v1__create_tracking_link_request__init(&message)
+        return UnsafeRawPointer(message.base.descriptor)
+    }()
+
+    public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
+
+    public static var _needsWireScan: Bool { true }
+
+    public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
+        let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkRequest.self, capacity: 1)
+        fabrikam__dronedelivery__accounts__v1__create_tracking_link_request__init(c)
+        c.pointee.account_id = arena.string(self.accountId, field: "fabrikam.dronedelivery.accounts.v1.CreateTrackingLinkRequest.account_id")
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.accounts.v1.CreateTrackingLinkRequest.delivery_id")
+        if let value = self.ttl { c.pointee.ttl = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Duration.self) }
+        if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
+        return UnsafeMutableRawPointer(c)
+    }
+
+    public init(_protobufC pointer: UnsafeRawPointer) throws {
+        let c = pointer.assumingMemoryBound(to: Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkRequest.self)
+        self.init()
+        self.accountId = try ProtobufKit._protobufCString(c.pointee.account_id, field: "fabrikam.dronedelivery.accounts.v1.CreateTrackingLinkRequest.account_id")
+        self.deliveryId = try ProtobufKit._protobufCString(c.pointee.delivery_id, field: "fabrikam.dronedelivery.accounts.v1.CreateTrackingLinkRequest.delivery_id")
+        if let value = c.pointee.ttl { self.ttl = try ProtobufKit.Google.Protobuf.Duration(_protobufC: value) }
+        self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
+    }
+
+    public func _writeJSONFields(to w: inout ProtobufKit.JSONWriter) throws {
+        if !self.accountId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("accountId", "account_id"); w.string(self.accountId) }
+        if !self.deliveryId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("deliveryId", "delivery_id"); w.string(self.deliveryId) }
+        if let value = self.ttl { w.key("ttl", "ttl"); try value._writeJSON(to: &w) }
+    }
+
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
+        switch key {
+        case "accountId", "account_id":
+            if scanner.skipNull() { return 0 }
+            self.accountId = try scanner.string()
+            return 0
+        case "deliveryId", "delivery_id":
+            if scanner.skipNull() { return 1 }
+            self.deliveryId = try scanner.string()
+            return 1
+        case "ttl":
+            if scanner.skipNull() { return 2 }
+            self.ttl = try ProtobufKit.Google.Protobuf.Duration(_jsonScanner: &scanner)
+            return 2
+        default:
+            return nil
+        }
+    }
+}
+
+extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.CreateTrackingLinkResponse: ProtobufKit.Message, ProtobufKit.JSONMessage {
+    public static let protoMessageName = "fabrikam.dronedelivery.accounts.v1.CreateTrackingLinkResponse"
+
+    nonisolated(unsafe) private static let _descriptor: UnsafeRawPointer = {
+        var message = Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkResponse()
+        fabrikam__dronedelivery__accounts__v1__create_tracking_link_response__init(&message)
+        return UnsafeRawPointer(message.base.descriptor)
+    }()
+
+    public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
+
+    public static var _needsWireScan: Bool { true }
+
+    public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
+        let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkResponse>.stride).bindMemory(to: Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkResponse.self, capacity: 1)
+        fabrikam__dronedelivery__accounts__v1__create_tracking_link_response__init(c)
+        if let value = self.apiKey { c.pointee.api_key = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Accounts__V1__ApiKey.self) }
+        c.pointee.token = arena.string(self.token, field: "fabrikam.dronedelivery.accounts.v1.CreateTrackingLinkResponse.token")
+        c.pointee.tracking_path = arena.string(self.trackingPath, field: "fabrikam.dronedelivery.accounts.v1.CreateTrackingLinkResponse.tracking_path")
+        if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
+        return UnsafeMutableRawPointer(c)
+    }
+
+    public init(_protobufC pointer: UnsafeRawPointer) throws {
+        let c = pointer.assumingMemoryBound(to: Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkResponse.self)
+        self.init()
+        if let value = c.pointee.api_key { self.apiKey = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ApiKey(_protobufC: value) }
+        self.token = try ProtobufKit._protobufCString(c.pointee.token, field: "fabrikam.dronedelivery.accounts.v1.CreateTrackingLinkResponse.token")
+        self.trackingPath = try ProtobufKit._protobufCString(c.pointee.tracking_path, field: "fabrikam.dronedelivery.accounts.v1.CreateTrackingLinkResponse.tracking_path")
+        self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
+    }
+
+    public func _writeJSONFields(to w: inout ProtobufKit.JSONWriter) throws {
+        if let value = self.apiKey { w.key("apiKey", "api_key"); try value._writeJSON(to: &w) }
+        if !self.token.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("token", "token"); w.string(self.token) }
+        if !self.trackingPath.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("trackingPath", "tracking_path"); w.string(self.trackingPath) }
+    }
+
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
+        switch key {
+        case "apiKey", "api_key":
+            if scanner.skipNull() { return 0 }
+            self.apiKey = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ApiKey(_jsonScanner: &scanner)
+            return 0
+        case "token":
+            if scanner.skipNull() { return 1 }
+            self.token = try scanner.string()
+            return 1
+        case "trackingPath", "tracking_path":
+            if scanner.skipNull() { return 2 }
+            self.trackingPath = try scanner.string()
+            return 2
         default:
             return nil
         }
@@ -1169,13 +1457,16 @@ extension Fabrikam.Dronedelivery.Accounts.V1 {
         public static let descriptor = ProtobufKit.ServiceDescriptor(
             fullName: "fabrikam.dronedelivery.accounts.v1.AccountsService",
             file: "fabrikam/dronedelivery/accounts/v1/accounts.proto",
-            methods: [Method.RegisterAccount.descriptor, Method.GetAccount.descriptor, Method.AddUser.descriptor, Method.IssueApiKey.descriptor, Method.RevokeApiKey.descriptor, Method.ValidateApiKey.descriptor]
+            methods: [Method.RegisterAccount.descriptor, Method.GetAccount.descriptor, Method.AddUser.descriptor, Method.IssueApiKey.descriptor, Method.RevokeApiKey.descriptor, Method.CreateTrackingLink.descriptor, Method.ValidateApiKey.descriptor]
         )
 
         /// One caseless enum per method: its message types and descriptor.
         public enum Method {
-            /// Registers a business account. Idempotent when `request_id` is set: a
-            /// repeat returns the same account with `created` false.
+            /// Registers a business account and issues its first API key, with the
+            /// ADMIN role (in `admin_key`, whose secret is shown only in this answer).
+            /// Idempotent when `request_id` is set: a repeat with the same display name
+            /// and contact e-mail returns the same account with `created` false and no
+            /// key; a repeat that differs is ALREADY_EXISTS.
             public enum RegisterAccount: ProtobufKit.MethodSpec {
                 public typealias Input = DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.RegisterAccountRequest
                 public typealias Output = DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.RegisterAccountResponse
@@ -1226,8 +1517,9 @@ extension Fabrikam.Dronedelivery.Accounts.V1 {
                 )
             }
 
-            /// Issues a new API key for an account. The secret is in the response and
-            /// is never shown again.
+            /// Issues a new API key for an account, with a role (DELIVERIES when unset;
+            /// TRACKING keys come from CreateTrackingLink). The secret is in the
+            /// response and is never shown again.
             public enum IssueApiKey: ProtobufKit.MethodSpec {
                 public typealias Input = DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.IssueApiKeyRequest
                 public typealias Output = DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.IssueApiKeyResponse
@@ -1259,6 +1551,27 @@ extension Fabrikam.Dronedelivery.Accounts.V1 {
                 )
             }
 
+            /// Issues a tracking token for one delivery: an API key with the TRACKING
+            /// role that can only read that delivery (its status, tracking stream,
+            /// history and summary), for a link to the tracking page that never carries
+            /// an account key. Expires after `ttl` (default 7 days, at most 30 days);
+            /// revocable like any key. The gateway checks that the delivery is the
+            /// caller's before asking.
+            public enum CreateTrackingLink: ProtobufKit.MethodSpec {
+                public typealias Input = DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.CreateTrackingLinkRequest
+                public typealias Output = DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.CreateTrackingLinkResponse
+                public static let descriptor = ProtobufKit.MethodDescriptor(
+                    service: "fabrikam.dronedelivery.accounts.v1.AccountsService",
+                    name: "CreateTrackingLink",
+                    inputType: "fabrikam.dronedelivery.accounts.v1.CreateTrackingLinkRequest",
+                    outputType: "fabrikam.dronedelivery.accounts.v1.CreateTrackingLinkResponse",
+                    clientStreaming: false,
+                    serverStreaming: false,
+                    isIdempotent: false,
+                    httpRule: ProtobufKit.HTTPRule(method: "POST", pattern: "/v1/deliveries/{delivery_id}:trackingLink", body: "*")
+                )
+            }
+
             /// Checks an API key secret and says which account it belongs to. An
             /// unknown secret is not an error: the response says `valid` false.
             /// Internal: called by the gateway on every request (it may cache the
@@ -1281,8 +1594,11 @@ extension Fabrikam.Dronedelivery.Accounts.V1 {
 
         /// Implement to serve `fabrikam.dronedelivery.accounts.v1.AccountsService`; add it to a router with `register(in:)`.
         public protocol Handler: Sendable {
-            /// Registers a business account. Idempotent when `request_id` is set: a
-            /// repeat returns the same account with `created` false.
+            /// Registers a business account and issues its first API key, with the
+            /// ADMIN role (in `admin_key`, whose secret is shown only in this answer).
+            /// Idempotent when `request_id` is set: a repeat with the same display name
+            /// and contact e-mail returns the same account with `created` false and no
+            /// key; a repeat that differs is ALREADY_EXISTS.
             func registerAccount(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.RegisterAccountRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.RegisterAccountResponse
 
             /// Returns one account by resource name ("accounts/{account_id}").
@@ -1294,12 +1610,21 @@ extension Fabrikam.Dronedelivery.Accounts.V1 {
             /// already exists in it (idempotent).
             func addUser(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AddUserRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AddUserResponse
 
-            /// Issues a new API key for an account. The secret is in the response and
-            /// is never shown again.
+            /// Issues a new API key for an account, with a role (DELIVERIES when unset;
+            /// TRACKING keys come from CreateTrackingLink). The secret is in the
+            /// response and is never shown again.
             func issueApiKey(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.IssueApiKeyRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.IssueApiKeyResponse
 
             /// Revokes an API key at once. Idempotent: revoking a revoked key succeeds.
             func revokeApiKey(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.RevokeApiKeyRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ApiKey
+
+            /// Issues a tracking token for one delivery: an API key with the TRACKING
+            /// role that can only read that delivery (its status, tracking stream,
+            /// history and summary), for a link to the tracking page that never carries
+            /// an account key. Expires after `ttl` (default 7 days, at most 30 days);
+            /// revocable like any key. The gateway checks that the delivery is the
+            /// caller's before asking.
+            func createTrackingLink(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.CreateTrackingLinkRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.CreateTrackingLinkResponse
 
             /// Checks an API key secret and says which account it belongs to. An
             /// unknown secret is not an error: the response says `valid` false.
@@ -1314,8 +1639,11 @@ extension Fabrikam.Dronedelivery.Accounts.V1 {
 
             public init(_ rpc: RPC.RPCClient) { self.rpc = rpc }
 
-            /// Registers a business account. Idempotent when `request_id` is set: a
-            /// repeat returns the same account with `created` false.
+            /// Registers a business account and issues its first API key, with the
+            /// ADMIN role (in `admin_key`, whose secret is shown only in this answer).
+            /// Idempotent when `request_id` is set: a repeat with the same display name
+            /// and contact e-mail returns the same account with `created` false and no
+            /// key; a repeat that differs is ALREADY_EXISTS.
             public func registerAccount(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.RegisterAccountRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.RegisterAccountResponse {
                 try await rpc.unary(Method.RegisterAccount.self, request, options: options)
             }
@@ -1333,8 +1661,9 @@ extension Fabrikam.Dronedelivery.Accounts.V1 {
                 try await rpc.unary(Method.AddUser.self, request, options: options)
             }
 
-            /// Issues a new API key for an account. The secret is in the response and
-            /// is never shown again.
+            /// Issues a new API key for an account, with a role (DELIVERIES when unset;
+            /// TRACKING keys come from CreateTrackingLink). The secret is in the
+            /// response and is never shown again.
             public func issueApiKey(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.IssueApiKeyRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.IssueApiKeyResponse {
                 try await rpc.unary(Method.IssueApiKey.self, request, options: options)
             }
@@ -1342,6 +1671,16 @@ extension Fabrikam.Dronedelivery.Accounts.V1 {
             /// Revokes an API key at once. Idempotent: revoking a revoked key succeeds.
             public func revokeApiKey(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.RevokeApiKeyRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ApiKey {
                 try await rpc.unary(Method.RevokeApiKey.self, request, options: options)
+            }
+
+            /// Issues a tracking token for one delivery: an API key with the TRACKING
+            /// role that can only read that delivery (its status, tracking stream,
+            /// history and summary), for a link to the tracking page that never carries
+            /// an account key. Expires after `ttl` (default 7 days, at most 30 days);
+            /// revocable like any key. The gateway checks that the delivery is the
+            /// caller's before asking.
+            public func createTrackingLink(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.CreateTrackingLinkRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.CreateTrackingLinkResponse {
+                try await rpc.unary(Method.CreateTrackingLink.self, request, options: options)
             }
 
             /// Checks an API key secret and says which account it belongs to. An
@@ -1363,6 +1702,7 @@ extension Fabrikam.Dronedelivery.Accounts.V1.AccountsService.Handler {
         router.unary(Fabrikam.Dronedelivery.Accounts.V1.AccountsService.Method.AddUser.self) { try await self.addUser($0, context: $1) }
         router.unary(Fabrikam.Dronedelivery.Accounts.V1.AccountsService.Method.IssueApiKey.self) { try await self.issueApiKey($0, context: $1) }
         router.unary(Fabrikam.Dronedelivery.Accounts.V1.AccountsService.Method.RevokeApiKey.self) { try await self.revokeApiKey($0, context: $1) }
+        router.unary(Fabrikam.Dronedelivery.Accounts.V1.AccountsService.Method.CreateTrackingLink.self) { try await self.createTrackingLink($0, context: $1) }
         router.unary(Fabrikam.Dronedelivery.Accounts.V1.AccountsService.Method.ValidateApiKey.self) { try await self.validateApiKey($0, context: $1) }
     }
 }
@@ -1374,9 +1714,9 @@ extension Fabrikam.Dronedelivery.Accounts.V1 {
             name: "fabrikam/dronedelivery/accounts/v1/accounts.proto",
             package: "fabrikam.dronedelivery.accounts.v1",
             dependencies: ["google/api/annotations.proto", "google/protobuf/duration.proto", "google/protobuf/timestamp.proto"],
-            messageTypes: [DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.Account.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.User.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ApiKey.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.RegisterAccountRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.RegisterAccountResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.GetAccountRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AddUserRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AddUserResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.IssueApiKeyRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.IssueApiKeyResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.RevokeApiKeyRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ValidateApiKeyRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ValidateApiKeyResponse.self],
+            messageTypes: [DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.Account.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.User.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ApiKey.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.RegisterAccountRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.RegisterAccountResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.GetAccountRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AddUserRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AddUserResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.IssueApiKeyRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.IssueApiKeyResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.RevokeApiKeyRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ValidateApiKeyRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ValidateApiKeyResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.CreateTrackingLinkRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.CreateTrackingLinkResponse.self],
             services: [AccountsService.descriptor],
-            serializedDescriptorBase64: "CjFmYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2FjY291bnRzL3YxL2FjY291bnRzLnByb3RvEiJmYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmFjY291bnRzLnYxGhxnb29nbGUvYXBpL2Fubm90YXRpb25zLnByb3RvGh5nb29nbGUvcHJvdG9idWYvZHVyYXRpb24ucHJvdG8aH2dvb2dsZS9wcm90b2J1Zi90aW1lc3RhbXAucHJvdG8iyQIKB0FjY291bnQSEgoEbmFtZRgBIAEoCVIEbmFtZRIdCgphY2NvdW50X2lkGAIgASgJUglhY2NvdW50SWQSIQoMZGlzcGxheV9uYW1lGAMgASgJUgtkaXNwbGF5TmFtZRIjCg1jb250YWN0X2VtYWlsGAQgASgJUgxjb250YWN0RW1haWwSSQoGc3RhdHVzGAUgASgOMjEuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5hY2NvdW50cy52MS5BY2NvdW50U3RhdHVzUgZzdGF0dXMSOwoLY3JlYXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpjcmVhdGVUaW1lEjsKC3VwZGF0ZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKdXBkYXRlVGltZSL2AQoEVXNlchIXCgd1c2VyX2lkGAEgASgJUgZ1c2VySWQSHQoKYWNjb3VudF9pZBgCIAEoCVIJYWNjb3VudElkEiEKDGRpc3BsYXlfbmFtZRgDIAEoCVILZGlzcGxheU5hbWUSFAoFZW1haWwYBCABKAlSBWVtYWlsEkAKBHJvbGUYBSABKA4yLC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmFjY291bnRzLnYxLlVzZXJSb2xlUgRyb2xlEjsKC2NyZWF0ZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKY3JlYXRlVGltZSKHAwoGQXBpS2V5EhUKBmtleV9pZBgBIAEoCVIFa2V5SWQSHQoKYWNjb3VudF9pZBgCIAEoCVIJYWNjb3VudElkEiEKDGRpc3BsYXlfbmFtZRgDIAEoCVILZGlzcGxheU5hbWUSIwoNc2VjcmV0X3ByZWZpeBgEIAEoCVIMc2VjcmV0UHJlZml4EkgKBnN0YXR1cxgFIAEoDjIwLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuYWNjb3VudHMudjEuQXBpS2V5U3RhdHVzUgZzdGF0dXMSOwoLY3JlYXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpjcmVhdGVUaW1lEjsKC2V4cGlyZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKZXhwaXJlVGltZRI7CgtyZXZva2VfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCnJldm9rZVRpbWUifwoWUmVnaXN0ZXJBY2NvdW50UmVxdWVzdBIhCgxkaXNwbGF5X25hbWUYASABKAlSC2Rpc3BsYXlOYW1lEiMKDWNvbnRhY3RfZW1haWwYAiABKAlSDGNvbnRhY3RFbWFpbBIdCgpyZXF1ZXN0X2lkGAMgASgJUglyZXF1ZXN0SWQiegoXUmVnaXN0ZXJBY2NvdW50UmVzcG9uc2USRQoHYWNjb3VudBgBIAEoCzIrLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuYWNjb3VudHMudjEuQWNjb3VudFIHYWNjb3VudBIYCgdjcmVhdGVkGAIgASgIUgdjcmVhdGVkIicKEUdldEFjY291bnRSZXF1ZXN0EhIKBG5hbWUYASABKAlSBG5hbWUibQoOQWRkVXNlclJlcXVlc3QSHQoKYWNjb3VudF9pZBgBIAEoCVIJYWNjb3VudElkEjwKBHVzZXIYAiABKAsyKC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmFjY291bnRzLnYxLlVzZXJSBHVzZXIiaQoPQWRkVXNlclJlc3BvbnNlEjwKBHVzZXIYASABKAsyKC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmFjY291bnRzLnYxLlVzZXJSBHVzZXISGAoHY3JlYXRlZBgCIAEoCFIHY3JlYXRlZCKDAQoSSXNzdWVBcGlLZXlSZXF1ZXN0Eh0KCmFjY291bnRfaWQYASABKAlSCWFjY291bnRJZBIhCgxkaXNwbGF5X25hbWUYAiABKAlSC2Rpc3BsYXlOYW1lEisKA3R0bBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvblIDdHRsInIKE0lzc3VlQXBpS2V5UmVzcG9uc2USQwoHYXBpX2tleRgBIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuYWNjb3VudHMudjEuQXBpS2V5UgZhcGlLZXkSFgoGc2VjcmV0GAIgASgJUgZzZWNyZXQiSwoTUmV2b2tlQXBpS2V5UmVxdWVzdBIdCgphY2NvdW50X2lkGAEgASgJUglhY2NvdW50SWQSFQoGa2V5X2lkGAIgASgJUgVrZXlJZCIvChVWYWxpZGF0ZUFwaUtleVJlcXVlc3QSFgoGc2VjcmV0GAEgASgJUgZzZWNyZXQixwIKFlZhbGlkYXRlQXBpS2V5UmVzcG9uc2USFAoFdmFsaWQYASABKAhSBXZhbGlkEh0KCmFjY291bnRfaWQYAiABKAlSCWFjY291bnRJZBJYCg5hY2NvdW50X3N0YXR1cxgDIAEoDjIxLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuYWNjb3VudHMudjEuQWNjb3VudFN0YXR1c1INYWNjb3VudFN0YXR1cxIVCgZrZXlfaWQYBCABKAlSBWtleUlkEk8KCmtleV9zdGF0dXMYBSABKA4yMC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmFjY291bnRzLnYxLkFwaUtleVN0YXR1c1IJa2V5U3RhdHVzEjYKCWNhY2hlX3R0bBgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvblIIY2FjaGVUdGwqgwEKDUFjY291bnRTdGF0dXMSHgoaQUNDT1VOVF9TVEFUVVNfVU5TUEVDSUZJRUQQABIZChVBQ0NPVU5UX1NUQVRVU19BQ1RJVkUQARIcChhBQ0NPVU5UX1NUQVRVU19TVVNQRU5ERUQQAhIZChVBQ0NPVU5UX1NUQVRVU19DTE9TRUQQAypQCghVc2VyUm9sZRIZChVVU0VSX1JPTEVfVU5TUEVDSUZJRUQQABITCg9VU0VSX1JPTEVfQURNSU4QARIUChBVU0VSX1JPTEVfTUVNQkVSEAIqgQEKDEFwaUtleVN0YXR1cxIeChpBUElfS0VZX1NUQVRVU19VTlNQRUNJRklFRBAAEhkKFUFQSV9LRVlfU1RBVFVTX0FDVElWRRABEhoKFkFQSV9LRVlfU1RBVFVTX1JFVk9LRUQQAhIaChZBUElfS0VZX1NUQVRVU19FWFBJUkVEEAMy0AcKD0FjY291bnRzU2VydmljZRKjAQoPUmVnaXN0ZXJBY2NvdW50EjouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5hY2NvdW50cy52MS5SZWdpc3RlckFjY291bnRSZXF1ZXN0GjsuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5hY2NvdW50cy52MS5SZWdpc3RlckFjY291bnRSZXNwb25zZSIXgtPkkwIRIgwvdjEvYWNjb3VudHM6ASoSjwEKCkdldEFjY291bnQSNS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmFjY291bnRzLnYxLkdldEFjY291bnRSZXF1ZXN0GisuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5hY2NvdW50cy52MS5BY2NvdW50Ih2C0+STAhcSFS92MS97bmFtZT1hY2NvdW50cy8qfRKhAQoHQWRkVXNlchIyLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuYWNjb3VudHMudjEuQWRkVXNlclJlcXVlc3QaMy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmFjY291bnRzLnYxLkFkZFVzZXJSZXNwb25zZSItgtPkkwInIh8vdjEvYWNjb3VudHMve2FjY291bnRfaWR9L3VzZXJzOgR1c2VyEqwBCgtJc3N1ZUFwaUtleRI2LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuYWNjb3VudHMudjEuSXNzdWVBcGlLZXlSZXF1ZXN0GjcuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5hY2NvdW50cy52MS5Jc3N1ZUFwaUtleVJlc3BvbnNlIiyC0+STAiYiIS92MS9hY2NvdW50cy97YWNjb3VudF9pZH0vYXBpa2V5czoBKhKnAQoMUmV2b2tlQXBpS2V5EjcuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5hY2NvdW50cy52MS5SZXZva2VBcGlLZXlSZXF1ZXN0GiouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5hY2NvdW50cy52MS5BcGlLZXkiMoLT5JMCLCoqL3YxL2FjY291bnRzL3thY2NvdW50X2lkfS9hcGlrZXlzL3trZXlfaWR9EocBCg5WYWxpZGF0ZUFwaUtleRI5LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuYWNjb3VudHMudjEuVmFsaWRhdGVBcGlLZXlSZXF1ZXN0GjouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5hY2NvdW50cy52MS5WYWxpZGF0ZUFwaUtleVJlc3BvbnNlYgZwcm90bzM="
+            serializedDescriptorBase64: "CjFmYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2FjY291bnRzL3YxL2FjY291bnRzLnByb3RvEiJmYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmFjY291bnRzLnYxGhxnb29nbGUvYXBpL2Fubm90YXRpb25zLnByb3RvGh5nb29nbGUvcHJvdG9idWYvZHVyYXRpb24ucHJvdG8aH2dvb2dsZS9wcm90b2J1Zi90aW1lc3RhbXAucHJvdG8iyQIKB0FjY291bnQSEgoEbmFtZRgBIAEoCVIEbmFtZRIdCgphY2NvdW50X2lkGAIgASgJUglhY2NvdW50SWQSIQoMZGlzcGxheV9uYW1lGAMgASgJUgtkaXNwbGF5TmFtZRIjCg1jb250YWN0X2VtYWlsGAQgASgJUgxjb250YWN0RW1haWwSSQoGc3RhdHVzGAUgASgOMjEuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5hY2NvdW50cy52MS5BY2NvdW50U3RhdHVzUgZzdGF0dXMSOwoLY3JlYXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpjcmVhdGVUaW1lEjsKC3VwZGF0ZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKdXBkYXRlVGltZSL2AQoEVXNlchIXCgd1c2VyX2lkGAEgASgJUgZ1c2VySWQSHQoKYWNjb3VudF9pZBgCIAEoCVIJYWNjb3VudElkEiEKDGRpc3BsYXlfbmFtZRgDIAEoCVILZGlzcGxheU5hbWUSFAoFZW1haWwYBCABKAlSBWVtYWlsEkAKBHJvbGUYBSABKA4yLC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmFjY291bnRzLnYxLlVzZXJSb2xlUgRyb2xlEjsKC2NyZWF0ZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKY3JlYXRlVGltZSKFBAoGQXBpS2V5EhUKBmtleV9pZBgBIAEoCVIFa2V5SWQSHQoKYWNjb3VudF9pZBgCIAEoCVIJYWNjb3VudElkEiEKDGRpc3BsYXlfbmFtZRgDIAEoCVILZGlzcGxheU5hbWUSIwoNc2VjcmV0X3ByZWZpeBgEIAEoCVIMc2VjcmV0UHJlZml4EkgKBnN0YXR1cxgFIAEoDjIwLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuYWNjb3VudHMudjEuQXBpS2V5U3RhdHVzUgZzdGF0dXMSOwoLY3JlYXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpjcmVhdGVUaW1lEjsKC2V4cGlyZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKZXhwaXJlVGltZRI7CgtyZXZva2VfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCnJldm9rZVRpbWUSQgoEcm9sZRgJIAEoDjIuLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuYWNjb3VudHMudjEuQXBpS2V5Um9sZVIEcm9sZRIfCgtkZWxpdmVyeV9pZBgKIAEoCVIKZGVsaXZlcnlJZBIXCgd1c2VyX2lkGAsgASgJUgZ1c2VySWQifwoWUmVnaXN0ZXJBY2NvdW50UmVxdWVzdBIhCgxkaXNwbGF5X25hbWUYASABKAlSC2Rpc3BsYXlOYW1lEiMKDWNvbnRhY3RfZW1haWwYAiABKAlSDGNvbnRhY3RFbWFpbBIdCgpyZXF1ZXN0X2lkGAMgASgJUglyZXF1ZXN0SWQi0AEKF1JlZ2lzdGVyQWNjb3VudFJlc3BvbnNlEkUKB2FjY291bnQYASABKAsyKy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmFjY291bnRzLnYxLkFjY291bnRSB2FjY291bnQSGAoHY3JlYXRlZBgCIAEoCFIHY3JlYXRlZBJUCglhZG1pbl9rZXkYAyABKAsyNy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmFjY291bnRzLnYxLklzc3VlQXBpS2V5UmVzcG9uc2VSCGFkbWluS2V5IicKEUdldEFjY291bnRSZXF1ZXN0EhIKBG5hbWUYASABKAlSBG5hbWUibQoOQWRkVXNlclJlcXVlc3QSHQoKYWNjb3VudF9pZBgBIAEoCVIJYWNjb3VudElkEjwKBHVzZXIYAiABKAsyKC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmFjY291bnRzLnYxLlVzZXJSBHVzZXIiaQoPQWRkVXNlclJlc3BvbnNlEjwKBHVzZXIYASABKAsyKC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmFjY291bnRzLnYxLlVzZXJSBHVzZXISGAoHY3JlYXRlZBgCIAEoCFIHY3JlYXRlZCLgAQoSSXNzdWVBcGlLZXlSZXF1ZXN0Eh0KCmFjY291bnRfaWQYASABKAlSCWFjY291bnRJZBIhCgxkaXNwbGF5X25hbWUYAiABKAlSC2Rpc3BsYXlOYW1lEisKA3R0bBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvblIDdHRsEkIKBHJvbGUYBCABKA4yLi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmFjY291bnRzLnYxLkFwaUtleVJvbGVSBHJvbGUSFwoHdXNlcl9pZBgFIAEoCVIGdXNlcklkInIKE0lzc3VlQXBpS2V5UmVzcG9uc2USQwoHYXBpX2tleRgBIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuYWNjb3VudHMudjEuQXBpS2V5UgZhcGlLZXkSFgoGc2VjcmV0GAIgASgJUgZzZWNyZXQiSwoTUmV2b2tlQXBpS2V5UmVxdWVzdBIdCgphY2NvdW50X2lkGAEgASgJUglhY2NvdW50SWQSFQoGa2V5X2lkGAIgASgJUgVrZXlJZCIvChVWYWxpZGF0ZUFwaUtleVJlcXVlc3QSFgoGc2VjcmV0GAEgASgJUgZzZWNyZXQixQMKFlZhbGlkYXRlQXBpS2V5UmVzcG9uc2USFAoFdmFsaWQYASABKAhSBXZhbGlkEh0KCmFjY291bnRfaWQYAiABKAlSCWFjY291bnRJZBJYCg5hY2NvdW50X3N0YXR1cxgDIAEoDjIxLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuYWNjb3VudHMudjEuQWNjb3VudFN0YXR1c1INYWNjb3VudFN0YXR1cxIVCgZrZXlfaWQYBCABKAlSBWtleUlkEk8KCmtleV9zdGF0dXMYBSABKA4yMC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmFjY291bnRzLnYxLkFwaUtleVN0YXR1c1IJa2V5U3RhdHVzEjYKCWNhY2hlX3R0bBgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvblIIY2FjaGVUdGwSQgoEcm9sZRgHIAEoDjIuLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuYWNjb3VudHMudjEuQXBpS2V5Um9sZVIEcm9sZRIfCgtkZWxpdmVyeV9pZBgIIAEoCVIKZGVsaXZlcnlJZBIXCgd1c2VyX2lkGAkgASgJUgZ1c2VySWQiiAEKGUNyZWF0ZVRyYWNraW5nTGlua1JlcXVlc3QSHQoKYWNjb3VudF9pZBgBIAEoCVIJYWNjb3VudElkEh8KC2RlbGl2ZXJ5X2lkGAIgASgJUgpkZWxpdmVyeUlkEisKA3R0bBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvblIDdHRsIpwBChpDcmVhdGVUcmFja2luZ0xpbmtSZXNwb25zZRJDCgdhcGlfa2V5GAEgASgLMiouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5hY2NvdW50cy52MS5BcGlLZXlSBmFwaUtleRIUCgV0b2tlbhgCIAEoCVIFdG9rZW4SIwoNdHJhY2tpbmdfcGF0aBgDIAEoCVIMdHJhY2tpbmdQYXRoKoMBCg1BY2NvdW50U3RhdHVzEh4KGkFDQ09VTlRfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGQoVQUNDT1VOVF9TVEFUVVNfQUNUSVZFEAESHAoYQUNDT1VOVF9TVEFUVVNfU1VTUEVOREVEEAISGQoVQUNDT1VOVF9TVEFUVVNfQ0xPU0VEEAMqUAoIVXNlclJvbGUSGQoVVVNFUl9ST0xFX1VOU1BFQ0lGSUVEEAASEwoPVVNFUl9ST0xFX0FETUlOEAESFAoQVVNFUl9ST0xFX01FTUJFUhACKoEBCgxBcGlLZXlTdGF0dXMSHgoaQVBJX0tFWV9TVEFUVVNfVU5TUEVDSUZJRUQQABIZChVBUElfS0VZX1NUQVRVU19BQ1RJVkUQARIaChZBUElfS0VZX1NUQVRVU19SRVZPS0VEEAISGgoWQVBJX0tFWV9TVEFUVVNfRVhQSVJFRBADKpYBCgpBcGlLZXlSb2xlEhwKGEFQSV9LRVlfUk9MRV9VTlNQRUNJRklFRBAAEhYKEkFQSV9LRVlfUk9MRV9BRE1JThABEhsKF0FQSV9LRVlfUk9MRV9ERUxJVkVSSUVTEAISGgoWQVBJX0tFWV9ST0xFX1JFQURfT05MWRADEhkKFUFQSV9LRVlfUk9MRV9UUkFDS0lORxAEMpwJCg9BY2NvdW50c1NlcnZpY2USowEKD1JlZ2lzdGVyQWNjb3VudBI6LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuYWNjb3VudHMudjEuUmVnaXN0ZXJBY2NvdW50UmVxdWVzdBo7LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuYWNjb3VudHMudjEuUmVnaXN0ZXJBY2NvdW50UmVzcG9uc2UiF4LT5JMCESIML3YxL2FjY291bnRzOgEqEo8BCgpHZXRBY2NvdW50EjUuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5hY2NvdW50cy52MS5HZXRBY2NvdW50UmVxdWVzdBorLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuYWNjb3VudHMudjEuQWNjb3VudCIdgtPkkwIXEhUvdjEve25hbWU9YWNjb3VudHMvKn0SoQEKB0FkZFVzZXISMi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmFjY291bnRzLnYxLkFkZFVzZXJSZXF1ZXN0GjMuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5hY2NvdW50cy52MS5BZGRVc2VyUmVzcG9uc2UiLYLT5JMCJyIfL3YxL2FjY291bnRzL3thY2NvdW50X2lkfS91c2VyczoEdXNlchKsAQoLSXNzdWVBcGlLZXkSNi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmFjY291bnRzLnYxLklzc3VlQXBpS2V5UmVxdWVzdBo3LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuYWNjb3VudHMudjEuSXNzdWVBcGlLZXlSZXNwb25zZSIsgtPkkwImIiEvdjEvYWNjb3VudHMve2FjY291bnRfaWR9L2FwaWtleXM6ASoSpwEKDFJldm9rZUFwaUtleRI3LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuYWNjb3VudHMudjEuUmV2b2tlQXBpS2V5UmVxdWVzdBoqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuYWNjb3VudHMudjEuQXBpS2V5IjKC0+STAiwqKi92MS9hY2NvdW50cy97YWNjb3VudF9pZH0vYXBpa2V5cy97a2V5X2lkfRLJAQoSQ3JlYXRlVHJhY2tpbmdMaW5rEj0uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5hY2NvdW50cy52MS5DcmVhdGVUcmFja2luZ0xpbmtSZXF1ZXN0Gj4uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5hY2NvdW50cy52MS5DcmVhdGVUcmFja2luZ0xpbmtSZXNwb25zZSI0gtPkkwIuIikvdjEvZGVsaXZlcmllcy97ZGVsaXZlcnlfaWR9OnRyYWNraW5nTGluazoBKhKHAQoOVmFsaWRhdGVBcGlLZXkSOS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmFjY291bnRzLnYxLlZhbGlkYXRlQXBpS2V5UmVxdWVzdBo6LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuYWNjb3VudHMudjEuVmFsaWRhdGVBcGlLZXlSZXNwb25zZWIGcHJvdG8z"
         )
     }
 }

@@ -60,6 +60,9 @@ extension Fabrikam.Dronedelivery.Deliveryhistory.V1 {
         public var pageSize: Int32 = 0
         /// `next_page_token` of the previous page; empty for the first page.
         public var pageToken: String = ""
+        /// When set, only this owner's delivery is answered; another owner's is
+        /// NOT_FOUND (the gateway sets it from the caller).
+        public var ownerId: String = ""
         /// Fields this version of the schema does not know, kept so re-encoding loses nothing.
         public var unknownFields = ProtobufKit.UnknownFields()
 
@@ -268,6 +271,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.GetDelivery
         c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.deliveryhistory.v1.GetDeliveryHistoryRequest.delivery_id")
         c.pointee.page_size = self.pageSize
         c.pointee.page_token = arena.string(self.pageToken, field: "fabrikam.dronedelivery.deliveryhistory.v1.GetDeliveryHistoryRequest.page_token")
+        c.pointee.owner_id = arena.string(self.ownerId, field: "fabrikam.dronedelivery.deliveryhistory.v1.GetDeliveryHistoryRequest.owner_id")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -278,6 +282,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.GetDelivery
         self.deliveryId = try ProtobufKit._protobufCString(c.pointee.delivery_id, field: "fabrikam.dronedelivery.deliveryhistory.v1.GetDeliveryHistoryRequest.delivery_id")
         self.pageSize = c.pointee.page_size
         self.pageToken = try ProtobufKit._protobufCString(c.pointee.page_token, field: "fabrikam.dronedelivery.deliveryhistory.v1.GetDeliveryHistoryRequest.page_token")
+        self.ownerId = try ProtobufKit._protobufCString(c.pointee.owner_id, field: "fabrikam.dronedelivery.deliveryhistory.v1.GetDeliveryHistoryRequest.owner_id")
         self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
     }
 
@@ -285,6 +290,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.GetDelivery
         if !self.deliveryId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("deliveryId", "delivery_id"); w.string(self.deliveryId) }
         if self.pageSize != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("pageSize", "page_size"); w.int32(self.pageSize) }
         if !self.pageToken.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("pageToken", "page_token"); w.string(self.pageToken) }
+        if !self.ownerId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("ownerId", "owner_id"); w.string(self.ownerId) }
     }
 
     public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
@@ -301,6 +307,10 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.GetDelivery
             if scanner.skipNull() { return 2 }
             self.pageToken = try scanner.string()
             return 2
+        case "ownerId", "owner_id":
+            if scanner.skipNull() { return 3 }
+            self.ownerId = try scanner.string()
+            return 3
         default:
             return nil
         }
@@ -642,7 +652,8 @@ extension Fabrikam.Dronedelivery.Deliveryhistory.V1 {
         /// One caseless enum per method: its message types and descriptor.
         public enum Method {
             /// Returns the events of one delivery, oldest first, a page at a time.
-            /// NOT_FOUND if no event of the delivery has been recorded.
+            /// NOT_FOUND if no event of the delivery has been recorded, or if
+            /// `owner_id` is set and the delivery is another owner's.
             public enum GetDeliveryHistory: ProtobufKit.MethodSpec {
                 public typealias Input = DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.GetDeliveryHistoryRequest
                 public typealias Output = DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.GetDeliveryHistoryResponse
@@ -697,7 +708,8 @@ extension Fabrikam.Dronedelivery.Deliveryhistory.V1 {
         /// Implement to serve `fabrikam.dronedelivery.deliveryhistory.v1.DeliveryHistoryService`; add it to a router with `register(in:)`.
         public protocol Handler: Sendable {
             /// Returns the events of one delivery, oldest first, a page at a time.
-            /// NOT_FOUND if no event of the delivery has been recorded.
+            /// NOT_FOUND if no event of the delivery has been recorded, or if
+            /// `owner_id` is set and the delivery is another owner's.
             func getDeliveryHistory(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.GetDeliveryHistoryRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.GetDeliveryHistoryResponse
 
             /// Returns the events of one owner's deliveries in a time range, oldest
@@ -717,7 +729,8 @@ extension Fabrikam.Dronedelivery.Deliveryhistory.V1 {
             public init(_ rpc: RPC.RPCClient) { self.rpc = rpc }
 
             /// Returns the events of one delivery, oldest first, a page at a time.
-            /// NOT_FOUND if no event of the delivery has been recorded.
+            /// NOT_FOUND if no event of the delivery has been recorded, or if
+            /// `owner_id` is set and the delivery is another owner's.
             public func getDeliveryHistory(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.GetDeliveryHistoryRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.GetDeliveryHistoryResponse {
                 try await rpc.unary(Method.GetDeliveryHistory.self, request, options: options)
             }
@@ -756,7 +769,7 @@ extension Fabrikam.Dronedelivery.Deliveryhistory.V1 {
             dependencies: ["fabrikam/dronedelivery/common/v1/common.proto", "google/api/annotations.proto", "google/protobuf/timestamp.proto"],
             messageTypes: [DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.DeliveryHistoryEvent.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.GetDeliveryHistoryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.GetDeliveryHistoryResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.ListOwnerHistoryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.ListOwnerHistoryResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.RecordDeliveryEventRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.RecordDeliveryEventResponse.self],
             services: [DeliveryHistoryService.descriptor],
-            serializedDescriptorBase64: "Cj9mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2RlbGl2ZXJ5aGlzdG9yeS92MS9kZWxpdmVyeWhpc3RvcnkucHJvdG8SKWZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnloaXN0b3J5LnYxGi1mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2NvbW1vbi92MS9jb21tb24ucHJvdG8aHGdvb2dsZS9hcGkvYW5ub3RhdGlvbnMucHJvdG8aH2dvb2dsZS9wcm90b2J1Zi90aW1lc3RhbXAucHJvdG8ijgQKFERlbGl2ZXJ5SGlzdG9yeUV2ZW50EhkKCGV2ZW50X2lkGAEgASgJUgdldmVudElkEh8KC2RlbGl2ZXJ5X2lkGAIgASgJUgpkZWxpdmVyeUlkEj0KBW93bmVyGAMgASgLMicuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuT3duZXJSBW93bmVyEkUKBXN0YWdlGAQgASgOMi8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuRGVsaXZlcnlTdGFnZVIFc3RhZ2USOQoKZXZlbnRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCWV2ZW50VGltZRJGCghsb2NhdGlvbhgGIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUghsb2NhdGlvbhIZCghkcm9uZV9pZBgHIAEoCVIHZHJvbmVJZBIWCgZyZWFzb24YCCABKAlSBnJlYXNvbhIaCghzZXF1ZW5jZRgJIAEoA1IIc2VxdWVuY2USOwoLcmVjb3JkX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpyZWNvcmRUaW1lEiUKDmNvcnJlbGF0aW9uX2lkGAsgASgJUg1jb3JyZWxhdGlvbklkIngKGUdldERlbGl2ZXJ5SGlzdG9yeVJlcXVlc3QSHwoLZGVsaXZlcnlfaWQYASABKAlSCmRlbGl2ZXJ5SWQSGwoJcGFnZV9zaXplGAIgASgFUghwYWdlU2l6ZRIdCgpwYWdlX3Rva2VuGAMgASgJUglwYWdlVG9rZW4ivgEKGkdldERlbGl2ZXJ5SGlzdG9yeVJlc3BvbnNlEh8KC2RlbGl2ZXJ5X2lkGAEgASgJUgpkZWxpdmVyeUlkElcKBmV2ZW50cxgCIAMoCzI/LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnloaXN0b3J5LnYxLkRlbGl2ZXJ5SGlzdG9yeUV2ZW50UgZldmVudHMSJgoPbmV4dF9wYWdlX3Rva2VuGAMgASgJUg1uZXh0UGFnZVRva2VuIqsCChdMaXN0T3duZXJIaXN0b3J5UmVxdWVzdBIZCghvd25lcl9pZBgBIAEoCVIHb3duZXJJZBI5CgpzdGFydF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIJc3RhcnRUaW1lEjUKCGVuZF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIHZW5kVGltZRJHCgZzdGFnZXMYBCADKA4yLy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5EZWxpdmVyeVN0YWdlUgZzdGFnZXMSGwoJcGFnZV9zaXplGAUgASgFUghwYWdlU2l6ZRIdCgpwYWdlX3Rva2VuGAYgASgJUglwYWdlVG9rZW4imwEKGExpc3RPd25lckhpc3RvcnlSZXNwb25zZRJXCgZldmVudHMYASADKAsyPy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5aGlzdG9yeS52MS5EZWxpdmVyeUhpc3RvcnlFdmVudFIGZXZlbnRzEiYKD25leHRfcGFnZV90b2tlbhgCIAEoCVINbmV4dFBhZ2VUb2tlbiJzChpSZWNvcmREZWxpdmVyeUV2ZW50UmVxdWVzdBJVCgVldmVudBgBIAEoCzI/LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnloaXN0b3J5LnYxLkRlbGl2ZXJ5SGlzdG9yeUV2ZW50UgVldmVudCKOAQobUmVjb3JkRGVsaXZlcnlFdmVudFJlc3BvbnNlEhgKB2NyZWF0ZWQYASABKAhSB2NyZWF0ZWQSVQoFZXZlbnQYAiABKAsyPy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5aGlzdG9yeS52MS5EZWxpdmVyeUhpc3RvcnlFdmVudFIFZXZlbnQy1gQKFkRlbGl2ZXJ5SGlzdG9yeVNlcnZpY2USzwEKEkdldERlbGl2ZXJ5SGlzdG9yeRJELmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnloaXN0b3J5LnYxLkdldERlbGl2ZXJ5SGlzdG9yeVJlcXVlc3QaRS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5aGlzdG9yeS52MS5HZXREZWxpdmVyeUhpc3RvcnlSZXNwb25zZSIsgtPkkwImEiQvdjEvZGVsaXZlcmllcy97ZGVsaXZlcnlfaWR9L2hpc3RvcnkSwgEKEExpc3RPd25lckhpc3RvcnkSQi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5aGlzdG9yeS52MS5MaXN0T3duZXJIaXN0b3J5UmVxdWVzdBpDLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnloaXN0b3J5LnYxLkxpc3RPd25lckhpc3RvcnlSZXNwb25zZSIlgtPkkwIfEh0vdjEvb3duZXJzL3tvd25lcl9pZH0vaGlzdG9yeRKkAQoTUmVjb3JkRGVsaXZlcnlFdmVudBJFLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnloaXN0b3J5LnYxLlJlY29yZERlbGl2ZXJ5RXZlbnRSZXF1ZXN0GkYuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeWhpc3RvcnkudjEuUmVjb3JkRGVsaXZlcnlFdmVudFJlc3BvbnNlYgZwcm90bzM="
+            serializedDescriptorBase64: "Cj9mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2RlbGl2ZXJ5aGlzdG9yeS92MS9kZWxpdmVyeWhpc3RvcnkucHJvdG8SKWZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnloaXN0b3J5LnYxGi1mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2NvbW1vbi92MS9jb21tb24ucHJvdG8aHGdvb2dsZS9hcGkvYW5ub3RhdGlvbnMucHJvdG8aH2dvb2dsZS9wcm90b2J1Zi90aW1lc3RhbXAucHJvdG8ijgQKFERlbGl2ZXJ5SGlzdG9yeUV2ZW50EhkKCGV2ZW50X2lkGAEgASgJUgdldmVudElkEh8KC2RlbGl2ZXJ5X2lkGAIgASgJUgpkZWxpdmVyeUlkEj0KBW93bmVyGAMgASgLMicuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuT3duZXJSBW93bmVyEkUKBXN0YWdlGAQgASgOMi8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuRGVsaXZlcnlTdGFnZVIFc3RhZ2USOQoKZXZlbnRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCWV2ZW50VGltZRJGCghsb2NhdGlvbhgGIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUghsb2NhdGlvbhIZCghkcm9uZV9pZBgHIAEoCVIHZHJvbmVJZBIWCgZyZWFzb24YCCABKAlSBnJlYXNvbhIaCghzZXF1ZW5jZRgJIAEoA1IIc2VxdWVuY2USOwoLcmVjb3JkX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpyZWNvcmRUaW1lEiUKDmNvcnJlbGF0aW9uX2lkGAsgASgJUg1jb3JyZWxhdGlvbklkIpMBChlHZXREZWxpdmVyeUhpc3RvcnlSZXF1ZXN0Eh8KC2RlbGl2ZXJ5X2lkGAEgASgJUgpkZWxpdmVyeUlkEhsKCXBhZ2Vfc2l6ZRgCIAEoBVIIcGFnZVNpemUSHQoKcGFnZV90b2tlbhgDIAEoCVIJcGFnZVRva2VuEhkKCG93bmVyX2lkGAQgASgJUgdvd25lcklkIr4BChpHZXREZWxpdmVyeUhpc3RvcnlSZXNwb25zZRIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBJXCgZldmVudHMYAiADKAsyPy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5aGlzdG9yeS52MS5EZWxpdmVyeUhpc3RvcnlFdmVudFIGZXZlbnRzEiYKD25leHRfcGFnZV90b2tlbhgDIAEoCVINbmV4dFBhZ2VUb2tlbiKrAgoXTGlzdE93bmVySGlzdG9yeVJlcXVlc3QSGQoIb3duZXJfaWQYASABKAlSB293bmVySWQSOQoKc3RhcnRfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCXN0YXJ0VGltZRI1CghlbmRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSB2VuZFRpbWUSRwoGc3RhZ2VzGAQgAygOMi8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuRGVsaXZlcnlTdGFnZVIGc3RhZ2VzEhsKCXBhZ2Vfc2l6ZRgFIAEoBVIIcGFnZVNpemUSHQoKcGFnZV90b2tlbhgGIAEoCVIJcGFnZVRva2VuIpsBChhMaXN0T3duZXJIaXN0b3J5UmVzcG9uc2USVwoGZXZlbnRzGAEgAygLMj8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeWhpc3RvcnkudjEuRGVsaXZlcnlIaXN0b3J5RXZlbnRSBmV2ZW50cxImCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAlSDW5leHRQYWdlVG9rZW4icwoaUmVjb3JkRGVsaXZlcnlFdmVudFJlcXVlc3QSVQoFZXZlbnQYASABKAsyPy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5aGlzdG9yeS52MS5EZWxpdmVyeUhpc3RvcnlFdmVudFIFZXZlbnQijgEKG1JlY29yZERlbGl2ZXJ5RXZlbnRSZXNwb25zZRIYCgdjcmVhdGVkGAEgASgIUgdjcmVhdGVkElUKBWV2ZW50GAIgASgLMj8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeWhpc3RvcnkudjEuRGVsaXZlcnlIaXN0b3J5RXZlbnRSBWV2ZW50MtYEChZEZWxpdmVyeUhpc3RvcnlTZXJ2aWNlEs8BChJHZXREZWxpdmVyeUhpc3RvcnkSRC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5aGlzdG9yeS52MS5HZXREZWxpdmVyeUhpc3RvcnlSZXF1ZXN0GkUuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeWhpc3RvcnkudjEuR2V0RGVsaXZlcnlIaXN0b3J5UmVzcG9uc2UiLILT5JMCJhIkL3YxL2RlbGl2ZXJpZXMve2RlbGl2ZXJ5X2lkfS9oaXN0b3J5EsIBChBMaXN0T3duZXJIaXN0b3J5EkIuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeWhpc3RvcnkudjEuTGlzdE93bmVySGlzdG9yeVJlcXVlc3QaQy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5aGlzdG9yeS52MS5MaXN0T3duZXJIaXN0b3J5UmVzcG9uc2UiJYLT5JMCHxIdL3YxL293bmVycy97b3duZXJfaWR9L2hpc3RvcnkSpAEKE1JlY29yZERlbGl2ZXJ5RXZlbnQSRS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5aGlzdG9yeS52MS5SZWNvcmREZWxpdmVyeUV2ZW50UmVxdWVzdBpGLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnloaXN0b3J5LnYxLlJlY29yZERlbGl2ZXJ5RXZlbnRSZXNwb25zZWIGcHJvdG8z"
         )
     }
 }

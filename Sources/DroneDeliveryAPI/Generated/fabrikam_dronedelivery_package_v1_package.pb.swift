@@ -74,6 +74,9 @@ extension Fabrikam.Dronedelivery.Package.V1 {
     public struct GetPackageRequest: Sendable, Hashable {
         /// The package id.
         public var packageId: String = ""
+        /// When set, only this owner's package is returned; another owner's is
+        /// NOT_FOUND (the gateway sets it from the caller).
+        public var ownerId: String = ""
         /// Fields this version of the schema does not know, kept so re-encoding loses nothing.
         public var unknownFields = ProtobufKit.UnknownFields()
 
@@ -139,6 +142,9 @@ extension Fabrikam.Dronedelivery.Package.V1 {
         public var packageId: String = ""
         /// The delivery whose saga is being compensated, for the audit log.
         public var deliveryId: String = ""
+        /// When set, only this owner's package is removed; another owner's is
+        /// NOT_FOUND and stays as it is (the Supervisor sets the saga's owner).
+        public var ownerId: String = ""
         /// Fields this version of the schema does not know, kept so re-encoding loses nothing.
         public var unknownFields = ProtobufKit.UnknownFields()
 
@@ -353,6 +359,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.GetPackageRequest: 
         let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Package__V1__GetPackageRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Package__V1__GetPackageRequest.self, capacity: 1)
         fabrikam__dronedelivery__package__v1__get_package_request__init(c)
         c.pointee.package_id = arena.string(self.packageId, field: "fabrikam.dronedelivery.package.v1.GetPackageRequest.package_id")
+        c.pointee.owner_id = arena.string(self.ownerId, field: "fabrikam.dronedelivery.package.v1.GetPackageRequest.owner_id")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -361,11 +368,13 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.GetPackageRequest: 
         let c = pointer.assumingMemoryBound(to: Fabrikam__Dronedelivery__Package__V1__GetPackageRequest.self)
         self.init()
         self.packageId = try ProtobufKit._protobufCString(c.pointee.package_id, field: "fabrikam.dronedelivery.package.v1.GetPackageRequest.package_id")
+        self.ownerId = try ProtobufKit._protobufCString(c.pointee.owner_id, field: "fabrikam.dronedelivery.package.v1.GetPackageRequest.owner_id")
         self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
     }
 
     public func _writeJSONFields(to w: inout ProtobufKit.JSONWriter) throws {
         if !self.packageId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("packageId", "package_id"); w.string(self.packageId) }
+        if !self.ownerId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("ownerId", "owner_id"); w.string(self.ownerId) }
     }
 
     public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
@@ -374,6 +383,10 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.GetPackageRequest: 
             if scanner.skipNull() { return 0 }
             self.packageId = try scanner.string()
             return 0
+        case "ownerId", "owner_id":
+            if scanner.skipNull() { return 1 }
+            self.ownerId = try scanner.string()
+            return 1
         default:
             return nil
         }
@@ -630,6 +643,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.DeletePackageReques
         fabrikam__dronedelivery__package__v1__delete_package_request__init(c)
         c.pointee.package_id = arena.string(self.packageId, field: "fabrikam.dronedelivery.package.v1.DeletePackageRequest.package_id")
         c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.package.v1.DeletePackageRequest.delivery_id")
+        c.pointee.owner_id = arena.string(self.ownerId, field: "fabrikam.dronedelivery.package.v1.DeletePackageRequest.owner_id")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -639,12 +653,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.DeletePackageReques
         self.init()
         self.packageId = try ProtobufKit._protobufCString(c.pointee.package_id, field: "fabrikam.dronedelivery.package.v1.DeletePackageRequest.package_id")
         self.deliveryId = try ProtobufKit._protobufCString(c.pointee.delivery_id, field: "fabrikam.dronedelivery.package.v1.DeletePackageRequest.delivery_id")
+        self.ownerId = try ProtobufKit._protobufCString(c.pointee.owner_id, field: "fabrikam.dronedelivery.package.v1.DeletePackageRequest.owner_id")
         self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
     }
 
     public func _writeJSONFields(to w: inout ProtobufKit.JSONWriter) throws {
         if !self.packageId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("packageId", "package_id"); w.string(self.packageId) }
         if !self.deliveryId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("deliveryId", "delivery_id"); w.string(self.deliveryId) }
+        if !self.ownerId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("ownerId", "owner_id"); w.string(self.ownerId) }
     }
 
     public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
@@ -657,6 +673,10 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.DeletePackageReques
             if scanner.skipNull() { return 1 }
             self.deliveryId = try scanner.string()
             return 1
+        case "ownerId", "owner_id":
+            if scanner.skipNull() { return 2 }
+            self.ownerId = try scanner.string()
+            return 2
         default:
             return nil
         }
@@ -676,8 +696,10 @@ extension Fabrikam.Dronedelivery.Package.V1 {
         /// One caseless enum per method: its message types and descriptor.
         public enum Method {
             /// Creates the package under `package.package_id`, or replaces it if it
-            /// exists. Idempotent. The gateway answers 201 Created when `created` is
-            /// true and 204 No Content otherwise.
+            /// exists and belongs to `package.owner_id`. Idempotent. ALREADY_EXISTS when
+            /// the id belongs to another owner's package (ids are unique across owners;
+            /// nothing of that package is changed or shown). The gateway answers 201
+            /// Created when `created` is true and 204 No Content otherwise.
             public enum PutPackage: ProtobufKit.MethodSpec {
                 public typealias Input = DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PutPackageRequest
                 public typealias Output = DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PutPackageResponse
@@ -693,7 +715,8 @@ extension Fabrikam.Dronedelivery.Package.V1 {
                 )
             }
 
-            /// Returns one package. NOT_FOUND if it does not exist.
+            /// Returns one package. NOT_FOUND if it does not exist, or if `owner_id` is
+            /// set and the package is another owner's.
             public enum GetPackage: ProtobufKit.MethodSpec {
                 public typealias Input = DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.GetPackageRequest
                 public typealias Output = DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.Package
@@ -710,7 +733,8 @@ extension Fabrikam.Dronedelivery.Package.V1 {
             }
 
             /// Changes the fields of a package named in `update_mask` (all writable
-            /// fields when the mask is empty). NOT_FOUND if it does not exist.
+            /// fields when the mask is empty). NOT_FOUND if it does not exist, or if
+            /// `package.owner_id` is set and the package is another owner's.
             public enum UpdatePackage: ProtobufKit.MethodSpec {
                 public typealias Input = DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.UpdatePackageRequest
                 public typealias Output = DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.Package
@@ -743,7 +767,8 @@ extension Fabrikam.Dronedelivery.Package.V1 {
             }
 
             /// Removes a package. Internal: used by the Supervisor to compensate a
-            /// failed saga. Idempotent: deleting a missing package succeeds.
+            /// failed saga. NOT_FOUND when it does not exist, or when `owner_id` is set
+            /// and the package is another owner's (nothing to undo either way).
             public enum DeletePackage: ProtobufKit.MethodSpec {
                 public typealias Input = DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.DeletePackageRequest
                 public typealias Output = ProtobufKit.Google.Protobuf.Empty
@@ -763,22 +788,27 @@ extension Fabrikam.Dronedelivery.Package.V1 {
         /// Implement to serve `fabrikam.dronedelivery.package.v1.PackageService`; add it to a router with `register(in:)`.
         public protocol Handler: Sendable {
             /// Creates the package under `package.package_id`, or replaces it if it
-            /// exists. Idempotent. The gateway answers 201 Created when `created` is
-            /// true and 204 No Content otherwise.
+            /// exists and belongs to `package.owner_id`. Idempotent. ALREADY_EXISTS when
+            /// the id belongs to another owner's package (ids are unique across owners;
+            /// nothing of that package is changed or shown). The gateway answers 201
+            /// Created when `created` is true and 204 No Content otherwise.
             func putPackage(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PutPackageRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PutPackageResponse
 
-            /// Returns one package. NOT_FOUND if it does not exist.
+            /// Returns one package. NOT_FOUND if it does not exist, or if `owner_id` is
+            /// set and the package is another owner's.
             func getPackage(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.GetPackageRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.Package
 
             /// Changes the fields of a package named in `update_mask` (all writable
-            /// fields when the mask is empty). NOT_FOUND if it does not exist.
+            /// fields when the mask is empty). NOT_FOUND if it does not exist, or if
+            /// `package.owner_id` is set and the package is another owner's.
             func updatePackage(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.UpdatePackageRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.Package
 
             /// Counts and weighs the packages of one owner.
             func getPackageSummary(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.GetPackageSummaryRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PackageSummary
 
             /// Removes a package. Internal: used by the Supervisor to compensate a
-            /// failed saga. Idempotent: deleting a missing package succeeds.
+            /// failed saga. NOT_FOUND when it does not exist, or when `owner_id` is set
+            /// and the package is another owner's (nothing to undo either way).
             func deletePackage(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.DeletePackageRequest, context: RPC.ServerContext) async throws -> ProtobufKit.Google.Protobuf.Empty
         }
 
@@ -789,19 +819,23 @@ extension Fabrikam.Dronedelivery.Package.V1 {
             public init(_ rpc: RPC.RPCClient) { self.rpc = rpc }
 
             /// Creates the package under `package.package_id`, or replaces it if it
-            /// exists. Idempotent. The gateway answers 201 Created when `created` is
-            /// true and 204 No Content otherwise.
+            /// exists and belongs to `package.owner_id`. Idempotent. ALREADY_EXISTS when
+            /// the id belongs to another owner's package (ids are unique across owners;
+            /// nothing of that package is changed or shown). The gateway answers 201
+            /// Created when `created` is true and 204 No Content otherwise.
             public func putPackage(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PutPackageRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PutPackageResponse {
                 try await rpc.unary(Method.PutPackage.self, request, options: options)
             }
 
-            /// Returns one package. NOT_FOUND if it does not exist.
+            /// Returns one package. NOT_FOUND if it does not exist, or if `owner_id` is
+            /// set and the package is another owner's.
             public func getPackage(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.GetPackageRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.Package {
                 try await rpc.unary(Method.GetPackage.self, request, options: options)
             }
 
             /// Changes the fields of a package named in `update_mask` (all writable
-            /// fields when the mask is empty). NOT_FOUND if it does not exist.
+            /// fields when the mask is empty). NOT_FOUND if it does not exist, or if
+            /// `package.owner_id` is set and the package is another owner's.
             public func updatePackage(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.UpdatePackageRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.Package {
                 try await rpc.unary(Method.UpdatePackage.self, request, options: options)
             }
@@ -812,7 +846,8 @@ extension Fabrikam.Dronedelivery.Package.V1 {
             }
 
             /// Removes a package. Internal: used by the Supervisor to compensate a
-            /// failed saga. Idempotent: deleting a missing package succeeds.
+            /// failed saga. NOT_FOUND when it does not exist, or when `owner_id` is set
+            /// and the package is another owner's (nothing to undo either way).
             public func deletePackage(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.DeletePackageRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> ProtobufKit.Google.Protobuf.Empty {
                 try await rpc.unary(Method.DeletePackage.self, request, options: options)
             }
@@ -840,7 +875,7 @@ extension Fabrikam.Dronedelivery.Package.V1 {
             dependencies: ["fabrikam/dronedelivery/common/v1/common.proto", "google/api/annotations.proto", "google/protobuf/empty.proto", "google/protobuf/field_mask.proto", "google/protobuf/timestamp.proto"],
             messageTypes: [DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.Package.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PutPackageRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PutPackageResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.GetPackageRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.UpdatePackageRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.GetPackageSummaryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PackageSummary.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PackageSummary.SizeCount.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.DeletePackageRequest.self],
             services: [PackageService.descriptor],
-            serializedDescriptorBase64: "Ci9mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L3BhY2thZ2UvdjEvcGFja2FnZS5wcm90bxIhZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5wYWNrYWdlLnYxGi1mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2NvbW1vbi92MS9jb21tb24ucHJvdG8aHGdvb2dsZS9hcGkvYW5ub3RhdGlvbnMucHJvdG8aG2dvb2dsZS9wcm90b2J1Zi9lbXB0eS5wcm90bxogZ29vZ2xlL3Byb3RvYnVmL2ZpZWxkX21hc2sucHJvdG8aH2dvb2dsZS9wcm90b2J1Zi90aW1lc3RhbXAucHJvdG8iywIKB1BhY2thZ2USHQoKcGFja2FnZV9pZBgBIAEoCVIJcGFja2FnZUlkEkEKBHNpemUYAiABKA4yLS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5QYWNrYWdlU2l6ZVIEc2l6ZRIWCgZ3ZWlnaHQYAyABKAFSBndlaWdodBIQCgN0YWcYBCABKAlSA3RhZxIZCghvd25lcl9pZBgFIAEoCVIHb3duZXJJZBIfCgtkZWxpdmVyeV9pZBgGIAEoCVIKZGVsaXZlcnlJZBI7CgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCmNyZWF0ZVRpbWUSOwoLdXBkYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgp1cGRhdGVUaW1lIlkKEVB1dFBhY2thZ2VSZXF1ZXN0EkQKB3BhY2thZ2UYASABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LnBhY2thZ2UudjEuUGFja2FnZVIHcGFja2FnZSJ0ChJQdXRQYWNrYWdlUmVzcG9uc2USRAoHcGFja2FnZRgBIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkucGFja2FnZS52MS5QYWNrYWdlUgdwYWNrYWdlEhgKB2NyZWF0ZWQYAiABKAhSB2NyZWF0ZWQiMgoRR2V0UGFja2FnZVJlcXVlc3QSHQoKcGFja2FnZV9pZBgBIAEoCVIJcGFja2FnZUlkIpkBChRVcGRhdGVQYWNrYWdlUmVxdWVzdBJECgdwYWNrYWdlGAEgASgLMiouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5wYWNrYWdlLnYxLlBhY2thZ2VSB3BhY2thZ2USOwoLdXBkYXRlX21hc2sYAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrUgp1cGRhdGVNYXNrIjUKGEdldFBhY2thZ2VTdW1tYXJ5UmVxdWVzdBIZCghvd25lcl9pZBgBIAEoCVIHb3duZXJJZCLeAgoOUGFja2FnZVN1bW1hcnkSGQoIb3duZXJfaWQYASABKAlSB293bmVySWQSIwoNcGFja2FnZV9jb3VudBgCIAEoA1IMcGFja2FnZUNvdW50EiEKDHRvdGFsX3dlaWdodBgDIAEoAVILdG90YWxXZWlnaHQSJQoOYXZlcmFnZV93ZWlnaHQYBCABKAFSDWF2ZXJhZ2VXZWlnaHQSXAoLc2l6ZV9jb3VudHMYBSADKAsyOy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LnBhY2thZ2UudjEuUGFja2FnZVN1bW1hcnkuU2l6ZUNvdW50UgpzaXplQ291bnRzGmQKCVNpemVDb3VudBJBCgRzaXplGAEgASgOMi0uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuUGFja2FnZVNpemVSBHNpemUSFAoFY291bnQYAiABKANSBWNvdW50IlYKFERlbGV0ZVBhY2thZ2VSZXF1ZXN0Eh0KCnBhY2thZ2VfaWQYASABKAlSCXBhY2thZ2VJZBIfCgtkZWxpdmVyeV9pZBgCIAEoCVIKZGVsaXZlcnlJZDKXBgoOUGFja2FnZVNlcnZpY2USrQEKClB1dFBhY2thZ2USNC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LnBhY2thZ2UudjEuUHV0UGFja2FnZVJlcXVlc3QaNS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LnBhY2thZ2UudjEuUHV0UGFja2FnZVJlc3BvbnNlIjKC0+STAiwaIS92MS9wYWNrYWdlcy97cGFja2FnZS5wYWNrYWdlX2lkfToHcGFja2FnZRKRAQoKR2V0UGFja2FnZRI0LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkucGFja2FnZS52MS5HZXRQYWNrYWdlUmVxdWVzdBoqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkucGFja2FnZS52MS5QYWNrYWdlIiGC0+STAhsSGS92MS9wYWNrYWdlcy97cGFja2FnZV9pZH0SqAEKDVVwZGF0ZVBhY2thZ2USNy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LnBhY2thZ2UudjEuVXBkYXRlUGFja2FnZVJlcXVlc3QaKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LnBhY2thZ2UudjEuUGFja2FnZSIygtPkkwIsMiEvdjEvcGFja2FnZXMve3BhY2thZ2UucGFja2FnZV9pZH06B3BhY2thZ2USswEKEUdldFBhY2thZ2VTdW1tYXJ5EjsuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5wYWNrYWdlLnYxLkdldFBhY2thZ2VTdW1tYXJ5UmVxdWVzdBoxLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkucGFja2FnZS52MS5QYWNrYWdlU3VtbWFyeSIugtPkkwIoEiYvdjEvb3duZXJzL3tvd25lcl9pZH0vcGFja2FnZXM6c3VtbWFyeRJgCg1EZWxldGVQYWNrYWdlEjcuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5wYWNrYWdlLnYxLkRlbGV0ZVBhY2thZ2VSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5YgZwcm90bzM="
+            serializedDescriptorBase64: "Ci9mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L3BhY2thZ2UvdjEvcGFja2FnZS5wcm90bxIhZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5wYWNrYWdlLnYxGi1mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2NvbW1vbi92MS9jb21tb24ucHJvdG8aHGdvb2dsZS9hcGkvYW5ub3RhdGlvbnMucHJvdG8aG2dvb2dsZS9wcm90b2J1Zi9lbXB0eS5wcm90bxogZ29vZ2xlL3Byb3RvYnVmL2ZpZWxkX21hc2sucHJvdG8aH2dvb2dsZS9wcm90b2J1Zi90aW1lc3RhbXAucHJvdG8iywIKB1BhY2thZ2USHQoKcGFja2FnZV9pZBgBIAEoCVIJcGFja2FnZUlkEkEKBHNpemUYAiABKA4yLS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5QYWNrYWdlU2l6ZVIEc2l6ZRIWCgZ3ZWlnaHQYAyABKAFSBndlaWdodBIQCgN0YWcYBCABKAlSA3RhZxIZCghvd25lcl9pZBgFIAEoCVIHb3duZXJJZBIfCgtkZWxpdmVyeV9pZBgGIAEoCVIKZGVsaXZlcnlJZBI7CgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCmNyZWF0ZVRpbWUSOwoLdXBkYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgp1cGRhdGVUaW1lIlkKEVB1dFBhY2thZ2VSZXF1ZXN0EkQKB3BhY2thZ2UYASABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LnBhY2thZ2UudjEuUGFja2FnZVIHcGFja2FnZSJ0ChJQdXRQYWNrYWdlUmVzcG9uc2USRAoHcGFja2FnZRgBIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkucGFja2FnZS52MS5QYWNrYWdlUgdwYWNrYWdlEhgKB2NyZWF0ZWQYAiABKAhSB2NyZWF0ZWQiTQoRR2V0UGFja2FnZVJlcXVlc3QSHQoKcGFja2FnZV9pZBgBIAEoCVIJcGFja2FnZUlkEhkKCG93bmVyX2lkGAIgASgJUgdvd25lcklkIpkBChRVcGRhdGVQYWNrYWdlUmVxdWVzdBJECgdwYWNrYWdlGAEgASgLMiouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5wYWNrYWdlLnYxLlBhY2thZ2VSB3BhY2thZ2USOwoLdXBkYXRlX21hc2sYAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrUgp1cGRhdGVNYXNrIjUKGEdldFBhY2thZ2VTdW1tYXJ5UmVxdWVzdBIZCghvd25lcl9pZBgBIAEoCVIHb3duZXJJZCLeAgoOUGFja2FnZVN1bW1hcnkSGQoIb3duZXJfaWQYASABKAlSB293bmVySWQSIwoNcGFja2FnZV9jb3VudBgCIAEoA1IMcGFja2FnZUNvdW50EiEKDHRvdGFsX3dlaWdodBgDIAEoAVILdG90YWxXZWlnaHQSJQoOYXZlcmFnZV93ZWlnaHQYBCABKAFSDWF2ZXJhZ2VXZWlnaHQSXAoLc2l6ZV9jb3VudHMYBSADKAsyOy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LnBhY2thZ2UudjEuUGFja2FnZVN1bW1hcnkuU2l6ZUNvdW50UgpzaXplQ291bnRzGmQKCVNpemVDb3VudBJBCgRzaXplGAEgASgOMi0uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuUGFja2FnZVNpemVSBHNpemUSFAoFY291bnQYAiABKANSBWNvdW50InEKFERlbGV0ZVBhY2thZ2VSZXF1ZXN0Eh0KCnBhY2thZ2VfaWQYASABKAlSCXBhY2thZ2VJZBIfCgtkZWxpdmVyeV9pZBgCIAEoCVIKZGVsaXZlcnlJZBIZCghvd25lcl9pZBgDIAEoCVIHb3duZXJJZDKXBgoOUGFja2FnZVNlcnZpY2USrQEKClB1dFBhY2thZ2USNC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LnBhY2thZ2UudjEuUHV0UGFja2FnZVJlcXVlc3QaNS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LnBhY2thZ2UudjEuUHV0UGFja2FnZVJlc3BvbnNlIjKC0+STAiwaIS92MS9wYWNrYWdlcy97cGFja2FnZS5wYWNrYWdlX2lkfToHcGFja2FnZRKRAQoKR2V0UGFja2FnZRI0LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkucGFja2FnZS52MS5HZXRQYWNrYWdlUmVxdWVzdBoqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkucGFja2FnZS52MS5QYWNrYWdlIiGC0+STAhsSGS92MS9wYWNrYWdlcy97cGFja2FnZV9pZH0SqAEKDVVwZGF0ZVBhY2thZ2USNy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LnBhY2thZ2UudjEuVXBkYXRlUGFja2FnZVJlcXVlc3QaKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LnBhY2thZ2UudjEuUGFja2FnZSIygtPkkwIsMiEvdjEvcGFja2FnZXMve3BhY2thZ2UucGFja2FnZV9pZH06B3BhY2thZ2USswEKEUdldFBhY2thZ2VTdW1tYXJ5EjsuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5wYWNrYWdlLnYxLkdldFBhY2thZ2VTdW1tYXJ5UmVxdWVzdBoxLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkucGFja2FnZS52MS5QYWNrYWdlU3VtbWFyeSIugtPkkwIoEiYvdjEvb3duZXJzL3tvd25lcl9pZH0vcGFja2FnZXM6c3VtbWFyeRJgCg1EZWxldGVQYWNrYWdlEjcuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5wYWNrYWdlLnYxLkRlbGV0ZVBhY2thZ2VSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5YgZwcm90bzM="
         )
     }
 }

@@ -211,6 +211,7 @@ public final class RPCClient: Sendable {
             }
             .connect(to: address)
             .get()
+        try await Self.refuseSelfConnection(channel)
         let (state, status) = try await channel.eventLoop.submit {
             let connection = try channel.pipeline.syncOperations.handler(type: HTTP2Connection.self)
             let state = connection.delegate as! ClientConnectionState

@@ -1,4 +1,4 @@
-// accounts-service: businesses, users and API keys (AccountsService) on 127.0.0.1:50051.
+// accounts-service: businesses, users and API keys (AccountsService) on 127.0.0.1, port FABRIKAM_PORT_BASE + 0 (ServicePorts).
 //   --port N  --data-dir DIR  --seed-account ID (created if missing, for the local demo; "" for none)
 //   --seed-api-key SECRET (an API key for the seeded account, for the local demo; none by default)
 import Accounts
@@ -8,12 +8,13 @@ import ServiceKit
 await runService {
     let configuration = try Configuration(known: ["port", "data-dir", "seed-account", "seed-api-key"])
     let host = ServiceHost(name: "accounts", port: try configuration.int("port", default: DefaultPort.accounts), listenHost: configuration.listenHost)
-    let logic = AccountsServiceLogic(store: try SQLiteAccountStore(path: try databasePath(configuration, file: "accounts.sqlite")))
+    let path = try databasePath(configuration, file: "accounts.sqlite")
+    let logic = AccountsServiceLogic(store: try SQLiteAccountStore(path: path))
     let seed = configuration.string("seed-account", default: "acct-demo")
     if !seed.isEmpty { try await logic.seedAccount(id: seed, displayName: "Demo Business") }
     let seedKey = configuration.string("seed-api-key", default: "")
     if !seed.isEmpty, !seedKey.isEmpty { try await logic.seedAPIKey(accountID: seed, secret: seedKey) }
     var router = Router()
     logic.register(in: &router)
-    try await host.serve(router)
+    try await host.serve(router, stores: [StoreProbe(name: "accounts store", path: path)])
 }

@@ -1,4 +1,4 @@
-// delivery-service: deliveries in flight, tracking, confirmations (DeliveryService) on 127.0.0.1:50054.
+// delivery-service: deliveries in flight, tracking, confirmations (DeliveryService) on 127.0.0.1, port FABRIKAM_PORT_BASE + 3 (ServicePorts).
 // Publishes domain events to the broker's "delivery-events" topic; dispatches flights to the simulator.
 //   --port N  --data-dir DIR  --broker FILE  --simulator HOST:PORT
 import Delivery
@@ -11,10 +11,12 @@ await runService {
     let host = ServiceHost(name: "delivery", port: try configuration.int("port", default: DefaultPort.delivery), listenHost: configuration.listenHost)
     let simulator = try configuration.address("simulator", defaultPort: DefaultPort.simulator)
     let flightControl = Downstream(name: "flight-control", host: simulator.host, port: simulator.port)
-    let logic = DeliveryServiceLogic(store: try SQLiteDeliveryStore(path: try databasePath(configuration, file: "delivery.sqlite")),
-                                     flightControl: flightControl.client, logger: host.logger)
-    let broker = try SQLiteBroker(path: configuration.string("broker", default: try databasePath(configuration, file: "broker.sqlite")))
+    let path = try databasePath(configuration, file: "delivery.sqlite")
+    let logic = DeliveryServiceLogic(store: try SQLiteDeliveryStore(path: path), flightControl: flightControl.client, logger: host.logger)
+    let brokerPath = configuration.string("broker", default: try databasePath(configuration, file: "broker.sqlite"))
+    let broker = try SQLiteBroker(path: brokerPath)
     var router = Router()
     logic.register(in: &router)
-    try await host.serve(router, background: [{ await logic.relayEvents(to: broker) }])
+    try await host.serve(router, background: [{ await logic.relayEvents(to: broker) }],
+                         stores: [StoreProbe(name: "delivery store", path: path), StoreProbe(name: "broker", path: brokerPath)])
 }

@@ -1,4 +1,4 @@
-// drone-simulator: the simulated fleet; FlightControlService on 127.0.0.1:50059.
+// drone-simulator: the simulated fleet; FlightControlService on 127.0.0.1, port FABRIKAM_PORT_BASE + 8 (ServicePorts).
 //   --port N  --data-dir DIR  --delivery/--dronescheduler HOST:PORT  --drones N  --tick-ms MS
 //   --time-scale X (simulated seconds per second)  --base LAT,LON (where the fleet lives)
 import DroneDeliveryAPI
@@ -19,7 +19,8 @@ await runService {
     guard coordinates.count == 2 else { throw ConfigurationError("--base must be LAT,LON, got \"\(baseText)\"") }
     let delivery = Downstream(name: "delivery", host: deliveryAddress.host, port: deliveryAddress.port)
     let scheduler = Downstream(name: "dronescheduler", host: schedulerAddress.host, port: schedulerAddress.port)
-    let simulator = DroneSimulator(store: try SQLiteFlightStore(path: try databasePath(configuration, file: "simulator.sqlite")),
+    let path = try databasePath(configuration, file: "simulator.sqlite")
+    let simulator = DroneSimulator(store: try SQLiteFlightStore(path: path),
                                    delivery: delivery.client, settings: settings, logger: host.logger)
     _ = try await simulator.createFleet(count: try configuration.int("drones", default: 12), base: CommonV1.Location(latitude: coordinates[0], longitude: coordinates[1]))
     var router = Router()
@@ -27,5 +28,5 @@ await runService {
     try await host.serve(router, background: [
         { await simulator.registerFleet(with: DroneSchedulerV1.DroneSchedulerService.Client(scheduler.client)) },
         { await simulator.fly() },
-    ])
+    ], stores: [StoreProbe(name: "simulator store", path: path)])
 }

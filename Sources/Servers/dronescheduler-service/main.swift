@@ -1,4 +1,4 @@
-// dronescheduler-service: drones, assignments, utilization (DroneSchedulerService) on 127.0.0.1:50053.
+// dronescheduler-service: drones, assignments, utilization (DroneSchedulerService) on 127.0.0.1, port FABRIKAM_PORT_BASE + 2 (ServicePorts).
 // Follows Delivery's events to free drones whose deliveries ended.
 //   --port N  --data-dir DIR  --broker FILE (default DIR/broker.sqlite)
 import DroneScheduler
@@ -9,12 +9,14 @@ import ServiceKit
 await runService {
     let configuration = try Configuration(known: ["port", "data-dir", "broker"])
     let host = ServiceHost(name: "dronescheduler", port: try configuration.int("port", default: DefaultPort.droneScheduler), listenHost: configuration.listenHost)
-    let logic = DroneSchedulerServiceLogic(store: try SQLiteDroneStore(path: try databasePath(configuration, file: "dronescheduler.sqlite")))
-    let broker = try SQLiteBroker(path: configuration.string("broker", default: try databasePath(configuration, file: "broker.sqlite")))
+    let path = try databasePath(configuration, file: "dronescheduler.sqlite")
+    let logic = DroneSchedulerServiceLogic(store: try SQLiteDroneStore(path: path))
+    let brokerPath = configuration.string("broker", default: try databasePath(configuration, file: "broker.sqlite"))
+    let broker = try SQLiteBroker(path: brokerPath)
     let events = try await broker.subscribe(to: "delivery-events", group: "dronescheduler")
     var router = Router()
     logic.register(in: &router)
     try await host.serve(router, background: [{
         await MessageConsumer(queue: broker, queueName: events, consumerName: "dronescheduler").run(logic.handleDeliveryEvent)
-    }])
+    }], stores: [StoreProbe(name: "dronescheduler store", path: path), StoreProbe(name: "broker", path: brokerPath)])
 }

@@ -1,4 +1,4 @@
-// supervisor-service: failed sagas and their compensation (SupervisorService) on 127.0.0.1:50058.
+// supervisor-service: failed sagas and their compensation (SupervisorService) on 127.0.0.1, port FABRIKAM_PORT_BASE + 7 (ServicePorts).
 //   --port N  --data-dir DIR  --broker FILE  --dronescheduler/--package/--delivery/--simulator HOST:PORT
 import Messaging
 import RPC
@@ -16,10 +16,13 @@ await runService {
                                       packages: try downstream("package", DefaultPort.package).client,
                                       delivery: try downstream("delivery", DefaultPort.delivery).client,
                                       flightControl: try downstream("simulator", DefaultPort.simulator).client)
-    let broker = try SQLiteBroker(path: configuration.string("broker", default: try databasePath(configuration, file: "broker.sqlite")))
-    let logic = SupervisorServiceLogic(store: try SQLiteFailedSagaStore(path: try databasePath(configuration, file: "supervisor.sqlite")),
+    let brokerPath = configuration.string("broker", default: try databasePath(configuration, file: "broker.sqlite"))
+    let broker = try SQLiteBroker(path: brokerPath)
+    let path = try databasePath(configuration, file: "supervisor.sqlite")
+    let logic = SupervisorServiceLogic(store: try SQLiteFailedSagaStore(path: path),
                                        targets: targets, requestQueue: broker, logger: host.logger)
     var router = Router()
     logic.register(in: &router)
-    try await host.serve(router, background: [{ await logic.runCompensations() }])
+    try await host.serve(router, background: [{ await logic.runCompensations() }],
+                         stores: [StoreProbe(name: "supervisor store", path: path), StoreProbe(name: "broker", path: brokerPath)])
 }

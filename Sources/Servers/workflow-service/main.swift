@@ -1,5 +1,5 @@
 // workflow-service: consumes the request queue and runs each delivery's saga; serves
-// WorkflowService (saga status) on 127.0.0.1:50057.
+// WorkflowService (saga status) on 127.0.0.1, port FABRIKAM_PORT_BASE + 6 (ServicePorts).
 //   --port N  --data-dir DIR  --broker FILE  --accounts/--package/--dronescheduler/--delivery/--supervisor HOST:PORT
 //   --lease-seconds S (a crashed Workflow's messages return after this)  --concurrency N
 //   --step-attempts N  --step-backoff-ms MS (first backoff; doubles up to 5 s)
@@ -21,11 +21,13 @@ await runService {
                                       scheduler: try downstream("dronescheduler", DefaultPort.droneScheduler).client,
                                       delivery: try downstream("delivery", DefaultPort.delivery).client,
                                       supervisor: try downstream("supervisor", DefaultPort.supervisor).client)
-    let store = try SQLiteSagaStore(path: try databasePath(configuration, file: "workflow.sqlite"))
+    let path = try databasePath(configuration, file: "workflow.sqlite")
+    let store = try SQLiteSagaStore(path: path)
     var runner = SagaRunner(store: store, downstreams: downstreams, logger: host.logger)
     runner.retry.maxAttempts = try configuration.int("step-attempts", default: 8)
     runner.retry.initialBackoff = .milliseconds(try configuration.int("step-backoff-ms", default: 200))
-    let broker = try SQLiteBroker(path: configuration.string("broker", default: try databasePath(configuration, file: "broker.sqlite")))
+    let brokerPath = configuration.string("broker", default: try databasePath(configuration, file: "broker.sqlite"))
+    let broker = try SQLiteBroker(path: brokerPath)
     var consumer = MessageConsumer(queue: broker, queueName: "delivery-requests", consumerName: "workflow")
     consumer.lease = .seconds(try configuration.int("lease-seconds", default: 30))
     consumer.concurrency = try configuration.int("concurrency", default: 32)
@@ -33,5 +35,6 @@ await runService {
     WorkflowServiceLogic(store: store).register(in: &router)
     let sagas = runner
     let requests = consumer
-    try await host.serve(router, background: [{ await requests.run(sagas.handle) }])
+    try await host.serve(router, background: [{ await requests.run(sagas.handle) }],
+                         stores: [StoreProbe(name: "workflow store", path: path), StoreProbe(name: "broker", path: brokerPath)])
 }

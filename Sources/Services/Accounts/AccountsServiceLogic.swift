@@ -5,11 +5,15 @@ import RPC
 import ServiceKit
 
 /// Accounts: businesses register, add users, and get API keys the gateway validates here.
-/// Secrets are shown once, when issued; only their SHA-256 is stored.
+/// Secrets are shown once, when issued; only their SHA-256 is stored. Every key has a role
+/// (admin, deliveries, read-only, or a tracking token for one delivery) that the gateway enforces.
 public struct AccountsServiceLogic: AccountsV1.AccountsService.Handler {
     let store: any AccountStore
     /// How long the gateway may cache a validation answer.
     public var validationCacheTTL = Google.Protobuf.Duration(seconds: 30)
+    /// A tracking token's lifetime when the request names none, and the longest allowed.
+    public static let defaultTrackingTTL = 7 * 24 * 3600.0
+    public static let maxTrackingTTL = 30 * 24 * 3600.0
 
     public init(store: any AccountStore) { self.store = store }
 
@@ -17,6 +21,7 @@ public struct AccountsServiceLogic: AccountsV1.AccountsService.Handler {
         var check = Validator()
         check.require(!request.displayName.trimmingCharacters(in: .whitespaces).isEmpty, "display_name is required")
         check.require(Self.looksLikeEmail(request.contactEmail), "contact_email must be an email address, got \"\(request.contactEmail)\"")
+        check.require(request.requestId.utf8.count <= 128, "request_id must be at most 128 bytes")
         try check.check()
         var account = AccountsV1.Account()
         // A caller-chosen request id makes registration idempotent: the same id, the same account.
@@ -27,10 +32,23 @@ public struct AccountsServiceLogic: AccountsV1.AccountsService.Handler {
         account.status = .active
         account.createTime = .now
         account.updateTime = account.createTime
-        let stored = try await store.insertAccount(account)
+        // The business's first key, stored with the account in one transaction, so an account
+        // never exists without a way in.
+        let (key, secret) = Self.newKey(accountID: account.accountId, role: .admin, displayName: "first admin key (registration)")
+        let stored = try await store.registerAccount(account, firstKey: key, secretHash: SHA256.hex(secret))
+        if !stored.created, stored.account.displayName != request.displayName || stored.account.contactEmail != request.contactEmail {
+            // The same idempotency key with another request is a client error, not the first answer.
+            throw RPCError(.alreadyExists, "request_id \(request.requestId) was already used to register a different account")
+        }
         var response = AccountsV1.RegisterAccountResponse()
         response.account = stored.account
         response.created = stored.created
+        if stored.created {
+            var adminKey = AccountsV1.IssueApiKeyResponse()
+            adminKey.apiKey = key
+            adminKey.secret = secret
+            response.adminKey = adminKey
+        }
         return response
     }
 
@@ -56,10 +74,7 @@ public struct AccountsServiceLogic: AccountsV1.AccountsService.Handler {
         user.accountId = request.accountId
         if user.role == .unspecified { user.role = .member }
         user.createTime = .now
-        let stored = try await store.insertUser(user)
-        guard stored.user.accountId == request.accountId else {
-            throw RPCError(.alreadyExists, "user_id \(user.userId) belongs to another account")
-        }
+        let stored = try await store.putUser(user)
         var response = AccountsV1.AddUserResponse()
         response.user = stored.user
         response.created = stored.created
@@ -70,19 +85,43 @@ public struct AccountsServiceLogic: AccountsV1.AccountsService.Handler {
         let account = try await existingAccount(request.accountId)
         guard account.status == .active else { throw RPCError(.failedPrecondition, "account \(account.accountId) is not active") }
         if let ttl = request.ttl, ttl.totalSeconds <= 0 { throw RPCError(.invalidArgument, "ttl must be positive") }
-        let secret = "fdk_" + randomHex(bytes: 24)
-        var key = AccountsV1.ApiKey()
-        key.keyId = makeID("key")
-        key.accountId = account.accountId
-        key.displayName = request.displayName
-        key.secretPrefix = String(secret.prefix(8))
-        key.status = .active
-        key.createTime = .now
+        let role: AccountsV1.ApiKeyRole = request.role == .unspecified ? .deliveries : request.role
+        switch role {
+        case .admin, .deliveries, .readOnly: break
+        case .tracking: throw RPCError(.invalidArgument, "role API_KEY_ROLE_TRACKING is for tracking links only (CreateTrackingLink)")
+        default: throw RPCError(.invalidArgument, "role must be API_KEY_ROLE_ADMIN, API_KEY_ROLE_DELIVERIES or API_KEY_ROLE_READ_ONLY")
+        }
+        if !request.userId.isEmpty, try await store.user(accountID: account.accountId, userID: request.userId) == nil {
+            throw RPCError(.notFound, "account \(account.accountId) has no user \(request.userId)")
+        }
+        var (key, secret) = Self.newKey(accountID: account.accountId, role: role, displayName: request.displayName)
+        key.userId = request.userId
         if let ttl = request.ttl { key.expireTime = Timestamp(secondsSince1970: key.createTime!.secondsSince1970 + ttl.totalSeconds) }
         try await store.insertKey(key, secretHash: SHA256.hex(secret))
         var response = AccountsV1.IssueApiKeyResponse()
         response.apiKey = key
         response.secret = secret
+        return response
+    }
+
+    public func createTrackingLink(_ request: AccountsV1.CreateTrackingLinkRequest, context: ServerContext) async throws -> AccountsV1.CreateTrackingLinkResponse {
+        var check = Validator()
+        check.require(!request.deliveryId.isEmpty, "delivery_id is required")
+        if let ttl = request.ttl {
+            check.require(ttl.totalSeconds > 0 && ttl.totalSeconds <= Self.maxTrackingTTL,
+                          "ttl must be positive and at most \(Int(Self.maxTrackingTTL))s (30 days), got \(ttl.totalSeconds)s")
+        }
+        try check.check()
+        let account = try await existingAccount(request.accountId)
+        guard account.status == .active else { throw RPCError(.failedPrecondition, "account \(account.accountId) is not active") }
+        var (key, token) = Self.newKey(accountID: account.accountId, role: .tracking, displayName: "tracking link for \(request.deliveryId)")
+        key.deliveryId = request.deliveryId
+        key.expireTime = Timestamp(secondsSince1970: key.createTime!.secondsSince1970 + (request.ttl?.totalSeconds ?? Self.defaultTrackingTTL))
+        try await store.insertKey(key, secretHash: SHA256.hex(token))
+        var response = AccountsV1.CreateTrackingLinkResponse()
+        response.apiKey = key
+        response.token = token
+        response.trackingPath = "/track#delivery=\(Self.fragmentEscaped(request.deliveryId))&token=\(token)"
         return response
     }
 
@@ -100,6 +139,10 @@ public struct AccountsServiceLogic: AccountsV1.AccountsService.Handler {
         response.keyId = key.keyId
         response.accountId = key.accountId
         response.keyStatus = key.status
+        // Keys from before roles existed could do everything.
+        response.role = key.role == .unspecified ? .admin : key.role
+        response.deliveryId = key.deliveryId
+        response.userId = key.userId
         if key.status == .active, let expire = key.expireTime, expire.secondsSince1970 <= Timestamp.now.secondsSince1970 {
             response.keyStatus = .expired
         }
@@ -132,8 +175,29 @@ public struct AccountsServiceLogic: AccountsV1.AccountsService.Handler {
         key.displayName = "local demo key"
         key.secretPrefix = String(secret.prefix(8))
         key.status = .active
+        key.role = .admin
         key.createTime = .now
         try await store.insertKey(key, secretHash: SHA256.hex(secret))
+    }
+
+    /// A new active key of `role` for the account, and its secret (shown once, stored as a hash).
+    static func newKey(accountID: String, role: AccountsV1.ApiKeyRole, displayName: String) -> (AccountsV1.ApiKey, secret: String) {
+        let secret = "fdk_" + randomHex(bytes: 24)
+        var key = AccountsV1.ApiKey()
+        key.keyId = makeID("key")
+        key.accountId = accountID
+        key.displayName = displayName
+        key.secretPrefix = String(secret.prefix(8))
+        key.status = .active
+        key.role = role
+        key.createTime = .now
+        return (key, secret)
+    }
+
+    /// A value for the tracking page's fragment (`#delivery=...`): percent-encoded except
+    /// unreserved characters.
+    static func fragmentEscaped(_ text: String) -> String {
+        text.addingPercentEncoding(withAllowedCharacters: CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~")) ?? text
     }
 
     private func existingAccount(_ id: String) async throws -> AccountsV1.Account {

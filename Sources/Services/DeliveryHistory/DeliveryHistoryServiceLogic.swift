@@ -12,6 +12,10 @@ public struct DeliveryHistoryServiceLogic: DeliveryHistoryV1.DeliveryHistoryServ
 
     public func getDeliveryHistory(_ request: DeliveryHistoryV1.GetDeliveryHistoryRequest, context: ServerContext) async throws -> DeliveryHistoryV1.GetDeliveryHistoryResponse {
         guard !request.deliveryId.isEmpty else { throw RPCError(.invalidArgument, "delivery_id is required") }
+        // A request that names an owner sees nothing of another owner's delivery.
+        if !request.ownerId.isEmpty, let owner = try await store.owner(deliveryID: request.deliveryId), owner != request.ownerId {
+            throw RPCError(.notFound, "delivery \(request.deliveryId) has no recorded history")
+        }
         let offset = try PageToken.decode(request.pageToken)
         let size = try PageToken.size(request.pageSize)
         let events = try await store.events(deliveryID: request.deliveryId, offset: offset, limit: size + 1)

@@ -8,6 +8,8 @@ public protocol HistoryStore: Sendable {
     /// Appends the event unless its id is already recorded; returns the stored one and whether it is new.
     func append(_ event: DeliveryHistoryV1.DeliveryHistoryEvent) async throws -> (event: DeliveryHistoryV1.DeliveryHistoryEvent, created: Bool)
     func events(deliveryID: String, offset: Int, limit: Int) async throws -> [DeliveryHistoryV1.DeliveryHistoryEvent]
+    /// The account a delivery's recorded events belong to; nil when none is recorded.
+    func owner(deliveryID: String) async throws -> String?
     func events(ownerID: String, start: Double?, end: Double?, stages: [CommonV1.DeliveryStage], offset: Int, limit: Int) async throws -> [DeliveryHistoryV1.DeliveryHistoryEvent]
 }
 
@@ -41,6 +43,12 @@ public final class SQLiteHistoryStore: HistoryStore {
         try await database.read { db in
             try db.query("SELECT data FROM events WHERE delivery_id = ? ORDER BY sequence, event_time LIMIT ? OFFSET ?", [.text(deliveryID), .int(limit), .int(offset)])
                 .map { try DeliveryHistoryV1.DeliveryHistoryEvent(storedBytes: $0.bytes(0), what: "history event") }
+        }
+    }
+
+    public func owner(deliveryID: String) async throws -> String? {
+        try await database.read { db in
+            try db.queryFirst("SELECT owner_id FROM events WHERE delivery_id = ? LIMIT 1", [.text(deliveryID)]).map { $0.string(0) }
         }
     }
 

@@ -1,4 +1,5 @@
 import DroneDeliveryAPI
+import Logging
 import Messaging
 import ProtobufKit
 import RPC
@@ -48,6 +49,11 @@ public struct IngestionServiceLogic: IngestionV1.IngestionService.Handler {
         // A caller's request id de-duplicates per account: the same id is the same delivery.
         let messageID = request.requestId.isEmpty ? makeID("msg") : "create:\(accountID):\(request.requestId)"
         let accepted = try await enqueue(.create, deliveryID: payload.deliveryId, messageID: messageID, owner: request.owner, payload: .create(payload))
+        // The same request id with another request is a client's mistake, not a retry: refuse it
+        // rather than answer with the first delivery.
+        if case .create(let first)? = accepted.first?.payload, !Self.sameRequest(first, payload) {
+            throw RPCError(.alreadyExists, "request_id \(request.requestId) was already used for a different delivery request")
+        }
         var response = IngestionV1.CreateDeliveryResponse()
         response.deliveryId = accepted.deliveryId
         response.statusPath = Self.statusPath(accepted.deliveryId)
@@ -125,10 +131,23 @@ public struct IngestionServiceLogic: IngestionV1.IngestionService.Handler {
         return answer
     }
 
+    /// Whether a repeated create asks for what the first did (the ids Ingestion made up aside).
+    static func sameRequest(_ first: IngestionV1.DeliveryRequest, _ repeated: IngestionV1.DeliveryRequest) -> Bool {
+        func normalized(_ request: IngestionV1.DeliveryRequest) -> IngestionV1.DeliveryRequest {
+            var request = request
+            if request.packageInfo?.packageId == "pkg-" + request.deliveryId.dropFirst(4) { request.packageInfo?.packageId = "" }
+            request.deliveryId = ""
+            return request
+        }
+        return normalized(first) == normalized(repeated)
+    }
+
+    static let logger = Logger(label: "fabrikam.ingestion")
+
     /// Puts the envelope on the queue and returns once it is committed. For a duplicate, returns
-    /// what the first request was given.
+    /// what the first request was given, and the first envelope.
     func enqueue(_ operation: CommonV1.OperationKind, deliveryID: String, messageID: String, owner: CommonV1.Owner?,
-                 payload: IngestionV1.RequestEnvelope.Payload) async throws -> (deliveryId: String, acceptTime: Timestamp?) {
+                 payload: IngestionV1.RequestEnvelope.Payload) async throws -> (deliveryId: String, acceptTime: Timestamp?, first: IngestionV1.RequestEnvelope?) {
         let trace = RequestTrace.current ?? RequestTrace.makeNew()
         var envelope = IngestionV1.RequestEnvelope()
         envelope.messageId = messageID
@@ -146,13 +165,15 @@ public struct IngestionServiceLogic: IngestionV1.IngestionService.Handler {
             result = try await queue.send(OutgoingMessage(id: messageID, key: deliveryID, headers: headers, payload: envelope.serializedBytes()),
                                           to: Self.requestQueue)
         } catch {
-            throw RPCError(.unavailable, "the request could not be stored; nothing was accepted, try again: \(error)")
+            // The broker's own words (SQL, file names) go to the log, not to the caller.
+            Self.logger.error("a request could not be stored", metadata: ["message_id": "\(messageID)", "error": "\(error)"])
+            throw RPCError(.unavailable, "the request could not be stored; nothing was accepted, try again")
         }
         if let original = result.duplicateOf {
             let first = try IngestionV1.RequestEnvelope(storedBytes: original, what: "queued request")
-            return (first.deliveryId, first.acceptTime)
+            return (first.deliveryId, first.acceptTime, first)
         }
-        return (deliveryID, envelope.acceptTime)
+        return (deliveryID, envelope.acceptTime, nil)
     }
 
     /// The account the gateway authenticated (`x-account-id`), if the call came through it.

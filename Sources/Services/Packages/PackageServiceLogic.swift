@@ -5,7 +5,8 @@ import ServiceKit
 
 /// Package: create-or-replace by the caller's id (Workflow uses the delivery's package id, so a
 /// repeated saga step changes nothing), get, partial update, summary per owner, and delete for
-/// the Supervisor's compensation.
+/// the Supervisor's compensation. Packages belong to their owner: another owner's id is never
+/// replaced, and a request that names an owner sees nothing of another's package.
 public struct PackageServiceLogic: PackageV1.PackageService.Handler {
     let store: any PackageStore
     public init(store: any PackageStore) { self.store = store }
@@ -16,17 +17,27 @@ public struct PackageServiceLogic: PackageV1.PackageService.Handler {
         let now = Timestamp.now
         package.createTime = now
         package.updateTime = now
-        let stored = try await store.put(package)
+        guard case .stored(let stored, let created) = try await store.put(package) else {
+            // Ids are unique across owners: this one is taken, and nothing of that package is shown.
+            throw RPCError(.alreadyExists, "package id \(package.packageId) is already in use; choose another")
+        }
         var response = PackageV1.PutPackageResponse()
-        response.package = stored.package
-        response.created = stored.created
+        response.package = stored
+        response.created = created
         return response
     }
 
     public func getPackage(_ request: PackageV1.GetPackageRequest, context: ServerContext) async throws -> PackageV1.Package {
         guard !request.packageId.isEmpty else { throw RPCError(.invalidArgument, "package_id is required") }
-        guard let package = try await store.package(id: request.packageId) else { throw RPCError(.notFound, "package \(request.packageId) does not exist") }
+        guard let package = try await store.package(id: request.packageId), Self.visible(package, to: request.ownerId) else {
+            throw RPCError(.notFound, "package \(request.packageId) does not exist")
+        }
         return package
+    }
+
+    /// Whether a request naming `owner` (empty: an internal caller naming none) may see `package`.
+    static func visible(_ package: PackageV1.Package, to owner: String) -> Bool {
+        owner.isEmpty || package.ownerId == owner
     }
 
     public func updatePackage(_ request: PackageV1.UpdatePackageRequest, context: ServerContext) async throws -> PackageV1.Package {
@@ -43,7 +54,9 @@ public struct PackageServiceLogic: PackageV1.PackageService.Handler {
             throw RPCError(.invalidArgument, "update_mask path \"\(unknown)\" cannot be updated (updatable: size, weight, tag)")
         }
         let fields = paths
+        let owner = patch.ownerId
         let updated = try await store.update(id: patch.packageId) { package in
+            guard Self.visible(package, to: owner) else { throw RPCError(.notFound, "package \(patch.packageId) does not exist") }
             for path in fields {
                 switch path {
                 case "size": package.size = patch.size
@@ -64,7 +77,9 @@ public struct PackageServiceLogic: PackageV1.PackageService.Handler {
     }
 
     public func deletePackage(_ request: PackageV1.DeletePackageRequest, context: ServerContext) async throws -> Google.Protobuf.Empty {
-        guard let package = try await store.package(id: request.packageId) else { throw RPCError(.notFound, "package \(request.packageId) does not exist") }
+        guard let package = try await store.package(id: request.packageId), Self.visible(package, to: request.ownerId) else {
+            throw RPCError(.notFound, "package \(request.packageId) does not exist")
+        }
         // Compensation removes only the package its own delivery created.
         if !request.deliveryId.isEmpty, package.deliveryId != request.deliveryId {
             throw RPCError(.failedPrecondition, "package \(request.packageId) belongs to delivery \(package.deliveryId), not \(request.deliveryId)")

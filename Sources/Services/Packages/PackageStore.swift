@@ -3,11 +3,20 @@ import ProtobufKit
 import ServiceKit
 import Storage
 
+/// What `PackageStore.put` did.
+public enum PackagePutOutcome: Sendable {
+    /// Stored (created, or replaced the same owner's package).
+    case stored(PackageV1.Package, created: Bool)
+    /// Nothing written: the id is another owner's package.
+    case ownedByAnother
+}
+
 /// Where the Package service keeps packages (protocol: the business logic sees nothing else).
 public protocol PackageStore: Sendable {
-    /// Creates or replaces by id, keeping the original create time; returns what is stored and
-    /// whether it was created.
-    func put(_ package: PackageV1.Package) async throws -> (package: PackageV1.Package, created: Bool)
+    /// Creates or replaces by id, keeping the original create time, in one transaction; a
+    /// package of another owner (a stored non-empty owner different from the new one) is left
+    /// as it is.
+    func put(_ package: PackageV1.Package) async throws -> PackagePutOutcome
     func package(id: String) async throws -> PackageV1.Package?
     /// Applies `change` to the stored package atomically; nil if there is none.
     func update(id: String, _ change: @escaping @Sendable (inout PackageV1.Package) throws -> Void) async throws -> PackageV1.Package?
@@ -28,18 +37,19 @@ public final class SQLitePackageStore: PackageStore {
         ])
     }
 
-    public func put(_ package: PackageV1.Package) async throws -> (package: PackageV1.Package, created: Bool) {
+    public func put(_ package: PackageV1.Package) async throws -> PackagePutOutcome {
         try await database.write { db in
             var package = package
             var created = true
             if let row = try db.queryFirst("SELECT data FROM packages WHERE package_id = ?", [.text(package.packageId)]) {
                 let existing = try PackageV1.Package(storedBytes: row.bytes(0), what: "package")
+                if !existing.ownerId.isEmpty, existing.ownerId != package.ownerId { return .ownedByAnother }
                 package.createTime = existing.createTime
                 created = false
-                if Self.sameContent(existing, package) { return (existing, false) }
+                if Self.sameContent(existing, package) { return .stored(existing, created: false) }
             }
             try Self.save(package, db)
-            return (package, created)
+            return .stored(package, created: created)
         }
     }
 

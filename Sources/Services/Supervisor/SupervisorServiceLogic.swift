@@ -173,6 +173,8 @@ public final class SupervisorServiceLogic: SupervisorV1.SupervisorService.Handle
                 var request = PackageV1.DeletePackageRequest()
                 request.packageId = saga.packageId
                 request.deliveryId = saga.deliveryId
+                // Only the saga owner's package: an id that is another business's is not ours to undo.
+                request.ownerId = saga.owner?.accountId ?? ""
                 if saga.packageId.isEmpty { return false }
                 _ = try await targets.packages.deletePackage(request, options: options)
                 return true

@@ -54,15 +54,15 @@ extension RunningSystem {
 
     static let deliveryJSON = #"{"pickupLocation":{"latitude":47.6101,"longitude":-122.3421},"dropoffLocation":{"latitude":47.6205,"longitude":-122.3493},"packageInfo":{"size":"PACKAGE_SIZE_SMALL","weight":1.5,"tag":"books"}}"#
 
-    /// A second business with its own API key (issued over internal RPC, as an operator would).
+    /// A second business, registered over the public API as any business registers: the answer
+    /// carries its first (admin) key.
     func secondBusiness() async throws -> (account: String, key: String) {
-        var register = AccountsV1.RegisterAccountRequest()
-        register.displayName = "Contoso"
-        register.contactEmail = "ops@contoso.example"
-        let account = try await accounts.registerAccount(register).account!.accountId
-        var issue = AccountsV1.IssueApiKeyRequest()
-        issue.accountId = account
-        return (account, try await accounts.issueApiKey(issue).secret)
+        let answer = try http("POST", "/v1/accounts", body: #"{"displayName":"Contoso","contactEmail":"ops@contoso.example"}"#, key: nil)
+        guard answer.status == 201, let account = (answer.json["account"] as? [String: Any])?["accountId"] as? String,
+              let key = (answer.json["adminKey"] as? [String: Any])?["secret"] as? String else {
+            throw Failure("registration answered \(answer.status): \(answer.body)")
+        }
+        return (account, key)
     }
 }
 
@@ -121,11 +121,6 @@ extension EndToEndTests {
                 #expect(bad.status == 400 && (bad.json["message"] as? String ?? "").contains("packageInfo.weight"))
                 let invalid = try system.http("POST", "/v1/deliveries", body: #"{"packageInfo":{"size":"PACKAGE_SIZE_SMALL","weight":1}}"#)
                 #expect(invalid.status == 400 && (invalid.json["message"] as? String ?? "").contains("pickup_location is required"))
-                // Cancel over HTTP is accepted (202) like any asynchronous operation.
-                let second = try system.createOverHTTP()
-                try await system.waitForStage(second, .completed)
-                let cancel = try system.http("DELETE", "/v1/deliveries/\(second)")
-                #expect(cancel.status == 202)
             }
         }
 
@@ -139,9 +134,10 @@ extension EndToEndTests {
                 #expect(try system.http("GET", "/v1/deliveries/\(mine)", key: otherKey).status == 404, "another business's delivery does not exist for it")
                 #expect(try system.http("GET", "/v1/deliveries/\(mine)/status", key: otherKey).status == 404)
                 #expect(try system.http("DELETE", "/v1/deliveries/\(mine)", key: otherKey).status == 404)
+                // Someone else's account is "not found", like their deliveries.
                 let forged = try system.http("POST", "/v1/deliveries", body: #"{"owner":{"accountId":"acct-demo"},"pickupLocation":{"latitude":1,"longitude":1},"dropoffLocation":{"latitude":1,"longitude":1.01},"packageInfo":{"size":"PACKAGE_SIZE_SMALL","weight":1}}"#, key: otherKey)
-                #expect(forged.status == 403)
-                #expect(try system.http("GET", "/v1/owners/acct-demo/deliveries", key: otherKey).status == 403)
+                #expect(forged.status == 404)
+                #expect(try system.http("GET", "/v1/owners/acct-demo/deliveries", key: otherKey).status == 404)
                 let theirs = try system.createOverHTTP(key: otherKey)
                 try await system.waitForStage(theirs, .completed)
                 try await waitFor("the other business's list to hold its delivery") {
@@ -151,7 +147,12 @@ extension EndToEndTests {
                 var revoke = AccountsV1.RevokeApiKeyRequest()
                 revoke.accountId = other
                 revoke.keyId = "unknown"
-                await #expect(throws: RPCError.self) { try await system.accounts.revokeApiKey(revoke) }
+                do {
+                    _ = try await system.accounts.revokeApiKey(revoke)
+                    Issue.record("revoking an unknown key succeeded")
+                } catch let error as RPCError {
+                    #expect(error.code == .notFound)
+                }
             }
         }
 
@@ -218,6 +219,14 @@ extension EndToEndTests {
                 let (_, otherKey) = try await system.secondBusiness()
                 #expect(try system.http("GET", location, key: otherKey).status == 404, "another business's queued delivery does not exist for it")
                 #expect(try system.http("GET", "/v1/deliveries/dlv-0000000000000000/status").status == 404)
+                // A delivery cancelled while its request still waits on the queue: the owner's
+                // cancel is accepted (another business's is 404), and once Workflow runs, the
+                // delivery ends CANCELLED (a long flight, so it cannot complete first).
+                let far = RunningSystem.deliveryJSON.replacingOccurrences(of: #""latitude":47.6205"#, with: #""latitude":47.7205"#)
+                let cancelled = try system.createOverHTTP(far)
+                #expect(try system.http("DELETE", "/v1/deliveries/\(cancelled)", key: otherKey).status == 404)
+                let cancel = try system.http("DELETE", "/v1/deliveries/\(cancelled)?reason=changed+my+mind")
+                #expect(cancel.status == 202 && cancel.headers["location"] == "/v1/deliveries/\(cancelled)/status", "\(cancel.status) \(cancel.body)")
                 // A tracking stream opened now waits for Workflow, then follows the flight.
                 let tracking = Task.detached { try system.http("GET", "/v1/deliveries/\(id):track", headers: ["accept": "text/event-stream"]) }
                 try await Task.sleep(for: .seconds(1))
@@ -228,9 +237,51 @@ extension EndToEndTests {
                         "\(events.status) \(stages)")
                 try await system.waitForStage(id, .completed)
                 #expect(try system.http("GET", location).json["stage"] as? String == "DELIVERY_STAGE_COMPLETED")
+                try await system.waitForStage(cancelled, .cancelled)
+                try await waitFor("the cancelled delivery's history to end CANCELLED") {
+                    try await system.historyStages(cancelled).last == .cancelled
+                }
                 // Ingestion down: Delivery's answer stands (404 for an id it does not know), not 503.
                 try await system.kill("ingestion", signal: SIGTERM)
                 #expect(try system.http("GET", "/v1/deliveries/dlv-0000000000000000/status").status == 404)
+            }
+        }
+
+        @Test("packages belong to their owner: B's delivery naming A's package is 409 at the gateway; past it, B's failed saga leaves A's package alone")
+        func anotherBusinessesPackage() async throws {
+            try await withSystem { system in
+                // A (the demo business) has a package.
+                #expect(try system.http("PUT", "/v1/packages/pkg-a-1", body: #"{"size":"PACKAGE_SIZE_SMALL","weight":1.5,"tag":"a"}"#).status == 201)
+                let (other, otherKey) = try await system.secondBusiness()
+                // B names it, with a weight no drone can carry (the measured case: B's saga fails,
+                // and its compensation deleted the package, A's).
+                let heavy = RunningSystem.deliveryJSON.replacingOccurrences(of: #""packageInfo":{"size":"PACKAGE_SIZE_SMALL","weight":1.5,"tag":"books"}"#,
+                                                                            with: #""packageInfo":{"packageId":"pkg-a-1","size":"PACKAGE_SIZE_LARGE","weight":500}"#)
+                let refused = try system.http("POST", "/v1/deliveries", body: heavy, key: otherKey)
+                #expect(refused.status == 409, "\(refused.status) \(refused.body)")
+                // Past the gateway (an internal caller naming B): the Package service refuses the
+                // id, the saga fails, and the Supervisor's compensation deletes only B's packages.
+                var request = IngestionV1.CreateDeliveryRequest()
+                var owner = CommonV1.Owner()
+                owner.accountId = other
+                request.owner = owner
+                request.pickupLocation = CommonV1.Location(latitude: 47.6101, longitude: -122.3421)
+                request.dropoffLocation = CommonV1.Location(latitude: 47.6205, longitude: -122.3493)
+                var package = CommonV1.PackageInfo()
+                package.packageId = "pkg-a-1"
+                package.size = .large
+                package.weight = 500
+                request.packageInfo = package
+                let accepted = try await system.ingestion.createDelivery(request)
+                try await waitFor("B's failed saga to be compensated") {
+                    try await system.failedSagas(accepted.deliveryId).first?.state == .compensated
+                }
+                let saga = try #require(try await system.sagas(accepted.deliveryId).first)
+                #expect(saga.steps.first { $0.step == .putPackage }?.lastError?.code == Int32(RPCError.Code.alreadyExists.rawValue),
+                        "the Package service refused another owner's id: \(saga.steps)")
+                let stillThere = try system.http("GET", "/v1/packages/pkg-a-1")
+                #expect(stillThere.status == 200 && stillThere.json["ownerId"] as? String == "acct-demo" && stillThere.json["weight"] as? Double == 1.5,
+                        "A's package: \(stillThere.status) \(stillThere.body)")
             }
         }
 

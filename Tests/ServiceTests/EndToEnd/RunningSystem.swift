@@ -4,13 +4,15 @@ import Glibc
 import DroneDeliveryAPI
 import Foundation
 import RPC
+import ServiceKit
 import Testing
 import TestSupport
 
 /// The whole system, started the way a user starts it (`tools/run.sh`), on free ports under a
 /// temporary data folder. Services can be killed and started again (`tools/run-service.sh`).
 final class RunningSystem: @unchecked Sendable {
-    static let services = ["accounts", "package", "dronescheduler", "delivery", "deliveryhistory", "ingestion", "workflow", "supervisor", "simulator", "gateway"]
+    /// The processes, in the order of their ports (`ServicePorts`, the one table of them).
+    static let services = ServicePorts.Service.allCases.map(\.name)
 
     let dataDirectory: URL
     let portBase: Int
@@ -49,7 +51,7 @@ final class RunningSystem: @unchecked Sendable {
         guard launcher.isRunning else { throw Failure("run.sh exited: \((try? String(contentsOf: output, encoding: .utf8)) ?? "")") }
     }
 
-    func port(_ service: String) -> Int { portBase + Self.services.firstIndex(of: service)! }
+    func port(_ service: String) -> Int { ServicePorts.port(of: ServicePorts.Service(rawValue: service)!, base: portBase) }
 
     func client(_ service: String) -> RPCClient {
         lock.lock(); defer { lock.unlock() }
@@ -121,7 +123,7 @@ final class RunningSystem: @unchecked Sendable {
         ((try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8))?.split(separator: " ").dropFirst(2).first) == "Z"
     }
 
-    /// Nine consecutive free ports on 127.0.0.1.
+    /// Ten consecutive free ports on 127.0.0.1 (nine services and the gateway).
     static func freePortBase() throws -> Int {
         for _ in 0..<50 {
             // Below Linux's ephemeral range (32768-60999): a port in it can be taken, between this

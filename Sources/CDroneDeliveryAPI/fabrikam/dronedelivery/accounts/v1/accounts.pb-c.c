@@ -592,6 +592,96 @@ void   fabrikam__dronedelivery__accounts__v1__validate_api_key_response__free_un
   assert(message->base.descriptor == &fabrikam__dronedelivery__accounts__v1__validate_api_key_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   fabrikam__dronedelivery__accounts__v1__create_tracking_link_request__init
+                     (Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkRequest         *message)
+{
+  static const Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkRequest init_value = FABRIKAM__DRONEDELIVERY__ACCOUNTS__V1__CREATE_TRACKING_LINK_REQUEST__INIT;
+  *message = init_value;
+}
+size_t fabrikam__dronedelivery__accounts__v1__create_tracking_link_request__get_packed_size
+                     (const Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkRequest *message)
+{
+  assert(message->base.descriptor == &fabrikam__dronedelivery__accounts__v1__create_tracking_link_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t fabrikam__dronedelivery__accounts__v1__create_tracking_link_request__pack
+                     (const Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &fabrikam__dronedelivery__accounts__v1__create_tracking_link_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t fabrikam__dronedelivery__accounts__v1__create_tracking_link_request__pack_to_buffer
+                     (const Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &fabrikam__dronedelivery__accounts__v1__create_tracking_link_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkRequest *
+       fabrikam__dronedelivery__accounts__v1__create_tracking_link_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkRequest *)
+     protobuf_c_message_unpack (&fabrikam__dronedelivery__accounts__v1__create_tracking_link_request__descriptor,
+                                allocator, len, data);
+}
+void   fabrikam__dronedelivery__accounts__v1__create_tracking_link_request__free_unpacked
+                     (Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &fabrikam__dronedelivery__accounts__v1__create_tracking_link_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   fabrikam__dronedelivery__accounts__v1__create_tracking_link_response__init
+                     (Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkResponse         *message)
+{
+  static const Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkResponse init_value = FABRIKAM__DRONEDELIVERY__ACCOUNTS__V1__CREATE_TRACKING_LINK_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t fabrikam__dronedelivery__accounts__v1__create_tracking_link_response__get_packed_size
+                     (const Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkResponse *message)
+{
+  assert(message->base.descriptor == &fabrikam__dronedelivery__accounts__v1__create_tracking_link_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t fabrikam__dronedelivery__accounts__v1__create_tracking_link_response__pack
+                     (const Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &fabrikam__dronedelivery__accounts__v1__create_tracking_link_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t fabrikam__dronedelivery__accounts__v1__create_tracking_link_response__pack_to_buffer
+                     (const Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &fabrikam__dronedelivery__accounts__v1__create_tracking_link_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkResponse *
+       fabrikam__dronedelivery__accounts__v1__create_tracking_link_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkResponse *)
+     protobuf_c_message_unpack (&fabrikam__dronedelivery__accounts__v1__create_tracking_link_response__descriptor,
+                                allocator, len, data);
+}
+void   fabrikam__dronedelivery__accounts__v1__create_tracking_link_response__free_unpacked
+                     (Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &fabrikam__dronedelivery__accounts__v1__create_tracking_link_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor fabrikam__dronedelivery__accounts__v1__account__field_descriptors[7] =
 {
   {
@@ -811,7 +901,7 @@ const ProtobufCMessageDescriptor fabrikam__dronedelivery__accounts__v1__user__de
   (ProtobufCMessageInit) fabrikam__dronedelivery__accounts__v1__user__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor fabrikam__dronedelivery__accounts__v1__api_key__field_descriptors[8] =
+static const ProtobufCFieldDescriptor fabrikam__dronedelivery__accounts__v1__api_key__field_descriptors[11] =
 {
   {
     "key_id",
@@ -909,21 +999,60 @@ static const ProtobufCFieldDescriptor fabrikam__dronedelivery__accounts__v1__api
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "role",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Accounts__V1__ApiKey, role),
+    &fabrikam__dronedelivery__accounts__v1__api_key_role__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "delivery_id",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Accounts__V1__ApiKey, delivery_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "user_id",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Accounts__V1__ApiKey, user_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned fabrikam__dronedelivery__accounts__v1__api_key__field_indices_by_name[] = {
   1,   /* field[1] = account_id */
   5,   /* field[5] = create_time */
+  9,   /* field[9] = delivery_id */
   2,   /* field[2] = display_name */
   6,   /* field[6] = expire_time */
   0,   /* field[0] = key_id */
   7,   /* field[7] = revoke_time */
+  8,   /* field[8] = role */
   3,   /* field[3] = secret_prefix */
   4,   /* field[4] = status */
+  10,   /* field[10] = user_id */
 };
 static const ProtobufCIntRange fabrikam__dronedelivery__accounts__v1__api_key__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor fabrikam__dronedelivery__accounts__v1__api_key__descriptor =
 {
@@ -933,7 +1062,7 @@ const ProtobufCMessageDescriptor fabrikam__dronedelivery__accounts__v1__api_key_
   "Fabrikam__Dronedelivery__Accounts__V1__ApiKey",
   "fabrikam.dronedelivery.accounts.v1",
   sizeof(Fabrikam__Dronedelivery__Accounts__V1__ApiKey),
-  8,
+  11,
   fabrikam__dronedelivery__accounts__v1__api_key__field_descriptors,
   fabrikam__dronedelivery__accounts__v1__api_key__field_indices_by_name,
   1,  fabrikam__dronedelivery__accounts__v1__api_key__number_ranges,
@@ -1004,7 +1133,7 @@ const ProtobufCMessageDescriptor fabrikam__dronedelivery__accounts__v1__register
   (ProtobufCMessageInit) fabrikam__dronedelivery__accounts__v1__register_account_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor fabrikam__dronedelivery__accounts__v1__register_account_response__field_descriptors[2] =
+static const ProtobufCFieldDescriptor fabrikam__dronedelivery__accounts__v1__register_account_response__field_descriptors[3] =
 {
   {
     "account",
@@ -1030,15 +1159,28 @@ static const ProtobufCFieldDescriptor fabrikam__dronedelivery__accounts__v1__reg
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "admin_key",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Accounts__V1__RegisterAccountResponse, admin_key),
+    &fabrikam__dronedelivery__accounts__v1__issue_api_key_response__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned fabrikam__dronedelivery__accounts__v1__register_account_response__field_indices_by_name[] = {
   0,   /* field[0] = account */
+  2,   /* field[2] = admin_key */
   1,   /* field[1] = created */
 };
 static const ProtobufCIntRange fabrikam__dronedelivery__accounts__v1__register_account_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor fabrikam__dronedelivery__accounts__v1__register_account_response__descriptor =
 {
@@ -1048,7 +1190,7 @@ const ProtobufCMessageDescriptor fabrikam__dronedelivery__accounts__v1__register
   "Fabrikam__Dronedelivery__Accounts__V1__RegisterAccountResponse",
   "fabrikam.dronedelivery.accounts.v1",
   sizeof(Fabrikam__Dronedelivery__Accounts__V1__RegisterAccountResponse),
-  2,
+  3,
   fabrikam__dronedelivery__accounts__v1__register_account_response__field_descriptors,
   fabrikam__dronedelivery__accounts__v1__register_account_response__field_indices_by_name,
   1,  fabrikam__dronedelivery__accounts__v1__register_account_response__number_ranges,
@@ -1195,7 +1337,7 @@ const ProtobufCMessageDescriptor fabrikam__dronedelivery__accounts__v1__add_user
   (ProtobufCMessageInit) fabrikam__dronedelivery__accounts__v1__add_user_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor fabrikam__dronedelivery__accounts__v1__issue_api_key_request__field_descriptors[3] =
+static const ProtobufCFieldDescriptor fabrikam__dronedelivery__accounts__v1__issue_api_key_request__field_descriptors[5] =
 {
   {
     "account_id",
@@ -1233,16 +1375,42 @@ static const ProtobufCFieldDescriptor fabrikam__dronedelivery__accounts__v1__iss
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "role",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Accounts__V1__IssueApiKeyRequest, role),
+    &fabrikam__dronedelivery__accounts__v1__api_key_role__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "user_id",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Accounts__V1__IssueApiKeyRequest, user_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned fabrikam__dronedelivery__accounts__v1__issue_api_key_request__field_indices_by_name[] = {
   0,   /* field[0] = account_id */
   1,   /* field[1] = display_name */
+  3,   /* field[3] = role */
   2,   /* field[2] = ttl */
+  4,   /* field[4] = user_id */
 };
 static const ProtobufCIntRange fabrikam__dronedelivery__accounts__v1__issue_api_key_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor fabrikam__dronedelivery__accounts__v1__issue_api_key_request__descriptor =
 {
@@ -1252,7 +1420,7 @@ const ProtobufCMessageDescriptor fabrikam__dronedelivery__accounts__v1__issue_ap
   "Fabrikam__Dronedelivery__Accounts__V1__IssueApiKeyRequest",
   "fabrikam.dronedelivery.accounts.v1",
   sizeof(Fabrikam__Dronedelivery__Accounts__V1__IssueApiKeyRequest),
-  3,
+  5,
   fabrikam__dronedelivery__accounts__v1__issue_api_key_request__field_descriptors,
   fabrikam__dronedelivery__accounts__v1__issue_api_key_request__field_indices_by_name,
   1,  fabrikam__dronedelivery__accounts__v1__issue_api_key_request__number_ranges,
@@ -1399,7 +1567,7 @@ const ProtobufCMessageDescriptor fabrikam__dronedelivery__accounts__v1__validate
   (ProtobufCMessageInit) fabrikam__dronedelivery__accounts__v1__validate_api_key_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor fabrikam__dronedelivery__accounts__v1__validate_api_key_response__field_descriptors[6] =
+static const ProtobufCFieldDescriptor fabrikam__dronedelivery__accounts__v1__validate_api_key_response__field_descriptors[9] =
 {
   {
     "valid",
@@ -1473,19 +1641,58 @@ static const ProtobufCFieldDescriptor fabrikam__dronedelivery__accounts__v1__val
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "role",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Accounts__V1__ValidateApiKeyResponse, role),
+    &fabrikam__dronedelivery__accounts__v1__api_key_role__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "delivery_id",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Accounts__V1__ValidateApiKeyResponse, delivery_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "user_id",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Accounts__V1__ValidateApiKeyResponse, user_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned fabrikam__dronedelivery__accounts__v1__validate_api_key_response__field_indices_by_name[] = {
   1,   /* field[1] = account_id */
   2,   /* field[2] = account_status */
   5,   /* field[5] = cache_ttl */
+  7,   /* field[7] = delivery_id */
   3,   /* field[3] = key_id */
   4,   /* field[4] = key_status */
+  6,   /* field[6] = role */
+  8,   /* field[8] = user_id */
   0,   /* field[0] = valid */
 };
 static const ProtobufCIntRange fabrikam__dronedelivery__accounts__v1__validate_api_key_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor fabrikam__dronedelivery__accounts__v1__validate_api_key_response__descriptor =
 {
@@ -1495,11 +1702,139 @@ const ProtobufCMessageDescriptor fabrikam__dronedelivery__accounts__v1__validate
   "Fabrikam__Dronedelivery__Accounts__V1__ValidateApiKeyResponse",
   "fabrikam.dronedelivery.accounts.v1",
   sizeof(Fabrikam__Dronedelivery__Accounts__V1__ValidateApiKeyResponse),
-  6,
+  9,
   fabrikam__dronedelivery__accounts__v1__validate_api_key_response__field_descriptors,
   fabrikam__dronedelivery__accounts__v1__validate_api_key_response__field_indices_by_name,
   1,  fabrikam__dronedelivery__accounts__v1__validate_api_key_response__number_ranges,
   (ProtobufCMessageInit) fabrikam__dronedelivery__accounts__v1__validate_api_key_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor fabrikam__dronedelivery__accounts__v1__create_tracking_link_request__field_descriptors[3] =
+{
+  {
+    "account_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkRequest, account_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "delivery_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkRequest, delivery_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "ttl",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkRequest, ttl),
+    &google__protobuf__duration__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned fabrikam__dronedelivery__accounts__v1__create_tracking_link_request__field_indices_by_name[] = {
+  0,   /* field[0] = account_id */
+  1,   /* field[1] = delivery_id */
+  2,   /* field[2] = ttl */
+};
+static const ProtobufCIntRange fabrikam__dronedelivery__accounts__v1__create_tracking_link_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor fabrikam__dronedelivery__accounts__v1__create_tracking_link_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "fabrikam.dronedelivery.accounts.v1.CreateTrackingLinkRequest",
+  "CreateTrackingLinkRequest",
+  "Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkRequest",
+  "fabrikam.dronedelivery.accounts.v1",
+  sizeof(Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkRequest),
+  3,
+  fabrikam__dronedelivery__accounts__v1__create_tracking_link_request__field_descriptors,
+  fabrikam__dronedelivery__accounts__v1__create_tracking_link_request__field_indices_by_name,
+  1,  fabrikam__dronedelivery__accounts__v1__create_tracking_link_request__number_ranges,
+  (ProtobufCMessageInit) fabrikam__dronedelivery__accounts__v1__create_tracking_link_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor fabrikam__dronedelivery__accounts__v1__create_tracking_link_response__field_descriptors[3] =
+{
+  {
+    "api_key",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkResponse, api_key),
+    &fabrikam__dronedelivery__accounts__v1__api_key__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "token",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkResponse, token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tracking_path",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkResponse, tracking_path),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned fabrikam__dronedelivery__accounts__v1__create_tracking_link_response__field_indices_by_name[] = {
+  0,   /* field[0] = api_key */
+  1,   /* field[1] = token */
+  2,   /* field[2] = tracking_path */
+};
+static const ProtobufCIntRange fabrikam__dronedelivery__accounts__v1__create_tracking_link_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor fabrikam__dronedelivery__accounts__v1__create_tracking_link_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "fabrikam.dronedelivery.accounts.v1.CreateTrackingLinkResponse",
+  "CreateTrackingLinkResponse",
+  "Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkResponse",
+  "fabrikam.dronedelivery.accounts.v1",
+  sizeof(Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkResponse),
+  3,
+  fabrikam__dronedelivery__accounts__v1__create_tracking_link_response__field_descriptors,
+  fabrikam__dronedelivery__accounts__v1__create_tracking_link_response__field_indices_by_name,
+  1,  fabrikam__dronedelivery__accounts__v1__create_tracking_link_response__number_ranges,
+  (ProtobufCMessageInit) fabrikam__dronedelivery__accounts__v1__create_tracking_link_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCEnumValue fabrikam__dronedelivery__accounts__v1__account_status__enum_values_by_number[4] =
@@ -1596,22 +1931,58 @@ const ProtobufCEnumDescriptor fabrikam__dronedelivery__accounts__v1__api_key_sta
   fabrikam__dronedelivery__accounts__v1__api_key_status__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor fabrikam__dronedelivery__accounts__v1__accounts_service__method_descriptors[6] =
+static const ProtobufCEnumValue fabrikam__dronedelivery__accounts__v1__api_key_role__enum_values_by_number[5] =
+{
+  { "API_KEY_ROLE_UNSPECIFIED", "FABRIKAM__DRONEDELIVERY__ACCOUNTS__V1__API_KEY_ROLE__API_KEY_ROLE_UNSPECIFIED", 0 },
+  { "API_KEY_ROLE_ADMIN", "FABRIKAM__DRONEDELIVERY__ACCOUNTS__V1__API_KEY_ROLE__API_KEY_ROLE_ADMIN", 1 },
+  { "API_KEY_ROLE_DELIVERIES", "FABRIKAM__DRONEDELIVERY__ACCOUNTS__V1__API_KEY_ROLE__API_KEY_ROLE_DELIVERIES", 2 },
+  { "API_KEY_ROLE_READ_ONLY", "FABRIKAM__DRONEDELIVERY__ACCOUNTS__V1__API_KEY_ROLE__API_KEY_ROLE_READ_ONLY", 3 },
+  { "API_KEY_ROLE_TRACKING", "FABRIKAM__DRONEDELIVERY__ACCOUNTS__V1__API_KEY_ROLE__API_KEY_ROLE_TRACKING", 4 },
+};
+static const ProtobufCIntRange fabrikam__dronedelivery__accounts__v1__api_key_role__value_ranges[] = {
+{0, 0},{0, 5}
+};
+static const ProtobufCEnumValueIndex fabrikam__dronedelivery__accounts__v1__api_key_role__enum_values_by_name[5] =
+{
+  { "API_KEY_ROLE_ADMIN", 1 },
+  { "API_KEY_ROLE_DELIVERIES", 2 },
+  { "API_KEY_ROLE_READ_ONLY", 3 },
+  { "API_KEY_ROLE_TRACKING", 4 },
+  { "API_KEY_ROLE_UNSPECIFIED", 0 },
+};
+const ProtobufCEnumDescriptor fabrikam__dronedelivery__accounts__v1__api_key_role__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "fabrikam.dronedelivery.accounts.v1.ApiKeyRole",
+  "ApiKeyRole",
+  "Fabrikam__Dronedelivery__Accounts__V1__ApiKeyRole",
+  "fabrikam.dronedelivery.accounts.v1",
+  5,
+  fabrikam__dronedelivery__accounts__v1__api_key_role__enum_values_by_number,
+  5,
+  fabrikam__dronedelivery__accounts__v1__api_key_role__enum_values_by_name,
+  1,
+  fabrikam__dronedelivery__accounts__v1__api_key_role__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCMethodDescriptor fabrikam__dronedelivery__accounts__v1__accounts_service__method_descriptors[7] =
 {
   { "RegisterAccount", &fabrikam__dronedelivery__accounts__v1__register_account_request__descriptor, &fabrikam__dronedelivery__accounts__v1__register_account_response__descriptor },
   { "GetAccount", &fabrikam__dronedelivery__accounts__v1__get_account_request__descriptor, &fabrikam__dronedelivery__accounts__v1__account__descriptor },
   { "AddUser", &fabrikam__dronedelivery__accounts__v1__add_user_request__descriptor, &fabrikam__dronedelivery__accounts__v1__add_user_response__descriptor },
   { "IssueApiKey", &fabrikam__dronedelivery__accounts__v1__issue_api_key_request__descriptor, &fabrikam__dronedelivery__accounts__v1__issue_api_key_response__descriptor },
   { "RevokeApiKey", &fabrikam__dronedelivery__accounts__v1__revoke_api_key_request__descriptor, &fabrikam__dronedelivery__accounts__v1__api_key__descriptor },
+  { "CreateTrackingLink", &fabrikam__dronedelivery__accounts__v1__create_tracking_link_request__descriptor, &fabrikam__dronedelivery__accounts__v1__create_tracking_link_response__descriptor },
   { "ValidateApiKey", &fabrikam__dronedelivery__accounts__v1__validate_api_key_request__descriptor, &fabrikam__dronedelivery__accounts__v1__validate_api_key_response__descriptor },
 };
 const unsigned fabrikam__dronedelivery__accounts__v1__accounts_service__method_indices_by_name[] = {
   2,        /* AddUser */
+  5,        /* CreateTrackingLink */
   1,        /* GetAccount */
   3,        /* IssueApiKey */
   0,        /* RegisterAccount */
   4,        /* RevokeApiKey */
-  5         /* ValidateApiKey */
+  6         /* ValidateApiKey */
 };
 const ProtobufCServiceDescriptor fabrikam__dronedelivery__accounts__v1__accounts_service__descriptor =
 {
@@ -1620,7 +1991,7 @@ const ProtobufCServiceDescriptor fabrikam__dronedelivery__accounts__v1__accounts
   "AccountsService",
   "Fabrikam__Dronedelivery__Accounts__V1__AccountsService",
   "fabrikam.dronedelivery.accounts.v1",
-  6,
+  7,
   fabrikam__dronedelivery__accounts__v1__accounts_service__method_descriptors,
   fabrikam__dronedelivery__accounts__v1__accounts_service__method_indices_by_name
 };
@@ -1664,13 +2035,21 @@ void fabrikam__dronedelivery__accounts__v1__accounts_service__revoke_api_key(Pro
   assert(service->descriptor == &fabrikam__dronedelivery__accounts__v1__accounts_service__descriptor);
   service->invoke(service, 4, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void fabrikam__dronedelivery__accounts__v1__accounts_service__create_tracking_link(ProtobufCService *service,
+                                                                                   const Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkRequest *input,
+                                                                                   Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkResponse_Closure closure,
+                                                                                   void *closure_data)
+{
+  assert(service->descriptor == &fabrikam__dronedelivery__accounts__v1__accounts_service__descriptor);
+  service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void fabrikam__dronedelivery__accounts__v1__accounts_service__validate_api_key(ProtobufCService *service,
                                                                                const Fabrikam__Dronedelivery__Accounts__V1__ValidateApiKeyRequest *input,
                                                                                Fabrikam__Dronedelivery__Accounts__V1__ValidateApiKeyResponse_Closure closure,
                                                                                void *closure_data)
 {
   assert(service->descriptor == &fabrikam__dronedelivery__accounts__v1__accounts_service__descriptor);
-  service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void fabrikam__dronedelivery__accounts__v1__accounts_service__init (Fabrikam__Dronedelivery__Accounts__V1__AccountsService_Service *service,
                                                                     Fabrikam__Dronedelivery__Accounts__V1__AccountsService_ServiceDestroy destroy)

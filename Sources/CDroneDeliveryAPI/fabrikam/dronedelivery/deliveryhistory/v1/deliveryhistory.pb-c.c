@@ -490,7 +490,7 @@ const ProtobufCMessageDescriptor fabrikam__dronedelivery__deliveryhistory__v1__d
   (ProtobufCMessageInit) fabrikam__dronedelivery__deliveryhistory__v1__delivery_history_event__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor fabrikam__dronedelivery__deliveryhistory__v1__get_delivery_history_request__field_descriptors[3] =
+static const ProtobufCFieldDescriptor fabrikam__dronedelivery__deliveryhistory__v1__get_delivery_history_request__field_descriptors[4] =
 {
   {
     "delivery_id",
@@ -528,16 +528,29 @@ static const ProtobufCFieldDescriptor fabrikam__dronedelivery__deliveryhistory__
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "owner_id",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Deliveryhistory__V1__GetDeliveryHistoryRequest, owner_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned fabrikam__dronedelivery__deliveryhistory__v1__get_delivery_history_request__field_indices_by_name[] = {
   0,   /* field[0] = delivery_id */
+  3,   /* field[3] = owner_id */
   1,   /* field[1] = page_size */
   2,   /* field[2] = page_token */
 };
 static const ProtobufCIntRange fabrikam__dronedelivery__deliveryhistory__v1__get_delivery_history_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor fabrikam__dronedelivery__deliveryhistory__v1__get_delivery_history_request__descriptor =
 {
@@ -547,7 +560,7 @@ const ProtobufCMessageDescriptor fabrikam__dronedelivery__deliveryhistory__v1__g
   "Fabrikam__Dronedelivery__Deliveryhistory__V1__GetDeliveryHistoryRequest",
   "fabrikam.dronedelivery.deliveryhistory.v1",
   sizeof(Fabrikam__Dronedelivery__Deliveryhistory__V1__GetDeliveryHistoryRequest),
-  3,
+  4,
   fabrikam__dronedelivery__deliveryhistory__v1__get_delivery_history_request__field_descriptors,
   fabrikam__dronedelivery__deliveryhistory__v1__get_delivery_history_request__field_indices_by_name,
   1,  fabrikam__dronedelivery__deliveryhistory__v1__get_delivery_history_request__number_ranges,

@@ -591,7 +591,7 @@ const ProtobufCMessageDescriptor fabrikam__dronedelivery__package__v1__put_packa
   (ProtobufCMessageInit) fabrikam__dronedelivery__package__v1__put_package_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor fabrikam__dronedelivery__package__v1__get_package_request__field_descriptors[1] =
+static const ProtobufCFieldDescriptor fabrikam__dronedelivery__package__v1__get_package_request__field_descriptors[2] =
 {
   {
     "package_id",
@@ -605,14 +605,27 @@ static const ProtobufCFieldDescriptor fabrikam__dronedelivery__package__v1__get_
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "owner_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Package__V1__GetPackageRequest, owner_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned fabrikam__dronedelivery__package__v1__get_package_request__field_indices_by_name[] = {
+  1,   /* field[1] = owner_id */
   0,   /* field[0] = package_id */
 };
 static const ProtobufCIntRange fabrikam__dronedelivery__package__v1__get_package_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 1 }
+  { 0, 2 }
 };
 const ProtobufCMessageDescriptor fabrikam__dronedelivery__package__v1__get_package_request__descriptor =
 {
@@ -622,7 +635,7 @@ const ProtobufCMessageDescriptor fabrikam__dronedelivery__package__v1__get_packa
   "Fabrikam__Dronedelivery__Package__V1__GetPackageRequest",
   "fabrikam.dronedelivery.package.v1",
   sizeof(Fabrikam__Dronedelivery__Package__V1__GetPackageRequest),
-  1,
+  2,
   fabrikam__dronedelivery__package__v1__get_package_request__field_descriptors,
   fabrikam__dronedelivery__package__v1__get_package_request__field_indices_by_name,
   1,  fabrikam__dronedelivery__package__v1__get_package_request__number_ranges,
@@ -859,7 +872,7 @@ const ProtobufCMessageDescriptor fabrikam__dronedelivery__package__v1__package_s
   (ProtobufCMessageInit) fabrikam__dronedelivery__package__v1__package_summary__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor fabrikam__dronedelivery__package__v1__delete_package_request__field_descriptors[2] =
+static const ProtobufCFieldDescriptor fabrikam__dronedelivery__package__v1__delete_package_request__field_descriptors[3] =
 {
   {
     "package_id",
@@ -885,15 +898,28 @@ static const ProtobufCFieldDescriptor fabrikam__dronedelivery__package__v1__dele
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "owner_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Package__V1__DeletePackageRequest, owner_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned fabrikam__dronedelivery__package__v1__delete_package_request__field_indices_by_name[] = {
   1,   /* field[1] = delivery_id */
+  2,   /* field[2] = owner_id */
   0,   /* field[0] = package_id */
 };
 static const ProtobufCIntRange fabrikam__dronedelivery__package__v1__delete_package_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor fabrikam__dronedelivery__package__v1__delete_package_request__descriptor =
 {
@@ -903,7 +929,7 @@ const ProtobufCMessageDescriptor fabrikam__dronedelivery__package__v1__delete_pa
   "Fabrikam__Dronedelivery__Package__V1__DeletePackageRequest",
   "fabrikam.dronedelivery.package.v1",
   sizeof(Fabrikam__Dronedelivery__Package__V1__DeletePackageRequest),
-  2,
+  3,
   fabrikam__dronedelivery__package__v1__delete_package_request__field_descriptors,
   fabrikam__dronedelivery__package__v1__delete_package_request__field_indices_by_name,
   1,  fabrikam__dronedelivery__package__v1__delete_package_request__number_ranges,

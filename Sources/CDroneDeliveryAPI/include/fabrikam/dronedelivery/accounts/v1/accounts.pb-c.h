@@ -31,6 +31,8 @@ typedef struct Fabrikam__Dronedelivery__Accounts__V1__IssueApiKeyResponse Fabrik
 typedef struct Fabrikam__Dronedelivery__Accounts__V1__RevokeApiKeyRequest Fabrikam__Dronedelivery__Accounts__V1__RevokeApiKeyRequest;
 typedef struct Fabrikam__Dronedelivery__Accounts__V1__ValidateApiKeyRequest Fabrikam__Dronedelivery__Accounts__V1__ValidateApiKeyRequest;
 typedef struct Fabrikam__Dronedelivery__Accounts__V1__ValidateApiKeyResponse Fabrikam__Dronedelivery__Accounts__V1__ValidateApiKeyResponse;
+typedef struct Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkRequest Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkRequest;
+typedef struct Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkResponse Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkResponse;
 
 
 /* --- enums --- */
@@ -98,6 +100,35 @@ typedef enum _Fabrikam__Dronedelivery__Accounts__V1__ApiKeyStatus {
   FABRIKAM__DRONEDELIVERY__ACCOUNTS__V1__API_KEY_STATUS__API_KEY_STATUS_EXPIRED = 3
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(FABRIKAM__DRONEDELIVERY__ACCOUNTS__V1__API_KEY_STATUS)
 } Fabrikam__Dronedelivery__Accounts__V1__ApiKeyStatus;
+/*
+ * What an API key may do. The gateway enforces it on every request.
+ */
+typedef enum _Fabrikam__Dronedelivery__Accounts__V1__ApiKeyRole {
+  /*
+   * Not set. Keys issued before roles existed read as ADMIN (what they could
+   * do); IssueApiKey treats unset as DELIVERIES.
+   */
+  FABRIKAM__DRONEDELIVERY__ACCOUNTS__V1__API_KEY_ROLE__API_KEY_ROLE_UNSPECIFIED = 0,
+  /*
+   * Everything, including the account's users and API keys.
+   */
+  FABRIKAM__DRONEDELIVERY__ACCOUNTS__V1__API_KEY_ROLE__API_KEY_ROLE_ADMIN = 1,
+  /*
+   * Requests, changes, cancels and reads deliveries and packages; no users or
+   * keys.
+   */
+  FABRIKAM__DRONEDELIVERY__ACCOUNTS__V1__API_KEY_ROLE__API_KEY_ROLE_DELIVERIES = 2,
+  /*
+   * Reads only.
+   */
+  FABRIKAM__DRONEDELIVERY__ACCOUNTS__V1__API_KEY_ROLE__API_KEY_ROLE_READ_ONLY = 3,
+  /*
+   * Reads one delivery (`ApiKey.delivery_id`) and nothing else: the token of
+   * a tracking link.
+   */
+  FABRIKAM__DRONEDELIVERY__ACCOUNTS__V1__API_KEY_ROLE__API_KEY_ROLE_TRACKING = 4
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(FABRIKAM__DRONEDELIVERY__ACCOUNTS__V1__API_KEY_ROLE)
+} Fabrikam__Dronedelivery__Accounts__V1__ApiKeyRole;
 
 /* --- messages --- */
 
@@ -148,7 +179,8 @@ struct  Fabrikam__Dronedelivery__Accounts__V1__User
 {
   ProtobufCMessage base;
   /*
-   * Id, unique within the account; chosen by the caller.
+   * Id, unique within the account (two accounts may use the same id); chosen
+   * by the caller.
    */
   char *user_id;
   /*
@@ -215,10 +247,23 @@ struct  Fabrikam__Dronedelivery__Accounts__V1__ApiKey
    * When it was revoked; unset unless revoked.
    */
   Google__Protobuf__Timestamp *revoke_time;
+  /*
+   * What the key may do.
+   */
+  Fabrikam__Dronedelivery__Accounts__V1__ApiKeyRole role;
+  /*
+   * TRACKING keys: the one delivery the key may read.
+   */
+  char *delivery_id;
+  /*
+   * The user of the account the key acts for; empty for the account as a
+   * whole. The gateway passes it on as `x-user-id`.
+   */
+  char *user_id;
 };
 #define FABRIKAM__DRONEDELIVERY__ACCOUNTS__V1__API_KEY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&fabrikam__dronedelivery__accounts__v1__api_key__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, FABRIKAM__DRONEDELIVERY__ACCOUNTS__V1__API_KEY_STATUS__API_KEY_STATUS_UNSPECIFIED, NULL, NULL, NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, FABRIKAM__DRONEDELIVERY__ACCOUNTS__V1__API_KEY_STATUS__API_KEY_STATUS_UNSPECIFIED, NULL, NULL, NULL, FABRIKAM__DRONEDELIVERY__ACCOUNTS__V1__API_KEY_ROLE__API_KEY_ROLE_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -259,10 +304,15 @@ struct  Fabrikam__Dronedelivery__Accounts__V1__RegisterAccountResponse
    * True if this call registered it, false for a repeated request id.
    */
   protobuf_c_boolean created;
+  /*
+   * The account's first API key, with the ADMIN role, and its secret. Set
+   * only when `created` is true: the secret is never shown again.
+   */
+  Fabrikam__Dronedelivery__Accounts__V1__IssueApiKeyResponse *admin_key;
 };
 #define FABRIKAM__DRONEDELIVERY__ACCOUNTS__V1__REGISTER_ACCOUNT_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&fabrikam__dronedelivery__accounts__v1__register_account_response__descriptor) \
-    , NULL, 0 }
+    , NULL, 0, NULL }
 
 
 /*
@@ -339,10 +389,19 @@ struct  Fabrikam__Dronedelivery__Accounts__V1__IssueApiKeyRequest
    * How long the key stays valid; unset for no expiry.
    */
   Google__Protobuf__Duration *ttl;
+  /*
+   * What the key may do; unset means DELIVERIES. TRACKING is refused (see
+   * CreateTrackingLink).
+   */
+  Fabrikam__Dronedelivery__Accounts__V1__ApiKeyRole role;
+  /*
+   * A user of the account the key acts for; empty for the whole account.
+   */
+  char *user_id;
 };
 #define FABRIKAM__DRONEDELIVERY__ACCOUNTS__V1__ISSUE_API_KEY_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&fabrikam__dronedelivery__accounts__v1__issue_api_key_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, FABRIKAM__DRONEDELIVERY__ACCOUNTS__V1__API_KEY_ROLE__API_KEY_ROLE_UNSPECIFIED, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -432,10 +491,73 @@ struct  Fabrikam__Dronedelivery__Accounts__V1__ValidateApiKeyResponse
    * How long the caller may cache this answer.
    */
   Google__Protobuf__Duration *cache_ttl;
+  /*
+   * What the key may do (ADMIN for keys issued before roles existed).
+   */
+  Fabrikam__Dronedelivery__Accounts__V1__ApiKeyRole role;
+  /*
+   * TRACKING keys: the one delivery the key may read.
+   */
+  char *delivery_id;
+  /*
+   * The user the key acts for; empty for the whole account.
+   */
+  char *user_id;
 };
 #define FABRIKAM__DRONEDELIVERY__ACCOUNTS__V1__VALIDATE_API_KEY_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&fabrikam__dronedelivery__accounts__v1__validate_api_key_response__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, FABRIKAM__DRONEDELIVERY__ACCOUNTS__V1__ACCOUNT_STATUS__ACCOUNT_STATUS_UNSPECIFIED, (char *)protobuf_c_empty_string, FABRIKAM__DRONEDELIVERY__ACCOUNTS__V1__API_KEY_STATUS__API_KEY_STATUS_UNSPECIFIED, NULL }
+    , 0, (char *)protobuf_c_empty_string, FABRIKAM__DRONEDELIVERY__ACCOUNTS__V1__ACCOUNT_STATUS__ACCOUNT_STATUS_UNSPECIFIED, (char *)protobuf_c_empty_string, FABRIKAM__DRONEDELIVERY__ACCOUNTS__V1__API_KEY_STATUS__API_KEY_STATUS_UNSPECIFIED, NULL, FABRIKAM__DRONEDELIVERY__ACCOUNTS__V1__API_KEY_ROLE__API_KEY_ROLE_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+/*
+ * Asks for a tracking token for one delivery.
+ */
+struct  Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkRequest
+{
+  ProtobufCMessage base;
+  /*
+   * The account the delivery belongs to (the gateway sets it from the
+   * caller).
+   */
+  char *account_id;
+  /*
+   * The delivery the token may read.
+   */
+  char *delivery_id;
+  /*
+   * How long the token works; unset for 7 days, at most 30 days.
+   */
+  Google__Protobuf__Duration *ttl;
+};
+#define FABRIKAM__DRONEDELIVERY__ACCOUNTS__V1__CREATE_TRACKING_LINK_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&fabrikam__dronedelivery__accounts__v1__create_tracking_link_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL }
+
+
+/*
+ * A tracking token and the tracking page's link that carries it.
+ */
+struct  Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkResponse
+{
+  ProtobufCMessage base;
+  /*
+   * The token's key (role TRACKING, `delivery_id` set), without the secret.
+   */
+  Fabrikam__Dronedelivery__Accounts__V1__ApiKey *api_key;
+  /*
+   * The token itself: send it as `Authorization: Bearer`. Shown only here.
+   */
+  char *token;
+  /*
+   * Path of the tracking page with the delivery and the token in its
+   * fragment ("/track#delivery=...&token=..."): the fragment never reaches a
+   * server log.
+   */
+  char *tracking_path;
+};
+#define FABRIKAM__DRONEDELIVERY__ACCOUNTS__V1__CREATE_TRACKING_LINK_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&fabrikam__dronedelivery__accounts__v1__create_tracking_link_response__descriptor) \
+    , NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 /* Fabrikam__Dronedelivery__Accounts__V1__Account methods */
@@ -685,6 +807,44 @@ Fabrikam__Dronedelivery__Accounts__V1__ValidateApiKeyResponse *
 void   fabrikam__dronedelivery__accounts__v1__validate_api_key_response__free_unpacked
                      (Fabrikam__Dronedelivery__Accounts__V1__ValidateApiKeyResponse *message,
                       ProtobufCAllocator *allocator);
+/* Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkRequest methods */
+void   fabrikam__dronedelivery__accounts__v1__create_tracking_link_request__init
+                     (Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkRequest         *message);
+size_t fabrikam__dronedelivery__accounts__v1__create_tracking_link_request__get_packed_size
+                     (const Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkRequest   *message);
+size_t fabrikam__dronedelivery__accounts__v1__create_tracking_link_request__pack
+                     (const Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkRequest   *message,
+                      uint8_t             *out);
+size_t fabrikam__dronedelivery__accounts__v1__create_tracking_link_request__pack_to_buffer
+                     (const Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkRequest *
+       fabrikam__dronedelivery__accounts__v1__create_tracking_link_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   fabrikam__dronedelivery__accounts__v1__create_tracking_link_request__free_unpacked
+                     (Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkResponse methods */
+void   fabrikam__dronedelivery__accounts__v1__create_tracking_link_response__init
+                     (Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkResponse         *message);
+size_t fabrikam__dronedelivery__accounts__v1__create_tracking_link_response__get_packed_size
+                     (const Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkResponse   *message);
+size_t fabrikam__dronedelivery__accounts__v1__create_tracking_link_response__pack
+                     (const Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkResponse   *message,
+                      uint8_t             *out);
+size_t fabrikam__dronedelivery__accounts__v1__create_tracking_link_response__pack_to_buffer
+                     (const Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkResponse *
+       fabrikam__dronedelivery__accounts__v1__create_tracking_link_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   fabrikam__dronedelivery__accounts__v1__create_tracking_link_response__free_unpacked
+                     (Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkResponse *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Fabrikam__Dronedelivery__Accounts__V1__Account_Closure)
@@ -726,6 +886,12 @@ typedef void (*Fabrikam__Dronedelivery__Accounts__V1__ValidateApiKeyRequest_Clos
 typedef void (*Fabrikam__Dronedelivery__Accounts__V1__ValidateApiKeyResponse_Closure)
                  (const Fabrikam__Dronedelivery__Accounts__V1__ValidateApiKeyResponse *message,
                   void *closure_data);
+typedef void (*Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkRequest_Closure)
+                 (const Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkRequest *message,
+                  void *closure_data);
+typedef void (*Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkResponse_Closure)
+                 (const Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkResponse *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -753,6 +919,10 @@ struct Fabrikam__Dronedelivery__Accounts__V1__AccountsService_Service
                          const Fabrikam__Dronedelivery__Accounts__V1__RevokeApiKeyRequest *input,
                          Fabrikam__Dronedelivery__Accounts__V1__ApiKey_Closure closure,
                          void *closure_data);
+  void (*create_tracking_link)(Fabrikam__Dronedelivery__Accounts__V1__AccountsService_Service *service,
+                               const Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkRequest *input,
+                               Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkResponse_Closure closure,
+                               void *closure_data);
   void (*validate_api_key)(Fabrikam__Dronedelivery__Accounts__V1__AccountsService_Service *service,
                            const Fabrikam__Dronedelivery__Accounts__V1__ValidateApiKeyRequest *input,
                            Fabrikam__Dronedelivery__Accounts__V1__ValidateApiKeyResponse_Closure closure,
@@ -770,6 +940,7 @@ void fabrikam__dronedelivery__accounts__v1__accounts_service__init (Fabrikam__Dr
       function_prefix__ ## add_user,\
       function_prefix__ ## issue_api_key,\
       function_prefix__ ## revoke_api_key,\
+      function_prefix__ ## create_tracking_link,\
       function_prefix__ ## validate_api_key  }
 void fabrikam__dronedelivery__accounts__v1__accounts_service__register_account(ProtobufCService *service,
                                                                                const Fabrikam__Dronedelivery__Accounts__V1__RegisterAccountRequest *input,
@@ -791,6 +962,10 @@ void fabrikam__dronedelivery__accounts__v1__accounts_service__revoke_api_key(Pro
                                                                              const Fabrikam__Dronedelivery__Accounts__V1__RevokeApiKeyRequest *input,
                                                                              Fabrikam__Dronedelivery__Accounts__V1__ApiKey_Closure closure,
                                                                              void *closure_data);
+void fabrikam__dronedelivery__accounts__v1__accounts_service__create_tracking_link(ProtobufCService *service,
+                                                                                   const Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkRequest *input,
+                                                                                   Fabrikam__Dronedelivery__Accounts__V1__CreateTrackingLinkResponse_Closure closure,
+                                                                                   void *closure_data);
 void fabrikam__dronedelivery__accounts__v1__accounts_service__validate_api_key(ProtobufCService *service,
                                                                                const Fabrikam__Dronedelivery__Accounts__V1__ValidateApiKeyRequest *input,
                                                                                Fabrikam__Dronedelivery__Accounts__V1__ValidateApiKeyResponse_Closure closure,
@@ -801,6 +976,7 @@ void fabrikam__dronedelivery__accounts__v1__accounts_service__validate_api_key(P
 extern const ProtobufCEnumDescriptor    fabrikam__dronedelivery__accounts__v1__account_status__descriptor;
 extern const ProtobufCEnumDescriptor    fabrikam__dronedelivery__accounts__v1__user_role__descriptor;
 extern const ProtobufCEnumDescriptor    fabrikam__dronedelivery__accounts__v1__api_key_status__descriptor;
+extern const ProtobufCEnumDescriptor    fabrikam__dronedelivery__accounts__v1__api_key_role__descriptor;
 extern const ProtobufCMessageDescriptor fabrikam__dronedelivery__accounts__v1__account__descriptor;
 extern const ProtobufCMessageDescriptor fabrikam__dronedelivery__accounts__v1__user__descriptor;
 extern const ProtobufCMessageDescriptor fabrikam__dronedelivery__accounts__v1__api_key__descriptor;
@@ -814,6 +990,8 @@ extern const ProtobufCMessageDescriptor fabrikam__dronedelivery__accounts__v1__i
 extern const ProtobufCMessageDescriptor fabrikam__dronedelivery__accounts__v1__revoke_api_key_request__descriptor;
 extern const ProtobufCMessageDescriptor fabrikam__dronedelivery__accounts__v1__validate_api_key_request__descriptor;
 extern const ProtobufCMessageDescriptor fabrikam__dronedelivery__accounts__v1__validate_api_key_response__descriptor;
+extern const ProtobufCMessageDescriptor fabrikam__dronedelivery__accounts__v1__create_tracking_link_request__descriptor;
+extern const ProtobufCMessageDescriptor fabrikam__dronedelivery__accounts__v1__create_tracking_link_response__descriptor;
 extern const ProtobufCServiceDescriptor fabrikam__dronedelivery__accounts__v1__accounts_service__descriptor;
 
 PROTOBUF_C__END_DECLS

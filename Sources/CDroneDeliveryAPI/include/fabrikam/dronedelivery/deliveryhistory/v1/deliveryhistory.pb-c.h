@@ -106,10 +106,15 @@ struct  Fabrikam__Dronedelivery__Deliveryhistory__V1__GetDeliveryHistoryRequest
    * `next_page_token` of the previous page; empty for the first page.
    */
   char *page_token;
+  /*
+   * When set, only this owner's delivery is answered; another owner's is
+   * NOT_FOUND (the gateway sets it from the caller).
+   */
+  char *owner_id;
 };
 #define FABRIKAM__DRONEDELIVERY__DELIVERYHISTORY__V1__GET_DELIVERY_HISTORY_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&fabrikam__dronedelivery__deliveryhistory__v1__get_delivery_history_request__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 /*

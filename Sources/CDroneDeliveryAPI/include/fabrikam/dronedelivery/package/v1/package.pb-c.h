@@ -128,10 +128,15 @@ struct  Fabrikam__Dronedelivery__Package__V1__GetPackageRequest
    * The package id.
    */
   char *package_id;
+  /*
+   * When set, only this owner's package is returned; another owner's is
+   * NOT_FOUND (the gateway sets it from the caller).
+   */
+  char *owner_id;
 };
 #define FABRIKAM__DRONEDELIVERY__PACKAGE__V1__GET_PACKAGE_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&fabrikam__dronedelivery__package__v1__get_package_request__descriptor) \
-    , (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -238,10 +243,15 @@ struct  Fabrikam__Dronedelivery__Package__V1__DeletePackageRequest
    * The delivery whose saga is being compensated, for the audit log.
    */
   char *delivery_id;
+  /*
+   * When set, only this owner's package is removed; another owner's is
+   * NOT_FOUND and stays as it is (the Supervisor sets the saga's owner).
+   */
+  char *owner_id;
 };
 #define FABRIKAM__DRONEDELIVERY__PACKAGE__V1__DELETE_PACKAGE_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&fabrikam__dronedelivery__package__v1__delete_package_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 /* Fabrikam__Dronedelivery__Package__V1__Package methods */

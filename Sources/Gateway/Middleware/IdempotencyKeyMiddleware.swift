@@ -1,0 +1,20 @@
+/// `Idempotency-Key` on a POST whose request has a `request_id` (creating a delivery,
+/// registering a business) becomes that request id: a retry with the same key gets the first
+/// answer, and the services refuse the same key with a different request (409). On other
+/// routes the header is not needed and is ignored: they are idempotent by their own ids.
+struct IdempotencyKeyMiddleware: GatewayMiddleware {
+    let plans: [RoutePlan]
+
+    func handle(_ context: inout RequestContext, next: NextStep) async throws -> GatewayResponse {
+        guard case .route(let route, _) = context.target, let field = plans[route.id].requestIDField,
+              let key = context.request.header("idempotency-key") else { return try await next(&context) }
+        guard (1...128).contains(key.utf8.count), key.utf8.allSatisfy({ $0 >= 0x21 && $0 <= 0x7e }) else {
+            throw GatewayError(400, 3, "Idempotency-Key must be 1 to 128 visible ASCII characters")
+        }
+        if let present = stringMember(context.json, [field]), !present.isEmpty, present != key {
+            throw GatewayError(400, 3, "Idempotency-Key \"\(key)\" and the body's \(field) \"\(present)\" differ; send one of them")
+        }
+        try setMember(&context.json, path: [field], value: .string(key), append: false)
+        return try await next(&context)
+    }
+}

@@ -1,0 +1,43 @@
+import DroneDeliveryAPI
+import Foundation
+import RPC
+import Storage
+import Testing
+
+/// No SQL or other internal error text reaches a client: a service whose store fails answers
+/// INTERNAL with the request id (the text is in its log), and so does the gateway.
+@Suite("Internal errors: INTERNAL with the request id, never the database's text")
+struct InternalErrorTests {
+    @Test("a broken store (its table dropped underneath the service): the gateway answers 500 with the request id, the service INTERNAL; no SQL in either")
+    func brokenStore() async throws {
+        let system = try await InProcessSystem()
+        let business = try await system.register("Fabrikam")
+        #expect(await system.http("PUT", "/v1/packages/pkg-1", body: #"{"size":"PACKAGE_SIZE_SMALL","weight":1}"#, key: business.key).status == 201)
+        // Break the package store for real: another connection drops its table.
+        let vandal = try SQLiteDatabase(path: system.packageStorePath, migrations: [])
+        try await vandal.write { try $0.execute("DROP TABLE packages") }
+
+        let answer = await system.http("GET", "/v1/packages/pkg-1", key: business.key, headers: [("x-request-id", "req-broken-1")])
+        #expect(answer.status == 500, "\(answer)")
+        #expect(answer.json["code"] as? Int == 13)
+        let message = answer.json["message"] as? String ?? ""
+        #expect(message.contains("request id req-broken-1"), "\(message)")
+        for text in ["SQLite", "sqlite", "SELECT", "no such table", "packages"] {
+            #expect(!answer.body.contains(text), "\(text) in \(answer.body)")
+        }
+
+        // The service itself, called directly: INTERNAL naming the caller's request id.
+        var request = PackageV1.GetPackageRequest()
+        request.packageId = "pkg-1"
+        var options = CallOptions(timeout: .seconds(5))
+        options.metadata.add("x-request-id", "req-direct-2")
+        do {
+            _ = try await system.packages.getPackage(request, options: options)
+            Issue.record("the broken store answered")
+        } catch let error as RPCError {
+            #expect(error.code == .internal)
+            #expect(error.message.contains("request id req-direct-2") && !error.message.contains("SQL") && !error.message.contains("table"), "\(error.message)")
+        }
+        await system.stop()
+    }
+}
