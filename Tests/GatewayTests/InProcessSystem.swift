@@ -38,7 +38,9 @@ final class InProcessSystem: Sendable {
         var description: String { "\(status) \(body.prefix(300))" }
     }
 
-    init(_ configure: (inout GatewayConfiguration) -> Void = { _ in }) async throws {
+    /// - Parameter servicesHideInternalErrors: whether the services run `InternalErrorInterceptor`
+    ///   (as `ServiceHost` does); without it, their internal error text reaches the gateway.
+    init(servicesHideInternalErrors: Bool = true, _ configure: (inout GatewayConfiguration) -> Void = { _ in }) async throws {
         let directory = try makeTemporaryDirectory("in-process")
         func path(_ file: String) -> String { directory.appendingPathComponent(file).path }
         let recorder = MetadataRecorder()
@@ -60,7 +62,7 @@ final class InProcessSystem: Sendable {
         var ports: [String: Int] = [:]
         func start(_ name: String, _ router: Router) async throws {
             let server = RPCServer(router: router, options: .defaults {
-                $0.interceptors = [recorder, InternalErrorInterceptor(logger: Logger(label: "test.\(name)"))]
+                $0.interceptors = servicesHideInternalErrors ? [recorder, InternalErrorInterceptor(logger: Logger(label: "test.\(name)"))] : [recorder]
             })
             ports[name] = try await server.start()
             servers.append(server)
