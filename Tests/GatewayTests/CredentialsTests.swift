@@ -24,6 +24,13 @@ struct CredentialsTests {
         #expect(await system.http("POST", "/v1/accounts/\(account)/apikeys", body: #"{"displayName":"ci"}"#, key: admin).status == 200)
         let repeated = await system.http("POST", "/v1/accounts", body: body, key: nil)
         #expect(repeated.status == 204 && repeated.body.isEmpty, "the same request again: no second key shown: \(repeated)")
+        // Accounts itself issues no second key for the repeat (the gateway's 204 would hide one).
+        var register = AccountsV1.RegisterAccountRequest()
+        register.displayName = "Fabrikam"
+        register.contactEmail = "ops@fabrikam.example"
+        register.requestId = "reg-1"
+        let again = try await system.accounts.registerAccount(register)
+        #expect(!again.created && again.adminKey == nil && again.account?.accountId == account)
         let other = await system.http("POST", "/v1/accounts", body: #"{"displayName":"Someone else","contactEmail":"x@y.example","requestId":"reg-1"}"#, key: nil)
         #expect(other.status == 409, "\(other)")
         #expect(!other.body.contains("Fabrikam") && !other.body.contains("fabrikam.example"), "nothing of the first account: \(other)")
