@@ -2,12 +2,11 @@
 """Checks that the deployment files agree with the code and with each other (tools/validate-deploy.sh).
 
 deploy/services.tsv is the one table of processes, executables and ports. Checked against it:
-ServiceKit's DefaultPort and the gateway's default port (the code; a warning only, since
-containers set their ports themselves), compose.yaml (one service
-per line, its build arguments and every endpoint), and the rendered Kubernetes base (one
-Deployment and Service per line, container port, probe port, the endpoints ConfigMap). The
-call graph in tools/run-service.sh (which service is given which other's address) must equal the
-NetworkPolicies' allowed edges. deploy/k8s/base/gateway.json must equal config/gateway.json.
+ServiceKit's ServicePorts (make run's default ports; a warning only, since containers set their
+ports themselves), compose.yaml (one service per line, its build arguments and every endpoint),
+and the rendered Kubernetes base (one Deployment and Service per line, container port, probe
+port, the endpoints ConfigMap). The call graph read from Sources/Servers/*/main.swift (which
+service is configured with which other's address) must equal the NetworkPolicies' allowed edges. deploy/k8s/base/gateway.json must equal config/gateway.json.
 Prints every disagreement and exits 1 if there is any.
 """
 import json
@@ -38,27 +37,39 @@ for line in (root / "deploy/services.tsv").read_text().splitlines():
         table.append({"name": name, "executable": executable, "port": int(port), "health": health})
 by_name = {row["name"]: row for row in table}
 
-# The code's default ports (make run's). Containers set every port explicitly (FABRIKAM_PORT),
-# so a difference is worth a warning, not a failure: they work either way.
-swift = (root / "Sources/ServiceKit/Configuration.swift").read_text()
-defaults = {name.lower(): int(port) for name, port in re.findall(r"static let (\w+) = (\d+)", swift)}
+# The code's default ports (make run's): ServicePorts.defaultBase plus each service's place in
+# ServicePorts.Service, the gateway ServicePorts.defaultGatewayPort. Containers set every port
+# explicitly (FABRIKAM_PORT), so a difference is worth a warning, not a failure: they work either way.
+swift = (root / "Sources/ServiceKit/ServicePorts.swift").read_text()
+base = int(re.search(r"static let defaultBase = (\d+)", swift).group(1))
+gateway_port = int(re.search(r"static let defaultGatewayPort = (\d+)", swift).group(1))
+cases = re.search(r"enum Service\b[^{]*\{\s*case (.*?)\n\s*\n", swift, re.S).group(1)
+order = [(m.group(2) or m.group(1)).lower() for m in re.finditer(r'(\w+)(?:\s*=\s*"(\w+)")?', cases)]
+defaults = {name: base + offset for offset, name in enumerate(order)}
+defaults["gateway"] = gateway_port
 for row in table:
     if row["name"] == "gateway":
-        gateway_default = json.loads((root / "config/gateway.json").read_text()).get("port")
+        gateway_default = json.loads((root / "config/gateway.json").read_text()).get("port", gateway_port)
         if gateway_default != row["port"]:
             warning(f"gateway: services.tsv says {row['port']}, config/gateway.json says {gateway_default}")
     elif defaults.get(row["name"]) != row["port"]:
-        warning(f"{row['name']}: services.tsv says {row['port']}, DefaultPort says {defaults.get(row['name'])}")
+        warning(f"{row['name']}: services.tsv says {row['port']}, ServicePorts says {defaults.get(row['name'])}")
 
-# The call graph: run-service.sh passes each caller its callees' addresses.
-run_service = (root / "tools/run-service.sh").read_text()
+# The call graph: each executable reads its callees' addresses from its configuration
+# (`configuration.address("NAME", ...)` or `downstream("NAME", ...)`; the gateway from its list of
+# upstream names).
 edges = set()
-for name in by_name:
-    match = re.search(rf"^\s*{name}\)\s*exec(.*?);;", run_service, re.S | re.M)
-    if not match:
+for row in table:
+    source = root / "Sources/Servers" / row["executable"] / "main.swift"
+    if not source.exists():
+        problem(f"{row['name']}: no {source.relative_to(root)} to read its callees from")
         continue
-    for callee in re.findall(r'--(\w+) "\$\(address (\w+)\)"', match.group(1)):
-        edges.add((name, callee[1]))
+    text = source.read_text()
+    callees = set(re.findall(r'(?:address|downstream)\("(\w+)"', text))
+    upstream_list = re.search(r'for name in \[([^\]]*)\]\s*\{\s*settings\.upstreams', text)
+    if upstream_list:
+        callees |= set(re.findall(r'"(\w+)"', upstream_list.group(1)))
+    edges |= {(row["name"], callee) for callee in callees if callee in by_name}
 
 # compose.yaml
 compose = yaml.safe_load((root / "compose.yaml").read_text())
@@ -126,12 +137,10 @@ for policy in kinds.get("NetworkPolicy", {}).values():
             if callee and not peer.get("namespaceSelector"):
                 allowed_out.add((target, callee))
 if not edges:
-    # tools/run-service.sh is written another way now: say so rather than fail on the format.
-    warning("no call-graph edges read from tools/run-service.sh (its format changed?): NetworkPolicy edges not compared")
-    edges = allowed_in
+    problem("no call-graph edges read from Sources/Servers/*/main.swift (their format changed?)")
 for label, allowed in [("ingress", allowed_in), ("egress", allowed_out)]:
     for edge in sorted(edges - allowed):
-        problem(f"NetworkPolicies: no {label} allow for {edge[0]} -> {edge[1]} (tools/run-service.sh wires it)")
+        problem(f"NetworkPolicies: no {label} allow for {edge[0]} -> {edge[1]} (its main.swift calls it)")
     for edge in sorted(allowed - edges):
         problem(f"NetworkPolicies: {label} allow for {edge[0]} -> {edge[1]}, which no service calls")
 
