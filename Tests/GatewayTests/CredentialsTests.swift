@@ -119,7 +119,8 @@ struct CredentialsTests {
 
         var configuration = GatewayConfiguration()
         configuration.forwardHeaders = ["accept-language", "X-User-Id"]
-        #expect(throws: ConfigurationFileError.self) { try Gateway(configuration: configuration) }
+        let refused = #expect(throws: ConfigurationFileError.self) { try Gateway(configuration: configuration) }
+        #expect(refused?.description.contains("X-User-Id") == true, "\(String(describing: refused))")
     }
 
     @Test("requests without a valid key are rate limited per client address; a valid key is not charged")

@@ -50,7 +50,8 @@ struct InternalErrorTests {
         // Without the gateway's own check the client would read "stored package does not decode: ...".
         var request = PackageV1.GetPackageRequest()
         request.packageId = "pkg-1"
-        await #expect(throws: RPCError.self) { _ = try await system.packages.getPackage(request) }
+        let passed = await #expect(throws: RPCError.self) { _ = try await system.packages.getPackage(request) }
+        #expect(passed?.code == .dataLoss && passed?.message.contains("does not decode") == true, "\(String(describing: passed))")
 
         let answer = await system.http("GET", "/v1/packages/pkg-1", key: business.key, headers: [("x-request-id", "req-loss-3")])
         #expect(answer.status == 500 && answer.json["code"] as? Int == 13, "\(answer)")

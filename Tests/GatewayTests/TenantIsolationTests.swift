@@ -220,9 +220,10 @@ struct TenantIsolationTests {
     func unknownIDFieldsAreRefused() throws {
         // A request message with an id field of an unknown kind: the test fixtures' schema has one.
         let schema = Schema(files: wellKnownFiles + grpcProtoFiles + droneDeliveryProtoFiles)
-        #expect(throws: TenancyPlan.BuildError.self) {
-            // Drone Scheduler's AssignDrone (internal, no route) names a delivery and a drone: the drone id has no rule.
+        // Drone Scheduler's RegisterDrone (internal, no route) names a drone: the drone id has no rule.
+        let error = #expect(throws: TenancyPlan.BuildError.self) {
             try TenancyPlan(messageName: "fabrikam.dronedelivery.dronescheduler.v1.RegisterDroneRequest", schema: schema)
         }
+        #expect(error?.description.contains("no tenancy rule") == true, "\(String(describing: error))")
     }
 }
