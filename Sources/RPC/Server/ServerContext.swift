@@ -24,6 +24,10 @@ public final class ServerContext: Sendable {
         var compressResponses = false
     }
 
+    // Not inlined: inlined into ServerConnectionState.open, Swift 6.3.1's SIL optimizer
+    // (TempLValueElimination) moved the deadline's store above this object's allocation, and
+    // release builds of the RPC module aborted ("Instruction does not dominate all uses!").
+    @inline(never)
     init(method: MethodDescriptor, metadata: Metadata, deadline: ContinuousClock.Instant?, peer: String, requestEncoding: String?,
          acceptsCompressedResponses: Bool = false) {
         self.requestEncoding = requestEncoding
