@@ -9,10 +9,15 @@ public protocol HTTP2ConnectionDelegate: AnyObject {
     func connectionClosed(_ connection: HTTP2Connection)
     /// Frames were written: queued body bytes may have drained (for write backpressure).
     func connectionDidWrite(_ connection: HTTP2Connection)
+    /// The peer reset `streamID` (server side, asked before the stream's close is delivered):
+    /// whether that threw away work the peer had asked for and not waited for. Such resets draw
+    /// on the connection's reset budget (`HTTP2Limits.wastedResetBurst`); others are free.
+    func connection(_ connection: HTTP2Connection, resetWastesWork streamID: Int32) -> Bool
 }
 
 extension HTTP2ConnectionDelegate {
     public func connectionDidWrite(_ connection: HTTP2Connection) {}
+    public func connection(_ connection: HTTP2Connection, resetWastesWork streamID: Int32) -> Bool { true }
 }
 
 /// The SwiftNIO channel handler that drives an `HTTP2Session`: socket bytes in, frames out.
@@ -27,13 +32,19 @@ public final class HTTP2Connection: ChannelInboundHandler, RemovableChannelHandl
     public let eventLoop: EventLoop
     let limits: HTTP2Limits
     var abuseGuard: AbuseGuard
+    var pingPolicy: PingPolicy
+    /// Max connection age: the GOAWAY timers (server side).
+    var ageTimer: Scheduled<Void>?
+    var ageGraceTimer: Scheduled<Void>?
+    /// Set once the max-age shutdown notice went out, until the final GOAWAY follows it.
+    var awaitingFinalGoAway = false
     /// Whether the peer has completed the preface and its first SETTINGS.
     var handshakeDone = false
     var handshakeTimer: Scheduled<Void>?
     var idleTimer: Scheduled<Void>?
     var keepaliveTimer: Scheduled<Void>?
     var keepaliveDeadline: Scheduled<Void>?
-    /// Streams the peer has open, for the idle timeout.
+    /// Streams the peer has opened and not closed (server: for the concurrency limit).
     var openStreams: Set<Int32> = []
     var frameScanner: FrameScanner
     /// Set for a connection the server will not serve (over the connection limit).
@@ -50,6 +61,7 @@ public final class HTTP2Connection: ChannelInboundHandler, RemovableChannelHandl
         self.eventLoop = eventLoop
         self.limits = limits
         self.abuseGuard = AbuseGuard(limits: limits)
+        self.pingPolicy = PingPolicy(limits: limits)
         // A server removes the peer's second SETTINGS ACK: the one for its own stream-limit frame.
         self.frameScanner = FrameScanner(isServer: session.role == .server, ackToRemove: session.role == .server ? 2 : 0)
     }
@@ -90,7 +102,7 @@ public final class HTTP2Connection: ChannelInboundHandler, RemovableChannelHandl
         context.fireChannelActive()
     }
 
-    // MARK: Timers: handshake, idle, keepalive
+    // MARK: Timers: handshake, idle, keepalive, connection age
 
     func startTimers() {
         handshakeTimer = eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(limits.handshakeTimeout.nanoseconds)) { [self] in
@@ -98,28 +110,34 @@ public final class HTTP2Connection: ChannelInboundHandler, RemovableChannelHandl
         }
         resetIdleTimer()
         scheduleKeepalive()
+        scheduleMaxAge()
     }
 
-    /// When the peer last sent anything. The idle and keepalive timers compare against it when
-    /// they fire, instead of being rescheduled on every read (which cost two timer operations
-    /// per read on a busy connection).
+    /// When the peer last sent anything. The keepalive timer compares against it when it fires,
+    /// instead of being rescheduled on every read (which cost two timer operations per read on
+    /// a busy connection).
     var lastActivity = NIODeadline.now()
+    /// When a stream last opened or closed: the idle timeout counts from it (calls, not PINGs).
+    var lastStreamActivity = NIODeadline.now()
+
+    /// Whether a call is open (a stream).
+    var hasOpenStreams: Bool { session.activeStreamCount > 0 }
 
     func resetIdleTimer() {
         idleTimer?.cancel()
-        scheduleIdleCheck(at: lastActivity + .nanoseconds(limits.idleTimeout.nanoseconds))
+        scheduleIdleCheck(at: lastStreamActivity + .nanoseconds(limits.idleTimeout.nanoseconds))
     }
 
     private func scheduleIdleCheck(at deadline: NIODeadline) {
         idleTimer = eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
-            let idleSince = lastActivity
+            let idleSince = lastStreamActivity
             let timeout = TimeAmount.nanoseconds(limits.idleTimeout.nanoseconds)
-            // Busy, or active since this check was scheduled: look again a full timeout later.
-            guard openStreams.isEmpty else { return scheduleIdleCheck(at: .now() + timeout) }
+            // Busy, or a call came and went since this check was scheduled: look again later.
+            guard !hasOpenStreams else { return scheduleIdleCheck(at: .now() + timeout) }
             guard NIODeadline.now() >= idleSince + timeout else { return scheduleIdleCheck(at: idleSince + timeout) }
             session.sendGoAway(errorCode: 0, debugData: "idle")
             flushNow()
-            close()
+            closeAfterLinger()
         }
     }
 
@@ -134,8 +152,11 @@ public final class HTTP2Connection: ChannelInboundHandler, RemovableChannelHandl
             // Traffic since this check was scheduled shows the peer is alive: check again later.
             let due = lastActivity + interval
             guard NIODeadline.now() >= due else { return scheduleKeepaliveCheck(at: due, interval: interval) }
-            // One PING outstanding at a time: its own deadline is already running.
-            guard keepaliveDeadline == nil else { return scheduleKeepaliveCheck(at: .now() + interval, interval: interval) }
+            // No call to keep alive (and pings without calls would be strikes at a gRPC server),
+            // or one PING outstanding already (its own deadline is running).
+            guard hasOpenStreams || limits.keepaliveWithoutCalls, keepaliveDeadline == nil else {
+                return scheduleKeepaliveCheck(at: .now() + interval, interval: interval)
+            }
             session.sendPing()
             flush()
             keepaliveDeadline = eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(limits.keepaliveTimeout.nanoseconds)) { [self] in
@@ -145,8 +166,36 @@ public final class HTTP2Connection: ChannelInboundHandler, RemovableChannelHandl
         }
     }
 
+    /// Server: after the max connection age (with jitter), GOAWAY in two steps; after the grace,
+    /// close whatever is still open.
+    func scheduleMaxAge() {
+        guard session.role == .server, let age = limits.maxConnectionAge else { return }
+        let jittered = Double(age.nanoseconds) * Double.random(in: 0.9...1.1)
+        ageTimer = eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(Int64(jittered))) { [self] in
+            // Step one: a notice that admits streams already on their way, and a PING whose ACK
+            // shows the client has seen it; step two (on that ACK, or after a second at most):
+            // the final GOAWAY naming the last stream served.
+            session.sendShutdownNotice()
+            session.sendPing()
+            awaitingFinalGoAway = true
+            flush()
+            ageTimer = eventLoop.assumeIsolated().scheduleTask(in: .seconds(1)) { [self] in sendFinalAgeGoAway() }
+        }
+    }
+
+    func sendFinalAgeGoAway() {
+        guard awaitingFinalGoAway else { return }
+        awaitingFinalGoAway = false
+        ageTimer?.cancel()
+        session.sendGoAway(errorCode: 0, debugData: "max_age")
+        flush()
+        if let grace = limits.maxConnectionAgeGrace {
+            ageGraceTimer = eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(grace.nanoseconds)) { [self] in close() }
+        }
+    }
+
     func cancelTimers() {
-        for timer in [handshakeTimer, idleTimer, keepaliveTimer, keepaliveDeadline] { timer?.cancel() }
+        for timer in [handshakeTimer, idleTimer, keepaliveTimer, keepaliveDeadline, ageTimer, ageGraceTimer] { timer?.cancel() }
     }
 
     /// Streams refused for being over the concurrency limit (their later events are dropped).
@@ -155,6 +204,7 @@ public final class HTTP2Connection: ChannelInboundHandler, RemovableChannelHandl
     /// Tracks what the timers and the abuse guard need, and refuses streams over the limit.
     /// Returns false if the event must not reach the delegate (and, with `close`, the connection ends).
     func observe(_ event: HTTP2Session.Event) -> Bool {
+        var verdict = AbuseGuard.Verdict.fine
         switch event {
         case .settings: handshakeDone = true
         case .headers(let streamID, _, _):
@@ -165,21 +215,31 @@ public final class HTTP2Connection: ChannelInboundHandler, RemovableChannelHandl
                 refusedStreams.insert(streamID)
                 return false
             }
-            openStreams.insert(streamID)
+            if openStreams.insert(streamID).inserted { lastStreamActivity = .now() }
+        case .headerListTooLarge(let streamID, _, _):
+            if refusedStreams.contains(streamID) { return false }
         case .data(let streamID, let bytes) where refusedStreams.contains(streamID):
             session.consume(streamID: streamID, count: bytes.readableBytes)
             return false
         case .endStream(let streamID) where refusedStreams.contains(streamID):
             return false
         case .streamClosed(let streamID, _):
-            openStreams.remove(streamID)
+            if openStreams.remove(streamID) != nil { lastStreamActivity = .now() }
             if refusedStreams.remove(streamID) != nil { return false }
         case .pingAck:
             keepaliveDeadline?.cancel()
             keepaliveDeadline = nil
+            if awaitingFinalGoAway { sendFinalAgeGoAway() }
+        case .ping where session.role == .server:
+            verdict = pingPolicy.pingReceived(now: .now, hasCalls: hasOpenStreams, sentStreamFrames: session.takeStreamFramesSent())
+        case .resetByPeer(let streamID) where session.role == .server:
+            if openStreams.contains(streamID), delegate?.connection(self, resetWastesWork: streamID) ?? true {
+                verdict = abuseGuard.recordWastedReset(now: .now)
+            }
         default: break
         }
-        if case .enhanceYourCalm(let reason) = abuseGuard.record(event, now: .now) {
+        if verdict == .fine { verdict = abuseGuard.record(event, now: .now) }
+        if case .enhanceYourCalm(let reason) = verdict {
             session.sendGoAway(errorCode: 0xb, debugData: reason)  // ENHANCE_YOUR_CALM
             flushNow()
             closeAfterLinger()
@@ -206,8 +266,8 @@ public final class HTTP2Connection: ChannelInboundHandler, RemovableChannelHandl
             context.close(promise: nil)
             return
         }
-        // Any traffic shows the peer is alive and the connection in use: it pushes the next
-        // keepalive PING and the idle timeout back (the timers read this when they fire).
+        // Any traffic shows the peer is alive: it pushes the next keepalive PING back (the timer
+        // reads this when it fires). The idle timeout counts streams instead.
         lastActivity = .now()
         deliver(events)
         session.recycle(consume events)

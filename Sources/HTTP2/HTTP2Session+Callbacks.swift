@@ -14,19 +14,23 @@ extension HTTP2Session {
         nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks) { _, frame, userData in
             let session = HTTP2Session.from(userData)
             session.incomingBlock = IncomingHeaderBlock(streamID: frame!.pointee.hd.stream_id)
+            if session.role == .server && frame!.pointee.headers.cat == NGHTTP2_HCAT_REQUEST { session.activeStreams.insert(frame!.pointee.hd.stream_id) }
             return 0
         }
 
         nghttp2_session_callbacks_set_on_header_callback(callbacks) { _, frame, name, nameLength, value, valueLength, _, userData in
             let session = HTTP2Session.from(userData)
             let streamID = frame!.pointee.hd.stream_id
-            // The decoded size counts as RFC 9113 defines it (name + value + 32 per field); over the
-            // advertised SETTINGS_MAX_HEADER_LIST_SIZE the peer is told to calm down.
+            // The decoded size counts as RFC 9113 defines it (name + value + 32 per field). Past the
+            // advertised SETTINGS_MAX_HEADER_LIST_SIZE the rest is still decoded (HPACK's table must
+            // stay in step with the peer's) but not kept, and the block becomes a stream error.
             if session.incomingBlock.streamID != streamID { session.incomingBlock = IncomingHeaderBlock(streamID: streamID) }
             session.incomingBlock.size += nameLength + valueLength + 32
+            if session.incomingBlock.tooLarge { return 0 }
             if session.incomingBlock.size > Int(session.settings.maxHeaderListSize) {
-                session.events.append(.headerListTooLarge(streamID: streamID))
-                return Int32(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
+                session.incomingBlock.tooLarge = true
+                session.incomingBlock.fields = []
+                return 0
             }
             session.incomingBlock.fields.append(HeaderField(
                 HeaderField.string(UnsafeBufferPointer(start: name, count: nameLength)),
@@ -42,6 +46,12 @@ extension HTTP2Session {
             case NGHTTP2_HEADERS.rawValue:
                 var fields: [HeaderField] = []
                 if session.incomingBlock.streamID == header.stream_id {
+                    if session.incomingBlock.tooLarge {
+                        let size = session.incomingBlock.size
+                        session.incomingBlock = IncomingHeaderBlock(streamID: 0)
+                        session.events.append(.headerListTooLarge(streamID: header.stream_id, size: size, endStream: endStream))
+                        return 0
+                    }
                     swap(&fields, &session.incomingBlock.fields)
                     session.incomingBlock = IncomingHeaderBlock(streamID: 0)
                 }
@@ -66,6 +76,7 @@ extension HTTP2Session {
 
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks) { _, _, streamID, data, length, userData in
             let session = HTTP2Session.from(userData)
+            session.receivedDataBytes += length
             session.events.append(.data(streamID: streamID, bytes: session.payload(data!, length)))
             return 0
         }
@@ -73,6 +84,7 @@ extension HTTP2Session {
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) { _, streamID, errorCode, userData in
             let session = HTTP2Session.from(userData)
             session.outbound[streamID] = nil
+            session.activeStreams.remove(streamID)
             if session.incomingBlock.streamID == streamID { session.incomingBlock = IncomingHeaderBlock(streamID: 0) }
             session.events.append(.streamClosed(streamID: streamID, errorCode: errorCode))
             return 0

@@ -19,6 +19,13 @@ public final class HTTP2Session {
         public var maxConcurrentStreams: UInt32 = 100
         /// SETTINGS_INITIAL_WINDOW_SIZE: bytes the peer may send on a stream before we consume.
         public var initialWindowSize: UInt32 = 65_535
+        /// Bytes the peer may send on the whole connection before we acknowledge them. With manual
+        /// flow control the connection window is acknowledged as DATA arrives and each stream's
+        /// window only as its reader reads, so a stopped reader holds back its own stream and
+        /// never the connection; what is buffered stays bounded by streams x stream window.
+        /// This only needs to cover the bytes in flight (bandwidth x delay): 4 MiB is 32 Gbit/s
+        /// at a 1 ms round trip, or 320 Mbit/s at 100 ms.
+        public var connectionWindowSize: Int32 = 4 * 1024 * 1024
         /// SETTINGS_MAX_HEADER_LIST_SIZE: largest header list accepted (decoded size).
         public var maxHeaderListSize: UInt32 = 16 * 1024
         /// Whether received DATA is acknowledged only when the application calls `consume`
@@ -45,8 +52,10 @@ public final class HTTP2Session {
         case settings
         /// The peer acknowledged our PING (keepalive).
         case pingAck
-        /// A header list grew past SETTINGS_MAX_HEADER_LIST_SIZE while decoding (the stream is reset).
-        case headerListTooLarge(streamID: Int32)
+        /// A complete header block whose decoded list was larger than SETTINGS_MAX_HEADER_LIST_SIZE,
+        /// in place of its `.headers`: a stream error for the owner to answer (the fields were
+        /// decoded, to keep HPACK's table in step, but not kept). `size` is the decoded size.
+        case headerListTooLarge(streamID: Int32, size: Int, endStream: Bool)
         /// A HEADERS or CONTINUATION frame arrived (reported by `FrameScanner`, which reads the
         /// frame headers before nghttp2 does, for header-size and CONTINUATION accounting).
         case headerFrame(streamID: Int32, length: Int, isContinuation: Bool)
@@ -66,6 +75,8 @@ public final class HTTP2Session {
         var streamID: Int32
         var fields: [HeaderField] = []
         var size = 0
+        /// Set once `size` passed the limit: later fields are decoded but dropped.
+        var tooLarge = false
 
         init(streamID: Int32) {
             self.streamID = streamID
@@ -79,6 +90,18 @@ public final class HTTP2Session {
     var input: (buffer: ByteBuffer, bytes: UnsafeRawBufferPointer)?
     /// Set when a callback fails; `receive` turns it into an error.
     var callbackFailure: HTTP2Error?
+    /// DATA payload bytes received during the current `receive`: the connection window is
+    /// acknowledged for them once nghttp2 returns (callbacks never re-enter nghttp2).
+    var receivedDataBytes = 0
+    /// Streams open on this connection (from their request headers until nghttp2 closes them),
+    /// either role. A set rather than a count: nghttp2 also reports closes of streams that never
+    /// carried a request (created by PRIORITY frames, for example).
+    var activeStreams: Set<Int32> = []
+    /// Number of streams open on this connection (see `activeStreams`).
+    public var activeStreamCount: Int { activeStreams.count }
+    /// Set when this end queues HEADERS or DATA on a stream; the owner reads and clears it
+    /// (`takeStreamFramesSent`), for keepalive policing: pings next to real traffic are fine.
+    var streamFramesSent = false
 
     /// A stream's body on its way out. A class, updated in place: a struct copied out of the
     /// dictionary would share its buffer with the stored copy, and every write would copy it.
@@ -130,6 +153,11 @@ public final class HTTP2Session {
         // A server's stream limit is advertised and enforced by HTTP2Connection instead (see
         // FrameScanner): nghttp2 would answer a peer over the limit with a connection error.
         try check(nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), entries, entries.count), "submitting SETTINGS")
+        if settings.manualFlowControl && settings.connectionWindowSize > 65_535 {
+            // A WINDOW_UPDATE on stream 0 right after SETTINGS (the connection window has no setting).
+            try check(nghttp2_session_set_local_window_size(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, settings.connectionWindowSize),
+                      "raising the connection window")
+        }
     }
 
     deinit {
@@ -147,6 +175,12 @@ public final class HTTP2Session {
             input = (buffer, bytes)
             defer { input = nil }
             return nghttp2_session_mem_recv(session, bytes.bindMemory(to: UInt8.self).baseAddress, bytes.count)
+        }
+        if receivedDataBytes > 0 {
+            // The connection's share of flow control is given back at once; each stream's share
+            // waits for its reader (`consume`).
+            if settings.manualFlowControl { nghttp2_session_consume_connection(session, receivedDataBytes) }
+            receivedDataBytes = 0
         }
         let produced = events
         events = spare
@@ -203,7 +237,8 @@ public final class HTTP2Session {
     /// Server: sends response headers; the body follows with `sendData`, then `sendTrailers`.
     /// With `endStream` the headers alone end the stream (a Trailers-Only response).
     public func sendResponseHeaders(streamID: Int32, _ fields: [HeaderField], endStream: Bool) throws {
-        try withNameValues(fields) { nva in
+        streamFramesSent = true
+        return try withNameValues(fields) { nva in
             if endStream {
                 let flags = UInt8(NGHTTP2_FLAG_END_STREAM.rawValue)
                 try check(nghttp2_submit_headers(session, flags, streamID, nil, nva.baseAddress, nva.count, nil), "submitting headers")
@@ -223,6 +258,7 @@ public final class HTTP2Session {
                 ? nghttp2_submit_request(session, nil, nva.baseAddress, nva.count, nil, nil)
                 : nghttp2_submit_request(session, nil, nva.baseAddress, nva.count, &provider, nil)
             if streamID < 0 { throw HTTP2Error(code: streamID, context: "submitting a request") }
+            activeStreams.insert(streamID)
             if !endStream { outbound[streamID] = OutboundStream() }
             return streamID
         }
@@ -231,6 +267,7 @@ public final class HTTP2Session {
     /// Queues body bytes on a stream whose headers were sent.
     public func sendData(streamID: Int32, _ bytes: ByteBuffer) throws {
         guard let stream = outbound[streamID] else { throw HTTP2Error(code: NGHTTP2_ERR_STREAM_CLOSED.rawValue, context: "sending data") }
+        streamFramesSent = true
         stream.append(bytes)
         try resumeIfDeferred(stream, streamID)
     }
@@ -259,10 +296,27 @@ public final class HTTP2Session {
         outbound[streamID] = nil
     }
 
-    /// Acknowledges `count` body bytes of a stream as used, reopening the flow-control window.
+    /// Acknowledges `count` body bytes of a stream as used, reopening the stream's flow-control
+    /// window (the connection's was reopened when they arrived). A closed stream is ignored.
     public func consume(streamID: Int32, count: Int) {
         guard count > 0 else { return }
-        nghttp2_session_consume(session, streamID, count)
+        nghttp2_session_consume_stream(session, streamID, count)
+    }
+
+    /// Whether HEADERS or DATA were queued on a stream since the last call (then clears it).
+    public func takeStreamFramesSent() -> Bool {
+        defer { streamFramesSent = false }
+        return streamFramesSent
+    }
+
+    /// Whether a stream's outbound body is stuck behind flow control: bytes wait that nghttp2
+    /// has not taken, or the peer's window (stream or connection) is exhausted, so not even an
+    /// empty DATA frame ending the body could go. Trailers queued behind it would wait too.
+    public func isOutboundBlocked(streamID: Int32) -> Bool {
+        guard outbound[streamID] != nil else { return false }
+        if pendingOutboundBytes(streamID: streamID) > 0 { return true }
+        return nghttp2_session_get_stream_remote_window_size(session, streamID) <= 0
+            || nghttp2_session_get_remote_window_size(session) <= 0
     }
 
     /// Graceful shutdown, step one: tells the client to open no new streams.

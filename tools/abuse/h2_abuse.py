@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Abuses a gRPC server over raw HTTP/2 (Python's h2 package, plus hand-built frames where h2
 will not misbehave) and checks that it answers each attack with GOAWAY(ENHANCE_YOUR_CALM) or the
-right per-stream refusal, and that it keeps serving a well-behaved client afterwards.
+right per-stream refusal (an oversized header list is a stream error, not the end of the
+connection), and that it keeps serving a well-behaved client afterwards.
 
 Usage: h2_abuse.py --port N [--case all|name,...]
 The server must run with the test limits of Tests/RPCTests/AbuseTests.swift (handshake and idle
@@ -72,6 +73,11 @@ class Peer:
     def goaway(self, timeout=5.0):
         """Reads raw frames (not through h2, whose state machine may not know streams we opened
         with hand-built frames) until a GOAWAY; returns its error code, or "closed"/None."""
+        found = self.goaway_frame(timeout)
+        return found[0] if isinstance(found, tuple) else found
+
+    def goaway_frame(self, timeout=5.0):
+        """Like `goaway`, but returns (error code, debug data) of the GOAWAY."""
         buffer = b""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -81,8 +87,8 @@ class Peer:
                     break
                 frame_type, payload = buffer[3], buffer[9:9 + length]
                 buffer = buffer[9 + length:]
-                if frame_type == 0x7:  # GOAWAY: last stream id, then the error code
-                    return int.from_bytes(payload[4:8], "big")
+                if frame_type == 0x7:  # GOAWAY: last stream id, the error code, debug data
+                    return int.from_bytes(payload[4:8], "big"), payload[8:]
             self.sock.settimeout(max(0.05, deadline - time.monotonic()))
             try:
                 data = self.sock.recv(65536)
@@ -194,6 +200,54 @@ def huge_header_field(port):
         raise AssertionError(f"a 200 KB header field: got {code!r}, want GOAWAY")
 
 
+def too_many_pings(port):
+    # gRPC's keepalive policy: a client pinging more often than the server permits (by default
+    # every five minutes, and never without calls) gets strikes, and after two,
+    # GOAWAY(ENHANCE_YOUR_CALM) with the debug data "too_many_pings". Four pings, 50 ms apart.
+    peer = Peer(port)
+    for index in range(4):
+        peer.conn.ping(struct.pack(">Q", index))
+        peer.flush()
+        time.sleep(0.05)
+    found = peer.goaway_frame()
+    if found != (ENHANCE_YOUR_CALM, b"too_many_pings"):
+        raise AssertionError(f"4 pings 50 ms apart: got {found!r}, want GOAWAY(ENHANCE_YOUR_CALM, too_many_pings)")
+
+
+def oversized_header_list(port):
+    # 20 fields of 1 KB: a block under the 32 KiB block limit whose decoded list is over the
+    # advertised SETTINGS_MAX_HEADER_LIST_SIZE (16 KiB). A stream error: that call fails with
+    # RESOURCE_EXHAUSTED, and the next call on the same connection is served.
+    peer = Peer(port)
+    try:
+        big = GRPC_HEADERS + [(f"x-big-{i}", "%05d" % i + "a" * 1000) for i in range(20)]
+        statuses = {}
+
+        def status_of(stream, headers):
+            peer.conn.send_headers(stream, headers)
+            peer.conn.send_data(stream, b"\x00\x00\x00\x00\x00", end_stream=True)
+            peer.flush()
+
+            def done(event):
+                if isinstance(event, (h2.events.ResponseReceived, h2.events.TrailersReceived)) and event.stream_id == stream:
+                    statuses[stream] = [value for name, value in event.headers if name == "grpc-status"]
+                return isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset)) and event.stream_id == stream
+
+            result = peer.events_until(done)
+            if not isinstance(result, h2.events.Event):
+                raise AssertionError(f"stream {stream}: no answer ({result!r})")
+            return statuses.get(stream)
+
+        first = status_of(1, big)
+        if first != ["8"]:
+            raise AssertionError(f"an oversized header list: got grpc-status {first!r}, want 8 (RESOURCE_EXHAUSTED)")
+        second = status_of(3, GRPC_HEADERS)
+        if second != ["0"]:
+            raise AssertionError(f"the next call on the same connection: got grpc-status {second!r}, want 0")
+    finally:
+        peer.close()
+
+
 def slow_handshake(port):
     peer = Peer(port, handshake=False)
     peer.send_raw(b"PRI * HTTP/2.0\r\n")  # half a preface, then nothing
@@ -246,8 +300,8 @@ def max_concurrent_streams(port):
     peer.close()
 
 
-CASES = [rapid_reset, ping_flood, settings_flood, continuation_flood, huge_headers, huge_header_field, slow_handshake,
-         idle_connection, too_many_connections, max_concurrent_streams]
+CASES = [rapid_reset, ping_flood, settings_flood, continuation_flood, huge_headers, huge_header_field, too_many_pings,
+         oversized_header_list, slow_handshake, idle_connection, too_many_connections, max_concurrent_streams]
 
 
 def main():

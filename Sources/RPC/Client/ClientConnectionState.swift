@@ -177,7 +177,11 @@ final class ClientConnectionState: HTTP2ConnectionDelegate {
             }
         case .goAway:
             draining = true
-        case .ping, .settings, .resetByPeer, .pingAck, .headerFrame, .headerListTooLarge:
+        case .headerListTooLarge(let streamID, let size, _):
+            // A stream error: this call fails, the connection goes on.
+            end(streamID: streamID, status: RPCError(.resourceExhausted, "the server's header list of \(size) bytes is over the limit of \(connection.session.settings.maxHeaderListSize)"), trailers: [])
+            connection.session.resetStream(streamID, errorCode: 0x8)
+        case .ping, .settings, .resetByPeer, .pingAck, .headerFrame:
             break
         }
     }

@@ -43,6 +43,9 @@ public final class RPCClient: Sendable {
         public var connectTimeout: Duration = .seconds(5)
         /// Run around every call, outermost first.
         public var interceptors: [any ClientInterceptor] = []
+        /// Keepalive (a PING every five minutes while calls are open, by default), idle timeout
+        /// and abuse limits of each connection.
+        public var limits = HTTP2Limits.client
         public init() {}
 
         public static func defaults(_ configure: (inout Self) -> Void) -> Self {
@@ -194,6 +197,7 @@ public final class RPCClient: Sendable {
 
     func connect(to address: SocketAddress) async throws -> ConnectionHandle {
         let maxMessageSize = options.maxMessageSize
+        let limits = options.limits
         let channel = try await ClientBootstrap(group: group)
             .connectTimeout(.nanoseconds(options.connectTimeout.nanosecondsClamped))
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
@@ -202,7 +206,7 @@ public final class RPCClient: Sendable {
                     // Manual flow control (the default): responses are acknowledged as the caller
                     // reads them, so a slow reader pushes back on the server.
                     let session = try HTTP2Session(role: .client, settings: HTTP2Session.Settings())
-                    let connection = HTTP2Connection(session: session, eventLoop: channel.eventLoop)
+                    let connection = HTTP2Connection(session: session, eventLoop: channel.eventLoop, limits: limits)
                     let state = ClientConnectionState(maxMessageSize: maxMessageSize)
                     state.connection = connection
                     connection.delegate = state
@@ -248,7 +252,7 @@ public final class RPCClient: Sendable {
         ])
         if options.compressRequests { fields.append(HeaderField("grpc-encoding", "gzip")) }
         if let timeout = options.timeout { fields.append(HeaderField("grpc-timeout", GRPCTimeout.format(timeout))) }
-        options.metadata.appendHeaderFields(to: &fields)
+        try options.metadata.appendHeaderFields(to: &fields)
         let compression: Compression? = options.compressRequests ? .gzip : nil
         let body = try onlyRequest?(compression)
         let events = InboundQueue<ClientCallEvent>()

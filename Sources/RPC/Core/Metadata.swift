@@ -85,8 +85,14 @@ public struct Metadata: Sendable, Hashable, Sequence {
         }
     }
 
-    /// Appends the header fields that carry this metadata (binary values base64-encoded).
-    func appendHeaderFields(to fields: inout [HeaderField]) {
+    /// Appends the header fields that carry this metadata (binary values base64-encoded), after
+    /// checking every entry can go on the wire as gRPC metadata (`validateForSending`).
+    ///
+    /// - Throws: `RPCError(.internal)` naming the first header that cannot be sent; nothing is
+    ///   appended then.
+    func appendHeaderFields(to fields: inout [HeaderField]) throws(RPCError) {
+        guard !entries.isEmpty else { return }
+        try validateForSending()
         for entry in entries {
             switch entry.value {
             case .string(let text): fields.append(HeaderField(entry.name, text))
@@ -95,4 +101,83 @@ public struct Metadata: Sendable, Hashable, Sequence {
         }
     }
 
+    /// Checks that every entry can be sent, on either end (request metadata, response headers,
+    /// trailers), following gRPC's PROTOCOL-HTTP2:
+    /// - a name is 1 or more of `0-9 a-z - _ .` (upper case is folded by `add`); so no
+    ///   pseudo-header (`:path`) and nothing a peer would reject as malformed;
+    /// - a text value is printable ASCII (space to `~`), without CR, LF or other controls, and
+    ///   without space at either end (HTTP/2 peers reset such a stream); bytes go in `-bin`
+    ///   entries, which are base64 on the wire;
+    /// - a text value under a `-bin` name, or bytes under another name, is refused;
+    /// - names the runtime sets itself are refused: `content-type`, `te`, `user-agent`, the
+    ///   `grpc-` headers of the protocol (`grpc-status`, `grpc-message`, `grpc-timeout`,
+    ///   `grpc-encoding`, `grpc-accept-encoding`, `grpc-message-type`), and HTTP's
+    ///   connection-specific headers (`connection`, `keep-alive`, `proxy-connection`,
+    ///   `transfer-encoding`, `upgrade`, `host`, `content-length`). Other `grpc-` names (such as
+    ///   `grpc-status-details-bin` or `grpc-retry-pushback-ms`) are gRPC's and allowed.
+    ///
+    /// - Throws: `RPCError(.internal)` whose message names the header and what is wrong with it.
+    public func validateForSending() throws(RPCError) {
+        for entry in entries {
+            if let problem = Self.problem(name: entry.name, value: entry.value) {
+                throw RPCError(.internal, "metadata \"\(Self.printable(entry.name))\" cannot be sent: \(problem)")
+            }
+        }
+    }
+
+    /// What is wrong with an entry, or nil when it can be sent.
+    static func problem(name: String, value: Value) -> String? {
+        if name.isEmpty { return "the name is empty" }
+        for byte in name.utf8 {
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+                 UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."):
+                continue
+            default:
+                return "the name may hold only 0-9, a-z, '-', '_' and '.' (found \(describe(byte)))"
+            }
+        }
+        if isOwnedByRuntime(name) { return "the name is reserved: the gRPC runtime sets this header itself" }
+        let isBinaryName = name.hasSuffix("-bin")
+        switch value {
+        case .binary:
+            if !isBinaryName { return "a binary value needs a name ending in -bin" }
+        case .string(let text):
+            if isBinaryName { return "a name ending in -bin carries bytes: add it with add(_:binary:)" }
+            let bytes = text.utf8
+            for byte in bytes where byte < 0x20 || byte > 0x7e {
+                return "the value may hold only printable ASCII (found \(describe(byte))); send bytes in a -bin entry"
+            }
+            if bytes.first == UInt8(ascii: " ") || bytes.last == UInt8(ascii: " ") {
+                return "the value starts or ends with a space, which HTTP/2 peers reject"
+            }
+        }
+        return nil
+    }
+
+    /// Header names the runtime writes itself on one end or the other.
+    static func isOwnedByRuntime(_ name: String) -> Bool {
+        switch name {
+        case "content-type", "te", "user-agent", "grpc-status", "grpc-message", "grpc-timeout", "grpc-encoding",
+             "grpc-accept-encoding", "grpc-message-type", "connection", "keep-alive", "proxy-connection",
+             "transfer-encoding", "upgrade", "host", "content-length":
+            return true
+        default:
+            return false
+        }
+    }
+
+    private static func describe(_ byte: UInt8) -> String {
+        switch byte {
+        case 0x0d: return "CR"
+        case 0x0a: return "LF"
+        case 0x20...0x7e: return "'\(Character(Unicode.Scalar(byte)))'"
+        default: return "byte 0x\(String(byte, radix: 16, uppercase: true))"
+        }
+    }
+
+    /// A name as it can be shown in a message (controls escaped, so a log line stays one line).
+    private static func printable(_ name: String) -> String {
+        String(name.unicodeScalars.flatMap { $0.value < 0x20 || $0.value == 0x7f ? Array($0.escaped(asASCII: true)) : [Character($0)] })
+    }
 }

@@ -67,7 +67,8 @@ final class ServerCall: Sendable {
             return try await withTaskExecutorPreference(loop) { try await self.send(message, compressed: compressed) }
         }
         try connection.value.sendMessage(streamID: streamID, message, context: context, compressed: compressed)
-        // Backpressure: wait while more than 64 KiB are queued behind flow control.
+        // Backpressure: wait while more than 64 KiB are queued behind flow control (a wait that
+        // ends with the call, or when the handler's task is cancelled).
         if connection.value.mustWaitToWrite(streamID: streamID) {
             try await connection.value.waitToWrite(streamID: streamID)
         }
@@ -83,11 +84,11 @@ final class ServerCall: Sendable {
         let finalStatus = status
         let context = self.context
         if connection.eventLoop.inEventLoop {
-            connection.value.finishCall(streamID: streamID, status: finalStatus, context: context)
+            connection.value.handlerReturned(streamID: streamID, status: finalStatus, context: context)
             return
         }
         connection.eventLoop.execute {
-            connection.value.finishCall(streamID: streamID, status: finalStatus, context: context)
+            connection.value.handlerReturned(streamID: streamID, status: finalStatus, context: context)
         }
     }
 

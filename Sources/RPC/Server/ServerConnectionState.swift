@@ -5,6 +5,12 @@ import ProtobufKit
 
 /// The gRPC side of one server connection, on its event loop: turns HTTP/2 streams into calls,
 /// runs each call's handler in a task, and turns what the handler does back into frames.
+///
+/// Split by responsibility: this file dispatches the connection's events and ends calls when
+/// streams or the connection close; `+Opening` validates request headers and routes a stream to
+/// its handler; `+Deadlines` ends calls whose deadline passed; `+FlowControl` delivers request
+/// messages, acknowledges what handlers read and pauses writers behind the peer's window;
+/// `+Responses` sends headers, messages and trailers.
 final class ServerConnectionState: HTTP2ConnectionDelegate {
     let router: Router
     let options: RPCServer.Options
@@ -34,9 +40,12 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
         /// gzip once the response headers have named it; only then may a message be compressed.
         var responseCompression: Compression?
         var headersSent = false
+        /// The status has been sent (or the stream reset): nothing more goes out.
         var finished = false
-        /// When the call's deadline passes (from `grpc-timeout`), if it has one.
+        /// When the call's deadline passes (from `grpc-timeout`), if it has one, and how long
+        /// the client gave it.
         var deadline: NIODeadline?
+        var timeout: TimeAmount?
         var window = ReceiveWindow()
 
         init(deframer: MessageDeframer, requests: InboundQueue<ReceivedMessage>, acceptsGzip: Bool) {
@@ -49,8 +58,20 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
     /// Response bytes a call may queue beyond what flow control lets out before its writes wait:
     /// a handler writing faster than its client reads is paused, and memory stays bounded.
     static let unsentLimit = 64 * 1024
-    /// Writers waiting for their stream's queue to drain.
-    var writeWaiters: [Int32: [CheckedContinuation<Void, Error>]] = [:]
+    /// Writers waiting for their stream's queue to drain, each with an id so that a cancelled
+    /// writer can take itself out.
+    var writeWaiters: [Int32: [(id: Int, continuation: CheckedContinuation<Void, Error>)]] = [:]
+    var nextWaiterID = 0
+    /// One timer for the earliest deadline of this connection's calls.
+    var deadlineTimer = DeadlineTimer()
+    /// Handlers started and not yet returned, reset streams' included: at most the stream limit,
+    /// so that resetting streams never buys a client more work than it was granted.
+    var runningHandlers = 0
+    /// Calls whose handler waits for one of those to return, in arrival order.
+    var waitingToStart: [(streamID: Int32, start: () -> Void)] = []
+    /// Set when the connection has closed: `connection` may be gone, handlers that return later
+    /// find nothing to do.
+    var isClosed = false
 
     init(router: Router, options: RPCServer.Options, logger: Logger, peer: String) {
         self.router = router
@@ -70,6 +91,14 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
             } else if endStream {
                 endOfRequests(streamID: streamID)  // trailers from a client: the request side is done
             }
+        case .headerListTooLarge(let streamID, let size, _):
+            // A stream error: this call fails, the connection and its other calls go on.
+            let error = RPCError(.resourceExhausted, "the header list of \(size) bytes is over the limit of \(connection.session.settings.maxHeaderListSize)")
+            if calls[streamID] != nil {
+                failCall(streamID: streamID, error)
+            } else {
+                respondWithoutCall(streamID: streamID, httpStatus: "200", status: error)
+            }
         case .data(let streamID, let bytes):
             guard let call = calls[streamID] else {
                 connection.session.consume(streamID: streamID, count: bytes.readableBytes)
@@ -83,21 +112,34 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
             endOfRequests(streamID: streamID)
         case .streamClosed(let streamID, let errorCode):
             if writeWaiters[streamID] != nil { resumeWriters(streamID: streamID, throwing: RPCError(.cancelled, "the stream closed")) }
+            if !waitingToStart.isEmpty { waitingToStart.removeAll { $0.streamID == streamID } }
             if let call = calls.removeValue(forKey: streamID) {
-                // Bytes held back from a handler that stopped reading go back to the connection's window.
-                connection.session.consume(streamID: streamID, count: call.window.unacknowledgedAtClose)
                 if !call.finished {
                     // The client went away (RST_STREAM): the handler's task is cancelled.
                     call.requests.finish(throwing: RPCError(.cancelled, "the client cancelled the call (HTTP/2 error \(errorCode))"))
                     call.task?.cancel()
                 }
             }
-        case .goAway, .ping, .settings, .resetByPeer, .pingAck, .headerFrame, .headerListTooLarge:
+        case .goAway, .ping, .settings, .resetByPeer, .pingAck, .headerFrame:
             break
         }
     }
 
+    /// A reset wastes work when the call was neither answered nor due: the client asked for
+    /// work and withdrew before any answer. A reset at (or just before) the call's deadline is
+    /// the client's deadline expiring, which this server enforces anyway, so it is free; and
+    /// so is cancelling a call that has had its headers (a stream the client stops reading).
+    func connection(_ connection: HTTP2Connection, resetWastesWork streamID: Int32) -> Bool {
+        guard let call = calls[streamID], !call.finished, !call.headersSent else { return false }
+        guard let deadline = call.deadline, let timeout = call.timeout else { return true }
+        // The client's clock started before the request left, the server's when it arrived, so
+        // the client's reset lands about when the server's deadline passes; allow for skew.
+        let tolerance = max(TimeAmount.milliseconds(20), .nanoseconds(timeout.nanoseconds / 10))
+        return NIODeadline.now() + tolerance < deadline
+    }
+
     func connectionClosed(_ connection: HTTP2Connection) {
+        isClosed = true
         deadlineTimer.cancel()
         for streamID in Array(writeWaiters.keys) { resumeWriters(streamID: streamID, throwing: RPCError(.unavailable, "the connection closed")) }
         for (_, call) in calls {
@@ -105,288 +147,22 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
             call.task?.cancel()
         }
         calls = [:]
+        waitingToStart = []
         onClose?()
         onClose = nil
     }
 
-    // MARK: Opening a call
-
-    func open(streamID: Int32, fields: [HeaderField], endStream: Bool) {
-        var path = ""
-        var method = ""
-        var contentType = ""
-        var timeout: String?
-        var encoding: String?
-        var acceptEncoding: String?
-        var metadataFields: [(name: String, value: String)] = []
-        metadataFields.reserveCapacity(fields.count)
-        for field in fields {
-            switch field.name {
-            case ":path": path = field.value
-            case ":method": method = field.value
-            case "content-type": contentType = field.value
-            case "grpc-timeout": timeout = field.value
-            case "grpc-encoding": encoding = field.value
-            case "grpc-accept-encoding": acceptEncoding = field.value
-            default: metadataFields.append((field.name, field.value))
-            }
-        }
-        // Not gRPC at all: HTTP 415, as PROTOCOL-HTTP2 asks.
-        guard contentType == "application/grpc" || contentType.hasPrefix("application/grpc+") || contentType.hasPrefix("application/grpc;") else {
-            respondWithoutCall(streamID: streamID, httpStatus: "415", status: RPCError(.internal, "content-type \(contentType.isEmpty ? "(none)" : contentType) is not application/grpc"))
-            return
-        }
-        guard method == "POST" else {
-            respondWithoutCall(streamID: streamID, httpStatus: "405", status: RPCError(.internal, ":method \(method) is not POST"))
-            return
-        }
-        guard let handler = router.methods[path] else {
-            let service = path.split(separator: "/").first.map(String.init) ?? ""
-            let known = router.serviceNames.contains(service)
-            respondWithoutCall(streamID: streamID, httpStatus: "200", status: RPCError(.unimplemented, known ? "method \(path) is not implemented" : "service \(service) is not implemented"))
-            return
-        }
-        let requestCompression: Compression?
-        do {
-            requestCompression = try Compression.named(encoding)
-        } catch let error as RPCError {
-            var status = error
-            status.metadata.add("grpc-accept-encoding", Compression.acceptEncoding)
-            respondWithoutCall(streamID: streamID, httpStatus: "200", status: status)
-            return
-        } catch {
-            return
-        }
-        let deadline: ContinuousClock.Instant?
-        if let timeout {
-            guard let duration = GRPCTimeout.parse(timeout) else {
-                respondWithoutCall(streamID: streamID, httpStatus: "400", status: RPCError(.internal, "grpc-timeout \(timeout) is malformed"))
-                return
-            }
-            deadline = .now + duration
-        } else {
-            deadline = nil
-        }
-
-        let acceptsGzip = acceptEncoding.map(Compression.acceptsGzip) ?? false
-        let context = ServerContext(method: handler.descriptor, metadata: Metadata(fields: metadataFields), deadline: deadline, peer: peer,
-                                    requestEncoding: requestCompression?.name, acceptsCompressedResponses: acceptsGzip)
-        let requests = InboundQueue<ReceivedMessage>()
-        let call = ServerCall(streamID: streamID, context: context, requests: requests, connection: loopBound, decodingOptions: decodingOptions)
-        let state = Call(deframer: MessageDeframer(maxMessageSize: options.maxMessageSize, compression: requestCompression),
-                         requests: requests, acceptsGzip: acceptsGzip)
-        calls[streamID] = state
-        if let deadline {
-            let at = NIODeadline.now() + .nanoseconds(Int64(max(0, (deadline - .now).nanosecondsClamped)))
-            state.deadline = at
-            armDeadlineTimer(for: at)
-        }
-        // Weak: a deferred start is kept by the call's own state until the request stream ends.
-        let start: () -> Void = { [weak state, logger, executor, interceptors = options.interceptors, run = handler.run] in
-            guard let state else { return }
-            state.task = Self.startHandler(call: call, run: run, interceptors: interceptors, deadline: deadline,
-                                           executor: executor, logger: logger, path: path)
-        }
-        if handler.requestStreaming {
-            start()
-        } else {
-            state.startWhenRequestsEnd = start
-        }
-        if endStream { endOfRequests(streamID: streamID) }
-    }
-
-    /// Runs a call's handler in its own task, on the connection's event loop. The task starts
-    /// immediately, in this event-loop turn: a handler that does not suspend (a unary call whose
-    /// request is all there) runs to its response without being queued, as grpc C++'s callback
-    /// API runs its reactors inline.
-    static func startHandler(call: ServerCall, run: @escaping @Sendable (ServerCall) async throws -> Void,
-                             interceptors: [any ServerInterceptor], deadline: ContinuousClock.Instant?,
-                             executor: EventLoopTaskExecutor, logger: Logger, path: String) -> Task<Void, Never> {
-        Task.immediate(executorPreference: executor) {
-            do {
-                // The deadline rides along to every call the handler makes onward.
-                try await CallDeadline.$current.withValue(deadline) {
-                    if interceptors.isEmpty {
-                        try await run(call)
-                    } else {
-                        try await runServerInterceptors(interceptors, call.context) { _ in try await run(call) }
-                    }
-                }
-                call.finish(nil)
-            } catch let error as RPCError {
-                call.finish(error)
-            } catch is CancellationError {
-                call.finish(RPCError(.cancelled, "the call was cancelled"))
-            } catch {
-                logger.debug("handler failed", metadata: ["path": "\(path)", "error": "\(error)"])
-                call.finish(RPCError(.unknown, "the handler failed"))
-            }
-        }
-    }
-
-    /// Answers a stream that never becomes a call, with a Trailers-Only response.
-    func respondWithoutCall(streamID: Int32, httpStatus: String, status: RPCError) {
-        var fields = [HeaderField(":status", httpStatus), HeaderField("content-type", "application/grpc")]
-        fields += statusFields(status)
-        try? connection.session.sendResponseHeaders(streamID: streamID, fields, endStream: true)
-    }
-
-    // MARK: Requests
-
-    func deliverMessages(streamID: Int32) {
-        guard let call = calls[streamID] else { return }
-        while !call.finished {
-            let before = call.deframer.buffer.readableBytes
-            let message: ByteBuffer?
-            do {
-                message = try call.deframer.next()
-            } catch let error as RPCError {
-                failCall(streamID: streamID, error)
-                return
-            } catch {
-                return
-            }
-            guard let message else { return }
-            let wireBytes = before - call.deframer.buffer.readableBytes
-            call.window.delivered(wireBytes)
-            call.requests.yield(ReceivedMessage(bytes: message, wireBytes: wireBytes))
-        }
-    }
-
-    func endOfRequests(streamID: Int32) {
-        guard let call = calls[streamID] else { return }
-        if call.deframer.hasPartialMessage {
-            failCall(streamID: streamID, RPCError(.internal, "the request stream ended inside a message"))
-            return
-        }
-        call.requests.finish()
-        if let start = call.startWhenRequestsEnd, !call.finished {
-            call.startWhenRequestsEnd = nil
-            start()
-        }
-    }
-
-    /// Ends a call from the transport side (bad input, deadline): status now, handler cancelled.
-    func failCall(streamID: Int32, _ error: RPCError) {
-        guard let call = calls[streamID], !call.finished else { return }
-        call.requests.finish(throwing: error)
-        call.task?.cancel()
-        finishCall(streamID: streamID, status: error, initialMetadata: { Metadata() })
-    }
-
-    // MARK: Deadlines (one timer per connection, see DeadlineTimer)
-
-    var deadlineTimer = DeadlineTimer()
-
-    func armDeadlineTimer(for deadline: NIODeadline) {
-        let bound = loopBound
-        deadlineTimer.arm(for: deadline, on: connection.eventLoop) { bound.value.checkDeadlines() }
-    }
-
-    /// Ends every call whose deadline has passed, then waits for the next deadline.
-    func checkDeadlines() {
-        let bound = loopBound
-        let open = calls.lazy.filter { !$0.value.finished }.compactMap { entry in entry.value.deadline.map { (key: entry.key, deadline: $0) } }
-        let passed = deadlineTimer.expired(among: open, on: connection.eventLoop) { bound.value.checkDeadlines() }
-        for streamID in passed { failCall(streamID: streamID, RPCError(.deadlineExceeded, "the deadline passed")) }
-        connection.flush()
-    }
-
-    /// The handler read a message of `count` wire bytes.
-    func consume(streamID: Int32, count: Int) {
-        guard let call = calls[streamID] else { return }
-        call.window.read(count)
-        acknowledgeIfReading(streamID: streamID)
-        connection.flush()
-    }
-
-    func acknowledgeIfReading(streamID: Int32) {
-        guard let call = calls[streamID] else { return }
-        connection.session.consume(streamID: streamID, count: call.window.takeAcknowledgement())
-    }
-
-    // MARK: Responses
-
-    func sendMessage<Message: ProtobufKit.Message>(streamID: Int32, _ message: Message, context: ServerContext, compressed: Bool? = nil) throws {
-        guard let call = calls[streamID], !call.finished else {
-            throw RPCError(.cancelled, "the call has ended")
-        }
-        let compression = call.acceptsGzip ? messageCompression(call, context: context, compressed: compressed) : nil
-        let framed = try frameMessage(message, compression: compression, maxSize: options.maxMessageSize,
-                                      allocator: allocator, direction: "response")
-        if !call.headersSent { sendHeaders(call, streamID: streamID, initialMetadata: context.initialMetadata) }
-        try connection.session.sendData(streamID: streamID, framed)
-        connection.flush()
-    }
-
-    /// gzip for one response message when the handler asks for it (per message, else per call)
-    /// and the response headers named gzip; they do if, when the first message goes, the call
-    /// or that message asked for compression (gRPC's doc/compression.md).
-    func messageCompression(_ call: Call, context: ServerContext, compressed: Bool?) -> Compression? {
-        let callWantsCompression = context.compressResponses
-        if !call.headersSent { call.responseCompression = (compressed ?? callWantsCompression) || callWantsCompression ? .gzip : nil }
-        return compressed ?? callWantsCompression ? call.responseCompression : nil
-    }
-
-    /// Whether a writer must wait before queuing more on this stream.
-    func mustWaitToWrite(streamID: Int32) -> Bool {
-        connection.session.pendingOutboundBytes(streamID: streamID) > Self.unsentLimit
-    }
-
-    /// Suspends a writer until its stream's queue drains (or the call ends).
-    func waitToWrite(streamID: Int32) async throws {
-        try await withCheckedThrowingContinuation { continuation in
-            writeWaiters[streamID, default: []].append(continuation)
-        }
-    }
-
-    func connectionDidWrite(_ connection: HTTP2Connection) {
-        for streamID in Array(writeWaiters.keys) where !mustWaitToWrite(streamID: streamID) || calls[streamID]?.finished != false {
-            resumeWriters(streamID: streamID, throwing: nil)
-        }
-    }
-
-    func resumeWriters(streamID: Int32, throwing error: Error?) {
-        guard let waiters = writeWaiters.removeValue(forKey: streamID) else { return }
-        for waiter in waiters {
-            if let error { waiter.resume(throwing: error) } else { waiter.resume() }
-        }
-    }
-
-    func sendHeaders(_ call: Call, streamID: Int32, initialMetadata: Metadata) {
-        var fields = [HeaderField(":status", "200"), HeaderField("content-type", "application/grpc"),
-                      HeaderField("grpc-accept-encoding", Compression.acceptEncoding)]
-        if let compression = call.responseCompression { fields.append(HeaderField("grpc-encoding", compression.name)) }
-        initialMetadata.appendHeaderFields(to: &fields)
-        try? connection.session.sendResponseHeaders(streamID: streamID, fields, endStream: false)
-        call.headersSent = true
-    }
-
-    func finishCall(streamID: Int32, status: RPCError, context: ServerContext) {
-        finishCall(streamID: streamID, status: status, initialMetadata: { context.initialMetadata })
-    }
-
-    func finishCall(streamID: Int32, status: RPCError, initialMetadata: () -> Metadata) {
-        guard let call = calls[streamID], !call.finished else { return }
-        call.finished = true
-        if call.headersSent {
-            try? connection.session.finish(streamID: streamID, trailers: statusFields(status))
-        } else {
-            // Trailers-Only: one header block with the status.
-            var fields = [HeaderField(":status", "200"), HeaderField("content-type", "application/grpc")]
-            initialMetadata().appendHeaderFields(to: &fields)
-            fields += statusFields(status)
-            try? connection.session.sendResponseHeaders(streamID: streamID, fields, endStream: true)
+    /// A send failed that should not have (the stream was open as far as this state knew): the
+    /// call cannot be answered any more, so its stream is reset and the handler cancelled.
+    func sendFailed(streamID: Int32, _ error: Error, sending what: String) {
+        logger.debug("could not send \(what)", metadata: ["stream": "\(streamID)", "error": "\(error)"])
+        connection.session.resetStream(streamID, errorCode: 0x2)  // INTERNAL_ERROR
+        if let call = calls[streamID], !call.finished {
+            call.finished = true
+            call.requests.finish(throwing: RPCError(.internal, "could not send \(what)"))
+            call.task?.cancel()
         }
         connection.flush()
-    }
-
-    func statusFields(_ status: RPCError) -> [HeaderField] {
-        var fields = [HeaderField("grpc-status", String(status.code.rawValue))]
-        if !status.message.isEmpty { fields.append(HeaderField("grpc-message", PercentEncoding.encode(status.message))) }
-        if let details = status.statusDetailsTrailer { fields.append(HeaderField(RPCError.detailsTrailer, Base64.encode(details))) }
-        status.metadata.appendHeaderFields(to: &fields)
-        return fields
     }
 }
 

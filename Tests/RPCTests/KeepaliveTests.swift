@@ -1,0 +1,139 @@
+import Foundation
+import GRPCProtos
+import HTTP2
+import InteropTesting
+import ProtobufKit
+import RPC
+import Testing
+import TestSupport
+
+/// Keepalive and connection management (gRPC A8 and A9): the server's policy on a client's
+/// PINGs, the idle timeout counting calls rather than PINGs, and the max connection age.
+/// A client pinging too often is a case of tools/abuse/h2_abuse.py (`too_many_pings`).
+@Suite("Keepalive and connection age", .serialized)
+struct KeepaliveTests {
+    @Test("a connection kept busy only by PINGs is closed at the idle timeout")
+    func pingsDoNotKeepAnIdleConnection() async throws {
+        let options = RPCServer.Options.defaults {
+            $0.limits.idleTimeout = .seconds(1)
+            // The client's pings are within policy: only the idle timeout may end the connection.
+            $0.limits.permitPingsWithoutCalls = true
+            $0.limits.minPeerPingInterval = .milliseconds(100)
+        }
+        let server = RPCServer(router: interopTestServiceRouter(), options: options)
+        let port = try await server.start()
+        // Pings every 200 ms for up to 4 s, answering nothing else; prints what ended it.
+        let script = """
+        import socket, struct, time
+        import h2.config, h2.connection, h2.events
+        s = socket.create_connection(("127.0.0.1", \(port)))
+        c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        c.initiate_connection()
+        s.sendall(c.data_to_send())
+        start = time.monotonic()
+        outcome = "still open after 4 s"
+        s.settimeout(0.05)
+        index = 0
+        next_ping = start
+        while time.monotonic() - start < 4 and outcome.startswith("still"):
+            if time.monotonic() >= next_ping:
+                c.ping(struct.pack(">Q", index)); index += 1
+                next_ping += 0.2
+                s.sendall(c.data_to_send())
+            try:
+                data = s.recv(65536)
+            except socket.timeout:
+                continue
+            except ConnectionResetError:
+                outcome = "reset without GOAWAY"
+                break
+            if not data:
+                outcome = "closed without GOAWAY"
+                break
+            for event in c.receive_data(data):
+                if isinstance(event, h2.events.ConnectionTerminated):
+                    outcome = f"goaway {event.error_code} {event.additional_data.decode()} after {time.monotonic() - start:.1f} s"
+            s.sendall(c.data_to_send())
+        print(outcome)
+        """
+        let output = String(decoding: try run(projectPython, ["-c", script]), as: UTF8.self)
+        #expect(output.hasPrefix("goaway 0 idle"), "\(output)")
+        await server.shutdown()
+    }
+
+    @Test("the ping policy: strikes for pings too close, forgiven after stream frames")
+    func pingPolicy() {
+        var limits = HTTP2Limits()
+        limits.minPeerPingInterval = .seconds(1)
+        limits.maxPingStrikes = 2
+        let start = ContinuousClock.now
+        var policy = PingPolicy(limits: limits)
+        // Pings a second apart with calls open: fine forever.
+        for index in 0..<10 {
+            #expect(policy.pingReceived(now: start + .seconds(index), hasCalls: true, sentStreamFrames: false) == .fine)
+        }
+        // Pings 100 ms apart: the third strike ends it.
+        var eager = PingPolicy(limits: limits)
+        var verdicts: [AbuseGuard.Verdict] = []
+        for index in 0..<4 {
+            verdicts.append(eager.pingReceived(now: start + .milliseconds(100 * index), hasCalls: true, sentStreamFrames: false))
+        }
+        #expect(verdicts == [.fine, .fine, .fine, .enhanceYourCalm("too_many_pings")])
+        // The same pings beside response traffic (bandwidth probes): fine.
+        var probing = PingPolicy(limits: limits)
+        for index in 0..<10 {
+            #expect(probing.pingReceived(now: start + .milliseconds(100 * index), hasCalls: true, sentStreamFrames: true) == .fine)
+        }
+        // Without calls, pings a second apart are strikes unless permitted.
+        var idle = PingPolicy(limits: limits)
+        let idleVerdicts = (0..<4).map { idle.pingReceived(now: start + .seconds($0), hasCalls: false, sentStreamFrames: false) }
+        #expect(idleVerdicts.last == .enhanceYourCalm("too_many_pings"))
+        limits.permitPingsWithoutCalls = true
+        var permitted = PingPolicy(limits: limits)
+        #expect((0..<4).allSatisfy { permitted.pingReceived(now: start + .seconds($0), hasCalls: false, sentStreamFrames: false) == .fine })
+    }
+
+    @Test("client defaults are what gRPC servers accept: five minutes apart, only with calls")
+    func clientDefaults() {
+        let limits = RPCClient.Options().limits
+        #expect(limits.keepaliveInterval.map { $0 >= .seconds(300) } == true)
+        #expect(limits.keepaliveWithoutCalls == false)
+    }
+
+    /// UnaryCall answers with the caller's address after sleeping `responseSize` milliseconds.
+    static func sleepyRouter() -> Router {
+        var router = Router()
+        router.unary(Methods.UnaryCall.self) { request, context in
+            if request.responseSize > 0 { try await Task.sleep(for: .milliseconds(Int(request.responseSize))) }
+            var response = Grpc.Testing.SimpleResponse()
+            response.hostname = context.peer
+            return response
+        }
+        return router
+    }
+
+    @Test("past its max age a connection gets GOAWAY; calls in flight finish within the grace, new calls go to a new connection")
+    func maxConnectionAge() async throws {
+        let options = RPCServer.Options.defaults {
+            $0.limits.maxConnectionAge = .seconds(1)
+            $0.limits.maxConnectionAgeGrace = .seconds(2)
+        }
+        try await withServer(Self.sleepyRouter(), options: options) { client, _ in
+            let first = try await client.unary(Methods.UnaryCall.self, request(responseSize: 0)).hostname
+            // In flight across the GOAWAY (at 0.9 to 1.1 s), done well within the grace.
+            async let inFlight = client.unary(Methods.UnaryCall.self, request(responseSize: 1500))
+            // In flight past the grace (closed at about 3 s): cut off.
+            async let tooLong = client.unary(Methods.UnaryCall.self, request(responseSize: 10_000))
+            try await Task.sleep(for: .milliseconds(1300))
+            let second = try await client.unary(Methods.UnaryCall.self, request(responseSize: 0)).hostname
+            #expect(second != first, "a call after the max age went to the old connection")
+            #expect(try await inFlight.hostname == first)
+            do {
+                _ = try await tooLong
+                Issue.record("a call outlasting the grace period was not cut off")
+            } catch let error as RPCError {
+                #expect(error.code == .unavailable, "\(error)")
+            }
+        }
+    }
+}

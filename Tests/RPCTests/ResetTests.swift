@@ -1,0 +1,121 @@
+import GRPCProtos
+import HTTP2
+import ProtobufKit
+import RPC
+import Synchronization
+import Testing
+
+/// The rapid-reset guard bounds what resets gain an attacker (the work thrown away, and the
+/// concurrency beyond the stream limit) without cutting off a client whose calls expire.
+/// The attack itself (1,000 streams opened and reset at once) is a case of
+/// tools/abuse/h2_abuse.py, run by AbuseTests.
+@Suite("Stream resets", .serialized)
+struct ResetTests {
+    @Test("2,000 deadline expiries in 10 s on one connection keep the connection")
+    func deadlineExpiriesKeepTheConnection() async throws {
+        var router = Router()
+        router.unary(Methods.UnaryCall.self) { request, context in
+            // A slow backend: answers the probe at once, everything else after its deadline.
+            if request.responseSize == 1 {
+                var response = Grpc.Testing.SimpleResponse()
+                response.hostname = context.peer
+                return response
+            }
+            try await Task.sleep(for: .seconds(30))
+            return Grpc.Testing.SimpleResponse()
+        }
+        try await withServer(router) { client, _ in
+            var probe = Grpc.Testing.SimpleRequest()
+            probe.responseSize = 1
+            let before = try await client.unary(Methods.UnaryCall.self, probe).hostname
+            let start = ContinuousClock.now
+            let expired = try await withThrowingTaskGroup(of: Int.self) { group in
+                for _ in 0..<50 {
+                    group.addTask {
+                        var count = 0
+                        for _ in 0..<40 {
+                            do {
+                                _ = try await client.unary(Methods.UnaryCall.self, Grpc.Testing.SimpleRequest(),
+                                                           options: CallOptions(timeout: .milliseconds(50)))
+                            } catch let error as RPCError where error.code == .deadlineExceeded {
+                                count += 1
+                            }
+                        }
+                        return count
+                    }
+                }
+                return try await group.reduce(0, +)
+            }
+            let elapsed = ContinuousClock.now - start
+            #expect(expired == 2000)
+            #expect(elapsed < .seconds(10), "2,000 expiries took \(elapsed)")
+            let after = try await client.unary(Methods.UnaryCall.self, probe).hostname
+            #expect(after == before, "the connection was replaced (\(before) then \(after))")
+        }
+    }
+
+    @Test("a reset stream's handler counts against the stream limit until it returns; later calls wait for it")
+    func resetStreamsKeepTheirHandlerSlot() async throws {
+        let running = Shared(0)
+        let mostRunning = Shared(0)
+        let release = Shared(false)
+        var router = Router()
+        router.unary(Methods.UnaryCall.self) { _, _ in
+            let now = running.withLock { $0 += 1; return $0 }
+            mostRunning.withLock { $0 = max($0, now) }
+            defer { running.withLock { $0 -= 1 } }
+            // A handler that does not stop when cancelled (a slow backend call, say).
+            while !release.withLock({ $0 }) { try? await Task.sleep(for: .milliseconds(5)) }
+            return Grpc.Testing.SimpleResponse()
+        }
+        let options = RPCServer.Options.defaults { $0.http2.maxConcurrentStreams = 5 }
+        try await withServer(router, options: options) { client, _ in
+            // Five calls fill the limit, then each is cancelled by its caller (RST_STREAM).
+            await withTaskGroup(of: Void.self) { group in
+                for _ in 0..<5 {
+                    group.addTask { _ = try? await client.unary(Methods.UnaryCall.self, Grpc.Testing.SimpleRequest()) }
+                }
+                while running.withLock({ $0 }) < 5 { try? await Task.sleep(for: .milliseconds(5)) }
+                group.cancelAll()
+            }
+            // Five more while the first five handlers still run: none of them may start. They
+            // wait, and expire (their deadline is 1 s), without the connection being refused.
+            let codes = await withTaskGroup(of: RPCError.Code?.self) { group in
+                for _ in 0..<5 {
+                    group.addTask {
+                        do {
+                            _ = try await client.unary(Methods.UnaryCall.self, Grpc.Testing.SimpleRequest(), options: CallOptions(timeout: .seconds(1)))
+                            return .ok
+                        } catch let error as RPCError {
+                            return error.code
+                        } catch {
+                            return nil
+                        }
+                    }
+                }
+                return await group.reduce(into: [RPCError.Code?]()) { $0.append($1) }
+            }
+            #expect(codes == Array(repeating: .deadlineExceeded, count: 5))
+            #expect(mostRunning.withLock { $0 } == 5)
+            release.withLock { $0 = true }
+            // The first five return; calls start again, on the same connection.
+            for _ in 0..<10 {
+                _ = try await client.unary(Methods.UnaryCall.self, Grpc.Testing.SimpleRequest(), options: CallOptions(timeout: .seconds(5)))
+            }
+        }
+    }
+
+    @Test("the reset budget: a burst, then the refill rate")
+    func resetBudget() {
+        var limits = HTTP2Limits()
+        limits.wastedResetBurst = 10
+        limits.wastedResetsPerSecond = 100
+        var guardState = AbuseGuard(limits: limits)
+        let start = ContinuousClock.now
+        for index in 0..<10 { #expect(guardState.recordWastedReset(now: start + .microseconds(index)) == .fine) }
+        #expect(guardState.recordWastedReset(now: start + .microseconds(10)) != .fine)
+        // At 100 per second, one every 10 ms is sustainable forever.
+        var steady = AbuseGuard(limits: limits)
+        for index in 0..<1000 { #expect(steady.recordWastedReset(now: start + .milliseconds(10 * index)) == .fine) }
+    }
+}
