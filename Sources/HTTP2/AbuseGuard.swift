@@ -46,12 +46,13 @@ public struct HTTP2Limits: Sendable, Hashable {
 
     // MARK: The peer's pings (server side; gRPC A8's enforcement policy)
 
-    /// The shortest spacing of the peer's PINGs accepted while calls are open (gRPC's default
-    /// five minutes). A PING sooner than this is a strike; so is any PING within two hours of
-    /// the previous one while no call is open, unless `permitPingsWithoutCalls`. Sending the
-    /// peer HEADERS or DATA clears the strikes (pings that ride along real traffic, such as
-    /// gRPC's bandwidth probes, are fine).
-    public var minPeerPingInterval: Duration = .seconds(300)
+    /// The shortest spacing of the peer's PINGs accepted while calls are open; nil (the
+    /// default) polices only floods (`maxPingsPerWindow`). The RPC server sets gRPC's five
+    /// minutes (`HTTP2Limits.grpcServer`); an HTTP front for browsers should not. A PING sooner
+    /// than this is a strike; so is any PING within two hours of the previous one while no call
+    /// is open, unless `permitPingsWithoutCalls`. Sending the peer HEADERS or DATA clears the
+    /// strikes (pings that ride along real traffic, such as gRPC's bandwidth probes, are fine).
+    public var minPeerPingInterval: Duration?
     public var permitPingsWithoutCalls = false
     /// Strikes tolerated; one more ends the connection with GOAWAY(ENHANCE_YOUR_CALM) and the
     /// debug data "too_many_pings", which gRPC clients read as "ping less often".
@@ -68,6 +69,14 @@ public struct HTTP2Limits: Sendable, Hashable {
     public var maxConnectionAgeGrace: Duration?
 
     public init() {}
+
+    /// A gRPC server's defaults: the enforcement policy of grpc-go and grpc C++ on the client's
+    /// pings (five minutes apart at least while calls are open, none without calls, two strikes).
+    public static var grpcServer: HTTP2Limits {
+        var limits = HTTP2Limits()
+        limits.minPeerPingInterval = .seconds(300)
+        return limits
+    }
 
     /// A client's defaults: keepalive every five minutes while calls are open, which gRPC
     /// servers' default policy accepts (five minutes apart at least, never without calls); a

@@ -1,5 +1,5 @@
-/// A server's policy on its client's PINGs (gRPC A8's enforcement): pings spaced closer than
-/// `HTTP2Limits.minPeerPingInterval` (or any ping while no call is open, unless permitted) are
+/// A server's policy on its client's PINGs (gRPC A8's enforcement), when
+/// `HTTP2Limits.minPeerPingInterval` is set: pings spaced closer than that (or any ping while no call is open, unless permitted) are
 /// strikes; past `maxPingStrikes` the client is told GOAWAY(ENHANCE_YOUR_CALM, "too_many_pings").
 /// Strikes are forgiven whenever the server has sent HEADERS or DATA since the previous ping.
 ///
@@ -21,12 +21,13 @@ public struct PingPolicy: Sendable {
     /// Judges a PING received at `now`. `hasCalls`: whether a stream is open; `sentStreamFrames`:
     /// whether this end sent HEADERS or DATA since the previous ping.
     public mutating func pingReceived(now: ContinuousClock.Instant, hasCalls: Bool, sentStreamFrames: Bool) -> AbuseGuard.Verdict {
+        guard let minPeerPingInterval = limits.minPeerPingInterval else { return .fine }
         defer { lastPing = now }
         if sentStreamFrames {
             strikes = 0
             return .fine
         }
-        let minimum = hasCalls || limits.permitPingsWithoutCalls ? limits.minPeerPingInterval : Self.intervalWithoutCalls
+        let minimum = hasCalls || limits.permitPingsWithoutCalls ? minPeerPingInterval : Self.intervalWithoutCalls
         if let lastPing, now - lastPing < minimum { strikes += 1 }
         return strikes > limits.maxPingStrikes ? .enhanceYourCalm(Self.tooManyPings) : .fine
     }

@@ -19,8 +19,9 @@ public final class RPCServer: Sendable {
         /// Largest request or response message (gRPC's default is 4 MiB).
         public var maxMessageSize = 4 * 1024 * 1024
         public var http2 = HTTP2Session.Settings()
-        /// Abuse limits, timeouts and keepalive of each connection.
-        public var limits = HTTP2Limits()
+        /// Abuse limits, timeouts, keepalive and its policy on clients' pings, and the max
+        /// connection age of each connection (gRPC's server defaults).
+        public var limits = HTTP2Limits.grpcServer
         /// Connections accepted at once; more are answered with GOAWAY(ENHANCE_YOUR_CALM).
         public var maxConnections = 1_000
         /// Run around every call, outermost first.
