@@ -62,8 +62,10 @@ struct ResetTests {
             let now = running.withLock { $0 += 1; return $0 }
             mostRunning.withLock { $0 = max($0, now) }
             defer { running.withLock { $0 -= 1 } }
-            // A handler that does not stop when cancelled (a slow backend call, say).
-            while !release.withLock({ $0 }) { try? await Task.sleep(for: .milliseconds(5)) }
+            // A handler that does not stop when cancelled (a slow backend call, say): it waits in
+            // a task of its own, which the handler's cancellation does not reach (a cancelled
+            // task's sleeps return at once, and polling in it would spin the event loop).
+            await Task.detached { while !release.withLock({ $0 }) { try? await Task.sleep(for: .milliseconds(5)) } }.value
             return Grpc.Testing.SimpleResponse()
         }
         let options = RPCServer.Options.defaults { $0.http2.maxConcurrentStreams = 5 }
