@@ -75,7 +75,8 @@ struct ResetTests {
                 for _ in 0..<5 {
                     group.addTask { _ = try? await client.unary(Methods.UnaryCall.self, Grpc.Testing.SimpleRequest()) }
                 }
-                while running.withLock({ $0 }) < 5 { try? await Task.sleep(for: .milliseconds(5)) }
+                let limit = ContinuousClock.now + .seconds(10)
+                while running.withLock({ $0 }) < 5 && ContinuousClock.now < limit { try? await Task.sleep(for: .milliseconds(5)) }
                 group.cancelAll()
             }
             // Five more while the first five handlers still run: none of them may start. They
@@ -95,6 +96,7 @@ struct ResetTests {
                 }
                 return await group.reduce(into: [RPCError.Code?]()) { $0.append($1) }
             }
+            #expect(running.withLock { $0 } == 5, "the first five handlers did not all start")
             #expect(codes == Array(repeating: .deadlineExceeded, count: 5))
             #expect(mostRunning.withLock { $0 } == 5)
             release.withLock { $0 = true }
