@@ -40,9 +40,10 @@ struct StreamErrorTests {
             var payload = Grpc.Testing.Payload()
             payload.body = [UInt8](repeating: 1, count: 16 * 1024)
             response.payload = payload
+            let message = response
             @Sendable func writeUntilStopped() async {
                 do {
-                    while true { try await writer.write(response) }
+                    while true { try await writer.write(message) }
                 } catch {
                     outcome.withLock { $0 = "\(type(of: error)): \(error)" }
                 }
