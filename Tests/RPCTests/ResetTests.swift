@@ -70,6 +70,11 @@ struct ResetTests {
         }
         let options = RPCServer.Options.defaults { $0.http2.maxConcurrentStreams = 5 }
         try await withServer(router, options: options) { client, _ in
+            // One connection first: five first calls at once could each open their own.
+            release.withLock { $0 = true }
+            _ = try await client.unary(Methods.UnaryCall.self, Grpc.Testing.SimpleRequest())
+            release.withLock { $0 = false }
+            mostRunning.withLock { $0 = 0 }
             // Five calls fill the limit, then each is cancelled by its caller (RST_STREAM).
             await withTaskGroup(of: Void.self) { group in
                 for _ in 0..<5 {
