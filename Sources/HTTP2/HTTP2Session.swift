@@ -136,6 +136,7 @@ public final class HTTP2Session {
         defer { nghttp2_option_del(option) }
         if settings.manualFlowControl { nghttp2_option_set_no_auto_window_update(option, 1) }
         nghttp2_option_set_max_settings(option, 32)
+        if role == .server { _ = CNGHTTP2_disable_stream_reset_rate_limit(option) }
 
         let userData = Unmanaged.passUnretained(self).toOpaque()
         switch role {

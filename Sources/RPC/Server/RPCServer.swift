@@ -95,6 +95,11 @@ public final class RPCServer: Sendable {
         return port
     }
 
+    /// The port the server listens on, once `start` has returned (nil before, and after `shutdown`).
+    public var port: Int? {
+        state.withLock { $0.listener?.isActive == true ? $0.listener?.localAddress?.port : nil }
+    }
+
     /// Graceful shutdown: stops accepting, sends GOAWAY so clients open no new calls, lets
     /// in-flight calls finish (up to the grace period), then closes every connection.
     public func shutdown() async {
