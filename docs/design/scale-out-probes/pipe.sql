@@ -1,0 +1,10 @@
+\startpipeline
+insert into t (k, v) values (md5(random()::text), '\x0102030405060708090a0b0c0d0e0f10');
+insert into t (k, v) values (md5(random()::text), '\x0102030405060708090a0b0c0d0e0f10');
+insert into t (k, v) values (md5(random()::text), '\x0102030405060708090a0b0c0d0e0f10');
+insert into t (k, v) values (md5(random()::text), '\x0102030405060708090a0b0c0d0e0f10');
+insert into t (k, v) values (md5(random()::text), '\x0102030405060708090a0b0c0d0e0f10');
+insert into t (k, v) values (md5(random()::text), '\x0102030405060708090a0b0c0d0e0f10');
+insert into t (k, v) values (md5(random()::text), '\x0102030405060708090a0b0c0d0e0f10');
+insert into t (k, v) values (md5(random()::text), '\x0102030405060708090a0b0c0d0e0f10');
+\endpipeline
