@@ -64,8 +64,9 @@ first_delivery() {
 
 delivery_checks() {  # delivery_checks OUTPUT_FILE: what the README says each command shows
     local out=$1
+    # Not anchored at a line start: the registration's JSON before it ends without a newline.
     check "POST /v1/deliveries answers 202 Accepted with a Location" \
-        grep -q "^HTTP/1.1 202 Accepted" "$out"
+        bash -c 'grep -q "HTTP/1.1 202 Accepted" "$1" && grep -qi "^location: /v1/deliveries/dlv-" "$1"' _ "$out"
     check "the status names a stage" grep -q '"stage":"DELIVERY_STAGE_' "$out"
     check "the tracking stream reaches DELIVERY_STAGE_COMPLETED" grep -q 'DELIVERY_STAGE_COMPLETED' "$out"
     check "the history lists the delivery's events" grep -q '"events":\[{' "$out"

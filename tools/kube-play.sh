@@ -34,7 +34,9 @@ PY
         podman kube play --network "$network" "$work/played.yaml" > "$work/play.log" 2>&1 || { cat "$work/play.log"; exit 1; }
         ;;
     cleanup)
-        while read -r name; do [[ -n $name ]] && podman secret rm "$name" >/dev/null 2>&1 || true; done < "$work/secrets"
-        while read -r claim; do [[ -n $claim ]] && podman volume rm -f "$claim" >/dev/null 2>&1 || true; done < "$work/volumes"
+        # `|| [[ -n ... ]]`: the lists end without a newline, and a bare `read` skips that last line
+        # (the data volume was left behind, and the next `kube play` refused to create it).
+        while read -r name || [[ -n $name ]]; do [[ -n $name ]] && podman secret rm "$name" >/dev/null 2>&1 || true; done < "$work/secrets"
+        while read -r claim || [[ -n $claim ]]; do [[ -n $claim ]] && podman volume rm -f "$claim" >/dev/null 2>&1 || true; done < "$work/volumes"
         ;;
 esac
