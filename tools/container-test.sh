@@ -27,11 +27,15 @@ if (exec 3<>/dev/tcp/127.0.0.1/8080) 2>/dev/null; then
     echo "127.0.0.1:8080 is in use: the containers publish the gateway there (stop what listens on it)"; exit 1
 fi
 
+compose_down() {  # the compose project, its network and its volume
+    podman-compose -p "$project" -f compose.yaml down >/dev/null 2>&1 || true
+    podman network rm -f "${project}_backend" >/dev/null 2>&1 || true
+    podman volume rm -f "${project}_data" >/dev/null 2>&1 || true
+}
+
 cleanup() {
     if [[ -f $work/compose-up ]]; then
-        podman-compose -p "$project" -f compose.yaml down >/dev/null 2>&1 || true
-        podman network rm -f "${project}_backend" >/dev/null 2>&1 || true
-        podman volume rm -f "${project}_data" >/dev/null 2>&1 || true
+        compose_down
     fi
     if [[ -f $work/kube-up ]]; then
         podman kube down "$work/played.yaml" >/dev/null 2>&1 || true
@@ -89,9 +93,7 @@ if [[ " ${stages[*]} " == *" compose "* ]]; then
     check "runs as uid 10001" test "$(podman exec "$gateway" cat /proc/self/status | awk '/^Uid:/ {print $2}')" = 10001
     check "the root filesystem is read-only" bash -c "! podman exec $gateway sh -c ': > /usr/local/bin/x' 2>/dev/null"
     check "no capabilities" test "$(podman exec "$gateway" awk '/^CapEff:/ {print $2}' /proc/self/status)" = 0000000000000000
-    podman-compose -p "$project" -f compose.yaml down >/dev/null 2>&1
-    podman network rm -f "${project}_backend" >/dev/null 2>&1 || true
-    podman volume rm -f "${project}_data" >/dev/null 2>&1 || true
+    compose_down
     rm -f "$work/compose-up"
     check "compose down leaves no container" test -z "$(podman ps -a --filter "label=io.podman.compose.project=$project" --format '{{.Names}}')"
 fi
