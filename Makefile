@@ -3,7 +3,9 @@ SHELL := /bin/bash
 SWIFT ?= swift
 FUZZ_SECONDS ?= 30
 
-.PHONY: all deps build proto check-generated test unit-tests fuzz bench bench-protobuf bench-rpc bench-ingestion bench-gateway run clean interop interop-server \
+PREFIX ?= /usr/local
+
+.PHONY: all deps build install bench-dronectl proto check-generated test unit-tests fuzz bench bench-protobuf bench-rpc bench-ingestion bench-gateway run clean interop interop-server \
 	images compose-up compose-down validate-deploy container-test measure-containers
 
 all: build
@@ -15,6 +17,16 @@ deps:
 ## build: compile everything (debug)
 build: deps
 	$(SWIFT) build
+
+## install: dronectl (release build) into $(PREFIX)/bin, with its bash, zsh and fish completions
+install: deps
+	$(SWIFT) build -c release --static-swift-stdlib --product dronectl
+	install -d "$(PREFIX)/bin" "$(PREFIX)/share/bash-completion/completions" "$(PREFIX)/share/zsh/site-functions" "$(PREFIX)/share/fish/vendor_completions.d"
+	install -m 755 "$$($(SWIFT) build -c release --static-swift-stdlib --show-bin-path)/dronectl" "$(PREFIX)/bin/dronectl"
+	"$(PREFIX)/bin/dronectl" completion bash > "$(PREFIX)/share/bash-completion/completions/dronectl"
+	"$(PREFIX)/bin/dronectl" completion zsh > "$(PREFIX)/share/zsh/site-functions/_dronectl"
+	"$(PREFIX)/bin/dronectl" completion fish > "$(PREFIX)/share/fish/vendor_completions.d/dronectl.fish"
+	@echo "installed $(PREFIX)/bin/dronectl"
 
 ## proto: regenerate C (protoc-c) and Swift (protoc-gen-swiftpbc) from proto/
 proto: deps
@@ -63,7 +75,11 @@ bench-ingestion: deps
 bench-gateway: deps
 	bash tools/bench-gateway.sh
 
-bench: bench-protobuf bench-rpc bench-ingestion bench-gateway
+## bench-dronectl: one unary call's wall time and peak memory, dronectl against buf curl; a 100,000-message stream's memory
+bench-dronectl: deps
+	bash tools/bench-dronectl.sh
+
+bench: bench-protobuf bench-rpc bench-ingestion bench-gateway bench-dronectl
 
 ## run: start the whole system locally (every service in its own process; Ctrl-C stops them)
 run: build

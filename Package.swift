@@ -50,11 +50,14 @@ let package = Package(
         .executable(name: "drone-simulator", targets: ["drone-simulator"]),
         .executable(name: "gateway", targets: ["gateway"]),
         .executable(name: "health-probe", targets: ["health-probe"]),
+        .executable(name: "dronectl", targets: ["dronectl"]),
     ],
     dependencies: [
         // Sockets and event loops for the RPC runtime; HTTP/2 itself is nghttp2's.
         .package(url: "https://github.com/apple/swift-nio", exact: "2.101.3"),
         .package(url: "https://github.com/apple/swift-log", exact: "1.16.2"),
+        // The command-line client's parsing, help and shell completion (dronectl only).
+        .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
     ],
     targets: [
         // MARK: C libraries (system) and their shims
@@ -203,6 +206,31 @@ let package = Package(
             path: "tools/protoc-gen-swiftpbc"
         ),
 
+        // MARK: The command-line client `dronectl`
+        // Messages of types known only from descriptors (reflection, protosets): a codec and a pool.
+        .target(name: "DynamicProtobuf", dependencies: ["ProtobufKit", "ProtobufCodeGen"]),
+        // The runtime the generated commands call: flags to requests, both transports, output, profiles.
+        .target(
+            name: "DroneCTL",
+            dependencies: [
+                "DynamicProtobuf", "ProtobufKit", "RPC", "GRPCProtos",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        // The commands generated from proto/ by `make proto` (protoc-gen-swiftpbc with `CLI`).
+        .target(
+            name: "DroneCTLCommands",
+            dependencies: ["DroneCTL", "DroneDeliveryAPI", "GRPCProtos", "ProtobufKit",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(
+            name: "dronectl",
+            dependencies: ["DroneCTLCommands", "DroneCTL", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+
         // MARK: Test fixtures (generated from proto/fabrikam/testing)
         .target(
             name: "CTestMessages",
@@ -250,6 +278,11 @@ let package = Package(
             name: "GatewayTests",
             dependencies: ["Gateway", "TestSupport", "Accounts", "Packages", "Delivery", "DeliveryHistory", "DroneScheduler", "Ingestion",
                            .product(name: "NIOCore", package: "swift-nio")] + serviceDependencies
+        ),
+        .testTarget(
+            name: "DroneCTLTests",
+            dependencies: ["DroneCTL", "DroneCTLCommands", "DynamicProtobuf", "ProtobufCodeGen", "ProtobufKit", "DroneDeliveryAPI",
+                           "GRPCProtos", "TestMessages", "TestSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(
             name: "ContractTests",

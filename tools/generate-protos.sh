@@ -10,6 +10,8 @@
 #   grpc        grpc/*                                                                 -> GRPCProtos
 #   api         fabrikam/dronedelivery/*                                               -> DroneDeliveryAPI
 #   testing     fabrikam/testing/*                                                     -> TestMessages (tests only)
+# and the command-line client's commands (`CLI`: one command per service, one subcommand per RPC)
+#   dronectl    fabrikam/dronedelivery/*, grpc/health/v1, grpc/reflection/v1          -> DroneCTLCommands
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -81,4 +83,8 @@ generate_swift Sources/GRPCProtos/Generated "Module=GRPCProtos,CModule=CGRPCProt
 generate_swift Sources/DroneDeliveryAPI/Generated "Module=DroneDeliveryAPI,CModule=CDroneDeliveryAPI,Map=google/api/:ProtobufKit:CWellKnownProtos,Map=google/rpc/:ProtobufKit:CWellKnownProtos" $domain_protos
 # shellcheck disable=SC2086
 generate_swift Tests/Fixtures/TestMessages/Generated "Module=TestMessages,CModule=CTestMessages" $testing_protos
+echo "protoc-gen-swiftpbc: dronectl commands"
+# shellcheck disable=SC2086
+generate_swift Sources/DroneCTLCommands/Generated "CLI,Map=fabrikam/:DroneDeliveryAPI:CDroneDeliveryAPI,Map=grpc/:GRPCProtos:CGRPCProtos,Map=google/rpc/:GRPCProtos:CGRPCProtos" \
+  $domain_protos grpc/health/v1/health.proto grpc/reflection/v1/reflection.proto
 echo "done"

@@ -15,6 +15,7 @@ apt_packages=(
   libsqlite3-dev sqlite3                # the services' embedded stores and broker (system SQLite)
   curl chromium                         # gateway tests: an independent HTTP client; the tracking page in headless Chromium
   python3-venv
+  tmux                                  # dronectl tests: a terminal session driven with send-keys for its streams
 )
 
 missing=()

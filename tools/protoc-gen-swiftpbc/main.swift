@@ -37,7 +37,10 @@ func writeStandardOutput(_ bytes: [UInt8]) {
 let response: [UInt8]
 do {
     let request = try CodeGeneratorRequest(serialized: readStandardInput())
-    let files = try SwiftGenerator(request: request).generate()
+    // `CLI` in the options asks for the `dronectl` commands instead of Swift types.
+    let files = CLIGeneratorOptions.isCLIRequest(request.parameter)
+        ? try CLIGenerator(request: request).generate()
+        : try SwiftGenerator(request: request).generate()
     response = serializeCodeGeneratorResponse(files: files, error: nil)
 } catch {
     // protoc prints the error with the plugin's name and fails the run.

@@ -1,0 +1,93 @@
+// dronectl: the command-line client of the drone delivery system, generated from proto/.
+//
+//   dronectl delivery get-delivery --delivery-id dlv-1 --server 127.0.0.1:50054
+//   dronectl delivery track-delivery --delivery-id dlv-1 --transport http --api-key KEY
+//   dronectl call grpc.health.v1.Health/Check --server host:port -d '{}'
+//
+// The service commands come from DroneCTLCommands (generated); the rest from DroneCTL.
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import Dispatch
+import DroneCTL
+import DroneCTLCommands
+
+struct Dronectl: AsyncParsableCommand {
+    static var configuration: CommandConfiguration {
+        CommandConfiguration(
+            commandName: "dronectl",
+            abstract: "Call the drone delivery services over gRPC, or the public gateway over JSON/HTTP.",
+            discussion: DroneCTLHelp.rootDiscussion,
+            version: DroneCTLHelp.version,
+            subcommands: GeneratedCommands.services + DroneCTLHelp.builtInCommands + [Completion.self]
+        )
+    }
+}
+
+/// `dronectl completion bash|zsh|fish`: the shell completion script (the same as
+/// `dronectl --generate-completion-script SHELL`).
+struct Completion: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print the completion script for bash, zsh or fish.",
+        discussion: """
+            bash:  source <(dronectl completion bash)     (or save it in /etc/bash_completion.d/dronectl)
+            zsh:   dronectl completion zsh > "${fpath[1]}/_dronectl"
+            fish:  dronectl completion fish > ~/.config/fish/completions/dronectl.fish
+            Commands, flags and enum values complete from the script; the services and methods of \
+            `dronectl call`, `list` and `describe` are asked of the server named on the command line.
+            """
+    )
+
+    @Argument(help: "bash, zsh or fish.", completion: .list(["bash", "zsh", "fish"]))
+    var shell: String
+
+    func run() throws {
+        guard let kind = CompletionShell(rawValue: shell) else {
+            throw ValidationError("unknown shell \"\(shell)\" (bash, zsh or fish)")
+        }
+        Terminal.write(Dronectl.completionScript(for: kind))
+    }
+}
+
+@main
+enum DronectlMain {
+    static func main() async {
+        // A reader that goes away (dronectl ... | head) ends us through EPIPE, not a signal.
+        signal(SIGPIPE, SIG_IGN)
+        // Ctrl-C cancels the call (RST_STREAM) and the call reports CANCELLED; a second one exits.
+        let task = Task {
+            var command = try Dronectl.parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        }
+        signal(SIGINT, SIG_IGN)
+        let interrupts = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+        nonisolated(unsafe) var seen = 0
+        interrupts.setEventHandler {
+            seen += 1
+            if seen > 1 { exit(130) }
+            task.cancel()
+        }
+        interrupts.resume()
+        do {
+            try await task.value
+        } catch {
+            exitAfter(error)
+        }
+        exit(0)
+    }
+
+    /// Exits as the error says: usage errors with 2 (argument parser's own would be 64, which
+    /// dronectl keeps for 64 + a gRPC status code), help and version with 0, `ExitCode` with its code.
+    static func exitAfter(_ error: any Error) -> Never {
+        if Dronectl.exitCode(for: error) == .validationFailure {
+            Terminal.error(Dronectl.fullMessage(for: error))
+            exit(ExitStatus.usage)
+        }
+        Dronectl.exit(withError: error)
+    }
+}

@@ -1,0 +1,115 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// Runs the built `dronectl` (as a user would) and collects what it printed and its exit code.
+struct Dronectl {
+    static let binary = repositoryRoot.appendingPathComponent(".build/debug/dronectl").path
+
+    /// The outcome of one run.
+    struct Result: CustomStringConvertible {
+        var status: Int32
+        var output: String
+        var errors: String
+        var lines: [String] { output.split(separator: "\n").map(String.init) }
+        var description: String { "exit \(status)\nstdout:\n\(output)\nstderr:\n\(errors)" }
+    }
+
+    /// Environment for every run: no configuration file of the machine's, unless a test gives one.
+    var environment: [String: String] = [
+        "DRONECTL_CONFIG": "/nonexistent/dronectl-config.json",
+        "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin",
+        "HOME": NSTemporaryDirectory(),
+    ]
+
+    @discardableResult
+    func run(_ arguments: [String], input: String? = nil, timeout: Duration = .seconds(60)) throws -> Result {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.binary)
+        process.arguments = arguments
+        process.environment = environment
+        let output = Pipe()
+        let errors = Pipe()
+        let standardInput = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        process.standardInput = standardInput
+        try process.run()
+        nonisolated(unsafe) var errorData = Data()
+        let reader = Thread { errorData = errors.fileHandleForReading.readDataToEndOfFile() }
+        reader.start()
+        if let input { standardInput.fileHandleForWriting.write(Data(input.utf8)) }
+        try? standardInput.fileHandleForWriting.close()
+        let killer = DispatchWorkItem { if process.isRunning { process.terminate() } }
+        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(timeout.components.seconds * 1000)), execute: killer)
+        let outputData = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        killer.cancel()
+        while !reader.isFinished { usleep(1000) }
+        return Result(status: process.terminationStatus, output: String(decoding: outputData, as: UTF8.self),
+                      errors: String(decoding: errorData, as: UTF8.self))
+    }
+}
+
+/// A server process started for a test: our interop server, or grpcio's (with or without
+/// reflection). Stopped by `stop()`.
+final class TestServer: @unchecked Sendable {
+    let process = Process()
+    let port: Int
+    var address: String { "127.0.0.1:\(port)" }
+
+    /// Our interop TestService (with health and reflection v1/v1alpha).
+    static func interop() throws -> TestServer {
+        try TestServer(executable: repositoryRoot.appendingPathComponent(".build/debug/interop-server").path, arguments: ["--port", "0"])
+    }
+
+    /// grpcio's TestService, with grpcio-reflection (v1alpha) or without reflection.
+    static func grpcio(reflection: Bool) throws -> TestServer {
+        try TestServer(executable: projectPython, arguments: [repositoryRoot.appendingPathComponent("tools/dronectl/grpcio_reflection_server.py").path,
+                                                           "--port", "0", "--stubs", try stubs()] + (reflection ? [] : ["--no-reflection"]))
+    }
+
+    /// The grpcio stubs, generated once per test run.
+    static func stubs() throws -> String {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dronectl-grpcio-stubs-\(getpid())").path
+        if !FileManager.default.fileExists(atPath: directory + "/grpc/testing/test_pb2_grpc.py") {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/bin/bash")
+            process.arguments = [repositoryRoot.appendingPathComponent("tools/interop/generate.sh").path, directory]
+            process.environment = ProcessInfo.processInfo.environment.merging(["PYTHON": projectPython]) { $1 }
+            try process.run()
+            process.waitUntilExit()
+        }
+        return directory
+    }
+
+    init(executable: String, arguments: [String]) throws {
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        // `listening 127.0.0.1:PORT` (both servers print it first).
+        var text = ""
+        let handle = output.fileHandleForReading
+        while !text.contains("\n") {
+            let chunk = handle.availableData
+            if chunk.isEmpty { break }
+            text += String(decoding: chunk, as: UTF8.self)
+        }
+        guard let range = text.range(of: #"127\.0\.0\.1:\d+"#, options: .regularExpression),
+              let port = Int(text[range].split(separator: ":")[1]) else {
+            process.terminate()
+            throw CommandFailure(command: executable, status: -1, output: text, errorOutput: "")
+        }
+        self.port = port
+    }
+
+    func stop() {
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+    }
+}
