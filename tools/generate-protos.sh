@@ -85,6 +85,6 @@ generate_swift Sources/DroneDeliveryAPI/Generated "Module=DroneDeliveryAPI,CModu
 generate_swift Tests/Fixtures/TestMessages/Generated "Module=TestMessages,CModule=CTestMessages" $testing_protos
 echo "protoc-gen-swiftpbc: dronectl commands"
 # shellcheck disable=SC2086
-generate_swift Sources/DroneCTLCommands/Generated "CLI,Map=fabrikam/:DroneDeliveryAPI:CDroneDeliveryAPI,Map=grpc/:GRPCProtos:CGRPCProtos,Map=google/rpc/:GRPCProtos:CGRPCProtos" \
+generate_swift Sources/DroneCTLCommands/Generated "CLI,Map=fabrikam/:DroneDeliveryAPI:CDroneDeliveryAPI,Map=grpc/:GRPCProtos:CGRPCProtos,Map=google/rpc/:ProtobufKit:CWellKnownProtos" \
   $domain_protos grpc/health/v1/health.proto grpc/reflection/v1/reflection.proto
 echo "done"

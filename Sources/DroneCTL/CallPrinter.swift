@@ -131,6 +131,9 @@ final class CallPrinter: @unchecked Sendable {
         }
         if outcome.code != .ok {
             Terminal.error("error: \(outcome.code)\(outcome.message.isEmpty ? "" : ": \(outcome.message)")")
+            if format != .envelope, case .array(let details)? = outcome.details {
+                for detail in details { Terminal.error("  detail: " + JSONText.compact(detail)) }
+            }
         }
         return ExitStatus.forStatus(outcome.code)
     }
@@ -159,5 +162,18 @@ extension Metadata {
             case .binary(let bytes): return (entry.name, Base64.encode(bytes))
             }
         }
+    }
+}
+
+/// A status's typed details (google.rpc.BadRequest, ErrorInfo, ...) as JSON, for printing.
+enum StatusDetails {
+    static func json(_ details: [Google.Protobuf.AnyMessage]) -> JSONValue? {
+        guard !details.isEmpty else { return nil }
+        let options = JSONEncodingOptions.defaults { $0.typeRegistry = .wellKnownTypes }
+        return .array(details.map { detail in
+            if let bytes = try? detail.jsonUTF8Bytes(options: options), let value = try? JSONParser.parse(bytes) { return value }
+            // A detail type this build does not know: its type and bytes.
+            return .object([JSONMember("@type", .string(detail.typeUrl)), JSONMember("value", .string(Base64.encode(detail.value)))])
+        })
     }
 }

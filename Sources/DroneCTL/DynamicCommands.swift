@@ -48,7 +48,7 @@ public struct ListCommand: AsyncParsableCommand {
 
     public func run() async throws {
         try await runReporting {
-            let (services, pool) = try await describedServices(call: call, source: source, symbols: service.map { [$0] })
+            let (services, pool) = try await describedServices(call: call, source: source, symbols: service.map { [$0] } ?? [])
             if let service {
                 guard let found = pool.services[service]?.service else {
                     throw UsageError("\(service) is not a service here (services: \(services.joined(separator: ", ")))")
@@ -181,6 +181,8 @@ func describedServices(call: CallFlags, source: DescriptorSourceFlags, symbols: 
     defer { Task { await target.client.close() } }
     let reflection = target.reflection
     let services = try await reflection.listServices()
-    let pool = try await reflection.pool(describing: symbols ?? services)
+    // A plain list needs names only; a description needs the files.
+    if symbols == [] { return (services, DescriptorPool()) }
+    let pool = try await reflection.pool(describing: symbols ?? services, skipUnknown: symbols == nil)
     return (services, pool)
 }

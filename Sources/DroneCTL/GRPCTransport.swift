@@ -68,7 +68,7 @@ struct GRPCTransport<Codec: MessageCodec>: Sendable {
         } catch let error as RPCError {
             if let failure = senderFailure.recorded { throw failure }
             exitCode = printer.finish(CallOutcome(code: error.code, message: error.message, trailers: error.metadata.textEntries,
-                                                  details: nil))
+                                                  details: StatusDetails.json(error.details)))
         }
         await client.close()
         return exitCode

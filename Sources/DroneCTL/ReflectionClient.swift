@@ -76,13 +76,15 @@ struct ReflectionClient {
     }
 
     /// The files that declare `symbols`, and every file they import that the server has.
-    func pool(describing symbols: [String]) async throws -> DescriptorPool {
+    /// With `skipUnknown`, a symbol the server cannot describe is left out instead of failing.
+    func pool(describing symbols: [String], skipUnknown: Bool = false) async throws -> DescriptorPool {
         try await withSession { session in
             var pool = DescriptorPool()
             for symbol in symbols {
                 do {
                     try pool.add(fileDescriptorProtos: try await session.files(.fileContainingSymbol(symbol)))
                 } catch let error as RPCError where error.code == .notFound {
+                    if skipUnknown { continue }
                     throw RPCError(.notFound, "the server does not know \(symbol) (dronectl list shows what it serves)")
                 }
             }
@@ -100,6 +102,6 @@ struct ReflectionClient {
     /// Every service the server lists, with its files.
     func poolOfEverything() async throws -> (services: [String], pool: DescriptorPool) {
         let services = try await listServices()
-        return (services, try await pool(describing: services))
+        return (services, try await pool(describing: services, skipUnknown: true))
     }
 }
