@@ -101,7 +101,7 @@ final class TestServer: @unchecked Sendable {
         guard let range = text.range(of: #"127\.0\.0\.1:\d+"#, options: .regularExpression),
               let port = Int(text[range].split(separator: ":")[1]) else {
             process.terminate()
-            throw CommandFailure(command: executable, status: -1, output: text, errorOutput: "")
+            throw StartFailure(what: executable, output: text)
         }
         self.port = port
     }
@@ -112,4 +112,11 @@ final class TestServer: @unchecked Sendable {
             process.waitUntilExit()
         }
     }
+}
+
+/// A process a test needs (a server, the system) did not start; `output` is what it printed.
+struct StartFailure: Error, CustomStringConvertible {
+    let what: String
+    let output: String
+    var description: String { "\(what) did not start:\n\(output)" }
 }

@@ -51,7 +51,7 @@ struct DynamicCodecTests {
         let message = try M(jsonUTF8Bytes: json, options: .defaults { $0.typeRegistry = registry })
         var options = options
         options.typeRegistry = registry
-        return (message.serializedBytes(), try message.jsonUTF8Bytes(options: options))
+        return (try message.serializedBytes(), try message.jsonUTF8Bytes(options: options))
     }
 
     static func reencode<M: ProtobufKit.Message>(_ type: M.Type, _ bytes: [UInt8]) throws -> [UInt8] {
@@ -104,7 +104,7 @@ struct DynamicCodecTests {
                                           json: Self.corpus.first { $0.name == "repeated.case.json" }!.json, options: JSONEncodingOptions())
         let raw = try RawMessage(encoded: expected.bytes)
         // Through protobuf-c both ways, as the RPC runtime sends and receives it.
-        let sent = raw.serializedBytes()
+        let sent = try raw.serializedBytes()
         #expect(sent == expected.bytes)
         let received = try RawMessage(serializedBytes: sent)
         #expect(received.encoded == expected.bytes)

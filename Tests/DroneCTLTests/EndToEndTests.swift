@@ -41,7 +41,7 @@ struct EndToEndTests {
                 usleep(100_000)
             }
             stop()
-            throw CommandFailure(command: "tools/run.sh", status: -1, output: (try? String(contentsOf: log, encoding: .utf8)) ?? "", errorOutput: "")
+            throw StartFailure(what: "tools/run.sh", output: (try? String(contentsOf: log, encoding: .utf8)) ?? "")
         }
 
         func stop() {
@@ -68,7 +68,7 @@ struct EndToEndTests {
                 let base = Int.random(in: 12_000...32_000)
                 if (0..<10).allSatisfy({ portIsFree(base + $0) }) { return base }
             }
-            throw CommandFailure(command: "free ports", status: -1, output: "", errorOutput: "")
+            throw StartFailure(what: "ten free ports", output: "")
         }
 
         static func portIsFree(_ port: Int) -> Bool {

@@ -11,6 +11,7 @@ Prints `listening 127.0.0.1:PORT` once it accepts calls; serves until SIGTERM or
 """
 
 import argparse
+import importlib
 import os
 import signal
 import sys
@@ -51,6 +52,10 @@ def main():
     stubs.test_pb2_grpc.add_TestServiceServicer_to_server(servicer, server)
     if not args.no_reflection:
         from grpc_reflection.v1alpha import reflection
+
+        # Reflection answers from the default descriptor pool: test_pb2_grpc imports only the
+        # message modules, so the module that declares TestService itself is imported here.
+        importlib.import_module("grpc.testing.test_pb2")
 
         names = ["grpc.testing.TestService", reflection.SERVICE_NAME]
         reflection.enable_server_reflection(names, server)
