@@ -12,6 +12,7 @@ import ArgumentParser
 import Dispatch
 import DroneCTL
 import DroneCTLCommands
+import Synchronization
 
 struct Dronectl: AsyncParsableCommand {
     static var configuration: CommandConfiguration {
@@ -57,28 +58,38 @@ enum DronectlMain {
         signal(SIGPIPE, SIG_IGN)
         // Ctrl-C cancels the call (RST_STREAM) and the call reports CANCELLED; a second one exits.
         let task = Task {
-            var command = try Dronectl.parseAsRoot()
+            // The async parse: it answers the shell's dynamic completion requests (---completion),
+            // whose closures ask the server by reflection and so are async.
+            var command = try await Dronectl.asyncParseAsRoot()
             if var asyncCommand = command as? any AsyncParsableCommand {
                 try await asyncCommand.run()
             } else {
                 try command.run()
             }
         }
-        signal(SIGINT, SIG_IGN)
-        let interrupts = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
-        nonisolated(unsafe) var seen = 0
-        interrupts.setEventHandler {
-            seen += 1
-            if seen > 1 { exit(130) }
-            task.cancel()
-        }
-        interrupts.resume()
+        let interrupts = cancelOnInterrupt(task)
         do {
             try await task.value
         } catch {
             exitAfter(error)
         }
+        interrupts.cancel()
         exit(0)
+    }
+
+    /// Ctrl-C cancels `task` (the call sends RST_STREAM and reports CANCELLED); a second one
+    /// exits at once. Nonisolated and @Sendable on purpose: the handler runs on a dispatch
+    /// queue, and a closure inheriting main()'s main-actor isolation would trap there.
+    nonisolated static func cancelOnInterrupt(_ task: Task<Void, any Error>) -> any DispatchSourceSignal {
+        signal(SIGINT, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: DispatchQueue(label: "dronectl.interrupts"))
+        let counter = InterruptCount()
+        source.setEventHandler { @Sendable in
+            if counter.next() > 1 { exit(130) }
+            task.cancel()
+        }
+        source.resume()
+        return source
     }
 
     /// Exits as the error says: usage errors with 2 (argument parser's own would be 64, which
@@ -90,4 +101,10 @@ enum DronectlMain {
         }
         Dronectl.exit(withError: error)
     }
+}
+
+/// How many times Ctrl-C was pressed.
+final class InterruptCount: Sendable {
+    private let count = Mutex(0)
+    func next() -> Int { count.withLock { $0 += 1; return $0 } }
 }
