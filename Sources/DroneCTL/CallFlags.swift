@@ -82,4 +82,11 @@ public struct CallFlags: ParsableArguments, Sendable {
     public var insecure = false
 
     public init() {}
+
+    /// Flags with nothing given, as parsed from an empty command line. `init()` alone leaves
+    /// the options without defaults undecoded, and ArgumentParser traps when one is read.
+    public static var unset: CallFlags {
+        // An empty argument list has nothing that could fail to parse.
+        try! CallFlags.parse([])
+    }
 }

@@ -26,7 +26,7 @@ public enum Completions {
 
     /// The call flags found among the words of the command line.
     static func flags(_ words: [String]) -> CallFlags {
-        var flags = CallFlags()
+        var flags = CallFlags.unset
         var index = 0
         func value(_ name: String) -> String? {
             if words[index] == name, index + 1 < words.count { index += 1; return words[index] }

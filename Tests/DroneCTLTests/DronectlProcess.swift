@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Foundation
 import Testing
 import TestSupport
@@ -106,11 +109,16 @@ final class TestServer: @unchecked Sendable {
         self.port = port
     }
 
+    /// SIGTERM, then SIGKILL if it is still running 5 s later (a server drains open calls
+    /// first, and a test may leave one open). Polls rather than calling waitUntilExit, which
+    /// spins a run loop on the test's thread and never returns if the server does not exit.
     func stop() {
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
-        }
+        guard process.isRunning else { return }
+        process.terminate()
+        let deadline = ContinuousClock.now + .seconds(5)
+        while process.isRunning && ContinuousClock.now < deadline { usleep(20_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        while process.isRunning { usleep(20_000) }
     }
 }
 

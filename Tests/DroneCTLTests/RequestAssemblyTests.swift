@@ -61,7 +61,7 @@ struct RequestAssemblyTests {
         #expect(throws: UsageError("--package-info.size: expected one of PACKAGE_SIZE_UNSPECIFIED, PACKAGE_SIZE_SMALL, PACKAGE_SIZE_MEDIUM, PACKAGE_SIZE_LARGE, got \"huge\"")) {
             try Self.build(Self.flags(size: "huge"), data: nil)
         }
-        #expect(throws: UsageError("--pickup-time: expected an RFC 3339 timestamp, got \"yesterday\"")) {
+        #expect(throws: UsageError("--pickup-time: \"yesterday\" is not an RFC 3339 timestamp between 0001-01-01 and 9999-12-31")) {
             try Self.build(Self.flags(pickupTime: "yesterday"), data: nil)
         }
         #expect(throws: UsageError.self) { try Self.build(Self.flags(), data: #"["not", "an", "object"]"#) }

@@ -27,12 +27,12 @@ struct SettingsTests {
     @Test("the current context gives per-service addresses, headers, API key and timeout")
     func fromFile() throws {
         let path = try Self.configFile(Self.file)
-        let settings = try CallSettings.resolve(CallFlags(), service: Self.delivery, environment: ["DRONECTL_CONFIG": path])
+        let settings = try CallSettings.resolve(CallFlags.unset, service: Self.delivery, environment: ["DRONECTL_CONFIG": path])
         #expect(settings.endpoints == [Endpoint(host: "127.0.0.1", port: 1001)])
         #expect(settings.transport == .grpc)
         #expect(settings.metadata.textEntries.map { "\($0.name)=\($0.value)" } == ["x-team=ops", "x-source=file", "authorization=Bearer file-key"])
         #expect(settings.timeout == .seconds(5))
-        let other = try CallSettings.resolve(CallFlags(), service: ServiceIdentity(fullName: "x.Y", command: "y"), environment: ["DRONECTL_CONFIG": path])
+        let other = try CallSettings.resolve(CallFlags.unset, service: ServiceIdentity(fullName: "x.Y", command: "y"), environment: ["DRONECTL_CONFIG": path])
         #expect(other.endpoints == [Endpoint(host: "127.0.0.1", port: 1000)])
     }
 
@@ -40,12 +40,12 @@ struct SettingsTests {
     func precedence() throws {
         let path = try Self.configFile(Self.file)
         let environment = ["DRONECTL_CONFIG": path, "DRONECTL_SERVER": "127.0.0.1:2000", "DRONECTL_API_KEY": "env-key", "DRONECTL_TIMEOUT": "7s"]
-        let fromEnvironment = try CallSettings.resolve(CallFlags(), service: Self.delivery, environment: environment)
+        let fromEnvironment = try CallSettings.resolve(CallFlags.unset, service: Self.delivery, environment: environment)
         #expect(fromEnvironment.endpoints == [Endpoint(host: "127.0.0.1", port: 2000)])
         #expect(fromEnvironment.metadata["authorization"] == "Bearer env-key")
         #expect(fromEnvironment.timeout == .seconds(7))
 
-        var flags = CallFlags()
+        var flags = CallFlags.unset
         flags.server = ["127.0.0.1:3000,127.0.0.1:3001"]
         flags.apiKey = "flag-key"
         flags.timeout = "250ms"
@@ -59,12 +59,12 @@ struct SettingsTests {
     @Test("a context with the http transport calls its gateway; --context and DRONECTL_CONTEXT pick one")
     func transportAndContext() throws {
         let path = try Self.configFile(Self.file)
-        var flags = CallFlags()
+        var flags = CallFlags.unset
         flags.context = "public"
         let settings = try CallSettings.resolve(flags, service: Self.delivery, environment: ["DRONECTL_CONFIG": path])
         #expect(settings.transport == .http)
         #expect(settings.endpoints == [Endpoint(host: "gw.example", port: 9000)])
-        let viaEnvironment = try CallSettings.resolve(CallFlags(), service: Self.delivery, environment: ["DRONECTL_CONFIG": path, "DRONECTL_CONTEXT": "public"])
+        let viaEnvironment = try CallSettings.resolve(CallFlags.unset, service: Self.delivery, environment: ["DRONECTL_CONFIG": path, "DRONECTL_CONTEXT": "public"])
         #expect(viaEnvironment.transport == .http)
         var grpc = flags
         grpc.transport = .grpc
@@ -76,7 +76,7 @@ struct SettingsTests {
     @Test("mistakes are usage errors that say what was wrong")
     func mistakes() throws {
         func resolve(_ configure: (inout CallFlags) -> Void, environment: [String: String] = [:]) throws -> CallSettings {
-            var flags = CallFlags()
+            var flags = CallFlags.unset
             flags.server = ["127.0.0.1:1"]
             configure(&flags)
             return try CallSettings.resolve(flags, service: Self.delivery, environment: environment.merging(["DRONECTL_CONFIG": "/nonexistent"]) { $1 })
