@@ -48,6 +48,7 @@ public enum GeneratedCommands {
         (["accounts", "add-user"], DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AccountsService.Method.AddUser.descriptor),
         (["accounts", "issue-api-key"], DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AccountsService.Method.IssueApiKey.descriptor),
         (["accounts", "revoke-api-key"], DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AccountsService.Method.RevokeApiKey.descriptor),
+        (["accounts", "create-tracking-link"], DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AccountsService.Method.CreateTrackingLink.descriptor),
         (["accounts", "validate-api-key"], DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AccountsService.Method.ValidateApiKey.descriptor),
         (["delivery", "schedule-delivery"], DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryService.Method.ScheduleDelivery.descriptor),
         (["delivery", "get-delivery"], DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryService.Method.GetDelivery.descriptor),

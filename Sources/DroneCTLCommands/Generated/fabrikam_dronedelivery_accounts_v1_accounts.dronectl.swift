@@ -13,7 +13,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AccountsService {
             commandName: "accounts",
             abstract: "Manages accounts, users and API keys.",
             discussion: "Service: fabrikam.dronedelivery.accounts.v1.AccountsService",
-            subcommands: [RegisterAccount.self, GetAccount.self, AddUser.self, IssueApiKey.self, RevokeApiKey.self, ValidateApiKey.self]
+            subcommands: [RegisterAccount.self, GetAccount.self, AddUser.self, IssueApiKey.self, RevokeApiKey.self, CreateTrackingLink.self, ValidateApiKey.self]
         )
 
         public init() {}
@@ -21,13 +21,16 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AccountsService {
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AccountsService.Command {
-    /// Registers a business account. Idempotent when `request_id` is set: a
-    /// repeat returns the same account with `created` false.
+    /// Registers a business account and issues its first API key, with the
+    /// ADMIN role (in `admin_key`, whose secret is shown only in this answer).
+    /// Idempotent when `request_id` is set: a repeat with the same display name
+    /// and contact e-mail returns the same account with `created` false and no
+    /// key; a repeat that differs is ALREADY_EXISTS.
     public struct RegisterAccount: AsyncParsableCommand {
         public static let configuration = CommandConfiguration(
             commandName: "register-account",
-            abstract: "Registers a business account.",
-            discussion: "Registers a business account. Idempotent when `request_id` is set: a repeat returns the same account with `created` false.\n\ngRPC: /fabrikam.dronedelivery.accounts.v1.AccountsService/RegisterAccount (unary)\nHTTP: POST /v1/accounts (body: *)\nRequest: fabrikam.dronedelivery.accounts.v1.RegisterAccountRequest; response: fabrikam.dronedelivery.accounts.v1.RegisterAccountResponse."
+            abstract: "Registers a business account and issues its first API key, with the ADMIN role (in `admin_key`, whose secret is shown only in this answer).",
+            discussion: "Registers a business account and issues its first API key, with the ADMIN role (in `admin_key`, whose secret is shown only in this answer). Idempotent when `request_id` is set: a repeat with the same display name and contact e-mail returns the same account with `created` false and no key; a repeat that differs is ALREADY_EXISTS.\n\ngRPC: /fabrikam.dronedelivery.accounts.v1.AccountsService/RegisterAccount (unary)\nHTTP: POST /v1/accounts (body: *)\nRequest: fabrikam.dronedelivery.accounts.v1.RegisterAccountRequest; response: fabrikam.dronedelivery.accounts.v1.RegisterAccountResponse."
         )
 
         @OptionGroup public var call: CallFlags
@@ -89,7 +92,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AccountsService.Co
 
         @Option(name: .customLong("account-id"), help: ArgumentHelp("The account.", valueName: "string")) public var accountIdFlag: String?
 
-        @Option(name: .customLong("user.user-id"), help: ArgumentHelp("Id, unique within the account; chosen by the caller.", valueName: "string")) public var userUserIdFlag: String?
+        @Option(name: .customLong("user.user-id"), help: ArgumentHelp("Id, unique within the account (two accounts may use the same id); chosen by the caller.", valueName: "string")) public var userUserIdFlag: String?
 
         @Option(name: .customLong("user.account-id"), help: ArgumentHelp("The account. Output only (taken from the request path).", valueName: "string")) public var userAccountIdFlag: String?
 
@@ -118,13 +121,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AccountsService.Co
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AccountsService.Command {
-    /// Issues a new API key for an account. The secret is in the response and
-    /// is never shown again.
+    /// Issues a new API key for an account, with a role (DELIVERIES when unset;
+    /// TRACKING keys come from CreateTrackingLink). The secret is in the
+    /// response and is never shown again.
     public struct IssueApiKey: AsyncParsableCommand {
         public static let configuration = CommandConfiguration(
             commandName: "issue-api-key",
-            abstract: "Issues a new API key for an account.",
-            discussion: "Issues a new API key for an account. The secret is in the response and is never shown again.\n\ngRPC: /fabrikam.dronedelivery.accounts.v1.AccountsService/IssueApiKey (unary)\nHTTP: POST /v1/accounts/{account_id}/apikeys (body: *)\nRequest: fabrikam.dronedelivery.accounts.v1.IssueApiKeyRequest; response: fabrikam.dronedelivery.accounts.v1.IssueApiKeyResponse."
+            abstract: "Issues a new API key for an account, with a role (DELIVERIES when unset; TRACKING keys come from CreateTrackingLink).",
+            discussion: "Issues a new API key for an account, with a role (DELIVERIES when unset; TRACKING keys come from CreateTrackingLink). The secret is in the response and is never shown again.\n\ngRPC: /fabrikam.dronedelivery.accounts.v1.AccountsService/IssueApiKey (unary)\nHTTP: POST /v1/accounts/{account_id}/apikeys (body: *)\nRequest: fabrikam.dronedelivery.accounts.v1.IssueApiKeyRequest; response: fabrikam.dronedelivery.accounts.v1.IssueApiKeyResponse."
         )
 
         @OptionGroup public var call: CallFlags
@@ -135,6 +139,10 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AccountsService.Co
 
         @Option(name: .customLong("ttl"), help: ArgumentHelp("How long the key stays valid; unset for no expiry.", valueName: "duration")) public var ttlFlag: String?
 
+        @Option(name: .customLong("role"), help: ArgumentHelp("What the key may do; unset means DELIVERIES. TRACKING is refused (see CreateTrackingLink).", valueName: "ApiKeyRole"), completion: .list(DroneCTL.enumNames(DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ApiKeyRole.self))) public var roleFlag: String?
+
+        @Option(name: .customLong("user-id"), help: ArgumentHelp("A user of the account the key acts for; empty for the whole account.", valueName: "string")) public var userIdFlag: String?
+
         public init() {}
 
         public func run() async throws {
@@ -142,6 +150,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AccountsService.Co
                 FieldFlag("account-id", json: "accountId", proto: "account_id", .string, .singular, accountIdFlag),
                 FieldFlag("display-name", json: "displayName", proto: "display_name", .string, .singular, displayNameFlag),
                 FieldFlag("ttl", json: "ttl", proto: "ttl", .duration, .singular, ttlFlag),
+                FieldFlag("role", json: "role", proto: "role", .enumeration(DroneCTL.enumNames(DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ApiKeyRole.self)), .singular, roleFlag),
+                FieldFlag("user-id", json: "userId", proto: "user_id", .string, .singular, userIdFlag),
             ])
         }
     }
@@ -168,6 +178,40 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AccountsService.Co
             try await GeneratedCall<DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AccountsService.Method.RevokeApiKey>.run(call, command: "accounts", files: GeneratedCommands.files, fields: [
                 FieldFlag("account-id", json: "accountId", proto: "account_id", .string, .singular, accountIdFlag),
                 FieldFlag("key-id", json: "keyId", proto: "key_id", .string, .singular, keyIdFlag),
+            ])
+        }
+    }
+}
+
+extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AccountsService.Command {
+    /// Issues a tracking token for one delivery: an API key with the TRACKING
+    /// role that can only read that delivery (its status, tracking stream,
+    /// history and summary), for a link to the tracking page that never carries
+    /// an account key. Expires after `ttl` (default 7 days, at most 30 days);
+    /// revocable like any key. The gateway checks that the delivery is the
+    /// caller's before asking.
+    public struct CreateTrackingLink: AsyncParsableCommand {
+        public static let configuration = CommandConfiguration(
+            commandName: "create-tracking-link",
+            abstract: "Issues a tracking token for one delivery: an API key with the TRACKING role that can only read that delivery (its status, tracking stream, history and summary), for a link to the tracking page that never carries an account key.",
+            discussion: "Issues a tracking token for one delivery: an API key with the TRACKING role that can only read that delivery (its status, tracking stream, history and summary), for a link to the tracking page that never carries an account key. Expires after `ttl` (default 7 days, at most 30 days); revocable like any key. The gateway checks that the delivery is the caller's before asking.\n\ngRPC: /fabrikam.dronedelivery.accounts.v1.AccountsService/CreateTrackingLink (unary)\nHTTP: POST /v1/deliveries/{delivery_id}:trackingLink (body: *)\nRequest: fabrikam.dronedelivery.accounts.v1.CreateTrackingLinkRequest; response: fabrikam.dronedelivery.accounts.v1.CreateTrackingLinkResponse."
+        )
+
+        @OptionGroup public var call: CallFlags
+
+        @Option(name: .customLong("account-id"), help: ArgumentHelp("The account the delivery belongs to (the gateway sets it from the caller).", valueName: "string")) public var accountIdFlag: String?
+
+        @Option(name: .customLong("delivery-id"), help: ArgumentHelp("The delivery the token may read.", valueName: "string")) public var deliveryIdFlag: String?
+
+        @Option(name: .customLong("ttl"), help: ArgumentHelp("How long the token works; unset for 7 days, at most 30 days.", valueName: "duration")) public var ttlFlag: String?
+
+        public init() {}
+
+        public func run() async throws {
+            try await GeneratedCall<DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AccountsService.Method.CreateTrackingLink>.run(call, command: "accounts", files: GeneratedCommands.files, fields: [
+                FieldFlag("account-id", json: "accountId", proto: "account_id", .string, .singular, accountIdFlag),
+                FieldFlag("delivery-id", json: "deliveryId", proto: "delivery_id", .string, .singular, deliveryIdFlag),
+                FieldFlag("ttl", json: "ttl", proto: "ttl", .duration, .singular, ttlFlag),
             ])
         }
     }

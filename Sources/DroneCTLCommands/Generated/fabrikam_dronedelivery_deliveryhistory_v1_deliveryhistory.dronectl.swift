@@ -22,12 +22,13 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.DeliveryHis
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.DeliveryHistoryService.Command {
     /// Returns the events of one delivery, oldest first, a page at a time.
-    /// NOT_FOUND if no event of the delivery has been recorded.
+    /// NOT_FOUND if no event of the delivery has been recorded, or if
+    /// `owner_id` is set and the delivery is another owner's.
     public struct GetDeliveryHistory: AsyncParsableCommand {
         public static let configuration = CommandConfiguration(
             commandName: "get-delivery-history",
             abstract: "Returns the events of one delivery, oldest first, a page at a time.",
-            discussion: "Returns the events of one delivery, oldest first, a page at a time. NOT_FOUND if no event of the delivery has been recorded.\n\ngRPC: /fabrikam.dronedelivery.deliveryhistory.v1.DeliveryHistoryService/GetDeliveryHistory (unary)\nHTTP: GET /v1/deliveries/{delivery_id}/history\nRequest: fabrikam.dronedelivery.deliveryhistory.v1.GetDeliveryHistoryRequest; response: fabrikam.dronedelivery.deliveryhistory.v1.GetDeliveryHistoryResponse."
+            discussion: "Returns the events of one delivery, oldest first, a page at a time. NOT_FOUND if no event of the delivery has been recorded, or if `owner_id` is set and the delivery is another owner's.\n\ngRPC: /fabrikam.dronedelivery.deliveryhistory.v1.DeliveryHistoryService/GetDeliveryHistory (unary)\nHTTP: GET /v1/deliveries/{delivery_id}/history\nRequest: fabrikam.dronedelivery.deliveryhistory.v1.GetDeliveryHistoryRequest; response: fabrikam.dronedelivery.deliveryhistory.v1.GetDeliveryHistoryResponse."
         )
 
         @OptionGroup public var call: CallFlags
@@ -38,6 +39,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.DeliveryHis
 
         @Option(name: .customLong("page-token"), help: ArgumentHelp("`next_page_token` of the previous page; empty for the first page.", valueName: "string")) public var pageTokenFlag: String?
 
+        @Option(name: .customLong("owner-id"), help: ArgumentHelp("When set, only this owner's delivery is answered; another owner's is NOT_FOUND (the gateway sets it from the caller).", valueName: "string")) public var ownerIdFlag: String?
+
         public init() {}
 
         public func run() async throws {
@@ -45,6 +48,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.DeliveryHis
                 FieldFlag("delivery-id", json: "deliveryId", proto: "delivery_id", .string, .singular, deliveryIdFlag),
                 FieldFlag("page-size", json: "pageSize", proto: "page_size", .integer, .singular, pageSizeFlag),
                 FieldFlag("page-token", json: "pageToken", proto: "page_token", .string, .singular, pageTokenFlag),
+                FieldFlag("owner-id", json: "ownerId", proto: "owner_id", .string, .singular, ownerIdFlag),
             ])
         }
     }

@@ -23,13 +23,15 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PackageService {
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PackageService.Command {
     /// Creates the package under `package.package_id`, or replaces it if it
-    /// exists. Idempotent. The gateway answers 201 Created when `created` is
-    /// true and 204 No Content otherwise.
+    /// exists and belongs to `package.owner_id`. Idempotent. ALREADY_EXISTS when
+    /// the id belongs to another owner's package (ids are unique across owners;
+    /// nothing of that package is changed or shown). The gateway answers 201
+    /// Created when `created` is true and 204 No Content otherwise.
     public struct PutPackage: AsyncParsableCommand {
         public static let configuration = CommandConfiguration(
             commandName: "put-package",
-            abstract: "Creates the package under `package.package_id`, or replaces it if it exists.",
-            discussion: "Creates the package under `package.package_id`, or replaces it if it exists. Idempotent. The gateway answers 201 Created when `created` is true and 204 No Content otherwise.\n\ngRPC: /fabrikam.dronedelivery.package.v1.PackageService/PutPackage (unary)\nHTTP: PUT /v1/packages/{package.package_id} (body: package)\nRequest: fabrikam.dronedelivery.package.v1.PutPackageRequest; response: fabrikam.dronedelivery.package.v1.PutPackageResponse."
+            abstract: "Creates the package under `package.package_id`, or replaces it if it exists and belongs to `package.owner_id`.",
+            discussion: "Creates the package under `package.package_id`, or replaces it if it exists and belongs to `package.owner_id`. Idempotent. ALREADY_EXISTS when the id belongs to another owner's package (ids are unique across owners; nothing of that package is changed or shown). The gateway answers 201 Created when `created` is true and 204 No Content otherwise.\n\ngRPC: /fabrikam.dronedelivery.package.v1.PackageService/PutPackage (unary)\nHTTP: PUT /v1/packages/{package.package_id} (body: package)\nRequest: fabrikam.dronedelivery.package.v1.PutPackageRequest; response: fabrikam.dronedelivery.package.v1.PutPackageResponse."
         )
 
         @OptionGroup public var call: CallFlags
@@ -68,23 +70,27 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PackageService.Comm
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PackageService.Command {
-    /// Returns one package. NOT_FOUND if it does not exist.
+    /// Returns one package. NOT_FOUND if it does not exist, or if `owner_id` is
+    /// set and the package is another owner's.
     public struct GetPackage: AsyncParsableCommand {
         public static let configuration = CommandConfiguration(
             commandName: "get-package",
             abstract: "Returns one package.",
-            discussion: "Returns one package. NOT_FOUND if it does not exist.\n\ngRPC: /fabrikam.dronedelivery.package.v1.PackageService/GetPackage (unary)\nHTTP: GET /v1/packages/{package_id}\nRequest: fabrikam.dronedelivery.package.v1.GetPackageRequest; response: fabrikam.dronedelivery.package.v1.Package."
+            discussion: "Returns one package. NOT_FOUND if it does not exist, or if `owner_id` is set and the package is another owner's.\n\ngRPC: /fabrikam.dronedelivery.package.v1.PackageService/GetPackage (unary)\nHTTP: GET /v1/packages/{package_id}\nRequest: fabrikam.dronedelivery.package.v1.GetPackageRequest; response: fabrikam.dronedelivery.package.v1.Package."
         )
 
         @OptionGroup public var call: CallFlags
 
         @Option(name: .customLong("package-id"), help: ArgumentHelp("The package id.", valueName: "string")) public var packageIdFlag: String?
 
+        @Option(name: .customLong("owner-id"), help: ArgumentHelp("When set, only this owner's package is returned; another owner's is NOT_FOUND (the gateway sets it from the caller).", valueName: "string")) public var ownerIdFlag: String?
+
         public init() {}
 
         public func run() async throws {
             try await GeneratedCall<DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PackageService.Method.GetPackage>.run(call, command: "package", files: GeneratedCommands.files, fields: [
                 FieldFlag("package-id", json: "packageId", proto: "package_id", .string, .singular, packageIdFlag),
+                FieldFlag("owner-id", json: "ownerId", proto: "owner_id", .string, .singular, ownerIdFlag),
             ])
         }
     }
@@ -92,12 +98,13 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PackageService.Comm
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PackageService.Command {
     /// Changes the fields of a package named in `update_mask` (all writable
-    /// fields when the mask is empty). NOT_FOUND if it does not exist.
+    /// fields when the mask is empty). NOT_FOUND if it does not exist, or if
+    /// `package.owner_id` is set and the package is another owner's.
     public struct UpdatePackage: AsyncParsableCommand {
         public static let configuration = CommandConfiguration(
             commandName: "update-package",
             abstract: "Changes the fields of a package named in `update_mask` (all writable fields when the mask is empty).",
-            discussion: "Changes the fields of a package named in `update_mask` (all writable fields when the mask is empty). NOT_FOUND if it does not exist.\n\ngRPC: /fabrikam.dronedelivery.package.v1.PackageService/UpdatePackage (unary)\nHTTP: PATCH /v1/packages/{package.package_id} (body: package)\nRequest: fabrikam.dronedelivery.package.v1.UpdatePackageRequest; response: fabrikam.dronedelivery.package.v1.Package."
+            discussion: "Changes the fields of a package named in `update_mask` (all writable fields when the mask is empty). NOT_FOUND if it does not exist, or if `package.owner_id` is set and the package is another owner's.\n\ngRPC: /fabrikam.dronedelivery.package.v1.PackageService/UpdatePackage (unary)\nHTTP: PATCH /v1/packages/{package.package_id} (body: package)\nRequest: fabrikam.dronedelivery.package.v1.UpdatePackageRequest; response: fabrikam.dronedelivery.package.v1.Package."
         )
 
         @OptionGroup public var call: CallFlags
@@ -163,12 +170,13 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PackageService.Comm
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PackageService.Command {
     /// Removes a package. Internal: used by the Supervisor to compensate a
-    /// failed saga. Idempotent: deleting a missing package succeeds.
+    /// failed saga. NOT_FOUND when it does not exist, or when `owner_id` is set
+    /// and the package is another owner's (nothing to undo either way).
     public struct DeletePackage: AsyncParsableCommand {
         public static let configuration = CommandConfiguration(
             commandName: "delete-package",
             abstract: "Removes a package.",
-            discussion: "Removes a package. Internal: used by the Supervisor to compensate a failed saga. Idempotent: deleting a missing package succeeds.\n\ngRPC: /fabrikam.dronedelivery.package.v1.PackageService/DeletePackage (unary)\nHTTP: none (no google.api.http annotation; gRPC only)\nRequest: fabrikam.dronedelivery.package.v1.DeletePackageRequest; response: google.protobuf.Empty."
+            discussion: "Removes a package. Internal: used by the Supervisor to compensate a failed saga. NOT_FOUND when it does not exist, or when `owner_id` is set and the package is another owner's (nothing to undo either way).\n\ngRPC: /fabrikam.dronedelivery.package.v1.PackageService/DeletePackage (unary)\nHTTP: none (no google.api.http annotation; gRPC only)\nRequest: fabrikam.dronedelivery.package.v1.DeletePackageRequest; response: google.protobuf.Empty."
         )
 
         @OptionGroup public var call: CallFlags
@@ -177,12 +185,15 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PackageService.Comm
 
         @Option(name: .customLong("delivery-id"), help: ArgumentHelp("The delivery whose saga is being compensated, for the audit log.", valueName: "string")) public var deliveryIdFlag: String?
 
+        @Option(name: .customLong("owner-id"), help: ArgumentHelp("When set, only this owner's package is removed; another owner's is NOT_FOUND and stays as it is (the Supervisor sets the saga's owner).", valueName: "string")) public var ownerIdFlag: String?
+
         public init() {}
 
         public func run() async throws {
             try await GeneratedCall<DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PackageService.Method.DeletePackage>.run(call, command: "package", files: GeneratedCommands.files, fields: [
                 FieldFlag("package-id", json: "packageId", proto: "package_id", .string, .singular, packageIdFlag),
                 FieldFlag("delivery-id", json: "deliveryId", proto: "delivery_id", .string, .singular, deliveryIdFlag),
+                FieldFlag("owner-id", json: "ownerId", proto: "owner_id", .string, .singular, ownerIdFlag),
             ])
         }
     }
