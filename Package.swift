@@ -282,7 +282,7 @@ let package = Package(
         .testTarget(
             name: "DroneCTLTests",
             dependencies: ["DroneCTL", "DroneCTLCommands", "DynamicProtobuf", "ProtobufCodeGen", "ProtobufKit", "DroneDeliveryAPI",
-                           "GRPCProtos", "TestMessages", "TestSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+                           "GRPCProtos", "ServiceKit", "TestMessages", "TestSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(
             name: "ContractTests",

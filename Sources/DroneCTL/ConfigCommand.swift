@@ -131,7 +131,7 @@ public struct ConfigCommand: ParsableCommand {
         public var header: [String] = []
         @Option(name: .customLong("timeout"), help: ArgumentHelp("Default call deadline.", valueName: "duration")) public var timeout: String?
         @Option(name: .customLong("connect-timeout"), help: ArgumentHelp("Default connect timeout.", valueName: "duration")) public var connectTimeout: String?
-        @Option(name: .customLong("local-system"), help: ArgumentHelp("Addresses of `make run` with this port base (50051 by default).", valueName: "base"))
+        @Option(name: .customLong("local-system"), help: ArgumentHelp("Addresses of `make run` started with FABRIKAM_PORT_BASE=BASE (15051, its default: gateway on 8080; else BASE+9).", valueName: "base"))
         public var localSystem: Int?
         @Flag(name: .customLong("use"), help: "Also make it the current context.") public var use = false
         public init() {}

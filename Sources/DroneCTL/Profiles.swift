@@ -198,8 +198,10 @@ public struct ProfileStore: Sendable, Equatable {
 /// gateway at base + 9, or 8080 with the default base), by the dronectl command of the service
 /// each serves. A test checks this table against tools/run-service.sh.
 public enum LocalSystem {
-    public static let defaultPortBase = 50051
-    /// Process name in tools/run-service.sh, and the command of the service it serves.
+    /// `make run`'s first port when FABRIKAM_PORT_BASE is not set (ServiceKit's ServicePorts).
+    public static let defaultPortBase = 15051
+    /// Process name in tools/run-service.sh, and the command of the service it serves, in the
+    /// order of their ports (ServiceKit's ServicePorts.Service; a test checks they agree).
     public static let processes: [(process: String, command: String?)] = [
         ("accounts", "accounts"), ("package", "package"), ("dronescheduler", "drone-scheduler"), ("delivery", "delivery"),
         ("deliveryhistory", "delivery-history"), ("ingestion", "ingestion"), ("workflow", "workflow"),

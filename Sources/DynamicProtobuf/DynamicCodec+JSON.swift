@@ -3,7 +3,7 @@ import ProtobufKit
 
 extension DynamicCodec {
     /// The canonical proto3 JSON of the binary `bytes` read as a `type` message, written as
-    /// ProtobufKit writes generated messages: fields in declaration order, map entries by key,
+    /// ProtobufKit writes generated messages: plain fields in declaration order, then oneof members, map entries by key,
     /// 64-bit integers as strings, unknown fields left out.
     public func json(from bytes: some Collection<UInt8>, as type: String, options: JSONEncodingOptions = JSONEncodingOptions()) throws -> [UInt8] {
         var writer = JSONWriter(options: options)
@@ -33,7 +33,10 @@ extension DynamicCodec {
             }
         }
         writer.beginObject()
-        for field in message.fields {
+        // The generated code's order: the plain fields as declared, then each oneof's member.
+        let plain = message.fields.filter { $0.oneofIndex == nil }
+        let oneofMembers = message.oneofs.indices.flatMap { index in message.fields.filter { $0.oneofIndex == index } }
+        for field in plain + oneofMembers {
             do {
                 try writeField(field, values[field.number] ?? [], to: &writer, depth: depth)
             } catch let error as DynamicCodecError {
@@ -194,9 +197,9 @@ extension DynamicCodec {
         let typeName = String(url.split(separator: "/").last ?? "")
         writer.mapKey("@type")
         writer.string(url)
-        if let wellKnown = WellKnownType.byName[typeName] {
+        if WellKnownType.isValueFormInAny(typeName) {
             writer.mapKey("value")
-            try wellKnown.writeJSON(payload, to: &writer)
+            try writeMessage(payload, type: typeName, to: &writer, depth: depth + 1)
         } else if pool.messages[typeName] != nil {
             // The embedded message's members follow `@type` in the same object.
             var inner = JSONWriter(options: writer.options)

@@ -45,6 +45,7 @@ public struct DynamicCodec: Sendable {
         }
         var seenFields: Set<Int32> = []
         var seenOneofs: [Int: String] = [:]
+        var encodedFields: [(number: Int32, bytes: [UInt8])] = []
         for member in members {
             guard let field = message.fields.first(where: { $0.jsonName == member.key || $0.name == member.key }) else {
                 if member.key == "@type" || ignoreUnknown { continue }
@@ -59,11 +60,16 @@ public struct DynamicCodec: Sendable {
                     }
                     seenOneofs[oneof] = member.key
                 }
-                try encodeField(field, member.value, in: message, into: &writer, depth: depth, ignoreUnknown: ignoreUnknown)
+                var fieldWriter = WireWriter()
+                try encodeField(field, member.value, in: message, into: &fieldWriter, depth: depth, ignoreUnknown: ignoreUnknown)
+                encodedFields.append((field.number, fieldWriter.bytes))
             } catch let error as JSONDecodingError {
                 throw error.under(member.key)
             }
         }
+        // In field-number order, as generated code (protobuf-c) writes them, whatever the JSON's
+        // order: the same message gives the same bytes, even inside an Any's payload.
+        for (_, bytes) in encodedFields.sorted(by: { $0.number < $1.number }) { writer.bytes += bytes }
     }
 
     func encodeField(_ field: ProtoField, _ json: JSONValue, in message: ProtoMessage, into writer: inout WireWriter, depth: Int, ignoreUnknown: Bool) throws {
@@ -193,7 +199,7 @@ public struct DynamicCodec: Sendable {
         }
         let typeName = String(url.split(separator: "/").last ?? "")
         var payload = WireWriter()
-        if WellKnownType.byName[typeName] != nil || typeName == "google.protobuf.Any" {
+        if WellKnownType.isValueFormInAny(typeName) {
             guard let value = members.first(where: { $0.key == "value" })?.value else {
                 throw JSONDecodingError("a google.protobuf.Any holding \(typeName) needs \"value\"")
             }

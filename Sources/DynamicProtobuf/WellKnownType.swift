@@ -24,5 +24,12 @@ struct WellKnownType: Sendable {
         of(Google.Protobuf.BoolValue.self), of(Google.Protobuf.StringValue.self), of(Google.Protobuf.BytesValue.self),
     ])
 
+    /// Whether a google.protobuf.Any holding `typeName` writes it as `{"@type": ..., "value": <form>}`:
+    /// the types with a JSON form of their own, and Any itself. Empty is written as fields (none),
+    /// as in protobuf's canonical mapping (and Python's json_format).
+    static func isValueFormInAny(_ typeName: String) -> Bool {
+        typeName == "google.protobuf.Any" || (byName[typeName] != nil && typeName != "google.protobuf.Empty")
+    }
+
     func writeJSON(_ bytes: ArraySlice<UInt8>, to writer: inout JSONWriter) throws { try writeJSON(bytes, &writer) }
 }

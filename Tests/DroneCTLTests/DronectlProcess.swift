@@ -109,16 +109,22 @@ final class TestServer: @unchecked Sendable {
         self.port = port
     }
 
-    /// SIGTERM, then SIGKILL if it is still running 5 s later (a server drains open calls
-    /// first, and a test may leave one open). Polls rather than calling waitUntilExit, which
-    /// spins a run loop on the test's thread and never returns if the server does not exit.
+    /// Kills the server (SIGKILL: nothing a test checks depends on a graceful stop, and grpcio's
+    /// Python server, started from this process, never acted on SIGTERM: every test waited out
+    /// a 5 s grace period) and waits for it with waitpid rather than Process.waitUntilExit, which
+    /// spins a run loop on the test's thread and did not return in this test process.
     func stop() {
-        guard process.isRunning else { return }
-        process.terminate()
-        let deadline = ContinuousClock.now + .seconds(5)
-        while process.isRunning && ContinuousClock.now < deadline { usleep(20_000) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        while process.isRunning { usleep(20_000) }
+        let pid = process.processIdentifier
+        guard pid > 0, !Self.reaped(pid) else { return }
+        kill(pid, SIGKILL)
+        while !Self.reaped(pid) { usleep(5_000) }
+    }
+
+    /// Whether `pid` has exited: reaped here now, or already reaped (by Foundation).
+    static func reaped(_ pid: pid_t) -> Bool {
+        var status: Int32 = 0
+        let result = waitpid(pid, &status, WNOHANG)
+        return result == pid || (result < 0 && errno == ECHILD)
     }
 }
 

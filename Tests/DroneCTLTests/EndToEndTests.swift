@@ -176,8 +176,14 @@ struct EndToEndTests {
                     .isEqual(to: statusOverHTTP["status"] as? [String: Any] ?? ["http": "none"]))
         try calls.sameOverBothDoors(["delivery", "list-deliveries"], grpcExtra: ["--owner-id", owner])
         try calls.sameOverBothDoors(["delivery-history", "get-delivery-history", "--delivery-id", deliveryID])
-        try calls.sameOverBothDoors(["delivery-history", "list-owner-history"], grpcExtra: ["--owner-id", owner])
-        try calls.sameOverBothDoors(["drone-scheduler", "get-drone-utilization", "--year", "2026", "--month", "12"], grpcExtra: ["--owner-id", owner])
+        // The owner is part of these paths: over HTTP the gateway checks it is the caller.
+        try calls.sameOverBothDoors(["delivery-history", "list-owner-history", "--owner-id", owner])
+        try calls.sameOverBothDoors(["drone-scheduler", "get-drone-utilization", "--year", "2026", "--month", "12", "--owner-id", owner])
+        // A tracking link for it, through the gateway; its token reads the delivery's status.
+        let link = try calls.json(["accounts", "create-tracking-link", "--delivery-id", deliveryID, "--transport", "http"])
+        let token = try #require(link["token"] as? String)
+        #expect((link["trackingPath"] as? String)?.hasPrefix("/track#") == true, "\(link)")
+        try calls.run(["delivery", "get-delivery-status", "--delivery-id", deliveryID, "--transport", "http", "--api-key", token])
         try calls.run(["delivery", "notify-me", "--delivery-id", deliveryID, "--email-address", "me@example.com", "--transport", "http"])
         try calls.run(["delivery", "confirm-delivery", "--delivery-id", deliveryID, "--confirmation.confirmation-type", "none"], expect: 73)
         try calls.run(["workflow", "get-saga-status", "--delivery-id", deliveryID])
@@ -211,7 +217,7 @@ struct EndToEndTests {
                        "--package.owner-id", owner])
         try calls.sameOverBothDoors(["package", "get-package", "--package-id", "pkg-e2e"])
         try calls.run(["package", "update-package", "--package.package-id", "pkg-e2e", "--package.tag", "fragile", "--update-mask", "tag"])
-        try calls.sameOverBothDoors(["package", "get-package-summary"], grpcExtra: ["--owner-id", owner])
+        try calls.sameOverBothDoors(["package", "get-package-summary", "--owner-id", owner])
         try calls.run(["package", "delete-package", "--package-id", "pkg-e2e"])
 
         // Delivery history's internal door.

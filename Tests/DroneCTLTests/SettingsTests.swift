@@ -2,6 +2,7 @@
 import Foundation
 import ProtobufKit
 import RPC
+import ServiceKit
 import Testing
 import TestSupport
 
@@ -117,12 +118,16 @@ struct SettingsTests {
         }
     }
 
-    @Test("the local system's ports match tools/run-service.sh")
-    func localSystemMatchesLauncher() throws {
-        let script = try String(contentsOf: repositoryRoot.appendingPathComponent("tools/run-service.sh"), encoding: .utf8)
-        let line = try #require(script.split(separator: "\n").first { $0.hasPrefix("services=(") })
-        let names = line.dropFirst("services=(".count).dropLast().split(separator: " ").map(String.init)
-        #expect(names == LocalSystem.processes.map(\.process))
+    @Test("the local system's ports are the ones ServicePorts gives make run")
+    func localSystemMatchesServicePorts() throws {
+        #expect(LocalSystem.processes.map(\.process) == ServicePorts.Service.allCases.map(\.name))
+        #expect(LocalSystem.defaultPortBase == ServicePorts.defaultBase)
+        let defaults = LocalSystem.profile(portBase: ServicePorts.defaultBase)
+        #expect(defaults.servers["delivery"] == ["127.0.0.1:\(ServicePorts.port(of: .delivery, base: nil))"])
+        #expect(defaults.gateway == "127.0.0.1:\(ServicePorts.port(of: .gateway, base: nil))")
+        let moved = LocalSystem.profile(portBase: 26000)
+        #expect(moved.servers["flight-control"] == ["127.0.0.1:\(ServicePorts.port(of: .simulator, base: 26000))"])
+        #expect(moved.gateway == "127.0.0.1:\(ServicePorts.port(of: .gateway, base: 26000))")
     }
 
     @Test("durations")

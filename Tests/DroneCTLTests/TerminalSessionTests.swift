@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Foundation
 import Testing
 import TestSupport
@@ -9,17 +12,48 @@ struct TerminalSessionTests {
     /// One tmux server of its own, with one window running `command`.
     final class Session {
         let socket = "dronectl-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        /// The tmux server's and the window's shell's process ids, killed at the end whatever happened.
+        var processes: [pid_t] = []
 
         init(_ command: String) throws {
             try tmux(["new-session", "-d", "-s", "main", "-x", "220", "-y", "50",
-                      "env DRONECTL_CONFIG=/nonexistent/dronectl.json \(command); echo EXIT=$?; sleep 120"])
+                      "env DRONECTL_CONFIG=/nonexistent/dronectl.json \(command); echo EXIT=$?; exec sleep 120"])
+            processes = try tmux(["display-message", "-p", "-t", "main", "#{pid} #{pane_pid}"])
+                .split(whereSeparator: \.isWhitespace).compactMap { pid_t($0) }
         }
 
-        deinit { _ = try? tmux(["kill-server"]) }
+        deinit {
+            _ = try? tmux(["kill-server"])
+            for pid in processes { kill(pid, SIGKILL) }
+        }
 
+        /// Runs tmux with `arguments` and returns what it printed. Spawned and waited for here,
+        /// not with Foundation's Process: new-session forks the tmux server, which keeps the
+        /// descriptors it inherits (a pipe there is never closed), and Process.waitUntilExit on
+        /// the test's thread never saw the tmux client exit (the test hung with a zombie client).
         @discardableResult
         func tmux(_ arguments: [String]) throws -> String {
-            String(decoding: try run("/usr/bin/tmux", ["-L", socket] + arguments), as: UTF8.self)
+            let outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("\(socket)-\(UUID().uuidString).out").path
+            defer { unlink(outputPath) }
+            var actions = posix_spawn_file_actions_t()
+            posix_spawn_file_actions_init(&actions)
+            defer { posix_spawn_file_actions_destroy(&actions) }
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+            posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+            posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+            let argv = (["/usr/bin/tmux", "-L", socket] + arguments).map { strdup($0) } + [nil]
+            defer { argv.forEach { free($0) } }
+            var pid: pid_t = 0
+            let spawned = posix_spawn(&pid, "/usr/bin/tmux", &actions, nil, argv, environ)
+            guard spawned == 0 else { throw StartFailure(what: "tmux \(arguments.first ?? "")", output: "posix_spawn: \(spawned)") }
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            let output = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+            // Exited normally with 0 (WIFEXITED and WEXITSTATUS, spelled out: they are macros).
+            guard status & 0x7f == 0, (status >> 8) & 0xff == 0 else {
+                throw StartFailure(what: "tmux \(arguments.joined(separator: " "))", output: "wait status \(status): \(output)")
+            }
+            return output
         }
 
         func type(_ text: String) throws { try tmux(["send-keys", "-t", "main", "-l", text]); try tmux(["send-keys", "-t", "main", "Enter"]) }
