@@ -5,7 +5,7 @@ FUZZ_SECONDS ?= 30
 
 PREFIX ?= /usr/local
 
-.PHONY: all deps build install bench-dronectl proto check-generated test unit-tests fuzz bench bench-protobuf bench-rpc bench-ingestion bench-gateway run clean interop interop-server \
+.PHONY: all deps build install bench-dronectl proto check-generated test unit-tests fuzz bench bench-protobuf bench-rpc bench-ingestion bench-gateway bench-load-levelling run clean interop interop-server \
 	images compose-up compose-down validate-deploy container-test measure-containers
 
 all: build
@@ -79,7 +79,11 @@ bench-gateway: deps
 bench-dronectl: deps
 	bash tools/bench-dronectl.sh
 
-bench: bench-protobuf bench-rpc bench-ingestion bench-gateway bench-dronectl
+## bench-load-levelling: twice the fleet's capacity for 60 s, the drone line against no line (baseline), in one run
+bench-load-levelling: deps
+	bash tools/bench-load-levelling.sh
+
+bench: bench-protobuf bench-rpc bench-ingestion bench-gateway bench-dronectl bench-load-levelling
 
 ## run: start the whole system locally (every service in its own process; Ctrl-C stops them)
 run: build

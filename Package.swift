@@ -246,6 +246,9 @@ let package = Package(
 
         // MARK: Tests
         .target(name: "TestSupport", path: "Tests/Support/TestSupport"),
+        // Run by the service tests as separate OS processes: real races between processes on
+        // one SQLite file (the broker, Drone Scheduler's store).
+        .executableTarget(name: "fabrikam-testtool", dependencies: ["DroneScheduler"] + serviceDependencies, path: "Tests/Support/fabrikam-testtool"),
         .testTarget(
             name: "ProtobufKitTests",
             dependencies: ["ProtobufKit", "TestMessages"],

@@ -5,20 +5,31 @@ import Synchronization
 public enum Disposition: Sendable, Equatable {
     /// Processed: remove it.
     case acknowledge
-    /// Not yet: deliver it again after the delay (a downstream is unavailable, say).
+    /// Not yet: deliver it again after the delay (a downstream is unavailable, say). Counts as a
+    /// delivery: a message retried too often goes to the dead letters.
     case retry(after: Duration)
+    /// Not now, through no fault of the message (shutting down, waiting for another service):
+    /// deliver it again after the delay without counting this delivery.
+    case postpone(after: Duration)
     /// It can never be processed: move it to the dead letters with the reason.
     case deadLetter(reason: String)
 }
 
 /// A polling consumer: leases messages from a queue, runs the handler for each with at most
 /// `concurrency` in flight, keeps each lease alive while its handler runs, and applies the
-/// handler's disposition. Runs until its task is cancelled.
+/// handler's disposition. Runs until its task is cancelled; a handler still running then is
+/// cancelled, and a message it did not finish goes back without counting a delivery.
+///
+/// A handler that must wait for something outside (a drone to be free) does it inside
+/// `MessageConsumer.waiting { }`: while it waits its message does not count toward
+/// `concurrency` (other messages are taken meanwhile), only toward `maxWaiting`.
 public struct MessageConsumer: Sendable {
     public let queue: any MessageQueue
     public let queueName: String
     public let consumerName: String
     public var concurrency = 16
+    /// Messages whose handler waits (inside `waiting`) on top of `concurrency`.
+    public var maxWaiting = 0
     public var lease: Duration = .seconds(30)
     public var idlePoll: Duration = .milliseconds(100)
     public var logger = Logger(label: "fabrikam.consumer")
@@ -34,7 +45,8 @@ public struct MessageConsumer: Sendable {
         await withDiscardingTaskGroup { group in
             var wait = Duration.milliseconds(2)
             while !Task.isCancelled {
-                let free = concurrency - inFlight.count
+                let counts = inFlight.counts
+                let free = max(0, min(concurrency - counts.working, concurrency + maxWaiting - counts.working - counts.waiting))
                 var messages: [ReceivedMessage] = []
                 if free > 0 {
                     do {
@@ -44,10 +56,12 @@ public struct MessageConsumer: Sendable {
                     }
                 }
                 for message in messages {
-                    inFlight.add(1)
+                    inFlight.add(working: 1)
                     group.addTask {
-                        await process(message, handler)
-                        inFlight.add(-1)
+                        await ConsumerSlot.$current.withValue(ConsumerSlot(inFlight)) {
+                            await process(message, handler)
+                        }
+                        inFlight.add(working: -1)
                     }
                 }
                 if messages.isEmpty {
@@ -72,12 +86,16 @@ public struct MessageConsumer: Sendable {
                 try? await queue.extendLease(message, by: lease)
             }
         }
-        let disposition = await handler(message)
+        var disposition = await handler(message)
         heartbeat.cancel()
+        if Task.isCancelled, case .retry(let delay) = disposition {
+            disposition = .postpone(after: delay)  // stopped by our shutdown, not by the message
+        }
         do {
             switch disposition {
             case .acknowledge: try await queue.acknowledge(message)
             case .retry(let delay): try await queue.release(message, after: delay)
+            case .postpone(let delay): try await queue.postpone(message, after: delay)
             case .deadLetter(let reason):
                 logger.warning("dead-lettered", metadata: ["queue": "\(queueName)", "message": "\(message.id)", "reason": "\(reason)"])
                 try await queue.deadLetter(message, reason: reason)
@@ -89,9 +107,33 @@ public struct MessageConsumer: Sendable {
     }
 }
 
-/// Messages a consumer is working on (shared with the tasks that finish them).
-private final class InFlightCounter: Sendable {
-    private let value = Mutex(0)
-    var count: Int { value.withLock { $0 } }
-    func add(_ delta: Int) { value.withLock { $0 += delta } }
+extension MessageConsumer {
+    /// Runs `body` (a wait for something outside, such as a free drone) with the current
+    /// message counted as waiting rather than working, so the consumer takes other messages
+    /// meanwhile (up to its `maxWaiting`). Outside a consumer's handler it just runs `body`.
+    public static func waiting<T>(_ body: () async throws -> T) async rethrows -> T {
+        guard let slot = ConsumerSlot.current else { return try await body() }
+        slot.counter.add(working: -1, waiting: 1)
+        defer { slot.counter.add(working: 1, waiting: -1) }
+        return try await body()
+    }
+}
+
+/// The consumer a handler runs under (a task-local), for `MessageConsumer.waiting`.
+struct ConsumerSlot: Sendable {
+    @TaskLocal static var current: ConsumerSlot?
+    let counter: InFlightCounter
+    init(_ counter: InFlightCounter) { self.counter = counter }
+}
+
+/// Messages a consumer holds: being worked on, and waiting (shared with the tasks that finish them).
+final class InFlightCounter: Sendable {
+    private let value = Mutex((working: 0, waiting: 0))
+    var counts: (working: Int, waiting: Int) { value.withLock { $0 } }
+    func add(working: Int = 0, waiting: Int = 0) {
+        value.withLock {
+            $0.working += working
+            $0.waiting += waiting
+        }
+    }
 }

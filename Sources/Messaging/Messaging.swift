@@ -32,8 +32,17 @@ public struct ReceivedMessage: Sendable, Hashable {
     public var deliveryCount: Int
     /// When the producer's send was committed (seconds since 1970).
     public var enqueueTime: Double
+    /// The broker dead-letters a message handed out more often than this without being settled
+    /// (0: no limit).
+    public var maxDeliveries: Int
 
-    public init(queue: String, sequence: Int64, id: String, key: String, headers: [String: String], payload: [UInt8], deliveryCount: Int, enqueueTime: Double) {
+    /// This is the message's last chance: if it is not settled now (the consumer crashes, its
+    /// lease runs out, or it is released to be tried again), it goes to the dead letters. A
+    /// consumer that holds something on the message's behalf gives it back now.
+    public var isFinalDelivery: Bool { maxDeliveries > 0 && deliveryCount >= maxDeliveries }
+
+    public init(queue: String, sequence: Int64, id: String, key: String, headers: [String: String], payload: [UInt8], deliveryCount: Int,
+                enqueueTime: Double, maxDeliveries: Int = 0) {
         self.queue = queue
         self.sequence = sequence
         self.id = id
@@ -42,6 +51,7 @@ public struct ReceivedMessage: Sendable, Hashable {
         self.payload = payload
         self.deliveryCount = deliveryCount
         self.enqueueTime = enqueueTime
+        self.maxDeliveries = maxDeliveries
     }
 }
 
@@ -56,6 +66,8 @@ public struct SendResult: Sendable, Hashable {
 
 /// A message that could not be processed, and why.
 public struct DeadLetter: Sendable, Hashable {
+    /// The broker's number for this dead letter (a message dead-lettered twice has two).
+    public var sequence: Int64
     public var queue: String
     public var id: String
     public var key: String
@@ -80,14 +92,22 @@ public protocol MessageQueue: Sendable {
     /// message went to someone else.
     @discardableResult
     func acknowledge(_ message: ReceivedMessage) async throws -> Bool
-    /// Not done: hand it out again after `delay`.
+    /// Not done: hand it out again after `delay`. The delivery counts toward `maxDeliveries`.
     func release(_ message: ReceivedMessage, after delay: Duration) async throws
+    /// Not done, through no fault of the message (the consumer is shutting down, or must wait for
+    /// something): hand it out again after `delay`, and do not count this delivery.
+    func postpone(_ message: ReceivedMessage, after delay: Duration) async throws
     /// Keeps a long-running message leased for another `lease` from now.
     func extendLease(_ message: ReceivedMessage, by lease: Duration) async throws
     /// Moves the message to the queue's dead letters with the reason.
     func deadLetter(_ message: ReceivedMessage, reason: String) async throws
     /// The dead letters of a queue, oldest first.
     func deadLetters(of queue: String) async throws -> [DeadLetter]
+    /// A page of a queue's dead letters, oldest first: those after `sequence`, of one key if given.
+    func deadLetters(of queue: String, key: String?, after sequence: Int64, limit: Int) async throws -> [DeadLetter]
+    /// Puts dead letters back on their queue as they were, with a fresh delivery count: those
+    /// numbered `sequences`, or all when nil. Returns the message ids put back, in queue order.
+    func redrive(_ queue: String, sequences: [Int64]?) async throws -> [String]
     /// Messages waiting or leased in the queue.
     func depth(of queue: String) async throws -> Int
     /// The messages with this key still in the queue (waiting or leased), oldest first: what

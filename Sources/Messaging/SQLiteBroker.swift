@@ -85,7 +85,7 @@ public final class SQLiteBroker: MessageQueue, EventStream {
             for row in rows {
                 var message = ReceivedMessage(queue: queue, sequence: row.int(0), id: row.string(1), key: row.string(2),
                                               headers: decodeHeaders(row.string(3)), payload: row.bytes(4),
-                                              deliveryCount: Int(row.int(5)) + 1, enqueueTime: row.double(6))
+                                              deliveryCount: Int(row.int(5)) + 1, enqueueTime: row.double(6), maxDeliveries: maxDeliveries)
                 if message.deliveryCount > maxDeliveries {
                     message.deliveryCount -= 1
                     try Self.moveToDeadLetters(message, reason: "not acknowledged after \(maxDeliveries) deliveries (consumer crashed or timed out each time)", db: db)
@@ -114,6 +114,16 @@ public final class SQLiteBroker: MessageQueue, EventStream {
         }
     }
 
+    public func postpone(_ message: ReceivedMessage, after delay: Duration) async throws {
+        let delaySeconds = Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18
+        try await database.write { db in
+            try db.run("""
+                UPDATE messages SET lease_owner = NULL, lease_until = NULL, visible_at = ?, delivery_count = MAX(delivery_count - 1, 0)
+                WHERE seq = ? AND delivery_count = ?
+                """, [.real(Date().timeIntervalSince1970 + delaySeconds), .integer(message.sequence), .int(message.deliveryCount)])
+        }
+    }
+
     public func extendLease(_ message: ReceivedMessage, by lease: Duration) async throws {
         let leaseSeconds = Double(lease.components.seconds) + Double(lease.components.attoseconds) / 1e18
         try await database.write { db in
@@ -134,11 +144,43 @@ public final class SQLiteBroker: MessageQueue, EventStream {
     }
 
     public func deadLetters(of queue: String) async throws -> [DeadLetter] {
+        try await deadLetters(of: queue, key: nil, after: 0, limit: Int.max)
+    }
+
+    public func deadLetters(of queue: String, key: String?, after sequence: Int64, limit: Int) async throws -> [DeadLetter] {
         try await database.read { db in
-            try db.query("SELECT message_id, key, headers, payload, reason, delivery_count, time FROM dead_letters WHERE queue = ? ORDER BY seq", [.text(queue)]).map {
-                DeadLetter(queue: queue, id: $0.string(0), key: $0.string(1), headers: decodeHeaders($0.string(2)), payload: $0.bytes(3),
-                           reason: $0.string(4), deliveryCount: Int($0.int(5)), time: $0.double(6))
+            let columns = "seq, message_id, key, headers, payload, reason, delivery_count, time"
+            let rows = if let key {
+                try db.query("SELECT \(columns) FROM dead_letters WHERE queue = ? AND key = ? AND seq > ? ORDER BY seq LIMIT ?",
+                             [.text(queue), .text(key), .integer(sequence), .int(limit)])
+            } else {
+                try db.query("SELECT \(columns) FROM dead_letters WHERE queue = ? AND seq > ? ORDER BY seq LIMIT ?",
+                             [.text(queue), .integer(sequence), .int(limit)])
             }
+            return rows.map {
+                DeadLetter(sequence: $0.int(0), queue: queue, id: $0.string(1), key: $0.string(2), headers: decodeHeaders($0.string(3)), payload: $0.bytes(4),
+                           reason: $0.string(5), deliveryCount: Int($0.int(6)), time: $0.double(7))
+            }
+        }
+    }
+
+    public func redrive(_ queue: String, sequences: [Int64]?) async throws -> [String] {
+        try await database.write { db in
+            let columns = "seq, message_id, key, headers, payload"
+            let rows = if let sequences {
+                try sequences.compactMap { try db.queryFirst("SELECT \(columns) FROM dead_letters WHERE queue = ? AND seq = ?", [.text(queue), .integer($0)]) }
+                    .sorted { $0.int(0) < $1.int(0) }
+            } else {
+                try db.query("SELECT \(columns) FROM dead_letters WHERE queue = ? ORDER BY seq", [.text(queue)])
+            }
+            let now = Date().timeIntervalSince1970
+            for row in rows {
+                // Back at the end of its queue, as sent (same id, key, headers and payload), never handed out.
+                try db.run("INSERT INTO messages (queue, message_id, key, headers, payload, enqueue_time, visible_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           [.text(queue), .text(row.string(1)), .text(row.string(2)), .text(row.string(3)), .blob(row.bytes(4)), .real(now), .real(now)])
+                try db.run("DELETE FROM dead_letters WHERE seq = ?", [.integer(row.int(0))])
+            }
+            return rows.map { $0.string(1) }
         }
     }
 
@@ -155,10 +197,10 @@ public final class SQLiteBroker: MessageQueue, EventStream {
 
     public func deadLetters(of queue: String, key: String) async throws -> [DeadLetter] {
         try await database.read { db in
-            try db.query("SELECT message_id, headers, payload, reason, delivery_count, time FROM dead_letters WHERE queue = ? AND key = ? ORDER BY seq",
+            try db.query("SELECT seq, message_id, headers, payload, reason, delivery_count, time FROM dead_letters WHERE queue = ? AND key = ? ORDER BY seq",
                          [.text(queue), .text(key)]).map {
-                DeadLetter(queue: queue, id: $0.string(0), key: key, headers: decodeHeaders($0.string(1)), payload: $0.bytes(2),
-                           reason: $0.string(3), deliveryCount: Int($0.int(4)), time: $0.double(5))
+                DeadLetter(sequence: $0.int(0), queue: queue, id: $0.string(1), key: key, headers: decodeHeaders($0.string(2)), payload: $0.bytes(3),
+                           reason: $0.string(4), deliveryCount: Int($0.int(5)), time: $0.double(6))
             }
         }
     }

@@ -92,6 +92,39 @@ public enum PageToken {
     }
 }
 
+/// The request queue between Ingestion and Workflow: its name and how its messages are keyed.
+public enum RequestQueue {
+    public static let name = "delivery-requests"
+
+    /// The message key of an envelope. Messages with one key run one at a time, in order: a
+    /// delivery's create, then its reschedules. Cancels have a key of their own, so that a
+    /// cancel does not wait behind a create that waits in line for a drone.
+    public static func key(_ operation: CommonV1.OperationKind, deliveryID: String) -> String {
+        operation == .cancel ? "\(deliveryID)/cancel" : deliveryID
+    }
+}
+
+/// One page of a listing, from a request's `page_token` and `page_size`: the shared piece of
+/// every paged List handler. Ask the store for `size + 1` items from `offset`; `cut` keeps the
+/// page and says whether another follows.
+public struct Page: Sendable {
+    public let offset: Int
+    public let size: Int
+
+    public init(token: String, size: Int32) throws {
+        self.offset = try PageToken.decode(token)
+        self.size = try PageToken.size(size)
+    }
+
+    /// How many items to fetch: one more than the page holds, to learn whether another follows.
+    public var fetchLimit: Int { size + 1 }
+
+    /// The page's items out of `fetched`, and the token of the next page ("" on the last).
+    public func cut<Item>(_ fetched: [Item]) -> (items: [Item], nextPageToken: String) {
+        (Array(fetched.prefix(size)), fetched.count > size ? PageToken.encode(offset: offset + size) : "")
+    }
+}
+
 extension Message {
     /// Decodes stored bytes; a row that does not decode is data loss and says so.
     public init(storedBytes bytes: [UInt8], what: String) throws {

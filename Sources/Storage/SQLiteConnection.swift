@@ -21,6 +21,12 @@ extension SQLValue {
     public static func bool(_ value: Bool) -> SQLValue { .integer(value ? 1 : 0) }
     /// Text, or NULL for an empty string (for optional references such as a drone id).
     public static func optionalText(_ value: String) -> SQLValue { value.isEmpty ? .null : .text(value) }
+
+    /// `(?, ?, ?)` with one placeholder per value, for `column IN (...)`: the SQL to append and
+    /// the parameters to bind with it.
+    public static func inList(_ values: [SQLValue]) -> (sql: String, parameters: [SQLValue]) {
+        ("(" + values.map { _ in "?" }.joined(separator: ", ") + ")", values)
+    }
 }
 
 /// A failed SQLite call, with SQLite's own message and the statement that failed.

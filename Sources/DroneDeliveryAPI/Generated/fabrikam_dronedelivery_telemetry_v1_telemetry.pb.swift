@@ -870,8 +870,10 @@ extension Fabrikam.Dronedelivery.Telemetry.V1 {
         /// One caseless enum per method: its message types and descriptor.
         public enum Method {
             /// Gives a drone a flight plan. Idempotent per `plan.delivery_id`: a repeat
-            /// returns the flight already planned, with `created` false. Internal:
-            /// called by Delivery after scheduling.
+            /// returns the flight already planned, with `created` false. A drone flies
+            /// one delivery at a time: a plan for a drone that is flying another
+            /// delivery is refused with ABORTED (retry once that flight has ended or
+            /// been aborted). Internal: called by Delivery after scheduling.
             public enum AssignFlight: ProtobufKit.MethodSpec {
                 public typealias Input = DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.AssignFlightRequest
                 public typealias Output = DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.AssignFlightResponse
@@ -910,8 +912,10 @@ extension Fabrikam.Dronedelivery.Telemetry.V1 {
         /// Implement to serve `fabrikam.dronedelivery.telemetry.v1.FlightControlService`; add it to a router with `register(in:)`.
         public protocol Handler: Sendable {
             /// Gives a drone a flight plan. Idempotent per `plan.delivery_id`: a repeat
-            /// returns the flight already planned, with `created` false. Internal:
-            /// called by Delivery after scheduling.
+            /// returns the flight already planned, with `created` false. A drone flies
+            /// one delivery at a time: a plan for a drone that is flying another
+            /// delivery is refused with ABORTED (retry once that flight has ended or
+            /// been aborted). Internal: called by Delivery after scheduling.
             func assignFlight(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.AssignFlightRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.AssignFlightResponse
 
             /// Stops a planned or ongoing flight (the drone returns home).
@@ -928,8 +932,10 @@ extension Fabrikam.Dronedelivery.Telemetry.V1 {
             public init(_ rpc: RPC.RPCClient) { self.rpc = rpc }
 
             /// Gives a drone a flight plan. Idempotent per `plan.delivery_id`: a repeat
-            /// returns the flight already planned, with `created` false. Internal:
-            /// called by Delivery after scheduling.
+            /// returns the flight already planned, with `created` false. A drone flies
+            /// one delivery at a time: a plan for a drone that is flying another
+            /// delivery is refused with ABORTED (retry once that flight has ended or
+            /// been aborted). Internal: called by Delivery after scheduling.
             public func assignFlight(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.AssignFlightRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.AssignFlightResponse {
                 try await rpc.unary(Method.AssignFlight.self, request, options: options)
             }

@@ -1,13 +1,14 @@
 // delivery-service: deliveries in flight, tracking, confirmations (DeliveryService) on 127.0.0.1, port FABRIKAM_PORT_BASE + 3 (ServicePorts).
 // Publishes domain events to the broker's "delivery-events" topic; dispatches flights to the simulator.
 //   --port N  --data-dir DIR  --broker FILE  --simulator HOST:PORT
+//   --flight-silence-seconds S (a flight that reports nothing for this long is lost: FAILED)
 import Delivery
 import Messaging
 import RPC
 import ServiceKit
 
 await runService {
-    let configuration = try Configuration(known: ["port", "data-dir", "broker", "simulator"])
+    let configuration = try Configuration(known: ["port", "data-dir", "broker", "simulator", "flight-silence-seconds"])
     let host = ServiceHost(name: "delivery", port: try configuration.int("port", default: DefaultPort.delivery), listenHost: configuration.listenHost)
     let simulator = try configuration.address("simulator", defaultPort: DefaultPort.simulator)
     let flightControl = Downstream(name: "flight-control", host: simulator.host, port: simulator.port)
@@ -17,6 +18,10 @@ await runService {
     let broker = try SQLiteBroker(path: brokerPath)
     var router = Router()
     logic.register(in: &router)
-    try await host.serve(router, background: [{ await logic.relayEvents(to: broker) }],
-                         stores: [StoreProbe(name: "delivery store", path: path), StoreProbe(name: "broker", path: brokerPath)])
+    let silence = Duration.seconds(try configuration.int("flight-silence-seconds", default: 30))
+    try await host.serve(router, background: [
+        { await logic.relayEvents(to: broker) },
+        { await logic.abortFlights() },
+        { await logic.watchFlights(silence: silence, every: .seconds(1)) },
+    ], stores: [StoreProbe(name: "delivery store", path: path), StoreProbe(name: "broker", path: brokerPath)])
 }

@@ -3,6 +3,8 @@
 //   --port N  --data-dir DIR  --broker FILE  --accounts/--package/--dronescheduler/--delivery/--supervisor HOST:PORT
 //   --lease-seconds S (a crashed Workflow's messages return after this)  --concurrency N
 //   --step-attempts N  --step-backoff-ms MS (first backoff; doubles up to 5 s)
+//   --max-waiting N (sagas waiting in line for a drone, on top of --concurrency)
+//   --drone-wait-seconds S (service-level limit on a delivery's wait for a drone, from acceptance)
 import Messaging
 import RPC
 import ServiceKit
@@ -10,7 +12,8 @@ import Workflow
 
 await runService {
     let configuration = try Configuration(known: ["port", "data-dir", "broker", "accounts", "package", "dronescheduler", "delivery", "supervisor",
-                                                  "lease-seconds", "concurrency", "step-attempts", "step-backoff-ms"])
+                                                  "lease-seconds", "concurrency", "step-attempts", "step-backoff-ms",
+                                                  "max-waiting", "drone-wait-seconds"])
     let host = ServiceHost(name: "workflow", port: try configuration.int("port", default: DefaultPort.workflow), listenHost: configuration.listenHost)
     func downstream(_ name: String, _ port: Int) throws -> Downstream {
         let address = try configuration.address(name, defaultPort: port)
@@ -25,12 +28,15 @@ await runService {
     let store = try SQLiteSagaStore(path: path)
     var runner = SagaRunner(store: store, downstreams: downstreams, logger: host.logger)
     runner.retry.maxAttempts = try configuration.int("step-attempts", default: 8)
-    runner.retry.initialBackoff = .milliseconds(try configuration.int("step-backoff-ms", default: 200))
+    runner.retry.backoff.initial = .milliseconds(try configuration.int("step-backoff-ms", default: 200))
+    runner.droneWait.maxWait = .seconds(try configuration.int("drone-wait-seconds", default: 900))
     let brokerPath = configuration.string("broker", default: try databasePath(configuration, file: "broker.sqlite"))
     let broker = try SQLiteBroker(path: brokerPath)
+    runner.requestQueue = broker
     var consumer = MessageConsumer(queue: broker, queueName: "delivery-requests", consumerName: "workflow")
     consumer.lease = .seconds(try configuration.int("lease-seconds", default: 30))
     consumer.concurrency = try configuration.int("concurrency", default: 32)
+    consumer.maxWaiting = try configuration.int("max-waiting", default: 1024)
     var router = Router()
     WorkflowServiceLogic(store: store).register(in: &router)
     let sagas = runner

@@ -18,6 +18,8 @@ public final class DeliveryServiceLogic: DeliveryV1.DeliveryService.Handler {
     let flightControl: TelemetryV1.FlightControlService.Client
     let hub = TrackingHub()
     let logger: Logger
+    /// Between attempts at aborting a flight that flight control did not take.
+    let abortBackoff = JitteredBackoff(initial: .milliseconds(500), maximum: .seconds(10))
 
     public init(store: any DeliveryStore, flightControl: RPCClient, logger: Logger = Logger(label: "fabrikam.delivery")) {
         self.store = store
@@ -40,6 +42,11 @@ public final class DeliveryServiceLogic: DeliveryV1.DeliveryService.Handler {
         try check.check()
         let now = Timestamp.now
         let result = try await store.update(id: input.deliveryId, operationID: nil, trace: RequestTrace.current) { current in
+            if let current, current.status.stage == .cancelled {
+                // Cancelled while its saga was still on the way (it waited for a drone, say): the
+                // saga fails and gives back what it holds.
+                throw RPCError(.failedPrecondition, "delivery \(input.deliveryId) was cancelled (\(current.delivery.endReason)); it is not scheduled")
+            }
             if let current, current.status.stage != .failed {
                 // Create-or-replace: a repeated schedule (a redelivered saga step) changes nothing.
                 return nil
@@ -118,12 +125,11 @@ public final class DeliveryServiceLogic: DeliveryV1.DeliveryService.Handler {
     }
 
     public func listDeliveries(_ request: DeliveryV1.ListDeliveriesRequest, context: ServerContext) async throws -> DeliveryV1.ListDeliveriesResponse {
-        let offset = try PageToken.decode(request.pageToken)
-        let size = try PageToken.size(request.pageSize)
-        let deliveries = try await store.list(ownerID: request.ownerId, userID: request.userId, stages: request.stages, offset: offset, limit: size + 1)
+        let page = try Page(token: request.pageToken, size: request.pageSize)
+        let deliveries = try await store.list(ownerID: request.ownerId, userID: request.userId, stages: request.stages, offset: page.offset,
+                                              limit: page.fetchLimit)
         var response = DeliveryV1.ListDeliveriesResponse()
-        response.deliveries = Array(deliveries.prefix(size))
-        if deliveries.count > size { response.nextPageToken = PageToken.encode(offset: offset + size) }
+        (response.deliveries, response.nextPageToken) = page.cut(deliveries)
         return response
     }
 
@@ -174,6 +180,7 @@ public final class DeliveryServiceLogic: DeliveryV1.DeliveryService.Handler {
             record.status.stage = .rescheduled
             record.status.updateTime = now
             record.status.pickupEta = nil
+            record.status.failedChange = nil
             record.arrived = false
             record.revision += 1
             var change = DeliveryChange(record: record)
@@ -187,18 +194,39 @@ public final class DeliveryServiceLogic: DeliveryV1.DeliveryService.Handler {
         return record.delivery
     }
 
+    /// Cancels the delivery. Its flight is aborted now, or, while flight control cannot be
+    /// reached, later by `abortFlights` (the abort is stored with the cancel): the cancel itself
+    /// never waits on the drone.
     public func cancelDelivery(_ request: DeliveryV1.CancelDeliveryRequest, context: ServerContext) async throws -> DeliveryV1.Delivery {
         let record = try await end(request.deliveryId, stage: .cancelled, reason: request.reason.isEmpty ? "cancelled by the owner" : request.reason,
-                                   operationID: request.operationId, createFor: nil)
-        try await abortFlight(request.deliveryId, reason: "cancelled")
+                                   operationID: request.operationId, createFor: request.owner)
+        await abortFlight(request.deliveryId)
         return record.delivery
     }
 
     public func markDeliveryFailed(_ request: DeliveryV1.MarkDeliveryFailedRequest, context: ServerContext) async throws -> DeliveryV1.Delivery {
         let record = try await end(request.deliveryId, stage: .failed, reason: request.reason.isEmpty ? "the delivery could not be carried out" : request.reason,
                                    operationID: request.sagaId.isEmpty ? nil : "fail:\(request.sagaId)", createFor: request.owner ?? CommonV1.Owner())
-        try await abortFlight(request.deliveryId, reason: "failed")
+        await abortFlight(request.deliveryId)
         return record.delivery
+    }
+
+    public func recordFailedChange(_ request: DeliveryV1.RecordFailedChangeRequest, context: ServerContext) async throws -> DeliveryV1.DeliveryStatus {
+        guard var change = request.change else { throw RPCError(.invalidArgument, "change is required") }
+        var check = Validator()
+        check.require(!request.deliveryId.isEmpty, "delivery_id is required")
+        check.require(change.operation == .cancel || change.operation == .reschedule, "change.operation must be CANCEL or RESCHEDULE, got \(change.operation)")
+        try check.check()
+        change.time = .now
+        let failed = change
+        let result = try await store.update(id: request.deliveryId, operationID: change.operationId.isEmpty ? nil : "failed-change:\(change.operationId)",
+                                            trace: RequestTrace.current) { current in
+            guard var record = current else { throw RPCError(.notFound, "delivery \(request.deliveryId) does not exist") }
+            record.status.failedChange = failed
+            return DeliveryChange(record: record)
+        }
+        guard let record = result.record else { throw RPCError(.notFound, "delivery \(request.deliveryId) does not exist") }
+        return record.status
     }
 
     /// Moves a delivery to a final stage (once; repeating it returns the same delivery). With
@@ -227,11 +255,13 @@ public final class DeliveryServiceLogic: DeliveryV1.DeliveryService.Handler {
             }
             record.status.stage = stage
             record.status.updateTime = now
+            if stage == .cancelled { record.status.failedChange = nil }
             record.delivery.updateTime = now
             record.delivery.endReason = reason
             var change = DeliveryChange(record: record)
             change.tracking = [Self.trackingEvent(record, at: now, location: record.status.lastKnownLocation)]
             change.domainEvents = [(0, reason)]
+            change.flightToAbort = reason
             return change
         }
         hub.publish(result.tracking)
@@ -239,16 +269,89 @@ public final class DeliveryServiceLogic: DeliveryV1.DeliveryService.Handler {
         return record
     }
 
-    func abortFlight(_ deliveryID: String, reason: String) async throws {
+    /// Tries a stored flight abort now (best effort: `abortFlights` retries what fails).
+    func abortFlight(_ deliveryID: String) async {
+        guard let pending = try? await store.flightAbort(deliveryID: deliveryID) else { return }
+        await tryAbort(deliveryID, reason: pending.reason, attempts: pending.attempts)
+    }
+
+    /// One attempt at aborting a stored flight abort: forgotten once flight control has it.
+    func tryAbort(_ deliveryID: String, reason: String, attempts: Int) async {
         var request = TelemetryV1.AbortFlightRequest()
         request.deliveryId = deliveryID
         request.reason = reason
         do {
             _ = try await flightControl.abortFlight(request, options: .idempotent())
-        } catch let error as RPCError {
-            // The delivery has ended either way; the caller retries so the drone stops too.
-            throw RPCError(.unavailable, "delivery \(deliveryID) is \(reason), but flight control did not abort the flight: \(error.message)")
+            try await store.finishFlightAbort(deliveryID: deliveryID)
+        } catch {
+            let delay = abortBackoff.delay(afterAttempt: attempts + 1)
+            let next = Timestamp.now.secondsSince1970 + Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18
+            try? await store.postponeFlightAbort(deliveryID: deliveryID, next: next)
+            logger.info("flight not aborted yet; will retry", metadata: ["delivery": "\(deliveryID)", "error": "\(error)"])
         }
+    }
+
+    /// Aborts the flights of ended deliveries that flight control could not be told about when
+    /// they ended (it was down, say), retrying with backoff, until cancelled. A cancel while the
+    /// simulator is down thus still stops the drone in the end.
+    public func abortFlights(every interval: Duration = .milliseconds(500)) async {
+        while !Task.isCancelled {
+            do {
+                for pending in try await store.flightAborts(dueAt: Timestamp.now.secondsSince1970, limit: 64) {
+                    await tryAbort(pending.deliveryID, reason: pending.reason, attempts: pending.attempts)
+                }
+            } catch {
+                logger.warning("flight abort round failed", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: interval)
+        }
+    }
+
+    /// Notices flights that stopped reporting: a delivery in flight that has not heard from its
+    /// drone for `silence` moves to FAILED (its tracking streams end there), its flight is to be
+    /// aborted, and its FAILED event says the drone is lost, so Drone Scheduler takes the drone
+    /// out of service until it registers again. Silence counts from this process's start at
+    /// the earliest: a Delivery that was down did not hear anything either. Runs until cancelled.
+    public func watchFlights(silence: Duration, every interval: Duration) async {
+        let started = Timestamp.now.secondsSince1970
+        let seconds = Double(silence.components.seconds) + Double(silence.components.attoseconds) / 1e18
+        while !Task.isCancelled {
+            let now = Timestamp.now.secondsSince1970
+            if now - started >= seconds {
+                do {
+                    for deliveryID in try await store.silentFlights(before: now - seconds, limit: 64) {
+                        try await declareLost(deliveryID, silentSince: now - seconds, silence: seconds)
+                    }
+                } catch {
+                    logger.warning("flight watch round failed", metadata: ["error": "\(error)"])
+                }
+            }
+            try? await Task.sleep(for: interval)
+        }
+    }
+
+    func declareLost(_ deliveryID: String, silentSince cutoff: Double, silence: Double) async throws {
+        let now = Timestamp.now
+        let reason = "the drone stopped reporting: nothing heard for \(Int(silence)) s; the flight is lost"
+        let result = try await store.update(id: deliveryID, operationID: nil, trace: nil) { current in
+            // Looked at again inside the transaction: a position may have just arrived.
+            guard var record = current, !Self.isFinal(record.status.stage), !record.arrived,
+                  (record.status.updateTime?.secondsSince1970 ?? 0) < cutoff else { return nil }
+            record.status.stage = .failed
+            record.status.updateTime = now
+            record.delivery.updateTime = now
+            record.delivery.endReason = reason
+            var change = DeliveryChange(record: record)
+            change.tracking = [Self.trackingEvent(record, at: now, location: record.status.lastKnownLocation)]
+            change.domainEvents = [(0, reason)]
+            change.flightToAbort = reason
+            change.droneLost = true
+            return change
+        }
+        guard !result.tracking.isEmpty else { return }
+        logger.warning("flight lost", metadata: ["delivery": "\(deliveryID)", "drone": "\(result.record?.delivery.droneId ?? "")"])
+        hub.publish(result.tracking)
+        await abortFlight(deliveryID)
     }
 
     public func confirmDelivery(_ request: DeliveryV1.ConfirmDeliveryRequest, context: ServerContext) async throws -> DeliveryV1.Delivery {

@@ -1,4 +1,5 @@
 import DroneDeliveryAPI
+import Foundation
 import ProtobufKit
 import ServiceKit
 import Storage
@@ -29,6 +30,10 @@ public struct DeliveryChange: Sendable {
     public var tracking: [DeliveryV1.DeliveryTrackingEvent] = []
     /// Indices into `tracking` of the events that are also domain events (stage changes).
     public var domainEvents: [(index: Int, reason: String)] = []
+    /// The flight must stop (the delivery ended): kept until flight control has aborted it.
+    public var flightToAbort: String?
+    /// The drone stopped reporting (its domain events say so: Drone Scheduler takes it out of service).
+    public var droneLost = false
 
     public init(record: DeliveryRecord) { self.record = record }
 }
@@ -48,6 +53,17 @@ public protocol DeliveryStore: Sendable {
     /// Domain events not yet handed to the broker, oldest first.
     func outbox(limit: Int) async throws -> [(id: String, event: DeliveryV1.DeliveryEvent)]
     func removeFromOutbox(ids: [String]) async throws
+    /// Flights to abort whose next attempt is due at `now`, oldest first: (delivery id, reason).
+    func flightAborts(dueAt now: Double, limit: Int) async throws -> [(deliveryID: String, reason: String, attempts: Int)]
+    /// The delivery's stored flight abort, if one is still to be done.
+    func flightAbort(deliveryID: String) async throws -> (reason: String, attempts: Int)?
+    /// The flight was aborted (or had ended): forget it.
+    func finishFlightAbort(deliveryID: String) async throws
+    /// Flight control could not be reached: try again at `next`.
+    func postponeFlightAbort(deliveryID: String, next: Double) async throws
+    /// Deliveries in flight (scheduled, not ended, not waiting at the drop-off for confirmation)
+    /// whose last position report, or schedule, is older than `before`.
+    func silentFlights(before: Double, limit: Int) async throws -> [String]
 }
 
 public final class SQLiteDeliveryStore: DeliveryStore {
@@ -66,6 +82,15 @@ public final class SQLiteDeliveryStore: DeliveryStore {
             CREATE TABLE applied_operations (operation_id TEXT PRIMARY KEY, delivery_id TEXT NOT NULL);
             CREATE TABLE notifications (notification_id TEXT PRIMARY KEY, delivery_id TEXT NOT NULL, email TEXT NOT NULL, sms TEXT NOT NULL);
             CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE, data BLOB NOT NULL);
+            """,
+            // Flights still to abort (an ended delivery's, while flight control cannot be reached),
+            // and when each delivery last heard from its drone (a silent flight is lost). Existing
+            // deliveries start a fresh silence window.
+            """
+            CREATE TABLE flight_aborts (delivery_id TEXT PRIMARY KEY, reason TEXT NOT NULL, attempts INTEGER NOT NULL, next_attempt REAL NOT NULL);
+            ALTER TABLE deliveries ADD COLUMN update_time REAL NOT NULL DEFAULT 0;
+            UPDATE deliveries SET update_time = CAST(strftime('%s', 'now') AS REAL);
+            CREATE INDEX deliveries_in_flight ON deliveries (stage, update_time);
             """,
         ])
     }
@@ -93,8 +118,9 @@ public final class SQLiteDeliveryStore: DeliveryStore {
             if !ownerID.isEmpty { sql += " AND owner_id = ?"; parameters.append(.text(ownerID)) }
             if !userID.isEmpty { sql += " AND user_id = ?"; parameters.append(.text(userID)) }
             if !stages.isEmpty {
-                sql += " AND stage IN (" + stages.map { _ in "?" }.joined(separator: ", ") + ")"
-                parameters += stages.map { .integer(Int64($0.rawValue)) }
+                let list = SQLValue.inList(stages.map { .integer(Int64($0.rawValue)) })
+                sql += " AND stage IN " + list.sql
+                parameters += list.parameters
             }
             sql += " ORDER BY create_time, delivery_id LIMIT ? OFFSET ?"
             parameters += [.int(limit), .int(offset)]
@@ -133,16 +159,22 @@ public final class SQLiteDeliveryStore: DeliveryStore {
                 event.delivery = record.delivery
                 event.sequence = tracking.sequence
                 event.traceContext = trace
+                event.droneLost = result.droneLost
                 try db.run("INSERT INTO outbox (event_id, data) VALUES (?, ?)", [.text(event.eventId), .blob(event.serializedBytes())])
+            }
+            if let reason = result.flightToAbort {
+                try db.run("INSERT OR REPLACE INTO flight_aborts (delivery_id, reason, attempts, next_attempt) VALUES (?, ?, 0, 0)", [.text(id), .text(reason)])
             }
             record.delivery.stage = record.status.stage
             try db.run("""
-                INSERT OR REPLACE INTO deliveries (delivery_id, owner_id, user_id, stage, create_time, arrived, last_sequence, revision, picked_up, data, status)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT OR REPLACE INTO deliveries (delivery_id, owner_id, user_id, stage, create_time, arrived, last_sequence, revision, picked_up, data, status,
+                                                   update_time)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, [.text(id), .text(record.delivery.owner?.accountId ?? ""), .text(record.delivery.owner?.userId ?? ""),
                       .integer(Int64(record.status.stage.rawValue)), .real(record.delivery.createTime?.secondsSince1970 ?? 0),
                       .bool(record.arrived), .integer(record.lastSequence), .int(record.revision), .bool(record.pickedUp),
-                      .blob(record.delivery.serializedBytes()), .blob(record.status.serializedBytes())])
+                      .blob(record.delivery.serializedBytes()), .blob(record.status.serializedBytes()),
+                      .real(record.status.updateTime?.secondsSince1970 ?? Date().timeIntervalSince1970)])
             if let operationID, !operationID.isEmpty {
                 try db.run("INSERT INTO applied_operations (operation_id, delivery_id) VALUES (?, ?)", [.text(operationID), .text(id)])
             }
@@ -174,6 +206,37 @@ public final class SQLiteDeliveryStore: DeliveryStore {
     public func removeFromOutbox(ids: [String]) async throws {
         try await database.write { db in
             for id in ids { try db.run("DELETE FROM outbox WHERE event_id = ?", [.text(id)]) }
+        }
+    }
+
+    public func flightAborts(dueAt now: Double, limit: Int) async throws -> [(deliveryID: String, reason: String, attempts: Int)] {
+        try await database.read { db in
+            try db.query("SELECT delivery_id, reason, attempts FROM flight_aborts WHERE next_attempt <= ? ORDER BY next_attempt LIMIT ?", [.real(now), .int(limit)])
+                .map { ($0.string(0), $0.string(1), Int($0.int(2))) }
+        }
+    }
+
+    public func flightAbort(deliveryID: String) async throws -> (reason: String, attempts: Int)? {
+        try await database.read { db in
+            try db.queryFirst("SELECT reason, attempts FROM flight_aborts WHERE delivery_id = ?", [.text(deliveryID)]).map { ($0.string(0), Int($0.int(1))) }
+        }
+    }
+
+    public func finishFlightAbort(deliveryID: String) async throws {
+        try await database.write { db in try db.run("DELETE FROM flight_aborts WHERE delivery_id = ?", [.text(deliveryID)]) }
+    }
+
+    public func postponeFlightAbort(deliveryID: String, next: Double) async throws {
+        try await database.write { db in
+            try db.run("UPDATE flight_aborts SET attempts = attempts + 1, next_attempt = ? WHERE delivery_id = ?", [.real(next), .text(deliveryID)])
+        }
+    }
+
+    public func silentFlights(before: Double, limit: Int) async throws -> [String] {
+        let inFlight = SQLValue.inList([CommonV1.DeliveryStage.created, .rescheduled, .headedToPickup, .headedToDropoff].map { .integer(Int64($0.rawValue)) })
+        return try await database.read { db in
+            try db.query("SELECT delivery_id FROM deliveries WHERE stage IN \(inFlight.sql) AND update_time < ? AND arrived = 0 ORDER BY update_time LIMIT ?",
+                         inFlight.parameters + [.real(before), .int(limit)]).map { $0.string(0) }
         }
     }
 }

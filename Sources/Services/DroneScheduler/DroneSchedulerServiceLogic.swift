@@ -27,35 +27,41 @@ public struct DroneSchedulerServiceLogic: DroneSchedulerV1.DroneSchedulerService
             check.require(info.weight.isFinite && info.weight > 0, "package_info.weight must be positive, got \(info.weight)")
         }
         try check.check()
-        let info = request.packageInfo!
-        let pickup = request.pickupLocation!
-        let result = try await store.assign(request, now: .now) { drones in
-            drones.filter { $0.capacityKg >= info.weight && $0.maxPackageSize.rawValue >= info.size.rawValue }
-                .min { a, b in
-                    let da = (a.position ?? a.homeLocation ?? pickup).distance(to: pickup)
-                    let db = (b.position ?? b.homeLocation ?? pickup).distance(to: pickup)
-                    return da == db ? a.droneId < b.droneId : da < db
-                }
-        }
-        guard let result else {
-            // Transient: drones come back when their deliveries end. The saga retries with backoff.
-            throw RPCError(.resourceExhausted, "no available drone can carry a \(info.size) package of \(info.weight) kg")
-        }
         var response = DroneSchedulerV1.AssignDroneResponse()
-        response.droneId = result.assignment.droneId
-        response.assignment = result.assignment
-        response.created = result.created
+        switch try await store.assign(request, now: .now) {
+        case .assigned(let assignment, let created):
+            response.droneId = assignment.droneId
+            response.assignment = assignment
+            response.created = created
+        case .waiting(let position):
+            // Not a failure: the caller asks again (a drone is kept for it once one is released).
+            response.waiting = true
+            response.position = Int32(clamping: position)
+        case .noDroneFree:
+            // Transient: drones come back when their deliveries end.
+            let info = request.packageInfo!
+            throw RPCError(.resourceExhausted, "no available drone can carry a \(info.size) package of \(info.weight) kg")
+        case .released(let reason):
+            throw RPCError(.failedPrecondition, "the drone assignment of delivery \(request.deliveryId) for request \"\(request.requestKey)\" ended (\(reason)); it is not handed out again (a new request assigns afresh)")
+        case .expired:
+            throw RPCError(.failedPrecondition, "delivery \(request.deliveryId) waited for a drone until \(request.waitUntil.map { "\($0.secondsSince1970)" } ?? "its limit"); none was free")
+        case .noneCanCarry:
+            let info = request.packageInfo!
+            throw RPCError(.invalidArgument, "no drone of the fleet can carry a \(info.size) package of \(info.weight) kg")
+        }
         return response
     }
 
     public func releaseDrone(_ request: DroneSchedulerV1.ReleaseDroneRequest, context: ServerContext) async throws -> DroneSchedulerV1.ReleaseDroneResponse {
         guard !request.deliveryId.isEmpty else { throw RPCError(.invalidArgument, "delivery_id is required") }
-        guard let result = try await store.release(deliveryID: request.deliveryId, reason: request.reason.isEmpty ? "released" : request.reason, now: .now, position: nil) else {
-            throw RPCError(.notFound, "delivery \(request.deliveryId) has no drone assignment")
+        guard let result = try await store.release(deliveryID: request.deliveryId, reason: request.reason.isEmpty ? "released" : request.reason, now: .now,
+                                                   position: nil, lost: false, startedBefore: nil) else {
+            throw RPCError(.notFound, "delivery \(request.deliveryId) has no drone assignment and does not wait for one")
         }
         var response = DroneSchedulerV1.ReleaseDroneResponse()
         response.released = result.released
         response.assignment = result.assignment
+        response.withdrawn = result.withdrawn
         return response
     }
 
@@ -125,16 +131,17 @@ public struct DroneSchedulerServiceLogic: DroneSchedulerV1.DroneSchedulerService
     }
 
     public func listDrones(_ request: DroneSchedulerV1.ListDronesRequest, context: ServerContext) async throws -> DroneSchedulerV1.ListDronesResponse {
-        let offset = try PageToken.decode(request.pageToken)
-        let size = try PageToken.size(request.pageSize)
-        let drones = try await store.drones(status: request.status == .unspecified ? nil : request.status, offset: offset, limit: size + 1)
+        let page = try Page(token: request.pageToken, size: request.pageSize)
+        let drones = try await store.drones(status: request.status == .unspecified ? nil : request.status, offset: page.offset, limit: page.fetchLimit)
         var response = DroneSchedulerV1.ListDronesResponse()
-        response.drones = Array(drones.prefix(size))
-        if drones.count > size { response.nextPageToken = PageToken.encode(offset: offset + size) }
+        (response.drones, response.nextPageToken) = page.cut(drones)
         return response
     }
 
-    /// Follows Delivery's events: a delivery that ended frees its drone (where the drone is now).
+    /// Follows Delivery's events: a delivery that ended frees its drone (where the drone is now),
+    /// or takes it out of service when it stopped reporting. Only an assignment made before the
+    /// event ends: a late event about an earlier attempt (a saga that failed and was retried)
+    /// must not free the drone of the fresh one.
     public func handleDeliveryEvent(_ message: ReceivedMessage) async -> Disposition {
         guard let event = try? DeliveryV1.DeliveryEvent(serializedBytes: message.payload) else {
             return .deadLetter(reason: "payload is not a fabrikam.dronedelivery.delivery.v1.DeliveryEvent")
@@ -147,7 +154,8 @@ public struct DroneSchedulerServiceLogic: DroneSchedulerV1.DroneSchedulerService
         default: return .acknowledge
         }
         do {
-            _ = try await store.release(deliveryID: event.deliveryId, reason: reason, now: event.eventTime ?? .now, position: event.location)
+            _ = try await store.release(deliveryID: event.deliveryId, reason: reason, now: event.eventTime ?? .now, position: event.location,
+                                        lost: event.droneLost, startedBefore: event.eventTime ?? .now)
             return .acknowledge
         } catch {
             return .retry(after: .seconds(1))

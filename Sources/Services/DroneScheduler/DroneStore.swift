@@ -4,23 +4,66 @@ import RPC
 import ServiceKit
 import Storage
 
+/// What became of an assignment request.
+public enum AssignOutcome: Sendable, Equatable {
+    /// The delivery has this active assignment (`created`: made by this call).
+    case assigned(DroneSchedulerV1.Assignment, created: Bool)
+    /// No suitable drone is free; the delivery waits in line at `position` (1 = next).
+    case waiting(position: Int)
+    /// No suitable drone is free and the caller did not want to wait.
+    case noDroneFree
+    /// The request's own assignment was released, or it left the line: never handed out again.
+    case released(reason: String)
+    /// It waited until its `wait_until` without getting a drone, and left the line.
+    case expired
+    /// No drone of the fleet could ever carry the package.
+    case noneCanCarry
+}
+
 /// What Drone Scheduler needs from storage. Assignment happens inside the store, in one
 /// transaction, because "never one drone twice" is a property of the data: the SQLite store also
-/// enforces it with a unique index on the active assignment per drone.
+/// enforces it with unique indexes on the active assignment per drone and per delivery.
+///
+/// Deliveries that find every suitable drone busy wait in a durable line, ordered by the time
+/// they were accepted; a released drone goes to the first delivery in line it can carry, in the
+/// transaction that releases it.
 public protocol DroneStore: Sendable {
-    /// Creates or replaces a drone's description, keeping its status and current delivery if it is busy.
+    /// Creates or replaces a drone's description, keeping its status and current delivery if it
+    /// is busy; a drone that becomes available goes to the line first.
     func upsert(_ drone: DroneSchedulerV1.Drone) async throws -> (drone: DroneSchedulerV1.Drone, created: Bool)
     func drones(status: DroneSchedulerV1.DroneStatus?, offset: Int, limit: Int) async throws -> [DroneSchedulerV1.Drone]
-    /// The assignment for the delivery if one exists, else the nearest available drone `choose`
-    /// picks, assigned atomically. Returns nil when no drone qualifies.
-    func assign(_ request: DroneSchedulerV1.AssignDroneRequest, now: Timestamp,
-                choose: @escaping @Sendable ([DroneSchedulerV1.Drone]) -> DroneSchedulerV1.Drone?) async throws -> (assignment: DroneSchedulerV1.Assignment, created: Bool)?
-    /// Ends an active assignment and frees the drone (at `position`, if known).
-    func release(deliveryID: String, reason: String, now: Timestamp, position: CommonV1.Location?) async throws -> (assignment: DroneSchedulerV1.Assignment, released: Bool)?
+    /// The delivery's active assignment if it has one; else, once the line ahead of it is
+    /// served, the nearest available drone that can carry it, assigned atomically; else a place
+    /// in line (with `request.wait`).
+    func assign(_ request: DroneSchedulerV1.AssignDroneRequest, now: Timestamp) async throws -> AssignOutcome
+    /// Ends the delivery's active assignment and frees the drone (at `position`, if known; out of
+    /// service if `lost`), which then goes to the line; or takes the delivery out of the line.
+    /// With `startedBefore`, only an assignment made before that time ends (an event about an
+    /// earlier attempt must not end a fresh one). Nil when the delivery never had either.
+    func release(deliveryID: String, reason: String, now: Timestamp, position: CommonV1.Location?, lost: Bool,
+                 startedBefore: Timestamp?) async throws -> ReleaseOutcome?
+    /// The delivery's latest assignment.
     func assignment(deliveryID: String) async throws -> DroneSchedulerV1.Assignment?
     /// Sum of route distance (meters) and assigned time (seconds) over the owner's assignments
     /// that started in [start, end).
     func utilization(ownerID: String, start: Double, end: Double, now: Double) async throws -> (meters: Double, seconds: Double)
+}
+
+extension DroneSchedulerV1.Drone {
+    /// Whether the drone can carry the package: enough capacity, large enough for its size.
+    public func canCarry(_ package: CommonV1.PackageInfo) -> Bool {
+        capacityKg >= package.weight && maxPackageSize.rawValue >= package.size.rawValue
+    }
+}
+
+/// What a release did.
+public struct ReleaseOutcome: Sendable {
+    /// The delivery's latest assignment after the call (nil if it only waited in line).
+    public var assignment: DroneSchedulerV1.Assignment?
+    /// An active assignment was ended by this call.
+    public var released: Bool
+    /// The delivery was waiting in line and left it.
+    public var withdrawn: Bool
 }
 
 public final class SQLiteDroneStore: DroneStore {
@@ -36,6 +79,29 @@ public final class SQLiteDroneStore: DroneStore {
                                       data BLOB NOT NULL);
             CREATE UNIQUE INDEX one_active_assignment_per_drone ON assignments (drone_id) WHERE active = 1;
             CREATE INDEX assignments_owner ON assignments (owner_id, assign_time);
+            """,
+            // A delivery may be assigned again after its assignment was released (a retried saga):
+            // one row per assignment, at most one active per delivery and per drone. The line of
+            // deliveries waiting for a drone, in order of acceptance.
+            """
+            CREATE TABLE assignments_v2 (assignment_id INTEGER PRIMARY KEY AUTOINCREMENT, delivery_id TEXT NOT NULL,
+                                         request_key TEXT NOT NULL, drone_id TEXT NOT NULL REFERENCES drones(drone_id),
+                                         owner_id TEXT NOT NULL, active INTEGER NOT NULL, assign_time REAL NOT NULL,
+                                         release_time REAL, route_meters REAL NOT NULL, completed INTEGER NOT NULL DEFAULT 0,
+                                         data BLOB NOT NULL);
+            INSERT INTO assignments_v2 (delivery_id, request_key, drone_id, owner_id, active, assign_time, release_time, route_meters, completed, data)
+                SELECT delivery_id, '', drone_id, owner_id, active, assign_time, release_time, route_meters, completed, data
+                FROM assignments ORDER BY assign_time;
+            DROP TABLE assignments;
+            ALTER TABLE assignments_v2 RENAME TO assignments;
+            CREATE UNIQUE INDEX one_active_assignment_per_drone ON assignments (drone_id) WHERE active = 1;
+            CREATE UNIQUE INDEX one_active_assignment_per_delivery ON assignments (delivery_id) WHERE active = 1;
+            CREATE INDEX assignments_delivery ON assignments (delivery_id, assignment_id);
+            CREATE INDEX assignments_owner ON assignments (owner_id, assign_time);
+            CREATE TABLE waiting (seq INTEGER PRIMARY KEY AUTOINCREMENT, delivery_id TEXT NOT NULL UNIQUE, request_key TEXT NOT NULL,
+                                  queued_time REAL NOT NULL, enter_time REAL NOT NULL, wait_until REAL, withdrawn TEXT,
+                                  request BLOB NOT NULL);
+            CREATE INDEX waiting_line ON waiting (withdrawn, queued_time, seq);
             """,
         ])
     }
@@ -55,13 +121,18 @@ public final class SQLiteDroneStore: DroneStore {
                 }
             }
             try Self.save(drone, db)
-            return (drone, created)
+            if drone.status == .available { try Self.serveLine(db, now: .now) }
+            return (try Self.drone(drone.droneId, db) ?? drone, created)
         }
     }
 
     static func save(_ drone: DroneSchedulerV1.Drone, _ db: SQLiteConnection) throws {
         try db.run("INSERT OR REPLACE INTO drones (drone_id, status, data) VALUES (?, ?, ?)",
                    [.text(drone.droneId), .integer(Int64(drone.status.rawValue)), .blob(drone.serializedBytes())])
+    }
+
+    static func drone(_ id: String, _ db: SQLiteConnection) throws -> DroneSchedulerV1.Drone? {
+        try db.queryFirst("SELECT data FROM drones WHERE drone_id = ?", [.text(id)]).map { try DroneSchedulerV1.Drone(storedBytes: $0.bytes(0), what: "drone") }
     }
 
     public func drones(status: DroneSchedulerV1.DroneStatus?, offset: Int, limit: Int) async throws -> [DroneSchedulerV1.Drone] {
@@ -75,63 +146,155 @@ public final class SQLiteDroneStore: DroneStore {
         }
     }
 
-    public func assign(_ request: DroneSchedulerV1.AssignDroneRequest, now: Timestamp,
-                       choose: @escaping @Sendable ([DroneSchedulerV1.Drone]) -> DroneSchedulerV1.Drone?) async throws -> (assignment: DroneSchedulerV1.Assignment, created: Bool)? {
+    public func assign(_ request: DroneSchedulerV1.AssignDroneRequest, now: Timestamp) async throws -> AssignOutcome {
         try await database.write { db in
-            if let row = try db.queryFirst("SELECT data FROM assignments WHERE delivery_id = ?", [.text(request.deliveryId)]) {
-                return (try DroneSchedulerV1.Assignment(storedBytes: row.bytes(0), what: "assignment"), false)
+            // Drones that are free go to the line first: after this, nobody in line can use one.
+            let free = try Self.serveLine(db, now: now)
+            let deliveryID = request.deliveryId
+            if let active = try Self.assignment(deliveryID, activeOnly: true, db) { return .assigned(active, created: false) }
+            if let latest = try Self.assignment(deliveryID, activeOnly: false, db), latest.requestKey == request.requestKey {
+                return .released(reason: latest.releaseReason)
             }
-            let available = try db.query("SELECT data FROM drones WHERE status = ?", [.integer(Int64(DroneSchedulerV1.DroneStatus.available.rawValue))])
+            if let place = try db.queryFirst("SELECT seq, request_key, wait_until, withdrawn FROM waiting WHERE delivery_id = ?", [.text(deliveryID)]) {
+                let sameRequest = place.string(1) == request.requestKey
+                if !place.isNull(3) {
+                    if sameRequest { return .released(reason: place.string(3)) }
+                    try db.run("DELETE FROM waiting WHERE seq = ?", [.integer(place.int(0))])  // a new request takes its place
+                } else {
+                    if !place.isNull(2) && place.double(2) <= now.secondsSince1970 {
+                        try db.run("UPDATE waiting SET withdrawn = ? WHERE seq = ?", [.text("its wait_until passed"), .integer(place.int(0))])
+                        return .expired
+                    }
+                    if !sameRequest { try db.run("UPDATE waiting SET request_key = ? WHERE seq = ?", [.text(request.requestKey), .integer(place.int(0))]) }
+                    return .waiting(position: try Self.position(seq: place.int(0), db))
+                }
+            }
+            let info = request.packageInfo ?? CommonV1.PackageInfo()
+            let pickup = request.pickupLocation ?? CommonV1.Location()
+            if let drone = Self.nearest(free.filter { $0.canCarry(info) }, to: pickup) {
+                return .assigned(try Self.insertAssignment(request, drone: drone, now: now, db), created: true)
+            }
+            let fleet = try db.query("SELECT data FROM drones WHERE status != ?", [.integer(Int64(DroneSchedulerV1.DroneStatus.retired.rawValue))])
                 .map { try DroneSchedulerV1.Drone(storedBytes: $0.bytes(0), what: "drone") }
-            guard var drone = choose(available) else { return nil }
-            var assignment = DroneSchedulerV1.Assignment()
-            assignment.deliveryId = request.deliveryId
-            assignment.droneId = drone.droneId
-            assignment.owner = request.owner
-            assignment.state = .active
-            assignment.assignTime = now
-            let start = drone.position ?? drone.homeLocation ?? CommonV1.Location()
-            let route = start.distance(to: request.pickupLocation ?? start) + (request.pickupLocation ?? start).distance(to: request.dropoffLocation ?? start)
-            try db.run("INSERT INTO assignments (delivery_id, drone_id, owner_id, active, assign_time, route_meters, data) VALUES (?, ?, ?, 1, ?, ?, ?)",
-                       [.text(request.deliveryId), .text(drone.droneId), .text(request.owner?.accountId ?? ""), .real(now.secondsSince1970),
-                        .real(route), .blob(assignment.serializedBytes())])
-            drone.status = .assigned
-            drone.currentDeliveryId = request.deliveryId
-            try Self.save(drone, db)
-            return (assignment, true)
+            if !fleet.isEmpty && !fleet.contains(where: { $0.canCarry(info) }) { return .noneCanCarry }
+            guard request.wait else { return .noDroneFree }
+            if let until = request.waitUntil, until.secondsSince1970 <= now.secondsSince1970 { return .expired }
+            try db.run("""
+                INSERT INTO waiting (delivery_id, request_key, queued_time, enter_time, wait_until, request) VALUES (?, ?, ?, ?, ?, ?)
+                """, [.text(deliveryID), .text(request.requestKey), .real((request.queuedTime ?? now).secondsSince1970), .real(now.secondsSince1970),
+                      request.waitUntil.map { .real($0.secondsSince1970) } ?? .null, .blob(request.serializedBytes())])
+            return .waiting(position: try Self.position(seq: db.lastInsertRowID, db))
         }
     }
 
-    public func release(deliveryID: String, reason: String, now: Timestamp, position: CommonV1.Location?) async throws -> (assignment: DroneSchedulerV1.Assignment, released: Bool)? {
+    /// Gives free drones to the deliveries waiting in line, first come first served: each in
+    /// turn gets the nearest free drone that can carry its package (one that none can use is
+    /// skipped over, not blocking the others). Returns the drones still free.
+    @discardableResult
+    static func serveLine(_ db: SQLiteConnection, now: Timestamp) throws -> [DroneSchedulerV1.Drone] {
+        var free = try db.query("SELECT data FROM drones WHERE status = ?", [.integer(Int64(DroneSchedulerV1.DroneStatus.available.rawValue))])
+            .map { try DroneSchedulerV1.Drone(storedBytes: $0.bytes(0), what: "drone") }
+        if free.isEmpty { return free }
+        let line = try db.query("SELECT seq, request, wait_until FROM waiting WHERE withdrawn IS NULL ORDER BY queued_time, seq")
+        for place in line {
+            if free.isEmpty { break }
+            if !place.isNull(2) && place.double(2) <= now.secondsSince1970 { continue }  // its caller learns it expired
+            let request = try DroneSchedulerV1.AssignDroneRequest(storedBytes: place.bytes(1), what: "waiting request")
+            let info = request.packageInfo ?? CommonV1.PackageInfo()
+            guard let drone = nearest(free.filter { $0.canCarry(info) }, to: request.pickupLocation ?? CommonV1.Location()) else { continue }
+            _ = try insertAssignment(request, drone: drone, now: now, db)
+            try db.run("DELETE FROM waiting WHERE seq = ?", [.integer(place.int(0))])
+            free.removeAll { $0.droneId == drone.droneId }
+        }
+        return free
+    }
+
+    static func nearest(_ drones: [DroneSchedulerV1.Drone], to pickup: CommonV1.Location) -> DroneSchedulerV1.Drone? {
+        drones.min { a, b in
+            let da = (a.position ?? a.homeLocation ?? pickup).distance(to: pickup)
+            let db = (b.position ?? b.homeLocation ?? pickup).distance(to: pickup)
+            return da == db ? a.droneId < b.droneId : da < db
+        }
+    }
+
+    static func insertAssignment(_ request: DroneSchedulerV1.AssignDroneRequest, drone: DroneSchedulerV1.Drone, now: Timestamp,
+                                 _ db: SQLiteConnection) throws -> DroneSchedulerV1.Assignment {
+        var drone = drone
+        var assignment = DroneSchedulerV1.Assignment()
+        assignment.deliveryId = request.deliveryId
+        assignment.droneId = drone.droneId
+        assignment.owner = request.owner
+        assignment.state = .active
+        assignment.assignTime = now
+        assignment.requestKey = request.requestKey
+        let start = drone.position ?? drone.homeLocation ?? CommonV1.Location()
+        let route = start.distance(to: request.pickupLocation ?? start) + (request.pickupLocation ?? start).distance(to: request.dropoffLocation ?? start)
+        try db.run("""
+            INSERT INTO assignments (delivery_id, request_key, drone_id, owner_id, active, assign_time, route_meters, data) VALUES (?, ?, ?, ?, 1, ?, ?, ?)
+            """, [.text(request.deliveryId), .text(request.requestKey), .text(drone.droneId), .text(request.owner?.accountId ?? ""),
+                  .real(now.secondsSince1970), .real(route), .blob(assignment.serializedBytes())])
+        drone.status = .assigned
+        drone.currentDeliveryId = request.deliveryId
+        try save(drone, db)
+        return assignment
+    }
+
+    static func position(seq: Int64, _ db: SQLiteConnection) throws -> Int {
+        let row = try db.queryFirst("""
+            SELECT COUNT(*) FROM waiting w, waiting me WHERE me.seq = ? AND w.withdrawn IS NULL
+              AND (w.queued_time < me.queued_time OR (w.queued_time = me.queued_time AND w.seq < me.seq))
+            """, [.integer(seq)])
+        return Int(row?.int(0) ?? 0) + 1
+    }
+
+    static func assignment(_ deliveryID: String, activeOnly: Bool, _ db: SQLiteConnection) throws -> DroneSchedulerV1.Assignment? {
+        let sql = activeOnly ? "SELECT data FROM assignments WHERE delivery_id = ? AND active = 1"
+                             : "SELECT data FROM assignments WHERE delivery_id = ? ORDER BY assignment_id DESC LIMIT 1"
+        return try db.queryFirst(sql, [.text(deliveryID)]).map { try DroneSchedulerV1.Assignment(storedBytes: $0.bytes(0), what: "assignment") }
+    }
+
+    public func release(deliveryID: String, reason: String, now: Timestamp, position: CommonV1.Location?, lost: Bool,
+                        startedBefore: Timestamp?) async throws -> ReleaseOutcome? {
         try await database.write { db in
-            guard let row = try db.queryFirst("SELECT data FROM assignments WHERE delivery_id = ?", [.text(deliveryID)]) else { return nil }
-            var assignment = try DroneSchedulerV1.Assignment(storedBytes: row.bytes(0), what: "assignment")
-            guard assignment.state == .active else { return (assignment, false) }
-            assignment.state = .released
-            assignment.releaseTime = now
-            assignment.releaseReason = reason
-            try db.run("UPDATE assignments SET active = 0, release_time = ?, completed = ?, data = ? WHERE delivery_id = ?",
-                       [.real(now.secondsSince1970), .bool(reason == DroneSchedulerServiceLogic.completedReason), .blob(assignment.serializedBytes()), .text(deliveryID)])
-            if let droneRow = try db.queryFirst("SELECT data FROM drones WHERE drone_id = ?", [.text(assignment.droneId)]) {
-                var drone = try DroneSchedulerV1.Drone(storedBytes: droneRow.bytes(0), what: "drone")
-                if drone.currentDeliveryId == deliveryID {
-                    drone.status = .available
+            var outcome = ReleaseOutcome(assignment: nil, released: false, withdrawn: false)
+            let limit = startedBefore?.secondsSince1970 ?? .infinity
+            if let row = try db.queryFirst("SELECT assignment_id, data, assign_time FROM assignments WHERE delivery_id = ? AND active = 1", [.text(deliveryID)]),
+               row.double(2) <= limit {
+                var assignment = try DroneSchedulerV1.Assignment(storedBytes: row.bytes(1), what: "assignment")
+                assignment.state = .released
+                assignment.releaseTime = now
+                assignment.releaseReason = reason
+                try db.run("UPDATE assignments SET active = 0, release_time = ?, completed = ?, data = ? WHERE assignment_id = ?",
+                           [.real(now.secondsSince1970), .bool(reason == DroneSchedulerServiceLogic.completedReason), .blob(assignment.serializedBytes()),
+                            .integer(row.int(0))])
+                if var drone = try Self.drone(assignment.droneId, db), drone.currentDeliveryId == deliveryID {
+                    // A drone that stopped reporting is out of service until it registers again.
+                    drone.status = lost ? .offline : .available
                     drone.currentDeliveryId = ""
                     if let position {
                         drone.position = position
                         drone.positionTime = now
                     }
                     try Self.save(drone, db)
+                    if !lost { try Self.serveLine(db, now: now) }
                 }
+                outcome.released = true
             }
-            return (assignment, true)
+            outcome.assignment = try Self.assignment(deliveryID, activeOnly: false, db)
+            if let place = try db.queryFirst("SELECT seq, enter_time, withdrawn FROM waiting WHERE delivery_id = ?", [.text(deliveryID)]) {
+                if place.isNull(2) && place.double(1) <= limit {
+                    try db.run("UPDATE waiting SET withdrawn = ? WHERE seq = ?", [.text(reason), .integer(place.int(0))])
+                    outcome.withdrawn = true
+                }
+            } else if outcome.assignment == nil {
+                return nil
+            }
+            return outcome
         }
     }
 
     public func assignment(deliveryID: String) async throws -> DroneSchedulerV1.Assignment? {
-        try await database.read { db in
-            try db.queryFirst("SELECT data FROM assignments WHERE delivery_id = ?", [.text(deliveryID)]).map { try DroneSchedulerV1.Assignment(storedBytes: $0.bytes(0), what: "assignment") }
-        }
+        try await database.read { db in try Self.assignment(deliveryID, activeOnly: false, db) }
     }
 
     public func utilization(ownerID: String, start: Double, end: Double, now: Double) async throws -> (meters: Double, seconds: Double) {

@@ -90,6 +90,11 @@ public final class DroneSimulator: TelemetryV1.FlightControlService.Handler {
             guard let drone = try await self.store.drones().first(where: { $0.id == plan.droneId }) else {
                 throw RPCError(.notFound, "drone \(plan.droneId) is not in the simulated fleet")
             }
+            // One drone, one delivery: a plan for a drone busy with another delivery is refused until
+            // that flight ends or is aborted (a drone released while its abort is still on the way).
+            if let other = try await self.store.flights().first(where: { $0.plan.droneId == plan.droneId && $0.plan.deliveryId != plan.deliveryId }) {
+                throw RPCError(.aborted, "drone \(plan.droneId) is flying delivery \(other.plan.deliveryId); it takes no second flight")
+            }
             var created = true
             var phase = TelemetryV1.FlightPhase.headedToPickup
             if let existing = try await self.store.flight(deliveryID: plan.deliveryId) {

@@ -45,6 +45,11 @@ public final class SQLiteFlightStore: FlightStore {
             CREATE TABLE flights (delivery_id TEXT PRIMARY KEY, drone_id TEXT NOT NULL, phase INTEGER NOT NULL,
                                   sequence INTEGER NOT NULL, plan BLOB NOT NULL);
             """,
+            // One flight per drone (AssignFlight refuses a second; a file from before keeps its first).
+            """
+            DELETE FROM flights WHERE rowid NOT IN (SELECT MIN(rowid) FROM flights GROUP BY drone_id);
+            CREATE UNIQUE INDEX one_flight_per_drone ON flights (drone_id);
+            """,
         ])
     }
 

@@ -11,7 +11,7 @@ import ServiceKit
 /// `request_id`) return the first answer without queueing anything twice.
 public struct IngestionServiceLogic: IngestionV1.IngestionService.Handler {
     /// The queue Workflow consumes.
-    public static let requestQueue = "delivery-requests"
+    public static let requestQueue = RequestQueue.name
     let queue: any MessageQueue
 
     public init(queue: any MessageQueue) { self.queue = queue }
@@ -86,12 +86,18 @@ public struct IngestionServiceLogic: IngestionV1.IngestionService.Handler {
     }
 
     public func cancelDelivery(_ request: IngestionV1.CancelDeliveryRequest, context: ServerContext) async throws -> IngestionV1.CancelDeliveryResponse {
-        guard !request.deliveryId.isEmpty else { throw RPCError(.invalidArgument, "delivery_id is required") }
+        var check = Validator()
+        check.require(!request.deliveryId.isEmpty, "delivery_id is required")
+        check.require(request.requestId.utf8.count <= 128, "request_id must be at most 128 bytes")
+        try check.check()
         var payload = IngestionV1.CancelRequest()
         payload.deliveryId = request.deliveryId
         payload.reason = request.reason
-        // Cancelling twice is cancelling once.
-        let accepted = try await enqueue(.cancel, deliveryID: request.deliveryId, messageID: "cancel:\(request.deliveryId)", owner: requester(context), payload: .cancel(payload))
+        // Each cancel is an attempt of its own (one that failed can be tried again); a repeated
+        // request id is the same attempt. Its own key: a cancel must not wait behind the
+        // delivery's create, which may be waiting in line for a drone.
+        let messageID = request.requestId.isEmpty ? makeID("msg") : "cancel:\(request.deliveryId):\(request.requestId)"
+        let accepted = try await enqueue(.cancel, deliveryID: request.deliveryId, messageID: messageID, owner: requester(context), payload: .cancel(payload))
         var response = IngestionV1.CancelDeliveryResponse()
         response.deliveryId = accepted.deliveryId
         response.statusPath = Self.statusPath(accepted.deliveryId)
@@ -162,7 +168,7 @@ public struct IngestionServiceLogic: IngestionV1.IngestionService.Handler {
         headers[MessageHeader.contentType] = "application/x-protobuf; type=\(IngestionV1.RequestEnvelope.protoMessageName)"
         let result: SendResult
         do {
-            result = try await queue.send(OutgoingMessage(id: messageID, key: deliveryID, headers: headers, payload: envelope.serializedBytes()),
+            result = try await queue.send(OutgoingMessage(id: messageID, key: RequestQueue.key(operation, deliveryID: deliveryID), headers: headers, payload: envelope.serializedBytes()),
                                           to: Self.requestQueue)
         } catch {
             // The broker's own words (SQL, file names) go to the log, not to the caller.
@@ -192,4 +198,56 @@ public struct IngestionServiceLogic: IngestionV1.IngestionService.Handler {
     }
 
     static func statusPath(_ deliveryID: String) -> String { "/v1/deliveries/\(deliveryID)/status" }
+
+    // MARK: Operators: dead letters
+
+    public func listDeadLetters(_ request: IngestionV1.ListDeadLettersRequest, context: ServerContext) async throws -> IngestionV1.ListDeadLettersResponse {
+        try refuseAccounts(context)
+        let page = try Page(token: request.pageToken, size: request.pageSize)
+        let letters = try await queue.deadLetters(of: Self.requestQueue, key: request.deliveryId.isEmpty ? nil : request.deliveryId,
+                                                  after: Int64(page.offset), limit: page.size + 1)
+        var response = IngestionV1.ListDeadLettersResponse()
+        response.deadLetters = letters.prefix(page.size).map { letter in
+            var item = IngestionV1.DeadLetter()
+            item.deadLetterId = String(letter.sequence)
+            item.messageId = letter.id
+            item.deliveryId = letter.key
+            item.reason = letter.reason
+            item.deliveryCount = Int32(clamping: letter.deliveryCount)
+            item.deadLetterTime = Timestamp(secondsSince1970: letter.time)
+            item.payload = letter.payload
+            if let envelope = try? IngestionV1.RequestEnvelope(serializedBytes: letter.payload) {
+                item.operation = envelope.operation
+                if !envelope.deliveryId.isEmpty { item.deliveryId = envelope.deliveryId }
+            }
+            return item
+        }
+        // Dead letters are paged by their number (new ones only ever come after).
+        if letters.count > page.size, let last = letters.prefix(page.size).last { response.nextPageToken = PageToken.encode(offset: Int(last.sequence)) }
+        return response
+    }
+
+    public func redriveDeadLetters(_ request: IngestionV1.RedriveDeadLettersRequest, context: ServerContext) async throws -> IngestionV1.RedriveDeadLettersResponse {
+        try refuseAccounts(context)
+        var check = Validator()
+        check.require(request.all != !request.deadLetterIds.isEmpty, "set either dead_letter_ids or all, not both")
+        let numbers = request.deadLetterIds.map { Int64($0) }
+        for (id, number) in zip(request.deadLetterIds, numbers) { check.require(number != nil, "dead_letter_ids: \"\(id)\" is not a dead letter id") }
+        try check.check()
+        var response = IngestionV1.RedriveDeadLettersResponse()
+        response.messageIds = try await queue.redrive(Self.requestQueue, sequences: request.all ? nil : numbers.compactMap { $0 })
+        if !request.all && response.messageIds.count < numbers.count {
+            // Some were redriven (no harm: they run again); name what was not found.
+            throw RPCError(.notFound, "redrove \(response.messageIds.count) of \(numbers.count) dead letters; the others do not exist (already redriven?)")
+        }
+        return response
+    }
+
+    /// The dead-letter API is for operators: a call on behalf of a business (through the gateway,
+    /// which names the account) is refused.
+    func refuseAccounts(_ context: ServerContext) throws {
+        if let account = context.metadata["x-account-id"], !account.isEmpty {
+            throw RPCError(.permissionDenied, "dead letters are an operator API; account \(account) cannot use it")
+        }
+    }
 }

@@ -67,8 +67,9 @@ public final class SQLiteFailedSagaStore: FailedSagaStore {
             var parameters: [SQLValue] = []
             if !deliveryID.isEmpty { sql += " AND delivery_id = ?"; parameters.append(.text(deliveryID)) }
             if !states.isEmpty {
-                sql += " AND state IN (" + states.map { _ in "?" }.joined(separator: ", ") + ")"
-                parameters += states.map { .integer(Int64($0.rawValue)) }
+                let list = SQLValue.inList(states.map { .integer(Int64($0.rawValue)) })
+                sql += " AND state IN " + list.sql
+                parameters += list.parameters
             }
             sql += " ORDER BY fail_time, saga_id LIMIT ? OFFSET ?"
             parameters += [.int(limit), .int(offset)]

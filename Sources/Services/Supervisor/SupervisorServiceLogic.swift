@@ -30,8 +30,8 @@ public final class SupervisorServiceLogic: SupervisorV1.SupervisorService.Handle
     let targets: CompensationTargets
     let requestQueue: (any MessageQueue)?
     let logger: Logger
-    /// The longest wait between two attempts at one compensation.
-    public let maxBackoff: Double = 30
+    /// The wait between two attempts at one compensation: 1 s, doubling up to 30 s, jittered.
+    public let backoff = JitteredBackoff(initial: .seconds(1), maximum: .seconds(30))
     /// Wakes `runCompensations` before its interval is up: a saga just recorded is compensated
     /// at once (its delivery shows Failed, its drone is free again) rather than up to a round later.
     private let wakeup = Wakeup()
@@ -61,12 +61,10 @@ public final class SupervisorServiceLogic: SupervisorV1.SupervisorService.Handle
     }
 
     public func listFailedSagas(_ request: SupervisorV1.ListFailedSagasRequest, context: ServerContext) async throws -> SupervisorV1.ListFailedSagasResponse {
-        let offset = try PageToken.decode(request.pageToken)
-        let size = try PageToken.size(request.pageSize)
-        let sagas = try await store.list(states: request.states, deliveryID: request.deliveryId, offset: offset, limit: size + 1)
+        let page = try Page(token: request.pageToken, size: request.pageSize)
+        let sagas = try await store.list(states: request.states, deliveryID: request.deliveryId, offset: page.offset, limit: page.fetchLimit)
         var response = SupervisorV1.ListFailedSagasResponse()
-        response.sagas = Array(sagas.prefix(size))
-        if sagas.count > size { response.nextPageToken = PageToken.encode(offset: offset + size) }
+        (response.sagas, response.nextPageToken) = page.cut(sagas)
         return response
     }
 
@@ -84,9 +82,9 @@ public final class SupervisorServiceLogic: SupervisorV1.SupervisorService.Handle
         }
         var envelope = try IngestionV1.RequestEnvelope(storedBytes: saga.requestEnvelope, what: "request envelope")
         envelope.messageId = "\(saga.sagaId):retry-\(saga.attempts + 1)"
-        let message = OutgoingMessage(id: envelope.messageId, key: envelope.deliveryId,
+        let message = OutgoingMessage(id: envelope.messageId, key: RequestQueue.key(envelope.operation, deliveryID: envelope.deliveryId),
                                       headers: envelope.traceContext.map(RequestTrace.headers) ?? [:], payload: try envelope.serializedBytes())
-        _ = try await queue.send(message, to: "delivery-requests")
+        _ = try await queue.send(message, to: RequestQueue.name)
         saga.state = .retrying
         saga.attempts += 1
         saga.updateTime = .now
@@ -141,8 +139,8 @@ public final class SupervisorServiceLogic: SupervisorV1.SupervisorService.Handle
                 status.code = Int32(rpcError.code.rawValue)
                 status.message = rpcError.message
                 saga.compensations[index].lastError = status
-                let delay = Double.random(in: 0...min(maxBackoff, 0.5 * Double(1 << min(saga.compensations[index].attempts, 10))))
-                let next = Timestamp.now.secondsSince1970 + delay
+                let delay = backoff.delay(afterAttempt: Int(saga.compensations[index].attempts))
+                let next = Timestamp.now.secondsSince1970 + Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18
                 saga.compensations[index].nextAttemptTime = Timestamp(secondsSince1970: next)
                 nextAttempt = min(nextAttempt ?? next, next)
                 logger.info("compensation failed, will retry", metadata: ["saga": "\(saga.sagaId)", "kind": "\(kind)", "error": "\(rpcError)"])
@@ -189,6 +187,16 @@ public final class SupervisorServiceLogic: SupervisorV1.SupervisorService.Handle
                 } catch let error as RPCError where error.code == .failedPrecondition {
                     return false  // it already ended otherwise (completed or cancelled)
                 }
+                return true
+            case .reportFailedChange:
+                var request = DeliveryV1.RecordFailedChangeRequest()
+                request.deliveryId = saga.deliveryId
+                var change = DeliveryV1.FailedChange()
+                change.operation = saga.operation
+                change.reason = saga.error?.message ?? "the change could not be made"
+                change.operationId = (try? IngestionV1.RequestEnvelope(serializedBytes: saga.requestEnvelope))?.messageId ?? saga.sagaId
+                request.change = change
+                _ = try await targets.delivery.recordFailedChange(request, options: options)
                 return true
             default:
                 return false

@@ -26,18 +26,24 @@ public struct SagaDownstreams: Sendable {
 /// How hard a saga step tries before the saga fails.
 public struct StepRetryPolicy: Sendable {
     /// Attempts per step in all (across redeliveries and restarts: the count is checkpointed).
+    /// Waiting in line for a drone is not an attempt.
     public var maxAttempts = 8
-    public var initialBackoff: Duration = .milliseconds(200)
-    public var maxBackoff: Duration = .seconds(5)
+    public var backoff = JitteredBackoff(initial: .milliseconds(200), maximum: .seconds(5))
+    public init() {}
+}
+
+/// How a create saga waits in line when every drone that could carry its package is busy.
+public struct DroneWaitPolicy: Sendable {
+    /// The service-level limit: the longest a delivery waits for a drone after it was accepted,
+    /// unless its own deadline comes first.
+    public var maxWait: Duration = .seconds(900)
+    /// Between two asks, per place in line: the next in line asks often, the end of a long line
+    /// seldom (the drone is kept for it meanwhile, so asking late costs time, never its turn).
+    public var pollPerPosition: Duration = .milliseconds(100)
+    public var maxPoll: Duration = .seconds(2)
     public init() {}
 
-    /// Exponential, capped, with full jitter.
-    func backoff(afterAttempt attempt: Int) -> Duration {
-        let base = initialBackoff * Int(1 << min(attempt - 1, 20))
-        let capped = min(base, maxBackoff)
-        let milliseconds = capped.components.seconds * 1000 + capped.components.attoseconds / 1_000_000_000_000_000
-        return .milliseconds(Int64.random(in: 0...max(1, milliseconds)))
-    }
+    func pollInterval(position: Int) -> Duration { min(maxPoll, pollPerPosition * max(1, position)) }
 }
 
 /// Runs the saga of one queued request: the steps of its operation in order, each checkpointed,
@@ -47,6 +53,10 @@ public struct SagaRunner: Sendable {
     let store: any SagaStore
     let downstreams: SagaDownstreams
     public var retry = StepRetryPolicy()
+    public var droneWait = DroneWaitPolicy()
+    /// The request queue, to find the owner of a delivery whose create is still queued when its
+    /// cancel arrives.
+    public var requestQueue: (any MessageQueue)?
     var logger = Logger(label: "fabrikam.workflow")
 
     public init(store: any SagaStore, downstreams: SagaDownstreams, logger: Logger = Logger(label: "fabrikam.workflow")) {
@@ -87,7 +97,9 @@ public struct SagaRunner: Sendable {
 
     public struct DeadLetterReason: Error { public let text: String; init(_ text: String) { self.text = text } }
 
-    /// The consumer's handler: runs (or resumes) the saga of the message.
+    /// The consumer's handler: runs (or resumes) the saga of the message. On the message's last
+    /// delivery an unfinished saga is not run again but failed and handed to the Supervisor, so a
+    /// message never reaches the dead letters while its saga holds a drone or a package.
     public func handle(_ message: ReceivedMessage) async -> Disposition {
         let envelope: IngestionV1.RequestEnvelope
         switch Self.envelope(from: message) {
@@ -99,13 +111,17 @@ public struct SagaRunner: Sendable {
             var saga = try await store.saga(id: sagaID) ?? newSaga(sagaID, envelope, payload: message.payload)
             let trace = envelope.traceContext ?? RequestTrace.makeNew()
             return try await RequestTrace.$current.withValue(trace) {
-                try await run(&saga, envelope)
+                if message.isFinalDelivery, saga.status.state != .succeeded, saga.status.state != .failed {
+                    return try await giveUp(&saga, envelope, because: "the request was handed out \(message.deliveryCount) times without its saga finishing")
+                }
+                return try await run(&saga, envelope)
             }
         } catch is CancellationError {
-            return .retry(after: .zero)
+            return .postpone(after: .zero)  // shutting down: the message goes back uncounted
         } catch {
             logger.warning("saga could not be checkpointed; the message will come back", metadata: ["saga": "\(sagaID)", "error": "\(error)"])
-            return .retry(after: .seconds(1))
+            // On the last delivery a counted retry would dead-letter a saga that may hold a drone.
+            return message.isFinalDelivery ? .postpone(after: .seconds(1)) : .retry(after: .seconds(1))
         }
     }
 
@@ -146,21 +162,25 @@ public struct SagaRunner: Sendable {
                 try await store.save(saga)
                 do {
                     try await perform(saga.status.steps[index].step, &saga, envelope)
+                    saga.status.state = .running
                     saga.status.steps[index].state = .succeeded
                     saga.status.steps[index].endTime = .now
                     saga.status.steps[index].lastError = nil
                     try await store.save(saga)
                     break
+                } catch let error as RPCError where error.code == .cancelled && Task.isCancelled {
+                    throw CancellationError()  // our shutdown cut the call short: not the step's answer
                 } catch let error as RPCError where error.code.isTransient && saga.status.steps[index].attempts < Int32(retry.maxAttempts) {
                     saga.status.state = .retrying
                     saga.status.steps[index].lastError = Self.status(error)
                     try await store.save(saga)
                     logger.info("step failed, retrying", metadata: ["saga": "\(saga.status.sagaId)", "step": "\(saga.status.steps[index].step)",
                                                                      "attempt": "\(saga.status.steps[index].attempts)", "error": "\(error)"])
-                    try await Task.sleep(for: retry.backoff(afterAttempt: Int(saga.status.steps[index].attempts)))
+                    try await Task.sleep(for: retry.backoff.delay(afterAttempt: Int(saga.status.steps[index].attempts)))
                     saga.status.state = .running
-                } catch {
-                    let rpcError = error as? RPCError ?? RPCError(.internal, "\(error)")
+                } catch let rpcError as RPCError {
+                    // Anything else (a checkpoint that failed, our own shutdown) is not the
+                    // step's answer: it leaves the saga as it is, and the message comes back.
                     saga.status.steps[index].state = .failed
                     saga.status.steps[index].endTime = .now
                     saga.status.steps[index].lastError = Self.status(rpcError)
@@ -204,16 +224,8 @@ public struct SagaRunner: Sendable {
             saga.packageID = package.packageId
             _ = try await downstreams.packages.putPackage(put, options: options)
         case (.assignDrone, .create(let request)?):
-            var assign = DroneSchedulerV1.AssignDroneRequest()
-            assign.deliveryId = request.deliveryId
-            assign.owner = request.owner
-            assign.pickupLocation = request.pickupLocation
-            assign.dropoffLocation = request.dropoffLocation
-            assign.packageInfo = request.packageInfo
-            assign.pickupTime = request.pickupTime
-            assign.deadline = request.deadline
-            assign.expedited = request.expedited
-            saga.droneID = try await downstreams.scheduler.assignDrone(assign, options: options).droneId
+            let drone = try await assignDrone(request, &saga, envelope)
+            saga.droneID = drone
         case (.scheduleDelivery, .create(let request)?):
             var delivery = DeliveryV1.Delivery()
             delivery.deliveryId = request.deliveryId
@@ -230,7 +242,7 @@ public struct SagaRunner: Sendable {
             schedule.delivery = delivery
             _ = try await downstreams.delivery.scheduleDelivery(schedule, options: options)
         case (.rescheduleDelivery, .reschedule(let request)?):
-            try await checkOwnership(envelope)
+            _ = try await owner(of: envelope)
             var change = DeliveryV1.RescheduleDeliveryRequest()
             change.deliveryId = request.deliveryId
             change.pickupLocation = request.pickupLocation
@@ -241,11 +253,13 @@ public struct SagaRunner: Sendable {
             change.operationId = envelope.messageId
             _ = try await downstreams.delivery.rescheduleDelivery(change, options: options)
         case (.cancelDelivery, .cancel(let request)?):
-            try await checkOwnership(envelope)
             var cancel = DeliveryV1.CancelDeliveryRequest()
             cancel.deliveryId = request.deliveryId
             cancel.reason = request.reason
             cancel.operationId = envelope.messageId
+            // A delivery still waiting to be scheduled is cancelled where it is: Delivery records
+            // it as cancelled for its owner, and its create saga stops at its next step.
+            cancel.owner = try await owner(of: envelope)
             let delivery = try await downstreams.delivery.cancelDelivery(cancel, options: options)
             saga.droneID = delivery.droneId
         case (.releaseDrone, .cancel(let request)?):
@@ -262,15 +276,88 @@ public struct SagaRunner: Sendable {
         }
     }
 
-    /// A change or cancellation must come from the delivery's own account.
-    func checkOwnership(_ envelope: IngestionV1.RequestEnvelope) async throws {
-        guard let requester = envelope.requestedBy?.accountId, !requester.isEmpty else { return }
+    /// Asks Drone Scheduler for a drone; while every drone that could carry the package is busy,
+    /// waits in line for one. Waiting is not a failure: it counts no attempt, opens no circuit
+    /// breaker, and holds no consumer slot (`MessageConsumer.waiting`). The line is kept by Drone
+    /// Scheduler in order of acceptance, so deliveries get drones first come, first served; the
+    /// wait ends with FAILED_PRECONDITION at the delivery's deadline or the service-level limit.
+    func assignDrone(_ request: IngestionV1.DeliveryRequest, _ saga: inout SagaRecord, _ envelope: IngestionV1.RequestEnvelope) async throws -> String {
+        var assign = DroneSchedulerV1.AssignDroneRequest()
+        assign.deliveryId = request.deliveryId
+        assign.owner = request.owner
+        assign.pickupLocation = request.pickupLocation
+        assign.dropoffLocation = request.dropoffLocation
+        assign.packageInfo = request.packageInfo
+        assign.pickupTime = request.pickupTime
+        assign.deadline = request.deadline
+        assign.expedited = request.expedited
+        assign.requestKey = saga.status.sagaId  // a retried saga (a new id) is assigned afresh
+        assign.queuedTime = envelope.acceptTime ?? saga.status.createTime
+        assign.wait = true
+        let accepted = (envelope.acceptTime ?? saga.status.createTime ?? .now).secondsSince1970
+        let limit = accepted + Double(droneWait.maxWait.components.seconds)
+        assign.waitUntil = Timestamp(secondsSince1970: min(limit, request.deadline?.secondsSince1970 ?? limit))
+        while true {
+            let answer = try await downstreams.scheduler.assignDrone(assign, options: .idempotent())
+            guard answer.waiting else { return answer.droneId }
+            if saga.status.state != .waiting {
+                saga.status.state = .waiting
+                saga.status.updateTime = .now
+                try await store.save(saga)
+            }
+            try await MessageConsumer.waiting { try await Task.sleep(for: droneWait.pollInterval(position: Int(answer.position))) }
+        }
+    }
+
+    /// Who the delivery of a change is for, checking that the change comes from that account.
+    /// Delivery knows scheduled deliveries; one still waiting to be scheduled is known from its
+    /// create saga here, or from its create message still on the queue.
+    func owner(of envelope: IngestionV1.RequestEnvelope) async throws -> CommonV1.Owner {
+        var owner: CommonV1.Owner?
         var get = DeliveryV1.GetDeliveryRequest()
         get.deliveryId = envelope.deliveryId
-        let delivery = try await downstreams.delivery.getDelivery(get, options: .idempotent())
-        if delivery.owner?.accountId != requester {
+        do {
+            owner = try await downstreams.delivery.getDelivery(get, options: .idempotent()).owner
+        } catch let error as RPCError where error.code == .notFound {
+            owner = try await queuedOwner(envelope.deliveryId)
+        }
+        guard let owner else { throw RPCError(.notFound, "delivery \(envelope.deliveryId) does not exist") }
+        if let requester = envelope.requestedBy?.accountId, !requester.isEmpty, owner.accountId != requester {
             throw RPCError(.permissionDenied, "account \(requester) does not own delivery \(envelope.deliveryId)")
         }
+        return owner
+    }
+
+    /// The owner named by the delivery's create request, from its saga or the queue.
+    func queuedOwner(_ deliveryID: String) async throws -> CommonV1.Owner? {
+        var payloads = try await store.sagas(deliveryID: deliveryID).filter { $0.status.operation == .create }.map(\.envelope)
+        if let queue = requestQueue {
+            payloads += try await queue.messages(in: RequestQueue.name, key: deliveryID).map(\.payload)
+        }
+        for payload in payloads {
+            if let envelope = try? IngestionV1.RequestEnvelope(serializedBytes: payload), case .create(let request)? = envelope.payload,
+               let owner = request.owner {
+                return owner
+            }
+        }
+        return nil
+    }
+
+    /// Fails the saga at the step it is on, for a reason outside its steps, and hands it to the
+    /// Supervisor to undo what it may hold.
+    func giveUp(_ saga: inout SagaRecord, _ envelope: IngestionV1.RequestEnvelope, because reason: String) async throws -> Disposition {
+        let index = saga.status.steps.firstIndex { $0.state != .succeeded } ?? max(0, saga.status.steps.count - 1)
+        let error = RPCError(.aborted, reason)
+        if saga.status.steps.indices.contains(index) {
+            saga.status.steps[index].state = .failed
+            saga.status.steps[index].endTime = .now
+            saga.status.steps[index].lastError = Self.status(error)
+        }
+        saga.status.state = .failed
+        saga.status.updateTime = .now
+        try await store.save(saga)
+        logger.warning("saga given up", metadata: ["saga": "\(saga.status.sagaId)", "reason": "\(reason)"])
+        return try await report(&saga, envelope)
     }
 
     /// Hands a failed saga to the Supervisor (idempotent by saga id). If the Supervisor cannot be
@@ -305,7 +392,9 @@ public struct SagaRunner: Sendable {
             _ = try await downstreams.supervisor.recordFailedSaga(request, options: .idempotent())
         } catch {
             logger.warning("supervisor unreachable; the failed saga will be reported later", metadata: ["saga": "\(saga.status.sagaId)", "error": "\(error)"])
-            return .retry(after: .seconds(2))
+            // Waiting for the Supervisor is not the message's fault: it must not run out of
+            // deliveries (and reach the dead letters) while its saga holds what it took.
+            return .postpone(after: .seconds(2))
         }
         saga.reported = true
         try await store.save(saga)
@@ -315,7 +404,12 @@ public struct SagaRunner: Sendable {
     /// What undoes the effects a failed create saga may have had: every step that was attempted
     /// (an attempt whose answer was lost may still have taken effect) gets its compensation.
     static func compensations(for saga: SagaRecord) -> [SupervisorV1.CompensationKind] {
-        guard saga.status.operation == .create else { return [] }
+        guard saga.status.operation == .create else {
+            // A cancel or reschedule undoes nothing, but its owner is shown that it failed
+            // (not when the request came from another account: that delivery's owner did not ask).
+            let error = saga.status.steps.first { $0.state == .failed }?.lastError
+            return error?.code == Int32(RPCError.Code.permissionDenied.rawValue) ? [] : [.reportFailedChange]
+        }
         let attempted = Set(saga.status.steps.filter { $0.attempts > 0 }.map(\.step))
         var kinds: [SupervisorV1.CompensationKind] = [.markDeliveryFailed]
         if attempted.contains(.scheduleDelivery) { kinds.append(.abortFlight) }

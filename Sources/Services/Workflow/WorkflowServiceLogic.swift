@@ -18,12 +18,10 @@ public struct WorkflowServiceLogic: WorkflowV1.WorkflowService.Handler {
     }
 
     public func listSagas(_ request: WorkflowV1.ListSagasRequest, context: ServerContext) async throws -> WorkflowV1.ListSagasResponse {
-        let offset = try PageToken.decode(request.pageToken)
-        let size = try PageToken.size(request.pageSize)
-        let sagas = try await store.sagas(state: request.state == .unspecified ? nil : request.state, offset: offset, limit: size + 1)
+        let page = try Page(token: request.pageToken, size: request.pageSize)
+        let sagas = try await store.sagas(state: request.state == .unspecified ? nil : request.state, offset: page.offset, limit: page.fetchLimit)
         var response = WorkflowV1.ListSagasResponse()
-        response.sagas = sagas.prefix(size).map(\.status)
-        if sagas.count > size { response.nextPageToken = PageToken.encode(offset: offset + size) }
+        (response.sagas, response.nextPageToken) = page.cut(sagas.map(\.status))
         return response
     }
 }

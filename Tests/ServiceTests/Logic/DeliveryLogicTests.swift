@@ -140,6 +140,36 @@ struct DeliveryLogicTests {
         }
     }
 
+    @Test("a delivery cancelled before it was scheduled is kept Cancelled for its owner and refuses its schedule; a failed change shows in the status")
+    func cancelBeforeScheduleAndFailedChange() async throws {
+        try await withDelivery { logic, store in
+            var cancel = DeliveryV1.CancelDeliveryRequest()
+            cancel.deliveryId = "d1"
+            cancel.operationId = "cancel-1"
+            await #expect { try await logic.cancelDelivery(cancel, context: .inProcess()) } throws: { ($0 as? RPCError)?.code == .notFound }
+            var owner = CommonV1.Owner()
+            owner.accountId = "acct"
+            cancel.owner = owner
+            #expect(try await logic.cancelDelivery(cancel, context: .inProcess()).stage == .cancelled, "still waiting to be scheduled: cancelled there")
+            await #expect { try await schedule(logic) } throws: { ($0 as? RPCError)?.code == .failedPrecondition }
+            #expect(try await store.record(id: "d1")?.status.stage == .cancelled)
+            #expect(try await store.flightAbort(deliveryID: "d1") == nil, "nothing was flying: the abort is done (flight control said so)")
+
+            var record = DeliveryV1.RecordFailedChangeRequest()
+            record.deliveryId = "d1"
+            var change = DeliveryV1.FailedChange()
+            change.operation = .reschedule
+            change.reason = "delivery d1 is CANCELLED and can no longer be rescheduled"
+            change.operationId = "msg-7"
+            record.change = change
+            let status = try await logic.recordFailedChange(record, context: .inProcess())
+            #expect(status.failedChange?.operation == .reschedule && status.failedChange?.time != nil)
+            var get = DeliveryV1.GetDeliveryStatusRequest()
+            get.deliveryId = "d1"
+            #expect(try await logic.getDeliveryStatus(get, context: .inProcess()).status?.failedChange?.operationId == "msg-7")
+        }
+    }
+
     @Test("Delivery History records each event once, however often it is delivered, and dead-letters garbage")
     func historyIsIdempotent() async throws {
         let store = try SQLiteHistoryStore(path: try makeTemporaryDirectory("history").appendingPathComponent("h.sqlite").path)

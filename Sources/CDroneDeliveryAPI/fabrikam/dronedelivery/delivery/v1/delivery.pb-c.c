@@ -97,6 +97,96 @@ void   fabrikam__dronedelivery__delivery__v1__delivery_status__free_unpacked
   assert(message->base.descriptor == &fabrikam__dronedelivery__delivery__v1__delivery_status__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   fabrikam__dronedelivery__delivery__v1__failed_change__init
+                     (Fabrikam__Dronedelivery__Delivery__V1__FailedChange         *message)
+{
+  static const Fabrikam__Dronedelivery__Delivery__V1__FailedChange init_value = FABRIKAM__DRONEDELIVERY__DELIVERY__V1__FAILED_CHANGE__INIT;
+  *message = init_value;
+}
+size_t fabrikam__dronedelivery__delivery__v1__failed_change__get_packed_size
+                     (const Fabrikam__Dronedelivery__Delivery__V1__FailedChange *message)
+{
+  assert(message->base.descriptor == &fabrikam__dronedelivery__delivery__v1__failed_change__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t fabrikam__dronedelivery__delivery__v1__failed_change__pack
+                     (const Fabrikam__Dronedelivery__Delivery__V1__FailedChange *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &fabrikam__dronedelivery__delivery__v1__failed_change__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t fabrikam__dronedelivery__delivery__v1__failed_change__pack_to_buffer
+                     (const Fabrikam__Dronedelivery__Delivery__V1__FailedChange *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &fabrikam__dronedelivery__delivery__v1__failed_change__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Fabrikam__Dronedelivery__Delivery__V1__FailedChange *
+       fabrikam__dronedelivery__delivery__v1__failed_change__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Fabrikam__Dronedelivery__Delivery__V1__FailedChange *)
+     protobuf_c_message_unpack (&fabrikam__dronedelivery__delivery__v1__failed_change__descriptor,
+                                allocator, len, data);
+}
+void   fabrikam__dronedelivery__delivery__v1__failed_change__free_unpacked
+                     (Fabrikam__Dronedelivery__Delivery__V1__FailedChange *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &fabrikam__dronedelivery__delivery__v1__failed_change__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   fabrikam__dronedelivery__delivery__v1__record_failed_change_request__init
+                     (Fabrikam__Dronedelivery__Delivery__V1__RecordFailedChangeRequest         *message)
+{
+  static const Fabrikam__Dronedelivery__Delivery__V1__RecordFailedChangeRequest init_value = FABRIKAM__DRONEDELIVERY__DELIVERY__V1__RECORD_FAILED_CHANGE_REQUEST__INIT;
+  *message = init_value;
+}
+size_t fabrikam__dronedelivery__delivery__v1__record_failed_change_request__get_packed_size
+                     (const Fabrikam__Dronedelivery__Delivery__V1__RecordFailedChangeRequest *message)
+{
+  assert(message->base.descriptor == &fabrikam__dronedelivery__delivery__v1__record_failed_change_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t fabrikam__dronedelivery__delivery__v1__record_failed_change_request__pack
+                     (const Fabrikam__Dronedelivery__Delivery__V1__RecordFailedChangeRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &fabrikam__dronedelivery__delivery__v1__record_failed_change_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t fabrikam__dronedelivery__delivery__v1__record_failed_change_request__pack_to_buffer
+                     (const Fabrikam__Dronedelivery__Delivery__V1__RecordFailedChangeRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &fabrikam__dronedelivery__delivery__v1__record_failed_change_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Fabrikam__Dronedelivery__Delivery__V1__RecordFailedChangeRequest *
+       fabrikam__dronedelivery__delivery__v1__record_failed_change_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Fabrikam__Dronedelivery__Delivery__V1__RecordFailedChangeRequest *)
+     protobuf_c_message_unpack (&fabrikam__dronedelivery__delivery__v1__record_failed_change_request__descriptor,
+                                allocator, len, data);
+}
+void   fabrikam__dronedelivery__delivery__v1__record_failed_change_request__free_unpacked
+                     (Fabrikam__Dronedelivery__Delivery__V1__RecordFailedChangeRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &fabrikam__dronedelivery__delivery__v1__record_failed_change_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   fabrikam__dronedelivery__delivery__v1__delivery_tracking_event__init
                      (Fabrikam__Dronedelivery__Delivery__V1__DeliveryTrackingEvent         *message)
 {
@@ -1172,7 +1262,7 @@ const ProtobufCMessageDescriptor fabrikam__dronedelivery__delivery__v1__delivery
   (ProtobufCMessageInit) fabrikam__dronedelivery__delivery__v1__delivery__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor fabrikam__dronedelivery__delivery__v1__delivery_status__field_descriptors[6] =
+static const ProtobufCFieldDescriptor fabrikam__dronedelivery__delivery__v1__delivery_status__field_descriptors[7] =
 {
   {
     "stage",
@@ -1246,10 +1336,23 @@ static const ProtobufCFieldDescriptor fabrikam__dronedelivery__delivery__v1__del
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "failed_change",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Delivery__V1__DeliveryStatus, failed_change),
+    &fabrikam__dronedelivery__delivery__v1__failed_change__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned fabrikam__dronedelivery__delivery__v1__delivery_status__field_indices_by_name[] = {
   3,   /* field[3] = delivery_eta */
   5,   /* field[5] = drone_id */
+  6,   /* field[6] = failed_change */
   1,   /* field[1] = last_known_location */
   2,   /* field[2] = pickup_eta */
   0,   /* field[0] = stage */
@@ -1258,7 +1361,7 @@ static const unsigned fabrikam__dronedelivery__delivery__v1__delivery_status__fi
 static const ProtobufCIntRange fabrikam__dronedelivery__delivery__v1__delivery_status__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor fabrikam__dronedelivery__delivery__v1__delivery_status__descriptor =
 {
@@ -1268,11 +1371,139 @@ const ProtobufCMessageDescriptor fabrikam__dronedelivery__delivery__v1__delivery
   "Fabrikam__Dronedelivery__Delivery__V1__DeliveryStatus",
   "fabrikam.dronedelivery.delivery.v1",
   sizeof(Fabrikam__Dronedelivery__Delivery__V1__DeliveryStatus),
-  6,
+  7,
   fabrikam__dronedelivery__delivery__v1__delivery_status__field_descriptors,
   fabrikam__dronedelivery__delivery__v1__delivery_status__field_indices_by_name,
   1,  fabrikam__dronedelivery__delivery__v1__delivery_status__number_ranges,
   (ProtobufCMessageInit) fabrikam__dronedelivery__delivery__v1__delivery_status__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor fabrikam__dronedelivery__delivery__v1__failed_change__field_descriptors[4] =
+{
+  {
+    "operation",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Delivery__V1__FailedChange, operation),
+    &fabrikam__dronedelivery__common__v1__operation_kind__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reason",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Delivery__V1__FailedChange, reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "time",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Delivery__V1__FailedChange, time),
+    &google__protobuf__timestamp__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "operation_id",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Delivery__V1__FailedChange, operation_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned fabrikam__dronedelivery__delivery__v1__failed_change__field_indices_by_name[] = {
+  0,   /* field[0] = operation */
+  3,   /* field[3] = operation_id */
+  1,   /* field[1] = reason */
+  2,   /* field[2] = time */
+};
+static const ProtobufCIntRange fabrikam__dronedelivery__delivery__v1__failed_change__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor fabrikam__dronedelivery__delivery__v1__failed_change__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "fabrikam.dronedelivery.delivery.v1.FailedChange",
+  "FailedChange",
+  "Fabrikam__Dronedelivery__Delivery__V1__FailedChange",
+  "fabrikam.dronedelivery.delivery.v1",
+  sizeof(Fabrikam__Dronedelivery__Delivery__V1__FailedChange),
+  4,
+  fabrikam__dronedelivery__delivery__v1__failed_change__field_descriptors,
+  fabrikam__dronedelivery__delivery__v1__failed_change__field_indices_by_name,
+  1,  fabrikam__dronedelivery__delivery__v1__failed_change__number_ranges,
+  (ProtobufCMessageInit) fabrikam__dronedelivery__delivery__v1__failed_change__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor fabrikam__dronedelivery__delivery__v1__record_failed_change_request__field_descriptors[2] =
+{
+  {
+    "delivery_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Delivery__V1__RecordFailedChangeRequest, delivery_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "change",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Delivery__V1__RecordFailedChangeRequest, change),
+    &fabrikam__dronedelivery__delivery__v1__failed_change__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned fabrikam__dronedelivery__delivery__v1__record_failed_change_request__field_indices_by_name[] = {
+  1,   /* field[1] = change */
+  0,   /* field[0] = delivery_id */
+};
+static const ProtobufCIntRange fabrikam__dronedelivery__delivery__v1__record_failed_change_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor fabrikam__dronedelivery__delivery__v1__record_failed_change_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "fabrikam.dronedelivery.delivery.v1.RecordFailedChangeRequest",
+  "RecordFailedChangeRequest",
+  "Fabrikam__Dronedelivery__Delivery__V1__RecordFailedChangeRequest",
+  "fabrikam.dronedelivery.delivery.v1",
+  sizeof(Fabrikam__Dronedelivery__Delivery__V1__RecordFailedChangeRequest),
+  2,
+  fabrikam__dronedelivery__delivery__v1__record_failed_change_request__field_descriptors,
+  fabrikam__dronedelivery__delivery__v1__record_failed_change_request__field_indices_by_name,
+  1,  fabrikam__dronedelivery__delivery__v1__record_failed_change_request__number_ranges,
+  (ProtobufCMessageInit) fabrikam__dronedelivery__delivery__v1__record_failed_change_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor fabrikam__dronedelivery__delivery__v1__delivery_tracking_event__field_descriptors[8] =
@@ -2031,7 +2262,7 @@ const ProtobufCMessageDescriptor fabrikam__dronedelivery__delivery__v1__reschedu
   (ProtobufCMessageInit) fabrikam__dronedelivery__delivery__v1__reschedule_delivery_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor fabrikam__dronedelivery__delivery__v1__cancel_delivery_request__field_descriptors[3] =
+static const ProtobufCFieldDescriptor fabrikam__dronedelivery__delivery__v1__cancel_delivery_request__field_descriptors[4] =
 {
   {
     "delivery_id",
@@ -2069,16 +2300,29 @@ static const ProtobufCFieldDescriptor fabrikam__dronedelivery__delivery__v1__can
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "owner",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Delivery__V1__CancelDeliveryRequest, owner),
+    &fabrikam__dronedelivery__common__v1__owner__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned fabrikam__dronedelivery__delivery__v1__cancel_delivery_request__field_indices_by_name[] = {
   0,   /* field[0] = delivery_id */
   2,   /* field[2] = operation_id */
+  3,   /* field[3] = owner */
   1,   /* field[1] = reason */
 };
 static const ProtobufCIntRange fabrikam__dronedelivery__delivery__v1__cancel_delivery_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor fabrikam__dronedelivery__delivery__v1__cancel_delivery_request__descriptor =
 {
@@ -2088,7 +2332,7 @@ const ProtobufCMessageDescriptor fabrikam__dronedelivery__delivery__v1__cancel_d
   "Fabrikam__Dronedelivery__Delivery__V1__CancelDeliveryRequest",
   "fabrikam.dronedelivery.delivery.v1",
   sizeof(Fabrikam__Dronedelivery__Delivery__V1__CancelDeliveryRequest),
-  3,
+  4,
   fabrikam__dronedelivery__delivery__v1__cancel_delivery_request__field_descriptors,
   fabrikam__dronedelivery__delivery__v1__cancel_delivery_request__field_indices_by_name,
   1,  fabrikam__dronedelivery__delivery__v1__cancel_delivery_request__number_ranges,
@@ -2440,7 +2684,7 @@ const ProtobufCMessageDescriptor fabrikam__dronedelivery__delivery__v1__report_d
   (ProtobufCMessageInit) fabrikam__dronedelivery__delivery__v1__report_drone_positions_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor fabrikam__dronedelivery__delivery__v1__delivery_event__field_descriptors[11] =
+static const ProtobufCFieldDescriptor fabrikam__dronedelivery__delivery__v1__delivery_event__field_descriptors[12] =
 {
   {
     "event_id",
@@ -2574,11 +2818,24 @@ static const ProtobufCFieldDescriptor fabrikam__dronedelivery__delivery__v1__del
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "drone_lost",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Delivery__V1__DeliveryEvent, drone_lost),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned fabrikam__dronedelivery__delivery__v1__delivery_event__field_indices_by_name[] = {
   8,   /* field[8] = delivery */
   1,   /* field[1] = delivery_id */
   6,   /* field[6] = drone_id */
+  11,   /* field[11] = drone_lost */
   0,   /* field[0] = event_id */
   3,   /* field[3] = event_time */
   5,   /* field[5] = location */
@@ -2591,7 +2848,7 @@ static const unsigned fabrikam__dronedelivery__delivery__v1__delivery_event__fie
 static const ProtobufCIntRange fabrikam__dronedelivery__delivery__v1__delivery_event__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 11 }
+  { 0, 12 }
 };
 const ProtobufCMessageDescriptor fabrikam__dronedelivery__delivery__v1__delivery_event__descriptor =
 {
@@ -2601,14 +2858,14 @@ const ProtobufCMessageDescriptor fabrikam__dronedelivery__delivery__v1__delivery
   "Fabrikam__Dronedelivery__Delivery__V1__DeliveryEvent",
   "fabrikam.dronedelivery.delivery.v1",
   sizeof(Fabrikam__Dronedelivery__Delivery__V1__DeliveryEvent),
-  11,
+  12,
   fabrikam__dronedelivery__delivery__v1__delivery_event__field_descriptors,
   fabrikam__dronedelivery__delivery__v1__delivery_event__field_indices_by_name,
   1,  fabrikam__dronedelivery__delivery__v1__delivery_event__number_ranges,
   (ProtobufCMessageInit) fabrikam__dronedelivery__delivery__v1__delivery_event__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCMethodDescriptor fabrikam__dronedelivery__delivery__v1__delivery_service__method_descriptors[11] =
+static const ProtobufCMethodDescriptor fabrikam__dronedelivery__delivery__v1__delivery_service__method_descriptors[12] =
 {
   { "ScheduleDelivery", &fabrikam__dronedelivery__delivery__v1__schedule_delivery_request__descriptor, &fabrikam__dronedelivery__delivery__v1__schedule_delivery_response__descriptor },
   { "GetDelivery", &fabrikam__dronedelivery__delivery__v1__get_delivery_request__descriptor, &fabrikam__dronedelivery__delivery__v1__delivery__descriptor },
@@ -2618,19 +2875,21 @@ static const ProtobufCMethodDescriptor fabrikam__dronedelivery__delivery__v1__de
   { "RescheduleDelivery", &fabrikam__dronedelivery__delivery__v1__reschedule_delivery_request__descriptor, &fabrikam__dronedelivery__delivery__v1__delivery__descriptor },
   { "CancelDelivery", &fabrikam__dronedelivery__delivery__v1__cancel_delivery_request__descriptor, &fabrikam__dronedelivery__delivery__v1__delivery__descriptor },
   { "MarkDeliveryFailed", &fabrikam__dronedelivery__delivery__v1__mark_delivery_failed_request__descriptor, &fabrikam__dronedelivery__delivery__v1__delivery__descriptor },
+  { "RecordFailedChange", &fabrikam__dronedelivery__delivery__v1__record_failed_change_request__descriptor, &fabrikam__dronedelivery__delivery__v1__delivery_status__descriptor },
   { "ConfirmDelivery", &fabrikam__dronedelivery__delivery__v1__confirm_delivery_request__descriptor, &fabrikam__dronedelivery__delivery__v1__delivery__descriptor },
   { "NotifyMe", &fabrikam__dronedelivery__delivery__v1__notify_me_request__descriptor, &fabrikam__dronedelivery__delivery__v1__notify_me_response__descriptor },
   { "ReportDronePositions", &fabrikam__dronedelivery__delivery__v1__report_drone_positions_request__descriptor, &fabrikam__dronedelivery__delivery__v1__report_drone_positions_response__descriptor },
 };
 const unsigned fabrikam__dronedelivery__delivery__v1__delivery_service__method_indices_by_name[] = {
   6,        /* CancelDelivery */
-  8,        /* ConfirmDelivery */
+  9,        /* ConfirmDelivery */
   1,        /* GetDelivery */
   2,        /* GetDeliveryStatus */
   3,        /* ListDeliveries */
   7,        /* MarkDeliveryFailed */
-  9,        /* NotifyMe */
-  10,        /* ReportDronePositions */
+  10,        /* NotifyMe */
+  8,        /* RecordFailedChange */
+  11,        /* ReportDronePositions */
   5,        /* RescheduleDelivery */
   0,        /* ScheduleDelivery */
   4         /* TrackDelivery */
@@ -2642,7 +2901,7 @@ const ProtobufCServiceDescriptor fabrikam__dronedelivery__delivery__v1__delivery
   "DeliveryService",
   "Fabrikam__Dronedelivery__Delivery__V1__DeliveryService",
   "fabrikam.dronedelivery.delivery.v1",
-  11,
+  12,
   fabrikam__dronedelivery__delivery__v1__delivery_service__method_descriptors,
   fabrikam__dronedelivery__delivery__v1__delivery_service__method_indices_by_name
 };
@@ -2710,13 +2969,21 @@ void fabrikam__dronedelivery__delivery__v1__delivery_service__mark_delivery_fail
   assert(service->descriptor == &fabrikam__dronedelivery__delivery__v1__delivery_service__descriptor);
   service->invoke(service, 7, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void fabrikam__dronedelivery__delivery__v1__delivery_service__record_failed_change(ProtobufCService *service,
+                                                                                   const Fabrikam__Dronedelivery__Delivery__V1__RecordFailedChangeRequest *input,
+                                                                                   Fabrikam__Dronedelivery__Delivery__V1__DeliveryStatus_Closure closure,
+                                                                                   void *closure_data)
+{
+  assert(service->descriptor == &fabrikam__dronedelivery__delivery__v1__delivery_service__descriptor);
+  service->invoke(service, 8, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void fabrikam__dronedelivery__delivery__v1__delivery_service__confirm_delivery(ProtobufCService *service,
                                                                                const Fabrikam__Dronedelivery__Delivery__V1__ConfirmDeliveryRequest *input,
                                                                                Fabrikam__Dronedelivery__Delivery__V1__Delivery_Closure closure,
                                                                                void *closure_data)
 {
   assert(service->descriptor == &fabrikam__dronedelivery__delivery__v1__delivery_service__descriptor);
-  service->invoke(service, 8, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void fabrikam__dronedelivery__delivery__v1__delivery_service__notify_me(ProtobufCService *service,
                                                                         const Fabrikam__Dronedelivery__Delivery__V1__NotifyMeRequest *input,
@@ -2724,7 +2991,7 @@ void fabrikam__dronedelivery__delivery__v1__delivery_service__notify_me(Protobuf
                                                                         void *closure_data)
 {
   assert(service->descriptor == &fabrikam__dronedelivery__delivery__v1__delivery_service__descriptor);
-  service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void fabrikam__dronedelivery__delivery__v1__delivery_service__report_drone_positions(ProtobufCService *service,
                                                                                      const Fabrikam__Dronedelivery__Delivery__V1__ReportDronePositionsRequest *input,
@@ -2732,7 +2999,7 @@ void fabrikam__dronedelivery__delivery__v1__delivery_service__report_drone_posit
                                                                                      void *closure_data)
 {
   assert(service->descriptor == &fabrikam__dronedelivery__delivery__v1__delivery_service__descriptor);
-  service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void fabrikam__dronedelivery__delivery__v1__delivery_service__init (Fabrikam__Dronedelivery__Delivery__V1__DeliveryService_Service *service,
                                                                     Fabrikam__Dronedelivery__Delivery__V1__DeliveryService_ServiceDestroy destroy)

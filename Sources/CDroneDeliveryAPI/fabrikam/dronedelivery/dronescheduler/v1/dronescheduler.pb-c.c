@@ -843,7 +843,7 @@ const ProtobufCMessageDescriptor fabrikam__dronedelivery__dronescheduler__v1__dr
   (ProtobufCMessageInit) fabrikam__dronedelivery__dronescheduler__v1__drone__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor fabrikam__dronedelivery__dronescheduler__v1__assignment__field_descriptors[7] =
+static const ProtobufCFieldDescriptor fabrikam__dronedelivery__dronescheduler__v1__assignment__field_descriptors[8] =
 {
   {
     "delivery_id",
@@ -929,6 +929,18 @@ static const ProtobufCFieldDescriptor fabrikam__dronedelivery__dronescheduler__v
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "request_key",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Dronescheduler__V1__Assignment, request_key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned fabrikam__dronedelivery__dronescheduler__v1__assignment__field_indices_by_name[] = {
   4,   /* field[4] = assign_time */
@@ -937,12 +949,13 @@ static const unsigned fabrikam__dronedelivery__dronescheduler__v1__assignment__f
   2,   /* field[2] = owner */
   6,   /* field[6] = release_reason */
   5,   /* field[5] = release_time */
+  7,   /* field[7] = request_key */
   3,   /* field[3] = state */
 };
 static const ProtobufCIntRange fabrikam__dronedelivery__dronescheduler__v1__assignment__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor fabrikam__dronedelivery__dronescheduler__v1__assignment__descriptor =
 {
@@ -952,14 +965,14 @@ const ProtobufCMessageDescriptor fabrikam__dronedelivery__dronescheduler__v1__as
   "Fabrikam__Dronedelivery__Dronescheduler__V1__Assignment",
   "fabrikam.dronedelivery.dronescheduler.v1",
   sizeof(Fabrikam__Dronedelivery__Dronescheduler__V1__Assignment),
-  7,
+  8,
   fabrikam__dronedelivery__dronescheduler__v1__assignment__field_descriptors,
   fabrikam__dronedelivery__dronescheduler__v1__assignment__field_indices_by_name,
   1,  fabrikam__dronedelivery__dronescheduler__v1__assignment__number_ranges,
   (ProtobufCMessageInit) fabrikam__dronedelivery__dronescheduler__v1__assignment__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor fabrikam__dronedelivery__dronescheduler__v1__assign_drone_request__field_descriptors[8] =
+static const ProtobufCFieldDescriptor fabrikam__dronedelivery__dronescheduler__v1__assign_drone_request__field_descriptors[12] =
 {
   {
     "delivery_id",
@@ -1057,6 +1070,54 @@ static const ProtobufCFieldDescriptor fabrikam__dronedelivery__dronescheduler__v
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "request_key",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Dronescheduler__V1__AssignDroneRequest, request_key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "queued_time",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Dronescheduler__V1__AssignDroneRequest, queued_time),
+    &google__protobuf__timestamp__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "wait",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Dronescheduler__V1__AssignDroneRequest, wait),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "wait_until",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Dronescheduler__V1__AssignDroneRequest, wait_until),
+    &google__protobuf__timestamp__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned fabrikam__dronedelivery__dronescheduler__v1__assign_drone_request__field_indices_by_name[] = {
   6,   /* field[6] = deadline */
@@ -1067,11 +1128,15 @@ static const unsigned fabrikam__dronedelivery__dronescheduler__v1__assign_drone_
   4,   /* field[4] = package_info */
   2,   /* field[2] = pickup_location */
   5,   /* field[5] = pickup_time */
+  9,   /* field[9] = queued_time */
+  8,   /* field[8] = request_key */
+  10,   /* field[10] = wait */
+  11,   /* field[11] = wait_until */
 };
 static const ProtobufCIntRange fabrikam__dronedelivery__dronescheduler__v1__assign_drone_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 12 }
 };
 const ProtobufCMessageDescriptor fabrikam__dronedelivery__dronescheduler__v1__assign_drone_request__descriptor =
 {
@@ -1081,14 +1146,14 @@ const ProtobufCMessageDescriptor fabrikam__dronedelivery__dronescheduler__v1__as
   "Fabrikam__Dronedelivery__Dronescheduler__V1__AssignDroneRequest",
   "fabrikam.dronedelivery.dronescheduler.v1",
   sizeof(Fabrikam__Dronedelivery__Dronescheduler__V1__AssignDroneRequest),
-  8,
+  12,
   fabrikam__dronedelivery__dronescheduler__v1__assign_drone_request__field_descriptors,
   fabrikam__dronedelivery__dronescheduler__v1__assign_drone_request__field_indices_by_name,
   1,  fabrikam__dronedelivery__dronescheduler__v1__assign_drone_request__number_ranges,
   (ProtobufCMessageInit) fabrikam__dronedelivery__dronescheduler__v1__assign_drone_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor fabrikam__dronedelivery__dronescheduler__v1__assign_drone_response__field_descriptors[3] =
+static const ProtobufCFieldDescriptor fabrikam__dronedelivery__dronescheduler__v1__assign_drone_response__field_descriptors[5] =
 {
   {
     "drone_id",
@@ -1126,16 +1191,42 @@ static const ProtobufCFieldDescriptor fabrikam__dronedelivery__dronescheduler__v
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "waiting",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Dronescheduler__V1__AssignDroneResponse, waiting),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "position",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Dronescheduler__V1__AssignDroneResponse, position),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned fabrikam__dronedelivery__dronescheduler__v1__assign_drone_response__field_indices_by_name[] = {
   1,   /* field[1] = assignment */
   2,   /* field[2] = created */
   0,   /* field[0] = drone_id */
+  4,   /* field[4] = position */
+  3,   /* field[3] = waiting */
 };
 static const ProtobufCIntRange fabrikam__dronedelivery__dronescheduler__v1__assign_drone_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor fabrikam__dronedelivery__dronescheduler__v1__assign_drone_response__descriptor =
 {
@@ -1145,7 +1236,7 @@ const ProtobufCMessageDescriptor fabrikam__dronedelivery__dronescheduler__v1__as
   "Fabrikam__Dronedelivery__Dronescheduler__V1__AssignDroneResponse",
   "fabrikam.dronedelivery.dronescheduler.v1",
   sizeof(Fabrikam__Dronedelivery__Dronescheduler__V1__AssignDroneResponse),
-  3,
+  5,
   fabrikam__dronedelivery__dronescheduler__v1__assign_drone_response__field_descriptors,
   fabrikam__dronedelivery__dronescheduler__v1__assign_drone_response__field_indices_by_name,
   1,  fabrikam__dronedelivery__dronescheduler__v1__assign_drone_response__number_ranges,
@@ -1203,7 +1294,7 @@ const ProtobufCMessageDescriptor fabrikam__dronedelivery__dronescheduler__v1__re
   (ProtobufCMessageInit) fabrikam__dronedelivery__dronescheduler__v1__release_drone_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor fabrikam__dronedelivery__dronescheduler__v1__release_drone_response__field_descriptors[2] =
+static const ProtobufCFieldDescriptor fabrikam__dronedelivery__dronescheduler__v1__release_drone_response__field_descriptors[3] =
 {
   {
     "released",
@@ -1229,15 +1320,28 @@ static const ProtobufCFieldDescriptor fabrikam__dronedelivery__dronescheduler__v
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "withdrawn",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Dronescheduler__V1__ReleaseDroneResponse, withdrawn),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned fabrikam__dronedelivery__dronescheduler__v1__release_drone_response__field_indices_by_name[] = {
   1,   /* field[1] = assignment */
   0,   /* field[0] = released */
+  2,   /* field[2] = withdrawn */
 };
 static const ProtobufCIntRange fabrikam__dronedelivery__dronescheduler__v1__release_drone_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor fabrikam__dronedelivery__dronescheduler__v1__release_drone_response__descriptor =
 {
@@ -1247,7 +1351,7 @@ const ProtobufCMessageDescriptor fabrikam__dronedelivery__dronescheduler__v1__re
   "Fabrikam__Dronedelivery__Dronescheduler__V1__ReleaseDroneResponse",
   "fabrikam.dronedelivery.dronescheduler.v1",
   sizeof(Fabrikam__Dronedelivery__Dronescheduler__V1__ReleaseDroneResponse),
-  2,
+  3,
   fabrikam__dronedelivery__dronescheduler__v1__release_drone_response__field_descriptors,
   fabrikam__dronedelivery__dronescheduler__v1__release_drone_response__field_indices_by_name,
   1,  fabrikam__dronedelivery__dronescheduler__v1__release_drone_response__number_ranges,

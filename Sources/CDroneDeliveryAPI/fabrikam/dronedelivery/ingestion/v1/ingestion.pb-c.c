@@ -7,6 +7,231 @@
 #endif
 
 #include "fabrikam/dronedelivery/ingestion/v1/ingestion.pb-c.h"
+void   fabrikam__dronedelivery__ingestion__v1__dead_letter__init
+                     (Fabrikam__Dronedelivery__Ingestion__V1__DeadLetter         *message)
+{
+  static const Fabrikam__Dronedelivery__Ingestion__V1__DeadLetter init_value = FABRIKAM__DRONEDELIVERY__INGESTION__V1__DEAD_LETTER__INIT;
+  *message = init_value;
+}
+size_t fabrikam__dronedelivery__ingestion__v1__dead_letter__get_packed_size
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__DeadLetter *message)
+{
+  assert(message->base.descriptor == &fabrikam__dronedelivery__ingestion__v1__dead_letter__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t fabrikam__dronedelivery__ingestion__v1__dead_letter__pack
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__DeadLetter *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &fabrikam__dronedelivery__ingestion__v1__dead_letter__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t fabrikam__dronedelivery__ingestion__v1__dead_letter__pack_to_buffer
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__DeadLetter *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &fabrikam__dronedelivery__ingestion__v1__dead_letter__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Fabrikam__Dronedelivery__Ingestion__V1__DeadLetter *
+       fabrikam__dronedelivery__ingestion__v1__dead_letter__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Fabrikam__Dronedelivery__Ingestion__V1__DeadLetter *)
+     protobuf_c_message_unpack (&fabrikam__dronedelivery__ingestion__v1__dead_letter__descriptor,
+                                allocator, len, data);
+}
+void   fabrikam__dronedelivery__ingestion__v1__dead_letter__free_unpacked
+                     (Fabrikam__Dronedelivery__Ingestion__V1__DeadLetter *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &fabrikam__dronedelivery__ingestion__v1__dead_letter__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   fabrikam__dronedelivery__ingestion__v1__list_dead_letters_request__init
+                     (Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersRequest         *message)
+{
+  static const Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersRequest init_value = FABRIKAM__DRONEDELIVERY__INGESTION__V1__LIST_DEAD_LETTERS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t fabrikam__dronedelivery__ingestion__v1__list_dead_letters_request__get_packed_size
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersRequest *message)
+{
+  assert(message->base.descriptor == &fabrikam__dronedelivery__ingestion__v1__list_dead_letters_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t fabrikam__dronedelivery__ingestion__v1__list_dead_letters_request__pack
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &fabrikam__dronedelivery__ingestion__v1__list_dead_letters_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t fabrikam__dronedelivery__ingestion__v1__list_dead_letters_request__pack_to_buffer
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &fabrikam__dronedelivery__ingestion__v1__list_dead_letters_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersRequest *
+       fabrikam__dronedelivery__ingestion__v1__list_dead_letters_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersRequest *)
+     protobuf_c_message_unpack (&fabrikam__dronedelivery__ingestion__v1__list_dead_letters_request__descriptor,
+                                allocator, len, data);
+}
+void   fabrikam__dronedelivery__ingestion__v1__list_dead_letters_request__free_unpacked
+                     (Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &fabrikam__dronedelivery__ingestion__v1__list_dead_letters_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   fabrikam__dronedelivery__ingestion__v1__list_dead_letters_response__init
+                     (Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersResponse         *message)
+{
+  static const Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersResponse init_value = FABRIKAM__DRONEDELIVERY__INGESTION__V1__LIST_DEAD_LETTERS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t fabrikam__dronedelivery__ingestion__v1__list_dead_letters_response__get_packed_size
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersResponse *message)
+{
+  assert(message->base.descriptor == &fabrikam__dronedelivery__ingestion__v1__list_dead_letters_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t fabrikam__dronedelivery__ingestion__v1__list_dead_letters_response__pack
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &fabrikam__dronedelivery__ingestion__v1__list_dead_letters_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t fabrikam__dronedelivery__ingestion__v1__list_dead_letters_response__pack_to_buffer
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &fabrikam__dronedelivery__ingestion__v1__list_dead_letters_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersResponse *
+       fabrikam__dronedelivery__ingestion__v1__list_dead_letters_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersResponse *)
+     protobuf_c_message_unpack (&fabrikam__dronedelivery__ingestion__v1__list_dead_letters_response__descriptor,
+                                allocator, len, data);
+}
+void   fabrikam__dronedelivery__ingestion__v1__list_dead_letters_response__free_unpacked
+                     (Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &fabrikam__dronedelivery__ingestion__v1__list_dead_letters_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_request__init
+                     (Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersRequest         *message)
+{
+  static const Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersRequest init_value = FABRIKAM__DRONEDELIVERY__INGESTION__V1__REDRIVE_DEAD_LETTERS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_request__get_packed_size
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersRequest *message)
+{
+  assert(message->base.descriptor == &fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_request__pack
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_request__pack_to_buffer
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersRequest *
+       fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersRequest *)
+     protobuf_c_message_unpack (&fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_request__descriptor,
+                                allocator, len, data);
+}
+void   fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_request__free_unpacked
+                     (Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_response__init
+                     (Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersResponse         *message)
+{
+  static const Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersResponse init_value = FABRIKAM__DRONEDELIVERY__INGESTION__V1__REDRIVE_DEAD_LETTERS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_response__get_packed_size
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersResponse *message)
+{
+  assert(message->base.descriptor == &fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_response__pack
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_response__pack_to_buffer
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersResponse *
+       fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersResponse *)
+     protobuf_c_message_unpack (&fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_response__descriptor,
+                                allocator, len, data);
+}
+void   fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_response__free_unpacked
+                     (Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   fabrikam__dronedelivery__ingestion__v1__get_queued_delivery_request__init
                      (Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest         *message)
 {
@@ -547,6 +772,339 @@ void   fabrikam__dronedelivery__ingestion__v1__cancel_request__free_unpacked
   assert(message->base.descriptor == &fabrikam__dronedelivery__ingestion__v1__cancel_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+static const ProtobufCFieldDescriptor fabrikam__dronedelivery__ingestion__v1__dead_letter__field_descriptors[8] =
+{
+  {
+    "dead_letter_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Ingestion__V1__DeadLetter, dead_letter_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "message_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Ingestion__V1__DeadLetter, message_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "delivery_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Ingestion__V1__DeadLetter, delivery_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reason",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Ingestion__V1__DeadLetter, reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "delivery_count",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Ingestion__V1__DeadLetter, delivery_count),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "dead_letter_time",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Ingestion__V1__DeadLetter, dead_letter_time),
+    &google__protobuf__timestamp__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "operation",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Ingestion__V1__DeadLetter, operation),
+    &fabrikam__dronedelivery__common__v1__operation_kind__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "payload",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Ingestion__V1__DeadLetter, payload),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned fabrikam__dronedelivery__ingestion__v1__dead_letter__field_indices_by_name[] = {
+  0,   /* field[0] = dead_letter_id */
+  5,   /* field[5] = dead_letter_time */
+  4,   /* field[4] = delivery_count */
+  2,   /* field[2] = delivery_id */
+  1,   /* field[1] = message_id */
+  6,   /* field[6] = operation */
+  7,   /* field[7] = payload */
+  3,   /* field[3] = reason */
+};
+static const ProtobufCIntRange fabrikam__dronedelivery__ingestion__v1__dead_letter__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 8 }
+};
+const ProtobufCMessageDescriptor fabrikam__dronedelivery__ingestion__v1__dead_letter__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "fabrikam.dronedelivery.ingestion.v1.DeadLetter",
+  "DeadLetter",
+  "Fabrikam__Dronedelivery__Ingestion__V1__DeadLetter",
+  "fabrikam.dronedelivery.ingestion.v1",
+  sizeof(Fabrikam__Dronedelivery__Ingestion__V1__DeadLetter),
+  8,
+  fabrikam__dronedelivery__ingestion__v1__dead_letter__field_descriptors,
+  fabrikam__dronedelivery__ingestion__v1__dead_letter__field_indices_by_name,
+  1,  fabrikam__dronedelivery__ingestion__v1__dead_letter__number_ranges,
+  (ProtobufCMessageInit) fabrikam__dronedelivery__ingestion__v1__dead_letter__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor fabrikam__dronedelivery__ingestion__v1__list_dead_letters_request__field_descriptors[3] =
+{
+  {
+    "delivery_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersRequest, delivery_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page_size",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersRequest, page_size),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page_token",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersRequest, page_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned fabrikam__dronedelivery__ingestion__v1__list_dead_letters_request__field_indices_by_name[] = {
+  0,   /* field[0] = delivery_id */
+  1,   /* field[1] = page_size */
+  2,   /* field[2] = page_token */
+};
+static const ProtobufCIntRange fabrikam__dronedelivery__ingestion__v1__list_dead_letters_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor fabrikam__dronedelivery__ingestion__v1__list_dead_letters_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "fabrikam.dronedelivery.ingestion.v1.ListDeadLettersRequest",
+  "ListDeadLettersRequest",
+  "Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersRequest",
+  "fabrikam.dronedelivery.ingestion.v1",
+  sizeof(Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersRequest),
+  3,
+  fabrikam__dronedelivery__ingestion__v1__list_dead_letters_request__field_descriptors,
+  fabrikam__dronedelivery__ingestion__v1__list_dead_letters_request__field_indices_by_name,
+  1,  fabrikam__dronedelivery__ingestion__v1__list_dead_letters_request__number_ranges,
+  (ProtobufCMessageInit) fabrikam__dronedelivery__ingestion__v1__list_dead_letters_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor fabrikam__dronedelivery__ingestion__v1__list_dead_letters_response__field_descriptors[2] =
+{
+  {
+    "dead_letters",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersResponse, n_dead_letters),
+    offsetof(Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersResponse, dead_letters),
+    &fabrikam__dronedelivery__ingestion__v1__dead_letter__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "next_page_token",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersResponse, next_page_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned fabrikam__dronedelivery__ingestion__v1__list_dead_letters_response__field_indices_by_name[] = {
+  0,   /* field[0] = dead_letters */
+  1,   /* field[1] = next_page_token */
+};
+static const ProtobufCIntRange fabrikam__dronedelivery__ingestion__v1__list_dead_letters_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor fabrikam__dronedelivery__ingestion__v1__list_dead_letters_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "fabrikam.dronedelivery.ingestion.v1.ListDeadLettersResponse",
+  "ListDeadLettersResponse",
+  "Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersResponse",
+  "fabrikam.dronedelivery.ingestion.v1",
+  sizeof(Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersResponse),
+  2,
+  fabrikam__dronedelivery__ingestion__v1__list_dead_letters_response__field_descriptors,
+  fabrikam__dronedelivery__ingestion__v1__list_dead_letters_response__field_indices_by_name,
+  1,  fabrikam__dronedelivery__ingestion__v1__list_dead_letters_response__number_ranges,
+  (ProtobufCMessageInit) fabrikam__dronedelivery__ingestion__v1__list_dead_letters_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_request__field_descriptors[2] =
+{
+  {
+    "dead_letter_ids",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersRequest, n_dead_letter_ids),
+    offsetof(Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersRequest, dead_letter_ids),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "all",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersRequest, all),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_request__field_indices_by_name[] = {
+  1,   /* field[1] = all */
+  0,   /* field[0] = dead_letter_ids */
+};
+static const ProtobufCIntRange fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "fabrikam.dronedelivery.ingestion.v1.RedriveDeadLettersRequest",
+  "RedriveDeadLettersRequest",
+  "Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersRequest",
+  "fabrikam.dronedelivery.ingestion.v1",
+  sizeof(Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersRequest),
+  2,
+  fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_request__field_descriptors,
+  fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_request__field_indices_by_name,
+  1,  fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_request__number_ranges,
+  (ProtobufCMessageInit) fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_response__field_descriptors[1] =
+{
+  {
+    "message_ids",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersResponse, n_message_ids),
+    offsetof(Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersResponse, message_ids),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_response__field_indices_by_name[] = {
+  0,   /* field[0] = message_ids */
+};
+static const ProtobufCIntRange fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "fabrikam.dronedelivery.ingestion.v1.RedriveDeadLettersResponse",
+  "RedriveDeadLettersResponse",
+  "Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersResponse",
+  "fabrikam.dronedelivery.ingestion.v1",
+  sizeof(Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersResponse),
+  1,
+  fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_response__field_descriptors,
+  fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_response__field_indices_by_name,
+  1,  fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_response__number_ranges,
+  (ProtobufCMessageInit) fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCFieldDescriptor fabrikam__dronedelivery__ingestion__v1__get_queued_delivery_request__field_descriptors[1] =
 {
   {
@@ -1074,7 +1632,7 @@ const ProtobufCMessageDescriptor fabrikam__dronedelivery__ingestion__v1__resched
   (ProtobufCMessageInit) fabrikam__dronedelivery__ingestion__v1__reschedule_delivery_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor fabrikam__dronedelivery__ingestion__v1__cancel_delivery_request__field_descriptors[2] =
+static const ProtobufCFieldDescriptor fabrikam__dronedelivery__ingestion__v1__cancel_delivery_request__field_descriptors[3] =
 {
   {
     "delivery_id",
@@ -1100,15 +1658,28 @@ static const ProtobufCFieldDescriptor fabrikam__dronedelivery__ingestion__v1__ca
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "request_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Ingestion__V1__CancelDeliveryRequest, request_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned fabrikam__dronedelivery__ingestion__v1__cancel_delivery_request__field_indices_by_name[] = {
   0,   /* field[0] = delivery_id */
   1,   /* field[1] = reason */
+  2,   /* field[2] = request_id */
 };
 static const ProtobufCIntRange fabrikam__dronedelivery__ingestion__v1__cancel_delivery_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor fabrikam__dronedelivery__ingestion__v1__cancel_delivery_request__descriptor =
 {
@@ -1118,7 +1689,7 @@ const ProtobufCMessageDescriptor fabrikam__dronedelivery__ingestion__v1__cancel_
   "Fabrikam__Dronedelivery__Ingestion__V1__CancelDeliveryRequest",
   "fabrikam.dronedelivery.ingestion.v1",
   sizeof(Fabrikam__Dronedelivery__Ingestion__V1__CancelDeliveryRequest),
-  2,
+  3,
   fabrikam__dronedelivery__ingestion__v1__cancel_delivery_request__field_descriptors,
   fabrikam__dronedelivery__ingestion__v1__cancel_delivery_request__field_indices_by_name,
   1,  fabrikam__dronedelivery__ingestion__v1__cancel_delivery_request__number_ranges,
@@ -1673,17 +2244,21 @@ const ProtobufCEnumDescriptor fabrikam__dronedelivery__ingestion__v1__queued_del
   fabrikam__dronedelivery__ingestion__v1__queued_delivery_state__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor fabrikam__dronedelivery__ingestion__v1__ingestion_service__method_descriptors[4] =
+static const ProtobufCMethodDescriptor fabrikam__dronedelivery__ingestion__v1__ingestion_service__method_descriptors[6] =
 {
   { "CreateDelivery", &fabrikam__dronedelivery__ingestion__v1__create_delivery_request__descriptor, &fabrikam__dronedelivery__ingestion__v1__create_delivery_response__descriptor },
   { "RescheduleDelivery", &fabrikam__dronedelivery__ingestion__v1__reschedule_delivery_request__descriptor, &fabrikam__dronedelivery__ingestion__v1__reschedule_delivery_response__descriptor },
   { "CancelDelivery", &fabrikam__dronedelivery__ingestion__v1__cancel_delivery_request__descriptor, &fabrikam__dronedelivery__ingestion__v1__cancel_delivery_response__descriptor },
   { "GetQueuedDelivery", &fabrikam__dronedelivery__ingestion__v1__get_queued_delivery_request__descriptor, &fabrikam__dronedelivery__ingestion__v1__queued_delivery__descriptor },
+  { "ListDeadLetters", &fabrikam__dronedelivery__ingestion__v1__list_dead_letters_request__descriptor, &fabrikam__dronedelivery__ingestion__v1__list_dead_letters_response__descriptor },
+  { "RedriveDeadLetters", &fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_request__descriptor, &fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_response__descriptor },
 };
 const unsigned fabrikam__dronedelivery__ingestion__v1__ingestion_service__method_indices_by_name[] = {
   2,        /* CancelDelivery */
   0,        /* CreateDelivery */
   3,        /* GetQueuedDelivery */
+  4,        /* ListDeadLetters */
+  5,        /* RedriveDeadLetters */
   1         /* RescheduleDelivery */
 };
 const ProtobufCServiceDescriptor fabrikam__dronedelivery__ingestion__v1__ingestion_service__descriptor =
@@ -1693,7 +2268,7 @@ const ProtobufCServiceDescriptor fabrikam__dronedelivery__ingestion__v1__ingesti
   "IngestionService",
   "Fabrikam__Dronedelivery__Ingestion__V1__IngestionService",
   "fabrikam.dronedelivery.ingestion.v1",
-  4,
+  6,
   fabrikam__dronedelivery__ingestion__v1__ingestion_service__method_descriptors,
   fabrikam__dronedelivery__ingestion__v1__ingestion_service__method_indices_by_name
 };
@@ -1728,6 +2303,22 @@ void fabrikam__dronedelivery__ingestion__v1__ingestion_service__get_queued_deliv
 {
   assert(service->descriptor == &fabrikam__dronedelivery__ingestion__v1__ingestion_service__descriptor);
   service->invoke(service, 3, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void fabrikam__dronedelivery__ingestion__v1__ingestion_service__list_dead_letters(ProtobufCService *service,
+                                                                                  const Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersRequest *input,
+                                                                                  Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersResponse_Closure closure,
+                                                                                  void *closure_data)
+{
+  assert(service->descriptor == &fabrikam__dronedelivery__ingestion__v1__ingestion_service__descriptor);
+  service->invoke(service, 4, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void fabrikam__dronedelivery__ingestion__v1__ingestion_service__redrive_dead_letters(ProtobufCService *service,
+                                                                                     const Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersRequest *input,
+                                                                                     Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersResponse_Closure closure,
+                                                                                     void *closure_data)
+{
+  assert(service->descriptor == &fabrikam__dronedelivery__ingestion__v1__ingestion_service__descriptor);
+  service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void fabrikam__dronedelivery__ingestion__v1__ingestion_service__init (Fabrikam__Dronedelivery__Ingestion__V1__IngestionService_Service *service,
                                                                       Fabrikam__Dronedelivery__Ingestion__V1__IngestionService_ServiceDestroy destroy)

@@ -1128,23 +1128,25 @@ const ProtobufCEnumDescriptor fabrikam__dronedelivery__supervisor__v1__failed_sa
   fabrikam__dronedelivery__supervisor__v1__failed_saga_state__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCEnumValue fabrikam__dronedelivery__supervisor__v1__compensation_kind__enum_values_by_number[5] =
+static const ProtobufCEnumValue fabrikam__dronedelivery__supervisor__v1__compensation_kind__enum_values_by_number[6] =
 {
   { "COMPENSATION_KIND_UNSPECIFIED", "FABRIKAM__DRONEDELIVERY__SUPERVISOR__V1__COMPENSATION_KIND__COMPENSATION_KIND_UNSPECIFIED", 0 },
   { "COMPENSATION_KIND_RELEASE_DRONE", "FABRIKAM__DRONEDELIVERY__SUPERVISOR__V1__COMPENSATION_KIND__COMPENSATION_KIND_RELEASE_DRONE", 1 },
   { "COMPENSATION_KIND_ABORT_FLIGHT", "FABRIKAM__DRONEDELIVERY__SUPERVISOR__V1__COMPENSATION_KIND__COMPENSATION_KIND_ABORT_FLIGHT", 2 },
   { "COMPENSATION_KIND_DELETE_PACKAGE", "FABRIKAM__DRONEDELIVERY__SUPERVISOR__V1__COMPENSATION_KIND__COMPENSATION_KIND_DELETE_PACKAGE", 3 },
   { "COMPENSATION_KIND_MARK_DELIVERY_FAILED", "FABRIKAM__DRONEDELIVERY__SUPERVISOR__V1__COMPENSATION_KIND__COMPENSATION_KIND_MARK_DELIVERY_FAILED", 4 },
+  { "COMPENSATION_KIND_REPORT_FAILED_CHANGE", "FABRIKAM__DRONEDELIVERY__SUPERVISOR__V1__COMPENSATION_KIND__COMPENSATION_KIND_REPORT_FAILED_CHANGE", 5 },
 };
 static const ProtobufCIntRange fabrikam__dronedelivery__supervisor__v1__compensation_kind__value_ranges[] = {
-{0, 0},{0, 5}
+{0, 0},{0, 6}
 };
-static const ProtobufCEnumValueIndex fabrikam__dronedelivery__supervisor__v1__compensation_kind__enum_values_by_name[5] =
+static const ProtobufCEnumValueIndex fabrikam__dronedelivery__supervisor__v1__compensation_kind__enum_values_by_name[6] =
 {
   { "COMPENSATION_KIND_ABORT_FLIGHT", 2 },
   { "COMPENSATION_KIND_DELETE_PACKAGE", 3 },
   { "COMPENSATION_KIND_MARK_DELIVERY_FAILED", 4 },
   { "COMPENSATION_KIND_RELEASE_DRONE", 1 },
+  { "COMPENSATION_KIND_REPORT_FAILED_CHANGE", 5 },
   { "COMPENSATION_KIND_UNSPECIFIED", 0 },
 };
 const ProtobufCEnumDescriptor fabrikam__dronedelivery__supervisor__v1__compensation_kind__descriptor =
@@ -1154,9 +1156,9 @@ const ProtobufCEnumDescriptor fabrikam__dronedelivery__supervisor__v1__compensat
   "CompensationKind",
   "Fabrikam__Dronedelivery__Supervisor__V1__CompensationKind",
   "fabrikam.dronedelivery.supervisor.v1",
-  5,
+  6,
   fabrikam__dronedelivery__supervisor__v1__compensation_kind__enum_values_by_number,
-  5,
+  6,
   fabrikam__dronedelivery__supervisor__v1__compensation_kind__enum_values_by_name,
   1,
   fabrikam__dronedelivery__supervisor__v1__compensation_kind__value_ranges,

@@ -940,7 +940,7 @@ const ProtobufCEnumDescriptor fabrikam__dronedelivery__workflow__v1__saga_step__
   fabrikam__dronedelivery__workflow__v1__saga_step__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCEnumValue fabrikam__dronedelivery__workflow__v1__saga_state__enum_values_by_number[6] =
+static const ProtobufCEnumValue fabrikam__dronedelivery__workflow__v1__saga_state__enum_values_by_number[7] =
 {
   { "SAGA_STATE_UNSPECIFIED", "FABRIKAM__DRONEDELIVERY__WORKFLOW__V1__SAGA_STATE__SAGA_STATE_UNSPECIFIED", 0 },
   { "SAGA_STATE_PENDING", "FABRIKAM__DRONEDELIVERY__WORKFLOW__V1__SAGA_STATE__SAGA_STATE_PENDING", 1 },
@@ -948,11 +948,12 @@ static const ProtobufCEnumValue fabrikam__dronedelivery__workflow__v1__saga_stat
   { "SAGA_STATE_RETRYING", "FABRIKAM__DRONEDELIVERY__WORKFLOW__V1__SAGA_STATE__SAGA_STATE_RETRYING", 3 },
   { "SAGA_STATE_SUCCEEDED", "FABRIKAM__DRONEDELIVERY__WORKFLOW__V1__SAGA_STATE__SAGA_STATE_SUCCEEDED", 4 },
   { "SAGA_STATE_FAILED", "FABRIKAM__DRONEDELIVERY__WORKFLOW__V1__SAGA_STATE__SAGA_STATE_FAILED", 5 },
+  { "SAGA_STATE_WAITING", "FABRIKAM__DRONEDELIVERY__WORKFLOW__V1__SAGA_STATE__SAGA_STATE_WAITING", 6 },
 };
 static const ProtobufCIntRange fabrikam__dronedelivery__workflow__v1__saga_state__value_ranges[] = {
-{0, 0},{0, 6}
+{0, 0},{0, 7}
 };
-static const ProtobufCEnumValueIndex fabrikam__dronedelivery__workflow__v1__saga_state__enum_values_by_name[6] =
+static const ProtobufCEnumValueIndex fabrikam__dronedelivery__workflow__v1__saga_state__enum_values_by_name[7] =
 {
   { "SAGA_STATE_FAILED", 5 },
   { "SAGA_STATE_PENDING", 1 },
@@ -960,6 +961,7 @@ static const ProtobufCEnumValueIndex fabrikam__dronedelivery__workflow__v1__saga
   { "SAGA_STATE_RUNNING", 2 },
   { "SAGA_STATE_SUCCEEDED", 4 },
   { "SAGA_STATE_UNSPECIFIED", 0 },
+  { "SAGA_STATE_WAITING", 6 },
 };
 const ProtobufCEnumDescriptor fabrikam__dronedelivery__workflow__v1__saga_state__descriptor =
 {
@@ -968,9 +970,9 @@ const ProtobufCEnumDescriptor fabrikam__dronedelivery__workflow__v1__saga_state_
   "SagaState",
   "Fabrikam__Dronedelivery__Workflow__V1__SagaState",
   "fabrikam.dronedelivery.workflow.v1",
-  6,
+  7,
   fabrikam__dronedelivery__workflow__v1__saga_state__enum_values_by_number,
-  6,
+  7,
   fabrikam__dronedelivery__workflow__v1__saga_state__enum_values_by_name,
   1,
   fabrikam__dronedelivery__workflow__v1__saga_state__value_ranges,

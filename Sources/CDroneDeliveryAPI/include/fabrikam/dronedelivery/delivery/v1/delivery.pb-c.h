@@ -22,6 +22,8 @@ PROTOBUF_C__BEGIN_DECLS
 
 typedef struct Fabrikam__Dronedelivery__Delivery__V1__Delivery Fabrikam__Dronedelivery__Delivery__V1__Delivery;
 typedef struct Fabrikam__Dronedelivery__Delivery__V1__DeliveryStatus Fabrikam__Dronedelivery__Delivery__V1__DeliveryStatus;
+typedef struct Fabrikam__Dronedelivery__Delivery__V1__FailedChange Fabrikam__Dronedelivery__Delivery__V1__FailedChange;
+typedef struct Fabrikam__Dronedelivery__Delivery__V1__RecordFailedChangeRequest Fabrikam__Dronedelivery__Delivery__V1__RecordFailedChangeRequest;
 typedef struct Fabrikam__Dronedelivery__Delivery__V1__DeliveryTrackingEvent Fabrikam__Dronedelivery__Delivery__V1__DeliveryTrackingEvent;
 typedef struct Fabrikam__Dronedelivery__Delivery__V1__Confirmation Fabrikam__Dronedelivery__Delivery__V1__Confirmation;
 typedef struct Fabrikam__Dronedelivery__Delivery__V1__ScheduleDeliveryRequest Fabrikam__Dronedelivery__Delivery__V1__ScheduleDeliveryRequest;
@@ -150,10 +152,63 @@ struct  Fabrikam__Dronedelivery__Delivery__V1__DeliveryStatus
    * The assigned drone.
    */
   char *drone_id;
+  /*
+   * The last cancel or reschedule the owner asked for that could not be
+   * made, until a later change succeeds.
+   */
+  Fabrikam__Dronedelivery__Delivery__V1__FailedChange *failed_change;
 };
 #define FABRIKAM__DRONEDELIVERY__DELIVERY__V1__DELIVERY_STATUS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&fabrikam__dronedelivery__delivery__v1__delivery_status__descriptor) \
-    , FABRIKAM__DRONEDELIVERY__COMMON__V1__DELIVERY_STAGE__DELIVERY_STAGE_UNSPECIFIED, NULL, NULL, NULL, NULL, (char *)protobuf_c_empty_string }
+    , FABRIKAM__DRONEDELIVERY__COMMON__V1__DELIVERY_STAGE__DELIVERY_STAGE_UNSPECIFIED, NULL, NULL, NULL, NULL, (char *)protobuf_c_empty_string, NULL }
+
+
+/*
+ * A change to a delivery that could not be made.
+ */
+struct  Fabrikam__Dronedelivery__Delivery__V1__FailedChange
+{
+  ProtobufCMessage base;
+  /*
+   * CANCEL or RESCHEDULE.
+   */
+  Fabrikam__Dronedelivery__Common__V1__OperationKind operation;
+  /*
+   * Why.
+   */
+  char *reason;
+  /*
+   * When it was given up.
+   */
+  Google__Protobuf__Timestamp *time;
+  /*
+   * The request (queue message id) that asked for it.
+   */
+  char *operation_id;
+};
+#define FABRIKAM__DRONEDELIVERY__DELIVERY__V1__FAILED_CHANGE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&fabrikam__dronedelivery__delivery__v1__failed_change__descriptor) \
+    , FABRIKAM__DRONEDELIVERY__COMMON__V1__OPERATION_KIND__OPERATION_KIND_UNSPECIFIED, (char *)protobuf_c_empty_string, NULL, (char *)protobuf_c_empty_string }
+
+
+/*
+ * Records a change that could not be made.
+ */
+struct  Fabrikam__Dronedelivery__Delivery__V1__RecordFailedChangeRequest
+{
+  ProtobufCMessage base;
+  /*
+   * The delivery.
+   */
+  char *delivery_id;
+  /*
+   * What was asked for and why it failed (`time` is set by Delivery).
+   */
+  Fabrikam__Dronedelivery__Delivery__V1__FailedChange *change;
+};
+#define FABRIKAM__DRONEDELIVERY__DELIVERY__V1__RECORD_FAILED_CHANGE_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&fabrikam__dronedelivery__delivery__v1__record_failed_change_request__descriptor) \
+    , (char *)protobuf_c_empty_string, NULL }
 
 
 /*
@@ -461,10 +516,16 @@ struct  Fabrikam__Dronedelivery__Delivery__V1__CancelDeliveryRequest
    * Id of the queue message that asked for it (idempotency key).
    */
   char *operation_id;
+  /*
+   * Who the delivery is for. When set, a delivery Delivery has not heard of
+   * yet (still waiting to be scheduled) is recorded as CANCELLED for this
+   * owner; when unset, such a cancel is NOT_FOUND.
+   */
+  Fabrikam__Dronedelivery__Common__V1__Owner *owner;
 };
 #define FABRIKAM__DRONEDELIVERY__DELIVERY__V1__CANCEL_DELIVERY_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&fabrikam__dronedelivery__delivery__v1__cancel_delivery_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL }
 
 
 /*
@@ -654,10 +715,15 @@ struct  Fabrikam__Dronedelivery__Delivery__V1__DeliveryEvent
    * Tracing and correlation ids of the request that caused the change.
    */
   Fabrikam__Dronedelivery__Common__V1__TraceContext *trace_context;
+  /*
+   * FAILED because the drone stopped reporting: where it is is unknown, and
+   * it is taken out of service until it registers again.
+   */
+  protobuf_c_boolean drone_lost;
 };
 #define FABRIKAM__DRONEDELIVERY__DELIVERY__V1__DELIVERY_EVENT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&fabrikam__dronedelivery__delivery__v1__delivery_event__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, FABRIKAM__DRONEDELIVERY__COMMON__V1__DELIVERY_STAGE__DELIVERY_STAGE_UNSPECIFIED, NULL, NULL, NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, 0, NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, FABRIKAM__DRONEDELIVERY__COMMON__V1__DELIVERY_STAGE__DELIVERY_STAGE_UNSPECIFIED, NULL, NULL, NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, 0, NULL, 0 }
 
 
 /* Fabrikam__Dronedelivery__Delivery__V1__Delivery methods */
@@ -697,6 +763,44 @@ Fabrikam__Dronedelivery__Delivery__V1__DeliveryStatus *
                       const uint8_t       *data);
 void   fabrikam__dronedelivery__delivery__v1__delivery_status__free_unpacked
                      (Fabrikam__Dronedelivery__Delivery__V1__DeliveryStatus *message,
+                      ProtobufCAllocator *allocator);
+/* Fabrikam__Dronedelivery__Delivery__V1__FailedChange methods */
+void   fabrikam__dronedelivery__delivery__v1__failed_change__init
+                     (Fabrikam__Dronedelivery__Delivery__V1__FailedChange         *message);
+size_t fabrikam__dronedelivery__delivery__v1__failed_change__get_packed_size
+                     (const Fabrikam__Dronedelivery__Delivery__V1__FailedChange   *message);
+size_t fabrikam__dronedelivery__delivery__v1__failed_change__pack
+                     (const Fabrikam__Dronedelivery__Delivery__V1__FailedChange   *message,
+                      uint8_t             *out);
+size_t fabrikam__dronedelivery__delivery__v1__failed_change__pack_to_buffer
+                     (const Fabrikam__Dronedelivery__Delivery__V1__FailedChange   *message,
+                      ProtobufCBuffer     *buffer);
+Fabrikam__Dronedelivery__Delivery__V1__FailedChange *
+       fabrikam__dronedelivery__delivery__v1__failed_change__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   fabrikam__dronedelivery__delivery__v1__failed_change__free_unpacked
+                     (Fabrikam__Dronedelivery__Delivery__V1__FailedChange *message,
+                      ProtobufCAllocator *allocator);
+/* Fabrikam__Dronedelivery__Delivery__V1__RecordFailedChangeRequest methods */
+void   fabrikam__dronedelivery__delivery__v1__record_failed_change_request__init
+                     (Fabrikam__Dronedelivery__Delivery__V1__RecordFailedChangeRequest         *message);
+size_t fabrikam__dronedelivery__delivery__v1__record_failed_change_request__get_packed_size
+                     (const Fabrikam__Dronedelivery__Delivery__V1__RecordFailedChangeRequest   *message);
+size_t fabrikam__dronedelivery__delivery__v1__record_failed_change_request__pack
+                     (const Fabrikam__Dronedelivery__Delivery__V1__RecordFailedChangeRequest   *message,
+                      uint8_t             *out);
+size_t fabrikam__dronedelivery__delivery__v1__record_failed_change_request__pack_to_buffer
+                     (const Fabrikam__Dronedelivery__Delivery__V1__RecordFailedChangeRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Fabrikam__Dronedelivery__Delivery__V1__RecordFailedChangeRequest *
+       fabrikam__dronedelivery__delivery__v1__record_failed_change_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   fabrikam__dronedelivery__delivery__v1__record_failed_change_request__free_unpacked
+                     (Fabrikam__Dronedelivery__Delivery__V1__RecordFailedChangeRequest *message,
                       ProtobufCAllocator *allocator);
 /* Fabrikam__Dronedelivery__Delivery__V1__DeliveryTrackingEvent methods */
 void   fabrikam__dronedelivery__delivery__v1__delivery_tracking_event__init
@@ -1067,6 +1171,12 @@ typedef void (*Fabrikam__Dronedelivery__Delivery__V1__Delivery_Closure)
 typedef void (*Fabrikam__Dronedelivery__Delivery__V1__DeliveryStatus_Closure)
                  (const Fabrikam__Dronedelivery__Delivery__V1__DeliveryStatus *message,
                   void *closure_data);
+typedef void (*Fabrikam__Dronedelivery__Delivery__V1__FailedChange_Closure)
+                 (const Fabrikam__Dronedelivery__Delivery__V1__FailedChange *message,
+                  void *closure_data);
+typedef void (*Fabrikam__Dronedelivery__Delivery__V1__RecordFailedChangeRequest_Closure)
+                 (const Fabrikam__Dronedelivery__Delivery__V1__RecordFailedChangeRequest *message,
+                  void *closure_data);
 typedef void (*Fabrikam__Dronedelivery__Delivery__V1__DeliveryTrackingEvent_Closure)
                  (const Fabrikam__Dronedelivery__Delivery__V1__DeliveryTrackingEvent *message,
                   void *closure_data);
@@ -1163,6 +1273,10 @@ struct Fabrikam__Dronedelivery__Delivery__V1__DeliveryService_Service
                                const Fabrikam__Dronedelivery__Delivery__V1__MarkDeliveryFailedRequest *input,
                                Fabrikam__Dronedelivery__Delivery__V1__Delivery_Closure closure,
                                void *closure_data);
+  void (*record_failed_change)(Fabrikam__Dronedelivery__Delivery__V1__DeliveryService_Service *service,
+                               const Fabrikam__Dronedelivery__Delivery__V1__RecordFailedChangeRequest *input,
+                               Fabrikam__Dronedelivery__Delivery__V1__DeliveryStatus_Closure closure,
+                               void *closure_data);
   void (*confirm_delivery)(Fabrikam__Dronedelivery__Delivery__V1__DeliveryService_Service *service,
                            const Fabrikam__Dronedelivery__Delivery__V1__ConfirmDeliveryRequest *input,
                            Fabrikam__Dronedelivery__Delivery__V1__Delivery_Closure closure,
@@ -1191,6 +1305,7 @@ void fabrikam__dronedelivery__delivery__v1__delivery_service__init (Fabrikam__Dr
       function_prefix__ ## reschedule_delivery,\
       function_prefix__ ## cancel_delivery,\
       function_prefix__ ## mark_delivery_failed,\
+      function_prefix__ ## record_failed_change,\
       function_prefix__ ## confirm_delivery,\
       function_prefix__ ## notify_me,\
       function_prefix__ ## report_drone_positions  }
@@ -1226,6 +1341,10 @@ void fabrikam__dronedelivery__delivery__v1__delivery_service__mark_delivery_fail
                                                                                    const Fabrikam__Dronedelivery__Delivery__V1__MarkDeliveryFailedRequest *input,
                                                                                    Fabrikam__Dronedelivery__Delivery__V1__Delivery_Closure closure,
                                                                                    void *closure_data);
+void fabrikam__dronedelivery__delivery__v1__delivery_service__record_failed_change(ProtobufCService *service,
+                                                                                   const Fabrikam__Dronedelivery__Delivery__V1__RecordFailedChangeRequest *input,
+                                                                                   Fabrikam__Dronedelivery__Delivery__V1__DeliveryStatus_Closure closure,
+                                                                                   void *closure_data);
 void fabrikam__dronedelivery__delivery__v1__delivery_service__confirm_delivery(ProtobufCService *service,
                                                                                const Fabrikam__Dronedelivery__Delivery__V1__ConfirmDeliveryRequest *input,
                                                                                Fabrikam__Dronedelivery__Delivery__V1__Delivery_Closure closure,
@@ -1243,6 +1362,8 @@ void fabrikam__dronedelivery__delivery__v1__delivery_service__report_drone_posit
 
 extern const ProtobufCMessageDescriptor fabrikam__dronedelivery__delivery__v1__delivery__descriptor;
 extern const ProtobufCMessageDescriptor fabrikam__dronedelivery__delivery__v1__delivery_status__descriptor;
+extern const ProtobufCMessageDescriptor fabrikam__dronedelivery__delivery__v1__failed_change__descriptor;
+extern const ProtobufCMessageDescriptor fabrikam__dronedelivery__delivery__v1__record_failed_change_request__descriptor;
 extern const ProtobufCMessageDescriptor fabrikam__dronedelivery__delivery__v1__delivery_tracking_event__descriptor;
 extern const ProtobufCMessageDescriptor fabrikam__dronedelivery__delivery__v1__confirmation__descriptor;
 extern const ProtobufCMessageDescriptor fabrikam__dronedelivery__delivery__v1__schedule_delivery_request__descriptor;

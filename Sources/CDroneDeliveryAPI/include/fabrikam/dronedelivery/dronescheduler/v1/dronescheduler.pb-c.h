@@ -177,10 +177,14 @@ struct  Fabrikam__Dronedelivery__Dronescheduler__V1__Assignment
    * "compensation").
    */
   char *release_reason;
+  /*
+   * The `request_key` of the AssignDrone call that made it.
+   */
+  char *request_key;
 };
 #define FABRIKAM__DRONEDELIVERY__DRONESCHEDULER__V1__ASSIGNMENT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&fabrikam__dronedelivery__dronescheduler__v1__assignment__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, FABRIKAM__DRONEDELIVERY__DRONESCHEDULER__V1__ASSIGNMENT_STATE__ASSIGNMENT_STATE_UNSPECIFIED, NULL, NULL, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, FABRIKAM__DRONEDELIVERY__DRONESCHEDULER__V1__ASSIGNMENT_STATE__ASSIGNMENT_STATE_UNSPECIFIED, NULL, NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -221,10 +225,31 @@ struct  Fabrikam__Dronedelivery__Dronescheduler__V1__AssignDroneRequest
    * Expedited deliveries are served first.
    */
   protobuf_c_boolean expedited;
+  /*
+   * Who asks (Workflow's saga id). The same key gets the same assignment;
+   * a new key for a delivery whose assignment was released gets a fresh one.
+   */
+  char *request_key;
+  /*
+   * When the delivery was accepted: its place in line while it waits.
+   * Unset: the time of the first call.
+   */
+  Google__Protobuf__Timestamp *queued_time;
+  /*
+   * Wait in line when no suitable drone is free, instead of
+   * RESOURCE_EXHAUSTED.
+   */
+  protobuf_c_boolean wait;
+  /*
+   * With `wait`: the latest time a drone may be assigned. Once it passes, the
+   * delivery leaves the line and the call is FAILED_PRECONDITION. Unset: no
+   * limit.
+   */
+  Google__Protobuf__Timestamp *wait_until;
 };
 #define FABRIKAM__DRONEDELIVERY__DRONESCHEDULER__V1__ASSIGN_DRONE_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&fabrikam__dronedelivery__dronescheduler__v1__assign_drone_request__descriptor) \
-    , (char *)protobuf_c_empty_string, NULL, NULL, NULL, NULL, NULL, NULL, 0 }
+    , (char *)protobuf_c_empty_string, NULL, NULL, NULL, NULL, NULL, NULL, 0, (char *)protobuf_c_empty_string, NULL, 0, NULL }
 
 
 /*
@@ -245,10 +270,19 @@ struct  Fabrikam__Dronedelivery__Dronescheduler__V1__AssignDroneResponse
    * True if this call made the assignment, false if it already existed.
    */
   protobuf_c_boolean created;
+  /*
+   * No drone yet: the delivery waits in line (`drone_id` and `assignment`
+   * are empty). Ask again to learn when a drone is assigned to it.
+   */
+  protobuf_c_boolean waiting;
+  /*
+   * While waiting: how many deliveries wait before it, plus one.
+   */
+  int32_t position;
 };
 #define FABRIKAM__DRONEDELIVERY__DRONESCHEDULER__V1__ASSIGN_DRONE_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&fabrikam__dronedelivery__dronescheduler__v1__assign_drone_response__descriptor) \
-    , (char *)protobuf_c_empty_string, NULL, 0 }
+    , (char *)protobuf_c_empty_string, NULL, 0, 0, 0 }
 
 
 /*
@@ -285,10 +319,14 @@ struct  Fabrikam__Dronedelivery__Dronescheduler__V1__ReleaseDroneResponse
    * The assignment after the call (absent if there never was one).
    */
   Fabrikam__Dronedelivery__Dronescheduler__V1__Assignment *assignment;
+  /*
+   * True if the delivery was waiting in line and left it.
+   */
+  protobuf_c_boolean withdrawn;
 };
 #define FABRIKAM__DRONEDELIVERY__DRONESCHEDULER__V1__RELEASE_DRONE_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&fabrikam__dronedelivery__dronescheduler__v1__release_drone_response__descriptor) \
-    , 0, NULL }
+    , 0, NULL, 0 }
 
 
 /*

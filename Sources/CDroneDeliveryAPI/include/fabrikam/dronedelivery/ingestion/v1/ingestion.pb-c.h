@@ -19,6 +19,11 @@ PROTOBUF_C__BEGIN_DECLS
 #include "google/protobuf/timestamp.pb-c.h"
 #include "google/protobuf/wrappers.pb-c.h"
 
+typedef struct Fabrikam__Dronedelivery__Ingestion__V1__DeadLetter Fabrikam__Dronedelivery__Ingestion__V1__DeadLetter;
+typedef struct Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersRequest Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersRequest;
+typedef struct Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersResponse Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersResponse;
+typedef struct Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersRequest Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersRequest;
+typedef struct Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersResponse Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersResponse;
 typedef struct Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest;
 typedef struct Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery;
 typedef struct Fabrikam__Dronedelivery__Ingestion__V1__CreateDeliveryRequest Fabrikam__Dronedelivery__Ingestion__V1__CreateDeliveryRequest;
@@ -59,6 +64,134 @@ typedef enum _Fabrikam__Dronedelivery__Ingestion__V1__QueuedDeliveryState {
 } Fabrikam__Dronedelivery__Ingestion__V1__QueuedDeliveryState;
 
 /* --- messages --- */
+
+/*
+ * A message of the request queue that could not be processed.
+ */
+struct  Fabrikam__Dronedelivery__Ingestion__V1__DeadLetter
+{
+  ProtobufCMessage base;
+  /*
+   * Names this dead letter in RedriveDeadLetters.
+   */
+  char *dead_letter_id;
+  /*
+   * The queue message's id (its de-duplication id).
+   */
+  char *message_id;
+  /*
+   * The delivery it is about (the message key).
+   */
+  char *delivery_id;
+  /*
+   * Why it was dead-lettered.
+   */
+  char *reason;
+  /*
+   * How many times it had been handed out.
+   */
+  int32_t delivery_count;
+  /*
+   * When it was dead-lettered.
+   */
+  Google__Protobuf__Timestamp *dead_letter_time;
+  /*
+   * The operation, when the payload decodes as a RequestEnvelope.
+   */
+  Fabrikam__Dronedelivery__Common__V1__OperationKind operation;
+  /*
+   * The message as it was queued.
+   */
+  ProtobufCBinaryData payload;
+};
+#define FABRIKAM__DRONEDELIVERY__INGESTION__V1__DEAD_LETTER__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&fabrikam__dronedelivery__ingestion__v1__dead_letter__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, NULL, FABRIKAM__DRONEDELIVERY__COMMON__V1__OPERATION_KIND__OPERATION_KIND_UNSPECIFIED, {0,NULL} }
+
+
+/*
+ * Lists dead letters.
+ */
+struct  Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersRequest
+{
+  ProtobufCMessage base;
+  /*
+   * Only dead letters of this delivery; empty for all.
+   */
+  char *delivery_id;
+  /*
+   * Most to return (default 100, at most 1000).
+   */
+  int32_t page_size;
+  /*
+   * `next_page_token` of the previous page; empty for the first page.
+   */
+  char *page_token;
+};
+#define FABRIKAM__DRONEDELIVERY__INGESTION__V1__LIST_DEAD_LETTERS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&fabrikam__dronedelivery__ingestion__v1__list_dead_letters_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
+
+
+/*
+ * One page of dead letters.
+ */
+struct  Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersResponse
+{
+  ProtobufCMessage base;
+  /*
+   * Oldest first.
+   */
+  size_t n_dead_letters;
+  Fabrikam__Dronedelivery__Ingestion__V1__DeadLetter **dead_letters;
+  /*
+   * Token for the next page; empty on the last page.
+   */
+  char *next_page_token;
+};
+#define FABRIKAM__DRONEDELIVERY__INGESTION__V1__LIST_DEAD_LETTERS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&fabrikam__dronedelivery__ingestion__v1__list_dead_letters_response__descriptor) \
+    , 0,NULL, (char *)protobuf_c_empty_string }
+
+
+/*
+ * Puts dead letters back on the queue.
+ */
+struct  Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersRequest
+{
+  ProtobufCMessage base;
+  /*
+   * The dead letters to redrive (`dead_letter_id`); INVALID_ARGUMENT if
+   * both this and `all` are set, or neither.
+   */
+  size_t n_dead_letter_ids;
+  char **dead_letter_ids;
+  /*
+   * Redrive every dead letter of the request queue.
+   */
+  protobuf_c_boolean all;
+};
+#define FABRIKAM__DRONEDELIVERY__INGESTION__V1__REDRIVE_DEAD_LETTERS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_request__descriptor) \
+    , 0,NULL, 0 }
+
+
+/*
+ * What was put back.
+ */
+struct  Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersResponse
+{
+  ProtobufCMessage base;
+  /*
+   * The message ids put back on the queue, in queue order.
+   */
+  size_t n_message_ids;
+  char **message_ids;
+};
+#define FABRIKAM__DRONEDELIVERY__INGESTION__V1__REDRIVE_DEAD_LETTERS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_response__descriptor) \
+    , 0,NULL }
+
 
 /*
  * Which queued delivery to report.
@@ -266,10 +399,16 @@ struct  Fabrikam__Dronedelivery__Ingestion__V1__CancelDeliveryRequest
    * Why, in the owner's words (kept in the delivery history).
    */
   char *reason;
+  /*
+   * Optional client-chosen idempotency key: a repeat with the same key is
+   * the same cancel (answered without queueing anything). Without it every
+   * call is a new attempt.
+   */
+  char *request_id;
 };
 #define FABRIKAM__DRONEDELIVERY__INGESTION__V1__CANCEL_DELIVERY_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&fabrikam__dronedelivery__ingestion__v1__cancel_delivery_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -472,6 +611,101 @@ struct  Fabrikam__Dronedelivery__Ingestion__V1__CancelRequest
     , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
+/* Fabrikam__Dronedelivery__Ingestion__V1__DeadLetter methods */
+void   fabrikam__dronedelivery__ingestion__v1__dead_letter__init
+                     (Fabrikam__Dronedelivery__Ingestion__V1__DeadLetter         *message);
+size_t fabrikam__dronedelivery__ingestion__v1__dead_letter__get_packed_size
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__DeadLetter   *message);
+size_t fabrikam__dronedelivery__ingestion__v1__dead_letter__pack
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__DeadLetter   *message,
+                      uint8_t             *out);
+size_t fabrikam__dronedelivery__ingestion__v1__dead_letter__pack_to_buffer
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__DeadLetter   *message,
+                      ProtobufCBuffer     *buffer);
+Fabrikam__Dronedelivery__Ingestion__V1__DeadLetter *
+       fabrikam__dronedelivery__ingestion__v1__dead_letter__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   fabrikam__dronedelivery__ingestion__v1__dead_letter__free_unpacked
+                     (Fabrikam__Dronedelivery__Ingestion__V1__DeadLetter *message,
+                      ProtobufCAllocator *allocator);
+/* Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersRequest methods */
+void   fabrikam__dronedelivery__ingestion__v1__list_dead_letters_request__init
+                     (Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersRequest         *message);
+size_t fabrikam__dronedelivery__ingestion__v1__list_dead_letters_request__get_packed_size
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersRequest   *message);
+size_t fabrikam__dronedelivery__ingestion__v1__list_dead_letters_request__pack
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersRequest   *message,
+                      uint8_t             *out);
+size_t fabrikam__dronedelivery__ingestion__v1__list_dead_letters_request__pack_to_buffer
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersRequest *
+       fabrikam__dronedelivery__ingestion__v1__list_dead_letters_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   fabrikam__dronedelivery__ingestion__v1__list_dead_letters_request__free_unpacked
+                     (Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersResponse methods */
+void   fabrikam__dronedelivery__ingestion__v1__list_dead_letters_response__init
+                     (Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersResponse         *message);
+size_t fabrikam__dronedelivery__ingestion__v1__list_dead_letters_response__get_packed_size
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersResponse   *message);
+size_t fabrikam__dronedelivery__ingestion__v1__list_dead_letters_response__pack
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersResponse   *message,
+                      uint8_t             *out);
+size_t fabrikam__dronedelivery__ingestion__v1__list_dead_letters_response__pack_to_buffer
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersResponse *
+       fabrikam__dronedelivery__ingestion__v1__list_dead_letters_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   fabrikam__dronedelivery__ingestion__v1__list_dead_letters_response__free_unpacked
+                     (Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersRequest methods */
+void   fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_request__init
+                     (Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersRequest         *message);
+size_t fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_request__get_packed_size
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersRequest   *message);
+size_t fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_request__pack
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersRequest   *message,
+                      uint8_t             *out);
+size_t fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_request__pack_to_buffer
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersRequest *
+       fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_request__free_unpacked
+                     (Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersResponse methods */
+void   fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_response__init
+                     (Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersResponse         *message);
+size_t fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_response__get_packed_size
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersResponse   *message);
+size_t fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_response__pack
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersResponse   *message,
+                      uint8_t             *out);
+size_t fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_response__pack_to_buffer
+                     (const Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersResponse *
+       fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_response__free_unpacked
+                     (Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersResponse *message,
+                      ProtobufCAllocator *allocator);
 /* Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest methods */
 void   fabrikam__dronedelivery__ingestion__v1__get_queued_delivery_request__init
                      (Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest         *message);
@@ -702,6 +936,21 @@ void   fabrikam__dronedelivery__ingestion__v1__cancel_request__free_unpacked
                       ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
+typedef void (*Fabrikam__Dronedelivery__Ingestion__V1__DeadLetter_Closure)
+                 (const Fabrikam__Dronedelivery__Ingestion__V1__DeadLetter *message,
+                  void *closure_data);
+typedef void (*Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersRequest_Closure)
+                 (const Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersRequest *message,
+                  void *closure_data);
+typedef void (*Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersResponse_Closure)
+                 (const Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersResponse *message,
+                  void *closure_data);
+typedef void (*Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersRequest_Closure)
+                 (const Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersRequest *message,
+                  void *closure_data);
+typedef void (*Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersResponse_Closure)
+                 (const Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersResponse *message,
+                  void *closure_data);
 typedef void (*Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest_Closure)
                  (const Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest *message,
                   void *closure_data);
@@ -761,6 +1010,14 @@ struct Fabrikam__Dronedelivery__Ingestion__V1__IngestionService_Service
                               const Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest *input,
                               Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery_Closure closure,
                               void *closure_data);
+  void (*list_dead_letters)(Fabrikam__Dronedelivery__Ingestion__V1__IngestionService_Service *service,
+                            const Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersRequest *input,
+                            Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersResponse_Closure closure,
+                            void *closure_data);
+  void (*redrive_dead_letters)(Fabrikam__Dronedelivery__Ingestion__V1__IngestionService_Service *service,
+                               const Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersRequest *input,
+                               Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersResponse_Closure closure,
+                               void *closure_data);
 };
 typedef void (*Fabrikam__Dronedelivery__Ingestion__V1__IngestionService_ServiceDestroy)(Fabrikam__Dronedelivery__Ingestion__V1__IngestionService_Service *);
 void fabrikam__dronedelivery__ingestion__v1__ingestion_service__init (Fabrikam__Dronedelivery__Ingestion__V1__IngestionService_Service *service,
@@ -772,7 +1029,9 @@ void fabrikam__dronedelivery__ingestion__v1__ingestion_service__init (Fabrikam__
       function_prefix__ ## create_delivery,\
       function_prefix__ ## reschedule_delivery,\
       function_prefix__ ## cancel_delivery,\
-      function_prefix__ ## get_queued_delivery  }
+      function_prefix__ ## get_queued_delivery,\
+      function_prefix__ ## list_dead_letters,\
+      function_prefix__ ## redrive_dead_letters  }
 void fabrikam__dronedelivery__ingestion__v1__ingestion_service__create_delivery(ProtobufCService *service,
                                                                                 const Fabrikam__Dronedelivery__Ingestion__V1__CreateDeliveryRequest *input,
                                                                                 Fabrikam__Dronedelivery__Ingestion__V1__CreateDeliveryResponse_Closure closure,
@@ -789,10 +1048,23 @@ void fabrikam__dronedelivery__ingestion__v1__ingestion_service__get_queued_deliv
                                                                                     const Fabrikam__Dronedelivery__Ingestion__V1__GetQueuedDeliveryRequest *input,
                                                                                     Fabrikam__Dronedelivery__Ingestion__V1__QueuedDelivery_Closure closure,
                                                                                     void *closure_data);
+void fabrikam__dronedelivery__ingestion__v1__ingestion_service__list_dead_letters(ProtobufCService *service,
+                                                                                  const Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersRequest *input,
+                                                                                  Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersResponse_Closure closure,
+                                                                                  void *closure_data);
+void fabrikam__dronedelivery__ingestion__v1__ingestion_service__redrive_dead_letters(ProtobufCService *service,
+                                                                                     const Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersRequest *input,
+                                                                                     Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersResponse_Closure closure,
+                                                                                     void *closure_data);
 
 /* --- descriptors --- */
 
 extern const ProtobufCEnumDescriptor    fabrikam__dronedelivery__ingestion__v1__queued_delivery_state__descriptor;
+extern const ProtobufCMessageDescriptor fabrikam__dronedelivery__ingestion__v1__dead_letter__descriptor;
+extern const ProtobufCMessageDescriptor fabrikam__dronedelivery__ingestion__v1__list_dead_letters_request__descriptor;
+extern const ProtobufCMessageDescriptor fabrikam__dronedelivery__ingestion__v1__list_dead_letters_response__descriptor;
+extern const ProtobufCMessageDescriptor fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_request__descriptor;
+extern const ProtobufCMessageDescriptor fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_response__descriptor;
 extern const ProtobufCMessageDescriptor fabrikam__dronedelivery__ingestion__v1__get_queued_delivery_request__descriptor;
 extern const ProtobufCMessageDescriptor fabrikam__dronedelivery__ingestion__v1__queued_delivery__descriptor;
 extern const ProtobufCMessageDescriptor fabrikam__dronedelivery__ingestion__v1__create_delivery_request__descriptor;

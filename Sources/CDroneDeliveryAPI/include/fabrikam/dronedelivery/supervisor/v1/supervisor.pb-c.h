@@ -85,7 +85,12 @@ typedef enum _Fabrikam__Dronedelivery__Supervisor__V1__CompensationKind {
   /*
    * Mark the delivery failed (Delivery.MarkDeliveryFailed).
    */
-  FABRIKAM__DRONEDELIVERY__SUPERVISOR__V1__COMPENSATION_KIND__COMPENSATION_KIND_MARK_DELIVERY_FAILED = 4
+  FABRIKAM__DRONEDELIVERY__SUPERVISOR__V1__COMPENSATION_KIND__COMPENSATION_KIND_MARK_DELIVERY_FAILED = 4,
+  /*
+   * Show the owner that a cancel or reschedule could not be made
+   * (Delivery.RecordFailedChange).
+   */
+  FABRIKAM__DRONEDELIVERY__SUPERVISOR__V1__COMPENSATION_KIND__COMPENSATION_KIND_REPORT_FAILED_CHANGE = 5
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(FABRIKAM__DRONEDELIVERY__SUPERVISOR__V1__COMPENSATION_KIND)
 } Fabrikam__Dronedelivery__Supervisor__V1__CompensationKind;
 /*

@@ -94,7 +94,12 @@ typedef enum _Fabrikam__Dronedelivery__Workflow__V1__SagaState {
   /*
    * A step failed for good; handed to the Supervisor. Final for Workflow.
    */
-  FABRIKAM__DRONEDELIVERY__WORKFLOW__V1__SAGA_STATE__SAGA_STATE_FAILED = 5
+  FABRIKAM__DRONEDELIVERY__WORKFLOW__V1__SAGA_STATE__SAGA_STATE_FAILED = 5,
+  /*
+   * Waiting in line for a drone (every suitable drone is busy). Not a
+   * failure: no attempt is counted while it waits.
+   */
+  FABRIKAM__DRONEDELIVERY__WORKFLOW__V1__SAGA_STATE__SAGA_STATE_WAITING = 6
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(FABRIKAM__DRONEDELIVERY__WORKFLOW__V1__SAGA_STATE)
 } Fabrikam__Dronedelivery__Workflow__V1__SagaState;
 /*
