@@ -139,8 +139,7 @@ extension EndToEndTests {
         @Test("SIGKILL of Ingestion while answers are still arriving: every request that got an answer is delivered")
         func ingestionKilledMidStream() async throws {
             try await withSystem(["FABRIKAM_DRONES": "24"]) { system in
-                let answered = Mutex<[String]>([])
-                let failed = Atomic(0)
+                let tally = Tally()
                 let callers = Task {
                     await withTaskGroup(of: Void.self) { group in
                         for caller in 0..<8 {
@@ -149,9 +148,9 @@ extension EndToEndTests {
                                     do {
                                         let id = try await system.ingestion.createDelivery(deliveryRequest(requestID: "c\(caller)-\(index)"),
                                                                                         options: CallOptions(timeout: .seconds(10))).deliveryId
-                                        answered.withLock { $0.append(id) }
+                                        tally.answered.withLock { $0.append(id) }
                                     } catch {
-                                        failed.add(1, ordering: .relaxed)
+                                        tally.failed.add(1, ordering: .relaxed)
                                         return
                                     }
                                 }
@@ -159,11 +158,11 @@ extension EndToEndTests {
                         }
                     }
                 }
-                try await waitFor("answers to arrive") { answered.withLock { $0.count } >= 40 }
+                try await waitFor("answers to arrive") { tally.answered.withLock { $0.count } >= 40 }
                 try await system.kill("ingestion", signal: SIGKILL)
                 await callers.value
-                let ids = answered.withLock { $0 }
-                #expect(failed.load(ordering: .relaxed) == 8, "every caller was still sending when Ingestion died")
+                let ids = tally.answered.withLock { $0 }
+                #expect(tally.failed.load(ordering: .relaxed) == 8, "every caller was still sending when Ingestion died")
                 #expect(Set(ids).count == ids.count)
                 let broker = try system.broker()
                 for id in ids {
@@ -175,4 +174,11 @@ extension EndToEndTests {
             }
         }
     }
+}
+
+/// What the callers of the Ingestion crash test saw: the delivery ids answered, and how many
+/// callers ended on an error.
+private final class Tally: Sendable {
+    let answered = Mutex<[String]>([])
+    let failed = Atomic(0)
 }
