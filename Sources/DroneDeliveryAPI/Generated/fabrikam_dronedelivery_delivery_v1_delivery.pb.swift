@@ -74,6 +74,37 @@ extension Fabrikam.Dronedelivery.Delivery.V1 {
         public var updateTime: ProtobufKit.Google.Protobuf.Timestamp? = nil
         /// The assigned drone.
         public var droneId: String = ""
+        /// The last cancel or reschedule the owner asked for that could not be
+        /// made, until a later change succeeds.
+        public var failedChange: DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.FailedChange? = nil
+        /// Fields this version of the schema does not know, kept so re-encoding loses nothing.
+        public var unknownFields = ProtobufKit.UnknownFields()
+
+        public init() {}
+    }
+
+    /// A change to a delivery that could not be made.
+    public struct FailedChange: Sendable, Hashable {
+        /// CANCEL or RESCHEDULE.
+        public var operation: DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.OperationKind = DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.OperationKind()
+        /// Why.
+        public var reason: String = ""
+        /// When it was given up.
+        public var time: ProtobufKit.Google.Protobuf.Timestamp? = nil
+        /// The request (queue message id) that asked for it.
+        public var operationId: String = ""
+        /// Fields this version of the schema does not know, kept so re-encoding loses nothing.
+        public var unknownFields = ProtobufKit.UnknownFields()
+
+        public init() {}
+    }
+
+    /// Records a change that could not be made.
+    public struct RecordFailedChangeRequest: Sendable, Hashable {
+        /// The delivery.
+        public var deliveryId: String = ""
+        /// What was asked for and why it failed (`time` is set by Delivery).
+        public var change: DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.FailedChange? = nil
         /// Fields this version of the schema does not know, kept so re-encoding loses nothing.
         public var unknownFields = ProtobufKit.UnknownFields()
 
@@ -255,6 +286,10 @@ extension Fabrikam.Dronedelivery.Delivery.V1 {
         public var reason: String = ""
         /// Id of the queue message that asked for it (idempotency key).
         public var operationId: String = ""
+        /// Who the delivery is for. When set, a delivery Delivery has not heard of
+        /// yet (still waiting to be scheduled) is recorded as CANCELLED for this
+        /// owner; when unset, such a cancel is NOT_FOUND.
+        public var owner: DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Owner? = nil
         /// Fields this version of the schema does not know, kept so re-encoding loses nothing.
         public var unknownFields = ProtobufKit.UnknownFields()
 
@@ -367,6 +402,9 @@ extension Fabrikam.Dronedelivery.Delivery.V1 {
         public var sequence: Int64 = 0
         /// Tracing and correlation ids of the request that caused the change.
         public var traceContext: DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.TraceContext? = nil
+        /// FAILED because the drone stopped reporting: where it is is unknown, and
+        /// it is taken out of service until it registers again.
+        public var droneLost: Bool = false
         /// Fields this version of the schema does not know, kept so re-encoding loses nothing.
         public var unknownFields = ProtobufKit.UnknownFields()
 
@@ -538,6 +576,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryStatus: Pr
         if let value = self.deliveryEta { c.pointee.delivery_eta = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         if let value = self.updateTime { c.pointee.update_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         c.pointee.drone_id = arena.string(self.droneId, field: "fabrikam.dronedelivery.delivery.v1.DeliveryStatus.drone_id")
+        if let value = self.failedChange { c.pointee.failed_change = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Delivery__V1__FailedChange.self) }
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -551,6 +590,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryStatus: Pr
         if let value = c.pointee.delivery_eta { self.deliveryEta = try ProtobufKit.Google.Protobuf.Timestamp(_protobufC: value) }
         if let value = c.pointee.update_time { self.updateTime = try ProtobufKit.Google.Protobuf.Timestamp(_protobufC: value) }
         self.droneId = try ProtobufKit._protobufCString(c.pointee.drone_id, field: "fabrikam.dronedelivery.delivery.v1.DeliveryStatus.drone_id")
+        if let value = c.pointee.failed_change { self.failedChange = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.FailedChange(_protobufC: value) }
         self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
     }
 
@@ -561,6 +601,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryStatus: Pr
         if let value = self.deliveryEta { w.key("deliveryEta", "delivery_eta"); try value._writeJSON(to: &w) }
         if let value = self.updateTime { w.key("updateTime", "update_time"); try value._writeJSON(to: &w) }
         if !self.droneId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("droneId", "drone_id"); w.string(self.droneId) }
+        if let value = self.failedChange { w.key("failedChange", "failed_change"); try value._writeJSON(to: &w) }
     }
 
     public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
@@ -589,6 +630,126 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryStatus: Pr
             if scanner.skipNull() { return 5 }
             self.droneId = try scanner.string()
             return 5
+        case "failedChange", "failed_change":
+            if scanner.skipNull() { return 6 }
+            self.failedChange = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.FailedChange(_jsonScanner: &scanner)
+            return 6
+        default:
+            return nil
+        }
+    }
+}
+
+extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.FailedChange: ProtobufKit.Message, ProtobufKit.JSONMessage {
+    public static let protoMessageName = "fabrikam.dronedelivery.delivery.v1.FailedChange"
+
+    nonisolated(unsafe) private static let _descriptor: UnsafeRawPointer = {
+        var message = Fabrikam__Dronedelivery__Delivery__V1__FailedChange()
+        fabrikam__dronedelivery__delivery__v1__failed_change__init(&message)
+        return UnsafeRawPointer(message.base.descriptor)
+    }()
+
+    public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
+
+    public static var _needsWireScan: Bool { true }
+
+    public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
+        let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Delivery__V1__FailedChange>.stride).bindMemory(to: Fabrikam__Dronedelivery__Delivery__V1__FailedChange.self, capacity: 1)
+        fabrikam__dronedelivery__delivery__v1__failed_change__init(c)
+        c.pointee.operation = .init(rawValue: .init(truncatingIfNeeded: self.operation.rawValue))
+        c.pointee.reason = arena.string(self.reason, field: "fabrikam.dronedelivery.delivery.v1.FailedChange.reason")
+        if let value = self.time { c.pointee.time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
+        c.pointee.operation_id = arena.string(self.operationId, field: "fabrikam.dronedelivery.delivery.v1.FailedChange.operation_id")
+        if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
+        return UnsafeMutableRawPointer(c)
+    }
+
+    public init(_protobufC pointer: UnsafeRawPointer) throws {
+        let c = pointer.assumingMemoryBound(to: Fabrikam__Dronedelivery__Delivery__V1__FailedChange.self)
+        self.init()
+        self.operation = DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.OperationKind(rawValue: Int32(truncatingIfNeeded: c.pointee.operation.rawValue))
+        self.reason = try ProtobufKit._protobufCString(c.pointee.reason, field: "fabrikam.dronedelivery.delivery.v1.FailedChange.reason")
+        if let value = c.pointee.time { self.time = try ProtobufKit.Google.Protobuf.Timestamp(_protobufC: value) }
+        self.operationId = try ProtobufKit._protobufCString(c.pointee.operation_id, field: "fabrikam.dronedelivery.delivery.v1.FailedChange.operation_id")
+        self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
+    }
+
+    public func _writeJSONFields(to w: inout ProtobufKit.JSONWriter) throws {
+        if self.operation.rawValue != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("operation", "operation"); w.enumValue(self.operation) }
+        if !self.reason.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("reason", "reason"); w.string(self.reason) }
+        if let value = self.time { w.key("time", "time"); try value._writeJSON(to: &w) }
+        if !self.operationId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("operationId", "operation_id"); w.string(self.operationId) }
+    }
+
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
+        switch key {
+        case "operation":
+            if scanner.skipNull() { return 0 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.OperationKind.self) { self.operation = decoded }
+            return 0
+        case "reason":
+            if scanner.skipNull() { return 1 }
+            self.reason = try scanner.string()
+            return 1
+        case "time":
+            if scanner.skipNull() { return 2 }
+            self.time = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 2
+        case "operationId", "operation_id":
+            if scanner.skipNull() { return 3 }
+            self.operationId = try scanner.string()
+            return 3
+        default:
+            return nil
+        }
+    }
+}
+
+extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.RecordFailedChangeRequest: ProtobufKit.Message, ProtobufKit.JSONMessage {
+    public static let protoMessageName = "fabrikam.dronedelivery.delivery.v1.RecordFailedChangeRequest"
+
+    nonisolated(unsafe) private static let _descriptor: UnsafeRawPointer = {
+        var message = Fabrikam__Dronedelivery__Delivery__V1__RecordFailedChangeRequest()
+        fabrikam__dronedelivery__delivery__v1__record_failed_change_request__init(&message)
+        return UnsafeRawPointer(message.base.descriptor)
+    }()
+
+    public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
+
+    public static var _needsWireScan: Bool { true }
+
+    public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
+        let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Delivery__V1__RecordFailedChangeRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Delivery__V1__RecordFailedChangeRequest.self, capacity: 1)
+        fabrikam__dronedelivery__delivery__v1__record_failed_change_request__init(c)
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.delivery.v1.RecordFailedChangeRequest.delivery_id")
+        if let value = self.change { c.pointee.change = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Delivery__V1__FailedChange.self) }
+        if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
+        return UnsafeMutableRawPointer(c)
+    }
+
+    public init(_protobufC pointer: UnsafeRawPointer) throws {
+        let c = pointer.assumingMemoryBound(to: Fabrikam__Dronedelivery__Delivery__V1__RecordFailedChangeRequest.self)
+        self.init()
+        self.deliveryId = try ProtobufKit._protobufCString(c.pointee.delivery_id, field: "fabrikam.dronedelivery.delivery.v1.RecordFailedChangeRequest.delivery_id")
+        if let value = c.pointee.change { self.change = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.FailedChange(_protobufC: value) }
+        self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
+    }
+
+    public func _writeJSONFields(to w: inout ProtobufKit.JSONWriter) throws {
+        if !self.deliveryId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("deliveryId", "delivery_id"); w.string(self.deliveryId) }
+        if let value = self.change { w.key("change", "change"); try value._writeJSON(to: &w) }
+    }
+
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
+        switch key {
+        case "deliveryId", "delivery_id":
+            if scanner.skipNull() { return 0 }
+            self.deliveryId = try scanner.string()
+            return 0
+        case "change":
+            if scanner.skipNull() { return 1 }
+            self.change = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.FailedChange(_jsonScanner: &scanner)
+            return 1
         default:
             return nil
         }
@@ -1306,6 +1467,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.CancelDeliveryRequ
         c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.delivery.v1.CancelDeliveryRequest.delivery_id")
         c.pointee.reason = arena.string(self.reason, field: "fabrikam.dronedelivery.delivery.v1.CancelDeliveryRequest.reason")
         c.pointee.operation_id = arena.string(self.operationId, field: "fabrikam.dronedelivery.delivery.v1.CancelDeliveryRequest.operation_id")
+        if let value = self.owner { c.pointee.owner = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__Owner.self) }
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -1316,6 +1478,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.CancelDeliveryRequ
         self.deliveryId = try ProtobufKit._protobufCString(c.pointee.delivery_id, field: "fabrikam.dronedelivery.delivery.v1.CancelDeliveryRequest.delivery_id")
         self.reason = try ProtobufKit._protobufCString(c.pointee.reason, field: "fabrikam.dronedelivery.delivery.v1.CancelDeliveryRequest.reason")
         self.operationId = try ProtobufKit._protobufCString(c.pointee.operation_id, field: "fabrikam.dronedelivery.delivery.v1.CancelDeliveryRequest.operation_id")
+        if let value = c.pointee.owner { self.owner = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Owner(_protobufC: value) }
         self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
     }
 
@@ -1323,6 +1486,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.CancelDeliveryRequ
         if !self.deliveryId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("deliveryId", "delivery_id"); w.string(self.deliveryId) }
         if !self.reason.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("reason", "reason"); w.string(self.reason) }
         if !self.operationId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("operationId", "operation_id"); w.string(self.operationId) }
+        if let value = self.owner { w.key("owner", "owner"); try value._writeJSON(to: &w) }
     }
 
     public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
@@ -1339,6 +1503,10 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.CancelDeliveryRequ
             if scanner.skipNull() { return 2 }
             self.operationId = try scanner.string()
             return 2
+        case "owner":
+            if scanner.skipNull() { return 3 }
+            self.owner = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Owner(_jsonScanner: &scanner)
+            return 3
         default:
             return nil
         }
@@ -1710,6 +1878,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryEvent: Pro
         if let value = self.delivery { c.pointee.delivery = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Delivery__V1__Delivery.self) }
         c.pointee.sequence = self.sequence
         if let value = self.traceContext { c.pointee.trace_context = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__TraceContext.self) }
+        c.pointee.drone_lost = self.droneLost ? 1 : 0
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -1728,6 +1897,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryEvent: Pro
         if let value = c.pointee.delivery { self.delivery = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery(_protobufC: value) }
         self.sequence = c.pointee.sequence
         if let value = c.pointee.trace_context { self.traceContext = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.TraceContext(_protobufC: value) }
+        self.droneLost = c.pointee.drone_lost != 0
         self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
     }
 
@@ -1743,6 +1913,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryEvent: Pro
         if let value = self.delivery { w.key("delivery", "delivery"); try value._writeJSON(to: &w) }
         if self.sequence != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("sequence", "sequence"); w.int64(self.sequence) }
         if let value = self.traceContext { w.key("traceContext", "trace_context"); try value._writeJSON(to: &w) }
+        if self.droneLost || w.options.alwaysPrintFieldsWithNoPresence { w.key("droneLost", "drone_lost"); w.bool(self.droneLost) }
     }
 
     public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
@@ -1791,6 +1962,10 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryEvent: Pro
             if scanner.skipNull() { return 10 }
             self.traceContext = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.TraceContext(_jsonScanner: &scanner)
             return 10
+        case "droneLost", "drone_lost":
+            if scanner.skipNull() { return 11 }
+            self.droneLost = try scanner.bool()
+            return 11
         default:
             return nil
         }
@@ -1804,7 +1979,7 @@ extension Fabrikam.Dronedelivery.Delivery.V1 {
         public static let descriptor = ProtobufKit.ServiceDescriptor(
             fullName: "fabrikam.dronedelivery.delivery.v1.DeliveryService",
             file: "fabrikam/dronedelivery/delivery/v1/delivery.proto",
-            methods: [Method.ScheduleDelivery.descriptor, Method.GetDelivery.descriptor, Method.GetDeliveryStatus.descriptor, Method.ListDeliveries.descriptor, Method.TrackDelivery.descriptor, Method.RescheduleDelivery.descriptor, Method.CancelDelivery.descriptor, Method.MarkDeliveryFailed.descriptor, Method.ConfirmDelivery.descriptor, Method.NotifyMe.descriptor, Method.ReportDronePositions.descriptor]
+            methods: [Method.ScheduleDelivery.descriptor, Method.GetDelivery.descriptor, Method.GetDeliveryStatus.descriptor, Method.ListDeliveries.descriptor, Method.TrackDelivery.descriptor, Method.RescheduleDelivery.descriptor, Method.CancelDelivery.descriptor, Method.MarkDeliveryFailed.descriptor, Method.RecordFailedChange.descriptor, Method.ConfirmDelivery.descriptor, Method.NotifyMe.descriptor, Method.ReportDronePositions.descriptor]
         )
 
         /// One caseless enum per method: its message types and descriptor.
@@ -1922,8 +2097,11 @@ extension Fabrikam.Dronedelivery.Delivery.V1 {
 
             /// Cancels a delivery (taken from the request queue): aborts the flight and
             /// publishes a CANCELLED event. Cancelling a cancelled delivery succeeds;
-            /// cancelling a completed one is FAILED_PRECONDITION. Internal: called by
-            /// Workflow.
+            /// cancelling a completed one is FAILED_PRECONDITION. With `owner`, a
+            /// delivery not scheduled yet (still REQUESTED) is recorded as CANCELLED,
+            /// and its saga stops. The flight is aborted in the end even when flight
+            /// control cannot be reached now (Delivery keeps trying). Internal: called
+            /// by Workflow.
             public enum CancelDelivery: ProtobufKit.MethodSpec {
                 public typealias Input = DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.CancelDeliveryRequest
                 public typealias Output = DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery
@@ -1949,6 +2127,25 @@ extension Fabrikam.Dronedelivery.Delivery.V1 {
                     name: "MarkDeliveryFailed",
                     inputType: "fabrikam.dronedelivery.delivery.v1.MarkDeliveryFailedRequest",
                     outputType: "fabrikam.dronedelivery.delivery.v1.Delivery",
+                    clientStreaming: false,
+                    serverStreaming: false,
+                    isIdempotent: false,
+                    httpRule: nil
+                )
+            }
+
+            /// Records that a cancel or reschedule the owner asked for could not be
+            /// made; the delivery's status shows it (`failed_change`) until a later
+            /// change succeeds. Idempotent per `operation_id`. NOT_FOUND if the
+            /// delivery does not exist. Internal: called by the Supervisor.
+            public enum RecordFailedChange: ProtobufKit.MethodSpec {
+                public typealias Input = DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.RecordFailedChangeRequest
+                public typealias Output = DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryStatus
+                public static let descriptor = ProtobufKit.MethodDescriptor(
+                    service: "fabrikam.dronedelivery.delivery.v1.DeliveryService",
+                    name: "RecordFailedChange",
+                    inputType: "fabrikam.dronedelivery.delivery.v1.RecordFailedChangeRequest",
+                    outputType: "fabrikam.dronedelivery.delivery.v1.DeliveryStatus",
                     clientStreaming: false,
                     serverStreaming: false,
                     isIdempotent: false,
@@ -2049,13 +2246,22 @@ extension Fabrikam.Dronedelivery.Delivery.V1 {
 
             /// Cancels a delivery (taken from the request queue): aborts the flight and
             /// publishes a CANCELLED event. Cancelling a cancelled delivery succeeds;
-            /// cancelling a completed one is FAILED_PRECONDITION. Internal: called by
-            /// Workflow.
+            /// cancelling a completed one is FAILED_PRECONDITION. With `owner`, a
+            /// delivery not scheduled yet (still REQUESTED) is recorded as CANCELLED,
+            /// and its saga stops. The flight is aborted in the end even when flight
+            /// control cannot be reached now (Delivery keeps trying). Internal: called
+            /// by Workflow.
             func cancelDelivery(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.CancelDeliveryRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery
 
             /// Marks a delivery FAILED (compensation of a failed saga) and publishes a
             /// FAILED event. Idempotent. Internal: called by the Supervisor.
             func markDeliveryFailed(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.MarkDeliveryFailedRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery
+
+            /// Records that a cancel or reschedule the owner asked for could not be
+            /// made; the delivery's status shows it (`failed_change`) until a later
+            /// change succeeds. Idempotent per `operation_id`. NOT_FOUND if the
+            /// delivery does not exist. Internal: called by the Supervisor.
+            func recordFailedChange(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.RecordFailedChangeRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryStatus
 
             /// Records the recipient's confirmation at drop-off and completes the
             /// delivery. FAILED_PRECONDITION if the drone is not at the drop-off or the
@@ -2127,8 +2333,11 @@ extension Fabrikam.Dronedelivery.Delivery.V1 {
 
             /// Cancels a delivery (taken from the request queue): aborts the flight and
             /// publishes a CANCELLED event. Cancelling a cancelled delivery succeeds;
-            /// cancelling a completed one is FAILED_PRECONDITION. Internal: called by
-            /// Workflow.
+            /// cancelling a completed one is FAILED_PRECONDITION. With `owner`, a
+            /// delivery not scheduled yet (still REQUESTED) is recorded as CANCELLED,
+            /// and its saga stops. The flight is aborted in the end even when flight
+            /// control cannot be reached now (Delivery keeps trying). Internal: called
+            /// by Workflow.
             public func cancelDelivery(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.CancelDeliveryRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery {
                 try await rpc.unary(Method.CancelDelivery.self, request, options: options)
             }
@@ -2137,6 +2346,14 @@ extension Fabrikam.Dronedelivery.Delivery.V1 {
             /// FAILED event. Idempotent. Internal: called by the Supervisor.
             public func markDeliveryFailed(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.MarkDeliveryFailedRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery {
                 try await rpc.unary(Method.MarkDeliveryFailed.self, request, options: options)
+            }
+
+            /// Records that a cancel or reschedule the owner asked for could not be
+            /// made; the delivery's status shows it (`failed_change`) until a later
+            /// change succeeds. Idempotent per `operation_id`. NOT_FOUND if the
+            /// delivery does not exist. Internal: called by the Supervisor.
+            public func recordFailedChange(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.RecordFailedChangeRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryStatus {
+                try await rpc.unary(Method.RecordFailedChange.self, request, options: options)
             }
 
             /// Records the recipient's confirmation at drop-off and completes the
@@ -2175,6 +2392,7 @@ extension Fabrikam.Dronedelivery.Delivery.V1.DeliveryService.Handler {
         router.unary(Fabrikam.Dronedelivery.Delivery.V1.DeliveryService.Method.RescheduleDelivery.self) { try await self.rescheduleDelivery($0, context: $1) }
         router.unary(Fabrikam.Dronedelivery.Delivery.V1.DeliveryService.Method.CancelDelivery.self) { try await self.cancelDelivery($0, context: $1) }
         router.unary(Fabrikam.Dronedelivery.Delivery.V1.DeliveryService.Method.MarkDeliveryFailed.self) { try await self.markDeliveryFailed($0, context: $1) }
+        router.unary(Fabrikam.Dronedelivery.Delivery.V1.DeliveryService.Method.RecordFailedChange.self) { try await self.recordFailedChange($0, context: $1) }
         router.unary(Fabrikam.Dronedelivery.Delivery.V1.DeliveryService.Method.ConfirmDelivery.self) { try await self.confirmDelivery($0, context: $1) }
         router.unary(Fabrikam.Dronedelivery.Delivery.V1.DeliveryService.Method.NotifyMe.self) { try await self.notifyMe($0, context: $1) }
         router.clientStreaming(Fabrikam.Dronedelivery.Delivery.V1.DeliveryService.Method.ReportDronePositions.self) { try await self.reportDronePositions($0, context: $1) }
@@ -2188,9 +2406,9 @@ extension Fabrikam.Dronedelivery.Delivery.V1 {
             name: "fabrikam/dronedelivery/delivery/v1/delivery.proto",
             package: "fabrikam.dronedelivery.delivery.v1",
             dependencies: ["fabrikam/dronedelivery/common/v1/common.proto", "fabrikam/dronedelivery/telemetry/v1/telemetry.proto", "google/api/annotations.proto", "google/protobuf/timestamp.proto", "google/protobuf/wrappers.proto"],
-            messageTypes: [DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryStatus.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryTrackingEvent.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Confirmation.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ScheduleDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ScheduleDeliveryResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.GetDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.GetDeliveryStatusRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.GetDeliveryStatusResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ListDeliveriesRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ListDeliveriesResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.TrackDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.RescheduleDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.CancelDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.MarkDeliveryFailedRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ConfirmDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.NotifyMeRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.NotifyMeResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ReportDronePositionsRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ReportDronePositionsResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryEvent.self],
+            messageTypes: [DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryStatus.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.FailedChange.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.RecordFailedChangeRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryTrackingEvent.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Confirmation.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ScheduleDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ScheduleDeliveryResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.GetDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.GetDeliveryStatusRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.GetDeliveryStatusResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ListDeliveriesRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ListDeliveriesResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.TrackDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.RescheduleDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.CancelDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.MarkDeliveryFailedRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ConfirmDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.NotifyMeRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.NotifyMeResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ReportDronePositionsRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ReportDronePositionsResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryEvent.self],
             services: [DeliveryService.descriptor],
-            serializedDescriptorBase64: "CjFmYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2RlbGl2ZXJ5L3YxL2RlbGl2ZXJ5LnByb3RvEiJmYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxGi1mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2NvbW1vbi92MS9jb21tb24ucHJvdG8aM2ZhYnJpa2FtL2Ryb25lZGVsaXZlcnkvdGVsZW1ldHJ5L3YxL3RlbGVtZXRyeS5wcm90bxocZ29vZ2xlL2FwaS9hbm5vdGF0aW9ucy5wcm90bxofZ29vZ2xlL3Byb3RvYnVmL3RpbWVzdGFtcC5wcm90bxoeZ29vZ2xlL3Byb3RvYnVmL3dyYXBwZXJzLnByb3RvIoIHCghEZWxpdmVyeRIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBI9CgVvd25lchgCIAEoCzInLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLk93bmVyUgVvd25lchJTCg9waWNrdXBfbG9jYXRpb24YAyABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvblIOcGlja3VwTG9jYXRpb24SVQoQZHJvcG9mZl9sb2NhdGlvbhgEIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUg9kcm9wb2ZmTG9jYXRpb24SOwoLcGlja3VwX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpwaWNrdXBUaW1lEjYKCGRlYWRsaW5lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIIZGVhZGxpbmUSHAoJZXhwZWRpdGVkGAcgASgIUglleHBlZGl0ZWQSZwoVY29uZmlybWF0aW9uX3JlcXVpcmVkGAggASgOMjIuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuQ29uZmlybWF0aW9uVHlwZVIUY29uZmlybWF0aW9uUmVxdWlyZWQSGQoIZHJvbmVfaWQYCSABKAlSB2Ryb25lSWQSHQoKcGFja2FnZV9pZBgKIAEoCVIJcGFja2FnZUlkEkUKBXN0YWdlGAsgASgOMi8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuRGVsaXZlcnlTdGFnZVIFc3RhZ2USOwoLY3JlYXRlX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpjcmVhdGVUaW1lEjsKC3VwZGF0ZV90aW1lGA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKdXBkYXRlVGltZRJUCgxjb25maXJtYXRpb24YDiABKAsyMC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkNvbmZpcm1hdGlvblIMY29uZmlybWF0aW9uEh0KCmVuZF9yZWFzb24YDyABKAlSCWVuZFJlYXNvbiKFAwoORGVsaXZlcnlTdGF0dXMSRQoFc3RhZ2UYASABKA4yLy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5EZWxpdmVyeVN0YWdlUgVzdGFnZRJaChNsYXN0X2tub3duX2xvY2F0aW9uGAIgASgLMiouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuTG9jYXRpb25SEWxhc3RLbm93bkxvY2F0aW9uEjkKCnBpY2t1cF9ldGEYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUglwaWNrdXBFdGESPQoMZGVsaXZlcnlfZXRhGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFILZGVsaXZlcnlFdGESOwoLdXBkYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgp1cGRhdGVUaW1lEhkKCGRyb25lX2lkGAYgASgJUgdkcm9uZUlkIqgDChVEZWxpdmVyeVRyYWNraW5nRXZlbnQSHwoLZGVsaXZlcnlfaWQYASABKAlSCmRlbGl2ZXJ5SWQSRQoFc3RhZ2UYAiABKA4yLy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5EZWxpdmVyeVN0YWdlUgVzdGFnZRJGCghsb2NhdGlvbhgDIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUghsb2NhdGlvbhIuCgR0aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIEdGltZRI5CgpwaWNrdXBfZXRhGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIJcGlja3VwRXRhEj0KDGRlbGl2ZXJ5X2V0YRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSC2RlbGl2ZXJ5RXRhEhoKCHNlcXVlbmNlGAcgASgDUghzZXF1ZW5jZRIZCghkcm9uZV9pZBgIIAEoCVIHZHJvbmVJZCKjAgoMQ29uZmlybWF0aW9uEi4KBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgR0aW1lEkYKCGxvY2F0aW9uGAIgASgLMiouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuTG9jYXRpb25SCGxvY2F0aW9uEl8KEWNvbmZpcm1hdGlvbl90eXBlGAMgASgOMjIuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuQ29uZmlybWF0aW9uVHlwZVIQY29uZmlybWF0aW9uVHlwZRISCgRibG9iGAQgASgMUgRibG9iEiYKD2Jsb2JfbWVkaWFfdHlwZRgFIAEoCVINYmxvYk1lZGlhVHlwZSJjChdTY2hlZHVsZURlbGl2ZXJ5UmVxdWVzdBJICghkZWxpdmVyeRgBIAEoCzIsLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuRGVsaXZlcnlSCGRlbGl2ZXJ5IsoBChhTY2hlZHVsZURlbGl2ZXJ5UmVzcG9uc2USSAoIZGVsaXZlcnkYASABKAsyLC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkRlbGl2ZXJ5UghkZWxpdmVyeRIYCgdjcmVhdGVkGAIgASgIUgdjcmVhdGVkEkoKBnN0YXR1cxgDIAEoCzIyLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuRGVsaXZlcnlTdGF0dXNSBnN0YXR1cyI1ChJHZXREZWxpdmVyeVJlcXVlc3QSHwoLZGVsaXZlcnlfaWQYASABKAlSCmRlbGl2ZXJ5SWQiOwoYR2V0RGVsaXZlcnlTdGF0dXNSZXF1ZXN0Eh8KC2RlbGl2ZXJ5X2lkGAEgASgJUgpkZWxpdmVyeUlkIogBChlHZXREZWxpdmVyeVN0YXR1c1Jlc3BvbnNlEh8KC2RlbGl2ZXJ5X2lkGAEgASgJUgpkZWxpdmVyeUlkEkoKBnN0YXR1cxgCIAEoCzIyLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuRGVsaXZlcnlTdGF0dXNSBnN0YXR1cyLQAQoVTGlzdERlbGl2ZXJpZXNSZXF1ZXN0EhkKCG93bmVyX2lkGAEgASgJUgdvd25lcklkEhcKB3VzZXJfaWQYAiABKAlSBnVzZXJJZBJHCgZzdGFnZXMYAyADKA4yLy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5EZWxpdmVyeVN0YWdlUgZzdGFnZXMSGwoJcGFnZV9zaXplGAQgASgFUghwYWdlU2l6ZRIdCgpwYWdlX3Rva2VuGAUgASgJUglwYWdlVG9rZW4ijgEKFkxpc3REZWxpdmVyaWVzUmVzcG9uc2USTAoKZGVsaXZlcmllcxgBIAMoCzIsLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuRGVsaXZlcnlSCmRlbGl2ZXJpZXMSJgoPbmV4dF9wYWdlX3Rva2VuGAIgASgJUg1uZXh0UGFnZVRva2VuIl4KFFRyYWNrRGVsaXZlcnlSZXF1ZXN0Eh8KC2RlbGl2ZXJ5X2lkGAEgASgJUgpkZWxpdmVyeUlkEiUKDmFmdGVyX3NlcXVlbmNlGAIgASgDUg1hZnRlclNlcXVlbmNlIroDChlSZXNjaGVkdWxlRGVsaXZlcnlSZXF1ZXN0Eh8KC2RlbGl2ZXJ5X2lkGAEgASgJUgpkZWxpdmVyeUlkElMKD3BpY2t1cF9sb2NhdGlvbhgCIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUg5waWNrdXBMb2NhdGlvbhJVChBkcm9wb2ZmX2xvY2F0aW9uGAMgASgLMiouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuTG9jYXRpb25SD2Ryb3BvZmZMb2NhdGlvbhI7CgtwaWNrdXBfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCnBpY2t1cFRpbWUSNgoIZGVhZGxpbmUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUghkZWFkbGluZRI4CglleHBlZGl0ZWQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuQm9vbFZhbHVlUglleHBlZGl0ZWQSIQoMb3BlcmF0aW9uX2lkGAcgASgJUgtvcGVyYXRpb25JZCJzChVDYW5jZWxEZWxpdmVyeVJlcXVlc3QSHwoLZGVsaXZlcnlfaWQYASABKAlSCmRlbGl2ZXJ5SWQSFgoGcmVhc29uGAIgASgJUgZyZWFzb24SIQoMb3BlcmF0aW9uX2lkGAMgASgJUgtvcGVyYXRpb25JZCKsAQoZTWFya0RlbGl2ZXJ5RmFpbGVkUmVxdWVzdBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBIWCgZyZWFzb24YAiABKAlSBnJlYXNvbhIXCgdzYWdhX2lkGAMgASgJUgZzYWdhSWQSPQoFb3duZXIYBCABKAsyJy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Pd25lclIFb3duZXIijwEKFkNvbmZpcm1EZWxpdmVyeVJlcXVlc3QSHwoLZGVsaXZlcnlfaWQYASABKAlSCmRlbGl2ZXJ5SWQSVAoMY29uZmlybWF0aW9uGAIgASgLMjAuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5Db25maXJtYXRpb25SDGNvbmZpcm1hdGlvbiJpCg9Ob3RpZnlNZVJlcXVlc3QSHwoLZGVsaXZlcnlfaWQYASABKAlSCmRlbGl2ZXJ5SWQSIwoNZW1haWxfYWRkcmVzcxgCIAEoCVIMZW1haWxBZGRyZXNzEhAKA3NtcxgDIAEoCVIDc21zIlwKEE5vdGlmeU1lUmVzcG9uc2USHwoLZGVsaXZlcnlfaWQYASABKAlSCmRlbGl2ZXJ5SWQSJwoPbm90aWZpY2F0aW9uX2lkGAIgASgJUg5ub3RpZmljYXRpb25JZCJvChtSZXBvcnREcm9uZVBvc2l0aW9uc1JlcXVlc3QSUAoJcG9zaXRpb25zGAEgAygLMjIuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS50ZWxlbWV0cnkudjEuRHJvbmVQb3NpdGlvblIJcG9zaXRpb25zIpwBChxSZXBvcnREcm9uZVBvc2l0aW9uc1Jlc3BvbnNlEiUKDmFjY2VwdGVkX2NvdW50GAEgASgDUg1hY2NlcHRlZENvdW50EiMKDWlnbm9yZWRfY291bnQYAiABKANSDGlnbm9yZWRDb3VudBIwChR0cmFja2luZ19ldmVudF9jb3VudBgDIAEoA1ISdHJhY2tpbmdFdmVudENvdW50IsIECg1EZWxpdmVyeUV2ZW50EhkKCGV2ZW50X2lkGAEgASgJUgdldmVudElkEh8KC2RlbGl2ZXJ5X2lkGAIgASgJUgpkZWxpdmVyeUlkEkUKBXN0YWdlGAMgASgOMi8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuRGVsaXZlcnlTdGFnZVIFc3RhZ2USOQoKZXZlbnRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCWV2ZW50VGltZRI9CgVvd25lchgFIAEoCzInLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLk93bmVyUgVvd25lchJGCghsb2NhdGlvbhgGIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUghsb2NhdGlvbhIZCghkcm9uZV9pZBgHIAEoCVIHZHJvbmVJZBIWCgZyZWFzb24YCCABKAlSBnJlYXNvbhJICghkZWxpdmVyeRgJIAEoCzIsLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuRGVsaXZlcnlSCGRlbGl2ZXJ5EhoKCHNlcXVlbmNlGAogASgDUghzZXF1ZW5jZRJTCg10cmFjZV9jb250ZXh0GAsgASgLMi4uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuVHJhY2VDb250ZXh0Ugx0cmFjZUNvbnRleHQyhQ4KD0RlbGl2ZXJ5U2VydmljZRKNAQoQU2NoZWR1bGVEZWxpdmVyeRI7LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuU2NoZWR1bGVEZWxpdmVyeVJlcXVlc3QaPC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLlNjaGVkdWxlRGVsaXZlcnlSZXNwb25zZRKZAQoLR2V0RGVsaXZlcnkSNi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkdldERlbGl2ZXJ5UmVxdWVzdBosLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuRGVsaXZlcnkiJILT5JMCHhIcL3YxL2RlbGl2ZXJpZXMve2RlbGl2ZXJ5X2lkfRLFAQoRR2V0RGVsaXZlcnlTdGF0dXMSPC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkdldERlbGl2ZXJ5U3RhdHVzUmVxdWVzdBo9LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuR2V0RGVsaXZlcnlTdGF0dXNSZXNwb25zZSIzgtPkkwItEiMvdjEvZGVsaXZlcmllcy97ZGVsaXZlcnlfaWR9L3N0YXR1c2IGc3RhdHVzEsMBCg5MaXN0RGVsaXZlcmllcxI5LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuTGlzdERlbGl2ZXJpZXNSZXF1ZXN0GjouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5MaXN0RGVsaXZlcmllc1Jlc3BvbnNlIjqC0+STAjQSDi92MS9kZWxpdmVyaWVzWiISIC92MS9vd25lcnMve293bmVyX2lkfS9kZWxpdmVyaWVzErIBCg1UcmFja0RlbGl2ZXJ5EjguZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5UcmFja0RlbGl2ZXJ5UmVxdWVzdBo5LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuRGVsaXZlcnlUcmFja2luZ0V2ZW50IiqC0+STAiQSIi92MS9kZWxpdmVyaWVzL3tkZWxpdmVyeV9pZH06dHJhY2swARKBAQoSUmVzY2hlZHVsZURlbGl2ZXJ5Ej0uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5SZXNjaGVkdWxlRGVsaXZlcnlSZXF1ZXN0GiwuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5EZWxpdmVyeRJ5Cg5DYW5jZWxEZWxpdmVyeRI5LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuQ2FuY2VsRGVsaXZlcnlSZXF1ZXN0GiwuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5EZWxpdmVyeRKBAQoSTWFya0RlbGl2ZXJ5RmFpbGVkEj0uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5NYXJrRGVsaXZlcnlGYWlsZWRSZXF1ZXN0GiwuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5EZWxpdmVyeRK3AQoPQ29uZmlybURlbGl2ZXJ5EjouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5Db25maXJtRGVsaXZlcnlSZXF1ZXN0GiwuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5EZWxpdmVyeSI6gtPkkwI0IiQvdjEvZGVsaXZlcmllcy97ZGVsaXZlcnlfaWR9OmNvbmZpcm06DGNvbmZpcm1hdGlvbhKnAQoITm90aWZ5TWUSMy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLk5vdGlmeU1lUmVxdWVzdBo0LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuTm90aWZ5TWVSZXNwb25zZSIwgtPkkwIqIiUvdjEvZGVsaXZlcmllcy97ZGVsaXZlcnlfaWR9Om5vdGlmeU1lOgEqEpsBChRSZXBvcnREcm9uZVBvc2l0aW9ucxI/LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuUmVwb3J0RHJvbmVQb3NpdGlvbnNSZXF1ZXN0GkAuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5SZXBvcnREcm9uZVBvc2l0aW9uc1Jlc3BvbnNlKAFiBnByb3RvMw=="
+            serializedDescriptorBase64: "CjFmYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2RlbGl2ZXJ5L3YxL2RlbGl2ZXJ5LnByb3RvEiJmYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxGi1mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2NvbW1vbi92MS9jb21tb24ucHJvdG8aM2ZhYnJpa2FtL2Ryb25lZGVsaXZlcnkvdGVsZW1ldHJ5L3YxL3RlbGVtZXRyeS5wcm90bxocZ29vZ2xlL2FwaS9hbm5vdGF0aW9ucy5wcm90bxofZ29vZ2xlL3Byb3RvYnVmL3RpbWVzdGFtcC5wcm90bxoeZ29vZ2xlL3Byb3RvYnVmL3dyYXBwZXJzLnByb3RvIoIHCghEZWxpdmVyeRIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBI9CgVvd25lchgCIAEoCzInLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLk93bmVyUgVvd25lchJTCg9waWNrdXBfbG9jYXRpb24YAyABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvblIOcGlja3VwTG9jYXRpb24SVQoQZHJvcG9mZl9sb2NhdGlvbhgEIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUg9kcm9wb2ZmTG9jYXRpb24SOwoLcGlja3VwX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpwaWNrdXBUaW1lEjYKCGRlYWRsaW5lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIIZGVhZGxpbmUSHAoJZXhwZWRpdGVkGAcgASgIUglleHBlZGl0ZWQSZwoVY29uZmlybWF0aW9uX3JlcXVpcmVkGAggASgOMjIuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuQ29uZmlybWF0aW9uVHlwZVIUY29uZmlybWF0aW9uUmVxdWlyZWQSGQoIZHJvbmVfaWQYCSABKAlSB2Ryb25lSWQSHQoKcGFja2FnZV9pZBgKIAEoCVIJcGFja2FnZUlkEkUKBXN0YWdlGAsgASgOMi8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuRGVsaXZlcnlTdGFnZVIFc3RhZ2USOwoLY3JlYXRlX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpjcmVhdGVUaW1lEjsKC3VwZGF0ZV90aW1lGA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKdXBkYXRlVGltZRJUCgxjb25maXJtYXRpb24YDiABKAsyMC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkNvbmZpcm1hdGlvblIMY29uZmlybWF0aW9uEh0KCmVuZF9yZWFzb24YDyABKAlSCWVuZFJlYXNvbiLcAwoORGVsaXZlcnlTdGF0dXMSRQoFc3RhZ2UYASABKA4yLy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5EZWxpdmVyeVN0YWdlUgVzdGFnZRJaChNsYXN0X2tub3duX2xvY2F0aW9uGAIgASgLMiouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuTG9jYXRpb25SEWxhc3RLbm93bkxvY2F0aW9uEjkKCnBpY2t1cF9ldGEYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUglwaWNrdXBFdGESPQoMZGVsaXZlcnlfZXRhGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFILZGVsaXZlcnlFdGESOwoLdXBkYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgp1cGRhdGVUaW1lEhkKCGRyb25lX2lkGAYgASgJUgdkcm9uZUlkElUKDWZhaWxlZF9jaGFuZ2UYByABKAsyMC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkZhaWxlZENoYW5nZVIMZmFpbGVkQ2hhbmdlIsgBCgxGYWlsZWRDaGFuZ2USTQoJb3BlcmF0aW9uGAEgASgOMi8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuT3BlcmF0aW9uS2luZFIJb3BlcmF0aW9uEhYKBnJlYXNvbhgCIAEoCVIGcmVhc29uEi4KBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgR0aW1lEiEKDG9wZXJhdGlvbl9pZBgEIAEoCVILb3BlcmF0aW9uSWQihgEKGVJlY29yZEZhaWxlZENoYW5nZVJlcXVlc3QSHwoLZGVsaXZlcnlfaWQYASABKAlSCmRlbGl2ZXJ5SWQSSAoGY2hhbmdlGAIgASgLMjAuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5GYWlsZWRDaGFuZ2VSBmNoYW5nZSKoAwoVRGVsaXZlcnlUcmFja2luZ0V2ZW50Eh8KC2RlbGl2ZXJ5X2lkGAEgASgJUgpkZWxpdmVyeUlkEkUKBXN0YWdlGAIgASgOMi8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuRGVsaXZlcnlTdGFnZVIFc3RhZ2USRgoIbG9jYXRpb24YAyABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvblIIbG9jYXRpb24SLgoEdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSBHRpbWUSOQoKcGlja3VwX2V0YRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCXBpY2t1cEV0YRI9CgxkZWxpdmVyeV9ldGEYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgtkZWxpdmVyeUV0YRIaCghzZXF1ZW5jZRgHIAEoA1IIc2VxdWVuY2USGQoIZHJvbmVfaWQYCCABKAlSB2Ryb25lSWQiowIKDENvbmZpcm1hdGlvbhIuCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIEdGltZRJGCghsb2NhdGlvbhgCIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUghsb2NhdGlvbhJfChFjb25maXJtYXRpb25fdHlwZRgDIAEoDjIyLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkNvbmZpcm1hdGlvblR5cGVSEGNvbmZpcm1hdGlvblR5cGUSEgoEYmxvYhgEIAEoDFIEYmxvYhImCg9ibG9iX21lZGlhX3R5cGUYBSABKAlSDWJsb2JNZWRpYVR5cGUiYwoXU2NoZWR1bGVEZWxpdmVyeVJlcXVlc3QSSAoIZGVsaXZlcnkYASABKAsyLC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkRlbGl2ZXJ5UghkZWxpdmVyeSLKAQoYU2NoZWR1bGVEZWxpdmVyeVJlc3BvbnNlEkgKCGRlbGl2ZXJ5GAEgASgLMiwuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5EZWxpdmVyeVIIZGVsaXZlcnkSGAoHY3JlYXRlZBgCIAEoCFIHY3JlYXRlZBJKCgZzdGF0dXMYAyABKAsyMi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkRlbGl2ZXJ5U3RhdHVzUgZzdGF0dXMiNQoSR2V0RGVsaXZlcnlSZXF1ZXN0Eh8KC2RlbGl2ZXJ5X2lkGAEgASgJUgpkZWxpdmVyeUlkIjsKGEdldERlbGl2ZXJ5U3RhdHVzUmVxdWVzdBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZCKIAQoZR2V0RGVsaXZlcnlTdGF0dXNSZXNwb25zZRIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBJKCgZzdGF0dXMYAiABKAsyMi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkRlbGl2ZXJ5U3RhdHVzUgZzdGF0dXMi0AEKFUxpc3REZWxpdmVyaWVzUmVxdWVzdBIZCghvd25lcl9pZBgBIAEoCVIHb3duZXJJZBIXCgd1c2VyX2lkGAIgASgJUgZ1c2VySWQSRwoGc3RhZ2VzGAMgAygOMi8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuRGVsaXZlcnlTdGFnZVIGc3RhZ2VzEhsKCXBhZ2Vfc2l6ZRgEIAEoBVIIcGFnZVNpemUSHQoKcGFnZV90b2tlbhgFIAEoCVIJcGFnZVRva2VuIo4BChZMaXN0RGVsaXZlcmllc1Jlc3BvbnNlEkwKCmRlbGl2ZXJpZXMYASADKAsyLC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkRlbGl2ZXJ5UgpkZWxpdmVyaWVzEiYKD25leHRfcGFnZV90b2tlbhgCIAEoCVINbmV4dFBhZ2VUb2tlbiJeChRUcmFja0RlbGl2ZXJ5UmVxdWVzdBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBIlCg5hZnRlcl9zZXF1ZW5jZRgCIAEoA1INYWZ0ZXJTZXF1ZW5jZSK6AwoZUmVzY2hlZHVsZURlbGl2ZXJ5UmVxdWVzdBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBJTCg9waWNrdXBfbG9jYXRpb24YAiABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvblIOcGlja3VwTG9jYXRpb24SVQoQZHJvcG9mZl9sb2NhdGlvbhgDIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUg9kcm9wb2ZmTG9jYXRpb24SOwoLcGlja3VwX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpwaWNrdXBUaW1lEjYKCGRlYWRsaW5lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIIZGVhZGxpbmUSOAoJZXhwZWRpdGVkGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLkJvb2xWYWx1ZVIJZXhwZWRpdGVkEiEKDG9wZXJhdGlvbl9pZBgHIAEoCVILb3BlcmF0aW9uSWQisgEKFUNhbmNlbERlbGl2ZXJ5UmVxdWVzdBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBIWCgZyZWFzb24YAiABKAlSBnJlYXNvbhIhCgxvcGVyYXRpb25faWQYAyABKAlSC29wZXJhdGlvbklkEj0KBW93bmVyGAQgASgLMicuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuT3duZXJSBW93bmVyIqwBChlNYXJrRGVsaXZlcnlGYWlsZWRSZXF1ZXN0Eh8KC2RlbGl2ZXJ5X2lkGAEgASgJUgpkZWxpdmVyeUlkEhYKBnJlYXNvbhgCIAEoCVIGcmVhc29uEhcKB3NhZ2FfaWQYAyABKAlSBnNhZ2FJZBI9CgVvd25lchgEIAEoCzInLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLk93bmVyUgVvd25lciKPAQoWQ29uZmlybURlbGl2ZXJ5UmVxdWVzdBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBJUCgxjb25maXJtYXRpb24YAiABKAsyMC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkNvbmZpcm1hdGlvblIMY29uZmlybWF0aW9uImkKD05vdGlmeU1lUmVxdWVzdBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBIjCg1lbWFpbF9hZGRyZXNzGAIgASgJUgxlbWFpbEFkZHJlc3MSEAoDc21zGAMgASgJUgNzbXMiXAoQTm90aWZ5TWVSZXNwb25zZRIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBInCg9ub3RpZmljYXRpb25faWQYAiABKAlSDm5vdGlmaWNhdGlvbklkIm8KG1JlcG9ydERyb25lUG9zaXRpb25zUmVxdWVzdBJQCglwb3NpdGlvbnMYASADKAsyMi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LnRlbGVtZXRyeS52MS5Ecm9uZVBvc2l0aW9uUglwb3NpdGlvbnMinAEKHFJlcG9ydERyb25lUG9zaXRpb25zUmVzcG9uc2USJQoOYWNjZXB0ZWRfY291bnQYASABKANSDWFjY2VwdGVkQ291bnQSIwoNaWdub3JlZF9jb3VudBgCIAEoA1IMaWdub3JlZENvdW50EjAKFHRyYWNraW5nX2V2ZW50X2NvdW50GAMgASgDUhJ0cmFja2luZ0V2ZW50Q291bnQi4QQKDURlbGl2ZXJ5RXZlbnQSGQoIZXZlbnRfaWQYASABKAlSB2V2ZW50SWQSHwoLZGVsaXZlcnlfaWQYAiABKAlSCmRlbGl2ZXJ5SWQSRQoFc3RhZ2UYAyABKA4yLy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5EZWxpdmVyeVN0YWdlUgVzdGFnZRI5CgpldmVudF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIJZXZlbnRUaW1lEj0KBW93bmVyGAUgASgLMicuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuT3duZXJSBW93bmVyEkYKCGxvY2F0aW9uGAYgASgLMiouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuTG9jYXRpb25SCGxvY2F0aW9uEhkKCGRyb25lX2lkGAcgASgJUgdkcm9uZUlkEhYKBnJlYXNvbhgIIAEoCVIGcmVhc29uEkgKCGRlbGl2ZXJ5GAkgASgLMiwuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5EZWxpdmVyeVIIZGVsaXZlcnkSGgoIc2VxdWVuY2UYCiABKANSCHNlcXVlbmNlElMKDXRyYWNlX2NvbnRleHQYCyABKAsyLi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5UcmFjZUNvbnRleHRSDHRyYWNlQ29udGV4dBIdCgpkcm9uZV9sb3N0GAwgASgIUglkcm9uZUxvc3Qyjw8KD0RlbGl2ZXJ5U2VydmljZRKNAQoQU2NoZWR1bGVEZWxpdmVyeRI7LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuU2NoZWR1bGVEZWxpdmVyeVJlcXVlc3QaPC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLlNjaGVkdWxlRGVsaXZlcnlSZXNwb25zZRKZAQoLR2V0RGVsaXZlcnkSNi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkdldERlbGl2ZXJ5UmVxdWVzdBosLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuRGVsaXZlcnkiJILT5JMCHhIcL3YxL2RlbGl2ZXJpZXMve2RlbGl2ZXJ5X2lkfRLFAQoRR2V0RGVsaXZlcnlTdGF0dXMSPC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkdldERlbGl2ZXJ5U3RhdHVzUmVxdWVzdBo9LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuR2V0RGVsaXZlcnlTdGF0dXNSZXNwb25zZSIzgtPkkwItEiMvdjEvZGVsaXZlcmllcy97ZGVsaXZlcnlfaWR9L3N0YXR1c2IGc3RhdHVzEsMBCg5MaXN0RGVsaXZlcmllcxI5LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuTGlzdERlbGl2ZXJpZXNSZXF1ZXN0GjouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5MaXN0RGVsaXZlcmllc1Jlc3BvbnNlIjqC0+STAjQSDi92MS9kZWxpdmVyaWVzWiISIC92MS9vd25lcnMve293bmVyX2lkfS9kZWxpdmVyaWVzErIBCg1UcmFja0RlbGl2ZXJ5EjguZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5UcmFja0RlbGl2ZXJ5UmVxdWVzdBo5LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuRGVsaXZlcnlUcmFja2luZ0V2ZW50IiqC0+STAiQSIi92MS9kZWxpdmVyaWVzL3tkZWxpdmVyeV9pZH06dHJhY2swARKBAQoSUmVzY2hlZHVsZURlbGl2ZXJ5Ej0uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5SZXNjaGVkdWxlRGVsaXZlcnlSZXF1ZXN0GiwuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5EZWxpdmVyeRJ5Cg5DYW5jZWxEZWxpdmVyeRI5LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuQ2FuY2VsRGVsaXZlcnlSZXF1ZXN0GiwuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5EZWxpdmVyeRKBAQoSTWFya0RlbGl2ZXJ5RmFpbGVkEj0uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5NYXJrRGVsaXZlcnlGYWlsZWRSZXF1ZXN0GiwuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5EZWxpdmVyeRKHAQoSUmVjb3JkRmFpbGVkQ2hhbmdlEj0uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5SZWNvcmRGYWlsZWRDaGFuZ2VSZXF1ZXN0GjIuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5EZWxpdmVyeVN0YXR1cxK3AQoPQ29uZmlybURlbGl2ZXJ5EjouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5Db25maXJtRGVsaXZlcnlSZXF1ZXN0GiwuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5EZWxpdmVyeSI6gtPkkwI0IiQvdjEvZGVsaXZlcmllcy97ZGVsaXZlcnlfaWR9OmNvbmZpcm06DGNvbmZpcm1hdGlvbhKnAQoITm90aWZ5TWUSMy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLk5vdGlmeU1lUmVxdWVzdBo0LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuTm90aWZ5TWVSZXNwb25zZSIwgtPkkwIqIiUvdjEvZGVsaXZlcmllcy97ZGVsaXZlcnlfaWR9Om5vdGlmeU1lOgEqEpsBChRSZXBvcnREcm9uZVBvc2l0aW9ucxI/LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuUmVwb3J0RHJvbmVQb3NpdGlvbnNSZXF1ZXN0GkAuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5SZXBvcnREcm9uZVBvc2l0aW9uc1Jlc3BvbnNlKAFiBnByb3RvMw=="
         )
     }
 }

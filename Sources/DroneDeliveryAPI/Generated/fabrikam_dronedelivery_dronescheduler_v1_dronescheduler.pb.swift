@@ -169,6 +169,8 @@ extension Fabrikam.Dronedelivery.Dronescheduler.V1 {
         /// Why it was released (for example "completed", "cancelled",
         /// "compensation").
         public var releaseReason: String = ""
+        /// The `request_key` of the AssignDrone call that made it.
+        public var requestKey: String = ""
         /// Fields this version of the schema does not know, kept so re-encoding loses nothing.
         public var unknownFields = ProtobufKit.UnknownFields()
 
@@ -193,6 +195,19 @@ extension Fabrikam.Dronedelivery.Dronescheduler.V1 {
         public var deadline: ProtobufKit.Google.Protobuf.Timestamp? = nil
         /// Expedited deliveries are served first.
         public var expedited: Bool = false
+        /// Who asks (Workflow's saga id). The same key gets the same assignment;
+        /// a new key for a delivery whose assignment was released gets a fresh one.
+        public var requestKey: String = ""
+        /// When the delivery was accepted: its place in line while it waits.
+        /// Unset: the time of the first call.
+        public var queuedTime: ProtobufKit.Google.Protobuf.Timestamp? = nil
+        /// Wait in line when no suitable drone is free, instead of
+        /// RESOURCE_EXHAUSTED.
+        public var wait: Bool = false
+        /// With `wait`: the latest time a drone may be assigned. Once it passes, the
+        /// delivery leaves the line and the call is FAILED_PRECONDITION. Unset: no
+        /// limit.
+        public var waitUntil: ProtobufKit.Google.Protobuf.Timestamp? = nil
         /// Fields this version of the schema does not know, kept so re-encoding loses nothing.
         public var unknownFields = ProtobufKit.UnknownFields()
 
@@ -207,6 +222,11 @@ extension Fabrikam.Dronedelivery.Dronescheduler.V1 {
         public var assignment: DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.Assignment? = nil
         /// True if this call made the assignment, false if it already existed.
         public var created: Bool = false
+        /// No drone yet: the delivery waits in line (`drone_id` and `assignment`
+        /// are empty). Ask again to learn when a drone is assigned to it.
+        public var waiting: Bool = false
+        /// While waiting: how many deliveries wait before it, plus one.
+        public var position: Int32 = 0
         /// Fields this version of the schema does not know, kept so re-encoding loses nothing.
         public var unknownFields = ProtobufKit.UnknownFields()
 
@@ -231,6 +251,8 @@ extension Fabrikam.Dronedelivery.Dronescheduler.V1 {
         public var released: Bool = false
         /// The assignment after the call (absent if there never was one).
         public var assignment: DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.Assignment? = nil
+        /// True if the delivery was waiting in line and left it.
+        public var withdrawn: Bool = false
         /// Fields this version of the schema does not know, kept so re-encoding loses nothing.
         public var unknownFields = ProtobufKit.UnknownFields()
 
@@ -499,6 +521,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.Assignment: 
         if let value = self.assignTime { c.pointee.assign_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         if let value = self.releaseTime { c.pointee.release_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         c.pointee.release_reason = arena.string(self.releaseReason, field: "fabrikam.dronedelivery.dronescheduler.v1.Assignment.release_reason")
+        c.pointee.request_key = arena.string(self.requestKey, field: "fabrikam.dronedelivery.dronescheduler.v1.Assignment.request_key")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -513,6 +536,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.Assignment: 
         if let value = c.pointee.assign_time { self.assignTime = try ProtobufKit.Google.Protobuf.Timestamp(_protobufC: value) }
         if let value = c.pointee.release_time { self.releaseTime = try ProtobufKit.Google.Protobuf.Timestamp(_protobufC: value) }
         self.releaseReason = try ProtobufKit._protobufCString(c.pointee.release_reason, field: "fabrikam.dronedelivery.dronescheduler.v1.Assignment.release_reason")
+        self.requestKey = try ProtobufKit._protobufCString(c.pointee.request_key, field: "fabrikam.dronedelivery.dronescheduler.v1.Assignment.request_key")
         self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
     }
 
@@ -524,6 +548,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.Assignment: 
         if let value = self.assignTime { w.key("assignTime", "assign_time"); try value._writeJSON(to: &w) }
         if let value = self.releaseTime { w.key("releaseTime", "release_time"); try value._writeJSON(to: &w) }
         if !self.releaseReason.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("releaseReason", "release_reason"); w.string(self.releaseReason) }
+        if !self.requestKey.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("requestKey", "request_key"); w.string(self.requestKey) }
     }
 
     public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
@@ -556,6 +581,10 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.Assignment: 
             if scanner.skipNull() { return 6 }
             self.releaseReason = try scanner.string()
             return 6
+        case "requestKey", "request_key":
+            if scanner.skipNull() { return 7 }
+            self.requestKey = try scanner.string()
+            return 7
         default:
             return nil
         }
@@ -586,6 +615,10 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.AssignDroneR
         if let value = self.pickupTime { c.pointee.pickup_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         if let value = self.deadline { c.pointee.deadline = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         c.pointee.expedited = self.expedited ? 1 : 0
+        c.pointee.request_key = arena.string(self.requestKey, field: "fabrikam.dronedelivery.dronescheduler.v1.AssignDroneRequest.request_key")
+        if let value = self.queuedTime { c.pointee.queued_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
+        c.pointee.wait = self.wait ? 1 : 0
+        if let value = self.waitUntil { c.pointee.wait_until = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -601,6 +634,10 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.AssignDroneR
         if let value = c.pointee.pickup_time { self.pickupTime = try ProtobufKit.Google.Protobuf.Timestamp(_protobufC: value) }
         if let value = c.pointee.deadline { self.deadline = try ProtobufKit.Google.Protobuf.Timestamp(_protobufC: value) }
         self.expedited = c.pointee.expedited != 0
+        self.requestKey = try ProtobufKit._protobufCString(c.pointee.request_key, field: "fabrikam.dronedelivery.dronescheduler.v1.AssignDroneRequest.request_key")
+        if let value = c.pointee.queued_time { self.queuedTime = try ProtobufKit.Google.Protobuf.Timestamp(_protobufC: value) }
+        self.wait = c.pointee.wait != 0
+        if let value = c.pointee.wait_until { self.waitUntil = try ProtobufKit.Google.Protobuf.Timestamp(_protobufC: value) }
         self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
     }
 
@@ -613,6 +650,10 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.AssignDroneR
         if let value = self.pickupTime { w.key("pickupTime", "pickup_time"); try value._writeJSON(to: &w) }
         if let value = self.deadline { w.key("deadline", "deadline"); try value._writeJSON(to: &w) }
         if self.expedited || w.options.alwaysPrintFieldsWithNoPresence { w.key("expedited", "expedited"); w.bool(self.expedited) }
+        if !self.requestKey.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("requestKey", "request_key"); w.string(self.requestKey) }
+        if let value = self.queuedTime { w.key("queuedTime", "queued_time"); try value._writeJSON(to: &w) }
+        if self.wait || w.options.alwaysPrintFieldsWithNoPresence { w.key("wait", "wait"); w.bool(self.wait) }
+        if let value = self.waitUntil { w.key("waitUntil", "wait_until"); try value._writeJSON(to: &w) }
     }
 
     public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
@@ -649,6 +690,22 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.AssignDroneR
             if scanner.skipNull() { return 7 }
             self.expedited = try scanner.bool()
             return 7
+        case "requestKey", "request_key":
+            if scanner.skipNull() { return 8 }
+            self.requestKey = try scanner.string()
+            return 8
+        case "queuedTime", "queued_time":
+            if scanner.skipNull() { return 9 }
+            self.queuedTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 9
+        case "wait":
+            if scanner.skipNull() { return 10 }
+            self.wait = try scanner.bool()
+            return 10
+        case "waitUntil", "wait_until":
+            if scanner.skipNull() { return 11 }
+            self.waitUntil = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 11
         default:
             return nil
         }
@@ -674,6 +731,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.AssignDroneR
         c.pointee.drone_id = arena.string(self.droneId, field: "fabrikam.dronedelivery.dronescheduler.v1.AssignDroneResponse.drone_id")
         if let value = self.assignment { c.pointee.assignment = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Dronescheduler__V1__Assignment.self) }
         c.pointee.created = self.created ? 1 : 0
+        c.pointee.waiting = self.waiting ? 1 : 0
+        c.pointee.position = self.position
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -684,6 +743,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.AssignDroneR
         self.droneId = try ProtobufKit._protobufCString(c.pointee.drone_id, field: "fabrikam.dronedelivery.dronescheduler.v1.AssignDroneResponse.drone_id")
         if let value = c.pointee.assignment { self.assignment = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.Assignment(_protobufC: value) }
         self.created = c.pointee.created != 0
+        self.waiting = c.pointee.waiting != 0
+        self.position = c.pointee.position
         self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
     }
 
@@ -691,6 +752,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.AssignDroneR
         if !self.droneId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("droneId", "drone_id"); w.string(self.droneId) }
         if let value = self.assignment { w.key("assignment", "assignment"); try value._writeJSON(to: &w) }
         if self.created || w.options.alwaysPrintFieldsWithNoPresence { w.key("created", "created"); w.bool(self.created) }
+        if self.waiting || w.options.alwaysPrintFieldsWithNoPresence { w.key("waiting", "waiting"); w.bool(self.waiting) }
+        if self.position != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("position", "position"); w.int32(self.position) }
     }
 
     public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
@@ -707,6 +770,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.AssignDroneR
             if scanner.skipNull() { return 2 }
             self.created = try scanner.bool()
             return 2
+        case "waiting":
+            if scanner.skipNull() { return 3 }
+            self.waiting = try scanner.bool()
+            return 3
+        case "position":
+            if scanner.skipNull() { return 4 }
+            self.position = try scanner.int32()
+            return 4
         default:
             return nil
         }
@@ -782,6 +853,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.ReleaseDrone
         fabrikam__dronedelivery__dronescheduler__v1__release_drone_response__init(c)
         c.pointee.released = self.released ? 1 : 0
         if let value = self.assignment { c.pointee.assignment = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Dronescheduler__V1__Assignment.self) }
+        c.pointee.withdrawn = self.withdrawn ? 1 : 0
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -791,12 +863,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.ReleaseDrone
         self.init()
         self.released = c.pointee.released != 0
         if let value = c.pointee.assignment { self.assignment = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.Assignment(_protobufC: value) }
+        self.withdrawn = c.pointee.withdrawn != 0
         self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
     }
 
     public func _writeJSONFields(to w: inout ProtobufKit.JSONWriter) throws {
         if self.released || w.options.alwaysPrintFieldsWithNoPresence { w.key("released", "released"); w.bool(self.released) }
         if let value = self.assignment { w.key("assignment", "assignment"); try value._writeJSON(to: &w) }
+        if self.withdrawn || w.options.alwaysPrintFieldsWithNoPresence { w.key("withdrawn", "withdrawn"); w.bool(self.withdrawn) }
     }
 
     public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
@@ -809,6 +883,10 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.ReleaseDrone
             if scanner.skipNull() { return 1 }
             self.assignment = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.Assignment(_jsonScanner: &scanner)
             return 1
+        case "withdrawn":
+            if scanner.skipNull() { return 2 }
+            self.withdrawn = try scanner.bool()
+            return 2
         default:
             return nil
         }
@@ -1404,10 +1482,16 @@ extension Fabrikam.Dronedelivery.Dronescheduler.V1 {
         /// One caseless enum per method: its message types and descriptor.
         public enum Method {
             /// Assigns a suitable available drone to a delivery. Idempotent per
-            /// `delivery_id`: a repeat returns the existing assignment with `created`
-            /// false. RESOURCE_EXHAUSTED when no suitable drone is free (retryable
-            /// later); INVALID_ARGUMENT when no drone in the fleet could ever carry the
-            /// package. Internal: called by Workflow.
+            /// `delivery_id`: a repeat returns the active assignment with `created`
+            /// false. A released assignment is never returned: the same `request_key`
+            /// asking again after its assignment was released (or after it left the
+            /// line) is FAILED_PRECONDITION, and a new `request_key` (a retried saga)
+            /// gets a fresh assignment. When no suitable drone is free: with `wait`
+            /// set, the delivery waits in line (`waiting` in the answer; ask again to
+            /// learn when a drone is assigned to it; drones are given to waiting
+            /// deliveries in order of `queued_time` as they are released), and
+            /// FAILED_PRECONDITION once `wait_until` passes; without `wait`,
+            /// RESOURCE_EXHAUSTED. Internal: called by Workflow.
             public enum AssignDrone: ProtobufKit.MethodSpec {
                 public typealias Input = DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.AssignDroneRequest
                 public typealias Output = DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.AssignDroneResponse
@@ -1423,10 +1507,12 @@ extension Fabrikam.Dronedelivery.Dronescheduler.V1 {
                 )
             }
 
-            /// Ends a delivery's assignment and makes the drone available again.
-            /// Idempotent: releasing an already released or unknown assignment succeeds
-            /// with `released` false. Internal: called by Workflow and by the
-            /// Supervisor as a compensation.
+            /// Ends a delivery's assignment and makes the drone available again (the
+            /// drone then goes to the first delivery waiting in line that it can
+            /// carry); a delivery waiting in line leaves it. Idempotent: releasing an
+            /// already released assignment succeeds with `released` false; NOT_FOUND
+            /// when the delivery never had an assignment nor waited. Internal: called by
+            /// Workflow and by the Supervisor as a compensation.
             public enum ReleaseDrone: ProtobufKit.MethodSpec {
                 public typealias Input = DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.ReleaseDroneRequest
                 public typealias Output = DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.ReleaseDroneResponse
@@ -1530,16 +1616,24 @@ extension Fabrikam.Dronedelivery.Dronescheduler.V1 {
         /// Implement to serve `fabrikam.dronedelivery.dronescheduler.v1.DroneSchedulerService`; add it to a router with `register(in:)`.
         public protocol Handler: Sendable {
             /// Assigns a suitable available drone to a delivery. Idempotent per
-            /// `delivery_id`: a repeat returns the existing assignment with `created`
-            /// false. RESOURCE_EXHAUSTED when no suitable drone is free (retryable
-            /// later); INVALID_ARGUMENT when no drone in the fleet could ever carry the
-            /// package. Internal: called by Workflow.
+            /// `delivery_id`: a repeat returns the active assignment with `created`
+            /// false. A released assignment is never returned: the same `request_key`
+            /// asking again after its assignment was released (or after it left the
+            /// line) is FAILED_PRECONDITION, and a new `request_key` (a retried saga)
+            /// gets a fresh assignment. When no suitable drone is free: with `wait`
+            /// set, the delivery waits in line (`waiting` in the answer; ask again to
+            /// learn when a drone is assigned to it; drones are given to waiting
+            /// deliveries in order of `queued_time` as they are released), and
+            /// FAILED_PRECONDITION once `wait_until` passes; without `wait`,
+            /// RESOURCE_EXHAUSTED. Internal: called by Workflow.
             func assignDrone(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.AssignDroneRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.AssignDroneResponse
 
-            /// Ends a delivery's assignment and makes the drone available again.
-            /// Idempotent: releasing an already released or unknown assignment succeeds
-            /// with `released` false. Internal: called by Workflow and by the
-            /// Supervisor as a compensation.
+            /// Ends a delivery's assignment and makes the drone available again (the
+            /// drone then goes to the first delivery waiting in line that it can
+            /// carry); a delivery waiting in line leaves it. Idempotent: releasing an
+            /// already released assignment succeeds with `released` false; NOT_FOUND
+            /// when the delivery never had an assignment nor waited. Internal: called by
+            /// Workflow and by the Supervisor as a compensation.
             func releaseDrone(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.ReleaseDroneRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.ReleaseDroneResponse
 
             /// Returns the assignment of one delivery. NOT_FOUND if there is none.
@@ -1569,18 +1663,26 @@ extension Fabrikam.Dronedelivery.Dronescheduler.V1 {
             public init(_ rpc: RPC.RPCClient) { self.rpc = rpc }
 
             /// Assigns a suitable available drone to a delivery. Idempotent per
-            /// `delivery_id`: a repeat returns the existing assignment with `created`
-            /// false. RESOURCE_EXHAUSTED when no suitable drone is free (retryable
-            /// later); INVALID_ARGUMENT when no drone in the fleet could ever carry the
-            /// package. Internal: called by Workflow.
+            /// `delivery_id`: a repeat returns the active assignment with `created`
+            /// false. A released assignment is never returned: the same `request_key`
+            /// asking again after its assignment was released (or after it left the
+            /// line) is FAILED_PRECONDITION, and a new `request_key` (a retried saga)
+            /// gets a fresh assignment. When no suitable drone is free: with `wait`
+            /// set, the delivery waits in line (`waiting` in the answer; ask again to
+            /// learn when a drone is assigned to it; drones are given to waiting
+            /// deliveries in order of `queued_time` as they are released), and
+            /// FAILED_PRECONDITION once `wait_until` passes; without `wait`,
+            /// RESOURCE_EXHAUSTED. Internal: called by Workflow.
             public func assignDrone(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.AssignDroneRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.AssignDroneResponse {
                 try await rpc.unary(Method.AssignDrone.self, request, options: options)
             }
 
-            /// Ends a delivery's assignment and makes the drone available again.
-            /// Idempotent: releasing an already released or unknown assignment succeeds
-            /// with `released` false. Internal: called by Workflow and by the
-            /// Supervisor as a compensation.
+            /// Ends a delivery's assignment and makes the drone available again (the
+            /// drone then goes to the first delivery waiting in line that it can
+            /// carry); a delivery waiting in line leaves it. Idempotent: releasing an
+            /// already released assignment succeeds with `released` false; NOT_FOUND
+            /// when the delivery never had an assignment nor waited. Internal: called by
+            /// Workflow and by the Supervisor as a compensation.
             public func releaseDrone(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.ReleaseDroneRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.ReleaseDroneResponse {
                 try await rpc.unary(Method.ReleaseDrone.self, request, options: options)
             }
@@ -1639,7 +1741,7 @@ extension Fabrikam.Dronedelivery.Dronescheduler.V1 {
             dependencies: ["fabrikam/dronedelivery/common/v1/common.proto", "google/api/annotations.proto", "google/protobuf/timestamp.proto"],
             messageTypes: [DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.Drone.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.Assignment.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.AssignDroneRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.AssignDroneResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.ReleaseDroneRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.ReleaseDroneResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.GetAssignmentRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.GetFleetStatusRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.FleetStatus.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.FleetStatus.StatusCount.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.GetDroneUtilizationRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.DroneUtilization.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.RegisterDroneRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.RegisterDroneResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.ListDronesRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.ListDronesResponse.self],
             services: [DroneSchedulerService.descriptor],
-            serializedDescriptorBase64: "Cj1mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2Ryb25lc2NoZWR1bGVyL3YxL2Ryb25lc2NoZWR1bGVyLnByb3RvEihmYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRyb25lc2NoZWR1bGVyLnYxGi1mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2NvbW1vbi92MS9jb21tb24ucHJvdG8aHGdvb2dsZS9hcGkvYW5ub3RhdGlvbnMucHJvdG8aH2dvb2dsZS9wcm90b2J1Zi90aW1lc3RhbXAucHJvdG8i4AQKBURyb25lEhkKCGRyb25lX2lkGAEgASgJUgdkcm9uZUlkEk0KBnN0YXR1cxgCIAEoDjI1LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZHJvbmVzY2hlZHVsZXIudjEuRHJvbmVTdGF0dXNSBnN0YXR1cxIfCgtjYXBhY2l0eV9rZxgDIAEoAVIKY2FwYWNpdHlLZxJXChBtYXhfcGFja2FnZV9zaXplGAQgASgOMi0uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuUGFja2FnZVNpemVSDm1heFBhY2thZ2VTaXplEkYKCHBvc2l0aW9uGAUgASgLMiouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuTG9jYXRpb25SCHBvc2l0aW9uEj8KDXBvc2l0aW9uX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgxwb3NpdGlvblRpbWUSTwoNaG9tZV9sb2NhdGlvbhgHIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUgxob21lTG9jYXRpb24SKAoQY3J1aXNlX3NwZWVkX21wcxgIIAEoAVIOY3J1aXNlU3BlZWRNcHMSLgoTY3VycmVudF9kZWxpdmVyeV9pZBgJIAEoCVIRY3VycmVudERlbGl2ZXJ5SWQSPwoNcmVnaXN0ZXJfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSDHJlZ2lzdGVyVGltZSL7AgoKQXNzaWdubWVudBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBIZCghkcm9uZV9pZBgCIAEoCVIHZHJvbmVJZBI9CgVvd25lchgDIAEoCzInLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLk93bmVyUgVvd25lchJPCgVzdGF0ZRgEIAEoDjI5LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZHJvbmVzY2hlZHVsZXIudjEuQXNzaWdubWVudFN0YXRlUgVzdGF0ZRI7Cgthc3NpZ25fdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCmFzc2lnblRpbWUSPQoMcmVsZWFzZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFILcmVsZWFzZVRpbWUSJQoOcmVsZWFzZV9yZWFzb24YByABKAlSDXJlbGVhc2VSZWFzb24ihQQKEkFzc2lnbkRyb25lUmVxdWVzdBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBI9CgVvd25lchgCIAEoCzInLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLk93bmVyUgVvd25lchJTCg9waWNrdXBfbG9jYXRpb24YAyABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvblIOcGlja3VwTG9jYXRpb24SVQoQZHJvcG9mZl9sb2NhdGlvbhgEIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUg9kcm9wb2ZmTG9jYXRpb24SUAoMcGFja2FnZV9pbmZvGAUgASgLMi0uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuUGFja2FnZUluZm9SC3BhY2thZ2VJbmZvEjsKC3BpY2t1cF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKcGlja3VwVGltZRI2CghkZWFkbGluZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCGRlYWRsaW5lEhwKCWV4cGVkaXRlZBgIIAEoCFIJZXhwZWRpdGVkIqABChNBc3NpZ25Ecm9uZVJlc3BvbnNlEhkKCGRyb25lX2lkGAEgASgJUgdkcm9uZUlkElQKCmFzc2lnbm1lbnQYAiABKAsyNC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRyb25lc2NoZWR1bGVyLnYxLkFzc2lnbm1lbnRSCmFzc2lnbm1lbnQSGAoHY3JlYXRlZBgDIAEoCFIHY3JlYXRlZCJOChNSZWxlYXNlRHJvbmVSZXF1ZXN0Eh8KC2RlbGl2ZXJ5X2lkGAEgASgJUgpkZWxpdmVyeUlkEhYKBnJlYXNvbhgCIAEoCVIGcmVhc29uIogBChRSZWxlYXNlRHJvbmVSZXNwb25zZRIaCghyZWxlYXNlZBgBIAEoCFIIcmVsZWFzZWQSVAoKYXNzaWdubWVudBgCIAEoCzI0LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZHJvbmVzY2hlZHVsZXIudjEuQXNzaWdubWVudFIKYXNzaWdubWVudCI3ChRHZXRBc3NpZ25tZW50UmVxdWVzdBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZCI+ChVHZXRGbGVldFN0YXR1c1JlcXVlc3QSJQoOaW5jbHVkZV9kcm9uZXMYASABKAhSDWluY2x1ZGVEcm9uZXMilgMKC0ZsZWV0U3RhdHVzEiEKDHRvdGFsX2Ryb25lcxgBIAEoBVILdG90YWxEcm9uZXMSZgoNc3RhdHVzX2NvdW50cxgCIAMoCzJBLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZHJvbmVzY2hlZHVsZXIudjEuRmxlZXRTdGF0dXMuU3RhdHVzQ291bnRSDHN0YXR1c0NvdW50cxJHCgZkcm9uZXMYAyADKAsyLy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRyb25lc2NoZWR1bGVyLnYxLkRyb25lUgZkcm9uZXMSPwoNc25hcHNob3RfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSDHNuYXBzaG90VGltZRpyCgtTdGF0dXNDb3VudBJNCgZzdGF0dXMYASABKA4yNS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRyb25lc2NoZWR1bGVyLnYxLkRyb25lU3RhdHVzUgZzdGF0dXMSFAoFY291bnQYAiABKAVSBWNvdW50ImEKGkdldERyb25lVXRpbGl6YXRpb25SZXF1ZXN0EhkKCG93bmVyX2lkGAEgASgJUgdvd25lcklkEhIKBHllYXIYAiABKAVSBHllYXISFAoFbW9udGgYAyABKAVSBW1vbnRoIqUBChBEcm9uZVV0aWxpemF0aW9uEhkKCG93bmVyX2lkGAEgASgJUgdvd25lcklkEhIKBHllYXIYAiABKAVSBHllYXISFAoFbW9udGgYAyABKAVSBW1vbnRoEiUKDnRyYXZlbGVkX21pbGVzGAQgASgBUg10cmF2ZWxlZE1pbGVzEiUKDmFzc2lnbmVkX2hvdXJzGAUgASgBUg1hc3NpZ25lZEhvdXJzIl0KFFJlZ2lzdGVyRHJvbmVSZXF1ZXN0EkUKBWRyb25lGAEgASgLMi8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kcm9uZXNjaGVkdWxlci52MS5Ecm9uZVIFZHJvbmUieAoVUmVnaXN0ZXJEcm9uZVJlc3BvbnNlEkUKBWRyb25lGAEgASgLMi8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kcm9uZXNjaGVkdWxlci52MS5Ecm9uZVIFZHJvbmUSGAoHY3JlYXRlZBgCIAEoCFIHY3JlYXRlZCKeAQoRTGlzdERyb25lc1JlcXVlc3QSTQoGc3RhdHVzGAEgASgOMjUuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kcm9uZXNjaGVkdWxlci52MS5Ecm9uZVN0YXR1c1IGc3RhdHVzEhsKCXBhZ2Vfc2l6ZRgCIAEoBVIIcGFnZVNpemUSHQoKcGFnZV90b2tlbhgDIAEoCVIJcGFnZVRva2VuIoUBChJMaXN0RHJvbmVzUmVzcG9uc2USRwoGZHJvbmVzGAEgAygLMi8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kcm9uZXNjaGVkdWxlci52MS5Ecm9uZVIGZHJvbmVzEiYKD25leHRfcGFnZV90b2tlbhgCIAEoCVINbmV4dFBhZ2VUb2tlbiq0AQoLRHJvbmVTdGF0dXMSHAoYRFJPTkVfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGgoWRFJPTkVfU1RBVFVTX0FWQUlMQUJMRRABEhkKFURST05FX1NUQVRVU19BU1NJR05FRBACEhwKGERST05FX1NUQVRVU19NQUlOVEVOQU5DRRADEhgKFERST05FX1NUQVRVU19PRkZMSU5FEAQSGAoURFJPTkVfU1RBVFVTX1JFVElSRUQQBSpvCg9Bc3NpZ25tZW50U3RhdGUSIAocQVNTSUdOTUVOVF9TVEFURV9VTlNQRUNJRklFRBAAEhsKF0FTU0lHTk1FTlRfU1RBVEVfQUNUSVZFEAESHQoZQVNTSUdOTUVOVF9TVEFURV9SRUxFQVNFRBACMqkIChVEcm9uZVNjaGVkdWxlclNlcnZpY2USigEKC0Fzc2lnbkRyb25lEjwuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kcm9uZXNjaGVkdWxlci52MS5Bc3NpZ25Ecm9uZVJlcXVlc3QaPS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRyb25lc2NoZWR1bGVyLnYxLkFzc2lnbkRyb25lUmVzcG9uc2USjQEKDFJlbGVhc2VEcm9uZRI9LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZHJvbmVzY2hlZHVsZXIudjEuUmVsZWFzZURyb25lUmVxdWVzdBo+LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZHJvbmVzY2hlZHVsZXIudjEuUmVsZWFzZURyb25lUmVzcG9uc2UShQEKDUdldEFzc2lnbm1lbnQSPi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRyb25lc2NoZWR1bGVyLnYxLkdldEFzc2lnbm1lbnRSZXF1ZXN0GjQuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kcm9uZXNjaGVkdWxlci52MS5Bc3NpZ25tZW50EogBCg5HZXRGbGVldFN0YXR1cxI/LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZHJvbmVzY2hlZHVsZXIudjEuR2V0RmxlZXRTdGF0dXNSZXF1ZXN0GjUuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kcm9uZXNjaGVkdWxlci52MS5GbGVldFN0YXR1cxLCAQoTR2V0RHJvbmVVdGlsaXphdGlvbhJELmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZHJvbmVzY2hlZHVsZXIudjEuR2V0RHJvbmVVdGlsaXphdGlvblJlcXVlc3QaOi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRyb25lc2NoZWR1bGVyLnYxLkRyb25lVXRpbGl6YXRpb24iKYLT5JMCIxIhL3YxL293bmVycy97b3duZXJfaWR9L3V0aWxpemF0aW9uEpABCg1SZWdpc3RlckRyb25lEj4uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kcm9uZXNjaGVkdWxlci52MS5SZWdpc3RlckRyb25lUmVxdWVzdBo/LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZHJvbmVzY2hlZHVsZXIudjEuUmVnaXN0ZXJEcm9uZVJlc3BvbnNlEocBCgpMaXN0RHJvbmVzEjsuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kcm9uZXNjaGVkdWxlci52MS5MaXN0RHJvbmVzUmVxdWVzdBo8LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZHJvbmVzY2hlZHVsZXIudjEuTGlzdERyb25lc1Jlc3BvbnNlYgZwcm90bzM="
+            serializedDescriptorBase64: "Cj1mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2Ryb25lc2NoZWR1bGVyL3YxL2Ryb25lc2NoZWR1bGVyLnByb3RvEihmYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRyb25lc2NoZWR1bGVyLnYxGi1mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2NvbW1vbi92MS9jb21tb24ucHJvdG8aHGdvb2dsZS9hcGkvYW5ub3RhdGlvbnMucHJvdG8aH2dvb2dsZS9wcm90b2J1Zi90aW1lc3RhbXAucHJvdG8i4AQKBURyb25lEhkKCGRyb25lX2lkGAEgASgJUgdkcm9uZUlkEk0KBnN0YXR1cxgCIAEoDjI1LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZHJvbmVzY2hlZHVsZXIudjEuRHJvbmVTdGF0dXNSBnN0YXR1cxIfCgtjYXBhY2l0eV9rZxgDIAEoAVIKY2FwYWNpdHlLZxJXChBtYXhfcGFja2FnZV9zaXplGAQgASgOMi0uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuUGFja2FnZVNpemVSDm1heFBhY2thZ2VTaXplEkYKCHBvc2l0aW9uGAUgASgLMiouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuTG9jYXRpb25SCHBvc2l0aW9uEj8KDXBvc2l0aW9uX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgxwb3NpdGlvblRpbWUSTwoNaG9tZV9sb2NhdGlvbhgHIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUgxob21lTG9jYXRpb24SKAoQY3J1aXNlX3NwZWVkX21wcxgIIAEoAVIOY3J1aXNlU3BlZWRNcHMSLgoTY3VycmVudF9kZWxpdmVyeV9pZBgJIAEoCVIRY3VycmVudERlbGl2ZXJ5SWQSPwoNcmVnaXN0ZXJfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSDHJlZ2lzdGVyVGltZSKcAwoKQXNzaWdubWVudBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBIZCghkcm9uZV9pZBgCIAEoCVIHZHJvbmVJZBI9CgVvd25lchgDIAEoCzInLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLk93bmVyUgVvd25lchJPCgVzdGF0ZRgEIAEoDjI5LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZHJvbmVzY2hlZHVsZXIudjEuQXNzaWdubWVudFN0YXRlUgVzdGF0ZRI7Cgthc3NpZ25fdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCmFzc2lnblRpbWUSPQoMcmVsZWFzZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFILcmVsZWFzZVRpbWUSJQoOcmVsZWFzZV9yZWFzb24YByABKAlSDXJlbGVhc2VSZWFzb24SHwoLcmVxdWVzdF9rZXkYCCABKAlSCnJlcXVlc3RLZXkisgUKEkFzc2lnbkRyb25lUmVxdWVzdBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBI9CgVvd25lchgCIAEoCzInLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLk93bmVyUgVvd25lchJTCg9waWNrdXBfbG9jYXRpb24YAyABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvblIOcGlja3VwTG9jYXRpb24SVQoQZHJvcG9mZl9sb2NhdGlvbhgEIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUg9kcm9wb2ZmTG9jYXRpb24SUAoMcGFja2FnZV9pbmZvGAUgASgLMi0uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuUGFja2FnZUluZm9SC3BhY2thZ2VJbmZvEjsKC3BpY2t1cF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKcGlja3VwVGltZRI2CghkZWFkbGluZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCGRlYWRsaW5lEhwKCWV4cGVkaXRlZBgIIAEoCFIJZXhwZWRpdGVkEh8KC3JlcXVlc3Rfa2V5GAkgASgJUgpyZXF1ZXN0S2V5EjsKC3F1ZXVlZF90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKcXVldWVkVGltZRISCgR3YWl0GAsgASgIUgR3YWl0EjkKCndhaXRfdW50aWwYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgl3YWl0VW50aWwi1gEKE0Fzc2lnbkRyb25lUmVzcG9uc2USGQoIZHJvbmVfaWQYASABKAlSB2Ryb25lSWQSVAoKYXNzaWdubWVudBgCIAEoCzI0LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZHJvbmVzY2hlZHVsZXIudjEuQXNzaWdubWVudFIKYXNzaWdubWVudBIYCgdjcmVhdGVkGAMgASgIUgdjcmVhdGVkEhgKB3dhaXRpbmcYBCABKAhSB3dhaXRpbmcSGgoIcG9zaXRpb24YBSABKAVSCHBvc2l0aW9uIk4KE1JlbGVhc2VEcm9uZVJlcXVlc3QSHwoLZGVsaXZlcnlfaWQYASABKAlSCmRlbGl2ZXJ5SWQSFgoGcmVhc29uGAIgASgJUgZyZWFzb24ipgEKFFJlbGVhc2VEcm9uZVJlc3BvbnNlEhoKCHJlbGVhc2VkGAEgASgIUghyZWxlYXNlZBJUCgphc3NpZ25tZW50GAIgASgLMjQuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kcm9uZXNjaGVkdWxlci52MS5Bc3NpZ25tZW50Ugphc3NpZ25tZW50EhwKCXdpdGhkcmF3bhgDIAEoCFIJd2l0aGRyYXduIjcKFEdldEFzc2lnbm1lbnRSZXF1ZXN0Eh8KC2RlbGl2ZXJ5X2lkGAEgASgJUgpkZWxpdmVyeUlkIj4KFUdldEZsZWV0U3RhdHVzUmVxdWVzdBIlCg5pbmNsdWRlX2Ryb25lcxgBIAEoCFINaW5jbHVkZURyb25lcyKWAwoLRmxlZXRTdGF0dXMSIQoMdG90YWxfZHJvbmVzGAEgASgFUgt0b3RhbERyb25lcxJmCg1zdGF0dXNfY291bnRzGAIgAygLMkEuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kcm9uZXNjaGVkdWxlci52MS5GbGVldFN0YXR1cy5TdGF0dXNDb3VudFIMc3RhdHVzQ291bnRzEkcKBmRyb25lcxgDIAMoCzIvLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZHJvbmVzY2hlZHVsZXIudjEuRHJvbmVSBmRyb25lcxI/Cg1zbmFwc2hvdF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIMc25hcHNob3RUaW1lGnIKC1N0YXR1c0NvdW50Ek0KBnN0YXR1cxgBIAEoDjI1LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZHJvbmVzY2hlZHVsZXIudjEuRHJvbmVTdGF0dXNSBnN0YXR1cxIUCgVjb3VudBgCIAEoBVIFY291bnQiYQoaR2V0RHJvbmVVdGlsaXphdGlvblJlcXVlc3QSGQoIb3duZXJfaWQYASABKAlSB293bmVySWQSEgoEeWVhchgCIAEoBVIEeWVhchIUCgVtb250aBgDIAEoBVIFbW9udGgipQEKEERyb25lVXRpbGl6YXRpb24SGQoIb3duZXJfaWQYASABKAlSB293bmVySWQSEgoEeWVhchgCIAEoBVIEeWVhchIUCgVtb250aBgDIAEoBVIFbW9udGgSJQoOdHJhdmVsZWRfbWlsZXMYBCABKAFSDXRyYXZlbGVkTWlsZXMSJQoOYXNzaWduZWRfaG91cnMYBSABKAFSDWFzc2lnbmVkSG91cnMiXQoUUmVnaXN0ZXJEcm9uZVJlcXVlc3QSRQoFZHJvbmUYASABKAsyLy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRyb25lc2NoZWR1bGVyLnYxLkRyb25lUgVkcm9uZSJ4ChVSZWdpc3RlckRyb25lUmVzcG9uc2USRQoFZHJvbmUYASABKAsyLy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRyb25lc2NoZWR1bGVyLnYxLkRyb25lUgVkcm9uZRIYCgdjcmVhdGVkGAIgASgIUgdjcmVhdGVkIp4BChFMaXN0RHJvbmVzUmVxdWVzdBJNCgZzdGF0dXMYASABKA4yNS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRyb25lc2NoZWR1bGVyLnYxLkRyb25lU3RhdHVzUgZzdGF0dXMSGwoJcGFnZV9zaXplGAIgASgFUghwYWdlU2l6ZRIdCgpwYWdlX3Rva2VuGAMgASgJUglwYWdlVG9rZW4ihQEKEkxpc3REcm9uZXNSZXNwb25zZRJHCgZkcm9uZXMYASADKAsyLy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRyb25lc2NoZWR1bGVyLnYxLkRyb25lUgZkcm9uZXMSJgoPbmV4dF9wYWdlX3Rva2VuGAIgASgJUg1uZXh0UGFnZVRva2VuKrQBCgtEcm9uZVN0YXR1cxIcChhEUk9ORV9TVEFUVVNfVU5TUEVDSUZJRUQQABIaChZEUk9ORV9TVEFUVVNfQVZBSUxBQkxFEAESGQoVRFJPTkVfU1RBVFVTX0FTU0lHTkVEEAISHAoYRFJPTkVfU1RBVFVTX01BSU5URU5BTkNFEAMSGAoURFJPTkVfU1RBVFVTX09GRkxJTkUQBBIYChREUk9ORV9TVEFUVVNfUkVUSVJFRBAFKm8KD0Fzc2lnbm1lbnRTdGF0ZRIgChxBU1NJR05NRU5UX1NUQVRFX1VOU1BFQ0lGSUVEEAASGwoXQVNTSUdOTUVOVF9TVEFURV9BQ1RJVkUQARIdChlBU1NJR05NRU5UX1NUQVRFX1JFTEVBU0VEEAIyqQgKFURyb25lU2NoZWR1bGVyU2VydmljZRKKAQoLQXNzaWduRHJvbmUSPC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRyb25lc2NoZWR1bGVyLnYxLkFzc2lnbkRyb25lUmVxdWVzdBo9LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZHJvbmVzY2hlZHVsZXIudjEuQXNzaWduRHJvbmVSZXNwb25zZRKNAQoMUmVsZWFzZURyb25lEj0uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kcm9uZXNjaGVkdWxlci52MS5SZWxlYXNlRHJvbmVSZXF1ZXN0Gj4uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kcm9uZXNjaGVkdWxlci52MS5SZWxlYXNlRHJvbmVSZXNwb25zZRKFAQoNR2V0QXNzaWdubWVudBI+LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZHJvbmVzY2hlZHVsZXIudjEuR2V0QXNzaWdubWVudFJlcXVlc3QaNC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRyb25lc2NoZWR1bGVyLnYxLkFzc2lnbm1lbnQSiAEKDkdldEZsZWV0U3RhdHVzEj8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kcm9uZXNjaGVkdWxlci52MS5HZXRGbGVldFN0YXR1c1JlcXVlc3QaNS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRyb25lc2NoZWR1bGVyLnYxLkZsZWV0U3RhdHVzEsIBChNHZXREcm9uZVV0aWxpemF0aW9uEkQuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kcm9uZXNjaGVkdWxlci52MS5HZXREcm9uZVV0aWxpemF0aW9uUmVxdWVzdBo6LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZHJvbmVzY2hlZHVsZXIudjEuRHJvbmVVdGlsaXphdGlvbiIpgtPkkwIjEiEvdjEvb3duZXJzL3tvd25lcl9pZH0vdXRpbGl6YXRpb24SkAEKDVJlZ2lzdGVyRHJvbmUSPi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRyb25lc2NoZWR1bGVyLnYxLlJlZ2lzdGVyRHJvbmVSZXF1ZXN0Gj8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kcm9uZXNjaGVkdWxlci52MS5SZWdpc3RlckRyb25lUmVzcG9uc2UShwEKCkxpc3REcm9uZXMSOy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRyb25lc2NoZWR1bGVyLnYxLkxpc3REcm9uZXNSZXF1ZXN0GjwuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kcm9uZXNjaGVkdWxlci52MS5MaXN0RHJvbmVzUmVzcG9uc2ViBnByb3RvMw=="
         )
     }
 }

@@ -70,6 +70,79 @@ extension Fabrikam.Dronedelivery.Ingestion.V1 {
         ])
     }
 
+    /// A message of the request queue that could not be processed.
+    public struct DeadLetter: Sendable, Hashable {
+        /// Names this dead letter in RedriveDeadLetters.
+        public var deadLetterId: String = ""
+        /// The queue message's id (its de-duplication id).
+        public var messageId: String = ""
+        /// The delivery it is about (the message key).
+        public var deliveryId: String = ""
+        /// Why it was dead-lettered.
+        public var reason: String = ""
+        /// How many times it had been handed out.
+        public var deliveryCount: Int32 = 0
+        /// When it was dead-lettered.
+        public var deadLetterTime: ProtobufKit.Google.Protobuf.Timestamp? = nil
+        /// The operation, when the payload decodes as a RequestEnvelope.
+        public var operation: DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.OperationKind = DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.OperationKind()
+        /// The message as it was queued.
+        public var payload: [UInt8] = []
+        /// Fields this version of the schema does not know, kept so re-encoding loses nothing.
+        public var unknownFields = ProtobufKit.UnknownFields()
+
+        public init() {}
+    }
+
+    /// Lists dead letters.
+    public struct ListDeadLettersRequest: Sendable, Hashable {
+        /// Only dead letters of this delivery; empty for all.
+        public var deliveryId: String = ""
+        /// Most to return (default 100, at most 1000).
+        public var pageSize: Int32 = 0
+        /// `next_page_token` of the previous page; empty for the first page.
+        public var pageToken: String = ""
+        /// Fields this version of the schema does not know, kept so re-encoding loses nothing.
+        public var unknownFields = ProtobufKit.UnknownFields()
+
+        public init() {}
+    }
+
+    /// One page of dead letters.
+    public struct ListDeadLettersResponse: Sendable, Hashable {
+        /// Oldest first.
+        public var deadLetters: [DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.DeadLetter] = []
+        /// Token for the next page; empty on the last page.
+        public var nextPageToken: String = ""
+        /// Fields this version of the schema does not know, kept so re-encoding loses nothing.
+        public var unknownFields = ProtobufKit.UnknownFields()
+
+        public init() {}
+    }
+
+    /// Puts dead letters back on the queue.
+    public struct RedriveDeadLettersRequest: Sendable, Hashable {
+        /// The dead letters to redrive (`dead_letter_id`); INVALID_ARGUMENT if
+        /// both this and `all` are set, or neither.
+        public var deadLetterIds: [String] = []
+        /// Redrive every dead letter of the request queue.
+        public var all: Bool = false
+        /// Fields this version of the schema does not know, kept so re-encoding loses nothing.
+        public var unknownFields = ProtobufKit.UnknownFields()
+
+        public init() {}
+    }
+
+    /// What was put back.
+    public struct RedriveDeadLettersResponse: Sendable, Hashable {
+        /// The message ids put back on the queue, in queue order.
+        public var messageIds: [String] = []
+        /// Fields this version of the schema does not know, kept so re-encoding loses nothing.
+        public var unknownFields = ProtobufKit.UnknownFields()
+
+        public init() {}
+    }
+
     /// Which queued delivery to report.
     public struct GetQueuedDeliveryRequest: Sendable, Hashable {
         /// The delivery id CreateDelivery gave.
@@ -186,6 +259,10 @@ extension Fabrikam.Dronedelivery.Ingestion.V1 {
         public var deliveryId: String = ""
         /// Why, in the owner's words (kept in the delivery history).
         public var reason: String = ""
+        /// Optional client-chosen idempotency key: a repeat with the same key is
+        /// the same cancel (answered without queueing anything). Without it every
+        /// call is a new attempt.
+        public var requestId: String = ""
         /// Fields this version of the schema does not know, kept so re-encoding loses nothing.
         public var unknownFields = ProtobufKit.UnknownFields()
 
@@ -305,6 +382,342 @@ extension Fabrikam.Dronedelivery.Ingestion.V1 {
         public var unknownFields = ProtobufKit.UnknownFields()
 
         public init() {}
+    }
+}
+
+extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.DeadLetter: ProtobufKit.Message, ProtobufKit.JSONMessage {
+    public static let protoMessageName = "fabrikam.dronedelivery.ingestion.v1.DeadLetter"
+
+    nonisolated(unsafe) private static let _descriptor: UnsafeRawPointer = {
+        var message = Fabrikam__Dronedelivery__Ingestion__V1__DeadLetter()
+        fabrikam__dronedelivery__ingestion__v1__dead_letter__init(&message)
+        return UnsafeRawPointer(message.base.descriptor)
+    }()
+
+    public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
+
+    public static var _needsWireScan: Bool { true }
+
+    public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
+        let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Ingestion__V1__DeadLetter>.stride).bindMemory(to: Fabrikam__Dronedelivery__Ingestion__V1__DeadLetter.self, capacity: 1)
+        fabrikam__dronedelivery__ingestion__v1__dead_letter__init(c)
+        c.pointee.dead_letter_id = arena.string(self.deadLetterId, field: "fabrikam.dronedelivery.ingestion.v1.DeadLetter.dead_letter_id")
+        c.pointee.message_id = arena.string(self.messageId, field: "fabrikam.dronedelivery.ingestion.v1.DeadLetter.message_id")
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.ingestion.v1.DeadLetter.delivery_id")
+        c.pointee.reason = arena.string(self.reason, field: "fabrikam.dronedelivery.ingestion.v1.DeadLetter.reason")
+        c.pointee.delivery_count = self.deliveryCount
+        if let value = self.deadLetterTime { c.pointee.dead_letter_time = value._buildProtobufC(in: arena).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
+        c.pointee.operation = .init(rawValue: .init(truncatingIfNeeded: self.operation.rawValue))
+        c.pointee.payload = ProtobufCBinaryData(len: self.payload.count, data: arena.bytes(self.payload))
+        if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
+        return UnsafeMutableRawPointer(c)
+    }
+
+    public init(_protobufC pointer: UnsafeRawPointer) throws {
+        let c = pointer.assumingMemoryBound(to: Fabrikam__Dronedelivery__Ingestion__V1__DeadLetter.self)
+        self.init()
+        self.deadLetterId = try ProtobufKit._protobufCString(c.pointee.dead_letter_id, field: "fabrikam.dronedelivery.ingestion.v1.DeadLetter.dead_letter_id")
+        self.messageId = try ProtobufKit._protobufCString(c.pointee.message_id, field: "fabrikam.dronedelivery.ingestion.v1.DeadLetter.message_id")
+        self.deliveryId = try ProtobufKit._protobufCString(c.pointee.delivery_id, field: "fabrikam.dronedelivery.ingestion.v1.DeadLetter.delivery_id")
+        self.reason = try ProtobufKit._protobufCString(c.pointee.reason, field: "fabrikam.dronedelivery.ingestion.v1.DeadLetter.reason")
+        self.deliveryCount = c.pointee.delivery_count
+        if let value = c.pointee.dead_letter_time { self.deadLetterTime = try ProtobufKit.Google.Protobuf.Timestamp(_protobufC: value) }
+        self.operation = DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.OperationKind(rawValue: Int32(truncatingIfNeeded: c.pointee.operation.rawValue))
+        self.payload = ProtobufKit._protobufCBytes(c.pointee.payload.data, c.pointee.payload.len)
+        self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
+    }
+
+    public func _writeJSONFields(to w: inout ProtobufKit.JSONWriter) throws {
+        if !self.deadLetterId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("deadLetterId", "dead_letter_id"); w.string(self.deadLetterId) }
+        if !self.messageId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("messageId", "message_id"); w.string(self.messageId) }
+        if !self.deliveryId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("deliveryId", "delivery_id"); w.string(self.deliveryId) }
+        if !self.reason.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("reason", "reason"); w.string(self.reason) }
+        if self.deliveryCount != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("deliveryCount", "delivery_count"); w.int32(self.deliveryCount) }
+        if let value = self.deadLetterTime { w.key("deadLetterTime", "dead_letter_time"); try value._writeJSON(to: &w) }
+        if self.operation.rawValue != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("operation", "operation"); w.enumValue(self.operation) }
+        if !self.payload.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("payload", "payload"); w.bytes(self.payload) }
+    }
+
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
+        switch key {
+        case "deadLetterId", "dead_letter_id":
+            if scanner.skipNull() { return 0 }
+            self.deadLetterId = try scanner.string()
+            return 0
+        case "messageId", "message_id":
+            if scanner.skipNull() { return 1 }
+            self.messageId = try scanner.string()
+            return 1
+        case "deliveryId", "delivery_id":
+            if scanner.skipNull() { return 2 }
+            self.deliveryId = try scanner.string()
+            return 2
+        case "reason":
+            if scanner.skipNull() { return 3 }
+            self.reason = try scanner.string()
+            return 3
+        case "deliveryCount", "delivery_count":
+            if scanner.skipNull() { return 4 }
+            self.deliveryCount = try scanner.int32()
+            return 4
+        case "deadLetterTime", "dead_letter_time":
+            if scanner.skipNull() { return 5 }
+            self.deadLetterTime = try ProtobufKit.Google.Protobuf.Timestamp(_jsonScanner: &scanner)
+            return 5
+        case "operation":
+            if scanner.skipNull() { return 6 }
+            if let decoded = try scanner.enumValue(DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.OperationKind.self) { self.operation = decoded }
+            return 6
+        case "payload":
+            if scanner.skipNull() { return 7 }
+            self.payload = try scanner.bytes()
+            return 7
+        default:
+            return nil
+        }
+    }
+}
+
+extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.ListDeadLettersRequest: ProtobufKit.Message, ProtobufKit.JSONMessage {
+    public static let protoMessageName = "fabrikam.dronedelivery.ingestion.v1.ListDeadLettersRequest"
+
+    nonisolated(unsafe) private static let _descriptor: UnsafeRawPointer = {
+        var message = Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersRequest()
+        fabrikam__dronedelivery__ingestion__v1__list_dead_letters_request__init(&message)
+        return UnsafeRawPointer(message.base.descriptor)
+    }()
+
+    public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
+
+    public static var _needsWireScan: Bool { true }
+
+    public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
+        let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersRequest.self, capacity: 1)
+        fabrikam__dronedelivery__ingestion__v1__list_dead_letters_request__init(c)
+        c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.ingestion.v1.ListDeadLettersRequest.delivery_id")
+        c.pointee.page_size = self.pageSize
+        c.pointee.page_token = arena.string(self.pageToken, field: "fabrikam.dronedelivery.ingestion.v1.ListDeadLettersRequest.page_token")
+        if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
+        return UnsafeMutableRawPointer(c)
+    }
+
+    public init(_protobufC pointer: UnsafeRawPointer) throws {
+        let c = pointer.assumingMemoryBound(to: Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersRequest.self)
+        self.init()
+        self.deliveryId = try ProtobufKit._protobufCString(c.pointee.delivery_id, field: "fabrikam.dronedelivery.ingestion.v1.ListDeadLettersRequest.delivery_id")
+        self.pageSize = c.pointee.page_size
+        self.pageToken = try ProtobufKit._protobufCString(c.pointee.page_token, field: "fabrikam.dronedelivery.ingestion.v1.ListDeadLettersRequest.page_token")
+        self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
+    }
+
+    public func _writeJSONFields(to w: inout ProtobufKit.JSONWriter) throws {
+        if !self.deliveryId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("deliveryId", "delivery_id"); w.string(self.deliveryId) }
+        if self.pageSize != 0 || w.options.alwaysPrintFieldsWithNoPresence { w.key("pageSize", "page_size"); w.int32(self.pageSize) }
+        if !self.pageToken.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("pageToken", "page_token"); w.string(self.pageToken) }
+    }
+
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
+        switch key {
+        case "deliveryId", "delivery_id":
+            if scanner.skipNull() { return 0 }
+            self.deliveryId = try scanner.string()
+            return 0
+        case "pageSize", "page_size":
+            if scanner.skipNull() { return 1 }
+            self.pageSize = try scanner.int32()
+            return 1
+        case "pageToken", "page_token":
+            if scanner.skipNull() { return 2 }
+            self.pageToken = try scanner.string()
+            return 2
+        default:
+            return nil
+        }
+    }
+}
+
+extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.ListDeadLettersResponse: ProtobufKit.Message, ProtobufKit.JSONMessage {
+    public static let protoMessageName = "fabrikam.dronedelivery.ingestion.v1.ListDeadLettersResponse"
+
+    nonisolated(unsafe) private static let _descriptor: UnsafeRawPointer = {
+        var message = Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersResponse()
+        fabrikam__dronedelivery__ingestion__v1__list_dead_letters_response__init(&message)
+        return UnsafeRawPointer(message.base.descriptor)
+    }()
+
+    public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
+
+    public static var _needsWireScan: Bool { true }
+
+    public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
+        let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersResponse>.stride).bindMemory(to: Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersResponse.self, capacity: 1)
+        fabrikam__dronedelivery__ingestion__v1__list_dead_letters_response__init(c)
+        if !self.deadLetters.isEmpty {
+            c.pointee.n_dead_letters = self.deadLetters.count
+            let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<Fabrikam__Dronedelivery__Ingestion__V1__DeadLetter>?>.stride * self.deadLetters.count).bindMemory(to: UnsafeMutablePointer<Fabrikam__Dronedelivery__Ingestion__V1__DeadLetter>?.self, capacity: self.deadLetters.count)
+            for (index, element) in self.deadLetters.enumerated() { array[index] = element._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Ingestion__V1__DeadLetter.self) }
+            c.pointee.dead_letters = array
+        }
+        c.pointee.next_page_token = arena.string(self.nextPageToken, field: "fabrikam.dronedelivery.ingestion.v1.ListDeadLettersResponse.next_page_token")
+        if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
+        return UnsafeMutableRawPointer(c)
+    }
+
+    public init(_protobufC pointer: UnsafeRawPointer) throws {
+        let c = pointer.assumingMemoryBound(to: Fabrikam__Dronedelivery__Ingestion__V1__ListDeadLettersResponse.self)
+        self.init()
+        if c.pointee.n_dead_letters > 0 {
+            self.deadLetters.reserveCapacity(c.pointee.n_dead_letters)
+            for index in 0..<c.pointee.n_dead_letters { self.deadLetters.append(try DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.DeadLetter(_protobufC: c.pointee.dead_letters[index]!)) }
+        }
+        self.nextPageToken = try ProtobufKit._protobufCString(c.pointee.next_page_token, field: "fabrikam.dronedelivery.ingestion.v1.ListDeadLettersResponse.next_page_token")
+        self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
+    }
+
+    public func _writeJSONFields(to w: inout ProtobufKit.JSONWriter) throws {
+        if !self.deadLetters.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
+            w.key("deadLetters", "dead_letters")
+            w.beginArray()
+            for element in self.deadLetters { w.arrayElement(); try element._writeJSON(to: &w) }
+            w.endArray()
+        }
+        if !self.nextPageToken.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("nextPageToken", "next_page_token"); w.string(self.nextPageToken) }
+    }
+
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
+        switch key {
+        case "deadLetters", "dead_letters":
+            if scanner.skipNull() { return 0 }
+            self.deadLetters = try scanner.array({ try DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.DeadLetter(_jsonScanner: &$0) })
+            return 0
+        case "nextPageToken", "next_page_token":
+            if scanner.skipNull() { return 1 }
+            self.nextPageToken = try scanner.string()
+            return 1
+        default:
+            return nil
+        }
+    }
+}
+
+extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RedriveDeadLettersRequest: ProtobufKit.Message, ProtobufKit.JSONMessage {
+    public static let protoMessageName = "fabrikam.dronedelivery.ingestion.v1.RedriveDeadLettersRequest"
+
+    nonisolated(unsafe) private static let _descriptor: UnsafeRawPointer = {
+        var message = Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersRequest()
+        fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_request__init(&message)
+        return UnsafeRawPointer(message.base.descriptor)
+    }()
+
+    public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
+
+    public static var _needsWireScan: Bool { true }
+
+    public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
+        let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersRequest>.stride).bindMemory(to: Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersRequest.self, capacity: 1)
+        fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_request__init(c)
+        if !self.deadLetterIds.isEmpty {
+            c.pointee.n_dead_letter_ids = self.deadLetterIds.count
+            let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<CChar>?>.stride * self.deadLetterIds.count).bindMemory(to: UnsafeMutablePointer<CChar>?.self, capacity: self.deadLetterIds.count)
+            for (index, element) in self.deadLetterIds.enumerated() { array[index] = arena.string(element, field: "fabrikam.dronedelivery.ingestion.v1.RedriveDeadLettersRequest.dead_letter_ids") }
+            c.pointee.dead_letter_ids = array
+        }
+        c.pointee.all = self.all ? 1 : 0
+        if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
+        return UnsafeMutableRawPointer(c)
+    }
+
+    public init(_protobufC pointer: UnsafeRawPointer) throws {
+        let c = pointer.assumingMemoryBound(to: Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersRequest.self)
+        self.init()
+        if c.pointee.n_dead_letter_ids > 0 {
+            self.deadLetterIds.reserveCapacity(c.pointee.n_dead_letter_ids)
+            for index in 0..<c.pointee.n_dead_letter_ids { self.deadLetterIds.append(try ProtobufKit._protobufCString(c.pointee.dead_letter_ids[index], field: "fabrikam.dronedelivery.ingestion.v1.RedriveDeadLettersRequest.dead_letter_ids")) }
+        }
+        self.all = c.pointee.all != 0
+        self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
+    }
+
+    public func _writeJSONFields(to w: inout ProtobufKit.JSONWriter) throws {
+        if !self.deadLetterIds.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
+            w.key("deadLetterIds", "dead_letter_ids")
+            w.beginArray()
+            for element in self.deadLetterIds { w.arrayElement(); w.string(element) }
+            w.endArray()
+        }
+        if self.all || w.options.alwaysPrintFieldsWithNoPresence { w.key("all", "all"); w.bool(self.all) }
+    }
+
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
+        switch key {
+        case "deadLetterIds", "dead_letter_ids":
+            if scanner.skipNull() { return 0 }
+            self.deadLetterIds = try scanner.array({ try $0.string() })
+            return 0
+        case "all":
+            if scanner.skipNull() { return 1 }
+            self.all = try scanner.bool()
+            return 1
+        default:
+            return nil
+        }
+    }
+}
+
+extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RedriveDeadLettersResponse: ProtobufKit.Message, ProtobufKit.JSONMessage {
+    public static let protoMessageName = "fabrikam.dronedelivery.ingestion.v1.RedriveDeadLettersResponse"
+
+    nonisolated(unsafe) private static let _descriptor: UnsafeRawPointer = {
+        var message = Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersResponse()
+        fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_response__init(&message)
+        return UnsafeRawPointer(message.base.descriptor)
+    }()
+
+    public static var _protobufCDescriptor: UnsafeRawPointer { _descriptor }
+
+    public static var _needsWireScan: Bool { true }
+
+    public func _buildProtobufC(in arena: ProtobufKit.ProtobufCArena) -> UnsafeMutableRawPointer {
+        let c = arena.allocate(MemoryLayout<Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersResponse>.stride).bindMemory(to: Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersResponse.self, capacity: 1)
+        fabrikam__dronedelivery__ingestion__v1__redrive_dead_letters_response__init(c)
+        if !self.messageIds.isEmpty {
+            c.pointee.n_message_ids = self.messageIds.count
+            let array = arena.allocate(MemoryLayout<UnsafeMutablePointer<CChar>?>.stride * self.messageIds.count).bindMemory(to: UnsafeMutablePointer<CChar>?.self, capacity: self.messageIds.count)
+            for (index, element) in self.messageIds.enumerated() { array[index] = arena.string(element, field: "fabrikam.dronedelivery.ingestion.v1.RedriveDeadLettersResponse.message_ids") }
+            c.pointee.message_ids = array
+        }
+        if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
+        return UnsafeMutableRawPointer(c)
+    }
+
+    public init(_protobufC pointer: UnsafeRawPointer) throws {
+        let c = pointer.assumingMemoryBound(to: Fabrikam__Dronedelivery__Ingestion__V1__RedriveDeadLettersResponse.self)
+        self.init()
+        if c.pointee.n_message_ids > 0 {
+            self.messageIds.reserveCapacity(c.pointee.n_message_ids)
+            for index in 0..<c.pointee.n_message_ids { self.messageIds.append(try ProtobufKit._protobufCString(c.pointee.message_ids[index], field: "fabrikam.dronedelivery.ingestion.v1.RedriveDeadLettersResponse.message_ids")) }
+        }
+        self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
+    }
+
+    public func _writeJSONFields(to w: inout ProtobufKit.JSONWriter) throws {
+        if !self.messageIds.isEmpty || w.options.alwaysPrintFieldsWithNoPresence {
+            w.key("messageIds", "message_ids")
+            w.beginArray()
+            for element in self.messageIds { w.arrayElement(); w.string(element) }
+            w.endArray()
+        }
+    }
+
+    public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
+        switch key {
+        case "messageIds", "message_ids":
+            if scanner.skipNull() { return 0 }
+            self.messageIds = try scanner.array({ try $0.string() })
+            return 0
+        default:
+            return nil
+        }
     }
 }
 
@@ -751,6 +1164,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelDeliveryReq
         fabrikam__dronedelivery__ingestion__v1__cancel_delivery_request__init(c)
         c.pointee.delivery_id = arena.string(self.deliveryId, field: "fabrikam.dronedelivery.ingestion.v1.CancelDeliveryRequest.delivery_id")
         c.pointee.reason = arena.string(self.reason, field: "fabrikam.dronedelivery.ingestion.v1.CancelDeliveryRequest.reason")
+        c.pointee.request_id = arena.string(self.requestId, field: "fabrikam.dronedelivery.ingestion.v1.CancelDeliveryRequest.request_id")
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -760,12 +1174,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelDeliveryReq
         self.init()
         self.deliveryId = try ProtobufKit._protobufCString(c.pointee.delivery_id, field: "fabrikam.dronedelivery.ingestion.v1.CancelDeliveryRequest.delivery_id")
         self.reason = try ProtobufKit._protobufCString(c.pointee.reason, field: "fabrikam.dronedelivery.ingestion.v1.CancelDeliveryRequest.reason")
+        self.requestId = try ProtobufKit._protobufCString(c.pointee.request_id, field: "fabrikam.dronedelivery.ingestion.v1.CancelDeliveryRequest.request_id")
         self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
     }
 
     public func _writeJSONFields(to w: inout ProtobufKit.JSONWriter) throws {
         if !self.deliveryId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("deliveryId", "delivery_id"); w.string(self.deliveryId) }
         if !self.reason.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("reason", "reason"); w.string(self.reason) }
+        if !self.requestId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("requestId", "request_id"); w.string(self.requestId) }
     }
 
     public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
@@ -778,6 +1194,10 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelDeliveryReq
             if scanner.skipNull() { return 1 }
             self.reason = try scanner.string()
             return 1
+        case "requestId", "request_id":
+            if scanner.skipNull() { return 2 }
+            self.requestId = try scanner.string()
+            return 2
         default:
             return nil
         }
@@ -1209,7 +1629,7 @@ extension Fabrikam.Dronedelivery.Ingestion.V1 {
         public static let descriptor = ProtobufKit.ServiceDescriptor(
             fullName: "fabrikam.dronedelivery.ingestion.v1.IngestionService",
             file: "fabrikam/dronedelivery/ingestion/v1/ingestion.proto",
-            methods: [Method.CreateDelivery.descriptor, Method.RescheduleDelivery.descriptor, Method.CancelDelivery.descriptor, Method.GetQueuedDelivery.descriptor]
+            methods: [Method.CreateDelivery.descriptor, Method.RescheduleDelivery.descriptor, Method.CancelDelivery.descriptor, Method.GetQueuedDelivery.descriptor, Method.ListDeadLetters.descriptor, Method.RedriveDeadLetters.descriptor]
         )
 
         /// One caseless enum per method: its message types and descriptor.
@@ -1254,7 +1674,10 @@ extension Fabrikam.Dronedelivery.Ingestion.V1 {
             }
 
             /// Accepts a cancellation and enqueues an OPERATION_KIND_CANCEL envelope
-            /// (202 Accepted). Cancelling twice is harmless.
+            /// (202 Accepted). Each call is a new attempt (a cancel that failed can be
+            /// tried again) unless it repeats a `request_id`. Cancelling twice is
+            /// harmless. A cancel does not wait behind the delivery's create: a
+            /// delivery still waiting for a drone is cancelled where it waits.
             public enum CancelDelivery: ProtobufKit.MethodSpec {
                 public typealias Input = DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelDeliveryRequest
                 public typealias Output = DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelDeliveryResponse
@@ -1293,6 +1716,43 @@ extension Fabrikam.Dronedelivery.Ingestion.V1 {
                     httpRule: nil
                 )
             }
+
+            /// Lists the request queue's dead letters (messages Workflow could not
+            /// process), oldest first. Internal operator API, no HTTP route: refused
+            /// (PERMISSION_DENIED) for calls that name an account (`x-account-id`).
+            public enum ListDeadLetters: ProtobufKit.MethodSpec {
+                public typealias Input = DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.ListDeadLettersRequest
+                public typealias Output = DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.ListDeadLettersResponse
+                public static let descriptor = ProtobufKit.MethodDescriptor(
+                    service: "fabrikam.dronedelivery.ingestion.v1.IngestionService",
+                    name: "ListDeadLetters",
+                    inputType: "fabrikam.dronedelivery.ingestion.v1.ListDeadLettersRequest",
+                    outputType: "fabrikam.dronedelivery.ingestion.v1.ListDeadLettersResponse",
+                    clientStreaming: false,
+                    serverStreaming: false,
+                    isIdempotent: false,
+                    httpRule: nil
+                )
+            }
+
+            /// Puts dead letters back on the request queue, as they were but with a
+            /// fresh delivery count, so Workflow runs them again (it resumes their saga
+            /// where it stopped). One by id, or all. Internal operator API, no HTTP
+            /// route: refused (PERMISSION_DENIED) for calls that name an account.
+            public enum RedriveDeadLetters: ProtobufKit.MethodSpec {
+                public typealias Input = DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RedriveDeadLettersRequest
+                public typealias Output = DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RedriveDeadLettersResponse
+                public static let descriptor = ProtobufKit.MethodDescriptor(
+                    service: "fabrikam.dronedelivery.ingestion.v1.IngestionService",
+                    name: "RedriveDeadLetters",
+                    inputType: "fabrikam.dronedelivery.ingestion.v1.RedriveDeadLettersRequest",
+                    outputType: "fabrikam.dronedelivery.ingestion.v1.RedriveDeadLettersResponse",
+                    clientStreaming: false,
+                    serverStreaming: false,
+                    isIdempotent: false,
+                    httpRule: nil
+                )
+            }
         }
 
         /// Implement to serve `fabrikam.dronedelivery.ingestion.v1.IngestionService`; add it to a router with `register(in:)`.
@@ -1311,7 +1771,10 @@ extension Fabrikam.Dronedelivery.Ingestion.V1 {
             func rescheduleDelivery(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RescheduleDeliveryRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RescheduleDeliveryResponse
 
             /// Accepts a cancellation and enqueues an OPERATION_KIND_CANCEL envelope
-            /// (202 Accepted). Cancelling twice is harmless.
+            /// (202 Accepted). Each call is a new attempt (a cancel that failed can be
+            /// tried again) unless it repeats a `request_id`. Cancelling twice is
+            /// harmless. A cancel does not wait behind the delivery's create: a
+            /// delivery still waiting for a drone is cancelled where it waits.
             func cancelDelivery(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelDeliveryRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelDeliveryResponse
 
             /// Reports a new delivery that is stored but that Workflow has not finished
@@ -1324,6 +1787,17 @@ extension Fabrikam.Dronedelivery.Ingestion.V1 {
             /// when Delivery does not know a delivery yet, so that a 202's Location
             /// answers while the request waits on the queue.
             func getQueuedDelivery(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.GetQueuedDeliveryRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.QueuedDelivery
+
+            /// Lists the request queue's dead letters (messages Workflow could not
+            /// process), oldest first. Internal operator API, no HTTP route: refused
+            /// (PERMISSION_DENIED) for calls that name an account (`x-account-id`).
+            func listDeadLetters(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.ListDeadLettersRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.ListDeadLettersResponse
+
+            /// Puts dead letters back on the request queue, as they were but with a
+            /// fresh delivery count, so Workflow runs them again (it resumes their saga
+            /// where it stopped). One by id, or all. Internal operator API, no HTTP
+            /// route: refused (PERMISSION_DENIED) for calls that name an account.
+            func redriveDeadLetters(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RedriveDeadLettersRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RedriveDeadLettersResponse
         }
 
         /// Calls `fabrikam.dronedelivery.ingestion.v1.IngestionService` on a server.
@@ -1350,7 +1824,10 @@ extension Fabrikam.Dronedelivery.Ingestion.V1 {
             }
 
             /// Accepts a cancellation and enqueues an OPERATION_KIND_CANCEL envelope
-            /// (202 Accepted). Cancelling twice is harmless.
+            /// (202 Accepted). Each call is a new attempt (a cancel that failed can be
+            /// tried again) unless it repeats a `request_id`. Cancelling twice is
+            /// harmless. A cancel does not wait behind the delivery's create: a
+            /// delivery still waiting for a drone is cancelled where it waits.
             public func cancelDelivery(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelDeliveryRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelDeliveryResponse {
                 try await rpc.unary(Method.CancelDelivery.self, request, options: options)
             }
@@ -1367,6 +1844,21 @@ extension Fabrikam.Dronedelivery.Ingestion.V1 {
             public func getQueuedDelivery(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.GetQueuedDeliveryRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.QueuedDelivery {
                 try await rpc.unary(Method.GetQueuedDelivery.self, request, options: options)
             }
+
+            /// Lists the request queue's dead letters (messages Workflow could not
+            /// process), oldest first. Internal operator API, no HTTP route: refused
+            /// (PERMISSION_DENIED) for calls that name an account (`x-account-id`).
+            public func listDeadLetters(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.ListDeadLettersRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.ListDeadLettersResponse {
+                try await rpc.unary(Method.ListDeadLetters.self, request, options: options)
+            }
+
+            /// Puts dead letters back on the request queue, as they were but with a
+            /// fresh delivery count, so Workflow runs them again (it resumes their saga
+            /// where it stopped). One by id, or all. Internal operator API, no HTTP
+            /// route: refused (PERMISSION_DENIED) for calls that name an account.
+            public func redriveDeadLetters(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RedriveDeadLettersRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RedriveDeadLettersResponse {
+                try await rpc.unary(Method.RedriveDeadLetters.self, request, options: options)
+            }
         }
     }
 }
@@ -1378,6 +1870,8 @@ extension Fabrikam.Dronedelivery.Ingestion.V1.IngestionService.Handler {
         router.unary(Fabrikam.Dronedelivery.Ingestion.V1.IngestionService.Method.RescheduleDelivery.self) { try await self.rescheduleDelivery($0, context: $1) }
         router.unary(Fabrikam.Dronedelivery.Ingestion.V1.IngestionService.Method.CancelDelivery.self) { try await self.cancelDelivery($0, context: $1) }
         router.unary(Fabrikam.Dronedelivery.Ingestion.V1.IngestionService.Method.GetQueuedDelivery.self) { try await self.getQueuedDelivery($0, context: $1) }
+        router.unary(Fabrikam.Dronedelivery.Ingestion.V1.IngestionService.Method.ListDeadLetters.self) { try await self.listDeadLetters($0, context: $1) }
+        router.unary(Fabrikam.Dronedelivery.Ingestion.V1.IngestionService.Method.RedriveDeadLetters.self) { try await self.redriveDeadLetters($0, context: $1) }
     }
 }
 
@@ -1388,9 +1882,9 @@ extension Fabrikam.Dronedelivery.Ingestion.V1 {
             name: "fabrikam/dronedelivery/ingestion/v1/ingestion.proto",
             package: "fabrikam.dronedelivery.ingestion.v1",
             dependencies: ["fabrikam/dronedelivery/common/v1/common.proto", "google/api/annotations.proto", "google/protobuf/timestamp.proto", "google/protobuf/wrappers.proto"],
-            messageTypes: [DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.GetQueuedDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.QueuedDelivery.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CreateDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CreateDeliveryResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RescheduleDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RescheduleDeliveryResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelDeliveryResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RequestEnvelope.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.DeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RescheduleRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelRequest.self],
+            messageTypes: [DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.DeadLetter.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.ListDeadLettersRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.ListDeadLettersResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RedriveDeadLettersRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RedriveDeadLettersResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.GetQueuedDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.QueuedDelivery.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CreateDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CreateDeliveryResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RescheduleDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RescheduleDeliveryResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelDeliveryResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RequestEnvelope.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.DeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RescheduleRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelRequest.self],
             services: [IngestionService.descriptor],
-            serializedDescriptorBase64: "CjNmYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2luZ2VzdGlvbi92MS9pbmdlc3Rpb24ucHJvdG8SI2ZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxGi1mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2NvbW1vbi92MS9jb21tb24ucHJvdG8aHGdvb2dsZS9hcGkvYW5ub3RhdGlvbnMucHJvdG8aH2dvb2dsZS9wcm90b2J1Zi90aW1lc3RhbXAucHJvdG8aHmdvb2dsZS9wcm90b2J1Zi93cmFwcGVycy5wcm90byI7ChhHZXRRdWV1ZWREZWxpdmVyeVJlcXVlc3QSHwoLZGVsaXZlcnlfaWQYASABKAlSCmRlbGl2ZXJ5SWQixwIKDlF1ZXVlZERlbGl2ZXJ5Eh8KC2RlbGl2ZXJ5X2lkGAEgASgJUgpkZWxpdmVyeUlkEj0KBW93bmVyGAIgASgLMicuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuT3duZXJSBW93bmVyEjsKC2FjY2VwdF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKYWNjZXB0VGltZRJOCgVzdGF0ZRgEIAEoDjI4LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxLlF1ZXVlZERlbGl2ZXJ5U3RhdGVSBXN0YXRlEhoKCGF0dGVtcHRzGAUgASgFUghhdHRlbXB0cxIsChJkZWFkX2xldHRlcl9yZWFzb24YBiABKAlSEGRlYWRMZXR0ZXJSZWFzb24i7wQKFUNyZWF0ZURlbGl2ZXJ5UmVxdWVzdBI9CgVvd25lchgBIAEoCzInLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLk93bmVyUgVvd25lchJTCg9waWNrdXBfbG9jYXRpb24YAiABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvblIOcGlja3VwTG9jYXRpb24SVQoQZHJvcG9mZl9sb2NhdGlvbhgDIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUg9kcm9wb2ZmTG9jYXRpb24SOwoLcGlja3VwX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpwaWNrdXBUaW1lEjYKCGRlYWRsaW5lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIIZGVhZGxpbmUSHAoJZXhwZWRpdGVkGAYgASgIUglleHBlZGl0ZWQSZwoVY29uZmlybWF0aW9uX3JlcXVpcmVkGAcgASgOMjIuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuQ29uZmlybWF0aW9uVHlwZVIUY29uZmlybWF0aW9uUmVxdWlyZWQSUAoMcGFja2FnZV9pbmZvGAggASgLMi0uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuUGFja2FnZUluZm9SC3BhY2thZ2VJbmZvEh0KCnJlcXVlc3RfaWQYCSABKAlSCXJlcXVlc3RJZCKXAQoWQ3JlYXRlRGVsaXZlcnlSZXNwb25zZRIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBIfCgtzdGF0dXNfcGF0aBgCIAEoCVIKc3RhdHVzUGF0aBI7CgthY2NlcHRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCmFjY2VwdFRpbWUitgMKGVJlc2NoZWR1bGVEZWxpdmVyeVJlcXVlc3QSHwoLZGVsaXZlcnlfaWQYASABKAlSCmRlbGl2ZXJ5SWQSUwoPcGlja3VwX2xvY2F0aW9uGAIgASgLMiouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuTG9jYXRpb25SDnBpY2t1cExvY2F0aW9uElUKEGRyb3BvZmZfbG9jYXRpb24YAyABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvblIPZHJvcG9mZkxvY2F0aW9uEjsKC3BpY2t1cF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKcGlja3VwVGltZRI2CghkZWFkbGluZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCGRlYWRsaW5lEjgKCWV4cGVkaXRlZBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5Cb29sVmFsdWVSCWV4cGVkaXRlZBIdCgpyZXF1ZXN0X2lkGAcgASgJUglyZXF1ZXN0SWQimwEKGlJlc2NoZWR1bGVEZWxpdmVyeVJlc3BvbnNlEh8KC2RlbGl2ZXJ5X2lkGAEgASgJUgpkZWxpdmVyeUlkEh8KC3N0YXR1c19wYXRoGAIgASgJUgpzdGF0dXNQYXRoEjsKC2FjY2VwdF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKYWNjZXB0VGltZSJQChVDYW5jZWxEZWxpdmVyeVJlcXVlc3QSHwoLZGVsaXZlcnlfaWQYASABKAlSCmRlbGl2ZXJ5SWQSFgoGcmVhc29uGAIgASgJUgZyZWFzb24ilwEKFkNhbmNlbERlbGl2ZXJ5UmVzcG9uc2USHwoLZGVsaXZlcnlfaWQYASABKAlSCmRlbGl2ZXJ5SWQSHwoLc3RhdHVzX3BhdGgYAiABKAlSCnN0YXR1c1BhdGgSOwoLYWNjZXB0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgphY2NlcHRUaW1lIqgFCg9SZXF1ZXN0RW52ZWxvcGUSHQoKbWVzc2FnZV9pZBgBIAEoCVIJbWVzc2FnZUlkEk0KCW9wZXJhdGlvbhgCIAEoDjIvLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLk9wZXJhdGlvbktpbmRSCW9wZXJhdGlvbhIfCgtkZWxpdmVyeV9pZBgDIAEoCVIKZGVsaXZlcnlJZBJKCgxyZXF1ZXN0ZWRfYnkYBCABKAsyJy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Pd25lclILcmVxdWVzdGVkQnkSOwoLYWNjZXB0X3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgphY2NlcHRUaW1lElMKDXRyYWNlX2NvbnRleHQYBiABKAsyLi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5UcmFjZUNvbnRleHRSDHRyYWNlQ29udGV4dBIlCg5zY2hlbWFfdmVyc2lvbhgHIAEoBVINc2NoZW1hVmVyc2lvbhJOCgZjcmVhdGUYCiABKAsyNC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmluZ2VzdGlvbi52MS5EZWxpdmVyeVJlcXVlc3RIAFIGY3JlYXRlElgKCnJlc2NoZWR1bGUYCyABKAsyNi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmluZ2VzdGlvbi52MS5SZXNjaGVkdWxlUmVxdWVzdEgAUgpyZXNjaGVkdWxlEkwKBmNhbmNlbBgMIAEoCzIyLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxLkNhbmNlbFJlcXVlc3RIAFIGY2FuY2VsQgkKB3BheWxvYWQi6wQKD0RlbGl2ZXJ5UmVxdWVzdBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBI9CgVvd25lchgCIAEoCzInLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLk93bmVyUgVvd25lchJTCg9waWNrdXBfbG9jYXRpb24YAyABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvblIOcGlja3VwTG9jYXRpb24SVQoQZHJvcG9mZl9sb2NhdGlvbhgEIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUg9kcm9wb2ZmTG9jYXRpb24SOwoLcGlja3VwX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpwaWNrdXBUaW1lEjYKCGRlYWRsaW5lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIIZGVhZGxpbmUSHAoJZXhwZWRpdGVkGAcgASgIUglleHBlZGl0ZWQSZwoVY29uZmlybWF0aW9uX3JlcXVpcmVkGAggASgOMjIuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuQ29uZmlybWF0aW9uVHlwZVIUY29uZmlybWF0aW9uUmVxdWlyZWQSUAoMcGFja2FnZV9pbmZvGAkgASgLMi0uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuUGFja2FnZUluZm9SC3BhY2thZ2VJbmZvIo8DChFSZXNjaGVkdWxlUmVxdWVzdBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBJTCg9waWNrdXBfbG9jYXRpb24YAiABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvblIOcGlja3VwTG9jYXRpb24SVQoQZHJvcG9mZl9sb2NhdGlvbhgDIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUg9kcm9wb2ZmTG9jYXRpb24SOwoLcGlja3VwX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpwaWNrdXBUaW1lEjYKCGRlYWRsaW5lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIIZGVhZGxpbmUSOAoJZXhwZWRpdGVkGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLkJvb2xWYWx1ZVIJZXhwZWRpdGVkIkgKDUNhbmNlbFJlcXVlc3QSHwoLZGVsaXZlcnlfaWQYASABKAlSCmRlbGl2ZXJ5SWQSFgoGcmVhc29uGAIgASgJUgZyZWFzb24qrwEKE1F1ZXVlZERlbGl2ZXJ5U3RhdGUSJQohUVVFVUVEX0RFTElWRVJZX1NUQVRFX1VOU1BFQ0lGSUVEEAASIQodUVVFVUVEX0RFTElWRVJZX1NUQVRFX1dBSVRJTkcQARIlCiFRVUVVRURfREVMSVZFUllfU1RBVEVfSU5fUFJPR1JFU1MQAhInCiNRVUVVRURfREVMSVZFUllfU1RBVEVfREVBRF9MRVRURVJFRBADMusFChBJbmdlc3Rpb25TZXJ2aWNlEqQBCg5DcmVhdGVEZWxpdmVyeRI6LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxLkNyZWF0ZURlbGl2ZXJ5UmVxdWVzdBo7LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxLkNyZWF0ZURlbGl2ZXJ5UmVzcG9uc2UiGYLT5JMCEyIOL3YxL2RlbGl2ZXJpZXM6ASoS8wEKElJlc2NoZWR1bGVEZWxpdmVyeRI+LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxLlJlc2NoZWR1bGVEZWxpdmVyeVJlcXVlc3QaPy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmluZ2VzdGlvbi52MS5SZXNjaGVkdWxlRGVsaXZlcnlSZXNwb25zZSJcgtPkkwJWMiUvdjEvZGVsaXZlcmllcy97ZGVsaXZlcnlfaWR9L3NjaGVkdWxlOgEqWioaJS92MS9kZWxpdmVyaWVzL3tkZWxpdmVyeV9pZH0vc2NoZWR1bGU6ASoSrwEKDkNhbmNlbERlbGl2ZXJ5EjouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5pbmdlc3Rpb24udjEuQ2FuY2VsRGVsaXZlcnlSZXF1ZXN0GjsuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5pbmdlc3Rpb24udjEuQ2FuY2VsRGVsaXZlcnlSZXNwb25zZSIkgtPkkwIeKhwvdjEvZGVsaXZlcmllcy97ZGVsaXZlcnlfaWR9EocBChFHZXRRdWV1ZWREZWxpdmVyeRI9LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxLkdldFF1ZXVlZERlbGl2ZXJ5UmVxdWVzdBozLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxLlF1ZXVlZERlbGl2ZXJ5YgZwcm90bzM="
+            serializedDescriptorBase64: "CjNmYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2luZ2VzdGlvbi92MS9pbmdlc3Rpb24ucHJvdG8SI2ZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxGi1mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2NvbW1vbi92MS9jb21tb24ucHJvdG8aHGdvb2dsZS9hcGkvYW5ub3RhdGlvbnMucHJvdG8aH2dvb2dsZS9wcm90b2J1Zi90aW1lc3RhbXAucHJvdG8aHmdvb2dsZS9wcm90b2J1Zi93cmFwcGVycy5wcm90byLgAgoKRGVhZExldHRlchIkCg5kZWFkX2xldHRlcl9pZBgBIAEoCVIMZGVhZExldHRlcklkEh0KCm1lc3NhZ2VfaWQYAiABKAlSCW1lc3NhZ2VJZBIfCgtkZWxpdmVyeV9pZBgDIAEoCVIKZGVsaXZlcnlJZBIWCgZyZWFzb24YBCABKAlSBnJlYXNvbhIlCg5kZWxpdmVyeV9jb3VudBgFIAEoBVINZGVsaXZlcnlDb3VudBJEChBkZWFkX2xldHRlcl90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIOZGVhZExldHRlclRpbWUSTQoJb3BlcmF0aW9uGAcgASgOMi8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuT3BlcmF0aW9uS2luZFIJb3BlcmF0aW9uEhgKB3BheWxvYWQYCCABKAxSB3BheWxvYWQidQoWTGlzdERlYWRMZXR0ZXJzUmVxdWVzdBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBIbCglwYWdlX3NpemUYAiABKAVSCHBhZ2VTaXplEh0KCnBhZ2VfdG9rZW4YAyABKAlSCXBhZ2VUb2tlbiKVAQoXTGlzdERlYWRMZXR0ZXJzUmVzcG9uc2USUgoMZGVhZF9sZXR0ZXJzGAEgAygLMi8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5pbmdlc3Rpb24udjEuRGVhZExldHRlclILZGVhZExldHRlcnMSJgoPbmV4dF9wYWdlX3Rva2VuGAIgASgJUg1uZXh0UGFnZVRva2VuIlUKGVJlZHJpdmVEZWFkTGV0dGVyc1JlcXVlc3QSJgoPZGVhZF9sZXR0ZXJfaWRzGAEgAygJUg1kZWFkTGV0dGVySWRzEhAKA2FsbBgCIAEoCFIDYWxsIj0KGlJlZHJpdmVEZWFkTGV0dGVyc1Jlc3BvbnNlEh8KC21lc3NhZ2VfaWRzGAEgAygJUgptZXNzYWdlSWRzIjsKGEdldFF1ZXVlZERlbGl2ZXJ5UmVxdWVzdBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZCLHAgoOUXVldWVkRGVsaXZlcnkSHwoLZGVsaXZlcnlfaWQYASABKAlSCmRlbGl2ZXJ5SWQSPQoFb3duZXIYAiABKAsyJy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Pd25lclIFb3duZXISOwoLYWNjZXB0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgphY2NlcHRUaW1lEk4KBXN0YXRlGAQgASgOMjguZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5pbmdlc3Rpb24udjEuUXVldWVkRGVsaXZlcnlTdGF0ZVIFc3RhdGUSGgoIYXR0ZW1wdHMYBSABKAVSCGF0dGVtcHRzEiwKEmRlYWRfbGV0dGVyX3JlYXNvbhgGIAEoCVIQZGVhZExldHRlclJlYXNvbiLvBAoVQ3JlYXRlRGVsaXZlcnlSZXF1ZXN0Ej0KBW93bmVyGAEgASgLMicuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuT3duZXJSBW93bmVyElMKD3BpY2t1cF9sb2NhdGlvbhgCIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUg5waWNrdXBMb2NhdGlvbhJVChBkcm9wb2ZmX2xvY2F0aW9uGAMgASgLMiouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuTG9jYXRpb25SD2Ryb3BvZmZMb2NhdGlvbhI7CgtwaWNrdXBfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCnBpY2t1cFRpbWUSNgoIZGVhZGxpbmUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUghkZWFkbGluZRIcCglleHBlZGl0ZWQYBiABKAhSCWV4cGVkaXRlZBJnChVjb25maXJtYXRpb25fcmVxdWlyZWQYByABKA4yMi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Db25maXJtYXRpb25UeXBlUhRjb25maXJtYXRpb25SZXF1aXJlZBJQCgxwYWNrYWdlX2luZm8YCCABKAsyLS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5QYWNrYWdlSW5mb1ILcGFja2FnZUluZm8SHQoKcmVxdWVzdF9pZBgJIAEoCVIJcmVxdWVzdElkIpcBChZDcmVhdGVEZWxpdmVyeVJlc3BvbnNlEh8KC2RlbGl2ZXJ5X2lkGAEgASgJUgpkZWxpdmVyeUlkEh8KC3N0YXR1c19wYXRoGAIgASgJUgpzdGF0dXNQYXRoEjsKC2FjY2VwdF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKYWNjZXB0VGltZSK2AwoZUmVzY2hlZHVsZURlbGl2ZXJ5UmVxdWVzdBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBJTCg9waWNrdXBfbG9jYXRpb24YAiABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvblIOcGlja3VwTG9jYXRpb24SVQoQZHJvcG9mZl9sb2NhdGlvbhgDIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUg9kcm9wb2ZmTG9jYXRpb24SOwoLcGlja3VwX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpwaWNrdXBUaW1lEjYKCGRlYWRsaW5lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIIZGVhZGxpbmUSOAoJZXhwZWRpdGVkGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLkJvb2xWYWx1ZVIJZXhwZWRpdGVkEh0KCnJlcXVlc3RfaWQYByABKAlSCXJlcXVlc3RJZCKbAQoaUmVzY2hlZHVsZURlbGl2ZXJ5UmVzcG9uc2USHwoLZGVsaXZlcnlfaWQYASABKAlSCmRlbGl2ZXJ5SWQSHwoLc3RhdHVzX3BhdGgYAiABKAlSCnN0YXR1c1BhdGgSOwoLYWNjZXB0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgphY2NlcHRUaW1lIm8KFUNhbmNlbERlbGl2ZXJ5UmVxdWVzdBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBIWCgZyZWFzb24YAiABKAlSBnJlYXNvbhIdCgpyZXF1ZXN0X2lkGAMgASgJUglyZXF1ZXN0SWQilwEKFkNhbmNlbERlbGl2ZXJ5UmVzcG9uc2USHwoLZGVsaXZlcnlfaWQYASABKAlSCmRlbGl2ZXJ5SWQSHwoLc3RhdHVzX3BhdGgYAiABKAlSCnN0YXR1c1BhdGgSOwoLYWNjZXB0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgphY2NlcHRUaW1lIqgFCg9SZXF1ZXN0RW52ZWxvcGUSHQoKbWVzc2FnZV9pZBgBIAEoCVIJbWVzc2FnZUlkEk0KCW9wZXJhdGlvbhgCIAEoDjIvLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLk9wZXJhdGlvbktpbmRSCW9wZXJhdGlvbhIfCgtkZWxpdmVyeV9pZBgDIAEoCVIKZGVsaXZlcnlJZBJKCgxyZXF1ZXN0ZWRfYnkYBCABKAsyJy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Pd25lclILcmVxdWVzdGVkQnkSOwoLYWNjZXB0X3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgphY2NlcHRUaW1lElMKDXRyYWNlX2NvbnRleHQYBiABKAsyLi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5UcmFjZUNvbnRleHRSDHRyYWNlQ29udGV4dBIlCg5zY2hlbWFfdmVyc2lvbhgHIAEoBVINc2NoZW1hVmVyc2lvbhJOCgZjcmVhdGUYCiABKAsyNC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmluZ2VzdGlvbi52MS5EZWxpdmVyeVJlcXVlc3RIAFIGY3JlYXRlElgKCnJlc2NoZWR1bGUYCyABKAsyNi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmluZ2VzdGlvbi52MS5SZXNjaGVkdWxlUmVxdWVzdEgAUgpyZXNjaGVkdWxlEkwKBmNhbmNlbBgMIAEoCzIyLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxLkNhbmNlbFJlcXVlc3RIAFIGY2FuY2VsQgkKB3BheWxvYWQi6wQKD0RlbGl2ZXJ5UmVxdWVzdBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBI9CgVvd25lchgCIAEoCzInLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLk93bmVyUgVvd25lchJTCg9waWNrdXBfbG9jYXRpb24YAyABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvblIOcGlja3VwTG9jYXRpb24SVQoQZHJvcG9mZl9sb2NhdGlvbhgEIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUg9kcm9wb2ZmTG9jYXRpb24SOwoLcGlja3VwX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpwaWNrdXBUaW1lEjYKCGRlYWRsaW5lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIIZGVhZGxpbmUSHAoJZXhwZWRpdGVkGAcgASgIUglleHBlZGl0ZWQSZwoVY29uZmlybWF0aW9uX3JlcXVpcmVkGAggASgOMjIuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuQ29uZmlybWF0aW9uVHlwZVIUY29uZmlybWF0aW9uUmVxdWlyZWQSUAoMcGFja2FnZV9pbmZvGAkgASgLMi0uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuUGFja2FnZUluZm9SC3BhY2thZ2VJbmZvIo8DChFSZXNjaGVkdWxlUmVxdWVzdBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBJTCg9waWNrdXBfbG9jYXRpb24YAiABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvblIOcGlja3VwTG9jYXRpb24SVQoQZHJvcG9mZl9sb2NhdGlvbhgDIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUg9kcm9wb2ZmTG9jYXRpb24SOwoLcGlja3VwX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpwaWNrdXBUaW1lEjYKCGRlYWRsaW5lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIIZGVhZGxpbmUSOAoJZXhwZWRpdGVkGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLkJvb2xWYWx1ZVIJZXhwZWRpdGVkIkgKDUNhbmNlbFJlcXVlc3QSHwoLZGVsaXZlcnlfaWQYASABKAlSCmRlbGl2ZXJ5SWQSFgoGcmVhc29uGAIgASgJUgZyZWFzb24qrwEKE1F1ZXVlZERlbGl2ZXJ5U3RhdGUSJQohUVVFVUVEX0RFTElWRVJZX1NUQVRFX1VOU1BFQ0lGSUVEEAASIQodUVVFVUVEX0RFTElWRVJZX1NUQVRFX1dBSVRJTkcQARIlCiFRVUVVRURfREVMSVZFUllfU1RBVEVfSU5fUFJPR1JFU1MQAhInCiNRVUVVRURfREVMSVZFUllfU1RBVEVfREVBRF9MRVRURVJFRBADMpIIChBJbmdlc3Rpb25TZXJ2aWNlEqQBCg5DcmVhdGVEZWxpdmVyeRI6LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxLkNyZWF0ZURlbGl2ZXJ5UmVxdWVzdBo7LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxLkNyZWF0ZURlbGl2ZXJ5UmVzcG9uc2UiGYLT5JMCEyIOL3YxL2RlbGl2ZXJpZXM6ASoS8wEKElJlc2NoZWR1bGVEZWxpdmVyeRI+LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxLlJlc2NoZWR1bGVEZWxpdmVyeVJlcXVlc3QaPy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmluZ2VzdGlvbi52MS5SZXNjaGVkdWxlRGVsaXZlcnlSZXNwb25zZSJcgtPkkwJWMiUvdjEvZGVsaXZlcmllcy97ZGVsaXZlcnlfaWR9L3NjaGVkdWxlOgEqWioaJS92MS9kZWxpdmVyaWVzL3tkZWxpdmVyeV9pZH0vc2NoZWR1bGU6ASoSrwEKDkNhbmNlbERlbGl2ZXJ5EjouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5pbmdlc3Rpb24udjEuQ2FuY2VsRGVsaXZlcnlSZXF1ZXN0GjsuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5pbmdlc3Rpb24udjEuQ2FuY2VsRGVsaXZlcnlSZXNwb25zZSIkgtPkkwIeKhwvdjEvZGVsaXZlcmllcy97ZGVsaXZlcnlfaWR9EocBChFHZXRRdWV1ZWREZWxpdmVyeRI9LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxLkdldFF1ZXVlZERlbGl2ZXJ5UmVxdWVzdBozLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxLlF1ZXVlZERlbGl2ZXJ5EowBCg9MaXN0RGVhZExldHRlcnMSOy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmluZ2VzdGlvbi52MS5MaXN0RGVhZExldHRlcnNSZXF1ZXN0GjwuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5pbmdlc3Rpb24udjEuTGlzdERlYWRMZXR0ZXJzUmVzcG9uc2USlQEKElJlZHJpdmVEZWFkTGV0dGVycxI+LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxLlJlZHJpdmVEZWFkTGV0dGVyc1JlcXVlc3QaPy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmluZ2VzdGlvbi52MS5SZWRyaXZlRGVhZExldHRlcnNSZXNwb25zZWIGcHJvdG8z"
         )
     }
 }

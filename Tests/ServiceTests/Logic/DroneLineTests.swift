@@ -147,7 +147,8 @@ struct DroneLineTests {
         late.deliveryId = "x"
         late.stage = .failed
         late.eventTime = before  // the first attempt's FAILED event, handled late
-        #expect(await logic.handleDeliveryEvent(message(late)) == .acknowledge)
+        let lateMessage = try message(late)
+        #expect(await logic.handleDeliveryEvent(lateMessage) == .acknowledge)
         var get = DroneSchedulerV1.GetAssignmentRequest()
         get.deliveryId = "x"
         #expect(try await logic.getAssignment(get, context: context).state == .active)
@@ -157,7 +158,8 @@ struct DroneLineTests {
         lost.stage = .failed
         lost.eventTime = .now
         lost.droneLost = true
-        #expect(await logic.handleDeliveryEvent(message(lost)) == .acknowledge)
+        let lostMessage = try message(lost)
+        #expect(await logic.handleDeliveryEvent(lostMessage) == .acknowledge)
         #expect(try await logic.getAssignment(get, context: context).state == .released)
         let fleet = try await logic.getFleetStatus(includeDrones(), context: context).drones
         #expect(fleet.first?.status == .offline && fleet.first?.currentDeliveryId == "")
@@ -172,8 +174,8 @@ struct DroneLineTests {
         return request
     }
 
-    func message(_ event: DeliveryV1.DeliveryEvent) -> ReceivedMessage {
-        ReceivedMessage(queue: "q", sequence: 1, id: event.deliveryId, key: event.deliveryId, headers: [:], payload: event.serializedBytes(),
+    func message(_ event: DeliveryV1.DeliveryEvent) throws -> ReceivedMessage {
+        ReceivedMessage(queue: "q", sequence: 1, id: event.deliveryId, key: event.deliveryId, headers: [:], payload: try event.serializedBytes(),
                         deliveryCount: 1, enqueueTime: 0)
     }
 }

@@ -56,7 +56,7 @@ struct SagaRecoveryTests {
         envelope.operation = .create
         envelope.payload = .create(request)
         // Where the earlier deliveries left it: a drone and a package taken, the schedule step retrying.
-        var saga = runner.newSaga("msg-1", envelope, payload: envelope.serializedBytes())
+        var saga = runner.newSaga("msg-1", envelope, payload: try envelope.serializedBytes())
         for index in 0..<3 {
             saga.status.steps[index].state = .succeeded
             saga.status.steps[index].attempts = 1
@@ -69,7 +69,7 @@ struct SagaRecoveryTests {
         try await store.save(saga)
 
         let message = ReceivedMessage(queue: "delivery-requests", sequence: 1, id: "msg-1", key: "dlv-1", headers: [:],
-                                      payload: envelope.serializedBytes(), deliveryCount: 10, enqueueTime: 0, maxDeliveries: 10)
+                                      payload: try envelope.serializedBytes(), deliveryCount: 10, enqueueTime: 0, maxDeliveries: 10)
         #expect(await runner.handle(message) == .acknowledge, "settled: it does not reach the dead letters")
         let failed = try #require(try await failedSagas.saga(id: "msg-1"))
         #expect(Set(failed.compensations.map(\.kind)) == [.markDeliveryFailed, .abortFlight, .releaseDrone, .deletePackage])
