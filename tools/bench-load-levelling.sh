@@ -1,36 +1,54 @@
 #!/usr/bin/env bash
-# `make bench-load-levelling`: queue-based load levelling under twice the fleet's capacity.
+# `make bench-load-levelling`: queue-based load levelling under twice the fleet's capacity,
+# against a baseline in the same run.
 #
-# The whole system runs (release build, every service in its own process) with the default
-# fleet of 12 drones at time scale 40. First the fleet's capacity is measured: CALIBRATION
-# deliveries offered at once, completions per second in the steady part of the run. Then
-# deliveries are offered at RATE_FACTOR (2) times that capacity for DURATION (60) seconds, at
-# a fixed rate (grpcio, one call every 1/rate s, not waiting for answers), and the script waits
-# until every accepted delivery has reached a final stage. Reported: accepted, completed, failed,
-# never final, order violations (deliveries that got their drone after one accepted later), and
-# the wait from acceptance to drone assignment (p50/p90/p99/max).
+# The whole system runs (release build, every service in its own process, ports from
+# FABRIKAM_PORT_BASE, default 15300) with a fleet of 12 drones at time scale 40. First the fleet's
+# capacity is measured: CALIBRATION deliveries offered at once, completions per second after the
+# first round. Then, each on a fresh system, two rounds offer deliveries at RATE_FACTOR (2) times
+# that capacity for DURATION (60) seconds, at a fixed rate (grpcio, one call every 1/rate s, not
+# waiting for answers), and wait (at most DRAIN_SECONDS) until every accepted delivery is final:
+#   line      the landed code: a delivery with no drone free waits in Drone Scheduler's line
+#   no line   the baseline: Workflow started with --drone-line 0, so "no drone free" is a step
+#             failure retried with backoff (8 attempts), the behaviour before the line existed
+# Reported per round: accepted, completed, failed, never final, order violations (deliveries that
+# got their drone after one accepted later), and the wait from acceptance to drone assignment.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 DURATION=${DURATION:-60}
 RATE_FACTOR=${RATE_FACTOR:-2}
 CALIBRATION=${CALIBRATION:-48}
-DRAIN_SECONDS=${DRAIN_SECONDS:-900}
+DRAIN_SECONDS=${DRAIN_SECONDS:-600}
 bash tools/install-deps.sh >/dev/null
 
 echo "building (release)" >&2
 swift build -c release >/dev/null
 bin=$(swift build -c release --show-bin-path)
 work=$(mktemp -d)
-export FABRIKAM_DATA_DIR="$work/data" FABRIKAM_BIN_DIR="$bin" FABRIKAM_PORT_BASE=${FABRIKAM_PORT_BASE:-27051}
+export FABRIKAM_BIN_DIR="$bin" FABRIKAM_PORT_BASE=${FABRIKAM_PORT_BASE:-15300}
 export FABRIKAM_DRONES=${FABRIKAM_DRONES:-12} FABRIKAM_TIME_SCALE=${FABRIKAM_TIME_SCALE:-40} FABRIKAM_TICK_MS=${FABRIKAM_TICK_MS:-200}
 export FABRIKAM_LOG_LEVEL=warning
 launcher=""
-cleanup() {
+stop_system() {
   if [[ -n $launcher ]]; then kill -TERM "$launcher" 2>/dev/null || true; wait "$launcher" 2>/dev/null || true; fi
+  launcher=""
+}
+cleanup() {
+  stop_system
   rm -rf "$work"
 }
 trap cleanup EXIT
+
+# start_system NAME: a fresh system with its data in $work/NAME (extra FABRIKAM_* from the caller).
+start_system() {
+  export FABRIKAM_DATA_DIR="$work/$1"
+  bash tools/run.sh --no-build > "$work/$1.log" 2>&1 &
+  launcher=$!
+  for _ in $(seq 1 300); do grep -q "system up" "$work/$1.log" && break; sleep 0.1; done
+  grep -q "system up" "$work/$1.log" || { cat "$work/$1.log"; exit 1; }
+  sleep 2  # the simulator registers its fleet
+}
 
 cat <<'TEXT' | protoc -I proto -I /usr/include --encode=fabrikam.dronedelivery.ingestion.v1.CreateDeliveryRequest \
     fabrikam/dronedelivery/ingestion/v1/ingestion.proto > "$work/create.bin"
@@ -40,19 +58,17 @@ dropoff_location { latitude: 47.6205 longitude: -122.3493 }
 package_info { size: PACKAGE_SIZE_SMALL weight: 1.5 }
 TEXT
 
-bash tools/run.sh --no-build > "$work/run.log" 2>&1 &
-launcher=$!
-for _ in $(seq 1 300); do grep -q "system up" "$work/run.log" && break; sleep 0.1; done
-grep -q "system up" "$work/run.log" || { cat "$work/run.log"; exit 1; }
-sleep 2  # the simulator registers its fleet
-
-.venv/bin/python - "$work" "$((FABRIKAM_PORT_BASE + 5))" "$DURATION" "$RATE_FACTOR" "$CALIBRATION" "$DRAIN_SECONDS" "$FABRIKAM_DRONES" "$FABRIKAM_TIME_SCALE" <<'PY'
-import sqlite3, sys, time, threading
+# The load generator: `bench.py calibrate DATA` prints the capacity (deliveries/s);
+# `bench.py load DATA RATE LABEL` offers RATE/s for DURATION s and prints the round's table row.
+cat > "$work/bench.py" <<'PY'
+import os, sqlite3, sys, time, threading
 import grpc
 
-work, port, duration, factor, calibration, drain, drones, scale = sys.argv[1:9]
-duration, factor, calibration, drain = float(duration), float(factor), int(calibration), float(drain)
-data = f"{work}/data"
+mode, data = sys.argv[1], sys.argv[2]
+work = os.path.dirname(data)
+port = int(os.environ["FABRIKAM_PORT_BASE"]) + 5  # Ingestion (ServicePorts order)
+duration, factor = float(os.environ["DURATION"]), float(os.environ["RATE_FACTOR"])
+calibration, drain, drones = int(os.environ["CALIBRATION"]), float(os.environ["DRAIN_SECONDS"]), int(os.environ["FABRIKAM_DRONES"])
 body = open(f"{work}/create.bin", "rb").read()
 channel = grpc.insecure_channel(f"127.0.0.1:{port}")
 create = channel.unary_unary("/fabrikam.dronedelivery.ingestion.v1.IngestionService/CreateDelivery",
@@ -103,15 +119,17 @@ def completion_times(ids):
     rows = query("delivery.sqlite", "SELECT delivery_id, update_time FROM deliveries WHERE stage = 5")
     return sorted(t for d, t in rows if d in wanted)
 
-# 1. The fleet's capacity: many deliveries at once; completions per second once every drone is busy.
-calibrating, _ = offer(calibration, None)
-wait_final(calibrating, drain)
-done = completion_times(calibrating)
-steady = done[int(drones):]  # past the first round, which starts from the drones' home positions
-capacity = (len(steady) - 1) / (steady[-1] - steady[0])
-rate = factor * capacity
+if mode == "calibrate":
+    # The fleet's capacity: many deliveries at once; completions per second once every drone is busy.
+    calibrating, _ = offer(calibration, None)
+    wait_final(calibrating, drain)
+    done = completion_times(calibrating)
+    steady = done[drones:]  # past the first round, which starts from the drones' home positions
+    print(f"{(len(steady) - 1) / (steady[-1] - steady[0]):.4f} {len(steady)}")
+    sys.exit(0)
 
-# 2. The load: `factor` x capacity for `duration` seconds, at a fixed rate.
+# A round: the given rate for `duration` seconds.
+rate, label = float(sys.argv[3]), sys.argv[4]
 count = int(rate * duration)
 load_start = time.time()
 accepted, refused = offer(count, rate)
@@ -136,16 +154,27 @@ later_min = float("inf")
 for accepted_at, assigned_at in reversed(both):
     if assigned_at > later_min: violations += 1
     later_min = min(later_min, assigned_at)
-pick = lambda q: waits[min(len(waits) - 1, int(q * len(waits)))] if waits else float("nan")
-print(f"fleet: {drones} drones at time scale {scale}; capacity measured {capacity:.2f} deliveries/s "
-      f"({len(steady)} completions after the first round of {calibration} offered at once)")
-print(f"offered: {count} requests at {rate:.2f}/s ({factor:g} x capacity) over {offered_seconds:.1f} s; "
-      f"refused by Ingestion: {refused}; drained {drained:.0f} s after the last answer")
-print()
-print("| accepted | completed | failed | never final | order violations | wait p50 s | p90 s | p99 s | max s |")
-print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-print(f"| {len(accepted)} | {completed} | {failed} | {never} | {violations} | {pick(0.5):.1f} | {pick(0.9):.1f} | {pick(0.99):.1f} | {waits[-1] if waits else float('nan'):.1f} |")
-print()
-print("wait: from acceptance (committed to the request queue) to the drone's assignment; "
-      "order violation: a delivery assigned a drone after one accepted later")
+pick = lambda q: f"{waits[min(len(waits) - 1, int(q * len(waits)))]:.1f}" if waits else "-"
+print(f"| {label} | {count} in {offered_seconds:.0f} s | {len(accepted)} | {completed} | {failed} | {never} | {violations} | "
+      f"{pick(0.5)} | {pick(0.9)} | {pick(0.99)} | {pick(1.0)} | {drained:.0f} |")
 PY
+export DURATION RATE_FACTOR CALIBRATION DRAIN_SECONDS
+
+start_system calibration
+read -r capacity steady < <(.venv/bin/python "$work/bench.py" calibrate "$work/calibration")
+stop_system
+rate=$(python3 -c "print(f'{$RATE_FACTOR * $capacity:.3f}')")
+echo "fleet: $FABRIKAM_DRONES drones at time scale $FABRIKAM_TIME_SCALE; capacity measured $capacity deliveries/s" \
+     "($steady completions after the first round of $CALIBRATION offered at once); offered $rate/s ($RATE_FACTOR x capacity) for $DURATION s"
+echo
+echo "| round | offered | accepted | completed | failed | never final | order violations | wait p50 s | p90 s | p99 s | max s | drain s |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+start_system line
+.venv/bin/python "$work/bench.py" load "$work/line" "$rate" "line (landed)"
+stop_system
+FABRIKAM_DRONE_LINE=0 start_system noline
+.venv/bin/python "$work/bench.py" load "$work/noline" "$rate" "no line (baseline: --drone-line 0)"
+stop_system
+echo
+echo "wait: from acceptance (committed to the request queue) to the drone's assignment (deliveries that got one);"
+echo "order violation: a delivery assigned a drone after one accepted later; drain: from the last answer until every accepted delivery was final"

@@ -88,8 +88,11 @@ public struct MessageConsumer: Sendable {
         }
         var disposition = await handler(message)
         heartbeat.cancel()
-        if Task.isCancelled, case .retry(let delay) = disposition {
-            disposition = .postpone(after: delay)  // stopped by our shutdown, not by the message
+        if Task.isCancelled, case .retry = disposition {
+            // Stopped by our shutdown, not by the message: it goes back uncounted, and at once
+            // (the handler's delay was for the attempt the shutdown interrupted), so another
+            // consumer can take it over without waiting.
+            disposition = .postpone(after: .zero)
         }
         do {
             switch disposition {

@@ -5,6 +5,7 @@
 //   --step-attempts N  --step-backoff-ms MS (first backoff; doubles up to 5 s)
 //   --max-waiting N (sagas waiting in line for a drone, on top of --concurrency)
 //   --drone-wait-seconds S (service-level limit on a delivery's wait for a drone, from acceptance)
+//   --drone-line 1|0 (0: no waiting in line, "no drone free" retried as a step failure; a benchmark baseline)
 import Messaging
 import RPC
 import ServiceKit
@@ -13,7 +14,7 @@ import Workflow
 await runService {
     let configuration = try Configuration(known: ["port", "data-dir", "broker", "accounts", "package", "dronescheduler", "delivery", "supervisor",
                                                   "lease-seconds", "concurrency", "step-attempts", "step-backoff-ms",
-                                                  "max-waiting", "drone-wait-seconds"])
+                                                  "max-waiting", "drone-wait-seconds", "drone-line"])
     let host = ServiceHost(name: "workflow", port: try configuration.int("port", default: DefaultPort.workflow), listenHost: configuration.listenHost)
     func downstream(_ name: String, _ port: Int) throws -> Downstream {
         let address = try configuration.address(name, defaultPort: port)
@@ -30,6 +31,11 @@ await runService {
     runner.retry.maxAttempts = try configuration.int("step-attempts", default: 8)
     runner.retry.backoff.initial = .milliseconds(try configuration.int("step-backoff-ms", default: 200))
     runner.droneWait.maxWait = .seconds(try configuration.int("drone-wait-seconds", default: 900))
+    switch try configuration.int("drone-line", default: 1) {
+    case 1: runner.droneWait.inLine = true
+    case 0: runner.droneWait.inLine = false
+    case let other: throw ConfigurationError("--drone-line must be 1 (wait in line for a drone) or 0 (benchmark baseline), got \(other)")
+    }
     let brokerPath = configuration.string("broker", default: try databasePath(configuration, file: "broker.sqlite"))
     let broker = try SQLiteBroker(path: brokerPath)
     runner.requestQueue = broker

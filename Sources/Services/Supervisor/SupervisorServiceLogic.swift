@@ -81,12 +81,14 @@ public final class SupervisorServiceLogic: SupervisorV1.SupervisorService.Handle
             throw RPCError(.failedPrecondition, "saga \(saga.sagaId) has no stored request to queue again")
         }
         var envelope = try IngestionV1.RequestEnvelope(storedBytes: saga.requestEnvelope, what: "request envelope")
-        envelope.messageId = "\(saga.sagaId):retry-\(saga.attempts + 1)"
+        // A new saga id for each forward retry, so the retried saga runs afresh (and is assigned
+        // a drone afresh); `attempts` stays what it says, the attempts at the failed step.
+        envelope.messageId = "\(saga.sagaId):retry-\(saga.forwardRetries + 1)"
         let message = OutgoingMessage(id: envelope.messageId, key: RequestQueue.key(envelope.operation, deliveryID: envelope.deliveryId),
                                       headers: envelope.traceContext.map(RequestTrace.headers) ?? [:], payload: try envelope.serializedBytes())
         _ = try await queue.send(message, to: RequestQueue.name)
         saga.state = .retrying
-        saga.attempts += 1
+        saga.forwardRetries += 1
         saga.updateTime = .now
         try await store.save(saga, nextAttempt: nil)
         return saga

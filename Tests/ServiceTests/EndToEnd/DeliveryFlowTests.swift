@@ -204,7 +204,8 @@ extension EndToEndTests {
                 _ = try await system.supervisor.retryFailedSaga(retry)
                 try await system.waitForStage(accepted.deliveryId, .completed, timeout: .seconds(90))
                 let second = try await system.assignment(accepted.deliveryId)
-                #expect(second.requestKey.hasSuffix(":retry-1") && second.requestKey != first.requestKey, "a fresh assignment: \(second.requestKey)")
+                #expect(second.requestKey == first.requestKey + ":retry-1", "a fresh assignment, under the retried saga's id: \(second.requestKey)")
+                #expect(try await system.failedSagas(accepted.deliveryId).first?.forwardRetries == 1)
                 #expect(try await system.sagas(accepted.deliveryId).map(\.state) == [.failed, .succeeded])
             }
         }

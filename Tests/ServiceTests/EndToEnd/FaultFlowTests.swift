@@ -49,7 +49,11 @@ extension EndToEndTests {
                     return try await group.reduce(into: [Int: Double]()) { $0[$1.0] = $1.1 }
                 }
                 let order = assigned.sorted { $0.value < $1.value }.map(\.key)
-                #expect(order == Array(0..<8), "drones were assigned in order of acceptance: \(order)")
+                // The first two sagas to reach Drone Scheduler found a drone free (all eight race
+                // through their first steps at once, so which two is not fixed); every other one
+                // waited in line, and the line hands out drones in order of acceptance.
+                let waited = Array(order.dropFirst(2))
+                #expect(waited == waited.sorted(), "drones went to the waiting deliveries in order of acceptance: \(order)")
                 for id in ids {
                     let saga = try #require(try await system.sagas(id).first)
                     #expect(saga.state == .succeeded)
@@ -73,7 +77,8 @@ extension EndToEndTests {
                     try await system.failedSagas(waiting).first?.state == .compensated
                 }
                 try await system.waitForStage(flying, .completed, timeout: .seconds(120))
-                await #expect(throws: RPCError.self, "it never got a drone") { try await system.assignment(waiting) }
+                let neverAssigned = await #expect(throws: RPCError.self, "it never got a drone") { try await system.assignment(waiting) }
+                #expect(neverAssigned?.code == .notFound)
                 try await waitFor("the drone to be free (not kept for the cancelled delivery)") {
                     try await system.fleet().allSatisfy { $0.status == .available }
                 }
@@ -124,8 +129,11 @@ extension EndToEndTests {
                 try await system.kill("simulator", signal: SIGKILL)
                 try await system.waitForStage(id, .failed, timeout: .seconds(30))
                 #expect(try await tracking.value.last == .failed, "the tracking stream ended at FAILED")
-                let drone = try #require(try await system.fleet().first)
-                #expect(drone.status == .offline && drone.currentDeliveryId.isEmpty, "the lost drone is accounted for: \(drone.status)")
+                // Drone Scheduler learns of the loss from Delivery's event stream, a moment later.
+                try await waitFor("the lost drone to be out of service, holding no delivery") {
+                    let drone = try await system.fleet().first
+                    return drone?.status == .offline && drone?.currentDeliveryId.isEmpty == true
+                }
                 try await waitFor("the history to end FAILED") { try await system.historyStages(id).last == .failed }
 
                 try await system.start("simulator")  // it reports again

@@ -19,14 +19,15 @@ struct DroneLineTests {
         logic = DroneSchedulerServiceLogic(store: try SQLiteDroneStore(path: makeTemporaryDirectory("drone-line").appendingPathComponent("d.sqlite").path))
     }
 
-    func register(_ id: String, size: CommonV1.PackageSize = .small, capacity: Double = 2) async throws {
+    func register(_ id: String, size: CommonV1.PackageSize = .small, capacity: Double = 2,
+                  home: CommonV1.Location = CommonV1.Location(latitude: 0, longitude: 0)) async throws {
         var drone = DroneSchedulerV1.Drone()
         drone.droneId = id
         drone.capacityKg = capacity
         drone.maxPackageSize = size
         drone.cruiseSpeedMps = 15
         drone.status = .available
-        drone.homeLocation = CommonV1.Location(latitude: 0, longitude: 0)
+        drone.homeLocation = home
         var request = DroneSchedulerV1.RegisterDroneRequest()
         request.drone = drone
         _ = try await logic.registerDrone(request, context: context)
@@ -83,8 +84,9 @@ struct DroneLineTests {
 
     @Test("a drone that cannot carry the head of the line goes to the first one it can carry")
     func capabilityDoesNotBlockTheLine() async throws {
+        // The small drone is nearer the pickup, so the first delivery gets it (nearest drone first).
         try await register("small", size: .small, capacity: 2)
-        try await register("large", size: .large, capacity: 10)
+        try await register("large", size: .large, capacity: 10, home: CommonV1.Location(latitude: 0.005, longitude: 0))
         #expect(try await assign(request("a")).droneId == "small")
         #expect(try await assign(request("b")).droneId == "large")
         #expect(try await assign(request("heavy", queuedAt: 1, weight: 8)).waiting)

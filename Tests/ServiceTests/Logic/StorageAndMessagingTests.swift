@@ -130,7 +130,7 @@ struct StorageAndMessagingTests {
         #expect(try await broker.receive(from: late, consumer: "s", maxMessages: 10, lease: .seconds(5)).map(\.id) == ["e1", "e2"])
     }
 
-    @Test("two broker handles on one file (two processes' view) share the queue without double delivery")
+    @Test("two broker handles (two connections, one process) on one file share the queue without double delivery; TwoProcessTests races two processes")
     func sharedFile() async throws {
         let path = try temporaryFile("shared.sqlite")
         let producer = try SQLiteBroker(path: path)

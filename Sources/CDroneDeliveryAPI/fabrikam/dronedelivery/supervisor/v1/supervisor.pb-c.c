@@ -515,7 +515,7 @@ const ProtobufCMessageDescriptor fabrikam__dronedelivery__supervisor__v1__compen
   (ProtobufCMessageInit) fabrikam__dronedelivery__supervisor__v1__compensation__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor fabrikam__dronedelivery__supervisor__v1__failed_saga__field_descriptors[16] =
+static const ProtobufCFieldDescriptor fabrikam__dronedelivery__supervisor__v1__failed_saga__field_descriptors[17] =
 {
   {
     "saga_id",
@@ -709,6 +709,18 @@ static const ProtobufCFieldDescriptor fabrikam__dronedelivery__supervisor__v1__f
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "forward_retries",
+    17,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Supervisor__V1__FailedSaga, forward_retries),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned fabrikam__dronedelivery__supervisor__v1__failed_saga__field_indices_by_name[] = {
   7,   /* field[7] = attempts */
@@ -719,6 +731,7 @@ static const unsigned fabrikam__dronedelivery__supervisor__v1__failed_saga__fiel
   6,   /* field[6] = error */
   10,   /* field[10] = fail_time */
   4,   /* field[4] = failed_step */
+  16,   /* field[16] = forward_retries */
   2,   /* field[2] = operation */
   3,   /* field[3] = owner */
   13,   /* field[13] = package_id */
@@ -731,7 +744,7 @@ static const unsigned fabrikam__dronedelivery__supervisor__v1__failed_saga__fiel
 static const ProtobufCIntRange fabrikam__dronedelivery__supervisor__v1__failed_saga__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 16 }
+  { 0, 17 }
 };
 const ProtobufCMessageDescriptor fabrikam__dronedelivery__supervisor__v1__failed_saga__descriptor =
 {
@@ -741,7 +754,7 @@ const ProtobufCMessageDescriptor fabrikam__dronedelivery__supervisor__v1__failed
   "Fabrikam__Dronedelivery__Supervisor__V1__FailedSaga",
   "fabrikam.dronedelivery.supervisor.v1",
   sizeof(Fabrikam__Dronedelivery__Supervisor__V1__FailedSaga),
-  16,
+  17,
   fabrikam__dronedelivery__supervisor__v1__failed_saga__field_descriptors,
   fabrikam__dronedelivery__supervisor__v1__failed_saga__field_indices_by_name,
   1,  fabrikam__dronedelivery__supervisor__v1__failed_saga__number_ranges,

@@ -228,10 +228,15 @@ struct  Fabrikam__Dronedelivery__Supervisor__V1__FailedSaga
    * can queue it again.
    */
   ProtobufCBinaryData request_envelope;
+  /*
+   * How many times an operator retried the saga forward (RetryFailedSaga);
+   * each retry runs as a new saga, `<saga_id>:retry-<n>`. Output only.
+   */
+  int32_t forward_retries;
 };
 #define FABRIKAM__DRONEDELIVERY__SUPERVISOR__V1__FAILED_SAGA__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&fabrikam__dronedelivery__supervisor__v1__failed_saga__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, FABRIKAM__DRONEDELIVERY__COMMON__V1__OPERATION_KIND__OPERATION_KIND_UNSPECIFIED, NULL, FABRIKAM__DRONEDELIVERY__WORKFLOW__V1__SAGA_STEP__SAGA_STEP_UNSPECIFIED, 0,NULL, NULL, 0, FABRIKAM__DRONEDELIVERY__SUPERVISOR__V1__FAILED_SAGA_STATE__FAILED_SAGA_STATE_UNSPECIFIED, 0,NULL, NULL, NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, {0,NULL} }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, FABRIKAM__DRONEDELIVERY__COMMON__V1__OPERATION_KIND__OPERATION_KIND_UNSPECIFIED, NULL, FABRIKAM__DRONEDELIVERY__WORKFLOW__V1__SAGA_STEP__SAGA_STEP_UNSPECIFIED, 0,NULL, NULL, 0, FABRIKAM__DRONEDELIVERY__SUPERVISOR__V1__FAILED_SAGA_STATE__FAILED_SAGA_STATE_UNSPECIFIED, 0,NULL, NULL, NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, {0,NULL}, 0 }
 
 
 /*
