@@ -144,13 +144,15 @@ extension EndToEndTests {
             }
         }
 
+        static let ingestionCallers = 32
+
         @Test("SIGKILL of Ingestion while answers are still arriving: every request that got an answer is delivered")
         func ingestionKilledMidStream() async throws {
             try await withSystem(["FABRIKAM_DRONES": "24"]) { system in
                 let tally = Tally()
                 let callers = Task {
                     await withTaskGroup(of: Void.self) { group in
-                        for caller in 0..<8 {
+                        for caller in 0..<Self.ingestionCallers {
                             group.addTask {
                                 for index in 0..<1000 {
                                     do {
@@ -166,11 +168,13 @@ extension EndToEndTests {
                         }
                     }
                 }
-                try await waitFor("answers to arrive") { tally.answered.withLock { $0.count } >= 40 }
+                // Killed while every caller has a request in flight, well into the run: a request answered
+                // before its commit would be missing from both the queue and Delivery.
+                try await waitFor("answers to arrive") { tally.answered.withLock { $0.count } >= 300 }
                 try await system.kill("ingestion", signal: SIGKILL)
                 await callers.value
                 let ids = tally.answered.withLock { $0 }
-                #expect(tally.failed.load(ordering: .relaxed) == 8, "every caller was still sending when Ingestion died")
+                #expect(tally.failed.load(ordering: .relaxed) == Self.ingestionCallers, "every caller was still sending when Ingestion died")
                 #expect(Set(ids).count == ids.count)
                 let broker = try system.broker()
                 for id in ids {

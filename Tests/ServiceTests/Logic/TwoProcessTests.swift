@@ -73,7 +73,7 @@ struct TwoProcessTests {
         }
         let got = try await race([["assign", path, "a", "20"], ["assign", path, "b", "20"]], in: folder)
         let answers = (got[0] + got[1]).map { $0.split(separator: " ").map(String.init) }
-        #expect(answers.count == 40 && answers.allSatisfy { $0.count == 2 }, "\(answers)")
+        try #require(answers.count == 40 && answers.allSatisfy { $0.count == 2 }, "\(answers)")
         let drones = answers.map { $0[1] }.filter { $0 != "waiting" }
         #expect(drones.sorted() == fleet.sorted(), "each drone to exactly one delivery: \(drones.sorted())")
         #expect(answers.filter { $0[1] == "waiting" }.count == 34)
