@@ -13,7 +13,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryService {
             commandName: "delivery",
             abstract: "Keeps deliveries and their tracking.",
             discussion: "Service: fabrikam.dronedelivery.delivery.v1.DeliveryService",
-            subcommands: [ScheduleDelivery.self, GetDelivery.self, GetDeliveryStatus.self, ListDeliveries.self, TrackDelivery.self, RescheduleDelivery.self, CancelDelivery.self, MarkDeliveryFailed.self, ConfirmDelivery.self, NotifyMe.self, ReportDronePositions.self]
+            subcommands: [ScheduleDelivery.self, GetDelivery.self, GetDeliveryStatus.self, ListDeliveries.self, TrackDelivery.self, RescheduleDelivery.self, CancelDelivery.self, MarkDeliveryFailed.self, RecordFailedChange.self, ConfirmDelivery.self, NotifyMe.self, ReportDronePositions.self]
         )
 
         public init() {}
@@ -296,13 +296,16 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryService.Co
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryService.Command {
     /// Cancels a delivery (taken from the request queue): aborts the flight and
     /// publishes a CANCELLED event. Cancelling a cancelled delivery succeeds;
-    /// cancelling a completed one is FAILED_PRECONDITION. Internal: called by
-    /// Workflow.
+    /// cancelling a completed one is FAILED_PRECONDITION. With `owner`, a
+    /// delivery not scheduled yet (still REQUESTED) is recorded as CANCELLED,
+    /// and its saga stops. The flight is aborted in the end even when flight
+    /// control cannot be reached now (Delivery keeps trying). Internal: called
+    /// by Workflow.
     public struct CancelDelivery: AsyncParsableCommand {
         public static let configuration = CommandConfiguration(
             commandName: "cancel-delivery",
             abstract: "Cancels a delivery (taken from the request queue): aborts the flight and publishes a CANCELLED event.",
-            discussion: "Cancels a delivery (taken from the request queue): aborts the flight and publishes a CANCELLED event. Cancelling a cancelled delivery succeeds; cancelling a completed one is FAILED_PRECONDITION. Internal: called by Workflow.\n\ngRPC: /fabrikam.dronedelivery.delivery.v1.DeliveryService/CancelDelivery (unary)\nHTTP: none (no google.api.http annotation; gRPC only)\nRequest: fabrikam.dronedelivery.delivery.v1.CancelDeliveryRequest; response: fabrikam.dronedelivery.delivery.v1.Delivery."
+            discussion: "Cancels a delivery (taken from the request queue): aborts the flight and publishes a CANCELLED event. Cancelling a cancelled delivery succeeds; cancelling a completed one is FAILED_PRECONDITION. With `owner`, a delivery not scheduled yet (still REQUESTED) is recorded as CANCELLED, and its saga stops. The flight is aborted in the end even when flight control cannot be reached now (Delivery keeps trying). Internal: called by Workflow.\n\ngRPC: /fabrikam.dronedelivery.delivery.v1.DeliveryService/CancelDelivery (unary)\nHTTP: none (no google.api.http annotation; gRPC only)\nRequest: fabrikam.dronedelivery.delivery.v1.CancelDeliveryRequest; response: fabrikam.dronedelivery.delivery.v1.Delivery."
         )
 
         @OptionGroup public var call: CallFlags
@@ -313,6 +316,10 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryService.Co
 
         @Option(name: .customLong("operation-id"), help: ArgumentHelp("Id of the queue message that asked for it (idempotency key).", valueName: "string")) public var operationIdFlag: String?
 
+        @Option(name: .customLong("owner.user-id"), help: ArgumentHelp("The user who made the request.", valueName: "string")) public var ownerUserIdFlag: String?
+
+        @Option(name: .customLong("owner.account-id"), help: ArgumentHelp("The business account the user belongs to. The gateway sets it from the caller's API key; a value sent by a public client is overwritten.", valueName: "string")) public var ownerAccountIdFlag: String?
+
         public init() {}
 
         public func run() async throws {
@@ -320,6 +327,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryService.Co
                 FieldFlag("delivery-id", json: "deliveryId", proto: "delivery_id", .string, .singular, deliveryIdFlag),
                 FieldFlag("reason", json: "reason", proto: "reason", .string, .singular, reasonFlag),
                 FieldFlag("operation-id", json: "operationId", proto: "operation_id", .string, .singular, operationIdFlag),
+                FieldFlag("owner.user-id", json: "owner.userId", proto: "owner.user_id", .string, .singular, ownerUserIdFlag),
+                FieldFlag("owner.account-id", json: "owner.accountId", proto: "owner.account_id", .string, .singular, ownerAccountIdFlag),
             ])
         }
     }
@@ -356,6 +365,44 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryService.Co
                 FieldFlag("saga-id", json: "sagaId", proto: "saga_id", .string, .singular, sagaIdFlag),
                 FieldFlag("owner.user-id", json: "owner.userId", proto: "owner.user_id", .string, .singular, ownerUserIdFlag),
                 FieldFlag("owner.account-id", json: "owner.accountId", proto: "owner.account_id", .string, .singular, ownerAccountIdFlag),
+            ])
+        }
+    }
+}
+
+extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryService.Command {
+    /// Records that a cancel or reschedule the owner asked for could not be
+    /// made; the delivery's status shows it (`failed_change`) until a later
+    /// change succeeds. Idempotent per `operation_id`. NOT_FOUND if the
+    /// delivery does not exist. Internal: called by the Supervisor.
+    public struct RecordFailedChange: AsyncParsableCommand {
+        public static let configuration = CommandConfiguration(
+            commandName: "record-failed-change",
+            abstract: "Records that a cancel or reschedule the owner asked for could not be made; the delivery's status shows it (`failed_change`) until a later change succeeds.",
+            discussion: "Records that a cancel or reschedule the owner asked for could not be made; the delivery's status shows it (`failed_change`) until a later change succeeds. Idempotent per `operation_id`. NOT_FOUND if the delivery does not exist. Internal: called by the Supervisor.\n\ngRPC: /fabrikam.dronedelivery.delivery.v1.DeliveryService/RecordFailedChange (unary)\nHTTP: none (no google.api.http annotation; gRPC only)\nRequest: fabrikam.dronedelivery.delivery.v1.RecordFailedChangeRequest; response: fabrikam.dronedelivery.delivery.v1.DeliveryStatus."
+        )
+
+        @OptionGroup public var call: CallFlags
+
+        @Option(name: .customLong("delivery-id"), help: ArgumentHelp("The delivery.", valueName: "string")) public var deliveryIdFlag: String?
+
+        @Option(name: .customLong("change.operation"), help: ArgumentHelp("CANCEL or RESCHEDULE.", valueName: "OperationKind"), completion: .list(DroneCTL.enumNames(DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.OperationKind.self))) public var changeOperationFlag: String?
+
+        @Option(name: .customLong("change.reason"), help: ArgumentHelp("Why.", valueName: "string")) public var changeReasonFlag: String?
+
+        @Option(name: .customLong("change.time"), help: ArgumentHelp("When it was given up.", valueName: "RFC3339")) public var changeTimeFlag: String?
+
+        @Option(name: .customLong("change.operation-id"), help: ArgumentHelp("The request (queue message id) that asked for it.", valueName: "string")) public var changeOperationIdFlag: String?
+
+        public init() {}
+
+        public func run() async throws {
+            try await GeneratedCall<DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryService.Method.RecordFailedChange>.run(call, command: "delivery", files: GeneratedCommands.files, fields: [
+                FieldFlag("delivery-id", json: "deliveryId", proto: "delivery_id", .string, .singular, deliveryIdFlag),
+                FieldFlag("change.operation", json: "change.operation", proto: "change.operation", .enumeration(DroneCTL.enumNames(DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.OperationKind.self)), .singular, changeOperationFlag),
+                FieldFlag("change.reason", json: "change.reason", proto: "change.reason", .string, .singular, changeReasonFlag),
+                FieldFlag("change.time", json: "change.time", proto: "change.time", .timestamp, .singular, changeTimeFlag),
+                FieldFlag("change.operation-id", json: "change.operationId", proto: "change.operation_id", .string, .singular, changeOperationIdFlag),
             ])
         }
     }

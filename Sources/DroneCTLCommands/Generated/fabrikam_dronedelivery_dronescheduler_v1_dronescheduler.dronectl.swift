@@ -22,15 +22,21 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.DroneSchedul
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.DroneSchedulerService.Command {
     /// Assigns a suitable available drone to a delivery. Idempotent per
-    /// `delivery_id`: a repeat returns the existing assignment with `created`
-    /// false. RESOURCE_EXHAUSTED when no suitable drone is free (retryable
-    /// later); INVALID_ARGUMENT when no drone in the fleet could ever carry the
-    /// package. Internal: called by Workflow.
+    /// `delivery_id`: a repeat returns the active assignment with `created`
+    /// false. A released assignment is never returned: the same `request_key`
+    /// asking again after its assignment was released (or after it left the
+    /// line) is FAILED_PRECONDITION, and a new `request_key` (a retried saga)
+    /// gets a fresh assignment. When no suitable drone is free: with `wait`
+    /// set, the delivery waits in line (`waiting` in the answer; ask again to
+    /// learn when a drone is assigned to it; drones are given to waiting
+    /// deliveries in order of `queued_time` as they are released), and
+    /// FAILED_PRECONDITION once `wait_until` passes; without `wait`,
+    /// RESOURCE_EXHAUSTED. Internal: called by Workflow.
     public struct AssignDrone: AsyncParsableCommand {
         public static let configuration = CommandConfiguration(
             commandName: "assign-drone",
             abstract: "Assigns a suitable available drone to a delivery.",
-            discussion: "Assigns a suitable available drone to a delivery. Idempotent per `delivery_id`: a repeat returns the existing assignment with `created` false. RESOURCE_EXHAUSTED when no suitable drone is free (retryable later); INVALID_ARGUMENT when no drone in the fleet could ever carry the package. Internal: called by Workflow.\n\ngRPC: /fabrikam.dronedelivery.dronescheduler.v1.DroneSchedulerService/AssignDrone (unary)\nHTTP: none (no google.api.http annotation; gRPC only)\nRequest: fabrikam.dronedelivery.dronescheduler.v1.AssignDroneRequest; response: fabrikam.dronedelivery.dronescheduler.v1.AssignDroneResponse."
+            discussion: "Assigns a suitable available drone to a delivery. Idempotent per `delivery_id`: a repeat returns the active assignment with `created` false. A released assignment is never returned: the same `request_key` asking again after its assignment was released (or after it left the line) is FAILED_PRECONDITION, and a new `request_key` (a retried saga) gets a fresh assignment. When no suitable drone is free: with `wait` set, the delivery waits in line (`waiting` in the answer; ask again to learn when a drone is assigned to it; drones are given to waiting deliveries in order of `queued_time` as they are released), and FAILED_PRECONDITION once `wait_until` passes; without `wait`, RESOURCE_EXHAUSTED. Internal: called by Workflow.\n\ngRPC: /fabrikam.dronedelivery.dronescheduler.v1.DroneSchedulerService/AssignDrone (unary)\nHTTP: none (no google.api.http annotation; gRPC only)\nRequest: fabrikam.dronedelivery.dronescheduler.v1.AssignDroneRequest; response: fabrikam.dronedelivery.dronescheduler.v1.AssignDroneResponse."
         )
 
         @OptionGroup public var call: CallFlags
@@ -67,6 +73,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.DroneSchedul
 
         @Flag(name: .customLong("expedited"), inversion: .prefixedNo, help: ArgumentHelp("Expedited deliveries are served first.")) public var expeditedFlag: Bool?
 
+        @Option(name: .customLong("request-key"), help: ArgumentHelp("Who asks (Workflow's saga id). The same key gets the same assignment; a new key for a delivery whose assignment was released gets a fresh one.", valueName: "string")) public var requestKeyFlag: String?
+
+        @Option(name: .customLong("queued-time"), help: ArgumentHelp("When the delivery was accepted: its place in line while it waits. Unset: the time of the first call.", valueName: "RFC3339")) public var queuedTimeFlag: String?
+
+        @Flag(name: .customLong("wait"), inversion: .prefixedNo, help: ArgumentHelp("Wait in line when no suitable drone is free, instead of RESOURCE_EXHAUSTED.")) public var waitFlag: Bool?
+
+        @Option(name: .customLong("wait-until"), help: ArgumentHelp("With `wait`: the latest time a drone may be assigned. Once it passes, the delivery leaves the line and the call is FAILED_PRECONDITION. Unset: no limit.", valueName: "RFC3339")) public var waitUntilFlag: String?
+
         public init() {}
 
         public func run() async throws {
@@ -87,21 +101,27 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.DroneSchedul
                 FieldFlag("pickup-time", json: "pickupTime", proto: "pickup_time", .timestamp, .singular, pickupTimeFlag),
                 FieldFlag("deadline", json: "deadline", proto: "deadline", .timestamp, .singular, deadlineFlag),
                 FieldFlag("expedited", json: "expedited", proto: "expedited", .bool, .singular, expeditedFlag),
+                FieldFlag("request-key", json: "requestKey", proto: "request_key", .string, .singular, requestKeyFlag),
+                FieldFlag("queued-time", json: "queuedTime", proto: "queued_time", .timestamp, .singular, queuedTimeFlag),
+                FieldFlag("wait", json: "wait", proto: "wait", .bool, .singular, waitFlag),
+                FieldFlag("wait-until", json: "waitUntil", proto: "wait_until", .timestamp, .singular, waitUntilFlag),
             ])
         }
     }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.DroneSchedulerService.Command {
-    /// Ends a delivery's assignment and makes the drone available again.
-    /// Idempotent: releasing an already released or unknown assignment succeeds
-    /// with `released` false. Internal: called by Workflow and by the
-    /// Supervisor as a compensation.
+    /// Ends a delivery's assignment and makes the drone available again (the
+    /// drone then goes to the first delivery waiting in line that it can
+    /// carry); a delivery waiting in line leaves it. Idempotent: releasing an
+    /// already released assignment succeeds with `released` false; NOT_FOUND
+    /// when the delivery never had an assignment nor waited. Internal: called by
+    /// Workflow and by the Supervisor as a compensation.
     public struct ReleaseDrone: AsyncParsableCommand {
         public static let configuration = CommandConfiguration(
             commandName: "release-drone",
-            abstract: "Ends a delivery's assignment and makes the drone available again.",
-            discussion: "Ends a delivery's assignment and makes the drone available again. Idempotent: releasing an already released or unknown assignment succeeds with `released` false. Internal: called by Workflow and by the Supervisor as a compensation.\n\ngRPC: /fabrikam.dronedelivery.dronescheduler.v1.DroneSchedulerService/ReleaseDrone (unary)\nHTTP: none (no google.api.http annotation; gRPC only)\nRequest: fabrikam.dronedelivery.dronescheduler.v1.ReleaseDroneRequest; response: fabrikam.dronedelivery.dronescheduler.v1.ReleaseDroneResponse."
+            abstract: "Ends a delivery's assignment and makes the drone available again (the drone then goes to the first delivery waiting in line that it can carry); a delivery waiting in line leaves it.",
+            discussion: "Ends a delivery's assignment and makes the drone available again (the drone then goes to the first delivery waiting in line that it can carry); a delivery waiting in line leaves it. Idempotent: releasing an already released assignment succeeds with `released` false; NOT_FOUND when the delivery never had an assignment nor waited. Internal: called by Workflow and by the Supervisor as a compensation.\n\ngRPC: /fabrikam.dronedelivery.dronescheduler.v1.DroneSchedulerService/ReleaseDrone (unary)\nHTTP: none (no google.api.http annotation; gRPC only)\nRequest: fabrikam.dronedelivery.dronescheduler.v1.ReleaseDroneRequest; response: fabrikam.dronedelivery.dronescheduler.v1.ReleaseDroneResponse."
         )
 
         @OptionGroup public var call: CallFlags

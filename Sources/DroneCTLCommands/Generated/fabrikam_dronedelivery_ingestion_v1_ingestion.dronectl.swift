@@ -13,7 +13,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.IngestionService 
             commandName: "ingestion",
             abstract: "Accepts delivery requests and queues them for Workflow.",
             discussion: "Service: fabrikam.dronedelivery.ingestion.v1.IngestionService",
-            subcommands: [CreateDelivery.self, RescheduleDelivery.self, CancelDelivery.self, GetQueuedDelivery.self]
+            subcommands: [CreateDelivery.self, RescheduleDelivery.self, CancelDelivery.self, GetQueuedDelivery.self, ListDeadLetters.self, RedriveDeadLetters.self]
         )
 
         public init() {}
@@ -153,12 +153,15 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.IngestionService.
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.IngestionService.Command {
     /// Accepts a cancellation and enqueues an OPERATION_KIND_CANCEL envelope
-    /// (202 Accepted). Cancelling twice is harmless.
+    /// (202 Accepted). Each call is a new attempt (a cancel that failed can be
+    /// tried again) unless it repeats a `request_id`. Cancelling twice is
+    /// harmless. A cancel does not wait behind the delivery's create: a
+    /// delivery still waiting for a drone is cancelled where it waits.
     public struct CancelDelivery: AsyncParsableCommand {
         public static let configuration = CommandConfiguration(
             commandName: "cancel-delivery",
             abstract: "Accepts a cancellation and enqueues an OPERATION_KIND_CANCEL envelope (202 Accepted).",
-            discussion: "Accepts a cancellation and enqueues an OPERATION_KIND_CANCEL envelope (202 Accepted). Cancelling twice is harmless.\n\ngRPC: /fabrikam.dronedelivery.ingestion.v1.IngestionService/CancelDelivery (unary)\nHTTP: DELETE /v1/deliveries/{delivery_id}\nRequest: fabrikam.dronedelivery.ingestion.v1.CancelDeliveryRequest; response: fabrikam.dronedelivery.ingestion.v1.CancelDeliveryResponse."
+            discussion: "Accepts a cancellation and enqueues an OPERATION_KIND_CANCEL envelope (202 Accepted). Each call is a new attempt (a cancel that failed can be tried again) unless it repeats a `request_id`. Cancelling twice is harmless. A cancel does not wait behind the delivery's create: a delivery still waiting for a drone is cancelled where it waits.\n\ngRPC: /fabrikam.dronedelivery.ingestion.v1.IngestionService/CancelDelivery (unary)\nHTTP: DELETE /v1/deliveries/{delivery_id}\nRequest: fabrikam.dronedelivery.ingestion.v1.CancelDeliveryRequest; response: fabrikam.dronedelivery.ingestion.v1.CancelDeliveryResponse."
         )
 
         @OptionGroup public var call: CallFlags
@@ -167,12 +170,15 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.IngestionService.
 
         @Option(name: .customLong("reason"), help: ArgumentHelp("Why, in the owner's words (kept in the delivery history).", valueName: "string")) public var reasonFlag: String?
 
+        @Option(name: .customLong("request-id"), help: ArgumentHelp("Optional client-chosen idempotency key: a repeat with the same key is the same cancel (answered without queueing anything). Without it every call is a new attempt.", valueName: "string")) public var requestIdFlag: String?
+
         public init() {}
 
         public func run() async throws {
             try await GeneratedCall<DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.IngestionService.Method.CancelDelivery>.run(call, command: "ingestion", files: GeneratedCommands.files, fields: [
                 FieldFlag("delivery-id", json: "deliveryId", proto: "delivery_id", .string, .singular, deliveryIdFlag),
                 FieldFlag("reason", json: "reason", proto: "reason", .string, .singular, reasonFlag),
+                FieldFlag("request-id", json: "requestId", proto: "request_id", .string, .singular, requestIdFlag),
             ])
         }
     }
@@ -204,6 +210,66 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.IngestionService.
         public func run() async throws {
             try await GeneratedCall<DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.IngestionService.Method.GetQueuedDelivery>.run(call, command: "ingestion", files: GeneratedCommands.files, fields: [
                 FieldFlag("delivery-id", json: "deliveryId", proto: "delivery_id", .string, .singular, deliveryIdFlag),
+            ])
+        }
+    }
+}
+
+extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.IngestionService.Command {
+    /// Lists the request queue's dead letters (messages Workflow could not
+    /// process), oldest first. Internal operator API, no HTTP route: refused
+    /// (PERMISSION_DENIED) for calls that name an account (`x-account-id`).
+    public struct ListDeadLetters: AsyncParsableCommand {
+        public static let configuration = CommandConfiguration(
+            commandName: "list-dead-letters",
+            abstract: "Lists the request queue's dead letters (messages Workflow could not process), oldest first.",
+            discussion: "Lists the request queue's dead letters (messages Workflow could not process), oldest first. Internal operator API, no HTTP route: refused (PERMISSION_DENIED) for calls that name an account (`x-account-id`).\n\ngRPC: /fabrikam.dronedelivery.ingestion.v1.IngestionService/ListDeadLetters (unary)\nHTTP: none (no google.api.http annotation; gRPC only)\nRequest: fabrikam.dronedelivery.ingestion.v1.ListDeadLettersRequest; response: fabrikam.dronedelivery.ingestion.v1.ListDeadLettersResponse."
+        )
+
+        @OptionGroup public var call: CallFlags
+
+        @Option(name: .customLong("delivery-id"), help: ArgumentHelp("Only dead letters of this delivery; empty for all.", valueName: "string")) public var deliveryIdFlag: String?
+
+        @Option(name: .customLong("page-size"), parsing: .unconditional, help: ArgumentHelp("Most to return (default 100, at most 1000).", valueName: "int")) public var pageSizeFlag: String?
+
+        @Option(name: .customLong("page-token"), help: ArgumentHelp("`next_page_token` of the previous page; empty for the first page.", valueName: "string")) public var pageTokenFlag: String?
+
+        public init() {}
+
+        public func run() async throws {
+            try await GeneratedCall<DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.IngestionService.Method.ListDeadLetters>.run(call, command: "ingestion", files: GeneratedCommands.files, fields: [
+                FieldFlag("delivery-id", json: "deliveryId", proto: "delivery_id", .string, .singular, deliveryIdFlag),
+                FieldFlag("page-size", json: "pageSize", proto: "page_size", .integer, .singular, pageSizeFlag),
+                FieldFlag("page-token", json: "pageToken", proto: "page_token", .string, .singular, pageTokenFlag),
+            ])
+        }
+    }
+}
+
+extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.IngestionService.Command {
+    /// Puts dead letters back on the request queue, as they were but with a
+    /// fresh delivery count, so Workflow runs them again (it resumes their saga
+    /// where it stopped). One by id, or all. Internal operator API, no HTTP
+    /// route: refused (PERMISSION_DENIED) for calls that name an account.
+    public struct RedriveDeadLetters: AsyncParsableCommand {
+        public static let configuration = CommandConfiguration(
+            commandName: "redrive-dead-letters",
+            abstract: "Puts dead letters back on the request queue, as they were but with a fresh delivery count, so Workflow runs them again (it resumes their saga where it stopped).",
+            discussion: "Puts dead letters back on the request queue, as they were but with a fresh delivery count, so Workflow runs them again (it resumes their saga where it stopped). One by id, or all. Internal operator API, no HTTP route: refused (PERMISSION_DENIED) for calls that name an account.\n\ngRPC: /fabrikam.dronedelivery.ingestion.v1.IngestionService/RedriveDeadLetters (unary)\nHTTP: none (no google.api.http annotation; gRPC only)\nRequest: fabrikam.dronedelivery.ingestion.v1.RedriveDeadLettersRequest; response: fabrikam.dronedelivery.ingestion.v1.RedriveDeadLettersResponse."
+        )
+
+        @OptionGroup public var call: CallFlags
+
+        @Option(name: .customLong("dead-letter-ids"), help: ArgumentHelp("The dead letters to redrive (`dead_letter_id`); INVALID_ARGUMENT if both this and `all` are set, or neither.", valueName: "string")) public var deadLetterIdsFlag: [String] = []
+
+        @Flag(name: .customLong("all"), inversion: .prefixedNo, help: ArgumentHelp("Redrive every dead letter of the request queue.")) public var allFlag: Bool?
+
+        public init() {}
+
+        public func run() async throws {
+            try await GeneratedCall<DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.IngestionService.Method.RedriveDeadLetters>.run(call, command: "ingestion", files: GeneratedCommands.files, fields: [
+                FieldFlag("dead-letter-ids", json: "deadLetterIds", proto: "dead_letter_ids", .string, .repeated, deadLetterIdsFlag),
+                FieldFlag("all", json: "all", proto: "all", .bool, .singular, allFlag),
             ])
         }
     }

@@ -75,6 +75,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.SupervisorServic
 
         @Option(name: .customLong("saga.request-envelope"), help: ArgumentHelp("The queued request the saga ran (a serialized fabrikam.dronedelivery.ingestion.v1.RequestEnvelope), so that RetryFailedSaga can queue it again.", valueName: "base64|@file")) public var sagaRequestEnvelopeFlag: String?
 
+        @Option(name: .customLong("saga.forward-retries"), parsing: .unconditional, help: ArgumentHelp("How many times an operator retried the saga forward (RetryFailedSaga); each retry runs as a new saga, `<saga_id>:retry-<n>`. Output only.", valueName: "int")) public var sagaForwardRetriesFlag: String?
+
         public init() {}
 
         public func run() async throws {
@@ -100,6 +102,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.SupervisorServic
                 FieldFlag("saga.trace-context.tracestate", json: "saga.traceContext.tracestate", proto: "saga.trace_context.tracestate", .string, .singular, sagaTraceContextTracestateFlag),
                 FieldFlag("saga.trace-context.correlation-id", json: "saga.traceContext.correlationId", proto: "saga.trace_context.correlation_id", .string, .singular, sagaTraceContextCorrelationIdFlag),
                 FieldFlag("saga.request-envelope", json: "saga.requestEnvelope", proto: "saga.request_envelope", .bytes, .singular, sagaRequestEnvelopeFlag),
+                FieldFlag("saga.forward-retries", json: "saga.forwardRetries", proto: "saga.forward_retries", .integer, .singular, sagaForwardRetriesFlag),
             ])
         }
     }

@@ -62,13 +62,15 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.FlightControlServ
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.FlightControlService.Command {
     /// Gives a drone a flight plan. Idempotent per `plan.delivery_id`: a repeat
-    /// returns the flight already planned, with `created` false. Internal:
-    /// called by Delivery after scheduling.
+    /// returns the flight already planned, with `created` false. A drone flies
+    /// one delivery at a time: a plan for a drone that is flying another
+    /// delivery is refused with ABORTED (retry once that flight has ended or
+    /// been aborted). Internal: called by Delivery after scheduling.
     public struct AssignFlight: AsyncParsableCommand {
         public static let configuration = CommandConfiguration(
             commandName: "assign-flight",
             abstract: "Gives a drone a flight plan.",
-            discussion: "Gives a drone a flight plan. Idempotent per `plan.delivery_id`: a repeat returns the flight already planned, with `created` false. Internal: called by Delivery after scheduling.\n\ngRPC: /fabrikam.dronedelivery.telemetry.v1.FlightControlService/AssignFlight (unary)\nHTTP: none (no google.api.http annotation; gRPC only)\nRequest: fabrikam.dronedelivery.telemetry.v1.AssignFlightRequest; response: fabrikam.dronedelivery.telemetry.v1.AssignFlightResponse."
+            discussion: "Gives a drone a flight plan. Idempotent per `plan.delivery_id`: a repeat returns the flight already planned, with `created` false. A drone flies one delivery at a time: a plan for a drone that is flying another delivery is refused with ABORTED (retry once that flight has ended or been aborted). Internal: called by Delivery after scheduling.\n\ngRPC: /fabrikam.dronedelivery.telemetry.v1.FlightControlService/AssignFlight (unary)\nHTTP: none (no google.api.http annotation; gRPC only)\nRequest: fabrikam.dronedelivery.telemetry.v1.AssignFlightRequest; response: fabrikam.dronedelivery.telemetry.v1.AssignFlightResponse."
         )
 
         @OptionGroup public var call: CallFlags
