@@ -201,6 +201,10 @@ struct EndToEndTests {
         try calls.run(["delivery", "cancel-delivery", "--delivery-id", "dlv-none", "--reason", "x"], expect: 69)
         try calls.run(["delivery", "mark-delivery-failed", "--delivery-id", "dlv-e2e-failed", "--reason", "test", "--saga-id", "saga-e2e",
                        "--owner.account-id", owner])
+        // A cancel that could not be made, shown in the status; the request queue's dead letters.
+        try calls.run(["delivery", "record-failed-change", "--delivery-id", secondID, "--change.operation", "cancel", "--change.reason", "too late"])
+        try calls.run(["ingestion", "list-dead-letters"])
+        try calls.run(["ingestion", "redrive-dead-letters", "--all"])
 
         // Delivery's internal doors: scheduling one directly, and drone positions streamed in.
         // Delivery asks the simulator to fly it: the drone must be one of the simulated fleet.

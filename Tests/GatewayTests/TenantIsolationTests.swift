@@ -63,7 +63,7 @@ struct TenantIsolationTests {
              covers: ["deliveryId", "requestId"]),
         Case(method: "PUT", target: "/v1/deliveries/{aDelivery}/schedule", body: #"{"expedited":true,"requestId":"r1"}"#, status: 404,
              covers: ["deliveryId", "requestId"]),
-        Case(method: "DELETE", target: "/v1/deliveries/{aDelivery}", status: 404, covers: ["deliveryId"]),
+        Case(method: "DELETE", target: "/v1/deliveries/{aDelivery}?requestId=r1", status: 404, covers: ["deliveryId", "requestId"]),
         // Package
         Case(method: "PUT", target: "/v1/packages/{aPackage}", body: package, status: 409, covers: ["package.packageId"]),
         Case(method: "PUT", target: "/v1/packages/{bPackage}", body: #"{"size":"PACKAGE_SIZE_SMALL","weight":1.5,"ownerId":"{A}"}"#, status: 404,
