@@ -27,7 +27,7 @@ trap cleanup EXIT
 # Our interop server on a free port (port 0 is printed back).
 "$server" --port 0 > "$scratch/interop.log" 2>&1 &
 pids+=($!)
-bash tools/interop/generate.sh "$scratch/stubs" >/dev/null
+PYTHON=.venv/bin/python bash tools/interop/generate.sh "$scratch/stubs" >/dev/null
 .venv/bin/python tools/dronectl/grpcio_reflection_server.py --port 0 --stubs "$scratch/stubs" > "$scratch/grpcio.log" 2>&1 &
 pids+=($!)
 port_of() {
