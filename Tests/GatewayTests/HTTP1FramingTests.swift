@@ -15,7 +15,7 @@ struct HTTP1FramingTests {
     @Test("bytes that are not HTTP get 400 with the reason, after the requests before them, then the connection closes")
     func malformedRequestAfterAValidOne() async throws {
         try await withUnreachableUpstreamsGateway { port in
-            let (bytes, closed) = try Self.exchange(port: port, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGARBAGE / HTTP/1.1\r\n\r\n")
+            let (bytes, closed) = try await Self.exchange(port: port, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGARBAGE / HTTP/1.1\r\n\r\n")
             let text = String(decoding: bytes, as: UTF8.self)
             #expect(closed, "the connection stays open after a malformed request")
             // Each answer starts a line (the refusal's own text mentions HTTP/1.1 too).
@@ -38,7 +38,7 @@ struct HTTP1FramingTests {
     @Test("HTTP/1.0 without keep-alive: the answer is HTTP/1.0 and the connection closes after it")
     func http10Closes() async throws {
         try await withUnreachableUpstreamsGateway { port in
-            let (bytes, closed) = try Self.exchange(port: port, "GET /healthz HTTP/1.0\r\n\r\n")
+            let (bytes, closed) = try await Self.exchange(port: port, "GET /healthz HTTP/1.0\r\n\r\n")
             let text = String(decoding: bytes, as: UTF8.self)
             #expect(closed)
             #expect(text.hasPrefix("HTTP/1.0 200 OK\r\n"))
@@ -50,7 +50,7 @@ struct HTTP1FramingTests {
     @Test("HEAD: the length of the body that GET would send, and no body")
     func headHasLengthButNoBody() async throws {
         try await withUnreachableUpstreamsGateway { port in
-            let (bytes, _) = try Self.exchange(port: port, "HEAD /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            let (bytes, _) = try await Self.exchange(port: port, "HEAD /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             let text = String(decoding: bytes, as: UTF8.self)
             #expect(text.hasPrefix("HTTP/1.1 200 OK\r\n"))
             #expect(Self.contentLength(text) == 3)
@@ -67,7 +67,11 @@ struct HTTP1FramingTests {
 
     /// Writes `request` on a fresh connection and reads until the server closes it or 3 seconds
     /// pass without a byte; returns what arrived and whether the server closed.
-    static func exchange(port: Int, _ request: String) throws -> (bytes: [UInt8], closed: Bool) {
+    static func exchange(port: Int, _ request: String) async throws -> (bytes: [UInt8], closed: Bool) {
+        try await onOwnThread { try exchangeBlocking(port: port, request) }
+    }
+
+    static func exchangeBlocking(port: Int, _ request: String) throws -> (bytes: [UInt8], closed: Bool) {
         let socket = try connectLoopback(port: port, receiveTimeout: 3)
         defer { close(socket) }
         let bytes = Array(request.utf8)

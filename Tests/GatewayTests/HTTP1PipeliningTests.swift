@@ -26,7 +26,8 @@ struct HTTP1PipeliningTests {
         for index in 0..<40 {
             wire += "GET \(targets[index % 4]) HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\(index)\r\nX-Request-Id: r\(index)\r\n\r\n"
         }
-        let answers = try exchange(port: port, request: Array(wire.utf8), expectedAnswers: 40)
+        let request = Array(wire.utf8)
+        let answers = try await onOwnThread { try Self.exchange(port: port, request: request, expectedAnswers: 40) }
         #expect(answers.count == 40)
         for (index, answer) in answers.enumerated() {
             let expected = [200, 503, 404, 200][index % 4]
@@ -42,7 +43,7 @@ struct HTTP1PipeliningTests {
 
     /// Writes `request` on a fresh connection, then reads until `expectedAnswers` complete
     /// answers (each with a Content-Length body) have arrived or 10 seconds pass.
-    func exchange(port: Int, request: [UInt8], expectedAnswers: Int) throws -> [Answer] {
+    static func exchange(port: Int, request: [UInt8], expectedAnswers: Int) throws -> [Answer] {
         let socket = try connectLoopback(port: port, receiveTimeout: 10)
         defer { close(socket) }
         _ = request.withUnsafeBytes { send(socket, $0.baseAddress, $0.count, 0) }

@@ -31,7 +31,11 @@ struct ListenerProtectionTests {
 
     /// Everything the peer sends until it closes the connection; throws if it is still open
     /// after the socket's receive timeout.
-    func readUntilClosed(_ socket: Int32) throws -> String {
+    func readUntilClosed(_ socket: Int32) async throws -> String {
+        try await onOwnThread { try Self.readUntilClosedBlocking(socket) }
+    }
+
+    static func readUntilClosedBlocking(_ socket: Int32) throws -> String {
         var received: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
         while true {
@@ -55,7 +59,7 @@ struct ListenerProtectionTests {
             let socket = try connectLoopback(port: port, receiveTimeout: 5)
             defer { close(socket) }
             send(socket, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-            let answer = try readUntilClosed(socket)
+            let answer = try await readUntilClosed(socket)
             #expect(answer.hasPrefix("HTTP/1.1 408"), "\(answer)")
             #expect(answer.contains("request head did not arrive"), "\(answer)")
         }
@@ -67,7 +71,7 @@ struct ListenerProtectionTests {
             let socket = try connectLoopback(port: port, receiveTimeout: 5)
             defer { close(socket) }
             send(socket, "POST /v1/accounts HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"displayName\":")
-            let answer = try readUntilClosed(socket)
+            let answer = try await readUntilClosed(socket)
             #expect(answer.hasPrefix("HTTP/1.1 408") && answer.contains("request body did not arrive"), "\(answer)")
         }
     }
@@ -78,7 +82,7 @@ struct ListenerProtectionTests {
             let socket = try connectLoopback(port: port, receiveTimeout: 5)
             defer { close(socket) }
             send(socket, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            let answer = try readUntilClosed(socket)
+            let answer = try await readUntilClosed(socket)
             #expect(answer.hasPrefix("HTTP/1.1 200") && answer.hasSuffix("ok\n"), "the answer, then the close: \(answer)")
         }
     }
@@ -91,8 +95,8 @@ struct ListenerProtectionTests {
             let halfPreface = try connectLoopback(port: port, receiveTimeout: 5)
             defer { close(halfPreface) }
             send(halfPreface, "PRI * HTTP/2.0\r\n\r\n")
-            #expect(try readUntilClosed(silent).isEmpty)
-            #expect(try readUntilClosed(halfPreface).isEmpty)
+            #expect(try await readUntilClosed(silent).isEmpty)
+            #expect(try await readUntilClosed(halfPreface).isEmpty)
         }
     }
 
@@ -102,7 +106,7 @@ struct ListenerProtectionTests {
             let socket = try connectLoopback(port: port, receiveTimeout: 5)
             defer { close(socket) }
             send(socket, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
-            _ = try readUntilClosed(socket)  // our SETTINGS, maybe a GOAWAY, then the close
+            _ = try await readUntilClosed(socket)  // our SETTINGS, maybe a GOAWAY, then the close
         }
     }
 
@@ -116,7 +120,7 @@ struct ListenerProtectionTests {
                 send(socket, "GET /v1/deliveries HTTP/1.1\r\nHost: x\r\n")
                 sockets.append(socket)
             }
-            for socket in sockets { #expect(try readUntilClosed(socket).hasPrefix("HTTP/1.1 408")) }
+            for socket in sockets { #expect(try await readUntilClosed(socket).hasPrefix("HTTP/1.1 408")) }
             // The gateway let go of them too.
             let deadline = ContinuousClock.now + .seconds(5)
             while server.openConnections > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
@@ -133,11 +137,11 @@ struct ListenerProtectionTests {
             // Each of the three is served (which also means the listener has counted all three).
             for socket in admitted {
                 send(socket, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-                #expect(try readAnswer(socket).hasPrefix("HTTP/1.1 200"))
+                #expect(try await readAnswer(socket).hasPrefix("HTTP/1.1 200"))
             }
             let refused = try connectLoopback(port: port, receiveTimeout: 5)
             send(refused, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            #expect(try readUntilClosed(refused).isEmpty, "closed without an answer")
+            #expect(try await readUntilClosed(refused).isEmpty, "closed without an answer")
             close(refused)
             close(admitted.removeLast())
             // The closed one's place is free again once the gateway has seen it close.
@@ -146,7 +150,7 @@ struct ListenerProtectionTests {
             while !served, ContinuousClock.now < deadline {
                 let again = try connectLoopback(port: port, receiveTimeout: 5)
                 send(again, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-                served = (try? readAnswer(again))?.hasPrefix("HTTP/1.1 200") ?? false
+                served = (try? await readAnswer(again))?.hasPrefix("HTTP/1.1 200") ?? false
                 if served { admitted.append(again) } else { close(again) }
             }
             #expect(served)
@@ -161,16 +165,20 @@ struct ListenerProtectionTests {
             defer { close(first); close(second) }
             for socket in [first, second] {
                 send(socket, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-                #expect(try readAnswer(socket).hasPrefix("HTTP/1.1 200"))
+                #expect(try await readAnswer(socket).hasPrefix("HTTP/1.1 200"))
             }
             let third = try connectLoopback(port: port, receiveTimeout: 5)
             defer { close(third) }
-            #expect(try readUntilClosed(third).isEmpty)
+            #expect(try await readUntilClosed(third).isEmpty)
         }
     }
 
     /// One whole HTTP/1.1 answer with a Content-Length body (the connection stays open).
-    func readAnswer(_ socket: Int32) throws -> String {
+    func readAnswer(_ socket: Int32) async throws -> String {
+        try await onOwnThread { try Self.readAnswerBlocking(socket) }
+    }
+
+    static func readAnswerBlocking(_ socket: Int32) throws -> String {
         var received: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
         while true {
