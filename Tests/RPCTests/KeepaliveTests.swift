@@ -100,10 +100,12 @@ struct KeepaliveTests {
         #expect(limits.keepaliveWithoutCalls == false)
     }
 
-    /// UnaryCall answers with the caller's address after sleeping `responseSize` milliseconds.
-    static func sleepyRouter() -> Router {
+    /// UnaryCall answers with the caller's address after sleeping `responseSize` milliseconds;
+    /// `arrivals`, when given, counts the calls that reached it.
+    static func sleepyRouter(arrivals: Shared<Int>? = nil) -> Router {
         var router = Router()
         router.unary(Methods.UnaryCall.self) { request, context in
+            arrivals?.withLock { $0 += 1 }
             if request.responseSize > 0 { try await Task.sleep(for: .milliseconds(Int(request.responseSize))) }
             var response = Grpc.Testing.SimpleResponse()
             response.hostname = context.peer
@@ -115,16 +117,20 @@ struct KeepaliveTests {
     @Test("past its max age a connection gets GOAWAY; calls in flight finish within the grace, new calls go to a new connection")
     func maxConnectionAge() async throws {
         let options = RPCServer.Options.defaults {
-            $0.limits.maxConnectionAge = .seconds(1)
-            $0.limits.maxConnectionAgeGrace = .seconds(2)
+            $0.limits.maxConnectionAge = .seconds(2)
+            $0.limits.maxConnectionAgeGrace = .seconds(3)
         }
-        try await withServer(Self.sleepyRouter(), options: options) { client, _ in
+        // Calls that reached a handler, so the test knows the long ones are in flight on the
+        // first connection before its age runs out (a loaded machine can start a task late).
+        let arrived = Shared(0)
+        try await withServer(Self.sleepyRouter(arrivals: arrived), options: options) { client, _ in
             let first = try await client.unary(Methods.UnaryCall.self, request(responseSize: 0)).hostname
-            // In flight across the GOAWAY (at 0.9 to 1.1 s), done well within the grace.
-            async let inFlight = client.unary(Methods.UnaryCall.self, request(responseSize: 1500))
-            // In flight past the grace (closed at about 3 s): cut off.
+            // In flight across the GOAWAY (at 1.8 to 2.2 s), done well within the grace.
+            async let inFlight = client.unary(Methods.UnaryCall.self, request(responseSize: 2500))
+            // In flight past the grace (closed at about 5 s): cut off.
             async let tooLong = client.unary(Methods.UnaryCall.self, request(responseSize: 10_000))
-            try await Task.sleep(for: .milliseconds(1300))
+            while arrived.withLock({ $0 }) < 3 { try await Task.sleep(for: .milliseconds(5)) }
+            try await Task.sleep(for: .milliseconds(2600))
             let second = try await client.unary(Methods.UnaryCall.self, request(responseSize: 0)).hostname
             #expect(second != first, "a call after the max age went to the old connection")
             #expect(try await inFlight.hostname == first)
