@@ -20,9 +20,9 @@ struct ContractTests {
     }
 
     @Test("the embedded descriptors are the files protoc compiled", arguments: allFiles.map(\.name))
-    func embeddedDescriptors(fileName: String) throws {
+    func embeddedDescriptors(fileName: String) async throws {
         let file = try #require(Self.allFiles.first { $0.name == fileName })
-        let text = String(decoding: try run("/usr/bin/protoc", ["-I", "/usr/include", "--decode=google.protobuf.FileDescriptorProto",
+        let text = String(decoding: try await run("/usr/bin/protoc", ["-I", "/usr/include", "--decode=google.protobuf.FileDescriptorProto",
                                                                  "google/protobuf/descriptor.proto"], input: Data(file.serializedDescriptor)), as: UTF8.self)
         #expect(text.contains("name: \"\(file.name)\""))
         #expect(text.contains("package: \"\(file.package)\""))

@@ -10,7 +10,7 @@ import TestSupport
 @Suite("Gateway error bodies")
 struct ErrorBodyTests {
     @Test("an RPC error's details reach the JSON body with @type, as Google's runtime reads them")
-    func detailsInBody() throws {
+    func detailsInBody() async throws {
         var error = RPCError(.invalidArgument, "the delivery request is invalid")
         try error.addFieldViolation("package_info.weight", "must be more than 0")
         var retry = Google.Rpc.RetryInfo()
@@ -33,7 +33,7 @@ struct ErrorBodyTests {
         assert status.details[0].Unpack(bad) and status.details[1].Unpack(retry)
         print(status.code, bad.field_violations[0].field, retry.retry_delay.seconds)
         """
-        let output = String(decoding: try run(projectPython, ["-c", script], input: Data(body.utf8)), as: UTF8.self)
+        let output = String(decoding: try await run(projectPython, ["-c", script], input: Data(body.utf8)), as: UTF8.self)
         #expect(output == "3 package_info.weight 2\n")
     }
 

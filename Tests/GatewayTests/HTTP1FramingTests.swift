@@ -1,6 +1,7 @@
 import Foundation
 import Gateway
 import Testing
+import TestSupport
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -5,6 +5,7 @@ import Foundation
 @testable import Gateway
 import NIOCore
 import Testing
+import TestSupport
 
 /// The listener against slow, idle and too many connections, over real sockets. Timeouts are
 /// short here (the configuration's defaults are seconds); every wait is bounded by the socket's

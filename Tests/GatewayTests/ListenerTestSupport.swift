@@ -26,16 +26,6 @@ func connectLoopback(port: Int, receiveTimeout: Int) throws -> Int32 {
     return socket
 }
 
-/// Runs blocking socket work on a thread of its own and waits for it without blocking a thread.
-/// Swift's cooperative pool has one thread per core (two on the CI machine): a test blocked in
-/// `recv` there leaves the gateway it talks to, and every other test of the run, without threads,
-/// so the answers it waits for come seconds late (a pipelined 503 took 10 s in a full run).
-func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread { continuation.resume(with: Result { try body() }) }.start()
-    }
-}
-
 /// Runs `body` with the port of a real gateway listener on 127.0.0.1 whose upstreams all point
 /// at port 1, where nothing listens: routes that need a service answer 503 after a failed
 /// connection attempt, the gateway's own routes (`/healthz`, `/openapi.json`) answer at once.

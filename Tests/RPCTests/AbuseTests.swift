@@ -25,7 +25,7 @@ struct AbuseTests {
         let script = repositoryRoot.appendingPathComponent("tools/abuse/h2_abuse.py").path
         let output: String
         do {
-            output = String(decoding: try run(projectPython, [script, "--port", String(port)]), as: UTF8.self)
+            output = String(decoding: try await run(projectPython, [script, "--port", String(port)]), as: UTF8.self)
         } catch let failure as CommandFailure {
             Issue.record("abuse cases failed:\n\(failure.output)\(failure.errorOutput)")
             return

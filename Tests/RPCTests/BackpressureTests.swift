@@ -44,7 +44,7 @@ struct BackpressureTests {
         s.sendall(c.data_to_send())
         time.sleep(1.5)  # read nothing: no WINDOW_UPDATE
         """
-        try run(projectPython, ["-c", script])
+        try await run(projectPython, ["-c", script])
         let count = written.withLock { $0 }
         // 64 KiB of window plus 64 KiB queued is about 8 messages of 16 KiB; allow for framing.
         #expect(count > 0 && count < 20, "\(count) messages of 16 KiB written to a client that read nothing")

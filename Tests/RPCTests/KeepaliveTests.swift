@@ -56,7 +56,7 @@ struct KeepaliveTests {
             s.sendall(c.data_to_send())
         print(outcome)
         """
-        let output = String(decoding: try run(projectPython, ["-c", script]), as: UTF8.self)
+        let output = String(decoding: try await run(projectPython, ["-c", script]), as: UTF8.self)
         #expect(output.hasPrefix("goaway 0 idle"), "\(output)")
         await server.shutdown()
     }

@@ -65,7 +65,7 @@ struct ResetTests {
             let script = repositoryRoot.appendingPathComponent("tools/abuse/h2_abuse.py").path
             let output: String
             do {
-                output = String(decoding: try run(projectPython, [script, "--port", String(port), "--case", "rapid_reset"]), as: UTF8.self)
+                output = String(decoding: try await run(projectPython, [script, "--port", String(port), "--case", "rapid_reset"]), as: UTF8.self)
             } catch let failure as CommandFailure {
                 output = failure.output + failure.errorOutput
             }

@@ -27,7 +27,7 @@ struct ResponseCompressionTests {
         defer { Task { await server.shutdown() } }
         let script = repositoryRoot.appendingPathComponent("tools/interop/h2_compression_check.py").path
         do {
-            let output = String(decoding: try run(projectPython, [script, "--port", String(port)]), as: UTF8.self)
+            let output = String(decoding: try await run(projectPython, [script, "--port", String(port)]), as: UTF8.self)
             #expect(output.contains("6 passed, 0 failed"), "\(output)")
         } catch let failure as CommandFailure {
             Issue.record("raw HTTP/2 compression checks failed:\n\(failure.output)\(failure.errorOutput)")

@@ -81,7 +81,7 @@ struct RichErrorTests {
         defer { Task { await server.shutdown() } }
         let script = repositoryRoot.appendingPathComponent("tools/interop/grpcio_rich_errors.py").path
         do {
-            let output = String(decoding: try run(projectPython, [script, "client", "--port", String(port)]), as: UTF8.self)
+            let output = String(decoding: try await run(projectPython, [script, "client", "--port", String(port)]), as: UTF8.self)
             #expect(output.contains("2 passed, 0 failed"), "\(output)")
         } catch let failure as CommandFailure {
             Issue.record("grpcio client:\n\(failure.output)\(failure.errorOutput)")

@@ -76,7 +76,7 @@ struct StandardServicesTests {
                 return
             }
             // Check the descriptor with protoc, an independent decoder.
-            let text = String(decoding: try run("/usr/bin/protoc", ["-I", "/usr/include", "--decode=google.protobuf.FileDescriptorProto",
+            let text = String(decoding: try await run("/usr/bin/protoc", ["-I", "/usr/include", "--decode=google.protobuf.FileDescriptorProto",
                                                                      "google/protobuf/descriptor.proto"], input: Data(files.fileDescriptorProto[0])), as: UTF8.self)
             #expect(text.contains("name: \"grpc/health/v1/health.proto\""))
             #expect(text.contains("name: \"Watch\""))
@@ -144,7 +144,8 @@ struct StandardServicesTests {
                 return
             }
             // The declaring file comes last, after its dependencies; read it with protoc.
-            let names = try files.fileDescriptorProto.map { try decodedFileName($0) }
+            var names: [String] = []
+            for file in files.fileDescriptorProto { names.append(try await decodedFileName(file)) }
             #expect(names.last == "google/api/annotations.proto")
             #expect(Set(names) == ["google/protobuf/descriptor.proto", "google/api/http.proto", "google/api/annotations.proto"])
 
@@ -163,7 +164,9 @@ struct StandardServicesTests {
                 Issue.record("the extension's name is not a known symbol: \(responses[4])")
                 return
             }
-            #expect(try symbolFiles.fileDescriptorProto.map { try decodedFileName($0) } == ["google/api/annotations.proto"])
+            var symbolFileNames: [String] = []
+            for file in symbolFiles.fileDescriptorProto { symbolFileNames.append(try await decodedFileName(file)) }
+            #expect(symbolFileNames == ["google/api/annotations.proto"])
         }
     }
 
@@ -175,8 +178,8 @@ struct StandardServicesTests {
     }
 
     /// The `name` of a serialized FileDescriptorProto, read by protoc (an independent decoder).
-    func decodedFileName(_ bytes: [UInt8]) throws -> String {
-        let text = String(decoding: try run("/usr/bin/protoc", ["-I", "/usr/include", "--decode=google.protobuf.FileDescriptorProto",
+    func decodedFileName(_ bytes: [UInt8]) async throws -> String {
+        let text = String(decoding: try await run("/usr/bin/protoc", ["-I", "/usr/include", "--decode=google.protobuf.FileDescriptorProto",
                                                                  "google/protobuf/descriptor.proto"], input: Data(bytes)), as: UTF8.self)
         guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("name: ") }) else { return "" }
         return String(line.dropFirst(6)).trimmingCharacters(in: CharacterSet(charactersIn: "\""))

@@ -60,7 +60,7 @@ struct StreamErrorTests {
 
     /// Starts StreamingOutputCall from a raw client that never reads (so never opens the
     /// window), with `timeout`; prints the first end of stream 1 it sees within 2 s.
-    static func neverReadingClient(port: Int, timeout: String?) throws -> String {
+    static func neverReadingClient(port: Int, timeout: String?) async throws -> String {
         let timeoutHeader = timeout.map { "(\"grpc-timeout\", \"\($0)\")," } ?? ""
         let script = """
         import socket, time
@@ -93,7 +93,7 @@ struct StreamErrorTests {
             s.sendall(c.data_to_send())
         print(outcome)
         """
-        return String(decoding: try run(projectPython, ["-c", script]), as: UTF8.self)
+        return String(decoding: try await run(projectPython, ["-c", script]), as: UTF8.self)
     }
 
     @Test("at the server's deadline a call whose DATA is blocked by flow control still ends")
@@ -101,7 +101,7 @@ struct StreamErrorTests {
         let outcome = Shared<String?>(nil)
         let server = RPCServer(router: Self.endlessWriter(outcome: outcome))
         let port = try await server.start()
-        let output = try Self.neverReadingClient(port: port, timeout: "300m")
+        let output = try await Self.neverReadingClient(port: port, timeout: "300m")
         // RST_STREAM(CANCEL): the body is incomplete, so no trailers can follow it.
         #expect(output.hasPrefix("reset 8"), "\(output)")
         // And the handler's blocked write ended (the call's task was cancelled).
@@ -117,7 +117,7 @@ struct StreamErrorTests {
         let server = RPCServer(router: Self.endlessWriter(outcome: outcome, cancelAfter: .milliseconds(300)))
         let port = try await server.start()
         // No deadline, and the client keeps the stream open: only the cancellation can end the write.
-        async let client = Task.detached { try Self.neverReadingClient(port: port, timeout: nil) }.value
+        async let client = Task.detached { try await Self.neverReadingClient(port: port, timeout: nil) }.value
         let deadline = ContinuousClock.now + .seconds(3)
         while outcome.withLock({ $0 }) == nil && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
         let ended = outcome.withLock { $0 }

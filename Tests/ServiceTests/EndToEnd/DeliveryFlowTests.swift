@@ -189,7 +189,7 @@ extension EndToEndTests {
                 // Delivery comes back; the last compensation marks the delivery Failed.
                 try await system.start("delivery")
                 try await system.waitForStage(accepted.deliveryId, .failed)
-                let status = try system.http("GET", "/v1/deliveries/\(accepted.deliveryId)/status")
+                let status = try await system.http("GET", "/v1/deliveries/\(accepted.deliveryId)/status")
                 #expect(status.status == 200 && status.json["stage"] as? String == "DELIVERY_STAGE_FAILED", "its owner sees the failure: \(status.body)")
                 try await waitFor("the failed saga to be compensated") {
                     try await system.failedSagas(accepted.deliveryId).first?.state == .compensated

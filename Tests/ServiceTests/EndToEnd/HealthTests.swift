@@ -28,7 +28,7 @@ extension EndToEndTests {
                     let answer = try await Grpc.Health.V1.Health.Client(system.client(process)).check(request)
                     #expect(answer.status == .serving, "\(process): \(service)")
                     // buf (an independent gRPC client) lists the process's services through reflection.
-                    let listed = String(decoding: try run(repositoryRoot.appendingPathComponent(".venv/bin/buf").path, [
+                    let listed = String(decoding: try await run(repositoryRoot.appendingPathComponent(".venv/bin/buf").path, [
                         "curl", "--protocol", "grpc", "--http2-prior-knowledge", "--list-services", "http://127.0.0.1:\(system.port(process))",
                     ]), as: UTF8.self)
                     #expect(listed.contains(service), "\(process) lists \(listed)")

@@ -9,14 +9,14 @@ extension EndToEndTests {
         func schemathesis() async throws {
             try await withSystem { system in
                 let document = try makeTemporaryDirectory("openapi").appendingPathComponent("openapi.json")
-                let answer = try system.http("GET", "/openapi.json", key: nil)
+                let answer = try await system.http("GET", "/openapi.json", key: nil)
                 #expect(answer.status == 200)
                 try Data(answer.body.utf8).write(to: document)
-                try run(projectPython, ["-c", "import json, sys; from openapi_spec_validator import validate; validate(json.load(open(sys.argv[1])))", document.path])
+                try await run(projectPython, ["-c", "import json, sys; from openapi_spec_validator import validate; validate(json.load(open(sys.argv[1])))", document.path])
                 // A delivery to find, so calls by id reach the services and not only 404.
-                let id = try system.createOverHTTP()
+                let id = try await system.createOverHTTP()
                 try await system.waitForStage(id, .completed)
-                let output = try run(repositoryRoot.appendingPathComponent(".venv/bin/schemathesis").path, [
+                let output = try await run(repositoryRoot.appendingPathComponent(".venv/bin/schemathesis").path, [
                     "run", "\(system.gatewayURL)/openapi.json", "-H", "Authorization: Bearer \(RunningSystem.demoKey)",
                     "--checks", "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance",
                     "--max-examples", "25", "--phases", "examples,coverage,fuzzing", "--generation-deterministic",

@@ -9,14 +9,14 @@ extension EndToEndTests {
         func droneMovesOnThePage() async throws {
             // Slow flights, so the drone is still flying between the two screenshots.
             try await withSystem(["FABRIKAM_TIME_SCALE": "3"]) { system in
-                let id = try system.createOverHTTP()
+                let id = try await system.createOverHTTP()
                 try await system.waitForStage(id, .headedToPickup)
                 // The link a business hands its customer: a token for this delivery, never its key.
-                let link = try system.http("POST", "/v1/deliveries/\(id):trackingLink", body: "{}")
+                let link = try await system.http("POST", "/v1/deliveries/\(id):trackingLink", body: "{}")
                 let path = try #require(link.json["trackingPath"] as? String, "\(link.status) \(link.body)")
                 #expect(!path.contains(RunningSystem.demoKey))
                 let shots = try makeTemporaryDirectory("tracking-page")
-                let output = try run(projectPython, [
+                let output = try await run(projectPython, [
                     repositoryRoot.appendingPathComponent("tools/tracking_page_check.py").path, system.gatewayURL + path, shots.path, "4",
                 ])
                 let result = try #require(try JSONSerialization.jsonObject(with: output) as? [String: Any])

@@ -16,9 +16,28 @@ public struct CommandFailure: Error, CustomStringConvertible {
     public var description: String { "\(command) exited \(status):\n\(output)\n\(errorOutput)" }
 }
 
+/// Runs blocking work (a child process, a blocking socket) on a thread of its own, and waits
+/// for it without holding a thread. Swift's cooperative pool has one thread per core (two on
+/// the CI machine): a test blocked there leaves the servers under test in the same process, and
+/// every other test of the run, without threads. In full runs that made 150 ms handlers take
+/// seconds, a pipelined 503 come 10 s late, and scripts that talk to an in-process server wait
+/// for it while it waited for them.
+public func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try body() }) }.start()
+    }
+}
+
+/// Runs a program to completion and returns its standard output; see `runBlocking`. The
+/// program runs on a thread of its own (`onOwnThread`).
+@discardableResult
+public func run(_ executable: String, _ arguments: [String], input: Data? = nil) async throws -> Data {
+    try await onOwnThread { try runBlocking(executable, arguments, input: input) }
+}
+
 /// Runs a program to completion and returns its standard output.
 @discardableResult
-public func run(_ executable: String, _ arguments: [String], input: Data? = nil) throws -> Data {
+public func runBlocking(_ executable: String, _ arguments: [String], input: Data? = nil) throws -> Data {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
