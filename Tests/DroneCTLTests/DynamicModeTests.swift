@@ -180,7 +180,7 @@ final class DynamicModeTests {
     func protoset() throws -> String {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("dronectl-interop-\(getpid()).protoset").path
         if !FileManager.default.fileExists(atPath: path) {
-            try run("/usr/bin/protoc", ["-I", repositoryRoot.appendingPathComponent("proto").path, "--include_imports",
+            try runBlocking("/usr/bin/protoc", ["-I", repositoryRoot.appendingPathComponent("proto").path, "--include_imports",
                                         "--descriptor_set_out=" + path, "grpc/testing/test.proto"])
         }
         return path
