@@ -27,30 +27,9 @@ struct Dronectl {
 
     @discardableResult
     func run(_ arguments: [String], input: String? = nil, timeout: Duration = .seconds(60)) throws -> Result {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.binary)
-        process.arguments = arguments
-        process.environment = environment
-        let output = Pipe()
-        let errors = Pipe()
-        let standardInput = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        process.standardInput = standardInput
-        try process.run()
-        nonisolated(unsafe) var errorData = Data()
-        let reader = Thread { errorData = errors.fileHandleForReading.readDataToEndOfFile() }
-        reader.start()
-        if let input { standardInput.fileHandleForWriting.write(Data(input.utf8)) }
-        try? standardInput.fileHandleForWriting.close()
-        let killer = DispatchWorkItem { if process.isRunning { process.terminate() } }
-        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(timeout.components.seconds * 1000)), execute: killer)
-        let outputData = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        killer.cancel()
-        while !reader.isFinished { usleep(1000) }
-        return Result(status: process.terminationStatus, output: String(decoding: outputData, as: UTF8.self),
-                      errors: String(decoding: errorData, as: UTF8.self))
+        let outcome = try runCollecting(Self.binary, arguments, environment: environment, input: input.map { Data($0.utf8) }, timeout: timeout)
+        return Result(status: outcome.status, output: String(decoding: outcome.output, as: UTF8.self),
+                      errors: String(decoding: outcome.errorOutput, as: UTF8.self))
     }
 }
 

@@ -35,12 +35,22 @@ public func run(_ executable: String, _ arguments: [String], input: Data? = nil)
     try await onOwnThread { try runBlocking(executable, arguments, input: input) }
 }
 
-/// Runs a program to completion and returns its standard output.
-@discardableResult
-public func runBlocking(_ executable: String, _ arguments: [String], input: Data? = nil) throws -> Data {
+/// What a program printed and how it exited.
+public struct ProcessOutcome: Sendable {
+    public var status: Int32
+    public var output: Data
+    public var errorOutput: Data
+}
+
+/// Runs a program to completion, feeding it `input`, and collects both of its outputs. Both
+/// pipes are read while the program runs, so neither can fill up and block it. A program still
+/// running after `timeout` gets SIGTERM. `environment` nil: this process's environment.
+public func runCollecting(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
+                          input: Data? = nil, timeout: Duration? = nil) throws -> ProcessOutcome {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
+    if let environment { process.environment = environment }
     let output = Pipe()
     let errors = Pipe()
     let standardInput = Pipe()
@@ -48,20 +58,32 @@ public func runBlocking(_ executable: String, _ arguments: [String], input: Data
     process.standardError = errors
     process.standardInput = standardInput
     try process.run()
-    // Read both pipes while the program runs so neither can fill up and block it.
     nonisolated(unsafe) var errorData = Data()
     let reader = Thread { errorData = errors.fileHandleForReading.readDataToEndOfFile() }
     reader.start()
     if let input { standardInput.fileHandleForWriting.write(input) }
     try? standardInput.fileHandleForWriting.close()
+    let killer = DispatchWorkItem { if process.isRunning { process.terminate() } }
+    if let timeout {
+        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(timeout.components.seconds * 1000)), execute: killer)
+    }
     let outputData = output.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
+    killer.cancel()
     while !reader.isFinished { usleep(1000) }
-    guard process.terminationStatus == 0 else {
-        throw CommandFailure(command: ([executable] + arguments).joined(separator: " "), status: process.terminationStatus,
-                             output: String(decoding: outputData, as: UTF8.self), errorOutput: String(decoding: errorData, as: UTF8.self))
+    return ProcessOutcome(status: process.terminationStatus, output: outputData, errorOutput: errorData)
+}
+
+/// Runs a program to completion and returns its standard output; a non-zero exit throws
+/// `CommandFailure` with both outputs.
+@discardableResult
+public func runBlocking(_ executable: String, _ arguments: [String], input: Data? = nil) throws -> Data {
+    let outcome = try runCollecting(executable, arguments, input: input)
+    guard outcome.status == 0 else {
+        throw CommandFailure(command: ([executable] + arguments).joined(separator: " "), status: outcome.status,
+                             output: String(decoding: outcome.output, as: UTF8.self), errorOutput: String(decoding: outcome.errorOutput, as: UTF8.self))
     }
-    return outputData
+    return outcome.output
 }
 
 /// The Python interpreter of the project's virtualenv (`make deps` creates it).
