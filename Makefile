@@ -6,7 +6,7 @@ FUZZ_SECONDS ?= 30
 PREFIX ?= /usr/local
 
 .PHONY: all deps build install bench-dronectl proto check-generated test unit-tests fuzz bench bench-protobuf bench-rpc bench-ingestion bench-gateway bench-load-levelling run clean interop interop-server \
-	images compose-up compose-down validate-deploy container-test measure-containers
+	images compose-up compose-down validate-deploy container-test measure-containers contract-test contract-baseline
 
 all: build
 
@@ -44,6 +44,15 @@ check-generated: proto
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+
+## contract-test: the .proto contracts: buf lint, buf breaking (WIRE_JSON) against the released baseline, and the deliberate faults each must catch
+contract-test: deps
+	bash tools/contract-test.sh
+	bash tools/contract-test.sh --faults
+
+## contract-baseline: on a release, make the current contracts the baseline that buf breaking compares against (commit proto/contract/baseline.binpb)
+contract-baseline: deps
+	bash tools/contract-test.sh --release
 
 ## interop: our RPC runtime against grpcio (reference gRPC), client and server, both ways
 interop: deps

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# `make contract-test`: the contracts in proto/fabrikam/dronedelivery checked against what they
+# promise (issue 14). Today: the schema rules.
+#   1. buf lint with the committed configuration (buf.yaml);
+#   2. buf breaking at the WIRE_JSON level against the last released contract set, committed as a
+#      buf image (proto/contract/baseline.binpb), so a clean clone can check it offline;
+#   3. with --faults: deliberate schema faults (a renamed JSON field, a changed field number, a
+#      removed enum value), each applied to a scratch copy of proto/; each must turn steps 1-2
+#      red, and the unmodified copy must stay green.
+# Moving the baseline on a release: `make contract-baseline` (tools/contract-test.sh --release).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+buf=${BUF:-$root/.venv/bin/buf}
+baseline=$root/proto/contract/baseline.binpb
+
+# schema_rules DIR: lint and breaking for the tree in DIR (buf.yaml + proto/); 0 when both pass.
+schema_rules() {
+    (cd "$1" && "$buf" lint && "$buf" breaking --against "$baseline")
+}
+
+case ${1:-} in
+--release)
+    "$buf" build --exclude-source-info -o "$baseline"
+    echo "baseline moved: $baseline (commit it with the release)"
+    exit 0 ;;
+--faults)
+    scratch=$(mktemp -d)
+    trap 'rm -rf "$scratch"' EXIT
+    failures=0
+    # fault NAME FILE SED-EXPRESSION: apply to a fresh copy; the schema rules must go red.
+    fault() {
+        rm -rf "$scratch/tree" && mkdir -p "$scratch/tree"
+        cp -r buf.yaml proto "$scratch/tree/"
+        local file=$scratch/tree/proto/$2
+        sed -i -E "$3" "$file"
+        if cmp -s "$file" "proto/$2"; then echo "✘ fault '$1': the edit did not apply to $2"; failures=$((failures + 1)); return; fi
+        if schema_rules "$scratch/tree" > "$scratch/out" 2>&1; then
+            echo "✘ fault '$1' was not caught"; failures=$((failures + 1))
+        else
+            echo "✔ fault '$1' caught: $(head -1 "$scratch/out")"
+        fi
+    }
+    rm -rf "$scratch/tree" && mkdir -p "$scratch/tree" && cp -r buf.yaml proto "$scratch/tree/"
+    if schema_rules "$scratch/tree" > "$scratch/out" 2>&1; then echo "✔ the unmodified copy passes"
+    else echo "✘ the unmodified copy fails:"; cat "$scratch/out"; failures=$((failures + 1)); fi
+    fault "renamed JSON field (Package.weight -> weight_kg)" fabrikam/dronedelivery/package/v1/package.proto \
+        's/^  double weight = 3;/  double weight_kg = 3;/'
+    fault "changed field number (Package.tag 4 -> 9)" fabrikam/dronedelivery/package/v1/package.proto \
+        's/^  string tag = 4;/  string tag = 9;/'
+    fault "removed enum value (PACKAGE_SIZE_LARGE)" fabrikam/dronedelivery/common/v1/common.proto \
+        '/^  PACKAGE_SIZE_LARGE = 3;/d'
+    fault "a lint rule broken (a field named in camelCase)" fabrikam/dronedelivery/package/v1/package.proto \
+        's/^  string owner_id = 5;/  string ownerId = 5;/'
+    exit $((failures > 0)) ;;
+esac
+
+echo "== buf lint, buf breaking (WIRE_JSON) against proto/contract/baseline.binpb"
+schema_rules "$root"
+echo "✔ schema rules"
