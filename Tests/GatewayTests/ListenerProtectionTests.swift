@@ -13,6 +13,11 @@ import TestSupport
 @Suite("Gateway listener: header, body and idle timeouts, HTTP/2 preface timeout, connection caps")
 struct ListenerProtectionTests {
     /// A gateway listener with `listener` settings and unreachable upstreams.
+    /// How long a test waits for something that must happen (an answer, a close) before it fails.
+    /// Not a timing requirement: a full `make test` on two cores can hold a healthy answer back for
+    /// seconds, so this only bounds a listener that never answers.
+    static let patience = 30
+
     func withListener(_ configure: (inout GatewayConfiguration.Listener) -> Void, _ body: (Int, GatewayHTTPServer) async throws -> Void) async throws {
         var configuration = GatewayConfiguration()
         configuration.port = 0
@@ -57,7 +62,7 @@ struct ListenerProtectionTests {
     @Test("half a request head: 408 naming the timeout, then the connection closes")
     func slowHead() async throws {
         try await withListener({ $0.headerTimeoutSeconds = 0.3 }) { port, _ in
-            let socket = try connectLoopback(port: port, receiveTimeout: 5)
+            let socket = try connectLoopback(port: port, receiveTimeout: Self.patience)
             defer { close(socket) }
             send(socket, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
             let answer = try await readUntilClosed(socket)
@@ -69,7 +74,7 @@ struct ListenerProtectionTests {
     @Test("a body slower than the body timeout: 408, then the connection closes")
     func slowBody() async throws {
         try await withListener({ $0.bodyTimeoutSeconds = 0.3 }) { port, _ in
-            let socket = try connectLoopback(port: port, receiveTimeout: 5)
+            let socket = try connectLoopback(port: port, receiveTimeout: Self.patience)
             defer { close(socket) }
             send(socket, "POST /v1/accounts HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"displayName\":")
             let answer = try await readUntilClosed(socket)
@@ -80,7 +85,7 @@ struct ListenerProtectionTests {
     @Test("a keep-alive connection with no request is closed after the idle timeout, after its answers")
     func idleConnection() async throws {
         try await withListener({ $0.idleTimeoutSeconds = 0.3 }) { port, _ in
-            let socket = try connectLoopback(port: port, receiveTimeout: 5)
+            let socket = try connectLoopback(port: port, receiveTimeout: Self.patience)
             defer { close(socket) }
             send(socket, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             let answer = try await readUntilClosed(socket)
@@ -91,9 +96,9 @@ struct ListenerProtectionTests {
     @Test("a connection that sends nothing, or part of the HTTP/2 preface, is closed after the header timeout")
     func silentAndHalfPreface() async throws {
         try await withListener({ $0.headerTimeoutSeconds = 0.3 }) { port, _ in
-            let silent = try connectLoopback(port: port, receiveTimeout: 5)
+            let silent = try connectLoopback(port: port, receiveTimeout: Self.patience)
             defer { close(silent) }
-            let halfPreface = try connectLoopback(port: port, receiveTimeout: 5)
+            let halfPreface = try connectLoopback(port: port, receiveTimeout: Self.patience)
             defer { close(halfPreface) }
             send(halfPreface, "PRI * HTTP/2.0\r\n\r\n")
             #expect(try await readUntilClosed(silent).isEmpty)
@@ -104,7 +109,7 @@ struct ListenerProtectionTests {
     @Test("an HTTP/2 connection that sends the preface but no SETTINGS, and one idle without streams, are closed")
     func http2HandshakeAndIdle() async throws {
         try await withListener({ $0.headerTimeoutSeconds = 0.3; $0.idleTimeoutSeconds = 0.3 }) { port, _ in
-            let socket = try connectLoopback(port: port, receiveTimeout: 5)
+            let socket = try connectLoopback(port: port, receiveTimeout: Self.patience)
             defer { close(socket) }
             send(socket, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
             _ = try await readUntilClosed(socket)  // our SETTINGS, maybe a GOAWAY, then the close
@@ -117,13 +122,13 @@ struct ListenerProtectionTests {
             var sockets: [Int32] = []
             defer { for socket in sockets { close(socket) } }
             for _ in 0..<200 {
-                let socket = try connectLoopback(port: port, receiveTimeout: 10)
+                let socket = try connectLoopback(port: port, receiveTimeout: Self.patience)
                 send(socket, "GET /v1/deliveries HTTP/1.1\r\nHost: x\r\n")
                 sockets.append(socket)
             }
             for socket in sockets { #expect(try await readUntilClosed(socket).hasPrefix("HTTP/1.1 408")) }
             // The gateway let go of them too.
-            let deadline = ContinuousClock.now + .seconds(5)
+            let deadline = ContinuousClock.now + .seconds(Self.patience)
             while server.openConnections > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
             #expect(server.openConnections == 0)
         }
@@ -134,22 +139,22 @@ struct ListenerProtectionTests {
         try await withListener({ $0.maxConnectionsPerAddress = 3 }) { port, _ in
             var admitted: [Int32] = []
             defer { for socket in admitted { close(socket) } }
-            for _ in 0..<3 { admitted.append(try connectLoopback(port: port, receiveTimeout: 5)) }
+            for _ in 0..<3 { admitted.append(try connectLoopback(port: port, receiveTimeout: Self.patience)) }
             // Each of the three is served (which also means the listener has counted all three).
             for socket in admitted {
                 send(socket, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
                 #expect(try await readAnswer(socket).hasPrefix("HTTP/1.1 200"))
             }
-            let refused = try connectLoopback(port: port, receiveTimeout: 5)
+            let refused = try connectLoopback(port: port, receiveTimeout: Self.patience)
             send(refused, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             #expect(try await readUntilClosed(refused).isEmpty, "closed without an answer")
             close(refused)
             close(admitted.removeLast())
             // The closed one's place is free again once the gateway has seen it close.
-            let deadline = ContinuousClock.now + .seconds(5)
+            let deadline = ContinuousClock.now + .seconds(Self.patience)
             var served = false
             while !served, ContinuousClock.now < deadline {
-                let again = try connectLoopback(port: port, receiveTimeout: 5)
+                let again = try connectLoopback(port: port, receiveTimeout: Self.patience)
                 send(again, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
                 served = (try? await readAnswer(again))?.hasPrefix("HTTP/1.1 200") ?? false
                 if served { admitted.append(again) } else { close(again) }
@@ -161,14 +166,14 @@ struct ListenerProtectionTests {
     @Test("the total cap holds for every client together")
     func totalCap() async throws {
         try await withListener({ $0.maxConnections = 2 }) { port, _ in
-            let first = try connectLoopback(port: port, receiveTimeout: 5)
-            let second = try connectLoopback(port: port, receiveTimeout: 5)
+            let first = try connectLoopback(port: port, receiveTimeout: Self.patience)
+            let second = try connectLoopback(port: port, receiveTimeout: Self.patience)
             defer { close(first); close(second) }
             for socket in [first, second] {
                 send(socket, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
                 #expect(try await readAnswer(socket).hasPrefix("HTTP/1.1 200"))
             }
-            let third = try connectLoopback(port: port, receiveTimeout: 5)
+            let third = try connectLoopback(port: port, receiveTimeout: Self.patience)
             defer { close(third) }
             #expect(try await readUntilClosed(third).isEmpty)
         }
@@ -191,7 +196,8 @@ struct ListenerProtectionTests {
                 if text.utf8.count - text[..<end.upperBound].utf8.count >= length { return text }
             }
             let count = recv(socket, &buffer, buffer.count, 0)
-            if count <= 0 { throw TestFailure("the connection ended before a whole answer: \(text)") }
+            if count == 0 { throw TestFailure("the gateway closed the connection before a whole answer: \(text)") }
+            if count < 0 { throw TestFailure("no whole answer (recv: \(String(cString: strerror(errno)))): \(text)") }
             received += buffer[0..<count]
         }
     }
