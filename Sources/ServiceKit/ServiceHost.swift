@@ -157,6 +157,7 @@ public func runService(_ body: () async throws -> Void) async {
     sigprocmask(SIG_UNBLOCK, &all, nil)
     do {
         if let problem = ServicePorts.checkEnvironment() { throw ConfigurationError(problem) }
+        try LogOutput.bootstrap(process: ProcessInfo.processInfo.processName)
         try await body()
     } catch let error as ConfigurationError {
         FileHandle.standardError.write(Data("configuration: \(error)\n".utf8))
