@@ -9,14 +9,21 @@
 #     (202), ROUNDS times (default 3);
 #  4. each container's memory once the system has been idle for 15 s (resident set of its
 #     processes, from /proc);
-#  5. a rolling restart of every backend service under public load: for each, a second
-#     container with the same settings and network alias starts, passes its health check, and
-#     once every caller has resolved the name again (the RPC client re-resolves every 30 s) the
-#     old one gets SIGTERM and drains, all nine at once as `kubectl rollout restart` would; load
-#     is h2load through the gateway (POST /v1/deliveries and GET status) for the whole roll;
-#     every non-2xx answer, error or timeout counts as failed. Then the gateway alone, restarted
-#     in place (one published port: nothing can stand in for it without a load balancer).
-# Needs 127.0.0.1:8080 free. FABRIKAM_SKIP_IMAGES=1 uses the images already built.
+#  5. a rolling restart of every backend service under public load, all nine at once as
+#     `kubectl rollout restart` would: for each, a second container with the same settings and
+#     network alias starts and passes its health check; then the old one leaves the service's
+#     name while it still serves (Kubernetes: out of the Service's endpoints, preStop), and once
+#     every caller has resolved the name again (the RPC client re-resolves every 30 s) it gets
+#     SIGTERM and drains. FABRIKAM_ROLL=sigterm skips the leaving: the old ones stay in the
+#     names until they stop, as a compose roll without that step would have it; load
+#     is tools/roll-load.py through the gateway (POST /v1/deliveries and GET status) for the whole roll;
+#     every non-2xx answer, error or timeout counts as failed, and each kind of failure is listed
+#     with its status, message and when it happened (tools/roll-load.py records every request).
+#     Then the gateway alone, restarted in place (one published port: nothing can stand in for it
+#     without a load balancer).
+# Needs 127.0.0.1:8080 free. FABRIKAM_SKIP_IMAGES=1 uses the images already built;
+# FABRIKAM_MEASURE=roll measures only the rolling restart (after one compose up);
+# FABRIKAM_ROLL_LOGS=DIR keeps every request of the load and every container's log there.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -58,6 +65,7 @@ post_delivery() {  # prints the HTTP status (000 when nothing answered)
         -H "Authorization: Bearer $key" -d @"$work/delivery.json" || true
 }
 
+if [[ ${FABRIKAM_MEASURE:-all} != roll ]]; then
 echo "## Images"
 echo
 echo "| image | size | service binary (stripped) |"
@@ -97,6 +105,8 @@ for i in "${!names[@]}"; do
 done
 echo
 
+fi
+
 echo "## podman-compose up to the first accepted delivery"
 echo
 samples=()
@@ -114,9 +124,10 @@ done
 echo "- median: $(printf '%s\n' "${samples[@]}" | median) ms"
 echo
 
+sleep 15  # idle (memory below), and the first delivery scheduled (its status is read under load)
+if [[ ${FABRIKAM_MEASURE:-all} != roll ]]; then
 echo "## Idle memory (resident, after 15 s idle)"
 echo
-sleep 15
 echo "| container | RSS MiB |"
 echo "|---|---:|"
 for name in "${names[@]}"; do
@@ -131,49 +142,91 @@ for name in "${names[@]}"; do
 done
 echo
 
+fi
+
 echo "## Rolling restart under load"
 echo
 id=$(sed -nE 's/.*"deliveryId":"([^"]+)".*/\1/p' "$work/last-post")
-load() {  # load SECONDS: public traffic through the gateway, in the background
-    h2load --h1 -c 2 --rps 10 -D "$1" -d "$work/delivery.json" -H "Authorization: Bearer $key" \
-        -H 'content-type: application/json' http://127.0.0.1:8080/v1/deliveries > "$work/load-post.txt" 2>&1 &
-    h2load --h1 -c 4 --rps 25 -D "$1" -H "Authorization: Bearer $key" \
-        "http://127.0.0.1:8080/v1/deliveries/$id/status" > "$work/load-get.txt" 2>&1 &
+load() {  # load SECONDS NAME: public traffic through the gateway, in the background
+    python3 tools/roll-load.py --rps 20 --seconds "$1" --out "$work/$2-post.tsv" \
+        --method POST --body "$work/delivery.json" --header "Authorization: Bearer $key" \
+        --header 'content-type: application/json' --url http://127.0.0.1:8080/v1/deliveries &
+    python3 tools/roll-load.py --rps 100 --seconds "$1" --out "$work/$2-get.tsv" \
+        --header "Authorization: Bearer $key" --url "http://127.0.0.1:8080/v1/deliveries/$id/status" &
 }
-summary() {  # summary FILE: "N requests, N 2xx, N failed"
-    awk '/^requests:/ {total=$2; failed=$8; errored=$10; timeout=$12}
-         /^status codes:/ {ok=$3}
-         END {printf "%d requests, %d answered 2xx, %d failed (non-2xx, errors, timeouts)", total, ok, total-ok}' "$1"
+summary() {  # summary FILE: "N requests, N answered 2xx, N failed"
+    awk -F'\t' '{n++} $2 >= 200 && $2 < 300 {ok++} END {printf "%d requests, %d answered 2xx, %d failed (non-2xx, errors, timeouts)", n, ok, n-ok}' "$1"
+}
+failures() {  # failures FILE ORIGIN_MS: each kind of failure (status, message without ids), when
+    awk -F'\t' -v origin="$2" '!($2 >= 200 && $2 < 300) {
+            message = $4; gsub(/[0-9a-f]{8,}|[0-9]+(\.[0-9]+)?/, "#", message)
+            kind = $2 " " substr(message, 1, 160); t = ($1 - origin) / 1000
+            if (!(kind in count)) { first[kind] = t; order[++kinds] = kind }
+            count[kind]++; last[kind] = t
+        }
+        END { for (i = 1; i <= kinds; i++) { k = order[i]; printf "  - %d x %s (from %.1f s to %.1f s)\n", count[k], k, first[k], last[k] } }' "$1"
+}
+save_logs() {  # the containers' logs, when FABRIKAM_ROLL_LOGS names a folder
+    [[ -n ${FABRIKAM_ROLL_LOGS:-} ]] || return 0
+    mkdir -p "$FABRIKAM_ROLL_LOGS"
+    cp "$work"/*.tsv "$FABRIKAM_ROLL_LOGS"/ 2>/dev/null || true
+    for container in $(podman ps -a --format '{{.Names}}' | grep -- "^${project}_"); do
+        podman logs -t "$container" > "$FABRIKAM_ROLL_LOGS/$container.log" 2>&1 || true
+    done
 }
 backends=()
 for i in "${!names[@]}"; do [[ ${names[$i]} == gateway ]] || backends+=("${names[$i]}"); done
-load 75
+withdraw() {  # withdraw CONTAINER: out of its service's name, still serving at its address
+    # What Kubernetes does to a terminating pod (out of the Service's endpoints, preStop runs):
+    # podman's DNS drops a container's alias only when it leaves the network, so it leaves and
+    # comes back at once with the same address and MAC but without the alias (the connections
+    # open to it carry on; a few milliseconds without a link, within TCP's retransmission).
+    local network=${project}_backend address mac
+    address=$(podman inspect "$1" --format "{{(index .NetworkSettings.Networks \"$network\").IPAddress}}")
+    mac=$(podman inspect "$1" --format "{{(index .NetworkSettings.Networks \"$network\").MacAddress}}")
+    podman network disconnect "$network" "$1"
+    podman network connect --ip "$address" --mac-address "$mac" "$network" "$1"
+}
+roll=${FABRIKAM_ROLL:-withdraw}
+load 75 roll
 roll_started=$(now_ms)
 sleep 5
 for name in "${backends[@]}"; do
     podman container clone --name "${project}_${name}_surge" "${project}_${name}_1" >/dev/null
-    podman start "${project}_${name}_surge" >/dev/null
+    podman start "${project}_${name}_surge" >/dev/null 2>&1
 done
 for name in "${backends[@]}"; do
     for _ in $(seq 1 300); do podman healthcheck run "${project}_${name}_surge" >/dev/null 2>&1 && break; sleep 0.1; done
 done
-echo "- the nine replacements served after $(( $(now_ms) - roll_started - 5000 )) ms; waiting 35 s for every caller to resolve them"
+served=$(( $(now_ms) - roll_started ))
+seconds() { echo "$1 / 1000" | bc -l | xargs printf '%.1f'; }
+if [[ $roll == withdraw ]]; then
+    for name in "${backends[@]}"; do withdraw "${project}_${name}_1"; done
+    echo "- t = 0: load starts; 5.0 s: the nine replacements start; $(seconds "$served") s: all serve, and the nine old ones leave the services' names ($(seconds $(( $(now_ms) - roll_started ))) s), still serving for 35 s while every caller resolves the names again (the RPC client re-resolves every 30 s; Kubernetes: endpoints removed, preStop)"
+else
+    echo "- t = 0: load starts; 5.0 s: the nine replacements start; $(seconds "$served") s: all serve; waiting 35 s for every caller to resolve them (the old ones stay in the names until they stop)"
+fi
 sleep 35
 stop_started=$(now_ms)
 stoppers=()
-for name in "${backends[@]}"; do podman stop -t 30 "${project}_${name}_1" >/dev/null & stoppers+=($!); done
+for name in "${backends[@]}"; do podman stop -t 30 "${project}_${name}_1" >/dev/null 2>&1 & stoppers+=($!); done
 wait "${stoppers[@]}"
-echo "- the nine old containers drained and stopped in $(( $(now_ms) - stop_started )) ms"
+echo "- $(seconds $((stop_started - roll_started))) s: SIGTERM to the nine old containers; they drained and stopped in $(( $(now_ms) - stop_started )) ms"
 wait
-echo "- POST /v1/deliveries (2 clients x 10/s): $(summary "$work/load-post.txt")"
-echo "- GET status (4 clients x 25/s): $(summary "$work/load-get.txt")"
+echo "- POST /v1/deliveries (20/s): $(summary "$work/roll-post.tsv")"
+failures "$work/roll-post.tsv" "$roll_started"
+echo "- GET status (100/s): $(summary "$work/roll-get.tsv")"
+failures "$work/roll-get.tsv" "$roll_started"
 echo
 echo "Gateway restarted in place (podman restart: SIGTERM, drain, start), same load for 20 s:"
-load 20
-sleep 5
+load 20 gateway
 gateway_started=$(now_ms)
-podman restart -t 30 "${project}_gateway_1" >/dev/null
-echo "- back in $(( $(now_ms) - gateway_started )) ms"
+sleep 5
+podman restart -t 30 "${project}_gateway_1" >/dev/null 2>&1
+echo "- 5.0 s: SIGTERM; back in $(( $(now_ms) - gateway_started - 5000 )) ms"
 wait
-echo "- POST /v1/deliveries: $(summary "$work/load-post.txt")"
-echo "- GET status: $(summary "$work/load-get.txt")"
+echo "- POST /v1/deliveries (20/s): $(summary "$work/gateway-post.tsv")"
+failures "$work/gateway-post.tsv" "$gateway_started"
+echo "- GET status (100/s): $(summary "$work/gateway-get.tsv")"
+failures "$work/gateway-get.tsv" "$gateway_started"
+save_logs

@@ -26,6 +26,8 @@ final class InProcessSystem: Sendable {
     private let servers: [RPCServer]
     private let clients: [RPCClient]
     let recorder: MetadataRecorder
+    /// UNAVAILABLE on demand from any of the services (none unless asked).
+    let faults: UpstreamFaults
     let packageStorePath: String
 
     /// An HTTP answer, as a client sees it.
@@ -44,6 +46,7 @@ final class InProcessSystem: Sendable {
         let directory = try makeTemporaryDirectory("in-process")
         func path(_ file: String) -> String { directory.appendingPathComponent(file).path }
         let recorder = MetadataRecorder()
+        let faults = UpstreamFaults()
         var routers: [String: Router] = [:]
         func serve(_ name: String, _ register: (inout Router) -> Void) {
             var router = Router()
@@ -62,7 +65,8 @@ final class InProcessSystem: Sendable {
         var ports: [String: Int] = [:]
         func start(_ name: String, _ router: Router) async throws {
             let server = RPCServer(router: router, options: .defaults {
-                $0.interceptors = servicesHideInternalErrors ? [recorder, InternalErrorInterceptor(logger: Logger(label: "test.\(name)"))] : [recorder]
+                $0.interceptors = servicesHideInternalErrors ? [recorder, faults, InternalErrorInterceptor(logger: Logger(label: "test.\(name)"))]
+                                                             : [recorder, faults]
             })
             ports[name] = try await server.start()
             servers.append(server)
@@ -81,6 +85,7 @@ final class InProcessSystem: Sendable {
         gateway = try Gateway(configuration: configuration)
         self.directory = directory
         self.recorder = recorder
+        self.faults = faults
         packageStorePath = path("package.sqlite")
         self.servers = servers
         var clients = [flightControl]
@@ -184,6 +189,33 @@ final class MetadataRecorder: ServerInterceptor {
 
     /// The metadata of the last call of `method`.
     func last(_ method: String) -> Metadata? { calls.withLock { $0.last { $0.method == method }?.metadata } }
+}
+
+/// Fails the next calls of a method with UNAVAILABLE (after a pause, if asked), as a replica that
+/// is stopping would; counts every call of every method.
+final class UpstreamFaults: ServerInterceptor {
+    private let state = Mutex((failing: [String: (times: Int, after: Duration)](), calls: [String: Int]()))
+
+    /// The next `times` calls of `method` (its name, "GetDeliveryStatus") fail.
+    func fail(_ method: String, times: Int, after pause: Duration = .zero) {
+        state.withLock { $0.failing[method] = (times, pause) }
+    }
+
+    /// Calls of `method` the server has seen.
+    func calls(_ method: String) -> Int { state.withLock { $0.calls[method] ?? 0 } }
+
+    func intercept(_ context: ServerContext, next: (ServerContext) async throws -> Void) async throws {
+        let name = context.method.name
+        let pause = state.withLock { state -> Duration? in
+            state.calls[name, default: 0] += 1
+            guard let failing = state.failing[name], failing.times > 0 else { return nil }
+            state.failing[name] = (failing.times - 1, failing.after)
+            return failing.after
+        }
+        guard let pause else { return try await next(context) }
+        try? await Task.sleep(for: pause)
+        throw RPCError(.unavailable, "injected: the replica is stopping")
+    }
 }
 
 struct TestFailure: Error, CustomStringConvertible {

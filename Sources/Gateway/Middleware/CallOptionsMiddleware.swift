@@ -3,8 +3,8 @@ import ServiceKit
 
 /// The upstream call's options: deadline (the client's `grpc-timeout`, capped, or the default),
 /// request id, W3C trace context, the caller (`x-account-id`, `x-api-key-id`, and `x-user-id`
-/// when the key acts for a user: taken from the key, never from the client) and the configured
-/// forwarded headers.
+/// when the key acts for a user: taken from the key, never from the client), the configured
+/// forwarded headers, and whether the calls may be repeated (a GET's may).
 struct CallOptionsMiddleware: GatewayMiddleware {
     let configuration: GatewayConfiguration
 
@@ -20,6 +20,9 @@ struct CallOptionsMiddleware: GatewayMiddleware {
             milliseconds = min(asked, configuration.maxTimeoutMilliseconds)
         }
         options.timeout = .milliseconds(milliseconds)
+        // A GET only reads (HTTP's safe method): its upstream calls may be repeated on another
+        // replica when one is unavailable (`UpstreamRetryInterceptor`).
+        if request.method == "GET" { options.isIdempotent = true }
         options.metadata.add("x-request-id", context.requestID)
         if let parent = request.header("traceparent") { options.metadata.add("traceparent", parent) }
         else { options.metadata.add("traceparent", "00-\(randomHex(bytes: 16))-\(randomHex(bytes: 8))-01") }
