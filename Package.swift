@@ -58,6 +58,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", exact: "1.16.2"),
         // The command-line client's parsing, help and shell completion (dronectl only).
         .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
+        // Metrics: the swift-metrics API in the runtime, exported as Prometheus text by the services.
+        .package(url: "https://github.com/apple/swift-metrics", exact: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
     ],
     targets: [
         // MARK: C libraries (system) and their shims
@@ -127,6 +130,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
         ),
 
@@ -139,13 +143,16 @@ let package = Package(
         // MARK: Storage and messaging (embedded defaults: SQLite files, a broker kept in SQLite)
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .target(name: "Storage", dependencies: ["CSQLite"]),
-        .target(name: "Messaging", dependencies: ["Storage", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Messaging", dependencies: ["Storage", .product(name: "Logging", package: "swift-log"),
+                                                  .product(name: "CoreMetrics", package: "swift-metrics")]),
 
         // MARK: The drone delivery services (each a library and an executable in Sources/Servers)
         .target(
             name: "ServiceKit",
             dependencies: ["RPC", "RPCServices", "DroneDeliveryAPI", "GRPCProtos", "ProtobufKit", "Storage", "CSQLite",
-                           .product(name: "Logging", package: "swift-log"), .product(name: "NIOCore", package: "swift-nio")]
+                           .product(name: "Logging", package: "swift-log"), .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+                           .product(name: "Metrics", package: "swift-metrics"), .product(name: "Prometheus", package: "swift-prometheus")]
         ),
         .target(name: "Accounts", dependencies: serviceDependencies, path: "Sources/Services/Accounts"),
         .target(name: "Packages", dependencies: serviceDependencies, path: "Sources/Services/Packages"),

@@ -16,6 +16,7 @@ apt_packages=(
   curl chromium                         # gateway tests: an independent HTTP client; the tracking page in headless Chromium
   python3-venv
   tmux                                  # dronectl tests: a terminal session driven with send-keys for its streams
+  prometheus                            # metrics tests: promtool checks the exposition, the server scrapes a service
 )
 
 missing=()
@@ -27,7 +28,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
+  # No daemon may start while installing (prometheus's package would start one on every
+  # address): policy-rc.d refuses every start for the length of the install.
+  added_policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo_cmd tee /usr/sbin/policy-rc.d >/dev/null
+    $sudo_cmd chmod 755 /usr/sbin/policy-rc.d
+    added_policy=1
+  fi
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+  if [ -n "$added_policy" ]; then $sudo_cmd rm -f /usr/sbin/policy-rc.d; fi
 fi
 
 # Python packages, pinned in tools/requirements.txt, into a virtualenv under the repo.

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Logging
 import Synchronization
 
@@ -42,6 +43,10 @@ public struct MessageConsumer: Sendable {
 
     public func run(_ handler: @escaping @Sendable (ReceivedMessage) async -> Disposition) async {
         let inFlight = InFlightCounter()
+        // Messages handed out again (a lease ran out, a retry): a rising rate means handlers fail or crash.
+        let redeliveries = Counter(label: "fabrikam_queue_redeliveries_total", dimensions: [("queue", queueName)])
+        let settled = { (outcome: String) in Counter(label: "fabrikam_queue_settled_total", dimensions: [("queue", queueName), ("outcome", outcome)]) }
+        let outcomes = (acknowledged: settled("acknowledged"), retried: settled("retried"), postponed: settled("postponed"), deadLettered: settled("dead_lettered"))
         await withDiscardingTaskGroup { group in
             var wait = Duration.milliseconds(2)
             while !Task.isCancelled {
@@ -56,10 +61,11 @@ public struct MessageConsumer: Sendable {
                     }
                 }
                 for message in messages {
+                    if message.deliveryCount > 1 { redeliveries.increment() }
                     inFlight.add(working: 1)
                     group.addTask {
                         await ConsumerSlot.$current.withValue(ConsumerSlot(inFlight)) {
-                            await process(message, handler)
+                            await process(message, handler, outcomes)
                         }
                         inFlight.add(working: -1)
                     }
@@ -76,7 +82,8 @@ public struct MessageConsumer: Sendable {
         }
     }
 
-    private func process(_ message: ReceivedMessage, _ handler: @Sendable (ReceivedMessage) async -> Disposition) async {
+    private func process(_ message: ReceivedMessage, _ handler: @Sendable (ReceivedMessage) async -> Disposition,
+                         _ outcomes: (acknowledged: Counter, retried: Counter, postponed: Counter, deadLettered: Counter)) async {
         let lease = lease
         let queue = queue
         let heartbeat = Task {
@@ -96,10 +103,17 @@ public struct MessageConsumer: Sendable {
         }
         do {
             switch disposition {
-            case .acknowledge: try await queue.acknowledge(message)
-            case .retry(let delay): try await queue.release(message, after: delay)
-            case .postpone(let delay): try await queue.postpone(message, after: delay)
+            case .acknowledge:
+                outcomes.acknowledged.increment()
+                try await queue.acknowledge(message)
+            case .retry(let delay):
+                outcomes.retried.increment()
+                try await queue.release(message, after: delay)
+            case .postpone(let delay):
+                outcomes.postponed.increment()
+                try await queue.postpone(message, after: delay)
             case .deadLetter(let reason):
+                outcomes.deadLettered.increment()
                 logger.warning("dead-lettered", metadata: ["queue": "\(queueName)", "message": "\(message.id)", "reason": "\(reason)"])
                 try await queue.deadLetter(message, reason: reason)
             }

@@ -20,15 +20,19 @@ public struct Downstream: Sendable {
         self.breaker = circuitBreaker
         self.bulkhead = bulkhead
         self.client = RPCClient(host: host, port: port, options: .defaults {
-            // Outermost first: the breaker sees one outcome per call (after retries); the bulkhead
+            // Outermost first: metrics and the breaker see one outcome per call (after retries); the bulkhead
             // holds a slot for the whole call; the trace goes on every attempt.
-            $0.interceptors = [CircuitBreakerInterceptor(circuitBreaker), BulkheadInterceptor(bulkhead),
+            $0.interceptors = [MetricsClientInterceptor(metrics: Downstream.metrics), CircuitBreakerInterceptor(circuitBreaker), BulkheadInterceptor(bulkhead),
                                RetryInterceptor(policy: retry), TracingClientInterceptor()]
             $0.connectTimeout = .seconds(2)
         })
     }
 
     public func close() async { await client.close() }
+
+    /// Client-side call metrics of every downstream of this process (outermost: one per call,
+    /// after retries, with the code its caller saw).
+    static let metrics = RPCMetrics(side: .client)
 }
 
 extension CallOptions {

@@ -28,6 +28,8 @@ public struct ServiceHost {
     public let logger: Logger
     /// Set by the host; the service may set more.
     public let health = HealthService()
+    /// The process's metrics (`GET /metrics` on the admin port); services add their gauges.
+    public let metrics = MetricsEndpoint()
     /// How long a stopping process keeps serving while its health says NOT_SERVING.
     public static let defaultDrainMilliseconds = 1000
 
@@ -62,11 +64,17 @@ public struct ServiceHost {
         let server = RPCServer(router: router, options: .defaults {
             $0.host = listenHost
             $0.port = port
-            $0.interceptors = [TracingServerInterceptor(), InternalErrorInterceptor(logger: logger), LoggingServerInterceptor(logger: callLogger)]
+            // Metrics outermost, so calls refused by an interceptor are counted with their code.
+            $0.interceptors = [MetricsServerInterceptor(), TracingServerInterceptor(), InternalErrorInterceptor(logger: logger),
+                               LoggingServerInterceptor(logger: callLogger)]
             $0.shutdownGracePeriod = .seconds(5)
         }, logger: logger)
         let bound = try await bindOrExplain(host: listenHost, port: port, service: ServicePorts.Service(rawValue: name)) { try await server.start() }
         // The launcher and the tests wait for this line.
+        metrics.addCollector {
+            [MetricsEndpoint.Sample("fabrikam_rpc_server_connections", value: Double(server.connectionCount), help: "RPC connections open now.")]
+        }
+        await startMetrics(forPort: bound)
         print("\(name) listening on \(listenHost):\(bound)")
         fflush(nil)
 
@@ -92,6 +100,19 @@ public struct ServiceHost {
             group.cancelAll()
         }
         await server.shutdown()
+        await metrics.stop()
+    }
+
+    /// Serves `metrics` on the admin port for a service on `port` (see `MetricsEndpoint`); a port
+    /// that cannot be bound is logged, and the service goes on without it.
+    public func startMetrics(forPort port: Int, host: String? = nil) async {
+        do {
+            guard let adminPort = try MetricsEndpoint.port(forServicePort: port) else { return }
+            let bound = try await metrics.start(host: host ?? listenHost, port: adminPort)
+            logger.info("metrics", metadata: ["address": "http://\(host ?? listenHost):\(bound)/metrics"])
+        } catch {
+            logger.error("no metrics endpoint", metadata: ["error": "\(error)", "moved_by": "\(MetricsEndpoint.portVariable)"])
+        }
     }
 }
 
@@ -158,6 +179,9 @@ public func runService(_ body: () async throws -> Void) async {
     do {
         if let problem = ServicePorts.checkEnvironment() { throw ConfigurationError(problem) }
         try LogOutput.bootstrap(process: ProcessInfo.processInfo.processName)
+        // Before any metric object exists: one made earlier would stay bound to no backend.
+        _ = MetricsEndpoint.registry
+        _ = try MetricsEndpoint.port(forServicePort: 0)  // a bad FABRIKAM_METRICS_PORT stops the process here
         try await body()
     } catch let error as ConfigurationError {
         FileHandle.standardError.write(Data("configuration: \(error)\n".utf8))

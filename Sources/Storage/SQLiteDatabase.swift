@@ -71,6 +71,16 @@ public final class SQLiteDatabase: Sendable {
         try await submit(isWrite: true, body)
     }
 
+    /// The rows of `SELECT <integer column>, COUNT(*) ... GROUP BY <that column>` as a map from
+    /// the column's value to its count (for metrics: deliveries per stage, drones per status).
+    public func groupCounts(_ sql: String) async throws -> [Int64: Int] {
+        try await read { db in
+            var counts: [Int64: Int] = [:]
+            for row in try db.query(sql) { counts[row.int(0)] = Int(row.int(1)) }
+            return counts
+        }
+    }
+
     /// Runs `body` with a consistent snapshot of the database (no write lock taken).
     public func read<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
         try await submit(isWrite: false, body)

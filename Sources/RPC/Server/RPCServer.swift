@@ -95,6 +95,9 @@ public final class RPCServer: Sendable {
         return port
     }
 
+    /// Connections open now (for the metrics endpoint).
+    public var connectionCount: Int { state.withLock { $0.connections.count } }
+
     /// The port the server listens on, once `start` has returned (nil before, and after `shutdown`).
     public var port: Int? {
         state.withLock { $0.listener?.isActive == true ? $0.listener?.localAddress?.port : nil }

@@ -3,6 +3,7 @@
 //   --port N  --data-dir DIR  --broker FILE  --simulator HOST:PORT
 //   --flight-silence-seconds S (a flight that reports nothing for this long is lost: FAILED)
 import Delivery
+import DroneDeliveryAPI
 import Messaging
 import RPC
 import ServiceKit
@@ -13,7 +14,12 @@ await runService {
     let simulator = try configuration.address("simulator", defaultPort: DefaultPort.simulator)
     let flightControl = Downstream(name: "flight-control", host: simulator.host, port: simulator.port)
     let path = try databasePath(configuration, file: "delivery.sqlite")
-    let logic = DeliveryServiceLogic(store: try SQLiteDeliveryStore(path: path), flightControl: flightControl.client, logger: host.logger)
+    let store = try SQLiteDeliveryStore(path: path)
+    host.metrics.addCollector {
+        MetricsEndpoint.Sample.perValue(CommonV1.DeliveryStage.self, name: "fabrikam_deliveries", label: "stage",
+                                        counts: (try? await store.countsByStage()) ?? [:], help: "Deliveries at each stage.")
+    }
+    let logic = DeliveryServiceLogic(store: store, flightControl: flightControl.client, logger: host.logger)
     let brokerPath = configuration.string("broker", default: try databasePath(configuration, file: "broker.sqlite"))
     let broker = try SQLiteBroker(path: brokerPath)
     var router = Router()

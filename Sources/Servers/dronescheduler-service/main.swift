@@ -1,6 +1,7 @@
 // dronescheduler-service: drones, assignments, utilization (DroneSchedulerService) on 127.0.0.1, port FABRIKAM_PORT_BASE + 2 (ServicePorts).
 // Follows Delivery's events to free drones whose deliveries ended.
 //   --port N  --data-dir DIR  --broker FILE (default DIR/broker.sqlite)
+import DroneDeliveryAPI
 import DroneScheduler
 import Messaging
 import RPC
@@ -10,7 +11,12 @@ await runService {
     let configuration = try Configuration(known: ["port", "data-dir", "broker"])
     let host = ServiceHost(name: "dronescheduler", port: try configuration.int("port", default: DefaultPort.droneScheduler), listenHost: configuration.listenHost)
     let path = try databasePath(configuration, file: "dronescheduler.sqlite")
-    let logic = DroneSchedulerServiceLogic(store: try SQLiteDroneStore(path: path))
+    let store = try SQLiteDroneStore(path: path)
+    host.metrics.addCollector {
+        MetricsEndpoint.Sample.perValue(DroneSchedulerV1.DroneStatus.self, name: "fabrikam_drones", label: "status",
+                                        counts: (try? await store.countsByStatus()) ?? [:], help: "Drones in each status.")
+    }
+    let logic = DroneSchedulerServiceLogic(store: store)
     let brokerPath = configuration.string("broker", default: try databasePath(configuration, file: "broker.sqlite"))
     let broker = try SQLiteBroker(path: brokerPath)
     let events = try await broker.subscribe(to: "delivery-events", group: "dronescheduler")

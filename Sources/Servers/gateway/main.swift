@@ -28,6 +28,7 @@ await runService {
     let gateway = try Gateway(configuration: settings, logger: host.logger)
     let server = GatewayHTTPServer(gateway: gateway)
     let port = try await bindOrExplain(host: settings.host, port: settings.port, service: .gateway) { try await server.start(host: settings.host, port: settings.port) }
+    await host.startMetrics(forPort: port, host: settings.host)
     print("gateway listening on \(settings.host):\(port) (\(gateway.routes.routes.count) routes)")
     fflush(nil)
     await waitForTerminationSignal()
@@ -36,4 +37,5 @@ await runService {
     try? await Task.sleep(for: drain)
     await server.shutdown()
     await gateway.close()
+    await host.metrics.stop()
 }

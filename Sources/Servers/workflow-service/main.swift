@@ -6,6 +6,7 @@
 //   --max-waiting N (sagas waiting in line for a drone, on top of --concurrency)
 //   --drone-wait-seconds S (service-level limit on a delivery's wait for a drone, from acceptance)
 //   --drone-line 1|0 (0: no waiting in line, "no drone free" retried as a step failure; a benchmark baseline)
+import DroneDeliveryAPI
 import Messaging
 import RPC
 import ServiceKit
@@ -47,6 +48,17 @@ await runService {
     WorkflowServiceLogic(store: store).register(in: &router)
     let sagas = runner
     let requests = consumer
+    host.metrics.addCollector {
+        var samples = MetricsEndpoint.Sample.perValue(WorkflowV1.SagaState.self, name: "fabrikam_sagas", label: "state",
+                                                      counts: (try? await store.countsByState()) ?? [:], help: "Sagas in each state.")
+        if let depth = try? await broker.depth(of: "delivery-requests") {
+            samples.append(.init("fabrikam_queue_depth", [("queue", "delivery-requests")], value: Double(depth), help: "Messages waiting or leased in a queue."))
+        }
+        if let dead = try? await broker.deadLetters(of: "delivery-requests") {
+            samples.append(.init("fabrikam_queue_dead_letters", [("queue", "delivery-requests")], value: Double(dead.count), help: "Messages in a queue's dead letters."))
+        }
+        return samples
+    }
     try await host.serve(router, background: [{ await requests.run(sagas.handle) }],
                          stores: [StoreProbe(name: "workflow store", path: path), StoreProbe(name: "broker", path: brokerPath)])
 }

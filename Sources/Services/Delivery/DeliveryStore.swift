@@ -69,6 +69,11 @@ public protocol DeliveryStore: Sendable {
 public final class SQLiteDeliveryStore: DeliveryStore {
     let database: SQLiteDatabase
 
+    /// How many deliveries are at each stage (for the metrics endpoint).
+    public func countsByStage() async throws -> [Int64: Int] {
+        try await database.groupCounts("SELECT stage, COUNT(*) FROM deliveries GROUP BY stage")
+    }
+
     public init(path: String) throws {
         database = try SQLiteDatabase(path: path, migrations: [
             """

@@ -69,6 +69,11 @@ public struct ReleaseOutcome: Sendable {
 public final class SQLiteDroneStore: DroneStore {
     let database: SQLiteDatabase
 
+    /// How many drones are in each status (for the metrics endpoint).
+    public func countsByStatus() async throws -> [Int64: Int] {
+        try await database.groupCounts("SELECT status, COUNT(*) FROM drones GROUP BY status")
+    }
+
     public init(path: String) throws {
         database = try SQLiteDatabase(path: path, migrations: [
             """

@@ -31,6 +31,11 @@ public protocol SagaStore: Sendable {
 public final class SQLiteSagaStore: SagaStore {
     let database: SQLiteDatabase
 
+    /// How many sagas are in each state (for the metrics endpoint).
+    public func countsByState() async throws -> [Int64: Int] {
+        try await database.groupCounts("SELECT state, COUNT(*) FROM sagas GROUP BY state")
+    }
+
     public init(path: String) throws {
         database = try SQLiteDatabase(path: path, migrations: [
             """

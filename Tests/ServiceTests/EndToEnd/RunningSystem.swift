@@ -129,7 +129,8 @@ final class RunningSystem: @unchecked Sendable {
             // Below Linux's ephemeral range (32768-60999): a port in it can be taken, between this
             // check and the bind, as the local port of some outgoing connection.
             let base = Int.random(in: 12_000...32_000)
-            if (0..<services.count).allSatisfy({ portIsFree(base + $0) }) { return base }
+            // The RPC ports and the metrics ports 100 above them (MetricsEndpoint).
+            if (0..<services.count).allSatisfy({ portIsFree(base + $0) && portIsFree(base + MetricsEndpoint.defaultPortOffset + $0) }) { return base }
         }
         throw Failure("no free port range found")
     }

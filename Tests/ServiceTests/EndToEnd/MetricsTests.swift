@@ -1,0 +1,168 @@
+import DroneDeliveryAPI
+import Foundation
+import RPC
+import ServiceKit
+import Testing
+import TestSupport
+
+/// The metrics endpoint of a real service, read by tools nobody here wrote: curl fetches it,
+/// `promtool check metrics` validates the text, and a Prometheus server scrapes it.
+@Suite("Metrics: Prometheus text on an admin port, checked by promtool and scraped by Prometheus")
+struct MetricsTests {
+    /// One sample of the text format: `name{label="value",...} number`.
+    struct Sample {
+        var name: String
+        var labels: [String: String]
+        var value: Double
+    }
+
+    static func samples(_ text: String) -> [Sample] {
+        text.split(separator: "\n").compactMap { line -> Sample? in
+            guard !line.hasPrefix("#"), let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { return nil }
+            let series = line[..<space]
+            guard let brace = series.firstIndex(of: "{") else { return Sample(name: String(series), labels: [:], value: value) }
+            var labels: [String: String] = [:]
+            for pair in series[series.index(after: brace)..<series.index(before: series.endIndex)].split(separator: ",") {
+                let parts = pair.split(separator: "=", maxSplits: 1)
+                if parts.count == 2 { labels[String(parts[0])] = String(parts[1].dropFirst().dropLast()) }
+            }
+            return Sample(name: String(series[..<brace]), labels: labels, value: value)
+        }
+    }
+
+    static func value(_ text: String, _ name: String, _ labels: [String: String]) -> Double? {
+        samples(text).first { sample in sample.name == name && labels.allSatisfy { key, value in sample.labels[key] == value } }?.value
+    }
+
+    /// A program's status and outputs (as text), run on a thread of its own.
+    func run(_ executable: String, _ arguments: [String]) async throws -> (status: Int32, output: String, errorOutput: String) {
+        let outcome = try await onOwnThread { try runCollecting(executable, arguments, timeout: .seconds(30)) }
+        return (outcome.status, String(decoding: outcome.output, as: UTF8.self), String(decoding: outcome.errorOutput, as: UTF8.self))
+    }
+
+    static let getPackage = ["grpc_type": "unary", "grpc_service": "fabrikam.dronedelivery.package.v1.PackageService", "grpc_method": "GetPackage"]
+
+    /// A package-service with its metrics on a free port, after two NOT_FOUND calls.
+    func withService(_ body: (ServiceProcess, Int) async throws -> Void) async throws {
+        let metricsPort = try ServiceProcess.freePort()
+        let service = try ServiceProcess("package-service", port: try ServiceProcess.freePort(), environment: ["FABRIKAM_METRICS_PORT": "\(metricsPort)"])
+        try await service.start()
+        do {
+            var request = PackageV1.GetPackageRequest()
+            request.packageId = "no-such-package"
+            for _ in 0..<2 {
+                await #expect(throws: RPCError.self) { _ = try await PackageV1.PackageService.Client(service.client).getPackage(request) }
+            }
+            try await body(service, metricsPort)
+        } catch {
+            await service.stop()
+            throw error
+        }
+        await service.stop()
+    }
+
+    @Test("curl reads per-method counts by status code, a latency histogram, in-flight calls and the process's figures; promtool finds the text valid")
+    func scrapeAndValidate() async throws {
+        try await withService { service, metricsPort in
+            let scrape = try await run("/usr/bin/curl", ["-sS", "--fail", "http://127.0.0.1:\(metricsPort)/metrics"])
+            #expect(scrape.status == 0, "\(scrape.errorOutput)")
+            let text = scrape.output
+            #expect(Self.value(text, "grpc_server_started_total", Self.getPackage) == 2, "\(text)")
+            #expect(Self.value(text, "grpc_server_handled_total", Self.getPackage.merging(["grpc_code": "NotFound"]) { $1 }) == 2, "\(text)")
+            #expect(Self.value(text, "grpc_server_handled_total", Self.getPackage.merging(["grpc_code": "OK"]) { $1 }) == nil, "no OK call was made")
+            #expect(Self.value(text, "grpc_server_handling_seconds_count", Self.getPackage) == 2, "\(text)")
+            #expect(Self.value(text, "grpc_server_handling_seconds_bucket", Self.getPackage.merging(["le": "+Inf"]) { $1 }) == 2, "\(text)")
+            #expect(Self.value(text, "grpc_server_in_flight", Self.getPackage) == 0, "\(text)")
+            #expect((Self.value(text, "process_resident_memory_bytes", [:]) ?? 0) > 1_000_000, "\(text)")
+            #expect((Self.value(text, "process_open_fds", [:]) ?? 0) > 3, "\(text)")
+            let file = try makeTemporaryDirectory("metrics").appendingPathComponent("scrape.txt")
+            try text.write(to: file, atomically: true, encoding: .utf8)
+            let check = try await run("/bin/sh", ["-c", "promtool check metrics < '\(file.path)'"])
+            // promtool's lint warns about style (e.g. a counter without HELP) on stdout/stderr with
+            // status 3; an invalid exposition is status 1. Both are failures here.
+            #expect(check.status == 0, "promtool: \(check.output) \(check.errorOutput)")
+            let missing = try await run("/usr/bin/curl", ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(metricsPort)/nothing"])
+            #expect(missing.output == "404")
+        }
+    }
+
+    @Test("a Prometheus server scrapes a running service: its target is up and the query answers the two NOT_FOUND calls")
+    func prometheusScrapes() async throws {
+        try await withService { service, metricsPort in
+            let folder = try makeTemporaryDirectory("prometheus")
+            defer { try? FileManager.default.removeItem(at: folder) }
+            let config = folder.appendingPathComponent("prometheus.yml")
+            try """
+                global:
+                  scrape_interval: 1s
+                scrape_configs:
+                  - job_name: package
+                    static_configs:
+                      - targets: ["127.0.0.1:\(metricsPort)"]
+                """.write(to: config, atomically: true, encoding: .utf8)
+            let webPort = try ServiceProcess.freePort()
+            let prometheus = Process()
+            prometheus.executableURL = URL(fileURLWithPath: "/usr/bin/prometheus")
+            prometheus.arguments = ["--config.file=\(config.path)", "--storage.tsdb.path=\(folder.appendingPathComponent("data").path)",
+                                    "--web.listen-address=127.0.0.1:\(webPort)"]
+            let log = folder.appendingPathComponent("prometheus.log")
+            _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+            prometheus.standardOutput = try FileHandle(forWritingTo: log)
+            prometheus.standardError = try FileHandle(forWritingTo: log)
+            try prometheus.run()
+            defer { prometheus.terminate(); prometheus.waitUntilExit() }
+            let query = "grpc_server_handled_total{grpc_method=\"GetPackage\",grpc_code=\"NotFound\"}"
+            var answer = ""
+            try await waitFor("Prometheus to have scraped the counter", timeout: .seconds(60)) {
+                let result = try await run("/usr/bin/curl", ["-sS", "--get", "--data-urlencode", "query=\(query)", "http://127.0.0.1:\(webPort)/api/v1/query"])
+                answer = result.output
+                return answer.contains("\"value\":[") && answer.contains("\"2\"]")
+            }
+            #expect(answer.contains("\"job\":\"package\""), "\(answer)")
+            let up = try await run("/usr/bin/curl", ["-sS", "--get", "--data-urlencode", "query=up{job=\"package\"}", "http://127.0.0.1:\(webPort)/api/v1/query"])
+            #expect(up.output.contains("\"1\"]"), "the target is up: \(up.output)")
+        }
+    }
+
+    @Test("the drone scheduler reports its drones by status: every status has a series, and they add up to the fleet")
+    func dronesByStatus() async throws {
+        let metricsPort = try ServiceProcess.freePort()
+        let service = try ServiceProcess("dronescheduler-service", port: try ServiceProcess.freePort(), environment: ["FABRIKAM_METRICS_PORT": "\(metricsPort)"])
+        try await service.start()
+        let scheduler = DroneSchedulerV1.DroneSchedulerService.Client(service.client)
+        for (index, status) in [DroneSchedulerV1.DroneStatus.available, .available, .maintenance].enumerated() {
+            var drone = DroneSchedulerV1.Drone()
+            drone.droneId = "metrics-drone-\(index)"
+            drone.capacityKg = 5
+            drone.maxPackageSize = .medium
+            drone.cruiseSpeedMps = 15
+            drone.status = status
+            drone.homeLocation = CommonV1.Location(latitude: 47.6, longitude: -122.3)
+            var request = DroneSchedulerV1.RegisterDroneRequest()
+            request.drone = drone
+            _ = try await scheduler.registerDrone(request)
+        }
+        let fleet = try await scheduler.getFleetStatus(DroneSchedulerV1.GetFleetStatusRequest())
+        let scrape = try await run("/usr/bin/curl", ["-sS", "--fail", "http://127.0.0.1:\(metricsPort)/metrics"])
+        await service.stop()
+        let drones = Self.samples(scrape.output).filter { $0.name == "fabrikam_drones" }
+        let statuses = Set(drones.compactMap { $0.labels["status"] })
+        #expect(statuses == Set(DroneSchedulerV1.DroneStatus.allCases.dropFirst().compactMap(\.protoName)), "\(scrape.output)")
+        #expect(Int(drones.reduce(0) { $0 + $1.value }) == Int(fleet.totalDrones) && fleet.totalDrones == 3, "\(scrape.output)")
+        #expect(Self.value(scrape.output, "fabrikam_drones", ["status": "DRONE_STATUS_MAINTENANCE"]) == 1, "\(scrape.output)")
+        for count in fleet.statusCounts {
+            #expect(Self.value(scrape.output, "fabrikam_drones", ["status": count.status.protoName ?? ""]) == Double(count.count), "\(count) in \(scrape.output)")
+        }
+    }
+
+    @Test("a metrics port that is not a number stops the service with exit status 2, naming the variable")
+    func badPort() async throws {
+        let service = try ServiceProcess("package-service", port: try ServiceProcess.freePort(), environment: ["FABRIKAM_METRICS_PORT": "nine"])
+        try service.process.run()
+        try await onOwnThread { service.process.waitUntilExit() }
+        let output = service.output
+        await service.stop()
+        #expect(service.process.terminationStatus == 2)
+        #expect(output.contains("FABRIKAM_METRICS_PORT must be a port number or off, got \"nine\""), "\(output)")
+    }
+}
