@@ -103,6 +103,20 @@ struct ClientConnectionTests {
             let seen = peers.withLock { $0 }
             #expect(seen.count == 1, "the calls came over \(seen.count) connections: \(seen)")
         }
+        // Counted where the TCP connections are accepted.
+        let peer = try await RawPeer.start { _, event, session in
+            if case .endStream(let streamID) = event { RawPeer.answerOK(session, streamID: streamID) }
+        }
+        let client = RPCClient(host: "127.0.0.1", port: peer.port)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<50 {
+                group.addTask { _ = try await client.unary(Methods.EmptyCall.self, Grpc.Testing.Empty(), options: CallOptions(timeout: .seconds(10))) }
+            }
+            try await group.waitForAll()
+        }
+        #expect(peer.connectionCount == 1)
+        await client.close()
+        await peer.close()
     }
 
     @Test("without wait-for-ready an unreachable target fails fast with UNAVAILABLE; with it the call waits until the server is up, or until its deadline")
