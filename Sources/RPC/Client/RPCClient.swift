@@ -84,14 +84,15 @@ public final class RPCClient: Sendable {
     /// Endpoints given explicitly instead of resolved from `host`.
     let fixedEndpoints: [SocketAddress]?
 
-    /// A client for every address `host` resolves to (round-robin).
+    /// A client for every address `host` resolves to (round-robin). An IP address is used as it
+    /// is: nothing to look up, so no trip to the resolver's thread pool.
     public init(host: String, port: Int, options: Options = Options(), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
         self.host = host
         self.port = port
         self.authority = "\(host):\(port)"
         self.options = options
         self.group = group
-        self.fixedEndpoints = nil
+        self.fixedEndpoints = (try? SocketAddress(ipAddress: host, port: port)).map { [$0] }
         self.pool = Mutex(Pool(keepaliveInterval: options.limits.keepaliveInterval))
     }
 
