@@ -60,7 +60,9 @@ extension HTTP2Session {
                 if endStream { session.events.append(.endStream(streamID: header.stream_id)) }
             case NGHTTP2_GOAWAY.rawValue:
                 let goAway = frame!.pointee.goaway
-                session.events.append(.goAway(lastStreamID: goAway.last_stream_id, errorCode: goAway.error_code))
+                // The debug data says why (gRPC clients act on "too_many_pings"); short, kept as text.
+                let debugData = goAway.opaque_data.map { String(decoding: UnsafeBufferPointer(start: $0, count: min(goAway.opaque_data_len, 256)), as: UTF8.self) } ?? ""
+                session.events.append(.goAway(lastStreamID: goAway.last_stream_id, errorCode: goAway.error_code, debugData: debugData))
             case NGHTTP2_PING.rawValue:
                 let isAck = header.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0
                 session.events.append(isAck ? .pingAck : .ping)

@@ -45,8 +45,10 @@ public final class HTTP2Session {
         case endStream(streamID: Int32)
         /// The stream is closed (`errorCode` 0 for a normal close, else the RST_STREAM code).
         case streamClosed(streamID: Int32, errorCode: UInt32)
-        /// The peer sent GOAWAY: streams above `lastStreamID` were not processed.
-        case goAway(lastStreamID: Int32, errorCode: UInt32)
+        /// The peer sent GOAWAY: streams above `lastStreamID` were not processed (nghttp2 then
+        /// closes this end's streams above it with REFUSED_STREAM). `debugData` is the frame's
+        /// opaque data as text, such as gRPC's "too_many_pings".
+        case goAway(lastStreamID: Int32, errorCode: UInt32, debugData: String)
         /// A PING or SETTINGS frame from the peer, not an ACK (for flood accounting by the owner).
         case ping
         case settings
@@ -325,9 +327,10 @@ public final class HTTP2Session {
         nghttp2_submit_shutdown_notice(session)
     }
 
-    /// Sends GOAWAY with the last stream this end processed.
-    public func sendGoAway(errorCode: UInt32, debugData: String = "") {
-        let last = nghttp2_session_get_last_proc_stream_id(session)
+    /// Sends GOAWAY naming the last stream this end processed, or `lastStreamID` when given (a
+    /// test peer that refuses streams it has seen, as a server racing a shutdown does).
+    public func sendGoAway(errorCode: UInt32, debugData: String = "", lastStreamID: Int32? = nil) {
+        let last = lastStreamID ?? nghttp2_session_get_last_proc_stream_id(session)
         var debug = Array(debugData.utf8)
         nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), last, errorCode, &debug, debug.count)
     }

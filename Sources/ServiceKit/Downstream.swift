@@ -11,7 +11,9 @@ public struct Downstream: Sendable {
 
     /// - Parameters:
     ///   - maxConcurrent: the bulkhead: calls in flight to this downstream at once.
-    ///   - retry: retries inside one call (short; longer waits belong to the caller, e.g. a saga).
+    ///   - retry: retries inside one call (short; longer waits belong to the caller, e.g. a saga),
+    ///     throttled per downstream (`RetryPolicy.throttling`): while most calls to it fail, each
+    ///     is tried once, so a struggling service is not sent its callers' retries on top.
     public init(name: String, host: String, port: Int, maxConcurrent: Int = 64,
                 retry: RetryPolicy = RetryPolicy(), breaker: CircuitBreaker.Configuration = .init()) {
         self.name = name

@@ -1,9 +1,9 @@
 import Foundation
 import GRPCProtos
-import HTTP2
+@testable import HTTP2
 import InteropTesting
 import ProtobufKit
-import RPC
+@testable import RPC
 import Testing
 import TestSupport
 
@@ -98,6 +98,35 @@ struct KeepaliveTests {
         let limits = RPCClient.Options().limits
         #expect(limits.keepaliveInterval.map { $0 >= .seconds(300) } == true)
         #expect(limits.keepaliveWithoutCalls == false)
+    }
+
+    @Test("after GOAWAY too_many_pings the client doubles its keepalive interval for its next connections")
+    func tooManyPingsDoublesTheInterval() async throws {
+        // gRPC's enforcement, strict: pings less than 10 s apart are strikes, the third strike ends
+        // the connection with GOAWAY(ENHANCE_YOUR_CALM, "too_many_pings").
+        let options = RPCServer.Options.defaults { $0.limits.minPeerPingInterval = .seconds(10) }
+        let server = RPCServer(router: Self.sleepyRouter(), options: options)
+        let port = try await server.start()
+        let client = RPCClient(host: "127.0.0.1", port: port, options: .defaults { $0.limits.keepaliveInterval = .milliseconds(50) })
+        #expect(client.keepaliveInterval == .milliseconds(50))
+        // A silent call keeps the connection "with calls", so the client pings every 50 ms.
+        let cutOff = await #expect(throws: RPCError.self) { _ = try await client.unary(Methods.UnaryCall.self, request(responseSize: 5000)) }
+        #expect(cutOff?.code == .unavailable)
+        #expect(client.keepaliveInterval == .milliseconds(100))
+
+        // The next connection is made with the doubled interval.
+        _ = try await client.unary(Methods.UnaryCall.self, request(responseSize: 0))
+        let handle = try #require(client.pool.withLock { $0.connections.values.first })
+        let channel = handle.channel
+        let interval = try await channel.eventLoop.submit {
+            try channel.pipeline.syncOperations.handler(type: HTTP2Connection.self).limits.keepaliveInterval
+        }.get()
+        #expect(interval == .milliseconds(100))
+        // Still too often for this server: told again, the client halves its pings again.
+        _ = try? await client.unary(Methods.UnaryCall.self, request(responseSize: 5000))
+        #expect(client.keepaliveInterval == .milliseconds(200))
+        await client.close()
+        await server.shutdown()
     }
 
     /// UnaryCall answers with the caller's address after sleeping `responseSize` milliseconds;

@@ -1,7 +1,7 @@
 import GRPCProtos
 import InteropTesting
 import ProtobufKit
-import RPC
+@testable import RPC
 import Synchronization
 import Testing
 
@@ -46,6 +46,140 @@ struct ResilienceTests {
         #expect(attempts.withLock { $0 } == 1)
         await client.close()
         await server.shutdown()
+    }
+
+    /// Counts the attempts that reach it (placed inside a retrying interceptor).
+    struct CountingInterceptor: ClientInterceptor {
+        let attempts: Shared<Int>
+        func intercept(_ method: MethodDescriptor, options: CallOptions, next: (CallOptions) async throws -> Void) async throws {
+            attempts.withLock { $0 += 1 }
+            try await next(options)
+        }
+    }
+
+    @Test("errors the client made itself are marked local and never retried")
+    func localErrorsAreNotRetried() async throws {
+        let attempts = Shared(0)
+        let server = RPCServer(router: Self.flakyRouter(failures: 0, attempts: attempts))
+        let port = try await server.start()
+        let tries = Shared(0)
+        let client = RPCClient(host: "127.0.0.1", port: port, options: .defaults {
+            $0.maxMessageSize = 100
+            $0.interceptors = [RetryInterceptor(), CountingInterceptor(attempts: tries)]
+        })
+        // A request over the client's own size limit: RESOURCE_EXHAUSTED, a retryable code,
+        // but it would be refused the same way every time.
+        var big = Grpc.Testing.SimpleRequest()
+        big.payload = Grpc.Testing.Payload()
+        big.payload?.body = [UInt8](repeating: 7, count: 500)
+        let tooLarge = await #expect(throws: RPCError.self) {
+            _ = try await client.unary(Methods.UnaryCall.self, big, options: CallOptions(isIdempotent: true))
+        }
+        #expect(tooLarge?.code == .resourceExhausted)
+        #expect(tooLarge?.isLocal == true)
+        #expect(tries.withLock { $0 } == 1)
+        // Metadata that cannot be sent.
+        var metadata = Metadata()
+        metadata.add("x-note", "two\nlines")
+        let unsendable = await #expect(throws: RPCError.self) {
+            _ = try await client.unary(Methods.UnaryCall.self, Grpc.Testing.SimpleRequest(), options: CallOptions(metadata: metadata, isIdempotent: true))
+        }
+        #expect(unsendable?.isLocal == true)
+        #expect(tries.withLock { $0 } == 2)
+        #expect(attempts.withLock { $0 } == 0, "nothing reached the server")
+        // A server's UNAVAILABLE is not local.
+        let remote = RPCError(.unavailable, "from the server")
+        #expect(!remote.isLocal)
+        await client.close()
+        await server.shutdown()
+    }
+
+    @Test("retries stay within the call's deadline: each attempt gets the time left, and no retry starts past it")
+    func retriesWithinDeadline() async throws {
+        // Fails every attempt with UNAVAILABLE after 100 ms, recording the deadline it was given.
+        // The call has 3 s: room for several attempts even on a loaded machine (a full run once
+        // got only one attempt into a 1 s deadline), not for all 100.
+        let deadlines = Shared([ContinuousClock.Instant]())
+        var router = Router()
+        router.unary(Methods.UnaryCall.self) { _, context in
+            if let deadline = context.deadline { deadlines.withLock { $0.append(deadline) } }
+            try await Task.sleep(for: .milliseconds(100))
+            throw RPCError(.unavailable, "try again")
+        }
+        var policy = RetryPolicy()
+        policy.maxAttempts = 100
+        policy.initialBackoff = .milliseconds(10)
+        policy.maxBackoff = .milliseconds(10)
+        policy.throttling = nil
+        try await withServer(router) { _, server in
+            let client = RPCClient(host: "127.0.0.1", port: server.port!, options: .defaults { $0.interceptors = [RetryInterceptor(policy: policy)] })
+            let error = await #expect(throws: RPCError.self) {
+                _ = try await client.unary(Methods.UnaryCall.self, Grpc.Testing.SimpleRequest(), options: CallOptions(timeout: .seconds(3), isIdempotent: true))
+            }
+            #expect(error?.code == .unavailable || error?.code == .deadlineExceeded, "\(String(describing: error))")
+            let seen = deadlines.withLock { $0 }
+            #expect(seen.count >= 2 && seen.count < 100, "\(seen.count) attempts")
+            // grpc-timeout has millisecond resolution at best: 50 ms of slack for rounding.
+            if let first = seen.first {
+                #expect(seen.allSatisfy { $0 <= first + .milliseconds(50) }, "an attempt was given time past the call's deadline")
+            }
+            await client.close()
+        }
+    }
+
+    @Test("retry throttling (gRPC A6): the token bucket, on its own")
+    func tokenBucket() {
+        var bucket = RetryTokenBucket(RetryThrottling(maxTokens: 10, tokenRatio: 0.5))
+        #expect(bucket.allowsRetry)
+        for _ in 0..<4 { bucket.recordFailure() }
+        #expect(bucket.tokens == 6)
+        #expect(bucket.allowsRetry)
+        bucket.recordFailure()
+        #expect(bucket.tokens == 5)
+        #expect(!bucket.allowsRetry, "retries need more than half the tokens")
+        bucket.recordSuccess()
+        #expect(bucket.allowsRetry)
+        for _ in 0..<100 { bucket.recordFailure() }
+        #expect(bucket.tokens == 0)
+        for _ in 0..<100 { bucket.recordSuccess() }
+        #expect(bucket.tokens == 10)
+    }
+
+    @Test("retry throttling: while most calls fail, calls are tried once; successes bring retries back")
+    func throttling() async throws {
+        let attempts = Shared(0)
+        let failing = Shared(true)
+        var router = Router()
+        router.unary(Methods.UnaryCall.self) { _, _ in
+            attempts.withLock { $0 += 1 }
+            if failing.withLock({ $0 }) { throw RPCError(.unavailable, "overloaded") }
+            return Grpc.Testing.SimpleResponse()
+        }
+        var policy = RetryPolicy()
+        policy.maxAttempts = 5
+        policy.initialBackoff = .milliseconds(1)
+        policy.maxBackoff = .milliseconds(1)
+        policy.throttling = RetryThrottling(maxTokens: 4, tokenRatio: 1)
+        let retry = RetryInterceptor(policy: policy)
+        try await withServer(router) { _, server in
+            let client = RPCClient(host: "127.0.0.1", port: server.port!, options: .defaults { $0.interceptors = [retry] })
+            func attemptsOfOneCall() async -> Int {
+                let before = attempts.withLock { $0 }
+                _ = try? await client.unary(Methods.UnaryCall.self, Grpc.Testing.SimpleRequest(), options: CallOptions(isIdempotent: true))
+                return attempts.withLock { $0 } - before
+            }
+            // 4 tokens: the first failure leaves 3 (> 2: retry), the second 2 (no more retries).
+            #expect(await attemptsOfOneCall() == 2)
+            #expect(await attemptsOfOneCall() == 1)
+            #expect(await attemptsOfOneCall() == 1)
+            // The server recovers: each success gives a token back, and retries resume.
+            failing.withLock { $0 = false }
+            for _ in 0..<4 { #expect(await attemptsOfOneCall() == 1) }
+            #expect(retry.throttlingTokens == 4)
+            failing.withLock { $0 = true }
+            #expect(await attemptsOfOneCall() == 2)
+            await client.close()
+        }
     }
 
     @Test("retry backoff grows, is capped, and is jittered")

@@ -29,7 +29,12 @@ final class ClientCall: Sendable {
 
     /// Sends one request message of a streaming call.
     func send<Message: ProtobufKit.Message>(_ message: Message) async throws {
-        let framed = try frameMessage(message, compression: compression, maxSize: maxMessageSize, allocator: ByteBufferAllocator(), direction: "request")
+        let framed: ByteBuffer
+        do {
+            framed = try frameMessage(message, compression: compression, maxSize: maxMessageSize, allocator: ByteBufferAllocator(), direction: "request")
+        } catch let error as RPCError {
+            throw error.markedLocal()
+        }
         let state = self.state
         let streamID = self.streamID
         if eventLoop.inEventLoop {

@@ -32,6 +32,12 @@ final class ClientConnectionState: HTTP2ConnectionDelegate {
     }
     let status = ConnectionStatus()
     var onClose: (() -> Void)?
+    /// The server said GOAWAY(ENHANCE_YOUR_CALM, "too_many_pings"): the client pings less on
+    /// its next connections.
+    var onTooManyPings: (() -> Void)?
+    /// Set when the client no longer wants this connection (its address left the resolved set):
+    /// it closes once its last call has ended.
+    var closeWhenIdle = false
 
     /// One call's state. A class, so that updating it in place does not go through
     /// Dictionary's modify accessor, whose coroutine frame for a value this large was a heap
@@ -61,8 +67,18 @@ final class ClientConnectionState: HTTP2ConnectionDelegate {
     /// request message and the end of the request stream go out with the headers.
     func startCall(fields: [HeaderField], events: InboundQueue<ClientCallEvent>, onlyRequest: ByteBuffer? = nil,
                    deadline: NIODeadline? = nil) throws -> Int32 {
-        if draining { throw RPCError(.unavailable, "the connection is shutting down") }
-        let streamID = try connection.session.startRequest(fields)
+        // The connection stopped taking calls after the caller picked it (a GOAWAY in between):
+        // nothing was sent, so the caller may take another connection.
+        if draining { throw RPCError(.unavailable, "the connection is shutting down", origin: .unprocessed) }
+        let streamID: Int32
+        do {
+            streamID = try connection.session.startRequest(fields)
+        } catch {
+            // nghttp2 refuses new streams once GOAWAY is in, or when stream ids run out: this
+            // connection is done for new calls.
+            draining = true
+            throw RPCError(.unavailable, "the connection takes no new streams (\(error))", origin: .unprocessed)
+        }
         let stream = Stream(events: events)
         stream.deadline = deadline
         streams[streamID] = stream
@@ -102,6 +118,13 @@ final class ClientConnectionState: HTTP2ConnectionDelegate {
         connection.session.consume(streamID: streamID, count: stream.window.takeAcknowledgement())
     }
 
+    /// Takes no new calls and closes once the calls in flight have ended.
+    func retire() {
+        draining = true
+        closeWhenIdle = true
+        if streams.isEmpty { connection.close() }
+    }
+
     /// Cancels a call: RST_STREAM(CANCEL) to the server, `status` to the caller.
     func cancel(streamID: Int32, status: RPCError) {
         guard let stream = streams[streamID], !stream.ended else { return }
@@ -119,24 +142,35 @@ final class ClientConnectionState: HTTP2ConnectionDelegate {
         case .headers(let streamID, let fields, let endStream):
             guard let stream = streams[streamID], !stream.ended else { return }
             if !stream.sawHeaders {
+                let head = ResponseHead(fields)
+                // 1xx: informational, the real response head follows.
+                if (100..<200).contains(head.status) && !endStream { return }
                 stream.sawHeaders = true
-                stream.httpStatus = Int(fields.first { $0.name == ":status" }?.value ?? "") ?? 0
-                let encoding = fields.first { $0.name == "grpc-encoding" }?.value
-                do {
-                    stream.deframer = MessageDeframer(maxMessageSize: maxMessageSize, compression: try Compression.named(encoding))
-                } catch {
-                    end(streamID: streamID, status: RPCError(.internal, "the server used an unsupported grpc-encoding \(encoding ?? "")"), trailers: [])
+                stream.httpStatus = head.status
+                if endStream {
+                    // Trailers-Only: the status is in this one block (or, from a proxy that is
+                    // not gRPC, only the HTTP status and content-type say what happened).
+                    end(streamID: streamID, fields: fields, head: head)
+                    return
+                }
+                if let failure = head.failure {
+                    // Not a gRPC response (a proxy's error page, say): whatever the body holds
+                    // is not gRPC messages. The call ends with the mapped status; the stream is
+                    // of no further use.
+                    end(streamID: streamID, status: failure, trailers: [])
                     connection.session.resetStream(streamID, errorCode: 0x8)
                     return
                 }
-                if endStream {
-                    // Trailers-Only: the status is in this one block.
-                    end(streamID: streamID, fields: fields)
-                } else {
-                    stream.events.yield(.headers(fields))
+                do {
+                    stream.deframer = MessageDeframer(maxMessageSize: maxMessageSize, compression: try Compression.named(head.encoding))
+                } catch {
+                    end(streamID: streamID, status: RPCError(.internal, "the server used an unsupported grpc-encoding \(head.encoding ?? "")"), trailers: [])
+                    connection.session.resetStream(streamID, errorCode: 0x8)
+                    return
                 }
+                stream.events.yield(.headers(fields))
             } else {
-                end(streamID: streamID, fields: fields)
+                end(streamID: streamID, fields: fields, head: nil)
             }
         case .data(let streamID, let bytes):
             guard let stream = streams[streamID], !stream.ended, stream.deframer != nil else {
@@ -165,18 +199,29 @@ final class ClientConnectionState: HTTP2ConnectionDelegate {
             break  // the status comes with trailers; a DATA END_STREAM without them is caught on close
         case .streamClosed(let streamID, let errorCode):
             if let stream = streams[streamID], !stream.ended {
-                let status = errorCode == 0
-                    ? RPCError(stream.httpStatus == 200 || stream.httpStatus == 0 ? .internal : RPCError.Code.fromHTTPStatus(stream.httpStatus),
-                               "the server closed the stream without a grpc-status")
-                    : RPCError(RPCError.Code.fromHTTP2ErrorCode(errorCode), "the stream was reset (HTTP/2 error \(errorCode))")
+                let status: RPCError
+                if errorCode == 0 {
+                    status = RPCError(stream.httpStatus == 200 || stream.httpStatus == 0 ? .internal : RPCError.Code.fromHTTPStatus(stream.httpStatus),
+                                      "the server closed the stream without a grpc-status")
+                } else if errorCode == 0x7 && !stream.sawHeaders {
+                    // REFUSED_STREAM, from the server's RST_STREAM or from nghttp2 closing our
+                    // streams above a GOAWAY's last stream id: the server did not process the
+                    // request, so it can go again on another connection (RFC 9113 §8.7).
+                    status = RPCError(.unavailable, "the server refused the stream (not processed)", origin: .unprocessed)
+                } else {
+                    status = RPCError(RPCError.Code.fromHTTP2ErrorCode(errorCode), "the stream was reset (HTTP/2 error \(errorCode))")
+                }
                 end(streamID: streamID, status: status, trailers: [])
             }
             if let stream = streams.removeValue(forKey: streamID) {
                 // Bytes held back from an unread stream go back to the connection's window.
                 connection.session.consume(streamID: streamID, count: stream.window.unacknowledgedAtClose)
             }
-        case .goAway:
+            if closeWhenIdle && streams.isEmpty { connection.close() }
+        case .goAway(_, let errorCode, let debugData):
             draining = true
+            // gRPC's keepalive enforcement (A8): the server found our pings too frequent.
+            if errorCode == 0xb && debugData == PingPolicy.tooManyPings { onTooManyPings?() }
         case .headerListTooLarge(let streamID, let size, _):
             // A stream error: this call fails, the connection goes on.
             end(streamID: streamID, status: RPCError(.resourceExhausted, "the server's header list of \(size) bytes is over the limit of \(connection.session.settings.maxHeaderListSize)"), trailers: [])
@@ -212,14 +257,17 @@ final class ClientConnectionState: HTTP2ConnectionDelegate {
         onClose = nil
     }
 
-    /// The status from a trailers block (or the HTTP status when grpc-status is missing).
-    func end(streamID: Int32, fields: [HeaderField]) {
-        let httpStatus = streams[streamID]?.httpStatus ?? 0
+    /// The status from a trailers block, or from a Trailers-Only response (`head`: its parsed
+    /// head). Without a grpc-status, the HTTP status and content-type decide
+    /// (doc/http-grpc-status-mapping.md of the gRPC project).
+    func end(streamID: Int32, fields: [HeaderField], head: ResponseHead?) {
         var status: RPCError
         if let code = fields.first(where: { $0.name == "grpc-status" }).flatMap({ Int($0.value) }) {
             let message = fields.first { $0.name == "grpc-message" }.map { PercentEncoding.decode($0.value) } ?? ""
             status = RPCError(RPCError.Code(rawValue: code), message)
-        } else if httpStatus != 200 {
+        } else if let failure = head?.failure {
+            status = failure
+        } else if let httpStatus = streams[streamID]?.httpStatus, httpStatus != 200 {
             status = RPCError(RPCError.Code.fromHTTPStatus(httpStatus), "HTTP status \(httpStatus) without a grpc-status")
         } else {
             status = RPCError(.internal, "the response ended without a grpc-status")

@@ -10,7 +10,7 @@ extension RPCClient {
         _ body: (RequestWriter<Input>, ResponseStream<Output>) async throws -> Result
     ) async throws -> Result {
         try await intercepted(method, options) { options in
-            let call = try await startCall(method, options: options)
+            let call = try await startCall(method, options: options, deadline: try Self.deadline(options))
             return try await running(call) {
                 let result = try await body(RequestWriter(call: call), ResponseStream(call: call))
                 call.cancelIfOpen()

@@ -3,13 +3,11 @@ import NIOCore
 import NIOPosix
 import ProtobufKit
 import Synchronization
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Per-call settings.
 public struct CallOptions: Sendable {
-    /// How long the call may take; sent as `grpc-timeout` and enforced locally.
+    /// How long the call may take; sent as `grpc-timeout` and enforced locally. It covers the
+    /// whole call: waiting for a connection, and every attempt of a retrying interceptor.
     public var timeout: Duration?
     /// Custom metadata sent with the request headers.
     public var metadata = Metadata()
@@ -17,12 +15,22 @@ public struct CallOptions: Sendable {
     public var compressRequests = false
     /// Whether the call may be retried; nil takes the method's `idempotency_level`.
     public var isIdempotent: Bool?
+    /// Wait for the server to be reachable instead of failing at once (gRPC's wait-for-ready).
+    ///
+    /// Off (the default), a call fails fast with UNAVAILABLE when no connection to the target
+    /// can be made. On, the call waits, reconnecting with backoff, until a connection is up or
+    /// the call's timeout passes (DEADLINE_EXCEEDED); without a timeout it waits until its task
+    /// is cancelled. For calls that are worth waiting for, such as a worker's first call to a
+    /// service that starts beside it.
+    public var waitForReady = false
 
-    public init(timeout: Duration? = nil, metadata: Metadata = Metadata(), compressRequests: Bool = false, isIdempotent: Bool? = nil) {
+    public init(timeout: Duration? = nil, metadata: Metadata = Metadata(), compressRequests: Bool = false, isIdempotent: Bool? = nil,
+                waitForReady: Bool = false) {
         self.timeout = timeout
         self.metadata = metadata
         self.compressRequests = compressRequests
         self.isIdempotent = isIdempotent
+        self.waitForReady = waitForReady
     }
 }
 
@@ -35,8 +43,15 @@ public struct UnaryResponse<Message: Sendable>: Sendable {
     public var messageWasCompressed = false
 }
 
-/// A gRPC client for one target (`host:port`), over one HTTP/2 connection that it opens on first
-/// use and opens again after the server closes it or sends GOAWAY.
+/// A gRPC client for one target: every address `host` resolves to (or a fixed list of
+/// endpoints), one HTTP/2 connection per address, calls spread round-robin.
+///
+/// Connections open on first use (concurrent first calls share one attempt) and again after the
+/// server closes one or sends GOAWAY; an address that fails to connect backs off exponentially.
+/// The name is looked up off the event loops, again every `NameResolution.interval` and soon
+/// after a connection fails; a lookup that fails or finds nothing keeps the addresses in use.
+/// Calls the server never processed (REFUSED_STREAM, streams above a GOAWAY's last stream id)
+/// are sent again once, on another connection, without the caller seeing it.
 public final class RPCClient: Sendable {
     public struct Options: Sendable {
         public var maxMessageSize = 4 * 1024 * 1024
@@ -44,8 +59,11 @@ public final class RPCClient: Sendable {
         /// Run around every call, outermost first.
         public var interceptors: [any ClientInterceptor] = []
         /// Keepalive (a PING every five minutes while calls are open, by default), idle timeout
-        /// and abuse limits of each connection.
+        /// and abuse limits of each connection. A server that answers the pings with
+        /// GOAWAY "too_many_pings" makes the client double the interval for its next connections.
         public var limits = HTTP2Limits.client
+        /// How often the target name is looked up again (not used with fixed endpoints).
+        public var resolution = NameResolution()
         public init() {}
 
         public static func defaults(_ configure: (inout Self) -> Void) -> Self {
@@ -61,40 +79,21 @@ public final class RPCClient: Sendable {
     let authority: String
     let options: Options
     let group: any EventLoopGroup
-    private let pool = Mutex(Pool())
-
-    /// An open connection: its channel and its loop-bound state.
-    struct ConnectionHandle: Sendable {
-        let channel: Channel
-        let state: NIOLoopBound<ClientConnectionState>
-        /// Whether the connection takes no new calls (GOAWAY or closed), readable from any thread.
-        let status: ConnectionStatus
-    }
-
-    /// Connections per resolved address, picked round-robin; addresses that failed to connect
-    /// wait out an exponential backoff before they are tried again.
-    struct Pool {
-        var addresses: [SocketAddress] = []
-        var resolvedAt: ContinuousClock.Instant?
-        var connections: [SocketAddress: ConnectionHandle] = [:]
-        var backoff: [SocketAddress: (until: ContinuousClock.Instant, delay: Duration)] = [:]
-        var next = 0
-    }
-
-    /// How often the target name is resolved again (endpoints come and go).
-    static let resolveInterval: Duration = .seconds(30)
+    let pool: Mutex<Pool>
 
     /// Endpoints given explicitly instead of resolved from `host`.
     let fixedEndpoints: [SocketAddress]?
 
-    /// A client for every address `host` resolves to (round-robin).
+    /// A client for every address `host` resolves to (round-robin). An IP address is used as it
+    /// is: nothing to look up, so no trip to the resolver's thread pool.
     public init(host: String, port: Int, options: Options = Options(), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
         self.host = host
         self.port = port
         self.authority = "\(host):\(port)"
         self.options = options
         self.group = group
-        self.fixedEndpoints = nil
+        self.fixedEndpoints = (try? SocketAddress(ipAddress: host, port: port)).map { [$0] }
+        self.pool = Mutex(Pool(keepaliveInterval: options.limits.keepaliveInterval))
     }
 
     /// A client for a fixed list of endpoints (round-robin), for example from configuration.
@@ -106,6 +105,7 @@ public final class RPCClient: Sendable {
         self.options = options
         self.group = group
         self.fixedEndpoints = try endpoints.map { try SocketAddress(ipAddress: $0.host, port: $0.port) }
+        self.pool = Mutex(Pool(keepaliveInterval: options.limits.keepaliveInterval))
     }
 
     /// Closes every connection; calls in flight end with UNAVAILABLE.
@@ -117,131 +117,32 @@ public final class RPCClient: Sendable {
         for handle in handles { try? await handle.channel.close() }
     }
 
-    // MARK: Connections
-
-    /// Every address the target name resolves to (IPv4 and IPv6), in the resolver's order.
-    static func resolve(_ host: String, _ port: Int) -> [SocketAddress] {
-        var hints = addrinfo()
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        var list: UnsafeMutablePointer<addrinfo>?
-        guard getaddrinfo(host, String(port), &hints, &list) == 0, let first = list else { return [] }
-        defer { freeaddrinfo(list) }
-        var addresses: [SocketAddress] = []
-        var entry: UnsafeMutablePointer<addrinfo>? = first
-        while let current = entry {
-            if let raw = current.pointee.ai_addr {
-                switch Int32(current.pointee.ai_family) {
-                case AF_INET:
-                    addresses.append(SocketAddress(raw.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee }, host: host))
-                case AF_INET6:
-                    addresses.append(SocketAddress(raw.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee }, host: host))
-                default:
-                    break
-                }
-            }
-            entry = current.pointee.ai_next
-        }
-        var seen: Set<String> = []
-        return addresses.filter { seen.insert($0.description).inserted }
-    }
-
-    /// The addresses calls are spread over (resolved again every `resolveInterval`).
+    /// The addresses calls are spread over now: the fixed endpoints, or what the name resolved
+    /// to at the last lookup (empty before the first call).
     public var endpoints: [SocketAddress] {
-        if let fixedEndpoints { return fixedEndpoints }
-        let cached = pool.withLock { pool -> [SocketAddress]? in
-            if let at = pool.resolvedAt, ContinuousClock.now - at < Self.resolveInterval, !pool.addresses.isEmpty { return pool.addresses }
-            return nil
-        }
-        if let cached { return cached }
-        let fresh = Self.resolve(host, port)
-        pool.withLock {
-            $0.addresses = fresh
-            $0.resolvedAt = .now
-        }
-        return fresh
-    }
-
-    /// The next usable connection, round-robin over the endpoints, connecting as needed.
-    func connection() async throws -> ConnectionHandle {
-        let addresses = endpoints
-        guard !addresses.isEmpty else { throw RPCError(.unavailable, "\(host) does not resolve to any address") }
-        var lastError: Error?
-        for _ in 0..<addresses.count {
-            let (address, existing, waiting) = pool.withLock { pool -> (SocketAddress, ConnectionHandle?, Bool) in
-                let address = addresses[pool.next % addresses.count]
-                pool.next &+= 1
-                let waiting = pool.backoff[address].map { ContinuousClock.now < $0.until } ?? false
-                return (address, pool.connections[address], waiting)
-            }
-            if let existing, existing.channel.isActive, !existing.status.isDraining { return existing }
-            if waiting { continue }
-            do {
-                let handle = try await connect(to: address)
-                pool.withLock {
-                    $0.connections[address] = handle
-                    $0.backoff[address] = nil
-                }
-                return handle
-            } catch {
-                lastError = error
-                pool.withLock { pool in
-                    // Reconnect backoff: 100 ms doubling to 5 s.
-                    let previous = pool.backoff[address]?.delay ?? .milliseconds(50)
-                    let delay = min(previous * 2, .seconds(5))
-                    pool.backoff[address] = (.now + delay, delay)
-                }
-            }
-        }
-        throw RPCError(.unavailable, "cannot connect to \(host):\(port) (\(addresses.count) address(es)): \(lastError.map { "\($0)" } ?? "all backing off")")
-    }
-
-    func connect(to address: SocketAddress) async throws -> ConnectionHandle {
-        let maxMessageSize = options.maxMessageSize
-        let limits = options.limits
-        let channel = try await ClientBootstrap(group: group)
-            .connectTimeout(.nanoseconds(options.connectTimeout.nanosecondsClamped))
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    // Manual flow control (the default): responses are acknowledged as the caller
-                    // reads them, so a slow reader pushes back on the server.
-                    let session = try HTTP2Session(role: .client, settings: HTTP2Session.Settings())
-                    let connection = HTTP2Connection(session: session, eventLoop: channel.eventLoop, limits: limits)
-                    let state = ClientConnectionState(maxMessageSize: maxMessageSize)
-                    state.connection = connection
-                    connection.delegate = state
-                    try channel.pipeline.syncOperations.addHandler(connection)
-                }
-            }
-            .connect(to: address)
-            .get()
-        try await Self.refuseSelfConnection(channel)
-        let (state, status) = try await channel.eventLoop.submit {
-            let connection = try channel.pipeline.syncOperations.handler(type: HTTP2Connection.self)
-            let state = connection.delegate as! ClientConnectionState
-            return (NIOLoopBound(state, eventLoop: channel.eventLoop), state.status)
-        }.get()
-        return ConnectionHandle(channel: channel, state: state, status: status)
+        fixedEndpoints ?? pool.withLock { $0.addresses }
     }
 
     // MARK: Raw calls
 
-    /// The call's timeout: its own, bounded by the deadline of the call being handled (if this
-    /// client is used inside a server handler), so deadlines propagate across hops.
-    static func effectiveTimeout(_ options: CallOptions) throws -> Duration? {
-        guard let inherited = CallDeadline.current else { return options.timeout }
-        let remaining = inherited - .now
-        if remaining <= .zero { throw RPCError(.deadlineExceeded, "the deadline of the calling request has passed") }
-        return options.timeout.map { min($0, remaining) } ?? remaining
+    /// When the call must be over: its own timeout from now, bounded by the deadline of the call
+    /// being handled (if this client is used inside a server handler), so deadlines propagate
+    /// across hops.
+    static func deadline(_ options: CallOptions) throws -> ContinuousClock.Instant? {
+        guard let inherited = CallDeadline.current else { return options.timeout.map { .now + $0 } }
+        let now = ContinuousClock.now
+        if inherited <= now { throw RPCError(.deadlineExceeded, "the deadline of the calling request has passed", origin: .local) }
+        return options.timeout.map { min(now + $0, inherited) } ?? inherited
     }
 
     /// Opens a call: sends the request headers (and, for a call with one request, that request
     /// and the end of the request stream) and returns the call's handle. One trip to the
     /// connection's event loop, none when the caller already runs on it (the gateway).
-    func startCall(_ method: MethodDescriptor, options: CallOptions, onlyRequest: ((Compression?) throws -> ByteBuffer)? = nil) async throws -> ClientCall {
-        var options = options
-        options.timeout = try Self.effectiveTimeout(options)
-        let handle = try await connection()
+    ///
+    /// Errors this client makes itself (metadata it cannot send, a request over the size limit)
+    /// come before any connection is made, marked local (`RPCError.isLocal`).
+    func startCall(_ method: MethodDescriptor, options: CallOptions, deadline: ContinuousClock.Instant?,
+                   onlyRequest: ((Compression?) throws -> ByteBuffer)? = nil) async throws -> ClientCall {
         var fields: [HeaderField] = []
         fields.reserveCapacity(10 + options.metadata.entries.count)
         fields.append(contentsOf: [
@@ -251,22 +152,44 @@ public final class RPCClient: Sendable {
             HeaderField("grpc-accept-encoding", Compression.acceptEncoding),
         ])
         if options.compressRequests { fields.append(HeaderField("grpc-encoding", "gzip")) }
-        if let timeout = options.timeout { fields.append(HeaderField("grpc-timeout", GRPCTimeout.format(timeout))) }
-        try options.metadata.appendHeaderFields(to: &fields)
         let compression: Compression? = options.compressRequests ? .gzip : nil
-        let body = try onlyRequest?(compression)
+        let body: ByteBuffer?
+        do {
+            try options.metadata.appendHeaderFields(to: &fields)
+            body = try onlyRequest?(compression)
+        } catch let error as RPCError {
+            throw error.markedLocal()
+        }
         let events = InboundQueue<ClientCallEvent>()
-        let state = handle.state
-        let requestFields = fields
-        let eventLoop = handle.channel.eventLoop
-        // The local deadline: the server enforces its own, but an unresponsive server must not
-        // hold the caller past it (the connection keeps one timer for all its calls' deadlines).
-        let deadline = options.timeout.map { NIODeadline.now() + .nanoseconds($0.nanosecondsClamped) }
-        let streamID = eventLoop.inEventLoop
-            ? try state.value.startCall(fields: requestFields, events: events, onlyRequest: body, deadline: deadline)
-            : try await eventLoop.submit { try state.value.startCall(fields: requestFields, events: events, onlyRequest: body, deadline: deadline) }.get()
-        let call = ClientCall(streamID: streamID, state: state, events: events, compression: compression, maxMessageSize: self.options.maxMessageSize)
-        return call
+        // A connection that stops taking calls between being picked and the stream opening (a
+        // GOAWAY in between) sent nothing: another connection is tried.
+        var attempt = 0
+        while true {
+            let handle = try await connection(deadline: deadline, waitForReady: options.waitForReady)
+            // The local deadline: the server enforces its own, but an unresponsive server must not
+            // hold the caller past it (the connection keeps one timer for all its calls' deadlines).
+            let timerDeadline: NIODeadline?
+            if let deadline {
+                let remaining = deadline - .now
+                if remaining <= .zero { throw RPCError(.deadlineExceeded, "the deadline passed before the call could start") }
+                if attempt > 0 { fields.removeLast() }
+                fields.append(HeaderField("grpc-timeout", GRPCTimeout.format(remaining)))
+                timerDeadline = NIODeadline.now() + .nanoseconds(remaining.nanosecondsClamped)
+            } else {
+                timerDeadline = nil
+            }
+            let state = handle.state
+            let requestFields = fields
+            let eventLoop = handle.channel.eventLoop
+            do {
+                let streamID = eventLoop.inEventLoop
+                    ? try state.value.startCall(fields: requestFields, events: events, onlyRequest: body, deadline: timerDeadline)
+                    : try await eventLoop.submit { try state.value.startCall(fields: requestFields, events: events, onlyRequest: body, deadline: timerDeadline) }.get()
+                return ClientCall(streamID: streamID, state: state, events: events, compression: compression, maxMessageSize: self.options.maxMessageSize)
+            } catch let error as RPCError where error.origin == .unprocessed && attempt < 3 {
+                attempt += 1
+            }
+        }
     }
 
     /// Frames the one request of a unary or server-streaming call, checking its size.
@@ -280,21 +203,41 @@ public final class RPCClient: Sendable {
     // MARK: Typed calls
 
     /// Runs a call's body; task cancellation cancels the call (RST_STREAM), and surfaces as
-    /// CANCELLED like any other way the call can end.
+    /// CANCELLED like any other way the call can end. Whatever way the body ends, the stream is
+    /// closed: a body that throws (the caller's own error, a response that did not decode) resets
+    /// a stream that is still open, so the server stops working on it and its slot is freed.
     func running<Result>(_ call: ClientCall, _ body: () async throws -> Result) async throws -> Result {
         do {
             return try await withTaskCancellationHandler(operation: body, onCancel: { call.cancel() })
         } catch is CancellationError {
             call.cancel()
             throw RPCError(.cancelled, "the call was cancelled")
+        } catch {
+            call.cancelIfOpen()
+            throw error
+        }
+    }
+
+    /// A call with one request: started, its response read by `collect`. A call the server did
+    /// not process (REFUSED_STREAM, or a stream above the last stream id of a GOAWAY) goes once
+    /// more, on a usable connection, within the same deadline: the caller sees only the outcome
+    /// of that second attempt (gRPC's transparent retry, done once as grpc-go does).
+    func oneRequestCall<Result>(_ method: MethodDescriptor, _ options: CallOptions, request: @escaping (Compression?) throws -> ByteBuffer,
+                                _ collect: (ClientCall) async throws -> Result) async throws -> Result {
+        let deadline = try Self.deadline(options)
+        let call = try await startCall(method, options: options, deadline: deadline, onlyRequest: request)
+        do {
+            return try await running(call) { try await collect(call) }
+        } catch let error as RPCError where error.origin == .unprocessed {
+            let again = try await startCall(method, options: options, deadline: deadline, onlyRequest: request)
+            return try await running(again) { try await collect(again) }
         }
     }
 
     /// One request, one response.
     public func unary<M: MethodSpec>(_ method: M.Type, _ request: M.Input, options: CallOptions = CallOptions()) async throws -> M.Output {
         try await intercepted(M.descriptor, options) { options in
-            let call = try await startCall(M.descriptor, options: options, onlyRequest: framedRequest(request))
-            return try await running(call) {
+            try await oneRequestCall(M.descriptor, options, request: framedRequest(request)) { call in
                 try await call.collectOneMessage(M.Output.self)
             }
         }
@@ -310,8 +253,7 @@ public final class RPCClient: Sendable {
     public func unary<Input: Message, Output: Message>(_ method: MethodDescriptor, _ request: Input, responseType: Output.Type,
                                                        options: CallOptions = CallOptions()) async throws -> UnaryResponse<Output> {
         try await intercepted(method, options) { options in
-            let call = try await startCall(method, options: options, onlyRequest: framedRequest(request))
-            return try await running(call) {
+            try await oneRequestCall(method, options, request: framedRequest(request)) { call in
                 try await call.collectOne(Output.self)
             }
         }
@@ -323,8 +265,7 @@ public final class RPCClient: Sendable {
     public func unary<Response>(_ method: MethodDescriptor, _ request: some Message, options: CallOptions = CallOptions(),
                                 decode: @escaping (UnsafeRawBufferPointer) throws -> Response) async throws -> Response {
         try await intercepted(method, options) { options in
-            let call = try await startCall(method, options: options, onlyRequest: framedRequest(request))
-            return try await running(call) {
+            try await oneRequestCall(method, options, request: framedRequest(request)) { call in
                 try await call.collectOne(decode)
             }
         }
@@ -355,7 +296,7 @@ public final class RPCClient: Sendable {
         _ body: (ResponseStream<Output>) async throws -> Result
     ) async throws -> Result {
         try await intercepted(method, options) { options in
-            let call = try await startCall(method, options: options, onlyRequest: framedRequest(request))
+            let call = try await startCall(method, options: options, deadline: try Self.deadline(options), onlyRequest: framedRequest(request))
             return try await running(call) {
                 let result = try await body(ResponseStream(call: call))
                 call.cancelIfOpen()
@@ -370,7 +311,7 @@ public final class RPCClient: Sendable {
         _ body: (RequestWriter<M.Input>) async throws -> Void
     ) async throws -> UnaryResponse<M.Output> {
         try await intercepted(M.descriptor, options) { options in
-            let call = try await startCall(M.descriptor, options: options)
+            let call = try await startCall(M.descriptor, options: options, deadline: try Self.deadline(options))
             return try await running(call) {
                 try await body(RequestWriter(call: call))
                 call.finishRequests()
@@ -385,7 +326,7 @@ public final class RPCClient: Sendable {
         _ body: (RequestWriter<M.Input>, ResponseStream<M.Output>) async throws -> Result
     ) async throws -> Result {
         try await intercepted(M.descriptor, options) { options in
-            let call = try await startCall(M.descriptor, options: options)
+            let call = try await startCall(M.descriptor, options: options, deadline: try Self.deadline(options))
             return try await running(call) {
                 let result = try await body(RequestWriter(call: call), ResponseStream(call: call))
                 call.cancelIfOpen()

@@ -74,6 +74,23 @@ public struct RPCError: Error, Hashable, Sendable, CustomStringConvertible {
     /// Add them with `addDetail(_:)` or `addFieldViolation(_:_:)`, read them with `details(_:)`.
     public var details: [Google.Protobuf.AnyMessage]
 
+    /// Where the error came from, for retry decisions; not part of the status (equality and
+    /// hashing ignore it, and it never travels on the wire).
+    var origin = Origin.peer
+
+    enum Origin: Sendable {
+        /// From the server, or from the connection to it: the request may have been processed.
+        case peer
+        /// Made by this client before the request could leave (invalid metadata, a request over
+        /// the size limit, a connection refused without trying): the same call would fail the
+        /// same way, so it is never retried.
+        case local
+        /// The server did not process the request (REFUSED_STREAM, a stream above a GOAWAY's last
+        /// stream id, a connection that stopped taking calls before the request went out): safe
+        /// to send again, whatever the method.
+        case unprocessed
+    }
+
     public init(_ code: Code, _ message: String = "", metadata: Metadata = Metadata(), details: [Google.Protobuf.AnyMessage] = []) {
         self.code = code
         self.message = message
@@ -81,5 +98,34 @@ public struct RPCError: Error, Hashable, Sendable, CustomStringConvertible {
         self.details = details
     }
 
+    init(_ code: Code, _ message: String, origin: Origin) {
+        self.init(code, message)
+        self.origin = origin
+    }
+
+    /// Whether this client made the error itself, without the server (invalid outgoing metadata,
+    /// a request over the message size limit or that cannot be encoded, a connection attempt
+    /// skipped while the address is backing off or refused because it connected to itself).
+    /// Repeating the call would fail the same way: `RetryInterceptor` never retries it.
+    public var isLocal: Bool { origin == .local }
+
+    /// The same error, marked as made by this client (see `isLocal`).
+    func markedLocal() -> RPCError {
+        var error = self
+        error.origin = .local
+        return error
+    }
+
     public var description: String { message.isEmpty ? "\(code)" : "\(code): \(message)" }
+
+    public static func == (lhs: RPCError, rhs: RPCError) -> Bool {
+        lhs.code == rhs.code && lhs.message == rhs.message && lhs.metadata == rhs.metadata && lhs.details == rhs.details
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(code)
+        hasher.combine(message)
+        hasher.combine(metadata)
+        hasher.combine(details)
+    }
 }

@@ -1,0 +1,290 @@
+import HTTP2
+import NIOCore
+import NIOPosix
+
+extension RPCClient {
+    /// An open connection: its channel and its loop-bound state.
+    struct ConnectionHandle: Sendable {
+        let channel: Channel
+        let state: NIOLoopBound<ClientConnectionState>
+        /// Whether the connection takes no new calls (GOAWAY or closed), readable from any thread.
+        let status: ConnectionStatus
+
+        var isUsable: Bool { channel.isActive && !status.isDraining }
+    }
+
+    /// The client's addresses and connections: one connection per resolved address, picked
+    /// round-robin. Addresses that failed to connect wait out an exponential backoff before they
+    /// are tried again. Guarded by the client's mutex; nothing here blocks or awaits.
+    struct Pool {
+        var addresses: [SocketAddress] = []
+        /// When the last lookup finished, and the lookup running now (shared by every call that
+        /// needs its answer).
+        var resolvedAt: ContinuousClock.Instant?
+        var resolution: EventLoopFuture<[SocketAddress]>?
+        /// A connection failed (or the last lookup did) since the last lookup: look again once
+        /// `NameResolution.minInterval` allows.
+        var resolutionWanted = false
+        var connections: [SocketAddress: ConnectionHandle] = [:]
+        /// Connections being opened: a call that finds one here waits for it instead of opening
+        /// another (fifty first calls share one connection).
+        var connecting: [SocketAddress: EventLoopFuture<ConnectionHandle>] = [:]
+        var backoff: [SocketAddress: (until: ContinuousClock.Instant, delay: Duration)] = [:]
+        var next = 0
+        /// The keepalive interval of new connections; doubled each time a server says
+        /// "too_many_pings" (as grpc-go does), so that the client settles on what servers accept.
+        var keepaliveInterval: Duration?
+
+        enum Pick {
+            case ready(ConnectionHandle)
+            case connecting(EventLoopFuture<ConnectionHandle>)
+            /// Nobody is connecting to `address`: this caller does, and completes `promise` for
+            /// those who come while it does.
+            case connect(SocketAddress, EventLoopPromise<ConnectionHandle>)
+            case backingOff(until: ContinuousClock.Instant)
+        }
+
+        /// The next address round-robin, and what a call does about it.
+        mutating func pick(among addresses: [SocketAddress], loops: any EventLoopGroup) -> Pick {
+            let address = addresses[next % addresses.count]
+            next &+= 1
+            if let handle = connections[address] {
+                if handle.isUsable { return .ready(handle) }
+                connections[address] = nil
+            }
+            if let future = connecting[address] { return .connecting(future) }
+            if let backoff = backoff[address], ContinuousClock.now < backoff.until { return .backingOff(until: backoff.until) }
+            let promise = loops.next().makePromise(of: ConnectionHandle.self)
+            connecting[address] = promise.futureResult
+            return .connect(address, promise)
+        }
+
+        mutating func connected(_ address: SocketAddress, _ handle: ConnectionHandle) {
+            connecting[address] = nil
+            connections[address] = handle
+            backoff[address] = nil
+        }
+
+        /// A connection attempt failed: back off from the address (100 ms doubling to 5 s) and
+        /// ask for a new lookup (the endpoint may have moved).
+        mutating func failed(_ address: SocketAddress) {
+            connecting[address] = nil
+            let previous = backoff[address]?.delay ?? .milliseconds(50)
+            let delay = min(previous * 2, .seconds(5))
+            backoff[address] = (.now + delay, delay)
+            resolutionWanted = true
+        }
+
+        /// When the first of `addresses` comes out of its backoff.
+        func earliestRetry(among addresses: [SocketAddress]) -> ContinuousClock.Instant? {
+            addresses.compactMap { backoff[$0]?.until }.min()
+        }
+    }
+
+    // MARK: Name resolution
+
+    /// The addresses calls are spread over: the fixed endpoints, or those the target name
+    /// resolved to, looked up again in the background every `NameResolution.interval` (and sooner
+    /// after a failure). Only the first call, and calls while every lookup so far found nothing,
+    /// wait for a lookup.
+    func currentAddresses() async throws -> [SocketAddress] {
+        if let fixedEndpoints { return fixedEndpoints }
+        let resolution = options.resolution
+        let (addresses, pending, promise) = pool.withLock { pool -> ([SocketAddress], EventLoopFuture<[SocketAddress]>?, EventLoopPromise<[SocketAddress]>?) in
+            guard pool.resolution == nil, resolution.isDue(resolvedAt: pool.resolvedAt, wanted: pool.resolutionWanted, now: .now) else {
+                return (pool.addresses, pool.resolution, nil)
+            }
+            let promise = group.next().makePromise(of: [SocketAddress].self)
+            pool.resolution = promise.futureResult
+            return (pool.addresses, promise.futureResult, promise)
+        }
+        if let promise { startLookup(promise) }
+        if !addresses.isEmpty { return addresses }
+        guard let pending else { throw RPCError(.unavailable, "\(host) did not resolve to any address (looked up again soon)") }
+        let fresh = try await pending.get()
+        guard !fresh.isEmpty else { throw RPCError(.unavailable, "\(host) does not resolve to any address") }
+        return fresh
+    }
+
+    /// Runs the lookup on NIO's blocking pool and takes in its answer. A lookup that fails or
+    /// finds nothing changes nothing: the addresses (and connections) that work stay in use.
+    private func startLookup(_ promise: EventLoopPromise<[SocketAddress]>) {
+        let lookup = options.resolution.lookup
+        let host = self.host
+        let port = self.port
+        promise.futureResult.whenComplete { [weak self] result in self?.lookupFinished(result) }
+        NIOThreadPool.singleton.submit { state in
+            guard case .active = state else { return promise.fail(RPCError(.unavailable, "the resolver's thread pool has stopped")) }
+            do {
+                promise.succeed(try lookup(host, port))
+            } catch let error as RPCError {
+                promise.fail(error)
+            } catch {
+                promise.fail(RPCError(.unavailable, "cannot resolve \(host): \(error)"))
+            }
+        }
+    }
+
+    private func lookupFinished(_ result: Result<[SocketAddress], Error>) {
+        let retired = pool.withLock { pool -> [ConnectionHandle] in
+            pool.resolution = nil
+            pool.resolvedAt = .now
+            guard case .success(let fresh) = result, !fresh.isEmpty else {
+                pool.resolutionWanted = true
+                return []
+            }
+            pool.resolutionWanted = false
+            pool.addresses = fresh
+            let kept = Set(fresh)
+            var retired: [ConnectionHandle] = []
+            for (address, handle) in pool.connections where !kept.contains(address) {
+                pool.connections[address] = nil
+                retired.append(handle)
+            }
+            pool.backoff = pool.backoff.filter { kept.contains($0.key) }
+            return retired
+        }
+        // Endpoints that left the name: their calls in flight finish, then the connection closes.
+        for handle in retired {
+            let state = handle.state
+            handle.channel.eventLoop.execute { state.value.retire() }
+        }
+    }
+
+    // MARK: Connections
+
+    /// A usable connection, round-robin over the addresses, connecting as needed: one connection
+    /// attempt per address at a time, whatever the number of calls waiting for it.
+    ///
+    /// Without `waitForReady`, a call fails fast with UNAVAILABLE when no address can be
+    /// connected to. With it, the call waits for an address to come out of its backoff and tries
+    /// again, until one connects or `deadline` passes (DEADLINE_EXCEEDED).
+    func connection(deadline: ContinuousClock.Instant?, waitForReady: Bool) async throws -> ConnectionHandle {
+        while true {
+            let addresses: [SocketAddress]
+            var lastError: Error?
+            do {
+                addresses = try await currentAddresses()
+            } catch {
+                guard waitForReady else { throw error }
+                try await waitBeforeTryingAgain(until: .now + .milliseconds(200), deadline: deadline, lastError: error)
+                continue
+            }
+            var attempted = false
+            for _ in 0..<addresses.count {
+                switch pool.withLock({ $0.pick(among: addresses, loops: group) }) {
+                case .ready(let handle):
+                    return handle
+                case .connecting(let future):
+                    attempted = true
+                    do { return try await future.get() } catch { lastError = error }
+                case .connect(let address, let promise):
+                    attempted = true
+                    do {
+                        let handle = try await connect(to: address, deadline: deadline)
+                        pool.withLock { $0.connected(address, handle) }
+                        promise.succeed(handle)
+                        return handle
+                    } catch {
+                        pool.withLock { $0.failed(address) }
+                        promise.fail(error)
+                        lastError = error
+                    }
+                case .backingOff:
+                    continue
+                }
+            }
+            let target = "\(host):\(port) (\(addresses.count) address(es))"
+            // Every address backing off and none tried: this client refused the call without
+            // trying, and a retry right away would be refused the same way.
+            let failure = attempted
+                ? RPCError(.unavailable, "cannot connect to \(target): \(lastError.map { "\($0)" } ?? "unknown error")")
+                : RPCError(.unavailable, "cannot connect to \(target): every address is backing off after failed connection attempts", origin: .local)
+            guard waitForReady else { throw failure }
+            let retry = pool.withLock { $0.earliestRetry(among: addresses) } ?? .now + .milliseconds(100)
+            try await waitBeforeTryingAgain(until: retry, deadline: deadline, lastError: failure)
+        }
+    }
+
+    /// Wait-for-ready: sleeps until `instant`, or fails with DEADLINE_EXCEEDED if the deadline
+    /// comes first; a cancelled task ends the wait with CANCELLED.
+    private func waitBeforeTryingAgain(until instant: ContinuousClock.Instant, deadline: ContinuousClock.Instant?, lastError: Error) async throws {
+        if let deadline, deadline <= instant {
+            if deadline > .now { try? await Task.sleep(until: deadline) }
+            throw RPCError(.deadlineExceeded, "the deadline passed while waiting for \(host):\(port) to be ready (last: \(lastError))")
+        }
+        do {
+            try await Task.sleep(until: instant)
+        } catch {
+            throw RPCError(.cancelled, "the call was cancelled while waiting for \(host):\(port) to be ready")
+        }
+    }
+
+    /// Opens a connection to `address`: TCP (within the connect timeout, and the call's deadline),
+    /// then the HTTP/2 handshake is left to run on its own.
+    func connect(to address: SocketAddress, deadline: ContinuousClock.Instant?) async throws -> ConnectionHandle {
+        let maxMessageSize = options.maxMessageSize
+        let limits = options.limits.with(keepaliveInterval: pool.withLock { $0.keepaliveInterval })
+        var timeout = options.connectTimeout
+        if let deadline { timeout = max(min(timeout, deadline - .now), .milliseconds(1)) }
+        let channel = try await ClientBootstrap(group: group)
+            .connectTimeout(.nanoseconds(timeout.nanosecondsClamped))
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .channelInitializer { [weak self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    // Manual flow control (the default): responses are acknowledged as the caller
+                    // reads them, so a slow reader pushes back on the server.
+                    let session = try HTTP2Session(role: .client, settings: HTTP2Session.Settings())
+                    let connection = HTTP2Connection(session: session, eventLoop: channel.eventLoop, limits: limits)
+                    let state = ClientConnectionState(maxMessageSize: maxMessageSize)
+                    state.connection = connection
+                    let id = ObjectIdentifier(channel)
+                    state.onClose = { self?.connectionClosed(id, address: address) }
+                    state.onTooManyPings = { self?.serverSaidTooManyPings() }
+                    connection.delegate = state
+                    try channel.pipeline.syncOperations.addHandler(connection)
+                }
+            }
+            .connect(to: address)
+            .get()
+        do {
+            try await Self.refuseSelfConnection(channel)
+        } catch let error as RPCError {
+            throw error.markedLocal()
+        }
+        let (state, status) = try await channel.eventLoop.submit {
+            let connection = try channel.pipeline.syncOperations.handler(type: HTTP2Connection.self)
+            let state = connection.delegate as! ClientConnectionState
+            return (NIOLoopBound(state, eventLoop: channel.eventLoop), state.status)
+        }.get()
+        return ConnectionHandle(channel: channel, state: state, status: status)
+    }
+
+    /// A connection closed (the server went away, an idle timeout, GOAWAY): calls pick another,
+    /// and the name is looked up again soon, since its endpoints may have changed.
+    private func connectionClosed(_ id: ObjectIdentifier, address: SocketAddress) {
+        pool.withLock { pool in
+            if let handle = pool.connections[address], ObjectIdentifier(handle.channel) == id { pool.connections[address] = nil }
+            pool.resolutionWanted = true
+        }
+    }
+
+    /// gRPC A8: a server that found our keepalive pings too frequent said so in its GOAWAY; the
+    /// next connections ping half as often (grpc-go does the same), capped at a day.
+    private func serverSaidTooManyPings() {
+        pool.withLock { pool in
+            pool.keepaliveInterval = pool.keepaliveInterval.map { min($0 * 2, .seconds(24 * 3600)) }
+        }
+    }
+
+    /// The keepalive interval new connections get (see `Pool.keepaliveInterval`).
+    var keepaliveInterval: Duration? { pool.withLock { $0.keepaliveInterval } }
+}
+
+extension HTTP2Limits {
+    func with(keepaliveInterval: Duration?) -> HTTP2Limits {
+        var limits = self
+        limits.keepaliveInterval = keepaliveInterval
+        return limits
+    }
+}

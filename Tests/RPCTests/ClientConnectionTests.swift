@@ -1,0 +1,152 @@
+import GRPCProtos
+import HTTP2
+import InteropTesting
+import NIOCore
+import NIOPosix
+import ProtobufKit
+@testable import RPC
+import Synchronization
+import Testing
+
+/// How the client uses its connections (issue 12, A5): calls a GOAWAY or REFUSED_STREAM turned
+/// away go again on another connection, concurrent first calls share one connection attempt,
+/// and wait-for-ready waits for a server that is not up yet.
+@Suite("Client connections", .serialized)
+struct ClientConnectionTests {
+    @Test("GOAWAY: calls above its last stream id go again on a new connection; the call at or below it finishes on the old one")
+    func goAwayRetriesUnprocessedCalls() async throws {
+        // Connection 0 waits for three complete requests, then says GOAWAY naming only the
+        // first as processed, and answers that one. Later connections answer everything.
+        let seen = Shared([Int32]())
+        let answered = Shared([(connection: Int, stream: Int32)]())
+        let peer = try await RawPeer.start { connection, event, session in
+            guard case .endStream(let streamID) = event else { return }
+            if connection > 0 {
+                answered.withLock { $0.append((connection, streamID)) }
+                return RawPeer.answerOK(session, streamID: streamID)
+            }
+            let streams = seen.withLock { seen -> [Int32] in
+                seen.append(streamID)
+                return seen
+            }
+            guard streams.count == 3, let first = streams.min() else { return }
+            session.sendGoAway(errorCode: 0, lastStreamID: first)
+            answered.withLock { $0.append((connection, first)) }
+            RawPeer.answerOK(session, streamID: first)
+        }
+        let client = RPCClient(host: "127.0.0.1", port: peer.port)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<3 {
+                // Not idempotent: only the transparent retry of unprocessed calls may repeat them.
+                group.addTask { _ = try await client.unary(Methods.EmptyCall.self, Grpc.Testing.Empty(), options: CallOptions(timeout: .seconds(10))) }
+            }
+            try await group.waitForAll()
+        }
+        let answers = answered.withLock { $0 }
+        #expect(answers.filter { $0.connection == 0 }.count == 1, "\(answers)")
+        #expect(answers.filter { $0.connection == 1 }.count == 2, "\(answers)")
+        #expect(peer.connectionCount == 2)
+        await client.close()
+        await peer.close()
+    }
+
+    @Test("REFUSED_STREAM: the call goes again once, transparently; a second refusal is the caller's UNAVAILABLE")
+    func refusedStreamIsRetriedOnce() async throws {
+        // Refuses the first stream it sees, answers the rest.
+        let streams = Shared(0)
+        let once = try await RawPeer.start { _, event, session in
+            guard case .endStream(let streamID) = event else { return }
+            if streams.withLock({ count in count += 1; return count }) == 1 {
+                session.resetStream(streamID, errorCode: 0x7)
+            } else {
+                RawPeer.answerOK(session, streamID: streamID)
+            }
+        }
+        let client = RPCClient(host: "127.0.0.1", port: once.port)
+        _ = try await client.unary(Methods.EmptyCall.self, Grpc.Testing.Empty(), options: CallOptions(timeout: .seconds(10)))
+        #expect(streams.withLock { $0 } == 2)
+        await client.close()
+        await once.close()
+
+        // Refuses every stream: one retry, then the refusal reaches the caller.
+        let refusals = Shared(0)
+        let always = try await RawPeer.start { _, event, session in
+            guard case .endStream(let streamID) = event else { return }
+            refusals.withLock { $0 += 1 }
+            session.resetStream(streamID, errorCode: 0x7)
+        }
+        let refused = RPCClient(host: "127.0.0.1", port: always.port)
+        let error = await #expect(throws: RPCError.self) {
+            _ = try await refused.unary(Methods.EmptyCall.self, Grpc.Testing.Empty(), options: CallOptions(timeout: .seconds(5)))
+        }
+        #expect(error?.code == .unavailable, "\(String(describing: error))")
+        #expect(refusals.withLock { $0 } == 2)
+        await refused.close()
+        await always.close()
+    }
+
+    @Test("50 concurrent first calls share one connection")
+    func concurrentFirstCallsShareOneConnection() async throws {
+        let peers = Shared(Set<String>())
+        var router = Router()
+        router.unary(Methods.EmptyCall.self) { request, context in
+            peers.withLock { _ = $0.insert(context.peer) }
+            return request
+        }
+        try await withServer(router) { client, _ in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<50 {
+                    group.addTask { _ = try await client.unary(Methods.EmptyCall.self, Grpc.Testing.Empty()) }
+                }
+                try await group.waitForAll()
+            }
+            let seen = peers.withLock { $0 }
+            #expect(seen.count == 1, "the calls came over \(seen.count) connections: \(seen)")
+        }
+        // Counted where the TCP connections are accepted.
+        let peer = try await RawPeer.start { _, event, session in
+            if case .endStream(let streamID) = event { RawPeer.answerOK(session, streamID: streamID) }
+        }
+        let client = RPCClient(host: "127.0.0.1", port: peer.port)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<50 {
+                group.addTask { _ = try await client.unary(Methods.EmptyCall.self, Grpc.Testing.Empty(), options: CallOptions(timeout: .seconds(10))) }
+            }
+            try await group.waitForAll()
+        }
+        #expect(peer.connectionCount == 1)
+        await client.close()
+        await peer.close()
+    }
+
+    @Test("without wait-for-ready an unreachable target fails fast with UNAVAILABLE; with it the call waits until the server is up, or until its deadline")
+    func waitForReady() async throws {
+        let dead = try await NameResolutionTests.deadAddress()
+        let port = dead.port!
+        let client = RPCClient(host: "127.0.0.1", port: port)
+        let failFast = await #expect(throws: RPCError.self) {
+            _ = try await client.unary(Methods.EmptyCall.self, Grpc.Testing.Empty(), options: CallOptions(timeout: .seconds(30)))
+        }
+        #expect(failFast?.code == .unavailable)
+
+        let waitingTooLong = await #expect(throws: RPCError.self) {
+            _ = try await client.unary(Methods.EmptyCall.self, Grpc.Testing.Empty(), options: CallOptions(timeout: .milliseconds(300), waitForReady: true))
+        }
+        #expect(waitingTooLong?.code == .deadlineExceeded, "\(String(describing: waitingTooLong))")
+
+        // A call that waits; the server comes up on that port after the call has failed to
+        // connect at least once more.
+        let attemptsBefore = client.pool.withLock { $0.backoff.values.map(\.delay) }
+        let waiting = Task {
+            try await client.unary(Methods.EmptyCall.self, Grpc.Testing.Empty(), options: CallOptions(timeout: .seconds(30), waitForReady: true))
+        }
+        for _ in 0..<300 where client.pool.withLock({ $0.backoff.values.map(\.delay) }) == attemptsBefore {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        let server = RPCServer(router: interopTestServiceRouter(), options: .defaults { $0.port = port })
+        try await server.start()
+        _ = try await waiting.value
+        await client.close()
+        await server.shutdown()
+    }
+}
