@@ -148,7 +148,9 @@ struct NameResolutionTests {
             if !succeeded { try await Task.sleep(for: .milliseconds(20)) }
         }
         #expect(succeeded, "the client never found the new address")
-        #expect(moving.count == 2)
+        // At least the one lookup the failure brought (more when the retries outlast the 50 ms
+        // minimum on a loaded machine); "not on every call" is the rate-limited half below.
+        #expect(moving.count >= 2)
         await client.close()
 
         // Rate limited: with a minimum interval of an hour, failing calls bring no new lookup.
