@@ -6,7 +6,7 @@ import Synchronization
 /// The gateway's clients of the services: one per service per event loop, so a request handled
 /// on an HTTP connection's event loop calls its service over a connection on the same loop, with
 /// no thread hop in between (measured: the hops were a large part of the gateway's cost). Calls
-/// that are safe to repeat are retried on UNAVAILABLE (`UpstreamRetryInterceptor`).
+/// that are safe to repeat are retried on UNAVAILABLE (`RetryPolicy.gatewayUpstream`).
 final class UpstreamPool: Sendable {
     private let loops: [ObjectIdentifier]
     private let clients: [String: [RPCClient]]
@@ -18,7 +18,7 @@ final class UpstreamPool: Sendable {
         var clients: [String: [RPCClient]] = [:]
         for (name, address) in addresses {
             clients[name] = loops.map {
-                RPCClient(host: address.host, port: address.port, options: .defaults { $0.interceptors = [UpstreamRetryInterceptor()] }, group: $0)
+                RPCClient(host: address.host, port: address.port, options: .defaults { $0.interceptors = [RetryInterceptor(policy: .gatewayUpstream)] }, group: $0)
             }
         }
         self.clients = clients

@@ -78,8 +78,8 @@ public struct JSONLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    public func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?,
-                    source: String, file: String, function: String, line: UInt) {
+    public func log(event: LogEvent) {
+        let level = event.level, message = event.message, explicit = event.metadata
         // Later sources win: the handler's own, then the task's (trace), then the call's.
         var merged = self.metadata
         if let provided = metadataProvider?.get() { merged.merge(provided) { $1 } }

@@ -21,7 +21,7 @@ struct CallOptionsMiddleware: GatewayMiddleware {
         }
         options.timeout = .milliseconds(milliseconds)
         // A GET only reads (HTTP's safe method): its upstream calls may be repeated on another
-        // replica when one is unavailable (`UpstreamRetryInterceptor`).
+        // replica when one is unavailable (`RetryPolicy.gatewayUpstream`).
         if request.method == "GET" { options.isIdempotent = true }
         options.metadata.add("x-request-id", context.requestID)
         if let parent = request.header("traceparent") { options.metadata.add("traceparent", parent) }

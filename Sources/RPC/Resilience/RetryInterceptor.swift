@@ -13,6 +13,9 @@ public struct RetryPolicy: Sendable, Hashable {
     /// Stops retrying while most calls fail (gRPC A6's throttling), so that a struggling server
     /// is not sent several times its normal load; nil never throttles.
     public var throttling: RetryThrottling? = RetryThrottling()
+    /// No retry starts with less than this left of the call's deadline (an attempt that short
+    /// would most likely end in DEADLINE_EXCEEDED, hiding the failure seen).
+    public var minimumAttemptTime: Duration = .zero
 
     public init() {}
 
@@ -105,7 +108,7 @@ public struct RetryInterceptor: ClientInterceptor {
                     // Sleeping past the deadline would only end in DEADLINE_EXCEEDED: the
                     // failure seen is the more useful answer.
                     let remaining = deadline - .now - wait
-                    guard remaining > .zero else { throw error }
+                    guard remaining > .zero, remaining >= policy.minimumAttemptTime else { throw error }
                     try await Task.sleep(for: wait)
                     attemptOptions.timeout = deadline - .now
                 } else {
