@@ -57,9 +57,23 @@ public struct StoreProbe: Sendable {
     /// The first problem among `probes`, checked off the event loops and the cooperative pool
     /// (a probe may wait for a lock).
     public static func firstProblem(_ probes: [StoreProbe]) async -> String? {
-        guard !probes.isEmpty else { return nil }
+        await firstProblem(checks: probes.map { probe in { probe.problem() } })
+    }
+
+    /// The first non-nil answer among `checks`, each run at most once, in order, on the probe
+    /// queue. Once each: a check's answer can change from one run to the next (a lock held a
+    /// moment ago is free now), so the answer found is the one returned. (`lazy.compactMap
+    /// { ... }.first` runs the winning check twice and traps when the second run says nil: under
+    /// load that stopped Drone Scheduler.)
+    static func firstProblem(checks: [@Sendable () -> String?]) async -> String? {
+        guard !checks.isEmpty else { return nil }
         return await withCheckedContinuation { continuation in
-            queue.async { continuation.resume(returning: probes.lazy.compactMap { $0.problem() }.first) }
+            queue.async {
+                for check in checks {
+                    if let problem = check() { return continuation.resume(returning: problem) }
+                }
+                continuation.resume(returning: nil)
+            }
         }
     }
 

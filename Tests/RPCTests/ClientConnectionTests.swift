@@ -85,6 +85,50 @@ struct ClientConnectionTests {
         await always.close()
     }
 
+    @Test("a server-streaming call refused unprocessed goes again once, transparently; refused twice, the reader sees UNAVAILABLE")
+    func refusedServerStreamIsRetriedOnce() async throws {
+        // Refuses the first stream; answers the second with one message and OK.
+        let streams = Shared(0)
+        let once = try await RawPeer.start { _, event, session in
+            guard case .endStream(let streamID) = event else { return }
+            if streams.withLock({ count in count += 1; return count }) == 1 {
+                session.resetStream(streamID, errorCode: 0x7)
+            } else {
+                RawPeer.answerOK(session, streamID: streamID)
+            }
+        }
+        let client = RPCClient(host: "127.0.0.1", port: once.port)
+        let received = try await client.serverStreaming(Methods.StreamingOutputCall.self, Grpc.Testing.StreamingOutputCallRequest(),
+                                                        options: CallOptions(timeout: .seconds(10))) { responses in
+            var count = 0
+            for try await _ in responses { count += 1 }
+            return count
+        }
+        #expect(received == 1)
+        #expect(streams.withLock { $0 } == 2)
+        await client.close()
+        await once.close()
+
+        // Refuses every stream: one retry, then the refusal reaches the reader.
+        let refusals = Shared(0)
+        let always = try await RawPeer.start { _, event, session in
+            guard case .endStream(let streamID) = event else { return }
+            refusals.withLock { $0 += 1 }
+            session.resetStream(streamID, errorCode: 0x7)
+        }
+        let refused = RPCClient(host: "127.0.0.1", port: always.port)
+        let error = await #expect(throws: RPCError.self) {
+            _ = try await refused.serverStreaming(Methods.StreamingOutputCall.self, Grpc.Testing.StreamingOutputCallRequest(),
+                                                  options: CallOptions(timeout: .seconds(5))) { responses in
+                for try await _ in responses {}
+            }
+        }
+        #expect(error?.code == .unavailable, "\(String(describing: error))")
+        #expect(refusals.withLock { $0 } == 2)
+        await refused.close()
+        await always.close()
+    }
+
     @Test("50 concurrent first calls share one connection")
     func concurrentFirstCallsShareOneConnection() async throws {
         let peers = Shared(Set<String>())

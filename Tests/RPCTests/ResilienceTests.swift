@@ -182,6 +182,52 @@ struct ResilienceTests {
         }
     }
 
+    @Test("the server's grpc-retry-pushback-ms (A6): a delay replaces the backoff; a negative value stops retries")
+    func pushback() async throws {
+        // Each attempt fails with UNAVAILABLE and the trailer the test sets; the server records
+        // when each attempt arrived.
+        let arrivals = Shared([ContinuousClock.Instant]())
+        let pushback = Shared("")
+        var router = Router()
+        router.unary(Methods.UnaryCall.self) { _, _ in
+            arrivals.withLock { $0.append(.now) }
+            var trailers = Metadata()
+            trailers.add("grpc-retry-pushback-ms", pushback.withLock { $0 })
+            throw RPCError(.unavailable, "busy", metadata: trailers)
+        }
+        var policy = RetryPolicy()
+        policy.maxAttempts = 2
+        policy.initialBackoff = .milliseconds(1)
+        policy.maxBackoff = .milliseconds(1)
+        policy.throttling = nil
+        try await withServer(router) { _, server in
+            let client = RPCClient(host: "127.0.0.1", port: server.port!, options: .defaults { $0.interceptors = [RetryInterceptor(policy: policy)] })
+            func call(pushback value: String) async -> (error: RPCError?, arrivals: [ContinuousClock.Instant]) {
+                arrivals.withLock { $0 = [] }
+                pushback.withLock { $0 = value }
+                let error = await #expect(throws: RPCError.self) {
+                    _ = try await client.unary(Methods.UnaryCall.self, Grpc.Testing.SimpleRequest(), options: CallOptions(isIdempotent: true))
+                }
+                return (error, arrivals.withLock { $0 })
+            }
+            // A delay: the retry waits at least the pushback (a lower bound: a sleep is never
+            // shorter), where the policy's own backoff is at most 1 ms.
+            let delayed = await call(pushback: "400")
+            #expect(delayed.error?.code == .unavailable)
+            #expect(delayed.arrivals.count == 2, "\(delayed.arrivals.count) attempts")
+            if delayed.arrivals.count == 2 {
+                #expect(delayed.arrivals[1] - delayed.arrivals[0] >= .milliseconds(400), "retried after \(delayed.arrivals[1] - delayed.arrivals[0])")
+            }
+            // A negative value (or anything but a number): the server asks not to retry.
+            for value in ["-1", "soon"] {
+                let stopped = await call(pushback: value)
+                #expect(stopped.error?.code == .unavailable)
+                #expect(stopped.arrivals.count == 1, "pushback \(value): \(stopped.arrivals.count) attempts")
+            }
+            await client.close()
+        }
+    }
+
     @Test("retry backoff grows, is capped, and is jittered")
     func backoff() {
         var policy = RetryPolicy()

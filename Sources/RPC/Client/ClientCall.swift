@@ -148,21 +148,35 @@ final class ClientCall: Sendable {
 /// OK status and throws the `RPCError` of any other status.
 public struct ResponseStream<Message: ProtobufKit.Message>: AsyncSequence, Sendable {
     public typealias Element = Message
-    let call: ClientCall
+    let current: CurrentCall
+
+    init(call: ClientCall) { current = CurrentCall(call) }
+    init(_ current: CurrentCall) { self.current = current }
 
     /// The server's initial metadata (once the first message or the end has been read).
-    public var initialMetadata: Metadata { call.initialMetadata }
+    public var initialMetadata: Metadata { current.call.initialMetadata }
     /// The server's trailing metadata (once the sequence has ended).
-    public var trailingMetadata: Metadata { call.trailingMetadata }
+    public var trailingMetadata: Metadata { current.call.trailingMetadata }
     /// Whether the message read last arrived with its compressed flag set (the server chooses
     /// per message).
-    public var lastMessageWasCompressed: Bool { call.lastMessageCompressed.load(ordering: .relaxed) }
+    public var lastMessageWasCompressed: Bool { current.call.lastMessageCompressed.load(ordering: .relaxed) }
 
     public struct AsyncIterator: AsyncIteratorProtocol {
-        let call: ClientCall
+        let current: CurrentCall
+        /// Whether anything of the call has been read: a call is restarted only before that.
+        var started = false
 
         public mutating func next() async throws -> Message? {
+            var call = current.call
             while let event = try await call.events.next() {
+                defer { started = true }
+                if !started, case .end(let status, _) = event, status.origin == .unprocessed, let restart = current.restart {
+                    // The server refused the stream before processing it, and the caller has
+                    // seen nothing: the call goes once more (gRPC's transparent retry).
+                    call = try await restart()
+                    current.replace(with: call)
+                    continue
+                }
                 call.observe(event)
                 switch event {
                 case .headers: continue
@@ -179,7 +193,26 @@ public struct ResponseStream<Message: ProtobufKit.Message>: AsyncSequence, Senda
         }
     }
 
-    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(call: call) }
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(current: current) }
+}
+
+/// The call behind a response stream. A server-streaming call may replace it once, when the
+/// server refused the first stream unprocessed (REFUSED_STREAM, or a GOAWAY below it) before the
+/// caller read anything: its request is whole, so it can go again without the caller knowing.
+/// Streams whose requests the caller writes are not restarted (what was written is not kept).
+final class CurrentCall: Sendable {
+    private let value: Mutex<ClientCall>
+    /// Starts the call again on a usable connection (nil: never restarted).
+    let restart: (@Sendable () async throws -> ClientCall)?
+
+    init(_ call: ClientCall, restart: (@Sendable () async throws -> ClientCall)? = nil) {
+        value = Mutex(call)
+        self.restart = restart
+    }
+
+    var call: ClientCall { value.withLock { $0 } }
+
+    func replace(with call: ClientCall) { value.withLock { $0 = call } }
 }
 
 /// Writes request messages of a client-streaming or bidirectional call.

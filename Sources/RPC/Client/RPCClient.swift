@@ -142,7 +142,7 @@ public final class RPCClient: Sendable {
     /// Errors this client makes itself (metadata it cannot send, a request over the size limit)
     /// come before any connection is made, marked local (`RPCError.isLocal`).
     func startCall(_ method: MethodDescriptor, options: CallOptions, deadline: ContinuousClock.Instant?,
-                   onlyRequest: ((Compression?) throws -> ByteBuffer)? = nil) async throws -> ClientCall {
+                   onlyRequest: (@Sendable (Compression?) throws -> ByteBuffer)? = nil) async throws -> ClientCall {
         var fields: [HeaderField] = []
         fields.reserveCapacity(10 + options.metadata.entries.count)
         fields.append(contentsOf: [
@@ -193,7 +193,7 @@ public final class RPCClient: Sendable {
     }
 
     /// Frames the one request of a unary or server-streaming call, checking its size.
-    func framedRequest<Input: Message>(_ request: Input) -> (Compression?) throws -> ByteBuffer {
+    func framedRequest<Input: Message>(_ request: Input) -> @Sendable (Compression?) throws -> ByteBuffer {
         let maxSize = options.maxMessageSize
         return { compression in
             try frameMessage(request, compression: compression, maxSize: maxSize, allocator: ByteBufferAllocator(), direction: "request")
@@ -218,11 +218,25 @@ public final class RPCClient: Sendable {
         }
     }
 
+    /// `running(_:_:)` for a call that may be restarted: cancellation and errors reach the
+    /// attempt that is current when they happen.
+    func running<Result>(_ current: CurrentCall, _ body: () async throws -> Result) async throws -> Result {
+        do {
+            return try await withTaskCancellationHandler(operation: body, onCancel: { current.call.cancel() })
+        } catch is CancellationError {
+            current.call.cancel()
+            throw RPCError(.cancelled, "the call was cancelled")
+        } catch {
+            current.call.cancelIfOpen()
+            throw error
+        }
+    }
+
     /// A call with one request: started, its response read by `collect`. A call the server did
     /// not process (REFUSED_STREAM, or a stream above the last stream id of a GOAWAY) goes once
     /// more, on a usable connection, within the same deadline: the caller sees only the outcome
     /// of that second attempt (gRPC's transparent retry, done once as grpc-go does).
-    func oneRequestCall<Result>(_ method: MethodDescriptor, _ options: CallOptions, request: @escaping (Compression?) throws -> ByteBuffer,
+    func oneRequestCall<Result>(_ method: MethodDescriptor, _ options: CallOptions, request: @escaping @Sendable (Compression?) throws -> ByteBuffer,
                                 _ collect: (ClientCall) async throws -> Result) async throws -> Result {
         let deadline = try Self.deadline(options)
         let call = try await startCall(method, options: options, deadline: deadline, onlyRequest: request)
@@ -290,16 +304,23 @@ public final class RPCClient: Sendable {
         try await serverStreaming(M.descriptor, request, responseType: M.Output.self, options: options, body)
     }
 
-    /// One request, a stream of responses, for a method known only at run time.
+    /// One request, a stream of responses, for a method known only at run time. A call the
+    /// server refused unprocessed before anything was read goes once more, as a unary call does
+    /// (`ResponseStream`'s `CurrentCall`); `body` sees only that second attempt.
     public func serverStreaming<Input: Message, Output: Message, Result: Sendable>(
         _ method: MethodDescriptor, _ request: Input, responseType: Output.Type, options: CallOptions = CallOptions(),
         _ body: (ResponseStream<Output>) async throws -> Result
     ) async throws -> Result {
         try await intercepted(method, options) { options in
-            let call = try await startCall(method, options: options, deadline: try Self.deadline(options), onlyRequest: framedRequest(request))
-            return try await running(call) {
-                let result = try await body(ResponseStream(call: call))
-                call.cancelIfOpen()
+            let deadline = try Self.deadline(options)
+            let framed = framedRequest(request)
+            let first = try await startCall(method, options: options, deadline: deadline, onlyRequest: framed)
+            let current = CurrentCall(first) { [self] in
+                try await startCall(method, options: options, deadline: deadline, onlyRequest: framed)
+            }
+            return try await running(current) {
+                let result = try await body(ResponseStream(current))
+                current.call.cancelIfOpen()
                 return result
             }
         }
