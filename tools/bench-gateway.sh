@@ -54,8 +54,9 @@ grep -q "system up" "$work/run.log" || { cat "$work/run.log"; exit 1; }
 gateway=$((FABRIKAM_PORT_BASE + 9))
 delivery=$((FABRIKAM_PORT_BASE + 3))
 key=fdk_local_demo_key
-gateway_pid=$(pgrep -f "$bin/gateway " | head -1)
-delivery_pid=$(pgrep -f "$bin/delivery-service " | head -1)
+gateway_pid=$(pgrep -f "^$bin/gateway( |$)" | head -1)
+delivery_pid=$(pgrep -f "^$bin/delivery-service( |$)" | head -1)
+[[ -n $gateway_pid && -n $delivery_pid ]] || { echo "cannot find the gateway or Delivery process (for their CPU ticks)" >&2; exit 1; }
 cpu_ticks() { local pid total=0; for pid in "$@"; do total=$(( total + $(awk '{print $14 + $15}' "/proc/$pid/stat") )); done; echo "$total"; }  # user + system, in 1/100 s
 
 # The peer proxy: nginx with grpc_pass to Delivery, its workers as many as the cores (like the
