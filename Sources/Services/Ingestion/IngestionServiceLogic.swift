@@ -122,7 +122,7 @@ public struct IngestionServiceLogic: IngestionV1.IngestionService.Handler {
             .compactMap({ message in create(message.payload).map { (message, $0) } }).first {
             found = envelope
             answer.state = message.isLeased ? .inProgress : .waiting
-            answer.attempts = Int32(message.deliveryCount)
+            answer.attempts = Int32(message.deliveryCount ?? 0)
         } else if let (letter, envelope) = try await queue.deadLetters(of: Self.requestQueue, key: request.deliveryId).lazy
             .compactMap({ letter in create(letter.payload).map { (letter, $0) } }).last {
             found = envelope
