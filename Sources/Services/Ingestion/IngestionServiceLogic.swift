@@ -179,6 +179,12 @@ public struct IngestionServiceLogic: IngestionV1.IngestionService.Handler {
             let first = try IngestionV1.RequestEnvelope(storedBytes: original, what: "queued request")
             return (first.deliveryId, first.acceptTime, first)
         }
+        if result.duplicate {
+            // The engine no longer has the first message (JetStream forgets a settled one; see
+            // MessagingGuarantees): its answer cannot be repeated, and this request's made-up
+            // delivery id was never stored, so it must not be handed out.
+            throw RPCError(.alreadyExists, "request \(messageID) was already accepted and processed; its delivery id is no longer available here")
+        }
         return (deliveryID, envelope.acceptTime, nil)
     }
 
