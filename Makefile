@@ -40,8 +40,7 @@ check-generated: proto
 	  git diff --stat -- Sources Tests; exit 1; fi
 	@echo "generated code matches proto/"
 
-## test: deps, build, and every test (unit, cross-implementation, snapshot, contract), with a nats-server of
-## its own (tools/with-nats.sh) so the messaging contract runs on JetStream too (FABRIKAM_REQUIRE_ENGINES=1: a missing server fails)
+## test: deps, build, and every test (unit, cross-implementation, snapshot, contract)
 # At most TEST_WIDTH tests run at once (swift-testing's parallelization width): every test at
 # once on two cores held healthy answers back for seconds (CI failed timing bounds that way);
 # 12 keeps the run as short as unbounded, since the serialized end-to-end suite is its long pole.
