@@ -47,7 +47,7 @@ check-generated: proto
 TEST_WIDTH ?= 12
 test: deps
 	$(SWIFT) build --build-tests
-	SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH=$(TEST_WIDTH) $(SWIFT) test --skip-build
+	bash tools/with-nats.sh env FABRIKAM_REQUIRE_ENGINES=1 SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH=$(TEST_WIDTH) $(SWIFT) test --skip-build
 
 ## contract-test: the .proto contracts: buf lint, buf breaking (WIRE_JSON) against the released baseline, and the deliberate faults each must catch
 contract-test: deps

@@ -145,11 +145,14 @@ let package = Package(
         .target(name: "Storage", dependencies: ["CSQLite"]),
         .target(name: "Messaging", dependencies: ["Storage", .product(name: "Logging", package: "swift-log"),
                                                   .product(name: "CoreMetrics", package: "swift-metrics")]),
+        // The scaled engine: NATS JetStream through the official C client (Debian's libnats-dev).
+        .systemLibrary(name: "CNATS", pkgConfig: "libnats", providers: [.apt(["libnats-dev"])]),
+        .target(name: "MessagingNATS", dependencies: ["Messaging", "CNATS", .product(name: "Logging", package: "swift-log")]),
 
         // MARK: The drone delivery services (each a library and an executable in Sources/Servers)
         .target(
             name: "ServiceKit",
-            dependencies: ["RPC", "RPCServices", "DroneDeliveryAPI", "GRPCProtos", "ProtobufKit", "Storage", "CSQLite",
+            dependencies: ["RPC", "RPCServices", "DroneDeliveryAPI", "GRPCProtos", "ProtobufKit", "Storage", "CSQLite", "Messaging", "MessagingNATS",
                            .product(name: "Logging", package: "swift-log"), .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
                            .product(name: "Metrics", package: "swift-metrics"), .product(name: "Prometheus", package: "swift-prometheus")]
@@ -293,6 +296,11 @@ let package = Package(
             name: "DroneCTLTests",
             dependencies: ["DroneCTL", "DroneCTLCommands", "DynamicProtobuf", "ProtobufCodeGen", "ProtobufKit", "DroneDeliveryAPI",
                            "GRPCProtos", "ServiceKit", "TestMessages", "TestSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        // The messaging contract, run against every engine (SQLite; JetStream when FABRIKAM_TEST_NATS_URL is set).
+        .testTarget(
+            name: "MessagingEngineTests",
+            dependencies: ["Messaging", "MessagingNATS", "TestSupport", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "ContractTests",

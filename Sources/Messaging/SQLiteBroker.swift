@@ -9,6 +9,9 @@ import Storage
 /// Consumers poll; see `MessageConsumer` for the loop.
 public final class SQLiteBroker: MessageQueue, EventStream {
     public let database: SQLiteDatabase
+    public var guarantees: MessagingGuarantees {
+        MessagingGuarantees(deduplicationWindow: nil, durableAgainstPowerLoss: true, spansHosts: false, fencedAcknowledgement: true, exactLookups: true)
+    }
     /// A message handed out this many times without acknowledgement is dead-lettered.
     public let maxDeliveries: Int
 
@@ -52,7 +55,7 @@ public final class SQLiteBroker: MessageQueue, EventStream {
     /// Stores the message in the log of `log` (de-duplicating on its id) and in each queue.
     private static func insert(_ message: OutgoingMessage, queues: [String], log: String, db: SQLiteConnection) throws -> SendResult {
         if let existing = try db.queryFirst("SELECT seq, payload FROM message_log WHERE queue = ? AND message_id = ?", [.text(log), .text(message.id)]) {
-            return SendResult(sequence: existing.int(0), duplicateOf: existing.bytes(1))
+            return SendResult(sequence: existing.int(0), duplicate: true, duplicateOf: existing.bytes(1))
         }
         let now = Date().timeIntervalSince1970
         let headers = encodeHeaders(message.headers)
@@ -65,7 +68,7 @@ public final class SQLiteBroker: MessageQueue, EventStream {
         let logSequence = try (db.queryFirst("SELECT COALESCE(MAX(seq), 0) + 1 FROM message_log WHERE queue = ?", [.text(log)])?.int(0)) ?? 1
         try db.run("INSERT INTO message_log (queue, message_id, seq, key, headers, payload, enqueue_time) VALUES (?, ?, ?, ?, ?, ?, ?)",
                    [.text(log), .text(message.id), .integer(logSequence), .text(message.key), .text(headers), .blob(message.payload), .real(now)])
-        return SendResult(sequence: firstSequence == 0 ? logSequence : firstSequence, duplicateOf: nil)
+        return SendResult(sequence: firstSequence == 0 ? logSequence : firstSequence, duplicate: false)
     }
 
     public func receive(from queue: String, consumer: String, maxMessages: Int, lease: Duration) async throws -> [ReceivedMessage] {
@@ -99,10 +102,11 @@ public final class SQLiteBroker: MessageQueue, EventStream {
         }
     }
 
-    @discardableResult
-    public func acknowledge(_ message: ReceivedMessage) async throws -> Bool {
+    /// Removes the message unless its lease ran out and it was handed out again meanwhile (then
+    /// the stale acknowledgement does nothing: this engine fences it, JetStream does not).
+    public func acknowledge(_ message: ReceivedMessage) async throws {
         try await database.write { db in
-            try db.run("DELETE FROM messages WHERE seq = ? AND delivery_count = ?", [.integer(message.sequence), .int(message.deliveryCount)]) == 1
+            try db.run("DELETE FROM messages WHERE seq = ? AND delivery_count = ?", [.integer(message.sequence), .int(message.deliveryCount)])
         }
     }
 
@@ -141,10 +145,6 @@ public final class SQLiteBroker: MessageQueue, EventStream {
                    [.text(message.queue), .text(message.id), .text(message.key), .text(encodeHeaders(message.headers)), .blob(message.payload),
                     .text(reason), .int(message.deliveryCount), .real(Date().timeIntervalSince1970)])
         try db.run("DELETE FROM messages WHERE seq = ?", [.integer(message.sequence)])
-    }
-
-    public func deadLetters(of queue: String) async throws -> [DeadLetter] {
-        try await deadLetters(of: queue, key: nil, after: 0, limit: Int.max)
     }
 
     public func deadLetters(of queue: String, key: String?, after sequence: Int64, limit: Int) async throws -> [DeadLetter] {
@@ -195,16 +195,6 @@ public final class SQLiteBroker: MessageQueue, EventStream {
         }
     }
 
-    public func deadLetters(of queue: String, key: String) async throws -> [DeadLetter] {
-        try await database.read { db in
-            try db.query("SELECT seq, message_id, headers, payload, reason, delivery_count, time FROM dead_letters WHERE queue = ? AND key = ? ORDER BY seq",
-                         [.text(queue), .text(key)]).map {
-                DeadLetter(sequence: $0.int(0), queue: queue, id: $0.string(1), key: key, headers: decodeHeaders($0.string(2)), payload: $0.bytes(3),
-                           reason: $0.string(4), deliveryCount: Int($0.int(5)), time: $0.double(6))
-            }
-        }
-    }
-
     public func depth(of queue: String) async throws -> Int {
         try await database.read { db in Int(try db.queryFirst("SELECT COUNT(*) FROM messages WHERE queue = ?", [.text(queue)])?.int(0) ?? 0) }
     }
@@ -241,7 +231,7 @@ public final class SQLiteBroker: MessageQueue, EventStream {
 }
 
 /// Headers as `name=value` lines, with `%`, `=` and newlines percent-escaped.
-func encodeHeaders(_ headers: [String: String]) -> String {
+package func encodeHeaders(_ headers: [String: String]) -> String {
     func escape(_ text: String) -> String {
         var out = ""
         for character in text {
@@ -258,7 +248,7 @@ func encodeHeaders(_ headers: [String: String]) -> String {
     return headers.sorted { $0.key < $1.key }.map { escape($0.key) + "=" + escape($0.value) }.joined(separator: "\n")
 }
 
-func decodeHeaders(_ text: String) -> [String: String] {
+package func decodeHeaders(_ text: String) -> [String: String] {
     var headers: [String: String] = [:]
     for line in text.split(separator: "\n") {
         guard let equals = line.firstIndex(of: "=") else { continue }

@@ -1,6 +1,6 @@
 // delivery-service: deliveries in flight, tracking, confirmations (DeliveryService) on 127.0.0.1, port FABRIKAM_PORT_BASE + 3 (ServicePorts).
 // Publishes domain events to the broker's "delivery-events" topic; dispatches flights to the simulator.
-//   --port N  --data-dir DIR  --broker FILE  --simulator HOST:PORT
+//   --port N  --data-dir DIR  --broker FILE|nats://HOST:PORT  --broker-namespace NS  --simulator HOST:PORT
 //   --flight-silence-seconds S (a flight that reports nothing for this long is lost: FAILED)
 import Delivery
 import DroneDeliveryAPI
@@ -9,7 +9,7 @@ import RPC
 import ServiceKit
 
 await runService {
-    let configuration = try Configuration(known: ["port", "data-dir", "broker", "simulator", "flight-silence-seconds"])
+    let configuration = try Configuration(known: ["port", "data-dir", "broker", "broker-namespace", "simulator", "flight-silence-seconds"])
     let host = ServiceHost(name: "delivery", port: try configuration.int("port", default: DefaultPort.delivery), listenHost: configuration.listenHost)
     let simulator = try configuration.address("simulator", defaultPort: DefaultPort.simulator)
     let flightControl = Downstream(name: "flight-control", host: simulator.host, port: simulator.port)
@@ -20,8 +20,7 @@ await runService {
                                         counts: (try? await store.countsByStage()) ?? [:], help: "Deliveries at each stage.")
     }
     let logic = DeliveryServiceLogic(store: store, flightControl: flightControl.client, logger: host.logger)
-    let brokerPath = configuration.string("broker", default: try databasePath(configuration, file: "broker.sqlite"))
-    let broker = try SQLiteBroker(path: brokerPath)
+    let (broker, brokerProbes) = try await openBroker(configuration)
     var router = Router()
     logic.register(in: &router)
     let silence = Duration.seconds(try configuration.int("flight-silence-seconds", default: 30))
@@ -29,5 +28,5 @@ await runService {
         { await logic.relayEvents(to: broker) },
         { await logic.abortFlights() },
         { await logic.watchFlights(silence: silence, every: .seconds(1)) },
-    ], stores: [StoreProbe(name: "delivery store", path: path), StoreProbe(name: "broker", path: brokerPath)])
+    ], stores: [StoreProbe(name: "delivery store", path: path)] + brokerProbes)
 }

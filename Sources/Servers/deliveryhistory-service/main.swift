@@ -1,21 +1,20 @@
 // deliveryhistory-service: the delivery event log (DeliveryHistoryService) on 127.0.0.1, port FABRIKAM_PORT_BASE + 4,
-// fed by the broker's "delivery-events" topic.   --port N  --data-dir DIR  --broker FILE
+// fed by the broker's "delivery-events" topic.   --port N  --data-dir DIR  --broker FILE|nats://HOST:PORT  --broker-namespace NS
 import DeliveryHistory
 import Messaging
 import RPC
 import ServiceKit
 
 await runService {
-    let configuration = try Configuration(known: ["port", "data-dir", "broker"])
+    let configuration = try Configuration(known: ["port", "data-dir", "broker", "broker-namespace"])
     let host = ServiceHost(name: "deliveryhistory", port: try configuration.int("port", default: DefaultPort.deliveryHistory), listenHost: configuration.listenHost)
     let path = try databasePath(configuration, file: "deliveryhistory.sqlite")
     let logic = DeliveryHistoryServiceLogic(store: try SQLiteHistoryStore(path: path))
-    let brokerPath = configuration.string("broker", default: try databasePath(configuration, file: "broker.sqlite"))
-    let broker = try SQLiteBroker(path: brokerPath)
+    let (broker, brokerProbes) = try await openBroker(configuration)
     let events = try await broker.subscribe(to: "delivery-events", group: "deliveryhistory")
     var router = Router()
     logic.register(in: &router)
     try await host.serve(router, background: [{
         await MessageConsumer(queue: broker, queueName: events, consumerName: "deliveryhistory").run(logic.handleDeliveryEvent)
-    }], stores: [StoreProbe(name: "deliveryhistory store", path: path), StoreProbe(name: "broker", path: brokerPath)])
+    }], stores: [StoreProbe(name: "deliveryhistory store", path: path)] + brokerProbes)
 }

@@ -1,6 +1,6 @@
 // dronescheduler-service: drones, assignments, utilization (DroneSchedulerService) on 127.0.0.1, port FABRIKAM_PORT_BASE + 2 (ServicePorts).
 // Follows Delivery's events to free drones whose deliveries ended.
-//   --port N  --data-dir DIR  --broker FILE (default DIR/broker.sqlite)
+//   --port N  --data-dir DIR  --broker FILE|nats://HOST:PORT  --broker-namespace NS (default DIR/broker.sqlite)
 import DroneDeliveryAPI
 import DroneScheduler
 import Messaging
@@ -8,7 +8,7 @@ import RPC
 import ServiceKit
 
 await runService {
-    let configuration = try Configuration(known: ["port", "data-dir", "broker"])
+    let configuration = try Configuration(known: ["port", "data-dir", "broker", "broker-namespace"])
     let host = ServiceHost(name: "dronescheduler", port: try configuration.int("port", default: DefaultPort.droneScheduler), listenHost: configuration.listenHost)
     let path = try databasePath(configuration, file: "dronescheduler.sqlite")
     let store = try SQLiteDroneStore(path: path)
@@ -17,12 +17,11 @@ await runService {
                                         counts: (try? await store.countsByStatus()) ?? [:], help: "Drones in each status.")
     }
     let logic = DroneSchedulerServiceLogic(store: store)
-    let brokerPath = configuration.string("broker", default: try databasePath(configuration, file: "broker.sqlite"))
-    let broker = try SQLiteBroker(path: brokerPath)
+    let (broker, brokerProbes) = try await openBroker(configuration)
     let events = try await broker.subscribe(to: "delivery-events", group: "dronescheduler")
     var router = Router()
     logic.register(in: &router)
     try await host.serve(router, background: [{
         await MessageConsumer(queue: broker, queueName: events, consumerName: "dronescheduler").run(logic.handleDeliveryEvent)
-    }], stores: [StoreProbe(name: "dronescheduler store", path: path), StoreProbe(name: "broker", path: brokerPath)])
+    }], stores: [StoreProbe(name: "dronescheduler store", path: path)] + brokerProbes)
 }

@@ -1,12 +1,12 @@
 // supervisor-service: failed sagas and their compensation (SupervisorService) on 127.0.0.1, port FABRIKAM_PORT_BASE + 7 (ServicePorts).
-//   --port N  --data-dir DIR  --broker FILE  --dronescheduler/--package/--delivery/--simulator HOST:PORT
+//   --port N  --data-dir DIR  --broker FILE|nats://HOST:PORT  --broker-namespace NS  --dronescheduler/--package/--delivery/--simulator HOST:PORT
 import Messaging
 import RPC
 import ServiceKit
 import Supervisor
 
 await runService {
-    let configuration = try Configuration(known: ["port", "data-dir", "broker", "package", "dronescheduler", "delivery", "simulator"])
+    let configuration = try Configuration(known: ["port", "data-dir", "broker", "broker-namespace", "package", "dronescheduler", "delivery", "simulator"])
     let host = ServiceHost(name: "supervisor", port: try configuration.int("port", default: DefaultPort.supervisor), listenHost: configuration.listenHost)
     func downstream(_ name: String, _ port: Int) throws -> Downstream {
         let address = try configuration.address(name, defaultPort: port)
@@ -16,13 +16,12 @@ await runService {
                                       packages: try downstream("package", DefaultPort.package).client,
                                       delivery: try downstream("delivery", DefaultPort.delivery).client,
                                       flightControl: try downstream("simulator", DefaultPort.simulator).client)
-    let brokerPath = configuration.string("broker", default: try databasePath(configuration, file: "broker.sqlite"))
-    let broker = try SQLiteBroker(path: brokerPath)
+    let (broker, brokerProbes) = try await openBroker(configuration)
     let path = try databasePath(configuration, file: "supervisor.sqlite")
     let logic = SupervisorServiceLogic(store: try SQLiteFailedSagaStore(path: path),
                                        targets: targets, requestQueue: broker, logger: host.logger)
     var router = Router()
     logic.register(in: &router)
     try await host.serve(router, background: [{ await logic.runCompensations() }],
-                         stores: [StoreProbe(name: "supervisor store", path: path), StoreProbe(name: "broker", path: brokerPath)])
+                         stores: [StoreProbe(name: "supervisor store", path: path)] + brokerProbes)
 }

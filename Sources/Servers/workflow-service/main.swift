@@ -1,6 +1,6 @@
 // workflow-service: consumes the request queue and runs each delivery's saga; serves
 // WorkflowService (saga status) on 127.0.0.1, port FABRIKAM_PORT_BASE + 6 (ServicePorts).
-//   --port N  --data-dir DIR  --broker FILE  --accounts/--package/--dronescheduler/--delivery/--supervisor HOST:PORT
+//   --port N  --data-dir DIR  --broker FILE|nats://HOST:PORT  --broker-namespace NS  --accounts/--package/--dronescheduler/--delivery/--supervisor HOST:PORT
 //   --lease-seconds S (a crashed Workflow's messages return after this)  --concurrency N
 //   --step-attempts N  --step-backoff-ms MS (first backoff; doubles up to 5 s)
 //   --max-waiting N (sagas waiting in line for a drone, on top of --concurrency)
@@ -13,7 +13,7 @@ import ServiceKit
 import Workflow
 
 await runService {
-    let configuration = try Configuration(known: ["port", "data-dir", "broker", "accounts", "package", "dronescheduler", "delivery", "supervisor",
+    let configuration = try Configuration(known: ["port", "data-dir", "broker", "broker-namespace", "accounts", "package", "dronescheduler", "delivery", "supervisor",
                                                   "lease-seconds", "concurrency", "step-attempts", "step-backoff-ms",
                                                   "max-waiting", "drone-wait-seconds", "drone-line"])
     let host = ServiceHost(name: "workflow", port: try configuration.int("port", default: DefaultPort.workflow), listenHost: configuration.listenHost)
@@ -37,8 +37,7 @@ await runService {
     case 0: runner.droneWait.inLine = false
     case let other: throw ConfigurationError("--drone-line must be 1 (wait in line for a drone) or 0 (benchmark baseline), got \(other)")
     }
-    let brokerPath = configuration.string("broker", default: try databasePath(configuration, file: "broker.sqlite"))
-    let broker = try SQLiteBroker(path: brokerPath)
+    let (broker, brokerProbes) = try await openBroker(configuration)
     runner.requestQueue = broker
     var consumer = MessageConsumer(queue: broker, queueName: "delivery-requests", consumerName: "workflow")
     consumer.lease = .seconds(try configuration.int("lease-seconds", default: 30))
@@ -60,5 +59,5 @@ await runService {
         return samples
     }
     try await host.serve(router, background: [{ await requests.run(sagas.handle) }],
-                         stores: [StoreProbe(name: "workflow store", path: path), StoreProbe(name: "broker", path: brokerPath)])
+                         stores: [StoreProbe(name: "workflow store", path: path)] + brokerProbes)
 }

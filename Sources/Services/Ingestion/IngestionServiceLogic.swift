@@ -122,7 +122,7 @@ public struct IngestionServiceLogic: IngestionV1.IngestionService.Handler {
             .compactMap({ message in create(message.payload).map { (message, $0) } }).first {
             found = envelope
             answer.state = message.isLeased ? .inProgress : .waiting
-            answer.attempts = Int32(message.deliveryCount)
+            answer.attempts = Int32(message.deliveryCount ?? 0)
         } else if let (letter, envelope) = try await queue.deadLetters(of: Self.requestQueue, key: request.deliveryId).lazy
             .compactMap({ letter in create(letter.payload).map { (letter, $0) } }).last {
             found = envelope
@@ -178,6 +178,12 @@ public struct IngestionServiceLogic: IngestionV1.IngestionService.Handler {
         if let original = result.duplicateOf {
             let first = try IngestionV1.RequestEnvelope(storedBytes: original, what: "queued request")
             return (first.deliveryId, first.acceptTime, first)
+        }
+        if result.duplicate {
+            // The engine no longer has the first message (JetStream forgets a settled one; see
+            // MessagingGuarantees): its answer cannot be repeated, and this request's made-up
+            // delivery id was never stored, so it must not be handed out.
+            throw RPCError(.alreadyExists, "request \(messageID) was already accepted and processed; its delivery id is no longer available here")
         }
         return (deliveryID, envelope.acceptTime, nil)
     }

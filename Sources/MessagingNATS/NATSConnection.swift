@@ -1,0 +1,259 @@
+import CNATS
+import Dispatch
+import Foundation
+import Logging
+
+/// A failed call into the NATS C client: the operation, the client's status text and, for a
+/// JetStream API error, the server's error code (e.g. 10058 "stream name already in use").
+public struct NATSError: Error, CustomStringConvertible, Sendable {
+    public var operation: String
+    public var status: UInt32
+    public var jetStreamCode: Int
+    public var text: String
+
+    public var description: String {
+        "\(operation): \(text)" + (jetStreamCode != 0 ? " (JetStream error \(jetStreamCode))" : "")
+    }
+
+    /// The client's "not found" (a direct get past the last message, a missing stream or consumer).
+    public var isNotFound: Bool { status == NATS_NOT_FOUND.rawValue }
+}
+
+/// Throws unless `status` is NATS_OK, with the client's last error text when it has one.
+func check(_ status: natsStatus, _ operation: @autoclosure () -> String, _ jetStreamCode: jsErrCode = jsErrCode(0)) throws {
+    guard status != NATS_OK else { return }
+    var text = String(cString: natsStatus_GetText(status))
+    var last = NATS_OK
+    if let detail = nats_GetLastError(&last), last == status {
+        let detailText = String(cString: detail)
+        if !detailText.isEmpty { text = detailText }
+    }
+    throw NATSError(operation: operation(), status: status.rawValue, jetStreamCode: Int(jetStreamCode.rawValue), text: text)
+}
+
+/// Runs the C client's blocking calls (requests to the server, fetches) on threads of their own,
+/// never on Swift's cooperative pool (two threads on a 2-core machine: one blocked fetch would
+/// halve the process).
+enum Blocking {
+    static let queue = DispatchQueue(label: "fabrikam.nats.blocking", qos: .userInitiated, attributes: .concurrent)
+
+    static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.async { continuation.resume(with: Result { try body() }) }
+        }
+    }
+}
+
+/// C strings that live until this object does, for the C structs whose fields point at strings
+/// (stream and consumer configurations) during one call.
+final class CStrings {
+    private var pointers: [UnsafeMutablePointer<CChar>] = []
+    func callAsFunction(_ string: String) -> UnsafePointer<CChar> {
+        let pointer = strdup(string)!
+        pointers.append(pointer)
+        return UnsafePointer(pointer)
+    }
+    deinit { pointers.forEach { free($0) } }
+}
+
+/// One connection to a NATS server (or cluster) with its JetStream context: the thin layer over
+/// libnats that `JetStreamBroker` uses. Reconnects forever on its own; what happens to the
+/// connection (disconnected, reconnected, closed, asynchronous errors) goes to the log.
+///
+/// Every method blocks (it is a request to the server): call them through `Blocking.run`.
+public final class NATSConnection: @unchecked Sendable {
+    public struct Options: Sendable {
+        /// `nats://host:port`, or several separated by commas.
+        public var url: String
+        /// Shown by the server (`connz`).
+        public var name = "fabrikam"
+        /// Time to connect, and for each JetStream API request.
+        public var timeout: Duration = .seconds(5)
+        public var reconnectWait: Duration = .milliseconds(500)
+        public init(url: String) { self.url = url }
+    }
+
+    /// natsConnection *
+    let connection: OpaquePointer
+    /// jsCtx *
+    let jetStream: OpaquePointer
+    let requestTimeoutMilliseconds: Int64
+    private let callbacks: Unmanaged<CallbackBox>
+
+    /// What the C client's callbacks (run on its own threads) need: the logger. Retained for as
+    /// long as the connection lives, released after it is destroyed.
+    final class CallbackBox: @unchecked Sendable {
+        let logger: Logger
+        let url: String
+        init(logger: Logger, url: String) { self.logger = logger; self.url = url }
+    }
+
+    /// Connects (blocking; at most `options.timeout`).
+    public init(_ options: Options, logger: Logger = Logger(label: "fabrikam.nats")) throws {
+        var opts: OpaquePointer?
+        try check(natsOptions_Create(&opts), "natsOptions_Create")
+        defer { natsOptions_Destroy(opts) }
+        let milliseconds = { (duration: Duration) in Int64(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000) }
+        try check(natsOptions_SetURL(opts, options.url), "natsOptions_SetURL(\(options.url))")
+        try check(natsOptions_SetName(opts, options.name), "natsOptions_SetName")
+        try check(natsOptions_SetTimeout(opts, milliseconds(options.timeout)), "natsOptions_SetTimeout")
+        try check(natsOptions_SetMaxReconnect(opts, -1), "natsOptions_SetMaxReconnect")
+        try check(natsOptions_SetReconnectWait(opts, milliseconds(options.reconnectWait)), "natsOptions_SetReconnectWait")
+        let box = Unmanaged.passRetained(CallbackBox(logger: logger, url: options.url))
+        callbacks = box
+        let closure = box.toOpaque()
+        // Trampolines: C function pointers (no captures) that find the box through the closure.
+        try check(natsOptions_SetErrorHandler(opts, { _, subscription, status, closure in
+            guard let closure else { return }
+            let box = Unmanaged<CallbackBox>.fromOpaque(closure).takeUnretainedValue()
+            box.logger.warning("NATS asynchronous error", metadata: [
+                "url": "\(box.url)", "error": "\(String(cString: natsStatus_GetText(status)))",
+                "subscription": "\(subscription == nil ? "none" : "yes")"])
+        }, closure), "natsOptions_SetErrorHandler")
+        try check(natsOptions_SetDisconnectedCB(opts, { _, closure in
+            guard let closure else { return }
+            let box = Unmanaged<CallbackBox>.fromOpaque(closure).takeUnretainedValue()
+            box.logger.warning("NATS disconnected; reconnecting", metadata: ["url": "\(box.url)"])
+        }, closure), "natsOptions_SetDisconnectedCB")
+        try check(natsOptions_SetReconnectedCB(opts, { _, closure in
+            guard let closure else { return }
+            let box = Unmanaged<CallbackBox>.fromOpaque(closure).takeUnretainedValue()
+            box.logger.notice("NATS reconnected", metadata: ["url": "\(box.url)"])
+        }, closure), "natsOptions_SetReconnectedCB")
+        try check(natsOptions_SetClosedCB(opts, { _, closure in
+            guard let closure else { return }
+            let box = Unmanaged<CallbackBox>.fromOpaque(closure).takeUnretainedValue()
+            box.logger.info("NATS connection closed", metadata: ["url": "\(box.url)"])
+        }, closure), "natsOptions_SetClosedCB")
+
+        var nc: OpaquePointer?
+        do {
+            try check(natsConnection_Connect(&nc, opts), "connect to \(options.url)")
+        } catch {
+            box.release()
+            throw error
+        }
+        var jsOpts = jsOptions()
+        jsOptions_Init(&jsOpts)
+        jsOpts.Wait = milliseconds(options.timeout)
+        var js: OpaquePointer?
+        do {
+            try check(natsConnection_JetStream(&js, nc, &jsOpts), "natsConnection_JetStream")
+        } catch {
+            natsConnection_Destroy(nc)
+            box.release()
+            throw error
+        }
+        connection = nc!
+        jetStream = js!
+        requestTimeoutMilliseconds = milliseconds(options.timeout)
+    }
+
+    deinit {
+        jsCtx_Destroy(jetStream)
+        natsConnection_Close(connection)
+        natsConnection_Destroy(connection)
+        // The closed callback may still be running on the client's thread; give the box to it
+        // for a moment rather than freeing it under its feet.
+        let box = callbacks
+        DispatchQueue.global().asyncAfter(deadline: .now() + 5) { box.release() }
+    }
+
+    /// A request to `subject` with `body`, waiting for the reply (JetStream acknowledgements:
+    /// the server answers once it has applied them).
+    func request(_ subject: String, _ body: String) throws {
+        var reply: OpaquePointer?
+        try check(natsConnection_Request(&reply, connection, subject, body, Int32(body.utf8.count), requestTimeoutMilliseconds), "request \(body) on \(subject)")
+        natsMsg_Destroy(reply)
+    }
+}
+
+/// A message read from the server: its subject, headers, payload and JetStream position.
+struct NATSMessage {
+    var subject: String
+    var reply: String
+    var headers: [String: String]
+    var payload: [UInt8]
+    /// The stream sequence (consumed messages: from the metadata; gets: from the response).
+    var sequence: UInt64
+    var numDelivered: UInt64
+    /// Nanoseconds since 1970 (consumed messages only; 0 otherwise).
+    var timestamp: Int64
+
+    /// Copies what Swift needs out of `msg` (which the caller still owns).
+    init(_ msg: OpaquePointer, consumed: Bool) {
+        subject = natsMsg_GetSubject(msg).map { String(cString: $0) } ?? ""
+        reply = natsMsg_GetReply(msg).map { String(cString: $0) } ?? ""
+        let length = Int(natsMsg_GetDataLength(msg))
+        if length > 0, let data = natsMsg_GetData(msg) {
+            payload = data.withMemoryRebound(to: UInt8.self, capacity: length) { Array(UnsafeBufferPointer(start: $0, count: length)) }
+        } else {
+            payload = []
+        }
+        headers = [:]
+        var keys: UnsafeMutablePointer<UnsafePointer<CChar>?>?
+        var count: Int32 = 0
+        if natsMsgHeader_Keys(msg, &keys, &count) == NATS_OK, let keys {
+            for index in 0..<Int(count) {
+                guard let key = keys[index] else { continue }
+                var value: UnsafePointer<CChar>?
+                if natsMsgHeader_Get(msg, key, &value) == NATS_OK, let value {
+                    headers[String(cString: key)] = String(cString: value)
+                }
+            }
+            free(keys)
+        }
+        sequence = 0
+        numDelivered = 0
+        timestamp = 0
+        if consumed {
+            var meta: UnsafeMutablePointer<jsMsgMetaData>?
+            if natsMsg_GetMetaData(&meta, msg) == NATS_OK, let meta {
+                sequence = meta.pointee.Sequence.Stream
+                numDelivered = meta.pointee.NumDelivered
+                timestamp = meta.pointee.Timestamp
+                jsMsgMetaData_Destroy(meta)
+            }
+        } else {
+            sequence = natsMsg_GetSequence(msg)
+            if sequence == 0, let text = headers["Nats-Sequence"], let number = UInt64(text) { sequence = number }
+        }
+    }
+}
+
+/// A natsMsg to publish, with headers (values escaped so that CR, LF and % survive).
+func makeMessage(subject: String, headers: [String: String], payload: [UInt8]) throws -> OpaquePointer {
+    var msg: OpaquePointer?
+    let status = payload.withUnsafeBufferPointer { buffer in
+        buffer.withMemoryRebound(to: CChar.self) { natsMsg_Create(&msg, subject, nil, $0.baseAddress, Int32($0.count)) }
+    }
+    try check(status, "natsMsg_Create(\(subject))")
+    for (name, value) in headers {
+        do {
+            try check(natsMsgHeader_Set(msg, name, escapeHeaderValue(value)), "natsMsgHeader_Set(\(name))")
+        } catch {
+            natsMsg_Destroy(msg)
+            throw error
+        }
+    }
+    return msg!
+}
+
+func escapeHeaderValue(_ value: String) -> String {
+    guard value.contains(where: { $0 == "%" || $0 == "\r" || $0 == "\n" || $0 == "\r\n" }) else { return value }
+    var out = ""
+    for scalar in value.unicodeScalars {
+        switch scalar {
+        case "%": out += "%25"
+        case "\r": out += "%0D"
+        case "\n": out += "%0A"
+        default: out.unicodeScalars.append(scalar)
+        }
+    }
+    return out
+}
+
+func unescapeHeaderValue(_ value: String) -> String {
+    guard value.contains("%") else { return value }
+    return value.replacingOccurrences(of: "%0D", with: "\r").replacingOccurrences(of: "%0A", with: "\n").replacingOccurrences(of: "%25", with: "%")
+}
