@@ -13,6 +13,7 @@ apt_packages=(
   libjansson-dev                        # Benchmarks/ only: a JSON parser the scanner is measured against
   libjemalloc-dev                       # the allocator every server process links (see Package.swift)
   libsqlite3-dev sqlite3                # the services' embedded stores and broker (system SQLite)
+  postgresql-15 libpq-dev               # the PostgreSQL store engine (libpq) and the server its tests start (tools/with-postgres.sh)
   curl chromium                         # gateway tests: an independent HTTP client; the tracking page in headless Chromium
   python3-venv
   tmux                                  # dronectl tests: a terminal session driven with send-keys for its streams
