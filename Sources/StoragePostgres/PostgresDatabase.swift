@@ -136,6 +136,17 @@ public final class PostgresDatabase: SQLDatabase {
         try PostgresConnection(conninfo: url).execute(sql)
     }
 
+    /// Nil when a fresh connection to `url` answers a query; otherwise what went wrong (for health).
+    /// Blocking.
+    public static func problem(url: String) -> String? {
+        do {
+            _ = try PostgresConnection(conninfo: url).query("SELECT 1", [])
+            return nil
+        } catch {
+            return "\(error)"
+        }
+    }
+
     /// Schema names are written into SQL, so only plain lower-case identifiers are accepted.
     static func checkIdentifier(_ name: String) throws {
         let valid = !name.isEmpty && name.utf8.count < 64 && name.utf8.allSatisfy { ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 95 }

@@ -6,10 +6,10 @@ import RPC
 import ServiceKit
 
 await runService {
-    let configuration = try Configuration(known: ["port", "data-dir", "broker"])
+    let configuration = try Configuration(known: ["port", "data-dir", "broker"] + Configuration.storeFlags)
     let host = ServiceHost(name: "deliveryhistory", port: try configuration.int("port", default: DefaultPort.deliveryHistory), listenHost: configuration.listenHost)
-    let path = try databasePath(configuration, file: "deliveryhistory.sqlite")
-    let logic = DeliveryHistoryServiceLogic(store: try SQLiteHistoryStore(path: path))
+    let storeChoice = try serviceStore(configuration, service: "deliveryhistory", file: "deliveryhistory.sqlite")
+    let logic = DeliveryHistoryServiceLogic(store: try SQLHistoryStore(storeChoice.location))
     let brokerPath = configuration.string("broker", default: try databasePath(configuration, file: "broker.sqlite"))
     let broker = try SQLiteBroker(path: brokerPath)
     let events = try await broker.subscribe(to: "delivery-events", group: "deliveryhistory")
@@ -17,5 +17,5 @@ await runService {
     logic.register(in: &router)
     try await host.serve(router, background: [{
         await MessageConsumer(queue: broker, queueName: events, consumerName: "deliveryhistory").run(logic.handleDeliveryEvent)
-    }], stores: [StoreProbe(name: "deliveryhistory store", path: path), StoreProbe(name: "broker", path: brokerPath)])
+    }], stores: [storeChoice.probe, StoreProbe(name: "broker", path: brokerPath)])
 }

@@ -6,7 +6,7 @@ import ServiceKit
 import Supervisor
 
 await runService {
-    let configuration = try Configuration(known: ["port", "data-dir", "broker", "package", "dronescheduler", "delivery", "simulator"])
+    let configuration = try Configuration(known: ["port", "data-dir", "broker", "package", "dronescheduler", "delivery", "simulator"] + Configuration.storeFlags)
     let host = ServiceHost(name: "supervisor", port: try configuration.int("port", default: DefaultPort.supervisor), listenHost: configuration.listenHost)
     func downstream(_ name: String, _ port: Int) throws -> Downstream {
         let address = try configuration.address(name, defaultPort: port)
@@ -18,11 +18,11 @@ await runService {
                                       flightControl: try downstream("simulator", DefaultPort.simulator).client)
     let brokerPath = configuration.string("broker", default: try databasePath(configuration, file: "broker.sqlite"))
     let broker = try SQLiteBroker(path: brokerPath)
-    let path = try databasePath(configuration, file: "supervisor.sqlite")
-    let logic = SupervisorServiceLogic(store: try SQLiteFailedSagaStore(path: path),
+    let storeChoice = try serviceStore(configuration, service: "supervisor", file: "supervisor.sqlite")
+    let logic = SupervisorServiceLogic(store: try SQLFailedSagaStore(storeChoice.location),
                                        targets: targets, requestQueue: broker, logger: host.logger)
     var router = Router()
     logic.register(in: &router)
     try await host.serve(router, background: [{ await logic.runCompensations() }],
-                         stores: [StoreProbe(name: "supervisor store", path: path), StoreProbe(name: "broker", path: brokerPath)])
+                         stores: [storeChoice.probe, StoreProbe(name: "broker", path: brokerPath)])
 }
