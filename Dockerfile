@@ -25,7 +25,7 @@ FROM ${SWIFT_IMAGE} AS binaries-source
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends pkg-config libnghttp2-dev libprotobuf-c-dev zlib1g-dev \
-      libsqlite3-dev libjemalloc-dev \
+      libsqlite3-dev libjemalloc-dev libpq-dev libnats-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # What the package needs, and nothing of a local build (.dockerignore keeps .build out as well).
@@ -56,7 +56,7 @@ FROM ${RUNTIME_IMAGE} AS runtime
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libnghttp2-14 libprotobuf-c1 libsqlite3-0 zlib1g \
-      libjemalloc2 \
+      libjemalloc2 libpq5 libnats3.4 \
  && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/* \
  && useradd --system --no-log-init --uid 10001 --user-group --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin fabrikam \

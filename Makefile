@@ -40,14 +40,14 @@ check-generated: proto
 	  git diff --stat -- Sources Tests; exit 1; fi
 	@echo "generated code matches proto/"
 
-## test: deps, build, and every test (unit, cross-implementation, snapshot, contract)
+## test: deps, build, and every test (unit, cross-implementation, snapshot, contract); the store tests also against a throwaway PostgreSQL (tools/with-postgres.sh)
 # At most TEST_WIDTH tests run at once (swift-testing's parallelization width): every test at
 # once on two cores held healthy answers back for seconds (CI failed timing bounds that way);
 # 12 keeps the run as short as unbounded, since the serialized end-to-end suite is its long pole.
 TEST_WIDTH ?= 12
 test: deps
 	$(SWIFT) build --build-tests
-	bash tools/with-nats.sh env FABRIKAM_REQUIRE_ENGINES=1 SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH=$(TEST_WIDTH) $(SWIFT) test --skip-build
+	FABRIKAM_REQUIRE_ENGINES=1 SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH=$(TEST_WIDTH) bash tools/with-postgres.sh bash tools/with-nats.sh $(SWIFT) test --skip-build
 
 ## contract-test: the .proto contracts: buf lint, buf breaking (WIRE_JSON) against the released baseline, and the deliberate faults each must catch
 contract-test: deps

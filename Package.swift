@@ -143,6 +143,10 @@ let package = Package(
         // MARK: Storage and messaging (embedded defaults: SQLite files, a broker kept in SQLite)
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .target(name: "Storage", dependencies: ["CSQLite"]),
+        // PostgreSQL behind the same interface: a thin layer over libpq (Debian's libpq-dev), blocking
+        // calls on a thread per pooled connection (README: why libpq rather than postgres-nio).
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .target(name: "StoragePostgres", dependencies: ["Storage", "CLibPQ"]),
         .target(name: "Messaging", dependencies: ["Storage", .product(name: "Logging", package: "swift-log"),
                                                   .product(name: "CoreMetrics", package: "swift-metrics")]),
         // The scaled engine: NATS JetStream through the official C client (Debian's libnats-dev).
@@ -152,7 +156,7 @@ let package = Package(
         // MARK: The drone delivery services (each a library and an executable in Sources/Servers)
         .target(
             name: "ServiceKit",
-            dependencies: ["RPC", "RPCServices", "DroneDeliveryAPI", "GRPCProtos", "ProtobufKit", "Storage", "CSQLite", "Messaging", "MessagingNATS",
+            dependencies: ["RPC", "RPCServices", "DroneDeliveryAPI", "GRPCProtos", "ProtobufKit", "Storage", "StoragePostgres", "CSQLite", "Messaging", "MessagingNATS",
                            .product(name: "Logging", package: "swift-log"), .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
                            .product(name: "Metrics", package: "swift-metrics"), .product(name: "Prometheus", package: "swift-prometheus")]
@@ -286,6 +290,13 @@ let package = Package(
             name: "ServiceTests",
             dependencies: ["Accounts", "Packages", "DroneScheduler", "Delivery", "DeliveryHistory", "Ingestion", "Workflow", "Supervisor",
                            "DroneSimulator", "Gateway", "TestSupport"] + serviceDependencies
+        ),
+        // Every store's contract on each engine (SQLite always; PostgreSQL with FABRIKAM_TEST_POSTGRES_URL,
+        // which tools/with-postgres.sh sets), and two database handles as two replicas.
+        .testTarget(
+            name: "StorageEngineTests",
+            dependencies: ["StoragePostgres", "Accounts", "Packages", "DeliveryHistory", "Delivery", "DroneScheduler", "Workflow",
+                           "Supervisor", "DroneSimulator", "TestSupport"] + serviceDependencies
         ),
         .testTarget(
             name: "GatewayTests",

@@ -14,6 +14,7 @@ apt_packages=(
   libjemalloc-dev                       # the allocator every server process links (see Package.swift)
   libsqlite3-dev sqlite3                # the services' embedded stores and broker (system SQLite)
   nats-server libnats-dev               # the scaled messaging engine (JetStream) and its C client; tests start their own server
+  postgresql-15 libpq-dev               # the PostgreSQL store engine (libpq) and the server its tests start (tools/with-postgres.sh)
   curl chromium                         # gateway tests: an independent HTTP client; the tracking page in headless Chromium
   python3-venv
   tmux                                  # dronectl tests: a terminal session driven with send-keys for its streams

@@ -20,16 +20,29 @@ public struct StoreProbe: Sendable {
     private let identity: (device: UInt64, inode: UInt64)?
     /// How long the probe waits for the write lock.
     public var lockWait: Duration = .seconds(1)
+    /// A check of its own (a store that is not a SQLite file: PostgreSQL).
+    private let check: (@Sendable () -> String?)?
 
     /// Call once the service has opened the file, so that the file it has open is the one checked.
     public init(name: String, path: String) {
         self.name = name
         self.path = path
         identity = Self.identity(of: path)
+        check = nil
+    }
+
+    /// A store checked by `check` (nil when usable; otherwise what is wrong), for engines that
+    /// are not a file.
+    public init(name: String, check: @escaping @Sendable () -> String?) {
+        self.name = name
+        path = ""
+        identity = nil
+        self.check = check
     }
 
     /// Nil when the file is usable; otherwise what is wrong, naming the file.
     public func problem() -> String? {
+        if let check { return check() }
         guard let current = Self.identity(of: path) else {
             return "\(name) \(path) is gone (\(String(cString: strerror(errno))))"
         }

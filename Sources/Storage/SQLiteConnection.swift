@@ -44,6 +44,8 @@ public struct SQLiteError: Error, CustomStringConvertible, Sendable {
 public struct Row: Sendable {
     public let values: [SQLValue]
 
+    public init(values: [SQLValue]) { self.values = values }
+
     public subscript(_ index: Int) -> SQLValue { values[index] }
 
     public func int(_ index: Int) -> Int64 {
@@ -80,7 +82,7 @@ public struct Row: Sendable {
 
 /// One open SQLite database handle. Not thread-safe: a `SQLiteDatabase` confines it to its own
 /// serial queue and hands it to one closure at a time. Prepared statements are cached by their text.
-public final class SQLiteConnection {
+public final class SQLiteConnection: SQLTransaction {
     let handle: OpaquePointer
     private var statements: [String: OpaquePointer] = [:]
     private let transactionGuard = TransactionGuard()
@@ -163,6 +165,11 @@ public final class SQLiteConnection {
         get { transactionGuard.refuses }
         set { transactionGuard.refuses = newValue }
     }
+
+    public var dialect: Dialect { .sqlite }
+
+    /// Nothing to take: a write transaction already holds the file's one write lock.
+    public func lock(_ key: String) throws {}
 
     /// The rowid of the last successful INSERT on this handle.
     public var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }

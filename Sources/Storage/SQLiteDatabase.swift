@@ -16,7 +16,7 @@ import Synchronization
 ///   (a full disk, `RAISE(ROLLBACK)`), the closures that shared it are run again in a new one;
 ///   a closure cannot begin or end a transaction itself (refused, SQLITE_AUTH).
 /// - `busy_timeout` lets several processes share a file (the embedded message broker).
-public final class SQLiteDatabase: Sendable {
+public final class SQLiteDatabase: SQLDatabase {
     /// The file this database lives in.
     public let path: String
 
@@ -71,19 +71,13 @@ public final class SQLiteDatabase: Sendable {
         try await submit(isWrite: true, body)
     }
 
-    /// The rows of `SELECT <integer column>, COUNT(*) ... GROUP BY <that column>` as a map from
-    /// the column's value to its count (for metrics: deliveries per stage, drones per status).
-    public func groupCounts(_ sql: String) async throws -> [Int64: Int] {
-        try await read { db in
-            var counts: [Int64: Int] = [:]
-            for row in try db.query(sql) { counts[row.int(0)] = Int(row.int(1)) }
-            return counts
-        }
-    }
-
     /// Runs `body` with a consistent snapshot of the database (no write lock taken).
     public func read<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
         try await submit(isWrite: false, body)
+    }
+
+    private func submitAny<T: Sendable>(isWrite: Bool, _ body: @escaping @Sendable (any SQLTransaction) throws -> T) async throws -> T {
+        try await submit(isWrite: isWrite) { (connection: SQLiteConnection) in try body(connection) }
     }
 
     private func submit<T: Sendable>(isWrite: Bool, _ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
@@ -190,5 +184,18 @@ public final class SQLiteDatabase: Sendable {
 
     private static func sqliteError(_ error: any Error, _ sql: String) -> SQLiteError {
         error as? SQLiteError ?? SQLiteError(code: -1, message: "\(error)", sql: sql)
+    }
+}
+
+extension SQLiteDatabase {
+    public var dialect: Dialect { .sqlite }
+
+    /// One writer per file: `keys` need no lock of their own.
+    public func transaction<T: Sendable>(locking keys: [String], _ body: @escaping @Sendable (any SQLTransaction) throws -> T) async throws -> T {
+        try await submitAny(isWrite: true, body)
+    }
+
+    public func snapshot<T: Sendable>(_ body: @escaping @Sendable (any SQLTransaction) throws -> T) async throws -> T {
+        try await submitAny(isWrite: false, body)
     }
 }

@@ -6,15 +6,15 @@ import RPC
 import ServiceKit
 
 await runService {
-    let configuration = try Configuration(known: ["port", "data-dir", "seed-account", "seed-api-key"])
+    let configuration = try Configuration(known: ["port", "data-dir", "seed-account", "seed-api-key"] + Configuration.storeFlags)
     let host = ServiceHost(name: "accounts", port: try configuration.int("port", default: DefaultPort.accounts), listenHost: configuration.listenHost)
-    let path = try databasePath(configuration, file: "accounts.sqlite")
-    let logic = AccountsServiceLogic(store: try SQLiteAccountStore(path: path))
+    let storeChoice = try serviceStore(configuration, service: "accounts", file: "accounts.sqlite")
+    let logic = AccountsServiceLogic(store: try SQLAccountStore(storeChoice.location))
     let seed = configuration.string("seed-account", default: "acct-demo")
     if !seed.isEmpty { try await logic.seedAccount(id: seed, displayName: "Demo Business") }
     let seedKey = configuration.string("seed-api-key", default: "")
     if !seed.isEmpty, !seedKey.isEmpty { try await logic.seedAPIKey(accountID: seed, secret: seedKey) }
     var router = Router()
     logic.register(in: &router)
-    try await host.serve(router, stores: [StoreProbe(name: "accounts store", path: path)])
+    try await host.serve(router, stores: [storeChoice.probe])
 }

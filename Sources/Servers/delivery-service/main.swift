@@ -9,12 +9,12 @@ import RPC
 import ServiceKit
 
 await runService {
-    let configuration = try Configuration(known: ["port", "data-dir", "broker", "broker-namespace", "simulator", "flight-silence-seconds"])
+    let configuration = try Configuration(known: ["port", "data-dir", "broker", "broker-namespace", "simulator", "flight-silence-seconds"] + Configuration.storeFlags)
     let host = ServiceHost(name: "delivery", port: try configuration.int("port", default: DefaultPort.delivery), listenHost: configuration.listenHost)
     let simulator = try configuration.address("simulator", defaultPort: DefaultPort.simulator)
     let flightControl = Downstream(name: "flight-control", host: simulator.host, port: simulator.port)
-    let path = try databasePath(configuration, file: "delivery.sqlite")
-    let store = try SQLiteDeliveryStore(path: path)
+    let storeChoice = try serviceStore(configuration, service: "delivery", file: "delivery.sqlite")
+    let store = try SQLDeliveryStore(storeChoice.location)
     host.metrics.addCollector {
         MetricsEndpoint.Sample.perValue(CommonV1.DeliveryStage.self, name: "fabrikam_deliveries", label: "stage",
                                         counts: (try? await store.countsByStage()) ?? [:], help: "Deliveries at each stage.")
@@ -28,5 +28,5 @@ await runService {
         { await logic.relayEvents(to: broker) },
         { await logic.abortFlights() },
         { await logic.watchFlights(silence: silence, every: .seconds(1)) },
-    ], stores: [StoreProbe(name: "delivery store", path: path)] + brokerProbes)
+    ], stores: [storeChoice.probe] + brokerProbes)
 }

@@ -6,15 +6,15 @@ import RPC
 import ServiceKit
 
 await runService {
-    let configuration = try Configuration(known: ["port", "data-dir", "broker", "broker-namespace"])
+    let configuration = try Configuration(known: ["port", "data-dir", "broker", "broker-namespace"] + Configuration.storeFlags)
     let host = ServiceHost(name: "deliveryhistory", port: try configuration.int("port", default: DefaultPort.deliveryHistory), listenHost: configuration.listenHost)
-    let path = try databasePath(configuration, file: "deliveryhistory.sqlite")
-    let logic = DeliveryHistoryServiceLogic(store: try SQLiteHistoryStore(path: path))
+    let storeChoice = try serviceStore(configuration, service: "deliveryhistory", file: "deliveryhistory.sqlite")
+    let logic = DeliveryHistoryServiceLogic(store: try SQLHistoryStore(storeChoice.location))
     let (broker, brokerProbes) = try await openBroker(configuration)
     let events = try await broker.subscribe(to: "delivery-events", group: "deliveryhistory")
     var router = Router()
     logic.register(in: &router)
     try await host.serve(router, background: [{
         await MessageConsumer(queue: broker, queueName: events, consumerName: "deliveryhistory").run(logic.handleDeliveryEvent)
-    }], stores: [StoreProbe(name: "deliveryhistory store", path: path)] + brokerProbes)
+    }], stores: [storeChoice.probe] + brokerProbes)
 }

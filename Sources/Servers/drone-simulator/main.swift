@@ -7,7 +7,7 @@ import RPC
 import ServiceKit
 
 await runService {
-    let configuration = try Configuration(known: ["port", "data-dir", "delivery", "dronescheduler", "drones", "tick-ms", "time-scale", "base"])
+    let configuration = try Configuration(known: ["port", "data-dir", "delivery", "dronescheduler", "drones", "tick-ms", "time-scale", "base"] + Configuration.storeFlags)
     let host = ServiceHost(name: "simulator", port: try configuration.int("port", default: DefaultPort.simulator), listenHost: configuration.listenHost)
     let deliveryAddress = try configuration.address("delivery", defaultPort: DefaultPort.delivery)
     let schedulerAddress = try configuration.address("dronescheduler", defaultPort: DefaultPort.droneScheduler)
@@ -19,8 +19,8 @@ await runService {
     guard coordinates.count == 2 else { throw ConfigurationError("--base must be LAT,LON, got \"\(baseText)\"") }
     let delivery = Downstream(name: "delivery", host: deliveryAddress.host, port: deliveryAddress.port)
     let scheduler = Downstream(name: "dronescheduler", host: schedulerAddress.host, port: schedulerAddress.port)
-    let path = try databasePath(configuration, file: "simulator.sqlite")
-    let simulator = DroneSimulator(store: try SQLiteFlightStore(path: path),
+    let storeChoice = try serviceStore(configuration, service: "simulator", file: "simulator.sqlite")
+    let simulator = DroneSimulator(store: try SQLFlightStore(storeChoice.location),
                                    delivery: delivery.client, settings: settings, logger: host.logger)
     _ = try await simulator.createFleet(count: try configuration.int("drones", default: 12), base: CommonV1.Location(latitude: coordinates[0], longitude: coordinates[1]))
     var router = Router()
@@ -28,5 +28,5 @@ await runService {
     try await host.serve(router, background: [
         { await simulator.registerFleet(with: DroneSchedulerV1.DroneSchedulerService.Client(scheduler.client)) },
         { await simulator.fly() },
-    ], stores: [StoreProbe(name: "simulator store", path: path)])
+    ], stores: [storeChoice.probe])
 }

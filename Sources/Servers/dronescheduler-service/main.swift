@@ -8,10 +8,10 @@ import RPC
 import ServiceKit
 
 await runService {
-    let configuration = try Configuration(known: ["port", "data-dir", "broker", "broker-namespace"])
+    let configuration = try Configuration(known: ["port", "data-dir", "broker", "broker-namespace"] + Configuration.storeFlags)
     let host = ServiceHost(name: "dronescheduler", port: try configuration.int("port", default: DefaultPort.droneScheduler), listenHost: configuration.listenHost)
-    let path = try databasePath(configuration, file: "dronescheduler.sqlite")
-    let store = try SQLiteDroneStore(path: path)
+    let storeChoice = try serviceStore(configuration, service: "dronescheduler", file: "dronescheduler.sqlite")
+    let store = try SQLDroneStore(storeChoice.location)
     host.metrics.addCollector {
         MetricsEndpoint.Sample.perValue(DroneSchedulerV1.DroneStatus.self, name: "fabrikam_drones", label: "status",
                                         counts: (try? await store.countsByStatus()) ?? [:], help: "Drones in each status.")
@@ -23,5 +23,5 @@ await runService {
     logic.register(in: &router)
     try await host.serve(router, background: [{
         await MessageConsumer(queue: broker, queueName: events, consumerName: "dronescheduler").run(logic.handleDeliveryEvent)
-    }], stores: [StoreProbe(name: "dronescheduler store", path: path)] + brokerProbes)
+    }], stores: [storeChoice.probe] + brokerProbes)
 }

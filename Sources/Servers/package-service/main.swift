@@ -4,10 +4,10 @@ import RPC
 import ServiceKit
 
 await runService {
-    let configuration = try Configuration(known: ["port", "data-dir"])
+    let configuration = try Configuration(known: ["port", "data-dir"] + Configuration.storeFlags)
     let host = ServiceHost(name: "package", port: try configuration.int("port", default: DefaultPort.package), listenHost: configuration.listenHost)
-    let path = try databasePath(configuration, file: "package.sqlite")
+    let storeChoice = try serviceStore(configuration, service: "package", file: "package.sqlite")
     var router = Router()
-    PackageServiceLogic(store: try SQLitePackageStore(path: path)).register(in: &router)
-    try await host.serve(router, stores: [StoreProbe(name: "package store", path: path)])
+    PackageServiceLogic(store: try SQLPackageStore(storeChoice.location)).register(in: &router)
+    try await host.serve(router, stores: [storeChoice.probe])
 }

@@ -6,7 +6,7 @@ import ServiceKit
 import Supervisor
 
 await runService {
-    let configuration = try Configuration(known: ["port", "data-dir", "broker", "broker-namespace", "package", "dronescheduler", "delivery", "simulator"])
+    let configuration = try Configuration(known: ["port", "data-dir", "broker", "broker-namespace", "package", "dronescheduler", "delivery", "simulator"] + Configuration.storeFlags)
     let host = ServiceHost(name: "supervisor", port: try configuration.int("port", default: DefaultPort.supervisor), listenHost: configuration.listenHost)
     func downstream(_ name: String, _ port: Int) throws -> Downstream {
         let address = try configuration.address(name, defaultPort: port)
@@ -17,11 +17,11 @@ await runService {
                                       delivery: try downstream("delivery", DefaultPort.delivery).client,
                                       flightControl: try downstream("simulator", DefaultPort.simulator).client)
     let (broker, brokerProbes) = try await openBroker(configuration)
-    let path = try databasePath(configuration, file: "supervisor.sqlite")
-    let logic = SupervisorServiceLogic(store: try SQLiteFailedSagaStore(path: path),
+    let storeChoice = try serviceStore(configuration, service: "supervisor", file: "supervisor.sqlite")
+    let logic = SupervisorServiceLogic(store: try SQLFailedSagaStore(storeChoice.location),
                                        targets: targets, requestQueue: broker, logger: host.logger)
     var router = Router()
     logic.register(in: &router)
     try await host.serve(router, background: [{ await logic.runCompensations() }],
-                         stores: [StoreProbe(name: "supervisor store", path: path)] + brokerProbes)
+                         stores: [storeChoice.probe] + brokerProbes)
 }

@@ -15,7 +15,7 @@ import Workflow
 await runService {
     let configuration = try Configuration(known: ["port", "data-dir", "broker", "broker-namespace", "accounts", "package", "dronescheduler", "delivery", "supervisor",
                                                   "lease-seconds", "concurrency", "step-attempts", "step-backoff-ms",
-                                                  "max-waiting", "drone-wait-seconds", "drone-line"])
+                                                  "max-waiting", "drone-wait-seconds", "drone-line"] + Configuration.storeFlags)
     let host = ServiceHost(name: "workflow", port: try configuration.int("port", default: DefaultPort.workflow), listenHost: configuration.listenHost)
     func downstream(_ name: String, _ port: Int) throws -> Downstream {
         let address = try configuration.address(name, defaultPort: port)
@@ -26,8 +26,8 @@ await runService {
                                       scheduler: try downstream("dronescheduler", DefaultPort.droneScheduler).client,
                                       delivery: try downstream("delivery", DefaultPort.delivery).client,
                                       supervisor: try downstream("supervisor", DefaultPort.supervisor).client)
-    let path = try databasePath(configuration, file: "workflow.sqlite")
-    let store = try SQLiteSagaStore(path: path)
+    let storeChoice = try serviceStore(configuration, service: "workflow", file: "workflow.sqlite")
+    let store = try SQLSagaStore(storeChoice.location)
     var runner = SagaRunner(store: store, downstreams: downstreams, logger: host.logger)
     runner.retry.maxAttempts = try configuration.int("step-attempts", default: 8)
     runner.retry.backoff.initial = .milliseconds(try configuration.int("step-backoff-ms", default: 200))
@@ -59,5 +59,5 @@ await runService {
         return samples
     }
     try await host.serve(router, background: [{ await requests.run(sagas.handle) }],
-                         stores: [StoreProbe(name: "workflow store", path: path)] + brokerProbes)
+                         stores: [storeChoice.probe] + brokerProbes)
 }

@@ -66,38 +66,63 @@ public protocol DeliveryStore: Sendable {
     func silentFlights(before: Double, limit: Int) async throws -> [String]
 }
 
-public final class SQLiteDeliveryStore: DeliveryStore {
-    let database: SQLiteDatabase
+/// Deliveries in a SQL database (SQLite file or a PostgreSQL schema).
+public final class SQLDeliveryStore: DeliveryStore {
+    let database: any SQLDatabase
 
     /// How many deliveries are at each stage (for the metrics endpoint).
     public func countsByStage() async throws -> [Int64: Int] {
         try await database.groupCounts("SELECT stage, COUNT(*) FROM deliveries GROUP BY stage")
     }
 
-    public init(path: String) throws {
-        database = try SQLiteDatabase(path: path, migrations: [
-            """
-            CREATE TABLE deliveries (delivery_id TEXT PRIMARY KEY, owner_id TEXT NOT NULL, user_id TEXT NOT NULL,
-                                     stage INTEGER NOT NULL, create_time REAL NOT NULL, arrived INTEGER NOT NULL,
-                                     last_sequence INTEGER NOT NULL, revision INTEGER NOT NULL, picked_up INTEGER NOT NULL,
-                                     data BLOB NOT NULL, status BLOB NOT NULL);
-            CREATE INDEX deliveries_owner ON deliveries (owner_id, create_time);
-            CREATE TABLE tracking_events (delivery_id TEXT NOT NULL, sequence INTEGER NOT NULL, data BLOB NOT NULL,
-                                          PRIMARY KEY (delivery_id, sequence));
-            CREATE TABLE applied_operations (operation_id TEXT PRIMARY KEY, delivery_id TEXT NOT NULL);
-            CREATE TABLE notifications (notification_id TEXT PRIMARY KEY, delivery_id TEXT NOT NULL, email TEXT NOT NULL, sms TEXT NOT NULL);
-            CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE, data BLOB NOT NULL);
-            """,
-            // Flights still to abort (an ended delivery's, while flight control cannot be reached),
-            // and when each delivery last heard from its drone (a silent flight is lost). Existing
-            // deliveries start a fresh silence window.
-            """
-            CREATE TABLE flight_aborts (delivery_id TEXT PRIMARY KEY, reason TEXT NOT NULL, attempts INTEGER NOT NULL, next_attempt REAL NOT NULL);
-            ALTER TABLE deliveries ADD COLUMN update_time REAL NOT NULL DEFAULT 0;
-            UPDATE deliveries SET update_time = CAST(strftime('%s', 'now') AS REAL);
-            CREATE INDEX deliveries_in_flight ON deliveries (stage, update_time);
-            """,
-        ])
+    public static let schema = DatabaseSchema(sqlite: [
+        """
+        CREATE TABLE deliveries (delivery_id TEXT PRIMARY KEY, owner_id TEXT NOT NULL, user_id TEXT NOT NULL,
+                                 stage INTEGER NOT NULL, create_time REAL NOT NULL, arrived INTEGER NOT NULL,
+                                 last_sequence INTEGER NOT NULL, revision INTEGER NOT NULL, picked_up INTEGER NOT NULL,
+                                 data BLOB NOT NULL, status BLOB NOT NULL);
+        CREATE INDEX deliveries_owner ON deliveries (owner_id, create_time);
+        CREATE TABLE tracking_events (delivery_id TEXT NOT NULL, sequence INTEGER NOT NULL, data BLOB NOT NULL,
+                                      PRIMARY KEY (delivery_id, sequence));
+        CREATE TABLE applied_operations (operation_id TEXT PRIMARY KEY, delivery_id TEXT NOT NULL);
+        CREATE TABLE notifications (notification_id TEXT PRIMARY KEY, delivery_id TEXT NOT NULL, email TEXT NOT NULL, sms TEXT NOT NULL);
+        CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE, data BLOB NOT NULL);
+        """,
+        // Flights still to abort (an ended delivery's, while flight control cannot be reached),
+        // and when each delivery last heard from its drone (a silent flight is lost). Existing
+        // deliveries start a fresh silence window.
+        """
+        CREATE TABLE flight_aborts (delivery_id TEXT PRIMARY KEY, reason TEXT NOT NULL, attempts INTEGER NOT NULL, next_attempt REAL NOT NULL);
+        ALTER TABLE deliveries ADD COLUMN update_time REAL NOT NULL DEFAULT 0;
+        UPDATE deliveries SET update_time = CAST(strftime('%s', 'now') AS REAL);
+        CREATE INDEX deliveries_in_flight ON deliveries (stage, update_time);
+        """,
+    ], postgres: [
+        """
+        CREATE TABLE deliveries (delivery_id TEXT PRIMARY KEY, owner_id TEXT NOT NULL, user_id TEXT NOT NULL,
+                                 stage BIGINT NOT NULL, create_time DOUBLE PRECISION NOT NULL, arrived BIGINT NOT NULL,
+                                 last_sequence BIGINT NOT NULL, revision BIGINT NOT NULL, picked_up BIGINT NOT NULL,
+                                 data BYTEA NOT NULL, status BYTEA NOT NULL, update_time DOUBLE PRECISION NOT NULL DEFAULT 0);
+        CREATE INDEX deliveries_owner ON deliveries (owner_id, create_time);
+        CREATE INDEX deliveries_in_flight ON deliveries (stage, update_time);
+        CREATE TABLE tracking_events (delivery_id TEXT NOT NULL, sequence BIGINT NOT NULL, data BYTEA NOT NULL,
+                                      PRIMARY KEY (delivery_id, sequence));
+        CREATE TABLE applied_operations (operation_id TEXT PRIMARY KEY, delivery_id TEXT NOT NULL);
+        CREATE TABLE notifications (notification_id TEXT PRIMARY KEY, delivery_id TEXT NOT NULL, email TEXT NOT NULL, sms TEXT NOT NULL);
+        CREATE TABLE outbox (seq BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, data BYTEA NOT NULL);
+        CREATE TABLE flight_aborts (delivery_id TEXT PRIMARY KEY, reason TEXT NOT NULL, attempts BIGINT NOT NULL,
+                                    next_attempt DOUBLE PRECISION NOT NULL);
+        """,
+    ])
+
+    /// Opens the store where `location` says (blocking: call at start or off the cooperative pool).
+    public init(_ location: any DatabaseLocation) throws {
+        database = try location.open(Self.schema)
+    }
+
+    /// The embedded default: a SQLite file.
+    public convenience init(path: String) throws {
+        try self.init(SQLiteLocation(path: path))
     }
 
     static func load(_ row: Row) throws -> DeliveryRecord {
@@ -135,7 +160,9 @@ public final class SQLiteDeliveryStore: DeliveryStore {
 
     public func update(id: String, operationID: String?, trace: CommonV1.TraceContext?,
                        _ change: @escaping @Sendable (DeliveryRecord?) throws -> DeliveryChange?) async throws -> (record: DeliveryRecord?, tracking: [DeliveryV1.DeliveryTrackingEvent]) {
-        try await database.write { db in
+        // Read-modify-write of one delivery, which may not exist yet: two replicas handling
+        // positions or commands for it run one after the other (PostgreSQL: advisory lock).
+        try await database.write(locking: ["delivery:" + id]) { db in
             let current = try db.queryFirst(Self.selectRecord, [.text(id)]).map(Self.load)
             if let operationID, !operationID.isEmpty,
                try db.queryFirst("SELECT 1 FROM applied_operations WHERE operation_id = ?", [.text(operationID)]) != nil {
@@ -168,13 +195,20 @@ public final class SQLiteDeliveryStore: DeliveryStore {
                 try db.run("INSERT INTO outbox (event_id, data) VALUES (?, ?)", [.text(event.eventId), .blob(event.serializedBytes())])
             }
             if let reason = result.flightToAbort {
-                try db.run("INSERT OR REPLACE INTO flight_aborts (delivery_id, reason, attempts, next_attempt) VALUES (?, ?, 0, 0)", [.text(id), .text(reason)])
+                try db.run("""
+                    INSERT INTO flight_aborts (delivery_id, reason, attempts, next_attempt) VALUES (?, ?, 0, 0)
+                    ON CONFLICT (delivery_id) DO UPDATE SET reason = excluded.reason, attempts = 0, next_attempt = 0
+                    """, [.text(id), .text(reason)])
             }
             record.delivery.stage = record.status.stage
             try db.run("""
-                INSERT OR REPLACE INTO deliveries (delivery_id, owner_id, user_id, stage, create_time, arrived, last_sequence, revision, picked_up, data, status,
-                                                   update_time)
+                INSERT INTO deliveries (delivery_id, owner_id, user_id, stage, create_time, arrived, last_sequence, revision, picked_up, data, status,
+                                        update_time)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (delivery_id) DO UPDATE SET owner_id = excluded.owner_id, user_id = excluded.user_id, stage = excluded.stage,
+                    create_time = excluded.create_time, arrived = excluded.arrived, last_sequence = excluded.last_sequence,
+                    revision = excluded.revision, picked_up = excluded.picked_up, data = excluded.data, status = excluded.status,
+                    update_time = excluded.update_time
                 """, [.text(id), .text(record.delivery.owner?.accountId ?? ""), .text(record.delivery.owner?.userId ?? ""),
                       .integer(Int64(record.status.stage.rawValue)), .real(record.delivery.createTime?.secondsSince1970 ?? 0),
                       .bool(record.arrived), .integer(record.lastSequence), .int(record.revision), .bool(record.pickedUp),
@@ -245,3 +279,6 @@ public final class SQLiteDeliveryStore: DeliveryStore {
         }
     }
 }
+
+/// The embedded default's name, kept for callers that open a file.
+public typealias SQLiteDeliveryStore = SQLDeliveryStore

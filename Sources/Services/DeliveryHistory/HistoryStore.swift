@@ -13,29 +13,50 @@ public protocol HistoryStore: Sendable {
     func events(ownerID: String, start: Double?, end: Double?, stages: [CommonV1.DeliveryStage], offset: Int, limit: Int) async throws -> [DeliveryHistoryV1.DeliveryHistoryEvent]
 }
 
-public final class SQLiteHistoryStore: HistoryStore {
-    let database: SQLiteDatabase
+/// The event log in a SQL database (SQLite file or a PostgreSQL schema).
+public final class SQLHistoryStore: HistoryStore {
+    let database: any SQLDatabase
 
-    public init(path: String) throws {
-        database = try SQLiteDatabase(path: path, migrations: [
-            """
-            CREATE TABLE events (event_id TEXT PRIMARY KEY, delivery_id TEXT NOT NULL, owner_id TEXT NOT NULL,
-                                 stage INTEGER NOT NULL, event_time REAL NOT NULL, sequence INTEGER NOT NULL, data BLOB NOT NULL);
-            CREATE INDEX events_delivery ON events (delivery_id, sequence);
-            CREATE INDEX events_owner ON events (owner_id, event_time);
-            """,
-        ])
+    public static let schema = DatabaseSchema(sqlite: [
+        """
+        CREATE TABLE events (event_id TEXT PRIMARY KEY, delivery_id TEXT NOT NULL, owner_id TEXT NOT NULL,
+                             stage INTEGER NOT NULL, event_time REAL NOT NULL, sequence INTEGER NOT NULL, data BLOB NOT NULL);
+        CREATE INDEX events_delivery ON events (delivery_id, sequence);
+        CREATE INDEX events_owner ON events (owner_id, event_time);
+        """,
+    ], postgres: [
+        """
+        CREATE TABLE events (event_id TEXT PRIMARY KEY, delivery_id TEXT NOT NULL, owner_id TEXT NOT NULL,
+                             stage BIGINT NOT NULL, event_time DOUBLE PRECISION NOT NULL, sequence BIGINT NOT NULL, data BYTEA NOT NULL);
+        CREATE INDEX events_delivery ON events (delivery_id, sequence);
+        CREATE INDEX events_owner ON events (owner_id, event_time);
+        """,
+    ])
+
+    /// Opens the store where `location` says (blocking: call at start or off the cooperative pool).
+    public init(_ location: any DatabaseLocation) throws {
+        database = try location.open(Self.schema)
     }
 
+    /// The embedded default: a SQLite file.
+    public convenience init(path: String) throws {
+        try self.init(SQLiteLocation(path: path))
+    }
+
+    /// One statement decides: two replicas appending the same (redelivered) event at once insert
+    /// it once; the other reads the stored one.
     public func append(_ event: DeliveryHistoryV1.DeliveryHistoryEvent) async throws -> (event: DeliveryHistoryV1.DeliveryHistoryEvent, created: Bool) {
         try await database.write { db in
-            if let row = try db.queryFirst("SELECT data FROM events WHERE event_id = ?", [.text(event.eventId)]) {
-                return (try DeliveryHistoryV1.DeliveryHistoryEvent(storedBytes: row.bytes(0), what: "history event"), false)
+            let inserted = try db.run("""
+                INSERT INTO events (event_id, delivery_id, owner_id, stage, event_time, sequence, data) VALUES (?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (event_id) DO NOTHING
+                """, [.text(event.eventId), .text(event.deliveryId), .text(event.owner?.accountId ?? ""), .integer(Int64(event.stage.rawValue)),
+                      .real(event.eventTime?.secondsSince1970 ?? 0), .integer(event.sequence), .blob(event.serializedBytes())])
+            if inserted == 1 { return (event, true) }
+            guard let row = try db.queryFirst("SELECT data FROM events WHERE event_id = ?", [.text(event.eventId)]) else {
+                throw StorageError("history event \(event.eventId) vanished while it was being read")
             }
-            try db.run("INSERT INTO events (event_id, delivery_id, owner_id, stage, event_time, sequence, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       [.text(event.eventId), .text(event.deliveryId), .text(event.owner?.accountId ?? ""), .integer(Int64(event.stage.rawValue)),
-                        .real(event.eventTime?.secondsSince1970 ?? 0), .integer(event.sequence), .blob(event.serializedBytes())])
-            return (event, true)
+            return (try DeliveryHistoryV1.DeliveryHistoryEvent(storedBytes: row.bytes(0), what: "history event"), false)
         }
     }
 
@@ -68,3 +89,6 @@ public final class SQLiteHistoryStore: HistoryStore {
         }
     }
 }
+
+/// The embedded default's name, kept for callers that open a file.
+public typealias SQLiteHistoryStore = SQLHistoryStore

@@ -66,53 +66,84 @@ public struct ReleaseOutcome: Sendable {
     public var withdrawn: Bool
 }
 
-public final class SQLiteDroneStore: DroneStore {
-    let database: SQLiteDatabase
+/// The fleet, assignments and the waiting line in a SQL database (SQLite file or a PostgreSQL schema).
+public final class SQLDroneStore: DroneStore {
+    let database: any SQLDatabase
 
     /// How many drones are in each status (for the metrics endpoint).
     public func countsByStatus() async throws -> [Int64: Int] {
         try await database.groupCounts("SELECT status, COUNT(*) FROM drones GROUP BY status")
     }
 
-    public init(path: String) throws {
-        database = try SQLiteDatabase(path: path, migrations: [
-            """
-            CREATE TABLE drones (drone_id TEXT PRIMARY KEY, status INTEGER NOT NULL, data BLOB NOT NULL);
-            CREATE TABLE assignments (delivery_id TEXT PRIMARY KEY, drone_id TEXT NOT NULL REFERENCES drones(drone_id),
-                                      owner_id TEXT NOT NULL, active INTEGER NOT NULL, assign_time REAL NOT NULL,
-                                      release_time REAL, route_meters REAL NOT NULL, completed INTEGER NOT NULL DEFAULT 0,
-                                      data BLOB NOT NULL);
-            CREATE UNIQUE INDEX one_active_assignment_per_drone ON assignments (drone_id) WHERE active = 1;
-            CREATE INDEX assignments_owner ON assignments (owner_id, assign_time);
-            """,
-            // A delivery may be assigned again after its assignment was released (a retried saga):
-            // one row per assignment, at most one active per delivery and per drone. The line of
-            // deliveries waiting for a drone, in order of acceptance.
-            """
-            CREATE TABLE assignments_v2 (assignment_id INTEGER PRIMARY KEY AUTOINCREMENT, delivery_id TEXT NOT NULL,
-                                         request_key TEXT NOT NULL, drone_id TEXT NOT NULL REFERENCES drones(drone_id),
-                                         owner_id TEXT NOT NULL, active INTEGER NOT NULL, assign_time REAL NOT NULL,
-                                         release_time REAL, route_meters REAL NOT NULL, completed INTEGER NOT NULL DEFAULT 0,
-                                         data BLOB NOT NULL);
-            INSERT INTO assignments_v2 (delivery_id, request_key, drone_id, owner_id, active, assign_time, release_time, route_meters, completed, data)
-                SELECT delivery_id, '', drone_id, owner_id, active, assign_time, release_time, route_meters, completed, data
-                FROM assignments ORDER BY assign_time;
-            DROP TABLE assignments;
-            ALTER TABLE assignments_v2 RENAME TO assignments;
-            CREATE UNIQUE INDEX one_active_assignment_per_drone ON assignments (drone_id) WHERE active = 1;
-            CREATE UNIQUE INDEX one_active_assignment_per_delivery ON assignments (delivery_id) WHERE active = 1;
-            CREATE INDEX assignments_delivery ON assignments (delivery_id, assignment_id);
-            CREATE INDEX assignments_owner ON assignments (owner_id, assign_time);
-            CREATE TABLE waiting (seq INTEGER PRIMARY KEY AUTOINCREMENT, delivery_id TEXT NOT NULL UNIQUE, request_key TEXT NOT NULL,
-                                  queued_time REAL NOT NULL, enter_time REAL NOT NULL, wait_until REAL, withdrawn TEXT,
-                                  request BLOB NOT NULL);
-            CREATE INDEX waiting_line ON waiting (withdrawn, queued_time, seq);
-            """,
-        ])
+    public static let schema = DatabaseSchema(sqlite: [
+        """
+        CREATE TABLE drones (drone_id TEXT PRIMARY KEY, status INTEGER NOT NULL, data BLOB NOT NULL);
+        CREATE TABLE assignments (delivery_id TEXT PRIMARY KEY, drone_id TEXT NOT NULL REFERENCES drones(drone_id),
+                                  owner_id TEXT NOT NULL, active INTEGER NOT NULL, assign_time REAL NOT NULL,
+                                  release_time REAL, route_meters REAL NOT NULL, completed INTEGER NOT NULL DEFAULT 0,
+                                  data BLOB NOT NULL);
+        CREATE UNIQUE INDEX one_active_assignment_per_drone ON assignments (drone_id) WHERE active = 1;
+        CREATE INDEX assignments_owner ON assignments (owner_id, assign_time);
+        """,
+        // A delivery may be assigned again after its assignment was released (a retried saga):
+        // one row per assignment, at most one active per delivery and per drone. The line of
+        // deliveries waiting for a drone, in order of acceptance.
+        """
+        CREATE TABLE assignments_v2 (assignment_id INTEGER PRIMARY KEY AUTOINCREMENT, delivery_id TEXT NOT NULL,
+                                     request_key TEXT NOT NULL, drone_id TEXT NOT NULL REFERENCES drones(drone_id),
+                                     owner_id TEXT NOT NULL, active INTEGER NOT NULL, assign_time REAL NOT NULL,
+                                     release_time REAL, route_meters REAL NOT NULL, completed INTEGER NOT NULL DEFAULT 0,
+                                     data BLOB NOT NULL);
+        INSERT INTO assignments_v2 (delivery_id, request_key, drone_id, owner_id, active, assign_time, release_time, route_meters, completed, data)
+            SELECT delivery_id, '', drone_id, owner_id, active, assign_time, release_time, route_meters, completed, data
+            FROM assignments ORDER BY assign_time;
+        DROP TABLE assignments;
+        ALTER TABLE assignments_v2 RENAME TO assignments;
+        CREATE UNIQUE INDEX one_active_assignment_per_drone ON assignments (drone_id) WHERE active = 1;
+        CREATE UNIQUE INDEX one_active_assignment_per_delivery ON assignments (delivery_id) WHERE active = 1;
+        CREATE INDEX assignments_delivery ON assignments (delivery_id, assignment_id);
+        CREATE INDEX assignments_owner ON assignments (owner_id, assign_time);
+        CREATE TABLE waiting (seq INTEGER PRIMARY KEY AUTOINCREMENT, delivery_id TEXT NOT NULL UNIQUE, request_key TEXT NOT NULL,
+                              queued_time REAL NOT NULL, enter_time REAL NOT NULL, wait_until REAL, withdrawn TEXT,
+                              request BLOB NOT NULL);
+        CREATE INDEX waiting_line ON waiting (withdrawn, queued_time, seq);
+        """,
+    ], postgres: [
+        """
+        CREATE TABLE drones (drone_id TEXT PRIMARY KEY, status BIGINT NOT NULL, data BYTEA NOT NULL);
+        CREATE TABLE assignments (assignment_id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, delivery_id TEXT NOT NULL,
+                                  request_key TEXT NOT NULL, drone_id TEXT NOT NULL REFERENCES drones(drone_id),
+                                  owner_id TEXT NOT NULL, active BIGINT NOT NULL, assign_time DOUBLE PRECISION NOT NULL,
+                                  release_time DOUBLE PRECISION, route_meters DOUBLE PRECISION NOT NULL, completed BIGINT NOT NULL DEFAULT 0,
+                                  data BYTEA NOT NULL);
+        CREATE UNIQUE INDEX one_active_assignment_per_drone ON assignments (drone_id) WHERE active = 1;
+        CREATE UNIQUE INDEX one_active_assignment_per_delivery ON assignments (delivery_id) WHERE active = 1;
+        CREATE INDEX assignments_delivery ON assignments (delivery_id, assignment_id);
+        CREATE INDEX assignments_owner ON assignments (owner_id, assign_time);
+        CREATE TABLE waiting (seq BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, delivery_id TEXT NOT NULL UNIQUE, request_key TEXT NOT NULL,
+                              queued_time DOUBLE PRECISION NOT NULL, enter_time DOUBLE PRECISION NOT NULL, wait_until DOUBLE PRECISION,
+                              withdrawn TEXT, request BYTEA NOT NULL);
+        CREATE INDEX waiting_line ON waiting (withdrawn, queued_time, seq);
+        """,
+    ])
+
+    /// Opens the store where `location` says (blocking: call at start or off the cooperative pool).
+    public init(_ location: any DatabaseLocation) throws {
+        database = try location.open(Self.schema)
     }
 
+    /// The embedded default: a SQLite file.
+    public convenience init(path: String) throws {
+        try self.init(SQLiteLocation(path: path))
+    }
+
+    /// Assigning, releasing and registering read the whole fleet and the line (the nearest free
+    /// drone, the first delivery in line that a freed drone can carry), so they hold this one key:
+    /// on PostgreSQL two replicas run them one after the other, as SQLite's single writer does.
+    static let fleetKey = "fleet"
+
     public func upsert(_ drone: DroneSchedulerV1.Drone) async throws -> (drone: DroneSchedulerV1.Drone, created: Bool) {
-        try await database.write { db in
+        try await database.write(locking: [Self.fleetKey]) { db in
             var drone = drone
             var created = true
             if let row = try db.queryFirst("SELECT data FROM drones WHERE drone_id = ?", [.text(drone.droneId)]) {
@@ -131,12 +162,12 @@ public final class SQLiteDroneStore: DroneStore {
         }
     }
 
-    static func save(_ drone: DroneSchedulerV1.Drone, _ db: SQLiteConnection) throws {
-        try db.run("INSERT OR REPLACE INTO drones (drone_id, status, data) VALUES (?, ?, ?)",
+    static func save(_ drone: DroneSchedulerV1.Drone, _ db: any SQLTransaction) throws {
+        try db.run("INSERT INTO drones (drone_id, status, data) VALUES (?, ?, ?) ON CONFLICT (drone_id) DO UPDATE SET status = excluded.status, data = excluded.data",
                    [.text(drone.droneId), .integer(Int64(drone.status.rawValue)), .blob(drone.serializedBytes())])
     }
 
-    static func drone(_ id: String, _ db: SQLiteConnection) throws -> DroneSchedulerV1.Drone? {
+    static func drone(_ id: String, _ db: any SQLTransaction) throws -> DroneSchedulerV1.Drone? {
         try db.queryFirst("SELECT data FROM drones WHERE drone_id = ?", [.text(id)]).map { try DroneSchedulerV1.Drone(storedBytes: $0.bytes(0), what: "drone") }
     }
 
@@ -152,7 +183,7 @@ public final class SQLiteDroneStore: DroneStore {
     }
 
     public func assign(_ request: DroneSchedulerV1.AssignDroneRequest, now: Timestamp) async throws -> AssignOutcome {
-        try await database.write { db in
+        try await database.write(locking: [Self.fleetKey]) { db in
             // Drones that are free go to the line first: after this, nobody in line can use one.
             let free = try Self.serveLine(db, now: now)
             let deliveryID = request.deliveryId
@@ -184,11 +215,11 @@ public final class SQLiteDroneStore: DroneStore {
             if !fleet.isEmpty && !fleet.contains(where: { $0.canCarry(info) }) { return .noneCanCarry }
             guard request.wait else { return .noDroneFree }
             if let until = request.waitUntil, until.secondsSince1970 <= now.secondsSince1970 { return .expired }
-            try db.run("""
-                INSERT INTO waiting (delivery_id, request_key, queued_time, enter_time, wait_until, request) VALUES (?, ?, ?, ?, ?, ?)
+            let inserted = try db.query("""
+                INSERT INTO waiting (delivery_id, request_key, queued_time, enter_time, wait_until, request) VALUES (?, ?, ?, ?, ?, ?) RETURNING seq
                 """, [.text(deliveryID), .text(request.requestKey), .real((request.queuedTime ?? now).secondsSince1970), .real(now.secondsSince1970),
                       request.waitUntil.map { .real($0.secondsSince1970) } ?? .null, .blob(request.serializedBytes())])
-            return .waiting(position: try Self.position(seq: db.lastInsertRowID, db))
+            return .waiting(position: try Self.position(seq: inserted.first?.int(0) ?? 0, db))
         }
     }
 
@@ -196,7 +227,7 @@ public final class SQLiteDroneStore: DroneStore {
     /// turn gets the nearest free drone that can carry its package (one that none can use is
     /// skipped over, not blocking the others). Returns the drones still free.
     @discardableResult
-    static func serveLine(_ db: SQLiteConnection, now: Timestamp) throws -> [DroneSchedulerV1.Drone] {
+    static func serveLine(_ db: any SQLTransaction, now: Timestamp) throws -> [DroneSchedulerV1.Drone] {
         var free = try db.query("SELECT data FROM drones WHERE status = ?", [.integer(Int64(DroneSchedulerV1.DroneStatus.available.rawValue))])
             .map { try DroneSchedulerV1.Drone(storedBytes: $0.bytes(0), what: "drone") }
         if free.isEmpty { return free }
@@ -223,7 +254,7 @@ public final class SQLiteDroneStore: DroneStore {
     }
 
     static func insertAssignment(_ request: DroneSchedulerV1.AssignDroneRequest, drone: DroneSchedulerV1.Drone, now: Timestamp,
-                                 _ db: SQLiteConnection) throws -> DroneSchedulerV1.Assignment {
+                                 _ db: any SQLTransaction) throws -> DroneSchedulerV1.Assignment {
         var drone = drone
         var assignment = DroneSchedulerV1.Assignment()
         assignment.deliveryId = request.deliveryId
@@ -244,7 +275,7 @@ public final class SQLiteDroneStore: DroneStore {
         return assignment
     }
 
-    static func position(seq: Int64, _ db: SQLiteConnection) throws -> Int {
+    static func position(seq: Int64, _ db: any SQLTransaction) throws -> Int {
         let row = try db.queryFirst("""
             SELECT COUNT(*) FROM waiting w, waiting me WHERE me.seq = ? AND w.withdrawn IS NULL
               AND (w.queued_time < me.queued_time OR (w.queued_time = me.queued_time AND w.seq < me.seq))
@@ -252,7 +283,7 @@ public final class SQLiteDroneStore: DroneStore {
         return Int(row?.int(0) ?? 0) + 1
     }
 
-    static func assignment(_ deliveryID: String, activeOnly: Bool, _ db: SQLiteConnection) throws -> DroneSchedulerV1.Assignment? {
+    static func assignment(_ deliveryID: String, activeOnly: Bool, _ db: any SQLTransaction) throws -> DroneSchedulerV1.Assignment? {
         let sql = activeOnly ? "SELECT data FROM assignments WHERE delivery_id = ? AND active = 1"
                              : "SELECT data FROM assignments WHERE delivery_id = ? ORDER BY assignment_id DESC LIMIT 1"
         return try db.queryFirst(sql, [.text(deliveryID)]).map { try DroneSchedulerV1.Assignment(storedBytes: $0.bytes(0), what: "assignment") }
@@ -260,7 +291,7 @@ public final class SQLiteDroneStore: DroneStore {
 
     public func release(deliveryID: String, reason: String, now: Timestamp, position: CommonV1.Location?, lost: Bool,
                         startedBefore: Timestamp?) async throws -> ReleaseOutcome? {
-        try await database.write { db in
+        try await database.write(locking: [Self.fleetKey]) { db in
             var outcome = ReleaseOutcome(assignment: nil, released: false, withdrawn: false)
             let limit = startedBefore?.secondsSince1970 ?? .infinity
             if let row = try db.queryFirst("SELECT assignment_id, data, assign_time FROM assignments WHERE delivery_id = ? AND active = 1", [.text(deliveryID)]),
@@ -314,3 +345,6 @@ public final class SQLiteDroneStore: DroneStore {
         }
     }
 }
+
+/// The embedded default's name, kept for callers that open a file.
+public typealias SQLiteDroneStore = SQLDroneStore

@@ -24,21 +24,41 @@ public protocol PackageStore: Sendable {
     func summary(ownerID: String) async throws -> PackageV1.PackageSummary
 }
 
-public final class SQLitePackageStore: PackageStore {
-    let database: SQLiteDatabase
+/// Packages in a SQL database (SQLite file or a PostgreSQL schema): one row per package, its
+/// protobuf encoding plus the columns queries need.
+public final class SQLPackageStore: PackageStore {
+    let database: any SQLDatabase
 
-    public init(path: String) throws {
-        database = try SQLiteDatabase(path: path, migrations: [
-            """
-            CREATE TABLE packages (package_id TEXT PRIMARY KEY, owner_id TEXT NOT NULL, size INTEGER NOT NULL,
-                                   weight REAL NOT NULL, data BLOB NOT NULL);
-            CREATE INDEX packages_owner ON packages (owner_id);
-            """,
-        ])
+    public static let schema = DatabaseSchema(sqlite: [
+        """
+        CREATE TABLE packages (package_id TEXT PRIMARY KEY, owner_id TEXT NOT NULL, size INTEGER NOT NULL,
+                               weight REAL NOT NULL, data BLOB NOT NULL);
+        CREATE INDEX packages_owner ON packages (owner_id);
+        """,
+    ], postgres: [
+        """
+        CREATE TABLE packages (package_id TEXT PRIMARY KEY, owner_id TEXT NOT NULL, size BIGINT NOT NULL,
+                               weight DOUBLE PRECISION NOT NULL, data BYTEA NOT NULL);
+        CREATE INDEX packages_owner ON packages (owner_id);
+        """,
+    ])
+
+    /// Opens the store where `location` says (blocking: call at start or off the cooperative pool).
+    public init(_ location: any DatabaseLocation) throws {
+        database = try location.open(Self.schema)
     }
 
+    /// The embedded default: a SQLite file.
+    public convenience init(path: String) throws {
+        try self.init(SQLiteLocation(path: path))
+    }
+
+    /// Read-modify-write of one package holds this key (PostgreSQL: an advisory lock; the package
+    /// may not exist yet, so a row lock would not do).
+    static func key(_ id: String) -> String { "package:" + id }
+
     public func put(_ package: PackageV1.Package) async throws -> PackagePutOutcome {
-        try await database.write { db in
+        try await database.write(locking: [Self.key(package.packageId)]) { db in
             var package = package
             var created = true
             if let row = try db.queryFirst("SELECT data FROM packages WHERE package_id = ?", [.text(package.packageId)]) {
@@ -59,8 +79,11 @@ public final class SQLitePackageStore: PackageStore {
         return a == b
     }
 
-    static func save(_ package: PackageV1.Package, _ db: SQLiteConnection) throws {
-        try db.run("INSERT OR REPLACE INTO packages (package_id, owner_id, size, weight, data) VALUES (?, ?, ?, ?, ?)",
+    static func save(_ package: PackageV1.Package, _ db: any SQLTransaction) throws {
+        try db.run("""
+            INSERT INTO packages (package_id, owner_id, size, weight, data) VALUES (?, ?, ?, ?, ?)
+            ON CONFLICT (package_id) DO UPDATE SET owner_id = excluded.owner_id, size = excluded.size, weight = excluded.weight, data = excluded.data
+            """,
                    [.text(package.packageId), .text(package.ownerId), .integer(Int64(package.size.rawValue)), .real(package.weight), .blob(package.serializedBytes())])
     }
 
@@ -71,7 +94,7 @@ public final class SQLitePackageStore: PackageStore {
     }
 
     public func update(id: String, _ change: @escaping @Sendable (inout PackageV1.Package) throws -> Void) async throws -> PackageV1.Package? {
-        try await database.write { db in
+        try await database.write(locking: [Self.key(id)]) { db in
             guard let row = try db.queryFirst("SELECT data FROM packages WHERE package_id = ?", [.text(id)]) else { return nil }
             var package = try PackageV1.Package(storedBytes: row.bytes(0), what: "package")
             try change(&package)
@@ -101,3 +124,6 @@ public final class SQLitePackageStore: PackageStore {
         }
     }
 }
+
+/// The embedded default's name, kept for callers that open a file.
+public typealias SQLitePackageStore = SQLPackageStore

@@ -28,24 +28,41 @@ public protocol SagaStore: Sendable {
     func sagas(state: WorkflowV1.SagaState?, offset: Int, limit: Int) async throws -> [SagaRecord]
 }
 
-public final class SQLiteSagaStore: SagaStore {
-    let database: SQLiteDatabase
+/// Saga checkpoints in a SQL database (SQLite file or a PostgreSQL schema).
+public final class SQLSagaStore: SagaStore {
+    let database: any SQLDatabase
 
     /// How many sagas are in each state (for the metrics endpoint).
     public func countsByState() async throws -> [Int64: Int] {
         try await database.groupCounts("SELECT state, COUNT(*) FROM sagas GROUP BY state")
     }
 
-    public init(path: String) throws {
-        database = try SQLiteDatabase(path: path, migrations: [
-            """
-            CREATE TABLE sagas (saga_id TEXT PRIMARY KEY, delivery_id TEXT NOT NULL, state INTEGER NOT NULL, create_time REAL NOT NULL,
-                                drone_id TEXT NOT NULL, package_id TEXT NOT NULL, reported INTEGER NOT NULL,
-                                envelope BLOB NOT NULL, status BLOB NOT NULL);
-            CREATE INDEX sagas_delivery ON sagas (delivery_id, create_time);
-            CREATE INDEX sagas_state ON sagas (state, create_time);
-            """,
-        ])
+    public static let schema = DatabaseSchema(sqlite: [
+        """
+        CREATE TABLE sagas (saga_id TEXT PRIMARY KEY, delivery_id TEXT NOT NULL, state INTEGER NOT NULL, create_time REAL NOT NULL,
+                            drone_id TEXT NOT NULL, package_id TEXT NOT NULL, reported INTEGER NOT NULL,
+                            envelope BLOB NOT NULL, status BLOB NOT NULL);
+        CREATE INDEX sagas_delivery ON sagas (delivery_id, create_time);
+        CREATE INDEX sagas_state ON sagas (state, create_time);
+        """,
+    ], postgres: [
+        """
+        CREATE TABLE sagas (saga_id TEXT PRIMARY KEY, delivery_id TEXT NOT NULL, state BIGINT NOT NULL, create_time DOUBLE PRECISION NOT NULL,
+                            drone_id TEXT NOT NULL, package_id TEXT NOT NULL, reported BIGINT NOT NULL,
+                            envelope BYTEA NOT NULL, status BYTEA NOT NULL);
+        CREATE INDEX sagas_delivery ON sagas (delivery_id, create_time);
+        CREATE INDEX sagas_state ON sagas (state, create_time);
+        """,
+    ])
+
+    /// Opens the store where `location` says (blocking: call at start or off the cooperative pool).
+    public init(_ location: any DatabaseLocation) throws {
+        database = try location.open(Self.schema)
+    }
+
+    /// The embedded default: a SQLite file.
+    public convenience init(path: String) throws {
+        try self.init(SQLiteLocation(path: path))
     }
 
     static let columns = "status, envelope, drone_id, package_id, reported"
@@ -65,8 +82,11 @@ public final class SQLiteSagaStore: SagaStore {
     public func save(_ saga: SagaRecord) async throws {
         try await database.write { db in
             try db.run("""
-                INSERT OR REPLACE INTO sagas (saga_id, delivery_id, state, create_time, drone_id, package_id, reported, envelope, status)
+                INSERT INTO sagas (saga_id, delivery_id, state, create_time, drone_id, package_id, reported, envelope, status)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (saga_id) DO UPDATE SET delivery_id = excluded.delivery_id, state = excluded.state, create_time = excluded.create_time,
+                    drone_id = excluded.drone_id, package_id = excluded.package_id, reported = excluded.reported,
+                    envelope = excluded.envelope, status = excluded.status
                 """, [.text(saga.status.sagaId), .text(saga.status.deliveryId), .integer(Int64(saga.status.state.rawValue)),
                       .real(saga.status.createTime?.secondsSince1970 ?? 0), .text(saga.droneID), .text(saga.packageID), .bool(saga.reported),
                       .blob(saga.envelope), .blob(saga.status.serializedBytes())])
@@ -89,3 +109,6 @@ public final class SQLiteSagaStore: SagaStore {
         }
     }
 }
+
+/// The embedded default's name, kept for callers that open a file.
+public typealias SQLiteSagaStore = SQLSagaStore

@@ -1,0 +1,43 @@
+import Foundation
+import Storage
+import StoragePostgres
+
+extension Configuration {
+    /// The flags of a service that keeps a store:
+    /// - `store` (`FABRIKAM_STORE`): `sqlite` (the default: a file in `--data-dir`, as always) or a
+    ///   PostgreSQL URL, `postgresql://user@host:port/database` (libpq's URI; `?sslmode=…` and
+    ///   the rest of libpq's parameters allowed);
+    /// - `store-schema`: the PostgreSQL schema the service keeps its tables in (default: the
+    ///   service's name), created and migrated at start;
+    /// - `store-pool-size`: PostgreSQL connections this process keeps (default 4).
+    public static let storeFlags = ["store", "store-schema", "store-pool-size"]
+}
+
+/// Where a service keeps its data, as configured, and how its health checks it.
+public struct ServiceStore: Sendable {
+    public let location: any DatabaseLocation
+    public let probe: StoreProbe
+    /// "sqlite" or "postgresql", for the start-up log.
+    public let engine: String
+}
+
+/// The store `configuration` chooses for `service` (see `Configuration.storeFlags`); `file` is the
+/// SQLite file's name in the data folder.
+public func serviceStore(_ configuration: Configuration, service: String, file: String) throws -> ServiceStore {
+    let choice = configuration.string("store", default: "sqlite")
+    let name = "\(service) store"
+    if choice == "sqlite" || choice.isEmpty {
+        let path = try databasePath(configuration, file: file)
+        return ServiceStore(location: SQLiteLocation(path: path), probe: StoreProbe(name: name, path: path), engine: "sqlite")
+    }
+    guard choice.hasPrefix("postgresql://") || choice.hasPrefix("postgres://") else {
+        throw ConfigurationError("--store must be sqlite or a postgresql:// URL, got \"\(choice)\"")
+    }
+    let pool = try configuration.int("store-pool-size", default: 4)
+    guard pool >= 1 else { throw ConfigurationError("--store-pool-size must be at least 1, got \(pool)") }
+    let schema = configuration.string("store-schema", default: service)
+    let url = choice
+    return ServiceStore(location: PostgresLocation(url: url, schema: schema, poolSize: pool),
+                        probe: StoreProbe(name: name, check: { PostgresDatabase.problem(url: url).map { "\(name) (PostgreSQL): \($0)" } }),
+                        engine: "postgresql")
+}

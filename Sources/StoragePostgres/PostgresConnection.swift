@@ -1,0 +1,234 @@
+internal import CLibPQ
+import Storage
+
+/// A failed PostgreSQL call: the SQLSTATE (empty when the server never answered: a connection
+/// failure), the server's message and detail, and the statement that failed.
+public struct PostgresError: Error, CustomStringConvertible, Sendable {
+    public let sqlState: String
+    public let message: String
+    public let detail: String
+    public let sql: String
+
+    public init(sqlState: String, message: String, detail: String = "", sql: String) {
+        self.sqlState = sqlState
+        self.message = message
+        self.detail = detail
+        self.sql = sql
+    }
+
+    public var description: String {
+        "PostgreSQL error \(sqlState.isEmpty ? "(no SQLSTATE)" : sqlState): \(message)\(detail.isEmpty ? "" : " (\(detail))") (in: \(sql))"
+    }
+
+    /// 23505: a UNIQUE or PRIMARY KEY violation.
+    public var isUniqueViolation: Bool { sqlState == "23505" }
+    /// 40001 serialization failure, 40P01 deadlock: the whole transaction may simply be run again.
+    public var isRetryable: Bool { sqlState == "40001" || sqlState == "40P01" }
+}
+
+/// One libpq connection (`PGconn`). Not thread-safe: a `PostgresDatabase` confines each to one
+/// thread of its own and hands it to one transaction at a time. Statements are written with `?`
+/// placeholders (as for SQLite) and rewritten to `$1, $2, …` once per statement text; parameters
+/// go in binary (int8, float8, text, bytea) and results come back in binary, decoded by type.
+final class PostgresConnection: SQLTransaction {
+    private let handle: OpaquePointer
+    /// Run after every (re)connect: the session settings (search_path).
+    private let setup: [String]
+    private var rewritten: [String: String] = [:]
+
+    init(conninfo: String, setup: [String] = []) throws {
+        guard let handle = PQconnectdb(conninfo) else {
+            throw PostgresError(sqlState: "", message: "out of memory", sql: "connect")
+        }
+        guard PQstatus(handle) == CONNECTION_OK else {
+            let message = String(cString: PQerrorMessage(handle)).trimmingTrailingNewlines
+            PQfinish(handle)
+            throw PostgresError(sqlState: "", message: message, sql: "connect \(Self.redacted(conninfo))")
+        }
+        self.handle = handle
+        self.setup = setup
+        // Notices ("schema already exists, skipping") would go to stderr: drop them.
+        PQsetNoticeProcessor(handle, { _, _ in }, nil)
+        for statement in setup { try execute(statement) }
+    }
+
+    deinit { PQfinish(handle) }
+
+    var dialect: Dialect { .postgres }
+
+    /// The connection is gone (the server restarted, the socket broke).
+    var isBroken: Bool { PQstatus(handle) != CONNECTION_OK }
+
+    /// Reconnects with the same parameters and session settings; false if that failed.
+    func reconnect() -> Bool {
+        PQreset(handle)
+        guard PQstatus(handle) == CONNECTION_OK else { return false }
+        for statement in setup where (try? execute(statement)) == nil { return false }
+        return true
+    }
+
+    /// Runs one or more statements without parameters (a migration step, BEGIN, COMMIT);
+    /// returns the command tag of the last one ("COMMIT", or "ROLLBACK" for an aborted
+    /// transaction's COMMIT).
+    @discardableResult
+    func execute(_ sql: String) throws -> String {
+        let result = PQexec(handle, sql)
+        defer { PQclear(result) }
+        try check(result, sql)
+        return String(cString: PQcmdStatus(result))
+    }
+
+    @discardableResult
+    func run(_ sql: String, _ parameters: [SQLValue]) throws -> Int {
+        try withResult(sql, parameters) { result in Int(String(cString: PQcmdTuples(result))) ?? 0 }
+    }
+
+    func query(_ sql: String, _ parameters: [SQLValue]) throws -> [Row] {
+        try withResult(sql, parameters) { result in
+            let rows = PQntuples(result), columns = PQnfields(result)
+            var out: [Row] = []
+            out.reserveCapacity(Int(rows))
+            for row in 0..<rows {
+                var values: [SQLValue] = []
+                values.reserveCapacity(Int(columns))
+                for column in 0..<columns { values.append(Self.value(result, row, column)) }
+                out.append(Row(values: values))
+            }
+            return out
+        }
+    }
+
+    /// A transaction advisory lock on the key's 64-bit hash, held until COMMIT or ROLLBACK.
+    func lock(_ key: String) throws {
+        _ = try query("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", [.text(key)])
+    }
+
+    private func withResult<T>(_ sql: String, _ parameters: [SQLValue], _ read: (OpaquePointer) throws -> T) throws -> T {
+        let text = statementText(sql)
+        let count = parameters.count
+        var types = [UInt32](repeating: 0, count: count)
+        var lengths = [Int32](repeating: 0, count: count)
+        var formats = [Int32](repeating: 1, count: count)
+        var buffers: [UnsafeMutableRawPointer?] = Array(repeating: nil, count: count)
+        defer { for buffer in buffers { buffer?.deallocate() } }
+        func store(_ index: Int, _ type: UInt32, _ bytes: UnsafeRawBufferPointer) {
+            let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(bytes.count, 1), alignment: 8)
+            if let base = bytes.baseAddress, bytes.count > 0 { buffer.copyMemory(from: base, byteCount: bytes.count) }
+            buffers[index] = buffer
+            types[index] = type
+            lengths[index] = Int32(bytes.count)
+        }
+        for (index, parameter) in parameters.enumerated() {
+            switch parameter {
+            case .null: formats[index] = 0
+            case .integer(let value): withUnsafeBytes(of: value.bigEndian) { store(index, 20, $0) }
+            case .real(let value): withUnsafeBytes(of: value.bitPattern.bigEndian) { store(index, 701, $0) }
+            case .text(let value): Array(value.utf8).withUnsafeBytes { store(index, 25, $0) }
+            case .blob(let value): value.withUnsafeBytes { store(index, 17, $0) }
+            }
+        }
+        let values: [UnsafePointer<CChar>?] = buffers.map { $0.map { UnsafePointer($0.assumingMemoryBound(to: CChar.self)) } }
+        let result = PQexecParams(handle, text, Int32(count), types, values, lengths, formats, 1)
+        defer { PQclear(result) }
+        try check(result, sql)
+        return try read(result!)
+    }
+
+    private func check(_ result: OpaquePointer?, _ sql: String) throws {
+        guard let result else {
+            throw PostgresError(sqlState: "", message: String(cString: PQerrorMessage(handle)).trimmingTrailingNewlines, sql: sql)
+        }
+        let status = PQresultStatus(result)
+        if status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK { return }
+        func field(_ code: UInt8) -> String { PQresultErrorField(result, Int32(code)).map { String(cString: $0) } ?? "" }
+        var message = field(UInt8(ascii: "M"))
+        if message.isEmpty { message = String(cString: PQresultErrorMessage(result)).trimmingTrailingNewlines }
+        if message.isEmpty { message = String(cString: PQerrorMessage(handle)).trimmingTrailingNewlines }
+        throw PostgresError(sqlState: field(UInt8(ascii: "C")), message: message, detail: field(UInt8(ascii: "D")), sql: sql)
+    }
+
+    /// `?` placeholders become `$1, $2, …`, outside quoted strings and identifiers.
+    private func statementText(_ sql: String) -> String {
+        if let cached = rewritten[sql] { return cached }
+        var out = ""
+        out.reserveCapacity(sql.utf8.count + 8)
+        var number = 0
+        var quote: Character?
+        for character in sql {
+            if let open = quote {
+                if character == open { quote = nil }
+                out.append(character)
+            } else if character == "'" || character == "\"" {
+                quote = character
+                out.append(character)
+            } else if character == "?" {
+                number += 1
+                out += "$\(number)"
+            } else {
+                out.append(character)
+            }
+        }
+        rewritten[sql] = out
+        return out
+    }
+
+    private static func value(_ result: OpaquePointer, _ row: Int32, _ column: Int32) -> SQLValue {
+        if PQgetisnull(result, row, column) == 1 { return .null }
+        let length = Int(PQgetlength(result, row, column))
+        let bytes = UnsafeRawBufferPointer(start: PQgetvalue(result, row, column), count: length)
+        func integer<I: FixedWidthInteger>(_ type: I.Type) -> I {
+            var value: I = 0
+            withUnsafeMutableBytes(of: &value) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes.prefix(MemoryLayout<I>.size))) }
+            return I(bigEndian: value)
+        }
+        switch PQftype(result, column) {
+        case 20: return .integer(integer(Int64.self))                       // int8
+        case 23: return .integer(Int64(integer(Int32.self)))                // int4
+        case 21: return .integer(Int64(integer(Int16.self)))                // int2
+        case 16: return .integer(bytes.first == 0 ? 0 : 1)                  // bool
+        case 701: return .real(Double(bitPattern: integer(UInt64.self)))    // float8
+        case 700: return .real(Double(Float(bitPattern: integer(UInt32.self))))  // float4
+        case 25, 1043, 1042, 19, 705: return .text(String(decoding: bytes, as: UTF8.self))  // text, varchar, bpchar, name, unknown
+        case 1700: return numeric(bytes)                                     // numeric (SUM of integers)
+        case 2278: return .null                                              // void
+        default: return .blob(Array(bytes))                                  // bytea and anything else: the bytes
+        }
+    }
+
+    /// numeric's binary form: ndigits, weight, sign, dscale (int16 each), then base-10000 digits.
+    private static func numeric(_ bytes: UnsafeRawBufferPointer) -> SQLValue {
+        func int16(_ offset: Int) -> Int {
+            guard offset + 2 <= bytes.count else { return 0 }
+            return Int(Int16(bitPattern: UInt16(bytes[offset]) << 8 | UInt16(bytes[offset + 1])))
+        }
+        let digits = int16(0), weight = int16(2), sign = int16(4) & 0xFFFF, scale = int16(6)
+        if sign == 0xC000 { return .real(.nan) }
+        var value = 0.0
+        for index in 0..<digits { value += Double(int16(8 + 2 * index)) * pow10000(weight - index) }
+        if sign == 0x4000 { value = -value }
+        if scale == 0, value.rounded() == value, abs(value) < 9.0e18 { return .integer(Int64(value)) }
+        return .real(value)
+    }
+
+    private static func pow10000(_ exponent: Int) -> Double {
+        var result = 1.0
+        if exponent >= 0 { for _ in 0..<exponent { result *= 10000 } } else { for _ in 0..<(-exponent) { result /= 10000 } }
+        return result
+    }
+
+    /// The connection string without a password, for messages.
+    static func redacted(_ conninfo: String) -> String {
+        guard let at = conninfo.firstIndex(of: "@"), let scheme = conninfo.range(of: "://"), scheme.upperBound < at else { return conninfo }
+        let credentials = conninfo[scheme.upperBound..<at]
+        guard let colon = credentials.firstIndex(of: ":") else { return conninfo }
+        return String(conninfo[..<colon]) + ":***" + String(conninfo[at...])
+    }
+}
+
+extension String {
+    var trimmingTrailingNewlines: String {
+        var text = self
+        while text.last == "\n" { text.removeLast() }
+        return text
+    }
+}

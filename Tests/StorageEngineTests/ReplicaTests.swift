@@ -1,0 +1,121 @@
+import DroneDeliveryAPI
+import DroneScheduler
+import Foundation
+import Packages
+import ProtobufKit
+import ServiceKit
+import Storage
+import StoragePostgres
+import Testing
+import TestSupport
+
+/// Two database handles on one database behave as two replicas of a service would: what one
+/// writer relied on with SQLite's single writer holds across handles too.
+@Suite("Two handles as two replicas, and transactions, on SQLite and PostgreSQL")
+struct ReplicaTests {
+    struct Planned: Error {}
+
+    @Test("concurrent read-modify-write updates of one package from two handles serialize: none is lost", arguments: TestEngine.available)
+    func noLostUpdates(engine: TestEngine) async throws {
+        try await withDatabase(engine) { place in
+            let first = try await place.open({ try SQLPackageStore($0) }, poolSize: 4)
+            let second = try await place.open({ try SQLPackageStore($0) }, poolSize: 4)
+            _ = try await first.put(StoreContractTests.package("p", owner: "a", weight: 0))
+            let perHandle = 20
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 0..<(2 * perHandle) {
+                    let store = index % 2 == 0 ? first : second
+                    group.addTask { _ = try await store.update(id: "p") { $0.weight += 1 } }
+                }
+                try await group.waitForAll()
+            }
+            #expect(try await first.package(id: "p")?.weight == Double(2 * perHandle))
+        }
+    }
+
+    @Test("drones assigned at once through two handles: each free drone goes to one delivery, no drone to two", arguments: TestEngine.available)
+    func assignmentsFromTwoReplicas(engine: TestEngine) async throws {
+        try await withDatabase(engine) { place in
+            let first = try await place.open({ try SQLDroneStore($0) }, poolSize: 4)
+            let second = try await place.open({ try SQLDroneStore($0) }, poolSize: 4)
+            for index in 0..<3 { _ = try await first.upsert(StoreContractTests.drone("dr\(index)", at: Double(index) * 0.01)) }
+            let outcomes = try await withThrowingTaskGroup(of: AssignOutcome.self) { group in
+                for index in 0..<8 {
+                    let store = index % 2 == 0 ? first : second
+                    group.addTask { try await store.assign(StoreContractTests.request("d\(index)"), now: Timestamp(seconds: 1_000)) }
+                }
+                return try await group.reduce(into: [AssignOutcome]()) { $0.append($1) }
+            }
+            let drones = outcomes.compactMap { outcome -> String? in
+                if case .assigned(let assignment, _) = outcome { return assignment.droneId }
+                return nil
+            }
+            #expect(drones.sorted() == ["dr0", "dr1", "dr2"])
+            #expect(outcomes.filter { $0 == .noDroneFree }.count == 5)
+        }
+    }
+
+    @Test("migrations started twice at once apply once", arguments: TestEngine.available)
+    func migrationsApplyOnce(engine: TestEngine) async throws {
+        try await withDatabase(engine) { place in
+            // The PostgreSQL step sleeps so the two starts overlap for certain.
+            let schema = DatabaseSchema(sqlite: ["CREATE TABLE applied (n INTEGER); INSERT INTO applied VALUES (1);"],
+                                        postgres: ["CREATE TABLE applied (n BIGINT); INSERT INTO applied VALUES (1); SELECT pg_sleep(0.3);"])
+            let first = place.location(), second = place.location()
+            async let a = onOwnThread { _ = try first.open(schema) }
+            async let b = onOwnThread { _ = try second.open(schema) }
+            _ = try await (a, b)
+            let database = try await onOwnThread { try place.location().open(schema) }
+            #expect(try await database.read { try $0.queryFirst("SELECT COUNT(*) FROM applied")?.int(0) } == 1)
+            if engine == .postgres {
+                #expect(try await database.read { try $0.query("SELECT version FROM schema_migrations").map { $0.int(0) } } == [1])
+            }
+        }
+    }
+
+    @Test("a transaction that fails leaves nothing, whether the closure throws or a statement fails; the next one works", arguments: TestEngine.available)
+    func failedTransactionLeavesNothing(engine: TestEngine) async throws {
+        try await withDatabase(engine) { place in
+            let schema = DatabaseSchema(sqlite: ["CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER NOT NULL)"],
+                                        postgres: ["CREATE TABLE t (k TEXT PRIMARY KEY, v BIGINT NOT NULL)"])
+            let database = try await onOwnThread { try place.location(poolSize: 1).open(schema) }
+            try await database.write { try $0.run("INSERT INTO t (k, v) VALUES (?, ?)", ["a", 1]) }
+            await #expect(throws: Planned.self) {
+                try await database.write { db in
+                    try db.run("INSERT INTO t (k, v) VALUES (?, ?)", ["b", 2])
+                    try db.run("UPDATE t SET v = 10 WHERE k = ?", ["a"])
+                    throw Planned()
+                }
+            }
+            await #expect(throws: (any Error).self) {
+                try await database.write { db in
+                    try db.run("INSERT INTO t (k, v) VALUES (?, ?)", ["c", 3])
+                    try db.run("INSERT INTO t (k, v) VALUES (?, ?)", ["a", 4])  // duplicate key
+                }
+            }
+            try await database.write { try $0.run("INSERT INTO t (k, v) VALUES (?, ?)", ["d", 5]) }
+            let rows = try await database.read { try $0.query("SELECT k, v FROM t ORDER BY k").map { "\($0.string(0))=\($0.int(1))" } }
+            #expect(rows == ["a=1", "d=5"])
+        }
+    }
+
+    @Test("PostgreSQL errors carry the SQLSTATE, the server's message and the statement", arguments: TestEngine.postgresOnly)
+    func errorsCarrySQLState(engine: TestEngine) async throws {
+        try await withDatabase(engine) { place in
+            let schema = DatabaseSchema(sqlite: [], postgres: ["CREATE TABLE t (k TEXT PRIMARY KEY)"])
+            let database = try await onOwnThread { try place.location(poolSize: 1).open(schema) }
+            try await database.write { try $0.run("INSERT INTO t (k) VALUES (?)", ["a"]) }
+            await #expect { try await database.write { try $0.run("INSERT INTO t (k) VALUES (?)", ["a"]) } } throws: { error in
+                guard let error = error as? PostgresError else { return false }
+                return error.sqlState == "23505" && error.isUniqueViolation && error.message.contains("duplicate key") && error.sql.contains("INSERT INTO t")
+            }
+            await #expect { try await database.read { try $0.query("SELECT nope FROM t") } } throws: { error in
+                (error as? PostgresError)?.sqlState == "42703"
+            }
+            // Values of every kind round-trip, NULL and empty ones included.
+            let values: [SQLValue] = [.integer(-42), .real(0.1), .text("é ' ?"), .blob([0, 255]), .blob([]), .text(""), .null]
+            let row = try await database.read { try $0.queryFirst("SELECT ?, ?, ?, ?, ?, ?, ?::text, 7::int4, true, 2.5::float4, SUM(x) FROM (VALUES (1::bigint), (2)) v(x)", values) }
+            #expect(row?.values == values + [.integer(7), .integer(1), .real(2.5), .integer(3)])
+        }
+    }
+}
