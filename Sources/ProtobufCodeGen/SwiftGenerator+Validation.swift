@@ -57,11 +57,10 @@ extension SwiftGenerator {
         return nil
     }
 
-    func emitValidation(_ message: ProtoMessage, plans: [FieldPlan], into p: inout CodePrinter) throws {
+    func emitValidation(_ message: ProtoMessage, plans: [FieldPlan], into out: inout CodePrinter) throws {
         guard validatedMessages.contains(message.fullName) else { return }
-        p.line()
-        p.line("public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {")
-        p.indent()
+        // The body first: a message whose rules check nothing (only `ignore`) keeps the default.
+        var p = CodePrinter()
         // Message-level oneof rules: at most one of the fields set, and one if required.
         if let bytes = message.validationRules {
             for rule in try ValidationRulesParser.messageRules(bytes, what: "\(message.fullName) (buf.validate.message)") {
@@ -92,8 +91,13 @@ extension SwiftGenerator {
         for plan in plans {
             try emitFieldChecks(plan, message: message, into: &p)
         }
-        p.outdent()
-        p.line("}")
+        guard !p.text.isEmpty else { return }
+        out.line()
+        out.line("public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {")
+        out.indent()
+        for line in p.text.split(separator: "\n", omittingEmptySubsequences: false).dropLast() { out.line(String(line)) }
+        out.outdent()
+        out.line("}")
     }
 
     /// Whether a field counts as set (for oneof rules): a message present, a list not empty, a
@@ -126,6 +130,9 @@ extension SwiftGenerator {
         let requiredViolation = "violations.append(ProtobufKit.ValidationViolation(field: \(fieldPath), ruleID: \"required\", message: \"value is required\"))"
         let name = "self." + plan.escapedName
         switch plan.shape {
+        case .singular where rules.type == nil:
+            // Only `required` (or `ignore`): the value against its default.
+            if rules.required && rules.ignore != .ifZeroValue { p.line("if \(name) == \(plan.defaultValue) { \(requiredViolation) }") }
         case .singular:
             p.block("do") { p in
                 p.line("let value = \(name)")
@@ -142,6 +149,9 @@ extension SwiftGenerator {
                 p.outdent()
                 p.line("}")
             }
+        case .message where rules.type == nil && !nested, .boxedMessage where rules.type == nil && !nested:
+            // Only `required`: nothing to check inside.
+            if rules.required { p.line("if \(name) == nil { \(requiredViolation) }") }
         case .message, .boxedMessage, .oneofMember:
             let binding: String
             if case .oneofMember(let oneof) = plan.shape {

@@ -206,7 +206,7 @@ public final class RPCClient: Sendable {
             // Field rules first: a request that breaks one is refused before anything is sent
             // (startCall marks the error local).
             if validates { try RPCError.checkFieldRules(request) }
-            try frameMessage(request, compression: compression, maxSize: maxSize, allocator: ByteBufferAllocator(), direction: "request")
+            return try frameMessage(request, compression: compression, maxSize: maxSize, allocator: ByteBufferAllocator(), direction: "request")
         }
     }
 
