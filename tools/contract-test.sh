@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # `make contract-test`: the contracts in proto/fabrikam/dronedelivery checked against what they
-# promise (issue 14). Today: the schema rules.
+# promise (issue 14). Today: the schema rules and the field-rule corpus.
 #   1. buf lint with the committed configuration (buf.yaml);
 #   2. buf breaking at the WIRE_JSON level against the last released contract set, committed as a
 #      buf image (proto/contract/baseline.binpb), so a clean clone can check it offline;
-#   3. with --faults: deliberate schema faults (a renamed JSON field, a changed field number, a
+#   3. the field rules (buf.validate): protovalidate's Python implementation finds in every message
+#      of Tests/Fixtures/Validation/field-rules.corpus.json exactly what the case expects;
+#   4. with --faults: deliberate schema faults (a renamed JSON field, a changed field number, a
 #      removed enum value), each applied to a scratch copy of proto/; each must turn steps 1-2
 #      red, and the unmodified copy must stay green.
 # Moving the baseline on a release: `make contract-baseline` (tools/contract-test.sh --release).
@@ -83,3 +85,12 @@ esac
 echo "== buf lint, buf breaking (WIRE_JSON) against proto/contract/baseline.binpb"
 schema_rules "$root"
 echo "✔ schema rules"
+
+# The field rules: protovalidate's own implementation (Python) finds in every message of the
+# corpus exactly the violations the case expects. The Swift checks the generator emits are held
+# to the same corpus by Tests/CrossImplementationTests/FieldRuleCrossTests.swift (make test).
+echo "== field rules: Tests/Fixtures/Validation/field-rules.corpus.json against protovalidate (Python)"
+build_image "$root" "$work/rules.binpb"
+"$python" tools/crosscheck/protovalidate_check.py --descriptor-set "$work/rules.binpb" \
+    --corpus Tests/Fixtures/Validation/field-rules.corpus.json --check
+echo "✔ field-rule corpus"

@@ -83,7 +83,8 @@ struct ServiceLogicTests {
         #expect(first.package?.createTime == second.package?.createTime)
         request.package?.weight = -1
         request.package?.size = .unspecified
-        await #expect { try await logic.putPackage(request, context: .inProcess()) } throws: { error in
+        // The field rules, as the RPC runtime checks them before the handler runs.
+        await #expect { try RPCError.checkFieldRules(request); _ = try await logic.putPackage(request, context: .inProcess()) } throws: { error in
             let message = (error as? RPCError)?.message ?? ""
             return message.contains("package.weight") && message.contains("package.size")
         }
