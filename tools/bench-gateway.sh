@@ -103,7 +103,9 @@ for _ in $(seq 1 100); do
 done
 
 frame() { python3 -c 'import sys; d=sys.stdin.buffer.read(); sys.stdout.buffer.write(b"\0"+len(d).to_bytes(4,"big")+d)'; }
-echo "delivery_id: \"$id\"" | protoc -I proto -I /usr/include --encode=fabrikam.dronedelivery.delivery.v1.GetDeliveryStatusRequest \
+# delivery.proto imports buf/validate/validate.proto (field rules), which protovalidate ships.
+.venv/bin/python tools/protovalidate_descriptor.py "$work/protovalidate.binpb"
+echo "delivery_id: \"$id\"" | protoc --descriptor_set_in="$work/protovalidate.binpb" -I proto -I /usr/include --encode=fabrikam.dronedelivery.delivery.v1.GetDeliveryStatusRequest \
   fabrikam/dronedelivery/delivery/v1/delivery.proto | frame > "$work/status.bin"
 
 summarize() { # h2load output, log -> "rps p50 p99 failed"

@@ -35,7 +35,9 @@ cleanup() {
 trap cleanup EXIT
 
 frame() { python3 -c 'import sys; d=sys.stdin.buffer.read(); sys.stdout.buffer.write(b"\0"+len(d).to_bytes(4,"big")+d)'; }
-cat <<'TEXT' | protoc -I proto -I /usr/include --encode=fabrikam.dronedelivery.ingestion.v1.CreateDeliveryRequest \
+# ingestion.proto imports buf/validate/validate.proto (field rules), which protovalidate ships.
+.venv/bin/python tools/protovalidate_descriptor.py "$work/protovalidate.binpb"
+cat <<'TEXT' | protoc --descriptor_set_in="$work/protovalidate.binpb" -I proto -I /usr/include --encode=fabrikam.dronedelivery.ingestion.v1.CreateDeliveryRequest \
     fabrikam/dronedelivery/ingestion/v1/ingestion.proto | frame > "$work/create.bin"
 owner { account_id: "acct-demo" user_id: "bench" }
 pickup_location { latitude: 47.6101 longitude: -122.3421 }

@@ -50,7 +50,9 @@ start_system() {
   sleep 2  # the simulator registers its fleet
 }
 
-cat <<'TEXT' | protoc -I proto -I /usr/include --encode=fabrikam.dronedelivery.ingestion.v1.CreateDeliveryRequest \
+# ingestion.proto imports buf/validate/validate.proto (field rules), which protovalidate ships.
+.venv/bin/python tools/protovalidate_descriptor.py "$work/protovalidate.binpb"
+cat <<'TEXT' | protoc --descriptor_set_in="$work/protovalidate.binpb" -I proto -I /usr/include --encode=fabrikam.dronedelivery.ingestion.v1.CreateDeliveryRequest \
     fabrikam/dronedelivery/ingestion/v1/ingestion.proto > "$work/create.bin"
 owner { account_id: "acct-demo" user_id: "bench" }
 pickup_location { latitude: 47.6101 longitude: -122.3421 }

@@ -10,6 +10,12 @@
 #   grpc        grpc/*                                                                 -> GRPCProtos
 #   api         fabrikam/dronedelivery/*                                               -> DroneDeliveryAPI
 #   testing     fabrikam/testing/*                                                     -> TestMessages (tests only)
+# Field rules: proto/fabrikam/dronedelivery imports buf/validate/validate.proto (protovalidate's
+# annotations). It is not kept here: tools/protovalidate_descriptor.py writes it out of PyPI's
+# protovalidate package (pinned in tools/requirements.txt, installed by make deps) as a descriptor
+# set, which every protoc call reads with --descriptor_set_in. protoc-c's output names a header for
+# every import; the one for validate.proto is dropped (no C type of it is used: the options stay
+# in the descriptors only).
 # and the command-line client's commands (`CLI`: one command per service, one subcommand per RPC)
 #   dronectl    fabrikam/dronedelivery/*, grpc/health/v1, grpc/reflection/v1          -> DroneCTLCommands
 set -euo pipefail
@@ -19,6 +25,9 @@ cd "$root"
 system_include=${PROTOC_SYSTEM_INCLUDE:-/usr/include}
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
+python=${PYTHON:-$root/.venv/bin/python}
+validate_set="$scratch/protovalidate.binpb"
+"$python" tools/protovalidate_descriptor.py "$validate_set"
 
 wkt_protos="google/protobuf/any.proto google/protobuf/duration.proto google/protobuf/empty.proto
   google/protobuf/field_mask.proto google/protobuf/struct.proto google/protobuf/timestamp.proto
@@ -36,7 +45,8 @@ generate_c() {
   local target="$root/$1"; shift
   local out="$scratch/c-$(basename "$target")"
   mkdir -p "$out"
-  protoc -I proto -I "$system_include" --c_out="$out" "$@"
+  protoc --descriptor_set_in="$validate_set" -I proto -I "$system_include" --c_out="$out" "$@"
+  find "$out" -name '*.pb-c.h' -exec sed -i '/^#include "buf\/validate\/validate.pb-c.h"$/d' {} +
   rm -rf "$target"
   mkdir -p "$target/include"
   (cd "$out" && find . -name '*.pb-c.h' | while read -r header; do
@@ -65,7 +75,7 @@ generate_swift() {
   local target=$1 options=$2; shift 2
   local out="$scratch/swift-$(basename "$(dirname "$target")")-$(basename "$target")"
   mkdir -p "$out"
-  protoc -I proto -I "$system_include" --plugin=protoc-gen-swiftpbc="$plugin" \
+  protoc --descriptor_set_in="$validate_set" -I proto -I "$system_include" --plugin=protoc-gen-swiftpbc="$plugin" \
     --swiftpbc_opt="$options" --swiftpbc_out="$out" "$@"
   rm -rf "$target"
   mkdir -p "$target"

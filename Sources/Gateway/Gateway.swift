@@ -175,8 +175,12 @@ public final class Gateway: Sendable {
             } catch let error as TranscodingError {
                 response = errorResponse(status: error.status, code: error.status == 413 ? 8 : 3, message: error.message)
             } catch let error as RPCError {
+                // The whole google.rpc.Status, details included: a request that breaks a field
+                // rule (refused by the upstream client before it is sent, or by the service)
+                // answers 400 with the google.rpc.BadRequest naming every violated field.
                 let error = publicError(error, requestID: requestID)
-                response = errorResponse(status: httpStatus(for: error.code.rawValue), code: error.code.rawValue, message: error.message)
+                response = GatewayResponse(status: httpStatus(for: error.code.rawValue), headers: [("content-type", "application/json")],
+                                           body: .bytes(Self.statusJSON(error)))
             } catch {
                 let error = publicError(RPCError(.internal, "\(error)"), requestID: requestID)
                 response = errorResponse(status: 500, code: 13, message: error.message)

@@ -246,7 +246,7 @@ public struct CLIGenerator {
         p.line("import ArgumentParser")
         p.line("import ProtobufKit")
         let modules = Set(commands.map { String($0.swiftType.split(separator: ".")[0]) })
-            .union(request.files.filter { !$0.name.hasPrefix("google/") }.map { types.moduleFor(file: $0.name) })
+            .union(request.files.filter { !$0.name.hasPrefix("google/") && $0.name != validateProtoFile }.map { types.moduleFor(file: $0.name) })
         for module in modules.sorted() where module != "ProtobufKit" { p.line("import \(module)") }
         p.line()
         p.line("/// The generated part of `dronectl`: a command per service.")
@@ -261,7 +261,8 @@ public struct CLIGenerator {
             p.line("/// The files of the services' messages, for type registries and HTTP transcoding.")
             p.line("public static let files: [ProtobufKit.ProtoFileMetadata] = [")
             p.indent()
-            for file in request.files where !file.name.hasPrefix("google/") {
+            // validate.proto (field-rule annotations) has no generated module: see `validateProtoFile`.
+            for file in request.files where !file.name.hasPrefix("google/") && file.name != validateProtoFile {
                 let module = types.moduleFor(file: file.name)
                 let namespace = SwiftNames.namespaceComponents(package: file.package).joined(separator: ".")
                 p.line("\(module).\(namespace).\(types.fileTypeName(file)).metadata,")

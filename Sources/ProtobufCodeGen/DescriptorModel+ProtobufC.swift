@@ -33,6 +33,16 @@ public struct DescriptorDecodingError: Error, CustomStringConvertible {
 /// protobuf-c has no extension support, so the option arrives as an unknown field.
 let httpRuleExtensionNumber: UInt32 = 72_295_728
 
+/// The extension number of `buf.validate.field`, `buf.validate.message` and `buf.validate.oneof`
+/// (on FieldOptions, MessageOptions and OneofOptions: buf/validate/validate.proto, which PyPI's
+/// protovalidate ships and `make proto` hands protoc with --descriptor_set_in).
+let validateExtensionNumber: UInt32 = 1159
+
+/// The file that declares the field-rule annotations. It is not part of any generated module:
+/// the descriptors embedded for reflection leave the import out (the options stay, as unknown
+/// fields of their options messages), so a reflection client needs nothing more.
+public let validateProtoFile = "buf/validate/validate.proto"
+
 extension CodeGeneratorRequest {
     /// Decodes a serialized `google.protobuf.compiler.CodeGeneratorRequest`.
     public init(serialized bytes: [UInt8]) throws {
@@ -166,19 +176,34 @@ extension ProtoFile {
             try ProtoService(reading: file.service[$0]!, prefix: prefix, path: [DescriptorPath.fileService, Int32($0)], comments: comments)
         }
         // Re-encode the descriptor without SourceCodeInfo: reflection clients need the shape,
-        // not the comments, and the embedded copy stays small.
+        // not the comments, and the embedded copy stays small. The import of validate.proto is
+        // left out too (see `validateProtoFile`); our files import it without `public`.
+        let dependencies = (0..<file.n_dependency).map { cString(file.dependency[$0]) }
         let savedInfo = pointer.pointee.source_code_info
+        let savedDependencies = pointer.pointee.dependency
+        let savedDependencyCount = pointer.pointee.n_dependency
+        let kept = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: max(1, Int(savedDependencyCount)))
+        defer { kept.deallocate() }
+        var keptCount = 0
+        for index in 0..<Int(savedDependencyCount) where dependencies[index] != validateProtoFile {
+            kept[keptCount] = savedDependencies![index]
+            keptCount += 1
+        }
         pointer.pointee.source_code_info = nil
+        pointer.pointee.dependency = kept
+        pointer.pointee.n_dependency = keptCount
         let size = google__protobuf__file_descriptor_proto__get_packed_size(pointer)
         let serialized = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
             count = google__protobuf__file_descriptor_proto__pack(pointer, buffer.baseAddress)
         }
         pointer.pointee.source_code_info = savedInfo
+        pointer.pointee.dependency = savedDependencies
+        pointer.pointee.n_dependency = savedDependencyCount
         self.init(
             name: name,
             package: package,
             syntax: syntax.isEmpty ? "proto2" : syntax,
-            dependencies: (0..<file.n_dependency).map { cString(file.dependency[$0]) },
+            dependencies: dependencies.filter { $0 != validateProtoFile },
             messages: messages,
             enums: enums,
             services: services,
@@ -204,12 +229,14 @@ extension ProtoMessage {
                 isRepeated: field.label.rawValue == GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__LABEL__LABEL_REPEATED.rawValue,
                 jsonName: cString(field.json_name),
                 oneofIndex: field.has_oneof_index != 0 ? Int(field.oneof_index) : nil,
-                comment: comments[path + [DescriptorPath.messageField, Int32(index)]]
+                comment: comments[path + [DescriptorPath.messageField, Int32(index)]],
+                validationRules: field.options.flatMap { extensionPayload(validateExtensionNumber, of: $0.pointee.base) }
             )
         }
         let oneofs = (0..<message.n_oneof_decl).map {
             ProtoOneof(name: cString(message.oneof_decl[$0]!.pointee.name),
-                       comment: comments[path + [DescriptorPath.messageOneof, Int32($0)]])
+                       comment: comments[path + [DescriptorPath.messageOneof, Int32($0)]],
+                       validationRules: message.oneof_decl[$0]!.pointee.options.flatMap { extensionPayload(validateExtensionNumber, of: $0.pointee.base) })
         }
         let nested = (0..<message.n_nested_type).map {
             ProtoMessage(reading: message.nested_type[$0]!, prefix: fullName + ".",
@@ -221,7 +248,8 @@ extension ProtoMessage {
         }
         let isMapEntry = message.options.map { $0.pointee.has_map_entry != 0 && $0.pointee.map_entry != 0 } ?? false
         self.init(name: name, fullName: fullName, fields: fields, oneofs: oneofs, nestedMessages: nested,
-                  nestedEnums: nestedEnums, isMapEntry: isMapEntry, comment: comments[path])
+                  nestedEnums: nestedEnums, isMapEntry: isMapEntry, comment: comments[path],
+                  validationRules: message.options.flatMap { extensionPayload(validateExtensionNumber, of: $0.pointee.base) })
     }
 }
 
@@ -267,6 +295,24 @@ extension ProtoService {
         }
         self.init(name: name, fullName: prefix + name, methods: methods, comment: comments[path])
     }
+}
+
+/// The payload of a message-typed extension among an options message's unknown fields: the
+/// bytes of every occurrence, concatenated (protobuf merges repeated occurrences of a message
+/// field that way). Nil when the extension is absent.
+private func extensionPayload(_ number: UInt32, of base: ProtobufCMessage) -> [UInt8]? {
+    var payload: [UInt8]?
+    for index in 0..<Int(base.n_unknown_fields) {
+        let field = base.unknown_fields[index]
+        guard field.tag == number, field.wire_type == PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED else { continue }
+        // As for google.api.http: the length varint, then the message bytes.
+        var prefix = 0
+        while prefix < field.len, field.data[prefix] & 0x80 != 0 { prefix += 1 }
+        prefix += 1
+        guard prefix <= field.len else { continue }
+        payload = (payload ?? []) + Array(UnsafeBufferPointer(start: field.data + prefix, count: field.len - prefix))
+    }
+    return payload
 }
 
 /// Finds `google.api.http` among a MethodOptions' unknown fields and decodes it as an HttpRule.

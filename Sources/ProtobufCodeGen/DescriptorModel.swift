@@ -15,7 +15,8 @@ public struct ProtoFile: Sendable, Hashable {
     public var messages: [ProtoMessage]
     public var enums: [ProtoEnum]
     public var services: [ProtoService]
-    /// The FileDescriptorProto re-encoded without source info, for the reflection service.
+    /// The FileDescriptorProto re-encoded without source info, for the reflection service
+    /// (without its import of buf/validate/validate.proto: see `validateProtoFile`).
     public var serializedDescriptor: [UInt8]
     /// Comments attached to the `syntax`/`package` statements, kept for the file header.
     public var packageComment: String
@@ -46,10 +47,13 @@ public struct ProtoMessage: Sendable, Hashable {
     public var nestedEnums: [ProtoEnum]
     public var isMapEntry: Bool
     public var comment: String
+    /// The serialized `buf.validate.MessageRules` of `option (buf.validate.message)`, if any.
+    public var validationRules: [UInt8]?
 
     public init(name: String, fullName: String, fields: [ProtoField] = [], oneofs: [ProtoOneof] = [],
                 nestedMessages: [ProtoMessage] = [], nestedEnums: [ProtoEnum] = [],
-                isMapEntry: Bool = false, comment: String = "") {
+                isMapEntry: Bool = false, comment: String = "", validationRules: [UInt8]? = nil) {
+        self.validationRules = validationRules
         self.name = name
         self.fullName = fullName
         self.fields = fields
@@ -80,9 +84,13 @@ public struct ProtoField: Sendable, Hashable {
     /// Index into the containing message's `oneofs`, when the field is a oneof member.
     public var oneofIndex: Int?
     public var comment: String
+    /// The serialized `buf.validate.FieldRules` of `[(buf.validate.field) = ...]`, if any.
+    public var validationRules: [UInt8]?
 
     public init(name: String, number: Int32, type: ProtoFieldType, typeName: String = "",
-                isRepeated: Bool = false, jsonName: String, oneofIndex: Int? = nil, comment: String = "") {
+                isRepeated: Bool = false, jsonName: String, oneofIndex: Int? = nil, comment: String = "",
+                validationRules: [UInt8]? = nil) {
+        self.validationRules = validationRules
         self.name = name
         self.number = number
         self.type = type
@@ -97,7 +105,10 @@ public struct ProtoField: Sendable, Hashable {
 public struct ProtoOneof: Sendable, Hashable {
     public var name: String
     public var comment: String
-    public init(name: String, comment: String = "") {
+    /// The serialized `buf.validate.OneofRules` of `option (buf.validate.oneof)`, if any.
+    public var validationRules: [UInt8]?
+    public init(name: String, comment: String = "", validationRules: [UInt8]? = nil) {
+        self.validationRules = validationRules
         self.name = name
         self.comment = comment
     }

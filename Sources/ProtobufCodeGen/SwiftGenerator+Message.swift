@@ -230,6 +230,7 @@ extension SwiftGenerator {
             p.line()
             emitJSONRead(message, plans: plans, into: &p)
         }
+        try emitValidation(message, plans: plans, into: &p)
         p.outdent()
         p.line("}")
     }

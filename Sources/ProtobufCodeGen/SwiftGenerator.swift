@@ -91,6 +91,8 @@ public struct SwiftGenerator {
     var allEdges: [String: [String]] = [:]
     /// Full names of messages that declare a string field themselves (map entries included).
     var messagesWithStrings: Set<String> = []
+    /// Full names of messages with field rules (buf.validate), their own or their fields'.
+    var validatedMessages: Set<String> = []
 
     public init(request: CodeGeneratorRequest) throws {
         self.request = request
@@ -107,6 +109,7 @@ public struct SwiftGenerator {
                 register(value, swiftParent: module + "." + namespace.joined(separator: "."), file: file.name)
             }
         }
+        validatedMessages = computeValidatedMessages()
     }
 
     func moduleFor(file: String) -> String {

@@ -46,32 +46,22 @@ extension CommonV1.Location {
                                  longitude: longitude + (other.longitude - longitude) * f,
                                  altitude: altitude + (other.altitude - altitude) * f)
     }
-
-    /// Nil when the coordinates are on Earth; otherwise what is wrong, naming `field`.
-    public func problem(field: String) -> String? {
-        if !latitude.isFinite || !(-90...90).contains(latitude) { return "\(field).latitude must be within -90..90, got \(latitude)" }
-        if !longitude.isFinite || !(-180...180).contains(longitude) { return "\(field).longitude must be within -180..180, got \(longitude)" }
-        if !altitude.isFinite { return "\(field).altitude must be a finite number" }
-        return nil
-    }
 }
 
-/// Checks a request and throws INVALID_ARGUMENT naming every field that is wrong.
+/// The few request checks that are not field rules (a rule across two fields, or on a field of
+/// a message shared with requests where it may be empty): throws INVALID_ARGUMENT with a
+/// google.rpc.BadRequest, as the field rules' checks do (see ValidationViolation).
 public struct Validator {
-    public private(set) var problems: [String] = []
+    public private(set) var violations: [ValidationViolation] = []
     public init() {}
 
-    public mutating func require(_ condition: Bool, _ problem: @autoclosure () -> String) {
-        if !condition { problems.append(problem()) }
-    }
-
-    public mutating func location(_ location: CommonV1.Location?, field: String) {
-        guard let location else { return problems.append("\(field) is required") }
-        if let problem = location.problem(field: field) { problems.append(problem) }
+    /// When `condition` fails: `field` (a path; "" for the whole request) and what is wrong.
+    public mutating func require(_ condition: Bool, _ field: String, _ message: @autoclosure () -> String) {
+        if !condition { violations.append(ValidationViolation(field: field, ruleID: "", message: message())) }
     }
 
     public func check() throws {
-        if !problems.isEmpty { throw RPCError(.invalidArgument, problems.joined(separator: "; ")) }
+        if !violations.isEmpty { throw RPCError(fieldRuleViolations: violations, in: "request") }
     }
 }
 
@@ -85,10 +75,10 @@ public enum PageToken {
         }
         return offset
     }
-    /// A page size within 1...1000 (0 means the default, 100).
+    /// A page size within 1...1000 (0 means the default, 100; a negative size is refused by
+    /// the field rule `page_size >= 0` of every listing request).
     public static func size(_ requested: Int32) throws -> Int {
-        if requested < 0 { throw RPCError(.invalidArgument, "page_size must not be negative, got \(requested)") }
-        return requested == 0 ? 100 : min(Int(requested), 1000)
+        requested <= 0 ? 100 : min(Int(requested), 1000)
     }
 }
 

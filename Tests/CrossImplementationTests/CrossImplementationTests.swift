@@ -54,7 +54,7 @@ struct CrossImplementationTests {
         let descriptorSet = work.appendingPathComponent("set.pb")
         let protoRoot = repositoryRoot.appendingPathComponent("proto").path
         let protoFiles = try FileManager.default.subpathsOfDirectory(atPath: protoRoot + "/fabrikam").filter { $0.hasSuffix(".proto") }.map { "fabrikam/" + $0 }
-        try runBlocking("/usr/bin/protoc", ["-I", protoRoot, "-I", "/usr/include", "--include_imports", "--descriptor_set_out=" + descriptorSet.path] + protoFiles)
+        try runBlocking("/usr/bin/protoc", [protovalidateDescriptorSetArgument, "-I", protoRoot, "-I", "/usr/include", "--include_imports", "--descriptor_set_out=" + descriptorSet.path] + protoFiles)
 
         let encoding = JSONEncodingOptions.defaults { $0.typeRegistry = Self.registry }
         let decoding = JSONDecodingOptions.defaults { $0.typeRegistry = Self.registry }
@@ -89,9 +89,9 @@ struct CrossImplementationTests {
             #expect(sameMessage(message, fromPythonJSON), "\(testCase.name): Python's JSON decodes differently")
 
             // protoc prints both encodings as the same text.
-            let ourText = try runBlocking("/usr/bin/protoc", ["-I", protoRoot, "-I", "/usr/include", "--decode=\(testCase.messageName)"] + protoFiles,
+            let ourText = try runBlocking("/usr/bin/protoc", [protovalidateDescriptorSetArgument, "-I", protoRoot, "-I", "/usr/include", "--decode=\(testCase.messageName)"] + protoFiles,
                                   input: Data(message.serializedBytes()))
-            let pythonText = try runBlocking("/usr/bin/protoc", ["-I", protoRoot, "-I", "/usr/include", "--decode=\(testCase.messageName)"] + protoFiles,
+            let pythonText = try runBlocking("/usr/bin/protoc", [protovalidateDescriptorSetArgument, "-I", protoRoot, "-I", "/usr/include", "--decode=\(testCase.messageName)"] + protoFiles,
                                      input: Data(pythonBytes))
             let ours = maskingAnyPayloads(String(decoding: ourText, as: UTF8.self))
             let theirs = maskingAnyPayloads(String(decoding: pythonText, as: UTF8.self))

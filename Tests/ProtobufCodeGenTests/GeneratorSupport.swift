@@ -7,7 +7,7 @@ func descriptorRequest(for file: String, includes: [String], parameter: String) 
     let directory = try makeTemporaryDirectory("descriptors")
     defer { try? FileManager.default.removeItem(at: directory) }
     let output = directory.appendingPathComponent("set.pb")
-    try runBlocking("/usr/bin/protoc", includes.map { "-I" + $0 } + ["--include_imports", "--include_source_info",
+    try runBlocking("/usr/bin/protoc", [protovalidateDescriptorSetArgument] + includes.map { "-I" + $0 } + ["--include_imports", "--include_source_info",
                                                           "--descriptor_set_out=" + output.path, file])
     return try CodeGeneratorRequest(descriptorSet: [UInt8](try Data(contentsOf: output)), parameter: parameter)
 }

@@ -638,6 +638,17 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.User: ProtobufKit.
             return nil
         }
     }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if self.displayName == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "display_name"), ruleID: "required", message: "value is required")) }
+        do {
+            let value = self.email
+            if !(value == "") {
+                if value.isEmpty { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "email"), ruleID: "string.email_empty", message: "value is empty, which is not a valid email address")) }
+                else if !ProtobufKit.Validation.isEmail(value) { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "email"), ruleID: "string.email", message: "must be a valid email address")) }
+            }
+        }
+    }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ApiKey: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -810,6 +821,28 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.RegisterAccountReq
             return nil
         }
     }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        do {
+            let value = self.displayName
+            if value == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "display_name"), ruleID: "required", message: "value is required")) } else {
+                if !ProtobufKit.Validation.matches(value, "\\S") { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "display_name"), ruleID: "string.pattern", message: "does not match regex pattern `\\S`")) }
+            }
+        }
+        do {
+            let value = self.contactEmail
+            do {
+                if value.isEmpty { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "contact_email"), ruleID: "string.email_empty", message: "value is empty, which is not a valid email address")) }
+                else if !ProtobufKit.Validation.isEmail(value) { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "contact_email"), ruleID: "string.email", message: "must be a valid email address")) }
+            }
+        }
+        do {
+            let value = self.requestId
+            do {
+                if value.utf8.count > 128 { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "request_id"), ruleID: "string.max_bytes", message: "must be at most 128 bytes")) }
+            }
+        }
+    }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.RegisterAccountResponse: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -912,6 +945,15 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.GetAccountRequest:
             return nil
         }
     }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        do {
+            let value = self.name
+            do {
+                if !ProtobufKit.Validation.matches(value, "^accounts/[^/]+$") { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "name"), ruleID: "string.pattern", message: "does not match regex pattern `^accounts/[^/]+$`")) }
+            }
+        }
+    }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AddUserRequest: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -963,6 +1005,15 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AddUserRequest: Pr
             return nil
         }
     }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if self.accountId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "account_id"), ruleID: "required", message: "value is required")) }
+        if let value = self.user {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "user"), into: &violations)
+        } else {
+            violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "user"), ruleID: "required", message: "value is required"))
+        }
+    }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AddUserResponse: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -1012,6 +1063,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AddUserResponse: P
             return 1
         default:
             return nil
+        }
+    }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if let value = self.user {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "user"), into: &violations)
         }
     }
 }
@@ -1084,6 +1141,20 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.IssueApiKeyRequest
             return 4
         default:
             return nil
+        }
+    }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if self.accountId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "account_id"), ruleID: "required", message: "value is required")) }
+        if let value = self.ttl {
+            if !(ProtobufKit.Validation.compare(value, seconds: 0, nanos: 0) > 0) { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "ttl"), ruleID: "duration.gt", message: "must be greater than 0s")) }
+        }
+        do {
+            let value = self.role
+            do {
+                if case .unrecognized = value { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "role"), ruleID: "enum.defined_only", message: "value must be one of the defined enum values")) }
+                if [4].contains(value.rawValue) { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "role"), ruleID: "enum.not_in", message: "must not be in list [4]")) }
+            }
         }
     }
 }
@@ -1388,6 +1459,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.CreateTrackingLink
             return 2
         default:
             return nil
+        }
+    }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if self.accountId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "account_id"), ruleID: "required", message: "value is required")) }
+        if self.deliveryId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "delivery_id"), ruleID: "required", message: "value is required")) }
+        if let value = self.ttl {
+            if !((ProtobufKit.Validation.compare(value, seconds: 0, nanos: 0) > 0) && (ProtobufKit.Validation.compare(value, seconds: 2592000, nanos: 0) <= 0)) { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "ttl"), ruleID: "duration.gt_lte", message: "must be greater than 0s and less than or equal to 2592000s")) }
         }
     }
 }
@@ -1716,7 +1795,7 @@ extension Fabrikam.Dronedelivery.Accounts.V1 {
             dependencies: ["google/api/annotations.proto", "google/protobuf/duration.proto", "google/protobuf/timestamp.proto"],
             messageTypes: [DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.Account.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.User.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ApiKey.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.RegisterAccountRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.RegisterAccountResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.GetAccountRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AddUserRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.AddUserResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.IssueApiKeyRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.IssueApiKeyResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.RevokeApiKeyRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ValidateApiKeyRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.ValidateApiKeyResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.CreateTrackingLinkRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Accounts.V1.CreateTrackingLinkResponse.self],
             services: [AccountsService.descriptor],
-            serializedDescriptorBase64: "CjFmYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2FjY291bnRzL3YxL2FjY291bnRzLnByb3RvEiJmYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmFjY291bnRzLnYxGhxnb29nbGUvYXBpL2Fubm90YXRpb25zLnByb3RvGh5nb29nbGUvcHJvdG9idWYvZHVyYXRpb24ucHJvdG8aH2dvb2dsZS9wcm90b2J1Zi90aW1lc3RhbXAucHJvdG8iyQIKB0FjY291bnQSEgoEbmFtZRgBIAEoCVIEbmFtZRIdCgphY2NvdW50X2lkGAIgASgJUglhY2NvdW50SWQSIQoMZGlzcGxheV9uYW1lGAMgASgJUgtkaXNwbGF5TmFtZRIjCg1jb250YWN0X2VtYWlsGAQgASgJUgxjb250YWN0RW1haWwSSQoGc3RhdHVzGAUgASgOMjEuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5hY2NvdW50cy52MS5BY2NvdW50U3RhdHVzUgZzdGF0dXMSOwoLY3JlYXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpjcmVhdGVUaW1lEjsKC3VwZGF0ZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKdXBkYXRlVGltZSL2AQoEVXNlchIXCgd1c2VyX2lkGAEgASgJUgZ1c2VySWQSHQoKYWNjb3VudF9pZBgCIAEoCVIJYWNjb3VudElkEiEKDGRpc3BsYXlfbmFtZRgDIAEoCVILZGlzcGxheU5hbWUSFAoFZW1haWwYBCABKAlSBWVtYWlsEkAKBHJvbGUYBSABKA4yLC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmFjY291bnRzLnYxLlVzZXJSb2xlUgRyb2xlEjsKC2NyZWF0ZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKY3JlYXRlVGltZSKFBAoGQXBpS2V5EhUKBmtleV9pZBgBIAEoCVIFa2V5SWQSHQoKYWNjb3VudF9pZBgCIAEoCVIJYWNjb3VudElkEiEKDGRpc3BsYXlfbmFtZRgDIAEoCVILZGlzcGxheU5hbWUSIwoNc2VjcmV0X3ByZWZpeBgEIAEoCVIMc2VjcmV0UHJlZml4EkgKBnN0YXR1cxgFIAEoDjIwLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuYWNjb3VudHMudjEuQXBpS2V5U3RhdHVzUgZzdGF0dXMSOwoLY3JlYXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpjcmVhdGVUaW1lEjsKC2V4cGlyZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKZXhwaXJlVGltZRI7CgtyZXZva2VfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCnJldm9rZVRpbWUSQgoEcm9sZRgJIAEoDjIuLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuYWNjb3VudHMudjEuQXBpS2V5Um9sZVIEcm9sZRIfCgtkZWxpdmVyeV9pZBgKIAEoCVIKZGVsaXZlcnlJZBIXCgd1c2VyX2lkGAsgASgJUgZ1c2VySWQifwoWUmVnaXN0ZXJBY2NvdW50UmVxdWVzdBIhCgxkaXNwbGF5X25hbWUYASABKAlSC2Rpc3BsYXlOYW1lEiMKDWNvbnRhY3RfZW1haWwYAiABKAlSDGNvbnRhY3RFbWFpbBIdCgpyZXF1ZXN0X2lkGAMgASgJUglyZXF1ZXN0SWQi0AEKF1JlZ2lzdGVyQWNjb3VudFJlc3BvbnNlEkUKB2FjY291bnQYASABKAsyKy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmFjY291bnRzLnYxLkFjY291bnRSB2FjY291bnQSGAoHY3JlYXRlZBgCIAEoCFIHY3JlYXRlZBJUCglhZG1pbl9rZXkYAyABKAsyNy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmFjY291bnRzLnYxLklzc3VlQXBpS2V5UmVzcG9uc2VSCGFkbWluS2V5IicKEUdldEFjY291bnRSZXF1ZXN0EhIKBG5hbWUYASABKAlSBG5hbWUibQoOQWRkVXNlclJlcXVlc3QSHQoKYWNjb3VudF9pZBgBIAEoCVIJYWNjb3VudElkEjwKBHVzZXIYAiABKAsyKC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmFjY291bnRzLnYxLlVzZXJSBHVzZXIiaQoPQWRkVXNlclJlc3BvbnNlEjwKBHVzZXIYASABKAsyKC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmFjY291bnRzLnYxLlVzZXJSBHVzZXISGAoHY3JlYXRlZBgCIAEoCFIHY3JlYXRlZCLgAQoSSXNzdWVBcGlLZXlSZXF1ZXN0Eh0KCmFjY291bnRfaWQYASABKAlSCWFjY291bnRJZBIhCgxkaXNwbGF5X25hbWUYAiABKAlSC2Rpc3BsYXlOYW1lEisKA3R0bBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvblIDdHRsEkIKBHJvbGUYBCABKA4yLi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmFjY291bnRzLnYxLkFwaUtleVJvbGVSBHJvbGUSFwoHdXNlcl9pZBgFIAEoCVIGdXNlcklkInIKE0lzc3VlQXBpS2V5UmVzcG9uc2USQwoHYXBpX2tleRgBIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuYWNjb3VudHMudjEuQXBpS2V5UgZhcGlLZXkSFgoGc2VjcmV0GAIgASgJUgZzZWNyZXQiSwoTUmV2b2tlQXBpS2V5UmVxdWVzdBIdCgphY2NvdW50X2lkGAEgASgJUglhY2NvdW50SWQSFQoGa2V5X2lkGAIgASgJUgVrZXlJZCIvChVWYWxpZGF0ZUFwaUtleVJlcXVlc3QSFgoGc2VjcmV0GAEgASgJUgZzZWNyZXQixQMKFlZhbGlkYXRlQXBpS2V5UmVzcG9uc2USFAoFdmFsaWQYASABKAhSBXZhbGlkEh0KCmFjY291bnRfaWQYAiABKAlSCWFjY291bnRJZBJYCg5hY2NvdW50X3N0YXR1cxgDIAEoDjIxLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuYWNjb3VudHMudjEuQWNjb3VudFN0YXR1c1INYWNjb3VudFN0YXR1cxIVCgZrZXlfaWQYBCABKAlSBWtleUlkEk8KCmtleV9zdGF0dXMYBSABKA4yMC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmFjY291bnRzLnYxLkFwaUtleVN0YXR1c1IJa2V5U3RhdHVzEjYKCWNhY2hlX3R0bBgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvblIIY2FjaGVUdGwSQgoEcm9sZRgHIAEoDjIuLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuYWNjb3VudHMudjEuQXBpS2V5Um9sZVIEcm9sZRIfCgtkZWxpdmVyeV9pZBgIIAEoCVIKZGVsaXZlcnlJZBIXCgd1c2VyX2lkGAkgASgJUgZ1c2VySWQiiAEKGUNyZWF0ZVRyYWNraW5nTGlua1JlcXVlc3QSHQoKYWNjb3VudF9pZBgBIAEoCVIJYWNjb3VudElkEh8KC2RlbGl2ZXJ5X2lkGAIgASgJUgpkZWxpdmVyeUlkEisKA3R0bBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvblIDdHRsIpwBChpDcmVhdGVUcmFja2luZ0xpbmtSZXNwb25zZRJDCgdhcGlfa2V5GAEgASgLMiouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5hY2NvdW50cy52MS5BcGlLZXlSBmFwaUtleRIUCgV0b2tlbhgCIAEoCVIFdG9rZW4SIwoNdHJhY2tpbmdfcGF0aBgDIAEoCVIMdHJhY2tpbmdQYXRoKoMBCg1BY2NvdW50U3RhdHVzEh4KGkFDQ09VTlRfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGQoVQUNDT1VOVF9TVEFUVVNfQUNUSVZFEAESHAoYQUNDT1VOVF9TVEFUVVNfU1VTUEVOREVEEAISGQoVQUNDT1VOVF9TVEFUVVNfQ0xPU0VEEAMqUAoIVXNlclJvbGUSGQoVVVNFUl9ST0xFX1VOU1BFQ0lGSUVEEAASEwoPVVNFUl9ST0xFX0FETUlOEAESFAoQVVNFUl9ST0xFX01FTUJFUhACKoEBCgxBcGlLZXlTdGF0dXMSHgoaQVBJX0tFWV9TVEFUVVNfVU5TUEVDSUZJRUQQABIZChVBUElfS0VZX1NUQVRVU19BQ1RJVkUQARIaChZBUElfS0VZX1NUQVRVU19SRVZPS0VEEAISGgoWQVBJX0tFWV9TVEFUVVNfRVhQSVJFRBADKpYBCgpBcGlLZXlSb2xlEhwKGEFQSV9LRVlfUk9MRV9VTlNQRUNJRklFRBAAEhYKEkFQSV9LRVlfUk9MRV9BRE1JThABEhsKF0FQSV9LRVlfUk9MRV9ERUxJVkVSSUVTEAISGgoWQVBJX0tFWV9ST0xFX1JFQURfT05MWRADEhkKFUFQSV9LRVlfUk9MRV9UUkFDS0lORxAEMpwJCg9BY2NvdW50c1NlcnZpY2USowEKD1JlZ2lzdGVyQWNjb3VudBI6LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuYWNjb3VudHMudjEuUmVnaXN0ZXJBY2NvdW50UmVxdWVzdBo7LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuYWNjb3VudHMudjEuUmVnaXN0ZXJBY2NvdW50UmVzcG9uc2UiF4LT5JMCESIML3YxL2FjY291bnRzOgEqEo8BCgpHZXRBY2NvdW50EjUuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5hY2NvdW50cy52MS5HZXRBY2NvdW50UmVxdWVzdBorLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuYWNjb3VudHMudjEuQWNjb3VudCIdgtPkkwIXEhUvdjEve25hbWU9YWNjb3VudHMvKn0SoQEKB0FkZFVzZXISMi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmFjY291bnRzLnYxLkFkZFVzZXJSZXF1ZXN0GjMuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5hY2NvdW50cy52MS5BZGRVc2VyUmVzcG9uc2UiLYLT5JMCJyIfL3YxL2FjY291bnRzL3thY2NvdW50X2lkfS91c2VyczoEdXNlchKsAQoLSXNzdWVBcGlLZXkSNi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmFjY291bnRzLnYxLklzc3VlQXBpS2V5UmVxdWVzdBo3LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuYWNjb3VudHMudjEuSXNzdWVBcGlLZXlSZXNwb25zZSIsgtPkkwImIiEvdjEvYWNjb3VudHMve2FjY291bnRfaWR9L2FwaWtleXM6ASoSpwEKDFJldm9rZUFwaUtleRI3LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuYWNjb3VudHMudjEuUmV2b2tlQXBpS2V5UmVxdWVzdBoqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuYWNjb3VudHMudjEuQXBpS2V5IjKC0+STAiwqKi92MS9hY2NvdW50cy97YWNjb3VudF9pZH0vYXBpa2V5cy97a2V5X2lkfRLJAQoSQ3JlYXRlVHJhY2tpbmdMaW5rEj0uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5hY2NvdW50cy52MS5DcmVhdGVUcmFja2luZ0xpbmtSZXF1ZXN0Gj4uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5hY2NvdW50cy52MS5DcmVhdGVUcmFja2luZ0xpbmtSZXNwb25zZSI0gtPkkwIuIikvdjEvZGVsaXZlcmllcy97ZGVsaXZlcnlfaWR9OnRyYWNraW5nTGluazoBKhKHAQoOVmFsaWRhdGVBcGlLZXkSOS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmFjY291bnRzLnYxLlZhbGlkYXRlQXBpS2V5UmVxdWVzdBo6LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuYWNjb3VudHMudjEuVmFsaWRhdGVBcGlLZXlSZXNwb25zZWIGcHJvdG8z"
+            serializedDescriptorBase64: "CjFmYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2FjY291bnRzL3YxL2FjY291bnRzLnByb3RvEiJmYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmFjY291bnRzLnYxGhxnb29nbGUvYXBpL2Fubm90YXRpb25zLnByb3RvGh5nb29nbGUvcHJvdG9idWYvZHVyYXRpb24ucHJvdG8aH2dvb2dsZS9wcm90b2J1Zi90aW1lc3RhbXAucHJvdG8iyQIKB0FjY291bnQSEgoEbmFtZRgBIAEoCVIEbmFtZRIdCgphY2NvdW50X2lkGAIgASgJUglhY2NvdW50SWQSIQoMZGlzcGxheV9uYW1lGAMgASgJUgtkaXNwbGF5TmFtZRIjCg1jb250YWN0X2VtYWlsGAQgASgJUgxjb250YWN0RW1haWwSSQoGc3RhdHVzGAUgASgOMjEuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5hY2NvdW50cy52MS5BY2NvdW50U3RhdHVzUgZzdGF0dXMSOwoLY3JlYXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpjcmVhdGVUaW1lEjsKC3VwZGF0ZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKdXBkYXRlVGltZSKNAgoEVXNlchIXCgd1c2VyX2lkGAEgASgJUgZ1c2VySWQSHQoKYWNjb3VudF9pZBgCIAEoCVIJYWNjb3VudElkEikKDGRpc3BsYXlfbmFtZRgDIAEoCUIGukgDyAEBUgtkaXNwbGF5TmFtZRIjCgVlbWFpbBgEIAEoCUINukgEcgJgAbpIA9gBAVIFZW1haWwSQAoEcm9sZRgFIAEoDjIsLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuYWNjb3VudHMudjEuVXNlclJvbGVSBHJvbGUSOwoLY3JlYXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpjcmVhdGVUaW1lIoUECgZBcGlLZXkSFQoGa2V5X2lkGAEgASgJUgVrZXlJZBIdCgphY2NvdW50X2lkGAIgASgJUglhY2NvdW50SWQSIQoMZGlzcGxheV9uYW1lGAMgASgJUgtkaXNwbGF5TmFtZRIjCg1zZWNyZXRfcHJlZml4GAQgASgJUgxzZWNyZXRQcmVmaXgSSAoGc3RhdHVzGAUgASgOMjAuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5hY2NvdW50cy52MS5BcGlLZXlTdGF0dXNSBnN0YXR1cxI7CgtjcmVhdGVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCmNyZWF0ZVRpbWUSOwoLZXhwaXJlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpleHBpcmVUaW1lEjsKC3Jldm9rZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKcmV2b2tlVGltZRJCCgRyb2xlGAkgASgOMi4uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5hY2NvdW50cy52MS5BcGlLZXlSb2xlUgRyb2xlEh8KC2RlbGl2ZXJ5X2lkGAogASgJUgpkZWxpdmVyeUlkEhcKB3VzZXJfaWQYCyABKAlSBnVzZXJJZCKjAQoWUmVnaXN0ZXJBY2NvdW50UmVxdWVzdBIyCgxkaXNwbGF5X25hbWUYASABKAlCD7pIA8gBAbpIBnIEMgJcU1ILZGlzcGxheU5hbWUSLAoNY29udGFjdF9lbWFpbBgCIAEoCUIHukgEcgJgAVIMY29udGFjdEVtYWlsEicKCnJlcXVlc3RfaWQYAyABKAlCCLpIBXIDKIABUglyZXF1ZXN0SWQi0AEKF1JlZ2lzdGVyQWNjb3VudFJlc3BvbnNlEkUKB2FjY291bnQYASABKAsyKy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmFjY291bnRzLnYxLkFjY291bnRSB2FjY291bnQSGAoHY3JlYXRlZBgCIAEoCFIHY3JlYXRlZBJUCglhZG1pbl9rZXkYAyABKAsyNy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmFjY291bnRzLnYxLklzc3VlQXBpS2V5UmVzcG9uc2VSCGFkbWluS2V5IkAKEUdldEFjY291bnRSZXF1ZXN0EisKBG5hbWUYASABKAlCF7pIFHISMhBeYWNjb3VudHMvW14vXSskUgRuYW1lIn0KDkFkZFVzZXJSZXF1ZXN0EiUKCmFjY291bnRfaWQYASABKAlCBrpIA8gBAVIJYWNjb3VudElkEkQKBHVzZXIYAiABKAsyKC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmFjY291bnRzLnYxLlVzZXJCBrpIA8gBAVIEdXNlciJpCg9BZGRVc2VyUmVzcG9uc2USPAoEdXNlchgBIAEoCzIoLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuYWNjb3VudHMudjEuVXNlclIEdXNlchIYCgdjcmVhdGVkGAIgASgIUgdjcmVhdGVkIv4BChJJc3N1ZUFwaUtleVJlcXVlc3QSJQoKYWNjb3VudF9pZBgBIAEoCUIGukgDyAEBUglhY2NvdW50SWQSIQoMZGlzcGxheV9uYW1lGAIgASgJUgtkaXNwbGF5TmFtZRI1CgN0dGwYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAioAUgN0dGwSTgoEcm9sZRgEIAEoDjIuLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuYWNjb3VudHMudjEuQXBpS2V5Um9sZUIKukgHggEEEAEgBFIEcm9sZRIXCgd1c2VyX2lkGAUgASgJUgZ1c2VySWQicgoTSXNzdWVBcGlLZXlSZXNwb25zZRJDCgdhcGlfa2V5GAEgASgLMiouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5hY2NvdW50cy52MS5BcGlLZXlSBmFwaUtleRIWCgZzZWNyZXQYAiABKAlSBnNlY3JldCJLChNSZXZva2VBcGlLZXlSZXF1ZXN0Eh0KCmFjY291bnRfaWQYASABKAlSCWFjY291bnRJZBIVCgZrZXlfaWQYAiABKAlSBWtleUlkIi8KFVZhbGlkYXRlQXBpS2V5UmVxdWVzdBIWCgZzZWNyZXQYASABKAlSBnNlY3JldCLFAwoWVmFsaWRhdGVBcGlLZXlSZXNwb25zZRIUCgV2YWxpZBgBIAEoCFIFdmFsaWQSHQoKYWNjb3VudF9pZBgCIAEoCVIJYWNjb3VudElkElgKDmFjY291bnRfc3RhdHVzGAMgASgOMjEuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5hY2NvdW50cy52MS5BY2NvdW50U3RhdHVzUg1hY2NvdW50U3RhdHVzEhUKBmtleV9pZBgEIAEoCVIFa2V5SWQSTwoKa2V5X3N0YXR1cxgFIAEoDjIwLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuYWNjb3VudHMudjEuQXBpS2V5U3RhdHVzUglrZXlTdGF0dXMSNgoJY2FjaGVfdHRsGAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uUghjYWNoZVR0bBJCCgRyb2xlGAcgASgOMi4uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5hY2NvdW50cy52MS5BcGlLZXlSb2xlUgRyb2xlEh8KC2RlbGl2ZXJ5X2lkGAggASgJUgpkZWxpdmVyeUlkEhcKB3VzZXJfaWQYCSABKAlSBnVzZXJJZCKpAQoZQ3JlYXRlVHJhY2tpbmdMaW5rUmVxdWVzdBIlCgphY2NvdW50X2lkGAEgASgJQga6SAPIAQFSCWFjY291bnRJZBInCgtkZWxpdmVyeV9pZBgCIAEoCUIGukgDyAEBUgpkZWxpdmVyeUlkEjwKA3R0bBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIPukgMqgEJIgUIgJqeASoAUgN0dGwinAEKGkNyZWF0ZVRyYWNraW5nTGlua1Jlc3BvbnNlEkMKB2FwaV9rZXkYASABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmFjY291bnRzLnYxLkFwaUtleVIGYXBpS2V5EhQKBXRva2VuGAIgASgJUgV0b2tlbhIjCg10cmFja2luZ19wYXRoGAMgASgJUgx0cmFja2luZ1BhdGgqgwEKDUFjY291bnRTdGF0dXMSHgoaQUNDT1VOVF9TVEFUVVNfVU5TUEVDSUZJRUQQABIZChVBQ0NPVU5UX1NUQVRVU19BQ1RJVkUQARIcChhBQ0NPVU5UX1NUQVRVU19TVVNQRU5ERUQQAhIZChVBQ0NPVU5UX1NUQVRVU19DTE9TRUQQAypQCghVc2VyUm9sZRIZChVVU0VSX1JPTEVfVU5TUEVDSUZJRUQQABITCg9VU0VSX1JPTEVfQURNSU4QARIUChBVU0VSX1JPTEVfTUVNQkVSEAIqgQEKDEFwaUtleVN0YXR1cxIeChpBUElfS0VZX1NUQVRVU19VTlNQRUNJRklFRBAAEhkKFUFQSV9LRVlfU1RBVFVTX0FDVElWRRABEhoKFkFQSV9LRVlfU1RBVFVTX1JFVk9LRUQQAhIaChZBUElfS0VZX1NUQVRVU19FWFBJUkVEEAMqlgEKCkFwaUtleVJvbGUSHAoYQVBJX0tFWV9ST0xFX1VOU1BFQ0lGSUVEEAASFgoSQVBJX0tFWV9ST0xFX0FETUlOEAESGwoXQVBJX0tFWV9ST0xFX0RFTElWRVJJRVMQAhIaChZBUElfS0VZX1JPTEVfUkVBRF9PTkxZEAMSGQoVQVBJX0tFWV9ST0xFX1RSQUNLSU5HEAQynAkKD0FjY291bnRzU2VydmljZRKjAQoPUmVnaXN0ZXJBY2NvdW50EjouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5hY2NvdW50cy52MS5SZWdpc3RlckFjY291bnRSZXF1ZXN0GjsuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5hY2NvdW50cy52MS5SZWdpc3RlckFjY291bnRSZXNwb25zZSIXgtPkkwIRIgwvdjEvYWNjb3VudHM6ASoSjwEKCkdldEFjY291bnQSNS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmFjY291bnRzLnYxLkdldEFjY291bnRSZXF1ZXN0GisuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5hY2NvdW50cy52MS5BY2NvdW50Ih2C0+STAhcSFS92MS97bmFtZT1hY2NvdW50cy8qfRKhAQoHQWRkVXNlchIyLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuYWNjb3VudHMudjEuQWRkVXNlclJlcXVlc3QaMy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmFjY291bnRzLnYxLkFkZFVzZXJSZXNwb25zZSItgtPkkwInIh8vdjEvYWNjb3VudHMve2FjY291bnRfaWR9L3VzZXJzOgR1c2VyEqwBCgtJc3N1ZUFwaUtleRI2LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuYWNjb3VudHMudjEuSXNzdWVBcGlLZXlSZXF1ZXN0GjcuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5hY2NvdW50cy52MS5Jc3N1ZUFwaUtleVJlc3BvbnNlIiyC0+STAiYiIS92MS9hY2NvdW50cy97YWNjb3VudF9pZH0vYXBpa2V5czoBKhKnAQoMUmV2b2tlQXBpS2V5EjcuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5hY2NvdW50cy52MS5SZXZva2VBcGlLZXlSZXF1ZXN0GiouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5hY2NvdW50cy52MS5BcGlLZXkiMoLT5JMCLCoqL3YxL2FjY291bnRzL3thY2NvdW50X2lkfS9hcGlrZXlzL3trZXlfaWR9EskBChJDcmVhdGVUcmFja2luZ0xpbmsSPS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmFjY291bnRzLnYxLkNyZWF0ZVRyYWNraW5nTGlua1JlcXVlc3QaPi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmFjY291bnRzLnYxLkNyZWF0ZVRyYWNraW5nTGlua1Jlc3BvbnNlIjSC0+STAi4iKS92MS9kZWxpdmVyaWVzL3tkZWxpdmVyeV9pZH06dHJhY2tpbmdMaW5rOgEqEocBCg5WYWxpZGF0ZUFwaUtleRI5LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuYWNjb3VudHMudjEuVmFsaWRhdGVBcGlLZXlSZXF1ZXN0GjouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5hY2NvdW50cy52MS5WYWxpZGF0ZUFwaUtleVJlc3BvbnNlYgZwcm90bzM="
         )
     }
 }

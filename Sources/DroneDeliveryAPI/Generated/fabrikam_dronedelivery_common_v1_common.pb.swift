@@ -370,6 +370,27 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location: ProtobufKi
             return nil
         }
     }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        do {
+            let value = self.latitude
+            do {
+                if !((value >= -90.0) && (value <= 90.0)) { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "latitude"), ruleID: "double.gte_lte", message: "must be greater than or equal to -90 and less than or equal to 90")) }
+            }
+        }
+        do {
+            let value = self.longitude
+            do {
+                if !((value >= -180.0) && (value <= 180.0)) { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "longitude"), ruleID: "double.gte_lte", message: "must be greater than or equal to -180 and less than or equal to 180")) }
+            }
+        }
+        do {
+            let value = self.altitude
+            do {
+                if !value.isFinite { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "altitude"), ruleID: "double.finite", message: "must be finite")) }
+            }
+        }
+    }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Owner: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -488,6 +509,29 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.PackageInfo: Protobu
             return nil
         }
     }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        do {
+            let value = self.size
+            do {
+                if case .unrecognized = value { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "size"), ruleID: "enum.defined_only", message: "value must be one of the defined enum values")) }
+                if [0].contains(value.rawValue) { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "size"), ruleID: "enum.not_in", message: "must not be in list [0]")) }
+            }
+        }
+        do {
+            let value = self.weight
+            do {
+                if !(value > 0.0) { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "weight"), ruleID: "double.gt", message: "must be greater than 0")) }
+                if !value.isFinite { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "weight"), ruleID: "double.finite", message: "must be finite")) }
+            }
+        }
+        do {
+            let value = self.tag
+            do {
+                if value.utf8.count > 256 { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "tag"), ruleID: "string.max_bytes", message: "must be at most 256 bytes")) }
+            }
+        }
+    }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.TraceContext: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -557,7 +601,7 @@ extension Fabrikam.Dronedelivery.Common.V1 {
             dependencies: [],
             messageTypes: [DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Owner.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.PackageInfo.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.TraceContext.self],
             services: [],
-            serializedDescriptorBase64: "Ci1mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2NvbW1vbi92MS9jb21tb24ucHJvdG8SIGZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxImAKCExvY2F0aW9uEhoKCGxhdGl0dWRlGAEgASgBUghsYXRpdHVkZRIcCglsb25naXR1ZGUYAiABKAFSCWxvbmdpdHVkZRIaCghhbHRpdHVkZRgDIAEoAVIIYWx0aXR1ZGUiPwoFT3duZXISFwoHdXNlcl9pZBgBIAEoCVIGdXNlcklkEh0KCmFjY291bnRfaWQYAiABKAlSCWFjY291bnRJZCKZAQoLUGFja2FnZUluZm8SHQoKcGFja2FnZV9pZBgBIAEoCVIJcGFja2FnZUlkEkEKBHNpemUYAiABKA4yLS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5QYWNrYWdlU2l6ZVIEc2l6ZRIWCgZ3ZWlnaHQYAyABKAFSBndlaWdodBIQCgN0YWcYBCABKAlSA3RhZyJ3CgxUcmFjZUNvbnRleHQSIAoLdHJhY2VwYXJlbnQYASABKAlSC3RyYWNlcGFyZW50Eh4KCnRyYWNlc3RhdGUYAiABKAlSCnRyYWNlc3RhdGUSJQoOY29ycmVsYXRpb25faWQYAyABKAlSDWNvcnJlbGF0aW9uSWQqdAoLUGFja2FnZVNpemUSHAoYUEFDS0FHRV9TSVpFX1VOU1BFQ0lGSUVEEAASFgoSUEFDS0FHRV9TSVpFX1NNQUxMEAESFwoTUEFDS0FHRV9TSVpFX01FRElVTRACEhYKElBBQ0tBR0VfU0laRV9MQVJHRRADKrABChBDb25maXJtYXRpb25UeXBlEiEKHUNPTkZJUk1BVElPTl9UWVBFX1VOU1BFQ0lGSUVEEAASGgoWQ09ORklSTUFUSU9OX1RZUEVfTk9ORRABEiEKHUNPTkZJUk1BVElPTl9UWVBFX0ZJTkdFUlBSSU5UEAISHQoZQ09ORklSTUFUSU9OX1RZUEVfUElDVFVSRRADEhsKF0NPTkZJUk1BVElPTl9UWVBFX1ZPSUNFEAQqqwIKDURlbGl2ZXJ5U3RhZ2USHgoaREVMSVZFUllfU1RBR0VfVU5TUEVDSUZJRUQQABIaChZERUxJVkVSWV9TVEFHRV9DUkVBVEVEEAESHgoaREVMSVZFUllfU1RBR0VfUkVTQ0hFRFVMRUQQAhIjCh9ERUxJVkVSWV9TVEFHRV9IRUFERURfVE9fUElDS1VQEAMSJAogREVMSVZFUllfU1RBR0VfSEVBREVEX1RPX0RST1BPRkYQBBIcChhERUxJVkVSWV9TVEFHRV9DT01QTEVURUQQBRIcChhERUxJVkVSWV9TVEFHRV9DQU5DRUxMRUQQBhIZChVERUxJVkVSWV9TVEFHRV9GQUlMRUQQBxIcChhERUxJVkVSWV9TVEFHRV9SRVFVRVNURUQQCCqEAQoNT3BlcmF0aW9uS2luZBIeChpPUEVSQVRJT05fS0lORF9VTlNQRUNJRklFRBAAEhkKFU9QRVJBVElPTl9LSU5EX0NSRUFURRABEh0KGU9QRVJBVElPTl9LSU5EX1JFU0NIRURVTEUQAhIZChVPUEVSQVRJT05fS0lORF9DQU5DRUwQA2IGcHJvdG8z"
+            serializedDescriptorBase64: "Ci1mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2NvbW1vbi92MS9jb21tb24ucHJvdG8SIGZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxIpsBCghMb2NhdGlvbhIzCghsYXRpdHVkZRgBIAEoAUIXukgUEhIZAAAAAACAVkApAAAAAACAVsBSCGxhdGl0dWRlEjUKCWxvbmdpdHVkZRgCIAEoAUIXukgUEhIZAAAAAACAZkApAAAAAACAZsBSCWxvbmdpdHVkZRIjCghhbHRpdHVkZRgDIAEoAUIHukgEEgJAAVIIYWx0aXR1ZGUiPwoFT3duZXISFwoHdXNlcl9pZBgBIAEoCVIGdXNlcklkEh0KCmFjY291bnRfaWQYAiABKAlSCWFjY291bnRJZCLBAQoLUGFja2FnZUluZm8SHQoKcGFja2FnZV9pZBgBIAEoCVIJcGFja2FnZUlkEk0KBHNpemUYAiABKA4yLS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5QYWNrYWdlU2l6ZUIKukgHggEEEAEgAFIEc2l6ZRIoCgZ3ZWlnaHQYAyABKAFCELpIDRILIQAAAAAAAAAAQAFSBndlaWdodBIaCgN0YWcYBCABKAlCCLpIBXIDKIACUgN0YWcidwoMVHJhY2VDb250ZXh0EiAKC3RyYWNlcGFyZW50GAEgASgJUgt0cmFjZXBhcmVudBIeCgp0cmFjZXN0YXRlGAIgASgJUgp0cmFjZXN0YXRlEiUKDmNvcnJlbGF0aW9uX2lkGAMgASgJUg1jb3JyZWxhdGlvbklkKnQKC1BhY2thZ2VTaXplEhwKGFBBQ0tBR0VfU0laRV9VTlNQRUNJRklFRBAAEhYKElBBQ0tBR0VfU0laRV9TTUFMTBABEhcKE1BBQ0tBR0VfU0laRV9NRURJVU0QAhIWChJQQUNLQUdFX1NJWkVfTEFSR0UQAyqwAQoQQ29uZmlybWF0aW9uVHlwZRIhCh1DT05GSVJNQVRJT05fVFlQRV9VTlNQRUNJRklFRBAAEhoKFkNPTkZJUk1BVElPTl9UWVBFX05PTkUQARIhCh1DT05GSVJNQVRJT05fVFlQRV9GSU5HRVJQUklOVBACEh0KGUNPTkZJUk1BVElPTl9UWVBFX1BJQ1RVUkUQAxIbChdDT05GSVJNQVRJT05fVFlQRV9WT0lDRRAEKqsCCg1EZWxpdmVyeVN0YWdlEh4KGkRFTElWRVJZX1NUQUdFX1VOU1BFQ0lGSUVEEAASGgoWREVMSVZFUllfU1RBR0VfQ1JFQVRFRBABEh4KGkRFTElWRVJZX1NUQUdFX1JFU0NIRURVTEVEEAISIwofREVMSVZFUllfU1RBR0VfSEVBREVEX1RPX1BJQ0tVUBADEiQKIERFTElWRVJZX1NUQUdFX0hFQURFRF9UT19EUk9QT0ZGEAQSHAoYREVMSVZFUllfU1RBR0VfQ09NUExFVEVEEAUSHAoYREVMSVZFUllfU1RBR0VfQ0FOQ0VMTEVEEAYSGQoVREVMSVZFUllfU1RBR0VfRkFJTEVEEAcSHAoYREVMSVZFUllfU1RBR0VfUkVRVUVTVEVEEAgqhAEKDU9wZXJhdGlvbktpbmQSHgoaT1BFUkFUSU9OX0tJTkRfVU5TUEVDSUZJRUQQABIZChVPUEVSQVRJT05fS0lORF9DUkVBVEUQARIdChlPUEVSQVRJT05fS0lORF9SRVNDSEVEVUxFEAISGQoVT1BFUkFUSU9OX0tJTkRfQ0FOQ0VMEANiBnByb3RvMw=="
         )
     }
 }

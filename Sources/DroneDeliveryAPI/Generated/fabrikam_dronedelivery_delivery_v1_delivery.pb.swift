@@ -552,6 +552,24 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery: Protobuf
             return nil
         }
     }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if self.deliveryId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "delivery_id"), ruleID: "required", message: "value is required")) }
+        if let value = self.pickupLocation {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "pickup_location"), into: &violations)
+        } else {
+            violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "pickup_location"), ruleID: "required", message: "value is required"))
+        }
+        if let value = self.dropoffLocation {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "dropoff_location"), into: &violations)
+        } else {
+            violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "dropoff_location"), ruleID: "required", message: "value is required"))
+        }
+        if self.droneId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "drone_id"), ruleID: "required", message: "value is required")) }
+        if let value = self.confirmation {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "confirmation"), into: &violations)
+        }
+    }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryStatus: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -638,6 +656,15 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryStatus: Pr
             return nil
         }
     }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if let value = self.lastKnownLocation {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "last_known_location"), into: &violations)
+        }
+        if let value = self.failedChange {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "failed_change"), into: &violations)
+        }
+    }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.FailedChange: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -703,6 +730,15 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.FailedChange: Prot
             return nil
         }
     }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        do {
+            let value = self.operation
+            do {
+                if ![2, 3].contains(value.rawValue) { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "operation"), ruleID: "enum.in", message: "must be in list [2, 3]")) }
+            }
+        }
+    }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.RecordFailedChangeRequest: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -752,6 +788,15 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.RecordFailedChange
             return 1
         default:
             return nil
+        }
+    }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if self.deliveryId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "delivery_id"), ruleID: "required", message: "value is required")) }
+        if let value = self.change {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "change"), into: &violations)
+        } else {
+            violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "change"), ruleID: "required", message: "value is required"))
         }
     }
 }
@@ -847,6 +892,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryTrackingEv
             return nil
         }
     }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if let value = self.location {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "location"), into: &violations)
+        }
+    }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Confirmation: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -919,6 +970,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Confirmation: Prot
             return nil
         }
     }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if let value = self.location {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "location"), into: &violations)
+        }
+    }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ScheduleDeliveryRequest: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -961,6 +1018,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ScheduleDeliveryRe
             return 0
         default:
             return nil
+        }
+    }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if let value = self.delivery {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "delivery"), into: &violations)
+        } else {
+            violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "delivery"), ruleID: "required", message: "value is required"))
         }
     }
 }
@@ -1021,6 +1086,15 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ScheduleDeliveryRe
             return nil
         }
     }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if let value = self.delivery {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "delivery"), into: &violations)
+        }
+        if let value = self.status {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "status"), into: &violations)
+        }
+    }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.GetDeliveryRequest: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -1065,6 +1139,10 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.GetDeliveryRequest
             return nil
         }
     }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if self.deliveryId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "delivery_id"), ruleID: "required", message: "value is required")) }
+    }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.GetDeliveryStatusRequest: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -1108,6 +1186,10 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.GetDeliveryStatusR
         default:
             return nil
         }
+    }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if self.deliveryId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "delivery_id"), ruleID: "required", message: "value is required")) }
     }
 }
 
@@ -1158,6 +1240,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.GetDeliveryStatusR
             return 1
         default:
             return nil
+        }
+    }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if let value = self.status {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "status"), into: &violations)
         }
     }
 }
@@ -1245,6 +1333,26 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ListDeliveriesRequ
             return nil
         }
     }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        do {
+            let value = self.stages
+            do {
+                if UInt64(value.count) > 16 { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "stages"), ruleID: "repeated.max_items", message: "must contain no more than 16 item(s)")) }
+                for (index, item) in value.enumerated() {
+                    do {
+                        if case .unrecognized = item { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(ProtobufKit.Validation.path(path, "stages"), index: index), ruleID: "enum.defined_only", message: "value must be one of the defined enum values")) }
+                    }
+                }
+            }
+        }
+        do {
+            let value = self.pageSize
+            do {
+                if !(value >= 0) { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "page_size"), ruleID: "int32.gte", message: "must be greater than or equal to 0")) }
+            }
+        }
+    }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ListDeliveriesResponse: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -1309,6 +1417,17 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ListDeliveriesResp
             return nil
         }
     }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        do {
+            let value = self.deliveries
+            do {
+                for (index, item) in value.enumerated() {
+                    item._collectViolations(at: ProtobufKit.Validation.path(ProtobufKit.Validation.path(path, "deliveries"), index: index), into: &violations)
+                }
+            }
+        }
+    }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.TrackDeliveryRequest: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -1358,6 +1477,16 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.TrackDeliveryReque
             return 1
         default:
             return nil
+        }
+    }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if self.deliveryId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "delivery_id"), ruleID: "required", message: "value is required")) }
+        do {
+            let value = self.afterSequence
+            do {
+                if !(value >= 0) { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "after_sequence"), ruleID: "int64.gte", message: "must be greater than or equal to 0")) }
+            }
         }
     }
 }
@@ -1446,6 +1575,16 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.RescheduleDelivery
             return nil
         }
     }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if self.deliveryId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "delivery_id"), ruleID: "required", message: "value is required")) }
+        if let value = self.pickupLocation {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "pickup_location"), into: &violations)
+        }
+        if let value = self.dropoffLocation {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "dropoff_location"), into: &violations)
+        }
+    }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.CancelDeliveryRequest: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -1510,6 +1649,10 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.CancelDeliveryRequ
         default:
             return nil
         }
+    }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if self.deliveryId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "delivery_id"), ruleID: "required", message: "value is required")) }
     }
 }
 
@@ -1576,6 +1719,10 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.MarkDeliveryFailed
             return nil
         }
     }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if self.deliveryId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "delivery_id"), ruleID: "required", message: "value is required")) }
+    }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ConfirmDeliveryRequest: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -1625,6 +1772,15 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ConfirmDeliveryReq
             return 1
         default:
             return nil
+        }
+    }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if self.deliveryId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "delivery_id"), ruleID: "required", message: "value is required")) }
+        if let value = self.confirmation {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "confirmation"), into: &violations)
+        } else {
+            violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "confirmation"), ruleID: "required", message: "value is required"))
         }
     }
 }
@@ -1683,6 +1839,17 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.NotifyMeRequest: P
             return 2
         default:
             return nil
+        }
+    }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if self.deliveryId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "delivery_id"), ruleID: "required", message: "value is required")) }
+        do {
+            let value = self.emailAddress
+            if !(value == "") {
+                if value.isEmpty { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "email_address"), ruleID: "string.email_empty", message: "value is empty, which is not a valid email address")) }
+                else if !ProtobufKit.Validation.isEmail(value) { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "email_address"), ruleID: "string.email", message: "must be a valid email address")) }
+            }
         }
     }
 }
@@ -1968,6 +2135,15 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryEvent: Pro
             return 11
         default:
             return nil
+        }
+    }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if let value = self.location {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "location"), into: &violations)
+        }
+        if let value = self.delivery {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "delivery"), into: &violations)
         }
     }
 }
@@ -2408,7 +2584,7 @@ extension Fabrikam.Dronedelivery.Delivery.V1 {
             dependencies: ["fabrikam/dronedelivery/common/v1/common.proto", "fabrikam/dronedelivery/telemetry/v1/telemetry.proto", "google/api/annotations.proto", "google/protobuf/timestamp.proto", "google/protobuf/wrappers.proto"],
             messageTypes: [DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryStatus.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.FailedChange.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.RecordFailedChangeRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryTrackingEvent.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Confirmation.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ScheduleDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ScheduleDeliveryResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.GetDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.GetDeliveryStatusRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.GetDeliveryStatusResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ListDeliveriesRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ListDeliveriesResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.TrackDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.RescheduleDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.CancelDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.MarkDeliveryFailedRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ConfirmDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.NotifyMeRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.NotifyMeResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ReportDronePositionsRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ReportDronePositionsResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryEvent.self],
             services: [DeliveryService.descriptor],
-            serializedDescriptorBase64: "CjFmYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2RlbGl2ZXJ5L3YxL2RlbGl2ZXJ5LnByb3RvEiJmYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxGi1mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2NvbW1vbi92MS9jb21tb24ucHJvdG8aM2ZhYnJpa2FtL2Ryb25lZGVsaXZlcnkvdGVsZW1ldHJ5L3YxL3RlbGVtZXRyeS5wcm90bxocZ29vZ2xlL2FwaS9hbm5vdGF0aW9ucy5wcm90bxofZ29vZ2xlL3Byb3RvYnVmL3RpbWVzdGFtcC5wcm90bxoeZ29vZ2xlL3Byb3RvYnVmL3dyYXBwZXJzLnByb3RvIoIHCghEZWxpdmVyeRIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBI9CgVvd25lchgCIAEoCzInLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLk93bmVyUgVvd25lchJTCg9waWNrdXBfbG9jYXRpb24YAyABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvblIOcGlja3VwTG9jYXRpb24SVQoQZHJvcG9mZl9sb2NhdGlvbhgEIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUg9kcm9wb2ZmTG9jYXRpb24SOwoLcGlja3VwX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpwaWNrdXBUaW1lEjYKCGRlYWRsaW5lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIIZGVhZGxpbmUSHAoJZXhwZWRpdGVkGAcgASgIUglleHBlZGl0ZWQSZwoVY29uZmlybWF0aW9uX3JlcXVpcmVkGAggASgOMjIuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuQ29uZmlybWF0aW9uVHlwZVIUY29uZmlybWF0aW9uUmVxdWlyZWQSGQoIZHJvbmVfaWQYCSABKAlSB2Ryb25lSWQSHQoKcGFja2FnZV9pZBgKIAEoCVIJcGFja2FnZUlkEkUKBXN0YWdlGAsgASgOMi8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuRGVsaXZlcnlTdGFnZVIFc3RhZ2USOwoLY3JlYXRlX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpjcmVhdGVUaW1lEjsKC3VwZGF0ZV90aW1lGA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKdXBkYXRlVGltZRJUCgxjb25maXJtYXRpb24YDiABKAsyMC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkNvbmZpcm1hdGlvblIMY29uZmlybWF0aW9uEh0KCmVuZF9yZWFzb24YDyABKAlSCWVuZFJlYXNvbiLcAwoORGVsaXZlcnlTdGF0dXMSRQoFc3RhZ2UYASABKA4yLy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5EZWxpdmVyeVN0YWdlUgVzdGFnZRJaChNsYXN0X2tub3duX2xvY2F0aW9uGAIgASgLMiouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuTG9jYXRpb25SEWxhc3RLbm93bkxvY2F0aW9uEjkKCnBpY2t1cF9ldGEYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUglwaWNrdXBFdGESPQoMZGVsaXZlcnlfZXRhGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFILZGVsaXZlcnlFdGESOwoLdXBkYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgp1cGRhdGVUaW1lEhkKCGRyb25lX2lkGAYgASgJUgdkcm9uZUlkElUKDWZhaWxlZF9jaGFuZ2UYByABKAsyMC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkZhaWxlZENoYW5nZVIMZmFpbGVkQ2hhbmdlIsgBCgxGYWlsZWRDaGFuZ2USTQoJb3BlcmF0aW9uGAEgASgOMi8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuT3BlcmF0aW9uS2luZFIJb3BlcmF0aW9uEhYKBnJlYXNvbhgCIAEoCVIGcmVhc29uEi4KBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgR0aW1lEiEKDG9wZXJhdGlvbl9pZBgEIAEoCVILb3BlcmF0aW9uSWQihgEKGVJlY29yZEZhaWxlZENoYW5nZVJlcXVlc3QSHwoLZGVsaXZlcnlfaWQYASABKAlSCmRlbGl2ZXJ5SWQSSAoGY2hhbmdlGAIgASgLMjAuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5GYWlsZWRDaGFuZ2VSBmNoYW5nZSKoAwoVRGVsaXZlcnlUcmFja2luZ0V2ZW50Eh8KC2RlbGl2ZXJ5X2lkGAEgASgJUgpkZWxpdmVyeUlkEkUKBXN0YWdlGAIgASgOMi8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuRGVsaXZlcnlTdGFnZVIFc3RhZ2USRgoIbG9jYXRpb24YAyABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvblIIbG9jYXRpb24SLgoEdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSBHRpbWUSOQoKcGlja3VwX2V0YRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCXBpY2t1cEV0YRI9CgxkZWxpdmVyeV9ldGEYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgtkZWxpdmVyeUV0YRIaCghzZXF1ZW5jZRgHIAEoA1IIc2VxdWVuY2USGQoIZHJvbmVfaWQYCCABKAlSB2Ryb25lSWQiowIKDENvbmZpcm1hdGlvbhIuCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIEdGltZRJGCghsb2NhdGlvbhgCIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUghsb2NhdGlvbhJfChFjb25maXJtYXRpb25fdHlwZRgDIAEoDjIyLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkNvbmZpcm1hdGlvblR5cGVSEGNvbmZpcm1hdGlvblR5cGUSEgoEYmxvYhgEIAEoDFIEYmxvYhImCg9ibG9iX21lZGlhX3R5cGUYBSABKAlSDWJsb2JNZWRpYVR5cGUiYwoXU2NoZWR1bGVEZWxpdmVyeVJlcXVlc3QSSAoIZGVsaXZlcnkYASABKAsyLC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkRlbGl2ZXJ5UghkZWxpdmVyeSLKAQoYU2NoZWR1bGVEZWxpdmVyeVJlc3BvbnNlEkgKCGRlbGl2ZXJ5GAEgASgLMiwuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5EZWxpdmVyeVIIZGVsaXZlcnkSGAoHY3JlYXRlZBgCIAEoCFIHY3JlYXRlZBJKCgZzdGF0dXMYAyABKAsyMi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkRlbGl2ZXJ5U3RhdHVzUgZzdGF0dXMiNQoSR2V0RGVsaXZlcnlSZXF1ZXN0Eh8KC2RlbGl2ZXJ5X2lkGAEgASgJUgpkZWxpdmVyeUlkIjsKGEdldERlbGl2ZXJ5U3RhdHVzUmVxdWVzdBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZCKIAQoZR2V0RGVsaXZlcnlTdGF0dXNSZXNwb25zZRIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBJKCgZzdGF0dXMYAiABKAsyMi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkRlbGl2ZXJ5U3RhdHVzUgZzdGF0dXMi0AEKFUxpc3REZWxpdmVyaWVzUmVxdWVzdBIZCghvd25lcl9pZBgBIAEoCVIHb3duZXJJZBIXCgd1c2VyX2lkGAIgASgJUgZ1c2VySWQSRwoGc3RhZ2VzGAMgAygOMi8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuRGVsaXZlcnlTdGFnZVIGc3RhZ2VzEhsKCXBhZ2Vfc2l6ZRgEIAEoBVIIcGFnZVNpemUSHQoKcGFnZV90b2tlbhgFIAEoCVIJcGFnZVRva2VuIo4BChZMaXN0RGVsaXZlcmllc1Jlc3BvbnNlEkwKCmRlbGl2ZXJpZXMYASADKAsyLC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkRlbGl2ZXJ5UgpkZWxpdmVyaWVzEiYKD25leHRfcGFnZV90b2tlbhgCIAEoCVINbmV4dFBhZ2VUb2tlbiJeChRUcmFja0RlbGl2ZXJ5UmVxdWVzdBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBIlCg5hZnRlcl9zZXF1ZW5jZRgCIAEoA1INYWZ0ZXJTZXF1ZW5jZSK6AwoZUmVzY2hlZHVsZURlbGl2ZXJ5UmVxdWVzdBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBJTCg9waWNrdXBfbG9jYXRpb24YAiABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvblIOcGlja3VwTG9jYXRpb24SVQoQZHJvcG9mZl9sb2NhdGlvbhgDIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUg9kcm9wb2ZmTG9jYXRpb24SOwoLcGlja3VwX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpwaWNrdXBUaW1lEjYKCGRlYWRsaW5lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIIZGVhZGxpbmUSOAoJZXhwZWRpdGVkGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLkJvb2xWYWx1ZVIJZXhwZWRpdGVkEiEKDG9wZXJhdGlvbl9pZBgHIAEoCVILb3BlcmF0aW9uSWQisgEKFUNhbmNlbERlbGl2ZXJ5UmVxdWVzdBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBIWCgZyZWFzb24YAiABKAlSBnJlYXNvbhIhCgxvcGVyYXRpb25faWQYAyABKAlSC29wZXJhdGlvbklkEj0KBW93bmVyGAQgASgLMicuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuT3duZXJSBW93bmVyIqwBChlNYXJrRGVsaXZlcnlGYWlsZWRSZXF1ZXN0Eh8KC2RlbGl2ZXJ5X2lkGAEgASgJUgpkZWxpdmVyeUlkEhYKBnJlYXNvbhgCIAEoCVIGcmVhc29uEhcKB3NhZ2FfaWQYAyABKAlSBnNhZ2FJZBI9CgVvd25lchgEIAEoCzInLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLk93bmVyUgVvd25lciKPAQoWQ29uZmlybURlbGl2ZXJ5UmVxdWVzdBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBJUCgxjb25maXJtYXRpb24YAiABKAsyMC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkNvbmZpcm1hdGlvblIMY29uZmlybWF0aW9uImkKD05vdGlmeU1lUmVxdWVzdBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBIjCg1lbWFpbF9hZGRyZXNzGAIgASgJUgxlbWFpbEFkZHJlc3MSEAoDc21zGAMgASgJUgNzbXMiXAoQTm90aWZ5TWVSZXNwb25zZRIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBInCg9ub3RpZmljYXRpb25faWQYAiABKAlSDm5vdGlmaWNhdGlvbklkIm8KG1JlcG9ydERyb25lUG9zaXRpb25zUmVxdWVzdBJQCglwb3NpdGlvbnMYASADKAsyMi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LnRlbGVtZXRyeS52MS5Ecm9uZVBvc2l0aW9uUglwb3NpdGlvbnMinAEKHFJlcG9ydERyb25lUG9zaXRpb25zUmVzcG9uc2USJQoOYWNjZXB0ZWRfY291bnQYASABKANSDWFjY2VwdGVkQ291bnQSIwoNaWdub3JlZF9jb3VudBgCIAEoA1IMaWdub3JlZENvdW50EjAKFHRyYWNraW5nX2V2ZW50X2NvdW50GAMgASgDUhJ0cmFja2luZ0V2ZW50Q291bnQi4QQKDURlbGl2ZXJ5RXZlbnQSGQoIZXZlbnRfaWQYASABKAlSB2V2ZW50SWQSHwoLZGVsaXZlcnlfaWQYAiABKAlSCmRlbGl2ZXJ5SWQSRQoFc3RhZ2UYAyABKA4yLy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5EZWxpdmVyeVN0YWdlUgVzdGFnZRI5CgpldmVudF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIJZXZlbnRUaW1lEj0KBW93bmVyGAUgASgLMicuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuT3duZXJSBW93bmVyEkYKCGxvY2F0aW9uGAYgASgLMiouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuTG9jYXRpb25SCGxvY2F0aW9uEhkKCGRyb25lX2lkGAcgASgJUgdkcm9uZUlkEhYKBnJlYXNvbhgIIAEoCVIGcmVhc29uEkgKCGRlbGl2ZXJ5GAkgASgLMiwuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5EZWxpdmVyeVIIZGVsaXZlcnkSGgoIc2VxdWVuY2UYCiABKANSCHNlcXVlbmNlElMKDXRyYWNlX2NvbnRleHQYCyABKAsyLi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5UcmFjZUNvbnRleHRSDHRyYWNlQ29udGV4dBIdCgpkcm9uZV9sb3N0GAwgASgIUglkcm9uZUxvc3Qyjw8KD0RlbGl2ZXJ5U2VydmljZRKNAQoQU2NoZWR1bGVEZWxpdmVyeRI7LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuU2NoZWR1bGVEZWxpdmVyeVJlcXVlc3QaPC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLlNjaGVkdWxlRGVsaXZlcnlSZXNwb25zZRKZAQoLR2V0RGVsaXZlcnkSNi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkdldERlbGl2ZXJ5UmVxdWVzdBosLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuRGVsaXZlcnkiJILT5JMCHhIcL3YxL2RlbGl2ZXJpZXMve2RlbGl2ZXJ5X2lkfRLFAQoRR2V0RGVsaXZlcnlTdGF0dXMSPC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkdldERlbGl2ZXJ5U3RhdHVzUmVxdWVzdBo9LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuR2V0RGVsaXZlcnlTdGF0dXNSZXNwb25zZSIzgtPkkwItEiMvdjEvZGVsaXZlcmllcy97ZGVsaXZlcnlfaWR9L3N0YXR1c2IGc3RhdHVzEsMBCg5MaXN0RGVsaXZlcmllcxI5LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuTGlzdERlbGl2ZXJpZXNSZXF1ZXN0GjouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5MaXN0RGVsaXZlcmllc1Jlc3BvbnNlIjqC0+STAjQSDi92MS9kZWxpdmVyaWVzWiISIC92MS9vd25lcnMve293bmVyX2lkfS9kZWxpdmVyaWVzErIBCg1UcmFja0RlbGl2ZXJ5EjguZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5UcmFja0RlbGl2ZXJ5UmVxdWVzdBo5LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuRGVsaXZlcnlUcmFja2luZ0V2ZW50IiqC0+STAiQSIi92MS9kZWxpdmVyaWVzL3tkZWxpdmVyeV9pZH06dHJhY2swARKBAQoSUmVzY2hlZHVsZURlbGl2ZXJ5Ej0uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5SZXNjaGVkdWxlRGVsaXZlcnlSZXF1ZXN0GiwuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5EZWxpdmVyeRJ5Cg5DYW5jZWxEZWxpdmVyeRI5LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuQ2FuY2VsRGVsaXZlcnlSZXF1ZXN0GiwuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5EZWxpdmVyeRKBAQoSTWFya0RlbGl2ZXJ5RmFpbGVkEj0uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5NYXJrRGVsaXZlcnlGYWlsZWRSZXF1ZXN0GiwuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5EZWxpdmVyeRKHAQoSUmVjb3JkRmFpbGVkQ2hhbmdlEj0uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5SZWNvcmRGYWlsZWRDaGFuZ2VSZXF1ZXN0GjIuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5EZWxpdmVyeVN0YXR1cxK3AQoPQ29uZmlybURlbGl2ZXJ5EjouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5Db25maXJtRGVsaXZlcnlSZXF1ZXN0GiwuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5EZWxpdmVyeSI6gtPkkwI0IiQvdjEvZGVsaXZlcmllcy97ZGVsaXZlcnlfaWR9OmNvbmZpcm06DGNvbmZpcm1hdGlvbhKnAQoITm90aWZ5TWUSMy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLk5vdGlmeU1lUmVxdWVzdBo0LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuTm90aWZ5TWVSZXNwb25zZSIwgtPkkwIqIiUvdjEvZGVsaXZlcmllcy97ZGVsaXZlcnlfaWR9Om5vdGlmeU1lOgEqEpsBChRSZXBvcnREcm9uZVBvc2l0aW9ucxI/LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuUmVwb3J0RHJvbmVQb3NpdGlvbnNSZXF1ZXN0GkAuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5SZXBvcnREcm9uZVBvc2l0aW9uc1Jlc3BvbnNlKAFiBnByb3RvMw=="
+            serializedDescriptorBase64: "CjFmYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2RlbGl2ZXJ5L3YxL2RlbGl2ZXJ5LnByb3RvEiJmYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxGi1mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2NvbW1vbi92MS9jb21tb24ucHJvdG8aM2ZhYnJpa2FtL2Ryb25lZGVsaXZlcnkvdGVsZW1ldHJ5L3YxL3RlbGVtZXRyeS5wcm90bxocZ29vZ2xlL2FwaS9hbm5vdGF0aW9ucy5wcm90bxofZ29vZ2xlL3Byb3RvYnVmL3RpbWVzdGFtcC5wcm90bxoeZ29vZ2xlL3Byb3RvYnVmL3dyYXBwZXJzLnByb3RvIqIHCghEZWxpdmVyeRInCgtkZWxpdmVyeV9pZBgBIAEoCUIGukgDyAEBUgpkZWxpdmVyeUlkEj0KBW93bmVyGAIgASgLMicuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuT3duZXJSBW93bmVyElsKD3BpY2t1cF9sb2NhdGlvbhgDIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uQga6SAPIAQFSDnBpY2t1cExvY2F0aW9uEl0KEGRyb3BvZmZfbG9jYXRpb24YBCABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvbkIGukgDyAEBUg9kcm9wb2ZmTG9jYXRpb24SOwoLcGlja3VwX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpwaWNrdXBUaW1lEjYKCGRlYWRsaW5lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIIZGVhZGxpbmUSHAoJZXhwZWRpdGVkGAcgASgIUglleHBlZGl0ZWQSZwoVY29uZmlybWF0aW9uX3JlcXVpcmVkGAggASgOMjIuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuQ29uZmlybWF0aW9uVHlwZVIUY29uZmlybWF0aW9uUmVxdWlyZWQSIQoIZHJvbmVfaWQYCSABKAlCBrpIA8gBAVIHZHJvbmVJZBIdCgpwYWNrYWdlX2lkGAogASgJUglwYWNrYWdlSWQSRQoFc3RhZ2UYCyABKA4yLy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5EZWxpdmVyeVN0YWdlUgVzdGFnZRI7CgtjcmVhdGVfdGltZRgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCmNyZWF0ZVRpbWUSOwoLdXBkYXRlX3RpbWUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgp1cGRhdGVUaW1lElQKDGNvbmZpcm1hdGlvbhgOIAEoCzIwLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuQ29uZmlybWF0aW9uUgxjb25maXJtYXRpb24SHQoKZW5kX3JlYXNvbhgPIAEoCVIJZW5kUmVhc29uItwDCg5EZWxpdmVyeVN0YXR1cxJFCgVzdGFnZRgBIAEoDjIvLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkRlbGl2ZXJ5U3RhZ2VSBXN0YWdlEloKE2xhc3Rfa25vd25fbG9jYXRpb24YAiABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvblIRbGFzdEtub3duTG9jYXRpb24SOQoKcGlja3VwX2V0YRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCXBpY2t1cEV0YRI9CgxkZWxpdmVyeV9ldGEYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgtkZWxpdmVyeUV0YRI7Cgt1cGRhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCnVwZGF0ZVRpbWUSGQoIZHJvbmVfaWQYBiABKAlSB2Ryb25lSWQSVQoNZmFpbGVkX2NoYW5nZRgHIAEoCzIwLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuRmFpbGVkQ2hhbmdlUgxmYWlsZWRDaGFuZ2Ui1AEKDEZhaWxlZENoYW5nZRJZCglvcGVyYXRpb24YASABKA4yLy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5PcGVyYXRpb25LaW5kQgq6SAeCAQQYAhgDUglvcGVyYXRpb24SFgoGcmVhc29uGAIgASgJUgZyZWFzb24SLgoEdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSBHRpbWUSIQoMb3BlcmF0aW9uX2lkGAQgASgJUgtvcGVyYXRpb25JZCKWAQoZUmVjb3JkRmFpbGVkQ2hhbmdlUmVxdWVzdBInCgtkZWxpdmVyeV9pZBgBIAEoCUIGukgDyAEBUgpkZWxpdmVyeUlkElAKBmNoYW5nZRgCIAEoCzIwLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuRmFpbGVkQ2hhbmdlQga6SAPIAQFSBmNoYW5nZSKoAwoVRGVsaXZlcnlUcmFja2luZ0V2ZW50Eh8KC2RlbGl2ZXJ5X2lkGAEgASgJUgpkZWxpdmVyeUlkEkUKBXN0YWdlGAIgASgOMi8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuRGVsaXZlcnlTdGFnZVIFc3RhZ2USRgoIbG9jYXRpb24YAyABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvblIIbG9jYXRpb24SLgoEdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSBHRpbWUSOQoKcGlja3VwX2V0YRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCXBpY2t1cEV0YRI9CgxkZWxpdmVyeV9ldGEYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgtkZWxpdmVyeUV0YRIaCghzZXF1ZW5jZRgHIAEoA1IIc2VxdWVuY2USGQoIZHJvbmVfaWQYCCABKAlSB2Ryb25lSWQiowIKDENvbmZpcm1hdGlvbhIuCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIEdGltZRJGCghsb2NhdGlvbhgCIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUghsb2NhdGlvbhJfChFjb25maXJtYXRpb25fdHlwZRgDIAEoDjIyLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkNvbmZpcm1hdGlvblR5cGVSEGNvbmZpcm1hdGlvblR5cGUSEgoEYmxvYhgEIAEoDFIEYmxvYhImCg9ibG9iX21lZGlhX3R5cGUYBSABKAlSDWJsb2JNZWRpYVR5cGUiawoXU2NoZWR1bGVEZWxpdmVyeVJlcXVlc3QSUAoIZGVsaXZlcnkYASABKAsyLC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkRlbGl2ZXJ5Qga6SAPIAQFSCGRlbGl2ZXJ5IsoBChhTY2hlZHVsZURlbGl2ZXJ5UmVzcG9uc2USSAoIZGVsaXZlcnkYASABKAsyLC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkRlbGl2ZXJ5UghkZWxpdmVyeRIYCgdjcmVhdGVkGAIgASgIUgdjcmVhdGVkEkoKBnN0YXR1cxgDIAEoCzIyLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuRGVsaXZlcnlTdGF0dXNSBnN0YXR1cyI9ChJHZXREZWxpdmVyeVJlcXVlc3QSJwoLZGVsaXZlcnlfaWQYASABKAlCBrpIA8gBAVIKZGVsaXZlcnlJZCJDChhHZXREZWxpdmVyeVN0YXR1c1JlcXVlc3QSJwoLZGVsaXZlcnlfaWQYASABKAlCBrpIA8gBAVIKZGVsaXZlcnlJZCKIAQoZR2V0RGVsaXZlcnlTdGF0dXNSZXNwb25zZRIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBJKCgZzdGF0dXMYAiABKAsyMi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkRlbGl2ZXJ5U3RhdHVzUgZzdGF0dXMi6gEKFUxpc3REZWxpdmVyaWVzUmVxdWVzdBIZCghvd25lcl9pZBgBIAEoCVIHb3duZXJJZBIXCgd1c2VyX2lkGAIgASgJUgZ1c2VySWQSWAoGc3RhZ2VzGAMgAygOMi8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuRGVsaXZlcnlTdGFnZUIPukgMkgEJEBAiBYIBAhABUgZzdGFnZXMSJAoJcGFnZV9zaXplGAQgASgFQge6SAQaAigAUghwYWdlU2l6ZRIdCgpwYWdlX3Rva2VuGAUgASgJUglwYWdlVG9rZW4ijgEKFkxpc3REZWxpdmVyaWVzUmVzcG9uc2USTAoKZGVsaXZlcmllcxgBIAMoCzIsLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuRGVsaXZlcnlSCmRlbGl2ZXJpZXMSJgoPbmV4dF9wYWdlX3Rva2VuGAIgASgJUg1uZXh0UGFnZVRva2VuIm8KFFRyYWNrRGVsaXZlcnlSZXF1ZXN0EicKC2RlbGl2ZXJ5X2lkGAEgASgJQga6SAPIAQFSCmRlbGl2ZXJ5SWQSLgoOYWZ0ZXJfc2VxdWVuY2UYAiABKANCB7pIBCICKABSDWFmdGVyU2VxdWVuY2UiwgMKGVJlc2NoZWR1bGVEZWxpdmVyeVJlcXVlc3QSJwoLZGVsaXZlcnlfaWQYASABKAlCBrpIA8gBAVIKZGVsaXZlcnlJZBJTCg9waWNrdXBfbG9jYXRpb24YAiABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvblIOcGlja3VwTG9jYXRpb24SVQoQZHJvcG9mZl9sb2NhdGlvbhgDIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUg9kcm9wb2ZmTG9jYXRpb24SOwoLcGlja3VwX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpwaWNrdXBUaW1lEjYKCGRlYWRsaW5lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIIZGVhZGxpbmUSOAoJZXhwZWRpdGVkGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLkJvb2xWYWx1ZVIJZXhwZWRpdGVkEiEKDG9wZXJhdGlvbl9pZBgHIAEoCVILb3BlcmF0aW9uSWQiugEKFUNhbmNlbERlbGl2ZXJ5UmVxdWVzdBInCgtkZWxpdmVyeV9pZBgBIAEoCUIGukgDyAEBUgpkZWxpdmVyeUlkEhYKBnJlYXNvbhgCIAEoCVIGcmVhc29uEiEKDG9wZXJhdGlvbl9pZBgDIAEoCVILb3BlcmF0aW9uSWQSPQoFb3duZXIYBCABKAsyJy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Pd25lclIFb3duZXIitAEKGU1hcmtEZWxpdmVyeUZhaWxlZFJlcXVlc3QSJwoLZGVsaXZlcnlfaWQYASABKAlCBrpIA8gBAVIKZGVsaXZlcnlJZBIWCgZyZWFzb24YAiABKAlSBnJlYXNvbhIXCgdzYWdhX2lkGAMgASgJUgZzYWdhSWQSPQoFb3duZXIYBCABKAsyJy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Pd25lclIFb3duZXIinwEKFkNvbmZpcm1EZWxpdmVyeVJlcXVlc3QSJwoLZGVsaXZlcnlfaWQYASABKAlCBrpIA8gBAVIKZGVsaXZlcnlJZBJcCgxjb25maXJtYXRpb24YAiABKAsyMC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkNvbmZpcm1hdGlvbkIGukgDyAEBUgxjb25maXJtYXRpb24igAEKD05vdGlmeU1lUmVxdWVzdBInCgtkZWxpdmVyeV9pZBgBIAEoCUIGukgDyAEBUgpkZWxpdmVyeUlkEjIKDWVtYWlsX2FkZHJlc3MYAiABKAlCDbpIBHICYAG6SAPYAQFSDGVtYWlsQWRkcmVzcxIQCgNzbXMYAyABKAlSA3NtcyJcChBOb3RpZnlNZVJlc3BvbnNlEh8KC2RlbGl2ZXJ5X2lkGAEgASgJUgpkZWxpdmVyeUlkEicKD25vdGlmaWNhdGlvbl9pZBgCIAEoCVIObm90aWZpY2F0aW9uSWQidwobUmVwb3J0RHJvbmVQb3NpdGlvbnNSZXF1ZXN0ElgKCXBvc2l0aW9ucxgBIAMoCzIyLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkudGVsZW1ldHJ5LnYxLkRyb25lUG9zaXRpb25CBrpIA9gBA1IJcG9zaXRpb25zIpwBChxSZXBvcnREcm9uZVBvc2l0aW9uc1Jlc3BvbnNlEiUKDmFjY2VwdGVkX2NvdW50GAEgASgDUg1hY2NlcHRlZENvdW50EiMKDWlnbm9yZWRfY291bnQYAiABKANSDGlnbm9yZWRDb3VudBIwChR0cmFja2luZ19ldmVudF9jb3VudBgDIAEoA1ISdHJhY2tpbmdFdmVudENvdW50IuEECg1EZWxpdmVyeUV2ZW50EhkKCGV2ZW50X2lkGAEgASgJUgdldmVudElkEh8KC2RlbGl2ZXJ5X2lkGAIgASgJUgpkZWxpdmVyeUlkEkUKBXN0YWdlGAMgASgOMi8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuRGVsaXZlcnlTdGFnZVIFc3RhZ2USOQoKZXZlbnRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCWV2ZW50VGltZRI9CgVvd25lchgFIAEoCzInLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLk93bmVyUgVvd25lchJGCghsb2NhdGlvbhgGIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUghsb2NhdGlvbhIZCghkcm9uZV9pZBgHIAEoCVIHZHJvbmVJZBIWCgZyZWFzb24YCCABKAlSBnJlYXNvbhJICghkZWxpdmVyeRgJIAEoCzIsLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuRGVsaXZlcnlSCGRlbGl2ZXJ5EhoKCHNlcXVlbmNlGAogASgDUghzZXF1ZW5jZRJTCg10cmFjZV9jb250ZXh0GAsgASgLMi4uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuVHJhY2VDb250ZXh0Ugx0cmFjZUNvbnRleHQSHQoKZHJvbmVfbG9zdBgMIAEoCFIJZHJvbmVMb3N0Mo8PCg9EZWxpdmVyeVNlcnZpY2USjQEKEFNjaGVkdWxlRGVsaXZlcnkSOy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLlNjaGVkdWxlRGVsaXZlcnlSZXF1ZXN0GjwuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5TY2hlZHVsZURlbGl2ZXJ5UmVzcG9uc2USmQEKC0dldERlbGl2ZXJ5EjYuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5HZXREZWxpdmVyeVJlcXVlc3QaLC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkRlbGl2ZXJ5IiSC0+STAh4SHC92MS9kZWxpdmVyaWVzL3tkZWxpdmVyeV9pZH0SxQEKEUdldERlbGl2ZXJ5U3RhdHVzEjwuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5HZXREZWxpdmVyeVN0YXR1c1JlcXVlc3QaPS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkdldERlbGl2ZXJ5U3RhdHVzUmVzcG9uc2UiM4LT5JMCLRIjL3YxL2RlbGl2ZXJpZXMve2RlbGl2ZXJ5X2lkfS9zdGF0dXNiBnN0YXR1cxLDAQoOTGlzdERlbGl2ZXJpZXMSOS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkxpc3REZWxpdmVyaWVzUmVxdWVzdBo6LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuTGlzdERlbGl2ZXJpZXNSZXNwb25zZSI6gtPkkwI0Eg4vdjEvZGVsaXZlcmllc1oiEiAvdjEvb3duZXJzL3tvd25lcl9pZH0vZGVsaXZlcmllcxKyAQoNVHJhY2tEZWxpdmVyeRI4LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuVHJhY2tEZWxpdmVyeVJlcXVlc3QaOS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkRlbGl2ZXJ5VHJhY2tpbmdFdmVudCIqgtPkkwIkEiIvdjEvZGVsaXZlcmllcy97ZGVsaXZlcnlfaWR9OnRyYWNrMAESgQEKElJlc2NoZWR1bGVEZWxpdmVyeRI9LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuUmVzY2hlZHVsZURlbGl2ZXJ5UmVxdWVzdBosLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuRGVsaXZlcnkSeQoOQ2FuY2VsRGVsaXZlcnkSOS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkNhbmNlbERlbGl2ZXJ5UmVxdWVzdBosLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuRGVsaXZlcnkSgQEKEk1hcmtEZWxpdmVyeUZhaWxlZBI9LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuTWFya0RlbGl2ZXJ5RmFpbGVkUmVxdWVzdBosLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuRGVsaXZlcnkShwEKElJlY29yZEZhaWxlZENoYW5nZRI9LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuUmVjb3JkRmFpbGVkQ2hhbmdlUmVxdWVzdBoyLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuRGVsaXZlcnlTdGF0dXMStwEKD0NvbmZpcm1EZWxpdmVyeRI6LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuQ29uZmlybURlbGl2ZXJ5UmVxdWVzdBosLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuRGVsaXZlcnkiOoLT5JMCNCIkL3YxL2RlbGl2ZXJpZXMve2RlbGl2ZXJ5X2lkfTpjb25maXJtOgxjb25maXJtYXRpb24SpwEKCE5vdGlmeU1lEjMuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5Ob3RpZnlNZVJlcXVlc3QaNC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLk5vdGlmeU1lUmVzcG9uc2UiMILT5JMCKiIlL3YxL2RlbGl2ZXJpZXMve2RlbGl2ZXJ5X2lkfTpub3RpZnlNZToBKhKbAQoUUmVwb3J0RHJvbmVQb3NpdGlvbnMSPy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLlJlcG9ydERyb25lUG9zaXRpb25zUmVxdWVzdBpALmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuUmVwb3J0RHJvbmVQb3NpdGlvbnNSZXNwb25zZSgBYgZwcm90bzM="
         )
     }
 }

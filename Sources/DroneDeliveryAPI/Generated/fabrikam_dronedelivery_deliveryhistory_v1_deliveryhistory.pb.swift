@@ -250,6 +250,22 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.DeliveryHis
             return nil
         }
     }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if self.eventId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "event_id"), ruleID: "required", message: "value is required")) }
+        if self.deliveryId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "delivery_id"), ruleID: "required", message: "value is required")) }
+        do {
+            let value = self.stage
+            do {
+                if case .unrecognized = value { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "stage"), ruleID: "enum.defined_only", message: "value must be one of the defined enum values")) }
+                if [0].contains(value.rawValue) { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "stage"), ruleID: "enum.not_in", message: "must not be in list [0]")) }
+            }
+        }
+        if self.eventTime == nil { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "event_time"), ruleID: "required", message: "value is required")) }
+        if let value = self.location {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "location"), into: &violations)
+        }
+    }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.GetDeliveryHistoryRequest: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -313,6 +329,16 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.GetDelivery
             return 3
         default:
             return nil
+        }
+    }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if self.deliveryId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "delivery_id"), ruleID: "required", message: "value is required")) }
+        do {
+            let value = self.pageSize
+            do {
+                if !(value >= 0) { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "page_size"), ruleID: "int32.gte", message: "must be greater than or equal to 0")) }
+            }
         }
     }
 }
@@ -384,6 +410,17 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.GetDelivery
             return 2
         default:
             return nil
+        }
+    }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        do {
+            let value = self.events
+            do {
+                for (index, item) in value.enumerated() {
+                    item._collectViolations(at: ProtobufKit.Validation.path(ProtobufKit.Validation.path(path, "events"), index: index), into: &violations)
+                }
+            }
         }
     }
 }
@@ -478,6 +515,27 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.ListOwnerHi
             return nil
         }
     }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if self.ownerId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "owner_id"), ruleID: "required", message: "value is required")) }
+        do {
+            let value = self.stages
+            do {
+                if UInt64(value.count) > 16 { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "stages"), ruleID: "repeated.max_items", message: "must contain no more than 16 item(s)")) }
+                for (index, item) in value.enumerated() {
+                    do {
+                        if case .unrecognized = item { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(ProtobufKit.Validation.path(path, "stages"), index: index), ruleID: "enum.defined_only", message: "value must be one of the defined enum values")) }
+                    }
+                }
+            }
+        }
+        do {
+            let value = self.pageSize
+            do {
+                if !(value >= 0) { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "page_size"), ruleID: "int32.gte", message: "must be greater than or equal to 0")) }
+            }
+        }
+    }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.ListOwnerHistoryResponse: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -542,6 +600,17 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.ListOwnerHi
             return nil
         }
     }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        do {
+            let value = self.events
+            do {
+                for (index, item) in value.enumerated() {
+                    item._collectViolations(at: ProtobufKit.Validation.path(ProtobufKit.Validation.path(path, "events"), index: index), into: &violations)
+                }
+            }
+        }
+    }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.RecordDeliveryEventRequest: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -584,6 +653,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.RecordDeliv
             return 0
         default:
             return nil
+        }
+    }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if let value = self.event {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "event"), into: &violations)
+        } else {
+            violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "event"), ruleID: "required", message: "value is required"))
         }
     }
 }
@@ -635,6 +712,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.RecordDeliv
             return 1
         default:
             return nil
+        }
+    }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if let value = self.event {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "event"), into: &violations)
         }
     }
 }
@@ -769,7 +852,7 @@ extension Fabrikam.Dronedelivery.Deliveryhistory.V1 {
             dependencies: ["fabrikam/dronedelivery/common/v1/common.proto", "google/api/annotations.proto", "google/protobuf/timestamp.proto"],
             messageTypes: [DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.DeliveryHistoryEvent.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.GetDeliveryHistoryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.GetDeliveryHistoryResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.ListOwnerHistoryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.ListOwnerHistoryResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.RecordDeliveryEventRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Deliveryhistory.V1.RecordDeliveryEventResponse.self],
             services: [DeliveryHistoryService.descriptor],
-            serializedDescriptorBase64: "Cj9mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2RlbGl2ZXJ5aGlzdG9yeS92MS9kZWxpdmVyeWhpc3RvcnkucHJvdG8SKWZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnloaXN0b3J5LnYxGi1mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2NvbW1vbi92MS9jb21tb24ucHJvdG8aHGdvb2dsZS9hcGkvYW5ub3RhdGlvbnMucHJvdG8aH2dvb2dsZS9wcm90b2J1Zi90aW1lc3RhbXAucHJvdG8ijgQKFERlbGl2ZXJ5SGlzdG9yeUV2ZW50EhkKCGV2ZW50X2lkGAEgASgJUgdldmVudElkEh8KC2RlbGl2ZXJ5X2lkGAIgASgJUgpkZWxpdmVyeUlkEj0KBW93bmVyGAMgASgLMicuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuT3duZXJSBW93bmVyEkUKBXN0YWdlGAQgASgOMi8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuRGVsaXZlcnlTdGFnZVIFc3RhZ2USOQoKZXZlbnRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCWV2ZW50VGltZRJGCghsb2NhdGlvbhgGIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUghsb2NhdGlvbhIZCghkcm9uZV9pZBgHIAEoCVIHZHJvbmVJZBIWCgZyZWFzb24YCCABKAlSBnJlYXNvbhIaCghzZXF1ZW5jZRgJIAEoA1IIc2VxdWVuY2USOwoLcmVjb3JkX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpyZWNvcmRUaW1lEiUKDmNvcnJlbGF0aW9uX2lkGAsgASgJUg1jb3JyZWxhdGlvbklkIpMBChlHZXREZWxpdmVyeUhpc3RvcnlSZXF1ZXN0Eh8KC2RlbGl2ZXJ5X2lkGAEgASgJUgpkZWxpdmVyeUlkEhsKCXBhZ2Vfc2l6ZRgCIAEoBVIIcGFnZVNpemUSHQoKcGFnZV90b2tlbhgDIAEoCVIJcGFnZVRva2VuEhkKCG93bmVyX2lkGAQgASgJUgdvd25lcklkIr4BChpHZXREZWxpdmVyeUhpc3RvcnlSZXNwb25zZRIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBJXCgZldmVudHMYAiADKAsyPy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5aGlzdG9yeS52MS5EZWxpdmVyeUhpc3RvcnlFdmVudFIGZXZlbnRzEiYKD25leHRfcGFnZV90b2tlbhgDIAEoCVINbmV4dFBhZ2VUb2tlbiKrAgoXTGlzdE93bmVySGlzdG9yeVJlcXVlc3QSGQoIb3duZXJfaWQYASABKAlSB293bmVySWQSOQoKc3RhcnRfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCXN0YXJ0VGltZRI1CghlbmRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSB2VuZFRpbWUSRwoGc3RhZ2VzGAQgAygOMi8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuRGVsaXZlcnlTdGFnZVIGc3RhZ2VzEhsKCXBhZ2Vfc2l6ZRgFIAEoBVIIcGFnZVNpemUSHQoKcGFnZV90b2tlbhgGIAEoCVIJcGFnZVRva2VuIpsBChhMaXN0T3duZXJIaXN0b3J5UmVzcG9uc2USVwoGZXZlbnRzGAEgAygLMj8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeWhpc3RvcnkudjEuRGVsaXZlcnlIaXN0b3J5RXZlbnRSBmV2ZW50cxImCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAlSDW5leHRQYWdlVG9rZW4icwoaUmVjb3JkRGVsaXZlcnlFdmVudFJlcXVlc3QSVQoFZXZlbnQYASABKAsyPy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5aGlzdG9yeS52MS5EZWxpdmVyeUhpc3RvcnlFdmVudFIFZXZlbnQijgEKG1JlY29yZERlbGl2ZXJ5RXZlbnRSZXNwb25zZRIYCgdjcmVhdGVkGAEgASgIUgdjcmVhdGVkElUKBWV2ZW50GAIgASgLMj8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeWhpc3RvcnkudjEuRGVsaXZlcnlIaXN0b3J5RXZlbnRSBWV2ZW50MtYEChZEZWxpdmVyeUhpc3RvcnlTZXJ2aWNlEs8BChJHZXREZWxpdmVyeUhpc3RvcnkSRC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5aGlzdG9yeS52MS5HZXREZWxpdmVyeUhpc3RvcnlSZXF1ZXN0GkUuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeWhpc3RvcnkudjEuR2V0RGVsaXZlcnlIaXN0b3J5UmVzcG9uc2UiLILT5JMCJhIkL3YxL2RlbGl2ZXJpZXMve2RlbGl2ZXJ5X2lkfS9oaXN0b3J5EsIBChBMaXN0T3duZXJIaXN0b3J5EkIuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeWhpc3RvcnkudjEuTGlzdE93bmVySGlzdG9yeVJlcXVlc3QaQy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5aGlzdG9yeS52MS5MaXN0T3duZXJIaXN0b3J5UmVzcG9uc2UiJYLT5JMCHxIdL3YxL293bmVycy97b3duZXJfaWR9L2hpc3RvcnkSpAEKE1JlY29yZERlbGl2ZXJ5RXZlbnQSRS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5aGlzdG9yeS52MS5SZWNvcmREZWxpdmVyeUV2ZW50UmVxdWVzdBpGLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnloaXN0b3J5LnYxLlJlY29yZERlbGl2ZXJ5RXZlbnRSZXNwb25zZWIGcHJvdG8z"
+            serializedDescriptorBase64: "Cj9mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2RlbGl2ZXJ5aGlzdG9yeS92MS9kZWxpdmVyeWhpc3RvcnkucHJvdG8SKWZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnloaXN0b3J5LnYxGi1mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2NvbW1vbi92MS9jb21tb24ucHJvdG8aHGdvb2dsZS9hcGkvYW5ub3RhdGlvbnMucHJvdG8aH2dvb2dsZS9wcm90b2J1Zi90aW1lc3RhbXAucHJvdG8isgQKFERlbGl2ZXJ5SGlzdG9yeUV2ZW50EiEKCGV2ZW50X2lkGAEgASgJQga6SAPIAQFSB2V2ZW50SWQSJwoLZGVsaXZlcnlfaWQYAiABKAlCBrpIA8gBAVIKZGVsaXZlcnlJZBI9CgVvd25lchgDIAEoCzInLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLk93bmVyUgVvd25lchJRCgVzdGFnZRgEIAEoDjIvLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkRlbGl2ZXJ5U3RhZ2VCCrpIB4IBBBABIABSBXN0YWdlEkEKCmV2ZW50X3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQga6SAPIAQFSCWV2ZW50VGltZRJGCghsb2NhdGlvbhgGIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUghsb2NhdGlvbhIZCghkcm9uZV9pZBgHIAEoCVIHZHJvbmVJZBIWCgZyZWFzb24YCCABKAlSBnJlYXNvbhIaCghzZXF1ZW5jZRgJIAEoA1IIc2VxdWVuY2USOwoLcmVjb3JkX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpyZWNvcmRUaW1lEiUKDmNvcnJlbGF0aW9uX2lkGAsgASgJUg1jb3JyZWxhdGlvbklkIqQBChlHZXREZWxpdmVyeUhpc3RvcnlSZXF1ZXN0EicKC2RlbGl2ZXJ5X2lkGAEgASgJQga6SAPIAQFSCmRlbGl2ZXJ5SWQSJAoJcGFnZV9zaXplGAIgASgFQge6SAQaAigAUghwYWdlU2l6ZRIdCgpwYWdlX3Rva2VuGAMgASgJUglwYWdlVG9rZW4SGQoIb3duZXJfaWQYBCABKAlSB293bmVySWQivgEKGkdldERlbGl2ZXJ5SGlzdG9yeVJlc3BvbnNlEh8KC2RlbGl2ZXJ5X2lkGAEgASgJUgpkZWxpdmVyeUlkElcKBmV2ZW50cxgCIAMoCzI/LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnloaXN0b3J5LnYxLkRlbGl2ZXJ5SGlzdG9yeUV2ZW50UgZldmVudHMSJgoPbmV4dF9wYWdlX3Rva2VuGAMgASgJUg1uZXh0UGFnZVRva2VuIs0CChdMaXN0T3duZXJIaXN0b3J5UmVxdWVzdBIhCghvd25lcl9pZBgBIAEoCUIGukgDyAEBUgdvd25lcklkEjkKCnN0YXJ0X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUglzdGFydFRpbWUSNQoIZW5kX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgdlbmRUaW1lElgKBnN0YWdlcxgEIAMoDjIvLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkRlbGl2ZXJ5U3RhZ2VCD7pIDJIBCRAQIgWCAQIQAVIGc3RhZ2VzEiQKCXBhZ2Vfc2l6ZRgFIAEoBUIHukgEGgIoAFIIcGFnZVNpemUSHQoKcGFnZV90b2tlbhgGIAEoCVIJcGFnZVRva2VuIpsBChhMaXN0T3duZXJIaXN0b3J5UmVzcG9uc2USVwoGZXZlbnRzGAEgAygLMj8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeWhpc3RvcnkudjEuRGVsaXZlcnlIaXN0b3J5RXZlbnRSBmV2ZW50cxImCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAlSDW5leHRQYWdlVG9rZW4iewoaUmVjb3JkRGVsaXZlcnlFdmVudFJlcXVlc3QSXQoFZXZlbnQYASABKAsyPy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5aGlzdG9yeS52MS5EZWxpdmVyeUhpc3RvcnlFdmVudEIGukgDyAEBUgVldmVudCKOAQobUmVjb3JkRGVsaXZlcnlFdmVudFJlc3BvbnNlEhgKB2NyZWF0ZWQYASABKAhSB2NyZWF0ZWQSVQoFZXZlbnQYAiABKAsyPy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5aGlzdG9yeS52MS5EZWxpdmVyeUhpc3RvcnlFdmVudFIFZXZlbnQy1gQKFkRlbGl2ZXJ5SGlzdG9yeVNlcnZpY2USzwEKEkdldERlbGl2ZXJ5SGlzdG9yeRJELmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnloaXN0b3J5LnYxLkdldERlbGl2ZXJ5SGlzdG9yeVJlcXVlc3QaRS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5aGlzdG9yeS52MS5HZXREZWxpdmVyeUhpc3RvcnlSZXNwb25zZSIsgtPkkwImEiQvdjEvZGVsaXZlcmllcy97ZGVsaXZlcnlfaWR9L2hpc3RvcnkSwgEKEExpc3RPd25lckhpc3RvcnkSQi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5aGlzdG9yeS52MS5MaXN0T3duZXJIaXN0b3J5UmVxdWVzdBpDLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnloaXN0b3J5LnYxLkxpc3RPd25lckhpc3RvcnlSZXNwb25zZSIlgtPkkwIfEh0vdjEvb3duZXJzL3tvd25lcl9pZH0vaGlzdG9yeRKkAQoTUmVjb3JkRGVsaXZlcnlFdmVudBJFLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnloaXN0b3J5LnYxLlJlY29yZERlbGl2ZXJ5RXZlbnRSZXF1ZXN0GkYuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeWhpc3RvcnkudjEuUmVjb3JkRGVsaXZlcnlFdmVudFJlc3BvbnNlYgZwcm90bzM="
         )
     }
 }

@@ -496,6 +496,39 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.Drone: Proto
             return nil
         }
     }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if self.droneId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "drone_id"), ruleID: "required", message: "value is required")) }
+        do {
+            let value = self.capacityKg
+            do {
+                if !(value > 0.0) { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "capacity_kg"), ruleID: "double.gt", message: "must be greater than 0")) }
+                if !value.isFinite { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "capacity_kg"), ruleID: "double.finite", message: "must be finite")) }
+            }
+        }
+        do {
+            let value = self.maxPackageSize
+            do {
+                if case .unrecognized = value { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "max_package_size"), ruleID: "enum.defined_only", message: "value must be one of the defined enum values")) }
+                if [0].contains(value.rawValue) { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "max_package_size"), ruleID: "enum.not_in", message: "must not be in list [0]")) }
+            }
+        }
+        if let value = self.position {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "position"), into: &violations)
+        }
+        if let value = self.homeLocation {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "home_location"), into: &violations)
+        } else {
+            violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "home_location"), ruleID: "required", message: "value is required"))
+        }
+        do {
+            let value = self.cruiseSpeedMps
+            do {
+                if !(value > 0.0) { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "cruise_speed_mps"), ruleID: "double.gt", message: "must be greater than 0")) }
+                if !value.isFinite { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "cruise_speed_mps"), ruleID: "double.finite", message: "must be finite")) }
+            }
+        }
+    }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.Assignment: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -710,6 +743,25 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.AssignDroneR
             return nil
         }
     }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if self.deliveryId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "delivery_id"), ruleID: "required", message: "value is required")) }
+        if let value = self.pickupLocation {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "pickup_location"), into: &violations)
+        } else {
+            violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "pickup_location"), ruleID: "required", message: "value is required"))
+        }
+        if let value = self.dropoffLocation {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "dropoff_location"), into: &violations)
+        } else {
+            violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "dropoff_location"), ruleID: "required", message: "value is required"))
+        }
+        if let value = self.packageInfo {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "package_info"), into: &violations)
+        } else {
+            violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "package_info"), ruleID: "required", message: "value is required"))
+        }
+    }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.AssignDroneResponse: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -833,6 +885,10 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.ReleaseDrone
             return nil
         }
     }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if self.deliveryId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "delivery_id"), ruleID: "required", message: "value is required")) }
+    }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.ReleaseDroneResponse: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -934,6 +990,10 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.GetAssignmen
         default:
             return nil
         }
+    }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if self.deliveryId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "delivery_id"), ruleID: "required", message: "value is required")) }
     }
 }
 
@@ -1068,6 +1128,17 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.FleetStatus:
             return nil
         }
     }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        do {
+            let value = self.drones
+            do {
+                for (index, item) in value.enumerated() {
+                    item._collectViolations(at: ProtobufKit.Validation.path(ProtobufKit.Validation.path(path, "drones"), index: index), into: &violations)
+                }
+            }
+        }
+    }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.FleetStatus.StatusCount: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -1173,6 +1244,22 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.GetDroneUtil
             return 2
         default:
             return nil
+        }
+    }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if self.ownerId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "owner_id"), ruleID: "required", message: "value is required")) }
+        do {
+            let value = self.year
+            do {
+                if !((value >= 1970) && (value <= 9999)) { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "year"), ruleID: "int32.gte_lte", message: "must be greater than or equal to 1970 and less than or equal to 9999")) }
+            }
+        }
+        do {
+            let value = self.month
+            do {
+                if !((value >= 1) && (value <= 12)) { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "month"), ruleID: "int32.gte_lte", message: "must be greater than or equal to 1 and less than or equal to 12")) }
+            }
         }
     }
 }
@@ -1294,6 +1381,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.RegisterDron
             return nil
         }
     }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if let value = self.drone {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "drone"), into: &violations)
+        } else {
+            violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "drone"), ruleID: "required", message: "value is required"))
+        }
+    }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.RegisterDroneResponse: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -1343,6 +1438,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.RegisterDron
             return 1
         default:
             return nil
+        }
+    }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if let value = self.drone {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "drone"), into: &violations)
         }
     }
 }
@@ -1401,6 +1502,21 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.ListDronesRe
             return 2
         default:
             return nil
+        }
+    }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        do {
+            let value = self.status
+            do {
+                if case .unrecognized = value { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "status"), ruleID: "enum.defined_only", message: "value must be one of the defined enum values")) }
+            }
+        }
+        do {
+            let value = self.pageSize
+            do {
+                if !(value >= 0) { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "page_size"), ruleID: "int32.gte", message: "must be greater than or equal to 0")) }
+            }
         }
     }
 }
@@ -1465,6 +1581,17 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.ListDronesRe
             return 1
         default:
             return nil
+        }
+    }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        do {
+            let value = self.drones
+            do {
+                for (index, item) in value.enumerated() {
+                    item._collectViolations(at: ProtobufKit.Validation.path(ProtobufKit.Validation.path(path, "drones"), index: index), into: &violations)
+                }
+            }
         }
     }
 }
@@ -1741,7 +1868,7 @@ extension Fabrikam.Dronedelivery.Dronescheduler.V1 {
             dependencies: ["fabrikam/dronedelivery/common/v1/common.proto", "google/api/annotations.proto", "google/protobuf/timestamp.proto"],
             messageTypes: [DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.Drone.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.Assignment.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.AssignDroneRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.AssignDroneResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.ReleaseDroneRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.ReleaseDroneResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.GetAssignmentRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.GetFleetStatusRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.FleetStatus.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.FleetStatus.StatusCount.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.GetDroneUtilizationRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.DroneUtilization.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.RegisterDroneRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.RegisterDroneResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.ListDronesRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Dronescheduler.V1.ListDronesResponse.self],
             services: [DroneSchedulerService.descriptor],
-            serializedDescriptorBase64: "Cj1mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2Ryb25lc2NoZWR1bGVyL3YxL2Ryb25lc2NoZWR1bGVyLnByb3RvEihmYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRyb25lc2NoZWR1bGVyLnYxGi1mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2NvbW1vbi92MS9jb21tb24ucHJvdG8aHGdvb2dsZS9hcGkvYW5ub3RhdGlvbnMucHJvdG8aH2dvb2dsZS9wcm90b2J1Zi90aW1lc3RhbXAucHJvdG8i4AQKBURyb25lEhkKCGRyb25lX2lkGAEgASgJUgdkcm9uZUlkEk0KBnN0YXR1cxgCIAEoDjI1LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZHJvbmVzY2hlZHVsZXIudjEuRHJvbmVTdGF0dXNSBnN0YXR1cxIfCgtjYXBhY2l0eV9rZxgDIAEoAVIKY2FwYWNpdHlLZxJXChBtYXhfcGFja2FnZV9zaXplGAQgASgOMi0uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuUGFja2FnZVNpemVSDm1heFBhY2thZ2VTaXplEkYKCHBvc2l0aW9uGAUgASgLMiouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuTG9jYXRpb25SCHBvc2l0aW9uEj8KDXBvc2l0aW9uX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgxwb3NpdGlvblRpbWUSTwoNaG9tZV9sb2NhdGlvbhgHIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUgxob21lTG9jYXRpb24SKAoQY3J1aXNlX3NwZWVkX21wcxgIIAEoAVIOY3J1aXNlU3BlZWRNcHMSLgoTY3VycmVudF9kZWxpdmVyeV9pZBgJIAEoCVIRY3VycmVudERlbGl2ZXJ5SWQSPwoNcmVnaXN0ZXJfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSDHJlZ2lzdGVyVGltZSKcAwoKQXNzaWdubWVudBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBIZCghkcm9uZV9pZBgCIAEoCVIHZHJvbmVJZBI9CgVvd25lchgDIAEoCzInLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLk93bmVyUgVvd25lchJPCgVzdGF0ZRgEIAEoDjI5LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZHJvbmVzY2hlZHVsZXIudjEuQXNzaWdubWVudFN0YXRlUgVzdGF0ZRI7Cgthc3NpZ25fdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCmFzc2lnblRpbWUSPQoMcmVsZWFzZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFILcmVsZWFzZVRpbWUSJQoOcmVsZWFzZV9yZWFzb24YByABKAlSDXJlbGVhc2VSZWFzb24SHwoLcmVxdWVzdF9rZXkYCCABKAlSCnJlcXVlc3RLZXkisgUKEkFzc2lnbkRyb25lUmVxdWVzdBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBI9CgVvd25lchgCIAEoCzInLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLk93bmVyUgVvd25lchJTCg9waWNrdXBfbG9jYXRpb24YAyABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvblIOcGlja3VwTG9jYXRpb24SVQoQZHJvcG9mZl9sb2NhdGlvbhgEIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUg9kcm9wb2ZmTG9jYXRpb24SUAoMcGFja2FnZV9pbmZvGAUgASgLMi0uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuUGFja2FnZUluZm9SC3BhY2thZ2VJbmZvEjsKC3BpY2t1cF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKcGlja3VwVGltZRI2CghkZWFkbGluZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCGRlYWRsaW5lEhwKCWV4cGVkaXRlZBgIIAEoCFIJZXhwZWRpdGVkEh8KC3JlcXVlc3Rfa2V5GAkgASgJUgpyZXF1ZXN0S2V5EjsKC3F1ZXVlZF90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKcXVldWVkVGltZRISCgR3YWl0GAsgASgIUgR3YWl0EjkKCndhaXRfdW50aWwYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgl3YWl0VW50aWwi1gEKE0Fzc2lnbkRyb25lUmVzcG9uc2USGQoIZHJvbmVfaWQYASABKAlSB2Ryb25lSWQSVAoKYXNzaWdubWVudBgCIAEoCzI0LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZHJvbmVzY2hlZHVsZXIudjEuQXNzaWdubWVudFIKYXNzaWdubWVudBIYCgdjcmVhdGVkGAMgASgIUgdjcmVhdGVkEhgKB3dhaXRpbmcYBCABKAhSB3dhaXRpbmcSGgoIcG9zaXRpb24YBSABKAVSCHBvc2l0aW9uIk4KE1JlbGVhc2VEcm9uZVJlcXVlc3QSHwoLZGVsaXZlcnlfaWQYASABKAlSCmRlbGl2ZXJ5SWQSFgoGcmVhc29uGAIgASgJUgZyZWFzb24ipgEKFFJlbGVhc2VEcm9uZVJlc3BvbnNlEhoKCHJlbGVhc2VkGAEgASgIUghyZWxlYXNlZBJUCgphc3NpZ25tZW50GAIgASgLMjQuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kcm9uZXNjaGVkdWxlci52MS5Bc3NpZ25tZW50Ugphc3NpZ25tZW50EhwKCXdpdGhkcmF3bhgDIAEoCFIJd2l0aGRyYXduIjcKFEdldEFzc2lnbm1lbnRSZXF1ZXN0Eh8KC2RlbGl2ZXJ5X2lkGAEgASgJUgpkZWxpdmVyeUlkIj4KFUdldEZsZWV0U3RhdHVzUmVxdWVzdBIlCg5pbmNsdWRlX2Ryb25lcxgBIAEoCFINaW5jbHVkZURyb25lcyKWAwoLRmxlZXRTdGF0dXMSIQoMdG90YWxfZHJvbmVzGAEgASgFUgt0b3RhbERyb25lcxJmCg1zdGF0dXNfY291bnRzGAIgAygLMkEuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kcm9uZXNjaGVkdWxlci52MS5GbGVldFN0YXR1cy5TdGF0dXNDb3VudFIMc3RhdHVzQ291bnRzEkcKBmRyb25lcxgDIAMoCzIvLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZHJvbmVzY2hlZHVsZXIudjEuRHJvbmVSBmRyb25lcxI/Cg1zbmFwc2hvdF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIMc25hcHNob3RUaW1lGnIKC1N0YXR1c0NvdW50Ek0KBnN0YXR1cxgBIAEoDjI1LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZHJvbmVzY2hlZHVsZXIudjEuRHJvbmVTdGF0dXNSBnN0YXR1cxIUCgVjb3VudBgCIAEoBVIFY291bnQiYQoaR2V0RHJvbmVVdGlsaXphdGlvblJlcXVlc3QSGQoIb3duZXJfaWQYASABKAlSB293bmVySWQSEgoEeWVhchgCIAEoBVIEeWVhchIUCgVtb250aBgDIAEoBVIFbW9udGgipQEKEERyb25lVXRpbGl6YXRpb24SGQoIb3duZXJfaWQYASABKAlSB293bmVySWQSEgoEeWVhchgCIAEoBVIEeWVhchIUCgVtb250aBgDIAEoBVIFbW9udGgSJQoOdHJhdmVsZWRfbWlsZXMYBCABKAFSDXRyYXZlbGVkTWlsZXMSJQoOYXNzaWduZWRfaG91cnMYBSABKAFSDWFzc2lnbmVkSG91cnMiXQoUUmVnaXN0ZXJEcm9uZVJlcXVlc3QSRQoFZHJvbmUYASABKAsyLy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRyb25lc2NoZWR1bGVyLnYxLkRyb25lUgVkcm9uZSJ4ChVSZWdpc3RlckRyb25lUmVzcG9uc2USRQoFZHJvbmUYASABKAsyLy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRyb25lc2NoZWR1bGVyLnYxLkRyb25lUgVkcm9uZRIYCgdjcmVhdGVkGAIgASgIUgdjcmVhdGVkIp4BChFMaXN0RHJvbmVzUmVxdWVzdBJNCgZzdGF0dXMYASABKA4yNS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRyb25lc2NoZWR1bGVyLnYxLkRyb25lU3RhdHVzUgZzdGF0dXMSGwoJcGFnZV9zaXplGAIgASgFUghwYWdlU2l6ZRIdCgpwYWdlX3Rva2VuGAMgASgJUglwYWdlVG9rZW4ihQEKEkxpc3REcm9uZXNSZXNwb25zZRJHCgZkcm9uZXMYASADKAsyLy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRyb25lc2NoZWR1bGVyLnYxLkRyb25lUgZkcm9uZXMSJgoPbmV4dF9wYWdlX3Rva2VuGAIgASgJUg1uZXh0UGFnZVRva2VuKrQBCgtEcm9uZVN0YXR1cxIcChhEUk9ORV9TVEFUVVNfVU5TUEVDSUZJRUQQABIaChZEUk9ORV9TVEFUVVNfQVZBSUxBQkxFEAESGQoVRFJPTkVfU1RBVFVTX0FTU0lHTkVEEAISHAoYRFJPTkVfU1RBVFVTX01BSU5URU5BTkNFEAMSGAoURFJPTkVfU1RBVFVTX09GRkxJTkUQBBIYChREUk9ORV9TVEFUVVNfUkVUSVJFRBAFKm8KD0Fzc2lnbm1lbnRTdGF0ZRIgChxBU1NJR05NRU5UX1NUQVRFX1VOU1BFQ0lGSUVEEAASGwoXQVNTSUdOTUVOVF9TVEFURV9BQ1RJVkUQARIdChlBU1NJR05NRU5UX1NUQVRFX1JFTEVBU0VEEAIyqQgKFURyb25lU2NoZWR1bGVyU2VydmljZRKKAQoLQXNzaWduRHJvbmUSPC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRyb25lc2NoZWR1bGVyLnYxLkFzc2lnbkRyb25lUmVxdWVzdBo9LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZHJvbmVzY2hlZHVsZXIudjEuQXNzaWduRHJvbmVSZXNwb25zZRKNAQoMUmVsZWFzZURyb25lEj0uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kcm9uZXNjaGVkdWxlci52MS5SZWxlYXNlRHJvbmVSZXF1ZXN0Gj4uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kcm9uZXNjaGVkdWxlci52MS5SZWxlYXNlRHJvbmVSZXNwb25zZRKFAQoNR2V0QXNzaWdubWVudBI+LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZHJvbmVzY2hlZHVsZXIudjEuR2V0QXNzaWdubWVudFJlcXVlc3QaNC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRyb25lc2NoZWR1bGVyLnYxLkFzc2lnbm1lbnQSiAEKDkdldEZsZWV0U3RhdHVzEj8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kcm9uZXNjaGVkdWxlci52MS5HZXRGbGVldFN0YXR1c1JlcXVlc3QaNS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRyb25lc2NoZWR1bGVyLnYxLkZsZWV0U3RhdHVzEsIBChNHZXREcm9uZVV0aWxpemF0aW9uEkQuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kcm9uZXNjaGVkdWxlci52MS5HZXREcm9uZVV0aWxpemF0aW9uUmVxdWVzdBo6LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZHJvbmVzY2hlZHVsZXIudjEuRHJvbmVVdGlsaXphdGlvbiIpgtPkkwIjEiEvdjEvb3duZXJzL3tvd25lcl9pZH0vdXRpbGl6YXRpb24SkAEKDVJlZ2lzdGVyRHJvbmUSPi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRyb25lc2NoZWR1bGVyLnYxLlJlZ2lzdGVyRHJvbmVSZXF1ZXN0Gj8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kcm9uZXNjaGVkdWxlci52MS5SZWdpc3RlckRyb25lUmVzcG9uc2UShwEKCkxpc3REcm9uZXMSOy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRyb25lc2NoZWR1bGVyLnYxLkxpc3REcm9uZXNSZXF1ZXN0GjwuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kcm9uZXNjaGVkdWxlci52MS5MaXN0RHJvbmVzUmVzcG9uc2ViBnByb3RvMw=="
+            serializedDescriptorBase64: "Cj1mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2Ryb25lc2NoZWR1bGVyL3YxL2Ryb25lc2NoZWR1bGVyLnByb3RvEihmYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRyb25lc2NoZWR1bGVyLnYxGi1mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2NvbW1vbi92MS9jb21tb24ucHJvdG8aHGdvb2dsZS9hcGkvYW5ub3RhdGlvbnMucHJvdG8aH2dvb2dsZS9wcm90b2J1Zi90aW1lc3RhbXAucHJvdG8ioAUKBURyb25lEiEKCGRyb25lX2lkGAEgASgJQga6SAPIAQFSB2Ryb25lSWQSTQoGc3RhdHVzGAIgASgOMjUuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kcm9uZXNjaGVkdWxlci52MS5Ecm9uZVN0YXR1c1IGc3RhdHVzEjEKC2NhcGFjaXR5X2tnGAMgASgBQhC6SA0SCyEAAAAAAAAAAEABUgpjYXBhY2l0eUtnEmMKEG1heF9wYWNrYWdlX3NpemUYBCABKA4yLS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5QYWNrYWdlU2l6ZUIKukgHggEEEAEgAFIObWF4UGFja2FnZVNpemUSRgoIcG9zaXRpb24YBSABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvblIIcG9zaXRpb24SPwoNcG9zaXRpb25fdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSDHBvc2l0aW9uVGltZRJXCg1ob21lX2xvY2F0aW9uGAcgASgLMiouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuTG9jYXRpb25CBrpIA8gBAVIMaG9tZUxvY2F0aW9uEjoKEGNydWlzZV9zcGVlZF9tcHMYCCABKAFCELpIDRILIQAAAAAAAAAAQAFSDmNydWlzZVNwZWVkTXBzEi4KE2N1cnJlbnRfZGVsaXZlcnlfaWQYCSABKAlSEWN1cnJlbnREZWxpdmVyeUlkEj8KDXJlZ2lzdGVyX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgxyZWdpc3RlclRpbWUinAMKCkFzc2lnbm1lbnQSHwoLZGVsaXZlcnlfaWQYASABKAlSCmRlbGl2ZXJ5SWQSGQoIZHJvbmVfaWQYAiABKAlSB2Ryb25lSWQSPQoFb3duZXIYAyABKAsyJy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Pd25lclIFb3duZXISTwoFc3RhdGUYBCABKA4yOS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRyb25lc2NoZWR1bGVyLnYxLkFzc2lnbm1lbnRTdGF0ZVIFc3RhdGUSOwoLYXNzaWduX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgphc3NpZ25UaW1lEj0KDHJlbGVhc2VfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSC3JlbGVhc2VUaW1lEiUKDnJlbGVhc2VfcmVhc29uGAcgASgJUg1yZWxlYXNlUmVhc29uEh8KC3JlcXVlc3Rfa2V5GAggASgJUgpyZXF1ZXN0S2V5ItIFChJBc3NpZ25Ecm9uZVJlcXVlc3QSJwoLZGVsaXZlcnlfaWQYASABKAlCBrpIA8gBAVIKZGVsaXZlcnlJZBI9CgVvd25lchgCIAEoCzInLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLk93bmVyUgVvd25lchJbCg9waWNrdXBfbG9jYXRpb24YAyABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvbkIGukgDyAEBUg5waWNrdXBMb2NhdGlvbhJdChBkcm9wb2ZmX2xvY2F0aW9uGAQgASgLMiouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuTG9jYXRpb25CBrpIA8gBAVIPZHJvcG9mZkxvY2F0aW9uElgKDHBhY2thZ2VfaW5mbxgFIAEoCzItLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLlBhY2thZ2VJbmZvQga6SAPIAQFSC3BhY2thZ2VJbmZvEjsKC3BpY2t1cF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKcGlja3VwVGltZRI2CghkZWFkbGluZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCGRlYWRsaW5lEhwKCWV4cGVkaXRlZBgIIAEoCFIJZXhwZWRpdGVkEh8KC3JlcXVlc3Rfa2V5GAkgASgJUgpyZXF1ZXN0S2V5EjsKC3F1ZXVlZF90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKcXVldWVkVGltZRISCgR3YWl0GAsgASgIUgR3YWl0EjkKCndhaXRfdW50aWwYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgl3YWl0VW50aWwi1gEKE0Fzc2lnbkRyb25lUmVzcG9uc2USGQoIZHJvbmVfaWQYASABKAlSB2Ryb25lSWQSVAoKYXNzaWdubWVudBgCIAEoCzI0LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZHJvbmVzY2hlZHVsZXIudjEuQXNzaWdubWVudFIKYXNzaWdubWVudBIYCgdjcmVhdGVkGAMgASgIUgdjcmVhdGVkEhgKB3dhaXRpbmcYBCABKAhSB3dhaXRpbmcSGgoIcG9zaXRpb24YBSABKAVSCHBvc2l0aW9uIlYKE1JlbGVhc2VEcm9uZVJlcXVlc3QSJwoLZGVsaXZlcnlfaWQYASABKAlCBrpIA8gBAVIKZGVsaXZlcnlJZBIWCgZyZWFzb24YAiABKAlSBnJlYXNvbiKmAQoUUmVsZWFzZURyb25lUmVzcG9uc2USGgoIcmVsZWFzZWQYASABKAhSCHJlbGVhc2VkElQKCmFzc2lnbm1lbnQYAiABKAsyNC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRyb25lc2NoZWR1bGVyLnYxLkFzc2lnbm1lbnRSCmFzc2lnbm1lbnQSHAoJd2l0aGRyYXduGAMgASgIUgl3aXRoZHJhd24iPwoUR2V0QXNzaWdubWVudFJlcXVlc3QSJwoLZGVsaXZlcnlfaWQYASABKAlCBrpIA8gBAVIKZGVsaXZlcnlJZCI+ChVHZXRGbGVldFN0YXR1c1JlcXVlc3QSJQoOaW5jbHVkZV9kcm9uZXMYASABKAhSDWluY2x1ZGVEcm9uZXMilgMKC0ZsZWV0U3RhdHVzEiEKDHRvdGFsX2Ryb25lcxgBIAEoBVILdG90YWxEcm9uZXMSZgoNc3RhdHVzX2NvdW50cxgCIAMoCzJBLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZHJvbmVzY2hlZHVsZXIudjEuRmxlZXRTdGF0dXMuU3RhdHVzQ291bnRSDHN0YXR1c0NvdW50cxJHCgZkcm9uZXMYAyADKAsyLy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRyb25lc2NoZWR1bGVyLnYxLkRyb25lUgZkcm9uZXMSPwoNc25hcHNob3RfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSDHNuYXBzaG90VGltZRpyCgtTdGF0dXNDb3VudBJNCgZzdGF0dXMYASABKA4yNS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRyb25lc2NoZWR1bGVyLnYxLkRyb25lU3RhdHVzUgZzdGF0dXMSFAoFY291bnQYAiABKAVSBWNvdW50IoEBChpHZXREcm9uZVV0aWxpemF0aW9uUmVxdWVzdBIhCghvd25lcl9pZBgBIAEoCUIGukgDyAEBUgdvd25lcklkEh8KBHllYXIYAiABKAVCC7pICBoGGI9OKLIPUgR5ZWFyEh8KBW1vbnRoGAMgASgFQgm6SAYaBBgMKAFSBW1vbnRoIqUBChBEcm9uZVV0aWxpemF0aW9uEhkKCG93bmVyX2lkGAEgASgJUgdvd25lcklkEhIKBHllYXIYAiABKAVSBHllYXISFAoFbW9udGgYAyABKAVSBW1vbnRoEiUKDnRyYXZlbGVkX21pbGVzGAQgASgBUg10cmF2ZWxlZE1pbGVzEiUKDmFzc2lnbmVkX2hvdXJzGAUgASgBUg1hc3NpZ25lZEhvdXJzImUKFFJlZ2lzdGVyRHJvbmVSZXF1ZXN0Ek0KBWRyb25lGAEgASgLMi8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kcm9uZXNjaGVkdWxlci52MS5Ecm9uZUIGukgDyAEBUgVkcm9uZSJ4ChVSZWdpc3RlckRyb25lUmVzcG9uc2USRQoFZHJvbmUYASABKAsyLy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRyb25lc2NoZWR1bGVyLnYxLkRyb25lUgVkcm9uZRIYCgdjcmVhdGVkGAIgASgIUgdjcmVhdGVkIrEBChFMaXN0RHJvbmVzUmVxdWVzdBJXCgZzdGF0dXMYASABKA4yNS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRyb25lc2NoZWR1bGVyLnYxLkRyb25lU3RhdHVzQgi6SAWCAQIQAVIGc3RhdHVzEiQKCXBhZ2Vfc2l6ZRgCIAEoBUIHukgEGgIoAFIIcGFnZVNpemUSHQoKcGFnZV90b2tlbhgDIAEoCVIJcGFnZVRva2VuIoUBChJMaXN0RHJvbmVzUmVzcG9uc2USRwoGZHJvbmVzGAEgAygLMi8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kcm9uZXNjaGVkdWxlci52MS5Ecm9uZVIGZHJvbmVzEiYKD25leHRfcGFnZV90b2tlbhgCIAEoCVINbmV4dFBhZ2VUb2tlbiq0AQoLRHJvbmVTdGF0dXMSHAoYRFJPTkVfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGgoWRFJPTkVfU1RBVFVTX0FWQUlMQUJMRRABEhkKFURST05FX1NUQVRVU19BU1NJR05FRBACEhwKGERST05FX1NUQVRVU19NQUlOVEVOQU5DRRADEhgKFERST05FX1NUQVRVU19PRkZMSU5FEAQSGAoURFJPTkVfU1RBVFVTX1JFVElSRUQQBSpvCg9Bc3NpZ25tZW50U3RhdGUSIAocQVNTSUdOTUVOVF9TVEFURV9VTlNQRUNJRklFRBAAEhsKF0FTU0lHTk1FTlRfU1RBVEVfQUNUSVZFEAESHQoZQVNTSUdOTUVOVF9TVEFURV9SRUxFQVNFRBACMqkIChVEcm9uZVNjaGVkdWxlclNlcnZpY2USigEKC0Fzc2lnbkRyb25lEjwuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kcm9uZXNjaGVkdWxlci52MS5Bc3NpZ25Ecm9uZVJlcXVlc3QaPS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRyb25lc2NoZWR1bGVyLnYxLkFzc2lnbkRyb25lUmVzcG9uc2USjQEKDFJlbGVhc2VEcm9uZRI9LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZHJvbmVzY2hlZHVsZXIudjEuUmVsZWFzZURyb25lUmVxdWVzdBo+LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZHJvbmVzY2hlZHVsZXIudjEuUmVsZWFzZURyb25lUmVzcG9uc2UShQEKDUdldEFzc2lnbm1lbnQSPi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRyb25lc2NoZWR1bGVyLnYxLkdldEFzc2lnbm1lbnRSZXF1ZXN0GjQuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kcm9uZXNjaGVkdWxlci52MS5Bc3NpZ25tZW50EogBCg5HZXRGbGVldFN0YXR1cxI/LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZHJvbmVzY2hlZHVsZXIudjEuR2V0RmxlZXRTdGF0dXNSZXF1ZXN0GjUuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kcm9uZXNjaGVkdWxlci52MS5GbGVldFN0YXR1cxLCAQoTR2V0RHJvbmVVdGlsaXphdGlvbhJELmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZHJvbmVzY2hlZHVsZXIudjEuR2V0RHJvbmVVdGlsaXphdGlvblJlcXVlc3QaOi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRyb25lc2NoZWR1bGVyLnYxLkRyb25lVXRpbGl6YXRpb24iKYLT5JMCIxIhL3YxL293bmVycy97b3duZXJfaWR9L3V0aWxpemF0aW9uEpABCg1SZWdpc3RlckRyb25lEj4uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kcm9uZXNjaGVkdWxlci52MS5SZWdpc3RlckRyb25lUmVxdWVzdBo/LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZHJvbmVzY2hlZHVsZXIudjEuUmVnaXN0ZXJEcm9uZVJlc3BvbnNlEocBCgpMaXN0RHJvbmVzEjsuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kcm9uZXNjaGVkdWxlci52MS5MaXN0RHJvbmVzUmVxdWVzdBo8LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZHJvbmVzY2hlZHVsZXIudjEuTGlzdERyb25lc1Jlc3BvbnNlYgZwcm90bzM="
         )
     }
 }

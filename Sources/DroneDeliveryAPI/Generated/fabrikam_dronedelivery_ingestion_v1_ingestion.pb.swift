@@ -534,6 +534,15 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.ListDeadLettersRe
             return nil
         }
     }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        do {
+            let value = self.pageSize
+            do {
+                if !(value >= 0) { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "page_size"), ruleID: "int32.gte", message: "must be greater than or equal to 0")) }
+            }
+        }
+    }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.ListDeadLettersResponse: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -662,6 +671,25 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RedriveDeadLetter
             return nil
         }
     }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        do {
+            let set = [!self.deadLetterIds.isEmpty, self.all != false].filter { $0 }.count
+            if set > 1 { violations.append(ProtobufKit.ValidationViolation(field: path, ruleID: "message.oneof", message: "only one of dead_letter_ids, all can be set")) }
+            if set == 0 { violations.append(ProtobufKit.ValidationViolation(field: path, ruleID: "message.oneof", message: "one of dead_letter_ids, all must be set")) }
+        }
+        do {
+            let value = self.deadLetterIds
+            do {
+                if UInt64(value.count) > 1000 { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "dead_letter_ids"), ruleID: "repeated.max_items", message: "must contain no more than 1000 item(s)")) }
+                for (index, item) in value.enumerated() {
+                    do {
+                        if !ProtobufKit.Validation.matches(item, "^[0-9]{1,18}$") { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(ProtobufKit.Validation.path(path, "dead_letter_ids"), index: index), ruleID: "string.pattern", message: "does not match regex pattern `^[0-9]{1,18}$`")) }
+                    }
+                }
+            }
+        }
+    }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RedriveDeadLettersResponse: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -762,6 +790,10 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.GetQueuedDelivery
         default:
             return nil
         }
+    }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if self.deliveryId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "delivery_id"), ruleID: "required", message: "value is required")) }
     }
 }
 
@@ -942,6 +974,37 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CreateDeliveryReq
             return nil
         }
     }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if self.owner == nil { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "owner"), ruleID: "required", message: "value is required")) }
+        if let value = self.pickupLocation {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "pickup_location"), into: &violations)
+        } else {
+            violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "pickup_location"), ruleID: "required", message: "value is required"))
+        }
+        if let value = self.dropoffLocation {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "dropoff_location"), into: &violations)
+        } else {
+            violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "dropoff_location"), ruleID: "required", message: "value is required"))
+        }
+        do {
+            let value = self.confirmationRequired
+            do {
+                if case .unrecognized = value { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "confirmation_required"), ruleID: "enum.defined_only", message: "value must be one of the defined enum values")) }
+            }
+        }
+        if let value = self.packageInfo {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "package_info"), into: &violations)
+        } else {
+            violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "package_info"), ruleID: "required", message: "value is required"))
+        }
+        do {
+            let value = self.requestId
+            do {
+                if value.utf8.count > 128 { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "request_id"), ruleID: "string.max_bytes", message: "must be at most 128 bytes")) }
+            }
+        }
+    }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CreateDeliveryResponse: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -1086,6 +1149,22 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RescheduleDeliver
             return nil
         }
     }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if self.deliveryId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "delivery_id"), ruleID: "required", message: "value is required")) }
+        if let value = self.pickupLocation {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "pickup_location"), into: &violations)
+        }
+        if let value = self.dropoffLocation {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "dropoff_location"), into: &violations)
+        }
+        do {
+            let value = self.requestId
+            do {
+                if value.utf8.count > 128 { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "request_id"), ruleID: "string.max_bytes", message: "must be at most 128 bytes")) }
+            }
+        }
+    }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RescheduleDeliveryResponse: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -1200,6 +1279,16 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelDeliveryReq
             return 2
         default:
             return nil
+        }
+    }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if self.deliveryId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "delivery_id"), ruleID: "required", message: "value is required")) }
+        do {
+            let value = self.requestId
+            do {
+                if value.utf8.count > 128 { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "request_id"), ruleID: "string.max_bytes", message: "must be at most 128 bytes")) }
+            }
         }
     }
 }
@@ -1390,6 +1479,16 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RequestEnvelope: 
             return nil
         }
     }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if self.payload == nil { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "payload"), ruleID: "required", message: "exactly one field is required in oneof")) }
+        if case .create(let value)? = self.payload {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "create"), into: &violations)
+        }
+        if case .reschedule(let value)? = self.payload {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "reschedule"), into: &violations)
+        }
+    }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.DeliveryRequest: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -1490,6 +1589,18 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.DeliveryRequest: 
             return nil
         }
     }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if let value = self.pickupLocation {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "pickup_location"), into: &violations)
+        }
+        if let value = self.dropoffLocation {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "dropoff_location"), into: &violations)
+        }
+        if let value = self.packageInfo {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "package_info"), into: &violations)
+        }
+    }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RescheduleRequest: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -1567,6 +1678,15 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RescheduleRequest
             return 5
         default:
             return nil
+        }
+    }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if let value = self.pickupLocation {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "pickup_location"), into: &violations)
+        }
+        if let value = self.dropoffLocation {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "dropoff_location"), into: &violations)
         }
     }
 }
@@ -1884,7 +2004,7 @@ extension Fabrikam.Dronedelivery.Ingestion.V1 {
             dependencies: ["fabrikam/dronedelivery/common/v1/common.proto", "google/api/annotations.proto", "google/protobuf/timestamp.proto", "google/protobuf/wrappers.proto"],
             messageTypes: [DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.DeadLetter.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.ListDeadLettersRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.ListDeadLettersResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RedriveDeadLettersRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RedriveDeadLettersResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.GetQueuedDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.QueuedDelivery.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CreateDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CreateDeliveryResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RescheduleDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RescheduleDeliveryResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelDeliveryResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RequestEnvelope.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.DeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.RescheduleRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Ingestion.V1.CancelRequest.self],
             services: [IngestionService.descriptor],
-            serializedDescriptorBase64: "CjNmYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2luZ2VzdGlvbi92MS9pbmdlc3Rpb24ucHJvdG8SI2ZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxGi1mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2NvbW1vbi92MS9jb21tb24ucHJvdG8aHGdvb2dsZS9hcGkvYW5ub3RhdGlvbnMucHJvdG8aH2dvb2dsZS9wcm90b2J1Zi90aW1lc3RhbXAucHJvdG8aHmdvb2dsZS9wcm90b2J1Zi93cmFwcGVycy5wcm90byLgAgoKRGVhZExldHRlchIkCg5kZWFkX2xldHRlcl9pZBgBIAEoCVIMZGVhZExldHRlcklkEh0KCm1lc3NhZ2VfaWQYAiABKAlSCW1lc3NhZ2VJZBIfCgtkZWxpdmVyeV9pZBgDIAEoCVIKZGVsaXZlcnlJZBIWCgZyZWFzb24YBCABKAlSBnJlYXNvbhIlCg5kZWxpdmVyeV9jb3VudBgFIAEoBVINZGVsaXZlcnlDb3VudBJEChBkZWFkX2xldHRlcl90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIOZGVhZExldHRlclRpbWUSTQoJb3BlcmF0aW9uGAcgASgOMi8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuT3BlcmF0aW9uS2luZFIJb3BlcmF0aW9uEhgKB3BheWxvYWQYCCABKAxSB3BheWxvYWQidQoWTGlzdERlYWRMZXR0ZXJzUmVxdWVzdBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBIbCglwYWdlX3NpemUYAiABKAVSCHBhZ2VTaXplEh0KCnBhZ2VfdG9rZW4YAyABKAlSCXBhZ2VUb2tlbiKVAQoXTGlzdERlYWRMZXR0ZXJzUmVzcG9uc2USUgoMZGVhZF9sZXR0ZXJzGAEgAygLMi8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5pbmdlc3Rpb24udjEuRGVhZExldHRlclILZGVhZExldHRlcnMSJgoPbmV4dF9wYWdlX3Rva2VuGAIgASgJUg1uZXh0UGFnZVRva2VuIlUKGVJlZHJpdmVEZWFkTGV0dGVyc1JlcXVlc3QSJgoPZGVhZF9sZXR0ZXJfaWRzGAEgAygJUg1kZWFkTGV0dGVySWRzEhAKA2FsbBgCIAEoCFIDYWxsIj0KGlJlZHJpdmVEZWFkTGV0dGVyc1Jlc3BvbnNlEh8KC21lc3NhZ2VfaWRzGAEgAygJUgptZXNzYWdlSWRzIjsKGEdldFF1ZXVlZERlbGl2ZXJ5UmVxdWVzdBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZCLHAgoOUXVldWVkRGVsaXZlcnkSHwoLZGVsaXZlcnlfaWQYASABKAlSCmRlbGl2ZXJ5SWQSPQoFb3duZXIYAiABKAsyJy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Pd25lclIFb3duZXISOwoLYWNjZXB0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgphY2NlcHRUaW1lEk4KBXN0YXRlGAQgASgOMjguZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5pbmdlc3Rpb24udjEuUXVldWVkRGVsaXZlcnlTdGF0ZVIFc3RhdGUSGgoIYXR0ZW1wdHMYBSABKAVSCGF0dGVtcHRzEiwKEmRlYWRfbGV0dGVyX3JlYXNvbhgGIAEoCVIQZGVhZExldHRlclJlYXNvbiLvBAoVQ3JlYXRlRGVsaXZlcnlSZXF1ZXN0Ej0KBW93bmVyGAEgASgLMicuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuT3duZXJSBW93bmVyElMKD3BpY2t1cF9sb2NhdGlvbhgCIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUg5waWNrdXBMb2NhdGlvbhJVChBkcm9wb2ZmX2xvY2F0aW9uGAMgASgLMiouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuTG9jYXRpb25SD2Ryb3BvZmZMb2NhdGlvbhI7CgtwaWNrdXBfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCnBpY2t1cFRpbWUSNgoIZGVhZGxpbmUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUghkZWFkbGluZRIcCglleHBlZGl0ZWQYBiABKAhSCWV4cGVkaXRlZBJnChVjb25maXJtYXRpb25fcmVxdWlyZWQYByABKA4yMi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Db25maXJtYXRpb25UeXBlUhRjb25maXJtYXRpb25SZXF1aXJlZBJQCgxwYWNrYWdlX2luZm8YCCABKAsyLS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5QYWNrYWdlSW5mb1ILcGFja2FnZUluZm8SHQoKcmVxdWVzdF9pZBgJIAEoCVIJcmVxdWVzdElkIpcBChZDcmVhdGVEZWxpdmVyeVJlc3BvbnNlEh8KC2RlbGl2ZXJ5X2lkGAEgASgJUgpkZWxpdmVyeUlkEh8KC3N0YXR1c19wYXRoGAIgASgJUgpzdGF0dXNQYXRoEjsKC2FjY2VwdF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKYWNjZXB0VGltZSK2AwoZUmVzY2hlZHVsZURlbGl2ZXJ5UmVxdWVzdBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBJTCg9waWNrdXBfbG9jYXRpb24YAiABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvblIOcGlja3VwTG9jYXRpb24SVQoQZHJvcG9mZl9sb2NhdGlvbhgDIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUg9kcm9wb2ZmTG9jYXRpb24SOwoLcGlja3VwX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpwaWNrdXBUaW1lEjYKCGRlYWRsaW5lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIIZGVhZGxpbmUSOAoJZXhwZWRpdGVkGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLkJvb2xWYWx1ZVIJZXhwZWRpdGVkEh0KCnJlcXVlc3RfaWQYByABKAlSCXJlcXVlc3RJZCKbAQoaUmVzY2hlZHVsZURlbGl2ZXJ5UmVzcG9uc2USHwoLZGVsaXZlcnlfaWQYASABKAlSCmRlbGl2ZXJ5SWQSHwoLc3RhdHVzX3BhdGgYAiABKAlSCnN0YXR1c1BhdGgSOwoLYWNjZXB0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgphY2NlcHRUaW1lIm8KFUNhbmNlbERlbGl2ZXJ5UmVxdWVzdBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBIWCgZyZWFzb24YAiABKAlSBnJlYXNvbhIdCgpyZXF1ZXN0X2lkGAMgASgJUglyZXF1ZXN0SWQilwEKFkNhbmNlbERlbGl2ZXJ5UmVzcG9uc2USHwoLZGVsaXZlcnlfaWQYASABKAlSCmRlbGl2ZXJ5SWQSHwoLc3RhdHVzX3BhdGgYAiABKAlSCnN0YXR1c1BhdGgSOwoLYWNjZXB0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgphY2NlcHRUaW1lIqgFCg9SZXF1ZXN0RW52ZWxvcGUSHQoKbWVzc2FnZV9pZBgBIAEoCVIJbWVzc2FnZUlkEk0KCW9wZXJhdGlvbhgCIAEoDjIvLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLk9wZXJhdGlvbktpbmRSCW9wZXJhdGlvbhIfCgtkZWxpdmVyeV9pZBgDIAEoCVIKZGVsaXZlcnlJZBJKCgxyZXF1ZXN0ZWRfYnkYBCABKAsyJy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Pd25lclILcmVxdWVzdGVkQnkSOwoLYWNjZXB0X3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgphY2NlcHRUaW1lElMKDXRyYWNlX2NvbnRleHQYBiABKAsyLi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5UcmFjZUNvbnRleHRSDHRyYWNlQ29udGV4dBIlCg5zY2hlbWFfdmVyc2lvbhgHIAEoBVINc2NoZW1hVmVyc2lvbhJOCgZjcmVhdGUYCiABKAsyNC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmluZ2VzdGlvbi52MS5EZWxpdmVyeVJlcXVlc3RIAFIGY3JlYXRlElgKCnJlc2NoZWR1bGUYCyABKAsyNi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmluZ2VzdGlvbi52MS5SZXNjaGVkdWxlUmVxdWVzdEgAUgpyZXNjaGVkdWxlEkwKBmNhbmNlbBgMIAEoCzIyLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxLkNhbmNlbFJlcXVlc3RIAFIGY2FuY2VsQgkKB3BheWxvYWQi6wQKD0RlbGl2ZXJ5UmVxdWVzdBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBI9CgVvd25lchgCIAEoCzInLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLk93bmVyUgVvd25lchJTCg9waWNrdXBfbG9jYXRpb24YAyABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvblIOcGlja3VwTG9jYXRpb24SVQoQZHJvcG9mZl9sb2NhdGlvbhgEIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUg9kcm9wb2ZmTG9jYXRpb24SOwoLcGlja3VwX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpwaWNrdXBUaW1lEjYKCGRlYWRsaW5lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIIZGVhZGxpbmUSHAoJZXhwZWRpdGVkGAcgASgIUglleHBlZGl0ZWQSZwoVY29uZmlybWF0aW9uX3JlcXVpcmVkGAggASgOMjIuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuQ29uZmlybWF0aW9uVHlwZVIUY29uZmlybWF0aW9uUmVxdWlyZWQSUAoMcGFja2FnZV9pbmZvGAkgASgLMi0uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuUGFja2FnZUluZm9SC3BhY2thZ2VJbmZvIo8DChFSZXNjaGVkdWxlUmVxdWVzdBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBJTCg9waWNrdXBfbG9jYXRpb24YAiABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvblIOcGlja3VwTG9jYXRpb24SVQoQZHJvcG9mZl9sb2NhdGlvbhgDIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUg9kcm9wb2ZmTG9jYXRpb24SOwoLcGlja3VwX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpwaWNrdXBUaW1lEjYKCGRlYWRsaW5lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIIZGVhZGxpbmUSOAoJZXhwZWRpdGVkGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLkJvb2xWYWx1ZVIJZXhwZWRpdGVkIkgKDUNhbmNlbFJlcXVlc3QSHwoLZGVsaXZlcnlfaWQYASABKAlSCmRlbGl2ZXJ5SWQSFgoGcmVhc29uGAIgASgJUgZyZWFzb24qrwEKE1F1ZXVlZERlbGl2ZXJ5U3RhdGUSJQohUVVFVUVEX0RFTElWRVJZX1NUQVRFX1VOU1BFQ0lGSUVEEAASIQodUVVFVUVEX0RFTElWRVJZX1NUQVRFX1dBSVRJTkcQARIlCiFRVUVVRURfREVMSVZFUllfU1RBVEVfSU5fUFJPR1JFU1MQAhInCiNRVUVVRURfREVMSVZFUllfU1RBVEVfREVBRF9MRVRURVJFRBADMpIIChBJbmdlc3Rpb25TZXJ2aWNlEqQBCg5DcmVhdGVEZWxpdmVyeRI6LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxLkNyZWF0ZURlbGl2ZXJ5UmVxdWVzdBo7LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxLkNyZWF0ZURlbGl2ZXJ5UmVzcG9uc2UiGYLT5JMCEyIOL3YxL2RlbGl2ZXJpZXM6ASoS8wEKElJlc2NoZWR1bGVEZWxpdmVyeRI+LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxLlJlc2NoZWR1bGVEZWxpdmVyeVJlcXVlc3QaPy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmluZ2VzdGlvbi52MS5SZXNjaGVkdWxlRGVsaXZlcnlSZXNwb25zZSJcgtPkkwJWMiUvdjEvZGVsaXZlcmllcy97ZGVsaXZlcnlfaWR9L3NjaGVkdWxlOgEqWioaJS92MS9kZWxpdmVyaWVzL3tkZWxpdmVyeV9pZH0vc2NoZWR1bGU6ASoSrwEKDkNhbmNlbERlbGl2ZXJ5EjouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5pbmdlc3Rpb24udjEuQ2FuY2VsRGVsaXZlcnlSZXF1ZXN0GjsuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5pbmdlc3Rpb24udjEuQ2FuY2VsRGVsaXZlcnlSZXNwb25zZSIkgtPkkwIeKhwvdjEvZGVsaXZlcmllcy97ZGVsaXZlcnlfaWR9EocBChFHZXRRdWV1ZWREZWxpdmVyeRI9LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxLkdldFF1ZXVlZERlbGl2ZXJ5UmVxdWVzdBozLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxLlF1ZXVlZERlbGl2ZXJ5EowBCg9MaXN0RGVhZExldHRlcnMSOy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmluZ2VzdGlvbi52MS5MaXN0RGVhZExldHRlcnNSZXF1ZXN0GjwuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5pbmdlc3Rpb24udjEuTGlzdERlYWRMZXR0ZXJzUmVzcG9uc2USlQEKElJlZHJpdmVEZWFkTGV0dGVycxI+LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxLlJlZHJpdmVEZWFkTGV0dGVyc1JlcXVlc3QaPy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmluZ2VzdGlvbi52MS5SZWRyaXZlRGVhZExldHRlcnNSZXNwb25zZWIGcHJvdG8z"
+            serializedDescriptorBase64: "CjNmYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2luZ2VzdGlvbi92MS9pbmdlc3Rpb24ucHJvdG8SI2ZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxGi1mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2NvbW1vbi92MS9jb21tb24ucHJvdG8aHGdvb2dsZS9hcGkvYW5ub3RhdGlvbnMucHJvdG8aH2dvb2dsZS9wcm90b2J1Zi90aW1lc3RhbXAucHJvdG8aHmdvb2dsZS9wcm90b2J1Zi93cmFwcGVycy5wcm90byLgAgoKRGVhZExldHRlchIkCg5kZWFkX2xldHRlcl9pZBgBIAEoCVIMZGVhZExldHRlcklkEh0KCm1lc3NhZ2VfaWQYAiABKAlSCW1lc3NhZ2VJZBIfCgtkZWxpdmVyeV9pZBgDIAEoCVIKZGVsaXZlcnlJZBIWCgZyZWFzb24YBCABKAlSBnJlYXNvbhIlCg5kZWxpdmVyeV9jb3VudBgFIAEoBVINZGVsaXZlcnlDb3VudBJEChBkZWFkX2xldHRlcl90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIOZGVhZExldHRlclRpbWUSTQoJb3BlcmF0aW9uGAcgASgOMi8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuT3BlcmF0aW9uS2luZFIJb3BlcmF0aW9uEhgKB3BheWxvYWQYCCABKAxSB3BheWxvYWQifgoWTGlzdERlYWRMZXR0ZXJzUmVxdWVzdBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBIkCglwYWdlX3NpemUYAiABKAVCB7pIBBoCKABSCHBhZ2VTaXplEh0KCnBhZ2VfdG9rZW4YAyABKAlSCXBhZ2VUb2tlbiKVAQoXTGlzdERlYWRMZXR0ZXJzUmVzcG9uc2USUgoMZGVhZF9sZXR0ZXJzGAEgAygLMi8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5pbmdlc3Rpb24udjEuRGVhZExldHRlclILZGVhZExldHRlcnMSJgoPbmV4dF9wYWdlX3Rva2VuGAIgASgJUg1uZXh0UGFnZVRva2VuIpIBChlSZWRyaXZlRGVhZExldHRlcnNSZXF1ZXN0EkQKD2RlYWRfbGV0dGVyX2lkcxgBIAMoCUIcukgZkgEWEOgHIhFyDzINXlswLTldezEsMTh9JFINZGVhZExldHRlcklkcxIQCgNhbGwYAiABKAhSA2FsbDodukgaIhgKD2RlYWRfbGV0dGVyX2lkcwoDYWxsEAEiPQoaUmVkcml2ZURlYWRMZXR0ZXJzUmVzcG9uc2USHwoLbWVzc2FnZV9pZHMYASADKAlSCm1lc3NhZ2VJZHMiQwoYR2V0UXVldWVkRGVsaXZlcnlSZXF1ZXN0EicKC2RlbGl2ZXJ5X2lkGAEgASgJQga6SAPIAQFSCmRlbGl2ZXJ5SWQixwIKDlF1ZXVlZERlbGl2ZXJ5Eh8KC2RlbGl2ZXJ5X2lkGAEgASgJUgpkZWxpdmVyeUlkEj0KBW93bmVyGAIgASgLMicuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuT3duZXJSBW93bmVyEjsKC2FjY2VwdF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKYWNjZXB0VGltZRJOCgVzdGF0ZRgEIAEoDjI4LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxLlF1ZXVlZERlbGl2ZXJ5U3RhdGVSBXN0YXRlEhoKCGF0dGVtcHRzGAUgASgFUghhdHRlbXB0cxIsChJkZWFkX2xldHRlcl9yZWFzb24YBiABKAlSEGRlYWRMZXR0ZXJSZWFzb24iowUKFUNyZWF0ZURlbGl2ZXJ5UmVxdWVzdBJFCgVvd25lchgBIAEoCzInLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLk93bmVyQga6SAPIAQFSBW93bmVyElsKD3BpY2t1cF9sb2NhdGlvbhgCIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uQga6SAPIAQFSDnBpY2t1cExvY2F0aW9uEl0KEGRyb3BvZmZfbG9jYXRpb24YAyABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvbkIGukgDyAEBUg9kcm9wb2ZmTG9jYXRpb24SOwoLcGlja3VwX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpwaWNrdXBUaW1lEjYKCGRlYWRsaW5lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIIZGVhZGxpbmUSHAoJZXhwZWRpdGVkGAYgASgIUglleHBlZGl0ZWQScQoVY29uZmlybWF0aW9uX3JlcXVpcmVkGAcgASgOMjIuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuQ29uZmlybWF0aW9uVHlwZUIIukgFggECEAFSFGNvbmZpcm1hdGlvblJlcXVpcmVkElgKDHBhY2thZ2VfaW5mbxgIIAEoCzItLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLlBhY2thZ2VJbmZvQga6SAPIAQFSC3BhY2thZ2VJbmZvEicKCnJlcXVlc3RfaWQYCSABKAlCCLpIBXIDKIABUglyZXF1ZXN0SWQilwEKFkNyZWF0ZURlbGl2ZXJ5UmVzcG9uc2USHwoLZGVsaXZlcnlfaWQYASABKAlSCmRlbGl2ZXJ5SWQSHwoLc3RhdHVzX3BhdGgYAiABKAlSCnN0YXR1c1BhdGgSOwoLYWNjZXB0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgphY2NlcHRUaW1lIsgDChlSZXNjaGVkdWxlRGVsaXZlcnlSZXF1ZXN0EicKC2RlbGl2ZXJ5X2lkGAEgASgJQga6SAPIAQFSCmRlbGl2ZXJ5SWQSUwoPcGlja3VwX2xvY2F0aW9uGAIgASgLMiouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuTG9jYXRpb25SDnBpY2t1cExvY2F0aW9uElUKEGRyb3BvZmZfbG9jYXRpb24YAyABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvblIPZHJvcG9mZkxvY2F0aW9uEjsKC3BpY2t1cF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKcGlja3VwVGltZRI2CghkZWFkbGluZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCGRlYWRsaW5lEjgKCWV4cGVkaXRlZBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5Cb29sVmFsdWVSCWV4cGVkaXRlZBInCgpyZXF1ZXN0X2lkGAcgASgJQgi6SAVyAyiAAVIJcmVxdWVzdElkIpsBChpSZXNjaGVkdWxlRGVsaXZlcnlSZXNwb25zZRIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBIfCgtzdGF0dXNfcGF0aBgCIAEoCVIKc3RhdHVzUGF0aBI7CgthY2NlcHRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCmFjY2VwdFRpbWUigQEKFUNhbmNlbERlbGl2ZXJ5UmVxdWVzdBInCgtkZWxpdmVyeV9pZBgBIAEoCUIGukgDyAEBUgpkZWxpdmVyeUlkEhYKBnJlYXNvbhgCIAEoCVIGcmVhc29uEicKCnJlcXVlc3RfaWQYAyABKAlCCLpIBXIDKIABUglyZXF1ZXN0SWQilwEKFkNhbmNlbERlbGl2ZXJ5UmVzcG9uc2USHwoLZGVsaXZlcnlfaWQYASABKAlSCmRlbGl2ZXJ5SWQSHwoLc3RhdHVzX3BhdGgYAiABKAlSCnN0YXR1c1BhdGgSOwoLYWNjZXB0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgphY2NlcHRUaW1lIq8FCg9SZXF1ZXN0RW52ZWxvcGUSHQoKbWVzc2FnZV9pZBgBIAEoCVIJbWVzc2FnZUlkEk0KCW9wZXJhdGlvbhgCIAEoDjIvLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLk9wZXJhdGlvbktpbmRSCW9wZXJhdGlvbhIfCgtkZWxpdmVyeV9pZBgDIAEoCVIKZGVsaXZlcnlJZBJKCgxyZXF1ZXN0ZWRfYnkYBCABKAsyJy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Pd25lclILcmVxdWVzdGVkQnkSOwoLYWNjZXB0X3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgphY2NlcHRUaW1lElMKDXRyYWNlX2NvbnRleHQYBiABKAsyLi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5UcmFjZUNvbnRleHRSDHRyYWNlQ29udGV4dBIlCg5zY2hlbWFfdmVyc2lvbhgHIAEoBVINc2NoZW1hVmVyc2lvbhJOCgZjcmVhdGUYCiABKAsyNC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmluZ2VzdGlvbi52MS5EZWxpdmVyeVJlcXVlc3RIAFIGY3JlYXRlElgKCnJlc2NoZWR1bGUYCyABKAsyNi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmluZ2VzdGlvbi52MS5SZXNjaGVkdWxlUmVxdWVzdEgAUgpyZXNjaGVkdWxlEkwKBmNhbmNlbBgMIAEoCzIyLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxLkNhbmNlbFJlcXVlc3RIAFIGY2FuY2VsQhAKB3BheWxvYWQSBbpIAggBIusECg9EZWxpdmVyeVJlcXVlc3QSHwoLZGVsaXZlcnlfaWQYASABKAlSCmRlbGl2ZXJ5SWQSPQoFb3duZXIYAiABKAsyJy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Pd25lclIFb3duZXISUwoPcGlja3VwX2xvY2F0aW9uGAMgASgLMiouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuTG9jYXRpb25SDnBpY2t1cExvY2F0aW9uElUKEGRyb3BvZmZfbG9jYXRpb24YBCABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvblIPZHJvcG9mZkxvY2F0aW9uEjsKC3BpY2t1cF90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKcGlja3VwVGltZRI2CghkZWFkbGluZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCGRlYWRsaW5lEhwKCWV4cGVkaXRlZBgHIAEoCFIJZXhwZWRpdGVkEmcKFWNvbmZpcm1hdGlvbl9yZXF1aXJlZBgIIAEoDjIyLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkNvbmZpcm1hdGlvblR5cGVSFGNvbmZpcm1hdGlvblJlcXVpcmVkElAKDHBhY2thZ2VfaW5mbxgJIAEoCzItLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLlBhY2thZ2VJbmZvUgtwYWNrYWdlSW5mbyKPAwoRUmVzY2hlZHVsZVJlcXVlc3QSHwoLZGVsaXZlcnlfaWQYASABKAlSCmRlbGl2ZXJ5SWQSUwoPcGlja3VwX2xvY2F0aW9uGAIgASgLMiouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuTG9jYXRpb25SDnBpY2t1cExvY2F0aW9uElUKEGRyb3BvZmZfbG9jYXRpb24YAyABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvblIPZHJvcG9mZkxvY2F0aW9uEjsKC3BpY2t1cF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKcGlja3VwVGltZRI2CghkZWFkbGluZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCGRlYWRsaW5lEjgKCWV4cGVkaXRlZBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5Cb29sVmFsdWVSCWV4cGVkaXRlZCJICg1DYW5jZWxSZXF1ZXN0Eh8KC2RlbGl2ZXJ5X2lkGAEgASgJUgpkZWxpdmVyeUlkEhYKBnJlYXNvbhgCIAEoCVIGcmVhc29uKq8BChNRdWV1ZWREZWxpdmVyeVN0YXRlEiUKIVFVRVVFRF9ERUxJVkVSWV9TVEFURV9VTlNQRUNJRklFRBAAEiEKHVFVRVVFRF9ERUxJVkVSWV9TVEFURV9XQUlUSU5HEAESJQohUVVFVUVEX0RFTElWRVJZX1NUQVRFX0lOX1BST0dSRVNTEAISJwojUVVFVUVEX0RFTElWRVJZX1NUQVRFX0RFQURfTEVUVEVSRUQQAzKSCAoQSW5nZXN0aW9uU2VydmljZRKkAQoOQ3JlYXRlRGVsaXZlcnkSOi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmluZ2VzdGlvbi52MS5DcmVhdGVEZWxpdmVyeVJlcXVlc3QaOy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmluZ2VzdGlvbi52MS5DcmVhdGVEZWxpdmVyeVJlc3BvbnNlIhmC0+STAhMiDi92MS9kZWxpdmVyaWVzOgEqEvMBChJSZXNjaGVkdWxlRGVsaXZlcnkSPi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmluZ2VzdGlvbi52MS5SZXNjaGVkdWxlRGVsaXZlcnlSZXF1ZXN0Gj8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5pbmdlc3Rpb24udjEuUmVzY2hlZHVsZURlbGl2ZXJ5UmVzcG9uc2UiXILT5JMCVjIlL3YxL2RlbGl2ZXJpZXMve2RlbGl2ZXJ5X2lkfS9zY2hlZHVsZToBKloqGiUvdjEvZGVsaXZlcmllcy97ZGVsaXZlcnlfaWR9L3NjaGVkdWxlOgEqEq8BCg5DYW5jZWxEZWxpdmVyeRI6LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxLkNhbmNlbERlbGl2ZXJ5UmVxdWVzdBo7LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxLkNhbmNlbERlbGl2ZXJ5UmVzcG9uc2UiJILT5JMCHiocL3YxL2RlbGl2ZXJpZXMve2RlbGl2ZXJ5X2lkfRKHAQoRR2V0UXVldWVkRGVsaXZlcnkSPS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmluZ2VzdGlvbi52MS5HZXRRdWV1ZWREZWxpdmVyeVJlcXVlc3QaMy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmluZ2VzdGlvbi52MS5RdWV1ZWREZWxpdmVyeRKMAQoPTGlzdERlYWRMZXR0ZXJzEjsuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5pbmdlc3Rpb24udjEuTGlzdERlYWRMZXR0ZXJzUmVxdWVzdBo8LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuaW5nZXN0aW9uLnYxLkxpc3REZWFkTGV0dGVyc1Jlc3BvbnNlEpUBChJSZWRyaXZlRGVhZExldHRlcnMSPi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmluZ2VzdGlvbi52MS5SZWRyaXZlRGVhZExldHRlcnNSZXF1ZXN0Gj8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5pbmdlc3Rpb24udjEuUmVkcml2ZURlYWRMZXR0ZXJzUmVzcG9uc2ViBnByb3RvMw=="
         )
     }
 }

@@ -245,6 +245,30 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.Package: ProtobufKi
             return nil
         }
     }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if self.packageId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "package_id"), ruleID: "required", message: "value is required")) }
+        do {
+            let value = self.size
+            do {
+                if case .unrecognized = value { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "size"), ruleID: "enum.defined_only", message: "value must be one of the defined enum values")) }
+                if [0].contains(value.rawValue) { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "size"), ruleID: "enum.not_in", message: "must not be in list [0]")) }
+            }
+        }
+        do {
+            let value = self.weight
+            do {
+                if !(value > 0.0) { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "weight"), ruleID: "double.gt", message: "must be greater than 0")) }
+                if !value.isFinite { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "weight"), ruleID: "double.finite", message: "must be finite")) }
+            }
+        }
+        do {
+            let value = self.tag
+            do {
+                if value.utf8.count > 256 { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "tag"), ruleID: "string.max_bytes", message: "must be at most 256 bytes")) }
+            }
+        }
+    }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PutPackageRequest: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -287,6 +311,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PutPackageRequest: 
             return 0
         default:
             return nil
+        }
+    }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if let value = self.`package` {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "package"), into: &violations)
+        } else {
+            violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "package"), ruleID: "required", message: "value is required"))
         }
     }
 }
@@ -340,6 +372,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PutPackageResponse:
             return nil
         }
     }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if let value = self.`package` {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "package"), into: &violations)
+        }
+    }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.GetPackageRequest: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -390,6 +428,10 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.GetPackageRequest: 
         default:
             return nil
         }
+    }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if self.packageId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "package_id"), ruleID: "required", message: "value is required")) }
     }
 }
 
@@ -485,6 +527,10 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.GetPackageSummaryRe
         default:
             return nil
         }
+    }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if self.ownerId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "owner_id"), ruleID: "required", message: "value is required")) }
     }
 }
 
@@ -875,7 +921,7 @@ extension Fabrikam.Dronedelivery.Package.V1 {
             dependencies: ["fabrikam/dronedelivery/common/v1/common.proto", "google/api/annotations.proto", "google/protobuf/empty.proto", "google/protobuf/field_mask.proto", "google/protobuf/timestamp.proto"],
             messageTypes: [DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.Package.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PutPackageRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PutPackageResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.GetPackageRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.UpdatePackageRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.GetPackageSummaryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PackageSummary.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.PackageSummary.SizeCount.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Package.V1.DeletePackageRequest.self],
             services: [PackageService.descriptor],
-            serializedDescriptorBase64: "Ci9mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L3BhY2thZ2UvdjEvcGFja2FnZS5wcm90bxIhZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5wYWNrYWdlLnYxGi1mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2NvbW1vbi92MS9jb21tb24ucHJvdG8aHGdvb2dsZS9hcGkvYW5ub3RhdGlvbnMucHJvdG8aG2dvb2dsZS9wcm90b2J1Zi9lbXB0eS5wcm90bxogZ29vZ2xlL3Byb3RvYnVmL2ZpZWxkX21hc2sucHJvdG8aH2dvb2dsZS9wcm90b2J1Zi90aW1lc3RhbXAucHJvdG8iywIKB1BhY2thZ2USHQoKcGFja2FnZV9pZBgBIAEoCVIJcGFja2FnZUlkEkEKBHNpemUYAiABKA4yLS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5QYWNrYWdlU2l6ZVIEc2l6ZRIWCgZ3ZWlnaHQYAyABKAFSBndlaWdodBIQCgN0YWcYBCABKAlSA3RhZxIZCghvd25lcl9pZBgFIAEoCVIHb3duZXJJZBIfCgtkZWxpdmVyeV9pZBgGIAEoCVIKZGVsaXZlcnlJZBI7CgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCmNyZWF0ZVRpbWUSOwoLdXBkYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgp1cGRhdGVUaW1lIlkKEVB1dFBhY2thZ2VSZXF1ZXN0EkQKB3BhY2thZ2UYASABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LnBhY2thZ2UudjEuUGFja2FnZVIHcGFja2FnZSJ0ChJQdXRQYWNrYWdlUmVzcG9uc2USRAoHcGFja2FnZRgBIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkucGFja2FnZS52MS5QYWNrYWdlUgdwYWNrYWdlEhgKB2NyZWF0ZWQYAiABKAhSB2NyZWF0ZWQiTQoRR2V0UGFja2FnZVJlcXVlc3QSHQoKcGFja2FnZV9pZBgBIAEoCVIJcGFja2FnZUlkEhkKCG93bmVyX2lkGAIgASgJUgdvd25lcklkIpkBChRVcGRhdGVQYWNrYWdlUmVxdWVzdBJECgdwYWNrYWdlGAEgASgLMiouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5wYWNrYWdlLnYxLlBhY2thZ2VSB3BhY2thZ2USOwoLdXBkYXRlX21hc2sYAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrUgp1cGRhdGVNYXNrIjUKGEdldFBhY2thZ2VTdW1tYXJ5UmVxdWVzdBIZCghvd25lcl9pZBgBIAEoCVIHb3duZXJJZCLeAgoOUGFja2FnZVN1bW1hcnkSGQoIb3duZXJfaWQYASABKAlSB293bmVySWQSIwoNcGFja2FnZV9jb3VudBgCIAEoA1IMcGFja2FnZUNvdW50EiEKDHRvdGFsX3dlaWdodBgDIAEoAVILdG90YWxXZWlnaHQSJQoOYXZlcmFnZV93ZWlnaHQYBCABKAFSDWF2ZXJhZ2VXZWlnaHQSXAoLc2l6ZV9jb3VudHMYBSADKAsyOy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LnBhY2thZ2UudjEuUGFja2FnZVN1bW1hcnkuU2l6ZUNvdW50UgpzaXplQ291bnRzGmQKCVNpemVDb3VudBJBCgRzaXplGAEgASgOMi0uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuUGFja2FnZVNpemVSBHNpemUSFAoFY291bnQYAiABKANSBWNvdW50InEKFERlbGV0ZVBhY2thZ2VSZXF1ZXN0Eh0KCnBhY2thZ2VfaWQYASABKAlSCXBhY2thZ2VJZBIfCgtkZWxpdmVyeV9pZBgCIAEoCVIKZGVsaXZlcnlJZBIZCghvd25lcl9pZBgDIAEoCVIHb3duZXJJZDKXBgoOUGFja2FnZVNlcnZpY2USrQEKClB1dFBhY2thZ2USNC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LnBhY2thZ2UudjEuUHV0UGFja2FnZVJlcXVlc3QaNS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LnBhY2thZ2UudjEuUHV0UGFja2FnZVJlc3BvbnNlIjKC0+STAiwaIS92MS9wYWNrYWdlcy97cGFja2FnZS5wYWNrYWdlX2lkfToHcGFja2FnZRKRAQoKR2V0UGFja2FnZRI0LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkucGFja2FnZS52MS5HZXRQYWNrYWdlUmVxdWVzdBoqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkucGFja2FnZS52MS5QYWNrYWdlIiGC0+STAhsSGS92MS9wYWNrYWdlcy97cGFja2FnZV9pZH0SqAEKDVVwZGF0ZVBhY2thZ2USNy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LnBhY2thZ2UudjEuVXBkYXRlUGFja2FnZVJlcXVlc3QaKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LnBhY2thZ2UudjEuUGFja2FnZSIygtPkkwIsMiEvdjEvcGFja2FnZXMve3BhY2thZ2UucGFja2FnZV9pZH06B3BhY2thZ2USswEKEUdldFBhY2thZ2VTdW1tYXJ5EjsuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5wYWNrYWdlLnYxLkdldFBhY2thZ2VTdW1tYXJ5UmVxdWVzdBoxLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkucGFja2FnZS52MS5QYWNrYWdlU3VtbWFyeSIugtPkkwIoEiYvdjEvb3duZXJzL3tvd25lcl9pZH0vcGFja2FnZXM6c3VtbWFyeRJgCg1EZWxldGVQYWNrYWdlEjcuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5wYWNrYWdlLnYxLkRlbGV0ZVBhY2thZ2VSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5YgZwcm90bzM="
+            serializedDescriptorBase64: "Ci9mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L3BhY2thZ2UvdjEvcGFja2FnZS5wcm90bxIhZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5wYWNrYWdlLnYxGi1mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2NvbW1vbi92MS9jb21tb24ucHJvdG8aHGdvb2dsZS9hcGkvYW5ub3RhdGlvbnMucHJvdG8aG2dvb2dsZS9wcm90b2J1Zi9lbXB0eS5wcm90bxogZ29vZ2xlL3Byb3RvYnVmL2ZpZWxkX21hc2sucHJvdG8aH2dvb2dsZS9wcm90b2J1Zi90aW1lc3RhbXAucHJvdG8i+wIKB1BhY2thZ2USJQoKcGFja2FnZV9pZBgBIAEoCUIGukgDyAEBUglwYWNrYWdlSWQSTQoEc2l6ZRgCIAEoDjItLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLlBhY2thZ2VTaXplQgq6SAeCAQQQASAAUgRzaXplEigKBndlaWdodBgDIAEoAUIQukgNEgshAAAAAAAAAABAAVIGd2VpZ2h0EhoKA3RhZxgEIAEoCUIIukgFcgMogAJSA3RhZxIZCghvd25lcl9pZBgFIAEoCVIHb3duZXJJZBIfCgtkZWxpdmVyeV9pZBgGIAEoCVIKZGVsaXZlcnlJZBI7CgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCmNyZWF0ZVRpbWUSOwoLdXBkYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgp1cGRhdGVUaW1lImEKEVB1dFBhY2thZ2VSZXF1ZXN0EkwKB3BhY2thZ2UYASABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LnBhY2thZ2UudjEuUGFja2FnZUIGukgDyAEBUgdwYWNrYWdlInQKElB1dFBhY2thZ2VSZXNwb25zZRJECgdwYWNrYWdlGAEgASgLMiouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5wYWNrYWdlLnYxLlBhY2thZ2VSB3BhY2thZ2USGAoHY3JlYXRlZBgCIAEoCFIHY3JlYXRlZCJVChFHZXRQYWNrYWdlUmVxdWVzdBIlCgpwYWNrYWdlX2lkGAEgASgJQga6SAPIAQFSCXBhY2thZ2VJZBIZCghvd25lcl9pZBgCIAEoCVIHb3duZXJJZCKhAQoUVXBkYXRlUGFja2FnZVJlcXVlc3QSTAoHcGFja2FnZRgBIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkucGFja2FnZS52MS5QYWNrYWdlQga6SAPYAQNSB3BhY2thZ2USOwoLdXBkYXRlX21hc2sYAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrUgp1cGRhdGVNYXNrIj0KGEdldFBhY2thZ2VTdW1tYXJ5UmVxdWVzdBIhCghvd25lcl9pZBgBIAEoCUIGukgDyAEBUgdvd25lcklkIt4CCg5QYWNrYWdlU3VtbWFyeRIZCghvd25lcl9pZBgBIAEoCVIHb3duZXJJZBIjCg1wYWNrYWdlX2NvdW50GAIgASgDUgxwYWNrYWdlQ291bnQSIQoMdG90YWxfd2VpZ2h0GAMgASgBUgt0b3RhbFdlaWdodBIlCg5hdmVyYWdlX3dlaWdodBgEIAEoAVINYXZlcmFnZVdlaWdodBJcCgtzaXplX2NvdW50cxgFIAMoCzI7LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkucGFja2FnZS52MS5QYWNrYWdlU3VtbWFyeS5TaXplQ291bnRSCnNpemVDb3VudHMaZAoJU2l6ZUNvdW50EkEKBHNpemUYASABKA4yLS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5QYWNrYWdlU2l6ZVIEc2l6ZRIUCgVjb3VudBgCIAEoA1IFY291bnQicQoURGVsZXRlUGFja2FnZVJlcXVlc3QSHQoKcGFja2FnZV9pZBgBIAEoCVIJcGFja2FnZUlkEh8KC2RlbGl2ZXJ5X2lkGAIgASgJUgpkZWxpdmVyeUlkEhkKCG93bmVyX2lkGAMgASgJUgdvd25lcklkMpcGCg5QYWNrYWdlU2VydmljZRKtAQoKUHV0UGFja2FnZRI0LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkucGFja2FnZS52MS5QdXRQYWNrYWdlUmVxdWVzdBo1LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkucGFja2FnZS52MS5QdXRQYWNrYWdlUmVzcG9uc2UiMoLT5JMCLBohL3YxL3BhY2thZ2VzL3twYWNrYWdlLnBhY2thZ2VfaWR9OgdwYWNrYWdlEpEBCgpHZXRQYWNrYWdlEjQuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5wYWNrYWdlLnYxLkdldFBhY2thZ2VSZXF1ZXN0GiouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5wYWNrYWdlLnYxLlBhY2thZ2UiIYLT5JMCGxIZL3YxL3BhY2thZ2VzL3twYWNrYWdlX2lkfRKoAQoNVXBkYXRlUGFja2FnZRI3LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkucGFja2FnZS52MS5VcGRhdGVQYWNrYWdlUmVxdWVzdBoqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkucGFja2FnZS52MS5QYWNrYWdlIjKC0+STAiwyIS92MS9wYWNrYWdlcy97cGFja2FnZS5wYWNrYWdlX2lkfToHcGFja2FnZRKzAQoRR2V0UGFja2FnZVN1bW1hcnkSOy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LnBhY2thZ2UudjEuR2V0UGFja2FnZVN1bW1hcnlSZXF1ZXN0GjEuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5wYWNrYWdlLnYxLlBhY2thZ2VTdW1tYXJ5Ii6C0+STAigSJi92MS9vd25lcnMve293bmVyX2lkfS9wYWNrYWdlczpzdW1tYXJ5EmAKDURlbGV0ZVBhY2thZ2USNy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LnBhY2thZ2UudjEuRGVsZXRlUGFja2FnZVJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHliBnByb3RvMw=="
         )
     }
 }

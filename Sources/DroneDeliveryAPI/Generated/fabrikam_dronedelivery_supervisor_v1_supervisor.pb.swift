@@ -594,6 +594,11 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.FailedSaga: Prot
             return nil
         }
     }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if self.sagaId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "saga_id"), ruleID: "required", message: "value is required")) }
+        if self.deliveryId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "delivery_id"), ruleID: "required", message: "value is required")) }
+    }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.RecordFailedSagaRequest: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -636,6 +641,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.RecordFailedSaga
             return 0
         default:
             return nil
+        }
+    }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if let value = self.saga {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "saga"), into: &violations)
+        } else {
+            violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "saga"), ruleID: "required", message: "value is required"))
         }
     }
 }
@@ -687,6 +700,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.RecordFailedSaga
             return 1
         default:
             return nil
+        }
+    }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if let value = self.saga {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "saga"), into: &violations)
         }
     }
 }
@@ -767,6 +786,15 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.ListFailedSagasR
             return nil
         }
     }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        do {
+            let value = self.pageSize
+            do {
+                if !(value >= 0) { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "page_size"), ruleID: "int32.gte", message: "must be greater than or equal to 0")) }
+            }
+        }
+    }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.ListFailedSagasResponse: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -831,6 +859,17 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.ListFailedSagasR
             return nil
         }
     }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        do {
+            let value = self.sagas
+            do {
+                for (index, item) in value.enumerated() {
+                    item._collectViolations(at: ProtobufKit.Validation.path(ProtobufKit.Validation.path(path, "sagas"), index: index), into: &violations)
+                }
+            }
+        }
+    }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.GetFailedSagaRequest: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -875,6 +914,10 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.GetFailedSagaReq
             return nil
         }
     }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if self.sagaId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "saga_id"), ruleID: "required", message: "value is required")) }
+    }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.RetryFailedSagaRequest: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -918,6 +961,10 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.RetryFailedSagaR
         default:
             return nil
         }
+    }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if self.sagaId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "saga_id"), ruleID: "required", message: "value is required")) }
     }
 }
 
@@ -969,6 +1016,10 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.CompensateFailed
         default:
             return nil
         }
+    }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if self.sagaId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "saga_id"), ruleID: "required", message: "value is required")) }
     }
 }
 
@@ -1153,7 +1204,7 @@ extension Fabrikam.Dronedelivery.Supervisor.V1 {
             dependencies: ["fabrikam/dronedelivery/common/v1/common.proto", "fabrikam/dronedelivery/workflow/v1/workflow.proto", "google/protobuf/timestamp.proto", "google/rpc/status.proto"],
             messageTypes: [DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.Compensation.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.FailedSaga.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.RecordFailedSagaRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.RecordFailedSagaResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.ListFailedSagasRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.ListFailedSagasResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.GetFailedSagaRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.RetryFailedSagaRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.CompensateFailedSagaRequest.self],
             services: [SupervisorService.descriptor],
-            serializedDescriptorBase64: "CjVmYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L3N1cGVydmlzb3IvdjEvc3VwZXJ2aXNvci5wcm90bxIkZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5zdXBlcnZpc29yLnYxGi1mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2NvbW1vbi92MS9jb21tb24ucHJvdG8aMWZhYnJpa2FtL2Ryb25lZGVsaXZlcnkvd29ya2Zsb3cvdjEvd29ya2Zsb3cucHJvdG8aH2dvb2dsZS9wcm90b2J1Zi90aW1lc3RhbXAucHJvdG8aF2dvb2dsZS9ycGMvc3RhdHVzLnByb3RvIogDCgxDb21wZW5zYXRpb24SSgoEa2luZBgBIAEoDjI2LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuc3VwZXJ2aXNvci52MS5Db21wZW5zYXRpb25LaW5kUgRraW5kEk0KBXN0YXRlGAIgASgOMjcuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5zdXBlcnZpc29yLnYxLkNvbXBlbnNhdGlvblN0YXRlUgVzdGF0ZRIaCghhdHRlbXB0cxgDIAEoBVIIYXR0ZW1wdHMSRgoRbGFzdF9hdHRlbXB0X3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUg9sYXN0QXR0ZW1wdFRpbWUSRgoRbmV4dF9hdHRlbXB0X3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUg9uZXh0QXR0ZW1wdFRpbWUSMQoKbGFzdF9lcnJvchgGIAEoCzISLmdvb2dsZS5ycGMuU3RhdHVzUglsYXN0RXJyb3IiwAcKCkZhaWxlZFNhZ2ESFwoHc2FnYV9pZBgBIAEoCVIGc2FnYUlkEh8KC2RlbGl2ZXJ5X2lkGAIgASgJUgpkZWxpdmVyeUlkEk0KCW9wZXJhdGlvbhgDIAEoDjIvLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLk9wZXJhdGlvbktpbmRSCW9wZXJhdGlvbhI9CgVvd25lchgEIAEoCzInLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLk93bmVyUgVvd25lchJNCgtmYWlsZWRfc3RlcBgFIAEoDjIsLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkud29ya2Zsb3cudjEuU2FnYVN0ZXBSCmZhaWxlZFN0ZXASVQoPY29tcGxldGVkX3N0ZXBzGAYgAygOMiwuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS53b3JrZmxvdy52MS5TYWdhU3RlcFIOY29tcGxldGVkU3RlcHMSKAoFZXJyb3IYByABKAsyEi5nb29nbGUucnBjLlN0YXR1c1IFZXJyb3ISGgoIYXR0ZW1wdHMYCCABKAVSCGF0dGVtcHRzEksKBXN0YXRlGAkgASgOMjUuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5zdXBlcnZpc29yLnYxLkZhaWxlZFNhZ2FTdGF0ZVIFc3RhdGUSWAoNY29tcGVuc2F0aW9ucxgKIAMoCzIyLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuc3VwZXJ2aXNvci52MS5Db21wZW5zYXRpb25SDWNvbXBlbnNhdGlvbnMSNwoJZmFpbF90aW1lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIIZmFpbFRpbWUSOwoLdXBkYXRlX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgp1cGRhdGVUaW1lEhkKCGRyb25lX2lkGA0gASgJUgdkcm9uZUlkEh0KCnBhY2thZ2VfaWQYDiABKAlSCXBhY2thZ2VJZBJTCg10cmFjZV9jb250ZXh0GA8gASgLMi4uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuVHJhY2VDb250ZXh0Ugx0cmFjZUNvbnRleHQSKQoQcmVxdWVzdF9lbnZlbG9wZRgQIAEoDFIPcmVxdWVzdEVudmVsb3BlEicKD2ZvcndhcmRfcmV0cmllcxgRIAEoBVIOZm9yd2FyZFJldHJpZXMiXwoXUmVjb3JkRmFpbGVkU2FnYVJlcXVlc3QSRAoEc2FnYRgBIAEoCzIwLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuc3VwZXJ2aXNvci52MS5GYWlsZWRTYWdhUgRzYWdhInoKGFJlY29yZEZhaWxlZFNhZ2FSZXNwb25zZRJECgRzYWdhGAEgASgLMjAuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5zdXBlcnZpc29yLnYxLkZhaWxlZFNhZ2FSBHNhZ2ESGAoHY3JlYXRlZBgCIAEoCFIHY3JlYXRlZCLEAQoWTGlzdEZhaWxlZFNhZ2FzUmVxdWVzdBJNCgZzdGF0ZXMYASADKA4yNS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LnN1cGVydmlzb3IudjEuRmFpbGVkU2FnYVN0YXRlUgZzdGF0ZXMSHwoLZGVsaXZlcnlfaWQYAiABKAlSCmRlbGl2ZXJ5SWQSGwoJcGFnZV9zaXplGAMgASgFUghwYWdlU2l6ZRIdCgpwYWdlX3Rva2VuGAQgASgJUglwYWdlVG9rZW4iiQEKF0xpc3RGYWlsZWRTYWdhc1Jlc3BvbnNlEkYKBXNhZ2FzGAEgAygLMjAuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5zdXBlcnZpc29yLnYxLkZhaWxlZFNhZ2FSBXNhZ2FzEiYKD25leHRfcGFnZV90b2tlbhgCIAEoCVINbmV4dFBhZ2VUb2tlbiIvChRHZXRGYWlsZWRTYWdhUmVxdWVzdBIXCgdzYWdhX2lkGAEgASgJUgZzYWdhSWQiMQoWUmV0cnlGYWlsZWRTYWdhUmVxdWVzdBIXCgdzYWdhX2lkGAEgASgJUgZzYWdhSWQiXwobQ29tcGVuc2F0ZUZhaWxlZFNhZ2FSZXF1ZXN0EhcKB3NhZ2FfaWQYASABKAlSBnNhZ2FJZBInCg9yZXJ1bl9zdWNjZWVkZWQYAiABKAhSDnJlcnVuU3VjY2VlZGVkKtoBCg9GYWlsZWRTYWdhU3RhdGUSIQodRkFJTEVEX1NBR0FfU1RBVEVfVU5TUEVDSUZJRUQQABIdChlGQUlMRURfU0FHQV9TVEFURV9QRU5ESU5HEAESIgoeRkFJTEVEX1NBR0FfU1RBVEVfQ09NUEVOU0FUSU5HEAISIQodRkFJTEVEX1NBR0FfU1RBVEVfQ09NUEVOU0FURUQQAxIeChpGQUlMRURfU0FHQV9TVEFURV9SRVRSWUlORxAEEh4KGkZBSUxFRF9TQUdBX1NUQVRFX1JFU09MVkVEEAUq/AEKEENvbXBlbnNhdGlvbktpbmQSIQodQ09NUEVOU0FUSU9OX0tJTkRfVU5TUEVDSUZJRUQQABIjCh9DT01QRU5TQVRJT05fS0lORF9SRUxFQVNFX0RST05FEAESIgoeQ09NUEVOU0FUSU9OX0tJTkRfQUJPUlRfRkxJR0hUEAISJAogQ09NUEVOU0FUSU9OX0tJTkRfREVMRVRFX1BBQ0tBR0UQAxIqCiZDT01QRU5TQVRJT05fS0lORF9NQVJLX0RFTElWRVJZX0ZBSUxFRBAEEioKJkNPTVBFTlNBVElPTl9LSU5EX1JFUE9SVF9GQUlMRURfQ0hBTkdFEAUqmQEKEUNvbXBlbnNhdGlvblN0YXRlEiIKHkNPTVBFTlNBVElPTl9TVEFURV9VTlNQRUNJRklFRBAAEh4KGkNPTVBFTlNBVElPTl9TVEFURV9QRU5ESU5HEAESIAocQ09NUEVOU0FUSU9OX1NUQVRFX1NVQ0NFRURFRBACEh4KGkNPTVBFTlNBVElPTl9TVEFURV9TS0lQUEVEEAMyyQUKEVN1cGVydmlzb3JTZXJ2aWNlEpEBChBSZWNvcmRGYWlsZWRTYWdhEj0uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5zdXBlcnZpc29yLnYxLlJlY29yZEZhaWxlZFNhZ2FSZXF1ZXN0Gj4uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5zdXBlcnZpc29yLnYxLlJlY29yZEZhaWxlZFNhZ2FSZXNwb25zZRKOAQoPTGlzdEZhaWxlZFNhZ2FzEjwuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5zdXBlcnZpc29yLnYxLkxpc3RGYWlsZWRTYWdhc1JlcXVlc3QaPS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LnN1cGVydmlzb3IudjEuTGlzdEZhaWxlZFNhZ2FzUmVzcG9uc2USfQoNR2V0RmFpbGVkU2FnYRI6LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuc3VwZXJ2aXNvci52MS5HZXRGYWlsZWRTYWdhUmVxdWVzdBowLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuc3VwZXJ2aXNvci52MS5GYWlsZWRTYWdhEoEBCg9SZXRyeUZhaWxlZFNhZ2ESPC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LnN1cGVydmlzb3IudjEuUmV0cnlGYWlsZWRTYWdhUmVxdWVzdBowLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuc3VwZXJ2aXNvci52MS5GYWlsZWRTYWdhEosBChRDb21wZW5zYXRlRmFpbGVkU2FnYRJBLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuc3VwZXJ2aXNvci52MS5Db21wZW5zYXRlRmFpbGVkU2FnYVJlcXVlc3QaMC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LnN1cGVydmlzb3IudjEuRmFpbGVkU2FnYWIGcHJvdG8z"
+            serializedDescriptorBase64: "CjVmYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L3N1cGVydmlzb3IvdjEvc3VwZXJ2aXNvci5wcm90bxIkZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5zdXBlcnZpc29yLnYxGi1mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2NvbW1vbi92MS9jb21tb24ucHJvdG8aMWZhYnJpa2FtL2Ryb25lZGVsaXZlcnkvd29ya2Zsb3cvdjEvd29ya2Zsb3cucHJvdG8aH2dvb2dsZS9wcm90b2J1Zi90aW1lc3RhbXAucHJvdG8aF2dvb2dsZS9ycGMvc3RhdHVzLnByb3RvIogDCgxDb21wZW5zYXRpb24SSgoEa2luZBgBIAEoDjI2LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuc3VwZXJ2aXNvci52MS5Db21wZW5zYXRpb25LaW5kUgRraW5kEk0KBXN0YXRlGAIgASgOMjcuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5zdXBlcnZpc29yLnYxLkNvbXBlbnNhdGlvblN0YXRlUgVzdGF0ZRIaCghhdHRlbXB0cxgDIAEoBVIIYXR0ZW1wdHMSRgoRbGFzdF9hdHRlbXB0X3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUg9sYXN0QXR0ZW1wdFRpbWUSRgoRbmV4dF9hdHRlbXB0X3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUg9uZXh0QXR0ZW1wdFRpbWUSMQoKbGFzdF9lcnJvchgGIAEoCzISLmdvb2dsZS5ycGMuU3RhdHVzUglsYXN0RXJyb3Ii0AcKCkZhaWxlZFNhZ2ESHwoHc2FnYV9pZBgBIAEoCUIGukgDyAEBUgZzYWdhSWQSJwoLZGVsaXZlcnlfaWQYAiABKAlCBrpIA8gBAVIKZGVsaXZlcnlJZBJNCglvcGVyYXRpb24YAyABKA4yLy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5PcGVyYXRpb25LaW5kUglvcGVyYXRpb24SPQoFb3duZXIYBCABKAsyJy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Pd25lclIFb3duZXISTQoLZmFpbGVkX3N0ZXAYBSABKA4yLC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LndvcmtmbG93LnYxLlNhZ2FTdGVwUgpmYWlsZWRTdGVwElUKD2NvbXBsZXRlZF9zdGVwcxgGIAMoDjIsLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkud29ya2Zsb3cudjEuU2FnYVN0ZXBSDmNvbXBsZXRlZFN0ZXBzEigKBWVycm9yGAcgASgLMhIuZ29vZ2xlLnJwYy5TdGF0dXNSBWVycm9yEhoKCGF0dGVtcHRzGAggASgFUghhdHRlbXB0cxJLCgVzdGF0ZRgJIAEoDjI1LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuc3VwZXJ2aXNvci52MS5GYWlsZWRTYWdhU3RhdGVSBXN0YXRlElgKDWNvbXBlbnNhdGlvbnMYCiADKAsyMi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LnN1cGVydmlzb3IudjEuQ29tcGVuc2F0aW9uUg1jb21wZW5zYXRpb25zEjcKCWZhaWxfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCGZhaWxUaW1lEjsKC3VwZGF0ZV90aW1lGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKdXBkYXRlVGltZRIZCghkcm9uZV9pZBgNIAEoCVIHZHJvbmVJZBIdCgpwYWNrYWdlX2lkGA4gASgJUglwYWNrYWdlSWQSUwoNdHJhY2VfY29udGV4dBgPIAEoCzIuLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLlRyYWNlQ29udGV4dFIMdHJhY2VDb250ZXh0EikKEHJlcXVlc3RfZW52ZWxvcGUYECABKAxSD3JlcXVlc3RFbnZlbG9wZRInCg9mb3J3YXJkX3JldHJpZXMYESABKAVSDmZvcndhcmRSZXRyaWVzImcKF1JlY29yZEZhaWxlZFNhZ2FSZXF1ZXN0EkwKBHNhZ2EYASABKAsyMC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LnN1cGVydmlzb3IudjEuRmFpbGVkU2FnYUIGukgDyAEBUgRzYWdhInoKGFJlY29yZEZhaWxlZFNhZ2FSZXNwb25zZRJECgRzYWdhGAEgASgLMjAuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5zdXBlcnZpc29yLnYxLkZhaWxlZFNhZ2FSBHNhZ2ESGAoHY3JlYXRlZBgCIAEoCFIHY3JlYXRlZCLNAQoWTGlzdEZhaWxlZFNhZ2FzUmVxdWVzdBJNCgZzdGF0ZXMYASADKA4yNS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LnN1cGVydmlzb3IudjEuRmFpbGVkU2FnYVN0YXRlUgZzdGF0ZXMSHwoLZGVsaXZlcnlfaWQYAiABKAlSCmRlbGl2ZXJ5SWQSJAoJcGFnZV9zaXplGAMgASgFQge6SAQaAigAUghwYWdlU2l6ZRIdCgpwYWdlX3Rva2VuGAQgASgJUglwYWdlVG9rZW4iiQEKF0xpc3RGYWlsZWRTYWdhc1Jlc3BvbnNlEkYKBXNhZ2FzGAEgAygLMjAuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5zdXBlcnZpc29yLnYxLkZhaWxlZFNhZ2FSBXNhZ2FzEiYKD25leHRfcGFnZV90b2tlbhgCIAEoCVINbmV4dFBhZ2VUb2tlbiI3ChRHZXRGYWlsZWRTYWdhUmVxdWVzdBIfCgdzYWdhX2lkGAEgASgJQga6SAPIAQFSBnNhZ2FJZCI5ChZSZXRyeUZhaWxlZFNhZ2FSZXF1ZXN0Eh8KB3NhZ2FfaWQYASABKAlCBrpIA8gBAVIGc2FnYUlkImcKG0NvbXBlbnNhdGVGYWlsZWRTYWdhUmVxdWVzdBIfCgdzYWdhX2lkGAEgASgJQga6SAPIAQFSBnNhZ2FJZBInCg9yZXJ1bl9zdWNjZWVkZWQYAiABKAhSDnJlcnVuU3VjY2VlZGVkKtoBCg9GYWlsZWRTYWdhU3RhdGUSIQodRkFJTEVEX1NBR0FfU1RBVEVfVU5TUEVDSUZJRUQQABIdChlGQUlMRURfU0FHQV9TVEFURV9QRU5ESU5HEAESIgoeRkFJTEVEX1NBR0FfU1RBVEVfQ09NUEVOU0FUSU5HEAISIQodRkFJTEVEX1NBR0FfU1RBVEVfQ09NUEVOU0FURUQQAxIeChpGQUlMRURfU0FHQV9TVEFURV9SRVRSWUlORxAEEh4KGkZBSUxFRF9TQUdBX1NUQVRFX1JFU09MVkVEEAUq/AEKEENvbXBlbnNhdGlvbktpbmQSIQodQ09NUEVOU0FUSU9OX0tJTkRfVU5TUEVDSUZJRUQQABIjCh9DT01QRU5TQVRJT05fS0lORF9SRUxFQVNFX0RST05FEAESIgoeQ09NUEVOU0FUSU9OX0tJTkRfQUJPUlRfRkxJR0hUEAISJAogQ09NUEVOU0FUSU9OX0tJTkRfREVMRVRFX1BBQ0tBR0UQAxIqCiZDT01QRU5TQVRJT05fS0lORF9NQVJLX0RFTElWRVJZX0ZBSUxFRBAEEioKJkNPTVBFTlNBVElPTl9LSU5EX1JFUE9SVF9GQUlMRURfQ0hBTkdFEAUqmQEKEUNvbXBlbnNhdGlvblN0YXRlEiIKHkNPTVBFTlNBVElPTl9TVEFURV9VTlNQRUNJRklFRBAAEh4KGkNPTVBFTlNBVElPTl9TVEFURV9QRU5ESU5HEAESIAocQ09NUEVOU0FUSU9OX1NUQVRFX1NVQ0NFRURFRBACEh4KGkNPTVBFTlNBVElPTl9TVEFURV9TS0lQUEVEEAMyyQUKEVN1cGVydmlzb3JTZXJ2aWNlEpEBChBSZWNvcmRGYWlsZWRTYWdhEj0uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5zdXBlcnZpc29yLnYxLlJlY29yZEZhaWxlZFNhZ2FSZXF1ZXN0Gj4uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5zdXBlcnZpc29yLnYxLlJlY29yZEZhaWxlZFNhZ2FSZXNwb25zZRKOAQoPTGlzdEZhaWxlZFNhZ2FzEjwuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5zdXBlcnZpc29yLnYxLkxpc3RGYWlsZWRTYWdhc1JlcXVlc3QaPS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LnN1cGVydmlzb3IudjEuTGlzdEZhaWxlZFNhZ2FzUmVzcG9uc2USfQoNR2V0RmFpbGVkU2FnYRI6LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuc3VwZXJ2aXNvci52MS5HZXRGYWlsZWRTYWdhUmVxdWVzdBowLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuc3VwZXJ2aXNvci52MS5GYWlsZWRTYWdhEoEBCg9SZXRyeUZhaWxlZFNhZ2ESPC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LnN1cGVydmlzb3IudjEuUmV0cnlGYWlsZWRTYWdhUmVxdWVzdBowLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuc3VwZXJ2aXNvci52MS5GYWlsZWRTYWdhEosBChRDb21wZW5zYXRlRmFpbGVkU2FnYRJBLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuc3VwZXJ2aXNvci52MS5Db21wZW5zYXRlRmFpbGVkU2FnYVJlcXVlc3QaMC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LnN1cGVydmlzb3IudjEuRmFpbGVkU2FnYWIGcHJvdG8z"
         )
     }
 }

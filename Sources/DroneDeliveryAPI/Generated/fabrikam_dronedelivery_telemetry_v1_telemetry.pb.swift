@@ -323,6 +323,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.DronePosition: Pr
             return nil
         }
     }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if let value = self.location {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "location"), into: &violations)
+        }
+    }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.ReportPositionsRequest: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -581,6 +587,21 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.FlightPlan: Proto
             return nil
         }
     }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if self.droneId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "drone_id"), ruleID: "required", message: "value is required")) }
+        if self.deliveryId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "delivery_id"), ruleID: "required", message: "value is required")) }
+        if let value = self.pickupLocation {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "pickup_location"), into: &violations)
+        } else {
+            violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "pickup_location"), ruleID: "required", message: "value is required"))
+        }
+        if let value = self.dropoffLocation {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "dropoff_location"), into: &violations)
+        } else {
+            violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "dropoff_location"), ruleID: "required", message: "value is required"))
+        }
+    }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.AssignFlightRequest: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -630,6 +651,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.AssignFlightReque
             return 1
         default:
             return nil
+        }
+    }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if let value = self.plan {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "plan"), into: &violations)
+        } else {
+            violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "plan"), ruleID: "required", message: "value is required"))
         }
     }
 }
@@ -697,6 +726,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.AssignFlightRespo
             return nil
         }
     }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if let value = self.plan {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "plan"), into: &violations)
+        }
+    }
 }
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.AbortFlightRequest: ProtobufKit.Message, ProtobufKit.JSONMessage {
@@ -747,6 +782,10 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.AbortFlightReques
         default:
             return nil
         }
+    }
+
+    public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
+        if self.deliveryId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "delivery_id"), ruleID: "required", message: "value is required")) }
     }
 }
 
@@ -968,7 +1007,7 @@ extension Fabrikam.Dronedelivery.Telemetry.V1 {
             dependencies: ["fabrikam/dronedelivery/common/v1/common.proto", "google/protobuf/duration.proto", "google/protobuf/timestamp.proto", "google/protobuf/wrappers.proto"],
             messageTypes: [DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.DronePosition.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.ReportPositionsRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.ReportPositionsResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.ReportPositionsResponse.Ack.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.FlightPlan.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.AssignFlightRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.AssignFlightResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.AbortFlightRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Telemetry.V1.AbortFlightResponse.self],
             services: [TelemetryService.descriptor, FlightControlService.descriptor],
-            serializedDescriptorBase64: "CjNmYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L3RlbGVtZXRyeS92MS90ZWxlbWV0cnkucHJvdG8SI2ZhYnJpa2FtLmRyb25lZGVsaXZlcnkudGVsZW1ldHJ5LnYxGi1mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2NvbW1vbi92MS9jb21tb24ucHJvdG8aHmdvb2dsZS9wcm90b2J1Zi9kdXJhdGlvbi5wcm90bxofZ29vZ2xlL3Byb3RvYnVmL3RpbWVzdGFtcC5wcm90bxoeZ29vZ2xlL3Byb3RvYnVmL3dyYXBwZXJzLnByb3RvIr0DCg1Ecm9uZVBvc2l0aW9uEhkKCGRyb25lX2lkGAEgASgJUgdkcm9uZUlkEh8KC2RlbGl2ZXJ5X2lkGAIgASgJUgpkZWxpdmVyeUlkEkYKCGxvY2F0aW9uGAMgASgLMiouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuTG9jYXRpb25SCGxvY2F0aW9uEi4KBHRpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgR0aW1lEkYKBXBoYXNlGAUgASgOMjAuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS50ZWxlbWV0cnkudjEuRmxpZ2h0UGhhc2VSBXBoYXNlEigKEGdyb3VuZF9zcGVlZF9tcHMYBiABKAFSDmdyb3VuZFNwZWVkTXBzEicKD2hlYWRpbmdfZGVncmVlcxgHIAEoAVIOaGVhZGluZ0RlZ3JlZXMSQQoNYmF0dGVyeV9sZXZlbBgIIAEoCzIcLmdvb2dsZS5wcm90b2J1Zi5Eb3VibGVWYWx1ZVIMYmF0dGVyeUxldmVsEhoKCHNlcXVlbmNlGAkgASgDUghzZXF1ZW5jZSJqChZSZXBvcnRQb3NpdGlvbnNSZXF1ZXN0ElAKCXBvc2l0aW9ucxgBIAMoCzIyLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkudGVsZW1ldHJ5LnYxLkRyb25lUG9zaXRpb25SCXBvc2l0aW9ucyKtAQoXUmVwb3J0UG9zaXRpb25zUmVzcG9uc2USVAoEYWNrcxgBIAMoCzJALmZhYnJpa2FtLmRyb25lZGVsaXZlcnkudGVsZW1ldHJ5LnYxLlJlcG9ydFBvc2l0aW9uc1Jlc3BvbnNlLkFja1IEYWNrcxo8CgNBY2sSGQoIZHJvbmVfaWQYASABKAlSB2Ryb25lSWQSGgoIc2VxdWVuY2UYAiABKANSCHNlcXVlbmNlIsoDCgpGbGlnaHRQbGFuEhsKCWZsaWdodF9pZBgBIAEoCVIIZmxpZ2h0SWQSGQoIZHJvbmVfaWQYAiABKAlSB2Ryb25lSWQSHwoLZGVsaXZlcnlfaWQYAyABKAlSCmRlbGl2ZXJ5SWQSUwoPcGlja3VwX2xvY2F0aW9uGAQgASgLMiouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuTG9jYXRpb25SDnBpY2t1cExvY2F0aW9uElUKEGRyb3BvZmZfbG9jYXRpb24YBSABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvblIPZHJvcG9mZkxvY2F0aW9uEjsKC3BpY2t1cF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKcGlja3VwVGltZRI2CghkZWFkbGluZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCGRlYWRsaW5lEkIKD3JlcG9ydF9pbnRlcnZhbBgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvblIOcmVwb3J0SW50ZXJ2YWwirwEKE0Fzc2lnbkZsaWdodFJlcXVlc3QSQwoEcGxhbhgBIAEoCzIvLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkudGVsZW1ldHJ5LnYxLkZsaWdodFBsYW5SBHBsYW4SUwoNdHJhY2VfY29udGV4dBgCIAEoCzIuLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLlRyYWNlQ29udGV4dFIMdHJhY2VDb250ZXh0Iu0BChRBc3NpZ25GbGlnaHRSZXNwb25zZRJDCgRwbGFuGAEgASgLMi8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS50ZWxlbWV0cnkudjEuRmxpZ2h0UGxhblIEcGxhbhIYCgdjcmVhdGVkGAIgASgIUgdjcmVhdGVkEjkKCnBpY2t1cF9ldGEYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUglwaWNrdXBFdGESOwoLZHJvcG9mZl9ldGEYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpkcm9wb2ZmRXRhIk0KEkFib3J0RmxpZ2h0UmVxdWVzdBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBIWCgZyZWFzb24YAiABKAlSBnJlYXNvbiIvChNBYm9ydEZsaWdodFJlc3BvbnNlEhgKB2Fib3J0ZWQYASABKAhSB2Fib3J0ZWQq3gEKC0ZsaWdodFBoYXNlEhwKGEZMSUdIVF9QSEFTRV9VTlNQRUNJRklFRBAAEhUKEUZMSUdIVF9QSEFTRV9JRExFEAESIQodRkxJR0hUX1BIQVNFX0hFQURFRF9UT19QSUNLVVAQAhIaChZGTElHSFRfUEhBU0VfQVRfUElDS1VQEAMSIgoeRkxJR0hUX1BIQVNFX0hFQURFRF9UT19EUk9QT0ZGEAQSGwoXRkxJR0hUX1BIQVNFX0FUX0RST1BPRkYQBRIaChZGTElHSFRfUEhBU0VfUkVUVVJOSU5HEAYypQEKEFRlbGVtZXRyeVNlcnZpY2USkAEKD1JlcG9ydFBvc2l0aW9ucxI7LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkudGVsZW1ldHJ5LnYxLlJlcG9ydFBvc2l0aW9uc1JlcXVlc3QaPC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LnRlbGVtZXRyeS52MS5SZXBvcnRQb3NpdGlvbnNSZXNwb25zZSgBMAEynwIKFEZsaWdodENvbnRyb2xTZXJ2aWNlEoMBCgxBc3NpZ25GbGlnaHQSOC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LnRlbGVtZXRyeS52MS5Bc3NpZ25GbGlnaHRSZXF1ZXN0GjkuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS50ZWxlbWV0cnkudjEuQXNzaWduRmxpZ2h0UmVzcG9uc2USgAEKC0Fib3J0RmxpZ2h0EjcuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS50ZWxlbWV0cnkudjEuQWJvcnRGbGlnaHRSZXF1ZXN0GjguZmFicmlrYW0uZHJvbmVkZWxpdmVyeS50ZWxlbWV0cnkudjEuQWJvcnRGbGlnaHRSZXNwb25zZWIGcHJvdG8z"
+            serializedDescriptorBase64: "CjNmYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L3RlbGVtZXRyeS92MS90ZWxlbWV0cnkucHJvdG8SI2ZhYnJpa2FtLmRyb25lZGVsaXZlcnkudGVsZW1ldHJ5LnYxGi1mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2NvbW1vbi92MS9jb21tb24ucHJvdG8aHmdvb2dsZS9wcm90b2J1Zi9kdXJhdGlvbi5wcm90bxofZ29vZ2xlL3Byb3RvYnVmL3RpbWVzdGFtcC5wcm90bxoeZ29vZ2xlL3Byb3RvYnVmL3dyYXBwZXJzLnByb3RvIr0DCg1Ecm9uZVBvc2l0aW9uEhkKCGRyb25lX2lkGAEgASgJUgdkcm9uZUlkEh8KC2RlbGl2ZXJ5X2lkGAIgASgJUgpkZWxpdmVyeUlkEkYKCGxvY2F0aW9uGAMgASgLMiouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuTG9jYXRpb25SCGxvY2F0aW9uEi4KBHRpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgR0aW1lEkYKBXBoYXNlGAUgASgOMjAuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS50ZWxlbWV0cnkudjEuRmxpZ2h0UGhhc2VSBXBoYXNlEigKEGdyb3VuZF9zcGVlZF9tcHMYBiABKAFSDmdyb3VuZFNwZWVkTXBzEicKD2hlYWRpbmdfZGVncmVlcxgHIAEoAVIOaGVhZGluZ0RlZ3JlZXMSQQoNYmF0dGVyeV9sZXZlbBgIIAEoCzIcLmdvb2dsZS5wcm90b2J1Zi5Eb3VibGVWYWx1ZVIMYmF0dGVyeUxldmVsEhoKCHNlcXVlbmNlGAkgASgDUghzZXF1ZW5jZSJyChZSZXBvcnRQb3NpdGlvbnNSZXF1ZXN0ElgKCXBvc2l0aW9ucxgBIAMoCzIyLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkudGVsZW1ldHJ5LnYxLkRyb25lUG9zaXRpb25CBrpIA9gBA1IJcG9zaXRpb25zIq0BChdSZXBvcnRQb3NpdGlvbnNSZXNwb25zZRJUCgRhY2tzGAEgAygLMkAuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS50ZWxlbWV0cnkudjEuUmVwb3J0UG9zaXRpb25zUmVzcG9uc2UuQWNrUgRhY2tzGjwKA0FjaxIZCghkcm9uZV9pZBgBIAEoCVIHZHJvbmVJZBIaCghzZXF1ZW5jZRgCIAEoA1IIc2VxdWVuY2Ui6gMKCkZsaWdodFBsYW4SGwoJZmxpZ2h0X2lkGAEgASgJUghmbGlnaHRJZBIhCghkcm9uZV9pZBgCIAEoCUIGukgDyAEBUgdkcm9uZUlkEicKC2RlbGl2ZXJ5X2lkGAMgASgJQga6SAPIAQFSCmRlbGl2ZXJ5SWQSWwoPcGlja3VwX2xvY2F0aW9uGAQgASgLMiouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuTG9jYXRpb25CBrpIA8gBAVIOcGlja3VwTG9jYXRpb24SXQoQZHJvcG9mZl9sb2NhdGlvbhgFIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uQga6SAPIAQFSD2Ryb3BvZmZMb2NhdGlvbhI7CgtwaWNrdXBfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCnBpY2t1cFRpbWUSNgoIZGVhZGxpbmUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUghkZWFkbGluZRJCCg9yZXBvcnRfaW50ZXJ2YWwYCCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25SDnJlcG9ydEludGVydmFsIrcBChNBc3NpZ25GbGlnaHRSZXF1ZXN0EksKBHBsYW4YASABKAsyLy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LnRlbGVtZXRyeS52MS5GbGlnaHRQbGFuQga6SAPIAQFSBHBsYW4SUwoNdHJhY2VfY29udGV4dBgCIAEoCzIuLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLlRyYWNlQ29udGV4dFIMdHJhY2VDb250ZXh0Iu0BChRBc3NpZ25GbGlnaHRSZXNwb25zZRJDCgRwbGFuGAEgASgLMi8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS50ZWxlbWV0cnkudjEuRmxpZ2h0UGxhblIEcGxhbhIYCgdjcmVhdGVkGAIgASgIUgdjcmVhdGVkEjkKCnBpY2t1cF9ldGEYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUglwaWNrdXBFdGESOwoLZHJvcG9mZl9ldGEYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpkcm9wb2ZmRXRhIlUKEkFib3J0RmxpZ2h0UmVxdWVzdBInCgtkZWxpdmVyeV9pZBgBIAEoCUIGukgDyAEBUgpkZWxpdmVyeUlkEhYKBnJlYXNvbhgCIAEoCVIGcmVhc29uIi8KE0Fib3J0RmxpZ2h0UmVzcG9uc2USGAoHYWJvcnRlZBgBIAEoCFIHYWJvcnRlZCreAQoLRmxpZ2h0UGhhc2USHAoYRkxJR0hUX1BIQVNFX1VOU1BFQ0lGSUVEEAASFQoRRkxJR0hUX1BIQVNFX0lETEUQARIhCh1GTElHSFRfUEhBU0VfSEVBREVEX1RPX1BJQ0tVUBACEhoKFkZMSUdIVF9QSEFTRV9BVF9QSUNLVVAQAxIiCh5GTElHSFRfUEhBU0VfSEVBREVEX1RPX0RST1BPRkYQBBIbChdGTElHSFRfUEhBU0VfQVRfRFJPUE9GRhAFEhoKFkZMSUdIVF9QSEFTRV9SRVRVUk5JTkcQBjKlAQoQVGVsZW1ldHJ5U2VydmljZRKQAQoPUmVwb3J0UG9zaXRpb25zEjsuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS50ZWxlbWV0cnkudjEuUmVwb3J0UG9zaXRpb25zUmVxdWVzdBo8LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkudGVsZW1ldHJ5LnYxLlJlcG9ydFBvc2l0aW9uc1Jlc3BvbnNlKAEwATKfAgoURmxpZ2h0Q29udHJvbFNlcnZpY2USgwEKDEFzc2lnbkZsaWdodBI4LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkudGVsZW1ldHJ5LnYxLkFzc2lnbkZsaWdodFJlcXVlc3QaOS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LnRlbGVtZXRyeS52MS5Bc3NpZ25GbGlnaHRSZXNwb25zZRKAAQoLQWJvcnRGbGlnaHQSNy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LnRlbGVtZXRyeS52MS5BYm9ydEZsaWdodFJlcXVlc3QaOC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LnRlbGVtZXRyeS52MS5BYm9ydEZsaWdodFJlc3BvbnNlYgZwcm90bzM="
         )
     }
 }

@@ -40,6 +40,10 @@ public protocol Message: Sendable, Hashable, CustomDebugStringConvertible {
 
     /// Reads the message from the JSON value at the scanner's position.
     init(_jsonScanner scanner: inout JSONScanner) throws
+
+    /// Appends the field-rule violations of this message (its `buf.validate` rules and those of
+    /// the messages in its fields), with field paths under `path`. See Validation.swift.
+    func _collectViolations(at path: String, into violations: inout [ValidationViolation])
 }
 
 extension Message {

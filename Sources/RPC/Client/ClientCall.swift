@@ -10,6 +10,8 @@ final class ClientCall: Sendable {
     let events: InboundQueue<ClientCallEvent>
     let compression: Compression?
     let maxMessageSize: Int
+    /// Whether each request message is checked against its field rules before it is sent.
+    let validatesRequests: Bool
     /// The server's header blocks as received (converted to `Metadata` when asked for).
     let headerBlocks = Mutex<(initial: [HeaderField], trailing: [HeaderField])>(([], []))
     let ended = Mutex(false)
@@ -17,7 +19,8 @@ final class ClientCall: Sendable {
     let lastMessageCompressed = Atomic<Bool>(false)
 
     init(streamID: Int32, state: NIOLoopBound<ClientConnectionState>, events: InboundQueue<ClientCallEvent>,
-         compression: Compression?, maxMessageSize: Int) {
+         compression: Compression?, maxMessageSize: Int, validatesRequests: Bool = true) {
+        self.validatesRequests = validatesRequests
         self.streamID = streamID
         self.state = state
         self.events = events
@@ -31,6 +34,7 @@ final class ClientCall: Sendable {
     func send<Message: ProtobufKit.Message>(_ message: Message) async throws {
         let framed: ByteBuffer
         do {
+            if validatesRequests { try RPCError.checkFieldRules(message) }
             framed = try frameMessage(message, compression: compression, maxSize: maxMessageSize, allocator: ByteBufferAllocator(), direction: "request")
         } catch let error as RPCError {
             throw error.markedLocal()

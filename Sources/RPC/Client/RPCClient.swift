@@ -64,6 +64,11 @@ public final class RPCClient: Sendable {
         public var limits = HTTP2Limits.client
         /// How often the target name is looked up again (not used with fixed endpoints).
         public var resolution = NameResolution()
+        /// Check every request against its field rules (`buf.validate`) before sending it: a
+        /// request that breaks one fails at once with INVALID_ARGUMENT and a google.rpc.BadRequest
+        /// naming every violated field, a local error (`RPCError.isLocal`), never retried. Off
+        /// only for tests that must put an invalid request on the wire (to check a server).
+        public var validatesRequests = true
         public init() {}
 
         public static func defaults(_ configure: (inout Self) -> Void) -> Self {
@@ -185,7 +190,8 @@ public final class RPCClient: Sendable {
                 let streamID = eventLoop.inEventLoop
                     ? try state.value.startCall(fields: requestFields, events: events, onlyRequest: body, deadline: timerDeadline)
                     : try await eventLoop.submit { try state.value.startCall(fields: requestFields, events: events, onlyRequest: body, deadline: timerDeadline) }.get()
-                return ClientCall(streamID: streamID, state: state, events: events, compression: compression, maxMessageSize: self.options.maxMessageSize)
+                return ClientCall(streamID: streamID, state: state, events: events, compression: compression, maxMessageSize: self.options.maxMessageSize,
+                                  validatesRequests: self.options.validatesRequests)
             } catch let error as RPCError where error.origin == .unprocessed && attempt < 3 {
                 attempt += 1
             }
@@ -195,8 +201,12 @@ public final class RPCClient: Sendable {
     /// Frames the one request of a unary or server-streaming call, checking its size.
     func framedRequest<Input: Message>(_ request: Input) -> @Sendable (Compression?) throws -> ByteBuffer {
         let maxSize = options.maxMessageSize
+        let validates = options.validatesRequests
         return { compression in
-            try frameMessage(request, compression: compression, maxSize: maxSize, allocator: ByteBufferAllocator(), direction: "request")
+            // Field rules first: a request that breaks one is refused before anything is sent
+            // (startCall marks the error local).
+            if validates { try RPCError.checkFieldRules(request) }
+            return try frameMessage(request, compression: compression, maxSize: maxSize, allocator: ByteBufferAllocator(), direction: "request")
         }
     }
 

@@ -105,3 +105,31 @@ extension RPCError {
         }
     }
 }
+
+// MARK: - Field rules
+
+extension RPCError {
+    /// INVALID_ARGUMENT for a message that breaks its field rules (`buf.validate`), with a
+    /// google.rpc.BadRequest holding one FieldViolation per broken rule: the field's path
+    /// (`pickup_location.latitude`, `items[2]`; empty for a rule on the whole message) and
+    /// protovalidate's description (`must be greater than or equal to -90 and ...`).
+    public init(fieldRuleViolations violations: [ValidationViolation], in messageName: String) {
+        self.init(.invalidArgument, "invalid \(messageName): " + violations.map(\.description).joined(separator: "; "))
+        var badRequest = Google.Rpc.BadRequest()
+        badRequest.fieldViolations = violations.map { violation in
+            var field = Google.Rpc.BadRequest.FieldViolation()
+            field.field = violation.field
+            field.description_ = violation.message
+            return field
+        }
+        // Paths and protovalidate's messages hold no U+0000, so packing cannot fail; if it
+        // did, the message above still names every violation.
+        try? addDetail(badRequest)
+    }
+
+    /// Throws INVALID_ARGUMENT (see `init(fieldRuleViolations:in:)`) when `message` breaks a rule.
+    public static func checkFieldRules<M: Message>(_ message: M) throws {
+        let violations = message.validationViolations()
+        if !violations.isEmpty { throw RPCError(fieldRuleViolations: violations, in: M.protoMessageName) }
+    }
+}

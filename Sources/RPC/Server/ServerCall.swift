@@ -26,11 +26,17 @@ final class ServerCall: Sendable {
     func nextRequest<Message: ProtobufKit.Message>(_ type: Message.Type) async throws -> Message? {
         guard let received = try await requests.next() else { return nil }
         consumed(received.wireBytes)
+        let message: Message
         do {
-            return try received.bytes.withUnsafeReadableBytes { try Message(decoding: $0, options: decodingOptions) }
+            message = try received.bytes.withUnsafeReadableBytes { try Message(decoding: $0, options: decodingOptions) }
         } catch let error as ProtobufDecodingError {
             throw RPCError(.internal, "could not decode \(Message.protoMessageName): \(error)")
         }
+        // Field rules (buf.validate): a request that breaks one never reaches the handler of a
+        // unary or server-streaming call (it is read before the handler starts), and a stream's
+        // handler gets the error in place of the message.
+        try RPCError.checkFieldRules(message)
+        return message
     }
 
     /// Exactly one request message, as unary and server-streaming calls require. The handler of

@@ -18,11 +18,8 @@ public struct AccountsServiceLogic: AccountsV1.AccountsService.Handler {
     public init(store: any AccountStore) { self.store = store }
 
     public func registerAccount(_ request: AccountsV1.RegisterAccountRequest, context: ServerContext) async throws -> AccountsV1.RegisterAccountResponse {
-        var check = Validator()
-        check.require(!request.displayName.trimmingCharacters(in: .whitespaces).isEmpty, "display_name is required")
-        check.require(Self.looksLikeEmail(request.contactEmail), "contact_email must be an email address, got \"\(request.contactEmail)\"")
-        check.require(request.requestId.utf8.count <= 128, "request_id must be at most 128 bytes")
-        try check.check()
+        // Checked against accounts.proto's field rules before this runs: a display name with
+        // a non-space character, a contact e-mail address, a request id of at most 128 bytes.
         var account = AccountsV1.Account()
         // A caller-chosen request id makes registration idempotent: the same id, the same account.
         account.accountId = request.requestId.isEmpty ? makeID("acct") : "acct-" + String(SHA256.hex("register:" + request.requestId).prefix(16))
@@ -53,23 +50,15 @@ public struct AccountsServiceLogic: AccountsV1.AccountsService.Handler {
     }
 
     public func getAccount(_ request: AccountsV1.GetAccountRequest, context: ServerContext) async throws -> AccountsV1.Account {
-        guard request.name.hasPrefix("accounts/"), request.name.count > "accounts/".count else {
-            throw RPCError(.invalidArgument, "name must be accounts/{account_id}, got \"\(request.name)\"")
-        }
+        // `name` matches ^accounts/[^/]+$ (its field rule).
         return try await existingAccount(String(request.name.dropFirst("accounts/".count)))
     }
 
     public func addUser(_ request: AccountsV1.AddUserRequest, context: ServerContext) async throws -> AccountsV1.AddUserResponse {
-        var check = Validator()
-        check.require(!request.accountId.isEmpty, "account_id is required")
-        check.require(request.user != nil, "user is required")
-        if let user = request.user {
-            check.require(!user.displayName.isEmpty, "user.display_name is required")
-            check.require(user.email.isEmpty || Self.looksLikeEmail(user.email), "user.email must be an email address, got \"\(user.email)\"")
-        }
-        try check.check()
+        // account_id, user, user.display_name are required and user.email is an e-mail address
+        // or empty (field rules).
+        guard var user = request.user else { throw RPCError(.invalidArgument, "user is required") }
         _ = try await existingAccount(request.accountId)
-        var user = request.user!
         if user.userId.isEmpty { user.userId = makeID("user") }
         user.accountId = request.accountId
         if user.role == .unspecified { user.role = .member }
@@ -84,13 +73,9 @@ public struct AccountsServiceLogic: AccountsV1.AccountsService.Handler {
     public func issueApiKey(_ request: AccountsV1.IssueApiKeyRequest, context: ServerContext) async throws -> AccountsV1.IssueApiKeyResponse {
         let account = try await existingAccount(request.accountId)
         guard account.status == .active else { throw RPCError(.failedPrecondition, "account \(account.accountId) is not active") }
-        if let ttl = request.ttl, ttl.totalSeconds <= 0 { throw RPCError(.invalidArgument, "ttl must be positive") }
+        // A positive ttl, and a defined role other than TRACKING (tracking keys come from
+        // CreateTrackingLink): field rules.
         let role: AccountsV1.ApiKeyRole = request.role == .unspecified ? .deliveries : request.role
-        switch role {
-        case .admin, .deliveries, .readOnly: break
-        case .tracking: throw RPCError(.invalidArgument, "role API_KEY_ROLE_TRACKING is for tracking links only (CreateTrackingLink)")
-        default: throw RPCError(.invalidArgument, "role must be API_KEY_ROLE_ADMIN, API_KEY_ROLE_DELIVERIES or API_KEY_ROLE_READ_ONLY")
-        }
         if !request.userId.isEmpty, try await store.user(accountID: account.accountId, userID: request.userId) == nil {
             throw RPCError(.notFound, "account \(account.accountId) has no user \(request.userId)")
         }
@@ -105,13 +90,7 @@ public struct AccountsServiceLogic: AccountsV1.AccountsService.Handler {
     }
 
     public func createTrackingLink(_ request: AccountsV1.CreateTrackingLinkRequest, context: ServerContext) async throws -> AccountsV1.CreateTrackingLinkResponse {
-        var check = Validator()
-        check.require(!request.deliveryId.isEmpty, "delivery_id is required")
-        if let ttl = request.ttl {
-            check.require(ttl.totalSeconds > 0 && ttl.totalSeconds <= Self.maxTrackingTTL,
-                          "ttl must be positive and at most \(Int(Self.maxTrackingTTL))s (30 days), got \(ttl.totalSeconds)s")
-        }
-        try check.check()
+        // delivery_id is required and a ttl lies in (0, 30 days] (`maxTrackingTTL`): field rules.
         let account = try await existingAccount(request.accountId)
         guard account.status == .active else { throw RPCError(.failedPrecondition, "account \(account.accountId) is not active") }
         var (key, token) = Self.newKey(accountID: account.accountId, role: .tracking, displayName: "tracking link for \(request.deliveryId)")
@@ -201,13 +180,7 @@ public struct AccountsServiceLogic: AccountsV1.AccountsService.Handler {
     }
 
     private func existingAccount(_ id: String) async throws -> AccountsV1.Account {
-        guard !id.isEmpty else { throw RPCError(.invalidArgument, "account_id is required") }
         guard let account = try await store.account(id: id) else { throw RPCError(.notFound, "account \(id) does not exist") }
         return account
-    }
-
-    static func looksLikeEmail(_ text: String) -> Bool {
-        let parts = text.split(separator: "@", omittingEmptySubsequences: false)
-        return parts.count == 2 && !parts[0].isEmpty && parts[1].contains(".") && !text.contains(" ")
     }
 }

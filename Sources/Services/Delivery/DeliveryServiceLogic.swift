@@ -33,13 +33,14 @@ public final class DeliveryServiceLogic: DeliveryV1.DeliveryService.Handler {
 
     public func scheduleDelivery(_ request: DeliveryV1.ScheduleDeliveryRequest, context: ServerContext) async throws -> DeliveryV1.ScheduleDeliveryResponse {
         guard let input = request.delivery else { throw RPCError(.invalidArgument, "delivery is required") }
-        var check = Validator()
-        check.require(!input.deliveryId.isEmpty, "delivery.delivery_id is required")
-        check.require(!(input.owner?.accountId ?? "").isEmpty, "delivery.owner.account_id is required")
-        check.location(input.pickupLocation, field: "delivery.pickup_location")
-        check.location(input.dropoffLocation, field: "delivery.dropoff_location")
-        check.require(!input.droneId.isEmpty, "delivery.drone_id is required (Drone Scheduler assigns it first)")
-        try check.check()
+        // Field rules (delivery.proto): delivery_id, both locations on Earth, drone_id (Drone
+        // Scheduler assigns it first). The owner's account id is checked here: Owner is shared
+        // with requests where it may be empty, so a rule on its field would apply there too.
+        guard !(input.owner?.accountId ?? "").isEmpty else {
+            var error = RPCError(.invalidArgument, "delivery.owner.account_id is required")
+            try? error.addFieldViolation("delivery.owner.account_id", "value is required")
+            throw error
+        }
         let now = Timestamp.now
         let result = try await store.update(id: input.deliveryId, operationID: nil, trace: RequestTrace.current) { current in
             if let current, current.status.stage == .cancelled {
@@ -134,7 +135,6 @@ public final class DeliveryServiceLogic: DeliveryV1.DeliveryService.Handler {
     }
 
     public func trackDelivery(_ request: DeliveryV1.TrackDeliveryRequest, writer: ResponseWriter<DeliveryV1.DeliveryTrackingEvent>, context: ServerContext) async throws {
-        guard request.afterSequence >= 0 else { throw RPCError(.invalidArgument, "after_sequence must not be negative, got \(request.afterSequence)") }
         _ = try await existing(request.deliveryId)
         // Watch first, then read what is stored: nothing falls between the two.
         let watch = hub.watch(request.deliveryId)
@@ -157,11 +157,6 @@ public final class DeliveryServiceLogic: DeliveryV1.DeliveryService.Handler {
     // MARK: Changes requested by Workflow and Supervisor
 
     public func rescheduleDelivery(_ request: DeliveryV1.RescheduleDeliveryRequest, context: ServerContext) async throws -> DeliveryV1.Delivery {
-        var check = Validator()
-        check.require(!request.deliveryId.isEmpty, "delivery_id is required")
-        if let pickup = request.pickupLocation { check.location(pickup, field: "pickup_location") }
-        if let dropoff = request.dropoffLocation { check.location(dropoff, field: "dropoff_location") }
-        try check.check()
         let now = Timestamp.now
         let result = try await store.update(id: request.deliveryId, operationID: request.operationId, trace: RequestTrace.current) { current in
             guard var record = current else { throw RPCError(.notFound, "delivery \(request.deliveryId) does not exist") }
@@ -213,10 +208,7 @@ public final class DeliveryServiceLogic: DeliveryV1.DeliveryService.Handler {
 
     public func recordFailedChange(_ request: DeliveryV1.RecordFailedChangeRequest, context: ServerContext) async throws -> DeliveryV1.DeliveryStatus {
         guard var change = request.change else { throw RPCError(.invalidArgument, "change is required") }
-        var check = Validator()
-        check.require(!request.deliveryId.isEmpty, "delivery_id is required")
-        check.require(change.operation == .cancel || change.operation == .reschedule, "change.operation must be CANCEL or RESCHEDULE, got \(change.operation)")
-        try check.check()
+        // delivery_id is required and change.operation is RESCHEDULE or CANCEL (field rules).
         change.time = .now
         let failed = change
         let result = try await store.update(id: request.deliveryId, operationID: change.operationId.isEmpty ? nil : "failed-change:\(change.operationId)",
@@ -232,7 +224,6 @@ public final class DeliveryServiceLogic: DeliveryV1.DeliveryService.Handler {
     /// Moves a delivery to a final stage (once; repeating it returns the same delivery). With
     /// `createFor`, a delivery Delivery never heard of is recorded for that owner first.
     func end(_ deliveryID: String, stage: CommonV1.DeliveryStage, reason: String, operationID: String?, createFor owner: CommonV1.Owner?) async throws -> DeliveryRecord {
-        guard !deliveryID.isEmpty else { throw RPCError(.invalidArgument, "delivery_id is required") }
         let now = Timestamp.now
         let result = try await store.update(id: deliveryID, operationID: operationID, trace: RequestTrace.current) { current in
             var record: DeliveryRecord
@@ -383,10 +374,13 @@ public final class DeliveryServiceLogic: DeliveryV1.DeliveryService.Handler {
     }
 
     public func notifyMe(_ request: DeliveryV1.NotifyMeRequest, context: ServerContext) async throws -> DeliveryV1.NotifyMeResponse {
-        var check = Validator()
-        check.require(!request.emailAddress.isEmpty || !request.sms.isEmpty, "email_address or sms is required")
-        check.require(request.emailAddress.isEmpty || request.emailAddress.contains("@"), "email_address must be an email address, got \"\(request.emailAddress)\"")
-        try check.check()
+        // email_address is an e-mail address when set (a field rule). At least one of the two
+        // is set: protovalidate's message oneof means exactly one, so this stays here.
+        guard !request.emailAddress.isEmpty || !request.sms.isEmpty else {
+            var error = RPCError(.invalidArgument, "email_address or sms is required")
+            try? error.addFieldViolation("", "one of email_address, sms must be set")
+            throw error
+        }
         _ = try await existing(request.deliveryId)
         var response = DeliveryV1.NotifyMeResponse()
         response.deliveryId = request.deliveryId
@@ -416,7 +410,9 @@ public final class DeliveryServiceLogic: DeliveryV1.DeliveryService.Handler {
     /// Applies one drone position to its delivery: a tracking event, the stage it implies, and
     /// fresh ETAs. Nil when the position is not for a delivery in flight with that drone.
     func apply(_ position: TelemetryV1.DronePosition) async throws -> Int? {
-        guard !position.deliveryId.isEmpty, let location = position.location, location.problem(field: "location") == nil else { return nil }
+        // A position off the Earth (Location's field rules) is counted as ignored, not refused:
+        // the positions fields of the reports are `ignore = IGNORE_ALWAYS`.
+        guard !position.deliveryId.isEmpty, let location = position.location, location.validationViolations().isEmpty else { return nil }
         let time = position.time ?? .now
         let result = try await store.update(id: position.deliveryId, operationID: nil, trace: RequestTrace.current) { current in
             guard var record = current, !Self.isFinal(record.status.stage), record.delivery.droneId == position.droneId else { return nil }
@@ -510,7 +506,6 @@ public final class DeliveryServiceLogic: DeliveryV1.DeliveryService.Handler {
     }
 
     func existing(_ deliveryID: String) async throws -> DeliveryRecord {
-        guard !deliveryID.isEmpty else { throw RPCError(.invalidArgument, "delivery_id is required") }
         guard let record = try await store.record(id: deliveryID) else { throw RPCError(.notFound, "delivery \(deliveryID) does not exist") }
         return record
     }

@@ -11,7 +11,6 @@ public struct DeliveryHistoryServiceLogic: DeliveryHistoryV1.DeliveryHistoryServ
     public init(store: any HistoryStore) { self.store = store }
 
     public func getDeliveryHistory(_ request: DeliveryHistoryV1.GetDeliveryHistoryRequest, context: ServerContext) async throws -> DeliveryHistoryV1.GetDeliveryHistoryResponse {
-        guard !request.deliveryId.isEmpty else { throw RPCError(.invalidArgument, "delivery_id is required") }
         // A request that names an owner sees nothing of another owner's delivery.
         if !request.ownerId.isEmpty, let owner = try await store.owner(deliveryID: request.deliveryId), owner != request.ownerId {
             throw RPCError(.notFound, "delivery \(request.deliveryId) has no recorded history")
@@ -27,7 +26,7 @@ public struct DeliveryHistoryServiceLogic: DeliveryHistoryV1.DeliveryHistoryServ
     }
 
     public func listOwnerHistory(_ request: DeliveryHistoryV1.ListOwnerHistoryRequest, context: ServerContext) async throws -> DeliveryHistoryV1.ListOwnerHistoryResponse {
-        guard !request.ownerId.isEmpty else { throw RPCError(.invalidArgument, "owner_id is required") }
+        // owner_id is required (a field rule); the time range is checked here (two fields).
         if let start = request.startTime, let end = request.endTime, end.secondsSince1970 < start.secondsSince1970 {
             throw RPCError(.invalidArgument, "end_time must not be before start_time")
         }
@@ -43,12 +42,7 @@ public struct DeliveryHistoryServiceLogic: DeliveryHistoryV1.DeliveryHistoryServ
 
     public func recordDeliveryEvent(_ request: DeliveryHistoryV1.RecordDeliveryEventRequest, context: ServerContext) async throws -> DeliveryHistoryV1.RecordDeliveryEventResponse {
         guard var event = request.event else { throw RPCError(.invalidArgument, "event is required") }
-        var check = Validator()
-        check.require(!event.eventId.isEmpty, "event.event_id is required")
-        check.require(!event.deliveryId.isEmpty, "event.delivery_id is required")
-        check.require(event.stage != .unspecified, "event.stage is required")
-        check.require(event.eventTime != nil, "event.event_time is required")
-        try check.check()
+        // event_id, delivery_id, a defined stage and event_time are required (field rules).
         event.recordTime = .now
         let stored = try await store.append(event)
         var response = DeliveryHistoryV1.RecordDeliveryEventResponse()

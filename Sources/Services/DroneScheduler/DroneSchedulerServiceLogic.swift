@@ -17,16 +17,8 @@ public struct DroneSchedulerServiceLogic: DroneSchedulerV1.DroneSchedulerService
     public init(store: any DroneStore) { self.store = store }
 
     public func assignDrone(_ request: DroneSchedulerV1.AssignDroneRequest, context: ServerContext) async throws -> DroneSchedulerV1.AssignDroneResponse {
-        var check = Validator()
-        check.require(!request.deliveryId.isEmpty, "delivery_id is required")
-        check.location(request.pickupLocation, field: "pickup_location")
-        check.location(request.dropoffLocation, field: "dropoff_location")
-        check.require(request.packageInfo != nil, "package_info is required")
-        if let info = request.packageInfo {
-            check.require((1...3).contains(info.size.rawValue), "package_info.size must be SMALL, MEDIUM or LARGE")
-            check.require(info.weight.isFinite && info.weight > 0, "package_info.weight must be positive, got \(info.weight)")
-        }
-        try check.check()
+        // delivery_id, both locations on Earth, package_info with a defined size and a positive
+        // weight: field rules (dronescheduler.proto, common.proto).
         var response = DroneSchedulerV1.AssignDroneResponse()
         switch try await store.assign(request, now: .now) {
         case .assigned(let assignment, let created):
@@ -53,7 +45,6 @@ public struct DroneSchedulerServiceLogic: DroneSchedulerV1.DroneSchedulerService
     }
 
     public func releaseDrone(_ request: DroneSchedulerV1.ReleaseDroneRequest, context: ServerContext) async throws -> DroneSchedulerV1.ReleaseDroneResponse {
-        guard !request.deliveryId.isEmpty else { throw RPCError(.invalidArgument, "delivery_id is required") }
         guard let result = try await store.release(deliveryID: request.deliveryId, reason: request.reason.isEmpty ? "released" : request.reason, now: .now,
                                                    position: nil, lost: false, startedBefore: nil) else {
             throw RPCError(.notFound, "delivery \(request.deliveryId) has no drone assignment and does not wait for one")
@@ -90,11 +81,7 @@ public struct DroneSchedulerServiceLogic: DroneSchedulerV1.DroneSchedulerService
     }
 
     public func getDroneUtilization(_ request: DroneSchedulerV1.GetDroneUtilizationRequest, context: ServerContext) async throws -> DroneSchedulerV1.DroneUtilization {
-        var check = Validator()
-        check.require(!request.ownerId.isEmpty, "owner_id is required")
-        check.require((1970...9999).contains(request.year), "year must be within 1970..9999, got \(request.year)")
-        check.require((1...12).contains(request.month), "month must be within 1..12, got \(request.month)")
-        try check.check()
+        // owner_id, year in 1970...9999, month in 1...12: field rules.
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = TimeZone(identifier: "UTC")!
         let start = calendar.date(from: DateComponents(year: Int(request.year), month: Int(request.month), day: 1))!
@@ -112,13 +99,7 @@ public struct DroneSchedulerServiceLogic: DroneSchedulerV1.DroneSchedulerService
 
     public func registerDrone(_ request: DroneSchedulerV1.RegisterDroneRequest, context: ServerContext) async throws -> DroneSchedulerV1.RegisterDroneResponse {
         guard var drone = request.drone else { throw RPCError(.invalidArgument, "drone is required") }
-        var check = Validator()
-        check.require(!drone.droneId.isEmpty, "drone.drone_id is required")
-        check.require(drone.capacityKg.isFinite && drone.capacityKg > 0, "drone.capacity_kg must be positive")
-        check.require((1...3).contains(drone.maxPackageSize.rawValue), "drone.max_package_size must be SMALL, MEDIUM or LARGE")
-        check.require(drone.cruiseSpeedMps.isFinite && drone.cruiseSpeedMps > 0, "drone.cruise_speed_mps must be positive")
-        check.location(drone.homeLocation, field: "drone.home_location")
-        try check.check()
+        // drone_id, a positive capacity and speed, a defined package size, a home on Earth: field rules.
         if drone.status == .unspecified || drone.status == .assigned { drone.status = .available }
         if drone.position == nil { drone.position = drone.homeLocation }
         drone.currentDeliveryId = ""

@@ -80,12 +80,7 @@ public final class DroneSimulator: TelemetryV1.FlightControlService.Handler {
 
     public func assignFlight(_ request: TelemetryV1.AssignFlightRequest, context: ServerContext) async throws -> TelemetryV1.AssignFlightResponse {
         guard let plan = request.plan else { throw RPCError(.invalidArgument, "plan is required") }
-        var check = Validator()
-        check.require(!plan.deliveryId.isEmpty, "plan.delivery_id is required")
-        check.require(!plan.droneId.isEmpty, "plan.drone_id is required")
-        check.location(plan.pickupLocation, field: "plan.pickup_location")
-        check.location(plan.dropoffLocation, field: "plan.dropoff_location")
-        try check.check()
+        // delivery_id, drone_id and both locations (on Earth) are required (field rules).
         return try await fleetLock.run {
             guard let drone = try await self.store.drones().first(where: { $0.id == plan.droneId }) else {
                 throw RPCError(.notFound, "drone \(plan.droneId) is not in the simulated fleet")
@@ -117,7 +112,6 @@ public final class DroneSimulator: TelemetryV1.FlightControlService.Handler {
     }
 
     public func abortFlight(_ request: TelemetryV1.AbortFlightRequest, context: ServerContext) async throws -> TelemetryV1.AbortFlightResponse {
-        guard !request.deliveryId.isEmpty else { throw RPCError(.invalidArgument, "delivery_id is required") }
         var response = TelemetryV1.AbortFlightResponse()
         response.aborted = try await fleetLock.run { try await self.store.removeFlight(deliveryID: request.deliveryId) }
         return response

@@ -17,20 +17,15 @@ public struct IngestionServiceLogic: IngestionV1.IngestionService.Handler {
     public init(queue: any MessageQueue) { self.queue = queue }
 
     public func createDelivery(_ request: IngestionV1.CreateDeliveryRequest, context: ServerContext) async throws -> IngestionV1.CreateDeliveryResponse {
+        // Field rules (ingestion.proto, common.proto) checked the rest: owner, both locations
+        // on Earth, package_info with a defined size and a positive weight, request_id of at
+        // most 128 bytes. Two rules stay here: the owner's account id (Owner is shared with
+        // requests where it may be empty) and the deadline after pickup_time (two fields).
         var check = Validator()
-        check.require(!(request.owner?.accountId ?? "").isEmpty, "owner.account_id is required")
-        check.location(request.pickupLocation, field: "pickup_location")
-        check.location(request.dropoffLocation, field: "dropoff_location")
-        if let info = request.packageInfo {
-            check.require((1...3).contains(info.size.rawValue), "package_info.size must be SMALL, MEDIUM or LARGE")
-            check.require(info.weight.isFinite && info.weight > 0, "package_info.weight must be a positive number of kilograms, got \(info.weight)")
-        } else {
-            check.require(false, "package_info is required")
-        }
+        check.require(!(request.owner?.accountId ?? "").isEmpty, "owner.account_id", "value is required")
         if let pickup = request.pickupTime, let deadline = request.deadline {
-            check.require(deadline.secondsSince1970 > pickup.secondsSince1970, "deadline must be after pickup_time")
+            check.require(deadline.secondsSince1970 > pickup.secondsSince1970, "deadline", "must be after pickup_time")
         }
-        check.require(request.requestId.utf8.count <= 128, "request_id must be at most 128 bytes")
         try check.check()
         let accountID = request.owner!.accountId
         try checkRequester(context, owns: accountID)
@@ -62,12 +57,11 @@ public struct IngestionServiceLogic: IngestionV1.IngestionService.Handler {
     }
 
     public func rescheduleDelivery(_ request: IngestionV1.RescheduleDeliveryRequest, context: ServerContext) async throws -> IngestionV1.RescheduleDeliveryResponse {
+        // delivery_id and the locations given are checked by field rules; that a reschedule
+        // changes something (at least one of five fields) is not a field rule.
         var check = Validator()
-        check.require(!request.deliveryId.isEmpty, "delivery_id is required")
-        if let pickup = request.pickupLocation { check.location(pickup, field: "pickup_location") }
-        if let dropoff = request.dropoffLocation { check.location(dropoff, field: "dropoff_location") }
         check.require(request.pickupLocation != nil || request.dropoffLocation != nil || request.pickupTime != nil || request.deadline != nil || request.expedited != nil,
-                      "a reschedule must change at least one of pickup_location, dropoff_location, pickup_time, deadline, expedited")
+                      "", "a reschedule must change at least one of pickup_location, dropoff_location, pickup_time, deadline, expedited")
         try check.check()
         var payload = IngestionV1.RescheduleRequest()
         payload.deliveryId = request.deliveryId
@@ -86,10 +80,6 @@ public struct IngestionServiceLogic: IngestionV1.IngestionService.Handler {
     }
 
     public func cancelDelivery(_ request: IngestionV1.CancelDeliveryRequest, context: ServerContext) async throws -> IngestionV1.CancelDeliveryResponse {
-        var check = Validator()
-        check.require(!request.deliveryId.isEmpty, "delivery_id is required")
-        check.require(request.requestId.utf8.count <= 128, "request_id must be at most 128 bytes")
-        try check.check()
         var payload = IngestionV1.CancelRequest()
         payload.deliveryId = request.deliveryId
         payload.reason = request.reason
@@ -106,7 +96,6 @@ public struct IngestionServiceLogic: IngestionV1.IngestionService.Handler {
     }
 
     public func getQueuedDelivery(_ request: IngestionV1.GetQueuedDeliveryRequest, context: ServerContext) async throws -> IngestionV1.QueuedDelivery {
-        guard !request.deliveryId.isEmpty else { throw RPCError(.invalidArgument, "delivery_id is required") }
         let notFound = RPCError(.notFound, "no queued request for delivery \(request.deliveryId)")
         // Only a create makes a delivery that Delivery does not know yet; the envelopes of
         // reschedules and cancels share its key and are passed over. An envelope that does not
@@ -235,11 +224,8 @@ public struct IngestionServiceLogic: IngestionV1.IngestionService.Handler {
 
     public func redriveDeadLetters(_ request: IngestionV1.RedriveDeadLettersRequest, context: ServerContext) async throws -> IngestionV1.RedriveDeadLettersResponse {
         try refuseAccounts(context)
-        var check = Validator()
-        check.require(request.all != !request.deadLetterIds.isEmpty, "set either dead_letter_ids or all, not both")
+        // Exactly one of dead_letter_ids and all, and ids of 1 to 18 digits (field rules).
         let numbers = request.deadLetterIds.map { Int64($0) }
-        for (id, number) in zip(request.deadLetterIds, numbers) { check.require(number != nil, "dead_letter_ids: \"\(id)\" is not a dead letter id") }
-        try check.check()
         var response = IngestionV1.RedriveDeadLettersResponse()
         response.messageIds = try await queue.redrive(Self.requestQueue, sequences: request.all ? nil : numbers.compactMap { $0 })
         if !request.all && response.messageIds.count < numbers.count {

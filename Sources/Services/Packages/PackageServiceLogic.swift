@@ -11,9 +11,10 @@ public struct PackageServiceLogic: PackageV1.PackageService.Handler {
     let store: any PackageStore
     public init(store: any PackageStore) { self.store = store }
 
+    // Requests arrive checked against their field rules (buf.validate in package.proto): a
+    // package with an id, a defined size, a positive weight, a tag of at most 256 bytes.
     public func putPackage(_ request: PackageV1.PutPackageRequest, context: ServerContext) async throws -> PackageV1.PutPackageResponse {
         guard var package = request.package else { throw RPCError(.invalidArgument, "package is required") }
-        try Self.validate(package, prefix: "package")
         let now = Timestamp.now
         package.createTime = now
         package.updateTime = now
@@ -28,7 +29,6 @@ public struct PackageServiceLogic: PackageV1.PackageService.Handler {
     }
 
     public func getPackage(_ request: PackageV1.GetPackageRequest, context: ServerContext) async throws -> PackageV1.Package {
-        guard !request.packageId.isEmpty else { throw RPCError(.invalidArgument, "package_id is required") }
         guard let package = try await store.package(id: request.packageId), Self.visible(package, to: request.ownerId) else {
             throw RPCError(.notFound, "package \(request.packageId) does not exist")
         }
@@ -40,6 +40,8 @@ public struct PackageServiceLogic: PackageV1.PackageService.Handler {
         owner.isEmpty || package.ownerId == owner
     }
 
+    /// A patch names only what changes, so Package's field rules do not apply to it (the request
+    /// field is `ignore = IGNORE_ALWAYS`); they apply to the package the patch makes, here.
     public func updatePackage(_ request: PackageV1.UpdatePackageRequest, context: ServerContext) async throws -> PackageV1.Package {
         guard let patch = request.package, !patch.packageId.isEmpty else { throw RPCError(.invalidArgument, "package.package_id is required") }
         // No mask: every field the patch sets. A mask: exactly the fields it names.
@@ -64,7 +66,11 @@ public struct PackageServiceLogic: PackageV1.PackageService.Handler {
                 default: package.tag = patch.tag
                 }
             }
-            try Self.validate(package, prefix: "package")
+            let violations = package.validationViolations()
+            if !violations.isEmpty {
+                throw RPCError(fieldRuleViolations: violations.map { ValidationViolation(field: "package." + $0.field, ruleID: $0.ruleID, message: $0.message) },
+                               in: PackageV1.UpdatePackageRequest.protoMessageName)
+            }
             package.updateTime = .now
         }
         guard let updated else { throw RPCError(.notFound, "package \(patch.packageId) does not exist") }
@@ -72,7 +78,6 @@ public struct PackageServiceLogic: PackageV1.PackageService.Handler {
     }
 
     public func getPackageSummary(_ request: PackageV1.GetPackageSummaryRequest, context: ServerContext) async throws -> PackageV1.PackageSummary {
-        guard !request.ownerId.isEmpty else { throw RPCError(.invalidArgument, "owner_id is required") }
         return try await store.summary(ownerID: request.ownerId)
     }
 
@@ -86,14 +91,5 @@ public struct PackageServiceLogic: PackageV1.PackageService.Handler {
         }
         _ = try await store.delete(id: request.packageId)
         return Google.Protobuf.Empty()
-    }
-
-    static func validate(_ package: PackageV1.Package, prefix: String) throws {
-        var check = Validator()
-        check.require(!package.packageId.isEmpty, "\(prefix).package_id is required")
-        check.require(package.size != .unspecified && (1...3).contains(package.size.rawValue), "\(prefix).size must be SMALL, MEDIUM or LARGE")
-        check.require(package.weight.isFinite && package.weight > 0, "\(prefix).weight must be a positive number of kilograms, got \(package.weight)")
-        check.require(package.tag.utf8.count <= 256, "\(prefix).tag must be at most 256 bytes")
-        try check.check()
     }
 }

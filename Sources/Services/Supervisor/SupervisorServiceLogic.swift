@@ -45,10 +45,7 @@ public final class SupervisorServiceLogic: SupervisorV1.SupervisorService.Handle
 
     public func recordFailedSaga(_ request: SupervisorV1.RecordFailedSagaRequest, context: ServerContext) async throws -> SupervisorV1.RecordFailedSagaResponse {
         guard var saga = request.saga else { throw RPCError(.invalidArgument, "saga is required") }
-        var check = Validator()
-        check.require(!saga.sagaId.isEmpty, "saga.saga_id is required")
-        check.require(!saga.deliveryId.isEmpty, "saga.delivery_id is required")
-        try check.check()
+        // saga.saga_id and saga.delivery_id are required (field rules).
         saga.state = saga.compensations.isEmpty ? .resolved : .pending
         saga.updateTime = .now
         if saga.failTime == nil { saga.failTime = saga.updateTime }
@@ -209,7 +206,6 @@ public final class SupervisorServiceLogic: SupervisorV1.SupervisorService.Handle
     }
 
     func existing(_ id: String) async throws -> SupervisorV1.FailedSaga {
-        guard !id.isEmpty else { throw RPCError(.invalidArgument, "saga_id is required") }
         guard let saga = try await store.saga(id: id) else { throw RPCError(.notFound, "no failed saga \(id)") }
         return saga
     }

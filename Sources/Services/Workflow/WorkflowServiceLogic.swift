@@ -8,7 +8,6 @@ public struct WorkflowServiceLogic: WorkflowV1.WorkflowService.Handler {
     public init(store: any SagaStore) { self.store = store }
 
     public func getSagaStatus(_ request: WorkflowV1.GetSagaStatusRequest, context: ServerContext) async throws -> WorkflowV1.GetSagaStatusResponse {
-        guard !request.deliveryId.isEmpty else { throw RPCError(.invalidArgument, "delivery_id is required") }
         let sagas = try await store.sagas(deliveryID: request.deliveryId)
         guard !sagas.isEmpty else { throw RPCError(.notFound, "no saga for delivery \(request.deliveryId)") }
         var response = WorkflowV1.GetSagaStatusResponse()

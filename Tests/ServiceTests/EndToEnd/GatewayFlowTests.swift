@@ -120,7 +120,9 @@ extension EndToEndTests {
                 let bad = try await system.http("POST", "/v1/deliveries", body: #"{"packageInfo":{"weight":"heavy"}}"#)
                 #expect(bad.status == 400 && (bad.json["message"] as? String ?? "").contains("packageInfo.weight"))
                 let invalid = try await system.http("POST", "/v1/deliveries", body: #"{"packageInfo":{"size":"PACKAGE_SIZE_SMALL","weight":1}}"#)
-                #expect(invalid.status == 400 && (invalid.json["message"] as? String ?? "").contains("pickup_location is required"))
+                // A field rule (pickup_location is required): refused with a BadRequest naming the field.
+                #expect(invalid.status == 400 && (invalid.json["message"] as? String ?? "").contains("pickup_location: value is required"), "\(invalid)")
+                #expect(invalid.body.contains(#""field":"pickup_location""#), "\(invalid)")
             }
         }
 

@@ -106,10 +106,11 @@ struct SagaRecoveryTests {
         func code<T>(_ body: () async throws -> T) async -> RPCError.Code? {
             do { _ = try await body(); return nil } catch { return (error as? RPCError)?.code }
         }
+        // The field rules (exactly one of ids and all; ids of digits), as the RPC runtime checks them.
         var redrive = IngestionV1.RedriveDeadLettersRequest()
-        #expect(await code { try await logic.redriveDeadLetters(redrive, context: operator_) } == .invalidArgument, "neither ids nor all")
+        #expect(await code { try RPCError.checkFieldRules(redrive) } == .invalidArgument, "neither ids nor all")
         redrive.deadLetterIds = ["not-a-number"]
-        #expect(await code { try await logic.redriveDeadLetters(redrive, context: operator_) } == .invalidArgument)
+        #expect(await code { try RPCError.checkFieldRules(redrive) } == .invalidArgument)
         redrive.deadLetterIds = [second.deadLetters[0].deadLetterId]
         #expect(await code { try await logic.redriveDeadLetters(redrive, context: business) } == .permissionDenied)
         #expect(await code { try await logic.listDeadLetters(IngestionV1.ListDeadLettersRequest(), context: business) } == .permissionDenied)

@@ -83,7 +83,8 @@ struct ServiceLogicTests {
         #expect(first.package?.createTime == second.package?.createTime)
         request.package?.weight = -1
         request.package?.size = .unspecified
-        await #expect { try await logic.putPackage(request, context: .inProcess()) } throws: { error in
+        // The field rules, as the RPC runtime checks them before the handler runs.
+        await #expect { try RPCError.checkFieldRules(request); _ = try await logic.putPackage(request, context: .inProcess()) } throws: { error in
             let message = (error as? RPCError)?.message ?? ""
             return message.contains("package.weight") && message.contains("package.size")
         }
@@ -121,16 +122,31 @@ struct ServiceLogicTests {
         #expect(try await logic.validateApiKey(validate, context: .inProcess()).valid == false)
     }
 
+    /// The field rules (checked by the RPC runtime before a handler runs, as here) and the two
+    /// checks Ingestion keeps (an owner's account id, a deadline after the pickup time).
     @Test("Ingestion names every invalid field and queues nothing for a bad request")
     func ingestionValidation() async throws {
         let broker = try SQLiteBroker(path: try path("broker.sqlite"))
         let logic = IngestionServiceLogic(queue: broker)
+        func fields(_ error: any Error) -> [String] {
+            ((try? (error as? RPCError)?.detail(Google.Rpc.BadRequest.self)) ?? nil)?.fieldViolations.map(\.field) ?? []
+        }
         var request = IngestionV1.CreateDeliveryRequest()
         request.pickupLocation = CommonV1.Location(latitude: 123, longitude: 0)
-        await #expect { try await logic.createDelivery(request, context: .inProcess()) } throws: { error in
-            let message = (error as? RPCError)?.message ?? ""
-            return (error as? RPCError)?.code == .invalidArgument && message.contains("owner.account_id") && message.contains("pickup_location.latitude")
-                && message.contains("dropoff_location is required") && message.contains("package_info is required")
+        await #expect { try RPCError.checkFieldRules(request); _ = try await logic.createDelivery(request, context: .inProcess()) } throws: { error in
+            (error as? RPCError)?.code == .invalidArgument && fields(error) == ["owner", "pickup_location.latitude", "dropoff_location", "package_info"]
+        }
+        request.owner = CommonV1.Owner()
+        request.pickupLocation = CommonV1.Location(latitude: 47.61, longitude: -122.34)
+        request.dropoffLocation = CommonV1.Location(latitude: 47.62, longitude: -122.35)
+        request.packageInfo = CommonV1.PackageInfo()
+        request.packageInfo!.size = .small
+        request.packageInfo!.weight = 1
+        request.pickupTime = Timestamp(secondsSince1970: 2000)
+        request.deadline = Timestamp(secondsSince1970: 1000)
+        #expect(request.validationViolations().isEmpty)
+        await #expect { _ = try await logic.createDelivery(request, context: .inProcess()) } throws: { error in
+            (error as? RPCError)?.code == .invalidArgument && fields(error) == ["owner.account_id", "deadline"]
         }
         #expect(try await broker.depth(of: IngestionServiceLogic.requestQueue) == 0)
     }

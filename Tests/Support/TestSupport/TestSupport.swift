@@ -91,6 +91,20 @@ public var projectPython: String {
     repositoryRoot.appendingPathComponent(".venv/bin/python").path
 }
 
+/// protoc's `--descriptor_set_in=...` argument for buf/validate/validate.proto, which the field
+/// rules in proto/fabrikam/dronedelivery import: written once per test process from PyPI's
+/// protovalidate (tools/protovalidate_descriptor.py), as `make proto` does. Every protoc call on
+/// those files passes it.
+public let protovalidateDescriptorSetArgument: String = {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("protovalidate-\(UUID().uuidString).binpb").path
+    do {
+        try runBlocking(projectPython, [repositoryRoot.appendingPathComponent("tools/protovalidate_descriptor.py").path, path])
+    } catch {
+        fatalError("cannot write buf/validate/validate.proto from the protovalidate package (make deps installs it): \(error)")
+    }
+    return "--descriptor_set_in=" + path
+}()
+
 /// A fresh temporary directory, removed by the caller.
 public func makeTemporaryDirectory(_ prefix: String) throws -> URL {
     let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)")
