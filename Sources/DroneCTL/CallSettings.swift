@@ -69,13 +69,15 @@ public struct CallSettings: Sendable {
     public var data: String?
     /// The context the settings came from, for messages.
     public var contextName: String?
+    /// TLS for gRPC calls (nil: cleartext), from --tls and the flags that imply it.
+    public var tls: ClientTLS?
 
     public init() {}
 
     /// Resolves the settings of a call to `service` (nil: a server named on the command line only).
     public static func resolve(_ flags: CallFlags, service: ServiceIdentity?, environment: [String: String]) throws -> CallSettings {
-        try refuseTLS(flags)
         var settings = CallSettings()
+        settings.tls = try tlsSettings(flags)
         let store = try ProfileStore.load(path: ProfileStore.path(environment: environment))
         let contextName = flags.context ?? environment["DRONECTL_CONTEXT"].flatMap { $0.isEmpty ? nil : $0 } ?? store.currentContext
         var profile = Profile()
@@ -150,21 +152,27 @@ public struct CallSettings: Sendable {
         settings.encoding.alwaysPrintFieldsWithNoPresence = flags.emitDefaults
         settings.encoding.preserveProtoFieldNames = flags.protoNames
         settings.data = flags.data
+        if settings.tls != nil && settings.transport == .http {
+            throw UsageError("TLS flags with --transport http: dronectl speaks TLS over gRPC only so far (call the gateway's HTTPS with curl --cacert)")
+        }
         return settings
     }
 
-    /// The TLS flags are parsed and documented, and refused until the runtime speaks TLS.
-    static func refuseTLS(_ flags: CallFlags) throws {
-        var given: [String] = []
-        if flags.tls { given.append("--tls") }
-        if flags.cacert != nil { given.append("--cacert") }
-        if flags.cert != nil { given.append("--cert") }
-        if flags.key != nil { given.append("--key") }
-        if flags.servername != nil { given.append("--servername") }
-        if flags.insecure { given.append("--insecure") }
-        if !given.isEmpty {
-            throw UsageError("\(given.joined(separator: ", ")): TLS is not supported yet: the RPC runtime and the gateway speak cleartext HTTP/2 and HTTP/1.1 only")
+    /// TLS from the flags: `--tls`, or any of `--cacert`, `--cert`/`--key`, `--servername`,
+    /// `--insecure` (each implies it). Without `--cacert` the system's CA store is trusted.
+    static func tlsSettings(_ flags: CallFlags) throws -> ClientTLS? {
+        let implied = flags.cacert != nil || flags.cert != nil || flags.key != nil || flags.servername != nil || flags.insecure
+        guard flags.tls || implied else { return nil }
+        if (flags.cert == nil) != (flags.key == nil) { throw UsageError("--cert and --key go together (a client certificate and its key)") }
+        if flags.insecure && (flags.cacert != nil || flags.servername != nil) {
+            throw UsageError("--insecure skips verifying the server: it cannot be combined with --cacert or --servername")
         }
+        for (flag, path) in [("--cacert", flags.cacert), ("--cert", flags.cert), ("--key", flags.key)] {
+            guard let path else { continue }
+            guard access(path, R_OK) == 0 else { throw UsageError("\(flag) \(path): cannot read the file (\(String(cString: strerror(errno))))") }
+        }
+        return ClientTLS(caFile: flags.cacert, certificateChainFile: flags.cert, privateKeyFile: flags.key,
+                         serverName: flags.servername, verifiesServer: !flags.insecure)
     }
 
     /// `name: value` (or `name:value`), with `${VAR}` replaced from the environment.

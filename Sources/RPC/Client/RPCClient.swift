@@ -64,6 +64,10 @@ public final class RPCClient: Sendable {
         public var limits = HTTP2Limits.client
         /// How often the target name is looked up again (not used with fixed endpoints).
         public var resolution = NameResolution()
+        /// TLS (nil: cleartext HTTP/2 with prior knowledge). The server's name is checked against
+        /// its certificate (`ClientTLS.serverName`, else the host); files are read again when
+        /// they change.
+        public var tls: ClientTLS?
         public init() {}
 
         public static func defaults(_ configure: (inout Self) -> Void) -> Self {
@@ -80,6 +84,7 @@ public final class RPCClient: Sendable {
     let options: Options
     let group: any EventLoopGroup
     let pool: Mutex<Pool>
+    let tlsContext = Mutex<ReloadingTLSContext?>(nil)
 
     /// Endpoints given explicitly instead of resolved from `host`.
     let fixedEndpoints: [SocketAddress]?
