@@ -17,6 +17,8 @@
 #                               certificates of a second, untrusted CA
 #   expired-server.pem, expired-server-key.pem, expired-client.pem, expired-client-key.pem
 #                               certificates of the CA that expired in 2020
+#   named-server.pem, named-server-key.pem
+#                               a server certificate for the name "delivery" only (no IP SANs)
 # Days of validity: FABRIKAM_CERT_DAYS (default 825). An existing CA in DIR is reused, so certificates can
 # be renewed (rotated) without redistributing ca.pem.
 set -euo pipefail
@@ -97,6 +99,7 @@ if [[ "${FABRIKAM_CERT_TEST_EXTRAS:-0}" == 1 ]]; then
     make_ca other-ca "/O=Somebody Else/CN=Other CA"
     issue other-ca other-server localhost serverAuth "$(san_list localhost)"
     issue other-ca other-client other-client clientAuth "DNS:other-client"
+    issue ca named-server delivery serverAuth "DNS:delivery"
     issue ca expired-server localhost serverAuth "$(san_list localhost)" 20200101000000Z 20200201000000Z
     issue ca expired-client expired-client clientAuth "DNS:expired-client" 20200101000000Z 20200201000000Z
 fi

@@ -77,7 +77,6 @@ public struct CallSettings: Sendable {
     /// Resolves the settings of a call to `service` (nil: a server named on the command line only).
     public static func resolve(_ flags: CallFlags, service: ServiceIdentity?, environment: [String: String]) throws -> CallSettings {
         var settings = CallSettings()
-        settings.tls = try tlsSettings(flags)
         let store = try ProfileStore.load(path: ProfileStore.path(environment: environment))
         let contextName = flags.context ?? environment["DRONECTL_CONTEXT"].flatMap { $0.isEmpty ? nil : $0 } ?? store.currentContext
         var profile = Profile()
@@ -152,6 +151,7 @@ public struct CallSettings: Sendable {
         settings.encoding.alwaysPrintFieldsWithNoPresence = flags.emitDefaults
         settings.encoding.preserveProtoFieldNames = flags.protoNames
         settings.data = flags.data
+        settings.tls = try tlsSettings(flags, profile: profile.tls)
         if settings.tls != nil && settings.transport == .http {
             throw UsageError("TLS flags with --transport http: dronectl speaks TLS over gRPC only so far (call the gateway's HTTPS with curl --cacert)")
         }
@@ -160,19 +160,23 @@ public struct CallSettings: Sendable {
 
     /// TLS from the flags: `--tls`, or any of `--cacert`, `--cert`/`--key`, `--servername`,
     /// `--insecure` (each implies it). Without `--cacert` the system's CA store is trusted.
-    static func tlsSettings(_ flags: CallFlags) throws -> ClientTLS? {
+    static func tlsSettings(_ flags: CallFlags, profile: TLSProfile? = nil) throws -> ClientTLS? {
         let implied = flags.cacert != nil || flags.cert != nil || flags.key != nil || flags.servername != nil || flags.insecure
-        guard flags.tls || implied else { return nil }
-        if (flags.cert == nil) != (flags.key == nil) { throw UsageError("--cert and --key go together (a client certificate and its key)") }
-        if flags.insecure && (flags.cacert != nil || flags.servername != nil) {
+        guard flags.tls || implied || profile != nil else { return nil }
+        // Each flag overrides the context's value; a client certificate comes as a pair.
+        let cacert = flags.cacert ?? profile?.cacert
+        let (cert, key) = flags.cert != nil || flags.key != nil ? (flags.cert, flags.key) : (profile?.cert, profile?.key)
+        let servername = flags.servername ?? profile?.servername
+        let insecure = flags.insecure || (profile?.insecure ?? false)
+        if (cert == nil) != (key == nil) { throw UsageError("--cert and --key go together (a client certificate and its key)") }
+        if insecure && (cacert != nil || servername != nil) {
             throw UsageError("--insecure skips verifying the server: it cannot be combined with --cacert or --servername")
         }
-        for (flag, path) in [("--cacert", flags.cacert), ("--cert", flags.cert), ("--key", flags.key)] {
+        for (flag, path) in [("--cacert", cacert), ("--cert", cert), ("--key", key)] {
             guard let path else { continue }
             guard access(path, R_OK) == 0 else { throw UsageError("\(flag) \(path): cannot read the file (\(String(cString: strerror(errno))))") }
         }
-        return ClientTLS(caFile: flags.cacert, certificateChainFile: flags.cert, privateKeyFile: flags.key,
-                         serverName: flags.servername, verifiesServer: !flags.insecure)
+        return ClientTLS(caFile: cacert, certificateChainFile: cert, privateKeyFile: key, serverName: servername, verifiesServer: !insecure)
     }
 
     /// `name: value` (or `name:value`), with `${VAR}` replaced from the environment.

@@ -57,6 +57,27 @@ struct SettingsTests {
         #expect(fromFlags.timeout == .milliseconds(250))
     }
 
+    @Test("a context's tls object turns TLS on; each TLS flag overrides its field")
+    func tlsFromContext() throws {
+        let path = try Self.configFile("""
+            {"currentContext": "secure",
+             "contexts": {"secure": {"servers": {"default": "127.0.0.1:1000"},
+                                     "tls": {"cacert": "/etc/hostname", "cert": "/etc/hostname", "key": "/etc/hostname", "servername": "delivery"}},
+                          "plain": {"servers": {"default": "127.0.0.1:1000"}}}}
+            """)
+        let fromFile = try CallSettings.resolve(CallFlags.unset, service: Self.delivery, environment: ["DRONECTL_CONFIG": path])
+        #expect(fromFile.tls?.caFile == "/etc/hostname" && fromFile.tls?.certificateChainFile == "/etc/hostname" && fromFile.tls?.serverName == "delivery")
+        var flags = CallFlags.unset
+        flags.servername = "other"
+        #expect(try CallSettings.resolve(flags, service: Self.delivery, environment: ["DRONECTL_CONFIG": path]).tls?.serverName == "other")
+        flags.context = "plain"
+        flags.servername = nil
+        #expect(try CallSettings.resolve(flags, service: Self.delivery, environment: ["DRONECTL_CONFIG": path]).tls == nil)
+        let loaded = try ProfileStore.load(path: path)
+        #expect(loaded["secure"]?.tls?.servername == "delivery")
+        #expect("\(ProfileStore.json(loaded["secure"]!, redacted: false))".contains("servername"))
+    }
+
     @Test("a context with the http transport calls its gateway; --context and DRONECTL_CONTEXT pick one")
     func transportAndContext() throws {
         let path = try Self.configFile(Self.file)

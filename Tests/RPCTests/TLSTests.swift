@@ -5,6 +5,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 @testable import RPC
+import Synchronization
 import Testing
 import TestSupport
 
@@ -39,7 +40,9 @@ struct TLSTests {
         let client = RPCClient(host: host, port: port, options: .defaults { $0.tls = tls; $0.connectTimeout = .seconds(5) })
         defer { Task { await client.close() } }
         do {
-            let response = try await client.unary(Methods.UnaryCall.self, Grpc.Testing.SimpleRequest(responseSize: 3), options: CallOptions(timeout: .seconds(10)))
+            var request = Grpc.Testing.SimpleRequest()
+            request.responseSize = 3
+            let response = try await client.unary(Methods.UnaryCall.self, request, options: CallOptions(timeout: .seconds(10)))
             #expect(response.payload?.body.count == 3)
             return nil
         } catch let error as RPCError {
@@ -76,11 +79,19 @@ struct TLSTests {
         #expect(wrongCA?.message.contains("TLS: the certificate of the server at 127.0.0.1:\(port)") == true, "\(String(describing: wrongCA))")
         #expect(wrongCA?.message.contains("was rejected: it is not issued by a trusted CA") == true, "\(String(describing: wrongCA))")
 
-        let wrongName = await Self.call(port: port, tls: try await Self.clientTLS(serverName: "not-a-service.example"))
+        await server.shutdown()
+
+        // A certificate for the name "delivery" alone (no IP SANs; NIOSSL accepts a certificate for
+        // the name asked for or for the address connected to).
+        let (named, namedPort) = try await Self.startServer(try await Self.serverTLS("named-server"))
+        #expect(await Self.call(port: namedPort, tls: try await Self.clientTLS(serverName: "delivery")) == nil)
+        let wrongName = await Self.call(port: namedPort, tls: try await Self.clientTLS(serverName: "not-a-service.example"))
         #expect(wrongName?.code == .unavailable)
         #expect(wrongName?.message.contains("is not valid for the expected name") == true, "\(String(describing: wrongName))")
         #expect(wrongName?.message.contains("not-a-service.example") == true, "\(String(describing: wrongName))")
-        await server.shutdown()
+        let byAddress = await Self.call(port: namedPort, tls: try await Self.clientTLS())
+        #expect(byAddress?.message.contains("is not valid for the expected name") == true, "\(String(describing: byAddress))")
+        await named.shutdown()
 
         let (expired, expiredPort) = try await Self.startServer(try await Self.serverTLS("expired-server"))
         let error = await Self.call(port: expiredPort, tls: try await Self.clientTLS())
@@ -113,7 +124,9 @@ struct TLSTests {
         var http1Only = try await Self.serverTLS()
         http1Only.applicationProtocols = ["http/1.1"]
         let (server, port) = try await Self.startServer(http1Only)
-        let error = await Self.call(port: port, tls: try await Self.clientTLS())
+        var offersBoth = try await Self.clientTLS()
+        offersBoth.applicationProtocols = ["h2", "http/1.1"]
+        let error = await Self.call(port: port, tls: offersBoth)
         #expect(error?.code == .unavailable)
         #expect(error?.message.contains("did not negotiate HTTP/2 (ALPN \"h2\"; it chose \"http/1.1\")") == true, "\(String(describing: error))")
         await server.shutdown()
@@ -221,15 +234,11 @@ struct TLSTests {
 /// Counts the bytes a channel receives.
 final class ByteCounter: ChannelInboundHandler, Sendable {
     typealias InboundIn = ByteBuffer
-    let bytes = NIOLockedValueBox(0)
+    let bytes = Mutex(0)
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let buffer = unwrapInboundIn(data)
-        bytes.withLockedValue { $0 += buffer.readableBytes }
+        let count = unwrapInboundIn(data).readableBytes
+        bytes.withLock { $0 += count }
     }
-}
-
-extension NIOLockedValueBox {
-    func withLock<T>(_ body: (inout Value) -> T) -> T { withLockedValue(body) }
 }
 
 func withTimeout(_ limit: Duration, _ body: @escaping @Sendable () async throws -> Void) async throws {

@@ -7,7 +7,7 @@
   grpcio_tls.py server --cert C.pem --key K.pem [--client-ca CA.pem]
       Serves grpc.testing.TestService/EmptyCall over TLS on 127.0.0.1 (a free port), requiring a
       client certificate of CA.pem with --client-ca; prints `listening 127.0.0.1:PORT` and serves
-      until killed.
+      until killed (--port-file FILE: the port is written there too).
 
 Messages travel as raw bytes (grpc.testing.Empty is zero bytes), so no generated stubs are needed.
 """
@@ -62,10 +62,16 @@ def server(args):
     port = grpc_server.add_secure_port("127.0.0.1:0", credentials)
     grpc_server.start()
     print(f"listening 127.0.0.1:{port}", flush=True)
+    if args.port_file:  # how the Swift tests' PythonServer learns the port
+        with open(args.port_file + ".tmp", "w") as handle:
+            handle.write(str(port))
+        import os
+        os.replace(args.port_file + ".tmp", args.port_file)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
+    while not stop.wait(0.2):  # a bare wait() would not let the signal handlers run
+        pass
     grpc_server.stop(0)
     return 0
 
@@ -83,6 +89,7 @@ def main():
     as_server.add_argument("--cert", required=True)
     as_server.add_argument("--key", required=True)
     as_server.add_argument("--client-ca")
+    as_server.add_argument("--port-file", help="also write the port to this file")
     args = parser.parse_args()
     sys.exit(client(args) if args.role == "client" else server(args))
 

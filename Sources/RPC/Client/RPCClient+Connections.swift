@@ -235,6 +235,8 @@ extension RPCClient {
         let peer = "the server at \(host):\(port) (\(address))"
         let loop = group.next()
         let handshake = tlsContext == nil ? nil : loop.makePromise(of: Void.self)
+        let notes = VerificationNotes()
+        let presentsCertificate = options.tls?.certificateChainFile != nil
         let channel: Channel
         do {
             channel = try await ClientBootstrap(group: loop)
@@ -253,8 +255,8 @@ extension RPCClient {
                         state.onTooManyPings = { self?.serverSaidTooManyPings() }
                         connection.delegate = state
                         if let tlsContext {
-                            let notes = VerificationNotes()
-                            let guardHandler = TLSHandshakeGuard(side: .client, peer: peer, handshake: handshake, verification: notes)
+                            let guardHandler = TLSHandshakeGuard(side: .client, peer: peer, handshake: handshake, verification: notes,
+                                                                 presentsCertificate: presentsCertificate)
                             // After the handshake (TLS 1.3: the server checks our certificate then),
                             // the reason goes into the calls' UNAVAILABLE instead of "connection closed".
                             guardHandler.onFailure = { [weak state] reason in state?.closeReason = reason }
@@ -292,8 +294,12 @@ extension RPCClient {
             }
         }
         let (state, status) = try await channel.eventLoop.submit {
-            let connection = try channel.pipeline.syncOperations.handler(type: HTTP2Connection.self)
-            let state = connection.delegate as! ClientConnectionState
+            // Gone already: the server hung up at once (with TLS 1.3, how a server that refuses
+            // our client certificate answers, just after our handshake ended).
+            guard let connection = try? channel.pipeline.syncOperations.handler(type: HTTP2Connection.self),
+                  let state = connection.delegate as? ClientConnectionState else {
+                throw RPCError(.unavailable, notes.failure.map { "the connection closed at once: \($0)" } ?? "the connection closed at once")
+            }
             return (NIOLoopBound(state, eventLoop: channel.eventLoop), state.status)
         }.get()
         return ConnectionHandle(channel: channel, state: state, status: status)

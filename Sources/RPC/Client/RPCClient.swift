@@ -151,7 +151,7 @@ public final class RPCClient: Sendable {
         var fields: [HeaderField] = []
         fields.reserveCapacity(10 + options.metadata.entries.count)
         fields.append(contentsOf: [
-            HeaderField(":method", "POST"), HeaderField(":scheme", "http"), HeaderField(":path", method.path),
+            HeaderField(":method", "POST"), HeaderField(":scheme", self.options.tls == nil ? "http" : "https"), HeaderField(":path", method.path),
             HeaderField(":authority", authority), HeaderField("content-type", "application/grpc"),
             HeaderField("te", "trailers"), HeaderField("user-agent", "fabrikam-rpc-swift/0.1"),
             HeaderField("grpc-accept-encoding", Compression.acceptEncoding),

@@ -6,12 +6,17 @@ import Darwin
 import Logging
 import NIOCore
 import NIOSSL
+import NIOTLS
 
 /// Sits right behind the TLS handler: refuses a peer that did not negotiate `h2` through ALPN,
 /// completes `handshake` when TLS is up (or fails it with a readable reason), and turns TLS
-/// errors into sentences (`TLSDiagnosis`) for the calls and the logs.
-final class TLSHandshakeGuard: ChannelInboundHandler, RemovableChannelHandler {
+/// errors into sentences (`TLSDiagnosis`) for the calls and the logs. The HTTP/2 layer's first
+/// frames (its SETTINGS, written when the TCP connection opens) are held here until ALPN said
+/// `h2`, so a peer that did not negotiate HTTP/2 never receives a byte of it.
+final class TLSHandshakeGuard: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     enum Side { case client, server }
 
@@ -24,10 +29,43 @@ final class TLSHandshakeGuard: ChannelInboundHandler, RemovableChannelHandler {
     /// server refused their certificate only then).
     var onFailure: ((String) -> Void)?
     let logger: Logger?
+    /// Whether this end presents a certificate (for the client's guesses when a server hangs up
+    /// without an alert, as grpcio's does).
+    let presentsCertificate: Bool
     private var completed = false
     private var reported = false
+    /// Writes (and whether a flush came) before ALPN said h2.
+    private var held: [(data: NIOAny, promise: EventLoopPromise<Void>?)] = []
+    private var heldFlush = false
+    private var released = false
 
-    init(side: Side, peer: String, handshake: EventLoopPromise<Void>?, verification: VerificationNotes, logger: Logger? = nil) {
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        guard released else { return held.append((data, promise)) }
+        context.write(data, promise: promise)
+    }
+
+    func flush(context: ChannelHandlerContext) {
+        guard released else { heldFlush = true; return }
+        context.flush()
+    }
+
+    private func release(context: ChannelHandlerContext) {
+        released = true
+        let writes = held
+        held = []
+        for write in writes { context.write(write.data, promise: write.promise) }
+        if heldFlush { context.flush() }
+    }
+
+    private func dropHeld(_ message: String) {
+        let writes = held
+        held = []
+        for write in writes { write.promise?.fail(RPCError(.unavailable, message)) }
+    }
+
+    init(side: Side, peer: String, handshake: EventLoopPromise<Void>?, verification: VerificationNotes, logger: Logger? = nil,
+         presentsCertificate: Bool = false) {
+        self.presentsCertificate = presentsCertificate
         self.side = side
         self.peer = peer
         self.handshake = handshake
@@ -42,27 +80,34 @@ final class TLSHandshakeGuard: ChannelInboundHandler, RemovableChannelHandler {
                 let message = side == .client
                     ? "TLS: \(peer) did not negotiate HTTP/2 (ALPN \"h2\"; it chose \(got)): not a gRPC server"
                     : "TLS: the client \(peer) did not negotiate HTTP/2 (ALPN \"h2\"; it offered \(got)); closed"
-                fail(message)
+                fail(message, refused: true)
                 context.close(promise: nil)
                 return
             }
             completed = true
+            release(context: context)
             handshake?.succeed(())
         }
         context.fireUserInboundEventTriggered(event)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        fail(TLSDiagnosis.describe(error, side: side, peer: peer, verification: verification))
+        fail(TLSDiagnosis.describe(error, side: side, peer: peer, verification: verification, afterHandshake: completed,
+                                   presentsCertificate: presentsCertificate), refused: !completed)
         context.fireErrorCaught(error)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if !completed { fail("TLS: \(peer) closed the connection during the TLS handshake") }
+        if !completed { fail("TLS: \(peer) closed the connection during the TLS handshake", refused: true) }
         context.fireChannelInactive()
     }
 
-    private func fail(_ message: String) {
+    /// - Parameter refused: the handshake failed or ALPN was wrong (logged as a refusal); else a
+    ///   TLS error on a connection that was up (logged at debug: a peer leaving without
+    ///   close_notify is common).
+    private func fail(_ message: String, refused: Bool) {
+        verification.failure = message
+        dropHeld(message)
         guard !reported else { return }
         reported = true
         if !completed {
@@ -70,7 +115,11 @@ final class TLSHandshakeGuard: ChannelInboundHandler, RemovableChannelHandler {
             handshake?.fail(RPCError(.unavailable, message))
         }
         onFailure?(message)
-        logger?.notice("TLS connection refused", metadata: ["peer": "\(peer)", "reason": "\(message)"])
+        if refused {
+            logger?.notice("TLS connection refused", metadata: ["peer": "\(peer)", "reason": "\(message)"])
+        } else {
+            logger?.debug("TLS connection failed", metadata: ["peer": "\(peer)", "reason": "\(message)"])
+        }
     }
 }
 
@@ -79,6 +128,8 @@ final class TLSHandshakeGuard: ChannelInboundHandler, RemovableChannelHandler {
 /// of an unknown issuer. One per connection, used on its event loop only.
 final class VerificationNotes: @unchecked Sendable {
     var firstFailure: String?
+    /// Why the connection failed (set by the guard), for the code that opened it.
+    var failure: String?
 
     /// A NIOSSL verification callback that keeps BoringSSL's verdict and notes why it failed.
     func callback() -> NIOSSLVerificationCallback {
@@ -110,10 +161,19 @@ final class VerificationNotes: @unchecked Sendable {
 
 /// TLS failures in words: what went wrong and what to change.
 enum TLSDiagnosis {
-    static func describe(_ error: Error, side: TLSHandshakeGuard.Side, peer: String, verification: VerificationNotes) -> String {
+    static func describe(_ error: Error, side: TLSHandshakeGuard.Side, peer: String, verification: VerificationNotes,
+                         afterHandshake: Bool = false, presentsCertificate: Bool = false) -> String {
         let text = String(describing: error)
+        if side == .client, afterHandshake, let ssl = error as? NIOSSLError, case .uncleanShutdown = ssl {
+            // TLS 1.3: a server checks the client's certificate after the client's handshake is
+            // done; BoringSSL servers say why in an alert, grpcio's hangs up without one.
+            return presentsCertificate
+                ? "TLS: \(peer) closed the connection right after the handshake without saying why: it may not accept our client certificate (expired, or not issued by a CA it trusts)"
+                : "TLS: \(peer) closed the connection right after the handshake without saying why: it may require a client certificate (mutual TLS), and none was presented"
+        }
         if let extra = error as? NIOSSLExtraError, extra == .failedToValidateHostname {
-            let detail = text.components(separatedBy: ": ").dropFirst().joined(separator: ": ")
+            // "NIOSSLExtraError.failedToValidateHostname: Couldn't find NAME in certificate from peer"
+            let detail = text.firstIndex(of: ":").map { String(text[text.index(after: $0)...].drop { $0 == " " }) } ?? text
             return "TLS: the certificate of \(peer) is not valid for the expected name (\(detail)); set the name to expect with the server-name setting (--servername)"
         }
         if text.contains("CERTIFICATE_VERIFY_FAILED") {

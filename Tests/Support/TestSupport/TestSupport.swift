@@ -104,8 +104,7 @@ public enum TestCertificates {
     private static let made = Task<String, Error> {
         let directory = try makeTemporaryDirectory("tls-certs").path
         let script = repositoryRoot.appendingPathComponent("tools/make-certs.sh").path
-        var environment = ProcessInfo.processInfo.environment
-        environment["FABRIKAM_CERT_TEST_EXTRAS"] = "1"
+        let environment = ProcessInfo.processInfo.environment.merging(["FABRIKAM_CERT_TEST_EXTRAS": "1"]) { $1 }
         let outcome = try await onOwnThread { try runCollecting("/bin/bash", [script, directory], environment: environment, timeout: .seconds(60)) }
         guard outcome.status == 0 else {
             throw CommandFailure(command: "make-certs.sh", status: outcome.status, output: String(decoding: outcome.output, as: UTF8.self),
