@@ -62,6 +62,19 @@ load() { # pid url connections streams requests
   python3 -c "print(f'{float($rps):.0f} {($after - $before) / $(getconf CLK_TCK) * 1e6 / $succeeded:.1f}')"
 }
 
+# New connections, one call each: HANDSHAKES connections in batches of 100 (h2load: 100 clients, one
+# request each); prints "connections/s cpu_us_per_connection".
+connects() { # pid url
+  local pid=$1 url=$2 before after start end batches=$(( HANDSHAKES / 100 ))
+  local args=(-c 100 -m 1 -n 100 -d "$work/unary.bin" -H "content-type: application/grpc" -H "te: trailers")
+  before=$(cpu_ticks "$pid"); start=$(date +%s.%N)
+  for _ in $(seq 1 "$batches"); do
+    taskset -c 1 h2load "${args[@]}" "$url" | grep -q "100 succeeded" || { echo "a batch of connections failed against $url" >&2; exit 1; }
+  done
+  end=$(date +%s.%N); after=$(cpu_ticks "$pid")
+  python3 -c "print(f'{$batches * 100 / ($end - $start):.0f} {($after - $before) / $(getconf CLK_TCK) * 1e6 / ($batches * 100):.1f}')"
+}
+
 IFS=: read -r plain_pid plain_port < <(start_server "$work/plain.log")
 IFS=: read -r tls_pid tls_port < <(start_server "$work/tls.log" FABRIKAM_TLS_CERT="$work/certs/server.pem" FABRIKAM_TLS_KEY="$work/certs/server-key.pem")
 path=/grpc.testing.TestService/UnaryCall
@@ -73,10 +86,9 @@ results="$work/results"
 for round in $(seq 1 "$ROUNDS"); do
   echo "cleartext $(load "$plain_pid" "http://127.0.0.1:$plain_port$path" "$CLIENTS" "$STREAMS" "$REQUESTS")" >> "$results"
   echo "tls $(load "$tls_pid" "https://127.0.0.1:$tls_port$path" "$CLIENTS" "$STREAMS" "$REQUESTS")" >> "$results"
-  # A new connection per call: the handshake's cost (h2load: each client makes one connection
-  # and sends one request, HANDSHAKES clients in turn).
-  echo "cleartext-connect $(load "$plain_pid" "http://127.0.0.1:$plain_port$path" "$HANDSHAKES" 1 "$HANDSHAKES")" >> "$results"
-  echo "tls-connect $(load "$tls_pid" "https://127.0.0.1:$tls_port$path" "$HANDSHAKES" 1 "$HANDSHAKES")" >> "$results"
+  # A new connection per call: the handshake's cost.
+  echo "cleartext-connect $(connects "$plain_pid" "http://127.0.0.1:$plain_port$path")" >> "$results"
+  echo "tls-connect $(connects "$tls_pid" "https://127.0.0.1:$tls_port$path")" >> "$results"
   echo "round $round done" >&2
 done
 
