@@ -95,15 +95,23 @@ struct TLSInteropTests {
         #expect(String(decoding: ok.output, as: UTF8.self).contains("AAAA"), "\(String(decoding: ok.output, as: UTF8.self))")
         // Without a client certificate: buf reports a failed reflection call only as "failed to
         // find service", so the schema comes from the .proto file here and the call's own error shows.
+        // Go's HTTP/2 client sometimes reports the refused connection only as "http2: client conn
+        // could not be established" (in a loaded full run: it lost the race with the server's
+        // alert); every attempt must fail, and one of at most three must name the alert.
         let root = repositoryRoot.path
-        let refused = try await onOwnThread {
-            try runCollecting("/bin/sh", ["-c", "cd \"$0\" && exec \"$1\" curl --schema proto/grpc/testing/test.proto --protocol grpc --cacert \"$2\" -d '{}' \"$3\"",
-                                          root, buf, ca, url], timeout: .seconds(60))
+        var refusals: [String] = []
+        for _ in 0..<3 {
+            let refused = try await onOwnThread {
+                try runCollecting("/bin/sh", ["-c", "cd \"$0\" && exec \"$1\" curl --schema proto/grpc/testing/test.proto --protocol grpc --cacert \"$2\" -d '{}' \"$3\"",
+                                              root, buf, ca, url], timeout: .seconds(60))
+            }
+            let refusal = String(decoding: refused.output + refused.errorOutput, as: UTF8.self)
+            #expect(refused.status != 0, "\(refusal)")
+            #expect(refusal.contains("\"code\": \"unavailable\""), "\(refusal)")
+            refusals.append(refusal)
+            if refusal.contains("tls: certificate required") { break }
         }
-        let refusal = String(decoding: refused.output + refused.errorOutput, as: UTF8.self)
-        #expect(refused.status != 0, "\(refusal)")
-        #expect(refusal.contains("\"code\": \"unavailable\""), "\(refusal)")
-        #expect(refusal.contains("tls: certificate required"), "\(refusal)")
+        #expect(refusals.contains { $0.contains("tls: certificate required") }, "\(refusals)")
         await mutual.shutdown()
     }
 }
