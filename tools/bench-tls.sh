@@ -30,11 +30,12 @@ frame() { python3 -c 'import sys; d=sys.stdin.buffer.read(); sys.stdout.buffer.w
 echo 'response_size: 16 payload { body: "0123456789abcdef" }' \
   | protoc -I proto --encode=grpc.testing.SimpleRequest grpc/testing/messages.proto | frame > "$work/unary.bin"
 
-start_server() { # log, env... ; prints pid:port
+# Prints pid:port. It runs in a command substitution's subshell, whose `pids` the exit trap never
+# sees: the caller records the pid (a server left running holds the lock fd `flock` gave us).
+start_server() { # log, env...
   local log=$1; shift
   env "$@" taskset -c 0 "$server" --port 0 > "$log" 2>&1 &
   local pid=$!
-  pids+=("$pid")
   for _ in $(seq 1 100); do
     if grep -q "listening 127.0.0.1:" "$log"; then
       echo "$pid:$(grep -o 'listening 127.0.0.1:[0-9]*' "$log" | head -1 | cut -d: -f2)"
@@ -76,7 +77,9 @@ connects() { # pid url
 }
 
 IFS=: read -r plain_pid plain_port < <(start_server "$work/plain.log")
+pids+=("$plain_pid")
 IFS=: read -r tls_pid tls_port < <(start_server "$work/tls.log" FABRIKAM_TLS_CERT="$work/certs/server.pem" FABRIKAM_TLS_KEY="$work/certs/server-key.pem")
+pids+=("$tls_pid")
 path=/grpc.testing.TestService/UnaryCall
 # Warm-up (and a check that both answer).
 load "$plain_pid" "http://127.0.0.1:$plain_port$path" "$CLIENTS" "$STREAMS" 20000 >/dev/null
