@@ -5,7 +5,7 @@ FUZZ_SECONDS ?= 30
 
 PREFIX ?= /usr/local
 
-.PHONY: all deps build install bench-dronectl proto check-generated test unit-tests fuzz bench bench-protobuf bench-rpc bench-ingestion bench-gateway bench-load-levelling run clean interop interop-server \
+.PHONY: all deps build install bench-dronectl proto check-generated test unit-tests fuzz bench bench-protobuf bench-rpc bench-tls certs bench-ingestion bench-gateway bench-load-levelling run clean interop interop-server \
 	images compose-up compose-down validate-deploy container-test measure-containers contract-test contract-baseline
 
 all: build
@@ -79,6 +79,14 @@ bench-protobuf: deps
 ## bench-rpc: our RPC runtime against grpc C++ with h2load (tools/bench-rpc.sh)
 bench-rpc: deps
 	bash tools/bench-rpc.sh
+
+## bench-tls: server CPU per unary call over TLS against cleartext, and per TLS handshake (tools/bench-tls.sh)
+bench-tls: deps
+	bash tools/bench-tls.sh
+
+## certs: a local CA and server/client certificates for TLS and mTLS in certs/ (tools/make-certs.sh)
+certs:
+	bash tools/make-certs.sh certs
 
 ## bench-ingestion: durable delivery requests per second into Ingestion, whole system running
 bench-ingestion: deps

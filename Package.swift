@@ -56,6 +56,8 @@ let package = Package(
         // Sockets and event loops for the RPC runtime; HTTP/2 itself is nghttp2's.
         .package(url: "https://github.com/apple/swift-nio", exact: "2.101.3"),
         .package(url: "https://github.com/apple/swift-log", exact: "1.16.2"),
+        // TLS for the RPC runtime and the gateway (BoringSSL inside; docs/security.md has the choice and its cost).
+        .package(url: "https://github.com/apple/swift-nio-ssl", exact: "2.37.6"),
         // The command-line client's parsing, help and shell completion (dronectl only).
         .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
         // Metrics: the swift-metrics API in the runtime, exported as Prometheus text by the services.
@@ -129,6 +131,8 @@ let package = Package(
                 "HTTP2", "ProtobufKit", "CZlib",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
@@ -184,7 +188,8 @@ let package = Package(
         .target(
             name: "Gateway",
             dependencies: serviceDependencies + ["CProtobufC", "CWellKnownProtos", "HTTP2", .product(name: "NIOCore", package: "swift-nio"),
-                                                 .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio")]
+                                                 .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+                                                 .product(name: "NIOSSL", package: "swift-nio-ssl")]
         ),
         .executableTarget(name: "gateway", dependencies: ["Gateway", "ServiceKit", "RPCServices"], path: "Sources/Servers/gateway", linkerSettings: serverLinkerSettings),
 
@@ -284,7 +289,7 @@ let package = Package(
         .testTarget(
             name: "RPCTests",
             dependencies: ["RPC", "RPCServices", "InteropTesting", "TestSupport", "GRPCProtos", "ProtobufKit", .product(name: "NIOCore", package: "swift-nio"),
-                           .product(name: "NIOPosix", package: "swift-nio")]
+                           .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl")]
         ),
         .testTarget(
             name: "ServiceTests",

@@ -19,6 +19,7 @@ apt_packages=(
   python3-venv
   tmux                                  # dronectl tests: a terminal session driven with send-keys for its streams
   prometheus                            # metrics tests: promtool checks the exposition, the server scrapes a service
+  openssl                               # tools/make-certs.sh: the local CA and certificates for TLS (and the TLS tests)
 )
 
 missing=()

@@ -62,23 +62,23 @@ public struct CallFlags: ParsableArguments, Sendable {
     @Option(name: .customLong("api-key"), help: ArgumentHelp("API key, sent as 'authorization: Bearer KEY'.", valueName: "key"))
     public var apiKey: String?
 
-    // TLS: part of the design, refused until the runtime supports TLS (see `TLSFlags`).
-    @Flag(name: .customLong("tls"), help: "Use TLS (not supported yet: the runtime speaks cleartext HTTP/2 only).")
+    // TLS (gRPC transport): each of the options below implies --tls.
+    @Flag(name: .customLong("tls"), help: "Use TLS with ALPN h2, verifying the server against the system's CAs (or --cacert).")
     public var tls = false
 
-    @Option(name: .customLong("cacert"), help: ArgumentHelp("CA certificates (PEM) to verify the server with (needs TLS: not supported yet).", valueName: "file"))
+    @Option(name: .customLong("cacert"), help: ArgumentHelp("CA certificates (PEM) to verify the server with, instead of the system's.", valueName: "file"))
     public var cacert: String?
 
-    @Option(name: .customLong("cert"), help: ArgumentHelp("Client certificate (PEM) for mutual TLS (not supported yet).", valueName: "file"))
+    @Option(name: .customLong("cert"), help: ArgumentHelp("Client certificate (PEM) for mutual TLS (with --key).", valueName: "file"))
     public var cert: String?
 
-    @Option(name: .customLong("key"), help: ArgumentHelp("Client private key (PEM) for mutual TLS (not supported yet).", valueName: "file"))
+    @Option(name: .customLong("key"), help: ArgumentHelp("Client private key (PEM) for mutual TLS (with --cert).", valueName: "file"))
     public var key: String?
 
-    @Option(name: .customLong("servername"), help: ArgumentHelp("Server name to verify and send in SNI (needs TLS: not supported yet).", valueName: "name"))
+    @Option(name: .customLong("servername"), help: ArgumentHelp("Server name to send in SNI and verify the certificate against (default: the --server host).", valueName: "name"))
     public var servername: String?
 
-    @Flag(name: .customLong("insecure"), help: "Skip verifying the server's certificate (needs TLS: not supported yet).")
+    @Flag(name: .customLong("insecure"), help: "Skip verifying the server's certificate (local experiments only: the traffic can then be read and changed).")
     public var insecure = false
 
     public init() {}

@@ -69,12 +69,13 @@ public struct CallSettings: Sendable {
     public var data: String?
     /// The context the settings came from, for messages.
     public var contextName: String?
+    /// TLS for gRPC calls (nil: cleartext), from --tls and the flags that imply it.
+    public var tls: ClientTLS?
 
     public init() {}
 
     /// Resolves the settings of a call to `service` (nil: a server named on the command line only).
     public static func resolve(_ flags: CallFlags, service: ServiceIdentity?, environment: [String: String]) throws -> CallSettings {
-        try refuseTLS(flags)
         var settings = CallSettings()
         let store = try ProfileStore.load(path: ProfileStore.path(environment: environment))
         let contextName = flags.context ?? environment["DRONECTL_CONTEXT"].flatMap { $0.isEmpty ? nil : $0 } ?? store.currentContext
@@ -150,21 +151,32 @@ public struct CallSettings: Sendable {
         settings.encoding.alwaysPrintFieldsWithNoPresence = flags.emitDefaults
         settings.encoding.preserveProtoFieldNames = flags.protoNames
         settings.data = flags.data
+        settings.tls = try tlsSettings(flags, profile: profile.tls)
+        if settings.tls != nil && settings.transport == .http {
+            throw UsageError("TLS flags with --transport http: dronectl speaks TLS over gRPC only so far (call the gateway's HTTPS with curl --cacert)")
+        }
         return settings
     }
 
-    /// The TLS flags are parsed and documented, and refused until the runtime speaks TLS.
-    static func refuseTLS(_ flags: CallFlags) throws {
-        var given: [String] = []
-        if flags.tls { given.append("--tls") }
-        if flags.cacert != nil { given.append("--cacert") }
-        if flags.cert != nil { given.append("--cert") }
-        if flags.key != nil { given.append("--key") }
-        if flags.servername != nil { given.append("--servername") }
-        if flags.insecure { given.append("--insecure") }
-        if !given.isEmpty {
-            throw UsageError("\(given.joined(separator: ", ")): TLS is not supported yet: the RPC runtime and the gateway speak cleartext HTTP/2 and HTTP/1.1 only")
+    /// TLS from the flags: `--tls`, or any of `--cacert`, `--cert`/`--key`, `--servername`,
+    /// `--insecure` (each implies it). Without `--cacert` the system's CA store is trusted.
+    static func tlsSettings(_ flags: CallFlags, profile: TLSProfile? = nil) throws -> ClientTLS? {
+        let implied = flags.cacert != nil || flags.cert != nil || flags.key != nil || flags.servername != nil || flags.insecure
+        guard flags.tls || implied || profile != nil else { return nil }
+        // Each flag overrides the context's value; a client certificate comes as a pair.
+        let cacert = flags.cacert ?? profile?.cacert
+        let (cert, key) = flags.cert != nil || flags.key != nil ? (flags.cert, flags.key) : (profile?.cert, profile?.key)
+        let servername = flags.servername ?? profile?.servername
+        let insecure = flags.insecure || (profile?.insecure ?? false)
+        if (cert == nil) != (key == nil) { throw UsageError("--cert and --key go together (a client certificate and its key)") }
+        if insecure && (cacert != nil || servername != nil) {
+            throw UsageError("--insecure skips verifying the server: it cannot be combined with --cacert or --servername")
         }
+        for (flag, path) in [("--cacert", cacert), ("--cert", cert), ("--key", key)] {
+            guard let path else { continue }
+            guard access(path, R_OK) == 0 else { throw UsageError("\(flag) \(path): cannot read the file (\(String(cString: strerror(errno))))") }
+        }
+        return ClientTLS(caFile: cacert, certificateChainFile: cert, privateKeyFile: key, serverName: servername, verifiesServer: !insecure)
     }
 
     /// `name: value` (or `name:value`), with `${VAR}` replaced from the environment.

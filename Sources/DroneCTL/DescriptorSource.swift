@@ -64,7 +64,7 @@ struct ReflectionTarget {
             throw UsageError("reflection is gRPC: the gateway does not offer it (drop --transport http, or give --protoset / --proto)")
         }
         let endpoint = settings.endpoints[0]
-        client = RPCClient(host: endpoint.host, port: endpoint.port, options: .defaults { $0.connectTimeout = settings.connectTimeout })
+        client = RPCClient(host: endpoint.host, port: endpoint.port, options: .defaults { $0.connectTimeout = settings.connectTimeout; $0.tls = settings.tls })
         options = CallOptions(timeout: settings.timeout, metadata: settings.metadata)
     }
 

@@ -6,7 +6,7 @@ import ProtobufKit
 import RPC
 import Synchronization
 
-/// Calls over gRPC with the project's RPC runtime: HTTP/2 cleartext to the service, round-robin
+/// Calls over gRPC with the project's RPC runtime: HTTP/2 (cleartext, or TLS with --tls) to the service, round-robin
 /// over the `--server` addresses.
 struct GRPCTransport<Codec: MessageCodec>: Sendable {
     let runner: CallRunner<Codec>
@@ -14,7 +14,7 @@ struct GRPCTransport<Codec: MessageCodec>: Sendable {
     var settings: CallSettings { runner.settings }
 
     func makeClient() throws -> RPCClient {
-        let options = RPCClient.Options.defaults { $0.connectTimeout = settings.connectTimeout }
+        let options = RPCClient.Options.defaults { $0.connectTimeout = settings.connectTimeout; $0.tls = settings.tls }
         if settings.endpoints.count == 1 {
             return RPCClient(host: settings.endpoints[0].host, port: settings.endpoints[0].port, options: options)
         }

@@ -16,7 +16,20 @@ public struct Profile: Sendable, Equatable {
     public var apiKey: String?
     public var timeout: String?
     public var connectTimeout: String?
+    /// TLS for gRPC calls: `{"tls": {"cacert": FILE, "cert": FILE, "key": FILE, "servername": NAME,
+    /// "insecure": false}}` (an empty object: TLS with the system's CAs). The flags override it.
+    public var tls: TLSProfile?
 
+    public init() {}
+}
+
+/// A context's TLS settings (the `--cacert`, `--cert`, `--key`, `--servername`, `--insecure` flags).
+public struct TLSProfile: Sendable, Equatable {
+    public var cacert: String?
+    public var cert: String?
+    public var key: String?
+    public var servername: String?
+    public var insecure = false
     public init() {}
 }
 
@@ -125,9 +138,23 @@ public struct ProfileStore: Sendable, Equatable {
                 guard case .array(let list) = member.value else { throw UsageError("headers: expected a list of \"name: value\"") }
                 profile.headers = try list.map { try string($0, "headers[]") }
             case "tls":
-                throw UsageError("tls: TLS is not supported yet (the runtime speaks cleartext HTTP/2 only)")
+                guard case .object(let entries) = member.value else { throw UsageError("tls: expected an object with cacert, cert, key, servername, insecure") }
+                var tls = TLSProfile()
+                for entry in entries {
+                    switch entry.key {
+                    case "cacert": tls.cacert = try string(entry.value, "tls.cacert")
+                    case "cert": tls.cert = try string(entry.value, "tls.cert")
+                    case "key": tls.key = try string(entry.value, "tls.key")
+                    case "servername": tls.servername = try string(entry.value, "tls.servername")
+                    case "insecure":
+                        guard case .bool(let flag) = entry.value else { throw UsageError("tls.insecure: expected true or false") }
+                        tls.insecure = flag
+                    default: throw UsageError("tls: unknown key \"\(entry.key)\" (known: cacert, cert, key, servername, insecure)")
+                    }
+                }
+                profile.tls = tls
             default:
-                throw UsageError("unknown key \"\(member.key)\" (known: transport, servers, gateway, apiKey, headers, timeout, connectTimeout)")
+                throw UsageError("unknown key \"\(member.key)\" (known: transport, servers, gateway, apiKey, headers, timeout, connectTimeout, tls)")
             }
         }
         return profile
@@ -156,6 +183,14 @@ public struct ProfileStore: Sendable, Equatable {
         if let apiKey = profile.apiKey { members.append(JSONMember("apiKey", .string(redacted ? redact(apiKey) : apiKey))) }
         if let timeout = profile.timeout { members.append(JSONMember("timeout", .string(timeout))) }
         if let connectTimeout = profile.connectTimeout { members.append(JSONMember("connectTimeout", .string(connectTimeout))) }
+        if let tls = profile.tls {
+            var fields: [JSONMember] = []
+            for (name, value) in [("cacert", tls.cacert), ("cert", tls.cert), ("key", tls.key), ("servername", tls.servername)] {
+                if let value { fields.append(JSONMember(name, .string(value))) }
+            }
+            if tls.insecure { fields.append(JSONMember("insecure", .bool(true))) }
+            members.append(JSONMember("tls", .object(fields)))
+        }
         return .object(members)
     }
 

@@ -103,7 +103,11 @@ public final class Gateway: Sendable {
     /// Metadata the gateway sets from the caller's key; a client can never send them on.
     static let identityHeaders: Set<String> = ["x-user-id", "x-account-id", "x-api-key-id"]
 
-    public init(configuration: GatewayConfiguration, logger: Logger = Logger(label: "fabrikam.gateway")) throws {
+    /// - Parameter upstreamTLS: how the gateway calls the services: TLS (mutual with a client
+    ///   certificate) or, nil, cleartext; by default from FABRIKAM_TLS_CA and
+    ///   FABRIKAM_TLS_CLIENT_CERT/KEY (`TLSEnvironment`).
+    public init(configuration: GatewayConfiguration, logger: Logger = Logger(label: "fabrikam.gateway"),
+                upstreamTLS: ClientTLS? = TLSEnvironment.current?.client) throws {
         self.configuration = configuration
         let files = wellKnownFiles + grpcProtoFiles + droneDeliveryProtoFiles
         routes = try RouteTable(files: files, services: Self.publicServices)
@@ -125,7 +129,7 @@ public final class Gateway: Sendable {
         for name in configuration.publicRoutes + configuration.adminRoutes where !known.contains(name) {
             throw ConfigurationFileError(description: "publicRoutes/adminRoutes: no route \"\(name)\" (routes are \"METHOD /template\")")
         }
-        let upstreams = UpstreamPool(addresses: addresses)
+        let upstreams = UpstreamPool(addresses: addresses, tls: upstreamTLS)
         self.upstreams = upstreams
         authenticator = APIKeyAuthenticator(upstreams: upstreams, maxCacheSeconds: configuration.authCacheSeconds)
         tenancy = Tenancy(upstreams: upstreams, logger: logger)

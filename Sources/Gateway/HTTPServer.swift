@@ -4,11 +4,14 @@ import Glibc
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import RPC
 import Synchronization
 
 /// The gateway's listener: HTTP/1.1 (SwiftNIO's HTTP/1 codec, keep-alive and pipelining) and
-/// HTTP/2 cleartext with prior knowledge (the project's nghttp2 layer) on the same port.
+/// HTTP/2 cleartext with prior knowledge (the project's nghttp2 layer) on the same port; with
+/// `tls`, the same over TLS, HTTP/2 or HTTP/1.1 as the client's ALPN chooses (TLS terminates
+/// here, and the sniffer below it sees the plaintext).
 /// Each complete request goes to `Gateway.handle`; streamed answers are written chunk by chunk,
 /// each write awaited, so a slow reader holds back its own stream only.
 ///
@@ -20,10 +23,20 @@ public final class GatewayHTTPServer: Sendable {
     let group: any EventLoopGroup
     private let channel = Mutex<(any Channel)?>(nil)
     let connections: ConnectionLimiter
+    /// TLS for the listener (nil: cleartext), its files read again when they change.
+    public let tls: ReloadingTLSContext?
 
-    public init(gateway: Gateway, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+    /// - Parameter tls: certificate and key (and a client CA to require client certificates);
+    ///   ALPN offers `h2` and `http/1.1` whatever `tls.applicationProtocols` says. A file that
+    ///   cannot be used throws here.
+    public init(gateway: Gateway, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, tls: ServerTLS? = nil) throws {
         self.gateway = gateway
         self.group = group
+        self.tls = try tls.map { settings in
+            var settings = settings
+            settings.applicationProtocols = ["h2", "http/1.1"]
+            return try ReloadingTLSContext(settings)
+        }
         let listener = gateway.configuration.listener
         connections = ConnectionLimiter(maxTotal: min(listener.maxConnections, Self.fileDescriptorLimit() - 256),
                                         maxPerAddress: listener.maxConnectionsPerAddress)
@@ -38,6 +51,7 @@ public final class GatewayHTTPServer: Sendable {
         let maxBody = gateway.configuration.maxBodyBytes
         let timeouts = ListenerTimeouts(gateway.configuration.listener)
         let connections = connections
+        let tls = tls
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
@@ -50,6 +64,7 @@ public final class GatewayHTTPServer: Sendable {
                 }
                 channel.closeFuture.whenComplete { _ in connections.release(address) }
                 return channel.eventLoop.makeCompletedFuture {
+                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.current())) }
                     // HTTP/1.1, or HTTP/2 with prior knowledge (h2c), told apart by the first bytes.
                     try channel.pipeline.syncOperations.addHandler(ProtocolSniffer(gateway: gateway, maxBody: maxBody, timeouts: timeouts,
                                                                                    clientAddress: address))

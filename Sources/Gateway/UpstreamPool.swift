@@ -12,13 +12,17 @@ final class UpstreamPool: Sendable {
     private let clients: [String: [RPCClient]]
     private let upstreamNames = Mutex([String: String]())
 
-    init(addresses: [String: (host: String, port: Int)], group: MultiThreadedEventLoopGroup = .singleton) {
+    init(addresses: [String: (host: String, port: Int)], tls: ClientTLS? = nil, group: MultiThreadedEventLoopGroup = .singleton) {
         let loops = Array(group.makeIterator())
         self.loops = loops.map { ObjectIdentifier($0) }
         var clients: [String: [RPCClient]] = [:]
         for (name, address) in addresses {
             clients[name] = loops.map {
-                RPCClient(host: address.host, port: address.port, options: .defaults { $0.interceptors = [RetryInterceptor(policy: .gatewayUpstream)] }, group: $0)
+                RPCClient(host: address.host, port: address.port, options: .defaults {
+                    $0.interceptors = [RetryInterceptor(policy: .gatewayUpstream)]
+                    // The services over (mutual) TLS when configured (FABRIKAM_TLS_CA, CLIENT_CERT/KEY).
+                    $0.tls = tls
+                }, group: $0)
             }
         }
         self.clients = clients

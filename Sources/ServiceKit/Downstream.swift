@@ -27,6 +27,8 @@ public struct Downstream: Sendable {
             $0.interceptors = [MetricsClientInterceptor(metrics: Downstream.metrics), CircuitBreakerInterceptor(circuitBreaker), BulkheadInterceptor(bulkhead),
                                RetryInterceptor(policy: retry), TracingClientInterceptor()]
             $0.connectTimeout = .seconds(2)
+            // FABRIKAM_TLS_CA (and FABRIKAM_TLS_CLIENT_CERT/KEY for mutual TLS): calls over TLS.
+            $0.tls = TLSEnvironment.current?.client
         })
     }
 

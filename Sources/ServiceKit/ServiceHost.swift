@@ -68,6 +68,8 @@ public struct ServiceHost {
             $0.interceptors = [MetricsServerInterceptor(), TracingServerInterceptor(), InternalErrorInterceptor(logger: logger),
                                LoggingServerInterceptor(logger: callLogger)]
             $0.shutdownGracePeriod = .seconds(5)
+            // FABRIKAM_TLS_CERT/KEY (and FABRIKAM_TLS_CLIENT_CA for mutual TLS); checked by runService.
+            $0.tls = TLSEnvironment.current?.server
         }, logger: logger)
         let bound = try await bindOrExplain(host: listenHost, port: port, service: ServicePorts.Service(rawValue: name)) { try await server.start() }
         // The launcher and the tests wait for this line.
@@ -178,6 +180,11 @@ public func runService(_ body: () async throws -> Void) async {
     sigprocmask(SIG_UNBLOCK, &all, nil)
     do {
         if let problem = ServicePorts.checkEnvironment() { throw ConfigurationError(problem) }
+        do {
+            _ = try TLSEnvironment()
+        } catch {
+            throw ConfigurationError("\(error)")
+        }
         try LogOutput.bootstrap(process: ProcessInfo.processInfo.processName)
         // Before any metric object exists: one made earlier would stay bound to no backend.
         _ = MetricsEndpoint.registry

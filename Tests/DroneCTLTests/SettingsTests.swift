@@ -57,6 +57,27 @@ struct SettingsTests {
         #expect(fromFlags.timeout == .milliseconds(250))
     }
 
+    @Test("a context's tls object turns TLS on; each TLS flag overrides its field")
+    func tlsFromContext() throws {
+        let path = try Self.configFile("""
+            {"currentContext": "secure",
+             "contexts": {"secure": {"servers": {"default": "127.0.0.1:1000"},
+                                     "tls": {"cacert": "/etc/hostname", "cert": "/etc/hostname", "key": "/etc/hostname", "servername": "delivery"}},
+                          "plain": {"servers": {"default": "127.0.0.1:1000"}}}}
+            """)
+        let fromFile = try CallSettings.resolve(CallFlags.unset, service: Self.delivery, environment: ["DRONECTL_CONFIG": path])
+        #expect(fromFile.tls?.caFile == "/etc/hostname" && fromFile.tls?.certificateChainFile == "/etc/hostname" && fromFile.tls?.serverName == "delivery")
+        var flags = CallFlags.unset
+        flags.servername = "other"
+        #expect(try CallSettings.resolve(flags, service: Self.delivery, environment: ["DRONECTL_CONFIG": path]).tls?.serverName == "other")
+        flags.context = "plain"
+        flags.servername = nil
+        #expect(try CallSettings.resolve(flags, service: Self.delivery, environment: ["DRONECTL_CONFIG": path]).tls == nil)
+        let loaded = try ProfileStore.load(path: path)
+        #expect(loaded["secure"]?.tls?.servername == "delivery")
+        #expect("\(ProfileStore.json(loaded["secure"]!, redacted: false))".contains("servername"))
+    }
+
     @Test("a context with the http transport calls its gateway; --context and DRONECTL_CONTEXT pick one")
     func transportAndContext() throws {
         let path = try Self.configFile(Self.file)
@@ -89,9 +110,16 @@ struct SettingsTests {
         }
         #expect(throws: UsageError("-H trace-bin: a -bin value must be base64, got \"%%%\"")) { try resolve { $0.header = ["trace-bin: %%%"] } }
         #expect(throws: UsageError("--server nohost: expected host:port with a port from 1 to 65535")) { try resolve { $0.server = ["nohost"] } }
-        #expect(throws: UsageError("--tls, --cacert: TLS is not supported yet: the RPC runtime and the gateway speak cleartext HTTP/2 and HTTP/1.1 only")) {
-            try resolve { $0.tls = true; $0.cacert = "ca.pem" }
+        #expect(throws: UsageError("--cacert /nonexistent/ca.pem: cannot read the file (No such file or directory)")) {
+            try resolve { $0.tls = true; $0.cacert = "/nonexistent/ca.pem" }
         }
+        #expect(throws: UsageError("--cert and --key go together (a client certificate and its key)")) { try resolve { $0.cert = "/etc/hostname" } }
+        #expect(throws: UsageError("--insecure skips verifying the server: it cannot be combined with --cacert or --servername")) {
+            try resolve { $0.insecure = true; $0.servername = "x" }
+        }
+        #expect(try resolve { _ in }.tls == nil, "cleartext unless asked")
+        let tls = try resolve { $0.servername = "delivery" }
+        #expect(tls.tls?.serverName == "delivery" && tls.tls?.verifiesServer == true && tls.tls?.caFile == nil, "--servername implies --tls")
         let binary = try resolve { $0.header = ["trace-bin: AAEC"] }
         #expect(binary.metadata.binaryValues("trace-bin") == [[0, 1, 2]])
     }

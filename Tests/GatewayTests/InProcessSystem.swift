@@ -42,7 +42,10 @@ final class InProcessSystem: Sendable {
 
     /// - Parameter servicesHideInternalErrors: whether the services run `InternalErrorInterceptor`
     ///   (as `ServiceHost` does); without it, their internal error text reaches the gateway.
-    init(servicesHideInternalErrors: Bool = true, _ configure: (inout GatewayConfiguration) -> Void = { _ in }) async throws {
+    /// - Parameters serverTLS, upstreamTLS: the services serve TLS (mutual with a client CA),
+    ///   and the gateway (and Delivery's flight-control client) call them with `upstreamTLS`.
+    init(servicesHideInternalErrors: Bool = true, serverTLS: ServerTLS? = nil, upstreamTLS: ClientTLS? = nil,
+         _ configure: (inout GatewayConfiguration) -> Void = { _ in }) async throws {
         let directory = try makeTemporaryDirectory("in-process")
         func path(_ file: String) -> String { directory.appendingPathComponent(file).path }
         let recorder = MetadataRecorder()
@@ -67,12 +70,13 @@ final class InProcessSystem: Sendable {
             let server = RPCServer(router: router, options: .defaults {
                 $0.interceptors = servicesHideInternalErrors ? [recorder, faults, InternalErrorInterceptor(logger: Logger(label: "test.\(name)"))]
                                                              : [recorder, faults]
+                $0.tls = serverTLS
             })
             ports[name] = try await server.start()
             servers.append(server)
         }
         for (name, router) in routers { try await start(name, router) }
-        let flightControl = RPCClient(host: "127.0.0.1", port: ports["flightcontrol"]!)
+        let flightControl = RPCClient(host: "127.0.0.1", port: ports["flightcontrol"]!, options: .defaults { $0.tls = upstreamTLS })
         var deliveryRouter = Router()
         DeliveryServiceLogic(store: try SQLiteDeliveryStore(path: path("delivery.sqlite")), flightControl: flightControl).register(in: &deliveryRouter)
         try await start("delivery", deliveryRouter)
@@ -82,14 +86,16 @@ final class InProcessSystem: Sendable {
             configuration.upstreams[name] = "127.0.0.1:\(ports[name]!)"
         }
         configure(&configuration)
-        gateway = try Gateway(configuration: configuration)
+        gateway = try Gateway(configuration: configuration, upstreamTLS: upstreamTLS)
         self.directory = directory
         self.recorder = recorder
         self.faults = faults
         packageStorePath = path("package.sqlite")
         self.servers = servers
         var clients = [flightControl]
-        for name in ["delivery", "deliveryhistory", "accounts", "package"] { clients.append(RPCClient(host: "127.0.0.1", port: ports[name]!)) }
+        for name in ["delivery", "deliveryhistory", "accounts", "package"] {
+            clients.append(RPCClient(host: "127.0.0.1", port: ports[name]!, options: .defaults { $0.tls = upstreamTLS }))
+        }
         self.clients = clients
     }
 

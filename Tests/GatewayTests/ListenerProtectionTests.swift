@@ -24,7 +24,7 @@ struct ListenerProtectionTests {
         for name in configuration.upstreams.keys { configuration.upstreams[name] = "127.0.0.1:1" }
         configure(&configuration.listener)
         let gateway = try Gateway(configuration: configuration)
-        let server = GatewayHTTPServer(gateway: gateway)
+        let server = try GatewayHTTPServer(gateway: gateway)
         let port = try await server.start(host: "127.0.0.1", port: 0)
         do { try await body(port, server) } catch {
             await server.shutdown()

@@ -34,7 +34,7 @@ func withUnreachableUpstreamsGateway(_ body: (Int) async throws -> Void) async t
     configuration.port = 0
     for name in configuration.upstreams.keys { configuration.upstreams[name] = "127.0.0.1:1" }
     let gateway = try Gateway(configuration: configuration)
-    let server = GatewayHTTPServer(gateway: gateway)
+    let server = try GatewayHTTPServer(gateway: gateway)
     let port = try await server.start(host: "127.0.0.1", port: 0)
     do {
         try await body(port)

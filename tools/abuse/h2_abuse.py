@@ -4,13 +4,16 @@ will not misbehave) and checks that it answers each attack with GOAWAY(ENHANCE_Y
 right per-stream refusal (an oversized header list is a stream error, not the end of the
 connection), and that it keeps serving a well-behaved client afterwards.
 
-Usage: h2_abuse.py --port N [--case all|name,...]
+Usage: h2_abuse.py --port N [--case all|name,...] [--tls-ca CA.pem]
+With --tls-ca every connection is TLS (ALPN h2, the server's certificate checked against CA.pem
+for the name localhost): the same attacks against a TLS server.
 The server must run with the test limits of Tests/RPCTests/AbuseTests.swift (handshake and idle
 timeouts of 1 s, at most 8 connections, at most 5 concurrent streams).
 Prints `ok NAME` / `FAIL NAME: reason` per case and `N passed, M failed`; exits 1 on failure.
 """
 import argparse
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -25,6 +28,7 @@ ENHANCE_YOUR_CALM = 0xB
 NO_ERROR = 0x0
 REFUSED_STREAM = 0x7
 HOST = "127.0.0.1"
+TLS = None  # an ssl.SSLContext with --tls-ca
 GRPC_HEADERS = [(":method", "POST"), (":scheme", "http"), (":path", "/grpc.testing.TestService/EmptyCall"),
                 (":authority", "localhost"), ("content-type", "application/grpc"), ("te", "trailers")]
 
@@ -34,6 +38,10 @@ class Peer:
 
     def __init__(self, port, handshake=True):
         self.sock = socket.create_connection((HOST, port), timeout=5)
+        if TLS is not None:
+            self.sock = TLS.wrap_socket(self.sock, server_hostname="localhost")
+            if self.sock.selected_alpn_protocol() != "h2":
+                raise AssertionError(f"the server chose ALPN {self.sock.selected_alpn_protocol()!r}, not h2")
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
         if handshake:
             self.conn.initiate_connection()
@@ -56,7 +64,7 @@ class Peer:
                 data = self.sock.recv(65536)
             except socket.timeout:
                 continue
-            except ConnectionResetError:
+            except (ConnectionResetError, ssl.SSLError):
                 return "closed"
             if not data:
                 return "closed"
@@ -94,7 +102,7 @@ class Peer:
                 data = self.sock.recv(65536)
             except socket.timeout:
                 continue
-            except ConnectionResetError:
+            except (ConnectionResetError, ssl.SSLError):
                 return "closed"
             if not data:
                 return "closed"
@@ -308,7 +316,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--case", default="all")
+    parser.add_argument("--tls-ca", help="speak TLS, trusting this CA (PEM)")
     args = parser.parse_args()
+    global TLS
+    if args.tls_ca:
+        TLS = ssl.create_default_context(cafile=args.tls_ca)
+        TLS.set_alpn_protocols(["h2"])
     wanted = [case for case in CASES if args.case == "all" or case.__name__ in args.case.split(",")]
     passed = failed = 0
     for case in wanted:
@@ -321,6 +334,8 @@ def main():
         except Exception as error:  # report every case, keep going
             print(f"FAIL {case.__name__}: {error}", flush=True)
             failed += 1
+    if TLS is not None:
+        print("(every case over TLS)")
     print(f"{passed} passed, {failed} failed")
     sys.exit(1 if failed else 0)
 

@@ -72,7 +72,12 @@ func fail(_ message: String, status: Int32) -> Never {
 /// grpc.health.v1.Health/Check: true when the answer is SERVING.
 func checkGRPC(_ settings: ProbeSettings) async -> Bool {
     // Not closed: the process exits right after the answer.
-    let client = RPCClient(host: "127.0.0.1", port: settings.port)
+    // A service serving TLS (FABRIKAM_TLS_CERT in the same container) is asked over TLS, trusting
+    // FABRIKAM_TLS_CA and presenting FABRIKAM_TLS_CLIENT_CERT when it requires client certificates.
+    let tls = TLSEnvironment.current
+    let client = RPCClient(host: "127.0.0.1", port: settings.port, options: .defaults {
+        if tls?.server != nil { $0.tls = tls?.client ?? ClientTLS(verifiesServer: false) }
+    })
     var request = Grpc.Health.V1.HealthCheckRequest()
     request.service = settings.service
     do {

@@ -2,6 +2,9 @@
 //
 //   interop-server --port N      (127.0.0.1:N; 0 picks a free port; runs until SIGINT/SIGTERM)
 //
+// TLS as every service: FABRIKAM_TLS_CERT and FABRIKAM_TLS_KEY (and FABRIKAM_TLS_CLIENT_CA for
+// mutual TLS) in the environment; a bad one exits 2.
+//
 // Prints `listening 127.0.0.1:<port>` once it accepts connections.
 
 #if canImport(Glibc)
@@ -37,7 +40,14 @@ health.register(in: &router)
 health.setStatus(.serving, for: "grpc.testing.TestService")
 ReflectionService(files: grpcProtoFiles, services: router.serviceNames + ["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"])
     .register(in: &router)
-let server = RPCServer(router: router, options: .defaults { $0.port = port })
+let tls: ServerTLS?
+do {
+    tls = try TLSEnvironment().server
+} catch {
+    print("configuration: \(error)")
+    exit(2)
+}
+let server = RPCServer(router: router, options: .defaults { $0.port = port; $0.tls = tls })
 let bound = try await server.start()
 print("listening 127.0.0.1:\(bound)")
 fflush(nil)  // flush every stream (stdout is a C global Swift 6 will not touch)

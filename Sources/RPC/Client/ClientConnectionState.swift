@@ -32,6 +32,8 @@ final class ClientConnectionState: HTTP2ConnectionDelegate {
     }
     let status = ConnectionStatus()
     var onClose: (() -> Void)?
+    /// Why the connection failed, when known (a TLS alert): added to the calls' UNAVAILABLE.
+    var closeReason: String?
     /// The server said GOAWAY(ENHANCE_YOUR_CALM, "too_many_pings"): the client pings less on
     /// its next connections.
     var onTooManyPings: (() -> Void)?
@@ -250,7 +252,7 @@ final class ClientConnectionState: HTTP2ConnectionDelegate {
         deadlineTimer.cancel()
         draining = true
         for streamID in Array(streams.keys) {
-            end(streamID: streamID, status: RPCError(.unavailable, "the connection closed"), trailers: [])
+            end(streamID: streamID, status: RPCError(.unavailable, closeReason.map { "the connection closed: \($0)" } ?? "the connection closed"), trailers: [])
         }
         streams = [:]
         onClose?()

@@ -1,6 +1,7 @@
 import HTTP2
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 extension RPCClient {
     /// An open connection: its channel and its loop-bound state.
@@ -221,40 +222,84 @@ extension RPCClient {
     }
 
     /// Opens a connection to `address`: TCP (within the connect timeout, and the call's deadline),
-    /// then the HTTP/2 handshake is left to run on its own.
+    /// then TLS when configured (the connection is returned once TLS is up with ALPN h2), then
+    /// the HTTP/2 handshake is left to run on its own.
     func connect(to address: SocketAddress, deadline: ContinuousClock.Instant?) async throws -> ConnectionHandle {
         let maxMessageSize = options.maxMessageSize
         let limits = options.limits.with(keepaliveInterval: pool.withLock { $0.keepaliveInterval })
+        let started = ContinuousClock.now
         var timeout = options.connectTimeout
         if let deadline { timeout = max(min(timeout, deadline - .now), .milliseconds(1)) }
-        let channel = try await ClientBootstrap(group: group)
-            .connectTimeout(.nanoseconds(timeout.nanosecondsClamped))
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .channelInitializer { [weak self] channel in
-                channel.eventLoop.makeCompletedFuture {
-                    // Manual flow control (the default): responses are acknowledged as the caller
-                    // reads them, so a slow reader pushes back on the server.
-                    let session = try HTTP2Session(role: .client, settings: HTTP2Session.Settings())
-                    let connection = HTTP2Connection(session: session, eventLoop: channel.eventLoop, limits: limits)
-                    let state = ClientConnectionState(maxMessageSize: maxMessageSize)
-                    state.connection = connection
-                    let id = ObjectIdentifier(channel)
-                    state.onClose = { self?.connectionClosed(id, address: address) }
-                    state.onTooManyPings = { self?.serverSaidTooManyPings() }
-                    connection.delegate = state
-                    try channel.pipeline.syncOperations.addHandler(connection)
+        let tlsContext = try currentTLSContext()
+        let serverHostname = tlsServerHostname
+        let peer = "the server at \(host):\(port) (\(address))"
+        let loop = group.next()
+        let handshake = tlsContext == nil ? nil : loop.makePromise(of: Void.self)
+        let notes = VerificationNotes()
+        let presentsCertificate = options.tls?.certificateChainFile != nil
+        let channel: Channel
+        do {
+            channel = try await ClientBootstrap(group: loop)
+                .connectTimeout(.nanoseconds(timeout.nanosecondsClamped))
+                .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+                .channelInitializer { [weak self] channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        // Manual flow control (the default): responses are acknowledged as the caller
+                        // reads them, so a slow reader pushes back on the server.
+                        let session = try HTTP2Session(role: .client, settings: HTTP2Session.Settings())
+                        let connection = HTTP2Connection(session: session, eventLoop: channel.eventLoop, limits: limits)
+                        let state = ClientConnectionState(maxMessageSize: maxMessageSize)
+                        state.connection = connection
+                        let id = ObjectIdentifier(channel)
+                        state.onClose = { self?.connectionClosed(id, address: address) }
+                        state.onTooManyPings = { self?.serverSaidTooManyPings() }
+                        connection.delegate = state
+                        if let tlsContext {
+                            let guardHandler = TLSHandshakeGuard(side: .client, peer: peer, handshake: handshake, verification: notes,
+                                                                 presentsCertificate: presentsCertificate)
+                            // After the handshake (TLS 1.3: the server checks our certificate then),
+                            // the reason goes into the calls' UNAVAILABLE instead of "connection closed".
+                            guardHandler.onFailure = { [weak state] reason in state?.closeReason = reason }
+                            try channel.pipeline.syncOperations.addHandler(
+                                TLSHandlers.client(context: tlsContext, serverHostname: serverHostname, notes: notes))
+                            try channel.pipeline.syncOperations.addHandler(guardHandler)
+                        }
+                        try channel.pipeline.syncOperations.addHandler(connection)
+                    }
                 }
-            }
-            .connect(to: address)
-            .get()
+                .connect(to: address)
+                .get()
+        } catch {
+            handshake?.fail(error)  // never left pending (NIO reports leaked promises)
+            throw error
+        }
         do {
             try await Self.refuseSelfConnection(channel)
         } catch let error as RPCError {
+            handshake?.fail(error)
             throw error.markedLocal()
         }
+        if let handshake {
+            // The connection is usable once TLS is up with ALPN h2; a failure names its reason.
+            let remaining = max(options.connectTimeout - (ContinuousClock.now - started), .milliseconds(1))
+            let timer = channel.eventLoop.scheduleTask(in: .nanoseconds(remaining.nanosecondsClamped)) {
+                handshake.fail(RPCError(.unavailable, "TLS: the handshake with \(peer) did not finish within the connect timeout"))
+            }
+            defer { timer.cancel() }
+            do {
+                try await handshake.futureResult.get()
+            } catch {
+                try? await channel.close()
+                throw error
+            }
+        }
         let (state, status) = try await channel.eventLoop.submit {
-            let connection = try channel.pipeline.syncOperations.handler(type: HTTP2Connection.self)
-            let state = connection.delegate as! ClientConnectionState
+            // Gone already: the server hung up at once (with TLS 1.3, how a server that refuses
+            // our client certificate answers, just after our handshake ended).
+            guard let connection = try? channel.pipeline.syncOperations.handler(type: HTTP2Connection.self),
+                  let state = connection.delegate as? ClientConnectionState else {
+                throw RPCError(.unavailable, notes.failure.map { "the connection closed at once: \($0)" } ?? "the connection closed at once")
+            }
             return (NIOLoopBound(state, eventLoop: channel.eventLoop), state.status)
         }.get()
         return ConnectionHandle(channel: channel, state: state, status: status)
@@ -275,6 +320,29 @@ extension RPCClient {
         pool.withLock { pool in
             pool.keepaliveInterval = pool.keepaliveInterval.map { min($0 * 2, .seconds(24 * 3600)) }
         }
+    }
+
+    /// The TLS context for a new connection (nil: cleartext), read from the files on first use
+    /// and again when they change; files that cannot be used fail the call with a clear reason.
+    func currentTLSContext() throws -> NIOSSLContext? {
+        guard let tls = options.tls else { return nil }
+        return try tlsContext.withLock { cached in
+            if let cached { return cached.current() }
+            do {
+                let made = try ReloadingTLSContext(tls)
+                cached = made
+                return made.current()
+            } catch {
+                throw RPCError(.unavailable, "TLS configuration: \(error)", origin: .local)
+            }
+        }
+    }
+
+    /// SNI and the name the server's certificate must carry: the configured server name, else
+    /// the host (an IP address is checked against the certificate's IP SANs, without SNI).
+    var tlsServerHostname: String? {
+        if let name = options.tls?.serverName { return name }
+        return (try? SocketAddress(ipAddress: host, port: 0)) == nil ? host : nil
     }
 
     /// The keepalive interval new connections get (see `Pool.keepaliveInterval`).

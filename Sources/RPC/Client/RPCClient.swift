@@ -69,6 +69,10 @@ public final class RPCClient: Sendable {
         /// naming every violated field, a local error (`RPCError.isLocal`), never retried. Off
         /// only for tests that must put an invalid request on the wire (to check a server).
         public var validatesRequests = true
+        /// TLS (nil: cleartext HTTP/2 with prior knowledge). The server's name is checked against
+        /// its certificate (`ClientTLS.serverName`, else the host); files are read again when
+        /// they change.
+        public var tls: ClientTLS?
         public init() {}
 
         public static func defaults(_ configure: (inout Self) -> Void) -> Self {
@@ -85,6 +89,7 @@ public final class RPCClient: Sendable {
     let options: Options
     let group: any EventLoopGroup
     let pool: Mutex<Pool>
+    let tlsContext = Mutex<ReloadingTLSContext?>(nil)
 
     /// Endpoints given explicitly instead of resolved from `host`.
     let fixedEndpoints: [SocketAddress]?
@@ -151,7 +156,7 @@ public final class RPCClient: Sendable {
         var fields: [HeaderField] = []
         fields.reserveCapacity(10 + options.metadata.entries.count)
         fields.append(contentsOf: [
-            HeaderField(":method", "POST"), HeaderField(":scheme", "http"), HeaderField(":path", method.path),
+            HeaderField(":method", "POST"), HeaderField(":scheme", self.options.tls == nil ? "http" : "https"), HeaderField(":path", method.path),
             HeaderField(":authority", authority), HeaderField("content-type", "application/grpc"),
             HeaderField("te", "trailers"), HeaderField("user-agent", "fabrikam-rpc-swift/0.1"),
             HeaderField("grpc-accept-encoding", Compression.acceptEncoding),

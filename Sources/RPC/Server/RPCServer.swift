@@ -2,9 +2,11 @@ import HTTP2
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Synchronization
 
-/// A gRPC server: HTTP/2 cleartext (prior knowledge) on SwiftNIO sockets, nghttp2 framing.
+/// A gRPC server: HTTP/2 on SwiftNIO sockets, nghttp2 framing; cleartext (prior knowledge) by
+/// default, TLS with ALPN `h2` (and optionally client certificates) with `Options.tls`.
 ///
 /// ```swift
 /// let server = RPCServer(router: router)
@@ -28,6 +30,9 @@ public final class RPCServer: Sendable {
         public var interceptors: [any ServerInterceptor] = []
         /// How long `shutdown` lets in-flight calls finish before closing connections.
         public var shutdownGracePeriod: Duration = .seconds(10)
+        /// TLS (nil: cleartext HTTP/2). Its files are read at `start` (a bad file throws there)
+        /// and again whenever they change on disk, for the connections accepted after that.
+        public var tls: ServerTLS?
 
         public init() {}
 
@@ -47,6 +52,7 @@ public final class RPCServer: Sendable {
     private struct State {
         var listener: Channel?
         var connections: [ObjectIdentifier: Channel] = [:]
+        var tls: ReloadingTLSContext?
     }
 
     public init(router: Router, options: Options = Options(), logger: Logger = Logger(label: "fabrikam.rpc.server"),
@@ -63,12 +69,22 @@ public final class RPCServer: Sendable {
         let router = self.router
         let options = self.options
         let logger = self.logger
+        let tls = try options.tls.map { try ReloadingTLSContext($0) }
+        state.withLock { $0.tls = tls }
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { [weak self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     let peer = channel.remoteAddress?.description ?? "unknown"
+                    if let tls {
+                        // TLS in front of HTTP/2: the connection handler sees plaintext bytes. Its
+                        // handshake timer starts at channelActive, so it bounds the TLS handshake too.
+                        let notes = VerificationNotes()
+                        try channel.pipeline.syncOperations.addHandler(TLSHandlers.server(context: tls.current(), notes: notes))
+                        try channel.pipeline.syncOperations.addHandler(
+                            TLSHandshakeGuard(side: .server, peer: peer, handshake: nil, verification: notes, logger: logger))
+                    }
                     let session = try HTTP2Session(role: .server, settings: options.http2)
                     let connection = HTTP2Connection(session: session, eventLoop: channel.eventLoop, limits: options.limits)
                     let overLimit = self?.state.withLock { $0.connections.count >= options.maxConnections } ?? false
@@ -91,9 +107,13 @@ public final class RPCServer: Sendable {
             .get()
         state.withLock { $0.listener = channel }
         let port = channel.localAddress?.port ?? options.port
-        logger.info("serving", metadata: ["address": "\(options.host):\(port)", "methods": "\(router.paths.count)"])
+        logger.info("serving", metadata: ["address": "\(options.host):\(port)", "methods": "\(router.paths.count)",
+                                          "tls": "\(options.tls == nil ? "off" : options.tls?.clientCAFile == nil ? "on" : "mutual")"])
         return port
     }
+
+    /// The server's TLS context (nil for cleartext): how often its files were read again, and why not.
+    public var tlsContext: ReloadingTLSContext? { state.withLock { $0.tls } }
 
     /// Connections open now (for the metrics endpoint).
     public var connectionCount: Int { state.withLock { $0.connections.count } }

@@ -6,6 +6,7 @@
 //   --accounts/--package/--dronescheduler/--delivery/--deliveryhistory/--ingestion HOST:PORT
 import Foundation
 import Gateway
+import RPC
 import RPCServices
 import ServiceKit
 
@@ -26,10 +27,11 @@ await runService {
     let host = ServiceHost(name: "gateway", port: settings.port)
     let drain = Duration.milliseconds(try configuration.int("drain-ms", default: ServiceHost.defaultDrainMilliseconds))
     let gateway = try Gateway(configuration: settings, logger: host.logger)
-    let server = GatewayHTTPServer(gateway: gateway)
+    // FABRIKAM_TLS_CERT/KEY: HTTPS (HTTP/2 and HTTP/1.1 by ALPN); checked by runService.
+    let server = try GatewayHTTPServer(gateway: gateway, tls: TLSEnvironment.current?.server)
     let port = try await bindOrExplain(host: settings.host, port: settings.port, service: .gateway) { try await server.start(host: settings.host, port: settings.port) }
     await host.startMetrics(forPort: port, host: settings.host)
-    print("gateway listening on \(settings.host):\(port) (\(gateway.routes.routes.count) routes)")
+    print("gateway listening on \(settings.host):\(port) (\(gateway.routes.routes.count) routes\(server.tls == nil ? "" : ", TLS"))")
     fflush(nil)
     await waitForTerminationSignal()
     host.logger.info("draining", metadata: ["seconds": "\(drain)"])

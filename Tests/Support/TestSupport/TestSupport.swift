@@ -111,3 +111,25 @@ public func makeTemporaryDirectory(_ prefix: String) throws -> URL {
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     return url
 }
+
+/// Certificates made once per test process by tools/make-certs.sh (with the failure-test extras:
+/// a second CA, expired certificates), in a temporary directory.
+public enum TestCertificates {
+    private static let made = Task<String, Error> {
+        let directory = try makeTemporaryDirectory("tls-certs").path
+        let script = repositoryRoot.appendingPathComponent("tools/make-certs.sh").path
+        let environment = ProcessInfo.processInfo.environment.merging(["FABRIKAM_CERT_TEST_EXTRAS": "1"]) { $1 }
+        let outcome = try await onOwnThread { try runCollecting("/bin/bash", [script, directory], environment: environment, timeout: .seconds(60)) }
+        guard outcome.status == 0 else {
+            throw CommandFailure(command: "make-certs.sh", status: outcome.status, output: String(decoding: outcome.output, as: UTF8.self),
+                                 errorOutput: String(decoding: outcome.errorOutput, as: UTF8.self))
+        }
+        return directory
+    }
+
+    /// The directory holding ca.pem, server.pem, client.pem, other-*.pem, expired-*.pem and keys.
+    public static func directory() async throws -> String { try await made.value }
+
+    /// The path of `name` (for example "server.pem") in the certificates' directory.
+    public static func path(_ name: String) async throws -> String { try await directory() + "/" + name }
+}

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# `make bench-tls`: what TLS costs per unary call on our RPC server, against cleartext, in the
+# same run: our interop server (release) pinned to core 0, h2load pinned to core 1, UnaryCall
+# with a small payload over CLIENTS long-lived connections (h2load speaks TLS with ALPN h2 for
+# https:// URLs). Server CPU microseconds per call from /proc; the servers take turns for ROUNDS
+# rounds and each figure is the median round. Also: the CPU of one full TLS handshake (new
+# connections, one call each). Bounded: a fixed number of requests per run.
+#
+# Not a test (no timing assertions anywhere): a measurement to run by hand, on a quiet machine.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+REQUESTS=${REQUESTS:-100000}
+CLIENTS=${CLIENTS:-16}
+STREAMS=${STREAMS:-16}
+ROUNDS=${ROUNDS:-3}
+HANDSHAKES=${HANDSHAKES:-2000}
+
+command -v h2load >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client >/dev/null; }
+work=$(mktemp -d)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+bash tools/make-certs.sh "$work/certs" >/dev/null
+swift build -c release --product interop-server >/dev/null
+server="$(swift build -c release --show-bin-path)/interop-server"
+
+frame() { python3 -c 'import sys; d=sys.stdin.buffer.read(); sys.stdout.buffer.write(b"\0"+len(d).to_bytes(4,"big")+d)'; }
+echo 'response_size: 16 payload { body: "0123456789abcdef" }' \
+  | protoc -I proto --encode=grpc.testing.SimpleRequest grpc/testing/messages.proto | frame > "$work/unary.bin"
+
+# Prints pid:port. It runs in a command substitution's subshell, whose `pids` the exit trap never
+# sees: the caller records the pid (a server left running holds the lock fd `flock` gave us).
+start_server() { # log, env...
+  local log=$1; shift
+  env "$@" taskset -c 0 "$server" --port 0 > "$log" 2>&1 &
+  local pid=$!
+  for _ in $(seq 1 100); do
+    if grep -q "listening 127.0.0.1:" "$log"; then
+      echo "$pid:$(grep -o 'listening 127.0.0.1:[0-9]*' "$log" | head -1 | cut -d: -f2)"
+      return
+    fi
+    sleep 0.1
+  done
+  echo "server did not start" >&2; cat "$log" >&2; exit 1
+}
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# h2load against one server; prints "rps cpu_us_per_call".
+load() { # pid url connections streams requests
+  local pid=$1 url=$2 connections=$3 streams=$4 requests=$5
+  local args=(-c "$connections" -m "$streams" -d "$work/unary.bin" -H "content-type: application/grpc" -H "te: trailers")
+  local before after out
+  before=$(cpu_ticks "$pid")
+  out=$(taskset -c 1 h2load "${args[@]}" -n "$requests" "$url")
+  after=$(cpu_ticks "$pid")
+  local rps succeeded
+  rps=$(grep -o 'finished in [0-9.]*[a-z]*, [0-9.]* req/s' <<< "$out" | awk '{print $4}')
+  succeeded=$(grep -o '[0-9]* succeeded' <<< "$out" | awk '{print $1}')
+  [[ "$succeeded" -gt 0 ]] || { echo "no request succeeded against $url:" >&2; echo "$out" >&2; exit 1; }
+  python3 -c "print(f'{float($rps):.0f} {($after - $before) / $(getconf CLK_TCK) * 1e6 / $succeeded:.1f}')"
+}
+
+# New connections, one call each: HANDSHAKES connections in batches of 100 (h2load: 100 clients, one
+# request each); prints "connections/s cpu_us_per_connection".
+connects() { # pid url
+  local pid=$1 url=$2 before after start end batches=$(( HANDSHAKES / 100 ))
+  local args=(-c 100 -m 1 -n 100 -d "$work/unary.bin" -H "content-type: application/grpc" -H "te: trailers")
+  before=$(cpu_ticks "$pid"); start=$(date +%s.%N)
+  for _ in $(seq 1 "$batches"); do
+    taskset -c 1 h2load "${args[@]}" "$url" | grep -q "100 succeeded" || { echo "a batch of connections failed against $url" >&2; exit 1; }
+  done
+  end=$(date +%s.%N); after=$(cpu_ticks "$pid")
+  python3 -c "print(f'{$batches * 100 / ($end - $start):.0f} {($after - $before) / $(getconf CLK_TCK) * 1e6 / ($batches * 100):.1f}')"
+}
+
+IFS=: read -r plain_pid plain_port < <(start_server "$work/plain.log")
+pids+=("$plain_pid")
+IFS=: read -r tls_pid tls_port < <(start_server "$work/tls.log" FABRIKAM_TLS_CERT="$work/certs/server.pem" FABRIKAM_TLS_KEY="$work/certs/server-key.pem")
+pids+=("$tls_pid")
+path=/grpc.testing.TestService/UnaryCall
+# Warm-up (and a check that both answer).
+load "$plain_pid" "http://127.0.0.1:$plain_port$path" "$CLIENTS" "$STREAMS" 20000 >/dev/null
+load "$tls_pid" "https://127.0.0.1:$tls_port$path" "$CLIENTS" "$STREAMS" 20000 >/dev/null
+
+results="$work/results"
+for round in $(seq 1 "$ROUNDS"); do
+  echo "cleartext $(load "$plain_pid" "http://127.0.0.1:$plain_port$path" "$CLIENTS" "$STREAMS" "$REQUESTS")" >> "$results"
+  echo "tls $(load "$tls_pid" "https://127.0.0.1:$tls_port$path" "$CLIENTS" "$STREAMS" "$REQUESTS")" >> "$results"
+  # A new connection per call: the handshake's cost.
+  echo "cleartext-connect $(connects "$plain_pid" "http://127.0.0.1:$plain_port$path")" >> "$results"
+  echo "tls-connect $(connects "$tls_pid" "https://127.0.0.1:$tls_port$path")" >> "$results"
+  echo "round $round done" >&2
+done
+
+python3 - "$results" "$REQUESTS" "$CLIENTS" "$STREAMS" "$HANDSHAKES" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    kind, rps, cpu = line.split()
+    rows.setdefault(kind, []).append((float(rps), float(cpu)))
+median = lambda kind, i: statistics.median(r[i] for r in rows[kind])
+print(f"UnaryCall, {sys.argv[2]} calls over {sys.argv[3]} connections x {sys.argv[4]} streams; server CPU per call (median of rounds)\n")
+print("| | calls/s | server CPU µs/call | vs cleartext |")
+print("|---|---:|---:|---:|")
+for kind in ["cleartext", "tls"]:
+    print(f"| {kind} | {median(kind, 0):.0f} | {median(kind, 1):.1f} | {median(kind, 1) / median('cleartext', 1):.2f}x |")
+extra = median("tls-connect", 1) - median("cleartext-connect", 1)
+print(f"\nA new connection per call ({sys.argv[5]} connections): cleartext {median('cleartext-connect', 1):.0f} µs, "
+      f"TLS {median('tls-connect', 1):.0f} µs of server CPU per call: a TLS 1.3 handshake (P-256 certificate) costs the server about {extra:.0f} µs.")
+PY
