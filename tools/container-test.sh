@@ -55,7 +55,14 @@ wait_for_gateway() {  # up to 60 s for GET /healthz on 127.0.0.1:8080
         if curl -sf -o /dev/null --max-time 1 http://127.0.0.1:8080/healthz; then return 0; fi
         sleep 0.1
     done
-    echo "the gateway did not answer on 127.0.0.1:8080 within 60 s"; return 1
+    echo "the gateway did not answer on 127.0.0.1:8080 within 60 s; the containers:"
+    podman ps -a --format '  {{.Names}} {{.Status}}'
+    # What podman or the services said: a container that never started, or one that exited.
+    grep -i -m 5 'error' "$work/compose.log" 2>/dev/null | sed 's/^/  compose: /'
+    for container in $(podman ps -a --format '{{.Names}}'); do
+        podman logs --tail 3 "$container" 2>&1 | sed "s/^/  $container: /"
+    done
+    return 1
 }
 
 # The README's first delivery, exactly as the README writes it, in a shell of its own.

@@ -14,7 +14,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 sudo_cmd=""
 [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
 
-apt_packages=(podman buildah runc podman-compose uidmap mmdebstrap docker-compose)
+# catatonit: the init process behind `--init` (compose `init: true`); podman only recommends it.
+apt_packages=(podman buildah runc podman-compose uidmap mmdebstrap docker-compose catatonit)
 missing=()
 for package in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -18,6 +18,7 @@ apt_packages=(
   curl chromium                         # gateway tests: an independent HTTP client; the tracking page in headless Chromium
   python3-venv
   tmux                                  # dronectl tests: a terminal session driven with send-keys for its streams
+  zsh fish                              # dronectl tests: its zsh and fish completion scripts run in the real shells
   prometheus                            # metrics tests: promtool checks the exposition, the server scrapes a service
   openssl                               # tools/make-certs.sh: the local CA and certificates for TLS (and the TLS tests)
 )

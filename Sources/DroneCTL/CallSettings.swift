@@ -18,12 +18,20 @@ public struct ServiceIdentity: Sendable, Hashable {
 public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
     public var host: String
     public var port: Int
+    /// Written as `https://...`: the address asks for TLS (port 443 unless given).
+    public var asksForTLS = false
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 
-    /// `host:port`, `[v6]:port`, or (for the gateway) `http://host[:port][/]`.
+    /// `host:port`, `[v6]:port`, or (for the gateway) `http://host[:port][/]` and
+    /// `https://host[:port][/]`.
     public init(parsing text: String, defaultPort: Int? = nil) throws {
         var rest = Substring(text)
-        if rest.hasPrefix("https://") { throw UsageError("--server \(text): TLS (https) is not supported yet") }
+        var defaultPort = defaultPort
+        if rest.hasPrefix("https://") {
+            rest = rest.dropFirst(8)
+            asksForTLS = true
+            defaultPort = 443
+        }
         if rest.hasPrefix("http://") { rest = rest.dropFirst(7) }
         while rest.hasSuffix("/") { rest = rest.dropLast() }
         var host: Substring
@@ -152,9 +160,8 @@ public struct CallSettings: Sendable {
         settings.encoding.preserveProtoFieldNames = flags.protoNames
         settings.data = flags.data
         settings.tls = try tlsSettings(flags, profile: profile.tls)
-        if settings.tls != nil && settings.transport == .http {
-            throw UsageError("TLS flags with --transport http: dronectl speaks TLS over gRPC only so far (call the gateway's HTTPS with curl --cacert)")
-        }
+        // https://host names TLS by itself (with the system's CAs unless --cacert says otherwise).
+        if settings.tls == nil && settings.endpoints.contains(where: \.asksForTLS) { settings.tls = ClientTLS() }
         return settings
     }
 

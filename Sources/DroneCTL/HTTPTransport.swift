@@ -3,6 +3,7 @@ import NIOHTTP1
 import NIOPosix
 import ProtobufKit
 import RPC
+import Synchronization
 
 /// Calls the public gateway: JSON over HTTP/1.1, by the method's `google.api.http` rule.
 /// Answers are read back into the method's response type and printed exactly as over gRPC;
@@ -33,7 +34,7 @@ struct HTTPTransport<Codec: MessageCodec>: Sendable {
             do {
                 channel = try await connect(endpoint)
             } catch {
-                lastFailure = RPCError(.unavailable, "cannot connect to \(endpoint): \(error)")
+                lastFailure = (error as? RPCError).map { RPCError(.unavailable, $0.message) } ?? RPCError(.unavailable, "cannot connect to \(endpoint): \(error)")
                 continue
             }
             do {
@@ -62,17 +63,49 @@ struct HTTPTransport<Codec: MessageCodec>: Sendable {
         return headers
     }
 
+    /// Connects to the gateway, over TLS when the settings say so (HTTP/1.1 through ALPN, the
+    /// gateway's certificate checked as a gRPC call's would be).
     func connect(_ endpoint: Endpoint) async throws -> NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart> {
-        try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        let tls: ClientTLSConnector?
+        do {
+            tls = try settings.tls.map { try ClientTLSConnector($0, host: endpoint.host, applicationProtocol: "http/1.1") }
+        } catch {
+            throw RPCError(.unavailable, "TLS configuration: \(error)")
+        }
+        let handshake = Mutex<EventLoopFuture<Void>?>(nil)
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connectTimeout(.nanoseconds(Int64(settings.connectTimeout.components.seconds) * 1_000_000_000
                                          + settings.connectTimeout.components.attoseconds / 1_000_000_000))
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)  // IPPROTO_TCP, not SOL_SOCKET (see RPCClient)
             .connect(host: endpoint.host, port: endpoint.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        let done = try tls.addHandlers(to: channel, peer: "the gateway at \(endpoint)")
+                        handshake.withLock { $0 = done }
+                    }
                     try channel.pipeline.syncOperations.addHTTPClientHandlers()
                     return try NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>(wrappingChannelSynchronously: channel)
                 }
             }
+        if let done = handshake.withLock({ $0 }) {
+            // Within the connect timeout: a server that never finishes the handshake is not waited for.
+            let timedOut = Mutex(false)
+            let timer = channel.channel.eventLoop.scheduleTask(in: .nanoseconds(Int64(settings.connectTimeout.components.seconds) * 1_000_000_000)) {
+                timedOut.withLock { $0 = true }
+                channel.channel.close(promise: nil)
+            }
+            defer { timer.cancel() }
+            do {
+                try await done.get()
+            } catch {
+                try? await channel.channel.close()
+                if timedOut.withLock({ $0 }) {
+                    throw RPCError(.unavailable, "TLS: the handshake with the gateway at \(endpoint) did not finish within the connect timeout")
+                }
+                throw error
+            }
+        }
+        return channel
     }
 
     /// Runs `body`, ending it with DEADLINE_EXCEEDED after `timeout`, and closing the connection

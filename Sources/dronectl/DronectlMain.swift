@@ -47,7 +47,39 @@ struct Completion: ParsableCommand {
         guard let kind = CompletionShell(rawValue: shell) else {
             throw ValidationError("unknown shell \"\(shell)\" (bash, zsh or fish)")
         }
-        Terminal.write(Dronectl.completionScript(for: kind))
+        let script = Dronectl.completionScript(for: kind)
+        Terminal.write(kind == .zsh ? Self.zshParameterNames(script) : script)
+    }
+
+    /// swift-argument-parser's zsh script keeps each option's value list in a local array named
+    /// `___` + the option's name with dashes as underscores. Our nested-field flags carry dots
+    /// (`--package-info.size`), which a zsh parameter name cannot: the function stops with
+    /// "unknown file attribute" and nothing completes. Dots in those names become `__`.
+    static func zshParameterNames(_ script: String) -> String {
+        let bytes = Array(script.utf8)
+        var output: [UInt8] = []
+        output.reserveCapacity(bytes.count + 64)
+        func inName(_ byte: UInt8) -> Bool {
+            (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
+                || (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || byte == UInt8(ascii: "_") || byte == UInt8(ascii: ".")
+        }
+        let underscore = UInt8(ascii: "_"), dot = UInt8(ascii: ".")
+        var index = 0
+        while index < bytes.count {
+            guard index + 2 < bytes.count, bytes[index] == underscore, bytes[index + 1] == underscore, bytes[index + 2] == underscore else {
+                output.append(bytes[index])
+                index += 1
+                continue
+            }
+            var end = index
+            while end < bytes.count, inName(bytes[end]) { end += 1 }
+            while end > index, bytes[end - 1] == dot { end -= 1 }  // a sentence's full stop
+            for byte in bytes[index..<end] {
+                if byte == dot { output.append(contentsOf: [underscore, underscore]) } else { output.append(byte) }
+            }
+            index = end
+        }
+        return String(decoding: output, as: UTF8.self)
     }
 }
 

@@ -44,6 +44,48 @@ struct GatewayTLSTests {
         await system.stop()
     }
 
+    @Test("dronectl --transport http over HTTPS: --cacert (or https://) registers an account through the gateway's TLS; an untrusted CA or a wrong name fails with the reason")
+    func dronectlOverHTTPS() async throws {
+        let certificates = try await TestCertificates.directory()
+        let system = try await InProcessSystem()
+        let listener = try GatewayHTTPServer(gateway: system.gateway, tls: ServerTLS(certificateChainFile: certificates + "/server.pem",
+                                                                                      privateKeyFile: certificates + "/server-key.pem"))
+        let port = try await listener.start(host: "127.0.0.1", port: 0)
+        let dronectl = repositoryRoot.appendingPathComponent(".build/debug/dronectl").path
+        func run(_ arguments: [String]) async throws -> (status: Int32, output: String, errors: String) {
+            let outcome = try await onOwnThread {
+                try runCollecting(dronectl, ["accounts", "register-account", "--transport", "http", "--display-name", "Secure CLI",
+                                             "--contact-email", "cli@secure.example"] + arguments,
+                                  environment: ["DRONECTL_CONFIG": "/nonexistent/dronectl.json", "PATH": "/usr/bin:/bin"], timeout: .seconds(30))
+            }
+            return (outcome.status, String(decoding: outcome.output, as: UTF8.self), String(decoding: outcome.errorOutput, as: UTF8.self))
+        }
+        let ca = ["--cacert", certificates + "/ca.pem"]
+        let byFlag = try await run(["--server", "localhost:\(port)"] + ca)
+        #expect(byFlag.status == 0, "\(byFlag)")
+        #expect(byFlag.output.contains("\"adminKey\""), "\(byFlag)")
+        let byScheme = try await run(["--server", "https://127.0.0.1:\(port)"] + ca)
+        #expect(byScheme.status == 0, "https:// with the address, in the certificate's IP SANs: \(byScheme)")
+        let untrusted = try await run(["--server", "https://localhost:\(port)", "--cacert", certificates + "/other-ca.pem"])
+        #expect(untrusted.status == 64 + 14, "\(untrusted)")
+        #expect(untrusted.errors.contains("TLS"), "\(untrusted)")
+        // Cleartext to the TLS listener: not an answer, an UNAVAILABLE.
+        let cleartext = try await run(["--server", "localhost:\(port)"])
+        #expect(cleartext.status == 64 + 14, "\(cleartext)")
+        // The name: a certificate for "delivery" only (no IP SANs, which NIOSSL would also accept).
+        let named = try GatewayHTTPServer(gateway: system.gateway, tls: ServerTLS(certificateChainFile: certificates + "/named-server.pem",
+                                                                                   privateKeyFile: certificates + "/named-server-key.pem"))
+        let namedPort = try await named.start(host: "127.0.0.1", port: 0)
+        let rightName = try await run(["--server", "127.0.0.1:\(namedPort)", "--servername", "delivery"] + ca)
+        #expect(rightName.status == 0, "\(rightName)")
+        let wrongName = try await run(["--server", "127.0.0.1:\(namedPort)", "--servername", "nobody.example"] + ca)
+        #expect(wrongName.status == 64 + 14, "\(wrongName)")
+        #expect(wrongName.errors.contains("is not valid for the expected name"), "\(wrongName)")
+        await named.shutdown()
+        await listener.shutdown()
+        await system.stop()
+    }
+
     @Test("a gateway without a client certificate is refused by services that require one: 503 UNAVAILABLE naming the reason")
     func upstreamWithoutClientCertificate() async throws {
         let certificates = try await TestCertificates.directory()

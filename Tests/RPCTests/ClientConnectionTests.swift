@@ -129,6 +129,109 @@ struct ClientConnectionTests {
         await always.close()
     }
 
+    /// A request of `size` payload bytes for the client-streaming test method.
+    static func inputRequest(_ size: Int) -> Grpc.Testing.StreamingInputCallRequest {
+        var request = Grpc.Testing.StreamingInputCallRequest()
+        request.payload = Grpc.Testing.Payload()
+        request.payload?.body = [UInt8](repeating: 7, count: size)
+        return request
+    }
+
+    /// A request of `size` payload bytes for the bidirectional test method.
+    static func inputRequestAsDuplex(_ size: Int) -> Grpc.Testing.StreamingOutputCallRequest {
+        var request = Grpc.Testing.StreamingOutputCallRequest()
+        request.payload = Grpc.Testing.Payload()
+        request.payload?.body = [UInt8](repeating: 7, count: size)
+        return request
+    }
+
+    /// A peer that counts the DATA bytes of every stream and refuses the first stream with
+    /// REFUSED_STREAM once its requests have ended (or, with `refuseAtHeaders`, as soon as it
+    /// opens); later streams are answered with one message and OK when their requests end.
+    static func refusingFirstStream(refuseAtHeaders: Bool = false) async throws -> (peer: RawPeer, bytes: Shared<[Int32: Int]>, refused: Shared<[Int32]>) {
+        let bytes = Shared([Int32: Int]())
+        let refused = Shared([Int32]())
+        let peer = try await RawPeer.start { _, event, session in
+            func refuseIfFirst(_ streamID: Int32) -> Bool {
+                let first = refused.withLock { refused in
+                    guard refused.isEmpty else { return false }
+                    refused.append(streamID)
+                    return true
+                }
+                if first { session.resetStream(streamID, errorCode: 0x7) }
+                return first
+            }
+            switch event {
+            case .headers(let streamID, _, _) where refuseAtHeaders:
+                _ = refuseIfFirst(streamID)
+            case .data(let streamID, let data):
+                bytes.withLock { $0[streamID, default: 0] += data.readableBytes }
+            case .endStream(let streamID):
+                if refuseAtHeaders && refused.withLock({ $0.contains(streamID) }) { return }
+                if !refuseAtHeaders && refuseIfFirst(streamID) { return }
+                RawPeer.answerOK(session, streamID: streamID)
+            default:
+                break
+            }
+        }
+        return (peer, bytes, refused)
+    }
+
+    @Test("client-streaming and bidirectional calls refused unprocessed go again once with every message written; past the replay limit the refusal reaches the caller")
+    func refusedRequestStreamsAreReplayed() async throws {
+        let sizes = [100, 2_000, 30]
+        // Each message on the wire: the 5-byte gRPC frame prefix and the encoded message.
+        let framedBytes = sizes.reduce(0) { total, size in total + 5 + Self.inputRequest(size).serializedSize }
+
+        // Client streaming, refused when its requests end: the second stream carries all three.
+        let clientStreamPeer = try await Self.refusingFirstStream()
+        let client = RPCClient(host: "127.0.0.1", port: clientStreamPeer.peer.port)
+        _ = try await client.clientStreaming(Methods.StreamingInputCall.self, options: CallOptions(timeout: .seconds(10))) { writer in
+            for size in sizes { try await writer.write(Self.inputRequest(size)) }
+        }
+        let refused = clientStreamPeer.refused.withLock { $0 }
+        let bytes = clientStreamPeer.bytes.withLock { $0 }
+        #expect(refused.count == 1)
+        #expect(bytes.count == 2, "streams that carried requests: \(bytes)")
+        for (stream, count) in bytes { #expect(count == framedBytes, "stream \(stream) carried \(count) of \(framedBytes) bytes") }
+        await client.close()
+        await clientStreamPeer.peer.close()
+
+        // Bidirectional, refused as soon as it opens while the caller writes: the new stream gets
+        // what was written before and after the refusal, in order, and the end of the requests.
+        let bidiPeer = try await Self.refusingFirstStream(refuseAtHeaders: true)
+        let bidiClient = RPCClient(host: "127.0.0.1", port: bidiPeer.peer.port)
+        let responses = try await bidiClient.bidirectional(Methods.FullDuplexCall.self, options: CallOptions(timeout: .seconds(10))) { writer, responses in
+            for size in sizes { try await writer.write(Self.inputRequestAsDuplex(size)) }
+            writer.finish()
+            var count = 0
+            for try await _ in responses { count += 1 }
+            return count
+        }
+        #expect(responses == 1)
+        let bidiBytes = bidiPeer.bytes.withLock { $0 }
+        let bidiRefused = bidiPeer.refused.withLock { $0 }
+        #expect(bidiRefused.count == 1)
+        let duplexBytes = sizes.reduce(0) { total, size in total + Self.inputRequestAsDuplex(size).serializedSize + 5 }
+        let replayed = bidiBytes.filter { !bidiRefused.contains($0.key) }
+        #expect(replayed.count == 1 && replayed.first?.value == duplexBytes, "bytes per stream: \(bidiBytes), expected \(duplexBytes) on the new one")
+        await bidiClient.close()
+        await bidiPeer.peer.close()
+
+        // More written than the replay buffer holds: not retried, the caller sees UNAVAILABLE.
+        let smallPeer = try await Self.refusingFirstStream()
+        let small = RPCClient(host: "127.0.0.1", port: smallPeer.peer.port, options: .defaults { $0.replayBufferLimit = 1_000 })
+        let error = await #expect(throws: RPCError.self) {
+            _ = try await small.clientStreaming(Methods.StreamingInputCall.self, options: CallOptions(timeout: .seconds(10))) { writer in
+                for size in sizes { try await writer.write(Self.inputRequest(size)) }
+            }
+        }
+        #expect(error?.code == .unavailable, "\(String(describing: error))")
+        #expect(smallPeer.bytes.withLock { $0.count } == 1)
+        await small.close()
+        await smallPeer.peer.close()
+    }
+
     @Test("50 concurrent first calls share one connection")
     func concurrentFirstCallsShareOneConnection() async throws {
         let peers = Shared(Set<String>())

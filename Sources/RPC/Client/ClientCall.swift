@@ -30,22 +30,23 @@ final class ClientCall: Sendable {
 
     var eventLoop: EventLoop { state.eventLoop }
 
-    /// Sends one request message of a streaming call.
-    func send<Message: ProtobufKit.Message>(_ message: Message) async throws {
-        let framed: ByteBuffer
+    /// Frames one request message of a streaming call (checking its field rules and size first:
+    /// a failure is a local error, nothing is sent).
+    func frame<Message: ProtobufKit.Message>(_ message: Message) throws -> ByteBuffer {
         do {
             if validatesRequests { try RPCError.checkFieldRules(message) }
-            framed = try frameMessage(message, compression: compression, maxSize: maxMessageSize, allocator: ByteBufferAllocator(), direction: "request")
+            return try frameMessage(message, compression: compression, maxSize: maxMessageSize, allocator: ByteBufferAllocator(), direction: "request")
         } catch let error as RPCError {
             throw error.markedLocal()
         }
+    }
+
+    /// Queues one framed request message on the connection's loop. Sends queued from one
+    /// thread, or under one lock, go out in that order (`CurrentCall` relies on it).
+    func submitSend(_ framed: ByteBuffer) -> EventLoopFuture<Void> {
         let state = self.state
         let streamID = self.streamID
-        if eventLoop.inEventLoop {
-            try state.value.send(streamID: streamID, framed)
-        } else {
-            try await eventLoop.submit { try state.value.send(streamID: streamID, framed) }.get()
-        }
+        return eventLoop.submit { try state.value.send(streamID: streamID, framed) }
     }
 
     func finishRequests() {
@@ -154,7 +155,6 @@ public struct ResponseStream<Message: ProtobufKit.Message>: AsyncSequence, Senda
     public typealias Element = Message
     let current: CurrentCall
 
-    init(call: ClientCall) { current = CurrentCall(call) }
     init(_ current: CurrentCall) { self.current = current }
 
     /// The server's initial metadata (once the first message or the end has been read).
@@ -174,13 +174,13 @@ public struct ResponseStream<Message: ProtobufKit.Message>: AsyncSequence, Senda
             var call = current.call
             while let event = try await call.events.next() {
                 defer { started = true }
-                if !started, case .end(let status, _) = event, status.origin == .unprocessed, let restart = current.restart {
+                if !started, case .end(let status, _) = event, status.origin == .unprocessed, current.canRestart {
                     // The server refused the stream before processing it, and the caller has
                     // seen nothing: the call goes once more (gRPC's transparent retry).
-                    call = try await restart()
-                    current.replace(with: call)
+                    call = try await current.restartAfter(status)
                     continue
                 }
+                if !started { current.commit() }
                 call.observe(event)
                 switch event {
                 case .headers: continue
@@ -200,36 +200,126 @@ public struct ResponseStream<Message: ProtobufKit.Message>: AsyncSequence, Senda
     public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(current: current) }
 }
 
-/// The call behind a response stream. A server-streaming call may replace it once, when the
-/// server refused the first stream unprocessed (REFUSED_STREAM, or a GOAWAY below it) before the
-/// caller read anything: its request is whole, so it can go again without the caller knowing.
-/// Streams whose requests the caller writes are not restarted (what was written is not kept).
+/// The call behind a streaming call's reader and writer. It may be replaced once, when the server
+/// refused the first stream unprocessed (REFUSED_STREAM, or a GOAWAY below it) before the
+/// caller read anything: the call goes again on a usable connection without the caller knowing
+/// (gRPC's transparent retry). A server-streaming call's request is whole, so it simply starts
+/// again. For calls whose requests the caller writes, the messages written so far are kept, up
+/// to `replayLimit` bytes, and sent again on the new stream (with the end of the requests if it
+/// was written); past that limit, or once the server has answered anything, nothing is kept and
+/// a refusal reaches the caller as UNAVAILABLE.
 final class CurrentCall: Sendable {
-    private let value: Mutex<ClientCall>
+    private struct State {
+        var call: ClientCall
+        /// Framed request messages written so far (only while the call can still be restarted).
+        var written: [ByteBuffer] = []
+        var writtenBytes = 0
+        var requestsFinished = false
+        /// Whether the call can still go again: once only, and not once committed.
+        var restartable: Bool
+    }
+    private let state: Mutex<State>
     /// Starts the call again on a usable connection (nil: never restarted).
     let restart: (@Sendable () async throws -> ClientCall)?
+    let replayLimit: Int
 
-    init(_ call: ClientCall, restart: (@Sendable () async throws -> ClientCall)? = nil) {
-        value = Mutex(call)
+    init(_ call: ClientCall, replayLimit: Int = 0, restart: (@Sendable () async throws -> ClientCall)? = nil) {
+        state = Mutex(State(call: call, restartable: restart != nil))
         self.restart = restart
+        self.replayLimit = replayLimit
     }
 
-    var call: ClientCall { value.withLock { $0 } }
+    var call: ClientCall { state.withLock { $0.call } }
 
-    func replace(with call: ClientCall) { value.withLock { $0 = call } }
+    /// Whether a refusal now would restart the call.
+    var canRestart: Bool { state.withLock { $0.restartable } }
+
+    /// The server answered (or the reader saw anything): the call is committed to this stream.
+    func commit() {
+        state.withLock { state in
+            guard state.restartable else { return }
+            state.restartable = false
+            state.written = []
+        }
+    }
+
+    /// Sends a framed request message on the current stream, keeping it for a restart while
+    /// there is room. The send is queued under the lock, so a restart's replay and the messages
+    /// written after it reach the new stream in the order they were written.
+    func send(_ framed: ByteBuffer) async throws {
+        let sent: EventLoopFuture<Void> = state.withLock { state in
+            if state.restartable && restart != nil {
+                if state.writtenBytes + framed.readableBytes <= replayLimit {
+                    state.written.append(framed)
+                    state.writtenBytes += framed.readableBytes
+                } else {
+                    // Too much to keep: this call will not go again.
+                    state.restartable = false
+                    state.written = []
+                }
+            }
+            return state.call.submitSend(framed)
+        }
+        try await sent.get()
+    }
+
+    /// Ends the request stream (END_STREAM), remembered for a restart.
+    func finishRequests() {
+        state.withLock { state in
+            state.requestsFinished = true
+            state.call.finishRequests()
+        }
+    }
+
+    /// Moves the call onto `call` (a new stream of the same method), replaying what was written.
+    /// False, and `call` is left to the caller, when the call can no longer be restarted.
+    func replace(with call: ClientCall) -> Bool {
+        state.withLock { state in
+            guard state.restartable else { return false }
+            state.restartable = false
+            state.call = call
+            for framed in state.written {
+                // A failed send ends the new stream, which the reader then sees.
+                _ = call.submitSend(framed)
+            }
+            state.written = []
+            if state.requestsFinished { call.finishRequests() }
+            return true
+        }
+    }
+
+    /// Restarts the call after `refusal` if it still can, else throws `refusal`.
+    func restartAfter(_ refusal: RPCError) async throws -> ClientCall {
+        guard let restart, canRestart else { throw refusal }
+        let again = try await restart()
+        guard replace(with: again) else {
+            again.cancel()
+            throw refusal
+        }
+        return again
+    }
+
+    /// Reads the one response of a client-streaming call, restarting once after a refusal.
+    func collectOne<Message: ProtobufKit.Message>(_ type: Message.Type) async throws -> UnaryResponse<Message> {
+        do {
+            return try await call.collectOne(type)
+        } catch let error as RPCError where error.origin == .unprocessed {
+            return try await restartAfter(error).collectOne(type)
+        }
+    }
 }
 
 /// Writes request messages of a client-streaming or bidirectional call.
 public struct RequestWriter<Message: ProtobufKit.Message>: Sendable {
-    let call: ClientCall
+    let current: CurrentCall
 
     public func write(_ message: Message) async throws {
-        try await call.send(message)
+        try await current.send(try current.call.frame(message))
     }
 
     /// Ends the request stream (the server sees END_STREAM). Optional for client-streaming calls,
     /// which end it after the body returns.
     public func finish() {
-        call.finishRequests()
+        current.finishRequests()
     }
 }

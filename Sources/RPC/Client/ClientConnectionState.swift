@@ -71,7 +71,12 @@ final class ClientConnectionState: HTTP2ConnectionDelegate {
                    deadline: NIODeadline? = nil) throws -> Int32 {
         // The connection stopped taking calls after the caller picked it (a GOAWAY in between):
         // nothing was sent, so the caller may take another connection.
-        if draining { throw RPCError(.unavailable, "the connection is shutting down", origin: .unprocessed) }
+        if draining {
+            // A connection that failed (TLS 1.3: the server refused our certificate just after
+            // the handshake) says why; another connection would fail the same way.
+            if let closeReason { throw RPCError(.unavailable, "the connection closed: \(closeReason)") }
+            throw RPCError(.unavailable, "the connection is shutting down", origin: .unprocessed)
+        }
         let streamID: Int32
         do {
             streamID = try connection.session.startRequest(fields)

@@ -10,10 +10,10 @@ extension RPCClient {
         _ body: (RequestWriter<Input>, ResponseStream<Output>) async throws -> Result
     ) async throws -> Result {
         try await intercepted(method, options) { options in
-            let call = try await startCall(method, options: options, deadline: try Self.deadline(options))
-            return try await running(call) {
-                let result = try await body(RequestWriter(call: call), ResponseStream(call: call))
-                call.cancelIfOpen()
+            let current = try await startStreamingCall(method, options)
+            return try await running(current) {
+                let result = try await body(RequestWriter(current: current), ResponseStream(current))
+                current.call.cancelIfOpen()
                 return result
             }
         }

@@ -69,6 +69,10 @@ public final class RPCClient: Sendable {
         /// naming every violated field, a local error (`RPCError.isLocal`), never retried. Off
         /// only for tests that must put an invalid request on the wire (to check a server).
         public var validatesRequests = true
+        /// How many bytes of a client-streaming or bidirectional call's request messages are
+        /// kept until the server answers, so that a stream it refused unprocessed can go again
+        /// with them (`CurrentCall`); a call that writes more before any answer is not retried.
+        public var replayBufferLimit = 256 * 1024
         /// TLS (nil: cleartext HTTP/2 with prior knowledge). The server's name is checked against
         /// its certificate (`ClientTLS.serverName`, else the host); files are read again when
         /// they change.
@@ -341,17 +345,27 @@ public final class RPCClient: Sendable {
         }
     }
 
+    /// Starts a call whose requests the caller writes: refused unprocessed before the server
+    /// answered anything, it goes once more with what was written (`CurrentCall`).
+    func startStreamingCall(_ method: MethodDescriptor, _ options: CallOptions) async throws -> CurrentCall {
+        let deadline = try Self.deadline(options)
+        let first = try await startCall(method, options: options, deadline: deadline)
+        return CurrentCall(first, replayLimit: self.options.replayBufferLimit) { [self] in
+            try await startCall(method, options: options, deadline: deadline)
+        }
+    }
+
     /// A stream of requests written by `body`, one response.
     public func clientStreaming<M: MethodSpec>(
         _ method: M.Type, options: CallOptions = CallOptions(),
         _ body: (RequestWriter<M.Input>) async throws -> Void
     ) async throws -> UnaryResponse<M.Output> {
         try await intercepted(M.descriptor, options) { options in
-            let call = try await startCall(M.descriptor, options: options, deadline: try Self.deadline(options))
-            return try await running(call) {
-                try await body(RequestWriter(call: call))
-                call.finishRequests()
-                return try await call.collectOne(M.Output.self)
+            let current = try await startStreamingCall(M.descriptor, options)
+            return try await running(current) {
+                try await body(RequestWriter(current: current))
+                current.finishRequests()
+                return try await current.collectOne(M.Output.self)
             }
         }
     }
@@ -362,10 +376,10 @@ public final class RPCClient: Sendable {
         _ body: (RequestWriter<M.Input>, ResponseStream<M.Output>) async throws -> Result
     ) async throws -> Result {
         try await intercepted(M.descriptor, options) { options in
-            let call = try await startCall(M.descriptor, options: options, deadline: try Self.deadline(options))
-            return try await running(call) {
-                let result = try await body(RequestWriter(call: call), ResponseStream(call: call))
-                call.cancelIfOpen()
+            let current = try await startStreamingCall(M.descriptor, options)
+            return try await running(current) {
+                let result = try await body(RequestWriter(current: current), ResponseStream(current))
+                current.call.cancelIfOpen()
                 return result
             }
         }

@@ -63,8 +63,13 @@ final class TLSHandshakeGuard: ChannelDuplexHandler, RemovableChannelHandler {
         for write in writes { write.promise?.fail(RPCError(.unavailable, message)) }
     }
 
+    /// The ALPN protocol the connection must negotiate: "h2" for gRPC, "http/1.1" for
+    /// dronectl's calls to the gateway.
+    let applicationProtocol: String
+
     init(side: Side, peer: String, handshake: EventLoopPromise<Void>?, verification: VerificationNotes, logger: Logger? = nil,
-         presentsCertificate: Bool = false) {
+         presentsCertificate: Bool = false, applicationProtocol: String = "h2") {
+        self.applicationProtocol = applicationProtocol
         self.presentsCertificate = presentsCertificate
         self.side = side
         self.peer = peer
@@ -75,9 +80,12 @@ final class TLSHandshakeGuard: ChannelDuplexHandler, RemovableChannelHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let tlsEvent = event as? TLSUserEvent, case .handshakeCompleted(let negotiated) = tlsEvent, !completed {
-            guard negotiated == "h2" else {
+            // A server without ALPN speaks HTTP/1.1 by default (RFC 7301), so that one may be absent.
+            guard negotiated == applicationProtocol || (negotiated == nil && applicationProtocol == "http/1.1") else {
                 let got = negotiated.map { "\"\($0)\"" } ?? "no ALPN protocol"
-                let message = side == .client
+                let message = applicationProtocol != "h2"
+                    ? "TLS: \(peer) did not negotiate ALPN \"\(applicationProtocol)\" (it chose \(got))"
+                    : side == .client
                     ? "TLS: \(peer) did not negotiate HTTP/2 (ALPN \"h2\"; it chose \(got)): not a gRPC server"
                     : "TLS: the client \(peer) did not negotiate HTTP/2 (ALPN \"h2\"; it offered \(got)); closed"
                 fail(message, refused: true)
@@ -229,3 +237,45 @@ private protocol ObservedServerHandler {
 
 extension NIOSSLClientHandler: ObservedClientHandler {}
 extension NIOSSLServerHandler: ObservedServerHandler {}
+
+/// TLS for a client connection that is not an `RPCClient`'s (dronectl's HTTP/1.1 calls to the
+/// gateway), with the same checks and the same readable failures: the server's certificate
+/// chain and name, a client certificate when configured, the ALPN protocol.
+public struct ClientTLSConnector: Sendable {
+    let context: NIOSSLContext
+    let serverHostname: String?
+    let applicationProtocol: String
+    let presentsCertificate: Bool
+
+    /// - Parameters:
+    ///   - host: the host connected to; its name is checked unless `tls.serverName` is set (an
+    ///     IP address is checked against the certificate's IP SANs, without SNI).
+    ///   - applicationProtocol: offered through ALPN and required back ("http/1.1" may also be
+    ///     answered with no ALPN at all).
+    public init(_ tls: ClientTLS, host: String, applicationProtocol: String) throws {
+        var tls = tls
+        tls.applicationProtocols = [applicationProtocol]
+        context = try tls.makeContext()
+        serverHostname = tls.serverName ?? ((try? SocketAddress(ipAddress: host, port: 0)) == nil ? host : nil)
+        self.applicationProtocol = applicationProtocol
+        presentsCertificate = tls.certificateChainFile != nil
+    }
+
+    /// Puts TLS in front of `channel`'s pipeline (call it first, from the channel initializer).
+    /// The future succeeds once the handshake is done, or fails with an UNAVAILABLE `RPCError`
+    /// naming the reason (`peer` names the server in it).
+    public func addHandlers(to channel: Channel, peer: String) throws -> EventLoopFuture<Void> {
+        let handshake = channel.eventLoop.makePromise(of: Void.self)
+        let notes = VerificationNotes()
+        let guardHandler = TLSHandshakeGuard(side: .client, peer: peer, handshake: handshake, verification: notes,
+                                             presentsCertificate: presentsCertificate, applicationProtocol: applicationProtocol)
+        do {
+            try channel.pipeline.syncOperations.addHandler(TLSHandlers.client(context: context, serverHostname: serverHostname, notes: notes))
+            try channel.pipeline.syncOperations.addHandler(guardHandler)
+        } catch {
+            handshake.fail(error)
+            throw error
+        }
+        return handshake.futureResult
+    }
+}
