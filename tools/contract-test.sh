@@ -175,14 +175,15 @@ esac
 
 # The JUnit report: a suite of the stages, and schemathesis's suite when it ran.
 mkdir -p "$(dirname "$report")"
-printf '%s\n' "${stages[@]}" | "$python" - "$report" "$work/schemathesis.xml" <<'PY'
+printf '%s\n' "${stages[@]}" > "$work/stages.tsv"
+"$python" - "$report" "$work/schemathesis.xml" "$work/stages.tsv" <<'PY'
 import os, sys
 import xml.etree.ElementTree as ET
-report, extra = sys.argv[1], sys.argv[2]
+report, extra, stages = sys.argv[1], sys.argv[2], sys.argv[3]
 root = ET.Element("testsuites", name="contract-test")
 suite = ET.SubElement(root, "testsuite", name="contract-test stages")
 tests = failures = 0
-for line in sys.stdin.read().splitlines():
+for line in open(stages).read().splitlines():
     if not line:
         continue
     name, status, elapsed, log = line.split("\t")

@@ -91,14 +91,25 @@ struct OpenAPIDocument {
             parameters.append(.object(members))
         }
         if route.body != "*", let input {
-            for field in input.fields where !bound.contains(field.name) && field.name != route.body && isQueryable(field) {
-                let rules = field.rules
-                var parameter = [JSONMember("name", .string(field.name)), JSONMember("in", .string("query"))]
-                if rules?.required == true, rules?.ignoreAlways != true { parameter.append(JSONMember("required", .bool(true))) }
-                parameter.append(JSONMember("schema", valueSchema(field, rules: rules, inPath: true)))
-                if field.isRepeated { parameter.append(JSONMember("explode", .bool(true))) }
-                parameters.append(.object(parameter))
+            // The fields neither the path nor the body fills, by name; a message field by the
+            // names of its fields (`owner.account_id`), as the transcoder reads them.
+            func query(_ message: Schema.MessageType, prefix: String, required parentRequired: Bool, depth: Int) {
+                for field in message.fields {
+                    let name = prefix + field.name
+                    guard !bound.contains(name), name != route.body, field.rules?.ignoreAlways != true else { continue }
+                    let required = parentRequired && field.rules?.required == true
+                    if isQueryable(field) {
+                        var parameter = [JSONMember("name", .string(name)), JSONMember("in", .string("query"))]
+                        if required { parameter.append(JSONMember("required", .bool(true))) }
+                        parameter.append(JSONMember("schema", valueSchema(field, rules: field.rules, inPath: true)))
+                        if field.isRepeated { parameter.append(JSONMember("explode", .bool(true))) }
+                        parameters.append(.object(parameter))
+                    } else if field.kind == .message, !field.isRepeated, depth < 3, let nested = schema.messages[field.typeName], !nested.isMapEntry {
+                        query(nested, prefix: name + ".", required: required, depth: depth + 1)
+                    }
+                }
             }
+            query(input, prefix: "", required: true, depth: 0)
         }
         if route.httpMethod == "POST", input?.field(named: "request_id") != nil {
             // The gateway's IdempotencyKeyMiddleware: the header becomes the request id.
