@@ -6,11 +6,18 @@ import ProtobufKit
 struct OpenAPIDocument {
     let routes: RouteTable
     let schema: Schema
+    /// Routes that take no credentials (`METHOD /template`, the configuration's publicRoutes).
+    let publicRoutes: Set<String>
     private var referenced: Set<String> = []
+    private var referencedOutputs: Set<String> = []
+    /// While writing responses: messages as the gateway writes them, without the field rules
+    /// (they say what a request must satisfy) under `<name>.Output`.
+    private var responseMode = false
 
-    init(routes: RouteTable, schema: Schema) {
+    init(routes: RouteTable, schema: Schema, publicRoutes: Set<String> = []) {
         self.routes = routes
         self.schema = schema
+        self.publicRoutes = publicRoutes
     }
 
     func json() -> [UInt8] {
@@ -50,6 +57,15 @@ struct OpenAPIDocument {
             schemas.append(JSONMember(name, messageSchema(message, excluding: [])))
             pending += referenced.subtracting(done)
         }
+        responseMode = true
+        done = []
+        pending = Array(referencedOutputs)
+        while let name = pending.popLast() {
+            guard done.insert(name).inserted, let message = schema.messages[name] else { continue }
+            schemas.append(JSONMember(name + ".Output", messageSchema(message, excluding: [])))
+            pending += referencedOutputs.subtracting(done)
+        }
+        responseMode = false
         schemas.sort { $0.key < $1.key }
         return .object([
             JSONMember("openapi", .string("3.1.0")),
@@ -97,11 +113,15 @@ struct OpenAPIDocument {
                 for field in message.fields {
                     let name = prefix + field.name
                     guard !bound.contains(name), name != route.body, field.rules?.ignoreAlways != true else { continue }
-                    let required = parentRequired && field.rules?.required == true
+                    let required = parentRequired && isRequired(field)
                     if isQueryable(field) {
                         var parameter = [JSONMember("name", .string(name)), JSONMember("in", .string("query"))]
                         if required { parameter.append(JSONMember("required", .bool(true))) }
-                        parameter.append(JSONMember("schema", valueSchema(field, rules: field.rules, inPath: true)))
+                        if let pattern = Self.servicePatterns[message.fullName + "." + field.name] {
+                            parameter.append(JSONMember("schema", .object([JSONMember("type", .string("string")), JSONMember("pattern", .string(pattern))])))
+                        } else {
+                            parameter.append(JSONMember("schema", valueSchema(field, rules: field.rules, inPath: true)))
+                        }
                         if field.isRepeated { parameter.append(JSONMember("explode", .bool(true))) }
                         parameters.append(.object(parameter))
                     } else if field.kind == .message, !field.isRepeated, depth < 3, let nested = schema.messages[field.typeName], !nested.isMapEntry {
@@ -131,7 +151,7 @@ struct OpenAPIDocument {
             } else if let field = input.field(named: route.body) {
                 let inner = boundPaths.filter { $0.first == field.name }.map { Array($0.dropFirst()) }
                 if field.kind == .message, !field.isRepeated, !inner.isEmpty, let message = schema.messages[field.typeName] {
-                    bodySchema = messageSchema(message, excluding: inner)
+                    bodySchema = messageSchema(message, excluding: inner, patch: field.rules?.ignoreAlways == true)
                 } else {
                     bodySchema = valueSchema(field, rules: field.rules, inPath: false)
                 }
@@ -141,7 +161,10 @@ struct OpenAPIDocument {
                 JSONMember("application/json", .object([JSONMember("schema", bodySchema)])),
             ]))])))
         }
+        if publicRoutes.contains(route.name) { members.append(JSONMember("security", .array([]))) }
         var responses: [JSONMember] = []
+        responseMode = true
+        defer { responseMode = false }
         let output = schema.messages[route.method.outputType]
         var outputSchema = reference(route.method.outputType)
         if !route.responseBody.isEmpty, let field = output?.field(named: route.responseBody) { outputSchema = valueSchema(field, rules: field.rules, inPath: false) }
@@ -202,6 +225,10 @@ struct OpenAPIDocument {
 
     private mutating func reference(_ name: String) -> JSONValue {
         if let special = wellKnownSchema(name) { return special }
+        if responseMode {
+            referencedOutputs.insert(name)
+            return .object([JSONMember("$ref", .string("#/components/schemas/\(name).Output"))])
+        }
         referenced.insert(name)
         return .object([JSONMember("$ref", .string("#/components/schemas/\(name)"))])
     }
@@ -210,7 +237,12 @@ struct OpenAPIDocument {
     /// unknown field), `required` for the fields a rule requires, and its oneofs' rules.
     /// `excluding` leaves out fields the path binds: a path of one name is that field, a longer
     /// one a field of that field's message.
-    private mutating func messageSchema(_ message: Schema.MessageType, excluding: [[String]]) -> JSONValue {
+    private mutating func messageSchema(_ message: Schema.MessageType, excluding: [[String]], patch: Bool = false) -> JSONValue {
+        if responseMode {
+            let properties = message.fields.map { JSONMember($0.jsonName, valueSchema($0, rules: nil, inPath: false)) }
+            return .object([JSONMember("type", .string("object")), JSONMember("properties", .object(properties)),
+                            JSONMember("additionalProperties", .bool(false))])
+        }
         var properties: [JSONMember] = []
         for field in message.fields {
             if excluding.contains([field.name]) { continue }
@@ -227,7 +259,9 @@ struct OpenAPIDocument {
         }
         var members = [JSONMember("type", .string("object")), JSONMember("properties", .object(properties)),
                        JSONMember("additionalProperties", .bool(false))]
-        let required = requiredNames(message, excluding: excluding)
+        // A patch (a body field with `ignore = IGNORE_ALWAYS`, UpdatePackage) names only what
+        // changes: nothing is required, and what it sets obeys the rules.
+        let required = patch ? [] : requiredNames(message, excluding: excluding)
         if !required.isEmpty { members.append(JSONMember("required", .array(required.map { .string($0) }))) }
         var all: [JSONValue] = []
         for (index, oneof) in message.oneofs.enumerated() {
@@ -235,6 +269,10 @@ struct OpenAPIDocument {
             // A member is chosen when its name is present (any value).
             let chosen = fields.map { JSONValue.object([JSONMember("required", .array([.string($0.jsonName)]))]) }
             all += exclusive(chosen, required: oneof.required && !fields.isEmpty)
+        }
+        if let names = Self.serviceAtLeastOne[message.fullName] {
+            let fields = names.compactMap { message.field(named: $0) }
+            all.append(.object([JSONMember("anyOf", .array(fields.map(setCondition)))]))
         }
         for rule in message.oneofRules {
             // buf.validate.message oneof: a field is set when it is not its default.
@@ -244,6 +282,18 @@ struct OpenAPIDocument {
         if !all.isEmpty { members.append(JSONMember("allOf", .array(all))) }
         return .object(members)
     }
+
+    /// Rules a service checks by hand because they are not rules on one field (README, "Left in
+    /// the services"), where JSON Schema can say them, so the document promises no request the
+    /// service refuses: at least one of these fields set...
+    static let serviceAtLeastOne: [String: [String]] = [
+        "fabrikam.dronedelivery.ingestion.v1.RescheduleDeliveryRequest": ["pickup_location", "dropoff_location", "pickup_time", "deadline", "expedited"],
+        "fabrikam.dronedelivery.delivery.v1.NotifyMeRequest": ["email_address", "sms"],
+    ]
+    /// ...and the update masks' paths (Package: only size, weight and tag can change).
+    static let servicePatterns: [String: String] = [
+        "fabrikam.dronedelivery.package.v1.UpdatePackageRequest.update_mask": "^((size|weight|tag)(,(size|weight|tag))*)?$",
+    ]
 
     /// At most one of `conditions` (and one when `required`).
     private func exclusive(_ conditions: [JSONValue], required: Bool) -> [JSONValue] {
@@ -284,11 +334,19 @@ struct OpenAPIDocument {
     }
 
     /// JSON names of the fields a rule requires (`required`, not ignored), less those the path binds.
+    /// A scalar field (not in a oneof) that is absent has its default value: when the default
+    /// breaks a rule (`gt: 0`, `not_in: [0]`, `min_len`), leaving the field out is refused too.
     private func requiredNames(_ message: Schema.MessageType, excluding: [[String]]) -> [String] {
         message.fields.filter { field in
-            guard let rules = field.rules, rules.required, !rules.ignoreAlways else { return false }
-            return !excluding.contains([field.name])
+            !excluding.contains([field.name]) && isRequired(field)
         }.map(\.jsonName)
+    }
+
+    private func isRequired(_ field: Schema.Field) -> Bool {
+        guard let rules = field.rules, !rules.ignoreAlways else { return false }
+        if rules.required { return true }
+        let hasDefault = field.oneofIndex == nil && (field.isRepeated || (field.kind != .message && field.kind != .group))
+        return hasDefault && !zeroIsValid(field)
     }
 
     private func isNullable(_ field: Schema.Field, in message: Schema.MessageType) -> Bool {

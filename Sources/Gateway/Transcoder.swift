@@ -218,7 +218,11 @@ public func httpStatus(for code: Int) -> Int {
     case 6: 409
     case 7: 403
     case 8: 429
-    case 9: 400
+    // FAILED_PRECONDITION: the request is well formed but the resource's state forbids it
+    // (confirming a delivery that is not at the drop-off): RFC 9110's 409 Conflict. grpc-gateway
+    // answers 400, which says the request itself is malformed; the OpenAPI document cannot
+    // describe state, so a 400 here broke its promise that a request it allows is not refused.
+    case 9: 409
     case 10: 409
     case 11: 400
     case 12: 501
@@ -234,7 +238,7 @@ public func httpStatus(for code: Int) -> Int {
 
 /// The member of `members` named `key`, a JSON name, or its proto (snake_case) name: a client
 /// may write either in a body, and a path variable must replace what the body said.
-private func memberIndex(_ members: [JSONMember], _ key: String) -> Int? {
+func memberIndex(_ members: [JSONMember], _ key: String) -> Int? {
     members.firstIndex { $0.key == key } ?? members.firstIndex { $0.key == snakeCase(key) }
 }
 

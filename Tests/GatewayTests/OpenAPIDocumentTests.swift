@@ -16,7 +16,7 @@ struct OpenAPIDocumentTests {
 
     init() throws {
         let routes = try RouteTable(files: Self.files, services: Gateway.publicServices)
-        let bytes = OpenAPIDocument(routes: routes, schema: Schema(files: Self.files)).json()
+        let bytes = OpenAPIDocument(routes: routes, schema: Schema(files: Self.files), publicRoutes: ["POST /v1/accounts"]).json()
         document = try #require(try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any])
     }
 
@@ -63,7 +63,8 @@ struct OpenAPIDocumentTests {
     func fieldRules() throws {
         let package = component("fabrikam.dronedelivery.package.v1.Package")
         #expect(package["additionalProperties"] as? Bool == false)
-        #expect((package["required"] as? [String]) == ["packageId"])
+        // package_id is required; size and weight too, since their default (left out) breaks a rule.
+        #expect((package["required"] as? [String]) == ["packageId", "size", "weight"])
         #expect(property(package, "packageId")["minLength"] as? Int == 1)
         // weight: gt 0 (a weight of 0 is refused), so not nullable either.
         let weight = property(package, "weight")
@@ -97,13 +98,31 @@ struct OpenAPIDocumentTests {
         #expect(pageSizes > 0)
     }
 
-    @Test("the body of PUT /v1/packages/{package_id} leaves out the id the path binds")
+    func body(_ method: String) throws -> [String: Any] {
+        let operation = try #require(paths["/v1/packages/{package_id}"]?[method] as? [String: Any])
+        let body = try #require(((operation["requestBody"] as? [String: Any])?["content"] as? [String: Any])?["application/json"] as? [String: Any])
+        return try #require(body["schema"] as? [String: Any])
+    }
+
+    @Test("the body of PUT /v1/packages/{package_id} leaves out the id the path binds; a PATCH requires nothing")
     func bodyWithoutBoundFields() throws {
-        let put = try #require(paths["/v1/packages/{package_id}"]?["put"] as? [String: Any])
-        let body = try #require(((put["requestBody"] as? [String: Any])?["content"] as? [String: Any])?["application/json"] as? [String: Any])
-        let schema = try #require(body["schema"] as? [String: Any])
-        #expect(property(schema, "packageId").isEmpty)
-        #expect(!property(schema, "weight").isEmpty)
-        #expect((schema["required"] as? [String] ?? []).isEmpty)
+        let put = try body("put")
+        #expect(property(put, "packageId").isEmpty)
+        #expect(!property(put, "weight").isEmpty)
+        #expect((put["required"] as? [String] ?? []) == ["size", "weight"])
+        let patch = try body("patch")
+        #expect(property(patch, "packageId").isEmpty)
+        #expect(patch["required"] == nil)
+        #expect(property(patch, "weight")["exclusiveMinimum"] as? Int == 0)
+    }
+
+    @Test("responses are the messages as written, without the request rules; a public route takes no credentials")
+    func responsesAndSecurity() throws {
+        let get = try #require(paths["/v1/packages/{package_id}"]?["get"] as? [String: Any])
+        let ok = (((get["responses"] as? [String: Any])?["200"] as? [String: Any])?["content"] as? [String: Any])?["application/json"] as? [String: Any]
+        #expect((ok?["schema"] as? [String: Any])?["$ref"] as? String == "#/components/schemas/fabrikam.dronedelivery.package.v1.Package.Output")
+        #expect(component("fabrikam.dronedelivery.package.v1.Package.Output")["required"] == nil)
+        let signUp = try #require(paths["/v1/accounts"]?["post"] as? [String: Any])
+        #expect((signUp["security"] as? [Any])?.isEmpty == true)
     }
 }
