@@ -129,7 +129,9 @@ openapi_contract() {
         # The hooks give the generator two rules of the API that are not rules on one value
         # (tools/contract/schemathesis_hooks.py says which and why); no check is turned off.
         PYTHONPATH=$root/tools/contract SCHEMATHESIS_HOOKS=schemathesis_hooks \
-        "$root/.venv/bin/schemathesis" run "$url/openapi.json" -H "Authorization: Bearer $key" \
+        # grpc-timeout bounds every call, a tracking stream included (it would otherwise stay
+        # open, with heartbeats, as long as the delivery runs); the whole run is bounded too.
+        timeout 900 "$root/.venv/bin/schemathesis" run "$url/openapi.json" -H "Authorization: Bearer $key" -H "grpc-timeout: 3S" \
             --checks all --phases examples,coverage,fuzzing --mode all \
             --max-examples "${CONTRACT_TEST_MAX_EXAMPLES:-20}" --generation-deterministic --seed 1 \
             --request-timeout 10 --max-response-time 5 --no-color \

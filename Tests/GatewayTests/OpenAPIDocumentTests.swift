@@ -61,11 +61,15 @@ struct OpenAPIDocumentTests {
 
     @Test("the field rules are in the schemas: required, ranges, enum values allowed, lengths, no unknown fields")
     func fieldRules() throws {
-        let package = component("fabrikam.dronedelivery.package.v1.Package")
+        // The package of PUT /v1/packages/{package_id} (the body, less the id the path binds).
+        let package = try body("put")
         #expect(package["additionalProperties"] as? Bool == false)
-        // package_id is required; size and weight too, since their default (left out) breaks a rule.
-        #expect((package["required"] as? [String]) == ["packageId", "size", "weight"])
-        #expect(property(package, "packageId")["minLength"] as? Int == 1)
+        // size and weight are required: their default (left out) breaks a rule.
+        #expect((package["required"] as? [String]) == ["size", "weight"])
+        // package_id (required) is the path parameter: not empty.
+        let get = try #require(paths["/v1/packages/{package_id}"]?["put"] as? [String: Any])
+        let id = try #require((get["parameters"] as? [[String: Any]])?.first { $0["name"] as? String == "package_id" })
+        #expect((id["schema"] as? [String: Any])?["minLength"] as? Int == 1)
         // weight: gt 0 (a weight of 0 is refused), so not nullable either.
         let weight = property(package, "weight")
         #expect(weight["exclusiveMinimum"] as? Int == 0)
