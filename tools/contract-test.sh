@@ -205,9 +205,15 @@ for line in open(stages).read().splitlines():
     ET.SubElement(case, "system-out").text = output[-20000:]
 suite.set("tests", str(tests)); suite.set("failures", str(failures)); suite.set("errors", "0")
 if os.path.exists(extra):
-    theirs = ET.parse(extra).getroot()
-    for child in (theirs.findall("testsuite") if theirs.tag == "testsuites" else [theirs]):
-        root.append(child)
+    try:
+        theirs = ET.parse(extra).getroot()
+    except ET.ParseError as error:  # schemathesis stopped before writing it (killed, timed out)
+        broken = ET.SubElement(root, "testsuite", name="schemathesis", tests="1", failures="0", errors="1")
+        ET.SubElement(ET.SubElement(broken, "testcase", classname="schemathesis", name="report"), "error",
+                      message=f"{extra} is not complete: {error}")
+    else:
+        for child in (theirs.findall("testsuite") if theirs.tag == "testsuites" else [theirs]):
+            root.append(child)
 ET.ElementTree(root).write(report, encoding="utf-8", xml_declaration=True)
 PY
 
