@@ -49,10 +49,9 @@ test: deps
 	$(SWIFT) build --build-tests
 	FABRIKAM_REQUIRE_ENGINES=1 SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH=$(TEST_WIDTH) bash tools/with-postgres.sh bash tools/with-nats.sh $(SWIFT) test --skip-build
 
-## contract-test: the .proto contracts: buf lint, buf breaking (WIRE_JSON) against the released baseline, and the deliberate faults each must catch
+## contract-test: the .proto contracts: buf lint, buf breaking (WIRE_JSON) against the released baseline, the field-rule corpus, the deliberate faults each must catch, and schemathesis (every check) against the running gateway; a summary, JUnit XML in .build/contract-test/junit.xml (CONTRACT_TEST_REPORT), non-zero exit on any failure
 contract-test: deps
 	bash tools/contract-test.sh
-	bash tools/contract-test.sh --faults
 
 ## contract-baseline: on a release, make the current contracts the baseline that buf breaking compares against (commit proto/contract/baseline.binpb)
 contract-baseline: deps

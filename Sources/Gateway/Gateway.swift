@@ -136,7 +136,7 @@ public final class Gateway: Sendable {
         let transcoder = self.transcoder
         plans = try routes.routes.map { try RoutePlan(route: $0, configuration: configuration, transcoder: transcoder) }
         self.logger = logger
-        let openAPIDocument = OpenAPIDocument(routes: routes, schema: transcoder.schema).json()
+        let openAPIDocument = OpenAPIDocument(routes: routes, schema: transcoder.schema, publicRoutes: Set(configuration.publicRoutes)).json()
         chain = MiddlewareChain(middlewares: [
             StaticRoutesMiddleware(openAPIDocument: openAPIDocument, lifecycle: lifecycle),
             RouteResolutionMiddleware(routes: routes, maxBodyBytes: configuration.maxBodyBytes),

@@ -155,18 +155,47 @@ public struct PathTemplate: Sendable, Hashable, CustomStringConvertible {
     /// Field paths this template binds.
     public var boundFields: [String] { variables.map { $0.fieldPath.joined(separator: ".") } }
 
-    /// The template as an OpenAPI path: `{name}` per variable (dots in field paths become `_`,
-    /// since OpenAPI tools read `{a.b}` as an attribute access), the verb kept.
-    public var openAPIPath: String {
+    /// The template as an OpenAPI path, and its parameters in order: a `{field}` variable
+    /// becomes `{name}`, named by the field's own name (the last part of its path), so two
+    /// bindings of one resource, `/v1/packages/{package_id}` and `/v1/packages/{package.package_id}`,
+    /// are one OpenAPI path (OpenAPI forbids two templates of one path). A variable with its
+    /// own segments (`{name=accounts/*}`) keeps their literals and names its wildcard after the
+    /// field. The verb is kept.
+    public var openAPIPath: String { openAPIPathAndParameters.path }
+
+    /// One path parameter of `openAPIPath`: its name and the field path it fills; `whole` when
+    /// the parameter is the field's whole value (a plain `{field}`), not one wildcard of it.
+    public struct OpenAPIParameter: Sendable, Hashable {
+        public var name: String
+        public var fieldPath: String
+        public var whole: Bool
+    }
+
+    public var openAPIPathAndParameters: (path: String, parameters: [OpenAPIParameter]) {
         var out = ""
+        var parameters: [OpenAPIParameter] = []
         var index = 0
         while index < segments.count {
-            out += "/"
             if let variable = variables.first(where: { $0.start == index }) {
-                out += "{\(variable.fieldPath.joined(separator: "_"))}"
+                let base = variable.fieldPath.last ?? variable.name
+                let wildcards = segments[variable.start..<variable.end].filter { $0 == .single || $0 == .rest }.count
+                var number = 0
+                for segment in segments[variable.start..<variable.end] {
+                    out += "/"
+                    switch segment {
+                    case .literal(let literal): out += literal
+                    case .single, .rest:
+                        number += 1
+                        let name = wildcards > 1 ? "\(base)_\(number)" : base
+                        out += "{\(name)}"
+                        let whole = variable.end - variable.start == 1 && segment == .single
+                        parameters.append(OpenAPIParameter(name: name, fieldPath: variable.name, whole: whole))
+                    }
+                }
                 index = variable.end
                 continue
             }
+            out += "/"
             switch segments[index] {
             case .literal(let literal): out += literal
             case .single: out += "*"
@@ -175,7 +204,7 @@ public struct PathTemplate: Sendable, Hashable, CustomStringConvertible {
             index += 1
         }
         if let verb { out += ":" + verb }
-        return out
+        return (out, parameters)
     }
 }
 

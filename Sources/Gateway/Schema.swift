@@ -19,12 +19,18 @@ public struct Schema: Sendable {
         /// Full name of the message or enum type (no leading dot), for message and enum fields.
         public var typeName: String
         public var oneofIndex: Int32?
+        /// The field's `buf.validate.field` rules, when it has any.
+        public var rules: FieldRules? = nil
     }
 
     public struct MessageType: Sendable {
         public var fullName: String
         public var fields: [Field]
         public var isMapEntry: Bool
+        /// The oneofs by index: their names, and whether `buf.validate.oneof` requires one set.
+        public var oneofs: [(name: String, required: Bool)] = []
+        /// `buf.validate.message` oneof rules (fields by proto name).
+        public var oneofRules: [MessageOneofRule] = []
         /// The field with this proto name or JSON name.
         public func field(named name: String) -> Field? { fields.first { $0.name == name || $0.jsonName == name } }
     }
@@ -57,10 +63,17 @@ public struct Schema: Sendable {
             fields.append(Field(name: fieldName, jsonName: field.json_name.map { String(cString: $0) } ?? fieldName, number: field.number,
                                 kind: Kind(rawValue: Int32(field.type.rawValue)) ?? .string,
                                 isRepeated: field.label == GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__LABEL__LABEL_REPEATED,
-                                typeName: typeName, oneofIndex: field.has_oneof_index != 0 ? field.oneof_index : nil))
+                                typeName: typeName, oneofIndex: field.has_oneof_index != 0 ? field.oneof_index : nil,
+                                rules: field.options.flatMap { FieldRules.payload(of: $0.pointee.base) }.map { FieldRules(reading: $0) }))
         }
         let isMapEntry = message.pointee.options.map { $0.pointee.map_entry != 0 } ?? false
-        messages[name] = MessageType(fullName: name, fields: fields, isMapEntry: isMapEntry)
+        var type = MessageType(fullName: name, fields: fields, isMapEntry: isMapEntry)
+        type.oneofs = (0..<message.pointee.n_oneof_decl).map { index in
+            let oneof = message.pointee.oneof_decl[index]!.pointee
+            return (String(cString: oneof.name), oneof.options.flatMap { FieldRules.payload(of: $0.pointee.base) }.map(FieldRules.oneofRequired) ?? false)
+        }
+        type.oneofRules = message.pointee.options.flatMap { FieldRules.payload(of: $0.pointee.base) }.map(FieldRules.messageOneofRules) ?? []
+        messages[name] = type
         for index in 0..<message.pointee.n_nested_type { addMessage(message.pointee.nested_type[index]!, prefix: name + ".") }
         for index in 0..<message.pointee.n_enum_type { addEnum(message.pointee.enum_type[index]!, prefix: name + ".") }
     }

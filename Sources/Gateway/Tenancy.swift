@@ -52,7 +52,7 @@ final class Tenancy: Sendable {
                 try await checkPackageIsFree(id, owner: caller.accountID, options: options)
             case .user(let path):
                 guard !caller.userID.isEmpty else { continue }
-                if let present = stringMember(json, path), !present.isEmpty {
+                if let present = try idMember(json, path), !present.isEmpty {
                     if present != caller.userID { throw GatewayError(403, 7, "this API key acts for user \(caller.userID), not \(present)") }
                 } else {
                     try setMember(&json, path: path, value: .string(caller.userID), append: false)
@@ -131,10 +131,27 @@ final class Tenancy: Sendable {
 
     /// Sets the account at `path` when it is empty; another account is 404.
     private func claim(_ json: inout JSONValue, _ path: [String], _ account: String) throws {
-        if let present = stringMember(json, path), !present.isEmpty {
+        if let present = try idMember(json, path), !present.isEmpty {
             if present != account { throw GatewayError(404, 5, "account \(present) does not exist") }
             return
         }
         try setMember(&json, path: path, value: .string(account), append: false)
     }
+}
+
+/// An id the gateway fills or checks: nil when it is absent or null; a value of another type (or
+/// an object on its path that is not one) is refused with 400 rather than overwritten, so a
+/// request that is not valid JSON for its message is never made valid by the gateway.
+func idMember(_ json: JSONValue, _ path: [String]) throws -> String? {
+    var current = json
+    for (depth, key) in path.enumerated() {
+        guard case .object(let members) = current else {
+            throw TranscodingError(400, "\(path[..<depth].joined(separator: ".")) must be an object")
+        }
+        guard let index = memberIndex(members, key) else { return nil }
+        current = members[index].value
+        if case .null = current { return nil }
+    }
+    guard case .string(let text) = current else { throw TranscodingError(400, "\(path.joined(separator: ".")) must be a string") }
+    return text
 }

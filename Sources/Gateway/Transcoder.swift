@@ -234,7 +234,7 @@ public func httpStatus(for code: Int) -> Int {
 
 /// The member of `members` named `key`, a JSON name, or its proto (snake_case) name: a client
 /// may write either in a body, and a path variable must replace what the body said.
-private func memberIndex(_ members: [JSONMember], _ key: String) -> Int? {
+func memberIndex(_ members: [JSONMember], _ key: String) -> Int? {
     members.firstIndex { $0.key == key } ?? members.firstIndex { $0.key == snakeCase(key) }
 }
 
