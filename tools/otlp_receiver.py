@@ -15,6 +15,7 @@ killed or until --max-seconds pass.
 """
 import argparse
 import json
+import signal
 import sys
 import threading
 from concurrent import futures
@@ -75,6 +76,8 @@ def main():
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--max-seconds", type=float, default=600)
     args = parser.parse_args()
+    # A parent may have started us with signals blocked (Foundation's Process does): SIGTERM stops us.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, signal.valid_signals())
     output = open(args.output, "a", encoding="utf-8")
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Receiver(output), server)

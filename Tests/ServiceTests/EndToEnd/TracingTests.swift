@@ -69,7 +69,8 @@ final class OTLPReceiver: @unchecked Sendable {
     }
 
     func stop() {
-        if process.isRunning { process.terminate() }
+        // SIGKILL: a child of Foundation's Process starts with its signals blocked.
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
         try? FileManager.default.removeItem(at: folder)
     }
