@@ -164,7 +164,42 @@ public final class Gateway: Sendable {
     }
 
     /// Answers one request. Never throws: every failure is a status and a `google.rpc.Status` body.
+    ///
+    /// With tracing on (`Tracing.recorder`), the request is a SERVER span: a child of the
+    /// client's `traceparent` when it sent one, the root of a new trace otherwise; it is the
+    /// current trace while the request is handled, so every upstream call is a CLIENT span under
+    /// it (`TracingClientInterceptor` on the upstream clients). A streamed answer's span ends when
+    /// its head is ready.
     public func handle(_ request: GatewayRequest) async -> GatewayResponse {
+        guard let recorder = Tracing.recorder else { return await handleRequest(request, route: nil) }
+        var incoming: CommonV1.TraceContext?
+        if let parent = request.header("traceparent"), RequestTrace.isValidTraceparent(parent) {
+            var trace = CommonV1.TraceContext()
+            trace.traceparent = parent
+            trace.tracestate = request.header("tracestate") ?? ""
+            incoming = trace
+        }
+        let trace = incoming.map(RequestTrace.child(of:)) ?? RequestTrace.makeNew()
+        let start = Tracing.now()
+        let route = RouteName()
+        let response = await RequestTrace.$current.withValue(trace) { await handleRequest(request, route: route) }
+        var span = FinishedSpan(traceID: RequestTrace.traceID(trace.traceparent), spanID: RequestTrace.spanID(trace.traceparent),
+                                parentSpanID: incoming.map { RequestTrace.spanID($0.traceparent) } ?? "", traceState: trace.tracestate,
+                                name: route.value.map { "\(request.method) \($0)" } ?? request.method, kind: .server, start: start, end: Tracing.now(),
+                                attributes: [SpanAttribute("http.request.method", request.method), SpanAttribute("url.path", request.path),
+                                             SpanAttribute("http.response.status_code", response.status)])
+        if let template = route.value { span.attributes.append(SpanAttribute("http.route", template)) }
+        if response.status >= 500 { span.error = "HTTP \(response.status)" }
+        recorder.record(span)
+        return response
+    }
+
+    /// The route a traced request matched (its template), found out while it is handled.
+    final class RouteName: @unchecked Sendable {
+        var value: String?
+    }
+
+    private func handleRequest(_ request: GatewayRequest, route: RouteName?) async -> GatewayResponse {
         let started = ContinuousClock.now
         let requestID = request.header("x-request-id").flatMap { $0.isEmpty || $0.count > 128 ? nil : $0 } ?? randomHex(bytes: 16)
         var response: GatewayResponse
@@ -188,6 +223,13 @@ public final class Gateway: Sendable {
             } catch {
                 let error = publicError(RPCError(.internal, "\(error)"), requestID: requestID)
                 response = errorResponse(status: 500, code: 13, message: error.message)
+            }
+        }
+        if let route {
+            switch context.target {
+            case .route(let matched, _): route.value = "\(matched.template)"
+            case .summary: route.value = "/v1/deliveries/{delivery_id}/summary"
+            case .unresolved: break
             }
         }
         response.headers.append(("x-request-id", requestID))

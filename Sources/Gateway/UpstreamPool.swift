@@ -1,6 +1,7 @@
 import NIOCore
 import NIOPosix
 import RPC
+import ServiceKit
 import Synchronization
 
 /// The gateway's clients of the services: one per service per event loop, so a request handled
@@ -19,7 +20,9 @@ final class UpstreamPool: Sendable {
         for (name, address) in addresses {
             clients[name] = loops.map {
                 RPCClient(host: address.host, port: address.port, options: .defaults {
-                    $0.interceptors = [RetryInterceptor(policy: .gatewayUpstream)]
+                    // With tracing on, each attempt is a CLIENT span under the request's span
+                    // (off, no interceptor is added: the calls cost what they did).
+                    $0.interceptors = [RetryInterceptor(policy: .gatewayUpstream)] + (Tracing.recorder == nil ? [] : [TracingClientInterceptor()])
                     // The services over (mutual) TLS when configured (FABRIKAM_TLS_CA, CLIENT_CERT/KEY).
                     $0.tls = tls
                 }, group: $0)

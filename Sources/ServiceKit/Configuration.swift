@@ -7,7 +7,9 @@ import Foundation
 public struct Configuration: Sendable {
     /// Flags every process accepts besides its own: `listen-host`, the address its listener
     /// binds (127.0.0.1 by default; 0.0.0.0 in a container, where callers come from other hosts).
-    public static let commonFlags = ["listen-host"]
+    /// `otlp-endpoint`, the OpenTelemetry collector that spans go to (`Tracing`, read by
+    /// `runService`; off when unset).
+    public static let commonFlags = ["listen-host", "otlp-endpoint"]
 
     private var flags: [String: String] = [:]
     private let environment: [String: String]

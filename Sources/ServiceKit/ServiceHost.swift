@@ -102,6 +102,7 @@ public struct ServiceHost {
             group.cancelAll()
         }
         await server.shutdown()
+        await Tracing.recorder?.shutdown()  // the last spans go out
         await metrics.stop()
     }
 
@@ -189,6 +190,9 @@ public func runService(_ body: () async throws -> Void) async {
         // Before any metric object exists: one made earlier would stay bound to no backend.
         _ = MetricsEndpoint.registry
         _ = try MetricsEndpoint.port(forServicePort: 0)  // a bad FABRIKAM_METRICS_PORT stops the process here
+        // Spans, when FABRIKAM_OTLP_ENDPOINT or --otlp-endpoint names a collector: before any
+        // server or client is made (their interceptors read it once), after the metrics registry.
+        try Tracing.configure(serviceName: ProcessInfo.processInfo.processName)
         try await body()
     } catch let error as ConfigurationError {
         FileHandle.standardError.write(Data("configuration: \(error)\n".utf8))

@@ -58,7 +58,7 @@ public enum RequestTrace {
 
     /// `vv-<32 hex>-<16 hex>-ff`, checked on the bytes (it runs on every call; Character
     /// properties such as `isHexDigit` are Unicode lookups, and were a measurable cost).
-    static func isValidTraceparent(_ text: String) -> Bool {
+    public static func isValidTraceparent(_ text: String) -> Bool {
         let bytes = text.utf8
         guard bytes.count == 55 else { return false }
         for (index, byte) in bytes.enumerated() {
@@ -74,26 +74,75 @@ public enum RequestTrace {
     }
 }
 
-/// Makes the caller's trace the current one while its handler runs.
+/// Makes the caller's trace the current one while its handler runs. With tracing on
+/// (`Tracing.recorder`), the call is a SERVER span: a new span id, the caller's span as its
+/// parent, and the current trace names this span, so the calls the handler makes are its children.
 public struct TracingServerInterceptor: ServerInterceptor {
-    public init() {}
+    let recorder: SpanRecorder?
+    public init(recorder: SpanRecorder? = Tracing.recorder) { self.recorder = recorder }
+
     public func intercept(_ context: ServerContext, next: (ServerContext) async throws -> Void) async throws {
-        let trace = RequestTrace.from(context.metadata)
-        try await RequestTrace.$current.withValue(trace) { try await next(context) }
+        let incoming = RequestTrace.from(context.metadata)
+        guard let recorder else {
+            return try await RequestTrace.$current.withValue(incoming) { try await next(context) }
+        }
+        // A valid incoming traceparent is the caller's span; without one, `from` made a new trace
+        // whose span id is this span's, with no parent.
+        let hasParent = context.metadata["traceparent"].map(RequestTrace.isValidTraceparent) ?? false
+        let trace = hasParent ? RequestTrace.child(of: incoming) : incoming
+        let start = Tracing.now()
+        var code = RPCError.Code.ok
+        var failure: String?
+        defer {
+            var span = FinishedSpan(traceID: RequestTrace.traceID(trace.traceparent), spanID: RequestTrace.spanID(trace.traceparent),
+                                    parentSpanID: hasParent ? RequestTrace.spanID(incoming.traceparent) : "", traceState: trace.tracestate,
+                                    name: "\(context.method.service)/\(context.method.name)", kind: .server, start: start, end: Tracing.now(),
+                                    attributes: Tracing.rpcAttributes(context.method, code: code))
+            if Tracing.isServerError(code) { span.error = failure }
+            recorder.record(span)
+        }
+        do {
+            try await RequestTrace.$current.withValue(trace) { try await next(context) }
+        } catch {
+            code = Tracing.code(of: error)
+            failure = Tracing.describe(error)
+            throw error
+        }
     }
 }
 
-/// Sends the current trace (a child span of it) with every outgoing call.
+/// Sends the current trace (a child span of it) with every outgoing call. With tracing on, the
+/// call is a CLIENT span (its id is the one sent), a child of the current span, or the root of a
+/// new trace when the call is made outside any.
 public struct TracingClientInterceptor: ClientInterceptor {
-    public init() {}
+    let recorder: SpanRecorder?
+    public init(recorder: SpanRecorder? = Tracing.recorder) { self.recorder = recorder }
+
     public func intercept(_ method: MethodDescriptor, options: CallOptions, next: (CallOptions) async throws -> Void) async throws {
-        guard let trace = RequestTrace.current else { return try await next(options) }
+        let parent = RequestTrace.current
+        guard recorder != nil || parent != nil else { return try await next(options) }
         var options = options
-        let child = RequestTrace.child(of: trace)
+        let child = parent.map(RequestTrace.child(of:)) ?? RequestTrace.makeNew()
         options.metadata.add("traceparent", child.traceparent)
         if !child.tracestate.isEmpty { options.metadata.add("tracestate", child.tracestate) }
         if !child.correlationId.isEmpty { options.metadata.add("x-correlation-id", child.correlationId) }
-        try await next(options)
+        guard let recorder else { return try await next(options) }
+        let start = Tracing.now()
+        var code = RPCError.Code.ok
+        var failure: String?
+        defer {
+            recorder.record(FinishedSpan(traceID: RequestTrace.traceID(child.traceparent), spanID: RequestTrace.spanID(child.traceparent),
+                                         parentSpanID: parent.map { RequestTrace.spanID($0.traceparent) } ?? "", traceState: child.tracestate,
+                                         name: "\(method.service)/\(method.name)", kind: .client, start: start, end: Tracing.now(),
+                                         attributes: Tracing.rpcAttributes(method, code: code), error: failure))
+        }
+        do {
+            try await next(options)
+        } catch {
+            code = Tracing.code(of: error)
+            failure = Tracing.describe(error)
+            throw error
+        }
     }
 }
 

@@ -24,10 +24,14 @@ struct CallOptionsMiddleware: GatewayMiddleware {
         // replica when one is unavailable (`RetryPolicy.gatewayUpstream`).
         if request.method == "GET" { options.isIdempotent = true }
         options.metadata.add("x-request-id", context.requestID)
-        if let parent = request.header("traceparent") { options.metadata.add("traceparent", parent) }
-        else { options.metadata.add("traceparent", "00-\(randomHex(bytes: 16))-\(randomHex(bytes: 8))-01") }
-        if let state = request.header("tracestate") { options.metadata.add("tracestate", state) }
-        options.metadata.add("x-correlation-id", context.requestID)
+        if Tracing.recorder == nil {
+            if let parent = request.header("traceparent") { options.metadata.add("traceparent", parent) }
+            else { options.metadata.add("traceparent", "00-\(randomHex(bytes: 16))-\(randomHex(bytes: 8))-01") }
+            if let state = request.header("tracestate") { options.metadata.add("tracestate", state) }
+            options.metadata.add("x-correlation-id", context.requestID)
+        }
+        // With tracing on, the request's span is the current trace: the upstream clients'
+        // TracingClientInterceptor sends each call's own traceparent (a CLIENT span under it).
         if let caller = context.caller {
             options.metadata.add("x-account-id", caller.accountID)
             options.metadata.add("x-api-key-id", caller.keyID)

@@ -39,5 +39,6 @@ await runService {
     try? await Task.sleep(for: drain)
     await server.shutdown()
     await gateway.close()
+    await Tracing.recorder?.shutdown()  // the last spans go out
     await host.metrics.stop()
 }

@@ -491,8 +491,19 @@ public final class DeliveryServiceLogic: DeliveryV1.DeliveryService.Handler {
                 let pending = try await store.outbox(limit: 256)
                 for (id, event) in pending {
                     var headers: [String: String] = [MessageHeader.contentType: "application/x-protobuf; type=\(DeliveryV1.DeliveryEvent.protoMessageName)"]
-                    if let trace = event.traceContext { headers.merge(RequestTrace.headers(trace)) { $1 } }
-                    _ = try await stream.publish(OutgoingMessage(id: id, key: event.deliveryId, headers: headers, payload: event.serializedBytes()), to: Self.eventTopic)
+                    guard let trace = event.traceContext else {
+                        _ = try await stream.publish(OutgoingMessage(id: id, key: event.deliveryId, headers: headers, payload: event.serializedBytes()), to: Self.eventTopic)
+                        continue
+                    }
+                    // With tracing on, a PRODUCER span under the change that made the event, and the
+                    // message carries the span's context (off: the change's trace, as before).
+                    try await Tracing.withSpan("send \(Self.eventTopic)", kind: .producer, parent: trace,
+                                               attributes: [SpanAttribute("messaging.system", "fabrikam"), SpanAttribute("messaging.operation.type", "send"),
+                                                            SpanAttribute("messaging.destination.name", Self.eventTopic), SpanAttribute("messaging.message.id", id),
+                                                            SpanAttribute("fabrikam.delivery.id", event.deliveryId)]) {
+                        headers.merge(RequestTrace.headers(RequestTrace.current ?? trace)) { $1 }
+                        _ = try await stream.publish(OutgoingMessage(id: id, key: event.deliveryId, headers: headers, payload: event.serializedBytes()), to: Self.eventTopic)
+                    }
                 }
                 if !pending.isEmpty { try await store.removeFromOutbox(ids: pending.map(\.id)) }
                 if pending.count < 256 { try await Task.sleep(for: .milliseconds(50)) }

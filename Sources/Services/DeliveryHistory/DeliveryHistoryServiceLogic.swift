@@ -51,8 +51,25 @@ public struct DeliveryHistoryServiceLogic: DeliveryHistoryV1.DeliveryHistoryServ
         return response
     }
 
-    /// Records one domain event from Delivery's stream.
+    /// Records one domain event from Delivery's stream; with tracing on, in a CONSUMER span under
+    /// the PRODUCER span of Delivery's relay (the message's `traceparent`).
     public func handleDeliveryEvent(_ message: ReceivedMessage) async -> Disposition {
+        guard Tracing.recorder != nil, let parent = message.headers[MessageHeader.traceparent], RequestTrace.isValidTraceparent(parent) else {
+            return await record(message)
+        }
+        var trace = CommonV1.TraceContext()
+        trace.traceparent = parent
+        trace.tracestate = message.headers[MessageHeader.tracestate] ?? ""
+        trace.correlationId = message.headers[MessageHeader.correlationID] ?? ""
+        let disposition = try? await Tracing.withSpan("process \(message.queue)", kind: .consumer, parent: trace,
+                                                      attributes: [SpanAttribute("messaging.system", "fabrikam"), SpanAttribute("messaging.operation.type", "process"),
+                                                                   SpanAttribute("messaging.destination.name", message.queue), SpanAttribute("messaging.message.id", message.id)]) {
+            await record(message)
+        }
+        return disposition ?? .retry(after: .seconds(1))
+    }
+
+    func record(_ message: ReceivedMessage) async -> Disposition {
         guard let event = try? DeliveryV1.DeliveryEvent(serializedBytes: message.payload), !event.eventId.isEmpty, !event.deliveryId.isEmpty else {
             return .deadLetter(reason: "payload is not a fabrikam.dronedelivery.delivery.v1.DeliveryEvent with event_id and delivery_id")
         }

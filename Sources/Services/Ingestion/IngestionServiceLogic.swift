@@ -143,6 +143,18 @@ public struct IngestionServiceLogic: IngestionV1.IngestionService.Handler {
     /// what the first request was given, and the first envelope.
     func enqueue(_ operation: CommonV1.OperationKind, deliveryID: String, messageID: String, owner: CommonV1.Owner?,
                  payload: IngestionV1.RequestEnvelope.Payload) async throws -> (deliveryId: String, acceptTime: Timestamp?, first: IngestionV1.RequestEnvelope?) {
+        // A PRODUCER span when tracing is on: the message carries its context, so Workflow's
+        // CONSUMER span is its child.
+        try await Tracing.withSpan("send \(Self.requestQueue)", kind: .producer,
+                                   attributes: [SpanAttribute("messaging.system", "fabrikam"), SpanAttribute("messaging.operation.type", "send"),
+                                                SpanAttribute("messaging.destination.name", Self.requestQueue), SpanAttribute("messaging.message.id", messageID),
+                                                SpanAttribute("fabrikam.delivery.id", deliveryID)]) {
+            try await send(operation, deliveryID: deliveryID, messageID: messageID, owner: owner, payload: payload)
+        }
+    }
+
+    private func send(_ operation: CommonV1.OperationKind, deliveryID: String, messageID: String, owner: CommonV1.Owner?,
+                      payload: IngestionV1.RequestEnvelope.Payload) async throws -> (deliveryId: String, acceptTime: Timestamp?, first: IngestionV1.RequestEnvelope?) {
         let trace = RequestTrace.current ?? RequestTrace.makeNew()
         var envelope = IngestionV1.RequestEnvelope()
         envelope.messageId = messageID

@@ -113,8 +113,14 @@ public struct SagaRunner: Sendable {
         let sagaID = envelope.messageId.isEmpty ? message.id : envelope.messageId
         do {
             var saga = try await store.saga(id: sagaID) ?? newSaga(sagaID, envelope, payload: message.payload)
-            let trace = envelope.traceContext ?? RequestTrace.makeNew()
-            return try await RequestTrace.$current.withValue(trace) {
+            // The request's trace, from the envelope Ingestion queued; with tracing on, a
+            // CONSUMER span under Ingestion's PRODUCER span.
+            return try await Tracing.withSpan("process \(message.queue)", kind: .consumer, parent: envelope.traceContext,
+                                              attributes: [SpanAttribute("messaging.system", "fabrikam"), SpanAttribute("messaging.operation.type", "process"),
+                                                           SpanAttribute("messaging.destination.name", message.queue),
+                                                           SpanAttribute("messaging.message.id", message.id),
+                                                           SpanAttribute("messaging.message.delivery_count", message.deliveryCount),
+                                                           SpanAttribute("fabrikam.delivery.id", envelope.deliveryId), SpanAttribute("fabrikam.saga.id", sagaID)]) {
                 if message.isFinalDelivery, saga.status.state != .succeeded, saga.status.state != .failed {
                     return try await giveUp(&saga, envelope, because: "the request was handed out \(message.deliveryCount) times without its saga finishing")
                 }
@@ -165,7 +171,14 @@ public struct SagaRunner: Sendable {
                 saga.status.updateTime = .now
                 try await store.save(saga)
                 do {
-                    try await perform(saga.status.steps[index].step, &saga, envelope)
+                    let step = saga.status.steps[index].step
+                    // An INTERNAL span per attempt of a step (tracing on); the calls it makes are its children.
+                    let sagaID = saga.status.sagaId, deliveryID = saga.status.deliveryId, attempt = Int(saga.status.steps[index].attempts)
+                    try await Tracing.withSpan("saga step \(step.protoName ?? "\(step.rawValue)")",
+                                               attributes: [SpanAttribute("fabrikam.saga.id", sagaID), SpanAttribute("fabrikam.saga.step", step.protoName ?? ""),
+                                                            SpanAttribute("fabrikam.saga.attempt", attempt), SpanAttribute("fabrikam.delivery.id", deliveryID)]) {
+                        try await perform(step, &saga, envelope)
+                    }
                     saga.status.state = .running
                     saga.status.steps[index].state = .succeeded
                     saga.status.steps[index].endTime = .now

@@ -1,0 +1,506 @@
+import CoreMetrics
+import DroneDeliveryAPI
+import Foundation
+import Logging
+import ProtobufKit
+import RPC
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a span describes (OTLP's `Span.SpanKind`, same numbers).
+public enum SpanKind: UInt64, Sendable {
+    case `internal` = 1, server = 2, client = 3, producer = 4, consumer = 5
+}
+
+/// One attribute of a span: a key and a string, integer or boolean value.
+public struct SpanAttribute: Sendable {
+    public enum Value: Sendable, Equatable {
+        case string(String)
+        case int(Int64)
+        case bool(Bool)
+    }
+
+    public var key: String
+    public var value: Value
+    public init(_ key: String, _ value: String) { self.key = key; self.value = .string(value) }
+    public init(_ key: String, _ value: Int) { self.key = key; self.value = .int(Int64(value)) }
+    public init(_ key: String, _ value: Bool) { self.key = key; self.value = .bool(value) }
+}
+
+/// A span that has ended, as the recorder queues it for export. Ids are the lower-case hex of
+/// the W3C `traceparent` (32 digits for the trace, 16 for a span); a root span has no parent.
+public struct FinishedSpan: Sendable {
+    public var traceID: String
+    public var spanID: String
+    public var parentSpanID: String
+    public var traceState: String
+    public var name: String
+    public var kind: SpanKind
+    /// Nanoseconds since 1970 (UTC).
+    public var start: UInt64
+    public var end: UInt64
+    public var attributes: [SpanAttribute]
+    /// Set when the operation failed (OTLP status ERROR with this message); nil: unset.
+    public var error: String?
+
+    public init(traceID: String, spanID: String, parentSpanID: String, traceState: String = "", name: String, kind: SpanKind,
+                start: UInt64, end: UInt64, attributes: [SpanAttribute] = [], error: String? = nil) {
+        self.traceID = traceID
+        self.spanID = spanID
+        self.parentSpanID = parentSpanID
+        self.traceState = traceState
+        self.name = name
+        self.kind = kind
+        self.start = start
+        self.end = end
+        self.attributes = attributes
+        self.error = error
+    }
+}
+
+/// Spans: whether this process records them, and how code opens one.
+///
+/// Off unless `FABRIKAM_OTLP_ENDPOINT` (or `--otlp-endpoint`) names a collector: then
+/// `runService` makes the process's `SpanRecorder` before any server or client exists, and the
+/// tracing interceptors, the gateway, the queue's producer and consumer and the saga steps
+/// record spans into it. Off, every one of them does what it did before spans existed (the
+/// trace context still crosses every hop), and nothing is allocated for spans.
+public enum Tracing {
+    /// Written once, by `configure` in `runService`, before any server, client or interceptor
+    /// exists; only read afterwards.
+    nonisolated(unsafe) static var configured: SpanRecorder?
+
+    /// The process's recorder; nil when tracing is off.
+    public static var recorder: SpanRecorder? { configured }
+
+    /// The variable that names the collector (`host:port`, or `http://host:port`).
+    public static let endpointVariable = "FABRIKAM_OTLP_ENDPOINT"
+    /// The command-line flag that does the same (every process accepts it).
+    public static let endpointFlag = "otlp-endpoint"
+
+    /// Makes the process's recorder when a collector is configured, and starts its exporter.
+    /// Throws a `ConfigurationError` for an address it cannot use.
+    @discardableResult
+    public static func configure(serviceName: String, arguments: [String] = CommandLine.arguments,
+                                 environment: [String: String] = ProcessInfo.processInfo.environment) throws -> SpanRecorder? {
+        var endpoint = environment[endpointVariable]
+        var iterator = arguments.makeIterator()
+        while let argument = iterator.next() {
+            if argument == "--\(endpointFlag)" { endpoint = iterator.next() }
+            else if argument.hasPrefix("--\(endpointFlag)=") { endpoint = String(argument.dropFirst(endpointFlag.count + 3)) }
+        }
+        guard let endpoint, !endpoint.isEmpty, endpoint != "off" else { return nil }
+        let (host, port) = try parseEndpoint(endpoint)
+        let flush = environment["FABRIKAM_OTLP_FLUSH_MS"].flatMap { Int($0) } ?? 1000
+        let recorder = SpanRecorder(host: host, port: port, serviceName: environment["OTEL_SERVICE_NAME"] ?? serviceName,
+                                    flushInterval: .milliseconds(max(10, flush)))
+        recorder.start()
+        configured = recorder
+        return recorder
+    }
+
+    /// `host:port` or `http://host:port[/]` (OTLP/gRPC in cleartext).
+    static func parseEndpoint(_ text: String) throws -> (host: String, port: Int) {
+        var address = Substring(text)
+        if address.hasPrefix("http://") { address = address.dropFirst(7) }
+        else if address.contains("://") {
+            throw ConfigurationError("\(endpointVariable)=\(text): only OTLP/gRPC in cleartext (host:port or http://host:port) is supported")
+        }
+        while address.hasSuffix("/") { address = address.dropLast() }
+        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]), (1...65535).contains(port),
+              colon > address.startIndex else {
+            throw ConfigurationError("\(endpointVariable) must be host:port, got \"\(text)\"")
+        }
+        var host = String(address[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host, port)
+    }
+
+    /// Runs `body` in a new span, a child of the current trace (or the root of a new one), which
+    /// is the current trace while `body` runs. Off, just runs `body`.
+    public static func withSpan<T>(_ name: String, kind: SpanKind = .internal, attributes: @autoclosure () -> [SpanAttribute] = [],
+                                   _ body: () async throws -> T) async throws -> T {
+        guard let recorder = configured else { return try await body() }
+        return try await recorder.inSpan(name, kind: kind, parent: RequestTrace.current, attributes: attributes(), body)
+    }
+
+    /// Runs `body` in a new span whose parent is `parent` (a trace context that came with a
+    /// message; nil: a new trace). Off, `parent` (or a new trace) is the current trace while
+    /// `body` runs, as before spans existed.
+    public static func withSpan<T>(_ name: String, kind: SpanKind, parent: CommonV1.TraceContext?,
+                                   attributes: @autoclosure () -> [SpanAttribute] = [], _ body: () async throws -> T) async throws -> T {
+        guard let recorder = configured else {
+            return try await RequestTrace.$current.withValue(parent ?? RequestTrace.makeNew()) { try await body() }
+        }
+        return try await recorder.inSpan(name, kind: kind, parent: parent, attributes: attributes(), body)
+    }
+
+    /// Now, in nanoseconds since 1970.
+    public static func now() -> UInt64 {
+        var time = timespec()
+        clock_gettime(CLOCK_REALTIME, &time)
+        return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
+    }
+
+    /// The span's status for an error: its message (an `RPCError`'s code and message).
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? RPCError { return "\(error.code): \(error.message)" }
+        return "\(error)"
+    }
+
+    /// The gRPC status code an error ends a call with.
+    static func code(of error: any Error) -> RPCError.Code {
+        (error as? RPCError)?.code ?? (error is CancellationError ? .cancelled : .unknown)
+    }
+
+    /// Whether a server span with this code is an error (OpenTelemetry's gRPC conventions: only
+    /// the codes that mean the server failed; a client span is an error for any code but OK).
+    static func isServerError(_ code: RPCError.Code) -> Bool {
+        [.unknown, .deadlineExceeded, .unimplemented, .internal, .unavailable, .dataLoss].contains(code)
+    }
+
+    /// The attributes of an RPC span (OpenTelemetry's RPC conventions).
+    static func rpcAttributes(_ method: MethodDescriptor, code: RPCError.Code) -> [SpanAttribute] {
+        [SpanAttribute("rpc.system", "grpc"), SpanAttribute("rpc.service", method.service), SpanAttribute("rpc.method", method.name),
+         SpanAttribute("rpc.grpc.status_code", code.rawValue)]
+    }
+}
+
+extension RequestTrace {
+    /// The 32 hex digits of the trace id in a `traceparent` (checked or made by this module).
+    public static func traceID(_ traceparent: String) -> String {
+        let bytes = traceparent.utf8
+        guard bytes.count == 55 else { return "" }
+        return String(traceparent[traceparent.utf8.index(traceparent.startIndex, offsetBy: 3)..<traceparent.utf8.index(traceparent.startIndex, offsetBy: 35)])
+    }
+
+    /// The 16 hex digits of the span id in a `traceparent`.
+    public static func spanID(_ traceparent: String) -> String {
+        let bytes = traceparent.utf8
+        guard bytes.count == 55 else { return "" }
+        return String(traceparent[traceparent.utf8.index(traceparent.startIndex, offsetBy: 36)..<traceparent.utf8.index(traceparent.startIndex, offsetBy: 52)])
+    }
+}
+
+/// Keeps the spans this process ends and sends them to an OpenTelemetry collector over OTLP/gRPC
+/// (`opentelemetry.proto.collector.trace.v1.TraceService/Export`, through our own RPC client),
+/// in batches: every `flushInterval`, or sooner once `maxBatch` are waiting.
+///
+/// Recording never blocks and never fails the operation: the queue is bounded (`maxQueued`), and
+/// a span that finds it full is dropped and counted; a batch the collector does not take (it is
+/// down, slow or refuses) is dropped and counted too (`fabrikam_otlp_spans_dropped_total`, by
+/// reason), and the failure is logged once until an export succeeds again.
+public final class SpanRecorder: Sendable {
+    public let serviceName: String
+    public let maxQueued: Int
+    public let maxBatch: Int
+    public let flushInterval: Duration
+    let client: RPCClient
+    let host: String
+    let port: Int
+    private let queue = Mutex<[FinishedSpan]>([])
+    private let exporter = Mutex<Task<Void, Never>?>(nil)
+    private let exportLock = Mutex<Bool>(false)
+    private let failing = Mutex<Bool>(false)
+    private let droppedFull: Counter
+    private let droppedExport: Counter
+    private let exported: Counter
+    let logger = Logger(label: "fabrikam.otlp")
+
+    /// The collector's service and method.
+    public static let exportMethod = MethodDescriptor(service: "opentelemetry.proto.collector.trace.v1.TraceService", name: "Export",
+                                                      inputType: "opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest",
+                                                      outputType: "opentelemetry.proto.collector.trace.v1.ExportTraceServiceResponse",
+                                                      clientStreaming: false, serverStreaming: false, isIdempotent: false, httpRule: nil)
+
+    public init(host: String, port: Int, serviceName: String, flushInterval: Duration = .seconds(1), maxQueued: Int = 8192, maxBatch: Int = 512) {
+        self.host = host
+        self.port = port
+        self.serviceName = serviceName
+        self.flushInterval = flushInterval
+        self.maxQueued = maxQueued
+        self.maxBatch = maxBatch
+        // No interceptors: exporting is not traced (it would trace itself), nor retried (the next
+        // batch is the retry), nor counted as one of the service's calls.
+        client = RPCClient(host: host, port: port, options: .defaults {
+            $0.connectTimeout = .seconds(1)
+            $0.tls = nil
+        })
+        MetricsEndpoint.describe("fabrikam_otlp_spans_dropped_total", "Spans not exported: the queue was full, or the collector did not take the batch.")
+        MetricsEndpoint.describe("fabrikam_otlp_spans_exported_total", "Spans the OTLP collector accepted.")
+        droppedFull = Counter(label: "fabrikam_otlp_spans_dropped_total", dimensions: [("reason", "queue_full")])
+        droppedExport = Counter(label: "fabrikam_otlp_spans_dropped_total", dimensions: [("reason", "export_failed")])
+        exported = Counter(label: "fabrikam_otlp_spans_exported_total")
+    }
+
+    /// Queues an ended span for export; drops it (counted) when the queue is full.
+    public func record(_ span: FinishedSpan) {
+        let accepted = queue.withLock { queue in
+            guard queue.count < maxQueued else { return false }
+            queue.append(span)
+            return true
+        }
+        if !accepted { droppedFull.increment() }
+    }
+
+    /// Spans waiting for export.
+    public var queuedCount: Int { queue.withLock { $0.count } }
+
+    /// Starts the export loop (once).
+    public func start() {
+        exporter.withLock { task in
+            guard task == nil else { return }
+            task = Task.detached { [self] in
+                var last = ContinuousClock.now
+                let tick = min(flushInterval, .milliseconds(100))
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: tick)
+                    if Task.isCancelled { break }
+                    if queuedCount >= maxBatch || ContinuousClock.now - last >= flushInterval {
+                        await flush()
+                        last = ContinuousClock.now
+                    }
+                }
+            }
+        }
+    }
+
+    /// Exports everything queued now (in batches of `maxBatch`); returns when done. Never throws.
+    public func flush() async {
+        // One export at a time: the loop and a shutdown's last flush must not send a batch twice.
+        while exportLock.withLock({ busy in defer { busy = true }; return busy }) {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        defer { exportLock.withLock { $0 = false } }
+        while true {
+            let batch = queue.withLock { queue -> [FinishedSpan] in
+                let count = min(queue.count, maxBatch)
+                let batch = Array(queue.prefix(count))
+                queue.removeFirst(count)
+                return batch
+            }
+            if batch.isEmpty { return }
+            await export(batch)
+        }
+    }
+
+    /// Sends one batch; counts it as exported or dropped.
+    func export(_ batch: [FinishedSpan]) async {
+        let request = OTLPExportRequest(resourceSpans: OTLPEncoding.resourceSpans(batch, serviceName: serviceName))
+        do {
+            try await client.unary(Self.exportMethod, request, options: CallOptions(timeout: .seconds(5))) { (_: UnsafeRawBufferPointer) in () }
+            exported.increment(by: Int64(batch.count))
+            if failing.withLock({ state in defer { state = false }; return state }) {
+                logger.info("exporting spans again", metadata: ["collector": "\(host):\(port)"])
+            }
+        } catch {
+            droppedExport.increment(by: Int64(batch.count))
+            if !failing.withLock({ state in defer { state = true }; return state }) {
+                logger.warning("the OTLP collector did not take a batch of spans; they are dropped (logged once until an export succeeds)",
+                               metadata: ["collector": "\(host):\(port)", "spans": "\(batch.count)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// Stops the loop after a last flush, and closes the connection.
+    public func shutdown() async {
+        let task = exporter.withLock { task in defer { task = nil }; return task }
+        task?.cancel()
+        await task?.value
+        await flush()
+        await client.close()
+    }
+
+    /// Runs `body` in a new span under `parent` (nil: a new trace) and records it when `body`
+    /// ends, with an error status if it throws.
+    func inSpan<T>(_ name: String, kind: SpanKind, parent: CommonV1.TraceContext?, attributes: [SpanAttribute],
+                   _ body: () async throws -> T) async throws -> T {
+        let trace = parent.map(RequestTrace.child(of:)) ?? RequestTrace.makeNew()
+        let parentSpanID = parent.map { RequestTrace.spanID($0.traceparent) } ?? ""
+        let start = Tracing.now()
+        var span = FinishedSpan(traceID: RequestTrace.traceID(trace.traceparent), spanID: RequestTrace.spanID(trace.traceparent),
+                                parentSpanID: parentSpanID, traceState: trace.tracestate, name: name, kind: kind, start: start, end: start,
+                                attributes: attributes)
+        do {
+            let result = try await RequestTrace.$current.withValue(trace) { try await body() }
+            span.end = Tracing.now()
+            record(span)
+            return result
+        } catch {
+            span.end = Tracing.now()
+            span.error = Tracing.describe(error)
+            record(span)
+            throw error
+        }
+    }
+}
+
+/// The request of `TraceService/Export` as its encoded fields: protobuf-c carries it as a
+/// `google.protobuf.Empty` whose one unknown field (1, `resource_spans`) it writes back byte for
+/// byte, so the RPC runtime sends exactly what `OTLPEncoding` wrote.
+struct OTLPExportRequest: ProtobufKit.Message {
+    static let protoMessageName = "opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest"
+    var unknownFields = UnknownFields()
+
+    init() {}
+
+    init(resourceSpans: [UInt8]) {
+        var payload = OTLPEncoding.Writer()
+        payload.varint(UInt64(resourceSpans.count))
+        payload.bytes += resourceSpans
+        unknownFields.fields = [UnknownFields.Field(number: 1, wireType: .lengthDelimited, payload: payload.bytes)]
+    }
+
+    static var _protobufCDescriptor: UnsafeRawPointer { Google.Protobuf.Empty._protobufCDescriptor }
+
+    func _buildProtobufC(in arena: ProtobufCArena) -> UnsafeMutableRawPointer {
+        var carrier = Google.Protobuf.Empty()
+        carrier.unknownFields = unknownFields
+        return carrier._buildProtobufC(in: arena)
+    }
+
+    init(_protobufC pointer: UnsafeRawPointer) throws {
+        unknownFields = UnknownFields(_protobufC: pointer)
+    }
+
+    func _writeJSON(to writer: inout JSONWriter) throws {
+        throw RPCError(.unimplemented, "an OTLP export request is sent in binary only")
+    }
+
+    init(_jsonScanner scanner: inout JSONScanner) throws {
+        throw RPCError(.unimplemented, "an OTLP export request is read in binary only")
+    }
+}
+
+/// The OTLP trace messages this process sends, encoded by hand: a faithful subset of
+/// opentelemetry-proto (`opentelemetry/proto/{trace,resource,common}/v1/*.proto`; the field
+/// numbers are upstream's, and the test's receiver decodes them with the OpenTelemetry project's
+/// own generated code from PyPI's opentelemetry-proto).
+enum OTLPEncoding {
+    struct Writer {
+        var bytes: [UInt8] = []
+
+        mutating func varint(_ value: UInt64) {
+            var value = value
+            while value >= 0x80 {
+                bytes.append(UInt8(truncatingIfNeeded: value) | 0x80)
+                value >>= 7
+            }
+            bytes.append(UInt8(value))
+        }
+
+        mutating func tag(_ field: UInt64, _ wireType: UInt64) { varint(field << 3 | wireType) }
+
+        mutating func lengthDelimited(_ field: UInt64, _ content: [UInt8]) {
+            tag(field, 2)
+            varint(UInt64(content.count))
+            bytes += content
+        }
+
+        mutating func string(_ field: UInt64, _ text: String) {
+            guard !text.isEmpty else { return }
+            lengthDelimited(field, Array(text.utf8))
+        }
+
+        mutating func message(_ field: UInt64, _ build: (inout Writer) -> Void) {
+            var inner = Writer()
+            build(&inner)
+            lengthDelimited(field, inner.bytes)
+        }
+
+        mutating func fixed64(_ field: UInt64, _ value: UInt64) {
+            tag(field, 1)
+            withUnsafeBytes(of: value.littleEndian) { bytes += $0 }
+        }
+
+        mutating func fixed32(_ field: UInt64, _ value: UInt32) {
+            tag(field, 5)
+            withUnsafeBytes(of: value.littleEndian) { bytes += $0 }
+        }
+
+        /// Hex digits as the bytes they spell (trace and span ids).
+        mutating func hexBytes(_ field: UInt64, _ hex: String) {
+            guard !hex.isEmpty else { return }
+            let digits = Array(hex.utf8)
+            var decoded: [UInt8] = []
+            decoded.reserveCapacity(digits.count / 2)
+            func value(_ digit: UInt8) -> UInt8 {
+                switch digit {
+                case 0x30...0x39: digit - 0x30
+                case 0x61...0x66: digit - 0x61 + 10
+                case 0x41...0x46: digit - 0x41 + 10
+                default: 0
+                }
+            }
+            var index = 0
+            while index + 1 < digits.count {
+                decoded.append(value(digits[index]) << 4 | value(digits[index + 1]))
+                index += 2
+            }
+            lengthDelimited(field, decoded)
+        }
+    }
+
+    /// `common.v1.KeyValue`: key = 1, value = 2 (`AnyValue`: string_value = 1, bool_value = 2,
+    /// int_value = 3).
+    static func keyValue(_ writer: inout Writer, field: UInt64, _ attribute: SpanAttribute) {
+        writer.message(field) { keyValue in
+            keyValue.string(1, attribute.key)
+            keyValue.message(2) { value in
+                switch attribute.value {
+                case .string(let text): value.lengthDelimited(1, Array(text.utf8))
+                case .bool(let flag): value.tag(2, 0); value.varint(flag ? 1 : 0)
+                case .int(let number): value.tag(3, 0); value.varint(UInt64(bitPattern: number))
+                }
+            }
+        }
+    }
+
+    /// `trace.v1.ResourceSpans` of one process: resource = 1 (`resource.v1.Resource`,
+    /// attributes = 1), scope_spans = 2 (`ScopeSpans`: scope = 1 (`InstrumentationScope`:
+    /// name = 1, version = 2), spans = 2).
+    static func resourceSpans(_ spans: [FinishedSpan], serviceName: String) -> [UInt8] {
+        var writer = Writer()
+        writer.message(1) { resource in
+            keyValue(&resource, field: 1, SpanAttribute("service.name", serviceName))
+            keyValue(&resource, field: 1, SpanAttribute("service.namespace", "fabrikam"))
+            keyValue(&resource, field: 1, SpanAttribute("telemetry.sdk.language", "swift"))
+            keyValue(&resource, field: 1, SpanAttribute("telemetry.sdk.name", "fabrikam-servicekit"))
+        }
+        writer.message(2) { scopeSpans in
+            scopeSpans.message(1) { scope in
+                scope.string(1, "fabrikam.servicekit")
+                scope.string(2, "1")
+            }
+            for span in spans { scopeSpans.message(2) { encode(span, into: &$0) } }
+        }
+        return writer.bytes
+    }
+
+    /// `trace.v1.Span`: trace_id = 1, span_id = 2, trace_state = 3, parent_span_id = 4, name = 5,
+    /// kind = 6, start_time_unix_nano = 7 (fixed64), end_time_unix_nano = 8 (fixed64),
+    /// attributes = 9, status = 15 (`Status`: message = 2, code = 3; ERROR = 2), flags = 16
+    /// (fixed32; the W3C trace flags: sampled).
+    static func encode(_ span: FinishedSpan, into writer: inout Writer) {
+        writer.hexBytes(1, span.traceID)
+        writer.hexBytes(2, span.spanID)
+        writer.string(3, span.traceState)
+        writer.hexBytes(4, span.parentSpanID)
+        writer.string(5, span.name)
+        writer.tag(6, 0)
+        writer.varint(span.kind.rawValue)
+        writer.fixed64(7, span.start)
+        writer.fixed64(8, span.end)
+        for attribute in span.attributes { keyValue(&writer, field: 9, attribute) }
+        if let error = span.error {
+            writer.message(15) { status in
+                status.string(2, error)
+                status.tag(3, 0)
+                status.varint(2)
+            }
+        }
+        writer.fixed32(16, 1)
+    }
+}
