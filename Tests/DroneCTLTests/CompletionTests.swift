@@ -150,8 +150,8 @@ struct CompletionTests {
         #expect(sizes.sorted() == ["PACKAGE_SIZE_LARGE", "PACKAGE_SIZE_MEDIUM", "PACKAGE_SIZE_SMALL", "PACKAGE_SIZE_UNSPECIFIED"], "\(sizes)")
         #expect(try Dronectl().run(["completion", "tcsh"]).status == 2)
         // fish's `complete -C` (how a script asks fish for completions) has no cursor, and the
-        // script's call back into dronectl passes the cursor's place in the word: the dynamic
-        // case needs an interactive fish at a terminal, so it is checked in zsh (and bash) here.
+        // script's call back into dronectl passes the cursor's place in the word: fish's dynamic
+        // case runs at a terminal (TerminalSessionTests), zsh's (and bash's) here.
         guard shell == "zsh" else { return }
         let server = try TestServer.interop()
         defer { server.stop() }

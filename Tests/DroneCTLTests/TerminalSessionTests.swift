@@ -74,6 +74,24 @@ struct TerminalSessionTests {
         }
     }
 
+    @Test("fish at a terminal: TAB after a service's name lists the methods the server on the line offers (dynamic completion)")
+    func fishDynamicCompletion() async throws {
+        let server = try TestServer.interop()
+        defer { server.stop() }
+        let home = FileManager.default.temporaryDirectory.appendingPathComponent("dronectl-fish-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+        let binDirectory = URL(fileURLWithPath: Dronectl.binary).deletingLastPathComponent().path
+        let session = try Session("env PATH=\(binDirectory):/usr/bin:/bin HOME=\(home) fish --no-config")
+        try session.type("dronectl completion fish | source; echo SOURCED")
+        try await session.waitFor("SOURCED")
+        try session.tmux(["send-keys", "-t", "main", "-l", "dronectl call --server \(server.address) grpc.testing.TestService/"])
+        try session.tmux(["send-keys", "-t", "main", "Tab"])
+        // fish lists the candidates under the line, their common prefix shortened to "…".
+        let screen = try await session.waitFor("Service/FullDuplexCall")
+        #expect(screen.contains("Service/UnaryCall"), "\(screen)")
+        #expect(screen.contains("Service/StreamingOutputCall"), "\(screen)")
+    }
+
     @Test("bidirectional: each typed request is answered before the next is typed; Ctrl-C cancels")
     func typedBidirectionalStream() async throws {
         let server = try TestServer.interop()

@@ -110,9 +110,13 @@ extension EndToEndTests {
                     let ids = Set(spans.map(\.spanID))
                     return spans.filter { $0.parentSpanID != clientSpan && !ids.contains($0.parentSpanID) }
                 }
-                try? await waitFor("every parent span to arrive", timeout: .seconds(10)) {
+                // Each process exports on its own schedule: the called services' SERVER spans may
+                // come after every parent has (a missing leaf leaves no span without its parent).
+                try? await waitFor("every parent span and every called service's span to arrive", timeout: .seconds(10)) {
                     trace = receiver.spans().filter { $0.traceID == traceID }
-                    return unparented(trace).isEmpty
+                    return unparented(trace).isEmpty && Self.steps.allSatisfy { step in
+                        trace.contains { $0.service == step.service && $0.kind == "SPAN_KIND_SERVER" && $0.name == step.method }
+                    }
                 }
                 let listing = trace.sorted { $0.start < $1.start }.map(\.description).joined(separator: "\n")
                 #expect(unparented(trace).isEmpty, "spans whose parent is not in the trace: \(unparented(trace))\n\(listing)")
