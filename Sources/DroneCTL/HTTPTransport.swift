@@ -73,9 +73,10 @@ struct HTTPTransport<Codec: MessageCodec>: Sendable {
             throw RPCError(.unavailable, "TLS configuration: \(error)")
         }
         let handshake = Mutex<EventLoopFuture<Void>?>(nil)
+        let connectTimeout = TimeAmount.nanoseconds(Int64(settings.connectTimeout.components.seconds) * 1_000_000_000
+                                                    + settings.connectTimeout.components.attoseconds / 1_000_000_000)
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connectTimeout(.nanoseconds(Int64(settings.connectTimeout.components.seconds) * 1_000_000_000
-                                         + settings.connectTimeout.components.attoseconds / 1_000_000_000))
+            .connectTimeout(connectTimeout)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)  // IPPROTO_TCP, not SOL_SOCKET (see RPCClient)
             .connect(host: endpoint.host, port: endpoint.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -90,7 +91,7 @@ struct HTTPTransport<Codec: MessageCodec>: Sendable {
         if let done = handshake.withLock({ $0 }) {
             // Within the connect timeout: a server that never finishes the handshake is not waited for.
             let timedOut = Mutex(false)
-            let timer = channel.channel.eventLoop.scheduleTask(in: .nanoseconds(Int64(settings.connectTimeout.components.seconds) * 1_000_000_000)) {
+            let timer = channel.channel.eventLoop.scheduleTask(in: connectTimeout) {
                 timedOut.withLock { $0 = true }
                 channel.channel.close(promise: nil)
             }

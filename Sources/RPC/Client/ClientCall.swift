@@ -248,7 +248,7 @@ final class CurrentCall: Sendable {
     /// written after it reach the new stream in the order they were written.
     func send(_ framed: ByteBuffer) async throws {
         let sent: EventLoopFuture<Void> = state.withLock { state in
-            if state.restartable && restart != nil {
+            if state.restartable {
                 if state.writtenBytes + framed.readableBytes <= replayLimit {
                     state.written.append(framed)
                     state.writtenBytes += framed.readableBytes

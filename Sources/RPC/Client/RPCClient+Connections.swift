@@ -340,10 +340,7 @@ extension RPCClient {
 
     /// SNI and the name the server's certificate must carry: the configured server name, else
     /// the host (an IP address is checked against the certificate's IP SANs, without SNI).
-    var tlsServerHostname: String? {
-        if let name = options.tls?.serverName { return name }
-        return (try? SocketAddress(ipAddress: host, port: 0)) == nil ? host : nil
-    }
+    var tlsServerHostname: String? { options.tls.flatMap { $0.serverHostname(connectingTo: host) } }
 
     /// The keepalive interval new connections get (see `Pool.keepaliveInterval`).
     var keepaliveInterval: Duration? { pool.withLock { $0.keepaliveInterval } }

@@ -256,7 +256,7 @@ public struct ClientTLSConnector: Sendable {
         var tls = tls
         tls.applicationProtocols = [applicationProtocol]
         context = try tls.makeContext()
-        serverHostname = tls.serverName ?? ((try? SocketAddress(ipAddress: host, port: 0)) == nil ? host : nil)
+        serverHostname = tls.serverHostname(connectingTo: host)
         self.applicationProtocol = applicationProtocol
         presentsCertificate = tls.certificateChainFile != nil
     }

@@ -74,6 +74,14 @@ public struct ClientTLS: Sendable {
 
     var files: [String] { [caFile, certificateChainFile, privateKeyFile].compactMap { $0 } }
 
+    /// SNI and the name the server's certificate must carry when connecting to `host`:
+    /// `serverName`, else the host (an IP address is checked against the certificate's IP SANs,
+    /// without SNI).
+    func serverHostname(connectingTo host: String) -> String? {
+        if let serverName { return serverName }
+        return (try? SocketAddress(ipAddress: host, port: 0)) == nil ? host : nil
+    }
+
     public func makeContext() throws -> NIOSSLContext {
         var configuration = TLSConfiguration.makeClientConfiguration()
         configuration.minimumTLSVersion = .tlsv12
