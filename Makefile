@@ -47,7 +47,8 @@ check-generated: proto
 TEST_WIDTH ?= 12
 test: deps
 	$(SWIFT) build --build-tests
-	FABRIKAM_REQUIRE_ENGINES=1 SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH=$(TEST_WIDTH) bash tools/with-postgres.sh bash tools/with-nats.sh $(SWIFT) test --skip-build
+	FABRIKAM_REQUIRE_ENGINES=1 SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH=$(TEST_WIDTH) bash tools/with-postgres.sh bash tools/with-nats.sh $(SWIFT) test --skip-build 2>&1 \
+	  | tee .build/test-output.log; bash tools/failed-tests.sh .build/test-output.log "$${PIPESTATUS[0]}"
 
 ## contract-test: the .proto contracts: buf lint, buf breaking (WIRE_JSON) against the released baseline, the field-rule corpus, the deliberate faults each must catch, and schemathesis (every check) against the running gateway; a summary, JUnit XML in .build/contract-test/junit.xml (CONTRACT_TEST_REPORT), non-zero exit on any failure
 contract-test: deps

@@ -4,6 +4,7 @@ import ProtobufKit
 import RPC
 import Synchronization
 import Testing
+import TestSupport
 
 typealias Methods = Grpc.Testing.TestService.Method
 
@@ -96,12 +97,13 @@ struct CallTests {
         }
         try await withServer(router) { client, _ in
             let started = ContinuousClock.now
-            await #expect(throws: RPCError.self) {
+            let error = await #expect(throws: RPCError.self) {
                 _ = try await client.unary(Methods.UnaryCall.self, request(responseSize: 0), options: CallOptions(timeout: .milliseconds(200)))
             }
-            #expect(ContinuousClock.now - started < .seconds(5))
-            for _ in 0..<100 where !cancelled.isSet { try await Task.sleep(for: .milliseconds(10)) }
-            #expect(cancelled.isSet)
+            #expect(error?.code == .deadlineExceeded)
+            // Well before the handler's 10 s sleep would have ended on its own.
+            #expect(ContinuousClock.now - started < .seconds(8))
+            #expect(try await waitUntil { cancelled.isSet })
         }
     }
 
@@ -122,12 +124,11 @@ struct CallTests {
         }
         try await withServer(router) { client, _ in
             let call = Task { try await client.unary(Methods.UnaryCall.self, request(responseSize: 0)) }
-            for _ in 0..<100 where !started.isSet { try await Task.sleep(for: .milliseconds(10)) }
+            #expect(try await waitUntil { started.isSet })
             call.cancel()
             let error = await #expect(throws: RPCError.self) { _ = try await call.value }
             #expect(error?.code == .cancelled)
-            for _ in 0..<100 where !cancelled.isSet { try await Task.sleep(for: .milliseconds(10)) }
-            #expect(cancelled.isSet)
+            #expect(try await waitUntil { cancelled.isSet })
         }
     }
 
@@ -189,7 +190,7 @@ struct CallTests {
         let port = try await server.start()
         let client = RPCClient(host: "127.0.0.1", port: port)
         let call = Task { try await client.unary(Methods.UnaryCall.self, request(responseSize: 42)) }
-        for _ in 0..<100 where !started.isSet { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(try await waitUntil { started.isSet })
         await server.shutdown()
         let response = try await call.value
         #expect(response.payload?.body.count == 42)

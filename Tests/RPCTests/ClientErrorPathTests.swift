@@ -6,6 +6,7 @@ import ProtobufKit
 @testable import RPC
 import Synchronization
 import Testing
+import TestSupport
 
 /// The client's error paths (issue 12, A5): a call's stream is closed however the caller's body
 /// ends, and a response that is not gRPC (a proxy's error page) gets the status gRPC's
@@ -54,14 +55,9 @@ struct ClientErrorPathTests {
                 }
             }
             #expect(started.isSet)
-            for _ in 0..<300 where !cancelled.isSet { try await Task.sleep(for: .milliseconds(10)) }
-            #expect(cancelled.isSet, "the server's handler went on: the stream was left open")
-            var open = try await Self.openStreams(client)
-            for _ in 0..<100 where open > 0 {
-                try await Task.sleep(for: .milliseconds(10))
-                open = try await Self.openStreams(client)
-            }
-            #expect(open == 0)
+            #expect(try await waitUntil { cancelled.isSet }, "the server's handler went on: the stream was left open")
+            var open = -1
+            #expect(try await waitUntil { open = try await Self.openStreams(client); return open == 0 }, "\(open) streams still open")
 
             // The same for a bidirectional call whose body throws before reading anything.
             await #expect(throws: CallerGaveUp.self) {
@@ -70,12 +66,7 @@ struct ClientErrorPathTests {
                     throw CallerGaveUp()
                 }
             }
-            open = try await Self.openStreams(client)
-            for _ in 0..<100 where open > 0 {
-                try await Task.sleep(for: .milliseconds(10))
-                open = try await Self.openStreams(client)
-            }
-            #expect(open == 0)
+            #expect(try await waitUntil { open = try await Self.openStreams(client); return open == 0 }, "\(open) streams still open")
         }
     }
 

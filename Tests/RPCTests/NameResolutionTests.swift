@@ -8,6 +8,7 @@ import ProtobufKit
 @testable import RPC
 import Synchronization
 import Testing
+import TestSupport
 
 /// How the client resolves its target name (issue 12, A3): off the event loops and Swift's
 /// cooperative pool, keeping what works when a lookup fails, balancing over every address, and
@@ -142,11 +143,7 @@ struct NameResolutionTests {
         let client = Self.client(moving, minInterval: .milliseconds(50))
         let first = await #expect(throws: RPCError.self) { _ = try await client.unary(Methods.EmptyCall.self, Grpc.Testing.Empty()) }
         #expect(first?.code == .unavailable)
-        var succeeded = false
-        for _ in 0..<100 where !succeeded {
-            succeeded = (try? await client.unary(Methods.EmptyCall.self, Grpc.Testing.Empty())) != nil
-            if !succeeded { try await Task.sleep(for: .milliseconds(20)) }
-        }
+        let succeeded = try await waitUntil { (try? await client.unary(Methods.EmptyCall.self, Grpc.Testing.Empty())) != nil }
         #expect(succeeded, "the client never found the new address")
         // At least the one lookup the failure brought (more when the retries outlast the 50 ms
         // minimum on a loaded machine); "not on every call" is the rate-limited half below.

@@ -133,3 +133,17 @@ public enum TestCertificates {
     /// The path of `name` (for example "server.pem") in the certificates' directory.
     public static func path(_ name: String) async throws -> String { try await directory() + "/" + name }
 }
+
+/// Polls `condition` every 10 ms until it holds or `timeout` passes, and says whether it held.
+///
+/// The bound is generous on purpose: tests run twelve at a time on two cores, where a second is
+/// not long for a cancellation to travel. A test asserts the returned value, so a condition that
+/// never holds still fails it; only how long the test waits for a healthy answer grows.
+public func waitUntil(timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async throws -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while true {
+        if try await condition() { return true }
+        if ContinuousClock.now > deadline { return false }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+}
