@@ -75,6 +75,10 @@ public enum Tracing {
     /// The process's recorder; nil when tracing is off.
     public static var recorder: SpanRecorder? { configured }
 
+    /// Decides whether the traces this process starts are sampled. Written once, by `configure`
+    /// in `runService`, before any trace is made; only read afterwards.
+    nonisolated(unsafe) public private(set) static var sampler = TraceSampler(ratio: 1)
+
     /// The variable that names the collector (`host:port`, or `http://host:port`).
     public static let endpointVariable = "FABRIKAM_OTLP_ENDPOINT"
     /// The command-line flag that does the same (every process accepts it).
@@ -85,6 +89,9 @@ public enum Tracing {
     @discardableResult
     public static func configure(serviceName: String, arguments: [String] = CommandLine.arguments,
                                  environment: [String: String] = ProcessInfo.processInfo.environment) throws -> SpanRecorder? {
+        // Before the endpoint: a process that records nothing still decides for the traces it
+        // starts, and the services it calls record by that decision.
+        sampler = try TraceSampler(environment: environment)
         var endpoint = environment[endpointVariable]
         var iterator = arguments.makeIterator()
         while let argument = iterator.next() {
@@ -318,6 +325,9 @@ public final class SpanRecorder: Sendable {
     func inSpan<T>(_ name: String, kind: SpanKind, parent: CommonV1.TraceContext?, attributes: [SpanAttribute],
                    _ body: () async throws -> T) async throws -> T {
         let trace = parent.map(RequestTrace.child(of:)) ?? RequestTrace.makeNew()
+        guard RequestTrace.isSampled(trace.traceparent) else {
+            return try await RequestTrace.$current.withValue(trace) { try await body() }
+        }
         let parentSpanID = parent.map { RequestTrace.spanID($0.traceparent) } ?? ""
         let start = Tracing.now()
         var span = FinishedSpan(traceID: RequestTrace.traceID(trace.traceparent), spanID: RequestTrace.spanID(trace.traceparent),

@@ -126,7 +126,14 @@ public final class SupervisorServiceLogic: SupervisorV1.SupervisorService.Handle
             saga.compensations[index].attempts += 1
             saga.compensations[index].lastAttemptTime = .now
             do {
-                let didSomething = try await RequestTrace.$current.withValue(saga.traceContext ?? RequestTrace.makeNew()) {
+                // A span per repair step, in the failed saga's trace (its parent is the span that
+                // was current when the saga was handed over), so the undoing calls sit under it.
+                let attempt = Int(saga.compensations[index].attempts)
+                let didSomething = try await Tracing.withSpan("compensation \(kind.protoName ?? "\(kind.rawValue)")", kind: .internal,
+                                                              parent: saga.traceContext,
+                                                              attributes: [SpanAttribute("fabrikam.saga.id", saga.sagaId),
+                                                                           SpanAttribute("fabrikam.delivery.id", saga.deliveryId),
+                                                                           SpanAttribute("fabrikam.compensation.attempt", attempt)]) {
                     try await perform(kind, saga)
                 }
                 saga.compensations[index].state = didSomething ? .succeeded : .skipped
