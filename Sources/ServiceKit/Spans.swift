@@ -134,11 +134,12 @@ public enum Tracing {
     }
 
     /// Runs `body` in a new span whose parent is `parent` (a trace context that came with a
-    /// message; nil: a new trace). Off, `parent` (or a new trace) is the current trace while
-    /// `body` runs, as before spans existed.
-    public static func withSpan<T>(_ name: String, kind: SpanKind, parent: CommonV1.TraceContext?,
+    /// message; nil: a new trace), recorded into `recorder` (the process's by default; a test
+    /// gives its own). Off, `parent` (or a new trace) is the current trace while `body` runs, as
+    /// before spans existed.
+    public static func withSpan<T>(_ name: String, kind: SpanKind, parent: CommonV1.TraceContext?, recorder: SpanRecorder? = Tracing.recorder,
                                    attributes: @autoclosure () -> [SpanAttribute] = [], _ body: () async throws -> T) async throws -> T {
-        guard let recorder = configured else {
+        guard let recorder else {
             return try await RequestTrace.$current.withValue(parent ?? RequestTrace.makeNew()) { try await body() }
         }
         return try await recorder.inSpan(name, kind: kind, parent: parent, attributes: attributes(), body)
@@ -254,6 +255,9 @@ public final class SpanRecorder: Sendable {
 
     /// Spans waiting for export.
     public var queuedCount: Int { queue.withLock { $0.count } }
+
+    /// The spans waiting for export (a recorder that was never started keeps every span: tests).
+    public var queuedSpans: [FinishedSpan] { queue.withLock { $0 } }
 
     /// Starts the export loop (once).
     public func start() {
