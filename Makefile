@@ -5,7 +5,7 @@ FUZZ_SECONDS ?= 30
 
 PREFIX ?= /usr/local
 
-.PHONY: all deps build install bench-dronectl proto check-generated test unit-tests fuzz bench bench-protobuf bench-rpc bench-tls certs bench-ingestion bench-gateway bench-load-levelling run clean interop interop-server \
+.PHONY: all deps build install bench-dronectl proto check-generated test unit-tests fuzz bench bench-protobuf bench-rpc bench-tls bench-observability certs bench-ingestion bench-gateway bench-load-levelling run clean interop interop-server \
 	images compose-up compose-down validate-deploy container-test measure-containers contract-test contract-baseline
 
 all: build
@@ -87,6 +87,10 @@ bench-tls: deps
 ## certs: a local CA and server/client certificates for TLS and mTLS in certs/ (tools/make-certs.sh)
 certs:
 	bash tools/make-certs.sh certs
+
+## bench-observability: server CPU per unary call with metrics and traces on against off (tools/bench-observability.sh)
+bench-observability: deps
+	bash tools/bench-observability.sh
 
 ## bench-ingestion: durable delivery requests per second into Ingestion, whole system running
 bench-ingestion: deps

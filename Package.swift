@@ -189,7 +189,8 @@ let package = Package(
             name: "Gateway",
             dependencies: serviceDependencies + ["CProtobufC", "CWellKnownProtos", "HTTP2", .product(name: "NIOCore", package: "swift-nio"),
                                                  .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
-                                                 .product(name: "NIOSSL", package: "swift-nio-ssl")]
+                                                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                                                 .product(name: "CoreMetrics", package: "swift-metrics")]
         ),
         .executableTarget(name: "gateway", dependencies: ["Gateway", "ServiceKit", "RPCServices"], path: "Sources/Servers/gateway", linkerSettings: serverLinkerSettings),
 

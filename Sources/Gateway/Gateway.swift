@@ -92,6 +92,8 @@ public final class Gateway: Sendable {
     let chain: MiddlewareChain
     let logger: Logger
     let lifecycle = GatewayLifecycle()
+    /// Requests and connections, for the admin port's `/metrics`.
+    let metrics = GatewayMetrics()
 
     /// The services the gateway exposes (the others have no public API).
     public static let publicServices: Set<String> = [
@@ -165,13 +167,25 @@ public final class Gateway: Sendable {
 
     /// Answers one request. Never throws: every failure is a status and a `google.rpc.Status` body.
     ///
-    /// With tracing on (`Tracing.recorder`), the request is a SERVER span: a child of the
-    /// client's `traceparent` when it sent one, the root of a new trace otherwise; it is the
-    /// current trace while the request is handled, so every upstream call is a CLIENT span under
-    /// it (`TracingClientInterceptor` on the upstream clients). A streamed answer's span ends when
-    /// its head is ready.
+    /// Counted in the gateway's HTTP metrics (`GatewayMetrics`: by method, route template and
+    /// status; its time; in flight while it is worked out). With tracing on (`Tracing.recorder`),
+    /// the request is a SERVER span: a child of the client's `traceparent` when it sent one, the
+    /// root of a new trace otherwise; it is the current trace while the request is handled, so
+    /// every upstream call is a CLIENT span under it (`TracingClientInterceptor` on the upstream
+    /// clients). A client's unsampled `traceparent` (flags 00), or a new trace the sampler left
+    /// out, records no span but still travels upstream. A streamed answer's span ends when its
+    /// head is ready.
     public func handle(_ request: GatewayRequest) async -> GatewayResponse {
-        guard let recorder = Tracing.recorder else { return await handleRequest(request, route: nil) }
+        let started = ContinuousClock.now
+        metrics.inFlight.increment()
+        let (response, route) = await tracedRequest(request)
+        metrics.inFlight.decrement()
+        metrics.answered(method: request.method, route: route ?? GatewayMetrics.otherRoute, status: response.status, elapsed: .now - started)
+        return response
+    }
+
+    private func tracedRequest(_ request: GatewayRequest) async -> (GatewayResponse, route: String?) {
+        guard let recorder = Tracing.recorder else { return await handleRequest(request) }
         var incoming: CommonV1.TraceContext?
         if let parent = request.header("traceparent"), RequestTrace.isValidTraceparent(parent) {
             var trace = CommonV1.TraceContext()
@@ -181,25 +195,22 @@ public final class Gateway: Sendable {
         }
         let trace = incoming.map(RequestTrace.child(of:)) ?? RequestTrace.makeNew()
         let start = Tracing.now()
-        let route = RouteName()
-        let response = await RequestTrace.$current.withValue(trace) { await handleRequest(request, route: route) }
+        let (response, route) = await RequestTrace.$current.withValue(trace) { await handleRequest(request) }
+        guard RequestTrace.isSampled(trace.traceparent) else { return (response, route) }
         var span = FinishedSpan(traceID: RequestTrace.traceID(trace.traceparent), spanID: RequestTrace.spanID(trace.traceparent),
                                 parentSpanID: incoming.map { RequestTrace.spanID($0.traceparent) } ?? "", traceState: trace.tracestate,
-                                name: route.value.map { "\(request.method) \($0)" } ?? request.method, kind: .server, start: start, end: Tracing.now(),
+                                name: route.map { "\(request.method) \($0)" } ?? request.method, kind: .server, start: start, end: Tracing.now(),
                                 attributes: [SpanAttribute("http.request.method", request.method), SpanAttribute("url.path", request.path),
                                              SpanAttribute("http.response.status_code", response.status)])
-        if let template = route.value { span.attributes.append(SpanAttribute("http.route", template)) }
+        if let route { span.attributes.append(SpanAttribute("http.route", route)) }
         if response.status >= 500 { span.error = "HTTP \(response.status)" }
         recorder.record(span)
-        return response
+        return (response, route)
     }
 
-    /// The route a traced request matched (its template), found out while it is handled.
-    final class RouteName: @unchecked Sendable {
-        var value: String?
-    }
-
-    private func handleRequest(_ request: GatewayRequest, route: RouteName?) async -> GatewayResponse {
+    /// The answer, and the template of the route it matched (nil: none; the gateway's own pages
+    /// by their fixed path).
+    private func handleRequest(_ request: GatewayRequest) async -> (GatewayResponse, route: String?) {
         let started = ContinuousClock.now
         let requestID = request.header("x-request-id").flatMap { $0.isEmpty || $0.count > 128 ? nil : $0 } ?? randomHex(bytes: 16)
         var response: GatewayResponse
@@ -225,12 +236,10 @@ public final class Gateway: Sendable {
                 response = errorResponse(status: 500, code: 13, message: error.message)
             }
         }
-        if let route {
-            switch context.target {
-            case .route(let matched, _): route.value = "\(matched.template)"
-            case .summary: route.value = "/v1/deliveries/{delivery_id}/summary"
-            case .unresolved: break
-            }
+        let route: String? = switch context.target {
+        case .route(let matched, _): matched.template.description
+        case .summary: "/v1/deliveries/{delivery_id}/summary"
+        case .unresolved: context.ownPage
         }
         response.headers.append(("x-request-id", requestID))
         addCORS(request, &response)
@@ -243,7 +252,7 @@ public final class Gateway: Sendable {
             "request_id": "\(requestID)", "account": "\(caller?.accountID ?? "-")", "key": "\(caller?.keyID ?? "-")",
             "client": "\(request.clientAddress)",
         ])
-        return response
+        return (response, route)
     }
 
     /// What a client may see of an upstream's failure. INTERNAL, UNKNOWN and DATA_LOSS carry

@@ -81,6 +81,11 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
             return
         }
         buffered = nil
+        // Counted once the protocol is known; a connection closed before it said is not.
+        let metrics = gateway.metrics
+        let kind: GatewayMetrics.ConnectionProtocol = start == Self.preface ? .http2 : .http1
+        metrics.connectionOpened(kind)
+        context.channel.closeFuture.whenComplete { _ in metrics.connectionClosed(kind) }
         context.fireChannelActive()
         context.fireChannelRead(wrapInboundOut(buffer))
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)

@@ -29,6 +29,9 @@ struct RequestContext: Sendable {
     var json: JSONValue = .object([])
     /// Where the route's own delivery is, once Tenancy has checked it.
     var deliveryPlace: Tenancy.DeliveryPlace?
+    /// The path of the gateway's own page that answered (`/healthz`, ...): a fixed set, so it
+    /// can name the route in metrics and spans.
+    var ownPage: String?
 
     init(request: GatewayRequest, requestID: String) {
         self.request = request

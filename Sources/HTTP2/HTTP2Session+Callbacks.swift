@@ -122,6 +122,9 @@ extension HTTP2Session {
                     buffer!.update(from: bytes.bindMemory(to: UInt8.self).baseAddress!, count: count)
                 }
                 stream.pending!.moveReaderIndex(forwardBy: count)
+                // Bytes moved: a stop behind the window after this is a new wait.
+                stream.stalled = false
+                if stream.pendingBytes > 0 && owner.onFlowControlStall != nil { owner.queueStallCheck(stream, streamID) }
             }
             if stream.pendingBytes == 0 {
                 stream.pending = nil

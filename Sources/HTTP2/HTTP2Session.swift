@@ -104,6 +104,12 @@ public final class HTTP2Session {
     /// Set when this end queues HEADERS or DATA on a stream; the owner reads and clears it
     /// (`takeStreamFramesSent`), for keepalive policing: pings next to real traffic are fine.
     var streamFramesSent = false
+    /// Streams whose queued body may be stuck behind the peer's window, looked at once
+    /// `drainOutput` has let nghttp2 send all it may (see `HTTP2Session+FlowControlStalls`).
+    var stallCandidates: [Int32] = []
+    /// Told once per wait when a stream's queued body stops behind the peer's window. Nil (the
+    /// default) skips the bookkeeping altogether.
+    public var onFlowControlStall: ((FlowControlWindow) -> Void)?
 
     /// A stream's body on its way out. A class, updated in place: a struct copied out of the
     /// dictionary would share its buffer with the stored copy, and every write would copy it.
@@ -113,6 +119,10 @@ public final class HTTP2Session {
         var endStream = false
         var trailers: [HeaderField]?
         var deferred = false
+        /// Counted as stalled since nghttp2 last took bytes of it (one count per wait).
+        var stalled = false
+        /// Already in `stallCandidates`.
+        var stallCheckQueued = false
 
         var pendingBytes: Int { pending?.readableBytes ?? 0 }
 
@@ -220,6 +230,7 @@ public final class HTTP2Session {
             if length == 0 { break }
             output.writeBytes(UnsafeRawBufferPointer(start: data, count: length))
         }
+        if !stallCandidates.isEmpty { checkForStalls() }
         let produced = events
         if !produced.isEmpty {
             // Stream closes can also be reported while sending (for example after our RST_STREAM).
@@ -272,6 +283,7 @@ public final class HTTP2Session {
         guard let stream = outbound[streamID] else { throw HTTP2Error(code: NGHTTP2_ERR_STREAM_CLOSED.rawValue, context: "sending data") }
         streamFramesSent = true
         stream.append(bytes)
+        if onFlowControlStall != nil { queueStallCheck(stream, streamID) }
         try resumeIfDeferred(stream, streamID)
     }
 

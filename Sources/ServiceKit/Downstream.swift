@@ -24,8 +24,8 @@ public struct Downstream: Sendable {
         self.client = RPCClient(host: host, port: port, options: .defaults {
             // Outermost first: metrics and the breaker see one outcome per call (after retries); the bulkhead
             // holds a slot for the whole call; the trace goes on every attempt.
-            $0.interceptors = [MetricsClientInterceptor(metrics: Downstream.metrics), CircuitBreakerInterceptor(circuitBreaker), BulkheadInterceptor(bulkhead),
-                               RetryInterceptor(policy: retry), TracingClientInterceptor()]
+            let counted: [any ClientInterceptor] = MetricsEndpoint.isEnabled ? [MetricsClientInterceptor(metrics: Downstream.metrics)] : []
+            $0.interceptors = counted + [CircuitBreakerInterceptor(circuitBreaker), BulkheadInterceptor(bulkhead), RetryInterceptor(policy: retry), TracingClientInterceptor()]
             $0.connectTimeout = .seconds(2)
             // FABRIKAM_TLS_CA (and FABRIKAM_TLS_CLIENT_CERT/KEY for mutual TLS): calls over TLS.
             $0.tls = TLSEnvironment.current?.client

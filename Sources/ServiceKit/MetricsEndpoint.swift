@@ -44,6 +44,9 @@ public final class MetricsEndpoint: Sendable {
         }
     }
 
+    /// The gateway's HTTP request histogram (`GatewayMetrics`), whose buckets the registry sets.
+    public static let httpRequestDurationLabel = "http_server_request_duration_seconds"
+
     /// The registry every swift-metrics object of this process reports to.
     public static let registry: PrometheusCollectorRegistry = {
         let registry = PrometheusCollectorRegistry()
@@ -51,6 +54,8 @@ public final class MetricsEndpoint: Sendable {
         for side in [RPCMetrics.Side.server, .client] {
             factory.durationHistogramBuckets[RPCMetrics.handlingSecondsLabel(side)] = RPCMetrics.durationBuckets
         }
+        // The gateway's requests: the same buckets, from a cached answer (100 µs) to a slow upstream.
+        factory.durationHistogramBuckets[httpRequestDurationLabel] = RPCMetrics.durationBuckets
         MetricsSystem.bootstrap(factory)
         return registry
     }()
@@ -65,6 +70,11 @@ public final class MetricsEndpoint: Sendable {
     public func addCollector(_ collector: @escaping @Sendable () async -> [Sample]) {
         collectors.withLock { $0.append(collector) }
     }
+
+    /// Whether this process records call metrics at all: with `FABRIKAM_METRICS_PORT=off` nobody
+    /// can read them, so the services leave the per-call metrics interceptors out (and
+    /// tools/bench-observability.sh measures what they cost against that).
+    public static let isEnabled = ProcessInfo.processInfo.environment[portVariable] != "off"
 
     /// The admin port for a service listening on `servicePort`: nil when switched off.
     public static func port(forServicePort servicePort: Int, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Int? {
@@ -141,6 +151,7 @@ public final class MetricsEndpoint: Sendable {
         var text = Self.addingHelp(Self.registry.emitToBuffer())
         var samples: [Sample] = []
         for collector in collectors.withLock({ $0 }) { samples += await collector() }
+        samples += flowControlSamples()
         samples += processSamples()
         var described: Set<String> = []
         for sample in samples {
@@ -165,6 +176,16 @@ public final class MetricsEndpoint: Sendable {
 
     static func format(_ value: Double) -> String {
         value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : "\(value)"
+    }
+
+    /// The RPC runtime's flow-control stalls, both sides, both windows (a series that is 0 still
+    /// shows, so a rate() over it starts from the process's start).
+    func flowControlSamples() -> [Sample] {
+        [FlowControlStalls.server, .client].flatMap { stalls in
+            let help = "Times a \(stalls.side.rawValue) send waited for the peer's HTTP/2 flow-control window, by the window that was exhausted."
+            return [Sample(stalls.metricName, [("window", "stream")], value: Double(stalls.stream), help: help),
+                    Sample(stalls.metricName, [("window", "connection")], value: Double(stalls.connection), help: help)]
+        }
     }
 
     /// CPU seconds, resident bytes, open descriptors and start time, from /proc.

@@ -75,6 +75,10 @@ public enum Tracing {
     /// The process's recorder; nil when tracing is off.
     public static var recorder: SpanRecorder? { configured }
 
+    /// Decides whether the traces this process starts are sampled. Written once, by `configure`
+    /// in `runService`, before any trace is made; only read afterwards.
+    nonisolated(unsafe) public private(set) static var sampler = TraceSampler(ratio: 1)
+
     /// The variable that names the collector (`host:port`, or `http://host:port`).
     public static let endpointVariable = "FABRIKAM_OTLP_ENDPOINT"
     /// The command-line flag that does the same (every process accepts it).
@@ -85,6 +89,9 @@ public enum Tracing {
     @discardableResult
     public static func configure(serviceName: String, arguments: [String] = CommandLine.arguments,
                                  environment: [String: String] = ProcessInfo.processInfo.environment) throws -> SpanRecorder? {
+        // Before the endpoint: a process that records nothing still decides for the traces it
+        // starts, and the services it calls record by that decision.
+        sampler = try TraceSampler(environment: environment)
         var endpoint = environment[endpointVariable]
         var iterator = arguments.makeIterator()
         while let argument = iterator.next() {
@@ -127,11 +134,12 @@ public enum Tracing {
     }
 
     /// Runs `body` in a new span whose parent is `parent` (a trace context that came with a
-    /// message; nil: a new trace). Off, `parent` (or a new trace) is the current trace while
-    /// `body` runs, as before spans existed.
-    public static func withSpan<T>(_ name: String, kind: SpanKind, parent: CommonV1.TraceContext?,
+    /// message; nil: a new trace), recorded into `recorder` (the process's by default; a test
+    /// gives its own). Off, `parent` (or a new trace) is the current trace while `body` runs, as
+    /// before spans existed.
+    public static func withSpan<T>(_ name: String, kind: SpanKind, parent: CommonV1.TraceContext?, recorder: SpanRecorder? = Tracing.recorder,
                                    attributes: @autoclosure () -> [SpanAttribute] = [], _ body: () async throws -> T) async throws -> T {
-        guard let recorder = configured else {
+        guard let recorder else {
             return try await RequestTrace.$current.withValue(parent ?? RequestTrace.makeNew()) { try await body() }
         }
         return try await recorder.inSpan(name, kind: kind, parent: parent, attributes: attributes(), body)
@@ -248,6 +256,9 @@ public final class SpanRecorder: Sendable {
     /// Spans waiting for export.
     public var queuedCount: Int { queue.withLock { $0.count } }
 
+    /// The spans waiting for export (a recorder that was never started keeps every span: tests).
+    public var queuedSpans: [FinishedSpan] { queue.withLock { $0 } }
+
     /// Starts the export loop (once).
     public func start() {
         exporter.withLock { task in
@@ -318,6 +329,9 @@ public final class SpanRecorder: Sendable {
     func inSpan<T>(_ name: String, kind: SpanKind, parent: CommonV1.TraceContext?, attributes: [SpanAttribute],
                    _ body: () async throws -> T) async throws -> T {
         let trace = parent.map(RequestTrace.child(of:)) ?? RequestTrace.makeNew()
+        guard RequestTrace.isSampled(trace.traceparent) else {
+            return try await RequestTrace.$current.withValue(trace) { try await body() }
+        }
         let parentSpanID = parent.map { RequestTrace.spanID($0.traceparent) } ?? ""
         let start = Tracing.now()
         var span = FinishedSpan(traceID: RequestTrace.traceID(trace.traceparent), spanID: RequestTrace.spanID(trace.traceparent),

@@ -12,13 +12,31 @@ import Glibc
 public enum RequestTrace {
     @TaskLocal public static var current: CommonV1.TraceContext?
 
-    /// A new trace: `00-<32 hex trace id>-<16 hex span id>-01`, correlation id = trace id.
-    public static func makeNew() -> CommonV1.TraceContext {
+    /// A new trace: `00-<32 hex trace id>-<16 hex span id>-<flags>`, correlation id = trace id.
+    /// The flags say whether it is sampled (`01`) or not (`00`), as `sampler` decides for the
+    /// trace id; every hop after this one follows that decision (`child(of:)` keeps the flags).
+    public static func makeNew(sampler: TraceSampler = Tracing.sampler) -> CommonV1.TraceContext {
         var trace = CommonV1.TraceContext()
         let traceID = randomHex(bytes: 16)
-        trace.traceparent = "00-\(traceID)-\(randomHex(bytes: 8))-01"
+        trace.traceparent = "00-\(traceID)-\(randomHex(bytes: 8))-\(sampler.samples(traceID: traceID) ? "01" : "00")"
         trace.correlationId = traceID
         return trace
+    }
+
+    /// Whether a `traceparent`'s flags have the sampled bit (W3C trace context: bit 0 of the
+    /// last two hex digits). A trace that is not sampled records no spans anywhere, but its
+    /// context still travels, so logs keep their trace ids. Text that is not a traceparent
+    /// counts as sampled (as before sampling existed).
+    public static func isSampled(_ traceparent: String) -> Bool {
+        guard traceparent.utf8.count == 55, let last = traceparent.utf8.last else { return true }
+        // The flags' low hex digit, decoded (its ASCII code's parity is not its value's: 'a' is 0x61).
+        let value: UInt8 = switch last {
+        case 0x30...0x39: last - 0x30
+        case 0x61...0x66: last - 0x61 + 10
+        case 0x41...0x46: last - 0x41 + 10
+        default: 1
+        }
+        return value & 1 == 1
     }
 
     /// The same trace with a new span id for the next hop.
@@ -90,6 +108,11 @@ public struct TracingServerInterceptor: ServerInterceptor {
         // whose span id is this span's, with no parent.
         let hasParent = context.metadata["traceparent"].map(RequestTrace.isValidTraceparent) ?? false
         let trace = hasParent ? RequestTrace.child(of: incoming) : incoming
+        // Not sampled (the caller's flags, or the sampler's decision for a new trace): no span,
+        // but the context goes on to the calls the handler makes.
+        guard RequestTrace.isSampled(trace.traceparent) else {
+            return try await RequestTrace.$current.withValue(trace) { try await next(context) }
+        }
         let start = Tracing.now()
         var code = RPCError.Code.ok
         var failure: String?
@@ -126,7 +149,8 @@ public struct TracingClientInterceptor: ClientInterceptor {
         options.metadata.add("traceparent", child.traceparent)
         if !child.tracestate.isEmpty { options.metadata.add("tracestate", child.tracestate) }
         if !child.correlationId.isEmpty { options.metadata.add("x-correlation-id", child.correlationId) }
-        guard let recorder else { return try await next(options) }
+        // An unsampled trace is sent on (flags 00, so the server records nothing either) unrecorded.
+        guard let recorder, RequestTrace.isSampled(child.traceparent) else { return try await next(options) }
         let start = Tracing.now()
         var code = RPCError.Code.ok
         var failure: String?

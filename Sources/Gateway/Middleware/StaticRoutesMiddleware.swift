@@ -10,6 +10,7 @@ struct StaticRoutesMiddleware: GatewayMiddleware {
         if context.request.method == "HEAD" { context.request.method = "GET" }
         let path = context.request.path
         if path.utf8.starts(with: "/v1/".utf8) { return try await next(&context) }
+        if context.request.method == "GET", ["/openapi.json", "/healthz", "/track", "/track/"].contains(path) { context.ownPage = path }
         switch (context.request.method, path) {
         case ("GET", "/openapi.json"):
             return GatewayResponse(status: 200, headers: [("content-type", "application/json")], body: .bytes(openAPIDocument))

@@ -226,6 +226,7 @@ extension RPCClient {
     /// the HTTP/2 handshake is left to run on its own.
     func connect(to address: SocketAddress, deadline: ContinuousClock.Instant?) async throws -> ConnectionHandle {
         let maxMessageSize = options.maxMessageSize
+        let stalls = options.flowControlStalls
         let limits = options.limits.with(keepaliveInterval: pool.withLock { $0.keepaliveInterval })
         let started = ContinuousClock.now
         var timeout = options.connectTimeout
@@ -247,6 +248,7 @@ extension RPCClient {
                         // Manual flow control (the default): responses are acknowledged as the caller
                         // reads them, so a slow reader pushes back on the server.
                         let session = try HTTP2Session(role: .client, settings: HTTP2Session.Settings())
+                        stalls.observe(session)
                         let connection = HTTP2Connection(session: session, eventLoop: channel.eventLoop, limits: limits)
                         let state = ClientConnectionState(maxMessageSize: maxMessageSize)
                         state.connection = connection

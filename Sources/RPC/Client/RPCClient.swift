@@ -77,6 +77,9 @@ public final class RPCClient: Sendable {
         /// its certificate (`ClientTLS.serverName`, else the host); files are read again when
         /// they change.
         public var tls: ClientTLS?
+        /// Where the client's connections count the times a request waited for its server's
+        /// flow-control window (by default the process's, which the metrics endpoint shows).
+        public var flowControlStalls = FlowControlStalls.client
         public init() {}
 
         public static func defaults(_ configure: (inout Self) -> Void) -> Self {

@@ -33,6 +33,9 @@ public final class RPCServer: Sendable {
         /// TLS (nil: cleartext HTTP/2). Its files are read at `start` (a bad file throws there)
         /// and again whenever they change on disk, for the connections accepted after that.
         public var tls: ServerTLS?
+        /// Where the server's connections count the times a response waited for its client's
+        /// flow-control window (by default the process's, which the metrics endpoint shows).
+        public var flowControlStalls = FlowControlStalls.server
 
         public init() {}
 
@@ -86,6 +89,7 @@ public final class RPCServer: Sendable {
                             TLSHandshakeGuard(side: .server, peer: peer, handshake: nil, verification: notes, logger: logger))
                     }
                     let session = try HTTP2Session(role: .server, settings: options.http2)
+                    options.flowControlStalls.observe(session)
                     let connection = HTTP2Connection(session: session, eventLoop: channel.eventLoop, limits: options.limits)
                     let overLimit = self?.state.withLock { $0.connections.count >= options.maxConnections } ?? false
                     if overLimit {

@@ -30,13 +30,17 @@ public final class SupervisorServiceLogic: SupervisorV1.SupervisorService.Handle
     let targets: CompensationTargets
     let requestQueue: (any MessageQueue)?
     let logger: Logger
+    let recorder: SpanRecorder?
     /// The wait between two attempts at one compensation: 1 s, doubling up to 30 s, jittered.
     public let backoff = JitteredBackoff(initial: .seconds(1), maximum: .seconds(30))
     /// Wakes `runCompensations` before its interval is up: a saga just recorded is compensated
     /// at once (its delivery shows Failed, its drone is free again) rather than up to a round later.
     private let wakeup = Wakeup()
 
-    public init(store: any FailedSagaStore, targets: CompensationTargets, requestQueue: (any MessageQueue)?, logger: Logger = Logger(label: "fabrikam.supervisor")) {
+    /// - Parameter recorder: where the compensations' spans go (the process's, by default).
+    public init(store: any FailedSagaStore, targets: CompensationTargets, requestQueue: (any MessageQueue)?, logger: Logger = Logger(label: "fabrikam.supervisor"),
+                recorder: SpanRecorder? = Tracing.recorder) {
+        self.recorder = recorder
         self.store = store
         self.targets = targets
         self.requestQueue = requestQueue
@@ -126,7 +130,14 @@ public final class SupervisorServiceLogic: SupervisorV1.SupervisorService.Handle
             saga.compensations[index].attempts += 1
             saga.compensations[index].lastAttemptTime = .now
             do {
-                let didSomething = try await RequestTrace.$current.withValue(saga.traceContext ?? RequestTrace.makeNew()) {
+                // A span per repair step, in the failed saga's trace (its parent is the span that
+                // was current when the saga was handed over), so the undoing calls sit under it.
+                let attempt = Int(saga.compensations[index].attempts)
+                let didSomething = try await Tracing.withSpan("compensation \(kind.protoName ?? "\(kind.rawValue)")", kind: .internal,
+                                                              parent: saga.traceContext, recorder: recorder,
+                                                              attributes: [SpanAttribute("fabrikam.saga.id", saga.sagaId),
+                                                                           SpanAttribute("fabrikam.delivery.id", saga.deliveryId),
+                                                                           SpanAttribute("fabrikam.compensation.attempt", attempt)]) {
                     try await perform(kind, saga)
                 }
                 saga.compensations[index].state = didSomething ? .succeeded : .skipped

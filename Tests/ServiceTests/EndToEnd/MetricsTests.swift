@@ -166,3 +166,57 @@ struct MetricsTests {
         #expect(output.contains("FABRIKAM_METRICS_PORT must be a port number or off, got \"nine\""), "\(output)")
     }
 }
+
+extension EndToEndTests {
+    /// The gateway's HTTP metrics on its admin port, after requests over HTTP/1.1 and HTTP/2.
+    @Suite("Metrics: the gateway's HTTP requests by route template, method and status, their latency, connections by protocol")
+    struct GatewayMetricsTests {
+        static let deliveryRoute = "/v1/deliveries/{delivery_id}"
+
+        @Test("a scrape shows requests by route template (never the raw path), method and code, a latency histogram, in-flight requests and HTTP/1.1 and HTTP/2 connections; promtool finds it valid")
+        func gatewayHTTPMetrics() async throws {
+            try await withSystem { system in
+                // Two requests for deliveries that do not exist, one over each protocol: one series.
+                let overHTTP1 = try await system.http("GET", "/v1/deliveries/dlv-metrics-nope-1")
+                let overHTTP2 = try await system.http("GET", "/v1/deliveries/dlv-metrics-nope-2", http2: true)
+                #expect(overHTTP1.status == overHTTP2.status && overHTTP1.status >= 400, "\(overHTTP1.status) \(overHTTP2.status)")
+                let created = try await system.http("POST", "/v1/deliveries", body: RunningSystem.deliveryJSON)
+                #expect(created.status == 202, "\(created.body)")
+                let unknown = try await system.http("GET", "/v1/metrics-no-such-route/zz9")
+                #expect(unknown.status == 404)
+                // Over HTTP/2: SwiftNIO's HTTP/1.1 parser refuses methods it does not know before the gateway sees them.
+                let oddMethod = try await system.http("BREW", "/v1/deliveries/dlv-metrics-nope-3", http2: true)
+                let health = try await system.http("GET", "/healthz", key: nil)
+                #expect(health.status == 200)
+
+                let scrape = String(decoding: try await run("/usr/bin/curl", ["-sS", "--fail", "http://127.0.0.1:\(system.port("gateway") + MetricsEndpoint.defaultPortOffset)/metrics"]),
+                                    as: UTF8.self)
+                func value(_ name: String, _ labels: [String: String]) -> Double? { MetricsTests.value(scrape, name, labels) }
+                let route = ["method": "GET", "route": Self.deliveryRoute]
+                #expect(value("http_server_requests_total", route.merging(["code": "\(overHTTP1.status)"]) { $1 }) == 2, "\(scrape)")
+                #expect(value("http_server_request_duration_seconds_count", route) == 2, "\(scrape)")
+                #expect(value("http_server_request_duration_seconds_bucket", route.merging(["le": "+Inf"]) { $1 }) == 2, "\(scrape)")
+                #expect(value("http_server_requests_total", ["method": "POST", "route": "/v1/deliveries", "code": "202"]) == 1, "\(scrape)")
+                #expect((value("http_server_requests_total", ["method": "GET", "route": "other", "code": "404"]) ?? 0) >= 1, "\(scrape)")
+                #expect(value("http_server_requests_total", ["method": "_OTHER", "route": "other", "code": "\(oddMethod.status)"]) == 1, "\(scrape)")
+                #expect((value("http_server_requests_total", ["method": "GET", "route": "/healthz", "code": "200"]) ?? 0) >= 1, "\(scrape)")
+                // Bounded cardinality: no label carries an id from a path, nor the odd method.
+                let leaked = MetricsTests.samples(scrape).filter { sample in
+                    sample.labels.values.contains { $0.contains("dlv-metrics") || $0.contains("zz9") || $0 == "BREW" }
+                }
+                #expect(leaked.isEmpty, "series labelled with raw paths: \(leaked.map(\.name))")
+                #expect(value("http_server_requests_in_flight", [:]) == 0, "\(scrape)")
+                #expect((value("http_server_connections_total", ["protocol": "h2"]) ?? 0) >= 2, "\(scrape)")
+                #expect((value("http_server_connections_total", ["protocol": "http/1.1"]) ?? 0) >= 4, "\(scrape)")
+                #expect(value("http_server_connections", ["protocol": "h2"]) != nil, "\(scrape)")
+                // The RPC runtime's flow-control stall counters are in every process's exposition.
+                #expect(value("grpc_client_flow_control_stalls_total", ["window": "stream"]) != nil, "\(scrape)")
+
+                let file = try makeTemporaryDirectory("gateway-metrics").appendingPathComponent("scrape.txt")
+                try scrape.write(to: file, atomically: true, encoding: .utf8)
+                let check = try await onOwnThread { try runCollecting("/bin/sh", ["-c", "promtool check metrics < '\(file.path)'"], timeout: .seconds(30)) }
+                #expect(check.status == 0, "promtool: \(String(decoding: check.output, as: UTF8.self)) \(String(decoding: check.errorOutput, as: UTF8.self))")
+            }
+        }
+    }
+}

@@ -92,6 +92,13 @@ extension EndToEndTests {
             let receiver = try await OTLPReceiver()
             defer { receiver.stop() }
             try await withSystem(["FABRIKAM_OTLP_ENDPOINT": "127.0.0.1:\(receiver.port)", "FABRIKAM_OTLP_FLUSH_MS": "200"]) { system in
+                // First a request whose client did not sample its trace (flags 00): the gateway and
+                // the services it calls record nothing of it (checked below, once the sampled
+                // trace that follows has arrived whole).
+                let unsampledTrace = randomHex(bytes: 16)
+                let unsampled = try await system.http("GET", "/v1/deliveries/dlv-unsampled-1",
+                                                      headers: ["traceparent": "00-\(unsampledTrace)-\(randomHex(bytes: 8))-00"])
+                #expect(unsampled.status >= 400, "\(unsampled.status)")
                 // The client's own trace context: the gateway's span must be its child.
                 let traceID = randomHex(bytes: 16), clientSpan = randomHex(bytes: 8)
                 let created = try await system.http("POST", "/v1/deliveries", body: RunningSystem.deliveryJSON,
@@ -179,6 +186,8 @@ extension EndToEndTests {
                 _ = try one("Delivery History's CONSUMER span of the event") {
                     $0.service == "deliveryhistory-service" && $0.kind == "SPAN_KIND_CONSUMER" && $0.parentSpanID == event.spanID
                 }
+                let unsampledSpans = receiver.spans().filter { $0.traceID == unsampledTrace }
+                #expect(unsampledSpans.isEmpty, "spans of a trace the client did not sample: \(unsampledSpans)")
                 // Every process reported under its own service.name.
                 let services = Set(trace.map(\.service))
                 for expected in ["gateway", "ingestion-service", "workflow-service", "accounts-service", "package-service", "dronescheduler-service", "delivery-service",

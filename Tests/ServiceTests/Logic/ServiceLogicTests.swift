@@ -247,6 +247,46 @@ struct SupervisorLoopTests {
         try await attempted("saga-2")
     }
 
+    @Test("each compensation attempt is an INTERNAL span in the failed saga's trace, a child of the span the saga was handed over in, with an error when it failed")
+    func compensationSpans() async throws {
+        let store = try SQLiteFailedSagaStore(path: try makeTemporaryDirectory("supervisor-spans").appendingPathComponent("sagas.sqlite").path)
+        let unreachable = RPCClient(host: "127.0.0.1", port: 1)  // every compensation fails fast
+        // Never started: its spans stay queued, for the test to read.
+        let recorder = SpanRecorder(host: "127.0.0.1", port: 1, serviceName: "supervisor-test")
+        let logic = SupervisorServiceLogic(store: store, targets: CompensationTargets(scheduler: unreachable, packages: unreachable, delivery: unreachable,
+                                                                                       flightControl: unreachable), requestQueue: nil, recorder: recorder)
+        let traceID = randomHex(bytes: 16), sagaSpan = randomHex(bytes: 8)
+        var saga = SupervisorV1.FailedSaga()
+        saga.sagaId = "saga-spans"
+        saga.deliveryId = "dlv-spans"
+        var trace = CommonV1.TraceContext()
+        trace.traceparent = "00-\(traceID)-\(sagaSpan)-01"
+        saga.traceContext = trace
+        saga.compensations = [SupervisorV1.CompensationKind.releaseDrone, .markDeliveryFailed].map { kind in
+            var compensation = SupervisorV1.Compensation()
+            compensation.kind = kind
+            compensation.state = .pending
+            return compensation
+        }
+        var record = SupervisorV1.RecordFailedSagaRequest()
+        record.saga = saga
+        _ = try await logic.recordFailedSaga(record, context: .inProcess())
+        var request = SupervisorV1.CompensateFailedSagaRequest()
+        request.sagaId = saga.sagaId
+        _ = try await logic.compensateFailedSaga(request, context: .inProcess())
+        await unreachable.close()
+
+        let spans = recorder.queuedSpans
+        #expect(spans.map(\.name).sorted() == ["compensation COMPENSATION_KIND_MARK_DELIVERY_FAILED", "compensation COMPENSATION_KIND_RELEASE_DRONE"],
+                "\(spans.map(\.name))")
+        for span in spans {
+            #expect(span.traceID == traceID && span.parentSpanID == sagaSpan && span.spanID != sagaSpan, "\(span)")
+            #expect(span.kind == .internal)
+            #expect(span.error != nil, "the compensating call failed: \(span)")
+            #expect(span.attributes.contains { $0.key == "fabrikam.saga.id" && $0.value == .string("saga-spans") })
+        }
+    }
+
     // No timing bounds on the wake-ups (the machine is shared with other tests): a lost wake-up
     // shows as a wait of an hour, which the time limit turns into a failure.
     @Test("a wake-up ends a wait; one with nobody waiting is kept for the next; a wait without one lasts its interval",

@@ -1,0 +1,106 @@
+import GRPCProtos
+import RPC
+import RPCServices
+import ServiceKit
+import Synchronization
+import Testing
+
+/// Trace sampling: a new trace is sampled by its id and the ratio (`TraceSampler`), and a trace
+/// that arrives keeps its decision on every hop: unsampled, no process records a span, yet the
+/// context still travels.
+@Suite("Trace sampling: parent-based ratio sampler, the traceparent's sampled flag honoured and propagated")
+struct TraceSamplingTests {
+    @Test("the ratio sampler decides on the last 56 bits of the trace id", arguments: [
+        (1.0, "ffffffffffffffffffffffffffffffff", true),
+        (0.0, "00000000000000000000000000000000", false),
+        (0.25, "ffffffffffffffffff00000000000000", true),
+        (0.25, "ffffffffffffffffff3fffffffffffff", true),
+        (0.25, "00000000000000000040000000000000", false),
+        (0.25, "00000000000000000fffffffffffffff", false),
+        (0.5, "0000000000000000007fffffffffffff", true),
+        (0.5, "00000000000000000080000000000000", false),
+    ])
+    func ratioThreshold(ratio: Double, traceID: String, sampled: Bool) {
+        #expect(TraceSampler(ratio: ratio).samples(traceID: traceID) == sampled)
+    }
+
+    @Test("a new trace carries the sampler's decision in its flags: 01 at ratio 1, 00 at ratio 0")
+    func newTraceFlags() {
+        for _ in 0..<20 {
+            #expect(RequestTrace.makeNew(sampler: TraceSampler(ratio: 1)).traceparent.hasSuffix("-01"))
+            let unsampled = RequestTrace.makeNew(sampler: TraceSampler(ratio: 0)).traceparent
+            #expect(unsampled.hasSuffix("-00") && RequestTrace.isValidTraceparent(unsampled) && !RequestTrace.isSampled(unsampled))
+        }
+        #expect(RequestTrace.isSampled("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"))
+        #expect(RequestTrace.isSampled("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0b"))
+        #expect(!RequestTrace.isSampled("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0a"))
+    }
+
+    @Test("the ratio comes from FABRIKAM_TRACE_SAMPLE_RATIO, else OpenTelemetry's variables; default 1; a bad value names the variable")
+    func configuration() throws {
+        #expect(try TraceSampler(environment: [:]).ratio == 1)
+        #expect(try TraceSampler(environment: ["FABRIKAM_TRACE_SAMPLE_RATIO": "0.1"]).ratio == 0.1)
+        #expect(try TraceSampler(environment: ["OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.2"]).ratio == 0.2)
+        #expect(try TraceSampler(environment: ["OTEL_TRACES_SAMPLER": "parentbased_always_off"]).ratio == 0)
+        #expect(try TraceSampler(environment: ["FABRIKAM_TRACE_SAMPLE_RATIO": "0.5", "OTEL_TRACES_SAMPLER": "parentbased_always_off"]).ratio == 0.5)
+        #expect(throws: ConfigurationError.self) { try TraceSampler(environment: ["FABRIKAM_TRACE_SAMPLE_RATIO": "2"]) }
+        #expect(throws: ConfigurationError.self) { try TraceSampler(environment: ["OTEL_TRACES_SAMPLER": "jaeger_remote"]) }
+    }
+
+    /// A front server whose handler calls a back server, both with the tracing interceptors
+    /// recording into one recorder (never started: its spans stay queued, to be counted). Returns
+    /// the spans recorded and the traceparent the back server's handler saw, for a call sent
+    /// with `traceparent`.
+    func callThroughTwoServers(traceparent: String) async throws -> (spans: Int, backSaw: String?) {
+        let recorder = SpanRecorder(host: "127.0.0.1", port: 1, serviceName: "sampling-test")
+        let seen = Mutex<String?>(nil)
+        var backRouter = Router()
+        backRouter.unary(Grpc.Health.V1.Health.Method.Check.self) { _, _ in
+            seen.withLock { $0 = RequestTrace.current?.traceparent }
+            return Grpc.Health.V1.HealthCheckResponse()
+        }
+        let back = RPCServer(router: backRouter, options: .defaults { $0.interceptors = [TracingServerInterceptor(recorder: recorder)] })
+        let backClient = RPCClient(host: "127.0.0.1", port: try await back.start(),
+                                   options: .defaults { $0.interceptors = [TracingClientInterceptor(recorder: recorder)] })
+        var frontRouter = Router()
+        frontRouter.unary(Grpc.Health.V1.Health.Method.Check.self) { request, _ in
+            try await Grpc.Health.V1.Health.Client(backClient).check(request)
+        }
+        let front = RPCServer(router: frontRouter, options: .defaults { $0.interceptors = [TracingServerInterceptor(recorder: recorder)] })
+        let client = RPCClient(host: "127.0.0.1", port: try await front.start())
+        var options = CallOptions(timeout: .seconds(10))
+        options.metadata.add("traceparent", traceparent)
+        var failure: (any Error)?
+        do {
+            _ = try await Grpc.Health.V1.Health.Client(client).check(Grpc.Health.V1.HealthCheckRequest(), options: options)
+        } catch {
+            failure = error
+        }
+        await client.close()
+        await front.shutdown()
+        await backClient.close()
+        await back.shutdown()
+        if let failure { throw failure }
+        return (recorder.queuedCount, seen.withLock { $0 })
+    }
+
+    @Test("an unsampled traceparent (flags 00) records no span on either server or the call between them, and still reaches the second server")
+    func unsampledPropagatesWithoutSpans() async throws {
+        let traceID = randomHex(bytes: 16), clientSpan = randomHex(bytes: 8)
+        let (spans, backSaw) = try await callThroughTwoServers(traceparent: "00-\(traceID)-\(clientSpan)-00")
+        #expect(spans == 0, "spans recorded for an unsampled trace")
+        let seen = try #require(backSaw, "the second server's handler saw no trace context")
+        #expect(RequestTrace.traceID(seen) == traceID, "the trace id travels: \(seen)")
+        #expect(RequestTrace.spanID(seen) != clientSpan, "each hop has its own span id: \(seen)")
+        #expect(seen.hasSuffix("-00"), "the decision travels: \(seen)")
+    }
+
+    @Test("a sampled traceparent (flags 01) records the three spans (two SERVER, one CLIENT) and arrives sampled")
+    func sampledRecords() async throws {
+        let traceID = randomHex(bytes: 16)
+        let (spans, backSaw) = try await callThroughTwoServers(traceparent: "00-\(traceID)-\(randomHex(bytes: 8))-01")
+        #expect(spans == 3)
+        #expect(backSaw.map(RequestTrace.traceID) == traceID)
+        #expect(backSaw?.hasSuffix("-01") == true, "\(backSaw ?? "none")")
+    }
+}
