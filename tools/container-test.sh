@@ -139,6 +139,8 @@ delivery_checks() {  # delivery_checks OUTPUT_FILE: what the README says each co
     check "the tracking stream reaches DELIVERY_STAGE_COMPLETED" grep -q 'DELIVERY_STAGE_COMPLETED' "$out"
     check "the history lists the delivery's events" grep -q '"events":\[{' "$out"
     check "the summary joins delivery, package and drone" grep -q '"package":{' "$out"
+    # What the README block got instead, when it was not accepted.
+    grep -q "HTTP/1.1 202 Accepted" "$out" || head -c 2000 "$out" | sed 's/^/    /'
 }
 
 if [[ " ${stages[*]} " == *" compose "* ]]; then
