@@ -93,6 +93,17 @@ wait_for_services() {  # wait_for_services CONTAINER...: up to 120 s for each on
 # serviceStore(configuration, service: NAME, ...)), read from the code as check-deploy.py does.
 schemas=$(grep -ho 'serviceStore(configuration, service: "[a-z]*"' Sources/Servers/*/main.swift | sed -E 's/.*"([a-z]+)"/\1/' | sort)
 
+no_restarts() {  # no_restarts CONTAINER...: each service waited for its engines instead of exiting
+    # Started together with the engines, a service that gave up at once on PostgreSQL or NATS
+    # would have exited and been restarted (restart policy): FABRIKAM_ENGINE_WAIT_SECONDS works
+    # when no container was restarted.
+    local container count
+    for container in "$@"; do
+        count=$(podman inspect --format '{{.RestartCount}}' "$container" 2>&1)
+        [[ $count == 0 ]] || { echo "    $container restarted $count time(s):"; podman logs --tail 3 "$container" 2>&1 | sed 's/^/      /'; return 1; }
+    done
+}
+
 engine_checks() {  # engine_checks POSTGRES_CONTAINER NATS_CONTAINER DELIVERY_OUTPUT
     local postgres=$1 nats=$2 out=$3 id schema
     id=$(grep -o '"deliveryId":"dlv-[^"]*"' "$out" | head -1 | cut -d'"' -f4)
@@ -154,6 +165,8 @@ if [[ " ${stages[*]} " == *" compose "* ]]; then
     if first_delivery "$work/compose-delivery.out"; then :; else echo "  the README block failed:"; cat "$work/compose-delivery.out"; fi
     delivery_checks "$work/compose-delivery.out"
     engine_checks "${project}_postgres_1" "${project}_nats_1" "$work/compose-delivery.out"
+    check "no service was restarted while the engines started (each waited for them)" \
+        no_restarts $(for name in "${services[@]}"; do echo "${project}_${name}_1"; done)
     for container in $(podman ps --filter "label=io.podman.compose.project=$project" --format '{{.Names}}'); do
         check "$container: the image's health check passes" podman healthcheck run "$container"
     done
@@ -178,6 +191,8 @@ if [[ " ${stages[*]} " == *" kube "* ]]; then
     if first_delivery "$work/kube-delivery.out"; then :; else echo "  the README block failed:"; cat "$work/kube-delivery.out"; fi
     delivery_checks "$work/kube-delivery.out"
     engine_checks postgres-pod-0-postgres nats-pod-0-nats "$work/kube-delivery.out"
+    check "no service was restarted while the engines started (each waited for them)" \
+        no_restarts $(for name in "${services[@]}"; do echo "${name}-pod-0-${name}"; done)
     # The services and the two engines.
     check "every Deployment runs one pod" test "$(podman pod ps --filter status=running --format '{{.Name}}' | grep -c -- '-pod-0$')" = $((${#services[@]} + 2))
     podman kube down "$work/played.yaml" >/dev/null
