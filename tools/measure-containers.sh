@@ -41,6 +41,9 @@ probe=.build/container-bin/health-probe
 down() {
     podman-compose -p "$project" -f compose.yaml down >/dev/null 2>&1 || true
     for name in $(podman ps -a --format '{{.Names}}' | grep -- "^${project}_.*_surge$"); do podman rm -f "$name" >/dev/null 2>&1 || true; done
+    # Whatever of the project is left (a run once left the engines' volumes and network behind,
+    # still held by a container), then its networks and volumes.
+    podman ps -a -q --filter "label=io.podman.compose.project=$project" | xargs -r podman rm -f -t 5 >/dev/null 2>&1 || true
     for network in backend engines; do podman network rm -f "${project}_$network" >/dev/null 2>&1 || true; done
     for volume in postgres nats; do podman volume rm -f "${project}_$volume" >/dev/null 2>&1 || true; done
 }
