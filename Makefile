@@ -123,10 +123,10 @@ compose-up: images
 	podman-compose -p fabrikam -f compose.yaml up -d
 	@echo "up: the README's first delivery works against 127.0.0.1:8080; make compose-down stops it"
 
-## compose-down: stop the containers compose-up started (the data volume is kept)
+## compose-down: stop the containers compose-up started (the engines' volumes, fabrikam_postgres and fabrikam_nats, are kept)
 compose-down:
 	podman-compose -p fabrikam -f compose.yaml down
-	-podman network rm fabrikam_backend >/dev/null 2>&1
+	-podman network rm fabrikam_backend fabrikam_engines >/dev/null 2>&1
 
 ## validate-deploy: Dockerfile, compose.yaml and the Kubernetes overlays checked offline
 validate-deploy:

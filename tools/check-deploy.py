@@ -59,6 +59,7 @@ for row in table:
 # (`configuration.address("NAME", ...)` or `downstream("NAME", ...)`; the gateway from its list of
 # upstream names).
 edges = set()
+store_users, broker_users = set(), set()
 for row in table:
     source = root / "Sources/Servers" / row["executable"] / "main.swift"
     if not source.exists():
@@ -70,11 +71,26 @@ for row in table:
     if upstream_list:
         callees |= set(re.findall(r'"(\w+)"', upstream_list.group(1)))
     edges |= {(row["name"], callee) for callee in callees if callee in by_name}
+    if "serviceStore(" in text:
+        store_users.add(row["name"])
+    if "openBroker(" in text:
+        broker_users.add(row["name"])
 
 # compose.yaml
 compose = yaml.safe_load((root / "compose.yaml").read_text())
-if set(compose["services"]) != set(by_name):
-    problem(f"compose.yaml services {sorted(compose['services'])} differ from services.tsv {sorted(by_name)}")
+engines = {"postgres", "nats"}
+if set(compose["services"]) != set(by_name) | engines:
+    problem(f"compose.yaml services {sorted(compose['services'])} differ from services.tsv {sorted(by_name)} plus {sorted(engines)}")
+for name, service in compose["services"].items():
+    if name not in by_name:
+        continue
+    environment = service.get("environment", {})
+    on_engines = "engines" in service.get("networks", [])
+    for users, variable in [(store_users, "FABRIKAM_STORE"), (broker_users, "FABRIKAM_BROKER")]:
+        if name in users and not str(environment.get(variable, "")).split("://")[0] in ("postgresql", "nats"):
+            problem(f"compose.yaml {name}: opens an engine in main.swift but {variable} names none")
+    if (name in store_users | broker_users) != on_engines:
+        problem(f"compose.yaml {name}: on the engines network: {on_engines}, uses an engine: {name in store_users | broker_users}")
 for name, service in compose["services"].items():
     row = by_name.get(name)
     if not row:
@@ -144,6 +160,45 @@ for label, allowed in [("ingress", allowed_in), ("egress", allowed_out)]:
     for edge in sorted(allowed - edges):
         problem(f"NetworkPolicies: {label} allow for {edge[0]} -> {edge[1]}, which no service calls")
 
+
+
+def selected(selector):
+    """The app names a podSelector picks: matchLabels or an `In` matchExpression."""
+    names = set()
+    if "app.kubernetes.io/name" in selector.get("matchLabels", {}):
+        names.add(selector["matchLabels"]["app.kubernetes.io/name"])
+    for expression in selector.get("matchExpressions", []):
+        if expression["key"] == "app.kubernetes.io/name" and expression["operator"] == "In":
+            names |= set(expression["values"])
+    return names
+
+
+# The engines' edges in the overlays that run on them: exactly the services whose main.swift
+# opens a store reach PostgreSQL (5432), a broker NATS (4222), in and out (dev, in the cluster);
+# out (prod, external addresses).
+for overlay, directions in [("dev", ["ingress", "egress"]), ("prod", ["egress"])]:
+    rendered_overlay = subprocess.run([str(root / ".venv/bin/kubectl"), "kustomize", str(root / "deploy/k8s/overlays" / overlay)],
+                                      check=True, capture_output=True, text=True).stdout
+    policies = [d for d in yaml.safe_load_all(rendered_overlay) if d and d["kind"] == "NetworkPolicy"]
+    for engine, port, users in [("postgres", 5432, store_users), ("nats", 4222, broker_users)]:
+        allowed = {"ingress": set(), "egress": set()}
+        for policy in policies:
+            spec = policy["spec"]
+            for rule in spec.get("ingress", []):
+                if engine in selected(spec["podSelector"]) and [p["port"] for p in rule.get("ports", [])] == [port]:
+                    for peer in rule.get("from", []):
+                        allowed["ingress"] |= selected(peer.get("podSelector", {}))
+            for rule in spec.get("egress", []):
+                if [p["port"] for p in rule.get("ports", [])] == [port]:
+                    if any(engine in selected(peer.get("podSelector", {})) or "ipBlock" in peer for peer in rule.get("to", [])):
+                        allowed["egress"] |= selected(spec["podSelector"])
+        for direction in directions:
+            if allowed[direction] != users:
+                problem(f"overlays/{overlay}: {direction} to {engine}:{port} allowed for {sorted(allowed[direction])}, "
+                        f"but the services that use it are {sorted(users)}")
+if not store_users or not broker_users:
+    problem("no serviceStore/openBroker read from Sources/Servers/*/main.swift (their format changed?)")
+
 if json.loads((root / "deploy/k8s/base/gateway.json").read_text()) != json.loads((root / "config/gateway.json").read_text()):
     problem("deploy/k8s/base/gateway.json differs from config/gateway.json (copy it)")
 
@@ -151,6 +206,7 @@ for text in warnings:
     print(f"check-deploy: warning: {text}")
 for text in problems:
     print(f"check-deploy: {text}")
-print(f"check-deploy: {len(edges)} call-graph edges, {len(table)} processes; "
+print(f"check-deploy: {len(edges)} call-graph edges, {len(table)} processes, {len(store_users)} on PostgreSQL, "
+      f"{len(broker_users)} on NATS; "
       f"{'no disagreement' if not problems else f'{len(problems)} disagreement(s)'}")
 sys.exit(1 if problems else 0)

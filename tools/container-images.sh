@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # `make images`: one container image per service (deploy/services.tsv), from the top-level
-# Dockerfile, tagged fabrikam/<name>:$FABRIKAM_TAG (default dev).
+# Dockerfile, tagged fabrikam/<name>:$FABRIKAM_TAG (default dev); and the two engines compose and
+# the dev overlay run, from Debian's packages (deploy/engines/): fabrikam/postgres:15 and
+# fabrikam/nats:2.9 (a registry's official postgres and nats images can replace them).
 #
 #   tools/container-images.sh [--source | --prebuilt] [NAME...]
 #
@@ -44,7 +46,7 @@ while IFS=$'\t' read -r name executable port health; do
     names+=("$name"); executables+=("$executable"); ports+=("$port"); healths+=("$health")
 done < deploy/services.tsv
 for name in "${wanted[@]}"; do
-    [[ " ${names[*]} " == *" $name "* ]] || { echo "unknown service $name (one of: ${names[*]})" >&2; exit 2; }
+    [[ " ${names[*]} postgres nats " == *" $name "* ]] || { echo "unknown service $name (one of: ${names[*]} postgres nats)" >&2; exit 2; }
 done
 
 if [[ $mode == prebuilt ]]; then
@@ -60,12 +62,21 @@ if [[ $mode == prebuilt ]]; then
     done
 fi
 
-version=$(git describe --tags --always --dirty 2>/dev/null || echo dev)
-revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
-created=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 format=()
 # podman writes OCI images by default, which have no HEALTHCHECK.
 if [[ $engine == podman ]]; then format=(--format docker); fi
+# The engines first: a second each once cached. Only with no service named, or when named.
+for image in postgres:15 nats:2.9; do
+    name=${image%%:*}
+    if ((${#wanted[@]} > 0)) && [[ " ${wanted[*]} " != *" $name "* ]]; then continue; fi
+    started=$(date +%s%N)
+    $engine build -q "${format[@]}" -t "fabrikam/$image" "deploy/engines/$name" >/dev/null
+    printf 'images: fabrikam/%s (%s ms)\n' "$image" $(( ($(date +%s%N) - started) / 1000000 ))
+done
+
+version=$(git describe --tags --always --dirty 2>/dev/null || echo dev)
+revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+created=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 for i in "${!names[@]}"; do
     name=${names[$i]}
     if ((${#wanted[@]} > 0)) && [[ " ${wanted[*]} " != *" $name "* ]]; then continue; fi

@@ -5,9 +5,15 @@
 #
 #  compose: `podman-compose up` of compose.yaml, then the README's "A first delivery" block, run
 #           as written, against the gateway on 127.0.0.1:8080; every container's image health
-#           check; non-root and read-only checked in a running container; `down`.
+#           check; non-root and read-only checked in a running container; the engines really
+#           used; `down`.
 #  kube:    `podman kube play` of the rendered dev overlay (deploy/k8s/overlays/podman), the same
-#           README block, `podman kube down`.
+#           README block, the engines really used, `podman kube down`.
+# "The engines really used": in the PostgreSQL container, every service that opens a store
+# (serviceStore in its main.swift) has its schema, migrated, and the README's delivery is a row
+# of delivery.deliveries with its events in deliveryhistory.events; in the NATS container,
+# JetStream's streams hold Ingestion's queue and the delivery-events topic with messages. A
+# service left on SQLite (its store URL lost) fails these even if the delivery went through.
 # Images come from tools/container-images.sh (built on this host when the Swift image cannot be
 # pulled); FABRIKAM_SKIP_IMAGES=1 uses the images already here. Needs 127.0.0.1:8080 free.
 set -euo pipefail
@@ -27,10 +33,10 @@ if (exec 3<>/dev/tcp/127.0.0.1/8080) 2>/dev/null; then
     echo "127.0.0.1:8080 is in use: the containers publish the gateway there (stop what listens on it)"; exit 1
 fi
 
-compose_down() {  # the compose project, its network and its volume
+compose_down() {  # the compose project, its networks and its volumes (the engines' data)
     podman-compose -p "$project" -f compose.yaml down >/dev/null 2>&1 || true
-    podman network rm -f "${project}_backend" >/dev/null 2>&1 || true
-    podman volume rm -f "${project}_data" >/dev/null 2>&1 || true
+    for network in backend engines; do podman network rm -f "${project}_$network" >/dev/null 2>&1 || true; done
+    for volume in postgres nats; do podman volume rm -f "${project}_$volume" >/dev/null 2>&1 || true; done
 }
 
 cleanup() {
@@ -65,6 +71,68 @@ wait_for_gateway() {  # up to 60 s for GET /healthz on 127.0.0.1:8080
     return 1
 }
 
+services=()  # the processes of deploy/services.tsv
+while IFS=$'\t' read -r name _; do [[ -z $name || $name == \#* ]] || services+=("$name"); done < deploy/services.tsv
+
+wait_for_services() {  # wait_for_services CONTAINER...: up to 120 s for each one's own health probe
+    # The gateway answers before the services behind it: each waits for its engines first
+    # (FABRIKAM_ENGINE_WAIT_SECONDS), the engines for their first start (initdb).
+    local deadline=$((SECONDS + 120)) container
+    for container in "$@"; do
+        until podman exec "$container" health-probe >/dev/null 2>&1; do
+            if ((SECONDS > deadline)); then
+                echo "  $container did not become healthy within 120 s:"; podman logs --tail 5 "$container" 2>&1 | sed 's/^/    /'
+                return 1
+            fi
+            sleep 0.5
+        done
+    done
+}
+
+# The services that keep a store, each in the PostgreSQL schema of its name (ServiceKit's
+# serviceStore(configuration, service: NAME, ...)), read from the code as check-deploy.py does.
+schemas=$(grep -ho 'serviceStore(configuration, service: "[a-z]*"' Sources/Servers/*/main.swift | sed -E 's/.*"([a-z]+)"/\1/' | sort)
+
+no_restarts() {  # no_restarts CONTAINER...: each service waited for its engines instead of exiting
+    # Started together with the engines, a service that gave up at once on PostgreSQL or NATS
+    # would have exited and been restarted (restart policy): FABRIKAM_ENGINE_WAIT_SECONDS works
+    # when no container was restarted.
+    local container count
+    for container in "$@"; do
+        count=$(podman inspect --format '{{.RestartCount}}' "$container" 2>&1)
+        [[ $count == 0 ]] || { echo "    $container restarted $count time(s):"; podman logs --tail 3 "$container" 2>&1 | sed 's/^/      /'; return 1; }
+    done
+}
+
+engine_checks() {  # engine_checks POSTGRES_CONTAINER NATS_CONTAINER DELIVERY_OUTPUT
+    local postgres=$1 nats=$2 out=$3 id schema
+    id=$(grep -o '"deliveryId":"dlv-[^"]*"' "$out" | head -1 | cut -d'"' -f4)
+    sql() { podman exec "$postgres" psql -U fabrikam -d fabrikam -Atc "$1" 2>&1; }
+    check "PostgreSQL: a schema for each of the $(wc -w <<<"$schemas") services with a store" test -n "$schemas"
+    for schema in $schemas; do
+        check "PostgreSQL: schema $schema migrated (schema_migrations)" \
+            bash -c '[[ $1 =~ ^[1-9][0-9]*$ ]] || { echo "    $1"; false; }' _ "$(sql "select count(*) from $schema.schema_migrations")"
+    done
+    check "PostgreSQL: the README's delivery ${id:-(no id)} is a row of delivery.deliveries" \
+        test "$(sql "select count(*) from delivery.deliveries where delivery_id = '${id:-none}'")" = 1
+    check "PostgreSQL: its events are in deliveryhistory.events" \
+        bash -c '[[ $1 =~ ^[1-9][0-9]*$ ]]' _ "$(sql "select count(*) from deliveryhistory.events where delivery_id = '${id:-none}'")"
+    podman exec "$nats" wget -q -O - 'http://127.0.0.1:8222/jsz?streams=true' > "$work/jsz.json" 2>&1 || true
+    check "JetStream: Ingestion's queue and the delivery-events topic are streams with messages" \
+        python3 - "$work/jsz.json" <<'PY'
+import json, sys
+try:
+    report = json.load(open(sys.argv[1]))
+except ValueError:
+    print("    no JetStream report:", open(sys.argv[1]).read()[:200]); sys.exit(1)
+streams = {s["name"]: s["state"]["messages"] for a in report.get("account_details", []) for s in a.get("stream_detail", [])}
+queue = [n for n in streams if "_Q_" in n]
+topic = [n for n in streams if n.endswith("_T_delivery-events") and streams[n] > 0]
+if not queue or not topic:
+    print(f"    streams (messages): {streams}"); sys.exit(1)
+PY
+}
+
 # The README's first delivery, exactly as the README writes it, in a shell of its own.
 first_delivery() {
     local out=$1
@@ -82,6 +150,8 @@ delivery_checks() {  # delivery_checks OUTPUT_FILE: what the README says each co
     check "the tracking stream reaches DELIVERY_STAGE_COMPLETED" grep -q 'DELIVERY_STAGE_COMPLETED' "$out"
     check "the history lists the delivery's events" grep -q '"events":\[{' "$out"
     check "the summary joins delivery, package and drone" grep -q '"package":{' "$out"
+    # What the README block got instead, when it was not accepted.
+    grep -q "HTTP/1.1 202 Accepted" "$out" || head -c 2000 "$out" | sed 's/^/    /'
 }
 
 if [[ " ${stages[*]} " == *" compose "* ]]; then
@@ -90,9 +160,13 @@ if [[ " ${stages[*]} " == *" compose "* ]]; then
     started=$(date +%s%N)
     podman-compose -p "$project" -f compose.yaml up -d >"$work/compose.log" 2>&1 || { tail -20 "$work/compose.log"; exit 1; }
     wait_for_gateway
+    wait_for_services $(for name in "${services[@]}"; do echo "${project}_${name}_1"; done)
     echo "  up and answering in $(( ($(date +%s%N) - started) / 1000000 )) ms"
     if first_delivery "$work/compose-delivery.out"; then :; else echo "  the README block failed:"; cat "$work/compose-delivery.out"; fi
     delivery_checks "$work/compose-delivery.out"
+    engine_checks "${project}_postgres_1" "${project}_nats_1" "$work/compose-delivery.out"
+    check "no service was restarted while the engines started (each waited for them)" \
+        no_restarts $(for name in "${services[@]}"; do echo "${project}_${name}_1"; done)
     for container in $(podman ps --filter "label=io.podman.compose.project=$project" --format '{{.Names}}'); do
         check "$container: the image's health check passes" podman healthcheck run "$container"
     done
@@ -112,10 +186,15 @@ if [[ " ${stages[*]} " == *" kube "* ]]; then
     started=$(date +%s%N)
     bash tools/kube-play.sh up "$work" "$kube_network"
     wait_for_gateway
+    wait_for_services $(for name in "${services[@]}"; do echo "${name}-pod-0-${name}"; done)
     echo "  up and answering in $(( ($(date +%s%N) - started) / 1000000 )) ms"
     if first_delivery "$work/kube-delivery.out"; then :; else echo "  the README block failed:"; cat "$work/kube-delivery.out"; fi
     delivery_checks "$work/kube-delivery.out"
-    check "every Deployment runs one pod" test "$(podman pod ps --filter status=running --format '{{.Name}}' | grep -c -- '-pod-0$')" = 10
+    engine_checks postgres-pod-0-postgres nats-pod-0-nats "$work/kube-delivery.out"
+    check "no service was restarted while the engines started (each waited for them)" \
+        no_restarts $(for name in "${services[@]}"; do echo "${name}-pod-0-${name}"; done)
+    # The services and the two engines.
+    check "every Deployment runs one pod" test "$(podman pod ps --filter status=running --format '{{.Name}}' | grep -c -- '-pod-0$')" = $((${#services[@]} + 2))
     podman kube down "$work/played.yaml" >/dev/null
     bash tools/kube-play.sh cleanup "$work"
     podman network rm -f "$kube_network" >/dev/null 2>&1 || true

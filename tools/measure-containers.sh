@@ -41,8 +41,11 @@ probe=.build/container-bin/health-probe
 down() {
     podman-compose -p "$project" -f compose.yaml down >/dev/null 2>&1 || true
     for name in $(podman ps -a --format '{{.Names}}' | grep -- "^${project}_.*_surge$"); do podman rm -f "$name" >/dev/null 2>&1 || true; done
-    podman network rm -f "${project}_backend" >/dev/null 2>&1 || true
-    podman volume rm -f "${project}_data" >/dev/null 2>&1 || true
+    # Whatever of the project is left (a run once left the engines' volumes and network behind,
+    # still held by a container), then its networks and volumes.
+    podman ps -a -q --filter "label=io.podman.compose.project=$project" | xargs -r podman rm -f -t 5 >/dev/null 2>&1 || true
+    for network in backend engines; do podman network rm -f "${project}_$network" >/dev/null 2>&1 || true; done
+    for volume in postgres nats; do podman volume rm -f "${project}_$volume" >/dev/null 2>&1 || true; done
 }
 trap 'down; rm -rf "$work"' EXIT
 down
@@ -181,11 +184,15 @@ withdraw() {  # withdraw CONTAINER: out of its service's name, still serving at 
     # podman's DNS drops a container's alias only when it leaves the network, so it leaves and
     # comes back at once with the same address and MAC but without the alias (the connections
     # open to it carry on; a few milliseconds without a link, within TCP's retransmission).
-    local network=${project}_backend address mac
-    address=$(podman inspect "$1" --format "{{(index .NetworkSettings.Networks \"$network\").IPAddress}}")
-    mac=$(podman inspect "$1" --format "{{(index .NetworkSettings.Networks \"$network\").MacAddress}}")
-    podman network disconnect "$network" "$1"
-    podman network connect --ip "$address" --mac-address "$mac" "$network" "$1"
+    # Every network it is on: a service on the engines network too answers to its name there,
+    # and callers on both networks would still find it.
+    local network address mac
+    for network in $(podman inspect "$1" --format '{{range $name, $_ := .NetworkSettings.Networks}}{{$name}} {{end}}'); do
+        address=$(podman inspect "$1" --format "{{(index .NetworkSettings.Networks \"$network\").IPAddress}}")
+        mac=$(podman inspect "$1" --format "{{(index .NetworkSettings.Networks \"$network\").MacAddress}}")
+        podman network disconnect "$network" "$1"
+        podman network connect --ip "$address" --mac-address "$mac" "$network" "$1"
+    done
 }
 roll=${FABRIKAM_ROLL:-withdraw}
 load 75 roll

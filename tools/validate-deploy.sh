@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `make validate-deploy`: every deployment file checked offline, no container started.
-#   hadolint (Dockerfile), yamllint (compose.yaml, deploy/), docker-compose config (compose.yaml),
+#   hadolint (Dockerfile and the engines' deploy/engines/*/Dockerfile), yamllint (compose.yaml, deploy/), docker-compose config (compose.yaml),
 #   kubectl kustomize (every overlay), kubernetes-validate --strict (Kubernetes 1.37 schemas),
-#   checkov (Dockerfile and every rendered overlay; skips argued in deploy/checkov.yaml and the
+#   checkov (the Dockerfiles and every rendered overlay; skips argued in deploy/checkov.yaml and the
 #   dev overlay), tools/check-deploy.py (files agree with the code and each other).
 # Tools: .venv (tools/requirements.txt) and Debian's docker-compose.
 set -euo pipefail
@@ -28,7 +28,8 @@ step() {  # step NAME COMMAND...: runs one check, prints its output only when it
 }
 
 echo "== deployment files, offline"
-step "hadolint Dockerfile" "$venv/hadolint" Dockerfile
+dockerfiles=(Dockerfile deploy/engines/*/Dockerfile)
+step "hadolint ${dockerfiles[*]}" "$venv/hadolint" "${dockerfiles[@]}"
 step "yamllint compose.yaml deploy/" "$venv/yamllint" --strict -c deploy/yamllint.yaml compose.yaml deploy/
 step "docker-compose config (compose.yaml)" docker-compose -f compose.yaml config -q
 overlays=()
@@ -44,7 +45,9 @@ for name in "${overlays[@]}"; do
     step "checkov overlays/$name" "$venv/checkov" --quiet --compact --skip-download --framework kubernetes \
         --config-file deploy/checkov.yaml -f "$rendered/$name.yaml"
 done
-step "checkov Dockerfile" "$venv/checkov" --quiet --compact --skip-download --framework dockerfile -f Dockerfile
+for dockerfile in "${dockerfiles[@]}"; do
+    step "checkov $dockerfile" "$venv/checkov" --quiet --compact --skip-download --framework dockerfile -f "$dockerfile"
+done
 step "check-deploy: files agree with the code and with each other" "$venv/python" tools/check-deploy.py
 if ((failures > 0)); then echo "deployment validation: $failures check(s) failed"; exit 1; fi
 echo "deployment validation: every check passed"

@@ -19,7 +19,12 @@ public func openBroker(_ configuration: Configuration, logger: Logger = Logger(l
         var settings = JetStreamBroker.Configuration(url: spec)
         settings.namespace = configuration.string("broker-namespace", default: "fabrikam")
         logger.info("messaging on NATS JetStream", metadata: ["url": "\(spec)", "namespace": "\(settings.namespace)"])
-        return (try await JetStreamBroker(settings, logger: logger), [])
+        // A server still starting (containers started together) is waited for, when configured.
+        let chosen = settings
+        let broker = try await EngineWait(configuration).retrying("NATS", logger: logger) {
+            try await JetStreamBroker(chosen, logger: logger)
+        }
+        return (broker, [])
     }
     return (try SQLiteBroker(path: spec), [StoreProbe(name: "broker", path: spec)])
 }

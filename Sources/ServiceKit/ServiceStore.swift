@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Storage
 import StoragePostgres
 
@@ -37,6 +38,11 @@ public func serviceStore(_ configuration: Configuration, service: String, file: 
     guard pool >= 1 else { throw ConfigurationError("--store-pool-size must be at least 1, got \(pool)") }
     let schema = configuration.string("store-schema", default: service)
     let url = choice
+    // A server still starting (containers started together) is waited for, when configured.
+    let wait = try EngineWait(configuration)
+    if wait.seconds > 0 {
+        try wait.blocking("PostgreSQL", logger: Logger(label: "fabrikam.store")) { PostgresDatabase.problem(url: url) }
+    }
     return ServiceStore(location: PostgresLocation(url: url, schema: schema, poolSize: pool),
                         probe: StoreProbe(name: name, check: { PostgresDatabase.problem(url: url).map { "\(name) (PostgreSQL): \($0)" } }),
                         engine: "postgresql")
