@@ -103,7 +103,8 @@ struct CallTests {
             #expect(error?.code == .deadlineExceeded)
             // Well before the handler's 10 s sleep would have ended on its own.
             #expect(ContinuousClock.now - started < .seconds(8))
-            #expect(try await waitUntil { cancelled.isSet })
+            let handlerCancelled = try await waitUntil { cancelled.isSet }
+            #expect(handlerCancelled)
         }
     }
 
@@ -124,11 +125,13 @@ struct CallTests {
         }
         try await withServer(router) { client, _ in
             let call = Task { try await client.unary(Methods.UnaryCall.self, request(responseSize: 0)) }
-            #expect(try await waitUntil { started.isSet })
+            let handlerStarted = try await waitUntil { started.isSet }
+            #expect(handlerStarted)
             call.cancel()
             let error = await #expect(throws: RPCError.self) { _ = try await call.value }
             #expect(error?.code == .cancelled)
-            #expect(try await waitUntil { cancelled.isSet })
+            let handlerCancelled = try await waitUntil { cancelled.isSet }
+            #expect(handlerCancelled)
         }
     }
 
@@ -190,7 +193,8 @@ struct CallTests {
         let port = try await server.start()
         let client = RPCClient(host: "127.0.0.1", port: port)
         let call = Task { try await client.unary(Methods.UnaryCall.self, request(responseSize: 42)) }
-        #expect(try await waitUntil { started.isSet })
+        let handlerStarted = try await waitUntil { started.isSet }
+        #expect(handlerStarted)
         await server.shutdown()
         let response = try await call.value
         #expect(response.payload?.body.count == 42)

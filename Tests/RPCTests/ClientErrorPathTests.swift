@@ -55,9 +55,11 @@ struct ClientErrorPathTests {
                 }
             }
             #expect(started.isSet)
-            #expect(try await waitUntil { cancelled.isSet }, "the server's handler went on: the stream was left open")
+            let handlerCancelled = try await waitUntil { cancelled.isSet }
+            #expect(handlerCancelled, "the server's handler went on: the stream was left open")
             var open = -1
-            #expect(try await waitUntil { open = try await Self.openStreams(client); return open == 0 }, "\(open) streams still open")
+            let streamsClosed = try await waitUntil { open = try await Self.openStreams(client); return open == 0 }
+            #expect(streamsClosed, "\(open) streams still open")
 
             // The same for a bidirectional call whose body throws before reading anything.
             await #expect(throws: CallerGaveUp.self) {
@@ -66,7 +68,8 @@ struct ClientErrorPathTests {
                     throw CallerGaveUp()
                 }
             }
-            #expect(try await waitUntil { open = try await Self.openStreams(client); return open == 0 }, "\(open) streams still open")
+            let bidirectionalStreamsClosed = try await waitUntil { open = try await Self.openStreams(client); return open == 0 }
+            #expect(bidirectionalStreamsClosed, "\(open) streams still open")
         }
     }
 
