@@ -151,12 +151,18 @@ struct NameResolutionTests {
         await client.close()
 
         // Rate limited: with a minimum interval of an hour, failing calls bring no new lookup.
+        // A lookup starts inside the call that finds it due (`pool.resolution` is set before the
+        // call goes on), so once the first lookup's answer is taken in, "no lookup started" is
+        // what the pool says after the calls: nothing to wait for, no sleep.
         let stuck = ScriptedLookup([.addresses([dead])])
         let limited = Self.client(stuck)
+        await #expect(throws: RPCError.self) { _ = try await limited.unary(Methods.EmptyCall.self, Grpc.Testing.Empty()) }
+        let firstLookupDone = try await waitUntil { limited.pool.withLock { $0.resolution == nil } }
+        #expect(firstLookupDone)
         for _ in 0..<20 {
             await #expect(throws: RPCError.self) { _ = try await limited.unary(Methods.EmptyCall.self, Grpc.Testing.Empty()) }
         }
-        try await Task.sleep(for: .milliseconds(50))
+        #expect(limited.pool.withLock { $0.resolution == nil }, "a failing call started a lookup")
         #expect(stuck.count == 1)
         await server.shutdown()
     }
