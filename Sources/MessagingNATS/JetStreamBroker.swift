@@ -379,6 +379,12 @@ public final class JetStreamBroker: MessageQueue, EventStream, Sendable {
 
     /// Applies the rules JetStream does not: the delivery limit (counted deliveries, without
     /// postponements) and per-key order. Returns the message if the consumer may have it.
+    ///
+    /// A fetched copy of a message that is no longer in its stream was settled already: queues are
+    /// work-queue streams, which drop a message when it is acknowledged. Such a copy can reach a
+    /// fetch late, for instance the answer to an earlier fetch that timed out on a busy client and
+    /// was redelivered after its lease ran out; it is dropped here so that an acknowledged message
+    /// never comes back.
     private func admit(_ raw: NATSMessage, queue: String, topology: QueueTopology) throws -> ReceivedMessage? {
         let postponed = try raw.numDelivered > 1 ? postponements(stream: topology.stream, sequence: raw.sequence) : 0
         let key = raw.headers["Fabrikam-Key"].map(unescapeHeaderValue) ?? ""
@@ -394,8 +400,14 @@ public final class JetStreamBroker: MessageQueue, EventStream, Sendable {
             try moveToDeadLetters(message, reason: "not acknowledged after \(maxDeliveries) deliveries (consumer crashed or timed out each time)")
             return nil
         }
-        if !key.isEmpty, let first = try directGet(stream: topology.stream, sequence: 1, nextBySubject: topology.subject(key: key)),
-           first.sequence < raw.sequence {
+        // The first message still in the stream at or after this one, among its key's when it has one.
+        let first = try directGet(stream: topology.stream, sequence: key.isEmpty ? raw.sequence : 1,
+                                  nextBySubject: topology.subject(key: key))
+        guard let first, first.sequence <= raw.sequence else {
+            logger.debug("dropped a late copy of a settled message", metadata: ["queue": "\(queue)", "sequence": "\(raw.sequence)"])
+            return nil
+        }
+        if first.sequence < raw.sequence {
             // An earlier message of this key is not settled yet: not now, and not counted.
             let count = try recordPostponement(stream: topology.stream, sequence: raw.sequence)
             let delay = Duration.milliseconds(min(2000, 50 << min(count - 1, 6)))
