@@ -295,7 +295,7 @@ let package = Package(
         .testTarget(
             name: "ServiceTests",
             dependencies: ["Accounts", "Packages", "DroneScheduler", "Delivery", "DeliveryHistory", "Ingestion", "Workflow", "Supervisor",
-                           "DroneSimulator", "Gateway", "TestSupport"] + serviceDependencies
+                           "DroneSimulator", "Gateway", "MessagingNATS", "TestSupport"] + serviceDependencies
         ),
         // Every store's contract on each engine (SQLite always; PostgreSQL with FABRIKAM_TEST_POSTGRES_URL,
         // which tools/with-postgres.sh sets), and two database handles as two replicas.

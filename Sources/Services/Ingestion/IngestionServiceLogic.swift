@@ -31,7 +31,7 @@ public struct IngestionServiceLogic: IngestionV1.IngestionService.Handler {
         try checkRequester(context, owns: accountID)
 
         var payload = IngestionV1.DeliveryRequest()
-        payload.deliveryId = makeID("dlv")
+        payload.deliveryId = request.requestId.isEmpty ? makeID("dlv") : Self.deliveryID(account: accountID, requestID: request.requestId)
         payload.owner = request.owner
         payload.pickupLocation = request.pickupLocation
         payload.dropoffLocation = request.dropoffLocation
@@ -182,11 +182,21 @@ public struct IngestionServiceLogic: IngestionV1.IngestionService.Handler {
         }
         if result.duplicate {
             // The engine no longer has the first message (JetStream forgets a settled one; see
-            // MessagingGuarantees): its answer cannot be repeated, and this request's made-up
-            // delivery id was never stored, so it must not be handed out.
-            throw RPCError(.alreadyExists, "request \(messageID) was already accepted and processed; its delivery id is no longer available here")
+            // MessagingGuarantees). The delivery id is still the first one's: a repeated create
+            // derives it from the same account and request id, and the other operations name it.
+            // What is lost is the first accept time and the check that the repeat asked for the
+            // same delivery.
+            return (deliveryID, envelope.acceptTime, nil)
         }
         return (deliveryID, envelope.acceptTime, nil)
+    }
+
+    /// The delivery id of a create that carries a request id: a function of the account and the
+    /// request id, so a repeat gets the first request's id even from an engine that no longer
+    /// holds the first message, and two accounts' request ids never meet. The account id goes in
+    /// with its length so that no other (account, request id) pair spells the same input.
+    static func deliveryID(account: String, requestID: String) -> String {
+        "dlv-" + SHA256.hex("\(account.utf8.count):\(account):\(requestID)").prefix(24)
     }
 
     /// The account the gateway authenticated (`x-account-id`), if the call came through it.

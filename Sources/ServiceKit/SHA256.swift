@@ -1,4 +1,5 @@
-/// SHA-256 (FIPS 180-4), used to store API keys as hashes rather than secrets. Written from the
+/// SHA-256 (FIPS 180-4): Accounts stores API keys as hashes rather than secrets; Ingestion derives
+/// a delivery id from a caller's request id. Written from the
 /// specification; the tests check it against the standard's test vectors.
 public enum SHA256 {
     private static let k: [UInt32] = [
