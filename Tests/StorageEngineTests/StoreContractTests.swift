@@ -324,10 +324,12 @@ struct StoreContractTests {
             #expect(try await store.removeFlight(deliveryID: "d2"))
             var ticked = flight("d1", drone: "dr1")
             ticked.sequence = 7
-            try await store.saveTick(drones: [drone], flights: [ticked, flight("d2", drone: "dr2")], finished: [])
+            #expect(try await store.claimDrones(holder: "sim-a", lease: .seconds(60)) == ["dr1"])
+            let saved = try await store.saveTick(drones: [drone], flights: [ticked, flight("d2", drone: "dr2")], holder: "sim-a")
+            #expect(saved == ["d1"])
             #expect(try await store.flights().map(\.plan.deliveryId) == ["d1"], "d2 was removed during the tick and stays removed")
             #expect(try await store.flight(deliveryID: "d1")?.sequence == 7)
-            try await store.saveTick(drones: [], flights: [], finished: [ticked])
+            try await store.finishFlights([ticked], holder: "sim-a")
             #expect(try await store.flights().isEmpty)
         }
     }

@@ -15,13 +15,22 @@ public final class DroneSimulator: TelemetryV1.FlightControlService.Handler {
         public var tick: Duration = .milliseconds(1000)
         /// Simulated seconds per real second (10 flies a 3 km route in about 20 s).
         public var timeScale = 10.0
+        /// How long a replica owns its drones without renewing (each tick renews). A killed
+        /// replica's flights continue on another one after this, plus one tick. Nil: five ticks,
+        /// at least 3 s, well inside Delivery's flight-silence limit.
+        public var ownershipLease: Duration?
         public init() {}
+
+        var lease: Duration { ownershipLease ?? max(.seconds(3), tick * 5) }
     }
 
     let store: any FlightStore
     let delivery: DeliveryV1.DeliveryService.Client
     let settings: Settings
     let logger: Logger
+    /// This replica's name in the store's ownership tables: every drone is flown by one replica
+    /// at a time (FlightStore.claimDrones).
+    public let replicaID = makeID("sim")
     /// Serializes the tick with flight-plan changes (a tick reads, moves and writes the fleet).
     private let fleetLock = AsyncLock()
 
@@ -97,7 +106,18 @@ public final class DroneSimulator: TelemetryV1.FlightControlService.Handler {
                 // A new plan after pickup keeps the package on board.
                 else if existing.phase == .headedToDropoff || existing.phase == .atDropoff { phase = .headedToDropoff }
             }
-            if created { try await self.store.saveFlight(Flight(plan: plan, phase: phase)) }
+            if created {
+                do {
+                    try await self.store.saveFlight(Flight(plan: plan, phase: phase))
+                } catch {
+                    // Another replica gave the drone a flight after the check above: the store's
+                    // one-flight-per-drone index refused this one.
+                    if let other = try await self.store.flights().first(where: { $0.plan.droneId == plan.droneId && $0.plan.deliveryId != plan.deliveryId }) {
+                        throw RPCError(.aborted, "drone \(plan.droneId) is flying delivery \(other.plan.deliveryId); it takes no second flight")
+                    }
+                    throw error
+                }
+            }
             var response = TelemetryV1.AssignFlightResponse()
             response.plan = plan
             response.created = created
@@ -131,10 +151,13 @@ public final class DroneSimulator: TelemetryV1.FlightControlService.Handler {
         }
     }
 
-    /// One tick: advance each flight, report positions to Delivery, save. A flight that reached
-    /// the drop-off ends only once Delivery has its final position.
+    /// One tick: claim this replica's drones, advance their flights, save (fenced by ownership),
+    /// then report what was saved to Delivery. A flight that reached the drop-off ends only once
+    /// Delivery has its final position. Saving before reporting means a replica that lost a drone
+    /// (it stalled past its lease, another replica took over) reports nothing for it.
     func tick() async throws {
-        let flights = try await store.flights()
+        let owned = try await store.claimDrones(holder: replicaID, lease: settings.lease)
+        let flights = try await store.flights().filter { owned.contains($0.plan.droneId) }
         if flights.isEmpty { return }
         var drones = Dictionary(uniqueKeysWithValues: try await store.drones().map { ($0.id, $0) })
         let seconds = Double(settings.tick.components.seconds) + Double(settings.tick.components.attoseconds) / 1e18
@@ -168,18 +191,21 @@ public final class DroneSimulator: TelemetryV1.FlightControlService.Handler {
             positions.append(position)
             moved.append(flight)
         }
-        var finished: [Flight] = []
+        let flownDrones = Set(moved.map(\.plan.droneId))
+        let saved = try await store.saveTick(drones: drones.values.filter { flownDrones.contains($0.id) }, flights: moved, holder: replicaID)
+        positions.removeAll { !saved.contains($0.deliveryId) }
+        if positions.isEmpty { return }
         do {
             var report = DeliveryV1.ReportDronePositionsRequest()
             report.positions = positions
             _ = try await delivery.reportDronePositions(options: CallOptions(timeout: .seconds(5))) { writer in try await writer.write(report) }
-            finished = moved.filter { $0.phase == .atDropoff }
         } catch {
             // Telemetry is a stream of current positions: the next tick reports again, and a
             // flight at its drop-off stays open until Delivery has heard it.
             logger.info("delivery did not take positions", metadata: ["error": "\(error)"])
+            return
         }
-        try await store.saveTick(drones: Array(drones.values), flights: moved, finished: finished)
+        try await store.finishFlights(moved.filter { $0.phase == .atDropoff && saved.contains($0.plan.deliveryId) }, holder: replicaID)
     }
 
     static func advance(_ from: CommonV1.Location, toward target: CommonV1.Location, by meters: Double) -> CommonV1.Location {

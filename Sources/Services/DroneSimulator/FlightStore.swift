@@ -44,8 +44,18 @@ public protocol FlightStore: Sendable {
     func flight(deliveryID: String) async throws -> Flight?
     func saveFlight(_ flight: Flight) async throws
     func removeFlight(deliveryID: String) async throws -> Bool
-    /// Saves a tick's outcome in one transaction: new positions, updated and finished flights.
-    func saveTick(drones: [SimulatedDrone], flights: [Flight], finished: [Flight]) async throws
+    /// Renews `holder`'s membership and its drones for `lease`, takes unowned or expired drones
+    /// up to its fair share (the fleet divided by the live replicas), hands idle drones back when it
+    /// holds more than one over its share (a replica came back), and returns the drones it owns
+    /// now. Times are the database's clock, so replicas on several hosts agree on them.
+    func claimDrones(holder: String, lease: Duration) async throws -> Set<String>
+    /// Saves a tick's outcome in one transaction, fenced by ownership: a drone's new position and
+    /// its flight are written only while `holder` still owns the drone, and a flight only while it
+    /// is still on file with the same plan (an abort during the tick wins). Returns the delivery ids
+    /// of the flights saved: only those may be reported.
+    func saveTick(drones: [SimulatedDrone], flights: [Flight], holder: String) async throws -> Set<String>
+    /// Ends flights that reached their drop-off and were reported, while `holder` owns their drones.
+    func finishFlights(_ flights: [Flight], holder: String) async throws
 }
 
 /// The simulator's fleet and flights in a SQL database (SQLite file or a PostgreSQL schema).
@@ -65,6 +75,11 @@ public final class SQLFlightStore: FlightStore {
         DELETE FROM flights WHERE rowid NOT IN (SELECT MIN(rowid) FROM flights GROUP BY drone_id);
         CREATE UNIQUE INDEX one_flight_per_drone ON flights (drone_id);
         """,
+        // Replicas and the drones each owns, until a time on the database's clock (claimDrones).
+        """
+        CREATE TABLE simulator_members (holder TEXT PRIMARY KEY, until REAL NOT NULL);
+        CREATE TABLE drone_owners (drone_id TEXT PRIMARY KEY, holder TEXT NOT NULL, until REAL NOT NULL);
+        """,
     ], postgres: [
         """
         CREATE TABLE drones (drone_id TEXT PRIMARY KEY, latitude DOUBLE PRECISION NOT NULL, longitude DOUBLE PRECISION NOT NULL,
@@ -74,6 +89,10 @@ public final class SQLFlightStore: FlightStore {
         CREATE TABLE flights (delivery_id TEXT PRIMARY KEY, drone_id TEXT NOT NULL, phase BIGINT NOT NULL,
                               sequence BIGINT NOT NULL, plan BYTEA NOT NULL);
         CREATE UNIQUE INDEX one_flight_per_drone ON flights (drone_id);
+        """,
+        """
+        CREATE TABLE simulator_members (holder TEXT PRIMARY KEY, until DOUBLE PRECISION NOT NULL);
+        CREATE TABLE drone_owners (drone_id TEXT PRIMARY KEY, holder TEXT NOT NULL, until DOUBLE PRECISION NOT NULL);
         """,
     ])
 
@@ -145,17 +164,86 @@ public final class SQLFlightStore: FlightStore {
         try await database.write { db in try db.run("DELETE FROM flights WHERE delivery_id = ?", [.text(deliveryID)]) == 1 }
     }
 
-    public func saveTick(drones: [SimulatedDrone], flights: [Flight], finished: [Flight]) async throws {
-        try await database.write { db in
-            for drone in drones { try Self.write(drone, db) }
-            for flight in flights where !finished.contains(where: { $0.plan.deliveryId == flight.plan.deliveryId }) {
-                // Only flights still on file: an abort during the tick wins.
-                if try db.queryFirst("SELECT 1 FROM flights WHERE delivery_id = ? AND plan = ?", [.text(flight.plan.deliveryId), .blob(flight.plan.serializedBytes())]) != nil {
-                    try Self.write(flight, db)
+    // MARK: Ownership among replicas
+
+    /// Seconds since 1970 on the database's clock.
+    static func databaseNow(_ db: any SQLTransaction) throws -> Double {
+        let sql = db.dialect.engine == .postgres ? "SELECT extract(epoch FROM clock_timestamp())::double precision"
+                                                 : "SELECT (julianday('now') - 2440587.5) * 86400.0"
+        return try db.queryFirst(sql)?.double(0) ?? 0
+    }
+
+    /// A drone `holder` owns until after `now`, as SQL: the fence of every write a tick makes.
+    static let ownedByHolder = "EXISTS (SELECT 1 FROM drone_owners o WHERE o.drone_id = ? AND o.holder = ? AND o.until > ?)"
+
+    public func claimDrones(holder: String, lease: Duration) async throws -> Set<String> {
+        let seconds = Double(lease.components.seconds) + Double(lease.components.attoseconds) / 1e18
+        // One claim at a time across replicas (PostgreSQL: an advisory lock; SQLite: its writer),
+        // so the count of live replicas and the shares it gives are consistent.
+        return try await database.write(locking: ["simulator:ownership"]) { db in
+            let now = try Self.databaseNow(db)
+            let until = now + seconds
+            try db.run("INSERT INTO simulator_members (holder, until) VALUES (?, ?) ON CONFLICT (holder) DO UPDATE SET until = excluded.until",
+                       [.text(holder), .real(until)])
+            let members = max(1, Int(try db.queryFirst("SELECT COUNT(*) FROM simulator_members WHERE until > ?", [.real(now)])?.int(0) ?? 1))
+            let fleet = Int(try db.queryFirst("SELECT COUNT(*) FROM drones")?.int(0) ?? 0)
+            let share = (fleet + members - 1) / members
+            // Renew only what is still ours: a drone another replica took after our lease ran out stays its.
+            try db.run("UPDATE drone_owners SET until = ? WHERE holder = ?", [.real(until), .text(holder)])
+            var held = Int(try db.queryFirst("SELECT COUNT(*) FROM drone_owners WHERE holder = ?", [.text(holder)])?.int(0) ?? 0)
+            if held < share {
+                // Drones with a flight first: they are the ones whose positions are overdue.
+                let candidates = try db.query("""
+                    SELECT d.drone_id FROM drones d LEFT JOIN drone_owners o ON o.drone_id = d.drone_id
+                     WHERE o.drone_id IS NULL OR o.until <= ?
+                     ORDER BY CASE WHEN EXISTS (SELECT 1 FROM flights f WHERE f.drone_id = d.drone_id) THEN 0 ELSE 1 END, d.drone_id
+                     LIMIT ?
+                    """, [.real(now), .integer(Int64(share - held))]).map { $0.string(0) }
+                for drone in candidates {
+                    held += try db.run("""
+                        INSERT INTO drone_owners (drone_id, holder, until) VALUES (?, ?, ?)
+                        ON CONFLICT (drone_id) DO UPDATE SET holder = excluded.holder, until = excluded.until WHERE drone_owners.until <= ?
+                        """, [.text(drone), .text(holder), .real(until), .real(now)])
                 }
+            } else if held > share + 1 {
+                // A replica joined or came back: hand idle drones back (never one in flight).
+                let idle = try db.query("""
+                    SELECT drone_id FROM drone_owners WHERE holder = ? AND drone_id NOT IN (SELECT drone_id FROM flights) ORDER BY drone_id DESC LIMIT ?
+                    """, [.text(holder), .integer(Int64(held - share))]).map { $0.string(0) }
+                for drone in idle { try db.run("DELETE FROM drone_owners WHERE drone_id = ? AND holder = ?", [.text(drone), .text(holder)]) }
             }
-            for flight in finished {
-                try db.run("DELETE FROM flights WHERE delivery_id = ? AND plan = ?", [.text(flight.plan.deliveryId), .blob(flight.plan.serializedBytes())])
+            try db.run("DELETE FROM simulator_members WHERE until < ?", [.real(now - 3600)])
+            return Set(try db.query("SELECT drone_id FROM drone_owners WHERE holder = ? AND until > ?", [.text(holder), .real(now)]).map { $0.string(0) })
+        }
+    }
+
+    public func saveTick(drones: [SimulatedDrone], flights: [Flight], holder: String) async throws -> Set<String> {
+        try await database.write { db in
+            let now = try Self.databaseNow(db)
+            for drone in drones {
+                try db.run("UPDATE drones SET latitude = ?, longitude = ?, altitude = ? WHERE drone_id = ? AND \(Self.ownedByHolder)",
+                           [.real(drone.position.latitude), .real(drone.position.longitude), .real(drone.position.altitude), .text(drone.id),
+                            .text(drone.id), .text(holder), .real(now)])
+            }
+            var saved: Set<String> = []
+            for flight in flights {
+                let changed = try db.run("""
+                    UPDATE flights SET phase = ?, sequence = ? WHERE delivery_id = ? AND plan = ? AND \(Self.ownedByHolder)
+                    """, [.integer(Int64(flight.phase.rawValue)), .integer(flight.sequence), .text(flight.plan.deliveryId),
+                          .blob(flight.plan.serializedBytes()), .text(flight.plan.droneId), .text(holder), .real(now)])
+                if changed == 1 { saved.insert(flight.plan.deliveryId) }
+            }
+            return saved
+        }
+    }
+
+    public func finishFlights(_ flights: [Flight], holder: String) async throws {
+        guard !flights.isEmpty else { return }
+        try await database.write { db in
+            let now = try Self.databaseNow(db)
+            for flight in flights {
+                try db.run("DELETE FROM flights WHERE delivery_id = ? AND plan = ? AND \(Self.ownedByHolder)",
+                           [.text(flight.plan.deliveryId), .blob(flight.plan.serializedBytes()), .text(flight.plan.droneId), .text(holder), .real(now)])
             }
         }
     }
