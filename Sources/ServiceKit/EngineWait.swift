@@ -51,6 +51,6 @@ public struct EngineWait: Sendable {
 }
 
 /// An engine that did not answer within `FABRIKAM_ENGINE_WAIT_SECONDS`.
-public struct EngineUnreachable: Error, CustomStringConvertible {
+public struct EngineUnreachable: Error, CustomStringConvertible, Equatable {
     public let description: String
 }
