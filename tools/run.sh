@@ -51,7 +51,8 @@ for name in "${order[@]}"; do
         fi
         sleep 0.05
     done
-    printf '  %-16s %s\n' "$name" "$(grep -o '127.0.0.1:[0-9]*' "$log" | head -1)"
+    # The address from the "listening on" line (a metrics line with its own port may come first).
+    printf '  %-16s %s\n' "$name" "$(grep -m1 -o 'listening on [^ ]*' "$log" | cut -d' ' -f3)"
 done
 echo "system up: ${#pids[@]} processes (data: $FABRIKAM_DATA_DIR, logs: $FABRIKAM_DATA_DIR/logs). Ctrl-C stops them."
 if [[ -n $FABRIKAM_SEED_API_KEY ]]; then echo "demo account: acct-demo, API key: $FABRIKAM_SEED_API_KEY (local only)"; fi
