@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # `make bench-observability`: what metrics and traces cost per unary call on a real service, in
-# the same run: two package-service processes (release), one with metrics and traces switched off
+# the same run: four package-service processes (release): metrics and traces both off
 # (FABRIKAM_METRICS_PORT=off, which also leaves the per-call metrics interceptors out, and no
-# collector), one with both on (metrics on an admin port, every call a sampled trace exported over
-# OTLP/gRPC to tools/otlp_receiver.py). Each is pinned to core 0 in turn, h2load to core 1, over
-# CLIENTS long-lived connections. Two calls: grpc.health.v1.Health/Check (no work of its own: the
-# worst case for the relative cost) and PackageService/GetPackage of a missing package (one store
-# read, NOT_FOUND). Server CPU microseconds per call from /proc; ROUNDS rounds taking turns, each
-# figure the median round. Target (issue 17): on costs under 10% more than off.
+# collector), metrics only, traces only, and both on (metrics on an admin port, every call a
+# sampled trace exported over OTLP/gRPC to tools/otlp_receiver.py). Each is pinned to core 0 in
+# turn, h2load to core 1, over CLIENTS long-lived connections. Two calls:
+# grpc.health.v1.Health/Check (no work of its own: the worst case for the relative cost) and
+# PackageService/GetPackage of a missing package (one store read, NOT_FOUND). Server CPU
+# microseconds per call from /proc; ROUNDS rounds taking turns, each figure the median round.
+# Target (issue 17): on costs under 10% more than off.
 #
 # Not a test (no timing assertions anywhere): a measurement to run by hand, on a quiet machine.
 set -euo pipefail
@@ -75,22 +76,30 @@ load() { # pid url body requests
   python3 -c "print(f'{float($rps):.0f} {($after - $before) / $(getconf CLK_TCK) * 1e6 / $succeeded:.1f}')"
 }
 
-IFS=: read -r off_pid off_port < <(start_server off FABRIKAM_METRICS_PORT=off FABRIKAM_OTLP_ENDPOINT=off)
-pids+=("$off_pid")
-IFS=: read -r on_pid on_port < <(start_server on FABRIKAM_METRICS_PORT=0 FABRIKAM_OTLP_ENDPOINT="127.0.0.1:$collector_port" FABRIKAM_TRACE_SAMPLE_RATIO=1)
-pids+=("$on_pid")
+# Four servers: both off, each alone (which of the two costs what), both on.
+servers=()
+start_mode() { # mode, env...
+  local mode=$1 pid port; shift
+  IFS=: read -r pid port < <(start_server "$mode" "$@")
+  pids+=("$pid")
+  servers+=("$mode:$pid:$port")
+}
+start_mode off FABRIKAM_METRICS_PORT=off FABRIKAM_OTLP_ENDPOINT=off
+start_mode metrics FABRIKAM_METRICS_PORT=0 FABRIKAM_OTLP_ENDPOINT=off
+start_mode traces FABRIKAM_METRICS_PORT=off FABRIKAM_OTLP_ENDPOINT="127.0.0.1:$collector_port" FABRIKAM_TRACE_SAMPLE_RATIO=1
+start_mode on FABRIKAM_METRICS_PORT=0 FABRIKAM_OTLP_ENDPOINT="127.0.0.1:$collector_port" FABRIKAM_TRACE_SAMPLE_RATIO=1
 check=/grpc.health.v1.Health/Check
 get=/fabrikam.dronedelivery.package.v1.PackageService/GetPackage
-for pair in "off:$off_pid:$off_port" "on:$on_pid:$on_port"; do  # warm-up, and a check that both answer
-  IFS=: read -r _ pid port <<< "$pair"
+for server in "${servers[@]}"; do  # warm-up, and a check that each answers
+  IFS=: read -r _ pid port <<< "$server"
   load "$pid" "http://127.0.0.1:$port$check" "$work/check.bin" 20000 >/dev/null
   load "$pid" "http://127.0.0.1:$port$get" "$work/get.bin" 20000 >/dev/null
 done
 
 results="$work/results"
 for round in $(seq 1 "$ROUNDS"); do
-  for pair in "off:$off_pid:$off_port" "on:$on_pid:$on_port"; do
-    IFS=: read -r mode pid port <<< "$pair"
+  for server in "${servers[@]}"; do
+    IFS=: read -r mode pid port <<< "$server"
     echo "check-$mode $(load "$pid" "http://127.0.0.1:$port$check" "$work/check.bin" "$REQUESTS")" >> "$results"
     echo "get-$mode $(load "$pid" "http://127.0.0.1:$port$get" "$work/get.bin" "$REQUESTS")" >> "$results"
   done
@@ -110,7 +119,7 @@ print(f"package-service, {sys.argv[2]} calls per figure over {sys.argv[3]} conne
 print("| call | metrics and traces | calls/s | server CPU µs/call | vs off |")
 print("|---|---|---:|---:|---:|")
 for call, name in [("check", "Health/Check"), ("get", "GetPackage (NOT_FOUND)")]:
-    for mode in ["off", "on"]:
+    for mode, label in [("off", "off"), ("metrics", "metrics only"), ("traces", "traces only (every call sampled)"), ("on", "both on")]:
         kind = f"{call}-{mode}"
-        print(f"| {name} | {mode} | {median(kind, 0):.0f} | {median(kind, 1):.1f} | {median(kind, 1) / median(f'{call}-off', 1):.2f}x |")
+        print(f"| {name} | {label} | {median(kind, 0):.0f} | {median(kind, 1):.1f} | {median(kind, 1) / median(f'{call}-off', 1):.2f}x |")
 PY

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# `make bench-tls`: what TLS costs per unary call on our RPC server, against cleartext, in the
-# same run: our interop server (release) pinned to core 0, h2load pinned to core 1, UnaryCall
-# with a small payload over CLIENTS long-lived connections (h2load speaks TLS with ALPN h2 for
-# https:// URLs). Server CPU microseconds per call from /proc; the servers take turns for ROUNDS
-# rounds and each figure is the median round. Also: the CPU of one full TLS handshake (new
-# connections, one call each). Bounded: a fixed number of requests per run.
+# `make bench-tls`: what TLS costs per unary call on our RPC server, against cleartext and
+# against grpc C++ (Debian's libgrpc++, tools/bench/grpc_cpp_server.cc) with and without TLS, in
+# the same run: each server pinned to core 0 in turn, h2load pinned to core 1, UnaryCall with a
+# small payload over CLIENTS long-lived connections (h2load speaks TLS with ALPN h2 for https://
+# URLs). Server CPU microseconds per call from /proc; the servers take turns for ROUNDS rounds and
+# each figure is the median round. Also: the CPU of a new connection with one call (a full TLS
+# handshake each). Bounded: a fixed number of requests per run.
 #
 # Not a test (no timing assertions anywhere): a measurement to run by hand, on a quiet machine.
 set -euo pipefail
@@ -16,7 +17,14 @@ STREAMS=${STREAMS:-16}
 ROUNDS=${ROUNDS:-3}
 HANDSHAKES=${HANDSHAKES:-2000}
 
-command -v h2load >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client >/dev/null; }
+# The peer (grpc C++) and the load generator come from Debian; nothing else needs them.
+need=()
+for package in libgrpc++-dev protobuf-compiler-grpc nghttp2-client; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || need+=("$package")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
 work=$(mktemp -d)
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
@@ -25,6 +33,11 @@ trap cleanup EXIT
 bash tools/make-certs.sh "$work/certs" >/dev/null
 swift build -c release --product interop-server >/dev/null
 server="$(swift build -c release --show-bin-path)/interop-server"
+echo "building the grpc C++ peer" >&2
+protoc -I proto --cpp_out="$work" --grpc_out="$work" --plugin=protoc-gen-grpc=/usr/bin/grpc_cpp_plugin \
+  grpc/testing/test.proto grpc/testing/messages.proto grpc/testing/empty.proto
+g++ -O2 -std=c++17 -I"$work" tools/bench/grpc_cpp_server.cc "$work"/grpc/testing/*.cc -o "$work/grpc_cpp_server" \
+  $(pkg-config --cflags --libs grpc++ protobuf)
 
 frame() { python3 -c 'import sys; d=sys.stdin.buffer.read(); sys.stdout.buffer.write(b"\0"+len(d).to_bytes(4,"big")+d)'; }
 echo 'response_size: 16 payload { body: "0123456789abcdef" }' \
@@ -35,7 +48,18 @@ echo 'response_size: 16 payload { body: "0123456789abcdef" }' \
 start_server() { # log, env...
   local log=$1; shift
   env "$@" taskset -c 0 "$server" --port 0 > "$log" 2>&1 &
-  local pid=$!
+  wait_listening "$log" $!
+}
+
+start_peer() { # log, [cert key]
+  local log=$1; shift
+  taskset -c 0 "$work/grpc_cpp_server" 0 "$@" > "$log" 2>&1 &
+  wait_listening "$log" $!
+}
+
+wait_listening() { # log pid
+  local log=$1
+  local pid=$2
   for _ in $(seq 1 100); do
     if grep -q "listening 127.0.0.1:" "$log"; then
       echo "$pid:$(grep -o 'listening 127.0.0.1:[0-9]*' "$log" | head -1 | cut -d: -f2)"
@@ -80,18 +104,27 @@ IFS=: read -r plain_pid plain_port < <(start_server "$work/plain.log")
 pids+=("$plain_pid")
 IFS=: read -r tls_pid tls_port < <(start_server "$work/tls.log" FABRIKAM_TLS_CERT="$work/certs/server.pem" FABRIKAM_TLS_KEY="$work/certs/server-key.pem")
 pids+=("$tls_pid")
+IFS=: read -r cpp_plain_pid cpp_plain_port < <(start_peer "$work/cpp-plain.log")
+pids+=("$cpp_plain_pid")
+IFS=: read -r cpp_tls_pid cpp_tls_port < <(start_peer "$work/cpp-tls.log" "$work/certs/server.pem" "$work/certs/server-key.pem")
+pids+=("$cpp_tls_pid")
 path=/grpc.testing.TestService/UnaryCall
-# Warm-up (and a check that both answer).
-load "$plain_pid" "http://127.0.0.1:$plain_port$path" "$CLIENTS" "$STREAMS" 20000 >/dev/null
-load "$tls_pid" "https://127.0.0.1:$tls_port$path" "$CLIENTS" "$STREAMS" 20000 >/dev/null
+servers=("cleartext:$plain_pid:http://127.0.0.1:$plain_port$path" "tls:$tls_pid:https://127.0.0.1:$tls_port$path"
+         "cpp-cleartext:$cpp_plain_pid:http://127.0.0.1:$cpp_plain_port$path" "cpp-tls:$cpp_tls_pid:https://127.0.0.1:$cpp_tls_port$path")
+# Warm-up (and a check that each answers).
+for server in "${servers[@]}"; do
+  IFS=: read -r _ pid url <<< "$server"
+  load "$pid" "$url" "$CLIENTS" "$STREAMS" 20000 >/dev/null
+done
 
 results="$work/results"
 for round in $(seq 1 "$ROUNDS"); do
-  echo "cleartext $(load "$plain_pid" "http://127.0.0.1:$plain_port$path" "$CLIENTS" "$STREAMS" "$REQUESTS")" >> "$results"
-  echo "tls $(load "$tls_pid" "https://127.0.0.1:$tls_port$path" "$CLIENTS" "$STREAMS" "$REQUESTS")" >> "$results"
-  # A new connection per call: the handshake's cost.
-  echo "cleartext-connect $(connects "$plain_pid" "http://127.0.0.1:$plain_port$path")" >> "$results"
-  echo "tls-connect $(connects "$tls_pid" "https://127.0.0.1:$tls_port$path")" >> "$results"
+  for server in "${servers[@]}"; do
+    IFS=: read -r kind pid url <<< "$server"
+    echo "$kind $(load "$pid" "$url" "$CLIENTS" "$STREAMS" "$REQUESTS")" >> "$results"
+    # A new connection per call: the handshake's cost.
+    echo "$kind-connect $(connects "$pid" "$url")" >> "$results"
+  done
   echo "round $round done" >&2
 done
 
@@ -102,12 +135,16 @@ for line in open(sys.argv[1]):
     kind, rps, cpu = line.split()
     rows.setdefault(kind, []).append((float(rps), float(cpu)))
 median = lambda kind, i: statistics.median(r[i] for r in rows[kind])
-print(f"UnaryCall, {sys.argv[2]} calls over {sys.argv[3]} connections x {sys.argv[4]} streams; server CPU per call (median of rounds)\n")
-print("| | calls/s | server CPU µs/call | vs cleartext |")
-print("|---|---:|---:|---:|")
-for kind in ["cleartext", "tls"]:
-    print(f"| {kind} | {median(kind, 0):.0f} | {median(kind, 1):.1f} | {median(kind, 1) / median('cleartext', 1):.2f}x |")
-extra = median("tls-connect", 1) - median("cleartext-connect", 1)
-print(f"\nA new connection per call ({sys.argv[5]} connections): cleartext {median('cleartext-connect', 1):.0f} µs, "
-      f"TLS {median('tls-connect', 1):.0f} µs of server CPU per call: a TLS 1.3 handshake (P-256 certificate) costs the server about {extra:.0f} µs.")
+print(f"UnaryCall, {sys.argv[2]} calls over {sys.argv[3]} connections x {sys.argv[4]} streams; server CPU per call (median of rounds); "
+      f"a new connection per call: {sys.argv[5]} connections, server CPU per connection\n")
+print("| server | transport | calls/s | server CPU µs/call | vs its cleartext | new connection + call, server CPU µs |")
+print("|---|---|---:|---:|---:|---:|")
+for server, prefix in [("ours", ""), ("grpc C++", "cpp-")]:
+    for kind in ["cleartext", "tls"]:
+        row = prefix + kind
+        print(f"| {server} | {kind} | {median(row, 0):.0f} | {median(row, 1):.1f} | {median(row, 1) / median(prefix + 'cleartext', 1):.2f}x | {median(row + '-connect', 1):.0f} |")
+ours = median("tls", 1) / median("cpp-tls", 1)
+handshake = (median("tls-connect", 1) - median("cleartext-connect", 1), median("cpp-tls-connect", 1) - median("cpp-cleartext-connect", 1))
+print(f"\nOver TLS our server spends {ours:.2f}x grpc C++'s CPU per call; a TLS handshake (P-256 certificate) costs "
+      f"our server about {handshake[0]:.0f} µs and grpc C++ about {handshake[1]:.0f} µs.")
 PY

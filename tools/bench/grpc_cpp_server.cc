@@ -3,12 +3,17 @@
 // StreamingOutputCall, with the interop behaviour (payloads of zeros of the asked size).
 // Callback API, one completion thread per core by default, as a production grpc C++ server.
 //
-//   grpc_cpp_server PORT      (binds 127.0.0.1; prints "listening 127.0.0.1:PORT")
+//   grpc_cpp_server PORT [CERT KEY]   (binds 127.0.0.1; prints "listening 127.0.0.1:PORT")
+//
+// With CERT and KEY (PEM files), it serves TLS with them (grpc's SslServerCredentials, no client
+// certificate asked): the peer for `make bench-tls`.
 
 #include <grpcpp/grpcpp.h>
 
 #include <cstdio>
+#include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 
 #include "grpc/testing/test.grpc.pb.h"
@@ -63,18 +68,31 @@ class TestServiceImpl final : public TestService::CallbackService {
   }
 };
 
+std::string ReadFile(const char* path) {
+  std::ifstream file(path);
+  std::stringstream contents;
+  contents << file.rdbuf();
+  return contents.str();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: grpc_cpp_server PORT\n");
+  if (argc != 2 && argc != 4) {
+    std::fprintf(stderr, "usage: grpc_cpp_server PORT [CERT KEY]\n");
     return 2;
   }
   std::string address = std::string("127.0.0.1:") + argv[1];
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (argc == 4) {
+    grpc::SslServerCredentialsOptions options;
+    options.pem_key_cert_pairs.push_back({ReadFile(argv[3]), ReadFile(argv[2])});
+    credentials = grpc::SslServerCredentials(options);
+  }
   TestServiceImpl service;
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(address, credentials, &port);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server) return 1;
