@@ -24,6 +24,10 @@ await runService {
     // Tracking streams hear of new events through the broker's engine: NATS reaches every replica.
     let liveFeed = try await openLiveFeed(configuration, logger: host.logger)
     let logic = DeliveryServiceLogic(store: store, flightControl: flightControl.client, liveFeed: liveFeed, logger: host.logger)
+    host.metrics.addCollector {
+        [MetricsEndpoint.Sample("fabrikam_tracking_follows", value: Double(liveFeed.followerCount()),
+                                help: "Live-feed follows open in this process: one per open TrackDelivery stream.")]
+    }
     var router = Router()
     logic.register(in: &router)
     let silence = Duration.seconds(try configuration.int("flight-silence-seconds", default: 30))
