@@ -70,6 +70,9 @@ public final class NATSConnection: @unchecked Sendable {
         /// Time to connect, and for each JetStream API request.
         public var timeout: Duration = .seconds(5)
         public var reconnectWait: Duration = .milliseconds(500)
+        /// Callback subscriptions share the library's small pool of delivery threads instead of
+        /// a thread each (the live feed opens one subscription per tracking stream).
+        public var sharedDeliveryThreads = false
         public init(url: String) { self.url = url }
     }
 
@@ -99,6 +102,9 @@ public final class NATSConnection: @unchecked Sendable {
         try check(natsOptions_SetTimeout(opts, milliseconds(options.timeout)), "natsOptions_SetTimeout")
         try check(natsOptions_SetMaxReconnect(opts, -1), "natsOptions_SetMaxReconnect")
         try check(natsOptions_SetReconnectWait(opts, milliseconds(options.reconnectWait)), "natsOptions_SetReconnectWait")
+        if options.sharedDeliveryThreads {
+            try check(natsOptions_UseGlobalMessageDelivery(opts, true), "natsOptions_UseGlobalMessageDelivery")
+        }
         let box = Unmanaged.passRetained(CallbackBox(logger: logger, url: options.url))
         callbacks = box
         let closure = box.toOpaque()

@@ -28,3 +28,20 @@ public func openBroker(_ configuration: Configuration, logger: Logger = Logger(l
     }
     return (try SQLiteBroker(path: spec), [StoreProbe(name: "broker", path: spec)])
 }
+
+/// The live feed that goes with the configured broker (`--broker`, `--broker-namespace`): with
+/// NATS, core NATS subjects on the same server and namespace (`NATSLiveFeed`), so a follower on
+/// any replica hears what any replica announces; otherwise in-process (`InProcessLiveFeed`):
+/// the SQLite broker serves one host, and a follower in another process of that host only sees
+/// what its own process announces (Delivery's tracking streams then rely on their store re-reads).
+public func openLiveFeed(_ configuration: Configuration, logger: Logger = Logger(label: "fabrikam.live")) async throws -> any LiveFeed {
+    let spec = configuration.string("broker", default: "")
+    guard spec.hasPrefix("nats://") || spec.hasPrefix("tls://") else { return InProcessLiveFeed() }
+    var settings = NATSLiveFeed.Configuration(url: spec)
+    settings.namespace = configuration.string("broker-namespace", default: "fabrikam")
+    logger.info("live feed on NATS", metadata: ["url": "\(spec)", "namespace": "\(settings.namespace)"])
+    let chosen = settings
+    return try await EngineWait(configuration).retrying("NATS", logger: logger) {
+        try await NATSLiveFeed(chosen, logger: logger)
+    }
+}

@@ -1,5 +1,6 @@
 // delivery-service: deliveries in flight, tracking, confirmations (DeliveryService) on 127.0.0.1, port FABRIKAM_PORT_BASE + 3 (ServicePorts).
-// Publishes domain events to the broker's "delivery-events" topic; dispatches flights to the simulator.
+// Publishes domain events to the broker's "delivery-events" topic; dispatches flights to the simulator;
+// announces tracking events on the live feed of the broker's engine (NATS: any replica serves any stream).
 //   --port N  --data-dir DIR  --broker FILE|nats://HOST:PORT  --broker-namespace NS  --simulator HOST:PORT
 //   --flight-silence-seconds S (a flight that reports nothing for this long is lost: FAILED)
 import Delivery
@@ -19,8 +20,14 @@ await runService {
         MetricsEndpoint.Sample.perValue(CommonV1.DeliveryStage.self, name: "fabrikam_deliveries", label: "stage",
                                         counts: (try? await store.countsByStage()) ?? [:], help: "Deliveries at each stage.")
     }
-    let logic = DeliveryServiceLogic(store: store, flightControl: flightControl.client, logger: host.logger)
     let (broker, brokerProbes) = try await openBroker(configuration)
+    // Tracking streams hear of new events through the broker's engine: NATS reaches every replica.
+    let liveFeed = try await openLiveFeed(configuration, logger: host.logger)
+    let logic = DeliveryServiceLogic(store: store, flightControl: flightControl.client, liveFeed: liveFeed, logger: host.logger)
+    host.metrics.addCollector {
+        [MetricsEndpoint.Sample("fabrikam_tracking_follows", value: Double(liveFeed.followerCount()),
+                                help: "Live-feed follows open in this process: one per open TrackDelivery stream.")]
+    }
     var router = Router()
     logic.register(in: &router)
     let silence = Duration.seconds(try configuration.int("flight-silence-seconds", default: 30))

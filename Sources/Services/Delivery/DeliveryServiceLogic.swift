@@ -16,14 +16,27 @@ public final class DeliveryServiceLogic: DeliveryV1.DeliveryService.Handler {
 
     let store: any DeliveryStore
     let flightControl: TelemetryV1.FlightControlService.Client
-    let hub = TrackingHub()
+    /// Where committed tracking events are announced to the TrackDelivery streams of every replica
+    /// (in-process on the embedded engine, core NATS on the scaled one).
+    let liveFeed: any LiveFeed
+    /// A tracking stream that heard no new event for this long reads the store again, so an
+    /// event whose announcement was lost (its replica died between commit and announcement, the
+    /// feed was away, or its writer is another process on the embedded engine) still arrives.
+    let trackingReread: Duration
     let logger: Logger
     /// Between attempts at aborting a flight that flight control did not take.
     let abortBackoff = JitteredBackoff(initial: .milliseconds(500), maximum: .seconds(10))
 
-    public init(store: any DeliveryStore, flightControl: RPCClient, logger: Logger = Logger(label: "fabrikam.delivery")) {
+    /// The live feed topic of tracking events; the key is the delivery id, the payload a
+    /// serialized `DeliveryTrackingEvent` with its sequence.
+    public static let trackingTopic = "delivery-tracking"
+
+    public init(store: any DeliveryStore, flightControl: RPCClient, liveFeed: any LiveFeed = InProcessLiveFeed(),
+                trackingReread: Duration = .seconds(2), logger: Logger = Logger(label: "fabrikam.delivery")) {
         self.store = store
         self.flightControl = TelemetryV1.FlightControlService.Client(flightControl)
+        self.liveFeed = liveFeed
+        self.trackingReread = trackingReread
         self.logger = logger
     }
 
@@ -70,7 +83,7 @@ public final class DeliveryServiceLogic: DeliveryV1.DeliveryService.Handler {
             return change
         }
         guard var record = result.record else { throw RPCError(.internal, "delivery \(input.deliveryId) was not stored") }
-        hub.publish(result.tracking)
+        await announce(result.tracking)
         let created = !result.tracking.isEmpty
         if !Self.isFinal(record.status.stage) {
             record = try await dispatchFlight(record)
@@ -134,24 +147,92 @@ public final class DeliveryServiceLogic: DeliveryV1.DeliveryService.Handler {
         return response
     }
 
+    /// Streams the delivery's tracking events after `after_sequence`, ending with its final stage.
+    /// Any replica serves any stream: events come from the shared store, and announcements (from
+    /// whichever replica committed them) only say when to look. Order: follow the live feed first,
+    /// then replay the store, then live events, skipping what was written already; an event
+    /// further on than the next one (announcements lost or out of order) and a quiet spell of
+    /// `trackingReread` both read the store from the last event written.
     public func trackDelivery(_ request: DeliveryV1.TrackDeliveryRequest, writer: ResponseWriter<DeliveryV1.DeliveryTrackingEvent>, context: ServerContext) async throws {
-        _ = try await existing(request.deliveryId)
-        // Watch first, then read what is stored: nothing falls between the two.
-        let watch = hub.watch(request.deliveryId)
-        defer { hub.stopWatching(request.deliveryId, token: watch.token) }
-        var last = request.afterSequence
-        for event in try await store.trackingEvents(deliveryID: request.deliveryId, after: last) {
-            try await writer.write(event)
-            last = event.sequence
-            if Self.isFinal(event.stage) { return }
+        let deliveryID = request.deliveryId
+        _ = try await existing(deliveryID)
+        // Follow first, then read what is stored: whatever is committed after the read is announced
+        // to this follower. Without the feed (NATS away) the stream still works from store re-reads.
+        let follower: LiveFollower?
+        do {
+            follower = try await liveFeed.follow(topic: Self.trackingTopic, key: deliveryID)
+        } catch {
+            logger.warning("live feed unavailable; tracking from the store only", metadata: ["delivery": "\(deliveryID)", "error": "\(error)"])
+            follower = nil
         }
-        if let record = try await store.record(id: request.deliveryId), Self.isFinal(record.status.stage), record.lastSequence <= last { return }
-        for await event in watch.stream where event.sequence > last {
-            try await writer.write(event)
-            last = event.sequence
-            if Self.isFinal(event.stage) { return }
+        defer { follower?.stop() }
+        var last = request.afterSequence
+        /// Writes what the store holds after `last`; true once the final event is written.
+        func catchUp() async throws -> Bool {
+            for event in try await store.trackingEvents(deliveryID: deliveryID, after: last) {
+                try await writer.write(event)
+                last = event.sequence
+                if Self.isFinal(event.stage) { return true }
+            }
+            return false
+        }
+        if try await catchUp() { return }
+        if let record = try await store.record(id: deliveryID), Self.isFinal(record.status.stage), record.lastSequence <= last { return }
+
+        // Announcements and re-read ticks, in one sequence this loop reads.
+        enum Signal: Sendable { case announcement([UInt8]), tick }
+        let (signals, signal) = AsyncStream<Signal>.makeStream(bufferingPolicy: .bufferingNewest(LiveFollower.bufferLimit))
+        let forwarding = Task {
+            guard let follower else { return }
+            for await payload in follower { signal.yield(.announcement(payload)) }
+        }
+        let ticking = Task { [trackingReread] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: trackingReread)
+                signal.yield(.tick)
+            }
+        }
+        defer {
+            forwarding.cancel()
+            ticking.cancel()
+            signal.finish()
+        }
+        var heardSinceTick = false
+        for await next in signals {
+            switch next {
+            case .announcement(let payload):
+                guard let event = try? DeliveryV1.DeliveryTrackingEvent(serializedBytes: payload), event.deliveryId == deliveryID,
+                      event.sequence > last else { continue }
+                heardSinceTick = true
+                if event.sequence == last + 1 {
+                    try await writer.write(event)
+                    last = event.sequence
+                    if Self.isFinal(event.stage) { return }
+                } else if try await catchUp() {
+                    // A gap: the events in between were committed before this one was announced.
+                    return
+                }
+            case .tick:
+                if heardSinceTick {
+                    heardSinceTick = false
+                } else if try await catchUp() {
+                    return
+                }
+            }
         }
         try Task.checkCancellation()
+    }
+
+    /// Tells the delivery's tracking streams, on every replica, about committed events. Best
+    /// effort: a stream that misses one finds it in the store (gap or quiet spell).
+    func announce(_ events: [DeliveryV1.DeliveryTrackingEvent]) async {
+        for event in events {
+            do {
+                try await liveFeed.announce(event.serializedBytes(), topic: Self.trackingTopic, key: event.deliveryId)
+            } catch {
+                logger.debug("tracking event not announced", metadata: ["delivery": "\(event.deliveryId)", "sequence": "\(event.sequence)", "error": "\(error)"])
+            }
+        }
     }
 
     // MARK: Changes requested by Workflow and Supervisor
@@ -183,7 +264,7 @@ public final class DeliveryServiceLogic: DeliveryV1.DeliveryService.Handler {
             change.domainEvents = [(0, "rescheduled")]
             return change
         }
-        hub.publish(result.tracking)
+        await announce(result.tracking)
         guard let record = result.record else { throw RPCError(.notFound, "delivery \(request.deliveryId) does not exist") }
         if !Self.isFinal(record.status.stage) { return try await dispatchFlight(record).delivery }
         return record.delivery
@@ -255,7 +336,7 @@ public final class DeliveryServiceLogic: DeliveryV1.DeliveryService.Handler {
             change.flightToAbort = reason
             return change
         }
-        hub.publish(result.tracking)
+        await announce(result.tracking)
         guard let record = result.record else { throw RPCError(.notFound, "delivery \(deliveryID) does not exist") }
         return record
     }
@@ -341,7 +422,7 @@ public final class DeliveryServiceLogic: DeliveryV1.DeliveryService.Handler {
         }
         guard !result.tracking.isEmpty else { return }
         logger.warning("flight lost", metadata: ["delivery": "\(deliveryID)", "drone": "\(result.record?.delivery.droneId ?? "")"])
-        hub.publish(result.tracking)
+        await announce(result.tracking)
         await abortFlight(deliveryID)
     }
 
@@ -369,7 +450,7 @@ public final class DeliveryServiceLogic: DeliveryV1.DeliveryService.Handler {
             change.domainEvents = [(0, "confirmed by the recipient")]
             return change
         }
-        hub.publish(result.tracking)
+        await announce(result.tracking)
         return result.record!.delivery
     }
 
@@ -446,7 +527,7 @@ public final class DeliveryServiceLogic: DeliveryV1.DeliveryService.Handler {
             }
             return change
         }
-        hub.publish(result.tracking)
+        await announce(result.tracking)
         return result.tracking.isEmpty ? nil : result.tracking.count
     }
 
