@@ -13,14 +13,6 @@ REQUESTS=${REQUESTS:-200000}
 CLIENTS=${CLIENTS:-16}
 STREAMS=${STREAMS:-16}
 
-# The peer and the load generator come from Debian; nothing else needs them.
-need=()
-for package in libgrpc++-dev protobuf-compiler-grpc nghttp2-client; do
-  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || need+=("$package")
-done
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
 bash tools/install-deps.sh
 
 work=$(mktemp -d)
@@ -28,11 +20,9 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
-echo "building grpc C++ server and our interop server (release)" >&2
-protoc -I proto --cpp_out="$work" --grpc_out="$work" --plugin=protoc-gen-grpc=/usr/bin/grpc_cpp_plugin \
-  grpc/testing/test.proto grpc/testing/messages.proto grpc/testing/empty.proto
-g++ -O2 -std=c++17 -I"$work" tools/bench/grpc_cpp_server.cc "$work"/grpc/testing/*.cc -o "$work/grpc_cpp_server" \
-  $(pkg-config --cflags --libs grpc++ protobuf)
+# The peer (grpc C++) and the load generator come from Debian; nothing else needs them.
+bash tools/bench/build-grpc-peer.sh "$work"
+echo "building our interop server (release)" >&2
 swift build -c release --product interop-server >/dev/null
 ours="$(swift build -c release --show-bin-path)/interop-server"
 

@@ -17,14 +17,6 @@ STREAMS=${STREAMS:-16}
 ROUNDS=${ROUNDS:-3}
 HANDSHAKES=${HANDSHAKES:-2000}
 
-# The peer (grpc C++) and the load generator come from Debian; nothing else needs them.
-need=()
-for package in libgrpc++-dev protobuf-compiler-grpc nghttp2-client; do
-  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || need+=("$package")
-done
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
 work=$(mktemp -d)
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
@@ -33,11 +25,8 @@ trap cleanup EXIT
 bash tools/make-certs.sh "$work/certs" >/dev/null
 swift build -c release --product interop-server >/dev/null
 server="$(swift build -c release --show-bin-path)/interop-server"
-echo "building the grpc C++ peer" >&2
-protoc -I proto --cpp_out="$work" --grpc_out="$work" --plugin=protoc-gen-grpc=/usr/bin/grpc_cpp_plugin \
-  grpc/testing/test.proto grpc/testing/messages.proto grpc/testing/empty.proto
-g++ -O2 -std=c++17 -I"$work" tools/bench/grpc_cpp_server.cc "$work"/grpc/testing/*.cc -o "$work/grpc_cpp_server" \
-  $(pkg-config --cflags --libs grpc++ protobuf)
+# The peer (grpc C++) and the load generator come from Debian; nothing else needs them.
+bash tools/bench/build-grpc-peer.sh "$work"
 
 frame() { python3 -c 'import sys; d=sys.stdin.buffer.read(); sys.stdout.buffer.write(b"\0"+len(d).to_bytes(4,"big")+d)'; }
 echo 'response_size: 16 payload { body: "0123456789abcdef" }' \
