@@ -184,13 +184,30 @@ struct ClaimAndLeaseTests {
         }
     }
 
-    @Test("LeaderLoop: of two replicas' loops one runs the work; it stops when its lease is taken; the other runs once the lease is free", arguments: TestEngine.available)
+    /// A replica's lease store that counts the requests it won (the first take, then renewals).
+    final class CountingLeases: LeaseStore {
+        let store: SQLLeaseStore
+        private let granted = Mutex(0)
+        init(_ store: SQLLeaseStore) { self.store = store }
+        var grants: Int { granted.withLock { $0 } }
+        func acquire(_ name: String, holder: String, for ttl: Duration) async throws -> Bool {
+            let held = try await store.acquire(name, holder: holder, for: ttl)
+            if held { granted.withLock { $0 += 1 } }
+            return held
+        }
+        func release(_ name: String, holder: String) async throws { try await store.release(name, holder: holder) }
+        func holder(of name: String) async throws -> String? { try await store.holder(of: name) }
+    }
+
+    @Test("LeaderLoop: of two replicas' loops one runs the work and keeps it running while it renews; it stops when its lease is taken; the other runs once the lease is free",
+          arguments: TestEngine.available)
     func leaderLoop(engine: TestEngine) async throws {
         try await withDatabase(engine) { place in
             let (storeA, database) = try await Self.leases(place)
             let storeB = try await Self.leases(place).store
             let runs = Runs()
-            let loops = [("a", storeA), ("b", storeB)].map { holder, store in
+            let counted = ["a": CountingLeases(storeA), "b": CountingLeases(storeB)]
+            let loops = [("a", counted["a"]!), ("b", counted["b"]!)].map { holder, store in
                 let loop = LeaderLoop(name: "relay", holder: holder, leases: store, ttl: .seconds(5), renewEvery: .milliseconds(50))
                 return Task { await loop.run(runs.work(holder)) }
             }
@@ -198,6 +215,10 @@ struct ClaimAndLeaseTests {
             #expect(try await waitUntil { runs.running.count == 1 })
             let leader = try #require(runs.running.first)
             #expect(try await storeA.holder(of: "relay") == leader)
+            // It renews, and the work goes on meanwhile, on the leader alone.
+            let leaderLeases = try #require(counted[leader])
+            #expect(try await waitUntil { leaderLeases.grants >= 4 }, "renewed three times")
+            #expect(runs.running == [leader] && runs.stopped == 0)
 
             // Another holder takes the lease over (as after the leader stalled past it): the
             // leader's next renewal is refused and its work stops.
@@ -217,6 +238,39 @@ struct ClaimAndLeaseTests {
             #expect(runs.running.isEmpty)
             #expect(runs.most == 1, "never two at once")
             #expect(try await storeA.holder(of: "relay") == nil)
+        }
+    }
+
+    /// A replica's lease store whose requests hang while `stalled` (a database that stopped answering).
+    final class StallingLeases: LeaseStore {
+        let store: SQLLeaseStore
+        let stalled = Atomic(false)
+        init(_ store: SQLLeaseStore) { self.store = store }
+        func acquire(_ name: String, holder: String, for ttl: Duration) async throws -> Bool {
+            while stalled.load(ordering: .acquiring) { try? await Task.sleep(for: .milliseconds(10)) }
+            return try await store.acquire(name, holder: holder, for: ttl)
+        }
+        func release(_ name: String, holder: String) async throws { try await store.release(name, holder: holder) }
+        func holder(of name: String) async throws -> String? { try await store.holder(of: name) }
+    }
+
+    @Test("LeaderLoop: a renewal that hangs past the lease's ttl stops the work (another replica may hold the lease by then); once answered, the loop leads again",
+          arguments: TestEngine.available)
+    func stalledRenewal(engine: TestEngine) async throws {
+        try await withDatabase(engine) { place in
+            let leases = StallingLeases(try await Self.leases(place).store)
+            let runs = Runs()
+            let loop = LeaderLoop(name: "relay", holder: "a", leases: leases, ttl: .milliseconds(300), renewEvery: .milliseconds(50))
+            let task = Task { await loop.run(runs.work("a")) }
+            defer { task.cancel() }
+            #expect(try await waitUntil { runs.running == ["a"] })
+            leases.stalled.store(true, ordering: .releasing)
+            #expect(try await waitUntil { runs.running.isEmpty && runs.stopped == 1 }, "the work stopped while the renewal hung")
+            leases.stalled.store(false, ordering: .releasing)
+            #expect(try await waitUntil { runs.running == ["a"] }, "nobody took the lease meanwhile: the loop leads again")
+            task.cancel()
+            await task.value
+            #expect(runs.most == 1)
         }
     }
 }
