@@ -10,8 +10,10 @@ extension Configuration {
     ///   the rest of libpq's parameters allowed);
     /// - `store-schema`: the PostgreSQL schema the service keeps its tables in (default: the
     ///   service's name), created and migrated at start;
-    /// - `store-pool-size`: PostgreSQL connections this process keeps (default 4).
-    public static let storeFlags = ["store", "store-schema", "store-pool-size"]
+    /// - `store-pool-size`: PostgreSQL connections this process keeps (default 4);
+    /// - `replica-id`: the name this replica holds claims and leases in the store under
+    ///   (`Configuration.replicaID`).
+    public static let storeFlags = ["store", "store-schema", "store-pool-size", "replica-id"]
 }
 
 /// Where a service keeps its data, as configured, and how its health checks it.

@@ -35,6 +35,15 @@ public struct Dialect: Sendable, Hashable {
     /// PostgreSQL (the row stays locked until the transaction ends), nothing in SQLite (a write
     /// transaction already holds the file's one write lock).
     public var forUpdate: String { engine == .postgres ? " FOR UPDATE" : "" }
+    /// Appended to a SELECT that picks rows to claim: `FOR UPDATE SKIP LOCKED` in PostgreSQL, so
+    /// two claimers at once take different rows instead of waiting for each other; nothing in
+    /// SQLite (its one writer runs the claiming statements one after the other).
+    public var skipLocked: String { engine == .postgres ? " FOR UPDATE SKIP LOCKED" : "" }
+    /// The database's clock as seconds since 1970 (a SQL expression). Claims and leases expire by
+    /// it, so replicas whose own clocks disagree still agree on who holds what.
+    public var epochNow: String {
+        engine == .postgres ? "EXTRACT(EPOCH FROM clock_timestamp())::double precision" : "((julianday('now') - 2440587.5) * 86400.0)"
+    }
 
     public static let sqlite = Dialect(engine: .sqlite)
     public static let postgres = Dialect(engine: .postgres)

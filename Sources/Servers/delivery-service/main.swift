@@ -3,6 +3,7 @@
 // announces tracking events on the live feed of the broker's engine (NATS: any replica serves any stream).
 //   --port N  --data-dir DIR  --broker FILE|nats://HOST:PORT  --broker-namespace NS  --simulator HOST:PORT
 //   --flight-silence-seconds S (a flight that reports nothing for this long is lost: FAILED)
+//   --store sqlite|postgresql://…  --replica-id NAME (the holder of the leases of the loops one replica runs: outbox relay, flight aborts, flight watch)
 import Delivery
 import DroneDeliveryAPI
 import Messaging
@@ -31,9 +32,14 @@ await runService {
     var router = Router()
     logic.register(in: &router)
     let silence = Duration.seconds(try configuration.int("flight-silence-seconds", default: 30))
+    // These loops run once per deployment: each only on the replica that holds its lease (two
+    // relays could publish one delivery's events out of order).
+    let (relay, aborts, watch) = (LeaderLoop(name: "delivery.outbox-relay", holder: configuration.replicaID, leases: store.leases, logger: host.logger),
+                                  LeaderLoop(name: "delivery.flight-aborts", holder: configuration.replicaID, leases: store.leases, logger: host.logger),
+                                  LeaderLoop(name: "delivery.flight-watch", holder: configuration.replicaID, leases: store.leases, logger: host.logger))
     try await host.serve(router, background: [
-        { await logic.relayEvents(to: broker) },
-        { await logic.abortFlights() },
-        { await logic.watchFlights(silence: silence, every: .seconds(1)) },
+        { await relay.run { await logic.relayEvents(to: broker) } },
+        { await aborts.run { await logic.abortFlights() } },
+        { await watch.run { await logic.watchFlights(silence: silence, every: .seconds(1)) } },
     ], stores: [storeChoice.probe] + brokerProbes)
 }

@@ -1,5 +1,6 @@
 // supervisor-service: failed sagas and their compensation (SupervisorService) on 127.0.0.1, port FABRIKAM_PORT_BASE + 7 (ServicePorts).
 //   --port N  --data-dir DIR  --broker FILE|nats://HOST:PORT  --broker-namespace NS  --dronescheduler/--package/--delivery/--simulator HOST:PORT
+//   --store sqlite|postgresql://…  --replica-id NAME (the holder of this replica's claims on failed sagas)
 import Messaging
 import RPC
 import ServiceKit
@@ -19,7 +20,7 @@ await runService {
     let (broker, brokerProbes) = try await openBroker(configuration)
     let storeChoice = try serviceStore(configuration, service: "supervisor", file: "supervisor.sqlite")
     let logic = SupervisorServiceLogic(store: try SQLFailedSagaStore(storeChoice.location),
-                                       targets: targets, requestQueue: broker, logger: host.logger)
+                                       targets: targets, requestQueue: broker, replicaID: configuration.replicaID, logger: host.logger)
     var router = Router()
     logic.register(in: &router)
     try await host.serve(router, background: [{ await logic.runCompensations() }],

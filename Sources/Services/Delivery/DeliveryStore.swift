@@ -69,6 +69,8 @@ public protocol DeliveryStore: Sendable {
 /// Deliveries in a SQL database (SQLite file or a PostgreSQL schema).
 public final class SQLDeliveryStore: DeliveryStore {
     let database: any SQLDatabase
+    /// The leases of Delivery's singleton loops, in this store's database (shared by the replicas).
+    public let leases: SQLLeaseStore
 
     /// How many deliveries are at each stage (for the metrics endpoint).
     public func countsByStage() async throws -> [Int64: Int] {
@@ -97,6 +99,8 @@ public final class SQLDeliveryStore: DeliveryStore {
         UPDATE deliveries SET update_time = CAST(strftime('%s', 'now') AS REAL);
         CREATE INDEX deliveries_in_flight ON deliveries (stage, update_time);
         """,
+        // Leases of the loops one replica runs for all (outbox relay, flight aborts, flight watch).
+        SQLLeaseStore.sqliteTable,
     ], postgres: [
         """
         CREATE TABLE deliveries (delivery_id TEXT PRIMARY KEY, owner_id TEXT NOT NULL, user_id TEXT NOT NULL,
@@ -113,11 +117,13 @@ public final class SQLDeliveryStore: DeliveryStore {
         CREATE TABLE flight_aborts (delivery_id TEXT PRIMARY KEY, reason TEXT NOT NULL, attempts BIGINT NOT NULL,
                                     next_attempt DOUBLE PRECISION NOT NULL);
         """,
+        SQLLeaseStore.postgresTable,
     ])
 
     /// Opens the store where `location` says (blocking: call at start or off the cooperative pool).
     public init(_ location: any DatabaseLocation) throws {
         database = try location.open(Self.schema)
+        leases = SQLLeaseStore(database: database)
     }
 
     /// The embedded default: a SQLite file.

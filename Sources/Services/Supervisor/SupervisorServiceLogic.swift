@@ -25,8 +25,17 @@ public struct CompensationTargets: Sendable {
 /// Supervisor (scheduler-agent-supervisor): records failed sagas and compensates them: release
 /// the drone, abort the flight, delete the package, mark the delivery failed. Each compensation is
 /// retried with backoff until it succeeds (or is found to have nothing to undo).
+///
+/// Replicas share the store: each compensates only the sagas it has claimed (as `replicaID`),
+/// so every due saga is worked on by exactly one replica at a time.
 public final class SupervisorServiceLogic: SupervisorV1.SupervisorService.Handler {
+    /// How long a claim on a saga lasts: a round is at most a few compensating calls of at most
+    /// a few seconds each; a replica that dies mid-round leaves its claims to expire after this.
+    public static let claimLength = Duration.seconds(120)
+
     let store: any FailedSagaStore
+    /// The holder of this process's claims.
+    public let replicaID: String
     let targets: CompensationTargets
     let requestQueue: (any MessageQueue)?
     let logger: Logger
@@ -37,9 +46,12 @@ public final class SupervisorServiceLogic: SupervisorV1.SupervisorService.Handle
     /// at once (its delivery shows Failed, its drone is free again) rather than up to a round later.
     private let wakeup = Wakeup()
 
-    /// - Parameter recorder: where the compensations' spans go (the process's, by default).
-    public init(store: any FailedSagaStore, targets: CompensationTargets, requestQueue: (any MessageQueue)?, logger: Logger = Logger(label: "fabrikam.supervisor"),
-                recorder: SpanRecorder? = Tracing.recorder) {
+    /// - Parameters:
+    ///   - replicaID: this replica's name as a claim holder; unique among the replicas sharing `store`.
+    ///   - recorder: where the compensations' spans go (the process's, by default).
+    public init(store: any FailedSagaStore, targets: CompensationTargets, requestQueue: (any MessageQueue)?, replicaID: String = ReplicaID.process,
+                logger: Logger = Logger(label: "fabrikam.supervisor"), recorder: SpanRecorder? = Tracing.recorder) {
+        self.replicaID = replicaID
         self.recorder = recorder
         self.store = store
         self.targets = targets
@@ -96,19 +108,40 @@ public final class SupervisorServiceLogic: SupervisorV1.SupervisorService.Handle
     }
 
     public func compensateFailedSaga(_ request: SupervisorV1.CompensateFailedSagaRequest, context: ServerContext) async throws -> SupervisorV1.FailedSaga {
-        var saga = try await existing(request.sagaId)
+        // Claimed first: a saga that a round (of any replica) is compensating is not run twice at once.
+        var saga: SupervisorV1.FailedSaga
+        switch try await store.claim(id: request.sagaId, holder: replicaID, for: Self.claimLength) {
+        case .claimed(let claimed): saga = claimed
+        case .notFound: throw RPCError(.notFound, "no failed saga \(request.sagaId)")
+        case .heldBy(let holder):
+            let who = holder == replicaID ? "this replica's compensation round" : "another replica (\(holder.isEmpty ? "unknown" : holder))"
+            throw RPCError(.aborted, "saga \(request.sagaId) is being compensated by \(who); try again once its round is over")
+        }
         if request.rerunSucceeded {
             for index in saga.compensations.indices { saga.compensations[index].state = .pending }
         }
-        return try await compensate(saga)
+        do {
+            return try await compensate(saga)
+        } catch let lost as ClaimLost {
+            throw RPCError(.aborted, "saga \(request.sagaId) was taken over by another replica while this one compensated it; this attempt's result was dropped (\(lost))")
+        }
     }
 
-    /// Works through due compensations until cancelled.
+    /// Works through due compensations until cancelled: claims what is due (what no other
+    /// replica holds) and compensates it.
     public func runCompensations(interval: Duration = .milliseconds(500)) async {
         while !Task.isCancelled {
             do {
-                for saga in try await store.due(now: Timestamp.now.secondsSince1970, limit: 32) {
-                    _ = try await compensate(saga)
+                for saga in try await store.claimDue(now: Timestamp.now.secondsSince1970, limit: 32, holder: replicaID, for: Self.claimLength) {
+                    do {
+                        _ = try await compensate(saga)
+                    } catch let lost as ClaimLost {
+                        // Stalled past the claim: another replica has the saga; its result stands.
+                        logger.warning("compensation round's result dropped: claim lost", metadata: ["saga": "\(lost.sagaID)"])
+                    } catch let error where !(error is CancellationError) {
+                        // Not saved (the store failed): the claim expires and the saga comes round again.
+                        logger.warning("compensation round not saved", metadata: ["saga": "\(saga.sagaId)", "error": "\(error)"])
+                    }
                 }
             } catch is CancellationError {
                 return
@@ -120,7 +153,8 @@ public final class SupervisorServiceLogic: SupervisorV1.SupervisorService.Handle
     }
 
     /// Runs every pending compensation of the saga once; schedules the next round for those
-    /// that failed.
+    /// that failed. The saga must be claimed by `replicaID`; the save ends the claim, or throws
+    /// `ClaimLost` (saving nothing) when the claim was taken over meanwhile.
     func compensate(_ saga: SupervisorV1.FailedSaga) async throws -> SupervisorV1.FailedSaga {
         var saga = saga
         saga.state = .compensating
@@ -158,7 +192,7 @@ public final class SupervisorServiceLogic: SupervisorV1.SupervisorService.Handle
         }
         if nextAttempt == nil { saga.state = .compensated }
         saga.updateTime = .now
-        try await store.save(saga, nextAttempt: nextAttempt)
+        try await store.save(saga, nextAttempt: nextAttempt, holder: replicaID)
         return saga
     }
 

@@ -247,6 +247,43 @@ struct SupervisorLoopTests {
         try await attempted("saga-2")
     }
 
+    @Test("a manual compensation of a saga another replica has claimed answers ABORTED naming it, and leaves the saga alone; once the claim ends it runs")
+    func manualCompensationOfAClaimedSaga() async throws {
+        let store = try SQLiteFailedSagaStore(path: try makeTemporaryDirectory("supervisor-claims").appendingPathComponent("sagas.sqlite").path)
+        let unreachable = RPCClient(host: "127.0.0.1", port: 1)  // every compensation fails fast
+        defer { Task { await unreachable.close() } }
+        let logic = SupervisorServiceLogic(store: store, targets: CompensationTargets(scheduler: unreachable, packages: unreachable, delivery: unreachable,
+                                                                                       flightControl: unreachable), requestQueue: nil, replicaID: "replica-1")
+        var saga = SupervisorV1.FailedSaga()
+        saga.sagaId = "saga-claimed"
+        saga.deliveryId = "dlv-claimed"
+        var markFailed = SupervisorV1.Compensation()
+        markFailed.kind = .markDeliveryFailed
+        markFailed.state = .pending
+        saga.compensations = [markFailed]
+        var record = SupervisorV1.RecordFailedSagaRequest()
+        record.saga = saga
+        _ = try await logic.recordFailedSaga(record, context: .inProcess())
+        // Replica 2's round holds it.
+        let claimed = try await store.claimDue(now: Timestamp.now.secondsSince1970, limit: 10, holder: "replica-2", for: .seconds(120))
+        #expect(claimed.map(\.sagaId) == ["saga-claimed"])
+        var request = SupervisorV1.CompensateFailedSagaRequest()
+        request.sagaId = saga.sagaId
+        do {
+            _ = try await logic.compensateFailedSaga(request, context: .inProcess())
+            Issue.record("compensated a saga another replica holds")
+        } catch let error as RPCError {
+            #expect(error.code == .aborted)
+            #expect(error.message.contains("another replica (replica-2)"), "\(error.message)")
+        }
+        #expect(try await store.saga(id: saga.sagaId)?.compensations.first?.attempts == 0, "nothing was attempted")
+        // Replica 2's round ends (saved); now the manual compensation runs.
+        try await store.save(claimed[0], nextAttempt: 0, holder: "replica-2")
+        let compensated = try await logic.compensateFailedSaga(request, context: .inProcess())
+        #expect(compensated.compensations.first?.attempts == 1)
+        #expect(try await store.saga(id: saga.sagaId)?.compensations.first?.attempts == 1)
+    }
+
     @Test("each compensation attempt is an INTERNAL span in the failed saga's trace, a child of the span the saga was handed over in, with an error when it failed")
     func compensationSpans() async throws {
         let store = try SQLiteFailedSagaStore(path: try makeTemporaryDirectory("supervisor-spans").appendingPathComponent("sagas.sqlite").path)
