@@ -168,9 +168,7 @@ public final class SQLFlightStore: FlightStore {
 
     /// Seconds since 1970 on the database's clock.
     static func databaseNow(_ db: any SQLTransaction) throws -> Double {
-        let sql = db.dialect.engine == .postgres ? "SELECT extract(epoch FROM clock_timestamp())::double precision"
-                                                 : "SELECT (julianday('now') - 2440587.5) * 86400.0"
-        return try db.queryFirst(sql)?.double(0) ?? 0
+        try db.queryFirst("SELECT \(db.dialect.epochNow)")?.double(0) ?? 0
     }
 
     /// A drone `holder` owns until after `now`, as SQL: the fence of every write a tick makes.
