@@ -381,10 +381,11 @@ public final class JetStreamBroker: MessageQueue, EventStream, Sendable {
     /// postponements) and per-key order. Returns the message if the consumer may have it.
     ///
     /// A fetched copy of a message that is no longer in its stream was settled already: queues are
-    /// work-queue streams, which drop a message when it is acknowledged. Such a copy can reach a
-    /// fetch late, for instance the answer to an earlier fetch that timed out on a busy client and
-    /// was redelivered after its lease ran out; it is dropped here so that an acknowledged message
-    /// never comes back.
+    /// work-queue streams, which drop a message when it is acknowledged. Such a copy reaches a
+    /// fetch late: a fetch does not wait for the server's answer (a no-wait request without an
+    /// expiry), so the answer waits in the subscription for the next fetch, and a message whose
+    /// lease ran out while the consumer still worked on its previous copy is redelivered there.
+    /// It is dropped here so that an acknowledged message never comes back.
     private func admit(_ raw: NATSMessage, queue: String, topology: QueueTopology) throws -> ReceivedMessage? {
         let postponed = try raw.numDelivered > 1 ? postponements(stream: topology.stream, sequence: raw.sequence) : 0
         let key = raw.headers["Fabrikam-Key"].map(unescapeHeaderValue) ?? ""

@@ -1,6 +1,7 @@
 // drone-simulator: the simulated fleet; FlightControlService on 127.0.0.1, port FABRIKAM_PORT_BASE + 8 (ServicePorts).
 //   --port N  --data-dir DIR  --delivery/--dronescheduler HOST:PORT  --drones N  --tick-ms MS
 //   --time-scale X (simulated seconds per second)  --base LAT,LON (where the fleet lives)
+//   --store sqlite|postgresql://…  --replica-id NAME (the holder of this replica's drone leases)
 import DroneDeliveryAPI
 import DroneSimulator
 import RPC
@@ -21,7 +22,7 @@ await runService {
     let scheduler = Downstream(name: "dronescheduler", host: schedulerAddress.host, port: schedulerAddress.port)
     let storeChoice = try serviceStore(configuration, service: "simulator", file: "simulator.sqlite")
     let simulator = DroneSimulator(store: try SQLFlightStore(storeChoice.location),
-                                   delivery: delivery.client, settings: settings, logger: host.logger)
+                                   delivery: delivery.client, settings: settings, replicaID: configuration.replicaID, logger: host.logger)
     _ = try await simulator.createFleet(count: try configuration.int("drones", default: 12), base: CommonV1.Location(latitude: coordinates[0], longitude: coordinates[1]))
     var router = Router()
     simulator.register(in: &router)

@@ -29,13 +29,17 @@ public final class DroneSimulator: TelemetryV1.FlightControlService.Handler {
     let settings: Settings
     let logger: Logger
     /// This replica's name in the store's ownership tables: every drone is flown by one replica
-    /// at a time (FlightStore.claimDrones).
-    public let replicaID = makeID("sim")
+    /// at a time (FlightStore.claimDrones). Unique per running simulator.
+    public let replicaID: String
     /// Serializes the tick with flight-plan changes (a tick reads, moves and writes the fleet).
     private let fleetLock = AsyncLock()
 
-    public init(store: any FlightStore, delivery: RPCClient, settings: Settings = Settings(), logger: Logger = Logger(label: "fabrikam.simulator")) {
+    /// - Parameter replicaID: the process's `--replica-id` in a service; a random one by default
+    ///   (several simulators in one test process).
+    public init(store: any FlightStore, delivery: RPCClient, settings: Settings = Settings(), replicaID: String = makeID("sim"),
+                logger: Logger = Logger(label: "fabrikam.simulator")) {
         self.store = store
+        self.replicaID = replicaID
         self.delivery = DeliveryV1.DeliveryService.Client(delivery)
         self.settings = settings
         self.logger = logger

@@ -36,7 +36,10 @@ struct DeliveryLogicTests {
         await flightControl.close(); await unreachable.close(); await server.shutdown()
     }
 
-    func schedule(_ logic: DeliveryServiceLogic, confirmation: CommonV1.ConfirmationType = .none) async throws -> DeliveryV1.ScheduleDeliveryResponse {
+    /// Delivery d1 of account acct from `pickup` to `dropoff` with drone-001 (the one drone of
+    /// the simulated fleet these tests start).
+    static func scheduleRequest(from pickup: CommonV1.Location, to dropoff: CommonV1.Location,
+                                confirmation: CommonV1.ConfirmationType = .none) -> DeliveryV1.ScheduleDeliveryRequest {
         var delivery = DeliveryV1.Delivery()
         delivery.deliveryId = "d1"
         var owner = CommonV1.Owner()
@@ -48,10 +51,19 @@ struct DeliveryLogicTests {
         delivery.confirmationRequired = confirmation
         var request = DeliveryV1.ScheduleDeliveryRequest()
         request.delivery = delivery
-        return try await logic.scheduleDelivery(request, context: .inProcess())
+        return request
+    }
+
+    func schedule(_ logic: DeliveryServiceLogic, confirmation: CommonV1.ConfirmationType = .none) async throws -> DeliveryV1.ScheduleDeliveryResponse {
+        try await logic.scheduleDelivery(Self.scheduleRequest(from: pickup, to: dropoff, confirmation: confirmation), context: .inProcess())
     }
 
     func position(_ phase: TelemetryV1.FlightPhase, at location: CommonV1.Location, drone: String = "drone-001") -> TelemetryV1.DronePosition {
+        Self.position(phase, at: location, drone: drone)
+    }
+
+    /// A position report of delivery d1 (20 m/s, now).
+    static func position(_ phase: TelemetryV1.FlightPhase, at location: CommonV1.Location, drone: String = "drone-001") -> TelemetryV1.DronePosition {
         var position = TelemetryV1.DronePosition()
         position.droneId = drone
         position.deliveryId = "d1"

@@ -18,6 +18,18 @@ import Workflow
 struct ServiceLogicTests {
     func path(_ name: String) throws -> String { try makeTemporaryDirectory("logic").appendingPathComponent(name).path }
 
+    /// A failed saga with one compensation still to run: marking its delivery failed.
+    static func failedSaga(_ id: String, delivery: String) -> SupervisorV1.FailedSaga {
+        var saga = SupervisorV1.FailedSaga()
+        saga.sagaId = id
+        saga.deliveryId = delivery
+        var markFailed = SupervisorV1.Compensation()
+        markFailed.kind = .markDeliveryFailed
+        markFailed.state = .pending
+        saga.compensations = [markFailed]
+        return saga
+    }
+
     @Test("SHA-256 matches the FIPS 180-4 test vectors")
     func sha256() {
         #expect(SHA256.hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
@@ -221,15 +233,8 @@ struct SupervisorLoopTests {
         let logic = SupervisorServiceLogic(store: store, targets: CompensationTargets(scheduler: unreachable, packages: unreachable, delivery: unreachable,
                                                                                        flightControl: unreachable), requestQueue: nil)
         func record(_ id: String) async throws {
-            var saga = SupervisorV1.FailedSaga()
-            saga.sagaId = id
-            saga.deliveryId = "dlv-\(id)"
-            var markFailed = SupervisorV1.Compensation()
-            markFailed.kind = .markDeliveryFailed
-            markFailed.state = .pending
-            saga.compensations = [markFailed]
             var request = SupervisorV1.RecordFailedSagaRequest()
-            request.saga = saga
+            request.saga = ServiceLogicTests.failedSaga(id, delivery: "dlv-\(id)")
             _ = try await logic.recordFailedSaga(request, context: .inProcess())
         }
         func attempted(_ id: String) async throws {
@@ -254,13 +259,7 @@ struct SupervisorLoopTests {
         defer { Task { await unreachable.close() } }
         let logic = SupervisorServiceLogic(store: store, targets: CompensationTargets(scheduler: unreachable, packages: unreachable, delivery: unreachable,
                                                                                        flightControl: unreachable), requestQueue: nil, replicaID: "replica-1")
-        var saga = SupervisorV1.FailedSaga()
-        saga.sagaId = "saga-claimed"
-        saga.deliveryId = "dlv-claimed"
-        var markFailed = SupervisorV1.Compensation()
-        markFailed.kind = .markDeliveryFailed
-        markFailed.state = .pending
-        saga.compensations = [markFailed]
+        let saga = ServiceLogicTests.failedSaga("saga-claimed", delivery: "dlv-claimed")
         var record = SupervisorV1.RecordFailedSagaRequest()
         record.saga = saga
         _ = try await logic.recordFailedSaga(record, context: .inProcess())

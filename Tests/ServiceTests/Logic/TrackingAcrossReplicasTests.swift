@@ -69,17 +69,7 @@ struct DeliveryReplicas {
     }
 
     func schedule(through replica: Int) async throws {
-        var delivery = DeliveryV1.Delivery()
-        delivery.deliveryId = "d1"
-        var owner = CommonV1.Owner()
-        owner.accountId = "acct"
-        delivery.owner = owner
-        delivery.pickupLocation = pickup
-        delivery.dropoffLocation = dropoff
-        delivery.droneId = "drone-001"
-        var request = DeliveryV1.ScheduleDeliveryRequest()
-        request.delivery = delivery
-        _ = try await logics[replica].scheduleDelivery(request, context: .inProcess())
+        _ = try await logics[replica].scheduleDelivery(DeliveryLogicTests.scheduleRequest(from: pickup, to: dropoff), context: .inProcess())
     }
 
     /// Reports the flight from takeoff to drop-off through `replica`: three positions, stages
@@ -91,15 +81,24 @@ struct DeliveryReplicas {
             (.atDropoff, dropoff),
         ]
         for (phase, location) in phases {
-            var position = TelemetryV1.DronePosition()
-            position.droneId = "drone-001"
-            position.deliveryId = "d1"
-            position.location = location
-            position.phase = phase
-            position.groundSpeedMps = 20
-            position.time = .now
-            #expect(try await logics[replica].apply(position) == 1)
+            #expect(try await logics[replica].apply(DeliveryLogicTests.position(phase, at: location)) == 1)
         }
+    }
+
+    /// Opens TrackDelivery on `viewer`, waits until it has replayed the stored first event, flies
+    /// the delivery through `flier`, and waits (bounded) for the stream to end on its own.
+    /// Returns whether it ended, and what it saw.
+    func trackWhileFlying(viewer: Int, flier: Int) async throws -> (ended: Bool, seen: Seen) {
+        let seen = Seen()
+        let tracking = track(on: viewer, into: seen)
+        defer { tracking.cancel() }
+        let replayed = try await waitUntil { seen.sequences == [1] }
+        #expect(replayed, "the replay from the store: \(seen.sequences)")
+        try await fly(through: flier)
+        let ended = try await waitUntil(timeout: .seconds(30)) { seen.ended.withLock { $0 } }
+        // Ended on its own, without an error (a stuck stream is cancelled by the defer instead).
+        if ended { try await tracking.value }
+        return (ended, seen)
     }
 
     /// Opens TrackDelivery on `replica` (over RPC) and collects what it streams, until it ends.
@@ -157,19 +156,11 @@ struct TrackingAcrossReplicasTests {
         let b = try await Self.replica(store: postgres, schema: String(schema), broker: nats, namespace: String(namespace))
         try await DeliveryReplicas.start([a, b], reread: Self.never) { system in
             try await system.schedule(through: 0)
-            let seen = DeliveryReplicas.Seen()
-            let tracking = system.track(on: 1, into: seen)
-            defer { tracking.cancel() }
             // B replays what A stored so far (it shares the database), then follows.
-            var ok = try await waitUntil { seen.sequences == [1] }
-            #expect(ok, "the replay from the shared store: \(seen.sequences)")
-            try await system.fly(through: 0)
-            ok = try await waitUntil(timeout: .seconds(30)) { seen.ended.withLock { $0 } }
-            #expect(ok, "the stream on B ended; it saw \(seen.stages)")
+            let (ended, seen) = try await system.trackWhileFlying(viewer: 1, flier: 0)
+            #expect(ended, "the stream on B ended; it saw \(seen.stages)")
             #expect(seen.sequences == [1, 2, 3, 4])
             #expect(seen.stages == [.created, .headedToPickup, .headedToDropoff, .completed])
-            // Ended on its own, without an error (a stuck stream is cancelled by the defer instead).
-            if ok { try await tracking.value }
         }
     }
 
@@ -179,17 +170,9 @@ struct TrackingAcrossReplicasTests {
         let store = try SQLiteDeliveryStore(path: folder.appendingPathComponent("delivery.sqlite").path)
         try await DeliveryReplicas.start([(store, LossyFeed(InProcessLiveFeed(), losing: [2]))], reread: Self.never) { system in
             try await system.schedule(through: 0)
-            let seen = DeliveryReplicas.Seen()
-            let tracking = system.track(on: 0, into: seen)
-            defer { tracking.cancel() }
-            var ok = try await waitUntil { seen.sequences == [1] }
-            #expect(ok)
-            try await system.fly(through: 0)
-            ok = try await waitUntil(timeout: .seconds(30)) { seen.ended.withLock { $0 } }
-            #expect(ok, "the stream ended; it saw \(seen.sequences)")
+            let (ended, seen) = try await system.trackWhileFlying(viewer: 0, flier: 0)
+            #expect(ended, "the stream ended; it saw \(seen.sequences)")
             #expect(seen.sequences == [1, 2, 3, 4], "sequence 2 was never announced: read from the store when 3 came")
-            // Ended on its own, without an error (a stuck stream is cancelled by the defer instead).
-            if ok { try await tracking.value }
         }
     }
 
@@ -199,17 +182,9 @@ struct TrackingAcrossReplicasTests {
         let store = try SQLiteDeliveryStore(path: folder.appendingPathComponent("delivery.sqlite").path)
         try await DeliveryReplicas.start([(store, LossyFeed(InProcessLiveFeed(), losing: [4]))], reread: .milliseconds(300)) { system in
             try await system.schedule(through: 0)
-            let seen = DeliveryReplicas.Seen()
-            let tracking = system.track(on: 0, into: seen)
-            defer { tracking.cancel() }
-            var ok = try await waitUntil { seen.sequences == [1] }
-            #expect(ok)
-            try await system.fly(through: 0)
-            ok = try await waitUntil(timeout: .seconds(30)) { seen.ended.withLock { $0 } }
-            #expect(ok, "the stream ended; it saw \(seen.stages)")
+            let (ended, seen) = try await system.trackWhileFlying(viewer: 0, flier: 0)
+            #expect(ended, "the stream ended; it saw \(seen.stages)")
             #expect(seen.stages == [.created, .headedToPickup, .headedToDropoff, .completed])
-            // Ended on its own, without an error (a stuck stream is cancelled by the defer instead).
-            if ok { try await tracking.value }
         }
     }
 }
