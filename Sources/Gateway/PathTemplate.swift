@@ -117,23 +117,38 @@ public struct PathTemplate: Sendable, Hashable, CustomStringConvertible {
     /// Nothing is allocated until the path is known to match: `**` can only be last, so
     /// template segment i faces path segment i.
     func match(_ path: RequestPath) -> [String: String]? {
-        guard path.isValid else { return nil }
+        if case .matched(let bound) = matchResult(path) { return bound }
+        return nil
+    }
+
+    /// What matching a path found: no match; a match with its bound variables; or a path of
+    /// this template's shape whose value for `field` does not decode (a malformed %XX escape,
+    /// or bytes that are not UTF-8), which the gateway answers with 400 naming the field
+    /// rather than 404.
+    enum Match {
+        case noMatch
+        case matched([String: String])
+        case undecodable(field: String, raw: String)
+    }
+
+    func matchResult(_ path: RequestPath) -> Match {
+        guard path.isValid else { return .noMatch }
         let parts: ArraySlice<Substring>
         if let verb {
-            guard let asked = path.verb, sameBytes(asked, verb) else { return nil }
+            guard let asked = path.verb, sameBytes(asked, verb) else { return .noMatch }
             parts = path.partsWithoutVerb
         } else {
             parts = path.parts
         }
         let endsWithRest = segments.last == .rest
-        if endsWithRest { if parts.count < segments.count - 1 { return nil } } else if parts.count != segments.count { return nil }
+        if endsWithRest { if parts.count < segments.count - 1 { return .noMatch } } else if parts.count != segments.count { return .noMatch }
         for (offset, segment) in segments.enumerated() {
             switch segment {
             case .literal(let literal):
                 // Bytes, not String ==: paths are compared as sent (no Unicode normalization).
-                guard sameBytes(parts[parts.startIndex + offset], literal) else { return nil }
+                guard sameBytes(parts[parts.startIndex + offset], literal) else { return .noMatch }
             case .single:
-                guard !parts[parts.startIndex + offset].isEmpty else { return nil }
+                guard !parts[parts.startIndex + offset].isEmpty else { return .noMatch }
             case .rest:
                 break
             }
@@ -146,10 +161,12 @@ public struct PathTemplate: Sendable, Hashable, CustomStringConvertible {
             // Single-segment variables decode every escape; multi-segment ones keep %2F (RFC 6570 reserved expansion).
             let single = variable.end - variable.start == 1 && segments[variable.start] == .single
             let raw = to - from == 1 ? String(parts[from]) : parts[from..<to].joined(separator: "/")
-            guard let value = percentDecode(raw, keepSlashEscapes: !single) else { return nil }
+            guard let value = percentDecode(raw, keepSlashEscapes: !single) else {
+                return .undecodable(field: variable.fieldPath.joined(separator: "."), raw: raw)
+            }
             bound[variable.name] = value
         }
-        return bound
+        return .matched(bound)
     }
 
     /// Field paths this template binds.

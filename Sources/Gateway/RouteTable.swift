@@ -41,6 +41,9 @@ public enum RouteMatch: Sendable {
     /// The path exists, but not for this HTTP method.
     case methodNotAllowed(allowed: [String])
     case notFound
+    /// The route of this method and path, but the path's value for `field` does not decode
+    /// (a malformed %XX escape or bytes that are not UTF-8): a bad request, not a missing route.
+    case undecodable(Route, field: String, raw: String)
 }
 
 /// Every route of the services' `google.api.http` annotations, matched in a fixed order:
@@ -122,7 +125,14 @@ public struct RouteTable: Sendable {
                 // "/v1/deliveries/x:confirm" is the confirm route's path even for a GET: it must not
                 // fall through to "/v1/deliveries/{delivery_id}" with the id "x:confirm".
                 if verbRouteMatched && route.template.verb == nil { break }
-                guard let variables = route.template.match(path) else { continue }
+                let variables: [String: String]
+                switch route.template.matchResult(path) {
+                case .noMatch: continue
+                case .matched(let bound): variables = bound
+                case .undecodable(let field, let raw):
+                    if route.httpMethod == method { return .undecodable(route, field: field, raw: raw) }
+                    variables = [:]
+                }
                 if route.template.verb != nil { verbRouteMatched = true }
                 if route.httpMethod == method { return .found(route, variables: variables) }
                 if !allowed.contains(route.httpMethod) { allowed.append(route.httpMethod) }

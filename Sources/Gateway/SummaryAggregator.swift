@@ -9,12 +9,16 @@ import RPC
 struct SummaryAggregator {
     let upstreams: UpstreamPool
 
-    /// The delivery id when `path` is a summary path.
-    static func match(_ path: String) -> String? {
+    /// The delivery id when `path` is a summary path. Throws a 400 naming the id when it does
+    /// not decode (a malformed %XX escape, or bytes that are not UTF-8).
+    static func match(_ path: String) throws(GatewayError) -> String? {
         guard path.utf8.count > 8, path.utf8.suffix(8).elementsEqual("/summary".utf8) else { return nil }  // most requests stop here
         let parts = path.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 5, parts[0].isEmpty, parts[1] == "v1", parts[2] == "deliveries", parts[4] == "summary", !parts[3].isEmpty else { return nil }
-        return percentDecode(String(parts[3]))
+        guard let id = percentDecode(String(parts[3])) else {
+            throw GatewayError(400, 3, "the path's value for delivery_id, \"\(parts[3])\", is not valid: a malformed %XX escape or bytes that are not UTF-8")
+        }
+        return id
     }
 
     func summary(_ deliveryID: String, owner: String, options: CallOptions) async throws -> [UInt8] {

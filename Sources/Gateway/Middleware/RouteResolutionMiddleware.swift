@@ -10,13 +10,15 @@ struct RouteResolutionMiddleware: GatewayMiddleware {
         if request.bodyLimitExceeded || request.body.count > maxBodyBytes {
             throw GatewayError(413, 8, "the request body is larger than the limit of \(maxBodyBytes) bytes")
         }
-        if request.method == "GET", let deliveryID = SummaryAggregator.match(request.path) {
+        if request.method == "GET", let deliveryID = try SummaryAggregator.match(request.path) {
             context.target = .summary(deliveryID: deliveryID)
             return try await next(&context)
         }
         switch routes.match(method: request.method, path: request.path) {
         case .found(let route, let variables):
             context.target = .route(route, variables: variables)
+        case .undecodable(_, let field, let raw):
+            throw GatewayError(400, 3, "the path's value for \(field), \"\(raw)\", is not valid: a malformed %XX escape or bytes that are not UTF-8")
         case .notFound:
             throw GatewayError(404, 5, "no route for \(request.method) \(request.path)")
         case .methodNotAllowed(let allowed):
