@@ -28,6 +28,9 @@ public protocol FailedSagaStore: Sendable {
     /// `holder`'s own: a round of this replica's loop is compensating it).
     func claim(id: String, holder: String, for duration: Duration) async throws -> SagaClaim
     func list(states: [SupervisorV1.FailedSagaState], deliveryID: String, offset: Int, limit: Int) async throws -> [SupervisorV1.FailedSaga]
+    /// Ends `holder`'s claim on a saga without changing it (the claimed work was refused);
+    /// nothing when `holder` does not hold it.
+    func release(id: String, holder: String) async throws
 }
 
 /// What claiming one saga found.
@@ -132,6 +135,13 @@ public final class SQLFailedSagaStore: FailedSagaStore {
                       .text(saga.sagaId), .text(holder)])
         }
         if saved == 0 { throw ClaimLost(sagaID: saga.sagaId, holder: holder) }
+    }
+
+    public func release(id: String, holder: String) async throws {
+        _ = try await database.write { db in
+            try db.run("UPDATE failed_sagas SET claim_holder = NULL, claim_until = NULL WHERE saga_id = ? AND claim_holder = ?",
+                       [.text(id), .text(holder)])
+        }
     }
 
     public func claimDue(now: Double, limit: Int, holder: String, for duration: Duration) async throws -> [SupervisorV1.FailedSaga] {

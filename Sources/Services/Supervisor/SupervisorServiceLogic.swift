@@ -86,24 +86,44 @@ public final class SupervisorServiceLogic: SupervisorV1.SupervisorService.Handle
     }
 
     public func retryFailedSaga(_ request: SupervisorV1.RetryFailedSagaRequest, context: ServerContext) async throws -> SupervisorV1.FailedSaga {
-        var saga = try await existing(request.sagaId)
-        guard saga.state == .compensated || saga.state == .resolved else {
-            throw RPCError(.failedPrecondition, "saga \(saga.sagaId) is \(saga.state); retry it once its compensation has finished")
+        // Claimed first, like a manual compensation: a retry must not queue the request again
+        // while a compensation (re-run) of the same saga, or another retry, is in progress.
+        var saga: SupervisorV1.FailedSaga
+        switch try await store.claim(id: request.sagaId, holder: replicaID, for: Self.claimLength) {
+        case .claimed(let claimed): saga = claimed
+        case .notFound: throw RPCError(.notFound, "no failed saga \(request.sagaId)")
+        case .heldBy(let holder):
+            throw RPCError(.aborted, "saga \(request.sagaId) is being handled by \(holder == replicaID ? "this replica" : "another replica (\(holder.isEmpty ? "unknown" : holder))"); try again once it is done")
         }
-        guard let queue = requestQueue, !saga.requestEnvelope.isEmpty else {
-            throw RPCError(.failedPrecondition, "saga \(saga.sagaId) has no stored request to queue again")
+        do {
+            guard saga.state == .compensated || saga.state == .resolved else {
+                throw RPCError(.failedPrecondition, "saga \(saga.sagaId) is \(saga.state); retry it once its compensation has finished")
+            }
+            guard let queue = requestQueue, !saga.requestEnvelope.isEmpty else {
+                throw RPCError(.failedPrecondition, "saga \(saga.sagaId) has no stored request to queue again")
+            }
+            var envelope = try IngestionV1.RequestEnvelope(storedBytes: saga.requestEnvelope, what: "request envelope")
+            // A new saga id for each forward retry, so the retried saga runs afresh (and is assigned
+            // a drone afresh); `attempts` stays what it says, the attempts at the failed step.
+            envelope.messageId = "\(saga.sagaId):retry-\(saga.forwardRetries + 1)"
+            let message = OutgoingMessage(id: envelope.messageId, key: RequestQueue.key(envelope.operation, deliveryID: envelope.deliveryId),
+                                          headers: envelope.traceContext.map(RequestTrace.headers) ?? [:], payload: try envelope.serializedBytes())
+            _ = try await queue.send(message, to: RequestQueue.name)
+            saga.state = .retrying
+            saga.forwardRetries += 1
+            saga.updateTime = .now
+        } catch {
+            try? await store.release(id: saga.sagaId, holder: replicaID)
+            throw error
         }
-        var envelope = try IngestionV1.RequestEnvelope(storedBytes: saga.requestEnvelope, what: "request envelope")
-        // A new saga id for each forward retry, so the retried saga runs afresh (and is assigned
-        // a drone afresh); `attempts` stays what it says, the attempts at the failed step.
-        envelope.messageId = "\(saga.sagaId):retry-\(saga.forwardRetries + 1)"
-        let message = OutgoingMessage(id: envelope.messageId, key: RequestQueue.key(envelope.operation, deliveryID: envelope.deliveryId),
-                                      headers: envelope.traceContext.map(RequestTrace.headers) ?? [:], payload: try envelope.serializedBytes())
-        _ = try await queue.send(message, to: RequestQueue.name)
-        saga.state = .retrying
-        saga.forwardRetries += 1
-        saga.updateTime = .now
-        try await store.save(saga, nextAttempt: nil)
+        do {
+            // A retried saga has no compensation due (nextAttempt nil); the save ends the claim.
+            try await store.save(saga, nextAttempt: nil, holder: replicaID)
+        } catch let lost as ClaimLost {
+            // The message went out with its id (the broker drops a repeat of it), but the saga's
+            // record now belongs to whoever took it over.
+            throw RPCError(.aborted, "saga \(request.sagaId) was taken over by another replica while this one retried it; the retry was queued, its record was not saved (\(lost))")
+        }
         return saga
     }
 

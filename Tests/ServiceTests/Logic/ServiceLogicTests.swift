@@ -283,6 +283,53 @@ struct SupervisorLoopTests {
         #expect(try await store.saga(id: saga.sagaId)?.compensations.first?.attempts == 1)
     }
 
+    @Test("a retry of a saga another replica holds answers ABORTED naming it and queues nothing; once the claim ends it queues the request once and ends its own claim")
+    func retryOfAClaimedSaga() async throws {
+        let directory = try makeTemporaryDirectory("supervisor-retry-claims")
+        let store = try SQLiteFailedSagaStore(path: directory.appendingPathComponent("sagas.sqlite").path)
+        let broker = try SQLiteBroker(path: directory.appendingPathComponent("broker.sqlite").path)
+        let unreachable = RPCClient(host: "127.0.0.1", port: 1)
+        defer { Task { await unreachable.close() } }
+        let logic = SupervisorServiceLogic(store: store, targets: CompensationTargets(scheduler: unreachable, packages: unreachable, delivery: unreachable,
+                                                                                       flightControl: unreachable), requestQueue: broker, replicaID: "replica-1")
+        var saga = ServiceLogicTests.failedSaga("saga-retry", delivery: "dlv-retry")
+        saga.state = .compensated
+        var envelope = IngestionV1.RequestEnvelope()
+        envelope.deliveryId = "dlv-retry"
+        envelope.operation = .create
+        envelope.payload = .create(IngestionV1.DeliveryRequest())
+        saga.requestEnvelope = try envelope.serializedBytes()
+        _ = try await store.insert(saga)
+        // Replica 2 is re-running the saga's compensation (a manual CompensateFailedSaga).
+        guard case .claimed(let held) = try await store.claim(id: saga.sagaId, holder: "replica-2", for: .seconds(120)) else {
+            Issue.record("replica 2 could not claim the saga")
+            return
+        }
+        var request = SupervisorV1.RetryFailedSagaRequest()
+        request.sagaId = saga.sagaId
+        do {
+            _ = try await logic.retryFailedSaga(request, context: .inProcess())
+            Issue.record("retried a saga another replica holds")
+        } catch let error as RPCError {
+            #expect(error.code == .aborted)
+            #expect(error.message.contains("another replica (replica-2)"), "\(error.message)")
+        }
+        // The refused retry returned: anything it queued would be there now.
+        #expect(try await broker.receive(from: RequestQueue.name, consumer: "check", maxMessages: 10, lease: .seconds(60)).isEmpty)
+        #expect(try await store.saga(id: saga.sagaId)?.state == .compensated)
+
+        try await store.save(held, nextAttempt: nil, holder: "replica-2")  // replica 2's re-run ends
+        let retried = try await logic.retryFailedSaga(request, context: .inProcess())
+        #expect(retried.state == .retrying && retried.forwardRetries == 1)
+        #expect(try await store.saga(id: saga.sagaId)?.state == .retrying)
+        let queued = try await broker.receive(from: RequestQueue.name, consumer: "check", maxMessages: 10, lease: .seconds(60))
+        #expect(queued.map(\.id) == ["saga-retry:retry-1"])
+        // The retry's save ended its claim: another replica can claim the saga at once.
+        if case .heldBy(let holder) = try await store.claim(id: saga.sagaId, holder: "replica-3", for: .seconds(1)) {
+            Issue.record("the retry left its claim (held by \(holder))")
+        }
+    }
+
     @Test("each compensation attempt is an INTERNAL span in the failed saga's trace, a child of the span the saga was handed over in, with an error when it failed")
     func compensationSpans() async throws {
         let store = try SQLiteFailedSagaStore(path: try makeTemporaryDirectory("supervisor-spans").appendingPathComponent("sagas.sqlite").path)
