@@ -1,3 +1,5 @@
+import Synchronization
+
 /// Field rules (protovalidate's `buf.validate` annotations in the .proto files, issue 14).
 ///
 /// protoc-gen-swiftpbc turns the rules of each message into a `_collectViolations` method (no
@@ -65,9 +67,18 @@ public enum Validation {
     /// A pattern the generator already compiled once cannot fail here; if it did, the value is
     /// taken as not matching.
     public static func matches(_ value: String, _ pattern: String) -> Bool {
-        guard let regex = try? Regex(pattern) else { return false }
-        return value.contains(regex)
+        compiledPatterns.withLock { patterns in
+            if patterns[pattern] == nil { patterns[pattern] = try? Regex(pattern) }
+            // Matched under the lock: `Regex<AnyRegexOutput>` is not Sendable, and these rules
+            // (a few names and ids) are not on a hot path.
+            guard let regex = patterns[pattern] ?? nil else { return false }
+            return value.contains(regex)
+        }
     }
+
+    /// Each pattern compiled once (nil: it did not compile). The generator emits a fixed set of
+    /// patterns, so the cache is bounded by the .proto files.
+    private static let compiledPatterns = Mutex<[String: Regex<AnyRegexOutput>?]>([:])
 
     public static func hasPrefix(_ value: String, _ prefix: String) -> Bool {
         value.unicodeScalars.starts(with: prefix.unicodeScalars)
