@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # `make bench-observability`: what metrics and traces cost per unary call on a real service, in
-# the same run: four package-service processes (release): metrics and traces both off
+# the same run: five package-service processes (release): metrics and traces both off
 # (FABRIKAM_METRICS_PORT=off, which also leaves the per-call metrics interceptors out, and no
 # collector), metrics only, traces only, and both on (metrics on an admin port, every call a
-# sampled trace exported over OTLP/gRPC to tools/otlp_receiver.py). Each is pinned to core 0 in
+# sampled trace exported over OTLP/gRPC to tools/otlp_receiver.py), and both on with one trace in
+# ten sampled (FABRIKAM_TRACE_SAMPLE_RATIO=0.1, as a busy fleet runs). Each is pinned to core 0 in
 # turn, h2load to core 1, over CLIENTS long-lived connections. Two calls:
 # grpc.health.v1.Health/Check (no work of its own: the worst case for the relative cost) and
 # PackageService/GetPackage of a missing package (one store read, NOT_FOUND). Server CPU
@@ -88,6 +89,7 @@ start_mode off FABRIKAM_METRICS_PORT=off FABRIKAM_OTLP_ENDPOINT=off
 start_mode metrics FABRIKAM_METRICS_PORT=0 FABRIKAM_OTLP_ENDPOINT=off
 start_mode traces FABRIKAM_METRICS_PORT=off FABRIKAM_OTLP_ENDPOINT="127.0.0.1:$collector_port" FABRIKAM_TRACE_SAMPLE_RATIO=1
 start_mode on FABRIKAM_METRICS_PORT=0 FABRIKAM_OTLP_ENDPOINT="127.0.0.1:$collector_port" FABRIKAM_TRACE_SAMPLE_RATIO=1
+start_mode sampled FABRIKAM_METRICS_PORT=0 FABRIKAM_OTLP_ENDPOINT="127.0.0.1:$collector_port" FABRIKAM_TRACE_SAMPLE_RATIO=0.1
 check=/grpc.health.v1.Health/Check
 get=/fabrikam.dronedelivery.package.v1.PackageService/GetPackage
 for server in "${servers[@]}"; do  # warm-up, and a check that each answers
@@ -119,7 +121,8 @@ print(f"package-service, {sys.argv[2]} calls per figure over {sys.argv[3]} conne
 print("| call | metrics and traces | calls/s | server CPU µs/call | vs off |")
 print("|---|---|---:|---:|---:|")
 for call, name in [("check", "Health/Check"), ("get", "GetPackage (NOT_FOUND)")]:
-    for mode, label in [("off", "off"), ("metrics", "metrics only"), ("traces", "traces only (every call sampled)"), ("on", "both on")]:
+    for mode, label in [("off", "off"), ("metrics", "metrics only"), ("traces", "traces only (every call sampled)"), ("on", "both on (every call sampled)"),
+                        ("sampled", "both on (1 call in 10 sampled)")]:
         kind = f"{call}-{mode}"
         print(f"| {name} | {label} | {median(kind, 0):.0f} | {median(kind, 1):.1f} | {median(kind, 1) / median(f'{call}-off', 1):.2f}x |")
 PY

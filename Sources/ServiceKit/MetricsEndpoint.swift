@@ -15,8 +15,9 @@ import Glibc
 
 /// The process's metrics in Prometheus text format on an admin port: `GET /metrics`.
 ///
-/// Everything recorded through swift-metrics (the RPC calls of `MetricsServerInterceptor` and
-/// `MetricsClientInterceptor`, and whatever a service records) goes to one Prometheus registry;
+/// Everything recorded through swift-metrics (the calls the RPC servers count, see
+/// `RPCServer.Options.metrics`, the calls `MetricsClientInterceptor` counts, and whatever a
+/// service records) goes to one Prometheus registry;
 /// gauges that are cheaper to read when scraped than to keep current (a queue's depth, deliveries
 /// per stage) come from `collectors`, run on each scrape; and the process's own figures (CPU,
 /// resident memory, open files, start time) as Prometheus client libraries name them.
@@ -72,7 +73,7 @@ public final class MetricsEndpoint: Sendable {
     }
 
     /// Whether this process records call metrics at all: with `FABRIKAM_METRICS_PORT=off` nobody
-    /// can read them, so the services leave the per-call metrics interceptors out (and
+    /// can read them, so the services count no calls (and
     /// tools/bench-observability.sh measures what they cost against that).
     public static let isEnabled = ProcessInfo.processInfo.environment[portVariable] != "off"
 

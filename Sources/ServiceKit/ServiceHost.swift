@@ -64,9 +64,9 @@ public struct ServiceHost {
         let server = RPCServer(router: router, options: .defaults {
             $0.host = listenHost
             $0.port = port
-            // Metrics outermost, so calls refused by an interceptor are counted with their code.
-            let counted: [any ServerInterceptor] = MetricsEndpoint.isEnabled ? [MetricsServerInterceptor()] : []
-            $0.interceptors = counted + [TracingServerInterceptor(), InternalErrorInterceptor(logger: logger), LoggingServerInterceptor(logger: callLogger)]
+            // Counted around the interceptors, so calls refused by one are counted with their code.
+            $0.metrics = MetricsEndpoint.isEnabled ? RPCMetrics(side: .server) : nil
+            $0.interceptors = [TracingServerInterceptor(), InternalErrorInterceptor(logger: logger), LoggingServerInterceptor(logger: callLogger)]
             $0.shutdownGracePeriod = .seconds(5)
             // FABRIKAM_TLS_CERT/KEY (and FABRIKAM_TLS_CLIENT_CA for mutual TLS); checked by runService.
             $0.tls = TLSEnvironment.current?.server

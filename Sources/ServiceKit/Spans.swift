@@ -393,6 +393,10 @@ struct OTLPExportRequest: ProtobufKit.Message {
 /// numbers are upstream's, and the test's receiver decodes them with the OpenTelemetry project's
 /// own generated code from PyPI's opentelemetry-proto).
 enum OTLPEncoding {
+    /// Protobuf's wire format written into one growing buffer. Nested messages are written in
+    /// place and their length inserted before them afterwards (one move of the nested bytes),
+    /// and strings and ids go straight into the buffer: a span used to cost an array per
+    /// string, id and nested message, which made encoding most of a traced call's cost.
     struct Writer {
         var bytes: [UInt8] = []
 
@@ -407,21 +411,29 @@ enum OTLPEncoding {
 
         mutating func tag(_ field: UInt64, _ wireType: UInt64) { varint(field << 3 | wireType) }
 
-        mutating func lengthDelimited(_ field: UInt64, _ content: [UInt8]) {
-            tag(field, 2)
-            varint(UInt64(content.count))
-            bytes += content
-        }
-
         mutating func string(_ field: UInt64, _ text: String) {
             guard !text.isEmpty else { return }
-            lengthDelimited(field, Array(text.utf8))
+            tag(field, 2)
+            varint(UInt64(text.utf8.count))
+            bytes.append(contentsOf: text.utf8)
         }
 
         mutating func message(_ field: UInt64, _ build: (inout Writer) -> Void) {
-            var inner = Writer()
-            build(&inner)
-            lengthDelimited(field, inner.bytes)
+            tag(field, 2)
+            let start = bytes.count
+            build(&self)
+            var length = UInt64(bytes.count - start)
+            if length < 0x80 {
+                bytes.insert(UInt8(length), at: start)
+                return
+            }
+            var prefix: [UInt8] = []
+            while length >= 0x80 {
+                prefix.append(UInt8(truncatingIfNeeded: length) | 0x80)
+                length >>= 7
+            }
+            prefix.append(UInt8(length))
+            bytes.insert(contentsOf: prefix, at: start)
         }
 
         mutating func fixed64(_ field: UInt64, _ value: UInt64) {
@@ -437,9 +449,6 @@ enum OTLPEncoding {
         /// Hex digits as the bytes they spell (trace and span ids).
         mutating func hexBytes(_ field: UInt64, _ hex: String) {
             guard !hex.isEmpty else { return }
-            let digits = Array(hex.utf8)
-            var decoded: [UInt8] = []
-            decoded.reserveCapacity(digits.count / 2)
             func value(_ digit: UInt8) -> UInt8 {
                 switch digit {
                 case 0x30...0x39: digit - 0x30
@@ -448,12 +457,17 @@ enum OTLPEncoding {
                 default: 0
                 }
             }
-            var index = 0
-            while index + 1 < digits.count {
-                decoded.append(value(digits[index]) << 4 | value(digits[index + 1]))
-                index += 2
+            tag(field, 2)
+            varint(UInt64(hex.utf8.count / 2))
+            var high: UInt8?
+            for digit in hex.utf8 {
+                if let first = high {
+                    bytes.append(first << 4 | value(digit))
+                    high = nil
+                } else {
+                    high = value(digit)
+                }
             }
-            lengthDelimited(field, decoded)
         }
     }
 
@@ -464,7 +478,7 @@ enum OTLPEncoding {
             keyValue.string(1, attribute.key)
             keyValue.message(2) { value in
                 switch attribute.value {
-                case .string(let text): value.lengthDelimited(1, Array(text.utf8))
+                case .string(let text): value.tag(1, 2); value.varint(UInt64(text.utf8.count)); value.bytes.append(contentsOf: text.utf8)
                 case .bool(let flag): value.tag(2, 0); value.varint(flag ? 1 : 0)
                 case .int(let number): value.tag(3, 0); value.varint(UInt64(bitPattern: number))
                 }

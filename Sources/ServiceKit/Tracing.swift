@@ -42,9 +42,23 @@ public enum RequestTrace {
     /// The same trace with a new span id for the next hop.
     public static func child(of parent: CommonV1.TraceContext) -> CommonV1.TraceContext {
         var trace = parent
-        let parts = parent.traceparent.split(separator: "-")
-        if parts.count == 4, parts[1].count == 32 {
-            trace.traceparent = "00-\(parts[1])-\(randomHex(bytes: 8))-\(parts[3])"
+        if isValidTraceparent(parent.traceparent) {
+            // `00-<trace id>-` and `-<flags>` kept, the span id between them new; built in place
+            // (it runs for every traced hop).
+            let old = parent.traceparent.utf8
+            trace.traceparent = String(unsafeUninitializedCapacity: 55) { text in
+                text[0] = UInt8(ascii: "0")
+                text[1] = UInt8(ascii: "0")
+                for (offset, byte) in old.enumerated() where (2..<36).contains(offset) || offset >= 52 { text[offset] = byte }
+                withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 8) { random in
+                    SecureRandomPool.shared.fill(UnsafeMutableRawBufferPointer(random))
+                    for (index, byte) in random.enumerated() {
+                        text[36 + 2 * index] = hexDigit(byte >> 4)
+                        text[37 + 2 * index] = hexDigit(byte & 0xf)
+                    }
+                }
+                return 55
+            }
         } else {
             let fresh = makeNew()
             trace.traceparent = fresh.traceparent

@@ -54,17 +54,20 @@ extension Duration {
     }
 }
 
-/// Runs `body` through `interceptors`, outermost first.
-func runServerInterceptors(_ interceptors: [any ServerInterceptor], _ context: ServerContext,
+/// Runs `body` through `interceptors`, outermost first. Walks the array by index: slicing off
+/// the rest at each level allocated an array per interceptor per call.
+func runServerInterceptors(_ interceptors: [any ServerInterceptor], _ context: ServerContext, from index: Int = 0,
                            _ body: (ServerContext) async throws -> Void) async throws {
-    guard let first = interceptors.first else { return try await body(context) }
-    let rest = Array(interceptors.dropFirst())
-    try await first.intercept(context) { context in try await runServerInterceptors(rest, context, body) }
+    guard index < interceptors.endIndex else { return try await body(context) }
+    try await interceptors[index].intercept(context) { context in
+        try await runServerInterceptors(interceptors, context, from: index + 1, body)
+    }
 }
 
 func runClientInterceptors(_ interceptors: [any ClientInterceptor], _ method: MethodDescriptor, _ options: CallOptions,
-                           _ body: (CallOptions) async throws -> Void) async throws {
-    guard let first = interceptors.first else { return try await body(options) }
-    let rest = Array(interceptors.dropFirst())
-    try await first.intercept(method, options: options) { options in try await runClientInterceptors(rest, method, options, body) }
+                           from index: Int = 0, _ body: (CallOptions) async throws -> Void) async throws {
+    guard index < interceptors.endIndex else { return try await body(options) }
+    try await interceptors[index].intercept(method, options: options) { options in
+        try await runClientInterceptors(interceptors, method, options, from: index + 1, body)
+    }
 }

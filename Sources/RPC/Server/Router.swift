@@ -18,6 +18,8 @@ public struct Router: Sendable {
         /// call that does not suspend runs start to finish in one event-loop turn).
         let requestStreaming: Bool
         let run: @Sendable (ServerCall) async throws -> Void
+        /// The method's call metrics, when the server counts calls (`RPCServer.Options.metrics`).
+        var metrics: RPCMetrics.MethodMetrics?
     }
 
     var methods: [String: Method] = [:]
@@ -26,6 +28,14 @@ public struct Router: Sendable {
 
     /// Paths of every registered method.
     public var paths: [String] { methods.keys.sorted() }
+
+    /// The same methods, each with its call metrics in `metrics` (made now, so every method's
+    /// series exist from the start, at zero).
+    func counting(with metrics: RPCMetrics) -> Router {
+        var counted = self
+        for (path, method) in methods { counted.methods[path]?.metrics = metrics.metrics(for: method.descriptor) }
+        return counted
+    }
 
     /// Fully qualified names of the services with at least one registered method.
     public var serviceNames: [String] { Array(Set(methods.values.map(\.descriptor.service))).sorted() }

@@ -76,10 +76,11 @@ extension ServerConnectionState {
             armDeadlineTimer(for: at)
         }
         // Weak: a deferred start is kept by the call's own state until the request stream ends.
-        let start: () -> Void = { [weak self, weak state, logger, executor, interceptors = options.interceptors, run = handler.run] in
+        let start: () -> Void = { [weak self, weak state, logger, executor, interceptors = options.interceptors, run = handler.run,
+                                   metrics = handler.metrics] in
             guard let self, let state else { return }
             self.whenHandlerSlotFree(streamID: streamID) {
-                state.task = Self.startHandler(call: call, run: run, interceptors: interceptors, deadline: deadline,
+                state.task = Self.startHandler(call: call, run: run, interceptors: interceptors, metrics: metrics, deadline: deadline,
                                                executor: executor, logger: logger, path: path)
             }
         }
@@ -118,9 +119,11 @@ extension ServerConnectionState {
     /// request is all there) runs to its response without being queued, as grpc C++'s callback
     /// API runs its reactors inline.
     static func startHandler(call: ServerCall, run: @escaping @Sendable (ServerCall) async throws -> Void,
-                             interceptors: [any ServerInterceptor], deadline: ContinuousClock.Instant?,
+                             interceptors: [any ServerInterceptor], metrics: RPCMetrics.MethodMetrics?, deadline: ContinuousClock.Instant?,
                              executor: EventLoopTaskExecutor, logger: Logger, path: String) -> Task<Void, Never> {
         Task.immediate(executorPreference: executor) {
+            let started = metrics?.begin()
+            let failure: RPCError?
             do {
                 // The deadline rides along to every call the handler makes onward.
                 try await CallDeadline.$current.withValue(deadline) {
@@ -130,15 +133,19 @@ extension ServerConnectionState {
                         try await runServerInterceptors(interceptors, call.context) { _ in try await run(call) }
                     }
                 }
-                call.finish(nil)
+                failure = nil
             } catch let error as RPCError {
-                call.finish(error)
+                failure = error
             } catch is CancellationError {
-                call.finish(RPCError(.cancelled, "the call was cancelled"))
+                failure = RPCError(.cancelled, "the call was cancelled")
             } catch {
                 logger.debug("handler failed", metadata: ["path": "\(path)", "error": "\(error)"])
-                call.finish(RPCError(.unknown, "the handler failed"))
+                failure = RPCError(.unknown, "the handler failed")
             }
+            // Counted before the status goes out: a client that reads the metrics after its
+            // answer sees its call.
+            if let metrics, let started { metrics.end(failure?.code ?? .ok, since: started) }
+            call.finish(failure)
         }
     }
 

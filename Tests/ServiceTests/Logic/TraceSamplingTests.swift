@@ -1,3 +1,4 @@
+import DroneDeliveryAPI
 import GRPCProtos
 import RPC
 import RPCServices
@@ -34,6 +35,25 @@ struct TraceSamplingTests {
         #expect(RequestTrace.isSampled("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"))
         #expect(RequestTrace.isSampled("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0b"))
         #expect(!RequestTrace.isSampled("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0a"))
+    }
+
+    @Test("a child keeps the trace id, the flags and the correlation id, with a new span id; a parent that is not a traceparent starts a new trace")
+    func child() {
+        var parent = CommonV1.TraceContext()
+        parent.traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+        parent.correlationId = "order-7"
+        var spans = Set<String>()
+        for _ in 0..<50 {
+            let child = RequestTrace.child(of: parent).traceparent
+            #expect(RequestTrace.isValidTraceparent(child), "\(child)")
+            #expect(child.hasPrefix("00-4bf92f3577b34da6a3ce929d0e0e4736-") && child.hasSuffix("-00"), "\(child)")
+            spans.insert(RequestTrace.spanID(child))
+        }
+        #expect(spans.count == 50 && !spans.contains("00f067aa0ba902b7"), "\(spans)")
+        #expect(RequestTrace.child(of: parent).correlationId == "order-7")
+        parent.traceparent = "not-a-traceparent"
+        let fresh = RequestTrace.child(of: parent)
+        #expect(RequestTrace.isValidTraceparent(fresh.traceparent) && fresh.correlationId == "order-7")
     }
 
     @Test("the ratio comes from FABRIKAM_TRACE_SAMPLE_RATIO, else OpenTelemetry's variables; default 1; a bad value names the variable")
