@@ -291,6 +291,20 @@ public final class Gateway: Sendable {
         }
     }
 
+    /// The request of a resumable stream (`resume`) opened again after `sequence` (the original
+    /// request when no event came yet); nil for a stream that cannot resume.
+    static func resumedRequest<Input: JSONMessage>(_ type: Input.Type, _ resume: StreamResume?, _ json: JSONValue, after sequence: Int64?,
+                                                   transcoder: Transcoder) -> Input? {
+        guard let resume else { return nil }
+        guard let sequence else { return try? transcoder.decode(Input.self, json) }
+        return try? transcoder.decode(Input.self, resume.resumed(json, lastEventID: String(sequence)))
+    }
+
+    /// How many times one resumable stream is opened again after its upstream answered
+    /// UNAVAILABLE (a Delivery replica that died mid-stream), and the pause before each.
+    static let streamReopens = 3
+    static let streamReopenPause = Duration.milliseconds(200)
+
     /// How long a tracking stream waits for a queued delivery to be scheduled.
     static let queuedStreamWait = Duration.seconds(30)
 
@@ -361,28 +375,53 @@ public final class Gateway: Sendable {
     private func openStream<Input: JSONMessage, Output: JSONMessage>(_ route: Route, input: Input.Type, output: Output.Type, json: JSONValue,
                                                                     client: RPCClient, request: GatewayRequest, requestID: String,
                                                                     options: CallOptions) async throws -> GatewayResponse {
-        let message = try transcoder.decode(Input.self, json)
         let sse = (request.header("accept") ?? "").contains("text/event-stream")
+        let resume = plans[route.id].resume
+        var json = json
+        if sse, let resume, let lastEventID = request.header("last-event-id"), !lastEventID.isEmpty {
+            json = try resume.resumed(json, lastEventID: lastEventID)
+        }
+        let message = try transcoder.decode(Input.self, json)
+        let transcoder = self.transcoder
         let heartbeat = Duration.milliseconds(Int64(configuration.heartbeatSeconds * 1000))
         let (chunks, continuation) = AsyncStream<[UInt8]>.makeStream(bufferingPolicy: .bufferingNewest(256))
         var options = options
         options.timeout = nil  // a tracking stream lives as long as the delivery
         let streamOptions = options
         let method = route.method
+        let requestJSON = json
         let pump = Task {
             // The first message (or the error) decides the status: wait for it before answering.
-            do {
-                try await client.serverStreaming(method, message, responseType: Output.self, options: streamOptions) { responses in
-                    for try await response in responses {
-                        let body = try response.jsonUTF8Bytes()
-                        continuation.yield(sse ? Array("event: message\ndata: ".utf8) + body + Array("\n\n".utf8)
-                                               : Array("{\"result\":".utf8) + body + Array("}\n".utf8))
+            var request = message
+            var lastSequence: Int64?
+            var reopened = 0
+            while true {
+                do {
+                    try await client.serverStreaming(method, request, responseType: Output.self, options: streamOptions) { responses in
+                        for try await response in responses {
+                            let body = try response.jsonUTF8Bytes()
+                            if let sequence = resume?.sequence(of: body, transcoder: transcoder) { lastSequence = sequence }
+                            let id = sse ? resume?.idLine(body, transcoder: transcoder) ?? [] : []
+                            continuation.yield(sse ? id + Array("event: message\ndata: ".utf8) + body + Array("\n\n".utf8)
+                                                   : Array("{\"result\":".utf8) + body + Array("}\n".utf8))
+                        }
                     }
+                } catch let error as RPCError where error.code == .unavailable && reopened < Self.streamReopens
+                            && Self.resumedRequest(Input.self, resume, requestJSON, after: lastSequence, transcoder: transcoder) != nil {
+                    // The upstream replica went away (or could not be reached): open the stream
+                    // again, on whichever replica answers, after the last event sent.
+                    reopened += 1
+                    request = Self.resumedRequest(Input.self, resume, requestJSON, after: lastSequence, transcoder: transcoder) ?? request
+                    logger.info("tracking stream reopened", metadata: ["method": "\(method.path)", "after": "\(lastSequence ?? -1)",
+                                                                       "request_id": "\(requestID)", "error": "\(error.message)"])
+                    do { try await Task.sleep(for: Self.streamReopenPause) } catch { break }  // the client went away
+                    continue
+                } catch {
+                    let status = Self.statusJSON(self.publicError(error as? RPCError ?? RPCError(.unknown, "\(error)"), requestID: requestID))
+                    continuation.yield(sse ? Array("event: error\ndata: ".utf8) + status + Array("\n\n".utf8)
+                                           : Array("{\"error\":".utf8) + status + Array("}\n".utf8))
                 }
-            } catch {
-                let status = Self.statusJSON(self.publicError(error as? RPCError ?? RPCError(.unknown, "\(error)"), requestID: requestID))
-                continuation.yield(sse ? Array("event: error\ndata: ".utf8) + status + Array("\n\n".utf8)
-                                       : Array("{\"error\":".utf8) + status + Array("}\n".utf8))
+                break
             }
             continuation.finish()
         }

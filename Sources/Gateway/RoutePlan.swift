@@ -1,3 +1,5 @@
+import ProtobufKit
+
 /// What the gateway needs to know of one route, worked out once when it starts.
 struct RoutePlan: Sendable {
     /// Who may call it.
@@ -20,6 +22,11 @@ struct RoutePlan: Sendable {
     /// What the route does for a delivery that Delivery does not know yet but that is on
     /// Ingestion's queue.
     var queued: QueuedHandling
+    /// A stream that a client can resume (its request has `after_sequence`, its messages
+    /// `sequence`): as Server-Sent Events each message carries its sequence as the event's
+    /// `id:`, and a `Last-Event-ID` header sets `after_sequence`, which is how EventSource (and
+    /// any SSE client) picks up where a dropped stream left off, on any gateway replica.
+    var resume: StreamResume?
 
     init(route: Route, configuration: GatewayConfiguration, transcoder: Transcoder) throws {
         let schema = transcoder.schema
@@ -50,6 +57,12 @@ struct RoutePlan: Sendable {
         } else {
             queued = .none
         }
+        if route.method.serverStreaming, let after = input?.field(named: "after_sequence"), output?.field(named: "sequence") != nil {
+            resume = StreamResume(afterSequenceField: after.jsonName, protoName: after.name,
+                                  sequenceKey: transcoder.memberKey("sequence", type: route.method.outputType))
+        } else {
+            resume = nil
+        }
     }
 
     /// `GET /v1/deliveries/{delivery_id}/summary` (not a route of a service: it joins several).
@@ -66,6 +79,41 @@ struct RoutePlan: Sendable {
         statusPathKey = []
         createdKey = []
         queued = .none
+        resume = nil
+    }
+}
+
+/// See `RoutePlan.resume`.
+struct StreamResume: Sendable {
+    /// The request field that `Last-Event-ID` sets: its JSON name and its proto name.
+    var afterSequenceField: String
+    var protoName: String
+    /// `"sequence":` of the stream's message, for `Transcoder.member`.
+    var sequenceKey: [UInt8]
+
+    /// The request with `after_sequence` from a `Last-Event-ID` header (it wins over the same
+    /// field in the query: the browser resends the URL it first opened).
+    func resumed(_ json: JSONValue, lastEventID: String) throws -> JSONValue {
+        guard let sequence = Int64(lastEventID), sequence >= 0 else {
+            throw GatewayError(400, 3, "Last-Event-ID \"\(lastEventID)\" is not an event id of this stream (the sequence number of an event)")
+        }
+        guard case .object(var members) = json else { return json }
+        members.removeAll { $0.key == afterSequenceField || $0.key == protoName }
+        members.append(JSONMember(afterSequenceField, .string(String(sequence))))
+        return .object(members)
+    }
+
+    /// The sequence of a stream message whose JSON is `body` (nil when it has none).
+    func sequence(of body: [UInt8], transcoder: Transcoder) -> Int64? {
+        var value = transcoder.member(key: sequenceKey, of: body)
+        value.removeAll { $0 == UInt8(ascii: "\"") }  // int64 is a JSON string
+        return Int64(String(decoding: value, as: UTF8.self))
+    }
+
+    /// `id: <sequence>` for an event whose message JSON is `body` (nothing when it has none).
+    func idLine(_ body: [UInt8], transcoder: Transcoder) -> [UInt8] {
+        guard let sequence = sequence(of: body, transcoder: transcoder) else { return [] }
+        return Array("id: \(sequence)\n".utf8)
     }
 }
 

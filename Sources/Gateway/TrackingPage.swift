@@ -94,21 +94,43 @@ async function track(id, key) {
   const delivery = await answer.json();
   route = { pickup: delivery.pickupLocation || {}, dropoff: delivery.dropoffLocation || {} };
   trail = []; updates = 0; draw();
-  const stream = await fetch("/v1/deliveries/" + encodeURIComponent(id) + ":track", { headers: Object.assign({ "Accept": "text/event-stream" }, headers) });
-  const reader = stream.body.getReader(), decoder = new TextDecoder();
-  let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buffer += decoder.decode(value, { stream: true });
-    let end;
-    while ((end = buffer.indexOf("\n\n")) >= 0) {
-      const block = buffer.slice(0, end); buffer = buffer.slice(end + 2);
-      const kind = (block.match(/^event: (.*)$/m) || [])[1], data = (block.match(/^data: (.*)$/m) || [])[1];
-      if (!data) continue;
-      if (kind === "error") { $("stage").textContent = "error: " + JSON.parse(data).message; continue; }
-      show(JSON.parse(data));
-    }
+  // The stream resumes where it left off when it drops (a gateway or Delivery replica going
+  // away): each event's id is its sequence, and Last-Event-ID asks for what came after it.
+  const final = ["DELIVERY_STAGE_COMPLETED", "DELIVERY_STAGE_CANCELLED", "DELIVERY_STAGE_FAILED"];
+  let lastId = null, finished = false;
+  for (let attempt = 0; !finished && attempt < 30; attempt++) {
+    if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 1000));
+    const asked = Object.assign({ "Accept": "text/event-stream" }, headers);
+    if (lastId !== null) asked["Last-Event-ID"] = lastId;
+    let stream;
+    try { stream = await fetch("/v1/deliveries/" + encodeURIComponent(id) + ":track", { headers: asked }); } catch (e) { continue; }
+    if (!stream.ok) { $("stage").textContent = "error: " + (await stream.json()).message; return; }
+    const reader = stream.body.getReader(), decoder = new TextDecoder();
+    let buffer = "";
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true });
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          const block = buffer.slice(0, end); buffer = buffer.slice(end + 2);
+          const kind = (block.match(/^event: (.*)$/m) || [])[1], data = (block.match(/^data: (.*)$/m) || [])[1];
+          const eventId = (block.match(/^id: (.*)$/m) || [])[1];
+          if (!data) continue;
+          if (kind === "error") {
+            const error = JSON.parse(data);
+            $("stage").textContent = "error: " + error.message;
+            if (error.code !== 14) finished = true;  // UNAVAILABLE: try again; anything else stands
+            continue;
+          }
+          if (eventId !== undefined) lastId = eventId;
+          const event = JSON.parse(data);
+          show(event);
+          if (final.includes(event.stage)) finished = true;
+        }
+      }
+    } catch (e) { /* the connection dropped: resume */ }
   }
 }
 

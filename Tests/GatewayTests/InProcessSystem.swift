@@ -28,6 +28,8 @@ final class InProcessSystem: Sendable {
     let recorder: MetadataRecorder
     /// UNAVAILABLE on demand from any of the services (none unless asked).
     let faults: UpstreamFaults
+    /// Tracking streams that Delivery cuts short with UNAVAILABLE (none unless asked).
+    let streamCuts: StreamCuts
     let packageStorePath: String
 
     /// An HTTP answer, as a client sees it.
@@ -78,7 +80,20 @@ final class InProcessSystem: Sendable {
         for (name, router) in routers { try await start(name, router) }
         let flightControl = RPCClient(host: "127.0.0.1", port: ports["flightcontrol"]!, options: .defaults { $0.tls = upstreamTLS })
         var deliveryRouter = Router()
-        DeliveryServiceLogic(store: try SQLiteDeliveryStore(path: path("delivery.sqlite")), flightControl: flightControl).register(in: &deliveryRouter)
+        let deliveryStore = try SQLiteDeliveryStore(path: path("delivery.sqlite"))
+        let deliveryLogic = DeliveryServiceLogic(store: deliveryStore, flightControl: flightControl)
+        deliveryLogic.register(in: &deliveryRouter)
+        // TrackDelivery as a replica that may go away mid-stream (`streamCuts`), else the real one.
+        let streamCuts = StreamCuts()
+        deliveryRouter.serverStreaming(DeliveryV1.DeliveryService.Method.TrackDelivery.self) { request, writer, context in
+            guard let cut = streamCuts.next(afterSequence: request.afterSequence) else {
+                return try await deliveryLogic.trackDelivery(request, writer: writer, context: context)
+            }
+            for event in try await deliveryStore.trackingEvents(deliveryID: request.deliveryId, after: request.afterSequence).prefix(cut) {
+                try await writer.write(event)
+            }
+            throw RPCError(.unavailable, "injected: the replica went away mid-stream")
+        }
         try await start("delivery", deliveryRouter)
 
         var configuration = GatewayConfiguration()
@@ -90,6 +105,7 @@ final class InProcessSystem: Sendable {
         self.directory = directory
         self.recorder = recorder
         self.faults = faults
+        self.streamCuts = streamCuts
         packageStorePath = path("package.sqlite")
         self.servers = servers
         var clients = [flightControl]
@@ -131,6 +147,20 @@ final class InProcessSystem: Sendable {
             }
             return Answer(status: response.status, headers: response.headers, body: first)
         }
+    }
+
+    /// A streamed answer read to its end (heartbeats left out): status and every chunk.
+    func httpStream(_ target: String, key: String?, headers: [(String, String)] = []) async -> Answer {
+        var request = GatewayRequest(method: "GET", target: target, headers: headers + (key.map { [("Authorization", "Bearer \($0)")] } ?? []), body: [])
+        request.clientAddress = "192.0.2.1"
+        let response = await gateway.handle(request)
+        var body = ""
+        switch response.body {
+        case .bytes(let bytes): body = String(decoding: bytes, as: UTF8.self)
+        case .stream(let chunks):
+            for await chunk in chunks where chunk != Array(": heartbeat\n\n".utf8) { body += String(decoding: chunk, as: UTF8.self) }
+        }
+        return Answer(status: response.status, headers: response.headers, body: body)
     }
 
     /// A business registered over the public API: its account id, its admin key and that key's id.
@@ -221,6 +251,24 @@ final class UpstreamFaults: ServerInterceptor {
         guard let pause else { return try await next(context) }
         try? await Task.sleep(for: pause)
         throw RPCError(.unavailable, "injected: the replica is stopping")
+    }
+}
+
+/// Cuts Delivery's next tracking streams short, as a replica that goes away mid-stream: each
+/// entry of `cuts` is one stream that sends that many events and then fails with UNAVAILABLE.
+final class StreamCuts: Sendable {
+    private let state = Mutex((cuts: [Int](), asked: [Int64]()))
+
+    func cut(_ cuts: [Int]) { state.withLock { $0.cuts = cuts } }
+
+    /// The `after_sequence` of every TrackDelivery call so far.
+    var askedAfter: [Int64] { state.withLock { $0.asked } }
+
+    func next(afterSequence: Int64) -> Int? {
+        state.withLock { state in
+            state.asked.append(afterSequence)
+            return state.cuts.isEmpty ? nil : state.cuts.removeFirst()
+        }
     }
 }
 

@@ -15,6 +15,11 @@ struct HTTPAnswer {
     var body: String
     var json: [String: Any] { (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any] ?? [:] }
     /// The `stage` of each Server-Sent Event's JSON data, in order.
+    /// The `id:` of each SSE event, in order.
+    var eventIDs: [Int] {
+        body.split(separator: "\n").filter { $0.hasPrefix("id: ") }.compactMap { Int($0.dropFirst(4)) }
+    }
+
     var eventStages: [String] {
         body.split(separator: "\n").filter { $0.hasPrefix("data: ") }.compactMap {
             ((try? JSONSerialization.jsonObject(with: Data($0.dropFirst(6).utf8))) as? [String: Any])?["stage"] as? String
@@ -86,6 +91,16 @@ extension EndToEndTests {
                 #expect(events.headers["content-type"] == "text/event-stream")
                 let stages = events.eventStages
                 #expect(stages.first == "DELIVERY_STAGE_CREATED" && stages.last == "DELIVERY_STAGE_COMPLETED")
+                // Each event's id is its sequence; Last-Event-ID resumes after it (how EventSource
+                // picks a dropped stream up, on any gateway replica), over the query's afterSequence.
+                let ids = events.eventIDs
+                #expect(ids.count == stages.count && ids == Array(1...ids.count), "\(ids)")
+                let resumed = try await system.http("GET", "/v1/deliveries/\(id):track?afterSequence=0",
+                                                    headers: ["accept": "text/event-stream", "last-event-id": "3"])
+                #expect(resumed.status == 200 && resumed.eventIDs == Array(ids.dropFirst(3)), "\(resumed.body)")
+                #expect(resumed.eventStages == Array(stages.dropFirst(3)))
+                let badResume = try await system.http("GET", "/v1/deliveries/\(id):track", headers: ["accept": "text/event-stream", "last-event-id": "x7"])
+                #expect(badResume.status == 400 && (badResume.json["message"] as? String ?? "").contains("Last-Event-ID"), "\(badResume.body)")
                 // The same over HTTP/2 (prior knowledge, on the same port).
                 let overHTTP2 = try await system.http("GET", "/v1/deliveries/\(id):track", headers: ["accept": "text/event-stream"], http2: true)
                 #expect(overHTTP2.status == 200 && overHTTP2.body == events.body.replacingOccurrences(of: ": heartbeat\n\n", with: ""))
