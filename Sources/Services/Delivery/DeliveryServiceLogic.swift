@@ -100,7 +100,7 @@ public final class DeliveryServiceLogic: DeliveryV1.DeliveryService.Handler {
     /// caller's saga retries (the delivery itself is already stored).
     func dispatchFlight(_ record: DeliveryRecord) async throws -> DeliveryRecord {
         var plan = TelemetryV1.FlightPlan()
-        plan.flightId = "\(record.delivery.deliveryId)-r\(record.revision)"
+        plan.flightId = Self.flightID(record)
         plan.droneId = record.delivery.droneId
         plan.deliveryId = record.delivery.deliveryId
         // A package already on board is "picked up" where the drone is now.
@@ -259,6 +259,7 @@ public final class DeliveryServiceLogic: DeliveryV1.DeliveryService.Handler {
             record.status.failedChange = nil
             record.arrived = false
             record.revision += 1
+            record.positionSequence = 0  // the new flight numbers its reports from 1
             var change = DeliveryChange(record: record)
             change.tracking = [Self.trackingEvent(record, at: now, location: record.status.lastKnownLocation)]
             change.domainEvents = [(0, "rescheduled")]
@@ -497,6 +498,14 @@ public final class DeliveryServiceLogic: DeliveryV1.DeliveryService.Handler {
         let time = position.time ?? .now
         let result = try await store.update(id: position.deliveryId, operationID: nil, trace: RequestTrace.current) { current in
             guard var record = current, !Self.isFinal(record.status.stage), record.delivery.droneId == position.droneId else { return nil }
+            // Not this flight's (an earlier flight's, from before a reschedule), or not newer than
+            // the last report taken (a simulator replica that saved, then stalled before
+            // reporting, while another took its drones over): ignored.
+            if !position.flightId.isEmpty && position.flightId != Self.flightID(record) { return nil }
+            if position.sequence > 0 {
+                guard position.sequence > record.positionSequence else { return nil }
+                record.positionSequence = position.sequence
+            }
             let before = record.status.stage
             switch position.phase {
             case .headedToPickup: record.status.stage = record.pickedUp ? .headedToDropoff : .headedToPickup
@@ -530,6 +539,9 @@ public final class DeliveryServiceLogic: DeliveryV1.DeliveryService.Handler {
         await announce(result.tracking)
         return result.tracking.isEmpty ? nil : result.tracking.count
     }
+
+    /// The id of the delivery's current flight: one per revision (a reschedule is a new flight).
+    static func flightID(_ record: DeliveryRecord) -> String { "\(record.delivery.deliveryId)-r\(record.revision)" }
 
     /// Both ETAs from where the drone is and how fast it flies: to the pickup (while headed
     /// there), then pickup to drop-off.

@@ -16,6 +16,9 @@ public struct DeliveryRecord: Sendable, Hashable {
     public var revision = 0
     /// The drone has the package on board (it reached the pickup).
     public var pickedUp = false
+    /// The sequence number of the last position report taken from the current flight (0: none
+    /// yet); reports at or below it are late or repeated. A new flight (a reschedule) starts at 0.
+    public var positionSequence: Int64 = 0
 
     public init(delivery: DeliveryV1.Delivery, status: DeliveryV1.DeliveryStatus) {
         self.delivery = delivery
@@ -101,6 +104,8 @@ public final class SQLDeliveryStore: DeliveryStore {
         """,
         // Leases of the loops one replica runs for all (outbox relay, flight aborts, flight watch).
         SQLLeaseStore.sqliteTable,
+        // The last position report taken from the current flight (late reports are dropped).
+        "ALTER TABLE deliveries ADD COLUMN position_sequence INTEGER NOT NULL DEFAULT 0;",
     ], postgres: [
         """
         CREATE TABLE deliveries (delivery_id TEXT PRIMARY KEY, owner_id TEXT NOT NULL, user_id TEXT NOT NULL,
@@ -118,6 +123,7 @@ public final class SQLDeliveryStore: DeliveryStore {
                                     next_attempt DOUBLE PRECISION NOT NULL);
         """,
         SQLLeaseStore.postgresTable,
+        "ALTER TABLE deliveries ADD COLUMN position_sequence BIGINT NOT NULL DEFAULT 0;",
     ])
 
     /// Opens the store where `location` says (blocking: call at start or off the cooperative pool).
@@ -138,10 +144,11 @@ public final class SQLDeliveryStore: DeliveryStore {
         record.lastSequence = row.int(3)
         record.revision = Int(row.int(4))
         record.pickedUp = row.bool(5)
+        record.positionSequence = row.int(6)
         return record
     }
 
-    static let selectRecord = "SELECT data, status, arrived, last_sequence, revision, picked_up FROM deliveries WHERE delivery_id = ?"
+    static let selectRecord = "SELECT data, status, arrived, last_sequence, revision, picked_up, position_sequence FROM deliveries WHERE delivery_id = ?"
 
     public func record(id: String) async throws -> DeliveryRecord? {
         try await database.read { db in try db.queryFirst(Self.selectRecord, [.text(id)]).map(Self.load) }
@@ -209,17 +216,17 @@ public final class SQLDeliveryStore: DeliveryStore {
             record.delivery.stage = record.status.stage
             try db.run("""
                 INSERT INTO deliveries (delivery_id, owner_id, user_id, stage, create_time, arrived, last_sequence, revision, picked_up, data, status,
-                                        update_time)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                        update_time, position_sequence)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (delivery_id) DO UPDATE SET owner_id = excluded.owner_id, user_id = excluded.user_id, stage = excluded.stage,
                     create_time = excluded.create_time, arrived = excluded.arrived, last_sequence = excluded.last_sequence,
                     revision = excluded.revision, picked_up = excluded.picked_up, data = excluded.data, status = excluded.status,
-                    update_time = excluded.update_time
+                    update_time = excluded.update_time, position_sequence = excluded.position_sequence
                 """, [.text(id), .text(record.delivery.owner?.accountId ?? ""), .text(record.delivery.owner?.userId ?? ""),
                       .integer(Int64(record.status.stage.rawValue)), .real(record.delivery.createTime?.secondsSince1970 ?? 0),
                       .bool(record.arrived), .integer(record.lastSequence), .int(record.revision), .bool(record.pickedUp),
                       .blob(record.delivery.serializedBytes()), .blob(record.status.serializedBytes()),
-                      .real(record.status.updateTime?.secondsSince1970 ?? Date().timeIntervalSince1970)])
+                      .real(record.status.updateTime?.secondsSince1970 ?? Date().timeIntervalSince1970), .integer(record.positionSequence)])
             if let operationID, !operationID.isEmpty {
                 try db.run("INSERT INTO applied_operations (operation_id, delivery_id) VALUES (?, ?)", [.text(operationID), .text(id)])
             }

@@ -192,6 +192,7 @@ public final class DroneSimulator: TelemetryV1.FlightControlService.Handler {
             position.phase = flight.phase
             position.groundSpeedMps = drone.speed * settings.timeScale
             position.sequence = flight.sequence
+            position.flightId = flight.plan.flightId
             positions.append(position)
             moved.append(flight)
         }

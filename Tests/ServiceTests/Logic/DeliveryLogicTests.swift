@@ -110,6 +110,36 @@ struct DeliveryLogicTests {
         }
     }
 
+    @Test("a report that is late, repeated or from another flight is ignored; after a reschedule the new flight's reports count from 1 and the old flight's are ignored")
+    func lateAndForeignReports() async throws {
+        try await withDelivery { logic, store in
+            _ = try await schedule(logic)
+            func report(_ sequence: Int64, flight: String, at location: CommonV1.Location) -> TelemetryV1.DronePosition {
+                var report = position(.headedToPickup, at: location)
+                report.sequence = sequence
+                report.flightId = flight
+                return report
+            }
+            let far = CommonV1.Location(latitude: 47.600, longitude: -122.34)
+            let nearer = CommonV1.Location(latitude: 47.605, longitude: -122.34)
+            #expect(try await logic.apply(report(2, flight: "d1-r0", at: nearer)) == 1)
+            #expect(try await logic.apply(report(1, flight: "d1-r0", at: far)) == nil, "late: older than the last report taken")
+            #expect(try await logic.apply(report(2, flight: "d1-r0", at: far)) == nil, "repeated")
+            #expect(try await logic.apply(report(3, flight: "d1-r9", at: far)) == nil, "another flight's")
+            #expect(try await store.record(id: "d1")?.status.lastKnownLocation == nearer, "the ignored reports moved nothing")
+            #expect(try await store.trackingEvents(deliveryID: "d1", after: 0).count == 2, "scheduled, and the one report taken")
+
+            var reschedule = DeliveryV1.RescheduleDeliveryRequest()
+            reschedule.deliveryId = "d1"
+            reschedule.dropoffLocation = dropoff.interpolated(to: pickup, fraction: 0.1)
+            _ = try await logic.rescheduleDelivery(reschedule, context: .inProcess())
+            #expect(try await logic.apply(report(3, flight: "d1-r0", at: far)) == nil, "the flight before the reschedule")
+            #expect(try await logic.apply(report(1, flight: "d1-r1", at: far)) == 1, "the new flight's first report")
+            #expect(try await store.record(id: "d1")?.status.lastKnownLocation == far)
+            #expect(try await logic.apply(report(0, flight: "", at: nearer)) == 1, "a drone that does not number its reports")
+        }
+    }
+
     @Test("a delivery that needs a fingerprint waits at the drop-off until confirmed with the right kind")
     func confirmation() async throws {
         try await withDelivery { logic, store in

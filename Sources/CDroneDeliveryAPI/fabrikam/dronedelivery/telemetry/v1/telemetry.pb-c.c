@@ -373,7 +373,7 @@ void   fabrikam__dronedelivery__telemetry__v1__abort_flight_response__free_unpac
   assert(message->base.descriptor == &fabrikam__dronedelivery__telemetry__v1__abort_flight_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor fabrikam__dronedelivery__telemetry__v1__drone_position__field_descriptors[9] =
+static const ProtobufCFieldDescriptor fabrikam__dronedelivery__telemetry__v1__drone_position__field_descriptors[10] =
 {
   {
     "drone_id",
@@ -483,11 +483,24 @@ static const ProtobufCFieldDescriptor fabrikam__dronedelivery__telemetry__v1__dr
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "flight_id",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Telemetry__V1__DronePosition, flight_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned fabrikam__dronedelivery__telemetry__v1__drone_position__field_indices_by_name[] = {
   7,   /* field[7] = battery_level */
   1,   /* field[1] = delivery_id */
   0,   /* field[0] = drone_id */
+  9,   /* field[9] = flight_id */
   5,   /* field[5] = ground_speed_mps */
   6,   /* field[6] = heading_degrees */
   2,   /* field[2] = location */
@@ -498,7 +511,7 @@ static const unsigned fabrikam__dronedelivery__telemetry__v1__drone_position__fi
 static const ProtobufCIntRange fabrikam__dronedelivery__telemetry__v1__drone_position__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor fabrikam__dronedelivery__telemetry__v1__drone_position__descriptor =
 {
@@ -508,7 +521,7 @@ const ProtobufCMessageDescriptor fabrikam__dronedelivery__telemetry__v1__drone_p
   "Fabrikam__Dronedelivery__Telemetry__V1__DronePosition",
   "fabrikam.dronedelivery.telemetry.v1",
   sizeof(Fabrikam__Dronedelivery__Telemetry__V1__DronePosition),
-  9,
+  10,
   fabrikam__dronedelivery__telemetry__v1__drone_position__field_descriptors,
   fabrikam__dronedelivery__telemetry__v1__drone_position__field_indices_by_name,
   1,  fabrikam__dronedelivery__telemetry__v1__drone_position__number_ranges,

@@ -109,14 +109,21 @@ struct  Fabrikam__Dronedelivery__Telemetry__V1__DronePosition
    */
   Google__Protobuf__DoubleValue *battery_level;
   /*
-   * Per-drone sequence number, increasing by one with each report. Used to
-   * order reports and drop duplicates.
+   * Sequence number within the flight, increasing by one with each report
+   * (a new flight starts again at 1). Used to order reports and drop
+   * duplicates and late ones; 0 when the drone does not number its reports.
    */
   int64_t sequence;
+  /*
+   * The flight this report belongs to (FlightPlan.flight_id): a report from
+   * an earlier flight of the same delivery (before a reschedule) is not this
+   * flight's. Empty when the drone does not say.
+   */
+  char *flight_id;
 };
 #define FABRIKAM__DRONEDELIVERY__TELEMETRY__V1__DRONE_POSITION__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&fabrikam__dronedelivery__telemetry__v1__drone_position__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, NULL, FABRIKAM__DRONEDELIVERY__TELEMETRY__V1__FLIGHT_PHASE__FLIGHT_PHASE_UNSPECIFIED, 0, 0, NULL, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, NULL, FABRIKAM__DRONEDELIVERY__TELEMETRY__V1__FLIGHT_PHASE__FLIGHT_PHASE_UNSPECIFIED, 0, 0, NULL, 0, (char *)protobuf_c_empty_string }
 
 
 /*
