@@ -233,7 +233,7 @@ let package = Package(
         .target(
             name: "DroneCTL",
             dependencies: [
-                "DynamicProtobuf", "ProtobufKit", "RPC", "GRPCProtos",
+                "DynamicProtobuf", "ProtobufCodeGen", "ProtobufKit", "RPC", "GRPCProtos",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

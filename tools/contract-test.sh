@@ -144,12 +144,39 @@ openapi_contract() {
     return $status
 }
 
+# Stage 6: provider verification. The whole system started with tools/run.sh (loopback, ports
+# from CONTRACT_TEST_VERIFY_PORT_BASE, default 38051; the gateway takes a free one), then
+# `dronectl contract verify` against every service process: the example scenarios of
+# proto/fabrikam/dronedelivery/examples, a request built from the field rules for every other
+# method, a refused request for every field rule, every response decoded and checked against its
+# rules, every status one the method declares (proto/fabrikam/dronedelivery/statuses.json).
+# One JUnit suite per service ($logs/verify-*.xml, merged into the report).
+provider_verification() {
+    local system=$work/verify launcher status=0 name address dronectl
+    swift build > "$work/verify-build.log" 2>&1 || { cat "$work/verify-build.log"; return 1; }
+    dronectl=$(swift build --show-bin-path)/dronectl
+    mkdir -p "$system"
+    FABRIKAM_DATA_DIR=$system/data FABRIKAM_PORT_BASE=${CONTRACT_TEST_VERIFY_PORT_BASE:-38051} FABRIKAM_GATEWAY_PORT=0 \
+        FABRIKAM_LOG_LEVEL=warning bash tools/run.sh --no-build > "$system/run.log" 2>&1 &
+    launcher=$!
+    for _ in $(seq 1 600); do grep -q "system up" "$system/run.log" && break; kill -0 "$launcher" 2>/dev/null || break; sleep 0.1; done
+    if ! grep -q "system up" "$system/run.log"; then cat "$system/run.log"; kill -TERM "$launcher" 2>/dev/null; wait "$launcher" 2>/dev/null; return 1; fi
+    while read -r name address; do
+        [[ $name == gateway ]] && continue  # JSON/HTTP: the OpenAPI stage's (--openapi)
+        echo "--- $name ($address)"
+        "$dronectl" contract verify --server "$address" --junit "$logs/verify-$name.xml" || status=1
+    done < <(grep -E '^  [a-z]+ +127\.0\.0\.1:[0-9]+$' "$system/run.log" | awk '{print $1, $2}')
+    kill -TERM "$launcher" 2>/dev/null || true
+    wait "$launcher" 2>/dev/null || true
+    return $status
+}
+
 # stage NAME COMMAND...: runs one stage with its output in a log; one line for people, one test
 # case for the JUnit report.
 report=${CONTRACT_TEST_REPORT:-$root/.build/contract-test/junit.xml}
 logs=$(dirname "$report")
 mkdir -p "$logs"
-rm -f "$logs/schemathesis.xml" "$logs"/stage-*.log
+rm -f "$logs/schemathesis.xml" "$logs"/stage-*.log "$logs"/verify-*.xml
 stages=()
 failed=0
 stage() {
@@ -175,19 +202,22 @@ stage() {
 case ${1:-} in
 --faults) stage "schema faults, each caught by the schema rules" faults ;;
 --openapi) stage "the gateway's OpenAPI document against the running gateway (schemathesis, every check)" openapi_contract ;;
+--verify) stage "provider verification: dronectl contract verify against every service of the running system" provider_verification ;;
 "")
     stage "buf lint, buf breaking (WIRE_JSON) against proto/contract/baseline.binpb" schema_rules "$root"
     stage "field rules: Tests/Fixtures/Validation/field-rules.corpus.json against protovalidate (Python)" field_rule_corpus
-    stage "schema faults, each caught by the schema rules" faults ;;
-*) echo "usage: tools/contract-test.sh [--faults | --openapi | --release]" >&2; exit 2 ;;
+    stage "schema faults, each caught by the schema rules" faults
+    stage "provider verification: dronectl contract verify against every service of the running system" provider_verification ;;
+*) echo "usage: tools/contract-test.sh [--faults | --openapi | --verify | --release]" >&2; exit 2 ;;
 esac
 
 # The JUnit report: a suite of the stages, and schemathesis's suite when it ran.
 printf '%s\n' "${stages[@]}" > "$work/stages.tsv"
 "$python" - "$report" "$logs/schemathesis.xml" "$work/stages.tsv" <<'PY'
-import os, sys
+import glob, os, sys
 import xml.etree.ElementTree as ET
 report, extra, stages = sys.argv[1], sys.argv[2], sys.argv[3]
+verify = sorted(glob.glob(os.path.join(os.path.dirname(report), "verify-*.xml")))
 root = ET.Element("testsuites", name="contract-test")
 suite = ET.SubElement(root, "testsuite", name="contract-test stages")
 tests = failures = 0
@@ -214,6 +244,14 @@ if os.path.exists(extra):
     else:
         for child in (theirs.findall("testsuite") if theirs.tag == "testsuites" else [theirs]):
             root.append(child)
+for path in verify:  # dronectl contract verify: a suite per service
+    try:
+        for child in ET.parse(path).getroot().findall("testsuite"):
+            root.append(child)
+    except ET.ParseError as error:
+        broken = ET.SubElement(root, "testsuite", name=os.path.basename(path), tests="1", failures="0", errors="1")
+        ET.SubElement(ET.SubElement(broken, "testcase", classname="contract verify", name="report"), "error",
+                      message=f"{path} is not complete: {error}")
 ET.ElementTree(root).write(report, encoding="utf-8", xml_declaration=True)
 PY
 
