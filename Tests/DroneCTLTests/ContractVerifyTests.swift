@@ -118,6 +118,27 @@ struct ContractVerifyTests {
         #expect(Set(failures.map(\.method)) == [expected.method], "\(failures.map { "\($0.method) \($0.name): \($0.failure!)" })")
     }
 
+    /// The same provider on grpcio with protovalidate (tools/contract/grpcio_telemetry_provider.py):
+    /// a server that shares nothing with ours but the .proto files.
+    @Test("a provider that is not ours (grpcio, protovalidate): green as it is, red with each fault",
+          arguments: [nil] + Fault.allCases.map(Optional.some))
+    func grpcioProvider(fault: Fault?) async throws {
+        let script = repositoryRoot.appendingPathComponent("tools/contract/grpcio_telemetry_provider.py").path
+        let name: [Fault: String] = [.undeclaredStatus: "undeclared-status", .streamEndsEarly: "stream-ends-early", .responseBreaksRule: "response-breaks-rule"]
+        let server = try TestServer(executable: projectPython, arguments: [script, "--port", "0"] + (fault.map { ["--fault", name[$0]!] } ?? []))
+        defer { server.stop() }
+        let checks = try await Self.verify(port: server.port)
+        let failures = checks.filter { $0.failure != nil }.map { "\($0.method) \($0.name): \($0.failure!)" }
+        // Every rule was refused by protovalidate with the field paths ours report.
+        #expect(checks.contains { $0.name == "refuses plan.pickup_location.latitude: double.gte" && $0.failure == nil })
+        switch fault {
+        case nil: #expect(failures.isEmpty, "\(failures)")
+        case .undeclaredStatus?: #expect(failures.count == 1 && failures[0].contains("AbortFlight") && failures[0].contains("answered ALREADY_EXISTS"), "\(failures)")
+        case .streamEndsEarly?: #expect(failures.count == 1 && failures[0].contains("the stream ended (OK) after 1 responses"), "\(failures)")
+        case .responseBreaksRule?: #expect(failures.count == 1 && failures[0].contains("AssignFlightResponse: plan.drone_id"), "\(failures)")
+        }
+    }
+
     @Test("the command: a summary, a JUnit report with the failure, exit 1 on a fault and 0 without")
     func commandOutputAndExitStatus() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("contract-verify-\(UUID().uuidString)")
