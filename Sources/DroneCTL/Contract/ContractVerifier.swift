@@ -75,7 +75,17 @@ public struct ContractVerifier: Sendable {
             $0.validatesRequests = false  // the invalid requests must reach the server
             $0.connectTimeout = .seconds(5)
         })
-        defer { Task { await client.close() } }
+        do {
+            let checks = try await run(client: client, declared: declared, scenarios: scenarios)
+            await client.close()
+            return checks
+        } catch {
+            await client.close()
+            throw error
+        }
+    }
+
+    func run(client: RPCClient, declared: DeclaredStatuses, scenarios: [ExampleScenario]) async throws -> [Check] {
         let offered = try await services(client)
         var checks: [Check] = []
         var covered = Set<String>()  // methods an example called with success
