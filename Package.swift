@@ -233,7 +233,7 @@ let package = Package(
         .target(
             name: "DroneCTL",
             dependencies: [
-                "DynamicProtobuf", "ProtobufKit", "RPC", "GRPCProtos",
+                "DynamicProtobuf", "ProtobufCodeGen", "ProtobufKit", "RPC", "GRPCProtos",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -312,7 +312,7 @@ let package = Package(
         .testTarget(
             name: "DroneCTLTests",
             dependencies: ["DroneCTL", "DroneCTLCommands", "DynamicProtobuf", "ProtobufCodeGen", "ProtobufKit", "DroneDeliveryAPI",
-                           "GRPCProtos", "ServiceKit", "TestMessages", "TestSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+                           "GRPCProtos", "RPC", "RPCServices", "ServiceKit", "TestMessages", "TestSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // The messaging contract, run against every engine (SQLite; JetStream when FABRIKAM_TEST_NATS_URL is set).
         .testTarget(

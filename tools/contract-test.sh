@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make contract-test`: the contracts in proto/fabrikam/dronedelivery checked against what they
-# promise (issue 14). Today: the schema rules and the field-rule corpus.
+# promise (issue 14): the schema rules, the field-rule corpus, provider verification.
 #   1. buf lint with the committed configuration (buf.yaml);
 #   2. buf breaking at the WIRE_JSON level against the last released contract set, committed as a
 #      buf image (proto/contract/baseline.binpb), so a clean clone can check it offline;
@@ -9,7 +9,15 @@
 #   4. deliberate schema faults (a renamed JSON field, a changed field number, a removed enum
 #      value), each applied to a scratch copy of proto/; each must turn steps 1-2 red, and the
 #      unmodified copy must stay green (only this stage: --faults);
-#   5. the gateway's public contract: the whole system started with tools/run.sh, its OpenAPI
+#   5. provider verification: the whole system started with tools/run.sh, then
+#      `dronectl contract verify` against every service process (README, "Provider
+#      verification"): the example scenarios, a request built from the field rules per method,
+#      a refused request per field rule, every response decoded and checked against its rules,
+#      every status one the method declares (proto/fabrikam/dronedelivery/statuses.json);
+#   6. the provider-side faults (an undeclared status, a stream that ends early, a response that
+#      breaks a field rule), each served by the test provider of ContractVerifyTests, each of
+#      which must turn the verification red, the unmodified provider green (steps 5-6: --verify);
+#   7. the gateway's public contract: the whole system started with tools/run.sh, its OpenAPI
 #      document (GET /openapi.json) checked by openapi-spec-validator, then schemathesis with
 #      every check (--checks all), positive and negative cases, against the running gateway.
 #      Run on its own (--openapi), not yet by default: its runs still report failures and its
@@ -17,7 +25,8 @@
 # Every stage runs even when one before it failed; each prints one line (✔ or ✘, its time) and
 # its output when it fails, then a summary. JUnit XML for CI goes to $CONTRACT_TEST_REPORT
 # (default .build/contract-test/junit.xml): one test case per stage, and schemathesis's own
-# cases (one per API operation). The exit status is non-zero when any stage failed.
+# cases (one per API operation), and dronectl contract verify's (one suite per service). The
+# exit status is non-zero when any stage failed.
 # Moving the baseline on a release: `make contract-baseline` (tools/contract-test.sh --release).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -144,12 +153,52 @@ openapi_contract() {
     return $status
 }
 
+# Stage 6: provider verification. The whole system started with tools/run.sh (loopback, ports
+# from CONTRACT_TEST_VERIFY_PORT_BASE, default 38051; the gateway takes a free one), then
+# `dronectl contract verify` against every service process: the example scenarios of
+# proto/fabrikam/dronedelivery/examples, a request built from the field rules for every other
+# method, a refused request for every field rule, every response decoded and checked against its
+# rules, every status one the method declares (proto/fabrikam/dronedelivery/statuses.json).
+# One JUnit suite per service ($logs/verify-*.xml, merged into the report).
+provider_verification() {
+    local system=$work/verify launcher status=0 name address dronectl
+    swift build > "$work/verify-build.log" 2>&1 || { cat "$work/verify-build.log"; return 1; }
+    dronectl=$(swift build --show-bin-path)/dronectl
+    mkdir -p "$system"
+    FABRIKAM_DATA_DIR=$system/data FABRIKAM_PORT_BASE=${CONTRACT_TEST_VERIFY_PORT_BASE:-38051} FABRIKAM_GATEWAY_PORT=0 \
+        FABRIKAM_LOG_LEVEL=warning bash tools/run.sh --no-build > "$system/run.log" 2>&1 &
+    launcher=$!
+    for _ in $(seq 1 600); do grep -q "system up" "$system/run.log" && break; kill -0 "$launcher" 2>/dev/null || break; sleep 0.1; done
+    if ! grep -q "system up" "$system/run.log"; then cat "$system/run.log"; kill -TERM "$launcher" 2>/dev/null; wait "$launcher" 2>/dev/null; return 1; fi
+    while read -r name address; do
+        [[ $name == gateway ]] && continue  # JSON/HTTP: the OpenAPI stage's (--openapi)
+        echo "--- $name ($address)"
+        "$dronectl" contract verify --server "$address" --junit "$logs/verify-$name.xml" || status=1
+    done < <(grep -E '^  [a-z]+ +127\.0\.0\.1:[0-9]+$' "$system/run.log" | awk '{print $1, $2}')
+    kill -TERM "$launcher" 2>/dev/null || true
+    wait "$launcher" 2>/dev/null || true
+    return $status
+}
+
+# Stage 7: the provider-side faults (issue 14 item 6) must each turn the verification red: a
+# provider on the project's RPC runtime (Tests/DroneCTLTests/ContractVerifyTests.swift) that
+# answers an undeclared status, ends a stream early, or answers a response that breaks a field
+# rule, each on its own, and that provider unmodified must pass. The faults live in that test's
+# provider only, never in a service. Builds the tests (incremental after `make test`).
+provider_faults() {
+    swift build --build-tests > "$work/faults-build.log" 2>&1 || { cat "$work/faults-build.log"; return 1; }
+    local status=0
+    swift test --skip-build --filter ContractVerifyTests > "$work/faults-test.log" 2>&1 || status=$?
+    if [[ $status == 0 ]]; then grep -E '^✔ Test ' "$work/faults-test.log"; else cat "$work/faults-test.log"; fi
+    return $status
+}
+
 # stage NAME COMMAND...: runs one stage with its output in a log; one line for people, one test
 # case for the JUnit report.
 report=${CONTRACT_TEST_REPORT:-$root/.build/contract-test/junit.xml}
 logs=$(dirname "$report")
 mkdir -p "$logs"
-rm -f "$logs/schemathesis.xml" "$logs"/stage-*.log
+rm -f "$logs/schemathesis.xml" "$logs"/stage-*.log "$logs"/verify-*.xml
 stages=()
 failed=0
 stage() {
@@ -175,19 +224,25 @@ stage() {
 case ${1:-} in
 --faults) stage "schema faults, each caught by the schema rules" faults ;;
 --openapi) stage "the gateway's OpenAPI document against the running gateway (schemathesis, every check)" openapi_contract ;;
+--verify)
+    stage "provider verification: dronectl contract verify against every service of the running system" provider_verification
+    stage "provider faults (undeclared status, a stream that ends early, a response that breaks a field rule), each caught" provider_faults ;;
 "")
     stage "buf lint, buf breaking (WIRE_JSON) against proto/contract/baseline.binpb" schema_rules "$root"
     stage "field rules: Tests/Fixtures/Validation/field-rules.corpus.json against protovalidate (Python)" field_rule_corpus
-    stage "schema faults, each caught by the schema rules" faults ;;
-*) echo "usage: tools/contract-test.sh [--faults | --openapi | --release]" >&2; exit 2 ;;
+    stage "schema faults, each caught by the schema rules" faults
+    stage "provider verification: dronectl contract verify against every service of the running system" provider_verification
+    stage "provider faults (undeclared status, a stream that ends early, a response that breaks a field rule), each caught" provider_faults ;;
+*) echo "usage: tools/contract-test.sh [--faults | --openapi | --verify | --release]" >&2; exit 2 ;;
 esac
 
 # The JUnit report: a suite of the stages, and schemathesis's suite when it ran.
 printf '%s\n' "${stages[@]}" > "$work/stages.tsv"
 "$python" - "$report" "$logs/schemathesis.xml" "$work/stages.tsv" <<'PY'
-import os, sys
+import glob, os, sys
 import xml.etree.ElementTree as ET
 report, extra, stages = sys.argv[1], sys.argv[2], sys.argv[3]
+verify = sorted(glob.glob(os.path.join(os.path.dirname(report), "verify-*.xml")))
 root = ET.Element("testsuites", name="contract-test")
 suite = ET.SubElement(root, "testsuite", name="contract-test stages")
 tests = failures = 0
@@ -214,6 +269,14 @@ if os.path.exists(extra):
     else:
         for child in (theirs.findall("testsuite") if theirs.tag == "testsuites" else [theirs]):
             root.append(child)
+for path in verify:  # dronectl contract verify: a suite per service
+    try:
+        for child in ET.parse(path).getroot().findall("testsuite"):
+            root.append(child)
+    except ET.ParseError as error:
+        broken = ET.SubElement(root, "testsuite", name=os.path.basename(path), tests="1", failures="0", errors="1")
+        ET.SubElement(ET.SubElement(broken, "testcase", classname="contract verify", name="report"), "error",
+                      message=f"{path} is not complete: {error}")
 ET.ElementTree(root).write(report, encoding="utf-8", xml_declaration=True)
 PY
 

@@ -82,63 +82,63 @@ struct WireReader {
 }
 
 /// A constant of a rule: its Swift source text and its text in protovalidate's messages.
-struct RuleValue: Hashable {
-    var swift: String
-    var text: String
+public struct RuleValue: Hashable {
+    public var swift: String
+    public var text: String
 }
 
 /// Bounds, `const`, `in` and `not_in` of a numeric (or duration) rule.
-struct RangeRules: Hashable {
+public struct RangeRules: Hashable {
     /// `double`, `int32`, ..., `duration`: the rule-id prefix.
-    var kind: String
-    var gt: RuleValue?
-    var gte: RuleValue?
-    var lt: RuleValue?
-    var lte: RuleValue?
-    var const: RuleValue?
-    var inList: [RuleValue] = []
-    var notIn: [RuleValue] = []
-    var finite = false
+    public var kind: String
+    public var gt: RuleValue?
+    public var gte: RuleValue?
+    public var lt: RuleValue?
+    public var lte: RuleValue?
+    public var const: RuleValue?
+    public var inList: [RuleValue] = []
+    public var notIn: [RuleValue] = []
+    public var finite = false
     /// Duration bounds as (seconds, nanos), to compare with `Validation.compare`.
-    var durations: [String: (Int64, Int32)] = [:]
+    public var durations: [String: (Int64, Int32)] = [:]
 
-    static func == (lhs: RangeRules, rhs: RangeRules) -> Bool {
+    public static func == (lhs: RangeRules, rhs: RangeRules) -> Bool {
         lhs.kind == rhs.kind && lhs.gt == rhs.gt && lhs.gte == rhs.gte && lhs.lt == rhs.lt && lhs.lte == rhs.lte
     }
-    func hash(into hasher: inout Hasher) { hasher.combine(kind) }
+    public func hash(into hasher: inout Hasher) { hasher.combine(kind) }
 }
 
-struct StringRules: Hashable {
-    var const: String?
-    var len: UInt64?
-    var minLen: UInt64?
-    var maxLen: UInt64?
-    var lenBytes: UInt64?
-    var minBytes: UInt64?
-    var maxBytes: UInt64?
-    var pattern: String?
-    var prefix: String?
-    var suffix: String?
-    var contains: String?
-    var email = false
-    var uuid = false
+public struct StringRules: Hashable {
+    public var const: String?
+    public var len: UInt64?
+    public var minLen: UInt64?
+    public var maxLen: UInt64?
+    public var lenBytes: UInt64?
+    public var minBytes: UInt64?
+    public var maxBytes: UInt64?
+    public var pattern: String?
+    public var prefix: String?
+    public var suffix: String?
+    public var contains: String?
+    public var email = false
+    public var uuid = false
 }
 
-struct EnumRules: Hashable {
-    var const: Int32?
-    var definedOnly = false
-    var inList: [Int32] = []
-    var notIn: [Int32] = []
+public struct EnumRules: Hashable {
+    public var const: Int32?
+    public var definedOnly = false
+    public var inList: [Int32] = []
+    public var notIn: [Int32] = []
 }
 
-struct RepeatedRules: Hashable {
-    var minItems: UInt64?
-    var maxItems: UInt64?
-    var unique = false
-    var items: FieldRules?
+public struct RepeatedRules: Hashable {
+    public var minItems: UInt64?
+    public var maxItems: UInt64?
+    public var unique = false
+    public var items: FieldRules?
 }
 
-indirect enum TypeRules: Hashable {
+public indirect enum TypeRules: Hashable {
     case range(RangeRules)
     case string(StringRules)
     case enumeration(EnumRules)
@@ -146,20 +146,20 @@ indirect enum TypeRules: Hashable {
 }
 
 /// `buf.validate.FieldRules`, the supported part.
-struct FieldRules: Hashable {
-    enum Ignore: Int { case unspecified = 0, ifZeroValue = 1, always = 3 }
-    var required = false
-    var ignore = Ignore.unspecified
-    var type: TypeRules?
+public struct FieldRules: Hashable {
+    public enum Ignore: Int { case unspecified = 0, ifZeroValue = 1, always = 3 }
+    public var required = false
+    public var ignore = Ignore.unspecified
+    public var type: TypeRules?
 }
 
 /// `buf.validate.MessageOneofRule`.
-struct MessageOneofRule: Hashable {
-    var fields: [String]
-    var required: Bool
+public struct MessageOneofRule: Hashable {
+    public var fields: [String]
+    public var required: Bool
 }
 
-enum ValidationRulesParser {
+public enum ValidationRulesParser {
     /// The numeric kinds, by FieldRules field number: (rule name, wire reading, Swift type).
     static let numericKinds: [UInt32: String] = [
         1: "float", 2: "double", 3: "int32", 4: "int64", 5: "uint32", 6: "uint64", 7: "sint32", 8: "sint64",
@@ -189,7 +189,7 @@ enum ValidationRulesParser {
         }
     }
 
-    static func fieldRules(_ bytes: [UInt8], field: ProtoField, elementOnly: Bool = false, what: String) throws -> FieldRules {
+    public static func fieldRules(_ bytes: [UInt8], field: ProtoField, elementOnly: Bool = false, what: String) throws -> FieldRules {
         var reader = WireReader(bytes, what: what)
         var rules = FieldRules()
         while !reader.atEnd {
@@ -403,7 +403,7 @@ enum ValidationRulesParser {
         return "\(negative ? "-" : "")\(abs(seconds)).\(fraction)s"
     }
 
-    static func oneofRequired(_ bytes: [UInt8], what: String) throws -> Bool {
+    public static func oneofRequired(_ bytes: [UInt8], what: String) throws -> Bool {
         var reader = WireReader(bytes, what: what)
         var required = false
         while !reader.atEnd {
@@ -413,7 +413,7 @@ enum ValidationRulesParser {
         return required
     }
 
-    static func messageRules(_ bytes: [UInt8], what: String) throws -> [MessageOneofRule] {
+    public static func messageRules(_ bytes: [UInt8], what: String) throws -> [MessageOneofRule] {
         var reader = WireReader(bytes, what: what)
         var rules: [MessageOneofRule] = []
         while !reader.atEnd {

@@ -21,7 +21,7 @@ struct Dronectl: AsyncParsableCommand {
             abstract: "Call the drone delivery services over gRPC, or the public gateway over JSON/HTTP.",
             discussion: DroneCTLHelp.rootDiscussion,
             version: DroneCTLHelp.version,
-            subcommands: GeneratedCommands.services + DroneCTLHelp.builtInCommands + [Completion.self]
+            subcommands: GeneratedCommands.services + DroneCTLHelp.builtInCommands + [Contract.self, Completion.self]
         )
     }
 }
