@@ -1,3 +1,4 @@
+import Accounts
 import DroneDeliveryAPI
 import DroneScheduler
 import Foundation
@@ -52,6 +53,35 @@ struct ReplicaTests {
             }
             #expect(drones.sorted() == ["dr0", "dr1", "dr2"])
             #expect(outcomes.filter { $0 == .noDroneFree }.count == 5)
+        }
+    }
+
+    @Test("two Accounts replicas starting at once both seed the demo account and key: both start, one key, and it works", arguments: TestEngine.available)
+    func seedingFromTwoReplicas(engine: TestEngine) async throws {
+        // make run-scaled found this: the second replica's key insert was a unique violation,
+        // fatal at start. Several rounds on fresh databases, so the two inserts do meet.
+        for round in 0..<5 {
+            try await withDatabase(engine) { place in
+                let first = AccountsServiceLogic(store: try await place.open({ try SQLAccountStore($0) }, poolSize: 2))
+                let second = AccountsServiceLogic(store: try await place.open({ try SQLAccountStore($0) }, poolSize: 2))
+                async let a: Void = { try await first.seedAccount(id: "acct-demo", displayName: "Demo"); try await first.seedAPIKey(accountID: "acct-demo", secret: "fdk_seed") }()
+                async let b: Void = { try await second.seedAccount(id: "acct-demo", displayName: "Demo"); try await second.seedAPIKey(accountID: "acct-demo", secret: "fdk_seed") }()
+                _ = try await (a, b)
+                let store = try await place.open { try SQLAccountStore($0) }
+                let key = try await store.key(secretHash: SHA256.hex("fdk_seed"))
+                #expect(key?.keyId == "key-demo" && key?.accountId == "acct-demo", "round \(round)")
+            }
+        }
+    }
+
+    @Test("seeding the demo key when key-demo holds another secret fails with a reason", arguments: TestEngine.available)
+    func seedingAnotherSecret(engine: TestEngine) async throws {
+        try await withDatabase(engine) { place in
+            let logic = AccountsServiceLogic(store: try await place.open { try SQLAccountStore($0) })
+            try await logic.seedAccount(id: "acct-demo", displayName: "Demo")
+            try await logic.seedAPIKey(accountID: "acct-demo", secret: "fdk_one")
+            try await logic.seedAPIKey(accountID: "acct-demo", secret: "fdk_one")
+            await #expect(throws: ConfigurationError.self) { try await logic.seedAPIKey(accountID: "acct-demo", secret: "fdk_two") }
         }
     }
 
