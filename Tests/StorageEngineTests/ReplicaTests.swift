@@ -129,6 +129,30 @@ struct ReplicaTests {
         }
     }
 
+    @Test("a pooled connection the server dropped is reconnected by the next read and the next write, not left broken", arguments: TestEngine.postgresOnly)
+    func droppedConnectionsReconnect(engine: TestEngine) async throws {
+        // make chaos-test found this: after PostgreSQL restarted, reads (BEGIN ... READ ONLY
+        // outside the retry) failed with "no connection to the server" on that connection for good.
+        try await withDatabase(engine) { place in
+            let schema = DatabaseSchema(sqlite: [], postgres: ["CREATE TABLE t (k TEXT PRIMARY KEY)"])
+            let database = try await onOwnThread { try place.location(poolSize: 1).open(schema) }
+            try await database.write { try $0.run("INSERT INTO t (k) VALUES (?)", ["a"]) }
+            for round in 0..<3 {
+                // The pool's one connection, ended by the server (as a restart ends them all);
+                // pg_terminate_backend with a timeout returns once that backend has exited.
+                let pid = try #require(try await database.read { try $0.queryFirst("SELECT pg_backend_pid()")?.int(0) })
+                let url = place.url
+                try await onOwnThread { try PostgresDatabase.execute(url: url, "SELECT pg_terminate_backend(\(pid), 10000)") }
+                if round % 2 == 0 {
+                    #expect(try await database.read { try $0.queryFirst("SELECT count(*) FROM t")?.int(0) } == Int64(1 + round / 2), "round \(round): a read")
+                } else {
+                    try await database.write { try $0.run("INSERT INTO t (k) VALUES (?)", [.text("w\(round)")]) }
+                }
+                #expect(try await database.read { try $0.queryFirst("SELECT count(*) FROM t")?.int(0) } != nil, "round \(round): the next read")
+            }
+        }
+    }
+
     @Test("PostgreSQL errors carry the SQLSTATE, the server's message and the statement", arguments: TestEngine.postgresOnly)
     func errorsCarrySQLState(engine: TestEngine) async throws {
         try await withDatabase(engine) { place in

@@ -174,6 +174,8 @@ def main():
     for key, last in load.not_accepted[:10]:
         log(f"  not accepted: {key}: {last}")
     check(ids, "nothing was accepted")
+    check(not load.not_accepted, f"{len(load.not_accepted)} requests retried for 60 s over every gateway were never accepted "
+          f"(the system was unavailable that long): {load.not_accepted[:5]}")
 
     # 1. Every accepted delivery reaches a final stage (waited for in the store, then read through
     # the public API).
@@ -193,8 +195,11 @@ def main():
         if done:
             break
         if time.monotonic() - drain_start > DRAIN:
-            stages = {i: stage_of(HOSTS[replicas[0]], i) for i in pending[:20]}
-            raise Failed(f"{len(pending)} accepted deliveries not final after {DRAIN:.0f} s of drain: {stages}")
+            details = []
+            for i in pending[:20]:
+                answer = http(HOSTS[replicas[0]], "GET", f"/v1/deliveries/{i}/status")
+                details.append(f"{i} (Idempotency-Key {load.accepted.get(i, ('?',))[0]}): {answer}")
+            raise Failed(f"{len(pending)} accepted deliveries not final after {DRAIN:.0f} s of drain:\n  " + "\n  ".join(details))
         if time.monotonic() - last_report > 15:
             log(f"drain: {len(pending)} not final yet")
             last_report = time.monotonic()

@@ -48,9 +48,10 @@ def track_sse(h, delivery_id, key, timeout):
     """Reads the SSE stream through gateway h until it ends; returns the events' stages."""
     answer = via(h, "GET", f"/v1/deliveries/{delivery_id}:track", key=key, headers={"Accept": "text/event-stream"}, timeout=timeout)
     check(answer.status == 200, f"track through {h}: {answer}")
-    stages = re.findall(r'"stage":"([A-Z_]+)"', answer.body)
-    ids = re.findall(r"^id: *(\d+)", answer.body, re.M)
-    return stages, ids, answer.body
+    events = [json.loads(line[5:]) for line in answer.body.splitlines() if line.startswith("data:")]
+    stages = [e.get("stage") for e in events]
+    sequences = [int(e.get("sequence", 0)) for e in events]
+    return stages, sequences, answer.body
 
 
 def one_business(x, y, results):
@@ -74,10 +75,10 @@ def one_business(x, y, results):
         first_stage = re.search(r'"stage":"([A-Z_]+)"', status.body)
         log(f"{x}: business registered, {delivery_id} accepted through gateway {x}, same key through {y} -> same id, "
             f"status through {y}: {first_stage and first_stage.group(1)}")
-        stages, ids, body = track_sse(y, delivery_id, key, timeout=120)
+        stages, sequences, body = track_sse(y, delivery_id, key, timeout=120)
         check(stages and stages[-1] == "DELIVERY_STAGE_COMPLETED", f"SSE through {y} ended without COMPLETED: {body[-500:]}")
-        check(ids == sorted(ids, key=int) and len(set(ids)) == len(ids), f"SSE ids not increasing: {ids}")
-        log(f"{x}: tracked through gateway {y}: {len(ids)} events, last {stages[-1]}")
+        check(sequences == list(range(sequences[0], sequences[0] + len(sequences))), f"SSE events' sequences have a gap: {sequences}")
+        log(f"{x}: tracked through gateway {y} over SSE: {len(sequences)} events, sequences {sequences[0]}..{sequences[-1]} without a gap, last {stages[-1]}")
         history = wait_until(f"history of {delivery_id} with its completion", 30, lambda: (
             (a := via(x, "GET", f"/v1/deliveries/{delivery_id}/history", key=key)).status == 200
             and "DELIVERY_STAGE_COMPLETED" in a.body and a))
