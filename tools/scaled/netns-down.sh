@@ -33,6 +33,7 @@ for ns in $(ip netns list | awk '{print $1}' | grep -E "^$P-(sw|data|load|a|b|c|
     ip netns del "$ns" || echo "netns-down: could not delete $ns" >&2
 done
 rm -rf /etc/netns/"$P"-{sw,data,load,a,b,c,d}
+rmdir /etc/netns 2>/dev/null    # only if nothing else (another prefix, another tool) uses it
 [[ -z $keep ]] && rm -rf "$STATE"
 echo "netns-down: $P namespaces, processes and /etc/netns/$P-* removed${keep:+ (state kept in $STATE)}"
 exit 0
