@@ -7,10 +7,12 @@
 # schema per service created by the services' migrations.
 #   restart-postgres: `pg_ctl -m immediate stop` (a crash: no checkpoint) and start again
 #   restart-nats:     SIGKILL and start again on the same store directory
+# FABRIKAM_ENGINE_DOWN_SECONDS (default 0): how long an engine stays down in a restart.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 need_root
 mkdir -p "$STATE/pids" "$STATE/logs"
+down=${FABRIKAM_ENGINE_DOWN_SECONDS:-0}
 pg=$STATE/postgres
 
 in_data() { ip netns exec "$P-data" "$@"; }
@@ -65,7 +67,7 @@ case ${1:?usage: engines.sh start|stop|restart-postgres|restart-nats} in
     start) pg_start; nats_start
            echo "engines: PostgreSQL $DATA_IP:5432 (database fabrikam, $pg), nats-server $DATA_IP:4222 JetStream ($STATE/nats)" ;;
     stop) nats_stop TERM; pg_stop fast ;;
-    restart-postgres) pg_stop immediate; pg_start; echo "engines: PostgreSQL restarted (immediate stop: a crash)" ;;
-    restart-nats) nats_stop KILL; nats_start; echo "engines: nats-server killed and started again on its store" ;;
+    restart-postgres) pg_stop immediate; sleep "$down"; pg_start; echo "engines: PostgreSQL restarted (immediate stop: a crash; down ${down} s)" ;;
+    restart-nats) nats_stop KILL; sleep "$down"; nats_start; echo "engines: nats-server killed and started again on its store (down ${down} s)" ;;
     *) echo "usage: engines.sh start|stop|restart-postgres|restart-nats" >&2; exit 2 ;;
 esac
