@@ -6,7 +6,8 @@ FUZZ_SECONDS ?= 30
 PREFIX ?= /usr/local
 
 .PHONY: all deps build install bench-dronectl proto check-generated test unit-tests fuzz bench bench-protobuf bench-rpc bench-tls bench-observability certs bench-ingestion bench-gateway bench-load-levelling run clean interop interop-server \
-	images compose-up compose-down validate-deploy container-test measure-containers contract-test contract-baseline
+	images compose-up compose-down validate-deploy container-test measure-containers contract-test contract-baseline \
+	run-scaled run-scaled-down scaled-test chaos-test
 
 all: build
 
@@ -113,6 +114,22 @@ bench: bench-protobuf bench-rpc bench-ingestion bench-gateway bench-dronectl ben
 ## run: start the whole system locally (every service in its own process; Ctrl-C stops them)
 run: build
 	@bash tools/run.sh --no-build
+
+## run-scaled: PostgreSQL, NATS JetStream and two replicas of every service and of the gateway, each host a network namespace (root; tools/run-scaled.sh, Ctrl-C stops and removes everything)
+run-scaled: build
+	@bash tools/run-scaled.sh --no-build
+
+## run-scaled-down: stop a run-scaled system and remove its namespaces, /etc/netns entries and state (idempotent)
+run-scaled-down:
+	@bash tools/run-scaled.sh --down
+
+## scaled-test: start the scaled system, the end-to-end delivery through both gateways from the load host, tear down (tools/scaled-test.sh)
+scaled-test: build
+	bash tools/scaled-test.sh
+
+## chaos-test: scaled-test, then SIGKILL one replica of each service in turn and restart PostgreSQL and NATS under delivery load; checks every delivery ends, drones and histories (tools/scaled/chaos.py)
+chaos-test: build
+	bash tools/scaled-test.sh --chaos
 
 ## images: one container image per service, fabrikam/<name>:dev (tools/container-images.sh)
 images:

@@ -14,7 +14,8 @@ import Synchronization
 ///   failure or deadlock (40001, 40P01) reruns the closure, up to three times; a connection lost
 ///   before COMMIT was sent reconnects and reruns it once; lost during COMMIT, the outcome is
 ///   unknown and the caller hears so.
-/// - `read` runs its closure in a REPEATABLE READ, READ ONLY transaction: one snapshot.
+/// - `read` runs its closure in a REPEATABLE READ, READ ONLY transaction: one snapshot; a
+///   connection found lost reconnects and the read runs again once.
 /// - The schema is brought up to date when the database is opened: the steps not yet recorded in
 ///   the schema's `schema_migrations` table run in one transaction under an advisory lock, so
 ///   replicas starting at once apply each step exactly once.
@@ -56,14 +57,26 @@ public final class PostgresDatabase: SQLDatabase {
 
     public func snapshot<T: Sendable>(_ body: @escaping @Sendable (any SQLTransaction) throws -> T) async throws -> T {
         try await submit { connection in
-            try connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            do {
-                let value = try body(connection)
-                try connection.execute("COMMIT")
-                return value
-            } catch {
-                if !connection.isBroken { _ = try? connection.execute("ROLLBACK") } else { _ = connection.reconnect() }
-                throw error
+            // BEGIN inside the retry: a connection the server dropped (restarted), or one whose
+            // reconnect failed while the server was down, is reconnected here, as writes do;
+            // with BEGIN outside it every later read on that connection failed for good.
+            var attempt = 0
+            while true {
+                attempt += 1
+                do {
+                    try connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    let value = try body(connection)
+                    try connection.execute("COMMIT")
+                    return value
+                } catch {
+                    if connection.isBroken {
+                        // Read only: running it again on the new connection is safe.
+                        if connection.reconnect() && attempt < 2 { continue }
+                        throw error
+                    }
+                    _ = try? connection.execute("ROLLBACK")
+                    throw error
+                }
             }
         }
     }

@@ -1,3 +1,4 @@
+import Accounts
 import DroneDeliveryAPI
 import DroneScheduler
 import Foundation
@@ -55,6 +56,35 @@ struct ReplicaTests {
         }
     }
 
+    @Test("two Accounts replicas starting at once both seed the demo account and key: both start, one key, and it works", arguments: TestEngine.available)
+    func seedingFromTwoReplicas(engine: TestEngine) async throws {
+        // make run-scaled found this: the second replica's key insert was a unique violation,
+        // fatal at start. Several rounds on fresh databases, so the two inserts do meet.
+        for round in 0..<5 {
+            try await withDatabase(engine) { place in
+                let first = AccountsServiceLogic(store: try await place.open({ try SQLAccountStore($0) }, poolSize: 2))
+                let second = AccountsServiceLogic(store: try await place.open({ try SQLAccountStore($0) }, poolSize: 2))
+                async let a: Void = { try await first.seedAccount(id: "acct-demo", displayName: "Demo"); try await first.seedAPIKey(accountID: "acct-demo", secret: "fdk_seed") }()
+                async let b: Void = { try await second.seedAccount(id: "acct-demo", displayName: "Demo"); try await second.seedAPIKey(accountID: "acct-demo", secret: "fdk_seed") }()
+                _ = try await (a, b)
+                let store = try await place.open { try SQLAccountStore($0) }
+                let key = try await store.key(secretHash: SHA256.hex("fdk_seed"))
+                #expect(key?.keyId == "key-demo" && key?.accountId == "acct-demo", "round \(round)")
+            }
+        }
+    }
+
+    @Test("seeding the demo key when key-demo holds another secret fails with a reason", arguments: TestEngine.available)
+    func seedingAnotherSecret(engine: TestEngine) async throws {
+        try await withDatabase(engine) { place in
+            let logic = AccountsServiceLogic(store: try await place.open { try SQLAccountStore($0) })
+            try await logic.seedAccount(id: "acct-demo", displayName: "Demo")
+            try await logic.seedAPIKey(accountID: "acct-demo", secret: "fdk_one")
+            try await logic.seedAPIKey(accountID: "acct-demo", secret: "fdk_one")
+            await #expect(throws: ConfigurationError.self) { try await logic.seedAPIKey(accountID: "acct-demo", secret: "fdk_two") }
+        }
+    }
+
     @Test("migrations started twice at once apply once", arguments: TestEngine.available)
     func migrationsApplyOnce(engine: TestEngine) async throws {
         try await withDatabase(engine) { place in
@@ -96,6 +126,30 @@ struct ReplicaTests {
             try await database.write { try $0.run("INSERT INTO t (k, v) VALUES (?, ?)", ["d", 5]) }
             let rows = try await database.read { try $0.query("SELECT k, v FROM t ORDER BY k").map { "\($0.string(0))=\($0.int(1))" } }
             #expect(rows == ["a=1", "d=5"])
+        }
+    }
+
+    @Test("a pooled connection the server dropped is reconnected by the next read and the next write, not left broken", arguments: TestEngine.postgresOnly)
+    func droppedConnectionsReconnect(engine: TestEngine) async throws {
+        // make chaos-test found this: after PostgreSQL restarted, reads (BEGIN ... READ ONLY
+        // outside the retry) failed with "no connection to the server" on that connection for good.
+        try await withDatabase(engine) { place in
+            let schema = DatabaseSchema(sqlite: [], postgres: ["CREATE TABLE t (k TEXT PRIMARY KEY)"])
+            let database = try await onOwnThread { try place.location(poolSize: 1).open(schema) }
+            try await database.write { try $0.run("INSERT INTO t (k) VALUES (?)", ["a"]) }
+            for round in 0..<3 {
+                // The pool's one connection, ended by the server (as a restart ends them all);
+                // pg_terminate_backend with a timeout returns once that backend has exited.
+                let pid = try #require(try await database.read { try $0.queryFirst("SELECT pg_backend_pid()")?.int(0) })
+                let url = place.url
+                try await onOwnThread { try PostgresDatabase.execute(url: url, "SELECT pg_terminate_backend(\(pid), 10000)") }
+                if round % 2 == 0 {
+                    #expect(try await database.read { try $0.queryFirst("SELECT count(*) FROM t")?.int(0) } == Int64(1 + round / 2), "round \(round): a read")
+                } else {
+                    try await database.write { try $0.run("INSERT INTO t (k) VALUES (?)", [.text("w\(round)")]) }
+                }
+                #expect(try await database.read { try $0.queryFirst("SELECT count(*) FROM t")?.int(0) } != nil, "round \(round): the next read")
+            }
         }
     }
 

@@ -18,6 +18,9 @@ public protocol AccountStore: Sendable {
     /// A user of one account (user ids are unique within an account only).
     func user(accountID: String, userID: String) async throws -> AccountsV1.User?
     func insertKey(_ key: AccountsV1.ApiKey, secretHash: String) async throws
+    /// Inserts the key unless a key with its id (or secret) exists; true if this call inserted it (two
+    /// replicas seeding the same key at once: one inserts, the other is told it did not).
+    func insertKeyIfAbsent(_ key: AccountsV1.ApiKey, secretHash: String) async throws -> Bool
     func key(secretHash: String) async throws -> AccountsV1.ApiKey?
     /// Marks the key revoked (once); nil if the account has no such key.
     func revokeKey(accountID: String, keyID: String, at time: Timestamp) async throws -> AccountsV1.ApiKey?
@@ -124,6 +127,13 @@ public final class SQLAccountStore: AccountStore {
         try await database.write { db in
             try db.run("INSERT INTO api_keys (key_id, account_id, secret_hash, data) VALUES (?, ?, ?, ?)",
                        [.text(key.keyId), .text(key.accountId), .text(secretHash), .blob(key.serializedBytes())])
+        }
+    }
+
+    public func insertKeyIfAbsent(_ key: AccountsV1.ApiKey, secretHash: String) async throws -> Bool {
+        try await database.write { db in
+            try db.run("INSERT INTO api_keys (key_id, account_id, secret_hash, data) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                       [.text(key.keyId), .text(key.accountId), .text(secretHash), .blob(key.serializedBytes())]) == 1
         }
     }
 

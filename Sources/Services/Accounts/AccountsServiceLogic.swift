@@ -145,7 +145,9 @@ public struct AccountsServiceLogic: AccountsV1.AccountsService.Handler {
     }
 
     /// Gives the account an API key with a known secret if it has none with that secret (the
-    /// local demo's key; never set in a real deployment).
+    /// local demo's key; never set in a real deployment). Replicas starting together may all
+    /// seed it: one inserts, the others find it inserted (a unique violation stopped the second
+    /// replica before). If `key-demo` exists with another secret, that is an error.
     public func seedAPIKey(accountID: String, secret: String) async throws {
         guard try await store.key(secretHash: SHA256.hex(secret)) == nil else { return }
         var key = AccountsV1.ApiKey()
@@ -156,7 +158,10 @@ public struct AccountsServiceLogic: AccountsV1.AccountsService.Handler {
         key.status = .active
         key.role = .admin
         key.createTime = .now
-        try await store.insertKey(key, secretHash: SHA256.hex(secret))
+        if try await store.insertKeyIfAbsent(key, secretHash: SHA256.hex(secret)) { return }
+        guard try await store.key(secretHash: SHA256.hex(secret)) != nil else {
+            throw ConfigurationError("the seeded API key \(key.keyId) exists with another secret than --seed-api-key")
+        }
     }
 
     /// A new active key of `role` for the account, and its secret (shown once, stored as a hash).
