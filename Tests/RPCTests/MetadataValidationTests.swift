@@ -70,6 +70,21 @@ struct MetadataValidationTests {
         }
     }
 
+    @Test("a status message with a space at either end reaches the client whole (a header value may not start or end with one)")
+    func messageWithEdgeSpaces() async throws {
+        let messages = ["no API key ", " leading", "  both  ", " "]
+        var router = Router()
+        router.unary(Methods.UnaryCall.self) { request, _ in
+            throw RPCError(.notFound, messages[Int(request.responseSize)])
+        }
+        try await withServer(router) { client, _ in
+            for (index, message) in messages.enumerated() {
+                let error = await #expect(throws: RPCError.self) { _ = try await client.unary(Methods.UnaryCall.self, request(responseSize: Int32(index))) }
+                #expect(error?.code == .notFound && error?.message == message, "\(String(describing: error))")
+            }
+        }
+    }
+
     @Test("our server ends a call whose handler set bad metadata with INTERNAL naming the header")
     func serverRefuses() async throws {
         var router = Router()

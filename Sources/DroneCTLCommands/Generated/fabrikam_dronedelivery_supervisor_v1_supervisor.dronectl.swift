@@ -166,12 +166,13 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.SupervisorServic
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.SupervisorService.Command {
     /// Runs a failed saga forward again from its failed step (for example once
     /// a broken dependency is fixed). FAILED_PRECONDITION once compensation has
-    /// started.
+    /// started; ABORTED while a compensation or another retry of the same saga
+    /// holds it (try again once it is done).
     public struct RetryFailedSaga: AsyncParsableCommand {
         public static let configuration = CommandConfiguration(
             commandName: "retry-failed-saga",
             abstract: "Runs a failed saga forward again from its failed step (for example once a broken dependency is fixed).",
-            discussion: "Runs a failed saga forward again from its failed step (for example once a broken dependency is fixed). FAILED_PRECONDITION once compensation has started.\n\ngRPC: /fabrikam.dronedelivery.supervisor.v1.SupervisorService/RetryFailedSaga (unary)\nHTTP: none (no google.api.http annotation; gRPC only)\nRequest: fabrikam.dronedelivery.supervisor.v1.RetryFailedSagaRequest; response: fabrikam.dronedelivery.supervisor.v1.FailedSaga."
+            discussion: "Runs a failed saga forward again from its failed step (for example once a broken dependency is fixed). FAILED_PRECONDITION once compensation has started; ABORTED while a compensation or another retry of the same saga holds it (try again once it is done).\n\ngRPC: /fabrikam.dronedelivery.supervisor.v1.SupervisorService/RetryFailedSaga (unary)\nHTTP: none (no google.api.http annotation; gRPC only)\nRequest: fabrikam.dronedelivery.supervisor.v1.RetryFailedSagaRequest; response: fabrikam.dronedelivery.supervisor.v1.FailedSaga."
         )
 
         @OptionGroup public var call: CallFlags
@@ -190,12 +191,13 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.SupervisorServic
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.SupervisorService.Command {
     /// Runs (or re-runs) the compensations of a failed saga now, instead of
-    /// waiting for the next scheduled attempt.
+    /// waiting for the next scheduled attempt. ABORTED while another replica's
+    /// round (or a retry) holds the saga.
     public struct CompensateFailedSaga: AsyncParsableCommand {
         public static let configuration = CommandConfiguration(
             commandName: "compensate-failed-saga",
             abstract: "Runs (or re-runs) the compensations of a failed saga now, instead of waiting for the next scheduled attempt.",
-            discussion: "gRPC: /fabrikam.dronedelivery.supervisor.v1.SupervisorService/CompensateFailedSaga (unary)\nHTTP: none (no google.api.http annotation; gRPC only)\nRequest: fabrikam.dronedelivery.supervisor.v1.CompensateFailedSagaRequest; response: fabrikam.dronedelivery.supervisor.v1.FailedSaga."
+            discussion: "Runs (or re-runs) the compensations of a failed saga now, instead of waiting for the next scheduled attempt. ABORTED while another replica's round (or a retry) holds the saga.\n\ngRPC: /fabrikam.dronedelivery.supervisor.v1.SupervisorService/CompensateFailedSaga (unary)\nHTTP: none (no google.api.http annotation; gRPC only)\nRequest: fabrikam.dronedelivery.supervisor.v1.CompensateFailedSagaRequest; response: fabrikam.dronedelivery.supervisor.v1.FailedSaga."
         )
 
         @OptionGroup public var call: CallFlags

@@ -1088,7 +1088,8 @@ extension Fabrikam.Dronedelivery.Supervisor.V1 {
 
             /// Runs a failed saga forward again from its failed step (for example once
             /// a broken dependency is fixed). FAILED_PRECONDITION once compensation has
-            /// started.
+            /// started; ABORTED while a compensation or another retry of the same saga
+            /// holds it (try again once it is done).
             public enum RetryFailedSaga: ProtobufKit.MethodSpec {
                 public typealias Input = DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.RetryFailedSagaRequest
                 public typealias Output = DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.FailedSaga
@@ -1105,7 +1106,8 @@ extension Fabrikam.Dronedelivery.Supervisor.V1 {
             }
 
             /// Runs (or re-runs) the compensations of a failed saga now, instead of
-            /// waiting for the next scheduled attempt.
+            /// waiting for the next scheduled attempt. ABORTED while another replica's
+            /// round (or a retry) holds the saga.
             public enum CompensateFailedSaga: ProtobufKit.MethodSpec {
                 public typealias Input = DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.CompensateFailedSagaRequest
                 public typealias Output = DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.FailedSaga
@@ -1137,11 +1139,13 @@ extension Fabrikam.Dronedelivery.Supervisor.V1 {
 
             /// Runs a failed saga forward again from its failed step (for example once
             /// a broken dependency is fixed). FAILED_PRECONDITION once compensation has
-            /// started.
+            /// started; ABORTED while a compensation or another retry of the same saga
+            /// holds it (try again once it is done).
             func retryFailedSaga(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.RetryFailedSagaRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.FailedSaga
 
             /// Runs (or re-runs) the compensations of a failed saga now, instead of
-            /// waiting for the next scheduled attempt.
+            /// waiting for the next scheduled attempt. ABORTED while another replica's
+            /// round (or a retry) holds the saga.
             func compensateFailedSaga(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.CompensateFailedSagaRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.FailedSaga
         }
 
@@ -1170,13 +1174,15 @@ extension Fabrikam.Dronedelivery.Supervisor.V1 {
 
             /// Runs a failed saga forward again from its failed step (for example once
             /// a broken dependency is fixed). FAILED_PRECONDITION once compensation has
-            /// started.
+            /// started; ABORTED while a compensation or another retry of the same saga
+            /// holds it (try again once it is done).
             public func retryFailedSaga(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.RetryFailedSagaRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.FailedSaga {
                 try await rpc.unary(Method.RetryFailedSaga.self, request, options: options)
             }
 
             /// Runs (or re-runs) the compensations of a failed saga now, instead of
-            /// waiting for the next scheduled attempt.
+            /// waiting for the next scheduled attempt. ABORTED while another replica's
+            /// round (or a retry) holds the saga.
             public func compensateFailedSaga(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.CompensateFailedSagaRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Supervisor.V1.FailedSaga {
                 try await rpc.unary(Method.CompensateFailedSaga.self, request, options: options)
             }

@@ -39,10 +39,14 @@ enum GRPCTimeout {
 
 /// `grpc-message`: percent-encoded UTF-8 (PROTOCOL-HTTP2: bytes outside 0x20...0x7E, and '%').
 enum PercentEncoding {
+    /// Printable ASCII but `%` goes as it is, the rest as `%XX`; so does a space at either end,
+    /// which an HTTP/2 field value may not have (nghttp2 resets the stream that sends one).
     static func encode(_ text: String) -> String {
         var out = ""
-        for byte in text.utf8 {
-            if byte >= 0x20 && byte <= 0x7E && byte != UInt8(ascii: "%") {
+        let last = text.utf8.count - 1
+        for (index, byte) in text.utf8.enumerated() {
+            let edgeSpace = byte == UInt8(ascii: " ") && (index == 0 || index == last)
+            if byte >= 0x20 && byte <= 0x7E && byte != UInt8(ascii: "%") && !edgeSpace {
                 out.unicodeScalars.append(Unicode.Scalar(byte))
             } else {
                 out += "%" + String(byte, radix: 16, uppercase: true).leftPadded(2)
