@@ -21,6 +21,7 @@ apt_packages=(
   zsh fish                              # dronectl tests: its zsh and fish completion scripts run in the real shells
   prometheus                            # metrics tests: promtool checks the exposition, the server scrapes a service
   openssl                               # tools/make-certs.sh: the local CA and certificates for TLS (and the TLS tests)
+  iproute2 bc                           # make run-scaled / scaled-test: network namespaces and veths (ip), the script's timing (bc)
 )
 
 missing=()
