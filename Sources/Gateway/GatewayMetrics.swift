@@ -1,4 +1,5 @@
 import CoreMetrics
+import HTTP2
 import ServiceKit
 import Synchronization
 
@@ -12,6 +13,9 @@ import Synchronization
 /// - `http_server_connections{protocol}` and `http_server_connections_total{protocol}`: open and
 ///   accepted connections, `protocol` being `http/1.1` (HTTP/1.0 included) or `h2` (cleartext
 ///   prior knowledge, or TLS with ALPN), the names ALPN uses.
+/// - `http_server_flow_control_stalls_total{window}`: times an HTTP/2 answer had to wait for its
+///   client's flow-control window, `window` being `stream` (that stream's reader is behind) or
+///   `connection` (the whole client is), as the RPC servers count theirs.
 ///
 /// Labels stay few whatever clients send, so a scanner cannot grow the series without bound:
 /// `route` is the matched route's template (`/v1/deliveries/{delivery_id}`), never the path with
@@ -56,6 +60,8 @@ final class GatewayMetrics: Sendable {
     let inFlight: Meter
     private let openConnections: [ConnectionProtocol: Meter]
     private let acceptedConnections: [ConnectionProtocol: Counter]
+    private let streamStalls: Counter
+    private let connectionStalls: Counter
 
     init() {
         MetricsEndpoint.describe("http_server_requests_total", "HTTP requests the gateway answered, by method, route template and status code.")
@@ -72,6 +78,18 @@ final class GatewayMetrics: Sendable {
         }
         openConnections = open
         acceptedConnections = accepted
+        MetricsEndpoint.describe("http_server_flow_control_stalls_total",
+                                 "Times an HTTP/2 answer waited for its client's flow-control window, by the window that stopped it.")
+        streamStalls = Counter(label: "http_server_flow_control_stalls_total", dimensions: [("window", "stream")])
+        connectionStalls = Counter(label: "http_server_flow_control_stalls_total", dimensions: [("window", "connection")])
+    }
+
+    /// Counts one wait of an HTTP/2 answer for the client's window.
+    func flowControlStalled(_ window: FlowControlWindow) {
+        switch window {
+        case .stream: streamStalls.increment()
+        case .connection: connectionStalls.increment()
+        }
     }
 
     /// A method as a label: the standard ones as sent, anything else `_OTHER`.

@@ -62,6 +62,8 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
                 try context.pipeline.syncOperations.addHandler(requests)
             } else if count == Self.preface.count {
                 let session = try HTTP2Session(role: .server)
+                let metrics = gateway.metrics
+                session.onFlowControlStall = { window in metrics.flowControlStalled(window) }
                 // The preface is in: SETTINGS must follow within the header timeout, and a
                 // connection without open streams closes after the idle timeout.
                 var limits = HTTP2Limits()

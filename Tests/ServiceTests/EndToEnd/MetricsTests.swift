@@ -188,6 +188,12 @@ extension EndToEndTests {
                 let oddMethod = try await system.http("BREW", "/v1/deliveries/dlv-metrics-nope-3", http2: true)
                 let health = try await system.http("GET", "/healthz", key: nil)
                 #expect(health.status == 200)
+                // An HTTP/2 client whose stream window (1,023 bytes) is far below the OpenAPI
+                // document's size: the answer waits for its WINDOW_UPDATEs.
+                let slowReader = try await onOwnThread {
+                    try runCollecting("/usr/bin/nghttp", ["-n", "-s", "-w", "10", system.gatewayURL + "/openapi.json"], timeout: .seconds(30))
+                }
+                #expect(slowReader.status == 0, "nghttp: \(String(decoding: slowReader.errorOutput, as: UTF8.self))")
 
                 let scrape = String(decoding: try await run("/usr/bin/curl", ["-sS", "--fail", "http://127.0.0.1:\(system.port("gateway") + MetricsEndpoint.defaultPortOffset)/metrics"]),
                                     as: UTF8.self)
@@ -209,6 +215,7 @@ extension EndToEndTests {
                 #expect((value("http_server_connections_total", ["protocol": "h2"]) ?? 0) >= 2, "\(scrape)")
                 #expect((value("http_server_connections_total", ["protocol": "http/1.1"]) ?? 0) >= 4, "\(scrape)")
                 #expect(value("http_server_connections", ["protocol": "h2"]) != nil, "\(scrape)")
+                #expect((value("http_server_flow_control_stalls_total", ["window": "stream"]) ?? 0) >= 1, "\(scrape)")
                 // The RPC runtime's flow-control stall counters are in every process's exposition.
                 #expect(value("grpc_client_flow_control_stalls_total", ["window": "stream"]) != nil, "\(scrape)")
 
