@@ -12,6 +12,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 if [[ -z ${FABRIKAM_TEST_NATS_URL:-} ]]; then exec bash "$root/tools/with-nats.sh" bash "$0" "$@"; fi
 
 export FABRIKAM_BROKER=$FABRIKAM_TEST_NATS_URL
+# The server requires credentials: the services read the password from its file, as from a Secret.
+export FABRIKAM_BROKER_USER=$FABRIKAM_TEST_NATS_USER FABRIKAM_BROKER_PASSWORD_FILE=$FABRIKAM_TEST_NATS_PASSWORD_FILE
 export FABRIKAM_PORT_BASE=${FABRIKAM_PORT_BASE:-25051}
 export FABRIKAM_DATA_DIR=$(mktemp -d /tmp/fabrikam-e2e-nats.XXXXXX)
 export FABRIKAM_SEED_API_KEY=fdk_local_demo_key

@@ -42,6 +42,8 @@ public final class JetStreamBroker: MessageQueue, EventStream, Sendable {
         public var topicRetention: Duration = .seconds(7 * 24 * 3600)
         /// Unsettled messages a queue's consumer hands out at once (over every replica).
         public var maxAckPending = 10_000
+        /// What the server requires of a client, if anything.
+        public var credentials = NATSCredentials.none
         public init(url: String) { self.url = url }
     }
 
@@ -75,6 +77,7 @@ public final class JetStreamBroker: MessageQueue, EventStream, Sendable {
         self.configuration = configuration
         self.logger = logger
         var options = NATSConnection.Options(url: configuration.url)
+        options.credentials = configuration.credentials
         options.name = "fabrikam-\(configuration.namespace)"
         let connectOptions = options
         connection = try await Blocking.run { try NATSConnection(connectOptions, logger: logger) }

@@ -56,6 +56,15 @@ final class CStrings {
     deinit { pointers.forEach { free($0) } }
 }
 
+/// How a client proves who it is to a NATS server whose configuration requires it
+/// (`authorization { user, password }`). Kept out of the URL so
+/// that it is in no log line and no process list (`NATSConnection.redacted` hides a URL's own).
+public enum NATSCredentials: Sendable, Equatable {
+    /// The server accepts anyone who reaches it (a laptop, a test).
+    case none
+    case userPassword(user: String, password: String)
+}
+
 /// One connection to a NATS server (or cluster) with its JetStream context: the thin layer over
 /// libnats that `JetStreamBroker` uses. Reconnects forever on its own; what happens to the
 /// connection (disconnected, reconnected, closed, asynchronous errors) goes to the log.
@@ -73,7 +82,21 @@ public final class NATSConnection: @unchecked Sendable {
         /// Callback subscriptions share the library's small pool of delivery threads instead of
         /// a thread each (the live feed opens one subscription per tracking stream).
         public var sharedDeliveryThreads = false
+        /// Sent when the server asks for them; a refusal fails the connect with the server's
+        /// "Authorization Violation".
+        public var credentials = NATSCredentials.none
         public init(url: String) { self.url = url }
+    }
+
+    /// `url` with any password or token in it replaced by `***` (`nats://user:***@host:4222`),
+    /// for logs and error messages.
+    public static func redacted(_ url: String) -> String {
+        url.split(separator: ",", omittingEmptySubsequences: false).map { part -> String in
+            guard let scheme = part.range(of: "://"), let at = part[scheme.upperBound...].lastIndex(of: "@") else { return String(part) }
+            let userInfo = part[scheme.upperBound..<at]
+            let shown = userInfo.firstIndex(of: ":").map { String(userInfo[..<$0]) + ":***" } ?? "***"
+            return String(part[..<scheme.upperBound]) + shown + String(part[at...])
+        }.joined(separator: ",")
     }
 
     /// natsConnection *
@@ -97,7 +120,13 @@ public final class NATSConnection: @unchecked Sendable {
         try check(natsOptions_Create(&opts), "natsOptions_Create")
         defer { natsOptions_Destroy(opts) }
         let milliseconds = { (duration: Duration) in Int64(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000) }
-        try check(natsOptions_SetURL(opts, options.url), "natsOptions_SetURL(\(options.url))")
+        let shownURL = Self.redacted(options.url)
+        try check(natsOptions_SetURL(opts, options.url), "natsOptions_SetURL(\(shownURL))")
+        switch options.credentials {
+        case .none: break
+        case .userPassword(let user, let password):
+            try check(natsOptions_SetUserInfo(opts, user, password), "natsOptions_SetUserInfo")
+        }
         try check(natsOptions_SetName(opts, options.name), "natsOptions_SetName")
         try check(natsOptions_SetTimeout(opts, milliseconds(options.timeout)), "natsOptions_SetTimeout")
         try check(natsOptions_SetMaxReconnect(opts, -1), "natsOptions_SetMaxReconnect")
@@ -105,7 +134,7 @@ public final class NATSConnection: @unchecked Sendable {
         if options.sharedDeliveryThreads {
             try check(natsOptions_UseGlobalMessageDelivery(opts, true), "natsOptions_UseGlobalMessageDelivery")
         }
-        let box = Unmanaged.passRetained(CallbackBox(logger: logger, url: options.url))
+        let box = Unmanaged.passRetained(CallbackBox(logger: logger, url: shownURL))
         callbacks = box
         let closure = box.toOpaque()
         // Trampolines: C function pointers (no captures) that find the box through the closure.
@@ -134,7 +163,7 @@ public final class NATSConnection: @unchecked Sendable {
 
         var nc: OpaquePointer?
         do {
-            try check(natsConnection_Connect(&nc, opts), "connect to \(options.url)")
+            try check(natsConnection_Connect(&nc, opts), "connect to \(shownURL)")
         } catch {
             box.release()
             throw error

@@ -21,6 +21,8 @@ public final class NATSLiveFeed: LiveFeed {
         public var url: String
         /// The broker's namespace (`[A-Za-z0-9-]`).
         public var namespace = "fabrikam"
+        /// What the server requires of a client, if anything.
+        public var credentials = NATSCredentials.none
         public init(url: String) { self.url = url }
     }
 
@@ -64,6 +66,7 @@ public final class NATSLiveFeed: LiveFeed {
         self.configuration = configuration
         self.logger = logger
         var options = NATSConnection.Options(url: configuration.url)
+        options.credentials = configuration.credentials
         options.name = "fabrikam-\(configuration.namespace)-live"
         options.sharedDeliveryThreads = true
         let connectOptions = options

@@ -10,6 +10,10 @@ import MessagingNATS
 ///   streams are named after `--broker-namespace` / `FABRIKAM_BROKER_NAMESPACE` (default
 ///   `fabrikam`). Every process of one system must name the same server and namespace.
 ///
+/// A NATS server that requires credentials gets them from `--broker-user` with the secret
+/// `broker-password` (`FABRIKAM_BROKER_PASSWORD_FILE`, a mounted Secret, or
+/// `FABRIKAM_BROKER_PASSWORD`; `Configuration.secret`).
+///
 /// Returns the broker and the store probes for the service's health (the SQLite file; none for
 /// JetStream, whose connection reconnects on its own and whose calls fail while it is away).
 public func openBroker(_ configuration: Configuration, logger: Logger = Logger(label: "fabrikam.broker")) async throws
@@ -18,7 +22,8 @@ public func openBroker(_ configuration: Configuration, logger: Logger = Logger(l
     if spec.hasPrefix("nats://") || spec.hasPrefix("tls://") {
         var settings = JetStreamBroker.Configuration(url: spec)
         settings.namespace = configuration.string("broker-namespace", default: "fabrikam")
-        logger.info("messaging on NATS JetStream", metadata: ["url": "\(spec)", "namespace": "\(settings.namespace)"])
+        settings.credentials = try natsCredentials(configuration)
+        logger.info("messaging on NATS JetStream", metadata: ["url": "\(NATSConnection.redacted(spec))", "namespace": "\(settings.namespace)"])
         // A server still starting (containers started together) is waited for, when configured.
         let chosen = settings
         let broker = try await EngineWait(configuration).retrying("NATS", logger: logger) {
@@ -39,9 +44,32 @@ public func openLiveFeed(_ configuration: Configuration, logger: Logger = Logger
     guard spec.hasPrefix("nats://") || spec.hasPrefix("tls://") else { return InProcessLiveFeed() }
     var settings = NATSLiveFeed.Configuration(url: spec)
     settings.namespace = configuration.string("broker-namespace", default: "fabrikam")
-    logger.info("live feed on NATS", metadata: ["url": "\(spec)", "namespace": "\(settings.namespace)"])
+    settings.credentials = try natsCredentials(configuration)
+    logger.info("live feed on NATS", metadata: ["url": "\(NATSConnection.redacted(spec))", "namespace": "\(settings.namespace)"])
     let chosen = settings
     return try await EngineWait(configuration).retrying("NATS", logger: logger) {
         try await NATSLiveFeed(chosen, logger: logger)
+    }
+}
+
+extension Configuration {
+    /// The flags of a service that uses the broker (`openBroker`, `openLiveFeed`): `broker`,
+    /// `broker-namespace`, and NATS's credentials (`broker-user`, and the secret `broker-password`
+    /// as a file: `--broker-password-file`).
+    public static let brokerFlags = ["broker", "broker-namespace", "broker-user", "broker-password-file"]
+}
+
+/// NATS credentials as configured: a user with a password, or none. A user without a password or
+/// a password without a user is an error naming the settings.
+public func natsCredentials(_ configuration: Configuration) throws -> NATSCredentials {
+    let user = configuration.string("broker-user", default: "")
+    let password = try configuration.secret("broker-password")
+    switch (user.isEmpty ? nil : user, password) {
+    case (nil, nil): return .none
+    case (let user?, let password?): return .userPassword(user: user, password: password)
+    case (_?, nil):
+        throw ConfigurationError("--broker-user (FABRIKAM_BROKER_USER) needs its password: FABRIKAM_BROKER_PASSWORD_FILE, --broker-password-file or FABRIKAM_BROKER_PASSWORD")
+    case (nil, _?):
+        throw ConfigurationError("a NATS password is set (broker-password) without --broker-user (FABRIKAM_BROKER_USER)")
     }
 }

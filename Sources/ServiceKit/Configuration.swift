@@ -49,6 +49,44 @@ public struct Configuration: Sendable {
     /// The address the process's listener binds (`--listen-host`, `FABRIKAM_LISTEN_HOST`).
     public var listenHost: String { string("listen-host", default: "127.0.0.1") }
 
+    /// A secret setting (a password, a token, an API key), or nil when none is configured. It
+    /// comes from the environment (`FABRIKAM_NAME`) or, better, from a file whose path is in
+    /// `FABRIKAM_NAME_FILE` or `--name-file`: the way Kubernetes and compose hand out Secrets
+    /// (`/run/secrets/...`), so the value is in no environment, argument list or manifest. A flag
+    /// `--name` with the value itself counts only where the caller lists it as known (the local
+    /// demo's `--seed-api-key`). One trailing line break is dropped from a file, as `echo` writes
+    /// one. Two sources at once, an unreadable file or an empty value are errors that name the
+    /// setting and the file, never the value.
+    public func secret(_ name: String) throws -> String? {
+        let variable = Self.environmentName(name)
+        var sources: [(what: String, read: () throws -> String)] = []
+        // An empty value counts as unset (compose's `${VAR-}` gives one); an empty file does not.
+        if let value = flags[name], !value.isEmpty { sources.append(("--\(name)", { value })) }
+        if let value = environment[variable], !value.isEmpty { sources.append((variable, { value })) }
+        if let path = flags["\(name)-file"] { sources.append(("--\(name)-file \(path)", { try Self.readSecretFile(path, for: "--\(name)-file") })) }
+        if let path = environment[variable + "_FILE"] { sources.append(("\(variable)_FILE=\(path)", { try Self.readSecretFile(path, for: variable + "_FILE") })) }
+        guard let source = sources.first else { return nil }
+        guard sources.count == 1 else {
+            throw ConfigurationError("the secret \(name) is given \(sources.count) ways (\(sources.map(\.what).joined(separator: ", "))): give one")
+        }
+        let value = try source.read()
+        guard !value.isEmpty else { throw ConfigurationError("the secret \(name) is empty (\(source.what))") }
+        guard !value.contains(where: \.isNewline) else { throw ConfigurationError("the secret \(name) holds a line break inside (\(source.what))") }
+        return value
+    }
+
+    private static func readSecretFile(_ path: String, for setting: String) throws -> String {
+        guard !path.isEmpty else { throw ConfigurationError("\(setting) is empty: it must name a file") }
+        // open(2) directly: its errno says why (no such file, permission denied) in plain words.
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw ConfigurationError("\(setting): cannot read \(path): \(String(cString: strerror(errno)))") }
+        let data = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true).readDataToEndOfFile()
+        guard var text = String(data: data, encoding: .utf8) else { throw ConfigurationError("\(setting): \(path) is not UTF-8 text") }
+        // "\r\n" is one Character in Swift, so one removeLast() drops either ending whole.
+        if let last = text.last, last == "\n" || last == "\r\n" { text.removeLast() }
+        return text
+    }
+
     public func int(_ name: String, default fallback: Int) throws -> Int {
         let text = string(name, default: String(fallback))
         guard let value = Int(text) else { throw ConfigurationError("--\(name) must be an integer, got \"\(text)\"") }

@@ -11,9 +11,13 @@ extension Configuration {
     /// - `store-schema`: the PostgreSQL schema the service keeps its tables in (default: the
     ///   service's name), created and migrated at start;
     /// - `store-pool-size`: PostgreSQL connections this process keeps (default 4);
+    /// - the PostgreSQL password, a secret (`Configuration.secret`): `FABRIKAM_STORE_PASSWORD_FILE`
+    ///   or `--store-password-file` (a mounted Secret), or `FABRIKAM_STORE_PASSWORD`; without
+    ///   one, libpq's own PGPASSWORD and PGPASSFILE still apply. Never put it in the URL: the URL
+    ///   is logged (redacted, but still);
     /// - `replica-id`: the name this replica holds claims and leases in the store under
     ///   (`Configuration.replicaID`).
-    public static let storeFlags = ["store", "store-schema", "store-pool-size", "replica-id"]
+    public static let storeFlags = ["store", "store-schema", "store-pool-size", "store-password-file", "replica-id"]
 }
 
 /// Where a service keeps its data, as configured, and how its health checks it.
@@ -40,12 +44,13 @@ public func serviceStore(_ configuration: Configuration, service: String, file: 
     guard pool >= 1 else { throw ConfigurationError("--store-pool-size must be at least 1, got \(pool)") }
     let schema = configuration.string("store-schema", default: service)
     let url = choice
+    let password = try configuration.secret("store-password")
     // A server still starting (containers started together) is waited for, when configured.
     let wait = try EngineWait(configuration)
     if wait.seconds > 0 {
-        try wait.blocking("PostgreSQL", logger: Logger(label: "fabrikam.store")) { PostgresDatabase.problem(url: url) }
+        try wait.blocking("PostgreSQL", logger: Logger(label: "fabrikam.store")) { PostgresDatabase.problem(url: url, password: password) }
     }
-    return ServiceStore(location: PostgresLocation(url: url, schema: schema, poolSize: pool),
-                        probe: StoreProbe(name: name, check: { PostgresDatabase.problem(url: url).map { "\(name) (PostgreSQL): \($0)" } }),
+    return ServiceStore(location: PostgresLocation(url: url, schema: schema, poolSize: pool, password: password),
+                        probe: StoreProbe(name: name, check: { PostgresDatabase.problem(url: url, password: password).map { "\(name) (PostgreSQL): \($0)" } }),
                         engine: "postgresql")
 }

@@ -1,5 +1,6 @@
 internal import CLibPQ
 import Storage
+import Glibc
 
 /// A failed PostgreSQL call: the SQLSTATE (empty when the server never answered: a connection
 /// failure), the server's message and detail, and the statement that failed.
@@ -36,8 +37,10 @@ final class PostgresConnection: SQLTransaction {
     private let setup: [String]
     private var rewritten: [String: String] = [:]
 
-    init(conninfo: String, setup: [String] = []) throws {
-        guard let handle = PQconnectdb(conninfo) else {
+    /// `password`, when given, goes to libpq beside the connection string (PQconnectdbParams,
+    /// the string expanded as `dbname`), so it never has to be written into a URL.
+    init(conninfo: String, password: String? = nil, setup: [String] = []) throws {
+        guard let handle = Self.connect(conninfo, password: password) else {
             throw PostgresError(sqlState: "", message: "out of memory", sql: "connect")
         }
         guard PQstatus(handle) == CONNECTION_OK else {
@@ -53,6 +56,21 @@ final class PostgresConnection: SQLTransaction {
     }
 
     deinit { PQfinish(handle) }
+
+    private static func connect(_ conninfo: String, password: String?) -> OpaquePointer? {
+        guard let password else { return PQconnectdb(conninfo) }
+        // Later keywords override what the expanded dbname string set; the arrays end with NULL.
+        let keywords: [UnsafeMutablePointer<CChar>?] = [strdup("dbname"), strdup("password"), nil]
+        let values: [UnsafeMutablePointer<CChar>?] = [strdup(conninfo), strdup(password), nil]
+        defer {
+            keywords.forEach { free($0) }
+            if let secret = values[1] { memset(secret, 0, strlen(secret)) }
+            values.forEach { free($0) }
+        }
+        let keywordList: [UnsafePointer<CChar>?] = keywords.map { $0.map { UnsafePointer($0) } }
+        let valueList: [UnsafePointer<CChar>?] = values.map { $0.map { UnsafePointer($0) } }
+        return PQconnectdbParams(keywordList, valueList, 1)
+    }
 
     var dialect: Dialect { .postgres }
 

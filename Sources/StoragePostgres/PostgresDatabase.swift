@@ -28,13 +28,14 @@ public final class PostgresDatabase: SQLDatabase {
 
     /// Opens `poolSize` connections to `url` (a libpq connection string or URI), creates
     /// `schema` if needed, applies `migrations` and sets every connection's search_path to it.
-    public init(url: String, schema: String, poolSize: Int = 4, migrations: [String]) throws {
+    /// `password`, when given, is sent beside `url` instead of inside it (see `PostgresLocation`).
+    public init(url: String, schema: String, poolSize: Int = 4, password: String? = nil, migrations: [String]) throws {
         try Self.checkIdentifier(schema)
         self.schema = schema
         let setup = ["SET search_path TO \(schema)"]
-        try Self.migrate(try PostgresConnection(conninfo: url), schema: schema, steps: migrations)
+        try Self.migrate(try PostgresConnection(conninfo: url, password: password), schema: schema, steps: migrations)
         var connections: [PostgresConnection] = []
-        for _ in 0..<max(poolSize, 1) { connections.append(try PostgresConnection(conninfo: url, setup: setup)) }
+        for _ in 0..<max(poolSize, 1) { connections.append(try PostgresConnection(conninfo: url, password: password, setup: setup)) }
         pool = Pool()
         threads = connections.count
         for (index, connection) in connections.enumerated() {
@@ -151,9 +152,9 @@ public final class PostgresDatabase: SQLDatabase {
 
     /// Nil when a fresh connection to `url` answers a query; otherwise what went wrong (for health).
     /// Blocking.
-    public static func problem(url: String) -> String? {
+    public static func problem(url: String, password: String? = nil) -> String? {
         do {
-            _ = try PostgresConnection(conninfo: url).query("SELECT 1", [])
+            _ = try PostgresConnection(conninfo: url, password: password).query("SELECT 1", [])
             return nil
         } catch {
             return "\(error)"
@@ -173,13 +174,17 @@ public struct PostgresLocation: DatabaseLocation {
     public let url: String
     public let schema: String
     public let poolSize: Int
-    public init(url: String, schema: String, poolSize: Int = 4) {
+    /// The password, kept out of `url` (which is logged, redacted): from a mounted Secret file
+    /// (`Configuration.secret("store-password")`). Nil: libpq's PGPASSWORD / PGPASSFILE, if any.
+    let password: String?
+    public init(url: String, schema: String, poolSize: Int = 4, password: String? = nil) {
         self.url = url
         self.schema = schema
         self.poolSize = poolSize
+        self.password = password
     }
     public func open(_ schema: DatabaseSchema) throws -> any SQLDatabase {
-        try PostgresDatabase(url: url, schema: self.schema, poolSize: poolSize, migrations: schema.postgres)
+        try PostgresDatabase(url: url, schema: self.schema, poolSize: poolSize, password: password, migrations: schema.postgres)
     }
 }
 

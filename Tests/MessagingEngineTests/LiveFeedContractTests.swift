@@ -29,6 +29,7 @@ enum FeedEngine: String, Sendable, CustomTestStringConvertible {
             }
             var configuration = NATSLiveFeed.Configuration(url: url)
             configuration.namespace = "t" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(12).lowercased()
+            configuration.credentials = try NATSCredentials.testServer()
             let fixed = configuration
             let open: @Sendable () async throws -> any LiveFeed = { try await NATSLiveFeed(fixed) }
             return (try await open(), open)

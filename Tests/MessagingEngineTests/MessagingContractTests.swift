@@ -40,6 +40,7 @@ enum Engine: String, Sendable, CaseIterable, CustomTestStringConvertible {
             var configuration = JetStreamBroker.Configuration(url: url)
             configuration.namespace = "t" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(12).lowercased()
             configuration.maxDeliveries = maxDeliveries
+            configuration.credentials = try NATSCredentials.testServer()
             let fixed = configuration
             let open: @Sendable () async throws -> Broker = { try await JetStreamBroker(fixed) }
             return (try await open(), open)

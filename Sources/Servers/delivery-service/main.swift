@@ -11,7 +11,7 @@ import RPC
 import ServiceKit
 
 await runService {
-    let configuration = try Configuration(known: ["port", "data-dir", "broker", "broker-namespace", "simulator", "flight-silence-seconds"] + Configuration.storeFlags)
+    let configuration = try Configuration(known: ["port", "data-dir", "simulator", "flight-silence-seconds"] + Configuration.storeFlags + Configuration.brokerFlags)
     let host = ServiceHost(name: "delivery", port: try configuration.int("port", default: DefaultPort.delivery), listenHost: configuration.listenHost)
     let simulator = try configuration.address("simulator", defaultPort: DefaultPort.simulator)
     let flightControl = Downstream(name: "flight-control", host: simulator.host, port: simulator.port)

@@ -6,7 +6,7 @@ import RPC
 import ServiceKit
 
 await runService {
-    let configuration = try Configuration(known: ["port", "data-dir", "broker", "broker-namespace"] + Configuration.storeFlags)
+    let configuration = try Configuration(known: ["port", "data-dir"] + Configuration.storeFlags + Configuration.brokerFlags)
     let host = ServiceHost(name: "deliveryhistory", port: try configuration.int("port", default: DefaultPort.deliveryHistory), listenHost: configuration.listenHost)
     let storeChoice = try serviceStore(configuration, service: "deliveryhistory", file: "deliveryhistory.sqlite")
     let logic = DeliveryHistoryServiceLogic(store: try SQLHistoryStore(storeChoice.location))

@@ -8,7 +8,7 @@ import RPC
 import ServiceKit
 
 await runService {
-    let configuration = try Configuration(known: ["port", "data-dir", "broker", "broker-namespace"] + Configuration.storeFlags)
+    let configuration = try Configuration(known: ["port", "data-dir"] + Configuration.storeFlags + Configuration.brokerFlags)
     let host = ServiceHost(name: "dronescheduler", port: try configuration.int("port", default: DefaultPort.droneScheduler), listenHost: configuration.listenHost)
     let storeChoice = try serviceStore(configuration, service: "dronescheduler", file: "dronescheduler.sqlite")
     let store = try SQLDroneStore(storeChoice.location)

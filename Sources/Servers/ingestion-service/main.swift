@@ -6,7 +6,7 @@ import RPC
 import ServiceKit
 
 await runService {
-    let configuration = try Configuration(known: ["port", "data-dir", "broker", "broker-namespace"])
+    let configuration = try Configuration(known: ["port", "data-dir"] + Configuration.brokerFlags)
     let host = ServiceHost(name: "ingestion", port: try configuration.int("port", default: DefaultPort.ingestion), listenHost: configuration.listenHost)
     let (broker, brokerProbes) = try await openBroker(configuration)
     var router = Router()

@@ -7,7 +7,7 @@ import ServiceKit
 import Supervisor
 
 await runService {
-    let configuration = try Configuration(known: ["port", "data-dir", "broker", "broker-namespace", "package", "dronescheduler", "delivery", "simulator"] + Configuration.storeFlags)
+    let configuration = try Configuration(known: ["port", "data-dir", "package", "dronescheduler", "delivery", "simulator"] + Configuration.storeFlags + Configuration.brokerFlags)
     let host = ServiceHost(name: "supervisor", port: try configuration.int("port", default: DefaultPort.supervisor), listenHost: configuration.listenHost)
     func downstream(_ name: String, _ port: Int) throws -> Downstream {
         let address = try configuration.address(name, defaultPort: port)

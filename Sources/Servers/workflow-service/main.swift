@@ -13,9 +13,9 @@ import ServiceKit
 import Workflow
 
 await runService {
-    let configuration = try Configuration(known: ["port", "data-dir", "broker", "broker-namespace", "accounts", "package", "dronescheduler", "delivery", "supervisor",
+    let configuration = try Configuration(known: ["port", "data-dir", "accounts", "package", "dronescheduler", "delivery", "supervisor",
                                                   "lease-seconds", "concurrency", "step-attempts", "step-backoff-ms",
-                                                  "max-waiting", "drone-wait-seconds", "drone-line"] + Configuration.storeFlags)
+                                                  "max-waiting", "drone-wait-seconds", "drone-line"] + Configuration.storeFlags + Configuration.brokerFlags)
     let host = ServiceHost(name: "workflow", port: try configuration.int("port", default: DefaultPort.workflow), listenHost: configuration.listenHost)
     func downstream(_ name: String, _ port: Int) throws -> Downstream {
         let address = try configuration.address(name, defaultPort: port)

@@ -32,6 +32,9 @@ struct RepeatedRequestTests {
                                        "FABRIKAM_TEST_NATS_URL is not set (FABRIKAM_REQUIRE_ENGINES=1): run the tests through tools/with-nats.sh")
                 var configuration = JetStreamBroker.Configuration(url: url)
                 configuration.namespace = "r" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(12).lowercased()
+                if let user = TestNATS.user, let password = try TestNATS.password() {
+                    configuration.credentials = .userPassword(user: user, password: password)
+                }
                 return try await JetStreamBroker(configuration)
             }
         }

@@ -136,7 +136,7 @@ struct TrackingAcrossReplicasTests {
     static func replica(store url: String, schema: String, broker: String, namespace: String) async throws -> (store: any DeliveryStore, feed: any LiveFeed) {
         let configuration = try Configuration(arguments: ["--store", url, "--store-schema", schema, "--store-pool-size", "2",
                                                           "--broker", broker, "--broker-namespace", namespace],
-                                              environment: [:], known: ["broker", "broker-namespace"] + Configuration.storeFlags)
+                                              environment: TestNATS.serviceEnvironment, known: Configuration.brokerFlags + Configuration.storeFlags)
         let location = try serviceStore(configuration, service: "delivery", file: "delivery.sqlite").location
         let store = try await onOwnThread { try SQLDeliveryStore(location) }
         return (store, try await openLiveFeed(configuration))

@@ -147,3 +147,29 @@ public func waitUntil(timeout: Duration = .seconds(20), _ condition: () async th
         try await Task.sleep(for: .milliseconds(10))
     }
 }
+
+/// The NATS server `tools/with-nats.sh` started for this run, which requires a user and password
+/// as a production server does: its URL, and the credentials the script wrote (the password in a
+/// file, as a mounted Secret would hold it). Nil when the tests run without that script.
+public enum TestNATS {
+    public static var url: String? { setting("FABRIKAM_TEST_NATS_URL") }
+    public static var user: String? { setting("FABRIKAM_TEST_NATS_USER") }
+    /// The file holding the password (`FABRIKAM_TEST_NATS_PASSWORD_FILE`).
+    public static var passwordFile: String? { setting("FABRIKAM_TEST_NATS_PASSWORD_FILE") }
+    /// The password, read from `passwordFile` (one trailing line break dropped).
+    public static func password() throws -> String? {
+        guard let passwordFile else { return nil }
+        var text = try String(contentsOfFile: passwordFile, encoding: .utf8)
+        if text.hasSuffix("\n") { text.removeLast() }
+        return text
+    }
+    /// The environment a service process needs to reach that server (`--broker-user` and the
+    /// password file), for tests that start services.
+    public static var serviceEnvironment: [String: String] {
+        guard let user, let passwordFile else { return [:] }
+        return ["FABRIKAM_BROKER_USER": user, "FABRIKAM_BROKER_PASSWORD_FILE": passwordFile]
+    }
+    private static func setting(_ name: String) -> String? {
+        ProcessInfo.processInfo.environment[name].flatMap { $0.isEmpty ? nil : $0 }
+    }
+}
