@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs and configures what the container targets need on a fresh Debian 12 machine
 # (make images / compose-up / container-test / validate-deploy call it); idempotent.
-#  - apt: podman (with buildah, runc and podman-compose), mmdebstrap, and docker-compose (only
-#    to validate compose.yaml: there is no Docker engine here)
+#  - apt: podman (with buildah, runc and podman-compose), mmdebstrap, and Docker Engine with
+#    docker-compose 1.29 (docker.io, docker-compose: validating compose.yaml, and the container
+#    test's docker stage, which runs a daemon of its own and stops it)
 #  - /etc/containers/containers.conf.d/fabrikam.conf: runc and ulimits this kind of machine
 #    accepts (../shared/CONTAINERS.md: crun refuses its cgroup layout, and podman's default
 #    nofile/nproc limits are above the hard limits here)
@@ -15,7 +16,7 @@ sudo_cmd=""
 [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
 
 # catatonit: the init process behind `--init` (compose `init: true`); podman only recommends it.
-apt_packages=(podman buildah runc podman-compose uidmap mmdebstrap docker-compose catatonit)
+apt_packages=(podman buildah runc podman-compose uidmap mmdebstrap docker.io docker-compose catatonit)
 missing=()
 for package in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
