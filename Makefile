@@ -5,7 +5,7 @@ FUZZ_SECONDS ?= 30
 
 PREFIX ?= /usr/local
 
-.PHONY: all deps build install bench-dronectl proto check-generated test unit-tests fuzz bench bench-protobuf bench-rpc bench-tls bench-observability certs bench-ingestion bench-gateway bench-load-levelling run clean interop interop-server \
+.PHONY: all deps build install bench-dronectl proto check-generated test unit-tests fuzz bench bench-protobuf bench-rpc bench-tls bench-observability certs bench-ingestion bench-scaled bench-gateway bench-load-levelling run clean interop interop-server \
 	images compose-up compose-down validate-deploy container-test measure-containers contract-test contract-baseline \
 	run-scaled run-scaled-down scaled-test chaos-test
 
@@ -96,6 +96,10 @@ bench-observability: deps
 ## bench-ingestion: durable delivery requests per second into Ingestion, whole system running
 bench-ingestion: deps
 	bash tools/bench-ingestion.sh
+
+## bench-scaled: intake and end-to-end completion on the scaled system (1 and 2 replicas, PostgreSQL, JetStream) against the embedded default, in one run (root)
+bench-scaled: deps
+	bash tools/bench-scaled.sh
 
 ## bench-gateway: a JSON call through the gateway against the same RPC made directly and through nginx
 bench-gateway: deps
