@@ -81,7 +81,7 @@ bench-protobuf: deps
 bench-rpc: deps
 	bash tools/bench-rpc.sh
 
-## bench-tls: server CPU per unary call over TLS against cleartext, and per TLS handshake (tools/bench-tls.sh)
+## bench-tls: server and client CPU per unary call over TLS against cleartext and against grpc C++, and per TLS handshake (tools/bench-tls.sh)
 bench-tls: deps
 	bash tools/bench-tls.sh
 

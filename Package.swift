@@ -39,6 +39,7 @@ let package = Package(
         .executable(name: "protoc-gen-swiftpbc", targets: ["protoc-gen-swiftpbc"]),
         .executable(name: "interop-server", targets: ["interop-server"]),
         .executable(name: "interop-client", targets: ["interop-client"]),
+        .executable(name: "bench-client", targets: ["bench-client"]),
         .executable(name: "accounts-service", targets: ["accounts-service"]),
         .executable(name: "package-service", targets: ["package-service"]),
         .executable(name: "dronescheduler-service", targets: ["dronescheduler-service"]),
@@ -213,6 +214,12 @@ let package = Package(
             name: "interop-client",
             dependencies: ["InteropTesting", "RPC"],
             path: "tools/interop-client"
+        ),
+        // Our client as a load generator, for the client side of `make bench-tls`.
+        .executableTarget(
+            name: "bench-client",
+            dependencies: ["RPC", "GRPCProtos"],
+            path: "tools/bench-client"
         ),
 
         // MARK: Code generator

@@ -7,6 +7,14 @@
 # each figure is the median round. Also: the CPU of a new connection with one call (a full TLS
 # handshake each). Bounded: a fixed number of requests per run.
 #
+# The client side, in the same rounds: our RPCClient (tools/bench-client) and grpc C++'s client
+# (tools/bench/grpc_cpp_client.cc) each make CLIENT_CALLS UnaryCalls over CLIENTS connections with
+# STREAMS calls in flight on each, against the same server (grpc C++, pinned to core 1; the client
+# on core 0), in cleartext and over TLS with the server's certificate checked against the local CA
+# and the name "localhost". Client CPU microseconds per call (the client's own getrusage around
+# the calls, after a warm-up), and per new connection with one call (CLIENT_HANDSHAKES of them,
+# one after another).
+#
 # Not a test (no timing assertions anywhere): a measurement to run by hand, on a quiet machine.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,6 +24,8 @@ CLIENTS=${CLIENTS:-16}
 STREAMS=${STREAMS:-16}
 ROUNDS=${ROUNDS:-3}
 HANDSHAKES=${HANDSHAKES:-2000}
+CLIENT_CALLS=${CLIENT_CALLS:-100000}
+CLIENT_HANDSHAKES=${CLIENT_HANDSHAKES:-1000}
 
 work=$(mktemp -d)
 pids=()
@@ -24,7 +34,9 @@ trap cleanup EXIT
 
 bash tools/make-certs.sh "$work/certs" >/dev/null
 swift build -c release --product interop-server >/dev/null
+swift build -c release --product bench-client >/dev/null
 server="$(swift build -c release --show-bin-path)/interop-server"
+our_client="$(swift build -c release --show-bin-path)/bench-client"
 # The peer (grpc C++) and the load generator come from Debian; nothing else needs them.
 bash tools/bench/build-grpc-peer.sh "$work"
 
@@ -42,7 +54,7 @@ start_server() { # log, env...
 
 start_peer() { # log, [cert key]
   local log=$1; shift
-  taskset -c 0 "$work/grpc_cpp_server" 0 "$@" > "$log" 2>&1 &
+  taskset -c "${PEER_CORE:-0}" "$work/grpc_cpp_server" 0 "$@" > "$log" 2>&1 &
   wait_listening "$log" $!
 }
 
@@ -97,6 +109,28 @@ IFS=: read -r cpp_plain_pid cpp_plain_port < <(start_peer "$work/cpp-plain.log")
 pids+=("$cpp_plain_pid")
 IFS=: read -r cpp_tls_pid cpp_tls_port < <(start_peer "$work/cpp-tls.log" "$work/certs/server.pem" "$work/certs/server-key.pem")
 pids+=("$cpp_tls_pid")
+# The server of the client side: grpc C++ on core 1, the clients on core 0.
+IFS=: read -r peer_plain_pid peer_plain_port < <(PEER_CORE=1 start_peer "$work/peer-plain.log")
+pids+=("$peer_plain_pid")
+IFS=: read -r peer_tls_pid peer_tls_port < <(PEER_CORE=1 start_peer "$work/peer-tls.log" "$work/certs/server.pem" "$work/certs/server-key.pem")
+pids+=("$peer_tls_pid")
+
+# One client run; prints "client-WHO-TRANSPORT rps cpu_us_per_call" and "...-connect cps cpu_us".
+client_run() { # who transport warmup handshakes
+  local who=$1 transport=$2 warmup=$3 handshakes=$4 port=$peer_plain_port tls=() out
+  [[ $transport == tls ]] && port=$peer_tls_port
+  if [[ $who == ours ]]; then
+    [[ $transport == tls ]] && tls=(--ca "$work/certs/ca.pem" --server-name localhost)
+    out=$(taskset -c 0 "$our_client" --port "$port" --connections "$CLIENTS" --concurrency "$STREAMS" --calls "$CLIENT_CALLS" \
+      --warmup "$warmup" --handshakes "$handshakes" "${tls[@]}") || { echo "our client failed ($transport): $out" >&2; exit 1; }
+  else
+    [[ $transport == tls ]] && tls=("$work/certs/ca.pem" localhost)
+    out=$(taskset -c 0 "$work/grpc_cpp_client" "$port" "$CLIENTS" "$STREAMS" "$CLIENT_CALLS" "$warmup" "$handshakes" "${tls[@]}") \
+      || { echo "the grpc C++ client failed ($transport): $out" >&2; exit 1; }
+  fi
+  awk -v kind="client-$who-$transport" '$1 == "calls" { print kind, $2, $3 } $1 == "connect" { print kind "-connect", $2, $3 }' <<< "$out"
+}
+
 path=/grpc.testing.TestService/UnaryCall
 servers=("cleartext:$plain_pid:http://127.0.0.1:$plain_port$path" "tls:$tls_pid:https://127.0.0.1:$tls_port$path"
          "cpp-cleartext:$cpp_plain_pid:http://127.0.0.1:$cpp_plain_port$path" "cpp-tls:$cpp_tls_pid:https://127.0.0.1:$cpp_tls_port$path")
@@ -114,10 +148,16 @@ for round in $(seq 1 "$ROUNDS"); do
     # A new connection per call: the handshake's cost.
     echo "$kind-connect $(connects "$pid" "$url")" >> "$results"
   done
+  # The client side: each client, cleartext and TLS, against the grpc C++ server on core 1.
+  for who in ours cpp; do
+    for transport in cleartext tls; do
+      client_run "$who" "$transport" 20000 "$CLIENT_HANDSHAKES" >> "$results"
+    done
+  done
   echo "round $round done" >&2
 done
 
-python3 - "$results" "$REQUESTS" "$CLIENTS" "$STREAMS" "$HANDSHAKES" <<'PY'
+python3 - "$results" "$REQUESTS" "$CLIENTS" "$STREAMS" "$HANDSHAKES" "$CLIENT_CALLS" "$CLIENT_HANDSHAKES" <<'PY'
 import statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
@@ -136,4 +176,21 @@ ours = median("tls", 1) / median("cpp-tls", 1)
 handshake = (median("tls-connect", 1) - median("cleartext-connect", 1), median("cpp-tls-connect", 1) - median("cpp-cleartext-connect", 1))
 print(f"\nOver TLS our server spends {ours:.2f}x grpc C++'s CPU per call; a TLS handshake (P-256 certificate) costs "
       f"our server about {handshake[0]:.0f} µs and grpc C++ about {handshake[1]:.0f} µs.")
+
+print(f"\nClient side: UnaryCall, {sys.argv[6]} calls over {sys.argv[3]} connections x {sys.argv[4]} calls in flight, against the grpc C++ "
+      f"server (core 1; client on core 0); client CPU per call (median of rounds); a new connection per call: {sys.argv[7]} "
+      f"connections one after another, client CPU per connection\n")
+print("| client | transport | calls/s | client CPU µs/call | vs its cleartext | new connection + call, client CPU µs |")
+print("|---|---|---:|---:|---:|---:|")
+for client, who in [("ours", "ours"), ("grpc C++", "cpp")]:
+    for kind in ["cleartext", "tls"]:
+        row = f"client-{who}-{kind}"
+        print(f"| {client} | {kind} | {median(row, 0):.0f} | {median(row, 1):.1f} | {median(row, 1) / median(f'client-{who}-cleartext', 1):.2f}x "
+              f"| {median(row + '-connect', 1):.0f} |")
+added = {who: median(f"client-{who}-tls", 1) - median(f"client-{who}-cleartext", 1) for who in ["ours", "cpp"]}
+ratio = {who: median(f"client-{who}-tls", 1) / median(f"client-{who}-cleartext", 1) for who in ["ours", "cpp"]}
+handshake = {who: median(f"client-{who}-tls-connect", 1) - median(f"client-{who}-cleartext-connect", 1) for who in ["ours", "cpp"]}
+print(f"\nOver TLS our client spends {median('client-ours-tls', 1) / median('client-cpp-tls', 1):.2f}x grpc C++'s client CPU per call; "
+      f"TLS adds {added['ours']:.1f} µs per call to ours ({(ratio['ours'] - 1) * 100:.0f}%) and {added['cpp']:.1f} µs to grpc C++'s "
+      f"({(ratio['cpp'] - 1) * 100:.0f}%); a client TLS handshake costs ours about {handshake['ours']:.0f} µs and grpc C++'s about {handshake['cpp']:.0f} µs.")
 PY
