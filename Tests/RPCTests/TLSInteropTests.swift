@@ -76,6 +76,26 @@ struct TLSInteropTests {
                 "\(String(describing: expired))")
     }
 
+    @Test("closing a TLS connection to grpcio's server does not wait for the close_notify grpc never sends back")
+    func closeDoesNotWaitForCloseNotify() async throws {
+        let server = try await PythonServer(script: "tools/interop/grpcio_tls.py", arguments: [
+            "server", "--cert", try await TestCertificates.path("server.pem"), "--key", try await TestCertificates.path("server-key.pem")])
+        defer { server.stop() }
+        let tls = try await TLSTests.clientTLS()
+        let client = RPCClient(host: "127.0.0.1", port: server.port, options: .defaults { $0.tls = tls })
+        _ = try await client.unary(Methods.EmptyCall.self, Grpc.Testing.Empty(), options: CallOptions(timeout: .seconds(10)))
+        // swift-nio-ssl's default waits 5 s for it; ours 100 ms. 2 s tells the two apart on a busy machine.
+        let closedInTime = await withTaskGroup(of: Bool.self) { group in
+            group.addTask { await client.close(); return true }
+            group.addTask { try? await Task.sleep(for: .seconds(2)); return false }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            await group.waitForAll()
+            return first
+        }
+        #expect(closedInTime, "close() still waiting after 2 s")
+    }
+
     @Test("buf curl calls our TLS server through reflection, trusting our CA with --cacert; with mutual TLS with --cert/--key")
     func bufCurl() async throws {
         var router = interopTestServiceRouter()
