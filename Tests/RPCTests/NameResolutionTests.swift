@@ -133,6 +133,25 @@ struct NameResolutionTests {
         await second.shutdown()
     }
 
+    @Test("a replaced endpoint: the only connection closed and the name moved; the next call goes to the new address, none fails")
+    func replacedEndpoint() async throws {
+        let (old, oldAddress) = try await Self.echoServer()
+        let (new, newAddress) = try await Self.echoServer()
+        // As a stopped container's replica: its server goes away and the name answers with
+        // another address. With a minimum interval of zero the lookup is due at once; the call
+        // must not try the gone address (here refused; in a container network, a connect timeout).
+        let moving = ScriptedLookup([.addresses([oldAddress]), .addresses([newAddress])])
+        let client = Self.client(moving, minInterval: .zero)
+        _ = try await client.unary(Methods.EmptyCall.self, Grpc.Testing.Empty())
+        await old.shutdown()
+        let noticed = try await waitUntil { client.pool.withLock { $0.connections.isEmpty } }
+        #expect(noticed, "the client never saw its connection close")
+        _ = try await client.unary(Methods.EmptyCall.self, Grpc.Testing.Empty())
+        #expect(client.endpoints == [newAddress])
+        await client.close()
+        await new.shutdown()
+    }
+
     @Test("a failed connection makes the client look the name up again soon, not on every call")
     func reresolutionAfterConnectionFailure() async throws {
         let dead = try await Self.deadAddress()

@@ -19,6 +19,10 @@ public struct NameResolution: Sendable {
     /// gRPC's DNS resolvers use 30 s; shorter here, because our deployments move endpoints by
     /// restarting containers, and a client should find the new ones within seconds.
     public var minInterval: Duration = .seconds(5)
+    /// How long a call waits for a lookup under way when the client's connections have closed
+    /// or failed since the last one (the endpoints may have moved) before it tries the old
+    /// addresses anyway.
+    static let staleWait: Duration = .seconds(1)
 
     public init() {}
 

@@ -2,6 +2,7 @@ import HTTP2
 import NIOCore
 import NIOPosix
 import NIOSSL
+import Synchronization
 
 extension RPCClient {
     /// An open connection: its channel and its loop-bound state.
@@ -90,21 +91,52 @@ extension RPCClient {
     /// wait for a lookup.
     func currentAddresses() async throws -> [SocketAddress] {
         if let fixedEndpoints { return fixedEndpoints }
-        let resolution = options.resolution
-        let (addresses, pending, promise) = pool.withLock { pool -> ([SocketAddress], EventLoopFuture<[SocketAddress]>?, EventLoopPromise<[SocketAddress]>?) in
-            guard pool.resolution == nil, resolution.isDue(resolvedAt: pool.resolvedAt, wanted: pool.resolutionWanted, now: .now) else {
-                return (pool.addresses, pool.resolution, nil)
-            }
-            let promise = group.next().makePromise(of: [SocketAddress].self)
-            pool.resolution = promise.futureResult
-            return (pool.addresses, promise.futureResult, promise)
+        let (addresses, pending, promise, stale) = pool.withLock { pool in
+            let stale = pool.resolutionWanted && !pool.connections.values.contains { $0.isUsable }
+            let (pending, promise) = beginLookupIfDue(&pool)
+            return (pool.addresses, pending, promise, stale)
         }
         if let promise { startLookup(promise) }
-        if !addresses.isEmpty { return addresses }
+        if !addresses.isEmpty {
+            // A connection closed or failed since the last lookup and none is left to use: the
+            // endpoint may have been replaced (a restarted container or pod), and connecting to
+            // an address nobody holds any more costs the whole connect timeout. The lookup under
+            // way takes milliseconds; wait for it a little, then use what there is.
+            if stale, let pending, let fresh = await Self.value(of: pending, within: NameResolution.staleWait), !fresh.isEmpty {
+                return fresh
+            }
+            return addresses
+        }
         guard let pending else { throw RPCError(.unavailable, "\(host) did not resolve to any address (looked up again soon)") }
         let fresh = try await pending.get()
         guard !fresh.isEmpty else { throw RPCError(.unavailable, "\(host) does not resolve to any address") }
         return fresh
+    }
+
+    /// The lookup running now, or a new one if one is due (its promise then returned too, for
+    /// the caller to start outside the lock).
+    private func beginLookupIfDue(_ pool: inout Pool) -> (EventLoopFuture<[SocketAddress]>?, EventLoopPromise<[SocketAddress]>?) {
+        guard pool.resolution == nil, options.resolution.isDue(resolvedAt: pool.resolvedAt, wanted: pool.resolutionWanted, now: .now) else {
+            return (pool.resolution, nil)
+        }
+        let promise = group.next().makePromise(of: [SocketAddress].self)
+        pool.resolution = promise.futureResult
+        return (promise.futureResult, promise)
+    }
+
+    /// `future`'s value, or nil when it fails or has not come within `limit`.
+    private static func value<T: Sendable>(of future: EventLoopFuture<T>, within limit: Duration) async -> T? {
+        let loop = future.eventLoop
+        let bounded = loop.makePromise(of: T?.self)
+        let settled = SettledOnce()
+        let timer = loop.scheduleTask(in: .nanoseconds(limit.nanosecondsClamped)) {
+            if settled.claim() { bounded.succeed(nil) }
+        }
+        future.whenComplete { result in
+            timer.cancel()
+            if settled.claim() { bounded.succeed(try? result.get()) }
+        }
+        return try? await bounded.futureResult.get()
     }
 
     /// Runs the lookup on NIO's blocking pool and takes in its answer. A lookup that fails or
@@ -310,10 +342,15 @@ extension RPCClient {
     /// A connection closed (the server went away, an idle timeout, GOAWAY): calls pick another,
     /// and the name is looked up again soon, since its endpoints may have changed.
     private func connectionClosed(_ id: ObjectIdentifier, address: SocketAddress) {
-        pool.withLock { pool in
-            if let handle = pool.connections[address], ObjectIdentifier(handle.channel) == id { pool.connections[address] = nil }
+        let promise = pool.withLock { pool -> EventLoopPromise<[SocketAddress]>? in
             pool.resolutionWanted = true
+            // Not in the pool: closed by `close()`, or already set aside; no lookup for that.
+            guard let handle = pool.connections[address], ObjectIdentifier(handle.channel) == id else { return nil }
+            pool.connections[address] = nil
+            // The lookup starts now, not with the next call: its answer is usually in by then.
+            return fixedEndpoints == nil ? beginLookupIfDue(&pool).1 : nil
         }
+        if let promise { startLookup(promise) }
     }
 
     /// gRPC A8: a server that found our keepalive pings too frequent said so in its GOAWAY; the
@@ -354,4 +391,11 @@ extension HTTP2Limits {
         limits.keepaliveInterval = keepaliveInterval
         return limits
     }
+}
+
+/// One of two racing completions wins (a promise must be completed once).
+private final class SettledOnce: Sendable {
+    private let done = Atomic<Bool>(false)
+    /// True for the first caller only.
+    func claim() -> Bool { !done.exchange(true, ordering: .acquiringAndReleasing) }
 }
