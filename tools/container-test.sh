@@ -289,6 +289,25 @@ if [[ " ${stages[*]} " == *" docker "* ]]; then
         [[ $(docker exec "$1" awk "/^Uid:/ {print \$2}" /proc/self/status) == 10001 ]] &&
         ! docker exec "$1" sh -c ": > /usr/local/bin/x" 2>/dev/null &&
         [[ $(docker exec "$1" awk "/^CapEff:/ {print \$2}" /proc/self/status) == 0000000000000000 ]]' _ "${project}_gateway_1"
+    # Replicas in containers: a second of every backend service (the gateway keeps its one
+    # published port), found by the callers through Docker's DNS, which answers a service's name
+    # with every replica's address; then the first of each is stopped, and the README's delivery
+    # must go through the second ones alone (the callers re-resolve when a connection fails).
+    backends=(); for name in "${services[@]}"; do [[ $name == gateway ]] || backends+=("$name"); done
+    docker-compose -p "$project" -f compose.yaml up -d --no-build --no-recreate \
+        $(for name in "${backends[@]}"; do echo "--scale $name=2"; done) >>"$work/docker-compose.log" 2>&1 \
+        || { tail -20 "$work/docker-compose.log"; exit 1; }
+    if wait_for_services $(for name in "${backends[@]}"; do echo "${project}_${name}_2"; done); then
+        echo "  a second replica of each of the ${#backends[@]} backend services is serving"
+        docker stop -t 30 $(for name in "${backends[@]}"; do echo "${project}_${name}_1"; done) >/dev/null
+        check "only the second replicas of the backend services run" bash -c \
+            '[[ -z $(docker ps --format "{{.Names}}" | grep -E "_1\$" | grep -vE "_(gateway|postgres|nats)_1\$") ]] &&
+             (($(docker ps --format "{{.Names}}" | grep -cE "_2\$") == $1))' _ "${#backends[@]}"
+        if first_delivery "$work/docker-replicas.out"; then :; else echo "  the README block failed on the second replicas:"; cat "$work/docker-replicas.out"; fi
+        delivery_checks "$work/docker-replicas.out"
+    else
+        check "a second replica of every backend service becomes healthy" false
+    fi
     docker_down
     rm -f "$work/docker-up"
     ctr=podman

@@ -152,6 +152,52 @@ struct NameResolutionTests {
         await new.shutdown()
     }
 
+    /// An address whose connection attempts hang, as a stopped container's in a container
+    /// network: a listener with a backlog of 0 whose queue is filled and never accepted, so the
+    /// kernel drops further SYNs. Returns the address and the descriptors to close.
+    static func blackHole() throws -> (SocketAddress, [Int32]) {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        try withUnsafeMutablePointer(to: &address) { pointer in
+            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
+                guard bind(listener, raw, length) == 0, listen(listener, 0) == 0, getsockname(listener, raw, &length) == 0 else {
+                    throw RPCError(.internal, "black hole: \(String(cString: strerror(errno)))")
+                }
+            }
+        }
+        var descriptors = [listener]
+        for _ in 0..<3 {  // more than the queue holds; non-blocking, so the extra ones just wait
+            let filler = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+            _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(filler, $0, length) } }
+            descriptors.append(filler)
+        }
+        usleep(100_000)  // the handshakes of the fillers that fit
+        return (try SocketAddress(ipAddress: "127.0.0.1", port: Int(UInt16(bigEndian: address.sin_port))), descriptors)
+    }
+
+    @Test("an address whose connects hang does not hold up a call another address can serve: both are tried at once")
+    func hangingAddressDoesNotHoldUpCalls() async throws {
+        let (hole, descriptors) = try Self.blackHole()
+        defer { descriptors.forEach { _ = close($0) } }
+        let (server, live) = try await Self.echoServer()
+        // The hanging address first: round-robin tries it first.
+        let client = RPCClient(host: "backend.test", port: 50_000, options: .defaults {
+            $0.resolution.interval = .seconds(3600)
+            $0.resolution.minInterval = .seconds(3600)
+            $0.resolution.lookup = { _, _ in [hole, live] }
+            $0.connectTimeout = .seconds(30)
+        })
+        // Tried one after the other, the first call would wait for its deadline on the hole.
+        for _ in 0..<4 {
+            _ = try await client.unary(Methods.EmptyCall.self, Grpc.Testing.Empty(), options: CallOptions(timeout: .seconds(10)))
+        }
+        await client.close()
+        await server.shutdown()
+    }
+
     @Test("a failed connection makes the client look the name up again soon, not on every call")
     func reresolutionAfterConnectionFailure() async throws {
         let dead = try await Self.deadAddress()

@@ -23,6 +23,9 @@ public struct NameResolution: Sendable {
     /// or failed since the last one (the endpoints may have moved) before it tries the old
     /// addresses anyway.
     static let staleWait: Duration = .seconds(1)
+    /// How long a new connection to the round-robin's address has alone before the other
+    /// addresses are tried too (Happy Eyeballs, RFC 8305, waits 250 ms).
+    static let headStart: Duration = .milliseconds(250)
 
     public init() {}
 

@@ -47,9 +47,14 @@ extension RPCClient {
         }
 
         /// The next address round-robin, and what a call does about it.
-        mutating func pick(among addresses: [SocketAddress], loops: any EventLoopGroup) -> Pick {
+        mutating func pick(among addresses: [SocketAddress], loops: any EventLoopGroup) -> (SocketAddress, Pick) {
             let address = addresses[next % addresses.count]
             next &+= 1
+            return (address, use(address, loops: loops))
+        }
+
+        /// What a call does about `address` (the round-robin position stays where it is).
+        mutating func use(_ address: SocketAddress, loops: any EventLoopGroup) -> Pick {
             if let handle = connections[address] {
                 if handle.isUsable { return .ready(handle) }
                 connections[address] = nil
@@ -195,7 +200,6 @@ extension RPCClient {
     func connection(deadline: ContinuousClock.Instant?, waitForReady: Bool) async throws -> ConnectionHandle {
         while true {
             let addresses: [SocketAddress]
-            var lastError: Error?
             do {
                 addresses = try await currentAddresses()
             } catch {
@@ -203,28 +207,31 @@ extension RPCClient {
                 try await waitBeforeTryingAgain(until: .now + .milliseconds(200), deadline: deadline, lastError: error)
                 continue
             }
-            var attempted = false
-            for _ in 0..<addresses.count {
-                switch pool.withLock({ $0.pick(among: addresses, loops: group) }) {
-                case .ready(let handle):
-                    return handle
-                case .connecting(let future):
-                    attempted = true
-                    do { return try await future.get() } catch { lastError = error }
-                case .connect(let address, let promise):
-                    attempted = true
-                    do {
-                        let handle = try await connect(to: address, deadline: deadline)
-                        pool.withLock { $0.connected(address, handle) }
-                        promise.succeed(handle)
-                        return handle
-                    } catch {
-                        pool.withLock { $0.failed(address) }
-                        promise.fail(error)
-                        lastError = error
-                    }
-                case .backingOff:
-                    continue
+            // The next address round-robin. When it has no connection ready, its attempt gets a
+            // head start (as Happy Eyeballs gives the preferred address); if it has not connected
+            // by then, every other address not backing off is tried too, and the first to
+            // connect takes the call. An address nobody holds any more (a stopped replica whose
+            // packets vanish) would otherwise cost the whole connect timeout before the next
+            // one is tried. Attempts that finish later stay in the pool for later calls.
+            var attempts: [EventLoopFuture<ConnectionHandle>] = []
+            let (picked, pick) = pool.withLock { $0.pick(among: addresses, loops: group) }
+            if case .ready(let handle) = pick { return handle }
+            if let attempt = attempt(pick, address: picked, deadline: deadline) {
+                // An attempt another call started already had its head start.
+                if case .connect = pick, let handle = await Self.value(of: attempt, within: NameResolution.headStart) { return handle }
+                attempts.append(attempt)
+            }
+            for address in addresses where address != picked {
+                let pick = pool.withLock { $0.use(address, loops: group) }
+                if case .ready(let handle) = pick { return handle }
+                if let attempt = attempt(pick, address: address, deadline: deadline) { attempts.append(attempt) }
+            }
+            let attempted = !attempts.isEmpty
+            var lastError: Error?
+            if attempted {
+                switch await Self.firstSuccess(of: attempts, on: group.next()) {
+                case .success(let handle): return handle
+                case .failure(let error): lastError = error
                 }
             }
             let target = "\(host):\(port) (\(addresses.count) address(es))"
@@ -251,6 +258,54 @@ extension RPCClient {
         } catch {
             throw RPCError(.cancelled, "the call was cancelled while waiting for \(host):\(port) to be ready")
         }
+    }
+
+    /// The connection attempt `pick` stands for: one under way, or one started now; nil when
+    /// the address is backing off (or, for `.ready`, nothing to wait for).
+    private func attempt(_ pick: Pool.Pick, address: SocketAddress, deadline: ContinuousClock.Instant?) -> EventLoopFuture<ConnectionHandle>? {
+        switch pick {
+        case .ready(let handle):
+            return handle.channel.eventLoop.makeSucceededFuture(handle)
+        case .connecting(let future):
+            return future
+        case .connect(let address, let promise):
+            Task { await self.connect(to: address, deadline: deadline, completing: promise) }
+            return promise.futureResult
+        case .backingOff:
+            return nil
+        }
+    }
+
+    /// Connects to `address` for the pool: the connection (or the failure, which backs the
+    /// address off) goes to `promise`, which every call waiting for this address shares.
+    private func connect(to address: SocketAddress, deadline: ContinuousClock.Instant?, completing promise: EventLoopPromise<ConnectionHandle>) async {
+        do {
+            let handle = try await connect(to: address, deadline: deadline)
+            pool.withLock { $0.connected(address, handle) }
+            promise.succeed(handle)
+        } catch {
+            pool.withLock { $0.failed(address) }
+            promise.fail(error)
+        }
+    }
+
+    /// The first of `attempts` to succeed; when all fail, the last failure.
+    private static func firstSuccess(of attempts: [EventLoopFuture<ConnectionHandle>], on loop: any EventLoop) async -> Result<ConnectionHandle, Error> {
+        let first = loop.makePromise(of: Result<ConnectionHandle, Error>.self)
+        let settled = SettledOnce()
+        let failures = FailureCount()
+        let count = attempts.count
+        for attempt in attempts {
+            attempt.whenComplete { result in
+                switch result {
+                case .success:
+                    if settled.claim() { first.succeed(result) }
+                case .failure:
+                    if failures.increment() == count, settled.claim() { first.succeed(result) }
+                }
+            }
+        }
+        return (try? await first.futureResult.get()) ?? .failure(RPCError(.unavailable, "no connection attempt finished"))
     }
 
     /// Opens a connection to `address`: TCP (within the connect timeout, and the call's deadline),
@@ -393,7 +448,14 @@ extension HTTP2Limits {
     }
 }
 
-/// One of two racing completions wins (a promise must be completed once).
+/// Failed connection attempts so far, counted from the futures' callbacks.
+private final class FailureCount: Sendable {
+    private let count = Atomic<Int>(0)
+    /// The count after this failure.
+    func increment() -> Int { count.add(1, ordering: .acquiringAndReleasing).newValue }
+}
+
+/// One of several racing completions wins (a promise must be completed once).
 private final class SettledOnce: Sendable {
     private let done = Atomic<Bool>(false)
     /// True for the first caller only.
