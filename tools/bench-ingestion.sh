@@ -35,15 +35,7 @@ cleanup() {
 trap cleanup EXIT
 
 frame() { python3 -c 'import sys; d=sys.stdin.buffer.read(); sys.stdout.buffer.write(b"\0"+len(d).to_bytes(4,"big")+d)'; }
-# ingestion.proto imports buf/validate/validate.proto (field rules), which protovalidate ships.
-.venv/bin/python tools/protovalidate_descriptor.py "$work/protovalidate.binpb"
-cat <<'TEXT' | protoc --descriptor_set_in="$work/protovalidate.binpb" -I proto -I /usr/include --encode=fabrikam.dronedelivery.ingestion.v1.CreateDeliveryRequest \
-    fabrikam/dronedelivery/ingestion/v1/ingestion.proto | frame > "$work/create.bin"
-owner { account_id: "acct-demo" user_id: "bench" }
-pickup_location { latitude: 47.6101 longitude: -122.3421 }
-dropoff_location { latitude: 47.6205 longitude: -122.3493 }
-package_info { size: PACKAGE_SIZE_SMALL weight: 1.5 }
-TEXT
+bash tools/bench/create-delivery-request.sh "$work/create.bin"
 echo 'response_size: 16 payload { body: "0123456789abcdef" }' \
   | protoc -I proto --encode=grpc.testing.SimpleRequest grpc/testing/messages.proto | frame > "$work/unary.bin"
 

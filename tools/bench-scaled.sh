@@ -61,15 +61,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-frame() { python3 -c 'import sys; d=sys.stdin.buffer.read(); sys.stdout.buffer.write(b"\0"+len(d).to_bytes(4,"big")+d)'; }
-.venv/bin/python tools/protovalidate_descriptor.py "$work/protovalidate.binpb"
-cat <<'TEXT' | protoc --descriptor_set_in="$work/protovalidate.binpb" -I proto -I /usr/include --encode=fabrikam.dronedelivery.ingestion.v1.CreateDeliveryRequest \
-    fabrikam/dronedelivery/ingestion/v1/ingestion.proto | frame > "$work/create.bin"
-owner { account_id: "acct-demo" user_id: "bench" }
-pickup_location { latitude: 47.6101 longitude: -122.3421 }
-dropoff_location { latitude: 47.6205 longitude: -122.3493 }
-package_info { size: PACKAGE_SIZE_SMALL weight: 1.5 }
-TEXT
+bash tools/bench/create-delivery-request.sh "$work/create.bin"
 
 # inns NS CMD...: CMD inside namespace NS, or here when NS is empty.
 inns() { local ns=$1; shift; if [[ -n $ns ]]; then ip netns exec "$ns" "$@"; else "$@"; fi; }
