@@ -229,10 +229,7 @@ extension RPCClient {
             let attempted = !attempts.isEmpty
             var lastError: Error?
             if attempted {
-                switch await Self.firstSuccess(of: attempts, on: group.next()) {
-                case .success(let handle): return handle
-                case .failure(let error): lastError = error
-                }
+                do { return try await Self.firstSuccess(of: attempts, on: group.next()) } catch { lastError = error }
             }
             let target = "\(host):\(port) (\(addresses.count) address(es))"
             // Every address backing off and none tried: this client refused the call without
@@ -260,8 +257,8 @@ extension RPCClient {
         }
     }
 
-    /// The connection attempt `pick` stands for: one under way, or one started now; nil when
-    /// the address is backing off (or, for `.ready`, nothing to wait for).
+    /// The connection attempt `pick` stands for: one under way, or one started now (`.ready`:
+    /// the connection itself); nil when the address is backing off.
     private func attempt(_ pick: Pool.Pick, address: SocketAddress, deadline: ContinuousClock.Instant?) -> EventLoopFuture<ConnectionHandle>? {
         switch pick {
         case .ready(let handle):
@@ -290,22 +287,21 @@ extension RPCClient {
     }
 
     /// The first of `attempts` to succeed; when all fail, the last failure.
-    private static func firstSuccess(of attempts: [EventLoopFuture<ConnectionHandle>], on loop: any EventLoop) async -> Result<ConnectionHandle, Error> {
-        let first = loop.makePromise(of: Result<ConnectionHandle, Error>.self)
+    private static func firstSuccess(of attempts: [EventLoopFuture<ConnectionHandle>], on loop: any EventLoop) async throws -> ConnectionHandle {
+        let first = loop.makePromise(of: ConnectionHandle.self)
         let settled = SettledOnce()
         let failures = FailureCount()
-        let count = attempts.count
         for attempt in attempts {
             attempt.whenComplete { result in
                 switch result {
-                case .success:
-                    if settled.claim() { first.succeed(result) }
-                case .failure:
-                    if failures.increment() == count, settled.claim() { first.succeed(result) }
+                case .success(let handle):
+                    if settled.claim() { first.succeed(handle) }
+                case .failure(let error):
+                    if failures.increment() == attempts.count, settled.claim() { first.fail(error) }
                 }
             }
         }
-        return (try? await first.futureResult.get()) ?? .failure(RPCError(.unavailable, "no connection attempt finished"))
+        return try await first.futureResult.get()
     }
 
     /// Opens a connection to `address`: TCP (within the connect timeout, and the call's deadline),
