@@ -127,7 +127,12 @@ struct TLSInteropTests {
             }
             let refusal = String(decoding: refused.output + refused.errorOutput, as: UTF8.self)
             #expect(refused.status != 0, "\(refusal)")
-            #expect(refusal.contains("\"code\": \"unavailable\""), "\(refusal)")
+            // A refused handshake shows as unavailable; when Go's client had already written its
+            // request before the alert arrived, it reports the write as canceled with "broken
+            // pipe" or "connection reset" (seen in a CI run): also a refusal, not a call served.
+            #expect(refusal.contains("\"code\": \"unavailable\"")
+                    || (refusal.contains("\"code\": \"canceled\"") && (refusal.contains("broken pipe") || refusal.contains("connection reset"))),
+                    "\(refusal)")
             refusals.append(refusal)
             if refusal.contains("tls: certificate required") { break }
         }
