@@ -19,11 +19,13 @@ struct Dronectl {
     }
 
     /// Environment for every run: no configuration file of the machine's, unless a test gives one.
+    /// FABRIKAM_CONTRACT_RECORD passes through: `make contract-record` records dronectl's calls
+    /// as a consumer's.
     var environment: [String: String] = [
         "DRONECTL_CONFIG": "/nonexistent/dronectl-config.json",
         "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin",
         "HOME": NSTemporaryDirectory(),
-    ]
+    ].merging(ProcessInfo.processInfo.environment.filter { $0.key == "FABRIKAM_CONTRACT_RECORD" }) { $1 }
 
     @discardableResult
     func run(_ arguments: [String], input: String? = nil, timeout: Duration = .seconds(60)) throws -> Result {

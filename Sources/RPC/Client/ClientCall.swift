@@ -17,10 +17,13 @@ final class ClientCall: Sendable {
     let ended = Mutex(false)
     /// Whether the response message read last had its compressed flag set.
     let lastMessageCompressed = Atomic<Bool>(false)
+    /// The call's messages, when its client records calls (`RPCClient.Options.recorder`).
+    let recording: CallRecording?
 
     init(streamID: Int32, state: NIOLoopBound<ClientConnectionState>, events: InboundQueue<ClientCallEvent>,
-         compression: Compression?, maxMessageSize: Int, validatesRequests: Bool = true) {
+         compression: Compression?, maxMessageSize: Int, validatesRequests: Bool = true, recording: CallRecording? = nil) {
         self.validatesRequests = validatesRequests
+        self.recording = recording
         self.streamID = streamID
         self.state = state
         self.events = events
@@ -35,7 +38,9 @@ final class ClientCall: Sendable {
     func frame<Message: ProtobufKit.Message>(_ message: Message) throws -> ByteBuffer {
         do {
             if validatesRequests { try RPCError.checkFieldRules(message) }
-            return try frameMessage(message, compression: compression, maxSize: maxMessageSize, allocator: ByteBufferAllocator(), direction: "request")
+            let framed = try frameMessage(message, compression: compression, maxSize: maxMessageSize, allocator: ByteBufferAllocator(), direction: "request")
+            recording?.addRequest(message)
+            return framed
         } catch let error as RPCError {
             throw error.markedLocal()
         }
@@ -138,6 +143,7 @@ final class ClientCall: Sendable {
                     cancel()
                     throw RPCError(.internal, "the server sent more than one response to a unary call")
                 }
+                recording?.addResponse(bytes)
                 response = bytes
             case .end(let status, _):
                 guard status.code == .ok else { throw status }
@@ -187,6 +193,7 @@ public struct ResponseStream<Message: ProtobufKit.Message>: AsyncSequence, Senda
                 case .message(let bytes, let wireBytes, let compressed):
                     call.consumed(wireBytes)
                     call.lastMessageCompressed.store(compressed, ordering: .relaxed)
+                    call.recording?.addResponse(bytes)
                     return try call.decode(Message.self, bytes)
                 case .end(let status, _):
                     if status.code == .ok { return nil }

@@ -80,6 +80,10 @@ public final class RPCClient: Sendable {
         /// Where the client's connections count the times a request waited for its server's
         /// flow-control window (by default the process's, which the metrics endpoint shows).
         public var flowControlStalls = FlowControlStalls.client
+        /// Takes every call this client finishes, its messages and its status (consumer
+        /// contracts). By default the process's `FileCallRecorder.environment`: nil unless
+        /// `FABRIKAM_CONTRACT_RECORD` names a folder, so normally nothing is recorded.
+        public var recorder: (any CallRecorder)? = FileCallRecorder.environment
         public init() {}
 
         public static func defaults(_ configure: (inout Self) -> Void) -> Self {
@@ -203,7 +207,7 @@ public final class RPCClient: Sendable {
                     ? try state.value.startCall(fields: requestFields, events: events, onlyRequest: body, deadline: timerDeadline)
                     : try await eventLoop.submit { try state.value.startCall(fields: requestFields, events: events, onlyRequest: body, deadline: timerDeadline) }.get()
                 return ClientCall(streamID: streamID, state: state, events: events, compression: compression, maxMessageSize: self.options.maxMessageSize,
-                                  validatesRequests: self.options.validatesRequests)
+                                  validatesRequests: self.options.validatesRequests, recording: CallRecording.current)
             } catch let error as RPCError where error.origin == .unprocessed && attempt < 3 {
                 attempt += 1
             }
@@ -214,6 +218,7 @@ public final class RPCClient: Sendable {
     func framedRequest<Input: Message>(_ request: Input) -> @Sendable (Compression?) throws -> ByteBuffer {
         let maxSize = options.maxMessageSize
         let validates = options.validatesRequests
+        CallRecording.current?.setOnlyRequest(request)
         return { compression in
             // Field rules first: a request that breaks one is refused before anything is sent
             // (startCall marks the error local).
@@ -309,13 +314,29 @@ public final class RPCClient: Sendable {
 
     /// Runs a call through the interceptors; `body` may run more than once (a retrying interceptor).
     func intercepted<Result>(_ method: MethodDescriptor, _ options: CallOptions, _ body: (CallOptions) async throws -> Result) async throws -> Result {
-        if self.options.interceptors.isEmpty { return try await body(options) }
+        if self.options.interceptors.isEmpty { return try await recorded(method, options, body) }
         var result: Result?
         try await runClientInterceptors(self.options.interceptors, method, options) { options in
-            result = try await body(options)
+            result = try await recorded(method, options, body)
         }
         guard let result else { throw RPCError(.internal, "an interceptor did not run the call") }
         return result
+    }
+
+    /// Runs one attempt of a call; with a recorder, its messages are collected on the way
+    /// (`CallRecording.current`, read where requests are framed and responses arrive) and the
+    /// whole call handed over when it ends. Each attempt a retrying interceptor makes is a call.
+    func recorded<Result>(_ method: MethodDescriptor, _ options: CallOptions, _ body: (CallOptions) async throws -> Result) async throws -> Result {
+        guard let recorder = self.options.recorder else { return try await body(options) }
+        let recording = CallRecording(method: method.path)
+        do {
+            let result = try await CallRecording.$current.withValue(recording) { try await body(options) }
+            recorder.record(recording.finished(nil))
+            return result
+        } catch {
+            recorder.record(recording.finished(error))
+            throw error
+        }
     }
 
     /// One request, a stream of responses, read by `body`.
