@@ -6,7 +6,7 @@ FUZZ_SECONDS ?= 30
 PREFIX ?= /usr/local
 
 .PHONY: all deps build install bench-dronectl proto check-generated test unit-tests fuzz bench bench-protobuf bench-rpc bench-tls bench-observability certs bench-ingestion bench-scaled bench-gateway bench-load-levelling run clean interop interop-server \
-	images compose-up compose-down validate-deploy container-test measure-containers contract-test contract-baseline \
+	images compose-up compose-down validate-deploy container-test measure-containers contract-test contract-baseline contract-record \
 	run-scaled run-scaled-down scaled-test chaos-test
 
 all: build
@@ -58,6 +58,10 @@ contract-test: deps
 ## contract-baseline: on a release, make the current contracts the baseline that buf breaking compares against (commit proto/contract/baseline.binpb)
 contract-baseline: deps
 	bash tools/contract-test.sh --release
+
+## contract-record: run the consumers' tests with every call they make recorded, and rebuild contracts/consumers/ from it (commit the files; contract-test replays them)
+contract-record: deps
+	bash tools/contract-record.sh
 
 ## interop: our RPC runtime against grpcio (reference gRPC), client and server, both ways
 interop: deps

@@ -193,6 +193,49 @@ provider_faults() {
     return $status
 }
 
+# Stage 8: consumer contracts (issue 14 item 4; README, "Consumer contracts"). The files in
+# contracts/consumers/ were recorded from the consumers' own tests (`make contract-record`):
+#   * every RPC of proto/ must be some consumer's interaction (coverage);
+#   * dronectl, a real consumer, gets its recorded answers from a stub made of its contract
+#     alone (grpcio, no provider running);
+#   * the faults the replay must catch, each served by a stub with that one fault (another
+#     status, an answer without a value a later step uses, a stream that ends early), and the
+#     unmodified stub passing;
+#   * every file replayed against the real providers: the whole system started with tools/run.sh
+#     for each file (ports from CONTRACT_TEST_CONSUMER_PORT_BASE, default 40051), every step the
+#     status and the shape of answer its consumer relies on. One JUnit suite per consumer.
+consumer_contracts() {
+    local status=0 file name address tool=("$python" tools/contract/consumer_contracts.py)
+    build_image "$root" "$work/consumers.binpb" || return 1
+    "${tool[@]}" coverage --descriptor-set "$work/consumers.binpb" contracts/consumers/*.json || status=1
+    swift build > "$work/consumers-build.log" 2>&1 || { cat "$work/consumers-build.log"; return 1; }
+    "${tool[@]}" consumer-check --descriptor-set "$work/consumers.binpb" --contract contracts/consumers/dronectl.json \
+        --dronectl "$(swift build --show-bin-path)/dronectl" || status=1
+    # shellcheck disable=SC2046
+    "${tool[@]}" faults --descriptor-set "$work/consumers.binpb" $(printf -- '--contract %s ' contracts/consumers/*.json) || status=1
+    # Each file on a system of its own, as the consumers' tests ran (fast flights, six drones),
+    # so that one consumer's state never decides another's replay.
+    for file in contracts/consumers/*.json; do
+        local system launcher servers=()
+        system=$work/consumers-$(basename "$file" .json)
+        mkdir -p "$system"
+        FABRIKAM_DATA_DIR=$system/data FABRIKAM_PORT_BASE=${CONTRACT_TEST_CONSUMER_PORT_BASE:-40051} FABRIKAM_GATEWAY_PORT=0 \
+            FABRIKAM_LOG_LEVEL=warning FABRIKAM_TIME_SCALE=60 FABRIKAM_TICK_MS=200 FABRIKAM_DRONES=6 \
+            bash tools/run.sh --no-build > "$system/run.log" 2>&1 &
+        launcher=$!
+        for _ in $(seq 1 600); do grep -q "system up" "$system/run.log" && break; kill -0 "$launcher" 2>/dev/null || break; sleep 0.1; done
+        if ! grep -q "system up" "$system/run.log"; then cat "$system/run.log"; kill -TERM "$launcher" 2>/dev/null; wait "$launcher" 2>/dev/null; return 1; fi
+        while read -r name address; do
+            [[ $name == gateway ]] || servers+=(--server "$address")
+        done < <(grep -E '^  [a-z]+ +127\.0\.0\.1:[0-9]+$' "$system/run.log" | awk '{print $1, $2}')
+        "${tool[@]}" replay --descriptor-set "$work/consumers.binpb" "${servers[@]}" \
+            --junit "$logs/verify-consumer-$(basename "$file" .json).xml" "$file" || status=1
+        kill -TERM "$launcher" 2>/dev/null || true
+        wait "$launcher" 2>/dev/null || true
+    done
+    return $status
+}
+
 # stage NAME COMMAND...: runs one stage with its output in a log; one line for people, one test
 # case for the JUnit report.
 report=${CONTRACT_TEST_REPORT:-$root/.build/contract-test/junit.xml}
@@ -224,6 +267,7 @@ stage() {
 case ${1:-} in
 --faults) stage "schema faults, each caught by the schema rules" faults ;;
 --openapi) stage "the gateway's OpenAPI document against the running gateway (schemathesis, every check)" openapi_contract ;;
+--consumers) stage "consumer contracts: coverage of every RPC, dronectl against its stub, faults caught, every file replayed against the real providers" consumer_contracts ;;
 --verify)
     stage "provider verification: dronectl contract verify against every service of the running system" provider_verification
     stage "provider faults (undeclared status, a stream that ends early, a response that breaks a field rule), each caught" provider_faults ;;
@@ -232,8 +276,9 @@ case ${1:-} in
     stage "field rules: Tests/Fixtures/Validation/field-rules.corpus.json against protovalidate (Python)" field_rule_corpus
     stage "schema faults, each caught by the schema rules" faults
     stage "provider verification: dronectl contract verify against every service of the running system" provider_verification
-    stage "provider faults (undeclared status, a stream that ends early, a response that breaks a field rule), each caught" provider_faults ;;
-*) echo "usage: tools/contract-test.sh [--faults | --openapi | --verify | --release]" >&2; exit 2 ;;
+    stage "provider faults (undeclared status, a stream that ends early, a response that breaks a field rule), each caught" provider_faults
+    stage "consumer contracts: coverage of every RPC, dronectl against its stub, faults caught, every file replayed against the real providers" consumer_contracts ;;
+*) echo "usage: tools/contract-test.sh [--faults | --openapi | --verify | --consumers | --release]" >&2; exit 2 ;;
 esac
 
 # The JUnit report: a suite of the stages, and schemathesis's suite when it ran.
