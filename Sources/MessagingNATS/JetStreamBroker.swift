@@ -27,8 +27,10 @@ import Synchronization
 /// Names in subjects and streams are tokens: `[A-Za-z0-9-]` as they are, every other byte `_XX`
 /// (hex), the empty string `_`.
 ///
-/// Every call into the C client runs on a thread of its own (`Blocking`), never on the
-/// cooperative pool. Streams and consumers are created on first use (idempotent; any replica may).
+/// Every call into the C client that waits for the server runs on a thread of its own
+/// (`Blocking`), never on the cooperative pool; sends and publishes wait for their
+/// acknowledgement without a thread (`publishAwaitingAck`). Streams and consumers are created on
+/// first use (idempotent; any replica may).
 public final class JetStreamBroker: MessageQueue, EventStream, Sendable {
     public struct Configuration: Sendable {
         public var url: String
@@ -311,15 +313,40 @@ public final class JetStreamBroker: MessageQueue, EventStream, Sendable {
         return count
     }
 
-    // MARK: Publishing (blocking)
+    // MARK: Publishing
 
-    func publish(_ message: OutgoingMessage, subject: String, stream: String, deduplicationID: String, extraHeaders: [String: String] = [:]) throws -> SendResult {
+    private func makeMessage(_ message: OutgoingMessage, subject: String, extraHeaders: [String: String]) throws -> OpaquePointer {
         var headers = message.headers
         headers["Fabrikam-Msg-Id"] = message.id
         headers["Fabrikam-Key"] = message.key
         headers["Fabrikam-Time"] = String(Date().timeIntervalSince1970)
         for (name, value) in extraHeaders { headers[name] = value }
-        let msg = try makeMessage(subject: subject, headers: headers, payload: message.payload)
+        return try MessagingNATS.makeMessage(subject: subject, headers: headers, payload: message.payload)
+    }
+
+    /// A duplicate's answer: the first message's payload, best effort, while the stream still holds it.
+    private func duplicateResult(_ message: OutgoingMessage, stream: String, sequence: UInt64) -> SendResult {
+        let original = (try? directGet(stream: stream, sequence: sequence)).flatMap { $0 }
+        return SendResult(sequence: Int64(sequence), duplicate: true,
+                          duplicateOf: original.flatMap { $0.headers["Fabrikam-Msg-Id"] == message.id ? $0.payload : nil })
+    }
+
+    /// Publishes and returns once JetStream acknowledged the message, without holding a thread
+    /// for the round trip (`NATSConnection.publishAwaitingAck`): concurrent sends are in flight
+    /// together, as many as their callers, instead of one blocked thread each. Only a duplicate's
+    /// look-up of the first message goes to a thread of its own.
+    func publishAwaitingAck(_ message: OutgoingMessage, subject: String, stream: String, deduplicationID: String) async throws -> SendResult {
+        let msg = try makeMessage(message, subject: subject, extraHeaders: [:])
+        let ack = try await connection.publishAwaitingAck(msg, messageID: deduplicationID, maxWait: connection.requestTimeoutMilliseconds)
+        guard ack.duplicate else { return SendResult(sequence: Int64(ack.sequence), duplicate: false) }
+        return try await Blocking.run { [self] in duplicateResult(message, stream: stream, sequence: ack.sequence) }
+    }
+
+    /// Publishes and waits (blocking this thread) for the acknowledgement; for the paths that run
+    /// on a `Blocking` thread anyway and publish one message among other blocking calls
+    /// (dead-lettering, redrive).
+    func publish(_ message: OutgoingMessage, subject: String, stream: String, deduplicationID: String, extraHeaders: [String: String] = [:]) throws -> SendResult {
+        let msg = try makeMessage(message, subject: subject, extraHeaders: extraHeaders)
         defer { natsMsg_Destroy(msg) }
         let strings = CStrings()
         var options = jsPubOptions()
@@ -333,20 +360,17 @@ public final class JetStreamBroker: MessageQueue, EventStream, Sendable {
         defer { jsPubAck_Destroy(ack) }
         let sequence = ack!.pointee.Sequence
         guard ack!.pointee.Duplicate else { return SendResult(sequence: Int64(sequence), duplicate: false) }
-        // Best effort: the first message, while the stream still holds it.
-        let original = (try? directGet(stream: stream, sequence: sequence)).flatMap { $0 }
-        return SendResult(sequence: Int64(sequence), duplicate: true,
-                          duplicateOf: original.flatMap { $0.headers["Fabrikam-Msg-Id"] == message.id ? $0.payload : nil })
+        return duplicateResult(message, stream: stream, sequence: sequence)
     }
 
     // MARK: MessageQueue
 
     public func send(_ message: OutgoingMessage, to queue: String) async throws -> SendResult {
-        try await Blocking.run { [self] in
-            let topology = try ensureQueue(queue)
-            guard topology.group == nil else { throw NATSError(operation: "send to \(queue)", status: 0, jetStreamCode: 0, text: "a subscriber group's queue is fed by its topic") }
-            return try publish(message, subject: topology.subject(key: message.key), stream: topology.stream, deduplicationID: message.id)
-        }
+        let topology = topology(of: queue)
+        guard topology.group == nil else { throw NATSError(operation: "send to \(queue)", status: 0, jetStreamCode: 0, text: "a subscriber group's queue is fed by its topic") }
+        // The stream is created once per process (a request to the server: on a thread of its own).
+        if !state.withLock({ $0.streams.contains(topology.stream) }) { _ = try await Blocking.run { [self] in try ensureQueue(queue) } }
+        return try await publishAwaitingAck(message, subject: topology.subject(key: message.key), stream: topology.stream, deduplicationID: message.id)
     }
 
     public func receive(from queue: String, consumer: String, maxMessages: Int, lease: Duration) async throws -> [ReceivedMessage] {
@@ -539,10 +563,9 @@ public final class JetStreamBroker: MessageQueue, EventStream, Sendable {
     // MARK: EventStream
 
     public func publish(_ event: OutgoingMessage, to topic: String) async throws -> SendResult {
-        try await Blocking.run { [self] in
-            try ensureTopic(topic)
-            return try publish(event, subject: "\(ns).t.\(Self.token(topic)).\(Self.token(event.key))", stream: topicStream(topic), deduplicationID: event.id)
-        }
+        let stream = topicStream(topic)
+        if !state.withLock({ $0.streams.contains(stream) }) { try await Blocking.run { [self] in try ensureTopic(topic) } }
+        return try await publishAwaitingAck(event, subject: "\(ns).t.\(Self.token(topic)).\(Self.token(event.key))", stream: stream, deduplicationID: event.id)
     }
 
     public func subscribe(to topic: String, group: String) async throws -> String {

@@ -2,6 +2,7 @@ import CNATS
 import Dispatch
 import Foundation
 import Logging
+import Synchronization
 
 /// A failed call into the NATS C client: the operation, the client's status text and, for a
 /// JetStream API error, the server's error code (e.g. 10058 "stream name already in use").
@@ -105,6 +106,8 @@ public final class NATSConnection: @unchecked Sendable {
     let jetStream: OpaquePointer
     let requestTimeoutMilliseconds: Int64
     private let callbacks: Unmanaged<CallbackBox>
+    /// The callers waiting for the acknowledgement of their asynchronous publish (`publishAwaitingAck`).
+    private let publishes: Unmanaged<PendingPublishes>
 
     /// What the C client's callbacks (run on its own threads) need: the logger. Retained for as
     /// long as the connection lives, released after it is destroyed.
@@ -168,19 +171,32 @@ public final class NATSConnection: @unchecked Sendable {
             box.release()
             throw error
         }
+        let pending = Unmanaged.passRetained(PendingPublishes())
         var jsOpts = jsOptions()
         jsOptions_Init(&jsOpts)
         jsOpts.Wait = milliseconds(options.timeout)
+        // Every asynchronous publish's outcome (its PubAck, the server's refusal, or the
+        // library's timeout after MaxWait) comes to this one handler, on the client's thread for
+        // the acknowledgement subscription; it hands it to the caller waiting for that message.
+        jsOpts.PublishAsync.AckHandler = { _, msg, pubAck, pubAckError, closure in
+            guard let closure, let msg else { return }
+            Unmanaged<PendingPublishes>.fromOpaque(closure).takeUnretainedValue().complete(msg, pubAck, pubAckError)
+            // The handler owns the message (nats.h, jsPubAckHandler); it is no longer in the table.
+            natsMsg_Destroy(msg)
+        }
+        jsOpts.PublishAsync.AckHandlerClosure = pending.toOpaque()
         var js: OpaquePointer?
         do {
             try check(natsConnection_JetStream(&js, nc, &jsOpts), "natsConnection_JetStream")
         } catch {
             natsConnection_Destroy(nc)
             box.release()
+            pending.release()
             throw error
         }
         connection = nc!
         jetStream = js!
+        publishes = pending
         requestTimeoutMilliseconds = milliseconds(options.timeout)
     }
 
@@ -188,10 +204,97 @@ public final class NATSConnection: @unchecked Sendable {
         jsCtx_Destroy(jetStream)
         natsConnection_Close(connection)
         natsConnection_Destroy(connection)
-        // The closed callback may still be running on the client's thread; give the box to it
-        // for a moment rather than freeing it under its feet.
-        let box = callbacks
-        DispatchQueue.global().asyncAfter(deadline: .now() + 5) { box.release() }
+        // Nobody can be waiting for an acknowledgement here (a waiting publish holds the broker,
+        // and so this connection), but fail whatever the table still holds rather than leak it.
+        publishes.takeUnretainedValue().failAll(NATSError(operation: "publish", status: NATS_CONNECTION_CLOSED.rawValue, jetStreamCode: 0,
+                                                          text: "the connection was closed before the acknowledgement came"))
+        // The closed callback (and a last acknowledgement handler) may still be running on the
+        // client's threads; give the boxes to them for a moment rather than freeing them under their feet.
+        let box = callbacks, pending = publishes
+        DispatchQueue.global().asyncAfter(deadline: .now() + 5) { box.release(); pending.release() }
+    }
+
+    /// What JetStream answered to a published message: where it is stored, and whether the
+    /// stream already had a message with its id (de-duplication; nothing new was stored).
+    struct PublishAck: Sendable {
+        var sequence: UInt64
+        var duplicate: Bool
+    }
+
+    /// Callers of `publishAwaitingAck` waiting for their message's acknowledgement, by the
+    /// address of their `natsMsg` (the library hands the same pointer to the handler; an entry is
+    /// removed before its message is destroyed, so an address is never in the table twice).
+    final class PendingPublishes: @unchecked Sendable {
+        private let waiting = Mutex<[UInt: CheckedContinuation<PublishAck, any Error>]>([:])
+
+        func add(_ msg: OpaquePointer, _ continuation: CheckedContinuation<PublishAck, any Error>) {
+            waiting.withLock { $0[UInt(bitPattern: msg)] = continuation }
+        }
+
+        func remove(_ msg: OpaquePointer) -> CheckedContinuation<PublishAck, any Error>? {
+            waiting.withLock { $0.removeValue(forKey: UInt(bitPattern: msg)) }
+        }
+
+        func complete(_ msg: OpaquePointer, _ pubAck: UnsafeMutablePointer<jsPubAck>?, _ pubAckError: UnsafeMutablePointer<jsPubAckErr>?) {
+            guard let continuation = remove(msg) else { return }
+            if let pubAck {
+                continuation.resume(returning: PublishAck(sequence: pubAck.pointee.Sequence, duplicate: pubAck.pointee.Duplicate))
+                return
+            }
+            let subject = natsMsg_GetSubject(msg).map { String(cString: $0) } ?? "?"
+            let status = pubAckError?.pointee.Err ?? NATS_ERR
+            let text = pubAckError?.pointee.ErrText.map { String(cString: $0) } ?? String(cString: natsStatus_GetText(status))
+            continuation.resume(throwing: NATSError(operation: "publish to \(subject)", status: status.rawValue,
+                                                    jetStreamCode: Int(pubAckError?.pointee.ErrCode.rawValue ?? 0),
+                                                    text: text.isEmpty ? String(cString: natsStatus_GetText(status)) : text))
+        }
+
+        func failAll(_ error: any Error) {
+            let all = waiting.withLock { table in
+                defer { table.removeAll() }
+                return Array(table.values)
+            }
+            for continuation in all { continuation.resume(throwing: error) }
+        }
+    }
+
+    /// Publishes `msg` (taking it over) without holding a thread for the round trip, and returns
+    /// once JetStream has acknowledged it: stored (or recognised as a duplicate) in its stream.
+    /// A refusal, or no acknowledgement within `maxWait` milliseconds (the library's timer),
+    /// throws for this message alone; others published meanwhile are not affected.
+    ///
+    /// Many callers publishing at once thus share the connection's writes and the server's
+    /// stream writes, the way the SQLite broker's group commit shares one fsync: no caller is
+    /// answered before its own message is acknowledged. The call itself does not block: it
+    /// appends the message to the connection's outgoing buffer (the library's flusher thread
+    /// writes it; only a full buffer is written inline), never waiting for the server, so it
+    /// may run on the cooperative pool. No limit of outstanding publishes is set (MaxPending),
+    /// so it never stalls; the callers' own concurrency bounds them (RPC streams).
+    func publishAwaitingAck(_ msg: OpaquePointer, messageID: String, maxWait: Int64) async throws -> PublishAck {
+        try await withCheckedThrowingContinuation { continuation in
+            let pending = publishes.takeUnretainedValue()
+            // In the table before the publish: the acknowledgement may arrive before the call returns.
+            pending.add(msg, continuation)
+            var options = jsPubOptions()
+            jsPubOptions_Init(&options)
+            options.MaxWait = maxWait
+            var owned: OpaquePointer? = msg
+            let status = messageID.withCString { id in
+                options.MsgId = id
+                return js_PublishMsgAsync(jetStream, &owned, &options)
+            }
+            guard status != NATS_OK else { return }
+            // Not published: the message is still ours (the library clears `owned` only when it
+            // takes it, and then the handler answers). Out of the table before it is destroyed,
+            // so that a new message at the same address cannot be answered in its place.
+            let waiter = pending.remove(msg)
+            natsMsg_Destroy(owned)
+            do {
+                try check(status, "publish \(messageID)")
+            } catch {
+                waiter?.resume(throwing: error)
+            }
+        }
     }
 
     /// A request to `subject` with `body`, waiting for the reply (JetStream acknowledgements:

@@ -88,6 +88,32 @@ struct MessagingContractTests {
         #expect(try await broker.depth(of: "dedup") == 2)
     }
 
+    /// Many producers at once (Ingestion under load): each send is answered only once its own
+    /// message is stored, with its own position. JetStream's sends are in flight together
+    /// (asynchronous publish), so this is what shows that nobody is answered before the
+    /// acknowledgement of their message, nor with another message's.
+    @Test("each of many concurrent sends is answered with its own message, already stored", arguments: Engine.available)
+    func concurrentSendsAnsweredWhenStored(engine: Engine) async throws {
+        let broker = try await engine.open().broker
+        let count = 200
+        let results = try await withThrowingTaskGroup(of: (Int, SendResult, Bool).self) { group in
+            for index in 0..<count {
+                group.addTask {
+                    let result = try await broker.send(OutgoingMessage(id: "m\(index)", key: "k\(index)", payload: [UInt8(index % 256)]), to: "many")
+                    // Read back at once, before anyone else's answer can have made it true.
+                    let stored = try await broker.messages(in: "many", key: "k\(index)")
+                    return (index, result, stored.map(\.id) == ["m\(index)"] && stored.first?.payload == [UInt8(index % 256)])
+                }
+            }
+            return try await group.reduce(into: [(Int, SendResult, Bool)]()) { $0.append($1) }
+        }
+        #expect(results.count == count)
+        #expect(results.filter { !$0.2 }.map(\.0) == [], "sends answered before their message was stored")
+        #expect(results.allSatisfy { !$0.1.duplicate && $0.1.sequence > 0 })
+        #expect(Set(results.map(\.1.sequence)).count == count, "every send has a position of its own")
+        #expect(try await broker.depth(of: "many") == count)
+    }
+
     @Test("an unsettled message comes back when its lease runs out, counted; an acknowledged one never", arguments: Engine.available)
     func leaseExpiryRedelivers(engine: Engine) async throws {
         let broker = try await engine.open().broker
