@@ -51,7 +51,7 @@ test: deps
 	FABRIKAM_REQUIRE_ENGINES=1 SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH=$(TEST_WIDTH) bash tools/with-postgres.sh bash tools/with-nats.sh $(SWIFT) test --skip-build 2>&1 \
 	  | tee .build/test-output.log; bash tools/failed-tests.sh .build/test-output.log "$${PIPESTATUS[0]}"
 
-## contract-test: the .proto contracts: buf lint, buf breaking (WIRE_JSON) against the released baseline, the field-rule corpus, the deliberate faults each must catch, provider verification (dronectl contract verify) of every service of the running system and the provider-side faults it must catch, and schemathesis (every check) against the running gateway; a summary, JUnit XML in .build/contract-test/junit.xml (CONTRACT_TEST_REPORT), non-zero exit on any failure
+## contract-test: the .proto contracts: buf lint, buf breaking (WIRE_JSON) against the released baseline, the field-rule corpus, the deliberate faults each must catch, provider verification (dronectl contract verify) of every service of the running system and the provider-side faults it must catch, and schemathesis (every check; examples, coverage and fuzzing, about a minute) against the running gateway's OpenAPI document; a summary, JUnit XML in .build/contract-test/junit.xml (CONTRACT_TEST_REPORT), non-zero exit on any failure
 contract-test: deps
 	bash tools/contract-test.sh
 

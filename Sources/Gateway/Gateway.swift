@@ -382,11 +382,18 @@ public final class Gateway: Sendable {
             json = try resume.resumed(json, lastEventID: lastEventID)
         }
         let message = try transcoder.decode(Input.self, json)
+        // A request that breaks a field rule is a 400 now, not a 200 whose stream carries the
+        // client's local INVALID_ARGUMENT (found by schemathesis: `after_sequence=-3` was 200).
+        try RPCError.checkFieldRules(message)
         let transcoder = self.transcoder
         let heartbeat = Duration.milliseconds(Int64(configuration.heartbeatSeconds * 1000))
         let (chunks, continuation) = AsyncStream<[UInt8]>.makeStream(bufferingPolicy: .bufferingNewest(256))
         var options = options
-        options.timeout = nil  // a tracking stream lives as long as the delivery
+        // A tracking stream lives as long as the delivery: the gateway's default deadline does
+        // not apply. A deadline the client asked for (`grpc-timeout`) does: the stream then ends
+        // with DEADLINE_EXCEEDED (it was dropped, and a client that bounded its calls, like
+        // schemathesis in make contract-test, held a stream of heartbeats open for good).
+        if request.header("grpc-timeout") == nil { options.timeout = nil }
         let streamOptions = options
         let method = route.method
         let requestJSON = json

@@ -106,6 +106,16 @@ struct OpenAPIDocument {
             }
             parameters.append(.object(members))
         }
+        // A patch: a body field with `ignore = IGNORE_ALWAYS` (UpdatePackage), whose rules the
+        // service applies to the fields that change.
+        let patch = route.body != "*" && !route.body.isEmpty && input?.field(named: route.body)?.rules?.ignoreAlways == true
+        if patch {
+            members.append(JSONMember("description", .string(
+                "Changes the fields the body sets; a field left out, null or at its default (0, \"\", the _UNSPECIFIED value) stays as it is. "
+                + "The query parameter update_mask (a FieldMask, as grpc-gateway takes it) can instead name the fields to change: a field it names "
+                + "takes the body's value, a default included, and must then obey that field's rules. It is not listed as a parameter here because "
+                + "that rule ties the query to the body, which OpenAPI cannot state.")))
+        }
         if route.body != "*", let input {
             // The fields neither the path nor the body fills, by name; a message field by the
             // names of its fields (`owner.account_id`), as the transcoder reads them.
@@ -113,6 +123,8 @@ struct OpenAPIDocument {
                 for field in message.fields {
                     let name = prefix + field.name
                     guard !bound.contains(name), name != route.body, field.rules?.ignoreAlways != true else { continue }
+                    // A patch's mask: in the description (above), not a parameter.
+                    if patch, field.typeName == "google.protobuf.FieldMask" { continue }
                     let required = parentRequired && isRequired(field)
                     if isQueryable(field) {
                         var parameter = [JSONMember("name", .string(name)), JSONMember("in", .string("query"))]
@@ -137,7 +149,9 @@ struct OpenAPIDocument {
                                        JSONMember("required", .bool(false)),
                                        JSONMember("description", .string("Makes the POST safe to retry: the same key answers the first result; the same key with another body is 409.")),
                                        JSONMember("schema", .object([JSONMember("type", .string("string")), JSONMember("minLength", .integer(1)),
-                                                                     JSONMember("maxLength", .integer(128))]))]))
+                                                                     JSONMember("maxLength", .integer(128)),
+                                                                     // Visible ASCII, as the middleware checks.
+                                                                     JSONMember("pattern", .string("^[!-~]+$"))]))]))
         }
         if !parameters.isEmpty { members.append(JSONMember("parameters", .array(parameters))) }
         if !route.body.isEmpty, let input {
@@ -147,7 +161,10 @@ struct OpenAPIDocument {
             var required = false
             if route.body == "*" {
                 bodySchema = boundPaths.isEmpty ? reference(input.fullName) : messageSchema(input, excluding: boundPaths)
-                required = !requiredNames(input, excluding: boundPaths).isEmpty
+                // Required when a field is, or when the message must set one of several (a
+                // required oneof, a service's "at least one of"): an absent body is `{}`.
+                required = !requiredNames(input, excluding: boundPaths).isEmpty || Self.serviceAtLeastOne[input.fullName] != nil
+                    || input.oneofs.contains { $0.required } || input.oneofRules.contains { $0.required }
             } else if let field = input.field(named: route.body) {
                 let inner = boundPaths.filter { $0.first == field.name }.map { Array($0.dropFirst()) }
                 if field.kind == .message, !field.isRepeated, !inner.isEmpty, let message = schema.messages[field.typeName] {
@@ -243,6 +260,7 @@ struct OpenAPIDocument {
             return .object([JSONMember("type", .string("object")), JSONMember("properties", .object(properties)),
                             JSONMember("additionalProperties", .bool(false))])
         }
+        let filled = Self.filledByGateway(message, schema: schema)
         var properties: [JSONMember] = []
         for field in message.fields {
             if excluding.contains([field.name]) { continue }
@@ -254,14 +272,21 @@ struct OpenAPIDocument {
             var value = valueSchema(field, rules: field.rules, inPath: false)
             // proto3 JSON reads null as the field's default: a field whose default obeys its
             // rules accepts null (a member of a real oneof does not: null there is a choice).
-            if zeroIsValid(field), isNullable(field, in: message) { value = .object([JSONMember("anyOf", .array([value, .object([JSONMember("type", .string("null"))])]))]) }
+            // In a patch the default means "unchanged", whatever the field's rules say.
+            if patch, !zeroIsValid(field), let zero = zeroSchema(field) { value = .object([JSONMember("anyOf", .array([zero, value]))]) }
+            // An account the gateway fills from the caller's key when it is empty (TenancyPlan):
+            // "" and null are the caller's account.
+            let gatewayFills = filled.contains([field.jsonName])
+            if gatewayFills, field.kind == .string, !field.isRepeated, !zeroIsValid(field) { value = .object([JSONMember("anyOf", .array([.object([JSONMember("const", .string(""))]), value]))]) }
+            if zeroIsValid(field) || patch || gatewayFills, isNullable(field, in: message) { value = .object([JSONMember("anyOf", .array([value, .object([JSONMember("type", .string("null"))])]))]) }
             properties.append(JSONMember(field.jsonName, value))
         }
         var members = [JSONMember("type", .string("object")), JSONMember("properties", .object(properties)),
                        JSONMember("additionalProperties", .bool(false))]
         // A patch (a body field with `ignore = IGNORE_ALWAYS`, UpdatePackage) names only what
         // changes: nothing is required, and what it sets obeys the rules.
-        let required = patch ? [] : requiredNames(message, excluding: excluding)
+        // Nor is a field the gateway fills, or a message it fills an account in (`owner`).
+        let required = patch ? [] : requiredNames(message, excluding: excluding).filter { name in !filled.contains { $0.first == name } }
         if !required.isEmpty { members.append(JSONMember("required", .array(required.map { .string($0) }))) }
         var all: [JSONValue] = []
         for (index, oneof) in message.oneofs.enumerated() {
@@ -281,6 +306,16 @@ struct OpenAPIDocument {
         }
         if !all.isEmpty { members.append(JSONMember("allOf", .array(all))) }
         return .object(members)
+    }
+
+    /// JSON paths, from `message`, of the accounts the gateway fills with the caller's when they
+    /// are empty (TenancyPlan's account rule): the public document need not ask for them.
+    static func filledByGateway(_ message: Schema.MessageType, schema: Schema) -> [[String]] {
+        guard let plan = try? TenancyPlan(messageName: message.fullName, schema: schema) else { return [] }
+        return plan.rules.compactMap { rule in
+            if case .account(let path) = rule { return path }
+            return nil
+        }
     }
 
     /// Rules a service checks by hand because they are not rules on one field (README, "Left in
@@ -386,16 +421,21 @@ struct OpenAPIDocument {
         default:
             value = scalarSchema(field, rules: rules)
         }
-        guard let rules, rules.ignoreIfZero else { return value }
+        guard let rules, rules.ignoreIfZero, let zero = zeroSchema(field, element: true) else { return value }
         // IGNORE_IF_ZERO_VALUE: the default passes whatever the rules say.
-        let zero: JSONValue
-        switch field.kind {
-        case .string, .bytes: zero = .object([JSONMember("const", .string(""))])
-        case .bool: zero = .object([JSONMember("const", .bool(false))])
-        case .enum: zero = .object([JSONMember("enum", .array(zeroValues(field)))])
-        default: zero = .object([JSONMember("const", .integer(0))])
-        }
         return .object([JSONMember("anyOf", .array([zero, value]))])
+    }
+
+    /// The JSON forms of a field's default (nil for a message: null, which the caller adds).
+    private func zeroSchema(_ field: Schema.Field, element: Bool = false) -> JSONValue? {
+        if field.isRepeated, !element { return .object([JSONMember("type", .string("array")), JSONMember("maxItems", .integer(0))]) }
+        switch field.kind {
+        case .message, .group: return nil
+        case .string, .bytes: return .object([JSONMember("const", .string(""))])
+        case .bool: return .object([JSONMember("const", .bool(false))])
+        case .enum: return .object([JSONMember("enum", .array(zeroValues(field)))])
+        default: return .object([JSONMember("const", .integer(0))])
+        }
     }
 
     /// A scalar in its canonical JSON form, narrowed by its rules. The document names one form
@@ -546,6 +586,12 @@ struct OpenAPIDocument {
             } else {
                 members.append(JSONMember("pattern", .string(positive ? "^[1-9][0-9]{0,17}$" : nonNegative ? "^(0|[1-9][0-9]{0,17})$" : "^(0|-?[1-9][0-9]{0,17})$")))
             }
+        }
+        // proto3 JSON writes a float or double that is not finite as a string ("NaN", "Infinity",
+        // "-Infinity"): a response can carry one (a sum of finite weights can overflow), and so
+        // can a request field without rules. A rule (a bound, `finite`) keeps them out.
+        if kind == .double || kind == .float, responseMode || rules == nil {
+            return .object([JSONMember("anyOf", .array([.object(members), .object([JSONMember("enum", .array([.string("NaN"), .string("Infinity"), .string("-Infinity")]))])]))])
         }
         return .object(members)
     }

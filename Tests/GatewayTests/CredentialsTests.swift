@@ -171,6 +171,20 @@ struct IdempotencyKeyTests {
         await system.stop()
     }
 
+    @Test("a requestId that is not a string is 400 beside an Idempotency-Key, not overwritten by it")
+    func requestIDOfAnotherType() async throws {
+        let system = try await InProcessSystem()
+        for requestID in ["{}", "[]", "7", "true"] {
+            let body = #"{"displayName":"Fabrikam","contactEmail":"ops@fabrikam.example","requestId":"# + requestID + "}"
+            let answer = await system.http("POST", "/v1/accounts", body: body, key: nil, headers: [("Idempotency-Key", "signup-\(requestID.count)")])
+            #expect(answer.status == 400 && answer.body.contains("requestId"), "\(requestID): \(answer)")
+        }
+        // null is the field's default: the key fills it.
+        let null = #"{"displayName":"Fabrikam","contactEmail":"ops@fabrikam.example","requestId":null}"#
+        #expect(await system.http("POST", "/v1/accounts", body: null, key: nil, headers: [("Idempotency-Key", "signup-null")]).status == 201)
+        await system.stop()
+    }
+
     @Test("registering: the same key and body are one account (no second key); another body is 409")
     func registration() async throws {
         let system = try await InProcessSystem()

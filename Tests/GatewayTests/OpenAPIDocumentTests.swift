@@ -117,7 +117,40 @@ struct OpenAPIDocumentTests {
         let patch = try body("patch")
         #expect(property(patch, "packageId").isEmpty)
         #expect(patch["required"] == nil)
-        #expect(property(patch, "weight")["exclusiveMinimum"] as? Int == 0)
+        // A patch changes what the body sets: a weight, when set, is above 0; 0 (or null) leaves
+        // it as it is (the service's "every field the patch sets"), so both are in the document.
+        let weight = try #require(unwrapped(property(patch, "weight"))["anyOf"] as? [[String: Any]])
+        #expect(weight.count == 2 && weight[0]["const"] as? Int == 0 && weight[1]["exclusiveMinimum"] as? Int == 0)
+        #expect(unwrapped(property(patch, "size"))["anyOf"] != nil)
+    }
+
+    @Test("what schemathesis found: the patch's mask, accounts the gateway fills, bodies that must set something, non-finite doubles, the Idempotency-Key's characters")
+    func schemathesisFindings() throws {
+        // update_mask ties the query to the body (a named field must be valid in the body):
+        // described, not a parameter.
+        let patch = try #require(paths["/v1/packages/{package_id}"]?["patch"] as? [String: Any])
+        #expect(!((patch["parameters"] as? [[String: Any]]) ?? []).contains { $0["name"] as? String == "update_mask" })
+        #expect((patch["description"] as? String)?.contains("update_mask") == true)
+        // CreateDelivery's owner carries the account the gateway fills: not required.
+        let create = component("fabrikam.dronedelivery.ingestion.v1.CreateDeliveryRequest")
+        #expect(!((create["required"] as? [String]) ?? []).contains("owner"))
+        #expect(((create["required"] as? [String]) ?? []).contains("packageInfo"))
+        // A tracking link's accountId: "" (and null) is the caller's account.
+        let link = try #require(paths["/v1/deliveries/{delivery_id}:trackingLink"]?["post"] as? [String: Any])
+        let linkBody = try #require(((((link["requestBody"] as? [String: Any])?["content"] as? [String: Any])?["application/json"] as? [String: Any])?["schema"]) as? [String: Any])
+        let account = try #require(unwrapped(property(linkBody, "accountId"))["anyOf"] as? [[String: Any]])
+        #expect(account.first?["const"] as? String == "")
+        #expect(!((linkBody["required"] as? [String]) ?? []).contains("accountId"))
+        // A reschedule must change something: its body is required.
+        let reschedule = try #require(paths["/v1/deliveries/{delivery_id}/schedule"]?["patch"] as? [String: Any])
+        #expect((reschedule["requestBody"] as? [String: Any])?["required"] as? Bool == true)
+        // A response double can be "Infinity" (a sum of finite weights can overflow).
+        let total = property(component("fabrikam.dronedelivery.package.v1.PackageSummary.Output"), "totalWeight")
+        #expect(((total["anyOf"] as? [[String: Any]])?.last?["enum"] as? [String]) == ["NaN", "Infinity", "-Infinity"])
+        // Idempotency-Key: visible ASCII.
+        let post = try #require(paths["/v1/deliveries"]?["post"] as? [String: Any])
+        let key = try #require((post["parameters"] as? [[String: Any]])?.first { $0["name"] as? String == "Idempotency-Key" })
+        #expect((key["schema"] as? [String: Any])?["pattern"] as? String == "^[!-~]+$")
     }
 
     @Test("responses are the messages as written, without the request rules; a public route takes no credentials")

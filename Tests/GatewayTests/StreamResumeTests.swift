@@ -66,6 +66,33 @@ struct StreamResumeTests {
         await system.stop()
     }
 
+    @Test("a client's grpc-timeout bounds a tracking stream: it ends with DEADLINE_EXCEEDED while the delivery goes on; without it the stream stays open")
+    func clientDeadlineBoundsStream() async throws {
+        let system = try await InProcessSystem()
+        let business = try await system.register("Fabrikam")
+        #expect(await system.http("PUT", "/v1/packages/pkg-t", body: #"{"size":"PACKAGE_SIZE_SMALL","weight":1}"#, key: business.key).status == 201)
+        try await system.scheduleDelivery("dlv-t", account: business.account, packageID: "pkg-t")  // scheduled, never moves
+        /// The stream read to its end, or nil when it is still open after `limit`.
+        func track(_ headers: [(String, String)], limit: Duration) async -> InProcessSystem.Answer? {
+            await withTaskGroup(of: InProcessSystem.Answer?.self) { group in
+                group.addTask { await system.httpStream("/v1/deliveries/dlv-t:track", key: business.key, headers: headers) }
+                group.addTask { try? await Task.sleep(for: limit); return nil }
+                let first = await group.next() ?? nil
+                group.cancelAll()
+                return first
+            }
+        }
+        let started = ContinuousClock.now
+        let bounded = await track([("accept", "text/event-stream"), ("grpc-timeout", "1S")], limit: .seconds(15))
+        let answer = try #require(bounded, "the stream was still open after 15 s")
+        #expect(ContinuousClock.now - started < .seconds(10))
+        #expect(answer.status == 200 && answer.body.contains("event: message"), "\(answer.body)")
+        #expect(answer.body.contains("event: error") && answer.body.contains("\"code\":4"), "\(answer.body)")
+        // No grpc-timeout: the gateway's default deadline does not cut it.
+        #expect(await track([("accept", "text/event-stream")], limit: .seconds(2)) == nil)
+        await system.stop()
+    }
+
     @Test("Last-Event-ID resumes after that event, over the query's afterSequence; NDJSON carries no ids")
     func lastEventID() async throws {
         let system = try await InProcessSystem()
@@ -77,6 +104,12 @@ struct StreamResumeTests {
         #expect(ndjson.body.split(separator: "\n").count == 6 && !ndjson.body.contains("id: "), "\(ndjson.body)")
         let bad = await system.httpStream("/v1/deliveries/\(id):track", key: key, headers: [("accept", "text/event-stream"), ("last-event-id", "-3")])
         #expect(bad.status == 400 && bad.body.contains("Last-Event-ID"), "\(bad.body)")
+        // A request that breaks a field rule (after_sequence >= 0) is a 400 with the violation,
+        // not a 200 stream that carries the error.
+        for accept in ["text/event-stream", "application/x-ndjson"] {
+            let negative = await system.httpStream("/v1/deliveries/\(id):track?afterSequence=-3", key: key, headers: [("accept", accept)])
+            #expect(negative.status == 400 && negative.body.contains("after_sequence") && negative.body.contains("BadRequest"), "\(negative)")
+        }
         await system.stop()
     }
 }

@@ -11,7 +11,9 @@ struct IdempotencyKeyMiddleware: GatewayMiddleware {
         guard (1...128).contains(key.utf8.count), key.utf8.allSatisfy({ $0 >= 0x21 && $0 <= 0x7e }) else {
             throw GatewayError(400, 3, "Idempotency-Key must be 1 to 128 visible ASCII characters")
         }
-        if let present = stringMember(context.json, [field]), !present.isEmpty, present != key {
+        // A request id of another type is refused, not overwritten: the key must not make a body
+        // that is not valid JSON for its message valid (`"requestId": {}` was answered 201).
+        if let present = try idMember(context.json, [field]), !present.isEmpty, present != key {
             throw GatewayError(400, 3, "Idempotency-Key \"\(key)\" and the body's \(field) \"\(present)\" differ; send one of them")
         }
         try setMember(&context.json, path: [field], value: .string(key), append: false)
