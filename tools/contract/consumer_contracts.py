@@ -64,7 +64,7 @@ IDLIKE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{5,}$")
 UUIDLIKE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 VARIABLE = re.compile(r"\$\{([^}]+)\}")
 CONTRACT_PACKAGE = "fabrikam."
-READS = re.compile(r"(Get|List|Track)")
+READS = re.compile(r"(Get|List|Track|Validate)")
 MAX_REQUESTS = 5  # of a client stream, kept per step
 MAX_RESPONSES = 3  # of a server stream
 
@@ -215,10 +215,28 @@ def build(contract, calls):
                 continue  # e.g. NOT_FOUND while a saga had not yet made it: timing, not a contract
             if outcome[0] == "OK" and READS.match(call["call"].split("/")[1]) and not grounded(call, changes, answered):
                 continue  # it read state made outside any recorded call (a test's own setup)
+            if outcome[0] not in ("OK", "UNIMPLEMENTED") and waited_for(call, consumer, calls, answers, sent, changes):
+                # A refusal of state another consumer's flow made long before (a cancel once
+                # the flight has landed): the replay runs its steps back to back, so what it
+                # answers there depends on time, not on the contract.
+                continue
             seen.add((call["call"], outcome[0]))
             chosen.append(call["index"])
         contracts[consumer] = steps_for(consumer, chosen, calls, answers, sent, changes)
     return contracts
+
+
+ELAPSED_NS = 5_000_000_000
+
+
+def waited_for(call, consumer, calls, answers, sent, changes):
+    """Whether the call came more than ELAPSED_NS after a change another consumer made to the
+    state it needs in the service it calls."""
+    steps = steps_for(consumer, [call["index"]], calls, answers, sent, changes, indices=True)
+    service = call["call"].split("/")[0]
+    return any(calls[i]["consumer"] != consumer and not READS.match(calls[i]["call"].split("/")[1])
+               and calls[i]["call"].split("/")[0] == service
+               and call["started_ns"] - calls[i]["started_ns"] > ELAPSED_NS for i in steps)
 
 
 def reads_state_of_another_service(call, calls, produced):
@@ -252,7 +270,7 @@ def grounded(call, changes, answered):
     return True
 
 
-def steps_for(consumer, chosen, calls, answers, sent, changes):
+def steps_for(consumer, chosen, calls, answers, sent, changes, indices=False):
     """The consumer's chosen calls and the calls whose state they need, as replayable steps.
     A value a request took from an answer is saved from the first answer that held it (the
     latest would be a poll of yesterday's state, and bring all history along)."""
@@ -284,6 +302,8 @@ def steps_for(consumer, chosen, calls, answers, sent, changes):
                     pending.append((answer[0], brought_as_state))
                 elif text in sent and sent[text][0] < index:
                     pending.append((sent[text][0], brought_as_state))
+    if indices:
+        return sorted(needed)
     names = {}
     for source, path in sorted(set(uses.values()), key=lambda item: (item[0], repr(item[1]))):
         names[(source, path)] = f"v{len(names) + 1}"
@@ -496,6 +516,11 @@ def replay(contract, servers, document, grace):
         problems = replay_step(contract, servers, step, variables, grace)
         if step.get("given"):
             notes += [f"{name}: {problem}" for problem in problems]
+        elif step.get("pending"):
+            # Pact's pending interactions: recorded, never yet verified against the provider
+            # (`make contract-record` marks what its first replay could not reproduce).
+            # Reported, not judged, until a recording where it passes.
+            notes.append(f"{name}: pending ({step['pending']})" + (f", still: {'; '.join(problems)}" if problems else ", now passes: re-record"))
         else:
             results.append((name, "; ".join(problems) or None, time.monotonic() - started))
     return document["consumer"], results, notes
@@ -548,12 +573,30 @@ def replay_step(contract, servers, step, variables, grace):
         time.sleep(0.2)
 
 
+def mark_pending(path, results):
+    """Writes `pending` (with the reason) into the steps of `path` that failed."""
+    with open(path, encoding="utf-8") as handle:
+        document = json.load(handle)
+    failed = {int(name.split(":")[0].removeprefix("step ")): problem for name, problem, _ in results if problem}
+    for number, step in enumerate(document["steps"], 1):
+        if number in failed:
+            step["pending"] = failed[number]
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(document, handle, indent=1)
+        handle.write("\n")
+    for number, problem in sorted(failed.items()):
+        print(f"    marked pending: {path} step {number}: {problem}")
+
+
 def command_replay(args):
     contract = Contract(args.descriptor_set)
     servers = Servers(args.server)
     suites, failed = [], 0
     for path in args.files:
         consumer, results, notes = replay_file(contract, servers, path, args.grace)
+        if args.mark_pending:
+            mark_pending(path, results)
+            results = [(name, None, seconds) for name, _, seconds in results]
         bad = [r for r in results if r[1]]
         failed += len(bad)
         mark = "✘" if bad else "✔"
@@ -805,7 +848,7 @@ def command_coverage(args):
         with open(path, encoding="utf-8") as handle:
             document = json.load(handle)
         for step in document["steps"]:
-            if not step.get("given"):
+            if not step.get("given") and not step.get("pending"):
                 covered.setdefault(step["call"], set()).add(document["consumer"])
     missing = [name for name in contract.contract_methods() if name not in covered]
     total = len(contract.contract_methods())
@@ -827,6 +870,8 @@ def main():
         if name == "replay":
             command.add_argument("--server", action="append", required=True)
             command.add_argument("--junit")
+            command.add_argument("--mark-pending", action="store_true",
+                                 help="write `pending` into the steps that fail (make contract-record's first replay)")
             command.add_argument("--grace", type=float, default=20.0,
                                  help="seconds a step may take to reach its recorded outcome (state built asynchronously)")
         if name == "faults":
