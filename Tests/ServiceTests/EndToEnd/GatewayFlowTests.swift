@@ -200,7 +200,7 @@ extension EndToEndTests {
             }
         }
 
-        @Test("streams send heartbeats and end with an error event when they fail; create-or-replace is 201 then 204")
+        @Test("streams send heartbeats; a tracking request that breaks a field rule is 400 before any stream; create-or-replace is 201 then 204")
         func streamsAndStatuses() async throws {
             let config = try makeTemporaryDirectory("gateway-config").appendingPathComponent("gateway.json")
             try Data(#"{"heartbeatSeconds":0.2}"#.utf8).write(to: config)
@@ -211,10 +211,13 @@ extension EndToEndTests {
                 let tracked = try await system.http("GET", "/v1/deliveries/\(id):track", headers: ["accept": "text/event-stream"])
                 #expect(tracked.body.contains(": heartbeat"), "heartbeats while the drone flies")
                 #expect(tracked.body.contains("DELIVERY_STAGE_COMPLETED"))
-                let failed = try await system.http("GET", "/v1/deliveries/\(id):track?afterSequence=-1", headers: ["accept": "text/event-stream"])
-                #expect(failed.status == 200 && failed.body.contains("event: error") && failed.body.contains("\"code\":3"))
-                let ndjsonFailed = try await system.http("GET", "/v1/deliveries/\(id):track?afterSequence=-1")
-                #expect(ndjsonFailed.body.contains("{\"error\":"))
+                // A tracking request that breaks a field rule is refused before any stream opens
+                // (it was a 200 stream carrying the error); a stream that fails once open ends
+                // with an error event (StreamResumeTests, against a backend that fails on cue).
+                let refused = try await system.http("GET", "/v1/deliveries/\(id):track?afterSequence=-1", headers: ["accept": "text/event-stream"])
+                #expect(refused.status == 400 && refused.body.contains("\"code\":3") && !refused.body.contains("event:"), "\(refused.status) \(refused.body)")
+                let ndjsonRefused = try await system.http("GET", "/v1/deliveries/\(id):track?afterSequence=-1")
+                #expect(ndjsonRefused.status == 400 && ndjsonRefused.body.contains("\"code\":3"), "\(ndjsonRefused.status) \(ndjsonRefused.body)")
                 let put = #"{"size":"PACKAGE_SIZE_MEDIUM","weight":2.5,"tag":"gift"}"#
                 #expect(try await system.http("PUT", "/v1/packages/pkg-gift-1", body: put).status == 201)
                 #expect(try await system.http("PUT", "/v1/packages/pkg-gift-1", body: put).status == 204)
