@@ -318,7 +318,7 @@ def steps_for(consumer, chosen, calls, answers, sent, changes, indices=False):
                 return "${" + names[uses[(at, value)]] + "}"
             if UUIDLIKE.match(value) and first_answer(value, at) is None:
                 if value not in fresh:
-                    fresh[value] = f"fresh:{len(fresh) + 1}:{shape(value)}"
+                    fresh[value] = f"fresh:{len(fresh) + 1}:uuid"
                 return "${" + fresh[value] + "}"
         return value
 
@@ -353,11 +353,6 @@ def steps_for(consumer, chosen, calls, answers, sent, changes, indices=False):
     return steps
 
 
-def shape(value):
-    """How a made-up value is made up again: a uuid as a new uuid."""
-    return "uuid" if UUIDLIKE.match(value) else value
-
-
 def command_build(args):
     contract = Contract(args.descriptor_set)
     calls, skipped = load_recordings(contract, args.recordings)
@@ -385,8 +380,8 @@ def command_build(args):
 
 
 def made_up(spec):
-    _, _, form = spec.split(":", 2)
-    return str(uuid.uuid4()) if form == "uuid" else form
+    """A new value for `${fresh:N:uuid}`: only uuids a client made up are made up again."""
+    return str(uuid.uuid4())
 
 
 def fill(value, variables):

@@ -207,7 +207,8 @@ public final class RPCClient: Sendable {
                     ? try state.value.startCall(fields: requestFields, events: events, onlyRequest: body, deadline: timerDeadline)
                     : try await eventLoop.submit { try state.value.startCall(fields: requestFields, events: events, onlyRequest: body, deadline: timerDeadline) }.get()
                 return ClientCall(streamID: streamID, state: state, events: events, compression: compression, maxMessageSize: self.options.maxMessageSize,
-                                  validatesRequests: self.options.validatesRequests, recording: CallRecording.current)
+                                  validatesRequests: self.options.validatesRequests,
+                                  recording: self.options.recorder == nil ? nil : CallRecording.current)
             } catch let error as RPCError where error.origin == .unprocessed && attempt < 3 {
                 attempt += 1
             }
@@ -218,7 +219,7 @@ public final class RPCClient: Sendable {
     func framedRequest<Input: Message>(_ request: Input) -> @Sendable (Compression?) throws -> ByteBuffer {
         let maxSize = options.maxMessageSize
         let validates = options.validatesRequests
-        CallRecording.current?.setOnlyRequest(request)
+        if options.recorder != nil { CallRecording.current?.setOnlyRequest(request) }  // no task-local look-up per call otherwise
         return { compression in
             // Field rules first: a request that breaks one is refused before anything is sent
             // (startCall marks the error local).
