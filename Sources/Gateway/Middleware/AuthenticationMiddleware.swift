@@ -13,10 +13,10 @@ struct AuthenticationMiddleware: GatewayMiddleware {
     let anonymousLimit: GatewayConfiguration.RateLimit
     let plans: [RoutePlan]
 
-    func handle(_ context: inout RequestContext, next: NextStep) async throws -> GatewayResponse {
+    func handle(_ context: inout RequestContext) async throws -> GatewayResponse? {
         if case .route(let route, _) = context.target, plans[route.id].access == .public {
             try takeAnonymousToken(context.request)
-            return try await next(&context)
+            return nil
         }
         guard let secret = Self.apiKey(context.request) else {
             try takeAnonymousToken(context.request)
@@ -26,7 +26,7 @@ struct AuthenticationMiddleware: GatewayMiddleware {
         }
         if let known = authenticator.cachedCaller(secret) {
             context.caller = known
-            return try await next(&context)
+            return nil
         }
         if let wait = anonymousLimiter.wait(context.request.clientAddress) { throw tooManyRequests(context.request, wait: wait) }
         let found: Caller?
@@ -42,7 +42,7 @@ struct AuthenticationMiddleware: GatewayMiddleware {
             throw error
         }
         context.caller = found
-        return try await next(&context)
+        return nil
     }
 
     private func takeAnonymousToken(_ request: GatewayRequest) throws {

@@ -8,7 +8,7 @@ import ServiceKit
 struct CallOptionsMiddleware: GatewayMiddleware {
     let configuration: GatewayConfiguration
 
-    func handle(_ context: inout RequestContext, next: NextStep) async throws -> GatewayResponse {
+    func handle(_ context: inout RequestContext) async throws -> GatewayResponse? {
         let request = context.request
         var options = CallOptions()
         options.metadata.reserveCapacity(7 + configuration.forwardHeaders.count)
@@ -41,7 +41,7 @@ struct CallOptionsMiddleware: GatewayMiddleware {
             if let value = request.header(name) { options.metadata.add(name, value) }
         }
         context.options = options
-        return try await next(&context)
+        return nil
     }
 
     /// Milliseconds of a gRPC timeout (`grpc-timeout`: digits and a unit), nil if malformed.

@@ -1,23 +1,20 @@
-/// The rest of the chain after a middleware: the next middlewares, then the endpoint.
-typealias NextStep = (inout RequestContext) async throws -> GatewayResponse
-
-/// One step of the gateway's request handling (routing, authentication, limits, tenancy, ...),
-/// in the manner of hummingbird's `RouterMiddleware`: it looks at and adds to the request's
-/// context, then calls `next` for the rest of the chain, or answers (or throws) itself.
+/// One step of the gateway's request handling (routing, authentication, limits, tenancy, ...):
+/// it looks at and adds to the request's context, then lets the next step go on (returns nil),
+/// or answers (returns a response) or throws itself. No step does anything after the steps that
+/// follow it, so the chain is a loop rather than nested `next` closures: each nested level cost
+/// an async frame, a closure context and an executor check per request.
 protocol GatewayMiddleware: Sendable {
-    func handle(_ context: inout RequestContext, next: NextStep) async throws -> GatewayResponse
+    func handle(_ context: inout RequestContext) async throws -> GatewayResponse?
 }
 
 /// Middlewares in order, ending at an endpoint.
 struct MiddlewareChain: Sendable {
     let middlewares: [any GatewayMiddleware]
 
-    func respond(to context: inout RequestContext, endpoint: NextStep) async throws -> GatewayResponse {
-        try await step(0, &context, endpoint)
-    }
-
-    private func step(_ index: Int, _ context: inout RequestContext, _ endpoint: NextStep) async throws -> GatewayResponse {
-        guard index < middlewares.count else { return try await endpoint(&context) }
-        return try await middlewares[index].handle(&context) { try await step(index + 1, &$0, endpoint) }
+    func respond(to context: inout RequestContext, endpoint: (inout RequestContext) async throws -> GatewayResponse) async throws -> GatewayResponse {
+        for middleware in middlewares {
+            if let answer = try await middleware.handle(&context) { return answer }
+        }
+        return try await endpoint(&context)
     }
 }

@@ -5,9 +5,9 @@
 struct IdempotencyKeyMiddleware: GatewayMiddleware {
     let plans: [RoutePlan]
 
-    func handle(_ context: inout RequestContext, next: NextStep) async throws -> GatewayResponse {
+    func handle(_ context: inout RequestContext) async throws -> GatewayResponse? {
         guard case .route(let route, _) = context.target, let field = plans[route.id].requestIDField,
-              let key = context.request.header("idempotency-key") else { return try await next(&context) }
+              let key = context.request.header("idempotency-key") else { return nil }
         guard (1...128).contains(key.utf8.count), key.utf8.allSatisfy({ $0 >= 0x21 && $0 <= 0x7e }) else {
             throw GatewayError(400, 3, "Idempotency-Key must be 1 to 128 visible ASCII characters")
         }
@@ -17,6 +17,6 @@ struct IdempotencyKeyMiddleware: GatewayMiddleware {
             throw GatewayError(400, 3, "Idempotency-Key \"\(key)\" and the body's \(field) \"\(present)\" differ; send one of them")
         }
         try setMember(&context.json, path: [field], value: .string(key), append: false)
-        return try await next(&context)
+        return nil
     }
 }

@@ -5,14 +5,14 @@ struct RouteResolutionMiddleware: GatewayMiddleware {
     let routes: RouteTable
     let maxBodyBytes: Int
 
-    func handle(_ context: inout RequestContext, next: NextStep) async throws -> GatewayResponse {
+    func handle(_ context: inout RequestContext) async throws -> GatewayResponse? {
         let request = context.request
         if request.bodyLimitExceeded || request.body.count > maxBodyBytes {
             throw GatewayError(413, 8, "the request body is larger than the limit of \(maxBodyBytes) bytes")
         }
         if request.method == "GET", let deliveryID = try SummaryAggregator.match(request.path) {
             context.target = .summary(deliveryID: deliveryID)
-            return try await next(&context)
+            return nil
         }
         switch routes.match(method: request.method, path: request.path) {
         case .found(let route, let variables):
@@ -26,6 +26,6 @@ struct RouteResolutionMiddleware: GatewayMiddleware {
             error.headers = [("allow", allowed.joined(separator: ", "))]
             throw error
         }
-        return try await next(&context)
+        return nil
     }
 }

@@ -6,10 +6,10 @@ struct StaticRoutesMiddleware: GatewayMiddleware {
     let openAPIDocument: [UInt8]
     let lifecycle: GatewayLifecycle
 
-    func handle(_ context: inout RequestContext, next: NextStep) async throws -> GatewayResponse {
+    func handle(_ context: inout RequestContext) async throws -> GatewayResponse? {
         if context.request.method == "HEAD" { context.request.method = "GET" }
         let path = context.request.path
-        if path.utf8.starts(with: "/v1/".utf8) { return try await next(&context) }
+        if path.utf8.starts(with: "/v1/".utf8) { return nil }
         if context.request.method == "GET", ["/openapi.json", "/healthz", "/track", "/track/"].contains(path) { context.ownPage = path }
         switch (context.request.method, path) {
         case ("GET", "/openapi.json"):

@@ -4,8 +4,8 @@ struct TenancyMiddleware: GatewayMiddleware {
     let tenancy: Tenancy
     let plans: [RoutePlan]
 
-    func handle(_ context: inout RequestContext, next: NextStep) async throws -> GatewayResponse {
-        guard let caller = context.caller else { return try await next(&context) }  // a public route
+    func handle(_ context: inout RequestContext) async throws -> GatewayResponse? {
+        guard let caller = context.caller else { return nil }  // a public route
         switch context.target {
         case .route(let route, _):
             context.deliveryPlace = try await tenancy.apply(plans[route.id].tenancy, to: &context.json, caller: caller, options: context.options)
@@ -14,6 +14,6 @@ struct TenancyMiddleware: GatewayMiddleware {
         case .unresolved:
             break
         }
-        return try await next(&context)
+        return nil
     }
 }

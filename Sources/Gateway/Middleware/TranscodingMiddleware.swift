@@ -3,11 +3,11 @@
 struct TranscodingMiddleware: GatewayMiddleware {
     let transcoder: Transcoder
 
-    func handle(_ context: inout RequestContext, next: NextStep) async throws -> GatewayResponse {
+    func handle(_ context: inout RequestContext) async throws -> GatewayResponse? {
         if case .route(let route, let variables) = context.target {
             context.json = try transcoder.requestJSON(route: route, variables: variables, query: context.request.queryParameters,
                                                       body: context.request.body)
         }
-        return try await next(&context)
+        return nil
     }
 }

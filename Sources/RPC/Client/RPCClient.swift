@@ -317,8 +317,16 @@ public final class RPCClient: Sendable {
     func intercepted<Result>(_ method: MethodDescriptor, _ options: CallOptions, _ body: (CallOptions) async throws -> Result) async throws -> Result {
         if self.options.interceptors.isEmpty { return try await recorded(method, options, body) }
         var result: Result?
-        try await runClientInterceptors(self.options.interceptors, method, options) { options in
-            result = try await recorded(method, options, body)
+        if self.options.interceptors.count == 1 {
+            // One interceptor (the gateway's retry): called directly, without the chain's two
+            // extra async levels per call.
+            try await self.options.interceptors[0].intercept(method, options: options) { options in
+                result = try await recorded(method, options, body)
+            }
+        } else {
+            try await runClientInterceptors(self.options.interceptors, method, options) { options in
+                result = try await recorded(method, options, body)
+            }
         }
         guard let result else { throw RPCError(.internal, "an interceptor did not run the call") }
         return result

@@ -127,6 +127,44 @@ public struct Metadata: Sendable, Hashable, Sequence {
 
     /// What is wrong with an entry, or nil when it can be sent.
     static func problem(name: String, value: Value) -> String? {
+        // Every call sends its metadata through here: the usual answer (nothing wrong) comes
+        // from one pass over the bytes; only a failing entry is looked at again to say why.
+        if isSendable(name: name, value: value) { return nil }
+        return describedProblem(name: name, value: value)
+    }
+
+    /// Whether an entry can be sent, by the rules `describedProblem` explains.
+    private static func isSendable(name: String, value: Value) -> Bool {
+        let nameIsValid = name.utf8.withContiguousStorageIfAvailable { bytes -> Bool in
+            guard !bytes.isEmpty else { return false }
+            for byte in bytes {
+                switch byte {
+                case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+                     UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."):
+                    continue
+                default:
+                    return false
+                }
+            }
+            return true
+        }
+        guard nameIsValid == true, !isOwnedByRuntime(name) else { return false }
+        let isBinaryName = name.utf8.count >= 4 && name.utf8.suffix(4).elementsEqual("-bin".utf8)
+        switch value {
+        case .binary:
+            return isBinaryName
+        case .string(let text):
+            guard !isBinaryName else { return false }
+            return text.utf8.withContiguousStorageIfAvailable { bytes -> Bool in
+                if bytes.first == UInt8(ascii: " ") || bytes.last == UInt8(ascii: " ") { return false }
+                for byte in bytes where byte < 0x20 || byte > 0x7e { return false }
+                return true
+            } == true
+        }
+    }
+
+    /// What is wrong with an entry (nil when nothing is), in words for the error.
+    private static func describedProblem(name: String, value: Value) -> String? {
         if name.isEmpty { return "the name is empty" }
         for byte in name.utf8 {
             switch byte {
@@ -157,6 +195,15 @@ public struct Metadata: Sendable, Hashable, Sequence {
 
     /// Header names the runtime writes itself on one end or the other.
     static func isOwnedByRuntime(_ name: String) -> Bool {
+        // Most names (x-request-id, x-account-id, ...) are ruled out by their first byte,
+        // without comparing strings.
+        switch name.utf8.first ?? 0 {
+        case UInt8(ascii: "c"), UInt8(ascii: "g"), UInt8(ascii: "h"), UInt8(ascii: "k"), UInt8(ascii: "p"),
+             UInt8(ascii: "t"), UInt8(ascii: "u"):
+            break
+        default:
+            return false
+        }
         switch name {
         case "content-type", "te", "user-agent", "grpc-status", "grpc-message", "grpc-timeout", "grpc-encoding",
              "grpc-accept-encoding", "grpc-message-type", "connection", "keep-alive", "proxy-connection",

@@ -120,6 +120,7 @@ public struct RetryInterceptor: ClientInterceptor {
     }
 
     /// Runs one attempt and feeds its outcome to the throttling bucket.
+    @inline(__always)
     private func observed(_ next: (CallOptions) async throws -> Void, _ options: CallOptions) async throws {
         guard let bucket else { return try await next(options) }
         do {
