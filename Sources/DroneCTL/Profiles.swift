@@ -235,19 +235,19 @@ public struct ProfileStore: Sendable, Equatable {
 public enum LocalSystem {
     /// `make run`'s first port when FABRIKAM_PORT_BASE is not set (ServiceKit's ServicePorts).
     public static let defaultPortBase = 15051
-    /// Process name in tools/run-service.sh, and the command of the service it serves, in the
+    /// Process name in tools/run-service.sh, and the commands of the services it serves, in the
     /// order of their ports (ServiceKit's ServicePorts.Service; a test checks they agree).
-    public static let processes: [(process: String, command: String?)] = [
-        ("accounts", "accounts"), ("package", "package"), ("dronescheduler", "drone-scheduler"), ("delivery", "delivery"),
-        ("deliveryhistory", "delivery-history"), ("ingestion", "ingestion"), ("workflow", "workflow"),
-        ("supervisor", "supervisor"), ("simulator", "flight-control"), ("gateway", nil),
+    public static let processes: [(process: String, commands: [String])] = [
+        ("accounts", ["accounts"]), ("package", ["package"]), ("dronescheduler", ["drone-scheduler", "telemetry"]), ("delivery", ["delivery"]),
+        ("deliveryhistory", ["delivery-history"]), ("ingestion", ["ingestion"]), ("workflow", ["workflow"]),
+        ("supervisor", ["supervisor"]), ("simulator", ["flight-control"]), ("gateway", []),
     ]
 
     /// A context for the system started with `FABRIKAM_PORT_BASE=base` (`make run`).
     public static func profile(portBase: Int, host: String = "127.0.0.1") -> Profile {
         var profile = Profile()
         for (offset, entry) in processes.enumerated() {
-            if let command = entry.command { profile.servers[command] = ["\(host):\(portBase + offset)"] }
+            for command in entry.commands { profile.servers[command] = ["\(host):\(portBase + offset)"] }
         }
         let gatewayPort = portBase == defaultPortBase ? 8080 : portBase + processes.count - 1
         profile.gateway = "\(host):\(gatewayPort)"

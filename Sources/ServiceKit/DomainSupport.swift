@@ -60,6 +60,13 @@ public struct Validator {
         if !condition { violations.append(ValidationViolation(field: field, ruleID: "", message: message())) }
     }
 
+    /// The generated field rules of `part`, a message inside the request at `path` (`items[2]`),
+    /// for a field the runtime does not check (`ignore = IGNORE_ALWAYS`): its violations are
+    /// named from the request, as the runtime would name them.
+    public mutating func requireFieldRules(of part: some Message, at path: String) {
+        part._collectViolations(at: path, into: &violations)
+    }
+
     public func check() throws {
         if !violations.isEmpty { throw RPCError(fieldRuleViolations: violations, in: "request") }
     }

@@ -246,10 +246,22 @@ struct EndToEndTests {
                        "--plan.delivery-id", "dlv-e2e-flight", "--plan.pickup-location.latitude", "47.61", "--plan.pickup-location.longitude", "-122.34",
                        "--plan.dropoff-location.latitude", "47.62", "--plan.dropoff-location.longitude", "-122.35"])
         try calls.run(["flight-control", "abort-flight", "--delivery-id", "dlv-e2e-flight", "--reason", "test over"])
-        // Nobody in this system serves TelemetryService (the Drone Scheduler is meant to): the call
-        // is made and answered UNIMPLEMENTED by the server named.
-        try calls.run(["telemetry", "report-positions", "--server", "127.0.0.1:\(system.portBase + 2)",
-                       "-d", #"{"positions": [{"droneId": "drone-e2e", "sequence": 1}]}"#], expect: 76)
+        // The Drone Scheduler keeps the fleet's positions (TelemetryService, at the address the
+        // context gives `telemetry`): two batches of drone-e2e's reports, the second repeating the
+        // first report, each acknowledged with the highest sequence stored; then the fleet shows
+        // the drone where it last reported.
+        let batches = [
+            #"{"positions": [{"droneId": "drone-e2e", "sequence": "1", "time": "2026-12-01T10:00:00Z", "location": {"latitude": 47.605, "longitude": -122.335}}]}"#,
+            #"{"positions": [{"droneId": "drone-e2e", "sequence": "2", "time": "2026-12-01T10:00:01Z", "location": {"latitude": 47.606, "longitude": -122.336}}, "#
+                + #"{"droneId": "drone-e2e", "sequence": "1", "time": "2026-12-01T10:00:00Z", "location": {"latitude": 47.605, "longitude": -122.335}}]}"#,
+        ]
+        let acks = try calls.run(["telemetry", "report-positions", "-d", batches.joined(separator: "\n")])
+        #expect(acks.lines == [#"{"acks":[{"droneId":"drone-e2e","sequence":"1"}]}"#, #"{"acks":[{"droneId":"drone-e2e","sequence":"2"}]}"#], "\(acks)")
+        let listed = try calls.json(["drone-scheduler", "list-drones", "--page-size", "50"])
+        let reporter = (listed["drones"] as? [[String: Any]])?.first { $0["droneId"] as? String == "drone-e2e" }
+        let reportedAt = try #require(reporter?["position"] as? [String: Any], "\(listed)")
+        #expect(reportedAt["latitude"] as? Double == 47.606 && reportedAt["longitude"] as? Double == -122.336, "\(reportedAt)")
+        #expect(reporter?["positionTime"] as? String == "2026-12-01T10:00:01Z")
 
         // Supervisor: a failed saga recorded, listed, read, retried and compensated.
         try calls.run(["supervisor", "record-failed-saga", "--saga.saga-id", "saga-e2e-1", "--saga.delivery-id", "dlv-e2e-saga",

@@ -155,6 +155,7 @@ struct SettingsTests {
         #expect(defaults.gateway == "127.0.0.1:\(ServicePorts.port(of: .gateway, base: nil))")
         let moved = LocalSystem.profile(portBase: 26000)
         #expect(moved.servers["flight-control"] == ["127.0.0.1:\(ServicePorts.port(of: .simulator, base: 26000))"])
+        #expect(moved.servers["telemetry"] == ["127.0.0.1:\(ServicePorts.port(of: .droneScheduler, base: 26000))"], "the Drone Scheduler serves TelemetryService")
         #expect(moved.gateway == "127.0.0.1:\(ServicePorts.port(of: .gateway, base: 26000))")
     }
 

@@ -1,4 +1,5 @@
-// dronescheduler-service: drones, assignments, utilization (DroneSchedulerService) on 127.0.0.1, port FABRIKAM_PORT_BASE + 2 (ServicePorts).
+// dronescheduler-service: drones, assignments, utilization (DroneSchedulerService) and the fleet's
+// reported positions (TelemetryService) on 127.0.0.1, port FABRIKAM_PORT_BASE + 2 (ServicePorts).
 // Follows Delivery's events to free drones whose deliveries ended.
 //   --port N  --data-dir DIR  --broker FILE|nats://HOST:PORT  --broker-namespace NS (default DIR/broker.sqlite)
 import DroneDeliveryAPI
@@ -21,6 +22,7 @@ await runService {
     let events = try await broker.subscribe(to: "delivery-events", group: "dronescheduler")
     var router = Router()
     logic.register(in: &router)
+    TelemetryServiceLogic(store: store).register(in: &router)
     try await host.serve(router, background: [{
         await MessageConsumer(queue: broker, queueName: events, consumerName: "dronescheduler").run(logic.handleDeliveryEvent)
     }], stores: [storeChoice.probe] + brokerProbes)

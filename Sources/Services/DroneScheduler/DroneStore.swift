@@ -47,6 +47,15 @@ public protocol DroneStore: Sendable {
     /// Sum of route distance (meters) and assigned time (seconds) over the owner's assignments
     /// that started in [start, end).
     func utilization(ownerID: String, start: Double, end: Double, now: Double) async throws -> (meters: Double, seconds: Double)
+    /// Keeps each drone's latest reported position (TelemetryService), in one short write that
+    /// holds no fleet-wide lock: one conditional upsert per report on the drone's own row. A
+    /// report is taken when it is newer than the stored one: within one flight (the same
+    /// `delivery_id` and `flight_id`) a higher sequence, or an unnumbered one (sequence 0) with a
+    /// later time; from another flight, a later time. Anything else (a duplicate, a late report)
+    /// is dropped. Drones that are not registered are kept too. A report without a time is taken
+    /// as made at `receivedAt`. Returns, for each drone of `reports`, the highest sequence stored
+    /// for its latest flight.
+    func recordPositions(_ reports: [TelemetryV1.DronePosition], receivedAt: Timestamp) async throws -> [String: Int64]
 }
 
 extension DroneSchedulerV1.Drone {
@@ -108,6 +117,13 @@ public final class SQLDroneStore: DroneStore {
                               request BLOB NOT NULL);
         CREATE INDEX waiting_line ON waiting (withdrawn, queued_time, seq);
         """,
+        // Each drone's latest reported position (TelemetryService), apart from the drones row:
+        // reports are frequent, and a row of its own per drone lets them be written without the
+        // fleet lock that assignment holds. `data` is the report (DronePosition, time filled in).
+        """
+        CREATE TABLE drone_positions (drone_id TEXT PRIMARY KEY, delivery_id TEXT NOT NULL, flight_id TEXT NOT NULL,
+                                      sequence INTEGER NOT NULL, report_time REAL NOT NULL, data BLOB NOT NULL);
+        """,
     ], postgres: [
         """
         CREATE TABLE drones (drone_id TEXT PRIMARY KEY, status BIGINT NOT NULL, data BYTEA NOT NULL);
@@ -124,6 +140,10 @@ public final class SQLDroneStore: DroneStore {
                               queued_time DOUBLE PRECISION NOT NULL, enter_time DOUBLE PRECISION NOT NULL, wait_until DOUBLE PRECISION,
                               withdrawn TEXT, request BYTEA NOT NULL);
         CREATE INDEX waiting_line ON waiting (withdrawn, queued_time, seq);
+        """,
+        """
+        CREATE TABLE drone_positions (drone_id TEXT PRIMARY KEY, delivery_id TEXT NOT NULL, flight_id TEXT NOT NULL,
+                                      sequence BIGINT NOT NULL, report_time DOUBLE PRECISION NOT NULL, data BYTEA NOT NULL);
         """,
     ])
 
@@ -146,8 +166,7 @@ public final class SQLDroneStore: DroneStore {
         try await database.write(locking: [Self.fleetKey]) { db in
             var drone = drone
             var created = true
-            if let row = try db.queryFirst("SELECT data FROM drones WHERE drone_id = ?", [.text(drone.droneId)]) {
-                let existing = try DroneSchedulerV1.Drone(storedBytes: row.bytes(0), what: "drone")
+            if let existing = try Self.drone(drone.droneId, db) {
                 created = false
                 drone.registerTime = existing.registerTime
                 if existing.status == .assigned {
@@ -168,17 +187,64 @@ public final class SQLDroneStore: DroneStore {
     }
 
     static func drone(_ id: String, _ db: any SQLTransaction) throws -> DroneSchedulerV1.Drone? {
-        try db.queryFirst("SELECT data FROM drones WHERE drone_id = ?", [.text(id)]).map { try DroneSchedulerV1.Drone(storedBytes: $0.bytes(0), what: "drone") }
+        try fleet("WHERE d.drone_id = ?", [.text(id)], db).first
+    }
+
+    /// Drones as every read sees them: the row (`d`), with the latest position the drone
+    /// reported (`p`, TelemetryService) when that is newer than the one the row holds (its home at
+    /// registration, or where a release left it). `clauses`: WHERE, ORDER BY and LIMIT on `d`.
+    static func fleet(_ clauses: String, _ parameters: [SQLValue] = [], _ db: any SQLTransaction) throws -> [DroneSchedulerV1.Drone] {
+        try db.query("SELECT d.data, p.data, p.report_time FROM drones d LEFT JOIN drone_positions p ON p.drone_id = d.drone_id " + clauses, parameters)
+            .map { row in
+                var drone = try DroneSchedulerV1.Drone(storedBytes: row.bytes(0), what: "drone")
+                if !row.isNull(1), drone.positionTime.map({ $0.secondsSince1970 < row.double(2) }) ?? true {
+                    let report = try TelemetryV1.DronePosition(storedBytes: row.bytes(1), what: "drone position")
+                    drone.position = report.location
+                    drone.positionTime = report.time
+                }
+                return drone
+            }
     }
 
     public func drones(status: DroneSchedulerV1.DroneStatus?, offset: Int, limit: Int) async throws -> [DroneSchedulerV1.Drone] {
         try await database.read { db in
-            let rows = if let status {
-                try db.query("SELECT data FROM drones WHERE status = ? ORDER BY drone_id LIMIT ? OFFSET ?", [.integer(Int64(status.rawValue)), .int(limit), .int(offset)])
+            if let status {
+                try Self.fleet("WHERE d.status = ? ORDER BY d.drone_id LIMIT ? OFFSET ?", [.integer(Int64(status.rawValue)), .int(limit), .int(offset)], db)
             } else {
-                try db.query("SELECT data FROM drones ORDER BY drone_id LIMIT ? OFFSET ?", [.int(limit), .int(offset)])
+                try Self.fleet("ORDER BY d.drone_id LIMIT ? OFFSET ?", [.int(limit), .int(offset)], db)
             }
-            return try rows.map { try DroneSchedulerV1.Drone(storedBytes: $0.bytes(0), what: "drone") }
+        }
+    }
+
+    public func recordPositions(_ reports: [TelemetryV1.DronePosition], receivedAt: Timestamp) async throws -> [String: Int64] {
+        // Rows are written in drone-id order (a drone's own reports in the order they came), so
+        // two batches at once on PostgreSQL lock their rows in one order and never deadlock.
+        let ordered = reports.enumerated().sorted { ($0.element.droneId, $0.offset) < ($1.element.droneId, $1.offset) }.map { entry in
+            var report = entry.element
+            report.time = report.time ?? receivedAt
+            return report
+        }
+        return try await database.write { db in
+            // The same flight: the same delivery and flight id (a new flight numbers from 1 again).
+            let sameFlight = "(excluded.delivery_id = drone_positions.delivery_id AND excluded.flight_id = drone_positions.flight_id)"
+            for report in ordered {
+                try db.run("""
+                    INSERT INTO drone_positions (drone_id, delivery_id, flight_id, sequence, report_time, data) VALUES (?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (drone_id) DO UPDATE SET delivery_id = excluded.delivery_id, flight_id = excluded.flight_id,
+                        sequence = CASE WHEN \(sameFlight) AND drone_positions.sequence > excluded.sequence THEN drone_positions.sequence
+                                        ELSE excluded.sequence END,
+                        report_time = excluded.report_time, data = excluded.data
+                    WHERE (\(sameFlight) AND (excluded.sequence > drone_positions.sequence
+                                              OR (excluded.sequence = 0 AND excluded.report_time > drone_positions.report_time)))
+                       OR (NOT \(sameFlight) AND excluded.report_time > drone_positions.report_time)
+                    """, [.text(report.droneId), .text(report.deliveryId), .text(report.flightId), .integer(report.sequence),
+                          .real((report.time ?? receivedAt).secondsSince1970), .blob(report.serializedBytes())])
+            }
+            var stored: [String: Int64] = [:]
+            for droneID in Set(ordered.map(\.droneId)).sorted() {
+                stored[droneID] = try db.queryFirst("SELECT sequence FROM drone_positions WHERE drone_id = ?", [.text(droneID)])?.int(0) ?? 0
+            }
+            return stored
         }
     }
 
@@ -210,8 +276,7 @@ public final class SQLDroneStore: DroneStore {
             if let drone = Self.nearest(free.filter { $0.canCarry(info) }, to: pickup) {
                 return .assigned(try Self.insertAssignment(request, drone: drone, now: now, db), created: true)
             }
-            let fleet = try db.query("SELECT data FROM drones WHERE status != ?", [.integer(Int64(DroneSchedulerV1.DroneStatus.retired.rawValue))])
-                .map { try DroneSchedulerV1.Drone(storedBytes: $0.bytes(0), what: "drone") }
+            let fleet = try Self.fleet("WHERE d.status != ?", [.integer(Int64(DroneSchedulerV1.DroneStatus.retired.rawValue))], db)
             if !fleet.isEmpty && !fleet.contains(where: { $0.canCarry(info) }) { return .noneCanCarry }
             guard request.wait else { return .noDroneFree }
             if let until = request.waitUntil, until.secondsSince1970 <= now.secondsSince1970 { return .expired }
@@ -228,8 +293,7 @@ public final class SQLDroneStore: DroneStore {
     /// skipped over, not blocking the others). Returns the drones still free.
     @discardableResult
     static func serveLine(_ db: any SQLTransaction, now: Timestamp) throws -> [DroneSchedulerV1.Drone] {
-        var free = try db.query("SELECT data FROM drones WHERE status = ?", [.integer(Int64(DroneSchedulerV1.DroneStatus.available.rawValue))])
-            .map { try DroneSchedulerV1.Drone(storedBytes: $0.bytes(0), what: "drone") }
+        var free = try fleet("WHERE d.status = ?", [.integer(Int64(DroneSchedulerV1.DroneStatus.available.rawValue))], db)
         if free.isEmpty { return free }
         let line = try db.query("SELECT seq, request, wait_until FROM waiting WHERE withdrawn IS NULL ORDER BY queued_time, seq")
         for place in line {

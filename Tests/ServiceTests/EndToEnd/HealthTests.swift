@@ -15,6 +15,7 @@ extension EndToEndTests {
                     ("accounts", "fabrikam.dronedelivery.accounts.v1.AccountsService"),
                     ("package", "fabrikam.dronedelivery.package.v1.PackageService"),
                     ("dronescheduler", "fabrikam.dronedelivery.dronescheduler.v1.DroneSchedulerService"),
+                    ("dronescheduler", "fabrikam.dronedelivery.telemetry.v1.TelemetryService"),
                     ("delivery", "fabrikam.dronedelivery.delivery.v1.DeliveryService"),
                     ("deliveryhistory", "fabrikam.dronedelivery.deliveryhistory.v1.DeliveryHistoryService"),
                     ("ingestion", "fabrikam.dronedelivery.ingestion.v1.IngestionService"),
