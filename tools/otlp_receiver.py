@@ -54,6 +54,7 @@ class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
                         "traceId": span.trace_id.hex(),
                         "spanId": span.span_id.hex(),
                         "parentSpanId": span.parent_span_id.hex(),
+                        "traceState": span.trace_state,
                         "name": span.name,
                         "kind": trace_pb2.Span.SpanKind.Name(span.kind),
                         "start": span.start_time_unix_nano,

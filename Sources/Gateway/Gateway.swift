@@ -200,8 +200,7 @@ public final class Gateway: Sendable {
         let start = Tracing.now()
         let (response, route) = await RequestTrace.$current.withValue(trace) { await handleRequest(request) }
         guard RequestTrace.isSampled(trace.traceparent) else { return (response, route) }
-        var span = FinishedSpan(traceID: RequestTrace.traceID(trace.traceparent), spanID: RequestTrace.spanID(trace.traceparent),
-                                parentSpanID: incoming.map { RequestTrace.spanID($0.traceparent) } ?? "", traceState: trace.tracestate,
+        var span = FinishedSpan(traceparent: trace.traceparent, parentTraceparent: incoming?.traceparent ?? "", traceState: trace.tracestate,
                                 name: route.map { "\(request.method) \($0)" } ?? request.method, kind: .server, start: start, end: Tracing.now(),
                                 attributes: [SpanAttribute("http.request.method", request.method), SpanAttribute("url.path", request.path),
                                              SpanAttribute("http.response.status_code", response.status)])

@@ -29,34 +29,76 @@ public struct SpanAttribute: Sendable {
     public init(_ key: String, _ value: Bool) { self.key = key; self.value = .bool(value) }
 }
 
-/// A span that has ended, as the recorder queues it for export. Ids are the lower-case hex of
-/// the W3C `traceparent` (32 digits for the trace, 16 for a span); a root span has no parent.
+/// A span that has ended, as the recorder queues it for export.
+///
+/// Its ids are kept as the `traceparent`s the trace context already holds (this span's, and its
+/// parent's), and an RPC span keeps its method's `:path` and status code: the hex ids, the name
+/// and the `rpc.*` attributes are written from them at export, so recording a span allocates
+/// no string of its own (each id, name and attribute array used to be one, on every call).
 public struct FinishedSpan: Sendable {
-    public var traceID: String
-    public var spanID: String
-    public var parentSpanID: String
+    /// This span's W3C `traceparent` (`00-<trace id>-<span id>-<flags>`).
+    public var traceparent: String
+    /// The parent span's `traceparent`; empty for a root span.
+    public var parentTraceparent: String
     public var traceState: String
-    public var name: String
     public var kind: SpanKind
     /// Nanoseconds since 1970 (UTC).
     public var start: UInt64
     public var end: UInt64
+    /// Attributes beyond an RPC span's own `rpc.*` ones.
     public var attributes: [SpanAttribute]
     /// Set when the operation failed (OTLP status ERROR with this message); nil: unset.
     public var error: String?
+    /// The name of a span that is not an RPC's.
+    private var plainName: String
+    /// An RPC span's method (`/package.Service/Method`) and status code.
+    private(set) var rpc: (path: String, code: RPCError.Code)?
 
-    public init(traceID: String, spanID: String, parentSpanID: String, traceState: String = "", name: String, kind: SpanKind,
+    /// A span named `name`, with its own `traceparent` and its parent's (empty: a root span).
+    public init(traceparent: String, parentTraceparent: String, traceState: String = "", name: String, kind: SpanKind,
                 start: UInt64, end: UInt64, attributes: [SpanAttribute] = [], error: String? = nil) {
-        self.traceID = traceID
-        self.spanID = spanID
-        self.parentSpanID = parentSpanID
+        self.traceparent = traceparent
+        self.parentTraceparent = parentTraceparent
         self.traceState = traceState
-        self.name = name
+        self.plainName = name
         self.kind = kind
         self.start = start
         self.end = end
         self.attributes = attributes
         self.error = error
+    }
+
+    /// The span of an RPC (server or client side): named `package.Service/Method`, with
+    /// OpenTelemetry's RPC attributes (`rpc.system`, `rpc.service`, `rpc.method`,
+    /// `rpc.grpc.status_code`).
+    public init(rpc method: MethodDescriptor, code: RPCError.Code, traceparent: String, parentTraceparent: String, traceState: String,
+                kind: SpanKind, start: UInt64, end: UInt64, error: String? = nil) {
+        self.init(traceparent: traceparent, parentTraceparent: parentTraceparent, traceState: traceState, name: "", kind: kind,
+                  start: start, end: end, error: error)
+        rpc = (method.path, code)
+    }
+
+    /// The 32 hex digits of the trace id.
+    public var traceID: String { RequestTrace.traceID(traceparent) }
+    /// The 16 hex digits of this span's id.
+    public var spanID: String { RequestTrace.spanID(traceparent) }
+    /// The 16 hex digits of the parent span's id; empty for a root span.
+    public var parentSpanID: String { RequestTrace.spanID(parentTraceparent) }
+    /// The span's name (an RPC span's is its method, `package.Service/Method`).
+    public var name: String { rpc.map { String($0.path.dropFirst()) } ?? plainName }
+    /// Every attribute, an RPC span's `rpc.*` ones first.
+    public var allAttributes: [SpanAttribute] {
+        guard let rpc else { return attributes }
+        let (service, method) = Self.serviceAndMethod(rpc.path)
+        return [SpanAttribute("rpc.system", "grpc"), SpanAttribute("rpc.service", String(Substring(service))), SpanAttribute("rpc.method", String(Substring(method))),
+                SpanAttribute("rpc.grpc.status_code", rpc.code.rawValue)] + attributes
+    }
+
+    /// `/package.Service/Method` split at its last slash.
+    static func serviceAndMethod(_ path: String) -> (service: Substring.UTF8View, method: Substring.UTF8View) {
+        let utf8 = path.utf8
+        guard let slash = utf8.lastIndex(of: UInt8(ascii: "/")), slash > utf8.startIndex else { return (Substring(path).utf8, Substring().utf8) }
+        return (path[utf8.index(after: utf8.startIndex)..<slash].utf8, path[utf8.index(after: slash)...].utf8)
     }
 }
 
@@ -166,13 +208,10 @@ public enum Tracing {
     /// Whether a server span with this code is an error (OpenTelemetry's gRPC conventions: only
     /// the codes that mean the server failed; a client span is an error for any code but OK).
     static func isServerError(_ code: RPCError.Code) -> Bool {
-        [.unknown, .deadlineExceeded, .unimplemented, .internal, .unavailable, .dataLoss].contains(code)
-    }
-
-    /// The attributes of an RPC span (OpenTelemetry's RPC conventions).
-    static func rpcAttributes(_ method: MethodDescriptor, code: RPCError.Code) -> [SpanAttribute] {
-        [SpanAttribute("rpc.system", "grpc"), SpanAttribute("rpc.service", method.service), SpanAttribute("rpc.method", method.name),
-         SpanAttribute("rpc.grpc.status_code", code.rawValue)]
+        switch code {
+        case .unknown, .deadlineExceeded, .unimplemented, .internal, .unavailable, .dataLoss: true
+        default: false
+        }
     }
 }
 
@@ -286,19 +325,23 @@ public final class SpanRecorder: Sendable {
         }
         defer { exportLock.withLock { $0 = false } }
         while true {
-            let batch = queue.withLock { queue -> [FinishedSpan] in
-                let count = min(queue.count, maxBatch)
-                let batch = Array(queue.prefix(count))
-                queue.removeFirst(count)
-                return batch
+            // Everything queued, taken at once: the spans are moved out, not copied (copying a
+            // batch and shifting the rest down cost a retain and a release per string).
+            let pending = queue.withLock { queue -> [FinishedSpan] in
+                let pending = queue
+                queue = []
+                queue.reserveCapacity(min(maxQueued, pending.count))
+                return pending
             }
-            if batch.isEmpty { return }
-            await export(batch)
+            if pending.isEmpty { return }
+            for first in stride(from: 0, to: pending.count, by: maxBatch) {
+                await export(pending[first..<min(first + maxBatch, pending.count)])
+            }
         }
     }
 
     /// Sends one batch; counts it as exported or dropped.
-    func export(_ batch: [FinishedSpan]) async {
+    func export(_ batch: ArraySlice<FinishedSpan>) async {
         let request = OTLPExportRequest(resourceSpans: OTLPEncoding.resourceSpans(batch, serviceName: serviceName))
         do {
             try await client.unary(Self.exportMethod, request, options: CallOptions(timeout: .seconds(5))) { (_: UnsafeRawBufferPointer) in () }
@@ -332,11 +375,11 @@ public final class SpanRecorder: Sendable {
         guard RequestTrace.isSampled(trace.traceparent) else {
             return try await RequestTrace.$current.withValue(trace) { try await body() }
         }
-        let parentSpanID = parent.map { RequestTrace.spanID($0.traceparent) } ?? ""
+        // An invalid parent started a new trace (`child(of:)`): then this span is its root.
+        let parentTraceparent = parent.map(\.traceparent).flatMap { RequestTrace.isValidTraceparent($0) ? $0 : nil } ?? ""
         let start = Tracing.now()
-        var span = FinishedSpan(traceID: RequestTrace.traceID(trace.traceparent), spanID: RequestTrace.spanID(trace.traceparent),
-                                parentSpanID: parentSpanID, traceState: trace.tracestate, name: name, kind: kind, start: start, end: start,
-                                attributes: attributes)
+        var span = FinishedSpan(traceparent: trace.traceparent, parentTraceparent: parentTraceparent, traceState: trace.tracestate, name: name,
+                                kind: kind, start: start, end: start, attributes: attributes)
         do {
             let result = try await RequestTrace.$current.withValue(trace) { try await body() }
             span.end = Tracing.now()
@@ -411,29 +454,40 @@ enum OTLPEncoding {
 
         mutating func tag(_ field: UInt64, _ wireType: UInt64) { varint(field << 3 | wireType) }
 
+        /// A string field, left out when empty (proto3's default).
         mutating func string(_ field: UInt64, _ text: String) {
             guard !text.isEmpty else { return }
-            tag(field, 2)
-            varint(UInt64(text.utf8.count))
-            bytes.append(contentsOf: text.utf8)
+            bytes(field, text.utf8)
         }
 
-        mutating func message(_ field: UInt64, _ build: (inout Writer) -> Void) {
+        /// A length-delimited field holding `content`, written even when empty.
+        mutating func bytes(_ field: UInt64, _ content: some Collection<UInt8>) {
             tag(field, 2)
-            let start = bytes.count
+            varint(UInt64(content.count))
+            bytes.append(contentsOf: content)
+        }
+
+        /// A nested message, written in place after room for its length's varint
+        /// (`lengthBytes`: 1 up to 127 bytes, 2 up to 16,383); only a message whose length
+        /// needs another size moves its bytes.
+        mutating func message(_ field: UInt64, lengthBytes reserved: Int = 1, _ build: (inout Writer) -> Void) {
+            tag(field, 2)
+            var start = bytes.count
+            for _ in 0..<reserved { bytes.append(0) }
             build(&self)
-            var length = UInt64(bytes.count - start)
-            if length < 0x80 {
-                bytes.insert(UInt8(length), at: start)
-                return
+            let length = bytes.count - start - reserved
+            var size = 1
+            while length >> (7 * size) > 0 { size += 1 }
+            if size > reserved {
+                bytes.insert(contentsOf: repeatElement(0, count: size - reserved), at: start)
+            } else if size < reserved {
+                bytes.removeSubrange(start..<(start + reserved - size))
             }
-            var prefix: [UInt8] = []
-            while length >= 0x80 {
-                prefix.append(UInt8(truncatingIfNeeded: length) | 0x80)
-                length >>= 7
+            for offset in 0..<size {
+                let group = UInt8(truncatingIfNeeded: length >> (7 * offset)) & 0x7f
+                bytes[start] = offset < size - 1 ? group | 0x80 : group
+                start += 1
             }
-            prefix.append(UInt8(length))
-            bytes.insert(contentsOf: prefix, at: start)
         }
 
         mutating func fixed64(_ field: UInt64, _ value: UInt64) {
@@ -446,9 +500,10 @@ enum OTLPEncoding {
             withUnsafeBytes(of: value.littleEndian) { bytes += $0 }
         }
 
-        /// Hex digits as the bytes they spell (trace and span ids).
-        mutating func hexBytes(_ field: UInt64, _ hex: String) {
-            guard !hex.isEmpty else { return }
+        /// The hex digits at `digits` of a `traceparent` (3..<35: the trace id, 36..<52: the
+        /// span id) as the bytes they spell; nothing when it is not one.
+        mutating func id(_ field: UInt64, _ traceparent: String, _ digits: Range<Int>) {
+            guard traceparent.utf8.count == 55 else { return }
             func value(_ digit: UInt8) -> UInt8 {
                 switch digit {
                 case 0x30...0x39: digit - 0x30
@@ -458,51 +513,62 @@ enum OTLPEncoding {
                 }
             }
             tag(field, 2)
-            varint(UInt64(hex.utf8.count / 2))
-            var high: UInt8?
-            for digit in hex.utf8 {
-                if let first = high {
-                    bytes.append(first << 4 | value(digit))
-                    high = nil
-                } else {
-                    high = value(digit)
+            varint(UInt64(digits.count / 2))
+            let write = { (text: UnsafeBufferPointer<UInt8>) in
+                for index in stride(from: digits.lowerBound, to: digits.upperBound, by: 2) {
+                    self.bytes.append(value(text[index]) << 4 | value(text[index + 1]))
                 }
             }
+            if traceparent.utf8.withContiguousStorageIfAvailable(write) == nil { Array(traceparent.utf8).withUnsafeBufferPointer(write) }
         }
     }
 
     /// `common.v1.KeyValue`: key = 1, value = 2 (`AnyValue`: string_value = 1, bool_value = 2,
     /// int_value = 3).
     static func keyValue(_ writer: inout Writer, field: UInt64, _ attribute: SpanAttribute) {
+        switch attribute.value {
+        case .string(let text): keyValue(&writer, field: field, key: attribute.key, string: text.utf8)
+        case .bool(let flag): keyValue(&writer, field: field, key: attribute.key) { $0.tag(2, 0); $0.varint(flag ? 1 : 0) }
+        case .int(let number): keyValue(&writer, field: field, key: attribute.key, int: number)
+        }
+    }
+
+    static func keyValue(_ writer: inout Writer, field: UInt64, key: String, string: some Collection<UInt8>) {
+        keyValue(&writer, field: field, key: key) { $0.bytes(1, string) }
+    }
+
+    static func keyValue(_ writer: inout Writer, field: UInt64, key: String, int: Int64) {
+        keyValue(&writer, field: field, key: key) { $0.tag(3, 0); $0.varint(UInt64(bitPattern: int)) }
+    }
+
+    static func keyValue(_ writer: inout Writer, field: UInt64, key: String, value: (inout Writer) -> Void) {
         writer.message(field) { keyValue in
-            keyValue.string(1, attribute.key)
-            keyValue.message(2) { value in
-                switch attribute.value {
-                case .string(let text): value.tag(1, 2); value.varint(UInt64(text.utf8.count)); value.bytes.append(contentsOf: text.utf8)
-                case .bool(let flag): value.tag(2, 0); value.varint(flag ? 1 : 0)
-                case .int(let number): value.tag(3, 0); value.varint(UInt64(bitPattern: number))
-                }
-            }
+            keyValue.string(1, key)
+            keyValue.message(2, value)
         }
     }
 
     /// `trace.v1.ResourceSpans` of one process: resource = 1 (`resource.v1.Resource`,
     /// attributes = 1), scope_spans = 2 (`ScopeSpans`: scope = 1 (`InstrumentationScope`:
     /// name = 1, version = 2), spans = 2).
-    static func resourceSpans(_ spans: [FinishedSpan], serviceName: String) -> [UInt8] {
+    static func resourceSpans(_ spans: ArraySlice<FinishedSpan>, serviceName: String) -> [UInt8] {
         var writer = Writer()
+        writer.bytes.reserveCapacity(256 + 320 * spans.count)  // an RPC span is about 250 bytes
         writer.message(1) { resource in
             keyValue(&resource, field: 1, SpanAttribute("service.name", serviceName))
             keyValue(&resource, field: 1, SpanAttribute("service.namespace", "fabrikam"))
             keyValue(&resource, field: 1, SpanAttribute("telemetry.sdk.language", "swift"))
             keyValue(&resource, field: 1, SpanAttribute("telemetry.sdk.name", "fabrikam-servicekit"))
         }
-        writer.message(2) { scopeSpans in
+        writer.message(2, lengthBytes: 3) { scopeSpans in
             scopeSpans.message(1) { scope in
                 scope.string(1, "fabrikam.servicekit")
                 scope.string(2, "1")
             }
-            for span in spans { scopeSpans.message(2) { encode(span, into: &$0) } }
+            // Read in place (iterating the slice copied each span: a retain and a release per string).
+            spans.withUnsafeBufferPointer { spans in
+                for index in spans.indices { scopeSpans.message(2, lengthBytes: 2) { encode(spans[index], into: &$0) } }
+            }
         }
         return writer.bytes
     }
@@ -512,15 +578,27 @@ enum OTLPEncoding {
     /// attributes = 9, status = 15 (`Status`: message = 2, code = 3; ERROR = 2), flags = 16
     /// (fixed32; the W3C trace flags: sampled).
     static func encode(_ span: FinishedSpan, into writer: inout Writer) {
-        writer.hexBytes(1, span.traceID)
-        writer.hexBytes(2, span.spanID)
+        writer.id(1, span.traceparent, 3..<35)
+        writer.id(2, span.traceparent, 36..<52)
         writer.string(3, span.traceState)
-        writer.hexBytes(4, span.parentSpanID)
-        writer.string(5, span.name)
+        writer.id(4, span.parentTraceparent, 36..<52)
+        if let rpc = span.rpc {
+            writer.bytes(5, rpc.path.utf8.dropFirst())
+        } else {
+            writer.string(5, span.name)
+        }
         writer.tag(6, 0)
         writer.varint(span.kind.rawValue)
         writer.fixed64(7, span.start)
         writer.fixed64(8, span.end)
+        if let rpc = span.rpc {
+            // OpenTelemetry's RPC conventions.
+            let (service, method) = FinishedSpan.serviceAndMethod(rpc.path)
+            keyValue(&writer, field: 9, key: "rpc.system", string: "grpc".utf8)
+            keyValue(&writer, field: 9, key: "rpc.service", string: service)
+            keyValue(&writer, field: 9, key: "rpc.method", string: method)
+            keyValue(&writer, field: 9, key: "rpc.grpc.status_code", int: Int64(rpc.code.rawValue))
+        }
         for attribute in span.attributes { keyValue(&writer, field: 9, attribute) }
         if let error = span.error {
             writer.message(15) { status in

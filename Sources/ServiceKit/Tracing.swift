@@ -18,7 +18,18 @@ public enum RequestTrace {
     public static func makeNew(sampler: TraceSampler = Tracing.sampler) -> CommonV1.TraceContext {
         var trace = CommonV1.TraceContext()
         let traceID = randomHex(bytes: 16)
-        trace.traceparent = "00-\(traceID)-\(randomHex(bytes: 8))-\(sampler.samples(traceID: traceID) ? "01" : "00")"
+        let sampled = sampler.samples(traceID: traceID)
+        // Built in place (it runs for every call that arrives without a trace).
+        trace.traceparent = String(unsafeUninitializedCapacity: 55) { text in
+            for (offset, byte) in "00-".utf8.enumerated() { text[offset] = byte }
+            for (offset, byte) in traceID.utf8.enumerated() { text[3 + offset] = byte }
+            text[35] = UInt8(ascii: "-")
+            writeRandomHex(into: UnsafeMutableBufferPointer(rebasing: text[36..<52]))
+            text[52] = UInt8(ascii: "-")
+            text[53] = UInt8(ascii: "0")
+            text[54] = UInt8(ascii: sampled ? "1" : "0")
+            return 55
+        }
         trace.correlationId = traceID
         return trace
     }
@@ -50,13 +61,7 @@ public enum RequestTrace {
                 text[0] = UInt8(ascii: "0")
                 text[1] = UInt8(ascii: "0")
                 for (offset, byte) in old.enumerated() where (2..<36).contains(offset) || offset >= 52 { text[offset] = byte }
-                withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 8) { random in
-                    SecureRandomPool.shared.fill(UnsafeMutableRawBufferPointer(random))
-                    for (index, byte) in random.enumerated() {
-                        text[36 + 2 * index] = hexDigit(byte >> 4)
-                        text[37 + 2 * index] = hexDigit(byte & 0xf)
-                    }
-                }
+                writeRandomHex(into: UnsafeMutableBufferPointer(rebasing: text[36..<52]))
                 return 55
             }
         } else {
@@ -68,17 +73,21 @@ public enum RequestTrace {
     }
 
     /// The trace of an incoming call's metadata, or a new one.
-    public static func from(_ metadata: Metadata) -> CommonV1.TraceContext {
+    public static func from(_ metadata: Metadata) -> CommonV1.TraceContext { incoming(metadata).trace }
+
+    /// The trace of an incoming call's metadata, and whether it came with one (a valid
+    /// `traceparent`: the caller's span); without one, a new trace.
+    public static func incoming(_ metadata: Metadata) -> (trace: CommonV1.TraceContext, hasParent: Bool) {
         var trace = CommonV1.TraceContext()
         if let parent = metadata["traceparent"], isValidTraceparent(parent) {
             trace.traceparent = parent
             trace.tracestate = metadata["tracestate"] ?? ""
-            trace.correlationId = metadata["x-correlation-id"] ?? String(parent.split(separator: "-")[1])
-            return trace
+            trace.correlationId = metadata["x-correlation-id"] ?? traceID(parent)
+            return (trace, true)
         }
         trace = makeNew()
         if let correlation = metadata["x-correlation-id"] ?? metadata["x-request-id"], !correlation.isEmpty { trace.correlationId = correlation }
-        return trace
+        return (trace, false)
     }
 
     /// The trace as message headers (queue messages).
@@ -114,13 +123,12 @@ public struct TracingServerInterceptor: ServerInterceptor {
     public init(recorder: SpanRecorder? = Tracing.recorder) { self.recorder = recorder }
 
     public func intercept(_ context: ServerContext, next: (ServerContext) async throws -> Void) async throws {
-        let incoming = RequestTrace.from(context.metadata)
+        // A valid incoming traceparent is the caller's span; without one, `incoming` made a new
+        // trace whose span id is this span's, with no parent.
+        let (incoming, hasParent) = RequestTrace.incoming(context.metadata)
         guard let recorder else {
             return try await RequestTrace.$current.withValue(incoming) { try await next(context) }
         }
-        // A valid incoming traceparent is the caller's span; without one, `from` made a new trace
-        // whose span id is this span's, with no parent.
-        let hasParent = context.metadata["traceparent"].map(RequestTrace.isValidTraceparent) ?? false
         let trace = hasParent ? RequestTrace.child(of: incoming) : incoming
         // Not sampled (the caller's flags, or the sampler's decision for a new trace): no span,
         // but the context goes on to the calls the handler makes.
@@ -131,12 +139,9 @@ public struct TracingServerInterceptor: ServerInterceptor {
         var code = RPCError.Code.ok
         var failure: String?
         defer {
-            var span = FinishedSpan(traceID: RequestTrace.traceID(trace.traceparent), spanID: RequestTrace.spanID(trace.traceparent),
-                                    parentSpanID: hasParent ? RequestTrace.spanID(incoming.traceparent) : "", traceState: trace.tracestate,
-                                    name: "\(context.method.service)/\(context.method.name)", kind: .server, start: start, end: Tracing.now(),
-                                    attributes: Tracing.rpcAttributes(context.method, code: code))
-            if Tracing.isServerError(code) { span.error = failure }
-            recorder.record(span)
+            recorder.record(FinishedSpan(rpc: context.method, code: code, traceparent: trace.traceparent,
+                                         parentTraceparent: hasParent ? incoming.traceparent : "", traceState: trace.tracestate, kind: .server,
+                                         start: start, end: Tracing.now(), error: Tracing.isServerError(code) ? failure : nil))
         }
         do {
             try await RequestTrace.$current.withValue(trace) { try await next(context) }
@@ -169,10 +174,10 @@ public struct TracingClientInterceptor: ClientInterceptor {
         var code = RPCError.Code.ok
         var failure: String?
         defer {
-            recorder.record(FinishedSpan(traceID: RequestTrace.traceID(child.traceparent), spanID: RequestTrace.spanID(child.traceparent),
-                                         parentSpanID: parent.map { RequestTrace.spanID($0.traceparent) } ?? "", traceState: child.tracestate,
-                                         name: "\(method.service)/\(method.name)", kind: .client, start: start, end: Tracing.now(),
-                                         attributes: Tracing.rpcAttributes(method, code: code), error: failure))
+            // An invalid parent started a new trace (`child(of:)`): then this span is its root.
+            let parentTraceparent = parent.map(\.traceparent).flatMap { RequestTrace.isValidTraceparent($0) ? $0 : nil } ?? ""
+            recorder.record(FinishedSpan(rpc: method, code: code, traceparent: child.traceparent, parentTraceparent: parentTraceparent,
+                                         traceState: child.tracestate, kind: .client, start: start, end: Tracing.now(), error: failure))
         }
         do {
             try await next(options)
@@ -187,14 +192,19 @@ public struct TracingClientInterceptor: ClientInterceptor {
 /// `bytes` random bytes as lower-case hex, from the kernel's secure generator.
 public func randomHex(bytes: Int) -> String {
     String(unsafeUninitializedCapacity: bytes * 2) { text in
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: bytes) { random in
-            SecureRandomPool.shared.fill(UnsafeMutableRawBufferPointer(random))
-            for (index, byte) in random.enumerated() {
-                text[2 * index] = hexDigit(byte >> 4)
-                text[2 * index + 1] = hexDigit(byte & 0xf)
-            }
-        }
+        writeRandomHex(into: UnsafeMutableBufferPointer(rebasing: text[0..<(bytes * 2)]))
         return bytes * 2
+    }
+}
+
+/// Fills `text` with lower-case hex digits of random bytes (half as many bytes as digits).
+private func writeRandomHex(into text: UnsafeMutableBufferPointer<UInt8>) {
+    withUnsafeTemporaryAllocation(of: UInt8.self, capacity: text.count / 2) { random in
+        SecureRandomPool.shared.fill(UnsafeMutableRawBufferPointer(random))
+        for (index, byte) in random.enumerated() {
+            text[2 * index] = hexDigit(byte >> 4)
+            text[2 * index + 1] = hexDigit(byte & 0xf)
+        }
     }
 }
 

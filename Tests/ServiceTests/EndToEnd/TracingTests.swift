@@ -21,6 +21,8 @@ final class OTLPReceiver: @unchecked Sendable {
         var kind: String
         var attributes: [String: Any]
         var status: String
+        var statusMessage: String = ""
+        var traceState: String = ""
         var start: UInt64
         var end: UInt64
 
@@ -63,7 +65,8 @@ final class OTLPReceiver: @unchecked Sendable {
             return Span(service: object["service"] as? String ?? "", traceID: object["traceId"] as? String ?? "", spanID: object["spanId"] as? String ?? "",
                         parentSpanID: object["parentSpanId"] as? String ?? "", name: object["name"] as? String ?? "",
                         kind: object["kind"] as? String ?? "", attributes: object["attributes"] as? [String: Any] ?? [:],
-                        status: object["status"] as? String ?? "", start: (object["start"] as? NSNumber)?.uint64Value ?? 0,
+                        status: object["status"] as? String ?? "", statusMessage: object["statusMessage"] as? String ?? "",
+                        traceState: object["traceState"] as? String ?? "", start: (object["start"] as? NSNumber)?.uint64Value ?? 0,
                         end: (object["end"] as? NSNumber)?.uint64Value ?? 0)
         }
     }
@@ -200,6 +203,49 @@ extension EndToEndTests {
 }
 
 /// When the collector is down, calls go on as before and the spans are dropped and counted.
+@Suite("Traces: each span field as OpenTelemetry's own generated code decodes it")
+struct SpanEncodingTests {
+    @Test("RPC spans (named by their method, with the rpc.* attributes and an error status) and a plain root span with attributes of every type reach a real receiver intact")
+    func spansDecoded() async throws {
+        let receiver = try await OTLPReceiver()
+        defer { receiver.stop() }
+        let recorder = SpanRecorder(host: "127.0.0.1", port: receiver.port, serviceName: "encoding-test")
+        let traceID = randomHex(bytes: 16), callerSpan = randomHex(bytes: 8), serverSpan = randomHex(bytes: 8), rootSpan = randomHex(bytes: 8)
+        let method = PackageV1.PackageService.Method.GetPackage.descriptor
+        // Longer than 127 bytes: its length's varint takes two bytes (the writer moves the bytes).
+        let failure = "UNAVAILABLE: the store is down" + String(repeating: " (and stayed down)", count: 10)
+        recorder.record(FinishedSpan(rpc: method, code: .unavailable, traceparent: "00-\(traceID)-\(serverSpan)-01",
+                                     parentTraceparent: "00-\(traceID)-\(callerSpan)-01", traceState: "vendor=1", kind: .server,
+                                     start: 1_000, end: 2_500, error: failure))
+        recorder.record(FinishedSpan(traceparent: "00-\(traceID)-\(rootSpan)-01", parentTraceparent: "", name: "saga step ASSIGN_DRONE",
+                                     kind: .internal, start: 3_000, end: 4_000,
+                                     attributes: [SpanAttribute("fabrikam.saga.id", "saga-1"), SpanAttribute("attempt", 3), SpanAttribute("retried", true)]))
+        await recorder.flush()
+        var spans: [OTLPReceiver.Span] = []
+        try await waitFor("the receiver to write both spans", timeout: .seconds(30)) {
+            spans = receiver.spans()
+            return spans.count >= 2
+        }
+        let server = try #require(spans.first { $0.spanID == serverSpan }, "\(spans)")
+        #expect(server.service == "encoding-test" && server.traceID == traceID && server.parentSpanID == callerSpan)
+        #expect(server.name == "fabrikam.dronedelivery.package.v1.PackageService/GetPackage" && server.kind == "SPAN_KIND_SERVER")
+        #expect(server.traceState == "vendor=1" && server.start == 1_000 && server.end == 2_500)
+        #expect(server.attributes["rpc.system"] as? String == "grpc")
+        #expect(server.attributes["rpc.service"] as? String == "fabrikam.dronedelivery.package.v1.PackageService")
+        #expect(server.attributes["rpc.method"] as? String == "GetPackage")
+        #expect(server.attributes["rpc.grpc.status_code"] as? Int == 14)
+        #expect(server.status == "STATUS_CODE_ERROR" && server.statusMessage == failure)
+        let root = try #require(spans.first { $0.spanID == rootSpan }, "\(spans)")
+        #expect(root.traceID == traceID && root.parentSpanID.isEmpty && root.name == "saga step ASSIGN_DRONE" && root.kind == "SPAN_KIND_INTERNAL")
+        #expect(root.status == "STATUS_CODE_UNSET" && root.traceState.isEmpty)
+        #expect(root.attributes["fabrikam.saga.id"] as? String == "saga-1")
+        #expect(root.attributes["attempt"] as? Int == 3)
+        #expect(root.attributes["retried"] as? Bool == true)
+        #expect(root.attributes["rpc.system"] == nil, "a plain span has no rpc attributes")
+        await recorder.shutdown()
+    }
+}
+
 @Suite("Traces: a collector that is down never fails a call")
 struct TracingCollectorDownTests {
     @Test("a service exporting to a closed port answers every call, and counts the spans it dropped on its metrics endpoint")
