@@ -149,7 +149,7 @@ let package = Package(
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .target(name: "Storage", dependencies: ["CSQLite"]),
         // PostgreSQL behind the same interface: a thin layer over libpq (Debian's libpq-dev), blocking
-        // calls on a thread per pooled connection (README: why libpq rather than postgres-nio).
+        // calls on a thread per pooled connection (docs/dependencies.md: why libpq rather than postgres-nio).
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .target(name: "StoragePostgres", dependencies: ["Storage", "CLibPQ"]),
         .target(name: "Messaging", dependencies: ["Storage", .product(name: "Logging", package: "swift-log"),

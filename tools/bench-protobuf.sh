@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make bench-protobuf`: ProtobufKit against swift-protobuf 1.39 (and the JSON parsers against each
 # other) with ordo-one/benchmark, in the separate Benchmarks/ package. Prints the text report;
-# `python3 tools/bench-summary.py < report` turns it into the README's tables.
+# `python3 tools/bench-summary.py < report` turns it into the tables of docs/benchmarks.md.
 #
 #   tools/bench-protobuf.sh               run the benchmarks
 #   tools/bench-protobuf.sh --regenerate  rebuild swift-protobuf's protoc-gen-swift (slow, minutes)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Turns ordo-one/benchmark's text report (--grouping metric) into the README's tables.
+"""Turns ordo-one/benchmark's text report (--grouping metric) into the tables of docs/benchmarks.md (summarized in README.md).
 
 Reads the report on stdin; prints markdown: per message and operation, the p50 time per
 operation and mallocs per operation of ProtobufKit and swift-protobuf, and their ratio.

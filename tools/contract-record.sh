@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make contract-record`: records the consumer contracts (README, "Consumer contracts").
+# `make contract-record`: records the consumer contracts (docs/contract-tests.md, "Consumer contracts").
 # Runs the consumers' own tests with FABRIKAM_CONTRACT_RECORD set, so that every process they
 # start (gateway, workflow, supervisor, drone-simulator, dronectl, ...) writes down each call it
 # makes (Sources/RPC/Client/CallRecording.swift), then turns the recording into

@@ -11,8 +11,8 @@
 #      value), each applied to a scratch copy of proto/; each must turn steps 1-2 red, and the
 #      unmodified copy must stay green (only this stage: --faults);
 #   5. provider verification: the whole system started with tools/run.sh, then
-#      `dronectl contract verify` against every service process (README, "Provider
-#      verification"): the example scenarios, a request built from the field rules per method,
+#      `dronectl contract verify` against every service process (docs/contract-tests.md,
+#      "Provider verification"): the example scenarios, a request built from the field rules per method,
 #      a refused request per field rule, every response decoded and checked against its rules,
 #      every status one the method declares (proto/fabrikam/dronedelivery/statuses.json);
 #   6. the provider-side faults (an undeclared status, a stream that ends early, a response that
@@ -200,7 +200,7 @@ provider_faults() {
     return $status
 }
 
-# Stage 8: consumer contracts (issue 14 item 4; README, "Consumer contracts"). The files in
+# Stage 8: consumer contracts (issue 14 item 4; docs/contract-tests.md, "Consumer contracts"). The files in
 # contracts/consumers/ were recorded from the consumers' own tests (`make contract-record`):
 #   * every RPC of proto/ must be some consumer's interaction (coverage);
 #   * dronectl, a real consumer, gets its recorded answers from a stub made of its contract

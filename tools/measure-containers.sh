@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make measure-containers`: what the containers cost and how they behave, measured on this
-# machine with podman (figures in README.md, "Containers").
+# machine with podman (figures in docs/benchmarks.md, "Containers"; summary in README.md).
 #
 #  1. image sizes (podman's figure: the compressed-layer-free size of every layer);
 #  2. start: `podman run` of each image to its health answering SERVING (host network, ports

@@ -14,7 +14,7 @@ public struct ToolError: Error, CustomStringConvertible, Sendable {
     public init(_ description: String) { self.description = description }
 }
 
-/// dronectl's exit codes. Stable, documented in the README and `dronectl --help`:
+/// dronectl's exit codes. Stable, documented in docs/dronectl.md and `dronectl --help`:
 ///
 /// | code | meaning |
 /// |---|---|

@@ -318,9 +318,10 @@ struct OpenAPIDocument {
         }
     }
 
-    /// Rules a service checks by hand because they are not rules on one field (README, "Left in
-    /// the services"), where JSON Schema can say them, so the document promises no request the
-    /// service refuses: at least one of these fields set...
+    /// Rules a service checks by hand because they are not rules on one field
+    /// (docs/contract-tests.md, "Field rules": "Left in the services"), where JSON Schema can say
+    /// them, so the document promises no request the service refuses: at least one of these
+    /// fields set...
     static let serviceAtLeastOne: [String: [String]] = [
         "fabrikam.dronedelivery.ingestion.v1.RescheduleDeliveryRequest": ["pickup_location", "dropoff_location", "pickup_time", "deadline", "expedited"],
         "fabrikam.dronedelivery.delivery.v1.NotifyMeRequest": ["email_address", "sms"],

@@ -6,8 +6,9 @@ import ProtobufKit
 import RPC
 
 /// `dronectl contract verify --server host:port`: provider verification against the contract
-/// (README, "Provider verification"). The contract files come from the caller (the dronectl
-/// executable passes the generated ones), so this module stays free of the generated API.
+/// (docs/contract-tests.md, "Provider verification"). The contract files come from the caller
+/// (the dronectl executable passes the generated ones), so this module stays free of the
+/// generated API.
 public enum ContractCommandSupport {
     /// Runs the verification, prints the summary, writes the JUnit report; the exit code.
     public static func run(_ flags: ContractVerifyFlags, files: [ProtoFileMetadata]) async -> Int32 {

@@ -7,8 +7,8 @@ import ProtobufKit
 import RPC
 
 /// `dronectl contract verify`: checks a running server (ours or anyone's) against the contract
-/// in proto/, for every RPC of every contract service it offers (see README, "Provider
-/// verification"):
+/// in proto/, for every RPC of every contract service it offers (see docs/contract-tests.md,
+/// "Provider verification"):
 ///   1. the example scenarios (proto/fabrikam/dronedelivery/examples/*.json), step by step, each
 ///      with the status it expects (OK by default) and, for a stream, how many responses at least;
 ///   2. for every method no example called with success, a request built from the field rules;

@@ -7,8 +7,8 @@ import Synchronization
 
 /// One call a client made, as its consumer relied on it: the request and response messages
 /// (protobuf bytes, in order) and how it ended. The raw material of consumer contracts
-/// (README, "Consumer contracts"): tools/contract/consumer_contracts.py turns recordings into
-/// the contract files in contracts/consumers/.
+/// (docs/contract-tests.md, "Consumer contracts"): tools/contract/consumer_contracts.py turns
+/// recordings into the contract files in contracts/consumers/.
 public struct RecordedCall: Sendable {
     /// `/package.Service/Method`.
     public var method: String
