@@ -404,10 +404,15 @@ struct OTLPExportRequest: ProtobufKit.Message {
     init() {}
 
     init(resourceSpans: [UInt8]) {
-        var payload = OTLPEncoding.Writer()
-        payload.varint(UInt64(resourceSpans.count))
-        payload.bytes += resourceSpans
-        unknownFields.fields = [UnknownFields.Field(number: 1, wireType: .lengthDelimited, payload: payload.bytes)]
+        var payload = [UInt8]()
+        var length = UInt64(resourceSpans.count)
+        while length >= 0x80 {
+            payload.append(UInt8(truncatingIfNeeded: length) | 0x80)
+            length >>= 7
+        }
+        payload.append(UInt8(length))
+        payload += resourceSpans
+        unknownFields.fields = [UnknownFields.Field(number: 1, wireType: .lengthDelimited, payload: payload)]
     }
 
     static var _protobufCDescriptor: UnsafeRawPointer { Google.Protobuf.Empty._protobufCDescriptor }
@@ -436,73 +441,128 @@ struct OTLPExportRequest: ProtobufKit.Message {
 /// numbers are upstream's, and the test's receiver decodes them with the OpenTelemetry project's
 /// own generated code from PyPI's opentelemetry-proto).
 enum OTLPEncoding {
-    /// Protobuf's wire format written into one growing buffer. Nested messages are written in
-    /// place and their length inserted before them afterwards (one move of the nested bytes),
-    /// and strings and ids go straight into the buffer: a span used to cost an array per
-    /// string, id and nested message, which made encoding most of a traced call's cost.
+    /// Protobuf's wire format written into one growing buffer, through a pointer: every span
+    /// is some forty small writes (tags, varints, ids), and an array's append checks its
+    /// uniqueness and capacity on each. Nested messages are written in place after room kept
+    /// for their length; strings and ids go straight into the buffer.
     struct Writer {
-        var bytes: [UInt8] = []
+        private let storage = Storage()
 
-        mutating func varint(_ value: UInt64) {
-            var value = value
-            while value >= 0x80 {
-                bytes.append(UInt8(truncatingIfNeeded: value) | 0x80)
-                value >>= 7
+        /// The bytes written so far.
+        var bytes: [UInt8] { Array(UnsafeBufferPointer(start: storage.pointer, count: storage.count)) }
+
+        /// The buffer: grown by doubling, freed with the writer.
+        final class Storage {
+            var pointer = UnsafeMutablePointer<UInt8>.allocate(capacity: 1024)
+            var count = 0
+            var capacity = 1024
+
+            /// Room for `extra` more bytes.
+            @inline(__always) func reserve(_ extra: Int) {
+                guard count + extra > capacity else { return }
+                var grown = capacity * 2
+                while grown < count + extra { grown *= 2 }
+                let larger = UnsafeMutablePointer<UInt8>.allocate(capacity: grown)
+                larger.update(from: pointer, count: count)
+                pointer.deallocate()
+                pointer = larger
+                capacity = grown
             }
-            bytes.append(UInt8(value))
+
+            @inline(__always) func append(_ byte: UInt8) {
+                reserve(1)
+                pointer[count] = byte
+                count += 1
+            }
+
+            deinit { pointer.deallocate() }
         }
 
-        mutating func tag(_ field: UInt64, _ wireType: UInt64) { varint(field << 3 | wireType) }
+        /// Room for `bytes` more bytes (a caller that knows the total asks once).
+        func reserve(_ bytes: Int) { storage.reserve(bytes) }
+
+        func varint(_ value: UInt64) {
+            storage.reserve(10)
+            var value = value
+            while value >= 0x80 {
+                storage.pointer[storage.count] = UInt8(truncatingIfNeeded: value) | 0x80
+                storage.count += 1
+                value >>= 7
+            }
+            storage.pointer[storage.count] = UInt8(value)
+            storage.count += 1
+        }
+
+        func tag(_ field: UInt64, _ wireType: UInt64) { varint(field << 3 | wireType) }
 
         /// A string field, left out when empty (proto3's default).
-        mutating func string(_ field: UInt64, _ text: String) {
+        func string(_ field: UInt64, _ text: String) {
             guard !text.isEmpty else { return }
             bytes(field, text.utf8)
         }
 
         /// A length-delimited field holding `content`, written even when empty.
-        mutating func bytes(_ field: UInt64, _ content: some Collection<UInt8>) {
+        func bytes<Content: Collection<UInt8>>(_ field: UInt64, _ content: Content) {
             tag(field, 2)
-            varint(UInt64(content.count))
-            bytes.append(contentsOf: content)
+            let length = content.count
+            varint(UInt64(length))
+            storage.reserve(length)
+            let copied: Void? = content.withContiguousStorageIfAvailable { source in
+                guard let base = source.baseAddress else { return }
+                (storage.pointer + storage.count).update(from: base, count: length)
+            }
+            if copied == nil {
+                var offset = storage.count
+                for byte in content {
+                    storage.pointer[offset] = byte
+                    offset += 1
+                }
+            }
+            storage.count += length
         }
 
         /// A nested message, written in place after room for its length's varint
         /// (`lengthBytes`: 1 up to 127 bytes, 2 up to 16,383); only a message whose length
         /// needs another size moves its bytes.
-        mutating func message(_ field: UInt64, lengthBytes reserved: Int = 1, _ build: (inout Writer) -> Void) {
+        func message(_ field: UInt64, lengthBytes reserved: Int = 1, _ build: (inout Writer) -> Void) {
             tag(field, 2)
-            var start = bytes.count
-            for _ in 0..<reserved { bytes.append(0) }
-            build(&self)
-            let length = bytes.count - start - reserved
+            let start = storage.count
+            storage.reserve(reserved)
+            storage.count += reserved
+            var nested = self
+            build(&nested)
+            let length = storage.count - start - reserved
             var size = 1
             while length >> (7 * size) > 0 { size += 1 }
-            if size > reserved {
-                bytes.insert(contentsOf: repeatElement(0, count: size - reserved), at: start)
-            } else if size < reserved {
-                bytes.removeSubrange(start..<(start + reserved - size))
+            if size != reserved {
+                storage.reserve(size - reserved)
+                let body = storage.pointer + start + reserved
+                memmove(storage.pointer + start + size, body, length)  // the ranges overlap
+                storage.count += size - reserved
             }
             for offset in 0..<size {
                 let group = UInt8(truncatingIfNeeded: length >> (7 * offset)) & 0x7f
-                bytes[start] = offset < size - 1 ? group | 0x80 : group
-                start += 1
+                storage.pointer[start + offset] = offset < size - 1 ? group | 0x80 : group
             }
         }
 
-        mutating func fixed64(_ field: UInt64, _ value: UInt64) {
+        func fixed64(_ field: UInt64, _ value: UInt64) {
             tag(field, 1)
-            withUnsafeBytes(of: value.littleEndian) { bytes += $0 }
+            storage.reserve(8)
+            withUnsafeBytes(of: value.littleEndian) { UnsafeMutableRawPointer(storage.pointer + storage.count).copyMemory(from: $0.baseAddress!, byteCount: 8) }
+            storage.count += 8
         }
 
-        mutating func fixed32(_ field: UInt64, _ value: UInt32) {
+        func fixed32(_ field: UInt64, _ value: UInt32) {
             tag(field, 5)
-            withUnsafeBytes(of: value.littleEndian) { bytes += $0 }
+            storage.reserve(4)
+            withUnsafeBytes(of: value.littleEndian) { UnsafeMutableRawPointer(storage.pointer + storage.count).copyMemory(from: $0.baseAddress!, byteCount: 4) }
+            storage.count += 4
         }
 
         /// The hex digits at `digits` of a `traceparent` (3..<35: the trace id, 36..<52: the
         /// span id) as the bytes they spell; nothing when it is not one.
-        mutating func id(_ field: UInt64, _ traceparent: String, _ digits: Range<Int>) {
+        func id(_ field: UInt64, _ traceparent: String, _ digits: Range<Int>) {
             guard traceparent.utf8.count == 55 else { return }
             func value(_ digit: UInt8) -> UInt8 {
                 switch digit {
@@ -514,9 +574,11 @@ enum OTLPEncoding {
             }
             tag(field, 2)
             varint(UInt64(digits.count / 2))
+            storage.reserve(digits.count / 2)
             let write = { (text: UnsafeBufferPointer<UInt8>) in
                 for index in stride(from: digits.lowerBound, to: digits.upperBound, by: 2) {
-                    self.bytes.append(value(text[index]) << 4 | value(text[index + 1]))
+                    storage.pointer[storage.count] = value(text[index]) << 4 | value(text[index + 1])
+                    storage.count += 1
                 }
             }
             if traceparent.utf8.withContiguousStorageIfAvailable(write) == nil { Array(traceparent.utf8).withUnsafeBufferPointer(write) }
@@ -553,7 +615,7 @@ enum OTLPEncoding {
     /// name = 1, version = 2), spans = 2).
     static func resourceSpans(_ spans: ArraySlice<FinishedSpan>, serviceName: String) -> [UInt8] {
         var writer = Writer()
-        writer.bytes.reserveCapacity(256 + 320 * spans.count)  // an RPC span is about 250 bytes
+        writer.reserve(256 + 320 * spans.count)  // an RPC span is about 250 bytes
         writer.message(1) { resource in
             keyValue(&resource, field: 1, SpanAttribute("service.name", serviceName))
             keyValue(&resource, field: 1, SpanAttribute("service.namespace", "fabrikam"))

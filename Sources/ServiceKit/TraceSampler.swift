@@ -61,10 +61,12 @@ public struct TraceSampler: Sendable, Equatable {
     }
 
     /// Whether a new trace with this id (32 hex digits) is sampled. An id that is not hex is.
-    public func samples(traceID: String) -> Bool {
+    public func samples(traceID: String) -> Bool { samples(traceIDDigits: traceID.utf8) }
+
+    /// The same decision on the id's hex digits as bytes.
+    func samples(traceIDDigits digits: some Collection<UInt8>) -> Bool {
         if threshold >= 1 << 56 { return true }
         if threshold == 0 { return false }
-        let digits = traceID.utf8
         guard digits.count == 32 else { return true }
         var value: UInt64 = 0
         for digit in digits.suffix(14) {

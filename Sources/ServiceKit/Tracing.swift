@@ -17,20 +17,20 @@ public enum RequestTrace {
     /// trace id; every hop after this one follows that decision (`child(of:)` keeps the flags).
     public static func makeNew(sampler: TraceSampler = Tracing.sampler) -> CommonV1.TraceContext {
         var trace = CommonV1.TraceContext()
-        let traceID = randomHex(bytes: 16)
-        let sampled = sampler.samples(traceID: traceID)
         // Built in place (it runs for every call that arrives without a trace).
         trace.traceparent = String(unsafeUninitializedCapacity: 55) { text in
-            for (offset, byte) in "00-".utf8.enumerated() { text[offset] = byte }
-            for (offset, byte) in traceID.utf8.enumerated() { text[3 + offset] = byte }
+            text[0] = UInt8(ascii: "0")
+            text[1] = UInt8(ascii: "0")
+            text[2] = UInt8(ascii: "-")
+            writeRandomHex(into: UnsafeMutableBufferPointer(rebasing: text[3..<35]))
             text[35] = UInt8(ascii: "-")
             writeRandomHex(into: UnsafeMutableBufferPointer(rebasing: text[36..<52]))
             text[52] = UInt8(ascii: "-")
             text[53] = UInt8(ascii: "0")
-            text[54] = UInt8(ascii: sampled ? "1" : "0")
+            text[54] = UInt8(ascii: sampler.samples(traceIDDigits: UnsafeBufferPointer(rebasing: text[3..<35])) ? "1" : "0")
             return 55
         }
-        trace.correlationId = traceID
+        trace.correlationId = traceID(trace.traceparent)
         return trace
     }
 
@@ -56,13 +56,15 @@ public enum RequestTrace {
         if isValidTraceparent(parent.traceparent) {
             // `00-<trace id>-` and `-<flags>` kept, the span id between them new; built in place
             // (it runs for every traced hop).
-            let old = parent.traceparent.utf8
-            trace.traceparent = String(unsafeUninitializedCapacity: 55) { text in
-                text[0] = UInt8(ascii: "0")
-                text[1] = UInt8(ascii: "0")
-                for (offset, byte) in old.enumerated() where (2..<36).contains(offset) || offset >= 52 { text[offset] = byte }
-                writeRandomHex(into: UnsafeMutableBufferPointer(rebasing: text[36..<52]))
-                return 55
+            var old = parent.traceparent
+            trace.traceparent = old.withUTF8 { old in
+                String(unsafeUninitializedCapacity: 55) { text in
+                    _ = text.initialize(from: old)
+                    text[0] = UInt8(ascii: "0")
+                    text[1] = UInt8(ascii: "0")
+                    writeRandomHex(into: UnsafeMutableBufferPointer(rebasing: text[36..<52]))
+                    return 55
+                }
             }
         } else {
             let fresh = makeNew()
@@ -100,18 +102,21 @@ public enum RequestTrace {
     /// `vv-<32 hex>-<16 hex>-ff`, checked on the bytes (it runs on every call; Character
     /// properties such as `isHexDigit` are Unicode lookups, and were a measurable cost).
     public static func isValidTraceparent(_ text: String) -> Bool {
-        let bytes = text.utf8
-        guard bytes.count == 55 else { return false }
-        for (index, byte) in bytes.enumerated() {
-            switch index {
-            case 2, 35, 52:
-                if byte != UInt8(ascii: "-") { return false }
-            default:
-                let isHex = (byte >= 0x30 && byte <= 0x39) || (byte >= 0x61 && byte <= 0x66) || (byte >= 0x41 && byte <= 0x46)
-                if !isHex { return false }
+        guard text.utf8.count == 55 else { return false }
+        var text = text
+        return text.withUTF8 { bytes in
+            for index in 0..<55 {
+                let byte = bytes[index]
+                switch index {
+                case 2, 35, 52:
+                    if byte != UInt8(ascii: "-") { return false }
+                default:
+                    let isHex = (byte >= 0x30 && byte <= 0x39) || (byte >= 0x61 && byte <= 0x66) || (byte >= 0x41 && byte <= 0x46)
+                    if !isHex { return false }
+                }
             }
+            return true
         }
-        return true
     }
 }
 
@@ -141,13 +146,15 @@ public struct TracingServerInterceptor: ServerInterceptor {
         defer {
             recorder.record(FinishedSpan(rpc: context.method, code: code, traceparent: trace.traceparent,
                                          parentTraceparent: hasParent ? incoming.traceparent : "", traceState: trace.tracestate, kind: .server,
-                                         start: start, end: Tracing.now(), error: Tracing.isServerError(code) ? failure : nil))
+                                         start: start, end: Tracing.now(), error: failure))
         }
         do {
             try await RequestTrace.$current.withValue(trace) { try await next(context) }
         } catch {
             code = Tracing.code(of: error)
-            failure = Tracing.describe(error)
+            // Described only when the span reports it (a server span's NOT_FOUND is no error,
+            // and a message made for every such call was a measurable part of its span's cost).
+            if Tracing.isServerError(code) { failure = Tracing.describe(error) }
             throw error
         }
     }

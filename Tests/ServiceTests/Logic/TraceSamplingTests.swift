@@ -31,7 +31,12 @@ struct TraceSamplingTests {
             #expect(RequestTrace.makeNew(sampler: TraceSampler(ratio: 1)).traceparent.hasSuffix("-01"))
             let unsampled = RequestTrace.makeNew(sampler: TraceSampler(ratio: 0)).traceparent
             #expect(unsampled.hasSuffix("-00") && RequestTrace.isValidTraceparent(unsampled) && !RequestTrace.isSampled(unsampled))
+            let fresh = RequestTrace.makeNew(sampler: TraceSampler(ratio: 1))
+            #expect(fresh.correlationId.utf8.count == 32 && fresh.correlationId == RequestTrace.traceID(fresh.traceparent), "\(fresh)")
         }
+        // At one in two, the decision follows the trace id's low 56 bits (a new trace is not always sampled).
+        let half = (0..<200).map { _ in RequestTrace.makeNew(sampler: TraceSampler(ratio: 0.5)).traceparent }
+        #expect(half.allSatisfy { TraceSampler(ratio: 0.5).samples(traceID: RequestTrace.traceID($0)) == RequestTrace.isSampled($0) })
         #expect(RequestTrace.isSampled("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"))
         #expect(RequestTrace.isSampled("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0b"))
         #expect(!RequestTrace.isSampled("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0a"))
