@@ -461,16 +461,20 @@ public final class JetStreamBroker: MessageQueue, EventStream, Sendable {
     /// Left there, such a message would stand before every later message of its key for ever
     /// (per-key order, above), so the key's later messages would never be delivered. Its removal
     /// is finished here instead: the consumer acknowledged it, so it is done.
-    private func removingAcknowledged(from earlier: NATSMessage, before sequence: UInt64, subject: String, stream: String, queue: String) throws -> NATSMessage? {
+    func removingAcknowledged(from earlier: NATSMessage, before sequence: UInt64, subject: String, stream: String, queue: String) throws -> NATSMessage? {
         let floor = try acknowledgementFloor(stream: stream)
         var candidate: NATSMessage? = earlier
         while let message = candidate, message.sequence < sequence, message.sequence <= floor {
             var code = jsErrCode(0)
             let deleted = js_DeleteMsg(connection.jetStream, stream, message.sequence, nil, &code)
-            // Not found: another replica removed it meanwhile.
-            if deleted != NATS_OK && deleted != NATS_NOT_FOUND { try check(deleted, "remove acknowledged message \(message.sequence) from \(stream)", code) }
-            logger.notice("removed a message the consumer had acknowledged but the stream still held (its removal was lost in a server crash)",
-                          metadata: ["queue": "\(queue)", "sequence": "\(message.sequence)", "floor": "\(floor)"])
+            // No such message (JetStream error 10057): its acknowledgement removed it after the
+            // look-up (the usual case: the floor passed it meanwhile), or another replica did.
+            if deleted == NATS_OK {
+                logger.notice("removed a message the consumer had acknowledged but the stream still held (its removal was lost in a server crash)",
+                              metadata: ["queue": "\(queue)", "sequence": "\(message.sequence)", "floor": "\(floor)"])
+            } else if deleted != NATS_NOT_FOUND && code.rawValue != 10057 {
+                try check(deleted, "remove acknowledged message \(message.sequence) from \(stream)", code)
+            }
             candidate = try directGet(stream: stream, sequence: message.sequence + 1, nextBySubject: subject)
         }
         return candidate

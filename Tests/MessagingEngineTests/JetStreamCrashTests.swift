@@ -183,4 +183,29 @@ struct JetStreamCrashTests {
         #expect(missing.isEmpty, "\(missing.count) keys' second events never delivered (\(acknowledgedBack.count) acknowledged messages came back at or below floor \(floor)): \(missing.prefix(10))")
         #expect(try await broker.depth(of: queue) == 0, "the group's stream still holds messages")
     }
+
+    /// The usual case of the same check, without a crash: the earlier message of the key was
+    /// looked up, then acknowledged (and so removed) before the consumer's floor was read. Its
+    /// removal finds nothing to remove, which is no error: the next message is the key's first.
+    @Test("an earlier message acknowledged between the look-up and the floor is passed over, not an error")
+    func acknowledgedMeanwhile() async throws {
+        let broker = try await JetStreamPublishTests.open()
+        let queue = try await broker.subscribe(to: "events", group: "race")
+        _ = try await broker.publish(OutgoingMessage(id: "e1", key: "k", payload: [1]), to: "events")
+        _ = try await broker.publish(OutgoingMessage(id: "e2", key: "k", payload: [2]), to: "events")
+        let topology = broker.topology(of: queue)
+        let stale = try #require(try await Blocking.run { try broker.directGet(stream: topology.stream, sequence: 1, nextBySubject: topology.subject(key: "k")) })
+        let received = Mutex<ReceivedMessage?>(nil)
+        _ = try await waitUntil {
+            if let message = try await broker.receive(from: queue, consumer: "c", maxMessages: 1, lease: Self.lease).first { received.withLock { $0 = message } }
+            return received.withLock { $0 } != nil
+        }
+        let e1 = try #require(received.withLock { $0 })
+        #expect(e1.id == "e1" && UInt64(e1.sequence) == stale.sequence)
+        try await broker.acknowledge(e1)
+        let next = try await Blocking.run {
+            try broker.removingAcknowledged(from: stale, before: stale.sequence + 1, subject: topology.subject(key: "k"), stream: topology.stream, queue: queue)
+        }
+        #expect(next?.headers["Fabrikam-Msg-Id"] == "e2")
+    }
 }
