@@ -429,8 +429,11 @@ public final class JetStreamBroker: MessageQueue, EventStream, Sendable {
             return nil
         }
         // The first message still in the stream at or after this one, among its key's when it has one.
-        let first = try directGet(stream: topology.stream, sequence: key.isEmpty ? raw.sequence : 1,
+        var first = try directGet(stream: topology.stream, sequence: key.isEmpty ? raw.sequence : 1,
                                   nextBySubject: topology.subject(key: key))
+        if let earlier = first, earlier.sequence < raw.sequence {
+            first = try removingAcknowledged(from: earlier, before: raw.sequence, subject: topology.subject(key: key), stream: topology.stream, queue: queue)
+        }
         guard let first, first.sequence <= raw.sequence else {
             logger.debug("dropped a late copy of a settled message", metadata: ["queue": "\(queue)", "sequence": "\(raw.sequence)"])
             return nil
@@ -443,6 +446,47 @@ public final class JetStreamBroker: MessageQueue, EventStream, Sendable {
             return nil
         }
         return message
+    }
+
+    /// The first message on `subject` (one key's) from `earlier` on that the queue's consumer has
+    /// not acknowledged, removing the acknowledged ones before `sequence` on the way.
+    ///
+    /// A message at or below the consumer's acknowledgement floor was acknowledged, yet it can
+    /// still be in its work-queue stream: nats-server 2.9.10 writes a consumer's state to disk
+    /// sooner than a stream's removals, so a crash (SIGKILL) of the server soon after a run of
+    /// acknowledgements brings acknowledged messages back into the stream while the consumer
+    /// restarts past them, and it never hands them out again (JetStreamCrashTests: 200 events
+    /// acknowledged, the consumer's state written, SIGKILL, restart: the stream held all 200
+    /// again, the consumer's floor past them).
+    /// Left there, such a message would stand before every later message of its key for ever
+    /// (per-key order, above), so the key's later messages would never be delivered. Its removal
+    /// is finished here instead: the consumer acknowledged it, so it is done.
+    func removingAcknowledged(from earlier: NATSMessage, before sequence: UInt64, subject: String, stream: String, queue: String) throws -> NATSMessage? {
+        let floor = try acknowledgementFloor(stream: stream)
+        var candidate: NATSMessage? = earlier
+        while let message = candidate, message.sequence < sequence, message.sequence <= floor {
+            var code = jsErrCode(0)
+            let deleted = js_DeleteMsg(connection.jetStream, stream, message.sequence, nil, &code)
+            // No such message (JetStream error 10057): its acknowledgement removed it after the
+            // look-up (the usual case: the floor passed it meanwhile), or another replica did.
+            if deleted == NATS_OK {
+                logger.notice("removed a message the consumer had acknowledged but the stream still held (its removal was lost in a server crash)",
+                              metadata: ["queue": "\(queue)", "sequence": "\(message.sequence)", "floor": "\(floor)"])
+            } else if deleted != NATS_NOT_FOUND && code.rawValue != 10057 {
+                try check(deleted, "remove acknowledged message \(message.sequence) from \(stream)", code)
+            }
+            candidate = try directGet(stream: stream, sequence: message.sequence + 1, nextBySubject: subject)
+        }
+        return candidate
+    }
+
+    /// The stream sequence at or below which the queue's consumer has acknowledged every message.
+    func acknowledgementFloor(stream: String) throws -> UInt64 {
+        var info: UnsafeMutablePointer<jsConsumerInfo>?
+        var code = jsErrCode(0)
+        try check(js_GetConsumerInfo(&info, connection.jetStream, stream, Self.consumerName, nil, &code), "consumer info \(stream)", code)
+        defer { jsConsumerInfo_Destroy(info) }
+        return info!.pointee.AckFloor.Stream
     }
 
     public func acknowledge(_ message: ReceivedMessage) async throws {
