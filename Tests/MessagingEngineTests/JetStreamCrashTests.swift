@@ -60,6 +60,26 @@ final class OwnNATSServer: @unchecked Sendable {
     private var starts = 0
 
     /// SIGKILL, as a crash: nothing of the server's runs after it.
+    /// SIGKILLs the server as soon as `path` is modified after `time`, watching from a thread of
+    /// its own (the cooperative pool is busy under the whole suite, and the kill must come
+    /// before the server writes what it writes later). False when that did not happen within 20 s.
+    func kill(whenModified path: String, after time: Date) async throws -> Bool {
+        guard let process else { return false }
+        let killed = try await onOwnThread { () -> Bool in
+            let deadline = Date().addingTimeInterval(20)
+            while Date() < deadline {
+                if let modified = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date, modified > time {
+                    Glibc.kill(process.processIdentifier, SIGKILL)
+                    return true
+                }
+                usleep(2_000)
+            }
+            return false
+        }
+        if killed { try await kill() }
+        return killed
+    }
+
     func kill() async throws {
         guard let process else { return }
         Glibc.kill(process.processIdentifier, SIGKILL)
@@ -114,6 +134,18 @@ struct JetStreamCrashTests {
 
     @Test("a key's events after a SIGKILL of nats-server are delivered, though the crash brought back its acknowledged ones")
     func keysAfterCrash() async throws {
+        // Whether a crash brings acknowledged messages back depends on when the server wrote
+        // what; under the load of the whole suite one crash in a few writes everything first.
+        // So up to five crashes, each on a new server: the first that brings some back is the
+        // test, and none in five is a failure.
+        for attempt in 1...5 {
+            if try await crashOnce(lastAttempt: attempt == 5) { break }
+        }
+    }
+
+    /// One crash and what follows it; false when the crash brought no acknowledged message back
+    /// (nothing to test; an issue is recorded on the last attempt).
+    func crashOnce(lastAttempt: Bool) async throws -> Bool {
         let server = try OwnNATSServer()
         defer { server.stop() }
         try await server.start()
@@ -136,12 +168,8 @@ struct JetStreamCrashTests {
         // acknowledgement (it does within about 100 ms; the stream's removals wait longer).
         let acknowledged = Date()
         let consumerState = server.directory.appendingPathComponent("store/jetstream/$G/streams/\(broker.topology(of: queue).stream)/obs/\(JetStreamBroker.consumerName)/o.dat")
-        let written = try await waitUntil {
-            let modified = try? FileManager.default.attributesOfItem(atPath: consumerState.path)[.modificationDate] as? Date
-            return modified.map { $0 > acknowledged } ?? false
-        }
+        let written = try await server.kill(whenModified: consumerState.path, after: acknowledged)
         try #require(written, "the server did not write the consumer's state to \(consumerState.path)")
-        try await server.kill()
         try await server.start()
         // The held event comes back after its lease and is acknowledged now, with any other
         // event the consumer hands out again.
@@ -169,7 +197,11 @@ struct JetStreamCrashTests {
             return true
         }
         let (floor, acknowledgedBack) = try #require(found.withLock { $0 }, "the restarted server never answered")
-        try #require(!acknowledgedBack.isEmpty, "the crash left no acknowledged message in the stream (consumer floor \(floor)): nothing to test")
+        if acknowledgedBack.isEmpty {
+            print("JetStreamCrashTests: the crash brought no acknowledged message back (consumer floor \(floor))\(lastAttempt ? "" : "; crashing a new server")")
+            if lastAttempt { Issue.record("none of five crashes left an acknowledged message in the stream (last consumer floor \(floor)): nothing was tested") }
+            return false
+        }
 
         // A second event for every key: each must be delivered.
         for key in keys {
@@ -182,6 +214,7 @@ struct JetStreamCrashTests {
         let missing = expected.subtracting(second).sorted { $0.localizedStandardCompare($1) == .orderedAscending }
         #expect(missing.isEmpty, "\(missing.count) keys' second events never delivered (\(acknowledgedBack.count) acknowledged messages came back at or below floor \(floor)): \(missing.prefix(10))")
         #expect(try await broker.depth(of: queue) == 0, "the group's stream still holds messages")
+        return true
     }
 
     /// The usual case of the same check, without a crash: the earlier message of the key was
