@@ -86,14 +86,6 @@ public struct FinishedSpan: Sendable {
     public var parentSpanID: String { RequestTrace.spanID(parentTraceparent) }
     /// The span's name (an RPC span's is its method, `package.Service/Method`).
     public var name: String { rpc.map { String($0.path.dropFirst()) } ?? plainName }
-    /// Every attribute, an RPC span's `rpc.*` ones first.
-    public var allAttributes: [SpanAttribute] {
-        guard let rpc else { return attributes }
-        let (service, method) = Self.serviceAndMethod(rpc.path)
-        return [SpanAttribute("rpc.system", "grpc"), SpanAttribute("rpc.service", String(Substring(service))), SpanAttribute("rpc.method", String(Substring(method))),
-                SpanAttribute("rpc.grpc.status_code", rpc.code.rawValue)] + attributes
-    }
-
     /// `/package.Service/Method` split at its last slash.
     static func serviceAndMethod(_ path: String) -> (service: Substring.UTF8View, method: Substring.UTF8View) {
         let utf8 = path.utf8
@@ -375,10 +367,9 @@ public final class SpanRecorder: Sendable {
         guard RequestTrace.isSampled(trace.traceparent) else {
             return try await RequestTrace.$current.withValue(trace) { try await body() }
         }
-        // An invalid parent started a new trace (`child(of:)`): then this span is its root.
-        let parentTraceparent = parent.map(\.traceparent).flatMap { RequestTrace.isValidTraceparent($0) ? $0 : nil } ?? ""
         let start = Tracing.now()
-        var span = FinishedSpan(traceparent: trace.traceparent, parentTraceparent: parentTraceparent, traceState: trace.tracestate, name: name,
+        var span = FinishedSpan(traceparent: trace.traceparent, parentTraceparent: RequestTrace.parentTraceparent(parent),
+                                traceState: trace.tracestate, name: name,
                                 kind: kind, start: start, end: start, attributes: attributes)
         do {
             let result = try await RequestTrace.$current.withValue(trace) { try await body() }
@@ -404,15 +395,10 @@ struct OTLPExportRequest: ProtobufKit.Message {
     init() {}
 
     init(resourceSpans: [UInt8]) {
-        var payload = [UInt8]()
-        var length = UInt64(resourceSpans.count)
-        while length >= 0x80 {
-            payload.append(UInt8(truncatingIfNeeded: length) | 0x80)
-            length >>= 7
-        }
-        payload.append(UInt8(length))
-        payload += resourceSpans
-        unknownFields.fields = [UnknownFields.Field(number: 1, wireType: .lengthDelimited, payload: payload)]
+        let payload = OTLPEncoding.Writer()
+        payload.varint(UInt64(resourceSpans.count))
+        payload.append(resourceSpans)
+        unknownFields.fields = [UnknownFields.Field(number: 1, wireType: .lengthDelimited, payload: payload.bytes)]
     }
 
     static var _protobufCDescriptor: UnsafeRawPointer { Google.Protobuf.Empty._protobufCDescriptor }
@@ -502,10 +488,15 @@ enum OTLPEncoding {
         }
 
         /// A length-delimited field holding `content`, written even when empty.
-        func bytes<Content: Collection<UInt8>>(_ field: UInt64, _ content: Content) {
+        func bytes(_ field: UInt64, _ content: some Collection<UInt8>) {
             tag(field, 2)
+            varint(UInt64(content.count))
+            append(content)
+        }
+
+        /// `content` as it is.
+        func append<Content: Collection<UInt8>>(_ content: Content) {
             let length = content.count
-            varint(UInt64(length))
             storage.reserve(length)
             let copied: Void? = content.withContiguousStorageIfAvailable { source in
                 guard let base = source.baseAddress else { return }
@@ -564,14 +555,7 @@ enum OTLPEncoding {
         /// span id) as the bytes they spell; nothing when it is not one.
         func id(_ field: UInt64, _ traceparent: String, _ digits: Range<Int>) {
             guard traceparent.utf8.count == 55 else { return }
-            func value(_ digit: UInt8) -> UInt8 {
-                switch digit {
-                case 0x30...0x39: digit - 0x30
-                case 0x61...0x66: digit - 0x61 + 10
-                case 0x41...0x46: digit - 0x41 + 10
-                default: 0
-                }
-            }
+            func value(_ digit: UInt8) -> UInt8 { hexValue(digit) ?? 0 }
             tag(field, 2)
             varint(UInt64(digits.count / 2))
             storage.reserve(digits.count / 2)
@@ -614,7 +598,7 @@ enum OTLPEncoding {
     /// attributes = 1), scope_spans = 2 (`ScopeSpans`: scope = 1 (`InstrumentationScope`:
     /// name = 1, version = 2), spans = 2).
     static func resourceSpans(_ spans: ArraySlice<FinishedSpan>, serviceName: String) -> [UInt8] {
-        var writer = Writer()
+        let writer = Writer()
         writer.reserve(256 + 320 * spans.count)  // an RPC span is about 250 bytes
         writer.message(1) { resource in
             keyValue(&resource, field: 1, SpanAttribute("service.name", serviceName))

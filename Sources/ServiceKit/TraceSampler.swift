@@ -70,13 +70,7 @@ public struct TraceSampler: Sendable, Equatable {
         guard digits.count == 32 else { return true }
         var value: UInt64 = 0
         for digit in digits.suffix(14) {
-            let nibble: UInt8
-            switch digit {
-            case 0x30...0x39: nibble = digit - 0x30
-            case 0x61...0x66: nibble = digit - 0x61 + 10
-            case 0x41...0x46: nibble = digit - 0x41 + 10
-            default: return true
-            }
+            guard let nibble = hexValue(digit) else { return true }
             value = value << 4 | UInt64(nibble)
         }
         return value < threshold

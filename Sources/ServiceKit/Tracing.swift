@@ -41,13 +41,7 @@ public enum RequestTrace {
     public static func isSampled(_ traceparent: String) -> Bool {
         guard traceparent.utf8.count == 55, let last = traceparent.utf8.last else { return true }
         // The flags' low hex digit, decoded (its ASCII code's parity is not its value's: 'a' is 0x61).
-        let value: UInt8 = switch last {
-        case 0x30...0x39: last - 0x30
-        case 0x61...0x66: last - 0x61 + 10
-        case 0x41...0x46: last - 0x41 + 10
-        default: 1
-        }
-        return value & 1 == 1
+        return (hexValue(last) ?? 1) & 1 == 1
     }
 
     /// The same trace with a new span id for the next hop.
@@ -90,6 +84,13 @@ public enum RequestTrace {
         trace = makeNew()
         if let correlation = metadata["x-correlation-id"] ?? metadata["x-request-id"], !correlation.isEmpty { trace.correlationId = correlation }
         return (trace, false)
+    }
+
+    /// The `traceparent` a span under `parent` names as its parent: empty when there is none, or
+    /// when it is not a valid one (`child(of:)` then started a new trace, whose root the span is).
+    static func parentTraceparent(_ parent: CommonV1.TraceContext?) -> String {
+        guard let parent, isValidTraceparent(parent.traceparent) else { return "" }
+        return parent.traceparent
     }
 
     /// The trace as message headers (queue messages).
@@ -181,9 +182,7 @@ public struct TracingClientInterceptor: ClientInterceptor {
         var code = RPCError.Code.ok
         var failure: String?
         defer {
-            // An invalid parent started a new trace (`child(of:)`): then this span is its root.
-            let parentTraceparent = parent.map(\.traceparent).flatMap { RequestTrace.isValidTraceparent($0) ? $0 : nil } ?? ""
-            recorder.record(FinishedSpan(rpc: method, code: code, traceparent: child.traceparent, parentTraceparent: parentTraceparent,
+            recorder.record(FinishedSpan(rpc: method, code: code, traceparent: child.traceparent, parentTraceparent: RequestTrace.parentTraceparent(parent),
                                          traceState: child.tracestate, kind: .client, start: start, end: Tracing.now(), error: failure))
         }
         do {
@@ -216,6 +215,16 @@ private func writeRandomHex(into text: UnsafeMutableBufferPointer<UInt8>) {
 }
 
 private func hexDigit(_ value: UInt8) -> UInt8 { value < 10 ? 48 + value : 87 + value }
+
+/// The value of one hex digit's ASCII code (either case); nil when it is not one.
+func hexValue(_ digit: UInt8) -> UInt8? {
+    switch digit {
+    case 0x30...0x39: digit - 0x30
+    case 0x61...0x66: digit - 0x61 + 10
+    case 0x41...0x46: digit - 0x41 + 10
+    default: nil
+    }
+}
 
 /// Random bytes from getrandom(2), fetched 4 KiB at a time: every request needs a few ids
 /// (request id, trace and span ids), and one system call each was a measurable part of the

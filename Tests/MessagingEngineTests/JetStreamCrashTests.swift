@@ -15,16 +15,8 @@ final class OwnNATSServer: @unchecked Sendable {
 
     init() throws {
         directory = try makeTemporaryDirectory("fabrikam-nats-crash")
-        // A free port: the kernel picks one for a socket bound to port 0 (as with-nats.sh does).
-        let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(socket) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) } }
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socket, $0, &length) } }
-        port = Int(UInt16(bigEndian: address.sin_port))
+        // Below the ephemeral range: the server restarts on this port after its SIGKILL.
+        port = try freePort()
     }
 
     var url: String { "nats://127.0.0.1:\(port)" }

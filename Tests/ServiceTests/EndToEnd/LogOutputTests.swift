@@ -19,7 +19,7 @@ struct LogOutputTests {
 
     @Test("a real service with FABRIKAM_LOG_FORMAT=json: every log line is a JSON object; a failed call's line carries the caller's trace and span ids")
     func serviceWritesJSONLines() async throws {
-        let service = try ServiceProcess("package-service", port: try ServiceProcess.freePort(), environment: ["FABRIKAM_LOG_FORMAT": "json"])
+        let service = try ServiceProcess("package-service", port: try freePort(), environment: ["FABRIKAM_LOG_FORMAT": "json"])
         try await service.start()
         let traceID = "4bf92f3577b34da6a3ce929d0e0e4736", spanID = "00f067aa0ba902b7"
         var request = PackageV1.GetPackageRequest()
@@ -50,7 +50,7 @@ struct LogOutputTests {
 
     @Test("an unknown log format stops the process with exit status 2, naming the variable")
     func unknownFormat() async throws {
-        let service = try ServiceProcess("package-service", port: try ServiceProcess.freePort(), environment: ["FABRIKAM_LOG_FORMAT": "yaml"])
+        let service = try ServiceProcess("package-service", port: try freePort(), environment: ["FABRIKAM_LOG_FORMAT": "yaml"])
         try service.process.run()
         try await onOwnThread { service.process.waitUntilExit() }
         let output = service.output

@@ -44,8 +44,8 @@ struct MetricsTests {
 
     /// A package-service with its metrics on a free port, after two NOT_FOUND calls.
     func withService(_ body: (ServiceProcess, Int) async throws -> Void) async throws {
-        let metricsPort = try ServiceProcess.freePort()
-        let service = try ServiceProcess("package-service", port: try ServiceProcess.freePort(), environment: ["FABRIKAM_METRICS_PORT": "\(metricsPort)"])
+        let metricsPort = try freePort()
+        let service = try ServiceProcess("package-service", port: try freePort(), environment: ["FABRIKAM_METRICS_PORT": "\(metricsPort)"])
         try await service.start()
         do {
             var request = PackageV1.GetPackageRequest()
@@ -100,7 +100,7 @@ struct MetricsTests {
                     static_configs:
                       - targets: ["127.0.0.1:\(metricsPort)"]
                 """.write(to: config, atomically: true, encoding: .utf8)
-            let webPort = try ServiceProcess.freePort()
+            let webPort = try freePort()
             let prometheus = Process()
             prometheus.executableURL = URL(fileURLWithPath: "/usr/bin/prometheus")
             prometheus.arguments = ["--config.file=\(config.path)", "--storage.tsdb.path=\(folder.appendingPathComponent("data").path)",
@@ -126,8 +126,8 @@ struct MetricsTests {
 
     @Test("the drone scheduler reports its drones by status: every status has a series, and they add up to the fleet")
     func dronesByStatus() async throws {
-        let metricsPort = try ServiceProcess.freePort()
-        let service = try ServiceProcess("dronescheduler-service", port: try ServiceProcess.freePort(), environment: ["FABRIKAM_METRICS_PORT": "\(metricsPort)"])
+        let metricsPort = try freePort()
+        let service = try ServiceProcess("dronescheduler-service", port: try freePort(), environment: ["FABRIKAM_METRICS_PORT": "\(metricsPort)"])
         try await service.start()
         let scheduler = DroneSchedulerV1.DroneSchedulerService.Client(service.client)
         for (index, status) in [DroneSchedulerV1.DroneStatus.available, .available, .maintenance].enumerated() {
@@ -157,7 +157,7 @@ struct MetricsTests {
 
     @Test("a metrics port that is not a number stops the service with exit status 2, naming the variable")
     func badPort() async throws {
-        let service = try ServiceProcess("package-service", port: try ServiceProcess.freePort(), environment: ["FABRIKAM_METRICS_PORT": "nine"])
+        let service = try ServiceProcess("package-service", port: try freePort(), environment: ["FABRIKAM_METRICS_PORT": "nine"])
         try service.process.run()
         try await onOwnThread { service.process.waitUntilExit() }
         let output = service.output

@@ -24,7 +24,7 @@ struct PostgresStoreProcessTests {
         let environment = ["FABRIKAM_STORE": url, "FABRIKAM_STORE_SCHEMA": String(schema), "FABRIKAM_STORE_POOL_SIZE": "2"]
         defer { _ = try? runCollecting("/usr/bin/psql", [url, "-q", "-c", "DROP SCHEMA IF EXISTS \(schema) CASCADE"]) }
 
-        let writer = try ServiceProcess("package-service", port: try ServiceProcess.freePort(), environment: environment)
+        let writer = try ServiceProcess("package-service", port: try freePort(), environment: environment)
         try await writer.start()
         var package = PackageV1.Package()
         package.packageId = "pg-1"
@@ -40,7 +40,7 @@ struct PostgresStoreProcessTests {
         #expect(!files.contains("package.sqlite"), "the store is PostgreSQL, not a file: \(files)")
         await writer.stop()
 
-        let reader = try ServiceProcess("package-service", port: try ServiceProcess.freePort(), environment: environment)
+        let reader = try ServiceProcess("package-service", port: try freePort(), environment: environment)
         try await reader.start()
         var get = PackageV1.GetPackageRequest()
         get.packageId = "pg-1"
@@ -52,7 +52,7 @@ struct PostgresStoreProcessTests {
 
     @Test("a --store that is neither sqlite nor a postgresql:// URL stops the service with exit status 2")
     func badStoreIsAConfigurationError() async throws {
-        let service = try ServiceProcess("package-service", port: try ServiceProcess.freePort(), environment: ["FABRIKAM_STORE": "mysql://x"])
+        let service = try ServiceProcess("package-service", port: try freePort(), environment: ["FABRIKAM_STORE": "mysql://x"])
         try? await service.start()
         try await waitFor("the process to exit", timeout: .seconds(30)) { !service.process.isRunning }
         #expect(service.process.terminationStatus == 2)

@@ -56,15 +56,6 @@ final class ServiceProcess: @unchecked Sendable {
         try? FileManager.default.removeItem(at: dataDirectory)
         try? FileManager.default.removeItem(at: log)
     }
-
-    /// A port nothing listens on now, below the ephemeral range.
-    static func freePort() throws -> Int {
-        for _ in 0..<100 {
-            let port = Int.random(in: 12_000...32_000)
-            if RunningSystem.portIsFree(port) { return port }
-        }
-        throw Failure("no free port")
-    }
 }
 
 extension EndToEndTests {
@@ -74,7 +65,7 @@ extension EndToEndTests {
 
         @Test("the store's folder removed: NOT_SERVING (the open file still works, but is one nobody will find again)")
         func storeFolderRemoved() async throws {
-            let service = try ServiceProcess("package-service", port: try ServiceProcess.freePort(), environment: Self.fastProbes)
+            let service = try ServiceProcess("package-service", port: try freePort(), environment: Self.fastProbes)
             try await service.start()
             #expect(try await service.health() == .serving)
             try FileManager.default.removeItem(at: service.dataDirectory)
@@ -85,7 +76,7 @@ extension EndToEndTests {
 
         @Test("the database locked by another process: NOT_SERVING while it holds the lock, SERVING again after")
         func databaseLocked() async throws {
-            let service = try ServiceProcess("package-service", port: try ServiceProcess.freePort(), environment: Self.fastProbes)
+            let service = try ServiceProcess("package-service", port: try freePort(), environment: Self.fastProbes)
             try await service.start()
             #expect(try await service.health() == .serving)
             // Python's sqlite3 (another SQLite, another process) takes the write lock and keeps it.
@@ -112,7 +103,7 @@ extension EndToEndTests {
 
         @Test("SIGTERM: NOT_SERVING at once, to a watcher and to a new connection, while it drains and still answers; then it exits")
         func drainsAfterSIGTERM() async throws {
-            let service = try ServiceProcess("package-service", port: try ServiceProcess.freePort(),
+            let service = try ServiceProcess("package-service", port: try freePort(),
                                              environment: Self.fastProbes.merging(["FABRIKAM_DRAIN_MS": "3000"]) { $1 })
             try await service.start()
             let watcher = RPCClient(host: "127.0.0.1", port: service.port)
@@ -158,7 +149,7 @@ extension EndToEndTests {
 
         @Test("a port in use stops the service with exit status 2, naming the port and FABRIKAM_PORT_BASE")
         func portInUse() async throws {
-            let port = try ServiceProcess.freePort()
+            let port = try freePort()
             let holder = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             defer { close(holder) }
             var address = sockaddr_in()

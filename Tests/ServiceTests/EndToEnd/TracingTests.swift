@@ -250,9 +250,9 @@ struct SpanEncodingTests {
 struct TracingCollectorDownTests {
     @Test("a service exporting to a closed port answers every call, and counts the spans it dropped on its metrics endpoint")
     func collectorDown() async throws {
-        let metricsPort = try ServiceProcess.freePort()
-        let closedPort = try ServiceProcess.freePort()  // nothing listens there
-        let service = try ServiceProcess("package-service", port: try ServiceProcess.freePort(),
+        let metricsPort = try freePort()
+        let closedPort = try freePort()  // nothing listens there
+        let service = try ServiceProcess("package-service", port: try freePort(),
                                          environment: ["FABRIKAM_METRICS_PORT": "\(metricsPort)", "FABRIKAM_OTLP_ENDPOINT": "127.0.0.1:\(closedPort)",
                                                        "FABRIKAM_OTLP_FLUSH_MS": "100"])
         try await service.start()

@@ -42,6 +42,20 @@ struct TraceSamplingTests {
         #expect(!RequestTrace.isSampled("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0a"))
     }
 
+    @Test("a span under a parent that is not a valid traceparent is the root of the new trace it starts; under a valid one, its child")
+    func spanParents() async throws {
+        let recorder = SpanRecorder(host: "127.0.0.1", port: 1, serviceName: "parent-test")  // never started: spans stay queued
+        var parent = CommonV1.TraceContext()
+        parent.traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0z"  // 55 characters, not hex at the end
+        try await Tracing.withSpan("under an invalid parent", kind: .consumer, parent: parent, recorder: recorder) {}
+        parent.traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        try await Tracing.withSpan("under a valid parent", kind: .consumer, parent: parent, recorder: recorder) {}
+        let spans = recorder.queuedSpans
+        try #require(spans.count == 2)
+        #expect(spans[0].parentSpanID.isEmpty && spans[0].traceID != "4bf92f3577b34da6a3ce929d0e0e4736", "\(spans[0])")
+        #expect(spans[1].parentSpanID == "00f067aa0ba902b7" && spans[1].traceID == "4bf92f3577b34da6a3ce929d0e0e4736", "\(spans[1])")
+    }
+
     @Test("a child keeps the trace id, the flags and the correlation id, with a new span id; a parent that is not a traceparent starts a new trace")
     func child() {
         var parent = CommonV1.TraceContext()

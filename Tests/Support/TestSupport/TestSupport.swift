@@ -2,6 +2,9 @@
 // tools (protoc, Python's protobuf) that the tests check our output against.
 
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The repository root, found from this file's path (Tests/Support/TestSupport/).
 public let repositoryRoot = URL(fileURLWithPath: #filePath)
@@ -172,4 +175,34 @@ public enum TestNATS {
     private static func setting(_ name: String) -> String? {
         ProcessInfo.processInfo.environment[name].flatMap { $0.isEmpty ? nil : $0 }
     }
+}
+
+/// Whether nothing is bound to `port` on 127.0.0.1 now (a bind to it succeeds).
+public func portIsFree(_ port: Int) -> Bool {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    return withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+    }
+}
+
+/// A port nothing listens on now, below Linux's ephemeral range (32768-60999): a port in it can
+/// be taken, between this check and the bind (or while a server restarts on it), as the local
+/// port of some outgoing connection.
+public func freePort() throws -> Int {
+    for _ in 0..<100 {
+        let port = Int.random(in: 12_000...32_000)
+        if portIsFree(port) { return port }
+    }
+    throw NoFreePort()
+}
+
+/// No free port was found below the ephemeral range.
+public struct NoFreePort: Error, CustomStringConvertible {
+    public var description: String { "no free port found on 127.0.0.1 between 12000 and 32000" }
 }
