@@ -559,13 +559,16 @@ enum OTLPEncoding {
             tag(field, 2)
             varint(UInt64(digits.count / 2))
             storage.reserve(digits.count / 2)
+            // Through a local pointer, the count moved once: the storage's properties are a
+            // class's, and each access of them per byte was an exclusivity check.
+            let target = storage.pointer + storage.count
             let write = { (text: UnsafeBufferPointer<UInt8>) in
-                for index in stride(from: digits.lowerBound, to: digits.upperBound, by: 2) {
-                    storage.pointer[storage.count] = value(text[index]) << 4 | value(text[index + 1])
-                    storage.count += 1
+                for (offset, index) in stride(from: digits.lowerBound, to: digits.upperBound, by: 2).enumerated() {
+                    target[offset] = value(text[index]) << 4 | value(text[index + 1])
                 }
             }
             if traceparent.utf8.withContiguousStorageIfAvailable(write) == nil { Array(traceparent.utf8).withUnsafeBufferPointer(write) }
+            storage.count += digits.count / 2
         }
     }
 
