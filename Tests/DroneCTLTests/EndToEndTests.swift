@@ -187,7 +187,8 @@ struct EndToEndTests {
         try calls.run(["delivery", "reschedule-delivery", "--delivery-id", "dlv-none", "--expedited"], expect: 69)
         try calls.run(["delivery", "cancel-delivery", "--delivery-id", "dlv-none", "--reason", "x"], expect: 69)
         try calls.run(["delivery", "mark-delivery-failed", "--delivery-id", "dlv-e2e-failed", "--reason", "test", "--saga-id", "saga-e2e",
-                       "--owner.account-id", owner])
+                       "--owner.account-id", owner, "--pickup-location.latitude", "47.61", "--pickup-location.longitude", "-122.34",
+                       "--dropoff-location.latitude", "47.62", "--dropoff-location.longitude", "-122.35"])
         // A cancel that could not be made, shown in the status; the request queue's dead letters.
         try calls.run(["delivery", "record-failed-change", "--delivery-id", secondID, "--change.operation", "cancel", "--change.reason", "too late"])
         try calls.run(["ingestion", "list-dead-letters"])

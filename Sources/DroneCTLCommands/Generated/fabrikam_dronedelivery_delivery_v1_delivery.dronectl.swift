@@ -60,7 +60,7 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryService.Co
 
         @Option(name: .customLong("delivery.confirmation-required"), help: ArgumentHelp("How the recipient must confirm the drop-off.", valueName: "ConfirmationType"), completion: .list(DroneCTL.enumNames(DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.ConfirmationType.self))) public var deliveryConfirmationRequiredFlag: String?
 
-        @Option(name: .customLong("delivery.drone-id"), help: ArgumentHelp("The drone assigned by the Drone Scheduler.", valueName: "string")) public var deliveryDroneIdFlag: String?
+        @Option(name: .customLong("delivery.drone-id"), help: ArgumentHelp("The drone assigned by the Drone Scheduler. Set on every delivery that was scheduled (ScheduleDelivery requires it); empty on one that failed or was cancelled before it was scheduled (MarkDeliveryFailed and CancelDelivery record those for their owner): no drone was ever assigned to it. Not a field rule for that reason (protovalidate's standard rules cannot say \"required unless FAILED or CANCELLED\", and this project's validator has no CEL).", valueName: "string")) public var deliveryDroneIdFlag: String?
 
         @Option(name: .customLong("delivery.package-id"), help: ArgumentHelp("The package carried.", valueName: "string")) public var deliveryPackageIdFlag: String?
 
@@ -296,16 +296,16 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryService.Co
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryService.Command {
     /// Cancels a delivery (taken from the request queue): aborts the flight and
     /// publishes a CANCELLED event. Cancelling a cancelled delivery succeeds;
-    /// cancelling a completed one is FAILED_PRECONDITION. With `owner`, a
-    /// delivery not scheduled yet (still REQUESTED) is recorded as CANCELLED,
-    /// and its saga stops. The flight is aborted in the end even when flight
+    /// cancelling a completed one is FAILED_PRECONDITION. With `owner` and both
+    /// locations, a delivery not scheduled yet (still REQUESTED) is recorded as
+    /// CANCELLED, and its saga stops. The flight is aborted in the end even when flight
     /// control cannot be reached now (Delivery keeps trying). Internal: called
     /// by Workflow.
     public struct CancelDelivery: AsyncParsableCommand {
         public static let configuration = CommandConfiguration(
             commandName: "cancel-delivery",
             abstract: "Cancels a delivery (taken from the request queue): aborts the flight and publishes a CANCELLED event.",
-            discussion: "Cancels a delivery (taken from the request queue): aborts the flight and publishes a CANCELLED event. Cancelling a cancelled delivery succeeds; cancelling a completed one is FAILED_PRECONDITION. With `owner`, a delivery not scheduled yet (still REQUESTED) is recorded as CANCELLED, and its saga stops. The flight is aborted in the end even when flight control cannot be reached now (Delivery keeps trying). Internal: called by Workflow.\n\ngRPC: /fabrikam.dronedelivery.delivery.v1.DeliveryService/CancelDelivery (unary)\nHTTP: none (no google.api.http annotation; gRPC only)\nRequest: fabrikam.dronedelivery.delivery.v1.CancelDeliveryRequest; response: fabrikam.dronedelivery.delivery.v1.Delivery."
+            discussion: "Cancels a delivery (taken from the request queue): aborts the flight and publishes a CANCELLED event. Cancelling a cancelled delivery succeeds; cancelling a completed one is FAILED_PRECONDITION. With `owner` and both locations, a delivery not scheduled yet (still REQUESTED) is recorded as CANCELLED, and its saga stops. The flight is aborted in the end even when flight control cannot be reached now (Delivery keeps trying). Internal: called by Workflow.\n\ngRPC: /fabrikam.dronedelivery.delivery.v1.DeliveryService/CancelDelivery (unary)\nHTTP: none (no google.api.http annotation; gRPC only)\nRequest: fabrikam.dronedelivery.delivery.v1.CancelDeliveryRequest; response: fabrikam.dronedelivery.delivery.v1.Delivery."
         )
 
         @OptionGroup public var call: CallFlags
@@ -320,6 +320,18 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryService.Co
 
         @Option(name: .customLong("owner.account-id"), help: ArgumentHelp("The business account the user belongs to. The gateway sets it from the caller's API key; a value sent by a public client is overwritten.", valueName: "string")) public var ownerAccountIdFlag: String?
 
+        @Option(name: .customLong("pickup-location.latitude"), parsing: .unconditional, help: ArgumentHelp("Latitude in decimal degrees, -90 to 90 (north positive).", valueName: "number")) public var pickupLocationLatitudeFlag: String?
+
+        @Option(name: .customLong("pickup-location.longitude"), parsing: .unconditional, help: ArgumentHelp("Longitude in decimal degrees, -180 to 180 (east positive).", valueName: "number")) public var pickupLocationLongitudeFlag: String?
+
+        @Option(name: .customLong("pickup-location.altitude"), parsing: .unconditional, help: ArgumentHelp("Altitude in meters above mean sea level.", valueName: "number")) public var pickupLocationAltitudeFlag: String?
+
+        @Option(name: .customLong("dropoff-location.latitude"), parsing: .unconditional, help: ArgumentHelp("Latitude in decimal degrees, -90 to 90 (north positive).", valueName: "number")) public var dropoffLocationLatitudeFlag: String?
+
+        @Option(name: .customLong("dropoff-location.longitude"), parsing: .unconditional, help: ArgumentHelp("Longitude in decimal degrees, -180 to 180 (east positive).", valueName: "number")) public var dropoffLocationLongitudeFlag: String?
+
+        @Option(name: .customLong("dropoff-location.altitude"), parsing: .unconditional, help: ArgumentHelp("Altitude in meters above mean sea level.", valueName: "number")) public var dropoffLocationAltitudeFlag: String?
+
         public init() {}
 
         public func run() async throws {
@@ -329,6 +341,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryService.Co
                 FieldFlag("operation-id", json: "operationId", proto: "operation_id", .string, .singular, operationIdFlag),
                 FieldFlag("owner.user-id", json: "owner.userId", proto: "owner.user_id", .string, .singular, ownerUserIdFlag),
                 FieldFlag("owner.account-id", json: "owner.accountId", proto: "owner.account_id", .string, .singular, ownerAccountIdFlag),
+                FieldFlag("pickup-location.latitude", json: "pickupLocation.latitude", proto: "pickup_location.latitude", .number, .singular, pickupLocationLatitudeFlag),
+                FieldFlag("pickup-location.longitude", json: "pickupLocation.longitude", proto: "pickup_location.longitude", .number, .singular, pickupLocationLongitudeFlag),
+                FieldFlag("pickup-location.altitude", json: "pickupLocation.altitude", proto: "pickup_location.altitude", .number, .singular, pickupLocationAltitudeFlag),
+                FieldFlag("dropoff-location.latitude", json: "dropoffLocation.latitude", proto: "dropoff_location.latitude", .number, .singular, dropoffLocationLatitudeFlag),
+                FieldFlag("dropoff-location.longitude", json: "dropoffLocation.longitude", proto: "dropoff_location.longitude", .number, .singular, dropoffLocationLongitudeFlag),
+                FieldFlag("dropoff-location.altitude", json: "dropoffLocation.altitude", proto: "dropoff_location.altitude", .number, .singular, dropoffLocationAltitudeFlag),
             ])
         }
     }
@@ -336,12 +354,17 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryService.Co
 
 extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryService.Command {
     /// Marks a delivery FAILED (compensation of a failed saga) and publishes a
-    /// FAILED event. Idempotent. Internal: called by the Supervisor.
+    /// FAILED event. With `owner` and both locations, a delivery Delivery never
+    /// heard of (the saga failed before scheduling it) is recorded as FAILED;
+    /// without `owner` such a request is NOT_FOUND, without a location
+    /// INVALID_ARGUMENT. FAILED_PRECONDITION if the delivery already ended
+    /// otherwise (completed or cancelled). Idempotent. Internal: called by the
+    /// Supervisor.
     public struct MarkDeliveryFailed: AsyncParsableCommand {
         public static let configuration = CommandConfiguration(
             commandName: "mark-delivery-failed",
             abstract: "Marks a delivery FAILED (compensation of a failed saga) and publishes a FAILED event.",
-            discussion: "Marks a delivery FAILED (compensation of a failed saga) and publishes a FAILED event. Idempotent. Internal: called by the Supervisor.\n\ngRPC: /fabrikam.dronedelivery.delivery.v1.DeliveryService/MarkDeliveryFailed (unary)\nHTTP: none (no google.api.http annotation; gRPC only)\nRequest: fabrikam.dronedelivery.delivery.v1.MarkDeliveryFailedRequest; response: fabrikam.dronedelivery.delivery.v1.Delivery."
+            discussion: "Marks a delivery FAILED (compensation of a failed saga) and publishes a FAILED event. With `owner` and both locations, a delivery Delivery never heard of (the saga failed before scheduling it) is recorded as FAILED; without `owner` such a request is NOT_FOUND, without a location INVALID_ARGUMENT. FAILED_PRECONDITION if the delivery already ended otherwise (completed or cancelled). Idempotent. Internal: called by the Supervisor.\n\ngRPC: /fabrikam.dronedelivery.delivery.v1.DeliveryService/MarkDeliveryFailed (unary)\nHTTP: none (no google.api.http annotation; gRPC only)\nRequest: fabrikam.dronedelivery.delivery.v1.MarkDeliveryFailedRequest; response: fabrikam.dronedelivery.delivery.v1.Delivery."
         )
 
         @OptionGroup public var call: CallFlags
@@ -356,6 +379,18 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryService.Co
 
         @Option(name: .customLong("owner.account-id"), help: ArgumentHelp("The business account the user belongs to. The gateway sets it from the caller's API key; a value sent by a public client is overwritten.", valueName: "string")) public var ownerAccountIdFlag: String?
 
+        @Option(name: .customLong("pickup-location.latitude"), parsing: .unconditional, help: ArgumentHelp("Latitude in decimal degrees, -90 to 90 (north positive).", valueName: "number")) public var pickupLocationLatitudeFlag: String?
+
+        @Option(name: .customLong("pickup-location.longitude"), parsing: .unconditional, help: ArgumentHelp("Longitude in decimal degrees, -180 to 180 (east positive).", valueName: "number")) public var pickupLocationLongitudeFlag: String?
+
+        @Option(name: .customLong("pickup-location.altitude"), parsing: .unconditional, help: ArgumentHelp("Altitude in meters above mean sea level.", valueName: "number")) public var pickupLocationAltitudeFlag: String?
+
+        @Option(name: .customLong("dropoff-location.latitude"), parsing: .unconditional, help: ArgumentHelp("Latitude in decimal degrees, -90 to 90 (north positive).", valueName: "number")) public var dropoffLocationLatitudeFlag: String?
+
+        @Option(name: .customLong("dropoff-location.longitude"), parsing: .unconditional, help: ArgumentHelp("Longitude in decimal degrees, -180 to 180 (east positive).", valueName: "number")) public var dropoffLocationLongitudeFlag: String?
+
+        @Option(name: .customLong("dropoff-location.altitude"), parsing: .unconditional, help: ArgumentHelp("Altitude in meters above mean sea level.", valueName: "number")) public var dropoffLocationAltitudeFlag: String?
+
         public init() {}
 
         public func run() async throws {
@@ -365,6 +400,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryService.Co
                 FieldFlag("saga-id", json: "sagaId", proto: "saga_id", .string, .singular, sagaIdFlag),
                 FieldFlag("owner.user-id", json: "owner.userId", proto: "owner.user_id", .string, .singular, ownerUserIdFlag),
                 FieldFlag("owner.account-id", json: "owner.accountId", proto: "owner.account_id", .string, .singular, ownerAccountIdFlag),
+                FieldFlag("pickup-location.latitude", json: "pickupLocation.latitude", proto: "pickup_location.latitude", .number, .singular, pickupLocationLatitudeFlag),
+                FieldFlag("pickup-location.longitude", json: "pickupLocation.longitude", proto: "pickup_location.longitude", .number, .singular, pickupLocationLongitudeFlag),
+                FieldFlag("pickup-location.altitude", json: "pickupLocation.altitude", proto: "pickup_location.altitude", .number, .singular, pickupLocationAltitudeFlag),
+                FieldFlag("dropoff-location.latitude", json: "dropoffLocation.latitude", proto: "dropoff_location.latitude", .number, .singular, dropoffLocationLatitudeFlag),
+                FieldFlag("dropoff-location.longitude", json: "dropoffLocation.longitude", proto: "dropoff_location.longitude", .number, .singular, dropoffLocationLongitudeFlag),
+                FieldFlag("dropoff-location.altitude", json: "dropoffLocation.altitude", proto: "dropoff_location.altitude", .number, .singular, dropoffLocationAltitudeFlag),
             ])
         }
     }

@@ -40,7 +40,13 @@ extension Fabrikam.Dronedelivery.Delivery.V1 {
         public var expedited: Bool = false
         /// How the recipient must confirm the drop-off.
         public var confirmationRequired: DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.ConfirmationType = DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.ConfirmationType()
-        /// The drone assigned by the Drone Scheduler.
+        /// The drone assigned by the Drone Scheduler. Set on every delivery that
+        /// was scheduled (ScheduleDelivery requires it); empty on one that failed or
+        /// was cancelled before it was scheduled (MarkDeliveryFailed and
+        /// CancelDelivery record those for their owner): no drone was ever
+        /// assigned to it. Not a field rule for that reason (protovalidate's
+        /// standard rules cannot say "required unless FAILED or CANCELLED", and
+        /// this project's validator has no CEL).
         public var droneId: String = ""
         /// The package carried.
         public var packageId: String = ""
@@ -158,7 +164,10 @@ extension Fabrikam.Dronedelivery.Delivery.V1 {
     /// Creates or replaces a delivery.
     public struct ScheduleDeliveryRequest: Sendable, Hashable {
         /// The delivery; `delivery.delivery_id`, `owner`, locations, `drone_id` and
-        /// `package_id` are required. Output-only fields are ignored.
+        /// `package_id` are required. `owner.account_id` and `drone_id` are not
+        /// field rules of Delivery (a Delivery that failed before it was scheduled
+        /// has no drone): Delivery checks them here, INVALID_ARGUMENT naming the
+        /// field. Output-only fields are ignored.
         public var delivery: DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery? = nil
         /// Fields this version of the schema does not know, kept so re-encoding loses nothing.
         public var unknownFields = ProtobufKit.UnknownFields()
@@ -290,6 +299,19 @@ extension Fabrikam.Dronedelivery.Delivery.V1 {
         /// yet (still waiting to be scheduled) is recorded as CANCELLED for this
         /// owner; when unset, such a cancel is NOT_FOUND.
         public var owner: DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Owner? = nil
+        /// Where the package is to be picked up and dropped off (from the
+        /// delivery's create request). Ignored when Delivery has the delivery.
+        /// Needed with `owner` for one it has not heard of: the Delivery recorded
+        /// must have both locations (its field rules), so such a cancel without
+        /// them is INVALID_ARGUMENT naming the missing field (not NOT_FOUND: the
+        /// delivery may well exist, waiting to be scheduled), and nothing is
+        /// recorded. Callers from before these fields (they sent `owner` alone) get
+        /// that answer where they used to record a CANCELLED delivery without
+        /// locations; Workflow sends them whenever it sends `owner` for a delivery
+        /// Delivery has not heard of.
+        public var pickupLocation: DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location? = nil
+        /// See `pickup_location`.
+        public var dropoffLocation: DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location? = nil
         /// Fields this version of the schema does not know, kept so re-encoding loses nothing.
         public var unknownFields = ProtobufKit.UnknownFields()
 
@@ -306,8 +328,21 @@ extension Fabrikam.Dronedelivery.Delivery.V1 {
         public var sagaId: String = ""
         /// Who asked for the delivery. Stored when Delivery never heard of the
         /// delivery (the saga failed before scheduling it), so that its owner can
-        /// still see that it failed.
+        /// still see that it failed. Unset, such a request is NOT_FOUND.
         public var owner: DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Owner? = nil
+        /// Where the package was to be picked up and dropped off (from the failed
+        /// saga's create request). Ignored when Delivery has the delivery. Needed
+        /// with `owner` for one it never heard of: the Delivery recorded must have
+        /// both locations (its field rules), so such a request without them is
+        /// INVALID_ARGUMENT naming the missing field, and nothing is recorded. The
+        /// Supervisor keeps a compensation that failed so pending and retries it:
+        /// during an upgrade, a Supervisor from before these fields (it sent `owner`
+        /// alone) thus leaves the compensation to a new one, which sends them,
+        /// rather than dropping it (NOT_FOUND counts as "nothing to undo") or
+        /// having Delivery record a Delivery that breaks its own rules.
+        public var pickupLocation: DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location? = nil
+        /// See `pickup_location`.
+        public var dropoffLocation: DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location? = nil
         /// Fields this version of the schema does not know, kept so re-encoding loses nothing.
         public var unknownFields = ProtobufKit.UnknownFields()
 
@@ -565,7 +600,6 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery: Protobuf
         } else {
             violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "dropoff_location"), ruleID: "required", message: "value is required"))
         }
-        if self.droneId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "drone_id"), ruleID: "required", message: "value is required")) }
         if let value = self.confirmation {
             value._collectViolations(at: ProtobufKit.Validation.path(path, "confirmation"), into: &violations)
         }
@@ -1607,6 +1641,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.CancelDeliveryRequ
         c.pointee.reason = arena.string(self.reason, field: "fabrikam.dronedelivery.delivery.v1.CancelDeliveryRequest.reason")
         c.pointee.operation_id = arena.string(self.operationId, field: "fabrikam.dronedelivery.delivery.v1.CancelDeliveryRequest.operation_id")
         if let value = self.owner { c.pointee.owner = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__Owner.self) }
+        if let value = self.pickupLocation { c.pointee.pickup_location = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__Location.self) }
+        if let value = self.dropoffLocation { c.pointee.dropoff_location = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__Location.self) }
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -1618,6 +1654,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.CancelDeliveryRequ
         self.reason = try ProtobufKit._protobufCString(c.pointee.reason, field: "fabrikam.dronedelivery.delivery.v1.CancelDeliveryRequest.reason")
         self.operationId = try ProtobufKit._protobufCString(c.pointee.operation_id, field: "fabrikam.dronedelivery.delivery.v1.CancelDeliveryRequest.operation_id")
         if let value = c.pointee.owner { self.owner = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Owner(_protobufC: value) }
+        if let value = c.pointee.pickup_location { self.pickupLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_protobufC: value) }
+        if let value = c.pointee.dropoff_location { self.dropoffLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_protobufC: value) }
         self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
     }
 
@@ -1626,6 +1664,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.CancelDeliveryRequ
         if !self.reason.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("reason", "reason"); w.string(self.reason) }
         if !self.operationId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("operationId", "operation_id"); w.string(self.operationId) }
         if let value = self.owner { w.key("owner", "owner"); try value._writeJSON(to: &w) }
+        if let value = self.pickupLocation { w.key("pickupLocation", "pickup_location"); try value._writeJSON(to: &w) }
+        if let value = self.dropoffLocation { w.key("dropoffLocation", "dropoff_location"); try value._writeJSON(to: &w) }
     }
 
     public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
@@ -1646,6 +1686,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.CancelDeliveryRequ
             if scanner.skipNull() { return 3 }
             self.owner = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Owner(_jsonScanner: &scanner)
             return 3
+        case "pickupLocation", "pickup_location":
+            if scanner.skipNull() { return 4 }
+            self.pickupLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonScanner: &scanner)
+            return 4
+        case "dropoffLocation", "dropoff_location":
+            if scanner.skipNull() { return 5 }
+            self.dropoffLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonScanner: &scanner)
+            return 5
         default:
             return nil
         }
@@ -1653,6 +1701,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.CancelDeliveryRequ
 
     public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
         if self.deliveryId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "delivery_id"), ruleID: "required", message: "value is required")) }
+        if let value = self.pickupLocation {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "pickup_location"), into: &violations)
+        }
+        if let value = self.dropoffLocation {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "dropoff_location"), into: &violations)
+        }
     }
 }
 
@@ -1676,6 +1730,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.MarkDeliveryFailed
         c.pointee.reason = arena.string(self.reason, field: "fabrikam.dronedelivery.delivery.v1.MarkDeliveryFailedRequest.reason")
         c.pointee.saga_id = arena.string(self.sagaId, field: "fabrikam.dronedelivery.delivery.v1.MarkDeliveryFailedRequest.saga_id")
         if let value = self.owner { c.pointee.owner = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__Owner.self) }
+        if let value = self.pickupLocation { c.pointee.pickup_location = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__Location.self) }
+        if let value = self.dropoffLocation { c.pointee.dropoff_location = value._buildProtobufC(in: arena).assumingMemoryBound(to: Fabrikam__Dronedelivery__Common__V1__Location.self) }
         if !unknownFields.isEmpty { arena.setUnknownFields(unknownFields, on: UnsafeMutableRawPointer(c)) }
         return UnsafeMutableRawPointer(c)
     }
@@ -1687,6 +1743,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.MarkDeliveryFailed
         self.reason = try ProtobufKit._protobufCString(c.pointee.reason, field: "fabrikam.dronedelivery.delivery.v1.MarkDeliveryFailedRequest.reason")
         self.sagaId = try ProtobufKit._protobufCString(c.pointee.saga_id, field: "fabrikam.dronedelivery.delivery.v1.MarkDeliveryFailedRequest.saga_id")
         if let value = c.pointee.owner { self.owner = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Owner(_protobufC: value) }
+        if let value = c.pointee.pickup_location { self.pickupLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_protobufC: value) }
+        if let value = c.pointee.dropoff_location { self.dropoffLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_protobufC: value) }
         self.unknownFields = ProtobufKit.UnknownFields(_protobufC: pointer)
     }
 
@@ -1695,6 +1753,8 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.MarkDeliveryFailed
         if !self.reason.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("reason", "reason"); w.string(self.reason) }
         if !self.sagaId.isEmpty || w.options.alwaysPrintFieldsWithNoPresence { w.key("sagaId", "saga_id"); w.string(self.sagaId) }
         if let value = self.owner { w.key("owner", "owner"); try value._writeJSON(to: &w) }
+        if let value = self.pickupLocation { w.key("pickupLocation", "pickup_location"); try value._writeJSON(to: &w) }
+        if let value = self.dropoffLocation { w.key("dropoffLocation", "dropoff_location"); try value._writeJSON(to: &w) }
     }
 
     public mutating func _mergeJSONField(_ key: String, from scanner: inout ProtobufKit.JSONScanner) throws -> Int? {
@@ -1715,6 +1775,14 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.MarkDeliveryFailed
             if scanner.skipNull() { return 3 }
             self.owner = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Owner(_jsonScanner: &scanner)
             return 3
+        case "pickupLocation", "pickup_location":
+            if scanner.skipNull() { return 4 }
+            self.pickupLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonScanner: &scanner)
+            return 4
+        case "dropoffLocation", "dropoff_location":
+            if scanner.skipNull() { return 5 }
+            self.dropoffLocation = try DroneDeliveryAPI.Fabrikam.Dronedelivery.Common.V1.Location(_jsonScanner: &scanner)
+            return 5
         default:
             return nil
         }
@@ -1722,6 +1790,12 @@ extension DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.MarkDeliveryFailed
 
     public func _collectViolations(at path: String, into violations: inout [ProtobufKit.ValidationViolation]) {
         if self.deliveryId == "" { violations.append(ProtobufKit.ValidationViolation(field: ProtobufKit.Validation.path(path, "delivery_id"), ruleID: "required", message: "value is required")) }
+        if let value = self.pickupLocation {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "pickup_location"), into: &violations)
+        }
+        if let value = self.dropoffLocation {
+            value._collectViolations(at: ProtobufKit.Validation.path(path, "dropoff_location"), into: &violations)
+        }
     }
 }
 
@@ -2273,9 +2347,9 @@ extension Fabrikam.Dronedelivery.Delivery.V1 {
 
             /// Cancels a delivery (taken from the request queue): aborts the flight and
             /// publishes a CANCELLED event. Cancelling a cancelled delivery succeeds;
-            /// cancelling a completed one is FAILED_PRECONDITION. With `owner`, a
-            /// delivery not scheduled yet (still REQUESTED) is recorded as CANCELLED,
-            /// and its saga stops. The flight is aborted in the end even when flight
+            /// cancelling a completed one is FAILED_PRECONDITION. With `owner` and both
+            /// locations, a delivery not scheduled yet (still REQUESTED) is recorded as
+            /// CANCELLED, and its saga stops. The flight is aborted in the end even when flight
             /// control cannot be reached now (Delivery keeps trying). Internal: called
             /// by Workflow.
             public enum CancelDelivery: ProtobufKit.MethodSpec {
@@ -2294,7 +2368,12 @@ extension Fabrikam.Dronedelivery.Delivery.V1 {
             }
 
             /// Marks a delivery FAILED (compensation of a failed saga) and publishes a
-            /// FAILED event. Idempotent. Internal: called by the Supervisor.
+            /// FAILED event. With `owner` and both locations, a delivery Delivery never
+            /// heard of (the saga failed before scheduling it) is recorded as FAILED;
+            /// without `owner` such a request is NOT_FOUND, without a location
+            /// INVALID_ARGUMENT. FAILED_PRECONDITION if the delivery already ended
+            /// otherwise (completed or cancelled). Idempotent. Internal: called by the
+            /// Supervisor.
             public enum MarkDeliveryFailed: ProtobufKit.MethodSpec {
                 public typealias Input = DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.MarkDeliveryFailedRequest
                 public typealias Output = DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery
@@ -2422,15 +2501,20 @@ extension Fabrikam.Dronedelivery.Delivery.V1 {
 
             /// Cancels a delivery (taken from the request queue): aborts the flight and
             /// publishes a CANCELLED event. Cancelling a cancelled delivery succeeds;
-            /// cancelling a completed one is FAILED_PRECONDITION. With `owner`, a
-            /// delivery not scheduled yet (still REQUESTED) is recorded as CANCELLED,
-            /// and its saga stops. The flight is aborted in the end even when flight
+            /// cancelling a completed one is FAILED_PRECONDITION. With `owner` and both
+            /// locations, a delivery not scheduled yet (still REQUESTED) is recorded as
+            /// CANCELLED, and its saga stops. The flight is aborted in the end even when flight
             /// control cannot be reached now (Delivery keeps trying). Internal: called
             /// by Workflow.
             func cancelDelivery(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.CancelDeliveryRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery
 
             /// Marks a delivery FAILED (compensation of a failed saga) and publishes a
-            /// FAILED event. Idempotent. Internal: called by the Supervisor.
+            /// FAILED event. With `owner` and both locations, a delivery Delivery never
+            /// heard of (the saga failed before scheduling it) is recorded as FAILED;
+            /// without `owner` such a request is NOT_FOUND, without a location
+            /// INVALID_ARGUMENT. FAILED_PRECONDITION if the delivery already ended
+            /// otherwise (completed or cancelled). Idempotent. Internal: called by the
+            /// Supervisor.
             func markDeliveryFailed(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.MarkDeliveryFailedRequest, context: RPC.ServerContext) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery
 
             /// Records that a cancel or reschedule the owner asked for could not be
@@ -2509,9 +2593,9 @@ extension Fabrikam.Dronedelivery.Delivery.V1 {
 
             /// Cancels a delivery (taken from the request queue): aborts the flight and
             /// publishes a CANCELLED event. Cancelling a cancelled delivery succeeds;
-            /// cancelling a completed one is FAILED_PRECONDITION. With `owner`, a
-            /// delivery not scheduled yet (still REQUESTED) is recorded as CANCELLED,
-            /// and its saga stops. The flight is aborted in the end even when flight
+            /// cancelling a completed one is FAILED_PRECONDITION. With `owner` and both
+            /// locations, a delivery not scheduled yet (still REQUESTED) is recorded as
+            /// CANCELLED, and its saga stops. The flight is aborted in the end even when flight
             /// control cannot be reached now (Delivery keeps trying). Internal: called
             /// by Workflow.
             public func cancelDelivery(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.CancelDeliveryRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery {
@@ -2519,7 +2603,12 @@ extension Fabrikam.Dronedelivery.Delivery.V1 {
             }
 
             /// Marks a delivery FAILED (compensation of a failed saga) and publishes a
-            /// FAILED event. Idempotent. Internal: called by the Supervisor.
+            /// FAILED event. With `owner` and both locations, a delivery Delivery never
+            /// heard of (the saga failed before scheduling it) is recorded as FAILED;
+            /// without `owner` such a request is NOT_FOUND, without a location
+            /// INVALID_ARGUMENT. FAILED_PRECONDITION if the delivery already ended
+            /// otherwise (completed or cancelled). Idempotent. Internal: called by the
+            /// Supervisor.
             public func markDeliveryFailed(_ request: DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.MarkDeliveryFailedRequest, options: RPC.CallOptions = RPC.CallOptions()) async throws -> DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery {
                 try await rpc.unary(Method.MarkDeliveryFailed.self, request, options: options)
             }
@@ -2584,7 +2673,7 @@ extension Fabrikam.Dronedelivery.Delivery.V1 {
             dependencies: ["fabrikam/dronedelivery/common/v1/common.proto", "fabrikam/dronedelivery/telemetry/v1/telemetry.proto", "google/api/annotations.proto", "google/protobuf/timestamp.proto", "google/protobuf/wrappers.proto"],
             messageTypes: [DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Delivery.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryStatus.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.FailedChange.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.RecordFailedChangeRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryTrackingEvent.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.Confirmation.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ScheduleDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ScheduleDeliveryResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.GetDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.GetDeliveryStatusRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.GetDeliveryStatusResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ListDeliveriesRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ListDeliveriesResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.TrackDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.RescheduleDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.CancelDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.MarkDeliveryFailedRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ConfirmDeliveryRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.NotifyMeRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.NotifyMeResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ReportDronePositionsRequest.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.ReportDronePositionsResponse.self, DroneDeliveryAPI.Fabrikam.Dronedelivery.Delivery.V1.DeliveryEvent.self],
             services: [DeliveryService.descriptor],
-            serializedDescriptorBase64: "CjFmYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2RlbGl2ZXJ5L3YxL2RlbGl2ZXJ5LnByb3RvEiJmYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxGi1mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2NvbW1vbi92MS9jb21tb24ucHJvdG8aM2ZhYnJpa2FtL2Ryb25lZGVsaXZlcnkvdGVsZW1ldHJ5L3YxL3RlbGVtZXRyeS5wcm90bxocZ29vZ2xlL2FwaS9hbm5vdGF0aW9ucy5wcm90bxofZ29vZ2xlL3Byb3RvYnVmL3RpbWVzdGFtcC5wcm90bxoeZ29vZ2xlL3Byb3RvYnVmL3dyYXBwZXJzLnByb3RvIqIHCghEZWxpdmVyeRInCgtkZWxpdmVyeV9pZBgBIAEoCUIGukgDyAEBUgpkZWxpdmVyeUlkEj0KBW93bmVyGAIgASgLMicuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuT3duZXJSBW93bmVyElsKD3BpY2t1cF9sb2NhdGlvbhgDIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uQga6SAPIAQFSDnBpY2t1cExvY2F0aW9uEl0KEGRyb3BvZmZfbG9jYXRpb24YBCABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvbkIGukgDyAEBUg9kcm9wb2ZmTG9jYXRpb24SOwoLcGlja3VwX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpwaWNrdXBUaW1lEjYKCGRlYWRsaW5lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIIZGVhZGxpbmUSHAoJZXhwZWRpdGVkGAcgASgIUglleHBlZGl0ZWQSZwoVY29uZmlybWF0aW9uX3JlcXVpcmVkGAggASgOMjIuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuQ29uZmlybWF0aW9uVHlwZVIUY29uZmlybWF0aW9uUmVxdWlyZWQSIQoIZHJvbmVfaWQYCSABKAlCBrpIA8gBAVIHZHJvbmVJZBIdCgpwYWNrYWdlX2lkGAogASgJUglwYWNrYWdlSWQSRQoFc3RhZ2UYCyABKA4yLy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5EZWxpdmVyeVN0YWdlUgVzdGFnZRI7CgtjcmVhdGVfdGltZRgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCmNyZWF0ZVRpbWUSOwoLdXBkYXRlX3RpbWUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgp1cGRhdGVUaW1lElQKDGNvbmZpcm1hdGlvbhgOIAEoCzIwLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuQ29uZmlybWF0aW9uUgxjb25maXJtYXRpb24SHQoKZW5kX3JlYXNvbhgPIAEoCVIJZW5kUmVhc29uItwDCg5EZWxpdmVyeVN0YXR1cxJFCgVzdGFnZRgBIAEoDjIvLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkRlbGl2ZXJ5U3RhZ2VSBXN0YWdlEloKE2xhc3Rfa25vd25fbG9jYXRpb24YAiABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvblIRbGFzdEtub3duTG9jYXRpb24SOQoKcGlja3VwX2V0YRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCXBpY2t1cEV0YRI9CgxkZWxpdmVyeV9ldGEYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgtkZWxpdmVyeUV0YRI7Cgt1cGRhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCnVwZGF0ZVRpbWUSGQoIZHJvbmVfaWQYBiABKAlSB2Ryb25lSWQSVQoNZmFpbGVkX2NoYW5nZRgHIAEoCzIwLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuRmFpbGVkQ2hhbmdlUgxmYWlsZWRDaGFuZ2Ui1AEKDEZhaWxlZENoYW5nZRJZCglvcGVyYXRpb24YASABKA4yLy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5PcGVyYXRpb25LaW5kQgq6SAeCAQQYAhgDUglvcGVyYXRpb24SFgoGcmVhc29uGAIgASgJUgZyZWFzb24SLgoEdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSBHRpbWUSIQoMb3BlcmF0aW9uX2lkGAQgASgJUgtvcGVyYXRpb25JZCKWAQoZUmVjb3JkRmFpbGVkQ2hhbmdlUmVxdWVzdBInCgtkZWxpdmVyeV9pZBgBIAEoCUIGukgDyAEBUgpkZWxpdmVyeUlkElAKBmNoYW5nZRgCIAEoCzIwLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuRmFpbGVkQ2hhbmdlQga6SAPIAQFSBmNoYW5nZSKoAwoVRGVsaXZlcnlUcmFja2luZ0V2ZW50Eh8KC2RlbGl2ZXJ5X2lkGAEgASgJUgpkZWxpdmVyeUlkEkUKBXN0YWdlGAIgASgOMi8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuRGVsaXZlcnlTdGFnZVIFc3RhZ2USRgoIbG9jYXRpb24YAyABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvblIIbG9jYXRpb24SLgoEdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSBHRpbWUSOQoKcGlja3VwX2V0YRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCXBpY2t1cEV0YRI9CgxkZWxpdmVyeV9ldGEYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgtkZWxpdmVyeUV0YRIaCghzZXF1ZW5jZRgHIAEoA1IIc2VxdWVuY2USGQoIZHJvbmVfaWQYCCABKAlSB2Ryb25lSWQiowIKDENvbmZpcm1hdGlvbhIuCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIEdGltZRJGCghsb2NhdGlvbhgCIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUghsb2NhdGlvbhJfChFjb25maXJtYXRpb25fdHlwZRgDIAEoDjIyLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkNvbmZpcm1hdGlvblR5cGVSEGNvbmZpcm1hdGlvblR5cGUSEgoEYmxvYhgEIAEoDFIEYmxvYhImCg9ibG9iX21lZGlhX3R5cGUYBSABKAlSDWJsb2JNZWRpYVR5cGUiawoXU2NoZWR1bGVEZWxpdmVyeVJlcXVlc3QSUAoIZGVsaXZlcnkYASABKAsyLC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkRlbGl2ZXJ5Qga6SAPIAQFSCGRlbGl2ZXJ5IsoBChhTY2hlZHVsZURlbGl2ZXJ5UmVzcG9uc2USSAoIZGVsaXZlcnkYASABKAsyLC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkRlbGl2ZXJ5UghkZWxpdmVyeRIYCgdjcmVhdGVkGAIgASgIUgdjcmVhdGVkEkoKBnN0YXR1cxgDIAEoCzIyLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuRGVsaXZlcnlTdGF0dXNSBnN0YXR1cyI9ChJHZXREZWxpdmVyeVJlcXVlc3QSJwoLZGVsaXZlcnlfaWQYASABKAlCBrpIA8gBAVIKZGVsaXZlcnlJZCJDChhHZXREZWxpdmVyeVN0YXR1c1JlcXVlc3QSJwoLZGVsaXZlcnlfaWQYASABKAlCBrpIA8gBAVIKZGVsaXZlcnlJZCKIAQoZR2V0RGVsaXZlcnlTdGF0dXNSZXNwb25zZRIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBJKCgZzdGF0dXMYAiABKAsyMi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkRlbGl2ZXJ5U3RhdHVzUgZzdGF0dXMi6gEKFUxpc3REZWxpdmVyaWVzUmVxdWVzdBIZCghvd25lcl9pZBgBIAEoCVIHb3duZXJJZBIXCgd1c2VyX2lkGAIgASgJUgZ1c2VySWQSWAoGc3RhZ2VzGAMgAygOMi8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuRGVsaXZlcnlTdGFnZUIPukgMkgEJEBAiBYIBAhABUgZzdGFnZXMSJAoJcGFnZV9zaXplGAQgASgFQge6SAQaAigAUghwYWdlU2l6ZRIdCgpwYWdlX3Rva2VuGAUgASgJUglwYWdlVG9rZW4ijgEKFkxpc3REZWxpdmVyaWVzUmVzcG9uc2USTAoKZGVsaXZlcmllcxgBIAMoCzIsLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuRGVsaXZlcnlSCmRlbGl2ZXJpZXMSJgoPbmV4dF9wYWdlX3Rva2VuGAIgASgJUg1uZXh0UGFnZVRva2VuIm8KFFRyYWNrRGVsaXZlcnlSZXF1ZXN0EicKC2RlbGl2ZXJ5X2lkGAEgASgJQga6SAPIAQFSCmRlbGl2ZXJ5SWQSLgoOYWZ0ZXJfc2VxdWVuY2UYAiABKANCB7pIBCICKABSDWFmdGVyU2VxdWVuY2UiwgMKGVJlc2NoZWR1bGVEZWxpdmVyeVJlcXVlc3QSJwoLZGVsaXZlcnlfaWQYASABKAlCBrpIA8gBAVIKZGVsaXZlcnlJZBJTCg9waWNrdXBfbG9jYXRpb24YAiABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvblIOcGlja3VwTG9jYXRpb24SVQoQZHJvcG9mZl9sb2NhdGlvbhgDIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUg9kcm9wb2ZmTG9jYXRpb24SOwoLcGlja3VwX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpwaWNrdXBUaW1lEjYKCGRlYWRsaW5lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIIZGVhZGxpbmUSOAoJZXhwZWRpdGVkGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLkJvb2xWYWx1ZVIJZXhwZWRpdGVkEiEKDG9wZXJhdGlvbl9pZBgHIAEoCVILb3BlcmF0aW9uSWQiugEKFUNhbmNlbERlbGl2ZXJ5UmVxdWVzdBInCgtkZWxpdmVyeV9pZBgBIAEoCUIGukgDyAEBUgpkZWxpdmVyeUlkEhYKBnJlYXNvbhgCIAEoCVIGcmVhc29uEiEKDG9wZXJhdGlvbl9pZBgDIAEoCVILb3BlcmF0aW9uSWQSPQoFb3duZXIYBCABKAsyJy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Pd25lclIFb3duZXIitAEKGU1hcmtEZWxpdmVyeUZhaWxlZFJlcXVlc3QSJwoLZGVsaXZlcnlfaWQYASABKAlCBrpIA8gBAVIKZGVsaXZlcnlJZBIWCgZyZWFzb24YAiABKAlSBnJlYXNvbhIXCgdzYWdhX2lkGAMgASgJUgZzYWdhSWQSPQoFb3duZXIYBCABKAsyJy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Pd25lclIFb3duZXIinwEKFkNvbmZpcm1EZWxpdmVyeVJlcXVlc3QSJwoLZGVsaXZlcnlfaWQYASABKAlCBrpIA8gBAVIKZGVsaXZlcnlJZBJcCgxjb25maXJtYXRpb24YAiABKAsyMC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkNvbmZpcm1hdGlvbkIGukgDyAEBUgxjb25maXJtYXRpb24igAEKD05vdGlmeU1lUmVxdWVzdBInCgtkZWxpdmVyeV9pZBgBIAEoCUIGukgDyAEBUgpkZWxpdmVyeUlkEjIKDWVtYWlsX2FkZHJlc3MYAiABKAlCDbpIBHICYAG6SAPYAQFSDGVtYWlsQWRkcmVzcxIQCgNzbXMYAyABKAlSA3NtcyJcChBOb3RpZnlNZVJlc3BvbnNlEh8KC2RlbGl2ZXJ5X2lkGAEgASgJUgpkZWxpdmVyeUlkEicKD25vdGlmaWNhdGlvbl9pZBgCIAEoCVIObm90aWZpY2F0aW9uSWQidwobUmVwb3J0RHJvbmVQb3NpdGlvbnNSZXF1ZXN0ElgKCXBvc2l0aW9ucxgBIAMoCzIyLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkudGVsZW1ldHJ5LnYxLkRyb25lUG9zaXRpb25CBrpIA9gBA1IJcG9zaXRpb25zIpwBChxSZXBvcnREcm9uZVBvc2l0aW9uc1Jlc3BvbnNlEiUKDmFjY2VwdGVkX2NvdW50GAEgASgDUg1hY2NlcHRlZENvdW50EiMKDWlnbm9yZWRfY291bnQYAiABKANSDGlnbm9yZWRDb3VudBIwChR0cmFja2luZ19ldmVudF9jb3VudBgDIAEoA1ISdHJhY2tpbmdFdmVudENvdW50IuEECg1EZWxpdmVyeUV2ZW50EhkKCGV2ZW50X2lkGAEgASgJUgdldmVudElkEh8KC2RlbGl2ZXJ5X2lkGAIgASgJUgpkZWxpdmVyeUlkEkUKBXN0YWdlGAMgASgOMi8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuRGVsaXZlcnlTdGFnZVIFc3RhZ2USOQoKZXZlbnRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCWV2ZW50VGltZRI9CgVvd25lchgFIAEoCzInLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLk93bmVyUgVvd25lchJGCghsb2NhdGlvbhgGIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUghsb2NhdGlvbhIZCghkcm9uZV9pZBgHIAEoCVIHZHJvbmVJZBIWCgZyZWFzb24YCCABKAlSBnJlYXNvbhJICghkZWxpdmVyeRgJIAEoCzIsLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuRGVsaXZlcnlSCGRlbGl2ZXJ5EhoKCHNlcXVlbmNlGAogASgDUghzZXF1ZW5jZRJTCg10cmFjZV9jb250ZXh0GAsgASgLMi4uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuVHJhY2VDb250ZXh0Ugx0cmFjZUNvbnRleHQSHQoKZHJvbmVfbG9zdBgMIAEoCFIJZHJvbmVMb3N0Mo8PCg9EZWxpdmVyeVNlcnZpY2USjQEKEFNjaGVkdWxlRGVsaXZlcnkSOy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLlNjaGVkdWxlRGVsaXZlcnlSZXF1ZXN0GjwuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5TY2hlZHVsZURlbGl2ZXJ5UmVzcG9uc2USmQEKC0dldERlbGl2ZXJ5EjYuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5HZXREZWxpdmVyeVJlcXVlc3QaLC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkRlbGl2ZXJ5IiSC0+STAh4SHC92MS9kZWxpdmVyaWVzL3tkZWxpdmVyeV9pZH0SxQEKEUdldERlbGl2ZXJ5U3RhdHVzEjwuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5HZXREZWxpdmVyeVN0YXR1c1JlcXVlc3QaPS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkdldERlbGl2ZXJ5U3RhdHVzUmVzcG9uc2UiM4LT5JMCLRIjL3YxL2RlbGl2ZXJpZXMve2RlbGl2ZXJ5X2lkfS9zdGF0dXNiBnN0YXR1cxLDAQoOTGlzdERlbGl2ZXJpZXMSOS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkxpc3REZWxpdmVyaWVzUmVxdWVzdBo6LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuTGlzdERlbGl2ZXJpZXNSZXNwb25zZSI6gtPkkwI0Eg4vdjEvZGVsaXZlcmllc1oiEiAvdjEvb3duZXJzL3tvd25lcl9pZH0vZGVsaXZlcmllcxKyAQoNVHJhY2tEZWxpdmVyeRI4LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuVHJhY2tEZWxpdmVyeVJlcXVlc3QaOS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkRlbGl2ZXJ5VHJhY2tpbmdFdmVudCIqgtPkkwIkEiIvdjEvZGVsaXZlcmllcy97ZGVsaXZlcnlfaWR9OnRyYWNrMAESgQEKElJlc2NoZWR1bGVEZWxpdmVyeRI9LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuUmVzY2hlZHVsZURlbGl2ZXJ5UmVxdWVzdBosLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuRGVsaXZlcnkSeQoOQ2FuY2VsRGVsaXZlcnkSOS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkNhbmNlbERlbGl2ZXJ5UmVxdWVzdBosLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuRGVsaXZlcnkSgQEKEk1hcmtEZWxpdmVyeUZhaWxlZBI9LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuTWFya0RlbGl2ZXJ5RmFpbGVkUmVxdWVzdBosLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuRGVsaXZlcnkShwEKElJlY29yZEZhaWxlZENoYW5nZRI9LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuUmVjb3JkRmFpbGVkQ2hhbmdlUmVxdWVzdBoyLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuRGVsaXZlcnlTdGF0dXMStwEKD0NvbmZpcm1EZWxpdmVyeRI6LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuQ29uZmlybURlbGl2ZXJ5UmVxdWVzdBosLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuRGVsaXZlcnkiOoLT5JMCNCIkL3YxL2RlbGl2ZXJpZXMve2RlbGl2ZXJ5X2lkfTpjb25maXJtOgxjb25maXJtYXRpb24SpwEKCE5vdGlmeU1lEjMuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5Ob3RpZnlNZVJlcXVlc3QaNC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLk5vdGlmeU1lUmVzcG9uc2UiMILT5JMCKiIlL3YxL2RlbGl2ZXJpZXMve2RlbGl2ZXJ5X2lkfTpub3RpZnlNZToBKhKbAQoUUmVwb3J0RHJvbmVQb3NpdGlvbnMSPy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLlJlcG9ydERyb25lUG9zaXRpb25zUmVxdWVzdBpALmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuUmVwb3J0RHJvbmVQb3NpdGlvbnNSZXNwb25zZSgBYgZwcm90bzM="
+            serializedDescriptorBase64: "CjFmYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2RlbGl2ZXJ5L3YxL2RlbGl2ZXJ5LnByb3RvEiJmYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxGi1mYWJyaWthbS9kcm9uZWRlbGl2ZXJ5L2NvbW1vbi92MS9jb21tb24ucHJvdG8aM2ZhYnJpa2FtL2Ryb25lZGVsaXZlcnkvdGVsZW1ldHJ5L3YxL3RlbGVtZXRyeS5wcm90bxocZ29vZ2xlL2FwaS9hbm5vdGF0aW9ucy5wcm90bxofZ29vZ2xlL3Byb3RvYnVmL3RpbWVzdGFtcC5wcm90bxoeZ29vZ2xlL3Byb3RvYnVmL3dyYXBwZXJzLnByb3RvIpoHCghEZWxpdmVyeRInCgtkZWxpdmVyeV9pZBgBIAEoCUIGukgDyAEBUgpkZWxpdmVyeUlkEj0KBW93bmVyGAIgASgLMicuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuT3duZXJSBW93bmVyElsKD3BpY2t1cF9sb2NhdGlvbhgDIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uQga6SAPIAQFSDnBpY2t1cExvY2F0aW9uEl0KEGRyb3BvZmZfbG9jYXRpb24YBCABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvbkIGukgDyAEBUg9kcm9wb2ZmTG9jYXRpb24SOwoLcGlja3VwX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpwaWNrdXBUaW1lEjYKCGRlYWRsaW5lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIIZGVhZGxpbmUSHAoJZXhwZWRpdGVkGAcgASgIUglleHBlZGl0ZWQSZwoVY29uZmlybWF0aW9uX3JlcXVpcmVkGAggASgOMjIuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuQ29uZmlybWF0aW9uVHlwZVIUY29uZmlybWF0aW9uUmVxdWlyZWQSGQoIZHJvbmVfaWQYCSABKAlSB2Ryb25lSWQSHQoKcGFja2FnZV9pZBgKIAEoCVIJcGFja2FnZUlkEkUKBXN0YWdlGAsgASgOMi8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuRGVsaXZlcnlTdGFnZVIFc3RhZ2USOwoLY3JlYXRlX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgpjcmVhdGVUaW1lEjsKC3VwZGF0ZV90aW1lGA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKdXBkYXRlVGltZRJUCgxjb25maXJtYXRpb24YDiABKAsyMC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkNvbmZpcm1hdGlvblIMY29uZmlybWF0aW9uEh0KCmVuZF9yZWFzb24YDyABKAlSCWVuZFJlYXNvbiLcAwoORGVsaXZlcnlTdGF0dXMSRQoFc3RhZ2UYASABKA4yLy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5EZWxpdmVyeVN0YWdlUgVzdGFnZRJaChNsYXN0X2tub3duX2xvY2F0aW9uGAIgASgLMiouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuTG9jYXRpb25SEWxhc3RLbm93bkxvY2F0aW9uEjkKCnBpY2t1cF9ldGEYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUglwaWNrdXBFdGESPQoMZGVsaXZlcnlfZXRhGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFILZGVsaXZlcnlFdGESOwoLdXBkYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgp1cGRhdGVUaW1lEhkKCGRyb25lX2lkGAYgASgJUgdkcm9uZUlkElUKDWZhaWxlZF9jaGFuZ2UYByABKAsyMC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkZhaWxlZENoYW5nZVIMZmFpbGVkQ2hhbmdlItQBCgxGYWlsZWRDaGFuZ2USWQoJb3BlcmF0aW9uGAEgASgOMi8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuT3BlcmF0aW9uS2luZEIKukgHggEEGAIYA1IJb3BlcmF0aW9uEhYKBnJlYXNvbhgCIAEoCVIGcmVhc29uEi4KBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgR0aW1lEiEKDG9wZXJhdGlvbl9pZBgEIAEoCVILb3BlcmF0aW9uSWQilgEKGVJlY29yZEZhaWxlZENoYW5nZVJlcXVlc3QSJwoLZGVsaXZlcnlfaWQYASABKAlCBrpIA8gBAVIKZGVsaXZlcnlJZBJQCgZjaGFuZ2UYAiABKAsyMC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkZhaWxlZENoYW5nZUIGukgDyAEBUgZjaGFuZ2UiqAMKFURlbGl2ZXJ5VHJhY2tpbmdFdmVudBIfCgtkZWxpdmVyeV9pZBgBIAEoCVIKZGVsaXZlcnlJZBJFCgVzdGFnZRgCIAEoDjIvLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkRlbGl2ZXJ5U3RhZ2VSBXN0YWdlEkYKCGxvY2F0aW9uGAMgASgLMiouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuTG9jYXRpb25SCGxvY2F0aW9uEi4KBHRpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgR0aW1lEjkKCnBpY2t1cF9ldGEYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUglwaWNrdXBFdGESPQoMZGVsaXZlcnlfZXRhGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFILZGVsaXZlcnlFdGESGgoIc2VxdWVuY2UYByABKANSCHNlcXVlbmNlEhkKCGRyb25lX2lkGAggASgJUgdkcm9uZUlkIqMCCgxDb25maXJtYXRpb24SLgoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSBHRpbWUSRgoIbG9jYXRpb24YAiABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvblIIbG9jYXRpb24SXwoRY29uZmlybWF0aW9uX3R5cGUYAyABKA4yMi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Db25maXJtYXRpb25UeXBlUhBjb25maXJtYXRpb25UeXBlEhIKBGJsb2IYBCABKAxSBGJsb2ISJgoPYmxvYl9tZWRpYV90eXBlGAUgASgJUg1ibG9iTWVkaWFUeXBlImsKF1NjaGVkdWxlRGVsaXZlcnlSZXF1ZXN0ElAKCGRlbGl2ZXJ5GAEgASgLMiwuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5EZWxpdmVyeUIGukgDyAEBUghkZWxpdmVyeSLKAQoYU2NoZWR1bGVEZWxpdmVyeVJlc3BvbnNlEkgKCGRlbGl2ZXJ5GAEgASgLMiwuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5EZWxpdmVyeVIIZGVsaXZlcnkSGAoHY3JlYXRlZBgCIAEoCFIHY3JlYXRlZBJKCgZzdGF0dXMYAyABKAsyMi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkRlbGl2ZXJ5U3RhdHVzUgZzdGF0dXMiPQoSR2V0RGVsaXZlcnlSZXF1ZXN0EicKC2RlbGl2ZXJ5X2lkGAEgASgJQga6SAPIAQFSCmRlbGl2ZXJ5SWQiQwoYR2V0RGVsaXZlcnlTdGF0dXNSZXF1ZXN0EicKC2RlbGl2ZXJ5X2lkGAEgASgJQga6SAPIAQFSCmRlbGl2ZXJ5SWQiiAEKGUdldERlbGl2ZXJ5U3RhdHVzUmVzcG9uc2USHwoLZGVsaXZlcnlfaWQYASABKAlSCmRlbGl2ZXJ5SWQSSgoGc3RhdHVzGAIgASgLMjIuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5EZWxpdmVyeVN0YXR1c1IGc3RhdHVzIuoBChVMaXN0RGVsaXZlcmllc1JlcXVlc3QSGQoIb3duZXJfaWQYASABKAlSB293bmVySWQSFwoHdXNlcl9pZBgCIAEoCVIGdXNlcklkElgKBnN0YWdlcxgDIAMoDjIvLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkRlbGl2ZXJ5U3RhZ2VCD7pIDJIBCRAQIgWCAQIQAVIGc3RhZ2VzEiQKCXBhZ2Vfc2l6ZRgEIAEoBUIHukgEGgIoAFIIcGFnZVNpemUSHQoKcGFnZV90b2tlbhgFIAEoCVIJcGFnZVRva2VuIo4BChZMaXN0RGVsaXZlcmllc1Jlc3BvbnNlEkwKCmRlbGl2ZXJpZXMYASADKAsyLC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkRlbGl2ZXJ5UgpkZWxpdmVyaWVzEiYKD25leHRfcGFnZV90b2tlbhgCIAEoCVINbmV4dFBhZ2VUb2tlbiJvChRUcmFja0RlbGl2ZXJ5UmVxdWVzdBInCgtkZWxpdmVyeV9pZBgBIAEoCUIGukgDyAEBUgpkZWxpdmVyeUlkEi4KDmFmdGVyX3NlcXVlbmNlGAIgASgDQge6SAQiAigAUg1hZnRlclNlcXVlbmNlIsIDChlSZXNjaGVkdWxlRGVsaXZlcnlSZXF1ZXN0EicKC2RlbGl2ZXJ5X2lkGAEgASgJQga6SAPIAQFSCmRlbGl2ZXJ5SWQSUwoPcGlja3VwX2xvY2F0aW9uGAIgASgLMiouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuTG9jYXRpb25SDnBpY2t1cExvY2F0aW9uElUKEGRyb3BvZmZfbG9jYXRpb24YAyABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvblIPZHJvcG9mZkxvY2F0aW9uEjsKC3BpY2t1cF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKcGlja3VwVGltZRI2CghkZWFkbGluZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCGRlYWRsaW5lEjgKCWV4cGVkaXRlZBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5Cb29sVmFsdWVSCWV4cGVkaXRlZBIhCgxvcGVyYXRpb25faWQYByABKAlSC29wZXJhdGlvbklkIuYCChVDYW5jZWxEZWxpdmVyeVJlcXVlc3QSJwoLZGVsaXZlcnlfaWQYASABKAlCBrpIA8gBAVIKZGVsaXZlcnlJZBIWCgZyZWFzb24YAiABKAlSBnJlYXNvbhIhCgxvcGVyYXRpb25faWQYAyABKAlSC29wZXJhdGlvbklkEj0KBW93bmVyGAQgASgLMicuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuT3duZXJSBW93bmVyElMKD3BpY2t1cF9sb2NhdGlvbhgFIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUg5waWNrdXBMb2NhdGlvbhJVChBkcm9wb2ZmX2xvY2F0aW9uGAYgASgLMiouZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuTG9jYXRpb25SD2Ryb3BvZmZMb2NhdGlvbiLgAgoZTWFya0RlbGl2ZXJ5RmFpbGVkUmVxdWVzdBInCgtkZWxpdmVyeV9pZBgBIAEoCUIGukgDyAEBUgpkZWxpdmVyeUlkEhYKBnJlYXNvbhgCIAEoCVIGcmVhc29uEhcKB3NhZ2FfaWQYAyABKAlSBnNhZ2FJZBI9CgVvd25lchgEIAEoCzInLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLk93bmVyUgVvd25lchJTCg9waWNrdXBfbG9jYXRpb24YBSABKAsyKi5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmNvbW1vbi52MS5Mb2NhdGlvblIOcGlja3VwTG9jYXRpb24SVQoQZHJvcG9mZl9sb2NhdGlvbhgGIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUg9kcm9wb2ZmTG9jYXRpb24inwEKFkNvbmZpcm1EZWxpdmVyeVJlcXVlc3QSJwoLZGVsaXZlcnlfaWQYASABKAlCBrpIA8gBAVIKZGVsaXZlcnlJZBJcCgxjb25maXJtYXRpb24YAiABKAsyMC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkNvbmZpcm1hdGlvbkIGukgDyAEBUgxjb25maXJtYXRpb24igAEKD05vdGlmeU1lUmVxdWVzdBInCgtkZWxpdmVyeV9pZBgBIAEoCUIGukgDyAEBUgpkZWxpdmVyeUlkEjIKDWVtYWlsX2FkZHJlc3MYAiABKAlCDbpIBHICYAG6SAPYAQFSDGVtYWlsQWRkcmVzcxIQCgNzbXMYAyABKAlSA3NtcyJcChBOb3RpZnlNZVJlc3BvbnNlEh8KC2RlbGl2ZXJ5X2lkGAEgASgJUgpkZWxpdmVyeUlkEicKD25vdGlmaWNhdGlvbl9pZBgCIAEoCVIObm90aWZpY2F0aW9uSWQidwobUmVwb3J0RHJvbmVQb3NpdGlvbnNSZXF1ZXN0ElgKCXBvc2l0aW9ucxgBIAMoCzIyLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkudGVsZW1ldHJ5LnYxLkRyb25lUG9zaXRpb25CBrpIA9gBA1IJcG9zaXRpb25zIpwBChxSZXBvcnREcm9uZVBvc2l0aW9uc1Jlc3BvbnNlEiUKDmFjY2VwdGVkX2NvdW50GAEgASgDUg1hY2NlcHRlZENvdW50EiMKDWlnbm9yZWRfY291bnQYAiABKANSDGlnbm9yZWRDb3VudBIwChR0cmFja2luZ19ldmVudF9jb3VudBgDIAEoA1ISdHJhY2tpbmdFdmVudENvdW50IuEECg1EZWxpdmVyeUV2ZW50EhkKCGV2ZW50X2lkGAEgASgJUgdldmVudElkEh8KC2RlbGl2ZXJ5X2lkGAIgASgJUgpkZWxpdmVyeUlkEkUKBXN0YWdlGAMgASgOMi8uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuRGVsaXZlcnlTdGFnZVIFc3RhZ2USOQoKZXZlbnRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCWV2ZW50VGltZRI9CgVvd25lchgFIAEoCzInLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLk93bmVyUgVvd25lchJGCghsb2NhdGlvbhgGIAEoCzIqLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuY29tbW9uLnYxLkxvY2F0aW9uUghsb2NhdGlvbhIZCghkcm9uZV9pZBgHIAEoCVIHZHJvbmVJZBIWCgZyZWFzb24YCCABKAlSBnJlYXNvbhJICghkZWxpdmVyeRgJIAEoCzIsLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuRGVsaXZlcnlSCGRlbGl2ZXJ5EhoKCHNlcXVlbmNlGAogASgDUghzZXF1ZW5jZRJTCg10cmFjZV9jb250ZXh0GAsgASgLMi4uZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5jb21tb24udjEuVHJhY2VDb250ZXh0Ugx0cmFjZUNvbnRleHQSHQoKZHJvbmVfbG9zdBgMIAEoCFIJZHJvbmVMb3N0Mo8PCg9EZWxpdmVyeVNlcnZpY2USjQEKEFNjaGVkdWxlRGVsaXZlcnkSOy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLlNjaGVkdWxlRGVsaXZlcnlSZXF1ZXN0GjwuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5TY2hlZHVsZURlbGl2ZXJ5UmVzcG9uc2USmQEKC0dldERlbGl2ZXJ5EjYuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5HZXREZWxpdmVyeVJlcXVlc3QaLC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkRlbGl2ZXJ5IiSC0+STAh4SHC92MS9kZWxpdmVyaWVzL3tkZWxpdmVyeV9pZH0SxQEKEUdldERlbGl2ZXJ5U3RhdHVzEjwuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5HZXREZWxpdmVyeVN0YXR1c1JlcXVlc3QaPS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkdldERlbGl2ZXJ5U3RhdHVzUmVzcG9uc2UiM4LT5JMCLRIjL3YxL2RlbGl2ZXJpZXMve2RlbGl2ZXJ5X2lkfS9zdGF0dXNiBnN0YXR1cxLDAQoOTGlzdERlbGl2ZXJpZXMSOS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkxpc3REZWxpdmVyaWVzUmVxdWVzdBo6LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuTGlzdERlbGl2ZXJpZXNSZXNwb25zZSI6gtPkkwI0Eg4vdjEvZGVsaXZlcmllc1oiEiAvdjEvb3duZXJzL3tvd25lcl9pZH0vZGVsaXZlcmllcxKyAQoNVHJhY2tEZWxpdmVyeRI4LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuVHJhY2tEZWxpdmVyeVJlcXVlc3QaOS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkRlbGl2ZXJ5VHJhY2tpbmdFdmVudCIqgtPkkwIkEiIvdjEvZGVsaXZlcmllcy97ZGVsaXZlcnlfaWR9OnRyYWNrMAESgQEKElJlc2NoZWR1bGVEZWxpdmVyeRI9LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuUmVzY2hlZHVsZURlbGl2ZXJ5UmVxdWVzdBosLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuRGVsaXZlcnkSeQoOQ2FuY2VsRGVsaXZlcnkSOS5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLkNhbmNlbERlbGl2ZXJ5UmVxdWVzdBosLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuRGVsaXZlcnkSgQEKEk1hcmtEZWxpdmVyeUZhaWxlZBI9LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuTWFya0RlbGl2ZXJ5RmFpbGVkUmVxdWVzdBosLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuRGVsaXZlcnkShwEKElJlY29yZEZhaWxlZENoYW5nZRI9LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuUmVjb3JkRmFpbGVkQ2hhbmdlUmVxdWVzdBoyLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuRGVsaXZlcnlTdGF0dXMStwEKD0NvbmZpcm1EZWxpdmVyeRI6LmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuQ29uZmlybURlbGl2ZXJ5UmVxdWVzdBosLmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuRGVsaXZlcnkiOoLT5JMCNCIkL3YxL2RlbGl2ZXJpZXMve2RlbGl2ZXJ5X2lkfTpjb25maXJtOgxjb25maXJtYXRpb24SpwEKCE5vdGlmeU1lEjMuZmFicmlrYW0uZHJvbmVkZWxpdmVyeS5kZWxpdmVyeS52MS5Ob3RpZnlNZVJlcXVlc3QaNC5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLk5vdGlmeU1lUmVzcG9uc2UiMILT5JMCKiIlL3YxL2RlbGl2ZXJpZXMve2RlbGl2ZXJ5X2lkfTpub3RpZnlNZToBKhKbAQoUUmVwb3J0RHJvbmVQb3NpdGlvbnMSPy5mYWJyaWthbS5kcm9uZWRlbGl2ZXJ5LmRlbGl2ZXJ5LnYxLlJlcG9ydERyb25lUG9zaXRpb25zUmVxdWVzdBpALmZhYnJpa2FtLmRyb25lZGVsaXZlcnkuZGVsaXZlcnkudjEuUmVwb3J0RHJvbmVQb3NpdGlvbnNSZXNwb25zZSgBYgZwcm90bzM="
         )
     }
 }

@@ -46,12 +46,14 @@ public final class DeliveryServiceLogic: DeliveryV1.DeliveryService.Handler {
 
     public func scheduleDelivery(_ request: DeliveryV1.ScheduleDeliveryRequest, context: ServerContext) async throws -> DeliveryV1.ScheduleDeliveryResponse {
         guard let input = request.delivery else { throw RPCError(.invalidArgument, "delivery is required") }
-        // Field rules (delivery.proto): delivery_id, both locations on Earth, drone_id (Drone
-        // Scheduler assigns it first). The owner's account id is checked here: Owner is shared
-        // with requests where it may be empty, so a rule on its field would apply there too.
-        guard !(input.owner?.accountId ?? "").isEmpty else {
-            var error = RPCError(.invalidArgument, "delivery.owner.account_id is required")
-            try? error.addFieldViolation("delivery.owner.account_id", "value is required")
+        // Field rules (delivery.proto): delivery_id, both locations on Earth. The owner's account
+        // id is checked here: Owner is shared with requests where it may be empty, so a rule on
+        // its field would apply there too. So is drone_id (Drone Scheduler assigns it first): a
+        // Delivery that failed or was cancelled before it was scheduled has none, so it is not a
+        // field rule of Delivery.
+        for (field, value) in [("delivery.owner.account_id", input.owner?.accountId ?? ""), ("delivery.drone_id", input.droneId)] where value.isEmpty {
+            var error = RPCError(.invalidArgument, "\(field) is required")
+            try? error.addFieldViolation(field, "value is required")
             throw error
         }
         let now = Timestamp.now
@@ -275,15 +277,21 @@ public final class DeliveryServiceLogic: DeliveryV1.DeliveryService.Handler {
     /// reached, later by `abortFlights` (the abort is stored with the cancel): the cancel itself
     /// never waits on the drone.
     public func cancelDelivery(_ request: DeliveryV1.CancelDeliveryRequest, context: ServerContext) async throws -> DeliveryV1.Delivery {
+        let unscheduled = request.owner.map {
+            UnscheduledDelivery(owner: $0, pickupLocation: request.pickupLocation, dropoffLocation: request.dropoffLocation)
+        }
         let record = try await end(request.deliveryId, stage: .cancelled, reason: request.reason.isEmpty ? "cancelled by the owner" : request.reason,
-                                   operationID: request.operationId, createFor: request.owner)
+                                   operationID: request.operationId, recordingIfUnknown: unscheduled)
         await abortFlight(request.deliveryId)
         return record.delivery
     }
 
     public func markDeliveryFailed(_ request: DeliveryV1.MarkDeliveryFailedRequest, context: ServerContext) async throws -> DeliveryV1.Delivery {
+        let unscheduled = request.owner.map {
+            UnscheduledDelivery(owner: $0, pickupLocation: request.pickupLocation, dropoffLocation: request.dropoffLocation)
+        }
         let record = try await end(request.deliveryId, stage: .failed, reason: request.reason.isEmpty ? "the delivery could not be carried out" : request.reason,
-                                   operationID: request.sagaId.isEmpty ? nil : "fail:\(request.sagaId)", createFor: request.owner ?? CommonV1.Owner())
+                                   operationID: request.sagaId.isEmpty ? nil : "fail:\(request.sagaId)", recordingIfUnknown: unscheduled)
         await abortFlight(request.deliveryId)
         return record.delivery
     }
@@ -304,21 +312,19 @@ public final class DeliveryServiceLogic: DeliveryV1.DeliveryService.Handler {
     }
 
     /// Moves a delivery to a final stage (once; repeating it returns the same delivery). With
-    /// `createFor`, a delivery Delivery never heard of is recorded for that owner first.
-    func end(_ deliveryID: String, stage: CommonV1.DeliveryStage, reason: String, operationID: String?, createFor owner: CommonV1.Owner?) async throws -> DeliveryRecord {
+    /// `unscheduled`, a delivery Delivery never heard of is recorded as it describes first.
+    func end(_ deliveryID: String, stage: CommonV1.DeliveryStage, reason: String, operationID: String?,
+             recordingIfUnknown unscheduled: UnscheduledDelivery?) async throws -> DeliveryRecord {
         let now = Timestamp.now
         let result = try await store.update(id: deliveryID, operationID: operationID, trace: RequestTrace.current) { current in
             var record: DeliveryRecord
             if let current {
                 record = current
-            } else if let owner {
-                // The saga failed before Delivery heard of it: keep a record, with its owner, so
-                // the customer sees Failed rather than "not found".
-                var delivery = DeliveryV1.Delivery()
-                delivery.deliveryId = deliveryID
-                delivery.owner = owner
-                delivery.createTime = now
-                record = DeliveryRecord(delivery: delivery, status: DeliveryV1.DeliveryStatus())
+            } else if let unscheduled {
+                // Its saga failed or was cancelled before Delivery heard of it: keep a record, with
+                // its owner and locations, so the customer sees Failed or Cancelled rather than
+                // "not found".
+                record = DeliveryRecord(delivery: try unscheduled.delivery(id: deliveryID, at: now), status: DeliveryV1.DeliveryStatus())
             } else {
                 throw RPCError(.notFound, "delivery \(deliveryID) does not exist")
             }

@@ -244,7 +244,15 @@ public final class SupervisorServiceLogic: SupervisorV1.SupervisorService.Handle
                 var request = DeliveryV1.MarkDeliveryFailedRequest()
                 request.deliveryId = saga.deliveryId
                 request.sagaId = saga.sagaId
-                request.owner = saga.owner
+                // A delivery Delivery never heard of is recorded for its owner with the create
+                // request's locations (a Delivery has both). Without them (no create request kept
+                // with the saga) only a delivery Delivery has is marked: NOT_FOUND, nothing to undo.
+                if let envelope = try? IngestionV1.RequestEnvelope(serializedBytes: saga.requestEnvelope), case .create(let create)? = envelope.payload,
+                   let pickup = create.pickupLocation, let dropoff = create.dropoffLocation {
+                    request.owner = saga.owner ?? create.owner
+                    request.pickupLocation = pickup
+                    request.dropoffLocation = dropoff
+                }
                 request.reason = "the delivery could not be scheduled: \(saga.error?.message ?? "saga failed")"
                 do {
                     _ = try await targets.delivery.markDeliveryFailed(request, options: options)

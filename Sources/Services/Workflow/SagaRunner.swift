@@ -259,7 +259,7 @@ public struct SagaRunner: Sendable {
             schedule.delivery = delivery
             _ = try await downstreams.delivery.scheduleDelivery(schedule, options: options)
         case (.rescheduleDelivery, .reschedule(let request)?):
-            _ = try await owner(of: envelope)
+            _ = try await requester(of: envelope)
             var change = DeliveryV1.RescheduleDeliveryRequest()
             change.deliveryId = request.deliveryId
             change.pickupLocation = request.pickupLocation
@@ -275,8 +275,12 @@ public struct SagaRunner: Sendable {
             cancel.reason = request.reason
             cancel.operationId = envelope.messageId
             // A delivery still waiting to be scheduled is cancelled where it is: Delivery records
-            // it as cancelled for its owner, and its create saga stops at its next step.
-            cancel.owner = try await owner(of: envelope)
+            // it as cancelled for its owner, with the locations of its create request (a Delivery
+            // has both), and its create saga stops at its next step.
+            let requester = try await requester(of: envelope)
+            cancel.owner = requester.owner
+            cancel.pickupLocation = requester.queued?.pickupLocation
+            cancel.dropoffLocation = requester.queued?.dropoffLocation
             let delivery = try await downstreams.delivery.cancelDelivery(cancel, options: options)
             saga.droneID = delivery.droneId
         case (.releaseDrone, .cancel(let request)?):
@@ -328,33 +332,36 @@ public struct SagaRunner: Sendable {
 
     /// Who the delivery of a change is for, checking that the change comes from that account.
     /// Delivery knows scheduled deliveries; one still waiting to be scheduled is known from its
-    /// create saga here, or from its create message still on the queue.
-    func owner(of envelope: IngestionV1.RequestEnvelope) async throws -> CommonV1.Owner {
+    /// create saga here, or from its create message still on the queue: then its create request
+    /// comes too (`queued`), for what Delivery needs to record it.
+    func requester(of envelope: IngestionV1.RequestEnvelope) async throws -> (owner: CommonV1.Owner, queued: IngestionV1.DeliveryRequest?) {
         var owner: CommonV1.Owner?
+        var queued: IngestionV1.DeliveryRequest?
         var get = DeliveryV1.GetDeliveryRequest()
         get.deliveryId = envelope.deliveryId
         do {
             owner = try await downstreams.delivery.getDelivery(get, options: .idempotent()).owner
         } catch let error as RPCError where error.code == .notFound {
-            owner = try await queuedOwner(envelope.deliveryId)
+            queued = try await queuedCreate(envelope.deliveryId)
+            owner = queued?.owner
         }
         guard let owner else { throw RPCError(.notFound, "delivery \(envelope.deliveryId) does not exist") }
         if let requester = envelope.requestedBy?.accountId, !requester.isEmpty, owner.accountId != requester {
             throw RPCError(.permissionDenied, "account \(requester) does not own delivery \(envelope.deliveryId)")
         }
-        return owner
+        return (owner, queued)
     }
 
-    /// The owner named by the delivery's create request, from its saga or the queue.
-    func queuedOwner(_ deliveryID: String) async throws -> CommonV1.Owner? {
+    /// The delivery's create request (one that names an owner), from its saga or the queue.
+    func queuedCreate(_ deliveryID: String) async throws -> IngestionV1.DeliveryRequest? {
         var payloads = try await store.sagas(deliveryID: deliveryID).filter { $0.status.operation == .create }.map(\.envelope)
         if let queue = requestQueue {
             payloads += try await queue.messages(in: RequestQueue.name, key: deliveryID).map(\.payload)
         }
         for payload in payloads {
             if let envelope = try? IngestionV1.RequestEnvelope(serializedBytes: payload), case .create(let request)? = envelope.payload,
-               let owner = request.owner {
-                return owner
+               request.owner != nil {
+                return request
             }
         }
         return nil

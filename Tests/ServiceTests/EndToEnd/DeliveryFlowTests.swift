@@ -193,6 +193,13 @@ extension EndToEndTests {
                 try await system.waitForStage(accepted.deliveryId, .failed)
                 let status = try await system.http("GET", "/v1/deliveries/\(accepted.deliveryId)/status")
                 #expect(status.status == 200 && status.json["stage"] as? String == "DELIVERY_STAGE_FAILED", "its owner sees the failure: \(status.body)")
+                // Recorded by the compensation (Delivery never heard of it) with the create
+                // request's locations: a Delivery that keeps its own field rules.
+                var get = DeliveryV1.GetDeliveryRequest()
+                get.deliveryId = accepted.deliveryId
+                let failed = try await system.delivery.getDelivery(get)
+                #expect(failed.validationViolations().isEmpty, "\(failed.validationViolations()): \(failed)")
+                #expect(failed.pickupLocation == deliveryRequest().pickupLocation && failed.dropoffLocation == deliveryRequest().dropoffLocation)
                 try await waitFor("the failed saga to be compensated") {
                     try await system.failedSagas(accepted.deliveryId).first?.state == .compensated
                 }

@@ -72,6 +72,13 @@ extension EndToEndTests {
                 try await waitFor("the second delivery to wait in line") { try await system.sagas(waiting).first?.state == .waiting }
                 try await system.cancel(waiting)
                 try await system.waitForStage(waiting, .cancelled, timeout: .seconds(20))
+                // Recorded by the cancel (Delivery had not heard of it) with the create request's
+                // locations: a Delivery that keeps its own field rules.
+                var get = DeliveryV1.GetDeliveryRequest()
+                get.deliveryId = waiting
+                let cancelled = try await system.delivery.getDelivery(get)
+                #expect(cancelled.validationViolations().isEmpty, "\(cancelled.validationViolations()): \(cancelled)")
+                #expect(cancelled.pickupLocation == deliveryRequest().pickupLocation && cancelled.dropoffLocation == deliveryRequest().dropoffLocation)
                 #expect(try await system.status(flying).stage != .completed, "cancelled while the first was still flying")
                 try await waitFor("the waiting saga to stop and give back what it held") {
                     try await system.failedSagas(waiting).first?.state == .compensated

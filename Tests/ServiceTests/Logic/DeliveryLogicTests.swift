@@ -175,10 +175,69 @@ struct DeliveryLogicTests {
             var owner = CommonV1.Owner()
             owner.accountId = "acct-x"
             fail.owner = owner
+            fail.pickupLocation = pickup
+            fail.dropoffLocation = dropoff
             #expect(try await logic.markDeliveryFailed(fail, context: .inProcess()).stage == .failed)
             var get = DeliveryV1.GetDeliveryRequest()
             get.deliveryId = "d-unknown"
-            #expect(try await logic.getDelivery(get, context: .inProcess()).owner?.accountId == "acct-x", "kept for its owner, who can see the failure")
+            let failed = try await logic.getDelivery(get, context: .inProcess())
+            #expect(failed.owner?.accountId == "acct-x", "kept for its owner, who can see the failure")
+            #expect(failed.pickupLocation == pickup && failed.dropoffLocation == dropoff && failed.droneId.isEmpty, "\(failed)")
+            #expect(failed.validationViolations().isEmpty, "what Delivery stores keeps Delivery's field rules: \(failed.validationViolations())")
+        }
+    }
+
+    @Test("a delivery Delivery never heard of is not recorded without its locations: INVALID_ARGUMENT naming each one, then recorded once they come")
+    func unknownDeliveryNeedsLocations() async throws {
+        try await withDelivery { logic, store in
+            var owner = CommonV1.Owner()
+            owner.accountId = "acct"
+            var fail = DeliveryV1.MarkDeliveryFailedRequest()
+            fail.deliveryId = "d-failed"
+            fail.sagaId = "s1"
+            fail.owner = owner
+            fail.pickupLocation = pickup
+            var cancel = DeliveryV1.CancelDeliveryRequest()
+            cancel.deliveryId = "d-cancelled"
+            cancel.operationId = "cancel-1"
+            cancel.owner = owner
+            func violatedFields(_ call: () async throws -> DeliveryV1.Delivery) async -> [String] {
+                let error = await #expect(throws: RPCError.self) { try await call() }
+                #expect(error?.code == .invalidArgument, "\(String(describing: error))")
+                return (try? error?.detail(Google.Rpc.BadRequest.self))?.fieldViolations.map(\.field) ?? []
+            }
+            #expect(await violatedFields { try await logic.markDeliveryFailed(fail, context: .inProcess()) } == ["dropoff_location"])
+            #expect(await violatedFields { try await logic.cancelDelivery(cancel, context: .inProcess()) } == ["pickup_location", "dropoff_location"])
+            #expect(try await store.record(id: "d-failed") == nil, "nothing recorded")
+            #expect(try await store.record(id: "d-cancelled") == nil, "nothing recorded")
+
+            fail.dropoffLocation = dropoff
+            cancel.pickupLocation = pickup
+            cancel.dropoffLocation = dropoff
+            #expect(try await logic.markDeliveryFailed(fail, context: .inProcess()).stage == .failed)
+            #expect(try await logic.cancelDelivery(cancel, context: .inProcess()).stage == .cancelled)
+            for id in ["d-failed", "d-cancelled"] {
+                var get = DeliveryV1.GetDeliveryRequest()
+                get.deliveryId = id
+                let delivery = try await logic.getDelivery(get, context: .inProcess())
+                #expect(delivery.validationViolations().isEmpty, "\(id): \(delivery.validationViolations())")
+                #expect(delivery.pickupLocation == pickup && delivery.dropoffLocation == dropoff)
+            }
+            // Without an owner nothing is recorded for a delivery Delivery does not have.
+            fail.deliveryId = "d-nobody"
+            fail.owner = nil
+            await #expect { try await logic.markDeliveryFailed(fail, context: .inProcess()) } throws: { ($0 as? RPCError)?.code == .notFound }
+        }
+    }
+
+    @Test("ScheduleDelivery still needs a drone (no longer a field rule of Delivery): INVALID_ARGUMENT naming delivery.drone_id")
+    func scheduleNeedsDrone() async throws {
+        try await withDelivery { logic, _ in
+            var request = Self.scheduleRequest(from: pickup, to: dropoff)
+            request.delivery?.droneId = ""
+            let error = await #expect(throws: RPCError.self) { try await logic.scheduleDelivery(request, context: .inProcess()) }
+            #expect(error?.code == .invalidArgument)
+            #expect((try? error?.detail(Google.Rpc.BadRequest.self))?.fieldViolations.map(\.field) == ["delivery.drone_id"])
         }
     }
 
@@ -192,6 +251,8 @@ struct DeliveryLogicTests {
             var owner = CommonV1.Owner()
             owner.accountId = "acct"
             cancel.owner = owner
+            cancel.pickupLocation = pickup
+            cancel.dropoffLocation = dropoff
             #expect(try await logic.cancelDelivery(cancel, context: .inProcess()).stage == .cancelled, "still waiting to be scheduled: cancelled there")
             await #expect { try await schedule(logic) } throws: { ($0 as? RPCError)?.code == .failedPrecondition }
             #expect(try await store.record(id: "d1")?.status.stage == .cancelled)

@@ -2262,7 +2262,7 @@ const ProtobufCMessageDescriptor fabrikam__dronedelivery__delivery__v1__reschedu
   (ProtobufCMessageInit) fabrikam__dronedelivery__delivery__v1__reschedule_delivery_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor fabrikam__dronedelivery__delivery__v1__cancel_delivery_request__field_descriptors[4] =
+static const ProtobufCFieldDescriptor fabrikam__dronedelivery__delivery__v1__cancel_delivery_request__field_descriptors[6] =
 {
   {
     "delivery_id",
@@ -2312,17 +2312,43 @@ static const ProtobufCFieldDescriptor fabrikam__dronedelivery__delivery__v1__can
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "pickup_location",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Delivery__V1__CancelDeliveryRequest, pickup_location),
+    &fabrikam__dronedelivery__common__v1__location__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "dropoff_location",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Delivery__V1__CancelDeliveryRequest, dropoff_location),
+    &fabrikam__dronedelivery__common__v1__location__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned fabrikam__dronedelivery__delivery__v1__cancel_delivery_request__field_indices_by_name[] = {
   0,   /* field[0] = delivery_id */
+  5,   /* field[5] = dropoff_location */
   2,   /* field[2] = operation_id */
   3,   /* field[3] = owner */
+  4,   /* field[4] = pickup_location */
   1,   /* field[1] = reason */
 };
 static const ProtobufCIntRange fabrikam__dronedelivery__delivery__v1__cancel_delivery_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor fabrikam__dronedelivery__delivery__v1__cancel_delivery_request__descriptor =
 {
@@ -2332,14 +2358,14 @@ const ProtobufCMessageDescriptor fabrikam__dronedelivery__delivery__v1__cancel_d
   "Fabrikam__Dronedelivery__Delivery__V1__CancelDeliveryRequest",
   "fabrikam.dronedelivery.delivery.v1",
   sizeof(Fabrikam__Dronedelivery__Delivery__V1__CancelDeliveryRequest),
-  4,
+  6,
   fabrikam__dronedelivery__delivery__v1__cancel_delivery_request__field_descriptors,
   fabrikam__dronedelivery__delivery__v1__cancel_delivery_request__field_indices_by_name,
   1,  fabrikam__dronedelivery__delivery__v1__cancel_delivery_request__number_ranges,
   (ProtobufCMessageInit) fabrikam__dronedelivery__delivery__v1__cancel_delivery_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor fabrikam__dronedelivery__delivery__v1__mark_delivery_failed_request__field_descriptors[4] =
+static const ProtobufCFieldDescriptor fabrikam__dronedelivery__delivery__v1__mark_delivery_failed_request__field_descriptors[6] =
 {
   {
     "delivery_id",
@@ -2389,17 +2415,43 @@ static const ProtobufCFieldDescriptor fabrikam__dronedelivery__delivery__v1__mar
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "pickup_location",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Delivery__V1__MarkDeliveryFailedRequest, pickup_location),
+    &fabrikam__dronedelivery__common__v1__location__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "dropoff_location",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Fabrikam__Dronedelivery__Delivery__V1__MarkDeliveryFailedRequest, dropoff_location),
+    &fabrikam__dronedelivery__common__v1__location__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned fabrikam__dronedelivery__delivery__v1__mark_delivery_failed_request__field_indices_by_name[] = {
   0,   /* field[0] = delivery_id */
+  5,   /* field[5] = dropoff_location */
   3,   /* field[3] = owner */
+  4,   /* field[4] = pickup_location */
   1,   /* field[1] = reason */
   2,   /* field[2] = saga_id */
 };
 static const ProtobufCIntRange fabrikam__dronedelivery__delivery__v1__mark_delivery_failed_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor fabrikam__dronedelivery__delivery__v1__mark_delivery_failed_request__descriptor =
 {
@@ -2409,7 +2461,7 @@ const ProtobufCMessageDescriptor fabrikam__dronedelivery__delivery__v1__mark_del
   "Fabrikam__Dronedelivery__Delivery__V1__MarkDeliveryFailedRequest",
   "fabrikam.dronedelivery.delivery.v1",
   sizeof(Fabrikam__Dronedelivery__Delivery__V1__MarkDeliveryFailedRequest),
-  4,
+  6,
   fabrikam__dronedelivery__delivery__v1__mark_delivery_failed_request__field_descriptors,
   fabrikam__dronedelivery__delivery__v1__mark_delivery_failed_request__field_indices_by_name,
   1,  fabrikam__dronedelivery__delivery__v1__mark_delivery_failed_request__number_ranges,

@@ -89,7 +89,13 @@ struct  Fabrikam__Dronedelivery__Delivery__V1__Delivery
    */
   Fabrikam__Dronedelivery__Common__V1__ConfirmationType confirmation_required;
   /*
-   * The drone assigned by the Drone Scheduler.
+   * The drone assigned by the Drone Scheduler. Set on every delivery that
+   * was scheduled (ScheduleDelivery requires it); empty on one that failed or
+   * was cancelled before it was scheduled (MarkDeliveryFailed and
+   * CancelDelivery record those for their owner): no drone was ever
+   * assigned to it. Not a field rule for that reason (protovalidate's
+   * standard rules cannot say "required unless FAILED or CANCELLED", and
+   * this project's validator has no CEL).
    */
   char *drone_id;
   /*
@@ -297,7 +303,10 @@ struct  Fabrikam__Dronedelivery__Delivery__V1__ScheduleDeliveryRequest
   ProtobufCMessage base;
   /*
    * The delivery; `delivery.delivery_id`, `owner`, locations, `drone_id` and
-   * `package_id` are required. Output-only fields are ignored.
+   * `package_id` are required. `owner.account_id` and `drone_id` are not
+   * field rules of Delivery (a Delivery that failed before it was scheduled
+   * has no drone): Delivery checks them here, INVALID_ARGUMENT naming the
+   * field. Output-only fields are ignored.
    */
   Fabrikam__Dronedelivery__Delivery__V1__Delivery *delivery;
 };
@@ -522,10 +531,27 @@ struct  Fabrikam__Dronedelivery__Delivery__V1__CancelDeliveryRequest
    * owner; when unset, such a cancel is NOT_FOUND.
    */
   Fabrikam__Dronedelivery__Common__V1__Owner *owner;
+  /*
+   * Where the package is to be picked up and dropped off (from the
+   * delivery's create request). Ignored when Delivery has the delivery.
+   * Needed with `owner` for one it has not heard of: the Delivery recorded
+   * must have both locations (its field rules), so such a cancel without
+   * them is INVALID_ARGUMENT naming the missing field (not NOT_FOUND: the
+   * delivery may well exist, waiting to be scheduled), and nothing is
+   * recorded. Callers from before these fields (they sent `owner` alone) get
+   * that answer where they used to record a CANCELLED delivery without
+   * locations; Workflow sends them whenever it sends `owner` for a delivery
+   * Delivery has not heard of.
+   */
+  Fabrikam__Dronedelivery__Common__V1__Location *pickup_location;
+  /*
+   * See `pickup_location`.
+   */
+  Fabrikam__Dronedelivery__Common__V1__Location *dropoff_location;
 };
 #define FABRIKAM__DRONEDELIVERY__DELIVERY__V1__CANCEL_DELIVERY_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&fabrikam__dronedelivery__delivery__v1__cancel_delivery_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, NULL, NULL }
 
 
 /*
@@ -549,13 +575,30 @@ struct  Fabrikam__Dronedelivery__Delivery__V1__MarkDeliveryFailedRequest
   /*
    * Who asked for the delivery. Stored when Delivery never heard of the
    * delivery (the saga failed before scheduling it), so that its owner can
-   * still see that it failed.
+   * still see that it failed. Unset, such a request is NOT_FOUND.
    */
   Fabrikam__Dronedelivery__Common__V1__Owner *owner;
+  /*
+   * Where the package was to be picked up and dropped off (from the failed
+   * saga's create request). Ignored when Delivery has the delivery. Needed
+   * with `owner` for one it never heard of: the Delivery recorded must have
+   * both locations (its field rules), so such a request without them is
+   * INVALID_ARGUMENT naming the missing field, and nothing is recorded. The
+   * Supervisor keeps a compensation that failed so pending and retries it:
+   * during an upgrade, a Supervisor from before these fields (it sent `owner`
+   * alone) thus leaves the compensation to a new one, which sends them,
+   * rather than dropping it (NOT_FOUND counts as "nothing to undo") or
+   * having Delivery record a Delivery that breaks its own rules.
+   */
+  Fabrikam__Dronedelivery__Common__V1__Location *pickup_location;
+  /*
+   * See `pickup_location`.
+   */
+  Fabrikam__Dronedelivery__Common__V1__Location *dropoff_location;
 };
 #define FABRIKAM__DRONEDELIVERY__DELIVERY__V1__MARK_DELIVERY_FAILED_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&fabrikam__dronedelivery__delivery__v1__mark_delivery_failed_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, NULL, NULL }
 
 
 /*
