@@ -1,5 +1,6 @@
 import CoreMetrics
 import Logging
+import Storage
 import Synchronization
 
 /// What a consumer decided about one message.
@@ -14,6 +15,23 @@ public enum Disposition: Sendable, Equatable {
     case postpone(after: Duration)
     /// It can never be processed: move it to the dead letters with the reason.
     case deadLetter(reason: String)
+}
+
+extension Disposition {
+    /// What a consumer does with `message` when its own store failed to take it (`error`).
+    /// An unavailable store (`isStoreUnavailable`: down, restarting, overloaded, locked) is no
+    /// fault of the message: it is postponed, uncounted, however long the outage lasts; counted
+    /// retries would dead-letter well-formed messages after a few seconds of it. Any other store
+    /// failure may be the message's: it is retried, counted, and on its final delivery
+    /// dead-lettered with the store's error as the reason (rather than the broker's "not
+    /// acknowledged after N deliveries"), so whoever inspects the dead letter sees why.
+    public static func afterStoreFailure(_ error: any Error, of message: ReceivedMessage, retryAfter delay: Duration = .seconds(1)) -> Disposition {
+        if isStoreUnavailable(error) { return .postpone(after: delay) }
+        if message.isFinalDelivery {
+            return .deadLetter(reason: "the store refused it on delivery \(message.deliveryCount) of \(message.maxDeliveries): \(error)")
+        }
+        return .retry(after: delay)
+    }
 }
 
 /// A polling consumer: leases messages from a queue, runs the handler for each with at most

@@ -125,5 +125,11 @@ public struct SQLiteLocation: DatabaseLocation {
 /// A storage failure that is not about the SQL itself, the same for every engine.
 public struct StorageError: Error, CustomStringConvertible, Sendable {
     public let description: String
-    public init(_ description: String) { self.description = description }
+    /// The store could not serve now (a lost connection, a closed pool), rather than refusing
+    /// what it was asked (see `StorageFailure`).
+    public let isUnavailable: Bool
+    public init(_ description: String, unavailable: Bool = false) {
+        self.description = description
+        self.isUnavailable = unavailable
+    }
 }

@@ -27,6 +27,21 @@ public struct PostgresError: Error, CustomStringConvertible, Sendable {
     public var isRetryable: Bool { sqlState == "40001" || sqlState == "40P01" }
 }
 
+extension PostgresError: StorageFailure {
+    /// The server could not serve now, whatever was asked: no SQLSTATE (libpq's own failure: the
+    /// server could not be reached, refused the connection, or the connection broke), class 08
+    /// (connection exception), 57P01-57P03 (shutting down, crashed, cannot connect now: starting
+    /// or in recovery), class 53 (insufficient resources: disk, memory, too many connections),
+    /// and 40001/40P01 (a serialization failure or deadlock still there after the reruns
+    /// `PostgresDatabase` makes). Every other SQLSTATE is the server judging the statement or its
+    /// values. A connection refused for bad credentials also has no SQLSTATE, so it counts as
+    /// unavailable too: the configuration, not the message, is at fault.
+    public var isUnavailable: Bool {
+        sqlState.isEmpty || sqlState.hasPrefix("08") || sqlState.hasPrefix("53") || isRetryable
+            || sqlState == "57P01" || sqlState == "57P02" || sqlState == "57P03"
+    }
+}
+
 /// One libpq connection (`PGconn`). Not thread-safe: a `PostgresDatabase` confines each to one
 /// thread of its own and hands it to one transaction at a time. Statements are written with `?`
 /// placeholders (as for SQLite) and rewritten to `$1, $2, …` once per statement text; parameters

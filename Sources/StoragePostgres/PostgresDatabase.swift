@@ -85,7 +85,7 @@ public final class PostgresDatabase: SQLDatabase {
     private func submit<T: Sendable>(_ work: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
             let job = Job { connection in continuation.resume(with: Result { try work(connection) }) }
-            if !pool.submit(job) { continuation.resume(throwing: StorageError("the PostgreSQL pool of schema \(schema) is closed")) }
+            if !pool.submit(job) { continuation.resume(throwing: StorageError("the PostgreSQL pool of schema \(schema) is closed", unavailable: true)) }
         }
     }
 
@@ -108,7 +108,7 @@ public final class PostgresDatabase: SQLDatabase {
                 if connection.isBroken {
                     let reconnected = connection.reconnect()
                     if committing {
-                        throw StorageError("the connection to PostgreSQL was lost during COMMIT: the outcome is unknown (\(error))")
+                        throw StorageError("the connection to PostgreSQL was lost during COMMIT: the outcome is unknown (\(error))", unavailable: true)
                     }
                     if reconnected && attempt < 2 { continue }
                     throw error

@@ -1,14 +1,20 @@
 import DroneDeliveryAPI
+import Logging
 import Messaging
 import ProtobufKit
 import RPC
 import ServiceKit
+import Storage
 
 /// Delivery History: a materialized view of Delivery's domain events, append-only, queried by
 /// delivery and by owner and time range.
 public struct DeliveryHistoryServiceLogic: DeliveryHistoryV1.DeliveryHistoryService.Handler {
     let store: any HistoryStore
-    public init(store: any HistoryStore) { self.store = store }
+    let logger: Logger
+    public init(store: any HistoryStore, logger: Logger = Logger(label: "fabrikam.deliveryhistory")) {
+        self.store = store
+        self.logger = logger
+    }
 
     public func getDeliveryHistory(_ request: DeliveryHistoryV1.GetDeliveryHistoryRequest, context: ServerContext) async throws -> DeliveryHistoryV1.GetDeliveryHistoryResponse {
         // A request that names an owner sees nothing of another owner's delivery.
@@ -52,7 +58,10 @@ public struct DeliveryHistoryServiceLogic: DeliveryHistoryV1.DeliveryHistoryServ
     }
 
     /// Records one domain event from Delivery's stream; with tracing on, in a CONSUMER span under
-    /// the PRODUCER span of Delivery's relay (the message's `traceparent`).
+    /// the PRODUCER span of Delivery's relay (the message's `traceparent`). While the store is
+    /// unavailable the event waits, uncounted, for as long as that lasts; a store that refuses
+    /// it gets the queue's retries, then the event is dead-lettered with the store's error
+    /// (`Disposition.afterStoreFailure`).
     public func handleDeliveryEvent(_ message: ReceivedMessage) async -> Disposition {
         guard Tracing.recorder != nil, let parent = message.headers[MessageHeader.traceparent], RequestTrace.isValidTraceparent(parent) else {
             return await record(message)
@@ -89,7 +98,10 @@ public struct DeliveryHistoryServiceLogic: DeliveryHistoryV1.DeliveryHistoryServ
             _ = try await store.append(record)
             return .acknowledge
         } catch {
-            return .retry(after: .seconds(1))
+            let disposition = Disposition.afterStoreFailure(error, of: message)
+            logger.warning(isStoreUnavailable(error) ? "history store unavailable: the event waits, uncounted" : "history store refused the event",
+                           metadata: ["event": "\(event.eventId)", "delivery": "\(event.deliveryId)", "attempt": "\(message.deliveryCount)", "error": "\(error)"])
+            return disposition
         }
     }
 }

@@ -1,9 +1,11 @@
 import DroneDeliveryAPI
 import Foundation
+import Logging
 import Messaging
 import ProtobufKit
 import RPC
 import ServiceKit
+import Storage
 
 /// Drone Scheduler: owns the fleet and its assignments. Assigns the nearest available drone that
 /// can carry the package (idempotent per delivery id, never one drone twice), releases drones
@@ -13,8 +15,12 @@ public struct DroneSchedulerServiceLogic: DroneSchedulerV1.DroneSchedulerService
     /// The release reason of a delivery that reached Completed (its route counts as flown).
     public static let completedReason = "completed"
     let store: any DroneStore
+    let logger: Logger
 
-    public init(store: any DroneStore) { self.store = store }
+    public init(store: any DroneStore, logger: Logger = Logger(label: "fabrikam.dronescheduler")) {
+        self.store = store
+        self.logger = logger
+    }
 
     public func assignDrone(_ request: DroneSchedulerV1.AssignDroneRequest, context: ServerContext) async throws -> DroneSchedulerV1.AssignDroneResponse {
         // delivery_id, both locations on Earth, package_info with a defined size and a positive
@@ -122,7 +128,8 @@ public struct DroneSchedulerServiceLogic: DroneSchedulerV1.DroneSchedulerService
     /// Follows Delivery's events: a delivery that ended frees its drone (where the drone is now),
     /// or takes it out of service when it stopped reporting. Only an assignment made before the
     /// event ends: a late event about an earlier attempt (a saga that failed and was retried)
-    /// must not free the drone of the fresh one.
+    /// must not free the drone of the fresh one. A store failure: see `Disposition.afterStoreFailure`
+    /// (an outage waits, uncounted; a refusal is retried, then dead-lettered with the reason).
     public func handleDeliveryEvent(_ message: ReceivedMessage) async -> Disposition {
         guard let event = try? DeliveryV1.DeliveryEvent(serializedBytes: message.payload) else {
             return .deadLetter(reason: "payload is not a fabrikam.dronedelivery.delivery.v1.DeliveryEvent")
@@ -139,7 +146,9 @@ public struct DroneSchedulerServiceLogic: DroneSchedulerV1.DroneSchedulerService
                                         lost: event.droneLost, startedBefore: event.eventTime ?? .now)
             return .acknowledge
         } catch {
-            return .retry(after: .seconds(1))
+            logger.warning(isStoreUnavailable(error) ? "drone store unavailable: the release waits, uncounted" : "drone store refused the release",
+                           metadata: ["delivery": "\(event.deliveryId)", "attempt": "\(message.deliveryCount)", "error": "\(error)"])
+            return Disposition.afterStoreFailure(error, of: message)
         }
     }
 }

@@ -5,6 +5,7 @@ import Messaging
 import ProtobufKit
 import RPC
 import ServiceKit
+import Storage
 
 /// The clients of the services a saga calls, each behind its own circuit breaker and bulkhead.
 public struct SagaDownstreams: Sendable {
@@ -130,8 +131,11 @@ public struct SagaRunner: Sendable {
             return .postpone(after: .zero)  // shutting down: the message goes back uncounted
         } catch {
             logger.warning("saga could not be checkpointed; the message will come back", metadata: ["saga": "\(sagaID)", "error": "\(error)"])
-            // On the last delivery a counted retry would dead-letter a saga that may hold a drone.
-            return message.isFinalDelivery ? .postpone(after: .seconds(1)) : .retry(after: .seconds(1))
+            // An unavailable store (down, restarting, overloaded) is no fault of the message: it
+            // waits uncounted, so an outage does not use up the deliveries and give the saga up
+            // when the store is back. On the last delivery a counted retry would dead-letter a
+            // saga that may hold a drone.
+            return isStoreUnavailable(error) || message.isFinalDelivery ? .postpone(after: .seconds(1)) : .retry(after: .seconds(1))
         }
     }
 
