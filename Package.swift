@@ -308,7 +308,7 @@ let package = Package(
         // which tools/with-postgres.sh sets), and two database handles as two replicas.
         .testTarget(
             name: "StorageEngineTests",
-            dependencies: ["StoragePostgres", "Accounts", "Packages", "DeliveryHistory", "Delivery", "DroneScheduler", "Workflow",
+            dependencies: ["StoragePostgres", "MessagingNATS", "Accounts", "Packages", "DeliveryHistory", "Delivery", "DroneScheduler", "Workflow",
                            "Supervisor", "DroneSimulator", "TestSupport"] + serviceDependencies
         ),
         .testTarget(

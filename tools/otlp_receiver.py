@@ -11,7 +11,11 @@ Every span received is written as one JSON line to OUTPUT (flushed at once):
 It prints `listening on PORT` once it serves (127.0.0.1, port 0 = any free port), and runs until
 killed or until --max-seconds pass.
 
-  otlp_receiver.py OUTPUT [--port N] [--max-seconds S]
+With --count-only it still decodes every request (the same generated code), but writes one line
+per request, the number of spans in it, instead of a line per span: the benchmark's collector,
+which must not spend on the load generator's core what a collector on another host would.
+
+  otlp_receiver.py OUTPUT [--port N] [--max-seconds S] [--count-only]
 """
 import argparse
 import json
@@ -37,11 +41,18 @@ def any_value(value):
 
 
 class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
-    def __init__(self, output):
+    def __init__(self, output, count_only=False):
         self.output = output
+        self.count_only = count_only
         self.lock = threading.Lock()
 
     def Export(self, request, context):
+        if self.count_only:
+            spans = sum(len(scope.spans) for resource in request.resource_spans for scope in resource.scope_spans)
+            with self.lock:
+                self.output.write(f"{spans}\n")
+                self.output.flush()
+            return trace_service_pb2.ExportTraceServiceResponse()
         lines = []
         for resource_spans in request.resource_spans:
             resource = {kv.key: any_value(kv.value) for kv in resource_spans.resource.attributes}
@@ -76,12 +87,13 @@ def main():
     parser.add_argument("output")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--max-seconds", type=float, default=600)
+    parser.add_argument("--count-only", action="store_true", help="write each request's span count, not its spans")
     args = parser.parse_args()
     # A parent may have started us with signals blocked (Foundation's Process does): SIGTERM stops us.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, signal.valid_signals())
     output = open(args.output, "a", encoding="utf-8")
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Receiver(output), server)
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Receiver(output, args.count_only), server)
     port = server.add_insecure_port(f"127.0.0.1:{args.port}")
     server.start()
     print(f"listening on {port}", flush=True)

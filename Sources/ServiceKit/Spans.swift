@@ -50,7 +50,7 @@ public struct FinishedSpan: Sendable {
     /// Set when the operation failed (OTLP status ERROR with this message); nil: unset.
     public var error: String?
     /// The name of a span that is not an RPC's.
-    private var plainName: String
+    fileprivate var plainName: String
     /// An RPC span's method (`/package.Service/Method`) and status code.
     private(set) var rpc: (path: String, code: RPCError.Code)?
 
@@ -239,7 +239,8 @@ public final class SpanRecorder: Sendable {
     let client: RPCClient
     let host: String
     let port: Int
-    private let queue = Mutex<[FinishedSpan]>([])
+    /// The spans ended and not yet exported, already encoded (see `PendingSpans`).
+    private let queue = Mutex(PendingSpans())
     private let exporter = Mutex<Task<Void, Never>?>(nil)
     private let exportLock = Mutex<Bool>(false)
     private let failing = Mutex<Bool>(false)
@@ -274,11 +275,51 @@ public final class SpanRecorder: Sendable {
         exported = Counter(label: "fabrikam_otlp_spans_exported_total")
     }
 
+    /// Spans ended and not yet exported, encoded as they ended: `Span` messages as they appear
+    /// in `ScopeSpans.spans`, in batches of at most `maxBatch`. Encoding a span when it ends
+    /// costs what encoding it at export did, but nothing is kept of it but bytes: a queued span
+    /// struct was copied into the queue, out of it and destroyed, a retain and a release per
+    /// string each time, which the profile of a traced call showed as a tenth of its cost.
+    struct PendingSpans {
+        /// Batches that reached `maxBatch` spans, with their counts.
+        var full: [(spans: OTLPEncoding.Writer, count: Int)] = []
+        var current = OTLPEncoding.Writer(capacity: 0)
+        var currentCount = 0
+        var count = 0
+    }
+
     /// Queues an ended span for export; drops it (counted) when the queue is full.
     public func record(_ span: FinishedSpan) {
-        let accepted = queue.withLock { queue in
-            guard queue.count < maxQueued else { return false }
-            queue.append(span)
+        enqueue { $0.message(2, lengthBytes: 2) { OTLPEncoding.encode(span, into: &$0) } }
+    }
+
+    /// Queues the span of an RPC (server or client side) for export, as
+    /// `record(FinishedSpan(rpc: ...))` would, without making the struct: the tracing
+    /// interceptors call this once per traced call. `path` is the method's
+    /// (`/package.Service/Method`; passing the whole `MethodDescriptor` copied its strings).
+    public func recordRPC(path: String, code: RPCError.Code, traceparent: String, parentTraceparent: String, traceState: String,
+                          kind: SpanKind, start: UInt64, end: UInt64, error: String?) {
+        enqueue { writer in
+            OTLPEncoding.encodeRPCSpan(path: path, code: code, traceparent: traceparent, parentTraceparent: parentTraceparent,
+                                       traceState: traceState, kind: kind, start: start, end: end, error: error, into: writer)
+        }
+    }
+
+    /// Encodes one span (a `ScopeSpans.spans` field) at the end of the current batch, under the
+    /// lock (a span is some forty small writes: shorter than a second buffer's copy would save
+    /// in contention).
+    private func enqueue(_ encode: (inout OTLPEncoding.Writer) -> Void) {
+        let accepted = queue.withLock { pending in
+            guard pending.count < maxQueued else { return false }
+            if pending.currentCount == 0 { pending.current = OTLPEncoding.Writer(capacity: 320 * min(maxBatch, 64)) }
+            encode(&pending.current)
+            pending.currentCount += 1
+            pending.count += 1
+            if pending.currentCount == maxBatch {
+                pending.full.append((pending.current, pending.currentCount))
+                pending.current = OTLPEncoding.Writer(capacity: 0)
+                pending.currentCount = 0
+            }
             return true
         }
         if !accepted { droppedFull.increment() }
@@ -287,8 +328,13 @@ public final class SpanRecorder: Sendable {
     /// Spans waiting for export.
     public var queuedCount: Int { queue.withLock { $0.count } }
 
-    /// The spans waiting for export (a recorder that was never started keeps every span: tests).
-    public var queuedSpans: [FinishedSpan] { queue.withLock { $0 } }
+    /// The spans waiting for export, decoded from their encoding (a recorder that was never
+    /// started keeps every span: tests). An RPC span comes back named by its method, with its
+    /// `rpc.*` attributes among the others.
+    public var queuedSpans: [FinishedSpan] {
+        let batches = queue.withLock { pending in pending.full.map(\.spans) + (pending.currentCount > 0 ? [pending.current] : []) }
+        return batches.flatMap { $0.withBytes { OTLPEncoding.decodeSpans(scopeSpansFields: $0) } }
+    }
 
     /// Starts the export loop (once).
     public func start() {
@@ -300,7 +346,7 @@ public final class SpanRecorder: Sendable {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: tick)
                     if Task.isCancelled { break }
-                    if queuedCount >= maxBatch || ContinuousClock.now - last >= flushInterval {
+                    if queue.withLock({ !$0.full.isEmpty }) || ContinuousClock.now - last >= flushInterval {
                         await flush()
                         last = ContinuousClock.now
                     }
@@ -317,35 +363,32 @@ public final class SpanRecorder: Sendable {
         }
         defer { exportLock.withLock { $0 = false } }
         while true {
-            // Everything queued, taken at once: the spans are moved out, not copied (copying a
-            // batch and shifting the rest down cost a retain and a release per string).
-            let pending = queue.withLock { queue -> [FinishedSpan] in
-                let pending = queue
-                queue = []
-                queue.reserveCapacity(min(maxQueued, pending.count))
-                return pending
+            // Everything queued, taken at once: the encoded batches are moved out, not copied.
+            let batches = queue.withLock { pending -> [(spans: OTLPEncoding.Writer, count: Int)] in
+                var batches = pending.full
+                if pending.currentCount > 0 { batches.append((pending.current, pending.currentCount)) }
+                pending = PendingSpans()
+                return batches
             }
-            if pending.isEmpty { return }
-            for first in stride(from: 0, to: pending.count, by: maxBatch) {
-                await export(pending[first..<min(first + maxBatch, pending.count)])
-            }
+            if batches.isEmpty { return }
+            for batch in batches { await export(batch.spans, count: batch.count) }
         }
     }
 
-    /// Sends one batch; counts it as exported or dropped.
-    func export(_ batch: ArraySlice<FinishedSpan>) async {
-        let request = OTLPExportRequest(resourceSpans: OTLPEncoding.resourceSpans(batch, serviceName: serviceName))
+    /// Sends one batch of encoded spans; counts it as exported or dropped.
+    func export(_ spans: OTLPEncoding.Writer, count: Int) async {
+        let request = OTLPExportRequest(encodedSpans: spans, serviceName: serviceName)
         do {
             try await client.unary(Self.exportMethod, request, options: CallOptions(timeout: .seconds(5))) { (_: UnsafeRawBufferPointer) in () }
-            exported.increment(by: Int64(batch.count))
+            exported.increment(by: Int64(count))
             if failing.withLock({ state in defer { state = false }; return state }) {
                 logger.info("exporting spans again", metadata: ["collector": "\(host):\(port)"])
             }
         } catch {
-            droppedExport.increment(by: Int64(batch.count))
+            droppedExport.increment(by: Int64(count))
             if !failing.withLock({ state in defer { state = true }; return state }) {
                 logger.warning("the OTLP collector did not take a batch of spans; they are dropped (logged once until an export succeeds)",
-                               metadata: ["collector": "\(host):\(port)", "spans": "\(batch.count)", "error": "\(error)"])
+                               metadata: ["collector": "\(host):\(port)", "spans": "\(count)", "error": "\(error)"])
             }
         }
     }
@@ -394,11 +437,14 @@ struct OTLPExportRequest: ProtobufKit.Message {
 
     init() {}
 
-    init(resourceSpans: [UInt8]) {
-        let payload = OTLPEncoding.Writer()
-        payload.varint(UInt64(resourceSpans.count))
-        payload.append(resourceSpans)
-        unknownFields.fields = [UnknownFields.Field(number: 1, wireType: .lengthDelimited, payload: payload.bytes)]
+    /// The request of one batch: `resource_spans` (field 1) holding `encodedSpans`, the spans
+    /// as `ScopeSpans` fields (what the recorder's queue holds).
+    init(encodedSpans: OTLPEncoding.Writer, serviceName: String) {
+        // Field 1 written whole, then its tag left out: an unknown field's payload is the rest
+        // (the length and the message), copied out once.
+        let field = OTLPEncoding.resourceSpans(encodedSpans: encodedSpans, serviceName: serviceName)
+        let payload = field.withBytes { Array($0.dropFirst()) }
+        unknownFields.fields = [UnknownFields.Field(number: 1, wireType: .lengthDelimited, payload: payload)]
     }
 
     static var _protobufCDescriptor: UnsafeRawPointer { Google.Protobuf.Empty._protobufCDescriptor }
@@ -431,17 +477,36 @@ enum OTLPEncoding {
     /// is some forty small writes (tags, varints, ids), and an array's append checks its
     /// uniqueness and capacity on each. Nested messages are written in place after room kept
     /// for their length; strings and ids go straight into the buffer.
-    struct Writer {
-        private let storage = Storage()
+    ///
+    /// Sendable because its one user at a time owns it: an export's encoder, or the recorder's
+    /// queue under its lock.
+    struct Writer: @unchecked Sendable {
+        private let storage: Storage
+
+        /// A writer with room for `capacity` bytes before it grows.
+        init(capacity: Int = 1024) { storage = Storage(capacity: max(capacity, 16)) }
 
         /// The bytes written so far.
         var bytes: [UInt8] { Array(UnsafeBufferPointer(start: storage.pointer, count: storage.count)) }
 
+        /// How many bytes are written.
+        var count: Int { storage.count }
+
+        /// Reads the bytes written so far in place.
+        func withBytes<Result>(_ body: (UnsafeBufferPointer<UInt8>) throws -> Result) rethrows -> Result {
+            try body(UnsafeBufferPointer(start: storage.pointer, count: storage.count))
+        }
+
         /// The buffer: grown by doubling, freed with the writer.
         final class Storage {
-            var pointer = UnsafeMutablePointer<UInt8>.allocate(capacity: 1024)
+            var pointer: UnsafeMutablePointer<UInt8>
             var count = 0
-            var capacity = 1024
+            var capacity: Int
+
+            init(capacity: Int) {
+                pointer = .allocate(capacity: capacity)
+                self.capacity = capacity
+            }
 
             /// Room for `extra` more bytes.
             @inline(__always) func reserve(_ extra: Int) {
@@ -466,6 +531,16 @@ enum OTLPEncoding {
 
         /// Room for `bytes` more bytes (a caller that knows the total asks once).
         func reserve(_ bytes: Int) { storage.reserve(bytes) }
+
+        /// Writes exactly `count` bytes straight into the buffer through `body`, which gets
+        /// where to write (a caller that computed the size first: no length to fix up after).
+        func appendRaw(count: Int, _ body: (inout RawCursor) -> Void) {
+            storage.reserve(count)
+            var cursor = RawCursor(pointer: storage.pointer + storage.count)
+            body(&cursor)
+            assert(cursor.pointer == storage.pointer + storage.count + count, "wrote another size than it computed")
+            storage.count += count
+        }
 
         func varint(_ value: UInt64) {
             storage.reserve(10)
@@ -597,29 +672,28 @@ enum OTLPEncoding {
         }
     }
 
-    /// `trace.v1.ResourceSpans` of one process: resource = 1 (`resource.v1.Resource`,
-    /// attributes = 1), scope_spans = 2 (`ScopeSpans`: scope = 1 (`InstrumentationScope`:
-    /// name = 1, version = 2), spans = 2).
-    static func resourceSpans(_ spans: ArraySlice<FinishedSpan>, serviceName: String) -> [UInt8] {
-        let writer = Writer()
-        writer.reserve(256 + 320 * spans.count)  // an RPC span is about 250 bytes
-        writer.message(1) { resource in
-            keyValue(&resource, field: 1, SpanAttribute("service.name", serviceName))
-            keyValue(&resource, field: 1, SpanAttribute("service.namespace", "fabrikam"))
-            keyValue(&resource, field: 1, SpanAttribute("telemetry.sdk.language", "swift"))
-            keyValue(&resource, field: 1, SpanAttribute("telemetry.sdk.name", "fabrikam-servicekit"))
-        }
-        writer.message(2, lengthBytes: 3) { scopeSpans in
-            scopeSpans.message(1) { scope in
-                scope.string(1, "fabrikam.servicekit")
-                scope.string(2, "1")
+    /// `ExportTraceServiceRequest.resource_spans` (field 1): the `trace.v1.ResourceSpans` of
+    /// one process: resource = 1 (`resource.v1.Resource`, attributes = 1), scope_spans = 2
+    /// (`ScopeSpans`: scope = 1 (`InstrumentationScope`: name = 1, version = 2), spans = 2).
+    /// `encodedSpans` holds the spans as `ScopeSpans` fields already, copied in once.
+    static func resourceSpans(encodedSpans: Writer, serviceName: String) -> Writer {
+        let writer = Writer(capacity: 256 + encodedSpans.count)
+        writer.message(1, lengthBytes: 3) { resourceSpans in
+            resourceSpans.message(1) { resource in
+                keyValue(&resource, field: 1, SpanAttribute("service.name", serviceName))
+                keyValue(&resource, field: 1, SpanAttribute("service.namespace", "fabrikam"))
+                keyValue(&resource, field: 1, SpanAttribute("telemetry.sdk.language", "swift"))
+                keyValue(&resource, field: 1, SpanAttribute("telemetry.sdk.name", "fabrikam-servicekit"))
             }
-            // Read in place (iterating the slice copied each span: a retain and a release per string).
-            spans.withUnsafeBufferPointer { spans in
-                for index in spans.indices { scopeSpans.message(2, lengthBytes: 2) { encode(spans[index], into: &$0) } }
+            resourceSpans.message(2, lengthBytes: 3) { scopeSpans in
+                scopeSpans.message(1) { scope in
+                    scope.string(1, "fabrikam.servicekit")
+                    scope.string(2, "1")
+                }
+                encodedSpans.withBytes { scopeSpans.append($0) }
             }
         }
-        return writer.bytes
+        return writer
     }
 
     /// `trace.v1.Span`: trace_id = 1, span_id = 2, trace_state = 3, parent_span_id = 4, name = 5,
@@ -627,20 +701,29 @@ enum OTLPEncoding {
     /// attributes = 9, status = 15 (`Status`: message = 2, code = 3; ERROR = 2), flags = 16
     /// (fixed32; the W3C trace flags: sampled).
     static func encode(_ span: FinishedSpan, into writer: inout Writer) {
-        writer.id(1, span.traceparent, 3..<35)
-        writer.id(2, span.traceparent, 36..<52)
-        writer.string(3, span.traceState)
-        writer.id(4, span.parentTraceparent, 36..<52)
-        if let rpc = span.rpc {
+        encodeSpan(traceparent: span.traceparent, parentTraceparent: span.parentTraceparent, traceState: span.traceState, kind: span.kind,
+                   start: span.start, end: span.end, rpc: span.rpc, name: span.plainName, attributes: span.attributes, error: span.error, into: &writer)
+    }
+
+    /// A span from its parts (`rpc`: an RPC span's method path and status code, which name it
+    /// and make its `rpc.*` attributes; nil: a span named `name`).
+    static func encodeSpan(traceparent: String, parentTraceparent: String, traceState: String, kind: SpanKind, start: UInt64, end: UInt64,
+                           rpc: (path: String, code: RPCError.Code)?, name: String, attributes: [SpanAttribute], error: String?,
+                           into writer: inout Writer) {
+        writer.id(1, traceparent, 3..<35)
+        writer.id(2, traceparent, 36..<52)
+        writer.string(3, traceState)
+        writer.id(4, parentTraceparent, 36..<52)
+        if let rpc {
             writer.bytes(5, rpc.path.utf8.dropFirst())
         } else {
-            writer.string(5, span.name)
+            writer.string(5, name)
         }
         writer.tag(6, 0)
-        writer.varint(span.kind.rawValue)
-        writer.fixed64(7, span.start)
-        writer.fixed64(8, span.end)
-        if let rpc = span.rpc {
+        writer.varint(kind.rawValue)
+        writer.fixed64(7, start)
+        writer.fixed64(8, end)
+        if let rpc {
             // OpenTelemetry's RPC conventions.
             let (service, method) = FinishedSpan.serviceAndMethod(rpc.path)
             keyValue(&writer, field: 9, key: "rpc.system", string: "grpc".utf8)
@@ -648,8 +731,8 @@ enum OTLPEncoding {
             keyValue(&writer, field: 9, key: "rpc.method", string: method)
             keyValue(&writer, field: 9, key: "rpc.grpc.status_code", int: Int64(rpc.code.rawValue))
         }
-        for attribute in span.attributes { keyValue(&writer, field: 9, attribute) }
-        if let error = span.error {
+        for attribute in attributes { keyValue(&writer, field: 9, attribute) }
+        if let error {
             writer.message(15) { status in
                 status.string(2, error)
                 status.tag(3, 0)
@@ -657,5 +740,283 @@ enum OTLPEncoding {
             }
         }
         writer.fixed32(16, 1)
+    }
+
+    /// An RPC span as a `ScopeSpans.spans` field: the bytes `encodeSpan` writes for it
+    /// (`SpanEncodingTests` decodes both with OpenTelemetry's code), written straight: the sizes
+    /// of the nested messages are computed first, so nothing is moved or fixed up, and no closure
+    /// or class property is touched per field. It runs once per traced call.
+    static func encodeRPCSpan(path: String, code: RPCError.Code, traceparent: String, parentTraceparent: String, traceState: String,
+                              kind: SpanKind, start: UInt64, end: UInt64, error: String?, into writer: Writer) {
+        let hasIDs = traceparent.utf8.count == 55, hasParent = parentTraceparent.utf8.count == 55
+        let pathCount = path.utf8.count
+        let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")).map { path.utf8.distance(from: path.utf8.startIndex, to: $0) } ?? 0
+        let nameCount = max(pathCount - 1, 0)
+        // `rpc.service` is the path between its first character and the last slash; `rpc.method`
+        // what follows the slash (as `FinishedSpan.serviceAndMethod`).
+        let serviceCount = slash > 0 ? slash - 1 : pathCount
+        let methodCount = slash > 0 ? pathCount - slash - 1 : 0
+        let stateCount = traceState.utf8.count
+        let errorCount = error?.utf8.count ?? 0
+        let statusSize = error == nil ? 0 : (errorCount > 0 ? 1 + varintSize(errorCount) + errorCount : 0) + 2
+        let codeValue = UInt64(code.rawValue)
+
+        var body = (hasIDs ? 18 + 10 : 0) + (stateCount > 0 ? 1 + varintSize(stateCount) + stateCount : 0) + (hasParent ? 10 : 0)
+        body += 1 + varintSize(nameCount) + nameCount + 2 + 9 + 9 + 6
+        body += keyValueSize(key: 10, string: 4) + keyValueSize(key: 11, string: serviceCount) + keyValueSize(key: 10, string: methodCount)
+        body += keyValueSize(key: 20, int: codeValue)
+        if error != nil { body += 1 + varintSize(statusSize) + statusSize }
+
+        writer.appendRaw(count: 1 + varintSize(body) + body) { out in
+            out.byte(0x12)  // ScopeSpans.spans = 2
+            out.varint(UInt64(body))
+            if hasIDs {
+                out.byte(0x0A); out.byte(16); out.hexID(traceparent, from: 3, bytes: 16)  // trace_id = 1
+                out.byte(0x12); out.byte(8); out.hexID(traceparent, from: 36, bytes: 8)  // span_id = 2
+            }
+            if stateCount > 0 { out.byte(0x1A); out.varint(UInt64(stateCount)); out.utf8(traceState) }  // trace_state = 3
+            if hasParent { out.byte(0x22); out.byte(8); out.hexID(parentTraceparent, from: 36, bytes: 8) }  // parent_span_id = 4
+            out.byte(0x2A); out.varint(UInt64(nameCount)); out.utf8(path, from: 1, count: nameCount)  // name = 5
+            out.byte(0x30); out.byte(UInt8(kind.rawValue))  // kind = 6
+            out.byte(0x39); out.fixed64(start)  // start_time_unix_nano = 7
+            out.byte(0x41); out.fixed64(end)  // end_time_unix_nano = 8
+            out.keyValue(key: "rpc.system", keyCount: 10) { $0.utf8("grpc") }
+            out.keyValue(key: "rpc.service", keyCount: 11, stringCount: serviceCount) { $0.utf8(path, from: slash > 0 ? 1 : 0, count: serviceCount) }
+            out.keyValue(key: "rpc.method", keyCount: 10, stringCount: methodCount) { $0.utf8(path, from: slash + 1, count: methodCount) }
+            out.keyValue(key: "rpc.grpc.status_code", keyCount: 20, int: codeValue)
+            if let error {  // status = 15: message = 2, code = 3 (ERROR)
+                out.byte(0x7A); out.varint(UInt64(statusSize))
+                if errorCount > 0 { out.byte(0x12); out.varint(UInt64(errorCount)); out.utf8(error) }
+                out.byte(0x18); out.byte(2)
+            }
+            out.byte(0x85); out.byte(0x01); out.fixed32(1)  // flags = 16 (fixed32): sampled
+        }
+    }
+
+    /// The bytes of a varint.
+    @inline(__always) static func varintSize(_ value: some BinaryInteger) -> Int {
+        let bits = 64 - (UInt64(value) | 1).leadingZeroBitCount
+        return (bits + 6) / 7
+    }
+
+    /// The bytes of a `KeyValue` field (attributes = 9) holding a string of `string` bytes.
+    static func keyValueSize(key: Int, string: Int) -> Int {
+        keyValueSize(key: key, value: 1 + varintSize(string) + string)
+    }
+
+    /// The bytes of a `KeyValue` field holding an int.
+    static func keyValueSize(key: Int, int: UInt64) -> Int { keyValueSize(key: key, value: 1 + varintSize(int)) }
+
+    static func keyValueSize(key: Int, value: Int) -> Int {
+        let content = 1 + varintSize(key) + key + 1 + varintSize(value) + value
+        return 1 + varintSize(content) + content
+    }
+
+    /// Where `Writer.appendRaw` writes: bytes in order, no checks (the caller reserved them).
+    struct RawCursor {
+        var pointer: UnsafeMutablePointer<UInt8>
+
+        @inline(__always) mutating func byte(_ value: UInt8) {
+            pointer.pointee = value
+            pointer += 1
+        }
+
+        @inline(__always) mutating func varint(_ value: UInt64) {
+            var value = value
+            while value >= 0x80 {
+                byte(UInt8(truncatingIfNeeded: value) | 0x80)
+                value >>= 7
+            }
+            byte(UInt8(value))
+        }
+
+        mutating func fixed64(_ value: UInt64) {
+            UnsafeMutableRawPointer(pointer).storeBytes(of: value.littleEndian, as: UInt64.self)
+            pointer += 8
+        }
+
+        mutating func fixed32(_ value: UInt32) {
+            UnsafeMutableRawPointer(pointer).storeBytes(of: value.littleEndian, as: UInt32.self)
+            pointer += 4
+        }
+
+        /// `count` bytes of `text`'s UTF-8 from byte `offset` (all of it by default).
+        mutating func utf8(_ text: String, from offset: Int = 0, count: Int? = nil) {
+            let count = count ?? text.utf8.count - offset
+            guard count > 0 else { return }
+            let target = pointer
+            let copied: Void? = text.utf8.withContiguousStorageIfAvailable { source in
+                target.update(from: source.baseAddress! + offset, count: count)
+            }
+            if copied == nil { _ = UnsafeMutableBufferPointer(start: target, count: count).initialize(from: text.utf8.dropFirst(offset).prefix(count)) }
+            pointer += count
+        }
+
+        /// The bytes that `bytes * 2` hex digits of `text` from `offset` spell (checked as a
+        /// `traceparent` before: every digit is 0-9, a-f or A-F).
+        mutating func hexID(_ text: String, from offset: Int, bytes: Int) {
+            let target = pointer
+            // A hex digit's value without a branch: '0'-'9' are 0x30-0x39, 'a'-'f' and 'A'-'F'
+            // are 0x61-0x66 and 0x41-0x46 (bit 6 set: add 9 to the low four bits).
+            @inline(__always) func value(_ digit: UInt8) -> UInt8 { (digit & 0xF) &+ (digit >> 6) &* 9 }
+            let write = { (digits: UnsafeBufferPointer<UInt8>) in
+                for index in 0..<bytes {
+                    target[index] = value(digits[offset + 2 * index]) << 4 | value(digits[offset + 2 * index + 1])
+                }
+            }
+            if text.utf8.withContiguousStorageIfAvailable(write) == nil { Array(text.utf8).withUnsafeBufferPointer(write) }
+            pointer += bytes
+        }
+
+        /// A `KeyValue` field (attributes = 9) whose value is a string of `stringCount` bytes
+        /// that `value` writes.
+        mutating func keyValue(key: StaticString, keyCount: Int, stringCount: Int = 4, _ value: (inout RawCursor) -> Void) {
+            let any = 1 + varintSize(stringCount) + stringCount
+            keyValueHeader(key: key, keyCount: keyCount, any: any)
+            byte(0x0A)  // AnyValue.string_value = 1
+            varint(UInt64(stringCount))
+            value(&self)
+        }
+
+        /// A `KeyValue` field whose value is an int.
+        mutating func keyValue(key: StaticString, keyCount: Int, int: UInt64) {
+            keyValueHeader(key: key, keyCount: keyCount, any: 1 + varintSize(int))
+            byte(0x18)  // AnyValue.int_value = 3
+            varint(int)
+        }
+
+        private mutating func keyValueHeader(key: StaticString, keyCount: Int, any: Int) {
+            let content = 1 + varintSize(keyCount) + keyCount + 1 + varintSize(any) + any
+            byte(0x4A)  // Span.attributes = 9
+            varint(UInt64(content))
+            byte(0x0A)  // KeyValue.key = 1
+            varint(UInt64(keyCount))
+            pointer.update(from: key.utf8Start, count: keyCount)
+            pointer += keyCount
+            byte(0x12)  // KeyValue.value = 2
+            varint(UInt64(any))
+        }
+    }
+
+    /// The spans of `ScopeSpans` fields as `encodeSpan` wrote them, back as `FinishedSpan`s
+    /// (what `SpanRecorder.queuedSpans` shows). Reads only what this encoder writes: other
+    /// fields are skipped, and bytes that are not such fields end the list.
+    static func decodeSpans(scopeSpansFields bytes: UnsafeBufferPointer<UInt8>) -> [FinishedSpan] {
+        var reader = Reader(bytes: bytes[...])
+        var spans: [FinishedSpan] = []
+        while let (field, wireType) = reader.tag() {
+            guard field == 2, wireType == 2, let body = reader.lengthDelimited() else { reader.skip(wireType); continue }
+            if let span = decodeSpan(Reader(bytes: body)) { spans.append(span) }
+        }
+        return spans
+    }
+
+    private static func decodeSpan(_ reader: Reader) -> FinishedSpan? {
+        var reader = reader
+        var traceID = "", spanID = "", parentID = "", traceState = "", name = "", error: String?
+        var kind = SpanKind.internal, start: UInt64 = 0, end: UInt64 = 0
+        var attributes: [SpanAttribute] = []
+        func hex(_ bytes: Slice<UnsafeBufferPointer<UInt8>>) -> String {
+            bytes.map { String(format: "%02x", $0) }.joined()
+        }
+        while let (field, wireType) = reader.tag() {
+            switch (field, wireType) {
+            case (1, 2): traceID = reader.lengthDelimited().map(hex) ?? ""
+            case (2, 2): spanID = reader.lengthDelimited().map(hex) ?? ""
+            case (3, 2): traceState = reader.string() ?? ""
+            case (4, 2): parentID = reader.lengthDelimited().map(hex) ?? ""
+            case (5, 2): name = reader.string() ?? ""
+            case (6, 0): kind = SpanKind(rawValue: reader.varint() ?? 1) ?? .internal
+            case (7, 1): start = reader.fixed64() ?? 0
+            case (8, 1): end = reader.fixed64() ?? 0
+            case (9, 2):
+                guard let body = reader.lengthDelimited() else { return nil }
+                if let attribute = decodeKeyValue(Reader(bytes: body)) { attributes.append(attribute) }
+            case (15, 2):
+                guard let body = reader.lengthDelimited() else { return nil }
+                var status = Reader(bytes: body)
+                while let (statusField, statusType) = status.tag() {
+                    if statusField == 2, statusType == 2 { error = status.string() } else { status.skip(statusType) }
+                }
+                if error == nil { error = "" }
+            default: reader.skip(wireType)
+            }
+        }
+        guard traceID.utf8.count == 32, spanID.utf8.count == 16 else { return nil }
+        return FinishedSpan(traceparent: "00-\(traceID)-\(spanID)-01", parentTraceparent: parentID.isEmpty ? "" : "00-\(traceID)-\(parentID)-01",
+                            traceState: traceState, name: name, kind: kind, start: start, end: end, attributes: attributes, error: error)
+    }
+
+    private static func decodeKeyValue(_ reader: Reader) -> SpanAttribute? {
+        var reader = reader
+        var key = "", value: SpanAttribute.Value?
+        while let (field, wireType) = reader.tag() {
+            if field == 1, wireType == 2 { key = reader.string() ?? ""; continue }
+            guard field == 2, wireType == 2, let body = reader.lengthDelimited() else { reader.skip(wireType); continue }
+            var any = Reader(bytes: body)
+            while let (anyField, anyType) = any.tag() {
+                switch (anyField, anyType) {
+                case (1, 2): value = .string(any.string() ?? "")
+                case (2, 0): value = .bool(any.varint() == 1)
+                case (3, 0): value = .int(Int64(bitPattern: any.varint() ?? 0))
+                default: any.skip(anyType)
+                }
+            }
+        }
+        guard let value else { return nil }
+        var attribute = SpanAttribute(key, "")
+        attribute.value = value
+        return attribute
+    }
+
+    /// Protobuf's wire format read from a buffer: each read returns nil (and reads no further)
+    /// at the end or at bytes that are not what it reads.
+    struct Reader {
+        var bytes: Slice<UnsafeBufferPointer<UInt8>>
+
+        mutating func varint() -> UInt64? {
+            var value: UInt64 = 0
+            var shift: UInt64 = 0
+            while let byte = bytes.first, shift < 64 {
+                bytes = bytes.dropFirst()
+                value |= UInt64(byte & 0x7f) << shift
+                if byte < 0x80 { return value }
+                shift += 7
+            }
+            bytes = bytes[bytes.endIndex...]
+            return nil
+        }
+
+        mutating func tag() -> (field: UInt64, wireType: UInt64)? {
+            guard !bytes.isEmpty, let key = varint() else { return nil }
+            return (key >> 3, key & 7)
+        }
+
+        mutating func lengthDelimited() -> Slice<UnsafeBufferPointer<UInt8>>? {
+            guard let length = varint(), length <= UInt64(bytes.count) else { bytes = bytes[bytes.endIndex...]; return nil }
+            let body = bytes.prefix(Int(length))
+            bytes = bytes.dropFirst(Int(length))
+            return body
+        }
+
+        mutating func string() -> String? { lengthDelimited().map { String(decoding: $0, as: UTF8.self) } }
+
+        mutating func fixed64() -> UInt64? {
+            guard bytes.count >= 8 else { bytes = bytes[bytes.endIndex...]; return nil }
+            let value = bytes.prefix(8).reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            bytes = bytes.dropFirst(8)
+            return value
+        }
+
+        /// Skips a field's value of `wireType` (the ones this encoder writes); anything else ends the read.
+        mutating func skip(_ wireType: UInt64) {
+            switch wireType {
+            case 0: _ = varint()
+            case 1: bytes = bytes.count >= 8 ? bytes.dropFirst(8) : bytes[bytes.endIndex...]
+            case 2: _ = lengthDelimited()
+            case 5: bytes = bytes.count >= 4 ? bytes.dropFirst(4) : bytes[bytes.endIndex...]
+            default: bytes = bytes[bytes.endIndex...]
+            }
+        }
     }
 }

@@ -142,22 +142,19 @@ public struct TracingServerInterceptor: ServerInterceptor {
             return try await RequestTrace.$current.withValue(trace) { try await next(context) }
         }
         let start = Tracing.now()
-        var code = RPCError.Code.ok
-        var failure: String?
-        defer {
-            recorder.record(FinishedSpan(rpc: context.method, code: code, traceparent: trace.traceparent,
-                                         parentTraceparent: hasParent ? incoming.traceparent : "", traceState: trace.tracestate, kind: .server,
-                                         start: start, end: Tracing.now(), error: failure))
-        }
         do {
             try await RequestTrace.$current.withValue(trace) { try await next(context) }
         } catch {
-            code = Tracing.code(of: error)
+            let code = Tracing.code(of: error)
             // Described only when the span reports it (a server span's NOT_FOUND is no error,
             // and a message made for every such call was a measurable part of its span's cost).
-            if Tracing.isServerError(code) { failure = Tracing.describe(error) }
+            recorder.recordRPC(path: context.method.path, code: code, traceparent: trace.traceparent, parentTraceparent: hasParent ? incoming.traceparent : "",
+                               traceState: trace.tracestate, kind: .server, start: start, end: Tracing.now(),
+                               error: Tracing.isServerError(code) ? Tracing.describe(error) : nil)
             throw error
         }
+        recorder.recordRPC(path: context.method.path, code: .ok, traceparent: trace.traceparent, parentTraceparent: hasParent ? incoming.traceparent : "",
+                           traceState: trace.tracestate, kind: .server, start: start, end: Tracing.now(), error: nil)
     }
 }
 
@@ -179,19 +176,15 @@ public struct TracingClientInterceptor: ClientInterceptor {
         // An unsampled trace is sent on (flags 00, so the server records nothing either) unrecorded.
         guard let recorder, RequestTrace.isSampled(child.traceparent) else { return try await next(options) }
         let start = Tracing.now()
-        var code = RPCError.Code.ok
-        var failure: String?
-        defer {
-            recorder.record(FinishedSpan(rpc: method, code: code, traceparent: child.traceparent, parentTraceparent: RequestTrace.parentTraceparent(parent),
-                                         traceState: child.tracestate, kind: .client, start: start, end: Tracing.now(), error: failure))
-        }
         do {
             try await next(options)
         } catch {
-            code = Tracing.code(of: error)
-            failure = Tracing.describe(error)
+            recorder.recordRPC(path: method.path, code: Tracing.code(of: error), traceparent: child.traceparent, parentTraceparent: RequestTrace.parentTraceparent(parent),
+                               traceState: child.tracestate, kind: .client, start: start, end: Tracing.now(), error: Tracing.describe(error))
             throw error
         }
+        recorder.recordRPC(path: method.path, code: .ok, traceparent: child.traceparent, parentTraceparent: RequestTrace.parentTraceparent(parent),
+                           traceState: child.tracestate, kind: .client, start: start, end: Tracing.now(), error: nil)
     }
 }
 

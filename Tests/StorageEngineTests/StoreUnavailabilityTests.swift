@@ -2,6 +2,7 @@ import DeliveryHistory
 import DroneDeliveryAPI
 import Foundation
 import Messaging
+import MessagingNATS
 import ProtobufKit
 import Storage
 import StoragePostgres
@@ -58,18 +59,46 @@ struct StoreUnavailabilityTests {
         #expect(!isStoreUnavailable(CancellationError()), "an error of no storage engine is not the store's unavailability")
     }
 
+    /// The queue under History's consumer: the embedded broker, and JetStream (which counts
+    /// every redelivery itself, so an uncounted postponement is the broker's own bookkeeping).
+    enum QueueEngine: String, Sendable, CustomTestStringConvertible {
+        case sqlite, jetstream
+
+        var testDescription: String { "\(rawValue) queue" }
+
+        static var available: [QueueEngine] {
+            TestNATS.url != nil || TestEngine.required ? [.sqlite, .jetstream] : [.sqlite]
+        }
+
+        /// A broker of its own whose queues allow `maxDeliveries` deliveries.
+        func open(maxDeliveries: Int) async throws -> any MessageQueue {
+            switch self {
+            case .sqlite:
+                let directory = try makeTemporaryDirectory("history-outage")
+                return try SQLiteBroker(path: directory.appendingPathComponent("broker.sqlite").path, maxDeliveries: maxDeliveries)
+            case .jetstream:
+                let url = try #require(TestNATS.url, "FABRIKAM_TEST_NATS_URL is not set (FABRIKAM_REQUIRE_ENGINES=1): run the tests through tools/with-nats.sh")
+                var configuration = JetStreamBroker.Configuration(url: url)
+                configuration.namespace = "o" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(12).lowercased()
+                configuration.maxDeliveries = maxDeliveries
+                if let user = TestNATS.user, let password = try TestNATS.password() {
+                    configuration.credentials = .userPassword(user: user, password: password)
+                }
+                return try await JetStreamBroker(configuration)
+            }
+        }
+    }
+
     @Test("History waits out a store outage longer than the queue's retries: the event is recorded, none dead-lettered",
-          .timeLimit(.minutes(3)), arguments: TestEngine.postgresOnly)
-    func historyOutlastsAnOutage(engine: TestEngine) async throws {
+          .timeLimit(.minutes(3)), arguments: TestEngine.postgresOnly, QueueEngine.available)
+    func historyOutlastsAnOutage(engine: TestEngine, queue: QueueEngine) async throws {
         try await withDatabase(engine) { place in
             // The store reaches its server only through a proxy this test stops and starts.
             let proxy = try TCPProxy(to: place.url)
             try await proxy.start()
             let store = try await onOwnThread { try SQLHistoryStore(PostgresLocation(url: proxy.url, schema: place.schema, poolSize: 1)) }
             let logic = DeliveryHistoryServiceLogic(store: store)
-            let directory = try makeTemporaryDirectory("history-outage")
-            defer { try? FileManager.default.removeItem(at: directory) }
-            let broker = try SQLiteBroker(path: directory.appendingPathComponent("broker.sqlite").path, maxDeliveries: 3)
+            let broker = try await queue.open(maxDeliveries: 3)
             _ = try await broker.send(OutgoingMessage(id: "d1-1", key: "d1", payload: try Self.event("d1-1", delivery: "d1").serializedBytes()), to: "events")
 
             try await proxy.stop()  // the store's server is unreachable from here on

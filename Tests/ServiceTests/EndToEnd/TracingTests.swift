@@ -205,7 +205,7 @@ extension EndToEndTests {
 /// When the collector is down, calls go on as before and the spans are dropped and counted.
 @Suite("Traces: each span field as OpenTelemetry's own generated code decodes it")
 struct SpanEncodingTests {
-    @Test("RPC spans (named by their method, with the rpc.* attributes and an error status) and a plain root span with attributes of every type reach a real receiver intact")
+    @Test("RPC spans (named by their method, with the rpc.* attributes and an error status; from a struct and from the interceptors' path) and a plain root span with attributes of every type reach a real receiver intact")
     func spansDecoded() async throws {
         let receiver = try await OTLPReceiver()
         defer { receiver.stop() }
@@ -220,12 +220,21 @@ struct SpanEncodingTests {
         recorder.record(FinishedSpan(traceparent: "00-\(traceID)-\(rootSpan)-01", parentTraceparent: "", name: "saga step ASSIGN_DRONE",
                                      kind: .internal, start: 3_000, end: 4_000,
                                      attributes: [SpanAttribute("fabrikam.saga.id", "saga-1"), SpanAttribute("attempt", 3), SpanAttribute("retried", true)]))
+        // What the tracing interceptors record: the same span without the struct.
+        let clientSpan = randomHex(bytes: 8)
+        recorder.recordRPC(path: method.path, code: .notFound, traceparent: "00-\(traceID)-\(clientSpan)-01", parentTraceparent: "00-\(traceID)-\(rootSpan)-01",
+                           traceState: "", kind: .client, start: 5_000, end: 6_000, error: "NOT_FOUND: no such package")
         await recorder.flush()
         var spans: [OTLPReceiver.Span] = []
-        try await waitFor("the receiver to write both spans", timeout: .seconds(30)) {
+        try await waitFor("the receiver to write all three spans", timeout: .seconds(30)) {
             spans = receiver.spans()
-            return spans.count >= 2
+            return spans.count >= 3
         }
+        let client = try #require(spans.first { $0.spanID == clientSpan }, "\(spans)")
+        #expect(client.traceID == traceID && client.parentSpanID == rootSpan && client.kind == "SPAN_KIND_CLIENT")
+        #expect(client.name == "fabrikam.dronedelivery.package.v1.PackageService/GetPackage" && client.start == 5_000 && client.end == 6_000)
+        #expect(client.attributes["rpc.method"] as? String == "GetPackage" && client.attributes["rpc.grpc.status_code"] as? Int == 5)
+        #expect(client.status == "STATUS_CODE_ERROR" && client.statusMessage == "NOT_FOUND: no such package")
         let server = try #require(spans.first { $0.spanID == serverSpan }, "\(spans)")
         #expect(server.service == "encoding-test" && server.traceID == traceID && server.parentSpanID == callerSpan)
         #expect(server.name == "fabrikam.dronedelivery.package.v1.PackageService/GetPackage" && server.kind == "SPAN_KIND_SERVER")

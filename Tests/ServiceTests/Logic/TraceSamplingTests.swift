@@ -56,6 +56,31 @@ struct TraceSamplingTests {
         #expect(spans[1].parentSpanID == "00f067aa0ba902b7" && spans[1].traceID == "4bf92f3577b34da6a3ce929d0e0e4736", "\(spans[1])")
     }
 
+    @Test("the recorder's queue is bounded: spans beyond maxQueued are dropped, those before are kept whole across batches")
+    func boundedQueue() throws {
+        let recorder = SpanRecorder(host: "127.0.0.1", port: 1, serviceName: "queue-test", maxQueued: 5, maxBatch: 2)  // never started
+        let traceID = randomHex(bytes: 16)
+        let method = Grpc.Health.V1.Health.Method.Check.descriptor
+        for index in 0..<7 {
+            let traceparent = "00-\(traceID)-\(String(repeating: "0", count: 15))\(index)-01"
+            if index.isMultiple(of: 2) {
+                recorder.recordRPC(path: method.path, code: .ok, traceparent: traceparent, parentTraceparent: "", traceState: "", kind: .server,
+                                   start: UInt64(index), end: UInt64(index + 1), error: nil)
+            } else {
+                recorder.record(FinishedSpan(traceparent: traceparent, parentTraceparent: "", name: "step \(index)", kind: .internal,
+                                             start: UInt64(index), end: UInt64(index + 1), attributes: [SpanAttribute("index", index)]))
+            }
+        }
+        #expect(recorder.queuedCount == 5)
+        let spans = recorder.queuedSpans
+        try #require(spans.count == 5, "\(spans)")
+        #expect(spans.map(\.spanID) == (0..<5).map { "\(String(repeating: "0", count: 15))\($0)" })
+        #expect(spans.map(\.name) == ["grpc.health.v1.Health/Check", "step 1", "grpc.health.v1.Health/Check", "step 3", "grpc.health.v1.Health/Check"])
+        #expect(spans.allSatisfy { $0.traceID == traceID && $0.end == $0.start + 1 })
+        #expect(spans[0].kind == .server && spans[0].attributes.contains { $0.key == "rpc.grpc.status_code" && $0.value == .int(0) })
+        #expect(spans[3].kind == .internal && spans[3].attributes.map(\.key) == ["index"] && spans[3].attributes[0].value == .int(3))
+    }
+
     @Test("a child keeps the trace id, the flags and the correlation id, with a new span id; a parent that is not a traceparent starts a new trace")
     func child() {
         var parent = CommonV1.TraceContext()
