@@ -254,25 +254,33 @@ struct ResilienceTests {
 
     @Test("the circuit breaker opens after consecutive failures, fails fast, and closes after a good trial")
     func circuitBreaker() async throws {
+        // Two breakers: one stays open for a minute, so the call after the third failure surely
+        // comes while it is open (with 100 ms open, a loaded machine once let the breaker go
+        // half-open before that call, which then ran); the other is open 100 ms, for the trial
+        // after it, where the timing only sets lower bounds (a sleep is never shorter).
         var configuration = CircuitBreaker.Configuration()
         configuration.failureThreshold = 3
-        configuration.openDuration = .milliseconds(100)
+        configuration.openDuration = .seconds(60)
         let breaker = CircuitBreaker(name: "package", configuration: configuration)
+        configuration.openDuration = .milliseconds(100)
+        let brief = CircuitBreaker(name: "package", configuration: configuration)
         for _ in 0..<3 {
             await #expect(throws: RPCError.self) { try await breaker.run { throw RPCError(.unavailable) } }
+            await #expect(throws: RPCError.self) { try await brief.run { throw RPCError(.unavailable) } }
         }
         let calls = Shared(0)
         let fastFail = await #expect(throws: RPCError.self) { try await breaker.run { calls.withLock { $0 += 1 } } }
         #expect(fastFail?.message.contains("circuit breaker package is open") == true)
         #expect(calls.withLock { $0 } == 0)
         try await Task.sleep(for: .milliseconds(150))
-        try await breaker.run { calls.withLock { $0 += 1 } }
-        #expect(breaker.currentState == .closed)
+        try await brief.run { calls.withLock { $0 += 1 } }
+        #expect(calls.withLock { $0 } == 1, "the trial ran")
+        #expect(brief.currentState == .closed)
         // A caller's own mistake does not count against the downstream.
         for _ in 0..<5 {
-            await #expect(throws: RPCError.self) { try await breaker.run { throw RPCError(.invalidArgument) } }
+            await #expect(throws: RPCError.self) { try await brief.run { throw RPCError(.invalidArgument) } }
         }
-        #expect(breaker.currentState == .closed)
+        #expect(brief.currentState == .closed)
     }
 
     @Test("the bulkhead bounds concurrency and refuses beyond its queue")
