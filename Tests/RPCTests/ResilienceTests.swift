@@ -4,6 +4,7 @@ import ProtobufKit
 @testable import RPC
 import Synchronization
 import Testing
+import TestSupport
 
 /// A value shared between tasks (Mutex itself cannot be captured by escaping closures).
 final class Shared<Value: Sendable>: Sendable {
@@ -287,24 +288,35 @@ struct ResilienceTests {
     func bulkhead() async throws {
         let bulkhead = Bulkhead(name: "drone-scheduler", maxConcurrent: 2, maxQueued: 1)
         let peak = Shared(0)
-        let results = await withTaskGroup(of: Bool.self) { group in
+        // The running calls hold their slots until the test lets them go, not for a fixed 100 ms:
+        // on a loaded machine the last calls could come after the first had finished, and find room.
+        let released = Shared(false)
+        let refused = Shared(0)
+        let (results, fullBeforeRelease) = try await withThrowingTaskGroup(of: Bool.self) { group in
             for _ in 0..<4 {
                 group.addTask {
                     do {
                         try await bulkhead.run {
                             peak.withLock { $0 = max($0, bulkhead.running) }
-                            try await Task.sleep(for: .milliseconds(100))
+                            // Bounded, so that a bulkhead that never refuses ends the test.
+                            let limit = ContinuousClock.now + .seconds(30)
+                            while !released.withLock({ $0 }) && ContinuousClock.now < limit { try await Task.sleep(for: .milliseconds(10)) }
                         }
                         return true
                     } catch {
+                        refused.withLock { $0 += 1 }
                         return false
                     }
                 }
             }
+            // Two running and one queued: the fourth is refused while the first two still run.
+            let full = try await waitUntil { refused.withLock { $0 } == 1 && bulkhead.running == 2 }
+            released.withLock { $0 = true }
             var results: [Bool] = []
-            for await result in group { results.append(result) }
-            return results
+            for try await result in group { results.append(result) }
+            return (results, full)
         }
+        #expect(fullBeforeRelease, "no call was refused while two ran (\(refused.withLock { $0 }) refused)")
         #expect(results.filter { $0 }.count == 3)
         #expect(peak.withLock { $0 } <= 2)
         #expect(bulkhead.running == 0)
