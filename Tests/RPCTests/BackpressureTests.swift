@@ -80,8 +80,10 @@ struct BackpressureTests {
                 _ = try await iterator.next()
                 try await Task.sleep(for: .milliseconds(500))
             }
-            // The same connection must still carry a stream of more than a window's worth.
-            let options = CallOptions(timeout: .seconds(5))
+            // The same connection must still carry a stream of more than a window's worth. The
+            // deadline is a bound against a stall, not a speed requirement: tests run twelve at a
+            // time on two cores, where a call can wait seconds to start.
+            let options = CallOptions(timeout: .seconds(60))
             let count = try await client.serverStreaming(Methods.StreamingOutputCall.self, Grpc.Testing.StreamingOutputCallRequest(),
                                                          options: options) { responses in
                 var count = 0
