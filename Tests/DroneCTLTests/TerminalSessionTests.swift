@@ -111,13 +111,22 @@ struct TerminalSessionTests {
     func serverStreamAsItArrives() async throws {
         let server = try TestServer.interop()
         defer { server.stop() }
-        let slow = #"{"responseParameters":[{"size":1,"intervalUs":1500000},{"size":2,"intervalUs":1500000},{"size":3,"intervalUs":1500000}]}"#
+        // A minute lies between the first message and the second: the first is on the screen
+        // before the call has ended. (With 1.5 s, a screen poll held up that long on a loaded
+        // machine saw the end as well.) Ctrl-C then ends the call.
+        let slow = #"{"responseParameters":[{"size":1,"intervalUs":1500000},{"size":2,"intervalUs":60000000}]}"#
         let session = try Session("\(Dronectl.binary) call grpc.testing.TestService/StreamingOutputCall --server \(server.address) -d '\(slow)'")
         let first = try await session.waitFor(#"{"payload":{"body":"AA=="}}"#)
-        // 1.5 s lie between messages: the first is on the screen before the call has ended.
         #expect(!first.contains("EXIT="), "\(first)")
-        let done = try await session.waitFor("EXIT=")
-        #expect(done.contains(#"{"payload":{"body":"AAAA"}}"#))
+        try session.interrupt()
+        let cancelled = try await session.waitFor("EXIT=")
+        #expect(!cancelled.contains(#"{"payload":{"body":"AAA="}}"#), "\(cancelled)")
+        #expect(cancelled.contains("EXIT=65"), "\(cancelled)")
+        // A stream that ends: every message, then exit status 0.
+        let short = #"{"responseParameters":[{"size":1},{"size":2},{"size":3}]}"#
+        let whole = try Session("\(Dronectl.binary) call grpc.testing.TestService/StreamingOutputCall --server \(server.address) -d '\(short)'")
+        let done = try await whole.waitFor("EXIT=")
+        #expect(done.contains(#"{"payload":{"body":"AAAA"}}"#), "\(done)")
         #expect(done.contains("EXIT=0"), "\(done)")
 
         let watch = try Session("\(Dronectl.binary) health watch --server \(server.address)")

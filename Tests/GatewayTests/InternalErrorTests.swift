@@ -21,7 +21,8 @@ struct InternalErrorTests {
         // The service itself, called directly: INTERNAL naming the caller's request id.
         var request = PackageV1.GetPackageRequest()
         request.packageId = "pkg-1"
-        var options = CallOptions(timeout: .seconds(5))
+        // A bound against a hang: under load 5 s could pass before the INTERNAL answer came.
+        var options = CallOptions(timeout: .seconds(60))
         options.metadata.add("x-request-id", "req-direct-2")
         do {
             _ = try await system.packages.getPackage(request, options: options)

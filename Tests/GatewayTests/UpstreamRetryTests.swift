@@ -39,7 +39,7 @@ struct UpstreamRetryTests {
         await system.stop()
     }
 
-    @Test("no retry starts when too little of the request's deadline is left (grpc-timeout 150 ms, the first attempt fails after 100 ms)")
+    @Test("no retry starts when too little of the request's deadline is left (grpc-timeout 3 s, the first attempt fails after 2.95 s)")
     func retryKeepsToTheDeadline() async throws {
         let system = try await InProcessSystem()
         let business = try await system.register("Fabrikam")
@@ -47,9 +47,12 @@ struct UpstreamRetryTests {
         #expect(await system.http("GET", "/v1/deliveries/dlv-retry-3/status", key: business.key).status == 200)
         let before = system.faults.calls("GetDeliveryStatus")
 
-        // At most 50 ms would be left for a second attempt; a retry needs 100 ms.
-        system.faults.fail("GetDeliveryStatus", times: 1, after: .milliseconds(100))
-        let answer = await system.http("GET", "/v1/deliveries/dlv-retry-3/status", key: business.key, headers: [("grpc-timeout", "150m")])
+        // At most 50 ms would be left for a second attempt; a retry needs 100 ms. The deadline is
+        // 3 s rather than 150 ms so that the first attempt surely reaches the service before it
+        // (on a loaded machine 150 ms once passed before the gateway sent it, and no attempt was
+        // seen at all); what is left for a retry is the same 50 ms.
+        system.faults.fail("GetDeliveryStatus", times: 1, after: .milliseconds(2950))
+        let answer = await system.http("GET", "/v1/deliveries/dlv-retry-3/status", key: business.key, headers: [("grpc-timeout", "3S")])
         #expect(answer.status == 503 || answer.status == 504, "\(answer)")
         #expect(system.faults.calls("GetDeliveryStatus") - before == 1)
         await system.stop()

@@ -31,8 +31,14 @@ struct BackpressureTests {
         let router = Self.fastWriter(counting: written)
         let server = RPCServer(router: router)
         let port = try await server.start()
+        // The client holds the connection, reading nothing, until the test has counted (or for
+        // 60 s at most), rather than for a fixed 1.5 s: on a loaded machine the handler could
+        // start only after the client had gone, having written nothing.
+        let directory = try makeTemporaryDirectory("backpressure")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let done = directory.appendingPathComponent("done").path
         let script = """
-        import socket, sys, time
+        import os, socket, sys, time
         import h2.config, h2.connection
         s = socket.create_connection(("127.0.0.1", \(port)))
         c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
@@ -42,10 +48,18 @@ struct BackpressureTests {
                            ("content-type", "application/grpc"), ("te", "trailers")])
         c.send_data(1, b"\\x00\\x00\\x00\\x00\\x00", end_stream=True)
         s.sendall(c.data_to_send())
-        time.sleep(1.5)  # read nothing: no WINDOW_UPDATE
+        start = time.monotonic()
+        while not os.path.exists(sys.argv[1]) and time.monotonic() - start < 60:
+            time.sleep(0.05)  # read nothing: no WINDOW_UPDATE
         """
-        try await run(projectPython, ["-c", script])
+        let client = Task { try await run(projectPython, ["-c", script, done]) }
+        // Once the handler writes, a second more in which a writer that is not paused would go on.
+        let writing = try await waitUntil { written.withLock { $0 } > 0 }
+        try await Task.sleep(for: .seconds(1))
         let count = written.withLock { $0 }
+        _ = FileManager.default.createFile(atPath: done, contents: nil)
+        _ = try await client.value
+        #expect(writing, "the handler wrote nothing")
         // 64 KiB of window plus 64 KiB queued is about 8 messages of 16 KiB; allow for framing.
         #expect(count > 0 && count < 20, "\(count) messages of 16 KiB written to a client that read nothing")
         await server.shutdown()
@@ -80,8 +94,10 @@ struct BackpressureTests {
                 _ = try await iterator.next()
                 try await Task.sleep(for: .milliseconds(500))
             }
-            // The same connection must still carry a stream of more than a window's worth.
-            let options = CallOptions(timeout: .seconds(5))
+            // The same connection must still carry a stream of more than a window's worth. The
+            // deadline is a bound against a stall, not a speed requirement: tests run twelve at a
+            // time on two cores, where a call can wait seconds to start.
+            let options = CallOptions(timeout: .seconds(60))
             let count = try await client.serverStreaming(Methods.StreamingOutputCall.self, Grpc.Testing.StreamingOutputCallRequest(),
                                                          options: options) { responses in
                 var count = 0

@@ -1,3 +1,4 @@
+import Foundation
 import GRPCProtos
 import ProtobufKit
 import RPC
@@ -76,8 +77,14 @@ struct FlowControlStallTests {
         let port = try await server.start()
         // Both of the peer's windows are 65,535 bytes: the connection's runs out with the stream's,
         // and the connection's is the one named (every stream would wait on it).
+        // The client holds the connection, reading nothing, until the test has seen the stall (or
+        // for 60 s at most), rather than for a fixed 1.5 s: on a loaded machine the handler could
+        // start only after the client had gone.
+        let directory = try makeTemporaryDirectory("stall")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let done = directory.appendingPathComponent("done").path
         let script = """
-        import socket, time
+        import os, socket, sys, time
         import h2.config, h2.connection
         s = socket.create_connection(("127.0.0.1", \(port)))
         c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
@@ -87,10 +94,15 @@ struct FlowControlStallTests {
                            ("content-type", "application/grpc"), ("te", "trailers")])
         c.send_data(1, b"\\x00\\x00\\x00\\x00\\x00", end_stream=True)
         s.sendall(c.data_to_send())
-        time.sleep(1.5)  # read nothing: no WINDOW_UPDATE
+        start = time.monotonic()
+        while not os.path.exists(sys.argv[1]) and time.monotonic() - start < 60:
+            time.sleep(0.05)  # read nothing: no WINDOW_UPDATE
         """
-        try await run(projectPython, ["-c", script])
+        let client = Task { try await run(projectPython, ["-c", script, done]) }
+        let counted = try await eventually { serverStalls.connection >= 1 }
+        _ = FileManager.default.createFile(atPath: done, contents: nil)
+        _ = try await client.value
         await server.shutdown()
-        #expect(serverStalls.connection >= 1, "stream \(serverStalls.stream), connection \(serverStalls.connection)")
+        #expect(counted, "stream \(serverStalls.stream), connection \(serverStalls.connection)")
     }
 }

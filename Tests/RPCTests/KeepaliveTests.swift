@@ -38,7 +38,10 @@ struct KeepaliveTests {
         while time.monotonic() - start < 4 and outcome.startswith("still"):
             if time.monotonic() >= next_ping:
                 c.ping(struct.pack(">Q", index)); index += 1
-                next_ping += 0.2
+                # From now, not from the last ping's due time: after this process was held up
+                # (a loaded machine), catching up would send pings back to back, strikes that end
+                # the connection with too_many_pings instead of the idle timeout.
+                next_ping = time.monotonic() + 0.2
                 s.sendall(c.data_to_send())
             try:
                 data = s.recv(65536)
@@ -145,21 +148,27 @@ struct KeepaliveTests {
 
     @Test("past its max age a connection gets GOAWAY; calls in flight finish within the grace, new calls go to a new connection")
     func maxConnectionAge() async throws {
+        // Windows of seconds, not fractions: the two long calls must reach the first connection
+        // before its GOAWAY (at 5.4 to 6.6 s), which a loaded machine could delay past the 1.8 s
+        // an age of 2 s left.
         let options = RPCServer.Options.defaults {
-            $0.limits.maxConnectionAge = .seconds(2)
-            $0.limits.maxConnectionAgeGrace = .seconds(3)
+            $0.limits.maxConnectionAge = .seconds(6)
+            $0.limits.maxConnectionAgeGrace = .seconds(6)
         }
         // Calls that reached a handler, so the test knows the long ones are in flight on the
         // first connection before its age runs out (a loaded machine can start a task late).
         let arrived = Shared(0)
         try await withServer(Self.sleepyRouter(arrivals: arrived), options: options) { client, _ in
             let first = try await client.unary(Methods.UnaryCall.self, request(responseSize: 0)).hostname
-            // In flight across the GOAWAY (at 1.8 to 2.2 s), done well within the grace.
-            async let inFlight = client.unary(Methods.UnaryCall.self, request(responseSize: 2500))
-            // In flight past the grace (closed at about 5 s): cut off.
-            async let tooLong = client.unary(Methods.UnaryCall.self, request(responseSize: 10_000))
+            let firstConnection = try #require(client.pool.withLock { $0.connections.values.first })
+            // In flight across the GOAWAY, done well within the grace (closed at 11.4 s or later).
+            async let inFlight = client.unary(Methods.UnaryCall.self, request(responseSize: 7000))
+            // In flight past the grace: cut off.
+            async let tooLong = client.unary(Methods.UnaryCall.self, request(responseSize: 30_000))
             while arrived.withLock({ $0 }) < 3 { try await Task.sleep(for: .milliseconds(5)) }
-            try await Task.sleep(for: .milliseconds(2600))
+            // Once the client has the GOAWAY (waited for, not slept for: it could come late on a
+            // loaded machine), a new call goes to a new connection.
+            #expect(try await waitUntil { firstConnection.status.isDraining }, "no GOAWAY reached the client after the max age")
             let second = try await client.unary(Methods.UnaryCall.self, request(responseSize: 0)).hostname
             #expect(second != first, "a call after the max age went to the old connection")
             #expect(try await inFlight.hostname == first)

@@ -72,12 +72,12 @@ struct NameResolutionTests {
         return (server, try SocketAddress(ipAddress: "127.0.0.1", port: port))
     }
 
-    /// A port nothing listens on (bound once, then let go).
+    /// An address nothing listens on: a port from `freePort()`, below the ephemeral range. A port
+    /// bound as port 0 and let go is an ephemeral one, which an outgoing connection or another
+    /// test's listener may take before the test is done with it (the dead address then answers,
+    /// or a server the test starts on it cannot bind).
     static func deadAddress() async throws -> SocketAddress {
-        let probe = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
-        let address = probe.localAddress!
-        try await probe.close()
-        return address
+        try SocketAddress(ipAddress: "127.0.0.1", port: try freePort())
     }
 
     @Test("getaddrinfo runs on NIO's blocking pool, never on an event loop or the cooperative pool")

@@ -4,6 +4,7 @@ import ProtobufKit
 @testable import RPC
 import Synchronization
 import Testing
+import TestSupport
 
 /// A value shared between tasks (Mutex itself cannot be captured by escaping closures).
 final class Shared<Value: Sendable>: Sendable {
@@ -96,13 +97,15 @@ struct ResilienceTests {
 
     @Test("retries stay within the call's deadline: each attempt gets the time left, and no retry starts past it")
     func retriesWithinDeadline() async throws {
-        // Fails every attempt with UNAVAILABLE after 100 ms, recording the deadline it was given.
+        // Fails every attempt with UNAVAILABLE after 100 ms, recording when it arrived and the
+        // time it was given (its deadline less its arrival: at most the grpc-timeout sent).
         // The call has 3 s: room for several attempts even on a loaded machine (a full run once
         // got only one attempt into a 1 s deadline), not for all 100.
-        let deadlines = Shared([ContinuousClock.Instant]())
+        let attempts = Shared([(arrived: ContinuousClock.Instant, given: Duration)]())
         var router = Router()
         router.unary(Methods.UnaryCall.self) { _, context in
-            if let deadline = context.deadline { deadlines.withLock { $0.append(deadline) } }
+            let arrived = ContinuousClock.now
+            if let deadline = context.deadline { attempts.withLock { $0.append((arrived, deadline - arrived)) } }
             try await Task.sleep(for: .milliseconds(100))
             throw RPCError(.unavailable, "try again")
         }
@@ -117,11 +120,23 @@ struct ResilienceTests {
                 _ = try await client.unary(Methods.UnaryCall.self, Grpc.Testing.SimpleRequest(), options: CallOptions(timeout: .seconds(3), isIdempotent: true))
             }
             #expect(error?.code == .unavailable || error?.code == .deadlineExceeded, "\(String(describing: error))")
-            let seen = deadlines.withLock { $0 }
+            let seen = attempts.withLock { $0 }
             #expect(seen.count >= 2 && seen.count < 100, "\(seen.count) attempts")
-            // grpc-timeout has millisecond resolution at best: 50 ms of slack for rounding.
+            // The deadlines the server computed are not compared with each other: each is its
+            // arrival plus the time sent, so it moves with that attempt's trip to the server, and
+            // one trip 50 ms slower than the first (common on a loaded machine) failed that check.
+            // Bounds that hold however slow the trips are instead: the call's deadline is at most
+            // 3 s after the first attempt arrived, and attempt k was sent only after attempt k-1
+            // had failed, at least 100 ms after it arrived. So attempt k may be given at most
+            // (first arrival + 3 s) - (arrival of k-1 + 100 ms); a retry given a fresh 3 s
+            // exceeds that by 100 ms or more. grpc-timeout is rounded up to the microsecond: 1 ms
+            // of slack.
             if let first = seen.first {
-                #expect(seen.allSatisfy { $0 <= first + .milliseconds(50) }, "an attempt was given time past the call's deadline")
+                #expect(first.given <= .seconds(3) + .milliseconds(1), "the first attempt was given \(first.given)")
+                for k in seen.indices.dropFirst() {
+                    let most = (first.arrived + .seconds(3)) - (seen[k - 1].arrived + .milliseconds(100)) + .milliseconds(1)
+                    #expect(seen[k].given <= most, "attempt \(k + 1) was given \(seen[k].given), past the call's deadline (at most \(most))")
+                }
             }
             await client.close()
         }
@@ -240,49 +255,68 @@ struct ResilienceTests {
 
     @Test("the circuit breaker opens after consecutive failures, fails fast, and closes after a good trial")
     func circuitBreaker() async throws {
+        // Two breakers: one stays open for a minute, so the call after the third failure surely
+        // comes while it is open (with 100 ms open, a loaded machine once let the breaker go
+        // half-open before that call, which then ran); the other is open 100 ms, for the trial
+        // after it, where the timing only sets lower bounds (a sleep is never shorter).
         var configuration = CircuitBreaker.Configuration()
         configuration.failureThreshold = 3
-        configuration.openDuration = .milliseconds(100)
+        configuration.openDuration = .seconds(60)
         let breaker = CircuitBreaker(name: "package", configuration: configuration)
+        configuration.openDuration = .milliseconds(100)
+        let brief = CircuitBreaker(name: "package", configuration: configuration)
         for _ in 0..<3 {
             await #expect(throws: RPCError.self) { try await breaker.run { throw RPCError(.unavailable) } }
+            await #expect(throws: RPCError.self) { try await brief.run { throw RPCError(.unavailable) } }
         }
         let calls = Shared(0)
         let fastFail = await #expect(throws: RPCError.self) { try await breaker.run { calls.withLock { $0 += 1 } } }
         #expect(fastFail?.message.contains("circuit breaker package is open") == true)
         #expect(calls.withLock { $0 } == 0)
         try await Task.sleep(for: .milliseconds(150))
-        try await breaker.run { calls.withLock { $0 += 1 } }
-        #expect(breaker.currentState == .closed)
+        try await brief.run { calls.withLock { $0 += 1 } }
+        #expect(calls.withLock { $0 } == 1, "the trial ran")
+        #expect(brief.currentState == .closed)
         // A caller's own mistake does not count against the downstream.
         for _ in 0..<5 {
-            await #expect(throws: RPCError.self) { try await breaker.run { throw RPCError(.invalidArgument) } }
+            await #expect(throws: RPCError.self) { try await brief.run { throw RPCError(.invalidArgument) } }
         }
-        #expect(breaker.currentState == .closed)
+        #expect(brief.currentState == .closed)
     }
 
     @Test("the bulkhead bounds concurrency and refuses beyond its queue")
     func bulkhead() async throws {
         let bulkhead = Bulkhead(name: "drone-scheduler", maxConcurrent: 2, maxQueued: 1)
         let peak = Shared(0)
-        let results = await withTaskGroup(of: Bool.self) { group in
+        // The running calls hold their slots until the test lets them go, not for a fixed 100 ms:
+        // on a loaded machine the last calls could come after the first had finished, and find room.
+        let released = Shared(false)
+        let refused = Shared(0)
+        let (results, fullBeforeRelease) = try await withThrowingTaskGroup(of: Bool.self) { group in
             for _ in 0..<4 {
                 group.addTask {
                     do {
                         try await bulkhead.run {
                             peak.withLock { $0 = max($0, bulkhead.running) }
-                            try await Task.sleep(for: .milliseconds(100))
+                            // Bounded, so that a bulkhead that never refuses ends the test.
+                            let limit = ContinuousClock.now + .seconds(30)
+                            while !released.withLock({ $0 }) && ContinuousClock.now < limit { try await Task.sleep(for: .milliseconds(10)) }
                         }
                         return true
                     } catch {
+                        refused.withLock { $0 += 1 }
                         return false
                     }
                 }
             }
+            // Two running and one queued: the fourth is refused while the first two still run.
+            let full = try await waitUntil { refused.withLock { $0 } == 1 && bulkhead.running == 2 }
+            released.withLock { $0 = true }
             var results: [Bool] = []
-            for await result in group { results.append(result) }
-            return results
+            for try await result in group { results.append(result) }
+            return (results, full)
         }
+        #expect(fullBeforeRelease, "no call was refused while two ran (\(refused.withLock { $0 }) refused)")
         #expect(results.filter { $0 }.count == 3)
         #expect(peak.withLock { $0 } <= 2)
         #expect(bulkhead.running == 0)

@@ -5,6 +5,7 @@ import NIOCore
 import NIOPosix
 @testable import RPC
 import Testing
+import TestSupport
 
 /// A client connection that the kernel connected to itself (TCP simultaneous open: the local
 /// port chosen for it was the very port it dialled) is dropped, as Go's net package does.
@@ -13,10 +14,9 @@ struct SelfConnectionTests {
     @Test("a socket bound to the port it connects to is connected to itself: refused and closed; a real connection passes")
     func selfConnectionIsRefused() async throws {
         let group = MultiThreadedEventLoopGroup.singleton
-        // A port nothing listens on: bind one, note it, let it go.
-        let probe = try await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
-        let port = probe.localAddress!.port!
-        try await probe.close()
+        // A port nothing listens on, below the ephemeral range (an ephemeral one, bound and let
+        // go, could be taken by another test's connection before the bind below).
+        let port = try freePort()
         let address = try SocketAddress(ipAddress: "127.0.0.1", port: port)
         let looped = try await ClientBootstrap(group: group)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)

@@ -59,8 +59,9 @@ struct StreamErrorTests {
     }
 
     /// Starts StreamingOutputCall from a raw client that never reads (so never opens the
-    /// window), with `timeout`; prints the first end of stream 1 it sees within 2 s.
-    static func neverReadingClient(port: Int, timeout: String?) async throws -> String {
+    /// window), with `timeout`; prints the first end of stream 1 it sees within `wait` seconds,
+    /// and how many bytes of DATA it had received by then.
+    static func neverReadingClient(port: Int, timeout: String?, wait: Int = 2) async throws -> String {
         let timeoutHeader = timeout.map { "(\"grpc-timeout\", \"\($0)\")," } ?? ""
         let script = """
         import socket, time
@@ -75,8 +76,9 @@ struct StreamErrorTests {
         s.sendall(c.data_to_send())
         s.settimeout(0.2)
         start = time.monotonic()
-        outcome = "no end of stream 1 within 2 s"
-        while time.monotonic() - start < 2 and outcome.startswith("no end"):
+        outcome = "no end of stream 1 within \(wait) s"
+        received = 0
+        while time.monotonic() - start < \(wait) and outcome.startswith("no end"):
             try:
                 data = s.recv(65536)
             except socket.timeout:
@@ -85,13 +87,15 @@ struct StreamErrorTests {
                 outcome = "connection closed"
                 break
             for event in c.receive_data(data):  # never acknowledged: no WINDOW_UPDATE goes out
+                if isinstance(event, h2.events.DataReceived) and event.stream_id == 1:
+                    received += event.flow_controlled_length
                 if isinstance(event, h2.events.StreamReset) and event.stream_id == 1:
                     outcome = f"reset {event.error_code}"
                 elif isinstance(event, (h2.events.TrailersReceived, h2.events.ResponseReceived)) and event.stream_id == 1 \\
                         and any(k == b"grpc-status" for k, v in event.headers):
                     outcome = "status " + " ".join(v.decode() for k, v in event.headers if k == b"grpc-status")
             s.sendall(c.data_to_send())
-        print(outcome)
+        print(f"{outcome} after {received} bytes of DATA")
         """
         return String(decoding: try await run(projectPython, ["-c", script]), as: UTF8.self)
     }
@@ -101,7 +105,10 @@ struct StreamErrorTests {
         let outcome = Shared<String?>(nil)
         let server = RPCServer(router: Self.endlessWriter(outcome: outcome))
         let port = try await server.start()
-        let output = try await Self.neverReadingClient(port: port, timeout: "300m")
+        // The deadline leaves the handler 3 s to start and fill the client's 64 KiB window: with
+        // 300 ms, a loaded machine could start it late, so no DATA was pending at the deadline
+        // and the call rightly ended with trailers. The client waits up to 30 s (a bound only).
+        let output = try await Self.neverReadingClient(port: port, timeout: "3S", wait: 30)
         // RST_STREAM(CANCEL): the body is incomplete, so no trailers can follow it.
         #expect(output.hasPrefix("reset 8"), "\(output)")
         // And the handler's blocked write ended (the call's task was cancelled).

@@ -50,10 +50,20 @@ struct DroneOwnershipTests {
             let second = try await place.open({ try SQLFlightStore($0) }, poolSize: 2)
             try await first.saveDrones([Self.drone("dr1"), Self.drone("dr2")])
             try await first.saveFlight(Self.flight("d1", drone: "dr1"))
-            #expect(try await first.claimDrones(holder: "sim-a", lease: .seconds(1)) == ["dr1", "dr2"])
+            // sim-a's lease is long, so that it surely still runs when sim-b asks: a lease of one
+            // second once ran out on a loaded machine before sim-b's claim was made, and sim-b
+            // rightly took the drones. The lease is then made to run out below, in SQL.
+            #expect(try await first.claimDrones(holder: "sim-a", lease: .seconds(60)) == ["dr1", "dr2"])
             // While sim-a's lease runs, sim-b gets nothing (sim-a holds its share and more).
             #expect(try await second.claimDrones(holder: "sim-b", lease: .seconds(30)).isEmpty)
-            // sim-a stops renewing; sim-b takes both drones once the lease has run out.
+            // sim-a stops renewing, and its lease runs out: its membership and its drones' leases
+            // end a second ago on the database's clock, as if that minute had passed.
+            let database = try await onOwnThread { try place.location().open(SQLFlightStore.schema) }
+            try await database.write { db in
+                try db.run("UPDATE simulator_members SET until = \(db.dialect.epochNow) - 1 WHERE holder = 'sim-a'")
+                try db.run("UPDATE drone_owners SET until = \(db.dialect.epochNow) - 1 WHERE holder = 'sim-a'")
+            }
+            // sim-b takes both drones now that the lease has run out.
             var taken: Set<String> = []
             let tookOver = try await waitUntil {
                 taken = try await second.claimDrones(holder: "sim-b", lease: .seconds(30))

@@ -50,13 +50,15 @@ extension EndToEndTests {
 
             let bound = RPCClient(host: "127.0.0.2", port: port)
             defer { Task { await bound.close() } }
-            let answer = try await Grpc.Health.V1.Health.Client(bound).check(.init(), options: CallOptions(timeout: .seconds(5)))
+            // Deadlines of 60 s: bounds against a hang only. Under load a 5 s one could pass before
+            // the call was answered, and the refused call would then end DEADLINE_EXCEEDED.
+            let answer = try await Grpc.Health.V1.Health.Client(bound).check(.init(), options: CallOptions(timeout: .seconds(60)))
             #expect(answer.status == .serving)
 
             let loopback = RPCClient(host: "127.0.0.1", port: port)
             defer { Task { await loopback.close() } }
             let refused = await #expect(throws: RPCError.self) {
-                _ = try await Grpc.Health.V1.Health.Client(loopback).check(.init(), options: CallOptions(timeout: .seconds(5)))
+                _ = try await Grpc.Health.V1.Health.Client(loopback).check(.init(), options: CallOptions(timeout: .seconds(60)))
             }
             #expect(refused?.code == .unavailable)
         }

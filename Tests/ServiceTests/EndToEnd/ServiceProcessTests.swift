@@ -5,6 +5,7 @@ import Foundation
 import GRPCProtos
 import RPC
 import ServiceKit
+import Synchronization
 import Testing
 import TestSupport
 
@@ -41,10 +42,14 @@ final class ServiceProcess: @unchecked Sendable {
     }
 
     /// The whole server's health, asked over `client` (or a fresh connection).
-    func health(fresh: Bool = false) async throws -> Grpc.Health.V1.HealthCheckResponse.ServingStatus {
+    ///
+    /// The deadline is only a bound against a hang: tests run twelve at a time on two cores, where
+    /// a call that should succeed can wait seconds before it even starts (a 3 s deadline was
+    /// tight there).
+    func health(fresh: Bool = false, timeout: Duration = .seconds(60)) async throws -> Grpc.Health.V1.HealthCheckResponse.ServingStatus {
         let rpc = fresh ? RPCClient(host: "127.0.0.1", port: port) : client
         defer { if fresh { Task { await rpc.close() } } }
-        return try await Grpc.Health.V1.Health.Client(rpc).check(Grpc.Health.V1.HealthCheckRequest(), options: CallOptions(timeout: .seconds(3))).status
+        return try await Grpc.Health.V1.Health.Client(rpc).check(Grpc.Health.V1.HealthCheckRequest(), options: CallOptions(timeout: timeout)).status
     }
 
     func stop() async {
@@ -103,28 +108,35 @@ extension EndToEndTests {
 
         @Test("SIGTERM: NOT_SERVING at once, to a watcher and to a new connection, while it drains and still answers; then it exits")
         func drainsAfterSIGTERM() async throws {
+            // The drain is long enough for the watcher's last update and a new connection's call to
+            // be answered on a loaded machine (with 3 s, the call could come after the process
+            // had exited). It is a fixed wait, so the test lasts that long.
             let service = try ServiceProcess("package-service", port: try freePort(),
-                                             environment: Self.fastProbes.merging(["FABRIKAM_DRAIN_MS": "3000"]) { $1 })
+                                             environment: Self.fastProbes.merging(["FABRIKAM_DRAIN_MS": "10000"]) { $1 })
             try await service.start()
             let watcher = RPCClient(host: "127.0.0.1", port: service.port)
+            let firstUpdate = Atomic(false)
             let watched = Task {
                 try await Grpc.Health.V1.Health.Client(watcher).watch(Grpc.Health.V1.HealthCheckRequest()) { updates in
                     var seen: [Grpc.Health.V1.HealthCheckResponse.ServingStatus] = []
                     for try await update in updates {
                         seen.append(update.status)
+                        firstUpdate.store(true, ordering: .releasing)
                         if update.status == .notServing { break }
                     }
                     return seen
                 }
             }
-            try await waitFor("the watcher to be open", timeout: .seconds(10)) { try await service.health() == .serving }
-            try await Task.sleep(for: .milliseconds(200))
+            try await waitFor("the service to serve", timeout: .seconds(30)) { try await service.health() == .serving }
+            // The watcher has its first update before the signal (a fixed sleep here once let the
+            // watch open only during the drain, so its first update was already NOT_SERVING).
+            try await waitFor("the watcher's first update", timeout: .seconds(30)) { firstUpdate.load(ordering: .acquiring) }
             kill(service.process.processIdentifier, SIGTERM)
             let seen = try await watched.value
             #expect(seen.first == .serving && seen.last == .notServing, "\(seen)")
             // Still answering while it drains, and saying it should not be sent new work.
-            #expect(try await service.health(fresh: true) == .notServing)
-            try await waitFor("the process to exit", timeout: .seconds(20)) { !service.process.isRunning }
+            #expect(try await service.health(fresh: true, timeout: .seconds(8)) == .notServing)
+            try await waitFor("the process to exit", timeout: .seconds(40)) { !service.process.isRunning }
             await watcher.close()
             await service.stop()
         }

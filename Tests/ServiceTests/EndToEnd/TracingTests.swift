@@ -277,9 +277,10 @@ struct TracingCollectorDownTests {
     func callAndCount(_ service: ServiceProcess, metricsPort: Int) async throws {
         var request = PackageV1.GetPackageRequest()
         request.packageId = "no-such-package"
+        // The deadline is a bound against a hang: under load 5 s could pass before NOT_FOUND came.
         for _ in 0..<3 {
             do {
-                _ = try await PackageV1.PackageService.Client(service.client).getPackage(request, options: CallOptions(timeout: .seconds(5)))
+                _ = try await PackageV1.PackageService.Client(service.client).getPackage(request, options: CallOptions(timeout: .seconds(60)))
                 Issue.record("a package that does not exist was found")
             } catch let error as RPCError {
                 #expect(error.code == .notFound, "the call's own answer, not the exporter's failure: \(error)")
