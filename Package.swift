@@ -309,7 +309,7 @@ let package = Package(
         .testTarget(
             name: "StorageEngineTests",
             dependencies: ["StoragePostgres", "MessagingNATS", "Accounts", "Packages", "DeliveryHistory", "Delivery", "DroneScheduler", "Workflow",
-                           "Supervisor", "DroneSimulator", "TestSupport"] + serviceDependencies
+                           "Supervisor", "DroneSimulator", "TestSupport", "CSQLite"] + serviceDependencies
         ),
         .testTarget(
             name: "GatewayTests",

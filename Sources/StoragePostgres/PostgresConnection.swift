@@ -32,13 +32,18 @@ extension PostgresError: StorageFailure {
     /// server could not be reached, refused the connection, or the connection broke), class 08
     /// (connection exception), 57P01-57P03 (shutting down, crashed, cannot connect now: starting
     /// or in recovery), class 53 (insufficient resources: disk, memory, too many connections),
-    /// and 40001/40P01 (a serialization failure or deadlock still there after the reruns
-    /// `PostgresDatabase` makes). Every other SQLSTATE is the server judging the statement or its
-    /// values. A connection refused for bad credentials also has no SQLSTATE, so it counts as
-    /// unavailable too: the configuration, not the message, is at fault.
+    /// 40001/40P01 (a serialization failure or deadlock still there after the reruns
+    /// `PostgresDatabase` makes), and 55P03 (a lock another transaction held past `lock_timeout`:
+    /// contention, gone when that transaction ends). Every other SQLSTATE is the server judging
+    /// the statement or its values. That includes 57014 (the statement was cancelled, by
+    /// `statement_timeout` or by an operator): a statement slower than the limit is slow every
+    /// time, and counting it is what lets it reach the dead letters and a person instead of
+    /// holding its delivery's queue for ever. A connection refused for bad credentials also has
+    /// no SQLSTATE, so it counts as unavailable too: the configuration, not the message, is at
+    /// fault.
     public var isUnavailable: Bool {
         sqlState.isEmpty || sqlState.hasPrefix("08") || sqlState.hasPrefix("53") || isRetryable
-            || sqlState == "57P01" || sqlState == "57P02" || sqlState == "57P03"
+            || sqlState == "57P01" || sqlState == "57P02" || sqlState == "57P03" || sqlState == "55P03"
     }
 }
 

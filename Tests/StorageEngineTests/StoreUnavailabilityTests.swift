@@ -1,3 +1,4 @@
+import CSQLite
 import DeliveryHistory
 import DroneDeliveryAPI
 import Foundation
@@ -37,6 +38,68 @@ struct StoreUnavailabilityTests {
             // The refusals left the pooled connection usable.
             #expect(try await database.read { try $0.queryFirst("SELECT count(*) FROM t")?.int(0) } == 1)
         }
+    }
+
+    @Test("PostgreSQL: a lock held past lock_timeout (55P03) is unavailable; a statement cancelled by statement_timeout (57014) is not",
+          .timeLimit(.minutes(1)), arguments: TestEngine.postgresOnly)
+    func postgresContention(engine: TestEngine) async throws {
+        try await withDatabase(engine) { place in
+            let schema = DatabaseSchema(sqlite: [], postgres: ["CREATE TABLE t (k TEXT PRIMARY KEY)"])
+            let holder = try await onOwnThread { try place.location(poolSize: 1).open(schema) }
+            let contender = try await onOwnThread { try place.location(poolSize: 1).open(schema) }
+            // The holder's transaction takes the table and keeps it until released.
+            let locked = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
+            let holding = Task { try await holder.write { try $0.run("LOCK TABLE t IN ACCESS EXCLUSIVE MODE"); locked.signal(); release.wait() } }
+            try await onOwnThread { locked.wait() }
+            let waited = await #expect(throws: PostgresError.self) {
+                try await contender.write { try $0.run("SET LOCAL lock_timeout = '100ms'"); try $0.run("INSERT INTO t (k) VALUES (?)", ["a"]) }
+            }
+            release.signal()
+            try await holding.value
+            #expect(waited?.sqlState == "55P03", "\(String(describing: waited))")
+            #expect(waited.map(isStoreUnavailable) == true, "\(String(describing: waited))")
+            // The same insert goes in once the lock is gone: the contention was all there was.
+            try await contender.write { try $0.run("INSERT INTO t (k) VALUES (?)", ["a"]) }
+
+            let cancelled = await #expect(throws: PostgresError.self) {
+                try await contender.write { try $0.run("SET LOCAL statement_timeout = '50ms'"); _ = try $0.query("SELECT pg_sleep(5)", []) }
+            }
+            #expect(cancelled?.sqlState == "57014", "\(String(describing: cancelled))")
+            #expect(cancelled.map(isStoreUnavailable) == false, "a statement slower than the limit is slow every time: \(String(describing: cancelled))")
+        }
+    }
+
+    @Test("SQLite: a write lock held past busy_timeout (BUSY) and a database at its size limit (FULL) are unavailable, and the store works once they pass")
+    func sqliteBusyAndFull() async throws {
+        let directory = try makeTemporaryDirectory("busy-full")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("store.sqlite").path
+        let migrations = ["CREATE TABLE t (k TEXT PRIMARY KEY, v BLOB)"]
+        let holder = try SQLiteDatabase(path: path, migrations: migrations)
+        let contender = try SQLiteDatabase(path: path, migrations: migrations)
+        try await contender.write { try $0.run("PRAGMA busy_timeout = 100") }
+
+        // Another connection to the file holds its write lock.
+        let locked = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
+        let holding = Task { try await holder.write { _ in locked.signal(); release.wait() } }
+        try await onOwnThread { locked.wait() }
+        let busy = await #expect(throws: SQLiteError.self) { try await contender.write { try $0.run("INSERT INTO t (k) VALUES ('a')") } }
+        release.signal()
+        try await holding.value
+        #expect(busy.map { $0.code & 0xff } == SQLITE_BUSY, "\(String(describing: busy))")
+        #expect(busy.map(isStoreUnavailable) == true, "\(String(describing: busy))")
+        try await contender.write { try $0.run("INSERT INTO t (k) VALUES ('a')") }
+
+        // The file may not grow past a few pages more than it has: a 1 MiB value does not fit.
+        let pages = try await contender.read { try $0.queryFirst("PRAGMA page_count")?.int(0) ?? 0 }
+        try await contender.write { try $0.run("PRAGMA max_page_count = \(pages + 4)") }
+        let full = await #expect(throws: SQLiteError.self) { try await contender.write { try $0.run("INSERT INTO t (k, v) VALUES ('b', zeroblob(1048576))") } }
+        #expect(full.map { $0.code & 0xff } == SQLITE_FULL, "\(String(describing: full))")
+        #expect(full.map(isStoreUnavailable) == true, "\(String(describing: full))")
+        // Room again: the same row goes in, and nothing of the failed one was left behind.
+        try await contender.write { try $0.run("PRAGMA max_page_count = 1073741823") }
+        try await contender.write { try $0.run("INSERT INTO t (k, v) VALUES ('b', zeroblob(1048576))") }
+        #expect(try await holder.read { try $0.queryFirst("SELECT count(*) FROM t")?.int(0) } == 2)
     }
 
     @Test("SQLite: a file that cannot be opened is unavailable; a constraint it enforces is not")
