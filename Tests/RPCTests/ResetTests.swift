@@ -12,7 +12,7 @@ import TestSupport
 /// tools/abuse/h2_abuse.py, run by AbuseTests.
 @Suite("Stream resets", .serialized)
 struct ResetTests {
-    @Test("2,000 deadline expiries in 10 s on one connection keep the connection; the rapid-reset attack is still cut off")
+    @Test("2,000 deadline expiries in 10 s on one connection keep the connection, and so do 1,000 resets late in their calls' time; the rapid-reset attack is still cut off")
     func deadlineExpiriesKeepTheConnection() async throws {
         var router = Router()
         router.unary(Methods.UnaryCall.self) { request, context in
@@ -58,11 +58,22 @@ struct ResetTests {
             let after = try await client.unary(Methods.UnaryCall.self, probe).hostname
             #expect(after == before, "the connection was replaced (\(before) then \(after))")
 
+            // Resets that come late in a call's time are deadlines expiring too, even when the
+            // request spent long enough reaching the server that its own deadline is still
+            // ahead: 1,000 calls reset 120 ms into their 200 ms, twice the budget's burst.
+            let port = try #require(server.port)
+            let script = repositoryRoot.appendingPathComponent("tools/abuse/h2_abuse.py").path
+            let late: String
+            do {
+                late = String(decoding: try await run(projectPython, [script, "--port", String(port), "--case", "late_resets"]), as: UTF8.self)
+            } catch let failure as CommandFailure {
+                late = failure.output + failure.errorOutput
+            }
+            #expect(late.contains("ok late_resets") && late.contains("1 passed, 0 failed"), "\(late)")
+
             // The attack on the same server: 1,000 streams opened and reset at once, none of them
             // answered or due, is answered with GOAWAY(ENHANCE_YOUR_CALM) (the script checks the
             // code, then that a well-behaved call on a new connection is served).
-            let port = try #require(server.port)
-            let script = repositoryRoot.appendingPathComponent("tools/abuse/h2_abuse.py").path
             let output: String
             do {
                 output = String(decoding: try await run(projectPython, [script, "--port", String(port), "--case", "rapid_reset"]), as: UTF8.self)

@@ -5,6 +5,7 @@ right per-stream refusal (an oversized header list is a stream error, not the en
 connection), and that it keeps serving a well-behaved client afterwards.
 
 Usage: h2_abuse.py --port N [--case all|name,...] [--tls-ca CA.pem]
+`all` is every attack; `late_resets` (a well-behaved client on a slow path) runs only by name.
 With --tls-ca every connection is TLS (ALPN h2, the server's certificate checked against CA.pem
 for the name localhost): the same attacks against a TLS server.
 The server must run with the test limits of Tests/RPCTests/AbuseTests.swift (handshake and idle
@@ -155,6 +156,45 @@ def rapid_reset(port):
         peer.conn.reset_stream(stream, error_code=0x8)
     peer.flush()  # all 1000 open-and-reset pairs in one write
     expect_calm(peer, "1000 opened-and-reset streams")
+
+
+def late_resets(port):
+    """Not an attack, and not in CASES: 1,000 calls, each reset by the client 120 ms into its
+    200 ms deadline, as a client whose requests spent 80 ms reaching a loaded server would reset
+    them when its own deadline passed. Twice the reset budget's burst: the server must judge
+    these resets as deadlines expiring, not as work thrown away, and keep the connection.
+    Needs a server whose /grpc.testing.TestService/UnaryCall outlives 200 ms (ResetTests)."""
+    peer = Peer(port)
+    headers = [(name, "/grpc.testing.TestService/UnaryCall" if name == ":path" else value) for name, value in GRPC_HEADERS]
+    headers.append(("grpc-timeout", "200m"))
+    peer.events_until(lambda e: isinstance(e, h2.events.RemoteSettingsChanged))
+    batch = min(50, peer.conn.remote_settings.max_concurrent_streams)
+    total = 0
+    while total < 1000:
+        streams = []
+        for _ in range(batch):
+            stream = peer.conn.get_next_available_stream_id()
+            peer.conn.send_headers(stream, headers)
+            peer.conn.send_data(stream, b"\x00\x00\x00\x00\x00", end_stream=True)
+            streams.append(stream)
+        peer.flush()
+        ended = peer.events_until(lambda e: isinstance(e, h2.events.ConnectionTerminated), timeout=0.12)
+        if ended is not None:
+            raise AssertionError(f"after {total} late resets, before resetting more: {ended!r}")
+        for stream in streams:
+            peer.conn.reset_stream(stream, error_code=0x8)  # CANCEL
+        peer.flush()
+        total += len(streams)
+        # The handlers end with their resets; the next batch opens once they have.
+        ended = peer.events_until(lambda e: isinstance(e, h2.events.ConnectionTerminated), timeout=0.1)
+        if ended is not None:
+            raise AssertionError(f"after {total} late resets: {ended!r}")
+    peer.conn.ping(b"late-rst")
+    peer.flush()
+    alive = peer.events_until(lambda e: isinstance(e, (h2.events.PingAckReceived, h2.events.ConnectionTerminated)))
+    if not isinstance(alive, h2.events.PingAckReceived):
+        raise AssertionError(f"the connection was cut off after {total} late resets: {alive!r}")
+    peer.close()
 
 
 def ping_flood(port):
@@ -322,7 +362,7 @@ def main():
     if args.tls_ca:
         TLS = ssl.create_default_context(cafile=args.tls_ca)
         TLS.set_alpn_protocols(["h2"])
-    wanted = [case for case in CASES if args.case == "all" or case.__name__ in args.case.split(",")]
+    wanted = [case for case in CASES + [late_resets] if args.case == "all" and case in CASES or case.__name__ in args.case.split(",")]
     passed = failed = 0
     for case in wanted:
         try:

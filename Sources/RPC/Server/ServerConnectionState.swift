@@ -126,15 +126,18 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
     }
 
     /// A reset wastes work when the call was neither answered nor due: the client asked for
-    /// work and withdrew before any answer. A reset at (or just before) the call's deadline is
+    /// work and withdrew before any answer. A reset in the second half of the call's time is
     /// the client's deadline expiring, which this server enforces anyway, so it is free; and
     /// so is cancelling a call that has had its headers (a stream the client stops reading).
     func connection(_ connection: HTTP2Connection, resetWastesWork streamID: Int32) -> Bool {
         guard let call = calls[streamID], !call.finished, !call.headersSent else { return false }
         guard let deadline = call.deadline, let timeout = call.timeout else { return true }
-        // The client's clock started before the request left, the server's when it arrived, so
-        // the client's reset lands about when the server's deadline passes; allow for skew.
-        let tolerance = max(TimeAmount.milliseconds(20), .nanoseconds(timeout.nanoseconds / 10))
+        // The client's clock started before the request left, the server's when it arrived: on
+        // a loaded machine or a slow path the client's deadline passes well before ours. Half
+        // the timeout allows for that; the attack (a reset right after the request) is still
+        // counted, and a short timeout gains it nothing, the handler keeping its stream slot
+        // until it returns (see `HTTP2Limits.wastedResetBurst`).
+        let tolerance = max(TimeAmount.milliseconds(20), .nanoseconds(timeout.nanoseconds / 2))
         return NIODeadline.now() + tolerance < deadline
     }
 
