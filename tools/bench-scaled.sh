@@ -24,6 +24,8 @@
 #   4. nothing accepted lost: how many accepted deliveries did not reach a final stage (a count,
 #      not per id: h2load's requests are identical and their ids are made by Ingestion; the
 #      batch's ids are checked one by one, in the store and through the gateway).
+# PG_TOP_STATEMENTS=N: on the scaled systems, also PostgreSQL's N statements that took the most
+# time over the intake load (pg_stat_statements, loaded for this run through FABRIKAM_PG_OPTIONS).
 # A measurement, not a test: nothing is asserted about the figures. Everything it starts is
 # stopped on exit (trap): run.sh's processes, the namespaces (prefix fabb, its own state folder,
 # so it runs beside a `make run-scaled` or scaled-test).
@@ -38,6 +40,8 @@ E2E_CONCURRENCY=${E2E_CONCURRENCY:-8}
 E2E_SECONDS=${E2E_SECONDS:-300}
 DRAIN_SECONDS=${DRAIN_SECONDS:-600}
 SYSTEMS=${SYSTEMS:-"embedded scaled-1 scaled-2"}
+PG_TOP_STATEMENTS=${PG_TOP_STATEMENTS:-}
+[[ -z $PG_TOP_STATEMENTS ]] || export FABRIKAM_PG_OPTIONS="${FABRIKAM_PG_OPTIONS:-} -c shared_preload_libraries=pg_stat_statements"
 [[ $(id -u) == 0 ]] || { echo "bench-scaled: needs root (network namespaces)" >&2; exit 1; }
 bash tools/install-deps.sh >/dev/null
 
@@ -217,9 +221,18 @@ print(d.get("fabrikam_Q_delivery-requests", 0), d.get("fabrikam_DLQ", 0))')"; }
       -n "$E2E_DELIVERIES" -c "$E2E_CONCURRENCY" --timeout "$E2E_SECONDS")
 
   read -r ok0 other0 < <(handled "$ns" "${metrics[@]}")
+  statements() { ip netns exec "$P-data" psql -h 198.18.0.10 -U app -d fabrikam -X -q "$@"; }
+  if [[ -n $PG_TOP_STATEMENTS && $system == scaled-* ]]; then
+    statements -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" -c "SELECT pg_stat_statements_reset()" >/dev/null
+  fi
   cpu $(procs) > "$work/cpu-before"
   read -r rps p50 p99 h2failed wall < <(load "$ns" "${urls[@]}")
   cpu $(procs) > "$work/cpu-after"
+  if [[ -n $PG_TOP_STATEMENTS && $system == scaled-* ]]; then
+    echo "$system: PostgreSQL's top statements over the intake load (ms total, calls, ms mean, rows):" >&2
+    statements -A -F ' | ' -t -c "SELECT round(total_exec_time)::bigint, calls, round((total_exec_time / calls)::numeric, 3), rows,
+        left(regexp_replace(query, '\s+', ' ', 'g'), 160) FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT $PG_TOP_STATEMENTS" >&2
+  fi
   read -r ok1 other1 < <(handled "$ns" "${metrics[@]}")
   accepted=$((ok1 - ok0)); rejected=$((other1 - other0))
   read -r us_total us_services us_engines busy window < <(cpu_delta "$work/cpu-before" "$work/cpu-after" "$accepted" '^(postgres|nats-server)$')

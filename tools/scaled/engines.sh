@@ -8,6 +8,8 @@
 #   restart-postgres: `pg_ctl -m immediate stop` (a crash: no checkpoint) and start again
 #   restart-nats:     SIGKILL and start again on the same store directory
 # FABRIKAM_ENGINE_DOWN_SECONDS (default 0): how long an engine stays down in a restart.
+# FABRIKAM_PG_OPTIONS: more server options for postgres, e.g. "-c shared_preload_libraries=pg_stat_statements"
+# to see which statements cost what (CREATE EXTENSION pg_stat_statements in database fabrikam).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 need_root
@@ -28,7 +30,7 @@ pg_start() {
         local fresh=1
     fi
     in_data runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$pg/data" -l "$pg/server.log" -w -t 60 \
-        -o "-p 5432 -k $pg -c listen_addresses=$DATA_IP -c max_connections=300" start >/dev/null
+        -o "-p 5432 -k $pg -c listen_addresses=$DATA_IP -c max_connections=300 ${FABRIKAM_PG_OPTIONS:-}" start >/dev/null
     head -1 "$pg/data/postmaster.pid" > "$STATE/pids/engine-postgres.pid"
     if [[ -n ${fresh:-} ]]; then
         in_data psql -q -h "$DATA_IP" -p 5432 -U app -d postgres -c "create database fabrikam" >/dev/null
