@@ -50,7 +50,8 @@ public func serviceStore(_ configuration: Configuration, service: String, file: 
     if wait.seconds > 0 {
         try wait.blocking("PostgreSQL", logger: Logger(label: "fabrikam.store")) { PostgresDatabase.problem(url: url, password: password) }
     }
+    let probe = PostgresProbe(url: url, password: password, name: name)
     return ServiceStore(location: PostgresLocation(url: url, schema: schema, poolSize: pool, password: password),
-                        probe: StoreProbe(name: name, check: { PostgresDatabase.problem(url: url, password: password).map { "\(name) (PostgreSQL): \($0)" } }),
+                        probe: StoreProbe(name: name, check: { probe.problem().map { "\(name) (PostgreSQL): \($0)" } }),
                         engine: "postgresql")
 }

@@ -58,9 +58,10 @@ final class PostgresConnection: SQLTransaction {
     private var rewritten: [String: String] = [:]
 
     /// `password`, when given, goes to libpq beside the connection string (PQconnectdbParams,
-    /// the string expanded as `dbname`), so it never has to be written into a URL.
-    init(conninfo: String, password: String? = nil, setup: [String] = []) throws {
-        guard let handle = Self.connect(conninfo, password: password) else {
+    /// the string expanded as `dbname`), so it never has to be written into a URL; `parameters`
+    /// are more libpq keywords, set over what the string says.
+    init(conninfo: String, password: String? = nil, setup: [String] = [], parameters: [(String, String)] = []) throws {
+        guard let handle = Self.connect(conninfo, password: password, parameters: parameters) else {
             throw PostgresError(sqlState: "", message: "out of memory", sql: "connect")
         }
         guard PQstatus(handle) == CONNECTION_OK else {
@@ -77,14 +78,15 @@ final class PostgresConnection: SQLTransaction {
 
     deinit { PQfinish(handle) }
 
-    private static func connect(_ conninfo: String, password: String?) -> OpaquePointer? {
-        guard let password else { return PQconnectdb(conninfo) }
+    private static func connect(_ conninfo: String, password: String?, parameters: [(String, String)]) -> OpaquePointer? {
+        if password == nil && parameters.isEmpty { return PQconnectdb(conninfo) }
         // Later keywords override what the expanded dbname string set; the arrays end with NULL.
-        let keywords: [UnsafeMutablePointer<CChar>?] = [strdup("dbname"), strdup("password"), nil]
-        let values: [UnsafeMutablePointer<CChar>?] = [strdup(conninfo), strdup(password), nil]
+        let pairs = [("dbname", conninfo)] + parameters + (password.map { [("password", $0)] } ?? [])
+        let keywords: [UnsafeMutablePointer<CChar>?] = pairs.map { strdup($0.0) } + [nil]
+        let values: [UnsafeMutablePointer<CChar>?] = pairs.map { strdup($0.1) } + [nil]
         defer {
             keywords.forEach { free($0) }
-            if let secret = values[1] { memset(secret, 0, strlen(secret)) }
+            if password != nil, let secret = values[pairs.count - 1] { memset(secret, 0, strlen(secret)) }
             values.forEach { free($0) }
         }
         let keywordList: [UnsafePointer<CChar>?] = keywords.map { $0.map { UnsafePointer($0) } }

@@ -150,8 +150,8 @@ public final class PostgresDatabase: SQLDatabase {
         try PostgresConnection(conninfo: url).execute(sql)
     }
 
-    /// Nil when a fresh connection to `url` answers a query; otherwise what went wrong (for health).
-    /// Blocking.
+    /// Nil when a fresh connection to `url` answers a query; otherwise what went wrong (waiting
+    /// for a server to start; a service's health uses a `PostgresProbe`). Blocking.
     public static func problem(url: String, password: String? = nil) -> String? {
         do {
             _ = try PostgresConnection(conninfo: url, password: password).query("SELECT 1", [])
@@ -232,5 +232,49 @@ private final class Pool: Sendable {
     func close(threads: Int) {
         state.withLock { $0.closed = true }
         for _ in 0..<threads { waiting.signal() }
+    }
+}
+
+/// A service's health check of its PostgreSQL server: one connection of its own, kept from one
+/// probe to the next, and a query on it. A fresh connection per probe (as at first) made every
+/// process with a store start a server backend every two seconds, eight a second on the
+/// two-replica system: a fork, authentication and a catalog cache each time, for an answer
+/// the kept connection gives. A kept connection that fails is replaced at once, so a backend
+/// that was terminated or a connection that broke is not reported as the server's problem; the
+/// problem is what a fresh connection meets. TCP's user timeout bounds a probe that meets a
+/// server that went silent (no reset, no answer) to seconds rather than TCP's minutes.
+/// The connection says `application_name` = `fabrikam-probe: <name>` in `pg_stat_activity`.
+public final class PostgresProbe: Sendable {
+    public let url: String
+    private let password: String?
+    private let parameters: [(String, String)]
+    private let kept = Mutex<PostgresConnection?>(nil)
+
+    /// `name`: the store's, for `application_name`. `silenceTimeout`: how long sent data may go
+    /// unacknowledged before the connection counts as broken (libpq's `tcp_user_timeout`).
+    public init(url: String, password: String? = nil, name: String, silenceTimeout: Duration = .seconds(5)) {
+        self.url = url
+        self.password = password
+        let milliseconds = silenceTimeout.components.seconds * 1000 + silenceTimeout.components.attoseconds / 1_000_000_000_000_000
+        parameters = [("application_name", String(decoding: "fabrikam-probe: \(name)".utf8.prefix(63), as: UTF8.self)), ("tcp_user_timeout", "\(milliseconds)"),
+                      ("connect_timeout", "\(max(2, milliseconds / 1000))")]
+    }
+
+    /// Nil when the server answers a query; otherwise what went wrong. Blocking.
+    public func problem() -> String? {
+        kept.withLock { connection -> String? in
+            if let existing = connection {
+                if (try? existing.query("SELECT 1", [])) != nil { return nil }
+                connection = nil  // broken, or its backend was ended: a fresh one decides
+            }
+            do {
+                let fresh = try PostgresConnection(conninfo: url, password: password, parameters: parameters)
+                _ = try fresh.query("SELECT 1", [])
+                connection = fresh
+                return nil
+            } catch {
+                return "\(error)"
+            }
+        }
     }
 }

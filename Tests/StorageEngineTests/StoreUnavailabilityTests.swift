@@ -102,6 +102,43 @@ struct StoreUnavailabilityTests {
         #expect(try await holder.read { try $0.queryFirst("SELECT count(*) FROM t")?.int(0) } == 2)
     }
 
+    @Test("PostgreSQL's health probe keeps one connection from probe to probe, replaces one whose backend ended, and names a server it cannot reach",
+          .timeLimit(.minutes(1)), arguments: TestEngine.postgresOnly)
+    func probeKeepsOneConnection(engine: TestEngine) async throws {
+        try await withDatabase(engine) { place in
+            let url = place.url, schema = place.schema
+            let observer = try await onOwnThread { try PostgresDatabase(url: url, schema: schema, poolSize: 1, migrations: []) }
+            let name = "probe test \(UUID().uuidString.prefix(8))"
+            // The probe's server backends, seen from another connection.
+            @Sendable func backends() async throws -> [Int64] {
+                try await observer.read { try $0.query("SELECT pid FROM pg_stat_activity WHERE application_name = ? ORDER BY pid", [.text("fabrikam-probe: \(name)")]).map { $0.int(0) } }
+            }
+            let proxy = try TCPProxy(to: place.url)
+            try await proxy.start()
+            let probe = PostgresProbe(url: proxy.url, name: name)
+            #expect(try await onOwnThread { probe.problem() } == nil)
+            let first = try await backends()
+            try #require(first.count == 1, "the probe keeps no connection: \(first)")
+            for _ in 0..<4 { #expect(try await onOwnThread { probe.problem() } == nil) }
+            #expect(try await backends() == first, "a probe opened a connection of its own")
+
+            // Its backend is ended (an administrator, a pooler): the next probe reconnects and is fine.
+            _ = try await observer.read { try $0.query("SELECT pg_terminate_backend(CAST(? AS integer))", [.integer(first[0])]) }
+            #expect(try await waitUntil(timeout: .seconds(10)) { try await backends().isEmpty })
+            #expect(try await onOwnThread { probe.problem() } == nil)
+            let second = try await backends()
+            #expect(second.count == 1 && second != first, "\(first) then \(second)")
+
+            // The server cannot be reached: the kept connection breaks and a fresh one is refused.
+            try await proxy.stop()
+            let problem = try await onOwnThread { probe.problem() }
+            #expect(problem?.contains("127.0.0.1") == true && problem?.contains("\(proxy.port)") == true, "\(String(describing: problem))")
+            try await proxy.start()
+            #expect(try await onOwnThread { probe.problem() } == nil, "the server is reachable again")
+            try await proxy.stop()
+        }
+    }
+
     @Test("SQLite: a file that cannot be opened is unavailable; a constraint it enforces is not")
     func sqliteClassification() async throws {
         let directory = try makeTemporaryDirectory("unavailable")
