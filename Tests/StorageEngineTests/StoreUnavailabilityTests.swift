@@ -300,6 +300,9 @@ final class TCPProxy: @unchecked Sendable {
         process.arguments = ["-c", Self.script, String(port), String(target)]
         let output = Pipe()
         process.standardOutput = output
+        // Not the test's own stderr: a forwarder left behind by a crashed test run would hold
+        // that pipe open, and `make test` would wait on it instead of failing.
+        process.standardError = FileHandle.nullDevice
         try process.run()
         self.process = process
         let reading = output.fileHandleForReading
@@ -321,7 +324,7 @@ final class TCPProxy: @unchecked Sendable {
     }
 
     private static let script = """
-        import asyncio, sys
+        import asyncio, os, sys
         port, target = int(sys.argv[1]), int(sys.argv[2])
         async def pipe(reader, writer):
             try:
@@ -342,7 +345,9 @@ final class TCPProxy: @unchecked Sendable {
         async def main():
             server = await asyncio.start_server(forward, "127.0.0.1", port, reuse_address=True)
             print("listening", flush=True)
-            await server.serve_forever()
+            parent = os.getppid()
+            while os.getppid() == parent:  # the test process is gone (a crash): so is the forwarder
+                await asyncio.sleep(0.5)
         asyncio.run(main())
         """
 }

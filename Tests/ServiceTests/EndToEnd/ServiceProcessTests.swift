@@ -96,6 +96,7 @@ extension EndToEndTests {
                 """, service.dataDirectory.appendingPathComponent("package.sqlite").path]
             let pipe = Pipe()
             locker.standardOutput = pipe
+            locker.standardError = FileHandle.nullDevice  // not the test's stderr, should it outlive a crashed run
             try locker.run()
             _ = pipe.fileHandleForReading.availableData  // "locked"
             try await waitFor("NOT_SERVING while locked", timeout: .seconds(15)) { try await service.health() == .notServing }
