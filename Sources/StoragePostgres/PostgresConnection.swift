@@ -24,7 +24,15 @@ public struct PostgresError: Error, CustomStringConvertible, Sendable {
     /// 23505: a UNIQUE or PRIMARY KEY violation.
     public var isUniqueViolation: Bool { sqlState == "23505" }
     /// 40001 serialization failure, 40P01 deadlock: the whole transaction may simply be run again.
-    public var isRetryable: Bool { sqlState == "40001" || sqlState == "40P01" }
+    /// So may one whose prepared statement went stale (`isStalePreparedStatement`): the
+    /// connection has forgotten it, and the rerun prepares it again.
+    public var isRetryable: Bool { sqlState == "40001" || sqlState == "40P01" || isStalePreparedStatement }
+
+    /// 26000: the session no longer has the prepared statement (a pooler or `DISCARD ALL` ended
+    /// it); 0A000 "cached plan must not change result type": a table it reads changed shape.
+    var isStalePreparedStatement: Bool {
+        sqlState == "26000" || (sqlState == "0A000" && message.contains("cached plan"))
+    }
 }
 
 extension PostgresError: StorageFailure {
@@ -56,6 +64,18 @@ final class PostgresConnection: SQLTransaction {
     /// Run after every (re)connect: the session settings (search_path).
     private let setup: [String]
     private var rewritten: [String: String] = [:]
+    /// Statements this session has prepared, by text and parameter types, with their names.
+    private var prepared: [PreparedKey: String] = [:]
+    /// Names are never reused in a session: one prepared before a failure may still exist.
+    private var preparedCount = 0
+
+    /// The most statements a session keeps prepared; the stores use a few dozen.
+    static let maxPrepared = 512
+
+    private struct PreparedKey: Hashable {
+        let sql: String
+        let types: [UInt32]
+    }
 
     /// `password`, when given, goes to libpq beside the connection string (PQconnectdbParams,
     /// the string expanded as `dbname`), so it never has to be written into a URL; `parameters`
@@ -101,6 +121,7 @@ final class PostgresConnection: SQLTransaction {
 
     /// Reconnects with the same parameters and session settings; false if that failed.
     func reconnect() -> Bool {
+        prepared = [:]  // a new session has none
         PQreset(handle)
         guard PQstatus(handle) == CONNECTION_OK else { return false }
         for statement in setup where (try? execute(statement)) == nil { return false }
@@ -168,10 +189,40 @@ final class PostgresConnection: SQLTransaction {
             }
         }
         let values: [UnsafePointer<CChar>?] = buffers.map { $0.map { UnsafePointer($0.assumingMemoryBound(to: CChar.self)) } }
-        let result = PQexecParams(handle, text, Int32(count), types, values, lengths, formats, 1)
+        let result: OpaquePointer?
+        if let name = try preparedName(sql, text, types) {
+            result = PQexecPrepared(handle, name, Int32(count), values, lengths, formats, 1)
+        } else {
+            result = PQexecParams(handle, text, Int32(count), types, values, lengths, formats, 1)
+        }
+        defer { PQclear(result) }
+        do {
+            try check(result, sql)
+        } catch let error as PostgresError where error.isStalePreparedStatement {
+            prepared[PreparedKey(sql: sql, types: types)] = nil  // prepared afresh when the transaction is run again
+            throw error
+        }
+        return try read(result!)
+    }
+
+    /// The name of this session's prepared statement for `sql` with these parameter types,
+    /// preparing it on first use. A statement sent unnamed (PQexecParams) is parsed and
+    /// planned on every call: for a primary-key read that was over half the server's CPU per
+    /// statement (pgbench, docs/services.md), and the stores run a few fixed statements
+    /// thousands of times. The parameter types are part of the key: NULL is sent untyped, so
+    /// the same text with a NULL in another place is another statement. Nil past
+    /// `maxPrepared` statements: a text made of values would otherwise grow the session for ever.
+    private func preparedName(_ sql: String, _ text: String, _ types: [UInt32]) throws -> String? {
+        let key = PreparedKey(sql: sql, types: types)
+        if let name = prepared[key] { return name }
+        guard prepared.count < Self.maxPrepared else { return nil }
+        preparedCount += 1
+        let name = "fabrikam_\(preparedCount)"
+        let result = PQprepare(handle, name, text, Int32(types.count), types)
         defer { PQclear(result) }
         try check(result, sql)
-        return try read(result!)
+        prepared[key] = name
+        return name
     }
 
     private func check(_ result: OpaquePointer?, _ sql: String) throws {
