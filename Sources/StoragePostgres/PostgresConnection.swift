@@ -165,7 +165,6 @@ final class PostgresConnection: SQLTransaction {
     }
 
     private func withResult<T>(_ sql: String, _ parameters: [SQLValue], _ read: (OpaquePointer) throws -> T) throws -> T {
-        let text = statementText(sql)
         let count = parameters.count
         var types = [UInt32](repeating: 0, count: count)
         var lengths = [Int32](repeating: 0, count: count)
@@ -189,38 +188,38 @@ final class PostgresConnection: SQLTransaction {
             }
         }
         let values: [UnsafePointer<CChar>?] = buffers.map { $0.map { UnsafePointer($0.assumingMemoryBound(to: CChar.self)) } }
+        let key = PreparedKey(sql: sql, types: types)
         let result: OpaquePointer?
-        if let name = try preparedName(sql, text, types) {
+        if let name = try preparedName(key) {
             result = PQexecPrepared(handle, name, Int32(count), values, lengths, formats, 1)
         } else {
-            result = PQexecParams(handle, text, Int32(count), types, values, lengths, formats, 1)
+            result = PQexecParams(handle, statementText(sql), Int32(count), types, values, lengths, formats, 1)
         }
         defer { PQclear(result) }
         do {
             try check(result, sql)
         } catch let error as PostgresError where error.isStalePreparedStatement {
-            prepared[PreparedKey(sql: sql, types: types)] = nil  // prepared afresh when the transaction is run again
+            prepared[key] = nil  // prepared afresh when the transaction is run again
             throw error
         }
         return try read(result!)
     }
 
-    /// The name of this session's prepared statement for `sql` with these parameter types,
+    /// The name of this session's prepared statement for `key`'s text and parameter types,
     /// preparing it on first use. A statement sent unnamed (PQexecParams) is parsed and
     /// planned on every call: for a primary-key read that was over half the server's CPU per
     /// statement (pgbench, docs/services.md), and the stores run a few fixed statements
     /// thousands of times. The parameter types are part of the key: NULL is sent untyped, so
     /// the same text with a NULL in another place is another statement. Nil past
     /// `maxPrepared` statements: a text made of values would otherwise grow the session for ever.
-    private func preparedName(_ sql: String, _ text: String, _ types: [UInt32]) throws -> String? {
-        let key = PreparedKey(sql: sql, types: types)
+    private func preparedName(_ key: PreparedKey) throws -> String? {
         if let name = prepared[key] { return name }
         guard prepared.count < Self.maxPrepared else { return nil }
         preparedCount += 1
         let name = "fabrikam_\(preparedCount)"
-        let result = PQprepare(handle, name, text, Int32(types.count), types)
+        let result = PQprepare(handle, name, statementText(key.sql), Int32(key.types.count), key.types)
         defer { PQclear(result) }
-        try check(result, sql)
+        try check(result, key.sql)
         prepared[key] = name
         return name
     }

@@ -76,8 +76,9 @@ public final class PostgresDatabase: SQLDatabase {
                         throw error
                     }
                     _ = try? connection.execute("ROLLBACK")
-                    // A prepared statement the session lost: prepared again on the rerun.
-                    if let failure = error as? PostgresError, failure.isStalePreparedStatement, attempt < 3 { continue }
+                    // As writes do (`isRetryable`): e.g. a prepared statement the session lost,
+                    // prepared again on the rerun.
+                    if let failure = error as? PostgresError, failure.isRetryable, attempt < 3 { continue }
                     throw error
                 }
             }
