@@ -8,6 +8,6 @@ if [[ $status -ne 0 ]]; then
   echo "== what failed (from $log) =="
   # swift-testing marks a failed test, suite and recorded issue with ✘; the lines after an
   # issue (↳) carry its comment.
-  grep -E -A3 '✘|: error:|Fatal error|Segmentation fault|signal [0-9]+' "$log" | grep -v -E '^(◇|✔)' | head -120
+  grep -E -A3 '✘|: error:|Fatal error|Segmentation fault|signal [0-9]+|Program crashed|crashed:$' "$log" | grep -v -E '^(◇|✔)' | head -120
 fi
 exit "$status"
