@@ -48,33 +48,119 @@ public struct ProcessOutcome: Sendable {
 /// Runs a program to completion, feeding it `input`, and collects both of its outputs. Both
 /// pipes are read while the program runs, so neither can fill up and block it. A program still
 /// running after `timeout` gets SIGTERM. `environment` nil: this process's environment.
+///
+/// Started with posix_spawn, not Foundation's `Process`: `Process.run()` lists /proc/self/fd in
+/// the parent on every launch, and a full test run (some 1,300 descriptors open, opened and closed
+/// by other tests' threads meanwhile) once crashed inside that listing (a bad pointer in memcpy,
+/// DroneCTLTests, 2026-12-05), which ends the whole run. Every descriptor this makes is close-on-exec.
 public func runCollecting(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
                           input: Data? = nil, timeout: Duration? = nil) throws -> ProcessOutcome {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    if let environment { process.environment = environment }
-    let output = Pipe()
-    let errors = Pipe()
-    let standardInput = Pipe()
-    process.standardOutput = output
-    process.standardError = errors
-    process.standardInput = standardInput
-    try process.run()
-    nonisolated(unsafe) var errorData = Data()
-    let reader = Thread { errorData = errors.fileHandleForReading.readDataToEndOfFile() }
-    reader.start()
-    if let input { standardInput.fileHandleForWriting.write(input) }
-    try? standardInput.fileHandleForWriting.close()
-    let killer = DispatchWorkItem { if process.isRunning { process.terminate() } }
-    if let timeout {
-        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(timeout.components.seconds * 1000)), execute: killer)
+    var inputPipe: [Int32] = [-1, -1], outputPipe: [Int32] = [-1, -1], errorPipe: [Int32] = [-1, -1]
+    defer { for fd in inputPipe + outputPipe + errorPipe where fd >= 0 { close(fd) } }
+    // pipe2(O_CLOEXEC) is not in Swift's Glibc module; close-on-exec is set right after. (Foundation's
+    // children close every inherited descriptor anyway; this narrows what ours could inherit.)
+    for index in 0..<3 {
+        let made = index == 0 ? pipe(&inputPipe) : index == 1 ? pipe(&outputPipe) : pipe(&errorPipe)
+        guard made == 0 else {
+            throw CommandFailure(command: executable, status: -1, output: "", errorOutput: "pipe: \(String(cString: strerror(errno)))")
+        }
     }
-    let outputData = output.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    killer.cancel()
-    while !reader.isFinished { usleep(1000) }
-    return ProcessOutcome(status: process.terminationStatus, output: outputData, errorOutput: errorData)
+    for fd in inputPipe + outputPipe + errorPipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    // dup2 onto 0, 1 and 2 leaves the copies without close-on-exec; the originals close at exec.
+    posix_spawn_file_actions_adddup2(&actions, inputPipe[0], 0)
+    posix_spawn_file_actions_adddup2(&actions, outputPipe[1], 1)
+    posix_spawn_file_actions_adddup2(&actions, errorPipe[1], 2)
+    // The child starts with no signal blocked and every signal's default action: posix_spawn would
+    // otherwise pass on the calling thread's mask (the runtime's worker threads block signals,
+    // and a child that blocks SIGTERM outlives its timeout) and this process's ignored signals.
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    defer { posix_spawnattr_destroy(&attributes) }
+    var noSignals = sigset_t(), everySignal = sigset_t()
+    sigemptyset(&noSignals)
+    sigfillset(&everySignal)
+    posix_spawnattr_setsigmask(&attributes, &noSignals)
+    posix_spawnattr_setsigdefault(&attributes, &everySignal)
+    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+    let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+    defer { argv.forEach { free($0) } }
+    let envp: [UnsafeMutablePointer<CChar>?]? = environment.map { $0.map { strdup("\($0.key)=\($0.value)") } + [nil] }
+    defer { envp?.forEach { free($0) } }
+    var pid: pid_t = 0
+    let spawned = envp.map { envp in posix_spawn(&pid, executable, &actions, &attributes, argv, envp) }
+        ?? posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
+    guard spawned == 0 else {
+        throw CommandFailure(command: executable, status: -1, output: "", errorOutput: "posix_spawn: \(String(cString: strerror(spawned)))")
+    }
+    // The child's ends are the child's now; ours would keep the pipes from ever ending.
+    close(inputPipe[0]); inputPipe[0] = -1
+    close(outputPipe[1]); outputPipe[1] = -1
+    close(errorPipe[1]); errorPipe[1] = -1
+
+    // The input is written on a thread of its own (a large input would otherwise wait for a child
+    // that waits for us to read its output), with SIGPIPE blocked there: a child that exits
+    // without reading it all makes the write fail with EPIPE instead of killing the test process.
+    let writeEnd = inputPipe[1]
+    inputPipe[1] = -1
+    let writer = Thread {
+        var blocked = sigset_t()
+        sigemptyset(&blocked)
+        sigaddset(&blocked, SIGPIPE)
+        pthread_sigmask(SIG_BLOCK, &blocked, nil)
+        if let input {
+            input.withUnsafeBytes { bytes in
+                var offset = 0
+                while offset < bytes.count {
+                    let written = write(writeEnd, bytes.baseAddress! + offset, bytes.count - offset)
+                    if written < 0 && errno == EINTR { continue }
+                    if written <= 0 { break }
+                    offset += written
+                }
+            }
+        }
+        close(writeEnd)
+    }
+    writer.stackSize = 1 << 20
+    writer.start()
+
+    // Both outputs read until both end; SIGTERM once when the timeout passes.
+    let deadline = timeout.map { ContinuousClock.now + $0 }
+    var terminated = false
+    var collected: [Int32: [UInt8]] = [outputPipe[0]: [], errorPipe[0]: []]
+    var open = [outputPipe[0], errorPipe[0]]
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while !open.isEmpty {
+        var waitMilliseconds: Int32 = -1
+        if let deadline, !terminated {
+            let left = deadline - ContinuousClock.now
+            if left <= .zero {
+                kill(pid, SIGTERM)
+                terminated = true
+            } else {
+                waitMilliseconds = Int32(min(left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1, 60_000))
+            }
+        }
+        var fds = open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+        let ready = poll(&fds, nfds_t(fds.count), waitMilliseconds)
+        if ready < 0 && errno == EINTR { continue }
+        for entry in fds where entry.revents != 0 {
+            let count = buffer.withUnsafeMutableBytes { read(entry.fd, $0.baseAddress!, $0.count) }
+            if count > 0 {
+                collected[entry.fd]!.append(contentsOf: buffer[0..<count])
+            } else if count == 0 || errno != EINTR {
+                open.removeAll { $0 == entry.fd }
+            }
+        }
+    }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    while !writer.isFinished { usleep(1000) }
+    // As Foundation's `terminationStatus`: the exit code, or the signal that ended it.
+    let exitCode = (status & 0x7f) == 0 ? (status >> 8) & 0xff : status & 0x7f
+    return ProcessOutcome(status: exitCode, output: Data(collected[outputPipe[0]]!), errorOutput: Data(collected[errorPipe[0]]!))
 }
 
 /// Runs a program to completion and returns its standard output; a non-zero exit throws
