@@ -134,12 +134,49 @@ public enum Tracing {
         }
         guard let endpoint, !endpoint.isEmpty, endpoint != "off" else { return nil }
         let (host, port) = try parseEndpoint(endpoint)
-        let flush = environment["FABRIKAM_OTLP_FLUSH_MS"].flatMap { Int($0) } ?? 1000
+        let batching = try BatchSettings(environment: environment)
         let recorder = SpanRecorder(host: host, port: port, serviceName: environment["OTEL_SERVICE_NAME"] ?? serviceName,
-                                    flushInterval: .milliseconds(max(10, flush)))
+                                    flushInterval: batching.flushInterval, maxQueued: batching.maxQueued, maxBatch: batching.maxBatch)
         recorder.start()
         configured = recorder
         return recorder
+    }
+
+    /// How the recorder batches its exports, from OpenTelemetry's batch span processor variables
+    /// (the names every OpenTelemetry SDK reads), with this project's defaults where one is unset:
+    ///
+    /// - `OTEL_BSP_SCHEDULE_DELAY`: milliseconds between exports (1000; the specification's 5000
+    ///   leaves a trace incomplete at the collector for longer than people looking at it wait);
+    ///   `FABRIKAM_OTLP_FLUSH_MS` is the older name, and the one that wins when both are set;
+    /// - `OTEL_BSP_MAX_QUEUE_SIZE`: spans kept while waiting for an export (8192); one more is
+    ///   dropped and counted in `fabrikam_otlp_spans_dropped_total{reason="queue_full"}`;
+    /// - `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`: spans in one export request (512), at most the queue's
+    ///   size. A full batch is exported without waiting for the delay.
+    public struct BatchSettings: Equatable, Sendable {
+        public var flushInterval = Duration.milliseconds(1000)
+        public var maxQueued = 8192
+        public var maxBatch = 512
+
+        public init() {}
+
+        /// A value that is not a whole number in range throws a `ConfigurationError` naming it.
+        public init(environment: [String: String]) throws {
+            func number(_ variable: String, _ range: ClosedRange<Int>) throws -> Int? {
+                guard let text = environment[variable] else { return nil }
+                guard let value = Int(text.trimmingCharacters(in: .whitespaces)), range.contains(value) else {
+                    throw ConfigurationError("\(variable) must be a whole number from \(range.lowerBound) to \(range.upperBound), got \"\(text)\"")
+                }
+                return value
+            }
+            if let delay = try number("FABRIKAM_OTLP_FLUSH_MS", 10...3_600_000) ?? number("OTEL_BSP_SCHEDULE_DELAY", 10...3_600_000) {
+                flushInterval = .milliseconds(delay)
+            }
+            maxQueued = try number("OTEL_BSP_MAX_QUEUE_SIZE", 1...1_048_576) ?? maxQueued
+            maxBatch = try number("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 1...65_536) ?? min(maxBatch, maxQueued)
+            guard maxBatch <= maxQueued else {
+                throw ConfigurationError("OTEL_BSP_MAX_EXPORT_BATCH_SIZE (\(maxBatch)) must not be larger than OTEL_BSP_MAX_QUEUE_SIZE (\(maxQueued))")
+            }
+        }
     }
 
     /// `host:port` or `http://host:port[/]` (OTLP/gRPC in cleartext).

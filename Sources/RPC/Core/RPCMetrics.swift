@@ -48,7 +48,10 @@ public final class RPCMetrics: Sendable {
         let inFlight: Meter
         let handlingTime: Timer
         let handledPrefix: String
-        /// `handled_total` per status code, made on the code's first use.
+        /// `handled_total{grpc_code="OK"}`, made with the others: most calls end OK, and the
+        /// look-up under a lock that other codes take was a measurable part of a counted call.
+        let handledOK: Counter
+        /// `handled_total` per status code other than OK, made on the code's first use.
         let handled = Mutex<[Int: Counter]>([:])
 
         init(side: Side, method: MethodDescriptor) {
@@ -63,10 +66,12 @@ public final class RPCMetrics: Sendable {
             started = Counter(label: "grpc_\(side.rawValue)_started_total", dimensions: dimensions)
             inFlight = Meter(label: "grpc_\(side.rawValue)_in_flight", dimensions: dimensions)
             handlingTime = Timer(label: RPCMetrics.handlingSecondsLabel(side), dimensions: dimensions)
+            handledOK = Counter(label: handledPrefix, dimensions: dimensions + [("grpc_code", RPCMetrics.codeLabel(.ok))])
         }
 
         func handled(_ code: RPCError.Code) -> Counter {
-            handled.withLock { counters in
+            if code == .ok { return handledOK }
+            return handled.withLock { counters in
                 if let counter = counters[code.rawValue] { return counter }
                 let counter = Counter(label: handledPrefix, dimensions: dimensions + [("grpc_code", RPCMetrics.codeLabel(code))])
                 counters[code.rawValue] = counter

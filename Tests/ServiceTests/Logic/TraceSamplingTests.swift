@@ -111,6 +111,27 @@ struct TraceSamplingTests {
         #expect(throws: ConfigurationError.self) { try TraceSampler(environment: ["OTEL_TRACES_SAMPLER": "jaeger_remote"]) }
     }
 
+    @Test("export batching from OpenTelemetry's OTEL_BSP_* variables; defaults 1000 ms, 8192, 512; a bad value names the variable")
+    func batchSettings() throws {
+        #expect(try Tracing.BatchSettings(environment: [:]) == Tracing.BatchSettings())
+        let set = try Tracing.BatchSettings(environment: ["OTEL_BSP_SCHEDULE_DELAY": "250", "OTEL_BSP_MAX_QUEUE_SIZE": "4096",
+                                                          "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "2048"])
+        #expect(set.flushInterval == .milliseconds(250) && set.maxQueued == 4096 && set.maxBatch == 2048)
+        // The older name wins over the standard one; a queue smaller than the default batch makes the batch the queue.
+        #expect(try Tracing.BatchSettings(environment: ["FABRIKAM_OTLP_FLUSH_MS": "100", "OTEL_BSP_SCHEDULE_DELAY": "250"]).flushInterval == .milliseconds(100))
+        #expect(try Tracing.BatchSettings(environment: ["OTEL_BSP_MAX_QUEUE_SIZE": "100"]).maxBatch == 100)
+        for (variable, value, message) in [("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "0", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE must be a whole number from 1 to 65536, got \"0\""),
+                                           ("OTEL_BSP_SCHEDULE_DELAY", "soon", "OTEL_BSP_SCHEDULE_DELAY must be a whole number from 10 to 3600000, got \"soon\""),
+                                           ("OTEL_BSP_MAX_QUEUE_SIZE", "-1", "OTEL_BSP_MAX_QUEUE_SIZE must be a whole number from 1 to 1048576, got \"-1\"")] {
+            let error = #expect(throws: ConfigurationError.self) { try Tracing.BatchSettings(environment: [variable: value]) }
+            #expect(error?.description == message)
+        }
+        let tooLarge = #expect(throws: ConfigurationError.self) {
+            try Tracing.BatchSettings(environment: ["OTEL_BSP_MAX_QUEUE_SIZE": "1000", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "2000"])
+        }
+        #expect(tooLarge?.description == "OTEL_BSP_MAX_EXPORT_BATCH_SIZE (2000) must not be larger than OTEL_BSP_MAX_QUEUE_SIZE (1000)")
+    }
+
     /// A front server whose handler calls a back server, both with the tracing interceptors
     /// recording into one recorder (never started: its spans stay queued, to be counted). Returns
     /// the spans recorded and the traceparent the back server's handler saw, for a call sent
