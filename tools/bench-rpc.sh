@@ -4,7 +4,7 @@
 #
 # For each server and call (UnaryCall with a small payload; StreamingOutputCall with 10 small
 # responses) it reports requests/s, server CPU microseconds per request (from /proc), and p50/p99
-# latency (from h2load's per-request log), then memory per idle connection and per open stream.
+# latency (from h2load's per-request log), then memory per idle connection, per open stream, and kept per closed connection.
 # Bounded: a fixed number of requests per run. Prints a markdown table (ratios against grpc C++).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -126,6 +126,22 @@ print(f"{(idle - base) / 300:.0f} {(streams - idle) / 300:.0f}")
 PY
 }
 
+# Memory kept after connections close: 10 waves of CHURN_CONNECTIONS connections (one UnaryCall
+# each, then closed, h2load); RSS after wave 2 against after wave 10, over the connections of
+# waves 3 to 10. The first waves raise the allocator's high-water mark, which later waves reuse:
+# a server that frees what a closed connection held stays flat, one that keeps something grows.
+CHURN_CONNECTIONS=${CHURN_CONNECTIONS:-500}
+churn() { # pid port body ; prints "bytes_kept_per_closed_connection"
+  local pid=$1 port=$2 body=$3 before after
+  for wave in $(seq 1 10); do
+    taskset -c 1 h2load -c "$CHURN_CONNECTIONS" -n "$CHURN_CONNECTIONS" -d "$body" -H "content-type: application/grpc" -H "te: trailers" \
+      "http://127.0.0.1:$port/grpc.testing.TestService/UnaryCall" >/dev/null
+    if [ "$wave" = 2 ]; then sleep 1; before=$(rss_kb "$pid"); fi
+  done
+  sleep 1; after=$(rss_kb "$pid")
+  echo $(( (after - before) * 1024 / (8 * CHURN_CONNECTIONS) ))
+}
+
 # The servers take turns in ROUNDS rounds (one runs at a time, alone on core 0), so drift in the
 # machine's speed (other tenants) reaches both alike. Each figure is the median round.
 ROUNDS=${ROUNDS:-3}
@@ -142,7 +158,7 @@ for round in $(seq 1 "$ROUNDS"); do
     pid=${spec%%:*}; port=${spec##*:}
     pids+=("$pid")  # for the cleanup trap (start_server ran in a subshell)
     # Memory first, on a fresh process: after load the allocator reuses freed memory and RSS hides growth.
-    if [ "$round" = 1 ]; then result[$server,memory]=$(memory "$pid" "$port"); fi
+    if [ "$round" = 1 ]; then result[$server,memory]="$(memory "$pid" "$port") $(churn "$pid" "$port" "$work/unary.bin")"; fi
     result[$server,unary]+="$(load "$pid" "$port" /grpc.testing.TestService/UnaryCall "$work/unary.bin");"
     result[$server,stream]+="$(load "$pid" "$port" /grpc.testing.TestService/StreamingOutputCall "$work/stream.bin");"
     result[$server,fixed]+="$(fixed_load "$port" /grpc.testing.TestService/UnaryCall "$work/unary.bin");"
@@ -178,6 +194,7 @@ print("| memory | ours | grpc C++ |")
 print("|---|---:|---:|")
 print(f"| per idle connection | {om[0]/1024:.1f} KiB | {cm[0]/1024:.1f} KiB |")
 print(f"| per open stream | {om[1]/1024:.1f} KiB | {cm[1]/1024:.1f} KiB |")
+print(f"| kept per closed connection (one call each, waves 3 to 10) | {om[2]/1024:.2f} KiB | {cm[2]/1024:.2f} KiB |")
 print()
 print(f"UnaryCall at a fixed {rate} requests/s ({c} connections, one call in flight each, {seconds} s per round, median round):")
 print()

@@ -23,7 +23,10 @@ final class ServerConnectionState: HTTP2ConnectionDelegate {
     /// Handlers of this connection run on its event loop.
     lazy var executor = EventLoopTaskExecutor(connection.eventLoop)
     /// This state as seen from a handler's task (which runs on the loop, but is a Sendable context).
-    lazy var loopBound = NIOLoopBound(self, eventLoop: connection.eventLoop)
+    /// Made for each use, never stored here: a stored one held this state strongly from inside
+    /// itself, so no connection's state (its router, with every service object its handlers
+    /// capture, and their open database files) was ever freed once it had served a call.
+    var loopBound: NIOLoopBound<ServerConnectionState> { NIOLoopBound(self, eventLoop: connection.eventLoop) }
     let decodingOptions: BinaryDecodingOptions
     let allocator = ByteBufferAllocator()
 
