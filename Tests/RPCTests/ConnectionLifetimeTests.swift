@@ -1,5 +1,7 @@
 import GRPCProtos
-import RPC
+import InteropTesting
+import NIOCore
+@testable import RPC
 import Testing
 import TestSupport
 
@@ -9,7 +11,7 @@ import TestSupport
 /// and each connection a long-running server accepted (a health checker opens one per check)
 /// added one more. Found on 2026-12-05 as some 900 descriptors of deleted SQLite files held open
 /// by one test process.
-@Suite("A closed connection's state is freed, with everything its calls' handlers capture")
+@Suite("A closed connection's state is freed, on the server with everything its handlers capture, and on the client")
 struct ConnectionLifetimeTests {
     /// Something a handler captures; only a live router (or connection state) keeps it.
     final class Captured: Sendable {}
@@ -48,5 +50,31 @@ struct ConnectionLifetimeTests {
         _ = consume server
         #expect(try await waitUntil(timeout: .seconds(10)) { captured == nil },
                 "a connection's state outlived the connection and the server (\(handler) handler)")
+    }
+
+    /// The client's state of one connection, taken from its pool (on the connection's loop).
+    static func connectionState(of client: RPCClient) async throws -> ClientConnectionState {
+        let handle = try #require(client.pool.withLock { $0.connections.values.first })
+        return try await handle.channel.eventLoop.submit { handle.state.value }.get()
+    }
+
+    @Test("a client's state of a connection is freed when the client closes, and when the server closes the connection under a live client")
+    func clientStateFreed() async throws {
+        weak var state: ClientConnectionState?
+        let server = RPCServer(router: interopTestServiceRouter())
+        let port = try await server.start()
+        do {
+            let client = RPCClient(host: "127.0.0.1", port: port)
+            _ = try await client.unary(Methods.EmptyCall.self, Grpc.Testing.Empty())
+            state = try await Self.connectionState(of: client)
+            await client.close()
+        }
+        #expect(try await waitUntil(timeout: .seconds(10)) { state == nil }, "the closed client's connection state is still alive")
+        let client = RPCClient(host: "127.0.0.1", port: port)
+        _ = try await client.unary(Methods.EmptyCall.self, Grpc.Testing.Empty())
+        state = try await Self.connectionState(of: client)
+        await server.shutdown()
+        #expect(try await waitUntil(timeout: .seconds(10)) { state == nil }, "a connection the server closed is still alive in the client")
+        await client.close()
     }
 }
