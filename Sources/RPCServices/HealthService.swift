@@ -38,6 +38,9 @@ public final class HealthService: Sendable {
 
     public func status(of service: String) -> Status? { state.withLock { $0.statuses[service] } }
 
+    /// Service names with a Watch open now (tests).
+    var watchedServiceCount: Int { state.withLock { $0.watchers.count } }
+
     /// Adds the Health methods to `router`.
     public func register(in router: inout Router) {
         router.unary(Methods.Check.self) { [self] request, _ in
@@ -67,7 +70,14 @@ public final class HealthService: Sendable {
                 continuation.yield(state.statuses[request.service] ?? .serviceUnknown)
                 return id
             }
-            defer { _ = state.withLock { $0.watchers[request.service]?.removeValue(forKey: id) } }
+            defer {
+                // The service's entry goes with its last watcher: a client may watch any name
+                // (SERVICE_UNKNOWN), and empty entries would pile up, one per name ever watched.
+                state.withLock { state in
+                    state.watchers[request.service]?.removeValue(forKey: id)
+                    if state.watchers[request.service]?.isEmpty == true { state.watchers[request.service] = nil }
+                }
+            }
             var last: Status?
             for await status in updates {
                 if status == last { continue }

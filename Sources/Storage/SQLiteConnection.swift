@@ -85,6 +85,10 @@ public struct Row: Sendable {
 public final class SQLiteConnection: SQLTransaction {
     let handle: OpaquePointer
     private var statements: [String: OpaquePointer] = [:]
+    /// Prepared statements kept at most (see `prepared`).
+    static let maxCachedStatements = 256
+    /// Prepared statements kept now (tests).
+    var cachedStatementCount: Int { statements.count }
     private let transactionGuard = TransactionGuard()
 
     init(path: String) throws {
@@ -182,6 +186,13 @@ public final class SQLiteConnection: SQLTransaction {
             var created: OpaquePointer?
             let status = sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &created, nil)
             guard status == SQLITE_OK, let created else { throw error(status, sql) }
+            if statements.count >= Self.maxCachedStatements {
+                // A text made of values (an IN list's length) would otherwise grow the cache for
+                // ever; the stores' few fixed statements are prepared again at their next use.
+                // Nothing else is mid-use: a statement runs to completion inside one call.
+                for statement in statements.values { sqlite3_finalize(statement) }
+                statements = [:]
+            }
             statements[sql] = created
             statement = created
         }

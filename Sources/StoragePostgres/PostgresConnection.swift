@@ -64,6 +64,8 @@ final class PostgresConnection: SQLTransaction {
     /// Run after every (re)connect: the session settings (search_path).
     private let setup: [String]
     private var rewritten: [String: String] = [:]
+    /// Statement texts kept rewritten now (tests).
+    var rewrittenCount: Int { rewritten.count }
     /// Statements this session has prepared, by text and parameter types, with their names.
     private var prepared: [PreparedKey: String] = [:]
     /// Names are never reused in a session: one prepared before a failure may still exist.
@@ -258,6 +260,8 @@ final class PostgresConnection: SQLTransaction {
                 out.append(character)
             }
         }
+        // Bounded as the prepared statements are: a text made of values must not grow it for ever.
+        if rewritten.count >= Self.maxPrepared { rewritten = [:] }
         rewritten[sql] = out
         return out
     }

@@ -2,7 +2,7 @@ import Foundation
 import GRPCProtos
 import ProtobufKit
 import RPC
-import RPCServices
+@testable import RPCServices
 import Testing
 import TestSupport
 
@@ -40,6 +40,17 @@ struct StandardServicesTests {
                 return seen
             }
             #expect(seen == [.serviceUnknown, .serving, .notServing])
+
+            // Watches of 50 names nobody set, each ended by the client: nothing is kept of them.
+            for index in 0..<50 {
+                request.service = "never-set-\(index)"
+                let first = try await client.serverStreaming(Health.Health.Method.Watch.self, request) { updates -> Health.HealthCheckResponse.ServingStatus? in
+                    for try await update in updates { return update.status }
+                    return nil
+                }
+                #expect(first == .serviceUnknown)
+            }
+            #expect(try await waitUntil { health.watchedServiceCount == 0 }, "\(health.watchedServiceCount) watched names kept")
         }
     }
 

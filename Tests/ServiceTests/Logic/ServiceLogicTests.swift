@@ -163,6 +163,17 @@ struct ServiceLogicTests {
         #expect(try await broker.depth(of: IngestionServiceLogic.requestQueue) == 0)
     }
 
+    @Test("ListFailedSagas takes at most 16 states, each one the schema defines (the store's SQL has one placeholder per state)")
+    func failedSagaStateFilterBounded() {
+        var request = SupervisorV1.ListFailedSagasRequest()
+        request.states = Array(repeating: .pending, count: 16)
+        #expect(request.validationViolations().isEmpty)
+        request.states.append(.compensating)
+        #expect(request.validationViolations().map { "\($0.field) \($0.ruleID)" } == ["states repeated.max_items"])
+        request.states = [.pending, SupervisorV1.FailedSagaState(rawValue: 99)]
+        #expect(request.validationViolations().map { "\($0.field) \($0.ruleID)" } == ["states[1] enum.defined_only"])
+    }
+
     @Test("Ingestion reports a queued delivery (waiting, in progress, dead-lettered) to its owner only, and not once it is done")
     func queuedDelivery() async throws {
         let broker = try SQLiteBroker(path: try path("broker.sqlite"))
