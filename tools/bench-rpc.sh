@@ -4,7 +4,8 @@
 #
 # For each server and call (UnaryCall with a small payload; StreamingOutputCall with 10 small
 # responses) it reports requests/s, server CPU microseconds per request (from /proc), and p50/p99
-# latency (from h2load's per-request log), then memory per idle connection, per open stream, and kept per closed connection.
+# latency (from h2load's per-request log), then memory per idle connection, per open stream,
+# and kept per closed connection.
 # Bounded: a fixed number of requests per run. Prints a markdown table (ratios against grpc C++).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)

@@ -24,7 +24,7 @@ struct ConnectionLifetimeTests {
     }
 
     @Test("after the client closed and the server shut down, nothing holds what the handler captured", arguments: Handler.allCases)
-    func freedWhileServerRuns(_ handler: Handler) async throws {
+    func handlerCapturesFreed(_ handler: Handler) async throws {
         weak var captured: Captured?
         let server: RPCServer
         do {
