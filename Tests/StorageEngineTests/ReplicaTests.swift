@@ -56,6 +56,69 @@ struct ReplicaTests {
         }
     }
 
+    @Test("""
+        drones claimed by row from two handles while every drone is registered again and releases serve the line: \
+        no drone twice, each drone's row names its delivery, no registration lost, the line served before newcomers
+        """, arguments: TestEngine.available)
+    func claimsFromTwoReplicas(engine: TestEngine) async throws {
+        // An assignment that finds the line empty claims its drone by the row, without the fleet
+        // key that registrations and releases hold; several rounds, so claims, registrations and
+        // releases do meet.
+        let fleetSize = 12
+        for round in 0..<4 {
+            try await withDatabase(engine) { place in
+                let stores = [try await place.open({ try SQLDroneStore($0) }, poolSize: 4), try await place.open({ try SQLDroneStore($0) }, poolSize: 4)]
+                func drone(_ index: Int, speed: Double) -> DroneSchedulerV1.Drone {
+                    var drone = StoreContractTests.drone("dr\(index)", at: Double(index % 3) * 0.001)
+                    drone.cruiseSpeedMps = speed
+                    return drone
+                }
+                for index in 0..<fleetSize { _ = try await stores[0].upsert(drone(index, speed: 1)) }
+                let now = Timestamp(seconds: 1_000)
+                // Twice as many requests as drones, each drone registered again (speed 2), at once.
+                let first = try await withThrowingTaskGroup(of: (String, AssignOutcome?).self) { group in
+                    for index in 0..<(2 * fleetSize) {
+                        group.addTask { ("d\(index)", try await stores[index % 2].assign(StoreContractTests.request("d\(index)", wait: true), now: now)) }
+                        if index < fleetSize { group.addTask { _ = try await stores[(index + 1) % 2].upsert(drone(index, speed: 2)); return ("", nil) } }
+                    }
+                    return try await group.reduce(into: [String: AssignOutcome]()) { if let outcome = $1.1 { $0[$1.0] = outcome } }
+                }
+                let assigned = first.compactMapValues { outcome -> String? in
+                    if case .assigned(let assignment, true) = outcome { return assignment.droneId }
+                    return nil
+                }
+                let waiting = first.filter { if case .waiting = $0.value { true } else { false } }.keys.sorted()
+                #expect(Set(assigned.values).count == fleetSize && assigned.count == fleetSize, "round \(round): \(assigned)")
+                #expect(waiting.count == fleetSize, "round \(round)")
+                var rows = try await stores[0].drones(status: nil, offset: 0, limit: 100)
+                #expect(rows.allSatisfy { $0.status == .assigned && assigned[$0.currentDeliveryId] == $0.droneId }, "round \(round): \(rows.map { "\($0.droneId)=\($0.status):\($0.currentDeliveryId)" })")
+                #expect(rows.allSatisfy { $0.cruiseSpeedMps == 2 }, "round \(round): a registration was lost")
+
+                // Half the deliveries end while as many newcomers ask: the freed drones go to the
+                // line's first, the newcomers join the line behind them.
+                let ending = assigned.keys.sorted().prefix(fleetSize / 2)
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for (index, deliveryID) in ending.enumerated() {
+                        group.addTask { _ = try await stores[index % 2].release(deliveryID: deliveryID, reason: "completed", now: now, position: nil, lost: false, startedBefore: nil) }
+                        group.addTask { _ = try await stores[(index + 1) % 2].assign(StoreContractTests.request("late\(index)", wait: true), now: now) }
+                    }
+                    try await group.waitForAll()
+                }
+                rows = try await stores[0].drones(status: nil, offset: 0, limit: 100)
+                let holders = Set(rows.map(\.currentDeliveryId))
+                #expect(rows.allSatisfy { $0.status == .assigned } && holders.count == fleetSize, "round \(round)")
+                var servedFromLine: [String] = []
+                for deliveryID in waiting where try await stores[1].assignment(deliveryID: deliveryID)?.state == .active { servedFromLine.append(deliveryID) }
+                #expect(servedFromLine.count == fleetSize / 2, "round \(round)")
+                #expect(holders.allSatisfy { !$0.hasPrefix("late") }, "round \(round): a newcomer went ahead of the line: \(holders.sorted())")
+                for deliveryID in holders {
+                    let active = try await stores[0].assignment(deliveryID: deliveryID)
+                    #expect(active?.state == .active && rows.first { $0.currentDeliveryId == deliveryID }?.droneId == active?.droneId, "round \(round)")
+                }
+            }
+        }
+    }
+
     @Test("two Accounts replicas starting at once both seed the demo account and key: both start, one key, and it works", arguments: TestEngine.available)
     func seedingFromTwoReplicas(engine: TestEngine) async throws {
         // make run-scaled found this: the second replica's key insert was a unique violation,

@@ -157,13 +157,24 @@ public final class SQLDroneStore: DroneStore {
         try self.init(SQLiteLocation(path: path))
     }
 
-    /// Assigning, releasing and registering read the whole fleet and the line (the nearest free
-    /// drone, the first delivery in line that a freed drone can carry), so they hold this one key:
-    /// on PostgreSQL two replicas run them one after the other, as SQLite's single writer does.
+    /// Whatever serves the line or joins it holds this one key: releasing, registering, and an
+    /// assignment for a delivery in line or one that finds no free drone for itself. They read
+    /// the whole line and the free fleet (the first delivery in line that a freed drone can
+    /// carry), so on PostgreSQL two replicas run them one after the other, as SQLite's single
+    /// writer does; without it, a delivery joining the line and a drone freed at the same moment
+    /// could miss each other. An assignment that finds a free drone for itself does not take it:
+    /// it claims the drone by its row (`assignOutsideLine`, `claim`).
     static let fleetKey = "fleet"
+
+    /// Serializes one delivery's assignment requests and releases (two replicas asked at once
+    /// for the same delivery run one after the other). Taken before `fleetKey`.
+    static func deliveryKey(_ deliveryID: String) -> String { "drone-assignment:" + deliveryID }
 
     public func upsert(_ drone: DroneSchedulerV1.Drone) async throws -> (drone: DroneSchedulerV1.Drone, created: Bool) {
         try await database.write(locking: [Self.fleetKey]) { db in
+            // The row first, locked: an assignment that claims this drone without the fleet key
+            // (`claim`) commits before this reads it, or waits for this to commit.
+            _ = try db.queryFirst("SELECT status FROM drones WHERE drone_id = ?" + db.dialect.forUpdate, [.text(drone.droneId)])
             var drone = drone
             var created = true
             if let existing = try Self.drone(drone.droneId, db) {
@@ -249,10 +260,12 @@ public final class SQLDroneStore: DroneStore {
     }
 
     public func assign(_ request: DroneSchedulerV1.AssignDroneRequest, now: Timestamp) async throws -> AssignOutcome {
-        try await database.write(locking: [Self.fleetKey]) { db in
+        let deliveryID = request.deliveryId
+        return try await database.write(locking: [Self.deliveryKey(deliveryID)]) { db in
+            if let outcome = try Self.assignOutsideLine(request, now: now, db) { return outcome }
+            try db.lock(Self.fleetKey)
             // Drones that are free go to the line first: after this, nobody in line can use one.
-            let free = try Self.serveLine(db, now: now)
-            let deliveryID = request.deliveryId
+            var free = try Self.serveLine(db, now: now)
             if let active = try Self.assignment(deliveryID, activeOnly: true, db) { return .assigned(active, created: false) }
             if let latest = try Self.assignment(deliveryID, activeOnly: false, db), latest.requestKey == request.requestKey {
                 return .released(reason: latest.releaseReason)
@@ -272,10 +285,7 @@ public final class SQLDroneStore: DroneStore {
                 }
             }
             let info = request.packageInfo ?? CommonV1.PackageInfo()
-            let pickup = request.pickupLocation ?? CommonV1.Location()
-            if let drone = Self.nearest(free.filter { $0.canCarry(info) }, to: pickup) {
-                return .assigned(try Self.insertAssignment(request, drone: drone, now: now, db), created: true)
-            }
+            if let assignment = try Self.assignNearest(request, from: &free, now: now, db) { return .assigned(assignment, created: true) }
             let fleet = try Self.fleet("WHERE d.status != ?", [.integer(Int64(DroneSchedulerV1.DroneStatus.retired.rawValue))], db)
             if !fleet.isEmpty && !fleet.contains(where: { $0.canCarry(info) }) { return .noneCanCarry }
             guard request.wait else { return .noDroneFree }
@@ -300,13 +310,46 @@ public final class SQLDroneStore: DroneStore {
             if free.isEmpty { break }
             if !place.isNull(2) && place.double(2) <= now.secondsSince1970 { continue }  // its caller learns it expired
             let request = try DroneSchedulerV1.AssignDroneRequest(storedBytes: place.bytes(1), what: "waiting request")
-            let info = request.packageInfo ?? CommonV1.PackageInfo()
-            guard let drone = nearest(free.filter { $0.canCarry(info) }, to: request.pickupLocation ?? CommonV1.Location()) else { continue }
-            _ = try insertAssignment(request, drone: drone, now: now, db)
+            guard try assignNearest(request, from: &free, now: now, db) != nil else { continue }
             try db.run("DELETE FROM waiting WHERE seq = ?", [.integer(place.int(0))])
-            free.removeAll { $0.droneId == drone.droneId }
         }
         return free
+    }
+
+    /// An assignment that needs neither the line nor the fleet key: the delivery's active one, a
+    /// released one asked for again, or, for a delivery that has no place in the line (not even
+    /// one it left), the nearest free drone that can carry the package, claimed by its row. Nil:
+    /// the caller takes the fleet key and decides with the line (serve it, join it, or refuse).
+    ///
+    /// A free drone found here is one that nobody in line can carry: whatever frees a drone or
+    /// joins the line holds the fleet key and serves the line in the same transaction, so a
+    /// newcomer that takes a free drone takes it from nobody waiting.
+    static func assignOutsideLine(_ request: DroneSchedulerV1.AssignDroneRequest, now: Timestamp,
+                                  _ db: any SQLTransaction) throws -> AssignOutcome? {
+        let deliveryID = request.deliveryId
+        if let active = try assignment(deliveryID, activeOnly: true, db) { return .assigned(active, created: false) }
+        if let latest = try assignment(deliveryID, activeOnly: false, db), latest.requestKey == request.requestKey {
+            return .released(reason: latest.releaseReason)
+        }
+        if try db.queryFirst("SELECT 1 FROM waiting WHERE delivery_id = ?", [.text(deliveryID)]) != nil { return nil }
+        var free = try fleet("WHERE d.status = ?", [.integer(Int64(DroneSchedulerV1.DroneStatus.available.rawValue))], db)
+        return try assignNearest(request, from: &free, now: now, db).map { .assigned($0, created: true) }
+    }
+
+    /// Assigns the nearest drone of `free` that can carry the request's package, and takes it
+    /// out of `free`. A drone that another transaction claimed since `free` was read is taken
+    /// out too, and the next nearest tried. Nil when none is left.
+    static func assignNearest(_ request: DroneSchedulerV1.AssignDroneRequest, from free: inout [DroneSchedulerV1.Drone], now: Timestamp,
+                              _ db: any SQLTransaction) throws -> DroneSchedulerV1.Assignment? {
+        let info = request.packageInfo ?? CommonV1.PackageInfo()
+        let pickup = request.pickupLocation ?? CommonV1.Location()
+        var candidates = free.filter { $0.canCarry(info) }
+        while let drone = nearest(candidates, to: pickup) {
+            candidates.removeAll { $0.droneId == drone.droneId }
+            free.removeAll { $0.droneId == drone.droneId }
+            if let assignment = try claim(drone, for: request, now: now, db) { return assignment }
+        }
+        return nil
     }
 
     static func nearest(_ drones: [DroneSchedulerV1.Drone], to pickup: CommonV1.Location) -> DroneSchedulerV1.Drone? {
@@ -317,9 +360,21 @@ public final class SQLDroneStore: DroneStore {
         }
     }
 
-    static func insertAssignment(_ request: DroneSchedulerV1.AssignDroneRequest, drone: DroneSchedulerV1.Drone, now: Timestamp,
-                                 _ db: any SQLTransaction) throws -> DroneSchedulerV1.Assignment {
-        var drone = drone
+    /// Makes `drone` (as read, with its latest position) the request's, if it is still available:
+    /// its row is changed only where its status is still available and no other transaction
+    /// holds it (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so two replicas that picked the same drone
+    /// do not wait for each other: the second finds nothing to claim and picks again). The row's
+    /// description is the stored one, read in the same statement, so a registration that
+    /// committed since `drone` was read is kept. Nil: another transaction has the drone.
+    static func claim(_ drone: DroneSchedulerV1.Drone, for request: DroneSchedulerV1.AssignDroneRequest, now: Timestamp,
+                      _ db: any SQLTransaction) throws -> DroneSchedulerV1.Assignment? {
+        let available = Int64(DroneSchedulerV1.DroneStatus.available.rawValue), assigned = Int64(DroneSchedulerV1.DroneStatus.assigned.rawValue)
+        guard let row = try db.queryFirst("""
+            UPDATE drones SET status = ? WHERE drone_id = (SELECT drone_id FROM drones WHERE drone_id = ? AND status = ?\(db.dialect.skipLocked)) RETURNING data
+            """, [.integer(assigned), .text(drone.droneId), .integer(available)]) else { return nil }
+        var stored = try DroneSchedulerV1.Drone(storedBytes: row.bytes(0), what: "drone")
+        stored.position = drone.position
+        stored.positionTime = drone.positionTime
         var assignment = DroneSchedulerV1.Assignment()
         assignment.deliveryId = request.deliveryId
         assignment.droneId = drone.droneId
@@ -333,9 +388,9 @@ public final class SQLDroneStore: DroneStore {
             INSERT INTO assignments (delivery_id, request_key, drone_id, owner_id, active, assign_time, route_meters, data) VALUES (?, ?, ?, ?, 1, ?, ?, ?)
             """, [.text(request.deliveryId), .text(request.requestKey), .text(drone.droneId), .text(request.owner?.accountId ?? ""),
                   .real(now.secondsSince1970), .real(route), .blob(assignment.serializedBytes())])
-        drone.status = .assigned
-        drone.currentDeliveryId = request.deliveryId
-        try save(drone, db)
+        stored.status = .assigned
+        stored.currentDeliveryId = request.deliveryId
+        try save(stored, db)
         return assignment
     }
 
@@ -355,7 +410,7 @@ public final class SQLDroneStore: DroneStore {
 
     public func release(deliveryID: String, reason: String, now: Timestamp, position: CommonV1.Location?, lost: Bool,
                         startedBefore: Timestamp?) async throws -> ReleaseOutcome? {
-        try await database.write(locking: [Self.fleetKey]) { db in
+        try await database.write(locking: [Self.deliveryKey(deliveryID), Self.fleetKey]) { db in
             var outcome = ReleaseOutcome(assignment: nil, released: false, withdrawn: false)
             let limit = startedBefore?.secondsSince1970 ?? .infinity
             if let row = try db.queryFirst("SELECT assignment_id, data, assign_time FROM assignments WHERE delivery_id = ? AND active = 1", [.text(deliveryID)]),

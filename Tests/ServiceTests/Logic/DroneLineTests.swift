@@ -128,6 +128,26 @@ struct DroneLineTests {
         #expect(try await assign(request("next", queuedAt: 3)).droneId == "d-1")
     }
 
+    @Test("a delivery that left the line, or whose wait_until passed in line, is refused when it asks again, even with a drone free for it")
+    func leftTheLineWhileADroneIsFree() async throws {
+        // An assignment that finds a free drone takes it without the line, but only for a
+        // delivery that has no place in the line, not even a place it has left.
+        func message<T>(_ body: () async throws -> T) async -> String {
+            do { _ = try await body(); return "no error" } catch { return "\(error)" }
+        }
+        try await register("d-1")
+        _ = try await assign(request("busy"))
+        #expect(try await assign(request("cancelled", queuedAt: 1)).waiting)
+        let soon = Date().timeIntervalSince1970 + 0.3
+        #expect(try await assign(request("late", queuedAt: 2, waitUntil: soon)).waiting)
+        #expect(try await release("cancelled", reason: "cancelled").withdrawn)
+        try await Task.sleep(for: .milliseconds(400))  // late's wait_until passes while it waits
+        _ = try await release("busy")  // d-1 is free: the line has nobody it may go to
+        #expect(await message { try await assign(request("cancelled", queuedAt: 1)) }.hasPrefix("FAILED_PRECONDITION: the drone assignment of delivery cancelled for request \"saga-cancelled\" ended (cancelled)"))
+        #expect(await message { try await assign(request("late", queuedAt: 2, waitUntil: soon)) }.hasPrefix("FAILED_PRECONDITION: delivery late waited for a drone until"))
+        #expect(try await assign(request("next", queuedAt: 3)).droneId == "d-1")
+    }
+
     @Test("without wait, no free drone is RESOURCE_EXHAUSTED; a package no drone can carry is INVALID_ARGUMENT")
     func withoutWaiting() async throws {
         try await register("d-1")
