@@ -333,4 +333,42 @@ struct StoreContractTests {
             #expect(try await store.flights().isEmpty)
         }
     }
+
+    @Test("FlightStore: a flight is replaced only as it was read, and a finished tick does not end a flight planned again since", arguments: TestEngine.available)
+    func flightReplacedAsRead(engine: TestEngine) async throws {
+        try await withDatabase(engine) { place in
+            let store = try await place.open { try SQLFlightStore($0) }
+            var plan = TelemetryV1.FlightPlan()
+            plan.deliveryId = "d1"
+            plan.droneId = "dr1"
+            plan.flightId = "f-1"
+            let first = Flight(plan: plan, phase: .headedToPickup, sequence: 0)
+            try await store.saveFlight(first)
+            #expect(try await store.flight(droneID: "dr1") == first)
+            #expect(try await store.flight(droneID: "dr2") == nil)
+
+            // A tick moves the flight on: a replacement made from what was read before it is refused.
+            #expect(try await store.claimDrones(holder: "sim-a", lease: .seconds(60)).isEmpty, "no drone in the fleet yet")
+            try await store.saveDrones([SimulatedDrone(id: "dr1", position: CommonV1.Location(), home: CommonV1.Location(), speed: 15,
+                                                       capacityKg: 5, maxPackageSize: .medium)])
+            #expect(try await store.claimDrones(holder: "sim-a", lease: .seconds(60)) == ["dr1"])
+            var ticked = first
+            ticked.phase = .atDropoff
+            ticked.sequence = 8
+            #expect(try await store.saveTick(drones: [], flights: [ticked], holder: "sim-a") == ["d1"])
+            var replanned = plan
+            replanned.flightId = "f-2"
+            #expect(try await store.replaceFlight(first, with: Flight(plan: replanned, phase: .headedToDropoff)) == false)
+            #expect(try await store.flight(deliveryID: "d1") == ticked)
+
+            // Aborted and planned again with the same plan after the tick saved it: the tick's
+            // finishing (its flight at sequence 8) leaves the new one (sequence 0) flying.
+            #expect(try await store.removeFlight(deliveryID: "d1"))
+            try await store.saveFlight(first)
+            try await store.finishFlights([ticked], holder: "sim-a")
+            #expect(try await store.flight(deliveryID: "d1") == first)
+            #expect(try await store.replaceFlight(first, with: Flight(plan: replanned, phase: .headedToPickup)))
+            #expect(try await store.flight(droneID: "dr1")?.plan.flightId == "f-2")
+        }
+    }
 }

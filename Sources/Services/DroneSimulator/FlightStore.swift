@@ -39,10 +39,18 @@ public struct Flight: Sendable, Hashable {
 /// simulator picks its drones up where they were.
 public protocol FlightStore: Sendable {
     func drones() async throws -> [SimulatedDrone]
+    /// One drone of the fleet; nil when it is not in it.
+    func drone(id: String) async throws -> SimulatedDrone?
     func saveDrones(_ drones: [SimulatedDrone]) async throws
     func flights() async throws -> [Flight]
     func flight(deliveryID: String) async throws -> Flight?
+    /// The flight `droneID` is flying, if any (a drone flies at most one).
+    func flight(droneID: String) async throws -> Flight?
     func saveFlight(_ flight: Flight) async throws
+    /// Replaces the delivery's flight `expected` by `flight`, only while `expected` is still on
+    /// file as it was read (the same plan, phase and sequence): a tick that moved it on, or an
+    /// abort, comes first, and the caller reads again. Returns whether it replaced it.
+    func replaceFlight(_ expected: Flight, with flight: Flight) async throws -> Bool
     func removeFlight(deliveryID: String) async throws -> Bool
     /// Renews `holder`'s membership and its drones for `lease`, takes unowned or expired drones
     /// up to its fair share (the fleet divided by the live replicas), hands idle drones back when it
@@ -54,7 +62,9 @@ public protocol FlightStore: Sendable {
     /// is still on file with the same plan (an abort during the tick wins). Returns the delivery ids
     /// of the flights saved: only those may be reported.
     func saveTick(drones: [SimulatedDrone], flights: [Flight], holder: String) async throws -> Set<String>
-    /// Ends flights that reached their drop-off and were reported, while `holder` owns their drones.
+    /// Ends flights that reached their drop-off and were reported, while `holder` owns their
+    /// drones and each is still on file as the tick saved it (the same plan and sequence: a
+    /// flight aborted and planned again since is a new one, and keeps flying).
     func finishFlights(_ flights: [Flight], holder: String) async throws
 }
 
@@ -106,14 +116,20 @@ public final class SQLFlightStore: FlightStore {
         try self.init(SQLiteLocation(path: path))
     }
 
+    static let selectDrones = "SELECT drone_id, latitude, longitude, altitude, home_latitude, home_longitude, speed, capacity_kg, max_size FROM drones"
+
+    static func loadDrone(_ row: Row) -> SimulatedDrone {
+        SimulatedDrone(id: row.string(0), position: CommonV1.Location(latitude: row.double(1), longitude: row.double(2), altitude: row.double(3)),
+                       home: CommonV1.Location(latitude: row.double(4), longitude: row.double(5)), speed: row.double(6),
+                       capacityKg: row.double(7), maxPackageSize: CommonV1.PackageSize(rawValue: Int32(row.int(8))))
+    }
+
     public func drones() async throws -> [SimulatedDrone] {
-        try await database.read { db in
-            try db.query("SELECT drone_id, latitude, longitude, altitude, home_latitude, home_longitude, speed, capacity_kg, max_size FROM drones ORDER BY drone_id").map {
-                SimulatedDrone(id: $0.string(0), position: CommonV1.Location(latitude: $0.double(1), longitude: $0.double(2), altitude: $0.double(3)),
-                               home: CommonV1.Location(latitude: $0.double(4), longitude: $0.double(5)), speed: $0.double(6),
-                               capacityKg: $0.double(7), maxPackageSize: CommonV1.PackageSize(rawValue: Int32($0.int(8))))
-            }
-        }
+        try await database.read { db in try db.query(Self.selectDrones + " ORDER BY drone_id").map(Self.loadDrone) }
+    }
+
+    public func drone(id: String) async throws -> SimulatedDrone? {
+        try await database.read { db in try db.queryFirst(Self.selectDrones + " WHERE drone_id = ?", [.text(id)]).map(Self.loadDrone) }
     }
 
     static func write(_ drone: SimulatedDrone, _ db: any SQLTransaction) throws {
@@ -156,8 +172,22 @@ public final class SQLFlightStore: FlightStore {
         try await database.read { db in try db.queryFirst("SELECT plan, phase, sequence FROM flights WHERE delivery_id = ?", [.text(deliveryID)]).map(Self.load) }
     }
 
+    public func flight(droneID: String) async throws -> Flight? {
+        try await database.read { db in try db.queryFirst("SELECT plan, phase, sequence FROM flights WHERE drone_id = ?", [.text(droneID)]).map(Self.load) }
+    }
+
     public func saveFlight(_ flight: Flight) async throws {
         try await database.write { db in try Self.write(flight, db) }
+    }
+
+    public func replaceFlight(_ expected: Flight, with flight: Flight) async throws -> Bool {
+        try await database.write { db in
+            try db.run("""
+                UPDATE flights SET drone_id = ?, phase = ?, sequence = ?, plan = ? WHERE delivery_id = ? AND plan = ? AND phase = ? AND sequence = ?
+                """, [.text(flight.plan.droneId), .integer(Int64(flight.phase.rawValue)), .integer(flight.sequence), .blob(flight.plan.serializedBytes()),
+                      .text(expected.plan.deliveryId), .blob(expected.plan.serializedBytes()), .integer(Int64(expected.phase.rawValue)),
+                      .integer(expected.sequence)]) == 1
+        }
     }
 
     public func removeFlight(deliveryID: String) async throws -> Bool {
@@ -240,8 +270,9 @@ public final class SQLFlightStore: FlightStore {
         try await database.write { db in
             let now = try Self.databaseNow(db)
             for flight in flights {
-                try db.run("DELETE FROM flights WHERE delivery_id = ? AND plan = ? AND \(Self.ownedByHolder)",
-                           [.text(flight.plan.deliveryId), .blob(flight.plan.serializedBytes()), .text(flight.plan.droneId), .text(holder), .real(now)])
+                try db.run("DELETE FROM flights WHERE delivery_id = ? AND plan = ? AND sequence = ? AND \(Self.ownedByHolder)",
+                           [.text(flight.plan.deliveryId), .blob(flight.plan.serializedBytes()), .integer(flight.sequence), .text(flight.plan.droneId),
+                            .text(holder), .real(now)])
             }
         }
     }
