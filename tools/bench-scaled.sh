@@ -24,6 +24,12 @@
 #   4. nothing accepted lost: how many accepted deliveries did not reach a final stage (a count,
 #      not per id: h2load's requests are identical and their ids are made by Ingestion; the
 #      batch's ids are checked one by one, in the store and through the gateway).
+# INTAKE_ALONE=1: every Workflow process (the request queue's consumers) is stopped (SIGSTOP) over
+# the intake load and continued (SIGCONT) after it, on every system alike, so the intake tier has
+# the machine to itself, as on a cluster where Workflow runs on other hosts: without it, on one
+# machine the backlog's sagas share the cores with the intake and the faster the backlog drains,
+# the lower the intake figure. Accepted requests still wait durably on the queue; the backlog
+# drains after the load, and is measured as without it.
 # PG_TOP_STATEMENTS=N: on the scaled systems, also PostgreSQL's N statements that took the most
 # time over the intake load (pg_stat_statements, loaded for this run through FABRIKAM_PG_OPTIONS).
 # A measurement, not a test: nothing is asserted about the figures. Everything it starts is
@@ -41,6 +47,7 @@ E2E_SECONDS=${E2E_SECONDS:-300}
 DRAIN_SECONDS=${DRAIN_SECONDS:-600}
 SYSTEMS=${SYSTEMS:-"embedded scaled-1 scaled-2"}
 PG_TOP_STATEMENTS=${PG_TOP_STATEMENTS:-}
+INTAKE_ALONE=${INTAKE_ALONE:-}
 [[ -z $PG_TOP_STATEMENTS ]] || export FABRIKAM_PG_OPTIONS="${FABRIKAM_PG_OPTIONS:-} -c shared_preload_libraries=pg_stat_statements"
 [[ $(id -u) == 0 ]] || { echo "bench-scaled: needs root (network namespaces)" >&2; exit 1; }
 bash tools/install-deps.sh >/dev/null
@@ -57,7 +64,9 @@ export FABRIKAM_NETNS_PREFIX=fabb FABRIKAM_SCALED_DIR=/tmp/fabrikam-scaled-fabb
 P=$FABRIKAM_NETNS_PREFIX
 base=${FABRIKAM_BENCH_PORT_BASE:-26151}
 launcher=""
+paused=()
 cleanup() {
+  if (( ${#paused[@]} > 0 )); then kill -CONT "${paused[@]}" 2>/dev/null || true; fi
   if [[ -n $launcher ]]; then kill -TERM "$launcher" 2>/dev/null || true; wait "$launcher" 2>/dev/null || true; fi
   bash tools/run-scaled.sh --down >/dev/null 2>&1 || true
   rm -rf "$work"
@@ -225,9 +234,16 @@ print(d.get("fabrikam_Q_delivery-requests", 0), d.get("fabrikam_DLQ", 0))')"; }
   if [[ -n $PG_TOP_STATEMENTS && $system == scaled-* ]]; then
     statements -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" -c "SELECT pg_stat_statements_reset()" >/dev/null
   fi
+  if [[ -n $INTAKE_ALONE ]]; then
+    for p in $(procs); do [[ $(cat "/proc/$p/comm" 2>/dev/null) == workflow-servic* ]] && paused+=("$p"); done
+    (( ${#paused[@]} > 0 )) || { echo "bench-scaled: INTAKE_ALONE: no Workflow process found on $system" >&2; exit 1; }
+    kill -STOP "${paused[@]}"
+    label="$label, Workflow paused over the intake"
+  fi
   cpu $(procs) > "$work/cpu-before"
   read -r rps p50 p99 h2failed wall < <(load "$ns" "${urls[@]}")
   cpu $(procs) > "$work/cpu-after"
+  if (( ${#paused[@]} > 0 )); then kill -CONT "${paused[@]}"; paused=(); fi
   if [[ -n $PG_TOP_STATEMENTS && $system == scaled-* ]]; then
     echo "$system: PostgreSQL's top statements over the intake load (ms total, calls, ms mean, rows):" >&2
     statements -A -F ' | ' -t -c "SELECT round(total_exec_time)::bigint, calls, round((total_exec_time / calls)::numeric, 3), rows,
@@ -264,7 +280,7 @@ print(d.get("fabrikam_Q_delivery-requests", 0), d.get("fabrikam_DLQ", 0))')"; }
 done
 
 cat <<TABLE
-bench-scaled: h2load -n $REQUESTS -c $CLIENTS -m $STREAMS CreateDelivery into Ingestion; end-to-end batch $E2E_DELIVERIES deliveries through the gateway(s), $E2E_CONCURRENCY at once; $(nproc) cores, everything on this machine, release build; $(date -u +%FT%TZ)
+bench-scaled: h2load -n $REQUESTS -c $CLIENTS -m $STREAMS CreateDelivery into Ingestion$([[ -z $INTAKE_ALONE ]] || echo " (INTAKE_ALONE: Workflow stopped over it)"); end-to-end batch $E2E_DELIVERIES deliveries through the gateway(s), $E2E_CONCURRENCY at once; $(nproc) cores, everything on this machine, release build; $(date -u +%FT%TZ)
 
 | system | intake req/s | p50 ms | p99 ms | failed | intake CPU µs/req (all) | services | engines | batch completions/s | batch accept→final p50 s | p99 s | batch accepted / completed / failed | batch not final + unknown to status | backlog completions/s | CPU µs/req, load start to backlog final | accepted not final at the end |
 |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
