@@ -158,12 +158,13 @@ public final class SQLDroneStore: DroneStore {
     }
 
     /// Whatever serves the line or joins it holds this one key: releasing, registering, and an
-    /// assignment for a delivery in line or one that finds no free drone for itself. They read
-    /// the whole line and the free fleet (the first delivery in line that a freed drone can
-    /// carry), so on PostgreSQL two replicas run them one after the other, as SQLite's single
-    /// writer does; without it, a delivery joining the line and a drone freed at the same moment
-    /// could miss each other. An assignment that finds a free drone for itself does not take it:
-    /// it claims the drone by its row (`assignOutsideLine`, `claim`).
+    /// assignment that finds no free drone for itself, or one for a delivery in line that a free
+    /// drone could carry. They read the whole line and the free fleet (the first delivery in line
+    /// that a freed drone can carry), so on PostgreSQL two replicas run them one after the other,
+    /// as SQLite's single writer does; without it, a delivery joining the line and a drone freed
+    /// at the same moment could miss each other. An assignment that finds a free drone for itself
+    /// does not take it: it claims the drone by its row (`assignOutsideLine`, `claim`); nor does
+    /// a delivery in line that asks again while no free drone can carry it.
     static let fleetKey = "fleet"
 
     /// Serializes one delivery's assignment requests and releases (two replicas asked at once
@@ -317,9 +318,10 @@ public final class SQLDroneStore: DroneStore {
     }
 
     /// An assignment that needs neither the line nor the fleet key: the delivery's active one, a
-    /// released one asked for again, or, for a delivery that has no place in the line (not even
-    /// one it left), the nearest free drone that can carry the package, claimed by its row. Nil:
-    /// the caller takes the fleet key and decides with the line (serve it, join it, or refuse).
+    /// released one asked for again, for a delivery that has no place in the line (not even one
+    /// it left) the nearest free drone that can carry the package, claimed by its row, or for one
+    /// waiting in line with no free drone it could use, its place. Nil: the caller takes the
+    /// fleet key and decides with the line (serve it, join it, or refuse).
     ///
     /// A free drone found here is one that nobody in line can carry: whatever frees a drone or
     /// joins the line holds the fleet key and serves the line in the same transaction, so a
@@ -331,9 +333,18 @@ public final class SQLDroneStore: DroneStore {
         if let latest = try assignment(deliveryID, activeOnly: false, db), latest.requestKey == request.requestKey {
             return .released(reason: latest.releaseReason)
         }
-        if try db.queryFirst("SELECT 1 FROM waiting WHERE delivery_id = ?", [.text(deliveryID)]) != nil { return nil }
+        let place = try db.queryFirst("SELECT seq, request_key, wait_until, withdrawn FROM waiting WHERE delivery_id = ?", [.text(deliveryID)])
         var free = try fleet("WHERE d.status = ?", [.integer(Int64(DroneSchedulerV1.DroneStatus.available.rawValue))], db)
-        return try assignNearest(request, from: &free, now: now, db).map { .assigned($0, created: true) }
+        guard let place else { return try assignNearest(request, from: &free, now: now, db).map { .assigned($0, created: true) } }
+        // A delivery in line asking again (Workflow asks until it has a drone): while no free
+        // drone can carry its package there is nothing to serve, and its place is all it gets,
+        // read without the fleet key. Otherwise (a free drone it could use: a drone freed by a
+        // transaction that failed before serving the line; a place it left, or whose wait ended;
+        // another request key) the caller takes the key and decides with the line.
+        let info = request.packageInfo ?? CommonV1.PackageInfo()
+        guard place.isNull(3), place.string(1) == request.requestKey, place.isNull(2) || place.double(2) > now.secondsSince1970,
+              !free.contains(where: { $0.canCarry(info) }) else { return nil }
+        return .waiting(position: try position(seq: place.int(0), db))
     }
 
     /// Assigns the nearest drone of `free` that can carry the request's package, and takes it

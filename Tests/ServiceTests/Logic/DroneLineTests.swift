@@ -1,10 +1,11 @@
 import DroneDeliveryAPI
-import DroneScheduler
+@testable import DroneScheduler
 import Foundation
 import Messaging
 import ProtobufKit
 import RPC
 import ServiceKit
+import Storage
 import Testing
 import TestSupport
 
@@ -146,6 +147,27 @@ struct DroneLineTests {
         #expect(await message { try await assign(request("cancelled", queuedAt: 1)) }.hasPrefix("FAILED_PRECONDITION: the drone assignment of delivery cancelled for request \"saga-cancelled\" ended (cancelled)"))
         #expect(await message { try await assign(request("late", queuedAt: 2, waitUntil: soon)) }.hasPrefix("FAILED_PRECONDITION: delivery late waited for a drone until"))
         #expect(try await assign(request("next", queuedAt: 3)).droneId == "d-1")
+    }
+
+    @Test("a delivery in line that asks again while a drone it can carry is free gets that drone, even one freed without serving the line")
+    func waitingDeliveryFindsAFreeDrone() async throws {
+        // A delivery in line that asks again reads its place without the fleet key, unless a
+        // free drone could carry it: then the line is served (the repair for a drone freed by a
+        // transaction that never served the line).
+        try await register("d-1")
+        _ = try await assign(request("busy"))
+        #expect(try await assign(request("waiter", queuedAt: 1)).position == 1)
+        let store = try #require(logic.store as? SQLDroneStore)
+        var drone = try #require(try await store.drones(status: nil, offset: 0, limit: 10).first)
+        drone.status = .available
+        drone.currentDeliveryId = ""
+        try await store.database.write { [drone] db in
+            try db.run("UPDATE assignments SET active = 0 WHERE delivery_id = ?", [.text("busy")])
+            try db.run("UPDATE drones SET status = ?, data = ? WHERE drone_id = ?",
+                       [.integer(Int64(drone.status.rawValue)), .blob(drone.serializedBytes()), .text(drone.droneId)])
+        }
+        #expect(try await assign(request("waiter", queuedAt: 1)).droneId == "d-1")
+        #expect(try await assign(request("late", queuedAt: 2)).position == 1, "the line is d-1's no more: a newcomer waits")
     }
 
     @Test("without wait, no free drone is RESOURCE_EXHAUSTED; a package no drone can carry is INVALID_ARGUMENT")
