@@ -71,7 +71,7 @@ struct DroneOwnershipTests {
             }
             #expect(tookOver, "sim-b holds \(taken.sorted())")
             // sim-a wakes up with its tick in hand: its save is refused, so it reports nothing.
-            var late = Self.flight("d1", drone: "dr1", sequence: 99)
+            var late = Self.flight("d1", drone: "dr1", sequence: 2)  // the tick after the flight's sequence 1
             late.phase = .atDropoff
             var moved = Self.drone("dr1")
             moved.position.latitude = 10
@@ -81,7 +81,7 @@ struct DroneOwnershipTests {
             #expect(try await first.drones().first { $0.id == "dr1" }?.position.latitude == 47.6)
             // sim-b's own tick saves.
             #expect(try await second.saveTick(drones: [moved], flights: [late], holder: "sim-b") == ["d1"])
-            #expect(try await first.flight(deliveryID: "d1")?.sequence == 99)
+            #expect(try await first.flight(deliveryID: "d1")?.sequence == 2)
             // sim-a claims again: sim-b's drones are not expired, so sim-a gets none of them back.
             #expect(try await first.claimDrones(holder: "sim-a", lease: .seconds(1)).isEmpty)
         }

@@ -119,6 +119,42 @@ struct ReplicaTests {
         }
     }
 
+    @Test("a delivery in line that asks again while another replica's release serves it gets the drone, never \"released\"", arguments: TestEngine.postgresOnly)
+    func pollMeetsServingRelease(engine: TestEngine) async throws {
+        // A waiting delivery's poll reads without the fleet key, so a release on another handle
+        // can serve it between two of the poll's statements (a window of one round trip). Many
+        // rounds, the release at a different moment of the polling in each.
+        try await withDatabase(engine) { place in
+            let poller = try await place.open({ try SQLDroneStore($0) }, poolSize: 2)
+            let releaser = try await place.open({ try SQLDroneStore($0) }, poolSize: 2)
+            _ = try await poller.upsert(StoreContractTests.drone("dr0", at: 0))
+            let now = Timestamp(seconds: 1_000)
+            for round in 0..<120 {
+                _ = try await poller.assign(StoreContractTests.request("busy\(round)"), now: now)
+                let waiter = StoreContractTests.request("waiter\(round)", wait: true)
+                #expect(try await poller.assign(waiter, now: now) == .waiting(position: 1), "round \(round)")
+                async let polls: [AssignOutcome] = {
+                    var outcomes: [AssignOutcome] = []
+                    while outcomes.count < 400 {
+                        let outcome = try await poller.assign(waiter, now: now)
+                        outcomes.append(outcome)
+                        if case .waiting = outcome { continue }
+                        break
+                    }
+                    return outcomes
+                }()
+                try await Task.sleep(for: .microseconds(200 * (round % 10)))
+                _ = try await releaser.release(deliveryID: "busy\(round)", reason: "completed", now: now, position: nil, lost: false, startedBefore: nil)
+                let outcomes = try await polls
+                guard case .assigned(let assignment, false)? = outcomes.last, assignment.droneId == "dr0" else {
+                    Issue.record("round \(round): the poll ended with \(outcomes.last.map { "\($0)" } ?? "nothing") after \(outcomes.count) polls")
+                    break
+                }
+                _ = try await releaser.release(deliveryID: "waiter\(round)", reason: "completed", now: now, position: nil, lost: false, startedBefore: nil)
+            }
+        }
+    }
+
     @Test("two Accounts replicas starting at once both seed the demo account and key: both start, one key, and it works", arguments: TestEngine.available)
     func seedingFromTwoReplicas(engine: TestEngine) async throws {
         // make run-scaled found this: the second replica's key insert was a unique violation,

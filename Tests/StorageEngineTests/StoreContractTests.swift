@@ -323,18 +323,18 @@ struct StoreContractTests {
             await #expect(throws: (any Error).self, "one flight per drone") { try await store.saveFlight(flight("d3", drone: "dr1")) }
             #expect(try await store.removeFlight(deliveryID: "d2"))
             var ticked = flight("d1", drone: "dr1")
-            ticked.sequence = 7
+            ticked.sequence = 2  // the tick after the one that saved sequence 1
             #expect(try await store.claimDrones(holder: "sim-a", lease: .seconds(60)) == ["dr1"])
             let saved = try await store.saveTick(drones: [drone], flights: [ticked, flight("d2", drone: "dr2")], holder: "sim-a")
             #expect(saved == ["d1"])
             #expect(try await store.flights().map(\.plan.deliveryId) == ["d1"], "d2 was removed during the tick and stays removed")
-            #expect(try await store.flight(deliveryID: "d1")?.sequence == 7)
+            #expect(try await store.flight(deliveryID: "d1")?.sequence == 2)
             try await store.finishFlights([ticked], holder: "sim-a")
             #expect(try await store.flights().isEmpty)
         }
     }
 
-    @Test("FlightStore: a flight is replaced only as it was read, and a finished tick does not end a flight planned again since", arguments: TestEngine.available)
+    @Test("FlightStore: a flight is created once and replaced only as it was read; a tick neither saves over nor ends a flight planned again since", arguments: TestEngine.available)
     func flightReplacedAsRead(engine: TestEngine) async throws {
         try await withDatabase(engine) { place in
             let store = try await place.open { try SQLFlightStore($0) }
@@ -354,7 +354,7 @@ struct StoreContractTests {
             #expect(try await store.claimDrones(holder: "sim-a", lease: .seconds(60)) == ["dr1"])
             var ticked = first
             ticked.phase = .atDropoff
-            ticked.sequence = 8
+            ticked.sequence = 1
             #expect(try await store.saveTick(drones: [], flights: [ticked], holder: "sim-a") == ["d1"])
             var replanned = plan
             replanned.flightId = "f-2"
@@ -362,12 +362,25 @@ struct StoreContractTests {
             #expect(try await store.flight(deliveryID: "d1") == ticked)
 
             // Aborted and planned again with the same plan after the tick saved it: the tick's
-            // finishing (its flight at sequence 8) leaves the new one (sequence 0) flying.
+            // finishing (its flight at sequence 1) leaves the new one (sequence 0) flying.
             #expect(try await store.removeFlight(deliveryID: "d1"))
-            try await store.saveFlight(first)
+            #expect(try await store.createFlight(first))
             try await store.finishFlights([ticked], holder: "sim-a")
             #expect(try await store.flight(deliveryID: "d1") == first)
-            #expect(try await store.replaceFlight(first, with: Flight(plan: replanned, phase: .headedToPickup)))
+            // Planned again while a tick that read the old flight (sequence 1) was moving it:
+            // that tick's save (sequence 2) does not land on the new one.
+            var late = ticked
+            late.sequence = 2
+            #expect(try await store.saveTick(drones: [], flights: [late], holder: "sim-a").isEmpty)
+            #expect(try await store.flight(deliveryID: "d1") == first)
+            // A second create of a flight on file (the same plan asked twice at once) writes nothing.
+            var moved = first
+            moved.sequence = 1
+            moved.phase = .atPickup
+            #expect(try await store.saveTick(drones: [], flights: [moved], holder: "sim-a") == ["d1"])
+            #expect(try await store.createFlight(first) == false)
+            #expect(try await store.flight(deliveryID: "d1") == moved)
+            #expect(try await store.replaceFlight(moved, with: Flight(plan: replanned, phase: .headedToPickup)))
             #expect(try await store.flight(droneID: "dr1")?.plan.flightId == "f-2")
         }
     }

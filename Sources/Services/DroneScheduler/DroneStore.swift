@@ -329,11 +329,16 @@ public final class SQLDroneStore: DroneStore {
     static func assignOutsideLine(_ request: DroneSchedulerV1.AssignDroneRequest, now: Timestamp,
                                   _ db: any SQLTransaction) throws -> AssignOutcome? {
         let deliveryID = request.deliveryId
-        if let active = try assignment(deliveryID, activeOnly: true, db) { return .assigned(active, created: false) }
-        if let latest = try assignment(deliveryID, activeOnly: false, db), latest.requestKey == request.requestKey {
-            return .released(reason: latest.releaseReason)
-        }
+        // The place first, then the assignments, each read once: without the fleet key, a release
+        // may serve this delivery from the line between two statements, deleting its place and
+        // adding its assignment in one commit. Read in this order, a place gone means its
+        // assignment shows; read the other way round (or the latest assignment read twice), the
+        // new assignment could show as an earlier one of the same request, "released".
         let place = try db.queryFirst("SELECT seq, request_key, wait_until, withdrawn FROM waiting WHERE delivery_id = ?", [.text(deliveryID)])
+        if let latest = try assignment(deliveryID, activeOnly: false, db) {
+            if latest.state == .active { return .assigned(latest, created: false) }
+            if latest.requestKey == request.requestKey { return .released(reason: latest.releaseReason) }
+        }
         var free = try fleet("WHERE d.status = ?", [.integer(Int64(DroneSchedulerV1.DroneStatus.available.rawValue))], db)
         guard let place else { return try assignNearest(request, from: &free, now: now, db).map { .assigned($0, created: true) } }
         // A delivery in line asking again (Workflow asks until it has a drone): while no free

@@ -117,10 +117,12 @@ public final class DroneSimulator: TelemetryV1.FlightControlService.Handler {
             }
             if created {
                 do {
+                    // Either one is refused when another call changed the flight since it was
+                    // read (a tick, an abort, the same plan asked twice at once): read again.
                     if let existing {
                         guard try await store.replaceFlight(existing, with: Flight(plan: plan, phase: phase)) else { continue }
                     } else {
-                        try await store.saveFlight(Flight(plan: plan, phase: phase))
+                        guard try await store.createFlight(Flight(plan: plan, phase: phase)) else { continue }
                     }
                 } catch {
                     // Another call gave the drone a flight after the check above: the store's

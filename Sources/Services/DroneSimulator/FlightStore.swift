@@ -47,6 +47,8 @@ public protocol FlightStore: Sendable {
     /// The flight `droneID` is flying, if any (a drone flies at most one).
     func flight(droneID: String) async throws -> Flight?
     func saveFlight(_ flight: Flight) async throws
+    /// Adds a flight for a delivery that has none; false (and nothing written) when it has one.
+    func createFlight(_ flight: Flight) async throws -> Bool
     /// Replaces the delivery's flight `expected` by `flight`, only while `expected` is still on
     /// file as it was read (the same plan, phase and sequence): a tick that moved it on, or an
     /// abort, comes first, and the caller reads again. Returns whether it replaced it.
@@ -59,8 +61,10 @@ public protocol FlightStore: Sendable {
     func claimDrones(holder: String, lease: Duration) async throws -> Set<String>
     /// Saves a tick's outcome in one transaction, fenced by ownership: a drone's new position and
     /// its flight are written only while `holder` still owns the drone, and a flight only while it
-    /// is still on file with the same plan (an abort during the tick wins). Returns the delivery ids
-    /// of the flights saved: only those may be reported.
+    /// is still on file as the tick read it: the same plan, and the sequence before this tick's
+    /// (each flight's `sequence` minus one). An abort during the tick wins, and so does a flight
+    /// aborted and planned again with the same plan. Returns the delivery ids of the flights
+    /// saved: only those may be reported.
     func saveTick(drones: [SimulatedDrone], flights: [Flight], holder: String) async throws -> Set<String>
     /// Ends flights that reached their drop-off and were reported, while `holder` owns their
     /// drones and each is still on file as the tick saved it (the same plan and sequence: a
@@ -180,6 +184,14 @@ public final class SQLFlightStore: FlightStore {
         try await database.write { db in try Self.write(flight, db) }
     }
 
+    public func createFlight(_ flight: Flight) async throws -> Bool {
+        try await database.write { db in
+            try db.run("INSERT INTO flights (delivery_id, drone_id, phase, sequence, plan) VALUES (?, ?, ?, ?, ?) ON CONFLICT (delivery_id) DO NOTHING",
+                       [.text(flight.plan.deliveryId), .text(flight.plan.droneId), .integer(Int64(flight.phase.rawValue)), .integer(flight.sequence),
+                        .blob(flight.plan.serializedBytes())]) == 1
+        }
+    }
+
     public func replaceFlight(_ expected: Flight, with flight: Flight) async throws -> Bool {
         try await database.write { db in
             try db.run("""
@@ -256,9 +268,9 @@ public final class SQLFlightStore: FlightStore {
             var saved: Set<String> = []
             for flight in flights {
                 let changed = try db.run("""
-                    UPDATE flights SET phase = ?, sequence = ? WHERE delivery_id = ? AND plan = ? AND \(Self.ownedByHolder)
+                    UPDATE flights SET phase = ?, sequence = ? WHERE delivery_id = ? AND plan = ? AND sequence = ? AND \(Self.ownedByHolder)
                     """, [.integer(Int64(flight.phase.rawValue)), .integer(flight.sequence), .text(flight.plan.deliveryId),
-                          .blob(flight.plan.serializedBytes()), .text(flight.plan.droneId), .text(holder), .real(now)])
+                          .blob(flight.plan.serializedBytes()), .integer(flight.sequence - 1), .text(flight.plan.droneId), .text(holder), .real(now)])
                 if changed == 1 { saved.insert(flight.plan.deliveryId) }
             }
             return saved
