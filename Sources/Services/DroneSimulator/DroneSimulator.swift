@@ -95,7 +95,7 @@ public final class DroneSimulator: TelemetryV1.FlightControlService.Handler {
             throw RPCError(.notFound, "drone \(plan.droneId) is not in the simulated fleet")
         }
         // No lock against the tick: every write is conditional in the store (one flight per
-        // drone; a replaced flight only as it was read; a tick saves a flight only with its plan),
+        // drone; a replaced flight only as it was read; a tick saves a flight only as it read it),
         // as it must be anyway across replicas. A replacement that finds the flight moved on
         // reads again. (An in-process lock held across the tick, its report to Delivery
         // included, made every AssignFlight wait for it, and read the whole fleet and every

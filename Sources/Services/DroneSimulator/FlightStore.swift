@@ -46,7 +46,6 @@ public protocol FlightStore: Sendable {
     func flight(deliveryID: String) async throws -> Flight?
     /// The flight `droneID` is flying, if any (a drone flies at most one).
     func flight(droneID: String) async throws -> Flight?
-    func saveFlight(_ flight: Flight) async throws
     /// Adds a flight for a delivery that has none; false (and nothing written) when it has one.
     func createFlight(_ flight: Flight) async throws -> Bool
     /// Replaces the delivery's flight `expected` by `flight`, only while `expected` is still on
@@ -149,16 +148,6 @@ public final class SQLFlightStore: FlightStore {
                     .integer(Int64(drone.maxPackageSize.rawValue))])
     }
 
-    static func write(_ flight: Flight, _ db: any SQLTransaction) throws {
-        try db.run("""
-            INSERT INTO flights (delivery_id, drone_id, phase, sequence, plan) VALUES (?, ?, ?, ?, ?)
-            ON CONFLICT (delivery_id) DO UPDATE SET drone_id = excluded.drone_id, phase = excluded.phase, sequence = excluded.sequence,
-                plan = excluded.plan
-            """,
-                   [.text(flight.plan.deliveryId), .text(flight.plan.droneId), .integer(Int64(flight.phase.rawValue)), .integer(flight.sequence),
-                    .blob(flight.plan.serializedBytes())])
-    }
-
     static func load(_ row: Row) throws -> Flight {
         Flight(plan: try TelemetryV1.FlightPlan(storedBytes: row.bytes(0), what: "flight plan"),
                phase: TelemetryV1.FlightPhase(rawValue: Int32(row.int(1))), sequence: row.int(2))
@@ -178,10 +167,6 @@ public final class SQLFlightStore: FlightStore {
 
     public func flight(droneID: String) async throws -> Flight? {
         try await database.read { db in try db.queryFirst("SELECT plan, phase, sequence FROM flights WHERE drone_id = ?", [.text(droneID)]).map(Self.load) }
-    }
-
-    public func saveFlight(_ flight: Flight) async throws {
-        try await database.write { db in try Self.write(flight, db) }
     }
 
     public func createFlight(_ flight: Flight) async throws -> Bool {
