@@ -41,6 +41,19 @@ trap 'exit 130' INT TERM
 bash "$root/tools/run-scaled.sh" --down >/dev/null
 bash "$root/tools/run-scaled.sh" --up --no-build
 up=$(elapsed)
+# CPU priority (run-service.sh): every thread of the background tier's replicas under SCHED_IDLE
+# (5 in /proc/<pid>/task/<tid>/stat's policy field) unless FABRIKAM_BACKGROUND=normal, every
+# thread of the other replicas under SCHED_OTHER (0).
+want_background=$([[ ${FABRIKAM_BACKGROUND:-idle} == idle ]] && echo 5 || echo 0)
+for pidfile in "$FABRIKAM_SCALED_DIR"/pids/*.pid; do
+    replica=$(basename "$pidfile" .pid); pid=$(cat "$pidfile")
+    case ${replica#*-} in workflow|supervisor|simulator|deliveryhistory) want=$want_background ;; *) want=0 ;; esac
+    for stat in /proc/"$pid"/task/*/stat; do
+        policy=$(sed 's/^.*) //' "$stat" | cut -d' ' -f39)
+        [[ $policy == "$want" ]] || { echo "scaled-test: $replica (pid $pid) has a thread under scheduling policy $policy, not $want"; exit 1; }
+    done
+done
+echo "scaled-test: CPU priority: the background tier's threads under policy $want_background, the rest under 0"
 timeout 300 ip netns exec "$P-load" python3 "$root/tools/scaled/e2e.py"
 e2e_done=$(elapsed)
 echo "scaled-test: system up after ${up} s, e2e passed after ${e2e_done} s"
