@@ -14,34 +14,34 @@ shift
 bin=${FABRIKAM_BIN_DIR:-$root/.build/debug}
 export FABRIKAM_DATA_DIR=${FABRIKAM_DATA_DIR:-$root/data}
 
-# CPU priority. The background tier runs under Linux's SCHED_IDLE policy (FABRIKAM_BACKGROUND=idle,
-# the default; `normal` turns it off): the request queue's consumers (Workflow), the Supervisor's
-# sweeps, History's event consumer, and the drone simulator (which stands in for the drones' own
-# computers). Nothing a client waits on runs there: a client waits on the gateway and Ingestion,
-# which answer once the request is durably queued, and on the services they and Workflow call.
-# The queue is there so that intake never waits for the backlog; at the same priority on a shared
-# machine the backlog's sagas took most of the cores from the intake (docs/benchmarks.md, "Scaled
-# out"). With cores to spare it changes nothing. A policy, not a nice value: every thread inherits
-# the policy, while Dispatch sets each worker thread's nice value from its QoS, so `nice` reached
-# only the main thread. Within the kernel's autogroups (a session each) it weighs the system's own
-# processes against one another, not against other sessions' work.
+# CPU priority, off by default: FABRIKAM_BACKGROUND_NICE=N (1 to 19) starts the background tier at
+# nice N: Workflow (the request queue's consumer) and the Supervisor (sweeps). Nothing a client
+# waits on runs there, and no other service calls them on a client's path. On a shared machine
+# it keeps the backlog's sagas from taking the cores the intake needs: with 19, two scaled
+# replicas took as much intake as the embedded default, against half without it. It is off by
+# default because the starved Workflow's calls time out, its circuit breaker opens, and sagas fail:
+# 58 of 20,300 in a 20,000-request backlog, against 2 without it (docs/services.md, "CPU priority").
+# Dispatch sets each worker thread's nice value from its QoS (0, -4), which undid `nice` for all
+# but the main thread when run as root; without CAP_SYS_NICE a process cannot lower its nice
+# value, so as root the capability is dropped first (setpriv).
+background_nice=${FABRIKAM_BACKGROUND_NICE:-0}
+[[ $background_nice =~ ^[0-9]+$ ]] && ((background_nice <= 19)) || { echo "FABRIKAM_BACKGROUND_NICE must be 0 to 19, not '$background_nice'" >&2; exit 2; }
 background=()
-case ${FABRIKAM_BACKGROUND:-idle} in
-    idle)   background=(chrt --idle 0) ;;
-    normal) ;;
-    *) echo "FABRIKAM_BACKGROUND must be idle or normal, not '$FABRIKAM_BACKGROUND'" >&2; exit 2 ;;
-esac
+if ((background_nice > 0)); then
+    if [[ $(id -u) == 0 ]]; then background=(setpriv --bounding-set -sys_nice nice -n "$background_nice")
+    else background=(nice -n "$background_nice"); fi
+fi
 
 case $name in
     accounts)        exec "$bin/accounts-service" "$@" ;;
     package)         exec "$bin/package-service" "$@" ;;
     dronescheduler)  exec "$bin/dronescheduler-service" "$@" ;;
     delivery)        exec "$bin/delivery-service" "$@" ;;
-    deliveryhistory) exec "${background[@]}" "$bin/deliveryhistory-service" "$@" ;;
+    deliveryhistory) exec "$bin/deliveryhistory-service" "$@" ;;
     ingestion)       exec "$bin/ingestion-service" "$@" ;;
     workflow)        exec "${background[@]}" "$bin/workflow-service" "$@" ;;
     supervisor)      exec "${background[@]}" "$bin/supervisor-service" "$@" ;;
-    simulator)       exec "${background[@]}" "$bin/drone-simulator" "$@" ;;
+    simulator)       exec "$bin/drone-simulator" "$@" ;;
     gateway)         exec "$bin/gateway" --config "${FABRIKAM_GATEWAY_CONFIG:-$root/config/gateway.json}" \
                           ${FABRIKAM_GATEWAY_PORT:+--port "$FABRIKAM_GATEWAY_PORT"} "$@" ;;
     *) echo "unknown service: $name (one of: accounts package dronescheduler delivery deliveryhistory ingestion workflow supervisor simulator gateway)" >&2

@@ -15,6 +15,9 @@ chaos=""; [[ ${1:-} == --chaos ]] && chaos=1
 export FABRIKAM_NETNS_PREFIX=${FABRIKAM_NETNS_PREFIX:-fabt}
 export FABRIKAM_SCALED_DIR=${FABRIKAM_SCALED_DIR:-/tmp/fabrikam-scaled-$FABRIKAM_NETNS_PREFIX}
 export FABRIKAM_REPLICAS=${FABRIKAM_REPLICAS:-2}
+# The background tier lowered for the end-to-end test (run-service.sh; checked below); the chaos
+# test runs the default deployment.
+if [[ -z $chaos ]]; then export FABRIKAM_BACKGROUND_NICE=${FABRIKAM_BACKGROUND_NICE:-19}; fi
 # Fast flights, as the Swift end-to-end suite runs them (RunningSystem's defaults).
 export FABRIKAM_TIME_SCALE=${FABRIKAM_TIME_SCALE:-60} FABRIKAM_TICK_MS=${FABRIKAM_TICK_MS:-200}
 P=$FABRIKAM_NETNS_PREFIX
@@ -41,19 +44,24 @@ trap 'exit 130' INT TERM
 bash "$root/tools/run-scaled.sh" --down >/dev/null
 bash "$root/tools/run-scaled.sh" --up --no-build
 up=$(elapsed)
-# CPU priority (run-service.sh): every thread of the background tier's replicas under SCHED_IDLE
-# (5 in /proc/<pid>/task/<tid>/stat's policy field) unless FABRIKAM_BACKGROUND=normal, every
-# thread of the other replicas under SCHED_OTHER (0).
-want_background=$([[ ${FABRIKAM_BACKGROUND:-idle} == idle ]] && echo 5 || echo 0)
+# CPU priority (run-service.sh): the end-to-end test runs the background tier lowered (nice 19
+# unless FABRIKAM_BACKGROUND_NICE says otherwise; off by default elsewhere), so it passes with it,
+# and every thread of the tier is checked to be at that value (a thread that
+# Dispatch set back to its QoS's value would show 0 or -4). No thread of the other replicas is above 0.
+want_background=${FABRIKAM_BACKGROUND_NICE:-0}
 for pidfile in "$FABRIKAM_SCALED_DIR"/pids/*.pid; do
     replica=$(basename "$pidfile" .pid); pid=$(cat "$pidfile")
-    case ${replica#*-} in workflow|supervisor|simulator|deliveryhistory) want=$want_background ;; *) want=0 ;; esac
+    background=""; case ${replica#*-} in workflow|supervisor) ((want_background > 0)) && background=1 ;; esac
     for stat in /proc/"$pid"/task/*/stat; do
-        policy=$(sed 's/^.*) //' "$stat" | cut -d' ' -f39)
-        [[ $policy == "$want" ]] || { echo "scaled-test: $replica (pid $pid) has a thread under scheduling policy $policy, not $want"; exit 1; }
+        nice=$(sed 's/^.*) //' "$stat" | cut -d' ' -f17)
+        if [[ -n $background ]]; then
+            [[ $nice == "$want_background" ]] || { echo "scaled-test: $replica (pid $pid) has a thread at nice $nice, not $want_background"; exit 1; }
+        else
+            ((nice <= 0)) || { echo "scaled-test: $replica (pid $pid) has a thread at nice $nice: only the background tier is lowered"; exit 1; }
+        fi
     done
 done
-echo "scaled-test: CPU priority: the background tier's threads under policy $want_background, the rest under 0"
+echo "scaled-test: CPU priority: the background tier's threads at nice $want_background, none of the others lowered"
 timeout 300 ip netns exec "$P-load" python3 "$root/tools/scaled/e2e.py"
 e2e_done=$(elapsed)
 echo "scaled-test: system up after ${up} s, e2e passed after ${e2e_done} s"
