@@ -272,6 +272,13 @@ struct ResilienceTests {
         let calls = Shared(0)
         let fastFail = await #expect(throws: RPCError.self) { try await breaker.run { calls.withLock { $0 += 1 } } }
         #expect(fastFail?.message.contains("circuit breaker package is open") == true)
+        #expect(fastFail?.code == .unavailable)
+        // The refusal says what it is (ErrorInfo CIRCUIT_OPEN) and how long the circuit rests
+        // (RetryInfo): most of the minute is left. A downstream's own UNAVAILABLE is no refusal.
+        let delay = try #require(fastFail.flatMap(CircuitBreaker.refusalDelay))
+        #expect(delay > .seconds(50) && delay <= .seconds(60))
+        #expect(try fastFail?.detail(Google.Rpc.ErrorInfo.self)?.metadata["breaker"] == "package")
+        #expect(CircuitBreaker.refusalDelay(RPCError(.unavailable, "circuit breaker package is open")) == nil)
         #expect(calls.withLock { $0 } == 0)
         try await Task.sleep(for: .milliseconds(150))
         try await brief.run { calls.withLock { $0 += 1 } }

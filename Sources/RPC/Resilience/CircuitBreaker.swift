@@ -60,9 +60,48 @@ public final class CircuitBreaker: Sendable {
         }
     }
 
+    /// `ErrorInfo.domain` and `reason` of a refusal by an open circuit (`refusalDelay(_:)`).
+    public static let refusalDomain = "fabrikam.rpc"
+    public static let refusalReason = "CIRCUIT_OPEN"
+
+    /// The error a call refused by an open (or half-open, trial in flight) circuit fails with:
+    /// UNAVAILABLE, with google.rpc `ErrorInfo` (reason `CIRCUIT_OPEN`, the breaker's name) and
+    /// `RetryInfo` (how long the circuit stays open), so a caller can tell "never sent, the
+    /// downstream is resting" from a failed call, and wait rather than spend an attempt on it.
+    func refusal(now: ContinuousClock.Instant = .now) -> RPCError {
+        var error = RPCError(.unavailable, "circuit breaker \(name) is open")
+        error.origin = .local
+        let remaining: Duration = state.withLock { value in
+            if case .open(let until) = value.state, until > now { return until - now }
+            return .zero
+        }
+        var info = Google.Rpc.ErrorInfo()
+        info.reason = Self.refusalReason
+        info.domain = Self.refusalDomain
+        info.metadata = ["breaker": name]
+        var retry = Google.Rpc.RetryInfo()
+        let (seconds, attoseconds) = remaining.components
+        retry.retryDelay = Google.Protobuf.Duration(seconds: seconds, nanos: Int32(attoseconds / 1_000_000_000))
+        // Both are small messages of our own: encoding cannot fail.
+        try? error.addDetail(info)
+        try? error.addDetail(retry)
+        return error
+    }
+
+    /// When `error` is a refusal by an open circuit (the call was never made): how long the
+    /// circuit said it would stay open (zero when half-open with its trial in flight); nil for
+    /// any other error.
+    public static func refusalDelay(_ error: RPCError) -> Duration? {
+        guard error.code == .unavailable,
+              let info = try? error.detail(Google.Rpc.ErrorInfo.self),
+              info.reason == refusalReason, info.domain == refusalDomain else { return nil }
+        guard let delay = (try? error.detail(Google.Rpc.RetryInfo.self))?.retryDelay else { return .zero }
+        return .seconds(delay.seconds) + .nanoseconds(Int64(delay.nanos))
+    }
+
     /// Runs `body` if the circuit admits it, recording the outcome.
     public func run<Result>(_ body: () async throws -> Result) async throws -> Result {
-        guard admit() else { throw RPCError(.unavailable, "circuit breaker \(name) is open") }
+        guard admit() else { throw refusal() }
         do {
             let result = try await body()
             record(success: true)

@@ -30,6 +30,13 @@ public struct StepRetryPolicy: Sendable {
     /// Waiting in line for a drone is not an attempt.
     public var maxAttempts = 8
     public var backoff = JitteredBackoff(initial: .milliseconds(200), maximum: .seconds(5))
+    /// How long a step waits, in all, on a downstream's open circuit breaker before such
+    /// refusals count as attempts. A refused call was never made: the breaker is resting a
+    /// downstream that failed other calls (under load, or starved of CPU), so the step waits
+    /// for it to close, counting no attempt, rather than spending its attempts in a few
+    /// seconds and failing the saga. Past this, a downstream that stays down fails the saga as
+    /// any other would.
+    public var maxBreakerWait: Duration = .seconds(600)
     public init() {}
 }
 
@@ -167,6 +174,7 @@ public struct SagaRunner: Sendable {
         saga.status.state = .running
         for index in saga.status.steps.indices where saga.status.steps[index].state != .succeeded {
             saga.status.currentStep = saga.status.steps[index].step
+            var breakerWait = Duration.zero
             while true {
                 try Task.checkCancellation()
                 saga.status.steps[index].state = .running
@@ -191,6 +199,18 @@ public struct SagaRunner: Sendable {
                     break
                 } catch let error as RPCError where error.code == .cancelled && Task.isCancelled {
                     throw CancellationError()  // our shutdown cut the call short: not the step's answer
+                } catch let error as RPCError where CircuitBreaker.refusalDelay(error) != nil && breakerWait < retry.maxBreakerWait {
+                    // Refused by an open circuit breaker: the call was never made, so it is no
+                    // attempt. Wait for the circuit to close (not holding a consumer slot), with
+                    // jitter so that the waiting sagas do not all try at once.
+                    let pause = max(CircuitBreaker.refusalDelay(error) ?? .zero, .milliseconds(200)) + .milliseconds(Int.random(in: 0...200))
+                    breakerWait += pause
+                    saga.status.steps[index].attempts -= 1
+                    saga.status.state = .retrying
+                    saga.status.steps[index].lastError = Self.status(error)
+                    try await store.save(saga)
+                    try await MessageConsumer.waiting { try await Task.sleep(for: pause) }
+                    saga.status.state = .running
                 } catch let error as RPCError where error.code.isTransient && saga.status.steps[index].attempts < Int32(retry.maxAttempts) {
                     saga.status.state = .retrying
                     saga.status.steps[index].lastError = Self.status(error)

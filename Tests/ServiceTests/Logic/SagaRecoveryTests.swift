@@ -1,3 +1,4 @@
+import Accounts
 import DroneDeliveryAPI
 import Foundation
 import Ingestion
@@ -38,23 +39,7 @@ struct SagaRecoveryTests {
         runner.retry.maxAttempts = 1_000_000
         runner.retry.backoff = JitteredBackoff(initial: .milliseconds(20), maximum: .milliseconds(20))
 
-        var request = IngestionV1.DeliveryRequest()
-        request.deliveryId = "dlv-1"
-        var owner = CommonV1.Owner()
-        owner.accountId = "acct"
-        request.owner = owner
-        request.pickupLocation = CommonV1.Location(latitude: 47.61, longitude: -122.34)
-        request.dropoffLocation = CommonV1.Location(latitude: 47.62, longitude: -122.35)
-        var package = CommonV1.PackageInfo()
-        package.packageId = "pkg-1"
-        package.size = .small
-        package.weight = 1
-        request.packageInfo = package
-        var envelope = IngestionV1.RequestEnvelope()
-        envelope.messageId = "msg-1"
-        envelope.deliveryId = "dlv-1"
-        envelope.operation = .create
-        envelope.payload = .create(request)
+        let envelope = Self.createEnvelope()
         // Where the earlier deliveries left it: a drone and a package taken, the schedule step retrying.
         var saga = runner.newSaga("msg-1", envelope, payload: try envelope.serializedBytes())
         for index in 0..<3 {
@@ -77,6 +62,50 @@ struct SagaRecoveryTests {
         #expect(failed.failedStep == .scheduleDelivery && failed.error?.message.contains("handed out 10 times") == true)
         #expect(try await store.saga(id: "msg-1")?.status.state == .failed)
         #expect(try await store.saga(id: "msg-1")?.status.steps[3].attempts == 5, "not run again")
+    }
+
+    @Test("a step refused by an open circuit breaker waits for it to close, counting no attempt, and goes on",
+          .timeLimit(.minutes(1)))
+    func openBreakerIsNoAttempt() async throws {
+        let folder = try makeTemporaryDirectory("saga-breaker")
+        let accounts = try SQLiteAccountStore(path: folder.appendingPathComponent("accounts.sqlite").path)
+        var account = AccountsV1.Account()
+        account.accountId = "acct"
+        account.name = "accounts/acct"
+        account.status = .active
+        _ = try await accounts.insertAccount(account)
+        var router = Router()
+        AccountsServiceLogic(store: accounts).register(in: &router)
+        let server = RPCServer(router: router)
+        let port = try await server.start()
+        // Accounts answers, but Workflow's breaker for it is open: it failed once (threshold 1)
+        // and rests for 600 ms, refusing calls without making them.
+        var settings = CircuitBreaker.Configuration()
+        settings.failureThreshold = 1
+        settings.openDuration = .milliseconds(600)
+        let breaker = CircuitBreaker(name: "accounts", configuration: settings)
+        _ = try? await breaker.run { () async throws -> Void in throw RPCError(.unavailable, "test: Accounts failed a call") }
+        let accountsClient = RPCClient(host: "127.0.0.1", port: port, options: .defaults { $0.interceptors = [CircuitBreakerInterceptor(breaker)] })
+        let unreachable = RPCClient(host: "127.0.0.1", port: 1)
+        defer { Task { await accountsClient.close(); await unreachable.close(); await server.shutdown() } }
+
+        let store = try SQLiteSagaStore(path: folder.appendingPathComponent("workflow.sqlite").path)
+        var runner = SagaRunner(store: store, downstreams: SagaDownstreams(accounts: accountsClient, packages: unreachable, scheduler: unreachable,
+                                                                          delivery: unreachable, supervisor: unreachable))
+        // One attempt per step: a refusal that counted as one would fail the saga at checkAccount.
+        runner.retry.maxAttempts = 1
+        let envelope = Self.createEnvelope()
+        let message = ReceivedMessage(queue: "delivery-requests", sequence: 1, id: "msg-1", key: "dlv-1", headers: [:],
+                                      payload: try envelope.serializedBytes(), deliveryCount: 1, enqueueTime: 0, maxDeliveries: 10)
+        _ = await runner.handle(message)
+
+        // The account check waited out the breaker and passed on its one attempt; the saga then
+        // failed where the services really are down (the package step, on its one attempt).
+        let saga = try #require(try await store.saga(id: "msg-1"))
+        #expect(saga.status.steps[0].step == .checkAccount)
+        #expect(saga.status.steps[0].state == .succeeded, "the refusal failed the step: \(saga.status.steps[0].lastError?.message ?? "")")
+        #expect(saga.status.steps[0].attempts == 1)
+        #expect(saga.status.steps[1].state == .failed && saga.status.steps[1].attempts == 1)
     }
 
     @Test("operators list the request queue's dead letters a page at a time and redrive them; a business cannot")
@@ -122,5 +151,27 @@ struct SagaRecoveryTests {
         all.all = true
         #expect(try await logic.redriveDeadLetters(all, context: operator_).messageIds == [taken[0].id])
         #expect(try await logic.listDeadLetters(IngestionV1.ListDeadLettersRequest(), context: operator_).deadLetters.isEmpty)
+    }
+
+    /// The create message of delivery dlv-1 (message msg-1) for account acct.
+    static func createEnvelope() -> IngestionV1.RequestEnvelope {
+        var request = IngestionV1.DeliveryRequest()
+        request.deliveryId = "dlv-1"
+        var owner = CommonV1.Owner()
+        owner.accountId = "acct"
+        request.owner = owner
+        request.pickupLocation = CommonV1.Location(latitude: 47.61, longitude: -122.34)
+        request.dropoffLocation = CommonV1.Location(latitude: 47.62, longitude: -122.35)
+        var package = CommonV1.PackageInfo()
+        package.packageId = "pkg-1"
+        package.size = .small
+        package.weight = 1
+        request.packageInfo = package
+        var envelope = IngestionV1.RequestEnvelope()
+        envelope.messageId = "msg-1"
+        envelope.deliveryId = "dlv-1"
+        envelope.operation = .create
+        envelope.payload = .create(request)
+        return envelope
     }
 }
