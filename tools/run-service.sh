@@ -14,17 +14,17 @@ shift
 bin=${FABRIKAM_BIN_DIR:-$root/.build/debug}
 export FABRIKAM_DATA_DIR=${FABRIKAM_DATA_DIR:-$root/data}
 
-# CPU priority, off by default: FABRIKAM_BACKGROUND_NICE=N (1 to 19) starts the background tier at
-# nice N: Workflow (the request queue's consumer) and the Supervisor (sweeps). Nothing a client
-# waits on runs there, and no other service calls them on a client's path. On a shared machine
-# it keeps the backlog's sagas from taking the cores the intake needs: with 19, two scaled
-# replicas took as much intake as the embedded default, against half without it. It is off by
-# default because the starved Workflow's calls time out, its circuit breaker opens, and sagas fail:
-# 58 of 20,300 in a 20,000-request backlog, against 2 without it (docs/services.md, "CPU priority").
+# CPU priority: the background tier, Workflow (the request queue's consumer) and the Supervisor
+# (sweeps), runs at nice FABRIKAM_BACKGROUND_NICE (default 19; 0 turns it off). Nothing a client
+# waits on runs there, and no other service calls them on a client's path. On a shared machine it
+# keeps the backlog's sagas from taking the cores the intake needs: two scaled replicas took as
+# much intake as the embedded default or more, against half without it (docs/services.md, "CPU
+# priority"). A starved Workflow's calls time out and open its circuit breakers; a saga waits out
+# an open breaker rather than failing (SagaRunner), which the priority needed.
 # Dispatch sets each worker thread's nice value from its QoS (0, -4), which undid `nice` for all
 # but the main thread when run as root; without CAP_SYS_NICE a process cannot lower its nice
 # value, so as root the capability is dropped first (setpriv).
-background_nice=${FABRIKAM_BACKGROUND_NICE:-0}
+background_nice=${FABRIKAM_BACKGROUND_NICE:-19}
 [[ $background_nice =~ ^[0-9]+$ ]] && ((background_nice <= 19)) || { echo "FABRIKAM_BACKGROUND_NICE must be 0 to 19, not '$background_nice'" >&2; exit 2; }
 background=()
 if ((background_nice > 0)); then

@@ -15,9 +15,6 @@ chaos=""; [[ ${1:-} == --chaos ]] && chaos=1
 export FABRIKAM_NETNS_PREFIX=${FABRIKAM_NETNS_PREFIX:-fabt}
 export FABRIKAM_SCALED_DIR=${FABRIKAM_SCALED_DIR:-/tmp/fabrikam-scaled-$FABRIKAM_NETNS_PREFIX}
 export FABRIKAM_REPLICAS=${FABRIKAM_REPLICAS:-2}
-# The background tier lowered for the end-to-end test (run-service.sh; checked below); the chaos
-# test runs the default deployment.
-if [[ -z $chaos ]]; then export FABRIKAM_BACKGROUND_NICE=${FABRIKAM_BACKGROUND_NICE:-19}; fi
 # Fast flights, as the Swift end-to-end suite runs them (RunningSystem's defaults).
 export FABRIKAM_TIME_SCALE=${FABRIKAM_TIME_SCALE:-60} FABRIKAM_TICK_MS=${FABRIKAM_TICK_MS:-200}
 P=$FABRIKAM_NETNS_PREFIX
@@ -44,11 +41,10 @@ trap 'exit 130' INT TERM
 bash "$root/tools/run-scaled.sh" --down >/dev/null
 bash "$root/tools/run-scaled.sh" --up --no-build
 up=$(elapsed)
-# CPU priority (run-service.sh): the end-to-end test runs the background tier lowered (nice 19
-# unless FABRIKAM_BACKGROUND_NICE says otherwise; off by default elsewhere), so it passes with it,
-# and every thread of the tier is checked to be at that value (a thread that
-# Dispatch set back to its QoS's value would show 0 or -4). No thread of the other replicas is above 0.
-want_background=${FABRIKAM_BACKGROUND_NICE:-0}
+# CPU priority (run-service.sh): every thread of the background tier's replicas at nice
+# FABRIKAM_BACKGROUND_NICE (default 19; a thread that Dispatch set back to its QoS's value would
+# show 0 or -4), and no thread of the other replicas above 0.
+want_background=${FABRIKAM_BACKGROUND_NICE:-19}
 for pidfile in "$FABRIKAM_SCALED_DIR"/pids/*.pid; do
     replica=$(basename "$pidfile" .pid); pid=$(cat "$pidfile")
     background=""; case ${replica#*-} in workflow|supervisor) ((want_background > 0)) && background=1 ;; esac
