@@ -14,6 +14,15 @@
 # with a 95% bootstrap interval of that median: a target is proven when the interval's top is
 # under it. Target (issue 17): on costs under 10% more than off.
 #
+# Every round runs on new processes (RESTART=1, the default; RESTART=0 keeps the first ones):
+# round pairing cancels what a round shares, not a process's own luck (its memory layout, how its
+# connections fall on its event loops), and two processes of one configuration differed by 2.8%
+# [0.7, 4.4] over 30 rounds (CONTROL=1, 2026-12-05), as much as the effect measured; new
+# processes each round make that luck part of the rounds' spread instead of a bias of one mode.
+# CONTROL=1 adds a process "off (second process)" of the same configuration as off: its ratio to
+# off shows how far two identical processes differ. MODES and CALLS pick a subset (MODES="off on",
+# CALLS=check).
+#
 # Not a test (no timing assertions anywhere): a measurement to run by hand, on a quiet machine.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,6 +31,12 @@ REQUESTS=${REQUESTS:-100000}
 CLIENTS=${CLIENTS:-16}
 STREAMS=${STREAMS:-16}
 ROUNDS=${ROUNDS:-3}
+CONTROL=${CONTROL:-0}
+RESTART=${RESTART:-1}
+MODES=${MODES:-off metrics traces on sampled}
+CALLS=${CALLS:-check get}
+[[ " $MODES " == *" off "* ]] || { echo "MODES must include off (every ratio is against it)" >&2; exit 1; }
+[[ "$CONTROL" == 1 ]] && MODES="$MODES off2"
 python=${PYTHON:-$root/.venv/bin/python}
 
 command -v h2load >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client >/dev/null; }
@@ -31,7 +46,7 @@ cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; r
 trap cleanup EXIT
 
 swift build -c release --product package-service >/dev/null
-server="$(swift build -c release --show-bin-path)/package-service"
+server_binary="$(swift build -c release --show-bin-path)/package-service"
 
 frame() { python3 -c 'import sys; d=sys.stdin.buffer.read(); sys.stdout.buffer.write(b"\0"+len(d).to_bytes(4,"big")+d)'; }
 printf '' | frame > "$work/check.bin"  # an empty HealthCheckRequest: the server's overall health
@@ -58,7 +73,7 @@ collector_port=$(grep -o '^listening on [0-9]*' "$work/receiver.log" | awk '{pri
 start_server() { # name, env...
   local name=$1; shift
   mkdir -p "$work/$name"
-  env FABRIKAM_LOG_LEVEL=warning "$@" taskset -c 0 "$server" --port 0 --data-dir "$work/$name" > "$work/$name.log" 2>&1 &
+  env FABRIKAM_LOG_LEVEL=warning FABRIKAM_DRAIN_MS=0 "$@" taskset -c 0 "$server_binary" --port 0 --data-dir "$work/$name" > "$work/$name.log" 2>&1 &
   local pid=$!
   for _ in $(seq 1 100); do
     if grep -q "listening on 127.0.0.1:" "$work/$name.log"; then
@@ -86,7 +101,7 @@ load() { # pid url body requests
   python3 -c "print(f'{float($rps):.0f} {($after - $before) / $(getconf CLK_TCK) * 1e6 / $succeeded:.1f}')"
 }
 
-# Four servers: both off, each alone (which of the two costs what), both on.
+# One server per mode: both off, each alone (which of the two costs what), both on, sampled.
 servers=()
 start_mode() { # mode, env...
   local mode=$1 pid port; shift
@@ -94,26 +109,46 @@ start_mode() { # mode, env...
   pids+=("$pid")
   servers+=("$mode:$pid:$port")
 }
-start_mode off FABRIKAM_METRICS_PORT=off FABRIKAM_OTLP_ENDPOINT=off
-start_mode metrics FABRIKAM_METRICS_PORT=0 FABRIKAM_OTLP_ENDPOINT=off
-start_mode traces FABRIKAM_METRICS_PORT=off FABRIKAM_OTLP_ENDPOINT="127.0.0.1:$collector_port" FABRIKAM_TRACE_SAMPLE_RATIO=1
-start_mode on FABRIKAM_METRICS_PORT=0 FABRIKAM_OTLP_ENDPOINT="127.0.0.1:$collector_port" FABRIKAM_TRACE_SAMPLE_RATIO=1
-start_mode sampled FABRIKAM_METRICS_PORT=0 FABRIKAM_OTLP_ENDPOINT="127.0.0.1:$collector_port" FABRIKAM_TRACE_SAMPLE_RATIO=0.1
 check=/grpc.health.v1.Health/Check
 get=/fabrikam.dronedelivery.package.v1.PackageService/GetPackage
-for server in "${servers[@]}"; do  # warm-up, and a check that each answers
-  IFS=: read -r _ pid port <<< "$server"
-  load "$pid" "http://127.0.0.1:$port$check" "$work/check.bin" 20000 >/dev/null
-  load "$pid" "http://127.0.0.1:$port$get" "$work/get.bin" 20000 >/dev/null
-done
+start_all() {
+  servers=()
+  for mode in $MODES; do
+    case $mode in
+      off | off2) start_mode "$mode" FABRIKAM_METRICS_PORT=off FABRIKAM_OTLP_ENDPOINT=off ;;
+      metrics) start_mode metrics FABRIKAM_METRICS_PORT=0 FABRIKAM_OTLP_ENDPOINT=off ;;
+      traces) start_mode traces FABRIKAM_METRICS_PORT=off FABRIKAM_OTLP_ENDPOINT="127.0.0.1:$collector_port" FABRIKAM_TRACE_SAMPLE_RATIO=1 ;;
+      on) start_mode on FABRIKAM_METRICS_PORT=0 FABRIKAM_OTLP_ENDPOINT="127.0.0.1:$collector_port" FABRIKAM_TRACE_SAMPLE_RATIO=1 ;;
+      sampled) start_mode sampled FABRIKAM_METRICS_PORT=0 FABRIKAM_OTLP_ENDPOINT="127.0.0.1:$collector_port" FABRIKAM_TRACE_SAMPLE_RATIO=0.1 ;;
+      *) echo "unknown mode $mode (off, metrics, traces, on, sampled)" >&2; exit 1 ;;
+    esac
+  done
+  local entry pid port
+  for entry in "${servers[@]}"; do  # warm-up, and a check that each answers
+    IFS=: read -r _ pid port <<< "$entry"
+    if [[ " $CALLS " == *" check "* ]]; then load "$pid" "http://127.0.0.1:$port$check" "$work/check.bin" 20000 >/dev/null; fi
+    if [[ " $CALLS " == *" get "* ]]; then load "$pid" "http://127.0.0.1:$port$get" "$work/get.bin" 20000 >/dev/null; fi
+  done
+}
+stop_all() {
+  local entry pid
+  for entry in "${servers[@]}"; do
+    IFS=: read -r _ pid _ <<< "$entry"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+  done
+}
 
 results="$work/results"
+start_all
 count=${#servers[@]}
 for round in $(seq 1 "$ROUNDS"); do
+  # RESTART=1: every round on new processes (see the top), the last round's stopped first.
+  if [[ "$RESTART" == 1 && "$round" -gt 1 ]]; then stop_all; start_all; fi
   for turn in $(seq 0 $((count - 1))); do  # each round starts one server later: no mode always first
     IFS=: read -r mode pid port <<< "${servers[$(((turn + round) % count))]}"
-    echo "$round check-$mode $(load "$pid" "http://127.0.0.1:$port$check" "$work/check.bin" "$REQUESTS")" >> "$results"
-    echo "$round get-$mode $(load "$pid" "http://127.0.0.1:$port$get" "$work/get.bin" "$REQUESTS")" >> "$results"
+    if [[ " $CALLS " == *" check "* ]]; then echo "$round check-$mode $(load "$pid" "http://127.0.0.1:$port$check" "$work/check.bin" "$REQUESTS")" >> "$results"; fi
+    if [[ " $CALLS " == *" get "* ]]; then echo "$round get-$mode $(load "$pid" "http://127.0.0.1:$port$get" "$work/get.bin" "$REQUESTS")" >> "$results"; fi
   done
   echo "round $round done" >&2
 done
@@ -133,14 +168,17 @@ def interval(values):  # 95% bootstrap interval of the median
     rng = random.Random(17)
     medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(2000))
     return medians[50], medians[1949]
-print(f"package-service, {sys.argv[2]} calls per figure over {sys.argv[3]} connections x {sys.argv[4]} streams, {len(by_round['check-off'])} rounds; "
+rounds = len(next(iter(by_round.values())))
+print(f"package-service, {sys.argv[2]} calls per figure over {sys.argv[3]} connections x {sys.argv[4]} streams, {rounds} rounds; "
       f"server CPU per call (median of rounds); vs off: median of the rounds' ratios [95% interval]; {sys.argv[5]} spans reached the collector\n")
 print("| call | metrics and traces | calls/s | server CPU µs/call | vs off [95% interval] |")
 print("|---|---|---:|---:|---:|")
 for call, name in [("check", "Health/Check"), ("get", "GetPackage (NOT_FOUND)")]:
-    for mode, label in [("off", "off"), ("metrics", "metrics only"), ("traces", "traces only (every call sampled)"), ("on", "both on (every call sampled)"),
-                        ("sampled", "both on (1 call in 10 sampled)")]:
+    for mode, label in [("off", "off"), ("off2", "off (second process: the control)"), ("metrics", "metrics only"), ("traces", "traces only (every call sampled)"),
+                        ("on", "both on (every call sampled)"), ("sampled", "both on (1 call in 10 sampled)")]:
         kind = f"{call}-{mode}"
+        if kind not in rows:
+            continue
         if mode == "off":
             shown = "1.00x"
         else:

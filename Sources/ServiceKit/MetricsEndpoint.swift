@@ -53,7 +53,7 @@ public final class MetricsEndpoint: Sendable {
         let registry = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: registry)
         for side in [RPCMetrics.Side.server, .client] {
-            factory.durationHistogramBuckets[RPCMetrics.handlingSecondsLabel(side)] = RPCMetrics.durationBuckets
+            factory.valueHistogramBuckets[RPCMetrics.handlingSecondsLabel(side)] = RPCMetrics.durationBucketSeconds
         }
         // The gateway's requests: the same buckets, from a cached answer (100 µs) to a slow upstream.
         factory.durationHistogramBuckets[httpRequestDurationLabel] = RPCMetrics.durationBuckets

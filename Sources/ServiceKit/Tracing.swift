@@ -39,9 +39,11 @@ public enum RequestTrace {
     /// context still travels, so logs keep their trace ids. Text that is not a traceparent
     /// counts as sampled (as before sampling existed).
     public static func isSampled(_ traceparent: String) -> Bool {
-        guard traceparent.utf8.count == 55, let last = traceparent.utf8.last else { return true }
-        // The flags' low hex digit, decoded (its ASCII code's parity is not its value's: 'a' is 0x61).
-        return (hexValue(last) ?? 1) & 1 == 1
+        guard traceparent.utf8.count == 55 else { return true }
+        // The flags' low hex digit, decoded (its ASCII code's parity is not its value's: 'a' is
+        // 0x61), read from the bytes: `utf8.last` walks the generic collection's indices.
+        var text = traceparent
+        return text.withUTF8 { (hexValue($0[54]) ?? 1) & 1 == 1 }
     }
 
     /// The same trace with a new span id for the next hop.
@@ -141,7 +143,7 @@ public struct TracingServerInterceptor: ServerInterceptor {
         guard RequestTrace.isSampled(trace.traceparent) else {
             return try await RequestTrace.$current.withValue(trace) { try await next(context) }
         }
-        let start = Tracing.now()
+        let start = Tracing.wallClock(monotonic: context.startNanoseconds)
         do {
             try await RequestTrace.$current.withValue(trace) { try await next(context) }
         } catch {

@@ -50,6 +50,30 @@ struct CallTests {
         }
     }
 
+    @Test("a request the caller encoded itself goes as written, compressed or not, and within the size limit")
+    func encodedRequest() async throws {
+        try await withServer(interopTestServiceRouter()) { client, _ in
+            let bytes = try request(responseSize: 7).serializedBytes()
+            for compressed in [false, true] {
+                let response = try await client.unary(Methods.UnaryCall.descriptor, encodedRequestSize: bytes.count, writeRequest: { memory in
+                    bytes.withUnsafeBytes { memory.copyMemory(from: $0) }
+                }, options: CallOptions(compressRequests: compressed)) { try Grpc.Testing.SimpleResponse(serializedBytes: $0) }
+                #expect(response.payload?.body.count == 7, "compressed: \(compressed)")
+            }
+            // Over the client's limit: refused before anything is sent, with the sizes named.
+            let small = RPCClient(host: client.host, port: client.port, options: .defaults { $0.maxMessageSize = bytes.count - 1 })
+            let error = await #expect(throws: RPCError.self) {
+                _ = try await small.unary(Methods.UnaryCall.descriptor, encodedRequestSize: bytes.count, writeRequest: { memory in
+                    bytes.withUnsafeBytes { memory.copyMemory(from: $0) }
+                }) { _ in () }
+            }
+            #expect(error?.code == .resourceExhausted)
+            #expect(error?.message == "request message of \(bytes.count) bytes is over the limit of \(bytes.count - 1)")
+            #expect(error?.isLocal == true)
+            await small.close()
+        }
+    }
+
     @Test("unknown methods and services are UNIMPLEMENTED")
     func unimplemented() async throws {
         try await withServer(interopTestServiceRouter()) { client, _ in

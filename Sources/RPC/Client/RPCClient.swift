@@ -313,6 +313,41 @@ public final class RPCClient: Sendable {
         }
     }
 
+    /// One request whose protobuf bytes the caller writes itself, one response read in place
+    /// by `decode`. For a caller that keeps its message encoded already (the span exporter,
+    /// whose batches are OTLP bytes as they are queued): `write` fills exactly `size` bytes
+    /// straight into the outgoing frame, where a `Message` would be built and encoded again.
+    /// `write` may run more than once (a retried or transparently restarted call), so it must
+    /// write the same bytes each time. The size limit and compression apply as to any request.
+    public func unary<Response>(_ method: MethodDescriptor, encodedRequestSize size: Int,
+                                writeRequest write: @escaping @Sendable (UnsafeMutableRawBufferPointer) -> Void,
+                                options: CallOptions = CallOptions(), decode: @escaping (UnsafeRawBufferPointer) throws -> Response) async throws -> Response {
+        let maxSize = self.options.maxMessageSize
+        let framed: @Sendable (Compression?) throws -> ByteBuffer = { compression in
+            try checkMessageSize(size, maxSize: maxSize, direction: "request")
+            if compression != nil {
+                let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+                    write(UnsafeMutableRawBufferPointer(buffer))
+                    count = size
+                }
+                return try frameMessage(bytes, compression: compression, allocator: ByteBufferAllocator())
+            }
+            var buffer = ByteBufferAllocator().buffer(capacity: size + 5)
+            buffer.writeInteger(UInt8(0))
+            buffer.writeInteger(UInt32(size))
+            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { memory in
+                write(UnsafeMutableRawBufferPointer(rebasing: memory[..<size]))
+                return size
+            }
+            return buffer
+        }
+        return try await intercepted(method, options) { options in
+            try await oneRequestCall(method, options, request: framed) { call in
+                try await call.collectOne(decode)
+            }
+        }
+    }
+
     /// Runs a call through the interceptors; `body` may run more than once (a retrying interceptor).
     func intercepted<Result>(_ method: MethodDescriptor, _ options: CallOptions, _ body: (CallOptions) async throws -> Result) async throws -> Result {
         if self.options.interceptors.isEmpty { return try await recorded(method, options, body) }

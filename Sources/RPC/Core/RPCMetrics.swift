@@ -26,6 +26,9 @@ public final class RPCMetrics: Sendable {
         .seconds(1), .seconds(2), .seconds(5), .seconds(10), .seconds(30),
     ]
 
+    /// `durationBuckets` in seconds: the buckets of `grpc_<side>_handling_seconds`.
+    public static let durationBucketSeconds: [Double] = durationBuckets.map { Double($0.nanosecondsClamped) / 1e9 }
+
     /// A status code as grpc-go spells it (`codes.Code.String()`), which the go-grpc-prometheus
     /// dashboards match on: `OK`, `NotFound`, `Unavailable`, ...
     public static func codeLabel(_ code: RPCError.Code) -> String {
@@ -46,7 +49,13 @@ public final class RPCMetrics: Sendable {
         let dimensions: [(String, String)]
         let started: Counter
         let inFlight: Meter
-        let handlingTime: Timer
+        /// The call's duration in seconds, as a histogram of `Double`s (an aggregating recorder,
+        /// whose buckets `durationBucketSeconds` are): the Prometheus backend's histogram
+        /// compares a value with every bucket, and as a `Timer` each comparison was one of
+        /// `Duration`'s 128-bit ones, most of what recording a call's time cost. The factory's
+        /// handler itself, not a `Recorder`: its `record`, generic over the value's type, was
+        /// not specialized, and converted every value through the generic path.
+        let handlingTime: any RecorderHandler
         let handledPrefix: String
         /// `handled_total{grpc_code="OK"}`, made with the others: most calls end OK, and the
         /// look-up under a lock that other codes take was a measurable part of a counted call.
@@ -65,7 +74,7 @@ public final class RPCMetrics: Sendable {
             handledPrefix = "grpc_\(side.rawValue)_handled_total"
             started = Counter(label: "grpc_\(side.rawValue)_started_total", dimensions: dimensions)
             inFlight = Meter(label: "grpc_\(side.rawValue)_in_flight", dimensions: dimensions)
-            handlingTime = Timer(label: RPCMetrics.handlingSecondsLabel(side), dimensions: dimensions)
+            handlingTime = MetricsSystem.factory.makeRecorder(label: RPCMetrics.handlingSecondsLabel(side), dimensions: dimensions, aggregate: true)
             handledOK = Counter(label: handledPrefix, dimensions: dimensions + [("grpc_code", RPCMetrics.codeLabel(.ok))])
         }
 
@@ -105,17 +114,18 @@ public final class RPCMetrics: Sendable {
 }
 
 extension RPCMetrics.MethodMetrics {
-    /// A call of this method started: counted, and in flight until `end`.
-    func begin() -> ContinuousClock.Instant {
+    /// A call of this method started (now, or at `start`, when the caller read `CallClock`
+    /// already): counted, and in flight until `end`.
+    func begin(at start: UInt64? = nil) -> UInt64 {
         started.increment()
         inFlight.increment()
-        return .now
+        return start ?? CallClock.nanoseconds()
     }
 
     /// The call that `begin` returned `start` for ended with `code`.
-    func end(_ code: RPCError.Code, since start: ContinuousClock.Instant) {
+    func end(_ code: RPCError.Code, since start: UInt64) {
         inFlight.decrement()
-        handlingTime.recordNanoseconds((ContinuousClock.now - start).nanosecondsClamped)
+        handlingTime.record(Double(CallClock.nanoseconds() &- start) / 1e9)
         handled(code).increment()
     }
 }

@@ -48,6 +48,9 @@ extension ServerConnectionState {
                                extraFields: [HeaderField("grpc-accept-encoding", Compression.acceptEncoding)])
             return
         }
+        // The call's start, read once: its metrics, its log line and its span all measure from
+        // it (each read the clock for itself before).
+        let started = CallClock.nanoseconds()
         let deadline: ContinuousClock.Instant?
         var timeoutAmount: TimeAmount?
         if let timeout {
@@ -63,7 +66,7 @@ extension ServerConnectionState {
 
         let acceptsGzip = acceptEncoding.map(Compression.acceptsGzip) ?? false
         let context = ServerContext(method: handler.descriptor, metadata: Metadata(fields: metadataFields), deadline: deadline, peer: peer,
-                                    requestEncoding: requestCompression?.name, acceptsCompressedResponses: acceptsGzip)
+                                    requestEncoding: requestCompression?.name, acceptsCompressedResponses: acceptsGzip, startNanoseconds: started)
         let requests = InboundQueue<ReceivedMessage>()
         let call = ServerCall(streamID: streamID, context: context, requests: requests, connection: loopBound, decodingOptions: decodingOptions)
         let state = Call(deframer: MessageDeframer(maxMessageSize: options.maxMessageSize, compression: requestCompression),
@@ -122,7 +125,7 @@ extension ServerConnectionState {
                              interceptors: [any ServerInterceptor], metrics: RPCMetrics.MethodMetrics?, deadline: ContinuousClock.Instant?,
                              executor: EventLoopTaskExecutor, logger: Logger, path: String) -> Task<Void, Never> {
         Task.immediate(executorPreference: executor) {
-            let started = metrics?.begin()
+            let started = metrics?.begin(at: call.context.startNanoseconds)
             let failure: RPCError?
             do {
                 // The deadline rides along to every call the handler makes onward.

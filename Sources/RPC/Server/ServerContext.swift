@@ -15,6 +15,9 @@ public final class ServerContext: Sendable {
     /// Whether the client accepts gzip-compressed responses (its `grpc-accept-encoding` lists
     /// gzip). Only then are responses ever compressed, whatever the handler asks.
     public let acceptsCompressedResponses: Bool
+    /// When the call started (its HEADERS arrived), on `CallClock`: the one clock reading its
+    /// metrics, its log line and its span measure from.
+    public let startNanoseconds: UInt64
 
     private let state: Mutex<ResponseMetadata>
 
@@ -29,7 +32,8 @@ public final class ServerContext: Sendable {
     // release builds of the RPC module aborted ("Instruction does not dominate all uses!").
     @inline(never)
     init(method: MethodDescriptor, metadata: Metadata, deadline: ContinuousClock.Instant?, peer: String, requestEncoding: String?,
-         acceptsCompressedResponses: Bool = false) {
+         acceptsCompressedResponses: Bool = false, startNanoseconds: UInt64 = CallClock.nanoseconds()) {
+        self.startNanoseconds = startNanoseconds
         self.requestEncoding = requestEncoding
         self.acceptsCompressedResponses = acceptsCompressedResponses
         // By default a call answers compressed when it was asked compressed (and the client accepts it).
