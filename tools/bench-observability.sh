@@ -139,16 +139,22 @@ stop_all() {
   done
 }
 
-results="$work/results"
+results=${RESULTS:-$work/results}  # RESULTS=file keeps every measurement (round, call-mode, calls/s, µs per call)
+: > "$results"
 start_all
 count=${#servers[@]}
 for round in $(seq 1 "$ROUNDS"); do
   # RESTART=1: every round on new processes (see the top), the last round's stopped first.
   if [[ "$RESTART" == 1 && "$round" -gt 1 ]]; then stop_all; start_all; fi
-  for turn in $(seq 0 $((count - 1))); do  # each round starts one server later: no mode always first
-    IFS=: read -r mode pid port <<< "${servers[$(((turn + round) % count))]}"
-    if [[ " $CALLS " == *" check "* ]]; then echo "$round check-$mode $(load "$pid" "http://127.0.0.1:$port$check" "$work/check.bin" "$REQUESTS")" >> "$results"; fi
-    if [[ " $CALLS " == *" get "* ]]; then echo "$round get-$mode $(load "$pid" "http://127.0.0.1:$port$get" "$work/get.bin" "$REQUESTS")" >> "$results"; fi
+  # One call's modes back to back, then the other's: each measurement follows one of the same
+  # call (the runs that measured each process's two calls in a row gave Health/Check's traced
+  # modes higher and wider ratios than runs of Health/Check alone).
+  for call in $CALLS; do
+    case $call in check) path=$check body="$work/check.bin" ;; get) path=$get body="$work/get.bin" ;; *) echo "unknown call $call (check, get)" >&2; exit 1 ;; esac
+    for turn in $(seq 0 $((count - 1))); do  # each round starts one server later: no mode always first
+      IFS=: read -r mode pid port <<< "${servers[$(((turn + round) % count))]}"
+      echo "$round $call-$mode $(load "$pid" "http://127.0.0.1:$port$path" "$body" "$REQUESTS")" >> "$results"
+    done
   done
   echo "round $round done" >&2
 done
