@@ -332,14 +332,7 @@ public final class RPCClient: Sendable {
                 }
                 return try frameMessage(bytes, compression: compression, allocator: ByteBufferAllocator())
             }
-            var buffer = ByteBufferAllocator().buffer(capacity: size + 5)
-            buffer.writeInteger(UInt8(0))
-            buffer.writeInteger(UInt32(size))
-            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { memory in
-                write(UnsafeMutableRawBufferPointer(rebasing: memory[..<size]))
-                return size
-            }
-            return buffer
+            return frameUncompressed(size: size, allocator: ByteBufferAllocator(), write)
         }
         return try await intercepted(method, options) { options in
             try await oneRequestCall(method, options, request: framed) { call in

@@ -76,15 +76,23 @@ private func encodeAndFrame<Message: ProtobufKit.Message>(_ message: Message, co
     }
     return try message.withSerialization { size, write in
         try checkMessageSize(size, maxSize: maxSize, direction: direction)
-        var framed = allocator.buffer(capacity: size + 5)
-        framed.writeInteger(UInt8(0))
-        framed.writeInteger(UInt32(size))
-        framed.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { memory in
+        return frameUncompressed(size: size, allocator: allocator) { memory in
             if size > 0 { write(memory.baseAddress!) }
-            return size
         }
-        return framed
     }
+}
+
+/// One uncompressed message of `size` bytes, framed: the prefix, then the bytes `write` puts
+/// straight into the frame (exactly `size` of them).
+func frameUncompressed(size: Int, allocator: ByteBufferAllocator, _ write: (UnsafeMutableRawBufferPointer) -> Void) -> ByteBuffer {
+    var framed = allocator.buffer(capacity: size + 5)
+    framed.writeInteger(UInt8(0))
+    framed.writeInteger(UInt32(size))
+    framed.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { memory in
+        write(UnsafeMutableRawBufferPointer(rebasing: memory[..<size]))
+        return size
+    }
+    return framed
 }
 
 func checkMessageSize(_ size: Int, maxSize: Int, direction: String) throws {
